@@ -1,0 +1,126 @@
+# nativellm build. `make` builds the libraries and the CLI; `make test` runs every test.
+# Variants: `make asan` (ASan+UBSan build, full test run), `make CC=clang`, `make CUDA=1`.
+
+ABI      := 1
+VERSION  := 0.1.0
+PREFIX   ?= /usr/local
+BUILD    ?= build
+CC       ?= cc
+ARCH     := $(shell $(CC) -dumpmachine | cut -d- -f1)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+OPT      ?= -O2 -g
+CPPFLAGS += -D_GNU_SOURCE -DNLLM_BUILDING_LIBRARY -Iinclude -Isrc -Ikernels -MMD -MP
+CFLAGS   += -std=c11 $(OPT) $(WARN) -fPIC -fvisibility=hidden -fopenmp $(SAN)
+PKGS     := openblas libpcre2-8 libutf8proc libcjson
+DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -lpcre2-8 -lutf8proc -lcjson)
+CPPFLAGS += $(DEP_CFLAGS)
+LDLIBS   := $(DEP_LIBS) -fopenmp -lm -lpthread
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
+
+# Kernels for an ISA live in files named *_avx2.c / *_neon.c and get that ISA's flags only,
+# so the rest of the library stays runnable on any CPU of the architecture (runtime dispatch).
+LIB_SRC  := $(wildcard src/*.c src/*/*.c kernels/*.c kernels/cpu/*.c)
+ifeq ($(ARCH),x86_64)
+LIB_SRC  := $(filter-out %_neon.c,$(LIB_SRC))
+else ifeq ($(ARCH),aarch64)
+LIB_SRC  := $(filter-out %_avx2.c,$(LIB_SRC))
+else
+LIB_SRC  := $(filter-out %_avx2.c %_neon.c,$(LIB_SRC))
+endif
+
+ifeq ($(CUDA),1)
+NVCC      ?= nvcc
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell which $(NVCC)))
+CU_SRC    := $(wildcard kernels/cuda/*.cu)
+CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
+CPPFLAGS  += -DNLLM_CUDA -I$(CUDA_HOME)/include
+LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublas
+NVFLAGS   := -O2 -Xcompiler -fPIC,-fvisibility=hidden -Iinclude -Isrc -Ikernels \
+             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 \
+             -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90
+endif
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_OBJ)
+SONAME   := libnativellm.so.$(ABI)
+SHLIB    := $(BUILD)/$(SONAME)
+STLIB    := $(BUILD)/libnativellm.a
+CLI      := $(BUILD)/nllm
+CLI_SRC  := $(wildcard tools/nllm/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC:= $(wildcard bench/*.c)
+BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all test asan ubsan bench install clean format check-abi test-arm examples
+
+all: $(SHLIB) $(BUILD)/libnativellm.so $(STLIB) $(CLI)
+
+$(BUILD)/obj/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -mavx2 -mfma -mf16c -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(SHLIB): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libnativellm.so: $(SHLIB)
+	ln -sf $(SONAME) $@
+
+$(STLIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# The CLI links the static library so it runs from the build tree without LD_LIBRARY_PATH.
+$(CLI): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(STLIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# Tests link the static library: they may test internal (hidden) functions too.
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests -o $@ $< $(STLIB) $(CHECK_LIBS) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(STLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
+
+# NLLM_TESTDATA defaults to ../shared/testdata (tests skip cleanly where it is absent).
+test: all $(TESTS)
+	@NLLM_BUILD=$(BUILD) sh tests/run_tests.sh $(TESTS)
+
+asan:
+	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" OPT="-O1 -g" test
+
+ubsan:
+	$(MAKE) BUILD=build-ubsan SAN="-fsanitize=undefined -fno-sanitize-recover=undefined" OPT="-O1 -g" test
+
+bench: all $(BENCHES)
+	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/nativellm.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(SHLIB) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libnativellm.so
+	install -m 644 $(STLIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS@|$(DEP_LIBS) -fopenmp -lm|' \
+	  tools/nativellm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nativellm.pc
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cpp' '*.cu')
+
+clean:
+	rm -rf build build-*
+
+-include $(LIB_OBJ:.o=.d) $(CLI_SRC:%.c=$(BUILD)/obj/%.d)

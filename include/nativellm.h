@@ -1,0 +1,331 @@
+/*
+ * nativellm: a transformer LLM inference engine in C.
+ *
+ * This is the ONE public header. Everything not declared here is internal.
+ *
+ * ABI rules (see docs/api.md):
+ *  - Opaque handles only. No struct is passed or returned by value.
+ *  - Fallible calls return nllm_status (0 = NLLM_OK, negative = error); results come back
+ *    through pointer arguments. nllm_last_error() gives a thread-local, human-readable message
+ *    for the last failing call made on the calling thread.
+ *  - Params structs start with `uint32_t struct_size` and are filled by nllm_*_params_init().
+ *    The library reads only the fields that struct_size covers, so fields are only ever
+ *    appended. A struct_size larger than the library knows is accepted only if every unknown
+ *    trailing byte is zero (a newer caller that does not use a newer feature).
+ *  - Fixed-width types only; booleans are int32_t (0 / non-zero).
+ *
+ * Ownership and lifetimes:
+ *  - nllm_model: created by nllm_model_load, freed by nllm_model_free. Immutable after load:
+ *    every nllm_model_* getter, the tokenizer calls and nllm_chat_format may be called from any
+ *    number of threads at once. It must outlive every context and sampler made from it.
+ *  - nllm_context: one sequence (KV cache, position, logits). Used by one thread at a time;
+ *    different contexts of one model may run concurrently on different threads.
+ *  - nllm_sampler: sampling state (RNG, recent tokens). One thread at a time.
+ *  - Pointers returned by getters (strings, logits) are owned by the handle they came from and
+ *    stay valid as documented per call; never free them.
+ *  - Freeing NULL is a no-op for every *_free call. Use after free is undefined.
+ */
+#ifndef NATIVELLM_H
+#define NATIVELLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(NLLM_BUILDING_LIBRARY) && defined(__GNUC__)
+#define NLLM_API __attribute__((visibility("default")))
+#else
+#define NLLM_API
+#endif
+
+/* Bumped only when an existing symbol or struct layout changes incompatibly. */
+#define NLLM_ABI_VERSION 1
+#define NLLM_VERSION_STRING "0.1.0"
+
+/* ---------------------------------------------------------------- status codes */
+
+typedef int32_t nllm_status;
+
+#define NLLM_OK 0
+#define NLLM_ERR_INVALID_ARG (-1)      /* NULL pointer, out-of-range parameter, bad struct_size */
+#define NLLM_ERR_IO (-2)               /* file missing, unreadable, mmap failed */
+#define NLLM_ERR_FORMAT (-3)           /* malformed or malicious model/tokenizer file */
+#define NLLM_ERR_UNSUPPORTED (-4)      /* valid file, but a feature/type this build lacks */
+#define NLLM_ERR_NOMEM (-5)            /* allocation failed */
+#define NLLM_ERR_CONTEXT_FULL (-6)     /* decode would exceed the context length */
+#define NLLM_ERR_ABORTED (-7)          /* the abort callback asked to stop */
+#define NLLM_ERR_BUFFER_TOO_SMALL (-8) /* output capacity too small; *n_out holds what is needed */
+#define NLLM_ERR_NOT_FOUND (-9)        /* metadata key or token absent */
+#define NLLM_ERR_BACKEND (-10)         /* GPU / backend failure */
+#define NLLM_ERR_INTERNAL (-11)        /* a bug: please report */
+
+/* ---------------------------------------------------------------- basic types */
+
+typedef int32_t nllm_token;
+typedef struct nllm_model nllm_model;
+typedef struct nllm_context nllm_context;
+typedef struct nllm_sampler nllm_sampler;
+
+/* Weight / cache element types. Numbering is GGUF's (ggml_type), so files load as they are. */
+#define NLLM_TYPE_F32 0
+#define NLLM_TYPE_F16 1
+#define NLLM_TYPE_Q4_0 2
+#define NLLM_TYPE_Q4_1 3
+#define NLLM_TYPE_Q5_0 6
+#define NLLM_TYPE_Q5_1 7
+#define NLLM_TYPE_Q8_0 8
+#define NLLM_TYPE_Q8_1 9
+#define NLLM_TYPE_Q2_K 10
+#define NLLM_TYPE_Q3_K 11
+#define NLLM_TYPE_Q4_K 12
+#define NLLM_TYPE_Q5_K 13
+#define NLLM_TYPE_Q6_K 14
+#define NLLM_TYPE_Q8_K 15
+#define NLLM_TYPE_IQ4_NL 20
+#define NLLM_TYPE_IQ4_XS 23
+#define NLLM_TYPE_BF16 30
+#define NLLM_TYPE_NONE (-1)
+
+/* Which special token nllm_model_token() returns. */
+#define NLLM_TOKEN_BOS 0
+#define NLLM_TOKEN_EOS 1
+#define NLLM_TOKEN_EOT 2
+#define NLLM_TOKEN_UNK 3
+#define NLLM_TOKEN_PAD 4
+#define NLLM_TOKEN_NEWLINE 5
+
+/* Log levels, most to least severe. */
+#define NLLM_LOG_ERROR 0
+#define NLLM_LOG_WARN 1
+#define NLLM_LOG_INFO 2
+#define NLLM_LOG_DEBUG 3
+
+/* ---------------------------------------------------------------- callbacks */
+
+/* Log sink. msg has no trailing newline. May be called from any thread. */
+typedef void (*nllm_log_fn)(int32_t level, const char *msg, void *user_data);
+/* Load progress in [0, 1]. Return non-zero to cancel the load (NLLM_ERR_ABORTED). */
+typedef int32_t (*nllm_progress_fn)(float progress, void *user_data);
+/* Checked between layers during decode. Return non-zero to abort (NLLM_ERR_ABORTED). */
+typedef int32_t (*nllm_abort_fn)(void *user_data);
+/* Streaming: one generated token and its text (complete UTF-8 only; may be empty while a
+ * multi-byte character is incomplete). piece is not NUL-terminated and is valid only during the
+ * call. Return non-zero to stop generating. */
+typedef int32_t (*nllm_token_fn)(nllm_token token, const char *piece, int32_t piece_len,
+                                 void *user_data);
+
+/* ---------------------------------------------------------------- library */
+
+/* "0.1.0". Static storage. Thread-safe. */
+NLLM_API const char *nllm_version(void);
+/* NLLM_ABI_VERSION of the library actually loaded. */
+NLLM_API int32_t nllm_abi_version(void);
+/* Message of the last failing call on this thread ("" if none). Valid until the next failing
+ * call on the same thread. */
+NLLM_API const char *nllm_last_error(void);
+/* Static name of a status code ("NLLM_ERR_FORMAT"). */
+NLLM_API const char *nllm_status_name(nllm_status status);
+/* Static description of the CPU features in use ("AVX2=1 FMA=1 F16C=1 NEON=0 ..."). */
+NLLM_API const char *nllm_system_info(void);
+/* Process-wide log sink (NULL restores the default: warnings and errors to stderr) and level
+ * threshold. Not meant to be changed while other threads are inside the library. */
+NLLM_API void nllm_set_log_callback(nllm_log_fn fn, void *user_data);
+NLLM_API void nllm_set_log_level(int32_t level);
+/* Static name of a weight type ("Q4_K"), or NULL if unknown. */
+NLLM_API const char *nllm_type_name(int32_t type);
+
+/* ---------------------------------------------------------------- model */
+
+typedef struct nllm_model_params {
+  uint32_t struct_size;
+  int32_t n_threads;       /* threads for load-time work; 0 = all cores */
+  int32_t use_mmap;        /* 1 (default): weights used in place from the mapped file */
+  int32_t n_ctx_default;   /* context length contexts get when they ask for 0; 0 = min(train, 4096) */
+  int32_t n_gpu_layers;    /* layers to offload to the GPU; 0 = CPU only */
+  int32_t vocab_only;      /* 1: load the tokenizer and metadata only */
+  int32_t quantize_type;   /* NLLM_TYPE_*: convert float weights while loading; NLLM_TYPE_NONE */
+  nllm_progress_fn progress;
+  void *progress_user_data;
+} nllm_model_params;
+
+NLLM_API void nllm_model_params_init(nllm_model_params *params);
+
+/* Load a GGUF file or a Hugging Face model directory. params may be NULL (defaults).
+ * On failure *out is NULL and nothing is left allocated or mapped. */
+NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *params,
+                                     nllm_model **out);
+NLLM_API void nllm_model_free(nllm_model *model);
+
+/* Getters: static for the model's lifetime. Strings are owned by the model. */
+NLLM_API const char *nllm_model_arch(const nllm_model *model);   /* "llama" */
+NLLM_API const char *nllm_model_name(const nllm_model *model);   /* general.name or "" */
+NLLM_API uint64_t nllm_model_n_params(const nllm_model *model);  /* weight element count */
+NLLM_API uint64_t nllm_model_size_bytes(const nllm_model *model);/* weight bytes */
+NLLM_API int32_t nllm_model_n_vocab(const nllm_model *model);
+NLLM_API int32_t nllm_model_n_ctx_train(const nllm_model *model);
+NLLM_API int32_t nllm_model_n_embd(const nllm_model *model);
+NLLM_API int32_t nllm_model_n_layer(const nllm_model *model);
+/* Special token id (NLLM_TOKEN_BOS, ...) or -1 if the model has none. */
+NLLM_API nllm_token nllm_model_token(const nllm_model *model, int32_t which);
+/* 1 if generation should stop at this token (EOS, EOT, <|im_end|>, ...). */
+NLLM_API int32_t nllm_model_token_is_eog(const nllm_model *model, nllm_token token);
+
+/* Metadata by key. NLLM_ERR_NOT_FOUND if absent, NLLM_ERR_INVALID_ARG if of another type.
+ * meta_str: *out is NUL-terminated and owned by the model. meta_int accepts any integer or
+ * bool value; meta_float any float or integer value. */
+NLLM_API nllm_status nllm_model_meta_str(const nllm_model *model, const char *key,
+                                         const char **out);
+NLLM_API nllm_status nllm_model_meta_int(const nllm_model *model, const char *key, int64_t *out);
+NLLM_API nllm_status nllm_model_meta_float(const nllm_model *model, const char *key,
+                                           double *out);
+/* Iterate metadata: count, then key i; value rendered as text (arrays summarized) into buf. */
+NLLM_API int32_t nllm_model_meta_count(const nllm_model *model);
+NLLM_API const char *nllm_model_meta_key(const nllm_model *model, int32_t i);
+NLLM_API nllm_status nllm_model_meta_value_text(const nllm_model *model, int32_t i, char *buf,
+                                                int32_t cap, int32_t *n_out);
+/* Iterate tensors: name, type, dims (ne[0] = row length). */
+NLLM_API int32_t nllm_model_tensor_count(const nllm_model *model);
+NLLM_API nllm_status nllm_model_tensor_info(const nllm_model *model, int32_t i, const char **name,
+                                            int32_t *type, int32_t *n_dims, int64_t ne[4]);
+
+/* ---------------------------------------------------------------- tokenizer */
+
+/* Tokenize text[0..text_len) (text_len < 0: NUL-terminated). add_bos: prepend BOS (and whatever
+ * the model's template adds) if the model wants it. parse_special: text like "<|im_start|>" maps
+ * to its control token; otherwise control tokens are plain text. On success *n_out is the count.
+ * If cap is too small: NLLM_ERR_BUFFER_TOO_SMALL and *n_out is the count needed.
+ * Invalid UTF-8 is not an error: bad bytes are tokenized as bytes (byte fallback or U+FFFD). */
+NLLM_API nllm_status nllm_tokenize(const nllm_model *model, const char *text, int32_t text_len,
+                                   int32_t add_bos, int32_t parse_special, nllm_token *tokens,
+                                   int32_t cap, int32_t *n_out);
+/* The bytes one token stands for ("▁the" -> " the", "<0x0A>" -> "\n"). Control tokens give
+ * their text only if render_special. Not NUL-terminated; BUFFER_TOO_SMALL as above. */
+NLLM_API nllm_status nllm_token_to_piece(const nllm_model *model, nllm_token token,
+                                         int32_t render_special, char *buf, int32_t cap,
+                                         int32_t *n_out);
+/* Text of a token sequence, with the model's leading-space rule applied to the first token.
+ * Output is NUL-terminated when it fits (n_out excludes the NUL). */
+NLLM_API nllm_status nllm_detokenize(const nllm_model *model, const nllm_token *tokens,
+                                     int32_t n_tokens, int32_t render_special, char *buf,
+                                     int32_t cap, int32_t *n_out);
+
+/* ---------------------------------------------------------------- chat templates */
+
+typedef struct nllm_chat_message {
+  const char *role;    /* "system", "user", "assistant" */
+  const char *content; /* NUL-terminated UTF-8 */
+} nllm_chat_message;
+
+/* Render messages with the model's chat template (tokenizer.chat_template). Output NUL-terminated
+ * when it fits; BUFFER_TOO_SMALL with *n_out = needed. NLLM_ERR_UNSUPPORTED for an unknown
+ * template. Thread-safe. */
+NLLM_API nllm_status nllm_chat_format(const nllm_model *model, const nllm_chat_message *messages,
+                                      int32_t n_messages, int32_t add_assistant_prompt, char *buf,
+                                      int32_t cap, int32_t *n_out);
+
+/* ---------------------------------------------------------------- context */
+
+typedef struct nllm_context_params {
+  uint32_t struct_size;
+  int32_t n_ctx;       /* max positions; 0 = model's n_ctx_default */
+  int32_t n_threads;   /* 0 = all cores */
+  int32_t n_batch;     /* max tokens evaluated per internal batch; 0 = 512 */
+  int32_t kv_type;     /* NLLM_TYPE_F16 (default) or NLLM_TYPE_F32 */
+  int32_t all_logits;  /* 1: keep logits of every token of each decode call */
+  int32_t n_seq_max;   /* sequences per context; must be 1 in this version */
+  uint64_t seed;       /* default seed for samplers made with seed = NLLM_SEED_DEFAULT */
+  nllm_abort_fn abort_callback;
+  void *abort_user_data;
+} nllm_context_params;
+
+#define NLLM_SEED_DEFAULT 0xFFFFFFFFFFFFFFFFull
+
+NLLM_API void nllm_context_params_init(nllm_context_params *params);
+/* Allocates the KV cache and all per-token buffers (no allocation happens per token after). */
+NLLM_API nllm_status nllm_context_create(const nllm_model *model,
+                                         const nllm_context_params *params, nllm_context **out);
+NLLM_API void nllm_context_free(nllm_context *ctx);
+
+/* Evaluate n tokens at the current position (a prompt batch or one generation step) and advance.
+ * NLLM_ERR_CONTEXT_FULL if pos + n > n_ctx (nothing evaluated). On any error (including
+ * ABORTED) the context is left at its position before the call. */
+NLLM_API nllm_status nllm_decode(nllm_context *ctx, const nllm_token *tokens, int32_t n_tokens);
+/* Logits of the last token of the last decode (n_vocab floats), or NULL before any decode.
+ * Valid until the next decode/rewind/reset/free. */
+NLLM_API const float *nllm_get_logits(nllm_context *ctx);
+/* Logits of token i of the last decode call (needs all_logits = 1; else only the last i). */
+NLLM_API const float *nllm_get_logits_ith(nllm_context *ctx, int32_t i);
+NLLM_API int32_t nllm_context_pos(const nllm_context *ctx);   /* tokens in the cache */
+NLLM_API int32_t nllm_context_n_ctx(const nllm_context *ctx);
+NLLM_API const nllm_model *nllm_context_model(const nllm_context *ctx);
+/* Keep the first pos tokens of the cache and drop the rest (0 <= pos <= current position). */
+NLLM_API nllm_status nllm_context_rewind(nllm_context *ctx, int32_t pos);
+NLLM_API void nllm_context_reset(nllm_context *ctx);
+
+typedef struct nllm_timings {
+  uint32_t struct_size;
+  int32_t n_prompt_tokens; /* tokens evaluated in batches of more than one */
+  int32_t n_gen_tokens;    /* tokens evaluated one at a time */
+  double prompt_ms;
+  double gen_ms;
+} nllm_timings;
+/* Totals since creation or the last reset. Set out->struct_size first. */
+NLLM_API nllm_status nllm_context_timings(const nllm_context *ctx, nllm_timings *out);
+
+/* ---------------------------------------------------------------- sampling */
+
+typedef struct nllm_sampler_params {
+  uint32_t struct_size;
+  float temperature;     /* 0 = greedy (argmax, lowest id on ties); default 0.8 */
+  int32_t top_k;         /* 0 = off; default 40 */
+  float top_p;           /* 1 = off; default 0.95 */
+  float min_p;           /* 0 = off; default 0.05 */
+  float repeat_penalty;  /* 1 = off; default 1.1 */
+  int32_t repeat_last_n; /* tokens the penalty looks back over; default 64 */
+  uint64_t seed;         /* NLLM_SEED_DEFAULT = the context's seed */
+} nllm_sampler_params;
+
+NLLM_API void nllm_sampler_params_init(nllm_sampler_params *params);
+NLLM_API nllm_status nllm_sampler_create(const nllm_model *model, const nllm_sampler_params *params,
+                                         nllm_sampler **out);
+NLLM_API void nllm_sampler_free(nllm_sampler *sampler);
+/* Forget accepted tokens and reseed (seed as in params; NLLM_SEED_DEFAULT keeps the old one). */
+NLLM_API void nllm_sampler_reset(nllm_sampler *sampler, uint64_t seed);
+/* Choose a token from the context's last logits. Does not call accept. */
+NLLM_API nllm_status nllm_sampler_sample(nllm_sampler *sampler, nllm_context *ctx,
+                                         nllm_token *out);
+/* Same from a caller's logits array (n_vocab floats, not modified). */
+NLLM_API nllm_status nllm_sampler_sample_logits(nllm_sampler *sampler, const float *logits,
+                                                int32_t n_vocab, nllm_token *out);
+/* Record a token (prompt or generated) for the repetition penalty. */
+NLLM_API void nllm_sampler_accept(nllm_sampler *sampler, nllm_token token);
+
+/* ---------------------------------------------------------------- generation */
+
+typedef struct nllm_generate_params {
+  uint32_t struct_size;
+  int32_t max_tokens;    /* stop after this many generated tokens; default 256 */
+  int32_t add_bos;       /* default 1: BOS before the prompt if the context is empty */
+  int32_t parse_special; /* default 0 */
+  int32_t stop_at_eog;   /* default 1 */
+  nllm_token_fn on_token;
+  void *user_data;
+} nllm_generate_params;
+
+NLLM_API void nllm_generate_params_init(nllm_generate_params *params);
+/* Tokenize prompt, decode it after what the context already holds, then sample (feeding every
+ * prompt token to the sampler first) and stream up to max_tokens. *n_generated (may be NULL)
+ * counts generated tokens. Stops early (NLLM_OK) at an end-of-generation token or when
+ * on_token returns non-zero; NLLM_ERR_CONTEXT_FULL when the context fills. */
+NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *sampler, const char *prompt,
+                                   int32_t prompt_len, const nllm_generate_params *params,
+                                   int32_t *n_generated);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NATIVELLM_H */

@@ -1,0 +1,32 @@
+/* The CPU backend's operations, called by the forward pass. Every op is threaded internally
+ * (OpenMP, n_threads) and allocation-free; scratch memory comes from the caller. */
+#ifndef NLLM_OPS_H
+#define NLLM_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* y[t*rows + r] = sum_c W[r, c] * x[t*cols + c] for t < n_tok, r < rows.
+ * W: rows x cols in wtype (row-major, row stride nllm_row_size(wtype, cols)).
+ * wdata: scratch of at least nllm_matmul_wsize(wtype, cols, n_tok) bytes. */
+void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols,
+                 const float *x, int64_t n_tok, void *wdata, int n_threads);
+size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok);
+
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), per row of n. */
+void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, int64_t n,
+                  int64_t n_rows, float eps, int n_threads);
+/* Rotary embedding over n_heads heads of head_dim, first n_rot dims of each rotated.
+ * neox = 0: pairs (2i, 2i+1) (GGUF llama); neox = 1: pairs (i, i + n_rot/2) (HF rotate_half).
+ * freq[i] (n_rot/2 values) = theta^(-2i/n_rot) / scaling factors, precomputed by the caller. */
+void nllm_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int32_t pos,
+               const float *inv_freq, int neox);
+/* x[i] = silu(gate[i]) * up[i] (SwiGLU) or gelu(gate)*up (GeGLU when gelu = 1). */
+void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gelu,
+              int n_threads);
+void nllm_softmax(float *x, int64_t n);
+float nllm_dot_f32(const float *a, const float *b, int64_t n);
+/* y += a * x */
+void nllm_axpy_f32(float *y, float a, const float *x, int64_t n);
+
+#endif

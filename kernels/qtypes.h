@@ -1,0 +1,43 @@
+/* The table of weight formats: one row per type, bit-compatible with GGUF's block layouts.
+ * Each row carries the scalar reference functions (always present) and the dispatched ones
+ * (AVX2/FMA or NEON when the CPU has them, else the reference). */
+#ifndef NLLM_QTYPES_H
+#define NLLM_QTYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef void (*nllm_to_float_fn)(const void *x, float *y, int64_t n);
+typedef void (*nllm_from_float_fn)(const float *x, void *y, int64_t n);
+/* s = dot(x[0..n), y[0..n)); x in the row's type, y in the row's vec_dot_type. */
+typedef void (*nllm_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y);
+
+typedef struct nllm_qtype {
+  const char *name;        /* "Q4_K" */
+  int32_t type;            /* NLLM_TYPE_* */
+  int32_t block_size;      /* elements per block */
+  int32_t type_size;       /* bytes per block */
+  int32_t vec_dot_type;    /* type the activation row is converted to for vec_dot */
+  nllm_to_float_fn to_float;          /* dispatched dequantize */
+  nllm_to_float_fn to_float_ref;      /* scalar reference */
+  nllm_from_float_fn from_float;      /* dispatched quantize (activations) */
+  nllm_from_float_fn from_float_ref;  /* scalar reference quantizer (weights) */
+  nllm_vec_dot_fn vec_dot;            /* dispatched */
+  nllm_vec_dot_fn vec_dot_ref;        /* scalar reference */
+} nllm_qtype;
+
+/* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;
+ * selects the ISA on first use. */
+const nllm_qtype *nllm_qtype_get(int32_t type);
+/* Bytes of a row of n elements (n must be a multiple of block_size; else 0). */
+size_t nllm_row_size(int32_t type, int64_t n);
+/* Name of any GGUF type number, including ones we refuse ("IQ2_XXS"); NULL if unknown. */
+const char *nllm_ggml_type_name(int32_t type);
+/* Block size and bytes of any GGUF type number we can at least size (for validation); 0 if not. */
+int nllm_ggml_type_block(int32_t type, int32_t *block_size, int32_t *type_size);
+
+/* Force the scalar path (tests compare ISAs; also env NLLM_FORCE_SCALAR=1). */
+void nllm_qtypes_force_scalar(int on);
+const char *nllm_cpu_features(void);
+
+#endif

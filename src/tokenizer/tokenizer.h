@@ -1,0 +1,38 @@
+/* Text <-> token ids. One object for every tokenizer kind (SentencePiece-style BPE, byte-level
+ * BPE), built either from GGUF metadata (tokenizer.ggml.*) or from a Hugging Face
+ * tokenizer.json (+ tokenizer_config.json). Immutable after construction: all calls are
+ * thread-safe. */
+#ifndef NLLM_TOKENIZER_H
+#define NLLM_TOKENIZER_H
+
+#include "formats/source.h"
+
+typedef struct nllm_tokenizer nllm_tokenizer;
+
+/* From tokenizer.ggml.* keys of a source (GGUF, or a source an HF loader filled in the same
+ * keys). Unknown tokenizer.ggml.model / .pre values fail with NLLM_ERR_UNSUPPORTED. */
+nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **out);
+/* From a tokenizer.json path (tokenizer_config.json is looked up beside it, optional). */
+nllm_status nllm_tokenizer_from_hf(const char *tokenizer_json_path, nllm_tokenizer **out);
+void nllm_tokenizer_free(nllm_tokenizer *tok);
+
+int32_t nllm_tokenizer_n_vocab(const nllm_tokenizer *tok);
+/* NLLM_TOKEN_BOS ... from nativellm.h; -1 if none. */
+nllm_token nllm_tokenizer_special(const nllm_tokenizer *tok, int32_t which);
+int nllm_tokenizer_is_eog(const nllm_tokenizer *tok, nllm_token id);
+/* Whether encode with add_bos=1 prepends BOS (tokenizer.ggml.add_bos_token or the model default). */
+int nllm_tokenizer_adds_bos(const nllm_tokenizer *tok);
+
+/* Same contracts as nllm_tokenize / nllm_token_to_piece / nllm_detokenize in nativellm.h. */
+nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, size_t len,
+                                  int add_bos, int parse_special, nllm_token *out, int32_t cap,
+                                  int32_t *n_out);
+nllm_status nllm_tokenizer_piece(const nllm_tokenizer *tok, nllm_token id, int render_special,
+                                 char *buf, int32_t cap, int32_t *n_out);
+nllm_status nllm_tokenizer_decode(const nllm_tokenizer *tok, const nllm_token *ids, int32_t n,
+                                  int render_special, char *buf, int32_t cap, int32_t *n_out);
+
+/* Chat template text (tokenizer.chat_template) or NULL. */
+const char *nllm_tokenizer_chat_template(const nllm_tokenizer *tok);
+
+#endif

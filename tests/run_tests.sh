@@ -1,0 +1,22 @@
+#!/bin/sh
+# Runs every test program given, then prints the totals as one plain line
+# ("tests: N passed, N failed") and exits non-zero if anything failed.
+passed=0; failed=0; bad=""
+for t in "$@"; do
+  out=$("$t" 2>&1); rc=$?
+  printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|SKIP|Failure|Error|failed' | sed "s|^|$(basename "$t"): |"
+  line=$(printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks: ' | tail -1)
+  if [ -n "$line" ]; then
+    n=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
+    f=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+).*/\1/')
+    e=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
+    passed=$((passed + n - f - e)); failed=$((failed + f + e))
+  fi
+  if [ $rc -ne 0 ]; then
+    [ -z "$line" ] && failed=$((failed + 1))
+    bad="$bad $(basename "$t")"
+    printf '%s\n' "$out" | tail -30
+  fi
+done
+echo "tests: $passed passed, $failed failed"
+[ -z "$bad" ] || { echo "failing programs:$bad"; exit 1; }

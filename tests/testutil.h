@@ -1,0 +1,128 @@
+/* Shared helpers for the Check test programs: where the golden data lives, skipping cleanly
+ * when it is absent, reading golden logits files, comparing rows. */
+#ifndef NLLM_TESTUTIL_H
+#define NLLM_TESTUTIL_H
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ../shared/testdata relative to the project root (tests run from there), or $NLLM_TESTDATA. */
+static inline const char *testdata_dir(void) {
+  const char *d = getenv("NLLM_TESTDATA");
+  return d && *d ? d : "../shared/testdata";
+}
+
+/* Fills buf with testdata_dir()/rel; returns 1 if the file exists, else prints a SKIP line. */
+static inline int testdata_path(char *buf, size_t cap, const char *rel) {
+  snprintf(buf, cap, "%s/%s", testdata_dir(), rel);
+  if (access(buf, R_OK) == 0) return 1;
+  fprintf(stderr, "SKIP: %s not found (set NLLM_TESTDATA to the shared testdata folder)\n", buf);
+  return 0;
+}
+
+/* Whole file into a NUL-terminated heap buffer. */
+static inline char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = malloc((size_t)n + 1);
+  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+    free(b);
+    b = NULL;
+  }
+  fclose(f);
+  if (b) {
+    b[n] = 0;
+    if (len) *len = (size_t)n;
+  }
+  return b;
+}
+
+/* A golden logits file (format in ../shared/testdata/README.md). */
+typedef struct golden_logits {
+  int prompt_ids[4096], n_prompt;
+  int gen_ids[4096], n_gen;
+  int n_vocab, n_pos;
+  float *rows; /* n_pos x n_vocab */
+} golden_logits;
+
+static inline int parse_ids(const char *s, int *ids, int max) {
+  int n = 0;
+  char *end;
+  for (;;) {
+    long v = strtol(s, &end, 10);
+    if (end == s || n >= max) break;
+    ids[n++] = (int)v;
+    s = end;
+  }
+  return n;
+}
+
+static inline golden_logits *golden_logits_load(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return NULL;
+  golden_logits *g = calloc(1, sizeof *g);
+  size_t cap = 1 << 20;
+  char *line = malloc(cap);
+  int row = 0;
+  while (fgets(line, (int)cap, f)) {
+    size_t l = strlen(line);
+    while (l == cap - 1 && line[l - 1] != '\n') {
+      cap *= 2;
+      line = realloc(line, cap);
+      if (!fgets(line + l, (int)(cap - l), f)) break;
+      l = strlen(line);
+    }
+    if (line[0] == '#' || line[0] == '\n') continue;
+    if (!strncmp(line, "prompt_ids:", 11)) g->n_prompt = parse_ids(line + 11, g->prompt_ids, 4096);
+    else if (!strncmp(line, "gen_ids:", 8)) g->n_gen = parse_ids(line + 8, g->gen_ids, 4096);
+    else if (!strncmp(line, "n_vocab:", 8)) g->n_vocab = atoi(line + 8);
+    else if (!strncmp(line, "n_pos:", 6)) {
+      g->n_pos = atoi(line + 6);
+      g->rows = calloc((size_t)g->n_pos * (size_t)g->n_vocab + 1, sizeof(float));
+    } else if (g->rows && row < g->n_pos) {
+      char *s = line, *end;
+      for (int i = 0; i < g->n_vocab; i++) {
+        g->rows[(size_t)row * (size_t)g->n_vocab + (size_t)i] = strtof(s, &end);
+        s = end;
+      }
+      row++;
+    }
+  }
+  free(line);
+  fclose(f);
+  return g;
+}
+
+static inline void golden_logits_free(golden_logits *g) {
+  if (g) free(g->rows);
+  free(g);
+}
+
+/* rms(a - ref) / rms(ref) */
+static inline double rel_rms(const float *a, const float *ref, int n) {
+  double d = 0, r = 0;
+  for (int i = 0; i < n; i++) {
+    double e = (double)a[i] - (double)ref[i];
+    d += e * e;
+    r += (double)ref[i] * ref[i];
+  }
+  return sqrt(d / (r > 0 ? r : 1));
+}
+
+/* Runs a suite with Check, printing its summary; returns failures count (for main). */
+static inline int run_suite(Suite *s) {
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int nf = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return nf ? 1 : 0;
+}
+
+#endif
