@@ -34,7 +34,7 @@ nllm_status nllm_err_prefix(nllm_status status, const char *fmt, ...) {
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
   memcpy(old, tl_error, sizeof old);
-  snprintf(tl_error, sizeof tl_error, "%s%s", prefix, old);
+  snprintf(tl_error, sizeof tl_error, "%.511s%.511s", prefix, old);
   return status;
 }
 
