@@ -1,0 +1,52 @@
+# libFuzzer harnesses and the thread-sanitizer build. Included from the Makefile.
+#   make fuzz [FUZZ_SECONDS=60]   build every harness into build-fuzz/ and run each for that long
+#   make fuzz-build               build only
+#   make tsan                     clang -fsanitize=thread build of the thread tests (build-tsan/)
+# Crash inputs land in build-fuzz/crashes/; turn each into tests/regress/ after fixing it.
+
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build-fuzz
+FUZZ_SAN     := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer
+# Harnesses that exist; fuzz_tokenizer/fuzz_chat join when their code is in the library.
+FUZZ_NAMES   ?= $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/%)
+# -max_len per harness, sized to its format: GGUF seeds are whole tiny models (~100 KB).
+FUZZ_MAXLEN_fuzz_gguf        := 262144
+FUZZ_MAXLEN_fuzz_safetensors := 8192
+FUZZ_MAXLEN_fuzz_hf          := 8192
+FUZZ_MAXLEN_fuzz_tokenizer   := 4096
+FUZZ_MAXLEN_fuzz_chat        := 4096
+FUZZ_FLAGS   ?= -rss_limit_mb=2048 -timeout=20 -print_final_stats=1
+
+.PHONY: fuzz fuzz-build fuzz-seeds tsan fuzz-lib
+
+# The instrumented library is the normal one built by a sub-make into build-fuzz/; the guard
+# keeps that sub-make (where BUILD is build-fuzz) from seeing this rule again.
+ifneq ($(BUILD),$(FUZZ_BUILD))
+fuzz-lib:
+	$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -g" \
+	  SAN="$(FUZZ_SAN)" $(FUZZ_BUILD)/libnativellm.a
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h fuzz-lib
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -O1 -g $(WARN) -fopenmp \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o $@ $< $(FUZZ_BUILD)/libnativellm.a $(LDLIBS)
+endif
+
+# Seed generator (a normal build): writes the tiny models of fuzz/corpus/.
+$(BUILD)/fuzz/gen_seeds: fuzz/gen_seeds.c $(STLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
+
+fuzz-seeds: $(BUILD)/fuzz/gen_seeds
+	$(BUILD)/fuzz/gen_seeds fuzz/corpus
+
+fuzz-build: $(FUZZ_BINS)
+
+# Each harness grows its own working corpus in build-fuzz/corpus/NAME, starting from the
+# committed seeds in fuzz/corpus/NAME (read only).
+fuzz: fuzz-build
+	@set -e; $(foreach f,$(FUZZ_NAMES),sh fuzz/run.sh $(FUZZ_BUILD) $(f) \
+	  $(or $(FUZZ_MAXLEN_$(f)),4096) $(FUZZ_SECONDS) "$(FUZZ_FLAGS)";)
