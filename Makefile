@@ -133,3 +133,4 @@ abi-update: all $(BUILD)/tests/test_abi
 demo: all
 	./$(CLI) run -m models/stories260K.gguf -p "Once upon a time" -n 200 --temp 0
 -include fuzz/fuzz.mk
+-include tests/sanitize.mk
