@@ -42,6 +42,12 @@ const char *nllm_tokenizer_chat_template(const nllm_tokenizer *tok);
 nllm_status nllm_tokenizer_chat_format(const nllm_tokenizer *tok, const nllm_chat_message *messages,
                                        int32_t n, int add_assistant, char *buf, int32_t cap,
                                        int32_t *n_out);
+/* The same for a given template text, or a family name ("chatml", "llama3", "llama2", "mistral",
+ * "gemma", "phi3", "deepseek", "deepseek3"), e.g. for a --chat-template option. The text never
+ * contains the leading BOS: tokenize it with add_bos = 1 and parse_special = 1. cap must hold
+ * *n_out + 1 bytes (the NUL). */
+nllm_status nllm_chat_format_template(const char *tmpl, const nllm_chat_message *messages, int32_t n,
+                                      int add_assistant, char *buf, int32_t cap, int32_t *n_out);
 
 /* Streaming detokenizer for generation: push ids one at a time and get back only complete UTF-8.
  * An incomplete multi-byte sequence at the end of a piece is held until the next pieces complete
