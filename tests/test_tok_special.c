@@ -333,8 +333,8 @@ START_TEST(bad_files) {
       "{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]]}}",          /* unsupported */
       "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -5}, \"merges\": []}}", /* bad id */
       "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"ab\"]}}",
-      "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": "
-      "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}",
+      ("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": "
+       "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}"),
   };
   static const nllm_status want[] = {NLLM_ERR_FORMAT, NLLM_ERR_UNSUPPORTED, NLLM_ERR_FORMAT, NLLM_ERR_FORMAT,
                                      NLLM_ERR_FORMAT};
