@@ -532,7 +532,19 @@ static void encode_fragment(enc_state *st, const char *text, size_t len, int fir
   }
   for (size_t q = 0; q < n_sp && !st->oom; q++) {
     span sp = st->spans[cur][q];
-    encode_word(st, norm + sp.s, sp.e - sp.s);
+    if (!tok->split_metaspace) {
+      encode_word(st, norm + sp.s, sp.e - sp.s);
+      continue;
+    }
+    size_t ws = sp.s;
+    for (size_t i = sp.s + 1; i + 3 <= sp.e; i++) {
+      if ((uint8_t)norm[i] == 0xE2 && memcmp(norm + i, "\xe2\x96\x81", 3) == 0 &&
+          (i < sp.s + 3 || memcmp(norm + i - 3, "\xe2\x96\x81", 3) != 0)) {
+        encode_word(st, norm + ws, i - ws);
+        ws = i;
+      }
+    }
+    encode_word(st, norm + ws, sp.e - ws);
   }
   free(own);
 }

@@ -82,6 +82,9 @@ struct nllm_tokenizer {
   int byte_fallback; /* <0xNN> tokens for pieces outside the vocab */
   int ignore_merges; /* a word that is itself a token is not merged (Llama 3) */
   int fuse_unk;
+  /* No token has U+2581 right after another character, so no merge can cross the start of a
+   * "▁" run: words may be cut there before merging (same result, far smaller heaps). */
+  int split_metaspace;
 
   int32_t n_vocab;
   tok_entry *tokens;

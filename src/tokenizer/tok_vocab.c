@@ -463,6 +463,21 @@ nllm_status tok_finalize(nllm_tokenizer *tok) {
   st = map_build(tok, &tok->map, tok->byte_level, keep_for_model);
   if (st) return st;
 
+  if (!tok->byte_level) {
+    tok->split_metaspace = 1;
+    for (int32_t id = 0; id < tok->n_vocab && tok->split_metaspace; id++) {
+      const tok_entry *e = &tok->tokens[id];
+      if (!keep_for_model(e)) continue;
+      const char *t = tok_text(tok, id);
+      for (uint32_t i = 1; i + 3 <= e->text_len; i++) {
+        if (memcmp(t + i, "\xe2\x96\x81", 3) == 0 && (i < 3 || memcmp(t + i - 3, "\xe2\x96\x81", 3) != 0)) {
+          tok->split_metaspace = 0;
+          break;
+        }
+      }
+    }
+  }
+
   for (int32_t id = 0; id < tok->n_vocab; id++) {
     const tok_entry *e = &tok->tokens[id];
     if (e->type == TT_BYTE) {
