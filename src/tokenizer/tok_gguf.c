@@ -119,6 +119,8 @@ static nllm_status get_id(nllm_tokenizer *tok, const nllm_source *src, const cha
     return NLLM_OK;
   }
   if (st) return st;
+  /* llama.cpp writes "no such token" into u32 keys as (uint32_t)-1 (stories260K's padding id). */
+  if (v == UINT32_MAX) v = -1;
   if (v < -1 || v >= tok->n_vocab)
     return nllm_err(NLLM_ERR_FORMAT, "%s: %s = %lld is outside the vocabulary of %d tokens",
                     src->path, key, (long long)v, tok->n_vocab);
