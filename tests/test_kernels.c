@@ -123,7 +123,7 @@ static void check_golden(const char *tag, int *n_rows_checked) {
   if (!testdata_path(tpath, sizeof tpath, rel)) return;
   snprintf(rel, sizeof rel, "golden/models/tiny-a-%s.gguf", tag);
   if (!testdata_path(mpath, sizeof mpath, rel)) return;
-  size_t tlen, mlen;
+  size_t tlen = 0, mlen = 0;
   char *txt = read_file(tpath, &tlen);
   uint8_t *model = (uint8_t *)read_file(mpath, &mlen);
   ck_assert_ptr_nonnull(txt);
@@ -174,6 +174,71 @@ START_TEST(golden_dequant) {
   int n = 0;
   check_golden(golden_files[_i], &n);
   if (n == 0) fprintf(stderr, "SKIP: golden %s absent\n", golden_files[_i]);
+}
+END_TEST
+
+/* Rows of one tensor from a golden tensors.txt (malloc'ed rows x cols), or NULL. */
+static float *golden_rows(const char *txt, const char *name, int *rows, int *cols) {
+  char hdr[200];
+  snprintf(hdr, sizeof hdr, "tensor %s type ", name);
+  const char *p = strstr(txt, hdr);
+  if (!p) return NULL;
+  char tname[32];
+  if (sscanf(p + strlen(hdr), "%31s rows %d cols %d", tname, rows, cols) != 3) return NULL;
+  float *v = malloc(sizeof(float) * (size_t)(*rows * *cols));
+  char *s = strchr(p, '\n');
+  for (int i = 0; i < *rows * *cols && s; i++) v[i] = strtof(s, &s);
+  return v;
+}
+
+/* Our reference quantizers against the one that wrote the golden files, on the same float rows
+ * (tiny-a-F32's rows 0..7): the simple formats must produce the very same bytes; the searched
+ * formats (K, IQ4) must be about as accurate (rel RMS error within 10% of the file's). */
+START_TEST(quantizer_vs_golden) {
+  char fpath[512], tpath[512], mpath[512], rel[256];
+  if (!testdata_path(fpath, sizeof fpath, "golden/tensors/tiny-a-F32.tensors.txt")) return;
+  const char *tag = golden_files[_i];
+  snprintf(rel, sizeof rel, "golden/tensors/tiny-a-%s.tensors.txt", tag);
+  if (!testdata_path(tpath, sizeof tpath, rel)) return;
+  snprintf(rel, sizeof rel, "golden/models/tiny-a-%s.gguf", tag);
+  if (!testdata_path(mpath, sizeof mpath, rel)) return;
+  char *f32 = read_file(fpath, NULL), *txt = read_file(tpath, NULL);
+  size_t mlen = 0;
+  uint8_t *model = (uint8_t *)read_file(mpath, &mlen);
+  static const char *names[] = {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_down.weight", "output.weight"};
+  for (int k = 0; k < 4; k++) {
+    int rows, cols, r2, c2;
+    float *x = golden_rows(f32, names[k], &rows, &cols), *g = golden_rows(txt, names[k], &r2, &c2);
+    gg_tensor t = {0, 0, 0, NULL};
+    ck_assert(x && g && r2 == rows && c2 == cols && gg_find(model, mlen, names[k], &t));
+    const nllm_qtype *q = nllm_qtype_get(t.type);
+    size_t rs = nllm_row_size(t.type, cols);
+    uint8_t *buf = malloc(rs);
+    float *a = malloc(sizeof(float) * (size_t)cols);
+    double e_ours = 0, e_ref = 0, nx = 0;
+    int same = 0;
+    for (int r = 0; r < rows; r++) {
+      q->from_float_ref(x + r * cols, buf, cols);
+      same += !memcmp(buf, t.data + (size_t)r * rs, rs);
+      q->to_float_ref(buf, a, cols);
+      for (int i = 0; i < cols; i++) {
+        double xi = x[r * cols + i];
+        e_ours += (a[i] - xi) * (a[i] - xi);
+        e_ref += (g[r * cols + i] - xi) * (g[r * cols + i] - xi);
+        nx += xi * xi;
+      }
+    }
+    e_ours = sqrt(e_ours / nx);
+    e_ref = sqrt(e_ref / nx);
+    fprintf(stderr, "quantizer %-6s %-22s rel rms: ours %.5f file %.5f, identical rows %d/%d\n",
+            q->name, names[k], e_ours, e_ref, same, rows);
+    int simple = q->block_size == 1 || t.type == NLLM_TYPE_Q8_0 || t.type == NLLM_TYPE_Q4_0 ||
+                 t.type == NLLM_TYPE_Q4_1 || t.type == NLLM_TYPE_Q5_0 || t.type == NLLM_TYPE_Q5_1;
+    if (simple) ck_assert_msg(same == rows, "%s %s: only %d/%d rows identical to the file", tag, names[k], same, rows);
+    ck_assert_msg(e_ours <= 1.10 * e_ref + 1e-7, "%s %s (%s): error %.5f vs file %.5f", tag, names[k], q->name, e_ours, e_ref);
+    free(x); free(g); free(buf); free(a);
+  }
+  free(f32); free(txt); free(model);
 }
 END_TEST
 
@@ -513,6 +578,7 @@ static Suite *kernels_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, table_sizes);
   tcase_add_loop_test(tc, golden_dequant, 0, (int)(sizeof golden_files / sizeof golden_files[0]));
+  tcase_add_loop_test(tc, quantizer_vs_golden, 0, (int)(sizeof golden_files / sizeof golden_files[0]));
   tcase_add_loop_test(tc, dispatch_vs_ref, 0, N_ALL);
   tcase_add_test(tc, roundtrip_error);
   tcase_add_loop_test(tc, matmul_vs_naive, 0, N_ALL);
