@@ -260,7 +260,7 @@ typedef struct rt_case {
 
 static const rt_case rt_cases[] = {
     {NLLM_TYPE_F16, 0.001},  {NLLM_TYPE_BF16, 0.005}, {NLLM_TYPE_Q8_0, 0.006},
-    {NLLM_TYPE_Q4_0, 0.12},  {NLLM_TYPE_Q4_1, 0.10},  {NLLM_TYPE_Q5_0, 0.06},
+    {NLLM_TYPE_Q4_0, 0.10},  {NLLM_TYPE_Q4_1, 0.10},  {NLLM_TYPE_Q5_0, 0.06},
     {NLLM_TYPE_Q5_1, 0.05},  {NLLM_TYPE_Q2_K, 0.40},  {NLLM_TYPE_Q3_K, 0.20},
     {NLLM_TYPE_Q4_K, 0.10},  {NLLM_TYPE_Q5_K, 0.05},  {NLLM_TYPE_Q6_K, 0.025},
     {NLLM_TYPE_IQ4_NL, 0.10}, {NLLM_TYPE_IQ4_XS, 0.10},

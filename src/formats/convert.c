@@ -297,7 +297,7 @@ static nllm_status tokenizer_keys(gguf_writer *w, const char *dir, const char *a
   tokens = nllm_calloc((size_t)n, sizeof *tokens);
   types = nllm_calloc((size_t)n, sizeof *types);
   scores = nllm_calloc((size_t)n, sizeof *scores);
-  pads = nllm_calloc((size_t)n, 16);
+  pads = nllm_calloc((size_t)n, 24);
   map.cap = 1;
   while (map.cap < (uint64_t)n * 2) map.cap <<= 1;
   map.key = nllm_calloc(map.cap, sizeof *map.key);
@@ -330,8 +330,8 @@ static nllm_status tokenizer_keys(gguf_writer *w, const char *dir, const char *a
   for (int64_t i = 0; i < n; i++) {
     if (!tokens[i]) {
       /* ids the config counts but the tokenizer never produces (padding of the matrix) */
-      snprintf(pads + i * 16, 16, "[PAD%lld]", (long long)i);
-      tokens[i] = pads + i * 16;
+      snprintf(pads + i * 24, 24, "[PAD%d]", (int)(i & 0xffffff));
+      tokens[i] = pads + i * 24;
       types[i] = TT_UNUSED;
     }
     if (cJSON_IsString(unk) && strcmp(tokens[i], unk->valuestring) == 0) {
