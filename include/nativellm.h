@@ -113,7 +113,8 @@ typedef int32_t (*nllm_progress_fn)(float progress, void *user_data);
 typedef int32_t (*nllm_abort_fn)(void *user_data);
 /* Streaming: one generated token and its text (complete UTF-8 only; may be empty while a
  * multi-byte character is incomplete). piece is not NUL-terminated and is valid only during the
- * call. Return non-zero to stop generating. */
+ * call. Return non-zero to stop generating. If generation ends inside an incomplete UTF-8
+ * character, one last call passes token -1 and U+FFFD. */
 typedef int32_t (*nllm_token_fn)(nllm_token token, const char *piece, int32_t piece_len,
                                  void *user_data);
 
@@ -236,7 +237,8 @@ typedef struct nllm_context_params {
   int32_t kv_type;     /* NLLM_TYPE_F16 (default) or NLLM_TYPE_F32 */
   int32_t all_logits;  /* 1: keep logits of every token of each decode call */
   int32_t n_seq_max;   /* sequences per context; must be 1 in this version */
-  uint64_t seed;       /* default seed for samplers made with seed = NLLM_SEED_DEFAULT */
+  uint64_t seed;       /* seed given to samplers made with NLLM_SEED_DEFAULT when first used
+                        * with this context; NLLM_SEED_DEFAULT (default) = random */
   nllm_abort_fn abort_callback;
   void *abort_user_data;
 } nllm_context_params;
@@ -285,7 +287,8 @@ typedef struct nllm_sampler_params {
   float min_p;           /* 0 = off; default 0.05 */
   float repeat_penalty;  /* 1 = off; default 1.1 */
   int32_t repeat_last_n; /* tokens the penalty looks back over; default 64 */
-  uint64_t seed;         /* NLLM_SEED_DEFAULT = the context's seed */
+  uint64_t seed;         /* fixed seed = reproducible; NLLM_SEED_DEFAULT: the seed of the first
+                          * context it samples from, or random if that is also default */
 } nllm_sampler_params;
 
 NLLM_API void nllm_sampler_params_init(nllm_sampler_params *params);

@@ -34,7 +34,13 @@ nllm_status nllm_err_prefix(nllm_status status, const char *fmt, ...) {
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
   memcpy(old, tl_error, sizeof old);
-  snprintf(tl_error, sizeof tl_error, "%s%s", prefix, old);
+  /* Two steps: a single "%s%s" trips gcc's -Wformat-truncation (the sum may exceed the buffer,
+   * and cutting the tail is what we want). */
+  size_t n = strnlen(prefix, sizeof tl_error - 1);
+  memcpy(tl_error, prefix, n);
+  size_t rest = strnlen(old, sizeof tl_error - 1 - n);
+  memcpy(tl_error + n, old, rest);
+  tl_error[n + rest] = 0;
   return status;
 }
 

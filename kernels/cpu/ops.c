@@ -1,0 +1,95 @@
+/* Elementwise and normalisation ops of the forward pass. Plain loops that gcc vectorizes at
+ * -O2 where the math allows; reductions go through the dispatched dot product because a float
+ * sum is not reassociated (and so not vectorized) without -ffast-math. */
+#include <math.h>
+
+#include "cpu/quant.h"
+#include "ops.h"
+
+float nllm_dot_f32(const float *a, const float *b, int64_t n) {
+#if defined(__x86_64__)
+  if (nllm_cpu_has_avx2()) return nllm_dot_f32_avx2(a, b, n);
+#endif
+  /* 8 partial sums so the scalar path pipelines and the result does not hinge on one chain */
+  float s[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) s[k] += a[i + k] * b[i + k];
+  float sum = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; i < n; i++) sum += a[i] * b[i];
+  return sum;
+}
+
+void nllm_axpy_f32(float *y, float a, const float *x, int64_t n) {
+#if defined(__x86_64__)
+  if (nllm_cpu_has_avx2()) {
+    nllm_axpy_f32_avx2(y, a, x, n);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, int64_t n,
+                  int64_t n_rows, float eps, int n_threads) {
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_rows > 1)
+  for (int64_t r = 0; r < n_rows; r++) {
+    const float *xr = x + r * n;
+    float *o = out + r * n;
+    float scale = 1.0f / sqrtf(nllm_dot_f32(xr, xr, n) / (float)n + eps);
+    for (int64_t i = 0; i < n; i++) o[i] = xr[i] * scale * (w[i] + w_offset);
+  }
+}
+
+void nllm_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int32_t pos,
+               const float *inv_freq, int neox) {
+  enum { CHUNK = 256 };
+  float cs[CHUNK], sn[CHUNK];
+  int64_t half = n_rot / 2;
+  /* the angles are shared by every head; chunks keep the table on the stack for any n_rot */
+  for (int64_t i0 = 0; i0 < half; i0 += CHUNK) {
+    int64_t m = half - i0 < CHUNK ? half - i0 : CHUNK;
+    for (int64_t i = 0; i < m; i++) {
+      /* double: pos * freq reaches 1e5 radians at long contexts, where float loses the phase */
+      double th = (double)pos * (double)inv_freq[i0 + i];
+      cs[i] = (float)cos(th);
+      sn[i] = (float)sin(th);
+    }
+    for (int64_t h = 0; h < n_heads; h++) {
+      float *xh = x + h * head_dim;
+      for (int64_t i = 0; i < m; i++) {
+        int64_t a = neox ? i0 + i : 2 * (i0 + i), b = neox ? i0 + i + half : 2 * (i0 + i) + 1;
+        float x0 = xh[a], x1 = xh[b];
+        xh[a] = x0 * cs[i] - x1 * sn[i];
+        xh[b] = x0 * sn[i] + x1 * cs[i];
+      }
+    }
+  }
+}
+
+void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gelu,
+              int n_threads) {
+  const float k = 0.7978845608028654f; /* sqrt(2/pi), the tanh approximation of GELU */
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n >= 4096)
+  for (int64_t i = 0; i < n; i++) {
+    float g = gate[i], a;
+    if (gelu) /* 0.5 (1 + tanh z) = sigmoid(2z), which does not cancel for negative g */
+      a = g / (1.0f + expf(-2.0f * k * (g + 0.044715f * g * g * g)));
+    else
+      a = g / (1.0f + expf(-g));
+    out[i] = a * up[i];
+  }
+}
+
+void nllm_softmax(float *x, int64_t n) {
+  if (n <= 0) return;
+  float mx = x[0];
+  for (int64_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) {
+    x[i] = expf(x[i] - mx);
+    sum += x[i];
+  }
+  float inv = (float)(1.0 / sum);
+  for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}

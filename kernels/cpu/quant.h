@@ -1,0 +1,145 @@
+/* Block layouts of the weight formats (bit-compatible with GGUF) and the per-ISA kernel
+ * declarations that kernels/qtypes.c puts into its table. Internal to the kernels. */
+#ifndef NLLM_QUANT_H
+#define NLLM_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/core.h"
+
+#define QK 32   /* elements per block of the 32-wide formats */
+#define QK_K 256 /* elements per super-block of the K-quants */
+
+/* Half-precision scales are kept as raw uint16_t so the structs have GGUF's exact size. */
+typedef struct { uint16_t d; int8_t qs[QK]; } block_q8_0;
+typedef struct { uint16_t d; uint8_t qs[QK / 2]; } block_q4_0;
+typedef struct { uint16_t d, m; uint8_t qs[QK / 2]; } block_q4_1;
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[QK / 2]; } block_q5_0;
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK / 2]; } block_q5_1;
+/* s = d * sum(qs), so a dot with an offset format needs no per-call sum. */
+typedef struct { uint16_t d, s; int8_t qs[QK]; } block_q8_1;
+typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; uint16_t d, dmin; } block_q2_K;
+typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; uint16_t d; } block_q3_K;
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; } block_q4_K;
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
+typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } block_q6_K;
+/* bsums[i] = sum of qs[16i..16i+16): the K-quant dots subtract their minimums with them. */
+typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
+typedef struct { uint16_t d; uint8_t qs[QK / 2]; } block_iq4_nl;
+typedef struct { uint16_t d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uint8_t qs[QK_K / 2]; } block_iq4_xs;
+
+_Static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");
+_Static_assert(sizeof(block_q4_0) == 18, "q4_0 layout");
+_Static_assert(sizeof(block_q4_1) == 20, "q4_1 layout");
+_Static_assert(sizeof(block_q5_0) == 22, "q5_0 layout");
+_Static_assert(sizeof(block_q5_1) == 24, "q5_1 layout");
+_Static_assert(sizeof(block_q8_1) == 36, "q8_1 layout");
+_Static_assert(sizeof(block_q2_K) == 84, "q2_K layout");
+_Static_assert(sizeof(block_q3_K) == 110, "q3_K layout");
+_Static_assert(sizeof(block_q4_K) == 144, "q4_K layout");
+_Static_assert(sizeof(block_q5_K) == 176, "q5_K layout");
+_Static_assert(sizeof(block_q6_K) == 210, "q6_K layout");
+_Static_assert(sizeof(block_q8_K) == 292, "q8_K layout");
+_Static_assert(sizeof(block_iq4_nl) == 18, "iq4_nl layout");
+_Static_assert(sizeof(block_iq4_xs) == 136, "iq4_xs layout");
+
+/* The 16 non-uniform levels of IQ4_NL / IQ4_XS. */
+extern const int8_t nllm_iq4nl_values[16];
+
+/* Exact binary16 -> binary32 without F16C, inline because the scalar kernels call it per block. */
+static inline float q_h2f(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, em = h & 0x7fff, u;
+  if (em >= 0x7c00) {
+    u = sign | 0x7f800000u | ((em & 0x3ff) << 13);
+  } else if (em >= 0x400) {
+    u = sign | ((em << 13) + 0x38000000u); /* rebias the exponent from 15 to 127 */
+  } else {
+    float f = (float)em * 5.9604644775390625e-8f; /* subnormal: em * 2^-24 */
+    return sign ? -f : f;
+  }
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static inline uint16_t q_f2h(float f) { return nllm_fp32_to_fp16(f); }
+static inline float q_bf2f(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* One declaration list per ISA; X(name) expands to the kernel names of each format.
+ * A format missing an ISA version uses the reference in the table. */
+#define NLLM_DECLARE_KERNELS(fmt, isa)                                              \
+  void fmt##_to_float_##isa(const void *x, float *y, int64_t n);                   \
+  void fmt##_from_float_##isa(const float *x, void *y, int64_t n);                 \
+  void fmt##_vec_dot_##isa(int64_t n, float *s, const void *x, const void *y);
+
+NLLM_DECLARE_KERNELS(f32, ref)
+NLLM_DECLARE_KERNELS(f16, ref)
+NLLM_DECLARE_KERNELS(bf16, ref)
+NLLM_DECLARE_KERNELS(q8_0, ref)
+NLLM_DECLARE_KERNELS(q4_0, ref)
+NLLM_DECLARE_KERNELS(q4_1, ref)
+NLLM_DECLARE_KERNELS(q5_0, ref)
+NLLM_DECLARE_KERNELS(q5_1, ref)
+NLLM_DECLARE_KERNELS(q8_1, ref)
+NLLM_DECLARE_KERNELS(q2_K, ref)
+NLLM_DECLARE_KERNELS(q3_K, ref)
+NLLM_DECLARE_KERNELS(q4_K, ref)
+NLLM_DECLARE_KERNELS(q5_K, ref)
+NLLM_DECLARE_KERNELS(q6_K, ref)
+NLLM_DECLARE_KERNELS(q8_K, ref)
+NLLM_DECLARE_KERNELS(iq4_nl, ref)
+NLLM_DECLARE_KERNELS(iq4_xs, ref)
+
+#if defined(__x86_64__)
+NLLM_DECLARE_KERNELS(f32, avx2)
+NLLM_DECLARE_KERNELS(f16, avx2)
+NLLM_DECLARE_KERNELS(bf16, avx2)
+NLLM_DECLARE_KERNELS(q8_0, avx2)
+NLLM_DECLARE_KERNELS(q4_0, avx2)
+NLLM_DECLARE_KERNELS(q4_1, avx2)
+NLLM_DECLARE_KERNELS(q5_0, avx2)
+NLLM_DECLARE_KERNELS(q5_1, avx2)
+NLLM_DECLARE_KERNELS(q8_1, avx2)
+NLLM_DECLARE_KERNELS(q2_K, avx2)
+NLLM_DECLARE_KERNELS(q3_K, avx2)
+NLLM_DECLARE_KERNELS(q4_K, avx2)
+NLLM_DECLARE_KERNELS(q5_K, avx2)
+NLLM_DECLARE_KERNELS(q6_K, avx2)
+NLLM_DECLARE_KERNELS(q8_K, avx2)
+NLLM_DECLARE_KERNELS(iq4_nl, avx2)
+NLLM_DECLARE_KERNELS(iq4_xs, avx2)
+/* ops.c's AVX2 helpers */
+float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n);
+void nllm_axpy_f32_avx2(float *y, float a, const float *x, int64_t n);
+#endif
+
+#if defined(__aarch64__)
+NLLM_DECLARE_KERNELS(f32, neon)
+NLLM_DECLARE_KERNELS(f16, neon)
+NLLM_DECLARE_KERNELS(bf16, neon)
+NLLM_DECLARE_KERNELS(q8_0, neon)
+NLLM_DECLARE_KERNELS(q4_0, neon)
+NLLM_DECLARE_KERNELS(q4_1, neon)
+NLLM_DECLARE_KERNELS(q5_0, neon)
+NLLM_DECLARE_KERNELS(q5_1, neon)
+NLLM_DECLARE_KERNELS(q8_1, neon)
+NLLM_DECLARE_KERNELS(q2_K, neon)
+NLLM_DECLARE_KERNELS(q3_K, neon)
+NLLM_DECLARE_KERNELS(q4_K, neon)
+NLLM_DECLARE_KERNELS(q5_K, neon)
+NLLM_DECLARE_KERNELS(q6_K, neon)
+NLLM_DECLARE_KERNELS(q8_K, neon)
+NLLM_DECLARE_KERNELS(iq4_nl, neon)
+NLLM_DECLARE_KERNELS(iq4_xs, neon)
+#endif
+
+/* Whether the AVX2 kernels may run: the CPU has them and the scalar path is not forced. */
+int nllm_cpu_has_avx2(void);
+
+#endif

@@ -1,0 +1,128 @@
+/* The weight-format table and the choice of ISA. Two copies of the table exist: the scalar one
+ * (dispatched = reference) and the best one for this CPU; nllm_qtypes_force_scalar picks. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/quant.h"
+#include "qtypes.h"
+
+#define N_TYPES 40 /* larger than any NLLM_TYPE_* we compute with */
+
+/* One row per format. ISA kernels a format lacks stay NULL and fall back to the reference. */
+typedef struct qtype_def {
+  nllm_qtype ref; /* the row with reference functions in both slots */
+#if defined(__x86_64__)
+  nllm_to_float_fn to_float_avx2;
+  nllm_from_float_fn from_float_avx2;
+  nllm_vec_dot_fn vec_dot_avx2;
+#endif
+#if defined(__aarch64__)
+  nllm_to_float_fn to_float_neon;
+  nllm_from_float_fn from_float_neon;
+  nllm_vec_dot_fn vec_dot_neon;
+#endif
+} qtype_def;
+
+#define REF(fmt) fmt##_to_float_ref, fmt##_to_float_ref, fmt##_from_float_ref, fmt##_from_float_ref, \
+                 fmt##_vec_dot_ref, fmt##_vec_dot_ref
+#define ROW(T, name, bs, ts, vdt, fmt) \
+  {NLLM_TYPE_##T, {{name, NLLM_TYPE_##T, bs, ts, NLLM_TYPE_##vdt, REF(fmt)}
+
+#if defined(__x86_64__)
+#define AVX2(to, from, dot) , to, from, dot
+#else
+#define AVX2(to, from, dot)
+#endif
+#if defined(__aarch64__)
+#define NEON(to, from, dot) , to, from, dot
+#else
+#define NEON(to, from, dot)
+#endif
+
+static const struct {
+  int32_t type;
+  qtype_def def;
+} qtype_defs[] = {
+    ROW(F32, "F32", 1, 4, F32, f32) AVX2(NULL, NULL, f32_vec_dot_avx2) NEON(NULL, NULL, NULL)}},
+    ROW(F16, "F16", 1, 2, F32, f16) AVX2(f16_to_float_avx2, NULL, f16_vec_dot_avx2) NEON(NULL, NULL, NULL)}},
+    ROW(BF16, "BF16", 1, 2, F32, bf16) AVX2(bf16_to_float_avx2, NULL, bf16_vec_dot_avx2) NEON(NULL, NULL, NULL)}},
+    ROW(Q8_0, "Q8_0", QK, 34, Q8_0, q8_0)
+        AVX2(q8_0_to_float_avx2, q8_0_from_float_avx2, q8_0_vec_dot_avx2) NEON(NULL, NULL, NULL)}},
+    ROW(Q4_0, "Q4_0", QK, 18, Q8_0, q4_0)
+        AVX2(q4_0_to_float_avx2, NULL, q4_0_vec_dot_avx2) NEON(NULL, NULL, NULL)}},
+};
+
+static nllm_qtype table_scalar[N_TYPES], table_best[N_TYPES];
+static char features[128];
+static int have_avx2;
+static atomic_int force_scalar;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void qtypes_init(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  /* F16C has no __builtin_cpu_supports name in older compilers; every CPU with AVX2 and FMA
+   * shipped so far has it (Haswell and later, Excavator and later). */
+  have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  snprintf(features, sizeof features, "x86_64%s%s%s", have_avx2 ? " avx2 fma f16c" : "",
+           __builtin_cpu_supports("avx512f") ? " (avx512f unused)" : "",
+           have_avx2 ? "" : " (scalar kernels)");
+#elif defined(__aarch64__)
+  snprintf(features, sizeof features, "aarch64 neon");
+#else
+  snprintf(features, sizeof features, "generic (scalar kernels)");
+#endif
+  const char *env = getenv("NLLM_FORCE_SCALAR");
+  if (env && *env && strcmp(env, "0") != 0) atomic_store(&force_scalar, 1);
+
+  for (size_t i = 0; i < sizeof qtype_defs / sizeof qtype_defs[0]; i++) {
+    const qtype_def *d = &qtype_defs[i].def;
+    int32_t t = qtype_defs[i].type;
+    table_scalar[t] = d->ref;
+    nllm_qtype best = d->ref;
+#if defined(__x86_64__)
+    if (have_avx2) {
+      if (d->to_float_avx2) best.to_float = d->to_float_avx2;
+      if (d->from_float_avx2) best.from_float = d->from_float_avx2;
+      if (d->vec_dot_avx2) best.vec_dot = d->vec_dot_avx2;
+    }
+#endif
+#if defined(__aarch64__)
+    if (d->to_float_neon) best.to_float = d->to_float_neon;
+    if (d->from_float_neon) best.from_float = d->from_float_neon;
+    if (d->vec_dot_neon) best.vec_dot = d->vec_dot_neon;
+#endif
+    table_best[t] = best;
+  }
+}
+
+int nllm_cpu_has_avx2(void) {
+  pthread_once(&init_once, qtypes_init);
+  return have_avx2 && !atomic_load(&force_scalar);
+}
+
+const nllm_qtype *nllm_qtype_get(int32_t type) {
+  pthread_once(&init_once, qtypes_init);
+  if (type < 0 || type >= N_TYPES) return NULL;
+  const nllm_qtype *q = atomic_load(&force_scalar) ? &table_scalar[type] : &table_best[type];
+  return q->name ? q : NULL;
+}
+
+size_t nllm_row_size(int32_t type, int64_t n) {
+  const nllm_qtype *q = nllm_qtype_get(type);
+  if (!q || n < 0 || n % q->block_size) return 0;
+  return (size_t)(n / q->block_size) * (size_t)q->type_size;
+}
+
+void nllm_qtypes_force_scalar(int on) {
+  pthread_once(&init_once, qtypes_init);
+  atomic_store(&force_scalar, on ? 1 : 0);
+}
+
+const char *nllm_cpu_features(void) {
+  pthread_once(&init_once, qtypes_init);
+  return atomic_load(&force_scalar) ? "scalar (forced)" : features;
+}

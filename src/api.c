@@ -1,0 +1,337 @@
+/* The ABI face: every exported nllm_* function (except errors/logging in core.c). Validates
+ * arguments and params structs, then calls the internal layers. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "engine/engine.h"
+#include "qtypes.h"
+
+#define CHECK_ARG(cond, ...) \
+  if (!(cond)) return nllm_err(NLLM_ERR_INVALID_ARG, __VA_ARGS__)
+
+NLLM_API const char *nllm_version(void) { return NLLM_VERSION_STRING; }
+NLLM_API int32_t nllm_abi_version(void) { return NLLM_ABI_VERSION; }
+NLLM_API const char *nllm_system_info(void) { return nllm_cpu_features(); }
+
+NLLM_API const char *nllm_type_name(int32_t type) {
+  const nllm_qtype *q = nllm_qtype_get(type);
+  return q ? q->name : nllm_ggml_type_name(type);
+}
+
+/* ---------------------------------------------------------------- model */
+
+NLLM_API void nllm_model_params_init(nllm_model_params *p) {
+  if (!p) return;
+  memset(p, 0, sizeof *p);
+  p->struct_size = sizeof *p;
+  p->use_mmap = 1;
+  p->quantize_type = NLLM_TYPE_NONE;
+}
+
+NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *params,
+                                     nllm_model **out) {
+  CHECK_ARG(out, "nllm_model_load: out is NULL");
+  *out = NULL;
+  CHECK_ARG(path, "nllm_model_load: path is NULL");
+  nllm_model_params p;
+  nllm_model_params_init(&p);
+  nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_model_params");
+  if (st) return st;
+  CHECK_ARG(p.n_threads >= 0 && p.n_threads <= 4096,
+            "nllm_model_params.n_threads must be in [0, 4096] (got %d)", p.n_threads);
+  CHECK_ARG(p.n_ctx_default >= 0, "nllm_model_params.n_ctx_default must be >= 0 (got %d)",
+            p.n_ctx_default);
+  CHECK_ARG(p.n_gpu_layers >= 0 || p.n_gpu_layers == -1,
+            "nllm_model_params.n_gpu_layers must be >= 0 or -1 (all)");
+#ifndef NLLM_CUDA
+  if (p.n_gpu_layers != 0)
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "n_gpu_layers = %d, but this libnativellm was built without CUDA (rebuild "
+                    "with make CUDA=1)", p.n_gpu_layers);
+#endif
+  if (p.quantize_type != NLLM_TYPE_NONE)
+    return nllm_err(NLLM_ERR_UNSUPPORTED, "quantize on load is not available yet");
+  return nllm_model_open(path, &p, out);
+}
+
+NLLM_API void nllm_model_free(nllm_model *m) { nllm_model_close(m); }
+
+NLLM_API const char *nllm_model_arch(const nllm_model *m) {
+  return m && m->arch ? m->arch->name : "";
+}
+NLLM_API const char *nllm_model_name(const nllm_model *m) { return m ? m->name : ""; }
+NLLM_API uint64_t nllm_model_n_params(const nllm_model *m) { return m ? m->n_params : 0; }
+NLLM_API uint64_t nllm_model_size_bytes(const nllm_model *m) { return m ? m->n_bytes : 0; }
+NLLM_API int32_t nllm_model_n_vocab(const nllm_model *m) { return m ? m->hp.n_vocab : 0; }
+NLLM_API int32_t nllm_model_n_ctx_train(const nllm_model *m) { return m ? m->hp.n_ctx_train : 0; }
+NLLM_API int32_t nllm_model_n_embd(const nllm_model *m) { return m ? m->hp.n_embd : 0; }
+NLLM_API int32_t nllm_model_n_layer(const nllm_model *m) { return m ? m->hp.n_layer : 0; }
+
+NLLM_API nllm_token nllm_model_token(const nllm_model *m, int32_t which) {
+  return m ? nllm_tokenizer_special(m->tok, which) : -1;
+}
+
+NLLM_API int32_t nllm_model_token_is_eog(const nllm_model *m, nllm_token t) {
+  if (!m) return 0;
+  for (int32_t i = 0; i < m->n_eog; i++)
+    if (m->eog_ids[i] == t) return 1;
+  return nllm_tokenizer_is_eog(m->tok, t);
+}
+
+NLLM_API nllm_status nllm_model_meta_str(const nllm_model *m, const char *key, const char **out) {
+  CHECK_ARG(m && key && out, "nllm_model_meta_str: NULL argument");
+  nllm_status st = nllm_source_get_str(&m->src, key, out);
+  return st == NLLM_ERR_FORMAT ? NLLM_ERR_INVALID_ARG : st;
+}
+
+NLLM_API nllm_status nllm_model_meta_int(const nllm_model *m, const char *key, int64_t *out) {
+  CHECK_ARG(m && key && out, "nllm_model_meta_int: NULL argument");
+  nllm_status st = nllm_source_get_int(&m->src, key, out);
+  return st == NLLM_ERR_FORMAT ? NLLM_ERR_INVALID_ARG : st;
+}
+
+NLLM_API nllm_status nllm_model_meta_float(const nllm_model *m, const char *key, double *out) {
+  CHECK_ARG(m && key && out, "nllm_model_meta_float: NULL argument");
+  nllm_status st = nllm_source_get_float(&m->src, key, out);
+  return st == NLLM_ERR_FORMAT ? NLLM_ERR_INVALID_ARG : st;
+}
+
+NLLM_API int32_t nllm_model_meta_count(const nllm_model *m) {
+  return m ? (int32_t)m->src.n_kv : 0;
+}
+
+NLLM_API const char *nllm_model_meta_key(const nllm_model *m, int32_t i) {
+  return m && i >= 0 && i < m->src.n_kv ? m->src.kv[i].key : NULL;
+}
+
+/* Shared tail of every call that fills a caller's char buffer: NUL-terminate when it fits. */
+static nllm_status finish_text(int32_t needed, char *buf, int32_t cap, int32_t *n_out) {
+  if (n_out) *n_out = needed;
+  if (needed >= cap)
+    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "buffer of %d bytes is too small: %d needed", cap,
+                    needed + 1);
+  buf[needed] = 0;
+  return NLLM_OK;
+}
+
+NLLM_API nllm_status nllm_model_meta_value_text(const nllm_model *m, int32_t i, char *buf,
+                                                int32_t cap, int32_t *n_out) {
+  CHECK_ARG(m && (buf || cap == 0) && cap >= 0, "nllm_model_meta_value_text: bad arguments");
+  CHECK_ARG(i >= 0 && i < m->src.n_kv, "nllm_model_meta_value_text: index %d out of range [0, %lld)",
+            i, (long long)m->src.n_kv);
+  char tmp[1];
+  int n = nllm_value_to_text(&m->src.kv[i].val, cap ? buf : tmp, cap ? (size_t)cap : 1);
+  return finish_text(n, buf, cap, n_out);
+}
+
+NLLM_API int32_t nllm_model_tensor_count(const nllm_model *m) {
+  return m ? (int32_t)m->src.n_tensors : 0;
+}
+
+NLLM_API nllm_status nllm_model_tensor_info(const nllm_model *m, int32_t i, const char **name,
+                                            int32_t *type, int32_t *n_dims, int64_t ne[4]) {
+  CHECK_ARG(m && name && type && n_dims && ne, "nllm_model_tensor_info: NULL argument");
+  CHECK_ARG(i >= 0 && i < m->src.n_tensors, "nllm_model_tensor_info: index %d out of range", i);
+  const nllm_tensor *t = &m->src.tensors[i];
+  *name = t->name;
+  *type = t->type;
+  *n_dims = t->n_dims;
+  memcpy(ne, t->ne, sizeof t->ne);
+  return NLLM_OK;
+}
+
+/* ---------------------------------------------------------------- tokenizer */
+
+NLLM_API nllm_status nllm_tokenize(const nllm_model *m, const char *text, int32_t text_len,
+                                   int32_t add_bos, int32_t parse_special, nllm_token *tokens,
+                                   int32_t cap, int32_t *n_out) {
+  CHECK_ARG(m && n_out, "nllm_tokenize: model and n_out must not be NULL");
+  CHECK_ARG(text || text_len == 0, "nllm_tokenize: text is NULL");
+  CHECK_ARG(tokens || cap == 0, "nllm_tokenize: tokens is NULL with cap %d", cap);
+  CHECK_ARG(cap >= 0, "nllm_tokenize: cap must be >= 0 (got %d)", cap);
+  size_t len = text_len < 0 ? strlen(text) : (size_t)text_len;
+  return nllm_tokenizer_encode(m->tok, text ? text : "", len, add_bos, parse_special, tokens, cap,
+                               n_out);
+}
+
+NLLM_API nllm_status nllm_token_to_piece(const nllm_model *m, nllm_token token,
+                                         int32_t render_special, char *buf, int32_t cap,
+                                         int32_t *n_out) {
+  CHECK_ARG(m && n_out && (buf || cap == 0) && cap >= 0, "nllm_token_to_piece: bad arguments");
+  return nllm_tokenizer_piece(m->tok, token, render_special, buf, cap, n_out);
+}
+
+NLLM_API nllm_status nllm_detokenize(const nllm_model *m, const nllm_token *tokens,
+                                     int32_t n_tokens, int32_t render_special, char *buf,
+                                     int32_t cap, int32_t *n_out) {
+  CHECK_ARG(m && n_out && (buf || cap == 0) && cap >= 0, "nllm_detokenize: bad arguments");
+  CHECK_ARG(n_tokens >= 0 && (tokens || n_tokens == 0), "nllm_detokenize: bad token array");
+  return nllm_tokenizer_decode(m->tok, tokens, n_tokens, render_special, buf, cap, n_out);
+}
+
+/* ---------------------------------------------------------------- context */
+
+NLLM_API void nllm_context_params_init(nllm_context_params *p) {
+  if (!p) return;
+  memset(p, 0, sizeof *p);
+  p->struct_size = sizeof *p;
+  p->kv_type = NLLM_TYPE_F16;
+  p->n_seq_max = 1;
+  p->seed = NLLM_SEED_DEFAULT;
+}
+
+NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context_params *params,
+                                         nllm_context **out) {
+  CHECK_ARG(out, "nllm_context_create: out is NULL");
+  *out = NULL;
+  CHECK_ARG(m, "nllm_context_create: model is NULL");
+  nllm_context_params p;
+  nllm_context_params_init(&p);
+  nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_context_params");
+  if (st) return st;
+  const int32_t max_ctx = 1 << 24;
+  CHECK_ARG(p.n_ctx >= 0 && p.n_ctx <= max_ctx,
+            "nllm_context_params.n_ctx must be in [0, %d] (got %d)", max_ctx, p.n_ctx);
+  CHECK_ARG(p.n_threads >= 0 && p.n_threads <= 1024,
+            "nllm_context_params.n_threads must be in [0, 1024] (got %d)", p.n_threads);
+  CHECK_ARG(p.n_batch >= 0 && p.n_batch <= 65536,
+            "nllm_context_params.n_batch must be in [0, 65536] (got %d)", p.n_batch);
+  CHECK_ARG(p.kv_type == NLLM_TYPE_F16 || p.kv_type == NLLM_TYPE_F32,
+            "nllm_context_params.kv_type must be NLLM_TYPE_F16 or NLLM_TYPE_F32 (got %d)",
+            p.kv_type);
+  CHECK_ARG(p.n_seq_max == 1 || p.n_seq_max == 0,
+            "nllm_context_params.n_seq_max must be 1 in this version (got %d)", p.n_seq_max);
+  return nllm_ctx_create(m, &p, out);
+}
+
+NLLM_API void nllm_context_free(nllm_context *ctx) { nllm_ctx_free(ctx); }
+
+NLLM_API nllm_status nllm_decode(nllm_context *ctx, const nllm_token *tokens, int32_t n) {
+  CHECK_ARG(ctx && tokens, "nllm_decode: NULL argument");
+  return nllm_ctx_decode(ctx, tokens, n);
+}
+
+NLLM_API const float *nllm_get_logits(nllm_context *ctx) {
+  if (!ctx || ctx->n_logits == 0) return NULL;
+  return ctx->logits + (size_t)(ctx->n_logits - 1) * ctx->model->hp.n_vocab;
+}
+
+NLLM_API const float *nllm_get_logits_ith(nllm_context *ctx, int32_t i) {
+  if (!ctx || ctx->n_logits == 0 || i < 0 || i >= ctx->last_n) return NULL;
+  if (ctx->n_logits == 1) return i == ctx->last_n - 1 ? ctx->logits : NULL;
+  return ctx->logits + (size_t)i * ctx->model->hp.n_vocab;
+}
+
+NLLM_API int32_t nllm_context_pos(const nllm_context *ctx) { return ctx ? ctx->pos : 0; }
+NLLM_API int32_t nllm_context_n_ctx(const nllm_context *ctx) { return ctx ? ctx->n_ctx : 0; }
+NLLM_API const nllm_model *nllm_context_model(const nllm_context *ctx) {
+  return ctx ? ctx->model : NULL;
+}
+
+NLLM_API nllm_status nllm_context_rewind(nllm_context *ctx, int32_t pos) {
+  CHECK_ARG(ctx, "nllm_context_rewind: ctx is NULL");
+  CHECK_ARG(pos >= 0 && pos <= ctx->pos,
+            "nllm_context_rewind: position %d is outside [0, %d] (the current position)", pos,
+            ctx->pos);
+  /* Cache rows past pos are simply overwritten by the next decode. */
+  if (pos != ctx->pos) ctx->n_logits = 0;
+  ctx->pos = pos;
+  return NLLM_OK;
+}
+
+NLLM_API void nllm_context_reset(nllm_context *ctx) {
+  if (!ctx) return;
+  ctx->pos = 0;
+  ctx->n_logits = 0;
+  ctx->last_n = 0;
+  memset(&ctx->tm, 0, sizeof ctx->tm);
+  ctx->tm.struct_size = sizeof ctx->tm;
+}
+
+NLLM_API nllm_status nllm_context_timings(const nllm_context *ctx, nllm_timings *out) {
+  CHECK_ARG(ctx && out, "nllm_context_timings: NULL argument");
+  CHECK_ARG(out->struct_size >= sizeof(uint32_t), "nllm_timings.struct_size must be set");
+  uint32_t n = out->struct_size < sizeof ctx->tm ? out->struct_size : (uint32_t)sizeof ctx->tm;
+  memcpy(out, &ctx->tm, n);
+  out->struct_size = n;
+  return NLLM_OK;
+}
+
+/* ---------------------------------------------------------------- sampling */
+
+NLLM_API void nllm_sampler_params_init(nllm_sampler_params *p) {
+  if (!p) return;
+  memset(p, 0, sizeof *p);
+  p->struct_size = sizeof *p;
+  p->temperature = 0.8f;
+  p->top_k = 40;
+  p->top_p = 0.95f;
+  p->min_p = 0.05f;
+  p->repeat_penalty = 1.1f;
+  p->repeat_last_n = 64;
+  p->seed = NLLM_SEED_DEFAULT;
+}
+
+NLLM_API nllm_status nllm_sampler_create(const nllm_model *m, const nllm_sampler_params *params,
+                                         nllm_sampler **out) {
+  CHECK_ARG(out, "nllm_sampler_create: out is NULL");
+  *out = NULL;
+  CHECK_ARG(m, "nllm_sampler_create: model is NULL");
+  nllm_sampler_params p;
+  nllm_sampler_params_init(&p);
+  nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_sampler_params");
+  if (st) return st;
+  return nllm_sampler_new(m, &p, out);
+}
+
+NLLM_API void nllm_sampler_free(nllm_sampler *s) { nllm_sampler_delete(s); }
+
+NLLM_API void nllm_sampler_reset(nllm_sampler *s, uint64_t seed) {
+  if (s) nllm_sampler_restart(s, seed);
+}
+
+NLLM_API nllm_status nllm_sampler_sample(nllm_sampler *s, nllm_context *ctx, nllm_token *out) {
+  CHECK_ARG(s && ctx && out, "nllm_sampler_sample: NULL argument");
+  const float *l = nllm_get_logits(ctx);
+  CHECK_ARG(l, "nllm_sampler_sample: the context has no logits (decode something first)");
+  nllm_sampler_bind_seed(s, ctx);
+  return nllm_sampler_pick(s, l, ctx->model->hp.n_vocab, out);
+}
+
+NLLM_API nllm_status nllm_sampler_sample_logits(nllm_sampler *s, const float *logits,
+                                                int32_t n_vocab, nllm_token *out) {
+  CHECK_ARG(s && logits && out, "nllm_sampler_sample_logits: NULL argument");
+  return nllm_sampler_pick(s, logits, n_vocab, out);
+}
+
+NLLM_API void nllm_sampler_accept(nllm_sampler *s, nllm_token t) {
+  if (s) nllm_sampler_push(s, t);
+}
+
+/* ---------------------------------------------------------------- generation */
+
+NLLM_API void nllm_generate_params_init(nllm_generate_params *p) {
+  if (!p) return;
+  memset(p, 0, sizeof *p);
+  p->struct_size = sizeof *p;
+  p->max_tokens = 256;
+  p->add_bos = 1;
+  p->stop_at_eog = 1;
+}
+
+NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *s, const char *prompt,
+                                   int32_t prompt_len, const nllm_generate_params *params,
+                                   int32_t *n_generated) {
+  if (n_generated) *n_generated = 0;
+  CHECK_ARG(ctx && s, "nllm_generate: context and sampler must not be NULL");
+  CHECK_ARG(prompt || prompt_len == 0, "nllm_generate: prompt is NULL");
+  CHECK_ARG(s->model == ctx->model, "nllm_generate: sampler and context belong to different models");
+  nllm_generate_params p;
+  nllm_generate_params_init(&p);
+  nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_generate_params");
+  if (st) return st;
+  size_t len = prompt_len < 0 ? strlen(prompt) : (size_t)prompt_len;
+  nllm_sampler_bind_seed(s, ctx);
+  return nllm_run_generate(ctx, s, prompt ? prompt : "", len, &p, n_generated);
+}

@@ -1,0 +1,165 @@
+/* Token sampling. Order: repetition penalty -> greedy shortcut -> temperature -> min-p (a linear
+ * pass that prunes most of the vocabulary cheaply) -> sort survivors -> top-k -> top-p -> draw.
+ * top-k and min-p both keep "the largest", so their order does not matter; top-p is computed on
+ * the tempered distribution after them. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "engine/engine.h"
+
+static uint64_t splitmix64(uint64_t *s) {
+  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+static double rng_uniform(uint64_t *s) { return (double)(splitmix64(s) >> 11) * 0x1.0p-53; }
+
+uint64_t nllm_random_seed(void) {
+  static _Atomic uint64_t counter;
+  uint64_t s = (uint64_t)(nllm_time_ms() * 1e3) ^ (counter++ * 0x9E3779B97F4A7C15ull);
+  return splitmix64(&s);
+}
+
+void nllm_sampler_bind_seed(nllm_sampler *s, const nllm_context *ctx) {
+  if (s->seeded) return;
+  s->seeded = 1;
+  if (ctx->p.seed != NLLM_SEED_DEFAULT) s->rng = s->p.seed = ctx->p.seed;
+}
+
+nllm_status nllm_sampler_new(const nllm_model *m, const nllm_sampler_params *p,
+                             nllm_sampler **out) {
+  *out = NULL;
+  if (!(p->temperature >= 0) || !isfinite(p->temperature))
+    return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: temperature must be a finite value >= 0 (got %g)",
+                    (double)p->temperature);
+  if (p->top_k < 0)
+    return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: top_k must be >= 0 (got %d)", p->top_k);
+  if (!(p->top_p > 0 && p->top_p <= 1))
+    return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: top_p must be in (0, 1] (got %g)",
+                    (double)p->top_p);
+  if (!(p->min_p >= 0 && p->min_p <= 1))
+    return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: min_p must be in [0, 1] (got %g)",
+                    (double)p->min_p);
+  if (!(p->repeat_penalty > 0) || !isfinite(p->repeat_penalty))
+    return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: repeat_penalty must be > 0 (got %g)",
+                    (double)p->repeat_penalty);
+  if (p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20))
+    return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: repeat_last_n must be in [0, 2^20] (got %d)",
+                    p->repeat_last_n);
+  nllm_sampler *s = nllm_calloc(1, sizeof *s);
+  if (!s) return nllm_err(NLLM_ERR_NOMEM, "out of memory");
+  s->model = m;
+  s->p = *p;
+  s->n_vocab = m->hp.n_vocab;
+  s->logits = nllm_malloc((size_t)s->n_vocab * sizeof(float));
+  s->cand = nllm_malloc((size_t)s->n_vocab * sizeof(int32_t));
+  s->prob = nllm_malloc((size_t)s->n_vocab * sizeof(float));
+  s->recent = nllm_malloc((size_t)(p->repeat_last_n ? p->repeat_last_n : 1) * sizeof(nllm_token));
+  if (!s->logits || !s->cand || !s->prob || !s->recent) {
+    nllm_sampler_delete(s);
+    return nllm_err(NLLM_ERR_NOMEM, "out of memory (sampler)");
+  }
+  s->seeded = p->seed != NLLM_SEED_DEFAULT;
+  s->rng = s->p.seed = s->seeded ? p->seed : nllm_random_seed();
+  *out = s;
+  return NLLM_OK;
+}
+
+void nllm_sampler_delete(nllm_sampler *s) {
+  if (!s) return;
+  free(s->logits);
+  free(s->cand);
+  free(s->prob);
+  free(s->recent);
+  free(s);
+}
+
+void nllm_sampler_restart(nllm_sampler *s, uint64_t seed) {
+  if (seed != NLLM_SEED_DEFAULT) s->p.seed = seed, s->seeded = 1;
+  s->rng = s->p.seed;
+  s->n_recent = s->recent_head = 0;
+}
+
+void nllm_sampler_push(nllm_sampler *s, nllm_token t) {
+  if (!s->p.repeat_last_n) return;
+  s->recent[s->recent_head] = t;
+  s->recent_head = (s->recent_head + 1) % s->p.repeat_last_n;
+  if (s->n_recent < s->p.repeat_last_n) s->n_recent++;
+}
+
+/* Sort candidate ids by descending logit, ties by ascending id (deterministic). */
+static _Thread_local const float *tl_keys;
+static int cmp_desc(const void *a, const void *b) {
+  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+  float lx = tl_keys[x], ly = tl_keys[y];
+  if (lx != ly) return lx > ly ? -1 : 1;
+  return x < y ? -1 : x > y;
+}
+
+nllm_status nllm_sampler_pick(nllm_sampler *s, const float *in, int32_t n_vocab, nllm_token *out) {
+  if (n_vocab != s->n_vocab)
+    return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: n_vocab %d does not match the model's %d",
+                    n_vocab, s->n_vocab);
+  float *l = s->logits;
+  memcpy(l, in, (size_t)n_vocab * sizeof(float));
+  if (s->p.repeat_penalty != 1.0f) {
+    /* Each distinct recent token is penalized once, however often it occurred; prob[] serves
+     * as the "already done" mark so this stays linear in repeat_last_n. */
+    for (int32_t i = 0; i < s->n_recent; i++)
+      if (s->recent[i] >= 0 && s->recent[i] < n_vocab) s->prob[s->recent[i]] = 0;
+    for (int32_t i = 0; i < s->n_recent; i++) {
+      nllm_token t = s->recent[i];
+      if (t < 0 || t >= n_vocab || s->prob[t] != 0) continue;
+      s->prob[t] = 1;
+      l[t] = l[t] > 0 ? l[t] / s->p.repeat_penalty : l[t] * s->p.repeat_penalty;
+    }
+  }
+  int32_t best = 0;
+  for (int32_t i = 1; i < n_vocab; i++)
+    if (l[i] > l[best]) best = i;
+  if (s->p.temperature == 0.0f || s->p.top_k == 1) {
+    *out = best;
+    return NLLM_OK;
+  }
+  const float inv_t = 1.0f / s->p.temperature, lmax = l[best];
+  /* min-p: keep p_i >= min_p * p_max, i.e. (l_i - l_max)/T >= log(min_p) */
+  const float cut = s->p.min_p > 0 ? lmax + s->p.temperature * logf(s->p.min_p) : -INFINITY;
+  int32_t n = 0;
+  for (int32_t i = 0; i < n_vocab; i++)
+    if (l[i] >= cut && isfinite(l[i])) s->cand[n++] = i;
+  if (n == 0) s->cand[n++] = best;
+  tl_keys = l;
+  qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_desc);
+  if (s->p.top_k > 0 && n > s->p.top_k) n = s->p.top_k;
+  double sum = 0;
+  for (int32_t i = 0; i < n; i++) {
+    s->prob[i] = expf((l[s->cand[i]] - lmax) * inv_t);
+    sum += s->prob[i];
+  }
+  if (s->p.top_p < 1.0f) {
+    double acc = 0;
+    int32_t keep = n;
+    for (int32_t i = 0; i < n; i++) {
+      acc += s->prob[i] / sum;
+      if (acc >= s->p.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+    n = keep;
+    sum = 0;
+    for (int32_t i = 0; i < n; i++) sum += s->prob[i];
+  }
+  double r = rng_uniform(&s->rng) * sum, acc = 0;
+  for (int32_t i = 0; i < n; i++) {
+    acc += s->prob[i];
+    if (r < acc) {
+      *out = s->cand[i];
+      return NLLM_OK;
+    }
+  }
+  *out = s->cand[n - 1];
+  return NLLM_OK;
+}

@@ -1,0 +1,348 @@
+/* Model loading: architecture table, hyperparameters from metadata, tensors bound and checked
+ * against them. Everything the forward pass needs is resolved here, once. */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "qtypes.h"
+
+/*  name      neox bias qknorm fqkv fgu gelu escale post slide */
+static const nllm_arch arch_table[] = {
+    {"llama", 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"mistral", 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen2", 1, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen3", 1, 0, 1, 0, 0, 0, 0, 0, 0},
+    {"gemma", 1, 0, 0, 0, 0, 1, 1, 0, 0},
+    {"gemma2", 1, 0, 0, 0, 0, 1, 1, 1, 1},
+    {"phi3", 1, 0, 0, 1, 1, 0, 0, 0, 0},
+};
+
+const nllm_arch *nllm_arch_find(const char *name) {
+  for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+    if (strcmp(arch_table[i].name, name) == 0) return &arch_table[i];
+  return NULL;
+}
+
+/* Key "<arch>.<suffix>" */
+static const char *akey(const nllm_model *m, const char *suffix) {
+  static _Thread_local char buf[256];
+  snprintf(buf, sizeof buf, "%s.%s", m->arch->name, suffix);
+  return buf;
+}
+
+static nllm_status get_i32(const nllm_model *m, const char *suffix, int required, int32_t dflt,
+                           int32_t lo, int32_t hi, int32_t *out) {
+  int64_t v;
+  const char *key = akey(m, suffix);
+  nllm_status st = nllm_source_get_int(&m->src, key, &v);
+  if (st == NLLM_ERR_NOT_FOUND && !required) {
+    *out = dflt;
+    return NLLM_OK;
+  }
+  if (st != NLLM_OK) return st;
+  if (v < lo || v > hi)
+    return nllm_err(NLLM_ERR_FORMAT, "%s: %s = %lld is out of range [%d, %d]", m->src.path, key,
+                    (long long)v, lo, hi);
+  *out = (int32_t)v;
+  return NLLM_OK;
+}
+
+static nllm_status get_f32(const nllm_model *m, const char *suffix, float dflt, float lo, float hi,
+                           float *out) {
+  double v;
+  const char *key = akey(m, suffix);
+  nllm_status st = nllm_source_get_float(&m->src, key, &v);
+  if (st == NLLM_ERR_NOT_FOUND) {
+    *out = dflt;
+    return NLLM_OK;
+  }
+  if (st != NLLM_OK) return st;
+  if (!(v >= lo && v <= hi))
+    return nllm_err(NLLM_ERR_FORMAT, "%s: %s = %g is out of range [%g, %g]", m->src.path, key, v,
+                    (double)lo, (double)hi);
+  *out = (float)v;
+  return NLLM_OK;
+}
+
+static nllm_status read_hparams(nllm_model *m) {
+  nllm_hparams *hp = &m->hp;
+  nllm_status st;
+  const int32_t BIG = 1 << 24;
+  if ((st = get_i32(m, "embedding_length", 1, 0, 1, BIG, &hp->n_embd)) ||
+      (st = get_i32(m, "block_count", 1, 0, 1, 4096, &hp->n_layer)) ||
+      (st = get_i32(m, "feed_forward_length", 1, 0, 1, BIG, &hp->n_ff)) ||
+      (st = get_i32(m, "attention.head_count", 1, 0, 1, 4096, &hp->n_head)) ||
+      (st = get_i32(m, "attention.head_count_kv", 0, hp->n_head, 1, 4096, &hp->n_head_kv)) ||
+      (st = get_i32(m, "context_length", 0, 2048, 1, 1 << 30, &hp->n_ctx_train)))
+    return st;
+  if (hp->n_head % hp->n_head_kv != 0)
+    return nllm_err(NLLM_ERR_FORMAT, "%s: head_count %d is not a multiple of head_count_kv %d",
+                    m->src.path, hp->n_head, hp->n_head_kv);
+  int32_t dflt_hd = hp->n_embd / hp->n_head;
+  if ((st = get_i32(m, "attention.key_length", 0, dflt_hd, 1, 65536, &hp->head_dim))) return st;
+  int32_t vlen;
+  if ((st = get_i32(m, "attention.value_length", 0, hp->head_dim, 1, 65536, &vlen))) return st;
+  if (vlen != hp->head_dim)
+    return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: value_length %d != key_length %d is not supported",
+                    m->src.path, vlen, hp->head_dim);
+  if (hp->head_dim % 2)
+    return nllm_err(NLLM_ERR_FORMAT, "%s: head dimension %d is odd", m->src.path, hp->head_dim);
+  if ((st = get_i32(m, "rope.dimension_count", 0, hp->head_dim, 2, hp->head_dim, &hp->n_rot)))
+    return st;
+  if (hp->n_rot % 2)
+    return nllm_err(NLLM_ERR_FORMAT, "%s: rope.dimension_count %d is odd", m->src.path, hp->n_rot);
+  if ((st = get_f32(m, "attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f, &hp->rms_eps)) ||
+      (st = get_f32(m, "rope.freq_base", 10000.0f, 1.0f, 1e12f, &hp->rope_base)) ||
+      (st = get_f32(m, "attn_logit_softcapping", 0.0f, 0.0f, 1e6f, &hp->attn_softcap)) ||
+      (st = get_f32(m, "final_logit_softcapping", 0.0f, 0.0f, 1e6f, &hp->final_softcap)) ||
+      (st = get_i32(m, "attention.sliding_window", 0, 0, 0, 1 << 30, &hp->sliding_window)))
+    return st;
+  hp->rope_neox = m->arch->rope_neox;
+  const nllm_value *neox = nllm_source_get(&m->src, "nllm.rope.neox");
+  if (neox && neox->type == NLLM_V_BOOL) hp->rope_neox = neox->v.u != 0;
+  hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+  return NLLM_OK;
+}
+
+/* Rotary frequencies with the file's scaling rule folded in, so the forward pass only ever
+ * computes pos * inv_freq[i]. */
+static nllm_status build_rope(nllm_model *m) {
+  nllm_hparams *hp = &m->hp;
+  int n = hp->n_rot / 2;
+  m->inv_freq = nllm_source_alloc(&m->src, (size_t)n * sizeof(float));
+  if (!m->inv_freq) return nllm_err(NLLM_ERR_NOMEM, "out of memory (rope table)");
+  for (int i = 0; i < n; i++)
+    m->inv_freq[i] = (float)pow((double)hp->rope_base, -2.0 * i / hp->n_rot);
+
+  const char *type = NULL;
+  nllm_source_get_str(&m->src, akey(m, "rope.scaling.type"), &type);
+  float factor = 1.0f;
+  nllm_status st = get_f32(m, "rope.scaling.factor", 1.0f, 1e-3f, 1e6f, &factor);
+  if (st) return st;
+  if (!type) {
+    float lin;
+    if ((st = get_f32(m, "rope.scale_linear", 1.0f, 1e-3f, 1e6f, &lin))) return st;
+    if (lin != 1.0f) type = "linear", factor = lin;
+  }
+  if (type && strcmp(type, "none") != 0 && factor != 1.0f) {
+    if (strcmp(type, "linear") == 0) {
+      for (int i = 0; i < n; i++) m->inv_freq[i] /= factor;
+    } else if (strcmp(type, "llama3") == 0) {
+      float lo, hi;
+      int32_t orig;
+      if ((st = get_f32(m, "rope.scaling.low_freq_factor", 1.0f, 1e-6f, 1e6f, &lo)) ||
+          (st = get_f32(m, "rope.scaling.high_freq_factor", 4.0f, 1e-6f, 1e6f, &hi)) ||
+          (st = get_i32(m, "rope.scaling.original_context_length", 0, 8192, 1, 1 << 30, &orig)))
+        return st;
+      double low_wl = orig / lo, high_wl = orig / hi;
+      for (int i = 0; i < n; i++) {
+        double f = m->inv_freq[i], wl = 2 * M_PI / f;
+        if (wl > low_wl) f /= factor;
+        else if (wl >= high_wl) {
+          double s = (orig / wl - lo) / (hi - lo);
+          f = (1 - s) * f / factor + s * f;
+        }
+        m->inv_freq[i] = (float)f;
+      }
+    } else {
+      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: rope scaling type '%s' is not supported",
+                      m->src.path, type);
+    }
+  }
+  /* GGUF Llama 3.1 files carry the scaling as per-frequency divisors. */
+  const nllm_tensor *rf = nllm_source_tensor(&m->src, "rope_freqs.weight");
+  if (rf) {
+    if (rf->type != NLLM_TYPE_F32 || rf->ne[0] != n || rf->n_dims != 1)
+      return nllm_err(NLLM_ERR_FORMAT, "%s: rope_freqs.weight must be F32 [%d]", m->src.path, n);
+    const float *d = rf->data;
+    for (int i = 0; i < n; i++) {
+      if (!(d[i] > 0))
+        return nllm_err(NLLM_ERR_FORMAT, "%s: rope_freqs.weight[%d] = %g is not positive",
+                        m->src.path, i, (double)d[i]);
+      m->inv_freq[i] /= d[i];
+    }
+  }
+  return NLLM_OK;
+}
+
+/* Finds a tensor, checks its shape is [cols] (rows == 0) or [cols, rows], its type computable;
+ * vectors become F32. A missing optional tensor leaves w zeroed. */
+static nllm_status bind(nllm_model *m, nllm_weight *w, const char *name, int64_t rows, int64_t cols,
+                        int required) {
+  memset(w, 0, sizeof *w);
+  const nllm_tensor *t = nllm_source_tensor(&m->src, name);
+  if (!t) {
+    if (!required) return NLLM_OK;
+    return nllm_err(NLLM_ERR_FORMAT, "%s: required tensor '%s' is missing", m->src.path, name);
+  }
+  int64_t want1 = rows ? rows : 1;
+  if (t->ne[0] != cols || t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1)
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld] "
+                    "from the hyperparameters",
+                    m->src.path, name, (long long)t->ne[0], (long long)t->ne[1],
+                    (long long)t->ne[2], (long long)t->ne[3], (long long)cols, (long long)want1);
+  const nllm_qtype *qt = nllm_qtype_get(t->type);
+  if (!qt) {
+    const char *tn = nllm_ggml_type_name(t->type);
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: tensor '%s' has type %s, which nativellm does not support", m->src.path,
+                    name, tn ? tn : "unknown");
+  }
+  if (cols % qt->block_size)
+    return nllm_err(NLLM_ERR_FORMAT, "%s: tensor '%s' row length %lld is not a multiple of %s's "
+                    "block size %d", m->src.path, name, (long long)cols, qt->name, qt->block_size);
+  w->rows = want1;
+  w->cols = cols;
+  w->type = t->type;
+  w->data = t->data;
+  if (!rows && t->type != NLLM_TYPE_F32) {
+    float *f = nllm_source_alloc(&m->src, (size_t)cols * sizeof(float));
+    if (!f) return nllm_err(NLLM_ERR_NOMEM, "out of memory converting '%s'", name);
+    qt->to_float(t->data, f, cols);
+    w->data = f;
+    w->type = NLLM_TYPE_F32;
+  }
+  m->n_params += (uint64_t)(want1 * cols);
+  m->n_bytes += t->nbytes;
+  return NLLM_OK;
+}
+
+static nllm_status bind_layer(nllm_model *m, int il) {
+  const nllm_hparams *hp = &m->hp;
+  const nllm_arch *a = m->arch;
+  nllm_layer *L = &m->layers[il];
+  int64_t d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim,
+          kvd = (int64_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
+  char n[96];
+  nllm_status st;
+#define B(field, suffix, rows, cols, req)                      \
+  snprintf(n, sizeof n, "blk.%d.%s", il, suffix);              \
+  if ((st = bind(m, &L->field, n, rows, cols, req))) return st;
+  B(attn_norm, "attn_norm.weight", 0, d, 1);
+  if (a->fused_qkv) {
+    B(wq, "attn_qkv.weight", qd + 2 * kvd, d, 1);
+  } else {
+    B(wq, "attn_q.weight", qd, d, 1);
+    B(wk, "attn_k.weight", kvd, d, 1);
+    B(wv, "attn_v.weight", kvd, d, 1);
+  }
+  B(wo, "attn_output.weight", d, qd, 1);
+  /* Biases are optional everywhere (Qwen2 has them; some Llama finetunes too). */
+  B(bq, "attn_q.bias", 0, qd, 0);
+  B(bk, "attn_k.bias", 0, kvd, 0);
+  B(bv, "attn_v.bias", 0, kvd, 0);
+  B(q_norm, "attn_q_norm.weight", 0, hp->head_dim, a->qk_norm);
+  B(k_norm, "attn_k_norm.weight", 0, hp->head_dim, a->qk_norm);
+  B(ffn_norm, "ffn_norm.weight", 0, d, 1);
+  if (a->fused_gate_up) {
+    B(w_up, "ffn_up.weight", 2 * ff, d, 1);
+  } else {
+    B(w_gate, "ffn_gate.weight", ff, d, 1);
+    B(w_up, "ffn_up.weight", ff, d, 1);
+  }
+  B(w_down, "ffn_down.weight", d, ff, 1);
+  B(post_attn_norm, "post_attention_norm.weight", 0, d, a->post_norms);
+  B(post_ffn_norm, "post_ffw_norm.weight", 0, d, a->post_norms);
+#undef B
+  return NLLM_OK;
+}
+
+static nllm_status bind_tensors(nllm_model *m) {
+  nllm_hparams *hp = &m->hp;
+  const nllm_tensor *te = nllm_source_tensor(&m->src, "token_embd.weight");
+  if (!te)
+    return nllm_err(NLLM_ERR_FORMAT, "%s: required tensor 'token_embd.weight' is missing",
+                    m->src.path);
+  if (te->ne[1] < 1 || te->ne[1] > (1 << 24))
+    return nllm_err(NLLM_ERR_FORMAT, "%s: token_embd.weight has %lld rows", m->src.path,
+                    (long long)te->ne[1]);
+  hp->n_vocab = (int32_t)te->ne[1];
+  nllm_status st = bind(m, &m->tok_embd, "token_embd.weight", hp->n_vocab, hp->n_embd, 1);
+  if (st) return st;
+  if ((st = bind(m, &m->output_norm, "output_norm.weight", 0, hp->n_embd, 1))) return st;
+  if ((st = bind(m, &m->output, "output.weight", hp->n_vocab, hp->n_embd, 0))) return st;
+  if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+  m->layers = nllm_source_alloc(&m->src, (size_t)hp->n_layer * sizeof *m->layers);
+  if (!m->layers) return nllm_err(NLLM_ERR_NOMEM, "out of memory (layers)");
+  for (int il = 0; il < hp->n_layer; il++)
+    if ((st = bind_layer(m, il))) return st;
+  return NLLM_OK;
+}
+
+static nllm_status load_tokenizer(nllm_model *m) {
+  if (nllm_source_get(&m->src, "tokenizer.ggml.model"))
+    return nllm_tokenizer_from_source(&m->src, &m->tok);
+  const char *dir = NULL;
+  if (nllm_source_get_str(&m->src, "tokenizer.hf.dir", &dir) == NLLM_OK) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    return nllm_tokenizer_from_hf(path, &m->tok);
+  }
+  return nllm_err(NLLM_ERR_FORMAT, "%s: no tokenizer (neither tokenizer.ggml.* keys nor a "
+                  "tokenizer.json)", m->src.path);
+}
+
+static nllm_status load_eog(nllm_model *m) {
+  const nllm_value *v = nllm_source_get(&m->src, "nllm.eog_token_ids");
+  if (!v || v->type != NLLM_V_ARRAY || v->v.arr.elem_type == NLLM_V_STRING ||
+      v->v.arr.elem_type == NLLM_V_ARRAY || v->v.arr.n > 64)
+    return NLLM_OK;
+  m->eog_ids = nllm_source_alloc(&m->src, (size_t)v->v.arr.n * sizeof(int32_t));
+  if (!m->eog_ids) return nllm_err(NLLM_ERR_NOMEM, "out of memory");
+  for (uint64_t i = 0; i < v->v.arr.n; i++) m->eog_ids[i] = (int32_t)nllm_value_arr_int(v, i);
+  m->n_eog = (int32_t)v->v.arr.n;
+  return NLLM_OK;
+}
+
+nllm_status nllm_model_open(const char *path, const nllm_model_params *params, nllm_model **out) {
+  *out = NULL;
+  nllm_model *m = nllm_calloc(1, sizeof *m);
+  if (!m) return nllm_err(NLLM_ERR_NOMEM, "out of memory");
+  nllm_status st = nllm_source_open(path, params->use_mmap, &m->src);
+  if (st) {
+    free(m);
+    return st;
+  }
+  m->vocab_only = params->vocab_only;
+  m->n_threads = params->n_threads > 0 ? params->n_threads : nllm_default_threads();
+  m->name = "";
+  nllm_source_get_str(&m->src, "general.name", &m->name);
+
+  if ((st = load_tokenizer(m)) || (st = load_eog(m))) goto fail;
+  if (!m->vocab_only) {
+    const char *arch_name;
+    if ((st = nllm_source_get_str(&m->src, "general.architecture", &arch_name))) goto fail;
+    m->arch = nllm_arch_find(arch_name);
+    if (!m->arch) {
+      st = nllm_err(NLLM_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: "
+                    "llama, mistral, qwen2, qwen3, gemma, gemma2, phi3)", path, arch_name);
+      goto fail;
+    }
+    if ((st = read_hparams(m)) || (st = bind_tensors(m)) || (st = build_rope(m))) goto fail;
+    if (nllm_tokenizer_n_vocab(m->tok) > m->hp.n_vocab) {
+      st = nllm_err(NLLM_ERR_FORMAT, "%s: tokenizer has %d tokens but token_embd.weight only %d "
+                    "rows", path, nllm_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
+      goto fail;
+    }
+  } else {
+    m->hp.n_vocab = nllm_tokenizer_n_vocab(m->tok);
+  }
+  m->n_ctx_default = params->n_ctx_default > 0 ? params->n_ctx_default
+                     : m->hp.n_ctx_train > 0 && m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train
+                                                                          : 4096;
+  *out = m;
+  return NLLM_OK;
+fail:
+  nllm_model_close(m);
+  return st;
+}
+
+void nllm_model_close(nllm_model *m) {
+  if (!m) return;
+  nllm_tokenizer_free(m->tok);
+  nllm_source_free(&m->src);
+  free(m);
+}

@@ -1,0 +1,68 @@
+/* A loaded model: hyperparameters, the architecture's row of the table, the tensors bound to
+ * each layer, and the tokenizer. Built from an nllm_source (GGUF or HF) and immutable after. */
+#ifndef NLLM_MODEL_H
+#define NLLM_MODEL_H
+
+#include "formats/source.h"
+#include "tokenizer/tokenizer.h"
+
+/* One row per architecture family: what differs between them is data, not code. */
+typedef struct nllm_arch {
+  const char *name;     /* general.architecture */
+  int rope_neox;        /* 1: rotate_half pairing (i, i+d/2) is the file's layout */
+  int qkv_bias;         /* Qwen2: q/k/v projections may have biases */
+  int qk_norm;          /* Qwen3: per-head RMSNorm of q and k before RoPE */
+  int fused_qkv;        /* Phi-3: one attn_qkv matrix */
+  int fused_gate_up;    /* Phi-3: ffn_up holds gate and up stacked */
+  int gelu;             /* Gemma: GeGLU instead of SwiGLU */
+  int embed_scale;      /* Gemma: embeddings scaled by sqrt(n_embd) */
+  int post_norms;       /* Gemma 2: extra norms after attention and FFN */
+  int sliding_every;    /* Gemma 2: every 2nd layer (even ones) uses the sliding window */
+} nllm_arch;
+
+const nllm_arch *nllm_arch_find(const char *name);
+
+typedef struct nllm_hparams {
+  int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train, n_rot;
+  float rms_eps, rope_base;
+  int32_t rope_neox;
+  float attn_softcap, final_softcap; /* 0 = off */
+  int32_t sliding_window;            /* 0 = off */
+  float attn_scale;                  /* 1/sqrt(head_dim) unless the file says otherwise */
+} nllm_hparams;
+
+/* A matrix or vector the forward pass uses; vectors are always F32 (converted at load). */
+typedef struct nllm_weight {
+  const void *data;
+  int32_t type;
+  int64_t rows, cols; /* rows = output features, cols = input features (ne[1], ne[0]) */
+} nllm_weight;
+
+typedef struct nllm_layer {
+  nllm_weight attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm;
+  nllm_weight ffn_norm, w_gate, w_up, w_down;
+  nllm_weight post_attn_norm, post_ffn_norm;
+} nllm_layer;
+
+struct nllm_model {
+  nllm_source src;
+  nllm_tokenizer *tok;
+  const nllm_arch *arch;
+  nllm_hparams hp;
+  nllm_weight tok_embd, output_norm, output;
+  nllm_layer *layers;
+  float *inv_freq; /* n_rot/2 rotary frequencies, scaling applied */
+  int32_t *eog_ids; /* extra end-of-generation ids from metadata (nllm.eog_token_ids) */
+  int32_t n_eog;
+  int32_t n_ctx_default;
+  int32_t n_threads;
+  int32_t vocab_only;
+  uint64_t n_params, n_bytes;
+  const char *name;
+};
+
+/* Loads and validates everything (shapes vs hyperparameters, types, required tensors). */
+nllm_status nllm_model_open(const char *path, const nllm_model_params *params, nllm_model **out);
+void nllm_model_close(nllm_model *model);
+
+#endif

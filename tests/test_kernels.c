@@ -1,0 +1,511 @@
+/* Weight formats and CPU kernels: golden dequantization of real GGUF files, every ISA kernel
+ * against the scalar reference, matmul and ops against naive double-precision references. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "cpu/quant.h"
+#include "ops.h"
+#include "qtypes.h"
+#include "testutil.h"
+
+/* Every format the table must carry (milestone order). */
+static const int32_t all_types[] = {
+    NLLM_TYPE_F32,  NLLM_TYPE_F16,  NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,  NLLM_TYPE_Q4_0,
+    NLLM_TYPE_Q4_1, NLLM_TYPE_Q5_0, NLLM_TYPE_Q5_1, NLLM_TYPE_Q8_1,  NLLM_TYPE_Q2_K,
+    NLLM_TYPE_Q3_K, NLLM_TYPE_Q4_K, NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K,  NLLM_TYPE_Q8_K,
+    NLLM_TYPE_IQ4_NL, NLLM_TYPE_IQ4_XS};
+#define N_ALL ((int)(sizeof all_types / sizeof all_types[0]))
+
+/* Deterministic data: xorshift, so a failure reproduces. */
+static uint64_t rng_state = 88172645463325252ull;
+static float frand(void) { /* uniform in [-1, 1) */
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (float)((double)(rng_state >> 11) / 4503599627370496.0 - 1.0);
+}
+static float fgauss(void) { /* roughly normal, like trained weights */
+  return (frand() + frand() + frand() + frand()) * 0.8660254f;
+}
+
+/* ------------------------------------------------------------------ tiny GGUF offset reader */
+/* Only what the test needs: walk the header and find a tensor's type, shape and data. The real
+ * reader lives in src/formats; this one keeps the kernel test independent of it. */
+typedef struct gg {
+  const uint8_t *p, *end;
+  int bad;
+} gg;
+static uint64_t gg_u(gg *g, int bytes) {
+  uint64_t v = 0;
+  if (g->end - g->p < bytes) {
+    g->bad = 1;
+    return 0;
+  }
+  for (int i = 0; i < bytes; i++) v |= (uint64_t)g->p[i] << (8 * i);
+  g->p += bytes;
+  return v;
+}
+static void gg_skip_value(gg *g, uint32_t t) {
+  static const int sz[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+  if (t == 8) {
+    uint64_t n = gg_u(g, 8);
+    if ((uint64_t)(g->end - g->p) < n) g->bad = 1;
+    else g->p += n;
+  } else if (t == 9) {
+    uint32_t et = (uint32_t)gg_u(g, 4);
+    uint64_t n = gg_u(g, 8);
+    for (uint64_t i = 0; i < n && !g->bad; i++) gg_skip_value(g, et);
+  } else if (t < 13) {
+    gg_u(g, sz[t]);
+  } else {
+    g->bad = 1;
+  }
+}
+typedef struct gg_tensor {
+  int32_t type;
+  int64_t cols, rows;
+  const uint8_t *data;
+} gg_tensor;
+/* Returns 1 and fills *out if the tensor exists. */
+static int gg_find(const uint8_t *file, size_t size, const char *name, gg_tensor *out) {
+  gg g = {file, file + size, 0};
+  if (gg_u(&g, 4) != 0x46554747u) return 0; /* "GGUF" */
+  gg_u(&g, 4);
+  uint64_t n_t = gg_u(&g, 8), n_kv = gg_u(&g, 8);
+  uint64_t align = 32;
+  for (uint64_t i = 0; i < n_kv && !g.bad; i++) {
+    uint64_t kl = gg_u(&g, 8);
+    const char *key = (const char *)g.p;
+    if ((uint64_t)(g.end - g.p) < kl) return 0;
+    g.p += kl;
+    uint32_t t = (uint32_t)gg_u(&g, 4);
+    if (kl == 17 && !memcmp(key, "general.alignment", 17) && t == 4) align = gg_u(&g, 4);
+    else gg_skip_value(&g, t);
+  }
+  int found = 0;
+  uint64_t off = 0;
+  for (uint64_t i = 0; i < n_t && !g.bad; i++) {
+    uint64_t nl = gg_u(&g, 8);
+    const char *nm = (const char *)g.p;
+    if ((uint64_t)(g.end - g.p) < nl) return 0;
+    g.p += nl;
+    uint32_t nd = (uint32_t)gg_u(&g, 4);
+    int64_t ne[4] = {1, 1, 1, 1};
+    for (uint32_t d = 0; d < nd && d < 4; d++) ne[d] = (int64_t)gg_u(&g, 8);
+    int32_t type = (int32_t)gg_u(&g, 4);
+    uint64_t o = gg_u(&g, 8);
+    if (nl == strlen(name) && !memcmp(nm, name, nl)) {
+      found = 1;
+      out->type = type;
+      out->cols = ne[0];
+      out->rows = ne[1];
+      off = o;
+    }
+  }
+  if (!found || g.bad) return 0;
+  uint64_t start = ((uint64_t)(g.p - file) + align - 1) / align * align;
+  if (start + off > size) return 0;
+  out->data = file + start + off;
+  return 1;
+}
+
+static const char *golden_files[] = {"F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
+                                     "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_NL",
+                                     "IQ4_XS"};
+
+/* Dequantizing rows 0..7 of each listed tensor must give the reference reader's floats. Both
+ * compute scale * level in float, so the only slack allowed is the 9-digit printing (exact
+ * after strtof) and a possible different association of two scale factors: 2 ulp. */
+static void check_golden(const char *tag, int *n_rows_checked) {
+  char tpath[512], mpath[512], rel[256];
+  snprintf(rel, sizeof rel, "golden/tensors/tiny-a-%s.tensors.txt", tag);
+  if (!testdata_path(tpath, sizeof tpath, rel)) return;
+  snprintf(rel, sizeof rel, "golden/models/tiny-a-%s.gguf", tag);
+  if (!testdata_path(mpath, sizeof mpath, rel)) return;
+  size_t tlen, mlen;
+  char *txt = read_file(tpath, &tlen);
+  uint8_t *model = (uint8_t *)read_file(mpath, &mlen);
+  ck_assert_ptr_nonnull(txt);
+  ck_assert_ptr_nonnull(model);
+  char *line = txt;
+  while (line && *line) {
+    char *next = strchr(line, '\n');
+    if (next) *next++ = 0;
+    char name[128], tname[32];
+    int rows, cols;
+    if (sscanf(line, "tensor %127s type %31s rows %d cols %d", name, tname, &rows, &cols) == 4) {
+      gg_tensor t = {0, 0, 0, NULL};
+      ck_assert_msg(gg_find(model, mlen, name, &t), "%s: tensor %s not in gguf", tag, name);
+      ck_assert_int_eq(t.cols, cols);
+      const nllm_qtype *q = nllm_qtype_get(t.type);
+      if (!q) { /* TODO(milestone 2): every golden type must be in the table */
+        fprintf(stderr, "SKIP: %s: %s has type %s, not in the table yet\n", tag, name, tname);
+        for (int r = 0; r < rows && next; r++) next = strchr(next, '\n') ? strchr(next, '\n') + 1 : NULL;
+        line = next;
+        continue;
+      }
+      ck_assert_str_eq(q->name, tname);
+      float *ref = malloc(sizeof(float) * (size_t)cols), *a = malloc(sizeof(float) * (size_t)cols),
+            *b = malloc(sizeof(float) * (size_t)cols);
+      for (int r = 0; r < rows; r++) {
+        char *s = next;
+        ck_assert_ptr_nonnull(s);
+        next = strchr(s, '\n');
+        if (next) *next++ = 0;
+        for (int i = 0; i < cols; i++) ref[i] = strtof(s, &s);
+        const uint8_t *row = t.data + (size_t)r * nllm_row_size(t.type, cols);
+        q->to_float_ref(row, a, cols);
+        q->to_float(row, b, cols);
+        for (int i = 0; i < cols; i++) {
+          float tol = 2 * FLT_EPSILON * fabsf(ref[i]);
+          ck_assert_msg(fabsf(a[i] - ref[i]) <= tol && fabsf(b[i] - ref[i]) <= tol,
+                        "%s %s (%s) row %d col %d: ref %.9g dispatched %.9g golden %.9g", tag,
+                        name, tname, r, i, a[i], b[i], ref[i]);
+        }
+        (*n_rows_checked)++;
+      }
+      free(ref);
+      free(a);
+      free(b);
+    }
+    line = next;
+  }
+  free(txt);
+  free(model);
+}
+
+START_TEST(golden_dequant) {
+  int n = 0;
+  check_golden(golden_files[_i], &n);
+  if (n == 0) fprintf(stderr, "SKIP: golden %s absent\n", golden_files[_i]);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ dispatched vs reference */
+
+static int type_supported(int32_t t) { return nllm_qtype_get(t) != NULL; }
+
+/* Lengths: a single block up to 4096, including odd block counts. */
+static const int64_t lens_32[] = {32, 96, 160, 256, 288, 1056, 4096};
+static const int64_t lens_256[] = {256, 768, 1280, 4096};
+
+enum { DATA_GAUSS, DATA_ZERO, DATA_LARGE, DATA_TINY, DATA_SPIKY, N_DATA };
+static void fill(float *x, int64_t n, int kind) {
+  for (int64_t i = 0; i < n; i++) {
+    switch (kind) {
+    case DATA_GAUSS: x[i] = fgauss(); break;
+    case DATA_ZERO: x[i] = 0; break;
+    case DATA_LARGE: x[i] = 3e4f * frand(); break; /* fp16 block scales stay finite */
+    case DATA_TINY: x[i] = 1e-6f * frand(); break; /* fp16 scales go subnormal */
+    default: x[i] = (i % 37 == 0) ? 50.0f * frand() : 0.01f * frand(); break; /* outliers */
+    }
+  }
+}
+
+/* Exact dot of two float vectors, and the sum of |products| that bounds rounding. */
+static double dot_exact(const float *a, const float *b, int64_t n, double *sumabs) {
+  double s = 0, sa = 0;
+  for (int64_t i = 0; i < n; i++) {
+    s += (double)a[i] * b[i];
+    sa += fabs((double)a[i] * b[i]);
+  }
+  *sumabs = sa;
+  return s;
+}
+
+/* The bound for a float sum of at most n terms, each with its own relative rounding of a few
+ * eps (scale products): |error| <= (n + 4) * eps * sum|terms|. Integer partial sums inside
+ * blocks are exact, so this holds for every format, in any summation order. */
+static double dot_tol(int64_t n, double sumabs) { return (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30; }
+
+static void check_type_vs_ref(int32_t type, int *n_cases) {
+  const nllm_qtype *q = nllm_qtype_get(type);
+  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  ck_assert_ptr_nonnull(vq);
+  int big = q->block_size == QK_K || vq->block_size == QK_K;
+  const int64_t *lens = big ? lens_256 : lens_32;
+  int nl = big ? (int)(sizeof lens_256 / sizeof *lens_256) : (int)(sizeof lens_32 / sizeof *lens_32);
+  for (int li = 0; li < nl; li++) {
+    int64_t n = lens[li];
+    float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+    float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+    float *ya = malloc(sizeof(float) * (size_t)n);
+    size_t ws = nllm_row_size(type, n), ys = nllm_row_size(q->vec_dot_type, n);
+    ck_assert_uint_gt(ws, 0);
+    ck_assert_uint_gt(ys, 0);
+    uint8_t *wq = malloc(ws), *wq2 = malloc(ws), *yq = malloc(ys), *yq2 = malloc(ys);
+    for (int kind = 0; kind < N_DATA; kind++) {
+      fill(x, n, kind);
+      fill(y, n, kind == DATA_ZERO ? DATA_GAUSS : kind);
+      /* weights: the reference quantizer, as a GGUF file would hold them */
+      q->from_float_ref(x, wq, n);
+      q->from_float(x, wq2, n);
+      ck_assert_msg(!memcmp(wq, wq2, ws), "%s from_float dispatched != reference (n %lld kind %d)",
+                    q->name, (long long)n, kind);
+      q->to_float_ref(wq, a, n);
+      q->to_float(wq, b, n);
+      double amax = 0;
+      for (int64_t i = 0; i < n; i++) amax = fmax(amax, fabs(a[i]));
+      for (int64_t i = 0; i < n; i++) {
+        ck_assert_msg(isfinite(a[i]), "%s to_float_ref not finite at %lld", q->name, (long long)i);
+        /* same scale * level products; only the association of scale factors may differ */
+        ck_assert_msg(fabs((double)a[i] - b[i]) <= 2 * FLT_EPSILON * amax,
+                      "%s to_float dispatched %g ref %g at %lld (n %lld kind %d)", q->name, b[i],
+                      a[i], (long long)i, (long long)n, kind);
+      }
+      /* activations in the vec_dot type */
+      vq->from_float_ref(y, yq, n);
+      vq->from_float(y, yq2, n);
+      ck_assert_msg(!memcmp(yq, yq2, ys), "%s activation quantize dispatched != reference", vq->name);
+      vq->to_float_ref(yq, ya, n);
+      double sumabs, ex = dot_exact(a, ya, n, &sumabs);
+      float s_ref = NAN, s_dis = NAN;
+      q->vec_dot_ref(n, &s_ref, wq, yq);
+      q->vec_dot(n, &s_dis, wq, yq);
+      ck_assert_msg(fabs(s_ref - ex) <= dot_tol(n, sumabs),
+                    "%s vec_dot_ref %.9g exact %.9g (n %lld kind %d)", q->name, s_ref, ex,
+                    (long long)n, kind);
+      ck_assert_msg(fabs(s_dis - ex) <= dot_tol(n, sumabs),
+                    "%s vec_dot dispatched %.9g exact %.9g (n %lld kind %d)", q->name, s_dis, ex,
+                    (long long)n, kind);
+      (*n_cases)++;
+    }
+    free(x); free(y); free(a); free(b); free(ya); free(wq); free(wq2); free(yq); free(yq2);
+  }
+}
+
+START_TEST(dispatch_vs_ref) {
+  int32_t type = all_types[_i];
+  if (!type_supported(type)) {
+    fprintf(stderr, "SKIP: type %d not in the table yet\n", type);
+    return;
+  }
+  int n = 0;
+  check_type_vs_ref(type, &n);
+  ck_assert_int_gt(n, 0);
+}
+END_TEST
+
+/* The reference quantizers must be as good as GGUF's: round-trip error of gaussian data. The
+ * bounds are about 1.5x the error the reference quantizer reaches on such data. */
+START_TEST(roundtrip_error) {
+  static const struct { int32_t type; double max_rel_rms; } lim[] = {
+      {NLLM_TYPE_F16, 0.0005}, {NLLM_TYPE_BF16, 0.004}, {NLLM_TYPE_Q8_0, 0.006},
+      {NLLM_TYPE_Q4_0, 0.12},  {NLLM_TYPE_Q4_1, 0.10},  {NLLM_TYPE_Q5_0, 0.06},
+      {NLLM_TYPE_Q5_1, 0.05},  {NLLM_TYPE_Q8_1, 0.006}, {NLLM_TYPE_Q2_K, 0.45},
+      {NLLM_TYPE_Q3_K, 0.22},  {NLLM_TYPE_Q4_K, 0.10},  {NLLM_TYPE_Q5_K, 0.05},
+      {NLLM_TYPE_Q6_K, 0.025}, {NLLM_TYPE_Q8_K, 0.006}, {NLLM_TYPE_IQ4_NL, 0.10},
+      {NLLM_TYPE_IQ4_XS, 0.10}};
+  int64_t n = 4096;
+  float *x = malloc(sizeof(float) * (size_t)n), *a = malloc(sizeof(float) * (size_t)n);
+  uint8_t *w = malloc((size_t)n * 4);
+  for (size_t k = 0; k < sizeof lim / sizeof lim[0]; k++) {
+    const nllm_qtype *q = nllm_qtype_get(lim[k].type);
+    if (!q) continue;
+    fill(x, n, DATA_GAUSS);
+    q->from_float_ref(x, w, n);
+    q->to_float_ref(w, a, n);
+    double e = rel_rms(a, x, (int)n);
+    ck_assert_msg(e <= lim[k].max_rel_rms, "%s round-trip rel rms %.4f > %.4f", q->name, e,
+                  lim[k].max_rel_rms);
+  }
+  free(x); free(a); free(w);
+}
+END_TEST
+
+START_TEST(table_sizes) {
+  ck_assert_uint_eq(nllm_row_size(NLLM_TYPE_Q4_0, 4096), 4096 / 32 * 18);
+  ck_assert_uint_eq(nllm_row_size(NLLM_TYPE_Q8_0, 64), 68);
+  ck_assert_uint_eq(nllm_row_size(NLLM_TYPE_F16, 3), 6);
+  ck_assert_uint_eq(nllm_row_size(NLLM_TYPE_Q4_0, 33), 0); /* not whole blocks */
+  ck_assert_uint_eq(nllm_row_size(12345, 32), 0);
+  ck_assert_ptr_null(nllm_qtype_get(-1));
+  ck_assert_ptr_null(nllm_qtype_get(1000));
+  ck_assert_ptr_nonnull(nllm_cpu_features());
+  for (int i = 0; i < N_ALL; i++) {
+    const nllm_qtype *q = nllm_qtype_get(all_types[i]);
+    if (!q) continue;
+    ck_assert_int_eq(q->type, all_types[i]);
+    ck_assert_ptr_nonnull(q->to_float);
+    ck_assert_ptr_nonnull(q->vec_dot_ref);
+    ck_assert_ptr_nonnull(nllm_qtype_get(q->vec_dot_type));
+  }
+  nllm_qtypes_force_scalar(1);
+  const nllm_qtype *q = nllm_qtype_get(NLLM_TYPE_Q4_0);
+  ck_assert_ptr_eq((void *)q->vec_dot, (void *)q->vec_dot_ref);
+  nllm_qtypes_force_scalar(0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ matmul */
+
+static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok, int n_threads) {
+  const nllm_qtype *q = nllm_qtype_get(type);
+  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  size_t rs = nllm_row_size(type, cols);
+  uint8_t *W = malloc(rs * (size_t)rows);
+  float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
+  float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
+  float *xd = malloc(sizeof(float) * (size_t)(n_tok * cols));
+  float *y = malloc(sizeof(float) * (size_t)(n_tok * rows));
+  uint8_t *tmp = malloc(nllm_row_size(q->vec_dot_type, cols));
+  for (int64_t r = 0; r < rows; r++) {
+    fill(wf + r * cols, cols, DATA_GAUSS);
+    q->from_float_ref(wf + r * cols, W + (size_t)r * rs, cols);
+    q->to_float_ref(W + (size_t)r * rs, wf + r * cols, cols);
+  }
+  fill(x, n_tok * cols, DATA_GAUSS);
+  /* the reference sees the activation exactly as the kernel does: rounded to vec_dot_type,
+   * except on the sgemm path, which takes float activations as they are */
+  for (int64_t t = 0; t < n_tok; t++) {
+    if (q->vec_dot_type == NLLM_TYPE_F32) {
+      memcpy(xd + t * cols, x + t * cols, sizeof(float) * (size_t)cols);
+    } else {
+      vq->from_float_ref(x + t * cols, tmp, cols);
+      vq->to_float_ref(tmp, xd + t * cols, cols);
+    }
+  }
+  size_t wsize = nllm_matmul_wsize(type, cols, n_tok);
+  void *wdata = malloc(wsize); /* exactly the size asked for: ASan catches overruns */
+  for (int64_t i = 0; i < n_tok * rows; i++) y[i] = NAN;
+  nllm_matmul(y, W, type, rows, cols, x, n_tok, wdata, n_threads);
+  for (int64_t t = 0; t < n_tok; t++)
+    for (int64_t r = 0; r < rows; r++) {
+      double sumabs, ex = dot_exact(wf + r * cols, xd + t * cols, cols, &sumabs);
+      float got = y[t * rows + r];
+      ck_assert_msg(fabs(got - ex) <= dot_tol(cols, sumabs),
+                    "matmul %s rows %lld cols %lld n_tok %lld threads %d: y[%lld,%lld] = %.9g, "
+                    "expected %.9g", q->name, (long long)rows, (long long)cols, (long long)n_tok,
+                    n_threads, (long long)t, (long long)r, got, ex);
+    }
+  free(W); free(wf); free(x); free(xd); free(y); free(tmp); free(wdata);
+}
+
+START_TEST(matmul_vs_naive) {
+  int32_t type = all_types[_i];
+  if (!type_supported(type)) return;
+  const nllm_qtype *q = nllm_qtype_get(type);
+  int64_t cols = q->block_size == QK_K || nllm_qtype_get(q->vec_dot_type)->block_size == QK_K ? 512 : 96;
+  static const int64_t toks[] = {1, 3, 17, 64};
+  static const int64_t rows[] = {1, 7, 33};
+  for (int scalar = 0; scalar < 2; scalar++) {
+    nllm_qtypes_force_scalar(scalar);
+    for (int ti = 0; ti < 4; ti++)
+      for (int ri = 0; ri < 3; ri++) check_matmul(type, rows[ri], cols, toks[ti], 1 + (ri & 1));
+  }
+  nllm_qtypes_force_scalar(0);
+  check_matmul(type, 67, cols * 3, 5, 2);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ ops */
+
+START_TEST(ops_vs_naive) {
+  enum { N = 515 };
+  float x[N], w[N], o[N], g[N], u[N];
+  for (int scalar = 0; scalar < 2; scalar++) {
+    nllm_qtypes_force_scalar(scalar);
+    fill(x, N, DATA_GAUSS);
+    fill(w, N, DATA_GAUSS);
+    double sumabs, ex = dot_exact(x, w, N, &sumabs);
+    ck_assert(fabs(nllm_dot_f32(x, w, N) - ex) <= dot_tol(N, sumabs));
+    for (int n = 0; n < 20; n++) { /* every tail length */
+      ex = dot_exact(x, w, n, &sumabs);
+      ck_assert(fabs(nllm_dot_f32(x, w, n) - ex) <= dot_tol(n, sumabs));
+    }
+    memcpy(o, w, sizeof o);
+    nllm_axpy_f32(o, 0.75f, x, N);
+    for (int i = 0; i < N; i++) ck_assert(fabs(o[i] - (w[i] + 0.75 * x[i])) <= 1e-6 * (fabs(w[i]) + fabs(x[i])));
+
+    /* rmsnorm over 3 rows, with a Gemma-style +1 offset */
+    float xr[3 * N], orr[3 * N];
+    fill(xr, 3 * N, DATA_GAUSS);
+    nllm_rmsnorm(orr, xr, w, 1.0f, N, 3, 1e-5f, 2);
+    for (int r = 0; r < 3; r++) {
+      double ss = 0;
+      for (int i = 0; i < N; i++) ss += (double)xr[r * N + i] * xr[r * N + i];
+      double sc = 1.0 / sqrt(ss / N + 1e-5);
+      for (int i = 0; i < N; i++) {
+        double e = xr[r * N + i] * sc * (w[i] + 1.0);
+        ck_assert_msg(fabs(orr[r * N + i] - e) <= 1e-5 * (fabs(e) + 1e-3), "rmsnorm %d %d", r, i);
+      }
+    }
+
+    /* glu */
+    fill(g, N, DATA_LARGE);
+    for (int i = 0; i < N; i++) g[i] *= 1e-3f; /* -30..30 covers both saturations */
+    fill(u, N, DATA_GAUSS);
+    for (int gelu = 0; gelu < 2; gelu++) {
+      nllm_glu(o, g, u, N, gelu, 2);
+      for (int i = 0; i < N; i++) {
+        double gg_ = g[i], a = gelu ? 0.5 * gg_ * (1 + tanh(sqrt(2 / M_PI) * (gg_ + 0.044715 * gg_ * gg_ * gg_)))
+                                    : gg_ / (1 + exp(-gg_));
+        ck_assert_msg(fabs(o[i] - a * u[i]) <= 1e-5 * (fabs(a * u[i]) + 1e-6), "glu %d %d: g %g got %g want %g", gelu, i, g[i], o[i], a * u[i]);
+      }
+    }
+
+    /* softmax: sums to one, large inputs do not overflow */
+    for (int i = 0; i < N; i++) o[i] = x[i] * 100.0f;
+    memcpy(g, o, sizeof g);
+    nllm_softmax(o, N);
+    double mx = -1e30, z = 0, tot = 0;
+    for (int i = 0; i < N; i++) mx = fmax(mx, g[i]);
+    for (int i = 0; i < N; i++) z += exp((double)g[i] - mx);
+    for (int i = 0; i < N; i++) {
+      double e = exp((double)g[i] - mx) / z;
+      ck_assert(fabs(o[i] - e) <= 1e-6 * e + 1e-12);
+      tot += o[i];
+    }
+    ck_assert(fabs(tot - 1) < 1e-5);
+  }
+  nllm_qtypes_force_scalar(0);
+}
+END_TEST
+
+START_TEST(rope_vs_naive) {
+  enum { H = 3, D = 64 };
+  float inv[D / 2];
+  for (int n_rot = 32; n_rot <= D; n_rot += 32) { /* partial and full rotation */
+    for (int i = 0; i < n_rot / 2; i++) inv[i] = (float)pow(10000.0, -2.0 * i / n_rot);
+    for (int neox = 0; neox < 2; neox++) {
+      for (int pos = 0; pos < 5000; pos += 1237) {
+        float x[H * D], x0[H * D];
+        fill(x, H * D, DATA_GAUSS);
+        memcpy(x0, x, sizeof x);
+        nllm_rope(x, H, D, n_rot, pos, inv, neox);
+        for (int h = 0; h < H; h++) {
+          for (int i = 0; i < n_rot / 2; i++) {
+            int a = neox ? i : 2 * i, b = neox ? i + n_rot / 2 : 2 * i + 1;
+            double th = (double)pos * inv[i], c = cos(th), s = sin(th);
+            double ea = x0[h * D + a] * c - x0[h * D + b] * s, eb = x0[h * D + a] * s + x0[h * D + b] * c;
+            ck_assert_msg(fabs(x[h * D + a] - ea) < 1e-5 && fabs(x[h * D + b] - eb) < 1e-5,
+                          "rope neox %d n_rot %d pos %d head %d pair %d", neox, n_rot, pos, h, i);
+          }
+          for (int i = n_rot; i < D; i++) ck_assert(x[h * D + i] == x0[h * D + i]); /* untouched */
+        }
+      }
+    }
+  }
+}
+END_TEST
+
+static Suite *kernels_suite(void) {
+  Suite *s = suite_create("kernels");
+  TCase *tc = tcase_create("kernels");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, table_sizes);
+  tcase_add_loop_test(tc, golden_dequant, 0, (int)(sizeof golden_files / sizeof golden_files[0]));
+  tcase_add_loop_test(tc, dispatch_vs_ref, 0, N_ALL);
+  tcase_add_test(tc, roundtrip_error);
+  tcase_add_loop_test(tc, matmul_vs_naive, 0, N_ALL);
+  tcase_add_test(tc, ops_vs_naive);
+  tcase_add_test(tc, rope_vs_naive);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  fprintf(stderr, "cpu: %s\n", nllm_cpu_features());
+  return run_suite(kernels_suite());
+}
