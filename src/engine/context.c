@@ -29,8 +29,9 @@ nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, n
   c->logits_cap = p->all_logits ? n_batch : 1;
   c->logits = nllm_aligned_alloc((size_t)c->logits_cap * (size_t)m->hp.n_vocab * sizeof(float));
   if (!c->logits) {
+    long long rows = (long long)c->logits_cap;
     nllm_ctx_free(c);
-    return nllm_err(NLLM_ERR_NOMEM, "out of memory (logits, %lld rows)", (long long)c->logits_cap);
+    return nllm_err(NLLM_ERR_NOMEM, "out of memory (logits, %lld rows)", rows);
   }
   c->tm.struct_size = sizeof c->tm;
   *out = c;

@@ -1,0 +1,27 @@
+/* Hugging Face folder loader internals shared with the converter and tests (hf_open itself is
+ * declared in source.h). */
+#ifndef NLLM_HF_H
+#define NLLM_HF_H
+
+#include "formats/source.h"
+
+/* JSON side files (config, index, tokenizer_config) above this size are refused as corrupt;
+ * real ones are under a few MB (a chat template is the largest part). */
+#define NLLM_HF_MAX_JSON (64u * 1024u * 1024u)
+
+/* Returned (positive, not an error) by hf_map_tensor_name for buffers HF saves but no forward
+ * pass reads (rotary_emb.inv_freq). */
+#define NLLM_HF_SKIP 1
+
+typedef struct hf_model_info {
+  int64_t n_layers;
+  int tied; /* tie_word_embeddings (with HF's per-class default when absent) */
+} hf_model_info;
+
+/* HF tensor name -> GGUF tensor name for an architecture ("llama", "gemma2", ...).
+ * *plus_one is set for Gemma norm weights that must be stored as 1 + w.
+ * NLLM_OK, NLLM_HF_SKIP, or NLLM_ERR_FORMAT for a name this engine does not know. */
+nllm_status hf_map_tensor_name(const char *arch, const char *hf, int64_t n_layers, char *out,
+                               size_t cap, int *plus_one);
+
+#endif

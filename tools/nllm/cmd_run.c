@@ -1,0 +1,110 @@
+/* nllm run: stream generated text (or ids) to stdout, timings to stderr. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nllm.h"
+
+#define RUN_OPTS                                                                          \
+  "-m -p -f -n -t -c -b --seed --temp --top-k --top-p --min-p --repeat-penalty " \
+  "--repeat-last-n --ids --no-bos --special --kv-f32"
+
+typedef struct stream_state {
+  int ids;
+  int n;
+} stream_state;
+
+static int on_token(nllm_token tok, const char *piece, int32_t len, void *ud) {
+  stream_state *s = ud;
+  if (s->ids) {
+    if (tok >= 0) printf(s->n++ ? " %d" : "%d", tok);
+  } else {
+    fwrite(piece, 1, (size_t)len, stdout);
+  }
+  fflush(stdout);
+  return 0;
+}
+
+int cmd_run(int argc, char **argv) {
+  cli_opts o;
+  if (cli_parse(argc, argv, RUN_OPTS, &o)) return 1;
+  if (o.help) {
+    printf("usage: nllm run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] ...\n"
+           "Generates text after the prompt and streams it to stdout; prompt and generation\n"
+           "speed go to stderr.\n\n");
+    cli_print_options(RUN_OPTS);
+    return 0;
+  }
+  char *prompt;
+  size_t plen;
+  if (!cli_prompt(&o, &prompt, &plen)) return 1;
+  nllm_model *m = cli_load_model(&o, 0);
+  if (!m) {
+    free(prompt);
+    return 1;
+  }
+  int rc = 1;
+  nllm_context *ctx = NULL;
+  nllm_sampler *smp = NULL;
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.n_ctx = (int32_t)o.ctx;
+  cp.n_threads = (int32_t)o.threads;
+  cp.n_batch = (int32_t)o.batch;
+  if (o.kv_f32) cp.kv_type = NLLM_TYPE_F32;
+  nllm_sampler_params sp;
+  nllm_sampler_params_init(&sp);
+  if (o.temp >= 0) sp.temperature = (float)o.temp;
+  if (o.top_k >= 0) sp.top_k = (int32_t)o.top_k;
+  if (o.top_p >= 0) sp.top_p = (float)o.top_p;
+  if (o.min_p >= 0) sp.min_p = (float)o.min_p;
+  if (o.repeat_penalty >= 0) sp.repeat_penalty = (float)o.repeat_penalty;
+  if (o.repeat_last_n >= 0) sp.repeat_last_n = (int32_t)o.repeat_last_n;
+  if (o.has_seed) sp.seed = (uint64_t)o.seed;
+  nllm_status st;
+  if ((st = nllm_context_create(m, &cp, &ctx))) {
+    cli_status_error(st, "cannot create context");
+    goto out;
+  }
+  if ((st = nllm_sampler_create(m, &sp, &smp))) {
+    cli_status_error(st, "bad sampling parameters");
+    goto out;
+  }
+  nllm_generate_params gp;
+  nllm_generate_params_init(&gp);
+  gp.max_tokens = o.n >= 0 ? (int32_t)o.n : 256;
+  gp.add_bos = !o.no_bos;
+  gp.parse_special = o.special;
+  stream_state ss = {o.ids, 0};
+  gp.on_token = on_token;
+  gp.user_data = &ss;
+  if (!o.ids) {
+    fwrite(prompt, 1, plen, stdout);
+    fflush(stdout);
+  }
+  int32_t n_gen = 0;
+  st = nllm_generate(ctx, smp, prompt, (int32_t)plen, &gp, &n_gen);
+  printf("\n");
+  if (st && st != NLLM_ERR_CONTEXT_FULL) {
+    cli_status_error(st, "generation failed");
+    goto out;
+  }
+  if (st == NLLM_ERR_CONTEXT_FULL)
+    fprintf(stderr, "nllm: note: stopped because the context is full (%d tokens; use -c)\n",
+            nllm_context_n_ctx(ctx));
+  nllm_timings tm = {.struct_size = sizeof tm};
+  nllm_context_timings(ctx, &tm);
+  fprintf(stderr,
+          "nllm: prompt: %d tokens in %.1f ms (%.2f tokens/s); generation: %d tokens in %.1f ms "
+          "(%.2f tokens/s)\n",
+          tm.n_prompt_tokens, tm.prompt_ms,
+          tm.prompt_ms > 0 ? 1e3 * tm.n_prompt_tokens / tm.prompt_ms : 0.0, tm.n_gen_tokens,
+          tm.gen_ms, tm.gen_ms > 0 ? 1e3 * tm.n_gen_tokens / tm.gen_ms : 0.0);
+  rc = 0;
+out:
+  nllm_sampler_free(smp);
+  nllm_context_free(ctx);
+  nllm_model_free(m);
+  free(prompt);
+  return rc;
+}

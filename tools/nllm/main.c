@@ -1,0 +1,130 @@
+/* nllm: the command-line face of libnativellm. Other programs drive it, so its options and
+ * output formats are part of the contract (see docs/cli.md). */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nllm.h"
+
+int cli_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("nllm: error: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return 1;
+}
+
+int cli_status_error(nllm_status st, const char *what) {
+  return cli_error("%s: %s (%s)", what, nllm_last_error(), nllm_status_name(st));
+}
+
+int cli_int(const char *opt, const char *val, long long lo, long long hi, long long *out) {
+  if (!val) return cli_error("option %s needs a value", opt), 0;
+  char *end;
+  errno = 0;
+  long long v = strtoll(val, &end, 10);
+  if (errno || end == val || *end || v < lo || v > hi)
+    return cli_error("option %s: '%s' is not an integer in [%lld, %lld]", opt, val, lo, hi), 0;
+  *out = v;
+  return 1;
+}
+
+int cli_float(const char *opt, const char *val, double lo, double hi, double *out) {
+  if (!val) return cli_error("option %s needs a value", opt), 0;
+  char *end;
+  errno = 0;
+  double v = strtod(val, &end);
+  if (errno || end == val || *end || !(v >= lo && v <= hi))
+    return cli_error("option %s: '%s' is not a number in [%g, %g]", opt, val, lo, hi), 0;
+  *out = v;
+  return 1;
+}
+
+char *cli_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  size_t r;
+  while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+    n += r;
+    if (n == cap) {
+      char *nb = realloc(buf, cap * 2 + 1);
+      if (!nb) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+  }
+  int err = ferror(f);
+  fclose(f);
+  if (!buf || err) {
+    free(buf);
+    return NULL;
+  }
+  buf[n] = 0;
+  *len = n;
+  return buf;
+}
+
+const char *cli_default_model(void) {
+  static const char *candidates[] = {"models/stories260K.gguf",
+#ifdef NLLM_DATADIR
+                                     NLLM_DATADIR "/stories260K.gguf",
+#endif
+                                     NULL};
+  for (int i = 0; candidates[i]; i++)
+    if (access(candidates[i], R_OK) == 0) return candidates[i];
+  return candidates[0];
+}
+
+typedef struct command {
+  const char *name;
+  int (*fn)(int, char **);
+  const char *summary;
+} command;
+
+static const command commands[] = {
+    {"run", cmd_run, "generate text from a prompt, streaming it to stdout"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"logits", cmd_logits, "write prompt + greedy ids and every position's logits (golden format)"},
+    {"info", cmd_info, "print architecture, hyperparameters, metadata and tensors"},
+    {"bench", cmd_bench, "measure prompt and generation tokens/s"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: nllm <command> [options]   (nllm <command> --help for its options)\n\n"
+             "commands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\nlibnativellm %s (ABI %d), %s\n", nllm_version(), nllm_abi_version(),
+          nllm_system_info());
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 1;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("nllm %s (ABI %d)\n", nllm_version(), nllm_abi_version());
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+  cli_error("unknown command '%s' (try nllm --help)", argv[1]);
+  return 1;
+}

@@ -1,0 +1,43 @@
+/* Shared pieces of the nllm command-line tool: each subcommand is one function. */
+#ifndef NLLM_CLI_H
+#define NLLM_CLI_H
+
+#include "nativellm.h"
+
+/* Prints "nllm: error: ..." to stderr; returns 1 (the exit code). */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Same, appending nllm_last_error() and the status name. */
+int cli_status_error(nllm_status st, const char *what);
+/* Parses a number option value; on failure prints an error naming opt and returns 0. */
+int cli_int(const char *opt, const char *val, long long lo, long long hi, long long *out);
+int cli_float(const char *opt, const char *val, double lo, double hi, double *out);
+/* Reads a whole file (bytes exactly as stored). */
+char *cli_read_file(const char *path, size_t *len);
+/* The bundled model when -m is not given. */
+const char *cli_default_model(void);
+
+int cmd_run(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif
+
+/* Options shared by the subcommands; each command names the ones it accepts. */
+typedef struct cli_opts {
+  const char *model, *prompt, *file, *out, *prompt_ids, *tokenizer;
+  long long n, threads, ctx, seed, top_k, repeat_last_n, reps, n_prompt, batch;
+  double temp, top_p, min_p, repeat_penalty;
+  int ids, no_bos, special, json, kv_f32, help, has_seed;
+} cli_opts;
+
+/* Parses argv[1..] allowing only the options listed in `allowed` (space-separated names such
+ * as "-m -p --temp"). Returns 0 on success, else prints an error and returns 1. */
+int cli_parse(int argc, char **argv, const char *allowed, cli_opts *o);
+/* Prints the help of the options in `allowed`. */
+void cli_print_options(const char *allowed);
+/* Loads the model named by o->model (or the default); prints the error itself. */
+nllm_model *cli_load_model(const cli_opts *o, int vocab_only);
+/* The prompt as bytes: -p text, or -f file's bytes exactly. Returns 0 and prints on failure. */
+int cli_prompt(const cli_opts *o, char **text, size_t *len);
