@@ -54,7 +54,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC:= $(wildcard bench/*.c)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan ubsan bench install clean format check-abi test-arm examples
+.PHONY: all test asan ubsan bench install clean format abi-update test-arm examples demo
 
 all: $(SHLIB) $(BUILD)/libnativellm.so $(STLIB) $(CLI)
 
@@ -124,3 +124,7 @@ clean:
 	rm -rf build build-*
 
 -include $(LIB_OBJ:.o=.d) $(CLI_SRC:%.c=$(BUILD)/obj/%.d)
+
+# Deliberately accept the current exported symbols and struct layouts as the ABI.
+abi-update: all $(BUILD)/tests/test_abi
+	NLLM_ABI_UPDATE=1 NLLM_BUILD=$(BUILD) $(BUILD)/tests/test_abi
