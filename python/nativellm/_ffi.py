@@ -311,15 +311,23 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
 }
 
 
-def bind(lib: ctypes.CDLL) -> None:
-    """Set restype/argtypes of every declared function on lib.
+def bind(lib: ctypes.CDLL) -> List[str]:
+    """Set restype/argtypes of every declared function on lib; return the names it lacks.
 
-    Raises AttributeError naming the first symbol the library does not export.
+    Within one ABI version functions are only ever added, so a library older than these
+    bindings may lack a newer function. The caller replaces those with stubs that raise, and
+    everything else keeps working.
     """
+    missing = []
     for name, (restype, argtypes) in FUNCTIONS.items():
-        fn = getattr(lib, name)
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            missing.append(name)
+            continue
         fn.restype = restype
         fn.argtypes = argtypes
+    return missing
 
 
 __all__ = [n for n in dir() if n.startswith(("nllm_", "NLLM_"))] + [

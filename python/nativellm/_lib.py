@@ -100,13 +100,37 @@ def load(path: Optional[str] = None) -> ctypes.CDLL:
             f"nativellm: {path} implements ABI version {abi}, but these Python bindings were "
             f"written for ABI version {_ffi.ABI_VERSION}; install matching versions"
         )
-    try:
-        _ffi.bind(lib)
-    except AttributeError as e:
-        raise ImportError(f"nativellm: {path} lacks a symbol of ABI {abi}: {e}") from e
+    missing = _ffi.bind(lib)
+    essential = {"nllm_version", "nllm_last_error", "nllm_status_name", "nllm_model_load"}
+    if essential & set(missing):
+        raise ImportError(f"nativellm: {path} lacks {', '.join(sorted(essential & set(missing)))}")
+    for name in missing:
+        setattr(lib, name, _missing_stub(name, path))
     lib._nativellm_path = path  # type: ignore[attr-defined]
+    lib._nativellm_missing = missing  # type: ignore[attr-defined]
     return lib
+
+
+class _MissingFunction:
+    """Stands in for a function the loaded library does not export (an older library of the
+    same ABI): calling it raises NotImplementedError naming the function and the library."""
+
+    def __init__(self, name: str, path: str) -> None:
+        self.name = name
+        self.path = path
+
+    def __call__(self, *args: object) -> object:
+        raise NotImplementedError(
+            f"nativellm: {self.path} does not export {self.name} (a library older than the "
+            "Python bindings); rebuild or upgrade the library"
+        )
+
+
+def _missing_stub(name: str, path: str) -> _MissingFunction:
+    return _MissingFunction(name, path)
 
 
 lib = load()
 path: str = lib._nativellm_path  # type: ignore[attr-defined]
+# Header functions the loaded library lacks (empty for a library built from the same header).
+missing: List[str] = lib._nativellm_missing  # type: ignore[attr-defined]

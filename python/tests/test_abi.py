@@ -205,35 +205,46 @@ class TestStructs(unittest.TestCase):
                                      f"offsetof {fname}")
 
     def test_committed_layout_file_if_any(self):
-        # The lead's abi/struct_layout.txt (lines "struct field offset" / "struct sizeof N"),
-        # when committed, must agree with the Python side too.
+        # The committed abi/struct_layout.txt ("struct size" and "struct.field offset" lines,
+        # checked against the C side by tests/test_abi.c) must agree with the Python side too.
         layout = REPO / "abi" / "struct_layout.txt"
         if not layout.is_file():
             self.skipTest("no abi/struct_layout.txt committed")
-        checked = 0
+        seen = set()
         for line in layout.read_text().splitlines():
             parts = line.split()
-            if len(parts) != 3 or parts[0] not in ffi.STRUCTS or not parts[2].isdigit():
+            if len(parts) != 2 or not parts[1].isdigit():
                 continue
-            cls, what, value = ffi.STRUCTS[parts[0]], parts[1], int(parts[2])
-            if what == "sizeof":
-                self.assertEqual(ctypes.sizeof(cls), value, line)
-            else:
-                self.assertEqual(getattr(cls, what).offset, value, line)
-            checked += 1
-        self.assertGreater(checked, 0, "abi/struct_layout.txt has no line this test understands")
+            struct, _, field = parts[0].partition(".")
+            value = int(parts[1])
+            with self.subTest(line=line):
+                self.assertIn(struct, ffi.STRUCTS, "struct unknown to _ffi")
+                cls = ffi.STRUCTS[struct]
+                if field:
+                    self.assertEqual(getattr(cls, field).offset, value)
+                else:
+                    self.assertEqual(ctypes.sizeof(cls), value)
+            seen.add(struct)
+        # Every params struct with a struct_size must be pinned by the file.
+        versioned = {n for n, c in ffi.STRUCTS.items() if c._fields_[0][0] == "struct_size"}
+        self.assertEqual(sorted(versioned - seen), [], "structs missing from the layout file")
 
 
 class TestSymbolList(unittest.TestCase):
-    def test_committed_symbol_list_if_any(self):
-        abi = REPO / "abi"
-        files = sorted(abi.glob("*symbols*")) if abi.is_dir() else []
-        if not files:
-            self.skipTest("no abi/*symbols* list committed")
-        names = set()
-        for f in files:
-            names |= set(re.findall(r"\bnllm_\w+", f.read_text()))
-        self.assertEqual(sorted(names ^ set(ffi.FUNCTIONS)), [])
+    def test_committed_symbol_list_matches_the_header(self):
+        symbols = REPO / "abi" / "symbols.txt"
+        if not symbols.is_file():
+            self.skipTest("no abi/symbols.txt committed")
+        names = set(re.findall(r"\bnllm_\w+", symbols.read_text()))
+        self.assertEqual(sorted(set(ffi.FUNCTIONS) - names), [], "declared but not exported")
+        self.assertEqual(sorted(names - set(ffi.FUNCTIONS)), [], "exported but not declared")
+
+    def test_built_library_exports_every_declared_function(self):
+        try:
+            from nativellm import _lib  # the library the package would load
+        except ImportError as e:
+            self.skipTest(f"no loadable library: {e}")
+        self.assertEqual(_lib.missing, [], "functions the header declares but the library lacks")
 
 
 if __name__ == "__main__":
