@@ -42,8 +42,10 @@ from typing import (
 )
 
 from . import _ffi as ffi
-from ._lib import lib as _lib
-from ._lib import path as library_path
+from . import _lib as _loader
+
+_C = _loader.lib  # the loaded CDLL, every function declared by _ffi
+library_path: str = _loader.path
 
 __version__ = "0.1.0"
 
@@ -137,7 +139,7 @@ ERRORS: Dict[int, Type[Error]] = {
 def _error(status: int) -> Error:
     # Must run right after the failing call on the same thread: the message is thread-local
     # and replaced by the next failing call.
-    raw = _lib.nllm_last_error()
+    raw = _C.nllm_last_error()
     msg = raw.decode("utf-8", "replace") if raw else ""
     return ERRORS.get(status, Error)(msg or status_name(status), status)
 
@@ -152,28 +154,28 @@ def _check(status: int) -> None:
 
 def version() -> str:
     """Version string of the loaded library ("0.1.0")."""
-    return _lib.nllm_version().decode()
+    return _C.nllm_version().decode()
 
 
 def abi_version() -> int:
     """NLLM_ABI_VERSION of the loaded library (checked against the bindings at import)."""
-    return int(_lib.nllm_abi_version())
+    return int(_C.nllm_abi_version())
 
 
 def system_info() -> str:
     """CPU features the library uses ("AVX2=1 FMA=1 F16C=1 NEON=0 ...")."""
-    return _lib.nllm_system_info().decode()
+    return _C.nllm_system_info().decode()
 
 
 def status_name(status: int) -> str:
     """Name of a status code ("NLLM_ERR_FORMAT")."""
-    raw = _lib.nllm_status_name(status)
+    raw = _C.nllm_status_name(status)
     return raw.decode() if raw else f"status {status}"
 
 
 def type_name(type_id: int) -> Optional[str]:
     """Name of a weight type id ("Q4_K"), or None if unknown."""
-    raw = _lib.nllm_type_name(type_id)
+    raw = _C.nllm_type_name(type_id)
     return raw.decode() if raw else None
 
 
@@ -196,7 +198,7 @@ def set_log_callback(fn: Optional[Callable[[int, str], None]]) -> None:
     errors to stderr). Process-wide; do not change it while other threads use the library."""
     global _log_keepalive
     if fn is None:
-        _lib.nllm_set_log_callback(ffi.nllm_log_fn(), None)
+        _C.nllm_set_log_callback(ffi.nllm_log_fn(), None)
         _log_keepalive = None
         return
 
@@ -207,13 +209,13 @@ def set_log_callback(fn: Optional[Callable[[int, str], None]]) -> None:
             pass
 
     cb = ffi.nllm_log_fn(sink)
-    _lib.nllm_set_log_callback(cb, None)
+    _C.nllm_set_log_callback(cb, None)
     _log_keepalive = cb  # the C side keeps only the pointer
 
 
 def set_log_level(level: int) -> None:
     """Log threshold: NLLM_LOG_ERROR, NLLM_LOG_WARN, NLLM_LOG_INFO or NLLM_LOG_DEBUG."""
-    _lib.nllm_set_log_level(level)
+    _C.nllm_set_log_level(level)
 
 
 LOG_ERROR = ffi.NLLM_LOG_ERROR
@@ -318,7 +320,7 @@ class Model:
         self._children: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self.path = str(path)
         p = ffi.nllm_model_params()
-        _lib.nllm_model_params_init(ctypes.byref(p))
+        _C.nllm_model_params_init(ctypes.byref(p))
         p.n_threads = n_threads
         p.use_mmap = 1 if use_mmap else 0
         p.n_ctx_default = n_ctx_default
@@ -338,7 +340,7 @@ class Model:
             cb = ffi.nllm_progress_fn(on_progress)
             p.progress = cb
         h = ffi.model_p()
-        status = _lib.nllm_model_load(self.path.encode(), ctypes.byref(p), ctypes.byref(h))
+        status = _C.nllm_model_load(self.path.encode(), ctypes.byref(p), ctypes.byref(h))
         err = _error(status) if status != ffi.NLLM_OK else None
         if raised:
             raise raised[0]
@@ -353,7 +355,7 @@ class Model:
         for child in list(self._children):
             child.close()
         if self._h is not None:
-            _lib.nllm_model_free(self._h)
+            _C.nllm_model_free(self._h)
             self._h = None
 
     def __enter__(self) -> "Model":
@@ -363,7 +365,7 @@ class Model:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_h", None) is not None and _lib is not None:
+        if getattr(self, "_h", None) is not None and _C is not None:
             try:
                 self.close()
             except Exception:
@@ -385,27 +387,27 @@ class Model:
 
     @property
     def arch(self) -> str:
-        return _lib.nllm_model_arch(self.handle).decode()
+        return _C.nllm_model_arch(self.handle).decode()
 
     @property
     def name(self) -> str:
-        return (_lib.nllm_model_name(self.handle) or b"").decode("utf-8", "replace")
+        return (_C.nllm_model_name(self.handle) or b"").decode("utf-8", "replace")
 
     @property
     def n_params(self) -> int:
-        return int(_lib.nllm_model_n_params(self.handle))
+        return int(_C.nllm_model_n_params(self.handle))
 
     @property
     def n_vocab(self) -> int:
-        return int(_lib.nllm_model_n_vocab(self.handle))
+        return int(_C.nllm_model_n_vocab(self.handle))
 
     @property
     def n_ctx_train(self) -> int:
-        return int(_lib.nllm_model_n_ctx_train(self.handle))
+        return int(_C.nllm_model_n_ctx_train(self.handle))
 
     def token(self, which: int) -> Optional[int]:
         """Special token id (NLLM_TOKEN_BOS, ...) or None if the model has none."""
-        t = int(_lib.nllm_model_token(self.handle, which))
+        t = int(_C.nllm_model_token(self.handle, which))
         return None if t < 0 else t
 
     @property
@@ -418,7 +420,7 @@ class Model:
 
     def is_eog(self, token: int) -> bool:
         """True if generation stops at this token (EOS, EOT, <|im_end|>, ...)."""
-        return bool(_lib.nllm_model_token_is_eog(self.handle, token))
+        return bool(_C.nllm_model_token_is_eog(self.handle, token))
 
     @property
     def info(self) -> Dict[str, Any]:
@@ -437,30 +439,30 @@ class Model:
             "arch": self.arch,
             "name": self.name,
             "n_params": self.n_params,
-            "size_bytes": int(_lib.nllm_model_size_bytes(h)),
+            "size_bytes": int(_C.nllm_model_size_bytes(h)),
             "n_vocab": self.n_vocab,
             "n_ctx_train": self.n_ctx_train,
-            "n_embd": int(_lib.nllm_model_n_embd(h)),
-            "n_layer": int(_lib.nllm_model_n_layer(h)),
+            "n_embd": int(_C.nllm_model_n_embd(h)),
+            "n_layer": int(_C.nllm_model_n_layer(h)),
             "tokens": {k: self.token(v) for k, v in specials.items()},
         }
 
     def meta_str(self, key: str) -> str:
         """String metadata value. NotFoundError if absent, InvalidArgumentError if not a string."""
         out = ctypes.c_char_p()
-        _check(_lib.nllm_model_meta_str(self.handle, key.encode(), ctypes.byref(out)))
+        _check(_C.nllm_model_meta_str(self.handle, key.encode(), ctypes.byref(out)))
         return (out.value or b"").decode("utf-8", "replace")
 
     def meta_int(self, key: str) -> int:
         """Integer (or bool) metadata value."""
         out = ctypes.c_int64()
-        _check(_lib.nllm_model_meta_int(self.handle, key.encode(), ctypes.byref(out)))
+        _check(_C.nllm_model_meta_int(self.handle, key.encode(), ctypes.byref(out)))
         return out.value
 
     def meta_float(self, key: str) -> float:
         """Float (or integer) metadata value."""
         out = ctypes.c_double()
-        _check(_lib.nllm_model_meta_float(self.handle, key.encode(), ctypes.byref(out)))
+        _check(_C.nllm_model_meta_float(self.handle, key.encode(), ctypes.byref(out)))
         return out.value
 
     @property
@@ -468,10 +470,10 @@ class Model:
         """Every metadata key with its value rendered as text (arrays summarized)."""
         h = self.handle
         out: Dict[str, str] = {}
-        for i in range(int(_lib.nllm_model_meta_count(h))):
-            key = (_lib.nllm_model_meta_key(h, i) or b"").decode("utf-8", "replace")
+        for i in range(int(_C.nllm_model_meta_count(h))):
+            key = (_C.nllm_model_meta_key(h, i) or b"").decode("utf-8", "replace")
             text = _grow_call(
-                lambda buf, cap, n, i=i: _lib.nllm_model_meta_value_text(h, i, buf, cap, n), 256
+                lambda buf, cap, n, i=i: _C.nllm_model_meta_value_text(h, i, buf, cap, n), 256
             )
             out[key] = text.decode("utf-8", "replace")
         return out
@@ -484,9 +486,9 @@ class Model:
         ttype = ctypes.c_int32()
         ndims = ctypes.c_int32()
         ne = (ctypes.c_int64 * 4)()
-        for i in range(int(_lib.nllm_model_tensor_count(h))):
+        for i in range(int(_C.nllm_model_tensor_count(h))):
             _check(
-                _lib.nllm_model_tensor_info(
+                _C.nllm_model_tensor_info(
                     h, i, ctypes.byref(name), ctypes.byref(ttype), ctypes.byref(ndims), ne
                 )
             )
@@ -513,7 +515,7 @@ class Model:
         n = ctypes.c_int32(0)
         for _ in range(2):
             buf = (ffi.nllm_token * cap)()
-            status = _lib.nllm_tokenize(
+            status = _C.nllm_tokenize(
                 h, data, len(data), int(add_bos), int(special), buf, cap, ctypes.byref(n)
             )
             if status == ffi.NLLM_ERR_BUFFER_TOO_SMALL and n.value > cap:
@@ -528,7 +530,7 @@ class Model:
         a multi-byte character. Control tokens give their text only if special."""
         h = self.handle
         return _grow_call(
-            lambda buf, cap, n: _lib.nllm_token_to_piece(h, token, int(special), buf, cap, n), 32
+            lambda buf, cap, n: _C.nllm_token_to_piece(h, token, int(special), buf, cap, n), 32
         )
 
     def detokenize(self, tokens: Sequence[int], special: bool = False) -> str:
@@ -536,7 +538,7 @@ class Model:
         h = self.handle
         ids = (ffi.nllm_token * len(tokens))(*tokens)
         raw = _grow_call(
-            lambda buf, cap, n: _lib.nllm_detokenize(
+            lambda buf, cap, n: _C.nllm_detokenize(
                 h, ids, len(tokens), int(special), buf, cap, n
             ),
             8 * len(tokens) + 16,
@@ -562,7 +564,7 @@ class Model:
         h = self.handle
         size = sum(len(r) + len(c) for r, c in items) + 256
         raw = _grow_call(
-            lambda buf, cap, n: _lib.nllm_chat_format(
+            lambda buf, cap, n: _C.nllm_chat_format(
                 h, arr, len(items), int(add_assistant), buf, cap, n
             ),
             size,
@@ -702,7 +704,7 @@ class Context:
 
         self._abort_cb = ffi.nllm_abort_fn(should_abort)
         p = ffi.nllm_context_params()
-        _lib.nllm_context_params_init(ctypes.byref(p))
+        _C.nllm_context_params_init(ctypes.byref(p))
         p.n_ctx = n_ctx
         p.n_threads = n_threads
         p.n_batch = n_batch
@@ -713,7 +715,7 @@ class Context:
             p.seed = seed
         p.abort_callback = self._abort_cb
         h = ffi.context_p()
-        _check(_lib.nllm_context_create(model.handle, ctypes.byref(p), ctypes.byref(h)))
+        _check(_C.nllm_context_create(model.handle, ctypes.byref(p), ctypes.byref(h)))
         self._h = h
         self.n_vocab = model.n_vocab
         model._children.add(self)
@@ -726,7 +728,7 @@ class Context:
             self._cancel.flag = True  # a generate running on another thread stops first
             with self._busy:
                 if self._h is not None:
-                    _lib.nllm_context_free(self._h)
+                    _C.nllm_context_free(self._h)
                     self._h = None
 
     def __enter__(self) -> "Context":
@@ -736,7 +738,7 @@ class Context:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_h", None) is not None and _lib is not None:
+        if getattr(self, "_h", None) is not None and _C is not None:
             try:
                 self.close()
             except Exception:
@@ -763,12 +765,12 @@ class Context:
     @property
     def pos(self) -> int:
         """Number of tokens in the cache."""
-        return int(_lib.nllm_context_pos(self.handle))
+        return int(_C.nllm_context_pos(self.handle))
 
     @property
     def n_ctx(self) -> int:
         """Maximum number of positions."""
-        return int(_lib.nllm_context_n_ctx(self.handle))
+        return int(_C.nllm_context_n_ctx(self.handle))
 
     def decode(self, tokens: Sequence[int]) -> None:
         """Evaluate tokens at the current position and advance. ContextFullError if they do not
@@ -776,7 +778,7 @@ class Context:
         h = self._enter()
         try:
             ids = (ffi.nllm_token * len(tokens))(*tokens)
-            _check(_lib.nllm_decode(h, ids, len(tokens)))
+            _check(_C.nllm_decode(h, ids, len(tokens)))
         finally:
             self._busy.release()
 
@@ -785,7 +787,7 @@ class Context:
         which needs all_logits=True for any but the last): numpy.ndarray (float32) when NumPy is
         installed, else array.array('f'). Both support len(), indexing and memoryview()."""
         h = self.handle
-        ptr = _lib.nllm_get_logits(h) if i is None else _lib.nllm_get_logits_ith(h, i)
+        ptr = _C.nllm_get_logits(h) if i is None else _C.nllm_get_logits_ith(h, i)
         if not ptr:
             what = "no logits yet: decode something first"
             if i is not None:
@@ -803,7 +805,7 @@ class Context:
         """Keep the first pos tokens of the cache (0 <= pos <= self.pos)."""
         h = self._enter()
         try:
-            _check(_lib.nllm_context_rewind(h, pos))
+            _check(_C.nllm_context_rewind(h, pos))
         finally:
             self._busy.release()
 
@@ -811,7 +813,7 @@ class Context:
         """Empty the cache and the timings."""
         h = self._enter()
         try:
-            _lib.nllm_context_reset(h)
+            _C.nllm_context_reset(h)
         finally:
             self._busy.release()
 
@@ -821,7 +823,7 @@ class Context:
         gen_ms, and the derived prompt/gen tokens per second."""
         t = ffi.nllm_timings()
         t.struct_size = ctypes.sizeof(t)
-        _check(_lib.nllm_context_timings(self.handle, ctypes.byref(t)))
+        _check(_C.nllm_context_timings(self.handle, ctypes.byref(t)))
         return {
             "n_prompt_tokens": t.n_prompt_tokens,
             "n_gen_tokens": t.n_gen_tokens,
@@ -963,7 +965,7 @@ class Context:
 
         cb = ffi.nllm_token_fn(on_token)
         gp = ffi.nllm_generate_params()
-        _lib.nllm_generate_params_init(ctypes.byref(gp))
+        _C.nllm_generate_params_init(ctypes.byref(gp))
         if max_tokens is not None:
             gp.max_tokens = max_tokens
         gp.add_bos = int(add_bos)
@@ -988,7 +990,7 @@ class Context:
 
             old_handler = signal.signal(signal.SIGINT, on_sigint)
         try:
-            status = _lib.nllm_generate(
+            status = _C.nllm_generate(
                 h, sampler.handle, data, len(data), ctypes.byref(gp), ctypes.byref(n_gen)
             )
             err = _error(status) if status != ffi.NLLM_OK else None
@@ -1030,7 +1032,7 @@ class Sampler:
         self._h: Optional[Any] = None
         self.model = model
         p = ffi.nllm_sampler_params()
-        _lib.nllm_sampler_params_init(ctypes.byref(p))
+        _C.nllm_sampler_params_init(ctypes.byref(p))
         given = {
             "temperature": temperature,
             "top_k": top_k,
@@ -1045,14 +1047,14 @@ class Sampler:
                 setattr(p, k, v)
         self.params = {k: getattr(p, k) for k in given}
         h = ffi.sampler_p()
-        _check(_lib.nllm_sampler_create(model.handle, ctypes.byref(p), ctypes.byref(h)))
+        _check(_C.nllm_sampler_create(model.handle, ctypes.byref(p), ctypes.byref(h)))
         self._h = h
         model._children.add(self)
 
     def close(self) -> None:
         """Free the sampler. Idempotent."""
         if self._h is not None:
-            _lib.nllm_sampler_free(self._h)
+            _C.nllm_sampler_free(self._h)
             self._h = None
 
     def __enter__(self) -> "Sampler":
@@ -1062,7 +1064,7 @@ class Sampler:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_h", None) is not None and _lib is not None:
+        if getattr(self, "_h", None) is not None and _C is not None:
             try:
                 self.close()
             except Exception:
@@ -1078,7 +1080,7 @@ class Sampler:
     def sample(self, ctx: Context) -> int:
         """Choose a token from the context's last logits (does not accept it)."""
         out = ffi.nllm_token()
-        _check(_lib.nllm_sampler_sample(self.handle, ctx.handle, ctypes.byref(out)))
+        _check(_C.nllm_sampler_sample(self.handle, ctx.handle, ctypes.byref(out)))
         return out.value
 
     def sample_logits(self, logits: Sequence[float]) -> int:
@@ -1091,16 +1093,16 @@ class Sampler:
             buf = (ctypes.c_float * n)(*logits)
             ptr = ctypes.cast(buf, ctypes.POINTER(ctypes.c_float))
         out = ffi.nllm_token()
-        _check(_lib.nllm_sampler_sample_logits(self.handle, ptr, n, ctypes.byref(out)))
+        _check(_C.nllm_sampler_sample_logits(self.handle, ptr, n, ctypes.byref(out)))
         return out.value
 
     def accept(self, token: int) -> None:
         """Record a token (prompt or generated) for the repetition penalty."""
-        _lib.nllm_sampler_accept(self.handle, token)
+        _C.nllm_sampler_accept(self.handle, token)
 
     def reset(self, seed: Optional[int] = None) -> None:
         """Forget accepted tokens and reseed (None keeps the current seed)."""
-        _lib.nllm_sampler_reset(self.handle, ffi.NLLM_SEED_DEFAULT if seed is None else seed)
+        _C.nllm_sampler_reset(self.handle, ffi.NLLM_SEED_DEFAULT if seed is None else seed)
 
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import unittest
 
-from ._util import GOLDEN_GREEDY, MODEL, read_golden_ids
+from ._util import GOLDEN_GREEDY, MODEL, TESTDATA, read_golden_ids
 
 import nativellm
 
@@ -162,15 +162,42 @@ class TestStopping(GenerateTestCase):
 
 
 class TestChat(unittest.TestCase):
+    def setUp(self):
+        if "nllm_chat_format" in nativellm._loader.missing:
+            self.skipTest("the loaded library does not export nllm_chat_format")
+
     def test_chat_without_template(self):
         with nativellm.Model(MODEL) as model:
             try:
-                out = model.chat([{"role": "user", "content": "Hi"}], max_tokens=8,
-                                 **GREEDY)
+                out = model.chat([{"role": "user", "content": "Hi"}], max_tokens=8, **GREEDY)
             except nativellm.UnsupportedError as e:
                 self.assertTrue(e.message)
             else:
                 self.assertIsInstance(out, str)
+
+    def test_chat_format_phi3(self):
+        path = TESTDATA / "vocab" / "ggml-vocab-phi-3.gguf"
+        if not path.is_file():
+            self.skipTest(f"SKIP: {path} absent")
+        with nativellm.Model(path, vocab_only=True) as model:
+            text = model.chat_format([("system", "Be brief."), {"role": "user", "content": "Hi"}])
+            self.assertIn("<|user|>", text)
+            self.assertIn("Hi", text)
+            self.assertTrue(text.rstrip().endswith("<|assistant|>"), text)
+            plain = model.chat_format([("user", "Hi")], add_assistant=False)
+            self.assertNotIn("<|assistant|>", plain)
+            ids = model.tokenize(text, add_bos=False, special=True)
+            self.assertLess(len(ids), len(model.tokenize(text, add_bos=False, special=False)))
+
+    def test_chat_generates_on_an_hf_model(self):
+        path = TESTDATA / "hf" / "tiny-qwen2"
+        if not path.is_dir():
+            self.skipTest(f"SKIP: {path} absent")
+        with nativellm.Model(path) as model:
+            messages = [{"role": "user", "content": "Hello"}]
+            out = model.chat(messages, max_tokens=6, **GREEDY)
+            self.assertIsInstance(out, str)
+            self.assertEqual("".join(model.chat_stream(messages, max_tokens=6, **GREEDY)), out)
 
 
 if __name__ == "__main__":
