@@ -89,14 +89,14 @@ class TestParamErrors(unittest.TestCase):
 
     def test_bad_context_params(self):
         with self.assertRaises(nativellm.InvalidArgumentError):
-            self.model.context(n_ctx=-4)
+            self.model.context(n_threads=1, n_ctx=-4)
 
     def test_bad_generate_params(self):
         with self.assertRaises(nativellm.InvalidArgumentError):
             self.model.generate("Once", max_tokens=-1)
 
     def test_context_full(self):
-        with self.model.context(n_ctx=8) as ctx:
+        with self.model.context(n_threads=1, n_ctx=8) as ctx:
             ids = self.model.tokenize("Once upon a time there was")
             ctx.decode(ids[:6])
             with self.assertRaises(nativellm.ContextFullError) as cm:
@@ -108,7 +108,7 @@ class TestParamErrors(unittest.TestCase):
                                 temperature=0)
 
     def test_bad_tokens_and_positions(self):
-        with self.model.context(n_ctx=16) as ctx:
+        with self.model.context(n_threads=1, n_ctx=16) as ctx:
             with self.assertRaises(nativellm.InvalidArgumentError):
                 ctx.decode([100000])
             with self.assertRaises(nativellm.InvalidArgumentError):

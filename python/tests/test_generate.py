@@ -10,7 +10,8 @@ from ._util import GOLDEN_GREEDY, MODEL, TESTDATA, read_golden_ids
 import nativellm
 
 PROMPT = "Once upon a time"
-GREEDY = dict(temperature=0.0, repeat_penalty=1.0)
+SAMPLE_GREEDY = dict(temperature=0.0, repeat_penalty=1.0)
+GREEDY = dict(SAMPLE_GREEDY, n_threads=1)  # single-threaded: the test machine is shared
 
 
 class GenerateTestCase(unittest.TestCase):
@@ -47,7 +48,8 @@ class TestStreaming(GenerateTestCase):
         self.assertEqual("".join(pieces), text)
 
     def test_stream_equals_generate_sampled(self):
-        kw = dict(temperature=0.9, top_k=40, top_p=0.9, min_p=0.02, repeat_penalty=1.1, seed=1234)
+        kw = dict(temperature=0.9, top_k=40, top_p=0.9, min_p=0.02, repeat_penalty=1.1, seed=1234,
+                  n_threads=1)
         text = self.model.generate(PROMPT, max_tokens=100, **kw)
         self.assertEqual("".join(self.model.stream(PROMPT, max_tokens=100, **kw)), text)
         self.assertEqual(self.model.generate(PROMPT, max_tokens=100, **kw), text)
@@ -128,9 +130,9 @@ class TestStopping(GenerateTestCase):
             if len(seen) == 3:
                 os.kill(os.getpid(), signal.SIGINT)
 
-        with self.model.context(n_ctx=512) as ctx:
+        with self.model.context(n_threads=1, n_ctx=512) as ctx:
             with self.assertRaises(KeyboardInterrupt):
-                ctx.generate(PROMPT, self.model.sampler(**GREEDY), max_tokens=200,
+                ctx.generate(PROMPT, self.model.sampler(**SAMPLE_GREEDY), max_tokens=200,
                              on_token=on_token)
             self.assertLess(len(seen), 10)
             pos = ctx.pos
@@ -141,22 +143,22 @@ class TestStopping(GenerateTestCase):
 
     def test_context_continues_across_calls(self):
         # Two generate calls on one context equal one longer call (the cache is reused).
-        with self.model.context(n_ctx=256) as ctx:
-            smp = self.model.sampler(**GREEDY)
+        with self.model.context(n_threads=1, n_ctx=256) as ctx:
+            smp = self.model.sampler(**SAMPLE_GREEDY)
             a = ctx.generate(PROMPT, smp, max_tokens=10)
             pos = ctx.pos
             b = ctx.generate(" and", smp, max_tokens=10)
             self.assertGreater(ctx.pos, pos)
-        with self.model.context(n_ctx=256) as ctx:
+        with self.model.context(n_threads=1, n_ctx=256) as ctx:
             ids = []
-            ctx.generate(PROMPT, self.model.sampler(**GREEDY), max_tokens=10,
+            ctx.generate(PROMPT, self.model.sampler(**SAMPLE_GREEDY), max_tokens=10,
                          on_token=lambda t, p: ids.append(t))
         self.assertEqual(a, "".join(self.model.token_to_piece(t).decode() for t in ids))
         self.assertIsInstance(b, str)
 
     def test_stop_at_eog(self):
-        text = self.model.generate(PROMPT, max_tokens=400, n_ctx=512, **GREEDY)
-        longer = self.model.generate(PROMPT, max_tokens=400, n_ctx=512, stop_at_eog=False,
+        text = self.model.generate(PROMPT, max_tokens=300, n_ctx=512, **GREEDY)
+        longer = self.model.generate(PROMPT, max_tokens=300, n_ctx=512, stop_at_eog=False,
                                      **GREEDY)
         self.assertTrue(longer.startswith(text))
 

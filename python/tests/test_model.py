@@ -94,8 +94,8 @@ class TestContext(ModelTestCase):
         ids = self.model.tokenize(PROMPT)
         want = []
         self.model.generate(PROMPT, max_tokens=20, on_token=lambda t, p: want.append(t),
-                            **GREEDY)
-        with self.model.context(n_ctx=64) as ctx, self.model.sampler(**GREEDY) as smp:
+                            n_threads=1, **GREEDY)
+        with self.model.context(n_threads=1, n_ctx=64) as ctx, self.model.sampler(**GREEDY) as smp:
             ctx.decode(ids)
             self.assertEqual(ctx.pos, len(ids))
             got = []
@@ -113,7 +113,7 @@ class TestContext(ModelTestCase):
 
     def test_rewind_and_continue_equals_fresh(self):
         ids = self.model.tokenize(PROMPT)
-        with self.model.context(n_ctx=64) as ctx:
+        with self.model.context(n_threads=1, n_ctx=64) as ctx:
             ctx.decode(ids)
             fresh = list(ctx.logits())
             ctx.decode([400, 401, 402])
@@ -128,18 +128,18 @@ class TestContext(ModelTestCase):
 
     def test_all_logits(self):
         ids = self.model.tokenize(PROMPT)
-        with self.model.context(n_ctx=32, all_logits=True) as ctx:
+        with self.model.context(n_threads=1, n_ctx=32, all_logits=True) as ctx:
             ctx.decode(ids)
             rows = [list(ctx.logits(i)) for i in range(len(ids))]
             self.assertEqual(rows[-1], list(ctx.logits()))
-        with self.model.context(n_ctx=32) as ctx:
+        with self.model.context(n_threads=1, n_ctx=32) as ctx:
             ctx.decode(ids[:2])
             first2 = list(ctx.logits())
         for a, b in zip(rows[1], first2):
             self.assertAlmostEqual(a, b, delta=1e-4 * max(1.0, abs(a)))
 
     def test_timings(self):
-        with self.model.context(n_ctx=64) as ctx:
+        with self.model.context(n_threads=1, n_ctx=64) as ctx:
             ctx.generate(PROMPT, self.model.sampler(**GREEDY), max_tokens=8)
             t = ctx.timings
             self.assertEqual(t["n_prompt_tokens"], 5)
