@@ -128,3 +128,7 @@ clean:
 # Deliberately accept the current exported symbols and struct layouts as the ABI.
 abi-update: all $(BUILD)/tests/test_abi
 	NLLM_ABI_UPDATE=1 NLLM_BUILD=$(BUILD) $(BUILD)/tests/test_abi
+
+# The first command a new user runs: build, then tell the bundled model's story.
+demo: all
+	./$(CLI) run -m models/stories260K.gguf -p "Once upon a time" -n 200 --temp 0

@@ -53,6 +53,18 @@ static const struct {
         AVX2(q8_0_to_float_avx2, q8_0_from_float_avx2, q8_0_vec_dot_avx2) NEON(NULL, NULL, NULL)}},
     ROW(Q4_0, "Q4_0", QK, 18, Q8_0, q4_0)
         AVX2(q4_0_to_float_avx2, NULL, q4_0_vec_dot_avx2) NEON(NULL, NULL, NULL)}},
+    ROW(Q4_1, "Q4_1", QK, 20, Q8_1, q4_1) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
+    ROW(Q5_0, "Q5_0", QK, 22, Q8_0, q5_0) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
+    ROW(Q5_1, "Q5_1", QK, 24, Q8_1, q5_1) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
+    ROW(Q8_1, "Q8_1", QK, 36, Q8_1, q8_1) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
+    ROW(Q2_K, "Q2_K", QK_K, 84, Q8_K, q2_K) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
+    ROW(Q3_K, "Q3_K", QK_K, 110, Q8_K, q3_K) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
+    ROW(Q4_K, "Q4_K", QK_K, 144, Q8_K, q4_K) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
+    ROW(Q5_K, "Q5_K", QK_K, 176, Q8_K, q5_K) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
+    ROW(Q6_K, "Q6_K", QK_K, 210, Q8_K, q6_K) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
+    ROW(Q8_K, "Q8_K", QK_K, 292, Q8_K, q8_K) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
+    ROW(IQ4_NL, "IQ4_NL", QK, 18, Q8_0, iq4_nl) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
+    ROW(IQ4_XS, "IQ4_XS", QK_K, 136, Q8_K, iq4_xs) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
 };
 
 static nllm_qtype table_scalar[N_TYPES], table_best[N_TYPES];

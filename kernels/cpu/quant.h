@@ -18,7 +18,8 @@ typedef struct { uint16_t d; uint8_t qs[QK / 2]; } block_q4_0;
 typedef struct { uint16_t d, m; uint8_t qs[QK / 2]; } block_q4_1;
 typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[QK / 2]; } block_q5_0;
 typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK / 2]; } block_q5_1;
-/* s = d * sum(qs), so a dot with an offset format needs no per-call sum. */
+/* s = d * sum(qs), so a dot with an offset format needs no per-call sum. s is fp16: it
+ * overflows when a block's mean magnitude passes ~2000 (a limit of the GGUF format). */
 typedef struct { uint16_t d, s; int8_t qs[QK]; } block_q8_1;
 typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; uint16_t d, dmin; } block_q2_K;
 typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; uint16_t d; } block_q3_K;

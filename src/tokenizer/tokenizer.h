@@ -35,4 +35,40 @@ nllm_status nllm_tokenizer_decode(const nllm_tokenizer *tok, const nllm_token *i
 /* Chat template text (tokenizer.chat_template) or NULL. */
 const char *nllm_tokenizer_chat_template(const nllm_tokenizer *tok);
 
+/* Renders messages with the tokenizer's chat template, recognized by family (Llama 2 [INST] with
+ * <<SYS>>, Llama 3 header ids, ChatML/Qwen, Mistral [INST], Gemma, Phi-3, DeepSeek). Contract of
+ * nllm_chat_format: NUL-terminated when it fits, BUFFER_TOO_SMALL with *n_out = needed,
+ * NLLM_ERR_UNSUPPORTED (naming what was seen) for an unknown or missing template. */
+nllm_status nllm_tokenizer_chat_format(const nllm_tokenizer *tok, const nllm_chat_message *messages,
+                                       int32_t n, int add_assistant, char *buf, int32_t cap,
+                                       int32_t *n_out);
+/* The same for a given template text, or a family name ("chatml", "llama3", "llama2", "mistral",
+ * "gemma", "phi3", "deepseek", "deepseek3"), e.g. for a --chat-template option. The text never
+ * contains the leading BOS: tokenize it with add_bos = 1 and parse_special = 1. cap must hold
+ * *n_out + 1 bytes (the NUL). */
+nllm_status nllm_chat_format_template(const char *tmpl, const nllm_chat_message *messages, int32_t n,
+                                      int add_assistant, char *buf, int32_t cap, int32_t *n_out);
+
+/* Streaming detokenizer for generation: push ids one at a time and get back only complete UTF-8.
+ * An incomplete multi-byte sequence at the end of a piece is held until the next pieces complete
+ * it; bytes that can never become valid UTF-8 come out as U+FFFD as soon as that is certain;
+ * flush emits what is still held (an unfinished sequence as U+FFFD). The leading-space rule of
+ * nllm_tokenizer_decode applies to the first piece. The state is caller-owned, one per stream;
+ * the tokenizer stays shared and immutable. Zero-initialising the state equals init with
+ * render_special 0. */
+typedef struct nllm_detok_stream {
+  uint8_t held[4];
+  int32_t n_held;
+  int32_t n_pushed; /* pieces seen, for the leading-space rule */
+  int32_t render_special;
+} nllm_detok_stream;
+
+void nllm_detok_stream_init(nllm_detok_stream *s, int render_special);
+/* Output at most 3 + piece length + 3 * (invalid bytes) bytes; a cap of 64 + the longest piece
+ * is always enough. BUFFER_TOO_SMALL (with *n_out = needed) leaves the state unchanged. Not
+ * NUL-terminated. */
+nllm_status nllm_detok_stream_push(const nllm_tokenizer *tok, nllm_detok_stream *s, nllm_token id,
+                                   char *buf, int32_t cap, int32_t *n_out);
+nllm_status nllm_detok_stream_flush(nllm_detok_stream *s, char *buf, int32_t cap, int32_t *n_out);
+
 #endif

@@ -99,6 +99,7 @@ static const command commands[] = {
     {"logits", cmd_logits, "write prompt + greedy ids and every position's logits (golden format)"},
     {"info", cmd_info, "print architecture, hyperparameters, metadata and tensors"},
     {"bench", cmd_bench, "measure prompt and generation tokens/s"},
+    {"gen-model", cmd_gen_model, "write a random-weight Llama of a real shape (for benchmarks)"},
 };
 
 static void usage(FILE *f) {
