@@ -170,6 +170,16 @@ NLLM_API nllm_status nllm_detokenize(const nllm_model *m, const nllm_token *toke
   return nllm_tokenizer_decode(m->tok, tokens, n_tokens, render_special, buf, cap, n_out);
 }
 
+/* ---------------------------------------------------------------- chat templates */
+
+NLLM_API nllm_status nllm_chat_format(const nllm_model *m, const nllm_chat_message *messages,
+                                      int32_t n_messages, int32_t add_assistant_prompt, char *buf,
+                                      int32_t cap, int32_t *n_out) {
+  CHECK_ARG(m, "nllm_chat_format: model is NULL");
+  return nllm_chat_format_template(nllm_tokenizer_chat_template(m->tok), messages, n_messages,
+                                   add_assistant_prompt, buf, cap, n_out);
+}
+
 /* ---------------------------------------------------------------- context */
 
 NLLM_API void nllm_context_params_init(nllm_context_params *p) {
