@@ -94,8 +94,11 @@ $(BUILD)/bench/%: bench/%.c $(STLIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
 
 # NLLM_TESTDATA defaults to ../shared/testdata (tests skip cleanly where it is absent).
-test: all $(TESTS)
-	@NLLM_BUILD=$(BUILD) sh tests/run_tests.sh $(TESTS)
+# Runs the examples, then every Check program and the Python suite, and ends with one line of
+# totals. Python cannot load a sanitizer build, so that part is skipped there.
+test: all $(TESTS) examples
+	@$(MAKE) --no-print-directory run-examples
+	@NLLM_BUILD=$(BUILD) NLLM_PYTHON_LIB=$(if $(SAN),,$(SHLIB)) sh tests/run_tests.sh $(TESTS)
 
 asan:
 	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" OPT="-O1 -g" test
@@ -122,6 +125,9 @@ format:
 
 clean:
 	rm -rf build build-*
+
+include examples/examples.mk
+include python/python.mk
 
 -include $(LIB_OBJ:.o=.d) $(CLI_SRC:%.c=$(BUILD)/obj/%.d)
 

@@ -109,17 +109,18 @@ START_TEST(stories260k_greedy250) {
 END_TEST
 
 /* Every tiny-a quantization against llama.cpp's answer and the exact (dequantized) answer. The
- * bounds follow ../shared/testdata/README.md: llama.cpp itself lands 2-9% from the exact answer
- * for quantized files (F16 < 0.5%, BF16 < 3%); a wrong block layout shows as 30% and more. */
+ * README: llama.cpp's own quantized-file logits land 2-9% from the exact answer (F16 < 0.5%,
+ * BF16 < 3%), because it quantizes activations to 8 bits; we do too, with other rounding, so we
+ * land 3-7% from exact and about sqrt(2) x that from llama.cpp (two independent noise draws of
+ * this sensitive random model). A wrong block layout, scale or nibble order shows as 30%+. */
 static const struct {
   const char *type;
   double vs_llamacpp, vs_exact;
 } tiny_a[] = {
-    {"F16", 0.005, 0.005},   {"BF16", 0.03, 0.03},    {"Q8_0", 0.06, 0.06},
-    {"Q4_0", 0.12, 0.12},    {"Q4_1", 0.12, 0.12},    {"Q5_0", 0.10, 0.10},
-    {"Q5_1", 0.10, 0.10},    {"Q2_K", 0.20, 0.20},    {"Q3_K_M", 0.15, 0.15},
-    {"Q4_K_M", 0.12, 0.12},  {"Q5_K_M", 0.10, 0.10},  {"Q6_K", 0.08, 0.08},
-    {"IQ4_NL", 0.12, 0.12},  {"IQ4_XS", 0.12, 0.12},
+    {"F16", 0.005, 0.005}, {"BF16", 0.03, 0.03},  {"Q8_0", 0.13, 0.09},   {"Q4_0", 0.13, 0.09},
+    {"Q4_1", 0.13, 0.09},  {"Q5_0", 0.13, 0.09},  {"Q5_1", 0.13, 0.09},   {"Q2_K", 0.13, 0.09},
+    {"Q3_K_M", 0.13, 0.09}, {"Q4_K_M", 0.13, 0.09}, {"Q5_K_M", 0.13, 0.09}, {"Q6_K", 0.13, 0.09},
+    {"IQ4_NL", 0.13, 0.09}, {"IQ4_XS", 0.13, 0.09},
 };
 
 START_TEST(tiny_a_logits) {
