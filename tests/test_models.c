@@ -1,6 +1,7 @@
 /* Real models against golden outputs of other implementations (../shared/testdata): logits of
  * every position within the README's bounds, greedy sequences exact. Golden generated ids are
  * fed back (teacher forcing) so every row is comparable even after a near-tie. */
+#include "formats/convert.h"
 #include "nativellm.h"
 #include "testutil.h"
 
@@ -171,6 +172,29 @@ START_TEST(hf_folders) {
 }
 END_TEST
 
+/* nllm convert: the GGUF written from each HF folder gives the same logits (tiny-llama's q/k rows
+ * are permuted into GGUF's rope layout on the way, so this also checks that permutation). */
+START_TEST(hf_converted_to_gguf) {
+  static const char *dirs[] = {"tiny-llama", "tiny-qwen2", "tiny-qwen3"};
+  char dir[1024], golden[1024], rel[256], out[256];
+  snprintf(rel, sizeof rel, "hf/%s/golden.logits.txt", dirs[_i]);
+  if (!testdata_path(golden, sizeof golden, rel)) return;
+  snprintf(dir, sizeof dir, "%s/hf/%s", testdata_dir(), dirs[_i]);
+  snprintf(out, sizeof out, "/tmp/nllm-test-%d-%s.gguf", (int)getpid(), dirs[_i]);
+  nllm_source src;
+  ck_assert_int_eq(nllm_source_open(dir, 1, &src), NLLM_OK);
+  nllm_status st = nllm_convert_source(&src, out, "F32", 1, NULL, NULL);
+  nllm_source_free(&src);
+  ck_assert_msg(st == NLLM_OK, "convert: %s", nllm_last_error());
+  cmp_result r;
+  compare_golden(out, golden, NLLM_TYPE_F32, &r);
+  remove(out);
+  fprintf(stderr, "%s converted: max rel RMS %.2e, greedy agree %d\n", dirs[_i], r.max_rel,
+          r.argmax_agree);
+  ck_assert_msg(r.max_rel < 1e-4, "%s converted: %g", dirs[_i], r.max_rel);
+}
+END_TEST
+
 START_TEST(llama2_tiny_random_loads) {
   char model[1024];
   if (!testdata_path(model, sizeof model, "models/llama-2-tiny-random/llama-2-tiny-random.gguf"))
@@ -198,6 +222,7 @@ int main(void) {
   tcase_add_test(tc, stories260k_greedy250);
   tcase_add_loop_test(tc, tiny_a_logits, 0, (int)(sizeof tiny_a / sizeof tiny_a[0]));
   tcase_add_loop_test(tc, hf_folders, 0, 3);
+  tcase_add_loop_test(tc, hf_converted_to_gguf, 0, 3);
   tcase_add_test(tc, llama2_tiny_random_loads);
   suite_add_tcase(s, tc);
   return run_suite(s);

@@ -25,6 +25,9 @@ static const opt opts[] = {
     {"-o", "--output", O_STR, OFF(out), 0, 0, 0, 0, "FILE   output file"},
     {"--prompt-ids", NULL, O_STR, OFF(prompt_ids), 0, 0, 0, 0, "\"1 2 3\"  use these token ids as the prompt"},
     {"--tokenizer", NULL, O_STR, OFF(tokenizer), 0, 0, 0, 0, "PATH  a tokenizer.json (no model needed)"},
+    {"--quantize", NULL, O_STR, OFF(quantize), 0, 0, 0, 0, "TYPE  convert float weights to TYPE while loading (Q8_0, Q4_K, ...)"},
+    {"--system", NULL, O_STR, OFF(system), 0, 0, 0, 0, "TEXT  system message (chat)"},
+    {"--chat-template", NULL, O_STR, OFF(chat_template), 0, 0, 0, 0, "T  template text or family (chatml, llama3, ...) instead of the model's"},
     {"-n", "--n-predict", O_INT, OFF(n), 0, 1 << 24, 0, 0, "N      tokens to generate"},
     {"-t", "--threads", O_INT, OFF(threads), 1, 1024, 0, 0, "N      threads (default: all cores)"},
     {"-c", "--ctx-size", O_INT, OFF(ctx), 1, 1 << 24, 0, 0, "N      context length (default: model's, at most 4096)"},
@@ -101,6 +104,18 @@ nllm_model *cli_load_model(const cli_opts *o, int vocab_only) {
   nllm_model_params_init(&mp);
   mp.vocab_only = vocab_only;
   mp.n_threads = (int32_t)o->threads;
+  if (o->quantize) {
+    int32_t t;
+    for (t = 0; t < 64; t++) {
+      const char *n = nllm_type_name(t);
+      if (n && !strcmp(n, o->quantize)) break;
+    }
+    if (t == 64) {
+      cli_error("--quantize: unknown weight type '%s'", o->quantize);
+      return NULL;
+    }
+    mp.quantize_type = t;
+  }
   nllm_model *m = NULL;
   const char *path = o->model ? o->model : cli_default_model();
   nllm_status st = nllm_model_load(path, &mp, &m);
