@@ -6,6 +6,8 @@
 
 #include "cpu/quant.h"
 
+/* Round to nearest, ties to even (the current rounding mode), as the GGUF quantizers do for
+ * the K formats; the AVX2 code rounds the same way, so both quantize identically. */
 static inline int nearest_int(float f) { return (int)lrintf(f); }
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
