@@ -124,3 +124,4 @@ clean:
 	rm -rf build build-*
 
 -include $(LIB_OBJ:.o=.d) $(CLI_SRC:%.c=$(BUILD)/obj/%.d)
+-include kernels/arm.mk

@@ -505,11 +505,6 @@ void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-static inline int q3k_scale_avx(const uint8_t *sc, int k) {
-  int lo = k < 8 ? sc[k] & 15 : sc[k - 8] >> 4;
-  int hi = (sc[8 + k % 4] >> (2 * (k / 4))) & 3;
-  return (lo | hi << 4) - 32;
-}
 
 void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q3_K *x = vx;
@@ -518,7 +513,7 @@ void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     int16_t scl[16];
-    for (int k = 0; k < 16; k++) scl[k] = (int16_t)q3k_scale_avx(x[b].scales, k);
+    for (int k = 0; k < 16; k++) scl[k] = (int16_t)q3k_scale(x[b].scales, k);
     __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
     __m256i sumi = _mm256_setzero_si256();
     for (int c = 0; c < 2; c++) {
