@@ -138,3 +138,4 @@ abi-update: all $(BUILD)/tests/test_abi
 # The first command a new user runs: build, then tell the bundled model's story.
 demo: all
 	./$(CLI) run -m models/stories260K.gguf -p "Once upon a time" -n 200 --temp 0
+-include kernels/arm.mk

@@ -6,6 +6,8 @@
 
 #include "cpu/quant.h"
 
+/* Round to nearest, ties to even (the current rounding mode), as the GGUF quantizers do for
+ * the K formats; the AVX2 code rounds the same way, so both quantize identically. */
 static inline int nearest_int(float f) { return (int)lrintf(f); }
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
@@ -276,11 +278,6 @@ void q2_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
  * low nibbles in scales[0..7] (k < 8: low half of byte k, else high half of byte k-8), the
  * top 2 bits in scales[8 + k%4] at bit 2*(k/4). */
 
-static inline int q3k_scale(const uint8_t *sc, int k) {
-  int lo = k < 8 ? sc[k] & 15 : sc[k - 8] >> 4;
-  int hi = (sc[8 + k % 4] >> (2 * (k / 4))) & 3;
-  return (lo | hi << 4) - 32;
-}
 
 static inline int q3k_level(const block_q3_K *x, int j) {
   int c = j / 128, g = (j % 128) / 32, l = j % 32;

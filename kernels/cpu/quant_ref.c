@@ -136,9 +136,6 @@ void q4_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---------------------------------------------------------------- shared helpers */
 
-/* Round to nearest, ties to even (the current rounding mode), as the GGUF quantizers do for
- * the K formats; the AVX2 code rounds the same way, so both quantize identically. */
-static inline int nearest_int(float f) { return (int)lrintf(f); }
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* Signed value of largest magnitude: symmetric formats map it to their widest level. */
