@@ -31,6 +31,9 @@ LIB_SRC  := $(filter-out %_avx2.c %_neon.c,$(LIB_SRC))
 endif
 
 ifeq ($(CUDA),1)
+ifeq ($(wildcard kernels/cuda/*.cu),)
+$(error CUDA=1: the CUDA backend is not implemented yet (kernels/cuda/ is empty); build without CUDA=1)
+endif
 NVCC      ?= nvcc
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell which $(NVCC)))
 CU_SRC    := $(wildcard kernels/cuda/*.cu)

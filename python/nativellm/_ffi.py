@@ -268,6 +268,10 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
         nllm_status,
         [model_p, POINTER(nllm_chat_message), c_int32, c_int32, c_char_p, c_int32, _i32p],
     ),
+    "nllm_chat_apply_template": (
+        nllm_status,
+        [c_char_p, POINTER(nllm_chat_message), c_int32, c_int32, c_char_p, c_int32, _i32p],
+    ),
     # context
     "nllm_context_params_init": (None, [POINTER(nllm_context_params)]),
     "nllm_context_create": (
@@ -307,6 +311,10 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
             POINTER(nllm_generate_params),
             _i32p,
         ],
+    ),
+    "nllm_generate_tokens": (
+        nllm_status,
+        [context_p, sampler_p, _tokp, c_int32, POINTER(nllm_generate_params), _i32p],
     ),
 }
 
