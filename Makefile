@@ -57,7 +57,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC:= $(wildcard bench/*.c)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan ubsan bench install clean format abi-update test-arm examples demo
+.PHONY: all test asan ubsan bench install clean format abi-update test-arm test-noavx examples demo
 
 all: $(SHLIB) $(BUILD)/libnativellm.so $(STLIB) $(CLI)
 
@@ -137,6 +137,10 @@ include python/python.mk
 # Deliberately accept the current exported symbols and struct layouts as the ABI.
 abi-update: all $(BUILD)/tests/test_abi
 	NLLM_ABI_UPDATE=1 NLLM_BUILD=$(BUILD) $(BUILD)/tests/test_abi
+
+# Runtime dispatch: the same binary on an emulated CPU without AVX2 takes the scalar kernels.
+test-noavx: all
+	NLLM_BUILD=$(BUILD) sh tests/check_noavx.sh
 
 # The first command a new user runs: build, then tell the bundled model's story.
 demo: all

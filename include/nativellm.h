@@ -291,7 +291,7 @@ typedef struct nllm_sampler_params {
   int32_t top_k;         /* 0 = off; default 40 */
   float top_p;           /* 1 = off; default 0.95 */
   float min_p;           /* 0 = off; default 0.05 */
-  float repeat_penalty;  /* 1 = off; default 1.1 */
+  float repeat_penalty;  /* 1 = off (default); e.g. 1.1 discourages repeating recent tokens */
   int32_t repeat_last_n; /* tokens the penalty looks back over; default 64 */
   uint64_t seed;         /* fixed seed = reproducible; NLLM_SEED_DEFAULT: the seed of the first
                           * context it samples from, or random if that is also default */

@@ -284,7 +284,7 @@ NLLM_API void nllm_sampler_params_init(nllm_sampler_params *p) {
   p->top_k = 40;
   p->top_p = 0.95f;
   p->min_p = 0.05f;
-  p->repeat_penalty = 1.1f;
+  p->repeat_penalty = 1.0f; /* off, so temperature 0 is plain greedy */
   p->repeat_last_n = 64;
   p->seed = NLLM_SEED_DEFAULT;
 }

@@ -37,7 +37,7 @@ static const opt opts[] = {
     {"--top-k", NULL, O_INT, OFF(top_k), 0, 1 << 24, 0, 0, "K      keep the K most likely tokens, 0 = off (default 40)"},
     {"--top-p", NULL, O_FLOAT, OFF(top_p), 0, 0, 1e-9, 1, "P      nucleus sampling, 1 = off (default 0.95)"},
     {"--min-p", NULL, O_FLOAT, OFF(min_p), 0, 0, 0, 1, "M      drop tokens below M x the top probability (default 0.05)"},
-    {"--repeat-penalty", NULL, O_FLOAT, OFF(repeat_penalty), 0, 0, 1e-3, 100, "R  penalize recent tokens, 1 = off (default 1.1)"},
+    {"--repeat-penalty", NULL, O_FLOAT, OFF(repeat_penalty), 0, 0, 1e-3, 100, "R  penalize recent tokens, 1 = off (default), e.g. 1.1"},
     {"--repeat-last-n", NULL, O_INT, OFF(repeat_last_n), 0, 1 << 20, 0, 0, "N  tokens the penalty looks back over (default 64)"},
     {"--ids", NULL, O_FLAG, OFF(ids), 0, 0, 0, 0, "       print the generated ids on one line instead of text"},
     {"--no-bos", NULL, O_FLAG, OFF(no_bos), 0, 0, 0, 0, "       do not add BOS (or other template tokens)"},
