@@ -196,21 +196,35 @@ START_TEST(hf_converted_to_gguf) {
 END_TEST
 
 START_TEST(llama2_tiny_random_loads) {
-  char model[1024];
-  if (!testdata_path(model, sizeof model, "models/llama-2-tiny-random/llama-2-tiny-random.gguf"))
+  char model[1024], golden[1024];
+  if (!testdata_path(model, sizeof model, "models/llama-2-tiny-random/llama-2-tiny-random.gguf") ||
+      !testdata_path(golden, sizeof golden, "golden/logits/llama-2-tiny-random.logits.txt"))
     return;
+  golden_logits *g = golden_logits_load(golden);
   nllm_model *m = NULL;
   ck_assert_msg(nllm_model_load(model, NULL, &m) == NLLM_OK, "%s", nllm_last_error());
   ck_assert_int_eq(nllm_model_n_vocab(m), 32000);
   ck_assert_int_eq(nllm_model_n_embd(m), 8);
+  /* The full Llama 2 vocabulary tokenizes the README prompt to llama.cpp's ids. */
+  int ids[64], n = 0;
+  ck_assert_int_eq(nllm_tokenize(m, "Once upon a time, there was a little dog", -1, 1, 0, ids, 64,
+                                 &n), NLLM_OK);
+  ck_assert_int_eq(n, g->n_prompt);
+  ck_assert_mem_eq(ids, g->prompt_ids, sizeof(int) * (size_t)n);
+  /* ...and greedy decoding on its F16 weights picks llama.cpp's 16 tokens. */
   nllm_context *ctx = NULL;
   ck_assert_int_eq(nllm_context_create(m, NULL, &ctx), NLLM_OK);
-  int ids[3] = {1, 100, 200};
-  ck_assert_int_eq(nllm_decode(ctx, ids, 3), NLLM_OK);
-  const float *l = nllm_get_logits(ctx);
-  for (int i = 0; i < 32000; i++) ck_assert(isfinite(l[i]));
+  ck_assert_int_eq(nllm_decode(ctx, ids, n), NLLM_OK);
+  for (int j = 0; j < g->n_gen; j++) {
+    const float *l = nllm_get_logits(ctx);
+    for (int i = 0; i < 32000; i++) ck_assert(isfinite(l[i]));
+    int t = argmax(l, 32000);
+    ck_assert_msg(t == g->gen_ids[j], "greedy %d: %d vs golden %d", j, t, g->gen_ids[j]);
+    ck_assert_int_eq(nllm_decode(ctx, &t, 1), NLLM_OK);
+  }
   nllm_context_free(ctx);
   nllm_model_free(m);
+  golden_logits_free(g);
 }
 END_TEST
 
