@@ -71,10 +71,7 @@ NLLM_API nllm_token nllm_model_token(const nllm_model *m, int32_t which) {
 }
 
 NLLM_API int32_t nllm_model_token_is_eog(const nllm_model *m, nllm_token t) {
-  if (!m) return 0;
-  for (int32_t i = 0; i < m->n_eog; i++)
-    if (m->eog_ids[i] == t) return 1;
-  return nllm_tokenizer_is_eog(m->tok, t);
+  return m ? nllm_model_is_eog(m, t) : 0;
 }
 
 NLLM_API nllm_status nllm_model_meta_str(const nllm_model *m, const char *key, const char **out) {

@@ -50,7 +50,7 @@ nllm_status nllm_run_generate_tokens(nllm_context *ctx, nllm_sampler *s, const n
     nllm_token tok;
     if ((st = nllm_sampler_pick(s, logits, m->hp.n_vocab, &tok))) return st;
     nllm_sampler_push(s, tok);
-    if (p->stop_at_eog && nllm_tokenizer_is_eog(m->tok, tok)) break;
+    if (p->stop_at_eog && nllm_model_is_eog(m, tok)) break;
     if (n_generated) (*n_generated)++;
     int32_t n_piece = 0;
     st = nllm_detok_stream_push(m->tok, &ds, tok, piece, (int32_t)sizeof piece, &n_piece);

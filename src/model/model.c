@@ -381,3 +381,9 @@ void nllm_model_close(nllm_model *m) {
   nllm_source_free(&m->src);
   free(m);
 }
+
+int nllm_model_is_eog(const nllm_model *m, nllm_token t) {
+  for (int32_t i = 0; i < m->n_eog; i++)
+    if (m->eog_ids[i] == t) return 1;
+  return nllm_tokenizer_is_eog(m->tok, t);
+}
