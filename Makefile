@@ -69,6 +69,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
+# The installed nllm finds the bundled model under $(PREFIX)/share when run outside the tree.
+$(BUILD)/obj/tools/nllm/main.o: CPPFLAGS += -DNLLM_DATADIR='"$(PREFIX)/share/nativellm"'
+
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
@@ -120,6 +123,8 @@ install: all
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libnativellm.so
 	install -m 644 $(STLIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/share/nativellm
+	install -m 644 models/stories260K.gguf models/LICENSE.llama2.c $(DESTDIR)$(PREFIX)/share/nativellm/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS@|$(DEP_LIBS) -fopenmp -lm|' \
 	  tools/nativellm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nativellm.pc
 
