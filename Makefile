@@ -31,6 +31,9 @@ LIB_SRC  := $(filter-out %_avx2.c %_neon.c,$(LIB_SRC))
 endif
 
 ifeq ($(CUDA),1)
+ifeq ($(wildcard kernels/cuda/*.cu),)
+$(error CUDA=1: the CUDA backend is not implemented yet (kernels/cuda/ is empty); build without CUDA=1)
+endif
 NVCC      ?= nvcc
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell which $(NVCC)))
 CU_SRC    := $(wildcard kernels/cuda/*.cu)
@@ -54,7 +57,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC:= $(wildcard bench/*.c)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan ubsan bench install clean format abi-update test-arm examples demo
+.PHONY: all test asan ubsan bench install clean format abi-update test-arm test-noavx examples demo
 
 all: $(SHLIB) $(BUILD)/libnativellm.so $(STLIB) $(CLI)
 
@@ -65,6 +68,9 @@ $(BUILD)/obj/%_avx2.o: %_avx2.c
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# The installed nllm finds the bundled model under $(PREFIX)/share when run outside the tree.
+$(BUILD)/obj/tools/nllm/main.o: CPPFLAGS += -DNLLM_DATADIR='"$(PREFIX)/share/nativellm"'
 
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
@@ -94,8 +100,11 @@ $(BUILD)/bench/%: bench/%.c $(STLIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
 
 # NLLM_TESTDATA defaults to ../shared/testdata (tests skip cleanly where it is absent).
-test: all $(TESTS)
-	@NLLM_BUILD=$(BUILD) sh tests/run_tests.sh $(TESTS)
+# Runs the examples, then every Check program and the Python suite, and ends with one line of
+# totals. Python cannot load a sanitizer build, so that part is skipped there.
+test: all $(TESTS) examples
+	@$(MAKE) --no-print-directory run-examples
+	@NLLM_BUILD=$(BUILD) NLLM_PYTHON_LIB=$(if $(SAN),,$(SHLIB)) sh tests/run_tests.sh $(TESTS)
 
 asan:
 	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" OPT="-O1 -g" test
@@ -114,6 +123,8 @@ install: all
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libnativellm.so
 	install -m 644 $(STLIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/share/nativellm
+	install -m 644 models/stories260K.gguf models/LICENSE.llama2.c $(DESTDIR)$(PREFIX)/share/nativellm/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS@|$(DEP_LIBS) -fopenmp -lm|' \
 	  tools/nativellm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nativellm.pc
 
@@ -123,14 +134,22 @@ format:
 clean:
 	rm -rf build build-*
 
+include examples/examples.mk
+include python/python.mk
+
 -include $(LIB_OBJ:.o=.d) $(CLI_SRC:%.c=$(BUILD)/obj/%.d)
 
 # Deliberately accept the current exported symbols and struct layouts as the ABI.
 abi-update: all $(BUILD)/tests/test_abi
 	NLLM_ABI_UPDATE=1 NLLM_BUILD=$(BUILD) $(BUILD)/tests/test_abi
 
+# Runtime dispatch: the same binary on an emulated CPU without AVX2 takes the scalar kernels.
+test-noavx: all
+	NLLM_BUILD=$(BUILD) sh tests/check_noavx.sh
+
 # The first command a new user runs: build, then tell the bundled model's story.
 demo: all
 	./$(CLI) run -m models/stories260K.gguf -p "Once upon a time" -n 200 --temp 0
+-include kernels/arm.mk
 -include fuzz/fuzz.mk
 -include tests/sanitize.mk

@@ -227,6 +227,12 @@ NLLM_API nllm_status nllm_chat_format(const nllm_model *model, const nllm_chat_m
                                       int32_t n_messages, int32_t add_assistant_prompt, char *buf,
                                       int32_t cap, int32_t *n_out);
 
+/* Same with a template given by the caller: a Jinja chat template text, or a family name
+ * ("chatml", "llama2", "llama3", "mistral", "gemma", "phi3", "deepseek", "deepseek3"). */
+NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_message *messages,
+                                              int32_t n_messages, int32_t add_assistant_prompt,
+                                              char *buf, int32_t cap, int32_t *n_out);
+
 /* ---------------------------------------------------------------- context */
 
 typedef struct nllm_context_params {
@@ -285,7 +291,7 @@ typedef struct nllm_sampler_params {
   int32_t top_k;         /* 0 = off; default 40 */
   float top_p;           /* 1 = off; default 0.95 */
   float min_p;           /* 0 = off; default 0.05 */
-  float repeat_penalty;  /* 1 = off; default 1.1 */
+  float repeat_penalty;  /* 1 = off (default); e.g. 1.1 discourages repeating recent tokens */
   int32_t repeat_last_n; /* tokens the penalty looks back over; default 64 */
   uint64_t seed;         /* fixed seed = reproducible; NLLM_SEED_DEFAULT: the seed of the first
                           * context it samples from, or random if that is also default */
@@ -326,6 +332,12 @@ NLLM_API void nllm_generate_params_init(nllm_generate_params *params);
 NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *sampler, const char *prompt,
                                    int32_t prompt_len, const nllm_generate_params *params,
                                    int32_t *n_generated);
+/* Same with the prompt given as token ids (add_bos and parse_special do not apply). Chat
+ * front-ends use it to continue a cached conversation after rewinding to the common prefix. */
+NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *sampler,
+                                          const nllm_token *prompt, int32_t n_prompt,
+                                          const nllm_generate_params *params,
+                                          int32_t *n_generated);
 
 #ifdef __cplusplus
 }

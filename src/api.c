@@ -50,8 +50,6 @@ NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *
                     "n_gpu_layers = %d, but this libnativellm was built without CUDA (rebuild "
                     "with make CUDA=1)", p.n_gpu_layers);
 #endif
-  if (p.quantize_type != NLLM_TYPE_NONE)
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "quantize on load is not available yet");
   return nllm_model_open(path, &p, out);
 }
 
@@ -73,10 +71,7 @@ NLLM_API nllm_token nllm_model_token(const nllm_model *m, int32_t which) {
 }
 
 NLLM_API int32_t nllm_model_token_is_eog(const nllm_model *m, nllm_token t) {
-  if (!m) return 0;
-  for (int32_t i = 0; i < m->n_eog; i++)
-    if (m->eog_ids[i] == t) return 1;
-  return nllm_tokenizer_is_eog(m->tok, t);
+  return m ? nllm_model_is_eog(m, t) : 0;
 }
 
 NLLM_API nllm_status nllm_model_meta_str(const nllm_model *m, const char *key, const char **out) {
@@ -168,6 +163,24 @@ NLLM_API nllm_status nllm_detokenize(const nllm_model *m, const nllm_token *toke
   CHECK_ARG(m && n_out && (buf || cap == 0) && cap >= 0, "nllm_detokenize: bad arguments");
   CHECK_ARG(n_tokens >= 0 && (tokens || n_tokens == 0), "nllm_detokenize: bad token array");
   return nllm_tokenizer_decode(m->tok, tokens, n_tokens, render_special, buf, cap, n_out);
+}
+
+/* ---------------------------------------------------------------- chat templates */
+
+NLLM_API nllm_status nllm_chat_format(const nllm_model *m, const nllm_chat_message *messages,
+                                      int32_t n_messages, int32_t add_assistant_prompt, char *buf,
+                                      int32_t cap, int32_t *n_out) {
+  CHECK_ARG(m, "nllm_chat_format: model is NULL");
+  return nllm_chat_format_template(nllm_tokenizer_chat_template(m->tok), messages, n_messages,
+                                   add_assistant_prompt, buf, cap, n_out);
+}
+
+NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_message *messages,
+                                              int32_t n_messages, int32_t add_assistant_prompt,
+                                              char *buf, int32_t cap, int32_t *n_out) {
+  CHECK_ARG(tmpl, "nllm_chat_apply_template: template is NULL");
+  return nllm_chat_format_template(tmpl, messages, n_messages, add_assistant_prompt, buf, cap,
+                                   n_out);
 }
 
 /* ---------------------------------------------------------------- context */
@@ -268,7 +281,7 @@ NLLM_API void nllm_sampler_params_init(nllm_sampler_params *p) {
   p->top_k = 40;
   p->top_p = 0.95f;
   p->min_p = 0.05f;
-  p->repeat_penalty = 1.1f;
+  p->repeat_penalty = 1.0f; /* off, so temperature 0 is plain greedy */
   p->repeat_last_n = 64;
   p->seed = NLLM_SEED_DEFAULT;
 }
@@ -334,4 +347,21 @@ NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *s, const cha
   size_t len = prompt_len < 0 ? strlen(prompt) : (size_t)prompt_len;
   nllm_sampler_bind_seed(s, ctx);
   return nllm_run_generate(ctx, s, prompt ? prompt : "", len, &p, n_generated);
+}
+
+NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *s,
+                                          const nllm_token *prompt, int32_t n_prompt,
+                                          const nllm_generate_params *params,
+                                          int32_t *n_generated) {
+  if (n_generated) *n_generated = 0;
+  CHECK_ARG(ctx && s, "nllm_generate_tokens: context and sampler must not be NULL");
+  CHECK_ARG(n_prompt >= 0 && (prompt || n_prompt == 0), "nllm_generate_tokens: bad prompt array");
+  CHECK_ARG(s->model == ctx->model,
+            "nllm_generate_tokens: sampler and context belong to different models");
+  nllm_generate_params p;
+  nllm_generate_params_init(&p);
+  nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_generate_params");
+  if (st) return st;
+  nllm_sampler_bind_seed(s, ctx);
+  return nllm_run_generate_tokens(ctx, s, prompt, n_prompt, &p, n_generated);
 }

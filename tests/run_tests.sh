@@ -18,5 +18,21 @@ for t in "$@"; do
     printf '%s\n' "$out" | tail -30
   fi
 done
-echo "tests: $passed passed, $failed failed"
+skipped=0
+if [ -n "${NLLM_PYTHON_LIB:-}" ]; then
+  out=$(NATIVELLM_LIB="$NLLM_PYTHON_LIB" python3 python/run_tests.py 2>&1); rc=$?
+  line=$(printf '%s\n' "$out" | grep -E '^python: [0-9]+ passed' | tail -1)
+  echo "${line:-python: no summary line}"
+  if [ -n "$line" ]; then
+    passed=$((passed + $(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')))
+    failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+    skipped=$((skipped + $(echo "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')))
+  fi
+  if [ $rc -ne 0 ]; then
+    [ -z "$line" ] && failed=$((failed + 1))
+    bad="$bad python"
+    printf '%s\n' "$out" | tail -40
+  fi
+fi
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 [ -z "$bad" ] || { echo "failing programs:$bad"; exit 1; }

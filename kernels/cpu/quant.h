@@ -18,7 +18,8 @@ typedef struct { uint16_t d; uint8_t qs[QK / 2]; } block_q4_0;
 typedef struct { uint16_t d, m; uint8_t qs[QK / 2]; } block_q4_1;
 typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[QK / 2]; } block_q5_0;
 typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK / 2]; } block_q5_1;
-/* s = d * sum(qs), so a dot with an offset format needs no per-call sum. */
+/* s = d * sum(qs), so a dot with an offset format needs no per-call sum. s is fp16: it
+ * overflows when a block's mean magnitude passes ~2000 (a limit of the GGUF format). */
 typedef struct { uint16_t d, s; int8_t qs[QK]; } block_q8_1;
 typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; uint16_t d, dmin; } block_q2_K;
 typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; uint16_t d; } block_q3_K;
@@ -69,6 +70,26 @@ static inline float q_bf2f(uint16_t h) {
   float f;
   memcpy(&f, &u, 4);
   return f;
+}
+
+/* Q3_K's sub-block scale k (signed, -32..31): low 4 bits in scales[k] (k < 8) or the high
+ * half of scales[k-8]; top 2 bits in scales[8 + k%4] at bit 2*(k/4). */
+static inline int q3k_scale(const uint8_t *sc, int k) {
+  int lo = k < 8 ? sc[k] & 15 : sc[k - 8] >> 4;
+  int hi = (sc[8 + k % 4] >> (2 * (k / 4))) & 3;
+  return (lo | hi << 4) - 32;
+}
+
+/* Q4_K/Q5_K's eight 6-bit scales and mins from their 12 packed bytes: k < 4 in the low 6 bits
+ * of bytes k (scale) and k+4 (min); k >= 4 with low 4 bits in byte k+4 (scale low nibble, min
+ * high nibble) and top 2 bits in the top of bytes k-4 (scale) and k (min). */
+static inline void k4_scales_mins(const uint8_t *sc, uint8_t scales[8], uint8_t mins[8]) {
+  for (int k = 0; k < 4; k++) {
+    scales[k] = sc[k] & 63;
+    mins[k] = sc[k + 4] & 63;
+    scales[k + 4] = (uint8_t)((sc[k + 8] & 15) | (sc[k] >> 6) << 4);
+    mins[k + 4] = (uint8_t)((sc[k + 8] >> 4) | (sc[k + 4] >> 6) << 4);
+  }
 }
 
 /* One declaration list per ISA; X(name) expands to the kernel names of each format.

@@ -2,6 +2,7 @@
  * into it only after cpuid says the CPU has them. */
 #include <immintrin.h>
 #include <math.h>
+#include <stddef.h>
 
 #include "cpu/quant.h"
 
@@ -226,4 +227,331 @@ void q4_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), p, acc0);
   }
   *s = hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---------------------------------------------------------------- helpers for the rest */
+
+/* Byte j of the result is 0xFF where bit j of the 32-bit word is set. */
+static inline __m256i bits32_to_bytes(uint32_t w) {
+  const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                        2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+  __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)w), shuf);
+  return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+static inline uint32_t load_u32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+/* Unsigned levels (0..127) times signed int8, summed in pairs to int16, no sign trick. */
+static inline __m256i udot_pairs(__m256i u, __m256i y) { return _mm256_maddubs_epi16(u, y); }
+
+static inline int hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+/* ---------------------------------------------------------------- Q4_1 / Q5_0 / Q5_1 / IQ4_NL */
+
+void q4_1_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_q4_1 *x = vx;
+  const block_q8_1 *y = vy;
+  __m256 acc = _mm256_setzero_ps();
+  float offs = 0;
+  for (int64_t b = 0; b < n / QK; b++) {
+    __m256i p = _mm256_madd_epi16(udot_pairs(nibbles32(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs)),
+                                  _mm256_set1_epi16(1));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), _mm256_cvtepi32_ps(p), acc);
+    offs += f16c_h2f(x[b].m) * f16c_h2f(y[b].s);
+  }
+  *s = hsum8(acc) + offs;
+}
+
+/* 5-bit levels 0..31: nibbles plus 16 where the qh bit is set. */
+static inline __m256i q5_levels(const uint8_t *qs, const uint8_t *qh) {
+  __m256i hb = _mm256_and_si256(bits32_to_bytes(load_u32(qh)), _mm256_set1_epi8(16));
+  return _mm256_or_si256(nibbles32(qs), hb);
+}
+
+void q5_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_q5_0 *x = vx;
+  const block_q8_0 *y = vy;
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK; b++) {
+    __m256i q = _mm256_sub_epi8(q5_levels(x[b].qs, x[b].qh), _mm256_set1_epi8(16));
+    __m256 p = dot_i8x32(q, _mm256_loadu_si256((const __m256i *)y[b].qs));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), p, acc);
+  }
+  *s = hsum8(acc);
+}
+
+void q5_1_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_q5_1 *x = vx;
+  const block_q8_1 *y = vy;
+  __m256 acc = _mm256_setzero_ps();
+  float offs = 0;
+  for (int64_t b = 0; b < n / QK; b++) {
+    __m256i p = _mm256_madd_epi16(udot_pairs(q5_levels(x[b].qs, x[b].qh), _mm256_loadu_si256((const __m256i *)y[b].qs)),
+                                  _mm256_set1_epi16(1));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), _mm256_cvtepi32_ps(p), acc);
+    offs += f16c_h2f(x[b].m) * f16c_h2f(y[b].s);
+  }
+  *s = hsum8(acc) + offs;
+}
+
+/* The 16 IQ4_NL levels looked up by nibble with one byte shuffle. */
+static inline __m256i iq4_levels(const uint8_t *qs) {
+  const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  return _mm256_shuffle_epi8(lut, nibbles32(qs));
+}
+
+void iq4_nl_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_iq4_nl *x = vx;
+  const block_q8_0 *y = vy;
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK; b++) {
+    /* |level| <= 127, so |x| * |y| pairs stay below the int16 limit in maddubs */
+    __m256 p = dot_i8x32(iq4_levels(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), p, acc);
+  }
+  *s = hsum8(acc);
+}
+
+/* ---------------------------------------------------------------- Q8_K */
+
+void q8_K_from_float_avx2(const float *x, void *vy, int64_t n) {
+  block_q8_K *y = vy;
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const float *xb = x + b * QK_K;
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < QK_K; k += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xb + k), absmask));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float amax = _mm_cvtss_f32(m4);
+    memset(&y[b], 0, sizeof y[b]);
+    if (amax == 0) continue;
+    /* the reference takes the first element of largest magnitude, with its sign */
+    float max = 0;
+    for (int k = 0; k < QK_K; k++)
+      if (fabsf(xb[k]) == amax) {
+        max = xb[k];
+        break;
+      }
+    float iscale = -128.0f / max;
+    __m256 vs = _mm256_set1_ps(iscale);
+    const __m256i lim = _mm256_set1_epi32(127);
+    for (int k = 0; k < QK_K; k += 32) {
+      /* cvtps rounds to nearest even, like lrintf in the reference */
+      __m256i a = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k))), lim);
+      __m256i c = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k + 8))), lim);
+      __m256i e = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k + 16))), lim);
+      __m256i f = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k + 24))), lim);
+      __m256i q = pack_i32x32_i8(a, c, e, f);
+      _mm256_storeu_si256((__m256i *)(y[b].qs + k), q);
+      /* sums of 16: bytes to pairs (maddubs with ones), pairs to 4-sums, then two halves */
+      __m256i s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+      __m128i s8 = _mm_hadd_epi32(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
+      s8 = _mm_hadd_epi32(s8, s8);
+      y[b].bsums[k / 16] = (int16_t)_mm_cvtsi128_si32(s8);
+      y[b].bsums[k / 16 + 1] = (int16_t)_mm_extract_epi32(s8, 1);
+    }
+    y[b].d = 1 / iscale;
+  }
+}
+
+/* ---------------------------------------------------------------- Q4_K / Q5_K */
+
+/* The 8 six-bit scales and 8 six-bit mins of a Q4_K/Q5_K super-block, by 32-bit word ops:
+ * k < 4 sit in the low 6 bits of bytes 0..3 (scales) and 4..7 (mins); k >= 4 have their low
+ * 4 bits in bytes 8..11 and their top 2 bits in the top of bytes 0..3 / 4..7. */
+static inline void k4_unpack(const uint8_t *sc, __m128i *scales8, __m128i *mins8) {
+  uint32_t u0 = load_u32(sc), u1 = load_u32(sc + 4), u2 = load_u32(sc + 8);
+  uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+  uint32_t s_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
+  uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 6) & 0x03030303u) << 4;
+  *scales8 = _mm_cvtsi64_si128((long long)((uint64_t)s_hi << 32 | s_lo));
+  *mins8 = _mm_cvtsi64_si128((long long)((uint64_t)m_hi << 32 | m_lo));
+}
+
+/* 16-bit broadcast of element k of a vector of int16 (both 128-bit lanes hold the same 8). */
+static inline __m256i bcast16(__m256i v, int k) {
+  return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(0x0100 + 0x0202 * k)));
+}
+
+/* One Q4_K/Q5_K super-block: the integer dot of the levels with their scales in *sumi, the
+ * scaled-min correction in *msum (both per-lane int32, summed by the caller). */
+static inline __attribute__((always_inline)) void k45_block(const uint8_t *scales12, const uint8_t *qs, const uint8_t *qh,
+                             const block_q8_K *y, __m256i *sumi, __m256i *msum) {
+  __m128i sc8, mn8;
+  k4_unpack(scales12, &sc8, &mn8);
+  const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
+  const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8)); /* m0 m0 m1 m1 ... */
+  *msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mn16);
+  const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+  __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+  __m256i acc = _mm256_setzero_si256();
+  for (int c = 0; c < 4; c++) {
+    __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+    __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+    if (qh) {
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
+      hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
+      hbits = _mm256_srli_epi16(hbits, 2);
+    }
+    __m256i p0 = udot_pairs(lo, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c)));
+    __m256i p1 = udot_pairs(hi, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32)));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, bcast16(sc16, 2 * c)));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, bcast16(sc16, 2 * c + 1)));
+  }
+  *sumi = acc;
+}
+
+static inline __attribute__((always_inline)) float k45_dot(int64_t nb, const uint8_t *base, size_t stride, size_t off_sc, size_t off_qs,
+                     long off_qh, const block_q8_K *y) {
+  __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = base + (size_t)b * stride;
+    uint16_t d, dmin;
+    memcpy(&d, blk, 2);
+    memcpy(&dmin, blk + 2, 2);
+    __m256i sumi, msum;
+    k45_block(blk + off_sc, blk + off_qs, off_qh >= 0 ? blk + off_qh : NULL, &y[b], &sumi, &msum);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
+    accm = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(dmin) * y[b].d), _mm256_cvtepi32_ps(msum), accm);
+  }
+  return hsum8(acc) - hsum8(accm);
+}
+
+void q4_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  *s = k45_dot(n / QK_K, vx, sizeof(block_q4_K), offsetof(block_q4_K, scales),
+               offsetof(block_q4_K, qs), -1, vy);
+}
+
+void q5_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  *s = k45_dot(n / QK_K, vx, sizeof(block_q5_K), offsetof(block_q5_K, scales),
+               offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh), vy);
+}
+
+/* Scale vector for a 32-byte product vector covering sub-blocks k (low lane) and k+1 (high). */
+static inline __m256i two_scales(int lo, int hi) {
+  return _mm256_set_m128i(_mm_set1_epi16((short)hi), _mm_set1_epi16((short)lo));
+}
+
+/* ---------------------------------------------------------------- Q6_K */
+
+void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_q6_K *x = vx;
+  const block_q8_K *y = vy;
+  const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const int8_t *sc = x[b].scales;
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < 2; c++) {
+      __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c));
+      __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c + 32));
+      __m256i qh = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * c));
+      /* unsigned levels 0..63; the -32 comes back through bsums below */
+      __m256i q[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+      for (int g = 0; g < 4; g++) {
+        int sb = c * 8 + g * 2;
+        __m256i p = udot_pairs(q[g], _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g)));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, two_scales(sc[sb], sc[sb + 1])));
+      }
+    }
+    /* sum_sb sc[sb] * 32 * bsums[sb] */
+    __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
+                                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)));
+    sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  *s = hsum8(acc);
+}
+
+/* ---------------------------------------------------------------- Q2_K / Q3_K */
+
+void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_q2_K *x = vx;
+  const block_q8_K *y = vy;
+  const __m256i m2 = _mm256_set1_epi8(3);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const uint8_t *sc = x[b].scales;
+    __m256i sumi = _mm256_setzero_si256();
+    int msum = 0;
+    for (int k = 0; k < 16; k++) msum += (sc[k] >> 4) * y[b].bsums[k];
+    for (int c = 0; c < 2; c++) {
+      __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
+      for (int g = 0; g < 4; g++) {
+        int sb = c * 8 + g * 2;
+        __m256i lv = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2);
+        __m256i p = udot_pairs(lv, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g)));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, two_scales(sc[sb] & 15, sc[sb + 1] & 15)));
+      }
+    }
+    sum += y[b].d * (f16c_h2f(x[b].d) * (float)hsum_i32(sumi) - f16c_h2f(x[b].dmin) * (float)msum);
+  }
+  *s = sum;
+}
+
+
+void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_q3_K *x = vx;
+  const block_q8_K *y = vy;
+  const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    int16_t scl[16];
+    for (int k = 0; k < 16; k++) scl[k] = (int16_t)q3k_scale(x[b].scales, k);
+    __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < 2; c++) {
+      __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
+      for (int g = 0; g < 4; g++) {
+        int sb = c * 8 + g * 2;
+        /* unsigned level 0..7 = 2-bit value + 4 * high bit; the -4 comes back through bsums */
+        __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, c * 4 + g), one);
+        __m256i lv = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2), _mm256_slli_epi16(hb, 2));
+        __m256i p = udot_pairs(lv, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g)));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, two_scales(scl[sb], scl[sb + 1])));
+      }
+    }
+    __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
+                                    _mm256_loadu_si256((const __m256i *)scl));
+    sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 2));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  *s = hsum8(acc);
+}
+
+/* ---------------------------------------------------------------- IQ4_XS */
+
+void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_iq4_xs *x = vx;
+  const block_q8_K *y = vy;
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    __m256i sumi = _mm256_setzero_si256();
+    for (int k = 0; k < 8; k++) {
+      int ls = (((x[b].scales_l[k / 2] >> (4 * (k & 1))) & 15) | ((x[b].scales_h >> (2 * k)) & 3) << 4) - 32;
+      __m256i lv = iq4_levels(x[b].qs + 16 * k), yv = _mm256_loadu_si256((const __m256i *)(y[b].qs + 32 * k));
+      /* Q8_K holds -128, whose negation overflows int8: the sign moves onto the levels
+       * instead (|y| read as unsigned is exact, and |level| <= 127 keeps pairs in int16) */
+      __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(yv, yv), _mm256_sign_epi8(lv, yv));
+      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_set1_epi16((short)ls)));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  *s = hsum8(acc);
 }

@@ -133,3 +133,291 @@ void q4_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   }
   *s = sum;
 }
+
+/* ---------------------------------------------------------------- shared helpers */
+
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Signed value of largest magnitude: symmetric formats map it to their widest level. */
+static float signed_absmax(const float *x, int n) {
+  float amax = 0, max = 0;
+  for (int i = 0; i < n; i++)
+    if (fabsf(x[i]) > amax) {
+      amax = fabsf(x[i]);
+      max = x[i];
+    }
+  return max;
+}
+
+/* ---------------------------------------------------------------- Q4_1 / Q5_0 / Q5_1 / Q8_1 */
+
+void q4_1_to_float_ref(const void *vx, float *y, int64_t n) {
+  const block_q4_1 *x = vx;
+  for (int64_t b = 0; b < n / QK; b++) {
+    float d = q_h2f(x[b].d), m = q_h2f(x[b].m);
+    for (int j = 0; j < QK / 2; j++) {
+      y[b * QK + j] = (float)(x[b].qs[j] & 15) * d + m;
+      y[b * QK + j + QK / 2] = (float)(x[b].qs[j] >> 4) * d + m;
+    }
+  }
+}
+
+/* Offset formats span [min, max] with their levels. */
+static void minmax(const float *x, int n, float *mn, float *mx) {
+  *mn = INFINITY;
+  *mx = -INFINITY;
+  for (int i = 0; i < n; i++) {
+    *mn = fminf(*mn, x[i]);
+    *mx = fmaxf(*mx, x[i]);
+  }
+}
+
+void q4_1_from_float_ref(const float *x, void *vy, int64_t n) {
+  block_q4_1 *y = vy;
+  for (int64_t b = 0; b < n / QK; b++) {
+    const float *xb = x + b * QK;
+    float mn, mx;
+    minmax(xb, QK, &mn, &mx);
+    float d = (mx - mn) / 15.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    y[b].d = q_f2h(d);
+    y[b].m = q_f2h(mn);
+    for (int j = 0; j < QK / 2; j++) {
+      int q0 = clampi((int8_t)((xb[j] - mn) * id + 0.5f), 0, 15);
+      int q1 = clampi((int8_t)((xb[j + QK / 2] - mn) * id + 0.5f), 0, 15);
+      y[b].qs[j] = (uint8_t)(q0 | (q1 << 4));
+    }
+  }
+}
+
+void q4_1_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_q4_1 *x = vx;
+  const block_q8_1 *y = vy;
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK; b++) {
+    int isum = 0;
+    for (int j = 0; j < QK / 2; j++)
+      isum += (x[b].qs[j] & 15) * y[b].qs[j] + (x[b].qs[j] >> 4) * y[b].qs[j + QK / 2];
+    /* y's s = dy * sum(qy) carries the offset term m * sum(y) */
+    sum += (float)isum * (q_h2f(x[b].d) * q_h2f(y[b].d)) + q_h2f(x[b].m) * q_h2f(y[b].s);
+  }
+  *s = sum;
+}
+
+/* The 5th bit of element j sits in bit j of qh (little-endian 32-bit). */
+static inline uint32_t load_qh(const uint8_t qh[4]) {
+  return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+}
+static inline void store_qh(uint8_t qh[4], uint32_t h) {
+  for (int i = 0; i < 4; i++) qh[i] = (uint8_t)(h >> (8 * i));
+}
+static inline int q5_level(const uint8_t *qs, uint32_t qh, int j) {
+  int lo = j < QK / 2 ? qs[j] & 15 : qs[j - QK / 2] >> 4;
+  return lo | (int)((qh >> j) & 1) << 4;
+}
+
+void q5_0_to_float_ref(const void *vx, float *y, int64_t n) {
+  const block_q5_0 *x = vx;
+  for (int64_t b = 0; b < n / QK; b++) {
+    float d = q_h2f(x[b].d);
+    uint32_t qh = load_qh(x[b].qh);
+    for (int j = 0; j < QK; j++) y[b * QK + j] = (float)(q5_level(x[b].qs, qh, j) - 16) * d;
+  }
+}
+
+void q5_0_from_float_ref(const float *x, void *vy, int64_t n) {
+  block_q5_0 *y = vy;
+  for (int64_t b = 0; b < n / QK; b++) {
+    const float *xb = x + b * QK;
+    float d = signed_absmax(xb, QK) / -16.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    y[b].d = q_f2h(d);
+    uint32_t qh = 0;
+    for (int j = 0; j < QK / 2; j++) {
+      int q0 = (int8_t)(xb[j] * id + 16.5f), q1 = (int8_t)(xb[j + QK / 2] * id + 16.5f);
+      q0 = q0 < 31 ? q0 : 31;
+      q1 = q1 < 31 ? q1 : 31;
+      y[b].qs[j] = (uint8_t)((q0 & 15) | ((q1 & 15) << 4));
+      qh |= (uint32_t)(q0 >> 4) << j | (uint32_t)(q1 >> 4) << (j + QK / 2);
+    }
+    store_qh(y[b].qh, qh);
+  }
+}
+
+void q5_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_q5_0 *x = vx;
+  const block_q8_0 *y = vy;
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK; b++) {
+    uint32_t qh = load_qh(x[b].qh);
+    int isum = 0;
+    for (int j = 0; j < QK; j++) isum += (q5_level(x[b].qs, qh, j) - 16) * y[b].qs[j];
+    sum += (float)isum * (q_h2f(x[b].d) * q_h2f(y[b].d));
+  }
+  *s = sum;
+}
+
+void q5_1_to_float_ref(const void *vx, float *y, int64_t n) {
+  const block_q5_1 *x = vx;
+  for (int64_t b = 0; b < n / QK; b++) {
+    float d = q_h2f(x[b].d), m = q_h2f(x[b].m);
+    uint32_t qh = load_qh(x[b].qh);
+    for (int j = 0; j < QK; j++) y[b * QK + j] = (float)q5_level(x[b].qs, qh, j) * d + m;
+  }
+}
+
+void q5_1_from_float_ref(const float *x, void *vy, int64_t n) {
+  block_q5_1 *y = vy;
+  for (int64_t b = 0; b < n / QK; b++) {
+    const float *xb = x + b * QK;
+    float mn, mx;
+    minmax(xb, QK, &mn, &mx);
+    float d = (mx - mn) / 31.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    y[b].d = q_f2h(d);
+    y[b].m = q_f2h(mn);
+    uint32_t qh = 0;
+    for (int j = 0; j < QK / 2; j++) {
+      int q0 = clampi((int)((xb[j] - mn) * id + 0.5f), 0, 31);
+      int q1 = clampi((int)((xb[j + QK / 2] - mn) * id + 0.5f), 0, 31);
+      y[b].qs[j] = (uint8_t)((q0 & 15) | ((q1 & 15) << 4));
+      qh |= (uint32_t)(q0 >> 4) << j | (uint32_t)(q1 >> 4) << (j + QK / 2);
+    }
+    store_qh(y[b].qh, qh);
+  }
+}
+
+void q5_1_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_q5_1 *x = vx;
+  const block_q8_1 *y = vy;
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK; b++) {
+    uint32_t qh = load_qh(x[b].qh);
+    int isum = 0;
+    for (int j = 0; j < QK; j++) isum += q5_level(x[b].qs, qh, j) * y[b].qs[j];
+    sum += (float)isum * (q_h2f(x[b].d) * q_h2f(y[b].d)) + q_h2f(x[b].m) * q_h2f(y[b].s);
+  }
+  *s = sum;
+}
+
+void q8_1_to_float_ref(const void *vx, float *y, int64_t n) {
+  const block_q8_1 *x = vx;
+  for (int64_t b = 0; b < n / QK; b++) {
+    float d = q_h2f(x[b].d);
+    for (int j = 0; j < QK; j++) y[b * QK + j] = (float)x[b].qs[j] * d;
+  }
+}
+
+void q8_1_from_float_ref(const float *x, void *vy, int64_t n) {
+  block_q8_1 *y = vy;
+  for (int64_t b = 0; b < n / QK; b++) {
+    const float *xb = x + b * QK;
+    float amax = 0;
+    for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+    float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < QK; j++) {
+      y[b].qs[j] = (int8_t)roundf(xb[j] * id);
+      sum += y[b].qs[j];
+    }
+    /* s from the stored d, so that s = d * sum(q) holds for the values a dot actually sees
+     * (and stays 0 where d underflows in fp16) */
+    y[b].d = q_f2h(d);
+    y[b].s = q_f2h((float)sum * q_h2f(y[b].d));
+  }
+}
+
+void q8_1_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_q8_1 *x = vx, *y = vy;
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK; b++) {
+    int isum = 0;
+    for (int j = 0; j < QK; j++) isum += x[b].qs[j] * y[b].qs[j];
+    sum += (float)isum * (q_h2f(x[b].d) * q_h2f(y[b].d));
+  }
+  *s = sum;
+}
+
+/* ---------------------------------------------------------------- IQ4_NL */
+
+const int8_t nllm_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                      1,    13,   25,  38,  53,  69,  89,  113};
+
+void iq4_nl_to_float_ref(const void *vx, float *y, int64_t n) {
+  const block_iq4_nl *x = vx;
+  for (int64_t b = 0; b < n / QK; b++) {
+    float d = q_h2f(x[b].d);
+    for (int j = 0; j < QK / 2; j++) {
+      y[b * QK + j] = d * (float)nllm_iq4nl_values[x[b].qs[j] & 15];
+      y[b * QK + j + QK / 2] = d * (float)nllm_iq4nl_values[x[b].qs[j] >> 4];
+    }
+  }
+}
+
+/* Index of the level nearest to v (levels sorted ascending). */
+static int iq4_nearest(float v) {
+  const int8_t *L = nllm_iq4nl_values;
+  if (v <= L[0]) return 0;
+  if (v >= L[15]) return 15;
+  int lo = 0, hi = 15;
+  while (hi - lo > 1) {
+    int mid = (lo + hi) / 2;
+    if (v < L[mid]) hi = mid;
+    else lo = mid;
+  }
+  return v - L[lo] < L[hi] - v ? lo : hi;
+}
+
+/* Best scale for one 32-block of the non-uniform grid: try scales that put the extreme value
+ * near each end of the grid and keep the one with the least x^2-weighted error (the weighted
+ * least-squares scale for the chosen levels). Returns the scale, levels in q. */
+static float iq4_block_scale(const float *x, uint8_t *q, int n) {
+  const int8_t *L = nllm_iq4nl_values;
+  float max = signed_absmax(x, n);
+  if (max == 0) {
+    memset(q, 0, (size_t)n);
+    return 0;
+  }
+  float best_d = 0, best = -1;
+  for (int itry = -7; itry <= 7; itry++) {
+    float id = ((float)itry + (float)L[0]) / max;
+    float sqx = 0, sq2 = 0;
+    uint8_t tmp[QK];
+    for (int j = 0; j < n; j++) {
+      tmp[j] = (uint8_t)iq4_nearest(id * x[j]);
+      float w = x[j] * x[j], l = (float)L[tmp[j]];
+      sqx += w * l * x[j];
+      sq2 += w * l * l;
+    }
+    if (sq2 > 0 && (best < 0 || sqx * sqx > best * sq2)) {
+      best_d = sqx / sq2;
+      best = best_d * sqx;
+      memcpy(q, tmp, (size_t)n);
+    }
+  }
+  return best_d;
+}
+
+void iq4_nl_from_float_ref(const float *x, void *vy, int64_t n) {
+  block_iq4_nl *y = vy;
+  for (int64_t b = 0; b < n / QK; b++) {
+    uint8_t q[QK];
+    float d = iq4_block_scale(x + b * QK, q, QK);
+    y[b].d = q_f2h(d);
+    /* levels for the scale as stored */
+    float dh = q_h2f(y[b].d), id = dh != 0 ? 1.0f / dh : 0.0f;
+    for (int j = 0; j < QK; j++) q[j] = (uint8_t)iq4_nearest(id * x[b * QK + j]);
+    for (int j = 0; j < QK / 2; j++) y[b].qs[j] = (uint8_t)(q[j] | q[j + QK / 2] << 4);
+  }
+}
+
+void iq4_nl_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_iq4_nl *x = vx;
+  const block_q8_0 *y = vy;
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK; b++) {
+    int isum = 0;
+    for (int j = 0; j < QK / 2; j++)
+      isum += nllm_iq4nl_values[x[b].qs[j] & 15] * y[b].qs[j] +
+              nllm_iq4nl_values[x[b].qs[j] >> 4] * y[b].qs[j + QK / 2];
+    sum += (float)isum * (q_h2f(x[b].d) * q_h2f(y[b].d));
+  }
+  *s = sum;
+}

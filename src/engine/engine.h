@@ -46,5 +46,8 @@ void nllm_sampler_delete(nllm_sampler *s);
 
 nllm_status nllm_run_generate(nllm_context *ctx, nllm_sampler *s, const char *prompt, size_t len,
                               const nllm_generate_params *p, int32_t *n_generated);
+nllm_status nllm_run_generate_tokens(nllm_context *ctx, nllm_sampler *s, const nllm_token *ids,
+                                     int32_t n_prompt, const nllm_generate_params *p,
+                                     int32_t *n_generated);
 
 #endif

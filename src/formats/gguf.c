@@ -238,7 +238,7 @@ static nllm_status read_metadata(gguf_reader *r, uint64_t n_kv) {
     nllm_str key = {0};
     const uint8_t *raw;
     uint64_t raw_len;
-    nllm_status st = read_string(r, "key", &key, &raw, &raw_len);
+    nllm_status st = read_string(r, "name", &key, &raw, &raw_len);
     if (st) return st;
     set_where(r, "metadata key", raw, raw_len);
     uint64_t type;
@@ -495,13 +495,13 @@ static nllm_status read_header(gguf_reader *r, uint32_t *version, uint64_t *n_te
   if (*n_kv > left / GGUF_MIN_KV_BYTES)
     return nllm_err(NLLM_ERR_FORMAT,
                     "%s: header claims %llu metadata keys, but the %llu bytes after the header "
-                    "can hold at most %llu",
+                    "can hold at most %llu (truncated or corrupt file)",
                     r->name, (unsigned long long)*n_kv, (unsigned long long)left,
                     (unsigned long long)(left / GGUF_MIN_KV_BYTES));
   if (*n_tensors > left / GGUF_MIN_TENSOR_BYTES)
     return nllm_err(NLLM_ERR_FORMAT,
                     "%s: header claims %llu tensors, but the %llu bytes after the header can hold "
-                    "at most %llu",
+                    "at most %llu (truncated or corrupt file)",
                     r->name, (unsigned long long)*n_tensors, (unsigned long long)left,
                     (unsigned long long)(left / GGUF_MIN_TENSOR_BYTES));
   r->pos = GGUF_HEADER_BYTES;

@@ -86,10 +86,19 @@ void nllm_forward_state_free(nllm_forward_state *fs) {
   memset(fs, 0, sizeof *fs);
 }
 
+/* Below this many multiply-adds a parallel region costs more than it saves (tiny models
+ * otherwise run several times slower with threads than without). */
+#define PARALLEL_MIN_WORK (1 << 17)
+
+static int threads_for(const nllm_forward_state *fs, int64_t work) {
+  return work < PARALLEL_MIN_WORK ? 1 : fs->n_threads;
+}
+
 /* y[n][w.rows] = x[n][w.cols] @ w^T */
 static void matmul(nllm_forward_state *fs, float *y, const nllm_weight *w, const float *x,
                    int64_t n) {
-  nllm_matmul(y, w->data, w->type, w->rows, w->cols, x, n, fs->wdata, fs->n_threads);
+  nllm_matmul(y, w->data, w->type, w->rows, w->cols, x, n, fs->wdata,
+              threads_for(fs, w->rows * w->cols * n));
 }
 
 static void add_bias(float *y, const nllm_weight *b, int64_t n, int64_t stride) {
@@ -109,7 +118,7 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_token *tokens, int32
   const nllm_arch *arch = m->arch;
   const int64_t d = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
   const int64_t qd = nh * hd, kvd = nkv * hd, ff = hp->n_ff;
-  const int nt = fs->n_threads;
+  const int nt = threads_for(fs, n * d * 64); /* for the elementwise ops */
   nllm_kv_cache *kv = &fs->kv;
   float *x = fs->x, *xb = fs->xb, *q = fs->q, *k = fs->k, *v = fs->v;
   const nllm_qtype *embd_t = nllm_qtype_get(m->tok_embd.type);
@@ -169,7 +178,7 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_token *tokens, int32
         .scale = hp->attn_scale, .softcap = hp->attn_softcap,
         .window = arch->sliding_every && il % 2 == 0 ? hp->sliding_window : 0,
         .scratch = fs->att_scratch, .scratch_per_thread = fs->att_scratch_per_thread,
-        .n_threads = nt};
+        .n_threads = threads_for(fs, n * (pos0 + n) * qd)};
     nllm_attention(&aa);
 
     /* output projection and residual */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "formats/convert.h"
 #include "qtypes.h"
 
 /*  name      neox bias qknorm fqkv fgu gelu escale post slide */
@@ -301,14 +302,32 @@ nllm_status nllm_model_open(const char *path, const nllm_model_params *params, n
   *out = NULL;
   nllm_model *m = nllm_calloc(1, sizeof *m);
   if (!m) return nllm_err(NLLM_ERR_NOMEM, "out of memory");
-  nllm_status st = nllm_source_open(path, params->use_mmap, &m->src);
+  if (params->progress && params->progress(0.0f, params->progress_user_data)) {
+    free(m);
+    return nllm_err(NLLM_ERR_ABORTED, "%s: loading cancelled by the progress callback", path);
+  }
+  /* A lone tokenizer.json is a tokenizer-only model (nllm tokenize --tokenizer). */
+  size_t plen = strlen(path);
+  int json_only = plen >= 5 && strcmp(path + plen - 5, ".json") == 0;
+  nllm_status st = json_only ? NLLM_OK : nllm_source_open(path, params->use_mmap, &m->src);
   if (st) {
     free(m);
     return st;
   }
-  m->vocab_only = params->vocab_only;
-  m->n_threads = params->n_threads > 0 ? params->n_threads : nllm_default_threads();
+  m->vocab_only = params->vocab_only || json_only;
   m->name = "";
+  if (json_only) {
+    if (!(m->src.path = nllm_strdup(path))) {
+      st = nllm_err(NLLM_ERR_NOMEM, "out of memory");
+      goto fail;
+    }
+    if ((st = nllm_tokenizer_from_hf(path, &m->tok))) goto fail;
+    m->hp.n_vocab = nllm_tokenizer_n_vocab(m->tok);
+    m->n_ctx_default = 4096;
+    *out = m;
+    return NLLM_OK;
+  }
+  m->n_threads = params->n_threads > 0 ? params->n_threads : nllm_default_threads();
   nllm_source_get_str(&m->src, "general.name", &m->name);
 
   if ((st = load_tokenizer(m)) || (st = load_eog(m))) goto fail;
@@ -321,7 +340,19 @@ nllm_status nllm_model_open(const char *path, const nllm_model_params *params, n
                     "llama, mistral, qwen2, qwen3, gemma, gemma2, phi3)", path, arch_name);
       goto fail;
     }
-    if ((st = read_hparams(m)) || (st = bind_tensors(m)) || (st = build_rope(m))) goto fail;
+    if ((st = read_hparams(m))) goto fail;
+    if (params->quantize_type != NLLM_TYPE_NONE) {
+      const nllm_qtype *qt = nllm_qtype_get(params->quantize_type);
+      if (!qt || !qt->from_float_ref || params->quantize_type == NLLM_TYPE_Q8_K) {
+        st = nllm_err(NLLM_ERR_INVALID_ARG, "quantize_type %d is not a weight type nativellm can "
+                      "quantize to", params->quantize_type);
+        goto fail;
+      }
+      if ((st = nllm_source_quantize_inplace(&m->src, params->quantize_type, m->n_threads,
+                                             params->progress, params->progress_user_data)))
+        goto fail;
+    }
+    if ((st = bind_tensors(m)) || (st = build_rope(m))) goto fail;
     if (nllm_tokenizer_n_vocab(m->tok) > m->hp.n_vocab) {
       st = nllm_err(NLLM_ERR_FORMAT, "%s: tokenizer has %d tokens but token_embd.weight only %d "
                     "rows", path, nllm_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
@@ -329,6 +360,10 @@ nllm_status nllm_model_open(const char *path, const nllm_model_params *params, n
     }
   } else {
     m->hp.n_vocab = nllm_tokenizer_n_vocab(m->tok);
+  }
+  if (params->progress && params->progress(1.0f, params->progress_user_data)) {
+    st = nllm_err(NLLM_ERR_ABORTED, "%s: loading cancelled by the progress callback", path);
+    goto fail;
   }
   m->n_ctx_default = params->n_ctx_default > 0 ? params->n_ctx_default
                      : m->hp.n_ctx_train > 0 && m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train
@@ -345,4 +380,10 @@ void nllm_model_close(nllm_model *m) {
   nllm_tokenizer_free(m->tok);
   nllm_source_free(&m->src);
   free(m);
+}
+
+int nllm_model_is_eog(const nllm_model *m, nllm_token t) {
+  for (int32_t i = 0; i < m->n_eog; i++)
+    if (m->eog_ids[i] == t) return 1;
+  return nllm_tokenizer_is_eog(m->tok, t);
 }

@@ -64,5 +64,7 @@ struct nllm_model {
 /* Loads and validates everything (shapes vs hyperparameters, types, required tensors). */
 nllm_status nllm_model_open(const char *path, const nllm_model_params *params, nllm_model **out);
 void nllm_model_close(nllm_model *model);
+/* End of generation: the tokenizer's set plus the file's nllm.eog_token_ids. */
+int nllm_model_is_eog(const nllm_model *model, nllm_token t);
 
 #endif

@@ -119,11 +119,18 @@ static nllm_status get_id(nllm_tokenizer *tok, const nllm_source *src, const cha
     return NLLM_OK;
   }
   if (st) return st;
-  /* llama.cpp writes "no such token" into u32 keys as (uint32_t)-1 (stories260K's padding id). */
-  if (v == UINT32_MAX) v = -1;
-  if (v < -1 || v >= tok->n_vocab)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: %s = %lld is outside the vocabulary of %d tokens",
-                    src->path, key, (long long)v, tok->n_vocab);
+  /* -1 written as u32 means "none". Other out-of-range ids occur in real files; other engines
+   * ignore them with a warning, so a file they load loads here too. */
+  if (v == -1 || v == 0xFFFFFFFFll) {
+    *out = -1;
+    return NLLM_OK;
+  }
+  if (v < 0 || v >= tok->n_vocab) {
+    nllm_log(NLLM_LOG_WARN, "%s: %s = %lld is outside the vocabulary of %d tokens; ignored",
+             src->path, key, (long long)v, tok->n_vocab);
+    *out = def < tok->n_vocab ? def : -1;
+    return NLLM_OK;
+  }
   *out = (nllm_token)v;
   return NLLM_OK;
 }

@@ -5,12 +5,29 @@
 #include <string.h>
 
 #include "nllm.h"
+#include "qtypes.h"
 
-#define BENCH_OPTS "-m -p -n -t -r -b --json --kv-f32"
+#define BENCH_OPTS "-m --quantize -p -n -t -r -b --json --kv-f32"
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
+}
+
+/* Bytes one generated token reads: all weights except the embedding table, of which only one
+ * row is read (unless it doubles as the output matrix). */
+static double bytes_per_token(const nllm_model *m) {
+  double total = (double)nllm_model_size_bytes(m), embd = 0;
+  int tied = 1;
+  for (int32_t i = 0; i < nllm_model_tensor_count(m); i++) {
+    const char *name;
+    int32_t type, nd;
+    int64_t ne[4];
+    if (nllm_model_tensor_info(m, i, &name, &type, &nd, ne)) continue;
+    if (!strcmp(name, "output.weight")) tied = 0;
+    if (!strcmp(name, "token_embd.weight")) embd = (double)nllm_row_size(type, ne[0]) * (double)ne[1];
+  }
+  return tied ? total : total - embd;
 }
 
 static double median(double *v, int n) {
@@ -69,7 +86,7 @@ int cmd_bench(int argc, char **argv) {
     if (n_prompt == 1) pp[r] = tg[r]; /* a 1-token prompt is timed as generation */
   }
   double pp_med = median(pp, reps), tg_med = median(tg, reps);
-  double gbs = tg_med * (double)nllm_model_size_bytes(m) / 1e9;
+  double gbs = tg_med * bytes_per_token(m) / 1e9;
   if (o.json) {
     printf("{\"model\": \"%s\", \"arch\": \"%s\", \"params\": %llu, \"bytes\": %llu, "
            "\"threads\": %lld, \"n_prompt\": %lld, \"n_gen\": %lld, \"reps\": %d, "

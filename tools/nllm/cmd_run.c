@@ -6,7 +6,7 @@
 #include "nllm.h"
 
 #define RUN_OPTS                                                                          \
-  "-m -p -f -n -t -c -b --seed --temp --top-k --top-p --min-p --repeat-penalty " \
+  "-m --quantize -p -f -n -t -c -b --seed --temp --top-k --top-p --min-p --repeat-penalty " \
   "--repeat-last-n --ids --no-bos --special --kv-f32"
 
 typedef struct stream_state {

@@ -99,6 +99,10 @@ static const command commands[] = {
     {"logits", cmd_logits, "write prompt + greedy ids and every position's logits (golden format)"},
     {"info", cmd_info, "print architecture, hyperparameters, metadata and tensors"},
     {"bench", cmd_bench, "measure prompt and generation tokens/s"},
+    {"chat", cmd_chat, "chat on the terminal with the model's chat template"},
+    {"convert", nllm_cmd_convert, "write a model (GGUF or Hugging Face folder) as GGUF, optionally quantized"},
+    {"quantize", nllm_cmd_quantize, "quantize a GGUF to a type or preset (Q4_K_M, Q8_0, ...)"},
+    {"gen-model", cmd_gen_model, "write a random-weight Llama of a real shape (for benchmarks)"},
 };
 
 static void usage(FILE *f) {

@@ -21,12 +21,17 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_gen_model(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int nllm_cmd_convert(int argc, char **argv);
+int nllm_cmd_quantize(int argc, char **argv);
 
 #endif
 
 /* Options shared by the subcommands; each command names the ones it accepts. */
 typedef struct cli_opts {
-  const char *model, *prompt, *file, *out, *prompt_ids, *tokenizer;
+  const char *model, *prompt, *file, *out, *prompt_ids, *tokenizer, *quantize, *system,
+      *chat_template;
   long long n, threads, ctx, seed, top_k, repeat_last_n, reps, n_prompt, batch;
   double temp, top_p, min_p, repeat_penalty;
   int ids, no_bos, special, json, kv_f32, help, has_seed;

@@ -25,6 +25,9 @@ static const opt opts[] = {
     {"-o", "--output", O_STR, OFF(out), 0, 0, 0, 0, "FILE   output file"},
     {"--prompt-ids", NULL, O_STR, OFF(prompt_ids), 0, 0, 0, 0, "\"1 2 3\"  use these token ids as the prompt"},
     {"--tokenizer", NULL, O_STR, OFF(tokenizer), 0, 0, 0, 0, "PATH  a tokenizer.json (no model needed)"},
+    {"--quantize", NULL, O_STR, OFF(quantize), 0, 0, 0, 0, "TYPE  convert float weights to TYPE while loading (Q8_0, Q4_K, ...)"},
+    {"--system", NULL, O_STR, OFF(system), 0, 0, 0, 0, "TEXT  system message (chat)"},
+    {"--chat-template", NULL, O_STR, OFF(chat_template), 0, 0, 0, 0, "T  template text or family (chatml, llama3, ...) instead of the model's"},
     {"-n", "--n-predict", O_INT, OFF(n), 0, 1 << 24, 0, 0, "N      tokens to generate"},
     {"-t", "--threads", O_INT, OFF(threads), 1, 1024, 0, 0, "N      threads (default: all cores)"},
     {"-c", "--ctx-size", O_INT, OFF(ctx), 1, 1 << 24, 0, 0, "N      context length (default: model's, at most 4096)"},
@@ -34,7 +37,7 @@ static const opt opts[] = {
     {"--top-k", NULL, O_INT, OFF(top_k), 0, 1 << 24, 0, 0, "K      keep the K most likely tokens, 0 = off (default 40)"},
     {"--top-p", NULL, O_FLOAT, OFF(top_p), 0, 0, 1e-9, 1, "P      nucleus sampling, 1 = off (default 0.95)"},
     {"--min-p", NULL, O_FLOAT, OFF(min_p), 0, 0, 0, 1, "M      drop tokens below M x the top probability (default 0.05)"},
-    {"--repeat-penalty", NULL, O_FLOAT, OFF(repeat_penalty), 0, 0, 1e-3, 100, "R  penalize recent tokens, 1 = off (default 1.1)"},
+    {"--repeat-penalty", NULL, O_FLOAT, OFF(repeat_penalty), 0, 0, 1e-3, 100, "R  penalize recent tokens, 1 = off (default), e.g. 1.1"},
     {"--repeat-last-n", NULL, O_INT, OFF(repeat_last_n), 0, 1 << 20, 0, 0, "N  tokens the penalty looks back over (default 64)"},
     {"--ids", NULL, O_FLAG, OFF(ids), 0, 0, 0, 0, "       print the generated ids on one line instead of text"},
     {"--no-bos", NULL, O_FLAG, OFF(no_bos), 0, 0, 0, 0, "       do not add BOS (or other template tokens)"},
@@ -101,6 +104,18 @@ nllm_model *cli_load_model(const cli_opts *o, int vocab_only) {
   nllm_model_params_init(&mp);
   mp.vocab_only = vocab_only;
   mp.n_threads = (int32_t)o->threads;
+  if (o->quantize) {
+    int32_t t;
+    for (t = 0; t < 64; t++) {
+      const char *n = nllm_type_name(t);
+      if (n && !strcmp(n, o->quantize)) break;
+    }
+    if (t == 64) {
+      cli_error("--quantize: unknown weight type '%s'", o->quantize);
+      return NULL;
+    }
+    mp.quantize_type = t;
+  }
   nllm_model *m = NULL;
   const char *path = o->model ? o->model : cli_default_model();
   nllm_status st = nllm_model_load(path, &mp, &m);

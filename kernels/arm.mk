@@ -1,0 +1,16 @@
+# `make test-arm`: cross-compiles the CPU kernels for aarch64 (static, no BLAS) with a plain-C
+# test that compares every NEON kernel against the scalar reference, and runs it under qemu.
+ARM_CC    ?= aarch64-linux-gnu-gcc
+ARM_QEMU  ?= qemu-aarch64
+ARM_BUILD ?= build-arm
+ARM_SRC   := src/core/core.c $(wildcard kernels/*.c) $(filter-out %_avx2.c,$(wildcard kernels/cpu/*.c))
+# -Wno-format-truncation: gcc's -O2 false positive on core.c's message buffers
+ARM_FLAGS := -static -std=c11 -O2 $(WARN) -Wno-format-truncation -fopenmp -D_GNU_SOURCE \
+             -DNLLM_BUILDING_LIBRARY -DNLLM_NO_BLAS -Iinclude -Isrc -Ikernels
+
+test-arm: $(ARM_BUILD)/test_kernels_arm
+	$(ARM_QEMU) $<
+
+$(ARM_BUILD)/test_kernels_arm: $(ARM_SRC) tests/arm/test_kernels_arm.c $(wildcard kernels/*.h kernels/cpu/*.h)
+	@mkdir -p $(dir $@)
+	$(ARM_CC) $(ARM_FLAGS) -o $@ $(ARM_SRC) tests/arm/test_kernels_arm.c -lm

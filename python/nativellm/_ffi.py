@@ -1,0 +1,350 @@
+"""ctypes declarations of every public symbol of include/nativellm.h.
+
+This module only *describes* the C ABI; it never loads a library, so the declarations can be
+checked against the header without a build (python/tests/test_abi.py does exactly that: the
+function list, every argument and return type, the struct layouts and the #define values).
+
+Keep it in header order. When the header gains a function, add one row to FUNCTIONS; when a
+params struct gains a field, append it to the matching _fields_ (fields are only ever appended).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char,
+    c_char_p,
+    c_double,
+    c_float,
+    c_int32,
+    c_int64,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from typing import Dict, List, Tuple
+
+# The ABI these bindings were written against; _lib refuses a library reporting another.
+ABI_VERSION = 1
+
+# ---------------------------------------------------------------- #define constants
+
+NLLM_ABI_VERSION = 1
+NLLM_VERSION_STRING = "0.1.0"
+
+NLLM_OK = 0
+NLLM_ERR_INVALID_ARG = -1
+NLLM_ERR_IO = -2
+NLLM_ERR_FORMAT = -3
+NLLM_ERR_UNSUPPORTED = -4
+NLLM_ERR_NOMEM = -5
+NLLM_ERR_CONTEXT_FULL = -6
+NLLM_ERR_ABORTED = -7
+NLLM_ERR_BUFFER_TOO_SMALL = -8
+NLLM_ERR_NOT_FOUND = -9
+NLLM_ERR_BACKEND = -10
+NLLM_ERR_INTERNAL = -11
+
+NLLM_TYPE_F32 = 0
+NLLM_TYPE_F16 = 1
+NLLM_TYPE_Q4_0 = 2
+NLLM_TYPE_Q4_1 = 3
+NLLM_TYPE_Q5_0 = 6
+NLLM_TYPE_Q5_1 = 7
+NLLM_TYPE_Q8_0 = 8
+NLLM_TYPE_Q8_1 = 9
+NLLM_TYPE_Q2_K = 10
+NLLM_TYPE_Q3_K = 11
+NLLM_TYPE_Q4_K = 12
+NLLM_TYPE_Q5_K = 13
+NLLM_TYPE_Q6_K = 14
+NLLM_TYPE_Q8_K = 15
+NLLM_TYPE_IQ4_NL = 20
+NLLM_TYPE_IQ4_XS = 23
+NLLM_TYPE_BF16 = 30
+NLLM_TYPE_NONE = -1
+
+NLLM_TOKEN_BOS = 0
+NLLM_TOKEN_EOS = 1
+NLLM_TOKEN_EOT = 2
+NLLM_TOKEN_UNK = 3
+NLLM_TOKEN_PAD = 4
+NLLM_TOKEN_NEWLINE = 5
+
+NLLM_LOG_ERROR = 0
+NLLM_LOG_WARN = 1
+NLLM_LOG_INFO = 2
+NLLM_LOG_DEBUG = 3
+
+NLLM_SEED_DEFAULT = 0xFFFFFFFFFFFFFFFF
+
+# ---------------------------------------------------------------- basic types
+
+nllm_status = c_int32
+nllm_token = c_int32
+
+
+class nllm_model(Structure):
+    """Opaque: only ever handled through a pointer."""
+
+
+class nllm_context(Structure):
+    """Opaque: only ever handled through a pointer."""
+
+
+class nllm_sampler(Structure):
+    """Opaque: only ever handled through a pointer."""
+
+
+# Typed handle pointers rather than c_void_p, so ctypes refuses a context where a model belongs.
+model_p = POINTER(nllm_model)
+context_p = POINTER(nllm_context)
+sampler_p = POINTER(nllm_sampler)
+
+# ---------------------------------------------------------------- callbacks
+
+nllm_log_fn = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
+nllm_progress_fn = CFUNCTYPE(c_int32, c_float, c_void_p)
+nllm_abort_fn = CFUNCTYPE(c_int32, c_void_p)
+# piece is not NUL-terminated, so it is a raw char pointer read with ctypes.string_at(piece, n).
+nllm_token_fn = CFUNCTYPE(c_int32, nllm_token, POINTER(c_char), c_int32, c_void_p)
+
+CALLBACK_TYPES = {
+    "nllm_log_fn": nllm_log_fn,
+    "nllm_progress_fn": nllm_progress_fn,
+    "nllm_abort_fn": nllm_abort_fn,
+    "nllm_token_fn": nllm_token_fn,
+}
+
+# ---------------------------------------------------------------- structs
+
+
+class nllm_model_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_threads", c_int32),
+        ("use_mmap", c_int32),
+        ("n_ctx_default", c_int32),
+        ("n_gpu_layers", c_int32),
+        ("vocab_only", c_int32),
+        ("quantize_type", c_int32),
+        ("progress", nllm_progress_fn),
+        ("progress_user_data", c_void_p),
+    ]
+
+
+class nllm_chat_message(Structure):
+    _fields_ = [
+        ("role", c_char_p),
+        ("content", c_char_p),
+    ]
+
+
+class nllm_context_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_ctx", c_int32),
+        ("n_threads", c_int32),
+        ("n_batch", c_int32),
+        ("kv_type", c_int32),
+        ("all_logits", c_int32),
+        ("n_seq_max", c_int32),
+        ("seed", c_uint64),
+        ("abort_callback", nllm_abort_fn),
+        ("abort_user_data", c_void_p),
+    ]
+
+
+class nllm_timings(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_prompt_tokens", c_int32),
+        ("n_gen_tokens", c_int32),
+        ("prompt_ms", c_double),
+        ("gen_ms", c_double),
+    ]
+
+
+class nllm_sampler_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("temperature", c_float),
+        ("top_k", c_int32),
+        ("top_p", c_float),
+        ("min_p", c_float),
+        ("repeat_penalty", c_float),
+        ("repeat_last_n", c_int32),
+        ("seed", c_uint64),
+    ]
+
+
+class nllm_generate_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("max_tokens", c_int32),
+        ("add_bos", c_int32),
+        ("parse_special", c_int32),
+        ("stop_at_eog", c_int32),
+        ("on_token", nllm_token_fn),
+        ("user_data", c_void_p),
+    ]
+
+
+STRUCTS = {
+    cls.__name__: cls
+    for cls in (
+        nllm_model_params,
+        nllm_chat_message,
+        nllm_context_params,
+        nllm_timings,
+        nllm_sampler_params,
+        nllm_generate_params,
+    )
+}
+
+# ---------------------------------------------------------------- functions
+
+_i32p = POINTER(c_int32)
+_tokp = POINTER(nllm_token)
+_floatp = POINTER(c_float)
+
+# name -> (restype, [argtypes]), in header order.
+FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
+    # library
+    "nllm_version": (c_char_p, []),
+    "nllm_abi_version": (c_int32, []),
+    "nllm_last_error": (c_char_p, []),
+    "nllm_status_name": (c_char_p, [nllm_status]),
+    "nllm_system_info": (c_char_p, []),
+    "nllm_set_log_callback": (None, [nllm_log_fn, c_void_p]),
+    "nllm_set_log_level": (None, [c_int32]),
+    "nllm_type_name": (c_char_p, [c_int32]),
+    # model
+    "nllm_model_params_init": (None, [POINTER(nllm_model_params)]),
+    "nllm_model_load": (nllm_status, [c_char_p, POINTER(nllm_model_params), POINTER(model_p)]),
+    "nllm_model_free": (None, [model_p]),
+    "nllm_model_arch": (c_char_p, [model_p]),
+    "nllm_model_name": (c_char_p, [model_p]),
+    "nllm_model_n_params": (c_uint64, [model_p]),
+    "nllm_model_size_bytes": (c_uint64, [model_p]),
+    "nllm_model_n_vocab": (c_int32, [model_p]),
+    "nllm_model_n_ctx_train": (c_int32, [model_p]),
+    "nllm_model_n_embd": (c_int32, [model_p]),
+    "nllm_model_n_layer": (c_int32, [model_p]),
+    "nllm_model_token": (nllm_token, [model_p, c_int32]),
+    "nllm_model_token_is_eog": (c_int32, [model_p, nllm_token]),
+    "nllm_model_meta_str": (nllm_status, [model_p, c_char_p, POINTER(c_char_p)]),
+    "nllm_model_meta_int": (nllm_status, [model_p, c_char_p, POINTER(c_int64)]),
+    "nllm_model_meta_float": (nllm_status, [model_p, c_char_p, POINTER(c_double)]),
+    "nllm_model_meta_count": (c_int32, [model_p]),
+    "nllm_model_meta_key": (c_char_p, [model_p, c_int32]),
+    "nllm_model_meta_value_text": (
+        nllm_status,
+        [model_p, c_int32, c_char_p, c_int32, _i32p],
+    ),
+    "nllm_model_tensor_count": (c_int32, [model_p]),
+    "nllm_model_tensor_info": (
+        nllm_status,
+        [model_p, c_int32, POINTER(c_char_p), _i32p, _i32p, POINTER(c_int64)],
+    ),
+    # tokenizer
+    "nllm_tokenize": (
+        nllm_status,
+        [model_p, c_char_p, c_int32, c_int32, c_int32, _tokp, c_int32, _i32p],
+    ),
+    "nllm_token_to_piece": (
+        nllm_status,
+        [model_p, nllm_token, c_int32, c_char_p, c_int32, _i32p],
+    ),
+    "nllm_detokenize": (
+        nllm_status,
+        [model_p, _tokp, c_int32, c_int32, c_char_p, c_int32, _i32p],
+    ),
+    # chat templates
+    "nllm_chat_format": (
+        nllm_status,
+        [model_p, POINTER(nllm_chat_message), c_int32, c_int32, c_char_p, c_int32, _i32p],
+    ),
+    "nllm_chat_apply_template": (
+        nllm_status,
+        [c_char_p, POINTER(nllm_chat_message), c_int32, c_int32, c_char_p, c_int32, _i32p],
+    ),
+    # context
+    "nllm_context_params_init": (None, [POINTER(nllm_context_params)]),
+    "nllm_context_create": (
+        nllm_status,
+        [model_p, POINTER(nllm_context_params), POINTER(context_p)],
+    ),
+    "nllm_context_free": (None, [context_p]),
+    "nllm_decode": (nllm_status, [context_p, _tokp, c_int32]),
+    "nllm_get_logits": (_floatp, [context_p]),
+    "nllm_get_logits_ith": (_floatp, [context_p, c_int32]),
+    "nllm_context_pos": (c_int32, [context_p]),
+    "nllm_context_n_ctx": (c_int32, [context_p]),
+    "nllm_context_model": (model_p, [context_p]),
+    "nllm_context_rewind": (nllm_status, [context_p, c_int32]),
+    "nllm_context_reset": (None, [context_p]),
+    "nllm_context_timings": (nllm_status, [context_p, POINTER(nllm_timings)]),
+    # sampling
+    "nllm_sampler_params_init": (None, [POINTER(nllm_sampler_params)]),
+    "nllm_sampler_create": (
+        nllm_status,
+        [model_p, POINTER(nllm_sampler_params), POINTER(sampler_p)],
+    ),
+    "nllm_sampler_free": (None, [sampler_p]),
+    "nllm_sampler_reset": (None, [sampler_p, c_uint64]),
+    "nllm_sampler_sample": (nllm_status, [sampler_p, context_p, _tokp]),
+    "nllm_sampler_sample_logits": (nllm_status, [sampler_p, _floatp, c_int32, _tokp]),
+    "nllm_sampler_accept": (None, [sampler_p, nllm_token]),
+    # generation
+    "nllm_generate_params_init": (None, [POINTER(nllm_generate_params)]),
+    "nllm_generate": (
+        nllm_status,
+        [
+            context_p,
+            sampler_p,
+            c_char_p,
+            c_int32,
+            POINTER(nllm_generate_params),
+            _i32p,
+        ],
+    ),
+    "nllm_generate_tokens": (
+        nllm_status,
+        [context_p, sampler_p, _tokp, c_int32, POINTER(nllm_generate_params), _i32p],
+    ),
+}
+
+
+def bind(lib: ctypes.CDLL) -> List[str]:
+    """Set restype/argtypes of every declared function on lib; return the names it lacks.
+
+    Within one ABI version functions are only ever added, so a library older than these
+    bindings may lack a newer function. The caller replaces those with stubs that raise, and
+    everything else keeps working.
+    """
+    missing = []
+    for name, (restype, argtypes) in FUNCTIONS.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            missing.append(name)
+            continue
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return missing
+
+
+__all__ = [n for n in dir() if n.startswith(("nllm_", "NLLM_"))] + [
+    "ABI_VERSION",
+    "FUNCTIONS",
+    "STRUCTS",
+    "CALLBACK_TYPES",
+    "bind",
+    "model_p",
+    "context_p",
+    "sampler_p",
+]

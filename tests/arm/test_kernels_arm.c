@@ -1,0 +1,123 @@
+/* NEON kernels against the scalar reference, for every format of the table (plain C: Check is
+ * not available for the aarch64 cross build). Last line: "N passed, N failed". */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/quant.h"
+#include "ops.h"
+#include "qtypes.h"
+
+static int passed, failed;
+#define CHECK(cond, ...)                 \
+  do {                                   \
+    if (cond) {                          \
+      passed++;                          \
+    } else {                             \
+      failed++;                          \
+      printf("FAIL: " __VA_ARGS__);      \
+      printf("\n");                      \
+    }                                    \
+  } while (0)
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float frand(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return (float)((double)(rng >> 11) / 4503599627370496.0 - 1.0);
+}
+
+static void fill(float *x, int64_t n, int kind) {
+  for (int64_t i = 0; i < n; i++) {
+    float g = frand() + frand() + frand();
+    x[i] = kind == 0 ? g : kind == 1 ? 0 : kind == 2 ? 1e3f * frand() : (i % 37 == 0 ? 50 * frand() : 0.01f * g);
+  }
+}
+
+int main(void) {
+  printf("cpu: %s\n", nllm_cpu_features());
+  static const int32_t types[] = {NLLM_TYPE_F32,  NLLM_TYPE_F16,  NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,
+                                  NLLM_TYPE_Q4_0, NLLM_TYPE_Q4_1, NLLM_TYPE_Q5_0, NLLM_TYPE_Q5_1,
+                                  NLLM_TYPE_Q8_1, NLLM_TYPE_Q2_K, NLLM_TYPE_Q3_K, NLLM_TYPE_Q4_K,
+                                  NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K, NLLM_TYPE_Q8_K, NLLM_TYPE_IQ4_NL,
+                                  NLLM_TYPE_IQ4_XS};
+  static const int64_t lens[] = {256, 768, 4096};
+  for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+    const nllm_qtype *q = nllm_qtype_get(types[ti]);
+    CHECK(q != NULL, "type %d missing", types[ti]);
+    if (!q) continue;
+    const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+      int64_t n = lens[li];
+      float *x = malloc(4 * (size_t)n), *y = malloc(4 * (size_t)n), *a = malloc(4 * (size_t)n), *b = malloc(4 * (size_t)n);
+      size_t ws = nllm_row_size(q->type, n), ys = nllm_row_size(vq->type, n);
+      uint8_t *w = malloc(ws), *w2 = malloc(ws), *yq = malloc(ys), *yq2 = malloc(ys);
+      for (int kind = 0; kind < 4; kind++) {
+        fill(x, n, kind);
+        fill(y, n, kind == 1 ? 0 : kind);
+        q->from_float_ref(x, w, n);
+        q->from_float(x, w2, n);
+        CHECK(!memcmp(w, w2, ws), "%s from_float n %lld kind %d", q->name, (long long)n, kind);
+        q->to_float_ref(w, a, n);
+        q->to_float(w, b, n);
+        double amax = 0, maxd = 0;
+        for (int64_t i = 0; i < n; i++) {
+          amax = fmax(amax, fabs(a[i]));
+          maxd = fmax(maxd, fabs((double)a[i] - b[i]));
+        }
+        /* same products of scale and level; only the association of scales may differ */
+        CHECK(maxd <= 2 * FLT_EPSILON * amax, "%s to_float n %lld kind %d: diff %g", q->name, (long long)n, kind, maxd);
+        vq->from_float_ref(y, yq, n);
+        vq->from_float(y, yq2, n);
+        CHECK(!memcmp(yq, yq2, ys), "%s activation quantize n %lld kind %d", vq->name, (long long)n, kind);
+        vq->to_float_ref(yq, b, n);
+        double sumabs = 0;
+        for (int64_t i = 0; i < n; i++) sumabs += fabs((double)a[i] * b[i]);
+        float s_ref = NAN, s_neon = NAN;
+        q->vec_dot_ref(n, &s_ref, w, yq);
+        q->vec_dot(n, &s_neon, w, yq);
+        /* integer block sums are exact in both; float summation order differs: bound
+         * (n + 4) eps sum|terms| */
+        CHECK(fabs((double)s_ref - s_neon) <= (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30,
+              "%s vec_dot n %lld kind %d: ref %.9g neon %.9g", q->name, (long long)n, kind, s_ref, s_neon);
+      }
+      free(x); free(y); free(a); free(b); free(w); free(w2); free(yq); free(yq2);
+    }
+    /* matmul (several tokens, 2 threads) against the scalar path */
+    int64_t rows = 37, cols = 512, nt = 5;
+    size_t rs = nllm_row_size(q->type, cols);
+    uint8_t *W = malloc(rs * (size_t)rows);
+    float *xf = malloc(4 * (size_t)(cols * nt)), *y1 = malloc(4 * (size_t)(rows * nt)), *y2 = malloc(4 * (size_t)(rows * nt));
+    for (int64_t r = 0; r < rows; r++) {
+      fill(xf, cols, 0);
+      q->from_float_ref(xf, W + (size_t)r * rs, cols);
+    }
+    fill(xf, cols * nt, 0);
+    void *wd = malloc(nllm_matmul_wsize(q->type, cols, nt));
+    nllm_matmul(y1, W, q->type, rows, cols, xf, nt, wd, 2);
+    nllm_qtypes_force_scalar(1);
+    nllm_matmul(y2, W, q->type, rows, cols, xf, nt, wd, 1);
+    nllm_qtypes_force_scalar(0);
+    double md = 0, mx = 0;
+    for (int64_t i = 0; i < rows * nt; i++) {
+      md = fmax(md, fabs((double)y1[i] - y2[i]));
+      mx = fmax(mx, fabs((double)y2[i]));
+    }
+    CHECK(md <= 1e-4 * (mx + 1), "%s matmul neon vs scalar: max diff %g (max %g)", q->name, md, mx);
+    free(W); free(xf); free(y1); free(y2); free(wd);
+  }
+  float v1[100], v2[100];
+  fill(v1, 100, 0);
+  fill(v2, 100, 0);
+  double ex = 0, sa = 0;
+  for (int i = 0; i < 100; i++) {
+    ex += (double)v1[i] * v2[i];
+    sa += fabs((double)v1[i] * v2[i]);
+  }
+  CHECK(fabs(nllm_dot_f32(v1, v2, 100) - ex) <= 104 * FLT_EPSILON * sa, "dot_f32");
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}

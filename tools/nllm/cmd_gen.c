@@ -1,0 +1,188 @@
+/* nllm gen-model: a random-weight Llama of a real shape in any weight type, so benchmarks of
+ * 100M-8B shapes need no download. The tokenizer is a synthetic 32000-entry SentencePiece vocab
+ * (specials, 256 byte tokens, then made-up pieces), enough for the CLI and speed runs. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/gguf_write.h"
+#include "nllm.h"
+#include "qtypes.h"
+
+typedef struct shape {
+  const char *name;
+  int dim, layers, heads, kv_heads, ff, vocab;
+} shape;
+
+static const shape shapes[] = {
+    {"110M", 768, 12, 12, 12, 2048, 32000},
+    {"1.1B", 2048, 22, 32, 4, 5632, 32000},
+    {"8B", 4096, 32, 32, 8, 14336, 32000},
+    {"tiny", 64, 2, 4, 2, 192, 32000},
+};
+
+static uint64_t rng_next(uint64_t *s) {
+  *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+  return *s;
+}
+
+/* Uniform in [-a, a]: cheap, and the speed of a matmul does not depend on the distribution. */
+static void fill_random(float *x, size_t n, float a, uint64_t *s) {
+  for (size_t i = 0; i < n; i++)
+    x[i] = a * (2.0f * (float)(rng_next(s) >> 40) / (float)(1 << 24) - 1.0f);
+}
+
+typedef struct gen_state {
+  gguf_writer *w;
+  void **blocks;
+  int n_blocks;
+  uint64_t rng;
+  float *tmp;
+} gen_state;
+
+static int add_tensor(gen_state *g, const char *name, int32_t type, int64_t rows, int64_t cols,
+                      float scale, float constant) {
+  const nllm_qtype *qt = nllm_qtype_get(type);
+  if (!qt || cols % qt->block_size) type = NLLM_TYPE_F32, qt = nllm_qtype_get(type);
+  size_t row_bytes = nllm_row_size(type, cols);
+  void *data = malloc(row_bytes * (size_t)rows);
+  if (!data) return cli_error("out of memory for tensor %s", name);
+  g->blocks[g->n_blocks++] = data;
+  for (int64_t r = 0; r < rows; r++) {
+    if (constant != 0)
+      for (int64_t c = 0; c < cols; c++) g->tmp[c] = constant;
+    else
+      fill_random(g->tmp, (size_t)cols, scale, &g->rng);
+    qt->from_float_ref(g->tmp, (uint8_t *)data + (size_t)r * row_bytes, cols);
+  }
+  int64_t ne[2] = {cols, rows};
+  nllm_status st = gguf_writer_add_tensor(g->w, name, type, rows > 1 ? 2 : 1, ne, data,
+                                          row_bytes * (size_t)rows);
+  if (st) return cli_status_error(st, "writing tensor");
+  return 0;
+}
+
+static int add_vocab(gguf_writer *w, int n_vocab) {
+  char **toks = calloc((size_t)n_vocab, sizeof *toks);
+  float *scores = calloc((size_t)n_vocab, sizeof *scores);
+  int32_t *types = calloc((size_t)n_vocab, sizeof *types);
+  int rc = 1;
+  if (!toks || !scores || !types) goto out;
+  for (int i = 0; i < n_vocab; i++) {
+    char buf[32];
+    if (i == 0) snprintf(buf, sizeof buf, "<unk>"), types[i] = 2;
+    else if (i == 1) snprintf(buf, sizeof buf, "<s>"), types[i] = 3;
+    else if (i == 2) snprintf(buf, sizeof buf, "</s>"), types[i] = 3;
+    else if (i < 3 + 256) snprintf(buf, sizeof buf, "<0x%02X>", i - 3), types[i] = 6;
+    else snprintf(buf, sizeof buf, "\xe2\x96\x81w%d", i), types[i] = 1;
+    toks[i] = strdup(buf);
+    if (!toks[i]) goto out;
+    scores[i] = -(float)i;
+  }
+  if (gguf_writer_set_str(w, "tokenizer.ggml.model", "llama") ||
+      gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks,
+                              (uint64_t)n_vocab) ||
+      gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores", scores, (uint64_t)n_vocab) ||
+      gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n_vocab) ||
+      gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1) ||
+      gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2) ||
+      gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0))
+    goto out;
+  rc = 0;
+out:
+  for (int i = 0; toks && i < n_vocab; i++) free(toks[i]);
+  free(toks);
+  free(scores);
+  free(types);
+  return rc;
+}
+
+int cmd_gen_model(int argc, char **argv) {
+  const char *out = NULL, *shape_name = "110M", *type_name = "Q4_0";
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+      printf("usage: nllm gen-model -o OUT.gguf [--shape 110M|1.1B|8B|tiny] [--type TYPE]\n"
+             "Writes a random-weight Llama of a real shape (for benchmarks). TYPE: F32, F16, "
+             "BF16, Q8_0, Q4_0, ... (default Q4_0); norms stay F32.\n");
+      return 0;
+    }
+    if (i + 1 >= argc) return cli_error("option %s needs a value", argv[i]);
+    if (!strcmp(argv[i], "-o")) out = argv[++i];
+    else if (!strcmp(argv[i], "--shape")) shape_name = argv[++i];
+    else if (!strcmp(argv[i], "--type")) type_name = argv[++i];
+    else return cli_error("unknown option '%s' for gen-model", argv[i]);
+  }
+  if (!out) return cli_error("gen-model needs -o OUT.gguf");
+  const shape *sh = NULL;
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+    if (!strcmp(shapes[i].name, shape_name)) sh = &shapes[i];
+  if (!sh) return cli_error("unknown shape '%s' (110M, 1.1B, 8B, tiny)", shape_name);
+  int32_t type = -1;
+  for (int32_t t = 0; t < 64; t++) {
+    const nllm_qtype *q = nllm_qtype_get(t);
+    if (q && !strcmp(q->name, type_name)) type = t;
+  }
+  if (type < 0) return cli_error("unknown or unsupported weight type '%s'", type_name);
+
+  gen_state g = {gguf_writer_new(), calloc(16 + 16 * (size_t)sh->layers, sizeof(void *)), 0,
+                 0x9E3779B97F4A7C15ull, malloc(sizeof(float) * (size_t)(sh->ff > sh->dim ? sh->ff : sh->dim))};
+  int rc = 1;
+  if (!g.w || !g.blocks || !g.tmp) {
+    cli_error("out of memory");
+    goto done;
+  }
+  const int hd = sh->dim / sh->heads, kvd = hd * sh->kv_heads;
+  gguf_writer *w = g.w;
+  char name[64];
+  snprintf(name, sizeof name, "random llama %s %s", sh->name, type_name);
+  if (gguf_writer_set_str(w, "general.architecture", "llama") ||
+      gguf_writer_set_str(w, "general.name", name) ||
+      gguf_writer_set_u32(w, "llama.context_length", 4096) ||
+      gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)sh->dim) ||
+      gguf_writer_set_u32(w, "llama.block_count", (uint32_t)sh->layers) ||
+      gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)sh->ff) ||
+      gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)sh->heads) ||
+      gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)sh->kv_heads) ||
+      gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)hd) ||
+      gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f) ||
+      add_vocab(w, sh->vocab)) {
+    cli_error("building metadata: %s", nllm_last_error());
+    goto done;
+  }
+  const float a = 0.02f * sqrtf(3.0f); /* uniform with std 0.02 */
+  if (add_tensor(&g, "token_embd.weight", type, sh->vocab, sh->dim, a, 0) ||
+      add_tensor(&g, "output_norm.weight", NLLM_TYPE_F32, 1, sh->dim, 0, 1.0f) ||
+      add_tensor(&g, "output.weight", type, sh->vocab, sh->dim, a, 0))
+    goto done;
+  for (int l = 0; l < sh->layers; l++) {
+    struct {
+      const char *suffix;
+      int64_t rows, cols;
+      int norm;
+    } t[] = {{"attn_norm.weight", 1, sh->dim, 1},    {"attn_q.weight", sh->dim, sh->dim, 0},
+             {"attn_k.weight", kvd, sh->dim, 0},     {"attn_v.weight", kvd, sh->dim, 0},
+             {"attn_output.weight", sh->dim, sh->dim, 0}, {"ffn_norm.weight", 1, sh->dim, 1},
+             {"ffn_gate.weight", sh->ff, sh->dim, 0}, {"ffn_up.weight", sh->ff, sh->dim, 0},
+             {"ffn_down.weight", sh->dim, sh->ff, 0}};
+    for (size_t j = 0; j < sizeof t / sizeof t[0]; j++) {
+      snprintf(name, sizeof name, "blk.%d.%s", l, t[j].suffix);
+      if (add_tensor(&g, name, t[j].norm ? NLLM_TYPE_F32 : type, t[j].rows, t[j].cols, a,
+                     t[j].norm ? 1.0f : 0))
+        goto done;
+    }
+  }
+  nllm_status st = gguf_writer_write(w, out);
+  if (st) {
+    cli_status_error(st, "cannot write the model");
+    goto done;
+  }
+  fprintf(stderr, "gen-model: wrote %s (%s shape, %s)\n", out, sh->name, type_name);
+  rc = 0;
+done:
+  for (int i = 0; i < g.n_blocks; i++) free(g.blocks[i]);
+  free(g.blocks);
+  free(g.tmp);
+  gguf_writer_free(g.w);
+  return rc;
+}
