@@ -55,6 +55,8 @@ static inline void fuzz_use_model(nllm_model *m) {
     nllm_detokenize(m, ids, n, 1, buf, sizeof buf, &n);
   }
   for (nllm_token t = -1; t < 8; t++) nllm_token_to_piece(m, t, 1, buf, sizeof buf, &n);
+  nllm_chat_message msg[2] = {{"system", "be brief"}, {"user", "hi"}};
+  nllm_chat_format(m, msg, 2, 1, buf, sizeof buf, &n);
   if (nllm_model_n_layer(m) == 0) return; /* vocab_only */
   nllm_context_params cp;
   nllm_context_params_init(&cp);

@@ -1,7 +1,6 @@
 /* API misuse: every public function of include/nativellm.h called with NULL handles, NULL
  * pointers and out-of-range indices returns a status or a documented safe value, never crashes;
- * wrong struct_size for every params struct; NULL-after-free patterns. (nllm_chat_format is
- * covered by the chat tests once it is exported.) */
+ * wrong struct_size for every params struct; NULL-after-free patterns. */
 #include <stdint.h>
 
 #include "nativellm.h"
@@ -69,6 +68,8 @@ START_TEST(null_model) {
   ck_assert_int_eq(nllm_tokenize(m, "a", 1, 1, 0, t, 4, &n), NLLM_ERR_INVALID_ARG);
   ck_assert_int_eq(nllm_token_to_piece(m, 1, 0, buf, sizeof buf, &n), NLLM_ERR_INVALID_ARG);
   ck_assert_int_eq(nllm_detokenize(m, t, 0, 0, buf, sizeof buf, &n), NLLM_ERR_INVALID_ARG);
+  nllm_chat_message msg = {"user", "hi"};
+  ck_assert_int_eq(nllm_chat_format(m, &msg, 1, 1, buf, sizeof buf, &n), NLLM_ERR_INVALID_ARG);
   nllm_context *c = (nllm_context *)1;
   ck_assert_int_eq(nllm_context_create(m, NULL, &c), NLLM_ERR_INVALID_ARG);
   ck_assert_ptr_null(c);
@@ -142,6 +143,33 @@ START_TEST(null_pointers_with_a_model) {
   ck_assert_int_eq(nllm_detokenize(m, t, 0, 0, buf, 4, NULL), NLLM_ERR_INVALID_ARG);
   ck_assert_int_eq(nllm_detokenize(m, NULL, 0, 0, buf, sizeof buf, &n), NLLM_OK);
   ck_assert_int_eq(n, 0);
+
+  /* chat templates: the model's own and a caller's */
+  nllm_chat_message msgs[2] = {{"system", "Be brief."}, {"user", "hi"}};
+  nllm_chat_message holes[2] = {{NULL, "x"}, {"user", NULL}};
+  nllm_status cst = nllm_chat_format(m, msgs, 2, 1, buf, sizeof buf, &n);
+  ck_assert(cst == NLLM_OK || cst == NLLM_ERR_UNSUPPORTED); /* stories260K has no template */
+  ck_assert_int_eq(nllm_chat_apply_template("chatml", NULL, 2, 1, buf, sizeof buf, &n),
+                   NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_chat_apply_template("chatml", msgs, -1, 1, buf, sizeof buf, &n),
+                   NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_chat_apply_template("chatml", msgs, 2, 1, NULL, 8, &n),
+                   NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_chat_apply_template("chatml", msgs, 2, 1, buf, sizeof buf, NULL),
+                   NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_chat_apply_template("chatml", msgs, 2, 1, buf, -1, &n),
+                   NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_chat_apply_template("chatml", holes, 1, 1, buf, sizeof buf, &n),
+                   NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_chat_apply_template("chatml", holes + 1, 1, 1, buf, sizeof buf, &n),
+                   NLLM_ERR_INVALID_ARG);
+  ck_assert_int_ne(nllm_chat_apply_template(NULL, msgs, 2, 1, buf, sizeof buf, &n), NLLM_OK);
+  ck_assert_int_eq(nllm_chat_apply_template("no such family", msgs, 2, 1, buf, sizeof buf, &n),
+                   NLLM_ERR_UNSUPPORTED);
+  ck_assert_int_eq(nllm_chat_apply_template("chatml", msgs, 2, 1, NULL, 0, &n),
+                   NLLM_ERR_BUFFER_TOO_SMALL);
+  ck_assert_int_gt(n, 10);
+  ck_assert_int_eq(nllm_chat_apply_template("chatml", msgs, 0, 0, buf, sizeof buf, &n), NLLM_OK);
 
   nllm_context *c = (nllm_context *)1;
   ck_assert_int_eq(nllm_context_create(m, NULL, NULL), NLLM_ERR_INVALID_ARG);
@@ -225,6 +253,15 @@ START_TEST(null_context_and_sampler) {
   ck_assert_int_eq(nllm_generate(c, s, NULL, 3, &gp, &n_gen), NLLM_ERR_INVALID_ARG);
   ck_assert_int_eq(nllm_generate(c, s, "x", -1, &gp, NULL), NLLM_OK); /* n_generated optional */
   ck_assert_int_eq(nllm_generate(c, s, "x", -1, NULL, &n_gen), NLLM_ERR_CONTEXT_FULL);
+  nllm_context_reset(c);
+  nllm_token pids[2] = {1, 403}, bad_pids[2] = {1, 512};
+  ck_assert_int_eq(nllm_generate_tokens(NULL, s, pids, 2, &gp, &n_gen), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_generate_tokens(c, NULL, pids, 2, &gp, &n_gen), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_generate_tokens(c, s, NULL, 2, &gp, &n_gen), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_generate_tokens(c, s, pids, -1, &gp, &n_gen), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_generate_tokens(c, s, bad_pids, 2, &gp, &n_gen), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_context_pos(c), 0);
+  ck_assert_int_eq(nllm_generate_tokens(c, s, pids, 2, &gp, NULL), NLLM_OK);
 
   /* A sampler of another model (even an identical file) is refused. */
   nllm_model *m2 = load();

@@ -1,7 +1,7 @@
 /* The threading promises of include/nativellm.h, one test each:
  *  - one model shared by several threads, each with its own context and sampler, gives exactly
  *    (bit for bit) what the same work gives run serially: the model is immutable after load;
- *  - model getters and the tokenizer may be called from many threads at once;
+ *  - model getters, the tokenizer and chat formatting may be called from many threads at once;
  *  - nllm_last_error() is per thread.
  * Run under ThreadSanitizer by `make tsan`. */
 #include <pthread.h>
@@ -120,11 +120,16 @@ static void *read_model(void *arg) {
     int32_t len;
     r->ok &= nllm_detokenize(m, ids, n, 0, buf, sizeof buf, &len) == NLLM_OK;
     r->ok &= nllm_token_to_piece(m, 300, 0, buf, sizeof buf, &len) == NLLM_OK;
+    nllm_chat_message msg[2] = {{"system", "Be brief."}, {"user", "Once upon a time"}};
+    nllm_status cst = nllm_chat_format(m, msg, 2, 1, buf, sizeof buf, &len);
+    r->ok &= cst == NLLM_OK || cst == NLLM_ERR_UNSUPPORTED;
+    r->ok &= nllm_chat_apply_template("chatml", msg, 2, 1, buf, sizeof buf, &len) == NLLM_OK &&
+             strstr(buf, "<|im_start|>user\nOnce upon a time") != NULL;
   }
   return NULL;
 }
 
-START_TEST(concurrent_getters_and_tokenizer) {
+START_TEST(concurrent_getters_tokenizer_chat) {
   nllm_model *m = load();
   pthread_t th[N_WORKERS];
   reader r[N_WORKERS];
@@ -188,7 +193,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, shared_model_one_thread_each);
   tcase_add_test(tc, shared_model_openmp_inside);
-  tcase_add_test(tc, concurrent_getters_and_tokenizer);
+  tcase_add_test(tc, concurrent_getters_tokenizer_chat);
   tcase_add_test(tc, last_error_is_thread_local);
   suite_add_tcase(s, tc);
   return run_suite(s);
