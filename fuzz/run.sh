@@ -8,8 +8,8 @@ echo "== $f: $secs s, max_len $ml"
 "$b/$f" $flags -max_len="$ml" -max_total_time="$secs" -artifact_prefix="$b/crashes/$f-" \
   "$b/corpus/$f" "fuzz/corpus/$f" >"$b/$f.log" 2>&1
 rc=$?
-grep -E '^#[0-9]+ +INITED' "$b/$f.log" | tail -1
-grep -E '^#[0-9]+ .*cov: ' "$b/$f.log" | tail -1 | sed -E 's/ (lim|exec\/s|rss|L|MS):.*//; s/^/last: /'
+grep -E '^#[0-9]+[[:space:]]+INITED' "$b/$f.log" | tail -1
+grep -E '^#[0-9]+[[:space:]].*cov: ' "$b/$f.log" | tail -1 | sed -E 's/ (lim|exec\/s|rss|L|MS):.*//; s/^/last: /'
 grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|Test unit written' "$b/$f.log"
 if [ $rc -ne 0 ]; then
   grep -E 'ERROR|SUMMARY' "$b/$f.log" | head -5
