@@ -1,7 +1,9 @@
 /* Soak: generate N tokens (default 20,000) on one context of the bundled model with periodic
  * rewinds, resets and streamed generate calls, and check that resident memory stays flat.
  * RSS comes from /proc/self/statm after a warm-up (so first-touch pages of the mapped model and
- * the KV cache are counted on both sides). Exit status 1 if RSS grew by more than 1 MiB.
+ * the KV cache are counted on both sides). Exit status 1 if RSS grew by more than 1 MiB, unless
+ * NLLM_SOAK_NO_RSS_CHECK is set (valgrind and ASan hold freed blocks back, so RSS means little
+ * there; their own leak reports are the check).
  * Usage: soak [N_TOKENS] [MODEL]   (`make soak`; `make soak-valgrind` for memcheck) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,7 +113,7 @@ int main(int argc, char **argv) {
   nllm_sampler_free(s);
   nllm_context_free(c);
   nllm_model_free(m);
-  if (after - before > 1024) {
+  if (after - before > 1024 && !getenv("NLLM_SOAK_NO_RSS_CHECK")) {
     fprintf(stderr, "soak: FAILED: resident memory grew by %ld KiB\n", after - before);
     return 1;
   }
