@@ -9,7 +9,7 @@ FUZZ_CC      ?= clang
 FUZZ_BUILD   := build-fuzz
 FUZZ_SAN     := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
-# Harnesses that exist; fuzz_tokenizer/fuzz_chat join when their code is in the library.
+# Every fuzz/fuzz_*.c is a harness.
 FUZZ_NAMES   ?= $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/%)
 # -max_len per harness, sized to its format: GGUF seeds are whole tiny models (~100 KB).
@@ -18,6 +18,7 @@ FUZZ_MAXLEN_fuzz_safetensors := 8192
 FUZZ_MAXLEN_fuzz_hf          := 8192
 FUZZ_MAXLEN_fuzz_tokenizer   := 4096
 FUZZ_MAXLEN_fuzz_chat        := 4096
+FUZZ_MAXLEN_fuzz_tokjson     := 16384
 FUZZ_FLAGS   ?= -rss_limit_mb=2048 -timeout=20 -print_final_stats=1
 
 .PHONY: fuzz fuzz-build fuzz-seeds tsan fuzz-lib
