@@ -4,7 +4,8 @@
  *   gguf/         nllm_model_load on the file (GGUF parser, hparams, shapes, tokenizer)
  *   safetensors/  safetensors_parse on the bytes
  *   tokenizer/    stories260K tokenizer: encode the bytes, decode them as ids
- *   chat/         chat template (first NUL-terminated string) with one user message */
+ *   chat/         chat template (first NUL-terminated string) with one user message
+ *   tokjson/      nllm_tokenizer_from_hf on the file as a tokenizer.json */
 #include <dirent.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -104,10 +105,25 @@ static void replay_chat(const char *path, const uint8_t *data, size_t size) {
   free(tmpl);
 }
 
+static void replay_tokjson(const char *path, const uint8_t *data, size_t size) {
+  (void)data;
+  (void)size;
+  nllm_tokenizer *tok = NULL;
+  nllm_status st = nllm_tokenizer_from_hf(path, &tok);
+  if (st == NLLM_OK) {
+    nllm_token ids[64];
+    int32_t n;
+    nllm_tokenizer_encode(tok, "Hello world", 11, 1, 1, ids, 64, &n);
+    nllm_tokenizer_free(tok);
+    return;
+  }
+  ck_assert_msg(tok == NULL && strlen(nllm_last_error()) > 0, "%s: unclean failure", path);
+}
+
 START_TEST(replay_all) {
   ck_assert_int_eq(nllm_model_load("models/stories260K.gguf", NULL, &stories), NLLM_OK);
   int n = replay_dir("gguf", replay_gguf) + replay_dir("safetensors", replay_safetensors) +
-          replay_dir("tokenizer", replay_tokenizer) + replay_dir("chat", replay_chat);
+          replay_dir("tokenizer", replay_tokenizer) + replay_dir("chat", replay_chat) + replay_dir("tokjson", replay_tokjson);
   fprintf(stderr, "test_regress: %d inputs replayed\n", n);
   nllm_model_free(stories);
 }

@@ -236,6 +236,13 @@ static nllm_status load_hf(nllm_tokenizer **out, const char *path, const cJSON *
     if ((int64_t)id->valuedouble > max_id) max_id = (int64_t)id->valuedouble;
   }
   if (max_id < 0) return nllm_err(NLLM_ERR_FORMAT, "%s: empty vocabulary", path);
+  /* The token table is sized by the largest id, so a few bytes of JSON naming id 10^9 would
+   * cost gigabytes. Real files are dense (a few reserved holes at most). */
+  int64_t n_entries = cJSON_GetArraySize(vocab) + (cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0);
+  if (max_id >= 2 * n_entries + 1024)
+    return nllm_err(NLLM_ERR_FORMAT, "%s: largest token id %lld is far beyond the %lld tokens "
+                    "defined (the id space may have at most %lld entries)", path,
+                    (long long)max_id, (long long)n_entries, (long long)(2 * n_entries + 1024));
 
   nllm_tokenizer *tok = tok_alloc(path, (int32_t)(max_id + 1));
   if (!tok) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", path);
