@@ -59,6 +59,13 @@ void q8_0_to_float_ref(const void *vx, float *y, int64_t n) {
   }
 }
 
+/* Activations quantized to 8 bits can hold NaN or inf when a model's weights do; converting
+ * those to int8 is undefined in C, so they saturate (NaN becomes 0) instead. */
+static inline int8_t round_i8(float v) {
+  if (v >= -127.0f && v <= 127.0f) return (int8_t)roundf(v);
+  return (int8_t)(v > 0 ? 127 : v < 0 ? -127 : 0);
+}
+
 /* d = amax/127 so the largest magnitude maps to +-127; rounding half away from zero. */
 void q8_0_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q8_0 *y = vy;
@@ -68,7 +75,7 @@ void q8_0_from_float_ref(const float *x, void *vy, int64_t n) {
     for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
     float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
     y[b].d = q_f2h(d);
-    for (int j = 0; j < QK; j++) y[b].qs[j] = (int8_t)roundf(xb[j] * id);
+    for (int j = 0; j < QK; j++) y[b].qs[j] = round_i8(xb[j] * id);
   }
 }
 
@@ -314,7 +321,7 @@ void q8_1_from_float_ref(const float *x, void *vy, int64_t n) {
     float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
     int sum = 0;
     for (int j = 0; j < QK; j++) {
-      y[b].qs[j] = (int8_t)roundf(xb[j] * id);
+      y[b].qs[j] = round_i8(xb[j] * id);
       sum += y[b].qs[j];
     }
     /* s from the stored d, so that s = d * sum(q) holds for the values a dot actually sees
