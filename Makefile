@@ -30,20 +30,25 @@ else
 LIB_SRC  := $(filter-out %_avx2.c %_neon.c,$(LIB_SRC))
 endif
 
+# CUDA=1: kernels/cuda/*.cu through nvcc, linked with cudart and cuBLAS. CUDA_ARCHS picks the
+# real architectures (sm_XX) to build; PTX of the newest one rides along for later GPUs.
+# Without CUDA=1 nothing here is used and the library never needs CUDA at run time.
 ifeq ($(CUDA),1)
 ifeq ($(wildcard kernels/cuda/*.cu),)
-$(error CUDA=1: the CUDA backend is not implemented yet (kernels/cuda/ is empty); build without CUDA=1)
+$(error CUDA=1: no kernels/cuda/*.cu found)
 endif
 NVCC      ?= nvcc
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell which $(NVCC)))
+CUDA_ARCHS ?= 80 86 89 90
+CUDA_PTX  := $(lastword $(CUDA_ARCHS))
 CU_SRC    := $(wildcard kernels/cuda/*.cu)
 CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CPPFLAGS  += -DNLLM_CUDA -I$(CUDA_HOME)/include
-LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublas
-NVFLAGS   := -O2 -Xcompiler -fPIC,-fvisibility=hidden -Iinclude -Isrc -Ikernels \
-             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 \
-             -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90 \
-             -gencode arch=compute_90,code=compute_90
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas
+NVFLAGS   := -O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra,-Wno-unused-parameter \
+             -Werror all-warnings -DNLLM_BUILDING_LIBRARY -D_GNU_SOURCE -Iinclude -Isrc -Ikernels \
+             $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+             -gencode arch=compute_$(CUDA_PTX),code=compute_$(CUDA_PTX)
 endif
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_OBJ)
@@ -69,7 +74,7 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: %.cu
+$(BUILD)/obj/%.o: %.cu kernels/cuda/cuda_common.cuh kernels/cuda/backend_cuda.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
