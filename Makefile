@@ -44,7 +44,7 @@ CUDA_PTX  := $(lastword $(CUDA_ARCHS))
 CU_SRC    := $(wildcard kernels/cuda/*.cu)
 CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CPPFLAGS  += -DNLLM_CUDA -I$(CUDA_HOME)/include
-LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 NVFLAGS   := -O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra,-Wno-unused-parameter \
              -Werror all-warnings -DNLLM_BUILDING_LIBRARY -D_GNU_SOURCE -Iinclude -Isrc -Ikernels \
              $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
@@ -142,6 +142,28 @@ include python/python.mk
 # Deliberately accept the current exported symbols and struct layouts as the ABI.
 abi-update: all $(BUILD)/tests/test_abi
 	NLLM_ABI_UPDATE=1 NLLM_BUILD=$(BUILD) $(BUILD)/tests/test_abi
+
+# GPU kernel tests and benchmarks: plain programs (not Check) built only with CUDA=1; the test
+# prints "SKIP: no CUDA device" and exits 0 on a machine without a GPU. tools/gpu-check.sh runs
+# both on a GPU machine.
+GPU_TEST  := $(BUILD)/tests/gpu/test_cuda_kernels
+GPU_BENCH := $(BUILD)/bench/gpu/bench_cuda
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(STLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
+$(BUILD)/bench/gpu/%: bench/gpu/%.c $(STLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
+.PHONY: test-gpu bench-gpu
+ifeq ($(CUDA),1)
+test-gpu: $(GPU_TEST)
+	./$(GPU_TEST)
+bench-gpu: $(GPU_BENCH)
+	./$(GPU_BENCH)
+else
+test-gpu bench-gpu:
+	@echo "$@ needs the CUDA build: make CUDA=1 $@"; exit 1
+endif
 
 # Runtime dispatch: the same binary on an emulated CPU without AVX2 takes the scalar kernels.
 test-noavx: all

@@ -38,14 +38,16 @@ static nllm_status no_device_error(cudaError_t e) {
   (void)cudaDriverGetVersion(&drv);
   (void)cudaRuntimeGetVersion(&rt);
   (void)cudaGetLastError();
-  if (e == cudaErrorInsufficientDriver || (drv > 0 && drv < rt))
+  /* with no driver installed at all, the runtime also says "insufficient driver" */
+  if (drv == 0)
+    return nllm_err(NLLM_ERR_BACKEND, "no CUDA device found (no NVIDIA driver loaded)");
+  if (e == cudaErrorInsufficientDriver || drv < rt)
     return nllm_err(NLLM_ERR_BACKEND,
                     "CUDA driver too old for this build (driver %d.%d, runtime %d.%d): update the "
                     "NVIDIA driver or run on the CPU", drv / 1000, drv % 1000 / 10, rt / 1000,
                     rt % 1000 / 10);
-  if (e == cudaErrorNoDevice || e == cudaSuccess || drv == 0)
-    return nllm_err(NLLM_ERR_BACKEND, "no CUDA device found%s",
-                    drv == 0 ? " (no NVIDIA driver loaded)" : "");
+  if (e == cudaErrorNoDevice || e == cudaSuccess)
+    return nllm_err(NLLM_ERR_BACKEND, "no CUDA device found");
   return nllm_err(NLLM_ERR_BACKEND, "CUDA unavailable: %s (%s)", cudaGetErrorName(e),
                   cudaGetErrorString(e));
 }
