@@ -405,6 +405,17 @@ nllm_status nllm_cuda_graph_end(nllm_cuda *cu, int32_t key, int ok) {
   return NLLM_OK;
 }
 
+nllm_status nllm_cuda_graph_replay(nllm_cuda *cu, int32_t key) {
+  for (int i = 0; i < cu->n_graphs; i++)
+    if (cu->graphs[i].key == key && cu->graphs[i].exec) {
+      CU_TRY(cudaGraphLaunch(cu->graphs[i].exec, cu->stream));
+      return NLLM_OK;
+    }
+  return nllm_err(NLLM_ERR_NOT_FOUND, "CUDA: no graph captured for key %d", key);
+}
+
+void *nllm_cuda_stream(nllm_cuda *cu) { return (void *)cu->stream; }
+
 nllm_status nllm_cuda_reserve(nllm_cuda *cu, int64_t max_tok, int64_t max_cols, int64_t max_rows,
                               int64_t n_ctx, int64_t n_head, int64_t head_dim) {
   nllm_status st;

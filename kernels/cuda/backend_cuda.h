@@ -159,6 +159,12 @@ nllm_status nllm_cuda_attention(nllm_cuda *cu, const nllm_cuda_attn_args *a);
  * environment disables graphs (begin/end then just run the ops). */
 nllm_status nllm_cuda_graph_begin(nllm_cuda *cu);
 nllm_status nllm_cuda_graph_end(nllm_cuda *cu, int32_t key, int ok);
+/* Launches the graph last captured for key again, unchanged (same positions and pointers):
+ * for benchmarks, or steps whose ops read everything that changes from device memory.
+ * NLLM_ERR_NOT_FOUND if there is none (or graphs are disabled). */
+nllm_status nllm_cuda_graph_replay(nllm_cuda *cu, int32_t key);
+/* The context's cudaStream_t, for callers that time with CUDA events (bench_cuda). */
+void *nllm_cuda_stream(nllm_cuda *cu);
 /* Sizes the scratch the ops use (activation quantization, dequantized weight tiles, attention
  * partials) for batches up to max_tok, rows of up to max_cols, up to max_rows outputs, and
  * contexts up to n_ctx with n_head heads of head_dim. Call once after uploading weights. */
