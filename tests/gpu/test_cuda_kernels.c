@@ -150,7 +150,9 @@ static void test_weight_type(int32_t type, int64_t rows, int64_t cols) {
       for (int t = 0; t < 5; t++)
         for (int64_t c = 0; c < cols; c++) ref[t * cols + c] = wr[ids[t] * cols + c] * scale;
       int64_t at;
-      double e = worst(y, ref, 5 * cols, 1e-30, 2e-6, &at);
+      /* native: the CPU's formula in float (FMA contraction: an ulp or two); converted: one
+       * F16 ulp, since the upload may use the dispatched (SIMD) dequantizer */
+      double e = worst(y, ref, 5 * cols, 1e-30, native ? 2e-6 : 1e-3, &at);
       check(e <= 1, "%s: get_rows scale %g: element %lld gpu %g ref %g", name, (double)scale,
             (long long)at, (double)y[at], (double)ref[at]);
       free(y);
@@ -292,8 +294,7 @@ static void test_elementwise(void) {
   TRY(nllm_cuda_add_bias(cu, dx, db, nb, ntok, nb));
   out = from_dev(dx, n);
   for (int64_t i = 0; i < n; i++) ref[i] = x[i] + b[i % nb];
-  e = worst(out, ref, n, 0, 1e-7, &at);
-  check(e <= 1 || out[at] == ref[at], "add_bias: element %lld", (long long)at);
+  check(memcmp(out, ref, n * 4) == 0, "add_bias: not bitwise equal");
   free(out);
   nllm_cuda_dfree(cu, dx);
   nllm_cuda_dfree(cu, db);
