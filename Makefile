@@ -43,7 +43,7 @@ CUDA_ARCHS ?= 80 86 89 90
 CUDA_PTX  := $(lastword $(CUDA_ARCHS))
 CU_SRC    := $(wildcard kernels/cuda/*.cu)
 CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
-CPPFLAGS  += -DNLLM_CUDA -I$(CUDA_HOME)/include
+CPPFLAGS  += -DNLLM_CUDA -isystem $(CUDA_HOME)/include
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 NVFLAGS   := -O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra,-Wno-unused-parameter \
              -Werror all-warnings -DNLLM_BUILDING_LIBRARY -D_GNU_SOURCE -Iinclude -Isrc -Ikernels \

@@ -146,6 +146,10 @@ typedef struct nllm_cuda_attn_args {
  * queries against shared-memory tiles of K/V, online softmax, no n_tok x n_ctx matrix. */
 nllm_status nllm_cuda_attention(nllm_cuda *cu, const nllm_cuda_attn_args *a);
 
+/* Test hook: the element budget of one dequantized GEMM weight tile (default 64 Mi; <= 0
+ * restores it), so tests can exercise the row tiling on small matrices. */
+void nllm_cuda_set_gemm_tile_elems(int64_t elems);
+
 /* ---------------------------------------------------------------- CUDA graphs */
 
 /* One decode step as a graph: graph_begin starts capturing the stream; every op until

@@ -275,12 +275,17 @@ __global__ void f32_to_f16_kernel(const float *x, __half *y, int64_t n) {
 }
 
 /* Rows per dequantized tile: the whole matrix when it is at most 64 Mi elements (128 MiB of
- * F16), else a multiple of 256 rows within that, so large matrices still give cuBLAS big GEMMs. */
+ * F16), else a multiple of 64 rows within that, so large matrices still give cuBLAS big GEMMs. */
+static int64_t gemm_tile_budget = (int64_t)64 << 20;
+
+void nllm_cuda_set_gemm_tile_elems(int64_t elems) {
+  gemm_tile_budget = elems > 0 ? elems : (int64_t)64 << 20;
+}
+
 int64_t cuda_gemm_tile_rows(int64_t rows, int64_t cols) {
-  const int64_t budget = (int64_t)64 << 20;
-  if (rows * cols <= budget) return rows;
-  int64_t r = budget / cols / 256 * 256;
-  return r < 256 ? 256 : r;
+  if (rows * cols <= gemm_tile_budget) return rows;
+  int64_t r = gemm_tile_budget / cols / 64 * 64;
+  return r < 64 ? 64 : r;
 }
 
 static nllm_status gemm(nllm_cuda *cu, float *y, const nllm_cuda_weight *w, const float *x,

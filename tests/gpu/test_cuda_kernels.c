@@ -593,6 +593,11 @@ int main(void) {
     test_weight_type(weight_types[i], 67, 768);   /* fewer units than lanes, odd rows */
     test_weight_type(weight_types[i], 130, 4096); /* several units per lane */
   }
+  /* GEMM over several dequantized row tiles (64 rows each: 64 + 64 + 2) */
+  nllm_cuda_set_gemm_tile_elems(64 * 4096);
+  test_weight_type(NLLM_TYPE_Q4_K, 130, 4096);
+  test_weight_type(NLLM_TYPE_Q8_0, 130, 4096);
+  nllm_cuda_set_gemm_tile_elems(0);
   test_attention();
   test_graph();
 
