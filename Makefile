@@ -154,14 +154,22 @@ $(BUILD)/tests/gpu/%: tests/gpu/%.c $(STLIB)
 $(BUILD)/bench/gpu/%: bench/gpu/%.c $(STLIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
-.PHONY: test-gpu bench-gpu
+# The unpacking logic of the CUDA kernels run on the CPU: needs nvcc, not a GPU.
+$(BUILD)/tests/gpu/test_cuda_unpack: tests/gpu/test_cuda_unpack.cu kernels/cuda/matmul.cu \
+    kernels/cuda/cuda_common.cuh $(STLIB)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@.o
+	$(CC) $(CFLAGS) -o $@ $@.o $(STLIB) $(LDLIBS)
+.PHONY: test-gpu bench-gpu test-gpu-host
 ifeq ($(CUDA),1)
+test-gpu-host: $(BUILD)/tests/gpu/test_cuda_unpack
+	./$(BUILD)/tests/gpu/test_cuda_unpack
 test-gpu: $(GPU_TEST)
 	./$(GPU_TEST)
 bench-gpu: $(GPU_BENCH)
 	./$(GPU_BENCH)
 else
-test-gpu bench-gpu:
+test-gpu bench-gpu test-gpu-host:
 	@echo "$@ needs the CUDA build: make CUDA=1 $@"; exit 1
 endif
 

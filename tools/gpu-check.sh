@@ -26,6 +26,9 @@ if ! make -j"$JOBS" CUDA=1 CUDA_ARCHS="$ARCHS" BUILD="$BUILD" all \
 fi
 echo "built in $(( $(date +%s) - start )) s"
 
+echo "== test_cuda_unpack (CPU emulation of the unpacking)"
+make --no-print-directory CUDA=1 CUDA_ARCHS="$ARCHS" BUILD="$BUILD" test-gpu-host 2>&1 | tail -1
+
 echo "== test_cuda_kernels"
 timeout 300 "./$BUILD/tests/gpu/test_cuda_kernels" 2>&1 | tee "$BUILD/test_cuda_kernels.out"
 test_rc=$?

@@ -74,19 +74,32 @@ static inline unsigned cuda_blocks(int64_t n, int threads) {
  * Q6_K (210): ql[128] @0, qh[64] @128, scales int8[16] @192, d @208. */
 enum { Q8_0_BYTES = 34, Q4_0_BYTES = 18, Q4_K_BYTES = 144, Q5_K_BYTES = 176, Q6_K_BYTES = 210 };
 
-__device__ __forceinline__ float ld_half(const uint8_t *p) {
+/* The unpacking helpers are host-callable too, so their bit logic can be checked on a machine
+ * without a GPU (dp4a is then emulated). */
+#define NLLM_HD __host__ __device__ __forceinline__
+
+NLLM_HD int dp4a(int a, int b, int c) {
+#ifdef __CUDA_ARCH__
+  return __dp4a(a, b, c);
+#else
+  for (int i = 0; i < 4; i++) c += (int)(int8_t)(a >> (8 * i)) * (int)(int8_t)(b >> (8 * i));
+  return c;
+#endif
+}
+
+NLLM_HD float ld_half(const uint8_t *p) {
   return __half2float(__ushort_as_half(*(const unsigned short *)p));
 }
 /* 4 bytes from a 2-byte aligned address, little-endian as in the file. */
-__device__ __forceinline__ int ld_int_a2(const uint8_t *p) {
+NLLM_HD int ld_int_a2(const uint8_t *p) {
   const uint16_t *h = (const uint16_t *)p;
   return (int)((uint32_t)h[0] | ((uint32_t)h[1] << 16));
 }
-__device__ __forceinline__ int ld_int_a4(const uint8_t *p) { return *(const int *)p; }
+NLLM_HD int ld_int_a4(const uint8_t *p) { return *(const int *)p; }
 
 /* Q4_K/Q5_K's 6-bit scale and min of sub-block k from the 12 packed bytes (quant.h's
  * k4_scales_mins, one k at a time). */
-__device__ __forceinline__ void k4_scale_min_dev(const uint8_t *sc, int k, int *scale, int *min) {
+NLLM_HD void k4_scale_min_dev(const uint8_t *sc, int k, int *scale, int *min) {
   if (k < 4) {
     *scale = sc[k] & 63;
     *min = sc[k + 4] & 63;
@@ -99,7 +112,7 @@ __device__ __forceinline__ void k4_scale_min_dev(const uint8_t *sc, int k, int *
 /* Eight consecutive elements e0..e0+7 (e0 % 8 == 0) of a row, dequantized: these eight always
  * share one scale in every native format. Used by get_rows and the GEMM weight tiles. */
 template <int T>
-__device__ __forceinline__ void dequant8(const uint8_t *row, int64_t e0, float v[8]) {
+NLLM_HD void dequant8(const uint8_t *row, int64_t e0, float v[8]) {
   if (T == NLLM_TYPE_F16) {
     const __half *h = (const __half *)row + e0;
     for (int i = 0; i < 8; i++) v[i] = __half2float(h[i]);

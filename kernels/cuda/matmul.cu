@@ -41,7 +41,7 @@ template <> struct unit_info<NLLM_TYPE_Q5_K> { enum { elems = 64 }; };
 template <> struct unit_info<NLLM_TYPE_Q6_K> { enum { elems = 32 }; };
 
 /* 32 int8 activations of block `blk` as 8 ints (16-byte aligned: blocks start at 32k). */
-__device__ __forceinline__ void load_act(const int8_t *aq, int64_t blk, int a[8]) {
+NLLM_HD void load_act(const int8_t *aq, int64_t blk, int a[8]) {
   const int4 *p = (const int4 *)(aq + blk * 32);
   const int4 lo = p[0], hi = p[1];
   a[0] = lo.x; a[1] = lo.y; a[2] = lo.z; a[3] = lo.w;
@@ -49,7 +49,7 @@ __device__ __forceinline__ void load_act(const int8_t *aq, int64_t blk, int a[8]
 }
 
 template <int NT>
-__device__ __forceinline__ void unit_dot_q8_0(const uint8_t *row, int64_t u, const int8_t *aq,
+NLLM_HD void unit_dot_q8_0(const uint8_t *row, int64_t u, const int8_t *aq,
                                               const float2 *ads, int64_t act_stride, float *acc) {
   const uint8_t *b = row + u * Q8_0_BYTES;
   const float d = ld_half(b);
@@ -59,13 +59,13 @@ __device__ __forceinline__ void unit_dot_q8_0(const uint8_t *row, int64_t u, con
     int a[8];
     load_act(aq + t * act_stride, u, a);
     int s = 0;
-    for (int i = 0; i < 8; i++) s = __dp4a(w[i], a[i], s);
+    for (int i = 0; i < 8; i++) s = dp4a(w[i], a[i], s);
     acc[t] += d * ads[t * (act_stride / 32) + u].x * (float)s;
   }
 }
 
 template <int NT>
-__device__ __forceinline__ void unit_dot_q4_0(const uint8_t *row, int64_t u, const int8_t *aq,
+NLLM_HD void unit_dot_q4_0(const uint8_t *row, int64_t u, const int8_t *aq,
                                               const float2 *ads, int64_t act_stride, float *acc) {
   const uint8_t *b = row + u * Q4_0_BYTES;
   const float d = ld_half(b);
@@ -79,7 +79,7 @@ __device__ __forceinline__ void unit_dot_q4_0(const uint8_t *row, int64_t u, con
     int a[8];
     load_act(aq + t * act_stride, u, a);
     int s = 0;
-    for (int i = 0; i < 4; i++) s = __dp4a(hi[i], a[4 + i], __dp4a(lo[i], a[i], s));
+    for (int i = 0; i < 4; i++) s = dp4a(hi[i], a[4 + i], dp4a(lo[i], a[i], s));
     const float2 ds = ads[t * (act_stride / 32) + u];
     /* sum (q - 8) d x = d (d_a sum q a - 8 s_a) */
     acc[t] += d * (ds.x * (float)s - 8.0f * ds.y);
@@ -88,7 +88,7 @@ __device__ __forceinline__ void unit_dot_q4_0(const uint8_t *row, int64_t u, con
 
 /* Q4_K / Q5_K: unit = the pair of 32-element sub-blocks (2c, 2c+1) sharing qs[32c..32c+32). */
 template <int T, int NT>
-__device__ __forceinline__ void unit_dot_k45(const uint8_t *row, int64_t u, const int8_t *aq,
+NLLM_HD void unit_dot_k45(const uint8_t *row, int64_t u, const int8_t *aq,
                                              const float2 *ads, int64_t act_stride, float *acc) {
   const int bytes = T == NLLM_TYPE_Q4_K ? Q4_K_BYTES : Q5_K_BYTES;
   const uint8_t *b = row + (u / 4) * bytes;
@@ -115,9 +115,9 @@ __device__ __forceinline__ void unit_dot_k45(const uint8_t *row, int64_t u, cons
     const float2 *dt = ads + t * (act_stride / 32);
     int a[8], s0 = 0, s1 = 0;
     load_act(at, blk0, a);
-    for (int i = 0; i < 8; i++) s0 = __dp4a(q0[i], a[i], s0);
+    for (int i = 0; i < 8; i++) s0 = dp4a(q0[i], a[i], s0);
     load_act(at, blk0 + 1, a);
-    for (int i = 0; i < 8; i++) s1 = __dp4a(q1[i], a[i], s1);
+    for (int i = 0; i < 8; i++) s1 = dp4a(q1[i], a[i], s1);
     const float2 d0 = dt[blk0], d1 = dt[blk0 + 1];
     acc[t] += d * ((float)sc0 * d0.x * (float)s0 + (float)sc1 * d1.x * (float)s1) -
               dmin * ((float)m0 * d0.y + (float)m1 * d1.y);
@@ -126,7 +126,7 @@ __device__ __forceinline__ void unit_dot_k45(const uint8_t *row, int64_t u, cons
 
 /* Q6_K: unit = group g of half c (32 elements, two 16-element scales). */
 template <int NT>
-__device__ __forceinline__ void unit_dot_q6_k(const uint8_t *row, int64_t u, const int8_t *aq,
+NLLM_HD void unit_dot_q6_k(const uint8_t *row, int64_t u, const int8_t *aq,
                                               const float2 *ads, int64_t act_stride, float *acc) {
   const uint8_t *b = row + (u / 8) * Q6_K_BYTES;
   const int gi = (int)(u % 8), c = gi / 4, g = gi % 4;
@@ -142,17 +142,17 @@ __device__ __forceinline__ void unit_dot_q6_k(const uint8_t *row, int64_t u, con
     int a[8], p0 = 0, p1 = 0, n0 = 0, n1 = 0;
     load_act(aq + t * act_stride, u, a);
     for (int i = 0; i < 4; i++) {
-      p0 = __dp4a(q[i], a[i], p0);
-      n0 = __dp4a(0x01010101, a[i], n0);
-      p1 = __dp4a(q[4 + i], a[4 + i], p1);
-      n1 = __dp4a(0x01010101, a[4 + i], n1);
+      p0 = dp4a(q[i], a[i], p0);
+      n0 = dp4a(0x01010101, a[i], n0);
+      p1 = dp4a(q[4 + i], a[4 + i], p1);
+      n1 = dp4a(0x01010101, a[4 + i], n1);
     }
     acc[t] += d * ads[t * (act_stride / 32) + u].x * (s0 * (float)(p0 - 32 * n0) + s1 * (float)(p1 - 32 * n1));
   }
 }
 
 template <int T, int NT>
-__device__ __forceinline__ void unit_dot(const uint8_t *row, int64_t u, const int8_t *aq,
+NLLM_HD void unit_dot(const uint8_t *row, int64_t u, const int8_t *aq,
                                          const float2 *ads, int64_t cols, float *acc) {
   if (T == NLLM_TYPE_Q8_0) unit_dot_q8_0<NT>(row, u, aq, ads, cols, acc);
   else if (T == NLLM_TYPE_Q4_0) unit_dot_q4_0<NT>(row, u, aq, ads, cols, acc);
