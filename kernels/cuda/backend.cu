@@ -178,7 +178,16 @@ void nllm_cuda_dfree(nllm_cuda *cu, void *d_ptr) {
   (void)cudaGetLastError();
 }
 
+/* Host transfers and waits would end a graph capture with an error: refuse them clearly. */
+static nllm_status not_while_capturing(const nllm_cuda *cu, const char *what) {
+  if (!cu->capturing) return NLLM_OK;
+  return nllm_err(NLLM_ERR_INTERNAL, "CUDA: %s while capturing a graph (do it before "
+                  "nllm_cuda_graph_begin or after nllm_cuda_graph_end)", what);
+}
+
 nllm_status nllm_cuda_upload(nllm_cuda *cu, void *d_dst, const void *src, size_t bytes) {
+  nllm_status st = not_while_capturing(cu, "upload");
+  if (st != NLLM_OK) return st;
   if (!bytes) return NLLM_OK;
   /* synchronous: the host buffer (pageable or pinned) is free again on return */
   CU_TRY(cudaMemcpyAsync(d_dst, src, bytes, cudaMemcpyHostToDevice, cu->stream));
@@ -187,6 +196,8 @@ nllm_status nllm_cuda_upload(nllm_cuda *cu, void *d_dst, const void *src, size_t
 }
 
 nllm_status nllm_cuda_download(nllm_cuda *cu, void *dst, const void *d_src, size_t bytes) {
+  nllm_status st = not_while_capturing(cu, "download");
+  if (st != NLLM_OK) return st;
   if (!bytes) return nllm_cuda_sync(cu);
   CU_TRY(cudaMemcpyAsync(dst, d_src, bytes, cudaMemcpyDeviceToHost, cu->stream));
   CU_TRY(cudaStreamSynchronize(cu->stream));
@@ -216,6 +227,8 @@ nllm_status nllm_cuda_memset(nllm_cuda *cu, void *d_dst, int value, size_t bytes
 }
 
 nllm_status nllm_cuda_sync(nllm_cuda *cu) {
+  nllm_status st = not_while_capturing(cu, "sync");
+  if (st != NLLM_OK) return st;
   CU_TRY(cudaStreamSynchronize(cu->stream));
   return NLLM_OK;
 }

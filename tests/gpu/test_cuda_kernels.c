@@ -523,7 +523,10 @@ static void test_graph(void) {
   }
   /* a failed op inside a capture: discarded, and the stream works afterwards */
   TRY(nllm_cuda_graph_begin(cu));
-  nllm_status bad = nllm_cuda_softcap(cu, dy, -1.0f, d);
+  float tmp = 0;
+  nllm_status bad = nllm_cuda_download(cu, &tmp, dy, 4);
+  check(bad == NLLM_ERR_INTERNAL || getenv("NLLM_CUDA_GRAPHS"), "download while capturing: %d", bad);
+  bad = nllm_cuda_softcap(cu, dy, -1.0f, d);
   TRY(nllm_cuda_graph_end(cu, 2, bad == NLLM_OK));
   check(bad == NLLM_ERR_INVALID_ARG, "bad op in capture: status %d", bad);
   TRY(nllm_cuda_add(cu, dy, dx, d));
