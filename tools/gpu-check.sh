@@ -9,11 +9,14 @@ JOBS=$(nproc 2>/dev/null || echo 4)
 
 echo "== nvidia-smi"
 nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv,noheader || true
-CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
-case "$CC" in
-  80|86|89|90|100|120) ARCHS=$CC ;;
+PATH="$PATH:${CUDA_HOME:-/usr/local/cuda}/bin"
+export PATH
+command -v nvcc >/dev/null || { echo "SUMMARY: nvcc not found (set CUDA_HOME)"; exit 1; }
+CAP=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+case "$CAP" in
+  80|86|89|90|100|120) ARCHS=$CAP ;;
   "") echo "no GPU visible to nvidia-smi; building for sm_90"; ARCHS=90 ;;
-  *) echo "compute capability $CC: building sm_90 + PTX (JIT on this GPU)"; ARCHS=90 ;;
+  *) echo "compute capability $CAP: building sm_90 + PTX (JIT on this GPU)"; ARCHS=90 ;;
 esac
 
 echo "== build (CUDA=1 CUDA_ARCHS=$ARCHS, $BUILD)"
