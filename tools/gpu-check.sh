@@ -21,10 +21,11 @@ esac
 
 echo "== build (CUDA=1 CUDA_ARCHS=$ARCHS, $BUILD)"
 start=$(date +%s)
+mkdir -p "$BUILD"
 if ! make -j"$JOBS" CUDA=1 CUDA_ARCHS="$ARCHS" BUILD="$BUILD" all \
-     "$BUILD/tests/gpu/test_cuda_kernels" "$BUILD/bench/gpu/bench_cuda" >"$BUILD.log" 2>&1; then
-  tail -40 "$BUILD.log"
-  echo "SUMMARY: build FAILED (log: $BUILD.log)"
+     "$BUILD/tests/gpu/test_cuda_kernels" "$BUILD/bench/gpu/bench_cuda" >"$BUILD/build.log" 2>&1; then
+  tail -40 "$BUILD/build.log"
+  echo "SUMMARY: build FAILED (log: $BUILD/build.log)"
   exit 1
 fi
 echo "built in $(( $(date +%s) - start )) s"
@@ -39,6 +40,7 @@ test_rc=$?
 last=$(tail -1 "$BUILD/test_cuda_kernels.out")
 case "$last" in
   *" 0 failed") test_rc=0 ;;
+  SKIP*) test_rc=0; echo "(no device: nothing was checked on a GPU)" ;;
   *) test_rc=1 ;;
 esac
 
