@@ -36,6 +36,21 @@ START_TEST(folder_matches_golden) {
 }
 END_TEST
 
+static const struct {
+  const char *folder, *key;
+  double value;
+} gguf_keys[] = {
+    {"tiny-gemma", "gemma.attention.key_length", 16},
+    {"tiny-gemma", "gemma.attention.head_count_kv", 1},
+    {"tiny-gemma2", "gemma2.attn_logit_softcapping", 4},
+    {"tiny-gemma2", "gemma2.final_logit_softcapping", 3},
+    {"tiny-gemma2", "gemma2.attention.sliding_window", 4},
+    {"tiny-gemma2", "gemma2.attention.key_length", 16},
+    {"tiny-phi3", "phi3.rope.dimension_count", 12},
+    {"tiny-phi3", "phi3.attention.sliding_window", 262144},
+    {"tiny-mistral", "llama.attention.sliding_window", 5},
+};
+
 START_TEST(converted_gguf_matches_golden) {
   char dir[256], golden[320], out[256], what[64];
   folder_paths(_i, dir, sizeof dir, golden, sizeof golden);
@@ -47,6 +62,20 @@ START_TEST(converted_gguf_matches_golden) {
   ck_assert_msg(st == NLLM_OK, "convert %s: %s", dir, nllm_last_error());
   snprintf(what, sizeof what, "%s (GGUF)", folders[_i]);
   check(what, out, golden);
+  /* the keys llama.cpp's converter writes for these architectures, under its names */
+  ck_assert_int_eq(nllm_source_open(out, 1, &src), NLLM_OK);
+  for (size_t k = 0; k < sizeof gguf_keys / sizeof gguf_keys[0]; k++) {
+    if (strcmp(gguf_keys[k].folder, folders[_i]) != 0) continue;
+    double v = -1;
+    ck_assert_msg(nllm_source_get_float(&src, gguf_keys[k].key, &v) == NLLM_OK, "%s: %s missing",
+                  out, gguf_keys[k].key);
+    ck_assert_msg(v == gguf_keys[k].value, "%s: %s = %g, expected %g", out, gguf_keys[k].key, v,
+                  gguf_keys[k].value);
+  }
+  for (int64_t k = 0; k < src.n_kv; k++) /* engine-private keys stay out, except the eog list */
+    ck_assert_msg(!strstr(src.kv[k].key, "nllm.") || !strcmp(src.kv[k].key, "nllm.eog_token_ids"),
+                  "%s: stray key %s", out, src.kv[k].key);
+  nllm_source_free(&src);
   remove(out);
 }
 END_TEST
