@@ -466,6 +466,15 @@ static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cf
     TRY(cfg_int(cfg, file, "sliding_window", 0, 1, INT32_MAX, &sw, &found));
     if (found) TRY(kv_u32(b, arch, "attention.sliding_window", sw));
   }
+  if (sw > 0 && (ha->flag & A_QWEN2)) {
+    /* HF's Qwen2 slides only from layer max_window_layers on; the engine slides them all */
+    int64_t mwl = 0;
+    TRY(cfg_int(cfg, file, "max_window_layers", 0, 0, INT32_MAX, &mwl, &found));
+    if (found && mwl > 0 && mwl < layers)
+      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: use_sliding_window with max_window_layers %lld "
+                      "< num_hidden_layers %lld (a window on only some layers) is not supported",
+                      file, (long long)mwl, (long long)layers);
+  }
   TRY(check_layer_types(ha, cfg, file, layers, sw > 0));
   TRY(check_activation(ha, cfg, file));
   TRY(rope_scaling_keys(b, arch, cfg, file));
