@@ -96,7 +96,7 @@ $(CLI): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(STLIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # Tests link the static library: they may test internal (hidden) functions too.
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STLIB)
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(STLIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests -o $@ $< $(STLIB) $(CHECK_LIBS) $(LDLIBS)
 
