@@ -30,20 +30,25 @@ else
 LIB_SRC  := $(filter-out %_avx2.c %_neon.c,$(LIB_SRC))
 endif
 
+# CUDA=1: kernels/cuda/*.cu through nvcc, linked with cudart and cuBLAS. CUDA_ARCHS picks the
+# real architectures (sm_XX) to build; PTX of the newest one rides along for later GPUs.
+# Without CUDA=1 nothing here is used and the library never needs CUDA at run time.
 ifeq ($(CUDA),1)
 ifeq ($(wildcard kernels/cuda/*.cu),)
-$(error CUDA=1: the CUDA backend is not implemented yet (kernels/cuda/ is empty); build without CUDA=1)
+$(error CUDA=1: no kernels/cuda/*.cu found)
 endif
 NVCC      ?= nvcc
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell which $(NVCC)))
+CUDA_ARCHS ?= 80 86 89 90
+CUDA_PTX  := $(lastword $(CUDA_ARCHS))
 CU_SRC    := $(wildcard kernels/cuda/*.cu)
 CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
-CPPFLAGS  += -DNLLM_CUDA -I$(CUDA_HOME)/include
-LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublas
-NVFLAGS   := -O2 -Xcompiler -fPIC,-fvisibility=hidden -Iinclude -Isrc -Ikernels \
-             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 \
-             -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90 \
-             -gencode arch=compute_90,code=compute_90
+CPPFLAGS  += -DNLLM_CUDA -isystem $(CUDA_HOME)/include
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+NVFLAGS   := -O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra,-Wno-unused-parameter \
+             -Werror all-warnings -DNLLM_BUILDING_LIBRARY -D_GNU_SOURCE -Iinclude -Isrc -Ikernels \
+             $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+             -gencode arch=compute_$(CUDA_PTX),code=compute_$(CUDA_PTX)
 endif
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_OBJ)
@@ -72,7 +77,7 @@ $(BUILD)/obj/%.o: %.c
 # The installed nllm finds the bundled model under $(PREFIX)/share when run outside the tree.
 $(BUILD)/obj/tools/nllm/main.o: CPPFLAGS += -DNLLM_DATADIR='"$(PREFIX)/share/nativellm"'
 
-$(BUILD)/obj/%.o: %.cu
+$(BUILD)/obj/%.o: %.cu kernels/cuda/cuda_common.cuh kernels/cuda/backend_cuda.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
@@ -91,7 +96,7 @@ $(CLI): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(STLIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # Tests link the static library: they may test internal (hidden) functions too.
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STLIB)
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(STLIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests -o $@ $< $(STLIB) $(CHECK_LIBS) $(LDLIBS)
 
@@ -142,6 +147,36 @@ include python/python.mk
 # Deliberately accept the current exported symbols and struct layouts as the ABI.
 abi-update: all $(BUILD)/tests/test_abi
 	NLLM_ABI_UPDATE=1 NLLM_BUILD=$(BUILD) $(BUILD)/tests/test_abi
+
+# GPU kernel tests and benchmarks: plain programs (not Check) built only with CUDA=1; the test
+# prints "SKIP: no CUDA device" and exits 0 on a machine without a GPU. tools/gpu-check.sh runs
+# both on a GPU machine.
+GPU_TEST  := $(BUILD)/tests/gpu/test_cuda_kernels
+GPU_BENCH := $(BUILD)/bench/gpu/bench_cuda
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(STLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
+$(BUILD)/bench/gpu/%: bench/gpu/%.c $(STLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
+# The unpacking logic of the CUDA kernels run on the CPU: needs nvcc, not a GPU.
+$(BUILD)/tests/gpu/test_cuda_unpack: tests/gpu/test_cuda_unpack.cu kernels/cuda/matmul.cu \
+    kernels/cuda/cuda_common.cuh $(STLIB)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@.o
+	$(CC) $(CFLAGS) -o $@ $@.o $(STLIB) $(LDLIBS)
+.PHONY: test-gpu bench-gpu test-gpu-host
+ifeq ($(CUDA),1)
+test-gpu-host: $(BUILD)/tests/gpu/test_cuda_unpack
+	./$(BUILD)/tests/gpu/test_cuda_unpack
+test-gpu: $(GPU_TEST)
+	./$(GPU_TEST)
+bench-gpu: $(GPU_BENCH)
+	./$(GPU_BENCH)
+else
+test-gpu bench-gpu test-gpu-host:
+	@echo "$@ needs the CUDA build: make CUDA=1 $@"; exit 1
+endif
 
 # Runtime dispatch: the same binary on an emulated CPU without AVX2 takes the scalar kernels.
 test-noavx: all

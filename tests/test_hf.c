@@ -610,7 +610,7 @@ START_TEST(test_folder_gemma_phi3) {
   stb_add(&b, "model.layers.0.mlp.gate_up_proj.weight", "F32", 32, 8);
   stb_write(&b, tmpdir, "model.safetensors");
   ck_assert_msg(open_tmp(&s) == NLLM_OK, "%s", nllm_last_error());
-  ck_assert_int_eq(get_int(&s, "phi3.nllm.fused_gate_up"), 1);
+  ck_assert(nllm_source_get(&s, "phi3.nllm.fused_gate_up") == NULL); /* the arch table knows */
   ck_assert_int_eq(get_int(&s, "phi3.rope.dimension_count"), 2);
   tensor(&s, "blk.0.attn_qkv.weight", NLLM_TYPE_F32, 8, 24);
   tensor(&s, "blk.0.ffn_up.weight", NLLM_TYPE_F32, 8, 32);
@@ -619,6 +619,43 @@ START_TEST(test_folder_gemma_phi3) {
   /* fused names belong to Phi-3 only */
   write_text(tmpdir, "config.json", tiny_config);
   assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "qkv_proj");
+  /* layer_types must agree with the architecture's pattern; unknown activations are refused */
+  static const struct {
+    const char *cls, *extra, *msg;
+    nllm_status st;
+  } cases[] = {
+      {"Gemma2ForCausalLM", "\"sliding_window\": 4, \"layer_types\": [\"sliding_attention\"]",
+       NULL, NLLM_OK},
+      {"Gemma2ForCausalLM", "\"sliding_window\": 4, \"layer_types\": [\"full_attention\"]",
+       "layer_types[0] is 'full_attention'", NLLM_ERR_UNSUPPORTED},
+      {"Gemma2ForCausalLM", "\"layer_types\": [\"a\", \"b\"]", "num_hidden_layers (1)",
+       NLLM_ERR_FORMAT},
+      {"Qwen2ForCausalLM", "\"sliding_window\": 4, \"use_sliding_window\": false, "
+       "\"layer_types\": [\"full_attention\"]", NULL, NLLM_OK},
+      {"GemmaForCausalLM", "\"hidden_act\": \"gelu\", \"hidden_activation\": \"gelu\"",
+       "hidden_activation 'gelu' is not supported", NLLM_ERR_UNSUPPORTED},
+      {"GemmaForCausalLM", "\"hidden_act\": \"gelu\"", NULL, NLLM_OK},
+      {"LlamaForCausalLM", "\"hidden_act\": \"relu\"", "hidden_act 'relu'",
+       NLLM_ERR_UNSUPPORTED},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg,
+             "{\"architectures\": [\"%s\"], \"hidden_size\": 8, \"num_hidden_layers\": 1, "
+             "\"num_attention_heads\": 2, \"intermediate_size\": 16, \"vocab_size\": 4, %s}",
+             cases[i].cls, cases[i].extra);
+    write_text(tmpdir, "config.json", cfg);
+    stb_begin(&b);
+    stb_add(&b, "model.embed_tokens.weight", "F32", 4, 8);
+    stb_add(&b, "model.norm.weight", "F32", 8, 0);
+    stb_write(&b, tmpdir, "model.safetensors");
+    if (cases[i].st == NLLM_OK) {
+      ck_assert_msg(open_tmp(&s) == NLLM_OK, "%s: %s", cfg, nllm_last_error());
+      nllm_source_free(&s);
+    } else {
+      assert_err(open_tmp(&s), cases[i].st, cases[i].msg);
+    }
+  }
   remove_tmpdir();
 }
 END_TEST

@@ -2,75 +2,7 @@
  * every position within the README's bounds, greedy sequences exact. Golden generated ids are
  * fed back (teacher forcing) so every row is comparable even after a near-tie. */
 #include "formats/convert.h"
-#include "nativellm.h"
-#include "testutil.h"
-
-typedef struct cmp_result {
-  double max_rel;  /* worst rel RMS over all rows */
-  int n_rows;
-  int argmax_agree; /* leading generated tokens whose argmax equals the golden ids */
-} cmp_result;
-
-static int argmax(const float *x, int n) {
-  int b = 0;
-  for (int i = 1; i < n; i++)
-    if (x[i] > x[b]) b = i;
-  return b;
-}
-
-/* Evaluates golden prompt + gen ids with the model, compares the golden's rows. */
-static int compare_golden(const char *model_path, const char *golden_path, int32_t kv_type,
-                          cmp_result *r) {
-  golden_logits *g = golden_logits_load(golden_path);
-  ck_assert_msg(g && g->n_prompt > 0, "cannot parse %s", golden_path);
-  nllm_model *m = NULL;
-  nllm_status st = nllm_model_load(model_path, NULL, &m);
-  ck_assert_msg(st == NLLM_OK, "load %s: %s", model_path, nllm_last_error());
-  ck_assert_int_eq(nllm_model_n_vocab(m), g->n_vocab);
-  nllm_context_params cp;
-  nllm_context_params_init(&cp);
-  cp.all_logits = 1;
-  cp.kv_type = kv_type;
-  cp.n_ctx = g->n_prompt + g->n_gen + 1;
-  nllm_context *ctx = NULL;
-  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_OK);
-  int n_all = g->n_prompt + g->n_gen, first = n_all - g->n_pos;
-  int *ids = malloc(sizeof(int) * (size_t)n_all);
-  memcpy(ids, g->prompt_ids, sizeof(int) * (size_t)g->n_prompt);
-  memcpy(ids + g->n_prompt, g->gen_ids, sizeof(int) * (size_t)g->n_gen);
-  memset(r, 0, sizeof *r);
-  int agreeing = 1;
-  ck_assert_int_eq(nllm_decode(ctx, ids, g->n_prompt), NLLM_OK);
-  for (int pos = g->n_prompt - 1; pos < n_all; pos++) {
-    if (pos >= g->n_prompt) ck_assert_int_eq(nllm_decode(ctx, &ids[pos], 1), NLLM_OK);
-    const float *row = pos < g->n_prompt ? nllm_get_logits_ith(ctx, pos) : nllm_get_logits(ctx);
-    ck_assert_ptr_nonnull(row);
-    int j = pos - (g->n_prompt - 1); /* this row chose gen_ids[j] */
-    if (j < g->n_gen && agreeing) {
-      if (argmax(row, g->n_vocab) == g->gen_ids[j]) r->argmax_agree++;
-      else agreeing = 0;
-    }
-    if (pos >= first) {
-      double e = rel_rms(row, g->rows + (size_t)(pos - first) * g->n_vocab, g->n_vocab);
-      if (e > r->max_rel) r->max_rel = e;
-      r->n_rows++;
-    }
-  }
-  /* prompt rows before n_prompt - 1: check them too, from a fresh batch */
-  nllm_context_reset(ctx);
-  ck_assert_int_eq(nllm_decode(ctx, ids, g->n_prompt), NLLM_OK);
-  for (int pos = first; pos < g->n_prompt - 1; pos++) {
-    double e = rel_rms(nllm_get_logits_ith(ctx, pos), g->rows + (size_t)(pos - first) * g->n_vocab,
-                       g->n_vocab);
-    if (e > r->max_rel) r->max_rel = e;
-    r->n_rows++;
-  }
-  free(ids);
-  nllm_context_free(ctx);
-  nllm_model_free(m);
-  golden_logits_free(g);
-  return 1;
-}
+#include "modelutil.h"
 
 START_TEST(stories260k_logits) {
   char golden[1024];

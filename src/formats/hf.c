@@ -369,6 +369,49 @@ static nllm_status special_token_keys(kv_builder *b, const cJSON *cfg, const cJS
   return NLLM_OK;
 }
 
+/* Newer configs list each layer's attention ("sliding_attention" / "full_attention"). The
+ * engine derives the same from the architecture (model.c: every layer slides, or Gemma 2's
+ * even layers); a config that says otherwise would run silently wrong, so it is refused. */
+static nllm_status check_layer_types(const hf_arch *ha, const cJSON *cfg, const char *file,
+                                     int64_t layers, int has_window) {
+  const cJSON *lt = jget(cfg, "layer_types");
+  if (!lt) return NLLM_OK;
+  if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != layers)
+    return nllm_err(NLLM_ERR_FORMAT, "%s: 'layer_types' must be a list of num_hidden_layers "
+                    "(%lld) strings", file, (long long)layers);
+  int64_t il = 0;
+  for (const cJSON *e = lt->child; e; e = e->next, il++) {
+    int want_sliding = has_window && (!(ha->flag & A_GEMMA2) || il % 2 == 0);
+    const char *want = want_sliding ? "sliding_attention" : "full_attention";
+    if (!cJSON_IsString(e) || strcmp(e->valuestring, want) != 0)
+      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: layer_types[%lld] is '%.40s'; this engine runs "
+                      "that layer as '%s' (only the architecture's standard pattern is "
+                      "supported)", file, (long long)il,
+                      cJSON_IsString(e) ? e->valuestring : "(not a string)", want);
+  }
+  return NLLM_OK;
+}
+
+/* The engine computes SiLU-gated MLPs, and for Gemma GELU-gated ones with the tanh
+ * approximation (HF's Gemma uses hidden_activation, falling back to gelu_pytorch_tanh when it
+ * is absent even where the legacy hidden_act says "gelu"). Anything else is refused. */
+static nllm_status check_activation(const hf_arch *ha, const cJSON *cfg, const char *file) {
+  int gemma = (ha->flag & (A_GEMMA | A_GEMMA2)) != 0;
+  const char *key = gemma ? "hidden_activation" : "hidden_act";
+  const cJSON *act = jget(cfg, key);
+  if (!act) return NLLM_OK;
+  if (!cJSON_IsString(act))
+    return nllm_err(NLLM_ERR_FORMAT, "%s: '%s' must be a string", file, key);
+  const char *a = act->valuestring;
+  int ok = gemma ? strcmp(a, "gelu_pytorch_tanh") == 0 || strcmp(a, "gelu_new") == 0
+                 : strcmp(a, "silu") == 0 || strcmp(a, "swish") == 0;
+  if (!ok)
+    return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: %s '%.40s' is not supported for %s (supported: "
+                    "%s)", file, key, a, ha->hf_class,
+                    gemma ? "gelu_pytorch_tanh" : "silu");
+  return NLLM_OK;
+}
+
 static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cfg,
                                const char *file, hf_model_info *info) {
   nllm_status st;
@@ -418,11 +461,22 @@ static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cf
 
   /* Qwen2 configs carry a sliding_window that is off unless use_sliding_window says so. */
   const cJSON *use_sw = jget(cfg, "use_sliding_window");
+  int64_t sw = 0;
   if (!cJSON_IsFalse(use_sw)) {
-    int64_t sw = 0;
     TRY(cfg_int(cfg, file, "sliding_window", 0, 1, INT32_MAX, &sw, &found));
     if (found) TRY(kv_u32(b, arch, "attention.sliding_window", sw));
   }
+  if (sw > 0 && (ha->flag & A_QWEN2)) {
+    /* HF's Qwen2 slides only from layer max_window_layers on; the engine slides them all */
+    int64_t mwl = 0;
+    TRY(cfg_int(cfg, file, "max_window_layers", 0, 0, INT32_MAX, &mwl, &found));
+    if (found && mwl > 0 && mwl < layers)
+      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: use_sliding_window with max_window_layers %lld "
+                      "< num_hidden_layers %lld (a window on only some layers) is not supported",
+                      file, (long long)mwl, (long long)layers);
+  }
+  TRY(check_layer_types(ha, cfg, file, layers, sw > 0));
+  TRY(check_activation(ha, cfg, file));
   TRY(rope_scaling_keys(b, arch, cfg, file));
 
   if (ha->flag & A_GEMMA2) {
@@ -434,11 +488,6 @@ static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cf
     double qpas = 0;
     TRY(cfg_float(cfg, file, "query_pre_attn_scalar", &qpas, &found));
     if (found && qpas > 0) TRY(kv_f32(b, arch, "attention.scale", 1.0 / sqrt(qpas)));
-  }
-  if (ha->flag & A_PHI3) {
-    char key[64];
-    snprintf(key, sizeof key, "%s.nllm.fused_gate_up", arch);
-    TRY(kv_bool(b, key, 1));
   }
   TRY(kv_bool(b, "nllm.rope.neox", 1));
 

@@ -125,12 +125,15 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_token *tokens, int32
   const size_t embd_row = nllm_row_size(m->tok_embd.type, d);
   const nllm_qtype *kv_t = nllm_qtype_get(kv->type);
 
-  /* token embeddings */
+  /* token embeddings. Gemma scales them by sqrt(n_embd); HF casts that factor to the
+   * activation dtype (a BF16 run uses a rounded sqrt), an F32 run and llama.cpp use it as is,
+   * and so do we: F32 compute is what the engine promises. */
+  const float embd_scale = arch->embed_scale ? sqrtf((float)d) : 1.0f;
   for (int64_t t = 0; t < n; t++) {
     embd_t->to_float((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * embd_row, x + t * d,
                      d);
     if (arch->embed_scale)
-      for (int64_t i = 0; i < d; i++) x[t * d + i] *= sqrtf((float)d);
+      for (int64_t i = 0; i < d; i++) x[t * d + i] *= embd_scale;
   }
 
   for (int il = 0; il < hp->n_layer; il++) {
@@ -176,7 +179,7 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_token *tokens, int32
         .out = fs->att, .q = q, .k = kc, .v = vc, .kv_type = kv->type, .n_tok = n,
         .pos0 = pos0, .n_head = nh, .n_head_kv = nkv, .head_dim = hd,
         .scale = hp->attn_scale, .softcap = hp->attn_softcap,
-        .window = arch->sliding_every && il % 2 == 0 ? hp->sliding_window : 0,
+        .window = L->window,
         .scratch = fs->att_scratch, .scratch_per_thread = fs->att_scratch_per_thread,
         .n_threads = threads_for(fs, n * (pos0 + n) * qd)};
     nllm_attention(&aa);

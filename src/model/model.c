@@ -9,14 +9,14 @@
 #include "formats/convert.h"
 #include "qtypes.h"
 
-/*  name      neox bias qknorm fqkv fgu gelu escale post slide */
+/*  name      neox bias qknorm fqkv fgu gelu escale post swa_global_every */
 static const nllm_arch arch_table[] = {
     {"llama", 0, 0, 0, 0, 0, 0, 0, 0, 0},
     {"mistral", 0, 0, 0, 0, 0, 0, 0, 0, 0},
     {"qwen2", 1, 1, 0, 0, 0, 0, 0, 0, 0},
     {"qwen3", 1, 0, 1, 0, 0, 0, 0, 0, 0},
     {"gemma", 1, 0, 0, 0, 0, 1, 1, 0, 0},
-    {"gemma2", 1, 0, 0, 0, 0, 1, 1, 1, 1},
+    {"gemma2", 1, 0, 0, 0, 0, 1, 1, 1, 2},
     {"phi3", 1, 0, 0, 1, 1, 0, 0, 0, 0},
 };
 
@@ -103,7 +103,13 @@ static nllm_status read_hparams(nllm_model *m) {
   hp->rope_neox = m->arch->rope_neox;
   const nllm_value *neox = nllm_source_get(&m->src, "nllm.rope.neox");
   if (neox && neox->type == NLLM_V_BOOL) hp->rope_neox = neox->v.u != 0;
-  hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+  /* HF folders carry Gemma 2's query_pre_attn_scalar as attention.scale. llama.cpp's GGUF
+   * files do not; its rule for them is 1/sqrt(head_dim), except Gemma 2 27B (46 layers), whose
+   * query_pre_attn_scalar is n_embd / n_head. */
+  float dflt_scale = 1.0f / sqrtf((float)hp->head_dim);
+  if (strcmp(m->arch->name, "gemma2") == 0 && hp->n_layer == 46)
+    dflt_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+  if ((st = get_f32(m, "attention.scale", dflt_scale, 1e-6f, 1e6f, &hp->attn_scale))) return st;
   return NLLM_OK;
 }
 
@@ -215,6 +221,8 @@ static nllm_status bind_layer(nllm_model *m, int il) {
   const nllm_hparams *hp = &m->hp;
   const nllm_arch *a = m->arch;
   nllm_layer *L = &m->layers[il];
+  /* a fused architecture never binds wk/wv/w_gate: they must read as absent, not as garbage */
+  memset(L, 0, sizeof *L);
   int64_t d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim,
           kvd = (int64_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
   char n[96];
@@ -248,6 +256,8 @@ static nllm_status bind_layer(nllm_model *m, int il) {
   B(post_attn_norm, "post_attention_norm.weight", 0, d, a->post_norms);
   B(post_ffn_norm, "post_ffw_norm.weight", 0, d, a->post_norms);
 #undef B
+  int global = a->swa_global_every > 0 && il % a->swa_global_every == a->swa_global_every - 1;
+  L->window = global ? 0 : hp->sliding_window;
   return NLLM_OK;
 }
 

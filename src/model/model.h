@@ -17,7 +17,10 @@ typedef struct nllm_arch {
   int gelu;             /* Gemma: GeGLU instead of SwiGLU */
   int embed_scale;      /* Gemma: embeddings scaled by sqrt(n_embd) */
   int post_norms;       /* Gemma 2: extra norms after attention and FFN */
-  int sliding_every;    /* Gemma 2: every 2nd layer (even ones) uses the sliding window */
+  /* Which layers a sliding window (attention.sliding_window) applies to: 0 = all of them
+   * (Mistral, Phi-3); n > 0 = all but every n-th, i.e. layer il attends globally when
+   * il % n == n - 1 (Gemma 2: n = 2, layers 0, 2, 4.. slide, as HF's layer_types say). */
+  int swa_global_every;
 } nllm_arch;
 
 const nllm_arch *nllm_arch_find(const char *name);
@@ -42,6 +45,7 @@ typedef struct nllm_layer {
   nllm_weight attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm;
   nllm_weight ffn_norm, w_gate, w_up, w_down;
   nllm_weight post_attn_norm, post_ffn_norm;
+  int32_t window; /* attention sees the last `window` positions (itself included); 0 = all */
 } nllm_layer;
 
 struct nllm_model {

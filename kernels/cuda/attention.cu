@@ -1,0 +1,305 @@
+/* Causal GQA attention over the KV cache on the GPU (see backend_cuda.h).
+ *
+ * Decode (few query tokens): for each (query head, token) the visible context is split into
+ * chunks, one block per chunk; each warp of the block runs an online softmax over its share of
+ * the chunk's positions with the query held in registers (lane l owns elements l, l+32, ...),
+ * the block merges its warps, and a second kernel merges the chunks. The split keeps every SM
+ * busy even for one token.
+ *
+ * Prompts: FlashAttention-style. A block takes ATT_ROWS consecutive tokens of one head, walks
+ * the union of their visible windows in tiles of 32 positions staged in shared memory as f32,
+ * and keeps per-row running max / sum / output in registers; no score matrix is stored. */
+#include <math.h>
+
+#include "cuda/cuda_common.cuh"
+
+#define ATT_MAX_HD 256
+#define ATT_DECODE_MAX_TOK 4
+#define ATT_MAX_SPLIT 64
+#define ATT_WARPS 4
+#define ATT_ROWS_PER_WARP 4
+#define ATT_ROWS (ATT_WARPS * ATT_ROWS_PER_WARP)
+#define ATT_TILE 32
+
+template <typename KV>
+__device__ __forceinline__ float kv_load(const KV *p, int64_t i) {
+  if (sizeof(KV) == 2) return __half2float(((const __half *)p)[i]);
+  return ((const float *)p)[i];
+}
+
+__device__ __forceinline__ float capped(float s, float softcap) {
+  return softcap > 0 ? softcap * tanhf(s / softcap) : s;
+}
+
+/* exp(a - m) that is 0 for a = -inf even when m = -inf (an empty chunk) */
+__device__ __forceinline__ float exp_rel(float a, float m) {
+  return a == -INFINITY ? 0.0f : expf(a - m);
+}
+
+struct att_shape {
+  int64_t n_tok, pos0, n_head, n_head_kv, head_dim;
+  float scale, softcap;
+  int32_t window;
+};
+
+__device__ __forceinline__ int64_t first_visible(const att_shape &s, int64_t pos) {
+  return s.window > 0 && pos + 1 > s.window ? pos + 1 - s.window : 0;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+/* grid (n_head, n_tok, n_split). part: [n_tok][n_head][n_split][2 + head_dim] = (m, l, acc). */
+template <typename KV, int NJ>
+__global__ void __launch_bounds__(ATT_WARPS * 32)
+    att_decode_kernel(att_shape s, const float *q, const KV *k, const KV *v, float *part) {
+  const int64_t h = blockIdx.x, t = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
+  const int64_t hd = s.head_dim, kvh = h / (s.n_head / s.n_head_kv), kv_row = s.n_head_kv * hd;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+  const int64_t pos = s.pos0 + t, first = first_visible(s, pos), n_vis = pos + 1 - first;
+  const int64_t chunk = (n_vis + n_split - 1) / n_split;
+  const int64_t p_begin = first + split * chunk;
+  const int64_t p_end = min(p_begin + chunk, pos + 1);
+
+  float qr[NJ], acc[NJ];
+  const float *qh = q + t * s.n_head * hd + h * hd;
+  for (int j = 0; j < NJ; j++) {
+    const int64_t d = lane + 32 * j;
+    qr[j] = d < hd ? qh[d] * s.scale : 0.0f; /* scale folded into q: one multiply per element */
+    acc[j] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t p = p_begin + warp; p < p_end; p += ATT_WARPS) {
+    const KV *kr = k + p * kv_row + kvh * hd;
+    float dot = 0.0f;
+    for (int j = 0; j < NJ; j++) {
+      const int64_t d = lane + 32 * j;
+      if (d < hd) dot += qr[j] * kv_load(kr, d);
+    }
+    for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+    const float sc = capped(dot, s.softcap);
+    const float m_new = fmaxf(m, sc);
+    const float corr = exp_rel(m, m_new), pw = expf(sc - m_new);
+    l = l * corr + pw;
+    const KV *vr = v + p * kv_row + kvh * hd;
+    for (int j = 0; j < NJ; j++) {
+      const int64_t d = lane + 32 * j;
+      acc[j] = acc[j] * corr + (d < hd ? pw * kv_load(vr, d) : 0.0f);
+    }
+    m = m_new;
+  }
+
+  /* merge the warps through shared memory */
+  __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
+  __shared__ float sm_acc[ATT_WARPS][ATT_MAX_HD];
+  if (lane == 0) {
+    sm_m[warp] = m;
+    sm_l[warp] = l;
+  }
+  for (int j = 0; j < NJ; j++) {
+    const int64_t d = lane + 32 * j;
+    if (d < hd) sm_acc[warp][d] = acc[j];
+  }
+  __syncthreads();
+  float M = -INFINITY;
+  for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, sm_m[w]);
+  float *out = part + ((t * s.n_head + h) * n_split + split) * (2 + hd);
+  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+    float a = 0.0f;
+    for (int w = 0; w < ATT_WARPS; w++) a += sm_acc[w][d] * exp_rel(sm_m[w], M);
+    out[2 + d] = a;
+  }
+  if (threadIdx.x == 0) {
+    float L = 0.0f;
+    for (int w = 0; w < ATT_WARPS; w++) L += sm_l[w] * exp_rel(sm_m[w], M);
+    out[0] = M;
+    out[1] = L;
+  }
+}
+
+/* grid (n_head, n_tok), block >= head_dim threads: out = sum_s acc_s e^(m_s - M) / L. */
+__global__ void att_merge_kernel(att_shape s, int n_split, const float *part, float *out) {
+  const int64_t h = blockIdx.x, t = blockIdx.y, hd = s.head_dim;
+  const float *ph = part + (t * s.n_head + h) * n_split * (2 + hd);
+  float M = -INFINITY;
+  for (int i = 0; i < n_split; i++) M = fmaxf(M, ph[i * (2 + hd)]);
+  float L = 0.0f;
+  for (int i = 0; i < n_split; i++) L += ph[i * (2 + hd) + 1] * exp_rel(ph[i * (2 + hd)], M);
+  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+    float a = 0.0f;
+    for (int i = 0; i < n_split; i++) a += ph[i * (2 + hd) + 2 + d] * exp_rel(ph[i * (2 + hd)], M);
+    out[t * s.n_head * hd + h * hd + d] = a / L; /* L >= 1: the own position is always visible */
+  }
+}
+
+/* Chunks per (head, token): enough blocks to cover the SMs several times, at least 128
+ * positions per chunk so the merge stays cheap. */
+static int decode_splits(int64_t n_vis_max, int64_t n_head, int64_t n_tok) {
+  int64_t by_len = (n_vis_max + 127) / 128;
+  int64_t want = (4 * 132 + n_head * n_tok - 1) / (n_head * n_tok); /* ~4 waves on a 132-SM part */
+  int64_t n = by_len < want ? by_len : want;
+  if (n < 1) n = 1;
+  if (n > ATT_MAX_SPLIT) n = ATT_MAX_SPLIT;
+  return (int)n;
+}
+
+size_t cuda_attention_scratch(int64_t n_tok, int64_t n_ctx, int64_t n_head, int64_t head_dim) {
+  (void)n_ctx;
+  const int64_t nt = n_tok < ATT_DECODE_MAX_TOK ? n_tok : ATT_DECODE_MAX_TOK;
+  return (size_t)(nt * n_head * ATT_MAX_SPLIT * (2 + head_dim));
+}
+
+/* ---------------------------------------------------------------- prompt (tiled) */
+
+/* Dynamic shared memory: Q [ATT_ROWS][hd], K [ATT_TILE][hd + 1] (padded: lane j reads row j
+ * at a stride that hits distinct banks), V [ATT_TILE][hd]. */
+template <typename KV, int NJ>
+__global__ void __launch_bounds__(ATT_WARPS * 32)
+    att_prompt_kernel(att_shape s, const float *q, const KV *k, const KV *v, float *out) {
+  extern __shared__ float smem[];
+  const int64_t hd = s.head_dim, h = blockIdx.y, kvh = h / (s.n_head / s.n_head_kv);
+  const int64_t kv_row = s.n_head_kv * hd, q_row = s.n_head * hd;
+  const int64_t t0 = (int64_t)blockIdx.x * ATT_ROWS;
+  const int64_t t_last = min(t0 + ATT_ROWS, s.n_tok) - 1;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+  float *sq = smem, *sk = sq + ATT_ROWS * hd, *sv = sk + ATT_TILE * (hd + 1);
+
+  for (int64_t i = threadIdx.x; i < ATT_ROWS * hd; i += blockDim.x) {
+    const int64_t r = i / hd, t = t0 + r;
+    sq[i] = t < s.n_tok ? q[t * q_row + h * hd + i % hd] * s.scale : 0.0f;
+  }
+  float m[ATT_ROWS_PER_WARP], l[ATT_ROWS_PER_WARP], acc[ATT_ROWS_PER_WARP][NJ];
+  for (int r = 0; r < ATT_ROWS_PER_WARP; r++) {
+    m[r] = -INFINITY;
+    l[r] = 0.0f;
+    for (int j = 0; j < NJ; j++) acc[r][j] = 0.0f;
+  }
+  const int64_t kv_lo = first_visible(s, s.pos0 + t0), kv_hi = s.pos0 + t_last; /* inclusive */
+
+  for (int64_t p0 = kv_lo; p0 <= kv_hi; p0 += ATT_TILE) {
+    __syncthreads(); /* the previous tile is no longer read (and Q is written, first time) */
+    for (int64_t i = threadIdx.x; i < ATT_TILE * hd; i += blockDim.x) {
+      const int64_t j = i / hd, d = i % hd, p = p0 + j;
+      const bool in = p <= kv_hi;
+      sk[j * (hd + 1) + d] = in ? kv_load(k, p * kv_row + kvh * hd + d) : 0.0f;
+      sv[j * hd + d] = in ? kv_load(v, p * kv_row + kvh * hd + d) : 0.0f;
+    }
+    __syncthreads();
+    /* lane j scores position p0 + j against each of the warp's rows */
+    float sc[ATT_ROWS_PER_WARP];
+    for (int r = 0; r < ATT_ROWS_PER_WARP; r++) sc[r] = 0.0f;
+    const float *kj = sk + lane * (hd + 1);
+    for (int64_t d = 0; d < hd; d++) {
+      const float kd = kj[d];
+      for (int r = 0; r < ATT_ROWS_PER_WARP; r++)
+        sc[r] += sq[(warp * ATT_ROWS_PER_WARP + r) * hd + d] * kd;
+    }
+    const int64_t p = p0 + lane;
+    for (int r = 0; r < ATT_ROWS_PER_WARP; r++) {
+      const int64_t t = t0 + warp * ATT_ROWS_PER_WARP + r;
+      if (t >= s.n_tok) break; /* uniform across the warp */
+      const int64_t pos = s.pos0 + t;
+      const bool vis = p <= pos && p >= first_visible(s, pos);
+      const float x = vis ? capped(sc[r], s.softcap) : -INFINITY;
+      float tmax = x;
+      for (int o = 16; o > 0; o >>= 1) tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, o));
+      const float m_new = fmaxf(m[r], tmax);
+      if (m_new == -INFINITY) continue; /* nothing visible yet in this tile for this row */
+      const float corr = exp_rel(m[r], m_new);
+      const float pw = exp_rel(x, m_new);
+      float psum = pw;
+      for (int o = 16; o > 0; o >>= 1) psum += __shfl_xor_sync(0xffffffffu, psum, o);
+      l[r] = l[r] * corr + psum;
+      for (int j = 0; j < NJ; j++) acc[r][j] *= corr;
+      for (int jj = 0; jj < ATT_TILE; jj++) {
+        const float pj = __shfl_sync(0xffffffffu, pw, jj);
+        if (pj == 0.0f) continue; /* same value in every lane: no divergence */
+        const float *vj = sv + jj * hd;
+        for (int j = 0; j < NJ; j++) {
+          const int64_t d = lane + 32 * j;
+          if (d < hd) acc[r][j] += pj * vj[d];
+        }
+      }
+      m[r] = m_new;
+    }
+  }
+  for (int r = 0; r < ATT_ROWS_PER_WARP; r++) {
+    const int64_t t = t0 + warp * ATT_ROWS_PER_WARP + r;
+    if (t >= s.n_tok) break;
+    const float inv = 1.0f / l[r];
+    for (int j = 0; j < NJ; j++) {
+      const int64_t d = lane + 32 * j;
+      if (d < hd) out[t * q_row + h * hd + d] = acc[r][j] * inv;
+    }
+  }
+}
+
+#define NJ_SWITCH(nj, NJ, body)                    \
+  switch (nj) {                                    \
+    case 1: { constexpr int NJ = 1; body; } break; \
+    case 2: { constexpr int NJ = 2; body; } break; \
+    case 3: { constexpr int NJ = 3; body; } break; \
+    case 4: { constexpr int NJ = 4; body; } break; \
+    case 5: { constexpr int NJ = 5; body; } break; \
+    case 6: { constexpr int NJ = 6; body; } break; \
+    case 7: { constexpr int NJ = 7; body; } break; \
+    default: { constexpr int NJ = 8; body; } break; \
+  }
+
+template <typename KV, int NJ>
+static nllm_status launch_prompt(nllm_cuda *cu, const nllm_cuda_attn_args *a, const att_shape &s,
+                                 dim3 grid, size_t smem) {
+  /* above 48 KiB of shared memory a kernel must opt in (head_dim > 128) */
+  CU_TRY(cudaFuncSetAttribute(att_prompt_kernel<KV, NJ>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              (int)smem));
+  att_prompt_kernel<KV, NJ><<<grid, ATT_WARPS * 32, smem, cu->stream>>>(
+      s, a->q, (const KV *)a->k, (const KV *)a->v, a->out);
+  CU_LAUNCHED("att_prompt_kernel");
+  return NLLM_OK;
+}
+
+template <typename KV>
+static nllm_status attention_typed(nllm_cuda *cu, const nllm_cuda_attn_args *a, const att_shape &s) {
+  const int nj = (int)((a->head_dim + 31) / 32);
+  const KV *k = (const KV *)a->k, *v = (const KV *)a->v;
+  if (a->n_tok <= ATT_DECODE_MAX_TOK) {
+    const int64_t n_vis_max = a->pos0 + a->n_tok; /* the last token sees the most */
+    const int n_split = decode_splits(n_vis_max, a->n_head, a->n_tok);
+    const size_t need = (size_t)(a->n_tok * a->n_head * n_split * (2 + a->head_dim));
+    nllm_status st = cuda_scratch_ensure(cu, (void **)&cu->att, &cu->att_cap, need, sizeof(float),
+                                         "attention partials");
+    if (st != NLLM_OK) return st;
+    const dim3 grid((unsigned)a->n_head, (unsigned)a->n_tok, (unsigned)n_split);
+    NJ_SWITCH(nj, NJ,
+              (att_decode_kernel<KV, NJ><<<grid, ATT_WARPS * 32, 0, cu->stream>>>(s, a->q, k, v,
+                                                                                   cu->att)));
+    CU_LAUNCHED("att_decode_kernel");
+    const int threads = a->head_dim <= 64 ? 64 : a->head_dim <= 128 ? 128 : 256;
+    att_merge_kernel<<<dim3((unsigned)a->n_head, (unsigned)a->n_tok), threads, 0, cu->stream>>>(
+        s, n_split, cu->att, a->out);
+    CU_LAUNCHED("att_merge_kernel");
+    return NLLM_OK;
+  }
+  const size_t smem = (size_t)(ATT_ROWS * a->head_dim + ATT_TILE * (a->head_dim + 1) +
+                               ATT_TILE * a->head_dim) * sizeof(float);
+  const dim3 grid((unsigned)((a->n_tok + ATT_ROWS - 1) / ATT_ROWS), (unsigned)a->n_head);
+  nllm_status st = NLLM_OK;
+  NJ_SWITCH(nj, NJ, (st = launch_prompt<KV, NJ>(cu, a, s, grid, smem)));
+  return st;
+}
+
+nllm_status nllm_cuda_attention(nllm_cuda *cu, const nllm_cuda_attn_args *a) {
+  if (a->n_tok <= 0) return NLLM_OK;
+  if (a->head_dim <= 0 || a->head_dim > ATT_MAX_HD || a->n_head_kv <= 0 ||
+      a->n_head % a->n_head_kv)
+    return nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA attention: head_dim %lld (max %d), %lld heads over "
+                    "%lld KV heads", (long long)a->head_dim, ATT_MAX_HD, (long long)a->n_head,
+                    (long long)a->n_head_kv);
+  if (a->n_tok > 65535 * (int64_t)ATT_ROWS || a->n_head > 65535)
+    return nllm_err(NLLM_ERR_INVALID_ARG, "CUDA attention: %lld tokens x %lld heads exceeds the grid",
+                    (long long)a->n_tok, (long long)a->n_head);
+  const att_shape s = {a->n_tok, a->pos0, a->n_head, a->n_head_kv, a->head_dim,
+                       a->scale, a->softcap, a->window};
+  if (a->kv_type == NLLM_TYPE_F16) return attention_typed<__half>(cu, a, s);
+  if (a->kv_type == NLLM_TYPE_F32) return attention_typed<float>(cu, a, s);
+  return nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA attention: KV type %d (F16 or F32 only)", a->kv_type);
+}
