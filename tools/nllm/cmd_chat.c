@@ -85,19 +85,9 @@ int cmd_chat(int argc, char **argv) {
   int32_t n_cached = 0;
   char line[16384];
   nllm_context_params cp;
-  nllm_context_params_init(&cp);
-  cp.n_ctx = (int32_t)o.ctx;
-  cp.n_threads = (int32_t)o.threads;
-  if (o.kv_f32) cp.kv_type = NLLM_TYPE_F32;
   nllm_sampler_params sp;
-  nllm_sampler_params_init(&sp);
-  if (o.temp >= 0) sp.temperature = (float)o.temp;
-  if (o.top_k >= 0) sp.top_k = (int32_t)o.top_k;
-  if (o.top_p >= 0) sp.top_p = (float)o.top_p;
-  if (o.min_p >= 0) sp.min_p = (float)o.min_p;
-  if (o.repeat_penalty >= 0) sp.repeat_penalty = (float)o.repeat_penalty;
-  if (o.repeat_last_n >= 0) sp.repeat_last_n = (int32_t)o.repeat_last_n;
-  if (o.has_seed) sp.seed = (uint64_t)o.seed;
+  cli_context_params(&o, &cp);
+  cli_sampler_params(&o, &sp);
   nllm_status st;
   if ((st = nllm_context_create(m, &cp, &ctx)) || (st = nllm_sampler_create(m, &sp, &smp))) {
     cli_status_error(st, "cannot set up the chat");

@@ -44,5 +44,8 @@ int cli_parse(int argc, char **argv, const char *allowed, cli_opts *o);
 void cli_print_options(const char *allowed);
 /* Loads the model named by o->model (or the default); prints the error itself. */
 nllm_model *cli_load_model(const cli_opts *o, int vocab_only);
+/* Context and sampler params from the shared options (defaults where an option is absent). */
+void cli_context_params(const cli_opts *o, nllm_context_params *cp);
+void cli_sampler_params(const cli_opts *o, nllm_sampler_params *sp);
 /* The prompt as bytes: -p text, or -f file's bytes exactly. Returns 0 and prints on failure. */
 int cli_prompt(const cli_opts *o, char **text, size_t *len);
