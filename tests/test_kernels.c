@@ -439,14 +439,14 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
   /* the reference sees the activation exactly as the kernel does: rounded to vec_dot_type,
    * except on the sgemm path, which takes float activations as they are */
   for (int64_t t = 0; t < n_tok; t++) {
-    if (q->vec_dot_type == NLLM_TYPE_F32) {
+    if (q->vec_dot_type == NLLM_TYPE_F32 || nllm_matmul_uses_blas(type, n_tok)) {
       memcpy(xd + t * cols, x + t * cols, sizeof(float) * (size_t)cols);
     } else {
       vq->from_float_ref(x + t * cols, xq + (size_t)t * ars, cols);
       vq->to_float_ref(xq + (size_t)t * ars, xd + t * cols, cols);
     }
   }
-  size_t wsize = nllm_matmul_wsize(type, cols, n_tok);
+  size_t wsize = nllm_matmul_wsize(type, cols, n_tok, n_threads);
   void *wdata = malloc(wsize); /* exactly the size asked for: ASan catches overruns */
   for (int64_t i = 0; i < n_tok * rows; i++) y[i] = NAN;
   nllm_matmul(y, W, type, rows, cols, x, n_tok, wdata, n_threads);
@@ -455,7 +455,7 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
       double sumabs, ex = dot_exact(wf + r * cols, xd + t * cols, cols, &sumabs);
       float got = y[t * rows + r];
       double tol = dot_tol(cols, sumabs);
-      if (q->vec_dot_type != NLLM_TYPE_F32) tol += offset_tol(q, W + (size_t)r * rs, xq + (size_t)t * ars, cols);
+      if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok)) tol += offset_tol(q, W + (size_t)r * rs, xq + (size_t)t * ars, cols);
       ck_assert_msg(fabs(got - ex) <= tol,
                     "matmul %s rows %lld cols %lld n_tok %lld threads %d: y[%lld,%lld] = %.9g, "
                     "expected %.9g", q->name, (long long)rows, (long long)cols, (long long)n_tok,

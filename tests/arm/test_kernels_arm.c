@@ -96,7 +96,7 @@ int main(void) {
       q->from_float_ref(xf, W + (size_t)r * rs, cols);
     }
     fill(xf, cols * nt, 0);
-    void *wd = malloc(nllm_matmul_wsize(q->type, cols, nt));
+    void *wd = malloc(nllm_matmul_wsize(q->type, cols, nt, 2));
     nllm_matmul(y1, W, q->type, rows, cols, xf, nt, wd, 2);
     nllm_qtypes_force_scalar(1);
     nllm_matmul(y2, W, q->type, rows, cols, xf, nt, wd, 1);
