@@ -555,3 +555,77 @@ void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   }
   *s = hsum8(acc);
 }
+
+/* ---------------------------------------------------------------- K-quant dequantization
+ * The prefill path dequantizes every weight once per batch of tokens, so these run at the
+ * reference's exact arithmetic (scale * level, then minus the min: no fused multiply-add). */
+
+/* 32 levels (bytes, signed or not) to floats: first 16 times s_lo, next 16 times s_hi, minus m. */
+static inline void levels32_store(float *y, __m256i q, int is_signed, __m256 s_lo, __m256 s_hi,
+                                  __m256 m) {
+  __m128i h[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
+  for (int k = 0; k < 4; k++) {
+    __m128i b = k & 1 ? _mm_srli_si128(h[k >> 1], 8) : h[k >> 1];
+    __m256i w = is_signed ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(w), k < 2 ? s_lo : s_hi);
+    _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(f, m));
+  }
+}
+
+static inline void k45_to_float_avx2(const uint8_t *scales12, const uint8_t *qs, const uint8_t *qh,
+                                     float d, float dmin, float *y) {
+  uint8_t sc[8], mn[8];
+  k4_scales_mins(scales12, sc, mn);
+  const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+  __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+  for (int c = 0; c < 4; c++) {
+    __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+    __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+    if (qh) {
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
+      hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
+      hbits = _mm256_srli_epi16(hbits, 2);
+    }
+    __m256 d0 = _mm256_set1_ps(d * (float)sc[2 * c]), m0 = _mm256_set1_ps(dmin * (float)mn[2 * c]);
+    __m256 d1 = _mm256_set1_ps(d * (float)sc[2 * c + 1]), m1 = _mm256_set1_ps(dmin * (float)mn[2 * c + 1]);
+    levels32_store(y + 64 * c, lo, 0, d0, d0, m0);
+    levels32_store(y + 64 * c + 32, hi, 0, d1, d1, m1);
+  }
+}
+
+void q4_K_to_float_avx2(const void *vx, float *y, int64_t n) {
+  const block_q4_K *x = vx;
+  for (int64_t b = 0; b < n / QK_K; b++)
+    k45_to_float_avx2(x[b].scales, x[b].qs, NULL, f16c_h2f(x[b].d), f16c_h2f(x[b].dmin), y + b * QK_K);
+}
+
+void q5_K_to_float_avx2(const void *vx, float *y, int64_t n) {
+  const block_q5_K *x = vx;
+  for (int64_t b = 0; b < n / QK_K; b++)
+    k45_to_float_avx2(x[b].scales, x[b].qs, x[b].qh, f16c_h2f(x[b].d), f16c_h2f(x[b].dmin), y + b * QK_K);
+}
+
+void q6_K_to_float_avx2(const void *vx, float *y, int64_t n) {
+  const block_q6_K *x = vx;
+  const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const float d = f16c_h2f(x[b].d);
+    const int8_t *sc = x[b].scales;
+    float *yb = y + b * QK_K;
+    for (int c = 0; c < 2; c++) {
+      __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c));
+      __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c + 32));
+      __m256i qh = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * c));
+      for (int g = 0; g < 4; g++) {
+        __m256i ql = g & 1 ? ql1 : ql0;
+        __m256i lo = _mm256_and_si256(g >> 1 ? _mm256_srli_epi16(ql, 4) : ql, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m2);
+        __m256i lv = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), off);
+        int s = 8 * c + 2 * g;
+        levels32_store(yb + 128 * c + 32 * g, lv, 1, _mm256_set1_ps(d * (float)sc[s]),
+                       _mm256_set1_ps(d * (float)sc[s + 1]), zero);
+      }
+    }
+  }
+}
