@@ -27,7 +27,7 @@ typedef struct qtype_def {
 } qtype_def;
 
 #define REF(fmt) fmt##_to_float_ref, fmt##_to_float_ref, fmt##_from_float_ref, fmt##_from_float_ref, \
-                 fmt##_vec_dot_ref, fmt##_vec_dot_ref
+                 fmt##_vec_dot_ref, fmt##_vec_dot_ref, NULL
 #define ROW(T, name, bs, ts, vdt, fmt) \
   {NLLM_TYPE_##T, {{name, NLLM_TYPE_##T, bs, ts, NLLM_TYPE_##vdt, REF(fmt)}
 
@@ -66,6 +66,14 @@ static const struct {
     ROW(IQ4_NL, "IQ4_NL", QK, 18, Q8_0, iq4_nl) AVX2(NULL, NULL, iq4_nl_vec_dot_avx2) NEON(NULL, NULL, iq4_nl_vec_dot_neon)}},
     ROW(IQ4_XS, "IQ4_XS", QK_K, 136, Q8_K, iq4_xs) AVX2(NULL, NULL, iq4_xs_vec_dot_avx2) NEON(NULL, NULL, iq4_xs_vec_dot_neon)}},
 };
+
+/* The optional four-row dot products (see nllm_vec_dot4_fn); the scalar table has none. */
+#if defined(__x86_64__)
+static const struct {
+  int32_t type;
+  nllm_vec_dot4_fn fn;
+} dot4_avx2[] = {{NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx2}};
+#endif
 
 static nllm_qtype table_scalar[N_TYPES], table_best[N_TYPES];
 static char features[128];
@@ -109,6 +117,10 @@ static void qtypes_init(void) {
 #endif
     table_best[t] = best;
   }
+#if defined(__x86_64__)
+  for (size_t i = 0; have_avx2 && i < sizeof dot4_avx2 / sizeof dot4_avx2[0]; i++)
+    table_best[dot4_avx2[i].type].vec_dot4 = dot4_avx2[i].fn;
+#endif
 }
 
 int nllm_cpu_has_avx2(void) {

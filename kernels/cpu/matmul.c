@@ -110,11 +110,19 @@ static void dot_item(void *vjob, int64_t item, int worker) {
   const matmul_job *j = vjob;
   (void)worker;
   const nllm_vec_dot_fn dot = j->q->vec_dot;
+  const nllm_vec_dot4_fn dot4 = j->q->vec_dot4;
   const int64_t r0 = item * j->item_rows;
   const int64_t r1 = r0 + j->item_rows < j->rows ? r0 + j->item_rows : j->rows;
   for (int64_t t0 = 0; t0 < j->n_tok; t0 += TOK_TILE) {
     int64_t t1 = t0 + TOK_TILE < j->n_tok ? t0 + TOK_TILE : j->n_tok;
-    for (int64_t r = r0; r < r1; r++) {
+    int64_t r = r0;
+    if (dot4)
+      for (; r + 4 <= r1; r += 4) {
+        const uint8_t *wr = j->W + (size_t)r * j->w_rs;
+        for (int64_t t = t0; t < t1; t++)
+          dot4(j->cols, &j->y[t * j->rows + r], wr, j->w_rs, j->act + (size_t)t * j->a_rs);
+      }
+    for (; r < r1; r++) {
       const uint8_t *wr = j->W + (size_t)r * j->w_rs;
       for (int64_t t = t0; t < t1; t++)
         dot(j->cols, &j->y[t * j->rows + r], wr, j->act + (size_t)t * j->a_rs);
