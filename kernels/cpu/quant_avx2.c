@@ -630,65 +630,141 @@ void q6_K_to_float_avx2(const void *vx, float *y, int64_t n) {
   }
 }
 
-/* ---------------------------------------------------------------- Q4_0, four rows at once
- * Decode reads each weight once, and per 32-value block the single-row kernel spends more
+/* ---------------------------------------------------------------- 32-value formats, four rows
+ * Decode reads each weight once, and per 32-value block the single-row kernels spend more
  * instructions on the two fp16 scales and the signed-product trick than on the products. Here
  * two blocks share one register (block b's 16 bytes in the low lane, b+1's in the high lane:
- * one mask gives elements 0..15 of both, one shift elements 16..31), the weights' levels stay
- * unsigned 0..15 with the -8 taken off through 8 * sum(y), and everything that depends on the
- * activation alone (its rearranged bytes, 8 * sum(y), its scales) is computed once for four
- * weight rows. */
+ * one mask gives elements 0..15 of both, one shift elements 16..31), levels stay unsigned with
+ * an offset format's offset taken off through offset * sum(y), and everything that depends on
+ * the activation alone (its rearranged bytes, offset * sum(y), its scales) is computed once
+ * for four weight rows. */
 
-/* y's bytes of blocks b, b+1 in the two-block order: (0..15 of b | 0..15 of b+1) and
- * (16..31 of b | 16..31 of b+1). */
-static inline void q8_0_pair(const block_q8_0 *y, __m256i *ylo, __m256i *yhi) {
-  *ylo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)y[0].qs)),
-                                 _mm_loadu_si128((const __m128i *)y[1].qs), 1);
-  *yhi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(y[0].qs + 16))),
-                                 _mm_loadu_si128((const __m128i *)(y[1].qs + 16)), 1);
+enum { F_Q4_0, F_Q4_1, F_Q5_0, F_Q5_1, F_IQ4_NL };
+
+/* y's bytes of blocks b, b+1 (at p and p + stride) in the two-block order:
+ * (0..15 of b | 0..15 of b+1) and (16..31 of b | 16..31 of b+1). */
+static inline void y_pair(const uint8_t *p, size_t stride, __m256i *ylo, __m256i *yhi) {
+  *ylo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p)),
+                                 _mm_loadu_si128((const __m128i *)(p + stride)), 1);
+  *yhi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + 16))),
+                                 _mm_loadu_si128((const __m128i *)(p + stride + 16)), 1);
+}
+
+static inline uint16_t load_u16(const uint8_t *p) {
+  uint16_t v;
+  memcpy(&v, p, 2);
+  return v;
+}
+
+/* Two fp16 values as floats in lanes 0 and 1 (the other lanes 0). */
+static inline __m128 h2_lanes(uint16_t a, uint16_t b) {
+  return _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)b << 16 | a)));
 }
 
 /* Two fp16 scales as (a a a a | b b b b). */
 static inline __m256 h2_pair(uint16_t a, uint16_t b) {
-  __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)b << 16 | a)));
-  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(a, b)),
+                                  _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
 }
 
-void q4_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
-  const block_q8_0 *y = vy;
-  const uint8_t *x0 = vx;
-  const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
+/* 0x10 in byte j of each lane where bit j (lo: bits 0..15, hi: 16..31) of that lane's block's
+ * qh is set; the low lane is block b's, the high lane b+1's. */
+static inline void qh_pair(uint32_t qa, uint32_t qb, __m256i *hlo, __m256i *hhi) {
+  const __m256i v = _mm256_setr_epi32((int)qa, 0, 0, 0, (int)qb, 0, 0, 0);
+  const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull), b16 = _mm256_set1_epi8(16);
+  const __m256i slo = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                       0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m256i shi = _mm256_add_epi8(slo, _mm256_set1_epi8(2));
+  *hlo = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, slo), bit), bit), b16);
+  *hhi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, shi), bit), bit), b16);
+}
+
+static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_t n, float *s,
+                                                          const uint8_t *x0, size_t bx, const uint8_t *y0) {
+  const size_t xs = kind == F_Q4_0 || kind == F_IQ4_NL ? 18 : kind == F_Q4_1 ? 20 : kind == F_Q5_0 ? 22 : 24;
+  const size_t off_qs = kind == F_Q4_0 || kind == F_IQ4_NL ? 2 : kind == F_Q5_1 ? 8 : kind == F_Q5_0 ? 6 : 4;
+  const size_t off_qh = kind == F_Q5_0 ? 2 : 4;  /* Q5_0 / Q5_1 */
+  const int has_min = kind == F_Q4_1 || kind == F_Q5_1; /* y is Q8_1: d, s, qs */
+  const size_t ys = has_min ? 36 : 34, y_qs = has_min ? 4 : 2;
+  const int offset = kind == F_Q4_0 ? 8 : kind == F_Q5_0 ? 16 : 0;
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1), voff = _mm256_set1_epi8((char)offset);
+  const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
   const int64_t nb = n / QK;
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m128 accm[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
-    __m256i ylo, yhi;
-    q8_0_pair(y + b, &ylo, &yhi);
-    /* 8 * (y_2i + y_2i+1) per int16 lane, for both halves at once */
-    const __m256i y8 = _mm256_add_epi16(_mm256_maddubs_epi16(eight, ylo), _mm256_maddubs_epi16(eight, yhi));
-    const __m256 dy = h2_pair(y[b].d, y[b + 1].d);
+    const uint8_t *yb = y0 + (size_t)b * ys;
+    __m256i ylo, yhi, yoff = _mm256_setzero_si256();
+    y_pair(yb + y_qs, ys, &ylo, &yhi);
+    if (offset) /* offset * (y_2i + y_2i+1) per int16 lane, both halves at once */
+      yoff = _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo), _mm256_maddubs_epi16(voff, yhi));
+    const __m256 dy = h2_pair(load_u16(yb), load_u16(yb + ys));
+    const __m128 sy = has_min ? h2_lanes(load_u16(yb + 2), load_u16(yb + ys + 2)) : _mm_setzero_ps();
     for (int r = 0; r < 4; r++) {
-      const block_q4_0 *x = (const block_q4_0 *)(x0 + (size_t)r * bx) + b;
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
       /* four interleaved rows defeat the hardware prefetcher (measured: half the bandwidth
        * of one row at a time); the same place 16 rows on is where the caller goes next */
       _mm_prefetch((const char *)x + 16 * bx, _MM_HINT_T0);
-      __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[0].qs)),
-                                          _mm_loadu_si128((const __m128i *)x[1].qs), 1);
+      __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + off_qs))),
+                                          _mm_loadu_si128((const __m128i *)(x + xs + off_qs)), 1);
       __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-      /* |pair| <= 2 * 15 * 128 per product vector: their sum and the offset fit in int16 */
-      __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi));
-      __m256i p32 = _mm256_madd_epi16(_mm256_sub_epi16(p, y8), ones);
-      __m256 d = _mm256_mul_ps(h2_pair(x[0].d, x[1].d), dy);
+      if (kind == F_Q5_0 || kind == F_Q5_1) {
+        __m256i hlo, hhi;
+        qh_pair(load_u32(x + off_qh), load_u32(x + xs + off_qh), &hlo, &hhi);
+        lo = _mm256_or_si256(lo, hlo);
+        hi = _mm256_or_si256(hi, hhi);
+      }
+      __m256i p32;
+      if (kind == F_IQ4_NL) {
+        /* signed levels (|level| <= 127): the sign moves onto y, and each half is widened
+         * on its own (two pair sums of 127 * 127 * 2 would overflow int16) */
+        lo = _mm256_shuffle_epi8(lut, lo);
+        hi = _mm256_shuffle_epi8(lut, hi);
+        __m256i plo = _mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(ylo, lo));
+        __m256i phi = _mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(yhi, hi));
+        p32 = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+      } else {
+        /* levels <= 31: |pair| <= 2 * 31 * 128 per product vector, so their sum less the
+         * offset term (<= 4 * 16 * 128) fits in int16 */
+        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi));
+        if (offset) p = _mm256_sub_epi16(p, yoff);
+        p32 = _mm256_madd_epi16(p, ones);
+      }
+      __m256 d = _mm256_mul_ps(h2_pair(load_u16(x), load_u16(x + xs)), dy);
       acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p32), acc[r]);
+      if (has_min) accm[r] = _mm_fmadd_ps(h2_lanes(load_u16(x + 2), load_u16(x + xs + 2)), sy, accm[r]);
     }
   }
+  static void (*const one_row[])(int64_t, float *, const void *, const void *) = {q4_0_vec_dot_avx2, q4_1_vec_dot_avx2, q5_0_vec_dot_avx2,
+                                            q5_1_vec_dot_avx2, iq4_nl_vec_dot_avx2};
   for (int r = 0; r < 4; r++) {
     float sum = hsum8(acc[r]);
+    if (has_min) {
+      __m128 m = accm[r];
+      sum += _mm_cvtss_f32(m) + _mm_cvtss_f32(_mm_movehdup_ps(m));
+    }
     if (b < nb) { /* an odd block count: the last block by the one-row kernel */
       float t;
-      q4_0_vec_dot_avx2(QK, &t, (const block_q4_0 *)(x0 + (size_t)r * bx) + b, y + b);
+      one_row[kind](QK, &t, x0 + (size_t)r * bx + (size_t)b * xs, y0 + (size_t)b * ys);
       sum += t;
     }
     s[r] = sum;
   }
+}
+
+void q4_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32(F_Q4_0, n, s, x, bx, y);
+}
+void q4_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32(F_Q4_1, n, s, x, bx, y);
+}
+void q5_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32(F_Q5_0, n, s, x, bx, y);
+}
+void q5_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32(F_Q5_1, n, s, x, bx, y);
+}
+void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32(F_IQ4_NL, n, s, x, bx, y);
 }
