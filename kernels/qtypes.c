@@ -47,7 +47,7 @@ static const struct {
   qtype_def def;
 } qtype_defs[] = {
     ROW(F32, "F32", 1, 4, F32, f32) AVX2(NULL, NULL, f32_vec_dot_avx2) NEON(NULL, NULL, f32_vec_dot_neon)}},
-    ROW(F16, "F16", 1, 2, F32, f16) AVX2(f16_to_float_avx2, NULL, f16_vec_dot_avx2) NEON(f16_to_float_neon, NULL, f16_vec_dot_neon)}},
+    ROW(F16, "F16", 1, 2, F32, f16) AVX2(f16_to_float_avx2, f16_from_float_avx2, f16_vec_dot_avx2) NEON(f16_to_float_neon, NULL, f16_vec_dot_neon)}},
     ROW(BF16, "BF16", 1, 2, F32, bf16) AVX2(bf16_to_float_avx2, NULL, bf16_vec_dot_avx2) NEON(bf16_to_float_neon, NULL, bf16_vec_dot_neon)}},
     ROW(Q8_0, "Q8_0", QK, 34, Q8_0, q8_0)
         AVX2(q8_0_to_float_avx2, q8_0_from_float_avx2, q8_0_vec_dot_avx2) NEON(NULL, NULL, q8_0_vec_dot_neon)}},

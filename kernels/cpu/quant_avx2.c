@@ -72,6 +72,16 @@ void f16_to_float_avx2(const void *vx, float *y, int64_t n) {
   for (; i < n; i++) y[i] = f16c_h2f(x[i]);
 }
 
+/* The KV cache's writes. Round to nearest even like the reference, equal to it for every
+ * input but NaN (F16C keeps a NaN's payload, the reference makes a plain quiet NaN). */
+void f16_from_float_avx2(const float *x, void *vy, int64_t n) {
+  uint16_t *y = vy;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; i++) y[i] = q_f2h(x[i]);
+}
+
 void f16_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const uint16_t *x = vx;
   const float *y = vy;
