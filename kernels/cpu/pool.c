@@ -58,6 +58,7 @@ static int64_t now_ns(void) {
  * anywhere or the job is no longer current. */
 static void run_items(uint32_t job, int nt, int64_t n, int64_t chunk, nllm_pool_fn fn, void *ctx,
                       int worker) {
+  int64_t done = 0; /* counted once at the end: the shared counter is polled by the caller */
   for (int k = 0; k < nt; k++) {
     _Atomic uint64_t *rc = &ranges[(worker + k) % nt].c;
     uint64_t c = atomic_load(rc);
@@ -67,10 +68,11 @@ static void run_items(uint32_t job, int nt, int64_t n, int64_t chunk, nllm_pool_
       const int64_t i0 = (int64_t)((c >> 16) & 0xffff) * chunk;
       const int64_t i1 = i0 + chunk < n ? i0 + chunk : n;
       for (int64_t i = i0; i < i1; i++) fn(ctx, i, worker);
-      atomic_fetch_add(&chunks_done, 1);
+      done++;
       c = atomic_load(rc);
     }
   }
+  if (done) atomic_fetch_add(&chunks_done, done);
 }
 
 static uint32_t wait_for_job(uint32_t seen) {
