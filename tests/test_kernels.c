@@ -524,6 +524,8 @@ START_TEST(matmul_vs_naive) {
   }
   nllm_qtypes_force_scalar(0);
   check_matmul(type, 67, cols * 3, 5, 2);
+  /* rows long enough that the sgemm path's per-thread tile holds fewer than its usual rows */
+  check_matmul(type, 37, 8448, 17, 2);
 }
 END_TEST
 

@@ -16,9 +16,10 @@
 #endif
 
 /* Weight rows one thread dequantizes per sgemm call: enough for sgemm to reach its speed and
- * to amortize its packing of the activations, small enough (128 x 8192 x 4 = 4 MiB per thread
- * for real models) to stay a modest scratch. */
+ * to amortize its packing of the activations (128), fewer for long rows so that a thread's
+ * tile stays within BLAS_TILE_BYTES. */
 #define BLAS_TILE_ROWS 128
+#define BLAS_TILE_BYTES (4u << 20)
 /* Tokens from which the sgemm path wins, per kind of weight (measured with
  * bench/bench_kernels.c on AVX2: float weights cost nothing to convert, quantized ones pay a
  * dequantization per weight that a few tokens do not amortize). */
@@ -41,6 +42,12 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok) {
 #endif
 }
 
+static int64_t blas_tile_rows(int64_t cols) {
+  int64_t r = (int64_t)(BLAS_TILE_BYTES / sizeof(float)) / (cols > 0 ? cols : 1);
+  r &= ~(int64_t)15;
+  return r < 16 ? 16 : r > BLAS_TILE_ROWS ? BLAS_TILE_ROWS : r;
+}
+
 static uint8_t *align64(void *p) {
   return (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
@@ -52,7 +59,7 @@ size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threa
   size_t need = 64; /* alignment slack */
   if (nllm_matmul_uses_blas(wtype, n_tok)) {
     if (wtype != NLLM_TYPE_F32)
-      need += (size_t)n_threads * BLAS_TILE_ROWS * (size_t)cols * sizeof(float);
+      need += (size_t)n_threads * (size_t)blas_tile_rows(cols) * (size_t)cols * sizeof(float);
     return need;
   }
   if (q->vec_dot_type != NLLM_TYPE_F32)
@@ -78,7 +85,7 @@ typedef struct matmul_job {
   const uint8_t *act; /* activations in vec_dot_type */
   size_t a_rs;
   const nllm_qtype *vq;
-  float *tiles; /* BLAS path: BLAS_TILE_ROWS x cols per worker */
+  float *tiles; /* BLAS path: item_rows x cols per worker */
 } matmul_job;
 
 #if !defined(NLLM_NO_BLAS)
@@ -90,7 +97,7 @@ static void blas_item(void *vjob, int64_t item, int worker) {
   if (j->q->type == NLLM_TYPE_F32) {
     w = (const float *)j->W + (size_t)r0 * (size_t)j->cols;
   } else {
-    float *tile = j->tiles + (size_t)worker * BLAS_TILE_ROWS * (size_t)j->cols;
+    float *tile = j->tiles + (size_t)worker * (size_t)j->item_rows * (size_t)j->cols;
     for (int64_t r = 0; r < nr; r++)
       j->q->to_float(j->W + (size_t)(r0 + r) * j->w_rs, tile + r * j->cols, j->cols);
     w = tile;
@@ -143,7 +150,7 @@ void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t c
      * 20x slower on 2 cores), so each pool thread runs a single-threaded sgemm */
     openblas_set_num_threads(1);
     j.tiles = (float *)align64(wdata);
-    j.item_rows = rows_per_item(rows, n_threads, 16, BLAS_TILE_ROWS);
+    j.item_rows = rows_per_item(rows, n_threads, 16, blas_tile_rows(cols));
     nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, blas_item, &j);
     return;
   }
