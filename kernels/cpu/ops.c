@@ -87,7 +87,7 @@ typedef struct glu_job {
 } glu_job;
 
 /* Elements per work item: a parallel step for fewer costs more than it saves. */
-#define GLU_CHUNK 8192
+#define GLU_CHUNK 2048
 
 static void glu_chunk(void *vjob, int64_t c, int worker) {
   const glu_job *j = vjob;
