@@ -456,6 +456,18 @@ static inline __m256i two_scales(int lo, int hi) {
 
 /* ---------------------------------------------------------------- Q6_K */
 
+/* From 8 int16 in both lanes: element 2g across the low lane, 2g+1 across the high lane
+ * (shuffle controls from a table: built in registers they cost more than they save). */
+#define SP(g) 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, \
+              4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, \
+              4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, \
+              4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3
+static const uint8_t scale_pair_ctl[4][32] __attribute__((aligned(32))) = {{SP(0)}, {SP(1)}, {SP(2)}, {SP(3)}};
+#undef SP
+static inline __m256i scale_pair16(__m256i v8, int g) {
+  return _mm256_shuffle_epi8(v8, _mm256_load_si256((const __m256i *)scale_pair_ctl[g]));
+}
+
 void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q6_K *x = vx;
   const block_q8_K *y = vy;
@@ -465,6 +477,10 @@ void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     const int8_t *sc = x[b].scales;
     __m256i sumi = _mm256_setzero_si256();
     for (int c = 0; c < 2; c++) {
+      /* the 8 scales of this half as int16 in both lanes; group g's pair (2g, 2g+1) is then
+       * one byte shuffle (building it from scalars cost a third of the kernel) */
+      const __m256i sc16 = _mm256_broadcastsi128_si256(
+          _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8 * c))));
       __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c));
       __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c + 32));
       __m256i qh = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * c));
@@ -474,11 +490,15 @@ void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
       q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
       q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
       q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
-      for (int g = 0; g < 4; g++) {
-        int sb = c * 8 + g * 2;
-        __m256i p = udot_pairs(q[g], _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g)));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, two_scales(sc[sb], sc[sb + 1])));
-      }
+#define Q6_GROUP(g)                                                                                  \
+  sumi = _mm256_add_epi32(                                                                         \
+      sumi, _mm256_madd_epi16(udot_pairs(q[g], _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
+                              scale_pair16(sc16, g)))
+      Q6_GROUP(0);
+      Q6_GROUP(1);
+      Q6_GROUP(2);
+      Q6_GROUP(3);
+#undef Q6_GROUP
     }
     /* sum_sb sc[sb] * 32 * bsums[sb] */
     __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
