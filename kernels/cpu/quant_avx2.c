@@ -449,11 +449,6 @@ void q5_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
                offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh), vy);
 }
 
-/* Scale vector for a 32-byte product vector covering sub-blocks k (low lane) and k+1 (high). */
-static inline __m256i two_scales(int lo, int hi) {
-  return _mm256_set_m128i(_mm_set1_epi16((short)hi), _mm_set1_epi16((short)lo));
-}
-
 /* ---------------------------------------------------------------- Q6_K */
 
 /* From 8 int16 in both lanes: element 2g across the low lane, 2g+1 across the high lane
@@ -523,12 +518,18 @@ void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     for (int k = 0; k < 16; k++) msum += (sc[k] >> 4) * y[b].bsums[k];
     for (int c = 0; c < 2; c++) {
       __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
-      for (int g = 0; g < 4; g++) {
-        int sb = c * 8 + g * 2;
-        __m256i lv = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2);
-        __m256i p = udot_pairs(lv, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g)));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, two_scales(sc[sb] & 15, sc[sb + 1] & 15)));
-      }
+      const __m256i sc16 = _mm256_broadcastsi128_si256(
+          _mm_cvtepu8_epi16(_mm_and_si128(_mm_loadl_epi64((const __m128i *)(sc + 8 * c)), _mm_set1_epi8(15))));
+#define Q2_GROUP(g)                                                                                \
+  sumi = _mm256_add_epi32(                                                                       \
+      sumi, _mm256_madd_epi16(udot_pairs(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2),       \
+                                         _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
+                              scale_pair16(sc16, g)))
+      Q2_GROUP(0);
+      Q2_GROUP(1);
+      Q2_GROUP(2);
+      Q2_GROUP(3);
+#undef Q2_GROUP
     }
     sum += y[b].d * (f16c_h2f(x[b].d) * (float)hsum_i32(sumi) - f16c_h2f(x[b].dmin) * (float)msum);
   }
@@ -548,14 +549,20 @@ void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     __m256i sumi = _mm256_setzero_si256();
     for (int c = 0; c < 2; c++) {
       __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
-      for (int g = 0; g < 4; g++) {
-        int sb = c * 8 + g * 2;
-        /* unsigned level 0..7 = 2-bit value + 4 * high bit; the -4 comes back through bsums */
-        __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, c * 4 + g), one);
-        __m256i lv = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2), _mm256_slli_epi16(hb, 2));
-        __m256i p = udot_pairs(lv, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g)));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, two_scales(scl[sb], scl[sb + 1])));
-      }
+      const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(scl + 8 * c)));
+      /* unsigned level 0..7 = 2-bit value + 4 * high bit; the -4 comes back through bsums */
+#define Q3_GROUP(g)                                                                                \
+  do {                                                                                             \
+    __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, c * 4 + g), one);                          \
+    __m256i lv = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2), _mm256_slli_epi16(hb, 2)); \
+    __m256i p = udot_pairs(lv, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))); \
+    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, g)));                    \
+  } while (0)
+      Q3_GROUP(0);
+      Q3_GROUP(1);
+      Q3_GROUP(2);
+      Q3_GROUP(3);
+#undef Q3_GROUP
     }
     __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
                                     _mm256_loadu_si256((const __m256i *)scl));
