@@ -537,6 +537,23 @@ void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 
+/* Q3_K's 16 signed scales (see q3k_scale) as int16, by vector ops: low 4 bits are the low
+ * nibbles (k < 8) and high nibbles (k >= 8) of bytes 0..7, the top 2 bits sit in byte
+ * 8 + k % 4 at bit 2 * (k / 4). */
+static inline __m256i q3k_scales16(const uint8_t *sc) {
+  const __m128i b = _mm_loadl_epi64((const __m128i *)sc), m4 = _mm_set1_epi8(15);
+  const __m256i top = _mm256_set1_epi32((int)load_u32(sc + 8)), three = _mm256_set1_epi32(3);
+  const __m256i off = _mm256_set1_epi32(32);
+  __m256i lo0 = _mm256_cvtepu8_epi32(_mm_and_si128(b, m4));                    /* k 0..7 */
+  __m256i lo1 = _mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m4)); /* k 8..15 */
+  __m256i hi0 = _mm256_and_si256(_mm256_srlv_epi32(top, _mm256_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26)), three);
+  __m256i hi1 = _mm256_and_si256(_mm256_srlv_epi32(top, _mm256_setr_epi32(4, 12, 20, 28, 6, 14, 22, 30)), three);
+  __m256i v0 = _mm256_sub_epi32(_mm256_or_si256(lo0, _mm256_slli_epi32(hi0, 4)), off);
+  __m256i v1 = _mm256_sub_epi32(_mm256_or_si256(lo1, _mm256_slli_epi32(hi1, 4)), off);
+  /* packs works per 128-bit lane: (v0 0..3, v1 0..3 | v0 4..7, v1 4..7) back to order */
+  return _mm256_permute4x64_epi64(_mm256_packs_epi32(v0, v1), 0xd8);
+}
+
 void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q3_K *x = vx;
   const block_q8_K *y = vy;
@@ -544,7 +561,7 @@ void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     int16_t scl[16];
-    for (int k = 0; k < 16; k++) scl[k] = (int16_t)q3k_scale(x[b].scales, k);
+    _mm256_storeu_si256((__m256i *)scl, q3k_scales16(x[b].scales));
     __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
     __m256i sumi = _mm256_setzero_si256();
     for (int c = 0; c < 2; c++) {
