@@ -407,19 +407,26 @@ static inline __attribute__((always_inline)) void k45_block(const uint8_t *scale
   const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
   __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
   __m256i acc = _mm256_setzero_si256();
-  for (int c = 0; c < 4; c++) {
-    __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-    __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-    if (qh) {
-      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
-      hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
-      hbits = _mm256_srli_epi16(hbits, 2);
-    }
-    __m256i p0 = udot_pairs(lo, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c)));
-    __m256i p1 = udot_pairs(hi, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32)));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, bcast16(sc16, 2 * c)));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, bcast16(sc16, 2 * c + 1)));
-  }
+  /* unrolled by hand: as a loop gcc keeps it rolled and builds bcast16's controls at run time */
+#define K45_CHUNK(c)                                                                               \
+  do {                                                                                             \
+    __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));                                \
+    __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);      \
+    if (qh) {                                                                                      \
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));                \
+      hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4)); \
+      hbits = _mm256_srli_epi16(hbits, 2);                                                         \
+    }                                                                                              \
+    __m256i p0 = udot_pairs(lo, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c)));            \
+    __m256i p1 = udot_pairs(hi, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32)));       \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, bcast16(sc16, 2 * c)));                      \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, bcast16(sc16, 2 * c + 1)));                  \
+  } while (0)
+  K45_CHUNK(0);
+  K45_CHUNK(1);
+  K45_CHUNK(2);
+  K45_CHUNK(3);
+#undef K45_CHUNK
   *sumi = acc;
 }
 
