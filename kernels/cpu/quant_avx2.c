@@ -604,6 +604,7 @@ void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
       int ls = (((x[b].scales_l[k / 2] >> (4 * (k & 1))) & 15) | ((x[b].scales_h >> (2 * k)) & 3) << 4) - 32;
       __m256i lv = iq4_levels(x[b].qs + 16 * k), yv = _mm256_loadu_si256((const __m256i *)(y[b].qs + 32 * k));
@@ -762,6 +763,8 @@ static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_
       yoff = _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo), _mm256_maddubs_epi16(voff, yhi));
     const __m256 dy = h2_pair(load_u16(yb), load_u16(yb + ys));
     const __m128 sy = has_min ? h2_lanes(load_u16(yb + 2), load_u16(yb + ys + 2)) : _mm_setzero_ps();
+    /* unrolled, so that the four accumulators stay in registers */
+#pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
       /* four interleaved rows defeat the hardware prefetcher (measured: half the bandwidth
