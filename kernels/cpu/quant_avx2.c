@@ -478,6 +478,7 @@ void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   for (int64_t b = 0; b < n / QK_K; b++) {
     const int8_t *sc = x[b].scales;
     __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
     for (int c = 0; c < 2; c++) {
       /* the 8 scales of this half as int16 in both lanes; group g's pair (2g, 2g+1) is then
        * one byte shuffle (building it from scalars cost a third of the kernel) */
@@ -523,6 +524,7 @@ void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     __m256i sumi = _mm256_setzero_si256();
     int msum = 0;
     for (int k = 0; k < 16; k++) msum += (sc[k] >> 4) * y[b].bsums[k];
+#pragma GCC unroll 2
     for (int c = 0; c < 2; c++) {
       __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
       const __m256i sc16 = _mm256_broadcastsi128_si256(
@@ -571,6 +573,7 @@ void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     _mm256_storeu_si256((__m256i *)scl, q3k_scales16(x[b].scales));
     __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
     __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
     for (int c = 0; c < 2; c++) {
       __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
       const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(scl + 8 * c)));
