@@ -76,6 +76,12 @@ static const struct {
                  {NLLM_TYPE_Q5_0, q5_0_vec_dot4_avx2}, {NLLM_TYPE_Q5_1, q5_1_vec_dot4_avx2},
                  {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx2}};
 #endif
+#if defined(__aarch64__)
+static const struct {
+  int32_t type;
+  nllm_vec_dot4_fn fn;
+} dot4_neon[] = {{NLLM_TYPE_Q4_0, q4_0_vec_dot4_neon}};
+#endif
 
 static nllm_qtype table_scalar[N_TYPES], table_best[N_TYPES];
 static char features[128];
@@ -122,6 +128,10 @@ static void qtypes_init(void) {
 #if defined(__x86_64__)
   for (size_t i = 0; have_avx2 && i < sizeof dot4_avx2 / sizeof dot4_avx2[0]; i++)
     table_best[dot4_avx2[i].type].vec_dot4 = dot4_avx2[i].fn;
+#endif
+#if defined(__aarch64__)
+  for (size_t i = 0; i < sizeof dot4_neon / sizeof dot4_neon[0]; i++)
+    table_best[dot4_neon[i].type].vec_dot4 = dot4_neon[i].fn;
 #endif
 }
 

@@ -163,6 +163,7 @@ NLLM_DECLARE_KERNELS(q6_K, neon)
 NLLM_DECLARE_KERNELS(q8_K, neon)
 NLLM_DECLARE_KERNELS(iq4_nl, neon)
 NLLM_DECLARE_KERNELS(iq4_xs, neon)
+void q4_0_vec_dot4_neon(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
 #endif
 
 /* Whether the AVX2 kernels may run: the CPU has them and the scalar path is not forced. */
