@@ -1,6 +1,7 @@
-/* The worker pool the CPU kernels split their work over. Work is a range of items claimed one
- * at a time by whichever threads are running; the caller claims items too and waits only for
- * items other threads have started, never for a thread that has not woken up yet. On a machine
+/* The worker pool the CPU kernels split their work over. Each thread first claims the items of
+ * its own contiguous share, then items left in the others' shares; the caller claims items too
+ * and waits only for items other threads have started, never for a thread that has not woken
+ * up yet. On a machine
  * whose cores are also busy with other processes this keeps a parallel step from stalling for
  * a scheduler time slice (fork-join regions wait for every thread at every step), and idle
  * workers yield their core instead of spinning on it. */

@@ -1,5 +1,6 @@
 /* Matrix times activations for every weight format. Decode (one token) is bound by reading the
- * weights once, so each block of rows is read exactly once, by whichever thread claims it. With
+ * weights once, so each block of rows is read exactly once (each thread streams its own share
+ * of the rows and then helps with what others have left; see pool.h). With
  * several tokens each block of weight rows is reused for all tokens while it sits in cache;
  * from BLAS_MIN_TOKENS tokens on the work is compute-bound, and every format goes to OpenBLAS
  * sgemm on weight tiles dequantized to f32 (the dequantization is paid once per weight, the
