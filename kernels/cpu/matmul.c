@@ -2,7 +2,7 @@
  * weights once, so each block of rows is read exactly once (each thread streams its own share
  * of the rows and then helps with what others have left; see pool.h). With
  * several tokens each block of weight rows is reused for all tokens while it sits in cache;
- * from BLAS_MIN_TOKENS tokens on the work is compute-bound, and every format goes to OpenBLAS
+ * from BLAS_MIN_TOKENS_* tokens on the work is compute-bound, and every format goes to OpenBLAS
  * sgemm on weight tiles dequantized to f32 (the dequantization is paid once per weight, the
  * sgemm does n_tok multiply-adds per weight at a rate no integer kernel here reaches). */
 #include <stdint.h>
@@ -21,9 +21,10 @@
  * tile stays within BLAS_TILE_BYTES. */
 #define BLAS_TILE_ROWS 128
 #define BLAS_TILE_BYTES (4u << 20)
-/* Tokens from which the sgemm path wins, per kind of weight (measured with
- * bench/bench_kernels.c on AVX2: float weights cost nothing to convert, quantized ones pay a
- * dequantization per weight that a few tokens do not amortize). */
+/* Tokens from which the sgemm path is taken, per kind of weight. Quantized weights pay a
+ * dequantization per weight that a few tokens do not amortize; at 64 tokens (bench_kernels,
+ * AVX2) sgemm on dequantized tiles ran at 100-107 GFLOP/s per thread against 52-90 for the
+ * integer kernels. The crossover near 16 is an estimate, not a measurement. */
 #define BLAS_MIN_TOKENS_FLOAT 16
 #define BLAS_MIN_TOKENS_QUANT 16
 /* Tokens per tile of the integer path: the weight rows of a work item stay in L1/L2 while
