@@ -2,9 +2,9 @@
  * weights once, so each block of rows is read exactly once (each thread streams its own share
  * of the rows and then helps with what others have left; see pool.h). With
  * several tokens each block of weight rows is reused for all tokens while it sits in cache;
- * from BLAS_MIN_TOKENS_* tokens on the work is compute-bound, and every format goes to OpenBLAS
- * sgemm on weight tiles dequantized to f32 (the dequantization is paid once per weight, the
- * sgemm does n_tok multiply-adds per weight at a rate no integer kernel here reaches). */
+ * from a format's crossover (blas_min_tokens) on, the format goes to OpenBLAS sgemm on weight
+ * tiles dequantized to f32 (the dequantization is paid once per weight, then sgemm does n_tok
+ * multiply-adds per weight faster than most integer kernels here). */
 #include <stdint.h>
 
 #include "cpu/quant.h"
@@ -21,12 +21,39 @@
  * tile stays within BLAS_TILE_BYTES. */
 #define BLAS_TILE_ROWS 128
 #define BLAS_TILE_BYTES (4u << 20)
-/* Tokens from which the sgemm path is taken, per kind of weight. Quantized weights pay a
- * dequantization per weight that a few tokens do not amortize; at 64 tokens (bench_kernels,
- * AVX2) sgemm on dequantized tiles ran at 100-107 GFLOP/s per thread against 52-90 for the
- * integer kernels. The crossover near 16 is an estimate, not a measurement. */
+/* Tokens from which the sgemm path is taken. Float weights: 16. Quantized weights pay a
+ * dequantization per weight that few tokens do not amortize, and the AVX2 integer kernels
+ * differ in speed, so each format has its own crossover (measured: one thread, 5632 x 2048,
+ * integer kernels against dequantize + sgemm at 4..64 tokens; e.g. Q8_0 82 vs 72 GFLOP/s at
+ * 16 tokens, 83 vs 89 at 24; Q4_K's integer kernel, 120, stayed ahead at 64). Without AVX2
+ * the integer kernels are slower and every format uses BLAS_MIN_TOKENS_OTHER. */
 #define BLAS_MIN_TOKENS_FLOAT 16
-#define BLAS_MIN_TOKENS_QUANT 16
+#define BLAS_MIN_TOKENS_OTHER 16
+
+static int64_t blas_min_tokens(int32_t wtype) {
+  switch (wtype) {
+    case NLLM_TYPE_F32:
+    case NLLM_TYPE_F16:
+    case NLLM_TYPE_BF16: return BLAS_MIN_TOKENS_FLOAT;
+    default: break;
+  }
+  if (!nllm_cpu_has_avx2()) return BLAS_MIN_TOKENS_OTHER;
+  switch (wtype) {
+    case NLLM_TYPE_Q8_0: return 24;
+    case NLLM_TYPE_Q5_K: return 32;
+    case NLLM_TYPE_Q6_K: return 40;
+    case NLLM_TYPE_IQ4_NL:
+    case NLLM_TYPE_IQ4_XS: return 48;
+    case NLLM_TYPE_Q4_0:
+    case NLLM_TYPE_Q5_0:
+    case NLLM_TYPE_Q5_1: return 64;
+    case NLLM_TYPE_Q4_1: return 128;
+    case NLLM_TYPE_Q4_K:
+    case NLLM_TYPE_Q2_K:
+    case NLLM_TYPE_Q3_K: return 256;
+    default: return BLAS_MIN_TOKENS_OTHER;
+  }
+}
 /* Tokens per tile of the integer path: the weight rows of a work item stay in L1/L2 while
  * every token of the tile passes over them. */
 #define TOK_TILE 16
@@ -37,10 +64,8 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok) {
   (void)n_tok;
   return 0;
 #else
-  const nllm_qtype *q = nllm_qtype_get(wtype);
-  if (!q) return 0;
-  int is_float = wtype == NLLM_TYPE_F32 || wtype == NLLM_TYPE_F16 || wtype == NLLM_TYPE_BF16;
-  return n_tok >= (is_float ? BLAS_MIN_TOKENS_FLOAT : BLAS_MIN_TOKENS_QUANT);
+  if (!nllm_qtype_get(wtype)) return 0;
+  return n_tok >= blas_min_tokens(wtype);
 #endif
 }
 
