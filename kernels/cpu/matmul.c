@@ -30,6 +30,7 @@
 #define BLAS_MIN_TOKENS_FLOAT 16
 #define BLAS_MIN_TOKENS_OTHER 16
 
+#if !defined(NLLM_NO_BLAS)
 static int64_t blas_min_tokens(int32_t wtype) {
   switch (wtype) {
     case NLLM_TYPE_F32:
@@ -54,6 +55,7 @@ static int64_t blas_min_tokens(int32_t wtype) {
     default: return BLAS_MIN_TOKENS_OTHER;
   }
 }
+#endif
 /* Tokens per tile of the integer path: the weight rows of a work item stay in L1/L2 while
  * every token of the tile passes over them. */
 #define TOK_TILE 16
