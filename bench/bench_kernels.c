@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
       q->from_float_ref(x, W + (size_t)r * rs, COLS);
     }
     for (size_t off = 256 * rs; off + 256 * rs <= (size_t)nmat * mat; off += 256 * rs) memcpy(W + off, W, 256 * rs);
-    void *wd = nllm_aligned_alloc(nllm_matmul_wsize(q->type, COLS, 64));
+    void *wd = nllm_aligned_alloc(nllm_matmul_wsize(q->type, COLS, 1, all));
     double ms[2];
     for (int k = 0; k < 2; k++) {
       double t[RUNS * 4];
@@ -113,7 +113,7 @@ int main(int argc, char **argv) {
       if (r < 64) q->from_float_ref(wf + (size_t)r * COLS, Wq + (size_t)r * rs, COLS);
       else memcpy(Wq + (size_t)r * rs, Wq + (size_t)(r % 64) * rs, rs);
     }
-    void *wd = nllm_aligned_alloc(nllm_matmul_wsize(q->type, COLS, NT));
+    void *wd = nllm_aligned_alloc(nllm_matmul_wsize(q->type, COLS, NT, all));
     for (int k = 0; k < 2; k++) {
       double t[RUNS];
       for (int r = 0; r < RUNS; r++) {

@@ -1,5 +1,5 @@
 /* The CPU backend's operations, called by the forward pass. Every op is threaded internally
- * (OpenMP, n_threads) and allocation-free; scratch memory comes from the caller. */
+ * (the worker pool of pool.h, n_threads) and allocation-free; scratch memory comes from the caller. */
 #ifndef NLLM_OPS_H
 #define NLLM_OPS_H
 
@@ -11,7 +11,11 @@
  * wdata: scratch of at least nllm_matmul_wsize(wtype, cols, n_tok) bytes. */
 void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols,
                  const float *x, int64_t n_tok, void *wdata, int n_threads);
-size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok);
+size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threads);
+/* Whether nllm_matmul takes this many tokens through sgemm with float activations (the integer
+ * path rounds them to the format's vec_dot_type first; tests compare with the matching
+ * reference). */
+int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok);
 
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), per row of n. */
 void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, int64_t n,

@@ -11,6 +11,10 @@ typedef void (*nllm_to_float_fn)(const void *x, float *y, int64_t n);
 typedef void (*nllm_from_float_fn)(const float *x, void *y, int64_t n);
 /* s = dot(x[0..n), y[0..n)); x in the row's type, y in the row's vec_dot_type. */
 typedef void (*nllm_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y);
+/* s[r] = dot(row r, y) for four rows r, row r starting x_stride * r bytes after x: decode shares
+ * the work that depends on the activation alone between rows. */
+typedef void (*nllm_vec_dot4_fn)(int64_t n, float *s, const void *x, size_t x_stride,
+                                 const void *y);
 
 typedef struct nllm_qtype {
   const char *name;        /* "Q4_K" */
@@ -24,6 +28,7 @@ typedef struct nllm_qtype {
   nllm_from_float_fn from_float_ref;  /* scalar reference quantizer (weights) */
   nllm_vec_dot_fn vec_dot;            /* dispatched */
   nllm_vec_dot_fn vec_dot_ref;        /* scalar reference */
+  nllm_vec_dot4_fn vec_dot4;          /* optional (NULL): four rows, equal to vec_dot on each */
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

@@ -366,6 +366,52 @@ START_TEST(dispatch_vs_ref) {
 }
 END_TEST
 
+/* The four-row dot products against the exact dot of each row (and so against the reference):
+ * every data kind, odd block counts, rows further apart than their size. */
+START_TEST(dot4_vs_ref) {
+  int32_t type = all_types[_i];
+  if (!type_supported(type)) return;
+  const nllm_qtype *q = nllm_qtype_get(type);
+  if (!q->vec_dot4) return;
+  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  int big = q->block_size == QK_K || vq->block_size == QK_K;
+  const int64_t *lens = big ? lens_256 : lens_32;
+  int nl = big ? (int)(sizeof lens_256 / sizeof *lens_256) : (int)(sizeof lens_32 / sizeof *lens_32);
+  for (int li = 0; li < nl; li++) {
+    const int64_t n = lens[li];
+    const size_t rs = nllm_row_size(type, n), stride = rs + (size_t)q->type_size;
+    float *x = malloc(sizeof(float) * (size_t)n * 4), *y = malloc(sizeof(float) * (size_t)n);
+    float *a = malloc(sizeof(float) * (size_t)n * 4), *ya = malloc(sizeof(float) * (size_t)n);
+    uint8_t *wq = malloc(stride * 4), *yq = malloc(nllm_row_size(q->vec_dot_type, n));
+    memset(wq, 0xff, stride * 4); /* the gaps between rows are never read */
+    for (int kind = 0; kind < N_DATA; kind++) {
+      for (int r = 0; r < 4; r++) {
+        fill(x + r * n, n, (kind + r) % N_DATA);
+        q->from_float_ref(x + r * n, wq + (size_t)r * stride, n);
+        q->to_float_ref(wq + (size_t)r * stride, a + r * n, n);
+      }
+      fill(y, n, kind == DATA_ZERO ? DATA_GAUSS : kind);
+      if (kind == DATA_LARGE) /* within Q8_1's fp16 sum, as in dispatch_vs_ref */
+        for (int64_t i = 0; i < n; i++) y[i] *= 1.0f / 30;
+      vq->from_float_ref(y, yq, n);
+      vq->to_float_ref(yq, ya, n);
+      float s4[4];
+      q->vec_dot4(n, s4, wq, stride, yq);
+      for (int r = 0; r < 4; r++) {
+        double sumabs, ex = dot_exact(a + r * n, ya, n, &sumabs);
+        float s_ref = NAN;
+        q->vec_dot_ref(n, &s_ref, wq + (size_t)r * stride, yq);
+        double tol = dot_tol(n, sumabs) + offset_tol(q, wq + (size_t)r * stride, yq, n);
+        ck_assert_msg(fabs(s4[r] - ex) <= tol && fabs(s_ref - ex) <= tol,
+                      "%s vec_dot4 row %d: %.9g, reference %.9g, exact %.9g (n %lld kind %d)",
+                      q->name, r, s4[r], s_ref, ex, (long long)n, kind);
+      }
+    }
+    free(x); free(y); free(a); free(ya); free(wq); free(yq);
+  }
+}
+END_TEST
+
 /* The reference quantizers must be as good as GGUF's: round-trip error of gaussian data. The
  * bounds are about 1.5x the error the reference quantizer reaches on such data. */
 START_TEST(roundtrip_error) {
@@ -439,14 +485,14 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
   /* the reference sees the activation exactly as the kernel does: rounded to vec_dot_type,
    * except on the sgemm path, which takes float activations as they are */
   for (int64_t t = 0; t < n_tok; t++) {
-    if (q->vec_dot_type == NLLM_TYPE_F32) {
+    if (q->vec_dot_type == NLLM_TYPE_F32 || nllm_matmul_uses_blas(type, n_tok)) {
       memcpy(xd + t * cols, x + t * cols, sizeof(float) * (size_t)cols);
     } else {
       vq->from_float_ref(x + t * cols, xq + (size_t)t * ars, cols);
       vq->to_float_ref(xq + (size_t)t * ars, xd + t * cols, cols);
     }
   }
-  size_t wsize = nllm_matmul_wsize(type, cols, n_tok);
+  size_t wsize = nllm_matmul_wsize(type, cols, n_tok, n_threads);
   void *wdata = malloc(wsize); /* exactly the size asked for: ASan catches overruns */
   for (int64_t i = 0; i < n_tok * rows; i++) y[i] = NAN;
   nllm_matmul(y, W, type, rows, cols, x, n_tok, wdata, n_threads);
@@ -455,7 +501,7 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
       double sumabs, ex = dot_exact(wf + r * cols, xd + t * cols, cols, &sumabs);
       float got = y[t * rows + r];
       double tol = dot_tol(cols, sumabs);
-      if (q->vec_dot_type != NLLM_TYPE_F32) tol += offset_tol(q, W + (size_t)r * rs, xq + (size_t)t * ars, cols);
+      if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok)) tol += offset_tol(q, W + (size_t)r * rs, xq + (size_t)t * ars, cols);
       ck_assert_msg(fabs(got - ex) <= tol,
                     "matmul %s rows %lld cols %lld n_tok %lld threads %d: y[%lld,%lld] = %.9g, "
                     "expected %.9g", q->name, (long long)rows, (long long)cols, (long long)n_tok,
@@ -478,6 +524,8 @@ START_TEST(matmul_vs_naive) {
   }
   nllm_qtypes_force_scalar(0);
   check_matmul(type, 67, cols * 3, 5, 2);
+  /* rows long enough that the sgemm path's per-thread tile holds fewer than its usual rows */
+  check_matmul(type, 37, 8448, 17, 2);
 }
 END_TEST
 
@@ -580,6 +628,7 @@ static Suite *kernels_suite(void) {
   tcase_add_loop_test(tc, golden_dequant, 0, (int)(sizeof golden_files / sizeof golden_files[0]));
   tcase_add_loop_test(tc, quantizer_vs_golden, 0, (int)(sizeof golden_files / sizeof golden_files[0]));
   tcase_add_loop_test(tc, dispatch_vs_ref, 0, N_ALL);
+  tcase_add_loop_test(tc, dot4_vs_ref, 0, N_ALL);
   tcase_add_test(tc, roundtrip_error);
   tcase_add_loop_test(tc, matmul_vs_naive, 0, N_ALL);
   tcase_add_test(tc, ops_vs_naive);

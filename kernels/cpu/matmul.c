@@ -1,49 +1,94 @@
 /* Matrix times activations for every weight format. Decode (one token) is bound by reading the
- * weights once, so rows are split evenly over threads and each row is read exactly once. With
+ * weights once, so each block of rows is read exactly once (each thread streams its own share
+ * of the rows and then helps with what others have left; see pool.h). With
  * several tokens each block of weight rows is reused for all tokens while it sits in cache;
- * float weights with many tokens go to OpenBLAS, which is compute-bound territory. */
-#include <omp.h>
+ * from a format's crossover (blas_min_tokens) on, the format goes to OpenBLAS sgemm on weight
+ * tiles dequantized to f32 (the dequantization is paid once per weight, then sgemm does n_tok
+ * multiply-adds per weight faster than most integer kernels here). */
 #include <stdint.h>
 
 #include "cpu/quant.h"
 #include "ops.h"
+#include "pool.h"
 #include "qtypes.h"
 
 #if !defined(NLLM_NO_BLAS)
 #include <cblas.h>
 #endif
 
-/* Weight rows dequantized per sgemm call: large enough for sgemm to reach its speed, small
- * enough (256 x 8192 x 4 = 8 MiB at most for real models) to stay a modest scratch. */
-#define BLAS_TILE_ROWS 256
-/* Float weights go to sgemm from this many tokens on (measured in bench/bench_kernels.c). */
-#define BLAS_MIN_TOKENS 16
-/* Weight rows per work item: enough items for balance, and a block small enough to stay in L2
- * while every token of a tile passes over it. */
-#define ROW_BLOCK 16
+/* Weight rows one thread dequantizes per sgemm call: enough for sgemm to reach its speed and
+ * to amortize its packing of the activations (128), fewer for long rows so that a thread's
+ * tile stays within BLAS_TILE_BYTES. */
+#define BLAS_TILE_ROWS 128
+#define BLAS_TILE_BYTES (4u << 20)
+/* Tokens from which the sgemm path is taken. Float weights: 16. Quantized weights pay a
+ * dequantization per weight that few tokens do not amortize, and the AVX2 integer kernels
+ * differ in speed, so each format has its own crossover (measured: one thread, 5632 x 2048,
+ * integer kernels against dequantize + sgemm at 4..64 tokens; e.g. Q8_0 82 vs 72 GFLOP/s at
+ * 16 tokens, 83 vs 89 at 24; Q4_K's integer kernel, 120, stayed ahead at 64). Without AVX2
+ * the integer kernels are slower and every format uses BLAS_MIN_TOKENS_OTHER. */
+#define BLAS_MIN_TOKENS_FLOAT 16
+#define BLAS_MIN_TOKENS_OTHER 16
+
+#if !defined(NLLM_NO_BLAS)
+static int64_t blas_min_tokens(int32_t wtype) {
+  switch (wtype) {
+    case NLLM_TYPE_F32:
+    case NLLM_TYPE_F16:
+    case NLLM_TYPE_BF16: return BLAS_MIN_TOKENS_FLOAT;
+    default: break;
+  }
+  if (!nllm_cpu_has_avx2()) return BLAS_MIN_TOKENS_OTHER;
+  switch (wtype) {
+    case NLLM_TYPE_Q8_0: return 24;
+    case NLLM_TYPE_Q5_K: return 32;
+    case NLLM_TYPE_Q6_K: return 40;
+    case NLLM_TYPE_IQ4_NL:
+    case NLLM_TYPE_IQ4_XS: return 48;
+    case NLLM_TYPE_Q4_0:
+    case NLLM_TYPE_Q5_0:
+    case NLLM_TYPE_Q5_1: return 64;
+    case NLLM_TYPE_Q4_1: return 128;
+    case NLLM_TYPE_Q4_K:
+    case NLLM_TYPE_Q2_K:
+    case NLLM_TYPE_Q3_K: return 256;
+    default: return BLAS_MIN_TOKENS_OTHER;
+  }
+}
+#endif
+/* Tokens per tile of the integer path: the weight rows of a work item stay in L1/L2 while
+ * every token of the tile passes over them. */
 #define TOK_TILE 16
 
-static int use_blas(int32_t wtype, int64_t n_tok) {
+int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok) {
 #if defined(NLLM_NO_BLAS)
   (void)wtype;
   (void)n_tok;
   return 0;
 #else
-  return n_tok >= BLAS_MIN_TOKENS &&
-         (wtype == NLLM_TYPE_F32 || wtype == NLLM_TYPE_F16 || wtype == NLLM_TYPE_BF16);
+  if (!nllm_qtype_get(wtype)) return 0;
+  return n_tok >= blas_min_tokens(wtype);
 #endif
+}
+
+static int64_t blas_tile_rows(int64_t cols) {
+  int64_t r = (int64_t)(BLAS_TILE_BYTES / sizeof(float)) / (cols > 0 ? cols : 1);
+  r &= ~(int64_t)15;
+  return r < 16 ? 16 : r > BLAS_TILE_ROWS ? BLAS_TILE_ROWS : r;
 }
 
 static uint8_t *align64(void *p) {
   return (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
 
-size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok) {
+size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threads) {
   const nllm_qtype *q = nllm_qtype_get(wtype);
   if (!q) return 0;
+  if (n_threads < 1) n_threads = 1;
   size_t need = 64; /* alignment slack */
-  if (use_blas(wtype, n_tok)) {
-    if (wtype != NLLM_TYPE_F32) need += (size_t)BLAS_TILE_ROWS * (size_t)cols * sizeof(float);
+  if (nllm_matmul_uses_blas(wtype, n_tok)) {
+    if (wtype != NLLM_TYPE_F32)
+      need += (size_t)n_threads * (size_t)blas_tile_rows(cols) * (size_t)cols * sizeof(float);
     return need;
   }
   if (q->vec_dot_type != NLLM_TYPE_F32)
@@ -51,81 +96,103 @@ size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok) {
   return need;
 }
 
+/* Rows per work item: about 16 items per thread, so that a thread slowed down by another
+ * process costs little at the end, in multiples of 4 rows. */
+static int64_t rows_per_item(int64_t rows, int n_threads, int64_t lo, int64_t hi) {
+  int64_t r = (rows + 16 * n_threads - 1) / (16 * n_threads);
+  r = (r + 3) & ~(int64_t)3;
+  return r < lo ? lo : r > hi ? hi : r;
+}
+
+typedef struct matmul_job {
+  float *y;
+  const uint8_t *W;
+  const nllm_qtype *q;
+  int64_t rows, cols, n_tok, item_rows;
+  size_t w_rs;
+  const float *x;
+  const uint8_t *act; /* activations in vec_dot_type */
+  size_t a_rs;
+  const nllm_qtype *vq;
+  float *tiles; /* BLAS path: item_rows x cols per worker */
+} matmul_job;
+
 #if !defined(NLLM_NO_BLAS)
-/* Each OpenMP thread dequantizes its share of a row tile and runs a single-threaded sgemm on
- * it. OpenBLAS's own threads would compete with OpenMP's spinning workers for the same cores
- * (measured: 20x slower on 2 cores), so OpenBLAS is kept to one thread here. */
-static void matmul_blas(float *y, const void *W, const nllm_qtype *q, int64_t rows, int64_t cols,
-                        const float *x, int64_t n_tok, void *wdata, int n_threads) {
-  openblas_set_num_threads(1);
-  float *tile = (float *)align64(wdata);
-  const size_t rs = nllm_row_size(q->type, cols);
-  const int is_f32 = q->type == NLLM_TYPE_F32;
-  const int64_t step = is_f32 ? rows : BLAS_TILE_ROWS; /* float rows need no tile */
-  /* one parallel region: a thread only ever touches its own rows of each tile, so the
-   * tiles need no barrier between them */
-#pragma omp parallel num_threads(n_threads)
-  {
-    int nt = omp_get_num_threads(), it = omp_get_thread_num();
-    for (int64_t r0 = 0; r0 < rows; r0 += step) {
-      int64_t nr = rows - r0 < step ? rows - r0 : step;
-      int64_t a = nr * it / nt, b = nr * (it + 1) / nt;
-      if (b <= a) continue;
-      const float *w;
-      if (is_f32) {
-        w = (const float *)W + (size_t)(r0 + a) * (size_t)cols;
-      } else {
-        for (int64_t r = a; r < b; r++)
-          q->to_float((const uint8_t *)W + (size_t)(r0 + r) * rs, tile + r * cols, cols);
-        w = tile + a * cols;
+static void blas_item(void *vjob, int64_t item, int worker) {
+  const matmul_job *j = vjob;
+  const int64_t r0 = item * j->item_rows;
+  const int64_t nr = j->rows - r0 < j->item_rows ? j->rows - r0 : j->item_rows;
+  const float *w;
+  if (j->q->type == NLLM_TYPE_F32) {
+    w = (const float *)j->W + (size_t)r0 * (size_t)j->cols;
+  } else {
+    float *tile = j->tiles + (size_t)worker * (size_t)j->item_rows * (size_t)j->cols;
+    for (int64_t r = 0; r < nr; r++)
+      j->q->to_float(j->W + (size_t)(r0 + r) * j->w_rs, tile + r * j->cols, j->cols);
+    w = tile;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)nr, (int)j->cols, 1.0f,
+              j->x, (int)j->cols, w, (int)j->cols, 0.0f, j->y + r0, (int)j->rows);
+}
+#endif
+
+static void quantize_item(void *vjob, int64_t t, int worker) {
+  const matmul_job *j = vjob;
+  (void)worker;
+  j->vq->from_float(j->x + t * j->cols, (uint8_t *)j->act + (size_t)t * j->a_rs, j->cols);
+}
+
+static void dot_item(void *vjob, int64_t item, int worker) {
+  const matmul_job *j = vjob;
+  (void)worker;
+  const nllm_vec_dot_fn dot = j->q->vec_dot;
+  const nllm_vec_dot4_fn dot4 = j->q->vec_dot4;
+  const int64_t r0 = item * j->item_rows;
+  const int64_t r1 = r0 + j->item_rows < j->rows ? r0 + j->item_rows : j->rows;
+  for (int64_t t0 = 0; t0 < j->n_tok; t0 += TOK_TILE) {
+    int64_t t1 = t0 + TOK_TILE < j->n_tok ? t0 + TOK_TILE : j->n_tok;
+    int64_t r = r0;
+    if (dot4)
+      for (; r + 4 <= r1; r += 4) {
+        const uint8_t *wr = j->W + (size_t)r * j->w_rs;
+        for (int64_t t = t0; t < t1; t++)
+          dot4(j->cols, &j->y[t * j->rows + r], wr, j->w_rs, j->act + (size_t)t * j->a_rs);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tok, (int)(b - a), (int)cols,
-                  1.0f, x, (int)cols, w, (int)cols, 0.0f, y + r0 + a, (int)rows);
+    for (; r < r1; r++) {
+      const uint8_t *wr = j->W + (size_t)r * j->w_rs;
+      for (int64_t t = t0; t < t1; t++)
+        dot(j->cols, &j->y[t * j->rows + r], wr, j->act + (size_t)t * j->a_rs);
     }
   }
 }
-#endif
 
 void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols,
                  const float *x, int64_t n_tok, void *wdata, int n_threads) {
   const nllm_qtype *q = nllm_qtype_get(wtype);
   if (!q || rows <= 0 || n_tok <= 0) return;
   if (n_threads < 1) n_threads = 1;
+  matmul_job j = {.y = y, .W = W, .q = q, .rows = rows, .cols = cols, .n_tok = n_tok,
+                  .w_rs = nllm_row_size(wtype, cols), .x = x};
 #if !defined(NLLM_NO_BLAS)
-  if (use_blas(wtype, n_tok)) {
-    matmul_blas(y, W, q, rows, cols, x, n_tok, wdata, n_threads);
+  if (nllm_matmul_uses_blas(wtype, n_tok)) {
+    /* OpenBLAS's own threads would compete with the pool's for the same cores (measured:
+     * 20x slower on 2 cores), so each pool thread runs a single-threaded sgemm */
+    openblas_set_num_threads(1);
+    j.tiles = (float *)align64(wdata);
+    j.item_rows = rows_per_item(rows, n_threads, 16, blas_tile_rows(cols));
+    nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, blas_item, &j);
     return;
   }
 #endif
-  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
-  const size_t w_rs = nllm_row_size(wtype, cols);
-  const uint8_t *act = (const uint8_t *)x;
-  size_t a_rs = (size_t)cols * sizeof(float);
+  j.act = (const uint8_t *)x;
+  j.a_rs = (size_t)cols * sizeof(float);
   if (q->vec_dot_type != NLLM_TYPE_F32) {
-    act = align64(wdata);
-    a_rs = nllm_row_size(q->vec_dot_type, cols);
+    /* each activation row is quantized once, then shared by every weight row */
+    j.vq = nllm_qtype_get(q->vec_dot_type);
+    j.act = align64(wdata);
+    j.a_rs = nllm_row_size(q->vec_dot_type, cols);
+    nllm_pool_run(n_threads, n_tok, quantize_item, &j);
   }
-  const int64_t n_blocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
-  const nllm_vec_dot_fn dot = q->vec_dot;
-
-#pragma omp parallel num_threads(n_threads)
-  {
-    if (q->vec_dot_type != NLLM_TYPE_F32) {
-      /* each activation row is quantized once, then shared by every weight row */
-#pragma omp for schedule(static)
-      for (int64_t t = 0; t < n_tok; t++)
-        vq->from_float(x + t * cols, (uint8_t *)act + (size_t)t * a_rs, cols);
-    }
-#pragma omp for schedule(static)
-    for (int64_t blk = 0; blk < n_blocks; blk++) {
-      int64_t r0 = blk * ROW_BLOCK, r1 = r0 + ROW_BLOCK < rows ? r0 + ROW_BLOCK : rows;
-      for (int64_t t0 = 0; t0 < n_tok; t0 += TOK_TILE) {
-        int64_t t1 = t0 + TOK_TILE < n_tok ? t0 + TOK_TILE : n_tok;
-        for (int64_t r = r0; r < r1; r++) {
-          const uint8_t *wr = (const uint8_t *)W + (size_t)r * w_rs;
-          for (int64_t t = t0; t < t1; t++) dot(cols, &y[t * rows + r], wr, act + (size_t)t * a_rs);
-        }
-      }
-    }
-  }
+  j.item_rows = n_tok == 1 ? rows_per_item(rows, n_threads, 4, 256) : 16;
+  nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, dot_item, &j);
 }

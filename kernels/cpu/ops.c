@@ -5,6 +5,7 @@
 
 #include "cpu/quant.h"
 #include "ops.h"
+#include "pool.h"
 
 float nllm_dot_f32(const float *a, const float *b, int64_t n) {
 #if defined(__x86_64__)
@@ -30,15 +31,26 @@ void nllm_axpy_f32(float *y, float a, const float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+typedef struct rmsnorm_job {
+  float *out;
+  const float *x, *w;
+  float w_offset, eps;
+  int64_t n;
+} rmsnorm_job;
+
+static void rmsnorm_row(void *vjob, int64_t r, int worker) {
+  const rmsnorm_job *j = vjob;
+  (void)worker;
+  const float *xr = j->x + r * j->n;
+  float *o = j->out + r * j->n;
+  float scale = 1.0f / sqrtf(nllm_dot_f32(xr, xr, j->n) / (float)j->n + j->eps);
+  for (int64_t i = 0; i < j->n; i++) o[i] = xr[i] * scale * (j->w[i] + j->w_offset);
+}
+
 void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, int64_t n,
                   int64_t n_rows, float eps, int n_threads) {
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_rows > 1)
-  for (int64_t r = 0; r < n_rows; r++) {
-    const float *xr = x + r * n;
-    float *o = out + r * n;
-    float scale = 1.0f / sqrtf(nllm_dot_f32(xr, xr, n) / (float)n + eps);
-    for (int64_t i = 0; i < n; i++) o[i] = xr[i] * scale * (w[i] + w_offset);
-  }
+  rmsnorm_job j = {out, x, w, w_offset, eps, n};
+  nllm_pool_run(n_threads, n_rows, rmsnorm_row, &j);
 }
 
 void nllm_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int32_t pos,
@@ -67,11 +79,25 @@ void nllm_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int32
   }
 }
 
-void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gelu,
-              int n_threads) {
+typedef struct glu_job {
+  float *out;
+  const float *gate, *up;
+  int64_t n;
+  int gelu;
+} glu_job;
+
+/* Elements per work item: a parallel step for fewer costs more than it saves. */
+#define GLU_CHUNK 2048
+
+static void glu_chunk(void *vjob, int64_t c, int worker) {
+  const glu_job *j = vjob;
+  (void)worker;
   const float k = 0.7978845608028654f; /* sqrt(2/pi), the tanh approximation of GELU */
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n >= 4096)
-  for (int64_t i = 0; i < n; i++) {
+  const float *gate = j->gate, *up = j->up;
+  float *out = j->out;
+  const int gelu = j->gelu;
+  const int64_t i1 = (c + 1) * GLU_CHUNK < j->n ? (c + 1) * GLU_CHUNK : j->n;
+  for (int64_t i = c * GLU_CHUNK; i < i1; i++) {
     float g = gate[i], a;
     if (gelu) /* 0.5 (1 + tanh z) = sigmoid(2z), which does not cancel for negative g */
       a = g / (1.0f + expf(-2.0f * k * (g + 0.044715f * g * g * g)));
@@ -79,6 +105,12 @@ void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gel
       a = g / (1.0f + expf(-g));
     out[i] = a * up[i];
   }
+}
+
+void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gelu,
+              int n_threads) {
+  glu_job j = {out, gate, up, n, gelu};
+  nllm_pool_run(n_threads, (n + GLU_CHUNK - 1) / GLU_CHUNK, glu_chunk, &j);
 }
 
 void nllm_softmax(float *x, int64_t n) {

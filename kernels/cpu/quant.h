@@ -135,6 +135,11 @@ NLLM_DECLARE_KERNELS(q6_K, avx2)
 NLLM_DECLARE_KERNELS(q8_K, avx2)
 NLLM_DECLARE_KERNELS(iq4_nl, avx2)
 NLLM_DECLARE_KERNELS(iq4_xs, avx2)
+void q4_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
+void q4_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
+void q5_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
+void q5_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
+void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
 /* ops.c's AVX2 helpers */
 float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n);
 void nllm_axpy_f32_avx2(float *y, float a, const float *x, int64_t n);
@@ -158,6 +163,7 @@ NLLM_DECLARE_KERNELS(q6_K, neon)
 NLLM_DECLARE_KERNELS(q8_K, neon)
 NLLM_DECLARE_KERNELS(iq4_nl, neon)
 NLLM_DECLARE_KERNELS(iq4_xs, neon)
+void q4_0_vec_dot4_neon(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
 #endif
 
 /* Whether the AVX2 kernels may run: the CPU has them and the scalar path is not forced. */

@@ -72,6 +72,16 @@ void f16_to_float_avx2(const void *vx, float *y, int64_t n) {
   for (; i < n; i++) y[i] = f16c_h2f(x[i]);
 }
 
+/* The KV cache's writes. Round to nearest even like the reference, equal to it for every
+ * input but NaN (F16C keeps a NaN's payload, the reference makes a plain quiet NaN). */
+void f16_from_float_avx2(const float *x, void *vy, int64_t n) {
+  uint16_t *y = vy;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; i++) y[i] = q_f2h(x[i]);
+}
+
 void f16_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const uint16_t *x = vx;
   const float *y = vy;
@@ -397,19 +407,26 @@ static inline __attribute__((always_inline)) void k45_block(const uint8_t *scale
   const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
   __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
   __m256i acc = _mm256_setzero_si256();
-  for (int c = 0; c < 4; c++) {
-    __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-    __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-    if (qh) {
-      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
-      hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
-      hbits = _mm256_srli_epi16(hbits, 2);
-    }
-    __m256i p0 = udot_pairs(lo, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c)));
-    __m256i p1 = udot_pairs(hi, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32)));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, bcast16(sc16, 2 * c)));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, bcast16(sc16, 2 * c + 1)));
-  }
+  /* unrolled by hand: as a loop gcc keeps it rolled and builds bcast16's controls at run time */
+#define K45_CHUNK(c)                                                                               \
+  do {                                                                                             \
+    __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));                                \
+    __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);      \
+    if (qh) {                                                                                      \
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));                \
+      hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4)); \
+      hbits = _mm256_srli_epi16(hbits, 2);                                                         \
+    }                                                                                              \
+    __m256i p0 = udot_pairs(lo, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c)));            \
+    __m256i p1 = udot_pairs(hi, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32)));       \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, bcast16(sc16, 2 * c)));                      \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, bcast16(sc16, 2 * c + 1)));                  \
+  } while (0)
+  K45_CHUNK(0);
+  K45_CHUNK(1);
+  K45_CHUNK(2);
+  K45_CHUNK(3);
+#undef K45_CHUNK
   *sumi = acc;
 }
 
@@ -439,12 +456,19 @@ void q5_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
                offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh), vy);
 }
 
-/* Scale vector for a 32-byte product vector covering sub-blocks k (low lane) and k+1 (high). */
-static inline __m256i two_scales(int lo, int hi) {
-  return _mm256_set_m128i(_mm_set1_epi16((short)hi), _mm_set1_epi16((short)lo));
-}
-
 /* ---------------------------------------------------------------- Q6_K */
+
+/* From 8 int16 in both lanes: element 2g across the low lane, 2g+1 across the high lane
+ * (shuffle controls from a table: built in registers they cost more than they save). */
+#define SP(g) 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, \
+              4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, \
+              4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, \
+              4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3
+static const uint8_t scale_pair_ctl[4][32] __attribute__((aligned(32))) = {{SP(0)}, {SP(1)}, {SP(2)}, {SP(3)}};
+#undef SP
+static inline __m256i scale_pair16(__m256i v8, int g) {
+  return _mm256_shuffle_epi8(v8, _mm256_load_si256((const __m256i *)scale_pair_ctl[g]));
+}
 
 void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q6_K *x = vx;
@@ -454,7 +478,12 @@ void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   for (int64_t b = 0; b < n / QK_K; b++) {
     const int8_t *sc = x[b].scales;
     __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
     for (int c = 0; c < 2; c++) {
+      /* the 8 scales of this half as int16 in both lanes; group g's pair (2g, 2g+1) is then
+       * one byte shuffle (building it from scalars cost a third of the kernel) */
+      const __m256i sc16 = _mm256_broadcastsi128_si256(
+          _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8 * c))));
       __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c));
       __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c + 32));
       __m256i qh = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * c));
@@ -464,11 +493,15 @@ void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
       q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
       q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
       q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
-      for (int g = 0; g < 4; g++) {
-        int sb = c * 8 + g * 2;
-        __m256i p = udot_pairs(q[g], _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g)));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, two_scales(sc[sb], sc[sb + 1])));
-      }
+#define Q6_GROUP(g)                                                                                  \
+  sumi = _mm256_add_epi32(                                                                         \
+      sumi, _mm256_madd_epi16(udot_pairs(q[g], _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
+                              scale_pair16(sc16, g)))
+      Q6_GROUP(0);
+      Q6_GROUP(1);
+      Q6_GROUP(2);
+      Q6_GROUP(3);
+#undef Q6_GROUP
     }
     /* sum_sb sc[sb] * 32 * bsums[sb] */
     __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
@@ -491,20 +524,44 @@ void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     __m256i sumi = _mm256_setzero_si256();
     int msum = 0;
     for (int k = 0; k < 16; k++) msum += (sc[k] >> 4) * y[b].bsums[k];
+#pragma GCC unroll 2
     for (int c = 0; c < 2; c++) {
       __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
-      for (int g = 0; g < 4; g++) {
-        int sb = c * 8 + g * 2;
-        __m256i lv = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2);
-        __m256i p = udot_pairs(lv, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g)));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, two_scales(sc[sb] & 15, sc[sb + 1] & 15)));
-      }
+      const __m256i sc16 = _mm256_broadcastsi128_si256(
+          _mm_cvtepu8_epi16(_mm_and_si128(_mm_loadl_epi64((const __m128i *)(sc + 8 * c)), _mm_set1_epi8(15))));
+#define Q2_GROUP(g)                                                                                \
+  sumi = _mm256_add_epi32(                                                                       \
+      sumi, _mm256_madd_epi16(udot_pairs(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2),       \
+                                         _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
+                              scale_pair16(sc16, g)))
+      Q2_GROUP(0);
+      Q2_GROUP(1);
+      Q2_GROUP(2);
+      Q2_GROUP(3);
+#undef Q2_GROUP
     }
     sum += y[b].d * (f16c_h2f(x[b].d) * (float)hsum_i32(sumi) - f16c_h2f(x[b].dmin) * (float)msum);
   }
   *s = sum;
 }
 
+
+/* Q3_K's 16 signed scales (see q3k_scale) as int16, by vector ops: low 4 bits are the low
+ * nibbles (k < 8) and high nibbles (k >= 8) of bytes 0..7, the top 2 bits sit in byte
+ * 8 + k % 4 at bit 2 * (k / 4). */
+static inline __m256i q3k_scales16(const uint8_t *sc) {
+  const __m128i b = _mm_loadl_epi64((const __m128i *)sc), m4 = _mm_set1_epi8(15);
+  const __m256i top = _mm256_set1_epi32((int)load_u32(sc + 8)), three = _mm256_set1_epi32(3);
+  const __m256i off = _mm256_set1_epi32(32);
+  __m256i lo0 = _mm256_cvtepu8_epi32(_mm_and_si128(b, m4));                    /* k 0..7 */
+  __m256i lo1 = _mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m4)); /* k 8..15 */
+  __m256i hi0 = _mm256_and_si256(_mm256_srlv_epi32(top, _mm256_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26)), three);
+  __m256i hi1 = _mm256_and_si256(_mm256_srlv_epi32(top, _mm256_setr_epi32(4, 12, 20, 28, 6, 14, 22, 30)), three);
+  __m256i v0 = _mm256_sub_epi32(_mm256_or_si256(lo0, _mm256_slli_epi32(hi0, 4)), off);
+  __m256i v1 = _mm256_sub_epi32(_mm256_or_si256(lo1, _mm256_slli_epi32(hi1, 4)), off);
+  /* packs works per 128-bit lane: (v0 0..3, v1 0..3 | v0 4..7, v1 4..7) back to order */
+  return _mm256_permute4x64_epi64(_mm256_packs_epi32(v0, v1), 0xd8);
+}
 
 void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q3_K *x = vx;
@@ -513,19 +570,26 @@ void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     int16_t scl[16];
-    for (int k = 0; k < 16; k++) scl[k] = (int16_t)q3k_scale(x[b].scales, k);
+    _mm256_storeu_si256((__m256i *)scl, q3k_scales16(x[b].scales));
     __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
     __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
     for (int c = 0; c < 2; c++) {
       __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
-      for (int g = 0; g < 4; g++) {
-        int sb = c * 8 + g * 2;
-        /* unsigned level 0..7 = 2-bit value + 4 * high bit; the -4 comes back through bsums */
-        __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, c * 4 + g), one);
-        __m256i lv = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2), _mm256_slli_epi16(hb, 2));
-        __m256i p = udot_pairs(lv, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g)));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, two_scales(scl[sb], scl[sb + 1])));
-      }
+      const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(scl + 8 * c)));
+      /* unsigned level 0..7 = 2-bit value + 4 * high bit; the -4 comes back through bsums */
+#define Q3_GROUP(g)                                                                                \
+  do {                                                                                             \
+    __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, c * 4 + g), one);                          \
+    __m256i lv = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2), _mm256_slli_epi16(hb, 2)); \
+    __m256i p = udot_pairs(lv, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))); \
+    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, g)));                    \
+  } while (0)
+      Q3_GROUP(0);
+      Q3_GROUP(1);
+      Q3_GROUP(2);
+      Q3_GROUP(3);
+#undef Q3_GROUP
     }
     __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
                                     _mm256_loadu_si256((const __m256i *)scl));
@@ -543,6 +607,7 @@ void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
       int ls = (((x[b].scales_l[k / 2] >> (4 * (k & 1))) & 15) | ((x[b].scales_h >> (2 * k)) & 3) << 4) - 32;
       __m256i lv = iq4_levels(x[b].qs + 16 * k), yv = _mm256_loadu_si256((const __m256i *)(y[b].qs + 32 * k));
@@ -554,4 +619,219 @@ void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
   }
   *s = hsum8(acc);
+}
+
+/* ---------------------------------------------------------------- K-quant dequantization
+ * The prefill path dequantizes every weight once per batch of tokens, so these run at the
+ * reference's exact arithmetic (scale * level, then minus the min: no fused multiply-add). */
+
+/* 32 levels (bytes, signed or not) to floats: first 16 times s_lo, next 16 times s_hi, minus m. */
+static inline void levels32_store(float *y, __m256i q, int is_signed, __m256 s_lo, __m256 s_hi,
+                                  __m256 m) {
+  __m128i h[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
+  for (int k = 0; k < 4; k++) {
+    __m128i b = k & 1 ? _mm_srli_si128(h[k >> 1], 8) : h[k >> 1];
+    __m256i w = is_signed ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(w), k < 2 ? s_lo : s_hi);
+    _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(f, m));
+  }
+}
+
+static inline void k45_to_float_avx2(const uint8_t *scales12, const uint8_t *qs, const uint8_t *qh,
+                                     float d, float dmin, float *y) {
+  uint8_t sc[8], mn[8];
+  k4_scales_mins(scales12, sc, mn);
+  const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+  __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+  for (int c = 0; c < 4; c++) {
+    __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+    __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+    if (qh) {
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
+      hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
+      hbits = _mm256_srli_epi16(hbits, 2);
+    }
+    __m256 d0 = _mm256_set1_ps(d * (float)sc[2 * c]), m0 = _mm256_set1_ps(dmin * (float)mn[2 * c]);
+    __m256 d1 = _mm256_set1_ps(d * (float)sc[2 * c + 1]), m1 = _mm256_set1_ps(dmin * (float)mn[2 * c + 1]);
+    levels32_store(y + 64 * c, lo, 0, d0, d0, m0);
+    levels32_store(y + 64 * c + 32, hi, 0, d1, d1, m1);
+  }
+}
+
+void q4_K_to_float_avx2(const void *vx, float *y, int64_t n) {
+  const block_q4_K *x = vx;
+  for (int64_t b = 0; b < n / QK_K; b++)
+    k45_to_float_avx2(x[b].scales, x[b].qs, NULL, f16c_h2f(x[b].d), f16c_h2f(x[b].dmin), y + b * QK_K);
+}
+
+void q5_K_to_float_avx2(const void *vx, float *y, int64_t n) {
+  const block_q5_K *x = vx;
+  for (int64_t b = 0; b < n / QK_K; b++)
+    k45_to_float_avx2(x[b].scales, x[b].qs, x[b].qh, f16c_h2f(x[b].d), f16c_h2f(x[b].dmin), y + b * QK_K);
+}
+
+void q6_K_to_float_avx2(const void *vx, float *y, int64_t n) {
+  const block_q6_K *x = vx;
+  const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const float d = f16c_h2f(x[b].d);
+    const int8_t *sc = x[b].scales;
+    float *yb = y + b * QK_K;
+    for (int c = 0; c < 2; c++) {
+      __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c));
+      __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c + 32));
+      __m256i qh = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * c));
+      for (int g = 0; g < 4; g++) {
+        __m256i ql = g & 1 ? ql1 : ql0;
+        __m256i lo = _mm256_and_si256(g >> 1 ? _mm256_srli_epi16(ql, 4) : ql, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m2);
+        __m256i lv = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), off);
+        int s = 8 * c + 2 * g;
+        levels32_store(yb + 128 * c + 32 * g, lv, 1, _mm256_set1_ps(d * (float)sc[s]),
+                       _mm256_set1_ps(d * (float)sc[s + 1]), zero);
+      }
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- 32-value formats, four rows
+ * Decode reads each weight once, and per 32-value block the single-row kernels spend more
+ * instructions on the two fp16 scales and the signed-product trick than on the products. Here
+ * two blocks share one register (block b's 16 bytes in the low lane, b+1's in the high lane:
+ * one mask gives elements 0..15 of both, one shift elements 16..31), levels stay unsigned with
+ * an offset format's offset taken off through offset * sum(y), and everything that depends on
+ * the activation alone (its rearranged bytes, offset * sum(y), its scales) is computed once
+ * for four weight rows. */
+
+enum { F_Q4_0, F_Q4_1, F_Q5_0, F_Q5_1, F_IQ4_NL };
+
+/* y's bytes of blocks b, b+1 (at p and p + stride) in the two-block order:
+ * (0..15 of b | 0..15 of b+1) and (16..31 of b | 16..31 of b+1). */
+static inline void y_pair(const uint8_t *p, size_t stride, __m256i *ylo, __m256i *yhi) {
+  *ylo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p)),
+                                 _mm_loadu_si128((const __m128i *)(p + stride)), 1);
+  *yhi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + 16))),
+                                 _mm_loadu_si128((const __m128i *)(p + stride + 16)), 1);
+}
+
+static inline uint16_t load_u16(const uint8_t *p) {
+  uint16_t v;
+  memcpy(&v, p, 2);
+  return v;
+}
+
+/* Two fp16 values as floats in lanes 0 and 1 (the other lanes 0). */
+static inline __m128 h2_lanes(uint16_t a, uint16_t b) {
+  return _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)b << 16 | a)));
+}
+
+/* Two fp16 scales as (a a a a | b b b b). */
+static inline __m256 h2_pair(uint16_t a, uint16_t b) {
+  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(a, b)),
+                                  _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+}
+
+/* 0x10 in byte j of each lane where bit j (lo: bits 0..15, hi: 16..31) of that lane's block's
+ * qh is set; the low lane is block b's, the high lane b+1's. */
+static inline void qh_pair(uint32_t qa, uint32_t qb, __m256i *hlo, __m256i *hhi) {
+  const __m256i v = _mm256_setr_epi32((int)qa, 0, 0, 0, (int)qb, 0, 0, 0);
+  const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull), b16 = _mm256_set1_epi8(16);
+  const __m256i slo = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                       0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m256i shi = _mm256_add_epi8(slo, _mm256_set1_epi8(2));
+  *hlo = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, slo), bit), bit), b16);
+  *hhi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, shi), bit), bit), b16);
+}
+
+static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_t n, float *s,
+                                                          const uint8_t *x0, size_t bx, const uint8_t *y0) {
+  const size_t xs = kind == F_Q4_0 || kind == F_IQ4_NL ? 18 : kind == F_Q4_1 ? 20 : kind == F_Q5_0 ? 22 : 24;
+  const size_t off_qs = kind == F_Q4_0 || kind == F_IQ4_NL ? 2 : kind == F_Q5_1 ? 8 : kind == F_Q5_0 ? 6 : 4;
+  const size_t off_qh = kind == F_Q5_0 ? 2 : 4;  /* Q5_0 / Q5_1 */
+  const int has_min = kind == F_Q4_1 || kind == F_Q5_1; /* y is Q8_1: d, s, qs */
+  const size_t ys = has_min ? 36 : 34, y_qs = has_min ? 4 : 2;
+  const int offset = kind == F_Q4_0 ? 8 : kind == F_Q5_0 ? 16 : 0;
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1), voff = _mm256_set1_epi8((char)offset);
+  const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  const int64_t nb = n / QK;
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m128 accm[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const uint8_t *yb = y0 + (size_t)b * ys;
+    __m256i ylo, yhi, yoff = _mm256_setzero_si256();
+    y_pair(yb + y_qs, ys, &ylo, &yhi);
+    if (offset) /* offset * (y_2i + y_2i+1) per int16 lane, both halves at once */
+      yoff = _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo), _mm256_maddubs_epi16(voff, yhi));
+    const __m256 dy = h2_pair(load_u16(yb), load_u16(yb + ys));
+    const __m128 sy = has_min ? h2_lanes(load_u16(yb + 2), load_u16(yb + ys + 2)) : _mm_setzero_ps();
+    /* unrolled, so that the four accumulators stay in registers */
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      /* four interleaved rows defeat the hardware prefetcher (measured: half the bandwidth
+       * of one row at a time); the same place 16 rows on is where the caller goes next */
+      _mm_prefetch((const char *)x + 16 * bx, _MM_HINT_T0);
+      __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + off_qs))),
+                                          _mm_loadu_si128((const __m128i *)(x + xs + off_qs)), 1);
+      __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      if (kind == F_Q5_0 || kind == F_Q5_1) {
+        __m256i hlo, hhi;
+        qh_pair(load_u32(x + off_qh), load_u32(x + xs + off_qh), &hlo, &hhi);
+        lo = _mm256_or_si256(lo, hlo);
+        hi = _mm256_or_si256(hi, hhi);
+      }
+      __m256i p32;
+      if (kind == F_IQ4_NL) {
+        /* signed levels (|level| <= 127): the sign moves onto y, and each half is widened
+         * on its own (two pair sums of 127 * 127 * 2 would overflow int16) */
+        lo = _mm256_shuffle_epi8(lut, lo);
+        hi = _mm256_shuffle_epi8(lut, hi);
+        __m256i plo = _mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(ylo, lo));
+        __m256i phi = _mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(yhi, hi));
+        p32 = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+      } else {
+        /* levels <= 31: |pair| <= 2 * 31 * 128 per product vector, so their sum less the
+         * offset term (<= 4 * 16 * 128) fits in int16 */
+        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi));
+        if (offset) p = _mm256_sub_epi16(p, yoff);
+        p32 = _mm256_madd_epi16(p, ones);
+      }
+      __m256 d = _mm256_mul_ps(h2_pair(load_u16(x), load_u16(x + xs)), dy);
+      acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p32), acc[r]);
+      if (has_min) accm[r] = _mm_fmadd_ps(h2_lanes(load_u16(x + 2), load_u16(x + xs + 2)), sy, accm[r]);
+    }
+  }
+  static void (*const one_row[])(int64_t, float *, const void *, const void *) = {q4_0_vec_dot_avx2, q4_1_vec_dot_avx2, q5_0_vec_dot_avx2,
+                                            q5_1_vec_dot_avx2, iq4_nl_vec_dot_avx2};
+  for (int r = 0; r < 4; r++) {
+    float sum = hsum8(acc[r]);
+    if (has_min) {
+      __m128 m = accm[r];
+      sum += _mm_cvtss_f32(m) + _mm_cvtss_f32(_mm_movehdup_ps(m));
+    }
+    if (b < nb) { /* an odd block count: the last block by the one-row kernel */
+      float t;
+      one_row[kind](QK, &t, x0 + (size_t)r * bx + (size_t)b * xs, y0 + (size_t)b * ys);
+      sum += t;
+    }
+    s[r] = sum;
+  }
+}
+
+void q4_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32(F_Q4_0, n, s, x, bx, y);
+}
+void q4_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32(F_Q4_1, n, s, x, bx, y);
+}
+void q5_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32(F_Q5_0, n, s, x, bx, y);
+}
+void q5_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32(F_Q5_1, n, s, x, bx, y);
+}
+void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32(F_IQ4_NL, n, s, x, bx, y);
 }

@@ -9,11 +9,11 @@
 #include "ops.h"
 #include "qtypes.h"
 
-static size_t max_wsize(const nllm_model *m, int32_t n_batch) {
+static size_t max_wsize(const nllm_model *m, int32_t n_batch, int32_t n_threads) {
   size_t w = 0;
 #define MAXW(wt)                                                                   \
   if ((wt).data && (wt).rows > 0) {                                                \
-    size_t s = nllm_matmul_wsize((wt).type, (wt).cols, n_batch);                   \
+    size_t s = nllm_matmul_wsize((wt).type, (wt).cols, n_batch, n_threads);        \
     if (s > w) w = s;                                                              \
   }
   for (int il = 0; il < m->hp.n_layer; il++) {
@@ -59,7 +59,7 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
                                                       hp->head_dim);
   fs->att_scratch = nllm_aligned_alloc(fs->att_scratch_per_thread * (size_t)n_threads *
                                        sizeof(float));
-  size_t ws = max_wsize(m, n_batch);
+  size_t ws = max_wsize(m, n_batch, n_threads);
   fs->wdata = nllm_aligned_alloc(ws ? ws : 64);
   if (!kv->k || !kv->v || !fs->x || !fs->xb || !fs->q || !fs->k || !fs->v || !fs->att ||
       !fs->gate || !fs->up || !fs->att_scratch || !fs->wdata) {

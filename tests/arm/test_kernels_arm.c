@@ -86,6 +86,33 @@ int main(void) {
       }
       free(x); free(y); free(a); free(b); free(w); free(w2); free(yq); free(yq2);
     }
+    /* four-row dot: four different rows, odd block counts, rows further apart than their size */
+    static const int64_t lens4[] = {32, 160, 1056};
+    for (size_t li = 0; q->vec_dot4 && li < sizeof lens4 / sizeof lens4[0]; li++) {
+      int64_t n = lens4[li];
+      size_t ws = nllm_row_size(q->type, n), stride = ws + (size_t)q->type_size;
+      float *x = malloc(4 * (size_t)n), *y = malloc(4 * (size_t)n), *a = malloc(4 * (size_t)n);
+      uint8_t *w = malloc(4 * stride), *yq = malloc(nllm_row_size(vq->type, n));
+      fill(y, n, 0);
+      vq->from_float_ref(y, yq, n);
+      vq->to_float_ref(yq, y, n);
+      float s4[4];
+      for (int r = 0; r < 4; r++) {
+        fill(x, n, r);
+        q->from_float_ref(x, w + (size_t)r * stride, n);
+      }
+      q->vec_dot4(n, s4, w, stride, yq);
+      for (int r = 0; r < 4; r++) {
+        float s_ref = NAN;
+        q->vec_dot_ref(n, &s_ref, w + (size_t)r * stride, yq);
+        q->to_float_ref(w + (size_t)r * stride, a, n);
+        double sumabs = 0;
+        for (int64_t i = 0; i < n; i++) sumabs += fabs((double)a[i] * y[i]);
+        CHECK(fabs((double)s_ref - s4[r]) <= (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30,
+              "%s vec_dot4 n %lld row %d: ref %.9g neon %.9g", q->name, (long long)n, r, s_ref, s4[r]);
+      }
+      free(x); free(y); free(a); free(w); free(yq);
+    }
     /* matmul (several tokens, 2 threads) against the scalar path */
     int64_t rows = 37, cols = 512, nt = 5;
     size_t rs = nllm_row_size(q->type, cols);
@@ -96,7 +123,7 @@ int main(void) {
       q->from_float_ref(xf, W + (size_t)r * rs, cols);
     }
     fill(xf, cols * nt, 0);
-    void *wd = malloc(nllm_matmul_wsize(q->type, cols, nt));
+    void *wd = malloc(nllm_matmul_wsize(q->type, cols, nt, 2));
     nllm_matmul(y1, W, q->type, rows, cols, xf, nt, wd, 2);
     nllm_qtypes_force_scalar(1);
     nllm_matmul(y2, W, q->type, rows, cols, xf, nt, wd, 1);
