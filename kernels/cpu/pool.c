@@ -47,6 +47,9 @@ static atomic_int job_threads;
 static _Alignas(64) atomic_llong chunks_done;
 
 static _Thread_local int inside_pool;
+/* Set when the library is unloaded: workers leave their loop so none is left running code that
+ * dlclose is about to unmap. */
+static atomic_int stopping, n_alive;
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -104,13 +107,28 @@ static void *worker_main(void *arg) {
   inside_pool = 1;
   for (;;) {
     seen = wait_for_job(seen);
+    if (atomic_load(&stopping)) break;
     /* these may already belong to a later job; run_items then claims nothing */
     int nt = atomic_load(&job_threads);
     if (id >= nt) continue;
     run_items(seen, nt, atomic_load(&job_items), atomic_load(&job_chunk), atomic_load(&job_fn),
               atomic_load(&job_ctx), id);
   }
+  atomic_fetch_sub(&n_alive, 1);
   return NULL;
+}
+
+/* Runs at dlclose (and process exit): wakes every worker with a last "job" that tells it to
+ * stop, and waits a bounded time for them to leave the library's code. */
+__attribute__((destructor)) static void pool_shutdown(void) {
+  if (!atomic_load(&n_alive)) return;
+  atomic_store(&stopping, 1);
+  atomic_fetch_add(&job_seq, 1);
+  pthread_mutex_lock(&sleep_lock);
+  pthread_cond_broadcast(&sleep_cond);
+  pthread_mutex_unlock(&sleep_lock);
+  for (int64_t t0 = now_ns(); atomic_load(&n_alive) > 0 && now_ns() - t0 < 200000000;)
+    sched_yield();
 }
 
 static void run_serial(int64_t n_items, nllm_pool_fn fn, void *ctx) {
@@ -131,9 +149,13 @@ void nllm_pool_run(int n_threads, int64_t n_items, nllm_pool_fn fn, void *ctx) {
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     uintptr_t arg = (uintptr_t)atomic_load(&job_seq) << 8 | (uintptr_t)(n_workers + 1);
+    atomic_fetch_add(&n_alive, 1);
     int ok = pthread_create(&th, &attr, worker_main, (void *)arg) == 0;
     pthread_attr_destroy(&attr);
-    if (!ok) break; /* run with the workers we have */
+    if (!ok) {
+      atomic_fetch_sub(&n_alive, 1);
+      break; /* run with the workers we have */
+    }
     n_workers++;
   }
   if (n_threads > n_workers + 1) n_threads = n_workers + 1;
