@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "bandwidth.h"
 #include "ops.h"
 #include "qtypes.h"
 
@@ -25,23 +26,6 @@ static double median(double *v, int n) {
   return v[n / 2];
 }
 
-/* Read bandwidth: threads read disjoint parts of a buffer larger than the caches through the
- * vectorized dot product (x.x: each byte loaded from memory once). */
-static double probe_gbs(const float *buf, size_t n, int threads) {
-  double t[RUNS];
-  volatile float sink = 0;
-  for (int r = 0; r < RUNS; r++) {
-    double t0 = nllm_time_ms();
-    float tot = 0;
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : tot)
-    for (size_t c = 0; c < n / 4096; c++) tot += nllm_dot_f32(buf + c * 4096, buf + c * 4096, 4096);
-    t[r] = nllm_time_ms() - t0;
-    sink += tot;
-  }
-  (void)sink;
-  return (double)n * 4 / median(t, RUNS) / 1e6;
-}
-
 int main(int argc, char **argv) {
   int all = argc > 1 ? atoi(argv[1]) : omp_get_num_procs();
   int thr[2] = {1, all};
@@ -50,7 +34,7 @@ int main(int argc, char **argv) {
   if (!buf) return 1;
   for (size_t i = 0; i < WORKING_SET / 4; i++) buf[i] = (float)(i & 7);
   double bw[2];
-  for (int k = 0; k < 2; k++) bw[k] = probe_gbs(buf, WORKING_SET / 4, thr[k]);
+  for (int k = 0; k < 2; k++) bw[k] = nllm_probe_read_gbs(WORKING_SET, thr[k], RUNS);
   printf("read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%d threads)\n", bw[0], bw[1], all);
 
   static const int32_t types[] = {NLLM_TYPE_F16,  NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,  NLLM_TYPE_Q4_0,

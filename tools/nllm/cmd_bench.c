@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bandwidth.h"
+#include "core/core.h"
 #include "nllm.h"
 #include "qtypes.h"
 
@@ -87,14 +89,18 @@ int cmd_bench(int argc, char **argv) {
   }
   double pp_med = median(pp, reps), tg_med = median(tg, reps);
   double gbs = tg_med * bytes_per_token(m) / 1e9;
+  /* The machine's read bandwidth at the same thread count, measured in this run. */
+  int nt = o.threads > 0 ? (int)o.threads : nllm_default_threads();
+  double probe = nllm_probe_read_gbs((size_t)256 << 20, nt, 5);
+  double frac = probe > 0 ? gbs / probe : 0;
   if (o.json) {
     printf("{\"model\": \"%s\", \"arch\": \"%s\", \"params\": %llu, \"bytes\": %llu, "
            "\"threads\": %lld, \"n_prompt\": %lld, \"n_gen\": %lld, \"reps\": %d, "
-           "\"pp_tokens_per_s\": %.3f, \"tg_tokens_per_s\": %.3f, \"tg_weight_gb_per_s\": %.3f}\n",
+           "\"pp_tokens_per_s\": %.3f, \"tg_tokens_per_s\": %.3f, \"tg_weight_gb_per_s\": %.3f, \"probe_gb_per_s\": %.3f, \"tg_fraction_of_probe\": %.3f}\n",
            o.model ? o.model : cli_default_model(), nllm_model_arch(m),
            (unsigned long long)nllm_model_n_params(m),
            (unsigned long long)nllm_model_size_bytes(m), o.threads, n_prompt, n_gen, reps, pp_med,
-           tg_med, gbs);
+           tg_med, gbs, probe, frac);
   } else {
     printf("model: %s (%s, %.1f M params, %.1f MiB weights)\n",
            o.model ? o.model : cli_default_model(), nllm_model_arch(m),
@@ -102,6 +108,8 @@ int cmd_bench(int argc, char **argv) {
     printf("prompt %lld tokens: %.2f tokens/s (median of %d)\n", n_prompt, pp_med, reps);
     printf("generation %lld tokens: %.2f tokens/s (median of %d), weights read at %.2f GB/s\n",
            n_gen, tg_med, reps, gbs);
+    printf("memory read probe (%d threads): %.2f GB/s; generation reads at %.0f%% of it\n", nt,
+           probe, 100 * frac);
   }
   rc = 0;
   goto out;
