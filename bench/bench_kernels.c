@@ -37,13 +37,14 @@ int main(int argc, char **argv) {
   for (int k = 0; k < 2; k++) bw[k] = nllm_probe_read_gbs(WORKING_SET, thr[k], RUNS);
   printf("read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%d threads)\n", bw[0], bw[1], all);
 
-  static const int32_t types[] = {NLLM_TYPE_F16,  NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,  NLLM_TYPE_Q4_0,
-                                  NLLM_TYPE_Q4_1, NLLM_TYPE_Q5_0, NLLM_TYPE_Q5_1,  NLLM_TYPE_Q2_K,
-                                  NLLM_TYPE_Q3_K, NLLM_TYPE_Q4_K, NLLM_TYPE_Q5_K,  NLLM_TYPE_Q6_K,
+  static const int32_t types[] = {NLLM_TYPE_F16,    NLLM_TYPE_BF16,  NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_0,
+                                  NLLM_TYPE_Q4_1,   NLLM_TYPE_Q5_0,  NLLM_TYPE_Q5_1, NLLM_TYPE_Q2_K,
+                                  NLLM_TYPE_Q3_K,   NLLM_TYPE_Q4_K,  NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K,
                                   NLLM_TYPE_IQ4_NL, NLLM_TYPE_IQ4_XS};
   float *x = malloc(sizeof(float) * COLS * 64), *y = malloc(sizeof(float) * ROWS * 64);
   for (int i = 0; i < COLS * 64; i++) x[i] = (float)((i * 7919) % 1000) / 500.0f - 1.0f;
-  printf("\n%-7s %10s %9s %7s %10s %9s %7s\n", "format", "1t ms", "GB/s", "of bw", "Nt ms", "GB/s", "of bw");
+  printf("\n%-7s %10s %9s %7s %10s %9s %7s\n", "format", "1t ms", "GB/s", "of bw", "Nt ms", "GB/s",
+         "of bw");
   for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
     const nllm_qtype *q = nllm_qtype_get(types[ti]);
     size_t rs = nllm_row_size(q->type, COLS), mat = rs * ROWS;
@@ -52,10 +53,12 @@ int main(int argc, char **argv) {
     /* 256 quantized rows copied over the whole working set: quantizing everything would
      * take longer than the measurement */
     for (int r = 0; r < 256; r++) {
-      for (int i = 0; i < COLS; i++) x[i] = (float)(((r + 1) * (i + 3) * 2654435761u) % 2001) / 1000.0f - 1.0f;
+      for (int i = 0; i < COLS; i++)
+        x[i] = (float)(((r + 1) * (i + 3) * 2654435761u) % 2001) / 1000.0f - 1.0f;
       q->from_float_ref(x, W + (size_t)r * rs, COLS);
     }
-    for (size_t off = 256 * rs; off + 256 * rs <= (size_t)nmat * mat; off += 256 * rs) memcpy(W + off, W, 256 * rs);
+    for (size_t off = 256 * rs; off + 256 * rs <= (size_t)nmat * mat; off += 256 * rs)
+      memcpy(W + off, W, 256 * rs);
     void *wd = nllm_aligned_alloc(nllm_matmul_wsize(q->type, COLS, 1, all));
     double ms[2];
     for (int k = 0; k < 2; k++) {
@@ -68,14 +71,16 @@ int main(int argc, char **argv) {
       ms[k] = median(t, RUNS * 4);
     }
     printf("%-7s %10.3f %9.1f %6.0f%% %10.3f %9.1f %6.0f%%\n", q->name, ms[0], mat / ms[0] / 1e6,
-           100 * mat / ms[0] / 1e6 / bw[0], ms[1], mat / ms[1] / 1e6, 100 * mat / ms[1] / 1e6 / bw[1]);
+           100 * mat / ms[0] / 1e6 / bw[0], ms[1], mat / ms[1] / 1e6,
+           100 * mat / ms[1] / 1e6 / bw[1]);
     nllm_aligned_free(wd);
   }
 
   /* prefill: 64 tokens */
   const int NT = 64;
   float *wf = (float *)buf;
-  for (size_t i = 0; i < (size_t)ROWS * COLS; i++) wf[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+  for (size_t i = 0; i < (size_t)ROWS * COLS; i++)
+    wf[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
   double flops = 2.0 * ROWS * COLS * NT;
   printf("\nmatmul %d tokens, GFLOP/s (1 thread / %d threads):\n", NT, all);
   for (int k = 0; k < 2; k++) {
@@ -83,19 +88,23 @@ int main(int argc, char **argv) {
     openblas_set_num_threads(thr[k]);
     for (int r = 0; r < RUNS; r++) {
       double t0 = nllm_time_ms();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, NT, ROWS, COLS, 1, x, COLS, wf, COLS, 0, y, ROWS);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, NT, ROWS, COLS, 1, x, COLS, wf, COLS, 0,
+                  y, ROWS);
       t[r] = nllm_time_ms() - t0;
     }
     printf("  OpenBLAS sgemm f32: %.1f GFLOP/s (%d thr)\n", flops / median(t, RUNS) / 1e6, thr[k]);
   }
-  static const int32_t mt[] = {NLLM_TYPE_F32, NLLM_TYPE_F16, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_0, NLLM_TYPE_Q4_K, NLLM_TYPE_Q6_K};
+  static const int32_t mt[] = {NLLM_TYPE_F32,  NLLM_TYPE_F16,  NLLM_TYPE_Q8_0,
+                               NLLM_TYPE_Q4_0, NLLM_TYPE_Q4_K, NLLM_TYPE_Q6_K};
   uint8_t *Wq = malloc(nllm_row_size(NLLM_TYPE_F32, COLS) * ROWS);
   for (size_t m = 0; m < sizeof mt / sizeof mt[0]; m++) {
     const nllm_qtype *q = nllm_qtype_get(mt[m]);
     size_t rs = nllm_row_size(q->type, COLS);
     for (int r = 0; r < ROWS; r++) {
-      if (r < 64) q->from_float_ref(wf + (size_t)r * COLS, Wq + (size_t)r * rs, COLS);
-      else memcpy(Wq + (size_t)r * rs, Wq + (size_t)(r % 64) * rs, rs);
+      if (r < 64)
+        q->from_float_ref(wf + (size_t)r * COLS, Wq + (size_t)r * rs, COLS);
+      else
+        memcpy(Wq + (size_t)r * rs, Wq + (size_t)(r % 64) * rs, rs);
     }
     void *wd = nllm_aligned_alloc(nllm_matmul_wsize(q->type, COLS, NT, all));
     for (int k = 0; k < 2; k++) {
@@ -105,7 +114,8 @@ int main(int argc, char **argv) {
         nllm_matmul(y, Wq, q->type, ROWS, COLS, x, NT, wd, thr[k]);
         t[r] = nllm_time_ms() - t0;
       }
-      printf("  nllm_matmul %-5s: %.1f GFLOP/s (%d thr)\n", q->name, flops / median(t, RUNS) / 1e6, thr[k]);
+      printf("  nllm_matmul %-5s: %.1f GFLOP/s (%d thr)\n", q->name, flops / median(t, RUNS) / 1e6,
+             thr[k]);
     }
     nllm_aligned_free(wd);
   }

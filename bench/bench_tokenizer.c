@@ -65,8 +65,10 @@ static void bench(const char *path, const char *text, size_t len) {
   size_t pl = strlen(path);
   double t0 = nllm_time_ms();
   nllm_status st;
-  if (pl > 5 && strcmp(path + pl - 5, ".json") == 0) st = nllm_tokenizer_from_hf(path, &tok);
-  else if ((st = gguf_open(path, 1, &src)) == NLLM_OK) st = nllm_tokenizer_from_source(&src, &tok);
+  if (pl > 5 && strcmp(path + pl - 5, ".json") == 0)
+    st = nllm_tokenizer_from_hf(path, &tok);
+  else if ((st = gguf_open(path, 1, &src)) == NLLM_OK)
+    st = nllm_tokenizer_from_source(&src, &tok);
   if (st) {
     printf("%-50s skipped: %s\n", path, nllm_last_error());
     nllm_source_free(&src);
@@ -87,9 +89,11 @@ static void bench(const char *path, const char *text, size_t len) {
   t0 = nllm_time_ms();
   nllm_tokenizer_decode(tok, ids, n, 0, dec, (int32_t)(len * 2 + 16), &dn);
   double dec_ms = nllm_time_ms() - t0;
-  printf("%-50s load %6.0f ms  encode %7.2f MB/s (%d tokens, %.1f ms)  decode %7.1f MB/s  round trip %s\n",
-         path, load_ms, (double)len / 1e6 / (best / 1e3), n, best, (double)dn / 1e6 / (dec_ms / 1e3),
-         (size_t)dn == len && memcmp(dec, text, len) == 0 ? "ok" : "DIFFERS");
+  printf(
+      "%-50s load %6.0f ms  encode %7.2f MB/s (%d tokens, %.1f ms)  decode %7.1f MB/s  round trip "
+      "%s\n",
+      path, load_ms, (double)len / 1e6 / (best / 1e3), n, best, (double)dn / 1e6 / (dec_ms / 1e3),
+      (size_t)dn == len && memcmp(dec, text, len) == 0 ? "ok" : "DIFFERS");
   free(dec);
   free(ids);
   nllm_tokenizer_free(tok);
@@ -109,9 +113,10 @@ int main(int argc, char **argv) {
   if (argc > 1) {
     for (int i = 1; i < argc; i++) bench(argv[i], text, len);
   } else {
-    const char *def[] = {"tokenizers/hf/llama3/tokenizer.json", "tokenizers/hf/qwen2.5/tokenizer.json",
-                         "tokenizers/hf/mistral7b/tokenizer.json", "vocab/ggml-vocab-llama-spm.gguf",
-                         "vocab/ggml-vocab-gpt-2.gguf"};
+    const char *def[] = {"tokenizers/hf/llama3/tokenizer.json",
+                         "tokenizers/hf/qwen2.5/tokenizer.json",
+                         "tokenizers/hf/mistral7b/tokenizer.json",
+                         "vocab/ggml-vocab-llama-spm.gguf", "vocab/ggml-vocab-gpt-2.gguf"};
     for (size_t i = 0; i < sizeof def / sizeof *def; i++) {
       char p[1024];
       snprintf(p, sizeof p, "%s/%s", data, def[i]);

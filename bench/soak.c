@@ -52,7 +52,8 @@ static int run(nllm_context *c, nllm_sampler *s, const nllm_model *m, long targe
     if (nllm_token_to_piece(m, t, 0, piece, sizeof piece, &n) == NLLM_OK) *bytes += n;
     if (nllm_context_pos(c) >= n_ctx - 1 || step % 97 == 0) {
       /* Keep a prefix of varying length, then re-decode one token so logits exist. */
-      int32_t keep = 1 + (int32_t)(step * 7919 % (nllm_context_pos(c) > 1 ? nllm_context_pos(c) - 1 : 1));
+      int32_t keep =
+          1 + (int32_t)(step * 7919 % (nllm_context_pos(c) > 1 ? nllm_context_pos(c) - 1 : 1));
       if ((st = nllm_context_rewind(c, keep))) return fail("rewind", st), -1;
     }
     if ((st = nllm_decode(c, &t, 1))) return fail("decode", st), -1;
@@ -105,9 +106,10 @@ int main(int argc, char **argv) {
   if (run(c, s, m, n_tokens, &bytes)) return 1;
   double secs = ((double)clock() - t0) / CLOCKS_PER_SEC;
   long after = rss_kib();
-  printf("soak: %ld tokens (+%ld warm-up) with rewinds every 97 steps and at n_ctx %d, "
-         "generate+reset every 2500; %ld bytes of text; %.1f s CPU\n",
-         n_tokens, warm, cp.n_ctx, bytes, secs);
+  printf(
+      "soak: %ld tokens (+%ld warm-up) with rewinds every 97 steps and at n_ctx %d, "
+      "generate+reset every 2500; %ld bytes of text; %.1f s CPU\n",
+      n_tokens, warm, cp.n_ctx, bytes, secs);
   printf("soak: RSS before %ld KiB, after %ld KiB, growth %ld KiB\n", before, after,
          after - before);
   nllm_sampler_free(s);

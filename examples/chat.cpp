@@ -21,9 +21,15 @@
 namespace {
 
 // Owning handles: the deleters are the library's *_free calls (all accept NULL).
-struct ModelFree { void operator()(nllm_model *m) const { nllm_model_free(m); } };
-struct ContextFree { void operator()(nllm_context *c) const { nllm_context_free(c); } };
-struct SamplerFree { void operator()(nllm_sampler *s) const { nllm_sampler_free(s); } };
+struct ModelFree {
+  void operator()(nllm_model *m) const { nllm_model_free(m); }
+};
+struct ContextFree {
+  void operator()(nllm_context *c) const { nllm_context_free(c); }
+};
+struct SamplerFree {
+  void operator()(nllm_sampler *s) const { nllm_sampler_free(s); }
+};
 using Model = std::unique_ptr<nllm_model, ModelFree>;
 using Context = std::unique_ptr<nllm_context, ContextFree>;
 using Sampler = std::unique_ptr<nllm_sampler, SamplerFree>;
@@ -35,8 +41,8 @@ void check(nllm_status st, const char *what) {
 }
 
 // Renders the conversation into out; false when the model has no template the library knows.
-bool format_chat(const nllm_model *model, const std::vector<std::pair<std::string, std::string>> &turns,
-                 std::string &out) {
+bool format_chat(const nllm_model *model,
+                 const std::vector<std::pair<std::string, std::string>> &turns, std::string &out) {
   std::vector<nllm_chat_message> msgs;
   for (const auto &t : turns) msgs.push_back({t.first.c_str(), t.second.c_str()});
   std::vector<char> buf(4096);
@@ -129,8 +135,8 @@ int main(int argc, char **argv) try {
     std::string reply;
     gp.on_token = on_token;
     gp.user_data = &reply;
-    nllm_status st = nllm_generate(ctx.get(), smp.get(), prompt.c_str(), (int32_t)prompt.size(),
-                                   &gp, nullptr);
+    nllm_status st =
+        nllm_generate(ctx.get(), smp.get(), prompt.c_str(), (int32_t)prompt.size(), &gp, nullptr);
     std::cout << "\n";
     if (st == NLLM_ERR_CONTEXT_FULL) {
       std::cerr << "chat: context full, starting a new conversation\n";

@@ -16,8 +16,12 @@ static const char *const files[4] = {"config.json", "model.safetensors.index.jso
 
 /* hidden 32, ff 64, 1 layer, 4 heads (2 kv), vocab 40: HF names and [out, in] shapes. */
 static void write_checkpoint(const char *name) {
-  static const struct { const char *n; int rows, cols; } t[] = {
-      {"model.embed_tokens.weight", 40, 32}, {"model.norm.weight", 0, 32},
+  static const struct {
+    const char *n;
+    int rows, cols;
+  } t[] = {
+      {"model.embed_tokens.weight", 40, 32},
+      {"model.norm.weight", 0, 32},
       {"lm_head.weight", 40, 32},
       {"model.layers.0.input_layernorm.weight", 0, 32},
       {"model.layers.0.self_attn.q_proj.weight", 32, 32},
@@ -35,13 +39,15 @@ static void write_checkpoint(const char *name) {
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
     size_t n = (size_t)(t[i].rows ? t[i].rows : 1) * (size_t)t[i].cols * 4;
     if (t[i].rows)
-      h += (size_t)snprintf(hdr + h, sizeof hdr - h,
-                            "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}",
-                            i ? "," : "", t[i].n, t[i].rows, t[i].cols, off, off + n);
+      h += (size_t)snprintf(
+          hdr + h, sizeof hdr - h,
+          "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}", i ? "," : "",
+          t[i].n, t[i].rows, t[i].cols, off, off + n);
     else
-      h += (size_t)snprintf(hdr + h, sizeof hdr - h,
-                            "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}",
-                            i ? "," : "", t[i].n, t[i].cols, off, off + n);
+      h +=
+          (size_t)snprintf(hdr + h, sizeof hdr - h,
+                           "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}",
+                           i ? "," : "", t[i].n, t[i].cols, off, off + n);
     off += n;
   }
   h += (size_t)snprintf(hdr + h, sizeof hdr - h, "}");
@@ -69,14 +75,15 @@ static void write_tokenizer_json(void) {
   snprintf(path, sizeof path, "%s/tokenizer.json", dir);
   FILE *f = fopen(path, "wb");
   if (!f) abort();
-  fprintf(f, "{\"version\":\"1.0\",\"added_tokens\":["
-             "{\"id\":0,\"content\":\"<unk>\",\"special\":true},"
-             "{\"id\":1,\"content\":\"<s>\",\"special\":true},"
-             "{\"id\":2,\"content\":\"</s>\",\"special\":true}],"
-             "\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"ByteLevel\","
-             "\"add_prefix_space\":false,\"use_regex\":true},"
-             "\"post_processor\":null,\"decoder\":{\"type\":\"ByteLevel\"},"
-             "\"model\":{\"type\":\"BPE\",\"vocab\":{%s},\"merges\":[\"a b\"]}}",
+  fprintf(f,
+          "{\"version\":\"1.0\",\"added_tokens\":["
+          "{\"id\":0,\"content\":\"<unk>\",\"special\":true},"
+          "{\"id\":1,\"content\":\"<s>\",\"special\":true},"
+          "{\"id\":2,\"content\":\"</s>\",\"special\":true}],"
+          "\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"ByteLevel\","
+          "\"add_prefix_space\":false,\"use_regex\":true},"
+          "\"post_processor\":null,\"decoder\":{\"type\":\"ByteLevel\"},"
+          "\"model\":{\"type\":\"BPE\",\"vocab\":{%s},\"merges\":[\"a b\"]}}",
           vocab);
   fclose(f);
 }
@@ -102,8 +109,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(path, sizeof path, "%s/%s", dir, files[i]);
     int blank = 1;
     for (const uint8_t *c = p; c < q && blank; c++) blank = *c == ' ' || *c == '\n';
-    if (!blank) fuzz_write_file(path, p, (size_t)(q - p));
-    else unlink(path);
+    if (!blank)
+      fuzz_write_file(path, p, (size_t)(q - p));
+    else
+      unlink(path);
     p = q < end ? q + 6 : end;
   }
   nllm_source src;

@@ -73,8 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (n > 0) {
       char small[4];
       int32_t need = 0;
-      nllm_status s2 = nllm_tokenizer_decode(tok, ids, n, (flags >> 2) & 1, small, sizeof small,
-                                             &need);
+      nllm_status s2 =
+          nllm_tokenizer_decode(tok, ids, n, (flags >> 2) & 1, small, sizeof small, &need);
       if (s2 == NLLM_ERR_BUFFER_TOO_SMALL && need < (int32_t)sizeof small) abort();
     }
   }

@@ -29,15 +29,29 @@ static void set_vocab(gguf_writer *w, int spm) {
   const char *strs[N_VOCAB];
   float scores[N_VOCAB];
   int32_t types[N_VOCAB];
-  const char *words[] = {"\xe2\x96\x81t", "he", "\xe2\x96\x81" "the", "\xe2\x96\x81" "a", "an", "nd",
-                         "Ġt", "Ġthe"};
+  const char *words[] = {"\xe2\x96\x81t",
+                         "he",
+                         "\xe2\x96\x81"
+                         "the",
+                         "\xe2\x96\x81"
+                         "a",
+                         "an",
+                         "nd",
+                         "Ġt",
+                         "Ġthe"};
   for (int i = 0; i < N_VOCAB; i++) {
-    if (i == 0) snprintf(names[i], sizeof names[i], "<unk>");
-    else if (i == 1) snprintf(names[i], sizeof names[i], "<s>");
-    else if (i == 2) snprintf(names[i], sizeof names[i], "</s>");
-    else if (i < 3 + 8) snprintf(names[i], sizeof names[i], "%s", words[i - 3]);
-    else if (spm) snprintf(names[i], sizeof names[i], "<0x%02X>", 0x20 + (i - 11));
-    else snprintf(names[i], sizeof names[i], "%c", 'a' + (i - 11) % 26 + (i - 11) / 26);
+    if (i == 0)
+      snprintf(names[i], sizeof names[i], "<unk>");
+    else if (i == 1)
+      snprintf(names[i], sizeof names[i], "<s>");
+    else if (i == 2)
+      snprintf(names[i], sizeof names[i], "</s>");
+    else if (i < 3 + 8)
+      snprintf(names[i], sizeof names[i], "%s", words[i - 3]);
+    else if (spm)
+      snprintf(names[i], sizeof names[i], "<0x%02X>", 0x20 + (i - 11));
+    else
+      snprintf(names[i], sizeof names[i], "%c", 'a' + (i - 11) % 26 + (i - 11) / 26);
     strs[i] = names[i];
     scores[i] = -(float)i;
     types[i] = i < 3 ? (i == 0 ? 2 : 3) : (spm && i >= 11 ? 6 : 1);
@@ -54,9 +68,10 @@ static void set_vocab(gguf_writer *w, int spm) {
   if (!st) st = gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
   if (!st) st = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
   if (!st) st = gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
-  if (!st) st = gguf_writer_set_str(w, "tokenizer.chat_template",
-                                    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}"
-                                    "{% endfor %}");
+  if (!st)
+    st = gguf_writer_set_str(w, "tokenizer.chat_template",
+                             "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}"
+                             "{% endfor %}");
   if (st) die("vocab", st);
 }
 
@@ -103,8 +118,8 @@ static void write_model(const char *path, int32_t type, int spm, int n_layer, in
     add(w, "output_norm.weight", type, N_EMBD, 0);
     for (int l = 0; l < n_layer; l++) {
       char n[64];
-#define T(suffix, cols, rows)                           \
-  snprintf(n, sizeof n, "blk.%d.%s", l, suffix);        \
+#define T(suffix, cols, rows)                    \
+  snprintf(n, sizeof n, "blk.%d.%s", l, suffix); \
   add(w, n, type, cols, rows);
       T("attn_norm.weight", N_EMBD, 0);
       T("attn_q.weight", N_EMBD, N_EMBD);
@@ -125,11 +140,12 @@ static void write_model(const char *path, int32_t type, int spm, int n_layer, in
 /* A safetensors file: 8-byte header length, JSON header, data. */
 static void write_safetensors(const char *path, const char *dtype, int esize) {
   char hdr[512];
-  int n = snprintf(hdr, sizeof hdr,
-                   "{\"__metadata__\":{\"format\":\"pt\"},"
-                   "\"model.norm.weight\":{\"dtype\":\"%s\",\"shape\":[4],\"data_offsets\":[0,%d]},"
-                   "\"lm_head.weight\":{\"dtype\":\"%s\",\"shape\":[2,4],\"data_offsets\":[%d,%d]}}",
-                   dtype, 4 * esize, dtype, 4 * esize, 12 * esize);
+  int n =
+      snprintf(hdr, sizeof hdr,
+               "{\"__metadata__\":{\"format\":\"pt\"},"
+               "\"model.norm.weight\":{\"dtype\":\"%s\",\"shape\":[4],\"data_offsets\":[0,%d]},"
+               "\"lm_head.weight\":{\"dtype\":\"%s\",\"shape\":[2,4],\"data_offsets\":[%d,%d]}}",
+               dtype, 4 * esize, dtype, 4 * esize, 12 * esize);
   while (n % 8) hdr[n++] = ' ';
   FILE *f = fopen(path, "wb");
   if (!f) die(path, NLLM_ERR_IO);
@@ -164,7 +180,11 @@ int main(int argc, char **argv) {
   mk(argv[1]);
   snprintf(p, sizeof p, "%s/fuzz_gguf", argv[1]);
   mk(p);
-  static const struct { const char *name; int32_t type; int spm, layers, vocab_only; } models[] = {
+  static const struct {
+    const char *name;
+    int32_t type;
+    int spm, layers, vocab_only;
+  } models[] = {
       {"llama-f32-spm.gguf", NLLM_TYPE_F32, 1, 1, 0},
       {"llama-f16-bpe.gguf", NLLM_TYPE_F16, 0, 1, 0},
       {"llama-q8_0-spm-2l.gguf", NLLM_TYPE_Q8_0, 1, 2, 0},
@@ -186,23 +206,25 @@ int main(int argc, char **argv) {
   snprintf(p, sizeof p, "%s/fuzz_hf", argv[1]);
   mk(p);
   snprintf(p, sizeof p, "%s/fuzz_hf/llama-config", argv[1]);
-  write_text(p,
-             "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":32,\"intermediate_size\":64,"
-             "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
-             "\"max_position_embeddings\":64,\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,"
-             "\"vocab_size\":40,\"bos_token_id\":1,\"eos_token_id\":[2,3],"
-             "\"tie_word_embeddings\":false,\"rope_scaling\":{\"rope_type\":\"llama3\","
-             "\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
-             "\"original_max_position_embeddings\":32}}\n--8<--\n\n--8<--\n"
-             "{\"add_bos_token\":true,\"bos_token\":\"<s>\",\"eos_token\":\"</s>\"}\n");
+  write_text(
+      p,
+      "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":32,\"intermediate_size\":64,"
+      "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+      "\"max_position_embeddings\":64,\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,"
+      "\"vocab_size\":40,\"bos_token_id\":1,\"eos_token_id\":[2,3],"
+      "\"tie_word_embeddings\":false,\"rope_scaling\":{\"rope_type\":\"llama3\","
+      "\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+      "\"original_max_position_embeddings\":32}}\n--8<--\n\n--8<--\n"
+      "{\"add_bos_token\":true,\"bos_token\":\"<s>\",\"eos_token\":\"</s>\"}\n");
   snprintf(p, sizeof p, "%s/fuzz_hf/qwen2-sharded", argv[1]);
-  write_text(p,
-             "{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":32,\"intermediate_size\":64,"
-             "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"num_key_value_heads\":4,"
-             "\"max_position_embeddings\":64,\"rms_norm_eps\":1e-6,\"vocab_size\":40,"
-             "\"tie_word_embeddings\":true,\"sliding_window\":32}\n--8<--\n"
-             "{\"metadata\":{\"total_size\":48},\"weight_map\":{\"model.norm.weight\":"
-             "\"model-00001-of-00001.safetensors\",\"lm_head.weight\":"
-             "\"model-00001-of-00001.safetensors\"}}\n--8<--\n{}\n");
+  write_text(
+      p,
+      "{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":32,\"intermediate_size\":64,"
+      "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"num_key_value_heads\":4,"
+      "\"max_position_embeddings\":64,\"rms_norm_eps\":1e-6,\"vocab_size\":40,"
+      "\"tie_word_embeddings\":true,\"sliding_window\":32}\n--8<--\n"
+      "{\"metadata\":{\"total_size\":48},\"weight_map\":{\"model.norm.weight\":"
+      "\"model-00001-of-00001.safetensors\",\"lm_head.weight\":"
+      "\"model-00001-of-00001.safetensors\"}}\n--8<--\n{}\n");
   return 0;
 }

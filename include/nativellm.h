@@ -57,7 +57,8 @@ typedef int32_t nllm_status;
 #define NLLM_ERR_NOMEM (-5)            /* allocation failed */
 #define NLLM_ERR_CONTEXT_FULL (-6)     /* decode would exceed the context length */
 #define NLLM_ERR_ABORTED (-7)          /* the abort callback asked to stop */
-#define NLLM_ERR_BUFFER_TOO_SMALL (-8) /* output capacity too small; *n_out holds what is needed */
+#define NLLM_ERR_BUFFER_TOO_SMALL (-8) /* output capacity too small; *n_out holds what is needed \
+                                        */
 #define NLLM_ERR_NOT_FOUND (-9)        /* metadata key or token absent */
 #define NLLM_ERR_BACKEND (-10)         /* GPU / backend failure */
 #define NLLM_ERR_INTERNAL (-11)        /* a bug: please report */
@@ -142,12 +143,12 @@ NLLM_API const char *nllm_type_name(int32_t type);
 
 typedef struct nllm_model_params {
   uint32_t struct_size;
-  int32_t n_threads;       /* threads for load-time work; 0 = all cores */
-  int32_t use_mmap;        /* 1 (default): weights used in place from the mapped file */
-  int32_t n_ctx_default;   /* context length contexts get when they ask for 0; 0 = min(train, 4096) */
-  int32_t n_gpu_layers;    /* layers to offload to the GPU; 0 = CPU only */
-  int32_t vocab_only;      /* 1: load the tokenizer and metadata only */
-  int32_t quantize_type;   /* NLLM_TYPE_*: convert float weights while loading; NLLM_TYPE_NONE */
+  int32_t n_threads;     /* threads for load-time work; 0 = all cores */
+  int32_t use_mmap;      /* 1 (default): weights used in place from the mapped file */
+  int32_t n_ctx_default; /* context length contexts get when they ask for 0; 0 = min(train, 4096) */
+  int32_t n_gpu_layers;  /* layers to offload to the GPU; 0 = CPU only */
+  int32_t vocab_only;    /* 1: load the tokenizer and metadata only */
+  int32_t quantize_type; /* NLLM_TYPE_*: convert float weights while loading; NLLM_TYPE_NONE */
   nllm_progress_fn progress;
   void *progress_user_data;
 } nllm_model_params;
@@ -161,10 +162,10 @@ NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *
 NLLM_API void nllm_model_free(nllm_model *model);
 
 /* Getters: static for the model's lifetime. Strings are owned by the model. */
-NLLM_API const char *nllm_model_arch(const nllm_model *model);   /* "llama" */
-NLLM_API const char *nllm_model_name(const nllm_model *model);   /* general.name or "" */
-NLLM_API uint64_t nllm_model_n_params(const nllm_model *model);  /* weight element count */
-NLLM_API uint64_t nllm_model_size_bytes(const nllm_model *model);/* weight bytes */
+NLLM_API const char *nllm_model_arch(const nllm_model *model);    /* "llama" */
+NLLM_API const char *nllm_model_name(const nllm_model *model);    /* general.name or "" */
+NLLM_API uint64_t nllm_model_n_params(const nllm_model *model);   /* weight element count */
+NLLM_API uint64_t nllm_model_size_bytes(const nllm_model *model); /* weight bytes */
 NLLM_API int32_t nllm_model_n_vocab(const nllm_model *model);
 NLLM_API int32_t nllm_model_n_ctx_train(const nllm_model *model);
 NLLM_API int32_t nllm_model_n_embd(const nllm_model *model);
@@ -180,8 +181,7 @@ NLLM_API int32_t nllm_model_token_is_eog(const nllm_model *model, nllm_token tok
 NLLM_API nllm_status nllm_model_meta_str(const nllm_model *model, const char *key,
                                          const char **out);
 NLLM_API nllm_status nllm_model_meta_int(const nllm_model *model, const char *key, int64_t *out);
-NLLM_API nllm_status nllm_model_meta_float(const nllm_model *model, const char *key,
-                                           double *out);
+NLLM_API nllm_status nllm_model_meta_float(const nllm_model *model, const char *key, double *out);
 /* Iterate metadata: count, then key i; value rendered as text (arrays summarized) into buf. */
 NLLM_API int32_t nllm_model_meta_count(const nllm_model *model);
 NLLM_API const char *nllm_model_meta_key(const nllm_model *model, int32_t i);
@@ -237,14 +237,14 @@ NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_
 
 typedef struct nllm_context_params {
   uint32_t struct_size;
-  int32_t n_ctx;       /* max positions; 0 = model's n_ctx_default */
-  int32_t n_threads;   /* 0 = all cores */
-  int32_t n_batch;     /* max tokens evaluated per internal batch; 0 = 512 */
-  int32_t kv_type;     /* NLLM_TYPE_F16 (default) or NLLM_TYPE_F32 */
-  int32_t all_logits;  /* 1: keep logits of every token of each decode call */
-  int32_t n_seq_max;   /* sequences per context; must be 1 in this version */
-  uint64_t seed;       /* seed given to samplers made with NLLM_SEED_DEFAULT when first used
-                        * with this context; NLLM_SEED_DEFAULT (default) = random */
+  int32_t n_ctx;      /* max positions; 0 = model's n_ctx_default */
+  int32_t n_threads;  /* 0 = all cores */
+  int32_t n_batch;    /* max tokens evaluated per internal batch; 0 = 512 */
+  int32_t kv_type;    /* NLLM_TYPE_F16 (default) or NLLM_TYPE_F32 */
+  int32_t all_logits; /* 1: keep logits of every token of each decode call */
+  int32_t n_seq_max;  /* sequences per context; must be 1 in this version */
+  uint64_t seed;      /* seed given to samplers made with NLLM_SEED_DEFAULT when first used
+                       * with this context; NLLM_SEED_DEFAULT (default) = random */
   nllm_abort_fn abort_callback;
   void *abort_user_data;
 } nllm_context_params;
@@ -253,8 +253,8 @@ typedef struct nllm_context_params {
 
 NLLM_API void nllm_context_params_init(nllm_context_params *params);
 /* Allocates the KV cache and all per-token buffers (no allocation happens per token after). */
-NLLM_API nllm_status nllm_context_create(const nllm_model *model,
-                                         const nllm_context_params *params, nllm_context **out);
+NLLM_API nllm_status nllm_context_create(const nllm_model *model, const nllm_context_params *params,
+                                         nllm_context **out);
 NLLM_API void nllm_context_free(nllm_context *ctx);
 
 /* Evaluate n tokens at the current position (a prompt batch or one generation step) and advance.
@@ -266,7 +266,7 @@ NLLM_API nllm_status nllm_decode(nllm_context *ctx, const nllm_token *tokens, in
 NLLM_API const float *nllm_get_logits(nllm_context *ctx);
 /* Logits of token i of the last decode call (needs all_logits = 1; else only the last i). */
 NLLM_API const float *nllm_get_logits_ith(nllm_context *ctx, int32_t i);
-NLLM_API int32_t nllm_context_pos(const nllm_context *ctx);   /* tokens in the cache */
+NLLM_API int32_t nllm_context_pos(const nllm_context *ctx); /* tokens in the cache */
 NLLM_API int32_t nllm_context_n_ctx(const nllm_context *ctx);
 NLLM_API const nllm_model *nllm_context_model(const nllm_context *ctx);
 /* Keep the first pos tokens of the cache and drop the rest (0 <= pos <= current position). */
@@ -304,8 +304,7 @@ NLLM_API void nllm_sampler_free(nllm_sampler *sampler);
 /* Forget accepted tokens and reseed (seed as in params; NLLM_SEED_DEFAULT keeps the old one). */
 NLLM_API void nllm_sampler_reset(nllm_sampler *sampler, uint64_t seed);
 /* Choose a token from the context's last logits. Does not call accept. */
-NLLM_API nllm_status nllm_sampler_sample(nllm_sampler *sampler, nllm_context *ctx,
-                                         nllm_token *out);
+NLLM_API nllm_status nllm_sampler_sample(nllm_sampler *sampler, nllm_context *ctx, nllm_token *out);
 /* Same from a caller's logits array (n_vocab floats, not modified). */
 NLLM_API nllm_status nllm_sampler_sample_logits(nllm_sampler *sampler, const float *logits,
                                                 int32_t n_vocab, nllm_token *out);
@@ -336,8 +335,7 @@ NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *sampler, con
  * front-ends use it to continue a cached conversation after rewinding to the common prefix. */
 NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *sampler,
                                           const nllm_token *prompt, int32_t n_prompt,
-                                          const nllm_generate_params *params,
-                                          int32_t *n_generated);
+                                          const nllm_generate_params *params, int32_t *n_generated);
 
 #ifdef __cplusplus
 }

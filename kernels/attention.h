@@ -7,15 +7,15 @@
 #include <stdint.h>
 
 typedef struct nllm_attn_args {
-  float *out;            /* [n_tok][n_head * head_dim] */
-  const float *q;        /* [n_tok][n_head * head_dim], RoPE applied */
-  const void *k, *v;     /* one layer of the cache: [n_ctx][n_head_kv * head_dim] */
-  int32_t kv_type;       /* NLLM_TYPE_F16 or NLLM_TYPE_F32 */
-  int64_t n_tok, pos0;   /* query t sits at position pos0 + t and sees 0..pos0+t */
+  float *out;          /* [n_tok][n_head * head_dim] */
+  const float *q;      /* [n_tok][n_head * head_dim], RoPE applied */
+  const void *k, *v;   /* one layer of the cache: [n_ctx][n_head_kv * head_dim] */
+  int32_t kv_type;     /* NLLM_TYPE_F16 or NLLM_TYPE_F32 */
+  int64_t n_tok, pos0; /* query t sits at position pos0 + t and sees 0..pos0+t */
   int64_t n_head, n_head_kv, head_dim;
-  float scale, softcap;  /* softcap 0 = off; else s = softcap * tanh(s / softcap) */
-  int32_t window;        /* 0 = off; else only the last `window` positions are visible */
-  float *scratch;        /* n_threads * nllm_attention_scratch(...) floats */
+  float scale, softcap; /* softcap 0 = off; else s = softcap * tanh(s / softcap) */
+  int32_t window;       /* 0 = off; else only the last `window` positions are visible */
+  float *scratch;       /* n_threads * nllm_attention_scratch(...) floats */
   size_t scratch_per_thread;
   int n_threads;
 } nllm_attn_args;

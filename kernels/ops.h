@@ -1,5 +1,6 @@
 /* The CPU backend's operations, called by the forward pass. Every op is threaded internally
- * (the worker pool of pool.h, n_threads) and allocation-free; scratch memory comes from the caller. */
+ * (the worker pool of pool.h, n_threads) and allocation-free; scratch memory comes from the caller.
+ */
 #ifndef NLLM_OPS_H
 #define NLLM_OPS_H
 
@@ -9,8 +10,8 @@
 /* y[t*rows + r] = sum_c W[r, c] * x[t*cols + c] for t < n_tok, r < rows.
  * W: rows x cols in wtype (row-major, row stride nllm_row_size(wtype, cols)).
  * wdata: scratch of at least nllm_matmul_wsize(wtype, cols, n_tok) bytes. */
-void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols,
-                 const float *x, int64_t n_tok, void *wdata, int n_threads);
+void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols, const float *x,
+                 int64_t n_tok, void *wdata, int n_threads);
 size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threads);
 /* Whether nllm_matmul takes this many tokens through sgemm with float activations (the integer
  * path rounds them to the format's vec_dot_type first; tests compare with the matching
@@ -26,8 +27,7 @@ void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, in
 void nllm_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int32_t pos,
                const float *inv_freq, int neox);
 /* x[i] = silu(gate[i]) * up[i] (SwiGLU) or gelu(gate)*up (GeGLU when gelu = 1). */
-void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gelu,
-              int n_threads);
+void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gelu, int n_threads);
 void nllm_softmax(float *x, int64_t n);
 float nllm_dot_f32(const float *a, const float *b, int64_t n);
 /* y += a * x */

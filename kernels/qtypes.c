@@ -26,10 +26,13 @@ typedef struct qtype_def {
 #endif
 } qtype_def;
 
-#define REF(fmt) fmt##_to_float_ref, fmt##_to_float_ref, fmt##_from_float_ref, fmt##_from_float_ref, \
-                 fmt##_vec_dot_ref, fmt##_vec_dot_ref, NULL
+#define REF(fmt)                                                                      \
+  fmt##_to_float_ref, fmt##_to_float_ref, fmt##_from_float_ref, fmt##_from_float_ref, \
+      fmt##_vec_dot_ref, fmt##_vec_dot_ref, NULL
 #define ROW(T, name, bs, ts, vdt, fmt) \
-  {NLLM_TYPE_##T, {{name, NLLM_TYPE_##T, bs, ts, NLLM_TYPE_##vdt, REF(fmt)}
+  {                                    \
+    NLLM_TYPE_##T, {                   \
+      { name, NLLM_TYPE_##T, bs, ts, NLLM_TYPE_##vdt, REF(fmt) }
 
 #if defined(__x86_64__)
 #define AVX2(to, from, dot) , to, from, dot
@@ -45,35 +48,85 @@ typedef struct qtype_def {
 static const struct {
   int32_t type;
   qtype_def def;
-} qtype_defs[] = {
-    ROW(F32, "F32", 1, 4, F32, f32) AVX2(NULL, NULL, f32_vec_dot_avx2) NEON(NULL, NULL, f32_vec_dot_neon)}},
-    ROW(F16, "F16", 1, 2, F32, f16) AVX2(f16_to_float_avx2, f16_from_float_avx2, f16_vec_dot_avx2) NEON(f16_to_float_neon, NULL, f16_vec_dot_neon)}},
-    ROW(BF16, "BF16", 1, 2, F32, bf16) AVX2(bf16_to_float_avx2, NULL, bf16_vec_dot_avx2) NEON(bf16_to_float_neon, NULL, bf16_vec_dot_neon)}},
-    ROW(Q8_0, "Q8_0", QK, 34, Q8_0, q8_0)
-        AVX2(q8_0_to_float_avx2, q8_0_from_float_avx2, q8_0_vec_dot_avx2) NEON(NULL, NULL, q8_0_vec_dot_neon)}},
-    ROW(Q4_0, "Q4_0", QK, 18, Q8_0, q4_0)
-        AVX2(q4_0_to_float_avx2, NULL, q4_0_vec_dot_avx2) NEON(NULL, NULL, q4_0_vec_dot_neon)}},
-    ROW(Q4_1, "Q4_1", QK, 20, Q8_1, q4_1) AVX2(NULL, NULL, q4_1_vec_dot_avx2) NEON(NULL, NULL, q4_1_vec_dot_neon)}},
-    ROW(Q5_0, "Q5_0", QK, 22, Q8_0, q5_0) AVX2(NULL, NULL, q5_0_vec_dot_avx2) NEON(NULL, NULL, q5_0_vec_dot_neon)}},
-    ROW(Q5_1, "Q5_1", QK, 24, Q8_1, q5_1) AVX2(NULL, NULL, q5_1_vec_dot_avx2) NEON(NULL, NULL, q5_1_vec_dot_neon)}},
-    ROW(Q8_1, "Q8_1", QK, 36, Q8_1, q8_1) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)}},
-    ROW(Q2_K, "Q2_K", QK_K, 84, Q8_K, q2_K) AVX2(NULL, NULL, q2_K_vec_dot_avx2) NEON(NULL, NULL, q2_K_vec_dot_neon)}},
-    ROW(Q3_K, "Q3_K", QK_K, 110, Q8_K, q3_K) AVX2(NULL, NULL, q3_K_vec_dot_avx2) NEON(NULL, NULL, q3_K_vec_dot_neon)}},
-    ROW(Q4_K, "Q4_K", QK_K, 144, Q8_K, q4_K) AVX2(q4_K_to_float_avx2, NULL, q4_K_vec_dot_avx2) NEON(NULL, NULL, q4_K_vec_dot_neon)}},
-    ROW(Q5_K, "Q5_K", QK_K, 176, Q8_K, q5_K) AVX2(q5_K_to_float_avx2, NULL, q5_K_vec_dot_avx2) NEON(NULL, NULL, q5_K_vec_dot_neon)}},
-    ROW(Q6_K, "Q6_K", QK_K, 210, Q8_K, q6_K) AVX2(q6_K_to_float_avx2, NULL, q6_K_vec_dot_avx2) NEON(NULL, NULL, q6_K_vec_dot_neon)}},
-    ROW(Q8_K, "Q8_K", QK_K, 292, Q8_K, q8_K) AVX2(NULL, q8_K_from_float_avx2, NULL) NEON(NULL, NULL, NULL)}},
-    ROW(IQ4_NL, "IQ4_NL", QK, 18, Q8_0, iq4_nl) AVX2(NULL, NULL, iq4_nl_vec_dot_avx2) NEON(NULL, NULL, iq4_nl_vec_dot_neon)}},
-    ROW(IQ4_XS, "IQ4_XS", QK_K, 136, Q8_K, iq4_xs) AVX2(NULL, NULL, iq4_xs_vec_dot_avx2) NEON(NULL, NULL, iq4_xs_vec_dot_neon)}},
-};
+} qtype_defs[] = {ROW(F32, "F32", 1, 4, F32, f32) AVX2(NULL, NULL, f32_vec_dot_avx2)
+                      NEON(NULL, NULL, f32_vec_dot_neon)}
+}
+, ROW(F16, "F16", 1, 2, F32, f16) AVX2(f16_to_float_avx2, f16_from_float_avx2, f16_vec_dot_avx2)
+      NEON(f16_to_float_neon, NULL, f16_vec_dot_neon)
+}
+}
+, ROW(BF16, "BF16", 1, 2, F32, bf16) AVX2(bf16_to_float_avx2, NULL, bf16_vec_dot_avx2)
+      NEON(bf16_to_float_neon, NULL, bf16_vec_dot_neon)
+}
+}
+, ROW(Q8_0, "Q8_0", QK, 34, Q8_0, q8_0) AVX2(q8_0_to_float_avx2, q8_0_from_float_avx2,
+                                             q8_0_vec_dot_avx2) NEON(NULL, NULL, q8_0_vec_dot_neon)
+}
+}
+, ROW(Q4_0, "Q4_0", QK, 18, Q8_0, q4_0) AVX2(q4_0_to_float_avx2, NULL, q4_0_vec_dot_avx2)
+      NEON(NULL, NULL, q4_0_vec_dot_neon)
+}
+}
+, ROW(Q4_1, "Q4_1", QK, 20, Q8_1, q4_1) AVX2(NULL, NULL, q4_1_vec_dot_avx2)
+      NEON(NULL, NULL, q4_1_vec_dot_neon)
+}
+}
+, ROW(Q5_0, "Q5_0", QK, 22, Q8_0, q5_0) AVX2(NULL, NULL, q5_0_vec_dot_avx2)
+      NEON(NULL, NULL, q5_0_vec_dot_neon)
+}
+}
+, ROW(Q5_1, "Q5_1", QK, 24, Q8_1, q5_1) AVX2(NULL, NULL, q5_1_vec_dot_avx2)
+      NEON(NULL, NULL, q5_1_vec_dot_neon)
+}
+}
+, ROW(Q8_1, "Q8_1", QK, 36, Q8_1, q8_1) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)
+}
+}
+, ROW(Q2_K, "Q2_K", QK_K, 84, Q8_K, q2_K) AVX2(NULL, NULL, q2_K_vec_dot_avx2)
+      NEON(NULL, NULL, q2_K_vec_dot_neon)
+}
+}
+, ROW(Q3_K, "Q3_K", QK_K, 110, Q8_K, q3_K) AVX2(NULL, NULL, q3_K_vec_dot_avx2)
+      NEON(NULL, NULL, q3_K_vec_dot_neon)
+}
+}
+, ROW(Q4_K, "Q4_K", QK_K, 144, Q8_K, q4_K) AVX2(q4_K_to_float_avx2, NULL, q4_K_vec_dot_avx2)
+      NEON(NULL, NULL, q4_K_vec_dot_neon)
+}
+}
+, ROW(Q5_K, "Q5_K", QK_K, 176, Q8_K, q5_K) AVX2(q5_K_to_float_avx2, NULL, q5_K_vec_dot_avx2)
+      NEON(NULL, NULL, q5_K_vec_dot_neon)
+}
+}
+, ROW(Q6_K, "Q6_K", QK_K, 210, Q8_K, q6_K) AVX2(q6_K_to_float_avx2, NULL, q6_K_vec_dot_avx2)
+      NEON(NULL, NULL, q6_K_vec_dot_neon)
+}
+}
+, ROW(Q8_K, "Q8_K", QK_K, 292, Q8_K, q8_K) AVX2(NULL, q8_K_from_float_avx2, NULL)
+      NEON(NULL, NULL, NULL)
+}
+}
+, ROW(IQ4_NL, "IQ4_NL", QK, 18, Q8_0, iq4_nl) AVX2(NULL, NULL, iq4_nl_vec_dot_avx2)
+      NEON(NULL, NULL, iq4_nl_vec_dot_neon)
+}
+}
+, ROW(IQ4_XS, "IQ4_XS", QK_K, 136, Q8_K, iq4_xs) AVX2(NULL, NULL, iq4_xs_vec_dot_avx2)
+      NEON(NULL, NULL, iq4_xs_vec_dot_neon)
+}
+}
+,
+}
+;
 
 /* The optional four-row dot products (see nllm_vec_dot4_fn); the scalar table has none. */
 #if defined(__x86_64__)
 static const struct {
   int32_t type;
   nllm_vec_dot4_fn fn;
-} dot4_avx2[] = {{NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx2}, {NLLM_TYPE_Q4_1, q4_1_vec_dot4_avx2},
-                 {NLLM_TYPE_Q5_0, q5_0_vec_dot4_avx2}, {NLLM_TYPE_Q5_1, q5_1_vec_dot4_avx2},
+} dot4_avx2[] = {{NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx2},
+                 {NLLM_TYPE_Q4_1, q4_1_vec_dot4_avx2},
+                 {NLLM_TYPE_Q5_0, q5_0_vec_dot4_avx2},
+                 {NLLM_TYPE_Q5_1, q5_1_vec_dot4_avx2},
                  {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx2}};
 #endif
 #if defined(__aarch64__)

@@ -17,18 +17,18 @@ typedef void (*nllm_vec_dot4_fn)(int64_t n, float *s, const void *x, size_t x_st
                                  const void *y);
 
 typedef struct nllm_qtype {
-  const char *name;        /* "Q4_K" */
-  int32_t type;            /* NLLM_TYPE_* */
-  int32_t block_size;      /* elements per block */
-  int32_t type_size;       /* bytes per block */
-  int32_t vec_dot_type;    /* type the activation row is converted to for vec_dot */
-  nllm_to_float_fn to_float;          /* dispatched dequantize */
-  nllm_to_float_fn to_float_ref;      /* scalar reference */
-  nllm_from_float_fn from_float;      /* dispatched quantize (activations) */
-  nllm_from_float_fn from_float_ref;  /* scalar reference quantizer (weights) */
-  nllm_vec_dot_fn vec_dot;            /* dispatched */
-  nllm_vec_dot_fn vec_dot_ref;        /* scalar reference */
-  nllm_vec_dot4_fn vec_dot4;          /* optional (NULL): four rows, equal to vec_dot on each */
+  const char *name;                  /* "Q4_K" */
+  int32_t type;                      /* NLLM_TYPE_* */
+  int32_t block_size;                /* elements per block */
+  int32_t type_size;                 /* bytes per block */
+  int32_t vec_dot_type;              /* type the activation row is converted to for vec_dot */
+  nllm_to_float_fn to_float;         /* dispatched dequantize */
+  nllm_to_float_fn to_float_ref;     /* scalar reference */
+  nllm_from_float_fn from_float;     /* dispatched quantize (activations) */
+  nllm_from_float_fn from_float_ref; /* scalar reference quantizer (weights) */
+  nllm_vec_dot_fn vec_dot;           /* dispatched */
+  nllm_vec_dot_fn vec_dot_ref;       /* scalar reference */
+  nllm_vec_dot4_fn vec_dot4;         /* optional (NULL): four rows, equal to vec_dot on each */
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

@@ -10,9 +10,15 @@
 #define CHECK_ARG(cond, ...) \
   if (!(cond)) return nllm_err(NLLM_ERR_INVALID_ARG, __VA_ARGS__)
 
-NLLM_API const char *nllm_version(void) { return NLLM_VERSION_STRING; }
-NLLM_API int32_t nllm_abi_version(void) { return NLLM_ABI_VERSION; }
-NLLM_API const char *nllm_system_info(void) { return nllm_cpu_features(); }
+NLLM_API const char *nllm_version(void) {
+  return NLLM_VERSION_STRING;
+}
+NLLM_API int32_t nllm_abi_version(void) {
+  return NLLM_ABI_VERSION;
+}
+NLLM_API const char *nllm_system_info(void) {
+  return nllm_cpu_features();
+}
 
 NLLM_API const char *nllm_type_name(int32_t type) {
   const nllm_qtype *q = nllm_qtype_get(type);
@@ -48,30 +54,48 @@ NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *
   if (p.n_gpu_layers != 0)
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "n_gpu_layers = %d, but this libnativellm was built without CUDA (rebuild "
-                    "with make CUDA=1)", p.n_gpu_layers);
+                    "with make CUDA=1)",
+                    p.n_gpu_layers);
 #else
   /* The CUDA kernels exist (kernels/cuda) but the forward pass does not route layers to them
    * yet: say so rather than silently running on the CPU. */
   if (p.n_gpu_layers != 0)
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "n_gpu_layers = %d: GPU offload is not connected to the forward pass yet "
-                    "in this version", p.n_gpu_layers);
+                    "in this version",
+                    p.n_gpu_layers);
 #endif
   return nllm_model_open(path, &p, out);
 }
 
-NLLM_API void nllm_model_free(nllm_model *m) { nllm_model_close(m); }
+NLLM_API void nllm_model_free(nllm_model *m) {
+  nllm_model_close(m);
+}
 
 NLLM_API const char *nllm_model_arch(const nllm_model *m) {
   return m && m->arch ? m->arch->name : "";
 }
-NLLM_API const char *nllm_model_name(const nllm_model *m) { return m ? m->name : ""; }
-NLLM_API uint64_t nllm_model_n_params(const nllm_model *m) { return m ? m->n_params : 0; }
-NLLM_API uint64_t nllm_model_size_bytes(const nllm_model *m) { return m ? m->n_bytes : 0; }
-NLLM_API int32_t nllm_model_n_vocab(const nllm_model *m) { return m ? m->hp.n_vocab : 0; }
-NLLM_API int32_t nllm_model_n_ctx_train(const nllm_model *m) { return m ? m->hp.n_ctx_train : 0; }
-NLLM_API int32_t nllm_model_n_embd(const nllm_model *m) { return m ? m->hp.n_embd : 0; }
-NLLM_API int32_t nllm_model_n_layer(const nllm_model *m) { return m ? m->hp.n_layer : 0; }
+NLLM_API const char *nllm_model_name(const nllm_model *m) {
+  return m ? m->name : "";
+}
+NLLM_API uint64_t nllm_model_n_params(const nllm_model *m) {
+  return m ? m->n_params : 0;
+}
+NLLM_API uint64_t nllm_model_size_bytes(const nllm_model *m) {
+  return m ? m->n_bytes : 0;
+}
+NLLM_API int32_t nllm_model_n_vocab(const nllm_model *m) {
+  return m ? m->hp.n_vocab : 0;
+}
+NLLM_API int32_t nllm_model_n_ctx_train(const nllm_model *m) {
+  return m ? m->hp.n_ctx_train : 0;
+}
+NLLM_API int32_t nllm_model_n_embd(const nllm_model *m) {
+  return m ? m->hp.n_embd : 0;
+}
+NLLM_API int32_t nllm_model_n_layer(const nllm_model *m) {
+  return m ? m->hp.n_layer : 0;
+}
 
 NLLM_API nllm_token nllm_model_token(const nllm_model *m, int32_t which) {
   return m ? nllm_tokenizer_special(m->tok, which) : -1;
@@ -120,8 +144,9 @@ static nllm_status finish_text(int32_t needed, char *buf, int32_t cap, int32_t *
 NLLM_API nllm_status nllm_model_meta_value_text(const nllm_model *m, int32_t i, char *buf,
                                                 int32_t cap, int32_t *n_out) {
   CHECK_ARG(m && (buf || cap == 0) && cap >= 0, "nllm_model_meta_value_text: bad arguments");
-  CHECK_ARG(i >= 0 && i < m->src.n_kv, "nllm_model_meta_value_text: index %d out of range [0, %lld)",
-            i, (long long)m->src.n_kv);
+  CHECK_ARG(i >= 0 && i < m->src.n_kv,
+            "nllm_model_meta_value_text: index %d out of range [0, %lld)", i,
+            (long long)m->src.n_kv);
   char tmp[1];
   int n = nllm_value_to_text(&m->src.kv[i].val, cap ? buf : tmp, cap ? (size_t)cap : 1);
   return finish_text(n, buf, cap, n_out);
@@ -225,7 +250,9 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
   return nllm_ctx_create(m, &p, out);
 }
 
-NLLM_API void nllm_context_free(nllm_context *ctx) { nllm_ctx_free(ctx); }
+NLLM_API void nllm_context_free(nllm_context *ctx) {
+  nllm_ctx_free(ctx);
+}
 
 NLLM_API nllm_status nllm_decode(nllm_context *ctx, const nllm_token *tokens, int32_t n) {
   CHECK_ARG(ctx && tokens, "nllm_decode: NULL argument");
@@ -243,8 +270,12 @@ NLLM_API const float *nllm_get_logits_ith(nllm_context *ctx, int32_t i) {
   return ctx->logits + (size_t)i * ctx->model->hp.n_vocab;
 }
 
-NLLM_API int32_t nllm_context_pos(const nllm_context *ctx) { return ctx ? ctx->pos : 0; }
-NLLM_API int32_t nllm_context_n_ctx(const nllm_context *ctx) { return ctx ? ctx->n_ctx : 0; }
+NLLM_API int32_t nllm_context_pos(const nllm_context *ctx) {
+  return ctx ? ctx->pos : 0;
+}
+NLLM_API int32_t nllm_context_n_ctx(const nllm_context *ctx) {
+  return ctx ? ctx->n_ctx : 0;
+}
 NLLM_API const nllm_model *nllm_context_model(const nllm_context *ctx) {
   return ctx ? ctx->model : NULL;
 }
@@ -305,7 +336,9 @@ NLLM_API nllm_status nllm_sampler_create(const nllm_model *m, const nllm_sampler
   return nllm_sampler_new(m, &p, out);
 }
 
-NLLM_API void nllm_sampler_free(nllm_sampler *s) { nllm_sampler_delete(s); }
+NLLM_API void nllm_sampler_free(nllm_sampler *s) {
+  nllm_sampler_delete(s);
+}
 
 NLLM_API void nllm_sampler_reset(nllm_sampler *s, uint64_t seed) {
   if (s) nllm_sampler_restart(s, seed);
@@ -346,7 +379,8 @@ NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *s, const cha
   if (n_generated) *n_generated = 0;
   CHECK_ARG(ctx && s, "nllm_generate: context and sampler must not be NULL");
   CHECK_ARG(prompt || prompt_len == 0, "nllm_generate: prompt is NULL");
-  CHECK_ARG(s->model == ctx->model, "nllm_generate: sampler and context belong to different models");
+  CHECK_ARG(s->model == ctx->model,
+            "nllm_generate: sampler and context belong to different models");
   nllm_generate_params p;
   nllm_generate_params_init(&p);
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_generate_params");

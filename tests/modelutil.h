@@ -7,7 +7,7 @@
 #include "testutil.h"
 
 typedef struct cmp_result {
-  double max_rel;  /* worst rel RMS over all rows */
+  double max_rel; /* worst rel RMS over all rows */
   int n_rows;
   int argmax_agree; /* leading generated tokens whose argmax equals the golden ids */
 } cmp_result;
@@ -21,7 +21,7 @@ static inline int argmax(const float *x, int n) {
 
 /* Evaluates golden prompt + gen ids with the model, compares the golden's rows. */
 static inline int compare_golden(const char *model_path, const char *golden_path, int32_t kv_type,
-                          cmp_result *r) {
+                                 cmp_result *r) {
   golden_logits *g = golden_logits_load(golden_path);
   ck_assert_msg(g && g->n_prompt > 0, "cannot parse %s", golden_path);
   nllm_model *m = NULL;
@@ -49,8 +49,10 @@ static inline int compare_golden(const char *model_path, const char *golden_path
     ck_assert_ptr_nonnull(row);
     int j = pos - (g->n_prompt - 1); /* this row chose gen_ids[j] */
     if (j < g->n_gen && agreeing) {
-      if (argmax(row, g->n_vocab) == g->gen_ids[j]) r->argmax_agree++;
-      else agreeing = 0;
+      if (argmax(row, g->n_vocab) == g->gen_ids[j])
+        r->argmax_agree++;
+      else
+        agreeing = 0;
     }
     if (pos >= first) {
       double e = rel_rms(row, g->rows + (size_t)(pos - first) * g->n_vocab, g->n_vocab);

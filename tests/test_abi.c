@@ -7,8 +7,10 @@
 #include "nativellm.h"
 #include "testutil.h"
 
-#define FIELD(S, F) {#S "." #F, offsetof(S, F)}
-#define SIZE(S) {#S, sizeof(S)}
+#define FIELD(S, F) \
+  { #S "." #F, offsetof(S, F) }
+#define SIZE(S) \
+  { #S, sizeof(S) }
 
 static const struct {
   const char *name;
@@ -108,7 +110,9 @@ static void check_against(const char *file, char *now) {
   free(now);
 }
 
-START_TEST(struct_layout_matches) { check_against("abi/struct_layout.txt", current_layout()); }
+START_TEST(struct_layout_matches) {
+  check_against("abi/struct_layout.txt", current_layout());
+}
 END_TEST
 
 START_TEST(exported_symbols_match) {

@@ -45,8 +45,8 @@ START_TEST(run_greedy_ids_golden) {
   /* text mode prints the prompt, then the Lily story */
   snprintf(cmd, sizeof cmd, "%s run -p 'Once upon a time' -n 40 --temp 0", nllm_bin);
   ck_assert_int_eq(run(cmd, &out, NULL), 0);
-  ck_assert_msg(strncmp(out, "Once upon a time, there was a little girl named Lily", 52) == 0,
-                "%s", out);
+  ck_assert_msg(strncmp(out, "Once upon a time, there was a little girl named Lily", 52) == 0, "%s",
+                out);
   free(out);
   golden_logits_free(g);
 }
@@ -83,9 +83,17 @@ END_TEST
 
 START_TEST(errors_are_one_line) {
   static const char *bad[] = {
-      "run -m /nonexistent/x.gguf -p hi", "run --temp abc", "run -c 0", "bogus",
-      "run --no-such-option", "tokenize", "logits -p hi", "run -m Makefile",
-      "run --top-p 2", "run -n -5", "info -m /dev/null",
+      "run -m /nonexistent/x.gguf -p hi",
+      "run --temp abc",
+      "run -c 0",
+      "bogus",
+      "run --no-such-option",
+      "tokenize",
+      "logits -p hi",
+      "run -m Makefile",
+      "run --top-p 2",
+      "run -n -5",
+      "info -m /dev/null",
   };
   char cmd[2048];
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -32,7 +32,9 @@ static void row_f32(const nllm_tensor *t, int64_t r, float *out) {
   q->to_float((const uint8_t *)t->data + (size_t)r * rs, out, t->ne[0]);
 }
 
-static int64_t n_rows(const nllm_tensor *t) { return t->ne[1] * t->ne[2] * t->ne[3]; }
+static int64_t n_rows(const nllm_tensor *t) {
+  return t->ne[1] * t->ne[2] * t->ne[3];
+}
 
 static int ends_with(const char *s, const char *suf) {
   size_t n = strlen(s), m = strlen(suf);
@@ -49,8 +51,9 @@ static void assert_same_tensors(const nllm_source *a, const nllm_source *b, int6
     ck_assert_msg(tb != NULL, "%s missing after conversion", ta->name);
     ck_assert_int_eq(ta->n_dims, tb->n_dims);
     for (int d = 0; d < 4; d++) ck_assert_int_eq(ta->ne[d], tb->ne[d]);
-    int64_t heads = ends_with(ta->name, "attn_q.weight") ? n_head
-                    : ends_with(ta->name, "attn_k.weight") ? n_head_kv : 0;
+    int64_t heads = ends_with(ta->name, "attn_q.weight")   ? n_head
+                    : ends_with(ta->name, "attn_k.weight") ? n_head_kv
+                                                           : 0;
     int64_t ne0 = ta->ne[0], rows = n_rows(ta), d = heads ? ta->ne[1] / heads : 1;
     float *ra = malloc((size_t)ne0 * sizeof *ra), *rb = malloc((size_t)ne0 * sizeof *rb);
     for (int64_t r = 0; r < rows; r++) {
@@ -61,8 +64,8 @@ static void assert_same_tensors(const nllm_source *a, const nllm_source *b, int6
       }
       row_f32(ta, src_r, ra);
       row_f32(tb, r, rb);
-      ck_assert_msg(memcmp(ra, rb, (size_t)ne0 * sizeof *ra) == 0, "%s row %lld differs",
-                    ta->name, (long long)r);
+      ck_assert_msg(memcmp(ra, rb, (size_t)ne0 * sizeof *ra) == 0, "%s row %lld differs", ta->name,
+                    (long long)r);
     }
     free(ra);
     free(rb);
@@ -154,10 +157,14 @@ static void convert_qwen(const char *name, int64_t n_head, int64_t n_head_kv) {
   (void)n_head_kv;
 }
 
-START_TEST(test_convert_qwen2) { convert_qwen("tiny-qwen2", 4, 2); }
+START_TEST(test_convert_qwen2) {
+  convert_qwen("tiny-qwen2", 4, 2);
+}
 END_TEST
 
-START_TEST(test_convert_qwen3) { convert_qwen("tiny-qwen3", 4, 2); }
+START_TEST(test_convert_qwen3) {
+  convert_qwen("tiny-qwen3", 4, 2);
+}
 END_TEST
 
 START_TEST(test_convert_q8_0) {
@@ -231,8 +238,8 @@ START_TEST(test_target_parse_and_fallback) {
   ck_assert_int_eq(nllm_quant_target_parse("Q7_X", &tg), NLLM_ERR_INVALID_ARG);
   ck_assert(strstr(nllm_last_error(), "'Q7_X'") != NULL);
   nllm_quant_target_parse("Q4_K", &tg);
-  nllm_tensor t = {.name = "blk.0.ffn_up.weight", .type = NLLM_TYPE_BF16, .n_dims = 2,
-                   .ne = {96, 32, 1, 1}};
+  nllm_tensor t = {
+      .name = "blk.0.ffn_up.weight", .type = NLLM_TYPE_BF16, .n_dims = 2, .ne = {96, 32, 1, 1}};
   ck_assert_int_eq(nllm_quant_tensor_type(&tg, &t, 2, 1), NLLM_TYPE_Q8_0); /* 96 % 256 */
   t.ne[0] = 48;
   ck_assert_int_eq(nllm_quant_tensor_type(&tg, &t, 2, 1), NLLM_TYPE_F16); /* 48 % 32 */
@@ -241,8 +248,8 @@ START_TEST(test_target_parse_and_fallback) {
   t.n_dims = 1;
   ck_assert_int_eq(nllm_quant_tensor_type(&tg, &t, 2, 1), NLLM_TYPE_F32);
   /* a tied model's embedding is its output matrix */
-  nllm_tensor e = {.name = "token_embd.weight", .type = NLLM_TYPE_BF16, .n_dims = 2,
-                   .ne = {512, 100, 1, 1}};
+  nllm_tensor e = {
+      .name = "token_embd.weight", .type = NLLM_TYPE_BF16, .n_dims = 2, .ne = {512, 100, 1, 1}};
   ck_assert_int_eq(nllm_quant_tensor_type(&tg, &e, 2, 0), NLLM_TYPE_Q6_K);
   ck_assert_int_eq(nllm_quant_tensor_type(&tg, &e, 2, 1), NLLM_TYPE_Q4_K);
 }
@@ -259,10 +266,10 @@ typedef struct rt_case {
 } rt_case;
 
 static const rt_case rt_cases[] = {
-    {NLLM_TYPE_F16, 0.001},  {NLLM_TYPE_BF16, 0.005}, {NLLM_TYPE_Q8_0, 0.006},
-    {NLLM_TYPE_Q4_0, 0.10},  {NLLM_TYPE_Q4_1, 0.10},  {NLLM_TYPE_Q5_0, 0.06},
-    {NLLM_TYPE_Q5_1, 0.05},  {NLLM_TYPE_Q2_K, 0.40},  {NLLM_TYPE_Q3_K, 0.20},
-    {NLLM_TYPE_Q4_K, 0.10},  {NLLM_TYPE_Q5_K, 0.05},  {NLLM_TYPE_Q6_K, 0.025},
+    {NLLM_TYPE_F16, 0.001},   {NLLM_TYPE_BF16, 0.005},  {NLLM_TYPE_Q8_0, 0.006},
+    {NLLM_TYPE_Q4_0, 0.10},   {NLLM_TYPE_Q4_1, 0.10},   {NLLM_TYPE_Q5_0, 0.06},
+    {NLLM_TYPE_Q5_1, 0.05},   {NLLM_TYPE_Q2_K, 0.40},   {NLLM_TYPE_Q3_K, 0.20},
+    {NLLM_TYPE_Q4_K, 0.10},   {NLLM_TYPE_Q5_K, 0.05},   {NLLM_TYPE_Q6_K, 0.025},
     {NLLM_TYPE_IQ4_NL, 0.10}, {NLLM_TYPE_IQ4_XS, 0.10},
 };
 
@@ -317,7 +324,9 @@ static int32_t count_progress(float p, void *ud) {
   return 0;
 }
 
-static int32_t cancel_progress(float p, void *ud) { return 1; }
+static int32_t cancel_progress(float p, void *ud) {
+  return 1;
+}
 
 START_TEST(test_quantize_inplace) {
   char dir[1024];
@@ -326,8 +335,9 @@ START_TEST(test_quantize_inplace) {
   ck_assert_msg(hf_open(dir, 1, &hf) == NLLM_OK, "%s", nllm_last_error());
   ck_assert_int_eq(hf_open(dir, 1, &ref), NLLM_OK);
   int calls = 0;
-  ck_assert_msg(nllm_source_quantize_inplace(&hf, NLLM_TYPE_Q8_0, 2, count_progress, &calls) ==
-                    NLLM_OK, "%s", nllm_last_error());
+  ck_assert_msg(
+      nllm_source_quantize_inplace(&hf, NLLM_TYPE_Q8_0, 2, count_progress, &calls) == NLLM_OK, "%s",
+      nllm_last_error());
   ck_assert_int_gt(calls, 5);
   for (int64_t i = 0; i < hf.n_tensors; i++) {
     const nllm_tensor *t = &hf.tensors[i], *o = &ref.tensors[i];

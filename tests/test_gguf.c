@@ -41,8 +41,12 @@ static void b_le(bytes *b, uint64_t v, int n) {
   for (int i = 0; i < n; i++) t[i] = (uint8_t)(v >> (8 * i));
   b_put(b, t, (size_t)n);
 }
-static void b_u32(bytes *b, uint32_t v) { b_le(b, v, 4); }
-static void b_u64(bytes *b, uint64_t v) { b_le(b, v, 8); }
+static void b_u32(bytes *b, uint32_t v) {
+  b_le(b, v, 4);
+}
+static void b_u64(bytes *b, uint64_t v) {
+  b_le(b, v, 8);
+}
 static void b_str(bytes *b, const char *s) {
   b_u64(b, strlen(s));
   b_put(b, s, strlen(s));
@@ -106,14 +110,14 @@ static int source_is_zero(const nllm_source *s) {
   return memcmp(s, &zero, sizeof zero) == 0;
 }
 
-#define EXPECT_REJECT(buf, len, status, substr)                                                  \
-  do {                                                                                           \
-    nllm_source src_;                                                                            \
-    nllm_status st_ = parse_exact((buf), (len), &src_);                                          \
+#define EXPECT_REJECT(buf, len, status, substr)                                                   \
+  do {                                                                                            \
+    nllm_source src_;                                                                             \
+    nllm_status st_ = parse_exact((buf), (len), &src_);                                           \
     ck_assert_msg(st_ == (status), "expected %d, got %d (%s)", (status), st_, nllm_last_error()); \
-    ck_assert_msg(strstr(nllm_last_error(), (substr)) != NULL, "message '%s' lacks '%s'",        \
-                  nllm_last_error(), (substr));                                                  \
-    ck_assert(source_is_zero(&src_));                                                            \
+    ck_assert_msg(strstr(nllm_last_error(), (substr)) != NULL, "message '%s' lacks '%s'",         \
+                  nllm_last_error(), (substr));                                                   \
+    ck_assert(source_is_zero(&src_));                                                             \
   } while (0)
 
 static int values_equal(const nllm_value *a, const nllm_value *b) {
@@ -122,8 +126,12 @@ static int values_equal(const nllm_value *a, const nllm_value *b) {
     case NLLM_V_STRING:
       return a->v.str.len == b->v.str.len && !memcmp(a->v.str.s, b->v.str.s, a->v.str.len) &&
              a->v.str.s[a->v.str.len] == 0 && b->v.str.s[b->v.str.len] == 0;
-    case NLLM_V_F32: case NLLM_V_F64: return a->v.f == b->v.f;
-    case NLLM_V_I8: case NLLM_V_I16: case NLLM_V_I32: case NLLM_V_I64: return a->v.i == b->v.i;
+    case NLLM_V_F32:
+    case NLLM_V_F64: return a->v.f == b->v.f;
+    case NLLM_V_I8:
+    case NLLM_V_I16:
+    case NLLM_V_I32:
+    case NLLM_V_I64: return a->v.i == b->v.i;
     case NLLM_V_ARRAY: {
       uint32_t et = a->v.arr.elem_type;
       uint64_t n = a->v.arr.n;
@@ -171,8 +179,9 @@ static gguf_writer *make_full_writer(void) {
   ck_assert_int_eq(gguf_writer_set(w, "t.str_nul", &nul_str), NLLM_OK);
 
   /* One numeric array per element type. */
-  static const uint8_t raw[8 * 5] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
-                                     18, 19, 20, 0xff, 0x80, 0x7f, 0, 1, 0, 1, 1, 0, 0};
+  static const uint8_t raw[8 * 5] = {1,    2,    3,    4,  5,  6,  7,  8,  9,  10,
+                                     11,   12,   13,   14, 15, 16, 17, 18, 19, 20,
+                                     0xff, 0x80, 0x7f, 0,  1,  0,  1,  1,  0,  0};
   static const uint32_t numeric[] = {NLLM_V_U8,  NLLM_V_I8,  NLLM_V_U16, NLLM_V_I16,
                                      NLLM_V_U32, NLLM_V_I32, NLLM_V_F32, NLLM_V_BOOL,
                                      NLLM_V_U64, NLLM_V_I64, NLLM_V_F64};
@@ -222,12 +231,12 @@ static gguf_writer *make_full_writer(void) {
   for (int i = 0; i < 2; i++)
     for (int j = 0; j < 32; j++) tensor_q8[i * 34 + 2 + j] = (uint8_t)(j - 16);
   const int64_t ne_f32[2] = {4, 3}, ne_q8[1] = {64};
-  ck_assert_int_eq(gguf_writer_add_tensor(w, "w.f32", NLLM_TYPE_F32, 2, ne_f32, tensor_f32,
-                                          sizeof tensor_f32),
-                   NLLM_OK);
-  ck_assert_int_eq(gguf_writer_add_tensor(w, "w.q8", NLLM_TYPE_Q8_0, 1, ne_q8, tensor_q8,
-                                          sizeof tensor_q8),
-                   NLLM_OK);
+  ck_assert_int_eq(
+      gguf_writer_add_tensor(w, "w.f32", NLLM_TYPE_F32, 2, ne_f32, tensor_f32, sizeof tensor_f32),
+      NLLM_OK);
+  ck_assert_int_eq(
+      gguf_writer_add_tensor(w, "w.q8", NLLM_TYPE_Q8_0, 1, ne_q8, tensor_q8, sizeof tensor_q8),
+      NLLM_OK);
   return w;
 }
 
@@ -351,8 +360,9 @@ START_TEST(roundtrip_all_types_v3_and_v2) {
   ck_assert_int_eq(gguf_writer_n_kv(w2), s.n_kv);
   for (int64_t i = 0; i < s.n_tensors; i++) {
     const nllm_tensor *x = &s.tensors[i];
-    ck_assert_int_eq(gguf_writer_add_tensor(w2, x->name, x->type, x->n_dims, x->ne, x->data, x->nbytes),
-                     NLLM_OK);
+    ck_assert_int_eq(
+        gguf_writer_add_tensor(w2, x->name, x->type, x->n_dims, x->ne, x->data, x->nbytes),
+        NLLM_OK);
   }
   const char *path2 = tmp_path("copy.gguf");
   ck_assert_int_eq(gguf_writer_write(w2, path2), NLLM_OK);
@@ -382,11 +392,15 @@ START_TEST(writer_alignment_replace_remove) {
   ck_assert_int_eq(gguf_writer_add_tensor(w, "t0", NLLM_TYPE_F32, 1, ne3, x, 12), NLLM_OK);
   ck_assert_int_eq(gguf_writer_add_tensor(w, "t1", NLLM_TYPE_F32, 1, ne3, x, 12), NLLM_OK);
   /* Refused by the writer: wrong size, duplicate, row not a block multiple, bad dims, type. */
-  ck_assert_int_eq(gguf_writer_add_tensor(w, "t2", NLLM_TYPE_F32, 1, ne3, x, 8), NLLM_ERR_INVALID_ARG);
-  ck_assert_int_eq(gguf_writer_add_tensor(w, "t1", NLLM_TYPE_F32, 1, ne3, x, 12), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(gguf_writer_add_tensor(w, "t2", NLLM_TYPE_F32, 1, ne3, x, 8),
+                   NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(gguf_writer_add_tensor(w, "t1", NLLM_TYPE_F32, 1, ne3, x, 12),
+                   NLLM_ERR_INVALID_ARG);
   ck_assert(strstr(nllm_last_error(), "added twice"));
-  ck_assert_int_eq(gguf_writer_add_tensor(w, "t3", NLLM_TYPE_Q4_0, 1, ne_bad, x, 18), NLLM_ERR_INVALID_ARG);
-  ck_assert_int_eq(gguf_writer_add_tensor(w, "t4", NLLM_TYPE_F32, 5, ne3, x, 12), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(gguf_writer_add_tensor(w, "t3", NLLM_TYPE_Q4_0, 1, ne_bad, x, 18),
+                   NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(gguf_writer_add_tensor(w, "t4", NLLM_TYPE_F32, 5, ne3, x, 12),
+                   NLLM_ERR_INVALID_ARG);
   ck_assert_int_eq(gguf_writer_add_tensor(w, "t5", 4, 1, ne3, x, 12), NLLM_ERR_INVALID_ARG);
   nllm_value bad = {.type = 13};
   ck_assert_int_eq(gguf_writer_set(w, "bad", &bad), NLLM_ERR_INVALID_ARG);
@@ -431,7 +445,11 @@ START_TEST(hostile_header) {
   memcpy(b.p, "GGUF", 4);
   EXPECT_REJECT(b.p, 10, NLLM_ERR_FORMAT, "truncated");
   ck_assert_int_eq(parse_exact(b.p, b.n, &(nllm_source){0}), NLLM_OK); /* empty but valid */
-  static const struct { uint32_t v; nllm_status st; const char *msg; } versions[] = {
+  static const struct {
+    uint32_t v;
+    nllm_status st;
+    const char *msg;
+  } versions[] = {
       {0, NLLM_ERR_FORMAT, "version 0"},
       {1, NLLM_ERR_UNSUPPORTED, "version 1"},
       {4, NLLM_ERR_UNSUPPORTED, "version 4"},
@@ -579,8 +597,16 @@ START_TEST(hostile_tensors) {
     nllm_status st;
     const char *msg;
   } cases[] = {
-      {{{"a", 1, {8}, 0, 4}}, 1, 64, NLLM_ERR_FORMAT, "offset 4 is not a multiple of the alignment 32"},
-      {{{"blk.0.w", 1, {64}, 0, 0}}, 1, 32, NLLM_ERR_FORMAT, "tensor 'blk.0.w' extends past end of file"},
+      {{{"a", 1, {8}, 0, 4}},
+       1,
+       64,
+       NLLM_ERR_FORMAT,
+       "offset 4 is not a multiple of the alignment 32"},
+      {{{"blk.0.w", 1, {64}, 0, 0}},
+       1,
+       32,
+       NLLM_ERR_FORMAT,
+       "tensor 'blk.0.w' extends past end of file"},
       {{{"a", 1, {8}, 0, 1ull << 62}}, 1, 64, NLLM_ERR_FORMAT, "extends past end of file"},
       {{{"a", 1, {8}, 0, UINT64_MAX - 31}}, 1, 64, NLLM_ERR_FORMAT, "extends past end of file"},
       {{{"a", 1, {16}, 0, 0}, {"b", 1, {8}, 0, 32}}, 2, 96, NLLM_ERR_FORMAT, "overlap"},
@@ -592,13 +618,20 @@ START_TEST(hostile_tensors) {
       {{{"a", 3, {1ull << 32, 1ull << 32, 1ull << 32}, 0, 0}}, 1, 64, NLLM_ERR_FORMAT, "overflows"},
       {{{"a", 2, {1ull << 62, 2}, 0, 0}}, 1, 64, NLLM_ERR_FORMAT, "overflows"},
       {{{"a", 1, {8}, 99, 0}}, 1, 64, NLLM_ERR_FORMAT, "type 99, which is not a GGUF tensor type"},
-      {{{"blk.0.ffn_down.weight", 1, {256}, 16, 0}}, 1, 66, NLLM_ERR_UNSUPPORTED,
+      {{{"blk.0.ffn_down.weight", 1, {256}, 16, 0}},
+       1,
+       66,
+       NLLM_ERR_UNSUPPORTED,
        "tensor 'blk.0.ffn_down.weight' has type IQ2_XXS, which nativellm does not support"},
       {{{"a", 1, {256}, 19, 0}}, 1, 64, NLLM_ERR_UNSUPPORTED, "IQ1_S"},
       {{{"a", 1, {32}, 4, 0}}, 1, 64, NLLM_ERR_UNSUPPORTED, "Q4_2, a layout retired"},
       {{{"a", 1, {8}, 26, 0}}, 1, 64, NLLM_ERR_UNSUPPORTED, "I32"},
       {{{"a", 1, {33}, 2, 0}}, 1, 64, NLLM_ERR_FORMAT, "not a multiple of the Q4_0 block size 32"},
-      {{{"a", 1, {8}, 0, 0}, {"a", 1, {8}, 0, 32}}, 2, 64, NLLM_ERR_FORMAT, "tensor 'a' appears more than once"},
+      {{{"a", 1, {8}, 0, 0}, {"a", 1, {8}, 0, 32}},
+       2,
+       64,
+       NLLM_ERR_FORMAT,
+       "tensor 'a' appears more than once"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     bytes b = make_file(cases[i].t, cases[i].nt, cases[i].data);
@@ -742,7 +775,8 @@ END_TEST
 
 START_TEST(real_big_vocab_parse_time) {
   char path[1024];
-  if (!testdata_path(path, sizeof path, "models/llama-2-tiny-random/llama-2-tiny-random.gguf")) return;
+  if (!testdata_path(path, sizeof path, "models/llama-2-tiny-random/llama-2-tiny-random.gguf"))
+    return;
   nllm_source s;
   ck_assert_int_eq(gguf_open(path, 1, &s), NLLM_OK); /* warm the page cache */
   nllm_source_free(&s);

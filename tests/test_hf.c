@@ -117,7 +117,9 @@ static void make_tmpdir(void) {
   ck_assert(mkdtemp(tmpdir) != NULL);
 }
 
-static void remove_tmpdir(void) { nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS); }
+static void remove_tmpdir(void) {
+  nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
 
 static const char *tiny_config =
     "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_hidden_layers\": 1,"
@@ -141,13 +143,17 @@ static void stb_add(st_builder *b, const char *name, const char *dtype, int64_t 
   int es = strcmp(dtype, "F32") == 0 ? 4 : 2;
   char e[512];
   if (d1)
-    snprintf(e, sizeof e, ", \"%s\": {\"dtype\": \"%s\", \"shape\": [%lld, %lld], "
-             "\"data_offsets\": [%llu, %llu]}", name, dtype, (long long)d0, (long long)d1,
-             (unsigned long long)b->off, (unsigned long long)(b->off + (uint64_t)(n * es)));
+    snprintf(e, sizeof e,
+             ", \"%s\": {\"dtype\": \"%s\", \"shape\": [%lld, %lld], "
+             "\"data_offsets\": [%llu, %llu]}",
+             name, dtype, (long long)d0, (long long)d1, (unsigned long long)b->off,
+             (unsigned long long)(b->off + (uint64_t)(n * es)));
   else
-    snprintf(e, sizeof e, ", \"%s\": {\"dtype\": \"%s\", \"shape\": [%lld], "
-             "\"data_offsets\": [%llu, %llu]}", name, dtype, (long long)d0,
-             (unsigned long long)b->off, (unsigned long long)(b->off + (uint64_t)(n * es)));
+    snprintf(e, sizeof e,
+             ", \"%s\": {\"dtype\": \"%s\", \"shape\": [%lld], "
+             "\"data_offsets\": [%llu, %llu]}",
+             name, dtype, (long long)d0, (unsigned long long)b->off,
+             (unsigned long long)(b->off + (uint64_t)(n * es)));
   strcat(b->header, e);
   b->off += (uint64_t)(n * es);
 }
@@ -187,7 +193,9 @@ static void write_tiny_folder(const char *config) {
   stb_write(&b, tmpdir, "model.safetensors");
 }
 
-static nllm_status open_tmp(nllm_source *src) { return hf_open(tmpdir, 1, src); }
+static nllm_status open_tmp(nllm_source *src) {
+  return hf_open(tmpdir, 1, src);
+}
 
 /* ---------------------------------------------------------------- the shared folders */
 
@@ -332,45 +340,65 @@ START_TEST(test_st_header_bounds) {
 END_TEST
 
 START_TEST(test_st_bad_entries) {
-  assert_err(parse_header("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]",
-                          8), NLLM_ERR_FORMAT, "well-formed");
+  assert_err(
+      parse_header("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]", 8),
+      NLLM_ERR_FORMAT, "well-formed");
   assert_err(parse_header("[1, 2, 3]", 0), NLLM_ERR_FORMAT, "not an object");
   assert_err(parse_header("{\"w\": 3}", 0), NLLM_ERR_FORMAT, "'w' is not an object");
   assert_err(parse_header("{\"w\": {\"shape\": [2], \"data_offsets\": [0, 8]}}", 8),
              NLLM_ERR_FORMAT, "'w' needs");
-  assert_err(parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 16]}}",
-                          8), NLLM_ERR_FORMAT, "shape x dtype size is 8 bytes");
-  assert_err(parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}",
-                          8), NLLM_ERR_FORMAT, "extend past the end of the data section (8 bytes)");
-  assert_err(parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 0]}}",
-                          8), NLLM_ERR_FORMAT, "end before begin");
-  assert_err(parse_header("{\"w\": {\"dtype\": \"I8\", \"shape\": [8], \"data_offsets\": [0, 8]}}",
-                          8), NLLM_ERR_UNSUPPORTED, "'w' has dtype I8");
-  assert_err(parse_header("{\"w\": {\"dtype\": \"U8\", \"shape\": [8], \"data_offsets\": [0, 8]}}",
-                          8), NLLM_ERR_UNSUPPORTED, "U8");
-  assert_err(parse_header("{\"w\": {\"dtype\": \"Q9\", \"shape\": [8], \"data_offsets\": [0, 8]}}",
-                          8), NLLM_ERR_FORMAT, "unknown dtype 'Q9'");
-  assert_err(parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [-2], \"data_offsets\": [0, 8]}}",
-                          8), NLLM_ERR_FORMAT, "shape[0]");
-  assert_err(parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0.5, 8]}}",
-                          8), NLLM_ERR_FORMAT, "data_offsets must be");
-  assert_err(parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0]}}", 8),
-             NLLM_ERR_FORMAT, "data_offsets must be");
+  assert_err(
+      parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 16]}}", 8),
+      NLLM_ERR_FORMAT, "shape x dtype size is 8 bytes");
+  assert_err(
+      parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}", 8),
+      NLLM_ERR_FORMAT, "extend past the end of the data section (8 bytes)");
+  assert_err(
+      parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 0]}}", 8),
+      NLLM_ERR_FORMAT, "end before begin");
+  assert_err(
+      parse_header("{\"w\": {\"dtype\": \"I8\", \"shape\": [8], \"data_offsets\": [0, 8]}}", 8),
+      NLLM_ERR_UNSUPPORTED, "'w' has dtype I8");
+  assert_err(
+      parse_header("{\"w\": {\"dtype\": \"U8\", \"shape\": [8], \"data_offsets\": [0, 8]}}", 8),
+      NLLM_ERR_UNSUPPORTED, "U8");
+  assert_err(
+      parse_header("{\"w\": {\"dtype\": \"Q9\", \"shape\": [8], \"data_offsets\": [0, 8]}}", 8),
+      NLLM_ERR_FORMAT, "unknown dtype 'Q9'");
+  assert_err(
+      parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [-2], \"data_offsets\": [0, 8]}}", 8),
+      NLLM_ERR_FORMAT, "shape[0]");
+  assert_err(
+      parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0.5, 8]}}", 8),
+      NLLM_ERR_FORMAT, "data_offsets must be");
+  assert_err(
+      parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0]}}", 8),
+      NLLM_ERR_FORMAT, "data_offsets must be");
   assert_err(parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,2], "
-                          "\"data_offsets\": [0, 8]}}", 8), NLLM_ERR_UNSUPPORTED, "5 dimensions");
+                          "\"data_offsets\": [0, 8]}}",
+                          8),
+             NLLM_ERR_UNSUPPORTED, "5 dimensions");
   /* 2^32 x 2^32 elements: the product overflows 64 bits before any span check */
   assert_err(parse_header("{\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], "
-                          "\"data_offsets\": [0, 8]}}", 8), NLLM_ERR_FORMAT, "overflows");
-  assert_err(parse_header("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-                          " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
-                          16), NLLM_ERR_FORMAT, "overlap");
-  assert_err(parse_header("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-                          " \"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 16]}}",
-                          16), NLLM_ERR_FORMAT, "'a' is listed twice");
+                          "\"data_offsets\": [0, 8]}}",
+                          8),
+             NLLM_ERR_FORMAT, "overflows");
+  assert_err(
+      parse_header("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+                   " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
+                   16),
+      NLLM_ERR_FORMAT, "overlap");
+  assert_err(
+      parse_header("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+                   " \"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 16]}}",
+                   16),
+      NLLM_ERR_FORMAT, "'a' is listed twice");
   /* empty tensors take no bytes and may sit anywhere in the section */
   ck_assert_int_eq(parse_header("{\"e\": {\"dtype\": \"F16\", \"shape\": [0, 4], \"data_offsets\": "
                                 "[4, 4]}, \"a\": {\"dtype\": \"F32\", \"shape\": [2], "
-                                "\"data_offsets\": [0, 8]}}", 8), NLLM_OK);
+                                "\"data_offsets\": [0, 8]}}",
+                                8),
+                   NLLM_OK);
 }
 END_TEST
 
@@ -418,25 +446,29 @@ START_TEST(test_folder_config_errors) {
   assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "'architectures'");
   write_text(tmpdir, "config.json", "{\"architectures\": [\"MambaForCausalLM\"]}");
   assert_err(open_tmp(&s), NLLM_ERR_UNSUPPORTED, "'MambaForCausalLM'");
-  write_text(tmpdir, "config.json", "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8}");
+  write_text(tmpdir, "config.json",
+             "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8}");
   assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "'num_hidden_layers' is missing");
   write_text(tmpdir, "config.json",
              "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": \"8\", "
              "\"num_hidden_layers\": 1}");
   assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "'hidden_size' must be an integer");
-  write_text(tmpdir, "config.json",
-             "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_hidden_layers\": 1,"
-             " \"num_attention_heads\": 3, \"intermediate_size\": 16, \"vocab_size\": 4}");
+  write_text(
+      tmpdir, "config.json",
+      "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_hidden_layers\": 1,"
+      " \"num_attention_heads\": 3, \"intermediate_size\": 16, \"vocab_size\": 4}");
   assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "not a multiple of num_attention_heads 3");
-  write_text(tmpdir, "config.json",
-             "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_hidden_layers\": 1,"
-             " \"num_attention_heads\": 2, \"intermediate_size\": 16, \"vocab_size\": 4,"
-             " \"rope_scaling\": {\"rope_type\": \"longrope\", \"factor\": 4}}");
+  write_text(
+      tmpdir, "config.json",
+      "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_hidden_layers\": 1,"
+      " \"num_attention_heads\": 2, \"intermediate_size\": 16, \"vocab_size\": 4,"
+      " \"rope_scaling\": {\"rope_type\": \"longrope\", \"factor\": 4}}");
   assert_err(open_tmp(&s), NLLM_ERR_UNSUPPORTED, "'longrope'");
-  write_text(tmpdir, "config.json",
-             "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_hidden_layers\": 1,"
-             " \"num_attention_heads\": 2, \"intermediate_size\": 16, \"vocab_size\": 4,"
-             " \"eos_token_id\": [2, \"x\"]}");
+  write_text(
+      tmpdir, "config.json",
+      "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_hidden_layers\": 1,"
+      " \"num_attention_heads\": 2, \"intermediate_size\": 16, \"vocab_size\": 4,"
+      " \"eos_token_id\": [2, \"x\"]}");
   assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "'eos_token_id'");
   remove_tmpdir();
 }
@@ -528,19 +560,22 @@ START_TEST(test_folder_shards) {
   stb_begin(&b);
   stb_layer0(&b);
   stb_write(&b, tmpdir, "b.safetensors");
-  write_index(tmpdir, "\"model.embed_tokens.weight\": \"a.safetensors\", "
-                      "\"model.layers.0.mlp.up_proj.weight\": \"b.safetensors\"");
+  write_index(tmpdir,
+              "\"model.embed_tokens.weight\": \"a.safetensors\", "
+              "\"model.layers.0.mlp.up_proj.weight\": \"b.safetensors\"");
   ck_assert_msg(open_tmp(&s) == NLLM_OK, "%s", nllm_last_error());
   ck_assert_int_eq(s.n_tensors, 12);
   ck_assert_int_eq(s.n_maps, 2);
   nllm_source_free(&s);
   /* the index names a shard that is not there */
-  write_index(tmpdir, "\"model.embed_tokens.weight\": \"a.safetensors\", "
-                      "\"model.layers.0.mlp.up_proj.weight\": \"c.safetensors\"");
+  write_index(tmpdir,
+              "\"model.embed_tokens.weight\": \"a.safetensors\", "
+              "\"model.layers.0.mlp.up_proj.weight\": \"c.safetensors\"");
   assert_err(open_tmp(&s), NLLM_ERR_IO, "shard 'c.safetensors'");
   /* a tensor the index puts in the wrong shard */
-  write_index(tmpdir, "\"model.embed_tokens.weight\": \"b.safetensors\", "
-                      "\"model.layers.0.mlp.up_proj.weight\": \"a.safetensors\"");
+  write_index(tmpdir,
+              "\"model.embed_tokens.weight\": \"b.safetensors\", "
+              "\"model.layers.0.mlp.up_proj.weight\": \"a.safetensors\"");
   assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "'model.embed_tokens.weight' is not in shard");
   /* no path escapes through shard names */
   write_index(tmpdir, "\"model.embed_tokens.weight\": \"../a.safetensors\"");
@@ -552,8 +587,9 @@ START_TEST(test_folder_shards) {
   stb_layer0(&b);
   stb_add(&b, "model.norm.weight", "F32", 8, 0);
   stb_write(&b, tmpdir, "b.safetensors");
-  write_index(tmpdir, "\"model.embed_tokens.weight\": \"a.safetensors\", "
-                      "\"model.layers.0.mlp.up_proj.weight\": \"b.safetensors\"");
+  write_index(tmpdir,
+              "\"model.embed_tokens.weight\": \"a.safetensors\", "
+              "\"model.layers.0.mlp.up_proj.weight\": \"b.safetensors\"");
   assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "'output_norm.weight' is present twice");
   /* a hostile shard is reported with its file name */
   write_file(tmpdir, "b.safetensors", "\x10\x00\x00\x00\x00\x00\x00\x00{}", 10);
@@ -624,19 +660,20 @@ START_TEST(test_folder_gemma_phi3) {
     const char *cls, *extra, *msg;
     nllm_status st;
   } cases[] = {
-      {"Gemma2ForCausalLM", "\"sliding_window\": 4, \"layer_types\": [\"sliding_attention\"]",
-       NULL, NLLM_OK},
+      {"Gemma2ForCausalLM", "\"sliding_window\": 4, \"layer_types\": [\"sliding_attention\"]", NULL,
+       NLLM_OK},
       {"Gemma2ForCausalLM", "\"sliding_window\": 4, \"layer_types\": [\"full_attention\"]",
        "layer_types[0] is 'full_attention'", NLLM_ERR_UNSUPPORTED},
       {"Gemma2ForCausalLM", "\"layer_types\": [\"a\", \"b\"]", "num_hidden_layers (1)",
        NLLM_ERR_FORMAT},
-      {"Qwen2ForCausalLM", "\"sliding_window\": 4, \"use_sliding_window\": false, "
-       "\"layer_types\": [\"full_attention\"]", NULL, NLLM_OK},
+      {"Qwen2ForCausalLM",
+       "\"sliding_window\": 4, \"use_sliding_window\": false, "
+       "\"layer_types\": [\"full_attention\"]",
+       NULL, NLLM_OK},
       {"GemmaForCausalLM", "\"hidden_act\": \"gelu\", \"hidden_activation\": \"gelu\"",
        "hidden_activation 'gelu' is not supported", NLLM_ERR_UNSUPPORTED},
       {"GemmaForCausalLM", "\"hidden_act\": \"gelu\"", NULL, NLLM_OK},
-      {"LlamaForCausalLM", "\"hidden_act\": \"relu\"", "hidden_act 'relu'",
-       NLLM_ERR_UNSUPPORTED},
+      {"LlamaForCausalLM", "\"hidden_act\": \"relu\"", "hidden_act 'relu'", NLLM_ERR_UNSUPPORTED},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char cfg[1024];

@@ -11,9 +11,9 @@
 
 /* Every format the table must carry (milestone order). */
 static const int32_t all_types[] = {
-    NLLM_TYPE_F32,  NLLM_TYPE_F16,  NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,  NLLM_TYPE_Q4_0,
-    NLLM_TYPE_Q4_1, NLLM_TYPE_Q5_0, NLLM_TYPE_Q5_1, NLLM_TYPE_Q8_1,  NLLM_TYPE_Q2_K,
-    NLLM_TYPE_Q3_K, NLLM_TYPE_Q4_K, NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K,  NLLM_TYPE_Q8_K,
+    NLLM_TYPE_F32,    NLLM_TYPE_F16,   NLLM_TYPE_BF16, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_0,
+    NLLM_TYPE_Q4_1,   NLLM_TYPE_Q5_0,  NLLM_TYPE_Q5_1, NLLM_TYPE_Q8_1, NLLM_TYPE_Q2_K,
+    NLLM_TYPE_Q3_K,   NLLM_TYPE_Q4_K,  NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K, NLLM_TYPE_Q8_K,
     NLLM_TYPE_IQ4_NL, NLLM_TYPE_IQ4_XS};
 #define N_ALL ((int)(sizeof all_types / sizeof all_types[0]))
 
@@ -50,8 +50,10 @@ static void gg_skip_value(gg *g, uint32_t t) {
   static const int sz[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
   if (t == 8) {
     uint64_t n = gg_u(g, 8);
-    if ((uint64_t)(g->end - g->p) < n) g->bad = 1;
-    else g->p += n;
+    if ((uint64_t)(g->end - g->p) < n)
+      g->bad = 1;
+    else
+      g->p += n;
   } else if (t == 9) {
     uint32_t et = (uint32_t)gg_u(g, 4);
     uint64_t n = gg_u(g, 8);
@@ -80,8 +82,10 @@ static int gg_find(const uint8_t *file, size_t size, const char *name, gg_tensor
     if ((uint64_t)(g.end - g.p) < kl) return 0;
     g.p += kl;
     uint32_t t = (uint32_t)gg_u(&g, 4);
-    if (kl == 17 && !memcmp(key, "general.alignment", 17) && t == 4) align = gg_u(&g, 4);
-    else gg_skip_value(&g, t);
+    if (kl == 17 && !memcmp(key, "general.alignment", 17) && t == 4)
+      align = gg_u(&g, 4);
+    else
+      gg_skip_value(&g, t);
   }
   int found = 0;
   uint64_t off = 0;
@@ -110,9 +114,9 @@ static int gg_find(const uint8_t *file, size_t size, const char *name, gg_tensor
   return 1;
 }
 
-static const char *golden_files[] = {"F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
-                                     "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_NL",
-                                     "IQ4_XS"};
+static const char *golden_files[] = {"F16",    "BF16", "Q8_0",   "Q4_0",   "Q4_1",
+                                     "Q5_0",   "Q5_1", "Q2_K",   "Q3_K_M", "Q4_K_M",
+                                     "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"};
 
 /* Dequantizing rows 0..7 of each listed tensor must give the reference reader's floats. Both
  * compute scale * level in float, so the only slack allowed is the 9-digit printing (exact
@@ -155,8 +159,8 @@ static void check_golden(const char *tag, int *n_rows_checked) {
         for (int i = 0; i < cols; i++) {
           float tol = 2 * FLT_EPSILON * fabsf(ref[i]);
           ck_assert_msg(fabsf(a[i] - ref[i]) <= tol && fabsf(b[i] - ref[i]) <= tol,
-                        "%s %s (%s) row %d col %d: ref %.9g dispatched %.9g golden %.9g", tag,
-                        name, tname, r, i, a[i], b[i], ref[i]);
+                        "%s %s (%s) row %d col %d: ref %.9g dispatched %.9g golden %.9g", tag, name,
+                        tname, r, i, a[i], b[i], ref[i]);
         }
         (*n_rows_checked)++;
       }
@@ -205,7 +209,8 @@ START_TEST(quantizer_vs_golden) {
   char *f32 = read_file(fpath, NULL), *txt = read_file(tpath, NULL);
   size_t mlen = 0;
   uint8_t *model = (uint8_t *)read_file(mpath, &mlen);
-  static const char *names[] = {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_down.weight", "output.weight"};
+  static const char *names[] = {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_down.weight",
+                                "output.weight"};
   for (int k = 0; k < 4; k++) {
     int rows, cols, r2, c2;
     float *x = golden_rows(f32, names[k], &rows, &cols), *g = golden_rows(txt, names[k], &r2, &c2);
@@ -234,17 +239,27 @@ START_TEST(quantizer_vs_golden) {
             q->name, names[k], e_ours, e_ref, same, rows);
     int simple = q->block_size == 1 || t.type == NLLM_TYPE_Q8_0 || t.type == NLLM_TYPE_Q4_0 ||
                  t.type == NLLM_TYPE_Q4_1 || t.type == NLLM_TYPE_Q5_0 || t.type == NLLM_TYPE_Q5_1;
-    if (simple) ck_assert_msg(same == rows, "%s %s: only %d/%d rows identical to the file", tag, names[k], same, rows);
-    ck_assert_msg(e_ours <= 1.10 * e_ref + 1e-7, "%s %s (%s): error %.5f vs file %.5f", tag, names[k], q->name, e_ours, e_ref);
-    free(x); free(g); free(buf); free(a);
+    if (simple)
+      ck_assert_msg(same == rows, "%s %s: only %d/%d rows identical to the file", tag, names[k],
+                    same, rows);
+    ck_assert_msg(e_ours <= 1.10 * e_ref + 1e-7, "%s %s (%s): error %.5f vs file %.5f", tag,
+                  names[k], q->name, e_ours, e_ref);
+    free(x);
+    free(g);
+    free(buf);
+    free(a);
   }
-  free(f32); free(txt); free(model);
+  free(f32);
+  free(txt);
+  free(model);
 }
 END_TEST
 
 /* ------------------------------------------------------------------ dispatched vs reference */
 
-static int type_supported(int32_t t) { return nllm_qtype_get(t) != NULL; }
+static int type_supported(int32_t t) {
+  return nllm_qtype_get(t) != NULL;
+}
 
 /* Lengths: a single block up to 4096, including odd block counts. */
 static const int64_t lens_32[] = {32, 96, 160, 256, 288, 1056, 4096};
@@ -254,11 +269,11 @@ enum { DATA_GAUSS, DATA_ZERO, DATA_LARGE, DATA_TINY, DATA_SPIKY, N_DATA };
 static void fill(float *x, int64_t n, int kind) {
   for (int64_t i = 0; i < n; i++) {
     switch (kind) {
-    case DATA_GAUSS: x[i] = fgauss(); break;
-    case DATA_ZERO: x[i] = 0; break;
-    case DATA_LARGE: x[i] = 3e4f * frand(); break; /* fp16 block scales stay finite */
-    case DATA_TINY: x[i] = 1e-6f * frand(); break; /* fp16 scales go subnormal */
-    default: x[i] = (i % 37 == 0) ? 50.0f * frand() : 0.01f * frand(); break; /* outliers */
+      case DATA_GAUSS: x[i] = fgauss(); break;
+      case DATA_ZERO: x[i] = 0; break;
+      case DATA_LARGE: x[i] = 3e4f * frand(); break; /* fp16 block scales stay finite */
+      case DATA_TINY: x[i] = 1e-6f * frand(); break; /* fp16 scales go subnormal */
+      default: x[i] = (i % 37 == 0) ? 50.0f * frand() : 0.01f * frand(); break; /* outliers */
     }
   }
 }
@@ -277,7 +292,9 @@ static double dot_exact(const float *a, const float *b, int64_t n, double *sumab
 /* The bound for a float sum of at most n terms, each with its own relative rounding of a few
  * eps (scale products): |error| <= (n + 4) * eps * sum|terms|. Integer partial sums inside
  * blocks are exact, so this holds for every format, in any summation order. */
-static double dot_tol(int64_t n, double sumabs) { return (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30; }
+static double dot_tol(int64_t n, double sumabs) {
+  return (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30;
+}
 
 /* Q8_1 activations carry s = d * sum(q) rounded to fp16, which Q4_1/Q5_1 dots use for their
  * offset term m * sum(y): that rounding (half an fp16 ulp, 2^-11 relative) adds |m| |s| 2^-11
@@ -299,7 +316,8 @@ static void check_type_vs_ref(int32_t type, int *n_cases) {
   ck_assert_ptr_nonnull(vq);
   int big = q->block_size == QK_K || vq->block_size == QK_K;
   const int64_t *lens = big ? lens_256 : lens_32;
-  int nl = big ? (int)(sizeof lens_256 / sizeof *lens_256) : (int)(sizeof lens_32 / sizeof *lens_32);
+  int nl =
+      big ? (int)(sizeof lens_256 / sizeof *lens_256) : (int)(sizeof lens_32 / sizeof *lens_32);
   for (int li = 0; li < nl; li++) {
     int64_t n = lens[li];
     float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
@@ -335,22 +353,30 @@ static void check_type_vs_ref(int32_t type, int *n_cases) {
       /* activations in the vec_dot type */
       vq->from_float_ref(y, yq, n);
       vq->from_float(y, yq2, n);
-      ck_assert_msg(!memcmp(yq, yq2, ys), "%s activation quantize dispatched != reference", vq->name);
+      ck_assert_msg(!memcmp(yq, yq2, ys), "%s activation quantize dispatched != reference",
+                    vq->name);
       vq->to_float_ref(yq, ya, n);
       double sumabs, ex = dot_exact(a, ya, n, &sumabs);
       float s_ref = NAN, s_dis = NAN;
       q->vec_dot_ref(n, &s_ref, wq, yq);
       q->vec_dot(n, &s_dis, wq, yq);
       double tol = dot_tol(n, sumabs) + offset_tol(q, wq, yq, n);
-      ck_assert_msg(fabs(s_ref - ex) <= tol,
-                    "%s vec_dot_ref %.9g exact %.9g (n %lld kind %d)", q->name, s_ref, ex,
-                    (long long)n, kind);
+      ck_assert_msg(fabs(s_ref - ex) <= tol, "%s vec_dot_ref %.9g exact %.9g (n %lld kind %d)",
+                    q->name, s_ref, ex, (long long)n, kind);
       ck_assert_msg(fabs(s_dis - ex) <= tol,
                     "%s vec_dot dispatched %.9g exact %.9g (n %lld kind %d)", q->name, s_dis, ex,
                     (long long)n, kind);
       (*n_cases)++;
     }
-    free(x); free(y); free(a); free(b); free(ya); free(wq); free(wq2); free(yq); free(yq2);
+    free(x);
+    free(y);
+    free(a);
+    free(b);
+    free(ya);
+    free(wq);
+    free(wq2);
+    free(yq);
+    free(yq2);
   }
 }
 
@@ -376,7 +402,8 @@ START_TEST(dot4_vs_ref) {
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   int big = q->block_size == QK_K || vq->block_size == QK_K;
   const int64_t *lens = big ? lens_256 : lens_32;
-  int nl = big ? (int)(sizeof lens_256 / sizeof *lens_256) : (int)(sizeof lens_32 / sizeof *lens_32);
+  int nl =
+      big ? (int)(sizeof lens_256 / sizeof *lens_256) : (int)(sizeof lens_32 / sizeof *lens_32);
   for (int li = 0; li < nl; li++) {
     const int64_t n = lens[li];
     const size_t rs = nllm_row_size(type, n), stride = rs + (size_t)q->type_size;
@@ -407,7 +434,12 @@ START_TEST(dot4_vs_ref) {
                       q->name, r, s4[r], s_ref, ex, (long long)n, kind);
       }
     }
-    free(x); free(y); free(a); free(ya); free(wq); free(yq);
+    free(x);
+    free(y);
+    free(a);
+    free(ya);
+    free(wq);
+    free(yq);
   }
 }
 END_TEST
@@ -415,13 +447,15 @@ END_TEST
 /* The reference quantizers must be as good as GGUF's: round-trip error of gaussian data. The
  * bounds are about 1.5x the error the reference quantizer reaches on such data. */
 START_TEST(roundtrip_error) {
-  static const struct { int32_t type; double max_rel_rms; } lim[] = {
-      {NLLM_TYPE_F16, 0.0005}, {NLLM_TYPE_BF16, 0.004}, {NLLM_TYPE_Q8_0, 0.006},
-      {NLLM_TYPE_Q4_0, 0.12},  {NLLM_TYPE_Q4_1, 0.10},  {NLLM_TYPE_Q5_0, 0.06},
-      {NLLM_TYPE_Q5_1, 0.05},  {NLLM_TYPE_Q8_1, 0.006}, {NLLM_TYPE_Q2_K, 0.45},
-      {NLLM_TYPE_Q3_K, 0.22},  {NLLM_TYPE_Q4_K, 0.10},  {NLLM_TYPE_Q5_K, 0.05},
-      {NLLM_TYPE_Q6_K, 0.025}, {NLLM_TYPE_Q8_K, 0.008}, {NLLM_TYPE_IQ4_NL, 0.10},
-      {NLLM_TYPE_IQ4_XS, 0.10}};
+  static const struct {
+    int32_t type;
+    double max_rel_rms;
+  } lim[] = {{NLLM_TYPE_F16, 0.0005}, {NLLM_TYPE_BF16, 0.004}, {NLLM_TYPE_Q8_0, 0.006},
+             {NLLM_TYPE_Q4_0, 0.12},  {NLLM_TYPE_Q4_1, 0.10},  {NLLM_TYPE_Q5_0, 0.06},
+             {NLLM_TYPE_Q5_1, 0.05},  {NLLM_TYPE_Q8_1, 0.006}, {NLLM_TYPE_Q2_K, 0.45},
+             {NLLM_TYPE_Q3_K, 0.22},  {NLLM_TYPE_Q4_K, 0.10},  {NLLM_TYPE_Q5_K, 0.05},
+             {NLLM_TYPE_Q6_K, 0.025}, {NLLM_TYPE_Q8_K, 0.008}, {NLLM_TYPE_IQ4_NL, 0.10},
+             {NLLM_TYPE_IQ4_XS, 0.10}};
   int64_t n = 4096;
   float *x = malloc(sizeof(float) * (size_t)n), *a = malloc(sizeof(float) * (size_t)n);
   uint8_t *w = malloc((size_t)n * 4);
@@ -435,7 +469,9 @@ START_TEST(roundtrip_error) {
     ck_assert_msg(e <= lim[k].max_rel_rms, "%s round-trip rel rms %.4f > %.4f", q->name, e,
                   lim[k].max_rel_rms);
   }
-  free(x); free(a); free(w);
+  free(x);
+  free(a);
+  free(w);
 }
 END_TEST
 
@@ -501,20 +537,29 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
       double sumabs, ex = dot_exact(wf + r * cols, xd + t * cols, cols, &sumabs);
       float got = y[t * rows + r];
       double tol = dot_tol(cols, sumabs);
-      if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok)) tol += offset_tol(q, W + (size_t)r * rs, xq + (size_t)t * ars, cols);
+      if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok))
+        tol += offset_tol(q, W + (size_t)r * rs, xq + (size_t)t * ars, cols);
       ck_assert_msg(fabs(got - ex) <= tol,
                     "matmul %s rows %lld cols %lld n_tok %lld threads %d: y[%lld,%lld] = %.9g, "
-                    "expected %.9g", q->name, (long long)rows, (long long)cols, (long long)n_tok,
-                    n_threads, (long long)t, (long long)r, got, ex);
+                    "expected %.9g",
+                    q->name, (long long)rows, (long long)cols, (long long)n_tok, n_threads,
+                    (long long)t, (long long)r, got, ex);
     }
-  free(W); free(wf); free(x); free(xd); free(y); free(xq); free(wdata);
+  free(W);
+  free(wf);
+  free(x);
+  free(xd);
+  free(y);
+  free(xq);
+  free(wdata);
 }
 
 START_TEST(matmul_vs_naive) {
   int32_t type = all_types[_i];
   if (!type_supported(type)) return;
   const nllm_qtype *q = nllm_qtype_get(type);
-  int64_t cols = q->block_size == QK_K || nllm_qtype_get(q->vec_dot_type)->block_size == QK_K ? 512 : 96;
+  int64_t cols =
+      q->block_size == QK_K || nllm_qtype_get(q->vec_dot_type)->block_size == QK_K ? 512 : 96;
   static const int64_t toks[] = {1, 3, 17, 64};
   static const int64_t rows[] = {1, 7, 33};
   for (int scalar = 0; scalar < 2; scalar++) {
@@ -546,7 +591,8 @@ START_TEST(ops_vs_naive) {
     }
     memcpy(o, w, sizeof o);
     nllm_axpy_f32(o, 0.75f, x, N);
-    for (int i = 0; i < N; i++) ck_assert(fabs(o[i] - (w[i] + 0.75 * x[i])) <= 1e-6 * (fabs(w[i]) + fabs(x[i])));
+    for (int i = 0; i < N; i++)
+      ck_assert(fabs(o[i] - (w[i] + 0.75 * x[i])) <= 1e-6 * (fabs(w[i]) + fabs(x[i])));
 
     /* rmsnorm over 3 rows, with a Gemma-style +1 offset */
     float xr[3 * N], orr[3 * N];
@@ -569,9 +615,12 @@ START_TEST(ops_vs_naive) {
     for (int gelu = 0; gelu < 2; gelu++) {
       nllm_glu(o, g, u, N, gelu, 2);
       for (int i = 0; i < N; i++) {
-        double gg_ = g[i], a = gelu ? 0.5 * gg_ * (1 + tanh(sqrt(2 / M_PI) * (gg_ + 0.044715 * gg_ * gg_ * gg_)))
-                                    : gg_ / (1 + exp(-gg_));
-        ck_assert_msg(fabs(o[i] - a * u[i]) <= 1e-5 * (fabs(a * u[i]) + 1e-6), "glu %d %d: g %g got %g want %g", gelu, i, g[i], o[i], a * u[i]);
+        double gg_ = g[i],
+               a = gelu
+                       ? 0.5 * gg_ * (1 + tanh(sqrt(2 / M_PI) * (gg_ + 0.044715 * gg_ * gg_ * gg_)))
+                       : gg_ / (1 + exp(-gg_));
+        ck_assert_msg(fabs(o[i] - a * u[i]) <= 1e-5 * (fabs(a * u[i]) + 1e-6),
+                      "glu %d %d: g %g got %g want %g", gelu, i, g[i], o[i], a * u[i]);
       }
     }
 
@@ -608,7 +657,8 @@ START_TEST(rope_vs_naive) {
           for (int i = 0; i < n_rot / 2; i++) {
             int a = neox ? i : 2 * i, b = neox ? i + n_rot / 2 : 2 * i + 1;
             double th = (double)pos * inv[i], c = cos(th), s = sin(th);
-            double ea = x0[h * D + a] * c - x0[h * D + b] * s, eb = x0[h * D + a] * s + x0[h * D + b] * c;
+            double ea = x0[h * D + a] * c - x0[h * D + b] * s,
+                   eb = x0[h * D + a] * s + x0[h * D + b] * c;
             ck_assert_msg(fabs(x[h * D + a] - ea) < 1e-5 && fabs(x[h * D + b] - eb) < 1e-5,
                           "rope neox %d n_rot %d pos %d head %d pair %d", neox, n_rot, pos, h, i);
           }
@@ -626,7 +676,8 @@ static Suite *kernels_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, table_sizes);
   tcase_add_loop_test(tc, golden_dequant, 0, (int)(sizeof golden_files / sizeof golden_files[0]));
-  tcase_add_loop_test(tc, quantizer_vs_golden, 0, (int)(sizeof golden_files / sizeof golden_files[0]));
+  tcase_add_loop_test(tc, quantizer_vs_golden, 0,
+                      (int)(sizeof golden_files / sizeof golden_files[0]));
   tcase_add_loop_test(tc, dispatch_vs_ref, 0, N_ALL);
   tcase_add_loop_test(tc, dot4_vs_ref, 0, N_ALL);
   tcase_add_test(tc, roundtrip_error);

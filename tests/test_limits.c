@@ -45,7 +45,9 @@ static nllm_status load_gguf(void *arg, void **out) {
   return nllm_model_load(MODEL, &p, (nllm_model **)out);
 }
 
-static void free_model(void *m) { nllm_model_free(m); }
+static void free_model(void *m) {
+  nllm_model_free(m);
+}
 
 START_TEST(load_fails_cleanly_at_every_allocation) {
   int n = fail_each_allocation("nllm_model_load(mmap)", load_gguf, (void *)1, free_model);
@@ -76,12 +78,16 @@ static nllm_status make_ctx(void *arg, void **out) {
   cp.all_logits = 1;
   return nllm_context_create(arg, &cp, (nllm_context **)out);
 }
-static void free_ctx(void *c) { nllm_context_free(c); }
+static void free_ctx(void *c) {
+  nllm_context_free(c);
+}
 
 static nllm_status make_sampler(void *arg, void **out) {
   return nllm_sampler_create(arg, NULL, (nllm_sampler **)out);
 }
-static void free_sampler(void *s) { nllm_sampler_free(s); }
+static void free_sampler(void *s) {
+  nllm_sampler_free(s);
+}
 
 START_TEST(context_and_sampler_fail_cleanly) {
   nllm_model *m = NULL;

@@ -50,8 +50,8 @@ static const struct {
   const char *type;
   double vs_llamacpp, vs_exact;
 } tiny_a[] = {
-    {"F16", 0.005, 0.005}, {"BF16", 0.03, 0.03},  {"Q8_0", 0.13, 0.09},   {"Q4_0", 0.13, 0.09},
-    {"Q4_1", 0.13, 0.09},  {"Q5_0", 0.13, 0.09},  {"Q5_1", 0.13, 0.09},   {"Q2_K", 0.13, 0.09},
+    {"F16", 0.005, 0.005},  {"BF16", 0.03, 0.03},   {"Q8_0", 0.13, 0.09},   {"Q4_0", 0.13, 0.09},
+    {"Q4_1", 0.13, 0.09},   {"Q5_0", 0.13, 0.09},   {"Q5_1", 0.13, 0.09},   {"Q2_K", 0.13, 0.09},
     {"Q3_K_M", 0.13, 0.09}, {"Q4_K_M", 0.13, 0.09}, {"Q5_K_M", 0.13, 0.09}, {"Q6_K", 0.13, 0.09},
     {"IQ4_NL", 0.13, 0.09}, {"IQ4_XS", 0.13, 0.09},
 };
@@ -139,8 +139,8 @@ START_TEST(llama2_tiny_random_loads) {
   ck_assert_int_eq(nllm_model_n_embd(m), 8);
   /* The full Llama 2 vocabulary tokenizes the README prompt to llama.cpp's ids. */
   int ids[64], n = 0;
-  ck_assert_int_eq(nllm_tokenize(m, "Once upon a time, there was a little dog", -1, 1, 0, ids, 64,
-                                 &n), NLLM_OK);
+  ck_assert_int_eq(
+      nllm_tokenize(m, "Once upon a time, there was a little dog", -1, 1, 0, ids, 64, &n), NLLM_OK);
   ck_assert_int_eq(n, g->n_prompt);
   ck_assert_mem_eq(ids, g->prompt_ids, sizeof(int) * (size_t)n);
   /* ...and greedy decoding on its F16 weights picks llama.cpp's 16 tokens. */

@@ -123,7 +123,8 @@ static void replay_tokjson(const char *path, const uint8_t *data, size_t size) {
 START_TEST(replay_all) {
   ck_assert_int_eq(nllm_model_load("models/stories260K.gguf", NULL, &stories), NLLM_OK);
   int n = replay_dir("gguf", replay_gguf) + replay_dir("safetensors", replay_safetensors) +
-          replay_dir("tokenizer", replay_tokenizer) + replay_dir("chat", replay_chat) + replay_dir("tokjson", replay_tokjson);
+          replay_dir("tokenizer", replay_tokenizer) + replay_dir("chat", replay_chat) +
+          replay_dir("tokjson", replay_tokjson);
   fprintf(stderr, "test_regress: %d inputs replayed\n", n);
   nllm_model_free(stories);
 }

@@ -89,11 +89,15 @@ static void concurrent_equals_serial(int n_threads) {
   nllm_model_free(m);
 }
 
-START_TEST(shared_model_one_thread_each) { concurrent_equals_serial(1); }
+START_TEST(shared_model_one_thread_each) {
+  concurrent_equals_serial(1);
+}
 END_TEST
 
 /* Each context also runs its own OpenMP team inside. */
-START_TEST(shared_model_openmp_inside) { concurrent_equals_serial(2); }
+START_TEST(shared_model_openmp_inside) {
+  concurrent_equals_serial(2);
+}
 END_TEST
 
 typedef struct reader {

@@ -31,7 +31,9 @@ static void expect_ids(const nllm_tokenizer *tok, const char *text, int add_bos,
                        const int *want, int nw) {
   nllm_token ids[256];
   int32_t n = 0;
-  ck_assert_int_eq(nllm_tokenizer_encode(tok, text, strlen(text), add_bos, parse_special, ids, 256, &n), NLLM_OK);
+  ck_assert_int_eq(
+      nllm_tokenizer_encode(tok, text, strlen(text), add_bos, parse_special, ids, 256, &n),
+      NLLM_OK);
   int ok = n == nw;
   for (int i = 0; ok && i < n; i++) ok = ids[i] == want[i];
   if (!ok) {
@@ -46,7 +48,8 @@ static void expect_roundtrip(const nllm_tokenizer *tok, const char *text, int ad
   nllm_token ids[4096];
   char dec[16384];
   int32_t n = 0, dn = 0;
-  ck_assert_int_eq(nllm_tokenizer_encode(tok, text, strlen(text), add_bos, 0, ids, 4096, &n), NLLM_OK);
+  ck_assert_int_eq(nllm_tokenizer_encode(tok, text, strlen(text), add_bos, 0, ids, 4096, &n),
+                   NLLM_OK);
   ck_assert_int_eq(nllm_tokenizer_decode(tok, ids, n, 0, dec, sizeof dec, &dn), NLLM_OK);
   ck_assert_msg((size_t)dn == strlen(text) && memcmp(dec, text, (size_t)dn) == 0,
                 "round trip '%s' -> '%.*s'", text, (int)dn, dec);
@@ -70,8 +73,12 @@ START_TEST(hf_mistral) {
   ck_assert_int_eq(nllm_tokenizer_piece(tok, ids[1], 0, p, sizeof p, &pn), NLLM_OK);
   ck_assert_int_eq(pn, 6);
   ck_assert(memcmp(p, " world", 6) == 0);
-  static const char *texts[] = {"Hello world", " leading space", "tabs\tand\nnewlines\n\n",
-                                "emoji 🦙 and ünïcödé, 日本語のテキスト", "<s> looks special", "  two  spaces  "};
+  static const char *texts[] = {"Hello world",
+                                " leading space",
+                                "tabs\tand\nnewlines\n\n",
+                                "emoji 🦙 and ünïcödé, 日本語のテキスト",
+                                "<s> looks special",
+                                "  two  spaces  "};
   for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
     expect_roundtrip(tok, texts[i], 0);
     expect_roundtrip(tok, texts[i], 1);

@@ -29,7 +29,8 @@ START_TEST(special_parse_on_off) {
   ck_assert_int_ge(n, 3);
   ck_assert_int_eq(ids[0], 151644);
   ck_assert(contains(ids, n, 151657));
-  /* parse_special off: the control token is plain text, the non-special added token still matches */
+  /* parse_special off: the control token is plain text, the non-special added token still matches
+   */
   n = enc(tok, t, strlen(t), 0, 0, ids, 64);
   ck_assert(!contains(ids, n, 151644));
   ck_assert(contains(ids, n, 151657));
@@ -74,7 +75,8 @@ START_TEST(special_llama3_eog_bos) {
   ck_assert_int_eq(enc(tok, "", 0, 1, 0, ids, 64), 1);
   /* capacity too small reports the count needed */
   int32_t need = 0;
-  ck_assert_int_eq(nllm_tokenizer_encode(tok, "Hello world", 11, 1, 0, ids, 1, &need), NLLM_ERR_BUFFER_TOO_SMALL);
+  ck_assert_int_eq(nllm_tokenizer_encode(tok, "Hello world", 11, 1, 0, ids, 1, &need),
+                   NLLM_ERR_BUFFER_TOO_SMALL);
   ck_assert_int_eq(need, 3);
   nllm_tokenizer_free(tok);
 }
@@ -113,9 +115,14 @@ END_TEST
 /* ---------------------------------------------------------------- round trips */
 
 static const char *const all_toks[] = {
-    "vocab/ggml-vocab-llama-spm.gguf", "vocab/ggml-vocab-phi-3.gguf",     "vocab/ggml-vocab-gpt-2.gguf",
-    "vocab/ggml-vocab-deepseek-llm.gguf", "vocab/ggml-vocab-mpt.gguf",    "tokenizers/hf/llama3/tokenizer.json",
-    "tokenizers/hf/qwen2.5/tokenizer.json", "tokenizers/hf/mistral7b/tokenizer.json",
+    "vocab/ggml-vocab-llama-spm.gguf",
+    "vocab/ggml-vocab-phi-3.gguf",
+    "vocab/ggml-vocab-gpt-2.gguf",
+    "vocab/ggml-vocab-deepseek-llm.gguf",
+    "vocab/ggml-vocab-mpt.gguf",
+    "tokenizers/hf/llama3/tokenizer.json",
+    "tokenizers/hf/qwen2.5/tokenizer.json",
+    "tokenizers/hf/mistral7b/tokenizer.json",
     "tokenizers/hf/gpt2/tokenizer.json",
 };
 #define N_TOKS (sizeof all_toks / sizeof *all_toks)
@@ -129,10 +136,10 @@ static uint32_t rnd(void) {
 }
 
 static size_t random_utf8(char *out, size_t max_cps) {
-  static const uint32_t ranges[][2] = {{0x20, 0x7E}, {0x20, 0x7E}, {0x20, 0x7E}, {0x0A, 0x0A}, {0x09, 0x0D},
-                                       {0xA0, 0x2FF}, {0x370, 0x52F}, {0x600, 0x6FF}, {0x900, 0x97F},
-                                       {0x3040, 0x30FF}, {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3}, {0x1F300, 0x1F6FF},
-                                       {0x1, 0xD7FF}, {0xE000, 0x10FFFF}};
+  static const uint32_t ranges[][2] = {
+      {0x20, 0x7E},     {0x20, 0x7E},     {0x20, 0x7E},       {0x0A, 0x0A},   {0x09, 0x0D},
+      {0xA0, 0x2FF},    {0x370, 0x52F},   {0x600, 0x6FF},     {0x900, 0x97F}, {0x3040, 0x30FF},
+      {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3}, {0x1F300, 0x1F6FF}, {0x1, 0xD7FF},  {0xE000, 0x10FFFF}};
   size_t n = 0, k = rnd() % max_cps + 1;
   for (size_t i = 0; i < k; i++) {
     const uint32_t *r = ranges[rnd() % (sizeof ranges / sizeof *ranges)];
@@ -143,7 +150,8 @@ static size_t random_utf8(char *out, size_t max_cps) {
 }
 
 /* decode(encode(s)) == s, or == NFC(s) for tokenizers that normalize (Qwen). */
-static void check_roundtrip(const nllm_tokenizer *tok, const char *name, const char *s, size_t len, int nfc) {
+static void check_roundtrip(const nllm_tokenizer *tok, const char *name, const char *s, size_t len,
+                            int nfc) {
   static nllm_token ids[1 << 16];
   static char dec[1 << 18];
   int32_t n = enc(tok, s, len, 1, 0, ids, 1 << 16), dn = 0;
@@ -192,10 +200,12 @@ START_TEST(roundtrip_random_and_hostile) {
     check_roundtrip(tok, rel, buf, n, nfc);
   }
   /* invalid UTF-8, NULs, lone continuation bytes, truncated sequences, overlong forms */
-  static const char *const bad[] = {"\xff\xfe abc \xc3", "a\0b\0\0c", "\x80\x80\x80", "x\xe2\x96", "\xc0\xaf",
-                                    "\xed\xa0\x80 surrogate", "\xf4\x90\x80\x80", " \xf0\x9f\xa6"};
+  static const char *const bad[] = {"\xff\xfe abc \xc3", "a\0b\0\0c",    "\x80\x80\x80",
+                                    "x\xe2\x96",         "\xc0\xaf",     "\xed\xa0\x80 surrogate",
+                                    "\xf4\x90\x80\x80",  " \xf0\x9f\xa6"};
   static const size_t bad_len[] = {8, 6, 3, 3, 2, 13, 4, 4};
-  for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) check_roundtrip(tok, rel, bad[k], bad_len[k], nfc);
+  for (size_t k = 0; k < sizeof bad / sizeof *bad; k++)
+    check_roundtrip(tok, rel, bad[k], bad_len[k], nfc);
   for (int k = 0; k < 100; k++) {
     size_t n = rnd() % 48;
     for (size_t i = 0; i < n; i++) buf[i] = (char)rnd();
@@ -217,7 +227,8 @@ START_TEST(big_inputs) {
   char *s = malloc(n);
   nllm_token *ids = malloc((n + 2) * sizeof *ids);
   for (int kind = 0; kind < 2; kind++) {
-    if (kind == 0) memset(s, 'a', n);
+    if (kind == 0)
+      memset(s, 'a', n);
     else {
       static const char *const parts[] = {"abc", "Ω", "日本", "123", ".,", "🦙", "xyz-", "é"};
       size_t k = 0;
@@ -232,7 +243,8 @@ START_TEST(big_inputs) {
     double t0 = nllm_time_ms();
     int32_t cnt = enc(tok, s, n, 0, 0, ids, (int32_t)(n + 2));
     double ms = nllm_time_ms() - t0;
-    fprintf(stderr, "%s: 1 MB %s -> %d tokens in %.0f ms\n", rel, kind ? "no spaces" : "'a'*1M", cnt, ms);
+    fprintf(stderr, "%s: 1 MB %s -> %d tokens in %.0f ms\n", rel, kind ? "no spaces" : "'a'*1M",
+            cnt, ms);
     ck_assert_int_gt(cnt, 0);
     ck_assert_msg(ms < 10000, "1 MB took %.0f ms", ms);
   }
@@ -291,7 +303,8 @@ START_TEST(stream_detok) {
   /* too small a buffer leaves the state as it was */
   nb = enc(tok, "Hello", 5, 0, 0, b, 8);
   nllm_detok_stream_init(&ds, 0);
-  ck_assert_int_eq(nllm_detok_stream_push(tok, &ds, b[0], piece, 2, &pn), NLLM_ERR_BUFFER_TOO_SMALL);
+  ck_assert_int_eq(nllm_detok_stream_push(tok, &ds, b[0], piece, 2, &pn),
+                   NLLM_ERR_BUFFER_TOO_SMALL);
   ck_assert_int_eq(pn, 5);
   ck_assert_int_eq(ds.n_pushed, 0);
   nllm_tokenizer_free(tok);
@@ -311,7 +324,8 @@ START_TEST(stream_detok_spm_space) {
   size_t o = 0;
   for (int32_t i = 0; i < n; i++) {
     int32_t pn;
-    ck_assert_int_eq(nllm_detok_stream_push(tok, &ds, ids[i], out + o, (int32_t)(sizeof out - o), &pn), NLLM_OK);
+    ck_assert_int_eq(
+        nllm_detok_stream_push(tok, &ds, ids[i], out + o, (int32_t)(sizeof out - o), &pn), NLLM_OK);
     o += (size_t)pn;
   }
   ck_assert_int_eq((int)o, (int)strlen(text));
@@ -336,8 +350,8 @@ START_TEST(bad_files) {
       ("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": "
        "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}"),
   };
-  static const nllm_status want[] = {NLLM_ERR_FORMAT, NLLM_ERR_UNSUPPORTED, NLLM_ERR_FORMAT, NLLM_ERR_FORMAT,
-                                     NLLM_ERR_FORMAT};
+  static const nllm_status want[] = {NLLM_ERR_FORMAT, NLLM_ERR_UNSUPPORTED, NLLM_ERR_FORMAT,
+                                     NLLM_ERR_FORMAT, NLLM_ERR_FORMAT};
   for (size_t k = 0; k < sizeof docs / sizeof *docs; k++) {
     FILE *f = fopen(path, "wb");
     fputs(docs[k], f);

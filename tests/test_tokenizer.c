@@ -18,15 +18,25 @@ static void vocab_case(const char *gguf_rel, int expect_roundtrip_all) {
   nllm_source_free(&src);
 }
 
-START_TEST(spm_llama) { vocab_case("vocab/ggml-vocab-llama-spm.gguf", 1); }
+START_TEST(spm_llama) {
+  vocab_case("vocab/ggml-vocab-llama-spm.gguf", 1);
+}
 END_TEST
-START_TEST(spm_phi3) { vocab_case("vocab/ggml-vocab-phi-3.gguf", 1); }
+START_TEST(spm_phi3) {
+  vocab_case("vocab/ggml-vocab-phi-3.gguf", 1);
+}
 END_TEST
-START_TEST(bpe_gpt2) { vocab_case("vocab/ggml-vocab-gpt-2.gguf", 1); }
+START_TEST(bpe_gpt2) {
+  vocab_case("vocab/ggml-vocab-gpt-2.gguf", 1);
+}
 END_TEST
-START_TEST(bpe_deepseek_llm) { vocab_case("vocab/ggml-vocab-deepseek-llm.gguf", 1); }
+START_TEST(bpe_deepseek_llm) {
+  vocab_case("vocab/ggml-vocab-deepseek-llm.gguf", 1);
+}
 END_TEST
-START_TEST(bpe_mpt) { vocab_case("vocab/ggml-vocab-mpt.gguf", 1); }
+START_TEST(bpe_mpt) {
+  vocab_case("vocab/ggml-vocab-mpt.gguf", 1);
+}
 END_TEST
 
 int main(void) {

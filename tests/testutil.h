@@ -80,9 +80,12 @@ static inline golden_logits *golden_logits_load(const char *path) {
       l = strlen(line);
     }
     if (line[0] == '#' || line[0] == '\n') continue;
-    if (!strncmp(line, "prompt_ids:", 11)) g->n_prompt = parse_ids(line + 11, g->prompt_ids, 4096);
-    else if (!strncmp(line, "gen_ids:", 8)) g->n_gen = parse_ids(line + 8, g->gen_ids, 4096);
-    else if (!strncmp(line, "n_vocab:", 8)) g->n_vocab = atoi(line + 8);
+    if (!strncmp(line, "prompt_ids:", 11))
+      g->n_prompt = parse_ids(line + 11, g->prompt_ids, 4096);
+    else if (!strncmp(line, "gen_ids:", 8))
+      g->n_gen = parse_ids(line + 8, g->gen_ids, 4096);
+    else if (!strncmp(line, "n_vocab:", 8))
+      g->n_vocab = atoi(line + 8);
     else if (!strncmp(line, "n_pos:", 6)) {
       g->n_pos = atoi(line + 6);
       g->rows = calloc((size_t)g->n_pos * (size_t)g->n_vocab + 1, sizeof(float));

@@ -56,7 +56,8 @@ static inline int run_vocab_cases(const nllm_tokenizer *tok, const char *inp_rel
     ck_assert_msg(st == NLLM_OK, "encode: %s", nllm_last_error());
     int ok = n == nw;
     for (int i = 0; ok && i < n; i++) ok = ids[i] == want[i];
-    if (ok) pass++;
+    if (ok)
+      pass++;
     else {
       fprintf(stderr, "MISMATCH %s case %d '%.*s'\n  want:", inp_rel, *n_cases, (int)len, s);
       for (int i = 0; i < nw; i++) fprintf(stderr, " %d", want[i]);
@@ -67,7 +68,8 @@ static inline int run_vocab_cases(const nllm_tokenizer *tok, const char *inp_rel
     int32_t dn = 0;
     st = nllm_tokenizer_decode(tok, ids, n, 0, dec, 1 << 20, &dn);
     ck_assert_msg(st == NLLM_OK, "decode: %s", nllm_last_error());
-    if ((size_t)dn == len && memcmp(dec, s, len) == 0) (*n_roundtrip_ok)++;
+    if ((size_t)dn == len && memcmp(dec, s, len) == 0)
+      (*n_roundtrip_ok)++;
     else
       fprintf(stderr, "ROUNDTRIP %s case %d '%.*s' -> '%.*s'\n", inp_rel, *n_cases, (int)len, s,
               (int)dn, dec);

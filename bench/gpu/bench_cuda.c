@@ -21,13 +21,13 @@
 static nllm_cuda *cu;
 static cudaStream_t stream;
 
-#define OK(call)                                                                           \
-  do {                                                                                     \
-    nllm_status st_ = (call);                                                              \
-    if (st_ != NLLM_OK) {                                                                  \
-      fprintf(stderr, "bench_cuda: %s failed: %s\n", #call, nllm_last_error());            \
-      exit(1);                                                                             \
-    }                                                                                      \
+#define OK(call)                                                                \
+  do {                                                                          \
+    nllm_status st_ = (call);                                                   \
+    if (st_ != NLLM_OK) {                                                       \
+      fprintf(stderr, "bench_cuda: %s failed: %s\n", #call, nllm_last_error()); \
+      exit(1);                                                                  \
+    }                                                                           \
   } while (0)
 
 typedef struct {
@@ -78,7 +78,10 @@ static void fill_weight(uint8_t *p, int32_t type, int64_t rows, int64_t cols) {
     uint8_t *blk = p + b * (size_t)q->type_size;
     switch (type) {
       case NLLM_TYPE_Q4_K:
-      case NLLM_TYPE_Q5_K: memcpy(blk, &h, 2); memcpy(blk + 2, &h, 2); break;
+      case NLLM_TYPE_Q5_K:
+        memcpy(blk, &h, 2);
+        memcpy(blk + 2, &h, 2);
+        break;
       case NLLM_TYPE_Q6_K: memcpy(blk + 208, &h, 2); break;
       default: memcpy(blk, &h, 2); break; /* Q4_0, Q8_0: d first */
     }
@@ -112,8 +115,9 @@ static const struct {
   const char *what;
   int64_t rows, cols;
 } mv_shapes[] = {
-    {"1.1B ffn up/gate", 5632, 2048}, {"1.1B ffn down", 2048, 5632}, {"1.1B attn q/o", 2048, 2048},
-    {"8B attn q/o", 4096, 4096},      {"8B ffn up/gate", 14336, 4096}, {"8B ffn down", 4096, 14336},
+    {"1.1B ffn up/gate", 5632, 2048}, {"1.1B ffn down", 2048, 5632},
+    {"1.1B attn q/o", 2048, 2048},    {"8B attn q/o", 4096, 4096},
+    {"8B ffn up/gate", 14336, 4096},  {"8B ffn down", 4096, 14336},
     {"8B output", 128256, 4096},
 };
 
@@ -151,7 +155,8 @@ static void bench_matvec(double copy_gbs, int64_t n_tok) {
       for (int c = 0; c < copies; c++) OK(nllm_cuda_matmul(cu, y, &w[c], x, n_tok));
       OK(nllm_cuda_graph_begin(cu));
       nllm_status st = NLLM_OK;
-      for (int c = 0; c < copies && st == NLLM_OK; c++) st = nllm_cuda_matmul(cu, y, &w[c], x, n_tok);
+      for (int c = 0; c < copies && st == NLLM_OK; c++)
+        st = nllm_cuda_matmul(cu, y, &w[c], x, n_tok);
       OK(nllm_cuda_graph_end(cu, 100, st == NLLM_OK));
       OK(st);
       const int reps = 5;
@@ -194,10 +199,12 @@ static double gemm_tflops(int32_t type, int64_t rows, int64_t cols, int64_t n_to
 
 static void bench_gemm(void) {
   const double peak = gemm_tflops(NLLM_TYPE_F16, 8192, 8192, 8192, 5);
-  printf("\nGEMM: cuBLAS F16 8192^3 through nllm_cuda_matmul: %.0f TFLOP/s (the reference)\n", peak);
-  static const struct { int64_t rows, cols, n_tok; } shapes[] = {
-      {4096, 4096, 512}, {14336, 4096, 512}, {4096, 14336, 512},
-      {5632, 2048, 512}, {4096, 4096, 2048}, {14336, 4096, 2048}};
+  printf("\nGEMM: cuBLAS F16 8192^3 through nllm_cuda_matmul: %.0f TFLOP/s (the reference)\n",
+         peak);
+  static const struct {
+    int64_t rows, cols, n_tok;
+  } shapes[] = {{4096, 4096, 512}, {14336, 4096, 512}, {4096, 14336, 512},
+                {5632, 2048, 512}, {4096, 4096, 2048}, {14336, 4096, 2048}};
   static const int32_t types[] = {NLLM_TYPE_F16, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K, NLLM_TYPE_Q6_K};
   printf("%-20s", "rows x cols x n_tok");
   for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
@@ -225,16 +232,25 @@ static void bench_attention(void) {
   OK(nllm_cuda_memset(cu, k, 0x2a, (size_t)(n_ctx * kv_row) * 2));
   OK(nllm_cuda_memset(cu, v, 0x2a, (size_t)(n_ctx * kv_row) * 2));
   OK(nllm_cuda_memset(cu, q, 0x3c, (size_t)(n_ctx * n_head * hd) * 4));
-  nllm_cuda_attn_args a = {.out = out, .q = q, .k = k, .v = v, .kv_type = NLLM_TYPE_F16,
-                           .n_tok = 1, .pos0 = n_ctx - 1, .n_head = n_head, .n_head_kv = n_kv,
-                           .head_dim = hd, .scale = 0.088f};
+  nllm_cuda_attn_args a = {.out = out,
+                           .q = q,
+                           .k = k,
+                           .v = v,
+                           .kv_type = NLLM_TYPE_F16,
+                           .n_tok = 1,
+                           .pos0 = n_ctx - 1,
+                           .n_head = n_head,
+                           .n_head_kv = n_kv,
+                           .head_dim = hd,
+                           .scale = 0.088f};
   OK(nllm_cuda_attention(cu, &a));
   timer t;
   t_start(&t);
   for (int r = 0; r < 50; r++) OK(nllm_cuda_attention(cu, &a));
   double ms = t_stop_ms(&t) / 50;
-  printf("\nattention decode, 32/8 heads x 128, context 4096, F16 cache: %.1f us, %.0f GB/s of K/V\n",
-         ms * 1e3, 2.0 * (double)(n_ctx * kv_row) * 2 / (ms * 1e-3) / 1e9);
+  printf(
+      "\nattention decode, 32/8 heads x 128, context 4096, F16 cache: %.1f us, %.0f GB/s of K/V\n",
+      ms * 1e3, 2.0 * (double)(n_ctx * kv_row) * 2 / (ms * 1e-3) / 1e9);
   a.n_tok = n_ctx;
   a.pos0 = 0;
   OK(nllm_cuda_attention(cu, &a));
@@ -263,7 +279,8 @@ int main(void) {
   int32_t cc;
   size_t fr, tot;
   OK(nllm_cuda_device_info(cu, name, sizeof name, &cc, &fr, &tot));
-  printf("device: %s (compute %d.%d), %.1f GiB\n", name, cc / 10, cc % 10, (double)tot / 1073741824.0);
+  printf("device: %s (compute %d.%d), %.1f GiB\n", name, cc / 10, cc % 10,
+         (double)tot / 1073741824.0);
   const double copy_gbs = copy_bandwidth();
   bench_matvec(copy_gbs, 1);
   bench_matvec(copy_gbs, 4);

@@ -60,8 +60,7 @@ static void attn_item(void *vjob, int64_t it, int worker) {
   for (int64_t j = 0; j < n_vis; j++) {
     const float *vr = kv_row(a->v, a->kv_type, (first + j) * kv_stride + kvh, hd, f16, tmp);
     for (int64_t r = 0; r < n_rep; r++)
-      nllm_axpy_f32(a->out + t * q_stride + (kvh * n_rep + r) * hd, scores[r * n_vis + j], vr,
-                    hd);
+      nllm_axpy_f32(a->out + t * q_stride + (kvh * n_rep + r) * hd, scores[r * n_vis + j], vr, hd);
   }
 }
 

@@ -28,7 +28,8 @@ double nllm_probe_read_gbs(size_t bytes, int threads, int runs) {
     double t0 = nllm_time_ms();
     float tot = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : tot)
-    for (size_t c = 0; c < n / chunk; c++) tot += nllm_dot_f32(buf + c * chunk, buf + c * chunk, (int64_t)chunk);
+    for (size_t c = 0; c < n / chunk; c++)
+      tot += nllm_dot_f32(buf + c * chunk, buf + c * chunk, (int64_t)chunk);
     t[r] = nllm_time_ms() - t0;
     sink += tot;
   }

@@ -166,13 +166,19 @@ static void dot_item(void *vjob, int64_t item, int worker) {
   }
 }
 
-void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols,
-                 const float *x, int64_t n_tok, void *wdata, int n_threads) {
+void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols, const float *x,
+                 int64_t n_tok, void *wdata, int n_threads) {
   const nllm_qtype *q = nllm_qtype_get(wtype);
   if (!q || rows <= 0 || n_tok <= 0) return;
   if (n_threads < 1) n_threads = 1;
-  matmul_job j = {.y = y, .W = W, .q = q, .rows = rows, .cols = cols, .n_tok = n_tok,
-                  .w_rs = nllm_row_size(wtype, cols), .x = x};
+  matmul_job j = {.y = y,
+                  .W = W,
+                  .q = q,
+                  .rows = rows,
+                  .cols = cols,
+                  .n_tok = n_tok,
+                  .w_rs = nllm_row_size(wtype, cols),
+                  .x = x};
 #if !defined(NLLM_NO_BLAS)
   if (nllm_matmul_uses_blas(wtype, n_tok)) {
     /* OpenBLAS's own threads would compete with the pool's for the same cores (measured:

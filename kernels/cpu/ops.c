@@ -107,8 +107,7 @@ static void glu_chunk(void *vjob, int64_t c, int worker) {
   }
 }
 
-void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gelu,
-              int n_threads) {
+void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gelu, int n_threads) {
   glu_job j = {out, gate, up, n, gelu};
   nllm_pool_run(n_threads, (n + GLU_CHUNK - 1) / GLU_CHUNK, glu_chunk, &j);
 }

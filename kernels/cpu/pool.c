@@ -138,8 +138,7 @@ static void run_serial(int64_t n_items, nllm_pool_fn fn, void *ctx) {
 void nllm_pool_run(int n_threads, int64_t n_items, nllm_pool_fn fn, void *ctx) {
   if (n_items <= 0) return;
   if (n_threads > POOL_MAX_THREADS) n_threads = POOL_MAX_THREADS;
-  if (n_threads <= 1 || n_items == 1 || inside_pool ||
-      pthread_mutex_trylock(&run_lock) != 0) {
+  if (n_threads <= 1 || n_items == 1 || inside_pool || pthread_mutex_trylock(&run_lock) != 0) {
     run_serial(n_items, fn, ctx);
     return;
   }
@@ -172,7 +171,8 @@ void nllm_pool_run(int n_threads, int64_t n_items, nllm_pool_fn fn, void *ctx) {
   atomic_store(&job_threads, n_threads);
   atomic_store(&chunks_done, 0);
   for (int w = 0; w < n_threads; w++) {
-    uint64_t a = (uint64_t)(n_chunks * w / n_threads), b = (uint64_t)(n_chunks * (w + 1) / n_threads);
+    uint64_t a = (uint64_t)(n_chunks * w / n_threads),
+             b = (uint64_t)(n_chunks * (w + 1) / n_threads);
     atomic_store(&ranges[w].c, (uint64_t)job << 32 | a << 16 | b);
   }
   atomic_store(&job_seq, job);

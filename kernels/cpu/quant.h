@@ -9,27 +9,82 @@
 
 #include "core/core.h"
 
-#define QK 32   /* elements per block of the 32-wide formats */
+#define QK 32    /* elements per block of the 32-wide formats */
 #define QK_K 256 /* elements per super-block of the K-quants */
 
 /* Half-precision scales are kept as raw uint16_t so the structs have GGUF's exact size. */
-typedef struct { uint16_t d; int8_t qs[QK]; } block_q8_0;
-typedef struct { uint16_t d; uint8_t qs[QK / 2]; } block_q4_0;
-typedef struct { uint16_t d, m; uint8_t qs[QK / 2]; } block_q4_1;
-typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[QK / 2]; } block_q5_0;
-typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK / 2]; } block_q5_1;
+typedef struct {
+  uint16_t d;
+  int8_t qs[QK];
+} block_q8_0;
+typedef struct {
+  uint16_t d;
+  uint8_t qs[QK / 2];
+} block_q4_0;
+typedef struct {
+  uint16_t d, m;
+  uint8_t qs[QK / 2];
+} block_q4_1;
+typedef struct {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[QK / 2];
+} block_q5_0;
+typedef struct {
+  uint16_t d, m;
+  uint8_t qh[4];
+  uint8_t qs[QK / 2];
+} block_q5_1;
 /* s = d * sum(qs), so a dot with an offset format needs no per-call sum. s is fp16: it
  * overflows when a block's mean magnitude passes ~2000 (a limit of the GGUF format). */
-typedef struct { uint16_t d, s; int8_t qs[QK]; } block_q8_1;
-typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; uint16_t d, dmin; } block_q2_K;
-typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; uint16_t d; } block_q3_K;
-typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; } block_q4_K;
-typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
-typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } block_q6_K;
+typedef struct {
+  uint16_t d, s;
+  int8_t qs[QK];
+} block_q8_1;
+typedef struct {
+  uint8_t scales[QK_K / 16];
+  uint8_t qs[QK_K / 4];
+  uint16_t d, dmin;
+} block_q2_K;
+typedef struct {
+  uint8_t hmask[QK_K / 8];
+  uint8_t qs[QK_K / 4];
+  uint8_t scales[12];
+  uint16_t d;
+} block_q3_K;
+typedef struct {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qs[QK_K / 2];
+} block_q4_K;
+typedef struct {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qh[QK_K / 8];
+  uint8_t qs[QK_K / 2];
+} block_q5_K;
+typedef struct {
+  uint8_t ql[QK_K / 2];
+  uint8_t qh[QK_K / 4];
+  int8_t scales[QK_K / 16];
+  uint16_t d;
+} block_q6_K;
 /* bsums[i] = sum of qs[16i..16i+16): the K-quant dots subtract their minimums with them. */
-typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
-typedef struct { uint16_t d; uint8_t qs[QK / 2]; } block_iq4_nl;
-typedef struct { uint16_t d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uint8_t qs[QK_K / 2]; } block_iq4_xs;
+typedef struct {
+  float d;
+  int8_t qs[QK_K];
+  int16_t bsums[QK_K / 16];
+} block_q8_K;
+typedef struct {
+  uint16_t d;
+  uint8_t qs[QK / 2];
+} block_iq4_nl;
+typedef struct {
+  uint16_t d;
+  uint16_t scales_h;
+  uint8_t scales_l[QK_K / 64];
+  uint8_t qs[QK_K / 2];
+} block_iq4_xs;
 
 _Static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 layout");
@@ -64,7 +119,9 @@ static inline float q_h2f(uint16_t h) {
   memcpy(&f, &u, 4);
   return f;
 }
-static inline uint16_t q_f2h(float f) { return nllm_fp32_to_fp16(f); }
+static inline uint16_t q_f2h(float f) {
+  return nllm_fp32_to_fp16(f);
+}
 static inline float q_bf2f(uint16_t h) {
   uint32_t u = (uint32_t)h << 16;
   float f;
@@ -94,9 +151,9 @@ static inline void k4_scales_mins(const uint8_t *sc, uint8_t scales[8], uint8_t 
 
 /* One declaration list per ISA; X(name) expands to the kernel names of each format.
  * A format missing an ISA version uses the reference in the table. */
-#define NLLM_DECLARE_KERNELS(fmt, isa)                                              \
-  void fmt##_to_float_##isa(const void *x, float *y, int64_t n);                   \
-  void fmt##_from_float_##isa(const float *x, void *y, int64_t n);                 \
+#define NLLM_DECLARE_KERNELS(fmt, isa)                             \
+  void fmt##_to_float_##isa(const void *x, float *y, int64_t n);   \
+  void fmt##_from_float_##isa(const float *x, void *y, int64_t n); \
   void fmt##_vec_dot_##isa(int64_t n, float *s, const void *x, const void *y);
 
 NLLM_DECLARE_KERNELS(f32, ref)

@@ -7,7 +7,9 @@
 #include "cpu/quant.h"
 
 /* One half to float with the F16C instruction (the scale of every block goes through here). */
-static inline float f16c_h2f(uint16_t h) { return _cvtsh_ss(h); }
+static inline float f16c_h2f(uint16_t h) {
+  return _cvtsh_ss(h);
+}
 
 static inline float hsum8(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -46,7 +48,8 @@ float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n) {
     s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
     s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
   }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  for (; i + 8 <= n; i += 8)
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
   float s = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
   for (; i < n; i++) s += a[i] * b[i];
   return s;
@@ -78,7 +81,8 @@ void f16_from_float_avx2(const float *x, void *vy, int64_t n) {
   uint16_t *y = vy;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    _mm_storeu_si128((__m128i *)(y + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
   for (; i < n; i++) y[i] = q_f2h(x[i]);
 }
 
@@ -173,10 +177,9 @@ void q8_0_from_float_avx2(const float *x, void *vy, int64_t n) {
     float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
     y[b].d = q_f2h(d);
     __m256 vid = _mm256_set1_ps(id);
-    __m256i q = pack_i32x32_i8(round_away_epi32(_mm256_mul_ps(v0, vid)),
-                               round_away_epi32(_mm256_mul_ps(v1, vid)),
-                               round_away_epi32(_mm256_mul_ps(v2, vid)),
-                               round_away_epi32(_mm256_mul_ps(v3, vid)));
+    __m256i q = pack_i32x32_i8(
+        round_away_epi32(_mm256_mul_ps(v0, vid)), round_away_epi32(_mm256_mul_ps(v1, vid)),
+        round_away_epi32(_mm256_mul_ps(v2, vid)), round_away_epi32(_mm256_mul_ps(v3, vid)));
     _mm256_storeu_si256((__m256i *)y[b].qs, q);
   }
 }
@@ -211,9 +214,11 @@ void q4_0_to_float_avx2(const void *vx, float *y, int64_t n) {
     __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
     float *yb = y + b * QK;
     _mm256_storeu_ps(yb, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
-    _mm256_storeu_ps(yb + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+    _mm256_storeu_ps(
+        yb + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
     _mm256_storeu_ps(yb + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
-    _mm256_storeu_ps(yb + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+    _mm256_storeu_ps(
+        yb + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
   }
 }
 
@@ -243,8 +248,8 @@ void q4_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* Byte j of the result is 0xFF where bit j of the 32-bit word is set. */
 static inline __m256i bits32_to_bytes(uint32_t w) {
-  const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                        2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2,
+                                        2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
   const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
   __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)w), shuf);
   return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
@@ -257,7 +262,9 @@ static inline uint32_t load_u32(const uint8_t *p) {
 }
 
 /* Unsigned levels (0..127) times signed int8, summed in pairs to int16, no sign trick. */
-static inline __m256i udot_pairs(__m256i u, __m256i y) { return _mm256_maddubs_epi16(u, y); }
+static inline __m256i udot_pairs(__m256i u, __m256i y) {
+  return _mm256_maddubs_epi16(u, y);
+}
 
 static inline int hsum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -274,9 +281,11 @@ void q4_1_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   __m256 acc = _mm256_setzero_ps();
   float offs = 0;
   for (int64_t b = 0; b < n / QK; b++) {
-    __m256i p = _mm256_madd_epi16(udot_pairs(nibbles32(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs)),
-                                  _mm256_set1_epi16(1));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), _mm256_cvtepi32_ps(p), acc);
+    __m256i p = _mm256_madd_epi16(
+        udot_pairs(nibbles32(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs)),
+        _mm256_set1_epi16(1));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)),
+                          _mm256_cvtepi32_ps(p), acc);
     offs += f16c_h2f(x[b].m) * f16c_h2f(y[b].s);
   }
   *s = hsum8(acc) + offs;
@@ -306,9 +315,11 @@ void q5_1_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   __m256 acc = _mm256_setzero_ps();
   float offs = 0;
   for (int64_t b = 0; b < n / QK; b++) {
-    __m256i p = _mm256_madd_epi16(udot_pairs(q5_levels(x[b].qs, x[b].qh), _mm256_loadu_si256((const __m256i *)y[b].qs)),
-                                  _mm256_set1_epi16(1));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), _mm256_cvtepi32_ps(p), acc);
+    __m256i p = _mm256_madd_epi16(
+        udot_pairs(q5_levels(x[b].qs, x[b].qh), _mm256_loadu_si256((const __m256i *)y[b].qs)),
+        _mm256_set1_epi16(1));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)),
+                          _mm256_cvtepi32_ps(p), acc);
     offs += f16c_h2f(x[b].m) * f16c_h2f(y[b].s);
   }
   *s = hsum8(acc) + offs;
@@ -316,7 +327,8 @@ void q5_1_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* The 16 IQ4_NL levels looked up by nibble with one byte shuffle. */
 static inline __m256i iq4_levels(const uint8_t *qs) {
-  const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  const __m256i lut =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
   return _mm256_shuffle_epi8(lut, nibbles32(qs));
 }
 
@@ -340,7 +352,8 @@ void q8_K_from_float_avx2(const float *x, void *vy, int64_t n) {
   for (int64_t b = 0; b < n / QK_K; b++) {
     const float *xb = x + b * QK_K;
     __m256 m = _mm256_setzero_ps();
-    for (int k = 0; k < QK_K; k += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xb + k), absmask));
+    for (int k = 0; k < QK_K; k += 8)
+      m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xb + k), absmask));
     __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
@@ -359,14 +372,19 @@ void q8_K_from_float_avx2(const float *x, void *vy, int64_t n) {
     const __m256i lim = _mm256_set1_epi32(127);
     for (int k = 0; k < QK_K; k += 32) {
       /* cvtps rounds to nearest even, like lrintf in the reference */
-      __m256i a = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k))), lim);
-      __m256i c = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k + 8))), lim);
-      __m256i e = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k + 16))), lim);
-      __m256i f = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k + 24))), lim);
+      __m256i a =
+          _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k))), lim);
+      __m256i c =
+          _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k + 8))), lim);
+      __m256i e = _mm256_min_epi32(
+          _mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k + 16))), lim);
+      __m256i f = _mm256_min_epi32(
+          _mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k + 24))), lim);
       __m256i q = pack_i32x32_i8(a, c, e, f);
       _mm256_storeu_si256((__m256i *)(y[b].qs + k), q);
       /* sums of 16: bytes to pairs (maddubs with ones), pairs to 4-sums, then two halves */
-      __m256i s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+      __m256i s4 =
+          _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
       __m128i s8 = _mm_hadd_epi32(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
       s8 = _mm_hadd_epi32(s8, s8);
       y[b].bsums[k / 16] = (int16_t)_mm_cvtsi128_si32(s8);
@@ -397,8 +415,10 @@ static inline __m256i bcast16(__m256i v, int k) {
 
 /* One Q4_K/Q5_K super-block: the integer dot of the levels with their scales in *sumi, the
  * scaled-min correction in *msum (both per-lane int32, summed by the caller). */
-static inline __attribute__((always_inline)) void k45_block(const uint8_t *scales12, const uint8_t *qs, const uint8_t *qh,
-                             const block_q8_K *y, __m256i *sumi, __m256i *msum) {
+static inline __attribute__((always_inline)) void k45_block(const uint8_t *scales12,
+                                                            const uint8_t *qs, const uint8_t *qh,
+                                                            const block_q8_K *y, __m256i *sumi,
+                                                            __m256i *msum) {
   __m128i sc8, mn8;
   k4_unpack(scales12, &sc8, &mn8);
   const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
@@ -408,19 +428,20 @@ static inline __attribute__((always_inline)) void k45_block(const uint8_t *scale
   __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
   __m256i acc = _mm256_setzero_si256();
   /* unrolled by hand: as a loop gcc keeps it rolled and builds bcast16's controls at run time */
-#define K45_CHUNK(c)                                                                               \
-  do {                                                                                             \
-    __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));                                \
-    __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);      \
-    if (qh) {                                                                                      \
-      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));                \
-      hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4)); \
-      hbits = _mm256_srli_epi16(hbits, 2);                                                         \
-    }                                                                                              \
-    __m256i p0 = udot_pairs(lo, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c)));            \
-    __m256i p1 = udot_pairs(hi, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32)));       \
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, bcast16(sc16, 2 * c)));                      \
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, bcast16(sc16, 2 * c + 1)));                  \
+#define K45_CHUNK(c)                                                                          \
+  do {                                                                                        \
+    __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));                           \
+    __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4); \
+    if (qh) {                                                                                 \
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));           \
+      hi = _mm256_or_si256(                                                                   \
+          hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));      \
+      hbits = _mm256_srli_epi16(hbits, 2);                                                    \
+    }                                                                                         \
+    __m256i p0 = udot_pairs(lo, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c)));       \
+    __m256i p1 = udot_pairs(hi, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32)));  \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, bcast16(sc16, 2 * c)));                 \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, bcast16(sc16, 2 * c + 1)));             \
   } while (0)
   K45_CHUNK(0);
   K45_CHUNK(1);
@@ -430,8 +451,10 @@ static inline __attribute__((always_inline)) void k45_block(const uint8_t *scale
   *sumi = acc;
 }
 
-static inline __attribute__((always_inline)) float k45_dot(int64_t nb, const uint8_t *base, size_t stride, size_t off_sc, size_t off_qs,
-                     long off_qh, const block_q8_K *y) {
+static inline __attribute__((always_inline)) float k45_dot(int64_t nb, const uint8_t *base,
+                                                           size_t stride, size_t off_sc,
+                                                           size_t off_qs, long off_qh,
+                                                           const block_q8_K *y) {
   __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t *blk = base + (size_t)b * stride;
@@ -460,11 +483,13 @@ void q5_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* From 8 int16 in both lanes: element 2g across the low lane, 2g+1 across the high lane
  * (shuffle controls from a table: built in registers they cost more than they save). */
-#define SP(g) 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, \
-              4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, \
-              4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, \
-              4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3
-static const uint8_t scale_pair_ctl[4][32] __attribute__((aligned(32))) = {{SP(0)}, {SP(1)}, {SP(2)}, {SP(3)}};
+#define SP(g)                                                                                      \
+  4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, \
+      4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3,   \
+      4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3,      \
+      4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3
+static const uint8_t scale_pair_ctl[4][32]
+    __attribute__((aligned(32))) = {{SP(0)}, {SP(1)}, {SP(2)}, {SP(3)}};
 #undef SP
 static inline __m256i scale_pair16(__m256i v8, int g) {
   return _mm256_shuffle_epi8(v8, _mm256_load_si256((const __m256i *)scale_pair_ctl[g]));
@@ -489,14 +514,20 @@ void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
       __m256i qh = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * c));
       /* unsigned levels 0..63; the -32 comes back through bsums below */
       __m256i q[4];
-      q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-      q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
-#define Q6_GROUP(g)                                                                                  \
-  sumi = _mm256_add_epi32(                                                                         \
-      sumi, _mm256_madd_epi16(udot_pairs(q[g], _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
-                              scale_pair16(sc16, g)))
+      q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                             _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+#define Q6_GROUP(g)                                                                            \
+  sumi = _mm256_add_epi32(                                                                     \
+      sumi,                                                                                    \
+      _mm256_madd_epi16(                                                                       \
+          udot_pairs(q[g], _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
+          scale_pair16(sc16, g)))
       Q6_GROUP(0);
       Q6_GROUP(1);
       Q6_GROUP(2);
@@ -527,13 +558,14 @@ void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
 #pragma GCC unroll 2
     for (int c = 0; c < 2; c++) {
       __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
-      const __m256i sc16 = _mm256_broadcastsi128_si256(
-          _mm_cvtepu8_epi16(_mm_and_si128(_mm_loadl_epi64((const __m128i *)(sc + 8 * c)), _mm_set1_epi8(15))));
-#define Q2_GROUP(g)                                                                                \
-  sumi = _mm256_add_epi32(                                                                       \
-      sumi, _mm256_madd_epi16(udot_pairs(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2),       \
-                                         _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
-                              scale_pair16(sc16, g)))
+      const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(
+          _mm_and_si128(_mm_loadl_epi64((const __m128i *)(sc + 8 * c)), _mm_set1_epi8(15))));
+#define Q2_GROUP(g)                                                                            \
+  sumi = _mm256_add_epi32(                                                                     \
+      sumi, _mm256_madd_epi16(                                                                 \
+                udot_pairs(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2),                  \
+                           _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
+                scale_pair16(sc16, g)))
       Q2_GROUP(0);
       Q2_GROUP(1);
       Q2_GROUP(2);
@@ -545,7 +577,6 @@ void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-
 /* Q3_K's 16 signed scales (see q3k_scale) as int16, by vector ops: low 4 bits are the low
  * nibbles (k < 8) and high nibbles (k >= 8) of bytes 0..7, the top 2 bits sit in byte
  * 8 + k % 4 at bit 2 * (k / 4). */
@@ -555,8 +586,10 @@ static inline __m256i q3k_scales16(const uint8_t *sc) {
   const __m256i off = _mm256_set1_epi32(32);
   __m256i lo0 = _mm256_cvtepu8_epi32(_mm_and_si128(b, m4));                    /* k 0..7 */
   __m256i lo1 = _mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m4)); /* k 8..15 */
-  __m256i hi0 = _mm256_and_si256(_mm256_srlv_epi32(top, _mm256_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26)), three);
-  __m256i hi1 = _mm256_and_si256(_mm256_srlv_epi32(top, _mm256_setr_epi32(4, 12, 20, 28, 6, 14, 22, 30)), three);
+  __m256i hi0 = _mm256_and_si256(
+      _mm256_srlv_epi32(top, _mm256_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26)), three);
+  __m256i hi1 = _mm256_and_si256(
+      _mm256_srlv_epi32(top, _mm256_setr_epi32(4, 12, 20, 28, 6, 14, 22, 30)), three);
   __m256i v0 = _mm256_sub_epi32(_mm256_or_si256(lo0, _mm256_slli_epi32(hi0, 4)), off);
   __m256i v1 = _mm256_sub_epi32(_mm256_or_si256(lo1, _mm256_slli_epi32(hi1, 4)), off);
   /* packs works per 128-bit lane: (v0 0..3, v1 0..3 | v0 4..7, v1 4..7) back to order */
@@ -576,12 +609,14 @@ void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
 #pragma GCC unroll 2
     for (int c = 0; c < 2; c++) {
       __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
-      const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(scl + 8 * c)));
+      const __m256i sc16 =
+          _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(scl + 8 * c)));
       /* unsigned level 0..7 = 2-bit value + 4 * high bit; the -4 comes back through bsums */
 #define Q3_GROUP(g)                                                                                \
   do {                                                                                             \
     __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, c * 4 + g), one);                          \
-    __m256i lv = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2), _mm256_slli_epi16(hb, 2)); \
+    __m256i lv = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2),                \
+                                 _mm256_slli_epi16(hb, 2));                                        \
     __m256i p = udot_pairs(lv, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))); \
     sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, g)));                    \
   } while (0)
@@ -609,8 +644,11 @@ void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     __m256i sumi = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
-      int ls = (((x[b].scales_l[k / 2] >> (4 * (k & 1))) & 15) | ((x[b].scales_h >> (2 * k)) & 3) << 4) - 32;
-      __m256i lv = iq4_levels(x[b].qs + 16 * k), yv = _mm256_loadu_si256((const __m256i *)(y[b].qs + 32 * k));
+      int ls =
+          (((x[b].scales_l[k / 2] >> (4 * (k & 1))) & 15) | ((x[b].scales_h >> (2 * k)) & 3) << 4) -
+          32;
+      __m256i lv = iq4_levels(x[b].qs + 16 * k),
+              yv = _mm256_loadu_si256((const __m256i *)(y[b].qs + 32 * k));
       /* Q8_K holds -128, whose negation overflows int8: the sign moves onto the levels
        * instead (|y| read as unsigned is exact, and |level| <= 127 keeps pairs in int16) */
       __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(yv, yv), _mm256_sign_epi8(lv, yv));
@@ -648,11 +686,13 @@ static inline void k45_to_float_avx2(const uint8_t *scales12, const uint8_t *qs,
     __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
     if (qh) {
       lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
-      hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
+      hi = _mm256_or_si256(
+          hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
       hbits = _mm256_srli_epi16(hbits, 2);
     }
     __m256 d0 = _mm256_set1_ps(d * (float)sc[2 * c]), m0 = _mm256_set1_ps(dmin * (float)mn[2 * c]);
-    __m256 d1 = _mm256_set1_ps(d * (float)sc[2 * c + 1]), m1 = _mm256_set1_ps(dmin * (float)mn[2 * c + 1]);
+    __m256 d1 = _mm256_set1_ps(d * (float)sc[2 * c + 1]),
+           m1 = _mm256_set1_ps(dmin * (float)mn[2 * c + 1]);
     levels32_store(y + 64 * c, lo, 0, d0, d0, m0);
     levels32_store(y + 64 * c + 32, hi, 0, d1, d1, m1);
   }
@@ -661,13 +701,15 @@ static inline void k45_to_float_avx2(const uint8_t *scales12, const uint8_t *qs,
 void q4_K_to_float_avx2(const void *vx, float *y, int64_t n) {
   const block_q4_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++)
-    k45_to_float_avx2(x[b].scales, x[b].qs, NULL, f16c_h2f(x[b].d), f16c_h2f(x[b].dmin), y + b * QK_K);
+    k45_to_float_avx2(x[b].scales, x[b].qs, NULL, f16c_h2f(x[b].d), f16c_h2f(x[b].dmin),
+                      y + b * QK_K);
 }
 
 void q5_K_to_float_avx2(const void *vx, float *y, int64_t n) {
   const block_q5_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++)
-    k45_to_float_avx2(x[b].scales, x[b].qs, x[b].qh, f16c_h2f(x[b].d), f16c_h2f(x[b].dmin), y + b * QK_K);
+    k45_to_float_avx2(x[b].scales, x[b].qs, x[b].qh, f16c_h2f(x[b].d), f16c_h2f(x[b].dmin),
+                      y + b * QK_K);
 }
 
 void q6_K_to_float_avx2(const void *vx, float *y, int64_t n) {
@@ -736,26 +778,39 @@ static inline __m256 h2_pair(uint16_t a, uint16_t b) {
  * qh is set; the low lane is block b's, the high lane b+1's. */
 static inline void qh_pair(uint32_t qa, uint32_t qb, __m256i *hlo, __m256i *hhi) {
   const __m256i v = _mm256_setr_epi32((int)qa, 0, 0, 0, (int)qb, 0, 0, 0);
-  const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull), b16 = _mm256_set1_epi8(16);
-  const __m256i slo = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                       0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull),
+                b16 = _mm256_set1_epi8(16);
+  const __m256i slo = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0,
+                                       0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const __m256i shi = _mm256_add_epi8(slo, _mm256_set1_epi8(2));
-  *hlo = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, slo), bit), bit), b16);
-  *hhi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, shi), bit), bit), b16);
+  *hlo = _mm256_and_si256(
+      _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, slo), bit), bit), b16);
+  *hhi = _mm256_and_si256(
+      _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, shi), bit), bit), b16);
 }
 
 static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_t n, float *s,
-                                                          const uint8_t *x0, size_t bx, const uint8_t *y0) {
-  const size_t xs = kind == F_Q4_0 || kind == F_IQ4_NL ? 18 : kind == F_Q4_1 ? 20 : kind == F_Q5_0 ? 22 : 24;
-  const size_t off_qs = kind == F_Q4_0 || kind == F_IQ4_NL ? 2 : kind == F_Q5_1 ? 8 : kind == F_Q5_0 ? 6 : 4;
-  const size_t off_qh = kind == F_Q5_0 ? 2 : 4;  /* Q5_0 / Q5_1 */
+                                                          const uint8_t *x0, size_t bx,
+                                                          const uint8_t *y0) {
+  const size_t xs = kind == F_Q4_0 || kind == F_IQ4_NL ? 18
+                    : kind == F_Q4_1                   ? 20
+                    : kind == F_Q5_0                   ? 22
+                                                       : 24;
+  const size_t off_qs = kind == F_Q4_0 || kind == F_IQ4_NL ? 2
+                        : kind == F_Q5_1                   ? 8
+                        : kind == F_Q5_0                   ? 6
+                                                           : 4;
+  const size_t off_qh = kind == F_Q5_0 ? 2 : 4;         /* Q5_0 / Q5_1 */
   const int has_min = kind == F_Q4_1 || kind == F_Q5_1; /* y is Q8_1: d, s, qs */
   const size_t ys = has_min ? 36 : 34, y_qs = has_min ? 4 : 2;
   const int offset = kind == F_Q4_0 ? 8 : kind == F_Q5_0 ? 16 : 0;
-  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1), voff = _mm256_set1_epi8((char)offset);
-  const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1),
+                voff = _mm256_set1_epi8((char)offset);
+  const __m256i lut =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
   const int64_t nb = n / QK;
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
   __m128 accm[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
@@ -765,7 +820,8 @@ static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_
     if (offset) /* offset * (y_2i + y_2i+1) per int16 lane, both halves at once */
       yoff = _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo), _mm256_maddubs_epi16(voff, yhi));
     const __m256 dy = h2_pair(load_u16(yb), load_u16(yb + ys));
-    const __m128 sy = has_min ? h2_lanes(load_u16(yb + 2), load_u16(yb + ys + 2)) : _mm_setzero_ps();
+    const __m128 sy =
+        has_min ? h2_lanes(load_u16(yb + 2), load_u16(yb + ys + 2)) : _mm_setzero_ps();
     /* unrolled, so that the four accumulators stay in registers */
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
@@ -773,8 +829,9 @@ static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_
       /* four interleaved rows defeat the hardware prefetcher (measured: half the bandwidth
        * of one row at a time); the same place 16 rows on is where the caller goes next */
       _mm_prefetch((const char *)x + 16 * bx, _MM_HINT_T0);
-      __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + off_qs))),
-                                          _mm_loadu_si128((const __m128i *)(x + xs + off_qs)), 1);
+      __m256i q = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + off_qs))),
+          _mm_loadu_si128((const __m128i *)(x + xs + off_qs)), 1);
       __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
       if (kind == F_Q5_0 || kind == F_Q5_1) {
         __m256i hlo, hhi;
@@ -800,11 +857,13 @@ static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_
       }
       __m256 d = _mm256_mul_ps(h2_pair(load_u16(x), load_u16(x + xs)), dy);
       acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p32), acc[r]);
-      if (has_min) accm[r] = _mm_fmadd_ps(h2_lanes(load_u16(x + 2), load_u16(x + xs + 2)), sy, accm[r]);
+      if (has_min)
+        accm[r] = _mm_fmadd_ps(h2_lanes(load_u16(x + 2), load_u16(x + xs + 2)), sy, accm[r]);
     }
   }
-  static void (*const one_row[])(int64_t, float *, const void *, const void *) = {q4_0_vec_dot_avx2, q4_1_vec_dot_avx2, q5_0_vec_dot_avx2,
-                                            q5_1_vec_dot_avx2, iq4_nl_vec_dot_avx2};
+  static void (*const one_row[])(int64_t, float *, const void *, const void *) = {
+      q4_0_vec_dot_avx2, q4_1_vec_dot_avx2, q5_0_vec_dot_avx2, q5_1_vec_dot_avx2,
+      iq4_nl_vec_dot_avx2};
   for (int r = 0; r < 4; r++) {
     float sum = hsum8(acc[r]);
     if (has_min) {

@@ -8,8 +8,12 @@
 
 /* Round to nearest, ties to even (the current rounding mode), as the GGUF quantizers do for
  * the K formats; the AVX2 code rounds the same way, so both quantize identically. */
-static inline int nearest_int(float f) { return (int)lrintf(f); }
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+static inline int nearest_int(float f) {
+  return (int)lrintf(f);
+}
+static inline int clampi(int v, int lo, int hi) {
+  return v < lo ? lo : v > hi ? hi : v;
+}
 
 static float signed_absmax(const float *x, int n) {
   float amax = 0, max = 0;
@@ -100,8 +104,8 @@ static float fit_symmetric_iter(int n, int nmax, const float *x, int8_t *L) {
 /* Asymmetric levels 0..nmax with x ~ scale * L - min (min >= 0 returned in *the_min). Tries
  * nstep+1 scales spread by rdelta around nmax/(max-min); each candidate's scale and offset come
  * from the weighted least-squares fit of its levels. use_mad: absolute instead of squared error. */
-static float fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L,
-                        float *the_min, float rmin, float rdelta, int nstep, int use_mad) {
+static float fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
+                        float rmin, float rdelta, int nstep, int use_mad) {
   float mn = x[0], mx = x[0], sum_w = w[0], sum_x = w[0] * x[0];
   for (int i = 1; i < n; i++) {
     mn = fminf(mn, x[i]);
@@ -231,7 +235,8 @@ void q2_K_from_float_ref(const float *x, void *vy, int64_t n) {
     memset(&y[b], 0, sizeof y[b]);
     if (max_scale > 0) {
       float iscale = 15.0f / max_scale;
-      for (int j = 0; j < 16; j++) y[b].scales[j] = (uint8_t)clampi(nearest_int(iscale * scales[j]), 0, 15);
+      for (int j = 0; j < 16; j++)
+        y[b].scales[j] = (uint8_t)clampi(nearest_int(iscale * scales[j]), 0, 15);
       y[b].d = q_f2h(max_scale / 15.0f);
     }
     if (max_min > 0) {
@@ -246,7 +251,8 @@ void q2_K_from_float_ref(const float *x, void *vy, int64_t n) {
       float dl = d * (float)(y[b].scales[j] & 15);
       if (dl == 0) continue;
       float ml = dmin * (float)(y[b].scales[j] >> 4);
-      for (int i = 0; i < 16; i++) L[16 * j + i] = (uint8_t)clampi(nearest_int((xb[16 * j + i] + ml) / dl), 0, 3);
+      for (int i = 0; i < 16; i++)
+        L[16 * j + i] = (uint8_t)clampi(nearest_int((xb[16 * j + i] + ml) / dl), 0, 3);
     }
     for (int c = 0; c < 2; c++)
       for (int l = 0; l < 32; l++)
@@ -264,7 +270,8 @@ void q2_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
     for (int sb = 0; sb < 16; sb++) msum += (x[b].scales[sb] >> 4) * y[b].bsums[sb];
     for (int j = 0; j < QK_K; j += 16) {
       int c = j / 128, g = (j % 128) / 32, l0 = j % 32, part = 0;
-      for (int l = l0; l < l0 + 16; l++) part += ((x[b].qs[c * 32 + l] >> (2 * g)) & 3) * y[b].qs[j + l - l0];
+      for (int l = l0; l < l0 + 16; l++)
+        part += ((x[b].qs[c * 32 + l] >> (2 * g)) & 3) * y[b].qs[j + l - l0];
       isum += (x[b].scales[c * 8 + g * 2 + l0 / 16] & 15) * part;
     }
     sum += y[b].d * (q_h2f(x[b].d) * (float)isum - q_h2f(x[b].dmin) * (float)msum);
@@ -277,7 +284,6 @@ void q2_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
  * hmask[l] bit c*4 + g; a clear bit subtracts 4. Sixteen 6-bit signed scales (minus 32):
  * low nibbles in scales[0..7] (k < 8: low half of byte k, else high half of byte k-8), the
  * top 2 bits in scales[8 + k%4] at bit 2*(k/4). */
-
 
 static inline int q3k_level(const block_q3_K *x, int j) {
   int c = j / 128, g = (j % 128) / 32, l = j % 32;
@@ -307,8 +313,10 @@ void q3_K_from_float_ref(const float *x, void *vy, int64_t n) {
       float iscale = -32.0f / max_scale;
       for (int j = 0; j < 16; j++) {
         int l = clampi(nearest_int(iscale * scales[j]), -32, 31) + 32;
-        if (j < 8) y[b].scales[j] = (uint8_t)(l & 15);
-        else y[b].scales[j - 8] |= (uint8_t)((l & 15) << 4);
+        if (j < 8)
+          y[b].scales[j] = (uint8_t)(l & 15);
+        else
+          y[b].scales[j - 8] |= (uint8_t)((l & 15) << 4);
         y[b].scales[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
       }
       y[b].d = q_f2h(1 / iscale);
@@ -408,7 +416,8 @@ static void k45_quantize(const float *xb, int nmax, float rmin, int nstep, uint8
     max_scale = fmaxf(max_scale, scales[k]);
     max_min = fmaxf(max_min, mins[k]);
   }
-  float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0, inv_min = max_min > 0 ? 63.0f / max_min : 0;
+  float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0,
+        inv_min = max_min > 0 ? 63.0f / max_min : 0;
   uint8_t ls[8], lm[8];
   for (int k = 0; k < 8; k++) {
     ls[k] = (uint8_t)clampi(nearest_int(inv_scale * scales[k]), 0, 63);
@@ -422,7 +431,8 @@ static void k45_quantize(const float *xb, int nmax, float rmin, int nstep, uint8
     float dl = d * (float)ls[k];
     if (dl == 0) continue;
     float ml = dmin * (float)lm[k];
-    for (int i = 0; i < 32; i++) L[32 * k + i] = (uint8_t)clampi(nearest_int((xb[32 * k + i] + ml) / dl), 0, nmax);
+    for (int i = 0; i < 32; i++)
+      L[32 * k + i] = (uint8_t)clampi(nearest_int((xb[32 * k + i] + ml) / dl), 0, nmax);
   }
 }
 
@@ -438,7 +448,8 @@ void q4_K_from_float_ref(const float *x, void *vy, int64_t n) {
     uint8_t L[QK_K];
     k45_quantize(x + b * QK_K, 15, -1.0f, 20, L, y[b].scales, &y[b].d, &y[b].dmin);
     for (int c = 0; c < 4; c++)
-      for (int l = 0; l < 32; l++) y[b].qs[c * 32 + l] = (uint8_t)(L[c * 64 + l] | L[c * 64 + 32 + l] << 4);
+      for (int l = 0; l < 32; l++)
+        y[b].qs[c * 32 + l] = (uint8_t)(L[c * 64 + l] | L[c * 64 + 32 + l] << 4);
   }
 }
 
@@ -510,7 +521,8 @@ void q6_K_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q6_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++) {
     float d = q_h2f(x[b].d);
-    for (int j = 0; j < QK_K; j++) y[b * QK_K + j] = d * (float)x[b].scales[j / 16] * (float)q6k_level(&x[b], j);
+    for (int j = 0; j < QK_K; j++)
+      y[b * QK_K + j] = d * (float)x[b].scales[j / 16] * (float)q6k_level(&x[b], j);
   }
 }
 
@@ -528,7 +540,8 @@ void q6_K_from_float_ref(const float *x, void *vy, int64_t n) {
     } else {
       float iscale = -128.0f / max_scale;
       y[b].d = q_f2h(1 / iscale);
-      for (int j = 0; j < 16; j++) y[b].scales[j] = (int8_t)clampi(nearest_int(iscale * scales[j]), -128, 127);
+      for (int j = 0; j < 16; j++)
+        y[b].scales[j] = (int8_t)clampi(nearest_int(iscale * scales[j]), -128, 127);
       float d = q_h2f(y[b].d);
       for (int j = 0; j < 16; j++) {
         float dl = d * (float)y[b].scales[j];
@@ -594,8 +607,10 @@ static int iq4_index(float v) {
   int lo = 0, hi = 15;
   while (hi - lo > 1) {
     int mid = (lo + hi) / 2;
-    if (v < L[mid]) hi = mid;
-    else lo = mid;
+    if (v < L[mid])
+      hi = mid;
+    else
+      lo = mid;
   }
   return v - L[lo] < L[hi] - v ? lo : hi;
 }

@@ -11,7 +11,9 @@ static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
 static inline int dot32_i(int8x16_t a0, int8x16_t a1, const int8_t *y) {
   return vaddvq_s32(dot16(dot16(vdupq_n_s32(0), a0, vld1q_s8(y)), a1, vld1q_s8(y + 16)));
 }
-static inline int dot16_i(int8x16_t a, const int8_t *y) { return vaddvq_s32(dot16(vdupq_n_s32(0), a, vld1q_s8(y))); }
+static inline int dot16_i(int8x16_t a, const int8_t *y) {
+  return vaddvq_s32(dot16(vdupq_n_s32(0), a, vld1q_s8(y)));
+}
 
 /* ---------------------------------------------------------------- float formats */
 
@@ -30,8 +32,12 @@ void f32_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-static inline float32x4_t h4(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
-static inline float32x4_t bf4(const uint16_t *p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+static inline float32x4_t h4(const uint16_t *p) {
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+static inline float32x4_t bf4(const uint16_t *p) {
+  return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
+}
 
 void f16_to_float_neon(const void *vx, float *y, int64_t n) {
   const uint16_t *x = vx;
@@ -83,7 +89,8 @@ void q8_0_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q8_0 *x = vx, *y = vy;
   float sum = 0;
   for (int64_t b = 0; b < n / QK; b++)
-    sum += (float)dot32_i(vld1q_s8(x[b].qs), vld1q_s8(x[b].qs + 16), y[b].qs) * (q_h2f(x[b].d) * q_h2f(y[b].d));
+    sum += (float)dot32_i(vld1q_s8(x[b].qs), vld1q_s8(x[b].qs + 16), y[b].qs) *
+           (q_h2f(x[b].d) * q_h2f(y[b].d));
   *s = sum;
 }
 
@@ -102,7 +109,8 @@ void q4_0_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   for (int64_t b = 0; b < n / QK; b++) {
     uint8x16_t lo, hi;
     nibbles(x[b].qs, &lo, &hi);
-    int i = dot32_i(vsubq_s8(vreinterpretq_s8_u8(lo), eight), vsubq_s8(vreinterpretq_s8_u8(hi), eight), y[b].qs);
+    int i = dot32_i(vsubq_s8(vreinterpretq_s8_u8(lo), eight),
+                    vsubq_s8(vreinterpretq_s8_u8(hi), eight), y[b].qs);
     sum += (float)i * (q_h2f(x[b].d) * q_h2f(y[b].d));
   }
   *s = sum;
@@ -123,14 +131,14 @@ void q4_0_vec_dot4_neon(int64_t n, float *s, const void *vx, size_t bx, const vo
   for (int64_t b = 0; b < n / QK; b++) {
     const int8x16_t y0 = vld1q_s8(y[b].qs), y1 = vld1q_s8(y[b].qs + 16);
     const float dy = h2f_neon(y[b].d);
-#define Q4_0_ROW(r)                                                                                \
-  do {                                                                                             \
-    const block_q4_0 *x = (const block_q4_0 *)(x0 + (size_t)(r) * bx) + b;                         \
-    uint8x16_t lo, hi;                                                                             \
-    nibbles(x->qs, &lo, &hi);                                                                      \
-    int32x4_t p = dot16(dot16(vdupq_n_s32(0), vsubq_s8(vreinterpretq_s8_u8(lo), eight), y0),       \
-                        vsubq_s8(vreinterpretq_s8_u8(hi), eight), y1);                             \
-    acc##r = vfmaq_n_f32(acc##r, vcvtq_f32_s32(p), h2f_neon(x->d) * dy);                           \
+#define Q4_0_ROW(r)                                                                          \
+  do {                                                                                       \
+    const block_q4_0 *x = (const block_q4_0 *)(x0 + (size_t)(r)*bx) + b;                     \
+    uint8x16_t lo, hi;                                                                       \
+    nibbles(x->qs, &lo, &hi);                                                                \
+    int32x4_t p = dot16(dot16(vdupq_n_s32(0), vsubq_s8(vreinterpretq_s8_u8(lo), eight), y0), \
+                        vsubq_s8(vreinterpretq_s8_u8(hi), eight), y1);                       \
+    acc##r = vfmaq_n_f32(acc##r, vcvtq_f32_s32(p), h2f_neon(x->d) * dy);                     \
   } while (0)
     Q4_0_ROW(0);
     Q4_0_ROW(1);
@@ -192,7 +200,8 @@ void q5_1_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   for (int64_t b = 0; b < n / QK; b++) {
     int8x16_t a0, a1;
     q5_levels(x[b].qs, x[b].qh, &a0, &a1);
-    sum += (float)dot32_i(a0, a1, y[b].qs) * (q_h2f(x[b].d) * q_h2f(y[b].d)) + q_h2f(x[b].m) * q_h2f(y[b].s);
+    sum += (float)dot32_i(a0, a1, y[b].qs) * (q_h2f(x[b].d) * q_h2f(y[b].d)) +
+           q_h2f(x[b].m) * q_h2f(y[b].s);
   }
   *s = sum;
 }
@@ -219,7 +228,9 @@ void iq4_nl_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---------------------------------------------------------------- K formats */
 
-static inline int8x16_t u8s(uint8x16_t v) { return vreinterpretq_s8_u8(v); }
+static inline int8x16_t u8s(uint8x16_t v) {
+  return vreinterpretq_s8_u8(v);
+}
 
 void q4_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q4_K *x = vx;
@@ -231,9 +242,11 @@ void q4_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
     int isum = 0, msum = 0;
     for (int k = 0; k < 8; k++) msum += mn[k] * (y[b].bsums[2 * k] + y[b].bsums[2 * k + 1]);
     for (int c = 0; c < 4; c++) {
-      uint8x16_t q0 = vld1q_u8(x[b].qs + 32 * c), q1 = vld1q_u8(x[b].qs + 32 * c + 16), m4 = vdupq_n_u8(15);
+      uint8x16_t q0 = vld1q_u8(x[b].qs + 32 * c), q1 = vld1q_u8(x[b].qs + 32 * c + 16),
+                 m4 = vdupq_n_u8(15);
       isum += sc[2 * c] * dot32_i(u8s(vandq_u8(q0, m4)), u8s(vandq_u8(q1, m4)), y[b].qs + 64 * c);
-      isum += sc[2 * c + 1] * dot32_i(u8s(vshrq_n_u8(q0, 4)), u8s(vshrq_n_u8(q1, 4)), y[b].qs + 64 * c + 32);
+      isum += sc[2 * c + 1] *
+              dot32_i(u8s(vshrq_n_u8(q0, 4)), u8s(vshrq_n_u8(q1, 4)), y[b].qs + 64 * c + 32);
     }
     sum += y[b].d * (q_h2f(x[b].d) * (float)isum - q_h2f(x[b].dmin) * (float)msum);
   }
@@ -283,10 +296,10 @@ void q6_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
           uint8x16_t lo = (g >> 1) ? vshrq_n_u8(ql, 4) : vandq_u8(ql, m4);
           uint8x16_t hi;
           switch (g) {
-          case 0: hi = vandq_u8(qh, m2); break;
-          case 1: hi = vandq_u8(vshrq_n_u8(qh, 2), m2); break;
-          case 2: hi = vandq_u8(vshrq_n_u8(qh, 4), m2); break;
-          default: hi = vshrq_n_u8(qh, 6); break;
+            case 0: hi = vandq_u8(qh, m2); break;
+            case 1: hi = vandq_u8(vshrq_n_u8(qh, 2), m2); break;
+            case 2: hi = vandq_u8(vshrq_n_u8(qh, 4), m2); break;
+            default: hi = vshrq_n_u8(qh, 6); break;
           }
           int8x16_t lv = vsubq_s8(u8s(vorrq_u8(lo, vshlq_n_u8(hi, 4))), k32);
           isum += x[b].scales[c * 8 + g * 2 + h] * dot16_i(lv, y[b].qs + c * 128 + g * 32 + 16 * h);
@@ -299,10 +312,10 @@ void q6_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
 /* 2-bit field g (bits 2g..2g+1) of 16 bytes. */
 static inline uint8x16_t field2(uint8x16_t q, int g) {
   switch (g) {
-  case 0: return vandq_u8(q, vdupq_n_u8(3));
-  case 1: return vandq_u8(vshrq_n_u8(q, 2), vdupq_n_u8(3));
-  case 2: return vandq_u8(vshrq_n_u8(q, 4), vdupq_n_u8(3));
-  default: return vshrq_n_u8(q, 6);
+    case 0: return vandq_u8(q, vdupq_n_u8(3));
+    case 1: return vandq_u8(vshrq_n_u8(q, 2), vdupq_n_u8(3));
+    case 2: return vandq_u8(vshrq_n_u8(q, 4), vdupq_n_u8(3));
+    default: return vshrq_n_u8(q, 6);
   }
 }
 
@@ -317,7 +330,8 @@ void q2_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
       for (int h = 0; h < 2; h++) {
         uint8x16_t q = vld1q_u8(x[b].qs + 32 * c + 16 * h);
         for (int g = 0; g < 4; g++)
-          isum += (x[b].scales[c * 8 + g * 2 + h] & 15) * dot16_i(u8s(field2(q, g)), y[b].qs + c * 128 + g * 32 + 16 * h);
+          isum += (x[b].scales[c * 8 + g * 2 + h] & 15) *
+                  dot16_i(u8s(field2(q, g)), y[b].qs + c * 128 + g * 32 + 16 * h);
       }
     sum += y[b].d * (q_h2f(x[b].d) * (float)isum - q_h2f(x[b].dmin) * (float)msum);
   }
@@ -338,7 +352,8 @@ void q3_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
           /* high bit c*4 + g set: level as is; clear: minus 4 */
           uint8x16_t hb = vtstq_u8(hm, vdupq_n_u8((uint8_t)(1 << (c * 4 + g))));
           int8x16_t lv = vsubq_s8(u8s(vorrq_u8(field2(q, g), vandq_u8(hb, vdupq_n_u8(4)))), k4);
-          isum += q3k_scale(x[b].scales, c * 8 + g * 2 + h) * dot16_i(lv, y[b].qs + c * 128 + g * 32 + 16 * h);
+          isum += q3k_scale(x[b].scales, c * 8 + g * 2 + h) *
+                  dot16_i(lv, y[b].qs + c * 128 + g * 32 + 16 * h);
         }
       }
     sum += q_h2f(x[b].d) * y[b].d * (float)isum;
@@ -353,7 +368,9 @@ void iq4_xs_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   for (int64_t b = 0; b < n / QK_K; b++) {
     int isum = 0;
     for (int k = 0; k < 8; k++) {
-      int ls = (((x[b].scales_l[k / 2] >> (4 * (k & 1))) & 15) | ((x[b].scales_h >> (2 * k)) & 3) << 4) - 32;
+      int ls =
+          (((x[b].scales_l[k / 2] >> (4 * (k & 1))) & 15) | ((x[b].scales_h >> (2 * k)) & 3) << 4) -
+          32;
       int8x16_t a0, a1;
       iq4_levels(x[b].qs + 16 * k, &a0, &a1);
       isum += ls * dot32_i(a0, a1, y[b].qs + 32 * k);

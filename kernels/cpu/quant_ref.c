@@ -6,8 +6,12 @@
 
 /* ---------------------------------------------------------------- F32 / F16 / BF16 */
 
-void f32_to_float_ref(const void *x, float *y, int64_t n) { memcpy(y, x, (size_t)n * 4); }
-void f32_from_float_ref(const float *x, void *y, int64_t n) { memcpy(y, x, (size_t)n * 4); }
+void f32_to_float_ref(const void *x, float *y, int64_t n) {
+  memcpy(y, x, (size_t)n * 4);
+}
+void f32_from_float_ref(const float *x, void *y, int64_t n) {
+  memcpy(y, x, (size_t)n * 4);
+}
 void f32_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const float *x = vx, *y = vy;
   float sum = 0;
@@ -143,7 +147,9 @@ void q4_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---------------------------------------------------------------- shared helpers */
 
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+static inline int clampi(int v, int lo, int hi) {
+  return v < lo ? lo : v > hi ? hi : v;
+}
 
 /* Signed value of largest magnitude: symmetric formats map it to their widest level. */
 static float signed_absmax(const float *x, int n) {
@@ -366,8 +372,10 @@ static int iq4_nearest(float v) {
   int lo = 0, hi = 15;
   while (hi - lo > 1) {
     int mid = (lo + hi) / 2;
-    if (v < L[mid]) hi = mid;
-    else lo = mid;
+    if (v < L[mid])
+      hi = mid;
+    else
+      lo = mid;
   }
   return v - L[lo] < L[hi] - v ? lo : hi;
 }

@@ -233,32 +233,57 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
   }
 }
 
-#define NJ_SWITCH(nj, NJ, body)                    \
-  switch (nj) {                                    \
-    case 1: { constexpr int NJ = 1; body; } break; \
-    case 2: { constexpr int NJ = 2; body; } break; \
-    case 3: { constexpr int NJ = 3; body; } break; \
-    case 4: { constexpr int NJ = 4; body; } break; \
-    case 5: { constexpr int NJ = 5; body; } break; \
-    case 6: { constexpr int NJ = 6; body; } break; \
-    case 7: { constexpr int NJ = 7; body; } break; \
-    default: { constexpr int NJ = 8; body; } break; \
+#define NJ_SWITCH(nj, NJ, body) \
+  switch (nj) {                 \
+    case 1: {                   \
+      constexpr int NJ = 1;     \
+      body;                     \
+    } break;                    \
+    case 2: {                   \
+      constexpr int NJ = 2;     \
+      body;                     \
+    } break;                    \
+    case 3: {                   \
+      constexpr int NJ = 3;     \
+      body;                     \
+    } break;                    \
+    case 4: {                   \
+      constexpr int NJ = 4;     \
+      body;                     \
+    } break;                    \
+    case 5: {                   \
+      constexpr int NJ = 5;     \
+      body;                     \
+    } break;                    \
+    case 6: {                   \
+      constexpr int NJ = 6;     \
+      body;                     \
+    } break;                    \
+    case 7: {                   \
+      constexpr int NJ = 7;     \
+      body;                     \
+    } break;                    \
+    default: {                  \
+      constexpr int NJ = 8;     \
+      body;                     \
+    } break;                    \
   }
 
 template <typename KV, int NJ>
 static nllm_status launch_prompt(nllm_cuda *cu, const nllm_cuda_attn_args *a, const att_shape &s,
                                  dim3 grid, size_t smem) {
   /* above 48 KiB of shared memory a kernel must opt in (head_dim > 128) */
-  CU_TRY(cudaFuncSetAttribute(att_prompt_kernel<KV, NJ>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              (int)smem));
-  att_prompt_kernel<KV, NJ><<<grid, ATT_WARPS * 32, smem, cu->stream>>>(
-      s, a->q, (const KV *)a->k, (const KV *)a->v, a->out);
+  CU_TRY(cudaFuncSetAttribute(att_prompt_kernel<KV, NJ>,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  att_prompt_kernel<KV, NJ><<<grid, ATT_WARPS * 32, smem, cu->stream>>>(s, a->q, (const KV *)a->k,
+                                                                        (const KV *)a->v, a->out);
   CU_LAUNCHED("att_prompt_kernel");
   return NLLM_OK;
 }
 
 template <typename KV>
-static nllm_status attention_typed(nllm_cuda *cu, const nllm_cuda_attn_args *a, const att_shape &s) {
+static nllm_status attention_typed(nllm_cuda *cu, const nllm_cuda_attn_args *a,
+                                   const att_shape &s) {
   const int nj = (int)((a->head_dim + 31) / 32);
   const KV *k = (const KV *)a->k, *v = (const KV *)a->v;
   if (a->n_tok <= ATT_DECODE_MAX_TOK) {
@@ -270,8 +295,8 @@ static nllm_status attention_typed(nllm_cuda *cu, const nllm_cuda_attn_args *a, 
     if (st != NLLM_OK) return st;
     const dim3 grid((unsigned)a->n_head, (unsigned)a->n_tok, (unsigned)n_split);
     NJ_SWITCH(nj, NJ,
-              (att_decode_kernel<KV, NJ><<<grid, ATT_WARPS * 32, 0, cu->stream>>>(s, a->q, k, v,
-                                                                                   cu->att)));
+              (att_decode_kernel<KV, NJ>
+               <<<grid, ATT_WARPS * 32, 0, cu->stream>>>(s, a->q, k, v, cu->att)));
     CU_LAUNCHED("att_decode_kernel");
     const int threads = a->head_dim <= 64 ? 64 : a->head_dim <= 128 ? 128 : 256;
     att_merge_kernel<<<dim3((unsigned)a->n_head, (unsigned)a->n_tok), threads, 0, cu->stream>>>(
@@ -279,8 +304,9 @@ static nllm_status attention_typed(nllm_cuda *cu, const nllm_cuda_attn_args *a, 
     CU_LAUNCHED("att_merge_kernel");
     return NLLM_OK;
   }
-  const size_t smem = (size_t)(ATT_ROWS * a->head_dim + ATT_TILE * (a->head_dim + 1) +
-                               ATT_TILE * a->head_dim) * sizeof(float);
+  const size_t smem =
+      (size_t)(ATT_ROWS * a->head_dim + ATT_TILE * (a->head_dim + 1) + ATT_TILE * a->head_dim) *
+      sizeof(float);
   const dim3 grid((unsigned)((a->n_tok + ATT_ROWS - 1) / ATT_ROWS), (unsigned)a->n_head);
   nllm_status st = NLLM_OK;
   NJ_SWITCH(nj, NJ, (st = launch_prompt<KV, NJ>(cu, a, s, grid, smem)));
@@ -289,16 +315,18 @@ static nllm_status attention_typed(nllm_cuda *cu, const nllm_cuda_attn_args *a, 
 
 nllm_status nllm_cuda_attention(nllm_cuda *cu, const nllm_cuda_attn_args *a) {
   if (a->n_tok <= 0) return NLLM_OK;
-  if (a->head_dim <= 0 || a->head_dim > ATT_MAX_HD || a->n_head_kv <= 0 ||
-      a->n_head % a->n_head_kv)
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA attention: head_dim %lld (max %d), %lld heads over "
-                    "%lld KV heads", (long long)a->head_dim, ATT_MAX_HD, (long long)a->n_head,
+  if (a->head_dim <= 0 || a->head_dim > ATT_MAX_HD || a->n_head_kv <= 0 || a->n_head % a->n_head_kv)
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "CUDA attention: head_dim %lld (max %d), %lld heads over "
+                    "%lld KV heads",
+                    (long long)a->head_dim, ATT_MAX_HD, (long long)a->n_head,
                     (long long)a->n_head_kv);
   if (a->n_tok > 65535 * (int64_t)ATT_ROWS || a->n_head > 65535)
-    return nllm_err(NLLM_ERR_INVALID_ARG, "CUDA attention: %lld tokens x %lld heads exceeds the grid",
+    return nllm_err(NLLM_ERR_INVALID_ARG,
+                    "CUDA attention: %lld tokens x %lld heads exceeds the grid",
                     (long long)a->n_tok, (long long)a->n_head);
-  const att_shape s = {a->n_tok, a->pos0, a->n_head, a->n_head_kv, a->head_dim,
-                       a->scale, a->softcap, a->window};
+  const att_shape s = {a->n_tok,    a->pos0,  a->n_head,  a->n_head_kv,
+                       a->head_dim, a->scale, a->softcap, a->window};
   if (a->kv_type == NLLM_TYPE_F16) return attention_typed<__half>(cu, a, s);
   if (a->kv_type == NLLM_TYPE_F32) return attention_typed<float>(cu, a, s);
   return nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA attention: KV type %d (F16 or F32 only)", a->kv_type);

@@ -19,8 +19,8 @@ nllm_status nllm_cuda_fail(cudaError_t e, const char *call, const char *file, in
 
 nllm_status nllm_cublas_fail(cublasStatus_t s, const char *call, const char *file, int line) {
   return nllm_err(s == CUBLAS_STATUS_ALLOC_FAILED ? NLLM_ERR_NOMEM : NLLM_ERR_BACKEND,
-                  "cuBLAS: %s failed at %s:%d: %s (%s)", call, file, line,
-                  cublasGetStatusName(s), cublasGetStatusString(s));
+                  "cuBLAS: %s failed at %s:%d: %s (%s)", call, file, line, cublasGetStatusName(s),
+                  cublasGetStatusString(s));
 }
 
 int32_t nllm_cuda_device_count(void) {
@@ -39,13 +39,12 @@ static nllm_status no_device_error(cudaError_t e) {
   (void)cudaRuntimeGetVersion(&rt);
   (void)cudaGetLastError();
   /* with no driver installed at all, the runtime also says "insufficient driver" */
-  if (drv == 0)
-    return nllm_err(NLLM_ERR_BACKEND, "no CUDA device found (no NVIDIA driver loaded)");
+  if (drv == 0) return nllm_err(NLLM_ERR_BACKEND, "no CUDA device found (no NVIDIA driver loaded)");
   if (e == cudaErrorInsufficientDriver || drv < rt)
     return nllm_err(NLLM_ERR_BACKEND,
                     "CUDA driver too old for this build (driver %d.%d, runtime %d.%d): update the "
-                    "NVIDIA driver or run on the CPU", drv / 1000, drv % 1000 / 10, rt / 1000,
-                    rt % 1000 / 10);
+                    "NVIDIA driver or run on the CPU",
+                    drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
   if (e == cudaErrorNoDevice || e == cudaSuccess)
     return nllm_err(NLLM_ERR_BACKEND, "no CUDA device found");
   return nllm_err(NLLM_ERR_BACKEND, "CUDA unavailable: %s (%s)", cudaGetErrorName(e),
@@ -69,20 +68,21 @@ nllm_status nllm_cuda_init(int32_t device, nllm_cuda **out) {
   cu->device = device;
   cu->graphs_enabled = env_graphs_enabled();
   nllm_status st = NLLM_OK;
-#define INIT_TRY(call)                                                   \
-  do {                                                                   \
-    if ((st = (call)) != NLLM_OK) {                                      \
-      nllm_cuda_free(cu);                                                \
-      return st;                                                         \
-    }                                                                    \
+#define INIT_TRY(call)              \
+  do {                              \
+    if ((st = (call)) != NLLM_OK) { \
+      nllm_cuda_free(cu);           \
+      return st;                    \
+    }                               \
   } while (0)
   cudaDeviceProp prop;
   e = cudaSetDevice(device);
   if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, device);
   if (e != cudaSuccess) {
     nllm_cuda_free(cu);
-    return e == cudaErrorInsufficientDriver ? no_device_error(e)
-                                            : nllm_cuda_fail(e, "cudaSetDevice", __FILE__, __LINE__);
+    return e == cudaErrorInsufficientDriver
+               ? no_device_error(e)
+               : nllm_cuda_fail(e, "cudaSetDevice", __FILE__, __LINE__);
   }
   snprintf(cu->name, sizeof cu->name, "%s", prop.name);
   cu->cc = prop.major * 10 + prop.minor;
@@ -90,7 +90,8 @@ nllm_status nllm_cuda_init(int32_t device, nllm_cuda **out) {
     nllm_cuda_free(cu);
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "CUDA device %d (%s) has compute capability %d.%d; this build needs 8.0 or "
-                    "newer", device, prop.name, prop.major, prop.minor);
+                    "newer",
+                    device, prop.name, prop.major, prop.minor);
   }
   e = cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking);
   if (e != cudaSuccess) {
@@ -114,7 +115,8 @@ nllm_status nllm_cuda_init(int32_t device, nllm_cuda **out) {
     const size_t ws = (size_t)32 << 20;
     INIT_TRY(nllm_cuda_alloc(cu, ws, "cuBLAS workspace", &cu->blas_ws));
     cublasStatus_t bs = cublasSetWorkspace(cu->blas, cu->blas_ws, ws);
-    if (bs != CUBLAS_STATUS_SUCCESS) INIT_TRY(nllm_cublas_fail(bs, "cublasSetWorkspace", __FILE__, __LINE__));
+    if (bs != CUBLAS_STATUS_SUCCESS)
+      INIT_TRY(nllm_cublas_fail(bs, "cublasSetWorkspace", __FILE__, __LINE__));
   }
 #undef INIT_TRY
   nllm_log(NLLM_LOG_INFO, "CUDA device %d: %s, compute %d.%d, %.1f GiB", device, prop.name,
@@ -166,8 +168,9 @@ nllm_status nllm_cuda_alloc(nllm_cuda *cu, size_t bytes, const char *what, void 
   if (e == cudaErrorMemoryAllocation)
     return nllm_err(NLLM_ERR_NOMEM,
                     "CUDA out of memory allocating %s: %.1f MiB requested, %.1f MiB free of "
-                    "%.1f MiB on %s", what, (double)bytes / 1048576.0, (double)f / 1048576.0,
-                    (double)t / 1048576.0, cu->name);
+                    "%.1f MiB on %s",
+                    what, (double)bytes / 1048576.0, (double)f / 1048576.0, (double)t / 1048576.0,
+                    cu->name);
   return nllm_err(NLLM_ERR_BACKEND, "CUDA: cudaMalloc of %zu bytes for %s failed: %s", bytes, what,
                   cudaGetErrorString(e));
 }
@@ -181,8 +184,10 @@ void nllm_cuda_dfree(nllm_cuda *cu, void *d_ptr) {
 /* Host transfers and waits would end a graph capture with an error: refuse them clearly. */
 static nllm_status not_while_capturing(const nllm_cuda *cu, const char *what) {
   if (!cu->capturing) return NLLM_OK;
-  return nllm_err(NLLM_ERR_INTERNAL, "CUDA: %s while capturing a graph (do it before "
-                  "nllm_cuda_graph_begin or after nllm_cuda_graph_end)", what);
+  return nllm_err(NLLM_ERR_INTERNAL,
+                  "CUDA: %s while capturing a graph (do it before "
+                  "nllm_cuda_graph_begin or after nllm_cuda_graph_end)",
+                  what);
 }
 
 nllm_status nllm_cuda_upload(nllm_cuda *cu, void *d_dst, const void *src, size_t bytes) {
@@ -210,9 +215,8 @@ nllm_status nllm_cuda_copy(nllm_cuda *cu, void *d_dst, const void *d_src, size_t
   return NLLM_OK;
 }
 
-nllm_status nllm_cuda_copy_rows(nllm_cuda *cu, float *d_dst, int64_t dst_stride,
-                                const float *d_src, int64_t src_stride, int64_t width,
-                                int64_t n_rows) {
+nllm_status nllm_cuda_copy_rows(nllm_cuda *cu, float *d_dst, int64_t dst_stride, const float *d_src,
+                                int64_t src_stride, int64_t width, int64_t n_rows) {
   if (width <= 0 || n_rows <= 0) return NLLM_OK;
   CU_TRY(cudaMemcpy2DAsync(d_dst, (size_t)dst_stride * sizeof(float), d_src,
                            (size_t)src_stride * sizeof(float), (size_t)width * sizeof(float),
@@ -239,7 +243,8 @@ nllm_status cuda_scratch_ensure(nllm_cuda *cu, void **buf, size_t *cap, size_t n
   if (cu->capturing)
     return nllm_err(NLLM_ERR_INTERNAL,
                     "CUDA: scratch '%s' needs %zu elements but holds %zu while capturing a graph "
-                    "(nllm_cuda_reserve was not called with large enough sizes)", what, need, *cap);
+                    "(nllm_cuda_reserve was not called with large enough sizes)",
+                    what, need, *cap);
   /* cudaFree waits for kernels still using the old buffer */
   if (*buf) (void)cudaFree(*buf);
   *buf = NULL;
@@ -259,10 +264,8 @@ int nllm_cuda_type_native(int32_t type) {
     case NLLM_TYPE_Q4_0:
     case NLLM_TYPE_Q4_K:
     case NLLM_TYPE_Q5_K:
-    case NLLM_TYPE_Q6_K:
-      return 1;
-    default:
-      return 0;
+    case NLLM_TYPE_Q6_K: return 1;
+    default: return 0;
   }
 }
 
@@ -276,8 +279,10 @@ nllm_status nllm_cuda_weight_upload(nllm_cuda *cu, const void *host, int32_t typ
   memset(out, 0, sizeof *out);
   const nllm_qtype *q = nllm_qtype_get(type);
   if (!q || rows <= 0 || cols <= 0 || cols % q->block_size)
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA: tensor '%s': type %d with %lld x %lld cannot be "
-                    "uploaded", name, type, (long long)rows, (long long)cols);
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "CUDA: tensor '%s': type %d with %lld x %lld cannot be "
+                    "uploaded",
+                    name, type, (long long)rows, (long long)cols);
   const int native = nllm_cuda_type_native(type);
   const int32_t dt = native ? type : NLLM_TYPE_F16;
   /* the matrix-vector kernels read activations in 32-blocks; F16 only needs 8-element rows */
@@ -309,9 +314,10 @@ nllm_status nllm_cuda_weight_upload(nllm_cuda *cu, const void *host, int32_t typ
         q->to_float((const uint8_t *)host + (size_t)(r0 + r) * src_row, tmp, cols);
         for (int64_t c = 0; c < cols; c++) {
           if (!(fabsf(tmp[c]) <= 65504.0f)) {
-            st = nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA: tensor '%s' (%s) row %lld col %lld holds "
-                          "%g, outside the F16 range it is converted to", name, q->name,
-                          (long long)(r0 + r), (long long)c, (double)tmp[c]);
+            st = nllm_err(NLLM_ERR_UNSUPPORTED,
+                          "CUDA: tensor '%s' (%s) row %lld col %lld holds "
+                          "%g, outside the F16 range it is converted to",
+                          name, q->name, (long long)(r0 + r), (long long)c, (double)tmp[c]);
             break;
           }
           stage[r * cols + c] = nllm_fp32_to_fp16(tmp[c]);
@@ -427,17 +433,20 @@ nllm_status nllm_cuda_graph_replay(nllm_cuda *cu, int32_t key) {
   return nllm_err(NLLM_ERR_NOT_FOUND, "CUDA: no graph captured for key %d", key);
 }
 
-void *nllm_cuda_stream(nllm_cuda *cu) { return (void *)cu->stream; }
+void *nllm_cuda_stream(nllm_cuda *cu) {
+  return (void *)cu->stream;
+}
 
 nllm_status nllm_cuda_reserve(nllm_cuda *cu, int64_t max_tok, int64_t max_cols, int64_t max_rows,
                               int64_t n_ctx, int64_t n_head, int64_t head_dim) {
   nllm_status st;
   const int64_t mmv_tok = max_tok < NLLM_CUDA_MMV_MAX ? max_tok : NLLM_CUDA_MMV_MAX;
   const size_t act = (size_t)(mmv_tok * max_cols);
-  if ((st = cuda_scratch_ensure(cu, (void **)&cu->act_q, &cu->act_cap, act, 1, "activations (int8)")))
+  if ((st = cuda_scratch_ensure(cu, (void **)&cu->act_q, &cu->act_cap, act, 1,
+                                "activations (int8)")))
     return st;
-  if ((st = cuda_scratch_ensure(cu, (void **)&cu->act_ds, &cu->act_ds_cap, act / 32 + 1, sizeof(float2),
-                                "activation scales")))
+  if ((st = cuda_scratch_ensure(cu, (void **)&cu->act_ds, &cu->act_ds_cap, act / 32 + 1,
+                                sizeof(float2), "activation scales")))
     return st;
   if (max_tok > NLLM_CUDA_MMV_MAX) {
     if ((st = cuda_scratch_ensure(cu, (void **)&cu->x16, &cu->x16_cap, (size_t)(max_tok * max_cols),

@@ -53,9 +53,8 @@ nllm_status nllm_cuda_copy(nllm_cuda *cu, void *d_dst, const void *d_src, size_t
 /* n_rows rows of width floats: dst[r*dst_stride + i] = src[r*src_stride + i] (strides in
  * floats). Source and destination must not overlap (forward.c's in-place memmove of a fused
  * qkv row becomes a split from a separate buffer). */
-nllm_status nllm_cuda_copy_rows(nllm_cuda *cu, float *d_dst, int64_t dst_stride,
-                                const float *d_src, int64_t src_stride, int64_t width,
-                                int64_t n_rows);
+nllm_status nllm_cuda_copy_rows(nllm_cuda *cu, float *d_dst, int64_t dst_stride, const float *d_src,
+                                int64_t src_stride, int64_t width, int64_t n_rows);
 nllm_status nllm_cuda_memset(nllm_cuda *cu, void *d_dst, int value, size_t bytes);
 nllm_status nllm_cuda_sync(nllm_cuda *cu);
 
@@ -65,11 +64,11 @@ nllm_status nllm_cuda_sync(nllm_cuda *cu);
  * every other type (F32, BF16, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, IQ4_*) is dequantized to F16 on
  * upload (logged once per call at NLLM_LOG_INFO), so `type` may differ from the source's. */
 typedef struct nllm_cuda_weight {
-  void *data;        /* device, owned */
-  int32_t type;      /* device-side type: one of the six above */
-  int32_t src_type;  /* the host tensor's type */
+  void *data;       /* device, owned */
+  int32_t type;     /* device-side type: one of the six above */
+  int32_t src_type; /* the host tensor's type */
   int64_t rows, cols;
-  size_t row_bytes;  /* nllm_row_size(type, cols) */
+  size_t row_bytes; /* nllm_row_size(type, cols) */
 } nllm_cuda_weight;
 
 /* Whether a type stays in its own layout on the device (else it becomes F16). */
@@ -97,8 +96,8 @@ nllm_status nllm_cuda_get_rows(nllm_cuda *cu, float *d_y, const nllm_cuda_weight
  * runs the quantized matrix-vector kernels (int8 activations, dp4a); larger batches
  * dequantize W in row chunks to F16 and run a cuBLAS tensor-core GEMM with F32 accumulation. */
 #define NLLM_CUDA_MMV_MAX 8
-nllm_status nllm_cuda_matmul(nllm_cuda *cu, float *d_y, const nllm_cuda_weight *w,
-                             const float *d_x, int64_t n_tok);
+nllm_status nllm_cuda_matmul(nllm_cuda *cu, float *d_y, const nllm_cuda_weight *w, const float *d_x,
+                             int64_t n_tok);
 
 /* out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * (w[i] + w_offset); in place allowed. */
 nllm_status nllm_cuda_rmsnorm(nllm_cuda *cu, float *d_out, const float *d_x, const float *d_w,
@@ -132,10 +131,10 @@ nllm_status nllm_cuda_kv_store(nllm_cuda *cu, void *d_cache, int32_t kv_type, co
 
 /* nllm_attn_args with device pointers and no CPU scratch: out, q, k, v are device memory. */
 typedef struct nllm_cuda_attn_args {
-  float *out;          /* [n_tok][n_head * head_dim] */
-  const float *q;      /* [n_tok][n_head * head_dim], RoPE applied */
-  const void *k, *v;   /* one layer of the cache: [n_ctx][n_head_kv * head_dim] */
-  int32_t kv_type;     /* NLLM_TYPE_F16 or NLLM_TYPE_F32 */
+  float *out;        /* [n_tok][n_head * head_dim] */
+  const float *q;    /* [n_tok][n_head * head_dim], RoPE applied */
+  const void *k, *v; /* one layer of the cache: [n_ctx][n_head_kv * head_dim] */
+  int32_t kv_type;   /* NLLM_TYPE_F16 or NLLM_TYPE_F32 */
   int64_t n_tok, pos0;
   int64_t n_head, n_head_kv, head_dim; /* head_dim <= 256 */
   float scale, softcap;

@@ -33,24 +33,46 @@ __global__ void quantize_act_kernel(const float *x, int64_t n_blocks, int8_t *q,
 /* A "unit" is the piece of a row one lane handles per step; every format's unit covers whole
  * 32-element activation blocks. unit_dot adds the unit's dot with each of NT activation rows
  * to acc[t]; the weight bytes are unpacked once and reused for every token. */
-template <int T> struct unit_info;
-template <> struct unit_info<NLLM_TYPE_Q8_0> { enum { elems = 32 }; };
-template <> struct unit_info<NLLM_TYPE_Q4_0> { enum { elems = 32 }; };
-template <> struct unit_info<NLLM_TYPE_Q4_K> { enum { elems = 64 }; };
-template <> struct unit_info<NLLM_TYPE_Q5_K> { enum { elems = 64 }; };
-template <> struct unit_info<NLLM_TYPE_Q6_K> { enum { elems = 32 }; };
+template <int T>
+struct unit_info;
+template <>
+struct unit_info<NLLM_TYPE_Q8_0> {
+  enum { elems = 32 };
+};
+template <>
+struct unit_info<NLLM_TYPE_Q4_0> {
+  enum { elems = 32 };
+};
+template <>
+struct unit_info<NLLM_TYPE_Q4_K> {
+  enum { elems = 64 };
+};
+template <>
+struct unit_info<NLLM_TYPE_Q5_K> {
+  enum { elems = 64 };
+};
+template <>
+struct unit_info<NLLM_TYPE_Q6_K> {
+  enum { elems = 32 };
+};
 
 /* 32 int8 activations of block `blk` as 8 ints (16-byte aligned: blocks start at 32k). */
 NLLM_HD void load_act(const int8_t *aq, int64_t blk, int a[8]) {
   const int4 *p = (const int4 *)(aq + blk * 32);
   const int4 lo = p[0], hi = p[1];
-  a[0] = lo.x; a[1] = lo.y; a[2] = lo.z; a[3] = lo.w;
-  a[4] = hi.x; a[5] = hi.y; a[6] = hi.z; a[7] = hi.w;
+  a[0] = lo.x;
+  a[1] = lo.y;
+  a[2] = lo.z;
+  a[3] = lo.w;
+  a[4] = hi.x;
+  a[5] = hi.y;
+  a[6] = hi.z;
+  a[7] = hi.w;
 }
 
 template <int NT>
-NLLM_HD void unit_dot_q8_0(const uint8_t *row, int64_t u, const int8_t *aq,
-                                              const float2 *ads, int64_t act_stride, float *acc) {
+NLLM_HD void unit_dot_q8_0(const uint8_t *row, int64_t u, const int8_t *aq, const float2 *ads,
+                           int64_t act_stride, float *acc) {
   const uint8_t *b = row + u * Q8_0_BYTES;
   const float d = ld_half(b);
   int w[8];
@@ -65,8 +87,8 @@ NLLM_HD void unit_dot_q8_0(const uint8_t *row, int64_t u, const int8_t *aq,
 }
 
 template <int NT>
-NLLM_HD void unit_dot_q4_0(const uint8_t *row, int64_t u, const int8_t *aq,
-                                              const float2 *ads, int64_t act_stride, float *acc) {
+NLLM_HD void unit_dot_q4_0(const uint8_t *row, int64_t u, const int8_t *aq, const float2 *ads,
+                           int64_t act_stride, float *acc) {
   const uint8_t *b = row + u * Q4_0_BYTES;
   const float d = ld_half(b);
   int lo[4], hi[4];
@@ -88,8 +110,8 @@ NLLM_HD void unit_dot_q4_0(const uint8_t *row, int64_t u, const int8_t *aq,
 
 /* Q4_K / Q5_K: unit = the pair of 32-element sub-blocks (2c, 2c+1) sharing qs[32c..32c+32). */
 template <int T, int NT>
-NLLM_HD void unit_dot_k45(const uint8_t *row, int64_t u, const int8_t *aq,
-                                             const float2 *ads, int64_t act_stride, float *acc) {
+NLLM_HD void unit_dot_k45(const uint8_t *row, int64_t u, const int8_t *aq, const float2 *ads,
+                          int64_t act_stride, float *acc) {
   const int bytes = T == NLLM_TYPE_Q4_K ? Q4_K_BYTES : Q5_K_BYTES;
   const uint8_t *b = row + (u / 4) * bytes;
   const int c = (int)(u % 4);
@@ -126,12 +148,13 @@ NLLM_HD void unit_dot_k45(const uint8_t *row, int64_t u, const int8_t *aq,
 
 /* Q6_K: unit = group g of half c (32 elements, two 16-element scales). */
 template <int NT>
-NLLM_HD void unit_dot_q6_k(const uint8_t *row, int64_t u, const int8_t *aq,
-                                              const float2 *ads, int64_t act_stride, float *acc) {
+NLLM_HD void unit_dot_q6_k(const uint8_t *row, int64_t u, const int8_t *aq, const float2 *ads,
+                           int64_t act_stride, float *acc) {
   const uint8_t *b = row + (u / 8) * Q6_K_BYTES;
   const int gi = (int)(u % 8), c = gi / 4, g = gi % 4;
   const float d = ld_half(b + 208);
-  const float s0 = (float)(int8_t)b[192 + 8 * c + 2 * g], s1 = (float)(int8_t)b[192 + 8 * c + 2 * g + 1];
+  const float s0 = (float)(int8_t)b[192 + 8 * c + 2 * g],
+              s1 = (float)(int8_t)b[192 + 8 * c + 2 * g + 1];
   int q[8];
   for (int i = 0; i < 8; i++) {
     const int lo = (ld_int_a2(b + c * 64 + (g & 1) * 32 + 4 * i) >> (4 * (g >> 1))) & 0x0F0F0F0F;
@@ -147,17 +170,22 @@ NLLM_HD void unit_dot_q6_k(const uint8_t *row, int64_t u, const int8_t *aq,
       p1 = dp4a(q[4 + i], a[4 + i], p1);
       n1 = dp4a(0x01010101, a[4 + i], n1);
     }
-    acc[t] += d * ads[t * (act_stride / 32) + u].x * (s0 * (float)(p0 - 32 * n0) + s1 * (float)(p1 - 32 * n1));
+    acc[t] += d * ads[t * (act_stride / 32) + u].x *
+              (s0 * (float)(p0 - 32 * n0) + s1 * (float)(p1 - 32 * n1));
   }
 }
 
 template <int T, int NT>
-NLLM_HD void unit_dot(const uint8_t *row, int64_t u, const int8_t *aq,
-                                         const float2 *ads, int64_t cols, float *acc) {
-  if (T == NLLM_TYPE_Q8_0) unit_dot_q8_0<NT>(row, u, aq, ads, cols, acc);
-  else if (T == NLLM_TYPE_Q4_0) unit_dot_q4_0<NT>(row, u, aq, ads, cols, acc);
-  else if (T == NLLM_TYPE_Q4_K || T == NLLM_TYPE_Q5_K) unit_dot_k45<T, NT>(row, u, aq, ads, cols, acc);
-  else if (T == NLLM_TYPE_Q6_K) unit_dot_q6_k<NT>(row, u, aq, ads, cols, acc);
+NLLM_HD void unit_dot(const uint8_t *row, int64_t u, const int8_t *aq, const float2 *ads,
+                      int64_t cols, float *acc) {
+  if (T == NLLM_TYPE_Q8_0)
+    unit_dot_q8_0<NT>(row, u, aq, ads, cols, acc);
+  else if (T == NLLM_TYPE_Q4_0)
+    unit_dot_q4_0<NT>(row, u, aq, ads, cols, acc);
+  else if (T == NLLM_TYPE_Q4_K || T == NLLM_TYPE_Q5_K)
+    unit_dot_k45<T, NT>(row, u, aq, ads, cols, acc);
+  else if (T == NLLM_TYPE_Q6_K)
+    unit_dot_q6_k<NT>(row, u, aq, ads, cols, acc);
 }
 
 #define MMV_WARPS 4 /* rows per block */
@@ -212,16 +240,40 @@ __global__ void __launch_bounds__(MMV_WARPS * 32)
   }
 }
 
-#define NT_SWITCH(n, NT, body)                    \
-  switch (n) {                                    \
-    case 1: { constexpr int NT = 1; body; } break; \
-    case 2: { constexpr int NT = 2; body; } break; \
-    case 3: { constexpr int NT = 3; body; } break; \
-    case 4: { constexpr int NT = 4; body; } break; \
-    case 5: { constexpr int NT = 5; body; } break; \
-    case 6: { constexpr int NT = 6; body; } break; \
-    case 7: { constexpr int NT = 7; body; } break; \
-    default: { constexpr int NT = 8; body; } break; \
+#define NT_SWITCH(n, NT, body) \
+  switch (n) {                 \
+    case 1: {                  \
+      constexpr int NT = 1;    \
+      body;                    \
+    } break;                   \
+    case 2: {                  \
+      constexpr int NT = 2;    \
+      body;                    \
+    } break;                   \
+    case 3: {                  \
+      constexpr int NT = 3;    \
+      body;                    \
+    } break;                   \
+    case 4: {                  \
+      constexpr int NT = 4;    \
+      body;                    \
+    } break;                   \
+    case 5: {                  \
+      constexpr int NT = 5;    \
+      body;                    \
+    } break;                   \
+    case 6: {                  \
+      constexpr int NT = 6;    \
+      body;                    \
+    } break;                   \
+    case 7: {                  \
+      constexpr int NT = 7;    \
+      body;                    \
+    } break;                   \
+    default: {                 \
+      constexpr int NT = 8;    \
+      body;                    \
+    } break;                   \
   }
 
 template <int T>
@@ -251,8 +303,8 @@ static nllm_status matvec(nllm_cuda *cu, float *y, const nllm_cuda_weight *w, co
     st = cuda_scratch_ensure(cu, (void **)&cu->act_ds, &cu->act_ds_cap, (size_t)n_blocks,
                              sizeof(float2), "activation scales");
   if (st != NLLM_OK) return st;
-  quantize_act_kernel<<<cuda_blocks(n_blocks * 32, 256), 256, 0, cu->stream>>>(x, n_blocks,
-                                                                               cu->act_q, cu->act_ds);
+  quantize_act_kernel<<<cuda_blocks(n_blocks * 32, 256), 256, 0, cu->stream>>>(
+      x, n_blocks, cu->act_q, cu->act_ds);
   CU_LAUNCHED("quantize_act_kernel");
   const uint8_t *wd = (const uint8_t *)w->data;
   nllm_status st2 = NLLM_OK;
@@ -291,8 +343,9 @@ int64_t cuda_gemm_tile_rows(int64_t rows, int64_t cols) {
 static nllm_status gemm(nllm_cuda *cu, float *y, const nllm_cuda_weight *w, const float *x,
                         int64_t n_tok) {
   if (w->rows > INT32_MAX || w->cols > INT32_MAX || n_tok > INT32_MAX)
-    return nllm_err(NLLM_ERR_INVALID_ARG, "CUDA GEMM: %lld x %lld x %lld exceeds cuBLAS's int sizes",
-                    (long long)w->rows, (long long)w->cols, (long long)n_tok);
+    return nllm_err(NLLM_ERR_INVALID_ARG,
+                    "CUDA GEMM: %lld x %lld x %lld exceeds cuBLAS's int sizes", (long long)w->rows,
+                    (long long)w->cols, (long long)n_tok);
   const int64_t nx = n_tok * w->cols;
   nllm_status st = cuda_scratch_ensure(cu, (void **)&cu->x16, &cu->x16_cap, (size_t)nx,
                                        sizeof(__half), "GEMM activations (F16)");
@@ -324,8 +377,8 @@ static nllm_status gemm(nllm_cuda *cu, float *y, const nllm_cuda_weight *w, cons
   return NLLM_OK;
 }
 
-nllm_status nllm_cuda_matmul(nllm_cuda *cu, float *d_y, const nllm_cuda_weight *w,
-                             const float *d_x, int64_t n_tok) {
+nllm_status nllm_cuda_matmul(nllm_cuda *cu, float *d_y, const nllm_cuda_weight *w, const float *d_x,
+                             int64_t n_tok) {
   if (n_tok <= 0) return NLLM_OK;
   if (!w->data) return nllm_err(NLLM_ERR_INVALID_ARG, "CUDA matmul: weight not uploaded");
   if (n_tok <= NLLM_CUDA_MMV_MAX) return matvec(cu, d_y, w, d_x, n_tok);

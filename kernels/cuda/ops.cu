@@ -36,7 +36,8 @@ nllm_status cuda_dequant_f16(nllm_cuda *cu, const nllm_cuda_weight *w, int64_t r
                              __half *dst) {
   const int64_t n = n_rows * (w->cols / 8);
   if (n <= 0) return NLLM_OK;
-  NLLM_CUDA_TYPE_SWITCH(w->type, T,
+  NLLM_CUDA_TYPE_SWITCH(
+      w->type, T,
       (dequant_rows_kernel<T, __half><<<cuda_blocks(n, 256), 256, 0, cu->stream>>>(
           (const uint8_t *)w->data, w->row_bytes, w->cols, NULL, r0, n_rows, 1.0f, dst)),
       return bad_type("dequantize", w->type));
@@ -48,7 +49,8 @@ nllm_status nllm_cuda_get_rows(nllm_cuda *cu, float *d_y, const nllm_cuda_weight
                                const int32_t *d_tokens, int64_t n, float scale) {
   const int64_t total = n * (w->cols / 8);
   if (total <= 0) return NLLM_OK;
-  NLLM_CUDA_TYPE_SWITCH(w->type, T,
+  NLLM_CUDA_TYPE_SWITCH(
+      w->type, T,
       (dequant_rows_kernel<T, float><<<cuda_blocks(total, 256), 256, 0, cu->stream>>>(
           (const uint8_t *)w->data, w->row_bytes, w->cols, d_tokens, 0, n, scale, d_y)),
       return bad_type("get_rows", w->type));
@@ -88,7 +90,8 @@ __global__ void rmsnorm_kernel(float *out, const float *x, const float *w, float
 nllm_status nllm_cuda_rmsnorm(nllm_cuda *cu, float *d_out, const float *d_x, const float *d_w,
                               float w_offset, int64_t n, int64_t n_rows, float eps) {
   if (n_rows <= 0) return NLLM_OK;
-  if (n_rows > INT32_MAX) return nllm_err(NLLM_ERR_INVALID_ARG, "CUDA rmsnorm: %lld rows", (long long)n_rows);
+  if (n_rows > INT32_MAX)
+    return nllm_err(NLLM_ERR_INVALID_ARG, "CUDA rmsnorm: %lld rows", (long long)n_rows);
   const int threads = n >= 1024 ? 1024 : n >= 256 ? 256 : 64;
   rmsnorm_kernel<<<(unsigned)n_rows, threads, 0, cu->stream>>>(d_out, d_x, d_w, w_offset, n, eps);
   CU_LAUNCHED("rmsnorm_kernel");
@@ -124,14 +127,15 @@ nllm_status nllm_cuda_rope(nllm_cuda *cu, float *d_x, int64_t n_tok, int64_t row
   const int64_t half = n_rot / 2, n = n_tok * half;
   if (n <= 0) return NLLM_OK;
   rope_kernel<<<cuda_blocks(n, 128), 128, 0, cu->stream>>>(d_x, n_tok, row_stride, n_heads,
-                                                            head_dim, half, pos0, d_inv_freq, neox);
+                                                           head_dim, half, pos0, d_inv_freq, neox);
   CU_LAUNCHED("rope_kernel");
   return NLLM_OK;
 }
 
 /* ---------------------------------------------------------------- elementwise */
 
-__global__ void add_bias_kernel(float *y, const float *b, int64_t n_b, int64_t n_tok, int64_t stride) {
+__global__ void add_bias_kernel(float *y, const float *b, int64_t n_b, int64_t n_tok,
+                                int64_t stride) {
   const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n_b * n_tok) return;
   y[(i / n_b) * stride + i % n_b] += b[i % n_b];
@@ -159,7 +163,8 @@ __global__ void elementwise_kernel(int op, float *x, const float *y, float a, in
     x[i] = a * tanhf(x[i] / a);
 }
 
-static nllm_status elementwise(nllm_cuda *cu, int op, float *x, const float *y, float a, int64_t n) {
+static nllm_status elementwise(nllm_cuda *cu, int op, float *x, const float *y, float a,
+                               int64_t n) {
   if (n <= 0) return NLLM_OK;
   elementwise_kernel<<<cuda_blocks(n, 256), 256, 0, cu->stream>>>(op, x, y, a, n);
   CU_LAUNCHED("elementwise_kernel");
@@ -185,8 +190,8 @@ __global__ void glu_kernel(float *out, int64_t out_stride, const float *gate, co
   const float g = gate[r * in_stride + c];
   const float k = 0.7978845608028654f; /* sqrt(2/pi) */
   /* the CPU's forms: gelu as g * sigmoid(2z), which does not cancel for negative g */
-  const float a = gelu ? g / (1.0f + expf(-2.0f * k * (g + 0.044715f * g * g * g)))
-                       : g / (1.0f + expf(-g));
+  const float a =
+      gelu ? g / (1.0f + expf(-2.0f * k * (g + 0.044715f * g * g * g))) : g / (1.0f + expf(-g));
   out[r * out_stride + c] = a * up[r * in_stride + c];
 }
 

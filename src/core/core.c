@@ -44,9 +44,13 @@ nllm_status nllm_err_prefix(nllm_status status, const char *fmt, ...) {
   return status;
 }
 
-void nllm_clear_error(void) { tl_error[0] = 0; }
+void nllm_clear_error(void) {
+  tl_error[0] = 0;
+}
 
-NLLM_API const char *nllm_last_error(void) { return tl_error; }
+NLLM_API const char *nllm_last_error(void) {
+  return tl_error;
+}
 
 NLLM_API const char *nllm_status_name(nllm_status status) {
   switch (status) {
@@ -77,7 +81,9 @@ NLLM_API void nllm_set_log_callback(nllm_log_fn fn, void *user_data) {
   g_log_ud = user_data;
 }
 
-NLLM_API void nllm_set_log_level(int32_t level) { g_log_level = level; }
+NLLM_API void nllm_set_log_level(int32_t level) {
+  g_log_level = level;
+}
 
 void nllm_log(int32_t level, const char *fmt, ...) {
   if (level > g_log_level && !g_log_fn) return;
@@ -103,7 +109,9 @@ static int alloc_should_fail(void) {
   return --nllm_alloc_fail_countdown == 0;
 }
 
-void *nllm_malloc(size_t size) { return alloc_should_fail() ? NULL : malloc(size ? size : 1); }
+void *nllm_malloc(size_t size) {
+  return alloc_should_fail() ? NULL : malloc(size ? size : 1);
+}
 
 void *nllm_calloc(size_t n, size_t size) {
   return alloc_should_fail() ? NULL : calloc(n ? n : 1, size ? size : 1);
@@ -121,7 +129,9 @@ char *nllm_strndup(const char *s, size_t n) {
   return d;
 }
 
-char *nllm_strdup(const char *s) { return nllm_strndup(s, strlen(s)); }
+char *nllm_strdup(const char *s) {
+  return nllm_strndup(s, strlen(s));
+}
 
 void *nllm_aligned_alloc(size_t size) {
   if (alloc_should_fail()) return NULL;
@@ -132,7 +142,9 @@ void *nllm_aligned_alloc(size_t size) {
   return p;
 }
 
-void nllm_aligned_free(void *p) { free(p); }
+void nllm_aligned_free(void *p) {
+  free(p);
+}
 
 nllm_status nllm_read_params(void *dst, size_t dst_size, const void *src, const char *what) {
   if (!src) return NLLM_OK;
@@ -263,7 +275,7 @@ uint16_t nllm_fp32_to_fp16(float f) {
   if (absx >= 0x7f800000u) /* inf or nan */
     return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
   if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* rounds to inf */
-  if (absx < 0x38800000u) { /* subnormal or zero in half */
+  if (absx < 0x38800000u) {                                  /* subnormal or zero in half */
     if (absx < 0x33000000u) return (uint16_t)sign;
     uint32_t e = absx >> 23;
     uint32_t m = (absx & 0x7fffff) | 0x800000;
@@ -314,10 +326,14 @@ int nllm_utf8_valid(const char *s, size_t len) {
     }
     int n;
     uint32_t cp;
-    if ((c & 0xe0) == 0xc0) n = 2, cp = c & 0x1f;
-    else if ((c & 0xf0) == 0xe0) n = 3, cp = c & 0x0f;
-    else if ((c & 0xf8) == 0xf0) n = 4, cp = c & 0x07;
-    else return 0;
+    if ((c & 0xe0) == 0xc0)
+      n = 2, cp = c & 0x1f;
+    else if ((c & 0xf0) == 0xe0)
+      n = 3, cp = c & 0x0f;
+    else if ((c & 0xf8) == 0xf0)
+      n = 4, cp = c & 0x07;
+    else
+      return 0;
     if (end - p < n) return 0;
     for (int i = 1; i < n; i++) {
       if ((p[i] & 0xc0) != 0x80) return 0;

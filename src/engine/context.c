@@ -47,15 +47,19 @@ void nllm_ctx_free(nllm_context *ctx) {
 
 nllm_status nllm_ctx_decode(nllm_context *ctx, const nllm_token *tokens, int32_t n) {
   const nllm_model *m = ctx->model;
-  if (n <= 0) return nllm_err(NLLM_ERR_INVALID_ARG, "nllm_decode: n_tokens must be > 0 (got %d)", n);
+  if (n <= 0)
+    return nllm_err(NLLM_ERR_INVALID_ARG, "nllm_decode: n_tokens must be > 0 (got %d)", n);
   if ((int64_t)ctx->pos + n > ctx->n_ctx)
     return nllm_err(NLLM_ERR_CONTEXT_FULL,
                     "context full: position %d + %d tokens exceeds n_ctx %d (rewind, reset, or "
-                    "create the context with a larger n_ctx)", ctx->pos, n, ctx->n_ctx);
+                    "create the context with a larger n_ctx)",
+                    ctx->pos, n, ctx->n_ctx);
   for (int32_t i = 0; i < n; i++)
     if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
-      return nllm_err(NLLM_ERR_INVALID_ARG, "nllm_decode: token %d at index %d is outside the "
-                      "vocabulary [0, %d)", tokens[i], i, m->hp.n_vocab);
+      return nllm_err(NLLM_ERR_INVALID_ARG,
+                      "nllm_decode: token %d at index %d is outside the "
+                      "vocabulary [0, %d)",
+                      tokens[i], i, m->hp.n_vocab);
   const int all = ctx->p.all_logits != 0;
   if (all && n > ctx->logits_cap) {
     /* Grows only for a prompt longer than any before: not on the per-token path. */
@@ -71,8 +75,7 @@ nllm_status nllm_ctx_decode(nllm_context *ctx, const nllm_token *tokens, int32_t
     int32_t nb = n - done < ctx->n_batch ? n - done : ctx->n_batch;
     int last_chunk = done + nb == n;
     /* Without all_logits only the final chunk's last row is needed. */
-    float *out = all ? ctx->logits + (size_t)done * m->hp.n_vocab
-                 : last_chunk ? ctx->logits : NULL;
+    float *out = all ? ctx->logits + (size_t)done * m->hp.n_vocab : last_chunk ? ctx->logits : NULL;
     nllm_status st = nllm_forward(&ctx->fs, tokens + done, nb, pos0 + done, out, all);
     if (st) {
       ctx->n_logits = 0;

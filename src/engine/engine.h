@@ -9,10 +9,10 @@ struct nllm_context {
   nllm_context_params p;
   nllm_forward_state fs;
   int32_t n_ctx, n_batch, n_threads, pos;
-  float *logits;       /* [logits_rows][n_vocab] */
-  int64_t logits_cap;  /* rows allocated */
-  int32_t n_logits;    /* rows valid from the last decode (1, or n_tokens with all_logits) */
-  int32_t last_n;      /* tokens in the last decode */
+  float *logits;      /* [logits_rows][n_vocab] */
+  int64_t logits_cap; /* rows allocated */
+  int32_t n_logits;   /* rows valid from the last decode (1, or n_tokens with all_logits) */
+  int32_t last_n;     /* tokens in the last decode */
   nllm_timings tm;
 };
 
@@ -24,17 +24,16 @@ struct nllm_sampler {
   const nllm_model *model;
   nllm_sampler_params p;
   uint64_t rng;
-  int32_t seeded;      /* 0: seed NLLM_SEED_DEFAULT, taken from the first context used */
+  int32_t seeded; /* 0: seed NLLM_SEED_DEFAULT, taken from the first context used */
   int32_t n_vocab;
-  float *logits;       /* working copy */
-  int32_t *cand;       /* candidate ids */
+  float *logits; /* working copy */
+  int32_t *cand; /* candidate ids */
   float *prob;
-  nllm_token *recent;  /* ring of the last repeat_last_n accepted tokens */
+  nllm_token *recent; /* ring of the last repeat_last_n accepted tokens */
   int32_t n_recent, recent_head;
 };
 
-nllm_status nllm_sampler_new(const nllm_model *m, const nllm_sampler_params *p,
-                             nllm_sampler **out);
+nllm_status nllm_sampler_new(const nllm_model *m, const nllm_sampler_params *p, nllm_sampler **out);
 /* Gives a sampler created with NLLM_SEED_DEFAULT the context's seed (once). */
 void nllm_sampler_bind_seed(nllm_sampler *s, const nllm_context *ctx);
 uint64_t nllm_random_seed(void);

@@ -14,7 +14,9 @@ static uint64_t splitmix64(uint64_t *s) {
   return z ^ (z >> 31);
 }
 
-static double rng_uniform(uint64_t *s) { return (double)(splitmix64(s) >> 11) * 0x1.0p-53; }
+static double rng_uniform(uint64_t *s) {
+  return (double)(splitmix64(s) >> 11) * 0x1.0p-53;
+}
 
 uint64_t nllm_random_seed(void) {
   static _Atomic uint64_t counter;
@@ -32,7 +34,8 @@ nllm_status nllm_sampler_new(const nllm_model *m, const nllm_sampler_params *p,
                              nllm_sampler **out) {
   *out = NULL;
   if (!(p->temperature >= 0) || !isfinite(p->temperature))
-    return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: temperature must be a finite value >= 0 (got %g)",
+    return nllm_err(NLLM_ERR_INVALID_ARG,
+                    "sampler: temperature must be a finite value >= 0 (got %g)",
                     (double)p->temperature);
   if (p->top_k < 0)
     return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: top_k must be >= 0 (got %d)", p->top_k);

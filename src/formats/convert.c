@@ -84,8 +84,8 @@ static int is_float_type(int32_t t) {
   return t == NLLM_TYPE_F32 || t == NLLM_TYPE_F16 || t == NLLM_TYPE_BF16;
 }
 
-int32_t nllm_quant_tensor_type(const nllm_quant_target *tg, const nllm_tensor *t,
-                               int64_t n_layers, int has_output) {
+int32_t nllm_quant_tensor_type(const nllm_quant_target *tg, const nllm_tensor *t, int64_t n_layers,
+                               int has_output) {
   if (t->n_dims < 2) return NLLM_TYPE_F32; /* norms and biases: small, and precision matters */
   if (tg->kind == NLLM_PRESET_KEEP) return t->type;
   int32_t base = tg->type, q = base;
@@ -95,22 +95,31 @@ int32_t nllm_quant_tensor_type(const nllm_quant_target *tg, const nllm_tensor *t
       (!has_output && strcmp(t->name, "token_embd.weight") == 0)) {
     q = is_float_type(base) || base == NLLM_TYPE_Q8_0 ? base : NLLM_TYPE_Q6_K;
   } else if (name_is(t->name, ".attn_v.weight")) {
-    if (k == NLLM_PRESET_Q2_K) q = NLLM_TYPE_Q3_K;
-    else if (k == NLLM_PRESET_Q3_K_M) q = il < 2 ? NLLM_TYPE_Q5_K : NLLM_TYPE_Q4_K;
+    if (k == NLLM_PRESET_Q2_K)
+      q = NLLM_TYPE_Q3_K;
+    else if (k == NLLM_PRESET_Q3_K_M)
+      q = il < 2 ? NLLM_TYPE_Q5_K : NLLM_TYPE_Q4_K;
     else if ((k == NLLM_PRESET_Q4_K_M || k == NLLM_PRESET_Q5_K_M) && use_more_bits(il, n_layers))
       q = NLLM_TYPE_Q6_K;
   } else if (name_is(t->name, ".ffn_down.weight")) {
-    if (k == NLLM_PRESET_Q2_K) q = NLLM_TYPE_Q3_K;
-    else if (k == NLLM_PRESET_Q3_K_M) q = il < n_layers / 16 ? NLLM_TYPE_Q5_K : NLLM_TYPE_Q4_K;
+    if (k == NLLM_PRESET_Q2_K)
+      q = NLLM_TYPE_Q3_K;
+    else if (k == NLLM_PRESET_Q3_K_M)
+      q = il < n_layers / 16 ? NLLM_TYPE_Q5_K : NLLM_TYPE_Q4_K;
     else if ((k == NLLM_PRESET_Q4_K_M || k == NLLM_PRESET_Q5_K_M) && use_more_bits(il, n_layers))
       q = NLLM_TYPE_Q6_K;
   } else if (name_is(t->name, ".attn_output.weight")) {
-    if (k == NLLM_PRESET_Q2_K) q = NLLM_TYPE_Q3_K;
-    else if (k == NLLM_PRESET_Q3_K_M) q = NLLM_TYPE_Q4_K;
+    if (k == NLLM_PRESET_Q2_K)
+      q = NLLM_TYPE_Q3_K;
+    else if (k == NLLM_PRESET_Q3_K_M)
+      q = NLLM_TYPE_Q4_K;
   } else if (name_is(t->name, ".attn_qkv.weight")) {
-    if (k == NLLM_PRESET_Q3_K_M) q = NLLM_TYPE_Q4_K;
-    else if (k == NLLM_PRESET_Q4_K_M) q = NLLM_TYPE_Q5_K;
-    else if (k == NLLM_PRESET_Q5_K_M) q = NLLM_TYPE_Q6_K;
+    if (k == NLLM_PRESET_Q3_K_M)
+      q = NLLM_TYPE_Q4_K;
+    else if (k == NLLM_PRESET_Q4_K_M)
+      q = NLLM_TYPE_Q5_K;
+    else if (k == NLLM_PRESET_Q5_K_M)
+      q = NLLM_TYPE_Q6_K;
   }
   int32_t bs = 0, ts = 0;
   if (nllm_ggml_type_block(q, &bs, &ts) && bs > 1 && t->ne[0] % bs != 0)
@@ -244,7 +253,8 @@ static const char *bpe_pre_name(const cJSON *root, const char *arch) {
   char *pre = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"));
   const char *name = "default";
   if (pre) {
-    if (strstr(pre, "\\\\p{N}{1,3}")) name = "llama-bpe";
+    if (strstr(pre, "\\\\p{N}{1,3}"))
+      name = "llama-bpe";
     else if (strstr(pre, "(?i:'s|'t|'re|'ve|'m|'ll|'d)") && strstr(pre, "\\\\p{N}|"))
       name = "qwen2";
     else if (strstr(pre, "\"ByteLevel\"") && strstr(pre, "\"use_regex\":true"))
@@ -278,8 +288,10 @@ static nllm_status tokenizer_keys(gguf_writer *w, const char *dir, const char *a
   const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
   if (!cJSON_IsString(mtype) || strcmp(mtype->valuestring, "BPE") != 0 || !cJSON_IsObject(vocab) ||
       !cJSON_IsArray(mlist)) {
-    st = nllm_err(NLLM_ERR_UNSUPPORTED, "%s: only BPE tokenizers (model.type \"BPE\" with vocab "
-                  "and merges) can be converted", path);
+    st = nllm_err(NLLM_ERR_UNSUPPORTED,
+                  "%s: only BPE tokenizers (model.type \"BPE\" with vocab "
+                  "and merges) can be converted",
+                  path);
     goto done;
   }
   int spm = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"));
@@ -347,7 +359,8 @@ static nllm_status tokenizer_keys(gguf_writer *w, const char *dir, const char *a
   merges = nllm_calloc((size_t)n_merges + 1, sizeof *merges);
   size_t mb = 0;
   for (const cJSON *e = mlist->child; e; e = e->next) {
-    if (cJSON_IsString(e)) mb += strlen(e->valuestring) + 1;
+    if (cJSON_IsString(e))
+      mb += strlen(e->valuestring) + 1;
     else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) &&
              cJSON_IsString(e->child->next))
       mb += strlen(e->child->valuestring) + strlen(e->child->next->valuestring) + 2;
@@ -386,7 +399,8 @@ static nllm_status tokenizer_keys(gguf_writer *w, const char *dir, const char *a
   }
   if ((st = gguf_writer_set_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2")) != NLLM_OK)
     goto done;
-  if (!spm && (st = gguf_writer_set_str(w, "tokenizer.ggml.pre", bpe_pre_name(root, arch))) != NLLM_OK)
+  if (!spm &&
+      (st = gguf_writer_set_str(w, "tokenizer.ggml.pre", bpe_pre_name(root, arch))) != NLLM_OK)
     goto done;
   if ((st = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", tokens, (uint64_t)n)) != NLLM_OK ||
       (st = gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n)) != NLLM_OK)
@@ -430,14 +444,17 @@ static nllm_status llama3_rope_freqs(const nllm_source *src, const char *arch, f
   nllm_source_get_float(src, key, &hi);
   snprintf(key, sizeof key, "%s.rope.freq_base", arch);
   nllm_source_get_float(src, key, &base);
-  if (n_rot < 2) return nllm_err(NLLM_ERR_FORMAT, "%s: llama3 rope scaling without a rope dimension", src->path);
+  if (n_rot < 2)
+    return nllm_err(NLLM_ERR_FORMAT, "%s: llama3 rope scaling without a rope dimension", src->path);
   float *f = nllm_aligned_alloc((size_t)(n_rot / 2) * sizeof *f);
   if (!f) return nllm_err(NLLM_ERR_NOMEM, "out of memory");
   double lo_wl = (double)orig / lo, hi_wl = (double)orig / hi;
   for (int64_t i = 0; i < n_rot / 2; i++) {
     double freq = pow(base, -2.0 * (double)i / (double)n_rot), wl = 2 * M_PI / freq;
-    if (wl < hi_wl) f[i] = 1.0f;
-    else if (wl > lo_wl) f[i] = (float)factor;
+    if (wl < hi_wl)
+      f[i] = 1.0f;
+    else if (wl > lo_wl)
+      f[i] = (float)factor;
     else {
       double smooth = ((double)orig / wl - lo) / (hi - lo);
       f[i] = (float)(1.0 / ((1 - smooth) / factor + smooth));
@@ -474,8 +491,7 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
 
   float *rope_freqs = NULL;
   int64_t n_freqs = 0;
-  if (hf_layout && (st = llama3_rope_freqs(src, arch, &rope_freqs, &n_freqs)) != NLLM_OK)
-    return st;
+  if (hf_layout && (st = llama3_rope_freqs(src, arch, &rope_freqs, &n_freqs)) != NLLM_OK) return st;
   tensor_job *jobs = nllm_calloc((size_t)src->n_tensors + 1, sizeof *jobs);
   gguf_writer *w = gguf_writer_new();
   if (!jobs || !w) {
@@ -490,7 +506,8 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
   if (nllm_source_get_str(src, "tokenizer.hf.dir", &tok_dir) == NLLM_OK &&
       (st = tokenizer_keys(w, tok_dir, arch, src_int(src, arch, "vocab_size", 0))) != NLLM_OK)
     goto done;
-  if (tg.file_type >= 0 && (st = gguf_writer_set_u32(w, "general.file_type", (uint32_t)tg.file_type)) != NLLM_OK)
+  if (tg.file_type >= 0 &&
+      (st = gguf_writer_set_u32(w, "general.file_type", (uint32_t)tg.file_type)) != NLLM_OK)
     goto done;
   if (tg.kind != NLLM_PRESET_KEEP && !is_float_type(tg.type) &&
       (st = gguf_writer_set_u32(w, "general.quantization_version", 2)) != NLLM_OK)
@@ -509,10 +526,12 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
       j->permute_heads = n_head;
     if (permute && (name_is(t->name, ".attn_k.weight") || name_is(t->name, ".attn_k.bias")))
       j->permute_heads = n_head_kv;
-    if (j->permute_heads && (j->permute_heads <= 0 || t->ne[t->n_dims == 1 ? 0 : 1] % (2 * j->permute_heads))) {
-      st = nllm_err(NLLM_ERR_FORMAT, "tensor '%s': %lld rows do not split into %lld heads of "
-                    "rotary pairs", t->name, (long long)t->ne[t->n_dims == 1 ? 0 : 1],
-                    (long long)j->permute_heads);
+    if (j->permute_heads &&
+        (j->permute_heads <= 0 || t->ne[t->n_dims == 1 ? 0 : 1] % (2 * j->permute_heads))) {
+      st = nllm_err(NLLM_ERR_FORMAT,
+                    "tensor '%s': %lld rows do not split into %lld heads of "
+                    "rotary pairs",
+                    t->name, (long long)t->ne[t->n_dims == 1 ? 0 : 1], (long long)j->permute_heads);
       goto done;
     }
     if (j->out_type == t->type && !j->permute_heads) {
@@ -522,8 +541,8 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
       int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
       j->out_bytes = (uint64_t)nllm_row_size(j->out_type, t->ne[0]) * (uint64_t)rows;
       if (!j->out_bytes && t->nbytes) {
-        st = nllm_err(NLLM_ERR_FORMAT, "tensor '%s': rows of %lld cannot be stored as %s",
-                      t->name, (long long)t->ne[0], nllm_ggml_type_name(j->out_type));
+        st = nllm_err(NLLM_ERR_FORMAT, "tensor '%s': rows of %lld cannot be stored as %s", t->name,
+                      (long long)t->ne[0], nllm_ggml_type_name(j->out_type));
         goto done;
       }
       if (!(j->out = nllm_aligned_alloc(j->out_bytes ? j->out_bytes : 1))) {
@@ -584,8 +603,8 @@ nllm_status nllm_source_quantize_inplace(nllm_source *src, int32_t type, int n_t
     int32_t bs = q->block_size;
     if (t->ne[0] % bs) {
       out = t->ne[0] % 32 == 0 && type != NLLM_TYPE_Q8_0 ? NLLM_TYPE_Q8_0 : NLLM_TYPE_F16;
-      nllm_log(NLLM_LOG_INFO, "%s: row length %lld is not a multiple of %d; stored as %s",
-               t->name, (long long)t->ne[0], bs, nllm_ggml_type_name(out));
+      nllm_log(NLLM_LOG_INFO, "%s: row length %lld is not a multiple of %d; stored as %s", t->name,
+               (long long)t->ne[0], bs, nllm_ggml_type_name(out));
     }
     if (out == t->type) continue;
     int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];

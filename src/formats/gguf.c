@@ -17,8 +17,9 @@
 /* Nested arrays recurse; a file must not be able to choose our stack depth. */
 #define GGUF_MAX_ARRAY_DEPTH 8
 /* Smallest encodings, used to bound counts by the bytes left before trusting them. */
-#define GGUF_MIN_KV_BYTES 13     /* key length u64 + value type u32 + a u8 value */
-#define GGUF_MIN_TENSOR_BYTES 32 /* name length u64 + n_dims u32 + ne[0] u64 + type u32 + offset u64 */
+#define GGUF_MIN_KV_BYTES 13 /* key length u64 + value type u32 + a u8 value */
+#define GGUF_MIN_TENSOR_BYTES \
+  32 /* name length u64 + n_dims u32 + ne[0] u64 + type u32 + offset u64 */
 /* Metadata strings (a vocabulary is tens of thousands) are packed into shared chunks rather
  * than one allocation each. */
 #define STRING_POOL_CHUNK (64 * 1024)
@@ -93,8 +94,8 @@ static char *pool_copy(gguf_reader *r, const uint8_t *p, uint64_t len) {
 
 /* A GGUF string (u64 length + bytes). raw/raw_len give the bytes in the buffer (for messages);
  * out, when not dry, receives a NUL-terminated copy. */
-static nllm_status read_string(gguf_reader *r, const char *what, nllm_str *out,
-                               const uint8_t **raw, uint64_t *raw_len) {
+static nllm_status read_string(gguf_reader *r, const char *what, nllm_str *out, const uint8_t **raw,
+                               uint64_t *raw_len) {
   uint64_t len;
   nllm_status st = read_uint(r, 8, what, &len);
   if (st) return st;
@@ -165,9 +166,9 @@ static nllm_status read_array(gguf_reader *r, nllm_value *out, int depth) {
     return nllm_err(NLLM_ERR_FORMAT,
                     "%s: %s: array of %llu %s elements at offset %llu cannot fit in the %llu "
                     "bytes left (file is %llu bytes)",
-                    r->name, r->where, (unsigned long long)n,
-                    nllm_value_type_name((uint32_t)et), (unsigned long long)(r->pos - 12),
-                    (unsigned long long)left, (unsigned long long)r->size);
+                    r->name, r->where, (unsigned long long)n, nllm_value_type_name((uint32_t)et),
+                    (unsigned long long)(r->pos - 12), (unsigned long long)left,
+                    (unsigned long long)r->size);
   if (!r->dry) {
     out->type = NLLM_V_ARRAY;
     out->v.arr.elem_type = (uint32_t)et;
@@ -306,8 +307,9 @@ static nllm_status read_tensor_infos(gguf_reader *r, uint64_t n_tensors, tensor_
                         name.s, (unsigned long long)d, (unsigned long long)ne[d]);
     const char *tname = type < NLLM_GGML_TYPE_COUNT ? nllm_ggml_type_name((int32_t)type) : NULL;
     if (!tname)
-      return nllm_err(NLLM_ERR_FORMAT, "%s: tensor '%s' has type %llu, which is not a GGUF tensor type",
-                      r->name, name.s, (unsigned long long)type);
+      return nllm_err(NLLM_ERR_FORMAT,
+                      "%s: tensor '%s' has type %llu, which is not a GGUF tensor type", r->name,
+                      name.s, (unsigned long long)type);
     int32_t block, type_size;
     if (!nllm_ggml_type_block((int32_t)type, &block, &type_size))
       return nllm_err(NLLM_ERR_UNSUPPORTED,
@@ -376,7 +378,8 @@ static nllm_status check_duplicate_keys(gguf_reader *r) {
   const char *dup;
   find_duplicate(names, src->n_kv, &dup);
   nllm_status st = NLLM_OK;
-  if (dup) st = nllm_err(NLLM_ERR_FORMAT, "%s: metadata key '%s' appears more than once", r->name, dup);
+  if (dup)
+    st = nllm_err(NLLM_ERR_FORMAT, "%s: metadata key '%s' appears more than once", r->name, dup);
   free(names);
   return st;
 }
@@ -387,20 +390,26 @@ static nllm_status read_alignment(gguf_reader *r) {
   if (!v) return NLLM_OK;
   uint64_t a;
   switch (v->type) {
-    case NLLM_V_U8: case NLLM_V_U16: case NLLM_V_U32: case NLLM_V_U64: a = v->v.u; break;
-    case NLLM_V_I8: case NLLM_V_I16: case NLLM_V_I32: case NLLM_V_I64:
-      a = v->v.i < 0 ? 0 : (uint64_t)v->v.i;
-      break;
+    case NLLM_V_U8:
+    case NLLM_V_U16:
+    case NLLM_V_U32:
+    case NLLM_V_U64: a = v->v.u; break;
+    case NLLM_V_I8:
+    case NLLM_V_I16:
+    case NLLM_V_I32:
+    case NLLM_V_I64: a = v->v.i < 0 ? 0 : (uint64_t)v->v.i; break;
     default:
-      return nllm_err(NLLM_ERR_FORMAT, "%s: metadata key 'general.alignment' has type %s, expected u32",
-                      r->name, nllm_value_type_name(v->type));
+      return nllm_err(NLLM_ERR_FORMAT,
+                      "%s: metadata key 'general.alignment' has type %s, expected u32", r->name,
+                      nllm_value_type_name(v->type));
   }
   if (a == 0 || (a & (a - 1))) {
     char shown[64];
     nllm_value_to_text(v, shown, sizeof shown);
-    return nllm_err(NLLM_ERR_FORMAT,
-                    "%s: metadata key 'general.alignment' is %s; it must be a non-zero power of two",
-                    r->name, shown);
+    return nllm_err(
+        NLLM_ERR_FORMAT,
+        "%s: metadata key 'general.alignment' is %s; it must be a non-zero power of two", r->name,
+        shown);
   }
   r->src->alignment = a;
   return NLLM_OK;
@@ -424,10 +433,11 @@ static nllm_status place_tensors(gguf_reader *r, tensor_span *spans) {
                       r->name, t->name, (unsigned long long)off, (unsigned long long)align);
     if (!nllm_add_ok(data_start, off, &abs_start) || !nllm_add_ok(abs_start, t->nbytes, &abs_end) ||
         abs_end > r->size)
-      return nllm_err(NLLM_ERR_FORMAT,
-                      "%s: tensor '%s' extends past end of file (offset %s + %s, file %s)", r->name,
-                      t->name, fmt_size(a, sizeof a, data_start > UINT64_MAX - off ? UINT64_MAX : data_start + off),
-                      fmt_size(b, sizeof b, t->nbytes), fmt_size(c, sizeof c, r->size));
+      return nllm_err(
+          NLLM_ERR_FORMAT, "%s: tensor '%s' extends past end of file (offset %s + %s, file %s)",
+          r->name, t->name,
+          fmt_size(a, sizeof a, data_start > UINT64_MAX - off ? UINT64_MAX : data_start + off),
+          fmt_size(b, sizeof b, t->nbytes), fmt_size(c, sizeof c, r->size));
     t->data = r->buf + abs_start;
     spans[i].end = off + t->nbytes;
   }
@@ -439,7 +449,8 @@ static nllm_status place_tensors(gguf_reader *r, tensor_span *spans) {
   const char *dup;
   find_duplicate(names, n, &dup);
   if (dup) {
-    nllm_status st = nllm_err(NLLM_ERR_FORMAT, "%s: tensor '%s' appears more than once", r->name, dup);
+    nllm_status st =
+        nllm_err(NLLM_ERR_FORMAT, "%s: tensor '%s' appears more than once", r->name, dup);
     free(names);
     return st;
   }
@@ -465,7 +476,8 @@ static nllm_status read_header(gguf_reader *r, uint32_t *version, uint64_t *n_te
     char shown[20];
     int k = 0;
     for (int i = 0; i < 4; i++)
-      k += snprintf(shown + k, sizeof shown - (size_t)k, b[i] >= 32 && b[i] < 127 ? "%c" : "\\x%02x", b[i]);
+      k += snprintf(shown + k, sizeof shown - (size_t)k,
+                    b[i] >= 32 && b[i] < 127 ? "%c" : "\\x%02x", b[i]);
     return nllm_err(NLLM_ERR_FORMAT, "%s: not a GGUF file (starts with '%s', expected 'GGUF')",
                     r->name, shown);
   }
@@ -487,7 +499,8 @@ static nllm_status read_header(gguf_reader *r, uint32_t *version, uint64_t *n_te
   if (v == 0) return nllm_err(NLLM_ERR_FORMAT, "%s: GGUF version 0 is invalid", r->name);
   if (v > 3)
     return nllm_err(NLLM_ERR_UNSUPPORTED,
-                    "%s: GGUF version %u is newer than this build understands (2 and 3)", r->name, v);
+                    "%s: GGUF version %u is newer than this build understands (2 and 3)", r->name,
+                    v);
   *version = v;
   *n_tensors = load_le(b + 8, 8);
   *n_kv = load_le(b + 16, 8);

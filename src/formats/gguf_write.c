@@ -44,7 +44,9 @@ void gguf_writer_free(gguf_writer *w) {
   free(w);
 }
 
-int64_t gguf_writer_n_kv(const gguf_writer *w) { return w->n_kv; }
+int64_t gguf_writer_n_kv(const gguf_writer *w) {
+  return w->n_kv;
+}
 
 /* ---------------------------------------------------------------- metadata */
 
@@ -68,8 +70,8 @@ static nllm_status check_value(const char *key, const nllm_value *v, int depth) 
   for (uint64_t i = 0; i < v->v.arr.n; i++) {
     if (a[i].type != NLLM_V_ARRAY)
       return nllm_err(NLLM_ERR_INVALID_ARG,
-                      "gguf writer: key '%s': element %llu of an array of arrays has type %s",
-                      key, (unsigned long long)i, nllm_value_type_name(a[i].type));
+                      "gguf writer: key '%s': element %llu of an array of arrays has type %s", key,
+                      (unsigned long long)i, nllm_value_type_name(a[i].type));
     nllm_status st = check_value(key, &a[i], depth + 1);
     if (st) return st;
   }
@@ -141,7 +143,8 @@ nllm_status gguf_writer_set(gguf_writer *w, const char *key, const nllm_value *v
   }
   nllm_value copy;
   if (!copy_value(&w->arena, &copy, v)) {
-    if (at == w->n_kv) return nllm_err(NLLM_ERR_NOMEM, "gguf writer: out of memory setting '%s'", key);
+    if (at == w->n_kv)
+      return nllm_err(NLLM_ERR_NOMEM, "gguf writer: out of memory setting '%s'", key);
     return nllm_err(NLLM_ERR_NOMEM, "gguf writer: out of memory replacing '%s'", key);
   }
   w->kv[at].val = copy;
@@ -149,8 +152,8 @@ nllm_status gguf_writer_set(gguf_writer *w, const char *key, const nllm_value *v
   return NLLM_OK;
 }
 
-static nllm_status set_scalar(gguf_writer *w, const char *key, uint32_t type, uint64_t u,
-                              int64_t i, double f) {
+static nllm_status set_scalar(gguf_writer *w, const char *key, uint32_t type, uint64_t u, int64_t i,
+                              double f) {
   nllm_value v = {.type = type};
   if (type == NLLM_V_F32 || type == NLLM_V_F64)
     v.v.f = f;
@@ -218,8 +221,7 @@ nllm_status gguf_writer_set_arr_f32(gguf_writer *w, const char *key, const float
   return gguf_writer_set_arr(w, key, NLLM_V_F32, x, n);
 }
 
-nllm_status gguf_writer_set_arr_i32(gguf_writer *w, const char *key, const int32_t *x,
-                                    uint64_t n) {
+nllm_status gguf_writer_set_arr_i32(gguf_writer *w, const char *key, const int32_t *x, uint64_t n) {
   return gguf_writer_set_arr(w, key, NLLM_V_I32, x, n);
 }
 
@@ -266,13 +268,15 @@ nllm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, int32_t typ
   int32_t block, type_size;
   if (!nllm_ggml_type_block(type, &block, &type_size)) {
     const char *tn = nllm_ggml_type_name(type);
-    return nllm_err(NLLM_ERR_INVALID_ARG, "gguf writer: tensor '%s': type %d (%s) cannot be written",
-                    name, type, tn ? tn : "unknown");
+    return nllm_err(NLLM_ERR_INVALID_ARG,
+                    "gguf writer: tensor '%s': type %d (%s) cannot be written", name, type,
+                    tn ? tn : "unknown");
   }
   if (n_dims < 1 || n_dims > 4)
     return nllm_err(NLLM_ERR_INVALID_ARG, "gguf writer: tensor '%s' has %d dimensions (1..4)", name,
                     n_dims);
-  writer_tensor t = {.type = type, .n_dims = n_dims, .ne = {1, 1, 1, 1}, .data = data, .nbytes = nbytes};
+  writer_tensor t = {
+      .type = type, .n_dims = n_dims, .ne = {1, 1, 1, 1}, .data = data, .nbytes = nbytes};
   uint64_t elems = 1;
   for (int d = 0; d < n_dims; d++) {
     if (ne[d] <= 0)
@@ -290,10 +294,11 @@ nllm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, int32_t typ
   if (!nllm_mul_ok(elems / (uint64_t)block, (uint64_t)type_size, &want))
     return nllm_err(NLLM_ERR_INVALID_ARG, "gguf writer: tensor '%s' is too large", name);
   if (want != nbytes)
-    return nllm_err(NLLM_ERR_INVALID_ARG,
-                    "gguf writer: tensor '%s' of type %s and %llu elements is %llu bytes, given %llu",
-                    name, nllm_ggml_type_name(type), (unsigned long long)elems,
-                    (unsigned long long)want, (unsigned long long)nbytes);
+    return nllm_err(
+        NLLM_ERR_INVALID_ARG,
+        "gguf writer: tensor '%s' of type %s and %llu elements is %llu bytes, given %llu", name,
+        nllm_ggml_type_name(type), (unsigned long long)elems, (unsigned long long)want,
+        (unsigned long long)nbytes);
   if (nbytes && !data)
     return nllm_err(NLLM_ERR_INVALID_ARG, "gguf writer: tensor '%s' has no data", name);
   for (int64_t i = 0; i < w->n_tensors; i++)
@@ -423,10 +428,14 @@ static nllm_status writer_alignment(const gguf_writer *w, uint64_t *align) {
   const nllm_value *v = &w->kv[at].val;
   uint64_t a;
   switch (v->type) {
-    case NLLM_V_U8: case NLLM_V_U16: case NLLM_V_U32: case NLLM_V_U64: a = v->v.u; break;
-    case NLLM_V_I8: case NLLM_V_I16: case NLLM_V_I32: case NLLM_V_I64:
-      a = v->v.i < 0 ? 0 : (uint64_t)v->v.i;
-      break;
+    case NLLM_V_U8:
+    case NLLM_V_U16:
+    case NLLM_V_U32:
+    case NLLM_V_U64: a = v->v.u; break;
+    case NLLM_V_I8:
+    case NLLM_V_I16:
+    case NLLM_V_I32:
+    case NLLM_V_I64: a = v->v.i < 0 ? 0 : (uint64_t)v->v.i; break;
     default: a = 0; break;
   }
   if (!a || (a & (a - 1)))
@@ -436,7 +445,9 @@ static nllm_status writer_alignment(const gguf_writer *w, uint64_t *align) {
   return NLLM_OK;
 }
 
-static uint64_t pad_to(uint64_t x, uint64_t align) { return (align - x % align) % align; }
+static uint64_t pad_to(uint64_t x, uint64_t align) {
+  return (align - x % align) % align;
+}
 
 static void write_contents(const gguf_writer *w, out_file *o, uint64_t align) {
   put(o, "GGUF", 4);
@@ -481,7 +492,8 @@ nllm_status gguf_writer_write(gguf_writer *w, const char *path) {
     return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for the write buffer", path);
   }
   snprintf(tmp, plen, "%s.tmp.%ld", path, (long)getpid());
-  out_file o = {.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), .path = tmp, .buf = buf};
+  out_file o = {
+      .fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), .path = tmp, .buf = buf};
   if (o.fd < 0) {
     st = nllm_err(NLLM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     free(tmp);

@@ -33,9 +33,9 @@ typedef struct hf_arch {
 } hf_arch;
 
 static const hf_arch hf_archs[] = {
-    {"LlamaForCausalLM", "llama", A_LLAMA},   {"MistralForCausalLM", "llama", A_LLAMA},
-    {"Qwen2ForCausalLM", "qwen2", A_QWEN2},   {"Qwen3ForCausalLM", "qwen3", A_QWEN3},
-    {"GemmaForCausalLM", "gemma", A_GEMMA},   {"Gemma2ForCausalLM", "gemma2", A_GEMMA2},
+    {"LlamaForCausalLM", "llama", A_LLAMA}, {"MistralForCausalLM", "llama", A_LLAMA},
+    {"Qwen2ForCausalLM", "qwen2", A_QWEN2}, {"Qwen3ForCausalLM", "qwen3", A_QWEN3},
+    {"GemmaForCausalLM", "gemma", A_GEMMA}, {"Gemma2ForCausalLM", "gemma2", A_GEMMA2},
     {"Phi3ForCausalLM", "phi3", A_PHI3},
 };
 
@@ -76,8 +76,7 @@ static const name_rule global_rules[] = {
 
 static nllm_status path_join(char *buf, size_t cap, const char *dir, const char *file) {
   int n = snprintf(buf, cap, "%s/%s", dir, file);
-  if (n < 0 || (size_t)n >= cap)
-    return nllm_err(NLLM_ERR_INVALID_ARG, "%s: path too long", dir);
+  if (n < 0 || (size_t)n >= cap) return nllm_err(NLLM_ERR_INVALID_ARG, "%s: path too long", dir);
   return NLLM_OK;
 }
 
@@ -133,8 +132,8 @@ static nllm_status cfg_int(const cJSON *cfg, const char *file, const char *key, 
   if (!json_int(v, &i))
     return nllm_err(NLLM_ERR_FORMAT, "%s: key '%s' must be an integer", file, key);
   if (i < lo || i > hi)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: key '%s' = %lld is out of range [%lld, %lld]", file,
-                    key, (long long)i, (long long)lo, (long long)hi);
+    return nllm_err(NLLM_ERR_FORMAT, "%s: key '%s' = %lld is out of range [%lld, %lld]", file, key,
+                    (long long)i, (long long)lo, (long long)hi);
   *out = i;
   return NLLM_OK;
 }
@@ -220,8 +219,8 @@ static nllm_status kv_i32_array(kv_builder *b, const char *key, const int64_t *x
 
 /* ---------------------------------------------------------------- hyperparameters */
 
-#define TRY(x)                           \
-  do {                                   \
+#define TRY(x)                            \
+  do {                                    \
     if ((st = (x)) != NLLM_OK) return st; \
   } while (0)
 
@@ -242,13 +241,17 @@ static nllm_status rope_scaling_keys(kv_builder *b, const char *arch, const cJSO
   const char *t = ty->valuestring;
   if (strcmp(t, "default") == 0) return NLLM_OK;
   if (strcmp(t, "dynamic") == 0) {
-    nllm_log(NLLM_LOG_WARN, "%s: rope_scaling 'dynamic' ignored (it only acts beyond the "
-             "trained context length)", file);
+    nllm_log(NLLM_LOG_WARN,
+             "%s: rope_scaling 'dynamic' ignored (it only acts beyond the "
+             "trained context length)",
+             file);
     return NLLM_OK;
   }
   if (strcmp(t, "linear") != 0 && strcmp(t, "yarn") != 0 && strcmp(t, "llama3") != 0)
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: rope_scaling type '%.40s' is not supported "
-                    "(supported: linear, yarn, llama3)", file, t);
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: rope_scaling type '%.40s' is not supported "
+                    "(supported: linear, yarn, llama3)",
+                    file, t);
   double factor = 0;
   int found;
   TRY(cfg_float(rs, file, "factor", &factor, &found));
@@ -267,8 +270,10 @@ static nllm_status rope_scaling_keys(kv_builder *b, const char *arch, const cJSO
     TRY(cfg_float(rs, file, "low_freq_factor", &lo, &f1));
     TRY(cfg_float(rs, file, "high_freq_factor", &hi, &f2));
     if (!f1 || !f2 || !found)
-      return nllm_err(NLLM_ERR_FORMAT, "%s: rope_scaling 'llama3' needs low_freq_factor, "
-                      "high_freq_factor and original_max_position_embeddings", file);
+      return nllm_err(NLLM_ERR_FORMAT,
+                      "%s: rope_scaling 'llama3' needs low_freq_factor, "
+                      "high_freq_factor and original_max_position_embeddings",
+                      file);
     TRY(kv_f32(b, arch, "rope.scaling.low_freq_factor", lo));
     TRY(kv_f32(b, arch, "rope.scaling.high_freq_factor", hi));
   }
@@ -288,8 +293,8 @@ static nllm_status collect_ids(const cJSON *v, const char *file, const char *key
   for (int i = 0; i < count; i++, one = one->next) {
     int64_t id;
     if (!json_int(one, &id) || id < 0 || id > INT32_MAX)
-      return nllm_err(NLLM_ERR_FORMAT, "%s: '%s' must be a token id or a list of token ids",
-                      file, key);
+      return nllm_err(NLLM_ERR_FORMAT, "%s: '%s' must be a token id or a list of token ids", file,
+                      key);
     int dup = 0;
     for (int k = 0; k < *n; k++) dup |= ids[k] == id;
     if (!dup && *n < cap) ids[(*n)++] = id;
@@ -377,17 +382,21 @@ static nllm_status check_layer_types(const hf_arch *ha, const cJSON *cfg, const 
   const cJSON *lt = jget(cfg, "layer_types");
   if (!lt) return NLLM_OK;
   if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != layers)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: 'layer_types' must be a list of num_hidden_layers "
-                    "(%lld) strings", file, (long long)layers);
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: 'layer_types' must be a list of num_hidden_layers "
+                    "(%lld) strings",
+                    file, (long long)layers);
   int64_t il = 0;
   for (const cJSON *e = lt->child; e; e = e->next, il++) {
     int want_sliding = has_window && (!(ha->flag & A_GEMMA2) || il % 2 == 0);
     const char *want = want_sliding ? "sliding_attention" : "full_attention";
     if (!cJSON_IsString(e) || strcmp(e->valuestring, want) != 0)
-      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: layer_types[%lld] is '%.40s'; this engine runs "
+      return nllm_err(NLLM_ERR_UNSUPPORTED,
+                      "%s: layer_types[%lld] is '%.40s'; this engine runs "
                       "that layer as '%s' (only the architecture's standard pattern is "
-                      "supported)", file, (long long)il,
-                      cJSON_IsString(e) ? e->valuestring : "(not a string)", want);
+                      "supported)",
+                      file, (long long)il, cJSON_IsString(e) ? e->valuestring : "(not a string)",
+                      want);
   }
   return NLLM_OK;
 }
@@ -406,14 +415,15 @@ static nllm_status check_activation(const hf_arch *ha, const cJSON *cfg, const c
   int ok = gemma ? strcmp(a, "gelu_pytorch_tanh") == 0 || strcmp(a, "gelu_new") == 0
                  : strcmp(a, "silu") == 0 || strcmp(a, "swish") == 0;
   if (!ok)
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: %s '%.40s' is not supported for %s (supported: "
-                    "%s)", file, key, a, ha->hf_class,
-                    gemma ? "gelu_pytorch_tanh" : "silu");
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: %s '%.40s' is not supported for %s (supported: "
+                    "%s)",
+                    file, key, a, ha->hf_class, gemma ? "gelu_pytorch_tanh" : "silu");
   return NLLM_OK;
 }
 
-static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cfg,
-                               const char *file, hf_model_info *info) {
+static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cfg, const char *file,
+                               hf_model_info *info) {
   nllm_status st;
   const char *arch = ha->arch;
   int64_t hidden, layers, heads, kv_heads, ffn, vocab, head_dim = 0, ctx = 0;
@@ -428,22 +438,27 @@ static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cf
   TRY(cfg_int(cfg, file, "head_dim", 0, 1, 1 << 16, &head_dim, &found));
   if (!found) {
     if (hidden % heads)
-      return nllm_err(NLLM_ERR_FORMAT, "%s: hidden_size %lld is not a multiple of "
-                      "num_attention_heads %lld and no head_dim is given", file,
-                      (long long)hidden, (long long)heads);
+      return nllm_err(NLLM_ERR_FORMAT,
+                      "%s: hidden_size %lld is not a multiple of "
+                      "num_attention_heads %lld and no head_dim is given",
+                      file, (long long)hidden, (long long)heads);
     head_dim = hidden / heads;
   }
   if (heads % kv_heads)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: num_attention_heads %lld is not a multiple of "
-                    "num_key_value_heads %lld", file, (long long)heads, (long long)kv_heads);
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: num_attention_heads %lld is not a multiple of "
+                    "num_key_value_heads %lld",
+                    file, (long long)heads, (long long)kv_heads);
   TRY(cfg_int(cfg, file, "max_position_embeddings", 0, 1, INT32_MAX, &ctx, &found));
   double eps = 1e-6, theta = 10000, partial = 1;
   TRY(cfg_float(cfg, file, "rms_norm_eps", &eps, NULL));
   TRY(cfg_float(cfg, file, "rope_theta", &theta, NULL));
   TRY(cfg_float(cfg, file, "partial_rotary_factor", &partial, NULL));
   if (!(eps >= 0 && eps < 1) || !(theta > 0) || !(partial > 0 && partial <= 1))
-    return nllm_err(NLLM_ERR_FORMAT, "%s: rms_norm_eps %g, rope_theta %g or "
-                    "partial_rotary_factor %g out of range", file, eps, theta, partial);
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: rms_norm_eps %g, rope_theta %g or "
+                    "partial_rotary_factor %g out of range",
+                    file, eps, theta, partial);
 
   TRY(kv_str(b, "general.architecture", arch));
   TRY(kv_u32(b, arch, "embedding_length", hidden));
@@ -471,7 +486,8 @@ static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cf
     int64_t mwl = 0;
     TRY(cfg_int(cfg, file, "max_window_layers", 0, 0, INT32_MAX, &mwl, &found));
     if (found && mwl > 0 && mwl < layers)
-      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: use_sliding_window with max_window_layers %lld "
+      return nllm_err(NLLM_ERR_UNSUPPORTED,
+                      "%s: use_sliding_window with max_window_layers %lld "
                       "< num_hidden_layers %lld (a window on only some layers) is not supported",
                       file, (long long)mwl, (long long)layers);
   }
@@ -521,8 +537,8 @@ static const name_rule *find_rule(const name_rule *rules, size_t n, const char *
   return NULL;
 }
 
-nllm_status hf_map_tensor_name(const char *arch_name, const char *hf, int64_t n_layers,
-                               char *out, size_t cap, int *plus_one) {
+nllm_status hf_map_tensor_name(const char *arch_name, const char *hf, int64_t n_layers, char *out,
+                               size_t cap, int *plus_one) {
   unsigned arch = 0;
   for (size_t i = 0; i < sizeof hf_archs / sizeof hf_archs[0]; i++)
     if (strcmp(hf_archs[i].arch, arch_name) == 0) arch |= hf_archs[i].flag;
@@ -545,8 +561,10 @@ nllm_status hf_map_tensor_name(const char *arch_name, const char *hf, int64_t n_
     if (!digits || *p != '.' || (digits > 1 && hf[lp] == '0')) goto unknown;
     p++;
     if (layer >= n_layers)
-      return nllm_err(NLLM_ERR_FORMAT, "tensor '%s' names layer %lld but config.json has "
-                      "num_hidden_layers %lld", hf, (long long)layer, (long long)n_layers);
+      return nllm_err(NLLM_ERR_FORMAT,
+                      "tensor '%s' names layer %lld but config.json has "
+                      "num_hidden_layers %lld",
+                      hf, (long long)layer, (long long)n_layers);
     size_t off = (size_t)(p - hf);
     if (stem_len <= off) goto unknown;
     const name_rule *r = find_rule(layer_rules, sizeof layer_rules / sizeof layer_rules[0], p,
@@ -563,8 +581,10 @@ nllm_status hf_map_tensor_name(const char *arch_name, const char *hf, int64_t n_
   *plus_one = (r->flags & R_PLUS1) && (arch & (A_GEMMA | A_GEMMA2));
   return NLLM_OK;
 unknown:
-  return nllm_err(NLLM_ERR_FORMAT, "tensor '%s' is not one this engine knows for architecture "
-                  "'%s' (refusing rather than ignoring it)", hf, arch_name);
+  return nllm_err(NLLM_ERR_FORMAT,
+                  "tensor '%s' is not one this engine knows for architecture "
+                  "'%s' (refusing rather than ignoring it)",
+                  hf, arch_name);
 }
 
 /* Gemma's RMSNorm multiplies by (1 + w); storing 1 + w once keeps every forward pass the same. */
@@ -650,8 +670,10 @@ static nllm_status load_sharded(nllm_source *src, const char *dir, const char *i
     for (int64_t i = first[s]; i < first[s + 1] && !found; i++)
       found = strcmp(list->t[i].name, e->string) == 0;
     if (!found) {
-      st = nllm_err(NLLM_ERR_FORMAT, "%s: tensor '%s' is not in shard '%s' where the index "
-                    "says it is", dir, e->string, e->valuestring);
+      st = nllm_err(NLLM_ERR_FORMAT,
+                    "%s: tensor '%s' is not in shard '%s' where the index "
+                    "says it is",
+                    dir, e->string, e->valuestring);
       goto done;
     }
   }
@@ -719,8 +741,10 @@ static nllm_status build_tensors(nllm_source *src, const char *dir, const char *
   qsort(out, (size_t)n, sizeof *out, tensor_name_cmp);
   for (int64_t i = 1; i < n; i++)
     if (strcmp(out[i - 1].name, out[i].name) == 0) {
-      st = nllm_err(NLLM_ERR_FORMAT, "%s: tensor '%s' is present twice (in two shards, or "
-                    "under two source names)", dir, out[i].name);
+      st = nllm_err(NLLM_ERR_FORMAT,
+                    "%s: tensor '%s' is present twice (in two shards, or "
+                    "under two source names)",
+                    dir, out[i].name);
       goto done;
     }
   src->tensors = out;
@@ -767,8 +791,10 @@ nllm_status hf_open(const char *dir, int use_mmap, nllm_source *out) {
   for (size_t i = 0; i < sizeof hf_archs / sizeof hf_archs[0]; i++)
     if (strcmp(hf_archs[i].hf_class, cls) == 0) ha = &hf_archs[i];
   if (!ha) {
-    st = nllm_err(NLLM_ERR_UNSUPPORTED, "%s: architecture '%.80s' is not supported (supported: "
-                  "Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Phi3)", cfg_path, cls);
+    st = nllm_err(NLLM_ERR_UNSUPPORTED,
+                  "%s: architecture '%.80s' is not supported (supported: "
+                  "Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Phi3)",
+                  cfg_path, cls);
     goto fail;
   }
   hf_model_info info = {0};

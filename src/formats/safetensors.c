@@ -30,11 +30,11 @@ typedef struct st_dtype {
 
 /* The safetensors dtype vocabulary; only the float types a transformer's weights use load. */
 static const st_dtype st_dtypes[] = {
-    {"F32", NLLM_TYPE_F32, 4},      {"F16", NLLM_TYPE_F16, 2},      {"BF16", NLLM_TYPE_BF16, 2},
-    {"F64", NLLM_TYPE_NONE, 8},     {"I64", NLLM_TYPE_NONE, 8},     {"U64", NLLM_TYPE_NONE, 8},
-    {"I32", NLLM_TYPE_NONE, 4},     {"U32", NLLM_TYPE_NONE, 4},     {"I16", NLLM_TYPE_NONE, 2},
-    {"U16", NLLM_TYPE_NONE, 2},     {"I8", NLLM_TYPE_NONE, 1},      {"U8", NLLM_TYPE_NONE, 1},
-    {"BOOL", NLLM_TYPE_NONE, 1},    {"F8_E4M3", NLLM_TYPE_NONE, 1}, {"F8_E5M2", NLLM_TYPE_NONE, 1},
+    {"F32", NLLM_TYPE_F32, 4},   {"F16", NLLM_TYPE_F16, 2},      {"BF16", NLLM_TYPE_BF16, 2},
+    {"F64", NLLM_TYPE_NONE, 8},  {"I64", NLLM_TYPE_NONE, 8},     {"U64", NLLM_TYPE_NONE, 8},
+    {"I32", NLLM_TYPE_NONE, 4},  {"U32", NLLM_TYPE_NONE, 4},     {"I16", NLLM_TYPE_NONE, 2},
+    {"U16", NLLM_TYPE_NONE, 2},  {"I8", NLLM_TYPE_NONE, 1},      {"U8", NLLM_TYPE_NONE, 1},
+    {"BOOL", NLLM_TYPE_NONE, 1}, {"F8_E4M3", NLLM_TYPE_NONE, 1}, {"F8_E5M2", NLLM_TYPE_NONE, 1},
 };
 
 /* A JSON number that is an exact non-negative integer (doubles are exact up to 2^53). */
@@ -64,8 +64,8 @@ static int name_cmp(const void *a, const void *b) {
 }
 
 /* Validates one header entry and fills t (name and data left to the caller). */
-static nllm_status parse_entry(const cJSON *e, const char *file, uint64_t data_size,
-                               nllm_tensor *t, uint64_t *begin, uint64_t *end) {
+static nllm_status parse_entry(const cJSON *e, const char *file, uint64_t data_size, nllm_tensor *t,
+                               uint64_t *begin, uint64_t *end) {
   const char *name = e->string;
   if (!cJSON_IsObject(e))
     return nllm_err(NLLM_ERR_FORMAT, "%s: header entry '%s' is not an object", file, name);
@@ -101,8 +101,8 @@ static nllm_status parse_entry(const cJSON *e, const char *file, uint64_t data_s
   for (int i = 0; i < nd; i++) {
     uint64_t dim;
     if (!json_uint(cJSON_GetArrayItem(sh, i), &dim) || dim > (uint64_t)INT64_MAX)
-      return nllm_err(NLLM_ERR_FORMAT,
-                      "%s: tensor '%s': shape[%d] is not a non-negative integer", file, name, i);
+      return nllm_err(NLLM_ERR_FORMAT, "%s: tensor '%s': shape[%d] is not a non-negative integer",
+                      file, name, i);
     /* safetensors lists the slowest dimension first; ne[0] is the contiguous one */
     t->ne[nd - 1 - i] = (int64_t)dim;
     if (!nllm_mul_ok(count, dim, &count))
@@ -143,11 +143,10 @@ static nllm_status check_spans(st_span *spans, int64_t n, const char *file) {
   for (int64_t i = 0; i < n; i++) {
     if (spans[i].begin == spans[i].end) continue; /* empty tensors occupy no bytes */
     if (prev && spans[i].begin < prev->end)
-      return nllm_err(NLLM_ERR_FORMAT,
-                      "%s: tensors '%s' [%llu, %llu) and '%s' [%llu, %llu) overlap", file,
-                      prev->name, (unsigned long long)prev->begin, (unsigned long long)prev->end,
-                      spans[i].name, (unsigned long long)spans[i].begin,
-                      (unsigned long long)spans[i].end);
+      return nllm_err(
+          NLLM_ERR_FORMAT, "%s: tensors '%s' [%llu, %llu) and '%s' [%llu, %llu) overlap", file,
+          prev->name, (unsigned long long)prev->begin, (unsigned long long)prev->end, spans[i].name,
+          (unsigned long long)spans[i].begin, (unsigned long long)spans[i].end);
     prev = &spans[i];
   }
   qsort(spans, (size_t)n, sizeof *spans, name_cmp);
@@ -158,8 +157,8 @@ static nllm_status check_spans(st_span *spans, int64_t n, const char *file) {
   return NLLM_OK;
 }
 
-nllm_status safetensors_parse(nllm_source *src, const uint8_t *buf, uint64_t size,
-                              const char *file, nllm_tensor_list *list) {
+nllm_status safetensors_parse(nllm_source *src, const uint8_t *buf, uint64_t size, const char *file,
+                              nllm_tensor_list *list) {
   if (size < 8)
     return nllm_err(NLLM_ERR_FORMAT,
                     "%s: file is %llu bytes, too small for a safetensors header length", file,
@@ -170,8 +169,7 @@ nllm_status safetensors_parse(nllm_source *src, const uint8_t *buf, uint64_t siz
     return nllm_err(NLLM_ERR_FORMAT,
                     "%s: header length %llu is invalid (file is %llu bytes; the header must be "
                     "2..%u bytes and fit in the file)",
-                    file, (unsigned long long)hlen, (unsigned long long)size,
-                    NLLM_ST_MAX_HEADER);
+                    file, (unsigned long long)hlen, (unsigned long long)size, NLLM_ST_MAX_HEADER);
   const uint8_t *data = buf + 8 + hlen;
   uint64_t data_size = size - 8 - hlen;
 

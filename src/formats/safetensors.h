@@ -23,8 +23,8 @@ void nllm_tensor_list_free(nllm_tensor_list *list);
  * data points into buf, names are copied into src. `file` names the file in messages.
  * Tensors whose data is not aligned to their element size are copied into aligned source
  * memory so every consumer may read them as typed arrays. */
-nllm_status safetensors_parse(nllm_source *src, const uint8_t *buf, uint64_t size,
-                              const char *file, nllm_tensor_list *list);
+nllm_status safetensors_parse(nllm_source *src, const uint8_t *buf, uint64_t size, const char *file,
+                              nllm_tensor_list *list);
 
 /* Maps path (kept in src->maps so tensor data lives as long as src) and parses it. */
 nllm_status safetensors_open(nllm_source *src, const char *path, int use_mmap,

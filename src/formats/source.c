@@ -67,8 +67,8 @@ nllm_status nllm_source_get_int(const nllm_source *src, const char *key, int64_t
     return nllm_err(NLLM_ERR_FORMAT, "%s: metadata key '%s' has type %s, expected an integer",
                     src->path, key, nllm_value_type_name(v->type));
   if (!is_signed_type(v->type) && v->v.u > (uint64_t)INT64_MAX)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: metadata key '%s' value %llu is out of range",
-                    src->path, key, (unsigned long long)v->v.u);
+    return nllm_err(NLLM_ERR_FORMAT, "%s: metadata key '%s' value %llu is out of range", src->path,
+                    key, (unsigned long long)v->v.u);
   *out = is_signed_type(v->type) ? v->v.i : (int64_t)v->v.u;
   return NLLM_OK;
 }
@@ -100,42 +100,92 @@ nllm_status nllm_source_get_str(const nllm_source *src, const char *key, const c
 
 size_t nllm_value_type_size(uint32_t type) {
   switch (type) {
-    case NLLM_V_U8: case NLLM_V_I8: case NLLM_V_BOOL: return 1;
-    case NLLM_V_U16: case NLLM_V_I16: return 2;
-    case NLLM_V_U32: case NLLM_V_I32: case NLLM_V_F32: return 4;
-    case NLLM_V_U64: case NLLM_V_I64: case NLLM_V_F64: return 8;
+    case NLLM_V_U8:
+    case NLLM_V_I8:
+    case NLLM_V_BOOL: return 1;
+    case NLLM_V_U16:
+    case NLLM_V_I16: return 2;
+    case NLLM_V_U32:
+    case NLLM_V_I32:
+    case NLLM_V_F32: return 4;
+    case NLLM_V_U64:
+    case NLLM_V_I64:
+    case NLLM_V_F64: return 8;
     default: return 0;
   }
 }
 
 const char *nllm_value_type_name(uint32_t type) {
-  static const char *names[] = {"u8",   "i8",    "u16", "i16", "u32", "i32", "f32",
+  static const char *names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                 "bool", "string", "array", "u64", "i64", "f64"};
   return type < NLLM_V_COUNT ? names[type] : "unknown";
 }
 
 int64_t nllm_value_arr_int(const nllm_value *v, uint64_t idx) {
-  const uint8_t *p = (const uint8_t *)v->v.arr.data + idx * nllm_value_type_size(v->v.arr.elem_type);
+  const uint8_t *p =
+      (const uint8_t *)v->v.arr.data + idx * nllm_value_type_size(v->v.arr.elem_type);
   switch (v->v.arr.elem_type) {
-    case NLLM_V_U8: case NLLM_V_BOOL: return *p;
+    case NLLM_V_U8:
+    case NLLM_V_BOOL: return *p;
     case NLLM_V_I8: return (int8_t)*p;
-    case NLLM_V_U16: { uint16_t x; memcpy(&x, p, 2); return x; }
-    case NLLM_V_I16: { int16_t x; memcpy(&x, p, 2); return x; }
-    case NLLM_V_U32: { uint32_t x; memcpy(&x, p, 4); return x; }
-    case NLLM_V_I32: { int32_t x; memcpy(&x, p, 4); return x; }
-    case NLLM_V_U64: { uint64_t x; memcpy(&x, p, 8); return (int64_t)x; }
-    case NLLM_V_I64: { int64_t x; memcpy(&x, p, 8); return x; }
-    case NLLM_V_F32: { float x; memcpy(&x, p, 4); return (int64_t)x; }
-    case NLLM_V_F64: { double x; memcpy(&x, p, 8); return (int64_t)x; }
+    case NLLM_V_U16: {
+      uint16_t x;
+      memcpy(&x, p, 2);
+      return x;
+    }
+    case NLLM_V_I16: {
+      int16_t x;
+      memcpy(&x, p, 2);
+      return x;
+    }
+    case NLLM_V_U32: {
+      uint32_t x;
+      memcpy(&x, p, 4);
+      return x;
+    }
+    case NLLM_V_I32: {
+      int32_t x;
+      memcpy(&x, p, 4);
+      return x;
+    }
+    case NLLM_V_U64: {
+      uint64_t x;
+      memcpy(&x, p, 8);
+      return (int64_t)x;
+    }
+    case NLLM_V_I64: {
+      int64_t x;
+      memcpy(&x, p, 8);
+      return x;
+    }
+    case NLLM_V_F32: {
+      float x;
+      memcpy(&x, p, 4);
+      return (int64_t)x;
+    }
+    case NLLM_V_F64: {
+      double x;
+      memcpy(&x, p, 8);
+      return (int64_t)x;
+    }
     default: return 0;
   }
 }
 
 double nllm_value_arr_float(const nllm_value *v, uint64_t idx) {
-  const uint8_t *p = (const uint8_t *)v->v.arr.data + idx * nllm_value_type_size(v->v.arr.elem_type);
+  const uint8_t *p =
+      (const uint8_t *)v->v.arr.data + idx * nllm_value_type_size(v->v.arr.elem_type);
   switch (v->v.arr.elem_type) {
-    case NLLM_V_F32: { float x; memcpy(&x, p, 4); return x; }
-    case NLLM_V_F64: { double x; memcpy(&x, p, 8); return x; }
+    case NLLM_V_F32: {
+      float x;
+      memcpy(&x, p, 4);
+      return x;
+    }
+    case NLLM_V_F64: {
+      double x;
+      memcpy(&x, p, 8);
+      return x;
+    }
     default: return (double)nllm_value_arr_int(v, idx);
   }
 }
@@ -160,11 +210,13 @@ static void value_text(const nllm_value *v, char *buf, size_t cap, size_t *at, i
       append(buf, cap, at, "\"%.*s\"", v->v.str.len > 200 ? 200 : (int)v->v.str.len, v->v.str.s);
       if (v->v.str.len > 200) append(buf, cap, at, "...");
       break;
-    case NLLM_V_F32: case NLLM_V_F64: append(buf, cap, at, "%g", v->v.f); break;
+    case NLLM_V_F32:
+    case NLLM_V_F64: append(buf, cap, at, "%g", v->v.f); break;
     case NLLM_V_BOOL: append(buf, cap, at, "%s", v->v.u ? "true" : "false"); break;
-    case NLLM_V_I8: case NLLM_V_I16: case NLLM_V_I32: case NLLM_V_I64:
-      append(buf, cap, at, "%lld", (long long)v->v.i);
-      break;
+    case NLLM_V_I8:
+    case NLLM_V_I16:
+    case NLLM_V_I32:
+    case NLLM_V_I64: append(buf, cap, at, "%lld", (long long)v->v.i); break;
     case NLLM_V_ARRAY: {
       uint64_t n = v->v.arr.n;
       uint32_t et = v->v.arr.elem_type;
@@ -204,8 +256,7 @@ int nllm_value_to_text(const nllm_value *v, char *buf, size_t cap) {
 nllm_status nllm_source_open(const char *path, int use_mmap, nllm_source *out) {
   memset(out, 0, sizeof *out);
   struct stat st;
-  if (stat(path, &st) != 0)
-    return nllm_err(NLLM_ERR_IO, "%s: no such file or directory", path);
+  if (stat(path, &st) != 0) return nllm_err(NLLM_ERR_IO, "%s: no such file or directory", path);
   if (S_ISDIR(st.st_mode)) return hf_open(path, use_mmap, out);
   return gguf_open(path, use_mmap, out);
 }

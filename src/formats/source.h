@@ -54,11 +54,11 @@ typedef struct nllm_kv {
 
 typedef struct nllm_tensor {
   const char *name;
-  int32_t type;      /* NLLM_TYPE_* */
+  int32_t type; /* NLLM_TYPE_* */
   int32_t n_dims;
-  int64_t ne[4];     /* ne[0] = contiguous row length; unused dims are 1 */
+  int64_t ne[4]; /* ne[0] = contiguous row length; unused dims are 1 */
   uint64_t nbytes;
-  const void *data;  /* inside a mapping or an owned buffer of the source */
+  const void *data; /* inside a mapping or an owned buffer of the source */
 } nllm_tensor;
 
 typedef struct nllm_source {

@@ -11,10 +11,10 @@
 
 static size_t max_wsize(const nllm_model *m, int32_t n_batch, int32_t n_threads) {
   size_t w = 0;
-#define MAXW(wt)                                                                   \
-  if ((wt).data && (wt).rows > 0) {                                                \
-    size_t s = nllm_matmul_wsize((wt).type, (wt).cols, n_batch, n_threads);        \
-    if (s > w) w = s;                                                              \
+#define MAXW(wt)                                                            \
+  if ((wt).data && (wt).rows > 0) {                                         \
+    size_t s = nllm_matmul_wsize((wt).type, (wt).cols, n_batch, n_threads); \
+    if (s > w) w = s;                                                       \
   }
   for (int il = 0; il < m->hp.n_layer; il++) {
     const nllm_layer *L = &m->layers[il];
@@ -55,17 +55,19 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
   fs->att = nllm_aligned_alloc((size_t)(nb * qd) * sizeof(float));
   fs->gate = nllm_aligned_alloc((size_t)(nb * ff) * sizeof(float));
   fs->up = nllm_aligned_alloc((size_t)(nb * ff) * sizeof(float));
-  fs->att_scratch_per_thread = nllm_attention_scratch(n_ctx, hp->n_head, hp->n_head_kv,
-                                                      hp->head_dim);
-  fs->att_scratch = nllm_aligned_alloc(fs->att_scratch_per_thread * (size_t)n_threads *
-                                       sizeof(float));
+  fs->att_scratch_per_thread =
+      nllm_attention_scratch(n_ctx, hp->n_head, hp->n_head_kv, hp->head_dim);
+  fs->att_scratch =
+      nllm_aligned_alloc(fs->att_scratch_per_thread * (size_t)n_threads * sizeof(float));
   size_t ws = max_wsize(m, n_batch, n_threads);
   fs->wdata = nllm_aligned_alloc(ws ? ws : 64);
   if (!kv->k || !kv->v || !fs->x || !fs->xb || !fs->q || !fs->k || !fs->v || !fs->att ||
       !fs->gate || !fs->up || !fs->att_scratch || !fs->wdata) {
     nllm_forward_state_free(fs);
-    return nllm_err(NLLM_ERR_NOMEM, "out of memory allocating the context (KV cache %.1f MiB, "
-                    "n_ctx %d, n_batch %d)", 2.0 * (double)kv_bytes / 1048576.0, n_ctx, n_batch);
+    return nllm_err(NLLM_ERR_NOMEM,
+                    "out of memory allocating the context (KV cache %.1f MiB, "
+                    "n_ctx %d, n_batch %d)",
+                    2.0 * (double)kv_bytes / 1048576.0, n_ctx, n_batch);
   }
   return NLLM_OK;
 }
@@ -175,13 +177,22 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_token *tokens, int32
       kv_t->from_float(k + t * kvd, kc + (size_t)(pos0 + t) * kv->row_bytes, kvd);
       kv_t->from_float(v + t * kvd, vc + (size_t)(pos0 + t) * kv->row_bytes, kvd);
     }
-    nllm_attn_args aa = {
-        .out = fs->att, .q = q, .k = kc, .v = vc, .kv_type = kv->type, .n_tok = n,
-        .pos0 = pos0, .n_head = nh, .n_head_kv = nkv, .head_dim = hd,
-        .scale = hp->attn_scale, .softcap = hp->attn_softcap,
-        .window = L->window,
-        .scratch = fs->att_scratch, .scratch_per_thread = fs->att_scratch_per_thread,
-        .n_threads = threads_for(fs, n * (pos0 + n) * qd)};
+    nllm_attn_args aa = {.out = fs->att,
+                         .q = q,
+                         .k = kc,
+                         .v = vc,
+                         .kv_type = kv->type,
+                         .n_tok = n,
+                         .pos0 = pos0,
+                         .n_head = nh,
+                         .n_head_kv = nkv,
+                         .head_dim = hd,
+                         .scale = hp->attn_scale,
+                         .softcap = hp->attn_softcap,
+                         .window = L->window,
+                         .scratch = fs->att_scratch,
+                         .scratch_per_thread = fs->att_scratch_per_thread,
+                         .n_threads = threads_for(fs, n * (pos0 + n) * qd)};
     nllm_attention(&aa);
 
     /* output projection and residual */
@@ -195,8 +206,8 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_token *tokens, int32
     if (arch->fused_gate_up) {
       matmul(fs, fs->gate, &L->w_up, xb, n); /* [n][2 ff]: gate then up */
       for (int64_t t = 0; t < n; t++)
-        nllm_glu(fs->up + t * ff, fs->gate + t * 2 * ff, fs->gate + t * 2 * ff + ff, ff,
-                 arch->gelu, 1);
+        nllm_glu(fs->up + t * ff, fs->gate + t * 2 * ff, fs->gate + t * 2 * ff + ff, ff, arch->gelu,
+                 1);
     } else {
       matmul(fs, fs->gate, &L->w_gate, xb, n);
       matmul(fs, fs->up, &L->w_up, xb, n);

@@ -6,11 +6,11 @@
 #include "model/model.h"
 
 typedef struct nllm_kv_cache {
-  int32_t type;      /* NLLM_TYPE_F16 or NLLM_TYPE_F32 */
-  int32_t n_ctx;     /* positions */
-  int64_t row;       /* elements per position per layer: n_head_kv * head_dim */
+  int32_t type;  /* NLLM_TYPE_F16 or NLLM_TYPE_F32 */
+  int32_t n_ctx; /* positions */
+  int64_t row;   /* elements per position per layer: n_head_kv * head_dim */
   size_t row_bytes;
-  uint8_t *k, *v;    /* [n_layer][n_ctx][row] */
+  uint8_t *k, *v; /* [n_layer][n_ctx][row] */
 } nllm_kv_cache;
 
 typedef struct nllm_forward_state {

@@ -11,12 +11,9 @@
 
 /*  name      neox bias qknorm fqkv fgu gelu escale post swa_global_every */
 static const nllm_arch arch_table[] = {
-    {"llama", 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"mistral", 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen2", 1, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen3", 1, 0, 1, 0, 0, 0, 0, 0, 0},
-    {"gemma", 1, 0, 0, 0, 0, 1, 1, 0, 0},
-    {"gemma2", 1, 0, 0, 0, 0, 1, 1, 1, 2},
+    {"llama", 0, 0, 0, 0, 0, 0, 0, 0, 0}, {"mistral", 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen2", 1, 1, 0, 0, 0, 0, 0, 0, 0}, {"qwen3", 1, 0, 1, 0, 0, 0, 0, 0, 0},
+    {"gemma", 1, 0, 0, 0, 0, 1, 1, 0, 0}, {"gemma2", 1, 0, 0, 0, 0, 1, 1, 1, 2},
     {"phi3", 1, 0, 0, 1, 1, 0, 0, 0, 0},
 };
 
@@ -146,7 +143,8 @@ static nllm_status build_rope(nllm_model *m) {
       double low_wl = orig / lo, high_wl = orig / hi;
       for (int i = 0; i < n; i++) {
         double f = m->inv_freq[i], wl = 2 * M_PI / f;
-        if (wl > low_wl) f /= factor;
+        if (wl > low_wl)
+          f /= factor;
         else if (wl >= high_wl) {
           double s = (orig / wl - lo) / (hi - lo);
           f = (1 - s) * f / factor + s * f;
@@ -199,8 +197,10 @@ static nllm_status bind(nllm_model *m, nllm_weight *w, const char *name, int64_t
                     name, tn ? tn : "unknown");
   }
   if (cols % qt->block_size)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: tensor '%s' row length %lld is not a multiple of %s's "
-                    "block size %d", m->src.path, name, (long long)cols, qt->name, qt->block_size);
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: tensor '%s' row length %lld is not a multiple of %s's "
+                    "block size %d",
+                    m->src.path, name, (long long)cols, qt->name, qt->block_size);
   w->rows = want1;
   w->cols = cols;
   w->type = t->type;
@@ -227,8 +227,8 @@ static nllm_status bind_layer(nllm_model *m, int il) {
           kvd = (int64_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
   char n[96];
   nllm_status st;
-#define B(field, suffix, rows, cols, req)                      \
-  snprintf(n, sizeof n, "blk.%d.%s", il, suffix);              \
+#define B(field, suffix, rows, cols, req)         \
+  snprintf(n, sizeof n, "blk.%d.%s", il, suffix); \
   if ((st = bind(m, &L->field, n, rows, cols, req))) return st;
   B(attn_norm, "attn_norm.weight", 0, d, 1);
   if (a->fused_qkv) {
@@ -292,8 +292,10 @@ static nllm_status load_tokenizer(nllm_model *m) {
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     return nllm_tokenizer_from_hf(path, &m->tok);
   }
-  return nllm_err(NLLM_ERR_FORMAT, "%s: no tokenizer (neither tokenizer.ggml.* keys nor a "
-                  "tokenizer.json)", m->src.path);
+  return nllm_err(NLLM_ERR_FORMAT,
+                  "%s: no tokenizer (neither tokenizer.ggml.* keys nor a "
+                  "tokenizer.json)",
+                  m->src.path);
 }
 
 static nllm_status load_eog(nllm_model *m) {
@@ -346,16 +348,20 @@ nllm_status nllm_model_open(const char *path, const nllm_model_params *params, n
     if ((st = nllm_source_get_str(&m->src, "general.architecture", &arch_name))) goto fail;
     m->arch = nllm_arch_find(arch_name);
     if (!m->arch) {
-      st = nllm_err(NLLM_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: "
-                    "llama, mistral, qwen2, qwen3, gemma, gemma2, phi3)", path, arch_name);
+      st = nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: architecture '%s' is not supported (supported: "
+                    "llama, mistral, qwen2, qwen3, gemma, gemma2, phi3)",
+                    path, arch_name);
       goto fail;
     }
     if ((st = read_hparams(m))) goto fail;
     if (params->quantize_type != NLLM_TYPE_NONE) {
       const nllm_qtype *qt = nllm_qtype_get(params->quantize_type);
       if (!qt || !qt->from_float_ref || params->quantize_type == NLLM_TYPE_Q8_K) {
-        st = nllm_err(NLLM_ERR_INVALID_ARG, "quantize_type %d is not a weight type nativellm can "
-                      "quantize to", params->quantize_type);
+        st = nllm_err(NLLM_ERR_INVALID_ARG,
+                      "quantize_type %d is not a weight type nativellm can "
+                      "quantize to",
+                      params->quantize_type);
         goto fail;
       }
       if ((st = nllm_source_quantize_inplace(&m->src, params->quantize_type, m->n_threads,
@@ -364,8 +370,10 @@ nllm_status nllm_model_open(const char *path, const nllm_model_params *params, n
     }
     if ((st = bind_tensors(m)) || (st = build_rope(m))) goto fail;
     if (nllm_tokenizer_n_vocab(m->tok) > m->hp.n_vocab) {
-      st = nllm_err(NLLM_ERR_FORMAT, "%s: tokenizer has %d tokens but token_embd.weight only %d "
-                    "rows", path, nllm_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
+      st = nllm_err(NLLM_ERR_FORMAT,
+                    "%s: tokenizer has %d tokens but token_embd.weight only %d "
+                    "rows",
+                    path, nllm_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
       goto fail;
     }
   } else {
@@ -375,9 +383,9 @@ nllm_status nllm_model_open(const char *path, const nllm_model_params *params, n
     st = nllm_err(NLLM_ERR_ABORTED, "%s: loading cancelled by the progress callback", path);
     goto fail;
   }
-  m->n_ctx_default = params->n_ctx_default > 0 ? params->n_ctx_default
+  m->n_ctx_default = params->n_ctx_default > 0                           ? params->n_ctx_default
                      : m->hp.n_ctx_train > 0 && m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train
-                                                                          : 4096;
+                                                                         : 4096;
   *out = m;
   return NLLM_OK;
 fail:

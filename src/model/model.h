@@ -8,15 +8,15 @@
 
 /* One row per architecture family: what differs between them is data, not code. */
 typedef struct nllm_arch {
-  const char *name;     /* general.architecture */
-  int rope_neox;        /* 1: rotate_half pairing (i, i+d/2) is the file's layout */
-  int qkv_bias;         /* Qwen2: q/k/v projections may have biases */
-  int qk_norm;          /* Qwen3: per-head RMSNorm of q and k before RoPE */
-  int fused_qkv;        /* Phi-3: one attn_qkv matrix */
-  int fused_gate_up;    /* Phi-3: ffn_up holds gate and up stacked */
-  int gelu;             /* Gemma: GeGLU instead of SwiGLU */
-  int embed_scale;      /* Gemma: embeddings scaled by sqrt(n_embd) */
-  int post_norms;       /* Gemma 2: extra norms after attention and FFN */
+  const char *name;  /* general.architecture */
+  int rope_neox;     /* 1: rotate_half pairing (i, i+d/2) is the file's layout */
+  int qkv_bias;      /* Qwen2: q/k/v projections may have biases */
+  int qk_norm;       /* Qwen3: per-head RMSNorm of q and k before RoPE */
+  int fused_qkv;     /* Phi-3: one attn_qkv matrix */
+  int fused_gate_up; /* Phi-3: ffn_up holds gate and up stacked */
+  int gelu;          /* Gemma: GeGLU instead of SwiGLU */
+  int embed_scale;   /* Gemma: embeddings scaled by sqrt(n_embd) */
+  int post_norms;    /* Gemma 2: extra norms after attention and FFN */
   /* Which layers a sliding window (attention.sliding_window) applies to: 0 = all of them
    * (Mistral, Phi-3); n > 0 = all but every n-th, i.e. layer il attends globally when
    * il % n == n - 1 (Gemma 2: n = 2, layers 0, 2, 4.. slide, as HF's layer_types say). */
@@ -55,7 +55,7 @@ struct nllm_model {
   nllm_hparams hp;
   nllm_weight tok_embd, output_norm, output;
   nllm_layer *layers;
-  float *inv_freq; /* n_rot/2 rotary frequencies, scaling applied */
+  float *inv_freq;  /* n_rot/2 rotary frequencies, scaling applied */
   int32_t *eog_ids; /* extra end-of-generation ids from metadata (nllm.eog_token_ids) */
   int32_t n_eog;
   int32_t n_ctx_default;

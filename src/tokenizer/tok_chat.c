@@ -21,9 +21,9 @@ static const struct {
   const char *name;
   chat_family fam;
 } family_names[] = {
-    {"chatml", CHAT_CHATML}, {"qwen", CHAT_CHATML},  {"llama3", CHAT_LLAMA3},     {"llama2", CHAT_LLAMA2},
-    {"mistral", CHAT_MISTRAL}, {"gemma", CHAT_GEMMA}, {"phi3", CHAT_PHI3},        {"deepseek", CHAT_DEEPSEEK},
-    {"deepseek3", CHAT_DEEPSEEK3},
+    {"chatml", CHAT_CHATML}, {"qwen", CHAT_CHATML},       {"llama3", CHAT_LLAMA3},
+    {"llama2", CHAT_LLAMA2}, {"mistral", CHAT_MISTRAL},   {"gemma", CHAT_GEMMA},
+    {"phi3", CHAT_PHI3},     {"deepseek", CHAT_DEEPSEEK}, {"deepseek3", CHAT_DEEPSEEK3},
 };
 
 /* Recognizes a family from distinctive literals of its template (or from a family name). */
@@ -65,9 +65,13 @@ static void put(sbuf *b, const char *s, size_t n) {
   b->p[b->n] = 0;
 }
 
-static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
+static void puts_(sbuf *b, const char *s) {
+  put(b, s, strlen(s));
+}
 
-static int ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+static int ws(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 /* Jinja's trim / Python's strip. */
 static void put_trimmed(sbuf *b, const char *s) {
@@ -77,12 +81,14 @@ static void put_trimmed(sbuf *b, const char *s) {
   put(b, s + i, n - i);
 }
 
-static int is_role(const nllm_chat_message *m, const char *r) { return strcmp(m->role, r) == 0; }
+static int is_role(const nllm_chat_message *m, const char *r) {
+  return strcmp(m->role, r) == 0;
+}
 
 #define QWEN_DEFAULT_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
-static void render(chat_family fam, const char *tmpl, const nllm_chat_message *m, int32_t n, int add_assistant,
-                   sbuf *b) {
+static void render(chat_family fam, const char *tmpl, const nllm_chat_message *m, int32_t n,
+                   int add_assistant, sbuf *b) {
   int32_t i = 0;
   const char *sys = NULL;
   switch (fam) {
@@ -179,7 +185,9 @@ static void render(chat_family fam, const char *tmpl, const nllm_chat_message *m
         } else {
           puts_(b, "Assistant: ");
           puts_(b, m[i].content);
-          puts_(b, "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
+          puts_(b,
+                "<\xef\xbd\x9c"
+                "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
         }
       }
       if (add_assistant) puts_(b, "Assistant:");
@@ -192,32 +200,45 @@ static void render(chat_family fam, const char *tmpl, const nllm_chat_message *m
           puts_(b, "<\xef\xbd\x9cUser\xef\xbd\x9c>");
           puts_(b, m[i].content);
         } else {
-          puts_(b, "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>");
+          puts_(b,
+                "<\xef\xbd\x9c"
+                "Assistant\xef\xbd\x9c>");
           puts_(b, m[i].content);
-          puts_(b, "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
+          puts_(b,
+                "<\xef\xbd\x9c"
+                "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
         }
       }
-      if (add_assistant) puts_(b, "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>");
+      if (add_assistant)
+        puts_(b,
+              "<\xef\xbd\x9c"
+              "Assistant\xef\xbd\x9c>");
       break;
     default: break;
   }
 }
 
-nllm_status nllm_chat_format_template(const char *tmpl, const nllm_chat_message *messages, int32_t n,
-                                      int add_assistant, char *buf, int32_t cap, int32_t *n_out) {
+nllm_status nllm_chat_format_template(const char *tmpl, const nllm_chat_message *messages,
+                                      int32_t n, int add_assistant, char *buf, int32_t cap,
+                                      int32_t *n_out) {
   if (!n_out || n < 0 || (n > 0 && !messages) || cap < 0 || (cap > 0 && !buf))
     return nllm_err(NLLM_ERR_INVALID_ARG, "chat_format: NULL argument or negative count");
   if (!tmpl) return nllm_err(NLLM_ERR_UNSUPPORTED, "chat_format: the model has no chat template");
   chat_family fam = detect(tmpl);
   if (fam == CHAT_UNKNOWN)
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "chat_format: unrecognized chat template (starts '%.60s')", tmpl);
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "chat_format: unrecognized chat template (starts '%.60s')", tmpl);
   for (int32_t i = 0; i < n; i++) {
     if (!messages[i].role || !messages[i].content)
-      return nllm_err(NLLM_ERR_INVALID_ARG, "chat_format: message %d has a NULL role or content", i);
-    if (fam != CHAT_CHATML && fam != CHAT_LLAMA3 && fam != CHAT_PHI3 && !is_role(&messages[i], "system") &&
-        !is_role(&messages[i], "user") && !is_role(&messages[i], "assistant"))
-      return nllm_err(NLLM_ERR_INVALID_ARG, "chat_format: message %d has role '%s' (this template knows "
-                      "system, user, assistant)", i, messages[i].role);
+      return nllm_err(NLLM_ERR_INVALID_ARG, "chat_format: message %d has a NULL role or content",
+                      i);
+    if (fam != CHAT_CHATML && fam != CHAT_LLAMA3 && fam != CHAT_PHI3 &&
+        !is_role(&messages[i], "system") && !is_role(&messages[i], "user") &&
+        !is_role(&messages[i], "assistant"))
+      return nllm_err(NLLM_ERR_INVALID_ARG,
+                      "chat_format: message %d has role '%s' (this template knows "
+                      "system, user, assistant)",
+                      i, messages[i].role);
   }
   sbuf b = {0};
   render(fam, tmpl, messages, n, add_assistant, &b);
@@ -232,7 +253,8 @@ nllm_status nllm_chat_format_template(const char *tmpl, const nllm_chat_message 
   *n_out = (int32_t)b.n;
   nllm_status st = NLLM_OK;
   if (b.n + 1 > (size_t)cap)
-    st = nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "chat_format: %zu bytes and a NUL, capacity %d", b.n, cap);
+    st = nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "chat_format: %zu bytes and a NUL, capacity %d", b.n,
+                  cap);
   else {
     if (b.n) memcpy(buf, b.p, b.n);
     buf[b.n] = 0;
@@ -246,6 +268,7 @@ nllm_status nllm_tokenizer_chat_format(const nllm_tokenizer *tok, const nllm_cha
                                        int32_t *n_out) {
   if (!tok) return nllm_err(NLLM_ERR_INVALID_ARG, "chat_format: NULL tokenizer");
   if (!tok->chat_template)
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: no chat template (tokenizer.chat_template)", tok->name);
+    return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: no chat template (tokenizer.chat_template)",
+                    tok->name);
   return nllm_chat_format_template(tok->chat_template, messages, n, add_assistant, buf, cap, n_out);
 }

@@ -33,7 +33,8 @@ nllm_status nllm_tokenizer_piece(const nllm_tokenizer *tok, nllm_token id, int r
   const char *p = piece_of(tok, id, render_special, &n);
   *n_out = (int32_t)n;
   if (n > (uint32_t)cap)
-    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "token_to_piece: piece of %u bytes, capacity %d", n, cap);
+    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "token_to_piece: piece of %u bytes, capacity %d", n,
+                    cap);
   memcpy(buf, p, n);
   return NLLM_OK;
 }
@@ -65,10 +66,12 @@ nllm_status nllm_tokenizer_decode(const nllm_tokenizer *tok, const nllm_token *i
     total += l;
   }
   if (total > INT32_MAX)
-    return nllm_err(NLLM_ERR_INVALID_ARG, "detokenize: %llu bytes exceed an int32 count", (unsigned long long)total);
+    return nllm_err(NLLM_ERR_INVALID_ARG, "detokenize: %llu bytes exceed an int32 count",
+                    (unsigned long long)total);
   *n_out = (int32_t)total;
   if (total > (uint64_t)cap)
-    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "detokenize: %llu bytes, capacity %d", (unsigned long long)total, cap);
+    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "detokenize: %llu bytes, capacity %d",
+                    (unsigned long long)total, cap);
   if (total < (uint64_t)cap) buf[total] = 0;
   return NLLM_OK;
 }
@@ -111,7 +114,8 @@ static int utf8_prefix_ok(const uint8_t *s, int n) {
 
 /* Converts in[0..n) to out: valid sequences copied, impossible bytes as U+FFFD, a possible
  * unfinished tail returned through held. Returns bytes written (out may be NULL to measure). */
-static size_t stream_convert(const uint8_t *in, size_t n, char *out, uint8_t *held, int32_t *n_held) {
+static size_t stream_convert(const uint8_t *in, size_t n, char *out, uint8_t *held,
+                             int32_t *n_held) {
   size_t o = 0, i = 0;
   *n_held = 0;
   while (i < n) {
@@ -159,7 +163,8 @@ nllm_status nllm_detok_stream_push(const nllm_tokenizer *tok, nllm_detok_stream 
   if (need > (size_t)cap) {
     if (in != small) free(in);
     *n_out = (int32_t)need;
-    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "detok_stream_push: %zu bytes, capacity %d", need, cap);
+    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "detok_stream_push: %zu bytes, capacity %d", need,
+                    cap);
   }
   stream_convert(in, n, buf, s->held, &s->n_held);
   if (in != small) free(in);
@@ -173,7 +178,8 @@ nllm_status nllm_detok_stream_flush(nllm_detok_stream *s, char *buf, int32_t cap
     return nllm_err(NLLM_ERR_INVALID_ARG, "detok_stream_flush: NULL argument");
   int32_t need = s->n_held > 0 ? 3 : 0;
   *n_out = need;
-  if (need > cap) return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "detok_stream_flush: 3 bytes, capacity %d", cap);
+  if (need > cap)
+    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "detok_stream_flush: 3 bytes, capacity %d", cap);
   if (need) memcpy(buf, "\xEF\xBF\xBD", 3);
   s->n_held = 0;
   return NLLM_OK;

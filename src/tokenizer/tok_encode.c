@@ -147,8 +147,10 @@ static void emit_fallback(enc_state *st, const char *p, size_t n) {
   int any_missing = 0;
   for (size_t i = 0; i < n; i++) {
     int32_t b = tok->byte_token[(uint8_t)p[i]];
-    if (b >= 0) push_id(st, b);
-    else any_missing = 1;
+    if (b >= 0)
+      push_id(st, b);
+    else
+      any_missing = 1;
   }
   if (any_missing && unk >= 0) {
     if (!(tok->fuse_unk && st->n_out > 0 && st->out[st->n_out - 1] == unk)) push_id(st, unk);
@@ -206,8 +208,10 @@ static void encode_word(enc_state *st, const char *text, size_t len) {
   }
   for (int32_t i = 0; i >= 0; i = st->syms[i].next) {
     const sym *s = &st->syms[i];
-    if (s->id >= 0) push_id(st, s->id);
-    else emit_fallback(st, text + s->start, s->len);
+    if (s->id >= 0)
+      push_id(st, s->id);
+    else
+      emit_fallback(st, text + s->start, s->len);
   }
 }
 
@@ -238,8 +242,8 @@ static size_t norm_unicode(enc_state *st, const char *src, size_t n, int dst, in
     while (j < n && (l = tok_utf8_valid_len(src + j, n - j)) > 0) j += (size_t)l;
     if (j > i) {
       utf8proc_uint8_t *m = NULL;
-      utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)src + i, (utf8proc_ssize_t)(j - i),
-                                        &m, (utf8proc_option_t)options);
+      utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)src + i,
+                                        (utf8proc_ssize_t)(j - i), &m, (utf8proc_option_t)options);
       if (r < 0) { /* cannot happen on valid input; keep the text as is */
         if (!buf_reserve(st, dst, k + (j - i))) return 0;
         memcpy(st->nbuf[dst] + k, src + i, j - i);
@@ -275,7 +279,8 @@ static size_t norm_replace(enc_state *st, const tok_norm *nm, const char *src, s
   if (!buf_reserve(st, dst, worst)) return 0;
   char *o = st->nbuf[dst];
   for (size_t i = 0; i < n;) {
-    if (src[i] == nm->from[0] && i + nm->from_len <= n && memcmp(src + i, nm->from, nm->from_len) == 0) {
+    if (src[i] == nm->from[0] && i + nm->from_len <= n &&
+        memcmp(src + i, nm->from, nm->from_len) == 0) {
       memcpy(o + k, nm->to, nm->to_len);
       k += nm->to_len;
       i += nm->from_len;
@@ -322,8 +327,9 @@ static const char *normalize(enc_state *st, const char *text, size_t len, size_t
       case NORM_NFC:
       case NORM_NFKC:
         if (is_ascii(cur, n)) continue; /* ASCII is already in every normal form */
-        r = norm_unicode(st, cur, n, dst,
-                         UTF8PROC_STABLE | UTF8PROC_COMPOSE | (nm->kind == NORM_NFKC ? UTF8PROC_COMPAT : 0));
+        r = norm_unicode(
+            st, cur, n, dst,
+            UTF8PROC_STABLE | UTF8PROC_COMPOSE | (nm->kind == NORM_NFKC ? UTF8PROC_COMPAT : 0));
         break;
       case NORM_REPLACE: r = norm_replace(st, nm, cur, n, dst); break;
       case NORM_PREPEND:
@@ -374,8 +380,10 @@ static void split_piece(split_out *o, size_t s, size_t e, int delim) {
       if (!delim) add_span(st, o->dst, o->n, s, e);
       break;
     case SPLIT_MERGE_PREV:
-      if (delim && last && last->e == s) last->e = e;
-      else add_span(st, o->dst, o->n, s, e);
+      if (delim && last && last->e == s)
+        last->e = e;
+      else
+        add_span(st, o->dst, o->n, s, e);
       break;
     case SPLIT_MERGE_NEXT:
       if (o->has_carry) {
@@ -396,12 +404,12 @@ static void split_piece(split_out *o, size_t s, size_t e, int delim) {
       }
       break;
     case SPLIT_CONTIGUOUS:
-      if (delim && o->prev_delim && last && last->e == s) last->e = e;
-      else add_span(st, o->dst, o->n, s, e);
+      if (delim && o->prev_delim && last && last->e == s)
+        last->e = e;
+      else
+        add_span(st, o->dst, o->n, s, e);
       break;
-    default:
-      add_span(st, o->dst, o->n, s, e);
-      break;
+    default: add_span(st, o->dst, o->n, s, e); break;
   }
   o->prev_delim = delim;
 }
@@ -467,7 +475,11 @@ static void encode_fragment(enc_state *st, const char *text, size_t len, int fir
     const tok_pre *p = &tok->pres[k];
     if (p->kind == PRE_ADD_PREFIX_SPACE && norm[0] != ' ') {
       char *b = nllm_malloc(n + 1);
-      if (!b) { st->oom = 1; free(own); return; }
+      if (!b) {
+        st->oom = 1;
+        free(own);
+        return;
+      }
       b[0] = ' ';
       memcpy(b + 1, norm, n);
       free(own);
@@ -479,7 +491,11 @@ static void encode_fragment(enc_state *st, const char *text, size_t len, int fir
       for (size_t i = 0; i < n; i++) cnt += norm[i] == ' ';
       size_t cap = n + cnt * (size_t)p->repl_len + (size_t)p->repl_len;
       char *b = nllm_malloc(cap + 1);
-      if (!b) { st->oom = 1; free(own); return; }
+      if (!b) {
+        st->oom = 1;
+        free(own);
+        return;
+      }
       size_t o = 0;
       int starts = n >= (size_t)p->repl_len && memcmp(norm, p->repl, (size_t)p->repl_len) == 0;
       if ((p->prepend_scheme == PREPEND_ALWAYS || (p->prepend_scheme == PREPEND_FIRST && first)) &&
@@ -576,7 +592,9 @@ static int32_t match_token(const nllm_tokenizer *tok, const char *text, size_t l
   return best;
 }
 
-static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+static int is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, size_t len,
                                   int add_bos, int parse_special, nllm_token *out, int32_t cap,
@@ -592,8 +610,10 @@ nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, s
     st.md = pcre2_match_data_create(4, NULL);
     st.mctx = pcre2_match_context_create(NULL);
     st.jstack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
-    if (!st.md || !st.mctx || !st.jstack) st.oom = 1;
-    else pcre2_jit_stack_assign(st.mctx, NULL, st.jstack);
+    if (!st.md || !st.mctx || !st.jstack)
+      st.oom = 1;
+    else
+      pcre2_jit_stack_assign(st.mctx, NULL, st.jstack);
   }
   if (add_bos && tok->add_bos && tok->special[NLLM_TOKEN_BOS] >= 0)
     push_id(&st, tok->special[NLLM_TOKEN_BOS]);
@@ -602,7 +622,9 @@ nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, s
   int first = 1;
   while (i < len && tok->n_trie > 0 && !st.oom) {
     size_t end = 0;
-    int32_t id = tok->trie_first[(uint8_t)text[i]] ? match_token(tok, text, len, i, parse_special, &end) : -1;
+    int32_t id = tok->trie_first[(uint8_t)text[i]]
+                     ? match_token(tok, text, len, i, parse_special, &end)
+                     : -1;
     if (id < 0) {
       i++;
       continue;
@@ -626,7 +648,8 @@ nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, s
   if (st.oom) {
     rc = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory tokenizing %zu bytes", tok->name, len);
   } else if (st.n_out > INT32_MAX) {
-    rc = nllm_err(NLLM_ERR_INVALID_ARG, "%s: %zu tokens do not fit an int32 count", tok->name, st.n_out);
+    rc = nllm_err(NLLM_ERR_INVALID_ARG, "%s: %zu tokens do not fit an int32 count", tok->name,
+                  st.n_out);
   } else {
     *n_out = (int32_t)st.n_out;
     if (st.n_out > (size_t)cap)

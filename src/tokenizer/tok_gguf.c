@@ -7,10 +7,10 @@
 #include "tokenizer/tok_internal.h"
 
 #define GPT2_REGEX "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
-#define LLAMA3_REGEX                                                                          \
+#define LLAMA3_REGEX                                                                         \
   "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|" \
   "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define QWEN2_REGEX                                                                           \
+#define QWEN2_REGEX                                                                          \
   "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|" \
   "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
@@ -24,8 +24,7 @@ typedef struct pre_def {
 } pre_def;
 
 static const pre_def pre_defs[] = {
-    {"default|",
-     {"[\\p{P}\\$\\+<=>\\^~\\|]+", GPT2_REGEX, "\\p{N}+", "[0-9][0-9][0-9]"}, 0, 0},
+    {"default|", {"[\\p{P}\\$\\+<=>\\^~\\|]+", GPT2_REGEX, "\\p{N}+", "[0-9][0-9][0-9]"}, 0, 0},
     {"gpt-2|phi-2|jina-es|jina-de|gigachat|roberta-bpe|gpt-neox|olmo|mpt|jais", {GPT2_REGEX}, 0, 0},
     {"llama-bpe|llama3|llama-v3|dbrx|smaug-bpe|falcon3", {LLAMA3_REGEX}, 1, 1},
     {"qwen2|stablelm2|deepseek-r1-qwen", {QWEN2_REGEX}, 0, 0},
@@ -57,10 +56,13 @@ static const pre_def pre_defs[] = {
       "]+",
       "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+",
       "\\s+$", "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}+"},
-     0, 0},
+     0,
+     0},
     {"deepseek-coder",
-     {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}"},
-     0, 0},
+     {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+",
+      "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}"},
+     0,
+     0},
     {"falcon", {"[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_REGEX, "[0-9][0-9][0-9]"}, 0, 0},
     {"starcoder|refact|command-r|smollm|codeshell|exaone|minerva-7b", {"\\p{N}", GPT2_REGEX}, 0, 0},
 };
@@ -93,13 +95,16 @@ static nllm_status get_array(const nllm_source *src, const char *key, uint32_t e
     return nllm_err(NLLM_ERR_FORMAT, "%s: metadata key '%s' has type %s, expected an array",
                     src->path, key, nllm_value_type_name(v->type));
   int ok = elem_type == NLLM_V_STRING ? v->v.arr.elem_type == NLLM_V_STRING
-           : elem_type == NLLM_V_F32 ? (v->v.arr.elem_type == NLLM_V_F32 || v->v.arr.elem_type == NLLM_V_F64)
-                                     : nllm_value_type_size(v->v.arr.elem_type) > 0 &&
-                                           v->v.arr.elem_type != NLLM_V_F32 && v->v.arr.elem_type != NLLM_V_F64;
+           : elem_type == NLLM_V_F32
+               ? (v->v.arr.elem_type == NLLM_V_F32 || v->v.arr.elem_type == NLLM_V_F64)
+               : nllm_value_type_size(v->v.arr.elem_type) > 0 && v->v.arr.elem_type != NLLM_V_F32 &&
+                     v->v.arr.elem_type != NLLM_V_F64;
   if (!ok)
     return nllm_err(NLLM_ERR_FORMAT, "%s: metadata key '%s' is an array of %s, expected %s",
                     src->path, key, nllm_value_type_name(v->v.arr.elem_type),
-                    elem_type == NLLM_V_STRING ? "strings" : elem_type == NLLM_V_F32 ? "floats" : "integers");
+                    elem_type == NLLM_V_STRING ? "strings"
+                    : elem_type == NLLM_V_F32  ? "floats"
+                                               : "integers");
   *out = v;
   return NLLM_OK;
 }
@@ -143,11 +148,15 @@ nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **
   nllm_status st = nllm_source_get_str(src, "tokenizer.ggml.model", &model);
   if (st) return st;
   int kind;
-  if (strcmp(model, "llama") == 0) kind = MODEL_SPM;
-  else if (strcmp(model, "gpt2") == 0) kind = MODEL_BPE;
+  if (strcmp(model, "llama") == 0)
+    kind = MODEL_SPM;
+  else if (strcmp(model, "gpt2") == 0)
+    kind = MODEL_BPE;
   else
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model '%s' is not supported "
-                    "(supported: llama, gpt2)", path, model);
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: tokenizer.ggml.model '%s' is not supported "
+                    "(supported: llama, gpt2)",
+                    path, model);
 
   const nllm_value *tokens, *scores, *types, *merges;
   if ((st = get_array(src, "tokenizer.ggml.tokens", NLLM_V_STRING, 0, &tokens)) ||
@@ -157,13 +166,14 @@ nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **
     return st;
   uint64_t n = tokens->v.arr.n;
   if (n == 0 || n > INT32_MAX / 2)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %llu entries", path, (unsigned long long)n);
+    return nllm_err(NLLM_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %llu entries", path,
+                    (unsigned long long)n);
   if (scores && scores->v.arr.n != n)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: tokenizer.ggml.scores has %llu entries, tokens %llu", path,
-                    (unsigned long long)scores->v.arr.n, (unsigned long long)n);
+    return nllm_err(NLLM_ERR_FORMAT, "%s: tokenizer.ggml.scores has %llu entries, tokens %llu",
+                    path, (unsigned long long)scores->v.arr.n, (unsigned long long)n);
   if (types && types->v.arr.n != n)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %llu entries, tokens %llu", path,
-                    (unsigned long long)types->v.arr.n, (unsigned long long)n);
+    return nllm_err(NLLM_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %llu entries, tokens %llu",
+                    path, (unsigned long long)types->v.arr.n, (unsigned long long)n);
 
   const pre_def *pre = NULL;
   if (kind == MODEL_BPE) {
@@ -173,14 +183,16 @@ nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **
       return st;
     pre = find_pre(pname);
     if (!pre)
-      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre '%s' is not a known pre-tokenizer",
-                      path, pname);
+      return nllm_err(NLLM_ERR_UNSUPPORTED,
+                      "%s: tokenizer.ggml.pre '%s' is not a known pre-tokenizer", path, pname);
     if (!merges)
       return nllm_err(NLLM_ERR_FORMAT, "%s: gpt2 tokenizer without tokenizer.ggml.merges", path);
   }
 
   nllm_tokenizer *tok = tok_alloc(path, (int32_t)n);
-  if (!tok) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for %llu tokens", path, (unsigned long long)n);
+  if (!tok)
+    return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for %llu tokens", path,
+                    (unsigned long long)n);
   tok->model = kind;
   tok->byte_level = kind == MODEL_BPE;
   tok->byte_fallback = kind == MODEL_SPM;
@@ -192,7 +204,8 @@ nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **
                     (unsigned long long)i, type);
       break;
     }
-    st = tok_set_token(tok, (int32_t)i, s->s, s->len, scores ? (float)nllm_value_arr_float(scores, i) : 0.0f, type);
+    st = tok_set_token(tok, (int32_t)i, s->s, s->len,
+                       scores ? (float)nllm_value_arr_float(scores, i) : 0.0f, type);
   }
 
   if (!st && kind == MODEL_SPM) {
@@ -216,8 +229,9 @@ nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **
       const nllm_str *m = nllm_value_arr_str(merges, i);
       const char *sp = memchr(m->s, ' ', m->len);
       if (!sp) {
-        st = nllm_err(NLLM_ERR_FORMAT, "%s: merge %llu ('%.40s') has no space separating its two parts",
-                      path, (unsigned long long)i, m->s);
+        st = nllm_err(NLLM_ERR_FORMAT,
+                      "%s: merge %llu ('%.40s') has no space separating its two parts", path,
+                      (unsigned long long)i, m->s);
         break;
       }
       size_t la = (size_t)(sp - m->s);
@@ -242,7 +256,8 @@ nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **
     st = get_id(tok, src, id_keys[k].key, kind == MODEL_SPM ? id_keys[k].spm_default : -1,
                 &tok->special[id_keys[k].which]);
   if (!st) {
-    tok->add_bos = get_flag(src, "tokenizer.ggml.add_bos_token", kind == MODEL_SPM || (pre && pre->add_bos));
+    tok->add_bos =
+        get_flag(src, "tokenizer.ggml.add_bos_token", kind == MODEL_SPM || (pre && pre->add_bos));
     tok->add_eos = get_flag(src, "tokenizer.ggml.add_eos_token", 0);
     const char *tmpl;
     if (nllm_source_get(src, "tokenizer.chat_template") &&
@@ -259,7 +274,8 @@ nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **
   }
   /* the eom token of Llama 3.1 ends a turn too */
   int64_t eom;
-  if (nllm_source_get_int(src, "tokenizer.ggml.eom_token_id", &eom) == NLLM_OK && eom >= 0 && eom < tok->n_vocab)
+  if (nllm_source_get_int(src, "tokenizer.ggml.eom_token_id", &eom) == NLLM_OK && eom >= 0 &&
+      eom < tok->n_vocab)
     tok->eog[eom] = 1;
   nllm_clear_error();
   *out = tok;

@@ -39,7 +39,8 @@ static cJSON *parse_json_file(const char *path, nllm_status *st) {
   if (!j) {
     const char *at = cJSON_GetErrorPtr();
     size_t off = at && at >= (const char *)map.data && at <= (const char *)map.data + map.size
-                     ? (size_t)(at - (const char *)map.data) : 0;
+                     ? (size_t)(at - (const char *)map.data)
+                     : 0;
     *st = nllm_err(NLLM_ERR_FORMAT, "%s: invalid JSON near byte %zu", path, off);
   }
   nllm_file_map_close(&map);
@@ -83,8 +84,10 @@ static nllm_status add_normalizer(nllm_tokenizer *tok, const cJSON *n) {
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
     const char *from = jstr(pat, "String"), *to = jstr(n, "content");
     if (!from || !to)
-      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: Replace normalizer supports only a String pattern "
-                      "with a content", tok->name);
+      return nllm_err(NLLM_ERR_UNSUPPORTED,
+                      "%s: Replace normalizer supports only a String pattern "
+                      "with a content",
+                      tok->name);
     return tok_add_norm(tok, NORM_REPLACE, from, strlen(from), to, strlen(to));
   }
   return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: normalizer type '%s' is not supported", tok->name, t);
@@ -118,7 +121,8 @@ static nllm_status add_pre(nllm_tokenizer *tok, const cJSON *p) {
     const char *re = jstr(pat, "Regex"), *lit = jstr(pat, "String");
     int b = split_behavior(jstr(p, "behavior"));
     if (b < 0)
-      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: Split behavior '%s' is not supported", tok->name, jstr(p, "behavior"));
+      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: Split behavior '%s' is not supported", tok->name,
+                      jstr(p, "behavior"));
     if (re) return tok_add_pre_regex(tok, re, b, jbool(p, "invert", 0));
     if (lit) {
       char *r = literal_regex(lit);
@@ -127,38 +131,45 @@ static nllm_status add_pre(nllm_tokenizer *tok, const cJSON *p) {
       free(r);
       return st;
     }
-    return nllm_err(NLLM_ERR_FORMAT, "%s: Split pre-tokenizer without a Regex or String pattern", tok->name);
+    return nllm_err(NLLM_ERR_FORMAT, "%s: Split pre-tokenizer without a Regex or String pattern",
+                    tok->name);
   }
   if (!strcmp(t, "ByteLevel")) {
     tok->byte_level = 1;
     nllm_status st = NLLM_OK;
     if (jbool(p, "add_prefix_space", 0)) {
-      if (tok->n_pres >= TOK_MAX_PRE) return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: too many pre-tokenizers", tok->name);
+      if (tok->n_pres >= TOK_MAX_PRE)
+        return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: too many pre-tokenizers", tok->name);
       memset(&tok->pres[tok->n_pres], 0, sizeof tok->pres[0]);
       tok->pres[tok->n_pres++].kind = PRE_ADD_PREFIX_SPACE;
     }
-    if (jbool(p, "use_regex", 1)) st = tok_add_pre_regex(tok, HF_BYTELEVEL_REGEX, SPLIT_ISOLATED, 0);
+    if (jbool(p, "use_regex", 1))
+      st = tok_add_pre_regex(tok, HF_BYTELEVEL_REGEX, SPLIT_ISOLATED, 0);
     return st;
   }
   if (!strcmp(t, "Digits"))
-    return tok_add_pre_regex(tok, jbool(p, "individual_digits", 0) ? "\\p{N}" : "\\p{N}+", SPLIT_ISOLATED, 0);
+    return tok_add_pre_regex(tok, jbool(p, "individual_digits", 0) ? "\\p{N}" : "\\p{N}+",
+                             SPLIT_ISOLATED, 0);
   if (!strcmp(t, "WhitespaceSplit")) return tok_add_pre_regex(tok, "\\s+", SPLIT_REMOVED, 0);
   if (!strcmp(t, "Whitespace")) return tok_add_pre_regex(tok, "\\w+|[^\\w\\s]+", SPLIT_REMOVED, 1);
   if (!strcmp(t, "Metaspace")) {
-    if (tok->n_pres >= TOK_MAX_PRE) return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: too many pre-tokenizers", tok->name);
+    if (tok->n_pres >= TOK_MAX_PRE)
+      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: too many pre-tokenizers", tok->name);
     tok_pre *m = &tok->pres[tok->n_pres];
     memset(m, 0, sizeof *m);
     m->kind = PRE_METASPACE;
     const char *r = jstr(p, "replacement");
     if (!r) r = "\xe2\x96\x81";
     size_t rl = strlen(r);
-    if (rl == 0 || rl > 4) return nllm_err(NLLM_ERR_FORMAT, "%s: Metaspace replacement of %zu bytes", tok->name, rl);
+    if (rl == 0 || rl > 4)
+      return nllm_err(NLLM_ERR_FORMAT, "%s: Metaspace replacement of %zu bytes", tok->name, rl);
     memcpy(m->repl, r, rl);
     m->repl_len = (int)rl;
     const char *scheme = jstr(p, "prepend_scheme");
     if (scheme) {
-      m->prepend_scheme = !strcmp(scheme, "first") ? PREPEND_FIRST : !strcmp(scheme, "never") ? PREPEND_NEVER
-                                                                                              : PREPEND_ALWAYS;
+      m->prepend_scheme = !strcmp(scheme, "first")   ? PREPEND_FIRST
+                          : !strcmp(scheme, "never") ? PREPEND_NEVER
+                                                     : PREPEND_ALWAYS;
     } else {
       m->prepend_scheme = jbool(p, "add_prefix_space", 1) ? PREPEND_ALWAYS : PREPEND_NEVER;
     }
@@ -167,7 +178,8 @@ static nllm_status add_pre(nllm_tokenizer *tok, const cJSON *p) {
     if (m->prepend_scheme != PREPEND_NEVER) tok->strip_leading_space = 1;
     return NLLM_OK;
   }
-  return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: pre-tokenizer type '%s' is not supported", tok->name, t);
+  return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: pre-tokenizer type '%s' is not supported", tok->name,
+                  t);
 }
 
 /* Decoders change nothing we compute per token except the leading-space rule. */
@@ -180,10 +192,12 @@ static void scan_decoder(nllm_tokenizer *tok, const cJSON *d) {
   } else if (!strcmp(t, "Strip")) {
     const char *c = jstr(d, "content");
     const cJSON *start = cJSON_GetObjectItemCaseSensitive(d, "start");
-    if (c && !strcmp(c, " ") && cJSON_IsNumber(start) && start->valueint >= 1) tok->strip_leading_space = 1;
+    if (c && !strcmp(c, " ") && cJSON_IsNumber(start) && start->valueint >= 1)
+      tok->strip_leading_space = 1;
   } else if (!strcmp(t, "Metaspace")) {
     const char *scheme = jstr(d, "prepend_scheme");
-    if (scheme ? strcmp(scheme, "never") != 0 : jbool(d, "add_prefix_space", 1)) tok->strip_leading_space = 1;
+    if (scheme ? strcmp(scheme, "never") != 0 : jbool(d, "add_prefix_space", 1))
+      tok->strip_leading_space = 1;
   }
 }
 
@@ -200,14 +214,16 @@ static int32_t template_special(const nllm_tokenizer *tok, const tok_strmap *tm,
   const cJSON *map = cJSON_GetObjectItemCaseSensitive(pp, "special_tokens");
   const cJSON *ent = name ? cJSON_GetObjectItemCaseSensitive(map, name) : NULL;
   const cJSON *ids = cJSON_GetObjectItemCaseSensitive(ent, "ids");
-  if (cJSON_IsArray(ids) && cJSON_GetArraySize(ids) >= 1 && cJSON_IsNumber(cJSON_GetArrayItem(ids, 0))) {
+  if (cJSON_IsArray(ids) && cJSON_GetArraySize(ids) >= 1 &&
+      cJSON_IsNumber(cJSON_GetArrayItem(ids, 0))) {
     int v = cJSON_GetArrayItem(ids, 0)->valueint;
     return v >= 0 && v < tok->n_vocab ? v : -1;
   }
   return lookup(tok, tm, name);
 }
 
-static nllm_status load_hf(nllm_tokenizer **out, const char *path, const cJSON *root, const cJSON *cfg) {
+static nllm_status load_hf(nllm_tokenizer **out, const char *path, const cJSON *root,
+                           const cJSON *cfg) {
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
   const char *mtype = jstr(model, "type");
   const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
@@ -217,10 +233,14 @@ static nllm_status load_hf(nllm_tokenizer **out, const char *path, const cJSON *
   if (!mtype || strcmp(mtype, "BPE") != 0)
     return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: model type '%s' is not supported (only BPE)", path,
                     mtype ? mtype : "(none)");
-  if (!cJSON_IsObject(vocab)) return nllm_err(NLLM_ERR_FORMAT, "%s: model.vocab is not an object", path);
-  const char *cont = jstr(model, "continuing_subword_prefix"), *eow = jstr(model, "end_of_word_suffix");
+  if (!cJSON_IsObject(vocab))
+    return nllm_err(NLLM_ERR_FORMAT, "%s: model.vocab is not an object", path);
+  const char *cont = jstr(model, "continuing_subword_prefix"),
+             *eow = jstr(model, "end_of_word_suffix");
   if ((cont && *cont) || (eow && *eow))
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: BPE with continuing_subword_prefix/end_of_word_suffix is not supported", path);
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: BPE with continuing_subword_prefix/end_of_word_suffix is not supported",
+                    path);
 
   int64_t max_id = -1;
   const cJSON *it;
@@ -231,18 +251,23 @@ static nllm_status load_hf(nllm_tokenizer **out, const char *path, const cJSON *
   }
   cJSON_ArrayForEach(it, added) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
-    if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > INT32_MAX / 2 || !jstr(it, "content"))
-      return nllm_err(NLLM_ERR_FORMAT, "%s: added_tokens entry without a valid id and content", path);
+    if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > INT32_MAX / 2 ||
+        !jstr(it, "content"))
+      return nllm_err(NLLM_ERR_FORMAT, "%s: added_tokens entry without a valid id and content",
+                      path);
     if ((int64_t)id->valuedouble > max_id) max_id = (int64_t)id->valuedouble;
   }
   if (max_id < 0) return nllm_err(NLLM_ERR_FORMAT, "%s: empty vocabulary", path);
   /* The token table is sized by the largest id, so a few bytes of JSON naming id 10^9 would
    * cost gigabytes. Real files are dense (a few reserved holes at most). */
-  int64_t n_entries = cJSON_GetArraySize(vocab) + (cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0);
+  int64_t n_entries =
+      cJSON_GetArraySize(vocab) + (cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0);
   if (max_id >= 2 * n_entries + 1024)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: largest token id %lld is far beyond the %lld tokens "
-                    "defined (the id space may have at most %lld entries)", path,
-                    (long long)max_id, (long long)n_entries, (long long)(2 * n_entries + 1024));
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: largest token id %lld is far beyond the %lld tokens "
+                    "defined (the id space may have at most %lld entries)",
+                    path, (long long)max_id, (long long)n_entries,
+                    (long long)(2 * n_entries + 1024));
 
   nllm_tokenizer *tok = tok_alloc(path, (int32_t)(max_id + 1));
   if (!tok) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", path);
@@ -254,15 +279,18 @@ static nllm_status load_hf(nllm_tokenizer **out, const char *path, const cJSON *
   tok->fuse_unk = jbool(model, "fuse_unk", 0);
   for (int32_t i = 0; i < tok->n_vocab; i++) tok->tokens[i].type = TT_UNUSED;
   cJSON_ArrayForEach(it, vocab) {
-    if ((st = tok_set_token(tok, (int32_t)it->valuedouble, it->string, strlen(it->string), 0.0f, TT_NORMAL)))
+    if ((st = tok_set_token(tok, (int32_t)it->valuedouble, it->string, strlen(it->string), 0.0f,
+                            TT_NORMAL)))
       return st;
   }
   cJSON_ArrayForEach(it, added) {
     const char *c = jstr(it, "content");
     int32_t id = (int32_t)cJSON_GetObjectItemCaseSensitive(it, "id")->valuedouble;
-    if ((st = tok_set_token(tok, id, c, strlen(c), 0.0f, jbool(it, "special", 0) ? TT_CONTROL : TT_USER)))
+    if ((st = tok_set_token(tok, id, c, strlen(c), 0.0f,
+                            jbool(it, "special", 0) ? TT_CONTROL : TT_USER)))
       return st;
-    tok->tokens[id].flags = (uint8_t)((jbool(it, "lstrip", 0) ? TF_LSTRIP : 0) | (jbool(it, "rstrip", 0) ? TF_RSTRIP : 0));
+    tok->tokens[id].flags = (uint8_t)((jbool(it, "lstrip", 0) ? TF_LSTRIP : 0) |
+                                      (jbool(it, "rstrip", 0) ? TF_RSTRIP : 0));
   }
 
   if ((st = add_normalizer(tok, cJSON_GetObjectItemCaseSensitive(root, "normalizer"))) ||
@@ -287,7 +315,8 @@ static nllm_status load_hf(nllm_tokenizer **out, const char *path, const cJSON *
       }
       a = tok_map_find(tok, &tm, s, (size_t)(sp - s));
       b = tok_map_find(tok, &tm, sp + 1, strlen(sp + 1));
-    } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 && cJSON_IsString(cJSON_GetArrayItem(it, 0)) &&
+    } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 &&
+               cJSON_IsString(cJSON_GetArrayItem(it, 0)) &&
                cJSON_IsString(cJSON_GetArrayItem(it, 1))) {
       a = lookup(tok, &tm, cJSON_GetArrayItem(it, 0)->valuestring);
       b = lookup(tok, &tm, cJSON_GetArrayItem(it, 1)->valuestring);
@@ -303,14 +332,17 @@ static nllm_status load_hf(nllm_tokenizer **out, const char *path, const cJSON *
   const char *unk = jstr(model, "unk_token");
   if (!unk) unk = config_token(cfg, "unk_token");
   tok->special[NLLM_TOKEN_UNK] = lookup(tok, &tm, unk);
-  if (tok->special[NLLM_TOKEN_UNK] >= 0 && tok->tokens[tok->special[NLLM_TOKEN_UNK]].type == TT_NORMAL)
+  if (tok->special[NLLM_TOKEN_UNK] >= 0 &&
+      tok->tokens[tok->special[NLLM_TOKEN_UNK]].type == TT_NORMAL)
     tok->tokens[tok->special[NLLM_TOKEN_UNK]].type = TT_UNKNOWN;
   const char *bos = config_token(cfg, "bos_token"), *eos = config_token(cfg, "eos_token");
   tok->special[NLLM_TOKEN_BOS] = lookup(tok, &tm, bos);
   tok->special[NLLM_TOKEN_EOS] = lookup(tok, &tm, eos);
   tok->special[NLLM_TOKEN_PAD] = lookup(tok, &tm, config_token(cfg, "pad_token"));
-  static const char *const eot_names[] = {"<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>", "<|EOT|>"};
-  for (size_t k = 0; k < sizeof eot_names / sizeof *eot_names && tok->special[NLLM_TOKEN_EOT] < 0; k++) {
+  static const char *const eot_names[] = {"<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>",
+                                          "<|EOT|>"};
+  for (size_t k = 0; k < sizeof eot_names / sizeof *eot_names && tok->special[NLLM_TOKEN_EOT] < 0;
+       k++) {
     int32_t id = lookup(tok, &tm, eot_names[k]);
     if (id >= 0 && tok->tokens[id].type == TT_CONTROL) tok->special[NLLM_TOKEN_EOT] = id;
   }
@@ -334,8 +366,10 @@ static nllm_status load_hf(nllm_tokenizer **out, const char *path, const cJSON *
     }
   }
   const cJSON *abos = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
-  if (cJSON_IsBool(abos)) tok->add_bos = cJSON_IsTrue(abos);
-  else if (tmpl_bos) tok->add_bos = 1;
+  if (cJSON_IsBool(abos))
+    tok->add_bos = cJSON_IsTrue(abos);
+  else if (tmpl_bos)
+    tok->add_bos = 1;
   else /* Llama 3 style: a distinct BOS is named but no template says so */
     tok->add_bos = bos && (!eos || strcmp(bos, eos) != 0) && tok->special[NLLM_TOKEN_BOS] >= 0;
   const cJSON *aeos = cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token");

@@ -76,8 +76,8 @@ typedef struct tok_pre {
 #define TOK_MAX_PRE 8
 
 struct nllm_tokenizer {
-  char *name; /* file path, for messages */
-  int model;  /* MODEL_SPM or MODEL_BPE */
+  char *name;        /* file path, for messages */
+  int model;         /* MODEL_SPM or MODEL_BPE */
   int byte_level;    /* GPT-2 bytes_to_unicode vocabulary */
   int byte_fallback; /* <0xNN> tokens for pieces outside the vocab */
   int ignore_merges; /* a word that is itself a token is not merged (Llama 3) */

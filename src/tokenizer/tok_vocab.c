@@ -77,13 +77,14 @@ uint32_t tok_store(nllm_tokenizer *tok, const char *s, size_t len) {
 nllm_status tok_set_token(nllm_tokenizer *tok, int32_t id, const char *text, size_t len,
                           float score, int type) {
   if (id < 0 || id >= tok->n_vocab)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: token id %d outside the vocabulary of %d", tok->name,
-                    id, tok->n_vocab);
+    return nllm_err(NLLM_ERR_FORMAT, "%s: token id %d outside the vocabulary of %d", tok->name, id,
+                    tok->n_vocab);
   if (len > 65536)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: token %d is %zu bytes long (limit 65536)", tok->name,
-                    id, len);
+    return nllm_err(NLLM_ERR_FORMAT, "%s: token %d is %zu bytes long (limit 65536)", tok->name, id,
+                    len);
   uint32_t off = tok_store(tok, text, len);
-  if (off == UINT32_MAX) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory storing tokens", tok->name);
+  if (off == UINT32_MAX)
+    return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory storing tokens", tok->name);
   tok_entry *e = &tok->tokens[id];
   e->text_off = off;
   e->text_len = (uint32_t)len;
@@ -124,7 +125,8 @@ static nllm_status map_build(const nllm_tokenizer *tok, tok_strmap *m, int use_p
   uint32_t cap = 64;
   while (cap < (uint32_t)tok->n_vocab * 2u + 2u) cap *= 2;
   m->slots = nllm_malloc((size_t)cap * sizeof *m->slots);
-  if (!m->slots) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for the vocabulary map", tok->name);
+  if (!m->slots)
+    return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for the vocabulary map", tok->name);
   memset(m->slots, 0xff, (size_t)cap * sizeof *m->slots);
   m->mask = cap - 1;
   m->use_piece = use_piece;
@@ -165,7 +167,8 @@ nllm_status tok_merges_alloc(nllm_tokenizer *tok, size_t n_merges) {
   while (cap < n_merges * 2 + 2 && cap < (1u << 31)) cap *= 2;
   free(tok->merges);
   tok->merges = nllm_malloc((size_t)cap * sizeof *tok->merges);
-  if (!tok->merges) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for %zu merges", tok->name, n_merges);
+  if (!tok->merges)
+    return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for %zu merges", tok->name, n_merges);
   for (uint32_t i = 0; i < cap; i++) tok->merges[i].key = UINT64_MAX;
   tok->merges_mask = cap - 1;
   return NLLM_OK;
@@ -223,16 +226,19 @@ nllm_status tok_add_norm(nllm_tokenizer *tok, int kind, const char *from, size_t
 
 nllm_status tok_add_pre_regex(nllm_tokenizer *tok, const char *pattern, int behavior, int invert) {
   if (tok->n_pres >= TOK_MAX_PRE)
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: more than %d pre-tokenizer steps", tok->name, TOK_MAX_PRE);
+    return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: more than %d pre-tokenizer steps", tok->name,
+                    TOK_MAX_PRE);
   int errc;
   PCRE2_SIZE erroff;
-  pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-                                 PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &errc, &erroff, NULL);
+  pcre2_code *re =
+      pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                    PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &errc, &erroff, NULL);
   if (!re) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(errc, msg, sizeof msg);
-    return nllm_err(NLLM_ERR_FORMAT, "%s: pre-tokenizer regex '%s' does not compile at offset %zu: %s",
-                    tok->name, pattern, (size_t)erroff, (const char *)msg);
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: pre-tokenizer regex '%s' does not compile at offset %zu: %s", tok->name,
+                    pattern, (size_t)erroff, (const char *)msg);
   }
   tok_pre *p = &tok->pres[tok->n_pres++];
   memset(p, 0, sizeof *p);
@@ -298,7 +304,9 @@ int tok_utf8_decode(const char *str, size_t len, uint32_t *cp) {
   switch (n) {
     case 1: *cp = s[0]; return 1;
     case 2: *cp = ((uint32_t)(s[0] & 0x1F) << 6) | (s[1] & 0x3F); return 2;
-    case 3: *cp = ((uint32_t)(s[0] & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F); return 3;
+    case 3:
+      *cp = ((uint32_t)(s[0] & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+      return 3;
     case 4:
       *cp = ((uint32_t)(s[0] & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) |
             ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
@@ -309,15 +317,25 @@ int tok_utf8_decode(const char *str, size_t len, uint32_t *cp) {
 
 int tok_utf8_encode(uint32_t cp, char *out) {
   uint8_t *o = (uint8_t *)out;
-  if (cp < 0x80) { o[0] = (uint8_t)cp; return 1; }
-  if (cp < 0x800) { o[0] = (uint8_t)(0xC0 | (cp >> 6)); o[1] = (uint8_t)(0x80 | (cp & 0x3F)); return 2; }
+  if (cp < 0x80) {
+    o[0] = (uint8_t)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    o[0] = (uint8_t)(0xC0 | (cp >> 6));
+    o[1] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 2;
+  }
   if (cp < 0x10000) {
-    o[0] = (uint8_t)(0xE0 | (cp >> 12)); o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+    o[0] = (uint8_t)(0xE0 | (cp >> 12));
+    o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
     o[2] = (uint8_t)(0x80 | (cp & 0x3F));
     return 3;
   }
-  o[0] = (uint8_t)(0xF0 | (cp >> 18)); o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-  o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (uint8_t)(0x80 | (cp & 0x3F));
+  o[0] = (uint8_t)(0xF0 | (cp >> 18));
+  o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+  o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+  o[3] = (uint8_t)(0x80 | (cp & 0x3F));
   return 4;
 }
 
@@ -329,8 +347,10 @@ static int parse_byte_token(const char *s, size_t len) {
   int v = 0;
   for (int i = 3; i < 5; i++) {
     char c = s[i];
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10
-            : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                   : -1;
     if (d < 0) return -1;
     v = v * 16 + d;
   }
@@ -373,7 +393,8 @@ static nllm_status compute_piece(nllm_tokenizer *tok, int32_t id, char **scratch
     int l = tok_utf8_decode(t + i, n - i, &cp);
     if (tok->byte_level) {
       int b = tok_utf8_valid_len(t + i, n - i) ? tok_cp_to_byte(cp) : -1;
-      if (b >= 0) o[k++] = (char)b;
+      if (b >= 0)
+        o[k++] = (char)b;
       else {
         memcpy(o + k, t + i, (size_t)l);
         k += (size_t)l;
@@ -470,7 +491,8 @@ nllm_status tok_finalize(nllm_tokenizer *tok) {
       if (!keep_for_model(e)) continue;
       const char *t = tok_text(tok, id);
       for (uint32_t i = 1; i + 3 <= e->text_len; i++) {
-        if (memcmp(t + i, "\xe2\x96\x81", 3) == 0 && (i < 3 || memcmp(t + i - 3, "\xe2\x96\x81", 3) != 0)) {
+        if (memcmp(t + i, "\xe2\x96\x81", 3) == 0 &&
+            (i < 3 || memcmp(t + i - 3, "\xe2\x96\x81", 3) != 0)) {
           tok->split_metaspace = 0;
           break;
         }
@@ -504,8 +526,9 @@ nllm_status tok_finalize(nllm_tokenizer *tok) {
   tok->eog = nllm_calloc((size_t)(tok->n_vocab > 0 ? tok->n_vocab : 1), 1);
   if (!tok->eog) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", tok->name);
   static const char *const eog_texts[] = {
-      "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-      "<EOT>", "<|end_of_text|>", "<｜end▁of▁sentence｜>", "<|EOT|>", "</s>",
+      "<|eot_id|>", "<|im_end|>", "<|end|>",         "<end_of_turn>",         "<|endoftext|>",
+      "<|eom_id|>", "<EOT>",      "<|end_of_text|>", "<｜end▁of▁sentence｜>", "<|EOT|>",
+      "</s>",
   };
   for (int32_t id = 0; id < tok->n_vocab; id++) {
     const tok_entry *e = &tok->tokens[id];
@@ -539,7 +562,9 @@ void nllm_tokenizer_free(nllm_tokenizer *tok) {
   free(tok);
 }
 
-int32_t nllm_tokenizer_n_vocab(const nllm_tokenizer *tok) { return tok->n_vocab; }
+int32_t nllm_tokenizer_n_vocab(const nllm_tokenizer *tok) {
+  return tok->n_vocab;
+}
 
 nllm_token nllm_tokenizer_special(const nllm_tokenizer *tok, int32_t which) {
   if (which < 0 || which >= 6) return -1;
@@ -554,4 +579,6 @@ int nllm_tokenizer_adds_bos(const nllm_tokenizer *tok) {
   return tok->add_bos && tok->special[NLLM_TOKEN_BOS] >= 0;
 }
 
-const char *nllm_tokenizer_chat_template(const nllm_tokenizer *tok) { return tok->chat_template; }
+const char *nllm_tokenizer_chat_template(const nllm_tokenizer *tok) {
+  return tok->chat_template;
+}

@@ -20,7 +20,8 @@ int32_t nllm_tokenizer_n_vocab(const nllm_tokenizer *tok);
 /* NLLM_TOKEN_BOS ... from nativellm.h; -1 if none. */
 nllm_token nllm_tokenizer_special(const nllm_tokenizer *tok, int32_t which);
 int nllm_tokenizer_is_eog(const nllm_tokenizer *tok, nllm_token id);
-/* Whether encode with add_bos=1 prepends BOS (tokenizer.ggml.add_bos_token or the model default). */
+/* Whether encode with add_bos=1 prepends BOS (tokenizer.ggml.add_bos_token or the model default).
+ */
 int nllm_tokenizer_adds_bos(const nllm_tokenizer *tok);
 
 /* Same contracts as nllm_tokenize / nllm_token_to_piece / nllm_detokenize in nativellm.h. */
@@ -46,8 +47,9 @@ nllm_status nllm_tokenizer_chat_format(const nllm_tokenizer *tok, const nllm_cha
  * "gemma", "phi3", "deepseek", "deepseek3"), e.g. for a --chat-template option. The text never
  * contains the leading BOS: tokenize it with add_bos = 1 and parse_special = 1. cap must hold
  * *n_out + 1 bytes (the NUL). */
-nllm_status nllm_chat_format_template(const char *tmpl, const nllm_chat_message *messages, int32_t n,
-                                      int add_assistant, char *buf, int32_t cap, int32_t *n_out);
+nllm_status nllm_chat_format_template(const char *tmpl, const nllm_chat_message *messages,
+                                      int32_t n, int add_assistant, char *buf, int32_t cap,
+                                      int32_t *n_out);
 
 /* Streaming detokenizer for generation: push ids one at a time and get back only complete UTF-8.
  * An incomplete multi-byte sequence at the end of a piece is held until the next pieces complete

@@ -11,15 +11,15 @@
 #include "qtypes.h"
 
 static int passed, failed;
-#define CHECK(cond, ...)                 \
-  do {                                   \
-    if (cond) {                          \
-      passed++;                          \
-    } else {                             \
-      failed++;                          \
-      printf("FAIL: " __VA_ARGS__);      \
-      printf("\n");                      \
-    }                                    \
+#define CHECK(cond, ...)            \
+  do {                              \
+    if (cond) {                     \
+      passed++;                     \
+    } else {                        \
+      failed++;                     \
+      printf("FAIL: " __VA_ARGS__); \
+      printf("\n");                 \
+    }                               \
   } while (0)
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -33,16 +33,19 @@ static float frand(void) {
 static void fill(float *x, int64_t n, int kind) {
   for (int64_t i = 0; i < n; i++) {
     float g = frand() + frand() + frand();
-    x[i] = kind == 0 ? g : kind == 1 ? 0 : kind == 2 ? 1e3f * frand() : (i % 37 == 0 ? 50 * frand() : 0.01f * g);
+    x[i] = kind == 0   ? g
+           : kind == 1 ? 0
+           : kind == 2 ? 1e3f * frand()
+                       : (i % 37 == 0 ? 50 * frand() : 0.01f * g);
   }
 }
 
 int main(void) {
   printf("cpu: %s\n", nllm_cpu_features());
-  static const int32_t types[] = {NLLM_TYPE_F32,  NLLM_TYPE_F16,  NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,
-                                  NLLM_TYPE_Q4_0, NLLM_TYPE_Q4_1, NLLM_TYPE_Q5_0, NLLM_TYPE_Q5_1,
-                                  NLLM_TYPE_Q8_1, NLLM_TYPE_Q2_K, NLLM_TYPE_Q3_K, NLLM_TYPE_Q4_K,
-                                  NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K, NLLM_TYPE_Q8_K, NLLM_TYPE_IQ4_NL,
+  static const int32_t types[] = {NLLM_TYPE_F32,   NLLM_TYPE_F16,  NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,
+                                  NLLM_TYPE_Q4_0,  NLLM_TYPE_Q4_1, NLLM_TYPE_Q5_0, NLLM_TYPE_Q5_1,
+                                  NLLM_TYPE_Q8_1,  NLLM_TYPE_Q2_K, NLLM_TYPE_Q3_K, NLLM_TYPE_Q4_K,
+                                  NLLM_TYPE_Q5_K,  NLLM_TYPE_Q6_K, NLLM_TYPE_Q8_K, NLLM_TYPE_IQ4_NL,
                                   NLLM_TYPE_IQ4_XS};
   static const int64_t lens[] = {256, 768, 4096};
   for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
@@ -52,7 +55,8 @@ int main(void) {
     const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
       int64_t n = lens[li];
-      float *x = malloc(4 * (size_t)n), *y = malloc(4 * (size_t)n), *a = malloc(4 * (size_t)n), *b = malloc(4 * (size_t)n);
+      float *x = malloc(4 * (size_t)n), *y = malloc(4 * (size_t)n), *a = malloc(4 * (size_t)n),
+            *b = malloc(4 * (size_t)n);
       size_t ws = nllm_row_size(q->type, n), ys = nllm_row_size(vq->type, n);
       uint8_t *w = malloc(ws), *w2 = malloc(ws), *yq = malloc(ys), *yq2 = malloc(ys);
       for (int kind = 0; kind < 4; kind++) {
@@ -69,10 +73,12 @@ int main(void) {
           maxd = fmax(maxd, fabs((double)a[i] - b[i]));
         }
         /* same products of scale and level; only the association of scales may differ */
-        CHECK(maxd <= 2 * FLT_EPSILON * amax, "%s to_float n %lld kind %d: diff %g", q->name, (long long)n, kind, maxd);
+        CHECK(maxd <= 2 * FLT_EPSILON * amax, "%s to_float n %lld kind %d: diff %g", q->name,
+              (long long)n, kind, maxd);
         vq->from_float_ref(y, yq, n);
         vq->from_float(y, yq2, n);
-        CHECK(!memcmp(yq, yq2, ys), "%s activation quantize n %lld kind %d", vq->name, (long long)n, kind);
+        CHECK(!memcmp(yq, yq2, ys), "%s activation quantize n %lld kind %d", vq->name, (long long)n,
+              kind);
         vq->to_float_ref(yq, b, n);
         double sumabs = 0;
         for (int64_t i = 0; i < n; i++) sumabs += fabs((double)a[i] * b[i]);
@@ -82,9 +88,17 @@ int main(void) {
         /* integer block sums are exact in both; float summation order differs: bound
          * (n + 4) eps sum|terms| */
         CHECK(fabs((double)s_ref - s_neon) <= (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30,
-              "%s vec_dot n %lld kind %d: ref %.9g neon %.9g", q->name, (long long)n, kind, s_ref, s_neon);
+              "%s vec_dot n %lld kind %d: ref %.9g neon %.9g", q->name, (long long)n, kind, s_ref,
+              s_neon);
       }
-      free(x); free(y); free(a); free(b); free(w); free(w2); free(yq); free(yq2);
+      free(x);
+      free(y);
+      free(a);
+      free(b);
+      free(w);
+      free(w2);
+      free(yq);
+      free(yq2);
     }
     /* four-row dot: four different rows, odd block counts, rows further apart than their size */
     static const int64_t lens4[] = {32, 160, 1056};
@@ -109,15 +123,21 @@ int main(void) {
         double sumabs = 0;
         for (int64_t i = 0; i < n; i++) sumabs += fabs((double)a[i] * y[i]);
         CHECK(fabs((double)s_ref - s4[r]) <= (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30,
-              "%s vec_dot4 n %lld row %d: ref %.9g neon %.9g", q->name, (long long)n, r, s_ref, s4[r]);
+              "%s vec_dot4 n %lld row %d: ref %.9g neon %.9g", q->name, (long long)n, r, s_ref,
+              s4[r]);
       }
-      free(x); free(y); free(a); free(w); free(yq);
+      free(x);
+      free(y);
+      free(a);
+      free(w);
+      free(yq);
     }
     /* matmul (several tokens, 2 threads) against the scalar path */
     int64_t rows = 37, cols = 512, nt = 5;
     size_t rs = nllm_row_size(q->type, cols);
     uint8_t *W = malloc(rs * (size_t)rows);
-    float *xf = malloc(4 * (size_t)(cols * nt)), *y1 = malloc(4 * (size_t)(rows * nt)), *y2 = malloc(4 * (size_t)(rows * nt));
+    float *xf = malloc(4 * (size_t)(cols * nt)), *y1 = malloc(4 * (size_t)(rows * nt)),
+          *y2 = malloc(4 * (size_t)(rows * nt));
     for (int64_t r = 0; r < rows; r++) {
       fill(xf, cols, 0);
       q->from_float_ref(xf, W + (size_t)r * rs, cols);
@@ -134,7 +154,11 @@ int main(void) {
       mx = fmax(mx, fabs((double)y2[i]));
     }
     CHECK(md <= 1e-4 * (mx + 1), "%s matmul neon vs scalar: max diff %g (max %g)", q->name, md, mx);
-    free(W); free(xf); free(y1); free(y2); free(wd);
+    free(W);
+    free(xf);
+    free(y1);
+    free(y2);
+    free(wd);
   }
   float v1[100], v2[100];
   fill(v1, 100, 0);

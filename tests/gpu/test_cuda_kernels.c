@@ -40,15 +40,15 @@ static void check(int ok, const char *fmt, ...) {
   va_end(ap);
 }
 
-#define TRY(call)                                                                        \
-  do {                                                                                   \
-    nllm_status st_ = (call);                                                            \
-    if (st_ != NLLM_OK) {                                                                \
-      printf("FAIL: %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call,                   \
-             nllm_status_name(st_), nllm_last_error());                                  \
-      n_fail++;                                                                          \
-      return;                                                                            \
-    }                                                                                    \
+#define TRY(call)                                                                             \
+  do {                                                                                        \
+    nllm_status st_ = (call);                                                                 \
+    if (st_ != NLLM_OK) {                                                                     \
+      printf("FAIL: %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call, nllm_status_name(st_), \
+             nllm_last_error());                                                              \
+      n_fail++;                                                                               \
+      return;                                                                                 \
+    }                                                                                         \
   } while (0)
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -88,7 +88,8 @@ static float *from_dev(const float *d, int64_t n) {
 }
 
 /* max over i of |a - b| / (atol + rtol * |b|); <= 1 passes */
-static double worst(const float *a, const float *b, int64_t n, double atol, double rtol, int64_t *at) {
+static double worst(const float *a, const float *b, int64_t n, double atol, double rtol,
+                    int64_t *at) {
   double w = 0;
   *at = 0;
   for (int64_t i = 0; i < n; i++) {
@@ -104,11 +105,13 @@ static double worst(const float *a, const float *b, int64_t n, double atol, doub
 /* ---------------------------------------------------------------- weights and matmul */
 
 static const int32_t weight_types[] = {
-    NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K, NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K,
-    NLLM_TYPE_F16,  NLLM_TYPE_F32,  NLLM_TYPE_BF16, NLLM_TYPE_Q4_1, NLLM_TYPE_Q5_0,
+    NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K, NLLM_TYPE_Q5_K,   NLLM_TYPE_Q6_K,
+    NLLM_TYPE_F16,  NLLM_TYPE_F32,  NLLM_TYPE_BF16, NLLM_TYPE_Q4_1,   NLLM_TYPE_Q5_0,
     NLLM_TYPE_Q5_1, NLLM_TYPE_Q2_K, NLLM_TYPE_Q3_K, NLLM_TYPE_IQ4_NL, NLLM_TYPE_IQ4_XS};
 
-static float f16_round(float x) { return nllm_fp16_to_fp32(nllm_fp32_to_fp16(x)); }
+static float f16_round(float x) {
+  return nllm_fp16_to_fp32(nllm_fp32_to_fp16(x));
+}
 
 static void test_weight_type(int32_t type, int64_t rows, int64_t cols) {
   const nllm_qtype *q = nllm_qtype_get(type);
@@ -170,7 +173,7 @@ static void test_weight_type(int32_t type, int64_t rows, int64_t cols) {
     fill(x, n * cols, 1.0f);
     if (n > 1)
       for (int64_t c = 0; c < cols; c++) x[1 * cols + c] = 0.0f; /* an all-zero token */
-    x[0] = 300.0f;                                                /* an outlier */
+    x[0] = 300.0f;                                               /* an outlier */
     float *dx = to_dev(x, n * cols), *dy = dalloc((size_t)(n * rows) * sizeof(float));
     TRY(nllm_cuda_matmul(cu, dy, &dw, dx, n));
     float *y = from_dev(dy, n * rows);
@@ -195,8 +198,8 @@ static void test_weight_type(int32_t type, int64_t rows, int64_t cols) {
             qbound += amax / 127.0 / 2.0 * wsum;
           }
         }
-        const double tol = gemm ? 1.1e-3 * mag + 1e-5 * mag + 1e-6
-                                : 1.05 * qbound + 1e-5 * mag + 1e-6;
+        const double tol =
+            gemm ? 1.1e-3 * mag + 1e-5 * mag + 1e-6 : 1.05 * qbound + 1e-5 * mag + 1e-6;
         const double ratio = fabs((double)y[t * rows + r] - ref) / tol;
         if (!(ratio <= worst_ratio)) {
           worst_ratio = isnan(ratio) ? INFINITY : ratio;
@@ -227,7 +230,8 @@ static void test_rmsnorm(void) {
   static const int64_t ns[] = {4096, 100, 33};
   for (size_t k = 0; k < 3; k++) {
     const int64_t n = ns[k], rows = 5;
-    float *x = malloc((size_t)(n * rows) * 4), *w = malloc((size_t)n * 4), *ref = malloc((size_t)(n * rows) * 4);
+    float *x = malloc((size_t)(n * rows) * 4), *w = malloc((size_t)n * 4),
+          *ref = malloc((size_t)(n * rows) * 4);
     fill(x, n * rows, 3.0f);
     fill(w, n, 1.0f);
     for (int64_t i = 0; i < n; i++) x[2 * n + i] = 0.0f; /* zero row: eps keeps it finite */
@@ -251,14 +255,18 @@ static void test_rmsnorm(void) {
 }
 
 static void test_rope(void) {
-  static const struct { int64_t heads, hd, n_rot; int neox; int32_t pos0; } cs[] = {
-      {4, 64, 64, 0, 0}, {4, 64, 64, 1, 7}, {3, 128, 64, 1, 100000}, {2, 96, 32, 0, 4000}};
+  static const struct {
+    int64_t heads, hd, n_rot;
+    int neox;
+    int32_t pos0;
+  } cs[] = {{4, 64, 64, 0, 0}, {4, 64, 64, 1, 7}, {3, 128, 64, 1, 100000}, {2, 96, 32, 0, 4000}};
   for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
     const int64_t n_tok = 6, stride = cs[k].heads * cs[k].hd + 8; /* padded rows */
     const int64_t half = cs[k].n_rot / 2;
     float *x = malloc((size_t)(n_tok * stride) * 4), *freq = malloc((size_t)half * 4);
     fill(x, n_tok * stride, 2.0f);
-    for (int64_t i = 0; i < half; i++) freq[i] = powf(10000.0f, -2.0f * (float)i / (float)cs[k].n_rot);
+    for (int64_t i = 0; i < half; i++)
+      freq[i] = powf(10000.0f, -2.0f * (float)i / (float)cs[k].n_rot);
     float *dx = to_dev(x, n_tok * stride), *df = to_dev(freq, half);
     TRY(nllm_cuda_rope(cu, dx, n_tok, stride, cs[k].heads, cs[k].hd, cs[k].n_rot, cs[k].pos0, df,
                        cs[k].neox));
@@ -315,7 +323,8 @@ static void test_elementwise(void) {
   out = from_dev(dx, n);
   for (int64_t i = 0; i < n; i++) ref[i] = 3.0f * tanhf(ref[i] / 3.0f);
   e = worst(out, ref, n, 1e-6, 1e-5, &at);
-  check(e <= 1, "softcap: element %lld gpu %g ref %g", (long long)at, (double)out[at], (double)ref[at]);
+  check(e <= 1, "softcap: element %lld gpu %g ref %g", (long long)at, (double)out[at],
+        (double)ref[at]);
   free(out);
   check(nllm_cuda_softcap(cu, dx, 0.0f, n) == NLLM_ERR_INVALID_ARG, "softcap 0 accepted");
   nllm_cuda_dfree(cu, dx);
@@ -337,7 +346,8 @@ static void test_elementwise(void) {
     float *dout = dalloc((size_t)(ntok * 50) * 4);
     TRY(nllm_cuda_glu(cu, dout, 50, dx, dx + 50, nb, 50, ntok, gelu));
     out = from_dev(dout, ntok * 50);
-    for (int64_t t = 0; t < ntok; t++) nllm_glu(ref + t * 50, x + t * nb, x + t * nb + 50, 50, gelu, 1);
+    for (int64_t t = 0; t < ntok; t++)
+      nllm_glu(ref + t * 50, x + t * nb, x + t * nb + 50, 50, gelu, 1);
     e = worst(out, ref, ntok * 50, 1e-6, 1e-5, &at);
     check(e <= 1, "glu fused gelu=%d: element %lld", gelu, (long long)at);
     free(out);
@@ -416,30 +426,52 @@ static void test_attention_case(const att_case *c) {
   const size_t scr = nllm_attention_scratch(n_ctx, c->n_head, c->n_kv, c->hd);
   float *scratch = malloc(scr * 4);
   const float scale = 1.0f / sqrtf((float)c->hd);
-  nllm_attn_args a = {.out = ref, .q = q, .k = kc, .v = vc, .kv_type = c->kv_type,
-                      .n_tok = c->n_tok, .pos0 = c->pos0, .n_head = c->n_head,
-                      .n_head_kv = c->n_kv, .head_dim = c->hd, .scale = scale,
-                      .softcap = c->softcap, .window = c->window, .scratch = scratch,
-                      .scratch_per_thread = scr, .n_threads = 1};
+  nllm_attn_args a = {.out = ref,
+                      .q = q,
+                      .k = kc,
+                      .v = vc,
+                      .kv_type = c->kv_type,
+                      .n_tok = c->n_tok,
+                      .pos0 = c->pos0,
+                      .n_head = c->n_head,
+                      .n_head_kv = c->n_kv,
+                      .head_dim = c->hd,
+                      .scale = scale,
+                      .softcap = c->softcap,
+                      .window = c->window,
+                      .scratch = scratch,
+                      .scratch_per_thread = scr,
+                      .n_threads = 1};
   nllm_attention(&a);
 
   void *dk = dalloc((size_t)(n_ctx * kv_row) * es), *dv = dalloc((size_t)(n_ctx * kv_row) * es);
   TRY(nllm_cuda_upload(cu, dk, kc, (size_t)(n_ctx * kv_row) * es));
   TRY(nllm_cuda_upload(cu, dv, vc, (size_t)(n_ctx * kv_row) * es));
   float *dq = to_dev(q, c->n_tok * q_row), *dout = dalloc((size_t)(c->n_tok * q_row) * 4);
-  nllm_cuda_attn_args g = {.out = dout, .q = dq, .k = dk, .v = dv, .kv_type = c->kv_type,
-                           .n_tok = c->n_tok, .pos0 = c->pos0, .n_head = c->n_head,
-                           .n_head_kv = c->n_kv, .head_dim = c->hd, .scale = scale,
-                           .softcap = c->softcap, .window = c->window};
+  nllm_cuda_attn_args g = {.out = dout,
+                           .q = dq,
+                           .k = dk,
+                           .v = dv,
+                           .kv_type = c->kv_type,
+                           .n_tok = c->n_tok,
+                           .pos0 = c->pos0,
+                           .n_head = c->n_head,
+                           .n_head_kv = c->n_kv,
+                           .head_dim = c->hd,
+                           .scale = scale,
+                           .softcap = c->softcap,
+                           .window = c->window};
   TRY(nllm_cuda_attention(cu, &g));
   float *out = from_dev(dout, c->n_tok * q_row);
   int64_t at;
   /* outputs are convex combinations of V rows (|v| <= 1): absolute error of float softmax */
   double e = worst(out, ref, c->n_tok * q_row, 2e-5, 1e-4, &at);
-  check(e <= 1, "attention heads %lld/%lld hd %lld n_tok %lld pos0 %lld window %d softcap %g %s: "
-        "element %lld gpu %g ref %g", (long long)c->n_head, (long long)c->n_kv, (long long)c->hd,
-        (long long)c->n_tok, (long long)c->pos0, c->window, (double)c->softcap,
-        kt->name, (long long)at, (double)out[at], (double)ref[at]);
+  check(e <= 1,
+        "attention heads %lld/%lld hd %lld n_tok %lld pos0 %lld window %d softcap %g %s: "
+        "element %lld gpu %g ref %g",
+        (long long)c->n_head, (long long)c->n_kv, (long long)c->hd, (long long)c->n_tok,
+        (long long)c->pos0, c->window, (double)c->softcap, kt->name, (long long)at, (double)out[at],
+        (double)ref[at]);
   free(out);
   nllm_cuda_dfree(cu, dk);
   nllm_cuda_dfree(cu, dv);
@@ -460,8 +492,8 @@ static void test_attention(void) {
       {8, 2, 64, 1, 0, 0, 0, NLLM_TYPE_F16},
       {8, 2, 64, 1, 50, 0, 0, NLLM_TYPE_F16},
       {4, 4, 128, 3, 200, 0, 0, NLLM_TYPE_F32},
-      {8, 1, 256, 1, 3000, 0, 0, NLLM_TYPE_F16},  /* many splits */
-      {6, 2, 96, 2, 700, 64, 0, NLLM_TYPE_F16},   /* window */
+      {8, 1, 256, 1, 3000, 0, 0, NLLM_TYPE_F16},   /* many splits */
+      {6, 2, 96, 2, 700, 64, 0, NLLM_TYPE_F16},    /* window */
       {4, 2, 80, 4, 130, 0, 30.0f, NLLM_TYPE_F32}, /* softcap, head_dim not a multiple of 32 */
       /* prompt path (tiled) */
       {8, 2, 64, 37, 0, 0, 0, NLLM_TYPE_F16},
@@ -525,7 +557,8 @@ static void test_graph(void) {
   TRY(nllm_cuda_graph_begin(cu));
   float tmp = 0;
   nllm_status bad = nllm_cuda_download(cu, &tmp, dy, 4);
-  check(bad == NLLM_ERR_INTERNAL || getenv("NLLM_CUDA_GRAPHS"), "download while capturing: %d", bad);
+  check(bad == NLLM_ERR_INTERNAL || getenv("NLLM_CUDA_GRAPHS"), "download while capturing: %d",
+        bad);
   bad = nllm_cuda_softcap(cu, dy, -1.0f, d);
   TRY(nllm_cuda_graph_end(cu, 2, bad == NLLM_OK));
   check(bad == NLLM_ERR_INVALID_ARG, "bad op in capture: status %d", bad);
@@ -562,8 +595,8 @@ static void test_errors(void) {
   st = nllm_cuda_weight_upload(cu, junk, NLLM_TYPE_Q4_K, 1, 100, "bad.cols", &w);
   check(st == NLLM_ERR_UNSUPPORTED && strstr(nllm_last_error(), "bad.cols"),
         "Q4_K with 100 columns: status %d, %s", st, nllm_last_error());
-  nllm_cuda_attn_args a = {.n_tok = 1, .n_head = 4, .n_head_kv = 4, .head_dim = 512,
-                           .kv_type = NLLM_TYPE_F16};
+  nllm_cuda_attn_args a = {
+      .n_tok = 1, .n_head = 4, .n_head_kv = 4, .head_dim = 512, .kv_type = NLLM_TYPE_F16};
   check(nllm_cuda_attention(cu, &a) == NLLM_ERR_UNSUPPORTED, "head_dim 512 accepted");
 }
 

@@ -42,7 +42,8 @@ static void check_type(int64_t cols) {
   const nllm_qtype *qt = nllm_qtype_get(T);
   const int64_t rows = 5;
   const size_t rs = nllm_row_size(T, cols);
-  float *w = (float *)malloc(sizeof(float) * rows * cols), *wr = (float *)malloc(sizeof(float) * rows * cols);
+  float *w = (float *)malloc(sizeof(float) * rows * cols),
+        *wr = (float *)malloc(sizeof(float) * rows * cols);
   float *x = (float *)malloc(sizeof(float) * cols);
   uint8_t *wq = (uint8_t *)malloc(rs * rows);
   int8_t *aq = (int8_t *)aligned_alloc(64, (size_t)cols);
@@ -60,22 +61,24 @@ static void check_type(int64_t cols) {
       float v[8];
       dequant8<T>(wq + r * rs, e0, v);
       for (int i = 0; i < 8; i++)
-        if (fabsf(v[i] - wr[r * cols + e0 + i]) > 1e-6f * fabsf(wr[r * cols + e0 + i]) + 1e-30f) bad_deq++;
+        if (fabsf(v[i] - wr[r * cols + e0 + i]) > 1e-6f * fabsf(wr[r * cols + e0 + i]) + 1e-30f)
+          bad_deq++;
     }
     if constexpr (T != NLLM_TYPE_F16) {
-    /* the dot with the int8 activations must equal the exact dot with their dequantized values */
-    float acc = 0;
-    for (int64_t u = 0; u < cols / unit_info<T>::elems; u++) unit_dot<T, 1>(wq + r * rs, u, aq, ads, cols, &acc);
-    double ref = 0, mag = 0;
-    for (int64_t c = 0; c < cols; c++) {
-      const double xa = (double)ads[c / 32].x * aq[c];
-      ref += (double)wr[r * cols + c] * xa;
-      mag += fabs((double)wr[r * cols + c] * xa);
-    }
-    if (!(fabs(acc - ref) <= 1e-5 * mag + 1e-6)) {
-      bad_dot++;
-      printf("  %s row %lld: unit_dot %g ref %g\n", qt->name, (long long)r, (double)acc, ref);
-    }
+      /* the dot with the int8 activations must equal the exact dot with their dequantized values */
+      float acc = 0;
+      for (int64_t u = 0; u < cols / unit_info<T>::elems; u++)
+        unit_dot<T, 1>(wq + r * rs, u, aq, ads, cols, &acc);
+      double ref = 0, mag = 0;
+      for (int64_t c = 0; c < cols; c++) {
+        const double xa = (double)ads[c / 32].x * aq[c];
+        ref += (double)wr[r * cols + c] * xa;
+        mag += fabs((double)wr[r * cols + c] * xa);
+      }
+      if (!(fabs(acc - ref) <= 1e-5 * mag + 1e-6)) {
+        bad_dot++;
+        printf("  %s row %lld: unit_dot %g ref %g\n", qt->name, (long long)r, (double)acc, ref);
+      }
     }
   }
   if (bad_deq || bad_dot) {

@@ -27,7 +27,8 @@ static double bytes_per_token(const nllm_model *m) {
     int64_t ne[4];
     if (nllm_model_tensor_info(m, i, &name, &type, &nd, ne)) continue;
     if (!strcmp(name, "output.weight")) tied = 0;
-    if (!strcmp(name, "token_embd.weight")) embd = (double)nllm_row_size(type, ne[0]) * (double)ne[1];
+    if (!strcmp(name, "token_embd.weight"))
+      embd = (double)nllm_row_size(type, ne[0]) * (double)ne[1];
   }
   return tied ? total : total - embd;
 }
@@ -41,8 +42,9 @@ int cmd_bench(int argc, char **argv) {
   cli_opts o;
   if (cli_parse(argc, argv, BENCH_OPTS, &o)) return 1;
   if (o.help) {
-    printf("usage: nllm bench [-m MODEL] [-p 128] [-n 64] [-t T] [-r 3] [--json]\n"
-           "-p N here is the number of prompt tokens to time (random ids).\n\n");
+    printf(
+        "usage: nllm bench [-m MODEL] [-p 128] [-n 64] [-t T] [-r 3] [--json]\n"
+        "-p N here is the number of prompt tokens to time (random ids).\n\n");
     cli_print_options(BENCH_OPTS);
     return 0;
   }
@@ -94,13 +96,14 @@ int cmd_bench(int argc, char **argv) {
   double probe = nllm_probe_read_gbs((size_t)256 << 20, nt, 5);
   double frac = probe > 0 ? gbs / probe : 0;
   if (o.json) {
-    printf("{\"model\": \"%s\", \"arch\": \"%s\", \"params\": %llu, \"bytes\": %llu, "
-           "\"threads\": %lld, \"n_prompt\": %lld, \"n_gen\": %lld, \"reps\": %d, "
-           "\"pp_tokens_per_s\": %.3f, \"tg_tokens_per_s\": %.3f, \"tg_weight_gb_per_s\": %.3f, \"probe_gb_per_s\": %.3f, \"tg_fraction_of_probe\": %.3f}\n",
-           o.model ? o.model : cli_default_model(), nllm_model_arch(m),
-           (unsigned long long)nllm_model_n_params(m),
-           (unsigned long long)nllm_model_size_bytes(m), o.threads, n_prompt, n_gen, reps, pp_med,
-           tg_med, gbs, probe, frac);
+    printf(
+        "{\"model\": \"%s\", \"arch\": \"%s\", \"params\": %llu, \"bytes\": %llu, "
+        "\"threads\": %lld, \"n_prompt\": %lld, \"n_gen\": %lld, \"reps\": %d, "
+        "\"pp_tokens_per_s\": %.3f, \"tg_tokens_per_s\": %.3f, \"tg_weight_gb_per_s\": %.3f, "
+        "\"probe_gb_per_s\": %.3f, \"tg_fraction_of_probe\": %.3f}\n",
+        o.model ? o.model : cli_default_model(), nllm_model_arch(m),
+        (unsigned long long)nllm_model_n_params(m), (unsigned long long)nllm_model_size_bytes(m),
+        o.threads, n_prompt, n_gen, reps, pp_med, tg_med, gbs, probe, frac);
   } else {
     printf("model: %s (%s, %.1f M params, %.1f MiB weights)\n",
            o.model ? o.model : cli_default_model(), nllm_model_arch(m),

@@ -8,7 +8,7 @@
 
 #include "nllm.h"
 
-#define CHAT_OPTS                                                                         \
+#define CHAT_OPTS                                                                  \
   "-m --quantize -n -t -c --seed --temp --top-k --top-p --min-p --repeat-penalty " \
   "--repeat-last-n --system --chat-template --kv-f32"
 
@@ -68,9 +68,10 @@ int cmd_chat(int argc, char **argv) {
   cli_opts o;
   if (cli_parse(argc, argv, CHAT_OPTS, &o)) return 1;
   if (o.help) {
-    printf("usage: nllm chat [-m MODEL] [--system TEXT] [--chat-template T] [-n N] [--temp T] ...\n"
-           "Reads one user message per line from stdin and streams the replies. The KV cache is\n"
-           "reused across turns. Ctrl-D ends the chat.\n\n");
+    printf(
+        "usage: nllm chat [-m MODEL] [--system TEXT] [--chat-template T] [-n N] [--temp T] ...\n"
+        "Reads one user message per line from stdin and streams the replies. The KV cache is\n"
+        "reused across turns. Ctrl-D ends the chat.\n\n");
     cli_print_options(CHAT_OPTS);
     return 0;
   }
@@ -136,8 +137,9 @@ int cmd_chat(int argc, char **argv) {
     if (st) {
       free(r.text);
       free(r.ids);
-      cli_status_error(st, st == NLLM_ERR_CONTEXT_FULL ? "the conversation filled the context (use -c)"
-                                                       : "generation failed");
+      cli_status_error(st, st == NLLM_ERR_CONTEXT_FULL
+                               ? "the conversation filled the context (use -c)"
+                               : "generation failed");
       goto out;
     }
     /* The context now holds the prompt and every emitted token. */

@@ -75,11 +75,12 @@ static int run(const char *in, const char *out, const char *type, int threads) {
 
 int nllm_cmd_convert(int argc, char **argv) {
   if (wants_help(argc, argv)) {
-    printf("usage: nllm convert MODEL OUT.gguf [TYPE] [-t THREADS]\n"
-           "Writes a Hugging Face folder (or a GGUF file) as a GGUF v3 file that llama.cpp-class\n"
-           "engines load: GGUF names and keys, tokenizer from tokenizer.json, Llama q/k rows in\n"
-           "GGUF's rope layout. Without TYPE, weights keep their type (norms become F32).\n%s",
-           types_help);
+    printf(
+        "usage: nllm convert MODEL OUT.gguf [TYPE] [-t THREADS]\n"
+        "Writes a Hugging Face folder (or a GGUF file) as a GGUF v3 file that llama.cpp-class\n"
+        "engines load: GGUF names and keys, tokenizer from tokenizer.json, Llama q/k rows in\n"
+        "GGUF's rope layout. Without TYPE, weights keep their type (norms become F32).\n%s",
+        types_help);
     return 0;
   }
   const char *pos[3];
@@ -91,9 +92,10 @@ int nllm_cmd_convert(int argc, char **argv) {
 
 int nllm_cmd_quantize(int argc, char **argv) {
   if (wants_help(argc, argv)) {
-    printf("usage: nllm quantize IN.gguf OUT.gguf TYPE [-t THREADS]\n"
-           "Requantizes every weight matrix of a model (GGUF file or Hugging Face folder).\n%s",
-           types_help);
+    printf(
+        "usage: nllm quantize IN.gguf OUT.gguf TYPE [-t THREADS]\n"
+        "Requantizes every weight matrix of a model (GGUF file or Hugging Face folder).\n%s",
+        types_help);
     return 0;
   }
   const char *pos[3];

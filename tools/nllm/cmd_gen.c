@@ -71,11 +71,16 @@ static int add_vocab(gguf_writer *w, int n_vocab) {
   if (!toks || !scores || !types) goto out;
   for (int i = 0; i < n_vocab; i++) {
     char buf[32];
-    if (i == 0) snprintf(buf, sizeof buf, "<unk>"), types[i] = 2;
-    else if (i == 1) snprintf(buf, sizeof buf, "<s>"), types[i] = 3;
-    else if (i == 2) snprintf(buf, sizeof buf, "</s>"), types[i] = 3;
-    else if (i < 3 + 256) snprintf(buf, sizeof buf, "<0x%02X>", i - 3), types[i] = 6;
-    else snprintf(buf, sizeof buf, "\xe2\x96\x81w%d", i), types[i] = 1;
+    if (i == 0)
+      snprintf(buf, sizeof buf, "<unk>"), types[i] = 2;
+    else if (i == 1)
+      snprintf(buf, sizeof buf, "<s>"), types[i] = 3;
+    else if (i == 2)
+      snprintf(buf, sizeof buf, "</s>"), types[i] = 3;
+    else if (i < 3 + 256)
+      snprintf(buf, sizeof buf, "<0x%02X>", i - 3), types[i] = 6;
+    else
+      snprintf(buf, sizeof buf, "\xe2\x96\x81w%d", i), types[i] = 1;
     toks[i] = strdup(buf);
     if (!toks[i]) goto out;
     scores[i] = -(float)i;
@@ -102,16 +107,21 @@ int cmd_gen_model(int argc, char **argv) {
   const char *out = NULL, *shape_name = "110M", *type_name = "Q4_0";
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-      printf("usage: nllm gen-model -o OUT.gguf [--shape 110M|1.1B|8B|tiny] [--type TYPE]\n"
-             "Writes a random-weight Llama of a real shape (for benchmarks). TYPE: F32, F16, "
-             "BF16, Q8_0, Q4_0, ... (default Q4_0); norms stay F32.\n");
+      printf(
+          "usage: nllm gen-model -o OUT.gguf [--shape 110M|1.1B|8B|tiny] [--type TYPE]\n"
+          "Writes a random-weight Llama of a real shape (for benchmarks). TYPE: F32, F16, "
+          "BF16, Q8_0, Q4_0, ... (default Q4_0); norms stay F32.\n");
       return 0;
     }
     if (i + 1 >= argc) return cli_error("option %s needs a value", argv[i]);
-    if (!strcmp(argv[i], "-o")) out = argv[++i];
-    else if (!strcmp(argv[i], "--shape")) shape_name = argv[++i];
-    else if (!strcmp(argv[i], "--type")) type_name = argv[++i];
-    else return cli_error("unknown option '%s' for gen-model", argv[i]);
+    if (!strcmp(argv[i], "-o"))
+      out = argv[++i];
+    else if (!strcmp(argv[i], "--shape"))
+      shape_name = argv[++i];
+    else if (!strcmp(argv[i], "--type"))
+      type_name = argv[++i];
+    else
+      return cli_error("unknown option '%s' for gen-model", argv[i]);
   }
   if (!out) return cli_error("gen-model needs -o OUT.gguf");
   const shape *sh = NULL;
@@ -126,7 +136,8 @@ int cmd_gen_model(int argc, char **argv) {
   if (type < 0) return cli_error("unknown or unsupported weight type '%s'", type_name);
 
   gen_state g = {gguf_writer_new(), calloc(16 + 16 * (size_t)sh->layers, sizeof(void *)), 0,
-                 0x9E3779B97F4A7C15ull, malloc(sizeof(float) * (size_t)(sh->ff > sh->dim ? sh->ff : sh->dim))};
+                 0x9E3779B97F4A7C15ull,
+                 malloc(sizeof(float) * (size_t)(sh->ff > sh->dim ? sh->ff : sh->dim))};
   int rc = 1;
   if (!g.w || !g.blocks || !g.tmp) {
     cli_error("out of memory");
@@ -160,10 +171,10 @@ int cmd_gen_model(int argc, char **argv) {
       const char *suffix;
       int64_t rows, cols;
       int norm;
-    } t[] = {{"attn_norm.weight", 1, sh->dim, 1},    {"attn_q.weight", sh->dim, sh->dim, 0},
-             {"attn_k.weight", kvd, sh->dim, 0},     {"attn_v.weight", kvd, sh->dim, 0},
+    } t[] = {{"attn_norm.weight", 1, sh->dim, 1},         {"attn_q.weight", sh->dim, sh->dim, 0},
+             {"attn_k.weight", kvd, sh->dim, 0},          {"attn_v.weight", kvd, sh->dim, 0},
              {"attn_output.weight", sh->dim, sh->dim, 0}, {"ffn_norm.weight", 1, sh->dim, 1},
-             {"ffn_gate.weight", sh->ff, sh->dim, 0}, {"ffn_up.weight", sh->ff, sh->dim, 0},
+             {"ffn_gate.weight", sh->ff, sh->dim, 0},     {"ffn_up.weight", sh->ff, sh->dim, 0},
              {"ffn_down.weight", sh->dim, sh->ff, 0}};
     for (size_t j = 0; j < sizeof t / sizeof t[0]; j++) {
       snprintf(name, sizeof name, "blk.%d.%s", l, t[j].suffix);

@@ -14,12 +14,13 @@ int cmd_info(int argc, char **argv) {
   }
   nllm_model *m = cli_load_model(&o, 0);
   if (!m) return 1;
-  printf("architecture: %s\nname: %s\nparameters: %llu (%.2f M)\nweights: %.2f MiB\n"
-         "vocabulary: %d\ncontext (train): %d\nembedding: %d\nlayers: %d\n",
-         nllm_model_arch(m), nllm_model_name(m), (unsigned long long)nllm_model_n_params(m),
-         (double)nllm_model_n_params(m) / 1e6, (double)nllm_model_size_bytes(m) / 1048576.0,
-         nllm_model_n_vocab(m), nllm_model_n_ctx_train(m), nllm_model_n_embd(m),
-         nllm_model_n_layer(m));
+  printf(
+      "architecture: %s\nname: %s\nparameters: %llu (%.2f M)\nweights: %.2f MiB\n"
+      "vocabulary: %d\ncontext (train): %d\nembedding: %d\nlayers: %d\n",
+      nllm_model_arch(m), nllm_model_name(m), (unsigned long long)nllm_model_n_params(m),
+      (double)nllm_model_n_params(m) / 1e6, (double)nllm_model_size_bytes(m) / 1048576.0,
+      nllm_model_n_vocab(m), nllm_model_n_ctx_train(m), nllm_model_n_embd(m),
+      nllm_model_n_layer(m));
   static const char *special[] = {"bos", "eos", "eot", "unk", "pad", "newline"};
   for (int i = 0; i < 6; i++) printf("token.%s: %d\n", special[i], nllm_model_token(m, i));
   printf("\nmetadata (%d keys):\n", nllm_model_meta_count(m));

@@ -45,14 +45,17 @@ int cmd_logits(int argc, char **argv) {
   cli_opts o;
   if (cli_parse(argc, argv, LOGITS_OPTS, &o)) return 1;
   if (o.help) {
-    printf("usage: nllm logits [-m MODEL] (-p PROMPT | -f FILE | --prompt-ids \"1 2 3\") -n N "
-           "-o FILE\nWrites prompt ids (BOS added unless --no-bos), N greedy ids and the logits of every\n"
-           "position. The KV cache is F32 here, for comparisons against references.\n\n");
+    printf(
+        "usage: nllm logits [-m MODEL] (-p PROMPT | -f FILE | --prompt-ids \"1 2 3\") -n N "
+        "-o FILE\nWrites prompt ids (BOS added unless --no-bos), N greedy ids and the logits of "
+        "every\n"
+        "position. The KV cache is F32 here, for comparisons against references.\n\n");
     cli_print_options(LOGITS_OPTS);
     return 0;
   }
   if (!o.out) return cli_error("logits needs -o FILE");
-  if (!o.prompt && !o.file && !o.prompt_ids) return cli_error("logits needs -p, -f or --prompt-ids");
+  if (!o.prompt && !o.file && !o.prompt_ids)
+    return cli_error("logits needs -p, -f or --prompt-ids");
   nllm_model *m = cli_load_model(&o, 0);
   if (!m) return 1;
   int rc = 1;

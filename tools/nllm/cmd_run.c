@@ -5,7 +5,7 @@
 
 #include "nllm.h"
 
-#define RUN_OPTS                                                                          \
+#define RUN_OPTS                                                                            \
   "-m --quantize -p -f -n -t -c -b --seed --temp --top-k --top-p --min-p --repeat-penalty " \
   "--repeat-last-n --ids --no-bos --special --kv-f32"
 
@@ -29,9 +29,10 @@ int cmd_run(int argc, char **argv) {
   cli_opts o;
   if (cli_parse(argc, argv, RUN_OPTS, &o)) return 1;
   if (o.help) {
-    printf("usage: nllm run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] ...\n"
-           "Generates text after the prompt and streams it to stdout; prompt and generation\n"
-           "speed go to stderr.\n\n");
+    printf(
+        "usage: nllm run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] ...\n"
+        "Generates text after the prompt and streams it to stdout; prompt and generation\n"
+        "speed go to stderr.\n\n");
     cli_print_options(RUN_OPTS);
     return 0;
   }

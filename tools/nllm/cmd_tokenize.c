@@ -10,8 +10,9 @@ int cmd_tokenize(int argc, char **argv) {
   cli_opts o;
   if (cli_parse(argc, argv, TOK_OPTS, &o)) return 1;
   if (o.help) {
-    printf("usage: nllm tokenize (-m MODEL | --tokenizer tokenizer.json) (-p TEXT | -f FILE) "
-           "[--no-bos] [--special]\n\n");
+    printf(
+        "usage: nllm tokenize (-m MODEL | --tokenizer tokenizer.json) (-p TEXT | -f FILE) "
+        "[--no-bos] [--special]\n\n");
     cli_print_options(TOK_OPTS);
     return 0;
   }

@@ -100,14 +100,16 @@ static const command commands[] = {
     {"info", cmd_info, "print architecture, hyperparameters, metadata and tensors"},
     {"bench", cmd_bench, "measure prompt and generation tokens/s"},
     {"chat", cmd_chat, "chat on the terminal with the model's chat template"},
-    {"convert", nllm_cmd_convert, "write a model (GGUF or Hugging Face folder) as GGUF, optionally quantized"},
+    {"convert", nllm_cmd_convert,
+     "write a model (GGUF or Hugging Face folder) as GGUF, optionally quantized"},
     {"quantize", nllm_cmd_quantize, "quantize a GGUF to a type or preset (Q4_K_M, Q8_0, ...)"},
     {"gen-model", cmd_gen_model, "write a random-weight Llama of a real shape (for benchmarks)"},
 };
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: nllm <command> [options]   (nllm <command> --help for its options)\n\n"
-             "commands:\n");
+  fprintf(f,
+          "usage: nllm <command> [options]   (nllm <command> --help for its options)\n\n"
+          "commands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
   fprintf(f, "\nlibnativellm %s (ABI %d), %s\n", nllm_version(), nllm_abi_version(),
