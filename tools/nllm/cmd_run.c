@@ -75,6 +75,7 @@ int cmd_run(int argc, char **argv) {
   int32_t n_gen = 0;
   st = nllm_generate(ctx, smp, prompt, (int32_t)plen, &gp, &n_gen);
   printf("\n");
+  fflush(stdout); /* the text ends before the timings on stderr */
   if (st && st != NLLM_ERR_CONTEXT_FULL) {
     cli_status_error(st, "generation failed");
     goto out;
