@@ -292,7 +292,38 @@ def _split_kwargs(kw: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 # ---------------------------------------------------------------- model
 
 
-class Model:
+class _Handle:
+    """Lifetime plumbing shared by Model, Context and Sampler: a C handle in ``_h`` freed by
+    ``close()`` (idempotent), context-manager use, and freeing at garbage collection."""
+
+    _h: Any = None
+    _kind = "object"
+
+    def close(self) -> None:  # overridden
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_h", None) is not None and _C is not None:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    @property
+    def handle(self) -> Any:
+        """The raw C handle (for calling ffi functions directly)."""
+        if self._h is None:
+            raise InvalidArgumentError(f"{self._kind} is closed", ffi.NLLM_ERR_INVALID_ARG)
+        return self._h
+
+
+class Model(_Handle):
     """A loaded model (GGUF file or Hugging Face folder). Immutable and shareable by threads.
 
     Keyword parameters mirror nllm_model_params: ``n_threads`` (0 = all cores), ``use_mmap``
@@ -303,6 +334,8 @@ class Model:
     Use it as a context manager or call close(); closing also closes the Contexts and Samplers
     made from it.
     """
+
+    _kind = "model"
 
     def __init__(
         self,
@@ -357,26 +390,6 @@ class Model:
         if self._h is not None:
             _C.nllm_model_free(self._h)
             self._h = None
-
-    def __enter__(self) -> "Model":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_h", None) is not None and _C is not None:
-            try:
-                self.close()
-            except Exception:
-                pass
-
-    @property
-    def handle(self) -> Any:
-        """The raw nllm_model* (for calling ffi functions directly)."""
-        if self._h is None:
-            raise InvalidArgumentError("model is closed", ffi.NLLM_ERR_INVALID_ARG)
-        return self._h
 
     def __repr__(self) -> str:
         if self._h is None:
@@ -671,7 +684,7 @@ class Model:
 # ---------------------------------------------------------------- context
 
 
-class Context:
+class Context(_Handle):
     """One sequence on a Model: KV cache, position, logits. One thread at a time.
 
     Keyword parameters mirror nllm_context_params: ``n_ctx`` (0 = the model's default),
@@ -680,6 +693,8 @@ class Context:
     with the default seed) and ``cancel`` (a threading.Event: once set, decode and generate
     stop with AbortedError / a clean stop).
     """
+
+    _kind = "context"
 
     def __init__(
         self,
@@ -730,26 +745,6 @@ class Context:
                 if self._h is not None:
                     _C.nllm_context_free(self._h)
                     self._h = None
-
-    def __enter__(self) -> "Context":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_h", None) is not None and _C is not None:
-            try:
-                self.close()
-            except Exception:
-                pass
-
-    @property
-    def handle(self) -> Any:
-        """The raw nllm_context*."""
-        if self._h is None:
-            raise InvalidArgumentError("context is closed", ffi.NLLM_ERR_INVALID_ARG)
-        return self._h
 
     def _enter(self) -> Any:
         h = self.handle
@@ -1012,10 +1007,12 @@ class Context:
 # ---------------------------------------------------------------- sampler
 
 
-class Sampler:
+class Sampler(_Handle):
     """Sampling state: temperature (0 = greedy), top_k, top_p, min_p, repeat_penalty,
     repeat_last_n and seed; parameters left as None keep the library's defaults
     (nllm_sampler_params_init). seed None means the context's seed. One thread at a time."""
+
+    _kind = "sampler"
 
     def __init__(
         self,
@@ -1056,26 +1053,6 @@ class Sampler:
         if self._h is not None:
             _C.nllm_sampler_free(self._h)
             self._h = None
-
-    def __enter__(self) -> "Sampler":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_h", None) is not None and _C is not None:
-            try:
-                self.close()
-            except Exception:
-                pass
-
-    @property
-    def handle(self) -> Any:
-        """The raw nllm_sampler*."""
-        if self._h is None:
-            raise InvalidArgumentError("sampler is closed", ffi.NLLM_ERR_INVALID_ARG)
-        return self._h
 
     def sample(self, ctx: Context) -> int:
         """Choose a token from the context's last logits (does not accept it)."""
