@@ -166,8 +166,10 @@ nllm_status nllm_forward_gpu_init(nllm_forward_state *fs, int32_t logit_rows) {
       {(void **)&b->logits, m->output.dev ? (size_t)logit_rows * (size_t)hp->n_vocab * f : 0,
        "logits"},
   };
+  size_t total = 0;
   for (size_t i = 0; i < sizeof allocs / sizeof allocs[0]; i++) {
     if (!allocs[i].bytes) continue;
+    total += allocs[i].bytes;
     if ((st = nllm_cuda_alloc(cu, allocs[i].bytes, allocs[i].what, allocs[i].p))) {
       nllm_forward_gpu_free(fs);
       return nllm_err_prefix(st, "context for %d GPU layers (n_ctx %d, n_batch %d): ", g, kv->n_ctx,
@@ -181,6 +183,9 @@ nllm_status nllm_forward_gpu_init(nllm_forward_state *fs, int32_t logit_rows) {
     nllm_forward_gpu_free(fs);
     return st;
   }
+  nllm_log(NLLM_LOG_INFO,
+           "context: %.1f MiB on the GPU (KV cache of %d layers %.1f MiB, n_ctx %d, n_batch %d)",
+           (double)total / 1048576.0, g, 2.0 * (double)cache / 1048576.0, kv->n_ctx, fs->n_batch);
   return NLLM_OK;
 }
 
