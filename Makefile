@@ -152,6 +152,7 @@ abi-update: all $(BUILD)/tests/test_abi
 # prints "SKIP: no CUDA device" and exits 0 on a machine without a GPU. tools/gpu-check.sh runs
 # both on a GPU machine.
 GPU_TEST  := $(BUILD)/tests/gpu/test_cuda_kernels
+GPU_MODEL_TEST := $(BUILD)/tests/gpu/test_cuda_models
 GPU_BENCH := $(BUILD)/bench/gpu/bench_cuda
 $(BUILD)/tests/gpu/%: tests/gpu/%.c $(STLIB)
 	@mkdir -p $(dir $@)
@@ -169,8 +170,9 @@ $(BUILD)/tests/gpu/test_cuda_unpack: tests/gpu/test_cuda_unpack.cu kernels/cuda/
 ifeq ($(CUDA),1)
 test-gpu-host: $(BUILD)/tests/gpu/test_cuda_unpack
 	./$(BUILD)/tests/gpu/test_cuda_unpack
-test-gpu: $(GPU_TEST)
+test-gpu: $(GPU_TEST) $(GPU_MODEL_TEST) $(CLI)
 	./$(GPU_TEST)
+	./$(GPU_MODEL_TEST) $(CLI)
 bench-gpu: $(GPU_BENCH)
 	./$(GPU_BENCH)
 else

@@ -56,14 +56,6 @@ NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *
                     "n_gpu_layers = %d, but this libnativellm was built without CUDA (rebuild "
                     "with make CUDA=1)",
                     p.n_gpu_layers);
-#else
-  /* The CUDA kernels exist (kernels/cuda) but the forward pass does not route layers to them
-   * yet: say so rather than silently running on the CPU. */
-  if (p.n_gpu_layers != 0)
-    return nllm_err(NLLM_ERR_UNSUPPORTED,
-                    "n_gpu_layers = %d: GPU offload is not connected to the forward pass yet "
-                    "in this version",
-                    p.n_gpu_layers);
 #endif
   return nllm_model_open(path, &p, out);
 }

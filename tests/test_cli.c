@@ -94,6 +94,11 @@ START_TEST(errors_are_one_line) {
       "run --top-p 2",
       "run -n -5",
       "info -m /dev/null",
+      "run -ngl -1",
+#ifndef NLLM_CUDA /* GPU options are refused by a build without CUDA */
+      "run --gpu -p hi",
+      "bench -ngl 2 -p 4 -n 2",
+#endif
   };
   char cmd[2048];
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -23,7 +23,8 @@ echo "== build (CUDA=1 CUDA_ARCHS=$ARCHS, $BUILD)"
 start=$(date +%s)
 mkdir -p "$BUILD"
 if ! make -j"$JOBS" CUDA=1 CUDA_ARCHS="$ARCHS" BUILD="$BUILD" all \
-     "$BUILD/tests/gpu/test_cuda_kernels" "$BUILD/bench/gpu/bench_cuda" >"$BUILD/build.log" 2>&1; then
+     "$BUILD/tests/gpu/test_cuda_kernels" "$BUILD/tests/gpu/test_cuda_models" \
+     "$BUILD/bench/gpu/bench_cuda" >"$BUILD/build.log" 2>&1; then
   tail -40 "$BUILD/build.log"
   echo "SUMMARY: build FAILED (log: $BUILD/build.log)"
   exit 1
@@ -44,6 +45,16 @@ case "$last" in
   *) test_rc=1 ;;
 esac
 
+echo "== test_cuda_models (whole models on the GPU vs goldens and the CPU)"
+timeout 300 "./$BUILD/tests/gpu/test_cuda_models" "$BUILD/nllm" 2>&1 | tee "$BUILD/test_cuda_models.out"
+# tee hides the status (and this is sh, no PIPESTATUS): the program ends with PASSED, or
+# starts with SKIP without a device
+models_last=$(tail -1 "$BUILD/test_cuda_models.out")
+models_rc=1
+grep -q "^PASSED" "$BUILD/test_cuda_models.out" && models_rc=0
+grep -q "^SKIP: no CUDA device" "$BUILD/test_cuda_models.out" && models_rc=0
+grep -q "^FAIL" "$BUILD/test_cuda_models.out" && models_rc=1
+
 echo "== bench_cuda"
 timeout 300 "./$BUILD/bench/gpu/bench_cuda" 2>&1 | tee "$BUILD/bench_cuda.out"
 bench_rc=$?
@@ -54,8 +65,9 @@ NLLM_CUDA_GRAPHS=0 timeout 120 "./$BUILD/tests/gpu/test_cuda_kernels" 2>&1 | tai
 echo
 echo "SUMMARY"
 echo "  tests : $last"
+echo "  models: $models_last"
 grep -E "^copy:" "$BUILD/bench_cuda.out" | sed 's/^/  /'
 echo "  total : $(( $(date +%s) - start )) s"
-[ "$test_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && echo "  result: OK" && exit 0
-echo "  result: FAILED (tests rc $test_rc, bench rc $bench_rc)"
+[ "$test_rc" -eq 0 ] && [ "$models_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && echo "  result: OK" && exit 0
+echo "  result: FAILED (tests rc $test_rc, models rc $models_rc, bench rc $bench_rc)"
 exit 1

@@ -19,7 +19,8 @@ nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, n
   c->n_ctx = n_ctx;
   c->n_batch = n_batch;
   c->n_threads = nt;
-  nllm_status st = nllm_forward_state_init(&c->fs, m, n_ctx, n_batch, p->kv_type, nt);
+  nllm_status st = nllm_forward_state_init(&c->fs, m, n_ctx, n_batch, p->kv_type, nt,
+                                           p->all_logits ? n_batch : 1);
   if (st) {
     free(c);
     return st;

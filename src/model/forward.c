@@ -25,8 +25,163 @@ static size_t max_wsize(const nllm_model *m, int32_t n_batch, int32_t n_threads)
   return w;
 }
 
+/* Below this many multiply-adds a parallel region costs more than it saves (tiny models
+ * otherwise run several times slower with threads than without). */
+#define PARALLEL_MIN_WORK (1 << 17)
+
+static int threads_for(const nllm_forward_state *fs, int64_t work) {
+  return work < PARALLEL_MIN_WORK ? 1 : fs->n_threads;
+}
+
+/* ---- the CPU backend: the kernels exactly as the forward pass has always called them */
+
+static nllm_status cpu_embed(const nllm_fw_run *r, float *x, const nllm_token *tokens) {
+  const nllm_model *m = r->m;
+  const int64_t d = m->hp.n_embd;
+  const nllm_qtype *embd_t = nllm_qtype_get(m->tok_embd.type);
+  const size_t embd_row = nllm_row_size(m->tok_embd.type, d);
+  /* Gemma scales embeddings by sqrt(n_embd); HF casts that factor to the activation dtype (a
+   * BF16 run uses a rounded sqrt), an F32 run and llama.cpp use it as is, and so do we: F32
+   * compute is what the engine promises. */
+  const float embd_scale = m->arch->embed_scale ? sqrtf((float)d) : 1.0f;
+  for (int64_t t = 0; t < r->n; t++) {
+    embd_t->to_float((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * embd_row, x + t * d,
+                     d);
+    if (m->arch->embed_scale)
+      for (int64_t i = 0; i < d; i++) x[t * d + i] *= embd_scale;
+  }
+  return NLLM_OK;
+}
+
+static nllm_status cpu_rmsnorm(const nllm_fw_run *r, float *out, const float *x,
+                               const nllm_weight *w, int64_t width, int64_t rows) {
+  nllm_rmsnorm(out, x, w->data, 0.0f, width, rows, r->m->hp.rms_eps, r->nt);
+  return NLLM_OK;
+}
+
+/* y[n][w.rows] = x[n][w.cols] @ w^T */
+static nllm_status cpu_matmul(const nllm_fw_run *r, float *y, const nllm_weight *w, const float *x,
+                              int64_t n) {
+  nllm_forward_state *fs = r->fs;
+  nllm_matmul(y, w->data, w->type, w->rows, w->cols, x, n, fs->wdata,
+              threads_for(fs, w->rows * w->cols * n));
+  return NLLM_OK;
+}
+
+static nllm_status cpu_add_bias(const nllm_fw_run *r, float *y, const nllm_weight *b,
+                                int64_t stride) {
+  if (!b->data) return NLLM_OK;
+  for (int64_t t = 0; t < r->n; t++)
+    for (int64_t i = 0; i < b->cols; i++) y[t * stride + i] += ((const float *)b->data)[i];
+  return NLLM_OK;
+}
+
+static nllm_status cpu_split_qkv(const nllm_fw_run *r, const nllm_fw_bufs *b) {
+  const nllm_hparams *hp = &r->m->hp;
+  const int64_t qd = (int64_t)hp->n_head * hp->head_dim;
+  const int64_t kvd = (int64_t)hp->n_head_kv * hp->head_dim;
+  /* in place (qkv is q here): ascending, row t's destination never overlaps a later row's
+   * source */
+  for (int64_t t = 0; t < r->n; t++) {
+    const float *row = b->qkv + t * (qd + 2 * kvd);
+    memcpy(b->k + t * kvd, row + qd, (size_t)kvd * sizeof(float));
+    memcpy(b->v + t * kvd, row + qd + kvd, (size_t)kvd * sizeof(float));
+    memmove(b->q + t * qd, row, (size_t)qd * sizeof(float));
+  }
+  return NLLM_OK;
+}
+
+static nllm_status cpu_rope(const nllm_fw_run *r, float *x, int64_t heads) {
+  const nllm_hparams *hp = &r->m->hp;
+  const int64_t stride = heads * hp->head_dim;
+  for (int64_t t = 0; t < r->n; t++)
+    nllm_rope(x + t * stride, heads, hp->head_dim, hp->n_rot, r->pos0 + (int32_t)t, r->m->inv_freq,
+              hp->rope_neox);
+  return NLLM_OK;
+}
+
+static nllm_status cpu_kv_store(const nllm_fw_run *r, uint8_t *cache, const float *src) {
+  const nllm_kv_cache *kv = &r->fs->kv;
+  const nllm_qtype *kv_t = nllm_qtype_get(kv->type);
+  for (int64_t t = 0; t < r->n; t++)
+    kv_t->from_float(src + t * kv->row, cache + (size_t)(r->pos0 + t) * kv->row_bytes, kv->row);
+  return NLLM_OK;
+}
+
+static nllm_status cpu_attention(const nllm_fw_run *r, const nllm_fw_bufs *b, const uint8_t *kc,
+                                 const uint8_t *vc, int32_t window) {
+  nllm_forward_state *fs = r->fs;
+  const nllm_hparams *hp = &r->m->hp;
+  const int64_t qd = (int64_t)hp->n_head * hp->head_dim;
+  nllm_attn_args aa = {.out = b->att,
+                       .q = b->q,
+                       .k = kc,
+                       .v = vc,
+                       .kv_type = fs->kv.type,
+                       .n_tok = r->n,
+                       .pos0 = r->pos0,
+                       .n_head = hp->n_head,
+                       .n_head_kv = hp->n_head_kv,
+                       .head_dim = hp->head_dim,
+                       .scale = hp->attn_scale,
+                       .softcap = hp->attn_softcap,
+                       .window = window,
+                       .scratch = fs->att_scratch,
+                       .scratch_per_thread = fs->att_scratch_per_thread,
+                       .n_threads = threads_for(fs, r->n * (r->pos0 + r->n) * qd)};
+  nllm_attention(&aa);
+  return NLLM_OK;
+}
+
+static nllm_status cpu_add(const nllm_fw_run *r, float *x, const float *y, int64_t count) {
+  (void)r;
+  for (int64_t i = 0; i < count; i++) x[i] += y[i];
+  return NLLM_OK;
+}
+
+static nllm_status cpu_glu(const nllm_fw_run *r, const nllm_fw_bufs *b) {
+  const nllm_arch *arch = r->m->arch;
+  const int64_t ff = r->m->hp.n_ff;
+  if (arch->fused_gate_up) {
+    for (int64_t t = 0; t < r->n; t++)
+      nllm_glu(b->up + t * ff, b->gate + t * 2 * ff, b->gate + t * 2 * ff + ff, ff, arch->gelu, 1);
+  } else {
+    nllm_glu(b->up, b->gate, b->up, r->n * ff, arch->gelu, r->nt);
+  }
+  return NLLM_OK;
+}
+
+static nllm_status cpu_softcap(const nllm_fw_run *r, float *y, int64_t count) {
+  const float c = r->m->hp.final_softcap;
+  for (int64_t i = 0; i < count; i++) y[i] = c * tanhf(y[i] / c);
+  return NLLM_OK;
+}
+
+static nllm_status cpu_copy(const nllm_fw_run *r, void *dst, const void *src, size_t bytes) {
+  (void)r;
+  memcpy(dst, src, bytes);
+  return NLLM_OK;
+}
+
+static const nllm_fw_ops cpu_ops = {
+    .embed = cpu_embed,
+    .rmsnorm = cpu_rmsnorm,
+    .matmul = cpu_matmul,
+    .add_bias = cpu_add_bias,
+    .split_qkv = cpu_split_qkv,
+    .rope = cpu_rope,
+    .kv_store = cpu_kv_store,
+    .attention = cpu_attention,
+    .add = cpu_add,
+    .glu = cpu_glu,
+    .softcap = cpu_softcap,
+    .from_host = cpu_copy,
+    .to_host = cpu_copy,
+};
+
 nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m, int32_t n_ctx,
-                                    int32_t n_batch, int32_t kv_type, int32_t n_threads) {
+                                    int32_t n_batch, int32_t kv_type, int32_t n_threads,
+                                    int32_t logit_rows) {
   memset(fs, 0, sizeof *fs);
   const nllm_hparams *hp = &m->hp;
   fs->model = m;
@@ -37,8 +192,12 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
   kv->n_ctx = n_ctx;
   kv->row = (int64_t)hp->n_head_kv * hp->head_dim;
   kv->row_bytes = (size_t)kv->row * (kv_type == NLLM_TYPE_F16 ? 2 : 4);
+  /* The host cache holds the CPU layers only (one layer's worth when all are offloaded, so
+   * the allocation is never empty). */
+  const int32_t n_cpu_layers = hp->n_layer - m->n_gpu_layers;
   uint64_t kv_bytes;
-  if (!nllm_mul_ok((uint64_t)hp->n_layer * (uint64_t)n_ctx, kv->row_bytes, &kv_bytes) ||
+  if (!nllm_mul_ok((uint64_t)(n_cpu_layers > 0 ? n_cpu_layers : 1) * (uint64_t)n_ctx, kv->row_bytes,
+                   &kv_bytes) ||
       kv_bytes > ((uint64_t)1 << 40))
     return nllm_err(NLLM_ERR_INVALID_ARG, "KV cache for n_ctx %d would be too large", n_ctx);
   kv->k = nllm_aligned_alloc(kv_bytes);
@@ -47,71 +206,82 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
   const int64_t nb = n_batch, d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim;
   const int64_t ff = m->arch->fused_gate_up ? 2 * (int64_t)hp->n_ff : hp->n_ff;
   const int64_t qkv = qd + 2 * kv->row; /* fused projections land in q, then split */
-  fs->x = nllm_aligned_alloc((size_t)(nb * d) * sizeof(float));
-  fs->xb = nllm_aligned_alloc((size_t)(nb * (d > qd ? d : qd)) * sizeof(float));
-  fs->q = nllm_aligned_alloc((size_t)(nb * qkv) * sizeof(float));
-  fs->k = nllm_aligned_alloc((size_t)(nb * kv->row) * sizeof(float));
-  fs->v = nllm_aligned_alloc((size_t)(nb * kv->row) * sizeof(float));
-  fs->att = nllm_aligned_alloc((size_t)(nb * qd) * sizeof(float));
-  fs->gate = nllm_aligned_alloc((size_t)(nb * ff) * sizeof(float));
-  fs->up = nllm_aligned_alloc((size_t)(nb * ff) * sizeof(float));
+  nllm_fw_bufs *b = &fs->cpu.b;
+  fs->cpu.ops = &cpu_ops;
+  b->x = nllm_aligned_alloc((size_t)(nb * d) * sizeof(float));
+  b->xb = nllm_aligned_alloc((size_t)(nb * (d > qd ? d : qd)) * sizeof(float));
+  b->q = nllm_aligned_alloc((size_t)(nb * qkv) * sizeof(float));
+  b->qkv = b->q;
+  b->k = nllm_aligned_alloc((size_t)(nb * kv->row) * sizeof(float));
+  b->v = nllm_aligned_alloc((size_t)(nb * kv->row) * sizeof(float));
+  b->att = nllm_aligned_alloc((size_t)(nb * qd) * sizeof(float));
+  b->gate = nllm_aligned_alloc((size_t)(nb * ff) * sizeof(float));
+  b->up = nllm_aligned_alloc((size_t)(nb * ff) * sizeof(float));
+  b->k_cache = kv->k;
+  b->v_cache = kv->v;
   fs->att_scratch_per_thread =
       nllm_attention_scratch(n_ctx, hp->n_head, hp->n_head_kv, hp->head_dim);
   fs->att_scratch =
       nllm_aligned_alloc(fs->att_scratch_per_thread * (size_t)n_threads * sizeof(float));
   size_t ws = max_wsize(m, n_batch, n_threads);
   fs->wdata = nllm_aligned_alloc(ws ? ws : 64);
-  if (!kv->k || !kv->v || !fs->x || !fs->xb || !fs->q || !fs->k || !fs->v || !fs->att ||
-      !fs->gate || !fs->up || !fs->att_scratch || !fs->wdata) {
+  if (!kv->k || !kv->v || !b->x || !b->xb || !b->q || !b->k || !b->v || !b->att || !b->gate ||
+      !b->up || !fs->att_scratch || !fs->wdata) {
     nllm_forward_state_free(fs);
     return nllm_err(NLLM_ERR_NOMEM,
                     "out of memory allocating the context (KV cache %.1f MiB, "
                     "n_ctx %d, n_batch %d)",
                     2.0 * (double)kv_bytes / 1048576.0, n_ctx, n_batch);
   }
+  if (m->n_gpu_layers > 0) {
+#ifdef NLLM_CUDA
+    nllm_status st = nllm_forward_gpu_init(fs, logit_rows);
+    if (st) {
+      nllm_forward_state_free(fs);
+      return st;
+    }
+#else
+    nllm_forward_state_free(fs);
+    return nllm_err(NLLM_ERR_UNSUPPORTED, "the model has GPU layers but this build has no CUDA");
+#endif
+  }
+  (void)logit_rows;
   return NLLM_OK;
 }
 
 void nllm_forward_state_free(nllm_forward_state *fs) {
+#ifdef NLLM_CUDA
+  nllm_forward_gpu_free(fs);
+#endif
   nllm_aligned_free(fs->kv.k);
   nllm_aligned_free(fs->kv.v);
-  nllm_aligned_free(fs->x);
-  nllm_aligned_free(fs->xb);
-  nllm_aligned_free(fs->q);
-  nllm_aligned_free(fs->k);
-  nllm_aligned_free(fs->v);
-  nllm_aligned_free(fs->att);
-  nllm_aligned_free(fs->gate);
-  nllm_aligned_free(fs->up);
+  nllm_fw_bufs *b = &fs->cpu.b;
+  nllm_aligned_free(b->x);
+  nllm_aligned_free(b->xb);
+  nllm_aligned_free(b->q);
+  nllm_aligned_free(b->k);
+  nllm_aligned_free(b->v);
+  nllm_aligned_free(b->att);
+  nllm_aligned_free(b->gate);
+  nllm_aligned_free(b->up);
   nllm_aligned_free(fs->att_scratch);
   nllm_aligned_free(fs->wdata);
   memset(fs, 0, sizeof *fs);
 }
 
-/* Below this many multiply-adds a parallel region costs more than it saves (tiny models
- * otherwise run several times slower with threads than without). */
-#define PARALLEL_MIN_WORK (1 << 17)
-
-static int threads_for(const nllm_forward_state *fs, int64_t work) {
-  return work < PARALLEL_MIN_WORK ? 1 : fs->n_threads;
+/* x (n rows) crosses between the host and the device at a CPU/GPU boundary. */
+static nllm_status move_x(const nllm_fw_run *r, const nllm_fw_backend *from,
+                          const nllm_fw_backend *to) {
+  const size_t bytes = (size_t)(r->n * r->m->hp.n_embd) * sizeof(float);
+  if (from == &r->fs->cpu) return to->ops->from_host(r, to->b.x, from->b.x, bytes);
+  return from->ops->to_host(r, to->b.x, from->b.x, bytes);
 }
 
-/* y[n][w.rows] = x[n][w.cols] @ w^T */
-static void matmul(nllm_forward_state *fs, float *y, const nllm_weight *w, const float *x,
-                   int64_t n) {
-  nllm_matmul(y, w->data, w->type, w->rows, w->cols, x, n, fs->wdata,
-              threads_for(fs, w->rows * w->cols * n));
-}
-
-static void add_bias(float *y, const nllm_weight *b, int64_t n, int64_t stride) {
-  if (!b->data) return;
-  for (int64_t t = 0; t < n; t++)
-    for (int64_t i = 0; i < b->cols; i++) y[t * stride + i] += ((const float *)b->data)[i];
-}
-
-static void add_rows(float *x, const float *y, int64_t count) {
-  for (int64_t i = 0; i < count; i++) x[i] += y[i];
-}
+#define TRY(call)             \
+  do {                        \
+    nllm_status st_ = (call); \
+    if (st_) return st_;      \
+  } while (0)
 
 nllm_status nllm_forward(nllm_forward_state *fs, const nllm_token *tokens, int32_t n, int32_t pos0,
                          float *logits, int all_logits) {
@@ -119,114 +289,87 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_token *tokens, int32
   const nllm_hparams *hp = &m->hp;
   const nllm_arch *arch = m->arch;
   const int64_t d = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
-  const int64_t qd = nh * hd, kvd = nkv * hd, ff = hp->n_ff;
-  const int nt = threads_for(fs, n * d * 64); /* for the elementwise ops */
-  nllm_kv_cache *kv = &fs->kv;
-  float *x = fs->x, *xb = fs->xb, *q = fs->q, *k = fs->k, *v = fs->v;
-  const nllm_qtype *embd_t = nllm_qtype_get(m->tok_embd.type);
-  const size_t embd_row = nllm_row_size(m->tok_embd.type, d);
-  const nllm_qtype *kv_t = nllm_qtype_get(kv->type);
+  const int64_t qd = nh * hd, kvd = nkv * hd;
+  const nllm_fw_run r = {.fs = fs, .m = m, .n = n, .pos0 = pos0, .nt = threads_for(fs, n * d * 64)};
+  const nllm_kv_cache *kv = &fs->kv;
+  /* Every step runs on the backend its weights live on (model/offload.c): layer il on the GPU
+   * when it is one of the last n_gpu_layers, the embedding and the head there when all are.
+   * `op` and `b` are that backend's operations and buffers; x moves at each change. */
+  const nllm_fw_backend *be = m->tok_embd.dev ? &fs->gpu : &fs->cpu;
+  const nllm_fw_ops *op = be->ops;
+  const nllm_fw_bufs *b = &be->b;
 
-  /* token embeddings. Gemma scales them by sqrt(n_embd); HF casts that factor to the
-   * activation dtype (a BF16 run uses a rounded sqrt), an F32 run and llama.cpp use it as is,
-   * and so do we: F32 compute is what the engine promises. */
-  const float embd_scale = arch->embed_scale ? sqrtf((float)d) : 1.0f;
-  for (int64_t t = 0; t < n; t++) {
-    embd_t->to_float((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * embd_row, x + t * d,
-                     d);
-    if (arch->embed_scale)
-      for (int64_t i = 0; i < d; i++) x[t * d + i] *= embd_scale;
-  }
+  TRY(op->embed(&r, b->x, tokens));
 
   for (int il = 0; il < hp->n_layer; il++) {
     const nllm_layer *L = &m->layers[il];
     if (fs->abort_cb && fs->abort_cb(fs->abort_ud)) return nllm_err(NLLM_ERR_ABORTED, "aborted");
+    const nllm_fw_backend *lb = nllm_layer_on_gpu(m, il) ? &fs->gpu : &fs->cpu;
+    if (lb != be) {
+      TRY(move_x(&r, be, lb));
+      be = lb, op = be->ops, b = &be->b;
+    }
+    float *x = b->x, *xb = b->xb, *q = b->q, *k = b->k, *v = b->v;
 
     /* attention: norm, q/k/v projections (+bias), per-head q/k norm, RoPE */
-    nllm_rmsnorm(xb, x, L->attn_norm.data, 0.0f, d, n, hp->rms_eps, nt);
+    TRY(op->rmsnorm(&r, xb, x, &L->attn_norm, d, n));
     if (arch->fused_qkv) {
-      matmul(fs, q, &L->wq, xb, n); /* [n][qd + 2 kvd]: split into q, k, v */
-      /* ascending: row t's destination never overlaps a later row's source */
-      for (int64_t t = 0; t < n; t++) {
-        const float *row = q + t * (qd + 2 * kvd);
-        memcpy(k + t * kvd, row + qd, (size_t)kvd * sizeof(float));
-        memcpy(v + t * kvd, row + qd + kvd, (size_t)kvd * sizeof(float));
-        memmove(q + t * qd, row, (size_t)qd * sizeof(float));
-      }
+      TRY(op->matmul(&r, b->qkv, &L->wq, xb, n)); /* [n][qd + 2 kvd]: split into q, k, v */
+      TRY(op->split_qkv(&r, b));
     } else {
-      matmul(fs, q, &L->wq, xb, n);
-      matmul(fs, k, &L->wk, xb, n);
-      matmul(fs, v, &L->wv, xb, n);
+      TRY(op->matmul(&r, q, &L->wq, xb, n));
+      TRY(op->matmul(&r, k, &L->wk, xb, n));
+      TRY(op->matmul(&r, v, &L->wv, xb, n));
     }
-    add_bias(q, &L->bq, n, qd);
-    add_bias(k, &L->bk, n, kvd);
-    add_bias(v, &L->bv, n, kvd);
+    TRY(op->add_bias(&r, q, &L->bq, qd));
+    TRY(op->add_bias(&r, k, &L->bk, kvd));
+    TRY(op->add_bias(&r, v, &L->bv, kvd));
     if (L->q_norm.data) {
-      nllm_rmsnorm(q, q, L->q_norm.data, 0.0f, hd, n * nh, hp->rms_eps, nt);
-      nllm_rmsnorm(k, k, L->k_norm.data, 0.0f, hd, n * nkv, hp->rms_eps, nt);
+      TRY(op->rmsnorm(&r, q, q, &L->q_norm, hd, n * nh));
+      TRY(op->rmsnorm(&r, k, k, &L->k_norm, hd, n * nkv));
     }
-    for (int64_t t = 0; t < n; t++) {
-      nllm_rope(q + t * qd, nh, hd, hp->n_rot, pos0 + (int32_t)t, m->inv_freq, hp->rope_neox);
-      nllm_rope(k + t * kvd, nkv, hd, hp->n_rot, pos0 + (int32_t)t, m->inv_freq, hp->rope_neox);
-    }
+    TRY(op->rope(&r, q, nh));
+    TRY(op->rope(&r, k, nkv));
 
     /* append this batch's k, v to the cache, then attend over everything up to each token */
-    uint8_t *kc = kv->k + (size_t)il * kv->n_ctx * kv->row_bytes;
-    uint8_t *vc = kv->v + (size_t)il * kv->n_ctx * kv->row_bytes;
-    for (int64_t t = 0; t < n; t++) {
-      kv_t->from_float(k + t * kvd, kc + (size_t)(pos0 + t) * kv->row_bytes, kvd);
-      kv_t->from_float(v + t * kvd, vc + (size_t)(pos0 + t) * kv->row_bytes, kvd);
-    }
-    nllm_attn_args aa = {.out = fs->att,
-                         .q = q,
-                         .k = kc,
-                         .v = vc,
-                         .kv_type = kv->type,
-                         .n_tok = n,
-                         .pos0 = pos0,
-                         .n_head = nh,
-                         .n_head_kv = nkv,
-                         .head_dim = hd,
-                         .scale = hp->attn_scale,
-                         .softcap = hp->attn_softcap,
-                         .window = L->window,
-                         .scratch = fs->att_scratch,
-                         .scratch_per_thread = fs->att_scratch_per_thread,
-                         .n_threads = threads_for(fs, n * (pos0 + n) * qd)};
-    nllm_attention(&aa);
+    const size_t layer_off = (size_t)(il - b->first_layer) * (size_t)kv->n_ctx * kv->row_bytes;
+    uint8_t *kc = b->k_cache + layer_off, *vc = b->v_cache + layer_off;
+    TRY(op->kv_store(&r, kc, k));
+    TRY(op->kv_store(&r, vc, v));
+    TRY(op->attention(&r, b, kc, vc, L->window));
 
     /* output projection and residual */
-    matmul(fs, xb, &L->wo, fs->att, n);
-    if (L->post_attn_norm.data)
-      nllm_rmsnorm(xb, xb, L->post_attn_norm.data, 0.0f, d, n, hp->rms_eps, nt);
-    add_rows(x, xb, n * d);
+    TRY(op->matmul(&r, xb, &L->wo, b->att, n));
+    if (L->post_attn_norm.data) TRY(op->rmsnorm(&r, xb, xb, &L->post_attn_norm, d, n));
+    TRY(op->add(&r, x, xb, n * d));
 
     /* feed-forward: norm, gate/up, GLU, down, residual */
-    nllm_rmsnorm(xb, x, L->ffn_norm.data, 0.0f, d, n, hp->rms_eps, nt);
+    TRY(op->rmsnorm(&r, xb, x, &L->ffn_norm, d, n));
     if (arch->fused_gate_up) {
-      matmul(fs, fs->gate, &L->w_up, xb, n); /* [n][2 ff]: gate then up */
-      for (int64_t t = 0; t < n; t++)
-        nllm_glu(fs->up + t * ff, fs->gate + t * 2 * ff, fs->gate + t * 2 * ff + ff, ff, arch->gelu,
-                 1);
+      TRY(op->matmul(&r, b->gate, &L->w_up, xb, n)); /* [n][2 ff]: gate then up */
     } else {
-      matmul(fs, fs->gate, &L->w_gate, xb, n);
-      matmul(fs, fs->up, &L->w_up, xb, n);
-      nllm_glu(fs->up, fs->gate, fs->up, n * ff, arch->gelu, nt);
+      TRY(op->matmul(&r, b->gate, &L->w_gate, xb, n));
+      TRY(op->matmul(&r, b->up, &L->w_up, xb, n));
     }
-    matmul(fs, xb, &L->w_down, fs->up, n);
-    if (L->post_ffn_norm.data)
-      nllm_rmsnorm(xb, xb, L->post_ffn_norm.data, 0.0f, d, n, hp->rms_eps, nt);
-    add_rows(x, xb, n * d);
+    TRY(op->glu(&r, b));
+    TRY(op->matmul(&r, xb, &L->w_down, b->up, n));
+    if (L->post_ffn_norm.data) TRY(op->rmsnorm(&r, xb, xb, &L->post_ffn_norm, d, n));
+    TRY(op->add(&r, x, xb, n * d));
   }
 
   /* final norm and logits: every row, or only the last, or none (a prompt chunk) */
   if (!logits) return NLLM_OK;
-  const int64_t first = all_logits ? 0 : n - 1, n_out = n - first;
-  nllm_rmsnorm(xb, x + first * d, m->output_norm.data, 0.0f, d, n_out, hp->rms_eps, nt);
-  matmul(fs, logits, &m->output, xb, n_out);
-  if (hp->final_softcap > 0) {
-    const float c = hp->final_softcap;
-    for (int64_t i = 0; i < n_out * hp->n_vocab; i++) logits[i] = c * tanhf(logits[i] / c);
+  const nllm_fw_backend *hb = m->output.dev ? &fs->gpu : &fs->cpu;
+  if (hb != be) {
+    TRY(move_x(&r, be, hb));
+    be = hb, op = be->ops, b = &be->b;
   }
+  const int64_t first = all_logits ? 0 : n - 1, n_out = n - first;
+  float *out = b->logits ? b->logits : logits; /* the device's, then downloaded */
+  TRY(op->rmsnorm(&r, b->xb, b->x + first * d, &m->output_norm, d, n_out));
+  TRY(op->matmul(&r, out, &m->output, b->xb, n_out));
+  if (hp->final_softcap > 0) TRY(op->softcap(&r, out, n_out * hp->n_vocab));
+  if (out != logits)
+    TRY(op->to_host(&r, logits, out, (size_t)(n_out * hp->n_vocab) * sizeof(float)));
   return NLLM_OK;
 }

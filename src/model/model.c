@@ -383,6 +383,9 @@ nllm_status nllm_model_open(const char *path, const nllm_model_params *params, n
     st = nllm_err(NLLM_ERR_ABORTED, "%s: loading cancelled by the progress callback", path);
     goto fail;
   }
+  if (!m->vocab_only && params->n_gpu_layers != 0 &&
+      (st = nllm_model_offload(m, params->n_gpu_layers)))
+    goto fail;
   m->n_ctx_default = params->n_ctx_default > 0                           ? params->n_ctx_default
                      : m->hp.n_ctx_train > 0 && m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train
                                                                          : 4096;
@@ -395,6 +398,7 @@ fail:
 
 void nllm_model_close(nllm_model *m) {
   if (!m) return;
+  nllm_model_offload_free(m);
   nllm_tokenizer_free(m->tok);
   nllm_source_free(&m->src);
   free(m);

@@ -39,6 +39,9 @@ typedef struct nllm_weight {
   const void *data;
   int32_t type;
   int64_t rows, cols; /* rows = output features, cols = input features (ne[1], ne[0]) */
+  /* The device copy when the weight is offloaded (CUDA builds), else NULL: a matrix points to
+   * an nllm_cuda_weight, a vector to its device floats. */
+  const void *dev;
 } nllm_weight;
 
 typedef struct nllm_layer {
@@ -63,11 +66,27 @@ struct nllm_model {
   int32_t vocab_only;
   uint64_t n_params, n_bytes;
   const char *name;
+  /* GPU offload (model/offload.c): the last n_gpu_layers layers run on the device; the token
+   * embedding and the output head too when that is all of them. */
+  int32_t n_gpu_layers;
+  struct nllm_cuda *cuda; /* uploads and frees the weights; contexts have their own */
+  void *dev_mats;         /* nllm_cuda_weight[n_dev_mats] the layers' .dev point into */
+  float **dev_vecs;       /* [n_dev_vecs] device vectors */
+  int32_t n_dev_mats, n_dev_vecs;
+  const float *dev_inv_freq;
 };
 
 /* Loads and validates everything (shapes vs hyperparameters, types, required tensors). */
 nllm_status nllm_model_open(const char *path, const nllm_model_params *params, nllm_model **out);
 void nllm_model_close(nllm_model *model);
+/* Uploads the last n_gpu_layers (-1 = all) layers' weights to the GPU. CUDA builds only; the
+ * model is unchanged on failure. */
+nllm_status nllm_model_offload(nllm_model *m, int32_t n_gpu_layers);
+void nllm_model_offload_free(nllm_model *m);
+/* Whether layer il runs on the GPU. */
+static inline int nllm_layer_on_gpu(const nllm_model *m, int il) {
+  return il >= m->hp.n_layer - m->n_gpu_layers;
+}
 /* End of generation: the tokenizer's set plus the file's nllm.eog_token_ids. */
 int nllm_model_is_eog(const nllm_model *model, nllm_token t);
 

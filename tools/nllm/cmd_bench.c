@@ -9,7 +9,7 @@
 #include "nllm.h"
 #include "qtypes.h"
 
-#define BENCH_OPTS "-m --quantize -p -n -t -r -b --json --kv-f32"
+#define BENCH_OPTS "-m --gpu -ngl --quantize -p -n -t -r -b --json --kv-f32"
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;

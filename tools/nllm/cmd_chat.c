@@ -8,8 +8,8 @@
 
 #include "nllm.h"
 
-#define CHAT_OPTS                                                                  \
-  "-m --quantize -n -t -c --seed --temp --top-k --top-p --min-p --repeat-penalty " \
+#define CHAT_OPTS                                                                             \
+  "-m --quantize -n -t -c --seed --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty " \
   "--repeat-last-n --system --chat-template --kv-f32"
 
 typedef struct reply {

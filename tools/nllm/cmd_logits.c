@@ -6,7 +6,7 @@
 
 #include "nllm.h"
 
-#define LOGITS_OPTS "-m --quantize -p -f --prompt-ids -n -o -t -c --no-bos --special"
+#define LOGITS_OPTS "-m --gpu -ngl --quantize -p -f --prompt-ids -n -o -t -c --no-bos --special"
 
 static int parse_id_list(const char *s, nllm_token **ids, int32_t *n) {
   size_t cap = 16;

@@ -5,8 +5,9 @@
 
 #include "nllm.h"
 
-#define RUN_OPTS                                                                            \
-  "-m --quantize -p -f -n -t -c -b --seed --temp --top-k --top-p --min-p --repeat-penalty " \
+#define RUN_OPTS                                                                      \
+  "-m --quantize -p -f -n --gpu -ngl -t -c -b --seed --temp --top-k --top-p --min-p " \
+  "--repeat-penalty "                                                                 \
   "--repeat-last-n --ids --no-bos --special --kv-f32"
 
 typedef struct stream_state {

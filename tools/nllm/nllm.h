@@ -32,9 +32,9 @@ int nllm_cmd_quantize(int argc, char **argv);
 typedef struct cli_opts {
   const char *model, *prompt, *file, *out, *prompt_ids, *tokenizer, *quantize, *system,
       *chat_template;
-  long long n, threads, ctx, seed, top_k, repeat_last_n, reps, n_prompt, batch;
+  long long n, threads, ctx, seed, top_k, repeat_last_n, reps, n_prompt, batch, ngl;
   double temp, top_p, min_p, repeat_penalty;
-  int ids, no_bos, special, json, kv_f32, help, has_seed;
+  int ids, no_bos, special, json, kv_f32, help, has_seed, gpu;
 } cli_opts;
 
 /* Parses argv[1..] allowing only the options listed in `allowed` (space-separated names such

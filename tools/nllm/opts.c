@@ -65,6 +65,10 @@ static const opt opts[] = {
      "       keep the KV cache in F32 (default F16)"},
     {"-r", "--repetitions", O_INT, OFF(reps), 1, 1000, 0, 0,
      "N      repetitions (median is reported)"},
+    {"--gpu", NULL, O_FLAG, OFF(gpu), 0, 0, 0, 0,
+     "       run every layer on the GPU (CUDA builds)"},
+    {"-ngl", "--n-gpu-layers", O_INT, OFF(ngl), 0, 1 << 20, 0, 0,
+     "N    run the last N layers on the GPU (CUDA builds; default 0)"},
     {"-P", "--n-prompt", O_INT, OFF(n_prompt), 0, 1 << 20, 0, 0,
      "N      prompt tokens to time (bench; default 128)"},
 };
@@ -125,6 +129,7 @@ nllm_model *cli_load_model(const cli_opts *o, int vocab_only) {
   nllm_model_params_init(&mp);
   mp.vocab_only = vocab_only;
   mp.n_threads = (int32_t)o->threads;
+  mp.n_gpu_layers = o->gpu ? -1 : (int32_t)o->ngl;
   if (o->quantize) {
     int32_t t;
     for (t = 0; t < 64; t++) {
