@@ -104,6 +104,22 @@ _Static_assert(sizeof(block_iq4_xs) == 136, "iq4_xs layout");
 /* The 16 non-uniform levels of IQ4_NL / IQ4_XS. */
 extern const int8_t nllm_iq4nl_values[16];
 
+/* Index of the IQ4_NL level nearest to v (the levels are sorted: binary search). */
+static inline int nllm_iq4nl_nearest(float v) {
+  const int8_t *L = nllm_iq4nl_values;
+  if (v <= L[0]) return 0;
+  if (v >= L[15]) return 15;
+  int lo = 0, hi = 15;
+  while (hi - lo > 1) {
+    int mid = (lo + hi) / 2;
+    if (v < L[mid])
+      hi = mid;
+    else
+      lo = mid;
+  }
+  return v - L[lo] < L[hi] - v ? lo : hi;
+}
+
 /* Exact binary16 -> binary32 without F16C, inline because the scalar kernels call it per block. */
 static inline float q_h2f(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16, em = h & 0x7fff, u;

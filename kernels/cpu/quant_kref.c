@@ -599,21 +599,6 @@ void iq4_xs_to_float_ref(const void *vx, float *y, int64_t n) {
   }
 }
 
-/* Nearest IQ4_NL level (binary search over the sorted levels). */
-static int iq4_index(float v) {
-  const int8_t *L = nllm_iq4nl_values;
-  if (v <= L[0]) return 0;
-  if (v >= L[15]) return 15;
-  int lo = 0, hi = 15;
-  while (hi - lo > 1) {
-    int mid = (lo + hi) / 2;
-    if (v < L[mid])
-      hi = mid;
-    else
-      lo = mid;
-  }
-  return v - L[lo] < L[hi] - v ? lo : hi;
-}
 
 /* Per sub-block: the x^2-weighted least-squares scale over 15 candidate grid placements. */
 static float iq4_sub_scale(const float *x) {
@@ -622,7 +607,7 @@ static float iq4_sub_scale(const float *x) {
   for (int itry = -7; itry <= 7; itry++) {
     float id = ((float)itry + (float)nllm_iq4nl_values[0]) / max, sqx = 0, sq2 = 0;
     for (int j = 0; j < 32; j++) {
-      float w = x[j] * x[j], l = (float)nllm_iq4nl_values[iq4_index(id * x[j])];
+      float w = x[j] * x[j], l = (float)nllm_iq4nl_values[nllm_iq4nl_nearest(id * x[j])];
       sqx += w * l * x[j];
       sq2 += w * l * l;
     }
@@ -653,8 +638,8 @@ void iq4_xs_from_float_ref(const float *x, void *vy, int64_t n) {
       y[b].scales_l[k / 2] |= (uint8_t)((l & 15) << (4 * (k & 1)));
       y[b].scales_h |= (uint16_t)((l >> 4) << (2 * k));
       for (int j = 0; j < 16; j++) {
-        int q0 = idl != 0 ? iq4_index(idl * xb[32 * k + j]) : 8;
-        int q1 = idl != 0 ? iq4_index(idl * xb[32 * k + j + 16]) : 8;
+        int q0 = idl != 0 ? nllm_iq4nl_nearest(idl * xb[32 * k + j]) : 8;
+        int q1 = idl != 0 ? nllm_iq4nl_nearest(idl * xb[32 * k + j + 16]) : 8;
         y[b].qs[16 * k + j] = (uint8_t)(q0 | q1 << 4);
       }
     }

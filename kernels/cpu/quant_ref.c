@@ -364,21 +364,6 @@ void iq4_nl_to_float_ref(const void *vx, float *y, int64_t n) {
   }
 }
 
-/* Index of the level nearest to v (levels sorted ascending). */
-static int iq4_nearest(float v) {
-  const int8_t *L = nllm_iq4nl_values;
-  if (v <= L[0]) return 0;
-  if (v >= L[15]) return 15;
-  int lo = 0, hi = 15;
-  while (hi - lo > 1) {
-    int mid = (lo + hi) / 2;
-    if (v < L[mid])
-      hi = mid;
-    else
-      lo = mid;
-  }
-  return v - L[lo] < L[hi] - v ? lo : hi;
-}
 
 /* Best scale for one 32-block of the non-uniform grid: try scales that put the extreme value
  * near each end of the grid and keep the one with the least x^2-weighted error (the weighted
@@ -396,7 +381,7 @@ static float iq4_block_scale(const float *x, uint8_t *q, int n) {
     float sqx = 0, sq2 = 0;
     uint8_t tmp[QK];
     for (int j = 0; j < n; j++) {
-      tmp[j] = (uint8_t)iq4_nearest(id * x[j]);
+      tmp[j] = (uint8_t)nllm_iq4nl_nearest(id * x[j]);
       float w = x[j] * x[j], l = (float)L[tmp[j]];
       sqx += w * l * x[j];
       sq2 += w * l * l;
@@ -418,7 +403,7 @@ void iq4_nl_from_float_ref(const float *x, void *vy, int64_t n) {
     y[b].d = q_f2h(d);
     /* levels for the scale as stored */
     float dh = q_h2f(y[b].d), id = dh != 0 ? 1.0f / dh : 0.0f;
-    for (int j = 0; j < QK; j++) q[j] = (uint8_t)iq4_nearest(id * x[b * QK + j]);
+    for (int j = 0; j < QK; j++) q[j] = (uint8_t)nllm_iq4nl_nearest(id * x[b * QK + j]);
     for (int j = 0; j < QK / 2; j++) y[b].qs[j] = (uint8_t)(q[j] | q[j + QK / 2] << 4);
   }
 }
