@@ -104,6 +104,19 @@ _Static_assert(sizeof(block_iq4_xs) == 136, "iq4_xs layout");
 /* The 16 non-uniform levels of IQ4_NL / IQ4_XS. */
 extern const int8_t nllm_iq4nl_values[16];
 
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Signed value of largest magnitude: symmetric formats map it to their widest level. */
+static inline float signed_absmax(const float *x, int n) {
+  float amax = 0, max = 0;
+  for (int i = 0; i < n; i++)
+    if (__builtin_fabsf(x[i]) > amax) {
+      amax = __builtin_fabsf(x[i]);
+      max = x[i];
+    }
+  return max;
+}
+
 /* Index of the IQ4_NL level nearest to v (the levels are sorted: binary search). */
 static inline int nllm_iq4nl_nearest(float v) {
   const int8_t *L = nllm_iq4nl_values;

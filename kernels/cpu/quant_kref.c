@@ -11,19 +11,6 @@
 static inline int nearest_int(float f) {
   return (int)lrintf(f);
 }
-static inline int clampi(int v, int lo, int hi) {
-  return v < lo ? lo : v > hi ? hi : v;
-}
-
-static float signed_absmax(const float *x, int n) {
-  float amax = 0, max = 0;
-  for (int i = 0; i < n; i++)
-    if (fabsf(x[i]) > amax) {
-      amax = fabsf(x[i]);
-      max = x[i];
-    }
-  return max;
-}
 
 /* ---------------------------------------------------------------- scale searches */
 

@@ -147,20 +147,6 @@ void q4_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---------------------------------------------------------------- shared helpers */
 
-static inline int clampi(int v, int lo, int hi) {
-  return v < lo ? lo : v > hi ? hi : v;
-}
-
-/* Signed value of largest magnitude: symmetric formats map it to their widest level. */
-static float signed_absmax(const float *x, int n) {
-  float amax = 0, max = 0;
-  for (int i = 0; i < n; i++)
-    if (fabsf(x[i]) > amax) {
-      amax = fabsf(x[i]);
-      max = x[i];
-    }
-  return max;
-}
 
 /* ---------------------------------------------------------------- Q4_1 / Q5_0 / Q5_1 / Q8_1 */
 
