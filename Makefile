@@ -19,15 +19,15 @@ CPPFLAGS += $(DEP_CFLAGS)
 LDLIBS   := $(DEP_LIBS) -fopenmp -lm -lpthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 
-# Kernels for an ISA live in files named *_avx2.c / *_neon.c and get that ISA's flags only,
-# so the rest of the library stays runnable on any CPU of the architecture (runtime dispatch).
+# Kernels for an ISA live in files named *_avx2.c / *_avx512.c / *_neon.c and get that ISA's
+# flags only, so the rest of the library stays runnable on any CPU of the architecture (runtime dispatch).
 LIB_SRC  := $(wildcard src/*.c src/*/*.c kernels/*.c kernels/cpu/*.c)
 ifeq ($(ARCH),x86_64)
 LIB_SRC  := $(filter-out %_neon.c,$(LIB_SRC))
 else ifeq ($(ARCH),aarch64)
-LIB_SRC  := $(filter-out %_avx2.c,$(LIB_SRC))
+LIB_SRC  := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
 else
-LIB_SRC  := $(filter-out %_avx2.c %_neon.c,$(LIB_SRC))
+LIB_SRC  := $(filter-out %_avx2.c %_avx512.c %_neon.c,$(LIB_SRC))
 endif
 
 # CUDA=1: kernels/cuda/*.cu through nvcc, linked with cudart and cuBLAS. CUDA_ARCHS picks the
@@ -69,6 +69,11 @@ all: $(SHLIB) $(BUILD)/libnativellm.so $(STLIB) $(CLI)
 $(BUILD)/obj/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -mavx2 -mfma -mf16c -c $< -o $@
+
+$(BUILD)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl \
+	  -mavx512vnni -mavx512vbmi -c $< -o $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

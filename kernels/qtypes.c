@@ -1,5 +1,6 @@
-/* The weight-format table and the choice of ISA. Two copies of the table exist: the scalar one
- * (dispatched = reference) and the best one for this CPU; nllm_qtypes_force_scalar picks. */
+/* The weight-format table and the choice of ISA. One copy of the table per tier (scalar, where
+ * dispatched = reference; AVX2 or NEON; AVX-512), each filled on top of the one below; the
+ * best tier the CPU has is used unless a cap (tests, NLLM_ISA) asks for a lower one. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -136,67 +137,124 @@ static const struct {
 } dot4_neon[] = {{NLLM_TYPE_Q4_0, q4_0_vec_dot4_neon}};
 #endif
 
-static nllm_qtype table_scalar[N_TYPES], table_best[N_TYPES];
-static char features[128];
-static int have_avx2;
-static atomic_int force_scalar;
+#if defined(__x86_64__)
+static const struct {
+  int32_t type;
+  nllm_vec_dot4_fn fn;
+} dot4_avx512[] = {{NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx512},
+                   {NLLM_TYPE_Q8_0, q8_0_vec_dot4_avx512},
+                   {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx512}};
+#endif
+
+#define N_ISA (NLLM_ISA_AVX512 + 1)
+static nllm_qtype tables[N_ISA][N_TYPES];
+static char features[N_ISA][128];
+static int isa_max;
+static atomic_int isa_cap = N_ISA;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static int isa_in_use(void) {
+  int cap = atomic_load(&isa_cap);
+  return cap < isa_max ? cap : isa_max;
+}
 
 static void qtypes_init(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
   /* F16C has no __builtin_cpu_supports name in older compilers; every CPU with AVX2 and FMA
-   * shipped so far has it (Haswell and later, Excavator and later). */
-  have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  snprintf(features, sizeof features, "x86_64%s%s%s", have_avx2 ? " avx2 fma f16c" : "",
-           __builtin_cpu_supports("avx512f") ? " (avx512f unused)" : "",
-           have_avx2 ? "" : " (scalar kernels)");
+   * shipped so far has it (Haswell and later, Excavator and later). The AVX-512 tier needs
+   * the byte permutes of VBMI and the dot products of VNNI besides F and BW; the builtin
+   * also checks that the OS saves the zmm registers. */
+  const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const int avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                     __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                     __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+  isa_max = avx512 ? NLLM_ISA_AVX512 : avx2 ? NLLM_ISA_SIMD : NLLM_ISA_SCALAR;
+  snprintf(features[NLLM_ISA_SCALAR], sizeof features[0], "x86_64 (scalar kernels)");
+  snprintf(features[NLLM_ISA_SIMD], sizeof features[0], "x86_64 avx2 fma f16c");
+  snprintf(features[NLLM_ISA_AVX512], sizeof features[0],
+           "x86_64 avx2 fma f16c avx512 (bw vl vnni vbmi)");
 #elif defined(__aarch64__)
-  snprintf(features, sizeof features, "aarch64 neon");
+  isa_max = NLLM_ISA_SIMD;
+  snprintf(features[NLLM_ISA_SCALAR], sizeof features[0], "aarch64 (scalar kernels)");
+  snprintf(features[NLLM_ISA_SIMD], sizeof features[0], "aarch64 neon");
 #else
-  snprintf(features, sizeof features, "generic (scalar kernels)");
+  isa_max = NLLM_ISA_SCALAR;
+  snprintf(features[NLLM_ISA_SCALAR], sizeof features[0], "generic (scalar kernels)");
 #endif
   const char *env = getenv("NLLM_FORCE_SCALAR");
-  if (env && *env && strcmp(env, "0") != 0) atomic_store(&force_scalar, 1);
+  if (env && *env && strcmp(env, "0") != 0) atomic_store(&isa_cap, NLLM_ISA_SCALAR);
+  env = getenv("NLLM_ISA");
+  if (env && *env) {
+    if (!strcmp(env, "scalar"))
+      atomic_store(&isa_cap, NLLM_ISA_SCALAR);
+    else if (!strcmp(env, "avx2") || !strcmp(env, "neon"))
+      atomic_store(&isa_cap, NLLM_ISA_SIMD);
+  }
 
   for (size_t i = 0; i < sizeof qtype_defs / sizeof qtype_defs[0]; i++) {
     const qtype_def *d = &qtype_defs[i].def;
     int32_t t = qtype_defs[i].type;
-    table_scalar[t] = d->ref;
-    nllm_qtype best = d->ref;
+    tables[NLLM_ISA_SCALAR][t] = d->ref;
+    nllm_qtype simd = d->ref;
 #if defined(__x86_64__)
-    if (have_avx2) {
-      if (d->to_float_avx2) best.to_float = d->to_float_avx2;
-      if (d->from_float_avx2) best.from_float = d->from_float_avx2;
-      if (d->vec_dot_avx2) best.vec_dot = d->vec_dot_avx2;
+    if (isa_max >= NLLM_ISA_SIMD) {
+      if (d->to_float_avx2) simd.to_float = d->to_float_avx2;
+      if (d->from_float_avx2) simd.from_float = d->from_float_avx2;
+      if (d->vec_dot_avx2) simd.vec_dot = d->vec_dot_avx2;
     }
 #endif
 #if defined(__aarch64__)
-    if (d->to_float_neon) best.to_float = d->to_float_neon;
-    if (d->from_float_neon) best.from_float = d->from_float_neon;
-    if (d->vec_dot_neon) best.vec_dot = d->vec_dot_neon;
+    if (d->to_float_neon) simd.to_float = d->to_float_neon;
+    if (d->from_float_neon) simd.from_float = d->from_float_neon;
+    if (d->vec_dot_neon) simd.vec_dot = d->vec_dot_neon;
 #endif
-    table_best[t] = best;
+    tables[NLLM_ISA_SIMD][t] = simd;
   }
 #if defined(__x86_64__)
-  for (size_t i = 0; have_avx2 && i < sizeof dot4_avx2 / sizeof dot4_avx2[0]; i++)
-    table_best[dot4_avx2[i].type].vec_dot4 = dot4_avx2[i].fn;
+  for (size_t i = 0; isa_max >= NLLM_ISA_SIMD && i < sizeof dot4_avx2 / sizeof dot4_avx2[0]; i++)
+    tables[NLLM_ISA_SIMD][dot4_avx2[i].type].vec_dot4 = dot4_avx2[i].fn;
 #endif
 #if defined(__aarch64__)
   for (size_t i = 0; i < sizeof dot4_neon / sizeof dot4_neon[0]; i++)
-    table_best[dot4_neon[i].type].vec_dot4 = dot4_neon[i].fn;
+    tables[NLLM_ISA_SIMD][dot4_neon[i].type].vec_dot4 = dot4_neon[i].fn;
+#endif
+  memcpy(tables[NLLM_ISA_AVX512], tables[NLLM_ISA_SIMD], sizeof tables[0]);
+#if defined(__x86_64__)
+  for (size_t i = 0; isa_max >= NLLM_ISA_AVX512 && i < sizeof dot4_avx512 / sizeof dot4_avx512[0];
+       i++)
+    tables[NLLM_ISA_AVX512][dot4_avx512[i].type].vec_dot4 = dot4_avx512[i].fn;
 #endif
 }
 
 int nllm_cpu_has_avx2(void) {
   pthread_once(&init_once, qtypes_init);
-  return have_avx2 && !atomic_load(&force_scalar);
+#if defined(__x86_64__)
+  return isa_in_use() >= NLLM_ISA_SIMD;
+#else
+  return 0;
+#endif
+}
+
+int nllm_qtypes_isa_max(void) {
+  pthread_once(&init_once, qtypes_init);
+  return isa_max;
+}
+
+int nllm_qtypes_isa(void) {
+  pthread_once(&init_once, qtypes_init);
+  return isa_in_use();
+}
+
+void nllm_qtypes_set_isa(int tier) {
+  pthread_once(&init_once, qtypes_init);
+  atomic_store(&isa_cap, tier < NLLM_ISA_SCALAR ? NLLM_ISA_SCALAR : tier);
 }
 
 const nllm_qtype *nllm_qtype_get(int32_t type) {
   pthread_once(&init_once, qtypes_init);
   if (type < 0 || type >= N_TYPES) return NULL;
-  const nllm_qtype *q = atomic_load(&force_scalar) ? &table_scalar[type] : &table_best[type];
+  const nllm_qtype *q = &tables[isa_in_use()][type];
   return q->name ? q : NULL;
 }
 
@@ -207,11 +265,12 @@ size_t nllm_row_size(int32_t type, int64_t n) {
 }
 
 void nllm_qtypes_force_scalar(int on) {
-  pthread_once(&init_once, qtypes_init);
-  atomic_store(&force_scalar, on ? 1 : 0);
+  nllm_qtypes_set_isa(on ? NLLM_ISA_SCALAR : N_ISA);
 }
 
 const char *nllm_cpu_features(void) {
   pthread_once(&init_once, qtypes_init);
-  return atomic_load(&force_scalar) ? "scalar (forced)" : features;
+  const int isa = isa_in_use();
+  if (isa == NLLM_ISA_SCALAR && isa_max > NLLM_ISA_SCALAR) return "scalar (forced)";
+  return features[isa];
 }

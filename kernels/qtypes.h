@@ -41,7 +41,17 @@ const char *nllm_ggml_type_name(int32_t type);
 /* Block size and bytes of any GGUF type number we can at least size (for validation); 0 if not. */
 int nllm_ggml_type_block(int32_t type, int32_t *block_size, int32_t *type_size);
 
-/* Force the scalar path (tests compare ISAs; also env NLLM_FORCE_SCALAR=1). */
+/* Tiers of kernels, each on top of the one below: a tier's row takes the lower tier's function
+ * wherever it has none of its own. */
+enum { NLLM_ISA_SCALAR, NLLM_ISA_SIMD /* AVX2+FMA+F16C or NEON */, NLLM_ISA_AVX512 };
+/* The best tier this CPU (and OS) can run. */
+int nllm_qtypes_isa_max(void);
+/* The tier in use: the best one, capped by nllm_qtypes_set_isa or env NLLM_ISA
+ * (scalar, avx2 / neon, avx512). */
+int nllm_qtypes_isa(void);
+/* Cap the tier (tests compare tiers); a cap above what the CPU has means the best it has. */
+void nllm_qtypes_set_isa(int tier);
+/* Force the scalar path, or undo that (also env NLLM_FORCE_SCALAR=1). */
 void nllm_qtypes_force_scalar(int on);
 const char *nllm_cpu_features(void);
 

@@ -386,17 +386,21 @@ START_TEST(dispatch_vs_ref) {
     fprintf(stderr, "SKIP: type %d not in the table yet\n", type);
     return;
   }
-  int n = 0;
-  check_type_vs_ref(type, &n);
-  ck_assert_int_gt(n, 0);
+  /* every tier this CPU has: the best one hides the kernels of the tiers below it */
+  const int top = nllm_qtypes_isa_max();
+  for (int isa = top > NLLM_ISA_SCALAR ? NLLM_ISA_SIMD : NLLM_ISA_SCALAR; isa <= top; isa++) {
+    nllm_qtypes_set_isa(isa);
+    int n = 0;
+    check_type_vs_ref(type, &n);
+    ck_assert_int_gt(n, 0);
+  }
+  nllm_qtypes_set_isa(top);
 }
 END_TEST
 
 /* The four-row dot products against the exact dot of each row (and so against the reference):
  * every data kind, odd block counts, rows further apart than their size. */
-START_TEST(dot4_vs_ref) {
-  int32_t type = all_types[_i];
-  if (!type_supported(type)) return;
+static void check_dot4(int32_t type) {
   const nllm_qtype *q = nllm_qtype_get(type);
   if (!q->vec_dot4) return;
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
@@ -441,6 +445,17 @@ START_TEST(dot4_vs_ref) {
     free(wq);
     free(yq);
   }
+}
+
+START_TEST(dot4_vs_ref) {
+  int32_t type = all_types[_i];
+  if (!type_supported(type)) return;
+  const int top = nllm_qtypes_isa_max();
+  for (int isa = NLLM_ISA_SIMD; isa <= top; isa++) {
+    nllm_qtypes_set_isa(isa);
+    check_dot4(type);
+  }
+  nllm_qtypes_set_isa(top);
 }
 END_TEST
 
@@ -562,12 +577,12 @@ START_TEST(matmul_vs_naive) {
       q->block_size == QK_K || nllm_qtype_get(q->vec_dot_type)->block_size == QK_K ? 512 : 96;
   static const int64_t toks[] = {1, 3, 17, 64};
   static const int64_t rows[] = {1, 7, 33};
-  for (int scalar = 0; scalar < 2; scalar++) {
-    nllm_qtypes_force_scalar(scalar);
+  for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
+    nllm_qtypes_set_isa(isa);
     for (int ti = 0; ti < 4; ti++)
       for (int ri = 0; ri < 3; ri++) check_matmul(type, rows[ri], cols, toks[ti], 1 + (ri & 1));
   }
-  nllm_qtypes_force_scalar(0);
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
   check_matmul(type, 67, cols * 3, 5, 2);
   /* rows long enough that the sgemm path's per-thread tile holds fewer than its usual rows */
   check_matmul(type, 37, 8448, 17, 2);
