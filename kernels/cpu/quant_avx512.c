@@ -56,6 +56,16 @@ static inline __m512i idx_18x4(void) {
   return _mm512_loadu_si512(idx);
 }
 
+/* How far ahead to prefetch, in whole rows: four interleaved rows defeat the hardware
+ * prefetcher (without prefetching, half the bandwidth), and the rows after these four are
+ * where the caller goes next. Measured at one thread on rows of 2048 values: Q4_0 best about
+ * 12 KiB ahead (11 rows; 4 rows: -20%, 32 rows: -8%), Q8_0 best 4 rows (8.5 KiB; 8 rows:
+ * -10%). */
+static inline size_t prefetch_dist(size_t bx, size_t bytes) {
+  const size_t k = (bytes + bx - 1) / bx;
+  return (k < 4 ? 4 : k > 32 ? 32 : k) * bx;
+}
+
 enum { K_Q4_0, K_IQ4_NL };
 
 /* Q4_0 and IQ4_NL: the same 18-byte block (fp16 d, 16 bytes of nibbles). Levels are made
@@ -75,6 +85,7 @@ static inline __attribute__((always_inline)) void dot4_18(const int kind, int64_
   for (int i = 0; i < 16; i++) lut_u[i] = (uint8_t)(nllm_iq4nl_values[i] + 128);
   const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut_u));
   const int64_t nb = n / QK, nq = nb / 4 * 4;
+  const size_t pf = prefetch_dist(bx, 12288);
   __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                    _mm512_setzero_ps()};
   for (int64_t b = 0; b < nq; b += 4) {
@@ -90,8 +101,8 @@ static inline __attribute__((always_inline)) void dot4_18(const int kind, int64_
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
       /* the row 16 rows on is where the caller goes next (see dot4_32 in quant_avx2.c); two
        * prefetches because 72 bytes a step would skip every ninth cache line */
-      _mm_prefetch((const char *)x + 16 * bx, _MM_HINT_T0);
-      _mm_prefetch((const char *)x + 16 * bx + 71, _MM_HINT_T0);
+      _mm_prefetch((const char *)x + pf, _MM_HINT_T0);
+      _mm_prefetch((const char *)x + pf + 71, _MM_HINT_T0);
       const __m512i z0 = _mm512_loadu_si512(x), z1 = _mm512_loadu_si512(x + 8);
       const __m512i q = _mm512_permutex2var_epi8(z0, iq, z1);
       __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
@@ -147,6 +158,7 @@ void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const 
                 idx_w = _mm512_loadu_si512(iw);
   const __m512i k128 = _mm512_set1_epi8((char)0x80);
   const int64_t nb = n / QK, nq = nb / 4 * 4;
+  const size_t pf = prefetch_dist(bx, 8192);
   __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                    _mm512_setzero_ps()};
   for (int64_t b = 0; b < nq; b += 4) {
@@ -171,9 +183,9 @@ void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const 
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      _mm_prefetch((const char *)x + 16 * bx, _MM_HINT_T0);
-      _mm_prefetch((const char *)x + 16 * bx + 64, _MM_HINT_T0);
-      _mm_prefetch((const char *)x + 16 * bx + 135, _MM_HINT_T0);
+      _mm_prefetch((const char *)x + pf, _MM_HINT_T0);
+      _mm_prefetch((const char *)x + pf + 64, _MM_HINT_T0);
+      _mm_prefetch((const char *)x + pf + 135, _MM_HINT_T0);
       const __m512i l0 = _mm512_loadu_si512(x), l1 = _mm512_loadu_si512(x + 64),
                     l2 = _mm512_loadu_si512(x + 72);
       const __m512i qa = _mm512_permutex2var_epi8(l0, idx_a, l1);
