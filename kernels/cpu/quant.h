@@ -228,6 +228,9 @@ void q5_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t x_stride, con
 void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
 void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
 void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
+void q4_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
+void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
+void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
 void iq4_nl_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
 /* ops.c's AVX2 helpers */
 float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n);

@@ -56,14 +56,21 @@ static inline __m512i idx_18x4(void) {
   return _mm512_loadu_si512(idx);
 }
 
-/* How far ahead to prefetch, in whole rows: four interleaved rows defeat the hardware
- * prefetcher (without prefetching, half the bandwidth), and the rows after these four are
- * where the caller goes next. Measured at one thread on rows of 2048 values: Q4_0 best about
- * 12 KiB ahead (11 rows; 4 rows: -20%, 32 rows: -8%), Q8_0 best 4 rows (8.5 KiB; 8 rows:
- * -10%). */
+/* How far ahead to prefetch, in whole rows (at least the next four): four interleaved rows
+ * defeat the hardware prefetcher (without prefetching, a third to half the bandwidth), and
+ * the rows after these four are where the caller goes next. Measured at one thread on rows of
+ * 2048 values: Q4_0, Q4_K and Q5_K best about 12 KiB ahead (Q4_0 at 4 rows: -20%, at 32 rows:
+ * -8%), Q8_0 and Q6_K best 4 rows ahead (Q6_K at 8 rows: -15%). */
 static inline size_t prefetch_dist(size_t bx, size_t bytes) {
   const size_t k = (bytes + bx - 1) / bx;
   return (k < 4 ? 4 : k > 32 ? 32 : k) * bx;
+}
+
+/* Every cache line of [p, p + bytes): a line every 64 bytes and the last byte's, since a span
+ * that starts late in a line touches one line more than bytes / 64 rounded up. */
+static inline __attribute__((always_inline)) void prefetch_span(const char *p, size_t bytes) {
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+  _mm_prefetch(p + bytes - 1, _MM_HINT_T0);
 }
 
 enum { K_Q4_0, K_IQ4_NL };
@@ -101,8 +108,7 @@ static inline __attribute__((always_inline)) void dot4_18(const int kind, int64_
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
       /* the row 16 rows on is where the caller goes next (see dot4_32 in quant_avx2.c); two
        * prefetches because 72 bytes a step would skip every ninth cache line */
-      _mm_prefetch((const char *)x + pf, _MM_HINT_T0);
-      _mm_prefetch((const char *)x + pf + 71, _MM_HINT_T0);
+      prefetch_span((const char *)x + pf, 72);
       const __m512i z0 = _mm512_loadu_si512(x), z1 = _mm512_loadu_si512(x + 8);
       const __m512i q = _mm512_permutex2var_epi8(z0, iq, z1);
       __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
@@ -183,9 +189,7 @@ void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const 
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      _mm_prefetch((const char *)x + pf, _MM_HINT_T0);
-      _mm_prefetch((const char *)x + pf + 64, _MM_HINT_T0);
-      _mm_prefetch((const char *)x + pf + 135, _MM_HINT_T0);
+      prefetch_span((const char *)x + pf, 136);
       const __m512i l0 = _mm512_loadu_si512(x), l1 = _mm512_loadu_si512(x + 64),
                     l2 = _mm512_loadu_si512(x + 72);
       const __m512i qa = _mm512_permutex2var_epi8(l0, idx_a, l1);
@@ -208,4 +212,182 @@ void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const 
                         y0 + (size_t)nq * xs);
     s[r] = _mm512_reduce_add_ps(acc[r]) + t;
   }
+}
+
+/* ---------------------------------------------------------------- K-quants, four rows
+ * Per 256-value super-block the activation's part (its bytes in the order of the weight's
+ * nibbles, its block sums, its scale) is prepared once for four rows. Level products go
+ * through maddubs (unsigned levels times signed y, pair sums well inside int16) and then
+ * dpwssd, which multiplies the pair sums by each 16- or 32-value group's scale and adds them
+ * into int32 in one instruction. */
+
+static inline uint32_t load_u32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+/* 16 int16 copies of each of the given int16 elements of v (two groups per register). */
+static inline __m512i idx_pairs16(int a, int b) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)a)),
+                            _mm256_set1_epi16((short)b), 1);
+}
+
+/* The 8 six-bit scales and mins of a Q4_K/Q5_K super-block (k < 4: low 6 bits of bytes 0..3 /
+ * 4..7; k >= 4: low 4 bits in bytes 8..11, top 2 bits in the top of bytes 0..3 / 4..7). */
+static inline void k4_scales(const uint8_t *sc, __m128i *scales16, __m128i *mins16) {
+  const uint32_t u0 = load_u32(sc), u1 = load_u32(sc + 4), u2 = load_u32(sc + 8);
+  const uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+  const uint32_t s_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
+  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 6) & 0x03030303u) << 4;
+  *scales16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)s_hi << 32 | s_lo)));
+  *mins16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)m_hi << 32 | m_lo)));
+}
+
+/* Q4_K (qh_off < 0) and Q5_K. In 64 bytes of qs (chunk c), the low nibbles are sub-blocks 4c
+ * and 4c+2, the high nibbles 4c+1 and 4c+3; Q5_K's fifth bit of sub-block j is bit j of qh. */
+static inline __attribute__((always_inline)) void dot4_k45(int64_t n, float *s, const uint8_t *x0,
+                                                           size_t bx, const uint8_t *y0,
+                                                           const size_t xs, const size_t off_sc,
+                                                           const size_t off_qs, const long qh_off) {
+  const block_q8_K *y = (const block_q8_K *)y0;
+  const int64_t nb = n / QK_K;
+  const size_t pf = prefetch_dist(bx, 12288);
+  const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
+  const __m512i ilo[2] = {idx_pairs16(0, 2), idx_pairs16(4, 6)};
+  const __m512i ihi[2] = {idx_pairs16(1, 3), idx_pairs16(5, 7)};
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+  __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                    _mm256_setzero_ps()};
+  for (int64_t b = 0; b < nb; b++) {
+    __m512i ylo[2], yhi[2];
+    for (int c = 0; c < 2; c++) {
+      const __m512i a = _mm512_loadu_si512(y[b].qs + 128 * c),
+                    d = _mm512_loadu_si512(y[b].qs + 128 * c + 64);
+      ylo[c] = _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(1, 0, 1, 0));
+      yhi[c] = _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
+    const float dy = y[b].d;
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      prefetch_span((const char *)x + pf, xs);
+      __m128i sc16, mn16;
+      k4_scales(x + off_sc, &sc16, &mn16);
+      const __m512i scz = _mm512_castsi128_si512(sc16);
+      /* each pair of 16-value bsums is one sub-block: its min twice (m0 m0 m1 m1 ...) */
+      const __m256i mn32 = _mm256_cvtepu16_epi32(mn16);
+      const __m256i msum =
+          _mm256_madd_epi16(bsums, _mm256_or_si256(mn32, _mm256_slli_epi32(mn32, 16)));
+      /* (qh | qh >> 2): bit 0 is sub-block 0's fifth bit in the low half and sub-block 2's in
+       * the high half; >> 4 gives sub-blocks 4 and 6. Fixed shifts: the per-lane variable
+       * shift (vpsrlvw) made these kernels slower than AVX2 on Zen 5. */
+      __m512i qh = _mm512_setzero_si512();
+      if (qh_off >= 0) {
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(x + qh_off));
+        qh = _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
+      }
+      __m512i sumi = _mm512_setzero_si512();
+#pragma GCC unroll 2
+      for (int c = 0; c < 2; c++) {
+        const __m512i q = _mm512_loadu_si512(x + off_qs + 64 * c);
+        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        if (qh_off >= 0) {
+          const __m512i h = c ? _mm512_srli_epi16(qh, 4) : qh;
+          lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(h, 4), b4));
+          hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(h, 3), b4));
+        }
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, ylo[c]),
+                                   _mm512_permutexvar_epi16(ilo[c], scz));
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yhi[c]),
+                                   _mm512_permutexvar_epi16(ihi[c], scz));
+      }
+      const float d = _cvtsh_ss(load_u16(x)) * dy, dmin = _cvtsh_ss(load_u16(x + 2)) * dy;
+      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc[r]);
+      accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(msum), accm[r]);
+    }
+  }
+  for (int r = 0; r < 4; r++) {
+    const __m128 m = _mm_add_ps(_mm256_castps256_ps128(accm[r]), _mm256_extractf128_ps(accm[r], 1));
+    const __m128 m2 = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    s[r] = _mm512_reduce_add_ps(acc[r]) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+  }
+}
+
+void q4_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_k45(n, s, x, bx, y, sizeof(block_q4_K), offsetof(block_q4_K, scales),
+           offsetof(block_q4_K, qs), -1);
+}
+void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_k45(n, s, x, bx, y, sizeof(block_q5_K), offsetof(block_q5_K, scales),
+           offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh));
+}
+
+/* Q6_K: in half c of a super-block, ql's 64 bytes hold elements 0..63 in their low nibbles
+ * and 64..127 in their high ones, qh's 32 bytes the top two bits of element l, l+32, l+64 and
+ * l+96 at bits 0, 2, 4, 6; each 16 values have an int8 scale. Levels stay unsigned (0..63),
+ * and the -32 comes off through 32 * sum(scale * bsum). */
+void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+  const uint8_t *x0 = vx;
+  const block_q8_K *y = vy;
+  const size_t xs = sizeof(block_q6_K);
+  const int64_t nb = n / QK_K;
+  const size_t pf = prefetch_dist(bx, 6144);
+  const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+  /* the 16-value groups of each 64-value register: half c, low (a) or high (b) nibbles */
+  __m512i isc[2][2];
+  for (int c = 0; c < 2; c++)
+    for (int h = 0; h < 2; h++) {
+      const int k = 8 * c + 4 * h;
+      isc[c][h] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_setr_epi16(
+              (short)k, (short)k, (short)k, (short)k, (short)k, (short)k, (short)k, (short)k,
+              (short)(k + 1), (short)(k + 1), (short)(k + 1), (short)(k + 1), (short)(k + 1),
+              (short)(k + 1), (short)(k + 1), (short)(k + 1))),
+          _mm256_setr_epi16((short)(k + 2), (short)(k + 2), (short)(k + 2), (short)(k + 2),
+                            (short)(k + 2), (short)(k + 2), (short)(k + 2), (short)(k + 2),
+                            (short)(k + 3), (short)(k + 3), (short)(k + 3), (short)(k + 3),
+                            (short)(k + 3), (short)(k + 3), (short)(k + 3), (short)(k + 3)),
+          1);
+    }
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+  for (int64_t b = 0; b < nb; b++) {
+    const __m512i ya[2] = {_mm512_loadu_si512(y[b].qs), _mm512_loadu_si512(y[b].qs + 128)};
+    const __m512i yb[2] = {_mm512_loadu_si512(y[b].qs + 64), _mm512_loadu_si512(y[b].qs + 192)};
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
+    const float dy = y[b].d;
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
+      prefetch_span((const char *)x + pf, xs);
+      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+      const __m512i scz = _mm512_castsi256_si512(sc16);
+      const __m256i off = _mm256_madd_epi16(bsums, sc16);
+      __m512i sumi = _mm512_setzero_si512();
+#pragma GCC unroll 2
+      for (int c = 0; c < 2; c++) {
+        const __m512i ql = _mm512_loadu_si512(x->ql + 64 * c);
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
+        /* (qh | qh >> 2): bits 0-1 are the top bits of elements 0..31 (low half) and
+         * 32..63 (high half), bits 4-5 those of 64..95 and 96..127 */
+        const __m512i qh =
+            _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
+        const __m512i qa = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                           _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
+        const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                           _mm512_and_si512(qh, m30));
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(qa, ya[c]),
+                                   _mm512_permutexvar_epi16(isc[c][0], scz));
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(qb, yb[c]),
+                                   _mm512_permutexvar_epi16(isc[c][1], scz));
+      }
+      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
+      acc[r] =
+          _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(x->d) * dy), _mm512_cvtepi32_ps(sumi), acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; r++) s[r] = _mm512_reduce_add_ps(acc[r]);
 }
