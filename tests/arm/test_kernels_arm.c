@@ -2,6 +2,7 @@
  * not available for the aarch64 cross build). Last line: "N passed, N failed". */
 #include <float.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,81 @@ static void fill(float *x, int64_t n, int kind) {
            : kind == 1 ? 0
            : kind == 2 ? 1e3f * frand()
                        : (i % 37 == 0 ? 50 * frand() : 0.01f * g);
+  }
+}
+
+/* Where each block format keeps its fp16 scales (at most two). */
+static const struct {
+  int32_t type;
+  int n;
+  size_t off[2];
+} half_fields[] = {
+    {NLLM_TYPE_Q8_0, 1, {offsetof(block_q8_0, d)}},
+    {NLLM_TYPE_Q4_0, 1, {offsetof(block_q4_0, d)}},
+    {NLLM_TYPE_Q4_1, 2, {offsetof(block_q4_1, d), offsetof(block_q4_1, m)}},
+    {NLLM_TYPE_Q5_0, 1, {offsetof(block_q5_0, d)}},
+    {NLLM_TYPE_Q5_1, 2, {offsetof(block_q5_1, d), offsetof(block_q5_1, m)}},
+    {NLLM_TYPE_Q2_K, 2, {offsetof(block_q2_K, d), offsetof(block_q2_K, dmin)}},
+    {NLLM_TYPE_Q3_K, 1, {offsetof(block_q3_K, d)}},
+    {NLLM_TYPE_Q4_K, 2, {offsetof(block_q4_K, d), offsetof(block_q4_K, dmin)}},
+    {NLLM_TYPE_Q5_K, 2, {offsetof(block_q5_K, d), offsetof(block_q5_K, dmin)}},
+    {NLLM_TYPE_Q6_K, 1, {offsetof(block_q6_K, d)}},
+    {NLLM_TYPE_IQ4_NL, 1, {offsetof(block_iq4_nl, d)}},
+    {NLLM_TYPE_IQ4_XS, 1, {offsetof(block_iq4_xs, d)}},
+};
+
+/* Blocks of random bits (every level, scale and high bit, extremes included, which a
+ * quantizer seldom writes) with finite scales; activations (Q8_0, Q8_1, Q8_K) get -128 too
+ * and consistent sums. 0 if the format has no such entry. */
+static int raw_blocks(int32_t type, uint8_t *w, int64_t nb, size_t bs) {
+  for (size_t i = 0; i < (size_t)nb * bs; i++) w[i] = (uint8_t)(frand() * 128 + 128);
+  for (int64_t b = 0; b < nb; b++) {
+    uint8_t *blk = w + (size_t)b * bs;
+    if (type == NLLM_TYPE_Q8_K) {
+      block_q8_K *y = (block_q8_K *)blk;
+      y->d = 0.01f * frand();
+      for (int j = 0; j < QK_K / 16; j++) {
+        int sum = 0;
+        for (int i = 0; i < 16; i++) sum += y->qs[16 * j + i];
+        y->bsums[j] = (int16_t)sum;
+      }
+      continue;
+    }
+    if (type == NLLM_TYPE_Q8_1) {
+      block_q8_1 *y = (block_q8_1 *)blk;
+      float d = 0.01f * frand();
+      int sum = 0;
+      for (int i = 0; i < QK; i++) sum += y->qs[i];
+      y->d = q_f2h(d);
+      y->s = q_f2h(q_h2f(y->d) * (float)sum);
+      continue;
+    }
+    size_t k = 0;
+    while (k < sizeof half_fields / sizeof half_fields[0] && half_fields[k].type != type) k++;
+    if (k == sizeof half_fields / sizeof half_fields[0]) return 0;
+    for (int f = 0; f < half_fields[k].n; f++) {
+      uint16_t h = q_f2h(0.02f * frand());
+      memcpy(blk + half_fields[k].off[f], &h, 2);
+    }
+  }
+  return 1;
+}
+
+/* vec_dot4 on four rows at x (stride apart) against vec_dot_ref on each: y is the activation
+ * yq dequantized, a room for a row. */
+static void check_dot4(const nllm_qtype *q, int64_t n, const uint8_t *w, size_t stride,
+                       const void *yq, const float *y, float *a, const char *what, int kind) {
+  float s4[4];
+  q->vec_dot4(n, s4, w, stride, yq);
+  for (int r = 0; r < 4; r++) {
+    float s_ref = NAN;
+    q->vec_dot_ref(n, &s_ref, w + (size_t)r * stride, yq);
+    q->to_float_ref(w + (size_t)r * stride, a, n);
+    double sumabs = 0;
+    for (int64_t i = 0; i < n; i++) sumabs += fabs((double)a[i] * y[i]);
+    CHECK(fabs((double)s_ref - s4[r]) <= (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30,
+          "%s vec_dot4 %s n %lld kind %d row %d: ref %.9g neon %.9g", q->name, what, (long long)n,
+          kind, r, s_ref, s4[r]);
   }
 }
 
@@ -100,37 +176,62 @@ int main(void) {
       free(yq);
       free(yq2);
     }
-    /* four-row dot: four different rows, odd block counts, rows further apart than their size */
-    static const int64_t lens4[] = {32, 160, 1056};
-    for (size_t li = 0; q->vec_dot4 && li < sizeof lens4 / sizeof lens4[0]; li++) {
+    /* four-row dot: four different rows (every pair of data kinds), odd block counts, rows
+     * further apart than their size */
+    static const int64_t lens4_32[] = {32, 96, 160, 1056}, lens4_256[] = {256, 768, 1280};
+    const int big = q->block_size == QK_K || vq->block_size == QK_K;
+    const int64_t *lens4 = big ? lens4_256 : lens4_32;
+    const size_t nl4 =
+        big ? sizeof lens4_256 / sizeof lens4_256[0] : sizeof lens4_32 / sizeof lens4_32[0];
+    for (size_t li = 0; q->vec_dot4 && li < nl4; li++) {
       int64_t n = lens4[li];
       size_t ws = nllm_row_size(q->type, n), stride = ws + (size_t)q->type_size;
       float *x = malloc(4 * (size_t)n), *y = malloc(4 * (size_t)n), *a = malloc(4 * (size_t)n);
       uint8_t *w = malloc(4 * stride), *yq = malloc(nllm_row_size(vq->type, n));
-      fill(y, n, 0);
-      vq->from_float_ref(y, yq, n);
-      vq->to_float_ref(yq, y, n);
-      float s4[4];
-      for (int r = 0; r < 4; r++) {
-        fill(x, n, r);
-        q->from_float_ref(x, w + (size_t)r * stride, n);
+      memset(w, 0xff, 4 * stride); /* the gaps between rows are never read */
+      if (raw_blocks(q->type, w, 4 * (int64_t)stride / q->type_size, (size_t)q->type_size) &&
+          raw_blocks(vq->type, yq, n / vq->block_size, (size_t)vq->type_size)) {
+        vq->to_float_ref(yq, y, n);
+        check_dot4(q, n, w, stride, yq, y, a, "random bits", 4);
       }
-      q->vec_dot4(n, s4, w, stride, yq);
-      for (int r = 0; r < 4; r++) {
-        float s_ref = NAN;
-        q->vec_dot_ref(n, &s_ref, w + (size_t)r * stride, yq);
-        q->to_float_ref(w + (size_t)r * stride, a, n);
-        double sumabs = 0;
-        for (int64_t i = 0; i < n; i++) sumabs += fabs((double)a[i] * y[i]);
-        CHECK(fabs((double)s_ref - s4[r]) <= (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30,
-              "%s vec_dot4 n %lld row %d: ref %.9g neon %.9g", q->name, (long long)n, r, s_ref,
-              s4[r]);
+      memset(w, 0xff, 4 * stride);
+      for (int kind = 0; kind < 4; kind++) {
+        fill(y, n, kind == 1 ? 0 : kind);
+        vq->from_float_ref(y, yq, n);
+        vq->to_float_ref(yq, y, n);
+        for (int r = 0; r < 4; r++) {
+          fill(x, n, (kind + r) % 4);
+          q->from_float_ref(x, w + (size_t)r * stride, n);
+        }
+        check_dot4(q, n, w, stride, yq, y, a, "quantized", kind);
       }
       free(x);
       free(y);
       free(a);
       free(w);
       free(yq);
+    }
+    /* the one-row dot on random bits too */
+    {
+      const int64_t n = 768;
+      uint8_t *w = malloc(nllm_row_size(q->type, n)), *yq = malloc(nllm_row_size(vq->type, n));
+      float *a = malloc(4 * (size_t)n), *y = malloc(4 * (size_t)n);
+      if (raw_blocks(q->type, w, n / q->block_size, (size_t)q->type_size) &&
+          raw_blocks(vq->type, yq, n / vq->block_size, (size_t)vq->type_size)) {
+        float s_ref = NAN, s_neon = NAN;
+        q->vec_dot_ref(n, &s_ref, w, yq);
+        q->vec_dot(n, &s_neon, w, yq);
+        q->to_float_ref(w, a, n);
+        vq->to_float_ref(yq, y, n);
+        double sumabs = 0;
+        for (int64_t i = 0; i < n; i++) sumabs += fabs((double)a[i] * y[i]);
+        CHECK(fabs((double)s_ref - s_neon) <= (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30,
+              "%s vec_dot random bits: ref %.9g neon %.9g", q->name, s_ref, s_neon);
+      }
+      free(w);
+      free(yq);
+      free(a);
+      free(y);
     }
     /* matmul (several tokens, 2 threads) against the scalar path */
     int64_t rows = 37, cols = 512, nt = 5;
