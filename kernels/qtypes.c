@@ -156,7 +156,11 @@ static void qtypes_init(void) {
            __builtin_cpu_supports("avx512f") ? " (avx512f unused)" : "",
            have_avx2 ? "" : " (scalar kernels)");
 #elif defined(__aarch64__)
+#if defined(__ARM_FEATURE_DOTPROD) /* a build choice: such a binary needs the extension */
+  snprintf(features, sizeof features, "aarch64 neon dotprod");
+#else
   snprintf(features, sizeof features, "aarch64 neon");
+#endif
 #else
   snprintf(features, sizeof features, "generic (scalar kernels)");
 #endif

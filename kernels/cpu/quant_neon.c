@@ -1,12 +1,19 @@
 /* NEON kernels (baseline ARMv8-A: no dotprod extension needed). Integer dots widen int8
- * products to int16 (|a*b| <= 128*128 fits) and pairwise-accumulate into int32. */
+ * products to int16 (|a*b| <= 128*128 fits) and pairwise-accumulate into int32; a build for
+ * CPUs with the dotprod extension (-march=armv8.2-a+dotprod, -mcpu=native on one) uses SDOT
+ * instead. Either way each int32 lane sums four products of 16, so the bounds the kernels
+ * rely on hold for both. */
 #include <arm_neon.h>
 
 #include "cpu/quant.h"
 
 static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+  return vdotq_s32(acc, a, b);
+#else
   acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
   return vpadalq_s16(acc, vmull_high_s8(a, b));
+#endif
 }
 static inline int dot32_i(int8x16_t a0, int8x16_t a1, const int8_t *y) {
   return vaddvq_s32(dot16(dot16(vdupq_n_s32(0), a0, vld1q_s8(y)), a1, vld1q_s8(y + 16)));
