@@ -470,37 +470,62 @@ DOT4_32(iq4_nl, D4_IQ4_NL)
 
 /* The 256-element formats against Q8_K, in four chunks of 64 elements: the activation's four
  * vectors of a chunk are loaded once for the four rows. */
-enum { D4_Q4_K, D4_Q5_K, D4_Q6_K, D4_IQ4_XS };
-static const uint8_t d4_k_size[] = {[D4_Q4_K] = sizeof(block_q4_K),
-                                    [D4_Q5_K] = sizeof(block_q5_K),
-                                    [D4_Q6_K] = sizeof(block_q6_K),
-                                    [D4_IQ4_XS] = sizeof(block_iq4_xs)};
+enum { D4_Q2_K, D4_Q3_K, D4_Q4_K, D4_Q5_K, D4_Q6_K, D4_IQ4_XS };
+/* Block size, offsets of the fp16 scale and minimum scale (has_min: minimums whose terms come
+ * from the activation's bsums), and whether each of the 16-element vectors has its own scale
+ * (else each pair of them shares one). */
+static const struct {
+  uint8_t size, off_d, off_dmin, has_min, scale16;
+} d4_k_layout[] = {
+    [D4_Q2_K] = {sizeof(block_q2_K), offsetof(block_q2_K, d), offsetof(block_q2_K, dmin), 1, 1},
+    [D4_Q3_K] = {sizeof(block_q3_K), offsetof(block_q3_K, d), 0, 0, 1},
+    [D4_Q4_K] = {sizeof(block_q4_K), offsetof(block_q4_K, d), offsetof(block_q4_K, dmin), 1, 0},
+    [D4_Q5_K] = {sizeof(block_q5_K), offsetof(block_q5_K, d), offsetof(block_q5_K, dmin), 1, 0},
+    [D4_Q6_K] = {sizeof(block_q6_K), offsetof(block_q6_K, d), 0, 0, 1},
+    [D4_IQ4_XS] = {sizeof(block_iq4_xs), offsetof(block_iq4_xs, d), 0, 0, 0},
+};
 
 /* Dot of two 32-element halves (a0, a1 against y0, y1) in four int32 lanes. */
 static inline int32x4_t dot32_v(int8x16_t a0, int8x16_t a1, int8x16_t y0, int8x16_t y1) {
   return dot16(dot16(vdupq_n_s32(0), a0, y0), a1, y1);
 }
 
-/* isum plus chunk j (elements 64j..64j+63) of one row's block, each sub-block times its
- * scale: sc holds the row's scales (Q4_K / Q5_K: eight 6-bit ones; IQ4_XS: eight signed;
- * Q6_K reads its sixteen from the block). Lanes stay within int32: at most 16 sub-blocks of
- * 4 products, each |level * scale * y| <= 32 * 128 * 128 (Q6_K, the widest). */
+/* isum plus chunk j (elements 64j..64j+63) of one row's block, each sub-block times its scale
+ * in sc. Lanes stay within int32: a lane gains four products per 16 elements, each
+ * |level * scale * y| <= 2^19 at most (Q6_K: 32 * 128 * 128), 2^25 for a block. */
 static inline __attribute__((always_inline)) int32x4_t d4_k_chunk(const int kind, int32x4_t isum,
                                                                   const uint8_t *x, int j,
                                                                   const int8x16_t y[4],
                                                                   const int *sc) {
-  if (kind == D4_Q6_K) {
-    const block_q6_K *q = (const block_q6_K *)x;
-    const int c = j >> 1, upper = j & 1; /* upper: the high nibbles of ql, bits 4..7 of qh */
-    for (int v = 0; v < 4; v++) {        /* 16 elements: sub-block 4j + v */
-      uint8x16_t ql = vld1q_u8(q->ql + 64 * c + 16 * v),
-                 qh = vld1q_u8(q->qh + 32 * c + 16 * (v & 1));
-      uint8x16_t lo = upper ? vshrq_n_u8(ql, 4) : vandq_u8(ql, vdupq_n_u8(15));
-      /* the 2 bits at 4 * upper + 2 * (v >> 1) move to bits 4..5 */
-      const int shift = 4 - (4 * upper + 2 * (v >> 1));
-      uint8x16_t hi = vandq_u8(vshlq_u8(qh, vdupq_n_s8((int8_t)shift)), vdupq_n_u8(0x30));
-      int8x16_t lv = vsubq_s8(u8s(vorrq_u8(lo, hi)), vdupq_n_s8(32));
-      isum = vmlaq_n_s32(isum, dot16(vdupq_n_s32(0), lv, y[v]), q->scales[4 * j + v]);
+  if (d4_k_layout[kind].scale16) {
+    /* element 128c + 32g + 16h + i of Q2_K, Q3_K and Q6_K sits in byte 16h + i (of the half
+     * c of their arrays) at bit field g; vector v of the chunk is g = 2 (j & 1) + v / 2,
+     * h = v & 1, sub-block 4j + v */
+    const int c = j >> 1;
+    for (int v = 0; v < 4; v++) {
+      const int g = 2 * (j & 1) + (v >> 1), h = v & 1;
+      int8x16_t lv;
+      if (kind == D4_Q2_K) {
+        lv = u8s(field2(vld1q_u8(((const block_q2_K *)x)->qs + 32 * c + 16 * h), g));
+      } else if (kind == D4_Q3_K) {
+        const block_q3_K *q = (const block_q3_K *)x;
+        /* high bit 4c + g set: the level as is; clear: minus 4 */
+        uint8x16_t hb =
+            vtstq_u8(vld1q_u8(q->hmask + 16 * h), vdupq_n_u8((uint8_t)(1u << (4 * c + g))));
+        lv = vsubq_s8(u8s(vorrq_u8(field2(vld1q_u8(q->qs + 32 * c + 16 * h), g),
+                                   vandq_u8(hb, vdupq_n_u8(4)))),
+                      vdupq_n_s8(4));
+      } else { /* Q6_K: low 4 bits in ql (64 bytes a half; g >= 2 the high nibbles of the
+                * same bytes as g - 2), high 2 in qh's field g, moved to bits 4..5 */
+        const block_q6_K *q = (const block_q6_K *)x;
+        uint8x16_t ql = vld1q_u8(q->ql + 64 * c + 32 * (g & 1) + 16 * h);
+        uint8x16_t lo = g >> 1 ? vshrq_n_u8(ql, 4) : vandq_u8(ql, vdupq_n_u8(15));
+        uint8x16_t hi =
+            vandq_u8(vshlq_u8(vld1q_u8(q->qh + 32 * c + 16 * h), vdupq_n_s8((int8_t)(4 - 2 * g))),
+                     vdupq_n_u8(0x30));
+        lv = vsubq_s8(u8s(vorrq_u8(lo, hi)), vdupq_n_s8(32));
+      }
+      isum = vmlaq_n_s32(isum, dot16(vdupq_n_s32(0), lv, y[v]), sc[4 * j + v]);
     }
     return isum;
   }
@@ -533,10 +558,31 @@ static inline __attribute__((always_inline)) int32x4_t d4_k_chunk(const int kind
   return vmlaq_n_s32(isum, dot32_v(a2, a3, y[2], y[3]), sc[2 * j + 1]);
 }
 
-/* Row r's scales for d4_k_chunk, and (Q4_K / Q5_K) its minimums times the activation's
- * 32-element sums ysum. */
+/* Row r's sub-block scales for d4_k_chunk (16 or 8), and for the formats with minimums the
+ * minimums times the activation's sums over their sub-blocks (bsums: 16 elements; ysum32:
+ * 32). No product of int16 overflows: minimums <= 63 and sums <= 4096 in magnitude. */
 static inline __attribute__((always_inline)) int d4_k_scales(const int kind, const uint8_t *x,
-                                                             int16x8_t ysum, int sc[8]) {
+                                                             const int16_t *bsums, int16x8_t ysum32,
+                                                             int sc[16]) {
+  if (kind == D4_Q2_K) {
+    const uint8x16_t s = vld1q_u8(((const block_q2_K *)x)->scales);
+    for (int k = 0; k < 16; k++) sc[k] = ((const block_q2_K *)x)->scales[k] & 15;
+    const int16x8_t m0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(vshrq_n_u8(s, 4)))),
+                    m1 = vreinterpretq_s16_u16(vmovl_high_u8(vshrq_n_u8(s, 4)));
+    const int16x8_t b0 = vld1q_s16(bsums), b1 = vld1q_s16(bsums + 8);
+    int32x4_t m = vmull_s16(vget_low_s16(m0), vget_low_s16(b0));
+    m = vmlal_high_s16(m, m0, b0);
+    m = vmlal_s16(m, vget_low_s16(m1), vget_low_s16(b1));
+    return vaddvq_s32(vmlal_high_s16(m, m1, b1));
+  }
+  if (kind == D4_Q3_K) {
+    for (int k = 0; k < 16; k++) sc[k] = q3k_scale(((const block_q3_K *)x)->scales, k);
+    return 0;
+  }
+  if (kind == D4_Q6_K) {
+    for (int k = 0; k < 16; k++) sc[k] = ((const block_q6_K *)x)->scales[k];
+    return 0;
+  }
   if (kind == D4_IQ4_XS) {
     const block_iq4_xs *q = (const block_iq4_xs *)x;
     for (int k = 0; k < 8; k++)
@@ -544,24 +590,18 @@ static inline __attribute__((always_inline)) int d4_k_scales(const int kind, con
           (((q->scales_l[k / 2] >> (4 * (k & 1))) & 15) | ((q->scales_h >> (2 * k)) & 3) << 4) - 32;
     return 0;
   }
-  if (kind == D4_Q6_K) return 0;
   uint8_t s8[8], m8[8];
   k4_scales_mins(
       kind == D4_Q4_K ? ((const block_q4_K *)x)->scales : ((const block_q5_K *)x)->scales, s8, m8);
   for (int k = 0; k < 8; k++) sc[k] = s8[k];
-  /* minimums <= 63, sums of 32 activations <= 4096 in magnitude: no int16 product overflows
-   * int32 */
   const int16x8_t m = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(m8)));
-  return vaddvq_s32(vmlal_high_s16(vmull_s16(vget_low_s16(m), vget_low_s16(ysum)), m, ysum));
+  return vaddvq_s32(vmlal_high_s16(vmull_s16(vget_low_s16(m), vget_low_s16(ysum32)), m, ysum32));
 }
 
 static inline __attribute__((always_inline)) void dot4_k(const int kind, int64_t n, float *s,
                                                          const uint8_t *x0, size_t bx,
                                                          const block_q8_K *y) {
-  const size_t xs = d4_k_size[kind];
-  /* Q4_K and Q5_K begin with d, dmin; Q6_K ends with d; IQ4_XS begins with d */
-  const size_t off_d = kind == D4_Q6_K ? offsetof(block_q6_K, d) : 0;
-  const int has_min = kind == D4_Q4_K || kind == D4_Q5_K;
+  const size_t xs = d4_k_layout[kind].size;
   float32x4_t acc0 = vdupq_n_f32(0), acc1 = acc0, acc2 = acc0, acc3 = acc0;
   float32x4_t accm = acc0; /* lane r: row r's minimum terms */
   for (int64_t b = 0; b < n / QK_K; b++) {
@@ -569,11 +609,12 @@ static inline __attribute__((always_inline)) void dot4_k(const int kind, int64_t
     const uint8_t *const x[4] = {x0 + (size_t)b * xs, x0 + bx + (size_t)b * xs,
                                  x0 + 2 * bx + (size_t)b * xs, x0 + 3 * bx + (size_t)b * xs};
     /* bsums in pairs: the activation's sum over each 32-element sub-block */
-    const int16x8_t ysum = vpaddq_s16(vld1q_s16(yb->bsums), vld1q_s16(yb->bsums + 8));
-    int sc[4][8];
-    const int32x4_t msum = {
-        d4_k_scales(kind, x[0], ysum, sc[0]), d4_k_scales(kind, x[1], ysum, sc[1]),
-        d4_k_scales(kind, x[2], ysum, sc[2]), d4_k_scales(kind, x[3], ysum, sc[3])};
+    const int16x8_t ysum32 = vpaddq_s16(vld1q_s16(yb->bsums), vld1q_s16(yb->bsums + 8));
+    int sc[4][16];
+    const int32x4_t msum = {d4_k_scales(kind, x[0], yb->bsums, ysum32, sc[0]),
+                            d4_k_scales(kind, x[1], yb->bsums, ysum32, sc[1]),
+                            d4_k_scales(kind, x[2], yb->bsums, ysum32, sc[2]),
+                            d4_k_scales(kind, x[3], yb->bsums, ysum32, sc[3])};
     int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
     for (int j = 0; j < 4; j++) {
       const int8x16_t yv[4] = {vld1q_s8(yb->qs + 64 * j), vld1q_s8(yb->qs + 64 * j + 16),
@@ -583,28 +624,25 @@ static inline __attribute__((always_inline)) void dot4_k(const int kind, int64_t
       i2 = d4_k_chunk(kind, i2, x[2], j, yv, sc[2]);
       i3 = d4_k_chunk(kind, i3, x[3], j, yv, sc[3]);
     }
-    const float32x4_t d = vmulq_n_f32(h4_rows(x, off_d), yb->d);
+    const float32x4_t d = vmulq_n_f32(h4_rows(x, d4_k_layout[kind].off_d), yb->d);
     acc0 = vfmaq_laneq_f32(acc0, vcvtq_f32_s32(i0), d, 0);
     acc1 = vfmaq_laneq_f32(acc1, vcvtq_f32_s32(i1), d, 1);
     acc2 = vfmaq_laneq_f32(acc2, vcvtq_f32_s32(i2), d, 2);
     acc3 = vfmaq_laneq_f32(acc3, vcvtq_f32_s32(i3), d, 3);
-    if (has_min)
-      accm = vfmaq_f32(accm, vmulq_n_f32(h4_rows(x, offsetof(block_q4_K, dmin)), yb->d),
+    if (d4_k_layout[kind].has_min)
+      accm = vfmaq_f32(accm, vmulq_n_f32(h4_rows(x, d4_k_layout[kind].off_dmin), yb->d),
                        vcvtq_f32_s32(msum));
   }
   const float32x4_t sums = {vaddvq_f32(acc0), vaddvq_f32(acc1), vaddvq_f32(acc2), vaddvq_f32(acc3)};
   vst1q_f32(s, vsubq_f32(sums, accm));
 }
 
-_Static_assert(offsetof(block_q4_K, dmin) == offsetof(block_q5_K, dmin) &&
-                   offsetof(block_q4_K, d) == 0 && offsetof(block_q5_K, d) == 0 &&
-                   offsetof(block_iq4_xs, d) == 0,
-               "K block scales");
-
 #define DOT4_K(fmt, kind)                                                                  \
   void fmt##_vec_dot4_neon(int64_t n, float *s, const void *x, size_t bx, const void *y) { \
     dot4_k(kind, n, s, x, bx, y);                                                          \
   }
+DOT4_K(q2_K, D4_Q2_K)
+DOT4_K(q3_K, D4_Q3_K)
 DOT4_K(q4_K, D4_Q4_K)
 DOT4_K(q5_K, D4_Q5_K)
 DOT4_K(q6_K, D4_Q6_K)
