@@ -13,10 +13,10 @@ test-arm: $(ARM_BUILD)/test_kernels_arm $(ARM_BUILD)/test_kernels_arm_dotprod
 	$(ARM_QEMU) $(ARM_BUILD)/test_kernels_arm
 	$(ARM_QEMU) $(ARM_BUILD)/test_kernels_arm_dotprod
 
-$(ARM_BUILD)/test_kernels_arm: $(ARM_SRC) tests/arm/test_kernels_arm.c $(wildcard kernels/*.h kernels/cpu/*.h)
+$(ARM_BUILD)/test_kernels_arm: $(ARM_SRC) tests/arm/test_kernels_arm.c $(wildcard kernels/*.h kernels/cpu/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(ARM_CC) $(ARM_FLAGS) -o $@ $(ARM_SRC) tests/arm/test_kernels_arm.c -lm
 
-$(ARM_BUILD)/test_kernels_arm_dotprod: $(ARM_SRC) tests/arm/test_kernels_arm.c $(wildcard kernels/*.h kernels/cpu/*.h)
+$(ARM_BUILD)/test_kernels_arm_dotprod: $(ARM_SRC) tests/arm/test_kernels_arm.c $(wildcard kernels/*.h kernels/cpu/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(ARM_CC) $(ARM_FLAGS) -march=armv8.2-a+dotprod -o $@ $(ARM_SRC) tests/arm/test_kernels_arm.c -lm

@@ -2,7 +2,6 @@
  * not available for the aarch64 cross build). Last line: "N passed, N failed". */
 #include <float.h>
 #include <math.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include "cpu/quant.h"
 #include "ops.h"
 #include "qtypes.h"
+#include "../random_blocks.h"
 
 static int passed, failed;
 #define CHECK(cond, ...)            \
@@ -39,63 +39,6 @@ static void fill(float *x, int64_t n, int kind) {
            : kind == 2 ? 1e3f * frand()
                        : (i % 37 == 0 ? 50 * frand() : 0.01f * g);
   }
-}
-
-/* Where each block format keeps its fp16 scales (at most two). */
-static const struct {
-  int32_t type;
-  int n;
-  size_t off[2];
-} half_fields[] = {
-    {NLLM_TYPE_Q8_0, 1, {offsetof(block_q8_0, d)}},
-    {NLLM_TYPE_Q4_0, 1, {offsetof(block_q4_0, d)}},
-    {NLLM_TYPE_Q4_1, 2, {offsetof(block_q4_1, d), offsetof(block_q4_1, m)}},
-    {NLLM_TYPE_Q5_0, 1, {offsetof(block_q5_0, d)}},
-    {NLLM_TYPE_Q5_1, 2, {offsetof(block_q5_1, d), offsetof(block_q5_1, m)}},
-    {NLLM_TYPE_Q2_K, 2, {offsetof(block_q2_K, d), offsetof(block_q2_K, dmin)}},
-    {NLLM_TYPE_Q3_K, 1, {offsetof(block_q3_K, d)}},
-    {NLLM_TYPE_Q4_K, 2, {offsetof(block_q4_K, d), offsetof(block_q4_K, dmin)}},
-    {NLLM_TYPE_Q5_K, 2, {offsetof(block_q5_K, d), offsetof(block_q5_K, dmin)}},
-    {NLLM_TYPE_Q6_K, 1, {offsetof(block_q6_K, d)}},
-    {NLLM_TYPE_IQ4_NL, 1, {offsetof(block_iq4_nl, d)}},
-    {NLLM_TYPE_IQ4_XS, 1, {offsetof(block_iq4_xs, d)}},
-};
-
-/* Blocks of random bits (every level, scale and high bit, extremes included, which a
- * quantizer seldom writes) with finite scales; activations (Q8_0, Q8_1, Q8_K) get -128 too
- * and consistent sums. 0 if the format has no such entry. */
-static int raw_blocks(int32_t type, uint8_t *w, int64_t nb, size_t bs) {
-  for (size_t i = 0; i < (size_t)nb * bs; i++) w[i] = (uint8_t)(frand() * 128 + 128);
-  for (int64_t b = 0; b < nb; b++) {
-    uint8_t *blk = w + (size_t)b * bs;
-    if (type == NLLM_TYPE_Q8_K) {
-      block_q8_K *y = (block_q8_K *)blk;
-      y->d = 0.01f * frand();
-      for (int j = 0; j < QK_K / 16; j++) {
-        int sum = 0;
-        for (int i = 0; i < 16; i++) sum += y->qs[16 * j + i];
-        y->bsums[j] = (int16_t)sum;
-      }
-      continue;
-    }
-    if (type == NLLM_TYPE_Q8_1) {
-      block_q8_1 *y = (block_q8_1 *)blk;
-      float d = 0.01f * frand();
-      int sum = 0;
-      for (int i = 0; i < QK; i++) sum += y->qs[i];
-      y->d = q_f2h(d);
-      y->s = q_f2h(q_h2f(y->d) * (float)sum);
-      continue;
-    }
-    size_t k = 0;
-    while (k < sizeof half_fields / sizeof half_fields[0] && half_fields[k].type != type) k++;
-    if (k == sizeof half_fields / sizeof half_fields[0]) return 0;
-    for (int f = 0; f < half_fields[k].n; f++) {
-      uint16_t h = q_f2h(0.02f * frand());
-      memcpy(blk + half_fields[k].off[f], &h, 2);
-    }
-  }
-  return 1;
 }
 
 /* vec_dot4 on four rows at x (stride apart) against vec_dot_ref on each: y is the activation
@@ -189,8 +132,10 @@ int main(void) {
       float *x = malloc(4 * (size_t)n), *y = malloc(4 * (size_t)n), *a = malloc(4 * (size_t)n);
       uint8_t *w = malloc(4 * stride), *yq = malloc(nllm_row_size(vq->type, n));
       memset(w, 0xff, 4 * stride); /* the gaps between rows are never read */
-      if (raw_blocks(q->type, w, 4 * (int64_t)stride / q->type_size, (size_t)q->type_size) &&
-          raw_blocks(vq->type, yq, n / vq->block_size, (size_t)vq->type_size)) {
+      /* activations with -128 too: the NEON dots widen every product, no sign trick */
+      if (random_blocks(&rng, q->type, w, 4 * (int64_t)stride / q->type_size, (size_t)q->type_size,
+                        1) &&
+          random_blocks(&rng, vq->type, yq, n / vq->block_size, (size_t)vq->type_size, 1)) {
         vq->to_float_ref(yq, y, n);
         check_dot4(q, n, w, stride, yq, y, a, "random bits", 4);
       }
@@ -216,8 +161,8 @@ int main(void) {
       const int64_t n = 768;
       uint8_t *w = malloc(nllm_row_size(q->type, n)), *yq = malloc(nllm_row_size(vq->type, n));
       float *a = malloc(4 * (size_t)n), *y = malloc(4 * (size_t)n);
-      if (raw_blocks(q->type, w, n / q->block_size, (size_t)q->type_size) &&
-          raw_blocks(vq->type, yq, n / vq->block_size, (size_t)vq->type_size)) {
+      if (random_blocks(&rng, q->type, w, n / q->block_size, (size_t)q->type_size, 1) &&
+          random_blocks(&rng, vq->type, yq, n / vq->block_size, (size_t)vq->type_size, 1)) {
         float s_ref = NAN, s_neon = NAN;
         q->vec_dot_ref(n, &s_ref, w, yq);
         q->vec_dot(n, &s_neon, w, yq);
