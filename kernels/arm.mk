@@ -8,9 +8,15 @@ ARM_SRC   := src/core/core.c $(wildcard kernels/*.c) $(filter-out %_avx2.c %_avx
 ARM_FLAGS := -static -std=c11 -O2 $(WARN) -Wno-format-truncation -fopenmp -D_GNU_SOURCE \
              -DNLLM_BUILDING_LIBRARY -DNLLM_NO_BLAS -Iinclude -Isrc -Ikernels
 
-test-arm: $(ARM_BUILD)/test_kernels_arm
-	$(ARM_QEMU) $<
+# The same test built for CPUs with the dotprod extension (SDOT in the integer dots).
+test-arm: $(ARM_BUILD)/test_kernels_arm $(ARM_BUILD)/test_kernels_arm_dotprod
+	$(ARM_QEMU) $(ARM_BUILD)/test_kernels_arm
+	$(ARM_QEMU) $(ARM_BUILD)/test_kernels_arm_dotprod
 
-$(ARM_BUILD)/test_kernels_arm: $(ARM_SRC) tests/arm/test_kernels_arm.c $(wildcard kernels/*.h kernels/cpu/*.h)
+$(ARM_BUILD)/test_kernels_arm: $(ARM_SRC) tests/arm/test_kernels_arm.c $(wildcard kernels/*.h kernels/cpu/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(ARM_CC) $(ARM_FLAGS) -o $@ $(ARM_SRC) tests/arm/test_kernels_arm.c -lm
+
+$(ARM_BUILD)/test_kernels_arm_dotprod: $(ARM_SRC) tests/arm/test_kernels_arm.c $(wildcard kernels/*.h kernels/cpu/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(ARM_CC) $(ARM_FLAGS) -march=armv8.2-a+dotprod -o $@ $(ARM_SRC) tests/arm/test_kernels_arm.c -lm

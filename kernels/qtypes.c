@@ -134,7 +134,12 @@ static const struct {
 static const struct {
   int32_t type;
   nllm_vec_dot4_fn fn;
-} dot4_neon[] = {{NLLM_TYPE_Q4_0, q4_0_vec_dot4_neon}};
+} dot4_neon[] = {{NLLM_TYPE_Q8_0, q8_0_vec_dot4_neon}, {NLLM_TYPE_Q4_0, q4_0_vec_dot4_neon},
+                 {NLLM_TYPE_Q4_1, q4_1_vec_dot4_neon}, {NLLM_TYPE_Q5_0, q5_0_vec_dot4_neon},
+                 {NLLM_TYPE_Q5_1, q5_1_vec_dot4_neon}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_neon},
+                 {NLLM_TYPE_Q2_K, q2_K_vec_dot4_neon}, {NLLM_TYPE_Q3_K, q3_K_vec_dot4_neon},
+                 {NLLM_TYPE_Q4_K, q4_K_vec_dot4_neon}, {NLLM_TYPE_Q5_K, q5_K_vec_dot4_neon},
+                 {NLLM_TYPE_Q6_K, q6_K_vec_dot4_neon}, {NLLM_TYPE_IQ4_XS, iq4_xs_vec_dot4_neon}};
 #endif
 
 #if defined(__x86_64__)
@@ -180,7 +185,11 @@ static void qtypes_init(void) {
 #elif defined(__aarch64__)
   isa_max = NLLM_ISA_SIMD;
   snprintf(features[NLLM_ISA_SCALAR], sizeof features[0], "aarch64 (scalar kernels)");
+#if defined(__ARM_FEATURE_DOTPROD) /* a build choice: such a binary needs the extension */
+  snprintf(features[NLLM_ISA_SIMD], sizeof features[0], "aarch64 neon dotprod");
+#else
   snprintf(features[NLLM_ISA_SIMD], sizeof features[0], "aarch64 neon");
+#endif
 #else
   isa_max = NLLM_ISA_SCALAR;
   snprintf(features[NLLM_ISA_SCALAR], sizeof features[0], "generic (scalar kernels)");

@@ -7,6 +7,7 @@
 #include "cpu/quant.h"
 #include "ops.h"
 #include "qtypes.h"
+#include "random_blocks.h"
 #include "testutil.h"
 
 /* Every format the table must carry (milestone order). */
@@ -459,6 +460,63 @@ START_TEST(dot4_vs_ref) {
 }
 END_TEST
 
+/* Blocks of random bits (extreme levels, scales and high bits that quantized data seldom
+ * holds): the dispatched one-row and four-row dots against the exact dot of each row. */
+static void check_random_bits(int32_t type) {
+  const nllm_qtype *q = nllm_qtype_get(type);
+  if (q->block_size == 1) return; /* float formats: random bits would hold NaNs */
+  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  int big = q->block_size == QK_K || vq->block_size == QK_K;
+  const int64_t *lens = big ? lens_256 : lens_32;
+  int nl =
+      big ? (int)(sizeof lens_256 / sizeof *lens_256) : (int)(sizeof lens_32 / sizeof *lens_32);
+  uint64_t rng = 0x2545F4914F6CDD1Dull ^ (uint64_t)type;
+  for (int li = 0; li < nl; li++) {
+    const int64_t n = lens[li];
+    const size_t rs = nllm_row_size(type, n), stride = rs + (size_t)q->type_size;
+    float *a = malloc(sizeof(float) * (size_t)n), *ya = malloc(sizeof(float) * (size_t)n);
+    uint8_t *wq = malloc(stride * 4), *yq = malloc(nllm_row_size(q->vec_dot_type, n));
+    ck_assert(random_blocks(&rng, type, wq, (int64_t)(stride * 4 / (size_t)q->type_size),
+                            (size_t)q->type_size, 0));
+    ck_assert(random_blocks(&rng, vq->type, yq, n / vq->block_size, (size_t)vq->type_size, 0));
+    vq->to_float_ref(yq, ya, n);
+    float s4[4] = {NAN, NAN, NAN, NAN};
+    if (q->vec_dot4) q->vec_dot4(n, s4, wq, stride, yq);
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *row = wq + (size_t)r * stride;
+      q->to_float_ref(row, a, n);
+      double sumabs, ex = dot_exact(a, ya, n, &sumabs);
+      double tol = dot_tol(n, sumabs) + offset_tol(q, row, yq, n);
+      float s_ref = NAN, s_dis = NAN;
+      q->vec_dot_ref(n, &s_ref, row, yq);
+      q->vec_dot(n, &s_dis, row, yq);
+      ck_assert_msg(fabs(s_ref - ex) <= tol && fabs(s_dis - ex) <= tol,
+                    "%s random bits row %d: vec_dot %.9g, reference %.9g, exact %.9g (n %lld)",
+                    q->name, r, s_dis, s_ref, ex, (long long)n);
+      if (q->vec_dot4)
+        ck_assert_msg(fabs(s4[r] - ex) <= tol,
+                      "%s random bits row %d: vec_dot4 %.9g, exact %.9g (n %lld)", q->name, r,
+                      s4[r], ex, (long long)n);
+    }
+    free(a);
+    free(ya);
+    free(wq);
+    free(yq);
+  }
+}
+
+START_TEST(random_bits_vs_ref) {
+  int32_t type = all_types[_i];
+  if (!type_supported(type)) return;
+  const int top = nllm_qtypes_isa_max();
+  for (int isa = top > NLLM_ISA_SCALAR ? NLLM_ISA_SIMD : NLLM_ISA_SCALAR; isa <= top; isa++) {
+    nllm_qtypes_set_isa(isa);
+    check_random_bits(type);
+  }
+  nllm_qtypes_set_isa(top);
+}
+END_TEST
+
 /* The reference quantizers must be as good as GGUF's: round-trip error of gaussian data. The
  * bounds are about 1.5x the error the reference quantizer reaches on such data. */
 START_TEST(roundtrip_error) {
@@ -695,6 +753,7 @@ static Suite *kernels_suite(void) {
                       (int)(sizeof golden_files / sizeof golden_files[0]));
   tcase_add_loop_test(tc, dispatch_vs_ref, 0, N_ALL);
   tcase_add_loop_test(tc, dot4_vs_ref, 0, N_ALL);
+  tcase_add_loop_test(tc, random_bits_vs_ref, 0, N_ALL);
   tcase_add_test(tc, roundtrip_error);
   tcase_add_loop_test(tc, matmul_vs_naive, 0, N_ALL);
   tcase_add_test(tc, ops_vs_naive);

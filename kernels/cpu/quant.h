@@ -185,6 +185,10 @@ static inline void k4_scales_mins(const uint8_t *sc, uint8_t scales[8], uint8_t 
   void fmt##_from_float_##isa(const float *x, void *y, int64_t n); \
   void fmt##_vec_dot_##isa(int64_t n, float *s, const void *x, const void *y);
 
+/* The optional four-row dot (nllm_vec_dot4_fn) of a format. */
+#define NLLM_DECLARE_DOT4(fmt, isa) \
+  void fmt##_vec_dot4_##isa(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
+
 NLLM_DECLARE_KERNELS(f32, ref)
 NLLM_DECLARE_KERNELS(f16, ref)
 NLLM_DECLARE_KERNELS(bf16, ref)
@@ -221,17 +225,17 @@ NLLM_DECLARE_KERNELS(q6_K, avx2)
 NLLM_DECLARE_KERNELS(q8_K, avx2)
 NLLM_DECLARE_KERNELS(iq4_nl, avx2)
 NLLM_DECLARE_KERNELS(iq4_xs, avx2)
-void q4_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
-void q4_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
-void q5_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
-void q5_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
-void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
-void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
-void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
-void q4_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
-void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
-void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
-void iq4_nl_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
+NLLM_DECLARE_DOT4(q4_0, avx2)
+NLLM_DECLARE_DOT4(q4_1, avx2)
+NLLM_DECLARE_DOT4(q5_0, avx2)
+NLLM_DECLARE_DOT4(q5_1, avx2)
+NLLM_DECLARE_DOT4(iq4_nl, avx2)
+NLLM_DECLARE_DOT4(q4_0, avx512)
+NLLM_DECLARE_DOT4(q8_0, avx512)
+NLLM_DECLARE_DOT4(q4_K, avx512)
+NLLM_DECLARE_DOT4(q5_K, avx512)
+NLLM_DECLARE_DOT4(q6_K, avx512)
+NLLM_DECLARE_DOT4(iq4_nl, avx512)
 /* ops.c's AVX2 helpers */
 float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n);
 void nllm_axpy_f32_avx2(float *y, float a, const float *x, int64_t n);
@@ -255,7 +259,18 @@ NLLM_DECLARE_KERNELS(q6_K, neon)
 NLLM_DECLARE_KERNELS(q8_K, neon)
 NLLM_DECLARE_KERNELS(iq4_nl, neon)
 NLLM_DECLARE_KERNELS(iq4_xs, neon)
-void q4_0_vec_dot4_neon(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
+NLLM_DECLARE_DOT4(q8_0, neon)
+NLLM_DECLARE_DOT4(q4_0, neon)
+NLLM_DECLARE_DOT4(q4_1, neon)
+NLLM_DECLARE_DOT4(q5_0, neon)
+NLLM_DECLARE_DOT4(q5_1, neon)
+NLLM_DECLARE_DOT4(iq4_nl, neon)
+NLLM_DECLARE_DOT4(q2_K, neon)
+NLLM_DECLARE_DOT4(q3_K, neon)
+NLLM_DECLARE_DOT4(q4_K, neon)
+NLLM_DECLARE_DOT4(q5_K, neon)
+NLLM_DECLARE_DOT4(q6_K, neon)
+NLLM_DECLARE_DOT4(iq4_xs, neon)
 #endif
 
 /* Whether the AVX2 kernels may run: the CPU has them and the scalar path is not forced. */

@@ -9,6 +9,7 @@
 #include "cpu/quant.h"
 #include "ops.h"
 #include "qtypes.h"
+#include "../random_blocks.h"
 
 static int passed, failed;
 #define CHECK(cond, ...)            \
@@ -37,6 +38,24 @@ static void fill(float *x, int64_t n, int kind) {
            : kind == 1 ? 0
            : kind == 2 ? 1e3f * frand()
                        : (i % 37 == 0 ? 50 * frand() : 0.01f * g);
+  }
+}
+
+/* vec_dot4 on four rows at x (stride apart) against vec_dot_ref on each: y is the activation
+ * yq dequantized, a room for a row. */
+static void check_dot4(const nllm_qtype *q, int64_t n, const uint8_t *w, size_t stride,
+                       const void *yq, const float *y, float *a, const char *what, int kind) {
+  float s4[4];
+  q->vec_dot4(n, s4, w, stride, yq);
+  for (int r = 0; r < 4; r++) {
+    float s_ref = NAN;
+    q->vec_dot_ref(n, &s_ref, w + (size_t)r * stride, yq);
+    q->to_float_ref(w + (size_t)r * stride, a, n);
+    double sumabs = 0;
+    for (int64_t i = 0; i < n; i++) sumabs += fabs((double)a[i] * y[i]);
+    CHECK(fabs((double)s_ref - s4[r]) <= (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30,
+          "%s vec_dot4 %s n %lld kind %d row %d: ref %.9g neon %.9g", q->name, what, (long long)n,
+          kind, r, s_ref, s4[r]);
   }
 }
 
@@ -100,37 +119,64 @@ int main(void) {
       free(yq);
       free(yq2);
     }
-    /* four-row dot: four different rows, odd block counts, rows further apart than their size */
-    static const int64_t lens4[] = {32, 160, 1056};
-    for (size_t li = 0; q->vec_dot4 && li < sizeof lens4 / sizeof lens4[0]; li++) {
+    /* four-row dot: four different rows (every pair of data kinds), odd block counts, rows
+     * further apart than their size */
+    static const int64_t lens4_32[] = {32, 96, 160, 1056}, lens4_256[] = {256, 768, 1280};
+    const int big = q->block_size == QK_K || vq->block_size == QK_K;
+    const int64_t *lens4 = big ? lens4_256 : lens4_32;
+    const size_t nl4 =
+        big ? sizeof lens4_256 / sizeof lens4_256[0] : sizeof lens4_32 / sizeof lens4_32[0];
+    for (size_t li = 0; q->vec_dot4 && li < nl4; li++) {
       int64_t n = lens4[li];
       size_t ws = nllm_row_size(q->type, n), stride = ws + (size_t)q->type_size;
       float *x = malloc(4 * (size_t)n), *y = malloc(4 * (size_t)n), *a = malloc(4 * (size_t)n);
       uint8_t *w = malloc(4 * stride), *yq = malloc(nllm_row_size(vq->type, n));
-      fill(y, n, 0);
-      vq->from_float_ref(y, yq, n);
-      vq->to_float_ref(yq, y, n);
-      float s4[4];
-      for (int r = 0; r < 4; r++) {
-        fill(x, n, r);
-        q->from_float_ref(x, w + (size_t)r * stride, n);
+      memset(w, 0xff, 4 * stride); /* the gaps between rows are never read */
+      /* activations with -128 too: the NEON dots widen every product, no sign trick */
+      if (random_blocks(&rng, q->type, w, 4 * (int64_t)stride / q->type_size, (size_t)q->type_size,
+                        1) &&
+          random_blocks(&rng, vq->type, yq, n / vq->block_size, (size_t)vq->type_size, 1)) {
+        vq->to_float_ref(yq, y, n);
+        check_dot4(q, n, w, stride, yq, y, a, "random bits", 4);
       }
-      q->vec_dot4(n, s4, w, stride, yq);
-      for (int r = 0; r < 4; r++) {
-        float s_ref = NAN;
-        q->vec_dot_ref(n, &s_ref, w + (size_t)r * stride, yq);
-        q->to_float_ref(w + (size_t)r * stride, a, n);
-        double sumabs = 0;
-        for (int64_t i = 0; i < n; i++) sumabs += fabs((double)a[i] * y[i]);
-        CHECK(fabs((double)s_ref - s4[r]) <= (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30,
-              "%s vec_dot4 n %lld row %d: ref %.9g neon %.9g", q->name, (long long)n, r, s_ref,
-              s4[r]);
+      memset(w, 0xff, 4 * stride);
+      for (int kind = 0; kind < 4; kind++) {
+        fill(y, n, kind == 1 ? 0 : kind);
+        vq->from_float_ref(y, yq, n);
+        vq->to_float_ref(yq, y, n);
+        for (int r = 0; r < 4; r++) {
+          fill(x, n, (kind + r) % 4);
+          q->from_float_ref(x, w + (size_t)r * stride, n);
+        }
+        check_dot4(q, n, w, stride, yq, y, a, "quantized", kind);
       }
       free(x);
       free(y);
       free(a);
       free(w);
       free(yq);
+    }
+    /* the one-row dot on random bits too */
+    {
+      const int64_t n = 768;
+      uint8_t *w = malloc(nllm_row_size(q->type, n)), *yq = malloc(nllm_row_size(vq->type, n));
+      float *a = malloc(4 * (size_t)n), *y = malloc(4 * (size_t)n);
+      if (random_blocks(&rng, q->type, w, n / q->block_size, (size_t)q->type_size, 1) &&
+          random_blocks(&rng, vq->type, yq, n / vq->block_size, (size_t)vq->type_size, 1)) {
+        float s_ref = NAN, s_neon = NAN;
+        q->vec_dot_ref(n, &s_ref, w, yq);
+        q->vec_dot(n, &s_neon, w, yq);
+        q->to_float_ref(w, a, n);
+        vq->to_float_ref(yq, y, n);
+        double sumabs = 0;
+        for (int64_t i = 0; i < n; i++) sumabs += fabs((double)a[i] * y[i]);
+        CHECK(fabs((double)s_ref - s_neon) <= (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30,
+              "%s vec_dot random bits: ref %.9g neon %.9g", q->name, s_ref, s_neon);
+      }
+      free(w);
+      free(yq);
+      free(a);
+      free(y);
     }
     /* matmul (several tokens, 2 threads) against the scalar path */
     int64_t rows = 37, cols = 512, nt = 5;
