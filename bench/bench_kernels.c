@@ -43,37 +43,43 @@ int main(int argc, char **argv) {
                                   NLLM_TYPE_IQ4_NL, NLLM_TYPE_IQ4_XS};
   float *x = malloc(sizeof(float) * COLS * 64), *y = malloc(sizeof(float) * ROWS * 64);
   for (int i = 0; i < COLS * 64; i++) x[i] = (float)((i * 7919) % 1000) / 500.0f - 1.0f;
-  printf("\n%-7s %10s %9s %7s %10s %9s %7s\n", "format", "1t ms", "GB/s", "of bw", "Nt ms", "GB/s",
-         "of bw");
-  for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-    const nllm_qtype *q = nllm_qtype_get(types[ti]);
-    size_t rs = nllm_row_size(q->type, COLS), mat = rs * ROWS;
-    int nmat = (int)(WORKING_SET / mat);
-    uint8_t *W = (uint8_t *)buf; /* the probe buffer, refilled: matrices cycle through it */
-    /* 256 quantized rows copied over the whole working set: quantizing everything would
-     * take longer than the measurement */
-    for (int r = 0; r < 256; r++) {
-      for (int i = 0; i < COLS; i++)
-        x[i] = (float)(((r + 1) * (i + 3) * 2654435761u) % 2001) / 1000.0f - 1.0f;
-      q->from_float_ref(x, W + (size_t)r * rs, COLS);
-    }
-    for (size_t off = 256 * rs; off + 256 * rs <= (size_t)nmat * mat; off += 256 * rs)
-      memcpy(W + off, W, 256 * rs);
-    void *wd = nllm_aligned_alloc(nllm_matmul_wsize(q->type, COLS, 1, all));
-    double ms[2];
-    for (int k = 0; k < 2; k++) {
-      double t[RUNS * 4];
-      for (int r = 0; r < RUNS * 4; r++) {
-        double t0 = nllm_time_ms();
-        nllm_matmul(y, W + (size_t)(r % nmat) * mat, q->type, ROWS, COLS, x, 1, wd, thr[k]);
-        t[r] = nllm_time_ms() - t0;
+  /* every kernel tier this CPU has, the best last: on an AVX-512 machine the AVX2 row of a
+   * format shows what the tier above it adds */
+  const int top = nllm_qtypes_isa_max();
+  for (int isa = top > NLLM_ISA_SCALAR ? NLLM_ISA_SIMD : NLLM_ISA_SCALAR; isa <= top; isa++) {
+    nllm_qtypes_set_isa(isa);
+    printf("\nkernels: %s\n%-7s %10s %9s %7s %10s %9s %7s\n", nllm_cpu_features(), "format",
+           "1t ms", "GB/s", "of bw", "Nt ms", "GB/s", "of bw");
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+      const nllm_qtype *q = nllm_qtype_get(types[ti]);
+      size_t rs = nllm_row_size(q->type, COLS), mat = rs * ROWS;
+      int nmat = (int)(WORKING_SET / mat);
+      uint8_t *W = (uint8_t *)buf; /* the probe buffer, refilled: matrices cycle through it */
+      /* 256 quantized rows copied over the whole working set: quantizing everything would
+       * take longer than the measurement */
+      for (int r = 0; r < 256; r++) {
+        for (int i = 0; i < COLS; i++)
+          x[i] = (float)(((r + 1) * (i + 3) * 2654435761u) % 2001) / 1000.0f - 1.0f;
+        q->from_float_ref(x, W + (size_t)r * rs, COLS);
       }
-      ms[k] = median(t, RUNS * 4);
+      for (size_t off = 256 * rs; off + 256 * rs <= (size_t)nmat * mat; off += 256 * rs)
+        memcpy(W + off, W, 256 * rs);
+      void *wd = nllm_aligned_alloc(nllm_matmul_wsize(q->type, COLS, 1, all));
+      double ms[2];
+      for (int k = 0; k < 2; k++) {
+        double t[RUNS * 4];
+        for (int r = 0; r < RUNS * 4; r++) {
+          double t0 = nllm_time_ms();
+          nllm_matmul(y, W + (size_t)(r % nmat) * mat, q->type, ROWS, COLS, x, 1, wd, thr[k]);
+          t[r] = nllm_time_ms() - t0;
+        }
+        ms[k] = median(t, RUNS * 4);
+      }
+      printf("%-7s %10.3f %9.1f %6.0f%% %10.3f %9.1f %6.0f%%\n", q->name, ms[0], mat / ms[0] / 1e6,
+             100 * mat / ms[0] / 1e6 / bw[0], ms[1], mat / ms[1] / 1e6,
+             100 * mat / ms[1] / 1e6 / bw[1]);
+      nllm_aligned_free(wd);
     }
-    printf("%-7s %10.3f %9.1f %6.0f%% %10.3f %9.1f %6.0f%%\n", q->name, ms[0], mat / ms[0] / 1e6,
-           100 * mat / ms[0] / 1e6 / bw[0], ms[1], mat / ms[1] / 1e6,
-           100 * mat / ms[1] / 1e6 / bw[1]);
-    nllm_aligned_free(wd);
   }
 
   /* prefill: 64 tokens */
