@@ -561,10 +561,10 @@ static inline __m128i even_odd_bytes(__m128i v) {
 /* Group g's 32 levels of chunk q (bits 2g..2g+1 of each byte), times 1, 4, 16, 16. */
 static inline __m256i k23_low2(__m256i q, int g) {
   switch (g) {
-  case 0: return _mm256_and_si256(q, _mm256_set1_epi8(0x03));
-  case 1: return _mm256_and_si256(q, _mm256_set1_epi8(0x0c));
-  case 2: return _mm256_and_si256(q, _mm256_set1_epi8(0x30));
-  default: return _mm256_and_si256(_mm256_srli_epi16(q, 2), _mm256_set1_epi8(0x30));
+    case 0: return _mm256_and_si256(q, _mm256_set1_epi8(0x03));
+    case 1: return _mm256_and_si256(q, _mm256_set1_epi8(0x0c));
+    case 2: return _mm256_and_si256(q, _mm256_set1_epi8(0x30));
+    default: return _mm256_and_si256(_mm256_srli_epi16(q, 2), _mm256_set1_epi8(0x30));
   }
 }
 
@@ -578,7 +578,7 @@ void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q2_K *x = vx;
   const block_q8_K *y = vy;
   const __m128i m4 = _mm_set1_epi8(15);
-  __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+  __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const __m128i sc = _mm_loadu_si128((const __m128i *)x[b].scales);
     /* the mins against the sums of 16 that Q8_K carries */
@@ -588,10 +588,10 @@ void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     const __m256i s4 = _mm256_slli_epi16(s1, 2), s16 = _mm256_slli_epi16(s1, 4);
     __m256i sumi = _mm256_setzero_si256();
     /* levels <= 3 times at most 16: |pair| <= 48 * 128 * 2 fits maddubs' int16 */
-#define Q2_GROUP(c, g)                                                                          \
-  sumi = _mm256_add_epi32(                                                                      \
-      sumi, _mm256_madd_epi16(                                                                  \
-                udot_pairs(k23_low2(q##c, g),                                                   \
+#define Q2_GROUP(c, g)                                                                         \
+  sumi = _mm256_add_epi32(                                                                     \
+      sumi, _mm256_madd_epi16(                                                                 \
+                udot_pairs(k23_low2(q##c, g),                                                  \
                            _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
                 k23_scale(s1, s4, s16, c, g)))
     const __m256i q0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
@@ -605,12 +605,15 @@ void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     Q2_GROUP(1, 2);
     Q2_GROUP(1, 3);
 #undef Q2_GROUP
-    const float yd = y[b].d;
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * yd * (1.0f / 16)),
-                          _mm256_cvtepi32_ps(sumi), acc);
-    accm = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].dmin) * yd), _mm256_cvtepi32_ps(msum), accm);
+    /* one multiply-add for both sums: (d, -16 dmin) * y's d against their lanes after hadd */
+    const __m128 dm =
+        _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)load_u32((const uint8_t *)&x[b].d))),
+                   _mm_mul_ps(_mm_set1_ps(y[b].d), _mm_setr_ps(1, -16, 0, 0)));
+    acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(dm),
+                                                   _mm256_setr_epi32(0, 0, 1, 1, 0, 0, 1, 1)),
+                          _mm256_cvtepi32_ps(_mm256_hadd_epi32(sumi, msum)), acc);
   }
-  *s = hsum8(acc) - hsum8(accm);
+  *s = hsum8(acc) * (1.0f / 16);
 }
 
 /* Q3_K's 16 signed scales (see q3k_scale) as bytes in order: low 4 bits are the low nibbles
@@ -618,11 +621,12 @@ void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
  * bit 2 * (k / 4). */
 static inline __m128i q3k_scales8(const uint8_t *sc) {
   const __m128i b = _mm_loadl_epi64((const __m128i *)sc), m4 = _mm_set1_epi8(15);
-  const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(b, m4), _mm_and_si128(_mm_srli_epi16(b, 4), m4));
+  const __m128i lo =
+      _mm_unpacklo_epi64(_mm_and_si128(b, m4), _mm_and_si128(_mm_srli_epi16(b, 4), m4));
   /* dword k / 4 holds the four top-bit bytes, shifted so that field k / 4 sits at bits 0..1,
    * then moved up to bits 4..5 */
-  const __m128i top = _mm_srlv_epi32(_mm_set1_epi32((int)load_u32(sc + 8)),
-                                     _mm_setr_epi32(0, 2, 4, 6));
+  const __m128i top =
+      _mm_srlv_epi32(_mm_set1_epi32((int)load_u32(sc + 8)), _mm_setr_epi32(0, 2, 4, 6));
   const __m128i hi = _mm_and_si128(_mm_slli_epi32(top, 4), _mm_set1_epi8(0x30));
   return _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
 }
@@ -647,13 +651,13 @@ void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     const __m256i s1 = _mm256_cvtepi8_epi16(even_odd_bytes(sc8));
     const __m256i s4 = _mm256_slli_epi16(s1, 2), s16 = _mm256_slli_epi16(s1, 4);
     const __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
-    /* 16 x the level (<= 112) keeps |pair| <= 112 * 128 * 2 within maddubs' int16 */
-    __m256i sumi = _mm256_slli_epi32(off, 6); /* -16 * 4 * sum(scale * bsum), negated below */
-    sumi = _mm256_sub_epi32(_mm256_setzero_si256(), sumi);
-#define Q3_GROUP(c, g)                                                                          \
-  sumi = _mm256_add_epi32(                                                                      \
-      sumi, _mm256_madd_epi16(                                                                  \
-                udot_pairs(_mm256_or_si256(k23_low2(q##c, g), q3k_high(hm, c, g)),              \
+    /* the level times up to 16 (<= 112) keeps |pair| <= 112 * 128 * 2 within maddubs' int16 */
+    /* starts at 16 * -4 * sum(scale * bsum): every level's -4 */
+    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 6));
+#define Q3_GROUP(c, g)                                                                         \
+  sumi = _mm256_add_epi32(                                                                     \
+      sumi, _mm256_madd_epi16(                                                                 \
+                udot_pairs(_mm256_or_si256(k23_low2(q##c, g), q3k_high(hm, c, g)),             \
                            _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
                 k23_scale(s1, s4, s16, c, g)))
     const __m256i q0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
@@ -667,10 +671,9 @@ void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     Q3_GROUP(1, 2);
     Q3_GROUP(1, 3);
 #undef Q3_GROUP
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d * (1.0f / 16)),
-                          _mm256_cvtepi32_ps(sumi), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
   }
-  *s = hsum8(acc);
+  *s = hsum8(acc) * (1.0f / 16);
 }
 
 /* ---------------------------------------------------------------- IQ4_XS
@@ -686,10 +689,10 @@ static inline __m256i iq4xs_scales(const block_iq4_xs *x) {
   /* low nibbles of the 4 bytes are groups 0, 2, 4, 6, high nibbles groups 1, 3, 5, 7 */
   const __m256i lo = _mm256_cvtepu8_epi32(
       _mm_unpacklo_epi32(_mm_and_si128(l, m4), _mm_and_si128(_mm_srli_epi16(l, 4), m4)));
-  const __m256i hi = _mm256_and_si256(
-      _mm256_srlv_epi32(_mm256_set1_epi32((int)x->scales_h << 4),
-                        _mm256_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14)),
-      _mm256_set1_epi32(0x30));
+  const __m256i hi =
+      _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)x->scales_h << 4),
+                                         _mm256_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14)),
+                       _mm256_set1_epi32(0x30));
   return _mm256_sub_epi32(_mm256_or_si256(lo, hi), _mm256_set1_epi32(32));
 }
 
@@ -717,17 +720,17 @@ void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     /* Q8_K holds -128, whose negation overflows int8: the sign moves onto the levels instead
      * (|y| read as unsigned is exact), and |level| <= 127 keeps each pair within int16, so
      * the two halves are widened on their own */
-#define IQ4XS_PAIR(p)                                                                            \
-  do {                                                                                           \
-    const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * p));                   \
-    const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(q, m4));                        \
-    const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));  \
-    const __m256i ylo = load_2x16(y[b].qs + 64 * p), yhi = load_2x16(y[b].qs + 64 * p + 16);     \
-    const __m256i plo = _mm256_maddubs_epi16(_mm256_abs_epi8(ylo), _mm256_sign_epi8(lo, ylo));   \
-    const __m256i phi = _mm256_maddubs_epi16(_mm256_abs_epi8(yhi), _mm256_sign_epi8(hi, yhi));   \
-    const __m256i scp = bcast32lo16(sc, p);                                                      \
-    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, scp));                                  \
-    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, scp));                                  \
+#define IQ4XS_PAIR(p)                                                                           \
+  do {                                                                                          \
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * p));                  \
+    const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(q, m4));                       \
+    const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4)); \
+    const __m256i ylo = load_2x16(y[b].qs + 64 * p), yhi = load_2x16(y[b].qs + 64 * p + 16);    \
+    const __m256i plo = _mm256_maddubs_epi16(_mm256_abs_epi8(ylo), _mm256_sign_epi8(lo, ylo));  \
+    const __m256i phi = _mm256_maddubs_epi16(_mm256_abs_epi8(yhi), _mm256_sign_epi8(hi, yhi));  \
+    const __m256i scp = bcast32lo16(sc, p);                                                     \
+    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, scp));                                 \
+    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, scp));                                 \
   } while (0)
     IQ4XS_PAIR(0);
     IQ4XS_PAIR(1);
