@@ -266,13 +266,6 @@ static inline __m256i udot_pairs(__m256i u, __m256i y) {
   return _mm256_maddubs_epi16(u, y);
 }
 
-static inline int hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-  return _mm_cvtsi128_si32(s);
-}
-
 /* ---------------------------------------------------------------- Q4_1 / Q5_0 / Q5_1 / IQ4_NL */
 
 void q4_1_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
