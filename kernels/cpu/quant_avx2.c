@@ -543,8 +543,8 @@ void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
  * sub-blocks in the low lane and the odd ones in the high lane, so a group's scale pair is one
  * in-lane byte shuffle. Groups 0..2 take their bits with a mask alone (the level comes out
  * times 1, 4 or 16) and group 3 with one shift and that mask; the scales of groups 0 and 1 are
- * multiplied by 16 and 4 instead, so every product is 16 times the true one, and the float
- * scale takes the 16 back exactly. */
+ * multiplied by 16 and 4 instead, so every product is 16 times the true one, and the final
+ * sum takes the 16 back exactly. */
 
 /* Bytes 0, 2, .., 14 then 1, 3, .., 15: even sub-blocks first. */
 static inline __m128i even_odd_bytes(__m128i v) {
@@ -561,8 +561,8 @@ static inline __m256i k23_low2(__m256i q, int g) {
   }
 }
 
-/* The (scale x 16 / level weight) pair of group g of chunk c from the even/odd scale vectors
- * s1, s4 = 4 * s1, s16 = 16 * s1. */
+/* Group g of chunk c's scale pair times 16 / (its k23_low2 factor), from the even/odd scale
+ * vectors s1, s4 = 4 * s1, s16 = 16 * s1. */
 static inline __m256i k23_scale(__m256i s1, __m256i s4, __m256i s16, int c, int g) {
   return bcast16(g == 0 ? s16 : g == 1 ? s4 : s1, 4 * c + g);
 }
@@ -644,9 +644,9 @@ void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     const __m256i s1 = _mm256_cvtepi8_epi16(even_odd_bytes(sc8));
     const __m256i s4 = _mm256_slli_epi16(s1, 2), s16 = _mm256_slli_epi16(s1, 4);
     const __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
-    /* the level times up to 16 (<= 112) keeps |pair| <= 112 * 128 * 2 within maddubs' int16 */
     /* starts at 16 * -4 * sum(scale * bsum): every level's -4 */
     __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 6));
+    /* the level times up to 16 (<= 112) keeps |pair| <= 112 * 128 * 2 within maddubs' int16 */
 #define Q3_GROUP(c, g)                                                                         \
   sumi = _mm256_add_epi32(                                                                     \
       sumi, _mm256_madd_epi16(                                                                 \
