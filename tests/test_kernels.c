@@ -517,6 +517,62 @@ START_TEST(random_bits_vs_ref) {
 }
 END_TEST
 
+/* Super-blocks of random bytes (every scale, min, high-bit and level pattern, not only what
+ * the quantizers produce) and extreme ones (all bits set, against activations of all -128 or
+ * all 127: the largest products the int16 steps of the AVX2 kernels must hold), dispatched
+ * against the reference. Only the fp16 scales are set, to finite values. */
+START_TEST(raw_blocks_vs_ref) {
+  static const struct {
+    int32_t type;
+    int n_f16;
+    int f16_at[2]; /* byte offsets of the block's fp16 scales */
+  } fmt[] = {{NLLM_TYPE_Q2_K, 2, {80, 82}}, {NLLM_TYPE_Q3_K, 1, {108}}, {NLLM_TYPE_IQ4_XS, 1, {0}}};
+  enum { NB = 5, N = NB * QK_K };
+  for (size_t f = 0; f < sizeof fmt / sizeof fmt[0]; f++) {
+    const nllm_qtype *q = nllm_qtype_get(fmt[f].type);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_int_eq(q->vec_dot_type, NLLM_TYPE_Q8_K);
+    const size_t ts = (size_t)q->type_size;
+    uint8_t *w = malloc(ts * NB);
+    block_q8_K *yq = malloc(sizeof(block_q8_K) * NB);
+    float *a = malloc(sizeof(float) * N), *ya = malloc(sizeof(float) * N);
+    for (int kind = 0; kind < 4; kind++) { /* random x2, all ones vs -128, all ones vs 127 */
+      for (size_t i = 0; i < ts * NB; i++)
+        w[i] = kind < 2 ? (uint8_t)((frand() + 1.0f) * 128.0f) : 0xff;
+      for (int b = 0; b < NB; b++) {
+        for (int k = 0; k < fmt[f].n_f16; k++) {
+          uint16_t h = q_f2h(kind < 2 ? frand() : 1.0f);
+          memcpy(w + (size_t)b * ts + fmt[f].f16_at[k], &h, 2);
+        }
+        yq[b].d = kind < 2 ? 0.01f * (1 + frand()) : 0.02f;
+        for (int j = 0; j < QK_K; j++)
+          yq[b].qs[j] = (int8_t)(kind < 2 ? (int)(frand() * 128.0f) : kind == 2 ? -128 : 127);
+        if (kind == 1) yq[b].qs[(b * 37) % QK_K] = -128;
+        for (int j = 0; j < QK_K / 16; j++) {
+          int sum = 0;
+          for (int i = 0; i < 16; i++) sum += yq[b].qs[16 * j + i];
+          yq[b].bsums[j] = (int16_t)sum;
+        }
+      }
+      q->to_float_ref(w, a, N);
+      nllm_qtype_get(NLLM_TYPE_Q8_K)->to_float_ref(yq, ya, N);
+      double sumabs, ex = dot_exact(a, ya, N, &sumabs);
+      float s = NAN, s_ref = NAN;
+      q->vec_dot(N, &s, w, yq);
+      q->vec_dot_ref(N, &s_ref, w, yq);
+      double tol = dot_tol(N, sumabs);
+      ck_assert_msg(fabs(s - ex) <= tol && fabs(s_ref - ex) <= tol,
+                    "%s raw blocks kind %d: dispatched %.9g, reference %.9g, exact %.9g", q->name,
+                    kind, s, s_ref, ex);
+    }
+    free(w);
+    free(yq);
+    free(a);
+    free(ya);
+  }
+}
+END_TEST
+
 /* The reference quantizers must be as good as GGUF's: round-trip error of gaussian data. The
  * bounds are about 1.5x the error the reference quantizer reaches on such data. */
 START_TEST(roundtrip_error) {
@@ -754,6 +810,7 @@ static Suite *kernels_suite(void) {
   tcase_add_loop_test(tc, dispatch_vs_ref, 0, N_ALL);
   tcase_add_loop_test(tc, dot4_vs_ref, 0, N_ALL);
   tcase_add_loop_test(tc, random_bits_vs_ref, 0, N_ALL);
+  tcase_add_test(tc, raw_blocks_vs_ref);
   tcase_add_test(tc, roundtrip_error);
   tcase_add_loop_test(tc, matmul_vs_naive, 0, N_ALL);
   tcase_add_test(tc, ops_vs_naive);

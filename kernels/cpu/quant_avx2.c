@@ -266,13 +266,6 @@ static inline __m256i udot_pairs(__m256i u, __m256i y) {
   return _mm256_maddubs_epi16(u, y);
 }
 
-static inline int hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-  return _mm_cvtsi128_si32(s);
-}
-
 /* ---------------------------------------------------------------- Q4_1 / Q5_0 / Q5_1 / IQ4_NL */
 
 void q4_1_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
@@ -543,117 +536,200 @@ void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   *s = hsum8(acc);
 }
 
-/* ---------------------------------------------------------------- Q2_K / Q3_K */
+/* ---------------------------------------------------------------- Q2_K / Q3_K
+ * Both split a super-block into two chunks of 128 values, four groups of 32 each, group g of
+ * chunk c taking bits 2g..2g+1 of the chunk's 32 bytes and the scales of 16-value sub-blocks
+ * 8c + 2g (low 128-bit lane) and 8c + 2g + 1 (high lane). Scales are kept with the even
+ * sub-blocks in the low lane and the odd ones in the high lane, so a group's scale pair is one
+ * in-lane byte shuffle. Groups 0..2 take their bits with a mask alone (the level comes out
+ * times 1, 4 or 16) and group 3 with one shift and that mask; the scales of groups 0 and 1 are
+ * multiplied by 16 and 4 instead, so every product is 16 times the true one, and the final
+ * sum takes the 16 back exactly. */
+
+/* Bytes 0, 2, .., 14 then 1, 3, .., 15: even sub-blocks first. */
+static inline __m128i even_odd_bytes(__m128i v) {
+  return _mm_shuffle_epi8(v, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+}
+
+/* Group g's 32 levels of chunk q (bits 2g..2g+1 of each byte), times 1, 4, 16, 16. */
+static inline __m256i k23_low2(__m256i q, int g) {
+  switch (g) {
+    case 0: return _mm256_and_si256(q, _mm256_set1_epi8(0x03));
+    case 1: return _mm256_and_si256(q, _mm256_set1_epi8(0x0c));
+    case 2: return _mm256_and_si256(q, _mm256_set1_epi8(0x30));
+    default: return _mm256_and_si256(_mm256_srli_epi16(q, 2), _mm256_set1_epi8(0x30));
+  }
+}
+
+/* Group g of chunk c's scale pair times 16 / (its k23_low2 factor), from the even/odd scale
+ * vectors s1, s4 = 4 * s1, s16 = 16 * s1. */
+static inline __m256i k23_scale(__m256i s1, __m256i s4, __m256i s16, int c, int g) {
+  return bcast16(g == 0 ? s16 : g == 1 ? s4 : s1, 4 * c + g);
+}
 
 void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q2_K *x = vx;
   const block_q8_K *y = vy;
-  const __m256i m2 = _mm256_set1_epi8(3);
-  float sum = 0;
+  const __m128i m4 = _mm_set1_epi8(15);
+  __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
-    const uint8_t *sc = x[b].scales;
+    const __m128i sc = _mm_loadu_si128((const __m128i *)x[b].scales);
+    /* the mins against the sums of 16 that Q8_K carries */
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
+    const __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums), mins);
+    const __m256i s1 = _mm256_cvtepu8_epi16(even_odd_bytes(_mm_and_si128(sc, m4)));
+    const __m256i s4 = _mm256_slli_epi16(s1, 2), s16 = _mm256_slli_epi16(s1, 4);
     __m256i sumi = _mm256_setzero_si256();
-    int msum = 0;
-    for (int k = 0; k < 16; k++) msum += (sc[k] >> 4) * y[b].bsums[k];
-#pragma GCC unroll 2
-    for (int c = 0; c < 2; c++) {
-      __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
-      const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(
-          _mm_and_si128(_mm_loadl_epi64((const __m128i *)(sc + 8 * c)), _mm_set1_epi8(15))));
-#define Q2_GROUP(g)                                                                            \
+    /* levels <= 3 times at most 16: |pair| <= 48 * 128 * 2 fits maddubs' int16 */
+#define Q2_GROUP(c, g)                                                                         \
   sumi = _mm256_add_epi32(                                                                     \
       sumi, _mm256_madd_epi16(                                                                 \
-                udot_pairs(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2),                  \
+                udot_pairs(k23_low2(q##c, g),                                                  \
                            _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
-                scale_pair16(sc16, g)))
-      Q2_GROUP(0);
-      Q2_GROUP(1);
-      Q2_GROUP(2);
-      Q2_GROUP(3);
+                k23_scale(s1, s4, s16, c, g)))
+    const __m256i q0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
+    const __m256i q1 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32));
+    Q2_GROUP(0, 0);
+    Q2_GROUP(0, 1);
+    Q2_GROUP(0, 2);
+    Q2_GROUP(0, 3);
+    Q2_GROUP(1, 0);
+    Q2_GROUP(1, 1);
+    Q2_GROUP(1, 2);
+    Q2_GROUP(1, 3);
 #undef Q2_GROUP
-    }
-    sum += y[b].d * (f16c_h2f(x[b].d) * (float)hsum_i32(sumi) - f16c_h2f(x[b].dmin) * (float)msum);
+    /* one multiply-add for both sums: (d, -16 dmin) * y's d against their lanes after hadd */
+    const __m128 dm =
+        _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)load_u32((const uint8_t *)&x[b].d))),
+                   _mm_mul_ps(_mm_set1_ps(y[b].d), _mm_setr_ps(1, -16, 0, 0)));
+    acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(dm),
+                                                   _mm256_setr_epi32(0, 0, 1, 1, 0, 0, 1, 1)),
+                          _mm256_cvtepi32_ps(_mm256_hadd_epi32(sumi, msum)), acc);
   }
-  *s = sum;
+  *s = hsum8(acc) * (1.0f / 16);
 }
 
-/* Q3_K's 16 signed scales (see q3k_scale) as int16, by vector ops: low 4 bits are the low
- * nibbles (k < 8) and high nibbles (k >= 8) of bytes 0..7, the top 2 bits sit in byte
- * 8 + k % 4 at bit 2 * (k / 4). */
-static inline __m256i q3k_scales16(const uint8_t *sc) {
+/* Q3_K's 16 signed scales (see q3k_scale) as bytes in order: low 4 bits are the low nibbles
+ * (k < 8) and high nibbles (k >= 8) of bytes 0..7, the top 2 bits sit in byte 8 + k % 4 at
+ * bit 2 * (k / 4). */
+static inline __m128i q3k_scales8(const uint8_t *sc) {
   const __m128i b = _mm_loadl_epi64((const __m128i *)sc), m4 = _mm_set1_epi8(15);
-  const __m256i top = _mm256_set1_epi32((int)load_u32(sc + 8)), three = _mm256_set1_epi32(3);
-  const __m256i off = _mm256_set1_epi32(32);
-  __m256i lo0 = _mm256_cvtepu8_epi32(_mm_and_si128(b, m4));                    /* k 0..7 */
-  __m256i lo1 = _mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m4)); /* k 8..15 */
-  __m256i hi0 = _mm256_and_si256(
-      _mm256_srlv_epi32(top, _mm256_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26)), three);
-  __m256i hi1 = _mm256_and_si256(
-      _mm256_srlv_epi32(top, _mm256_setr_epi32(4, 12, 20, 28, 6, 14, 22, 30)), three);
-  __m256i v0 = _mm256_sub_epi32(_mm256_or_si256(lo0, _mm256_slli_epi32(hi0, 4)), off);
-  __m256i v1 = _mm256_sub_epi32(_mm256_or_si256(lo1, _mm256_slli_epi32(hi1, 4)), off);
-  /* packs works per 128-bit lane: (v0 0..3, v1 0..3 | v0 4..7, v1 4..7) back to order */
-  return _mm256_permute4x64_epi64(_mm256_packs_epi32(v0, v1), 0xd8);
+  const __m128i lo =
+      _mm_unpacklo_epi64(_mm_and_si128(b, m4), _mm_and_si128(_mm_srli_epi16(b, 4), m4));
+  /* dword k / 4 holds the four top-bit bytes, shifted so that field k / 4 sits at bits 0..1,
+   * then moved up to bits 4..5 */
+  const __m128i top =
+      _mm_srlv_epi32(_mm_set1_epi32((int)load_u32(sc + 8)), _mm_setr_epi32(0, 2, 4, 6));
+  const __m128i hi = _mm_and_si128(_mm_slli_epi32(top, 4), _mm_set1_epi8(0x30));
+  return _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
+}
+
+/* The high bit (bit 4c + g of hmask's byte) of group g of chunk c, placed where k23_low2 puts
+ * that group's top level bit plus one (bit 2, 4, 6, 6), i.e. 4 times the level weight. */
+static inline __m256i q3k_high(__m256i hm, int c, int g) {
+  const int j = 4 * c + g, p = g == 0 ? 2 : g == 1 ? 4 : 6;
+  __m256i t = p > j ? _mm256_slli_epi16(hm, p - j) : p < j ? _mm256_srli_epi16(hm, j - p) : hm;
+  return _mm256_and_si256(t, _mm256_set1_epi8((char)(1 << p)));
 }
 
 void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q3_K *x = vx;
   const block_q8_K *y = vy;
-  const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
-    int16_t scl[16];
-    _mm256_storeu_si256((__m256i *)scl, q3k_scales16(x[b].scales));
-    __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
-    __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 2
-    for (int c = 0; c < 2; c++) {
-      __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
-      const __m256i sc16 =
-          _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(scl + 8 * c)));
-      /* unsigned level 0..7 = 2-bit value + 4 * high bit; the -4 comes back through bsums */
-#define Q3_GROUP(g)                                                                                \
-  do {                                                                                             \
-    __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, c * 4 + g), one);                          \
-    __m256i lv = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m2),                \
-                                 _mm256_slli_epi16(hb, 2));                                        \
-    __m256i p = udot_pairs(lv, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))); \
-    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, g)));                    \
-  } while (0)
-      Q3_GROUP(0);
-      Q3_GROUP(1);
-      Q3_GROUP(2);
-      Q3_GROUP(3);
+    const __m128i sc8 = q3k_scales8(x[b].scales);
+    /* unsigned level 0..7 = 2-bit value + 4 * high bit; the -4 comes back through bsums */
+    const __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
+                                          _mm256_cvtepi8_epi16(sc8));
+    const __m256i s1 = _mm256_cvtepi8_epi16(even_odd_bytes(sc8));
+    const __m256i s4 = _mm256_slli_epi16(s1, 2), s16 = _mm256_slli_epi16(s1, 4);
+    const __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
+    /* starts at 16 * -4 * sum(scale * bsum): every level's -4 */
+    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 6));
+    /* the level times up to 16 (<= 112) keeps |pair| <= 112 * 128 * 2 within maddubs' int16 */
+#define Q3_GROUP(c, g)                                                                         \
+  sumi = _mm256_add_epi32(                                                                     \
+      sumi, _mm256_madd_epi16(                                                                 \
+                udot_pairs(_mm256_or_si256(k23_low2(q##c, g), q3k_high(hm, c, g)),             \
+                           _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
+                k23_scale(s1, s4, s16, c, g)))
+    const __m256i q0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
+    const __m256i q1 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32));
+    Q3_GROUP(0, 0);
+    Q3_GROUP(0, 1);
+    Q3_GROUP(0, 2);
+    Q3_GROUP(0, 3);
+    Q3_GROUP(1, 0);
+    Q3_GROUP(1, 1);
+    Q3_GROUP(1, 2);
+    Q3_GROUP(1, 3);
 #undef Q3_GROUP
-    }
-    __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
-                                    _mm256_loadu_si256((const __m256i *)scl));
-    sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 2));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
   }
-  *s = hsum8(acc);
+  *s = hsum8(acc) * (1.0f / 16);
 }
 
-/* ---------------------------------------------------------------- IQ4_XS */
+/* ---------------------------------------------------------------- IQ4_XS
+ * Two 32-value groups per 32 bytes of qs: one mask gives elements 0..15 of group 2p (low lane)
+ * and of group 2p + 1 (high lane), one shift and the mask elements 16..31 of both; y's bytes
+ * are loaded in that order instead. The eight 6-bit scales are kept as int32 with the even
+ * groups in the low lane and the odd ones in the high lane, so a pair's scales are one byte
+ * shuffle, shared by both halves. */
+
+/* Scales - 32 as int32: lanes 0..3 groups 0, 2, 4, 6, lanes 4..7 groups 1, 3, 5, 7. */
+static inline __m256i iq4xs_scales(const block_iq4_xs *x) {
+  const __m128i l = _mm_cvtsi32_si128((int)load_u32(x->scales_l)), m4 = _mm_set1_epi8(15);
+  /* low nibbles of the 4 bytes are groups 0, 2, 4, 6, high nibbles groups 1, 3, 5, 7 */
+  const __m256i lo = _mm256_cvtepu8_epi32(
+      _mm_unpacklo_epi32(_mm_and_si128(l, m4), _mm_and_si128(_mm_srli_epi16(l, 4), m4)));
+  const __m256i hi =
+      _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)x->scales_h << 4),
+                                         _mm256_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14)),
+                       _mm256_set1_epi32(0x30));
+  return _mm256_sub_epi32(_mm256_or_si256(lo, hi), _mm256_set1_epi32(32));
+}
+
+/* int16 of element m of each lane's int32 in all of that lane. */
+static inline __m256i bcast32lo16(__m256i v, int m) {
+  return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(0x0100 + 0x0404 * m)));
+}
+
+/* 16 bytes at p in the low lane, 16 at p + 32 in the high lane. */
+static inline __m256i load_2x16(const int8_t *p) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p)),
+                                 _mm_loadu_si128((const __m128i *)(p + 32)), 1);
+}
 
 void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_iq4_xs *x = vx;
   const block_q8_K *y = vy;
+  const __m256i lut =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  const __m256i m4 = _mm256_set1_epi8(15);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
+    const __m256i sc = iq4xs_scales(&x[b]);
     __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; k++) {
-      int ls =
-          (((x[b].scales_l[k / 2] >> (4 * (k & 1))) & 15) | ((x[b].scales_h >> (2 * k)) & 3) << 4) -
-          32;
-      __m256i lv = iq4_levels(x[b].qs + 16 * k),
-              yv = _mm256_loadu_si256((const __m256i *)(y[b].qs + 32 * k));
-      /* Q8_K holds -128, whose negation overflows int8: the sign moves onto the levels
-       * instead (|y| read as unsigned is exact, and |level| <= 127 keeps pairs in int16) */
-      __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(yv, yv), _mm256_sign_epi8(lv, yv));
-      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_set1_epi16((short)ls)));
-    }
+    /* Q8_K holds -128, whose negation overflows int8: the sign moves onto the levels instead
+     * (|y| read as unsigned is exact), and |level| <= 127 keeps each pair within int16, so
+     * the two halves are widened on their own */
+#define IQ4XS_PAIR(p)                                                                           \
+  do {                                                                                          \
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * p));                  \
+    const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(q, m4));                       \
+    const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4)); \
+    const __m256i ylo = load_2x16(y[b].qs + 64 * p), yhi = load_2x16(y[b].qs + 64 * p + 16);    \
+    const __m256i plo = _mm256_maddubs_epi16(_mm256_abs_epi8(ylo), _mm256_sign_epi8(lo, ylo));  \
+    const __m256i phi = _mm256_maddubs_epi16(_mm256_abs_epi8(yhi), _mm256_sign_epi8(hi, yhi));  \
+    const __m256i scp = bcast32lo16(sc, p);                                                     \
+    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, scp));                                 \
+    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, scp));                                 \
+  } while (0)
+    IQ4XS_PAIR(0);
+    IQ4XS_PAIR(1);
+    IQ4XS_PAIR(2);
+    IQ4XS_PAIR(3);
+#undef IQ4XS_PAIR
     acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
   }
   *s = hsum8(acc);
