@@ -56,23 +56,6 @@ static inline __m512i idx_18x4(void) {
   return _mm512_loadu_si512(idx);
 }
 
-/* Prefetching. Four interleaved rows defeat the hardware prefetcher (without software
- * prefetch, a third to half the bandwidth). The four rows of a call are adjacent in memory, as
- * are the calls of a matmul, so each step prefetches the bytes it consumes (4 rows x its blocks)
- * as one linear stream PREFETCH_ROWS rows ahead. Measured on the 5632 x 2048 matvec (Zen 5, 2
- * threads): Q4_0 39 -> 49-54 GB/s, Q4_K 43 -> 52-55, Q6_K 39 -> 53, Q8_0 45 -> 50-53 against
- * prefetching each row's own next blocks a fixed distance ahead; 4 rows ahead was too close
- * (Q4_0 -25%), 12 to 24 rows within the noise of each other. */
-#define PREFETCH_ROWS 16
-
-/* Every cache line of [p, p + bytes): a line every 64 bytes and the last byte's, since a span
- * that starts late in a line touches one line more than bytes / 64 rounded up. A prefetch past
- * the end of the matrix is harmless: it never faults. */
-static inline __attribute__((always_inline)) void prefetch_span(const char *p, size_t bytes) {
-  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
-  _mm_prefetch(p + bytes - 1, _MM_HINT_T0);
-}
-
 enum { K_Q4_0, K_IQ4_NL };
 
 /* Q4_0 and IQ4_NL: the same 18-byte block (fp16 d, 16 bytes of nibbles). Levels are made
@@ -102,7 +85,7 @@ static inline __attribute__((always_inline)) void dot4_18(const int kind, int64_
         _mm512_setzero_si512(),
         _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), voff, ylo), voff, yhi));
     const __m512 dy = h4_x4(yb, ys);
-    prefetch_span((const char *)x0 + PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
@@ -182,7 +165,7 @@ void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const 
     const __m512 dy23 =
         _mm512_permutexvar_ps(_mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
                               _mm512_castps128_ps512(dyf));
-    prefetch_span((const char *)x0 + PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
@@ -265,7 +248,7 @@ static inline __attribute__((always_inline)) void dot4_k45(int64_t n, float *s, 
     }
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
     const float dy = y[b].d;
-    prefetch_span((const char *)x0 + PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
@@ -353,7 +336,7 @@ void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const 
     const __m512i yb[2] = {_mm512_loadu_si512(y[b].qs + 64), _mm512_loadu_si512(y[b].qs + 192)};
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
     const float dy = y[b].d;
-    prefetch_span((const char *)x0 + PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);

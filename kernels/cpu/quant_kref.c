@@ -586,7 +586,6 @@ void iq4_xs_to_float_ref(const void *vx, float *y, int64_t n) {
   }
 }
 
-
 /* Per sub-block: the x^2-weighted least-squares scale over 15 candidate grid placements. */
 static float iq4_sub_scale(const float *x) {
   float max = signed_absmax(x, 32), best_d = 0, best = -1;

@@ -145,9 +145,6 @@ void q4_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-/* ---------------------------------------------------------------- shared helpers */
-
-
 /* ---------------------------------------------------------------- Q4_1 / Q5_0 / Q5_1 / Q8_1 */
 
 void q4_1_to_float_ref(const void *vx, float *y, int64_t n) {
@@ -349,7 +346,6 @@ void iq4_nl_to_float_ref(const void *vx, float *y, int64_t n) {
     }
   }
 }
-
 
 /* Best scale for one 32-block of the non-uniform grid: try scales that put the extreme value
  * near each end of the grid and keep the one with the least x^2-weighted error (the weighted
