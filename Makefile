@@ -185,7 +185,8 @@ test-gpu bench-gpu test-gpu-host:
 	@echo "$@ needs the CUDA build: make CUDA=1 $@"; exit 1
 endif
 
-# Runtime dispatch: the same binary on an emulated CPU without AVX2 takes the scalar kernels.
+# Runtime dispatch: the same binary on an emulated CPU without AVX2 takes the scalar kernels,
+# on one with AVX2 but no AVX-512 the AVX2 tier; both must tell the golden story.
 test-noavx: all
 	NLLM_BUILD=$(BUILD) sh tests/check_noavx.sh
 
