@@ -151,7 +151,8 @@ static const struct {
                    {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx512},
                    {NLLM_TYPE_Q4_K, q4_K_vec_dot4_avx512},
                    {NLLM_TYPE_Q5_K, q5_K_vec_dot4_avx512},
-                   {NLLM_TYPE_Q6_K, q6_K_vec_dot4_avx512}};
+                   {NLLM_TYPE_Q6_K, q6_K_vec_dot4_avx512},
+                   {NLLM_TYPE_IQ4_XS, iq4_xs_vec_dot4_avx512}};
 #endif
 
 #define N_ISA (NLLM_ISA_AVX512 + 1)

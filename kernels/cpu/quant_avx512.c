@@ -19,6 +19,12 @@ static inline uint16_t load_u16(const uint8_t *p) {
   return v;
 }
 
+static inline uint32_t load_u32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
 /* Four fp16 scales (at p, p + stride, ...) as 16 floats: lanes 4k..4k+3 hold scale k, the lanes
  * of block k in a register of four 16-byte blocks. */
 static inline __m512 h4_x4(const uint8_t *p, size_t stride) {
@@ -40,6 +46,13 @@ static inline void y_quad(const uint8_t *p, __m512i *lo, __m512i *hi) {
   const __m512i b =
       _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2 * st))),
                          _mm256_loadu_si256((const __m256i *)(p + 3 * st)), 1);
+  *lo = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+  *hi = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+/* The same order for 128 contiguous bytes of y (four 32-value groups of a Q8_K block). */
+static inline void y_quad_k(const int8_t *p, __m512i *lo, __m512i *hi) {
+  const __m512i a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 64);
   *lo = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(2, 0, 2, 0));
   *hi = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 1, 3, 1));
 }
@@ -200,12 +213,6 @@ void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const 
  * dpwssd, which multiplies the pair sums by each 16- or 32-value group's scale and adds them
  * into int32 in one instruction. */
 
-static inline uint32_t load_u32(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-
 /* 16 int16 copies of each of the given int16 elements of v (two groups per register). */
 static inline __m512i idx_pairs16(int a, int b) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)a)),
@@ -364,6 +371,66 @@ void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const 
       sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
       acc[r] =
           _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(x->d) * dy), _mm512_cvtepi32_ps(sumi), acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; r++) s[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+/* IQ4_XS: 8 sub-blocks of 32 values with 6-bit scales (4 low bits in scales_l, 2 high bits in
+ * scales_h), levels from the IQ4_NL table. A register holds four sub-blocks' 16 bytes of
+ * nibbles, one per 128-bit lane, so the y order is that of the 32-value kernel; levels go
+ * through the table + 128 (unsigned for dpbusd) and 128 * sum(y) comes off per lane. The
+ * scales are applied in float, per lane. */
+void iq4_xs_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+  const uint8_t *x0 = vx;
+  const block_q8_K *y = vy;
+  const size_t xs = sizeof(block_iq4_xs);
+  const int64_t nb = n / QK_K;
+  const __m512i m4 = _mm512_set1_epi8(15), k128 = _mm512_set1_epi8((char)0x80);
+  uint8_t lut_u[16];
+  for (int i = 0; i < 16; i++) lut_u[i] = (uint8_t)(nllm_iq4nl_values[i] + 128);
+  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut_u));
+  const __m256i sh_lo = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28),
+                sh_hi = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512i lanes_lo = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                lanes_hi = _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+  for (int64_t b = 0; b < nb; b++) {
+    __m512i ylo[2], yhi[2], yoff[2];
+    for (int c = 0; c < 2; c++) {
+      y_quad_k(y[b].qs + 128 * c, &ylo[c], &yhi[c]);
+      yoff[c] = _mm512_sub_epi32(
+          _mm512_setzero_si512(),
+          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, ylo[c]), k128,
+                              yhi[c]));
+    }
+    const float dy = y[b].d;
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx + (size_t)b * xs);
+      /* scale k: bits 4k..4k+3 of scales_l (as one word) and 2k..2k+1 of scales_h, less 32 */
+      const __m256i ls = _mm256_or_si256(
+          _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)load_u32(x->scales_l)), sh_lo),
+                           _mm256_set1_epi32(15)),
+          _mm256_slli_epi32(
+              _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(x->scales_h), sh_hi),
+                               _mm256_set1_epi32(3)),
+              4));
+      const __m256 sc =
+          _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ls, _mm256_set1_epi32(32))),
+                        _mm256_set1_ps(_cvtsh_ss(x->d) * dy));
+      const __m512 sc512 = _mm512_castps256_ps512(sc);
+#pragma GCC unroll 2
+      for (int c = 0; c < 2; c++) {
+        const __m512i q = _mm512_loadu_si512(x->qs + 64 * c);
+        const __m512i lo = _mm512_shuffle_epi8(lut, _mm512_and_si512(q, m4));
+        const __m512i hi = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(yoff[c], lo, ylo[c]), hi, yhi[c]);
+        acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(c ? lanes_hi : lanes_lo, sc512),
+                                 _mm512_cvtepi32_ps(p), acc[r]);
+      }
     }
   }
   for (int r = 0; r < 4; r++) s[r] = _mm512_reduce_add_ps(acc[r]);
