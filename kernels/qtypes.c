@@ -146,13 +146,12 @@ static const struct {
 static const struct {
   int32_t type;
   nllm_vec_dot4_fn fn;
-} dot4_avx512[] = {{NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx512},
-                   {NLLM_TYPE_Q8_0, q8_0_vec_dot4_avx512},
-                   {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx512},
-                   {NLLM_TYPE_Q4_K, q4_K_vec_dot4_avx512},
-                   {NLLM_TYPE_Q5_K, q5_K_vec_dot4_avx512},
-                   {NLLM_TYPE_Q6_K, q6_K_vec_dot4_avx512},
-                   {NLLM_TYPE_IQ4_XS, iq4_xs_vec_dot4_avx512}};
+} dot4_avx512[] = {
+    {NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx512},     {NLLM_TYPE_Q8_0, q8_0_vec_dot4_avx512},
+    {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx512}, {NLLM_TYPE_Q4_K, q4_K_vec_dot4_avx512},
+    {NLLM_TYPE_Q5_K, q5_K_vec_dot4_avx512},     {NLLM_TYPE_Q6_K, q6_K_vec_dot4_avx512},
+    {NLLM_TYPE_IQ4_XS, iq4_xs_vec_dot4_avx512}, {NLLM_TYPE_Q4_1, q4_1_vec_dot4_avx512},
+    {NLLM_TYPE_Q5_0, q5_0_vec_dot4_avx512},     {NLLM_TYPE_Q5_1, q5_1_vec_dot4_avx512}};
 #endif
 
 #define N_ISA (NLLM_ISA_AVX512 + 1)

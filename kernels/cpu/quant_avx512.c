@@ -25,21 +25,26 @@ static inline uint32_t load_u32(const uint8_t *p) {
   return v;
 }
 
-/* Four fp16 scales (at p, p + stride, ...) as 16 floats: lanes 4k..4k+3 hold scale k, the lanes
- * of block k in a register of four 16-byte blocks. */
-static inline __m512 h4_x4(const uint8_t *p, size_t stride) {
+/* Four fp16 values (at p, p + stride, ...) as 4 floats. */
+static inline __m128 h4(const uint8_t *p, size_t stride) {
   const uint64_t w = (uint64_t)load_u16(p) | (uint64_t)load_u16(p + stride) << 16 |
                      (uint64_t)load_u16(p + 2 * stride) << 32 |
                      (uint64_t)load_u16(p + 3 * stride) << 48;
-  const __m128 f = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)w));
+  return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)w));
+}
+
+/* Four fp16 scales (at p, p + stride, ...) as 16 floats: lanes 4k..4k+3 hold scale k, the lanes
+ * of block k in a register of four 16-byte blocks. */
+static inline __m512 h4_x4(const uint8_t *p, size_t stride) {
+  const __m128 f = h4(p, stride);
   return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
                                _mm512_castps128_ps512(f));
 }
 
-/* y's quants of four Q8_0 blocks (at p, the first block's qs) in the order the 32-value
- * four-row kernel uses: lo has elements 0..15 of block k in 16-byte lane k, hi 16..31. */
-static inline void y_quad(const uint8_t *p, __m512i *lo, __m512i *hi) {
-  const size_t st = sizeof(block_q8_0);
+/* y's quants of four Q8_0 / Q8_1 blocks (p: the first block's qs; blocks st bytes apart) in
+ * the order of the 32-value kernels: lo has elements 0..15 of block k in 16-byte lane k, hi
+ * 16..31. */
+static inline void y_quad(const uint8_t *p, size_t st, __m512i *lo, __m512i *hi) {
   const __m512i a =
       _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p)),
                          _mm256_loadu_si256((const __m256i *)(p + st)), 1);
@@ -57,81 +62,125 @@ static inline void y_quad_k(const int8_t *p, __m512i *lo, __m512i *hi) {
   *hi = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 1, 3, 1));
 }
 
-/* Permute indices that take the four blocks' 16 quant bytes (at 18k + 2) out of two loads,
- * z0 = bytes 0..63 and z1 = bytes 8..71 of the four blocks (so no byte past them is read). */
-static inline __m512i idx_18x4(void) {
-  uint8_t idx[64];
-  for (int k = 0; k < 4; k++)
-    for (int j = 0; j < 16; j++) {
-      const int p = 18 * k + 2 + j;
-      idx[16 * k + j] = (uint8_t)(p < 64 ? p : 64 + p - 8);
-    }
-  return _mm512_loadu_si512(idx);
+enum { K_Q4_0, K_IQ4_NL, K_Q4_1, K_Q5_0, K_Q5_1 };
+
+/* The block layouts of the 32-value nibble formats: bytes, and where d, m, qh and qs sit. */
+static inline size_t k32_size(int kind) {
+  return kind == K_Q4_1 ? 20 : kind == K_Q5_0 ? 22 : kind == K_Q5_1 ? 24 : 18;
+}
+static inline size_t k32_qs(int kind) {
+  return kind == K_Q4_1 ? 4 : kind == K_Q5_0 ? 6 : kind == K_Q5_1 ? 8 : 2;
+}
+static inline size_t k32_qh(int kind) {
+  return kind == K_Q5_0 ? 2 : 4;
 }
 
-enum { K_Q4_0, K_IQ4_NL };
+/* Four blocks (4 * xs <= 96 bytes) come from two loads: z0 = bytes 0..63 and z1 = the last 64
+ * (so no byte past the four blocks is read). Index of byte p in the two-register permutes. */
+static inline uint8_t k32_byte(size_t xs, int p) {
+  const int base = (int)(4 * xs) - 64;
+  return (uint8_t)(p < 64 ? p : 64 + p - base);
+}
 
-/* Q4_0 and IQ4_NL: the same 18-byte block (fp16 d, 16 bytes of nibbles). Levels are made
- * unsigned (Q4_0's nibble as is, offset 8; IQ4_NL's table level + 128, offset 128) for dpbusd's
- * unsigned operand, and the offset comes off through offset * sum(y), computed once per four
- * blocks for the four rows. */
-static inline __attribute__((always_inline)) void dot4_18(const int kind, int64_t n, float *s,
-                                                          const uint8_t *x0, size_t bx,
-                                                          const uint8_t *y0) {
-  const size_t xs = 18, ys = sizeof(block_q8_0);
-  const __m512i m4 = _mm512_set1_epi8(15), iq = idx_18x4();
-  /* the four scales are words 0, 9, 18 and 27 of the first load; each fills four lanes */
-  const __m512i iw = _mm512_setr_epi32(0, 0, 9 | 9 << 16, 9 | 9 << 16, 18 | 18 << 16, 18 | 18 << 16,
-                                       27 | 27 << 16, 27 | 27 << 16, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m512i voff = _mm512_set1_epi8((char)(kind == K_Q4_0 ? 8 : 128));
+/* Q4_0, IQ4_NL, Q4_1, Q5_0, Q5_1. Levels are made unsigned for dpbusd's unsigned operand (Q4_0's
+ * nibble as is, offset 8; Q5_0's 5 bits, offset 16; IQ4_NL's table level + 128, offset 128)
+ * and the offset comes off through offset * sum(y), computed once per four blocks for the four
+ * rows; Q4_1 and Q5_1 add m * s (s = d * sum(y), from Q8_1). Q5's fifth bits become two 64-bit
+ * masks (elements 0..15 and 16..31 of the four blocks) for a masked add of 16. */
+static inline __attribute__((always_inline)) void dot4_32b(const int kind, int64_t n, float *s,
+                                                           const uint8_t *x0, size_t bx,
+                                                           const uint8_t *y0) {
+  const size_t xs = k32_size(kind), off_qs = k32_qs(kind), off_qh = k32_qh(kind);
+  const int has_min = kind == K_Q4_1 || kind == K_Q5_1, has_qh = kind == K_Q5_0 || kind == K_Q5_1;
+  const size_t ys = has_min ? sizeof(block_q8_1) : sizeof(block_q8_0), y_qs = has_min ? 4 : 2;
+  const int offset = kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : kind == K_IQ4_NL ? 128 : 0;
+  uint8_t iqs[64], iqh[64];
+  uint16_t iw[32];
+  memset(iqh, 0, sizeof iqh);
+  for (int k = 0; k < 4; k++) {
+    for (int j = 0; j < 16; j++) iqs[16 * k + j] = k32_byte(xs, (int)(xs * (size_t)k + off_qs) + j);
+    for (int j = 0; j < 2; j++) { /* qh bytes 0, 1 of each block, then bytes 2, 3 */
+      iqh[2 * k + j] = k32_byte(xs, (int)(xs * (size_t)k + off_qh) + j);
+      iqh[8 + 2 * k + j] = k32_byte(xs, (int)(xs * (size_t)k + off_qh) + 2 + j);
+    }
+    /* words: d of block k in lanes 4k..4k+3, then m of the four blocks in words 16..19 */
+    for (int j = 0; j < 4; j++) iw[4 * k + j] = (uint16_t)(k32_byte(xs, (int)(xs * (size_t)k)) / 2);
+    iw[16 + k] = (uint16_t)(k32_byte(xs, (int)(xs * (size_t)k) + 2) / 2);
+  }
+  for (int k = 20; k < 32; k++) iw[k] = 0;
+  const __m512i idx_q = _mm512_loadu_si512(iqs), idx_h = _mm512_loadu_si512(iqh),
+                idx_w = _mm512_loadu_si512(iw);
+  const __m512i m4 = _mm512_set1_epi8(15), b16 = _mm512_set1_epi8(16),
+                voff = _mm512_set1_epi8((char)offset);
   uint8_t lut_u[16];
   for (int i = 0; i < 16; i++) lut_u[i] = (uint8_t)(nllm_iq4nl_values[i] + 128);
   const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut_u));
   const int64_t nb = n / QK, nq = nb / 4 * 4;
   __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                    _mm512_setzero_ps()};
+  __m128 accm[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
   for (int64_t b = 0; b < nq; b += 4) {
     const uint8_t *yb = y0 + (size_t)b * ys;
-    __m512i ylo, yhi;
-    y_quad(yb + 2, &ylo, &yhi);
-    const __m512i yoff = _mm512_sub_epi32(
-        _mm512_setzero_si512(),
-        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), voff, ylo), voff, yhi));
+    __m512i ylo, yhi, yoff = _mm512_setzero_si512();
+    y_quad(yb + y_qs, ys, &ylo, &yhi);
+    if (offset)
+      yoff = _mm512_sub_epi32(
+          _mm512_setzero_si512(),
+          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), voff, ylo), voff, yhi));
     const __m512 dy = h4_x4(yb, ys);
+    const __m128 sy = has_min ? h4(yb + 2, ys) : _mm_setzero_ps();
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      const __m512i z0 = _mm512_loadu_si512(x), z1 = _mm512_loadu_si512(x + 8);
-      const __m512i q = _mm512_permutex2var_epi8(z0, iq, z1);
+      const __m512i z0 = _mm512_loadu_si512(x), z1 = _mm512_loadu_si512(x + 4 * xs - 64);
+      const __m512i q = _mm512_permutex2var_epi8(z0, idx_q, z1);
       __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
       if (kind == K_IQ4_NL) {
         lo = _mm512_shuffle_epi8(lut, lo);
         hi = _mm512_shuffle_epi8(lut, hi);
       }
+      if (has_qh) {
+        const __m128i h = _mm512_castsi512_si128(_mm512_permutex2var_epi8(z0, idx_h, z1));
+        lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64((uint64_t)_mm_cvtsi128_si64(h)), lo, b16);
+        hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64((uint64_t)_mm_extract_epi64(h, 1)), hi, b16);
+      }
       const __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(yoff, lo, ylo), hi, yhi);
-      const __m512 dx = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(iw, z0)));
+      const __m512i w = _mm512_permutex2var_epi16(z0, idx_w, z1);
+      const __m512 dx = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
       acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(dx, dy), _mm512_cvtepi32_ps(p), acc[r]);
+      if (has_min)
+        accm[r] = _mm_fmadd_ps(_mm_cvtph_ps(_mm512_extracti32x4_epi32(w, 2)), sy, accm[r]);
     }
   }
+  static void (*const one_row[])(int64_t, float *, const void *, const void *) = {
+      q4_0_vec_dot_avx2, iq4_nl_vec_dot_avx2, q4_1_vec_dot_avx2, q5_0_vec_dot_avx2,
+      q5_1_vec_dot_avx2};
   for (int r = 0; r < 4; r++) {
-    float sum = _mm512_reduce_add_ps(acc[r]), t = 0;
-    if (nq < nb) { /* the last one to three blocks by the one-row kernel */
-      const uint8_t *x = x0 + (size_t)r * bx + (size_t)nq * xs, *y = y0 + (size_t)nq * ys;
-      if (kind == K_Q4_0)
-        q4_0_vec_dot_avx2((nb - nq) * QK, &t, x, y);
-      else
-        iq4_nl_vec_dot_avx2((nb - nq) * QK, &t, x, y);
-    }
-    s[r] = sum + t;
+    float t = 0;
+    if (nq < nb) /* the last one to three blocks by the one-row kernel */
+      one_row[kind]((nb - nq) * QK, &t, x0 + (size_t)r * bx + (size_t)nq * xs,
+                    y0 + (size_t)nq * ys);
+    __m128 m = _mm_add_ps(accm[r], _mm_movehl_ps(accm[r], accm[r]));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    s[r] = _mm512_reduce_add_ps(acc[r]) + _mm_cvtss_f32(m) + t;
   }
 }
 
 void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_18(K_Q4_0, n, s, x, bx, y);
+  dot4_32b(K_Q4_0, n, s, x, bx, y);
 }
 void iq4_nl_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_18(K_IQ4_NL, n, s, x, bx, y);
+  dot4_32b(K_IQ4_NL, n, s, x, bx, y);
+}
+void q4_1_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32b(K_Q4_1, n, s, x, bx, y);
+}
+void q5_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32b(K_Q5_0, n, s, x, bx, y);
+}
+void q5_1_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_32b(K_Q5_1, n, s, x, bx, y);
 }
 
 /* Q8_0: four 34-byte blocks (136 bytes) come from three loads (bytes 0..63, 64..127, 72..135)
