@@ -42,8 +42,8 @@ static int64_t blas_min_tokens(int32_t wtype) {
   /* The AVX-512 four-row kernels (measured the same way, 2048 x 2048, 16..256 tokens) stay
    * ahead of dequantize + sgemm at every count tried: Q4_0 172 vs 123 GFLOP/s at 256, Q4_K
    * 168 vs 121, Q5_K 131 vs 122, Q6_K 171 vs 122, IQ4_NL 161 vs 113, IQ4_XS 183 vs 110, Q4_1
-   * 126 vs 118; they cross at Q8_0 117 vs 116 at 128 tokens, Q5_0 113 vs 112 at 256, Q5_1
-   * between 92 vs 86 at 128 and 89 vs 107 at 256. */
+   * 126 vs 118, Q2_K 177 vs 93, Q3_K 123 vs 88; they cross at Q8_0 117 vs 116 at 128 tokens, Q5_0
+   * 113 vs 112 at 256, Q5_1 between 92 vs 86 at 128 and 89 vs 107 at 256. */
   if (nllm_qtypes_isa() >= NLLM_ISA_AVX512) switch (wtype) {
       case NLLM_TYPE_Q8_0: return 128;
       case NLLM_TYPE_Q5_1: return 192;
@@ -54,7 +54,9 @@ static int64_t blas_min_tokens(int32_t wtype) {
       case NLLM_TYPE_Q5_K:
       case NLLM_TYPE_Q6_K:
       case NLLM_TYPE_IQ4_XS:
-      case NLLM_TYPE_Q4_1: return (int64_t)1 << 20;
+      case NLLM_TYPE_Q4_1:
+      case NLLM_TYPE_Q2_K:
+      case NLLM_TYPE_Q3_K: return (int64_t)1 << 20;
       default: break;
     }
   switch (wtype) {

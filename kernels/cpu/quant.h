@@ -256,6 +256,8 @@ NLLM_DECLARE_DOT4(iq4_xs, avx512)
 NLLM_DECLARE_DOT4(q4_1, avx512)
 NLLM_DECLARE_DOT4(q5_0, avx512)
 NLLM_DECLARE_DOT4(q5_1, avx512)
+NLLM_DECLARE_DOT4(q2_K, avx512)
+NLLM_DECLARE_DOT4(q3_K, avx512)
 /* ops.c's AVX2 helpers */
 float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n);
 void nllm_axpy_f32_avx2(float *y, float a, const float *x, int64_t n);

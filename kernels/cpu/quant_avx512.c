@@ -484,3 +484,113 @@ void iq4_xs_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, cons
   }
   for (int r = 0; r < 4; r++) s[r] = _mm512_reduce_add_ps(acc[r]);
 }
+
+/* Q2_K and Q3_K: 2-bit levels (Q3_K: plus a high bit from hmask, level - 4) with a scale per
+ * 16 values (Q2_K: 4-bit scale and min; Q3_K: signed 6-bit scale). The 64 bytes of qs are one
+ * register: shift 2j gives elements 32j..32j+31 of each 128-value half, whose y is two 32-byte
+ * runs (prepared once for the four rows). Q3_K's offset -4 and Q2_K's mins come in through the
+ * activation's 16-value sums. */
+enum { K_Q2_K, K_Q3_K };
+static inline __attribute__((always_inline)) void dot4_k23(const int kind, int64_t n, float *s,
+                                                           const uint8_t *x0, size_t bx,
+                                                           const block_q8_K *y) {
+  const size_t xs = kind == K_Q2_K ? sizeof(block_q2_K) : sizeof(block_q3_K);
+  const size_t off_qs = kind == K_Q2_K ? offsetof(block_q2_K, qs) : offsetof(block_q3_K, qs);
+  const int64_t nb = n / QK_K;
+  const __m512i m3 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+  const __m128i m15 = _mm_set1_epi8(15);
+  __m512i isc[4]; /* scales 2j, 2j+1 (first half), 8+2j, 9+2j (second), 8 lanes each */
+  for (int j = 0; j < 4; j++)
+    isc[j] = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_setr_epi16(
+            (short)(2 * j), (short)(2 * j), (short)(2 * j), (short)(2 * j), (short)(2 * j),
+            (short)(2 * j), (short)(2 * j), (short)(2 * j), (short)(2 * j + 1), (short)(2 * j + 1),
+            (short)(2 * j + 1), (short)(2 * j + 1), (short)(2 * j + 1), (short)(2 * j + 1),
+            (short)(2 * j + 1), (short)(2 * j + 1))),
+        _mm256_add_epi16(
+            _mm256_setr_epi16((short)(2 * j), (short)(2 * j), (short)(2 * j), (short)(2 * j),
+                              (short)(2 * j), (short)(2 * j), (short)(2 * j), (short)(2 * j),
+                              (short)(2 * j + 1), (short)(2 * j + 1), (short)(2 * j + 1),
+                              (short)(2 * j + 1), (short)(2 * j + 1), (short)(2 * j + 1),
+                              (short)(2 * j + 1), (short)(2 * j + 1)),
+            _mm256_set1_epi16(8)),
+        1);
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+  __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                    _mm256_setzero_ps()};
+  for (int64_t b = 0; b < nb; b++) {
+    __m512i yj[4];
+    for (int j = 0; j < 4; j++)
+      yj[j] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(y[b].qs + 32 * j))),
+          _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 + 32 * j)), 1);
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
+    const float dy = y[b].d;
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      const __m512i q = _mm512_loadu_si512(x + off_qs);
+      __m256i sc16, mn16 = _mm256_setzero_si256();
+      __m512i hm = _mm512_setzero_si512();
+      float d;
+      if (kind == K_Q2_K) {
+        const block_q2_K *xb = (const block_q2_K *)x;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)xb->scales);
+        sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m15));
+        mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m15));
+        d = _cvtsh_ss(xb->d);
+      } else {
+        const block_q3_K *xb = (const block_q3_K *)x;
+        /* scale k: low 4 bits from nibble k of bytes 0..7 (low nibbles first), top 2 bits
+         * from bits 2(k/4).. of byte 8 + k%4; less 32 */
+        const __m128i s8 = _mm_loadl_epi64((const __m128i *)xb->scales);
+        const __m128i lo =
+            _mm_unpacklo_epi64(_mm_and_si128(s8, m15), _mm_and_si128(_mm_srli_epi16(s8, 4), m15));
+        const __m128i hi =
+            _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)load_u32(xb->scales + 8)),
+                                         _mm_setr_epi32(0, 2, 4, 6)),
+                          _mm_set1_epi8(3));
+        sc16 = _mm256_cvtepi8_epi16(
+            _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32)));
+        /* (hmask | hmask >> 4 in the second half): bit j is the high bit of shift j */
+        const __m256i h = _mm256_loadu_si256((const __m256i *)xb->hmask);
+        hm = _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 4), 1);
+        d = _cvtsh_ss(xb->d);
+      }
+      const __m512i scz = _mm512_castsi256_si512(sc16);
+      __m512i sumi = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++) {
+        __m512i v = _mm512_and_si512(j ? _mm512_srli_epi16(q, 2 * j) : q, m3);
+        if (kind == K_Q3_K)
+          v = _mm512_or_si512(
+              v, _mm512_slli_epi16(_mm512_and_si512(j ? _mm512_srli_epi16(hm, j) : hm, one), 2));
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(v, yj[j]),
+                                   _mm512_permutexvar_epi16(isc[j], scz));
+      }
+      if (kind == K_Q2_K) {
+        const float dmin = _cvtsh_ss(((const block_q2_K *)x)->dmin);
+        accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * dy),
+                                  _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mn16)), accm[r]);
+      } else {
+        sumi = _mm512_sub_epi32(
+            sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 2)));
+      }
+      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(d * dy), _mm512_cvtepi32_ps(sumi), acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; r++) {
+    const __m128 m = _mm_add_ps(_mm256_castps256_ps128(accm[r]), _mm256_extractf128_ps(accm[r], 1));
+    const __m128 m2 = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    s[r] = _mm512_reduce_add_ps(acc[r]) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+  }
+}
+
+void q2_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_k23(K_Q2_K, n, s, x, bx, y);
+}
+void q3_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_k23(K_Q3_K, n, s, x, bx, y);
+}
