@@ -87,8 +87,7 @@ int main(int argc, char **argv) {
   float *wf = (float *)buf;
   for (size_t i = 0; i < (size_t)ROWS * COLS; i++)
     wf[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
-  double flops = 2.0 * ROWS * COLS * NT;
-  printf("\nmatmul %d tokens, GFLOP/s (1 thread / %d threads):\n", NT, all);
+  double flops = 2.0 * ROWS * COLS * NT, blas[2];
   for (int k = 0; k < 2; k++) {
     double t[RUNS];
     openblas_set_num_threads(thr[k]);
@@ -98,10 +97,17 @@ int main(int argc, char **argv) {
                   y, ROWS);
       t[r] = nllm_time_ms() - t0;
     }
-    printf("  OpenBLAS sgemm f32: %.1f GFLOP/s (%d thr)\n", flops / median(t, RUNS) / 1e6, thr[k]);
+    blas[k] = flops / median(t, RUNS) / 1e6;
   }
-  static const int32_t mt[] = {NLLM_TYPE_F32,  NLLM_TYPE_F16,  NLLM_TYPE_Q8_0,
-                               NLLM_TYPE_Q4_0, NLLM_TYPE_Q4_K, NLLM_TYPE_Q6_K};
+  printf("\nmatmul %d tokens (prompt processing), kernels: %s\n", NT, nllm_cpu_features());
+  printf("OpenBLAS sgemm f32 on the same shape: %.1f GFLOP/s (1 thread), %.1f (%d threads)\n",
+         blas[0], blas[1], all);
+  printf("%-7s %9s %8s %9s %8s  %s\n", "format", "1t GF/s", "of sgemm", "Nt GF/s", "of sgemm",
+         "path");
+  static const int32_t mt[] = {NLLM_TYPE_F32,  NLLM_TYPE_F16,    NLLM_TYPE_BF16,  NLLM_TYPE_Q8_0,
+                               NLLM_TYPE_Q4_0, NLLM_TYPE_Q4_1,   NLLM_TYPE_Q5_0,  NLLM_TYPE_Q5_1,
+                               NLLM_TYPE_Q2_K, NLLM_TYPE_Q3_K,   NLLM_TYPE_Q4_K,  NLLM_TYPE_Q5_K,
+                               NLLM_TYPE_Q6_K, NLLM_TYPE_IQ4_NL, NLLM_TYPE_IQ4_XS};
   uint8_t *Wq = malloc(nllm_row_size(NLLM_TYPE_F32, COLS) * ROWS);
   for (size_t m = 0; m < sizeof mt / sizeof mt[0]; m++) {
     const nllm_qtype *q = nllm_qtype_get(mt[m]);
@@ -113,6 +119,7 @@ int main(int argc, char **argv) {
         memcpy(Wq + (size_t)r * rs, Wq + (size_t)(r % 64) * rs, rs);
     }
     void *wd = nllm_aligned_alloc(nllm_matmul_wsize(q->type, COLS, NT, all));
+    double gf[2];
     for (int k = 0; k < 2; k++) {
       double t[RUNS];
       for (int r = 0; r < RUNS; r++) {
@@ -120,9 +127,11 @@ int main(int argc, char **argv) {
         nllm_matmul(y, Wq, q->type, ROWS, COLS, x, NT, wd, thr[k]);
         t[r] = nllm_time_ms() - t0;
       }
-      printf("  nllm_matmul %-5s: %.1f GFLOP/s (%d thr)\n", q->name, flops / median(t, RUNS) / 1e6,
-             thr[k]);
+      gf[k] = flops / median(t, RUNS) / 1e6;
     }
+    printf("%-7s %9.1f %7.0f%% %9.1f %7.0f%%  %s\n", q->name, gf[0], 100 * gf[0] / blas[0], gf[1],
+           100 * gf[1] / blas[1],
+           nllm_matmul_uses_blas(q->type, NT) ? "dequantized tiles + sgemm" : "integer kernels");
     nllm_aligned_free(wd);
   }
   free(Wq);
