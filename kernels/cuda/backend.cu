@@ -285,10 +285,6 @@ nllm_status nllm_cuda_weight_upload(nllm_cuda *cu, const void *host, int32_t typ
                     name, type, (long long)rows, (long long)cols);
   const int native = nllm_cuda_type_native(type);
   const int32_t dt = native ? type : NLLM_TYPE_F16;
-  /* the matrix-vector kernels read activations in 32-blocks; F16 only needs 8-element rows */
-  if (dt == NLLM_TYPE_F16 && cols % 8)
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA: tensor '%s': %lld columns is not a multiple of 8",
-                    name, (long long)cols);
   const size_t src_row = nllm_row_size(type, cols), dst_row = nllm_row_size(dt, cols);
   const size_t bytes = dst_row * (size_t)rows;
   void *d = NULL;

@@ -219,18 +219,25 @@ __global__ void __launch_bounds__(MMV_WARPS * 32)
   const __half *row = w + r * cols;
   float acc[NT];
   for (int t = 0; t < NT; t++) acc[t] = 0.0f;
-  for (int64_t c = 8 * lane; c < cols; c += 256) {
-    const uint4 raw = *(const uint4 *)(row + c);
-    const __half2 *h2 = (const __half2 *)&raw;
-    float wv[8];
-    for (int i = 0; i < 4; i++) {
-      const float2 f = __half22float2(h2[i]);
-      wv[2 * i] = f.x;
-      wv[2 * i + 1] = f.y;
+  if (cols % 8 == 0) {
+    for (int64_t c = 8 * lane; c < cols; c += 256) {
+      const uint4 raw = *(const uint4 *)(row + c);
+      const __half2 *h2 = (const __half2 *)&raw;
+      float wv[8];
+      for (int i = 0; i < 4; i++) {
+        const float2 f = __half22float2(h2[i]);
+        wv[2 * i] = f.x;
+        wv[2 * i + 1] = f.y;
+      }
+      for (int t = 0; t < NT; t++) {
+        const float *xt = x + t * cols + c;
+        for (int i = 0; i < 8; i++) acc[t] += wv[i] * xt[i];
+      }
     }
-    for (int t = 0; t < NT; t++) {
-      const float *xt = x + t * cols + c;
-      for (int i = 0; i < 8; i++) acc[t] += wv[i] * xt[i];
+  } else { /* rows are not 16-byte aligned (converted F32/BF16 with e.g. 172 columns) */
+    for (int64_t c = lane; c < cols; c += 32) {
+      const float wv = __half2float(row[c]);
+      for (int t = 0; t < NT; t++) acc[t] += wv * x[t * cols + c];
     }
   }
   for (int t = 0; t < NT; t++) {

@@ -45,8 +45,27 @@ nllm_status cuda_dequant_f16(nllm_cuda *cu, const nllm_cuda_weight *w, int64_t r
   return NLLM_OK;
 }
 
+/* F16 rows whose width is not a multiple of 8 (dequant8 needs 8-element groups): one element
+ * per thread. Only F16 can have such rows: every block format is at least 32 wide. */
+__global__ void get_rows_f16_kernel(const __half *w, int64_t cols, const int32_t *ids,
+                                    int64_t n_rows, float scale, float *dst) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= cols * n_rows) return;
+  const int64_t r = i / cols, c = i % cols;
+  dst[i] = __half2float(w[(int64_t)ids[r] * cols + c]) * scale;
+}
+
 nllm_status nllm_cuda_get_rows(nllm_cuda *cu, float *d_y, const nllm_cuda_weight *w,
                                const int32_t *d_tokens, int64_t n, float scale) {
+  if (w->cols % 8) {
+    if (w->type != NLLM_TYPE_F16) return bad_type("get_rows", w->type);
+    const int64_t count = n * w->cols;
+    if (count <= 0) return NLLM_OK;
+    get_rows_f16_kernel<<<cuda_blocks(count, 256), 256, 0, cu->stream>>>(
+        (const __half *)w->data, w->cols, d_tokens, n, scale, d_y);
+    CU_LAUNCHED("get_rows_f16_kernel");
+    return NLLM_OK;
+  }
   const int64_t total = n * (w->cols / 8);
   if (total <= 0) return NLLM_OK;
   NLLM_CUDA_TYPE_SWITCH(

@@ -629,6 +629,9 @@ int main(void) {
     test_weight_type(weight_types[i], 67, 768);   /* fewer units than lanes, odd rows */
     test_weight_type(weight_types[i], 130, 4096); /* several units per lane */
   }
+  /* F16 rows that are not a multiple of 8 wide (stories260K's ffn_down has 172 columns) */
+  test_weight_type(NLLM_TYPE_F32, 67, 172);
+  test_weight_type(NLLM_TYPE_F16, 67, 172);
   /* GEMM over several dequantized row tiles (64 rows each: 64 + 64 + 2) */
   nllm_cuda_set_gemm_tile_elems(64 * 4096);
   test_weight_type(NLLM_TYPE_Q4_K, 130, 4096);
