@@ -1,0 +1,234 @@
+/* AVX2 + FMA + F16C attention of one (token, KV head) pair over the cache (see attention.h).
+ * The scalar attn_item in attention.c is the reference; this file runs only after
+ * nllm_cpu_has_avx2() said yes, and only for head_dim a multiple of 8.
+ *
+ * Per chunk of up to 8 query heads sharing the KV head:
+ *   scores: every K row is read and widened once, then FMA'd into one accumulator per
+ *           (query head, position) lane; 8 accumulators are reduced together by a hadd tree.
+ *   softmax: vector max and a polynomial exp; 1/sum is applied to the output, not to p.
+ *   V:      output accumulators stay in registers over a block of positions whose V rows
+ *           fit in L1, so each V row is widened once per slice of head_dim. */
+#include <immintrin.h>
+#include <math.h>
+#include <stddef.h>
+
+#include "attention.h"
+#include "cpu/quant.h"
+#include "nativellm.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Positions per block of the V pass: 64 rows of head_dim 128 in F16 are 16 KiB, L1-resident. */
+#define PV_BLOCK 64
+
+ALWAYS_INLINE __m256 load8(const char *p, int f16) {
+  return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)) : _mm256_loadu_ps((const float *)p);
+}
+
+/* Lane i of the result is the full horizontal sum of a[i]. */
+ALWAYS_INLINE __m256 hsum8x8(const __m256 a[8]) {
+  __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+  __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+  __m256 lo = _mm256_hadd_ps(h01, h23), hi = _mm256_hadd_ps(h45, h67);
+  /* lo = [s0 s1 s2 s3 | s0' s1' s2' s3'] with ' the upper-half partial sums */
+  return _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+/* e^x for x <= 0 (softmax arguments after subtracting the max). Cody-Waite reduction to
+ * r in [-ln2/2, ln2/2] and a degree-7 Taylor polynomial, whose truncation error (< 1e-8) is
+ * below float rounding. Results under the smallest normal flush to 0; NaN stays NaN. */
+static inline __m256 exp_nonpos(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.33654f); /* ln(2^-126) */
+  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_max_ps(lo, x); /* NaN in the second operand passes through */
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  /* n >= -126 after the clamp, so the biased exponent is at least 1 (a normal 2^n) */
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+void nllm_exp_nonpos_avx2(float *x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp_nonpos(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    float t[8] = {0};
+    for (int64_t k = i; k < n; k++) t[k - i] = x[k];
+    _mm256_storeu_ps(t, exp_nonpos(_mm256_loadu_ps(t)));
+    for (int64_t k = i; k < n; k++) x[k] = t[k - i];
+  }
+}
+
+/* Raw scores of NR query heads (q, rows of hd) at up to 8/NRP positions from k (positions
+ * kstride bytes apart, np of them real). Lane p * NRP + r of the result is head r at position
+ * p; NRP is NR rounded up to a power of two and the padding lanes are 0. Positions past np
+ * re-read the last real row so that no load leaves the cache. */
+ALWAYS_INLINE __m256 score_tile(const float *q, int64_t hd, const char *k, int64_t kstride,
+                                int64_t np, int NR, int NRP, int f16) {
+  const int P = 8 / NRP, esz = f16 ? 2 : 4;
+  const char *kp[8];
+  for (int p = 0; p < P; p++) kp[p] = k + (p < np ? p : np - 1) * kstride;
+  __m256 acc[8];
+  for (int l = 0; l < 8; l++) acc[l] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < hd; i += 8) {
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++) {
+      const __m256 kv = load8(kp[p] + i * esz, f16);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; r++)
+        acc[p * NRP + r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * hd + i), kv, acc[p * NRP + r]);
+    }
+  }
+  return hsum8x8(acc);
+}
+
+/* out[r][i0 .. i0 + 8 NC) (+)= sum over j in [j0, j1) of p[r][j] * v_j, for NR heads. Rows of
+ * p are n_vis apart, rows of out hd apart; `first` starts from 0 instead of out, and `inv`
+ * (non-NULL on the last block) scales the result by each head's 1/sum. */
+ALWAYS_INLINE void pv_tile(float *out, int64_t hd, const float *p, int64_t n_vis, const char *v,
+                           int64_t vstride, int64_t j0, int64_t j1, int64_t i0, int first,
+                           const float *inv, int NR, int NC, int f16) {
+  const int esz = f16 ? 2 : 4;
+  __m256 acc[8]; /* NR * NC <= 8 */
+  for (int r = 0; r < NR; r++)
+    for (int c = 0; c < NC; c++)
+      acc[r * NC + c] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(out + r * hd + i0 + 8 * c);
+  const char *vr = v + j0 * vstride + i0 * esz;
+  for (int64_t j = j0; j < j1; j++, vr += vstride) {
+    __m256 vv[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < NC; c++) vv[c] = load8(vr + 8 * c * esz, f16);
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; r++) {
+      const __m256 pr = _mm256_broadcast_ss(p + r * n_vis + j);
+#pragma GCC unroll 8
+      for (int c = 0; c < NC; c++) acc[r * NC + c] = _mm256_fmadd_ps(pr, vv[c], acc[r * NC + c]);
+    }
+  }
+  for (int r = 0; r < NR; r++)
+    for (int c = 0; c < NC; c++) {
+      __m256 o = acc[r * NC + c];
+      if (inv) o = _mm256_mul_ps(o, _mm256_set1_ps(inv[r]));
+      _mm256_storeu_ps(out + r * hd + i0 + 8 * c, o);
+    }
+}
+
+/* The whole pipeline for NR (1..8) query heads q (rows of hd) over the n_vis visible rows of
+ * k and v (stride bytes apart), writing out (rows of hd). s: NR * n_vis floats of scratch. */
+ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const char *v,
+                              int64_t stride, int64_t n_vis, int64_t hd, float scale, float softcap,
+                              float *s, int NR, int f16) {
+  const int NRP = NR == 1 ? 1 : NR == 2 ? 2 : NR <= 4 ? 4 : 8;
+  const int P = 8 / NRP;
+  /* V slice width in vectors: NR * NC accumulators, at most 8 so nothing spills */
+  const int NC = 8 / NRP;
+
+  for (int64_t j = 0; j < n_vis; j += P) {
+    const int64_t np = n_vis - j < P ? n_vis - j : P;
+    const __m256 sv = _mm256_mul_ps(score_tile(q, hd, k + j * stride, stride, np, NR, NRP, f16),
+                                    _mm256_set1_ps(scale));
+    if (NR == 1 && np == 8 && softcap <= 0) {
+      _mm256_storeu_ps(s + j, sv);
+      continue;
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, sv);
+    for (int64_t pp = 0; pp < np; pp++)
+      for (int r = 0; r < NR; r++) {
+        float x = lanes[pp * NRP + r];
+        if (softcap > 0) x = softcap * tanhf(x / softcap);
+        s[r * n_vis + j + pp] = x;
+      }
+  }
+
+  float inv[8];
+  for (int r = 0; r < NR; r++) {
+    float *sr = s + r * n_vis;
+    __m256 mx = _mm256_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= n_vis; j += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(sr + j));
+    float m = -INFINITY, lanes[8];
+    _mm256_storeu_ps(lanes, mx);
+    for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (; j < n_vis; j++) m = sr[j] > m ? sr[j] : m;
+    const __m256 mv = _mm256_set1_ps(m);
+    __m256 sum = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= n_vis; j += 8) {
+      const __m256 e = exp_nonpos(_mm256_sub_ps(_mm256_loadu_ps(sr + j), mv));
+      _mm256_storeu_ps(sr + j, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    _mm256_storeu_ps(lanes, sum);
+    double tot = 0;
+    for (int l = 0; l < 8; l++) tot += lanes[l];
+    if (j < n_vis) {
+      for (int64_t t = j; t < n_vis; t++) sr[t] -= m;
+      nllm_exp_nonpos_avx2(sr + j, n_vis - j);
+      for (int64_t t = j; t < n_vis; t++) tot += sr[t];
+    }
+    inv[r] = (float)(1.0 / tot);
+  }
+
+  const int64_t hv = hd / 8;
+  for (int64_t j0 = 0; j0 < n_vis; j0 += PV_BLOCK) {
+    const int64_t j1 = n_vis - j0 < PV_BLOCK ? n_vis : j0 + PV_BLOCK;
+    const float *last = j1 == n_vis ? inv : NULL;
+    int64_t c = 0;
+    for (; c + NC <= hv; c += NC)
+      pv_tile(out, hd, s, n_vis, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, NC, f16);
+    for (; c < hv; c++)
+      pv_tile(out, hd, s, n_vis, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, 1, f16);
+  }
+}
+
+#define HEADS_CASE(nr)                                                                         \
+  case nr:                                                                                     \
+    if (f16)                                                                                   \
+      attn_heads(out, q, k, v, stride, n_vis, hd, scale, softcap, s, nr, 1);                   \
+    else                                                                                       \
+      attn_heads(out, q, k, v, stride, n_vis, hd, scale, softcap, s, nr, 0);                   \
+    break;
+
+void nllm_attn_item_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, float *scratch) {
+  const int64_t hd = a->head_dim, n_rep = a->n_head / a->n_head_kv;
+  const int f16 = a->kv_type != NLLM_TYPE_F32;
+  const int64_t esz = f16 ? 2 : 4;
+  const int64_t stride = a->n_head_kv * hd * esz; /* bytes from one position to the next */
+  const int64_t pos = a->pos0 + t;
+  const int64_t first = a->window > 0 && pos + 1 > a->window ? pos + 1 - a->window : 0;
+  const int64_t n_vis = pos + 1 - first;
+  const char *k = (const char *)a->k + first * stride + kvh * hd * esz;
+  const char *v = (const char *)a->v + first * stride + kvh * hd * esz;
+  const float scale = a->scale, softcap = a->softcap;
+  /* More than 8 heads per KV head: chunks of at most 8, as even as possible, each rereading K/V */
+  const int64_t n_chunks = (n_rep + 7) / 8;
+  for (int64_t ch = 0, r0 = 0; ch < n_chunks; ch++) {
+    const int64_t r1 = n_rep * (ch + 1) / n_chunks;
+    const int64_t off = t * a->n_head * hd + (kvh * n_rep + r0) * hd;
+    const float *q = a->q + off;
+    float *out = a->out + off, *s = scratch;
+    switch (r1 - r0) {
+      HEADS_CASE(1)
+      HEADS_CASE(2)
+      HEADS_CASE(3)
+      HEADS_CASE(4)
+      HEADS_CASE(5)
+      HEADS_CASE(6)
+      HEADS_CASE(7)
+      HEADS_CASE(8)
+      default:
+        break;
+    }
+    r0 = r1;
+  }
+}
