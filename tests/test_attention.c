@@ -250,6 +250,34 @@ START_TEST(exp_vs_expf) {
   free(y);
 }
 END_TEST
+
+/* The softcap's tanh is judged on what matters downstream: the absolute error of the score,
+ * within a few ulp of the score near the cap, where the score itself rounds to ulp(50) = 4e-6. */
+START_TEST(softcap_vs_tanhf) {
+  if (!nllm_cpu_has_avx2()) return;
+  enum { N = 100001 };
+  const float cap = 50.0f;
+  float *x = malloc(N * sizeof(float));
+  ck_assert(x);
+  double worst = 0, worst_rel_small = 0;
+  for (int i = 0; i < N; i++) x[i] = -400.0f + 800.0f * (float)i / (N - 1);
+  x[N / 2] = 1e-20f;
+  nllm_softcap_avx2(x, N, cap);
+  for (int i = 0; i < N; i++) {
+    const float in = i == N / 2 ? 1e-20f : -400.0f + 800.0f * (float)i / (N - 1);
+    const double want = cap * tanh((double)in / cap);
+    const double e = fabs(x[i] - want);
+    worst = e > worst ? e : worst;
+    if (fabs(in) < 5.0f && want != 0) {
+      const double rel = e / fabs(want);
+      worst_rel_small = rel > worst_rel_small ? rel : worst_rel_small;
+    }
+  }
+  ck_assert_msg(worst < cap * 2.5e-7, "softcap off by %g", worst);
+  ck_assert_msg(worst_rel_small < 5e-7, "softcap near 0 off by %g relative", worst_rel_small);
+  free(x);
+}
+END_TEST
 #endif
 
 static Suite *attention_suite(void) {
@@ -260,6 +288,7 @@ static Suite *attention_suite(void) {
   tcase_add_loop_test(tc, simd_vs_scalar, 0, N_CASES);
 #if defined(__x86_64__)
   tcase_add_test(tc, exp_vs_expf);
+  tcase_add_test(tc, softcap_vs_tanhf);
 #endif
   suite_add_tcase(s, tc);
   return s;

@@ -13,8 +13,10 @@
 #include "pool.h"
 
 size_t nllm_attention_scratch(int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
-  int64_t n_rep = n_head / n_head_kv;
-  return (size_t)(n_rep * n_ctx + 2 * head_dim + 16);
+  int64_t n_rep = n_head / n_head_kv, rows = n_rep;
+  /* the SIMD path keeps the scores of up to 8 heads in lanes of a power of two of them */
+  while (n_rep < 8 && (rows & (rows - 1))) rows++;
+  return (size_t)(rows * n_ctx + 2 * head_dim + 16);
 }
 
 /* A cached row as f32: a pointer into the cache itself for F32, else converted into tmp. */

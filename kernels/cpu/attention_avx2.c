@@ -92,10 +92,10 @@ ALWAYS_INLINE __m256 score_tile(const float *q, int64_t hd, const char *k, int64
   return hsum8x8(acc);
 }
 
-/* out[r][i0 .. i0 + 8 NC) (+)= sum over j in [j0, j1) of p[r][j] * v_j, for NR heads. Rows of
- * p are n_vis apart, rows of out hd apart; `first` starts from 0 instead of out, and `inv`
+/* out[r][i0 .. i0 + 8 NC) (+)= sum over j in [j0, j1) of p[j * NRP + r] * v_j, for NR heads.
+ * Rows of out are hd apart; `first` starts from 0 instead of out, and `inv`
  * (non-NULL on the last block) scales the result by each head's 1/sum. */
-ALWAYS_INLINE void pv_tile(float *out, int64_t hd, const float *p, int64_t n_vis, const char *v,
+ALWAYS_INLINE void pv_tile(float *out, int64_t hd, const float *p, int NRP, const char *v,
                            int64_t vstride, int64_t j0, int64_t j1, int64_t i0, int first,
                            const float *inv, int NR, int NC, int f16) {
   const int esz = f16 ? 2 : 4;
@@ -110,7 +110,7 @@ ALWAYS_INLINE void pv_tile(float *out, int64_t hd, const float *p, int64_t n_vis
     for (int c = 0; c < NC; c++) vv[c] = load8(vr + 8 * c * esz, f16);
 #pragma GCC unroll 8
     for (int r = 0; r < NR; r++) {
-      const __m256 pr = _mm256_broadcast_ss(p + r * n_vis + j);
+      const __m256 pr = _mm256_broadcast_ss(p + j * NRP + r);
 #pragma GCC unroll 8
       for (int c = 0; c < NC; c++) acc[r * NC + c] = _mm256_fmadd_ps(pr, vv[c], acc[r * NC + c]);
     }
@@ -123,8 +123,51 @@ ALWAYS_INLINE void pv_tile(float *out, int64_t hd, const float *p, int64_t n_vis
     }
 }
 
+/* Within a vector whose lane l belongs to head l % NRP, combines (op = max or add) the lanes
+ * of each head, so every lane ends up holding its head's total. */
+ALWAYS_INLINE __m256 fold_heads(__m256 x, int NRP, int is_max) {
+#define FOLD_OP(a, b) (is_max ? _mm256_max_ps(a, b) : _mm256_add_ps(a, b))
+  if (NRP <= 4) x = FOLD_OP(x, _mm256_permute2f128_ps(x, x, 1));
+  if (NRP <= 2) x = FOLD_OP(x, _mm256_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2)));
+  if (NRP <= 1) x = FOLD_OP(x, _mm256_permute_ps(x, _MM_SHUFFLE(2, 3, 0, 1)));
+#undef FOLD_OP
+  return x;
+}
+
+/* softcap * tanh(x / softcap). tanh(y) = sign(y) (1 - e) / (1 + e) with e = exp(-2|y|); near 0
+ * that cancels, so |y| < 1/8 takes the odd series, whose next term is below 1e-10. */
+ALWAYS_INLINE __m256 softcap_avx2(__m256 x, float softcap) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 y = _mm256_mul_ps(x, _mm256_set1_ps(1.0f / softcap));
+  const __m256 ay = _mm256_andnot_ps(sign, y);
+  const __m256 e = exp_nonpos(_mm256_mul_ps(ay, _mm256_set1_ps(-2.0f)));
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256 big = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+  big = _mm256_or_ps(big, _mm256_and_ps(sign, y));
+  const __m256 y2 = _mm256_mul_ps(y, y);
+  __m256 p = _mm256_set1_ps(62.0f / 2835);
+  p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(-17.0f / 315));
+  p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(2.0f / 15));
+  p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(-1.0f / 3));
+  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, y2), y, y);
+  const __m256 t = _mm256_blendv_ps(big, small, _mm256_cmp_ps(ay, _mm256_set1_ps(0.125f), _CMP_LT_OQ));
+  return _mm256_mul_ps(t, _mm256_set1_ps(softcap));
+}
+
+void nllm_softcap_avx2(float *x, int64_t n, float softcap) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, softcap_avx2(_mm256_loadu_ps(x + i), softcap));
+  for (; i < n; i++) {
+    float t[8] = {x[i]};
+    _mm256_storeu_ps(t, softcap_avx2(_mm256_loadu_ps(t), softcap));
+    x[i] = t[0];
+  }
+}
+
 /* The whole pipeline for NR (1..8) query heads q (rows of hd) over the n_vis visible rows of
- * k and v (stride bytes apart), writing out (rows of hd). s: NR * n_vis floats of scratch. */
+ * k and v (stride bytes apart), writing out (rows of hd). Scores live in s as the score tiles
+ * make them: s[j * NRP + r], 8 lanes a tile, so the softmax runs on whole vectors and the
+ * padding lanes cost nothing but their share of the exp. s: NRP * n_vis + 8 floats. */
 ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const char *v,
                               int64_t stride, int64_t n_vis, int64_t hd, float scale, float softcap,
                               float *s, int NR, int f16) {
@@ -132,52 +175,29 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
   const int P = 8 / NRP;
   /* V slice width in vectors: NR * NC accumulators, at most 8 so nothing spills */
   const int NC = 8 / NRP;
+  const int64_t n_tiles = (n_vis + P - 1) / P;
 
-  for (int64_t j = 0; j < n_vis; j += P) {
-    const int64_t np = n_vis - j < P ? n_vis - j : P;
-    const __m256 sv = _mm256_mul_ps(score_tile(q, hd, k + j * stride, stride, np, NR, NRP, f16),
-                                    _mm256_set1_ps(scale));
-    if (NR == 1 && np == 8 && softcap <= 0) {
-      _mm256_storeu_ps(s + j, sv);
-      continue;
-    }
-    float lanes[8];
-    _mm256_storeu_ps(lanes, sv);
-    for (int64_t pp = 0; pp < np; pp++)
-      for (int r = 0; r < NR; r++) {
-        float x = lanes[pp * NRP + r];
-        if (softcap > 0) x = softcap * tanhf(x / softcap);
-        s[r * n_vis + j + pp] = x;
-      }
+  const __m256 scv = _mm256_set1_ps(scale);
+  for (int64_t ti = 0; ti < n_tiles; ti++) {
+    const int64_t j = ti * P, np = n_vis - j < P ? n_vis - j : P;
+    _mm256_storeu_ps(s + 8 * ti,
+                     _mm256_mul_ps(score_tile(q, hd, k + j * stride, stride, np, NR, NRP, f16), scv));
   }
+  if (softcap > 0) nllm_softcap_avx2(s, 8 * n_tiles, softcap);
+  /* lanes of positions past the end (copies of the last row) drop out of the softmax */
+  for (int l = (int)(n_vis - (n_tiles - 1) * P) * NRP; l < 8; l++) s[8 * (n_tiles - 1) + l] = -INFINITY;
 
+  __m256 mx = _mm256_set1_ps(-INFINITY);
+  for (int64_t ti = 0; ti < n_tiles; ti++) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + 8 * ti));
+  mx = fold_heads(mx, NRP, 1);
+  __m256 sum = _mm256_setzero_ps();
+  for (int64_t ti = 0; ti < n_tiles; ti++) {
+    const __m256 e = exp_nonpos(_mm256_sub_ps(_mm256_loadu_ps(s + 8 * ti), mx));
+    _mm256_storeu_ps(s + 8 * ti, e);
+    sum = _mm256_add_ps(sum, e);
+  }
   float inv[8];
-  for (int r = 0; r < NR; r++) {
-    float *sr = s + r * n_vis;
-    __m256 mx = _mm256_set1_ps(-INFINITY);
-    int64_t j = 0;
-    for (; j + 8 <= n_vis; j += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(sr + j));
-    float m = -INFINITY, lanes[8];
-    _mm256_storeu_ps(lanes, mx);
-    for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
-    for (; j < n_vis; j++) m = sr[j] > m ? sr[j] : m;
-    const __m256 mv = _mm256_set1_ps(m);
-    __m256 sum = _mm256_setzero_ps();
-    for (j = 0; j + 8 <= n_vis; j += 8) {
-      const __m256 e = exp_nonpos(_mm256_sub_ps(_mm256_loadu_ps(sr + j), mv));
-      _mm256_storeu_ps(sr + j, e);
-      sum = _mm256_add_ps(sum, e);
-    }
-    _mm256_storeu_ps(lanes, sum);
-    double tot = 0;
-    for (int l = 0; l < 8; l++) tot += lanes[l];
-    if (j < n_vis) {
-      for (int64_t t = j; t < n_vis; t++) sr[t] -= m;
-      nllm_exp_nonpos_avx2(sr + j, n_vis - j);
-      for (int64_t t = j; t < n_vis; t++) tot += sr[t];
-    }
-    inv[r] = (float)(1.0 / tot);
-  }
+  _mm256_storeu_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), fold_heads(sum, NRP, 0)));
 
   const int64_t hv = hd / 8;
   for (int64_t j0 = 0; j0 < n_vis; j0 += PV_BLOCK) {
@@ -185,9 +205,8 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
     const float *last = j1 == n_vis ? inv : NULL;
     int64_t c = 0;
     for (; c + NC <= hv; c += NC)
-      pv_tile(out, hd, s, n_vis, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, NC, f16);
-    for (; c < hv; c++)
-      pv_tile(out, hd, s, n_vis, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, 1, f16);
+      pv_tile(out, hd, s, NRP, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, NC, f16);
+    for (; c < hv; c++) pv_tile(out, hd, s, NRP, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, 1, f16);
   }
 }
 
