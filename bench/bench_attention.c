@@ -1,7 +1,8 @@
 /* Decode attention (one query token) over an F16 and an F32 KV cache, scalar reference against
  * the dispatched SIMD path, at 1 thread: microseconds per layer call and the K+V bytes read per
- * second. Shapes: TinyLlama 1.1B (32 heads over 4 KV heads, head_dim 64) and a 7/1 GQA with
- * head_dim 128. Best of several runs, so a busy machine shows less. */
+ * second. Shapes: TinyLlama 1.1B (32 heads over 4 KV heads, head_dim 64), a 7/1 GQA with
+ * head_dim 128 and plain multi-head (stories110M). Best of several runs, so a busy machine
+ * shows less. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,8 @@ static double time_call(nllm_attn_args *a, int reps) {
 }
 
 int main(void) {
-  static const shape shapes[] = {{"1.1B 32/4x64", 32, 4, 64}, {"7/1x128", 7, 1, 128}};
+  static const shape shapes[] = {
+      {"1.1B 32/4x64", 32, 4, 64}, {"7/1x128", 7, 1, 128}, {"MHA 12/12x64", 12, 12, 64}};
   static const int64_t ctxs[] = {128, 1024, 4096};
   static const int32_t types[] = {NLLM_TYPE_F16, NLLM_TYPE_F32};
   printf("cpu: %s\n", nllm_cpu_features());
