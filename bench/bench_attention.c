@@ -69,11 +69,20 @@ int main(void) {
             ((float *)v)[i] = -x;
           }
         }
-        nllm_attn_args a = {.out = out, .q = q, .k = k, .v = v, .kv_type = types[ti],
-                            .n_tok = 1, .pos0 = n_ctx - 1, .n_head = s->n_head,
-                            .n_head_kv = s->n_head_kv, .head_dim = s->head_dim,
-                            .scale = 1.0f / sqrtf((float)s->head_dim), .scratch = scratch,
-                            .scratch_per_thread = per, .n_threads = 1};
+        nllm_attn_args a = {.out = out,
+                            .q = q,
+                            .k = k,
+                            .v = v,
+                            .kv_type = types[ti],
+                            .n_tok = 1,
+                            .pos0 = n_ctx - 1,
+                            .n_head = s->n_head,
+                            .n_head_kv = s->n_head_kv,
+                            .head_dim = s->head_dim,
+                            .scale = 1.0f / sqrtf((float)s->head_dim),
+                            .scratch = scratch,
+                            .scratch_per_thread = per,
+                            .n_threads = 1};
         const int reps = (int)(200000 / n_ctx) + 1;
         nllm_qtypes_force_scalar(1);
         const double ts = time_call(&a, reps);

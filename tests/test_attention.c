@@ -196,7 +196,8 @@ START_TEST(simd_vs_scalar) {
   float *fast1 = run_attention(&d, 1);
   const int64_t n = c->n_tok * c->n_head * c->head_dim;
   const double e = max_abs_diff(fast, ref, n);
-  ck_assert_msg(e < 1e-5, "case %d (type %d, %lld/%lld heads, hd %lld, %lld tok at %lld, window %d, "
+  ck_assert_msg(e < 1e-5,
+                "case %d (type %d, %lld/%lld heads, hd %lld, %lld tok at %lld, window %d, "
                 "softcap %g): max |simd - scalar| = %g",
                 _i, (int)c->type, (long long)c->n_head, (long long)c->n_head_kv,
                 (long long)c->head_dim, (long long)c->n_tok, (long long)c->pos0, c->window,
@@ -235,7 +236,8 @@ START_TEST(exp_vs_expf) {
   for (int i = 0; i < N; i++) {
     const float want = expf(x[i]);
     if (want < 1.1754944e-38f) { /* under the smallest normal: flushed to 0 is fine */
-      ck_assert_msg(y[i] >= 0 && y[i] <= 1.1754944e-38f, "exp(%g) = %g", (double)x[i], (double)y[i]);
+      ck_assert_msg(y[i] >= 0 && y[i] <= 1.1754944e-38f, "exp(%g) = %g", (double)x[i],
+                    (double)y[i]);
       continue;
     }
     const int32_t u = ulp_diff(y[i], want);

@@ -22,13 +22,15 @@
 #define PV_BLOCK 64
 
 ALWAYS_INLINE __m256 load8(const char *p, int f16) {
-  return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)) : _mm256_loadu_ps((const float *)p);
+  return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p))
+             : _mm256_loadu_ps((const float *)p);
 }
 
-/* Lane i of the result is the full horizontal sum of a[i]. */
-ALWAYS_INLINE __m256 hsum8x8(const __m256 a[8]) {
-  __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
-  __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+/* Lane i of the result is the full horizontal sum of ai. */
+ALWAYS_INLINE __m256 hsum8x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5,
+                             __m256 a6, __m256 a7) {
+  __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
+  __m256 h45 = _mm256_hadd_ps(a4, a5), h67 = _mm256_hadd_ps(a6, a7);
   __m256 lo = _mm256_hadd_ps(h01, h23), hi = _mm256_hadd_ps(h45, h67);
   /* lo = [s0 s1 s2 s3 | s0' s1' s2' s3'] with ' the upper-half partial sums */
   return _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31));
@@ -54,7 +56,8 @@ static inline __m256 exp_nonpos(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
   /* n >= -126 after the clamp, so the biased exponent is at least 1 (a normal 2^n) */
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
@@ -69,58 +72,90 @@ void nllm_exp_nonpos_avx2(float *x, int64_t n) {
   }
 }
 
+/* The 8 accumulators of the tiles below are named variables, not an array, each guarded by
+ * a condition that is constant once NR / NC are: both compilers then keep them in registers
+ * (an array indexed in unrolled loops stayed on the stack with clang). */
+#define FOR8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
 /* Raw scores of NR query heads (q, rows of hd) at up to 8/NRP positions from k (positions
- * kstride bytes apart, np of them real). Lane p * NRP + r of the result is head r at position
- * p; NRP is NR rounded up to a power of two and the padding lanes are 0. Positions past np
- * re-read the last real row so that no load leaves the cache. */
+ * kstride bytes apart, np of them real). Lane l = p * NRP + r of the result is head r at
+ * position p; NRP is NR rounded up to a power of two and the padding lanes are 0. Positions
+ * past np re-read the last real row so that no load leaves the cache. */
 ALWAYS_INLINE __m256 score_tile(const float *q, int64_t hd, const char *k, int64_t kstride,
                                 int64_t np, int NR, int NRP, int f16) {
   const int P = 8 / NRP, esz = f16 ? 2 : 4;
-  const char *kp[8];
-  for (int p = 0; p < P; p++) kp[p] = k + (p < np ? p : np - 1) * kstride;
-  __m256 acc[8];
-  for (int l = 0; l < 8; l++) acc[l] = _mm256_setzero_ps();
+#define KP_DECL(p) const char *kp##p = k + ((p) < np ? (p) : np - 1) * kstride;
+#define ACC_DECL(l) __m256 acc##l = _mm256_setzero_ps();
+  FOR8(KP_DECL)
+  FOR8(ACC_DECL)
+  (void)kp1, (void)kp2, (void)kp3, (void)kp4, (void)kp5, (void)kp6, (void)kp7;
   for (int64_t i = 0; i < hd; i += 8) {
-#pragma GCC unroll 8
-    for (int p = 0; p < P; p++) {
-      const __m256 kv = load8(kp[p] + i * esz, f16);
-#pragma GCC unroll 8
-      for (int r = 0; r < NR; r++)
-        acc[p * NRP + r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * hd + i), kv, acc[p * NRP + r]);
-    }
+#define KV_LOAD(p) const __m256 kv##p = (p) < P ? load8(kp##p + i * esz, f16) : _mm256_setzero_ps();
+#define LANE_FMA(l)                                                     \
+  if ((l) % NRP < NR && (l) / NRP < P)                                  \
+    acc##l = _mm256_fmadd_ps(_mm256_loadu_ps(q + ((l) % NRP) * hd + i), \
+                             (l) / NRP == 0   ? kv0                     \
+                             : (l) / NRP == 1 ? kv1                     \
+                             : (l) / NRP == 2 ? kv2                     \
+                             : (l) / NRP == 3 ? kv3                     \
+                             : (l) / NRP == 4 ? kv4                     \
+                             : (l) / NRP == 5 ? kv5                     \
+                             : (l) / NRP == 6 ? kv6                     \
+                                              : kv7,                    \
+                             acc##l);
+    FOR8(KV_LOAD)
+    FOR8(LANE_FMA)
   }
-  return hsum8x8(acc);
+  return hsum8x8(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+#undef KP_DECL
+#undef ACC_DECL
+#undef KV_LOAD
+#undef LANE_FMA
 }
 
 /* out[r][i0 .. i0 + 8 NC) (+)= sum over j in [j0, j1) of p[j * NRP + r] * v_j, for NR heads.
- * Rows of out are hd apart; `first` starts from 0 instead of out, and `inv`
- * (non-NULL on the last block) scales the result by each head's 1/sum. */
+ * Rows of out are hd apart; `first` starts from 0 instead of out, and `inv` (non-NULL on the
+ * last block) scales the result by each head's 1/sum. Accumulator a is head a / NC, slice
+ * a % NC; NR * NC <= 8. */
 ALWAYS_INLINE void pv_tile(float *out, int64_t hd, const float *p, int NRP, const char *v,
                            int64_t vstride, int64_t j0, int64_t j1, int64_t i0, int first,
                            const float *inv, int NR, int NC, int f16) {
   const int esz = f16 ? 2 : 4;
-  __m256 acc[8]; /* NR * NC <= 8 */
-  for (int r = 0; r < NR; r++)
-    for (int c = 0; c < NC; c++)
-      acc[r * NC + c] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(out + r * hd + i0 + 8 * c);
+#define OUT_AT(a) (out + ((a) / NC) * hd + i0 + 8 * ((a) % NC))
+#define ACC_INIT(a)                    \
+  __m256 acc##a = _mm256_setzero_ps(); \
+  if ((a) < NR * NC && !first) acc##a = _mm256_loadu_ps(OUT_AT(a));
+  FOR8(ACC_INIT)
   const char *vr = v + j0 * vstride + i0 * esz;
   for (int64_t j = j0; j < j1; j++, vr += vstride) {
-    __m256 vv[8];
-#pragma GCC unroll 8
-    for (int c = 0; c < NC; c++) vv[c] = load8(vr + 8 * c * esz, f16);
-#pragma GCC unroll 8
-    for (int r = 0; r < NR; r++) {
-      const __m256 pr = _mm256_broadcast_ss(p + j * NRP + r);
-#pragma GCC unroll 8
-      for (int c = 0; c < NC; c++) acc[r * NC + c] = _mm256_fmadd_ps(pr, vv[c], acc[r * NC + c]);
-    }
+    const float *pj = p + j * NRP;
+#define V_LOAD(c) \
+  const __m256 vv##c = (c) < NC ? load8(vr + 8 * (c)*esz, f16) : _mm256_setzero_ps();
+#define ACC_FMA(a)                                               \
+  if ((a) < NR * NC)                                             \
+    acc##a = _mm256_fmadd_ps(_mm256_broadcast_ss(pj + (a) / NC), \
+                             (a) % NC == 0   ? vv0               \
+                             : (a) % NC == 1 ? vv1               \
+                             : (a) % NC == 2 ? vv2               \
+                             : (a) % NC == 3 ? vv3               \
+                             : (a) % NC == 4 ? vv4               \
+                             : (a) % NC == 5 ? vv5               \
+                             : (a) % NC == 6 ? vv6               \
+                                             : vv7,              \
+                             acc##a);
+    FOR8(V_LOAD)
+    FOR8(ACC_FMA)
   }
-  for (int r = 0; r < NR; r++)
-    for (int c = 0; c < NC; c++) {
-      __m256 o = acc[r * NC + c];
-      if (inv) o = _mm256_mul_ps(o, _mm256_set1_ps(inv[r]));
-      _mm256_storeu_ps(out + r * hd + i0 + 8 * c, o);
-    }
+#define ACC_STORE(a)            \
+  if ((a) < NR * NC)            \
+    _mm256_storeu_ps(OUT_AT(a), \
+                     inv ? _mm256_mul_ps(acc##a, _mm256_set1_ps(inv[(a) / NC])) : acc##a);
+  FOR8(ACC_STORE)
+#undef OUT_AT
+#undef ACC_INIT
+#undef V_LOAD
+#undef ACC_FMA
+#undef ACC_STORE
 }
 
 /* Within a vector whose lane l belongs to head l % NRP, combines (op = max or add) the lanes
@@ -150,7 +185,8 @@ ALWAYS_INLINE __m256 softcap_avx2(__m256 x, float softcap) {
   p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(2.0f / 15));
   p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(-1.0f / 3));
   const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, y2), y, y);
-  const __m256 t = _mm256_blendv_ps(big, small, _mm256_cmp_ps(ay, _mm256_set1_ps(0.125f), _CMP_LT_OQ));
+  const __m256 t =
+      _mm256_blendv_ps(big, small, _mm256_cmp_ps(ay, _mm256_set1_ps(0.125f), _CMP_LT_OQ));
   return _mm256_mul_ps(t, _mm256_set1_ps(softcap));
 }
 
@@ -180,12 +216,14 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
   const __m256 scv = _mm256_set1_ps(scale);
   for (int64_t ti = 0; ti < n_tiles; ti++) {
     const int64_t j = ti * P, np = n_vis - j < P ? n_vis - j : P;
-    _mm256_storeu_ps(s + 8 * ti,
-                     _mm256_mul_ps(score_tile(q, hd, k + j * stride, stride, np, NR, NRP, f16), scv));
+    _mm256_storeu_ps(
+        s + 8 * ti,
+        _mm256_mul_ps(score_tile(q, hd, k + j * stride, stride, np, NR, NRP, f16), scv));
   }
   if (softcap > 0) nllm_softcap_avx2(s, 8 * n_tiles, softcap);
   /* lanes of positions past the end (copies of the last row) drop out of the softmax */
-  for (int l = (int)(n_vis - (n_tiles - 1) * P) * NRP; l < 8; l++) s[8 * (n_tiles - 1) + l] = -INFINITY;
+  for (int l = (int)(n_vis - (n_tiles - 1) * P) * NRP; l < 8; l++)
+    s[8 * (n_tiles - 1) + l] = -INFINITY;
 
   __m256 mx = _mm256_set1_ps(-INFINITY);
   for (int64_t ti = 0; ti < n_tiles; ti++) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + 8 * ti));
@@ -206,16 +244,17 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
     int64_t c = 0;
     for (; c + NC <= hv; c += NC)
       pv_tile(out, hd, s, NRP, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, NC, f16);
-    for (; c < hv; c++) pv_tile(out, hd, s, NRP, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, 1, f16);
+    for (; c < hv; c++)
+      pv_tile(out, hd, s, NRP, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, 1, f16);
   }
 }
 
-#define HEADS_CASE(nr)                                                                         \
-  case nr:                                                                                     \
-    if (f16)                                                                                   \
-      attn_heads(out, q, k, v, stride, n_vis, hd, scale, softcap, s, nr, 1);                   \
-    else                                                                                       \
-      attn_heads(out, q, k, v, stride, n_vis, hd, scale, softcap, s, nr, 0);                   \
+#define HEADS_CASE(nr)                                                       \
+  case nr:                                                                   \
+    if (f16)                                                                 \
+      attn_heads(out, q, k, v, stride, n_vis, hd, scale, softcap, s, nr, 1); \
+    else                                                                     \
+      attn_heads(out, q, k, v, stride, n_vis, hd, scale, softcap, s, nr, 0); \
     break;
 
 void nllm_attn_item_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, float *scratch) {
@@ -245,8 +284,7 @@ void nllm_attn_item_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, float 
       HEADS_CASE(6)
       HEADS_CASE(7)
       HEADS_CASE(8)
-      default:
-        break;
+      default: break;
     }
     r0 = r1;
   }
