@@ -1,5 +1,7 @@
 /* Causal GQA attention over the KV cache (see attention.h). Work is split over (token, KV head)
- * pairs so each cached K/V row is converted once and reused by every query head sharing it. */
+ * pairs so each cached K/V row is converted once and reused by every query head sharing it.
+ * attn_item below is the scalar reference; with AVX2 (and head_dim a multiple of 8) each pair
+ * goes to nllm_attn_item_avx2 in attention_avx2.c instead. */
 #include "attention.h"
 
 #include <math.h>
