@@ -88,7 +88,6 @@ ALWAYS_INLINE __m256 score_tile(const float *q, int64_t hd, const char *k, int64
 #define ACC_DECL(l) __m256 acc##l = _mm256_setzero_ps();
   FOR8(KP_DECL)
   FOR8(ACC_DECL)
-  (void)kp1, (void)kp2, (void)kp3, (void)kp4, (void)kp5, (void)kp6, (void)kp7;
   for (int64_t i = 0; i < hd; i += 8) {
 #define KV_LOAD(p) const __m256 kv##p = (p) < P ? load8(kp##p + i * esz, f16) : _mm256_setzero_ps();
 #define LANE_FMA(l)                                                     \
