@@ -261,6 +261,13 @@ NLLM_DECLARE_DOT4(q3_K, avx512)
 /* ops.c's AVX2 helpers */
 float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n);
 void nllm_axpy_f32_avx2(float *y, float a, const float *x, int64_t n);
+/* attention_avx2.c: one (token, KV head) pair of nllm_attention (head_dim a multiple of 8;
+ * scratch as attention.c's), and its exp for x <= 0 and softcap * tanh(x / softcap), in place
+ * (exposed for tests) */
+struct nllm_attn_args;
+void nllm_attn_item_avx2(const struct nllm_attn_args *a, int64_t t, int64_t kvh, float *scratch);
+void nllm_exp_nonpos_avx2(float *x, int64_t n);
+void nllm_softcap_avx2(float *x, int64_t n, float softcap);
 #endif
 
 #if defined(__aarch64__)

@@ -1,0 +1,290 @@
+/* AVX2 + FMA + F16C attention of one (token, KV head) pair over the cache (see attention.h).
+ * The scalar attn_item in attention.c is the reference; this file runs only after
+ * nllm_cpu_has_avx2() said yes, and only for head_dim a multiple of 8.
+ *
+ * Per chunk of up to 8 query heads sharing the KV head:
+ *   scores: every K row is read and widened once, then FMA'd into one accumulator per
+ *           (query head, position) lane; 8 accumulators are reduced together by a hadd tree.
+ *   softmax: vector max and a polynomial exp; 1/sum is applied to the output, not to p.
+ *   V:      output accumulators stay in registers over a block of positions whose V rows
+ *           fit in L1, so each V row is widened once per slice of head_dim. */
+#include <immintrin.h>
+#include <math.h>
+#include <stddef.h>
+
+#include "attention.h"
+#include "cpu/quant.h"
+#include "nativellm.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Positions per block of the V pass: 64 rows of head_dim 128 in F16 are 16 KiB, L1-resident. */
+#define PV_BLOCK 64
+
+ALWAYS_INLINE __m256 load8(const char *p, int f16) {
+  return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p))
+             : _mm256_loadu_ps((const float *)p);
+}
+
+/* Lane i of the result is the full horizontal sum of ai. */
+ALWAYS_INLINE __m256 hsum8x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5,
+                             __m256 a6, __m256 a7) {
+  __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
+  __m256 h45 = _mm256_hadd_ps(a4, a5), h67 = _mm256_hadd_ps(a6, a7);
+  __m256 lo = _mm256_hadd_ps(h01, h23), hi = _mm256_hadd_ps(h45, h67);
+  /* lo = [s0 s1 s2 s3 | s0' s1' s2' s3'] with ' the upper-half partial sums */
+  return _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+/* e^x for x <= 0 (softmax arguments after subtracting the max). Cody-Waite reduction to
+ * r in [-ln2/2, ln2/2] and a degree-7 Taylor polynomial, whose truncation error (< 1e-8) is
+ * below float rounding. Results under the smallest normal flush to 0; NaN stays NaN. */
+static inline __m256 exp_nonpos(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.33654f); /* ln(2^-126) */
+  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_max_ps(lo, x); /* NaN in the second operand passes through */
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  /* n >= -126 after the clamp, so the biased exponent is at least 1 (a normal 2^n) */
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+void nllm_exp_nonpos_avx2(float *x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp_nonpos(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    float t[8] = {0};
+    for (int64_t k = i; k < n; k++) t[k - i] = x[k];
+    _mm256_storeu_ps(t, exp_nonpos(_mm256_loadu_ps(t)));
+    for (int64_t k = i; k < n; k++) x[k] = t[k - i];
+  }
+}
+
+/* The 8 accumulators of the tiles below are named variables, not an array, each guarded by
+ * a condition that is constant once NR / NC are: both compilers then keep them in registers
+ * (an array indexed in unrolled loops stayed on the stack with clang). */
+#define FOR8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
+/* Raw scores of NR query heads (q, rows of hd) at up to 8/NRP positions from k (positions
+ * kstride bytes apart, np of them real). Lane l = p * NRP + r of the result is head r at
+ * position p; NRP is NR rounded up to a power of two and the padding lanes are 0. Positions
+ * past np re-read the last real row so that no load leaves the cache. */
+ALWAYS_INLINE __m256 score_tile(const float *q, int64_t hd, const char *k, int64_t kstride,
+                                int64_t np, int NR, int NRP, int f16) {
+  const int P = 8 / NRP, esz = f16 ? 2 : 4;
+#define KP_DECL(p) const char *kp##p = k + ((p) < np ? (p) : np - 1) * kstride;
+#define ACC_DECL(l) __m256 acc##l = _mm256_setzero_ps();
+  FOR8(KP_DECL)
+  FOR8(ACC_DECL)
+  for (int64_t i = 0; i < hd; i += 8) {
+#define KV_LOAD(p) const __m256 kv##p = (p) < P ? load8(kp##p + i * esz, f16) : _mm256_setzero_ps();
+#define LANE_FMA(l)                                                     \
+  if ((l) % NRP < NR && (l) / NRP < P)                                  \
+    acc##l = _mm256_fmadd_ps(_mm256_loadu_ps(q + ((l) % NRP) * hd + i), \
+                             (l) / NRP == 0   ? kv0                     \
+                             : (l) / NRP == 1 ? kv1                     \
+                             : (l) / NRP == 2 ? kv2                     \
+                             : (l) / NRP == 3 ? kv3                     \
+                             : (l) / NRP == 4 ? kv4                     \
+                             : (l) / NRP == 5 ? kv5                     \
+                             : (l) / NRP == 6 ? kv6                     \
+                                              : kv7,                    \
+                             acc##l);
+    FOR8(KV_LOAD)
+    FOR8(LANE_FMA)
+  }
+  return hsum8x8(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+#undef KP_DECL
+#undef ACC_DECL
+#undef KV_LOAD
+#undef LANE_FMA
+}
+
+/* out[r][i0 .. i0 + 8 NC) (+)= sum over j in [j0, j1) of p[j * NRP + r] * v_j, for NR heads.
+ * Rows of out are hd apart; `first` starts from 0 instead of out, and `inv` (non-NULL on the
+ * last block) scales the result by each head's 1/sum. Accumulator a is head a / NC, slice
+ * a % NC; NR * NC <= 8. */
+ALWAYS_INLINE void pv_tile(float *out, int64_t hd, const float *p, int NRP, const char *v,
+                           int64_t vstride, int64_t j0, int64_t j1, int64_t i0, int first,
+                           const float *inv, int NR, int NC, int f16) {
+  const int esz = f16 ? 2 : 4;
+#define OUT_AT(a) (out + ((a) / NC) * hd + i0 + 8 * ((a) % NC))
+#define ACC_INIT(a)                    \
+  __m256 acc##a = _mm256_setzero_ps(); \
+  if ((a) < NR * NC && !first) acc##a = _mm256_loadu_ps(OUT_AT(a));
+  FOR8(ACC_INIT)
+  const char *vr = v + j0 * vstride + i0 * esz;
+  for (int64_t j = j0; j < j1; j++, vr += vstride) {
+    const float *pj = p + j * NRP;
+#define V_LOAD(c) \
+  const __m256 vv##c = (c) < NC ? load8(vr + 8 * (c)*esz, f16) : _mm256_setzero_ps();
+#define ACC_FMA(a)                                               \
+  if ((a) < NR * NC)                                             \
+    acc##a = _mm256_fmadd_ps(_mm256_broadcast_ss(pj + (a) / NC), \
+                             (a) % NC == 0   ? vv0               \
+                             : (a) % NC == 1 ? vv1               \
+                             : (a) % NC == 2 ? vv2               \
+                             : (a) % NC == 3 ? vv3               \
+                             : (a) % NC == 4 ? vv4               \
+                             : (a) % NC == 5 ? vv5               \
+                             : (a) % NC == 6 ? vv6               \
+                                             : vv7,              \
+                             acc##a);
+    FOR8(V_LOAD)
+    FOR8(ACC_FMA)
+  }
+#define ACC_STORE(a)            \
+  if ((a) < NR * NC)            \
+    _mm256_storeu_ps(OUT_AT(a), \
+                     inv ? _mm256_mul_ps(acc##a, _mm256_set1_ps(inv[(a) / NC])) : acc##a);
+  FOR8(ACC_STORE)
+#undef OUT_AT
+#undef ACC_INIT
+#undef V_LOAD
+#undef ACC_FMA
+#undef ACC_STORE
+}
+
+/* Within a vector whose lane l belongs to head l % NRP, combines (op = max or add) the lanes
+ * of each head, so every lane ends up holding its head's total. */
+ALWAYS_INLINE __m256 fold_heads(__m256 x, int NRP, int is_max) {
+#define FOLD_OP(a, b) (is_max ? _mm256_max_ps(a, b) : _mm256_add_ps(a, b))
+  if (NRP <= 4) x = FOLD_OP(x, _mm256_permute2f128_ps(x, x, 1));
+  if (NRP <= 2) x = FOLD_OP(x, _mm256_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2)));
+  if (NRP <= 1) x = FOLD_OP(x, _mm256_permute_ps(x, _MM_SHUFFLE(2, 3, 0, 1)));
+#undef FOLD_OP
+  return x;
+}
+
+/* softcap * tanh(x / softcap). tanh(y) = sign(y) (1 - e) / (1 + e) with e = exp(-2|y|); near 0
+ * that cancels, so |y| < 1/8 takes the odd series, whose next term is below 1e-10. */
+ALWAYS_INLINE __m256 softcap_avx2(__m256 x, float softcap) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 y = _mm256_mul_ps(x, _mm256_set1_ps(1.0f / softcap));
+  const __m256 ay = _mm256_andnot_ps(sign, y);
+  const __m256 e = exp_nonpos(_mm256_mul_ps(ay, _mm256_set1_ps(-2.0f)));
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256 big = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+  big = _mm256_or_ps(big, _mm256_and_ps(sign, y));
+  const __m256 y2 = _mm256_mul_ps(y, y);
+  __m256 p = _mm256_set1_ps(62.0f / 2835);
+  p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(-17.0f / 315));
+  p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(2.0f / 15));
+  p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(-1.0f / 3));
+  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, y2), y, y);
+  const __m256 t =
+      _mm256_blendv_ps(big, small, _mm256_cmp_ps(ay, _mm256_set1_ps(0.125f), _CMP_LT_OQ));
+  return _mm256_mul_ps(t, _mm256_set1_ps(softcap));
+}
+
+void nllm_softcap_avx2(float *x, int64_t n, float softcap) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, softcap_avx2(_mm256_loadu_ps(x + i), softcap));
+  for (; i < n; i++) {
+    float t[8] = {x[i]};
+    _mm256_storeu_ps(t, softcap_avx2(_mm256_loadu_ps(t), softcap));
+    x[i] = t[0];
+  }
+}
+
+/* The whole pipeline for NR (1..8) query heads q (rows of hd) over the n_vis visible rows of
+ * k and v (stride bytes apart), writing out (rows of hd). Scores live in s as the score tiles
+ * make them: s[j * NRP + r], 8 lanes a tile, so the softmax runs on whole vectors and the
+ * padding lanes cost nothing but their share of the exp. s: NRP * n_vis + 8 floats. */
+ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const char *v,
+                              int64_t stride, int64_t n_vis, int64_t hd, float scale, float softcap,
+                              float *s, int NR, int f16) {
+  const int NRP = NR == 1 ? 1 : NR == 2 ? 2 : NR <= 4 ? 4 : 8;
+  const int P = 8 / NRP;
+  /* V slice width in vectors: NR * NC accumulators, at most 8 so nothing spills */
+  const int NC = 8 / NRP;
+  const int64_t n_tiles = (n_vis + P - 1) / P;
+
+  const __m256 scv = _mm256_set1_ps(scale);
+  for (int64_t ti = 0; ti < n_tiles; ti++) {
+    const int64_t j = ti * P, np = n_vis - j < P ? n_vis - j : P;
+    _mm256_storeu_ps(
+        s + 8 * ti,
+        _mm256_mul_ps(score_tile(q, hd, k + j * stride, stride, np, NR, NRP, f16), scv));
+  }
+  if (softcap > 0) nllm_softcap_avx2(s, 8 * n_tiles, softcap);
+  /* lanes of positions past the end (copies of the last row) drop out of the softmax */
+  for (int l = (int)(n_vis - (n_tiles - 1) * P) * NRP; l < 8; l++)
+    s[8 * (n_tiles - 1) + l] = -INFINITY;
+
+  __m256 mx = _mm256_set1_ps(-INFINITY);
+  for (int64_t ti = 0; ti < n_tiles; ti++) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + 8 * ti));
+  mx = fold_heads(mx, NRP, 1);
+  __m256 sum = _mm256_setzero_ps();
+  for (int64_t ti = 0; ti < n_tiles; ti++) {
+    const __m256 e = exp_nonpos(_mm256_sub_ps(_mm256_loadu_ps(s + 8 * ti), mx));
+    _mm256_storeu_ps(s + 8 * ti, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  float inv[8];
+  _mm256_storeu_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), fold_heads(sum, NRP, 0)));
+
+  const int64_t hv = hd / 8;
+  for (int64_t j0 = 0; j0 < n_vis; j0 += PV_BLOCK) {
+    const int64_t j1 = n_vis - j0 < PV_BLOCK ? n_vis : j0 + PV_BLOCK;
+    const float *last = j1 == n_vis ? inv : NULL;
+    int64_t c = 0;
+    for (; c + NC <= hv; c += NC)
+      pv_tile(out, hd, s, NRP, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, NC, f16);
+    for (; c < hv; c++)
+      pv_tile(out, hd, s, NRP, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, 1, f16);
+  }
+}
+
+#define HEADS_CASE(nr)                                                       \
+  case nr:                                                                   \
+    if (f16)                                                                 \
+      attn_heads(out, q, k, v, stride, n_vis, hd, scale, softcap, s, nr, 1); \
+    else                                                                     \
+      attn_heads(out, q, k, v, stride, n_vis, hd, scale, softcap, s, nr, 0); \
+    break;
+
+void nllm_attn_item_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, float *scratch) {
+  const int64_t hd = a->head_dim, n_rep = a->n_head / a->n_head_kv;
+  const int f16 = a->kv_type != NLLM_TYPE_F32;
+  const int64_t esz = f16 ? 2 : 4;
+  const int64_t stride = a->n_head_kv * hd * esz; /* bytes from one position to the next */
+  const int64_t pos = a->pos0 + t;
+  const int64_t first = a->window > 0 && pos + 1 > a->window ? pos + 1 - a->window : 0;
+  const int64_t n_vis = pos + 1 - first;
+  const char *k = (const char *)a->k + first * stride + kvh * hd * esz;
+  const char *v = (const char *)a->v + first * stride + kvh * hd * esz;
+  const float scale = a->scale, softcap = a->softcap;
+  /* More than 8 heads per KV head: chunks of at most 8, as even as possible, each rereading K/V */
+  const int64_t n_chunks = (n_rep + 7) / 8;
+  for (int64_t ch = 0, r0 = 0; ch < n_chunks; ch++) {
+    const int64_t r1 = n_rep * (ch + 1) / n_chunks;
+    const int64_t off = t * a->n_head * hd + (kvh * n_rep + r0) * hd;
+    const float *q = a->q + off;
+    float *out = a->out + off, *s = scratch;
+    switch (r1 - r0) {
+      HEADS_CASE(1)
+      HEADS_CASE(2)
+      HEADS_CASE(3)
+      HEADS_CASE(4)
+      HEADS_CASE(5)
+      HEADS_CASE(6)
+      HEADS_CASE(7)
+      HEADS_CASE(8)
+      default: break;
+    }
+    r0 = r1;
+  }
+}

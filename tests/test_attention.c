@@ -1,0 +1,302 @@
+/* CPU attention over the KV cache: the SIMD path against the scalar reference (forced with
+ * nllm_qtypes_force_scalar) on random data, over cache types, GQA ratios, head sizes, windows,
+ * softcap, decode and prompt batches; the scalar reference against a naive double one; and the
+ * vector exp against expf. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "attention.h"
+#include "core/core.h"
+#include "cpu/quant.h"
+#include "nativellm.h"
+#include "qtypes.h"
+#include "testutil.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (float)((double)(rng_state >> 11) / 4503599627370496.0 - 1.0);
+}
+
+typedef struct attn_case {
+  int32_t type;
+  int64_t n_head, n_head_kv, head_dim, n_tok, pos0;
+  int32_t window;
+  float softcap, q_scale; /* q_scale spreads the scores: large = peaky softmax */
+} attn_case;
+
+static const attn_case cases[] = {
+    /* decode, F16 cache, the TinyLlama shape and other GQA ratios */
+    {NLLM_TYPE_F16, 32, 4, 64, 1, 255, 0, 0, 1},
+    {NLLM_TYPE_F16, 8, 8, 64, 1, 300, 0, 0, 1},
+    {NLLM_TYPE_F16, 8, 1, 128, 1, 1999, 0, 0, 1},
+    {NLLM_TYPE_F16, 14, 2, 64, 1, 777, 0, 0, 3},
+    {NLLM_TYPE_F16, 16, 4, 80, 1, 500, 0, 0, 1},
+    {NLLM_TYPE_F16, 8, 4, 256, 1, 130, 0, 0, 1},
+    {NLLM_TYPE_F16, 6, 2, 96, 1, 90, 0, 0, 1},
+    {NLLM_TYPE_F16, 10, 2, 64, 1, 61, 0, 0, 1},
+    {NLLM_TYPE_F16, 12, 1, 64, 1, 400, 0, 0, 1}, /* 12 heads per KV head: two chunks of 6 */
+    {NLLM_TYPE_F16, 24, 2, 64, 1, 200, 0, 0, 1}, /* 12 */
+    {NLLM_TYPE_F16, 4, 4, 64, 1, 0, 0, 0, 1},    /* one visible position */
+    /* F32 cache */
+    {NLLM_TYPE_F32, 32, 4, 64, 1, 1023, 0, 0, 1},
+    {NLLM_TYPE_F32, 7, 1, 128, 1, 333, 0, 0, 2},
+    {NLLM_TYPE_F32, 4, 4, 80, 1, 1500, 0, 0, 1},
+    /* sliding window and softcap (Gemma-2 style) */
+    {NLLM_TYPE_F16, 8, 4, 256, 1, 1000, 128, 50.0f, 4},
+    {NLLM_TYPE_F16, 8, 2, 128, 1, 700, 100, 0, 1},
+    {NLLM_TYPE_F32, 8, 8, 64, 1, 90, 37, 30.0f, 3},
+    /* prompt batches: causal masking inside the batch, with and without a window */
+    {NLLM_TYPE_F16, 32, 4, 64, 17, 0, 0, 0, 1},
+    {NLLM_TYPE_F16, 7, 1, 128, 9, 40, 0, 0, 1},
+    {NLLM_TYPE_F16, 8, 8, 64, 23, 100, 11, 0, 1},
+    {NLLM_TYPE_F32, 16, 2, 80, 13, 5, 0, 20.0f, 2},
+    {NLLM_TYPE_F16, 4, 1, 256, 5, 1990, 64, 0, 1},
+    /* head_dim not a multiple of 8: the scalar path even with SIMD */
+    {NLLM_TYPE_F16, 4, 2, 36, 3, 50, 0, 0, 1},
+};
+#define N_CASES ((int)(sizeof cases / sizeof cases[0]))
+
+typedef struct attn_data {
+  attn_case c;
+  int64_t n_ctx, row;
+  float *q, *k32, *v32;
+  void *k, *v;
+} attn_data;
+
+static attn_data make_data(const attn_case *c) {
+  attn_data d = {.c = *c, .n_ctx = c->pos0 + c->n_tok, .row = c->n_head_kv * c->head_dim};
+  const int64_t nq = c->n_tok * c->n_head * c->head_dim, nkv = d.n_ctx * d.row;
+  d.q = malloc((size_t)nq * sizeof(float));
+  d.k32 = malloc((size_t)nkv * sizeof(float));
+  d.v32 = malloc((size_t)nkv * sizeof(float));
+  const size_t esz = c->type == NLLM_TYPE_F16 ? 2 : 4;
+  d.k = malloc((size_t)nkv * esz);
+  d.v = malloc((size_t)nkv * esz);
+  ck_assert(d.q && d.k32 && d.v32 && d.k && d.v);
+  for (int64_t i = 0; i < nq; i++) d.q[i] = frand() * c->q_scale;
+  for (int64_t i = 0; i < nkv; i++) {
+    float kx = frand(), vx = frand();
+    if (c->type == NLLM_TYPE_F16) {
+      ((uint16_t *)d.k)[i] = nllm_fp32_to_fp16(kx);
+      ((uint16_t *)d.v)[i] = nllm_fp32_to_fp16(vx);
+      kx = nllm_fp16_to_fp32(((uint16_t *)d.k)[i]);
+      vx = nllm_fp16_to_fp32(((uint16_t *)d.v)[i]);
+    } else {
+      ((float *)d.k)[i] = kx;
+      ((float *)d.v)[i] = vx;
+    }
+    d.k32[i] = kx;
+    d.v32[i] = vx;
+  }
+  return d;
+}
+
+static void free_data(attn_data *d) {
+  free(d->q);
+  free(d->k32);
+  free(d->v32);
+  free(d->k);
+  free(d->v);
+}
+
+static float *run_attention(const attn_data *d, int n_threads) {
+  const attn_case *c = &d->c;
+  float *out = malloc((size_t)(c->n_tok * c->n_head * c->head_dim) * sizeof(float));
+  const size_t per = nllm_attention_scratch(d->n_ctx, c->n_head, c->n_head_kv, c->head_dim);
+  float *scratch = malloc(per * (size_t)n_threads * sizeof(float));
+  ck_assert(out && scratch);
+  nllm_attn_args a = {.out = out,
+                      .q = d->q,
+                      .k = d->k,
+                      .v = d->v,
+                      .kv_type = c->type,
+                      .n_tok = c->n_tok,
+                      .pos0 = c->pos0,
+                      .n_head = c->n_head,
+                      .n_head_kv = c->n_head_kv,
+                      .head_dim = c->head_dim,
+                      .scale = 1.0f / sqrtf((float)c->head_dim),
+                      .softcap = c->softcap,
+                      .window = c->window,
+                      .scratch = scratch,
+                      .scratch_per_thread = per,
+                      .n_threads = n_threads};
+  nllm_attention(&a);
+  free(scratch);
+  return out;
+}
+
+/* Max |a - b| over the output; the V values are in [-1, 1], so this is relative to their scale. */
+static double max_abs_diff(const float *a, const float *b, int64_t n) {
+  double m = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double e = fabs((double)a[i] - (double)b[i]);
+    if (!(e <= m)) m = e; /* NaN counts as a failure */
+  }
+  return m;
+}
+
+/* The scalar reference itself against a naive double-precision attention. */
+START_TEST(scalar_vs_naive) {
+  const attn_case *c = &cases[_i];
+  attn_data d = make_data(c);
+  nllm_qtypes_force_scalar(1);
+  float *out = run_attention(&d, 2);
+  nllm_qtypes_force_scalar(0);
+  const int64_t hd = c->head_dim, n_rep = c->n_head / c->n_head_kv;
+  double *p = malloc((size_t)d.n_ctx * sizeof(double));
+  ck_assert(p);
+  double worst = 0;
+  for (int64_t t = 0; t < c->n_tok; t++) {
+    const int64_t pos = c->pos0 + t;
+    const int64_t first = c->window > 0 && pos + 1 > c->window ? pos + 1 - c->window : 0;
+    for (int64_t h = 0; h < c->n_head; h++) {
+      const float *q = d.q + (t * c->n_head + h) * hd;
+      const int64_t kvh = h / n_rep;
+      double mx = -INFINITY, sum = 0;
+      for (int64_t j = first; j <= pos; j++) {
+        double s = 0;
+        for (int64_t i = 0; i < hd; i++) s += (double)q[i] * d.k32[j * d.row + kvh * hd + i];
+        s /= sqrt((double)hd);
+        if (c->softcap > 0) s = c->softcap * tanh(s / c->softcap);
+        p[j] = s;
+        mx = s > mx ? s : mx;
+      }
+      for (int64_t j = first; j <= pos; j++) sum += p[j] = exp(p[j] - mx);
+      for (int64_t i = 0; i < hd; i++) {
+        double o = 0;
+        for (int64_t j = first; j <= pos; j++) o += p[j] * d.v32[j * d.row + kvh * hd + i];
+        double e = fabs(o / sum - out[(t * c->n_head + h) * hd + i]);
+        worst = e > worst ? e : worst;
+      }
+    }
+  }
+  ck_assert_msg(worst < 2e-5, "case %d: scalar attention off the naive one by %g", _i, worst);
+  free(p);
+  free(out);
+  free_data(&d);
+}
+END_TEST
+
+START_TEST(simd_vs_scalar) {
+  if (!nllm_cpu_has_avx2()) {
+    fprintf(stderr, "SKIP: no SIMD attention path on this CPU\n");
+    return;
+  }
+  const attn_case *c = &cases[_i];
+  attn_data d = make_data(c);
+  nllm_qtypes_force_scalar(1);
+  float *ref = run_attention(&d, 2);
+  nllm_qtypes_force_scalar(0);
+  float *fast = run_attention(&d, 2);
+  float *fast1 = run_attention(&d, 1);
+  const int64_t n = c->n_tok * c->n_head * c->head_dim;
+  const double e = max_abs_diff(fast, ref, n);
+  ck_assert_msg(e < 1e-5,
+                "case %d (type %d, %lld/%lld heads, hd %lld, %lld tok at %lld, window %d, "
+                "softcap %g): max |simd - scalar| = %g",
+                _i, (int)c->type, (long long)c->n_head, (long long)c->n_head_kv,
+                (long long)c->head_dim, (long long)c->n_tok, (long long)c->pos0, c->window,
+                (double)c->softcap, e);
+  /* The split over threads must not change a single bit. */
+  ck_assert_msg(memcmp(fast, fast1, (size_t)n * sizeof(float)) == 0,
+                "case %d: 1 and 2 threads differ", _i);
+  free(ref);
+  free(fast);
+  free(fast1);
+  free_data(&d);
+}
+END_TEST
+
+#if defined(__x86_64__)
+static int32_t ulp_diff(float a, float b) {
+  int32_t ia, ib;
+  memcpy(&ia, &a, 4);
+  memcpy(&ib, &b, 4);
+  return ia > ib ? ia - ib : ib - ia;
+}
+
+START_TEST(exp_vs_expf) {
+  if (!nllm_cpu_has_avx2()) {
+    fprintf(stderr, "SKIP: no SIMD exp on this CPU\n");
+    return;
+  }
+  enum { N = 200003 };
+  float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+  ck_assert(x && y);
+  for (int i = 0; i < N; i++) y[i] = x[i] = -100.0f * (float)i / (N - 1);
+  y[N - 2] = x[N - 2] = -1e-30f;
+  y[N - 1] = x[N - 1] = -INFINITY;
+  nllm_exp_nonpos_avx2(y, N);
+  int32_t worst = 0;
+  for (int i = 0; i < N; i++) {
+    const float want = expf(x[i]);
+    if (want < 1.1754944e-38f) { /* under the smallest normal: flushed to 0 is fine */
+      ck_assert_msg(y[i] >= 0 && y[i] <= 1.1754944e-38f, "exp(%g) = %g", (double)x[i],
+                    (double)y[i]);
+      continue;
+    }
+    const int32_t u = ulp_diff(y[i], want);
+    worst = u > worst ? u : worst;
+  }
+  ck_assert_msg(worst <= 2, "vector exp is %d ulp off expf", (int)worst);
+  const float nan_in = NAN;
+  float nan_out = nan_in;
+  nllm_exp_nonpos_avx2(&nan_out, 1);
+  ck_assert(isnan(nan_out));
+  free(x);
+  free(y);
+}
+END_TEST
+
+/* The softcap's tanh is judged on what matters downstream: the absolute error of the score,
+ * within a few ulp of the score near the cap, where the score itself rounds to ulp(50) = 4e-6. */
+START_TEST(softcap_vs_tanhf) {
+  if (!nllm_cpu_has_avx2()) return;
+  enum { N = 100001 };
+  const float cap = 50.0f;
+  float *x = malloc(N * sizeof(float));
+  ck_assert(x);
+  double worst = 0, worst_rel_small = 0;
+  for (int i = 0; i < N; i++) x[i] = -400.0f + 800.0f * (float)i / (N - 1);
+  x[N / 2] = 1e-20f;
+  nllm_softcap_avx2(x, N, cap);
+  for (int i = 0; i < N; i++) {
+    const float in = i == N / 2 ? 1e-20f : -400.0f + 800.0f * (float)i / (N - 1);
+    const double want = cap * tanh((double)in / cap);
+    const double e = fabs(x[i] - want);
+    worst = e > worst ? e : worst;
+    if (fabs(in) < 5.0f && want != 0) {
+      const double rel = e / fabs(want);
+      worst_rel_small = rel > worst_rel_small ? rel : worst_rel_small;
+    }
+  }
+  ck_assert_msg(worst < cap * 2.5e-7, "softcap off by %g", worst);
+  ck_assert_msg(worst_rel_small < 5e-7, "softcap near 0 off by %g relative", worst_rel_small);
+  free(x);
+}
+END_TEST
+#endif
+
+static Suite *attention_suite(void) {
+  Suite *s = suite_create("attention");
+  TCase *tc = tcase_create("attention");
+  tcase_set_timeout(tc, 120);
+  tcase_add_loop_test(tc, scalar_vs_naive, 0, N_CASES);
+  tcase_add_loop_test(tc, simd_vs_scalar, 0, N_CASES);
+#if defined(__x86_64__)
+  tcase_add_test(tc, exp_vs_expf);
+  tcase_add_test(tc, softcap_vs_tanhf);
+#endif
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  fprintf(stderr, "cpu: %s\n", nllm_cpu_features());
+  return run_suite(attention_suite());
+}
