@@ -144,7 +144,8 @@ NLLM_API const char *nllm_type_name(int32_t type);
 typedef struct nllm_model_params {
   uint32_t struct_size;
   int32_t n_threads;     /* threads for load-time work; 0 = all cores */
-  int32_t use_mmap;      /* 1 (default): weights used in place from the mapped file */
+  int32_t use_mmap;      /* 0 (default): weights read into memory; 1: used in place from the
+                          * mapped file (instant load, shared page cache; see docs/api.md) */
   int32_t n_ctx_default; /* context length contexts get when they ask for 0; 0 = min(train, 4096) */
   int32_t n_gpu_layers;  /* layers to offload to the GPU; 0 = CPU only */
   int32_t vocab_only;    /* 1: load the tokenizer and metadata only */

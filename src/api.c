@@ -31,7 +31,7 @@ NLLM_API void nllm_model_params_init(nllm_model_params *p) {
   if (!p) return;
   memset(p, 0, sizeof *p);
   p->struct_size = sizeof *p;
-  p->use_mmap = 1;
+  p->use_mmap = 0;
   p->quantize_type = NLLM_TYPE_NONE;
 }
 

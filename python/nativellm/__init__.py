@@ -327,7 +327,7 @@ class Model(_Handle):
     """A loaded model (GGUF file or Hugging Face folder). Immutable and shareable by threads.
 
     Keyword parameters mirror nllm_model_params: ``n_threads`` (0 = all cores), ``use_mmap``
-    (default True), ``n_ctx_default`` (0 = min(training context, 4096)), ``n_gpu_layers``,
+    (default False: weights read into memory, faster decode; True maps the file), ``n_ctx_default`` (0 = min(training context, 4096)), ``n_gpu_layers``,
     ``vocab_only``, ``quantize_type`` ("Q8_0", an NLLM_TYPE_* id, or None) and ``progress``
     (a callable taking a float in [0, 1]; returning True cancels the load with AbortedError).
 
@@ -342,7 +342,7 @@ class Model(_Handle):
         path: Union[str, "os.PathLike[str]"],
         *,
         n_threads: int = 0,
-        use_mmap: bool = True,
+        use_mmap: bool = False,
         n_ctx_default: int = 0,
         n_gpu_layers: int = 0,
         vocab_only: bool = False,

@@ -133,12 +133,30 @@ char *nllm_strdup(const char *s) {
   return nllm_strndup(s, strlen(s));
 }
 
+/* Decode streams every weight once per token; on 4 KiB pages the hardware prefetchers stop at
+ * each page boundary and every page costs a TLB walk (measured: 1.1B Q4_0 generation at 2
+ * threads 82-84 tok/s from the mapped file, 101 from a huge-page copy). Where transparent huge
+ * pages are on request only ("madvise"), ask for them over the whole 2 MiB-aligned part of the
+ * buffer, before it is written. A no-op where the OS refuses. */
+static void advise_huge_pages(void *p, size_t size) {
+#if defined(MADV_HUGEPAGE)
+  const uintptr_t huge = (uintptr_t)2 << 20;
+  uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), e = ((uintptr_t)p + size) & ~(huge - 1);
+  if (e > a) (void)madvise((void *)a, (size_t)(e - a), MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)size;
+#endif
+}
+
 void *nllm_aligned_alloc(size_t size) {
   if (alloc_should_fail()) return NULL;
   if (size > SIZE_MAX - 63) return NULL;
   size_t rounded = (size + 63) & ~(size_t)63;
   void *p = NULL;
   if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0) return NULL;
+  /* the big ones are weights read or converted at load and KV caches, all streamed */
+  if (rounded >= ((size_t)4 << 20)) advise_huge_pages(p, rounded);
   return p;
 }
 
@@ -170,6 +188,7 @@ nllm_status nllm_read_params(void *dst, size_t dst_size, const void *src, const 
 }
 
 /* ---------------------------------------------------------------- files */
+
 
 nllm_status nllm_file_map_open(const char *path, int use_mmap, nllm_file_map *out) {
   memset(out, 0, sizeof *out);

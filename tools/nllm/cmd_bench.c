@@ -9,7 +9,7 @@
 #include "nllm.h"
 #include "qtypes.h"
 
-#define BENCH_OPTS "-m --gpu -ngl --quantize -p -n -t -r -b --json --kv-f32"
+#define BENCH_OPTS "-m --gpu -ngl --quantize -p -n -t -r -b --json --kv-f32 --mmap"
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -50,7 +50,7 @@ int cmd_bench(int argc, char **argv) {
   }
   long long n_prompt = 128, n_gen = o.n >= 0 ? o.n : 64;
   if (o.prompt && !cli_int("-p", o.prompt, 0, 1 << 20, &n_prompt)) return 1;
-  nllm_model *m = cli_load_model(&o, 0);
+  nllm_model *m = cli_load_model(&o, 0, 0);
   if (!m) return 1;
   int rc = 1, reps = (int)o.reps;
   nllm_context *ctx = NULL;

@@ -10,7 +10,7 @@
 
 #define CHAT_OPTS                                                                             \
   "-m --quantize -n -t -c --seed --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty " \
-  "--repeat-last-n --system --chat-template --kv-f32"
+  "--repeat-last-n --system --chat-template --kv-f32 --mmap"
 
 typedef struct reply {
   char *text;
@@ -75,7 +75,7 @@ int cmd_chat(int argc, char **argv) {
     cli_print_options(CHAT_OPTS);
     return 0;
   }
-  nllm_model *m = cli_load_model(&o, 0);
+  nllm_model *m = cli_load_model(&o, 0, 0);
   if (!m) return 1;
   int rc = 1, tty = isatty(0);
   nllm_context *ctx = NULL;

@@ -12,7 +12,7 @@ int cmd_info(int argc, char **argv) {
     cli_print_options("-m");
     return 0;
   }
-  nllm_model *m = cli_load_model(&o, 0);
+  nllm_model *m = cli_load_model(&o, 0, 1);
   if (!m) return 1;
   printf(
       "architecture: %s\nname: %s\nparameters: %llu (%.2f M)\nweights: %.2f MiB\n"

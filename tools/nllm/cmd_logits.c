@@ -6,7 +6,7 @@
 
 #include "nllm.h"
 
-#define LOGITS_OPTS "-m --gpu -ngl --quantize -p -f --prompt-ids -n -o -t -c --no-bos --special"
+#define LOGITS_OPTS "-m --gpu -ngl --quantize -p -f --prompt-ids -n -o -t -c --no-bos --special --mmap"
 
 static int parse_id_list(const char *s, nllm_token **ids, int32_t *n) {
   size_t cap = 16;
@@ -56,7 +56,7 @@ int cmd_logits(int argc, char **argv) {
   if (!o.out) return cli_error("logits needs -o FILE");
   if (!o.prompt && !o.file && !o.prompt_ids)
     return cli_error("logits needs -p, -f or --prompt-ids");
-  nllm_model *m = cli_load_model(&o, 0);
+  nllm_model *m = cli_load_model(&o, 0, 0);
   if (!m) return 1;
   int rc = 1;
   nllm_token *ids = NULL, *gen = NULL;

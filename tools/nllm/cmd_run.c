@@ -8,7 +8,7 @@
 #define RUN_OPTS                                                                      \
   "-m --quantize -p -f -n --gpu -ngl -t -c -b --seed --temp --top-k --top-p --min-p " \
   "--repeat-penalty "                                                                 \
-  "--repeat-last-n --ids --no-bos --special --kv-f32"
+  "--repeat-last-n --ids --no-bos --special --kv-f32 --mmap"
 
 typedef struct stream_state {
   int ids;
@@ -40,7 +40,7 @@ int cmd_run(int argc, char **argv) {
   char *prompt;
   size_t plen;
   if (!cli_prompt(&o, &prompt, &plen)) return 1;
-  nllm_model *m = cli_load_model(&o, 0);
+  nllm_model *m = cli_load_model(&o, 0, 0);
   if (!m) {
     free(prompt);
     return 1;

@@ -34,7 +34,7 @@ typedef struct cli_opts {
       *chat_template;
   long long n, threads, ctx, seed, top_k, repeat_last_n, reps, n_prompt, batch, ngl;
   double temp, top_p, min_p, repeat_penalty;
-  int ids, no_bos, special, json, kv_f32, help, has_seed, gpu;
+  int ids, no_bos, special, json, kv_f32, mmap, help, has_seed, gpu;
 } cli_opts;
 
 /* Parses argv[1..] allowing only the options listed in `allowed` (space-separated names such
@@ -43,7 +43,8 @@ int cli_parse(int argc, char **argv, const char *allowed, cli_opts *o);
 /* Prints the help of the options in `allowed`. */
 void cli_print_options(const char *allowed);
 /* Loads the model named by o->model (or the default); prints the error itself. */
-nllm_model *cli_load_model(const cli_opts *o, int vocab_only);
+/* map_only: use the mapped file whatever --mmap says (commands that read no weights) */
+nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only);
 /* Context and sampler params from the shared options (defaults where an option is absent). */
 void cli_context_params(const cli_opts *o, nllm_context_params *cp);
 void cli_sampler_params(const cli_opts *o, nllm_sampler_params *sp);

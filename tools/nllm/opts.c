@@ -63,6 +63,9 @@ static const opt opts[] = {
     {"--json", NULL, O_FLAG, OFF(json), 0, 0, 0, 0, "       machine-readable output"},
     {"--kv-f32", NULL, O_FLAG, OFF(kv_f32), 0, 0, 0, 0,
      "       keep the KV cache in F32 (default F16)"},
+    {"--mmap", NULL, O_FLAG, OFF(mmap), 0, 0, 0, 0,
+     "       use the weights in place from the mapped file (instant load; decode up to ~20% "
+     "slower)"},
     {"-r", "--repetitions", O_INT, OFF(reps), 1, 1000, 0, 0,
      "N      repetitions (median is reported)"},
     {"--gpu", NULL, O_FLAG, OFF(gpu), 0, 0, 0, 0,
@@ -124,12 +127,14 @@ void cli_print_options(const char *allowed) {
   printf("  -h, --help     this help\n");
 }
 
-nllm_model *cli_load_model(const cli_opts *o, int vocab_only) {
+nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only) {
   nllm_model_params mp;
   nllm_model_params_init(&mp);
   mp.vocab_only = vocab_only;
   mp.n_threads = (int32_t)o->threads;
   mp.n_gpu_layers = o->gpu ? -1 : (int32_t)o->ngl;
+  /* info and tokenize read no weights: map instead of copying the file */
+  mp.use_mmap = o->mmap || vocab_only || map_only;
   if (o->quantize) {
     int32_t t;
     for (t = 0; t < 64; t++) {
