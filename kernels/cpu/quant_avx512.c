@@ -13,6 +13,13 @@
 
 #include "cpu/quant.h"
 
+/* AVX-512 has a reduction for zmm only; this one is for the ymm minimum sums. */
+static inline float hsum_ymm(__m256 v) {
+  const __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 m2 = _mm_add_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+}
+
 static inline uint16_t load_u16(const uint8_t *p) {
   uint16_t v;
   memcpy(&v, p, 2);
@@ -344,9 +351,7 @@ static inline __attribute__((always_inline)) void dot4_k45(int64_t n, float *s, 
     }
   }
   for (int r = 0; r < 4; r++) {
-    const __m128 m = _mm_add_ps(_mm256_castps256_ps128(accm[r]), _mm256_extractf128_ps(accm[r], 1));
-    const __m128 m2 = _mm_add_ps(m, _mm_movehl_ps(m, m));
-    s[r] = _mm512_reduce_add_ps(acc[r]) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+    s[r] = _mm512_reduce_add_ps(acc[r]) - hsum_ymm(accm[r]);
   }
 }
 
@@ -582,9 +587,7 @@ static inline __attribute__((always_inline)) void dot4_k23(const int kind, int64
     }
   }
   for (int r = 0; r < 4; r++) {
-    const __m128 m = _mm_add_ps(_mm256_castps256_ps128(accm[r]), _mm256_extractf128_ps(accm[r], 1));
-    const __m128 m2 = _mm_add_ps(m, _mm_movehl_ps(m, m));
-    s[r] = _mm512_reduce_add_ps(acc[r]) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+    s[r] = _mm512_reduce_add_ps(acc[r]) - hsum_ymm(accm[r]);
   }
 }
 
