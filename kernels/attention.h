@@ -1,5 +1,6 @@
 /* Causal attention of a batch of queries over the KV cache. Memory is linear in the context:
- * scores live in a per-thread scratch of n_rep * n_ctx floats, never n_tok * n_ctx. */
+ * scores live in a per-thread scratch of n_rep * n_ctx floats, never n_tok * n_ctx, plus a
+ * fixed number of partial results for the split of a long context over threads. */
 #ifndef NLLM_ATTENTION_H
 #define NLLM_ATTENTION_H
 
@@ -18,6 +19,10 @@ typedef struct nllm_attn_args {
   float *scratch;       /* n_threads * nllm_attention_scratch(...) floats */
   size_t scratch_per_thread;
   int n_threads;
+  /* 0: split the context of a few tokens into chunks when it is long (see attention.c);
+   * > 0: split whenever the batch allows it, into chunks of at least this many positions;
+   * < 0: never split. Tests force both; callers leave it 0. */
+  int32_t split;
 } nllm_attn_args;
 
 size_t nllm_attention_scratch(int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim);

@@ -1,10 +1,20 @@
-/* Causal GQA attention over the KV cache (see attention.h). Work is split over (token, KV head)
- * pairs so each cached K/V row is converted once and reused by every query head sharing it.
- * attn_item below is the scalar reference; with AVX2 (and head_dim a multiple of 8) each pair
- * goes to nllm_attn_item_avx2 in attention_avx2.c instead. */
+/* Causal GQA attention over the KV cache (see attention.h).
+ *
+ * A prompt batch is split over (token, KV head) pairs, so each cached K/V row is converted once
+ * and reused by every query head sharing it. That gives decode only n_head_kv items (1 for a
+ * multi-query model), so a few tokens over a long context are split differently
+ * (flash-decoding): item (token, chunk) covers a range of positions for ALL KV heads, reading
+ * whole cache rows, and leaves per query head a partial result (max score m, sum of exp l,
+ * unnormalized sum of p v); the last chunk of a token to finish merges them with the usual
+ * rescaling by exp(m_c - max m). Chunking depends only on the context, never on the thread
+ * count, so results do not change with it.
+ *
+ * attn_span below is the scalar reference; with AVX2 (and head_dim a multiple of 8) each span
+ * goes to nllm_attn_span_avx2 in attention_avx2.c instead. */
 #include "attention.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "nativellm.h"
@@ -14,11 +24,26 @@
 #include "cpu/quant.h"
 #include "pool.h"
 
+/* Partial results per call (tokens times chunks per token): a fixed count keeps the scratch
+ * linear in the context. */
+#define SPLIT_SLOTS 32
+#define SPLIT_MAX_CHUNKS 16 /* per token */
+#define SPLIT_MAX_TOK 4     /* automatic split only for batches this small */
+/* Automatic split only when a token sees this many positions, in chunks at least this long:
+ * below that one item's work is too small to pay for the partials and the merge. */
+#define SPLIT_MIN_VIS 256
+#define SPLIT_MIN_CHUNK 64
+
+static size_t partials_size(int64_t n_head, int64_t head_dim) {
+  return (size_t)(SPLIT_SLOTS * n_head * (head_dim + 2));
+}
+
 size_t nllm_attention_scratch(int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
   int64_t n_rep = n_head / n_head_kv, rows = n_rep;
   /* the SIMD path keeps the scores of up to 8 heads in lanes of a power of two of them */
   while (n_rep < 8 && (rows & (rows - 1))) rows++;
-  return (size_t)(rows * n_ctx + 2 * head_dim + 16);
+  /* the tail of thread 0's share holds the partials of a split call */
+  return (size_t)(rows * n_ctx + 2 * head_dim + 16) + partials_size(n_head, head_dim);
 }
 
 /* A cached row as f32: a pointer into the cache itself for F32, else converted into tmp. */
@@ -33,52 +58,142 @@ typedef struct attn_job {
   const nllm_attn_args *a;
   nllm_to_float_fn f16;
   int avx2; /* decided once per call: the CPU check is not free per row */
+  /* split calls only */
+  int64_t max_chunks, min_chunk; /* chunks per token at most; shortest chunk */
+  float *partials;               /* [slot][n_head][head_dim], then [slot][n_head] m, l */
+  atomic_int done[SPLIT_SLOTS];  /* chunks finished, per token */
 } attn_job;
 
-/* One (token, KV head) pair: scores of its n_rep query heads, softmax, weighted sum of V. */
-static void attn_item(void *vjob, int64_t it, int worker) {
-  const attn_job *job = vjob;
+static inline void visible(const nllm_attn_args *a, int64_t t, int64_t *first, int64_t *n_vis) {
+  const int64_t pos = a->pos0 + t;
+  *first = a->window > 0 && pos + 1 > a->window ? pos + 1 - a->window : 0;
+  *n_vis = pos + 1 - *first;
+}
+
+/* The n_rep query heads of (token t, KV head kvh) over positions [j0, j0 + n) into out (rows of
+ * head_dim): normalized with m NULL, else unnormalized with each head's max score in m[r] and
+ * sum of exp in l[r]. scratch: per-thread floats of nllm_attention_scratch. */
+static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, int64_t n,
+                      float *out, float *m, float *l, float *scratch) {
   const nllm_attn_args *a = job->a;
 #if defined(__x86_64__)
   if (job->avx2) {
-    nllm_attn_item_avx2(a, it / a->n_head_kv, it % a->n_head_kv,
-                        a->scratch + (size_t)worker * a->scratch_per_thread);
+    nllm_attn_span_avx2(a, t, kvh, j0, n, out, m, l, scratch);
     return;
   }
 #endif
-  const nllm_to_float_fn f16 = job->f16;
   const int64_t hd = a->head_dim, n_rep = a->n_head / a->n_head_kv;
   const int64_t kv_stride = a->n_head_kv; /* rows of hd per position */
-  const int64_t q_stride = a->n_head * hd;
-  const int64_t t = it / a->n_head_kv, kvh = it % a->n_head_kv;
-  const int64_t pos = a->pos0 + t;
-  const int64_t first = a->window > 0 && pos + 1 > a->window ? pos + 1 - a->window : 0;
-  const int64_t n_vis = pos + 1 - first;
-  float *scores = a->scratch + (size_t)worker * a->scratch_per_thread; /* [n_rep][n_vis] */
-  float *tmp = scores + n_rep * n_vis;
-  const float *qh = a->q + t * q_stride + kvh * n_rep * hd;
+  float *scores = scratch, *tmp = scores + n_rep * n; /* [n_rep][n] */
+  const float *qh = a->q + t * a->n_head * hd + kvh * n_rep * hd;
 
-  for (int64_t j = 0; j < n_vis; j++) {
-    const float *kr = kv_row(a->k, a->kv_type, (first + j) * kv_stride + kvh, hd, f16, tmp);
+  for (int64_t j = 0; j < n; j++) {
+    const float *kr = kv_row(a->k, a->kv_type, (j0 + j) * kv_stride + kvh, hd, job->f16, tmp);
     for (int64_t r = 0; r < n_rep; r++) {
       float s = nllm_dot_f32(qh + r * hd, kr, hd) * a->scale;
       if (a->softcap > 0) s = a->softcap * tanhf(s / a->softcap);
-      scores[r * n_vis + j] = s;
+      scores[r * n + j] = s;
     }
   }
   for (int64_t r = 0; r < n_rep; r++) {
-    nllm_softmax(scores + r * n_vis, n_vis);
-    memset(a->out + t * q_stride + (kvh * n_rep + r) * hd, 0, (size_t)hd * sizeof(float));
+    float *sr = scores + r * n, mx = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < n; j++) mx = sr[j] > mx ? sr[j] : mx;
+    for (int64_t j = 0; j < n; j++) sum += sr[j] = expf(sr[j] - mx);
+    if (m) {
+      m[r] = mx;
+      l[r] = sum;
+    } else {
+      for (int64_t j = 0; j < n; j++) sr[j] /= sum;
+    }
+    memset(out + r * hd, 0, (size_t)hd * sizeof(float));
   }
-  for (int64_t j = 0; j < n_vis; j++) {
-    const float *vr = kv_row(a->v, a->kv_type, (first + j) * kv_stride + kvh, hd, f16, tmp);
-    for (int64_t r = 0; r < n_rep; r++)
-      nllm_axpy_f32(a->out + t * q_stride + (kvh * n_rep + r) * hd, scores[r * n_vis + j], vr, hd);
+  for (int64_t j = 0; j < n; j++) {
+    const float *vr = kv_row(a->v, a->kv_type, (j0 + j) * kv_stride + kvh, hd, job->f16, tmp);
+    for (int64_t r = 0; r < n_rep; r++) nllm_axpy_f32(out + r * hd, scores[r * n + j], vr, hd);
   }
 }
 
+/* One (token, KV head) pair over the token's whole visible context. */
+static void attn_item(void *vjob, int64_t it, int worker) {
+  const attn_job *job = vjob;
+  const nllm_attn_args *a = job->a;
+  const int64_t t = it / a->n_head_kv, kvh = it % a->n_head_kv, n_rep = a->n_head / a->n_head_kv;
+  int64_t first, n_vis;
+  visible(a, t, &first, &n_vis);
+  attn_span(job, t, kvh, first, n_vis, a->out + (t * a->n_head + kvh * n_rep) * a->head_dim,
+            NULL, NULL, a->scratch + (size_t)worker * a->scratch_per_thread);
+}
+
+/* Chunking of token t's visible positions: depends on the context only. */
+static void chunking(const attn_job *job, int64_t n_vis, int64_t *len, int64_t *count) {
+  int64_t c = (n_vis + job->max_chunks - 1) / job->max_chunks;
+  if (c < job->min_chunk) c = job->min_chunk;
+  *len = c;
+  *count = (n_vis + c - 1) / c;
+}
+
+/* Combines token t's n_chunks partials into its output rows. */
+static void merge_token(const attn_job *job, int64_t t, int64_t n_chunks) {
+  const nllm_attn_args *a = job->a;
+  const int64_t hd = a->head_dim, nh = a->n_head;
+  const float *o = job->partials + (size_t)(t * job->max_chunks) * nh * hd;
+  const float *ml = job->partials + (size_t)SPLIT_SLOTS * nh * hd +
+                    (size_t)(t * job->max_chunks) * 2 * nh; /* per slot: m[nh], l[nh] */
+  for (int64_t h = 0; h < nh; h++) {
+    float mx = -INFINITY, sum = 0;
+    for (int64_t c = 0; c < n_chunks; c++) mx = ml[c * 2 * nh + h] > mx ? ml[c * 2 * nh + h] : mx;
+    float w[SPLIT_MAX_CHUNKS];
+    for (int64_t c = 0; c < n_chunks; c++) {
+      w[c] = expf(ml[c * 2 * nh + h] - mx);
+      sum += w[c] * ml[c * 2 * nh + nh + h];
+    }
+    float *dst = a->out + (t * nh + h) * hd;
+    memset(dst, 0, (size_t)hd * sizeof(float));
+    for (int64_t c = 0; c < n_chunks; c++)
+      nllm_axpy_f32(dst, w[c] / sum, o + (size_t)(c * nh + h) * hd, hd);
+  }
+}
+
+/* One (token, chunk) item: the chunk's positions for every KV head in turn, so the cache rows
+ * the chunk spans are read whole (the heads' slices of one row share cache lines and pages). */
+static void split_item(void *vjob, int64_t it, int worker) {
+  attn_job *job = vjob;
+  const nllm_attn_args *a = job->a;
+  const int64_t t = it / job->max_chunks, c = it % job->max_chunks;
+  const int64_t hd = a->head_dim, nh = a->n_head, n_rep = nh / a->n_head_kv;
+  int64_t first, n_vis, len, n_chunks;
+  visible(a, t, &first, &n_vis);
+  chunking(job, n_vis, &len, &n_chunks);
+  if (c >= n_chunks) return;
+  const int64_t j0 = first + c * len, n = n_vis - c * len < len ? n_vis - c * len : len;
+  const int64_t slot = t * job->max_chunks + c;
+  float *o = job->partials + (size_t)slot * nh * hd;
+  float *m = job->partials + (size_t)SPLIT_SLOTS * nh * hd + (size_t)slot * 2 * nh, *l = m + nh;
+  float *scratch = a->scratch + (size_t)worker * a->scratch_per_thread;
+  for (int64_t kvh = 0; kvh < a->n_head_kv; kvh++)
+    attn_span(job, t, kvh, j0, n, o + kvh * n_rep * hd, m + kvh * n_rep, l + kvh * n_rep, scratch);
+  /* the last chunk of the token to finish merges; acq_rel makes the others' partials visible */
+  if (atomic_fetch_add_explicit(&job->done[t], 1, memory_order_acq_rel) + 1 == n_chunks)
+    merge_token(job, t, n_chunks);
+}
+
 void nllm_attention(const nllm_attn_args *a) {
-  attn_job job = {a, nllm_qtype_get(NLLM_TYPE_F16)->to_float,
-                  nllm_cpu_has_avx2() && a->head_dim % 8 == 0};
-  nllm_pool_run(a->n_threads, a->n_tok * a->n_head_kv, attn_item, &job);
+  attn_job job = {.a = a,
+                  .f16 = nllm_qtype_get(NLLM_TYPE_F16)->to_float,
+                  .avx2 = nllm_cpu_has_avx2() && a->head_dim % 8 == 0};
+  int64_t first, last_vis;
+  visible(a, a->n_tok - 1, &first, &last_vis);
+  const int split = a->n_tok <= SPLIT_SLOTS &&
+                    (a->split > 0 || (a->split == 0 && a->n_tok <= SPLIT_MAX_TOK &&
+                                      last_vis >= SPLIT_MIN_VIS));
+  if (!split) {
+    nllm_pool_run(a->n_threads, a->n_tok * a->n_head_kv, attn_item, &job);
+    return;
+  }
+  job.max_chunks = SPLIT_SLOTS / a->n_tok < SPLIT_MAX_CHUNKS ? SPLIT_SLOTS / a->n_tok
+                                                            : SPLIT_MAX_CHUNKS;
+  job.min_chunk = a->split > 0 ? a->split : SPLIT_MIN_CHUNK;
+  job.partials = a->scratch + a->scratch_per_thread - partials_size(a->n_head, a->head_dim);
+  for (int64_t t = 0; t < a->n_tok; t++) atomic_init(&job.done[t], 0);
+  nllm_pool_run(a->n_threads, a->n_tok * job.max_chunks, split_item, &job);
 }

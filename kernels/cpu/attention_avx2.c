@@ -1,4 +1,6 @@
-/* AVX2 + FMA + F16C attention of one (token, KV head) pair over the cache (see attention.h).
+/* AVX2 + FMA + F16C attention of one (token, KV head) pair over a span of the cache (see
+ * attention.h): the whole visible context, normalized, or one chunk of it as a partial result
+ * (max score, sum of exp, unnormalized weighted V sum) that attention.c merges.
  * The scalar attn_item in attention.c is the reference; this file runs only after
  * nllm_cpu_has_avx2() said yes, and only for head_dim a multiple of 8.
  *
@@ -202,10 +204,12 @@ void nllm_softcap_avx2(float *x, int64_t n, float softcap) {
 /* The whole pipeline for NR (1..8) query heads q (rows of hd) over the n_vis visible rows of
  * k and v (stride bytes apart), writing out (rows of hd). Scores live in s as the score tiles
  * make them: s[j * NRP + r], 8 lanes a tile, so the softmax runs on whole vectors and the
- * padding lanes cost nothing but their share of the exp. s: NRP * n_vis + 8 floats. */
+ * padding lanes cost nothing but their share of the exp. s: NRP * n_vis + 8 floats.
+ * With m_out NULL out is normalized; else out stays unnormalized and each head's max score and
+ * sum of exp go to m_out[r] and l_out[r]. */
 ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const char *v,
                               int64_t stride, int64_t n_vis, int64_t hd, float scale, float softcap,
-                              float *s, int NR, int f16) {
+                              float *s, float *m_out, float *l_out, int NR, int f16) {
   const int NRP = NR == 1 ? 1 : NR == 2 ? 2 : NR <= 4 ? 4 : 8;
   const int P = 8 / NRP;
   /* V slice width in vectors: NR * NC accumulators, at most 8 so nothing spills */
@@ -234,12 +238,19 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
     sum = _mm256_add_ps(sum, e);
   }
   float inv[8];
-  _mm256_storeu_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), fold_heads(sum, NRP, 0)));
+  const __m256 sums = fold_heads(sum, NRP, 0);
+  _mm256_storeu_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), sums));
+  if (m_out) { /* lane r < NRP holds head r's totals */
+    float mv[8], lv[8];
+    _mm256_storeu_ps(mv, mx);
+    _mm256_storeu_ps(lv, sums);
+    for (int r = 0; r < NR; r++) m_out[r] = mv[r], l_out[r] = lv[r];
+  }
 
   const int64_t hv = hd / 8;
   for (int64_t j0 = 0; j0 < n_vis; j0 += PV_BLOCK) {
     const int64_t j1 = n_vis - j0 < PV_BLOCK ? n_vis : j0 + PV_BLOCK;
-    const float *last = j1 == n_vis ? inv : NULL;
+    const float *last = j1 == n_vis && !m_out ? inv : NULL;
     int64_t c = 0;
     for (; c + NC <= hv; c += NC)
       pv_tile(out, hd, s, NRP, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, NC, f16);
@@ -248,32 +259,30 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
   }
 }
 
-#define HEADS_CASE(nr)                                                       \
-  case nr:                                                                   \
-    if (f16)                                                                 \
-      attn_heads(out, q, k, v, stride, n_vis, hd, scale, softcap, s, nr, 1); \
-    else                                                                     \
-      attn_heads(out, q, k, v, stride, n_vis, hd, scale, softcap, s, nr, 0); \
+#define HEADS_CASE(nr)                                                                 \
+  case nr:                                                                             \
+    if (f16)                                                                           \
+      attn_heads(out, q, k, v, stride, n, hd, scale, softcap, s, mo, lo, nr, 1);      \
+    else                                                                               \
+      attn_heads(out, q, k, v, stride, n, hd, scale, softcap, s, mo, lo, nr, 0);      \
     break;
 
-void nllm_attn_item_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, float *scratch) {
+void nllm_attn_span_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, int64_t j0, int64_t n,
+                         float *out_rows, float *m, float *l, float *scratch) {
   const int64_t hd = a->head_dim, n_rep = a->n_head / a->n_head_kv;
   const int f16 = a->kv_type != NLLM_TYPE_F32;
   const int64_t esz = f16 ? 2 : 4;
   const int64_t stride = a->n_head_kv * hd * esz; /* bytes from one position to the next */
-  const int64_t pos = a->pos0 + t;
-  const int64_t first = a->window > 0 && pos + 1 > a->window ? pos + 1 - a->window : 0;
-  const int64_t n_vis = pos + 1 - first;
-  const char *k = (const char *)a->k + first * stride + kvh * hd * esz;
-  const char *v = (const char *)a->v + first * stride + kvh * hd * esz;
+  const char *k = (const char *)a->k + j0 * stride + kvh * hd * esz;
+  const char *v = (const char *)a->v + j0 * stride + kvh * hd * esz;
   const float scale = a->scale, softcap = a->softcap;
   /* More than 8 heads per KV head: chunks of at most 8, as even as possible, each rereading K/V */
   const int64_t n_chunks = (n_rep + 7) / 8;
   for (int64_t ch = 0, r0 = 0; ch < n_chunks; ch++) {
     const int64_t r1 = n_rep * (ch + 1) / n_chunks;
-    const int64_t off = t * a->n_head * hd + (kvh * n_rep + r0) * hd;
-    const float *q = a->q + off;
-    float *out = a->out + off, *s = scratch;
+    const float *q = a->q + t * a->n_head * hd + (kvh * n_rep + r0) * hd;
+    float *out = out_rows + r0 * hd, *s = scratch;
+    float *mo = m ? m + r0 : NULL, *lo = m ? l + r0 : NULL;
     switch (r1 - r0) {
       HEADS_CASE(1)
       HEADS_CASE(2)

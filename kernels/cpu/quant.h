@@ -261,11 +261,14 @@ NLLM_DECLARE_DOT4(q3_K, avx512)
 /* ops.c's AVX2 helpers */
 float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n);
 void nllm_axpy_f32_avx2(float *y, float a, const float *x, int64_t n);
-/* attention_avx2.c: one (token, KV head) pair of nllm_attention (head_dim a multiple of 8;
- * scratch as attention.c's), and its exp for x <= 0 and softcap * tanh(x / softcap), in place
- * (exposed for tests) */
+/* attention_avx2.c: the n_rep query heads of (token t, KV head kvh) over cache positions
+ * [j0, j0 + n) (head_dim a multiple of 8; scratch as attention.c's), into out_rows (rows of
+ * head_dim): normalized with m NULL, else unnormalized with each head's max score in m and sum
+ * of exp in l; and its exp for x <= 0 and softcap * tanh(x / softcap), in place (exposed for
+ * tests) */
 struct nllm_attn_args;
-void nllm_attn_item_avx2(const struct nllm_attn_args *a, int64_t t, int64_t kvh, float *scratch);
+void nllm_attn_span_avx2(const struct nllm_attn_args *a, int64_t t, int64_t kvh, int64_t j0,
+                         int64_t n, float *out_rows, float *m, float *l, float *scratch);
 void nllm_exp_nonpos_avx2(float *x, int64_t n);
 void nllm_softcap_avx2(float *x, int64_t n, float softcap);
 #endif
