@@ -1,7 +1,7 @@
 /* CPU attention over the KV cache: the SIMD path against the scalar reference (forced with
  * nllm_qtypes_force_scalar) on random data, over cache types, GQA ratios, head sizes, windows,
- * softcap, decode and prompt batches; the scalar reference against a naive double one; and the
- * vector exp against expf. */
+ * softcap, decode and prompt batches; the scalar reference against a naive double one; the split
+ * of a long context over threads against the unsplit pass; and the vector exp against expf. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -103,7 +103,7 @@ static void free_data(attn_data *d) {
   free(d->v);
 }
 
-static float *run_attention(const attn_data *d, int n_threads) {
+static float *run_attention_split(const attn_data *d, int n_threads, int32_t split) {
   const attn_case *c = &d->c;
   float *out = malloc((size_t)(c->n_tok * c->n_head * c->head_dim) * sizeof(float));
   const size_t per = nllm_attention_scratch(d->n_ctx, c->n_head, c->n_head_kv, c->head_dim);
@@ -124,10 +124,15 @@ static float *run_attention(const attn_data *d, int n_threads) {
                       .window = c->window,
                       .scratch = scratch,
                       .scratch_per_thread = per,
-                      .n_threads = n_threads};
+                      .n_threads = n_threads,
+                      .split = split};
   nllm_attention(&a);
   free(scratch);
   return out;
+}
+
+static float *run_attention(const attn_data *d, int n_threads) {
+  return run_attention_split(d, n_threads, 0);
 }
 
 /* Max |a - b| over the output; the V values are in [-1, 1], so this is relative to their scale. */
@@ -212,6 +217,68 @@ START_TEST(simd_vs_scalar) {
 }
 END_TEST
 
+/* The split of a few tokens' context into position chunks (flash-decoding) against the
+ * unsplit pass, on the scalar and the SIMD path: forced splits into short chunks (many chunks
+ * even over a short context), the automatic choice, and no split, over contexts 1..2000. */
+static const attn_case split_cases[] = {
+    {NLLM_TYPE_F16, 32, 4, 64, 1, 0, 0, 0, 1},
+    {NLLM_TYPE_F16, 32, 4, 64, 1, 1, 0, 0, 1},
+    {NLLM_TYPE_F16, 8, 1, 128, 1, 6, 0, 0, 2},
+    {NLLM_TYPE_F16, 8, 1, 256, 1, 63, 0, 0, 1},
+    {NLLM_TYPE_F16, 32, 4, 64, 1, 255, 0, 0, 3},
+    {NLLM_TYPE_F16, 8, 1, 256, 1, 256, 0, 0, 1},
+    {NLLM_TYPE_F16, 32, 4, 64, 1, 1023, 0, 0, 1},
+    {NLLM_TYPE_F16, 8, 1, 128, 1, 1999, 0, 0, 4},
+    {NLLM_TYPE_F32, 7, 1, 128, 1, 777, 0, 0, 1},
+    {NLLM_TYPE_F32, 32, 4, 64, 1, 1500, 0, 0, 2},
+    {NLLM_TYPE_F16, 8, 4, 256, 1, 1000, 128, 50.0f, 4}, /* window and softcap */
+    {NLLM_TYPE_F16, 8, 1, 256, 1, 1999, 300, 30.0f, 3},
+    {NLLM_TYPE_F32, 8, 4, 64, 1, 600, 37, 0, 1},
+    {NLLM_TYPE_F16, 32, 4, 64, 3, 700, 0, 0, 1}, /* a few tokens, causal inside the batch */
+    {NLLM_TYPE_F16, 8, 1, 128, 4, 1200, 257, 20.0f, 2},
+    {NLLM_TYPE_F16, 12, 1, 64, 2, 900, 0, 0, 1}, /* 12 heads per KV head */
+    {NLLM_TYPE_F16, 4, 1, 36, 2, 400, 0, 0, 1},  /* head_dim not a multiple of 8: scalar */
+};
+#define N_SPLIT_CASES ((int)(sizeof split_cases / sizeof split_cases[0]))
+
+static double max_rel_diff(const float *a, const float *b, int64_t n) {
+  double scale = 0;
+  for (int64_t i = 0; i < n; i++) scale = fabs((double)b[i]) > scale ? fabs((double)b[i]) : scale;
+  return max_abs_diff(a, b, n) / (scale > 0 ? scale : 1);
+}
+
+START_TEST(split_vs_unsplit) {
+  const attn_case *c = &split_cases[_i];
+  attn_data d = make_data(c);
+  const int64_t n = c->n_tok * c->n_head * c->head_dim;
+  for (int scalar = 0; scalar < 2; scalar++) {
+    nllm_qtypes_force_scalar(scalar);
+    float *ref = run_attention_split(&d, 2, -1);
+    static const int32_t modes[] = {1, 7, 64, 0};
+    for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++) {
+      float *out2 = run_attention_split(&d, 2, modes[mi]);
+      float *out1 = run_attention_split(&d, 1, modes[mi]);
+      const double e = max_rel_diff(out2, ref, n);
+      ck_assert_msg(e < 1e-5,
+                    "split case %d (%s, split %d, %lld/%lld heads, hd %lld, %lld tok at %lld, "
+                    "window %d, softcap %g): split off unsplit by %g relative",
+                    _i, scalar ? "scalar" : "simd", (int)modes[mi], (long long)c->n_head,
+                    (long long)c->n_head_kv, (long long)c->head_dim, (long long)c->n_tok,
+                    (long long)c->pos0, c->window, (double)c->softcap, e);
+      /* chunking depends on the context only: the thread count must not change a bit */
+      ck_assert_msg(memcmp(out1, out2, (size_t)n * sizeof(float)) == 0,
+                    "split case %d (%s, split %d): 1 and 2 threads differ", _i,
+                    scalar ? "scalar" : "simd", (int)modes[mi]);
+      free(out1);
+      free(out2);
+    }
+    free(ref);
+  }
+  nllm_qtypes_force_scalar(0);
+  free_data(&d);
+}
+END_TEST
+
 #if defined(__x86_64__)
 static int32_t ulp_diff(float a, float b) {
   int32_t ia, ib;
@@ -288,6 +355,7 @@ static Suite *attention_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_loop_test(tc, scalar_vs_naive, 0, N_CASES);
   tcase_add_loop_test(tc, simd_vs_scalar, 0, N_CASES);
+  tcase_add_loop_test(tc, split_vs_unsplit, 0, N_SPLIT_CASES);
 #if defined(__x86_64__)
   tcase_add_test(tc, exp_vs_expf);
   tcase_add_test(tc, softcap_vs_tanhf);
