@@ -1,8 +1,8 @@
 /* Decode attention (one query token) over an F16 and an F32 KV cache, scalar reference against
- * the dispatched SIMD path, at 1 thread: microseconds per layer call and the K+V bytes read per
- * second. Shapes: TinyLlama 1.1B (32 heads over 4 KV heads, head_dim 64), a 7/1 GQA with
- * head_dim 128 and plain multi-head (stories110M). Best of several runs, so a busy machine
- * shows less. */
+ * the dispatched SIMD path, at 1 and 2 threads: microseconds per layer call and the K+V bytes
+ * read per second. Shapes: TinyLlama 1.1B (32 heads over 4 KV heads, head_dim 64), a 7/1 GQA
+ * with head_dim 128, multi-query Gemma 2B (8 heads over 1 KV head, head_dim 256) and plain
+ * multi-head (stories110M). Best of several runs, so a busy machine shows less. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,67 +36,70 @@ static double time_call(nllm_attn_args *a, int reps) {
 }
 
 int main(void) {
-  static const shape shapes[] = {
-      {"1.1B 32/4x64", 32, 4, 64}, {"7/1x128", 7, 1, 128}, {"MHA 12/12x64", 12, 12, 64}};
+  static const shape shapes[] = {{"1.1B 32/4x64", 32, 4, 64},
+                                 {"7/1x128", 7, 1, 128},
+                                 {"MQA 8/1x256", 8, 1, 256},
+                                 {"MHA 12/12x64", 12, 12, 64}};
   static const int64_t ctxs[] = {128, 1024, 4096};
   static const int32_t types[] = {NLLM_TYPE_F16, NLLM_TYPE_F32};
   printf("cpu: %s\n", nllm_cpu_features());
-  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-    for (size_t ti = 0; ti < 2; ti++)
-      for (size_t ci = 0; ci < sizeof ctxs / sizeof ctxs[0]; ci++) {
-        const shape *s = &shapes[si];
-        const int64_t n_ctx = ctxs[ci], row = s->n_head_kv * s->head_dim;
-        const size_t esz = types[ti] == NLLM_TYPE_F16 ? 2 : 4;
-        float *q = malloc((size_t)(s->n_head * s->head_dim) * sizeof(float));
-        float *out = malloc((size_t)(s->n_head * s->head_dim) * sizeof(float));
-        void *k = malloc((size_t)(n_ctx * row) * esz), *v = malloc((size_t)(n_ctx * row) * esz);
-        const size_t per = nllm_attention_scratch(n_ctx, s->n_head, s->n_head_kv, s->head_dim);
-        float *scratch = malloc(per * sizeof(float));
-        if (!q || !out || !k || !v || !scratch) return 1;
-        uint32_t seed = 1;
-        for (int64_t i = 0; i < s->n_head * s->head_dim; i++) {
-          seed = seed * 1664525u + 1013904223u;
-          q[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
-        }
-        for (int64_t i = 0; i < n_ctx * row; i++) {
-          seed = seed * 1664525u + 1013904223u;
-          float x = (float)(seed >> 8) / 16777216.0f - 0.5f;
-          if (esz == 2) {
-            ((uint16_t *)k)[i] = nllm_fp32_to_fp16(x);
-            ((uint16_t *)v)[i] = nllm_fp32_to_fp16(-x);
-          } else {
-            ((float *)k)[i] = x;
-            ((float *)v)[i] = -x;
+  for (int nt = 1; nt <= 2; nt++)
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+      for (size_t ti = 0; ti < 2; ti++)
+        for (size_t ci = 0; ci < sizeof ctxs / sizeof ctxs[0]; ci++) {
+          const shape *s = &shapes[si];
+          const int64_t n_ctx = ctxs[ci], row = s->n_head_kv * s->head_dim;
+          const size_t esz = types[ti] == NLLM_TYPE_F16 ? 2 : 4;
+          float *q = malloc((size_t)(s->n_head * s->head_dim) * sizeof(float));
+          float *out = malloc((size_t)(s->n_head * s->head_dim) * sizeof(float));
+          void *k = malloc((size_t)(n_ctx * row) * esz), *v = malloc((size_t)(n_ctx * row) * esz);
+          const size_t per = nllm_attention_scratch(n_ctx, s->n_head, s->n_head_kv, s->head_dim);
+          float *scratch = malloc(per * (size_t)nt * sizeof(float));
+          if (!q || !out || !k || !v || !scratch) return 1;
+          uint32_t seed = 1;
+          for (int64_t i = 0; i < s->n_head * s->head_dim; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            q[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
           }
+          for (int64_t i = 0; i < n_ctx * row; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            float x = (float)(seed >> 8) / 16777216.0f - 0.5f;
+            if (esz == 2) {
+              ((uint16_t *)k)[i] = nllm_fp32_to_fp16(x);
+              ((uint16_t *)v)[i] = nllm_fp32_to_fp16(-x);
+            } else {
+              ((float *)k)[i] = x;
+              ((float *)v)[i] = -x;
+            }
+          }
+          nllm_attn_args a = {.out = out,
+                              .q = q,
+                              .k = k,
+                              .v = v,
+                              .kv_type = types[ti],
+                              .n_tok = 1,
+                              .pos0 = n_ctx - 1,
+                              .n_head = s->n_head,
+                              .n_head_kv = s->n_head_kv,
+                              .head_dim = s->head_dim,
+                              .scale = 1.0f / sqrtf((float)s->head_dim),
+                              .scratch = scratch,
+                              .scratch_per_thread = per,
+                              .n_threads = nt};
+          const int reps = (int)(200000 / n_ctx) + 1;
+          nllm_qtypes_force_scalar(1);
+          const double ts = time_call(&a, reps);
+          nllm_qtypes_force_scalar(0);
+          const double tv = time_call(&a, reps);
+          const double bytes = 2.0 * (double)(n_ctx * row) * (double)esz;
+          printf("%dt %-14s %s ctx %5lld: scalar %8.1f us, simd %7.1f us (%5.1fx, %5.1f GB/s)\n",
+                 nt, s->name, esz == 2 ? "F16" : "F32", (long long)n_ctx, ts * 1e6, tv * 1e6,
+                 ts / tv, bytes / tv * 1e-9);
+          free(q);
+          free(out);
+          free(k);
+          free(v);
+          free(scratch);
         }
-        nllm_attn_args a = {.out = out,
-                            .q = q,
-                            .k = k,
-                            .v = v,
-                            .kv_type = types[ti],
-                            .n_tok = 1,
-                            .pos0 = n_ctx - 1,
-                            .n_head = s->n_head,
-                            .n_head_kv = s->n_head_kv,
-                            .head_dim = s->head_dim,
-                            .scale = 1.0f / sqrtf((float)s->head_dim),
-                            .scratch = scratch,
-                            .scratch_per_thread = per,
-                            .n_threads = 1};
-        const int reps = (int)(200000 / n_ctx) + 1;
-        nllm_qtypes_force_scalar(1);
-        const double ts = time_call(&a, reps);
-        nllm_qtypes_force_scalar(0);
-        const double tv = time_call(&a, reps);
-        const double bytes = 2.0 * (double)(n_ctx * row) * (double)esz;
-        printf("%-14s %s ctx %5lld: scalar %8.1f us, simd %7.1f us (%5.1fx, %5.1f GB/s)\n", s->name,
-               esz == 2 ? "F16" : "F32", (long long)n_ctx, ts * 1e6, tv * 1e6, ts / tv,
-               bytes / tv * 1e-9);
-        free(q);
-        free(out);
-        free(k);
-        free(v);
-        free(scratch);
-      }
   return 0;
 }

@@ -2,12 +2,12 @@
  *
  * A prompt batch is split over (token, KV head) pairs, so each cached K/V row is converted once
  * and reused by every query head sharing it. That gives decode only n_head_kv items (1 for a
- * multi-query model), so a few tokens over a long context are split differently
- * (flash-decoding): item (token, chunk) covers a range of positions for ALL KV heads, reading
- * whole cache rows, and leaves per query head a partial result (max score m, sum of exp l,
- * unnormalized sum of p v); the last chunk of a token to finish merges them with the usual
- * rescaling by exp(m_c - max m). Chunking depends only on the context, never on the thread
- * count, so results do not change with it.
+ * multi-query model), so a few tokens over a long context are split further
+ * (flash-decoding): item (token, chunk, KV head) covers a range of positions and leaves per
+ * query head a partial result (max score m, sum of exp l, unnormalized sum of p v); the last
+ * item of a token to finish merges them with the usual rescaling by exp(m_c - max m). Chunking
+ * depends only on the shape and the context, never on the thread count, so results do not
+ * change with it.
  *
  * attn_span below is the scalar reference; with AVX2 (and head_dim a multiple of 8) each span
  * goes to nllm_attn_span_avx2 in attention_avx2.c instead. */
@@ -29,10 +29,12 @@
 #define SPLIT_SLOTS 32
 #define SPLIT_MAX_CHUNKS 16 /* per token */
 #define SPLIT_MAX_TOK 4     /* automatic split only for batches this small */
-/* Automatic split only when a token sees this many positions, in chunks at least this long:
- * below that one item's work is too small to pay for the partials and the merge. */
+/* Automatic split: only when a token sees this many positions, into chunks at least this long
+ * (shorter ones did not pay for their partials and merge), and into enough chunks that a
+ * token has about this many items, so up to that many threads share it. */
 #define SPLIT_MIN_VIS 256
-#define SPLIT_MIN_CHUNK 64
+#define SPLIT_MIN_CHUNK 128
+#define SPLIT_ITEMS 16
 
 static size_t partials_size(int64_t n_head, int64_t head_dim) {
   return (size_t)(SPLIT_SLOTS * n_head * (head_dim + 2));
@@ -83,7 +85,7 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
   }
 #endif
   const int64_t hd = a->head_dim, n_rep = a->n_head / a->n_head_kv;
-  const int64_t kv_stride = a->n_head_kv; /* rows of hd per position */
+  const int64_t kv_stride = a->n_head_kv;             /* rows of hd per position */
   float *scores = scratch, *tmp = scores + n_rep * n; /* [n_rep][n] */
   const float *qh = a->q + t * a->n_head * hd + kvh * n_rep * hd;
 
@@ -120,16 +122,17 @@ static void attn_item(void *vjob, int64_t it, int worker) {
   const int64_t t = it / a->n_head_kv, kvh = it % a->n_head_kv, n_rep = a->n_head / a->n_head_kv;
   int64_t first, n_vis;
   visible(a, t, &first, &n_vis);
-  attn_span(job, t, kvh, first, n_vis, a->out + (t * a->n_head + kvh * n_rep) * a->head_dim,
-            NULL, NULL, a->scratch + (size_t)worker * a->scratch_per_thread);
+  attn_span(job, t, kvh, first, n_vis, a->out + (t * a->n_head + kvh * n_rep) * a->head_dim, NULL,
+            NULL, a->scratch + (size_t)worker * a->scratch_per_thread);
 }
 
-/* Chunking of token t's visible positions: depends on the context only. */
+/* Chunking of token t's visible positions into `count` near-equal chunks of at most `len`:
+ * depends on the context only, never on the thread count. */
 static void chunking(const attn_job *job, int64_t n_vis, int64_t *len, int64_t *count) {
-  int64_t c = (n_vis + job->max_chunks - 1) / job->max_chunks;
-  if (c < job->min_chunk) c = job->min_chunk;
-  *len = c;
-  *count = (n_vis + c - 1) / c;
+  int64_t n = n_vis / job->min_chunk;
+  n = n < 1 ? 1 : n > job->max_chunks ? job->max_chunks : n;
+  *len = (n_vis + n - 1) / n;
+  *count = (n_vis + *len - 1) / *len;
 }
 
 /* Combines token t's n_chunks partials into its output rows. */
@@ -154,12 +157,14 @@ static void merge_token(const attn_job *job, int64_t t, int64_t n_chunks) {
   }
 }
 
-/* One (token, chunk) item: the chunk's positions for every KV head in turn, so the cache rows
- * the chunk spans are read whole (the heads' slices of one row share cache lines and pages). */
+/* One (token, chunk, KV head) item. A thread's share of items is contiguous, so it takes the
+ * KV heads of a chunk one after another and the cache rows the chunk spans are read whole
+ * while they are still in its cache. */
 static void split_item(void *vjob, int64_t it, int worker) {
   attn_job *job = vjob;
   const nllm_attn_args *a = job->a;
-  const int64_t t = it / job->max_chunks, c = it % job->max_chunks;
+  const int64_t per_tok = job->max_chunks * a->n_head_kv;
+  const int64_t t = it / per_tok, c = it % per_tok / a->n_head_kv, kvh = it % a->n_head_kv;
   const int64_t hd = a->head_dim, nh = a->n_head, n_rep = nh / a->n_head_kv;
   int64_t first, n_vis, len, n_chunks;
   visible(a, t, &first, &n_vis);
@@ -169,11 +174,11 @@ static void split_item(void *vjob, int64_t it, int worker) {
   const int64_t slot = t * job->max_chunks + c;
   float *o = job->partials + (size_t)slot * nh * hd;
   float *m = job->partials + (size_t)SPLIT_SLOTS * nh * hd + (size_t)slot * 2 * nh, *l = m + nh;
-  float *scratch = a->scratch + (size_t)worker * a->scratch_per_thread;
-  for (int64_t kvh = 0; kvh < a->n_head_kv; kvh++)
-    attn_span(job, t, kvh, j0, n, o + kvh * n_rep * hd, m + kvh * n_rep, l + kvh * n_rep, scratch);
-  /* the last chunk of the token to finish merges; acq_rel makes the others' partials visible */
-  if (atomic_fetch_add_explicit(&job->done[t], 1, memory_order_acq_rel) + 1 == n_chunks)
+  attn_span(job, t, kvh, j0, n, o + kvh * n_rep * hd, m + kvh * n_rep, l + kvh * n_rep,
+            a->scratch + (size_t)worker * a->scratch_per_thread);
+  /* the token's last item to finish merges; acq_rel makes the others' partials visible */
+  if (atomic_fetch_add_explicit(&job->done[t], 1, memory_order_acq_rel) + 1 ==
+      n_chunks * a->n_head_kv)
     merge_token(job, t, n_chunks);
 }
 
@@ -183,17 +188,24 @@ void nllm_attention(const nllm_attn_args *a) {
                   .avx2 = nllm_cpu_has_avx2() && a->head_dim % 8 == 0};
   int64_t first, last_vis;
   visible(a, a->n_tok - 1, &first, &last_vis);
-  const int split = a->n_tok <= SPLIT_SLOTS &&
-                    (a->split > 0 || (a->split == 0 && a->n_tok <= SPLIT_MAX_TOK &&
-                                      last_vis >= SPLIT_MIN_VIS));
+  /* automatic: only where (token, KV head) pairs are too few to keep the threads busy */
+  const int split =
+      a->n_tok <= SPLIT_SLOTS &&
+      (a->split > 0 || (a->split == 0 && a->n_tok <= SPLIT_MAX_TOK &&
+                        a->n_tok * a->n_head_kv < SPLIT_ITEMS && last_vis >= SPLIT_MIN_VIS));
   if (!split) {
     nllm_pool_run(a->n_threads, a->n_tok * a->n_head_kv, attn_item, &job);
     return;
   }
-  job.max_chunks = SPLIT_SLOTS / a->n_tok < SPLIT_MAX_CHUNKS ? SPLIT_SLOTS / a->n_tok
-                                                            : SPLIT_MAX_CHUNKS;
+  int64_t max_chunks = SPLIT_SLOTS / a->n_tok;
+  if (max_chunks > SPLIT_MAX_CHUNKS) max_chunks = SPLIT_MAX_CHUNKS;
+  if (a->split == 0) {
+    const int64_t want = (SPLIT_ITEMS + a->n_tok * a->n_head_kv - 1) / (a->n_tok * a->n_head_kv);
+    if (want < max_chunks) max_chunks = want;
+  }
+  job.max_chunks = max_chunks;
   job.min_chunk = a->split > 0 ? a->split : SPLIT_MIN_CHUNK;
   job.partials = a->scratch + a->scratch_per_thread - partials_size(a->n_head, a->head_dim);
   for (int64_t t = 0; t < a->n_tok; t++) atomic_init(&job.done[t], 0);
-  nllm_pool_run(a->n_threads, a->n_tok * job.max_chunks, split_item, &job);
+  nllm_pool_run(a->n_threads, a->n_tok * max_chunks * a->n_head_kv, split_item, &job);
 }

@@ -259,12 +259,12 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
   }
 }
 
-#define HEADS_CASE(nr)                                                                 \
-  case nr:                                                                             \
-    if (f16)                                                                           \
-      attn_heads(out, q, k, v, stride, n, hd, scale, softcap, s, mo, lo, nr, 1);      \
-    else                                                                               \
-      attn_heads(out, q, k, v, stride, n, hd, scale, softcap, s, mo, lo, nr, 0);      \
+#define HEADS_CASE(nr)                                                           \
+  case nr:                                                                       \
+    if (f16)                                                                     \
+      attn_heads(out, q, k, v, stride, n, hd, scale, softcap, s, mo, lo, nr, 1); \
+    else                                                                         \
+      attn_heads(out, q, k, v, stride, n, hd, scale, softcap, s, mo, lo, nr, 0); \
     break;
 
 void nllm_attn_span_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, int64_t j0, int64_t n,
