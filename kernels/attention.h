@@ -16,7 +16,10 @@ typedef struct nllm_attn_args {
   int64_t n_head, n_head_kv, head_dim;
   float scale, softcap; /* softcap 0 = off; else s = softcap * tanh(s / softcap) */
   int32_t window;       /* 0 = off; else only the last `window` positions are visible */
-  float *scratch;       /* n_threads * nllm_attention_scratch(...) floats */
+  /* Cache layout, in elements: from one position of a KV head to the next, and from one KV
+   * head to the next. 0, 0: [n_ctx][n_head_kv][head_dim]. */
+  int64_t kv_pos_stride, kv_head_stride;
+  float *scratch; /* n_threads * nllm_attention_scratch(...) floats */
   size_t scratch_per_thread;
   int n_threads;
   /* 0: split the context of a few tokens into chunks when it is long (see attention.c);
@@ -24,6 +27,13 @@ typedef struct nllm_attn_args {
    * < 0: never split. Tests force both; callers leave it 0. */
   int32_t split;
 } nllm_attn_args;
+
+/* Element offset of (position, KV head) in the cache of a. */
+static inline int64_t nllm_attn_kv_offset(const nllm_attn_args *a, int64_t pos, int64_t kvh) {
+  const int64_t ps = a->kv_pos_stride ? a->kv_pos_stride : a->n_head_kv * a->head_dim;
+  const int64_t hs = a->kv_head_stride ? a->kv_head_stride : a->head_dim;
+  return pos * ps + kvh * hs;
+}
 
 size_t nllm_attention_scratch(int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim);
 void nllm_attention(const nllm_attn_args *a);

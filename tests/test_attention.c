@@ -103,6 +103,9 @@ static void free_data(attn_data *d) {
   free(d->v);
 }
 
+/* kv_pos_stride / kv_head_stride for the cache layout; 0, 0: the data's own [pos][kv head]. */
+static int64_t layout_ps, layout_hs;
+
 static float *run_attention_split(const attn_data *d, int n_threads, int32_t split) {
   const attn_case *c = &d->c;
   float *out = malloc((size_t)(c->n_tok * c->n_head * c->head_dim) * sizeof(float));
@@ -125,7 +128,9 @@ static float *run_attention_split(const attn_data *d, int n_threads, int32_t spl
                       .scratch = scratch,
                       .scratch_per_thread = per,
                       .n_threads = n_threads,
-                      .split = split};
+                      .split = split,
+                      .kv_pos_stride = layout_ps,
+                      .kv_head_stride = layout_hs};
   nllm_attention(&a);
   free(scratch);
   return out;
@@ -279,6 +284,49 @@ START_TEST(split_vs_unsplit) {
 }
 END_TEST
 
+/* The forward pass keeps its CPU cache head-major ([kv head][n_ctx][head_dim], capacity larger
+ * than the context): the same values in that layout must give the same bits, on both paths and
+ * split or not. */
+START_TEST(head_major_layout) {
+  const attn_case *c = &split_cases[_i];
+  attn_data d = make_data(c);
+  const int64_t n = c->n_tok * c->n_head * c->head_dim, hd = c->head_dim, cap = d.n_ctx + 37;
+  const size_t esz = c->type == NLLM_TYPE_F16 ? 2 : 4;
+  uint8_t *k = calloc((size_t)(cap * d.row), esz), *v = calloc((size_t)(cap * d.row), esz);
+  ck_assert(k && v);
+  for (int64_t pos = 0; pos < d.n_ctx; pos++)
+    for (int64_t h = 0; h < c->n_head_kv; h++) {
+      const size_t from = (size_t)(pos * d.row + h * hd) * esz,
+                   to = (size_t)((h * cap + pos) * hd) * esz;
+      memcpy(k + to, (const uint8_t *)d.k + from, (size_t)hd * esz);
+      memcpy(v + to, (const uint8_t *)d.v + from, (size_t)hd * esz);
+    }
+  for (int scalar = 0; scalar < 2; scalar++) {
+    nllm_qtypes_force_scalar(scalar);
+    for (int32_t split = -1; split <= 0; split++) {
+      layout_ps = layout_hs = 0;
+      float *ref = run_attention_split(&d, 2, split);
+      attn_data hm = d;
+      hm.k = k;
+      hm.v = v;
+      layout_ps = hd;
+      layout_hs = cap * hd;
+      float *out = run_attention_split(&hm, 2, split);
+      layout_ps = layout_hs = 0;
+      ck_assert_msg(memcmp(out, ref, (size_t)n * sizeof(float)) == 0,
+                    "case %d (%s, split %d): head-major cache differs from position-major", _i,
+                    scalar ? "scalar" : "simd", (int)split);
+      free(out);
+      free(ref);
+    }
+  }
+  nllm_qtypes_force_scalar(0);
+  free(k);
+  free(v);
+  free_data(&d);
+}
+END_TEST
+
 #if defined(__x86_64__)
 static int32_t ulp_diff(float a, float b) {
   int32_t ia, ib;
@@ -356,6 +404,7 @@ static Suite *attention_suite(void) {
   tcase_add_loop_test(tc, scalar_vs_naive, 0, N_CASES);
   tcase_add_loop_test(tc, simd_vs_scalar, 0, N_CASES);
   tcase_add_loop_test(tc, split_vs_unsplit, 0, N_SPLIT_CASES);
+  tcase_add_loop_test(tc, head_major_layout, 0, N_SPLIT_CASES);
 #if defined(__x86_64__)
   tcase_add_test(tc, exp_vs_expf);
   tcase_add_test(tc, softcap_vs_tanhf);

@@ -49,10 +49,10 @@ size_t nllm_attention_scratch(int64_t n_ctx, int64_t n_head, int64_t n_head_kv, 
 }
 
 /* A cached row as f32: a pointer into the cache itself for F32, else converted into tmp. */
-static inline const float *kv_row(const void *base, int32_t type, int64_t idx, int64_t n,
+static inline const float *kv_row(const void *base, int32_t type, int64_t off, int64_t n,
                                   nllm_to_float_fn f16_to_f32, float *tmp) {
-  if (type == NLLM_TYPE_F32) return (const float *)base + idx * n;
-  f16_to_f32((const uint16_t *)base + idx * n, tmp, n);
+  if (type == NLLM_TYPE_F32) return (const float *)base + off;
+  f16_to_f32((const uint16_t *)base + off, tmp, n);
   return tmp;
 }
 
@@ -85,12 +85,12 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
   }
 #endif
   const int64_t hd = a->head_dim, n_rep = a->n_head / a->n_head_kv;
-  const int64_t kv_stride = a->n_head_kv;             /* rows of hd per position */
   float *scores = scratch, *tmp = scores + n_rep * n; /* [n_rep][n] */
   const float *qh = a->q + t * a->n_head * hd + kvh * n_rep * hd;
 
   for (int64_t j = 0; j < n; j++) {
-    const float *kr = kv_row(a->k, a->kv_type, (j0 + j) * kv_stride + kvh, hd, job->f16, tmp);
+    const float *kr =
+        kv_row(a->k, a->kv_type, nllm_attn_kv_offset(a, j0 + j, kvh), hd, job->f16, tmp);
     for (int64_t r = 0; r < n_rep; r++) {
       float s = nllm_dot_f32(qh + r * hd, kr, hd) * a->scale;
       if (a->softcap > 0) s = a->softcap * tanhf(s / a->softcap);
@@ -110,7 +110,8 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
     memset(out + r * hd, 0, (size_t)hd * sizeof(float));
   }
   for (int64_t j = 0; j < n; j++) {
-    const float *vr = kv_row(a->v, a->kv_type, (j0 + j) * kv_stride + kvh, hd, job->f16, tmp);
+    const float *vr =
+        kv_row(a->v, a->kv_type, nllm_attn_kv_offset(a, j0 + j, kvh), hd, job->f16, tmp);
     for (int64_t r = 0; r < n_rep; r++) nllm_axpy_f32(out + r * hd, scores[r * n + j], vr, hd);
   }
 }

@@ -272,9 +272,10 @@ void nllm_attn_span_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, int64_
   const int64_t hd = a->head_dim, n_rep = a->n_head / a->n_head_kv;
   const int f16 = a->kv_type != NLLM_TYPE_F32;
   const int64_t esz = f16 ? 2 : 4;
-  const int64_t stride = a->n_head_kv * hd * esz; /* bytes from one position to the next */
-  const char *k = (const char *)a->k + j0 * stride + kvh * hd * esz;
-  const char *v = (const char *)a->v + j0 * stride + kvh * hd * esz;
+  /* bytes from one position to the next */
+  const int64_t stride = (nllm_attn_kv_offset(a, 1, 0) - nllm_attn_kv_offset(a, 0, 0)) * esz;
+  const char *k = (const char *)a->k + nllm_attn_kv_offset(a, j0, kvh) * esz;
+  const char *v = (const char *)a->v + nllm_attn_kv_offset(a, j0, kvh) * esz;
   const float scale = a->scale, softcap = a->softcap;
   /* More than 8 heads per KV head: chunks of at most 8, as even as possible, each rereading K/V */
   const int64_t n_chunks = (n_rep + 7) / 8;

@@ -100,11 +100,20 @@ static nllm_status cpu_rope(const nllm_fw_run *r, float *x, int64_t heads) {
   return NLLM_OK;
 }
 
+/* The CPU cache of a layer is head-major, [n_head_kv][n_ctx][head_dim]: decode attention then
+ * reads each KV head's positions as one contiguous run instead of rows n_head_kv * head_dim
+ * apart. */
 static nllm_status cpu_kv_store(const nllm_fw_run *r, uint8_t *cache, const float *src) {
   const nllm_kv_cache *kv = &r->fs->kv;
   const nllm_qtype *kv_t = nllm_qtype_get(kv->type);
+  const int64_t hd = r->m->hp.head_dim, nkv = r->m->hp.n_head_kv;
+  const size_t esz = kv->row_bytes / (size_t)kv->row,
+               head_bytes = (size_t)kv->n_ctx * (size_t)hd * esz;
   for (int64_t t = 0; t < r->n; t++)
-    kv_t->from_float(src + t * kv->row, cache + (size_t)(r->pos0 + t) * kv->row_bytes, kv->row);
+    for (int64_t h = 0; h < nkv; h++)
+      kv_t->from_float(src + t * kv->row + h * hd,
+                       cache + (size_t)h * head_bytes + (size_t)(r->pos0 + t) * (size_t)hd * esz,
+                       hd);
   return NLLM_OK;
 }
 
@@ -126,6 +135,8 @@ static nllm_status cpu_attention(const nllm_fw_run *r, const nllm_fw_bufs *b, co
                        .scale = hp->attn_scale,
                        .softcap = hp->attn_softcap,
                        .window = window,
+                       .kv_pos_stride = hp->head_dim,
+                       .kv_head_stride = (int64_t)fs->kv.n_ctx * hp->head_dim,
                        .scratch = fs->att_scratch,
                        .scratch_per_thread = fs->att_scratch_per_thread,
                        .n_threads = threads_for(fs, r->n * (r->pos0 + r->n) * qd)};

@@ -10,7 +10,7 @@ typedef struct nllm_kv_cache {
   int32_t n_ctx; /* positions */
   int64_t row;   /* elements per position per layer: n_head_kv * head_dim */
   size_t row_bytes;
-  uint8_t *k, *v; /* [n_layer][n_ctx][row] */
+  uint8_t *k, *v; /* CPU layers: [n_layer][n_head_kv][n_ctx][head_dim] (see cpu_kv_store) */
 } nllm_kv_cache;
 
 /* The activations and KV cache one backend computes in: host memory for the CPU, device
@@ -19,7 +19,8 @@ typedef struct nllm_fw_bufs {
   /* [n_batch][...] activations; qkv is the fused projection's output before the split (on the
    * CPU it is q itself, split in place) */
   float *x, *xb, *q, *qkv, *k, *v, *att, *gate, *up;
-  uint8_t *k_cache, *v_cache; /* [layers][n_ctx][row]: layer il at il - first_layer */
+  uint8_t *k_cache, *v_cache; /* n_ctx * row per layer (il at il - first_layer), laid out by
+                               * the backend's kv_store (the CPU's: head-major) */
   int32_t first_layer;
   float *logits; /* the head's output when this backend runs it (GPU), NULL: the caller's */
 } nllm_fw_bufs;
