@@ -265,6 +265,8 @@ static int type_supported(int32_t t) {
 /* Lengths: a single block up to 4096, including odd block counts. */
 static const int64_t lens_32[] = {32, 96, 160, 256, 288, 1056, 4096};
 static const int64_t lens_256[] = {256, 768, 1280, 4096};
+/* float formats: lengths off every vector width too (their kernels' scalar tails) */
+static const int64_t lens_1[] = {1, 7, 37, 96, 101, 1056, 4101};
 
 enum { DATA_GAUSS, DATA_ZERO, DATA_LARGE, DATA_TINY, DATA_SPIKY, N_DATA };
 static void fill(float *x, int64_t n, int kind) {
@@ -406,9 +408,10 @@ static void check_dot4(int32_t type) {
   if (!q->vec_dot4) return;
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   int big = q->block_size == QK_K || vq->block_size == QK_K;
-  const int64_t *lens = big ? lens_256 : lens_32;
-  int nl =
-      big ? (int)(sizeof lens_256 / sizeof *lens_256) : (int)(sizeof lens_32 / sizeof *lens_32);
+  const int64_t *lens = q->block_size == 1 ? lens_1 : big ? lens_256 : lens_32;
+  int nl = q->block_size == 1 ? (int)(sizeof lens_1 / sizeof *lens_1)
+           : big              ? (int)(sizeof lens_256 / sizeof *lens_256)
+                              : (int)(sizeof lens_32 / sizeof *lens_32);
   for (int li = 0; li < nl; li++) {
     const int64_t n = lens[li];
     const size_t rs = nllm_row_size(type, n), stride = rs + (size_t)q->type_size;

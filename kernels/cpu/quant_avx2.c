@@ -968,3 +968,33 @@ void q5_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const voi
 void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32(F_IQ4_NL, n, s, x, bx, y);
 }
+
+/* F16 weights, four rows: the activation's floats are loaded once for four rows, and the rows
+ * are prefetched as one linear stream ahead (the interleaved rows defeat the hardware
+ * prefetcher, see nllm_prefetch_span). */
+void f16_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+  const uint8_t *x0 = vx;
+  const float *y = vy;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+#define ROW(r) ((const uint16_t *)(x0 + (size_t)(r)*bx) + i)
+  for (; i + 32 <= n; i += 32) {
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)i * 2, 4 * 64);
+    for (int k = 0; k < 32; k += 8) {
+      const __m256 yv = _mm256_loadu_ps(y + i + k);
+      a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ROW(0) + k))), yv, a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ROW(1) + k))), yv, a1);
+      a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ROW(2) + k))), yv, a2);
+      a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ROW(3) + k))), yv, a3);
+    }
+  }
+#undef ROW
+  s[0] = hsum8(a0);
+  s[1] = hsum8(a1);
+  s[2] = hsum8(a2);
+  s[3] = hsum8(a3);
+  for (int r = 0; r < 4; r++) {
+    const uint16_t *x = (const uint16_t *)(x0 + (size_t)r * bx);
+    for (int64_t j = i; j < n; j++) s[r] += f16c_h2f(x[j]) * y[j];
+  }
+}
