@@ -232,6 +232,7 @@ static void qtypes_init(void) {
 #endif
   memcpy(tables[NLLM_ISA_AVX512], tables[NLLM_ISA_SIMD], sizeof tables[0]);
 #if defined(__x86_64__)
+  if (isa_max >= NLLM_ISA_AVX512) nllm_avx512_init();
   for (size_t i = 0; isa_max >= NLLM_ISA_AVX512 && i < sizeof dot4_avx512 / sizeof dot4_avx512[0];
        i++)
     tables[NLLM_ISA_AVX512][dot4_avx512[i].type].vec_dot4 = dot4_avx512[i].fn;

@@ -89,6 +89,34 @@ static inline uint8_t k32_byte(size_t xs, int p) {
   return (uint8_t)(p < 64 ? p : 64 + p - base);
 }
 
+/* Permute indices of each 32-value format (see k32_tables_init), and of Q8_0; the IQ4_NL levels
+ * + 128. Built once by nllm_avx512_init: building them per call cost more than a short row's
+ * products. */
+typedef struct {
+  uint8_t qs[64], qh[64]; /* quants of the four blocks; qh bytes 0, 1 of each, then 2, 3 */
+  uint16_t w[32];         /* d of block k in lanes 4k..4k+3, then m of the four in 16..19 */
+} k32_index;
+static k32_index k32_tables[K_Q5_1 + 1];
+static uint8_t q8_0_qa[64], q8_0_qb[64];
+static uint16_t q8_0_w[32];
+static uint8_t iq4nl_u8[16];
+
+static void k32_tables_init(int kind) {
+  const size_t xs = k32_size(kind), off_qs = k32_qs(kind), off_qh = k32_qh(kind);
+  k32_index *ix = &k32_tables[kind];
+  memset(ix, 0, sizeof *ix);
+  for (int k = 0; k < 4; k++) {
+    const int blk = (int)(xs * (size_t)k);
+    for (int j = 0; j < 16; j++) ix->qs[16 * k + j] = k32_byte(xs, blk + (int)off_qs + j);
+    for (int j = 0; j < 2; j++) {
+      ix->qh[2 * k + j] = k32_byte(xs, blk + (int)off_qh + j);
+      ix->qh[8 + 2 * k + j] = k32_byte(xs, blk + (int)off_qh + 2 + j);
+    }
+    for (int j = 0; j < 4; j++) ix->w[4 * k + j] = (uint16_t)(k32_byte(xs, blk) / 2);
+    ix->w[16 + k] = (uint16_t)(k32_byte(xs, blk + 2) / 2);
+  }
+}
+
 /* Q4_0, IQ4_NL, Q4_1, Q5_0, Q5_1. Levels are made unsigned for dpbusd's unsigned operand (Q4_0's
  * nibble as is, offset 8; Q5_0's 5 bits, offset 16; IQ4_NL's table level + 128, offset 128)
  * and the offset comes off through offset * sum(y), computed once per four blocks for the four
@@ -97,31 +125,16 @@ static inline uint8_t k32_byte(size_t xs, int p) {
 static inline __attribute__((always_inline)) void dot4_32b(const int kind, int64_t n, float *s,
                                                            const uint8_t *x0, size_t bx,
                                                            const uint8_t *y0) {
-  const size_t xs = k32_size(kind), off_qs = k32_qs(kind), off_qh = k32_qh(kind);
+  const size_t xs = k32_size(kind);
   const int has_min = kind == K_Q4_1 || kind == K_Q5_1, has_qh = kind == K_Q5_0 || kind == K_Q5_1;
   const size_t ys = has_min ? sizeof(block_q8_1) : sizeof(block_q8_0), y_qs = has_min ? 4 : 2;
   const int offset = kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : kind == K_IQ4_NL ? 128 : 0;
-  uint8_t iqs[64], iqh[64];
-  uint16_t iw[32];
-  memset(iqh, 0, sizeof iqh);
-  for (int k = 0; k < 4; k++) {
-    for (int j = 0; j < 16; j++) iqs[16 * k + j] = k32_byte(xs, (int)(xs * (size_t)k + off_qs) + j);
-    for (int j = 0; j < 2; j++) { /* qh bytes 0, 1 of each block, then bytes 2, 3 */
-      iqh[2 * k + j] = k32_byte(xs, (int)(xs * (size_t)k + off_qh) + j);
-      iqh[8 + 2 * k + j] = k32_byte(xs, (int)(xs * (size_t)k + off_qh) + 2 + j);
-    }
-    /* words: d of block k in lanes 4k..4k+3, then m of the four blocks in words 16..19 */
-    for (int j = 0; j < 4; j++) iw[4 * k + j] = (uint16_t)(k32_byte(xs, (int)(xs * (size_t)k)) / 2);
-    iw[16 + k] = (uint16_t)(k32_byte(xs, (int)(xs * (size_t)k) + 2) / 2);
-  }
-  for (int k = 20; k < 32; k++) iw[k] = 0;
-  const __m512i idx_q = _mm512_loadu_si512(iqs), idx_h = _mm512_loadu_si512(iqh),
-                idx_w = _mm512_loadu_si512(iw);
+  const k32_index *ix = &k32_tables[kind];
+  const __m512i idx_q = _mm512_loadu_si512(ix->qs), idx_h = _mm512_loadu_si512(ix->qh),
+                idx_w = _mm512_loadu_si512(ix->w);
   const __m512i m4 = _mm512_set1_epi8(15), b16 = _mm512_set1_epi8(16),
                 voff = _mm512_set1_epi8((char)offset);
-  uint8_t lut_u[16];
-  for (int i = 0; i < 16; i++) lut_u[i] = (uint8_t)(nllm_iq4nl_values[i] + 128);
-  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut_u));
+  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4nl_u8));
   const int64_t nb = n / QK, nq = nb / 4 * 4;
   __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                    _mm512_setzero_ps()};
@@ -196,21 +209,8 @@ void q5_1_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const v
 void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx, *y0 = vy;
   const size_t xs = sizeof(block_q8_0);
-  uint8_t ia[64], ib[64];
-  uint16_t iw[32];
-  for (int j = 0; j < 32; j++) {
-    /* blocks 0, 1 from (bytes 0..63, 64..127); blocks 2, 3 from (64..127, 72..135) */
-    ia[j] = (uint8_t)(2 + j);
-    ia[32 + j] = (uint8_t)(36 + j); /* index p is byte p of the first two loads */
-    ib[j] = (uint8_t)(70 + j - 64);
-    const int p = 104 + j;
-    ib[32 + j] = (uint8_t)(p < 128 ? p - 64 : 64 + p - 72);
-    /* scale words: blocks 0, 1 at bytes 0 and 34 of the first load, 2, 3 at 68 and 102
-     * (words 2 and 19 of the second) */
-    iw[j] = (uint16_t)(j < 8 ? 0 : j < 16 ? 17 : j < 24 ? 32 + 2 : 32 + 19);
-  }
-  const __m512i idx_a = _mm512_loadu_si512(ia), idx_b = _mm512_loadu_si512(ib),
-                idx_w = _mm512_loadu_si512(iw);
+  const __m512i idx_a = _mm512_loadu_si512(q8_0_qa), idx_b = _mm512_loadu_si512(q8_0_qb),
+                idx_w = _mm512_loadu_si512(q8_0_w);
   const __m512i k128 = _mm512_set1_epi8((char)0x80);
   const int64_t nb = n / QK, nq = nb / 4 * 4;
   __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
@@ -441,9 +441,7 @@ void iq4_xs_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, cons
   const size_t xs = sizeof(block_iq4_xs);
   const int64_t nb = n / QK_K;
   const __m512i m4 = _mm512_set1_epi8(15), k128 = _mm512_set1_epi8((char)0x80);
-  uint8_t lut_u[16];
-  for (int i = 0; i < 16; i++) lut_u[i] = (uint8_t)(nllm_iq4nl_values[i] + 128);
-  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut_u));
+  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4nl_u8));
   const __m256i sh_lo = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28),
                 sh_hi = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
   const __m512i lanes_lo = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
@@ -596,4 +594,20 @@ void q2_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const v
 }
 void q3_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k23(K_Q3_K, n, s, x, bx, y);
+}
+
+void nllm_avx512_init(void) {
+  for (int kind = 0; kind <= K_Q5_1; kind++) k32_tables_init(kind);
+  for (int i = 0; i < 16; i++) iq4nl_u8[i] = (uint8_t)(nllm_iq4nl_values[i] + 128);
+  for (int j = 0; j < 32; j++) {
+    /* Q8_0: blocks 0, 1 from (bytes 0..63, 64..127); blocks 2, 3 from (64..127, 72..135) */
+    q8_0_qa[j] = (uint8_t)(2 + j);
+    q8_0_qa[32 + j] = (uint8_t)(36 + j); /* index p is byte p of the first two loads */
+    q8_0_qb[j] = (uint8_t)(70 + j - 64);
+    const int p = 104 + j;
+    q8_0_qb[32 + j] = (uint8_t)(p < 128 ? p - 64 : 64 + p - 72);
+    /* scale words: blocks 0, 1 at bytes 0 and 34 of the first load, 2, 3 at 68 and 102
+     * (words 2 and 19 of the second) */
+    q8_0_w[j] = (uint16_t)(j < 8 ? 0 : j < 16 ? 17 : j < 24 ? 32 + 2 : 32 + 19);
+  }
 }
