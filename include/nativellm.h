@@ -57,8 +57,7 @@ typedef int32_t nllm_status;
 #define NLLM_ERR_NOMEM (-5)            /* allocation failed */
 #define NLLM_ERR_CONTEXT_FULL (-6)     /* decode would exceed the context length */
 #define NLLM_ERR_ABORTED (-7)          /* the abort callback asked to stop */
-#define NLLM_ERR_BUFFER_TOO_SMALL (-8) /* output capacity too small; *n_out holds what is needed \
-                                        */
+#define NLLM_ERR_BUFFER_TOO_SMALL (-8) /* output too small; *n_out holds what is needed */
 #define NLLM_ERR_NOT_FOUND (-9)        /* metadata key or token absent */
 #define NLLM_ERR_BACKEND (-10)         /* GPU / backend failure */
 #define NLLM_ERR_INTERNAL (-11)        /* a bug: please report */

@@ -389,20 +389,10 @@ static nllm_status read_alignment(gguf_reader *r) {
   r->src->alignment = GGUF_DEFAULT_ALIGNMENT;
   if (!v) return NLLM_OK;
   uint64_t a;
-  switch (v->type) {
-    case NLLM_V_U8:
-    case NLLM_V_U16:
-    case NLLM_V_U32:
-    case NLLM_V_U64: a = v->v.u; break;
-    case NLLM_V_I8:
-    case NLLM_V_I16:
-    case NLLM_V_I32:
-    case NLLM_V_I64: a = v->v.i < 0 ? 0 : (uint64_t)v->v.i; break;
-    default:
-      return nllm_err(NLLM_ERR_FORMAT,
-                      "%s: metadata key 'general.alignment' has type %s, expected u32", r->name,
-                      nllm_value_type_name(v->type));
-  }
+  if (!nllm_value_uint(v, &a))
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: metadata key 'general.alignment' has type %s, expected u32", r->name,
+                    nllm_value_type_name(v->type));
   if (a == 0 || (a & (a - 1))) {
     char shown[64];
     nllm_value_to_text(v, shown, sizeof shown);

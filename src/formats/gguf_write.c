@@ -426,19 +426,8 @@ static nllm_status writer_alignment(const gguf_writer *w, uint64_t *align) {
   int64_t at = find_key(w, "general.alignment");
   if (at < 0) return NLLM_OK;
   const nllm_value *v = &w->kv[at].val;
-  uint64_t a;
-  switch (v->type) {
-    case NLLM_V_U8:
-    case NLLM_V_U16:
-    case NLLM_V_U32:
-    case NLLM_V_U64: a = v->v.u; break;
-    case NLLM_V_I8:
-    case NLLM_V_I16:
-    case NLLM_V_I32:
-    case NLLM_V_I64: a = v->v.i < 0 ? 0 : (uint64_t)v->v.i; break;
-    default: a = 0; break;
-  }
-  if (!a || (a & (a - 1)))
+  uint64_t a = 0;
+  if (!nllm_value_uint(v, &a) || !a || (a & (a - 1)))
     return nllm_err(NLLM_ERR_INVALID_ARG,
                     "gguf writer: general.alignment must be a non-zero power of two integer");
   *align = a;

@@ -60,6 +60,12 @@ static int is_signed_type(uint32_t t) {
   return t == NLLM_V_I8 || t == NLLM_V_I16 || t == NLLM_V_I32 || t == NLLM_V_I64;
 }
 
+int nllm_value_uint(const nllm_value *v, uint64_t *out) {
+  if (!is_int_type(v->type) || v->type == NLLM_V_BOOL) return 0;
+  *out = !is_signed_type(v->type) ? v->v.u : v->v.i < 0 ? 0 : (uint64_t)v->v.i;
+  return 1;
+}
+
 nllm_status nllm_source_get_int(const nllm_source *src, const char *key, int64_t *out) {
   const nllm_value *v = nllm_source_get(src, key);
   if (!v) return nllm_err(NLLM_ERR_NOT_FOUND, "%s: metadata key '%s' is missing", src->path, key);

@@ -89,6 +89,8 @@ const nllm_tensor *nllm_source_tensor(const nllm_source *src, const char *name);
 nllm_status nllm_source_get_int(const nllm_source *src, const char *key, int64_t *out);
 nllm_status nllm_source_get_float(const nllm_source *src, const char *key, double *out);
 nllm_status nllm_source_get_str(const nllm_source *src, const char *key, const char **out);
+/* A non-bool integer value as unsigned (negative as 0) in *out: 1; any other type: 0. */
+int nllm_value_uint(const nllm_value *v, uint64_t *out);
 /* Array element readers (caller guarantees idx < n). */
 int64_t nllm_value_arr_int(const nllm_value *v, uint64_t idx);
 double nllm_value_arr_float(const nllm_value *v, uint64_t idx);

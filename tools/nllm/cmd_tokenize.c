@@ -27,7 +27,7 @@ int cmd_tokenize(int argc, char **argv) {
   }
   cli_opts mo = o;
   if (o.tokenizer) mo.model = o.tokenizer;
-  nllm_model *m = cli_load_model(&mo, 1, 1);
+  nllm_model *m = cli_load_model(&mo, 1, 0);
   if (!m) {
     free(text);
     return 1;

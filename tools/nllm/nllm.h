@@ -43,7 +43,7 @@ int cli_parse(int argc, char **argv, const char *allowed, cli_opts *o);
 /* Prints the help of the options in `allowed`. */
 void cli_print_options(const char *allowed);
 /* Loads the model named by o->model (or the default); prints the error itself. */
-/* map_only: use the mapped file whatever --mmap says (commands that read no weights) */
+/* map_only: map the file whatever --mmap says (nllm info: lists weights, computes with none) */
 nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only);
 /* Context and sampler params from the shared options (defaults where an option is absent). */
 void cli_context_params(const cli_opts *o, nllm_context_params *cp);

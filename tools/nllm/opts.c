@@ -133,8 +133,9 @@ nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only) {
   mp.vocab_only = vocab_only;
   mp.n_threads = (int32_t)o->threads;
   mp.n_gpu_layers = o->gpu ? -1 : (int32_t)o->ngl;
-  /* info and tokenize read no weights: map instead of copying the file */
-  mp.use_mmap = o->mmap || vocab_only || map_only;
+  /* nllm info computes with no weights: map instead of copying the file (a vocab_only load
+   * maps it by itself) */
+  mp.use_mmap = o->mmap || map_only;
   if (o->quantize) {
     int32_t t;
     for (t = 0; t < 64; t++) {
