@@ -56,6 +56,7 @@ int cmd_bench(int argc, char **argv) {
   nllm_context *ctx = NULL;
   nllm_token *ids = malloc(((size_t)n_prompt + 1) * sizeof *ids);
   double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
+  double *probe = calloc((size_t)reps, sizeof *probe), *frac = calloc((size_t)reps, sizeof *frac);
   nllm_context_params cp;
   nllm_context_params_init(&cp);
   cp.n_ctx = (int32_t)(n_prompt + n_gen + 1);
@@ -63,7 +64,7 @@ int cmd_bench(int argc, char **argv) {
   cp.n_batch = (int32_t)(o.batch ? o.batch : (n_prompt > 0 ? n_prompt : 1));
   if (o.kv_f32) cp.kv_type = NLLM_TYPE_F32;
   nllm_status st;
-  if (!ids || !pp || !tg) {
+  if (!ids || !pp || !tg || !probe || !frac) {
     cli_error("out of memory");
     goto out;
   }
@@ -71,6 +72,8 @@ int cmd_bench(int argc, char **argv) {
     cli_status_error(st, "cannot create context");
     goto out;
   }
+  const double token_bytes = bytes_per_token(m);
+  const int nt = o.threads > 0 ? (int)o.threads : nllm_default_threads();
   uint32_t rng = 12345;
   int32_t nv = nllm_model_n_vocab(m);
   for (long long i = 0; i < n_prompt; i++) {
@@ -88,13 +91,15 @@ int cmd_bench(int argc, char **argv) {
     pp[r] = tm.prompt_ms > 0 ? 1e3 * tm.n_prompt_tokens / tm.prompt_ms : 0;
     tg[r] = tm.gen_ms > 0 ? 1e3 * tm.n_gen_tokens / tm.gen_ms : 0;
     if (n_prompt == 1) pp[r] = tg[r]; /* a 1-token prompt is timed as generation */
+    /* The machine's read bandwidth at the same thread count, measured right after each
+     * generation: on a shared host it moves by half within a minute, so a ratio to a probe
+     * taken once at the end mostly measures the neighbours. */
+    probe[r] = nllm_probe_read_gbs((size_t)256 << 20, nt, 5);
+    frac[r] = probe[r] > 0 ? tg[r] * token_bytes / 1e9 / probe[r] : 0;
   }
   double pp_med = median(pp, reps), tg_med = median(tg, reps);
-  double gbs = tg_med * bytes_per_token(m) / 1e9;
-  /* The machine's read bandwidth at the same thread count, measured in this run. */
-  int nt = o.threads > 0 ? (int)o.threads : nllm_default_threads();
-  double probe = nllm_probe_read_gbs((size_t)256 << 20, nt, 5);
-  double frac = probe > 0 ? gbs / probe : 0;
+  double gbs = tg_med * token_bytes / 1e9;
+  double probe_med = median(probe, reps), frac_med = median(frac, reps);
   if (o.json) {
     printf(
         "{\"model\": \"%s\", \"arch\": \"%s\", \"params\": %llu, \"bytes\": %llu, "
@@ -103,7 +108,7 @@ int cmd_bench(int argc, char **argv) {
         "\"probe_gb_per_s\": %.3f, \"tg_fraction_of_probe\": %.3f}\n",
         o.model ? o.model : cli_default_model(), nllm_model_arch(m),
         (unsigned long long)nllm_model_n_params(m), (unsigned long long)nllm_model_size_bytes(m),
-        o.threads, n_prompt, n_gen, reps, pp_med, tg_med, gbs, probe, frac);
+        o.threads, n_prompt, n_gen, reps, pp_med, tg_med, gbs, probe_med, frac_med);
   } else {
     printf("model: %s (%s, %.1f M params, %.1f MiB weights)\n",
            o.model ? o.model : cli_default_model(), nllm_model_arch(m),
@@ -111,8 +116,10 @@ int cmd_bench(int argc, char **argv) {
     printf("prompt %lld tokens: %.2f tokens/s (median of %d)\n", n_prompt, pp_med, reps);
     printf("generation %lld tokens: %.2f tokens/s (median of %d), weights read at %.2f GB/s\n",
            n_gen, tg_med, reps, gbs);
-    printf("memory read probe (%d threads): %.2f GB/s; generation reads at %.0f%% of it\n", nt,
-           probe, 100 * frac);
+    printf(
+        "memory read probe (%d threads, after each repetition): %.2f GB/s; generation reads at "
+        "%.0f%% of it (median of the per-repetition ratios)\n",
+        nt, probe_med, 100 * frac_med);
   }
   rc = 0;
   goto out;
@@ -122,6 +129,8 @@ out:
   free(ids);
   free(pp);
   free(tg);
+  free(probe);
+  free(frac);
   nllm_context_free(ctx);
   nllm_model_free(m);
   return rc;
