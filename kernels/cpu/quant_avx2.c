@@ -969,12 +969,16 @@ void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const v
   dot4_32(F_IQ4_NL, n, s, x, bx, y);
 }
 
-/* F16 weights, four rows: the activation's floats are loaded once for four rows, and the rows
- * are prefetched as one linear stream ahead (the interleaved rows defeat the hardware
+/* F16 and BF16 weights, four rows: the activation's floats are loaded once for four rows, and
+ * the rows are prefetched as one linear stream ahead (the interleaved rows defeat the hardware
  * prefetcher, see nllm_prefetch_span). */
-void f16_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
-  const uint8_t *x0 = vx;
-  const float *y = vy;
+static inline __attribute__((always_inline)) __m256 half8_load(int bf16, const uint16_t *p) {
+  return bf16 ? bf16x8_load(p) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline __attribute__((always_inline)) void dot4_half(int bf16, int64_t n, float *s,
+                                                            const uint8_t *x0, size_t bx,
+                                                            const float *y) {
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
 #define ROW(r) ((const uint16_t *)(x0 + (size_t)(r)*bx) + i)
@@ -982,10 +986,10 @@ void f16_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const voi
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)i * 2, 4 * 64);
     for (int k = 0; k < 32; k += 8) {
       const __m256 yv = _mm256_loadu_ps(y + i + k);
-      a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ROW(0) + k))), yv, a0);
-      a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ROW(1) + k))), yv, a1);
-      a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ROW(2) + k))), yv, a2);
-      a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ROW(3) + k))), yv, a3);
+      a0 = _mm256_fmadd_ps(half8_load(bf16, ROW(0) + k), yv, a0);
+      a1 = _mm256_fmadd_ps(half8_load(bf16, ROW(1) + k), yv, a1);
+      a2 = _mm256_fmadd_ps(half8_load(bf16, ROW(2) + k), yv, a2);
+      a3 = _mm256_fmadd_ps(half8_load(bf16, ROW(3) + k), yv, a3);
     }
   }
 #undef ROW
@@ -995,6 +999,48 @@ void f16_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const voi
   s[3] = hsum8(a3);
   for (int r = 0; r < 4; r++) {
     const uint16_t *x = (const uint16_t *)(x0 + (size_t)r * bx);
-    for (int64_t j = i; j < n; j++) s[r] += f16c_h2f(x[j]) * y[j];
+    for (int64_t j = i; j < n; j++) s[r] += (bf16 ? q_bf2f(x[j]) : f16c_h2f(x[j])) * y[j];
   }
+}
+
+void f16_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_half(0, n, s, x, bx, y);
+}
+void bf16_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_half(1, n, s, x, bx, y);
+}
+
+/* Q8_0, four rows: one activation block serves four weight rows, two blocks per step so the
+ * prefetch covers whole lines of the four rows' 68 bytes each. */
+void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+  const uint8_t *x0 = vx, *y0 = vy;
+  const size_t bs = sizeof(block_q8_0);
+  const int64_t nb = n / QK;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+  /* x's sign moves onto y so that maddubs sees |x| (x = -128 included) */
+#define Q8_0_STEP(b)                                                                              \
+  do {                                                                                            \
+    const uint8_t *yb = y0 + (size_t)(b)*bs;                                                      \
+    const __m256i yq = _mm256_loadu_si256((const __m256i *)(yb + 2));                             \
+    const float yd = f16c_h2f(load_u16(yb));                                                      \
+    for (int r = 0; r < 4; r++) {                                                                 \
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)(b)*bs;                                    \
+      const __m256i xq = _mm256_loadu_si256((const __m256i *)(x + 2));                            \
+      const __m256i p = _mm256_madd_epi16(                                                        \
+          _mm256_maddubs_epi16(_mm256_sign_epi8(xq, xq), _mm256_sign_epi8(yq, xq)), ones);        \
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(load_u16(x)) * yd), _mm256_cvtepi32_ps(p), \
+                               acc[r]);                                                           \
+    }                                                                                             \
+  } while (0)
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * bs, 4 * 2 * bs);
+    Q8_0_STEP(b);
+    Q8_0_STEP(b + 1);
+  }
+  if (b < nb) Q8_0_STEP(b);
+#undef Q8_0_STEP
+  for (int r = 0; r < 4; r++) s[r] = hsum8(acc[r]);
 }
