@@ -155,6 +155,9 @@ START_TEST(absurd_params) {
   nllm_model *g = NULL;
   ck_assert_int_eq(nllm_model_load(MODEL, &mp, &g), NLLM_ERR_UNSUPPORTED);
   ck_assert(strstr(nllm_last_error(), "without CUDA"));
+  mp.n_gpu_layers = 2; /* a split: the CPU's layers are copied first, then freed on the error */
+  ck_assert_int_eq(nllm_model_load(MODEL, &mp, &g), NLLM_ERR_UNSUPPORTED);
+  ck_assert_ptr_null(g);
 #endif
   nllm_model_free(m);
 }

@@ -729,6 +729,67 @@ START_TEST(real_stories260k) {
 }
 END_TEST
 
+static int first_layer_only(const nllm_tensor *t, void *user) {
+  (void)user;
+  return strncmp(t->name, "blk.0.", 6) == 0;
+}
+
+static int every_tensor(const nllm_tensor *t, void *user) {
+  (void)t;
+  (void)user;
+  return 1;
+}
+
+static int in_map(const nllm_source *s, const void *p) {
+  return (const uint8_t *)p >= s->maps[0].data &&
+         (const uint8_t *)p < s->maps[0].data + s->maps[0].size;
+}
+
+/* A GPU load copies the CPU's share of a mapped model into memory: the chosen tensors move,
+ * byte for byte, the others and the metadata stay in the mapping; a failed allocation leaves
+ * every tensor where it was. */
+START_TEST(copy_tensors_to_memory) {
+  char path[1024];
+  if (!testdata_path(path, sizeof path, "models/stories260K/stories260K.gguf")) return;
+  nllm_source s;
+  ck_assert_msg(gguf_open(path, 1, &s) == NLLM_OK, "%s", nllm_last_error());
+  ck_assert(s.maps[0].is_mmap);
+  const void **before = calloc((size_t)s.n_tensors, sizeof *before);
+  for (int64_t i = 0; i < s.n_tensors; i++) before[i] = s.tensors[i].data;
+
+  nllm_alloc_fail_countdown = 1;
+  ck_assert_int_eq(nllm_source_copy_tensors(&s, first_layer_only, NULL), NLLM_ERR_NOMEM);
+  nllm_alloc_fail_countdown = 0;
+  ck_assert(strstr(nllm_last_error(), "MiB"));
+  for (int64_t i = 0; i < s.n_tensors; i++) ck_assert_ptr_eq(s.tensors[i].data, before[i]);
+
+  ck_assert_int_eq(nllm_source_copy_tensors(&s, first_layer_only, NULL), NLLM_OK);
+  int moved = 0;
+  for (int64_t i = 0; i < s.n_tensors; i++) {
+    const nllm_tensor *t = &s.tensors[i];
+    if (first_layer_only(t, NULL)) {
+      ck_assert_msg(!in_map(&s, t->data), "%s still in the mapping", t->name);
+      ck_assert_int_eq((uintptr_t)t->data % 64, 0);
+      ck_assert_int_eq(memcmp(t->data, before[i], (size_t)t->nbytes), 0);
+      moved++;
+    } else {
+      ck_assert_ptr_eq(t->data, before[i]);
+    }
+  }
+  ck_assert_int_ge(moved, 9); /* norms, q, k, v, o, gate, up, down */
+  ck_assert_str_eq(nllm_value_arr_str(nllm_source_get(&s, "tokenizer.ggml.tokens"), 1)->s, "<s>");
+
+  /* a second pass copies only what is still mapped */
+  ck_assert_int_eq(nllm_source_copy_tensors(&s, every_tensor, NULL), NLLM_OK);
+  for (int64_t i = 0; i < s.n_tensors; i++) {
+    ck_assert(!in_map(&s, s.tensors[i].data));
+    ck_assert_int_eq(memcmp(s.tensors[i].data, before[i], (size_t)s.tensors[i].nbytes), 0);
+  }
+  free(before);
+  nllm_source_free(&s);
+}
+END_TEST
+
 /* Loads every file in testdata/rel whose name matches pattern; returns how many. */
 static int load_all_in(const char *rel, const char *pattern) {
   char dir[1024];
@@ -891,6 +952,7 @@ static Suite *gguf_suite(void) {
   tcase_add_test(tc, hostile_truncation_every_byte);
   tcase_add_test(tc, open_errors);
   tcase_add_test(tc, real_stories260k);
+  tcase_add_test(tc, copy_tensors_to_memory);
   tcase_add_test(tc, real_golden_and_vocab);
   tcase_add_test(tc, real_big_vocab_parse_time);
   tcase_add_test(tc, alloc_failure_every_step);

@@ -38,6 +38,39 @@ void nllm_source_free(nllm_source *src) {
   memset(src, 0, sizeof *src);
 }
 
+static int in_mapped_file(const nllm_source *src, const void *p) {
+  const uint8_t *b = p;
+  for (int32_t i = 0; i < src->n_maps; i++) {
+    const nllm_file_map *m = &src->maps[i];
+    if (m->is_mmap && b >= m->data && b < m->data + m->size) return 1;
+  }
+  return 0;
+}
+
+nllm_status nllm_source_copy_tensors(nllm_source *src,
+                                     int (*wanted)(const nllm_tensor *t, void *user), void *user) {
+  uint64_t total = 0;
+  for (int64_t i = 0; i < src->n_tensors; i++) {
+    const nllm_tensor *t = &src->tensors[i];
+    if (t->nbytes && in_mapped_file(src, t->data) && wanted(t, user))
+      total += (t->nbytes + 63) & ~(uint64_t)63;
+  }
+  if (total == 0) return NLLM_OK;
+  uint8_t *buf = total <= SIZE_MAX ? nllm_source_alloc(src, (size_t)total) : NULL;
+  if (!buf)
+    return nllm_err(NLLM_ERR_NOMEM, "%s: cannot allocate %.1f MiB to read the weights into memory",
+                    src->path ? src->path : "model", (double)total / 1048576.0);
+  uint64_t off = 0;
+  for (int64_t i = 0; i < src->n_tensors; i++) {
+    nllm_tensor *t = &src->tensors[i];
+    if (!t->nbytes || !in_mapped_file(src, t->data) || !wanted(t, user)) continue;
+    memcpy(buf + off, t->data, (size_t)t->nbytes);
+    t->data = buf + off;
+    off += (t->nbytes + 63) & ~(uint64_t)63;
+  }
+  return NLLM_OK;
+}
+
 const nllm_value *nllm_source_get(const nllm_source *src, const char *key) {
   for (int64_t i = 0; i < src->n_kv; i++)
     if (strcmp(src->kv[i].key, key) == 0) return &src->kv[i].val;

@@ -81,6 +81,12 @@ void *nllm_source_alloc(nllm_source *src, size_t size);
 char *nllm_source_strdup(nllm_source *src, const char *s, size_t len);
 void nllm_source_free(nllm_source *src);
 
+/* Copies the tensors that lie in a mapped file and that wanted() accepts into one buffer owned
+ * by the source, and points them there (the metadata keeps pointing into the mapping). Used
+ * where only part of a model is computed by the CPU: that part reads memory on huge pages, the
+ * rest stays in the file's page cache. */
+nllm_status nllm_source_copy_tensors(nllm_source *src,
+                                     int (*wanted)(const nllm_tensor *t, void *user), void *user);
 const nllm_value *nllm_source_get(const nllm_source *src, const char *key);
 const nllm_tensor *nllm_source_tensor(const nllm_source *src, const char *name);
 

@@ -310,6 +310,28 @@ static nllm_status load_eog(nllm_model *m) {
   return NLLM_OK;
 }
 
+/* The layer index of a "blk.N." tensor, or -1 for the model-wide ones. */
+static long tensor_layer(const char *name) {
+  if (strncmp(name, "blk.", 4) != 0) return -1;
+  char *end;
+  long il = strtol(name + 4, &end, 10);
+  return end > name + 4 && *end == '.' ? il : -1;
+}
+
+/* Offload takes the last n_gpu_layers layers, and the embedding and output head only with all
+ * of them (nllm_model_offload); everything else is the CPU's. */
+static int cpu_computes(const nllm_tensor *t, void *user) {
+  const int32_t *first_gpu_layer = user;
+  long il = tensor_layer(t->name);
+  return il < 0 ? *first_gpu_layer > 0 : il < *first_gpu_layer;
+}
+
+static nllm_status copy_cpu_weights(nllm_model *m, int32_t n_gpu_layers) {
+  const int32_t nl = m->hp.n_layer;
+  int32_t first_gpu_layer = n_gpu_layers < 0 || n_gpu_layers >= nl ? 0 : nl - n_gpu_layers;
+  return nllm_source_copy_tensors(&m->src, cpu_computes, &first_gpu_layer);
+}
+
 nllm_status nllm_model_open(const char *path, const nllm_model_params *params, nllm_model **out) {
   *out = NULL;
   nllm_model *m = nllm_calloc(1, sizeof *m);
@@ -323,10 +345,13 @@ nllm_status nllm_model_open(const char *path, const nllm_model_params *params, n
   int json_only = plen >= 5 && strcmp(path + plen - 5, ".json") == 0;
   /* Reading the weights into memory (huge pages where the OS allows) makes CPU decode up to
    * ~20% faster than 4 KiB file pages, but only weights the CPU computes with are worth the
-   * copy: a tokenizer-only load, quantize-on-load (the results are new buffers anyway) and a
-   * model wholly on the GPU map the file whatever use_mmap says. */
+   * copy: a tokenizer-only load and quantize-on-load (the results are new buffers anyway) map
+   * the file whatever use_mmap says, and a GPU load maps it and copies only the CPU's share
+   * once the layer count is known (copy_cpu_weights). */
   const int map = params->use_mmap || params->vocab_only || json_only ||
-                  params->quantize_type != NLLM_TYPE_NONE || params->n_gpu_layers < 0;
+                  params->quantize_type != NLLM_TYPE_NONE || params->n_gpu_layers != 0;
+  const int copy_later =
+      !params->use_mmap && params->quantize_type == NLLM_TYPE_NONE && params->n_gpu_layers != 0;
   nllm_status st = json_only ? NLLM_OK : nllm_source_open(path, map, &m->src);
   if (st) {
     free(m);
@@ -361,6 +386,7 @@ nllm_status nllm_model_open(const char *path, const nllm_model_params *params, n
       goto fail;
     }
     if ((st = read_hparams(m))) goto fail;
+    if (copy_later && (st = copy_cpu_weights(m, params->n_gpu_layers))) goto fail;
     if (params->quantize_type != NLLM_TYPE_NONE) {
       const nllm_qtype *qt = nllm_qtype_get(params->quantize_type);
       if (!qt || !qt->from_float_ref || params->quantize_type == NLLM_TYPE_Q8_K) {
