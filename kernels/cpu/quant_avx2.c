@@ -632,7 +632,8 @@ static inline __attribute__((always_inline)) __m256 k23_block(const int kind, co
       if (kind == K23_Q3_K) v = _mm256_or_si256(v, q3k_high(hm, c, g));
       p[g] = udot_pairs(v, _mm256_loadu_si256((const __m256i *)(yb->qs + 128 * c + 32 * g)));
     }
-    const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3]));
+    const __m256i h =
+        _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3]));
     sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(h, k23_chunk_scales(sv, c)));
   }
   if (kind == K23_Q3_K)
@@ -866,12 +867,6 @@ static inline __m128 h2_lanes(uint16_t a, uint16_t b) {
   return _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)b << 16 | a)));
 }
 
-/* Two fp16 scales as (a a a a | b b b b). */
-static inline __m256 h2_pair(uint16_t a, uint16_t b) {
-  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(a, b)),
-                                  _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-}
-
 /* 0x10 in byte j of each lane where bit j (lo: bits 0..15, hi: 16..31) of that lane's block's
  * qh is set; the low lane is block b's, the high lane b+1's. */
 static inline void qh_pair(uint32_t qa, uint32_t qb, __m256i *hlo, __m256i *hhi) {
@@ -917,7 +912,18 @@ static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_
     y_pair(yb + y_qs, ys, &ylo, &yhi);
     if (offset) /* offset * (y_2i + y_2i+1) per int16 lane, both halves at once */
       yoff = _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo), _mm256_maddubs_epi16(voff, yhi));
-    const __m256 dy = h2_pair(load_u16(yb), load_u16(yb + ys));
+    /* the eight weight scales of this step (row r's blocks b, b+1 in lanes 2r, 2r+1) in one
+     * conversion, times y's; each row then takes its pair with one permute */
+    const __m256 dy2 =
+        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(load_u16(yb), load_u16(yb + ys))),
+                                 _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1));
+    const uint8_t *xb = x0 + (size_t)b * xs;
+#define SCALE_PAIR(r) ((uint32_t)load_u16(xb + (r)*bx) | (uint32_t)load_u16(xb + (r)*bx + xs) << 16)
+    const __m256 dxy = _mm256_mul_ps(
+        _mm256_cvtph_ps(_mm_set_epi64x((long long)((uint64_t)SCALE_PAIR(3) << 32 | SCALE_PAIR(2)),
+                                       (long long)((uint64_t)SCALE_PAIR(1) << 32 | SCALE_PAIR(0)))),
+        dy2);
+#undef SCALE_PAIR
     const __m128 sy =
         has_min ? h2_lanes(load_u16(yb + 2), load_u16(yb + ys + 2)) : _mm_setzero_ps();
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 2 * xs);
@@ -951,7 +957,9 @@ static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_
         if (offset) p = _mm256_sub_epi16(p, yoff);
         p32 = _mm256_madd_epi16(p, ones);
       }
-      __m256 d = _mm256_mul_ps(h2_pair(load_u16(x), load_u16(x + xs)), dy);
+      const __m256 d =
+          _mm256_permutevar8x32_ps(dxy, _mm256_setr_epi32(2 * r, 2 * r, 2 * r, 2 * r, 2 * r + 1,
+                                                          2 * r + 1, 2 * r + 1, 2 * r + 1));
       acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p32), acc[r]);
       if (has_min)
         accm[r] = _mm_fmadd_ps(h2_lanes(load_u16(x + 2), load_u16(x + xs + 2)), sy, accm[r]);
