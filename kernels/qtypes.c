@@ -126,7 +126,9 @@ static const struct {
   nllm_vec_dot4_fn fn;
 } dot4_avx2[] = {{NLLM_TYPE_F16, f16_vec_dot4_avx2},   {NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx2},
                  {NLLM_TYPE_Q4_1, q4_1_vec_dot4_avx2}, {NLLM_TYPE_Q5_0, q5_0_vec_dot4_avx2},
-                 {NLLM_TYPE_Q5_1, q5_1_vec_dot4_avx2}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx2}};
+                 {NLLM_TYPE_Q5_1, q5_1_vec_dot4_avx2}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx2},
+                 {NLLM_TYPE_Q4_K, q4_K_vec_dot4_avx2}, {NLLM_TYPE_Q5_K, q5_K_vec_dot4_avx2},
+                 {NLLM_TYPE_Q6_K, q6_K_vec_dot4_avx2}};
 #endif
 #if defined(__aarch64__)
 static const struct {

@@ -406,19 +406,34 @@ static inline __m256i bcast16(__m256i v, int k) {
   return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(0x0100 + 0x0202 * k)));
 }
 
-/* One Q4_K/Q5_K super-block: the integer dot of the levels with their scales in *sumi, the
- * scaled-min correction in *msum (both per-lane int32, summed by the caller). */
-static inline __attribute__((always_inline)) void k45_block(const uint8_t *scales12,
-                                                            const uint8_t *qs, const uint8_t *qh,
-                                                            const block_q8_K *y, __m256i *sumi,
-                                                            __m256i *msum) {
+/* The 8 scales of a Q4_K/Q5_K super-block as int16 in both lanes (*sc16), and the sum of each
+ * min against the sums of its 32 values in y (*msum, per-lane int32: the caller's correction). */
+static inline __attribute__((always_inline)) void k45_scales(const uint8_t *scales12,
+                                                             __m256i bsums, __m256i *sc16,
+                                                             __m256i *msum) {
   __m128i sc8, mn8;
   k4_unpack(scales12, &sc8, &mn8);
-  const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
+  *sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
   const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8)); /* m0 m0 m1 m1 ... */
-  *msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mn16);
-  const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
-  __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+  *msum = _mm256_madd_epi16(bsums, mn16);
+}
+
+/* Q5_K's fifth bit of sub-block j (bit j of each qh byte) moved to bit 4, by a fixed shift:
+ * within 16-bit lanes, the shifts of at most 4 never carry a bit of one byte into bit 4 of
+ * the other. */
+static inline __m256i k5_bit4(__m256i qh, int j) {
+  const __m256i t = j < 4 ? _mm256_slli_epi16(qh, 4 - j) : j > 4 ? _mm256_srli_epi16(qh, j - 4) : qh;
+  return _mm256_and_si256(t, _mm256_set1_epi8(16));
+}
+
+/* The integer dot of a Q4_K/Q5_K super-block's levels with y's bytes, each 32-value sub-block
+ * times its scale (per-lane int32). qs' 32-byte chunk c holds sub-block 2c in its low nibbles
+ * and 2c+1 in its high ones; qh is NULL for Q4_K. */
+static inline __attribute__((always_inline)) __m256i k45_levels(const uint8_t *qs,
+                                                                const uint8_t *qh,
+                                                                const int8_t *yqs, __m256i sc16) {
+  const __m256i m4 = _mm256_set1_epi8(15);
+  const __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
   __m256i acc = _mm256_setzero_si256();
   /* unrolled by hand: as a loop gcc keeps it rolled and builds bcast16's controls at run time */
 #define K45_CHUNK(c)                                                                          \
@@ -426,13 +441,11 @@ static inline __attribute__((always_inline)) void k45_block(const uint8_t *scale
     __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));                           \
     __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4); \
     if (qh) {                                                                                 \
-      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));           \
-      hi = _mm256_or_si256(                                                                   \
-          hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));      \
-      hbits = _mm256_srli_epi16(hbits, 2);                                                    \
+      lo = _mm256_or_si256(lo, k5_bit4(hbits, 2 * c));                                        \
+      hi = _mm256_or_si256(hi, k5_bit4(hbits, 2 * c + 1));                                    \
     }                                                                                         \
-    __m256i p0 = udot_pairs(lo, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c)));       \
-    __m256i p1 = udot_pairs(hi, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32)));  \
+    __m256i p0 = udot_pairs(lo, _mm256_loadu_si256((const __m256i *)(yqs + 64 * c)));         \
+    __m256i p1 = udot_pairs(hi, _mm256_loadu_si256((const __m256i *)(yqs + 64 * c + 32)));    \
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, bcast16(sc16, 2 * c)));                 \
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, bcast16(sc16, 2 * c + 1)));             \
   } while (0)
@@ -441,7 +454,18 @@ static inline __attribute__((always_inline)) void k45_block(const uint8_t *scale
   K45_CHUNK(2);
   K45_CHUNK(3);
 #undef K45_CHUNK
-  *sumi = acc;
+  return acc;
+}
+
+/* One Q4_K/Q5_K super-block: the integer dot of the levels with their scales in *sumi, the
+ * scaled-min correction in *msum (both per-lane int32, summed by the caller). */
+static inline __attribute__((always_inline)) void k45_block(const uint8_t *scales12,
+                                                            const uint8_t *qs, const uint8_t *qh,
+                                                            const block_q8_K *y, __m256i *sumi,
+                                                            __m256i *msum) {
+  __m256i sc16;
+  k45_scales(scales12, _mm256_loadu_si256((const __m256i *)y->bsums), &sc16, msum);
+  *sumi = k45_levels(qs, qh, y->qs, sc16);
 }
 
 static inline __attribute__((always_inline)) float k45_dot(int64_t nb, const uint8_t *base,
@@ -488,49 +512,57 @@ static inline __m256i scale_pair16(__m256i v8, int g) {
   return _mm256_shuffle_epi8(v8, _mm256_load_si256((const __m256i *)scale_pair_ctl[g]));
 }
 
+/* The integer dot of one Q6_K super-block with y's bytes, every 16 values times their scale,
+ * the levels' -32 included (per-lane int32). */
+static inline __attribute__((always_inline)) __m256i q6k_block(const block_q6_K *x,
+                                                               const int8_t *yqs, __m256i bsums) {
+  const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+  const int8_t *sc = x->scales;
+  __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
+  for (int c = 0; c < 2; c++) {
+    /* the 8 scales of this half as int16 in both lanes; group g's pair (2g, 2g+1) is then
+     * one byte shuffle (building it from scalars cost a third of the kernel) */
+    const __m256i sc16 = _mm256_broadcastsi128_si256(
+        _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8 * c))));
+    const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c));
+    const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c + 32));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
+    /* unsigned levels 0..63: group g's top two bits (bits 2g, 2g+1 of qh) moved to bits 4, 5
+     * by fixed shifts that keep them within their byte; the -32 comes back through bsums */
+    __m256i q[4];
+    q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                           _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+    q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                           _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                           _mm256_and_si256(qh, m30));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+#define Q6_GROUP(g)                                                                     \
+  sumi = _mm256_add_epi32(                                                              \
+      sumi, _mm256_madd_epi16(udot_pairs(q[g], _mm256_loadu_si256(                      \
+                                                   (const __m256i *)(yqs + 128 * c + 32 * g))), \
+                              scale_pair16(sc16, g)))
+    Q6_GROUP(0);
+    Q6_GROUP(1);
+    Q6_GROUP(2);
+    Q6_GROUP(3);
+#undef Q6_GROUP
+  }
+  /* sum_sb sc[sb] * 32 * bsums[sb] */
+  const __m256i off =
+      _mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)));
+  return _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
+}
+
 void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q6_K *x = vx;
   const block_q8_K *y = vy;
-  const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
-    const int8_t *sc = x[b].scales;
-    __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 2
-    for (int c = 0; c < 2; c++) {
-      /* the 8 scales of this half as int16 in both lanes; group g's pair (2g, 2g+1) is then
-       * one byte shuffle (building it from scalars cost a third of the kernel) */
-      const __m256i sc16 = _mm256_broadcastsi128_si256(
-          _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8 * c))));
-      __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c));
-      __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c + 32));
-      __m256i qh = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * c));
-      /* unsigned levels 0..63; the -32 comes back through bsums below */
-      __m256i q[4];
-      q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
-                             _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-      q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
-#define Q6_GROUP(g)                                                                            \
-  sumi = _mm256_add_epi32(                                                                     \
-      sumi,                                                                                    \
-      _mm256_madd_epi16(                                                                       \
-          udot_pairs(q[g], _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
-          scale_pair16(sc16, g)))
-      Q6_GROUP(0);
-      Q6_GROUP(1);
-      Q6_GROUP(2);
-      Q6_GROUP(3);
-#undef Q6_GROUP
-    }
-    /* sum_sb sc[sb] * 32 * bsums[sb] */
-    __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
-                                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)));
-    sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
+    const __m256i sumi =
+        q6k_block(&x[b], y[b].qs, _mm256_loadu_si256((const __m256i *)y[b].bsums));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
   }
   *s = hsum8(acc);
@@ -997,4 +1029,70 @@ void f16_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const voi
     const uint16_t *x = (const uint16_t *)(x0 + (size_t)r * bx);
     for (int64_t j = i; j < n; j++) s[r] += f16c_h2f(x[j]) * y[j];
   }
+}
+
+/* ---------------------------------------------------------------- K-quants, four rows
+ * Per 256-value super-block the activation's block sums and scale are loaded once for four
+ * rows (its bytes are memory operands of the products, read from L1 by each row), the four
+ * rows' sums stay in registers, and the rows are prefetched as one linear stream ahead (see
+ * nllm_prefetch_span). */
+
+enum { K_Q4_K, K_Q5_K };
+
+/* MEASURED */
+static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64_t n, float *s,
+                                                           const uint8_t *x0, size_t bx,
+                                                           const block_q8_K *y) {
+  const size_t xs = kind == K_Q5_K ? sizeof(block_q5_K) : sizeof(block_q4_K);
+  const size_t off_sc = kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
+  const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+  const size_t off_qh = offsetof(block_q5_K, qh);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
+    const float dy = y[b].d;
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
+    /* unrolled, so that the four accumulators stay in registers */
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      __m256i sc16, msum;
+      k45_scales(x + off_sc, bsums, &sc16, &msum);
+      const __m256i sumi = k45_levels(x + off_qs, kind == K_Q5_K ? x + off_qh : NULL, y[b].qs, sc16);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(load_u16(x)) * dy),
+                               _mm256_cvtepi32_ps(sumi), acc[r]);
+      acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(f16c_h2f(load_u16(x + 2)) * dy),
+                                _mm256_cvtepi32_ps(msum), acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; r++) s[r] = hsum8(acc[r]);
+}
+
+void q4_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_k45(K_Q4_K, n, s, x, bx, y);
+}
+void q5_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_k45(K_Q5_K, n, s, x, bx, y);
+}
+
+/* MEASURED */
+void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+  const uint8_t *x0 = vx;
+  const block_q8_K *y = vy;
+  const size_t xs = sizeof(block_q6_K);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
+    const float dy = y[b].d;
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x->d) * dy),
+                               _mm256_cvtepi32_ps(q6k_block(x, y[b].qs, bsums)), acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; r++) s[r] = hsum8(acc[r]);
 }
