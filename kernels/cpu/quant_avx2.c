@@ -408,9 +408,8 @@ static inline __m256i bcast16(__m256i v, int k) {
 
 /* The 8 scales of a Q4_K/Q5_K super-block as int16 in both lanes (*sc16), and the sum of each
  * min against the sums of its 32 values in y (*msum, per-lane int32: the caller's correction). */
-static inline __attribute__((always_inline)) void k45_scales(const uint8_t *scales12,
-                                                             __m256i bsums, __m256i *sc16,
-                                                             __m256i *msum) {
+static inline __attribute__((always_inline)) void k45_scales(const uint8_t *scales12, __m256i bsums,
+                                                             __m256i *sc16, __m256i *msum) {
   __m128i sc8, mn8;
   k4_unpack(scales12, &sc8, &mn8);
   *sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
@@ -422,7 +421,9 @@ static inline __attribute__((always_inline)) void k45_scales(const uint8_t *scal
  * within 16-bit lanes, the shifts of at most 4 never carry a bit of one byte into bit 4 of
  * the other. */
 static inline __m256i k5_bit4(__m256i qh, int j) {
-  const __m256i t = j < 4 ? _mm256_slli_epi16(qh, 4 - j) : j > 4 ? _mm256_srli_epi16(qh, j - 4) : qh;
+  const __m256i t = j < 4   ? _mm256_slli_epi16(qh, 4 - j)
+                    : j > 4 ? _mm256_srli_epi16(qh, j - 4)
+                            : qh;
   return _mm256_and_si256(t, _mm256_set1_epi8(16));
 }
 
@@ -531,19 +532,19 @@ static inline __attribute__((always_inline)) __m256i q6k_block(const block_q6_K 
     /* unsigned levels 0..63: group g's top two bits (bits 2g, 2g+1 of qh) moved to bits 4, 5
      * by fixed shifts that keep them within their byte; the -32 comes back through bsums */
     __m256i q[4];
-    q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
-                           _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-    q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                           _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                           _mm256_and_si256(qh, m30));
+    q[0] =
+        _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+    q[1] =
+        _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+    q[2] =
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
     q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-#define Q6_GROUP(g)                                                                     \
-  sumi = _mm256_add_epi32(                                                              \
-      sumi, _mm256_madd_epi16(udot_pairs(q[g], _mm256_loadu_si256(                      \
-                                                   (const __m256i *)(yqs + 128 * c + 32 * g))), \
-                              scale_pair16(sc16, g)))
+#define Q6_GROUP(g)                                                                              \
+  sumi = _mm256_add_epi32(                                                                       \
+      sumi, _mm256_madd_epi16(                                                                   \
+                udot_pairs(q[g], _mm256_loadu_si256((const __m256i *)(yqs + 128 * c + 32 * g))), \
+                scale_pair16(sc16, g)))
     Q6_GROUP(0);
     Q6_GROUP(1);
     Q6_GROUP(2);
@@ -561,8 +562,7 @@ void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q8_K *y = vy;
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
-    const __m256i sumi =
-        q6k_block(&x[b], y[b].qs, _mm256_loadu_si256((const __m256i *)y[b].bsums));
+    const __m256i sumi = q6k_block(&x[b], y[b].qs, _mm256_loadu_si256((const __m256i *)y[b].bsums));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
   }
   *s = hsum8(acc);
@@ -1044,7 +1044,8 @@ static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64
                                                            const uint8_t *x0, size_t bx,
                                                            const block_q8_K *y) {
   const size_t xs = kind == K_Q5_K ? sizeof(block_q5_K) : sizeof(block_q4_K);
-  const size_t off_sc = kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
+  const size_t off_sc =
+      kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
   const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
   const size_t off_qh = offsetof(block_q5_K, qh);
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
@@ -1059,9 +1060,10 @@ static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
       __m256i sc16, msum;
       k45_scales(x + off_sc, bsums, &sc16, &msum);
-      const __m256i sumi = k45_levels(x + off_qs, kind == K_Q5_K ? x + off_qh : NULL, y[b].qs, sc16);
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(load_u16(x)) * dy),
-                               _mm256_cvtepi32_ps(sumi), acc[r]);
+      const __m256i sumi =
+          k45_levels(x + off_qs, kind == K_Q5_K ? x + off_qh : NULL, y[b].qs, sc16);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(load_u16(x)) * dy), _mm256_cvtepi32_ps(sumi),
+                               acc[r]);
       acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(f16c_h2f(load_u16(x + 2)) * dy),
                                 _mm256_cvtepi32_ps(msum), acc[r]);
     }
