@@ -1052,7 +1052,7 @@ static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64
                    _mm256_setzero_ps()};
   for (int64_t b = 0; b < n / QK_K; b++) {
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
-    const float dy = y[b].d;
+    const __m128 dy = _mm_mul_ps(_mm_set1_ps(y[b].d), _mm_setr_ps(1, -1, 0, 0));
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
     /* unrolled, so that the four accumulators stay in registers */
 #pragma GCC unroll 4
@@ -1062,10 +1062,11 @@ static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64
       k45_scales(x + off_sc, bsums, &sc16, &msum);
       const __m256i sumi =
           k45_levels(x + off_qs, kind == K_Q5_K ? x + off_qh : NULL, y[b].qs, sc16);
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(load_u16(x)) * dy), _mm256_cvtepi32_ps(sumi),
-                               acc[r]);
-      acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(f16c_h2f(load_u16(x + 2)) * dy),
-                                _mm256_cvtepi32_ps(msum), acc[r]);
+      /* one multiply-add for both sums: (d, -dmin) * y's d against their lanes after hadd */
+      const __m128 dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)load_u32(x))), dy);
+      acc[r] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(dm),
+                                                        _mm256_setr_epi32(0, 0, 1, 1, 0, 0, 1, 1)),
+                               _mm256_cvtepi32_ps(_mm256_hadd_epi32(sumi, msum)), acc[r]);
     }
   }
   for (int r = 0; r < 4; r++) s[r] = hsum8(acc[r]);
