@@ -1048,13 +1048,12 @@ static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64
       kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
   const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
   const size_t off_qh = offsetof(block_q5_K, qh);
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
+  __m256 acc01 = _mm256_setzero_ps(), acc23 = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
-    const __m128 dy = _mm_mul_ps(_mm_set1_ps(y[b].d), _mm_setr_ps(1, -1, 0, 0));
+    const __m128 dy = _mm_mul_ps(_mm_set1_ps(y[b].d), _mm_setr_ps(1, -1, 1, -1));
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
-    /* unrolled, so that the four accumulators stay in registers */
+    __m256i u[4];
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
@@ -1062,14 +1061,26 @@ static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64
       k45_scales(x + off_sc, bsums, &sc16, &msum);
       const __m256i sumi =
           k45_levels(x + off_qs, kind == K_Q5_K ? x + off_qh : NULL, y[b].qs, sc16);
-      /* one multiply-add for both sums: (d, -dmin) * y's d against their lanes after hadd */
-      const __m128 dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)load_u32(x))), dy);
-      acc[r] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(dm),
-                                                        _mm256_setr_epi32(0, 0, 1, 1, 0, 0, 1, 1)),
-                               _mm256_cvtepi32_ps(_mm256_hadd_epi32(sumi, msum)), acc[r]);
+      u[r] = _mm256_hadd_epi32(sumi, msum); /* per half: sumi sumi msum msum */
     }
+    /* per half: sumi, msum of row 0 (row 2), then of row 1 (row 3), against (d, -dmin) of
+     * those rows times y's d: one multiply-add per two rows */
+    const uint8_t *x = x0 + (size_t)b * xs;
+    const __m128 s01 = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(
+                                      (long long)((uint64_t)load_u32(x + bx) << 32 | load_u32(x)))),
+                                  dy);
+    const __m128 s23 =
+        _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(
+                       (long long)((uint64_t)load_u32(x + 3 * bx) << 32 | load_u32(x + 2 * bx)))),
+                   dy);
+    acc01 = _mm256_fmadd_ps(_mm256_set_m128(s01, s01),
+                            _mm256_cvtepi32_ps(_mm256_hadd_epi32(u[0], u[1])), acc01);
+    acc23 = _mm256_fmadd_ps(_mm256_set_m128(s23, s23),
+                            _mm256_cvtepi32_ps(_mm256_hadd_epi32(u[2], u[3])), acc23);
   }
-  for (int r = 0; r < 4; r++) s[r] = hsum8(acc[r]);
+  /* lanes (row 0, row 0, row 1, row 1) per half, and the same for rows 2, 3 */
+  const __m256 h = _mm256_hadd_ps(acc01, acc23); /* per half: rows 0, 1, 2, 3 */
+  _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
 
 void q4_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
@@ -1083,19 +1094,25 @@ void q5_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const voi
 void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx;
   const block_q8_K *y = vy;
-  const size_t xs = sizeof(block_q6_K);
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
+  const size_t xs = sizeof(block_q6_K), off_d = offsetof(block_q6_K, d);
+  __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
-    const float dy = y[b].d;
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x->d) * dy),
-                               _mm256_cvtepi32_ps(q6k_block(x, y[b].qs, bsums)), acc[r]);
-    }
+    __m256i si[4];
+#pragma GCC unroll 1
+    for (int r = 0; r < 4; r++)
+      si[r] = q6k_block((const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs), y[b].qs, bsums);
+    /* per half: rows 0, 1, 2, 3 (an int32 sum of a row's block stays below 2^29), against the
+     * four rows' d times y's d: one multiply-add per four rows */
+    const uint8_t *x = x0 + (size_t)b * xs + off_d;
+    const uint64_t d4 = (uint64_t)load_u16(x) | (uint64_t)load_u16(x + bx) << 16 |
+                        (uint64_t)load_u16(x + 2 * bx) << 32 | (uint64_t)load_u16(x + 3 * bx) << 48;
+    const __m128 d =
+        _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)d4)), _mm_set1_ps(y[b].d));
+    const __m256i t =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(si[0], si[1]), _mm256_hadd_epi32(si[2], si[3]));
+    acc = _mm256_fmadd_ps(_mm256_set_m128(d, d), _mm256_cvtepi32_ps(t), acc);
   }
-  for (int r = 0; r < 4; r++) s[r] = hsum8(acc[r]);
+  _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
 }
