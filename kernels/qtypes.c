@@ -128,7 +128,8 @@ static const struct {
                  {NLLM_TYPE_Q4_1, q4_1_vec_dot4_avx2}, {NLLM_TYPE_Q5_0, q5_0_vec_dot4_avx2},
                  {NLLM_TYPE_Q5_1, q5_1_vec_dot4_avx2}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx2},
                  {NLLM_TYPE_BF16, bf16_vec_dot4_avx2}, {NLLM_TYPE_Q8_0, q8_0_vec_dot4_avx2},
-                 {NLLM_TYPE_Q3_K, q3_K_vec_dot4_avx2}};
+                 {NLLM_TYPE_Q3_K, q3_K_vec_dot4_avx2}, {NLLM_TYPE_Q4_K, q4_K_vec_dot4_avx2},
+                 {NLLM_TYPE_Q5_K, q5_K_vec_dot4_avx2}, {NLLM_TYPE_Q6_K, q6_K_vec_dot4_avx2}};
 #endif
 #if defined(__aarch64__)
 static const struct {

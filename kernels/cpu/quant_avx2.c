@@ -406,19 +406,35 @@ static inline __m256i bcast16(__m256i v, int k) {
   return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(0x0100 + 0x0202 * k)));
 }
 
-/* One Q4_K/Q5_K super-block: the integer dot of the levels with their scales in *sumi, the
- * scaled-min correction in *msum (both per-lane int32, summed by the caller). */
-static inline __attribute__((always_inline)) void k45_block(const uint8_t *scales12,
-                                                            const uint8_t *qs, const uint8_t *qh,
-                                                            const block_q8_K *y, __m256i *sumi,
-                                                            __m256i *msum) {
+/* The 8 scales of a Q4_K/Q5_K super-block as int16 in both lanes (*sc16), and the sum of each
+ * min against the sums of its 32 values in y (*msum, per-lane int32: the caller's correction). */
+static inline __attribute__((always_inline)) void k45_scales(const uint8_t *scales12, __m256i bsums,
+                                                             __m256i *sc16, __m256i *msum) {
   __m128i sc8, mn8;
   k4_unpack(scales12, &sc8, &mn8);
-  const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
+  *sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
   const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8)); /* m0 m0 m1 m1 ... */
-  *msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mn16);
-  const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
-  __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+  *msum = _mm256_madd_epi16(bsums, mn16);
+}
+
+/* Q5_K's fifth bit of sub-block j (bit j of each qh byte) moved to bit 4, by a fixed shift:
+ * within 16-bit lanes, the shifts of at most 4 never carry a bit of one byte into bit 4 of
+ * the other. */
+static inline __m256i k5_bit4(__m256i qh, int j) {
+  const __m256i t = j < 4   ? _mm256_slli_epi16(qh, 4 - j)
+                    : j > 4 ? _mm256_srli_epi16(qh, j - 4)
+                            : qh;
+  return _mm256_and_si256(t, _mm256_set1_epi8(16));
+}
+
+/* The integer dot of a Q4_K/Q5_K super-block's levels with y's bytes, each 32-value sub-block
+ * times its scale (per-lane int32). qs' 32-byte chunk c holds sub-block 2c in its low nibbles
+ * and 2c+1 in its high ones; qh is NULL for Q4_K. */
+static inline __attribute__((always_inline)) __m256i k45_levels(const uint8_t *qs,
+                                                                const uint8_t *qh,
+                                                                const int8_t *yqs, __m256i sc16) {
+  const __m256i m4 = _mm256_set1_epi8(15);
+  const __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
   __m256i acc = _mm256_setzero_si256();
   /* unrolled by hand: as a loop gcc keeps it rolled and builds bcast16's controls at run time */
 #define K45_CHUNK(c)                                                                          \
@@ -426,13 +442,11 @@ static inline __attribute__((always_inline)) void k45_block(const uint8_t *scale
     __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));                           \
     __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4); \
     if (qh) {                                                                                 \
-      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));           \
-      hi = _mm256_or_si256(                                                                   \
-          hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));      \
-      hbits = _mm256_srli_epi16(hbits, 2);                                                    \
+      lo = _mm256_or_si256(lo, k5_bit4(hbits, 2 * c));                                        \
+      hi = _mm256_or_si256(hi, k5_bit4(hbits, 2 * c + 1));                                    \
     }                                                                                         \
-    __m256i p0 = udot_pairs(lo, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c)));       \
-    __m256i p1 = udot_pairs(hi, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32)));  \
+    __m256i p0 = udot_pairs(lo, _mm256_loadu_si256((const __m256i *)(yqs + 64 * c)));         \
+    __m256i p1 = udot_pairs(hi, _mm256_loadu_si256((const __m256i *)(yqs + 64 * c + 32)));    \
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, bcast16(sc16, 2 * c)));                 \
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, bcast16(sc16, 2 * c + 1)));             \
   } while (0)
@@ -441,7 +455,18 @@ static inline __attribute__((always_inline)) void k45_block(const uint8_t *scale
   K45_CHUNK(2);
   K45_CHUNK(3);
 #undef K45_CHUNK
-  *sumi = acc;
+  return acc;
+}
+
+/* One Q4_K/Q5_K super-block: the integer dot of the levels with their scales in *sumi, the
+ * scaled-min correction in *msum (both per-lane int32, summed by the caller). */
+static inline __attribute__((always_inline)) void k45_block(const uint8_t *scales12,
+                                                            const uint8_t *qs, const uint8_t *qh,
+                                                            const block_q8_K *y, __m256i *sumi,
+                                                            __m256i *msum) {
+  __m256i sc16;
+  k45_scales(scales12, _mm256_loadu_si256((const __m256i *)y->bsums), &sc16, msum);
+  *sumi = k45_levels(qs, qh, y->qs, sc16);
 }
 
 static inline __attribute__((always_inline)) float k45_dot(int64_t nb, const uint8_t *base,
@@ -488,49 +513,56 @@ static inline __m256i scale_pair16(__m256i v8, int g) {
   return _mm256_shuffle_epi8(v8, _mm256_load_si256((const __m256i *)scale_pair_ctl[g]));
 }
 
+/* The integer dot of one Q6_K super-block with y's bytes, every 16 values times their scale,
+ * the levels' -32 included (per-lane int32). */
+static inline __attribute__((always_inline)) __m256i q6k_block(const block_q6_K *x,
+                                                               const int8_t *yqs, __m256i bsums) {
+  const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+  const int8_t *sc = x->scales;
+  __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
+  for (int c = 0; c < 2; c++) {
+    /* the 8 scales of this half as int16 in both lanes; group g's pair (2g, 2g+1) is then
+     * one byte shuffle (building it from scalars cost a third of the kernel) */
+    const __m256i sc16 = _mm256_broadcastsi128_si256(
+        _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8 * c))));
+    const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c));
+    const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c + 32));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
+    /* unsigned levels 0..63: group g's top two bits (bits 2g, 2g+1 of qh) moved to bits 4, 5
+     * by fixed shifts that keep them within their byte; the -32 comes back through bsums */
+    __m256i q[4];
+    q[0] =
+        _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+    q[1] =
+        _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+    q[2] =
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+#define Q6_GROUP(g)                                                                              \
+  sumi = _mm256_add_epi32(                                                                       \
+      sumi, _mm256_madd_epi16(                                                                   \
+                udot_pairs(q[g], _mm256_loadu_si256((const __m256i *)(yqs + 128 * c + 32 * g))), \
+                scale_pair16(sc16, g)))
+    Q6_GROUP(0);
+    Q6_GROUP(1);
+    Q6_GROUP(2);
+    Q6_GROUP(3);
+#undef Q6_GROUP
+  }
+  /* sum_sb sc[sb] * 32 * bsums[sb] */
+  const __m256i off =
+      _mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)));
+  return _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
+}
+
 void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q6_K *x = vx;
   const block_q8_K *y = vy;
-  const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
-    const int8_t *sc = x[b].scales;
-    __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 2
-    for (int c = 0; c < 2; c++) {
-      /* the 8 scales of this half as int16 in both lanes; group g's pair (2g, 2g+1) is then
-       * one byte shuffle (building it from scalars cost a third of the kernel) */
-      const __m256i sc16 = _mm256_broadcastsi128_si256(
-          _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8 * c))));
-      __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c));
-      __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * c + 32));
-      __m256i qh = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * c));
-      /* unsigned levels 0..63; the -32 comes back through bsums below */
-      __m256i q[4];
-      q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
-                             _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-      q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
-#define Q6_GROUP(g)                                                                            \
-  sumi = _mm256_add_epi32(                                                                     \
-      sumi,                                                                                    \
-      _mm256_madd_epi16(                                                                       \
-          udot_pairs(q[g], _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * c + 32 * g))), \
-          scale_pair16(sc16, g)))
-      Q6_GROUP(0);
-      Q6_GROUP(1);
-      Q6_GROUP(2);
-      Q6_GROUP(3);
-#undef Q6_GROUP
-    }
-    /* sum_sb sc[sb] * 32 * bsums[sb] */
-    __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
-                                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)));
-    sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
+    const __m256i sumi = q6k_block(&x[b], y[b].qs, _mm256_loadu_si256((const __m256i *)y[b].bsums));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
   }
   *s = hsum8(acc);
@@ -1073,4 +1105,99 @@ void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const vo
   if (b < nb) Q8_0_STEP(b);
 #undef Q8_0_STEP
   for (int r = 0; r < 4; r++) s[r] = hsum8(acc[r]);
+}
+
+/* ---------------------------------------------------------------- K-quants, four rows
+ * Per 256-value super-block the activation's block sums and scale are loaded once for four
+ * rows (its bytes stay memory operands of the products, read from L1 by each row), each row's
+ * int32 lanes are added pairwise before the float step so that one multiply-add serves two
+ * rows (Q4_K, Q5_K) or four (Q6_K), and the rows are prefetched as one linear stream ahead
+ * (see nllm_prefetch_span). The products cost per row what they cost in the one-row kernels;
+ * the gain is mostly the prefetched stream, so it shows where decode is not yet bound by
+ * memory bandwidth (1.1B Q4_K_M generation, 1 thread: 42 -> 48 tokens/s; at 2 threads it
+ * already read at ~88% of the probe and stayed within the noise, 64-66 tokens/s). */
+
+enum { K_Q4_K, K_Q5_K };
+
+/* Q4_K and Q5_K. Against the one-row kernels on the 5632 x 2048 matvec (Zen 5, medians of 3
+ * interleaved runs): 1 thread Q4_K 0.230 -> 0.193 ms (28 -> 34 GB/s), Q5_K 0.315 -> 0.258 ms
+ * (25 -> 31 GB/s); 2 threads Q4_K 0.119 -> 0.102 ms, Q5_K 0.163 -> 0.136 ms. */
+static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64_t n, float *s,
+                                                           const uint8_t *x0, size_t bx,
+                                                           const block_q8_K *y) {
+  const size_t xs = kind == K_Q5_K ? sizeof(block_q5_K) : sizeof(block_q4_K);
+  const size_t off_sc =
+      kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
+  const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+  const size_t off_qh = offsetof(block_q5_K, qh);
+  __m256 acc01 = _mm256_setzero_ps(), acc23 = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
+    const __m128 dy = _mm_mul_ps(_mm_set1_ps(y[b].d), _mm_setr_ps(1, -1, 1, -1));
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
+    __m256i u[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      __m256i sc16, msum;
+      k45_scales(x + off_sc, bsums, &sc16, &msum);
+      const __m256i sumi =
+          k45_levels(x + off_qs, kind == K_Q5_K ? x + off_qh : NULL, y[b].qs, sc16);
+      u[r] = _mm256_hadd_epi32(sumi, msum); /* per half: sumi sumi msum msum */
+    }
+    /* per half: sumi, msum of row 0 (row 2), then of row 1 (row 3), against (d, -dmin) of
+     * those rows times y's d: one multiply-add per two rows */
+    const uint8_t *x = x0 + (size_t)b * xs;
+    const __m128 s01 = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(
+                                      (long long)((uint64_t)load_u32(x + bx) << 32 | load_u32(x)))),
+                                  dy);
+    const __m128 s23 =
+        _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(
+                       (long long)((uint64_t)load_u32(x + 3 * bx) << 32 | load_u32(x + 2 * bx)))),
+                   dy);
+    acc01 = _mm256_fmadd_ps(_mm256_set_m128(s01, s01),
+                            _mm256_cvtepi32_ps(_mm256_hadd_epi32(u[0], u[1])), acc01);
+    acc23 = _mm256_fmadd_ps(_mm256_set_m128(s23, s23),
+                            _mm256_cvtepi32_ps(_mm256_hadd_epi32(u[2], u[3])), acc23);
+  }
+  /* lanes (row 0, row 0, row 1, row 1) per half, and the same for rows 2, 3 */
+  const __m256 h = _mm256_hadd_ps(acc01, acc23); /* per half: rows 0, 1, 2, 3 */
+  _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+
+void q4_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_k45(K_Q4_K, n, s, x, bx, y);
+}
+void q5_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  dot4_k45(K_Q5_K, n, s, x, bx, y);
+}
+
+/* Against the one-row kernel (same measurement): 1 thread 0.314 -> 0.263 ms (30 -> 36 GB/s),
+ * 2 threads 0.176 -> 0.142 ms. The row loop stays rolled: unrolled, gcc shares y's loads between
+ * the rows and spills (61 stack accesses a super-block), slower than the one-row kernel in L2 (5.7
+ * against 5.1 ns a super-block; rolled 5.3). */
+void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+  const uint8_t *x0 = vx;
+  const block_q8_K *y = vy;
+  const size_t xs = sizeof(block_q6_K), off_d = offsetof(block_q6_K, d);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
+    __m256i si[4];
+#pragma GCC unroll 1
+    for (int r = 0; r < 4; r++)
+      si[r] = q6k_block((const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs), y[b].qs, bsums);
+    /* per half: rows 0, 1, 2, 3 (an int32 sum of a row's block stays below 2^29), against the
+     * four rows' d times y's d: one multiply-add per four rows */
+    const uint8_t *x = x0 + (size_t)b * xs + off_d;
+    const uint64_t d4 = (uint64_t)load_u16(x) | (uint64_t)load_u16(x + bx) << 16 |
+                        (uint64_t)load_u16(x + 2 * bx) << 32 | (uint64_t)load_u16(x + 3 * bx) << 48;
+    const __m128 d =
+        _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)d4)), _mm_set1_ps(y[b].d));
+    const __m256i t =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(si[0], si[1]), _mm256_hadd_epi32(si[2], si[3]));
+    acc = _mm256_fmadd_ps(_mm256_set_m128(d, d), _mm256_cvtepi32_ps(t), acc);
+  }
+  _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
 }
