@@ -29,7 +29,7 @@ typedef struct qtype_def {
 
 #define REF(fmt)                                                                      \
   fmt##_to_float_ref, fmt##_to_float_ref, fmt##_from_float_ref, fmt##_from_float_ref, \
-      fmt##_vec_dot_ref, fmt##_vec_dot_ref, NULL
+      fmt##_vec_dot_ref, fmt##_vec_dot_ref, NULL, NULL
 #define ROW(T, name, bs, ts, vdt, fmt) \
   {                                    \
     NLLM_TYPE_##T, {                   \
@@ -148,15 +148,20 @@ static const struct {
   int32_t type;
   nllm_vec_dot4_fn fn;
 } dot4_avx512[] = {
-    /* Q8_0 keeps the AVX2 four-row kernel: 512-bit versions (byte permutes gathering four
-     * 34-byte blocks; 256-bit dpbusd) measured slower, 0.35 against 0.31 ms on the 5632 x 2048
-     * matvec at 1 thread */
     {NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx512}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx512},
     {NLLM_TYPE_Q4_K, q4_K_vec_dot4_avx512}, {NLLM_TYPE_Q5_K, q5_K_vec_dot4_avx512},
     {NLLM_TYPE_Q6_K, q6_K_vec_dot4_avx512}, {NLLM_TYPE_IQ4_XS, iq4_xs_vec_dot4_avx512},
     {NLLM_TYPE_Q4_1, q4_1_vec_dot4_avx512}, {NLLM_TYPE_Q5_0, q5_0_vec_dot4_avx512},
     {NLLM_TYPE_Q5_1, q5_1_vec_dot4_avx512}, {NLLM_TYPE_Q2_K, q2_K_vec_dot4_avx512},
     {NLLM_TYPE_Q3_K, q3_K_vec_dot4_avx512}};
+
+/* Q8_0's 512-bit kernel gathers four 34-byte blocks with byte permutes: in the prompt path it
+ * beats the AVX2 four-row kernel (5632 x 2048, 64 tokens, 1 thread: 120 against 77 GFLOP/s),
+ * in decode it loses (0.35 against 0.31 ms), so it serves the prompt tiles only. */
+static const struct {
+  int32_t type;
+  nllm_vec_dot4_fn fn;
+} dot4_tile_avx512[] = {{NLLM_TYPE_Q8_0, q8_0_vec_dot4_avx512}};
 #endif
 
 #define N_ISA (NLLM_ISA_AVX512 + 1)
@@ -242,6 +247,9 @@ static void qtypes_init(void) {
   for (size_t i = 0; isa_max >= NLLM_ISA_AVX512 && i < sizeof dot4_avx512 / sizeof dot4_avx512[0];
        i++)
     tables[NLLM_ISA_AVX512][dot4_avx512[i].type].vec_dot4 = dot4_avx512[i].fn;
+  for (size_t i = 0;
+       isa_max >= NLLM_ISA_AVX512 && i < sizeof dot4_tile_avx512 / sizeof dot4_tile_avx512[0]; i++)
+    tables[NLLM_ISA_AVX512][dot4_tile_avx512[i].type].vec_dot4_tile = dot4_tile_avx512[i].fn;
 #endif
 }
 

@@ -29,6 +29,9 @@ typedef struct nllm_qtype {
   nllm_vec_dot_fn vec_dot;           /* dispatched */
   nllm_vec_dot_fn vec_dot_ref;       /* scalar reference */
   nllm_vec_dot4_fn vec_dot4;         /* optional (NULL): four rows, equal to vec_dot on each */
+  /* optional (NULL: vec_dot4): four rows for the prompt path, where each weight row meets many
+   * tokens and a kernel that spends loads and permutes to save arithmetic can win */
+  nllm_vec_dot4_fn vec_dot4_tile;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

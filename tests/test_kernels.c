@@ -403,9 +403,17 @@ END_TEST
 
 /* The four-row dot products against the exact dot of each row (and so against the reference):
  * every data kind, odd block counts, rows further apart than their size. */
+static void check_dot4_fn(const nllm_qtype *q, nllm_vec_dot4_fn dot4, const char *what);
+
+/* Both four-row kernels a tier may have: decode's and the prompt tiles'. */
 static void check_dot4(int32_t type) {
   const nllm_qtype *q = nllm_qtype_get(type);
-  if (!q->vec_dot4) return;
+  if (q->vec_dot4) check_dot4_fn(q, q->vec_dot4, "vec_dot4");
+  if (q->vec_dot4_tile) check_dot4_fn(q, q->vec_dot4_tile, "vec_dot4_tile");
+}
+
+static void check_dot4_fn(const nllm_qtype *q, nllm_vec_dot4_fn dot4, const char *what) {
+  const int32_t type = q->type;
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   int big = q->block_size == QK_K || vq->block_size == QK_K;
   const int64_t *lens = q->block_size == 1 ? lens_1 : big ? lens_256 : lens_32;
@@ -431,15 +439,15 @@ static void check_dot4(int32_t type) {
       vq->from_float_ref(y, yq, n);
       vq->to_float_ref(yq, ya, n);
       float s4[4];
-      q->vec_dot4(n, s4, wq, stride, yq);
+      dot4(n, s4, wq, stride, yq);
       for (int r = 0; r < 4; r++) {
         double sumabs, ex = dot_exact(a + r * n, ya, n, &sumabs);
         float s_ref = NAN;
         q->vec_dot_ref(n, &s_ref, wq + (size_t)r * stride, yq);
         double tol = dot_tol(n, sumabs) + offset_tol(q, wq + (size_t)r * stride, yq, n);
         ck_assert_msg(fabs(s4[r] - ex) <= tol && fabs(s_ref - ex) <= tol,
-                      "%s vec_dot4 row %d: %.9g, reference %.9g, exact %.9g (n %lld kind %d)",
-                      q->name, r, s4[r], s_ref, ex, (long long)n, kind);
+                      "%s %s row %d: %.9g, reference %.9g, exact %.9g (n %lld kind %d)", q->name,
+                      what, r, s4[r], s_ref, ex, (long long)n, kind);
       }
     }
     free(x);
@@ -483,8 +491,9 @@ static void check_random_bits(int32_t type) {
                             (size_t)q->type_size, 0));
     ck_assert(random_blocks(&rng, vq->type, yq, n / vq->block_size, (size_t)vq->type_size, 0));
     vq->to_float_ref(yq, ya, n);
-    float s4[4] = {NAN, NAN, NAN, NAN};
+    float s4[4] = {NAN, NAN, NAN, NAN}, t4[4] = {NAN, NAN, NAN, NAN};
     if (q->vec_dot4) q->vec_dot4(n, s4, wq, stride, yq);
+    if (q->vec_dot4_tile) q->vec_dot4_tile(n, t4, wq, stride, yq);
     for (int r = 0; r < 4; r++) {
       const uint8_t *row = wq + (size_t)r * stride;
       q->to_float_ref(row, a, n);
@@ -500,6 +509,10 @@ static void check_random_bits(int32_t type) {
         ck_assert_msg(fabs(s4[r] - ex) <= tol,
                       "%s random bits row %d: vec_dot4 %.9g, exact %.9g (n %lld)", q->name, r,
                       s4[r], ex, (long long)n);
+      if (q->vec_dot4_tile)
+        ck_assert_msg(fabs(t4[r] - ex) <= tol,
+                      "%s random bits row %d: vec_dot4_tile %.9g, exact %.9g (n %lld)", q->name, r,
+                      t4[r], ex, (long long)n);
     }
     free(a);
     free(ya);

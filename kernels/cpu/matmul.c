@@ -59,19 +59,24 @@ static int64_t blas_min_tokens(int32_t wtype) {
       case NLLM_TYPE_Q3_K: return (int64_t)1 << 20;
       default: break;
     }
+  /* The AVX2 tier with its four-row kernels (2048 x 2048, 8..256 tokens, integer against
+   * dequantize + sgemm GFLOP/s at 2 threads): Q8_0 149 vs 152 at 24, Q5_1 112 vs 122 at 48,
+   * Q6_K 186 vs 190 at 48, Q5_0 127 vs 124 and Q5_K 188 vs 192 at 64, IQ4_NL 163 vs 153 at 64
+   * and 163 vs 187 at 128, IQ4_XS 171 vs 148 / 168 vs 182, Q4_0 220 vs 215 and Q4_1 182 vs 184
+   * at 128, Q3_K 165 vs 160 and Q4_K 223 vs 220 at 256; Q2_K 242 vs 167 at 256. */
   switch (wtype) {
     case NLLM_TYPE_Q8_0: return 24;
-    case NLLM_TYPE_Q5_K: return 32;
-    case NLLM_TYPE_Q6_K: return 40;
-    case NLLM_TYPE_IQ4_NL:
-    case NLLM_TYPE_IQ4_XS: return 48;
-    case NLLM_TYPE_Q4_0:
+    case NLLM_TYPE_Q5_1: return 40;
+    case NLLM_TYPE_Q6_K: return 48;
     case NLLM_TYPE_Q5_0:
-    case NLLM_TYPE_Q5_1: return 64;
+    case NLLM_TYPE_Q5_K: return 64;
+    case NLLM_TYPE_IQ4_NL: return 80;
+    case NLLM_TYPE_IQ4_XS: return 96;
+    case NLLM_TYPE_Q4_0:
     case NLLM_TYPE_Q4_1: return 128;
     case NLLM_TYPE_Q4_K:
-    case NLLM_TYPE_Q2_K:
     case NLLM_TYPE_Q3_K: return 256;
+    case NLLM_TYPE_Q2_K: return (int64_t)1 << 20;
     default: return BLAS_MIN_TOKENS_OTHER;
   }
 }
@@ -168,7 +173,8 @@ static void dot_item(void *vjob, int64_t item, int worker) {
   const matmul_job *j = vjob;
   (void)worker;
   const nllm_vec_dot_fn dot = j->q->vec_dot;
-  const nllm_vec_dot4_fn dot4 = j->q->vec_dot4;
+  const nllm_vec_dot4_fn dot4 =
+      j->n_tok > 1 && j->q->vec_dot4_tile ? j->q->vec_dot4_tile : j->q->vec_dot4;
   const int64_t r0 = item * j->item_rows;
   const int64_t r1 = r0 + j->item_rows < j->rows ? r0 + j->item_rows : j->rows;
   for (int64_t t0 = 0; t0 < j->n_tok; t0 += TOK_TILE) {

@@ -256,6 +256,7 @@ NLLM_DECLARE_DOT4(q6_K, avx2)
 /* Fills the AVX-512 kernels' permute tables; call once, and only on a CPU with the tier. */
 void nllm_avx512_init(void);
 NLLM_DECLARE_DOT4(q4_0, avx512)
+NLLM_DECLARE_DOT4(q8_0, avx512)
 NLLM_DECLARE_DOT4(q4_K, avx512)
 NLLM_DECLARE_DOT4(q5_K, avx512)
 NLLM_DECLARE_DOT4(q6_K, avx512)

@@ -89,7 +89,7 @@ static inline uint8_t k32_byte(size_t xs, int p) {
   return (uint8_t)(p < 64 ? p : 64 + p - base);
 }
 
-/* Permute indices of each 32-value format (see k32_tables_init); the IQ4_NL levels
+/* Permute indices of each 32-value format (see k32_tables_init), and of Q8_0; the IQ4_NL levels
  * + 128. Built once by nllm_avx512_init: building them per call cost more than a short row's
  * products. */
 typedef struct {
@@ -97,6 +97,8 @@ typedef struct {
   uint16_t w[32];         /* d of block k in lanes 4k..4k+3, then m of the four in 16..19 */
 } k32_index;
 static k32_index k32_tables[K_Q5_1 + 1];
+static uint8_t q8_0_qa[64], q8_0_qb[64];
+static uint16_t q8_0_w[32];
 static uint8_t iq4nl_u8[16];
 
 static void k32_tables_init(int kind) {
@@ -199,6 +201,65 @@ void q5_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const v
 }
 void q5_1_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32b(K_Q5_1, n, s, x, bx, y);
+}
+
+/* Q8_0: four 34-byte blocks (136 bytes) come from three loads (bytes 0..63, 64..127, 72..135)
+ * and two permutes, two blocks per register. dpbusd wants one unsigned operand: y + 128 (y is
+ * in [-127, 127]) times x, less 128 * sum(x) from a second dpbusd. */
+void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+  const uint8_t *x0 = vx, *y0 = vy;
+  const size_t xs = sizeof(block_q8_0);
+  const __m512i idx_a = _mm512_loadu_si512(q8_0_qa), idx_b = _mm512_loadu_si512(q8_0_qb),
+                idx_w = _mm512_loadu_si512(q8_0_w);
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  const int64_t nb = n / QK, nq = nb / 4 * 4;
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+  for (int64_t b = 0; b < nq; b += 4) {
+    const uint8_t *yb = y0 + (size_t)b * xs;
+    const __m512i y01 = _mm512_xor_si512(
+        k128,
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(yb + 2))),
+                           _mm256_loadu_si256((const __m256i *)(yb + xs + 2)), 1));
+    const __m512i y23 = _mm512_xor_si512(
+        k128, _mm512_inserti64x4(
+                  _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(yb + 2 * xs + 2))),
+                  _mm256_loadu_si256((const __m256i *)(yb + 3 * xs + 2)), 1));
+    const __m128 dyf = _mm_cvtph_ps(_mm_cvtsi64_si128((
+        long long)((uint64_t)load_u16(yb) | (uint64_t)load_u16(yb + xs) << 16 |
+                   (uint64_t)load_u16(yb + 2 * xs) << 32 | (uint64_t)load_u16(yb + 3 * xs) << 48)));
+    const __m512 dy01 =
+        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                              _mm512_castps128_ps512(dyf));
+    const __m512 dy23 =
+        _mm512_permutexvar_ps(_mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+                              _mm512_castps128_ps512(dyf));
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      const __m512i l0 = _mm512_loadu_si512(x), l1 = _mm512_loadu_si512(x + 64),
+                    l2 = _mm512_loadu_si512(x + 72);
+      const __m512i qa = _mm512_permutex2var_epi8(l0, idx_a, l1);
+      const __m512i qb = _mm512_permutex2var_epi8(l1, idx_b, l2);
+      const __m512i w = _mm512_permutex2var_epi16(l0, idx_w, l1);
+      const __m512i pa = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), y01, qa),
+                                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, qa));
+      const __m512i pb = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), y23, qb),
+                                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, qb));
+      const __m512 dxa = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
+      const __m512 dxb = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(w, 1));
+      acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(dxa, dy01), _mm512_cvtepi32_ps(pa), acc[r]);
+      acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(dxb, dy23), _mm512_cvtepi32_ps(pb), acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; r++) {
+    float t = 0;
+    if (nq < nb)
+      q8_0_vec_dot_avx2((nb - nq) * QK, &t, x0 + (size_t)r * bx + (size_t)nq * xs,
+                        y0 + (size_t)nq * xs);
+    s[r] = _mm512_reduce_add_ps(acc[r]) + t;
+  }
 }
 
 /* ---------------------------------------------------------------- K-quants, four rows
@@ -538,4 +599,15 @@ void q3_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const v
 void nllm_avx512_init(void) {
   for (int kind = 0; kind <= K_Q5_1; kind++) k32_tables_init(kind);
   for (int i = 0; i < 16; i++) iq4nl_u8[i] = (uint8_t)(nllm_iq4nl_values[i] + 128);
+  for (int j = 0; j < 32; j++) {
+    /* Q8_0: blocks 0, 1 from (bytes 0..63, 64..127); blocks 2, 3 from (64..127, 72..135) */
+    q8_0_qa[j] = (uint8_t)(2 + j);
+    q8_0_qa[32 + j] = (uint8_t)(36 + j); /* index p is byte p of the first two loads */
+    q8_0_qb[j] = (uint8_t)(70 + j - 64);
+    const int p = 104 + j;
+    q8_0_qb[32 + j] = (uint8_t)(p < 128 ? p - 64 : 64 + p - 72);
+    /* scale words: blocks 0, 1 at bytes 0 and 34 of the first load, 2, 3 at 68 and 102
+     * (words 2 and 19 of the second) */
+    q8_0_w[j] = (uint16_t)(j < 8 ? 0 : j < 16 ? 17 : j < 24 ? 32 + 2 : 32 + 19);
+  }
 }
