@@ -42,11 +42,12 @@ static int64_t blas_min_tokens(int32_t wtype) {
   /* The AVX-512 four-row kernels (measured the same way, 2048 x 2048, 16..256 tokens) stay
    * ahead of dequantize + sgemm at every count tried: Q4_0 172 vs 123 GFLOP/s at 256, Q4_K
    * 168 vs 121, Q5_K 131 vs 122, Q6_K 171 vs 122, IQ4_NL 161 vs 113, IQ4_XS 183 vs 110, Q4_1
-   * 126 vs 118, Q2_K 177 vs 93, Q3_K 123 vs 88; they cross at Q8_0 117 vs 116 at 128 tokens, Q5_0
-   * 113 vs 112 at 256, Q5_1 between 92 vs 86 at 128 and 89 vs 107 at 256. */
+   * 126 vs 118, Q2_K 177 vs 93, Q3_K 123 vs 88; they cross at Q8_0 234 vs 223 at 128 tokens and
+   * 234 vs 233 at 256 (2 threads), Q5_0 113 vs 112 at 256, Q5_1 between 92 vs 86 at 128 and 89
+   * vs 107 at 256. */
   if (nllm_qtypes_isa() >= NLLM_ISA_AVX512) switch (wtype) {
-      case NLLM_TYPE_Q8_0: return 128;
       case NLLM_TYPE_Q5_1: return 192;
+      case NLLM_TYPE_Q8_0:
       case NLLM_TYPE_Q5_0: return 256;
       case NLLM_TYPE_Q4_0:
       case NLLM_TYPE_IQ4_NL:
@@ -60,17 +61,17 @@ static int64_t blas_min_tokens(int32_t wtype) {
       default: break;
     }
   /* The AVX2 tier with its four-row kernels (2048 x 2048, 8..256 tokens, integer against
-   * dequantize + sgemm GFLOP/s at 2 threads): Q8_0 149 vs 152 at 24, Q5_1 112 vs 122 at 48,
-   * Q6_K 186 vs 190 at 48, Q5_0 127 vs 124 and Q5_K 188 vs 192 at 64, IQ4_NL 163 vs 153 at 64
-   * and 163 vs 187 at 128, IQ4_XS 171 vs 148 / 168 vs 182, Q4_0 220 vs 215 and Q4_1 182 vs 184
-   * at 128, Q3_K 165 vs 160 and Q4_K 223 vs 220 at 256; Q2_K 242 vs 167 at 256. */
+   * dequantize + sgemm GFLOP/s at 2 threads): Q5_1 112 vs 122 at 48, Q6_K 186 vs 190 at 48,
+   * Q5_0 127 vs 124 and Q5_K 188 vs 192 at 64, IQ4_NL 163 vs 153 at 64 and 163 vs 187 at 128,
+   * Q8_0 215 vs 208 / 213 vs 223, IQ4_XS 171 vs 148 / 168 vs 182, Q4_0 220 vs 215 and Q4_1 182
+   * vs 184 at 128, Q3_K 165 vs 160 and Q4_K 223 vs 220 at 256; Q2_K 242 vs 167 at 256. */
   switch (wtype) {
-    case NLLM_TYPE_Q8_0: return 24;
     case NLLM_TYPE_Q5_1: return 40;
     case NLLM_TYPE_Q6_K: return 48;
     case NLLM_TYPE_Q5_0:
     case NLLM_TYPE_Q5_K: return 64;
     case NLLM_TYPE_IQ4_NL: return 80;
+    case NLLM_TYPE_Q8_0:
     case NLLM_TYPE_IQ4_XS: return 96;
     case NLLM_TYPE_Q4_0:
     case NLLM_TYPE_Q4_1: return 128;

@@ -1072,8 +1072,10 @@ void bf16_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const voi
   dot4_half(1, n, s, x, bx, y);
 }
 
-/* Q8_0, four rows: one activation block serves four weight rows, two blocks per step so the
- * prefetch covers whole lines of the four rows' 68 bytes each. */
+/* Q8_0, four rows, two blocks a step: one activation block serves four weight rows, the step's
+ * eight weight scales are converted at once, and each row's two blocks share one int32 -> float
+ * conversion and multiply-add (hadd puts block b's partial sums in lanes 0, 1, 4, 5 and b+1's
+ * in 2, 3, 6, 7); the prefetch covers the four rows' 68 bytes each. */
 void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx, *y0 = vy;
   const size_t bs = sizeof(block_q8_0);
@@ -1081,30 +1083,44 @@ void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const vo
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                    _mm256_setzero_ps()};
-  /* x's sign moves onto y so that maddubs sees |x| (x = -128 included) */
-#define Q8_0_STEP(b)                                                                              \
-  do {                                                                                            \
-    const uint8_t *yb = y0 + (size_t)(b)*bs;                                                      \
-    const __m256i yq = _mm256_loadu_si256((const __m256i *)(yb + 2));                             \
-    const float yd = f16c_h2f(load_u16(yb));                                                      \
-    for (int r = 0; r < 4; r++) {                                                                 \
-      const uint8_t *x = x0 + (size_t)r * bx + (size_t)(b)*bs;                                    \
-      const __m256i xq = _mm256_loadu_si256((const __m256i *)(x + 2));                            \
-      const __m256i p = _mm256_madd_epi16(                                                        \
-          _mm256_maddubs_epi16(_mm256_sign_epi8(xq, xq), _mm256_sign_epi8(yq, xq)), ones);        \
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(load_u16(x)) * yd), _mm256_cvtepi32_ps(p), \
-                               acc[r]);                                                           \
-    }                                                                                             \
-  } while (0)
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
+    const uint8_t *yb = y0 + (size_t)b * bs, *xb = x0 + (size_t)b * bs;
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * bs, 4 * 2 * bs);
-    Q8_0_STEP(b);
-    Q8_0_STEP(b + 1);
+    const __m256i y0q = _mm256_loadu_si256((const __m256i *)(yb + 2));
+    const __m256i y1q = _mm256_loadu_si256((const __m256i *)(yb + bs + 2));
+    /* (y_b, y_b+1) scales in lanes 0, 1 repeated; row r's pair in lanes 2r, 2r + 1 */
+    const __m256 dy =
+        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(load_u16(yb), load_u16(yb + bs))),
+                                 _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1));
+#define SCALE_PAIR(r) ((uint32_t)load_u16(xb + (r)*bx) | (uint32_t)load_u16(xb + (r)*bx + bs) << 16)
+    const __m256 dxy = _mm256_mul_ps(
+        _mm256_cvtph_ps(_mm_set_epi64x((long long)((uint64_t)SCALE_PAIR(3) << 32 | SCALE_PAIR(2)),
+                                       (long long)((uint64_t)SCALE_PAIR(1) << 32 | SCALE_PAIR(0)))),
+        dy);
+#undef SCALE_PAIR
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = xb + (size_t)r * bx;
+      /* x's sign moves onto y so that maddubs sees |x| (x = -128 included) */
+      const __m256i x0q = _mm256_loadu_si256((const __m256i *)(x + 2));
+      const __m256i x1q = _mm256_loadu_si256((const __m256i *)(x + bs + 2));
+      const __m256i p0 = _mm256_madd_epi16(
+          _mm256_maddubs_epi16(_mm256_sign_epi8(x0q, x0q), _mm256_sign_epi8(y0q, x0q)), ones);
+      const __m256i p1 = _mm256_madd_epi16(
+          _mm256_maddubs_epi16(_mm256_sign_epi8(x1q, x1q), _mm256_sign_epi8(y1q, x1q)), ones);
+      const __m256 d =
+          _mm256_permutevar8x32_ps(dxy, _mm256_setr_epi32(2 * r, 2 * r, 2 * r + 1, 2 * r + 1, 2 * r,
+                                                          2 * r, 2 * r + 1, 2 * r + 1));
+      acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_hadd_epi32(p0, p1)), acc[r]);
+    }
   }
-  if (b < nb) Q8_0_STEP(b);
-#undef Q8_0_STEP
-  for (int r = 0; r < 4; r++) s[r] = hsum8(acc[r]);
+  for (int r = 0; r < 4; r++) {
+    float t = 0;
+    if (b < nb) /* an odd block count: the last block by the one-row kernel */
+      q8_0_vec_dot_avx2(QK, &t, x0 + (size_t)r * bx + (size_t)b * bs, y0 + (size_t)b * bs);
+    s[r] = hsum8(acc[r]) + t;
+  }
 }
 
 /* ---------------------------------------------------------------- K-quants, four rows
