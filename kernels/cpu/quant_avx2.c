@@ -680,22 +680,21 @@ static inline __attribute__((always_inline)) __m256 k23_block(const int kind, co
                          _mm256_cvtepi32_ps(_mm256_hadd_epi32(sumi, msum)), acc);
 }
 
-void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const block_q2_K *x = vx;
-  const block_q8_K *y = vy;
+/* One row: the sum of k23_block over its super-blocks (xs bytes each). */
+static inline __attribute__((always_inline)) float k23_dot(const int kind, int64_t n,
+                                                           const uint8_t *x, size_t xs,
+                                                           const block_q8_K *y) {
   __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < n / QK_K; b++)
-    acc = k23_block(K23_Q2_K, (const uint8_t *)&x[b], &y[b], acc);
-  *s = hsum8(acc) * 0.25f;
+  for (int64_t b = 0; b < n / QK_K; b++) acc = k23_block(kind, x + (size_t)b * xs, &y[b], acc);
+  return hsum8(acc) * 0.25f;
+}
+
+void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  *s = k23_dot(K23_Q2_K, n, vx, sizeof(block_q2_K), vy);
 }
 
 void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const block_q3_K *x = vx;
-  const block_q8_K *y = vy;
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < n / QK_K; b++)
-    acc = k23_block(K23_Q3_K, (const uint8_t *)&x[b], &y[b], acc);
-  *s = hsum8(acc) * 0.25f;
+  *s = k23_dot(K23_Q3_K, n, vx, sizeof(block_q3_K), vy);
 }
 
 /* Q3_K, four rows: the rows are prefetched as one linear stream ahead (see nllm_prefetch_span);
@@ -914,6 +913,23 @@ static inline void qh_pair(uint32_t qa, uint32_t qb, __m256i *hlo, __m256i *hhi)
       _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, shi), bit), bit), b16);
 }
 
+/* The eight scale products d_x * d_y of a two-block step of four rows, row r's blocks b, b+1
+ * in lanes 2r, 2r+1, converted from fp16 at once (each block's d is its first two bytes; x's
+ * blocks are xs bytes apart and its rows bx, y's blocks ys bytes apart). */
+static inline __attribute__((always_inline)) __m256 step_scales4(const uint8_t *xb, size_t bx,
+                                                                 size_t xs, const uint8_t *yb,
+                                                                 size_t ys) {
+  const __m256 dy =
+      _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(load_u16(yb), load_u16(yb + ys))),
+                               _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1));
+  const uint8_t *x1 = xb + bx, *x2 = x1 + bx, *x3 = x2 + bx;
+  const uint64_t w01 = (uint64_t)load_u16(xb) | (uint64_t)load_u16(xb + xs) << 16 |
+                       (uint64_t)load_u16(x1) << 32 | (uint64_t)load_u16(x1 + xs) << 48;
+  const uint64_t w23 = (uint64_t)load_u16(x2) | (uint64_t)load_u16(x2 + xs) << 16 |
+                       (uint64_t)load_u16(x3) << 32 | (uint64_t)load_u16(x3 + xs) << 48;
+  return _mm256_mul_ps(_mm256_cvtph_ps(_mm_set_epi64x((long long)w23, (long long)w01)), dy);
+}
+
 static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_t n, float *s,
                                                           const uint8_t *x0, size_t bx,
                                                           const uint8_t *y0) {
@@ -944,18 +960,8 @@ static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_
     y_pair(yb + y_qs, ys, &ylo, &yhi);
     if (offset) /* offset * (y_2i + y_2i+1) per int16 lane, both halves at once */
       yoff = _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo), _mm256_maddubs_epi16(voff, yhi));
-    /* the eight weight scales of this step (row r's blocks b, b+1 in lanes 2r, 2r+1) in one
-     * conversion, times y's; each row then takes its pair with one permute */
-    const __m256 dy2 =
-        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(load_u16(yb), load_u16(yb + ys))),
-                                 _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1));
-    const uint8_t *xb = x0 + (size_t)b * xs;
-#define SCALE_PAIR(r) ((uint32_t)load_u16(xb + (r)*bx) | (uint32_t)load_u16(xb + (r)*bx + xs) << 16)
-    const __m256 dxy = _mm256_mul_ps(
-        _mm256_cvtph_ps(_mm_set_epi64x((long long)((uint64_t)SCALE_PAIR(3) << 32 | SCALE_PAIR(2)),
-                                       (long long)((uint64_t)SCALE_PAIR(1) << 32 | SCALE_PAIR(0)))),
-        dy2);
-#undef SCALE_PAIR
+    /* each row takes its pair of scale products with one permute */
+    const __m256 dxy = step_scales4(x0 + (size_t)b * xs, bx, xs, yb, ys);
     const __m128 sy =
         has_min ? h2_lanes(load_u16(yb + 2), load_u16(yb + ys + 2)) : _mm_setzero_ps();
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 2 * xs);
@@ -1089,16 +1095,7 @@ void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const vo
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * bs, 4 * 2 * bs);
     const __m256i y0q = _mm256_loadu_si256((const __m256i *)(yb + 2));
     const __m256i y1q = _mm256_loadu_si256((const __m256i *)(yb + bs + 2));
-    /* (y_b, y_b+1) scales in lanes 0, 1 repeated; row r's pair in lanes 2r, 2r + 1 */
-    const __m256 dy =
-        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(load_u16(yb), load_u16(yb + bs))),
-                                 _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1));
-#define SCALE_PAIR(r) ((uint32_t)load_u16(xb + (r)*bx) | (uint32_t)load_u16(xb + (r)*bx + bs) << 16)
-    const __m256 dxy = _mm256_mul_ps(
-        _mm256_cvtph_ps(_mm_set_epi64x((long long)((uint64_t)SCALE_PAIR(3) << 32 | SCALE_PAIR(2)),
-                                       (long long)((uint64_t)SCALE_PAIR(1) << 32 | SCALE_PAIR(0)))),
-        dy);
-#undef SCALE_PAIR
+    const __m256 dxy = step_scales4(xb, bx, bs, yb, bs);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const uint8_t *x = xb + (size_t)r * bx;
