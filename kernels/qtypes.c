@@ -120,34 +120,31 @@ static const struct {
 ;
 
 /* The optional four-row dot products (see nllm_vec_dot4_fn); the scalar table has none. */
-#if defined(__x86_64__)
-static const struct {
+typedef struct dot4_entry {
   int32_t type;
   nllm_vec_dot4_fn fn;
-} dot4_avx2[] = {{NLLM_TYPE_F16, f16_vec_dot4_avx2},   {NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx2},
-                 {NLLM_TYPE_Q4_1, q4_1_vec_dot4_avx2}, {NLLM_TYPE_Q5_0, q5_0_vec_dot4_avx2},
-                 {NLLM_TYPE_Q5_1, q5_1_vec_dot4_avx2}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx2},
-                 {NLLM_TYPE_BF16, bf16_vec_dot4_avx2}, {NLLM_TYPE_Q8_0, q8_0_vec_dot4_avx2},
-                 {NLLM_TYPE_Q3_K, q3_K_vec_dot4_avx2}, {NLLM_TYPE_Q4_K, q4_K_vec_dot4_avx2},
-                 {NLLM_TYPE_Q5_K, q5_K_vec_dot4_avx2}, {NLLM_TYPE_Q6_K, q6_K_vec_dot4_avx2}};
+} dot4_entry;
+#if defined(__x86_64__)
+static const dot4_entry dot4_avx2[] = {
+    {NLLM_TYPE_F16, f16_vec_dot4_avx2},   {NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx2},
+    {NLLM_TYPE_Q4_1, q4_1_vec_dot4_avx2}, {NLLM_TYPE_Q5_0, q5_0_vec_dot4_avx2},
+    {NLLM_TYPE_Q5_1, q5_1_vec_dot4_avx2}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx2},
+    {NLLM_TYPE_BF16, bf16_vec_dot4_avx2}, {NLLM_TYPE_Q8_0, q8_0_vec_dot4_avx2},
+    {NLLM_TYPE_Q3_K, q3_K_vec_dot4_avx2}, {NLLM_TYPE_Q4_K, q4_K_vec_dot4_avx2},
+    {NLLM_TYPE_Q5_K, q5_K_vec_dot4_avx2}, {NLLM_TYPE_Q6_K, q6_K_vec_dot4_avx2}};
 #endif
 #if defined(__aarch64__)
-static const struct {
-  int32_t type;
-  nllm_vec_dot4_fn fn;
-} dot4_neon[] = {{NLLM_TYPE_Q8_0, q8_0_vec_dot4_neon}, {NLLM_TYPE_Q4_0, q4_0_vec_dot4_neon},
-                 {NLLM_TYPE_Q4_1, q4_1_vec_dot4_neon}, {NLLM_TYPE_Q5_0, q5_0_vec_dot4_neon},
-                 {NLLM_TYPE_Q5_1, q5_1_vec_dot4_neon}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_neon},
-                 {NLLM_TYPE_Q2_K, q2_K_vec_dot4_neon}, {NLLM_TYPE_Q3_K, q3_K_vec_dot4_neon},
-                 {NLLM_TYPE_Q4_K, q4_K_vec_dot4_neon}, {NLLM_TYPE_Q5_K, q5_K_vec_dot4_neon},
-                 {NLLM_TYPE_Q6_K, q6_K_vec_dot4_neon}, {NLLM_TYPE_IQ4_XS, iq4_xs_vec_dot4_neon}};
+static const dot4_entry dot4_neon[] = {
+    {NLLM_TYPE_Q8_0, q8_0_vec_dot4_neon}, {NLLM_TYPE_Q4_0, q4_0_vec_dot4_neon},
+    {NLLM_TYPE_Q4_1, q4_1_vec_dot4_neon}, {NLLM_TYPE_Q5_0, q5_0_vec_dot4_neon},
+    {NLLM_TYPE_Q5_1, q5_1_vec_dot4_neon}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_neon},
+    {NLLM_TYPE_Q2_K, q2_K_vec_dot4_neon}, {NLLM_TYPE_Q3_K, q3_K_vec_dot4_neon},
+    {NLLM_TYPE_Q4_K, q4_K_vec_dot4_neon}, {NLLM_TYPE_Q5_K, q5_K_vec_dot4_neon},
+    {NLLM_TYPE_Q6_K, q6_K_vec_dot4_neon}, {NLLM_TYPE_IQ4_XS, iq4_xs_vec_dot4_neon}};
 #endif
 
 #if defined(__x86_64__)
-static const struct {
-  int32_t type;
-  nllm_vec_dot4_fn fn;
-} dot4_avx512[] = {
+static const dot4_entry dot4_avx512[] = {
     {NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx512}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx512},
     {NLLM_TYPE_Q4_K, q4_K_vec_dot4_avx512}, {NLLM_TYPE_Q5_K, q5_K_vec_dot4_avx512},
     {NLLM_TYPE_Q6_K, q6_K_vec_dot4_avx512}, {NLLM_TYPE_IQ4_XS, iq4_xs_vec_dot4_avx512},
@@ -158,10 +155,7 @@ static const struct {
 /* Q8_0's 512-bit kernel gathers four 34-byte blocks with byte permutes: in the prompt path it
  * beats the AVX2 four-row kernel (5632 x 2048, 64 tokens, 1 thread: 120 against 77 GFLOP/s),
  * in decode it loses (0.35 against 0.31 ms), so it serves the prompt tiles only. */
-static const struct {
-  int32_t type;
-  nllm_vec_dot4_fn fn;
-} dot4_tile_avx512[] = {{NLLM_TYPE_Q8_0, q8_0_vec_dot4_avx512}};
+static const dot4_entry dot4_tile_avx512[] = {{NLLM_TYPE_Q8_0, q8_0_vec_dot4_avx512}};
 #endif
 
 #define N_ISA (NLLM_ISA_AVX512 + 1)
@@ -175,6 +169,20 @@ static int isa_in_use(void) {
   int cap = atomic_load(&isa_cap);
   return cap < isa_max ? cap : isa_max;
 }
+
+#if defined(__x86_64__) || defined(__aarch64__)
+#define N_ENTRIES(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Puts each entry's kernel into a tier's table: the decode slot, or the prompt tiles' one. */
+static void install_dot4(nllm_qtype *table, const dot4_entry *e, size_t n, int tile) {
+  for (size_t i = 0; i < n; i++) {
+    if (tile)
+      table[e[i].type].vec_dot4_tile = e[i].fn;
+    else
+      table[e[i].type].vec_dot4 = e[i].fn;
+  }
+}
+#endif
 
 static void qtypes_init(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -234,22 +242,19 @@ static void qtypes_init(void) {
     tables[NLLM_ISA_SIMD][t] = simd;
   }
 #if defined(__x86_64__)
-  for (size_t i = 0; isa_max >= NLLM_ISA_SIMD && i < sizeof dot4_avx2 / sizeof dot4_avx2[0]; i++)
-    tables[NLLM_ISA_SIMD][dot4_avx2[i].type].vec_dot4 = dot4_avx2[i].fn;
+  if (isa_max >= NLLM_ISA_SIMD)
+    install_dot4(tables[NLLM_ISA_SIMD], dot4_avx2, N_ENTRIES(dot4_avx2), 0);
 #endif
 #if defined(__aarch64__)
-  for (size_t i = 0; i < sizeof dot4_neon / sizeof dot4_neon[0]; i++)
-    tables[NLLM_ISA_SIMD][dot4_neon[i].type].vec_dot4 = dot4_neon[i].fn;
+  install_dot4(tables[NLLM_ISA_SIMD], dot4_neon, N_ENTRIES(dot4_neon), 0);
 #endif
   memcpy(tables[NLLM_ISA_AVX512], tables[NLLM_ISA_SIMD], sizeof tables[0]);
 #if defined(__x86_64__)
-  if (isa_max >= NLLM_ISA_AVX512) nllm_avx512_init();
-  for (size_t i = 0; isa_max >= NLLM_ISA_AVX512 && i < sizeof dot4_avx512 / sizeof dot4_avx512[0];
-       i++)
-    tables[NLLM_ISA_AVX512][dot4_avx512[i].type].vec_dot4 = dot4_avx512[i].fn;
-  for (size_t i = 0;
-       isa_max >= NLLM_ISA_AVX512 && i < sizeof dot4_tile_avx512 / sizeof dot4_tile_avx512[0]; i++)
-    tables[NLLM_ISA_AVX512][dot4_tile_avx512[i].type].vec_dot4_tile = dot4_tile_avx512[i].fn;
+  if (isa_max >= NLLM_ISA_AVX512) {
+    nllm_avx512_init();
+    install_dot4(tables[NLLM_ISA_AVX512], dot4_avx512, N_ENTRIES(dot4_avx512), 0);
+    install_dot4(tables[NLLM_ISA_AVX512], dot4_tile_avx512, N_ENTRIES(dot4_tile_avx512), 1);
+  }
 #endif
 }
 
