@@ -9,6 +9,7 @@
 
 #include "cpu/quant.h"
 #include "qtypes.h"
+#include "test_rng.h"
 
 /* Where each block format keeps its fp16 scales (at most two). */
 static const struct {
@@ -30,15 +31,9 @@ static const struct {
     {NLLM_TYPE_IQ4_XS, 1, {offsetof(block_iq4_xs, d)}},
 };
 
-static inline uint64_t random_blocks_next(uint64_t *s) {
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
 /* Uniform in [-scale, scale). */
 static inline float random_blocks_float(uint64_t *s, float scale) {
-  return scale * (float)((double)(random_blocks_next(s) >> 11) / 4503599627370496.0 - 1.0);
+  return scale * test_frand(s);
 }
 
 /* nb blocks of type at w (bs bytes each) of random bits with finite, small scales. The
@@ -48,7 +43,7 @@ static inline float random_blocks_float(uint64_t *s, float scale) {
  * has no entry here (the float formats). */
 static inline int random_blocks(uint64_t *rng, int32_t type, uint8_t *w, int64_t nb, size_t bs,
                                 int full_int8) {
-  for (size_t i = 0; i < (size_t)nb * bs; i++) w[i] = (uint8_t)random_blocks_next(rng);
+  for (size_t i = 0; i < (size_t)nb * bs; i++) w[i] = (uint8_t)test_xorshift(rng);
   for (int64_t b = 0; b < nb; b++) {
     uint8_t *blk = w + (size_t)b * bs;
     if (type == NLLM_TYPE_Q8_K) {

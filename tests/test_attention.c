@@ -15,10 +15,7 @@
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static float frand(void) { /* uniform in [-1, 1) */
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return (float)((double)(rng_state >> 11) / 4503599627370496.0 - 1.0);
+  return test_frand(&rng_state);
 }
 
 typedef struct attn_case {

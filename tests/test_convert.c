@@ -277,10 +277,7 @@ static uint64_t rng_state = 88172645463325252ull;
 static double gauss(void) {
   double u[2];
   for (int i = 0; i < 2; i++) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    u[i] = ((double)(rng_state >> 11) + 0.5) / 9007199254740992.0;
+    u[i] = ((double)(test_xorshift(&rng_state) >> 11) + 0.5) / 9007199254740992.0;
   }
   return sqrt(-2 * log(u[0])) * cos(2 * M_PI * u[1]);
 }

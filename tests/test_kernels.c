@@ -21,10 +21,7 @@ static const int32_t all_types[] = {
 /* Deterministic data: xorshift, so a failure reproduces. */
 static uint64_t rng_state = 88172645463325252ull;
 static float frand(void) { /* uniform in [-1, 1) */
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return (float)((double)(rng_state >> 11) / 4503599627370496.0 - 1.0);
+  return test_frand(&rng_state);
 }
 static float fgauss(void) { /* roughly normal, like trained weights */
   return (frand() + frand() + frand() + frand()) * 0.8660254f;
@@ -403,15 +400,6 @@ END_TEST
 
 /* The four-row dot products against the exact dot of each row (and so against the reference):
  * every data kind, odd block counts, rows further apart than their size. */
-static void check_dot4_fn(const nllm_qtype *q, nllm_vec_dot4_fn dot4, const char *what);
-
-/* Both four-row kernels a tier may have: decode's and the prompt tiles'. */
-static void check_dot4(int32_t type) {
-  const nllm_qtype *q = nllm_qtype_get(type);
-  if (q->vec_dot4) check_dot4_fn(q, q->vec_dot4, "vec_dot4");
-  if (q->vec_dot4_tile) check_dot4_fn(q, q->vec_dot4_tile, "vec_dot4_tile");
-}
-
 static void check_dot4_fn(const nllm_qtype *q, nllm_vec_dot4_fn dot4, const char *what) {
   const int32_t type = q->type;
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
@@ -457,6 +445,13 @@ static void check_dot4_fn(const nllm_qtype *q, nllm_vec_dot4_fn dot4, const char
     free(wq);
     free(yq);
   }
+}
+
+/* Both four-row kernels a tier may have: decode's and the prompt tiles'. */
+static void check_dot4(int32_t type) {
+  const nllm_qtype *q = nllm_qtype_get(type);
+  if (q->vec_dot4) check_dot4_fn(q, q->vec_dot4, "vec_dot4");
+  if (q->vec_dot4_tile) check_dot4_fn(q, q->vec_dot4_tile, "vec_dot4_tile");
 }
 
 START_TEST(dot4_vs_ref) {

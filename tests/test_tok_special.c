@@ -129,10 +129,7 @@ static const char *const all_toks[] = {
 
 static uint64_t rng = 88172645463325252ull;
 static uint32_t rnd(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (uint32_t)rng;
+  return (uint32_t)test_xorshift(&rng);
 }
 
 static size_t random_utf8(char *out, size_t max_cps) {

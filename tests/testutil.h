@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test_rng.h"
+
 /* ../shared/testdata relative to the project root (tests run from there), or $NLLM_TESTDATA. */
 static inline const char *testdata_dir(void) {
   const char *d = getenv("NLLM_TESTDATA");

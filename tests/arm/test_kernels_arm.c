@@ -25,10 +25,7 @@ static int passed, failed;
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static float frand(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (float)((double)(rng >> 11) / 4503599627370496.0 - 1.0);
+  return test_frand(&rng);
 }
 
 static void fill(float *x, int64_t n, int kind) {
