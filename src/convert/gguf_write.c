@@ -1,5 +1,5 @@
 /* GGUF v3 writer (see gguf_write.h). */
-#include "formats/gguf_write.h"
+#include "convert/gguf_write.h"
 
 #include <errno.h>
 #include <fcntl.h>
