@@ -62,7 +62,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC:= $(wildcard bench/*.c)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan ubsan bench install clean format abi-update test-arm test-noavx examples demo check-layers
+.PHONY: FORCE all test asan ubsan bench install clean format abi-update test-arm test-noavx examples demo check-layers
 
 all: $(SHLIB) $(BUILD)/libnativellm.so $(STLIB) $(CLI)
 
@@ -80,7 +80,13 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 # The installed nllm finds the bundled model under $(PREFIX)/share when run outside the tree.
+# $(BUILD)/datadir.txt changes (and main.o is rebuilt) whenever PREFIX does.
 $(BUILD)/obj/tools/nllm/main.o: CPPFLAGS += -DNLLM_DATADIR='"$(PREFIX)/share/nativellm"'
+$(BUILD)/obj/tools/nllm/main.o: $(BUILD)/datadir.txt
+$(BUILD)/datadir.txt: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(PREFIX)/share/nativellm' | cmp -s - $@ || echo '$(PREFIX)/share/nativellm' > $@
+FORCE:
 
 $(BUILD)/obj/%.o: %.cu kernels/cuda/cuda_common.cuh kernels/cuda/backend_cuda.h
 	@mkdir -p $(dir $@)
