@@ -120,7 +120,7 @@ $(BUILD)/bench/%: bench/%.c $(STLIB)
 test: all $(TESTS) examples
 	@$(MAKE) --no-print-directory run-examples
 	@NLLM_BUILD=$(BUILD) NLLM_PYTHON_LIB=$(if $(SAN),,$(SHLIB)) sh tests/run_tests.sh $(TESTS) \
-	  tests/server/run.sh
+	  tests/server/run.sh tests/server/page.sh
 
 asan:
 	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow" OPT="-O1 -g" test

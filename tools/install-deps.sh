@@ -4,8 +4,9 @@
 set -eu
 PKGS="build-essential gcc clang pkg-config make python3 binutils
 check libsubunit-dev
-libopenblas-dev libpcre2-dev libutf8proc-dev libcjson-dev libmicrohttpd-dev
+libopenblas-dev libpcre2-dev libutf8proc-dev libcjson-dev
 libomp-dev libclang-rt-dev
+libmicrohttpd-dev chromium
 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 missing=""
 for p in $PKGS; do

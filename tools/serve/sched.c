@@ -112,12 +112,6 @@ int srv_sched_submit(srv_sched *s, srv_job *job) {
   return 0;
 }
 
-void srv_sched_count_rejected(srv_sched *s) {
-  pthread_mutex_lock(&s->mu);
-  s->st.requests_rejected++;
-  pthread_mutex_unlock(&s->mu);
-}
-
 void srv_job_release(srv_sched *s, srv_job *job) {
   if (!job) return;
   pthread_mutex_lock(&s->mu);

@@ -184,8 +184,6 @@ typedef struct srv_stats {
 
 /* A consistent copy of the scheduler's counters. */
 void srv_sched_stats(srv_sched *s, srv_stats *out);
-/* Count a request turned away before it reached the scheduler (overload). */
-void srv_sched_count_rejected(srv_sched *s);
 
 double srv_now(void); /* monotonic seconds */
 /* Prometheus text of the server's counters, gauges and histograms (malloc'd). */
