@@ -270,6 +270,209 @@ START_TEST(full_and_invalid) {
 }
 END_TEST
 
+/* ---- random interleaved operations against a replay of each sequence alone */
+
+enum { OP_DECODE, OP_REMOVE, OP_SHIFT };
+typedef struct hist_op {
+  int kind, a, b, c; /* decode: token a at position b; remove [a, b); shift [a, b) by c */
+} hist_op;
+typedef struct history {
+  hist_op *ops;
+  int n, cap;
+} history;
+
+static void hist_push(history *h, int kind, int a, int b, int c) {
+  if (h->n == h->cap) {
+    h->cap = h->cap ? 2 * h->cap : 64;
+    h->ops = realloc(h->ops, sizeof *h->ops * (size_t)h->cap);
+  }
+  h->ops[h->n++] = (hist_op){kind, a, b, c};
+}
+
+/* Replays h alone in a fresh one-sequence context; the logits of its last decode into out. */
+static void replay(nllm_model *m, const history *h, float *out) {
+  nllm_context *c = ctx_make(m, 1, 128, 32, NLLM_TYPE_F32);
+  int last = -1;
+  for (int i = 0; i < h->n; i++) last = h->ops[i].kind == OP_DECODE ? i : last;
+  for (int i = 0; i <= last; i++) {
+    const hist_op *o = &h->ops[i];
+    if (o->kind == OP_DECODE) {
+      nllm_batch b;
+      nllm_batch_init(&b);
+      b.n_tokens = 1;
+      b.tokens = &o->a;
+      b.pos = &o->b;
+      ck_assert_msg(nllm_decode_batch(c, &b) == NLLM_OK, "%s", nllm_last_error());
+    } else if (o->kind == OP_REMOVE) {
+      ck_assert_int_eq(nllm_seq_remove(c, 0, o->a, o->b), NLLM_OK);
+    } else {
+      ck_assert_int_eq(nllm_seq_shift(c, 0, o->a, o->b, o->c), NLLM_OK);
+    }
+  }
+  memcpy(out, nllm_get_logits(c), sizeof(float) * (size_t)nllm_model_n_vocab(m));
+  nllm_context_free(c);
+}
+
+/* Decodes into random sequences interleaved with remove / copy / keep / shift and the pool
+ * running full, for many steps: each sequence's logits must equal replaying its own history
+ * alone (a copy's history is its source's plus the removals that cut the copied range). */
+START_TEST(random_ops_vs_replay) {
+  nllm_model *m = load_case(0);
+  const int nv = nllm_model_n_vocab(m);
+  enum { NS = 4, NCTX = 24 };
+  nllm_context *c = ctx_make(m, NS, NCTX, 8, NLLM_TYPE_F32);
+  history h[NS] = {{0}};
+  float *ref = malloc(sizeof(float) * (size_t)nv);
+  uint64_t rng = 777;
+  int n_cmp = 0, n_full = 0, n_shift = 0, n_copy = 0;
+  double worst = 0;
+  for (int step = 0; step < 120; step++) {
+    const int r = (int)(test_xorshift(&rng) % 100), s = (int)(test_xorshift(&rng) % NS);
+    const int hi = nllm_seq_pos_max(c, s) + 2;
+    const int p0 = (int)(test_xorshift(&rng) % (uint64_t)hi);
+    const int p1 = p0 + 1 + (int)(test_xorshift(&rng) % (uint64_t)hi);
+    if (r < 55) { /* decode 1-3 tokens into each of a random subset of the sequences */
+      nllm_token tok[16];
+      int32_t sid[16], n = 0, take[NS];
+      for (int q = 0; q < NS; q++)
+        take[q] = test_xorshift(&rng) % 2 ? 1 + (int)(test_xorshift(&rng) % 3) : 0;
+      for (int q = 0; q < NS; q++)
+        for (int k = 0; k < take[q]; k++) {
+          tok[n] = 3 + (int)(test_xorshift(&rng) % (uint64_t)(nv - 3));
+          sid[n++] = q;
+        }
+      if (!n) continue;
+      int32_t used_before = 0;
+      nllm_context_kv_cells(c, &used_before, NULL);
+      int pmax[NS];
+      for (int q = 0; q < NS; q++) pmax[q] = nllm_seq_pos_max(c, q);
+      nllm_batch b;
+      nllm_batch_init(&b);
+      b.n_tokens = n;
+      b.tokens = tok;
+      b.seq_id = sid;
+      nllm_status st = nllm_decode_batch(c, &b);
+      if (st == NLLM_ERR_CONTEXT_FULL) { /* nothing changed; make room */
+        n_full++;
+        int32_t used_after = 0;
+        nllm_context_kv_cells(c, &used_after, NULL);
+        ck_assert_int_eq(used_after, used_before);
+        for (int q = 0; q < NS; q++) ck_assert_int_eq(nllm_seq_pos_max(c, q), pmax[q]);
+        ck_assert_int_eq(nllm_seq_remove(c, s, 0, -1), NLLM_OK);
+        h[s].n = 0;
+        continue;
+      }
+      ck_assert_msg(st == NLLM_OK, "%s", nllm_last_error());
+      int next[NS];
+      for (int q = 0; q < NS; q++) next[q] = pmax[q] + 1;
+      for (int i = 0; i < n; i++) hist_push(&h[sid[i]], OP_DECODE, tok[i], next[sid[i]]++, 0);
+      for (int q = 0; q < NS; q++) {
+        if (!take[q]) continue;
+        replay(m, &h[q], ref);
+        const double e = rel_rms(nllm_get_logits_seq(c, q), ref, nv);
+        if (e > worst) worst = e;
+        n_cmp++;
+      }
+    } else if (r < 70) {
+      ck_assert_int_eq(nllm_seq_remove(c, s, p0, p1), NLLM_OK);
+      hist_push(&h[s], OP_REMOVE, p0, p1, 0);
+    } else if (r < 82) { /* dst := src's [p0, p1) */
+      const int d = (s + 1 + (int)(test_xorshift(&rng) % (NS - 1))) % NS;
+      ck_assert_int_eq(nllm_seq_remove(c, d, 0, -1), NLLM_OK);
+      ck_assert_int_eq(nllm_seq_copy(c, s, d, p0, p1), NLLM_OK);
+      h[d].n = 0;
+      for (int i = 0; i < h[s].n; i++)
+        hist_push(&h[d], h[s].ops[i].kind, h[s].ops[i].a, h[s].ops[i].b, h[s].ops[i].c);
+      hist_push(&h[d], OP_REMOVE, 0, p0, 0);
+      hist_push(&h[d], OP_REMOVE, p1, 1 << 30, 0);
+      n_copy++;
+    } else if (r < 97) {
+      const int delta = (int)(test_xorshift(&rng) % 17) - 8;
+      const int32_t n_before = nllm_seq_n_tokens(c, s);
+      nllm_status st = nllm_seq_shift(c, s, p0, p1, delta);
+      if (st == NLLM_OK) {
+        hist_push(&h[s], OP_SHIFT, p0, p1, delta);
+        n_shift++;
+      } else {
+        ck_assert_int_eq(st, NLLM_ERR_INVALID_ARG); /* below 0 or a collision: unchanged */
+      }
+      ck_assert_int_eq(nllm_seq_n_tokens(c, s), n_before);
+    } else {
+      ck_assert_int_eq(nllm_seq_keep(c, s), NLLM_OK);
+      for (int q = 0; q < NS; q++)
+        if (q != s) h[q].n = 0;
+    }
+    int32_t used = 0, held = 0;
+    nllm_context_kv_cells(c, &used, NULL);
+    for (int q = 0; q < NS; q++) held += nllm_seq_n_tokens(c, q);
+    ck_assert(used <= held && used <= NCTX);
+  }
+  fprintf(stderr,
+          "random ops: %d compared rows (max rel RMS %.2e), %d full batches, %d shifts, %d "
+          "copies\n",
+          n_cmp, worst, n_full, n_shift, n_copy);
+  ck_assert_msg(worst < 1e-5, "%g", worst);
+  ck_assert(n_cmp > 50 && n_full > 0 && n_shift > 5 && n_copy > 5);
+  for (int q = 0; q < NS; q++) free(h[q].ops);
+  free(ref);
+  nllm_context_free(c);
+  nllm_model_free(m);
+}
+END_TEST
+
+/* RoPE scores depend only on relative positions: shifting a whole sequence (the context-shift
+ * pattern of dropping a prefix and sliding the rest back) and continuing gives the logits of
+ * continuing unshifted, within rounding. Shared cells are copied, not re-rotated in place. */
+START_TEST(shift_keeps_relative_positions) {
+  nllm_model *m = load_case(_i);
+  if (!m) return;
+  const int nv = nllm_model_n_vocab(m);
+  uint64_t rng = 4242;
+  nllm_token ids[40];
+  random_ids(&rng, nv, ids, 40);
+  nllm_context *c = ctx_make(m, 2, 128, 64, NLLM_TYPE_F32);
+  nllm_batch b;
+  nllm_batch_init(&b);
+  b.n_tokens = 30;
+  b.tokens = ids;
+  ck_assert_int_eq(nllm_decode_batch(c, &b), NLLM_OK);
+  ck_assert_int_eq(nllm_seq_copy(c, 0, 1, 0, -1), NLLM_OK);
+  /* sequence 1: drop [0, 10), slide [10, 30) to [0, 20) */
+  ck_assert_int_eq(nllm_seq_remove(c, 1, 0, 10), NLLM_OK);
+  ck_assert_int_eq(nllm_seq_shift(c, 1, 10, -1, -10), NLLM_OK);
+  ck_assert_int_eq(nllm_seq_pos_min(c, 1), 0);
+  ck_assert_int_eq(nllm_seq_pos_max(c, 1), 19);
+  int32_t used = 0;
+  nllm_context_kv_cells(c, &used, NULL);
+  ck_assert_int_eq(used, 50); /* the 20 shared cells were copied before rotating */
+  /* sequence 0 drops its prefix too but keeps positions: both continue with the same tokens */
+  ck_assert_int_eq(nllm_seq_remove(c, 0, 0, 10), NLLM_OK);
+  nllm_token tok[20];
+  int32_t sid[20], keep[20];
+  for (int k = 0; k < 10; k++) {
+    tok[2 * k] = tok[2 * k + 1] = ids[30 + k];
+    sid[2 * k] = 0, sid[2 * k + 1] = 1;
+    keep[2 * k] = keep[2 * k + 1] = 1;
+  }
+  b.n_tokens = 20;
+  b.tokens = tok;
+  b.seq_id = sid;
+  b.logits = keep;
+  ck_assert_int_eq(nllm_decode_batch(c, &b), NLLM_OK);
+  ck_assert_int_eq(nllm_seq_pos_max(c, 0), 39);
+  ck_assert_int_eq(nllm_seq_pos_max(c, 1), 29);
+  double worst = 0;
+  for (int k = 0; k < 10; k++) {
+    double e = rel_rms(nllm_get_logits_ith(c, 2 * k + 1), nllm_get_logits_ith(c, 2 * k), nv);
+    if (e > worst) worst = e;
+  }
+  fprintf(stderr, "%-34s shifted vs unshifted: max rel RMS %.2e\n", models[_i].rel, worst);
+  ck_assert_msg(worst < 1e-4, "%s: %g", models[_i].rel, worst);
+  nllm_context_free(c);
+  nllm_model_free(m);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("batch");
   TCase *tc = tcase_create("batch");
@@ -278,6 +481,8 @@ int main(void) {
   tcase_add_loop_test(tc, batch_matches_single, 0, n_models);
   tcase_add_loop_test(tc, shared_prefix_equals_recompute, 0, n_models);
   tcase_add_test(tc, full_and_invalid);
+  tcase_add_test(tc, random_ops_vs_replay);
+  tcase_add_loop_test(tc, shift_keeps_relative_positions, 0, n_models);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }
