@@ -216,6 +216,7 @@ NLLM_API void nllm_context_params_init(nllm_context_params *p) {
   p->kv_type = NLLM_TYPE_F16;
   p->n_seq_max = 1;
   p->seed = NLLM_SEED_DEFAULT;
+  p->kv_type_v = NLLM_TYPE_NONE;
 }
 
 NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context_params *params,
@@ -237,8 +238,12 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
   CHECK_ARG(p.kv_type == NLLM_TYPE_F16 || p.kv_type == NLLM_TYPE_F32,
             "nllm_context_params.kv_type must be NLLM_TYPE_F16 or NLLM_TYPE_F32 (got %d)",
             p.kv_type);
-  CHECK_ARG(p.n_seq_max == 1 || p.n_seq_max == 0,
-            "nllm_context_params.n_seq_max must be 1 in this version (got %d)", p.n_seq_max);
+  CHECK_ARG(p.n_seq_max >= 0 && p.n_seq_max <= NLLM_SEQ_MAX,
+            "nllm_context_params.n_seq_max must be in [1, %d] (got %d)", NLLM_SEQ_MAX, p.n_seq_max);
+  CHECK_ARG(p.kv_type_v == NLLM_TYPE_NONE || p.kv_type_v == p.kv_type,
+            "nllm_context_params.kv_type_v: a V cache type other than kv_type is not supported "
+            "in this version (got %d, kv_type %d)",
+            p.kv_type_v, p.kv_type);
   return nllm_ctx_create(m, &p, out);
 }
 
@@ -257,9 +262,8 @@ NLLM_API const float *nllm_get_logits(nllm_context *ctx) {
 }
 
 NLLM_API const float *nllm_get_logits_ith(nllm_context *ctx, int32_t i) {
-  if (!ctx || ctx->n_logits == 0 || i < 0 || i >= ctx->last_n) return NULL;
-  if (ctx->n_logits == 1) return i == ctx->last_n - 1 ? ctx->logits : NULL;
-  return ctx->logits + (size_t)i * ctx->model->hp.n_vocab;
+  if (!ctx || ctx->n_logits == 0 || i < 0 || i >= ctx->last_n || ctx->row_out[i] < 0) return NULL;
+  return ctx->logits + (size_t)ctx->row_out[i] * ctx->model->hp.n_vocab;
 }
 
 NLLM_API int32_t nllm_context_pos(const nllm_context *ctx) {
@@ -277,17 +281,16 @@ NLLM_API nllm_status nllm_context_rewind(nllm_context *ctx, int32_t pos) {
   CHECK_ARG(pos >= 0 && pos <= ctx->pos,
             "nllm_context_rewind: position %d is outside [0, %d] (the current position)", pos,
             ctx->pos);
-  /* Cache rows past pos are simply overwritten by the next decode. */
-  if (pos != ctx->pos) ctx->n_logits = 0;
-  ctx->pos = pos;
+  if (pos == ctx->pos) return NLLM_OK;
+  nllm_status st = nllm_ctx_seq_remove(ctx, 0, pos, -1);
+  if (st) return st;
+  ctx->n_logits = 0;
   return NLLM_OK;
 }
 
 NLLM_API void nllm_context_reset(nllm_context *ctx) {
   if (!ctx) return;
-  ctx->pos = 0;
-  ctx->n_logits = 0;
-  ctx->last_n = 0;
+  nllm_ctx_clear(ctx);
   memset(&ctx->tm, 0, sizeof ctx->tm);
   ctx->tm.struct_size = sizeof ctx->tm;
 }
@@ -298,6 +301,84 @@ NLLM_API nllm_status nllm_context_timings(const nllm_context *ctx, nllm_timings 
   uint32_t n = out->struct_size < sizeof ctx->tm ? out->struct_size : (uint32_t)sizeof ctx->tm;
   memcpy(out, &ctx->tm, n);
   out->struct_size = n;
+  return NLLM_OK;
+}
+
+/* ---------------------------------------------------------------- many sequences per context */
+
+NLLM_API void nllm_batch_init(nllm_batch *b) {
+  if (!b) return;
+  memset(b, 0, sizeof *b);
+  b->struct_size = sizeof *b;
+}
+
+NLLM_API nllm_status nllm_decode_batch(nllm_context *ctx, const nllm_batch *batch) {
+  CHECK_ARG(ctx && batch, "nllm_decode_batch: NULL argument");
+  nllm_batch b;
+  nllm_batch_init(&b);
+  nllm_status st = nllm_read_params(&b, sizeof b, batch, "nllm_batch");
+  if (st) return st;
+  return nllm_ctx_decode_batch(ctx, &b);
+}
+
+NLLM_API const float *nllm_get_logits_seq(nllm_context *ctx, int32_t seq) {
+  if (!ctx || ctx->n_logits == 0 || seq < 0 || seq >= ctx->n_seq || ctx->seq_out[seq] < 0)
+    return NULL;
+  return ctx->logits + (size_t)ctx->seq_out[seq] * ctx->model->hp.n_vocab;
+}
+
+NLLM_API int32_t nllm_context_n_seq_max(const nllm_context *ctx) {
+  return ctx ? ctx->n_seq : 0;
+}
+
+#define CHECK_SEQ(ctx, seq, all_ok, fn)                                                  \
+  CHECK_ARG(ctx, fn ": ctx is NULL");                                                    \
+  CHECK_ARG(((all_ok) && (seq) == NLLM_SEQ_ALL) || ((seq) >= 0 && (seq) < (ctx)->n_seq), \
+            fn ": sequence id %d is outside [0, %d) (n_seq_max)%s", (seq), (ctx)->n_seq, \
+            (all_ok) ? " and not NLLM_SEQ_ALL" : "")
+
+NLLM_API nllm_status nllm_seq_remove(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1) {
+  CHECK_SEQ(ctx, seq, 1, "nllm_seq_remove");
+  return nllm_ctx_seq_remove(ctx, seq, p0, p1);
+}
+
+NLLM_API nllm_status nllm_seq_copy(nllm_context *ctx, int32_t src, int32_t dst, int32_t p0,
+                                   int32_t p1) {
+  CHECK_SEQ(ctx, src, 0, "nllm_seq_copy");
+  CHECK_SEQ(ctx, dst, 0, "nllm_seq_copy");
+  return nllm_ctx_seq_copy(ctx, src, dst, p0, p1);
+}
+
+NLLM_API nllm_status nllm_seq_keep(nllm_context *ctx, int32_t seq) {
+  CHECK_SEQ(ctx, seq, 0, "nllm_seq_keep");
+  return nllm_ctx_seq_keep(ctx, seq);
+}
+
+NLLM_API nllm_status nllm_seq_shift(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1,
+                                    int32_t delta) {
+  CHECK_SEQ(ctx, seq, 0, "nllm_seq_shift");
+  return nllm_ctx_seq_shift(ctx, seq, p0, p1, delta);
+}
+
+NLLM_API int32_t nllm_seq_pos_min(const nllm_context *ctx, int32_t seq) {
+  if (!ctx || seq < 0 || seq >= ctx->n_seq || ctx->cells.seq[seq].n == 0) return -1;
+  return ctx->cells.seq[seq].pos[0];
+}
+
+NLLM_API int32_t nllm_seq_pos_max(const nllm_context *ctx, int32_t seq) {
+  if (!ctx || seq < 0 || seq >= ctx->n_seq || ctx->cells.seq[seq].n == 0) return -1;
+  return ctx->cells.seq[seq].pos[ctx->cells.seq[seq].n - 1];
+}
+
+NLLM_API int32_t nllm_seq_n_tokens(const nllm_context *ctx, int32_t seq) {
+  if (!ctx || seq < 0 || seq >= ctx->n_seq) return 0;
+  return ctx->cells.seq[seq].n;
+}
+
+NLLM_API nllm_status nllm_context_kv_cells(const nllm_context *ctx, int32_t *used, int32_t *total) {
+  CHECK_ARG(ctx, "nllm_context_kv_cells: ctx is NULL");
+  if (used) *used = ctx->cells.n_used;
+  if (total) *total = ctx->cells.n_cells;
   return NLLM_OK;
 }
 

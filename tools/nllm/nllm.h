@@ -33,6 +33,7 @@ int cmd_chat(int argc, char **argv);
 int nllm_cmd_convert(int argc, char **argv);
 int nllm_cmd_quantize(int argc, char **argv);
 int cmd_serve(int argc, char **argv); /* tools/serve/cmd_serve.c */
+int cmd_parallel(int argc, char **argv);
 
 #endif
 
@@ -41,6 +42,7 @@ typedef struct cli_opts {
   const char *model, *prompt, *file, *out, *prompt_ids, *tokenizer, *quantize, *system,
       *chat_template;
   long long n, threads, ctx, seed, top_k, repeat_last_n, reps, n_prompt, batch, ngl;
+  long long n_parallel; /* -np: sequences decoded together (nllm parallel) */
   double temp, top_p, min_p, repeat_penalty;
   int ids, no_bos, special, json, kv_f32, mmap, help, has_seed, gpu, has_n, ignore_eos, no_mmap,
       no_warmup, show_pieces;

@@ -92,6 +92,8 @@ static const opt opts[] = {
      "       run every layer on the GPU (CUDA builds)"},
     {NULL, "-ngl", "--n-gpu-layers", O_INT, OFF(ngl), 0, 1 << 20, 0, 0,
      "N    run the last N layers on the GPU (CUDA builds; default 0)"},
+    {NULL, "-np", "--parallel", O_INT, OFF(n_parallel), 1, 1024, 0, 0,
+     "N    sequences decoded together, the rest queued (parallel; default 4)"},
     {NULL, "-P", "--n-prompt", O_INT, OFF(n_prompt), 0, 1 << 20, 0, 0,
      "N      prompt tokens to time (bench; default 128)"},
 };
