@@ -35,7 +35,12 @@ nllm_status nllm_run_generate_tokens(nllm_context *ctx, nllm_sampler *s, const n
     return nllm_err(NLLM_ERR_INVALID_ARG, "generate: max_tokens must be >= 0 (got %d)",
                     p->max_tokens);
   if (n_prompt == 0 && ctx->n_logits == 0)
-    return nllm_err(NLLM_ERR_INVALID_ARG, "generate: empty prompt and nothing decoded yet");
+    return ctx->pos == 0
+               ? nllm_err(NLLM_ERR_INVALID_ARG, "generate: empty prompt and nothing decoded yet")
+               : nllm_err(NLLM_ERR_INVALID_ARG,
+                          "generate: empty prompt and no logits at position %d (a rewind drops "
+                          "them): give a prompt, or decode the token at the new position",
+                          ctx->pos);
   for (int32_t i = 0; i < n_prompt; i++) nllm_sampler_push(s, ids[i]);
   if (n_prompt && (st = nllm_ctx_decode(ctx, ids, n_prompt))) return st;
 
