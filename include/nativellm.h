@@ -62,6 +62,11 @@ typedef int32_t nllm_status;
 #define NLLM_ERR_BACKEND (-10)         /* GPU / backend failure */
 #define NLLM_ERR_INTERNAL (-11)        /* a bug: please report */
 
+/* ---- busy context ---- */
+/* The context is already inside another call (from another thread, or re-entered from one of
+ * its own callbacks): a context serves one call at a time. Nothing was done. */
+#define NLLM_ERR_BUSY (-12)
+
 /* ---------------------------------------------------------------- basic types */
 
 typedef int32_t nllm_token;

@@ -7,6 +7,9 @@
 #include "engine/engine.h"
 #include "qtypes.h"
 
+/* The largest context a caller may ask for, directly (n_ctx) or as the model's default. */
+#define NLLM_MAX_CTX (1 << 24)
+
 #define CHECK_ARG(cond, ...) \
   if (!(cond)) return nllm_err(NLLM_ERR_INVALID_ARG, __VA_ARGS__)
 
@@ -46,7 +49,8 @@ NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *
   if (st) return st;
   CHECK_ARG(p.n_threads >= 0 && p.n_threads <= 4096,
             "nllm_model_params.n_threads must be in [0, 4096] (got %d)", p.n_threads);
-  CHECK_ARG(p.n_ctx_default >= 0, "nllm_model_params.n_ctx_default must be >= 0 (got %d)",
+  CHECK_ARG(p.n_ctx_default >= 0 && p.n_ctx_default <= NLLM_MAX_CTX,
+            "nllm_model_params.n_ctx_default must be in [0, %d] (got %d)", NLLM_MAX_CTX,
             p.n_ctx_default);
   CHECK_ARG(p.n_gpu_layers >= 0 || p.n_gpu_layers == -1,
             "nllm_model_params.n_gpu_layers must be >= 0 or -1 (all)");
@@ -228,9 +232,8 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
   nllm_context_params_init(&p);
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_context_params");
   if (st) return st;
-  const int32_t max_ctx = 1 << 24;
-  CHECK_ARG(p.n_ctx >= 0 && p.n_ctx <= max_ctx,
-            "nllm_context_params.n_ctx must be in [0, %d] (got %d)", max_ctx, p.n_ctx);
+  CHECK_ARG(p.n_ctx >= 0 && p.n_ctx <= NLLM_MAX_CTX,
+            "nllm_context_params.n_ctx must be in [0, %d] (got %d)", NLLM_MAX_CTX, p.n_ctx);
   CHECK_ARG(p.n_threads >= 0 && p.n_threads <= 1024,
             "nllm_context_params.n_threads must be in [0, 1024] (got %d)", p.n_threads);
   CHECK_ARG(p.n_batch >= 0 && p.n_batch <= 65536,
@@ -247,13 +250,31 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
   return nllm_ctx_create(m, &p, out);
 }
 
+/* One call at a time per context: a compare-and-swap on entry costs nothing next to a decode. */
+static nllm_status ctx_enter(nllm_context *ctx, const char *fn) {
+  int idle = 0;
+  if (!atomic_compare_exchange_strong(&ctx->busy, &idle, 1))
+    return nllm_err(NLLM_ERR_BUSY,
+                    "%s: the context is in use by another call (another thread, or a callback "
+                    "of its own call); a context serves one call at a time",
+                    fn);
+  return NLLM_OK;
+}
+
+static nllm_status ctx_leave(nllm_context *ctx, nllm_status st) {
+  atomic_store(&ctx->busy, 0);
+  return st;
+}
+
 NLLM_API void nllm_context_free(nllm_context *ctx) {
   nllm_ctx_free(ctx);
 }
 
 NLLM_API nllm_status nllm_decode(nllm_context *ctx, const nllm_token *tokens, int32_t n) {
   CHECK_ARG(ctx && tokens, "nllm_decode: NULL argument");
-  return nllm_ctx_decode(ctx, tokens, n);
+  nllm_status st = ctx_enter(ctx, "nllm_decode");
+  if (st) return st;
+  return ctx_leave(ctx, nllm_ctx_decode(ctx, tokens, n));
 }
 
 NLLM_API const float *nllm_get_logits(nllm_context *ctx) {
@@ -278,14 +299,18 @@ NLLM_API const nllm_model *nllm_context_model(const nllm_context *ctx) {
 
 NLLM_API nllm_status nllm_context_rewind(nllm_context *ctx, int32_t pos) {
   CHECK_ARG(ctx, "nllm_context_rewind: ctx is NULL");
-  CHECK_ARG(pos >= 0 && pos <= ctx->pos,
-            "nllm_context_rewind: position %d is outside [0, %d] (the current position)", pos,
-            ctx->pos);
-  if (pos == ctx->pos) return NLLM_OK;
-  nllm_status st = nllm_ctx_seq_remove(ctx, 0, pos, -1);
+  nllm_status st = ctx_enter(ctx, "nllm_context_rewind");
   if (st) return st;
-  ctx->n_logits = 0;
-  return NLLM_OK;
+  if (pos < 0 || pos > ctx->pos)
+    return ctx_leave(
+        ctx, nllm_err(NLLM_ERR_INVALID_ARG,
+                      "nllm_context_rewind: position %d is outside [0, %d] (the current position)",
+                      pos, ctx->pos));
+  if (pos != ctx->pos) {
+    st = nllm_ctx_seq_remove(ctx, 0, pos, -1);
+    if (!st) ctx->n_logits = 0;
+  }
+  return ctx_leave(ctx, st);
 }
 
 NLLM_API void nllm_context_reset(nllm_context *ctx) {
@@ -421,8 +446,10 @@ NLLM_API nllm_status nllm_sampler_sample(nllm_sampler *s, nllm_context *ctx, nll
   CHECK_ARG(s && ctx && out, "nllm_sampler_sample: NULL argument");
   const float *l = nllm_get_logits(ctx);
   CHECK_ARG(l, "nllm_sampler_sample: the context has no logits (decode something first)");
+  nllm_status st = ctx_enter(ctx, "nllm_sampler_sample");
+  if (st) return st;
   nllm_sampler_bind_seed(s, ctx);
-  return nllm_sampler_pick(s, l, ctx->model->hp.n_vocab, out);
+  return ctx_leave(ctx, nllm_sampler_pick(s, l, ctx->model->hp.n_vocab, out));
 }
 
 NLLM_API nllm_status nllm_sampler_sample_logits(nllm_sampler *s, const float *logits,
@@ -459,8 +486,9 @@ NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *s, const cha
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_generate_params");
   if (st) return st;
   size_t len = prompt_len < 0 ? strlen(prompt) : (size_t)prompt_len;
+  if ((st = ctx_enter(ctx, "nllm_generate"))) return st;
   nllm_sampler_bind_seed(s, ctx);
-  return nllm_run_generate(ctx, s, prompt ? prompt : "", len, &p, n_generated);
+  return ctx_leave(ctx, nllm_run_generate(ctx, s, prompt ? prompt : "", len, &p, n_generated));
 }
 
 NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *s,
@@ -476,6 +504,7 @@ NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *s,
   nllm_generate_params_init(&p);
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_generate_params");
   if (st) return st;
+  if ((st = ctx_enter(ctx, "nllm_generate_tokens"))) return st;
   nllm_sampler_bind_seed(s, ctx);
-  return nllm_run_generate_tokens(ctx, s, prompt, n_prompt, &p, n_generated);
+  return ctx_leave(ctx, nllm_run_generate_tokens(ctx, s, prompt, n_prompt, &p, n_generated));
 }

@@ -2,6 +2,8 @@
 #ifndef NLLM_ENGINE_H
 #define NLLM_ENGINE_H
 
+#include <stdatomic.h>
+
 #include "engine/kv_cells.h"
 #include "model/forward.h"
 
@@ -25,6 +27,9 @@ struct nllm_context {
   int32_t *n_vis, *out_rows;
   int32_t *seq_scratch; /* [n_seq] */
   nllm_timings tm;
+  /* Set for the length of every API call that changes the context: a second concurrent call
+   * gets NLLM_ERR_BUSY instead of interleaving writes into the cache and logits. */
+  atomic_int busy;
 };
 
 nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, nllm_context **out);
@@ -49,6 +54,9 @@ struct nllm_sampler {
   uint64_t rng;
   int32_t seeded; /* 0: seed NLLM_SEED_DEFAULT, taken from the first context used */
   int32_t n_vocab;
+  /* Ids are sampled from [0, n_pick): embedding rows past the tokenizer's vocabulary (padding
+   * in many models, or a hostile file's extra rows) have no text and are never chosen. */
+  int32_t n_pick;
   float *logits; /* working copy */
   int32_t *cand; /* candidate ids */
   float *prob;
