@@ -315,10 +315,15 @@ test('16 concurrent greedy streams equal each alone', async () => {
   const alone = [];
   for (const p of prompts)
     alone.push((await collectStream(await main.client().completions.create(req(p)))).text);
-  const together = await Promise.all(prompts.map(async (p) =>
-    (await collectStream(await main.client().completions.create(req(p)))).text));
-  for (let i = 0; i < 16; i++) eq(together[i], alone[i], `stream ${i}`);
   assert(new Set(alone).size > 4, 'different prompts, different texts');
+  // 16 slots: all at once; the 4-slot server: 4 at a time with 12 queued
+  const wide = await startServer(['-np', '16', '-c', '256']);
+  for (const srv of [wide, main]) {
+    const together = await Promise.all(prompts.map(async (p) =>
+      (await collectStream(await srv.client().completions.create(req(p)))).text));
+    for (let i = 0; i < 16; i++) eq(together[i], alone[i], `stream ${i}`);
+  }
+  eq((await stopServer(wide)).code, 0);
 });
 
 test('prefix cache: a repeated prompt reuses its KV', async () => {
