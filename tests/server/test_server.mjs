@@ -243,6 +243,7 @@ test('malformed requests give OpenAI error shapes', async () => {
     ['/v1/chat/completions', { messages: msgs, n: 2 }, 400],
     ['/v1/chat/completions', { messages: msgs, max_tokens: -1 }, 400],
     ['/v1/chat/completions', { messages: msgs, max_tokens: 1.5 }, 400],
+    ['/v1/chat/completions', { messages: msgs, max_tokens: 0 }, 400],
     ['/v1/chat/completions', { messages: msgs, stream: 'yes' }, 400],
     ['/v1/chat/completions', { messages: msgs, stop: [1] }, 400],
     ['/v1/chat/completions', { messages: msgs, top_logprobs: 3 }, 400],
