@@ -66,7 +66,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC:= $(wildcard bench/*.c)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan ubsan bench install clean format abi-update test-arm test-noavx examples demo
+.PHONY: FORCE all test asan ubsan bench install clean format abi-update test-arm test-noavx examples demo check-layers
 
 all: $(SHLIB) $(BUILD)/libnativellm.so $(STLIB) $(CLI)
 
@@ -84,7 +84,13 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 # The installed nllm finds the bundled model under $(PREFIX)/share when run outside the tree.
+# $(BUILD)/datadir.txt changes (and main.o is rebuilt) whenever PREFIX does.
 $(BUILD)/obj/tools/nllm/main.o: CPPFLAGS += -DNLLM_DATADIR='"$(PREFIX)/share/nativellm"'
+$(BUILD)/obj/tools/nllm/main.o: $(BUILD)/datadir.txt
+$(BUILD)/datadir.txt: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(PREFIX)/share/nativellm' | cmp -s - $@ || echo '$(PREFIX)/share/nativellm' > $@
+FORCE:
 
 $(BUILD)/obj/%.o: %.cu kernels/cuda/cuda_common.cuh kernels/cuda/backend_cuda.h
 	@mkdir -p $(dir $@)
@@ -117,10 +123,14 @@ $(BUILD)/bench/%: bench/%.c $(STLIB)
 # NLLM_TESTDATA defaults to ../shared/testdata (tests skip cleanly where it is absent).
 # Runs the examples, then every Check program and the Python suite, and ends with one line of
 # totals. Python cannot load a sanitizer build, so that part is skipped there.
-test: all $(TESTS) examples
+test: all $(TESTS) examples check-layers
 	@$(MAKE) --no-print-directory run-examples
 	@NLLM_BUILD=$(BUILD) NLLM_PYTHON_LIB=$(if $(SAN),,$(SHLIB)) sh tests/run_tests.sh $(TESTS) \
 	  tests/server/run.sh tests/server/page.sh
+
+# The include layering of docs/architecture.md, checked on the code's own #include lines.
+check-layers:
+	@python3 tools/check_layers.py
 
 asan:
 	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow" OPT="-O1 -g" test
