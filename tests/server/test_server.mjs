@@ -243,6 +243,7 @@ test('malformed requests give OpenAI error shapes', async () => {
     ['/v1/chat/completions', { messages: msgs, n: 2 }, 400],
     ['/v1/chat/completions', { messages: msgs, max_tokens: -1 }, 400],
     ['/v1/chat/completions', { messages: msgs, max_tokens: 1.5 }, 400],
+    ['/v1/chat/completions', { messages: msgs, max_tokens: 0 }, 400],
     ['/v1/chat/completions', { messages: msgs, stream: 'yes' }, 400],
     ['/v1/chat/completions', { messages: msgs, stop: [1] }, 400],
     ['/v1/chat/completions', { messages: msgs, top_logprobs: 3 }, 400],
@@ -315,10 +316,15 @@ test('16 concurrent greedy streams equal each alone', async () => {
   const alone = [];
   for (const p of prompts)
     alone.push((await collectStream(await main.client().completions.create(req(p)))).text);
-  const together = await Promise.all(prompts.map(async (p) =>
-    (await collectStream(await main.client().completions.create(req(p)))).text));
-  for (let i = 0; i < 16; i++) eq(together[i], alone[i], `stream ${i}`);
   assert(new Set(alone).size > 4, 'different prompts, different texts');
+  // 16 slots: all at once; the 4-slot server: 4 at a time with 12 queued
+  const wide = await startServer(['-np', '16', '-c', '256']);
+  for (const srv of [wide, main]) {
+    const together = await Promise.all(prompts.map(async (p) =>
+      (await collectStream(await srv.client().completions.create(req(p)))).text));
+    for (let i = 0; i < 16; i++) eq(together[i], alone[i], `stream ${i}`);
+  }
+  eq((await stopServer(wide)).code, 0);
 });
 
 test('prefix cache: a repeated prompt reuses its KV', async () => {
