@@ -19,6 +19,8 @@ FUZZ_MAXLEN_fuzz_hf          := 8192
 FUZZ_MAXLEN_fuzz_tokenizer   := 4096
 FUZZ_MAXLEN_fuzz_chat        := 4096
 FUZZ_MAXLEN_fuzz_tokjson     := 16384
+FUZZ_MAXLEN_fuzz_gbnf        := 4096
+FUZZ_MAXLEN_fuzz_json_schema := 8192
 FUZZ_FLAGS   ?= -rss_limit_mb=2048 -timeout=20 -print_final_stats=1
 
 .PHONY: fuzz fuzz-build fuzz-seeds tsan fuzz-lib

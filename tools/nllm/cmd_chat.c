@@ -10,7 +10,8 @@
 
 #define CHAT_OPTS                                                                             \
   "-m --quantize -n -t -c --seed --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty " \
-  "--repeat-last-n --system --chat-template --kv-f32 --mmap"
+  "--repeat-last-n --system --chat-template --kv-f32 --mmap --grammar --grammar-file "        \
+  "--json-schema"
 
 typedef struct reply {
   char *text;
@@ -89,6 +90,8 @@ int cmd_chat(int argc, char **argv) {
   nllm_sampler_params sp;
   cli_context_params(&o, &cp);
   cli_sampler_params(&o, &sp);
+  char *grammar = NULL;
+  if (!cli_grammar(&o, &sp, &grammar)) goto out;
   nllm_status st;
   if ((st = nllm_context_create(m, &cp, &ctx)) || (st = nllm_sampler_create(m, &sp, &smp))) {
     cli_status_error(st, "cannot set up the chat");
@@ -132,8 +135,10 @@ int cmd_chat(int argc, char **argv) {
     reply r = {0};
     gp.on_token = on_piece;
     gp.user_data = &r;
-    st = nllm_generate_tokens(ctx, smp, ids + keep, n - keep, &gp, NULL);
+    int32_t n_gen = 0;
+    st = nllm_generate_tokens(ctx, smp, ids + keep, n - keep, &gp, &n_gen);
     printf("\n");
+    if (!st) cli_grammar_note(smp, n_gen, gp.max_tokens);
     if (st) {
       free(r.text);
       free(r.ids);
@@ -158,5 +163,6 @@ out:
   nllm_sampler_free(smp);
   nllm_context_free(ctx);
   nllm_model_free(m);
+  free(grammar);
   return rc;
 }

@@ -5,10 +5,11 @@
 
 #include "nllm.h"
 
-#define RUN_OPTS                                                                      \
-  "-m --quantize -p -f -n --gpu -ngl -t -c -b --seed --temp --top-k --top-p --min-p " \
-  "--repeat-penalty "                                                                 \
-  "--repeat-last-n --ids --no-bos --special --kv-f32 --mmap"
+#define RUN_OPTS                                                                       \
+  "-m --quantize -p -f -n --gpu -ngl -t -c -b --seed --temp --top-k --top-p --min-p "  \
+  "--repeat-penalty "                                                                  \
+  "--repeat-last-n --ids --no-bos --special --kv-f32 --mmap --grammar --grammar-file " \
+  "--json-schema"
 
 typedef struct stream_state {
   int ids;
@@ -52,6 +53,8 @@ int cmd_run(int argc, char **argv) {
   nllm_sampler_params sp;
   cli_context_params(&o, &cp);
   cli_sampler_params(&o, &sp);
+  char *grammar = NULL;
+  if (!cli_grammar(&o, &sp, &grammar)) goto out;
   nllm_status st;
   if ((st = nllm_context_create(m, &cp, &ctx))) {
     cli_status_error(st, "cannot create context");
@@ -84,6 +87,7 @@ int cmd_run(int argc, char **argv) {
   if (st == NLLM_ERR_CONTEXT_FULL)
     fprintf(stderr, "nllm: note: stopped because the context is full (%d tokens; use -c)\n",
             nllm_context_n_ctx(ctx));
+  cli_grammar_note(smp, n_gen, gp.max_tokens);
   nllm_timings tm = {.struct_size = sizeof tm};
   nllm_context_timings(ctx, &tm);
   fprintf(stderr,
@@ -98,5 +102,6 @@ out:
   nllm_context_free(ctx);
   nllm_model_free(m);
   free(prompt);
+  free(grammar);
   return rc;
 }

@@ -72,6 +72,12 @@ static const opt opts[] = {
      "       run every layer on the GPU (CUDA builds)"},
     {"-ngl", "--n-gpu-layers", O_INT, OFF(ngl), 0, 1 << 20, 0, 0,
      "N    run the last N layers on the GPU (CUDA builds; default 0)"},
+    {"--grammar", NULL, O_STR, OFF(grammar), 0, 0, 0, 0,
+     "G  only output that matches GBNF grammar G (docs/grammar.md)"},
+    {"--grammar-file", NULL, O_STR, OFF(grammar_file), 0, 0, 0, 0,
+     "F  the same, grammar read from file F"},
+    {"--json-schema", NULL, O_STR, OFF(json_schema), 0, 0, 0, 0,
+     "S  only JSON valid for JSON Schema S (text, or @FILE; '{}' = any JSON)"},
     {"-P", "--n-prompt", O_INT, OFF(n_prompt), 0, 1 << 20, 0, 0,
      "N      prompt tokens to time (bench; default 128)"},
 };
