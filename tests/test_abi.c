@@ -63,6 +63,14 @@ static const struct {
     SIZE(nllm_chat_message),
     FIELD(nllm_chat_message, role),
     FIELD(nllm_chat_message, content),
+    FIELD(nllm_context_params, kv_type_v),
+    SIZE(nllm_batch),
+    FIELD(nllm_batch, struct_size),
+    FIELD(nllm_batch, n_tokens),
+    FIELD(nllm_batch, tokens),
+    FIELD(nllm_batch, pos),
+    FIELD(nllm_batch, seq_id),
+    FIELD(nllm_batch, logits),
 };
 
 static char *current_layout(void) {

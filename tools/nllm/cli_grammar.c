@@ -28,10 +28,9 @@ int cli_grammar(const cli_opts *o, nllm_sampler_params *sp, char **owned) {
   return 1;
 }
 
-void cli_grammar_note(const nllm_sampler *s, int32_t n_generated, int32_t max_tokens) {
-  if (n_generated >= max_tokens && !nllm_sampler_grammar_complete(s))
+void cli_grammar_note(const nllm_sampler *s, int32_t finish) {
+  if (finish == NLLM_FINISH_LENGTH && !nllm_sampler_grammar_complete(s))
     fprintf(stderr,
-            "nllm: note: finish reason \"length\": stopped at -n %d tokens before the end of the "
-            "grammar, so the output is incomplete and may not parse (raise -n)\n",
-            max_tokens);
+            "nllm: note: finish reason \"length\": stopped before the end of the grammar, so the "
+            "output is incomplete and may not parse (raise -n or -c)\n");
 }
