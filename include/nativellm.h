@@ -368,6 +368,11 @@ typedef struct nllm_sampler_params {
   int32_t repeat_last_n; /* tokens the penalty looks back over; default 64 */
   uint64_t seed;         /* fixed seed = reproducible; NLLM_SEED_DEFAULT: the seed of the first
                           * context it samples from, or random if that is also default */
+  /* Constrained output (docs/grammar.md). At most one of grammar / json_schema; both NULL by
+   * default (no constraint). The strings are copied at nllm_sampler_create. */
+  const char *grammar;      /* GBNF text: only tokens that keep the output in it are sampled */
+  const char *grammar_root; /* its start rule; NULL = "root" */
+  const char *json_schema;  /* JSON Schema text, turned into a grammar; "{}" = any JSON value */
 } nllm_sampler_params;
 
 NLLM_API void nllm_sampler_params_init(nllm_sampler_params *params);
@@ -430,6 +435,25 @@ NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *sampler, con
 NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *sampler,
                                           const nllm_token *prompt, int32_t n_prompt,
                                           const nllm_generate_params *params, int32_t *n_generated);
+
+/* ---------------------------------------------------------------- constrained output */
+/* Grammars and JSON Schema for nllm_sampler_params.grammar / .json_schema: docs/grammar.md.
+ * With a grammar, nllm_sampler_accept (and nllm_generate) advance it by the token the sampler
+ * last returned; prompt tokens fed through accept never touch it. nllm_generate with a non-empty
+ * prompt and nllm_sampler_reset start it over, as does the token after an accepted
+ * end-of-generation token. */
+
+/* JSON Schema text -> the GBNF text json_schema uses (start rule "root"), to inspect or edit.
+ * NUL-terminated when it fits; NLLM_ERR_BUFFER_TOO_SMALL with *n_out = length (the NUL not
+ * counted). NLLM_ERR_INVALID_ARG naming the schema location for what it cannot translate. */
+NLLM_API nllm_status nllm_json_schema_to_grammar(const char *schema, char *buf, int32_t cap,
+                                                 int32_t *n_out);
+/* Checks GBNF text as nllm_sampler_create would (root NULL = "root"), without a model. */
+NLLM_API nllm_status nllm_grammar_validate(const char *grammar, const char *root);
+/* 1 when the sampler has a grammar and the output accepted since it started is a complete
+ * sentence of it (stopping here gives text that parses); else 0. After max_tokens, 0 means the
+ * output was cut short. */
+NLLM_API int32_t nllm_sampler_grammar_complete(const nllm_sampler *sampler);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "engine/engine.h"
+#include "grammar/grammar.h"
 #include "qtypes.h"
 
 /* The largest context a caller may ask for, directly (n_ctx) or as the model's default. */
@@ -488,6 +489,7 @@ NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *s, const cha
   size_t len = prompt_len < 0 ? strlen(prompt) : (size_t)prompt_len;
   if ((st = ctx_enter(ctx, "nllm_generate"))) return st;
   nllm_sampler_bind_seed(s, ctx);
+  if (s->gr && len > 0) nllm_sgrammar_restart(s->gr); /* a new reply: the grammar starts over */
   return ctx_leave(ctx, nllm_run_generate(ctx, s, prompt ? prompt : "", len, &p, n_generated));
 }
 
@@ -506,5 +508,49 @@ NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *s,
   if (st) return st;
   if ((st = ctx_enter(ctx, "nllm_generate_tokens"))) return st;
   nllm_sampler_bind_seed(s, ctx);
+  if (s->gr && n_prompt > 0) nllm_sgrammar_restart(s->gr);
   return ctx_leave(ctx, nllm_run_generate_tokens(ctx, s, prompt, n_prompt, &p, n_generated));
+}
+
+/* ---------------------------------------------------------------- constrained output */
+
+NLLM_API nllm_status nllm_json_schema_to_grammar(const char *schema, char *buf, int32_t cap,
+                                                 int32_t *n_out) {
+  CHECK_ARG(schema && n_out && cap >= 0 && (buf || cap == 0),
+            "nllm_json_schema_to_grammar: NULL argument or negative capacity");
+  *n_out = 0;
+  char *text = NULL;
+  nllm_status st = nllm_json_schema_to_gbnf(schema, strlen(schema), &text);
+  if (st) return st;
+  size_t n = strlen(text);
+  if (n > INT32_MAX - 1) {
+    free(text);
+    return nllm_err(NLLM_ERR_INVALID_ARG, "nllm_json_schema_to_grammar: grammar too large");
+  }
+  *n_out = (int32_t)n;
+  if ((size_t)cap < n + 1) {
+    free(text);
+    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL,
+                    "nllm_json_schema_to_grammar: grammar of %zu bytes (+1 for the NUL), "
+                    "capacity %d",
+                    n, cap);
+  }
+  memcpy(buf, text, n + 1);
+  free(text);
+  return NLLM_OK;
+}
+
+NLLM_API nllm_status nllm_grammar_validate(const char *grammar, const char *root) {
+  CHECK_ARG(grammar, "nllm_grammar_validate: grammar is NULL");
+  nllm_grammar *g = NULL;
+  nllm_status st = nllm_grammar_parse(grammar, strlen(grammar), root, &g);
+  nllm_gmatch *m = NULL;
+  if (st == NLLM_OK) st = nllm_gmatch_new(g, &m);
+  nllm_gmatch_free(m);
+  nllm_grammar_free(g);
+  return st;
+}
+
+NLLM_API int32_t nllm_sampler_grammar_complete(const nllm_sampler *s) {
+  return s && s->gr && nllm_sgrammar_complete(s->gr);
 }

@@ -199,6 +199,9 @@ class nllm_sampler_params(Structure):
         ("repeat_penalty", c_float),
         ("repeat_last_n", c_int32),
         ("seed", c_uint64),
+        ("grammar", c_char_p),
+        ("grammar_root", c_char_p),
+        ("json_schema", c_char_p),
     ]
 
 
@@ -354,6 +357,10 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
         nllm_status,
         [context_p, sampler_p, _tokp, c_int32, POINTER(nllm_generate_params), _i32p],
     ),
+    # constrained output
+    "nllm_json_schema_to_grammar": (nllm_status, [c_char_p, c_char_p, c_int32, _i32p]),
+    "nllm_grammar_validate": (nllm_status, [c_char_p, c_char_p]),
+    "nllm_sampler_grammar_complete": (c_int32, [sampler_p]),
 }
 
 
