@@ -6,6 +6,7 @@ PKGS="build-essential gcc clang pkg-config make python3 binutils
 check libsubunit-dev
 libopenblas-dev libpcre2-dev libutf8proc-dev libcjson-dev
 libomp-dev libclang-rt-dev
+python3-jinja2
 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 missing=""
 for p in $PKGS; do
