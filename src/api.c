@@ -8,6 +8,9 @@
 #include "qtypes.h"
 #include "template/template.h"
 
+/* The largest context a caller may ask for, directly (n_ctx) or as the model's default. */
+#define NLLM_MAX_CTX (1 << 24)
+
 #define CHECK_ARG(cond, ...) \
   if (!(cond)) return nllm_err(NLLM_ERR_INVALID_ARG, __VA_ARGS__)
 
@@ -47,7 +50,8 @@ NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *
   if (st) return st;
   CHECK_ARG(p.n_threads >= 0 && p.n_threads <= 4096,
             "nllm_model_params.n_threads must be in [0, 4096] (got %d)", p.n_threads);
-  CHECK_ARG(p.n_ctx_default >= 0, "nllm_model_params.n_ctx_default must be >= 0 (got %d)",
+  CHECK_ARG(p.n_ctx_default >= 0 && p.n_ctx_default <= NLLM_MAX_CTX,
+            "nllm_model_params.n_ctx_default must be in [0, %d] (got %d)", NLLM_MAX_CTX,
             p.n_ctx_default);
   CHECK_ARG(p.n_gpu_layers >= 0 || p.n_gpu_layers == -1,
             "nllm_model_params.n_gpu_layers must be >= 0 or -1 (all)");
@@ -290,6 +294,7 @@ NLLM_API void nllm_context_params_init(nllm_context_params *p) {
   p->kv_type = NLLM_TYPE_F16;
   p->n_seq_max = 1;
   p->seed = NLLM_SEED_DEFAULT;
+  p->kv_type_v = NLLM_TYPE_NONE;
 }
 
 NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context_params *params,
@@ -301,9 +306,8 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
   nllm_context_params_init(&p);
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_context_params");
   if (st) return st;
-  const int32_t max_ctx = 1 << 24;
-  CHECK_ARG(p.n_ctx >= 0 && p.n_ctx <= max_ctx,
-            "nllm_context_params.n_ctx must be in [0, %d] (got %d)", max_ctx, p.n_ctx);
+  CHECK_ARG(p.n_ctx >= 0 && p.n_ctx <= NLLM_MAX_CTX,
+            "nllm_context_params.n_ctx must be in [0, %d] (got %d)", NLLM_MAX_CTX, p.n_ctx);
   CHECK_ARG(p.n_threads >= 0 && p.n_threads <= 1024,
             "nllm_context_params.n_threads must be in [0, 1024] (got %d)", p.n_threads);
   CHECK_ARG(p.n_batch >= 0 && p.n_batch <= 65536,
@@ -311,9 +315,29 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
   CHECK_ARG(p.kv_type == NLLM_TYPE_F16 || p.kv_type == NLLM_TYPE_F32,
             "nllm_context_params.kv_type must be NLLM_TYPE_F16 or NLLM_TYPE_F32 (got %d)",
             p.kv_type);
-  CHECK_ARG(p.n_seq_max == 1 || p.n_seq_max == 0,
-            "nllm_context_params.n_seq_max must be 1 in this version (got %d)", p.n_seq_max);
+  CHECK_ARG(p.n_seq_max >= 0 && p.n_seq_max <= NLLM_SEQ_MAX,
+            "nllm_context_params.n_seq_max must be in [1, %d] (got %d)", NLLM_SEQ_MAX, p.n_seq_max);
+  CHECK_ARG(p.kv_type_v == NLLM_TYPE_NONE || p.kv_type_v == p.kv_type,
+            "nllm_context_params.kv_type_v: a V cache type other than kv_type is not supported "
+            "in this version (got %d, kv_type %d)",
+            p.kv_type_v, p.kv_type);
   return nllm_ctx_create(m, &p, out);
+}
+
+/* One call at a time per context: a compare-and-swap on entry costs nothing next to a decode. */
+static nllm_status ctx_enter(nllm_context *ctx, const char *fn) {
+  int idle = 0;
+  if (!atomic_compare_exchange_strong(&ctx->busy, &idle, 1))
+    return nllm_err(NLLM_ERR_BUSY,
+                    "%s: the context is in use by another call (another thread, or a callback "
+                    "of its own call); a context serves one call at a time",
+                    fn);
+  return NLLM_OK;
+}
+
+static nllm_status ctx_leave(nllm_context *ctx, nllm_status st) {
+  atomic_store(&ctx->busy, 0);
+  return st;
 }
 
 NLLM_API void nllm_context_free(nllm_context *ctx) {
@@ -322,7 +346,9 @@ NLLM_API void nllm_context_free(nllm_context *ctx) {
 
 NLLM_API nllm_status nllm_decode(nllm_context *ctx, const nllm_token *tokens, int32_t n) {
   CHECK_ARG(ctx && tokens, "nllm_decode: NULL argument");
-  return nllm_ctx_decode(ctx, tokens, n);
+  nllm_status st = ctx_enter(ctx, "nllm_decode");
+  if (st) return st;
+  return ctx_leave(ctx, nllm_ctx_decode(ctx, tokens, n));
 }
 
 NLLM_API const float *nllm_get_logits(nllm_context *ctx) {
@@ -331,9 +357,8 @@ NLLM_API const float *nllm_get_logits(nllm_context *ctx) {
 }
 
 NLLM_API const float *nllm_get_logits_ith(nllm_context *ctx, int32_t i) {
-  if (!ctx || ctx->n_logits == 0 || i < 0 || i >= ctx->last_n) return NULL;
-  if (ctx->n_logits == 1) return i == ctx->last_n - 1 ? ctx->logits : NULL;
-  return ctx->logits + (size_t)i * ctx->model->hp.n_vocab;
+  if (!ctx || ctx->n_logits == 0 || i < 0 || i >= ctx->last_n || ctx->row_out[i] < 0) return NULL;
+  return ctx->logits + (size_t)ctx->row_out[i] * ctx->model->hp.n_vocab;
 }
 
 NLLM_API int32_t nllm_context_pos(const nllm_context *ctx) {
@@ -348,20 +373,23 @@ NLLM_API const nllm_model *nllm_context_model(const nllm_context *ctx) {
 
 NLLM_API nllm_status nllm_context_rewind(nllm_context *ctx, int32_t pos) {
   CHECK_ARG(ctx, "nllm_context_rewind: ctx is NULL");
-  CHECK_ARG(pos >= 0 && pos <= ctx->pos,
-            "nllm_context_rewind: position %d is outside [0, %d] (the current position)", pos,
-            ctx->pos);
-  /* Cache rows past pos are simply overwritten by the next decode. */
-  if (pos != ctx->pos) ctx->n_logits = 0;
-  ctx->pos = pos;
-  return NLLM_OK;
+  nllm_status st = ctx_enter(ctx, "nllm_context_rewind");
+  if (st) return st;
+  if (pos < 0 || pos > ctx->pos)
+    return ctx_leave(
+        ctx, nllm_err(NLLM_ERR_INVALID_ARG,
+                      "nllm_context_rewind: position %d is outside [0, %d] (the current position)",
+                      pos, ctx->pos));
+  if (pos != ctx->pos) {
+    st = nllm_ctx_seq_remove(ctx, 0, pos, -1);
+    if (!st) ctx->n_logits = 0;
+  }
+  return ctx_leave(ctx, st);
 }
 
 NLLM_API void nllm_context_reset(nllm_context *ctx) {
   if (!ctx) return;
-  ctx->pos = 0;
-  ctx->n_logits = 0;
-  ctx->last_n = 0;
+  nllm_ctx_clear(ctx);
   memset(&ctx->tm, 0, sizeof ctx->tm);
   ctx->tm.struct_size = sizeof ctx->tm;
 }
@@ -372,6 +400,84 @@ NLLM_API nllm_status nllm_context_timings(const nllm_context *ctx, nllm_timings 
   uint32_t n = out->struct_size < sizeof ctx->tm ? out->struct_size : (uint32_t)sizeof ctx->tm;
   memcpy(out, &ctx->tm, n);
   out->struct_size = n;
+  return NLLM_OK;
+}
+
+/* ---------------------------------------------------------------- many sequences per context */
+
+NLLM_API void nllm_batch_init(nllm_batch *b) {
+  if (!b) return;
+  memset(b, 0, sizeof *b);
+  b->struct_size = sizeof *b;
+}
+
+NLLM_API nllm_status nllm_decode_batch(nllm_context *ctx, const nllm_batch *batch) {
+  CHECK_ARG(ctx && batch, "nllm_decode_batch: NULL argument");
+  nllm_batch b;
+  nllm_batch_init(&b);
+  nllm_status st = nllm_read_params(&b, sizeof b, batch, "nllm_batch");
+  if (st) return st;
+  return nllm_ctx_decode_batch(ctx, &b);
+}
+
+NLLM_API const float *nllm_get_logits_seq(nllm_context *ctx, int32_t seq) {
+  if (!ctx || ctx->n_logits == 0 || seq < 0 || seq >= ctx->n_seq || ctx->seq_out[seq] < 0)
+    return NULL;
+  return ctx->logits + (size_t)ctx->seq_out[seq] * ctx->model->hp.n_vocab;
+}
+
+NLLM_API int32_t nllm_context_n_seq_max(const nllm_context *ctx) {
+  return ctx ? ctx->n_seq : 0;
+}
+
+#define CHECK_SEQ(ctx, seq, all_ok, fn)                                                  \
+  CHECK_ARG(ctx, fn ": ctx is NULL");                                                    \
+  CHECK_ARG(((all_ok) && (seq) == NLLM_SEQ_ALL) || ((seq) >= 0 && (seq) < (ctx)->n_seq), \
+            fn ": sequence id %d is outside [0, %d) (n_seq_max)%s", (seq), (ctx)->n_seq, \
+            (all_ok) ? " and not NLLM_SEQ_ALL" : "")
+
+NLLM_API nllm_status nllm_seq_remove(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1) {
+  CHECK_SEQ(ctx, seq, 1, "nllm_seq_remove");
+  return nllm_ctx_seq_remove(ctx, seq, p0, p1);
+}
+
+NLLM_API nllm_status nllm_seq_copy(nllm_context *ctx, int32_t src, int32_t dst, int32_t p0,
+                                   int32_t p1) {
+  CHECK_SEQ(ctx, src, 0, "nllm_seq_copy");
+  CHECK_SEQ(ctx, dst, 0, "nllm_seq_copy");
+  return nllm_ctx_seq_copy(ctx, src, dst, p0, p1);
+}
+
+NLLM_API nllm_status nllm_seq_keep(nllm_context *ctx, int32_t seq) {
+  CHECK_SEQ(ctx, seq, 0, "nllm_seq_keep");
+  return nllm_ctx_seq_keep(ctx, seq);
+}
+
+NLLM_API nllm_status nllm_seq_shift(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1,
+                                    int32_t delta) {
+  CHECK_SEQ(ctx, seq, 0, "nllm_seq_shift");
+  return nllm_ctx_seq_shift(ctx, seq, p0, p1, delta);
+}
+
+NLLM_API int32_t nllm_seq_pos_min(const nllm_context *ctx, int32_t seq) {
+  if (!ctx || seq < 0 || seq >= ctx->n_seq || ctx->cells.seq[seq].n == 0) return -1;
+  return ctx->cells.seq[seq].pos[0];
+}
+
+NLLM_API int32_t nllm_seq_pos_max(const nllm_context *ctx, int32_t seq) {
+  if (!ctx || seq < 0 || seq >= ctx->n_seq || ctx->cells.seq[seq].n == 0) return -1;
+  return ctx->cells.seq[seq].pos[ctx->cells.seq[seq].n - 1];
+}
+
+NLLM_API int32_t nllm_seq_n_tokens(const nllm_context *ctx, int32_t seq) {
+  if (!ctx || seq < 0 || seq >= ctx->n_seq) return 0;
+  return ctx->cells.seq[seq].n;
+}
+
+NLLM_API nllm_status nllm_context_kv_cells(const nllm_context *ctx, int32_t *used, int32_t *total) {
+  CHECK_ARG(ctx, "nllm_context_kv_cells: ctx is NULL");
+  if (used) *used = ctx->cells.n_used;
+  if (total) *total = ctx->cells.n_cells;
   return NLLM_OK;
 }
 
@@ -414,8 +520,10 @@ NLLM_API nllm_status nllm_sampler_sample(nllm_sampler *s, nllm_context *ctx, nll
   CHECK_ARG(s && ctx && out, "nllm_sampler_sample: NULL argument");
   const float *l = nllm_get_logits(ctx);
   CHECK_ARG(l, "nllm_sampler_sample: the context has no logits (decode something first)");
+  nllm_status st = ctx_enter(ctx, "nllm_sampler_sample");
+  if (st) return st;
   nllm_sampler_bind_seed(s, ctx);
-  return nllm_sampler_pick(s, l, ctx->model->hp.n_vocab, out);
+  return ctx_leave(ctx, nllm_sampler_pick(s, l, ctx->model->hp.n_vocab, out));
 }
 
 NLLM_API nllm_status nllm_sampler_sample_logits(nllm_sampler *s, const float *logits,
@@ -452,8 +560,9 @@ NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *s, const cha
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_generate_params");
   if (st) return st;
   size_t len = prompt_len < 0 ? strlen(prompt) : (size_t)prompt_len;
+  if ((st = ctx_enter(ctx, "nllm_generate"))) return st;
   nllm_sampler_bind_seed(s, ctx);
-  return nllm_run_generate(ctx, s, prompt ? prompt : "", len, &p, n_generated);
+  return ctx_leave(ctx, nllm_run_generate(ctx, s, prompt ? prompt : "", len, &p, n_generated));
 }
 
 NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *s,
@@ -469,6 +578,7 @@ NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *s,
   nllm_generate_params_init(&p);
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_generate_params");
   if (st) return st;
+  if ((st = ctx_enter(ctx, "nllm_generate_tokens"))) return st;
   nllm_sampler_bind_seed(s, ctx);
-  return nllm_run_generate_tokens(ctx, s, prompt, n_prompt, &p, n_generated);
+  return ctx_leave(ctx, nllm_run_generate_tokens(ctx, s, prompt, n_prompt, &p, n_generated));
 }

@@ -56,6 +56,8 @@ nllm_status nllm_sampler_new(const nllm_model *m, const nllm_sampler_params *p,
   s->model = m;
   s->p = *p;
   s->n_vocab = m->hp.n_vocab;
+  int32_t n_tok = nllm_tokenizer_n_vocab(m->tok);
+  s->n_pick = n_tok > 0 && n_tok < s->n_vocab ? n_tok : s->n_vocab;
   s->logits = nllm_malloc((size_t)s->n_vocab * sizeof(float));
   s->cand = nllm_malloc((size_t)s->n_vocab * sizeof(int32_t));
   s->prob = nllm_malloc((size_t)s->n_vocab * sizeof(float));
@@ -120,7 +122,7 @@ nllm_status nllm_sampler_pick(nllm_sampler *s, const float *in, int32_t n_vocab,
     }
   }
   int32_t best = 0;
-  for (int32_t i = 1; i < n_vocab; i++)
+  for (int32_t i = 1; i < s->n_pick; i++)
     if (l[i] > l[best]) best = i;
   if (s->p.temperature == 0.0f || s->p.top_k == 1) {
     *out = best;
@@ -130,7 +132,7 @@ nllm_status nllm_sampler_pick(nllm_sampler *s, const float *in, int32_t n_vocab,
   /* min-p: keep p_i >= min_p * p_max, i.e. (l_i - l_max)/T >= log(min_p) */
   const float cut = s->p.min_p > 0 ? lmax + s->p.temperature * logf(s->p.min_p) : -INFINITY;
   int32_t n = 0;
-  for (int32_t i = 0; i < n_vocab; i++)
+  for (int32_t i = 0; i < s->n_pick; i++)
     if (l[i] >= cut && isfinite(l[i])) s->cand[n++] = i;
   if (n == 0) s->cand[n++] = best;
   tl_keys = l;
