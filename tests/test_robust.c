@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include "formats/gguf_write.h"
+#include "convert/gguf_write.h"
 #include "formats/hf.h"
 #include "formats/source.h"
 #include "nativellm.h"
