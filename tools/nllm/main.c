@@ -141,6 +141,7 @@ static const command commands[] = {
     {"convert", nllm_cmd_convert,
      "write a model (GGUF or Hugging Face folder) as GGUF, optionally quantized"},
     {"quantize", nllm_cmd_quantize, "quantize a GGUF to a type or preset (Q4_K_M, Q8_0, ...)"},
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server (docs/server.md)"},
     {"gen-model", cmd_gen_model, "write a random-weight Llama of a real shape (for benchmarks)"},
 };
 

@@ -32,6 +32,7 @@ int cmd_gen_model(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int nllm_cmd_convert(int argc, char **argv);
 int nllm_cmd_quantize(int argc, char **argv);
+int cmd_serve(int argc, char **argv); /* tools/serve/cmd_serve.c */
 
 #endif
 

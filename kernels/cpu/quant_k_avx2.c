@@ -1,345 +1,16 @@
-/* AVX2 + FMA + F16C kernels. This file alone is compiled with those flags; qtypes.c calls
- * into it only after cpuid says the CPU has them. */
+/* AVX2 + FMA + F16C kernels of the 256-value formats (Q2_K .. Q6_K, IQ4_XS, and the Q8_K
+ * activations): their rows of the AVX2 tier. Compiled with those flags alone; qtypes.c installs
+ * the rows only after cpuid says the CPU has them. */
 #include <immintrin.h>
 #include <math.h>
 #include <stddef.h>
 
 #include "cpu/quant.h"
-
-/* One half to float with the F16C instruction (the scale of every block goes through here). */
-static inline float f16c_h2f(uint16_t h) {
-  return _cvtsh_ss(h);
-}
-
-static inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-static inline __m256 bf16x8_load(const uint16_t *p) {
-  __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-}
-
-/* Signed int8 x int8 products of 32 lanes summed to 8 int32 lanes, as float. maddubs needs an
- * unsigned left operand, so the sign of x moves onto y (|x| * sign(y, x)). */
-static inline __m256 dot_i8x32(__m256i x, __m256i y) {
-  __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-}
-
-/* 32 nibbles of 16 bytes: low nibbles are elements 0..15, high nibbles 16..31. */
-static inline __m256i nibbles32(const uint8_t *qs) {
-  __m128i q = _mm_loadu_si128((const __m128i *)qs);
-  __m128i m = _mm_set1_epi8(15);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
-}
-
-/* ---------------------------------------------------------------- float formats */
-
-float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
-    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
-  }
-  for (; i + 8 <= n; i += 8)
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-  float s = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-
-void nllm_axpy_f32_avx2(float *y, float a, const float *x, int64_t n) {
-  __m256 va = _mm256_set1_ps(a);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; i++) y[i] += a * x[i];
-}
-
-void f32_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y) {
-  *s = nllm_dot_f32_avx2(x, y, n);
-}
-
-void f16_to_float_avx2(const void *vx, float *y, int64_t n) {
-  const uint16_t *x = vx;
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
-  for (; i < n; i++) y[i] = f16c_h2f(x[i]);
-}
-
-/* The KV cache's writes. Round to nearest even like the reference, equal to it for every
- * input but NaN (F16C keeps a NaN's payload, the reference makes a plain quiet NaN). */
-void f16_from_float_avx2(const float *x, void *vy, int64_t n) {
-  uint16_t *y = vy;
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm_storeu_si128((__m128i *)(y + i),
-                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-  for (; i < n; i++) y[i] = q_f2h(x[i]);
-}
-
-void f16_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const uint16_t *x = vx;
-  const float *y = vy;
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  int64_t i = 0;
-#define H8(k) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + (k))))
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm256_fmadd_ps(H8(0), _mm256_loadu_ps(y + i), s0);
-    s1 = _mm256_fmadd_ps(H8(8), _mm256_loadu_ps(y + i + 8), s1);
-    s2 = _mm256_fmadd_ps(H8(16), _mm256_loadu_ps(y + i + 16), s2);
-    s3 = _mm256_fmadd_ps(H8(24), _mm256_loadu_ps(y + i + 24), s3);
-  }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(H8(0), _mm256_loadu_ps(y + i), s0);
-#undef H8
-  float sum = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  for (; i < n; i++) sum += f16c_h2f(x[i]) * y[i];
-  *s = sum;
-}
-
-void bf16_to_float_avx2(const void *vx, float *y, int64_t n) {
-  const uint16_t *x = vx;
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, bf16x8_load(x + i));
-  for (; i < n; i++) y[i] = q_bf2f(x[i]);
-}
-
-void bf16_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const uint16_t *x = vx;
-  const float *y = vy;
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm256_fmadd_ps(bf16x8_load(x + i), _mm256_loadu_ps(y + i), s0);
-    s1 = _mm256_fmadd_ps(bf16x8_load(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
-    s2 = _mm256_fmadd_ps(bf16x8_load(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
-    s3 = _mm256_fmadd_ps(bf16x8_load(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
-  }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(bf16x8_load(x + i), _mm256_loadu_ps(y + i), s0);
-  float sum = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  for (; i < n; i++) sum += q_bf2f(x[i]) * y[i];
-  *s = sum;
-}
-
-/* ---------------------------------------------------------------- Q8_0 */
-
-void q8_0_to_float_avx2(const void *vx, float *y, int64_t n) {
-  const block_q8_0 *x = vx;
-  for (int64_t b = 0; b < n / QK; b++) {
-    __m256 d = _mm256_set1_ps(f16c_h2f(x[b].d));
-    for (int k = 0; k < 4; k++) {
-      __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x[b].qs + 8 * k)));
-      _mm256_storeu_ps(y + b * QK + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(q)));
-    }
-  }
-}
-
-/* Rounds half away from zero like roundf, so the result is bit-identical to the reference:
- * v - trunc(v) is exact in binary floating point, and only its magnitude decides. */
-static inline __m256i round_away_epi32(__m256 v) {
-  __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
-  __m256 frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
-  __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-  __m256 add = _mm256_and_ps(up, _mm256_or_ps(sign, _mm256_set1_ps(1.0f)));
-  return _mm256_cvttps_epi32(_mm256_add_ps(t, add));
-}
-
-/* 32 int32 lanes (4 vectors, in order) to 32 int8 in order. */
-static inline __m256i pack_i32x32_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
-  __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
-  __m256i p = _mm256_packs_epi16(ab, cd);
-  /* the packs work within 128-bit lanes; this puts the 4-byte groups back in order */
-  return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
-
-void q8_0_from_float_avx2(const float *x, void *vy, int64_t n) {
-  block_q8_0 *y = vy;
-  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  for (int64_t b = 0; b < n / QK; b++) {
-    const float *xb = x + b * QK;
-    __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
-    __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
-                             _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    float amax = _mm_cvtss_f32(m4);
-    float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-    y[b].d = q_f2h(d);
-    __m256 vid = _mm256_set1_ps(id);
-    __m256i q = pack_i32x32_i8(
-        round_away_epi32(_mm256_mul_ps(v0, vid)), round_away_epi32(_mm256_mul_ps(v1, vid)),
-        round_away_epi32(_mm256_mul_ps(v2, vid)), round_away_epi32(_mm256_mul_ps(v3, vid)));
-    _mm256_storeu_si256((__m256i *)y[b].qs, q);
-  }
-}
-
-void q8_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const block_q8_0 *x = vx, *y = vy;
-  int64_t nb = n / QK, b = 0;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-  for (; b + 2 <= nb; b += 2) {
-    __m256 p0 = dot_i8x32(_mm256_loadu_si256((const __m256i *)x[b].qs),
-                          _mm256_loadu_si256((const __m256i *)y[b].qs));
-    __m256 p1 = dot_i8x32(_mm256_loadu_si256((const __m256i *)x[b + 1].qs),
-                          _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), p0, acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b + 1].d) * f16c_h2f(y[b + 1].d)), p1, acc1);
-  }
-  for (; b < nb; b++) {
-    __m256 p = dot_i8x32(_mm256_loadu_si256((const __m256i *)x[b].qs),
-                         _mm256_loadu_si256((const __m256i *)y[b].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), p, acc0);
-  }
-  *s = hsum8(_mm256_add_ps(acc0, acc1));
-}
-
-/* ---------------------------------------------------------------- Q4_0 */
-
-void q4_0_to_float_avx2(const void *vx, float *y, int64_t n) {
-  const block_q4_0 *x = vx;
-  for (int64_t b = 0; b < n / QK; b++) {
-    __m256 d = _mm256_set1_ps(f16c_h2f(x[b].d));
-    __m256i q = _mm256_sub_epi8(nibbles32(x[b].qs), _mm256_set1_epi8(8));
-    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-    float *yb = y + b * QK;
-    _mm256_storeu_ps(yb, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
-    _mm256_storeu_ps(
-        yb + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
-    _mm256_storeu_ps(yb + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
-    _mm256_storeu_ps(
-        yb + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
-  }
-}
-
-void q4_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const block_q4_0 *x = vx;
-  const block_q8_0 *y = vy;
-  const __m256i eight = _mm256_set1_epi8(8);
-  int64_t nb = n / QK, b = 0;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-  for (; b + 2 <= nb; b += 2) {
-    __m256 p0 = dot_i8x32(_mm256_sub_epi8(nibbles32(x[b].qs), eight),
-                          _mm256_loadu_si256((const __m256i *)y[b].qs));
-    __m256 p1 = dot_i8x32(_mm256_sub_epi8(nibbles32(x[b + 1].qs), eight),
-                          _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), p0, acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b + 1].d) * f16c_h2f(y[b + 1].d)), p1, acc1);
-  }
-  for (; b < nb; b++) {
-    __m256 p = dot_i8x32(_mm256_sub_epi8(nibbles32(x[b].qs), eight),
-                         _mm256_loadu_si256((const __m256i *)y[b].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), p, acc0);
-  }
-  *s = hsum8(_mm256_add_ps(acc0, acc1));
-}
-
-/* ---------------------------------------------------------------- helpers for the rest */
-
-/* Byte j of the result is 0xFF where bit j of the 32-bit word is set. */
-static inline __m256i bits32_to_bytes(uint32_t w) {
-  const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2,
-                                        2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-  const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-  __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)w), shuf);
-  return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-}
-
-static inline uint32_t load_u32(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-
-/* Unsigned levels (0..127) times signed int8, summed in pairs to int16, no sign trick. */
-static inline __m256i udot_pairs(__m256i u, __m256i y) {
-  return _mm256_maddubs_epi16(u, y);
-}
-
-/* ---------------------------------------------------------------- Q4_1 / Q5_0 / Q5_1 / IQ4_NL */
-
-void q4_1_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const block_q4_1 *x = vx;
-  const block_q8_1 *y = vy;
-  __m256 acc = _mm256_setzero_ps();
-  float offs = 0;
-  for (int64_t b = 0; b < n / QK; b++) {
-    __m256i p = _mm256_madd_epi16(
-        udot_pairs(nibbles32(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs)),
-        _mm256_set1_epi16(1));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)),
-                          _mm256_cvtepi32_ps(p), acc);
-    offs += f16c_h2f(x[b].m) * f16c_h2f(y[b].s);
-  }
-  *s = hsum8(acc) + offs;
-}
-
-/* 5-bit levels 0..31: nibbles plus 16 where the qh bit is set. */
-static inline __m256i q5_levels(const uint8_t *qs, const uint8_t *qh) {
-  __m256i hb = _mm256_and_si256(bits32_to_bytes(load_u32(qh)), _mm256_set1_epi8(16));
-  return _mm256_or_si256(nibbles32(qs), hb);
-}
-
-void q5_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const block_q5_0 *x = vx;
-  const block_q8_0 *y = vy;
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < n / QK; b++) {
-    __m256i q = _mm256_sub_epi8(q5_levels(x[b].qs, x[b].qh), _mm256_set1_epi8(16));
-    __m256 p = dot_i8x32(q, _mm256_loadu_si256((const __m256i *)y[b].qs));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), p, acc);
-  }
-  *s = hsum8(acc);
-}
-
-void q5_1_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const block_q5_1 *x = vx;
-  const block_q8_1 *y = vy;
-  __m256 acc = _mm256_setzero_ps();
-  float offs = 0;
-  for (int64_t b = 0; b < n / QK; b++) {
-    __m256i p = _mm256_madd_epi16(
-        udot_pairs(q5_levels(x[b].qs, x[b].qh), _mm256_loadu_si256((const __m256i *)y[b].qs)),
-        _mm256_set1_epi16(1));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)),
-                          _mm256_cvtepi32_ps(p), acc);
-    offs += f16c_h2f(x[b].m) * f16c_h2f(y[b].s);
-  }
-  *s = hsum8(acc) + offs;
-}
-
-/* The 16 IQ4_NL levels looked up by nibble with one byte shuffle. */
-static inline __m256i iq4_levels(const uint8_t *qs) {
-  const __m256i lut =
-      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
-  return _mm256_shuffle_epi8(lut, nibbles32(qs));
-}
-
-void iq4_nl_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const block_iq4_nl *x = vx;
-  const block_q8_0 *y = vy;
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < n / QK; b++) {
-    /* |level| <= 127, so |x| * |y| pairs stay below the int16 limit in maddubs */
-    __m256 p = dot_i8x32(iq4_levels(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * f16c_h2f(y[b].d)), p, acc);
-  }
-  *s = hsum8(acc);
-}
+#include "cpu/quant_avx2.h"
 
 /* ---------------------------------------------------------------- Q8_K */
 
-void q8_K_from_float_avx2(const float *x, void *vy, int64_t n) {
+static void q8_K_from_float_avx2(const float *x, void *vy, int64_t n) {
   block_q8_K *y = vy;
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int64_t b = 0; b < n / QK_K; b++) {
@@ -487,12 +158,12 @@ static inline __attribute__((always_inline)) float k45_dot(int64_t nb, const uin
   return hsum8(acc) - hsum8(accm);
 }
 
-void q4_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void q4_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   *s = k45_dot(n / QK_K, vx, sizeof(block_q4_K), offsetof(block_q4_K, scales),
                offsetof(block_q4_K, qs), -1, vy);
 }
 
-void q5_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void q5_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   *s = k45_dot(n / QK_K, vx, sizeof(block_q5_K), offsetof(block_q5_K, scales),
                offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh), vy);
 }
@@ -557,7 +228,7 @@ static inline __attribute__((always_inline)) __m256i q6k_block(const block_q6_K 
   return _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
 }
 
-void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q6_K *x = vx;
   const block_q8_K *y = vy;
   __m256 acc = _mm256_setzero_ps();
@@ -689,21 +360,20 @@ static inline __attribute__((always_inline)) float k23_dot(const int kind, int64
   return hsum8(acc) * 0.25f;
 }
 
-void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   *s = k23_dot(K23_Q2_K, n, vx, sizeof(block_q2_K), vy);
 }
 
-void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   *s = k23_dot(K23_Q3_K, n, vx, sizeof(block_q3_K), vy);
 }
 
 /* Q3_K, four rows: the rows are prefetched as one linear stream ahead (see nllm_prefetch_span);
  * nothing in a super-block's work depends on the activation alone, so that is all it shares.
- * 5632x2048 matvec, 1 thread (Zen 5): 0.290 -> 0.280 ms (17.2 -> 17.8 GB/s). The same for
- * Q2_K measured no faster than its one-row kernel (0.20 ms either way), so it has none; nor
- * has IQ4_XS: sharing its activation's rearranged bytes and their absolute values between the
- * rows (a sixth less vector work) measured slower, 0.286 -> 0.310 ms, the four rows' working
- * set spilling to the stack. */
+ * The same for Q2_K measured no faster than its one-row kernel, so it has none; nor has IQ4_XS:
+ * sharing its activation's rearranged bytes and their absolute values between the rows (a sixth
+ * less vector work) measured slower, the four rows' working set spilling to the stack (figures:
+ * docs/performance.md, "Four-row kernels"). */
 static inline __attribute__((always_inline)) void dot4_k23(const int kind, int64_t n, float *s,
                                                            const uint8_t *x0, size_t bx,
                                                            const block_q8_K *y) {
@@ -719,7 +389,7 @@ static inline __attribute__((always_inline)) void dot4_k23(const int kind, int64
   for (int r = 0; r < 4; r++) s[r] = hsum8(acc[r]) * 0.25f;
 }
 
-void q3_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q3_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k23(K23_Q3_K, n, s, x, bx, y);
 }
 
@@ -754,7 +424,7 @@ static inline __m256i load_2x16(const int8_t *p) {
                                  _mm_loadu_si128((const __m128i *)(p + 32)), 1);
 }
 
-void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_iq4_xs *x = vx;
   const block_q8_K *y = vy;
   const __m256i lut =
@@ -828,21 +498,21 @@ static inline void k45_to_float_avx2(const uint8_t *scales12, const uint8_t *qs,
   }
 }
 
-void q4_K_to_float_avx2(const void *vx, float *y, int64_t n) {
+static void q4_K_to_float_avx2(const void *vx, float *y, int64_t n) {
   const block_q4_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++)
     k45_to_float_avx2(x[b].scales, x[b].qs, NULL, f16c_h2f(x[b].d), f16c_h2f(x[b].dmin),
                       y + b * QK_K);
 }
 
-void q5_K_to_float_avx2(const void *vx, float *y, int64_t n) {
+static void q5_K_to_float_avx2(const void *vx, float *y, int64_t n) {
   const block_q5_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++)
     k45_to_float_avx2(x[b].scales, x[b].qs, x[b].qh, f16c_h2f(x[b].d), f16c_h2f(x[b].dmin),
                       y + b * QK_K);
 }
 
-void q6_K_to_float_avx2(const void *vx, float *y, int64_t n) {
+static void q6_K_to_float_avx2(const void *vx, float *y, int64_t n) {
   const block_q6_K *x = vx;
   const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
   const __m256 zero = _mm256_setzero_ps();
@@ -867,259 +537,6 @@ void q6_K_to_float_avx2(const void *vx, float *y, int64_t n) {
   }
 }
 
-/* ---------------------------------------------------------------- 32-value formats, four rows
- * Decode reads each weight once, and per 32-value block the single-row kernels spend more
- * instructions on the two fp16 scales and the signed-product trick than on the products. Here
- * two blocks share one register (block b's 16 bytes in the low lane, b+1's in the high lane:
- * one mask gives elements 0..15 of both, one shift elements 16..31), levels stay unsigned with
- * an offset format's offset taken off through offset * sum(y), and everything that depends on
- * the activation alone (its rearranged bytes, offset * sum(y), its scales) is computed once
- * for four weight rows. */
-
-enum { F_Q4_0, F_Q4_1, F_Q5_0, F_Q5_1, F_IQ4_NL };
-
-/* y's bytes of blocks b, b+1 (at p and p + stride) in the two-block order:
- * (0..15 of b | 0..15 of b+1) and (16..31 of b | 16..31 of b+1). */
-static inline void y_pair(const uint8_t *p, size_t stride, __m256i *ylo, __m256i *yhi) {
-  *ylo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p)),
-                                 _mm_loadu_si128((const __m128i *)(p + stride)), 1);
-  *yhi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + 16))),
-                                 _mm_loadu_si128((const __m128i *)(p + stride + 16)), 1);
-}
-
-static inline uint16_t load_u16(const uint8_t *p) {
-  uint16_t v;
-  memcpy(&v, p, 2);
-  return v;
-}
-
-/* Two fp16 values as floats in lanes 0 and 1 (the other lanes 0). */
-static inline __m128 h2_lanes(uint16_t a, uint16_t b) {
-  return _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)b << 16 | a)));
-}
-
-/* 0x10 in byte j of each lane where bit j (lo: bits 0..15, hi: 16..31) of that lane's block's
- * qh is set; the low lane is block b's, the high lane b+1's. */
-static inline void qh_pair(uint32_t qa, uint32_t qb, __m256i *hlo, __m256i *hhi) {
-  const __m256i v = _mm256_setr_epi32((int)qa, 0, 0, 0, (int)qb, 0, 0, 0);
-  const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull),
-                b16 = _mm256_set1_epi8(16);
-  const __m256i slo = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0,
-                                       0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  const __m256i shi = _mm256_add_epi8(slo, _mm256_set1_epi8(2));
-  *hlo = _mm256_and_si256(
-      _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, slo), bit), bit), b16);
-  *hhi = _mm256_and_si256(
-      _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, shi), bit), bit), b16);
-}
-
-/* The eight scale products d_x * d_y of a two-block step of four rows, row r's blocks b, b+1
- * in lanes 2r, 2r+1, converted from fp16 at once (each block's d is its first two bytes; x's
- * blocks are xs bytes apart and its rows bx, y's blocks ys bytes apart). */
-static inline __attribute__((always_inline)) __m256 step_scales4(const uint8_t *xb, size_t bx,
-                                                                 size_t xs, const uint8_t *yb,
-                                                                 size_t ys) {
-  const __m256 dy =
-      _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(load_u16(yb), load_u16(yb + ys))),
-                               _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1));
-  const uint8_t *x1 = xb + bx, *x2 = x1 + bx, *x3 = x2 + bx;
-  const uint64_t w01 = (uint64_t)load_u16(xb) | (uint64_t)load_u16(xb + xs) << 16 |
-                       (uint64_t)load_u16(x1) << 32 | (uint64_t)load_u16(x1 + xs) << 48;
-  const uint64_t w23 = (uint64_t)load_u16(x2) | (uint64_t)load_u16(x2 + xs) << 16 |
-                       (uint64_t)load_u16(x3) << 32 | (uint64_t)load_u16(x3 + xs) << 48;
-  return _mm256_mul_ps(_mm256_cvtph_ps(_mm_set_epi64x((long long)w23, (long long)w01)), dy);
-}
-
-static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_t n, float *s,
-                                                          const uint8_t *x0, size_t bx,
-                                                          const uint8_t *y0) {
-  const size_t xs = kind == F_Q4_0 || kind == F_IQ4_NL ? 18
-                    : kind == F_Q4_1                   ? 20
-                    : kind == F_Q5_0                   ? 22
-                                                       : 24;
-  const size_t off_qs = kind == F_Q4_0 || kind == F_IQ4_NL ? 2
-                        : kind == F_Q5_1                   ? 8
-                        : kind == F_Q5_0                   ? 6
-                                                           : 4;
-  const size_t off_qh = kind == F_Q5_0 ? 2 : 4;         /* Q5_0 / Q5_1 */
-  const int has_min = kind == F_Q4_1 || kind == F_Q5_1; /* y is Q8_1: d, s, qs */
-  const size_t ys = has_min ? 36 : 34, y_qs = has_min ? 4 : 2;
-  const int offset = kind == F_Q4_0 ? 8 : kind == F_Q5_0 ? 16 : 0;
-  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1),
-                voff = _mm256_set1_epi8((char)offset);
-  const __m256i lut =
-      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
-  const int64_t nb = n / QK;
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
-  __m128 accm[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    const uint8_t *yb = y0 + (size_t)b * ys;
-    __m256i ylo, yhi, yoff = _mm256_setzero_si256();
-    y_pair(yb + y_qs, ys, &ylo, &yhi);
-    if (offset) /* offset * (y_2i + y_2i+1) per int16 lane, both halves at once */
-      yoff = _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo), _mm256_maddubs_epi16(voff, yhi));
-    /* each row takes its pair of scale products with one permute */
-    const __m256 dxy = step_scales4(x0 + (size_t)b * xs, bx, xs, yb, ys);
-    const __m128 sy =
-        has_min ? h2_lanes(load_u16(yb + 2), load_u16(yb + ys + 2)) : _mm_setzero_ps();
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 2 * xs);
-    /* unrolled, so that the four accumulators stay in registers */
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      __m256i q = _mm256_inserti128_si256(
-          _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + off_qs))),
-          _mm_loadu_si128((const __m128i *)(x + xs + off_qs)), 1);
-      __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-      if (kind == F_Q5_0 || kind == F_Q5_1) {
-        __m256i hlo, hhi;
-        qh_pair(load_u32(x + off_qh), load_u32(x + xs + off_qh), &hlo, &hhi);
-        lo = _mm256_or_si256(lo, hlo);
-        hi = _mm256_or_si256(hi, hhi);
-      }
-      __m256i p32;
-      if (kind == F_IQ4_NL) {
-        /* signed levels (|level| <= 127): the sign moves onto y, and each half is widened
-         * on its own (two pair sums of 127 * 127 * 2 would overflow int16) */
-        lo = _mm256_shuffle_epi8(lut, lo);
-        hi = _mm256_shuffle_epi8(lut, hi);
-        __m256i plo = _mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(ylo, lo));
-        __m256i phi = _mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(yhi, hi));
-        p32 = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
-      } else {
-        /* levels <= 31: |pair| <= 2 * 31 * 128 per product vector, so their sum less the
-         * offset term (<= 4 * 16 * 128) fits in int16 */
-        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi));
-        if (offset) p = _mm256_sub_epi16(p, yoff);
-        p32 = _mm256_madd_epi16(p, ones);
-      }
-      const __m256 d =
-          _mm256_permutevar8x32_ps(dxy, _mm256_setr_epi32(2 * r, 2 * r, 2 * r, 2 * r, 2 * r + 1,
-                                                          2 * r + 1, 2 * r + 1, 2 * r + 1));
-      acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p32), acc[r]);
-      if (has_min)
-        accm[r] = _mm_fmadd_ps(h2_lanes(load_u16(x + 2), load_u16(x + xs + 2)), sy, accm[r]);
-    }
-  }
-  static void (*const one_row[])(int64_t, float *, const void *, const void *) = {
-      q4_0_vec_dot_avx2, q4_1_vec_dot_avx2, q5_0_vec_dot_avx2, q5_1_vec_dot_avx2,
-      iq4_nl_vec_dot_avx2};
-  for (int r = 0; r < 4; r++) {
-    float sum = hsum8(acc[r]);
-    if (has_min) {
-      __m128 m = accm[r];
-      sum += _mm_cvtss_f32(m) + _mm_cvtss_f32(_mm_movehdup_ps(m));
-    }
-    if (b < nb) { /* an odd block count: the last block by the one-row kernel */
-      float t;
-      one_row[kind](QK, &t, x0 + (size_t)r * bx + (size_t)b * xs, y0 + (size_t)b * ys);
-      sum += t;
-    }
-    s[r] = sum;
-  }
-}
-
-void q4_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_32(F_Q4_0, n, s, x, bx, y);
-}
-void q4_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_32(F_Q4_1, n, s, x, bx, y);
-}
-void q5_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_32(F_Q5_0, n, s, x, bx, y);
-}
-void q5_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_32(F_Q5_1, n, s, x, bx, y);
-}
-void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_32(F_IQ4_NL, n, s, x, bx, y);
-}
-
-/* F16 and BF16 weights, four rows: the activation's floats are loaded once for four rows, and
- * the rows are prefetched as one linear stream ahead (the interleaved rows defeat the hardware
- * prefetcher, see nllm_prefetch_span). */
-static inline __attribute__((always_inline)) __m256 half8_load(int bf16, const uint16_t *p) {
-  return bf16 ? bf16x8_load(p) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
-
-static inline __attribute__((always_inline)) void dot4_half(int bf16, int64_t n, float *s,
-                                                            const uint8_t *x0, size_t bx,
-                                                            const float *y) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-#define ROW(r) ((const uint16_t *)(x0 + (size_t)(r)*bx) + i)
-  for (; i + 32 <= n; i += 32) {
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)i * 2, 4 * 64);
-    for (int k = 0; k < 32; k += 8) {
-      const __m256 yv = _mm256_loadu_ps(y + i + k);
-      a0 = _mm256_fmadd_ps(half8_load(bf16, ROW(0) + k), yv, a0);
-      a1 = _mm256_fmadd_ps(half8_load(bf16, ROW(1) + k), yv, a1);
-      a2 = _mm256_fmadd_ps(half8_load(bf16, ROW(2) + k), yv, a2);
-      a3 = _mm256_fmadd_ps(half8_load(bf16, ROW(3) + k), yv, a3);
-    }
-  }
-#undef ROW
-  s[0] = hsum8(a0);
-  s[1] = hsum8(a1);
-  s[2] = hsum8(a2);
-  s[3] = hsum8(a3);
-  for (int r = 0; r < 4; r++) {
-    const uint16_t *x = (const uint16_t *)(x0 + (size_t)r * bx);
-    for (int64_t j = i; j < n; j++) s[r] += (bf16 ? q_bf2f(x[j]) : f16c_h2f(x[j])) * y[j];
-  }
-}
-
-void f16_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_half(0, n, s, x, bx, y);
-}
-void bf16_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_half(1, n, s, x, bx, y);
-}
-
-/* Q8_0, four rows, two blocks a step: one activation block serves four weight rows, the step's
- * eight weight scales are converted at once, and each row's two blocks share one int32 -> float
- * conversion and multiply-add (hadd puts block b's partial sums in lanes 0, 1, 4, 5 and b+1's
- * in 2, 3, 6, 7); the prefetch covers the four rows' 68 bytes each. */
-void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
-  const uint8_t *x0 = vx, *y0 = vy;
-  const size_t bs = sizeof(block_q8_0);
-  const int64_t nb = n / QK;
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    const uint8_t *yb = y0 + (size_t)b * bs, *xb = x0 + (size_t)b * bs;
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * bs, 4 * 2 * bs);
-    const __m256i y0q = _mm256_loadu_si256((const __m256i *)(yb + 2));
-    const __m256i y1q = _mm256_loadu_si256((const __m256i *)(yb + bs + 2));
-    const __m256 dxy = step_scales4(xb, bx, bs, yb, bs);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      const uint8_t *x = xb + (size_t)r * bx;
-      /* x's sign moves onto y so that maddubs sees |x| (x = -128 included) */
-      const __m256i x0q = _mm256_loadu_si256((const __m256i *)(x + 2));
-      const __m256i x1q = _mm256_loadu_si256((const __m256i *)(x + bs + 2));
-      const __m256i p0 = _mm256_madd_epi16(
-          _mm256_maddubs_epi16(_mm256_sign_epi8(x0q, x0q), _mm256_sign_epi8(y0q, x0q)), ones);
-      const __m256i p1 = _mm256_madd_epi16(
-          _mm256_maddubs_epi16(_mm256_sign_epi8(x1q, x1q), _mm256_sign_epi8(y1q, x1q)), ones);
-      const __m256 d =
-          _mm256_permutevar8x32_ps(dxy, _mm256_setr_epi32(2 * r, 2 * r, 2 * r + 1, 2 * r + 1, 2 * r,
-                                                          2 * r, 2 * r + 1, 2 * r + 1));
-      acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_hadd_epi32(p0, p1)), acc[r]);
-    }
-  }
-  for (int r = 0; r < 4; r++) {
-    float t = 0;
-    if (b < nb) /* an odd block count: the last block by the one-row kernel */
-      q8_0_vec_dot_avx2(QK, &t, x0 + (size_t)r * bx + (size_t)b * bs, y0 + (size_t)b * bs);
-    s[r] = hsum8(acc[r]) + t;
-  }
-}
-
 /* ---------------------------------------------------------------- K-quants, four rows
  * Per 256-value super-block the activation's block sums and scale are loaded once for four
  * rows (its bytes stay memory operands of the products, read from L1 by each row), each row's
@@ -1127,14 +544,11 @@ void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const vo
  * rows (Q4_K, Q5_K) or four (Q6_K), and the rows are prefetched as one linear stream ahead
  * (see nllm_prefetch_span). The products cost per row what they cost in the one-row kernels;
  * the gain is mostly the prefetched stream, so it shows where decode is not yet bound by
- * memory bandwidth (1.1B Q4_K_M generation, 1 thread: 42 -> 48 tokens/s; at 2 threads it
- * already read at ~88% of the probe and stayed within the noise, 64-66 tokens/s). */
+ * memory bandwidth (one thread), and not where it already is (docs/performance.md). */
 
 enum { K_Q4_K, K_Q5_K };
 
-/* Q4_K and Q5_K. Against the one-row kernels on the 5632 x 2048 matvec (Zen 5, medians of 3
- * interleaved runs): 1 thread Q4_K 0.230 -> 0.193 ms (28 -> 34 GB/s), Q5_K 0.315 -> 0.258 ms
- * (25 -> 31 GB/s); 2 threads Q4_K 0.119 -> 0.102 ms, Q5_K 0.163 -> 0.136 ms. */
+/* Q4_K and Q5_K. */
 static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64_t n, float *s,
                                                            const uint8_t *x0, size_t bx,
                                                            const block_q8_K *y) {
@@ -1178,18 +592,16 @@ static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64
   _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
 
-void q4_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q4_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k45(K_Q4_K, n, s, x, bx, y);
 }
-void q5_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q5_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k45(K_Q5_K, n, s, x, bx, y);
 }
 
-/* Against the one-row kernel (same measurement): 1 thread 0.314 -> 0.263 ms (30 -> 36 GB/s),
- * 2 threads 0.176 -> 0.142 ms. The row loop stays rolled: unrolled, gcc shares y's loads between
- * the rows and spills (61 stack accesses a super-block), slower than the one-row kernel in L2 (5.7
- * against 5.1 ns a super-block; rolled 5.3). */
-void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+/* Q6_K. The row loop stays rolled: unrolled, gcc shares y's loads between the rows and spills
+ * (61 stack accesses a super-block), slower than the one-row kernel in L2. */
+static void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx;
   const block_q8_K *y = vy;
   const size_t xs = sizeof(block_q6_K), off_d = offsetof(block_q6_K, d);
@@ -1214,3 +626,32 @@ void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const vo
   }
   _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
 }
+
+/* The AVX2 tier's rows of the 256-value formats. Crossovers: where dequantize + sgemm overtakes the
+ * integer kernels (measured, see docs/performance.md "BLAS crossovers"). Q2_K's kernels stay ahead
+ * at every batch measured. */
+static const nllm_qtype_kernels k_rows[] = {
+    {.type = NLLM_TYPE_Q2_K, .vec_dot = q2_K_vec_dot_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q3_K,
+     .vec_dot = q3_K_vec_dot_avx2,
+     .vec_dot4 = q3_K_vec_dot4_avx2,
+     .blas_min_tokens = 256},
+    {.type = NLLM_TYPE_Q4_K,
+     .to_float = q4_K_to_float_avx2,
+     .vec_dot = q4_K_vec_dot_avx2,
+     .vec_dot4 = q4_K_vec_dot4_avx2,
+     .blas_min_tokens = 256},
+    {.type = NLLM_TYPE_Q5_K,
+     .to_float = q5_K_to_float_avx2,
+     .vec_dot = q5_K_vec_dot_avx2,
+     .vec_dot4 = q5_K_vec_dot4_avx2,
+     .blas_min_tokens = 64},
+    {.type = NLLM_TYPE_Q6_K,
+     .to_float = q6_K_to_float_avx2,
+     .vec_dot = q6_K_vec_dot_avx2,
+     .vec_dot4 = q6_K_vec_dot4_avx2,
+     .blas_min_tokens = 48},
+    {.type = NLLM_TYPE_Q8_K, .from_float = q8_K_from_float_avx2},
+    {.type = NLLM_TYPE_IQ4_XS, .vec_dot = iq4_xs_vec_dot_avx2, .blas_min_tokens = 96},
+};
+const nllm_kernel_set nllm_kernels_k_avx2 = {k_rows, sizeof k_rows / sizeof k_rows[0]};
