@@ -62,7 +62,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC:= $(wildcard bench/*.c)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan ubsan bench install clean format abi-update test-arm test-noavx examples demo
+.PHONY: all test asan ubsan bench install clean format abi-update test-arm test-noavx examples demo check-layers
 
 all: $(SHLIB) $(BUILD)/libnativellm.so $(STLIB) $(CLI)
 
@@ -112,9 +112,13 @@ $(BUILD)/bench/%: bench/%.c $(STLIB)
 # NLLM_TESTDATA defaults to ../shared/testdata (tests skip cleanly where it is absent).
 # Runs the examples, then every Check program and the Python suite, and ends with one line of
 # totals. Python cannot load a sanitizer build, so that part is skipped there.
-test: all $(TESTS) examples
+test: all $(TESTS) examples check-layers
 	@$(MAKE) --no-print-directory run-examples
 	@NLLM_BUILD=$(BUILD) NLLM_PYTHON_LIB=$(if $(SAN),,$(SHLIB)) sh tests/run_tests.sh $(TESTS)
+
+# The include layering of docs/architecture.md, checked on the code's own #include lines.
+check-layers:
+	@python3 tools/check_layers.py
 
 asan:
 	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow" OPT="-O1 -g" test

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include "formats/convert.h"
+#include "model/quantize_load.h"
 #include "qtypes.h"
 
 /*  name      neox bias qknorm fqkv fgu gelu escale post swa_global_every */
