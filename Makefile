@@ -18,6 +18,10 @@ DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -
 CPPFLAGS += $(DEP_CFLAGS)
 LDLIBS   := $(DEP_LIBS) -fopenmp -lm -lpthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
+# nllm serve's HTTP library: linked into the nllm program only, never into libnativellm.
+SERVE_PKGS := libmicrohttpd
+SERVE_CFLAGS := $(shell pkg-config --cflags $(SERVE_PKGS) 2>/dev/null)
+SERVE_LIBS := $(shell pkg-config --libs $(SERVE_PKGS) 2>/dev/null || echo -lmicrohttpd)
 
 # Kernels for an ISA live in files named *_avx2.c / *_avx512.c / *_neon.c and get that ISA's
 # flags only, so the rest of the library stays runnable on any CPU of the architecture (runtime dispatch).
@@ -56,13 +60,13 @@ SONAME   := libnativellm.so.$(ABI)
 SHLIB    := $(BUILD)/$(SONAME)
 STLIB    := $(BUILD)/libnativellm.a
 CLI      := $(BUILD)/nllm
-CLI_SRC  := $(wildcard tools/nllm/*.c)
+CLI_SRC  := $(wildcard tools/nllm/*.c tools/serve/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC:= $(wildcard bench/*.c)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan ubsan bench install clean format abi-update test-arm test-noavx examples demo
+.PHONY: FORCE all test asan ubsan bench install clean format abi-update test-arm test-noavx examples demo check-layers
 
 all: $(SHLIB) $(BUILD)/libnativellm.so $(STLIB) $(CLI)
 
@@ -80,7 +84,13 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 # The installed nllm finds the bundled model under $(PREFIX)/share when run outside the tree.
+# $(BUILD)/datadir.txt changes (and main.o is rebuilt) whenever PREFIX does.
 $(BUILD)/obj/tools/nllm/main.o: CPPFLAGS += -DNLLM_DATADIR='"$(PREFIX)/share/nativellm"'
+$(BUILD)/obj/tools/nllm/main.o: $(BUILD)/datadir.txt
+$(BUILD)/datadir.txt: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(PREFIX)/share/nativellm' | cmp -s - $@ || echo '$(PREFIX)/share/nativellm' > $@
+FORCE:
 
 $(BUILD)/obj/%.o: %.cu kernels/cuda/cuda_common.cuh kernels/cuda/backend_cuda.h
 	@mkdir -p $(dir $@)
@@ -98,7 +108,8 @@ $(STLIB): $(LIB_OBJ)
 
 # The CLI links the static library so it runs from the build tree without LD_LIBRARY_PATH.
 $(CLI): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(STLIB)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(SERVE_LIBS)
+$(BUILD)/obj/tools/serve/%.o: CPPFLAGS += $(SERVE_CFLAGS)
 
 # Tests link the static library: they may test internal (hidden) functions too.
 $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(STLIB)
@@ -112,9 +123,14 @@ $(BUILD)/bench/%: bench/%.c $(STLIB)
 # NLLM_TESTDATA defaults to ../shared/testdata (tests skip cleanly where it is absent).
 # Runs the examples, then every Check program and the Python suite, and ends with one line of
 # totals. Python cannot load a sanitizer build, so that part is skipped there.
-test: all $(TESTS) examples
+test: all $(TESTS) examples check-layers
 	@$(MAKE) --no-print-directory run-examples
-	@NLLM_BUILD=$(BUILD) NLLM_PYTHON_LIB=$(if $(SAN),,$(SHLIB)) sh tests/run_tests.sh $(TESTS)
+	@NLLM_BUILD=$(BUILD) NLLM_PYTHON_LIB=$(if $(SAN),,$(SHLIB)) sh tests/run_tests.sh $(TESTS) \
+	  tests/server/run.sh tests/server/page.sh
+
+# The include layering of docs/architecture.md, checked on the code's own #include lines.
+check-layers:
+	@python3 tools/check_layers.py
 
 asan:
 	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow" OPT="-O1 -g" test

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "formats/convert.h"
+#include "convert/convert.h"
 #include "qtypes.h"
 
 enum { N_TENSORS = 8, ROWS = 2048, COLS = 2048 };

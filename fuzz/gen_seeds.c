@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "formats/gguf_write.h"
+#include "convert/gguf_write.h"
 #include "qtypes.h"
 
 #define N_EMBD 32

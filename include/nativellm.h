@@ -389,13 +389,34 @@ typedef struct nllm_generate_params {
   int32_t stop_at_eog;   /* default 1 */
   nllm_token_fn on_token;
   void *user_data;
+  /* Stop strings: generation ends when the generated text contains one of
+   * the n_stop strings (non-empty, NUL-terminated; the array is read during the call only). The
+   * match may span tokens; the stop string and anything after it are never passed to on_token,
+   * and text that could be the start of a stop string is held back (on_token then gets an empty
+   * piece) until it is known not to be one. Default: none. */
+  const char *const *stop;
+  int32_t n_stop;
+  /* Out (may be NULL): why generation ended, one of NLLM_FINISH_*; NLLM_FINISH_NONE when the
+   * call failed before generating. */
+  int32_t *finish_reason;
 } nllm_generate_params;
+
+/* Finish reasons of nllm_generate / nllm_generate_tokens. */
+#define NLLM_FINISH_NONE 0    /* nothing generated: an error before the first token */
+#define NLLM_FINISH_EOG 1     /* an end-of-generation token (not streamed) */
+#define NLLM_FINISH_LENGTH 2  /* max_tokens reached, or the context is full */
+#define NLLM_FINISH_STOP 3    /* a stop string matched */
+#define NLLM_FINISH_ABORTED 4 /* on_token returned non-zero, or the abort callback fired */
 
 NLLM_API void nllm_generate_params_init(nllm_generate_params *params);
 /* Tokenize prompt, decode it after what the context already holds, then sample (feeding every
  * prompt token to the sampler first) and stream up to max_tokens. *n_generated (may be NULL)
- * counts generated tokens. Stops early (NLLM_OK) at an end-of-generation token or when
- * on_token returns non-zero; NLLM_ERR_CONTEXT_FULL when the context fills. */
+ * counts generated tokens. Stops early (NLLM_OK) at an end-of-generation token, a stop string or
+ * when on_token returns non-zero; params->finish_reason says which. A prompt that does not fit in
+ * the context fails with NLLM_ERR_CONTEXT_FULL before anything is generated (finish reason
+ * NONE); when the context fills during generation the call also returns NLLM_ERR_CONTEXT_FULL,
+ * with finish reason LENGTH (or STOP / ABORTED when the last token also ended it that way) and
+ * every token so far streamed (the last one is not decoded). */
 NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *sampler, const char *prompt,
                                    int32_t prompt_len, const nllm_generate_params *params,
                                    int32_t *n_generated);

@@ -3,7 +3,7 @@
  * tools/make_hf_testmodels.py (random BF16 weights; see tests/data/hf/README.md). Each must match
  * its golden logits at every position when loaded as a folder, and again after `nllm convert` to
  * GGUF. The reference is exact for the stored weights, so F32 compute lands near 1e-6. */
-#include "formats/convert.h"
+#include "convert/convert.h"
 #include "modelutil.h"
 
 static const char *const folders[] = {"tiny-gemma", "tiny-gemma2", "tiny-phi3", "tiny-mistral"};

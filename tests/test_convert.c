@@ -4,8 +4,8 @@
 #include <math.h>
 #include <sys/stat.h>
 
-#include "formats/convert.h"
-#include "formats/gguf_write.h"
+#include "convert/convert.h"
+#include "convert/gguf_write.h"
 #include "formats/hf.h"
 #include "qtypes.h"
 #include "testutil.h"

@@ -5,9 +5,9 @@
 #include <fnmatch.h>
 #include <sys/stat.h>
 
-#include "formats/gguf_write.h"
+#include "convert/gguf_write.h"
 #include "formats/source.h"
-#include "ggml_types.h"
+#include "formats/ggml_types.h"
 #include "testutil.h"
 
 /* ---------------------------------------------------------------- helpers */

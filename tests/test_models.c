@@ -1,7 +1,7 @@
 /* Real models against golden outputs of other implementations (../shared/testdata): logits of
  * every position within the README's bounds, greedy sequences exact. Golden generated ids are
  * fed back (teacher forcing) so every row is comparable even after a near-tie. */
-#include "formats/convert.h"
+#include "convert/convert.h"
 #include "modelutil.h"
 
 START_TEST(stories260k_logits) {

@@ -6,11 +6,15 @@ PKGS="build-essential gcc clang pkg-config make python3 binutils
 check libsubunit-dev
 libopenblas-dev libpcre2-dev libutf8proc-dev libcjson-dev
 libomp-dev libclang-rt-dev
+libmicrohttpd-dev chromium
 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
+# nllm serve's tests drive it with node and the openai npm client (tests/server/run.sh
+# installs the client); Debian's npm comes with its nodejs.
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -z "$missing" ]; then
   echo "install-deps: all packages present"
   exit 0

@@ -83,6 +83,12 @@ NLLM_SEED_DEFAULT = 0xFFFFFFFFFFFFFFFF
 NLLM_SEQ_MAX = 1024
 NLLM_SEQ_ALL = -1
 
+NLLM_FINISH_NONE = 0
+NLLM_FINISH_EOG = 1
+NLLM_FINISH_LENGTH = 2
+NLLM_FINISH_STOP = 3
+NLLM_FINISH_ABORTED = 4
+
 # ---------------------------------------------------------------- basic types
 
 nllm_status = c_int32
@@ -204,6 +210,9 @@ class nllm_generate_params(Structure):
         ("stop_at_eog", c_int32),
         ("on_token", nllm_token_fn),
         ("user_data", c_void_p),
+        ("stop", POINTER(c_char_p)),
+        ("n_stop", c_int32),
+        ("finish_reason", POINTER(c_int32)),
     ]
 
 

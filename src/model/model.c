@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "formats/convert.h"
+#include "model/quantize_load.h"
 #include "qtypes.h"
 
 /*  name      neox bias qknorm fqkv fgu gelu escale post swa_global_every */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/convert.h"
+#include "convert/convert.h"
 
 int nllm_cmd_convert(int argc, char **argv);
 int nllm_cmd_quantize(int argc, char **argv);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/gguf_write.h"
+#include "convert/gguf_write.h"
 #include "nllm.h"
 #include "qtypes.h"
 

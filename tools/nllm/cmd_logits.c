@@ -6,7 +6,8 @@
 
 #include "nllm.h"
 
-#define LOGITS_OPTS "-m --gpu -ngl --quantize -p -f --prompt-ids -n -o -t -c --no-bos --special --mmap"
+#define LOGITS_OPTS \
+  "-m --gpu -ngl --quantize -p -f --prompt-ids -n -o -t -c --no-bos --special --mmap"
 
 static int parse_id_list(const char *s, nllm_token **ids, int32_t *n) {
   size_t cap = 16;

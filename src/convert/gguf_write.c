@@ -1,5 +1,5 @@
 /* GGUF v3 writer (see gguf_write.h). */
-#include "formats/gguf_write.h"
+#include "convert/gguf_write.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "ggml_types.h"
+#include "formats/ggml_types.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32
 /* Must match the reader's limit, or we could write files we refuse to read. */

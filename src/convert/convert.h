@@ -4,6 +4,7 @@
 #define NLLM_CONVERT_H
 
 #include "formats/source.h"
+#include "model/quantize_load.h"
 
 /* A target: one type for every weight matrix ("Q8_0", "F16"), or a mixed preset following the
  * usual per-tensor rules ("Q4_K_M": attn_v/ffn_down on some layers one step up, output Q6_K). */
@@ -39,16 +40,5 @@ int32_t nllm_quant_tensor_type(const nllm_quant_target *t, const nllm_tensor *te
 nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
                                 const char *type_or_preset, int n_threads,
                                 nllm_progress_fn progress, void *user_data);
-
-/* Quantize-on-load: every F32/F16/BF16 weight matrix (2-D, the tensors nllm_quant_tensor_type
- * would quantize) becomes `type` in source-owned buffers; vectors stay as they are. Data is
- * converted in the source's layout (no permutation). */
-nllm_status nllm_source_quantize_inplace(nllm_source *src, int32_t type, int n_threads,
-                                         nllm_progress_fn progress, void *user_data);
-
-/* Converts n elements of a row from one type to another through F32 (internal; tests use it).
- * tmp must hold n floats. */
-nllm_status nllm_convert_row(const void *src, int32_t src_type, void *dst, int32_t dst_type,
-                             int64_t n, float *tmp);
 
 #endif

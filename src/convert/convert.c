@@ -1,16 +1,15 @@
 /* Conversion and quantization (see convert.h). Tensors are converted row by row through F32
- * with the format table's reference quantizer, rows split across OpenMP threads. */
-#include "formats/convert.h"
+ * (model/quantize_load.c), and written with the GGUF writer. */
+#include "convert/convert.h"
 
 #include <cJSON.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <unistd.h>
 
-#include "formats/gguf_write.h"
+#include "convert/gguf_write.h"
 #include "formats/hf.h"
 #include "qtypes.h"
 
@@ -80,10 +79,6 @@ static int64_t layer_of(const char *name) {
   return strtoll(name + 4, NULL, 10);
 }
 
-static int is_float_type(int32_t t) {
-  return t == NLLM_TYPE_F32 || t == NLLM_TYPE_F16 || t == NLLM_TYPE_BF16;
-}
-
 int32_t nllm_quant_tensor_type(const nllm_quant_target *tg, const nllm_tensor *t, int64_t n_layers,
                                int has_output) {
   if (t->n_dims < 2) return NLLM_TYPE_F32; /* norms and biases: small, and precision matters */
@@ -93,7 +88,7 @@ int32_t nllm_quant_tensor_type(const nllm_quant_target *tg, const nllm_tensor *t
   nllm_preset_kind k = tg->kind;
   if (strcmp(t->name, "output.weight") == 0 ||
       (!has_output && strcmp(t->name, "token_embd.weight") == 0)) {
-    q = is_float_type(base) || base == NLLM_TYPE_Q8_0 ? base : NLLM_TYPE_Q6_K;
+    q = nllm_type_is_float(base) || base == NLLM_TYPE_Q8_0 ? base : NLLM_TYPE_Q6_K;
   } else if (name_is(t->name, ".attn_v.weight")) {
     if (k == NLLM_PRESET_Q2_K)
       q = NLLM_TYPE_Q3_K;
@@ -125,89 +120,6 @@ int32_t nllm_quant_tensor_type(const nllm_quant_target *tg, const nllm_tensor *t
   if (nllm_ggml_type_block(q, &bs, &ts) && bs > 1 && t->ne[0] % bs != 0)
     q = t->ne[0] % 32 == 0 && q != NLLM_TYPE_Q8_0 ? NLLM_TYPE_Q8_0 : NLLM_TYPE_F16;
   return q;
-}
-
-/* ---------------------------------------------------------------- row conversion */
-
-nllm_status nllm_convert_row(const void *src, int32_t src_type, void *dst, int32_t dst_type,
-                             int64_t n, float *tmp) {
-  if (src_type == dst_type) {
-    memcpy(dst, src, nllm_row_size(src_type, n));
-    return NLLM_OK;
-  }
-  const nllm_qtype *qs = nllm_qtype_get(src_type), *qd = nllm_qtype_get(dst_type);
-  if (!qs || !qd) return NLLM_ERR_UNSUPPORTED;
-  if (dst_type == NLLM_TYPE_F32) {
-    qs->to_float(src, dst, n);
-    return NLLM_OK;
-  }
-  if (src_type == NLLM_TYPE_F32)
-    memcpy(tmp, src, (size_t)n * sizeof *tmp);
-  else
-    qs->to_float(src, tmp, n);
-  qd->from_float_ref(tmp, dst, n);
-  return NLLM_OK;
-}
-
-/* One tensor's conversion: out_type, and for llama q/k from a rotate_half source, the number of
- * heads whose rows are reordered into GGUF's interleaved pairs (0: no reordering). */
-typedef struct tensor_job {
-  const nllm_tensor *t;
-  int32_t out_type;
-  int64_t permute_heads;
-  void *out; /* NULL when the source bytes are written as they are */
-  uint64_t out_bytes;
-} tensor_job;
-
-/* GGUF row j of a head of size d pairs (2i, 2i+1); HF stores them at i and i + d/2. */
-static int64_t permuted_source_row(int64_t j, int64_t d) {
-  int64_t h = j / d, r = j % d;
-  return h * d + (r % 2) * (d / 2) + r / 2;
-}
-
-static nllm_status check_type(const nllm_tensor *t, int32_t type, const char *why) {
-  if (!nllm_qtype_get(type))
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "tensor '%s': %s type %s is not available in this build",
-                    t->name, why, nllm_ggml_type_name(type) ? nllm_ggml_type_name(type) : "?");
-  return NLLM_OK;
-}
-
-/* Converts job->t into job->out (allocated by the caller, job->out_bytes). */
-static nllm_status run_job(const tensor_job *job, int n_threads) {
-  const nllm_tensor *t = job->t;
-  int64_t ne0 = t->ne[0], rows = t->ne[1] * t->ne[2] * t->ne[3];
-  nllm_status st;
-  if ((st = check_type(t, t->type, "source")) != NLLM_OK) return st;
-  if ((st = check_type(t, job->out_type, "target")) != NLLM_OK) return st;
-  size_t in_row = nllm_row_size(t->type, ne0), out_row = nllm_row_size(job->out_type, ne0);
-  if (!in_row || !out_row)
-    return nllm_err(NLLM_ERR_FORMAT, "tensor '%s': row of %lld does not fit the block size",
-                    t->name, (long long)ne0);
-  if (job->permute_heads && t->n_dims == 1) {
-    /* a bias: permute elements (the rows of a 1-D tensor are its elements) */
-    int64_t d = ne0 / job->permute_heads;
-    float *all = nllm_malloc((size_t)ne0 * sizeof *all);
-    if (!all) return nllm_err(NLLM_ERR_NOMEM, "out of memory converting '%s'", t->name);
-    nllm_qtype_get(t->type)->to_float(t->data, all, ne0);
-    float *o = job->out;
-    for (int64_t j = 0; j < ne0; j++) o[j] = all[permuted_source_row(j, d)];
-    free(all);
-    return NLLM_OK;
-  }
-  int nt = n_threads > 0 ? n_threads : nllm_default_threads();
-  if (rows < nt) nt = (int)(rows > 0 ? rows : 1);
-  float *tmp = nllm_aligned_alloc((size_t)nt * (size_t)ne0 * sizeof *tmp);
-  if (!tmp) return nllm_err(NLLM_ERR_NOMEM, "out of memory converting '%s'", t->name);
-  int64_t d = job->permute_heads ? t->ne[1] / job->permute_heads : 1;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 16)
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t sr = job->permute_heads ? permuted_source_row(r, d) : r;
-    float *buf = tmp + (size_t)omp_get_thread_num() * (size_t)ne0;
-    nllm_convert_row((const uint8_t *)t->data + (size_t)sr * in_row, t->type,
-                     (uint8_t *)job->out + (size_t)r * out_row, job->out_type, ne0, buf);
-  }
-  nllm_aligned_free(tmp);
-  return NLLM_OK;
 }
 
 static int64_t src_int(const nllm_source *src, const char *arch, const char *key, int64_t dflt) {
@@ -492,7 +404,7 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
   float *rope_freqs = NULL;
   int64_t n_freqs = 0;
   if (hf_layout && (st = llama3_rope_freqs(src, arch, &rope_freqs, &n_freqs)) != NLLM_OK) return st;
-  tensor_job *jobs = nllm_calloc((size_t)src->n_tensors + 1, sizeof *jobs);
+  nllm_tensor_job *jobs = nllm_calloc((size_t)src->n_tensors + 1, sizeof *jobs);
   gguf_writer *w = gguf_writer_new();
   if (!jobs || !w) {
     st = nllm_err(NLLM_ERR_NOMEM, "out of memory");
@@ -509,7 +421,7 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
   if (tg.file_type >= 0 &&
       (st = gguf_writer_set_u32(w, "general.file_type", (uint32_t)tg.file_type)) != NLLM_OK)
     goto done;
-  if (tg.kind != NLLM_PRESET_KEEP && !is_float_type(tg.type) &&
+  if (tg.kind != NLLM_PRESET_KEEP && !nllm_type_is_float(tg.type) &&
       (st = gguf_writer_set_u32(w, "general.quantization_version", 2)) != NLLM_OK)
     goto done;
 
@@ -517,10 +429,10 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
   for (int64_t i = 0; i < src->n_tensors; i++) total += src->tensors[i].nbytes;
   for (int64_t i = 0; i < src->n_tensors; i++) {
     const nllm_tensor *t = &src->tensors[i];
-    tensor_job *j = &jobs[i];
+    nllm_tensor_job *j = &jobs[i];
     j->t = t;
     j->out_type = nllm_quant_tensor_type(&tg, t, n_layers, has_output);
-    if (tg.kind == NLLM_PRESET_KEEP && t->n_dims < 2 && !is_float_type(t->type))
+    if (tg.kind == NLLM_PRESET_KEEP && t->n_dims < 2 && !nllm_type_is_float(t->type))
       j->out_type = t->type; /* nothing to convert a quantized vector from */
     if (permute && (name_is(t->name, ".attn_q.weight") || name_is(t->name, ".attn_q.bias")))
       j->permute_heads = n_head;
@@ -550,7 +462,7 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
                       (unsigned long long)j->out_bytes);
         goto done;
       }
-      if ((st = run_job(j, n_threads)) != NLLM_OK) goto done;
+      if ((st = nllm_tensor_convert(j, n_threads)) != NLLM_OK) goto done;
     }
     if (j->out_type != tg.type && tg.kind != NLLM_PRESET_KEEP && t->n_dims >= 2) {
       int32_t bs = 0, ts = 0;
@@ -582,45 +494,4 @@ done:
   gguf_writer_free(w);
   nllm_aligned_free(rope_freqs);
   return st;
-}
-
-/* ---------------------------------------------------------------- quantize on load */
-
-nllm_status nllm_source_quantize_inplace(nllm_source *src, int32_t type, int n_threads,
-                                         nllm_progress_fn progress, void *user_data) {
-  const nllm_qtype *q = nllm_qtype_get(type);
-  if (!q || !q->from_float_ref)
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "quantize-on-load: type %s is not available",
-                    nllm_ggml_type_name(type) ? nllm_ggml_type_name(type) : "?");
-  uint64_t total = 1, done_bytes = 0;
-  for (int64_t i = 0; i < src->n_tensors; i++) total += src->tensors[i].nbytes;
-  for (int64_t i = 0; i < src->n_tensors; i++) {
-    nllm_tensor *t = &src->tensors[i];
-    done_bytes += t->nbytes;
-    if (t->n_dims < 2 || !is_float_type(t->type)) continue;
-    /* pure: the output matrix gets the same type as the rest (the caller asked for one type) */
-    int32_t out = type;
-    int32_t bs = q->block_size;
-    if (t->ne[0] % bs) {
-      out = t->ne[0] % 32 == 0 && type != NLLM_TYPE_Q8_0 ? NLLM_TYPE_Q8_0 : NLLM_TYPE_F16;
-      nllm_log(NLLM_LOG_INFO, "%s: row length %lld is not a multiple of %d; stored as %s", t->name,
-               (long long)t->ne[0], bs, nllm_ggml_type_name(out));
-    }
-    if (out == t->type) continue;
-    int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
-    uint64_t bytes = (uint64_t)nllm_row_size(out, t->ne[0]) * (uint64_t)rows;
-    void *buf = nllm_source_alloc(src, (size_t)bytes);
-    if (!buf)
-      return nllm_err(NLLM_ERR_NOMEM, "quantize-on-load: out of memory for '%s' (%llu bytes)",
-                      t->name, (unsigned long long)bytes);
-    tensor_job j = {t, out, 0, buf, bytes};
-    nllm_status st = run_job(&j, n_threads);
-    if (st != NLLM_OK) return st;
-    t->data = buf;
-    t->type = out;
-    t->nbytes = bytes;
-    if (progress && progress((float)done_bytes / (float)total, user_data))
-      return nllm_err(NLLM_ERR_ABORTED, "quantize-on-load cancelled by the progress callback");
-  }
-  return NLLM_OK;
 }

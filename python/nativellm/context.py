@@ -1,0 +1,241 @@
+"""Context: one sequence on a Model (KV cache, position, logits) and generation on it."""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import threading
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
+
+from . import _ffi as ffi
+from ._handle import _Handle, _to_bytes
+from ._lib import lib as _C
+from .errors import _check, _invalid
+from .generation import (
+    Emit,
+    GenerateOptions,
+    _CancelState,
+    reject_unexpected,
+    run_generate,
+    stream_pieces,
+    takes_generate_options,
+)
+from .library import _type_id
+from .sampler import Sampler
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import Model
+
+try:  # NumPy is optional: logits come back as numpy.ndarray when it is installed.
+    import numpy as _np
+except ImportError:  # pragma: no cover - depends on the environment
+    _np = None
+
+# The keywords of Context() that Model.generate and friends route to the context (seed goes to
+# the sampler there, cancel is a generate option).
+CONTEXT_KEYWORDS = ("n_ctx", "n_threads", "n_batch", "kv_type", "all_logits")
+
+
+class Context(_Handle):
+    """One sequence on a Model: KV cache, position, logits. One thread at a time.
+
+    Keyword parameters mirror nllm_context_params: ``n_ctx`` (0 = the model's default),
+    ``n_threads`` (0 = all cores), ``n_batch`` (0 = 512), ``kv_type`` ("F16", "F32" or an id),
+    ``all_logits`` (keep every position's logits of each decode), ``seed`` (for samplers made
+    with the default seed) and ``cancel`` (a threading.Event: once set, decode and generate
+    stop with AbortedError / a clean stop).
+    """
+
+    _kind = "context"
+
+    def __init__(
+        self,
+        model: "Model",
+        *,
+        n_ctx: int = 0,
+        n_threads: int = 0,
+        n_batch: int = 0,
+        kv_type: Union[int, str, None] = None,
+        all_logits: bool = False,
+        seed: Optional[int] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> None:
+        self._h: Optional[Any] = None
+        self.model = model  # keeps the model alive for as long as the context
+        self._busy = threading.Lock()
+        self._cancel = _CancelState(cancel)
+        state = self._cancel
+
+        def should_abort(_ud: Any) -> int:
+            return 1 if state.requested() else 0
+
+        self._abort_cb = ffi.nllm_abort_fn(should_abort)
+        p = ffi.nllm_context_params()
+        _C.nllm_context_params_init(ctypes.byref(p))
+        p.n_ctx = n_ctx
+        p.n_threads = n_threads
+        p.n_batch = n_batch
+        if kv_type is not None:
+            p.kv_type = _type_id(kv_type)
+        p.all_logits = 1 if all_logits else 0
+        if seed is not None:
+            p.seed = seed
+        p.abort_callback = self._abort_cb
+        h = ffi.context_p()
+        _check(_C.nllm_context_create(model.handle, ctypes.byref(p), ctypes.byref(h)))
+        self._h = h
+        self.n_vocab = model.n_vocab
+        model._children.add(self)
+
+    # -- lifetime
+
+    def close(self) -> None:
+        """Free the context. Idempotent."""
+        if self._h is not None:
+            self._cancel.flag = True  # a generate running on another thread stops first
+            with self._busy:
+                if self._h is not None:
+                    _C.nllm_context_free(self._h)
+                    self._h = None
+
+    def _enter(self) -> Any:
+        h = self.handle
+        if not self._busy.acquire(blocking=False):
+            raise _invalid("context is in use by another thread (use one Context per thread)")
+        return h
+
+    # -- state
+
+    @property
+    def pos(self) -> int:
+        """Number of tokens in the cache."""
+        return int(_C.nllm_context_pos(self.handle))
+
+    @property
+    def n_ctx(self) -> int:
+        """Maximum number of positions."""
+        return int(_C.nllm_context_n_ctx(self.handle))
+
+    def decode(self, tokens: Sequence[int]) -> None:
+        """Evaluate tokens at the current position and advance. ContextFullError if they do not
+        fit (nothing evaluated); on any error the position is unchanged."""
+        h = self._enter()
+        try:
+            ids = (ffi.nllm_token * len(tokens))(*tokens)
+            _check(_C.nllm_decode(h, ids, len(tokens)))
+        finally:
+            self._busy.release()
+
+    def logits(self, i: Optional[int] = None) -> Any:
+        """A copy of the logits of the last decoded token (or of token i of the last decode,
+        which needs all_logits=True for any but the last): numpy.ndarray (float32) when NumPy is
+        installed, else array.array('f'). Both support len(), indexing and memoryview()."""
+        h = self.handle
+        ptr = _C.nllm_get_logits(h) if i is None else _C.nllm_get_logits_ith(h, i)
+        if not ptr:
+            what = "no logits yet: decode something first"
+            if i is not None:
+                what = f"no logits for token {i} of the last decode (all_logits=True keeps them)"
+            raise _invalid(what)
+        n = self.n_vocab
+        raw = ctypes.string_at(ptr, n * 4)  # copy: the pointer dies at the next decode
+        if _np is not None:
+            return _np.frombuffer(raw, dtype=_np.float32).copy()
+        out = array.array("f")
+        out.frombytes(raw)
+        return out
+
+    def rewind(self, pos: int) -> None:
+        """Keep the first pos tokens of the cache (0 <= pos <= self.pos)."""
+        h = self._enter()
+        try:
+            _check(_C.nllm_context_rewind(h, pos))
+        finally:
+            self._busy.release()
+
+    def reset(self) -> None:
+        """Empty the cache and the timings."""
+        h = self._enter()
+        try:
+            _C.nllm_context_reset(h)
+        finally:
+            self._busy.release()
+
+    @property
+    def timings(self) -> Dict[str, float]:
+        """Totals since creation or the last reset: n_prompt_tokens, n_gen_tokens, prompt_ms,
+        gen_ms, and the derived prompt/gen tokens per second."""
+        t = ffi.nllm_timings()
+        t.struct_size = ctypes.sizeof(t)
+        _check(_C.nllm_context_timings(self.handle, ctypes.byref(t)))
+        return {
+            "n_prompt_tokens": t.n_prompt_tokens,
+            "n_gen_tokens": t.n_gen_tokens,
+            "prompt_ms": t.prompt_ms,
+            "gen_ms": t.gen_ms,
+            "prompt_tokens_per_s": 1000.0 * t.n_prompt_tokens / t.prompt_ms if t.prompt_ms else 0.0,
+            "gen_tokens_per_s": 1000.0 * t.n_gen_tokens / t.gen_ms if t.gen_ms else 0.0,
+        }
+
+    # -- generation
+
+    @takes_generate_options(more_keywords=False)
+    def generate(
+        self, prompt: Union[str, bytes], sampler: Optional[Sampler] = None, **kw: Any
+    ) -> str:
+        """nllm_generate: decode prompt after what the context already holds (so chat turns
+        reuse the cache), then sample up to max_tokens. Returns the generated text. sampler
+        defaults to a greedy one. Keywords: see GenerateOptions."""
+        opts = GenerateOptions.take(kw)
+        reject_unexpected(kw)
+        return self._generate(prompt, sampler, opts)
+
+    @takes_generate_options(more_keywords=False)
+    def stream(
+        self, prompt: Union[str, bytes], sampler: Optional[Sampler] = None, **kw: Any
+    ) -> Iterator[str]:
+        """generate() as a stream of non-empty text pieces. The same nllm_generate call runs on a
+        helper thread and hands each piece over as it is produced."""
+        opts = GenerateOptions.take(kw)
+        reject_unexpected(kw)
+        return self._stream(prompt, sampler, opts)
+
+    def _generate(
+        self, prompt: Union[str, bytes], sampler: Optional[Sampler], opts: GenerateOptions
+    ) -> str:
+        pieces: List[bytes] = []
+
+        def emit(tok: int, piece: bytes) -> bool:
+            pieces.append(piece)
+            return opts.notify(tok, piece)
+
+        self._run(prompt, sampler, opts, emit)
+        return b"".join(pieces).decode("utf-8", "replace")
+
+    def _stream(
+        self, prompt: Union[str, bytes], sampler: Optional[Sampler], opts: GenerateOptions
+    ) -> Iterator[str]:
+        return stream_pieces(
+            lambda emit: self._run(prompt, sampler, opts, emit), opts, self._cancel
+        )
+
+    def _run(
+        self,
+        prompt: Union[str, bytes],
+        sampler: Optional[Sampler],
+        opts: GenerateOptions,
+        emit: Emit,
+    ) -> int:
+        """One nllm_generate call with this context held; emit sees every token (the caller
+        has already wrapped opts.on_token into it). Returns the number of generated tokens."""
+        data = _to_bytes(prompt)
+        h = self._enter()
+        own_sampler = sampler is None
+        try:
+            if sampler is None:
+                sampler = Sampler(self.model, temperature=0.0)
+            return run_generate(h, sampler.handle, data, opts, self._cancel, emit)
+        finally:
+            self._busy.release()
+            if own_sampler and sampler is not None:
+                sampler.close()

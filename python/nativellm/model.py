@@ -1,0 +1,373 @@
+"""Model: a loaded model, its metadata, tokenizer and chat template, and one-call generation."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import weakref
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+
+from . import _ffi as ffi
+from ._handle import _grow_call, _Handle, _to_bytes
+from ._lib import lib as _C
+from .context import CONTEXT_KEYWORDS, Context
+from .errors import InternalError, _check, _error
+from .generation import GenerateOptions, takes_generate_options
+from .library import _type_id, type_name
+from .sampler import SAMPLER_KEYWORDS, Sampler
+
+Message = Union[Mapping[str, str], Tuple[str, str]]
+
+
+def _split_keywords(kw: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """The sampler's and the context's keywords of a one-call generation; anything else is a
+    TypeError."""
+    s = {k: kw.pop(k) for k in SAMPLER_KEYWORDS if k in kw}
+    c = {k: kw.pop(k) for k in CONTEXT_KEYWORDS if k in kw}
+    if kw:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(kw))}")
+    return s, c
+
+
+class Model(_Handle):
+    """A loaded model (GGUF file or Hugging Face folder). Immutable and shareable by threads.
+
+    Keyword parameters mirror nllm_model_params: ``n_threads`` (0 = all cores), ``use_mmap``
+    (default False: weights read into memory, faster decode; True maps the file), ``n_ctx_default`` (0 = min(training context, 4096)), ``n_gpu_layers``,
+    ``vocab_only``, ``quantize_type`` ("Q8_0", an NLLM_TYPE_* id, or None) and ``progress``
+    (a callable taking a float in [0, 1]; returning True cancels the load with AbortedError).
+
+    Use it as a context manager or call close(); closing also closes the Contexts and Samplers
+    made from it.
+    """
+
+    _kind = "model"
+
+    def __init__(
+        self,
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        n_threads: int = 0,
+        use_mmap: bool = False,
+        n_ctx_default: int = 0,
+        n_gpu_layers: int = 0,
+        vocab_only: bool = False,
+        quantize_type: Union[int, str, None] = None,
+        progress: Optional[Callable[[float], Optional[bool]]] = None,
+    ) -> None:
+        self._h: Optional[Any] = None
+        self._children: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self.path = str(path)
+        p = ffi.nllm_model_params()
+        _C.nllm_model_params_init(ctypes.byref(p))
+        p.n_threads = n_threads
+        p.use_mmap = 1 if use_mmap else 0
+        p.n_ctx_default = n_ctx_default
+        p.n_gpu_layers = n_gpu_layers
+        p.vocab_only = 1 if vocab_only else 0
+        p.quantize_type = _type_id(quantize_type)
+        raised: List[BaseException] = []
+        if progress is not None:
+
+            def on_progress(value: float, _ud: Any) -> int:
+                try:
+                    return 1 if progress(value) else 0
+                except BaseException as e:  # stop the load, re-raise after it returns
+                    raised.append(e)
+                    return 1
+
+            cb = ffi.nllm_progress_fn(on_progress)
+            p.progress = cb
+        h = ffi.model_p()
+        status = _C.nllm_model_load(self.path.encode(), ctypes.byref(p), ctypes.byref(h))
+        err = _error(status) if status != ffi.NLLM_OK else None
+        if raised:
+            raise raised[0]
+        if err is not None:
+            raise err
+        self._h = h
+
+    # -- lifetime
+
+    def close(self) -> None:
+        """Free the model and every Context/Sampler made from it. Idempotent."""
+        for child in list(self._children):
+            child.close()
+        if self._h is not None:
+            _C.nllm_model_free(self._h)
+            self._h = None
+
+    def __repr__(self) -> str:
+        if self._h is None:
+            return f"<nativellm.Model {self.path!r} closed>"
+        return f"<nativellm.Model {self.path!r} arch={self.arch} n_params={self.n_params}>"
+
+    # -- getters
+
+    @property
+    def arch(self) -> str:
+        return _C.nllm_model_arch(self.handle).decode()
+
+    @property
+    def name(self) -> str:
+        return (_C.nllm_model_name(self.handle) or b"").decode("utf-8", "replace")
+
+    @property
+    def n_params(self) -> int:
+        return int(_C.nllm_model_n_params(self.handle))
+
+    @property
+    def n_vocab(self) -> int:
+        return int(_C.nllm_model_n_vocab(self.handle))
+
+    @property
+    def n_ctx_train(self) -> int:
+        return int(_C.nllm_model_n_ctx_train(self.handle))
+
+    def token(self, which: int) -> Optional[int]:
+        """Special token id (NLLM_TOKEN_BOS, ...) or None if the model has none."""
+        t = int(_C.nllm_model_token(self.handle, which))
+        return None if t < 0 else t
+
+    @property
+    def bos(self) -> Optional[int]:
+        return self.token(ffi.NLLM_TOKEN_BOS)
+
+    @property
+    def eos(self) -> Optional[int]:
+        return self.token(ffi.NLLM_TOKEN_EOS)
+
+    def is_eog(self, token: int) -> bool:
+        """True if generation stops at this token (EOS, EOT, <|im_end|>, ...)."""
+        return bool(_C.nllm_model_token_is_eog(self.handle, token))
+
+    @property
+    def info(self) -> Dict[str, Any]:
+        """Architecture, sizes and special tokens as a dict."""
+        h = self.handle
+        specials = {
+            "bos": ffi.NLLM_TOKEN_BOS,
+            "eos": ffi.NLLM_TOKEN_EOS,
+            "eot": ffi.NLLM_TOKEN_EOT,
+            "unk": ffi.NLLM_TOKEN_UNK,
+            "pad": ffi.NLLM_TOKEN_PAD,
+            "newline": ffi.NLLM_TOKEN_NEWLINE,
+        }
+        return {
+            "path": self.path,
+            "arch": self.arch,
+            "name": self.name,
+            "n_params": self.n_params,
+            "size_bytes": int(_C.nllm_model_size_bytes(h)),
+            "n_vocab": self.n_vocab,
+            "n_ctx_train": self.n_ctx_train,
+            "n_embd": int(_C.nllm_model_n_embd(h)),
+            "n_layer": int(_C.nllm_model_n_layer(h)),
+            "tokens": {k: self.token(v) for k, v in specials.items()},
+        }
+
+    def meta_str(self, key: str) -> str:
+        """String metadata value. NotFoundError if absent, InvalidArgumentError if not a string."""
+        out = ctypes.c_char_p()
+        _check(_C.nllm_model_meta_str(self.handle, key.encode(), ctypes.byref(out)))
+        return (out.value or b"").decode("utf-8", "replace")
+
+    def meta_int(self, key: str) -> int:
+        """Integer (or bool) metadata value."""
+        out = ctypes.c_int64()
+        _check(_C.nllm_model_meta_int(self.handle, key.encode(), ctypes.byref(out)))
+        return out.value
+
+    def meta_float(self, key: str) -> float:
+        """Float (or integer) metadata value."""
+        out = ctypes.c_double()
+        _check(_C.nllm_model_meta_float(self.handle, key.encode(), ctypes.byref(out)))
+        return out.value
+
+    @property
+    def metadata(self) -> Dict[str, str]:
+        """Every metadata key with its value rendered as text (arrays summarized)."""
+        h = self.handle
+        out: Dict[str, str] = {}
+        for i in range(int(_C.nllm_model_meta_count(h))):
+            key = (_C.nllm_model_meta_key(h, i) or b"").decode("utf-8", "replace")
+            text = _grow_call(
+                lambda buf, cap, n, i=i: _C.nllm_model_meta_value_text(h, i, buf, cap, n), 256
+            )
+            out[key] = text.decode("utf-8", "replace")
+        return out
+
+    def tensors(self) -> List[Dict[str, Any]]:
+        """The tensor table: name, type id, type name and shape (ne[0] = row length)."""
+        h = self.handle
+        out = []
+        name = ctypes.c_char_p()
+        ttype = ctypes.c_int32()
+        ndims = ctypes.c_int32()
+        ne = (ctypes.c_int64 * 4)()
+        for i in range(int(_C.nllm_model_tensor_count(h))):
+            _check(
+                _C.nllm_model_tensor_info(
+                    h, i, ctypes.byref(name), ctypes.byref(ttype), ctypes.byref(ndims), ne
+                )
+            )
+            out.append(
+                {
+                    "name": (name.value or b"").decode(),
+                    "type": ttype.value,
+                    "type_name": type_name(ttype.value),
+                    "shape": tuple(ne[d] for d in range(ndims.value)),
+                }
+            )
+        return out
+
+    # -- tokenizer
+
+    def tokenize(
+        self, text: Union[str, bytes], add_bos: bool = True, special: bool = False
+    ) -> List[int]:
+        """Token ids of text. add_bos: prepend BOS if the model wants one. special: text such as
+        "<|im_start|>" becomes its control token instead of plain text."""
+        data = _to_bytes(text)
+        h = self.handle
+        cap = len(data) + 8
+        n = ctypes.c_int32(0)
+        for _ in range(2):
+            buf = (ffi.nllm_token * cap)()
+            status = _C.nllm_tokenize(
+                h, data, len(data), int(add_bos), int(special), buf, cap, ctypes.byref(n)
+            )
+            if status == ffi.NLLM_ERR_BUFFER_TOO_SMALL and n.value > cap:
+                cap = n.value
+                continue
+            _check(status)
+            return list(buf[: n.value])
+        raise InternalError("tokenize: buffer still too small after growing")
+
+    def token_to_piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes one token stands for. Bytes, not str: a byte-fallback token can be part of
+        a multi-byte character. Control tokens give their text only if special."""
+        h = self.handle
+        return _grow_call(
+            lambda buf, cap, n: _C.nllm_token_to_piece(h, token, int(special), buf, cap, n), 32
+        )
+
+    def detokenize(self, tokens: Sequence[int], special: bool = False) -> str:
+        """Text of a token sequence (the model's leading-space rule applies to the first)."""
+        h = self.handle
+        ids = (ffi.nllm_token * len(tokens))(*tokens)
+        raw = _grow_call(
+            lambda buf, cap, n: _C.nllm_detokenize(
+                h, ids, len(tokens), int(special), buf, cap, n
+            ),
+            8 * len(tokens) + 16,
+        )
+        return raw.decode("utf-8", "replace")
+
+    # -- chat templates
+
+    def chat_format(self, messages: Iterable[Message], add_assistant: bool = True) -> str:
+        """Render messages ({"role": ..., "content": ...} or (role, content)) with the model's
+        chat template. UnsupportedError if the model's template is unknown to the library."""
+        items: List[Tuple[bytes, bytes]] = []
+        for m in messages:
+            if isinstance(m, Mapping):
+                role, content = m["role"], m["content"]
+            else:
+                role, content = m
+            items.append((_to_bytes(role), _to_bytes(content)))
+        arr = (ffi.nllm_chat_message * max(len(items), 1))()
+        for i, (role_b, content_b) in enumerate(items):
+            arr[i].role = role_b
+            arr[i].content = content_b
+        h = self.handle
+        size = sum(len(r) + len(c) for r, c in items) + 256
+        raw = _grow_call(
+            lambda buf, cap, n: _C.nllm_chat_format(
+                h, arr, len(items), int(add_assistant), buf, cap, n
+            ),
+            size,
+        )
+        return raw.decode("utf-8", "replace")
+
+    # -- factories and convenience generation
+
+    def context(self, **params: Any) -> Context:
+        """A new Context on this model (see Context for the parameters)."""
+        return Context(self, **params)
+
+    def sampler(self, **params: Any) -> Sampler:
+        """A new Sampler for this model (see Sampler for the parameters)."""
+        return Sampler(self, **params)
+
+    @takes_generate_options(more_keywords=True)
+    def generate(self, prompt: Union[str, bytes], **kw: Any) -> str:
+        """Generate a continuation of prompt in a fresh Context and return its text.
+
+        Generation keywords: see GenerateOptions. Sampling keywords (temperature, top_k, top_p,
+        min_p, repeat_penalty, repeat_last_n, seed) default to the library's
+        (nllm_sampler_params_init); ``temperature=0`` is greedy. Context keywords: n_ctx,
+        n_threads, n_batch, kv_type.
+        """
+        opts = GenerateOptions.take(kw)
+        skw, ckw = _split_keywords(kw)
+        with Context(self, **ckw) as ctx, Sampler(self, **skw) as smp:
+            return ctx._generate(prompt, smp, opts)
+
+    @takes_generate_options(more_keywords=True)
+    def stream(self, prompt: Union[str, bytes], **kw: Any) -> Iterator[str]:
+        """Like generate(), but yields the text pieces as they are produced. The pieces joined
+        equal generate()'s result for the same arguments. Leaving the loop early (break, an
+        exception, Ctrl-C) stops the generation and frees its Context."""
+        opts = GenerateOptions.take(kw)
+        skw, ckw = _split_keywords(kw)
+        return self._stream(prompt, opts, skw, ckw)
+
+    def _stream(
+        self,
+        prompt: Union[str, bytes],
+        opts: GenerateOptions,
+        skw: Dict[str, Any],
+        ckw: Dict[str, Any],
+    ) -> Iterator[str]:
+        # A generator: the Context is made at the first next() and freed when the loop ends.
+        ctx = Context(self, **ckw)
+        smp = Sampler(self, **skw)
+        try:
+            yield from ctx._stream(prompt, smp, opts)
+        finally:
+            smp.close()
+            ctx.close()
+
+    def _chat_prompt(self, messages: Iterable[Message], kw: Dict[str, Any]) -> str:
+        prompt = self.chat_format(messages, add_assistant=True)
+        if "add_bos" not in kw:
+            # Templates that write the BOS text themselves must not get a second BOS.
+            bos = self.bos
+            bos_text = self.token_to_piece(bos, special=True) if bos is not None else b""
+            kw["add_bos"] = not (bos_text and prompt.encode().startswith(bos_text))
+        kw.setdefault("special", True)
+        return prompt
+
+    def chat(self, messages: Iterable[Message], **kw: Any) -> str:
+        """Format messages with the model's chat template and generate the assistant's reply.
+        Keywords as for generate(); control tokens in the template are parsed as such."""
+        prompt = self._chat_prompt(messages, kw)
+        return self.generate(prompt, **kw)
+
+    def chat_stream(self, messages: Iterable[Message], **kw: Any) -> Iterator[str]:
+        """chat() as a stream of text pieces."""
+        prompt = self._chat_prompt(messages, kw)
+        return self.stream(prompt, **kw)
