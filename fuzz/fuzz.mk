@@ -18,7 +18,10 @@ FUZZ_MAXLEN_fuzz_safetensors := 8192
 FUZZ_MAXLEN_fuzz_hf          := 8192
 FUZZ_MAXLEN_fuzz_tokenizer   := 4096
 FUZZ_MAXLEN_fuzz_chat        := 4096
+FUZZ_MAXLEN_fuzz_template    := 8192
 FUZZ_MAXLEN_fuzz_tokjson     := 16384
+FUZZ_MAXLEN_fuzz_gbnf        := 4096
+FUZZ_MAXLEN_fuzz_json_schema := 8192
 FUZZ_MAXLEN_fuzz_serve_request := 8192
 # Harnesses of code outside the library name its sources here.
 FUZZ_EXTRA_serve_request := -Itools/serve tools/serve/request.c tools/serve/textout.c

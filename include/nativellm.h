@@ -238,6 +238,47 @@ NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_
                                               int32_t n_messages, int32_t add_assistant_prompt,
                                               char *buf, int32_t cap, int32_t *n_out);
 
+/* ---------------------------------------------------------------- chat templates: Jinja and tool calls */
+
+/* Rendering a conversation with a Jinja chat template, as transformers' apply_chat_template does
+ * (docs/templates.md lists the supported Jinja subset and its limits). */
+typedef struct nllm_chat_template_params {
+  uint32_t struct_size;
+  int32_t add_generation_prompt; /* 1: end with the assistant turn's header */
+  const char *template_text;     /* NULL: the model's template (tokenizer.chat_template) */
+  const char *messages_json;     /* required: JSON array of messages ({"role", "content", and
+                                  * "tool_calls", "tool_call_id", ... as the template reads them}) */
+  const char *tools_json;        /* NULL or a JSON array of tools; NULL passes tools = None */
+  const char *vars_json;         /* NULL or a JSON object of further variables (enable_thinking,
+                                  * bos_token, ...), overriding the model's bos/eos_token */
+  int32_t max_output_bytes;      /* 0 = 8 MiB; more output ends with NLLM_ERR_ABORTED */
+  int32_t time_limit_ms;         /* 0 = 2000 ms; NLLM_ERR_ABORTED past it */
+  int64_t now;                   /* unix seconds that strftime_now formats (in UTC);
+                                  * 0 = the current local time */
+} nllm_chat_template_params;
+
+NLLM_API void nllm_chat_template_params_init(nllm_chat_template_params *params);
+/* The exact rendered text, including any BOS text the template writes (tokenize it with
+ * add_bos = 0 and parse_special = 1). model may be NULL when template_text is given; with a
+ * model, bos_token and eos_token are its special tokens' text. Output NUL-terminated when it
+ * fits; BUFFER_TOO_SMALL with *n_out = needed. Errors: NLLM_ERR_FORMAT (template syntax, with
+ * line and column), NLLM_ERR_UNSUPPORTED (outside the subset), NLLM_ERR_INVALID_ARG (bad JSON, a
+ * type error, or the template's raise_exception), NLLM_ERR_ABORTED (loop, recursion, output or
+ * time limit). Thread-safe. */
+NLLM_API nllm_status nllm_chat_template_render(const nllm_model *model,
+                                               const nllm_chat_template_params *params,
+                                               char *buf, int32_t cap, int32_t *n_out);
+
+/* Splits model output into OpenAI-shaped tool calls. format: NULL or "auto" (recognize),
+ * "hermes" (<tool_call>{...}</tool_call>, Qwen, Hermes), "llama3" (a JSON object
+ * {"name", "parameters"}, optionally after <|python_tag|>), "mistral" ([TOOL_CALLS] [...]).
+ * Writes a JSON object {"content": "text outside the calls" or null, "tool_calls": [{"id",
+ * "type": "function", "function": {"name", "arguments": "<JSON text>"}}]}; tool_calls is []
+ * when the text holds none. Ids are 9 alphanumerics derived from the text (deterministic).
+ * Output NUL-terminated when it fits; BUFFER_TOO_SMALL with *n_out = needed. */
+NLLM_API nllm_status nllm_tool_calls_parse(const char *text, const char *format, char *buf,
+                                           int32_t cap, int32_t *n_out);
+
 /* ---------------------------------------------------------------- context */
 
 typedef struct nllm_context_params {
@@ -368,6 +409,11 @@ typedef struct nllm_sampler_params {
   int32_t repeat_last_n; /* tokens the penalty looks back over; default 64 */
   uint64_t seed;         /* fixed seed = reproducible; NLLM_SEED_DEFAULT: the seed of the first
                           * context it samples from, or random if that is also default */
+  /* Constrained output (docs/grammar.md). At most one of grammar / json_schema; both NULL by
+   * default (no constraint). The strings are copied at nllm_sampler_create. */
+  const char *grammar;      /* GBNF text: only tokens that keep the output in it are sampled */
+  const char *grammar_root; /* its start rule; NULL = "root" */
+  const char *json_schema;  /* JSON Schema text, turned into a grammar; "{}" = any JSON value */
 } nllm_sampler_params;
 
 NLLM_API void nllm_sampler_params_init(nllm_sampler_params *params);
@@ -430,6 +476,25 @@ NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *sampler, con
 NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *sampler,
                                           const nllm_token *prompt, int32_t n_prompt,
                                           const nllm_generate_params *params, int32_t *n_generated);
+
+/* ---------------------------------------------------------------- constrained output */
+/* Grammars and JSON Schema for nllm_sampler_params.grammar / .json_schema: docs/grammar.md.
+ * With a grammar, nllm_sampler_accept (and nllm_generate) advance it by the token the sampler
+ * last returned; prompt tokens fed through accept never touch it. nllm_generate with a non-empty
+ * prompt and nllm_sampler_reset start it over, as does the token after an accepted
+ * end-of-generation token. */
+
+/* JSON Schema text -> the GBNF text json_schema uses (start rule "root"), to inspect or edit.
+ * NUL-terminated when it fits; NLLM_ERR_BUFFER_TOO_SMALL with *n_out = length (the NUL not
+ * counted). NLLM_ERR_INVALID_ARG naming the schema location for what it cannot translate. */
+NLLM_API nllm_status nllm_json_schema_to_grammar(const char *schema, char *buf, int32_t cap,
+                                                 int32_t *n_out);
+/* Checks GBNF text as nllm_sampler_create would (root NULL = "root"), without a model. */
+NLLM_API nllm_status nllm_grammar_validate(const char *grammar, const char *root);
+/* 1 when the sampler has a grammar and the output accepted since it started is a complete
+ * sentence of it (stopping here gives text that parses); else 0. After max_tokens, 0 means the
+ * output was cut short. */
+NLLM_API int32_t nllm_sampler_grammar_complete(const nllm_sampler *sampler);
 
 #ifdef __cplusplus
 }

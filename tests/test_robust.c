@@ -9,8 +9,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 
-#include "formats/gguf_write.h"
+#include "convert/gguf_write.h"
 #include "formats/hf.h"
 #include "formats/source.h"
 #include "nativellm.h"
@@ -771,6 +772,67 @@ START_TEST(logits_output_survives_a_full_disk) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- temporary files (16) */
+
+static void tiny_writer_file(const char *path) {
+  gguf_writer *w = gguf_writer_new();
+  ck_assert_int_eq(gguf_writer_set_str(w, "general.architecture", "llama"), NLLM_OK);
+  static const float x[4] = {1, 2, 3, 4};
+  const int64_t ne[1] = {4};
+  ck_assert_int_eq(gguf_writer_add_tensor(w, "t", NLLM_TYPE_F32, 1, ne, x, sizeof x), NLLM_OK);
+  ck_assert_msg(gguf_writer_write(w, path) == NLLM_OK, "%s", nllm_last_error());
+  gguf_writer_free(w);
+}
+
+START_TEST(temporary_files_are_created_safely) {
+  make_tmpdir();
+  char out[512], victim[512];
+  snprintf(out, sizeof out, "%s", tmp("out.gguf"));
+  snprintf(victim, sizeof victim, "%s", tmp("victim"));
+  /* symlinks planted under every temporary name this process could pick (the old fixed one
+   * and the first new ones) point at a file that must survive */
+  write_text(victim, "keep me\n");
+  char name[600];
+  snprintf(name, sizeof name, "%s.tmp.%ld", out, (long)getpid());
+  ck_assert_int_eq(symlink(victim, name), 0);
+  for (int i = 0; i < 8; i++) {
+    snprintf(name, sizeof name, "%s.tmp.%ld.%d", out, (long)getpid(), i);
+    ck_assert_int_eq(symlink(victim, name), 0);
+  }
+  /* leftovers of a writer killed with -9 (a pid that has exited) and of a live one */
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  ck_assert_int_gt(dead, 0);
+  ck_assert_int_eq(waitpid(dead, NULL, 0), dead);
+  char stale1[600], stale2[600], live[600];
+  snprintf(stale1, sizeof stale1, "%s.tmp.%ld", out, (long)dead);
+  snprintf(stale2, sizeof stale2, "%s.tmp.%ld.3", out, (long)dead);
+  snprintf(live, sizeof live, "%s.tmp.%ld.0", out, (long)getppid());
+  write_text(stale1, "partial");
+  write_text(stale2, "partial");
+  write_text(live, "in progress");
+
+  tiny_writer_file(out);
+  size_t n;
+  char *v = read_file(victim, &n);
+  ck_assert_str_eq(v, "keep me\n");
+  free(v);
+  nllm_source src;
+  ck_assert_int_eq(gguf_open(out, 1, &src), NLLM_OK);
+  ck_assert_int_eq(src.n_tensors, 1);
+  nllm_source_free(&src);
+  ck_assert_int_ne(access(stale1, F_OK), 0);
+  ck_assert_int_ne(access(stale2, F_OK), 0);
+  ck_assert_int_eq(access(live, F_OK), 0);
+  /* overwriting an existing file replaces it whole, and nothing but the planted names stays */
+  tiny_writer_file(out);
+  char ls[600];
+  snprintf(ls, sizeof ls, "test $(ls -A %s | wc -l) -eq 12", tmpdir);
+  ck_assert_int_eq(system(ls), 0);
+  remove_tmpdir();
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("robust");
   TCase *tc = tcase_create("robust");
@@ -792,6 +854,7 @@ int main(void) {
   tcase_add_test(tc, json_out_of_memory_is_not_a_syntax_error);
   tcase_add_test(tc, messages_say_what_happened);
   tcase_add_test(tc, logits_output_survives_a_full_disk);
+  tcase_add_test(tc, temporary_files_are_created_safely);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

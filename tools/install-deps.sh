@@ -7,6 +7,8 @@ check libsubunit-dev
 libopenblas-dev libpcre2-dev libutf8proc-dev libcjson-dev
 libomp-dev libclang-rt-dev
 libmicrohttpd-dev chromium
+python3-jsonschema
+python3-jinja2
 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 missing=""
 for p in $PKGS; do

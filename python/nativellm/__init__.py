@@ -31,6 +31,7 @@ from .errors import (
     AbortedError,
     BackendError,
     BufferTooSmallError,
+    BusyError,
     ContextFullError,
     Error,
     FileError,

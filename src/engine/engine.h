@@ -62,7 +62,31 @@ struct nllm_sampler {
   float *prob;
   nllm_token *recent; /* ring of the last repeat_last_n accepted tokens */
   int32_t n_recent, recent_head;
+  struct nllm_sgrammar *gr;                        /* NULL without a grammar */
+  char *grammar_text, *grammar_root, *json_schema; /* owned copies of the params' strings */
 };
+
+/* Grammar-constrained sampling (sampler_grammar.c). */
+typedef struct nllm_sampler_grammar_stats {
+  int64_t n_steps;      /* picks under the grammar */
+  int64_t n_full_masks; /* picks that needed the whole vocabulary checked */
+  int64_t n_checked;    /* tokens checked one by one */
+} nllm_sampler_grammar_stats;
+struct nllm_sgrammar;
+nllm_status nllm_sgrammar_new(const nllm_model *m, const nllm_sampler_params *p,
+                              struct nllm_sgrammar **out);
+void nllm_sgrammar_free(struct nllm_sgrammar *sg);
+void nllm_sgrammar_restart(struct nllm_sgrammar *sg);
+/* Settles the candidates: *n_cand >= 0 means cand[0..n) (sorted by descending logit) are the
+ * allowed tokens greedy / top-k / min-p keep; *n_cand = -1 means disallowed tokens of l were set
+ * to -inf and the usual pipeline should run. */
+nllm_status nllm_sgrammar_candidates(struct nllm_sgrammar *sg, const nllm_sampler_params *p,
+                                     float *l, int32_t *cand, int32_t *n_cand);
+void nllm_sgrammar_picked(struct nllm_sgrammar *sg, nllm_token t);
+/* Advances the grammar when t is the token last picked (prompt tokens are never picked). */
+void nllm_sgrammar_accepted(struct nllm_sgrammar *sg, nllm_token t);
+int nllm_sgrammar_complete(const struct nllm_sgrammar *sg);
+void nllm_sgrammar_stats(const struct nllm_sgrammar *sg, nllm_sampler_grammar_stats *out);
 
 nllm_status nllm_sampler_new(const nllm_model *m, const nllm_sampler_params *p, nllm_sampler **out);
 /* Gives a sampler created with NLLM_SEED_DEFAULT the context's seed (once). */
