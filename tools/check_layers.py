@@ -23,7 +23,8 @@ FORMATS = CORE | {"formats"}
 KERNELS = FORMATS | {"kernels"}
 TOKENIZER = FORMATS | {"tokenizer"}
 MODEL = KERNELS | TOKENIZER | {"model"}
-ENGINE = MODEL | {"engine"}
+GRAMMAR = CORE | {"grammar"}
+ENGINE = MODEL | GRAMMAR | {"engine"}
 CONVERT = MODEL | {"convert"}
 
 # folder -> layers its files may include
@@ -33,6 +34,7 @@ ALLOWED = {
     "src/tokenizer": TOKENIZER,
     "kernels": KERNELS,
     "src/model": MODEL,
+    "src/grammar": GRAMMAR,
     "src/engine": ENGINE,
     "src/convert": CONVERT,
 }
