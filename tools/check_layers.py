@@ -39,6 +39,7 @@ ALLOWED = {
     "src/tokenizer": TOKENIZER,
     "kernels": KERNELS,
     "src/model": MODEL,
+    "src/grammar": GRAMMAR,
     "src/engine": ENGINE,
     "src/convert": CONVERT,
 }

@@ -82,6 +82,7 @@ srv_job *srv_job_new(void) {
 
 static void job_free(srv_job *j) {
   free(j->prompt);
+  free(j->constraint);
   for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
   free(j->out);
   free(j->lps);
