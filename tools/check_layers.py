@@ -21,7 +21,8 @@ SEARCH = [ROOT / "src", ROOT / "kernels", ROOT / "include"]
 CORE = {"public", "core"}
 FORMATS = CORE | {"formats"}
 KERNELS = FORMATS | {"kernels"}
-TOKENIZER = FORMATS | {"tokenizer"}
+TEMPLATE = CORE | {"template"}  # the Jinja chat-template interpreter: text in, text out
+TOKENIZER = FORMATS | TEMPLATE | {"tokenizer"}
 MODEL = KERNELS | TOKENIZER | {"model"}
 ENGINE = MODEL | {"engine"}
 CONVERT = MODEL | {"convert"}
@@ -30,6 +31,7 @@ CONVERT = MODEL | {"convert"}
 ALLOWED = {
     "src/core": CORE,
     "src/formats": FORMATS,
+    "src/template": TEMPLATE,
     "src/tokenizer": TOKENIZER,
     "kernels": KERNELS,
     "src/model": MODEL,
