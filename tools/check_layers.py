@@ -39,7 +39,6 @@ ALLOWED = {
     "src/tokenizer": TOKENIZER,
     "kernels": KERNELS,
     "src/model": MODEL,
-    "src/grammar": GRAMMAR,
     "src/engine": ENGINE,
     "src/convert": CONVERT,
 }
