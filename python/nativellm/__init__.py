@@ -37,12 +37,13 @@ from .errors import (
     FormatError,
     InternalError,
     InvalidArgumentError,
+    MissingFileError,
     NoMemoryError,
     NotFoundError,
     UnsupportedError,
     status_name,
 )
-from .generation import GenerateOptions, TokenCallback
+from .generation import Completion, GenerateOptions, TokenCallback
 from .library import (
     LOG_DEBUG,
     LOG_ERROR,
@@ -67,11 +68,13 @@ __all__ = [
     "Context",
     "Sampler",
     "GenerateOptions",
+    "Completion",
     "TokenCallback",
     "Message",
     "Error",
     "InvalidArgumentError",
     "FileError",
+    "MissingFileError",
     "FormatError",
     "UnsupportedError",
     "NoMemoryError",
