@@ -6,13 +6,17 @@
 #                                  utf8proc, cJSON, libmicrohttpd for nllm serve)
 #   tools/install-deps.sh --test   the above plus what the full test suite needs: Check, clang
 #                                  and its sanitizer runtimes, the aarch64 cross compiler and
-#                                  qemu (NEON tests), chromium and node/npm (nllm serve's tests)
+#                                  qemu (NEON tests), chromium and node/npm (nllm serve's tests),
+#                                  Python's jsonschema and jinja2 (reference checks of grammars
+#                                  and chat templates)
 set -eu
 BUILD_PKGS="build-essential gcc pkg-config make python3 binutils
 libopenblas-dev libpcre2-dev libutf8proc-dev libcjson-dev
 libmicrohttpd-dev"
 TEST_PKGS="check libsubunit-dev clang libomp-dev libclang-rt-dev
 chromium
+python3-jsonschema
+python3-jinja2
 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 case "${1:-}" in
   "") PKGS=$BUILD_PKGS ;;

@@ -8,7 +8,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _ffi as ffi
-from ._handle import _Handle, _to_bytes
+from ._handle import _c_int, _c_ints, _Handle, _set_int_fields, _to_bytes
 from ._lib import lib as _C
 from .errors import _check, _invalid
 from .generation import (
@@ -73,14 +73,12 @@ class Context(_Handle):
         self._abort_cb = ffi.nllm_abort_fn(should_abort)
         p = ffi.nllm_context_params()
         _C.nllm_context_params_init(ctypes.byref(p))
-        p.n_ctx = n_ctx
-        p.n_threads = n_threads
-        p.n_batch = n_batch
+        _set_int_fields(p, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
         if kv_type is not None:
             p.kv_type = _type_id(kv_type)
         p.all_logits = 1 if all_logits else 0
         if seed is not None:
-            p.seed = seed
+            _set_int_fields(p, seed=seed)
         p.abort_callback = self._abort_cb
         h = ffi.context_p()
         _check(_C.nllm_context_create(model.handle, ctypes.byref(p), ctypes.byref(h)))
@@ -91,19 +89,37 @@ class Context(_Handle):
     # -- lifetime
 
     def close(self) -> None:
-        """Free the context. Idempotent."""
+        """Free the context. Idempotent. A call running on another thread is stopped and
+        waited for; from inside a callback of this context's own call (on_token), the context
+        is freed when that call returns."""
         if self._h is not None:
-            self._cancel.flag = True  # a generate running on another thread stops first
-            with self._busy:
-                if self._h is not None:
-                    _C.nllm_context_free(self._h)
-                    self._h = None
+            self._cancel.flag = True  # a running generate stops at its next token
+            self._close_when_idle()
+
+    def _free(self) -> None:
+        _C.nllm_context_free(self._h)
 
     def _enter(self) -> Any:
-        h = self.handle
+        """Holds the model and this context for one call (see _Handle._use) and claims the
+        context for this thread; pair with _leave()."""
+        model_use = self.model._use()
+        model_use.__enter__()
+        use = self._use()
+        try:
+            h = use.__enter__()
+        except BaseException:
+            model_use.__exit__(None, None, None)
+            raise
         if not self._busy.acquire(blocking=False):
+            use.__exit__(None, None, None)
+            model_use.__exit__(None, None, None)
             raise _invalid("context is in use by another thread (use one Context per thread)")
         return h
+
+    def _leave(self) -> None:
+        self._busy.release()
+        self._use().__exit__(None, None, None)  # frees the context if closed meanwhile
+        self.model._use().__exit__(None, None, None)
 
     # -- state
 
@@ -122,17 +138,17 @@ class Context(_Handle):
         fit (nothing evaluated); on any error the position is unchanged."""
         h = self._enter()
         try:
-            ids = (ffi.nllm_token * len(tokens))(*tokens)
-            _check(_C.nllm_decode(h, ids, len(tokens)))
+            ids = _c_ints("tokens", tokens)
+            _check(_C.nllm_decode(h, ids, _c_int("len(tokens)", len(tokens))))
         finally:
-            self._busy.release()
+            self._leave()
 
     def logits(self, i: Optional[int] = None) -> Any:
         """A copy of the logits of the last decoded token (or of token i of the last decode,
         which needs all_logits=True for any but the last): numpy.ndarray (float32) when NumPy is
         installed, else array.array('f'). Both support len(), indexing and memoryview()."""
         h = self.handle
-        ptr = _C.nllm_get_logits(h) if i is None else _C.nllm_get_logits_ith(h, i)
+        ptr = _C.nllm_get_logits(h) if i is None else _C.nllm_get_logits_ith(h, _c_int("i", i))
         if not ptr:
             what = "no logits yet: decode something first"
             if i is not None:
@@ -150,9 +166,9 @@ class Context(_Handle):
         """Keep the first pos tokens of the cache (0 <= pos <= self.pos)."""
         h = self._enter()
         try:
-            _check(_C.nllm_context_rewind(h, pos))
+            _check(_C.nllm_context_rewind(h, _c_int("pos", pos)))
         finally:
-            self._busy.release()
+            self._leave()
 
     def reset(self) -> None:
         """Empty the cache and the timings."""
@@ -160,7 +176,7 @@ class Context(_Handle):
         try:
             _C.nllm_context_reset(h)
         finally:
-            self._busy.release()
+            self._leave()
 
     @property
     def timings(self) -> Dict[str, float]:
@@ -237,8 +253,9 @@ class Context(_Handle):
         try:
             if sampler is None:
                 sampler = Sampler(self.model, temperature=0.0)
-            return run_generate(h, sampler.handle, data, opts, self._cancel, emit)
+            with sampler._use() as sh:  # sampler.close() elsewhere waits for this call
+                return run_generate(h, sh, data, opts, self._cancel, emit)
         finally:
-            self._busy.release()
+            self._leave()
             if own_sampler and sampler is not None:
                 sampler.close()

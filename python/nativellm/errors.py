@@ -80,6 +80,10 @@ class InternalError(Error):
     """NLLM_ERR_INTERNAL: a bug in the library; please report it with the message."""
 
 
+class BusyError(Error):
+    """NLLM_ERR_BUSY: the context is already inside another call (another thread)."""
+
+
 ERRORS: Dict[int, Type[Error]] = {
     ffi.NLLM_ERR_INVALID_ARG: InvalidArgumentError,
     ffi.NLLM_ERR_IO: FileError,
@@ -92,6 +96,7 @@ ERRORS: Dict[int, Type[Error]] = {
     ffi.NLLM_ERR_NOT_FOUND: NotFoundError,
     ffi.NLLM_ERR_BACKEND: BackendError,
     ffi.NLLM_ERR_INTERNAL: InternalError,
+    ffi.NLLM_ERR_BUSY: BusyError,
 }
 
 

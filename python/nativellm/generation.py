@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 from . import _ffi as ffi
 from ._lib import lib as _C
+from ._handle import _set_int_fields
 from .errors import _error
 
 TokenCallback = Callable[[int, str], Optional[bool]]
@@ -158,7 +159,7 @@ def run_generate(
     gp = ffi.nllm_generate_params()
     _C.nllm_generate_params_init(ctypes.byref(gp))
     if opts.max_tokens is not None:
-        gp.max_tokens = opts.max_tokens
+        _set_int_fields(gp, max_tokens=opts.max_tokens)
     gp.add_bos = int(opts.add_bos)
     gp.parse_special = int(opts.special)
     gp.stop_at_eog = int(opts.stop_at_eog)

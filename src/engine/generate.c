@@ -99,7 +99,12 @@ nllm_status nllm_run_generate_tokens(nllm_context *ctx, nllm_sampler *s, const n
     if (n > longest_stop) longest_stop = n;
   }
   if (n_prompt == 0 && ctx->n_logits == 0)
-    return nllm_err(NLLM_ERR_INVALID_ARG, "generate: empty prompt and nothing decoded yet");
+    return ctx->pos == 0
+               ? nllm_err(NLLM_ERR_INVALID_ARG, "generate: empty prompt and nothing decoded yet")
+               : nllm_err(NLLM_ERR_INVALID_ARG,
+                          "generate: empty prompt and no logits at position %d (a rewind drops "
+                          "them): give a prompt, or decode the token at the new position",
+                          ctx->pos);
   if ((int64_t)ctx->pos + n_prompt > ctx->n_ctx)
     return nllm_err(NLLM_ERR_CONTEXT_FULL,
                     "generate: the prompt of %d tokens does not fit in the context (%d of %d "

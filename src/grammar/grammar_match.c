@@ -32,6 +32,10 @@ struct nllm_gmatch {
   gstate cur;
   gstate *w; /* walk states by depth */
   uint32_t *wmark;
+  /* wroot[d]: the state at depth d equals the one at depth 0 (w[d] unused). Inside a JSON
+   * string most bytes lead back to the same state, so whole trie subtrees reuse root_next. */
+  uint8_t *wroot;
+  int8_t root_next[256]; /* from the depth-0 state: -1 unknown, 0 rejected, 1 same, 2 other */
   int32_t w_cap;
   uint32_t steps;
 };
@@ -169,7 +173,12 @@ static void filter_partial(nllm_gmatch *m, const gstate *in, gstate *out) {
   const nllm_grammar *g = m->g;
   uint32_t shift = 6u * (uint32_t)out->need;
   uint32_t lo = out->val << shift, hi = lo | ((1u << shift) - 1);
+  /* Overlong forms never complete, so a lead byte only promises its own length's code points. */
+  uint32_t min = out->len == 2 ? 0x80 : out->len == 3 ? 0x800 : 0x10000;
+  if (lo < min) lo = min;
+  if (hi > 0x10ffff) hi = 0x10ffff;
   out->n = 0;
+  if (lo > hi) return;
   for (uint32_t i = 0; i < in->n; i++) {
     uint32_t id = in->s[i];
     if (id && nllm_gset_meets(g, &g->sets[g->el[m->nodes[id].pos].val], lo, hi))
@@ -251,6 +260,7 @@ void nllm_gmatch_free(nllm_gmatch *m) {
   for (int32_t d = 0; d < m->w_cap; d++) free(m->w[d].s);
   free(m->w);
   free(m->wmark);
+  free(m->wroot);
   free(m->cur.s);
   free(m->nodes);
   free(m->hash);
@@ -299,25 +309,51 @@ nllm_status nllm_gmatch_walk_begin(nllm_gmatch *m, int32_t max_depth) {
     uint32_t *wm = realloc(m->wmark, (size_t)nc * sizeof *wm);
     if (!wm) return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
     m->wmark = wm;
+    uint8_t *wr = realloc(m->wroot, (size_t)nc);
+    if (!wr) return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
+    m->wroot = wr;
     for (; m->w_cap < nc; m->w_cap++)
       if (state_init(&m->w[m->w_cap])) return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
   }
   state_copy(&m->w[0], &m->cur);
   m->wmark[0] = m->n_nodes;
+  m->wroot[0] = 1;
+  memset(m->root_next, -1, sizeof m->root_next);
   return NLLM_OK;
 }
 
+static int same_as_root(const nllm_gmatch *m, const gstate *s) {
+  const gstate *r = &m->w[0];
+  if (s->need || r->need || s->n != r->n || s->n > 16) return 0;
+  for (uint32_t i = 0; i < s->n; i++) {
+    int found = 0;
+    for (uint32_t j = 0; j < r->n && !found; j++) found = s->s[i] == r->s[j];
+    if (!found) return 0;
+  }
+  return 1;
+}
+
 nllm_status nllm_gmatch_walk_step(nllm_gmatch *m, int32_t depth, uint8_t byte, int *ok) {
+  const int from_root = m->wroot[depth];
+  if (from_root && m->root_next[byte] >= 0 && m->root_next[byte] != 2) {
+    *ok = m->root_next[byte] == 1;
+    m->wroot[depth + 1] = 1;
+    m->wmark[depth + 1] = m->wmark[depth];
+    return NLLM_OK;
+  }
   rollback(m, m->wmark[depth]);
   gstate *out = &m->w[depth + 1];
-  nllm_status st = advance_byte(m, &m->w[depth], byte, out);
+  nllm_status st = advance_byte(m, from_root ? &m->w[0] : &m->w[depth], byte, out);
   m->wmark[depth + 1] = m->n_nodes;
   *ok = st == NLLM_OK && out->n > 0;
+  m->wroot[depth + 1] = (uint8_t)(*ok && same_as_root(m, out));
+  if (from_root && st == NLLM_OK)
+    m->root_next[byte] = (int8_t)(!*ok ? 0 : m->wroot[depth + 1] ? 1 : 2);
   return st;
 }
 
 int nllm_gmatch_walk_can_end(const nllm_gmatch *m, int32_t depth) {
-  const gstate *s = &m->w[depth];
+  const gstate *s = m->wroot[depth] ? &m->w[0] : &m->w[depth];
   if (s->need) return 0;
   for (uint32_t i = 0; i < s->n; i++)
     if (s->s[i] == 0) return 1;
@@ -377,7 +413,7 @@ nllm_status nllm_gmatch_accept(nllm_gmatch *m, const uint8_t *b, size_t n, int *
     if (m->w_cap) nllm_gmatch_walk_end(m);
     return st;
   }
-  state_copy(&m->cur, &m->w[n]);
+  if (!m->wroot[n]) state_copy(&m->cur, &m->w[n]);
   if (m->n_nodes > 4096 && m->n_nodes > 8 * (m->cur.n + 64)) compact(m);
   return NLLM_OK;
 }

@@ -243,6 +243,7 @@ test('malformed requests give OpenAI error shapes', async () => {
     ['/v1/chat/completions', { messages: msgs, n: 2 }, 400],
     ['/v1/chat/completions', { messages: msgs, max_tokens: -1 }, 400],
     ['/v1/chat/completions', { messages: msgs, max_tokens: 1.5 }, 400],
+    ['/v1/chat/completions', { messages: msgs, max_tokens: 0 }, 400],
     ['/v1/chat/completions', { messages: msgs, stream: 'yes' }, 400],
     ['/v1/chat/completions', { messages: msgs, stop: [1] }, 400],
     ['/v1/chat/completions', { messages: msgs, top_logprobs: 3 }, 400],
@@ -315,10 +316,15 @@ test('16 concurrent greedy streams equal each alone', async () => {
   const alone = [];
   for (const p of prompts)
     alone.push((await collectStream(await main.client().completions.create(req(p)))).text);
-  const together = await Promise.all(prompts.map(async (p) =>
-    (await collectStream(await main.client().completions.create(req(p)))).text));
-  for (let i = 0; i < 16; i++) eq(together[i], alone[i], `stream ${i}`);
   assert(new Set(alone).size > 4, 'different prompts, different texts');
+  // 16 slots: all at once; the 4-slot server: 4 at a time with 12 queued
+  const wide = await startServer(['-np', '16', '-c', '256']);
+  for (const srv of [wide, main]) {
+    const together = await Promise.all(prompts.map(async (p) =>
+      (await collectStream(await srv.client().completions.create(req(p)))).text));
+    for (let i = 0; i < 16; i++) eq(together[i], alone[i], `stream ${i}`);
+  }
+  eq((await stopServer(wide)).code, 0);
 });
 
 test('prefix cache: a repeated prompt reuses its KV', async () => {
@@ -483,6 +489,28 @@ test('curl: streamed chat ends with data: [DONE]; plain completion', async () =>
   eq(JSON.parse(json).usage.completion_tokens, 3);
 });
 
+test('a real-vocabulary model with a template family (testdata llama-2-tiny-random)', async () => {
+  const td = process.env.NLLM_TESTDATA || '../shared/testdata';
+  const gguf = `${td}/models/llama-2-tiny-random/llama-2-tiny-random.gguf`;
+  const fs = await import('node:fs');
+  if (!fs.existsSync(gguf)) {
+    console.log(`SKIP: ${gguf} is absent`);
+    return;
+  }
+  const srv = await startServer(['-m', gguf, '-np', '2', '-c', '256', '--chat-template', 'llama2',
+    '--alias', 'tiny']);
+  const req = { model: 'tiny', temperature: 0, max_tokens: 12, logprobs: true, top_logprobs: 2,
+    messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Héllo ✓' }] };
+  const whole = await srv.client().chat.completions.create(req);
+  const s = await collectStream(await srv.client().chat.completions.create({ ...req, stream: true }));
+  eq(s.text, whole.choices[0].message.content, 'stream equals whole');
+  eq(whole.choices[0].logprobs.content.length, whole.usage.completion_tokens);
+  const t = await post(srv, '/tokenize', { content: '[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHéllo ✓ [/INST]', add_special: true });
+  assert(Math.abs(t.json.tokens.length - whole.usage.prompt_tokens) <= 2,
+    `prompt tokens ${whole.usage.prompt_tokens} vs the rendered template ${t.json.tokens.length}`);
+  eq((await stopServer(srv)).code, 0);
+});
+
 // ---------------------------------------------------------------- run
 let failures = 0;
 const t0 = Date.now();
@@ -503,6 +531,12 @@ try {
     failures++;
     console.log(`tests/server/test_server.mjs: Failure: main server exit ${JSON.stringify(code)}`);
   }
+  // sanitizer builds: any report in a server's log fails the run
+  for (const srv of servers)
+    if (/runtime error|Sanitizer|leaked/.test(srv.log)) {
+      failures++;
+      console.log(`tests/server/test_server.mjs: Failure: sanitizer report:\n${srv.log}`);
+    }
 } catch (e) {
   failures++;
   console.log(`tests/server/test_server.mjs: Error: ${e.stack || e}`);

@@ -15,7 +15,8 @@
 
 #define CHAT_OPTS                                                                         \
   "-m --quantize -n -t -c -s --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty " \
-  "--repeat-last-n --system --chat-template --kv-f32 --mmap --no-mmap -r --stop --ignore-eos"
+  "--repeat-last-n --system --chat-template --kv-f32 --mmap --no-mmap -r --stop --ignore-eos "  \
+  "--grammar --grammar-file --json-schema"
 
 /* The names nllm_chat_apply_template knows besides Jinja text (include/nativellm.h). */
 #define CHAT_TEMPLATE_NAMES "chatml, llama2, llama3, mistral, gemma, phi3, deepseek, deepseek3"
@@ -176,6 +177,8 @@ int cmd_chat(int argc, char **argv) {
   cli_context_params(&o, &cp);
   cp.abort_callback = abort_on_interrupt;
   cli_sampler_params(&o, &sp);
+  char *grammar = NULL;
+  if (!cli_grammar(&o, &sp, &grammar)) goto out;
   nllm_status st;
   if (!check_template(m, o.chat_template)) goto out;
   if ((st = nllm_context_create(m, &cp, &ctx)) || (st = nllm_sampler_create(m, &sp, &smp))) {
@@ -254,6 +257,7 @@ int cmd_chat(int argc, char **argv) {
     st = nllm_generate_tokens(ctx, smp, ids + keep, n - keep, &gp, NULL);
     printf("\n");
     if (interrupted) fprintf(stderr, "nllm chat: reply stopped\n");
+    if (!st) cli_grammar_note(smp, finish);
     interrupted = 0;
     if (st && st != NLLM_ERR_CONTEXT_FULL && st != NLLM_ERR_ABORTED) {
       free(r.text);
@@ -283,5 +287,6 @@ out:
   nllm_sampler_free(smp);
   nllm_context_free(ctx);
   nllm_model_free(m);
+  free(grammar);
   return rc;
 }

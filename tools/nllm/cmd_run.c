@@ -9,7 +9,7 @@
 #define RUN_OPTS                                                                         \
   "-m --quantize -p -f -n --gpu -ngl -t -c -b -s --temp --top-k --top-p --min-p "        \
   "--repeat-penalty --repeat-last-n --ids --no-bos --special --kv-f32 --mmap --no-mmap " \
-  "-r --stop --ignore-eos"
+  "-r --stop --ignore-eos --grammar --grammar-file --json-schema"
 
 typedef struct stream_state {
   int ids;
@@ -55,6 +55,8 @@ int cmd_run(int argc, char **argv) {
   nllm_sampler_params sp;
   cli_context_params(&o, &cp);
   cli_sampler_params(&o, &sp);
+  char *grammar = NULL;
+  if (!cli_grammar(&o, &sp, &grammar)) goto out;
   nllm_status st;
   if ((st = nllm_context_create(m, &cp, &ctx))) {
     cli_status_error(st, "cannot create context");
@@ -96,6 +98,7 @@ int cmd_run(int argc, char **argv) {
     fprintf(stderr, "nllm: note: stopped because the context is full (%d tokens; use -c)\n",
             nllm_context_n_ctx(ctx));
   fprintf(stderr, "nllm: load: %.1f ms\n", load_ms);
+  cli_grammar_note(smp, finish);
   nllm_timings tm = {.struct_size = sizeof tm};
   nllm_context_timings(ctx, &tm);
   fprintf(stderr,
@@ -110,5 +113,6 @@ out:
   nllm_context_free(ctx);
   nllm_model_free(m);
   free(prompt);
+  free(grammar);
   return rc;
 }

@@ -30,17 +30,20 @@ int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 int nllm_cmd_convert(int argc, char **argv);
 int nllm_cmd_quantize(int argc, char **argv);
 int cmd_serve(int argc, char **argv); /* tools/serve/cmd_serve.c */
+int cmd_parallel(int argc, char **argv);
 
 #endif
 
 /* Options shared by the subcommands; each command names the ones it accepts. */
 typedef struct cli_opts {
   const char *model, *prompt, *file, *out, *prompt_ids, *tokenizer, *quantize, *system,
-      *chat_template;
+      *chat_template, *grammar, *grammar_file, *json_schema;
   long long n, threads, ctx, seed, top_k, repeat_last_n, reps, n_prompt, batch, ngl;
+  long long n_parallel; /* -np: sequences decoded together (nllm parallel) */
   double temp, top_p, min_p, repeat_penalty;
   int ids, no_bos, special, json, kv_f32, mmap, help, has_seed, gpu, has_n, ignore_eos, no_mmap,
       no_warmup, show_pieces;
@@ -65,5 +68,10 @@ nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only);
 /* Context and sampler params from the shared options (defaults where an option is absent). */
 void cli_context_params(const cli_opts *o, nllm_context_params *cp);
 void cli_sampler_params(const cli_opts *o, nllm_sampler_params *sp);
+/* --grammar / --grammar-file / --json-schema TEXT|@FILE into sp (strings stay valid until *owned
+ * is freed). Returns 0 and prints on failure. */
+int cli_grammar(const cli_opts *o, nllm_sampler_params *sp, char **owned);
+/* Warns on stderr when finish (NLLM_FINISH_*) is "length" before the grammar's end. */
+void cli_grammar_note(const nllm_sampler *s, int32_t finish);
 /* The prompt as bytes: -p text, or -f file's bytes exactly. Returns 0 and prints on failure. */
 int cli_prompt(const cli_opts *o, char **text, size_t *len);
