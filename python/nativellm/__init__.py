@@ -39,12 +39,13 @@ from .errors import (
     InternalError,
     BusyError,
     InvalidArgumentError,
+    MissingFileError,
     NoMemoryError,
     NotFoundError,
     UnsupportedError,
     status_name,
 )
-from .generation import GenerateOptions, TokenCallback
+from .generation import Completion, GenerateOptions, TokenCallback
 from .library import (
     LOG_DEBUG,
     LOG_ERROR,
@@ -72,11 +73,13 @@ __all__ = [
     "apply_chat_template",
     "parse_tool_calls",
     "GenerateOptions",
+    "Completion",
     "TokenCallback",
     "Message",
     "Error",
     "InvalidArgumentError",
     "FileError",
+    "MissingFileError",
     "FormatError",
     "UnsupportedError",
     "NoMemoryError",
