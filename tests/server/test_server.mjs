@@ -216,6 +216,34 @@ test('seeded sampling is reproducible; penalties accepted', async () => {
   eq(a.choices[0].text, b.choices[0].text, 'same seed, same text');
 });
 
+test('response_format (json_object, json_schema) and grammar constrain the output', async () => {
+  const schema = { type: 'object', properties: { ok: { type: 'boolean' },
+    n: { type: 'integer', minimum: 0, maximum: 9 } }, required: ['ok', 'n'],
+  additionalProperties: false };
+  const r = await main.client().chat.completions.create({ model: 'stories260K.gguf',
+    messages: [{ role: 'user', content: 'Give JSON' }], max_tokens: 80, temperature: 0.8, seed: 5,
+    response_format: { type: 'json_schema', json_schema: { name: 'x', schema } } });
+  eq(r.choices[0].finish_reason, 'stop');
+  const v = JSON.parse(r.choices[0].message.content);
+  eq(Object.keys(v).sort(), ['n', 'ok']);
+  assert(typeof v.ok === 'boolean' && Number.isInteger(v.n) && v.n >= 0 && v.n <= 9, 'schema');
+  const s = await collectStream(await main.client().completions.create({ model: 'stories260K.gguf',
+    prompt: 'Once', max_tokens: 120, temperature: 0, stream: true,
+    response_format: { type: 'json_object' } }));
+  if (s.finish === 'stop') assert(typeof JSON.parse(s.text) === 'object', s.text);
+  const g = await post(main, '/v1/completions', { prompt: 'Once', max_tokens: 10,
+    grammar: 'root ::= "yes" | "no"' });
+  assert(['yes', 'no'].includes(g.json.choices[0].text), g.text);
+  for (const body of [{ prompt: 'x', response_format: { type: 'xml' } },
+    { prompt: 'x', response_format: { type: 'json_schema', json_schema: { schema: { not: {} } } } },
+    { prompt: 'x', grammar: 'root ::= (' },
+    { prompt: 'x', grammar: 'root ::= "a"', response_format: { type: 'json_object' } }]) {
+    const e = await post(main, '/v1/completions', body);
+    eq(e.status, 400, JSON.stringify(body));
+    isErrorShape(e.json, 400);
+  }
+});
+
 test('tokenize and detokenize (llama-server shapes)', async () => {
   const t = await post(main, '/tokenize', { content: 'Once upon a time', add_special: true });
   eq(t.json.tokens[0], 1, 'BOS with add_special');

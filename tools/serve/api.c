@@ -70,6 +70,57 @@ static void make_id(char *id, size_t cap, const char *prefix) {
            n);
 }
 
+/* response_format (json_object, json_schema) and the grammar extension become the sampler's
+ * json_schema / grammar, checked here so that a bad one is a 400 naming it. */
+static int constrained_output(const srv_request *r, srv_job *j, srv_error *err) {
+  if (r->response_format_json) {
+    cJSON *rf = cJSON_Parse(r->response_format_json);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    const char *t = cJSON_IsString(type) ? type->valuestring : "";
+    if (!strcmp(t, "json_object")) {
+      /* OpenAI's JSON mode answers with an object */
+      j->json_schema = strdup("{\"type\": \"object\"}");
+    } else if (!strcmp(t, "json_schema")) {
+      const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+      const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+      if (!cJSON_IsObject(js) || (schema && !cJSON_IsObject(schema) && !cJSON_IsBool(schema))) {
+        cJSON_Delete(rf);
+        srv_error_set(err, 400, "invalid_request_error", "response_format", NULL,
+                      "response_format.json_schema must be an object with a 'schema' object");
+        return -1;
+      }
+      j->json_schema = schema ? cJSON_PrintUnformatted(schema) : strdup("{}");
+    } else if (strcmp(t, "text")) {
+      cJSON_Delete(rf);
+      srv_error_set(err, 400, "invalid_request_error", "response_format", NULL,
+                    "response_format type must be text, json_object or json_schema");
+      return -1;
+    }
+    cJSON_Delete(rf);
+    int32_t need = 0;
+    if (j->json_schema &&
+        nllm_json_schema_to_grammar(j->json_schema, NULL, 0, &need) == NLLM_ERR_INVALID_ARG) {
+      srv_error_set(err, 400, "invalid_request_error", "response_format", NULL,
+                    "unsupported JSON schema: %s", nllm_last_error());
+      return -1;
+    }
+  }
+  if (r->grammar) {
+    if (j->json_schema) {
+      srv_error_set(err, 400, "invalid_request_error", "grammar", NULL,
+                    "give either grammar or a JSON response_format, not both");
+      return -1;
+    }
+    if (nllm_grammar_validate(r->grammar, NULL)) {
+      srv_error_set(err, 400, "invalid_request_error", "grammar", NULL, "bad grammar: %s",
+                    nllm_last_error());
+      return -1;
+    }
+    j->grammar = strdup(r->grammar);
+  }
+  return 0;
+}
+
 int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_reply *rp,
                     srv_error *err) {
   *out = NULL;
@@ -80,19 +131,8 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
                   cfg->alias);
     return -1;
   }
-  /* Hooks: grammar-constrained output (response_format) and tool calls plug in here; until
-   * they exist a request that needs them is refused rather than silently answered without. */
-  if (r->response_format_json) {
-    cJSON *rf = cJSON_Parse(r->response_format_json);
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
-    int plain = cJSON_IsString(type) && !strcmp(type->valuestring, "text");
-    cJSON_Delete(rf);
-    if (!plain) {
-      srv_error_set(err, 400, "invalid_request_error", "response_format", NULL,
-                    "response_format other than {\"type\": \"text\"} is not supported yet");
-      return -1;
-    }
-  }
+  /* Hook: tool calls (a template that renders tools, parsing the reply) plug in here; until
+   * then a request that needs them is refused rather than silently answered without. */
   if (r->tools_json && strcmp(r->tools_json, "[]")) {
     srv_error_set(err, 400, "invalid_request_error", "tools", NULL,
                   "tools (function calling) are not supported yet");
@@ -107,6 +147,7 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
   rp->include_usage = r->include_usage;
   rp->created = (long long)time(NULL);
   make_id(rp->id, sizeof rp->id, r->kind == SRV_REQ_CHAT ? "chatcmpl" : "cmpl");
+  if (constrained_output(r, j, err)) goto fail;
   int n_vocab = nllm_model_n_vocab(a->model);
   if (r->kind == SRV_REQ_CHAT) {
     char *text = render_chat(a, r, err);
@@ -185,6 +226,8 @@ fail:
     /* never submitted: only this reference */
     free(j->prompt);
     for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
+    free(j->json_schema);
+    free(j->grammar);
     pthread_cond_destroy(&j->cond);
     free(j);
   }

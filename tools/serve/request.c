@@ -52,6 +52,7 @@ void srv_request_free(srv_request *r) {
   free(r->prompt_ids);
   for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
   free(r->user);
+  free(r->grammar);
   free(r->response_format_json);
   free(r->tools_json);
   free(r->tool_choice_json);
@@ -301,6 +302,7 @@ static int parse_body(srv_req_kind kind, const cJSON *root, srv_request *r, srv_
   }
   if (parse_stop(root, r, err)) return -1;
   if (get_str(root, "user", &r->user, err)) return -1;
+  if (get_str(root, "grammar", &r->grammar, err)) return -1;
   if (get_raw(root, "response_format", &r->response_format_json, err)) return -1;
   if (get_raw(root, "tools", &r->tools_json, err)) return -1;
   if (get_raw(root, "tool_choice", &r->tool_choice_json, err)) return -1;

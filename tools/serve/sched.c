@@ -83,6 +83,8 @@ srv_job *srv_job_new(void) {
 static void job_free(srv_job *j) {
   free(j->prompt);
   for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
+  free(j->json_schema);
+  free(j->grammar);
   free(j->out);
   free(j->lps);
   free(j->seg_out);
@@ -231,6 +233,8 @@ static int slot_start(srv_sched *s, slot *sl, srv_job *j, int lcp) {
   keep = borrow_prefix(s, sl, j, keep);
   sl->n_cache = sl->n_cache_shown = keep;
   nllm_sampler *smp = NULL;
+  j->sp.json_schema = j->json_schema;
+  j->sp.grammar = j->grammar;
   if (nllm_sampler_create(s->model, &j->sp, &smp)) {
     snprintf(j->error, sizeof j->error, "sampler: %s", nllm_last_error());
     return -1;

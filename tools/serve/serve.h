@@ -43,8 +43,8 @@ typedef struct srv_request {
   char *stop[SRV_MAX_STOP];
   int n_stop;
   char *user;
-  /* Hooks for the grammar (response_format) and template/tool-call work: the raw JSON of
-   * these fields, passed through untouched; NULL when absent. */
+  char *grammar; /* llama-server's extension: GBNF text the output must follow */
+  /* The raw JSON of these fields, passed through untouched; NULL when absent. */
   char *response_format_json, *tools_json, *tool_choice_json;
 } srv_request;
 
@@ -118,7 +118,7 @@ typedef struct srv_job {
   int logprobs, top_logprobs;
   char *stop[SRV_MAX_STOP];
   int n_stop;
-  const char *response_format_json; /* grammar hook: owned by the request */
+  char *json_schema, *grammar; /* constrained output (response_format, grammar); owned */
   /* shared */
   char *out; /* released text (clean UTF-8) */
   size_t out_len, out_cap;
