@@ -21,15 +21,21 @@ SEARCH = [ROOT / "src", ROOT / "kernels", ROOT / "include"]
 CORE = {"public", "core"}
 FORMATS = CORE | {"formats"}
 KERNELS = FORMATS | {"kernels"}
-TOKENIZER = FORMATS | {"tokenizer"}
+# Text languages the tokenizer and sampler interpret (Jinja chat templates, GBNF grammars): they
+# need only core.
+GRAMMAR = CORE | {"grammar"}
+TEMPLATE = CORE | {"template"}
+TOKENIZER = FORMATS | TEMPLATE | {"tokenizer"}
 MODEL = KERNELS | TOKENIZER | {"model"}
-ENGINE = MODEL | {"engine"}
+ENGINE = MODEL | GRAMMAR | {"engine"}
 CONVERT = MODEL | {"convert"}
 
 # folder -> layers its files may include
 ALLOWED = {
     "src/core": CORE,
     "src/formats": FORMATS,
+    "src/grammar": GRAMMAR,
+    "src/template": TEMPLATE,
     "src/tokenizer": TOKENIZER,
     "kernels": KERNELS,
     "src/model": MODEL,

@@ -37,13 +37,15 @@ from .errors import (
     FileError,
     FormatError,
     InternalError,
+    BusyError,
     InvalidArgumentError,
+    MissingFileError,
     NoMemoryError,
     NotFoundError,
     UnsupportedError,
     status_name,
 )
-from .generation import GenerateOptions, TokenCallback
+from .generation import Completion, GenerateOptions, TokenCallback
 from .library import (
     LOG_DEBUG,
     LOG_ERROR,
@@ -58,6 +60,7 @@ from .library import (
 )
 from .model import Message, Model
 from .sampler import Sampler
+from .templates import apply_chat_template, parse_tool_calls
 
 library_path: str = _loader.path
 
@@ -67,12 +70,16 @@ __all__ = [
     "Model",
     "Context",
     "Sampler",
+    "apply_chat_template",
+    "parse_tool_calls",
     "GenerateOptions",
+    "Completion",
     "TokenCallback",
     "Message",
     "Error",
     "InvalidArgumentError",
     "FileError",
+    "MissingFileError",
     "FormatError",
     "UnsupportedError",
     "NoMemoryError",

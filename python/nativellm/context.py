@@ -5,13 +5,14 @@ from __future__ import annotations
 import array
 import ctypes
 import threading
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _ffi as ffi
 from ._handle import _c_int, _c_ints, _Handle, _set_int_fields, _to_bytes
 from ._lib import lib as _C
 from .errors import _check, _invalid
 from .generation import (
+    Completion,
     Emit,
     GenerateOptions,
     _CancelState,
@@ -198,10 +199,11 @@ class Context(_Handle):
     @takes_generate_options(more_keywords=False)
     def generate(
         self, prompt: Union[str, bytes], sampler: Optional[Sampler] = None, **kw: Any
-    ) -> str:
+    ) -> Completion:
         """nllm_generate: decode prompt after what the context already holds (so chat turns
-        reuse the cache), then sample up to max_tokens. Returns the generated text. sampler
-        defaults to a greedy one. Keywords: see GenerateOptions."""
+        reuse the cache), then sample up to max_tokens. Returns the generated text (a str with
+        .finish_reason and .n_tokens, see Completion). sampler defaults to a greedy one.
+        Keywords: see GenerateOptions."""
         opts = GenerateOptions.take(kw)
         reject_unexpected(kw)
         return self._generate(prompt, sampler, opts)
@@ -218,15 +220,15 @@ class Context(_Handle):
 
     def _generate(
         self, prompt: Union[str, bytes], sampler: Optional[Sampler], opts: GenerateOptions
-    ) -> str:
+    ) -> Completion:
         pieces: List[bytes] = []
 
         def emit(tok: int, piece: bytes) -> bool:
             pieces.append(piece)
             return opts.notify(tok, piece)
 
-        self._run(prompt, sampler, opts, emit)
-        return b"".join(pieces).decode("utf-8", "replace")
+        n, reason = self._run(prompt, sampler, opts, emit)
+        return Completion(b"".join(pieces).decode("utf-8", "replace"), reason, n)
 
     def _stream(
         self, prompt: Union[str, bytes], sampler: Optional[Sampler], opts: GenerateOptions
@@ -241,9 +243,10 @@ class Context(_Handle):
         sampler: Optional[Sampler],
         opts: GenerateOptions,
         emit: Emit,
-    ) -> int:
+    ) -> Tuple[int, Optional[str]]:
         """One nllm_generate call with this context held; emit sees every token (the caller
-        has already wrapped opts.on_token into it). Returns the number of generated tokens."""
+        has already wrapped opts.on_token into it). Returns the number of generated tokens and
+        the finish reason."""
         data = _to_bytes(prompt)
         h = self._enter()
         own_sampler = sampler is None

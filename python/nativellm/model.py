@@ -24,9 +24,10 @@ from ._handle import _c_int, _c_ints, _grow_call, _Handle, _set_int_fields, _to_
 from ._lib import lib as _C
 from .context import CONTEXT_KEYWORDS, Context
 from .errors import InternalError, _check, _error
-from .generation import GenerateOptions, takes_generate_options
+from .generation import Completion, GenerateOptions, takes_generate_options
 from .library import _type_id, type_name
 from .sampler import SAMPLER_KEYWORDS, Sampler
+from .templates import _render as _render_template
 
 Message = Union[Mapping[str, str], Tuple[str, str]]
 
@@ -284,9 +285,16 @@ class Model(_Handle):
 
     # -- chat templates
 
-    def chat_format(self, messages: Iterable[Message], add_assistant: bool = True) -> str:
+    def chat_format(
+        self,
+        messages: Iterable[Message],
+        add_assistant: bool = True,
+        chat_template: Optional[str] = None,
+    ) -> str:
         """Render messages ({"role": ..., "content": ...} or (role, content)) with the model's
-        chat template. UnsupportedError if the model's template is unknown to the library."""
+        chat template, or with chat_template (Jinja template text or a family name such as
+        "chatml" or "llama3", nllm_chat_apply_template) instead. UnsupportedError if the
+        template is unknown to the library."""
         items: List[Tuple[bytes, bytes]] = []
         for m in messages:
             if isinstance(m, Mapping):
@@ -300,6 +308,15 @@ class Model(_Handle):
             arr[i].content = content_b
         h = self.handle
         size = sum(len(r) + len(c) for r, c in items) + 256
+        if chat_template is not None:
+            tmpl = _to_bytes(chat_template)
+            raw = _grow_call(
+                lambda buf, cap, n: _C.nllm_chat_apply_template(
+                    tmpl, arr, len(items), int(add_assistant), buf, cap, n
+                ),
+                size,
+            )
+            return raw.decode("utf-8", "replace")
         raw = _grow_call(
             lambda buf, cap, n: _C.nllm_chat_format(
                 h, arr, len(items), int(add_assistant), buf, cap, n
@@ -307,6 +324,25 @@ class Model(_Handle):
             size,
         )
         return raw.decode("utf-8", "replace")
+
+    def apply_chat_template(
+        self,
+        messages: Iterable[Any],
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        add_generation_prompt: bool = False,
+        template: Optional[str] = None,
+        now: Optional[int] = None,
+        **kwargs: Any,
+    ) -> str:
+        """Render a conversation with the model's chat template (or template) exactly as
+        transformers' apply_chat_template(..., tokenize=False) does: messages may carry
+        tool_calls and tool results, tools is OpenAI's list of functions, extra keyword
+        arguments become template variables (enable_thinking=False, documents=[...]).
+        bos_token/eos_token are the model's. The text includes any BOS the template writes:
+        tokenize it with add_bos=False, special=True."""
+        return _render_template(
+            self.handle, template, messages, tools, add_generation_prompt, kwargs, now
+        )
 
     # -- factories and convenience generation
 
@@ -319,8 +355,9 @@ class Model(_Handle):
         return Sampler(self, **params)
 
     @takes_generate_options(more_keywords=True)
-    def generate(self, prompt: Union[str, bytes], **kw: Any) -> str:
-        """Generate a continuation of prompt in a fresh Context and return its text.
+    def generate(self, prompt: Union[str, bytes], **kw: Any) -> Completion:
+        """Generate a continuation of prompt in a fresh Context and return its text (a str
+        with .finish_reason and .n_tokens, see Completion).
 
         Generation keywords: see GenerateOptions. Sampling keywords (temperature, top_k, top_p,
         min_p, repeat_penalty, repeat_last_n, seed) default to the library's
@@ -358,7 +395,9 @@ class Model(_Handle):
             ctx.close()
 
     def _chat_prompt(self, messages: Iterable[Message], kw: Dict[str, Any]) -> str:
-        prompt = self.chat_format(messages, add_assistant=True)
+        prompt = self.chat_format(
+            messages, add_assistant=True, chat_template=kw.pop("chat_template", None)
+        )
         if "add_bos" not in kw:
             # Templates that write the BOS text themselves must not get a second BOS.
             bos = self.bos
@@ -367,9 +406,10 @@ class Model(_Handle):
         kw.setdefault("special", True)
         return prompt
 
-    def chat(self, messages: Iterable[Message], **kw: Any) -> str:
-        """Format messages with the model's chat template and generate the assistant's reply.
-        Keywords as for generate(); control tokens in the template are parsed as such."""
+    def chat(self, messages: Iterable[Message], **kw: Any) -> Completion:
+        """Format messages with the model's chat template (or ``chat_template=``: Jinja text or
+        a family name, see chat_format) and generate the assistant's reply. Keywords as for
+        generate(); control tokens in the template are parsed as such."""
         prompt = self._chat_prompt(messages, kw)
         return self.generate(prompt, **kw)
 
