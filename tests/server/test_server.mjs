@@ -419,12 +419,14 @@ test('a client that disconnects frees its slot at once', async () => {
 });
 
 test('overload gives 429 with Retry-After', async () => {
-  const srv = await startServer(['-np', '1', '--queue', '1']);
+  // The two held streams must outlive the checks on a busy host: a 16k context lets them run
+  // for seconds (they are aborted at the end) instead of ending at the model's 512 positions.
+  const srv = await startServer(['-np', '1', '--queue', '1', '-c', '16384']);
   const streams = [];
   for (let i = 0; i < 2; i++) {
     const ac = new AbortController();
     const r = await fetch(`${srv.url}/v1/completions`, { method: 'POST', signal: ac.signal,
-      body: JSON.stringify({ prompt: 'Once', max_tokens: 1500, stream: true, seed: i,
+      body: JSON.stringify({ prompt: 'Once', max_tokens: 16000, stream: true, seed: i,
         temperature: 1 }) });
     streams.push({ ac, r });
   }
