@@ -8,7 +8,7 @@
 
 #define RUN_OPTS                                                                         \
   "-m --quantize -p -f -n --gpu -ngl -t -c -b -s --temp --top-k --top-p --min-p "        \
-  "--repeat-penalty --repeat-last-n --ids --no-bos --special --kv-f32 --mmap --no-mmap " \
+  "--repeat-penalty --repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap --no-mmap " \
   "-r --stop --ignore-eos"
 
 typedef struct stream_state {
