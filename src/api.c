@@ -313,15 +313,18 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
             "nllm_context_params.n_threads must be in [0, 1024] (got %d)", p.n_threads);
   CHECK_ARG(p.n_batch >= 0 && p.n_batch <= 65536,
             "nllm_context_params.n_batch must be in [0, 65536] (got %d)", p.n_batch);
-  CHECK_ARG(p.kv_type == NLLM_TYPE_F16 || p.kv_type == NLLM_TYPE_F32,
-            "nllm_context_params.kv_type must be NLLM_TYPE_F16 or NLLM_TYPE_F32 (got %d)",
-            p.kv_type);
+#define KV_TYPE_OK(t)                                                       \
+  ((t) == NLLM_TYPE_F16 || (t) == NLLM_TYPE_F32 || (t) == NLLM_TYPE_BF16 || \
+   (t) == NLLM_TYPE_Q8_0 || (t) == NLLM_TYPE_Q4_0)
+  CHECK_ARG(KV_TYPE_OK(p.kv_type),
+            "nllm_context_params.kv_type must be F16, F32, BF16, Q8_0 or Q4_0 (got %d)", p.kv_type);
   CHECK_ARG(p.n_seq_max >= 0 && p.n_seq_max <= NLLM_SEQ_MAX,
             "nllm_context_params.n_seq_max must be in [1, %d] (got %d)", NLLM_SEQ_MAX, p.n_seq_max);
-  CHECK_ARG(p.kv_type_v == NLLM_TYPE_NONE || p.kv_type_v == p.kv_type,
-            "nllm_context_params.kv_type_v: a V cache type other than kv_type is not supported "
-            "in this version (got %d, kv_type %d)",
-            p.kv_type_v, p.kv_type);
+  CHECK_ARG(p.kv_type_v == NLLM_TYPE_NONE || KV_TYPE_OK(p.kv_type_v),
+            "nllm_context_params.kv_type_v must be NLLM_TYPE_NONE, F16, F32, BF16, Q8_0 or Q4_0 "
+            "(got %d)",
+            p.kv_type_v);
+#undef KV_TYPE_OK
   return nllm_ctx_create(m, &p, out);
 }
 

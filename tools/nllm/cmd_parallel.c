@@ -12,7 +12,7 @@
 
 #define PARALLEL_OPTS                                                             \
   "-m -f -n -np -t -c -b --seed --temp --top-k --top-p --min-p --repeat-penalty " \
-  "--repeat-last-n --ids --no-bos --special --kv-f32 --mmap"
+  "--repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap"
 
 typedef struct job {
   nllm_token *prompt;

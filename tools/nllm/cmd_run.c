@@ -8,8 +8,8 @@
 
 #define RUN_OPTS                                                                         \
   "-m --quantize -p -f -n --gpu -ngl -t -c -b -s --temp --top-k --top-p --min-p "        \
-  "--repeat-penalty --repeat-last-n --ids --no-bos --special --kv-f32 --mmap --no-mmap " \
-  "-r --stop --ignore-eos --grammar --grammar-file --json-schema"
+  "--repeat-penalty --repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap "  \
+  "--no-mmap -r --stop --ignore-eos --grammar --grammar-file --json-schema"
 
 typedef struct stream_state {
   int ids;
