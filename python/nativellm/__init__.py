@@ -57,7 +57,7 @@ from .library import (
     version,
 )
 from .model import Message, Model
-from .sampler import Sampler
+from .sampler import Sampler, json_schema_to_grammar
 
 library_path: str = _loader.path
 
@@ -67,6 +67,7 @@ __all__ = [
     "Model",
     "Context",
     "Sampler",
+    "json_schema_to_grammar",
     "GenerateOptions",
     "TokenCallback",
     "Message",
