@@ -22,6 +22,10 @@ DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -
 CPPFLAGS += $(DEP_CFLAGS)
 LDLIBS   := $(DEP_LIBS) -fopenmp -lm -lpthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
+# nllm chat's line editing and history on a terminal: libedit (BSD licence), linked into the nllm
+# program only; without it (no libedit-dev) chat reads plain lines.
+EDIT_CFLAGS := $(shell pkg-config --cflags libedit 2>/dev/null)
+EDIT_LIBS := $(shell pkg-config --libs libedit 2>/dev/null)
 # nllm serve's HTTP library: linked into the nllm program only, never into libnativellm.
 SERVE_PKGS := libmicrohttpd
 SERVE_CFLAGS := $(shell pkg-config --cflags $(SERVE_PKGS) 2>/dev/null)
@@ -112,8 +116,11 @@ $(STLIB): $(LIB_OBJ)
 
 # The CLI links the static library so it runs from the build tree without LD_LIBRARY_PATH.
 $(CLI): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(STLIB)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(SERVE_LIBS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(SERVE_LIBS) $(EDIT_LIBS)
 $(BUILD)/obj/tools/serve/%.o: CPPFLAGS += $(SERVE_CFLAGS)
+ifneq ($(EDIT_LIBS),)
+$(BUILD)/obj/tools/nllm/cmd_chat.o: CPPFLAGS += $(EDIT_CFLAGS) -DNLLM_HAVE_LIBEDIT
+endif
 
 # Tests link the static library: they may test internal (hidden) functions too.
 $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(STLIB)

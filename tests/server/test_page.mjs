@@ -21,7 +21,8 @@ let server, chrome, profile;
 function cleanup() {
   if (chrome && chrome.exitCode === null) chrome.kill('SIGKILL');
   if (server && server.exitCode === null) server.kill('SIGKILL');
-  if (profile) fs.rmSync(profile, { recursive: true, force: true });
+  // Chromium's helper processes may still write into the profile just after the kill.
+  if (profile) fs.rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
 }
 
 async function run() {
