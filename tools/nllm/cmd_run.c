@@ -98,7 +98,7 @@ int cmd_run(int argc, char **argv) {
     fprintf(stderr, "nllm: note: stopped because the context is full (%d tokens; use -c)\n",
             nllm_context_n_ctx(ctx));
   fprintf(stderr, "nllm: load: %.1f ms\n", load_ms);
-  cli_grammar_note(smp, finish);
+  if (sp.grammar || sp.json_schema) cli_grammar_note(smp, finish);
   nllm_timings tm = {.struct_size = sizeof tm};
   nllm_context_timings(ctx, &tm);
   fprintf(stderr,
