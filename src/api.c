@@ -420,8 +420,8 @@ NLLM_API nllm_status nllm_decode_batch(nllm_context *ctx, const nllm_batch *batc
   nllm_batch b;
   nllm_batch_init(&b);
   nllm_status st = nllm_read_params(&b, sizeof b, batch, "nllm_batch");
-  if (st) return st;
-  return nllm_ctx_decode_batch(ctx, &b);
+  if (st || (st = ctx_enter(ctx, "nllm_decode_batch"))) return st;
+  return ctx_leave(ctx, nllm_ctx_decode_batch(ctx, &b));
 }
 
 NLLM_API const float *nllm_get_logits_seq(nllm_context *ctx, int32_t seq) {
@@ -442,25 +442,29 @@ NLLM_API int32_t nllm_context_n_seq_max(const nllm_context *ctx) {
 
 NLLM_API nllm_status nllm_seq_remove(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1) {
   CHECK_SEQ(ctx, seq, 1, "nllm_seq_remove");
-  return nllm_ctx_seq_remove(ctx, seq, p0, p1);
+  nllm_status st = ctx_enter(ctx, "nllm_seq_remove");
+  return st ? st : ctx_leave(ctx, nllm_ctx_seq_remove(ctx, seq, p0, p1));
 }
 
 NLLM_API nllm_status nllm_seq_copy(nllm_context *ctx, int32_t src, int32_t dst, int32_t p0,
                                    int32_t p1) {
   CHECK_SEQ(ctx, src, 0, "nllm_seq_copy");
   CHECK_SEQ(ctx, dst, 0, "nllm_seq_copy");
-  return nllm_ctx_seq_copy(ctx, src, dst, p0, p1);
+  nllm_status st = ctx_enter(ctx, "nllm_seq_copy");
+  return st ? st : ctx_leave(ctx, nllm_ctx_seq_copy(ctx, src, dst, p0, p1));
 }
 
 NLLM_API nllm_status nllm_seq_keep(nllm_context *ctx, int32_t seq) {
   CHECK_SEQ(ctx, seq, 0, "nllm_seq_keep");
-  return nllm_ctx_seq_keep(ctx, seq);
+  nllm_status st = ctx_enter(ctx, "nllm_seq_keep");
+  return st ? st : ctx_leave(ctx, nllm_ctx_seq_keep(ctx, seq));
 }
 
 NLLM_API nllm_status nllm_seq_shift(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1,
                                     int32_t delta) {
   CHECK_SEQ(ctx, seq, 0, "nllm_seq_shift");
-  return nllm_ctx_seq_shift(ctx, seq, p0, p1, delta);
+  nllm_status st = ctx_enter(ctx, "nllm_seq_shift");
+  return st ? st : ctx_leave(ctx, nllm_ctx_seq_shift(ctx, seq, p0, p1, delta));
 }
 
 NLLM_API int32_t nllm_seq_pos_min(const nllm_context *ctx, int32_t seq) {
