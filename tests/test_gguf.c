@@ -933,7 +933,8 @@ START_TEST(type_table) {
   ck_assert(nllm_ggml_type_block(NLLM_TYPE_IQ4_XS, &bs, &ts) && bs == 256 && ts == 136);
   ck_assert(nllm_ggml_type_block(NLLM_TYPE_Q5_1, &bs, &ts) && bs == 32 && ts == 24);
   ck_assert(!nllm_ggml_type_block(4, &bs, &ts));
-  static const int32_t computed[] = {0, 1, 2, 3, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 20, 23, 30};
+  static const int32_t computed[] = {0,  1,  2,  3,  6,  7,  8,  9,  10, 11,
+                                     12, 13, 14, 15, 20, 23, 30, 34, 35, 39};
   int n = 0;
   for (int32_t t = 0; t < NLLM_GGML_TYPE_COUNT; t++) n += nllm_ggml_type_computed(t);
   ck_assert_int_eq(n, (int)(sizeof computed / sizeof *computed));
