@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "cpu/lowbit_grids.h"
 #include "cpu/quant.h"
 #include "ops.h"
 #include "qtypes.h"
@@ -115,9 +116,9 @@ static int gg_find(const uint8_t *file, size_t size, const char *name, gg_tensor
 static const char *golden_files[] = {"F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K",
                                      "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS",
                                      /* load-only: dequantization only, no quantizer */
-                                     "TQ1_0", "TQ2_0"};
+                                     "TQ1_0", "TQ2_0", "IQ2_XXS"};
 #define N_GOLDEN ((int)(sizeof golden_files / sizeof golden_files[0]))
-#define N_GOLDEN_QUANTIZED (N_GOLDEN - 2)
+#define N_GOLDEN_QUANTIZED (N_GOLDEN - 3)
 
 /* Dequantizing rows 0..7 of each listed tensor must give the reference reader's floats. Both
  * compute scale * level in float, so the only slack allowed is the 9-digit printing (exact
@@ -874,7 +875,8 @@ static double lowbit_expected(const nllm_qtype *q, const void *w, const void *a,
 /* vec_dot of each low-bit type against dequantize + dot, in every tier: random bytes (every
  * code and packed byte value), every byte value in every position, and scales from
  * zero and fp16 subnormals to the largest finite fp16 / E8M0 (MXFP4: 2^-127..2^127). */
-static const int32_t lowbit_types[] = {NLLM_TYPE_TQ1_0, NLLM_TYPE_TQ2_0, NLLM_TYPE_MXFP4};
+static const int32_t lowbit_types[] = {NLLM_TYPE_TQ1_0, NLLM_TYPE_TQ2_0, NLLM_TYPE_MXFP4,
+                                       NLLM_TYPE_IQ2_XXS};
 START_TEST(lowbit_vec_dot_vs_dequant) {
   const int32_t type = lowbit_types[_i];
   for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
@@ -898,7 +900,7 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
           /* fp16 d: zero, subnormals (b = 1, 2) up to 65504 (b = 255), sign alternating */
           uint16_t h = (uint16_t)(pass == 0 ? q_f2h(0.02f * frand()) : (b * 0x7bffu) / 255u);
           if (pass && (b & 1)) h |= 0x8000;
-          memcpy(blk + q->type_size - 2, &h, 2);
+          memcpy(blk + (type == NLLM_TYPE_IQ2_XXS ? 0 : q->type_size - 2), &h, 2);
         }
       }
       fill(y, n, DATA_GAUSS);
@@ -978,6 +980,46 @@ START_TEST(tq2_0_every_code) {
 }
 END_TEST
 
+/* IQ2_XXS: every grid index with every sign index and scale, in every group position: the
+ * magnitudes are the scale times a grid level (8, 25 or 43), each group of 8 has an even
+ * number of minus signs, and sign bit j of the 7-bit index negates element j. */
+START_TEST(iq2_xxs_every_index) {
+  const nllm_qtype *q = nllm_qtype_get(NLLM_TYPE_IQ2_XXS);
+  block_iq2_xxs blk;
+  float out[QK_K];
+  for (int k = 0; k < 256; k++) {
+    for (int sg = 0; sg < 128; sg += 1 + (k & 7)) {
+      int sc = (k + sg) & 15;
+      blk.d = q_f2h(1.0f);
+      for (int g = 0; g < QK_K / 32; g++) {
+        int kk = (k + g) & 255; /* group g holds index k + g in all four places */
+        blk.qs[4 * g] = (uint16_t)(kk | kk << 8);
+        blk.qs[4 * g + 1] = (uint16_t)(kk | kk << 8);
+        uint32_t sgn = (uint32_t)sg | (uint32_t)sg << 7 | (uint32_t)sg << 14 | (uint32_t)sg << 21 |
+                       (uint32_t)sc << 28;
+        blk.qs[4 * g + 2] = (uint16_t)sgn;
+        blk.qs[4 * g + 3] = (uint16_t)(sgn >> 16);
+      }
+      q->to_float_ref(&blk, out, QK_K);
+      float db = (0.5f + (float)sc) * 0.25f;
+      for (int grp = 0; grp < QK_K / 8; grp++) {
+        int neg = 0;
+        uint64_t pt = nllm_iq2xxs_grid[(k + grp / 4) & 255];
+        for (int j = 0; j < 8; j++) {
+          float v = out[8 * grp + j], mag = fabsf(v) / db;
+          ck_assert_msg(mag == (float)((pt >> (8 * j)) & 255), "k %d group %d j %d: %g", k, grp,
+                        j, v);
+          ck_assert(mag == 8 || mag == 25 || mag == 43);
+          neg += v < 0;
+          if (j < 7) ck_assert_int_eq(v < 0, sg >> j & 1);
+        }
+        ck_assert_int_eq(neg % 2, 0);
+      }
+    }
+  }
+}
+END_TEST
+
 /* E2M1 from the OCP Microscaling spec: sign, 2 exponent bits (bias 1), 1 mantissa bit;
  * exponent 0 is subnormal (0.5 * m). */
 static double ocp_e2m1(int code) {
@@ -1037,6 +1079,7 @@ static Suite *kernels_suite(void) {
   tcase_add_test(tc, tq1_0_every_trit_pattern);
   tcase_add_test(tc, tq2_0_every_code);
   tcase_add_test(tc, mxfp4_ocp_blocks);
+  tcase_add_test(tc, iq2_xxs_every_index);
   suite_add_tcase(s, tc);
   return s;
 }

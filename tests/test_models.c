@@ -98,6 +98,7 @@ static const struct {
 } tiny_a_lowbit[] = {
     {"TQ1_0", 0.13, 0.09},
     {"TQ2_0", 0.13, 0.09},
+    {"IQ2_XXS", 0.13, 0.09},
 };
 
 START_TEST(tiny_a_lowbit_logits) {
