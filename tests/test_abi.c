@@ -63,6 +63,19 @@ static const struct {
     SIZE(nllm_chat_message),
     FIELD(nllm_chat_message, role),
     FIELD(nllm_chat_message, content),
+    SIZE(nllm_convert_params),
+    FIELD(nllm_convert_params, struct_size),
+    FIELD(nllm_convert_params, n_threads),
+    FIELD(nllm_convert_params, type),
+    FIELD(nllm_convert_params, type_name),
+    FIELD(nllm_convert_params, progress),
+    FIELD(nllm_convert_params, progress_user_data),
+    SIZE(nllm_convert_stats),
+    FIELD(nllm_convert_stats, struct_size),
+    FIELD(nllm_convert_stats, n_tensors),
+    FIELD(nllm_convert_stats, bytes_in),
+    FIELD(nllm_convert_stats, bytes_out),
+    FIELD(nllm_convert_stats, seconds),
 };
 
 static char *current_layout(void) {

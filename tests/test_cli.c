@@ -1,31 +1,6 @@
 /* The nllm command line as other programs drive it: exact output formats, one-line errors with a
  * non-zero exit, and the golden story from `nllm run --temp 0`. */
-#include <sys/wait.h>
-
-#include "testutil.h"
-
-static char nllm_bin[512];
-
-/* Runs a shell command, capturing stdout (and stderr into *err when given). Returns exit code. */
-static int run(const char *cmd, char **out, char **err) {
-  char full[4096];
-  snprintf(full, sizeof full, "%s >/tmp/nllm-cli-%d.out 2>/tmp/nllm-cli-%d.err", cmd, (int)getpid(),
-           (int)getpid());
-  int rc = system(full);
-  char p[128];
-  snprintf(p, sizeof p, "/tmp/nllm-cli-%d.out", (int)getpid());
-  if (out) *out = read_file(p, NULL);
-  remove(p);
-  snprintf(p, sizeof p, "/tmp/nllm-cli-%d.err", (int)getpid());
-  if (err) *err = read_file(p, NULL);
-  remove(p);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static void setup(void) {
-  const char *b = getenv("NLLM_BUILD");
-  snprintf(nllm_bin, sizeof nllm_bin, "%s/nllm", b && *b ? b : "build");
-}
+#include "cliutil.h"
 
 START_TEST(run_greedy_ids_golden) {
   char golden[1024], cmd[2048];
@@ -163,7 +138,7 @@ START_TEST(chat_reuses_cache) {
 END_TEST
 
 int main(void) {
-  setup();
+  cli_setup();
   Suite *s = suite_create("cli");
   TCase *tc = tcase_create("cli");
   tcase_set_timeout(tc, 60);

@@ -193,6 +193,27 @@ class nllm_generate_params(Structure):
     ]
 
 
+class nllm_convert_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_threads", c_int32),
+        ("type", c_int32),
+        ("type_name", c_char_p),
+        ("progress", nllm_progress_fn),
+        ("progress_user_data", c_void_p),
+    ]
+
+
+class nllm_convert_stats(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_tensors", c_int32),
+        ("bytes_in", c_uint64),
+        ("bytes_out", c_uint64),
+        ("seconds", c_double),
+    ]
+
+
 STRUCTS = {
     cls.__name__: cls
     for cls in (
@@ -202,6 +223,8 @@ STRUCTS = {
         nllm_timings,
         nllm_sampler_params,
         nllm_generate_params,
+        nllm_convert_params,
+        nllm_convert_stats,
     )
 }
 
@@ -316,6 +339,22 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
         nllm_status,
         [context_p, sampler_p, _tokp, c_int32, POINTER(nllm_generate_params), _i32p],
     ),
+    # conversion and quantization
+    "nllm_type_parse": (nllm_status, [c_char_p, _i32p, _i32p]),
+    "nllm_type_names": (c_char_p, []),
+    "nllm_convert_params_init": (None, [POINTER(nllm_convert_params)]),
+    "nllm_convert": (
+        nllm_status,
+        [c_char_p, c_char_p, POINTER(nllm_convert_params), POINTER(nllm_convert_stats)],
+    ),
+    "nllm_quantize": (
+        nllm_status,
+        [c_char_p, c_char_p, POINTER(nllm_convert_params), POINTER(nllm_convert_stats)],
+    ),
+    # machine facts for tools
+    "nllm_default_n_threads": (c_int32, []),
+    "nllm_read_bandwidth_gbs": (c_double, [c_uint64, c_int32, c_int32]),
+    "nllm_type_row_size": (c_uint64, [c_int32, c_int64]),
 }
 
 

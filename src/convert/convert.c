@@ -4,6 +4,7 @@
 
 #include <cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -43,6 +44,20 @@ static const target_row targets[] = {
     {"IQ4_XS", NLLM_PRESET_PURE, NLLM_TYPE_IQ4_XS, 30},
 };
 
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+static char names[256];
+
+static void build_names(void) {
+  size_t at = 0;
+  for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
+    at += (size_t)snprintf(names + at, sizeof names - at, "%s%s", i ? " " : "", targets[i].name);
+}
+
+const char *nllm_quant_target_names(void) {
+  pthread_once(&names_once, build_names);
+  return names;
+}
+
 nllm_status nllm_quant_target_parse(const char *name, nllm_quant_target *out) {
   memset(out, 0, sizeof *out);
   out->type = NLLM_TYPE_NONE;
@@ -57,10 +72,8 @@ nllm_status nllm_quant_target_parse(const char *name, nllm_quant_target *out) {
       out->name = targets[i].name;
       return NLLM_OK;
     }
-  return nllm_err(NLLM_ERR_INVALID_ARG,
-                  "unknown type '%.40s' (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K "
-                  "Q5_K Q6_K Q3_K_M Q4_K_M Q5_K_M IQ4_NL IQ4_XS)",
-                  name);
+  return nllm_err(NLLM_ERR_INVALID_ARG, "unknown weight type '%.40s' (valid, any case: %s)", name,
+                  nllm_quant_target_names());
 }
 
 /* The layers that get more bits in the _M presets: the first and last eighth, and every third

@@ -482,9 +482,9 @@ nllm_status gguf_writer_write(gguf_writer *w, const char *path) {
   }
   snprintf(tmp, plen, "%s.tmp.%ld", path, (long)getpid());
   out_file o = {
-      .fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), .path = tmp, .buf = buf};
+      .fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), .path = path, .buf = buf};
   if (o.fd < 0) {
-    st = nllm_err(NLLM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    st = nllm_err(NLLM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     free(tmp);
     free(buf);
     return st;
@@ -492,11 +492,12 @@ nllm_status gguf_writer_write(gguf_writer *w, const char *path) {
   write_contents(w, &o, align);
   flush(&o);
   if (!o.st && fsync(o.fd) != 0)
-    o.st = nllm_err(NLLM_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
+    o.st = nllm_err(NLLM_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
   if (close(o.fd) != 0 && !o.st)
-    o.st = nllm_err(NLLM_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
+    o.st = nllm_err(NLLM_ERR_IO, "%s: close failed: %s", path, strerror(errno));
   if (!o.st && rename(tmp, path) != 0)
-    o.st = nllm_err(NLLM_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+    o.st = nllm_err(NLLM_ERR_IO, "%s: cannot rename the temporary file %s to it: %s", path, tmp,
+                    strerror(errno));
   if (o.st) unlink(tmp);
   free(tmp);
   free(buf);

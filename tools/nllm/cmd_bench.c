@@ -4,10 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bandwidth.h"
-#include "core/core.h"
 #include "nllm.h"
-#include "qtypes.h"
 
 #define BENCH_OPTS "-m --gpu -ngl --quantize -p -n -t -r -b --json --kv-f32 --mmap"
 
@@ -28,7 +25,7 @@ static double bytes_per_token(const nllm_model *m) {
     if (nllm_model_tensor_info(m, i, &name, &type, &nd, ne)) continue;
     if (!strcmp(name, "output.weight")) tied = 0;
     if (!strcmp(name, "token_embd.weight"))
-      embd = (double)nllm_row_size(type, ne[0]) * (double)ne[1];
+      embd = (double)nllm_type_row_size(type, ne[0]) * (double)ne[1];
   }
   return tied ? total : total - embd;
 }
@@ -73,7 +70,7 @@ int cmd_bench(int argc, char **argv) {
     goto out;
   }
   const double token_bytes = bytes_per_token(m);
-  const int nt = o.threads > 0 ? (int)o.threads : nllm_default_threads();
+  const int nt = o.threads > 0 ? (int)o.threads : nllm_default_n_threads();
   uint32_t rng = 12345;
   int32_t nv = nllm_model_n_vocab(m);
   for (long long i = 0; i < n_prompt; i++) {
@@ -94,7 +91,7 @@ int cmd_bench(int argc, char **argv) {
     /* The machine's read bandwidth at the same thread count, measured right after each
      * generation: on a shared host it moves by half within a minute, so a ratio to a probe
      * taken once at the end mostly measures the neighbours. */
-    probe[r] = nllm_probe_read_gbs((size_t)256 << 20, nt, 5);
+    probe[r] = nllm_read_bandwidth_gbs((uint64_t)256 << 20, nt, 5);
     frac[r] = probe[r] > 0 ? tg[r] * token_bytes / 1e9 / probe[r] : 0;
   }
   double pp_med = median(pp, reps), tg_med = median(tg, reps);

@@ -35,10 +35,13 @@ typedef struct cli_opts {
   long long n, threads, ctx, seed, top_k, repeat_last_n, reps, n_prompt, batch, ngl;
   double temp, top_p, min_p, repeat_penalty;
   int ids, no_bos, special, json, kv_f32, mmap, help, has_seed, gpu;
+  const char *args[4]; /* positional arguments, for commands whose `allowed` names ARGS */
+  int n_args;
 } cli_opts;
 
 /* Parses argv[1..] allowing only the options listed in `allowed` (space-separated names such
- * as "-m -p --temp"). Returns 0 on success, else prints an error and returns 1. */
+ * as "-m -p --temp"; "ARGS" also collects positional arguments into o->args). Returns 0 on
+ * success, else prints an error and returns 1. */
 int cli_parse(int argc, char **argv, const char *allowed, cli_opts *o);
 /* Prints the help of the options in `allowed`. */
 void cli_print_options(const char *allowed);
