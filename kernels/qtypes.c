@@ -1,6 +1,7 @@
-/* The weight-format table and the choice of ISA. One copy of the table per tier (scalar, where
- * dispatched = reference; AVX2 or NEON; AVX-512), each filled on top of the one below; the
- * best tier the CPU has is used unless a cap (tests, NLLM_ISA) asks for a lower one. */
+/* The registry put together, and the choice of ISA. One table per tier (scalar, where
+ * dispatched = reference; AVX2 or NEON; AVX-512), each the one below with the tier's kernel
+ * files' rows laid over it; the best tier the CPU has is used unless a cap (tests, NLLM_ISA)
+ * asks for a lower one. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,156 +11,22 @@
 #include "cpu/quant.h"
 #include "qtypes.h"
 
-#define N_TYPES 40 /* larger than any NLLM_TYPE_* we compute with */
+#define N_TYPES NLLM_GGML_TYPE_COUNT
 
-/* One row per format. ISA kernels a format lacks stay NULL and fall back to the reference. */
-typedef struct qtype_def {
-  nllm_qtype ref; /* the row with reference functions in both slots */
+/* The kernel files of each tier, applied in order over the tier below. */
+static const nllm_kernel_set *const scalar_sets[] = {&nllm_kernels_ref, &nllm_kernels_kref};
 #if defined(__x86_64__)
-  nllm_to_float_fn to_float_avx2;
-  nllm_from_float_fn from_float_avx2;
-  nllm_vec_dot_fn vec_dot_avx2;
-#endif
-#if defined(__aarch64__)
-  nllm_to_float_fn to_float_neon;
-  nllm_from_float_fn from_float_neon;
-  nllm_vec_dot_fn vec_dot_neon;
-#endif
-} qtype_def;
-
-#define REF(fmt)                                                                      \
-  fmt##_to_float_ref, fmt##_to_float_ref, fmt##_from_float_ref, fmt##_from_float_ref, \
-      fmt##_vec_dot_ref, fmt##_vec_dot_ref, NULL, NULL
-#define ROW(T, name, bs, ts, vdt, fmt) \
-  {                                    \
-    NLLM_TYPE_##T, {                   \
-      { name, NLLM_TYPE_##T, bs, ts, NLLM_TYPE_##vdt, REF(fmt) }
-
-#if defined(__x86_64__)
-#define AVX2(to, from, dot) , to, from, dot
-#else
-#define AVX2(to, from, dot)
-#endif
-#if defined(__aarch64__)
-#define NEON(to, from, dot) , to, from, dot
-#else
-#define NEON(to, from, dot)
-#endif
-
-static const struct {
-  int32_t type;
-  qtype_def def;
-} qtype_defs[] = {ROW(F32, "F32", 1, 4, F32, f32) AVX2(NULL, NULL, f32_vec_dot_avx2)
-                      NEON(NULL, NULL, f32_vec_dot_neon)}
-}
-, ROW(F16, "F16", 1, 2, F32, f16) AVX2(f16_to_float_avx2, f16_from_float_avx2, f16_vec_dot_avx2)
-      NEON(f16_to_float_neon, NULL, f16_vec_dot_neon)
-}
-}
-, ROW(BF16, "BF16", 1, 2, F32, bf16) AVX2(bf16_to_float_avx2, NULL, bf16_vec_dot_avx2)
-      NEON(bf16_to_float_neon, NULL, bf16_vec_dot_neon)
-}
-}
-, ROW(Q8_0, "Q8_0", QK, 34, Q8_0, q8_0) AVX2(q8_0_to_float_avx2, q8_0_from_float_avx2,
-                                             q8_0_vec_dot_avx2) NEON(NULL, NULL, q8_0_vec_dot_neon)
-}
-}
-, ROW(Q4_0, "Q4_0", QK, 18, Q8_0, q4_0) AVX2(q4_0_to_float_avx2, NULL, q4_0_vec_dot_avx2)
-      NEON(NULL, NULL, q4_0_vec_dot_neon)
-}
-}
-, ROW(Q4_1, "Q4_1", QK, 20, Q8_1, q4_1) AVX2(NULL, NULL, q4_1_vec_dot_avx2)
-      NEON(NULL, NULL, q4_1_vec_dot_neon)
-}
-}
-, ROW(Q5_0, "Q5_0", QK, 22, Q8_0, q5_0) AVX2(NULL, NULL, q5_0_vec_dot_avx2)
-      NEON(NULL, NULL, q5_0_vec_dot_neon)
-}
-}
-, ROW(Q5_1, "Q5_1", QK, 24, Q8_1, q5_1) AVX2(NULL, NULL, q5_1_vec_dot_avx2)
-      NEON(NULL, NULL, q5_1_vec_dot_neon)
-}
-}
-, ROW(Q8_1, "Q8_1", QK, 36, Q8_1, q8_1) AVX2(NULL, NULL, NULL) NEON(NULL, NULL, NULL)
-}
-}
-, ROW(Q2_K, "Q2_K", QK_K, 84, Q8_K, q2_K) AVX2(NULL, NULL, q2_K_vec_dot_avx2)
-      NEON(NULL, NULL, q2_K_vec_dot_neon)
-}
-}
-, ROW(Q3_K, "Q3_K", QK_K, 110, Q8_K, q3_K) AVX2(NULL, NULL, q3_K_vec_dot_avx2)
-      NEON(NULL, NULL, q3_K_vec_dot_neon)
-}
-}
-, ROW(Q4_K, "Q4_K", QK_K, 144, Q8_K, q4_K) AVX2(q4_K_to_float_avx2, NULL, q4_K_vec_dot_avx2)
-      NEON(NULL, NULL, q4_K_vec_dot_neon)
-}
-}
-, ROW(Q5_K, "Q5_K", QK_K, 176, Q8_K, q5_K) AVX2(q5_K_to_float_avx2, NULL, q5_K_vec_dot_avx2)
-      NEON(NULL, NULL, q5_K_vec_dot_neon)
-}
-}
-, ROW(Q6_K, "Q6_K", QK_K, 210, Q8_K, q6_K) AVX2(q6_K_to_float_avx2, NULL, q6_K_vec_dot_avx2)
-      NEON(NULL, NULL, q6_K_vec_dot_neon)
-}
-}
-, ROW(Q8_K, "Q8_K", QK_K, 292, Q8_K, q8_K) AVX2(NULL, q8_K_from_float_avx2, NULL)
-      NEON(NULL, NULL, NULL)
-}
-}
-, ROW(IQ4_NL, "IQ4_NL", QK, 18, Q8_0, iq4_nl) AVX2(NULL, NULL, iq4_nl_vec_dot_avx2)
-      NEON(NULL, NULL, iq4_nl_vec_dot_neon)
-}
-}
-, ROW(IQ4_XS, "IQ4_XS", QK_K, 136, Q8_K, iq4_xs) AVX2(NULL, NULL, iq4_xs_vec_dot_avx2)
-      NEON(NULL, NULL, iq4_xs_vec_dot_neon)
-}
-}
-,
-}
-;
-
-/* The optional four-row dot products (see nllm_vec_dot4_fn); the scalar table has none. */
-typedef struct dot4_entry {
-  int32_t type;
-  nllm_vec_dot4_fn fn;
-} dot4_entry;
-#if defined(__x86_64__)
-static const dot4_entry dot4_avx2[] = {
-    {NLLM_TYPE_F16, f16_vec_dot4_avx2},   {NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx2},
-    {NLLM_TYPE_Q4_1, q4_1_vec_dot4_avx2}, {NLLM_TYPE_Q5_0, q5_0_vec_dot4_avx2},
-    {NLLM_TYPE_Q5_1, q5_1_vec_dot4_avx2}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx2},
-    {NLLM_TYPE_BF16, bf16_vec_dot4_avx2}, {NLLM_TYPE_Q8_0, q8_0_vec_dot4_avx2},
-    {NLLM_TYPE_Q3_K, q3_K_vec_dot4_avx2}, {NLLM_TYPE_Q4_K, q4_K_vec_dot4_avx2},
-    {NLLM_TYPE_Q5_K, q5_K_vec_dot4_avx2}, {NLLM_TYPE_Q6_K, q6_K_vec_dot4_avx2}};
-#endif
-#if defined(__aarch64__)
-static const dot4_entry dot4_neon[] = {
-    {NLLM_TYPE_Q8_0, q8_0_vec_dot4_neon}, {NLLM_TYPE_Q4_0, q4_0_vec_dot4_neon},
-    {NLLM_TYPE_Q4_1, q4_1_vec_dot4_neon}, {NLLM_TYPE_Q5_0, q5_0_vec_dot4_neon},
-    {NLLM_TYPE_Q5_1, q5_1_vec_dot4_neon}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_neon},
-    {NLLM_TYPE_Q2_K, q2_K_vec_dot4_neon}, {NLLM_TYPE_Q3_K, q3_K_vec_dot4_neon},
-    {NLLM_TYPE_Q4_K, q4_K_vec_dot4_neon}, {NLLM_TYPE_Q5_K, q5_K_vec_dot4_neon},
-    {NLLM_TYPE_Q6_K, q6_K_vec_dot4_neon}, {NLLM_TYPE_IQ4_XS, iq4_xs_vec_dot4_neon}};
-#endif
-
-#if defined(__x86_64__)
-static const dot4_entry dot4_avx512[] = {
-    {NLLM_TYPE_Q4_0, q4_0_vec_dot4_avx512}, {NLLM_TYPE_IQ4_NL, iq4_nl_vec_dot4_avx512},
-    {NLLM_TYPE_Q4_K, q4_K_vec_dot4_avx512}, {NLLM_TYPE_Q5_K, q5_K_vec_dot4_avx512},
-    {NLLM_TYPE_Q6_K, q6_K_vec_dot4_avx512}, {NLLM_TYPE_IQ4_XS, iq4_xs_vec_dot4_avx512},
-    {NLLM_TYPE_Q4_1, q4_1_vec_dot4_avx512}, {NLLM_TYPE_Q5_0, q5_0_vec_dot4_avx512},
-    {NLLM_TYPE_Q5_1, q5_1_vec_dot4_avx512}, {NLLM_TYPE_Q2_K, q2_K_vec_dot4_avx512},
-    {NLLM_TYPE_Q3_K, q3_K_vec_dot4_avx512}};
-
-/* Q8_0's 512-bit kernel gathers four 34-byte blocks with byte permutes: in the prompt path it
- * beats the AVX2 four-row kernel (5632 x 2048, 64 tokens, 1 thread: 120 against 77 GFLOP/s),
- * in decode it loses (0.35 against 0.31 ms), so it serves the prompt tiles only. */
-static const dot4_entry dot4_tile_avx512[] = {{NLLM_TYPE_Q8_0, q8_0_vec_dot4_avx512}};
+static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_avx2};
+static const nllm_cpu_ops *const simd_ops = &nllm_cpu_ops_avx2;
+static const nllm_kernel_set *const avx512_sets[] = {&nllm_kernels_avx512};
+#elif defined(__aarch64__)
+static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_neon};
+static const nllm_cpu_ops *const simd_ops = NULL;
 #endif
 
 #define N_ISA (NLLM_ISA_AVX512 + 1)
 static nllm_qtype tables[N_ISA][N_TYPES];
+static nllm_cpu_ops ops[N_ISA];
 static char features[N_ISA][128];
 static int isa_max;
 static atomic_int isa_cap = N_ISA;
@@ -170,19 +37,46 @@ static int isa_in_use(void) {
   return cap < isa_max ? cap : isa_max;
 }
 
-#if defined(__x86_64__) || defined(__aarch64__)
 #define N_ENTRIES(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Puts each entry's kernel into a tier's table: the decode slot, or the prompt tiles' one. */
-static void install_dot4(nllm_qtype *table, const dot4_entry *e, size_t n, int tile) {
-  for (size_t i = 0; i < n; i++) {
-    if (tile)
-      table[e[i].type].vec_dot4_tile = e[i].fn;
-    else
-      table[e[i].type].vec_dot4 = e[i].fn;
+/* Lays a kernel file's rows over a tier's table: each function (and crossover) a row sets
+ * replaces the one below; a scalar row (with to_float, from_float and vec_dot) also starts
+ * the type's row, its facts from the file format's table. */
+static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
+  for (size_t i = 0; i < set->n_rows; i++) {
+    const nllm_qtype_kernels *k = &set->rows[i];
+    nllm_qtype *q = &table[k->type];
+    if (!q->name) {
+      const nllm_ggml_type_info *info = nllm_ggml_type_get(k->type);
+      *q = (nllm_qtype){.name = info->name,
+                        .type = k->type,
+                        .block_size = info->block_size,
+                        .type_size = info->type_size,
+                        .vec_dot_type = k->vec_dot_type,
+                        .to_float_ref = k->to_float,
+                        .from_float_ref = k->from_float,
+                        .vec_dot_ref = k->vec_dot,
+                        .blas_min_tokens = NLLM_BLAS_MIN_TOKENS};
+    }
+    if (k->to_float) q->to_float = k->to_float;
+    if (k->from_float) q->from_float = k->from_float;
+    if (k->vec_dot) q->vec_dot = k->vec_dot;
+    if (k->vec_dot4) q->vec_dot4 = k->vec_dot4;
+    if (k->vec_dot4_tile) q->vec_dot4_tile = k->vec_dot4_tile;
+    if (k->blas_min_tokens) q->blas_min_tokens = k->blas_min_tokens;
   }
 }
-#endif
+
+/* A tier: the table of the tier below with the tier's files laid over it. */
+static void build_tier(int isa, const nllm_kernel_set *const *sets, size_t n_sets,
+                       const nllm_cpu_ops *isa_ops) {
+  if (isa > NLLM_ISA_SCALAR) {
+    memcpy(tables[isa], tables[isa - 1], sizeof tables[0]);
+    ops[isa] = ops[isa - 1];
+  }
+  for (size_t i = 0; i < n_sets; i++) overlay(tables[isa], sets[i]);
+  if (isa_ops) ops[isa] = *isa_ops;
+}
 
 static void qtypes_init(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -222,49 +116,31 @@ static void qtypes_init(void) {
       atomic_store(&isa_cap, NLLM_ISA_SIMD);
   }
 
-  for (size_t i = 0; i < sizeof qtype_defs / sizeof qtype_defs[0]; i++) {
-    const qtype_def *d = &qtype_defs[i].def;
-    int32_t t = qtype_defs[i].type;
-    tables[NLLM_ISA_SCALAR][t] = d->ref;
-    nllm_qtype simd = d->ref;
+  build_tier(NLLM_ISA_SCALAR, scalar_sets, N_ENTRIES(scalar_sets), NULL);
+  /* a tier the CPU lacks stays a copy of the one below, so no table holds a kernel it cannot
+   * run */
+#if defined(__x86_64__) || defined(__aarch64__)
+  const int simd = isa_max >= NLLM_ISA_SIMD;
+  build_tier(NLLM_ISA_SIMD, simd_sets, simd ? N_ENTRIES(simd_sets) : 0, simd ? simd_ops : NULL);
+#else
+  build_tier(NLLM_ISA_SIMD, NULL, 0, NULL);
+#endif
 #if defined(__x86_64__)
-    if (isa_max >= NLLM_ISA_SIMD) {
-      if (d->to_float_avx2) simd.to_float = d->to_float_avx2;
-      if (d->from_float_avx2) simd.from_float = d->from_float_avx2;
-      if (d->vec_dot_avx2) simd.vec_dot = d->vec_dot_avx2;
-    }
-#endif
-#if defined(__aarch64__)
-    if (d->to_float_neon) simd.to_float = d->to_float_neon;
-    if (d->from_float_neon) simd.from_float = d->from_float_neon;
-    if (d->vec_dot_neon) simd.vec_dot = d->vec_dot_neon;
-#endif
-    tables[NLLM_ISA_SIMD][t] = simd;
-  }
-#if defined(__x86_64__)
-  if (isa_max >= NLLM_ISA_SIMD)
-    install_dot4(tables[NLLM_ISA_SIMD], dot4_avx2, N_ENTRIES(dot4_avx2), 0);
-#endif
-#if defined(__aarch64__)
-  install_dot4(tables[NLLM_ISA_SIMD], dot4_neon, N_ENTRIES(dot4_neon), 0);
-#endif
-  memcpy(tables[NLLM_ISA_AVX512], tables[NLLM_ISA_SIMD], sizeof tables[0]);
-#if defined(__x86_64__)
-  if (isa_max >= NLLM_ISA_AVX512) {
-    nllm_avx512_init();
-    install_dot4(tables[NLLM_ISA_AVX512], dot4_avx512, N_ENTRIES(dot4_avx512), 0);
-    install_dot4(tables[NLLM_ISA_AVX512], dot4_tile_avx512, N_ENTRIES(dot4_tile_avx512), 1);
-  }
+  const int has_avx512 = isa_max >= NLLM_ISA_AVX512;
+  if (has_avx512) nllm_avx512_init();
+  build_tier(NLLM_ISA_AVX512, avx512_sets, has_avx512 ? N_ENTRIES(avx512_sets) : 0, NULL);
+#else
+  build_tier(NLLM_ISA_AVX512, NULL, 0, NULL);
 #endif
 }
 
 int nllm_cpu_has_avx2(void) {
+  return nllm_cpu_ops_get()->attn_span != NULL;
+}
+
+const nllm_cpu_ops *nllm_cpu_ops_get(void) {
   pthread_once(&init_once, qtypes_init);
-#if defined(__x86_64__)
-  return isa_in_use() >= NLLM_ISA_SIMD;
-#else
-  return 0;
-#endif
+  return &ops[isa_in_use()];
 }
 
 int nllm_qtypes_isa_max(void) {

@@ -1,11 +1,16 @@
-/* The table of weight formats: one row per type, bit-compatible with GGUF's block layouts.
- * Each row carries the scalar reference functions (always present) and the dispatched ones
- * (AVX2/FMA or NEON when the CPU has them, else the reference). */
+/* The registry of weight types the kernels compute with, in the style of ggml's type traits:
+ * one row per type, bit-compatible with GGUF's block layouts. A type's file-format facts (name,
+ * block size, bytes per block) come from src/formats/ggml_types.h; its functions come from the
+ * kernel files, each of which exports rows of its own (nllm_qtype_kernels). The scalar files
+ * give every function of a type; each faster tier's files overlay them at set-up, and the best
+ * tier the CPU has is used unless a cap (tests, env NLLM_ISA) asks for a lower one. */
 #ifndef NLLM_QTYPES_H
 #define NLLM_QTYPES_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "formats/ggml_types.h"
 
 typedef void (*nllm_to_float_fn)(const void *x, float *y, int64_t n);
 typedef void (*nllm_from_float_fn)(const float *x, void *y, int64_t n);
@@ -16,6 +21,36 @@ typedef void (*nllm_vec_dot_fn)(int64_t n, float *s, const void *x, const void *
 typedef void (*nllm_vec_dot4_fn)(int64_t n, float *s, const void *x, size_t x_stride,
                                  const void *y);
 
+/* Tokens from which nllm_matmul dequantizes weight tiles for OpenBLAS sgemm instead of running
+ * the type's integer kernels. Float weights and the scalar tier cross here; quantized weights
+ * pay a dequantization per weight that few tokens do not amortize, and the SIMD integer kernels
+ * differ in speed, so a faster tier's row raises the crossover where its kernels stay ahead
+ * for longer (measured per format: docs/performance.md, "BLAS crossovers"). */
+#define NLLM_BLAS_MIN_TOKENS 16
+/* A crossover no batch reaches: the integer kernels win at every size measured. */
+#define NLLM_BLAS_NEVER INT32_MAX
+
+/* What one kernel file has for a type. Rows of the scalar files (quant_ref.c, quant_kref.c)
+ * give all three functions and vec_dot_type; a row of a faster tier's file replaces each
+ * function (and the crossover) it sets, and leaves the tier below's where it has NULL (0). */
+typedef struct nllm_qtype_kernels {
+  int32_t type;         /* NLLM_TYPE_* */
+  int32_t vec_dot_type; /* scalar rows: the type vec_dot takes the activations in */
+  nllm_to_float_fn to_float;
+  nllm_from_float_fn from_float;
+  nllm_vec_dot_fn vec_dot;
+  nllm_vec_dot4_fn vec_dot4;      /* four rows, equal to vec_dot on each */
+  nllm_vec_dot4_fn vec_dot4_tile; /* four rows for the prompt path only (see nllm_qtype) */
+  int32_t blas_min_tokens;        /* this tier's crossover (see NLLM_BLAS_MIN_TOKENS) */
+} nllm_qtype_kernels;
+
+/* The rows one kernel file exports (kernels/cpu/quant.h names them). */
+typedef struct nllm_kernel_set {
+  const nllm_qtype_kernels *rows;
+  size_t n_rows;
+} nllm_kernel_set;
+
+/* The row of a type in the tier in use. */
 typedef struct nllm_qtype {
   const char *name;                  /* "Q4_K" */
   int32_t type;                      /* NLLM_TYPE_* */
@@ -32,6 +67,7 @@ typedef struct nllm_qtype {
   /* optional (NULL: vec_dot4): four rows for the prompt path, where each weight row meets many
    * tokens and a kernel that spends loads and permutes to save arithmetic can win */
   nllm_vec_dot4_fn vec_dot4_tile;
+  int32_t blas_min_tokens; /* NLLM_BLAS_MIN_TOKENS or this tier's own crossover */
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;
@@ -39,10 +75,21 @@ typedef struct nllm_qtype {
 const nllm_qtype *nllm_qtype_get(int32_t type);
 /* Bytes of a row of n elements (n must be a multiple of block_size; else 0). */
 size_t nllm_row_size(int32_t type, int64_t n);
-/* Name of any GGUF type number, including ones we refuse ("IQ2_XXS"); NULL if unknown. */
-const char *nllm_ggml_type_name(int32_t type);
-/* Block size and bytes of any GGUF type number we can at least size (for validation); 0 if not. */
-int nllm_ggml_type_block(int32_t type, int32_t *block_size, int32_t *type_size);
+
+/* The ISA-specific helpers of the CPU ops (ops.c, attention.c) in a tier; NULL where the tier
+ * has none and the portable C runs. */
+struct nllm_attn_args;
+/* attention of a (token, KV head) pair over a span of the cache (see attention_avx2.c) */
+typedef void (*nllm_attn_span_fn)(const struct nllm_attn_args *a, int64_t t, int64_t kvh,
+                                  int64_t j0, int64_t n, float *out_rows, float *m, float *l,
+                                  float *scratch);
+typedef struct nllm_cpu_ops {
+  float (*dot_f32)(const float *a, const float *b, int64_t n);
+  void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
+  nllm_attn_span_fn attn_span; /* for head_dim a multiple of 8 */
+} nllm_cpu_ops;
+/* The helpers of the tier in use. */
+const nllm_cpu_ops *nllm_cpu_ops_get(void);
 
 /* Tiers of kernels, each on top of the one below: a tier's row takes the lower tier's function
  * wherever it has none of its own. */

@@ -7,7 +7,7 @@
 
 #include "convert/gguf_write.h"
 #include "formats/source.h"
-#include "ggml_types.h"
+#include "formats/ggml_types.h"
 #include "testutil.h"
 
 /* ---------------------------------------------------------------- helpers */

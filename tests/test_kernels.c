@@ -639,6 +639,36 @@ START_TEST(table_sizes) {
 }
 END_TEST
 
+/* The registry agrees with the file format's table in every tier: a row exactly for each type
+ * the format table marks computed, with its name and block layout, every function present,
+ * the scalar tier purely the reference, and no crossover under the default. */
+START_TEST(registry_vs_format_table) {
+  for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
+    nllm_qtypes_set_isa(isa);
+    for (int32_t t = 0; t < NLLM_GGML_TYPE_COUNT; t++) {
+      const nllm_qtype *q = nllm_qtype_get(t);
+      const nllm_ggml_type_info *info = nllm_ggml_type_get(t);
+      ck_assert_msg(!q == !info->computed, "type %d (%s): registry row %p, computed %d", t,
+                    info->name, (const void *)q, info->computed);
+      if (!q) continue;
+      ck_assert_str_eq(q->name, info->name);
+      ck_assert_int_eq(q->block_size, info->block_size);
+      ck_assert_int_eq(q->type_size, info->type_size);
+      ck_assert(q->to_float && q->from_float && q->vec_dot);
+      ck_assert(q->to_float_ref && q->from_float_ref && q->vec_dot_ref);
+      ck_assert_int_ge(q->blas_min_tokens, NLLM_BLAS_MIN_TOKENS);
+      if (isa == NLLM_ISA_SCALAR) {
+        ck_assert(q->to_float == q->to_float_ref && q->from_float == q->from_float_ref &&
+                  q->vec_dot == q->vec_dot_ref);
+        ck_assert(!q->vec_dot4 && !q->vec_dot4_tile);
+        ck_assert_int_eq(q->blas_min_tokens, NLLM_BLAS_MIN_TOKENS);
+      }
+    }
+  }
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+END_TEST
+
 /* ------------------------------------------------------------------ matmul */
 
 static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok, int n_threads) {
@@ -815,6 +845,7 @@ static Suite *kernels_suite(void) {
   TCase *tc = tcase_create("kernels");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, table_sizes);
+  tcase_add_test(tc, registry_vs_format_table);
   tcase_add_loop_test(tc, golden_dequant, 0, (int)(sizeof golden_files / sizeof golden_files[0]));
   tcase_add_loop_test(tc, quantizer_vs_golden, 0,
                       (int)(sizeof golden_files / sizeof golden_files[0]));

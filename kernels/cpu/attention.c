@@ -59,7 +59,7 @@ static inline const float *kv_row(const void *base, int32_t type, int64_t off, i
 typedef struct attn_job {
   const nllm_attn_args *a;
   nllm_to_float_fn f16;
-  int avx2; /* decided once per call: the CPU check is not free per row */
+  nllm_attn_span_fn isa_span; /* the tier's or NULL, decided once per call, not per row */
   /* split calls only */
   int64_t max_chunks, min_chunk; /* chunks per token at most; shortest chunk */
   float *partials;               /* [slot][n_head][head_dim], then [slot][n_head] m, l */
@@ -78,12 +78,10 @@ static inline void visible(const nllm_attn_args *a, int64_t t, int64_t *first, i
 static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, int64_t n,
                       float *out, float *m, float *l, float *scratch) {
   const nllm_attn_args *a = job->a;
-#if defined(__x86_64__)
-  if (job->avx2) {
-    nllm_attn_span_avx2(a, t, kvh, j0, n, out, m, l, scratch);
+  if (job->isa_span) {
+    job->isa_span(a, t, kvh, j0, n, out, m, l, scratch);
     return;
   }
-#endif
   const int64_t hd = a->head_dim, n_rep = a->n_head / a->n_head_kv;
   float *scores = scratch, *tmp = scores + n_rep * n; /* [n_rep][n] */
   const float *qh = a->q + t * a->n_head * hd + kvh * n_rep * hd;
@@ -186,7 +184,7 @@ static void split_item(void *vjob, int64_t it, int worker) {
 void nllm_attention(const nllm_attn_args *a) {
   attn_job job = {.a = a,
                   .f16 = nllm_qtype_get(NLLM_TYPE_F16)->to_float,
-                  .avx2 = nllm_cpu_has_avx2() && a->head_dim % 8 == 0};
+                  .isa_span = a->head_dim % 8 == 0 ? nllm_cpu_ops_get()->attn_span : NULL};
   int64_t first, last_vis;
   visible(a, a->n_tok - 1, &first, &last_vis);
   /* automatic: only where (token, KV head) pairs are too few to keep the threads busy */

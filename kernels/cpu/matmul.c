@@ -2,9 +2,10 @@
  * weights once, so each block of rows is read exactly once (each thread streams its own share
  * of the rows and then helps with what others have left; see pool.h). With
  * several tokens each block of weight rows is reused for all tokens while it sits in cache;
- * from a format's crossover (blas_min_tokens) on, the format goes to OpenBLAS sgemm on weight
- * tiles dequantized to f32 (the dequantization is paid once per weight, then sgemm does n_tok
- * multiply-adds per weight faster than most integer kernels here). */
+ * from a format's crossover on (blas_min_tokens, a field of its registry row in each tier: see
+ * kernels/qtypes.h), the format goes to OpenBLAS sgemm on weight tiles dequantized to f32 (the
+ * dequantization is paid once per weight, then sgemm does n_tok multiply-adds per weight faster
+ * than most integer kernels here). */
 #include <stdint.h>
 
 #include "cpu/quant.h"
@@ -21,67 +22,6 @@
  * tile stays within BLAS_TILE_BYTES. */
 #define BLAS_TILE_ROWS 128
 #define BLAS_TILE_BYTES (4u << 20)
-/* Tokens from which the sgemm path is taken. Float weights: 16. Quantized weights pay a
- * dequantization per weight that few tokens do not amortize, and the AVX2 integer kernels
- * differ in speed, so each format has its own crossover (measured: one thread, 5632 x 2048,
- * integer kernels against dequantize + sgemm at 4..64 tokens; e.g. Q8_0 82 vs 72 GFLOP/s at
- * 16 tokens, 83 vs 89 at 24; Q4_K's integer kernel, 120, stayed ahead at 64). Without AVX2
- * the integer kernels are slower and every format uses BLAS_MIN_TOKENS_OTHER. */
-#define BLAS_MIN_TOKENS_FLOAT 16
-#define BLAS_MIN_TOKENS_OTHER 16
-
-#if !defined(NLLM_NO_BLAS)
-static int64_t blas_min_tokens(int32_t wtype) {
-  switch (wtype) {
-    case NLLM_TYPE_F32:
-    case NLLM_TYPE_F16:
-    case NLLM_TYPE_BF16: return BLAS_MIN_TOKENS_FLOAT;
-    default: break;
-  }
-  if (!nllm_cpu_has_avx2()) return BLAS_MIN_TOKENS_OTHER;
-  /* The AVX-512 four-row kernels (measured the same way, 2048 x 2048, 16..256 tokens) stay
-   * ahead of dequantize + sgemm at every count tried: Q4_0 172 vs 123 GFLOP/s at 256, Q4_K
-   * 168 vs 121, Q5_K 131 vs 122, Q6_K 171 vs 122, IQ4_NL 161 vs 113, IQ4_XS 183 vs 110, Q4_1
-   * 126 vs 118, Q2_K 177 vs 93, Q3_K 123 vs 88; they cross at Q8_0 234 vs 223 at 128 tokens and
-   * 234 vs 233 at 256 (2 threads), Q5_0 113 vs 112 at 256, Q5_1 between 92 vs 86 at 128 and 89
-   * vs 107 at 256. */
-  if (nllm_qtypes_isa() >= NLLM_ISA_AVX512) switch (wtype) {
-      case NLLM_TYPE_Q5_1: return 192;
-      case NLLM_TYPE_Q8_0:
-      case NLLM_TYPE_Q5_0: return 256;
-      case NLLM_TYPE_Q4_0:
-      case NLLM_TYPE_IQ4_NL:
-      case NLLM_TYPE_Q4_K:
-      case NLLM_TYPE_Q5_K:
-      case NLLM_TYPE_Q6_K:
-      case NLLM_TYPE_IQ4_XS:
-      case NLLM_TYPE_Q4_1:
-      case NLLM_TYPE_Q2_K:
-      case NLLM_TYPE_Q3_K: return (int64_t)1 << 20;
-      default: break;
-    }
-  /* The AVX2 tier with its four-row kernels (2048 x 2048, 8..256 tokens, integer against
-   * dequantize + sgemm GFLOP/s at 2 threads): Q5_1 112 vs 122 at 48, Q6_K 186 vs 190 at 48,
-   * Q5_0 127 vs 124 and Q5_K 188 vs 192 at 64, IQ4_NL 163 vs 153 at 64 and 163 vs 187 at 128,
-   * Q8_0 215 vs 208 / 213 vs 223, IQ4_XS 171 vs 148 / 168 vs 182, Q4_0 220 vs 215 and Q4_1 182
-   * vs 184 at 128, Q3_K 165 vs 160 and Q4_K 223 vs 220 at 256; Q2_K 242 vs 167 at 256. */
-  switch (wtype) {
-    case NLLM_TYPE_Q5_1: return 40;
-    case NLLM_TYPE_Q6_K: return 48;
-    case NLLM_TYPE_Q5_0:
-    case NLLM_TYPE_Q5_K: return 64;
-    case NLLM_TYPE_IQ4_NL: return 80;
-    case NLLM_TYPE_Q8_0:
-    case NLLM_TYPE_IQ4_XS: return 96;
-    case NLLM_TYPE_Q4_0:
-    case NLLM_TYPE_Q4_1: return 128;
-    case NLLM_TYPE_Q4_K:
-    case NLLM_TYPE_Q3_K: return 256;
-    case NLLM_TYPE_Q2_K: return (int64_t)1 << 20;
-    default: return BLAS_MIN_TOKENS_OTHER;
-  }
-}
-#endif
 /* Tokens per tile of the integer path: the weight rows of a work item stay in L1/L2 while
  * every token of the tile passes over them. */
 #define TOK_TILE 16
@@ -92,8 +32,8 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok) {
   (void)n_tok;
   return 0;
 #else
-  if (!nllm_qtype_get(wtype)) return 0;
-  return n_tok >= blas_min_tokens(wtype);
+  const nllm_qtype *q = nllm_qtype_get(wtype);
+  return q && n_tok >= q->blas_min_tokens;
 #endif
 }
 
@@ -117,7 +57,7 @@ size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threa
   if (n_threads < 1) n_threads = 1;
   size_t blas = 0, ints = 0;
 #if !defined(NLLM_NO_BLAS)
-  if (n_tok >= BLAS_MIN_TOKENS_FLOAT && wtype != NLLM_TYPE_F32) /* the lowest crossover */
+  if (n_tok >= NLLM_BLAS_MIN_TOKENS && wtype != NLLM_TYPE_F32) /* the lowest crossover */
     blas = (size_t)n_threads * (size_t)blas_tile_rows(cols) * (size_t)cols * sizeof(float);
 #endif
   if (q->vec_dot_type != NLLM_TYPE_F32) ints = (size_t)n_tok * nllm_row_size(q->vec_dot_type, cols);
@@ -210,8 +150,8 @@ void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t c
                   .x = x};
 #if !defined(NLLM_NO_BLAS)
   if (nllm_matmul_uses_blas(wtype, n_tok)) {
-    /* OpenBLAS's own threads would compete with the pool's for the same cores (measured:
-     * 20x slower on 2 cores), so each pool thread runs a single-threaded sgemm */
+    /* OpenBLAS's own threads would compete with the pool's for the same cores (measured many
+     * times slower, docs/performance.md), so each pool thread runs a single-threaded sgemm */
     openblas_set_num_threads(1);
     j.tiles = (float *)align64(wdata);
     j.item_rows = rows_per_item(rows, n_threads, 16, blas_tile_rows(cols));

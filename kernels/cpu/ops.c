@@ -3,14 +3,13 @@
  * sum is not reassociated (and so not vectorized) without -ffast-math. */
 #include <math.h>
 
-#include "cpu/quant.h"
 #include "ops.h"
 #include "pool.h"
+#include "qtypes.h"
 
 float nllm_dot_f32(const float *a, const float *b, int64_t n) {
-#if defined(__x86_64__)
-  if (nllm_cpu_has_avx2()) return nllm_dot_f32_avx2(a, b, n);
-#endif
+  const nllm_cpu_ops *isa = nllm_cpu_ops_get();
+  if (isa->dot_f32) return isa->dot_f32(a, b, n);
   /* 8 partial sums so the scalar path pipelines and the result does not hinge on one chain */
   float s[8] = {0};
   int64_t i = 0;
@@ -22,12 +21,11 @@ float nllm_dot_f32(const float *a, const float *b, int64_t n) {
 }
 
 void nllm_axpy_f32(float *y, float a, const float *x, int64_t n) {
-#if defined(__x86_64__)
-  if (nllm_cpu_has_avx2()) {
-    nllm_axpy_f32_avx2(y, a, x, n);
+  const nllm_cpu_ops *isa = nllm_cpu_ops_get();
+  if (isa->axpy_f32) {
+    isa->axpy_f32(y, a, x, n);
     return;
   }
-#endif
   for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 

@@ -1,5 +1,5 @@
-/* Block layouts of the weight formats (bit-compatible with GGUF) and the per-ISA kernel
- * declarations that kernels/qtypes.c puts into its table. Internal to the kernels. */
+/* Block layouts of the weight formats (bit-compatible with GGUF), helpers the kernel files
+ * share, and the rows each kernel file exports into the registry. Internal to the kernels. */
 #ifndef NLLM_QUANT_H
 #define NLLM_QUANT_H
 
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "qtypes.h"
 
 #define QK 32    /* elements per block of the 32-wide formats */
 #define QK_K 256 /* elements per super-block of the K-quants */
@@ -135,21 +136,20 @@ static inline int nllm_iq4nl_nearest(float v) {
   return v - L[lo] < L[hi] - v ? lo : hi;
 }
 
-/* Exact binary16 -> binary32 without F16C, inline because the scalar kernels call it per block. */
 /* Decode prefetch: every cache line of [p, p + bytes) (a line every 64 bytes, and the last
  * byte's, since a span that starts late in a line touches one line more). Four-row kernels
  * defeat the hardware prefetcher with their four interleaved streams; their rows are adjacent,
  * so each step prefetches the bytes it consumes as one linear stream NLLM_PREFETCH_ROWS rows
- * ahead. A prefetch past the end of the matrix never faults. Measured on the 5632 x 2048
- * matvec at 2 threads (Zen 5): against each row prefetching its own next blocks 16 rows on,
- * AVX-512 Q4_0 39 -> 49-54 GB/s, Q4_K 43 -> 52-55, Q6_K 39 -> 53, Q8_0 45 -> 50-53; 4 rows
- * ahead was too close (-25%), 12 to 24 within the noise of each other. */
+ * ahead. A prefetch past the end of the matrix never faults. The distance was measured: 4 rows
+ * ahead was too close, 12 to 24 within the noise of each other, and one stream beats each row
+ * prefetching its own next blocks (docs/performance.md, "Four-row kernels"). */
 #define NLLM_PREFETCH_ROWS 16
 static inline __attribute__((always_inline)) void nllm_prefetch_span(const void *p, size_t bytes) {
   for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o, 0, 3);
   __builtin_prefetch((const char *)p + bytes - 1, 0, 3);
 }
 
+/* Exact binary16 -> binary32 without F16C, inline because the scalar kernels call it per block. */
 static inline float q_h2f(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16, em = h & 0x7fff, u;
   if (em >= 0x7c00) {
@@ -194,82 +194,23 @@ static inline void k4_scales_mins(const uint8_t *sc, uint8_t scales[8], uint8_t 
   }
 }
 
-/* One declaration list per ISA; X(name) expands to the kernel names of each format.
- * A format missing an ISA version uses the reference in the table. */
-#define NLLM_DECLARE_KERNELS(fmt, isa)                             \
-  void fmt##_to_float_##isa(const void *x, float *y, int64_t n);   \
-  void fmt##_from_float_##isa(const float *x, void *y, int64_t n); \
-  void fmt##_vec_dot_##isa(int64_t n, float *s, const void *x, const void *y);
-
-/* The optional four-row dot (nllm_vec_dot4_fn) of a format. */
-#define NLLM_DECLARE_DOT4(fmt, isa) \
-  void fmt##_vec_dot4_##isa(int64_t n, float *s, const void *x, size_t x_stride, const void *y);
-
-NLLM_DECLARE_KERNELS(f32, ref)
-NLLM_DECLARE_KERNELS(f16, ref)
-NLLM_DECLARE_KERNELS(bf16, ref)
-NLLM_DECLARE_KERNELS(q8_0, ref)
-NLLM_DECLARE_KERNELS(q4_0, ref)
-NLLM_DECLARE_KERNELS(q4_1, ref)
-NLLM_DECLARE_KERNELS(q5_0, ref)
-NLLM_DECLARE_KERNELS(q5_1, ref)
-NLLM_DECLARE_KERNELS(q8_1, ref)
-NLLM_DECLARE_KERNELS(q2_K, ref)
-NLLM_DECLARE_KERNELS(q3_K, ref)
-NLLM_DECLARE_KERNELS(q4_K, ref)
-NLLM_DECLARE_KERNELS(q5_K, ref)
-NLLM_DECLARE_KERNELS(q6_K, ref)
-NLLM_DECLARE_KERNELS(q8_K, ref)
-NLLM_DECLARE_KERNELS(iq4_nl, ref)
-NLLM_DECLARE_KERNELS(iq4_xs, ref)
-
+/* The rows each kernel file exports into the registry (kernels/qtypes.c puts them together). */
+extern const nllm_kernel_set nllm_kernels_ref;  /* quant_ref.c: floats, 32-value formats */
+extern const nllm_kernel_set nllm_kernels_kref; /* quant_kref.c: K-quants, IQ4_XS */
 #if defined(__x86_64__)
-NLLM_DECLARE_KERNELS(f32, avx2)
-NLLM_DECLARE_KERNELS(f16, avx2)
-NLLM_DECLARE_KERNELS(bf16, avx2)
-NLLM_DECLARE_KERNELS(q8_0, avx2)
-NLLM_DECLARE_KERNELS(q4_0, avx2)
-NLLM_DECLARE_KERNELS(q4_1, avx2)
-NLLM_DECLARE_KERNELS(q5_0, avx2)
-NLLM_DECLARE_KERNELS(q5_1, avx2)
-NLLM_DECLARE_KERNELS(q8_1, avx2)
-NLLM_DECLARE_KERNELS(q2_K, avx2)
-NLLM_DECLARE_KERNELS(q3_K, avx2)
-NLLM_DECLARE_KERNELS(q4_K, avx2)
-NLLM_DECLARE_KERNELS(q5_K, avx2)
-NLLM_DECLARE_KERNELS(q6_K, avx2)
-NLLM_DECLARE_KERNELS(q8_K, avx2)
-NLLM_DECLARE_KERNELS(iq4_nl, avx2)
-NLLM_DECLARE_KERNELS(iq4_xs, avx2)
-NLLM_DECLARE_DOT4(f16, avx2)
-NLLM_DECLARE_DOT4(q4_0, avx2)
-NLLM_DECLARE_DOT4(q4_1, avx2)
-NLLM_DECLARE_DOT4(q5_0, avx2)
-NLLM_DECLARE_DOT4(q5_1, avx2)
-NLLM_DECLARE_DOT4(iq4_nl, avx2)
-NLLM_DECLARE_DOT4(bf16, avx2)
-NLLM_DECLARE_DOT4(q8_0, avx2)
-NLLM_DECLARE_DOT4(q3_K, avx2)
-NLLM_DECLARE_DOT4(q4_K, avx2)
-NLLM_DECLARE_DOT4(q5_K, avx2)
-NLLM_DECLARE_DOT4(q6_K, avx2)
+extern const nllm_kernel_set nllm_kernels_avx2;
+extern const nllm_kernel_set nllm_kernels_avx512;
 /* Fills the AVX-512 kernels' permute tables; call once, and only on a CPU with the tier. */
 void nllm_avx512_init(void);
-NLLM_DECLARE_DOT4(q4_0, avx512)
-NLLM_DECLARE_DOT4(q8_0, avx512)
-NLLM_DECLARE_DOT4(q4_K, avx512)
-NLLM_DECLARE_DOT4(q5_K, avx512)
-NLLM_DECLARE_DOT4(q6_K, avx512)
-NLLM_DECLARE_DOT4(iq4_nl, avx512)
-NLLM_DECLARE_DOT4(iq4_xs, avx512)
-NLLM_DECLARE_DOT4(q4_1, avx512)
-NLLM_DECLARE_DOT4(q5_0, avx512)
-NLLM_DECLARE_DOT4(q5_1, avx512)
-NLLM_DECLARE_DOT4(q2_K, avx512)
-NLLM_DECLARE_DOT4(q3_K, avx512)
-/* ops.c's AVX2 helpers */
-float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n);
-void nllm_axpy_f32_avx2(float *y, float a, const float *x, int64_t n);
+/* The AVX2 tier's helpers of the ops (ops_avx2.c) */
+extern const nllm_cpu_ops nllm_cpu_ops_avx2;
+/* AVX2 single-row dots the AVX-512 four-row kernels finish a row's odd blocks with */
+void q8_0_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
+void q4_0_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
+void q4_1_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
+void q5_0_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
+void q5_1_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
+void iq4_nl_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
 /* attention_avx2.c: the n_rep query heads of (token t, KV head kvh) over cache positions
  * [j0, j0 + n) (head_dim a multiple of 8; scratch as attention.c's), into out_rows (rows of
  * head_dim): normalized with m NULL, else unnormalized with each head's max score in m and sum
@@ -281,40 +222,11 @@ void nllm_attn_span_avx2(const struct nllm_attn_args *a, int64_t t, int64_t kvh,
 void nllm_exp_nonpos_avx2(float *x, int64_t n);
 void nllm_softcap_avx2(float *x, int64_t n, float softcap);
 #endif
-
 #if defined(__aarch64__)
-NLLM_DECLARE_KERNELS(f32, neon)
-NLLM_DECLARE_KERNELS(f16, neon)
-NLLM_DECLARE_KERNELS(bf16, neon)
-NLLM_DECLARE_KERNELS(q8_0, neon)
-NLLM_DECLARE_KERNELS(q4_0, neon)
-NLLM_DECLARE_KERNELS(q4_1, neon)
-NLLM_DECLARE_KERNELS(q5_0, neon)
-NLLM_DECLARE_KERNELS(q5_1, neon)
-NLLM_DECLARE_KERNELS(q8_1, neon)
-NLLM_DECLARE_KERNELS(q2_K, neon)
-NLLM_DECLARE_KERNELS(q3_K, neon)
-NLLM_DECLARE_KERNELS(q4_K, neon)
-NLLM_DECLARE_KERNELS(q5_K, neon)
-NLLM_DECLARE_KERNELS(q6_K, neon)
-NLLM_DECLARE_KERNELS(q8_K, neon)
-NLLM_DECLARE_KERNELS(iq4_nl, neon)
-NLLM_DECLARE_KERNELS(iq4_xs, neon)
-NLLM_DECLARE_DOT4(q8_0, neon)
-NLLM_DECLARE_DOT4(q4_0, neon)
-NLLM_DECLARE_DOT4(q4_1, neon)
-NLLM_DECLARE_DOT4(q5_0, neon)
-NLLM_DECLARE_DOT4(q5_1, neon)
-NLLM_DECLARE_DOT4(iq4_nl, neon)
-NLLM_DECLARE_DOT4(q2_K, neon)
-NLLM_DECLARE_DOT4(q3_K, neon)
-NLLM_DECLARE_DOT4(q4_K, neon)
-NLLM_DECLARE_DOT4(q5_K, neon)
-NLLM_DECLARE_DOT4(q6_K, neon)
-NLLM_DECLARE_DOT4(iq4_xs, neon)
+extern const nllm_kernel_set nllm_kernels_neon;
 #endif
 
-/* Whether the AVX2 kernels may run: the CPU has them and the scalar path is not forced. */
+/* Whether the tier in use has the AVX2 helpers (tests of attention_avx2.c ask). */
 int nllm_cpu_has_avx2(void);
 
 #endif

@@ -39,7 +39,7 @@ static inline __m256i nibbles32(const uint8_t *qs) {
 
 /* ---------------------------------------------------------------- float formats */
 
-float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n) {
+static float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
@@ -55,7 +55,7 @@ float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n) {
   return s;
 }
 
-void nllm_axpy_f32_avx2(float *y, float a, const float *x, int64_t n) {
+static void nllm_axpy_f32_avx2(float *y, float a, const float *x, int64_t n) {
   __m256 va = _mm256_set1_ps(a);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -63,11 +63,11 @@ void nllm_axpy_f32_avx2(float *y, float a, const float *x, int64_t n) {
   for (; i < n; i++) y[i] += a * x[i];
 }
 
-void f32_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y) {
+static void f32_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y) {
   *s = nllm_dot_f32_avx2(x, y, n);
 }
 
-void f16_to_float_avx2(const void *vx, float *y, int64_t n) {
+static void f16_to_float_avx2(const void *vx, float *y, int64_t n) {
   const uint16_t *x = vx;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -77,7 +77,7 @@ void f16_to_float_avx2(const void *vx, float *y, int64_t n) {
 
 /* The KV cache's writes. Round to nearest even like the reference, equal to it for every
  * input but NaN (F16C keeps a NaN's payload, the reference makes a plain quiet NaN). */
-void f16_from_float_avx2(const float *x, void *vy, int64_t n) {
+static void f16_from_float_avx2(const float *x, void *vy, int64_t n) {
   uint16_t *y = vy;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -86,7 +86,7 @@ void f16_from_float_avx2(const float *x, void *vy, int64_t n) {
   for (; i < n; i++) y[i] = q_f2h(x[i]);
 }
 
-void f16_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void f16_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const uint16_t *x = vx;
   const float *y = vy;
   __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
@@ -105,14 +105,14 @@ void f16_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-void bf16_to_float_avx2(const void *vx, float *y, int64_t n) {
+static void bf16_to_float_avx2(const void *vx, float *y, int64_t n) {
   const uint16_t *x = vx;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, bf16x8_load(x + i));
   for (; i < n; i++) y[i] = q_bf2f(x[i]);
 }
 
-void bf16_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void bf16_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const uint16_t *x = vx;
   const float *y = vy;
   __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
@@ -131,7 +131,7 @@ void bf16_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---------------------------------------------------------------- Q8_0 */
 
-void q8_0_to_float_avx2(const void *vx, float *y, int64_t n) {
+static void q8_0_to_float_avx2(const void *vx, float *y, int64_t n) {
   const block_q8_0 *x = vx;
   for (int64_t b = 0; b < n / QK; b++) {
     __m256 d = _mm256_set1_ps(f16c_h2f(x[b].d));
@@ -161,7 +161,7 @@ static inline __m256i pack_i32x32_i8(__m256i a, __m256i b, __m256i c, __m256i d)
   return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-void q8_0_from_float_avx2(const float *x, void *vy, int64_t n) {
+static void q8_0_from_float_avx2(const float *x, void *vy, int64_t n) {
   block_q8_0 *y = vy;
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int64_t b = 0; b < n / QK; b++) {
@@ -206,7 +206,7 @@ void q8_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---------------------------------------------------------------- Q4_0 */
 
-void q4_0_to_float_avx2(const void *vx, float *y, int64_t n) {
+static void q4_0_to_float_avx2(const void *vx, float *y, int64_t n) {
   const block_q4_0 *x = vx;
   for (int64_t b = 0; b < n / QK; b++) {
     __m256 d = _mm256_set1_ps(f16c_h2f(x[b].d));
@@ -339,7 +339,7 @@ void iq4_nl_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---------------------------------------------------------------- Q8_K */
 
-void q8_K_from_float_avx2(const float *x, void *vy, int64_t n) {
+static void q8_K_from_float_avx2(const float *x, void *vy, int64_t n) {
   block_q8_K *y = vy;
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int64_t b = 0; b < n / QK_K; b++) {
@@ -487,12 +487,12 @@ static inline __attribute__((always_inline)) float k45_dot(int64_t nb, const uin
   return hsum8(acc) - hsum8(accm);
 }
 
-void q4_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void q4_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   *s = k45_dot(n / QK_K, vx, sizeof(block_q4_K), offsetof(block_q4_K, scales),
                offsetof(block_q4_K, qs), -1, vy);
 }
 
-void q5_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void q5_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   *s = k45_dot(n / QK_K, vx, sizeof(block_q5_K), offsetof(block_q5_K, scales),
                offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh), vy);
 }
@@ -557,7 +557,7 @@ static inline __attribute__((always_inline)) __m256i q6k_block(const block_q6_K 
   return _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
 }
 
-void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q6_K *x = vx;
   const block_q8_K *y = vy;
   __m256 acc = _mm256_setzero_ps();
@@ -689,21 +689,20 @@ static inline __attribute__((always_inline)) float k23_dot(const int kind, int64
   return hsum8(acc) * 0.25f;
 }
 
-void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void q2_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   *s = k23_dot(K23_Q2_K, n, vx, sizeof(block_q2_K), vy);
 }
 
-void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void q3_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   *s = k23_dot(K23_Q3_K, n, vx, sizeof(block_q3_K), vy);
 }
 
 /* Q3_K, four rows: the rows are prefetched as one linear stream ahead (see nllm_prefetch_span);
  * nothing in a super-block's work depends on the activation alone, so that is all it shares.
- * 5632x2048 matvec, 1 thread (Zen 5): 0.290 -> 0.280 ms (17.2 -> 17.8 GB/s). The same for
- * Q2_K measured no faster than its one-row kernel (0.20 ms either way), so it has none; nor
- * has IQ4_XS: sharing its activation's rearranged bytes and their absolute values between the
- * rows (a sixth less vector work) measured slower, 0.286 -> 0.310 ms, the four rows' working
- * set spilling to the stack. */
+ * The same for Q2_K measured no faster than its one-row kernel, so it has none; nor has IQ4_XS:
+ * sharing its activation's rearranged bytes and their absolute values between the rows (a sixth
+ * less vector work) measured slower, the four rows' working set spilling to the stack (figures:
+ * docs/performance.md, "Four-row kernels"). */
 static inline __attribute__((always_inline)) void dot4_k23(const int kind, int64_t n, float *s,
                                                            const uint8_t *x0, size_t bx,
                                                            const block_q8_K *y) {
@@ -719,7 +718,7 @@ static inline __attribute__((always_inline)) void dot4_k23(const int kind, int64
   for (int r = 0; r < 4; r++) s[r] = hsum8(acc[r]) * 0.25f;
 }
 
-void q3_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q3_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k23(K23_Q3_K, n, s, x, bx, y);
 }
 
@@ -754,7 +753,7 @@ static inline __m256i load_2x16(const int8_t *p) {
                                  _mm_loadu_si128((const __m128i *)(p + 32)), 1);
 }
 
-void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_iq4_xs *x = vx;
   const block_q8_K *y = vy;
   const __m256i lut =
@@ -828,21 +827,21 @@ static inline void k45_to_float_avx2(const uint8_t *scales12, const uint8_t *qs,
   }
 }
 
-void q4_K_to_float_avx2(const void *vx, float *y, int64_t n) {
+static void q4_K_to_float_avx2(const void *vx, float *y, int64_t n) {
   const block_q4_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++)
     k45_to_float_avx2(x[b].scales, x[b].qs, NULL, f16c_h2f(x[b].d), f16c_h2f(x[b].dmin),
                       y + b * QK_K);
 }
 
-void q5_K_to_float_avx2(const void *vx, float *y, int64_t n) {
+static void q5_K_to_float_avx2(const void *vx, float *y, int64_t n) {
   const block_q5_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++)
     k45_to_float_avx2(x[b].scales, x[b].qs, x[b].qh, f16c_h2f(x[b].d), f16c_h2f(x[b].dmin),
                       y + b * QK_K);
 }
 
-void q6_K_to_float_avx2(const void *vx, float *y, int64_t n) {
+static void q6_K_to_float_avx2(const void *vx, float *y, int64_t n) {
   const block_q6_K *x = vx;
   const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
   const __m256 zero = _mm256_setzero_ps();
@@ -1021,19 +1020,19 @@ static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_
   }
 }
 
-void q4_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q4_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32(F_Q4_0, n, s, x, bx, y);
 }
-void q4_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q4_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32(F_Q4_1, n, s, x, bx, y);
 }
-void q5_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q5_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32(F_Q5_0, n, s, x, bx, y);
 }
-void q5_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q5_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32(F_Q5_1, n, s, x, bx, y);
 }
-void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32(F_IQ4_NL, n, s, x, bx, y);
 }
 
@@ -1071,10 +1070,10 @@ static inline __attribute__((always_inline)) void dot4_half(int bf16, int64_t n,
   }
 }
 
-void f16_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void f16_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_half(0, n, s, x, bx, y);
 }
-void bf16_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void bf16_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_half(1, n, s, x, bx, y);
 }
 
@@ -1082,7 +1081,7 @@ void bf16_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const voi
  * eight weight scales are converted at once, and each row's two blocks share one int32 -> float
  * conversion and multiply-add (hadd puts block b's partial sums in lanes 0, 1, 4, 5 and b+1's
  * in 2, 3, 6, 7); the prefetch covers the four rows' 68 bytes each. */
-void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+static void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx, *y0 = vy;
   const size_t bs = sizeof(block_q8_0);
   const int64_t nb = n / QK;
@@ -1127,14 +1126,11 @@ void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const vo
  * rows (Q4_K, Q5_K) or four (Q6_K), and the rows are prefetched as one linear stream ahead
  * (see nllm_prefetch_span). The products cost per row what they cost in the one-row kernels;
  * the gain is mostly the prefetched stream, so it shows where decode is not yet bound by
- * memory bandwidth (1.1B Q4_K_M generation, 1 thread: 42 -> 48 tokens/s; at 2 threads it
- * already read at ~88% of the probe and stayed within the noise, 64-66 tokens/s). */
+ * memory bandwidth (one thread), and not where it already is (docs/performance.md). */
 
 enum { K_Q4_K, K_Q5_K };
 
-/* Q4_K and Q5_K. Against the one-row kernels on the 5632 x 2048 matvec (Zen 5, medians of 3
- * interleaved runs): 1 thread Q4_K 0.230 -> 0.193 ms (28 -> 34 GB/s), Q5_K 0.315 -> 0.258 ms
- * (25 -> 31 GB/s); 2 threads Q4_K 0.119 -> 0.102 ms, Q5_K 0.163 -> 0.136 ms. */
+/* Q4_K and Q5_K. */
 static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64_t n, float *s,
                                                            const uint8_t *x0, size_t bx,
                                                            const block_q8_K *y) {
@@ -1178,18 +1174,16 @@ static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64
   _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
 
-void q4_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q4_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k45(K_Q4_K, n, s, x, bx, y);
 }
-void q5_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q5_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k45(K_Q5_K, n, s, x, bx, y);
 }
 
-/* Against the one-row kernel (same measurement): 1 thread 0.314 -> 0.263 ms (30 -> 36 GB/s),
- * 2 threads 0.176 -> 0.142 ms. The row loop stays rolled: unrolled, gcc shares y's loads between
- * the rows and spills (61 stack accesses a super-block), slower than the one-row kernel in L2 (5.7
- * against 5.1 ns a super-block; rolled 5.3). */
-void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+/* Q6_K. The row loop stays rolled: unrolled, gcc shares y's loads between the rows and spills
+ * (61 stack accesses a super-block), slower than the one-row kernel in L2. */
+static void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx;
   const block_q8_K *y = vy;
   const size_t xs = sizeof(block_q6_K), off_d = offsetof(block_q6_K, d);
@@ -1214,3 +1208,72 @@ void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const vo
   }
   _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
 }
+
+/* The AVX2 tier's rows. Crossovers: where dequantize + sgemm overtakes the integer kernels
+ * (measured, see docs/performance.md "BLAS crossovers"); Q2_K's kernels stay ahead at every
+ * batch measured. */
+static const nllm_qtype_kernels avx2_rows[] = {
+    {.type = NLLM_TYPE_F32, .vec_dot = f32_vec_dot_avx2},
+    {.type = NLLM_TYPE_F16,
+     .to_float = f16_to_float_avx2,
+     .from_float = f16_from_float_avx2,
+     .vec_dot = f16_vec_dot_avx2,
+     .vec_dot4 = f16_vec_dot4_avx2},
+    {.type = NLLM_TYPE_BF16,
+     .to_float = bf16_to_float_avx2,
+     .vec_dot = bf16_vec_dot_avx2,
+     .vec_dot4 = bf16_vec_dot4_avx2},
+    {.type = NLLM_TYPE_Q8_0,
+     .to_float = q8_0_to_float_avx2,
+     .from_float = q8_0_from_float_avx2,
+     .vec_dot = q8_0_vec_dot_avx2,
+     .vec_dot4 = q8_0_vec_dot4_avx2,
+     .blas_min_tokens = 96},
+    {.type = NLLM_TYPE_Q4_0,
+     .to_float = q4_0_to_float_avx2,
+     .vec_dot = q4_0_vec_dot_avx2,
+     .vec_dot4 = q4_0_vec_dot4_avx2,
+     .blas_min_tokens = 128},
+    {.type = NLLM_TYPE_Q4_1,
+     .vec_dot = q4_1_vec_dot_avx2,
+     .vec_dot4 = q4_1_vec_dot4_avx2,
+     .blas_min_tokens = 128},
+    {.type = NLLM_TYPE_Q5_0,
+     .vec_dot = q5_0_vec_dot_avx2,
+     .vec_dot4 = q5_0_vec_dot4_avx2,
+     .blas_min_tokens = 64},
+    {.type = NLLM_TYPE_Q5_1,
+     .vec_dot = q5_1_vec_dot_avx2,
+     .vec_dot4 = q5_1_vec_dot4_avx2,
+     .blas_min_tokens = 40},
+    {.type = NLLM_TYPE_IQ4_NL,
+     .vec_dot = iq4_nl_vec_dot_avx2,
+     .vec_dot4 = iq4_nl_vec_dot4_avx2,
+     .blas_min_tokens = 80},
+    {.type = NLLM_TYPE_Q2_K, .vec_dot = q2_K_vec_dot_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q3_K,
+     .vec_dot = q3_K_vec_dot_avx2,
+     .vec_dot4 = q3_K_vec_dot4_avx2,
+     .blas_min_tokens = 256},
+    {.type = NLLM_TYPE_Q4_K,
+     .to_float = q4_K_to_float_avx2,
+     .vec_dot = q4_K_vec_dot_avx2,
+     .vec_dot4 = q4_K_vec_dot4_avx2,
+     .blas_min_tokens = 256},
+    {.type = NLLM_TYPE_Q5_K,
+     .to_float = q5_K_to_float_avx2,
+     .vec_dot = q5_K_vec_dot_avx2,
+     .vec_dot4 = q5_K_vec_dot4_avx2,
+     .blas_min_tokens = 64},
+    {.type = NLLM_TYPE_Q6_K,
+     .to_float = q6_K_to_float_avx2,
+     .vec_dot = q6_K_vec_dot_avx2,
+     .vec_dot4 = q6_K_vec_dot4_avx2,
+     .blas_min_tokens = 48},
+    {.type = NLLM_TYPE_Q8_K, .from_float = q8_K_from_float_avx2},
+    {.type = NLLM_TYPE_IQ4_XS, .vec_dot = iq4_xs_vec_dot_avx2, .blas_min_tokens = 96},
+};
+const nllm_kernel_set nllm_kernels_avx2 = {avx2_rows, sizeof avx2_rows / sizeof avx2_rows[0]};
+
+const nllm_cpu_ops nllm_cpu_ops_avx2 = {
+    .dot_f32 = nllm_dot_f32_avx2, .axpy_f32 = nllm_axpy_f32_avx2, .attn_span = nllm_attn_span_avx2};

@@ -3,7 +3,8 @@
  * the CPU has them, on top of the AVX2 row of each format.
  *
  * Why a tier above AVX2: at one thread the AVX2 kernels of the 4-bit formats are bound by
- * instructions, not by memory (a core reads ~39 GB/s, Q4_0's AVX2 kernel ~29 GB/s). One zmm
+ * instructions, not by memory (docs/performance.md: a core reads faster than Q4_0's AVX2 kernel
+ * consumes). One zmm
  * register holds four 32-value blocks; VBMI's two-register byte permute pulls the four blocks'
  * quants out of their 18- or 34-byte strides without per-block loads, and VNNI's dpbusd does
  * the byte products, their pair sums and the int32 sum in one instruction. That is about 4
@@ -187,26 +188,26 @@ static inline __attribute__((always_inline)) void dot4_32b(const int kind, int64
   }
 }
 
-void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32b(K_Q4_0, n, s, x, bx, y);
 }
-void iq4_nl_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void iq4_nl_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32b(K_IQ4_NL, n, s, x, bx, y);
 }
-void q4_1_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q4_1_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32b(K_Q4_1, n, s, x, bx, y);
 }
-void q5_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q5_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32b(K_Q5_0, n, s, x, bx, y);
 }
-void q5_1_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q5_1_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32b(K_Q5_1, n, s, x, bx, y);
 }
 
 /* Q8_0: four 34-byte blocks (136 bytes) come from three loads (bytes 0..63, 64..127, 72..135)
  * and two permutes, two blocks per register. dpbusd wants one unsigned operand: y + 128 (y is
  * in [-127, 127]) times x, less 128 * sum(x) from a second dpbusd. */
-void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+static void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx, *y0 = vy;
   const size_t xs = sizeof(block_q8_0);
   const __m512i idx_a = _mm512_loadu_si512(q8_0_qa), idx_b = _mm512_loadu_si512(q8_0_qb),
@@ -355,11 +356,11 @@ static inline __attribute__((always_inline)) void dot4_k45(int64_t n, float *s, 
   }
 }
 
-void q4_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q4_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k45(n, s, x, bx, y, sizeof(block_q4_K), offsetof(block_q4_K, scales),
            offsetof(block_q4_K, qs), -1);
 }
-void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k45(n, s, x, bx, y, sizeof(block_q5_K), offsetof(block_q5_K, scales),
            offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh));
 }
@@ -368,7 +369,7 @@ void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const v
  * and 64..127 in their high ones, qh's 32 bytes the top two bits of element l, l+32, l+64 and
  * l+96 at bits 0, 2, 4, 6; each 16 values have an int8 scale. Levels stay unsigned (0..63),
  * and the -32 comes off through 32 * sum(scale * bsum). */
-void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+static void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx;
   const block_q8_K *y = vy;
   const size_t xs = sizeof(block_q6_K);
@@ -435,7 +436,7 @@ void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const 
  * nibbles, one per 128-bit lane, so the y order is that of the 32-value kernel; levels go
  * through the table + 128 (unsigned for dpbusd) and 128 * sum(y) comes off per lane. The
  * scales are applied in float, per lane. */
-void iq4_xs_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+static void iq4_xs_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx;
   const block_q8_K *y = vy;
   const size_t xs = sizeof(block_iq4_xs);
@@ -589,10 +590,10 @@ static inline __attribute__((always_inline)) void dot4_k23(const int kind, int64
   }
 }
 
-void q2_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q2_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k23(K_Q2_K, n, s, x, bx, y);
 }
-void q3_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+static void q3_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k23(K_Q3_K, n, s, x, bx, y);
 }
 
@@ -611,3 +612,28 @@ void nllm_avx512_init(void) {
     q8_0_w[j] = (uint16_t)(j < 8 ? 0 : j < 16 ? 17 : j < 24 ? 32 + 2 : 32 + 19);
   }
 }
+
+/* The AVX-512 tier's rows, over the AVX2 ones. Q8_0's kernel serves the prompt tiles only: it
+ * wins where each weight row meets many tokens and loses in decode (see docs/performance.md).
+ * Crossovers: the four-row kernels stay ahead of dequantize + sgemm at every batch measured
+ * except Q8_0, Q5_0 and Q5_1. */
+static const nllm_qtype_kernels avx512_rows[] = {
+    {.type = NLLM_TYPE_Q8_0, .vec_dot4_tile = q8_0_vec_dot4_avx512, .blas_min_tokens = 256},
+    {.type = NLLM_TYPE_Q4_0, .vec_dot4 = q4_0_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q5_0, .vec_dot4 = q5_0_vec_dot4_avx512, .blas_min_tokens = 256},
+    {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 192},
+    {.type = NLLM_TYPE_IQ4_NL,
+     .vec_dot4 = iq4_nl_vec_dot4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q2_K, .vec_dot4 = q2_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q4_K, .vec_dot4 = q4_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q5_K, .vec_dot4 = q5_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q6_K, .vec_dot4 = q6_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_IQ4_XS,
+     .vec_dot4 = iq4_xs_vec_dot4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER},
+};
+const nllm_kernel_set nllm_kernels_avx512 = {avx512_rows,
+                                             sizeof avx512_rows / sizeof avx512_rows[0]};

@@ -150,14 +150,14 @@ static float fit_affine(int n, int nmax, const float *x, const float *w, uint8_t
 
 /* ---------------------------------------------------------------- Q8_K */
 
-void q8_K_to_float_ref(const void *vx, float *y, int64_t n) {
+static void q8_K_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q8_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++)
     for (int j = 0; j < QK_K; j++) y[b * QK_K + j] = x[b].d * (float)x[b].qs[j];
 }
 
 /* The signed extreme maps to -128 exactly; the other side is clipped at 127. */
-void q8_K_from_float_ref(const float *x, void *vy, int64_t n) {
+static void q8_K_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q8_K *y = vy;
   for (int64_t b = 0; b < n / QK_K; b++) {
     const float *xb = x + b * QK_K;
@@ -178,7 +178,7 @@ void q8_K_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void q8_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void q8_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q8_K *x = vx, *y = vy;
   float sum = 0;
   for (int64_t b = 0; b < n / QK_K; b++) {
@@ -194,7 +194,7 @@ void q8_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
  * 16-element sub-block is c*8 + g*2 + l/16, whose scales byte holds scale (low nibble) and
  * min (high nibble). value = d * scale * q - dmin * min. */
 
-void q2_K_to_float_ref(const void *vx, float *y, int64_t n) {
+static void q2_K_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q2_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++) {
     float d = q_h2f(x[b].d), dmin = q_h2f(x[b].dmin);
@@ -207,7 +207,7 @@ void q2_K_to_float_ref(const void *vx, float *y, int64_t n) {
   }
 }
 
-void q2_K_from_float_ref(const float *x, void *vy, int64_t n) {
+static void q2_K_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q2_K *y = vy;
   for (int64_t b = 0; b < n / QK_K; b++) {
     const float *xb = x + b * QK_K;
@@ -248,7 +248,7 @@ void q2_K_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void q2_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void q2_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q2_K *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
@@ -278,7 +278,7 @@ static inline int q3k_level(const block_q3_K *x, int j) {
   return q - ((x->hmask[l] >> (c * 4 + g)) & 1 ? 0 : 4);
 }
 
-void q3_K_to_float_ref(const void *vx, float *y, int64_t n) {
+static void q3_K_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q3_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++) {
     float d = q_h2f(x[b].d);
@@ -287,7 +287,7 @@ void q3_K_to_float_ref(const void *vx, float *y, int64_t n) {
   }
 }
 
-void q3_K_from_float_ref(const float *x, void *vy, int64_t n) {
+static void q3_K_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q3_K *y = vy;
   for (int64_t b = 0; b < n / QK_K; b++) {
     const float *xb = x + b * QK_K;
@@ -326,7 +326,7 @@ void q3_K_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void q3_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void q3_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q3_K *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
@@ -423,13 +423,13 @@ static void k45_quantize(const float *xb, int nmax, float rmin, int nstep, uint8
   }
 }
 
-void q4_K_to_float_ref(const void *vx, float *y, int64_t n) {
+static void q4_K_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q4_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++)
     k45_to_float(x[b].scales, x[b].qs, NULL, q_h2f(x[b].d), q_h2f(x[b].dmin), y + b * QK_K);
 }
 
-void q4_K_from_float_ref(const float *x, void *vy, int64_t n) {
+static void q4_K_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q4_K *y = vy;
   for (int64_t b = 0; b < n / QK_K; b++) {
     uint8_t L[QK_K];
@@ -453,7 +453,7 @@ static float k45_vec_dot(const uint8_t *scales, const uint8_t *qs, const uint8_t
   return y->d * (d * (float)isum - dmin * (float)msum);
 }
 
-void q4_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void q4_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q4_K *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
@@ -462,13 +462,13 @@ void q4_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-void q5_K_to_float_ref(const void *vx, float *y, int64_t n) {
+static void q5_K_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q5_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++)
     k45_to_float(x[b].scales, x[b].qs, x[b].qh, q_h2f(x[b].d), q_h2f(x[b].dmin), y + b * QK_K);
 }
 
-void q5_K_from_float_ref(const float *x, void *vy, int64_t n) {
+static void q5_K_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q5_K *y = vy;
   for (int64_t b = 0; b < n / QK_K; b++) {
     uint8_t L[QK_K];
@@ -483,7 +483,7 @@ void q5_K_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void q5_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void q5_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q5_K *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
@@ -504,7 +504,7 @@ static inline int q6k_level(const block_q6_K *x, int j) {
   return (lo | hi << 4) - 32;
 }
 
-void q6_K_to_float_ref(const void *vx, float *y, int64_t n) {
+static void q6_K_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q6_K *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++) {
     float d = q_h2f(x[b].d);
@@ -513,7 +513,7 @@ void q6_K_to_float_ref(const void *vx, float *y, int64_t n) {
   }
 }
 
-void q6_K_from_float_ref(const float *x, void *vy, int64_t n) {
+static void q6_K_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q6_K *y = vy;
   for (int64_t b = 0; b < n / QK_K; b++) {
     const float *xb = x + b * QK_K;
@@ -545,7 +545,7 @@ void q6_K_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void q6_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void q6_K_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q6_K *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
@@ -570,7 +570,7 @@ static inline int iq4xs_scale(const block_iq4_xs *x, int k) {
   return (lo | hi << 4) - 32;
 }
 
-void iq4_xs_to_float_ref(const void *vx, float *y, int64_t n) {
+static void iq4_xs_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_iq4_xs *x = vx;
   for (int64_t b = 0; b < n / QK_K; b++) {
     float d = q_h2f(x[b].d);
@@ -605,7 +605,7 @@ static float iq4_sub_scale(const float *x) {
   return best_d;
 }
 
-void iq4_xs_from_float_ref(const float *x, void *vy, int64_t n) {
+static void iq4_xs_from_float_ref(const float *x, void *vy, int64_t n) {
   block_iq4_xs *y = vy;
   for (int64_t b = 0; b < n / QK_K; b++) {
     const float *xb = x + b * QK_K;
@@ -632,7 +632,7 @@ void iq4_xs_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void iq4_xs_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void iq4_xs_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_iq4_xs *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
@@ -650,3 +650,43 @@ void iq4_xs_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   }
   *s = sum;
 }
+
+/* The scalar rows: every function of each type, and the type its activations take. */
+static const nllm_qtype_kernels kref_rows[] = {
+    {.type = NLLM_TYPE_Q2_K,
+     .vec_dot_type = NLLM_TYPE_Q8_K,
+     .to_float = q2_K_to_float_ref,
+     .from_float = q2_K_from_float_ref,
+     .vec_dot = q2_K_vec_dot_ref},
+    {.type = NLLM_TYPE_Q3_K,
+     .vec_dot_type = NLLM_TYPE_Q8_K,
+     .to_float = q3_K_to_float_ref,
+     .from_float = q3_K_from_float_ref,
+     .vec_dot = q3_K_vec_dot_ref},
+    {.type = NLLM_TYPE_Q4_K,
+     .vec_dot_type = NLLM_TYPE_Q8_K,
+     .to_float = q4_K_to_float_ref,
+     .from_float = q4_K_from_float_ref,
+     .vec_dot = q4_K_vec_dot_ref},
+    {.type = NLLM_TYPE_Q5_K,
+     .vec_dot_type = NLLM_TYPE_Q8_K,
+     .to_float = q5_K_to_float_ref,
+     .from_float = q5_K_from_float_ref,
+     .vec_dot = q5_K_vec_dot_ref},
+    {.type = NLLM_TYPE_Q6_K,
+     .vec_dot_type = NLLM_TYPE_Q8_K,
+     .to_float = q6_K_to_float_ref,
+     .from_float = q6_K_from_float_ref,
+     .vec_dot = q6_K_vec_dot_ref},
+    {.type = NLLM_TYPE_Q8_K,
+     .vec_dot_type = NLLM_TYPE_Q8_K,
+     .to_float = q8_K_to_float_ref,
+     .from_float = q8_K_from_float_ref,
+     .vec_dot = q8_K_vec_dot_ref},
+    {.type = NLLM_TYPE_IQ4_XS,
+     .vec_dot_type = NLLM_TYPE_Q8_K,
+     .to_float = iq4_xs_to_float_ref,
+     .from_float = iq4_xs_from_float_ref,
+     .vec_dot = iq4_xs_vec_dot_ref},
+};
+const nllm_kernel_set nllm_kernels_kref = {kref_rows, sizeof kref_rows / sizeof kref_rows[0]};

@@ -24,7 +24,7 @@ static inline int dot16_i(int8x16_t a, const int8_t *y) {
 
 /* ---------------------------------------------------------------- float formats */
 
-void f32_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void f32_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const float *x = vx, *y = vy;
   float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
@@ -46,14 +46,14 @@ static inline float32x4_t bf4(const uint16_t *p) {
   return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
 }
 
-void f16_to_float_neon(const void *vx, float *y, int64_t n) {
+static void f16_to_float_neon(const void *vx, float *y, int64_t n) {
   const uint16_t *x = vx;
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) vst1q_f32(y + i, h4(x + i));
   for (; i < n; i++) y[i] = q_h2f(x[i]);
 }
 
-void f16_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void f16_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const uint16_t *x = vx;
   const float *y = vy;
   float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
@@ -69,14 +69,14 @@ void f16_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-void bf16_to_float_neon(const void *vx, float *y, int64_t n) {
+static void bf16_to_float_neon(const void *vx, float *y, int64_t n) {
   const uint16_t *x = vx;
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) vst1q_f32(y + i, bf4(x + i));
   for (; i < n; i++) y[i] = q_bf2f(x[i]);
 }
 
-void bf16_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void bf16_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const uint16_t *x = vx;
   const float *y = vy;
   float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
@@ -92,7 +92,7 @@ void bf16_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---------------------------------------------------------------- 32-element formats */
 
-void q8_0_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void q8_0_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q8_0 *x = vx, *y = vy;
   float sum = 0;
   for (int64_t b = 0; b < n / QK; b++)
@@ -108,7 +108,7 @@ static inline void nibbles(const uint8_t *qs, uint8x16_t *lo, uint8x16_t *hi) {
   *hi = vshrq_n_u8(q, 4);
 }
 
-void q4_0_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void q4_0_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q4_0 *x = vx;
   const block_q8_0 *y = vy;
   float sum = 0;
@@ -123,7 +123,7 @@ void q4_0_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-void q4_1_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void q4_1_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q4_1 *x = vx;
   const block_q8_1 *y = vy;
   float sum = 0;
@@ -150,7 +150,7 @@ static inline void q5_levels(const uint8_t *qs, const uint8_t *qh, int8x16_t *a0
   *a1 = vreinterpretq_s8_u8(vorrq_u8(hi, qh_bits16(qh, 16)));
 }
 
-void q5_0_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void q5_0_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q5_0 *x = vx;
   const block_q8_0 *y = vy;
   float sum = 0;
@@ -164,7 +164,7 @@ void q5_0_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-void q5_1_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void q5_1_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q5_1 *x = vx;
   const block_q8_1 *y = vy;
   float sum = 0;
@@ -185,7 +185,7 @@ static inline void iq4_levels(const uint8_t *qs, int8x16_t *a0, int8x16_t *a1) {
   *a1 = vqtbl1q_s8(lut, hi);
 }
 
-void iq4_nl_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void iq4_nl_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_iq4_nl *x = vx;
   const block_q8_0 *y = vy;
   float sum = 0;
@@ -203,7 +203,7 @@ static inline int8x16_t u8s(uint8x16_t v) {
   return vreinterpretq_s8_u8(v);
 }
 
-void q4_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void q4_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q4_K *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
@@ -224,7 +224,7 @@ void q4_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-void q5_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void q5_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q5_K *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
@@ -251,7 +251,7 @@ void q5_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-void q6_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void q6_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q6_K *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
@@ -290,7 +290,7 @@ static inline uint8x16_t field2(uint8x16_t q, int g) {
   }
 }
 
-void q2_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void q2_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q2_K *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
@@ -309,7 +309,7 @@ void q2_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-void q3_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void q3_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q3_K *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
@@ -332,7 +332,7 @@ void q3_K_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-void iq4_xs_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
+static void iq4_xs_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
   const block_iq4_xs *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
@@ -457,9 +457,9 @@ static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_
   vst1q_f32(s, vaddq_f32(sums, accm));
 }
 
-#define DOT4_32(fmt, kind)                                                                 \
-  void fmt##_vec_dot4_neon(int64_t n, float *s, const void *x, size_t bx, const void *y) { \
-    dot4_32(kind, n, s, x, bx, y);                                                         \
+#define DOT4_32(fmt, kind)                                                                        \
+  static void fmt##_vec_dot4_neon(int64_t n, float *s, const void *x, size_t bx, const void *y) { \
+    dot4_32(kind, n, s, x, bx, y);                                                                \
   }
 DOT4_32(q8_0, D4_Q8_0)
 DOT4_32(q4_0, D4_Q4_0)
@@ -637,9 +637,9 @@ static inline __attribute__((always_inline)) void dot4_k(const int kind, int64_t
   vst1q_f32(s, vsubq_f32(sums, accm));
 }
 
-#define DOT4_K(fmt, kind)                                                                  \
-  void fmt##_vec_dot4_neon(int64_t n, float *s, const void *x, size_t bx, const void *y) { \
-    dot4_k(kind, n, s, x, bx, y);                                                          \
+#define DOT4_K(fmt, kind)                                                                         \
+  static void fmt##_vec_dot4_neon(int64_t n, float *s, const void *x, size_t bx, const void *y) { \
+    dot4_k(kind, n, s, x, bx, y);                                                                 \
   }
 DOT4_K(q2_K, D4_Q2_K)
 DOT4_K(q3_K, D4_Q3_K)
@@ -647,3 +647,23 @@ DOT4_K(q4_K, D4_Q4_K)
 DOT4_K(q5_K, D4_Q5_K)
 DOT4_K(q6_K, D4_Q6_K)
 DOT4_K(iq4_xs, D4_IQ4_XS)
+
+/* The NEON tier's rows. Its crossovers are the default: nothing was measured on aarch64 yet. */
+static const nllm_qtype_kernels neon_rows[] = {
+    {.type = NLLM_TYPE_F32, .vec_dot = f32_vec_dot_neon},
+    {.type = NLLM_TYPE_F16, .to_float = f16_to_float_neon, .vec_dot = f16_vec_dot_neon},
+    {.type = NLLM_TYPE_BF16, .to_float = bf16_to_float_neon, .vec_dot = bf16_vec_dot_neon},
+    {.type = NLLM_TYPE_Q8_0, .vec_dot = q8_0_vec_dot_neon, .vec_dot4 = q8_0_vec_dot4_neon},
+    {.type = NLLM_TYPE_Q4_0, .vec_dot = q4_0_vec_dot_neon, .vec_dot4 = q4_0_vec_dot4_neon},
+    {.type = NLLM_TYPE_Q4_1, .vec_dot = q4_1_vec_dot_neon, .vec_dot4 = q4_1_vec_dot4_neon},
+    {.type = NLLM_TYPE_Q5_0, .vec_dot = q5_0_vec_dot_neon, .vec_dot4 = q5_0_vec_dot4_neon},
+    {.type = NLLM_TYPE_Q5_1, .vec_dot = q5_1_vec_dot_neon, .vec_dot4 = q5_1_vec_dot4_neon},
+    {.type = NLLM_TYPE_IQ4_NL, .vec_dot = iq4_nl_vec_dot_neon, .vec_dot4 = iq4_nl_vec_dot4_neon},
+    {.type = NLLM_TYPE_Q2_K, .vec_dot = q2_K_vec_dot_neon, .vec_dot4 = q2_K_vec_dot4_neon},
+    {.type = NLLM_TYPE_Q3_K, .vec_dot = q3_K_vec_dot_neon, .vec_dot4 = q3_K_vec_dot4_neon},
+    {.type = NLLM_TYPE_Q4_K, .vec_dot = q4_K_vec_dot_neon, .vec_dot4 = q4_K_vec_dot4_neon},
+    {.type = NLLM_TYPE_Q5_K, .vec_dot = q5_K_vec_dot_neon, .vec_dot4 = q5_K_vec_dot4_neon},
+    {.type = NLLM_TYPE_Q6_K, .vec_dot = q6_K_vec_dot_neon, .vec_dot4 = q6_K_vec_dot4_neon},
+    {.type = NLLM_TYPE_IQ4_XS, .vec_dot = iq4_xs_vec_dot_neon, .vec_dot4 = iq4_xs_vec_dot4_neon},
+};
+const nllm_kernel_set nllm_kernels_neon = {neon_rows, sizeof neon_rows / sizeof neon_rows[0]};

@@ -6,30 +6,30 @@
 
 /* ---------------------------------------------------------------- F32 / F16 / BF16 */
 
-void f32_to_float_ref(const void *x, float *y, int64_t n) {
+static void f32_to_float_ref(const void *x, float *y, int64_t n) {
   memcpy(y, x, (size_t)n * 4);
 }
-void f32_from_float_ref(const float *x, void *y, int64_t n) {
+static void f32_from_float_ref(const float *x, void *y, int64_t n) {
   memcpy(y, x, (size_t)n * 4);
 }
-void f32_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void f32_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const float *x = vx, *y = vy;
   float sum = 0;
   for (int64_t i = 0; i < n; i++) sum += x[i] * y[i];
   *s = sum;
 }
 
-void f16_to_float_ref(const void *vx, float *y, int64_t n) {
+static void f16_to_float_ref(const void *vx, float *y, int64_t n) {
   const uint16_t *x = vx;
   for (int64_t i = 0; i < n; i++) y[i] = q_h2f(x[i]);
 }
-void f16_from_float_ref(const float *x, void *vy, int64_t n) {
+static void f16_from_float_ref(const float *x, void *vy, int64_t n) {
   uint16_t *y = vy;
   for (int64_t i = 0; i < n; i++) y[i] = q_f2h(x[i]);
 }
 /* Float weights dot float activations: the activation is already in cache during decode, so
  * converting it to half would save nothing and cost precision. */
-void f16_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void f16_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const uint16_t *x = vx;
   const float *y = vy;
   float sum = 0;
@@ -37,15 +37,15 @@ void f16_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-void bf16_to_float_ref(const void *vx, float *y, int64_t n) {
+static void bf16_to_float_ref(const void *vx, float *y, int64_t n) {
   const uint16_t *x = vx;
   for (int64_t i = 0; i < n; i++) y[i] = q_bf2f(x[i]);
 }
-void bf16_from_float_ref(const float *x, void *vy, int64_t n) {
+static void bf16_from_float_ref(const float *x, void *vy, int64_t n) {
   uint16_t *y = vy;
   for (int64_t i = 0; i < n; i++) y[i] = nllm_fp32_to_bf16(x[i]);
 }
-void bf16_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void bf16_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const uint16_t *x = vx;
   const float *y = vy;
   float sum = 0;
@@ -55,7 +55,7 @@ void bf16_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---------------------------------------------------------------- Q8_0 */
 
-void q8_0_to_float_ref(const void *vx, float *y, int64_t n) {
+static void q8_0_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q8_0 *x = vx;
   for (int64_t b = 0; b < n / QK; b++) {
     float d = q_h2f(x[b].d);
@@ -71,7 +71,7 @@ static inline int8_t round_i8(float v) {
 }
 
 /* d = amax/127 so the largest magnitude maps to +-127; rounding half away from zero. */
-void q8_0_from_float_ref(const float *x, void *vy, int64_t n) {
+static void q8_0_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q8_0 *y = vy;
   for (int64_t b = 0; b < n / QK; b++) {
     const float *xb = x + b * QK;
@@ -83,7 +83,7 @@ void q8_0_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void q8_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void q8_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q8_0 *x = vx, *y = vy;
   float sum = 0;
   for (int64_t b = 0; b < n / QK; b++) {
@@ -96,7 +96,7 @@ void q8_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---------------------------------------------------------------- Q4_0 */
 
-void q4_0_to_float_ref(const void *vx, float *y, int64_t n) {
+static void q4_0_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q4_0 *x = vx;
   for (int64_t b = 0; b < n / QK; b++) {
     float d = q_h2f(x[b].d);
@@ -108,7 +108,7 @@ void q4_0_to_float_ref(const void *vx, float *y, int64_t n) {
 }
 
 /* The signed extreme maps to -8 exactly (the side with one more level), so d keeps its sign. */
-void q4_0_from_float_ref(const float *x, void *vy, int64_t n) {
+static void q4_0_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q4_0 *y = vy;
   for (int64_t b = 0; b < n / QK; b++) {
     const float *xb = x + b * QK;
@@ -130,7 +130,7 @@ void q4_0_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void q4_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void q4_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q4_0 *x = vx;
   const block_q8_0 *y = vy;
   float sum = 0;
@@ -147,7 +147,7 @@ void q4_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---------------------------------------------------------------- Q4_1 / Q5_0 / Q5_1 / Q8_1 */
 
-void q4_1_to_float_ref(const void *vx, float *y, int64_t n) {
+static void q4_1_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q4_1 *x = vx;
   for (int64_t b = 0; b < n / QK; b++) {
     float d = q_h2f(x[b].d), m = q_h2f(x[b].m);
@@ -168,7 +168,7 @@ static void minmax(const float *x, int n, float *mn, float *mx) {
   }
 }
 
-void q4_1_from_float_ref(const float *x, void *vy, int64_t n) {
+static void q4_1_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q4_1 *y = vy;
   for (int64_t b = 0; b < n / QK; b++) {
     const float *xb = x + b * QK;
@@ -185,7 +185,7 @@ void q4_1_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void q4_1_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void q4_1_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q4_1 *x = vx;
   const block_q8_1 *y = vy;
   float sum = 0;
@@ -211,7 +211,7 @@ static inline int q5_level(const uint8_t *qs, uint32_t qh, int j) {
   return lo | (int)((qh >> j) & 1) << 4;
 }
 
-void q5_0_to_float_ref(const void *vx, float *y, int64_t n) {
+static void q5_0_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q5_0 *x = vx;
   for (int64_t b = 0; b < n / QK; b++) {
     float d = q_h2f(x[b].d);
@@ -220,7 +220,7 @@ void q5_0_to_float_ref(const void *vx, float *y, int64_t n) {
   }
 }
 
-void q5_0_from_float_ref(const float *x, void *vy, int64_t n) {
+static void q5_0_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q5_0 *y = vy;
   for (int64_t b = 0; b < n / QK; b++) {
     const float *xb = x + b * QK;
@@ -238,7 +238,7 @@ void q5_0_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void q5_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void q5_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q5_0 *x = vx;
   const block_q8_0 *y = vy;
   float sum = 0;
@@ -251,7 +251,7 @@ void q5_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-void q5_1_to_float_ref(const void *vx, float *y, int64_t n) {
+static void q5_1_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q5_1 *x = vx;
   for (int64_t b = 0; b < n / QK; b++) {
     float d = q_h2f(x[b].d), m = q_h2f(x[b].m);
@@ -260,7 +260,7 @@ void q5_1_to_float_ref(const void *vx, float *y, int64_t n) {
   }
 }
 
-void q5_1_from_float_ref(const float *x, void *vy, int64_t n) {
+static void q5_1_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q5_1 *y = vy;
   for (int64_t b = 0; b < n / QK; b++) {
     const float *xb = x + b * QK;
@@ -280,7 +280,7 @@ void q5_1_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void q5_1_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void q5_1_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q5_1 *x = vx;
   const block_q8_1 *y = vy;
   float sum = 0;
@@ -293,7 +293,7 @@ void q5_1_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   *s = sum;
 }
 
-void q8_1_to_float_ref(const void *vx, float *y, int64_t n) {
+static void q8_1_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_q8_1 *x = vx;
   for (int64_t b = 0; b < n / QK; b++) {
     float d = q_h2f(x[b].d);
@@ -301,7 +301,7 @@ void q8_1_to_float_ref(const void *vx, float *y, int64_t n) {
   }
 }
 
-void q8_1_from_float_ref(const float *x, void *vy, int64_t n) {
+static void q8_1_from_float_ref(const float *x, void *vy, int64_t n) {
   block_q8_1 *y = vy;
   for (int64_t b = 0; b < n / QK; b++) {
     const float *xb = x + b * QK;
@@ -320,7 +320,7 @@ void q8_1_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void q8_1_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void q8_1_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q8_1 *x = vx, *y = vy;
   float sum = 0;
   for (int64_t b = 0; b < n / QK; b++) {
@@ -336,7 +336,7 @@ void q8_1_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
 const int8_t nllm_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                       1,    13,   25,  38,  53,  69,  89,  113};
 
-void iq4_nl_to_float_ref(const void *vx, float *y, int64_t n) {
+static void iq4_nl_to_float_ref(const void *vx, float *y, int64_t n) {
   const block_iq4_nl *x = vx;
   for (int64_t b = 0; b < n / QK; b++) {
     float d = q_h2f(x[b].d);
@@ -377,7 +377,7 @@ static float iq4_block_scale(const float *x, uint8_t *q, int n) {
   return best_d;
 }
 
-void iq4_nl_from_float_ref(const float *x, void *vy, int64_t n) {
+static void iq4_nl_from_float_ref(const float *x, void *vy, int64_t n) {
   block_iq4_nl *y = vy;
   for (int64_t b = 0; b < n / QK; b++) {
     uint8_t q[QK];
@@ -390,7 +390,7 @@ void iq4_nl_from_float_ref(const float *x, void *vy, int64_t n) {
   }
 }
 
-void iq4_nl_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
+static void iq4_nl_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   const block_iq4_nl *x = vx;
   const block_q8_0 *y = vy;
   float sum = 0;
@@ -403,3 +403,58 @@ void iq4_nl_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
   }
   *s = sum;
 }
+
+/* The scalar rows: every function of each type, and the type its activations take. */
+static const nllm_qtype_kernels ref_rows[] = {
+    {.type = NLLM_TYPE_F32,
+     .vec_dot_type = NLLM_TYPE_F32,
+     .to_float = f32_to_float_ref,
+     .from_float = f32_from_float_ref,
+     .vec_dot = f32_vec_dot_ref},
+    {.type = NLLM_TYPE_F16,
+     .vec_dot_type = NLLM_TYPE_F32,
+     .to_float = f16_to_float_ref,
+     .from_float = f16_from_float_ref,
+     .vec_dot = f16_vec_dot_ref},
+    {.type = NLLM_TYPE_BF16,
+     .vec_dot_type = NLLM_TYPE_F32,
+     .to_float = bf16_to_float_ref,
+     .from_float = bf16_from_float_ref,
+     .vec_dot = bf16_vec_dot_ref},
+    {.type = NLLM_TYPE_Q8_0,
+     .vec_dot_type = NLLM_TYPE_Q8_0,
+     .to_float = q8_0_to_float_ref,
+     .from_float = q8_0_from_float_ref,
+     .vec_dot = q8_0_vec_dot_ref},
+    {.type = NLLM_TYPE_Q4_0,
+     .vec_dot_type = NLLM_TYPE_Q8_0,
+     .to_float = q4_0_to_float_ref,
+     .from_float = q4_0_from_float_ref,
+     .vec_dot = q4_0_vec_dot_ref},
+    {.type = NLLM_TYPE_Q4_1,
+     .vec_dot_type = NLLM_TYPE_Q8_1,
+     .to_float = q4_1_to_float_ref,
+     .from_float = q4_1_from_float_ref,
+     .vec_dot = q4_1_vec_dot_ref},
+    {.type = NLLM_TYPE_Q5_0,
+     .vec_dot_type = NLLM_TYPE_Q8_0,
+     .to_float = q5_0_to_float_ref,
+     .from_float = q5_0_from_float_ref,
+     .vec_dot = q5_0_vec_dot_ref},
+    {.type = NLLM_TYPE_Q5_1,
+     .vec_dot_type = NLLM_TYPE_Q8_1,
+     .to_float = q5_1_to_float_ref,
+     .from_float = q5_1_from_float_ref,
+     .vec_dot = q5_1_vec_dot_ref},
+    {.type = NLLM_TYPE_Q8_1,
+     .vec_dot_type = NLLM_TYPE_Q8_1,
+     .to_float = q8_1_to_float_ref,
+     .from_float = q8_1_from_float_ref,
+     .vec_dot = q8_1_vec_dot_ref},
+    {.type = NLLM_TYPE_IQ4_NL,
+     .vec_dot_type = NLLM_TYPE_Q8_0,
+     .to_float = iq4_nl_to_float_ref,
+     .from_float = iq4_nl_from_float_ref,
+     .vec_dot = iq4_nl_vec_dot_ref},
+};
+const nllm_kernel_set nllm_kernels_ref = {ref_rows, sizeof ref_rows / sizeof ref_rows[0]};

@@ -258,15 +258,7 @@ nllm_status cuda_scratch_ensure(nllm_cuda *cu, void **buf, size_t *cap, size_t n
 /* ---------------------------------------------------------------- weights */
 
 int nllm_cuda_type_native(int32_t type) {
-  switch (type) {
-    case NLLM_TYPE_F16:
-    case NLLM_TYPE_Q8_0:
-    case NLLM_TYPE_Q4_0:
-    case NLLM_TYPE_Q4_K:
-    case NLLM_TYPE_Q5_K:
-    case NLLM_TYPE_Q6_K: return 1;
-    default: return 0;
-  }
+  return nllm_cuda_native_types::visit(type, [](auto) {});
 }
 
 size_t nllm_cuda_weight_bytes(int32_t type, int64_t rows, int64_t cols) {

@@ -9,6 +9,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <type_traits>
+
 extern "C" {
 #include "core/core.h"
 }
@@ -154,16 +156,33 @@ NLLM_HD void dequant8(const uint8_t *row, int64_t e0, float v[8]) {
   }
 }
 
-/* Expands a runtime device-side type into a template argument; `fail` runs for others. */
-#define NLLM_CUDA_TYPE_SWITCH(type, T, body, fail)          \
-  switch (type) {                                           \
-    case NLLM_TYPE_F16: { constexpr int T = NLLM_TYPE_F16; body; } break;   \
-    case NLLM_TYPE_Q8_0: { constexpr int T = NLLM_TYPE_Q8_0; body; } break; \
-    case NLLM_TYPE_Q4_0: { constexpr int T = NLLM_TYPE_Q4_0; body; } break; \
-    case NLLM_TYPE_Q4_K: { constexpr int T = NLLM_TYPE_Q4_K; body; } break; \
-    case NLLM_TYPE_Q5_K: { constexpr int T = NLLM_TYPE_Q5_K; body; } break; \
-    case NLLM_TYPE_Q6_K: { constexpr int T = NLLM_TYPE_Q6_K; body; } break; \
-    default: fail;                                          \
+/* The weight types the CUDA kernels read as they are stored (every other type is dequantized
+ * to F16 on upload): the one list that nllm_cuda_type_native, the dequantize / get_rows kernels
+ * and the matrix-vector kernels expand. */
+template <int... Types>
+struct nllm_cuda_type_list {
+  /* Calls f(std::integral_constant<int, T>) with the T equal to type; false if none is. */
+  template <typename F>
+  static bool visit(int32_t type, F &&f) {
+    return ((type == Types ? (f(std::integral_constant<int, Types>{}), true) : false) || ...);
+  }
+  /* Calls f(std::integral_constant<int, T>) for each T. */
+  template <typename F>
+  static void each(F &&f) {
+    (f(std::integral_constant<int, Types>{}), ...);
+  }
+};
+using nllm_cuda_native_types = nllm_cuda_type_list<NLLM_TYPE_F16, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_0,
+                                                   NLLM_TYPE_Q4_K, NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K>;
+
+/* Expands a runtime device-side type into the template argument T of body; `fail` runs for a
+ * type that is not native. */
+#define NLLM_CUDA_TYPE_SWITCH(type, T, body, fail)                  \
+  if (!nllm_cuda_native_types::visit(type, [&](auto native_type_) { \
+        constexpr int T = decltype(native_type_)::value;            \
+        body;                                                       \
+      })) {                                                         \
+    fail;                                                           \
   }
 
 int64_t cuda_gemm_tile_rows(int64_t rows, int64_t cols);

@@ -315,14 +315,11 @@ static nllm_status matvec(nllm_cuda *cu, float *y, const nllm_cuda_weight *w, co
   CU_LAUNCHED("quantize_act_kernel");
   const uint8_t *wd = (const uint8_t *)w->data;
   nllm_status st2 = NLLM_OK;
-  switch (w->type) {
-    case NLLM_TYPE_Q8_0: st2 = launch_mmv_q<NLLM_TYPE_Q8_0>(cu, wd, w, y, n_tok, grid); break;
-    case NLLM_TYPE_Q4_0: st2 = launch_mmv_q<NLLM_TYPE_Q4_0>(cu, wd, w, y, n_tok, grid); break;
-    case NLLM_TYPE_Q4_K: st2 = launch_mmv_q<NLLM_TYPE_Q4_K>(cu, wd, w, y, n_tok, grid); break;
-    case NLLM_TYPE_Q5_K: st2 = launch_mmv_q<NLLM_TYPE_Q5_K>(cu, wd, w, y, n_tok, grid); break;
-    case NLLM_TYPE_Q6_K: st2 = launch_mmv_q<NLLM_TYPE_Q6_K>(cu, wd, w, y, n_tok, grid); break;
-    default: return nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA matmul: device type %d", w->type);
-  }
+  /* F16 took the float kernel above: every other native type has integer units */
+  NLLM_CUDA_TYPE_SWITCH(
+      w->type, T,
+      if constexpr (T != NLLM_TYPE_F16) st2 = launch_mmv_q<T>(cu, wd, w, y, n_tok, grid),
+      return nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA matmul: device type %d", w->type));
   return st2;
 }
 

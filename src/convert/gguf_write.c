@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "ggml_types.h"
+#include "formats/ggml_types.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32
 /* Must match the reader's limit, or we could write files we refuse to read. */

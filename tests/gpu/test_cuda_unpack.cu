@@ -99,12 +99,8 @@ static void check_type(int64_t cols) {
 int main(void) {
   static const int64_t cols[] = {256, 768, 4096};
   for (int i = 0; i < 3; i++) {
-    check_type<NLLM_TYPE_Q4_0>(cols[i]);
-    check_type<NLLM_TYPE_Q8_0>(cols[i]);
-    check_type<NLLM_TYPE_Q4_K>(cols[i]);
-    check_type<NLLM_TYPE_Q5_K>(cols[i]);
-    check_type<NLLM_TYPE_Q6_K>(cols[i]);
-    check_type<NLLM_TYPE_F16>(cols[i]);
+    const int64_t n = cols[i];
+    nllm_cuda_native_types::each([n](auto t) { check_type<decltype(t)::value>(n); });
   }
   printf("%d passed, %d failed\n", n_pass, n_fail);
   return n_fail ? 1 : 0;
