@@ -57,11 +57,11 @@ NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *
                     "with make CUDA=1)",
                     p.n_gpu_layers);
 #endif
-  return nllm_model_open(path, &p, out);
+  return nllm_mdl_load(path, &p, out);
 }
 
 NLLM_API void nllm_model_free(nllm_model *m) {
-  nllm_model_close(m);
+  nllm_mdl_free(m);
 }
 
 NLLM_API const char *nllm_model_arch(const nllm_model *m) {
@@ -325,33 +325,33 @@ NLLM_API nllm_status nllm_sampler_create(const nllm_model *m, const nllm_sampler
   nllm_sampler_params_init(&p);
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_sampler_params");
   if (st) return st;
-  return nllm_sampler_new(m, &p, out);
+  return nllm_smp_create(m, &p, out);
 }
 
 NLLM_API void nllm_sampler_free(nllm_sampler *s) {
-  nllm_sampler_delete(s);
+  nllm_smp_free(s);
 }
 
 NLLM_API void nllm_sampler_reset(nllm_sampler *s, uint64_t seed) {
-  if (s) nllm_sampler_restart(s, seed);
+  if (s) nllm_smp_reset(s, seed);
 }
 
 NLLM_API nllm_status nllm_sampler_sample(nllm_sampler *s, nllm_context *ctx, nllm_token *out) {
   CHECK_ARG(s && ctx && out, "nllm_sampler_sample: NULL argument");
   const float *l = nllm_get_logits(ctx);
   CHECK_ARG(l, "nllm_sampler_sample: the context has no logits (decode something first)");
-  nllm_sampler_bind_seed(s, ctx);
-  return nllm_sampler_pick(s, l, ctx->model->hp.n_vocab, out);
+  nllm_smp_bind_seed(s, ctx);
+  return nllm_smp_sample(s, l, ctx->model->hp.n_vocab, out);
 }
 
 NLLM_API nllm_status nllm_sampler_sample_logits(nllm_sampler *s, const float *logits,
                                                 int32_t n_vocab, nllm_token *out) {
   CHECK_ARG(s && logits && out, "nllm_sampler_sample_logits: NULL argument");
-  return nllm_sampler_pick(s, logits, n_vocab, out);
+  return nllm_smp_sample(s, logits, n_vocab, out);
 }
 
 NLLM_API void nllm_sampler_accept(nllm_sampler *s, nllm_token t) {
-  if (s) nllm_sampler_push(s, t);
+  if (s) nllm_smp_accept(s, t);
 }
 
 /* ---------------------------------------------------------------- generation */
@@ -378,7 +378,7 @@ NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *s, const cha
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_generate_params");
   if (st) return st;
   size_t len = prompt_len < 0 ? strlen(prompt) : (size_t)prompt_len;
-  nllm_sampler_bind_seed(s, ctx);
+  nllm_smp_bind_seed(s, ctx);
   return nllm_run_generate(ctx, s, prompt ? prompt : "", len, &p, n_generated);
 }
 
@@ -395,6 +395,6 @@ NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *s,
   nllm_generate_params_init(&p);
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_generate_params");
   if (st) return st;
-  nllm_sampler_bind_seed(s, ctx);
+  nllm_smp_bind_seed(s, ctx);
   return nllm_run_generate_tokens(ctx, s, prompt, n_prompt, &p, n_generated);
 }

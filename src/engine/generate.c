@@ -36,7 +36,7 @@ nllm_status nllm_run_generate_tokens(nllm_context *ctx, nllm_sampler *s, const n
                     p->max_tokens);
   if (n_prompt == 0 && ctx->n_logits == 0)
     return nllm_err(NLLM_ERR_INVALID_ARG, "generate: empty prompt and nothing decoded yet");
-  for (int32_t i = 0; i < n_prompt; i++) nllm_sampler_push(s, ids[i]);
+  for (int32_t i = 0; i < n_prompt; i++) nllm_smp_accept(s, ids[i]);
   if (n_prompt && (st = nllm_ctx_decode(ctx, ids, n_prompt))) return st;
 
   /* Pieces reach the callback only as complete UTF-8 (see nllm_detok_stream). The first
@@ -48,8 +48,8 @@ nllm_status nllm_run_generate_tokens(nllm_context *ctx, nllm_sampler *s, const n
   for (int32_t i = 0; i < p->max_tokens; i++) {
     const float *logits = ctx->logits + (size_t)(ctx->n_logits - 1) * m->hp.n_vocab;
     nllm_token tok;
-    if ((st = nllm_sampler_pick(s, logits, m->hp.n_vocab, &tok))) return st;
-    nllm_sampler_push(s, tok);
+    if ((st = nllm_smp_sample(s, logits, m->hp.n_vocab, &tok))) return st;
+    nllm_smp_accept(s, tok);
     if (p->stop_at_eog && nllm_model_is_eog(m, tok)) break;
     if (n_generated) (*n_generated)++;
     int32_t n_piece = 0;
