@@ -391,6 +391,39 @@ NLLM_API double nllm_read_bandwidth_gbs(uint64_t bytes, int32_t n_threads, int32
  * multiple of its block size. */
 NLLM_API uint64_t nllm_type_row_size(int32_t type, int64_t n);
 
+/* ---------------------------------------------------------------- GGUF writer */
+
+/* Builds a GGUF v3 file other engines load: metadata keys, then tensors, all written by
+ * nllm_gguf_write. Keys keep the order of their first set; setting a key again replaces its
+ * value. Values are copied; tensor data is only referenced and must stay valid until
+ * nllm_gguf_write. The file is written under a temporary name and renamed: it appears complete
+ * or not at all. One writer is used by one thread at a time. */
+typedef struct nllm_gguf_writer nllm_gguf_writer;
+
+NLLM_API nllm_status nllm_gguf_writer_create(nllm_gguf_writer **out);
+NLLM_API void nllm_gguf_writer_free(nllm_gguf_writer *writer);
+NLLM_API nllm_status nllm_gguf_set_str(nllm_gguf_writer *writer, const char *key,
+                                       const char *value);
+NLLM_API nllm_status nllm_gguf_set_u32(nllm_gguf_writer *writer, const char *key, uint32_t value);
+NLLM_API nllm_status nllm_gguf_set_f32(nllm_gguf_writer *writer, const char *key, float value);
+NLLM_API nllm_status nllm_gguf_set_bool(nllm_gguf_writer *writer, const char *key, int32_t value);
+NLLM_API nllm_status nllm_gguf_set_str_array(nllm_gguf_writer *writer, const char *key,
+                                             const char *const *values, uint64_t n);
+NLLM_API nllm_status nllm_gguf_set_f32_array(nllm_gguf_writer *writer, const char *key,
+                                             const float *values, uint64_t n);
+NLLM_API nllm_status nllm_gguf_set_i32_array(nllm_gguf_writer *writer, const char *key,
+                                             const int32_t *values, uint64_t n);
+/* A tensor of n_dims (1..4) sizes ne, ne[0] the contiguous row, in a weight type; nbytes must
+ * be the size of that shape in that type (rows of nllm_type_row_size). */
+NLLM_API nllm_status nllm_gguf_add_tensor(nllm_gguf_writer *writer, const char *name, int32_t type,
+                                          int32_t n_dims, const int64_t *ne, const void *data,
+                                          uint64_t nbytes);
+NLLM_API nllm_status nllm_gguf_write(nllm_gguf_writer *writer, const char *path);
+/* Quantizes n floats into one row of `type` (nllm_type_row_size(type, n) bytes at dst) with
+ * the reference quantizer, as conversion does. NLLM_ERR_UNSUPPORTED for a type this build
+ * cannot quantize to, NLLM_ERR_INVALID_ARG if n is not a multiple of its block. */
+NLLM_API nllm_status nllm_quantize_row(int32_t type, const float *src, void *dst, int64_t n);
+
 #ifdef __cplusplus
 }
 #endif

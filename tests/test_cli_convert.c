@@ -88,6 +88,24 @@ START_TEST(type_names_same_parser_everywhere) {
 }
 END_TEST
 
+/* nllm gen-model on the public GGUF writer: the model it writes runs; --type takes any case. */
+START_TEST(gen_model_tiny_runs) {
+  char cmd[2048], *out, *err;
+  snprintf(cmd, sizeof cmd, "%s gen-model -o %s --shape tiny --type q8_0", nllm_bin, out_file);
+  ck_assert_msg(run(cmd, NULL, &err) == 0, "%s", err);
+  free(err);
+  snprintf(cmd, sizeof cmd, "%s run -m %s -p hi -n 3 --temp 0", nllm_bin, out_file);
+  ck_assert_int_eq(run(cmd, &out, NULL), 0);
+  ck_assert_int_gt((int)strlen(out), 2);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s gen-model -o %s --shape tiny --type q9", nllm_bin, out_file);
+  ck_assert_int_eq(run(cmd, NULL, &err), 1);
+  ck_assert_msg(strstr(err, "Q4_K_M") && strstr(err, "Q8_0"), "%s", err);
+  free(err);
+  remove(out_file);
+}
+END_TEST
+
 int main(void) {
   cli_setup();
   setup_out();
@@ -97,6 +115,7 @@ int main(void) {
   tcase_add_test(tc, quantize_bad_destination_fails_first);
   tcase_add_test(tc, quantize_progress_plain_lines_and_summary);
   tcase_add_test(tc, type_names_same_parser_everywhere);
+  tcase_add_test(tc, gen_model_tiny_runs);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

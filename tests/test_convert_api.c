@@ -165,6 +165,59 @@ START_TEST(destination_checked_first) {
 }
 END_TEST
 
+/* The public GGUF writer: keys and tensors written, read back through the library. */
+START_TEST(gguf_writer_round_trip) {
+  nllm_gguf_writer *w = NULL;
+  ck_assert_int_eq(nllm_gguf_writer_create(&w), NLLM_OK);
+  float row[64];
+  for (int i = 0; i < 64; i++) row[i] = (float)i / 64.0f - 0.5f;
+  uint8_t q[68];
+  ck_assert_uint_eq(nllm_type_row_size(NLLM_TYPE_Q8_0, 64), sizeof q);
+  ck_assert_int_eq(nllm_quantize_row(NLLM_TYPE_Q8_0, row, q, 64), NLLM_OK);
+  ck_assert_int_eq(nllm_quantize_row(NLLM_TYPE_Q8_0, row, q, 63), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_quantize_row(99, row, q, 64), NLLM_ERR_UNSUPPORTED);
+  ck_assert_int_eq(nllm_quantize_row(NLLM_TYPE_Q8_0, NULL, q, 64), NLLM_ERR_INVALID_ARG);
+  const char *toks[] = {"a", "b"};
+  float scores[] = {0, -1};
+  int32_t types[] = {1, 1};
+  ck_assert_int_eq(nllm_gguf_set_str(w, "general.architecture", "llama"), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_u32(w, "llama.block_count", 7), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_u32(w, "llama.block_count", 2), NLLM_OK); /* replaces */
+  ck_assert_int_eq(nllm_gguf_set_f32(w, "llama.rope.freq_base", 10000.0f), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", 1), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_str(w, "tokenizer.ggml.model", "llama"), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_str_array(w, "tokenizer.ggml.tokens", toks, 2), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_f32_array(w, "tokenizer.ggml.scores", scores, 2), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_i32_array(w, "tokenizer.ggml.token_type", types, 2), NLLM_OK);
+  int64_t ne[1] = {64};
+  ck_assert_int_eq(nllm_gguf_add_tensor(w, "t.weight", NLLM_TYPE_Q8_0, 1, ne, q, sizeof q),
+                   NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_add_tensor(w, "bad", NLLM_TYPE_Q8_0, 1, ne, q, 3),
+                   NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_gguf_set_str(NULL, "k", "v"), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_gguf_set_str(w, NULL, "v"), NLLM_ERR_INVALID_ARG);
+  char out[256];
+  out_path(out, sizeof out, "writer");
+  ck_assert_int_eq(nllm_gguf_write(w, "/nonexistent-dir/x.gguf"), NLLM_ERR_IO);
+  ck_assert_msg(strstr(nllm_last_error(), "/nonexistent-dir/x.gguf"), "%s", nllm_last_error());
+  ck_assert_int_eq(nllm_gguf_write(w, out), NLLM_OK);
+  nllm_gguf_writer_free(w);
+  nllm_gguf_writer_free(NULL);
+  /* read back: the tokenizer-only load sees the keys (no weights are needed for it) */
+  nllm_model_params p;
+  nllm_model_params_init(&p);
+  p.vocab_only = 1;
+  nllm_model *m = NULL;
+  ck_assert_msg(nllm_model_load(out, &p, &m) == NLLM_OK, "%s", nllm_last_error());
+  int64_t v = 0;
+  ck_assert_int_eq(nllm_model_meta_int(m, "llama.block_count", &v), NLLM_OK);
+  ck_assert_int_eq(v, 2);
+  ck_assert_int_eq(nllm_model_n_vocab(m), 2);
+  nllm_model_free(m);
+  remove(out);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("convert_api");
   TCase *tc = tcase_create("convert_api");
@@ -174,6 +227,7 @@ int main(void) {
   tcase_add_test(tc, quantize_with_progress_and_stats);
   tcase_add_test(tc, cancel_and_bad_arguments);
   tcase_add_test(tc, destination_checked_first);
+  tcase_add_test(tc, gguf_writer_round_trip);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

@@ -104,6 +104,13 @@ model_p = POINTER(nllm_model)
 context_p = POINTER(nllm_context)
 sampler_p = POINTER(nllm_sampler)
 
+
+class nllm_gguf_writer(Structure):
+    """Opaque: only ever handled through a pointer."""
+
+
+gguf_writer_p = POINTER(nllm_gguf_writer)
+
 # ---------------------------------------------------------------- callbacks
 
 nllm_log_fn = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
@@ -355,6 +362,25 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_default_n_threads": (c_int32, []),
     "nllm_read_bandwidth_gbs": (c_double, [c_uint64, c_int32, c_int32]),
     "nllm_type_row_size": (c_uint64, [c_int32, c_int64]),
+    # GGUF writer
+    "nllm_gguf_writer_create": (nllm_status, [POINTER(gguf_writer_p)]),
+    "nllm_gguf_writer_free": (None, [gguf_writer_p]),
+    "nllm_gguf_set_str": (nllm_status, [gguf_writer_p, c_char_p, c_char_p]),
+    "nllm_gguf_set_u32": (nllm_status, [gguf_writer_p, c_char_p, c_uint32]),
+    "nllm_gguf_set_f32": (nllm_status, [gguf_writer_p, c_char_p, c_float]),
+    "nllm_gguf_set_bool": (nllm_status, [gguf_writer_p, c_char_p, c_int32]),
+    "nllm_gguf_set_str_array": (
+        nllm_status,
+        [gguf_writer_p, c_char_p, POINTER(c_char_p), c_uint64],
+    ),
+    "nllm_gguf_set_f32_array": (nllm_status, [gguf_writer_p, c_char_p, _floatp, c_uint64]),
+    "nllm_gguf_set_i32_array": (nllm_status, [gguf_writer_p, c_char_p, _i32p, c_uint64]),
+    "nllm_gguf_add_tensor": (
+        nllm_status,
+        [gguf_writer_p, c_char_p, c_int32, c_int32, POINTER(c_int64), c_void_p, c_uint64],
+    ),
+    "nllm_gguf_write": (nllm_status, [gguf_writer_p, c_char_p]),
+    "nllm_quantize_row": (nllm_status, [c_int32, _floatp, c_void_p, c_int64]),
 }
 
 
@@ -386,4 +412,5 @@ __all__ = [n for n in dir() if n.startswith(("nllm_", "NLLM_"))] + [
     "model_p",
     "context_p",
     "sampler_p",
+    "gguf_writer_p",
 ]
