@@ -18,7 +18,7 @@
  *  - nllm_model: created by nllm_model_load, freed by nllm_model_free. Immutable after load:
  *    every nllm_model_* getter, the tokenizer calls and nllm_chat_format may be called from any
  *    number of threads at once. It must outlive every context and sampler made from it.
- *  - nllm_context: one sequence (KV cache, position, logits). Used by one thread at a time;
+ *  - nllm_context: one or many sequences (KV cache, positions, logits). One thread at a time;
  *    different contexts of one model may run concurrently on different threads.
  *  - nllm_sampler: sampling state (RNG, recent tokens). One thread at a time.
  *  - Pointers returned by getters (strings, logits) are owned by the handle they came from and
@@ -61,6 +61,11 @@ typedef int32_t nllm_status;
 #define NLLM_ERR_NOT_FOUND (-9)        /* metadata key or token absent */
 #define NLLM_ERR_BACKEND (-10)         /* GPU / backend failure */
 #define NLLM_ERR_INTERNAL (-11)        /* a bug: please report */
+
+/* ---- busy context ---- */
+/* The context is already inside another call (from another thread, or re-entered from one of
+ * its own callbacks): a context serves one call at a time. Nothing was done. */
+#define NLLM_ERR_BUSY (-12)
 
 /* ---------------------------------------------------------------- basic types */
 
@@ -233,6 +238,47 @@ NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_
                                               int32_t n_messages, int32_t add_assistant_prompt,
                                               char *buf, int32_t cap, int32_t *n_out);
 
+/* ---------------------------------------------------------------- chat templates: Jinja and tool calls */
+
+/* Rendering a conversation with a Jinja chat template, as transformers' apply_chat_template does
+ * (docs/templates.md lists the supported Jinja subset and its limits). */
+typedef struct nllm_chat_template_params {
+  uint32_t struct_size;
+  int32_t add_generation_prompt; /* 1: end with the assistant turn's header */
+  const char *template_text;     /* NULL: the model's template (tokenizer.chat_template) */
+  const char *messages_json;     /* required: JSON array of messages ({"role", "content", and
+                                  * "tool_calls", "tool_call_id", ... as the template reads them}) */
+  const char *tools_json;        /* NULL or a JSON array of tools; NULL passes tools = None */
+  const char *vars_json;         /* NULL or a JSON object of further variables (enable_thinking,
+                                  * bos_token, ...), overriding the model's bos/eos_token */
+  int32_t max_output_bytes;      /* 0 = 8 MiB; more output ends with NLLM_ERR_ABORTED */
+  int32_t time_limit_ms;         /* 0 = 2000 ms; NLLM_ERR_ABORTED past it */
+  int64_t now;                   /* unix seconds that strftime_now formats (in UTC);
+                                  * 0 = the current local time */
+} nllm_chat_template_params;
+
+NLLM_API void nllm_chat_template_params_init(nllm_chat_template_params *params);
+/* The exact rendered text, including any BOS text the template writes (tokenize it with
+ * add_bos = 0 and parse_special = 1). model may be NULL when template_text is given; with a
+ * model, bos_token and eos_token are its special tokens' text. Output NUL-terminated when it
+ * fits; BUFFER_TOO_SMALL with *n_out = needed. Errors: NLLM_ERR_FORMAT (template syntax, with
+ * line and column), NLLM_ERR_UNSUPPORTED (outside the subset), NLLM_ERR_INVALID_ARG (bad JSON, a
+ * type error, or the template's raise_exception), NLLM_ERR_ABORTED (loop, recursion, output or
+ * time limit). Thread-safe. */
+NLLM_API nllm_status nllm_chat_template_render(const nllm_model *model,
+                                               const nllm_chat_template_params *params,
+                                               char *buf, int32_t cap, int32_t *n_out);
+
+/* Splits model output into OpenAI-shaped tool calls. format: NULL or "auto" (recognize),
+ * "hermes" (<tool_call>{...}</tool_call>, Qwen, Hermes), "llama3" (a JSON object
+ * {"name", "parameters"}, optionally after <|python_tag|>), "mistral" ([TOOL_CALLS] [...]).
+ * Writes a JSON object {"content": "text outside the calls" or null, "tool_calls": [{"id",
+ * "type": "function", "function": {"name", "arguments": "<JSON text>"}}]}; tool_calls is []
+ * when the text holds none. Ids are 9 alphanumerics derived from the text (deterministic).
+ * Output NUL-terminated when it fits; BUFFER_TOO_SMALL with *n_out = needed. */
+NLLM_API nllm_status nllm_tool_calls_parse(const char *text, const char *format, char *buf,
+                                           int32_t cap, int32_t *n_out);
+
 /* ---------------------------------------------------------------- context */
 
 typedef struct nllm_context_params {
@@ -242,12 +288,15 @@ typedef struct nllm_context_params {
   int32_t n_batch;    /* max tokens evaluated per internal batch; 0 = 512 */
   int32_t kv_type;    /* NLLM_TYPE_F16 (default) or NLLM_TYPE_F32 */
   int32_t all_logits; /* 1: keep logits of every token of each decode call */
-  int32_t n_seq_max;  /* sequences per context; must be 1 in this version */
+  int32_t n_seq_max;  /* sequences per context, 1 (default) to NLLM_SEQ_MAX (see below) */
   uint64_t seed;      /* seed given to samplers made with NLLM_SEED_DEFAULT when first used
                        * with this context; NLLM_SEED_DEFAULT (default) = random */
   nllm_abort_fn abort_callback;
   void *abort_user_data;
+  int32_t kv_type_v; /* V cache type (as kv_type); NLLM_TYPE_NONE (default): same as kv_type */
 } nllm_context_params;
+
+#define NLLM_SEQ_MAX 1024 /* largest n_seq_max */
 
 #define NLLM_SEED_DEFAULT 0xFFFFFFFFFFFFFFFFull
 
@@ -283,6 +332,71 @@ typedef struct nllm_timings {
 /* Totals since creation or the last reset. Set out->struct_size first. */
 NLLM_API nllm_status nllm_context_timings(const nllm_context *ctx, nllm_timings *out);
 
+/* ---------------------------------------------------------------- many sequences per context
+ *
+ * A context created with n_seq_max = N holds N sequences (ids 0..N-1) in one pool of n_ctx KV
+ * cells shared by all of them: n_ctx is the TOTAL of cached tokens over all sequences, and a
+ * cell copied into another sequence with nllm_seq_copy is stored once (reference counted).
+ * The one-sequence calls (nllm_decode, nllm_context_pos, nllm_context_rewind, nllm_generate)
+ * work on sequence 0. See docs/api.md "Many sequences" for the scheduler loop of a server. */
+
+#define NLLM_SEQ_ALL (-1) /* every sequence, where a call says it accepts it */
+
+/* One decode call's tokens. Rows are independent: any mix of prompt chunks of some sequences
+ * and single generation tokens of others. Arrays are the caller's, read during the call only. */
+typedef struct nllm_batch {
+  uint32_t struct_size;
+  int32_t n_tokens;         /* rows; > 0 */
+  const nllm_token *tokens; /* [n_tokens] */
+  /* [n_tokens] position of each row in its sequence (>= 0, not already in that sequence; rows
+   * of one sequence in increasing order). NULL: each sequence continues from its last
+   * position + 1, its rows in batch order. */
+  const int32_t *pos;
+  const int32_t *seq_id; /* [n_tokens] in [0, n_seq_max); NULL: every row is sequence 0 */
+  /* [n_tokens] non-zero: keep this row's logits. NULL: the last row of each sequence in the
+   * batch (all rows if the context was created with all_logits = 1). */
+  const int32_t *logits;
+} nllm_batch;
+
+NLLM_API void nllm_batch_init(nllm_batch *batch);
+/* Evaluates every row of the batch, appending its K/V to its sequence. All or nothing: on any
+ * error (NLLM_ERR_CONTEXT_FULL when the pool has fewer free cells than rows, INVALID_ARG for a
+ * bad token/sequence/position, ABORTED, ...) every sequence is left exactly as it was and no
+ * logits are available. A batch larger than n_batch is evaluated in chunks internally. */
+NLLM_API nllm_status nllm_decode_batch(nllm_context *ctx, const nllm_batch *batch);
+/* After nllm_decode_batch, nllm_get_logits_ith(ctx, i) gives row i's logits (NULL if row i did
+ * not ask for them) and nllm_get_logits the last row that did. Logits of sequence seq's last
+ * row with logits in the last decode call, or NULL (none, or seq out of range). Valid until the
+ * next decode or sequence operation. */
+NLLM_API const float *nllm_get_logits_seq(nllm_context *ctx, int32_t seq);
+NLLM_API int32_t nllm_context_n_seq_max(const nllm_context *ctx);
+
+/* Sequence operations. Positions are half-open ranges [p0, p1); p1 < 0 means "to the end",
+ * p0 < 0 means 0. They never evaluate anything and never allocate beyond the pool, except
+ * nllm_seq_shift, which re-rotates the cached keys and may copy shared cells (copy on write):
+ * NLLM_ERR_CONTEXT_FULL if the pool lacks the free cells for that, with nothing changed.
+ * Invalid sequence ids give NLLM_ERR_INVALID_ARG. */
+/* Drops seq's cells in [p0, p1) (seq = NLLM_SEQ_ALL: of every sequence). */
+NLLM_API nllm_status nllm_seq_remove(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1);
+/* dst gets src's cells in [p0, p1) at the same positions, sharing their storage (no compute,
+ * no copy of the data); whatever dst held in [p0, p1) is dropped first. */
+NLLM_API nllm_status nllm_seq_copy(nllm_context *ctx, int32_t src, int32_t dst, int32_t p0,
+                                   int32_t p1);
+/* Drops every sequence but seq. */
+NLLM_API nllm_status nllm_seq_keep(nllm_context *ctx, int32_t seq);
+/* Adds delta to the positions of seq's cells in [p0, p1) and re-rotates their keys (RoPE), as
+ * a context shift does after nllm_seq_remove of the oldest tokens. A resulting position < 0 or
+ * one that collides with another of seq's positions is NLLM_ERR_INVALID_ARG. */
+NLLM_API nllm_status nllm_seq_shift(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1,
+                                    int32_t delta);
+/* Smallest / largest position of seq, -1 if it is empty (or seq is invalid). */
+NLLM_API int32_t nllm_seq_pos_min(const nllm_context *ctx, int32_t seq);
+NLLM_API int32_t nllm_seq_pos_max(const nllm_context *ctx, int32_t seq);
+/* Cells of seq (its token count; shared cells count for each sequence holding them). */
+NLLM_API int32_t nllm_seq_n_tokens(const nllm_context *ctx, int32_t seq);
+/* Pool occupancy: cells holding data (shared cells once) and n_ctx. Either may be NULL. */
+NLLM_API nllm_status nllm_context_kv_cells(const nllm_context *ctx, int32_t *used, int32_t *total);
+
 /* ---------------------------------------------------------------- sampling */
 
 typedef struct nllm_sampler_params {
@@ -295,6 +409,11 @@ typedef struct nllm_sampler_params {
   int32_t repeat_last_n; /* tokens the penalty looks back over; default 64 */
   uint64_t seed;         /* fixed seed = reproducible; NLLM_SEED_DEFAULT: the seed of the first
                           * context it samples from, or random if that is also default */
+  /* Constrained output (docs/grammar.md). At most one of grammar / json_schema; both NULL by
+   * default (no constraint). The strings are copied at nllm_sampler_create. */
+  const char *grammar;      /* GBNF text: only tokens that keep the output in it are sampled */
+  const char *grammar_root; /* its start rule; NULL = "root" */
+  const char *json_schema;  /* JSON Schema text, turned into a grammar; "{}" = any JSON value */
 } nllm_sampler_params;
 
 NLLM_API void nllm_sampler_params_init(nllm_sampler_params *params);
@@ -321,13 +440,34 @@ typedef struct nllm_generate_params {
   int32_t stop_at_eog;   /* default 1 */
   nllm_token_fn on_token;
   void *user_data;
+  /* Stop strings: generation ends when the generated text contains one of
+   * the n_stop strings (non-empty, NUL-terminated; the array is read during the call only). The
+   * match may span tokens; the stop string and anything after it are never passed to on_token,
+   * and text that could be the start of a stop string is held back (on_token then gets an empty
+   * piece) until it is known not to be one. Default: none. */
+  const char *const *stop;
+  int32_t n_stop;
+  /* Out (may be NULL): why generation ended, one of NLLM_FINISH_*; NLLM_FINISH_NONE when the
+   * call failed before generating. */
+  int32_t *finish_reason;
 } nllm_generate_params;
+
+/* Finish reasons of nllm_generate / nllm_generate_tokens. */
+#define NLLM_FINISH_NONE 0    /* nothing generated: an error before the first token */
+#define NLLM_FINISH_EOG 1     /* an end-of-generation token (not streamed) */
+#define NLLM_FINISH_LENGTH 2  /* max_tokens reached, or the context is full */
+#define NLLM_FINISH_STOP 3    /* a stop string matched */
+#define NLLM_FINISH_ABORTED 4 /* on_token returned non-zero, or the abort callback fired */
 
 NLLM_API void nllm_generate_params_init(nllm_generate_params *params);
 /* Tokenize prompt, decode it after what the context already holds, then sample (feeding every
  * prompt token to the sampler first) and stream up to max_tokens. *n_generated (may be NULL)
- * counts generated tokens. Stops early (NLLM_OK) at an end-of-generation token or when
- * on_token returns non-zero; NLLM_ERR_CONTEXT_FULL when the context fills. */
+ * counts generated tokens. Stops early (NLLM_OK) at an end-of-generation token, a stop string or
+ * when on_token returns non-zero; params->finish_reason says which. A prompt that does not fit in
+ * the context fails with NLLM_ERR_CONTEXT_FULL before anything is generated (finish reason
+ * NONE); when the context fills during generation the call also returns NLLM_ERR_CONTEXT_FULL,
+ * with finish reason LENGTH (or STOP / ABORTED when the last token also ended it that way) and
+ * every token so far streamed (the last one is not decoded). */
 NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *sampler, const char *prompt,
                                    int32_t prompt_len, const nllm_generate_params *params,
                                    int32_t *n_generated);
@@ -423,6 +563,24 @@ NLLM_API nllm_status nllm_gguf_write(nllm_gguf_writer *writer, const char *path)
  * the reference quantizer, as conversion does. NLLM_ERR_UNSUPPORTED for a type this build
  * cannot quantize to, NLLM_ERR_INVALID_ARG if n is not a multiple of its block. */
 NLLM_API nllm_status nllm_quantize_row(int32_t type, const float *src, void *dst, int64_t n);
+/* ---------------------------------------------------------------- constrained output */
+/* Grammars and JSON Schema for nllm_sampler_params.grammar / .json_schema: docs/grammar.md.
+ * With a grammar, nllm_sampler_accept (and nllm_generate) advance it by the token the sampler
+ * last returned; prompt tokens fed through accept never touch it. nllm_generate with a non-empty
+ * prompt and nllm_sampler_reset start it over, as does the token after an accepted
+ * end-of-generation token. */
+
+/* JSON Schema text -> the GBNF text json_schema uses (start rule "root"), to inspect or edit.
+ * NUL-terminated when it fits; NLLM_ERR_BUFFER_TOO_SMALL with *n_out = length (the NUL not
+ * counted). NLLM_ERR_INVALID_ARG naming the schema location for what it cannot translate. */
+NLLM_API nllm_status nllm_json_schema_to_grammar(const char *schema, char *buf, int32_t cap,
+                                                 int32_t *n_out);
+/* Checks GBNF text as nllm_sampler_create would (root NULL = "root"), without a model. */
+NLLM_API nllm_status nllm_grammar_validate(const char *grammar, const char *root);
+/* 1 when the sampler has a grammar and the output accepted since it started is a complete
+ * sentence of it (stopping here gives text that parses); else 0. After max_tokens, 0 means the
+ * output was cut short. */
+NLLM_API int32_t nllm_sampler_grammar_complete(const nllm_sampler *sampler);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,14 @@ typedef struct nllm_attn_args {
    * > 0: split whenever the batch allows it, into chunks of at least this many positions;
    * < 0: never split. Tests force both; callers leave it 0. */
   int32_t split;
+  /* A cache of cells shared by many sequences (src/engine/kv_cells.c): query t attends to the
+   * n_vis[t] cells vis_cell[t][0..) in increasing position order, whose positions are
+   * vis_pos[t][..] (for the sliding window), its own being tok_pos[t]; the cache row of a cell
+   * is its index. NULL: the contiguous cache above (position = row, pos0 + t). */
+  const int32_t *const *vis_cell;
+  const int32_t *const *vis_pos;
+  const int32_t *n_vis;
+  const int32_t *tok_pos;
 } nllm_attn_args;
 
 /* Element offset of (position, KV head) in the cache of a. */
@@ -33,6 +41,11 @@ static inline int64_t nllm_attn_kv_offset(const nllm_attn_args *a, int64_t pos, 
   const int64_t ps = a->kv_pos_stride ? a->kv_pos_stride : a->n_head_kv * a->head_dim;
   const int64_t hs = a->kv_head_stride ? a->kv_head_stride : a->head_dim;
   return pos * ps + kvh * hs;
+}
+
+/* The cache row holding visible position j of query t. */
+static inline int64_t nllm_attn_row(const nllm_attn_args *a, int64_t t, int64_t j) {
+  return a->vis_cell ? a->vis_cell[t][j] : j;
 }
 
 size_t nllm_attention_scratch(int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim);

@@ -5,7 +5,12 @@
 #include <stdlib.h>
 
 #include "engine/engine.h"
+#include "grammar/grammar.h"
 #include "qtypes.h"
+#include "template/template.h"
+
+/* The largest context a caller may ask for, directly (n_ctx) or as the model's default. */
+#define NLLM_MAX_CTX (1 << 24)
 
 #define CHECK_ARG(cond, ...) \
   if (!(cond)) return nllm_err(NLLM_ERR_INVALID_ARG, __VA_ARGS__)
@@ -46,7 +51,8 @@ NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *
   if (st) return st;
   CHECK_ARG(p.n_threads >= 0 && p.n_threads <= 4096,
             "nllm_model_params.n_threads must be in [0, 4096] (got %d)", p.n_threads);
-  CHECK_ARG(p.n_ctx_default >= 0, "nllm_model_params.n_ctx_default must be >= 0 (got %d)",
+  CHECK_ARG(p.n_ctx_default >= 0 && p.n_ctx_default <= NLLM_MAX_CTX,
+            "nllm_model_params.n_ctx_default must be in [0, %d] (got %d)", NLLM_MAX_CTX,
             p.n_ctx_default);
   CHECK_ARG(p.n_gpu_layers >= 0 || p.n_gpu_layers == -1,
             "nllm_model_params.n_gpu_layers must be >= 0 or -1 (all)");
@@ -195,8 +201,8 @@ NLLM_API nllm_status nllm_chat_format(const nllm_model *m, const nllm_chat_messa
                                       int32_t n_messages, int32_t add_assistant_prompt, char *buf,
                                       int32_t cap, int32_t *n_out) {
   CHECK_ARG(m, "nllm_chat_format: model is NULL");
-  return nllm_chat_format_template(nllm_tokenizer_chat_template(m->tok), messages, n_messages,
-                                   add_assistant_prompt, buf, cap, n_out);
+  return nllm_tokenizer_chat_format(m->tok, messages, n_messages, add_assistant_prompt, buf, cap,
+                                    n_out);
 }
 
 NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_message *messages,
@@ -205,6 +211,81 @@ NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_
   CHECK_ARG(tmpl, "nllm_chat_apply_template: template is NULL");
   return nllm_chat_format_template(tmpl, messages, n_messages, add_assistant_prompt, buf, cap,
                                    n_out);
+}
+
+/* ---------------------------------------------------------------- chat templates: Jinja and tool
+ * calls */
+
+static nllm_status copy_out(const char *what, char *text, size_t n, char *buf, int32_t cap,
+                            int32_t *n_out) {
+  nllm_status st = NLLM_OK;
+  if (n > INT32_MAX - 1)
+    st = nllm_err(NLLM_ERR_INVALID_ARG, "%s: %zu bytes exceed an int32 count", what, n);
+  else if ((*n_out = (int32_t)n), n + 1 > (size_t)cap)
+    st = nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "%s: %zu bytes and a NUL, capacity %d", what, n, cap);
+  else {
+    memcpy(buf, text, n);
+    buf[n] = 0;
+  }
+  free(text);
+  return st;
+}
+
+NLLM_API void nllm_chat_template_params_init(nllm_chat_template_params *p) {
+  if (!p) return;
+  memset(p, 0, sizeof *p);
+  p->struct_size = sizeof *p;
+}
+
+NLLM_API nllm_status nllm_chat_template_render(const nllm_model *m,
+                                               const nllm_chat_template_params *params, char *buf,
+                                               int32_t cap, int32_t *n_out) {
+  CHECK_ARG(params && n_out && (buf || cap == 0) && cap >= 0,
+            "nllm_chat_template_render: bad arguments");
+  nllm_chat_template_params p;
+  nllm_chat_template_params_init(&p);
+  CHECK_ARG(params->struct_size >= offsetof(nllm_chat_template_params, max_output_bytes) &&
+                params->struct_size <= sizeof p,
+            "nllm_chat_template_params.struct_size %u is not a known size", params->struct_size);
+  memcpy(&p, params, params->struct_size);
+  CHECK_ARG(p.messages_json, "nllm_chat_template_render: messages_json is NULL");
+  CHECK_ARG(p.max_output_bytes >= 0 && p.time_limit_ms >= 0,
+            "nllm_chat_template_render: negative limit");
+  const char *tmpl = p.template_text;
+  if (!tmpl) {
+    CHECK_ARG(m, "nllm_chat_template_render: neither a model nor template_text");
+    tmpl = nllm_tokenizer_chat_template(m->tok);
+    if (!tmpl)
+      return nllm_err(NLLM_ERR_UNSUPPORTED,
+                      "the model has no chat template (tokenizer.chat_template)");
+  }
+  char bos[256], eos[256];
+  nllm_tmpl_input in = {.messages_json = p.messages_json,
+                        .tools_json = p.tools_json,
+                        .vars_json = p.vars_json,
+                        .add_generation_prompt = p.add_generation_prompt != 0,
+                        .now = p.now,
+                        .max_output = (size_t)p.max_output_bytes,
+                        .time_limit_ms = p.time_limit_ms};
+  if (m) {
+    in.bos_token = nllm_tokenizer_special_text(m->tok, NLLM_TOKEN_BOS, bos, sizeof bos);
+    in.eos_token = nllm_tokenizer_special_text(m->tok, NLLM_TOKEN_EOS, eos, sizeof eos);
+  }
+  char *text = NULL;
+  size_t n = 0;
+  nllm_status st = nllm_template_render(tmpl, &in, &text, &n);
+  if (st != NLLM_OK) return st;
+  return copy_out("nllm_chat_template_render", text, n, buf, cap, n_out);
+}
+
+NLLM_API nllm_status nllm_tool_calls_parse(const char *text, const char *format, char *buf,
+                                           int32_t cap, int32_t *n_out) {
+  CHECK_ARG(text && n_out && (buf || cap == 0) && cap >= 0, "nllm_tool_calls_parse: bad arguments");
+  char *out = NULL;
+  size_t n = 0;
+  nllm_status st = nllm_tool_calls_parse_text(text, strlen(text), format, &out, &n);
+  if (st != NLLM_OK) return st;
+  return copy_out("nllm_tool_calls_parse", out, n, buf, cap, n_out);
 }
 
 /* ---------------------------------------------------------------- context */
@@ -216,6 +297,7 @@ NLLM_API void nllm_context_params_init(nllm_context_params *p) {
   p->kv_type = NLLM_TYPE_F16;
   p->n_seq_max = 1;
   p->seed = NLLM_SEED_DEFAULT;
+  p->kv_type_v = NLLM_TYPE_NONE;
 }
 
 NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context_params *params,
@@ -227,9 +309,8 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
   nllm_context_params_init(&p);
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_context_params");
   if (st) return st;
-  const int32_t max_ctx = 1 << 24;
-  CHECK_ARG(p.n_ctx >= 0 && p.n_ctx <= max_ctx,
-            "nllm_context_params.n_ctx must be in [0, %d] (got %d)", max_ctx, p.n_ctx);
+  CHECK_ARG(p.n_ctx >= 0 && p.n_ctx <= NLLM_MAX_CTX,
+            "nllm_context_params.n_ctx must be in [0, %d] (got %d)", NLLM_MAX_CTX, p.n_ctx);
   CHECK_ARG(p.n_threads >= 0 && p.n_threads <= 1024,
             "nllm_context_params.n_threads must be in [0, 1024] (got %d)", p.n_threads);
   CHECK_ARG(p.n_batch >= 0 && p.n_batch <= 65536,
@@ -237,9 +318,29 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
   CHECK_ARG(p.kv_type == NLLM_TYPE_F16 || p.kv_type == NLLM_TYPE_F32,
             "nllm_context_params.kv_type must be NLLM_TYPE_F16 or NLLM_TYPE_F32 (got %d)",
             p.kv_type);
-  CHECK_ARG(p.n_seq_max == 1 || p.n_seq_max == 0,
-            "nllm_context_params.n_seq_max must be 1 in this version (got %d)", p.n_seq_max);
+  CHECK_ARG(p.n_seq_max >= 0 && p.n_seq_max <= NLLM_SEQ_MAX,
+            "nllm_context_params.n_seq_max must be in [1, %d] (got %d)", NLLM_SEQ_MAX, p.n_seq_max);
+  CHECK_ARG(p.kv_type_v == NLLM_TYPE_NONE || p.kv_type_v == p.kv_type,
+            "nllm_context_params.kv_type_v: a V cache type other than kv_type is not supported "
+            "in this version (got %d, kv_type %d)",
+            p.kv_type_v, p.kv_type);
   return nllm_ctx_create(m, &p, out);
+}
+
+/* One call at a time per context: a compare-and-swap on entry costs nothing next to a decode. */
+static nllm_status ctx_enter(nllm_context *ctx, const char *fn) {
+  int idle = 0;
+  if (!atomic_compare_exchange_strong(&ctx->busy, &idle, 1))
+    return nllm_err(NLLM_ERR_BUSY,
+                    "%s: the context is in use by another call (another thread, or a callback "
+                    "of its own call); a context serves one call at a time",
+                    fn);
+  return NLLM_OK;
+}
+
+static nllm_status ctx_leave(nllm_context *ctx, nllm_status st) {
+  atomic_store(&ctx->busy, 0);
+  return st;
 }
 
 NLLM_API void nllm_context_free(nllm_context *ctx) {
@@ -248,7 +349,9 @@ NLLM_API void nllm_context_free(nllm_context *ctx) {
 
 NLLM_API nllm_status nllm_decode(nllm_context *ctx, const nllm_token *tokens, int32_t n) {
   CHECK_ARG(ctx && tokens, "nllm_decode: NULL argument");
-  return nllm_ctx_decode(ctx, tokens, n);
+  nllm_status st = ctx_enter(ctx, "nllm_decode");
+  if (st) return st;
+  return ctx_leave(ctx, nllm_ctx_decode(ctx, tokens, n));
 }
 
 NLLM_API const float *nllm_get_logits(nllm_context *ctx) {
@@ -257,9 +360,8 @@ NLLM_API const float *nllm_get_logits(nllm_context *ctx) {
 }
 
 NLLM_API const float *nllm_get_logits_ith(nllm_context *ctx, int32_t i) {
-  if (!ctx || ctx->n_logits == 0 || i < 0 || i >= ctx->last_n) return NULL;
-  if (ctx->n_logits == 1) return i == ctx->last_n - 1 ? ctx->logits : NULL;
-  return ctx->logits + (size_t)i * ctx->model->hp.n_vocab;
+  if (!ctx || ctx->n_logits == 0 || i < 0 || i >= ctx->last_n || ctx->row_out[i] < 0) return NULL;
+  return ctx->logits + (size_t)ctx->row_out[i] * ctx->model->hp.n_vocab;
 }
 
 NLLM_API int32_t nllm_context_pos(const nllm_context *ctx) {
@@ -274,20 +376,23 @@ NLLM_API const nllm_model *nllm_context_model(const nllm_context *ctx) {
 
 NLLM_API nllm_status nllm_context_rewind(nllm_context *ctx, int32_t pos) {
   CHECK_ARG(ctx, "nllm_context_rewind: ctx is NULL");
-  CHECK_ARG(pos >= 0 && pos <= ctx->pos,
-            "nllm_context_rewind: position %d is outside [0, %d] (the current position)", pos,
-            ctx->pos);
-  /* Cache rows past pos are simply overwritten by the next decode. */
-  if (pos != ctx->pos) ctx->n_logits = 0;
-  ctx->pos = pos;
-  return NLLM_OK;
+  nllm_status st = ctx_enter(ctx, "nllm_context_rewind");
+  if (st) return st;
+  if (pos < 0 || pos > ctx->pos)
+    return ctx_leave(
+        ctx, nllm_err(NLLM_ERR_INVALID_ARG,
+                      "nllm_context_rewind: position %d is outside [0, %d] (the current position)",
+                      pos, ctx->pos));
+  if (pos != ctx->pos) {
+    st = nllm_ctx_seq_remove(ctx, 0, pos, -1);
+    if (!st) ctx->n_logits = 0;
+  }
+  return ctx_leave(ctx, st);
 }
 
 NLLM_API void nllm_context_reset(nllm_context *ctx) {
   if (!ctx) return;
-  ctx->pos = 0;
-  ctx->n_logits = 0;
-  ctx->last_n = 0;
+  nllm_ctx_clear(ctx);
   memset(&ctx->tm, 0, sizeof ctx->tm);
   ctx->tm.struct_size = sizeof ctx->tm;
 }
@@ -298,6 +403,84 @@ NLLM_API nllm_status nllm_context_timings(const nllm_context *ctx, nllm_timings 
   uint32_t n = out->struct_size < sizeof ctx->tm ? out->struct_size : (uint32_t)sizeof ctx->tm;
   memcpy(out, &ctx->tm, n);
   out->struct_size = n;
+  return NLLM_OK;
+}
+
+/* ---------------------------------------------------------------- many sequences per context */
+
+NLLM_API void nllm_batch_init(nllm_batch *b) {
+  if (!b) return;
+  memset(b, 0, sizeof *b);
+  b->struct_size = sizeof *b;
+}
+
+NLLM_API nllm_status nllm_decode_batch(nllm_context *ctx, const nllm_batch *batch) {
+  CHECK_ARG(ctx && batch, "nllm_decode_batch: NULL argument");
+  nllm_batch b;
+  nllm_batch_init(&b);
+  nllm_status st = nllm_read_params(&b, sizeof b, batch, "nllm_batch");
+  if (st) return st;
+  return nllm_ctx_decode_batch(ctx, &b);
+}
+
+NLLM_API const float *nllm_get_logits_seq(nllm_context *ctx, int32_t seq) {
+  if (!ctx || ctx->n_logits == 0 || seq < 0 || seq >= ctx->n_seq || ctx->seq_out[seq] < 0)
+    return NULL;
+  return ctx->logits + (size_t)ctx->seq_out[seq] * ctx->model->hp.n_vocab;
+}
+
+NLLM_API int32_t nllm_context_n_seq_max(const nllm_context *ctx) {
+  return ctx ? ctx->n_seq : 0;
+}
+
+#define CHECK_SEQ(ctx, seq, all_ok, fn)                                                  \
+  CHECK_ARG(ctx, fn ": ctx is NULL");                                                    \
+  CHECK_ARG(((all_ok) && (seq) == NLLM_SEQ_ALL) || ((seq) >= 0 && (seq) < (ctx)->n_seq), \
+            fn ": sequence id %d is outside [0, %d) (n_seq_max)%s", (seq), (ctx)->n_seq, \
+            (all_ok) ? " and not NLLM_SEQ_ALL" : "")
+
+NLLM_API nllm_status nllm_seq_remove(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1) {
+  CHECK_SEQ(ctx, seq, 1, "nllm_seq_remove");
+  return nllm_ctx_seq_remove(ctx, seq, p0, p1);
+}
+
+NLLM_API nllm_status nllm_seq_copy(nllm_context *ctx, int32_t src, int32_t dst, int32_t p0,
+                                   int32_t p1) {
+  CHECK_SEQ(ctx, src, 0, "nllm_seq_copy");
+  CHECK_SEQ(ctx, dst, 0, "nllm_seq_copy");
+  return nllm_ctx_seq_copy(ctx, src, dst, p0, p1);
+}
+
+NLLM_API nllm_status nllm_seq_keep(nllm_context *ctx, int32_t seq) {
+  CHECK_SEQ(ctx, seq, 0, "nllm_seq_keep");
+  return nllm_ctx_seq_keep(ctx, seq);
+}
+
+NLLM_API nllm_status nllm_seq_shift(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1,
+                                    int32_t delta) {
+  CHECK_SEQ(ctx, seq, 0, "nllm_seq_shift");
+  return nllm_ctx_seq_shift(ctx, seq, p0, p1, delta);
+}
+
+NLLM_API int32_t nllm_seq_pos_min(const nllm_context *ctx, int32_t seq) {
+  if (!ctx || seq < 0 || seq >= ctx->n_seq || ctx->cells.seq[seq].n == 0) return -1;
+  return ctx->cells.seq[seq].pos[0];
+}
+
+NLLM_API int32_t nllm_seq_pos_max(const nllm_context *ctx, int32_t seq) {
+  if (!ctx || seq < 0 || seq >= ctx->n_seq || ctx->cells.seq[seq].n == 0) return -1;
+  return ctx->cells.seq[seq].pos[ctx->cells.seq[seq].n - 1];
+}
+
+NLLM_API int32_t nllm_seq_n_tokens(const nllm_context *ctx, int32_t seq) {
+  if (!ctx || seq < 0 || seq >= ctx->n_seq) return 0;
+  return ctx->cells.seq[seq].n;
+}
+
+NLLM_API nllm_status nllm_context_kv_cells(const nllm_context *ctx, int32_t *used, int32_t *total) {
+  CHECK_ARG(ctx, "nllm_context_kv_cells: ctx is NULL");
+  if (used) *used = ctx->cells.n_used;
+  if (total) *total = ctx->cells.n_cells;
   return NLLM_OK;
 }
 
@@ -340,8 +523,10 @@ NLLM_API nllm_status nllm_sampler_sample(nllm_sampler *s, nllm_context *ctx, nll
   CHECK_ARG(s && ctx && out, "nllm_sampler_sample: NULL argument");
   const float *l = nllm_get_logits(ctx);
   CHECK_ARG(l, "nllm_sampler_sample: the context has no logits (decode something first)");
+  nllm_status st = ctx_enter(ctx, "nllm_sampler_sample");
+  if (st) return st;
   nllm_smp_bind_seed(s, ctx);
-  return nllm_smp_sample(s, l, ctx->model->hp.n_vocab, out);
+  return ctx_leave(ctx, nllm_smp_sample(s, l, ctx->model->hp.n_vocab, out));
 }
 
 NLLM_API nllm_status nllm_sampler_sample_logits(nllm_sampler *s, const float *logits,
@@ -378,8 +563,10 @@ NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *s, const cha
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_generate_params");
   if (st) return st;
   size_t len = prompt_len < 0 ? strlen(prompt) : (size_t)prompt_len;
+  if ((st = ctx_enter(ctx, "nllm_generate"))) return st;
   nllm_smp_bind_seed(s, ctx);
-  return nllm_run_generate(ctx, s, prompt ? prompt : "", len, &p, n_generated);
+  if (s->gr && len > 0) nllm_sgrammar_restart(s->gr); /* a new reply: the grammar starts over */
+  return ctx_leave(ctx, nllm_run_generate(ctx, s, prompt ? prompt : "", len, &p, n_generated));
 }
 
 NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *s,
@@ -395,6 +582,51 @@ NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *s,
   nllm_generate_params_init(&p);
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_generate_params");
   if (st) return st;
+  if ((st = ctx_enter(ctx, "nllm_generate_tokens"))) return st;
   nllm_smp_bind_seed(s, ctx);
-  return nllm_run_generate_tokens(ctx, s, prompt, n_prompt, &p, n_generated);
+  if (s->gr && n_prompt > 0) nllm_sgrammar_restart(s->gr);
+  return ctx_leave(ctx, nllm_run_generate_tokens(ctx, s, prompt, n_prompt, &p, n_generated));
+}
+
+/* ---------------------------------------------------------------- constrained output */
+
+NLLM_API nllm_status nllm_json_schema_to_grammar(const char *schema, char *buf, int32_t cap,
+                                                 int32_t *n_out) {
+  CHECK_ARG(schema && n_out && cap >= 0 && (buf || cap == 0),
+            "nllm_json_schema_to_grammar: NULL argument or negative capacity");
+  *n_out = 0;
+  char *text = NULL;
+  nllm_status st = nllm_json_schema_to_gbnf(schema, strlen(schema), &text);
+  if (st) return st;
+  size_t n = strlen(text);
+  if (n > INT32_MAX - 1) {
+    free(text);
+    return nllm_err(NLLM_ERR_INVALID_ARG, "nllm_json_schema_to_grammar: grammar too large");
+  }
+  *n_out = (int32_t)n;
+  if ((size_t)cap < n + 1) {
+    free(text);
+    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL,
+                    "nllm_json_schema_to_grammar: grammar of %zu bytes (+1 for the NUL), "
+                    "capacity %d",
+                    n, cap);
+  }
+  memcpy(buf, text, n + 1);
+  free(text);
+  return NLLM_OK;
+}
+
+NLLM_API nllm_status nllm_grammar_validate(const char *grammar, const char *root) {
+  CHECK_ARG(grammar, "nllm_grammar_validate: grammar is NULL");
+  nllm_grammar *g = NULL;
+  nllm_status st = nllm_grammar_parse(grammar, strlen(grammar), root, &g);
+  nllm_gmatch *m = NULL;
+  if (st == NLLM_OK) st = nllm_gmatch_new(g, &m);
+  nllm_gmatch_free(m);
+  nllm_grammar_free(g);
+  return st;
+}
+
+NLLM_API int32_t nllm_sampler_grammar_complete(const nllm_sampler *s) {
+  return s && s->gr && nllm_sgrammar_complete(s->gr);
 }

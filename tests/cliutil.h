@@ -17,8 +17,9 @@ static void cli_setup(void) {
 /* Runs a shell command, capturing stdout (and stderr into *err when given). Returns exit code. */
 static int run(const char *cmd, char **out, char **err) {
   char full[4096];
-  snprintf(full, sizeof full, "%s >/tmp/nllm-cli-%d.out 2>/tmp/nllm-cli-%d.err", cmd, (int)getpid(),
-           (int)getpid());
+  /* stdin is /dev/null unless the command pipes its own: nllm reads a piped prompt */
+  snprintf(full, sizeof full, "%s >/tmp/nllm-cli-%d.out 2>/tmp/nllm-cli-%d.err%s", cmd,
+           (int)getpid(), (int)getpid(), strchr(cmd, '|') || strchr(cmd, '<') ? "" : " </dev/null");
   int rc = system(full);
   char p[128];
   snprintf(p, sizeof p, "/tmp/nllm-cli-%d.out", (int)getpid());

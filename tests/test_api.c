@@ -128,8 +128,9 @@ START_TEST(absurd_params) {
   cp.kv_type = NLLM_TYPE_Q4_0;
   ck_assert_int_eq(nllm_context_create(m, &cp, &c), NLLM_ERR_INVALID_ARG);
   nllm_context_params_init(&cp);
-  cp.n_seq_max = 4;
+  cp.n_seq_max = NLLM_SEQ_MAX + 1;
   ck_assert_int_eq(nllm_context_create(m, &cp, &c), NLLM_ERR_INVALID_ARG);
+  ck_assert(strstr(nllm_last_error(), "n_seq_max"));
   nllm_sampler_params sp;
   nllm_sampler *s = NULL;
   nllm_sampler_params_init(&sp);

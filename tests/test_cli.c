@@ -1,5 +1,8 @@
 /* The nllm command line as other programs drive it: exact output formats, one-line errors with a
  * non-zero exit, and the golden story from `nllm run --temp 0`. */
+#include <fcntl.h>
+#include <signal.h>
+
 #include "cliutil.h"
 
 START_TEST(run_greedy_ids_golden) {
@@ -46,6 +49,13 @@ START_TEST(tokenize_formats) {
   ck_assert_msg(strncmp(out, "403 407 261 378 ", 16) == 0, "%s", out); /* + newline token(s) */
   free(out);
   remove("/tmp/nllm-cli-prompt.txt");
+  /* --show-pieces: one token a line, id -> 'piece' */
+  snprintf(cmd, sizeof cmd, "%s tokenize -p 'Once upon a time' --show-pieces", nllm_bin);
+  ck_assert_int_eq(run(cmd, &out, NULL), 0);
+  ck_assert_msg(strstr(out, "     1 -> '<s>'\n") && strstr(out, "   403 -> ' Once'\n") &&
+                    strstr(out, "   378 -> ' time'\n"),
+                "%s", out);
+  free(out);
   char tj[1024];
   if (testdata_path(tj, sizeof tj, "tokenizers/hf/qwen2.5/tokenizer.json")) {
     snprintf(cmd, sizeof cmd, "%s tokenize --tokenizer %s -p 'Hello world'", nllm_bin, tj);
@@ -70,9 +80,14 @@ START_TEST(errors_are_one_line) {
       "run -n -5",
       "info -m /dev/null",
       "run -ngl -1",
-#ifndef NLLM_CUDA /* GPU options are refused by a build without CUDA */
+      "run --temp=abc",
+      "run --ids=1",
+      "bench -p 4,x",
+      "chat --chat-template zephyr",
+      /* a prompt that cannot fit in the context is an error, not an empty success */
+      "run -p 'Once upon a time, there was a little girl' -c 8 -n 20",
+#ifndef NLLM_CUDA /* an explicit --gpu is refused by a build without CUDA (-ngl only warns) */
       "run --gpu -p hi",
-      "bench -ngl 2 -p 4 -n 2",
 #endif
   };
   char cmd[2048];
@@ -114,7 +129,19 @@ START_TEST(logits_and_info) {
   ck_assert_int_eq(run(cmd, &out, NULL), 0);
   ck_assert(strstr(out, "architecture: llama"));
   ck_assert(strstr(out, "token_embd.weight"));
+  /* the file type and whether chat works without --chat-template */
+  ck_assert_msg(strstr(out, "file type: F32\n") ||
+                    strstr(out, "file type: not recorded (most weights F32)\n"),
+                "%s", out);
+  ck_assert_msg(strstr(out, "chat template: no"), "%s", out);
   free(out);
+  char q4[1024];
+  if (testdata_path(q4, sizeof q4, "golden/models/tiny-a-Q4_0.gguf")) {
+    snprintf(cmd, sizeof cmd, "%s info -m %s", nllm_bin, q4);
+    ck_assert_int_eq(run(cmd, &out, NULL), 0);
+    ck_assert_msg(strstr(out, "file type: Q4_0\n"), "%s", out);
+    free(out);
+  }
   snprintf(cmd, sizeof cmd, "%s --help", nllm_bin);
   ck_assert_int_eq(run(cmd, &out, NULL), 0);
   ck_assert(strstr(out, "tokenize") && strstr(out, "bench") && strstr(out, "chat"));
@@ -137,6 +164,241 @@ START_TEST(chat_reuses_cache) {
 }
 END_TEST
 
+/* Runs cmd and returns its stderr (exit code in *rc). */
+static char *stderr_of(const char *cmd, int *rc) {
+  char full[4096], *out = NULL, *err = NULL;
+  snprintf(full, sizeof full, "%s %s", nllm_bin, cmd);
+  *rc = run(full, &out, &err);
+  free(out);
+  return err;
+}
+
+START_TEST(run_counts_and_limits) {
+  char cmd[2048], *out, *err;
+  /* BOS alone is the prompt, not a generated token */
+  snprintf(cmd, sizeof cmd, "%s run -p '' -n 5 --ignore-eos", nllm_bin);
+  ck_assert_int_eq(run(cmd, &out, &err), 0);
+  ck_assert_msg(strstr(err, "prompt: 1 tokens") && strstr(err, "generation: 5 tokens"), "%s", err);
+  ck_assert_msg(strstr(err, "load: "), "load time: %s", err);
+  free(out);
+  free(err);
+  /* -n -1 runs until the context is full: a normal end */
+  snprintf(cmd, sizeof cmd, "%s run -p 'Once upon a time' -n -1 -c 24 --ids", nllm_bin);
+  ck_assert_int_eq(run(cmd, &out, &err), 0);
+  int ids[64];
+  ck_assert_int_eq(parse_ids(out, ids, 64), 24 - 5 + 1);
+  ck_assert_msg(strncmp(err, "nllm: error", 11) != 0, "%s", err);
+  free(out);
+  free(err);
+  /* the error for a prompt that cannot fit names the sizes */
+  int rc;
+  err = stderr_of("run -p 'Once upon a time, there was a little girl' -c 8", &rc);
+  ck_assert_int_ne(rc, 0);
+  ck_assert_msg(strstr(err, "does not fit"), "%s", err);
+  free(err);
+}
+END_TEST
+
+START_TEST(run_option_forms) {
+  char cmd[2048], *a, *b;
+  /* --opt=value, -s, and --seed give the same sampled text */
+  snprintf(cmd, sizeof cmd, "%s run -p 'Once upon a time' -n 20 --temp=0.9 --seed=7", nllm_bin);
+  ck_assert_int_eq(run(cmd, &a, NULL), 0);
+  snprintf(cmd, sizeof cmd, "%s run -p 'Once upon a time' -n 20 --temp 0.9 -s 7", nllm_bin);
+  ck_assert_int_eq(run(cmd, &b, NULL), 0);
+  ck_assert_str_eq(a, b);
+  free(b);
+  /* the prompt from a pipe, and from -f - */
+  snprintf(cmd, sizeof cmd, "printf 'Once upon a time' | %s run -n 20 --temp 0.9 -s 7", nllm_bin);
+  ck_assert_int_eq(run(cmd, &b, NULL), 0);
+  ck_assert_str_eq(a, b);
+  free(b);
+  snprintf(cmd, sizeof cmd,
+           "printf 'Once upon a time' | %s run -f - -n 20 --temp=0.9 -s 7 --no-mmap", nllm_bin);
+  ck_assert_int_eq(run(cmd, &b, NULL), 0);
+  ck_assert_str_eq(a, b);
+  free(a);
+  free(b);
+  /* -r / --stop: the text ends before the first stop string, which is not printed */
+  snprintf(cmd, sizeof cmd, "%s run -p 'Once upon a time' -n 40 --temp 0 -r girl --stop Lily",
+           nllm_bin);
+  ck_assert_int_eq(run(cmd, &a, NULL), 0);
+  ck_assert_str_eq(a, "Once upon a time, there was a little \n");
+  free(a);
+  snprintf(cmd, sizeof cmd, "%s run -p 'Once upon a time' -n 40 --temp 0 --stop=named", nllm_bin);
+  ck_assert_int_eq(run(cmd, &a, NULL), 0);
+  ck_assert_str_eq(a, "Once upon a time, there was a little girl \n");
+  free(a);
+#ifndef NLLM_CUDA
+  /* -ngl without a GPU build: a warning, then a normal run */
+  int rc;
+  char *err = stderr_of("run -ngl 99 -p hi -n 2", &rc);
+  ck_assert_int_eq(rc, 0);
+  ck_assert_msg(strncmp(err, "nllm: warning: -ngl", 19) == 0, "%s", err);
+  free(err);
+#endif
+}
+END_TEST
+
+START_TEST(bench_rows) {
+  char cmd[2048], *out;
+  /* -p 0: generation only (used to read an uninitialised token) */
+  snprintf(cmd, sizeof cmd, "%s bench -p 0 -n 16 -r 1", nllm_bin);
+  ck_assert_int_eq(run(cmd, &out, NULL), 0);
+  ck_assert_msg(strstr(out, "tg16") && !strstr(out, "pp0"), "%s", out);
+  free(out);
+  /* sweeps: one JSON row per test and thread count, threads as used */
+  snprintf(cmd, sizeof cmd, "%s bench -p 8,16 -n 4 -t 1,2 -r 2 --json --no-warmup", nllm_bin);
+  ck_assert_int_eq(run(cmd, &out, NULL), 0);
+  int rows = 0;
+  for (char *l = out; (l = strstr(l, "{\"model\"")); l++) rows++;
+  ck_assert_int_eq(rows, 6);
+  ck_assert(strstr(out, "\"threads\": 1, \"test\": \"pp8\""));
+  ck_assert(strstr(out, "\"threads\": 2, \"test\": \"tg4\""));
+  ck_assert(strstr(out, "\"warmup\": false"));
+  ck_assert_ptr_null(strstr(out, "\"threads\": 0"));
+  free(out);
+  /* without -t, the count used (all cores), not 0 */
+  snprintf(cmd, sizeof cmd, "%s bench -p 4 -n 2 -r 1 --json", nllm_bin);
+  ck_assert_int_eq(run(cmd, &out, NULL), 0);
+  ck_assert_ptr_null(strstr(out, "\"threads\": 0"));
+  ck_assert(strstr(out, "\"tokens_per_s_stddev\""));
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s bench -p 4 -n 2 -r 3", nllm_bin);
+  ck_assert_int_eq(run(cmd, &out, NULL), 0);
+  ck_assert_msg(strstr(out, "± ") && strstr(out, "pp4") && strstr(out, "tg2"), "%s", out);
+  free(out);
+}
+END_TEST
+
+/* The bundled model when run outside the tree: every place looked at is named, and the data dir
+ * compiled in follows PREFIX (main.o is rebuilt when PREFIX changes). */
+START_TEST(default_model_paths) {
+  char cmd[2048], *out, *err;
+  char bin[1024];
+  ck_assert_ptr_nonnull(realpath(nllm_bin, bin));
+  snprintf(cmd, sizeof cmd, "cd /tmp && %s run -p hi -n 1", bin);
+  int rc = run(cmd, &out, &err);
+  if (rc == 0) { /* an installed copy under the data dir: nothing to check */
+    free(out);
+    free(err);
+    return;
+  }
+  ck_assert_msg(strstr(err, "models/stories260K.gguf") && strstr(err, "share/nativellm"), "%s",
+                err);
+  free(out);
+  free(err);
+  const char *b = getenv("NLLM_BUILD");
+  snprintf(cmd, sizeof cmd,
+           "make -n PREFIX=/nonexistent/nllm-prefix-test BUILD=%s %s/obj/tools/nllm/main.o",
+           b && *b ? b : "build", b && *b ? b : "build");
+  ck_assert_int_eq(run(cmd, &out, NULL), 0);
+  ck_assert_msg(strstr(out, "/nonexistent/nllm-prefix-test/share/nativellm") &&
+                    strstr(out, "tools/nllm/main.c"),
+                "main.o not rebuilt for a new PREFIX: %s", out);
+  free(out);
+}
+END_TEST
+
+START_TEST(chat_checks_template_first) {
+  int rc;
+  /* stories260K has no chat template: refused before reading any message */
+  char *err = stderr_of("chat -n 2", &rc);
+  ck_assert_int_ne(rc, 0);
+  ck_assert_msg(strstr(err, "chat template") && strstr(err, "chatml"), "%s", err);
+  free(err);
+  err = stderr_of("chat --chat-template zephyr", &rc);
+  ck_assert_int_ne(rc, 0);
+  ck_assert_msg(strstr(err, "zephyr") && strstr(err, "llama3"), "%s", err);
+  free(err);
+}
+END_TEST
+
+static int count_lines(const char *s) {
+  int n = 0;
+  for (; *s; s++) n += *s == '\n';
+  return n;
+}
+
+START_TEST(chat_long_line_is_one_turn) {
+  /* 20000 bytes with a two-byte character across the 16 KiB mark, then /exit */
+  char path[128], cmd[2048], *out;
+  snprintf(path, sizeof path, "/tmp/nllm-cli-chat-%d.txt", (int)getpid());
+  FILE *f = fopen(path, "w");
+  static const char words[] = "Once upon a time ";
+  for (int i = 0; i < 16383; i++) fputc(words[i % 17], f);
+  fputs("\xc3\xa9", f);
+  for (int i = 0; i < 3615; i++) fputc(words[i % 17], f);
+  fputs("\nHello\n/exit\nnot read\n", f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s chat --chat-template chatml -n 1 --temp 0 -c 16384 < %s", nllm_bin,
+           path);
+  ck_assert_int_eq(run(cmd, &out, NULL), 0);
+  remove(path);
+  /* one line per reply: two turns, each a one-token reply */
+  ck_assert_msg(count_lines(out) == 2, "%d replies: '%s'", count_lines(out), out);
+  free(out);
+}
+END_TEST
+
+START_TEST(chat_drops_oldest_turns) {
+  /* a context far smaller than the conversation: the chat goes on instead of failing */
+  char cmd[2048], *out, *err;
+  snprintf(cmd, sizeof cmd,
+           "printf 'Tell me a story about a dog\\nAnd a cat\\nAnd a bird\\nAnd a fish\\n' | %s "
+           "chat --chat-template chatml -n 24 --temp 0 -c 96 --system 'You are kind'",
+           nllm_bin);
+  ck_assert_int_eq(run(cmd, &out, &err), 0);
+  ck_assert_msg(strncmp(err, "nllm: error", 11) != 0, "%s", err);
+  free(out);
+  free(err);
+  /* /clear forgets the conversation: the same question gets the same reply */
+  snprintf(cmd, sizeof cmd,
+           "printf 'Hello\\n/clear\\nHello\\n' | %s chat --chat-template chatml -n 6 --temp 0",
+           nllm_bin);
+  ck_assert_int_eq(run(cmd, &out, NULL), 0);
+  char *nl = strchr(out, '\n');
+  ck_assert_ptr_nonnull(nl);
+  ck_assert_msg(!strncmp(out, nl + 1, (size_t)(nl - out + 1)), "%s", out);
+  free(out);
+}
+END_TEST
+
+/* Ctrl-C stops the reply in progress; the chat goes on with the next message. */
+START_TEST(chat_ctrl_c_stops_the_reply) {
+  int in[2], outp[2];
+  ck_assert_int_eq(pipe(in), 0);
+  ck_assert_int_eq(pipe(outp), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(outp[1], 1);
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2);
+    close(in[1]);
+    close(outp[0]);
+    execl(nllm_bin, nllm_bin, "chat", "--chat-template", "chatml", "-n", "-1", "--ignore-eos", "-c",
+          "30000", "--temp", "0", (char *)NULL);
+    _exit(127);
+  }
+  close(in[0]);
+  close(outp[1]);
+  ck_assert_int_eq(write(in[1], "Hello\n", 6), 6);
+  char buf[4096];
+  ssize_t n = read(outp[0], buf, sizeof buf); /* the reply has started */
+  ck_assert_int_gt(n, 0);
+  kill(pid, SIGINT);
+  ck_assert_int_eq(write(in[1], "/exit\n", 6), 6);
+  close(in[1]);
+  while (read(outp[0], buf, sizeof buf) > 0) {
+  }
+  close(outp[0]);
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+}
+END_TEST
+
 int main(void) {
   cli_setup();
   Suite *s = suite_create("cli");
@@ -147,6 +409,14 @@ int main(void) {
   tcase_add_test(tc, errors_are_one_line);
   tcase_add_test(tc, logits_and_info);
   tcase_add_test(tc, chat_reuses_cache);
+  tcase_add_test(tc, run_counts_and_limits);
+  tcase_add_test(tc, run_option_forms);
+  tcase_add_test(tc, bench_rows);
+  tcase_add_test(tc, default_model_paths);
+  tcase_add_test(tc, chat_checks_template_first);
+  tcase_add_test(tc, chat_long_line_is_one_turn);
+  tcase_add_test(tc, chat_drops_oldest_turns);
+  tcase_add_test(tc, chat_ctrl_c_stops_the_reply);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

@@ -439,7 +439,7 @@ START_TEST(test_folder_config_errors) {
   nllm_source s;
   assert_err(open_tmp(&s), NLLM_ERR_IO, "no config.json");
   write_tiny_folder("{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8,");
-  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "config.json: not well-formed JSON");
+  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "config.json: invalid JSON near byte");
   write_text(tmpdir, "config.json", "[]");
   assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "not a JSON object");
   write_text(tmpdir, "config.json", "{\"hidden_size\": 8}");

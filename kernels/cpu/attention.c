@@ -67,6 +67,24 @@ typedef struct attn_job {
 } attn_job;
 
 static inline void visible(const nllm_attn_args *a, int64_t t, int64_t *first, int64_t *n_vis) {
+  if (a->vis_cell) {
+    /* the window starts at the first visible position > pos - window */
+    const int32_t *vp = a->vis_pos[t];
+    int64_t lo = 0, hi = a->n_vis[t];
+    if (a->window > 0) {
+      const int64_t from = (int64_t)a->tok_pos[t] - a->window + 1;
+      while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (vp[mid] < from)
+          lo = mid + 1;
+        else
+          hi = mid;
+      }
+    }
+    *first = lo;
+    *n_vis = a->n_vis[t] - lo;
+    return;
+  }
   const int64_t pos = a->pos0 + t;
   *first = a->window > 0 && pos + 1 > a->window ? pos + 1 - a->window : 0;
   *n_vis = pos + 1 - *first;
@@ -88,7 +106,8 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
 
   for (int64_t j = 0; j < n; j++) {
     const float *kr =
-        kv_row(a->k, a->kv_type, nllm_attn_kv_offset(a, j0 + j, kvh), hd, job->f16, tmp);
+        kv_row(a->k, a->kv_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
+               job->f16, tmp);
     for (int64_t r = 0; r < n_rep; r++) {
       float s = nllm_dot_f32(qh + r * hd, kr, hd) * a->scale;
       if (a->softcap > 0) s = a->softcap * tanhf(s / a->softcap);
@@ -109,7 +128,8 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
   }
   for (int64_t j = 0; j < n; j++) {
     const float *vr =
-        kv_row(a->v, a->kv_type, nllm_attn_kv_offset(a, j0 + j, kvh), hd, job->f16, tmp);
+        kv_row(a->v, a->kv_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
+               job->f16, tmp);
     for (int64_t r = 0; r < n_rep; r++) nllm_axpy_f32(out + r * hd, scores[r * n + j], vr, hd);
   }
 }

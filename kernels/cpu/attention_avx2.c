@@ -79,14 +79,15 @@ void nllm_exp_nonpos_avx2(float *x, int64_t n) {
  * (an array indexed in unrolled loops stayed on the stack with clang). */
 #define FOR8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
-/* Raw scores of NR query heads (q, rows of hd) at up to 8/NRP positions from k (positions
- * kstride bytes apart, np of them real). Lane l = p * NRP + r of the result is head r at
- * position p; NRP is NR rounded up to a power of two and the padding lanes are 0. Positions
- * past np re-read the last real row so that no load leaves the cache. */
-ALWAYS_INLINE __m256 score_tile(const float *q, int64_t hd, const char *k, int64_t kstride,
-                                int64_t np, int NR, int NRP, int f16) {
+/* Raw scores of NR query heads (q, rows of hd) at up to 8/NRP positions j.. of k (rows kstride
+ * bytes apart; position x is row idx[x], or row x without idx; np of them real). Lane l = p * NRP +
+ * r of the result is head r at position p; NRP is NR rounded up to a power of two and the padding
+ * lanes are 0. Positions past np re-read the last real row so that no load leaves the cache. */
+ALWAYS_INLINE __m256 score_tile(const float *q, int64_t hd, const char *k, const int32_t *idx,
+                                int64_t j, int64_t kstride, int64_t np, int NR, int NRP, int f16) {
   const int P = 8 / NRP, esz = f16 ? 2 : 4;
-#define KP_DECL(p) const char *kp##p = k + ((p) < np ? (p) : np - 1) * kstride;
+#define KP_ROW(p) (j + ((p) < np ? (p) : np - 1))
+#define KP_DECL(p) const char *kp##p = k + (idx ? idx[KP_ROW(p)] : KP_ROW(p)) * kstride;
 #define ACC_DECL(l) __m256 acc##l = _mm256_setzero_ps();
   FOR8(KP_DECL)
   FOR8(ACC_DECL)
@@ -108,6 +109,7 @@ ALWAYS_INLINE __m256 score_tile(const float *q, int64_t hd, const char *k, int64
     FOR8(LANE_FMA)
   }
   return hsum8x8(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+#undef KP_ROW
 #undef KP_DECL
 #undef ACC_DECL
 #undef KV_LOAD
@@ -119,16 +121,16 @@ ALWAYS_INLINE __m256 score_tile(const float *q, int64_t hd, const char *k, int64
  * last block) scales the result by each head's 1/sum. Accumulator a is head a / NC, slice
  * a % NC; NR * NC <= 8. */
 ALWAYS_INLINE void pv_tile(float *out, int64_t hd, const float *p, int NRP, const char *v,
-                           int64_t vstride, int64_t j0, int64_t j1, int64_t i0, int first,
-                           const float *inv, int NR, int NC, int f16) {
+                           const int32_t *idx, int64_t vstride, int64_t j0, int64_t j1, int64_t i0,
+                           int first, const float *inv, int NR, int NC, int f16) {
   const int esz = f16 ? 2 : 4;
 #define OUT_AT(a) (out + ((a) / NC) * hd + i0 + 8 * ((a) % NC))
 #define ACC_INIT(a)                    \
   __m256 acc##a = _mm256_setzero_ps(); \
   if ((a) < NR * NC && !first) acc##a = _mm256_loadu_ps(OUT_AT(a));
   FOR8(ACC_INIT)
-  const char *vr = v + j0 * vstride + i0 * esz;
-  for (int64_t j = j0; j < j1; j++, vr += vstride) {
+  for (int64_t j = j0; j < j1; j++) {
+    const char *vr = v + (idx ? idx[j] : j) * vstride + i0 * esz;
     const float *pj = p + j * NRP;
 #define V_LOAD(c) \
   const __m256 vv##c = (c) < NC ? load8(vr + 8 * (c)*esz, f16) : _mm256_setzero_ps();
@@ -202,14 +204,16 @@ void nllm_softcap_avx2(float *x, int64_t n, float softcap) {
 }
 
 /* The whole pipeline for NR (1..8) query heads q (rows of hd) over the n_vis visible rows of
- * k and v (stride bytes apart), writing out (rows of hd). Scores live in s as the score tiles
+ * k and v (stride bytes apart; visible position j is row idx[j], or row j without idx),
+ * writing out (rows of hd). Scores live in s as the score tiles
  * make them: s[j * NRP + r], 8 lanes a tile, so the softmax runs on whole vectors and the
  * padding lanes cost nothing but their share of the exp. s: NRP * n_vis + 8 floats.
  * With m_out NULL out is normalized; else out stays unnormalized and each head's max score and
  * sum of exp go to m_out[r] and l_out[r]. */
 ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const char *v,
-                              int64_t stride, int64_t n_vis, int64_t hd, float scale, float softcap,
-                              float *s, float *m_out, float *l_out, int NR, int f16) {
+                              const int32_t *idx, int64_t stride, int64_t n_vis, int64_t hd,
+                              float scale, float softcap, float *s, float *m_out, float *l_out,
+                              int NR, int f16) {
   const int NRP = NR == 1 ? 1 : NR == 2 ? 2 : NR <= 4 ? 4 : 8;
   const int P = 8 / NRP;
   /* V slice width in vectors: NR * NC accumulators, at most 8 so nothing spills */
@@ -219,9 +223,8 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
   const __m256 scv = _mm256_set1_ps(scale);
   for (int64_t ti = 0; ti < n_tiles; ti++) {
     const int64_t j = ti * P, np = n_vis - j < P ? n_vis - j : P;
-    _mm256_storeu_ps(
-        s + 8 * ti,
-        _mm256_mul_ps(score_tile(q, hd, k + j * stride, stride, np, NR, NRP, f16), scv));
+    _mm256_storeu_ps(s + 8 * ti,
+                     _mm256_mul_ps(score_tile(q, hd, k, idx, j, stride, np, NR, NRP, f16), scv));
   }
   if (softcap > 0) nllm_softcap_avx2(s, 8 * n_tiles, softcap);
   /* lanes of positions past the end (copies of the last row) drop out of the softmax */
@@ -253,18 +256,18 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
     const float *last = j1 == n_vis && !m_out ? inv : NULL;
     int64_t c = 0;
     for (; c + NC <= hv; c += NC)
-      pv_tile(out, hd, s, NRP, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, NC, f16);
+      pv_tile(out, hd, s, NRP, v, idx, stride, j0, j1, 8 * c, j0 == 0, last, NR, NC, f16);
     for (; c < hv; c++)
-      pv_tile(out, hd, s, NRP, v, stride, j0, j1, 8 * c, j0 == 0, last, NR, 1, f16);
+      pv_tile(out, hd, s, NRP, v, idx, stride, j0, j1, 8 * c, j0 == 0, last, NR, 1, f16);
   }
 }
 
-#define HEADS_CASE(nr)                                                           \
-  case nr:                                                                       \
-    if (f16)                                                                     \
-      attn_heads(out, q, k, v, stride, n, hd, scale, softcap, s, mo, lo, nr, 1); \
-    else                                                                         \
-      attn_heads(out, q, k, v, stride, n, hd, scale, softcap, s, mo, lo, nr, 0); \
+#define HEADS_CASE(nr)                                                                \
+  case nr:                                                                            \
+    if (f16)                                                                          \
+      attn_heads(out, q, k, v, idx, stride, n, hd, scale, softcap, s, mo, lo, nr, 1); \
+    else                                                                              \
+      attn_heads(out, q, k, v, idx, stride, n, hd, scale, softcap, s, mo, lo, nr, 0); \
     break;
 
 void nllm_attn_span_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, int64_t j0, int64_t n,
@@ -274,8 +277,11 @@ void nllm_attn_span_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, int64_
   const int64_t esz = f16 ? 2 : 4;
   /* bytes from one position to the next */
   const int64_t stride = (nllm_attn_kv_offset(a, 1, 0) - nllm_attn_kv_offset(a, 0, 0)) * esz;
-  const char *k = (const char *)a->k + nllm_attn_kv_offset(a, j0, kvh) * esz;
-  const char *v = (const char *)a->v + nllm_attn_kv_offset(a, j0, kvh) * esz;
+  /* a paged cache: rows by index from the head's first row; else from position j0 on */
+  const int32_t *idx = a->vis_cell ? a->vis_cell[t] + j0 : NULL;
+  const int64_t row0 = idx ? 0 : j0;
+  const char *k = (const char *)a->k + nllm_attn_kv_offset(a, row0, kvh) * esz;
+  const char *v = (const char *)a->v + nllm_attn_kv_offset(a, row0, kvh) * esz;
   const float scale = a->scale, softcap = a->softcap;
   /* More than 8 heads per KV head: chunks of at most 8, as even as possible, each rereading K/V */
   const int64_t n_chunks = (n_rep + 7) / 8;

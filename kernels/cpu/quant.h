@@ -198,7 +198,9 @@ static inline void k4_scales_mins(const uint8_t *sc, uint8_t scales[8], uint8_t 
 extern const nllm_kernel_set nllm_kernels_ref;  /* quant_ref.c: floats, 32-value formats */
 extern const nllm_kernel_set nllm_kernels_kref; /* quant_kref.c: K-quants, IQ4_XS */
 #if defined(__x86_64__)
-extern const nllm_kernel_set nllm_kernels_avx2;
+extern const nllm_kernel_set nllm_kernels_float_avx2; /* quant_float_avx2.c */
+extern const nllm_kernel_set nllm_kernels_q32_avx2;   /* quant_q32_avx2.c */
+extern const nllm_kernel_set nllm_kernels_k_avx2;     /* quant_k_avx2.c */
 extern const nllm_kernel_set nllm_kernels_avx512;
 /* Fills the AVX-512 kernels' permute tables; call once, and only on a CPU with the tier. */
 void nllm_avx512_init(void);

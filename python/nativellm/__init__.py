@@ -33,18 +33,21 @@ from .errors import (
     AbortedError,
     BackendError,
     BufferTooSmallError,
+    BusyError,
     ContextFullError,
     Error,
     FileError,
     FormatError,
     InternalError,
+    BusyError,
     InvalidArgumentError,
+    MissingFileError,
     NoMemoryError,
     NotFoundError,
     UnsupportedError,
     status_name,
 )
-from .generation import GenerateOptions, TokenCallback
+from .generation import Completion, GenerateOptions, TokenCallback
 from .library import (
     LOG_DEBUG,
     LOG_ERROR,
@@ -61,6 +64,7 @@ from .library import (
 )
 from .model import Message, Model
 from .sampler import Sampler
+from .templates import apply_chat_template, parse_tool_calls
 
 library_path: str = _loader.path
 
@@ -70,12 +74,16 @@ __all__ = [
     "Model",
     "Context",
     "Sampler",
+    "apply_chat_template",
+    "parse_tool_calls",
     "GenerateOptions",
+    "Completion",
     "TokenCallback",
     "Message",
     "Error",
     "InvalidArgumentError",
     "FileError",
+    "MissingFileError",
     "FormatError",
     "UnsupportedError",
     "NoMemoryError",
@@ -85,6 +93,7 @@ __all__ = [
     "NotFoundError",
     "BackendError",
     "InternalError",
+    "BusyError",
     "ERRORS",
     "version",
     "abi_version",

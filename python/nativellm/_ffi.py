@@ -47,6 +47,7 @@ NLLM_ERR_BUFFER_TOO_SMALL = -8
 NLLM_ERR_NOT_FOUND = -9
 NLLM_ERR_BACKEND = -10
 NLLM_ERR_INTERNAL = -11
+NLLM_ERR_BUSY = -12
 
 NLLM_TYPE_F32 = 0
 NLLM_TYPE_F16 = 1
@@ -80,6 +81,14 @@ NLLM_LOG_INFO = 2
 NLLM_LOG_DEBUG = 3
 
 NLLM_SEED_DEFAULT = 0xFFFFFFFFFFFFFFFF
+NLLM_SEQ_MAX = 1024
+NLLM_SEQ_ALL = -1
+
+NLLM_FINISH_NONE = 0
+NLLM_FINISH_EOG = 1
+NLLM_FINISH_LENGTH = 2
+NLLM_FINISH_STOP = 3
+NLLM_FINISH_ABORTED = 4
 
 # ---------------------------------------------------------------- basic types
 
@@ -162,6 +171,7 @@ class nllm_context_params(Structure):
         ("seed", c_uint64),
         ("abort_callback", nllm_abort_fn),
         ("abort_user_data", c_void_p),
+        ("kv_type_v", c_int32),
     ]
 
 
@@ -175,6 +185,17 @@ class nllm_timings(Structure):
     ]
 
 
+class nllm_batch(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_tokens", c_int32),
+        ("tokens", POINTER(nllm_token)),
+        ("pos", POINTER(c_int32)),
+        ("seq_id", POINTER(c_int32)),
+        ("logits", POINTER(c_int32)),
+    ]
+
+
 class nllm_sampler_params(Structure):
     _fields_ = [
         ("struct_size", c_uint32),
@@ -185,6 +206,23 @@ class nllm_sampler_params(Structure):
         ("repeat_penalty", c_float),
         ("repeat_last_n", c_int32),
         ("seed", c_uint64),
+        ("grammar", c_char_p),
+        ("grammar_root", c_char_p),
+        ("json_schema", c_char_p),
+    ]
+
+
+class nllm_chat_template_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("add_generation_prompt", c_int32),
+        ("template_text", c_char_p),
+        ("messages_json", c_char_p),
+        ("tools_json", c_char_p),
+        ("vars_json", c_char_p),
+        ("max_output_bytes", c_int32),
+        ("time_limit_ms", c_int32),
+        ("now", c_int64),
     ]
 
 
@@ -197,6 +235,9 @@ class nllm_generate_params(Structure):
         ("stop_at_eog", c_int32),
         ("on_token", nllm_token_fn),
         ("user_data", c_void_p),
+        ("stop", POINTER(c_char_p)),
+        ("n_stop", c_int32),
+        ("finish_reason", POINTER(c_int32)),
     ]
 
 
@@ -226,8 +267,10 @@ STRUCTS = {
     for cls in (
         nllm_model_params,
         nllm_chat_message,
+        nllm_chat_template_params,
         nllm_context_params,
         nllm_timings,
+        nllm_batch,
         nllm_sampler_params,
         nllm_generate_params,
         nllm_convert_params,
@@ -302,6 +345,13 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
         nllm_status,
         [c_char_p, POINTER(nllm_chat_message), c_int32, c_int32, c_char_p, c_int32, _i32p],
     ),
+    # chat templates: Jinja and tool calls
+    "nllm_chat_template_params_init": (None, [POINTER(nllm_chat_template_params)]),
+    "nllm_chat_template_render": (
+        nllm_status,
+        [model_p, POINTER(nllm_chat_template_params), c_char_p, c_int32, _i32p],
+    ),
+    "nllm_tool_calls_parse": (nllm_status, [c_char_p, c_char_p, c_char_p, c_int32, _i32p]),
     # context
     "nllm_context_params_init": (None, [POINTER(nllm_context_params)]),
     "nllm_context_create": (
@@ -318,6 +368,19 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_context_rewind": (nllm_status, [context_p, c_int32]),
     "nllm_context_reset": (None, [context_p]),
     "nllm_context_timings": (nllm_status, [context_p, POINTER(nllm_timings)]),
+    # many sequences per context
+    "nllm_batch_init": (None, [POINTER(nllm_batch)]),
+    "nllm_decode_batch": (nllm_status, [context_p, POINTER(nllm_batch)]),
+    "nllm_get_logits_seq": (_floatp, [context_p, c_int32]),
+    "nllm_context_n_seq_max": (c_int32, [context_p]),
+    "nllm_seq_remove": (nllm_status, [context_p, c_int32, c_int32, c_int32]),
+    "nllm_seq_copy": (nllm_status, [context_p, c_int32, c_int32, c_int32, c_int32]),
+    "nllm_seq_keep": (nllm_status, [context_p, c_int32]),
+    "nllm_seq_shift": (nllm_status, [context_p, c_int32, c_int32, c_int32, c_int32]),
+    "nllm_seq_pos_min": (c_int32, [context_p, c_int32]),
+    "nllm_seq_pos_max": (c_int32, [context_p, c_int32]),
+    "nllm_seq_n_tokens": (c_int32, [context_p, c_int32]),
+    "nllm_context_kv_cells": (nllm_status, [context_p, _i32p, _i32p]),
     # sampling
     "nllm_sampler_params_init": (None, [POINTER(nllm_sampler_params)]),
     "nllm_sampler_create": (
@@ -381,6 +444,10 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     ),
     "nllm_gguf_write": (nllm_status, [gguf_writer_p, c_char_p]),
     "nllm_quantize_row": (nllm_status, [c_int32, _floatp, c_void_p, c_int64]),
+    # constrained output
+    "nllm_json_schema_to_grammar": (nllm_status, [c_char_p, c_char_p, c_int32, _i32p]),
+    "nllm_grammar_validate": (nllm_status, [c_char_p, c_char_p]),
+    "nllm_sampler_grammar_complete": (c_int32, [sampler_p]),
 }
 
 

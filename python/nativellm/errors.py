@@ -35,8 +35,13 @@ class InvalidArgumentError(Error, ValueError):
     that is closed or busy on another thread."""
 
 
-class FileError(Error):
-    """NLLM_ERR_IO: file missing, unreadable, or mmap failed. The message names the path."""
+class FileError(Error, OSError):
+    """NLLM_ERR_IO: file unreadable, or mmap failed. The message names the path. Also an
+    OSError, so ``except OSError`` catches it."""
+
+
+class MissingFileError(FileError, FileNotFoundError):
+    """NLLM_ERR_IO for a path that does not exist: also a FileNotFoundError."""
 
 
 class FormatError(Error):
@@ -75,6 +80,10 @@ class InternalError(Error):
     """NLLM_ERR_INTERNAL: a bug in the library; please report it with the message."""
 
 
+class BusyError(Error):
+    """NLLM_ERR_BUSY: the context is already inside another call (another thread)."""
+
+
 ERRORS: Dict[int, Type[Error]] = {
     ffi.NLLM_ERR_INVALID_ARG: InvalidArgumentError,
     ffi.NLLM_ERR_IO: FileError,
@@ -87,6 +96,7 @@ ERRORS: Dict[int, Type[Error]] = {
     ffi.NLLM_ERR_NOT_FOUND: NotFoundError,
     ffi.NLLM_ERR_BACKEND: BackendError,
     ffi.NLLM_ERR_INTERNAL: InternalError,
+    ffi.NLLM_ERR_BUSY: BusyError,
 }
 
 
@@ -95,7 +105,10 @@ def _error(status: int) -> Error:
     # and replaced by the next failing call.
     raw = _C.nllm_last_error()
     msg = raw.decode("utf-8", "replace") if raw else ""
-    return ERRORS.get(status, Error)(msg or status_name(status), status)
+    cls = ERRORS.get(status, Error)
+    if status == ffi.NLLM_ERR_IO and "no such file or directory" in msg.lower():
+        cls = MissingFileError
+    return cls(msg or status_name(status), status)
 
 
 def _check(status: int) -> None:

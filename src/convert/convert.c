@@ -305,11 +305,14 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
       j->out = NULL;
       j->out_bytes = t->nbytes;
     } else {
-      int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
-      j->out_bytes = (uint64_t)nllm_row_size(j->out_type, t->ne[0]) * (uint64_t)rows;
+      uint64_t rows = (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]);
+      if (!nllm_ggml_tensor_bytes(j->out_type, (uint64_t)t->ne[0], rows, &j->out_bytes))
+        j->out_bytes = 0; /* refused just below */
       if (!j->out_bytes && t->nbytes) {
-        st = nllm_err(NLLM_ERR_FORMAT, "tensor '%s': rows of %lld cannot be stored as %s", t->name,
-                      (long long)t->ne[0], nllm_ggml_type_name(j->out_type));
+        st = nllm_err(NLLM_ERR_FORMAT,
+                      "tensor '%s': rows of %lld cannot be stored as %s (not a whole number of "
+                      "blocks, or a size past 2^64 bytes)",
+                      t->name, (long long)t->ne[0], nllm_ggml_type_name(j->out_type));
         goto done;
       }
       if (!(j->out = nllm_aligned_alloc(j->out_bytes ? j->out_bytes : 1))) {

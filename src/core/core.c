@@ -66,6 +66,7 @@ NLLM_API const char *nllm_status_name(nllm_status status) {
     case NLLM_ERR_NOT_FOUND: return "NLLM_ERR_NOT_FOUND";
     case NLLM_ERR_BACKEND: return "NLLM_ERR_BACKEND";
     case NLLM_ERR_INTERNAL: return "NLLM_ERR_INTERNAL";
+    case NLLM_ERR_BUSY: return "NLLM_ERR_BUSY";
     default: return "NLLM_ERR_UNKNOWN";
   }
 }
@@ -189,10 +190,41 @@ nllm_status nllm_read_params(void *dst, size_t dst_size, const void *src, const 
 
 /* ---------------------------------------------------------------- files */
 
+const char *nllm_file_kind(unsigned mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+nllm_status nllm_regular_file(const char *path, int *exists) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    if (exists) {
+      *exists = 0;
+      return NLLM_OK;
+    }
+    return nllm_err(NLLM_ERR_IO, "%s: %s", path, strerror(errno));
+  }
+  if (exists) *exists = 1;
+  if (!S_ISREG(st.st_mode))
+    return nllm_err(NLLM_ERR_IO, "%s: not a regular file (%s)", path, nllm_file_kind(st.st_mode));
+  return NLLM_OK;
+}
 
 nllm_status nllm_file_map_open(const char *path, int use_mmap, nllm_file_map *out) {
+  return nllm_file_map_open_max(path, use_mmap, 0, NULL, out);
+}
+
+nllm_status nllm_file_map_open_max(const char *path, int use_mmap, uint64_t max_size,
+                                   const char *what, nllm_file_map *out) {
   memset(out, 0, sizeof *out);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer, forever when there is
+   * none; opened this way it fails the regular-file check below at once. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return nllm_err(NLLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0) {
@@ -202,9 +234,17 @@ nllm_status nllm_file_map_open(const char *path, int use_mmap, nllm_file_map *ou
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
-    return nllm_err(NLLM_ERR_IO, "%s: not a regular file", path);
+    return nllm_err(NLLM_ERR_IO, "%s: not a regular file (%s)", path, nllm_file_kind(st.st_mode));
   }
   uint64_t size = (uint64_t)st.st_size;
+  if (max_size && size > max_size) {
+    close(fd);
+    return nllm_err(NLLM_ERR_FORMAT, "%s: %llu bytes is too large for %s (limit %llu bytes)", path,
+                    (unsigned long long)size, what ? what : "this file",
+                    (unsigned long long)max_size);
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   if (size == 0) {
     close(fd);
     out->data = (const uint8_t *)"";

@@ -53,6 +53,16 @@ typedef struct nllm_file_map {
 } nllm_file_map;
 
 nllm_status nllm_file_map_open(const char *path, int use_mmap, nllm_file_map *out);
+/* Same, refusing (NLLM_ERR_FORMAT, naming the real size and `what`, e.g. "a JSON config") a
+ * file larger than max_size before reading any of it; 0 = no limit. Every open is non-blocking
+ * and checks for a regular file first, so a FIFO or device fails at once instead of hanging. */
+nllm_status nllm_file_map_open_max(const char *path, int use_mmap, uint64_t max_size,
+                                   const char *what, nllm_file_map *out);
+/* "a FIFO", "a directory", ... for messages about a st_mode. */
+const char *nllm_file_kind(unsigned mode);
+/* NLLM_OK when path is a regular file (following symlinks); else NLLM_ERR_IO naming what it is.
+ * With exists non-NULL a missing path is not an error: *exists says whether it is there. */
+nllm_status nllm_regular_file(const char *path, int *exists);
 void nllm_file_map_close(nllm_file_map *map);
 
 /* Half-precision conversions (IEEE binary16 and bfloat16), exact and rounding to nearest even. */

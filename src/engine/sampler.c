@@ -55,6 +55,8 @@ nllm_status nllm_smp_create(const nllm_model *m, const nllm_sampler_params *p, n
   s->model = m;
   s->p = *p;
   s->n_vocab = m->hp.n_vocab;
+  int32_t n_tok = nllm_tokenizer_n_vocab(m->tok);
+  s->n_pick = n_tok > 0 && n_tok < s->n_vocab ? n_tok : s->n_vocab;
   s->logits = nllm_malloc((size_t)s->n_vocab * sizeof(float));
   s->cand = nllm_malloc((size_t)s->n_vocab * sizeof(int32_t));
   s->prob = nllm_malloc((size_t)s->n_vocab * sizeof(float));
@@ -65,6 +67,25 @@ nllm_status nllm_smp_create(const nllm_model *m, const nllm_sampler_params *p, n
   }
   s->seeded = p->seed != NLLM_SEED_DEFAULT;
   s->rng = s->p.seed = s->seeded ? p->seed : nllm_random_seed();
+  if (p->grammar || p->json_schema) {
+    /* The params keep pointing at the sampler's own copies, never at the caller's strings. */
+    s->grammar_text = p->grammar ? nllm_strdup(p->grammar) : NULL;
+    s->grammar_root = p->grammar_root ? nllm_strdup(p->grammar_root) : NULL;
+    s->json_schema = p->json_schema ? nllm_strdup(p->json_schema) : NULL;
+    s->p.grammar = s->grammar_text;
+    s->p.grammar_root = s->grammar_root;
+    s->p.json_schema = s->json_schema;
+    nllm_status st = NLLM_ERR_NOMEM;
+    if ((!p->grammar || s->grammar_text) && (!p->grammar_root || s->grammar_root) &&
+        (!p->json_schema || s->json_schema))
+      st = nllm_sgrammar_new(m, &s->p, &s->gr);
+    else
+      nllm_err(st, "out of memory (sampler)");
+    if (st) {
+      nllm_smp_free(s);
+      return st;
+    }
+  }
   *out = s;
   return NLLM_OK;
 }
@@ -75,6 +96,10 @@ void nllm_smp_free(nllm_sampler *s) {
   free(s->cand);
   free(s->prob);
   free(s->recent);
+  nllm_sgrammar_free(s->gr);
+  free(s->grammar_text);
+  free(s->grammar_root);
+  free(s->json_schema);
   free(s);
 }
 
@@ -82,59 +107,20 @@ void nllm_smp_reset(nllm_sampler *s, uint64_t seed) {
   if (seed != NLLM_SEED_DEFAULT) s->p.seed = seed, s->seeded = 1;
   s->rng = s->p.seed;
   s->n_recent = s->recent_head = 0;
+  if (s->gr) nllm_sgrammar_restart(s->gr);
 }
 
 void nllm_smp_accept(nllm_sampler *s, nllm_token t) {
+  if (s->gr) nllm_sgrammar_accepted(s->gr, t);
   if (!s->p.repeat_last_n) return;
   s->recent[s->recent_head] = t;
   s->recent_head = (s->recent_head + 1) % s->p.repeat_last_n;
   if (s->n_recent < s->p.repeat_last_n) s->n_recent++;
 }
 
-/* Sort candidate ids by descending logit, ties by ascending id (deterministic). */
-static _Thread_local const float *tl_keys;
-static int cmp_desc(const void *a, const void *b) {
-  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-  float lx = tl_keys[x], ly = tl_keys[y];
-  if (lx != ly) return lx > ly ? -1 : 1;
-  return x < y ? -1 : x > y;
-}
-
-nllm_status nllm_smp_sample(nllm_sampler *s, const float *in, int32_t n_vocab, nllm_token *out) {
-  if (n_vocab != s->n_vocab)
-    return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: n_vocab %d does not match the model's %d",
-                    n_vocab, s->n_vocab);
-  float *l = s->logits;
-  memcpy(l, in, (size_t)n_vocab * sizeof(float));
-  if (s->p.repeat_penalty != 1.0f) {
-    /* Each distinct recent token is penalized once, however often it occurred; prob[] serves
-     * as the "already done" mark so this stays linear in repeat_last_n. */
-    for (int32_t i = 0; i < s->n_recent; i++)
-      if (s->recent[i] >= 0 && s->recent[i] < n_vocab) s->prob[s->recent[i]] = 0;
-    for (int32_t i = 0; i < s->n_recent; i++) {
-      nllm_token t = s->recent[i];
-      if (t < 0 || t >= n_vocab || s->prob[t] != 0) continue;
-      s->prob[t] = 1;
-      l[t] = l[t] > 0 ? l[t] / s->p.repeat_penalty : l[t] * s->p.repeat_penalty;
-    }
-  }
-  int32_t best = 0;
-  for (int32_t i = 1; i < n_vocab; i++)
-    if (l[i] > l[best]) best = i;
-  if (s->p.temperature == 0.0f || s->p.top_k == 1) {
-    *out = best;
-    return NLLM_OK;
-  }
-  const float inv_t = 1.0f / s->p.temperature, lmax = l[best];
-  /* min-p: keep p_i >= min_p * p_max, i.e. (l_i - l_max)/T >= log(min_p) */
-  const float cut = s->p.min_p > 0 ? lmax + s->p.temperature * logf(s->p.min_p) : -INFINITY;
-  int32_t n = 0;
-  for (int32_t i = 0; i < n_vocab; i++)
-    if (l[i] >= cut && isfinite(l[i])) s->cand[n++] = i;
-  if (n == 0) s->cand[n++] = best;
-  tl_keys = l;
-  qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_desc);
-  if (s->p.top_k > 0 && n > s->p.top_k) n = s->p.top_k;
+/* Probabilities of the n sorted candidates, top-p, then the draw. */
+static nllm_token draw(nllm_sampler *s, const float *l, int32_t n, float lmax) {
+  const float inv_t = 1.0f / s->p.temperature;
   double sum = 0;
   for (int32_t i = 0; i < n; i++) {
     s->prob[i] = expf((l[s->cand[i]] - lmax) * inv_t);
@@ -158,10 +144,83 @@ nllm_status nllm_smp_sample(nllm_sampler *s, const float *in, int32_t n_vocab, n
   for (int32_t i = 0; i < n; i++) {
     acc += s->prob[i];
     if (r < acc) {
-      *out = s->cand[i];
-      return NLLM_OK;
+      return s->cand[i];
     }
   }
-  *out = s->cand[n - 1];
+  return s->cand[n - 1];
+}
+
+/* Sort candidate ids by descending logit, ties by ascending id (deterministic). */
+static _Thread_local const float *tl_keys;
+static int cmp_desc(const void *a, const void *b) {
+  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+  float lx = tl_keys[x], ly = tl_keys[y];
+  if (lx != ly) return lx > ly ? -1 : 1;
+  return x < y ? -1 : x > y;
+}
+
+static nllm_status pick_grammar(nllm_sampler *s, float *l, nllm_token *out);
+static nllm_status pick_plain(nllm_sampler *s, float *l, nllm_token *out);
+
+nllm_status nllm_smp_sample(nllm_sampler *s, const float *in, int32_t n_vocab, nllm_token *out) {
+  if (n_vocab != s->n_vocab)
+    return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: n_vocab %d does not match the model's %d",
+                    n_vocab, s->n_vocab);
+  float *l = s->logits;
+  memcpy(l, in, (size_t)n_vocab * sizeof(float));
+  if (s->p.repeat_penalty != 1.0f) {
+    /* Each distinct recent token is penalized once, however often it occurred; prob[] serves
+     * as the "already done" mark so this stays linear in repeat_last_n. */
+    for (int32_t i = 0; i < s->n_recent; i++)
+      if (s->recent[i] >= 0 && s->recent[i] < n_vocab) s->prob[s->recent[i]] = 0;
+    for (int32_t i = 0; i < s->n_recent; i++) {
+      nllm_token t = s->recent[i];
+      if (t < 0 || t >= n_vocab || s->prob[t] != 0) continue;
+      s->prob[t] = 1;
+      l[t] = l[t] > 0 ? l[t] / s->p.repeat_penalty : l[t] * s->p.repeat_penalty;
+    }
+  }
+  if (s->gr) {
+    nllm_status st = pick_grammar(s, l, out);
+    if (st == NLLM_OK) nllm_sgrammar_picked(s->gr, *out);
+    return st;
+  }
+  return pick_plain(s, l, out);
+}
+
+/* Candidates restricted by the grammar: either settled from the best few, or the full mask
+ * applied to l (disallowed = -inf) and the usual pipeline run. */
+static nllm_status pick_grammar(nllm_sampler *s, float *l, nllm_token *out) {
+  int32_t n = 0;
+  nllm_status st = nllm_sgrammar_candidates(s->gr, &s->p, l, s->cand, &n);
+  if (st) return st;
+  if (n < 0) return pick_plain(s, l, out);
+  if (n == 1 || s->p.temperature == 0.0f || s->p.top_k == 1) {
+    *out = s->cand[0];
+    return NLLM_OK;
+  }
+  *out = draw(s, l, n, l[s->cand[0]]);
+  return NLLM_OK;
+}
+
+static nllm_status pick_plain(nllm_sampler *s, float *l, nllm_token *out) {
+  int32_t best = 0;
+  for (int32_t i = 1; i < s->n_pick; i++)
+    if (l[i] > l[best]) best = i;
+  if (s->p.temperature == 0.0f || s->p.top_k == 1) {
+    *out = best;
+    return NLLM_OK;
+  }
+  const float lmax = l[best];
+  /* min-p: keep p_i >= min_p * p_max, i.e. (l_i - l_max)/T >= log(min_p) */
+  const float cut = s->p.min_p > 0 ? lmax + s->p.temperature * logf(s->p.min_p) : -INFINITY;
+  int32_t n = 0;
+  for (int32_t i = 0; i < s->n_pick; i++)
+    if (l[i] >= cut && isfinite(l[i])) s->cand[n++] = i;
+  if (n == 0) s->cand[n++] = best;
+  tl_keys = l;
+  qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_desc);
+  if (s->p.top_k > 0 && n > s->p.top_k) n = s->p.top_k;
+  *out = draw(s, l, n, lmax);
   return NLLM_OK;
 }

@@ -331,8 +331,10 @@ static nllm_status read_tensor_infos(gguf_reader *r, uint64_t n_tensors, tensor_
       ok &= nllm_mul_ok(elems, ne[d], &elems);
       ok &= nllm_mul_ok(rows, ne[d], &rows);
     }
+    uint64_t row_bytes = 0;
     ok = ok && elems <= (uint64_t)INT64_MAX &&
-         nllm_mul_ok(ne[0] / (uint64_t)block * (uint64_t)type_size, rows, &nbytes);
+         nllm_mul_ok(ne[0] / (uint64_t)block, (uint64_t)type_size, &row_bytes) &&
+         nllm_mul_ok(row_bytes, rows, &nbytes);
     if (!ok)
       return nllm_err(NLLM_ERR_FORMAT,
                       "%s: tensor '%s' of shape %llu x %llu x %llu x %llu is too large (its size "
@@ -405,6 +407,34 @@ static nllm_status read_alignment(gguf_reader *r) {
   return NLLM_OK;
 }
 
+/* Kernels read F32 rows and the float/half scales of quantized blocks as typed values, which
+ * needs 4-byte alignment. A file whose general.alignment (1 or 2) or buffer leaves a tensor
+ * off that gets the tensor copied into aligned memory owned by the source: it costs memory
+ * for such odd files only and spares every kernel an unaligned-access path. */
+static nllm_status realign_tensors(gguf_reader *r) {
+  nllm_source *src = r->src;
+  int64_t copied = 0;
+  for (int64_t i = 0; i < src->n_tensors; i++) {
+    nllm_tensor *t = &src->tensors[i];
+    if ((uintptr_t)t->data % 4 == 0 || !t->nbytes) continue;
+    if (t->nbytes > SIZE_MAX) return out_of_memory(r);
+    void *copy = nllm_source_alloc(src, (size_t)t->nbytes);
+    if (!copy) {
+      snprintf(r->where, sizeof r->where, "a realigned copy of tensor '%s'", t->name);
+      return out_of_memory(r);
+    }
+    memcpy(copy, t->data, (size_t)t->nbytes);
+    t->data = copy;
+    copied++;
+  }
+  if (copied)
+    nllm_log(NLLM_LOG_INFO,
+             "%s: %lld tensors are not 4-byte aligned in the file (alignment %llu); "
+             "copied to aligned memory",
+             r->name, (long long)copied, (unsigned long long)src->alignment);
+  return NLLM_OK;
+}
+
 /* Places every tensor in the data section and checks alignment, bounds, names and overlap. */
 static nllm_status place_tensors(gguf_reader *r, tensor_span *spans) {
   nllm_source *src = r->src;
@@ -456,7 +486,7 @@ static nllm_status place_tensors(gguf_reader *r, tensor_span *spans) {
                       (unsigned long long)spans[i - 1].start, (unsigned long long)spans[i - 1].end,
                       src->tensors[spans[i].idx].name, (unsigned long long)spans[i].start,
                       (unsigned long long)spans[i].end);
-  return NLLM_OK;
+  return realign_tensors(r);
 }
 
 static nllm_status read_header(gguf_reader *r, uint32_t *version, uint64_t *n_tensors,

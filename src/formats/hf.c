@@ -11,8 +11,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/json.h"
 #include "formats/hf.h"
 #include "formats/safetensors.h"
 
@@ -85,16 +87,11 @@ static nllm_status read_json(const char *path, int required, cJSON **out) {
   *out = NULL;
   if (!required && access(path, F_OK) != 0) return NLLM_OK;
   nllm_file_map m;
-  nllm_status st = nllm_file_map_open(path, 0, &m);
+  nllm_status st = nllm_file_map_open_max(path, 0, NLLM_HF_MAX_JSON, "a JSON config", &m);
   if (st != NLLM_OK) return st;
-  if (m.size > NLLM_HF_MAX_JSON) {
-    nllm_file_map_close(&m);
-    return nllm_err(NLLM_ERR_FORMAT, "%s: %llu bytes is too large for a JSON config", path,
-                    (unsigned long long)m.size);
-  }
-  cJSON *j = m.size ? cJSON_ParseWithLength((const char *)m.data, (size_t)m.size) : NULL;
+  cJSON *j = nllm_json_parse((const char *)m.data, (size_t)m.size, path, &st);
   nllm_file_map_close(&m);
-  if (!j) return nllm_err(NLLM_ERR_FORMAT, "%s: not well-formed JSON", path);
+  if (!j) return st;
   if (!cJSON_IsObject(j)) {
     cJSON_Delete(j);
     return nllm_err(NLLM_ERR_FORMAT, "%s: top level is not a JSON object", path);
@@ -618,6 +615,67 @@ static int str_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* A shard file's identity: two names (symlinks, hard links) of one file are one shard. */
+typedef struct shard_file {
+  dev_t dev;
+  ino_t ino;
+  const char *name;
+} shard_file;
+
+static int shard_file_cmp(const void *a, const void *b) {
+  const shard_file *x = a, *y = b;
+  if (x->dev != y->dev) return x->dev < y->dev ? -1 : 1;
+  if (x->ino != y->ino) return x->ino < y->ino ? -1 : 1;
+  return strcmp(x->name, y->name);
+}
+
+/* A loaded tensor's name and the shard (index into the sorted shard names) it came from. */
+typedef struct placed_name {
+  const char *name;
+  int shard;
+} placed_name;
+
+static int placed_cmp(const void *a, const void *b) {
+  const placed_name *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  return c ? c : (x->shard > y->shard) - (x->shard < y->shard);
+}
+
+/* Every shard the index names is checked (a regular file, and a file no other name in the
+ * index also reaches) before any is read: a hostile index cannot make the loader read one
+ * large file hundreds of times, or wait on a FIFO. Sorting keeps every step O(n log n) in the
+ * number of index entries. */
+static nllm_status check_shard_files(const char *dir, const char **shards, int n_shards) {
+  shard_file *files = nllm_calloc((size_t)n_shards, sizeof *files);
+  if (!files) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", dir);
+  nllm_status st = NLLM_OK;
+  for (int s = 0; s < n_shards && st == NLLM_OK; s++) {
+    char path[4096];
+    struct stat sb;
+    if ((st = path_join(path, sizeof path, dir, shards[s])) != NLLM_OK) break;
+    if (stat(path, &sb) != 0)
+      st = nllm_err(NLLM_ERR_IO, "%s: shard '%s' named by %s is missing", dir, shards[s],
+                    "model.safetensors.index.json");
+    else if (!S_ISREG(sb.st_mode))
+      st = nllm_err(NLLM_ERR_IO, "%s: shard '%s' is not a regular file (%s)", dir, shards[s],
+                    nllm_file_kind(sb.st_mode));
+    files[s].dev = sb.st_dev;
+    files[s].ino = sb.st_ino;
+    files[s].name = shards[s];
+  }
+  if (st == NLLM_OK) {
+    qsort(files, (size_t)n_shards, sizeof *files, shard_file_cmp);
+    for (int s = 1; s < n_shards && st == NLLM_OK; s++)
+      if (files[s].dev == files[s - 1].dev && files[s].ino == files[s - 1].ino)
+        st = nllm_err(NLLM_ERR_FORMAT,
+                      "%s: shards '%s' and '%s' named by model.safetensors.index.json are one "
+                      "file (symlinks or hard links to the same shard)",
+                      dir, files[s - 1].name, files[s].name);
+  }
+  free(files);
+  return st;
+}
+
 /* Opens every shard the index names, and checks each mapped tensor is in its shard. */
 static nllm_status load_sharded(nllm_source *src, const char *dir, const char *index_path,
                                 int use_mmap, nllm_tensor_list *list) {
@@ -626,6 +684,7 @@ static nllm_status load_sharded(nllm_source *src, const char *dir, const char *i
   if (st != NLLM_OK) return st;
   const char **shards = NULL;
   int64_t *first = NULL; /* list index where each shard's tensors begin; [n] = end */
+  placed_name *placed = NULL;
   int n_shards = 0;
   const cJSON *wm = jget(idx, "weight_map");
   if (!cJSON_IsObject(wm) || !wm->child) {
@@ -645,31 +704,35 @@ static nllm_status load_sharded(nllm_source *src, const char *dir, const char *i
                     index_path, e->string);
       goto done;
     }
-    int known = 0;
-    for (int s = 0; s < n_shards && !known; s++) known = strcmp(shards[s], e->valuestring) == 0;
-    if (!known) shards[n_shards++] = e->valuestring;
+    shards[n_shards++] = e->valuestring;
   }
   /* file-name order is the order the shards were written in (model-0000N-of-...) */
   qsort(shards, (size_t)n_shards, sizeof *shards, str_cmp);
+  int n_unique = 0;
+  for (int s = 0; s < n_shards; s++)
+    if (!n_unique || strcmp(shards[n_unique - 1], shards[s]) != 0) shards[n_unique++] = shards[s];
+  n_shards = n_unique;
+  if ((st = check_shard_files(dir, shards, n_shards)) != NLLM_OK) goto done;
   for (int s = 0; s < n_shards; s++) {
     char path[4096];
     if ((st = path_join(path, sizeof path, dir, shards[s])) != NLLM_OK) goto done;
     first[s] = list->n;
-    if (access(path, F_OK) != 0) {
-      st = nllm_err(NLLM_ERR_IO, "%s: shard '%s' named by %s is missing", dir, shards[s],
-                    "model.safetensors.index.json");
-      goto done;
-    }
     if ((st = safetensors_open(src, path, use_mmap, list)) != NLLM_OK) goto done;
   }
   first[n_shards] = list->n;
+  placed = nllm_malloc((size_t)(list->n ? list->n : 1) * sizeof *placed);
+  if (!placed) {
+    st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", index_path);
+    goto done;
+  }
+  for (int s = 0; s < n_shards; s++)
+    for (int64_t i = first[s]; i < first[s + 1]; i++) placed[i] = (placed_name){list->t[i].name, s};
+  qsort(placed, (size_t)list->n, sizeof *placed, placed_cmp);
   for (const cJSON *e = wm->child; e; e = e->next) {
-    int s = 0;
-    while (strcmp(shards[s], e->valuestring) != 0) s++;
-    int found = 0;
-    for (int64_t i = first[s]; i < first[s + 1] && !found; i++)
-      found = strcmp(list->t[i].name, e->string) == 0;
-    if (!found) {
+    const char *const *hit =
+        bsearch(&e->valuestring, shards, (size_t)n_shards, sizeof *shards, str_cmp);
+    placed_name key = {e->string, hit ? (int)(hit - shards) : -1};
+    if (!hit || !bsearch(&key, placed, (size_t)list->n, sizeof *placed, placed_cmp)) {
       st = nllm_err(NLLM_ERR_FORMAT,
                     "%s: tensor '%s' is not in shard '%s' where the index "
                     "says it is",
@@ -680,6 +743,7 @@ static nllm_status load_sharded(nllm_source *src, const char *dir, const char *i
 done:
   free(shards);
   free(first);
+  free(placed);
   cJSON_Delete(idx);
   return st;
 }

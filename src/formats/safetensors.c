@@ -2,6 +2,8 @@
  * tensor and the numbers, because a hub download that fails to load is otherwise opaque. */
 #include "formats/safetensors.h"
 
+#include "core/json.h"
+
 #include <cJSON.h>
 #include <stdlib.h>
 
@@ -173,11 +175,13 @@ nllm_status safetensors_parse(nllm_source *src, const uint8_t *buf, uint64_t siz
   const uint8_t *data = buf + 8 + hlen;
   uint64_t data_size = size - 8 - hlen;
 
-  cJSON *root = cJSON_ParseWithLength((const char *)buf + 8, (size_t)hlen);
+  nllm_status st;
+  cJSON *root = nllm_json_parse((const char *)buf + 8, (size_t)hlen, file, &st);
   if (!root)
-    return nllm_err(NLLM_ERR_FORMAT, "%s: header (%llu bytes) is not well-formed JSON", file,
-                    (unsigned long long)hlen);
-  nllm_status st = NLLM_OK;
+    return st == NLLM_ERR_NOMEM
+               ? st
+               : nllm_err(NLLM_ERR_FORMAT, "%s: header (%llu bytes) is not well-formed JSON", file,
+                          (unsigned long long)hlen);
   st_span *spans = NULL;
   if (!cJSON_IsObject(root)) {
     st = nllm_err(NLLM_ERR_FORMAT, "%s: header is JSON but not an object", file);

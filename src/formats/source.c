@@ -160,6 +160,12 @@ const char *nllm_value_type_name(uint32_t type) {
   return type < NLLM_V_COUNT ? names[type] : "unknown";
 }
 
+/* A file's float where an integer is wanted: converting NaN or a value outside int64 is
+ * undefined behaviour in C, so those read as 0 (callers range-check the result anyway). */
+static int64_t float_to_int(double x) {
+  return x >= -9223372036854775808.0 && x < 9223372036854775808.0 ? (int64_t)x : 0;
+}
+
 int64_t nllm_value_arr_int(const nllm_value *v, uint64_t idx) {
   const uint8_t *p =
       (const uint8_t *)v->v.arr.data + idx * nllm_value_type_size(v->v.arr.elem_type);
@@ -200,12 +206,12 @@ int64_t nllm_value_arr_int(const nllm_value *v, uint64_t idx) {
     case NLLM_V_F32: {
       float x;
       memcpy(&x, p, 4);
-      return (int64_t)x;
+      return float_to_int(x);
     }
     case NLLM_V_F64: {
       double x;
       memcpy(&x, p, 8);
-      return (int64_t)x;
+      return float_to_int(x);
     }
     default: return 0;
   }

@@ -94,26 +94,29 @@ static nllm_status cpu_split_qkv(const nllm_fw_run *r, const nllm_fw_bufs *b) {
 static nllm_status cpu_rope(const nllm_fw_run *r, float *x, int64_t heads) {
   const nllm_hparams *hp = &r->m->hp;
   const int64_t stride = heads * hp->head_dim;
+  const int32_t *pos = r->batch->pos;
   for (int64_t t = 0; t < r->n; t++)
-    nllm_rope(x + t * stride, heads, hp->head_dim, hp->n_rot, r->pos0 + (int32_t)t, r->m->inv_freq,
-              hp->rope_neox);
+    nllm_rope(x + t * stride, heads, hp->head_dim, hp->n_rot, pos ? pos[t] : r->pos0 + (int32_t)t,
+              r->m->inv_freq, hp->rope_neox);
   return NLLM_OK;
 }
 
-/* The CPU cache of a layer is head-major, [n_head_kv][n_ctx][head_dim]: decode attention then
- * reads each KV head's positions as one contiguous run instead of rows n_head_kv * head_dim
- * apart. */
+/* The CPU cache of a layer is head-major, [n_head_kv][n_ctx cells][head_dim]: decode attention
+ * then reads each KV head's positions as one contiguous run (a sequence's cells are mostly
+ * consecutive) instead of rows n_head_kv * head_dim apart. */
 static nllm_status cpu_kv_store(const nllm_fw_run *r, uint8_t *cache, const float *src) {
   const nllm_kv_cache *kv = &r->fs->kv;
   const nllm_qtype *kv_t = nllm_qtype_get(kv->type);
   const int64_t hd = r->m->hp.head_dim, nkv = r->m->hp.n_head_kv;
   const size_t esz = kv->row_bytes / (size_t)kv->row,
                head_bytes = (size_t)kv->n_ctx * (size_t)hd * esz;
-  for (int64_t t = 0; t < r->n; t++)
+  const int32_t *cell = r->batch->cell;
+  for (int64_t t = 0; t < r->n; t++) {
+    const size_t row = (size_t)(cell ? cell[t] : r->pos0 + t);
     for (int64_t h = 0; h < nkv; h++)
       kv_t->from_float(src + t * kv->row + h * hd,
-                       cache + (size_t)h * head_bytes + (size_t)(r->pos0 + t) * (size_t)hd * esz,
-                       hd);
+                       cache + (size_t)h * head_bytes + row * (size_t)hd * esz, hd);
+  }
   return NLLM_OK;
 }
 
@@ -122,6 +125,10 @@ static nllm_status cpu_attention(const nllm_fw_run *r, const nllm_fw_bufs *b, co
   nllm_forward_state *fs = r->fs;
   const nllm_hparams *hp = &r->m->hp;
   const int64_t qd = (int64_t)hp->n_head * hp->head_dim;
+  const nllm_fw_batch *fb = r->batch;
+  /* attention work grows with each row's visible cells */
+  int64_t seen = 0;
+  for (int64_t t = 0; t < r->n; t++) seen += fb->n_vis ? fb->n_vis[t] : r->pos0 + t + 1;
   nllm_attn_args aa = {.out = b->att,
                        .q = b->q,
                        .k = kc,
@@ -139,7 +146,11 @@ static nllm_status cpu_attention(const nllm_fw_run *r, const nllm_fw_bufs *b, co
                        .kv_head_stride = (int64_t)fs->kv.n_ctx * hp->head_dim,
                        .scratch = fs->att_scratch,
                        .scratch_per_thread = fs->att_scratch_per_thread,
-                       .n_threads = threads_for(fs, r->n * (r->pos0 + r->n) * qd)};
+                       .n_threads = threads_for(fs, seen * qd),
+                       .vis_cell = fb->vis_cell,
+                       .vis_pos = fb->vis_pos,
+                       .n_vis = fb->n_vis,
+                       .tok_pos = fb->pos};
   nllm_attention(&aa);
   return NLLM_OK;
 }
@@ -294,14 +305,20 @@ static nllm_status move_x(const nllm_fw_run *r, const nllm_fw_backend *from,
     if (st_) return st_;      \
   } while (0)
 
-nllm_status nllm_forward(nllm_forward_state *fs, const nllm_token *tokens, int32_t n, int32_t pos0,
-                         float *logits, int all_logits) {
+nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits) {
   const nllm_model *m = fs->model;
   const nllm_hparams *hp = &m->hp;
   const nllm_arch *arch = m->arch;
   const int64_t d = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
   const int64_t qd = nh * hd, kvd = nkv * hd;
-  const nllm_fw_run r = {.fs = fs, .m = m, .n = n, .pos0 = pos0, .nt = threads_for(fs, n * d * 64)};
+  const int64_t n = fb->n;
+  const nllm_token *tokens = fb->tokens;
+  const nllm_fw_run r = {
+      .fs = fs, .m = m, .n = n, .pos0 = fb->pos0, .nt = threads_for(fs, n * d * 64), .batch = fb};
+  if (fb->cell && m->n_gpu_layers > 0)
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "a paged (many-sequence) batch is not supported on the "
+                    "CUDA backend yet");
   const nllm_kv_cache *kv = &fs->kv;
   /* Every step runs on the backend its weights live on (model/offload.c): layer il on the GPU
    * when it is one of the last n_gpu_layers, the embedding and the head there when all are.
@@ -368,14 +385,26 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_token *tokens, int32
     TRY(op->add(&r, x, xb, n * d));
   }
 
-  /* final norm and logits: every row, or only the last, or none (a prompt chunk) */
+  /* final norm and logits: the rows asked for (every row, or only the last, or a list), or none
+   * (a prompt chunk) */
   if (!logits) return NLLM_OK;
   const nllm_fw_backend *hb = m->output.dev ? &fs->gpu : &fs->cpu;
   if (hb != be) {
     TRY(move_x(&r, be, hb));
     be = hb, op = be->ops, b = &be->b;
   }
-  const int64_t first = all_logits ? 0 : n - 1, n_out = n - first;
+  int64_t first = fb->all_logits ? 0 : n - 1, n_out = n - first;
+  if (fb->out_rows) {
+    n_out = fb->n_out;
+    first = fb->out_rows[0];
+    if (fb->out_rows[n_out - 1] - first + 1 != n_out) {
+      /* scattered rows (one per sequence of a batch): gather them first; out_rows is ascending
+       * so row i's destination never overwrites a later source (CPU paged batches only) */
+      for (int64_t i = 0; i < n_out; i++)
+        memmove(b->x + i * d, b->x + (int64_t)fb->out_rows[i] * d, (size_t)d * sizeof(float));
+      first = 0;
+    }
+  }
   float *out = b->logits ? b->logits : logits; /* the device's, then downloaded */
   TRY(op->rmsnorm(&r, b->xb, b->x + first * d, &m->output_norm, d, n_out));
   TRY(op->matmul(&r, out, &m->output, b->xb, n_out));
@@ -383,4 +412,42 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_token *tokens, int32
   if (out != logits)
     TRY(op->to_host(&r, logits, out, (size_t)(n_out * hp->n_vocab) * sizeof(float)));
   return NLLM_OK;
+}
+
+void nllm_forward_kv_shift(nllm_forward_state *fs, int32_t cell, int32_t delta) {
+  const nllm_model *m = fs->model;
+  const nllm_hparams *hp = &m->hp;
+  const nllm_kv_cache *kv = &fs->kv;
+  const nllm_qtype *kv_t = nllm_qtype_get(kv->type);
+  const int64_t hd = hp->head_dim, nkv = hp->n_head_kv;
+  const size_t esz = kv->row_bytes / (size_t)kv->row, head_bytes = (size_t)kv->n_ctx * hd * esz;
+  const size_t layer_bytes = (size_t)kv->n_ctx * kv->row_bytes;
+  float *tmp = fs->att_scratch; /* at least 2 head_dim floats; free between forward calls */
+  const int32_t n_cpu = hp->n_layer - m->n_gpu_layers;
+  for (int32_t il = 0; il < n_cpu; il++)
+    for (int64_t h = 0; h < nkv; h++) {
+      uint8_t *row = kv->k + (size_t)il * layer_bytes + (size_t)h * head_bytes +
+                     (size_t)cell * (size_t)hd * esz;
+      /* the rotation is additive in the angle: rotating by delta moves the key from its old
+       * position to the new one */
+      kv_t->to_float(row, tmp, hd);
+      nllm_rope(tmp, 1, hd, hp->n_rot, delta, m->inv_freq, hp->rope_neox);
+      kv_t->from_float(tmp, row, hd);
+    }
+}
+
+void nllm_forward_kv_copy(nllm_forward_state *fs, int32_t src, int32_t dst) {
+  const nllm_model *m = fs->model;
+  const nllm_hparams *hp = &m->hp;
+  const nllm_kv_cache *kv = &fs->kv;
+  const int64_t hd = hp->head_dim, nkv = hp->n_head_kv;
+  const size_t esz = kv->row_bytes / (size_t)kv->row, head_bytes = (size_t)kv->n_ctx * hd * esz;
+  const size_t layer_bytes = (size_t)kv->n_ctx * kv->row_bytes, rb = (size_t)hd * esz;
+  const int32_t n_cpu = hp->n_layer - m->n_gpu_layers;
+  for (int32_t il = 0; il < n_cpu; il++)
+    for (int64_t h = 0; h < nkv; h++) {
+      const size_t off = (size_t)il * layer_bytes + (size_t)h * head_bytes;
+      memcpy(kv->k + off + (size_t)dst * rb, kv->k + off + (size_t)src * rb, rb);
+      memcpy(kv->v + off + (size_t)dst * rb, kv->v + off + (size_t)src * rb, rb);
+    }
 }

@@ -27,13 +27,33 @@ typedef struct nllm_fw_bufs {
 
 typedef struct nllm_forward_state nllm_forward_state;
 
+/* The rows of one forward call. Contiguous (one sequence, what the GPU backend runs): row t
+ * sits at position pos0 + t, its K/V go to cache row pos0 + t and it sees cache rows 0.. of
+ * its position. Paged (the CPU, any number of sequences; kv_cells.h): row t sits at pos[t],
+ * its K/V go to cache row cell[t], and it sees the n_vis[t] cells vis_cell[t][..] at positions
+ * vis_pos[t][..] (its own sequence's, its own cell included). */
+typedef struct nllm_fw_batch {
+  const nllm_token *tokens;
+  int32_t n;
+  int32_t pos0;
+  const int32_t *pos, *cell; /* NULL: contiguous */
+  const int32_t *const *vis_cell;
+  const int32_t *const *vis_pos;
+  const int32_t *n_vis;
+  /* rows whose logits are wanted, ascending; NULL: every row with all_logits, else the last */
+  const int32_t *out_rows;
+  int32_t n_out;
+  int all_logits;
+} nllm_fw_batch;
+
 /* What one forward call is working on, for the ops. */
 typedef struct nllm_fw_run {
   nllm_forward_state *fs;
   const nllm_model *m;
   int64_t n;    /* tokens */
-  int32_t pos0; /* position of the first */
+  int32_t pos0; /* position of the first (contiguous batches) */
   int nt;       /* threads for the CPU's elementwise ops */
+  const nllm_fw_batch *batch;
 } nllm_fw_run;
 
 /* The operations of the forward pass on one backend. Widths come from the model; n tokens from
@@ -95,12 +115,15 @@ nllm_status nllm_forward_gpu_init(nllm_forward_state *fs, int32_t logit_rows);
 void nllm_forward_gpu_free(nllm_forward_state *fs);
 extern const nllm_fw_ops nllm_fw_cuda_ops;
 
-/* Evaluates tokens[0..n) (n <= n_batch) at positions pos0.. , writing their K/V into the cache.
- * logits: n_vocab floats per output row; all_logits: a row per token, else only the last;
- * NULL: no logits at all (a prompt chunk that is not the last).
- * NLLM_ERR_ABORTED if the abort callback fired (cache rows past pos0 are then garbage, and the
- * caller keeps its position at pos0). */
-nllm_status nllm_forward(nllm_forward_state *fs, const nllm_token *tokens, int32_t n, int32_t pos0,
-                         float *logits, int all_logits);
+/* Evaluates the batch's rows (n <= n_batch), writing their K/V into the cache.
+ * logits: n_vocab floats per output row (the batch says which); NULL: no logits at all (a
+ * prompt chunk that is not the last). NLLM_ERR_ABORTED if the abort callback fired (the rows'
+ * cache cells are then garbage; the caller drops them). */
+nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits);
+
+/* Cache maintenance for the sequence operations (CPU layers): rotate the keys of cache row
+ * `cell` by delta positions (a context shift), copy cache row src to dst in every layer. */
+void nllm_forward_kv_shift(nllm_forward_state *fs, int32_t cell, int32_t delta);
+void nllm_forward_kv_copy(nllm_forward_state *fs, int32_t src, int32_t dst);
 
 #endif

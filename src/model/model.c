@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "model/quantize_load.h"
 #include "qtypes.h"
@@ -300,12 +301,28 @@ static nllm_status load_tokenizer(nllm_model *m) {
 
 static nllm_status load_eog(nllm_model *m) {
   const nllm_value *v = nllm_source_get(&m->src, "nllm.eog_token_ids");
-  if (!v || v->type != NLLM_V_ARRAY || v->v.arr.elem_type == NLLM_V_STRING ||
-      v->v.arr.elem_type == NLLM_V_ARRAY || v->v.arr.n > 64)
-    return NLLM_OK;
-  m->eog_ids = nllm_source_alloc(&m->src, (size_t)v->v.arr.n * sizeof(int32_t));
+  if (!v) return NLLM_OK;
+  uint32_t et = v->type == NLLM_V_ARRAY ? v->v.arr.elem_type : NLLM_V_COUNT;
+  /* token ids are integers: a float array (possibly holding NaN) is a broken file */
+  if (et == NLLM_V_F32 || et == NLLM_V_F64 || et == NLLM_V_BOOL || !nllm_value_type_size(et))
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: metadata key 'nllm.eog_token_ids' must be an array of integer token ids "
+                    "(it is %s%s%s)",
+                    m->src.path, v->type == NLLM_V_ARRAY ? "an array of " : "a ",
+                    nllm_value_type_name(v->type == NLLM_V_ARRAY ? et : v->type),
+                    v->type == NLLM_V_ARRAY ? "" : " value");
+  if (v->v.arr.n > 64)
+    return nllm_err(NLLM_ERR_FORMAT, "%s: 'nllm.eog_token_ids' lists %llu ids (at most 64)",
+                    m->src.path, (unsigned long long)v->v.arr.n);
+  m->eog_ids = nllm_source_alloc(&m->src, (size_t)(v->v.arr.n ? v->v.arr.n : 1) * sizeof(int32_t));
   if (!m->eog_ids) return nllm_err(NLLM_ERR_NOMEM, "out of memory");
-  for (uint64_t i = 0; i < v->v.arr.n; i++) m->eog_ids[i] = (int32_t)nllm_value_arr_int(v, i);
+  for (uint64_t i = 0; i < v->v.arr.n; i++) {
+    int64_t id = nllm_value_arr_int(v, i);
+    if (id < 0 || id > INT32_MAX) /* a u64 above 2^63 reads as negative */
+      return nllm_err(NLLM_ERR_FORMAT, "%s: 'nllm.eog_token_ids'[%llu] = %lld is not a token id",
+                      m->src.path, (unsigned long long)i, (long long)id);
+    m->eog_ids[i] = (int32_t)id;
+  }
   m->n_eog = (int32_t)v->v.arr.n;
   return NLLM_OK;
 }
@@ -340,9 +357,12 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
     free(m);
     return nllm_err(NLLM_ERR_ABORTED, "%s: loading cancelled by the progress callback", path);
   }
-  /* A lone tokenizer.json is a tokenizer-only model (nllm tokenize --tokenizer). */
+  /* A lone tokenizer.json is a tokenizer-only model (nllm tokenize --tokenizer); a folder whose
+   * name ends in ".json" is still a model folder. */
   size_t plen = strlen(path);
-  int json_only = plen >= 5 && strcmp(path + plen - 5, ".json") == 0;
+  struct stat sb;
+  int json_only = plen >= 5 && strcmp(path + plen - 5, ".json") == 0 &&
+                  !(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode));
   /* Reading the weights into memory (huge pages where the OS allows) makes CPU decode up to
    * ~20% faster than 4 KiB file pages, but only weights the CPU computes with are worth the
    * copy: a tokenizer-only load and quantize-on-load (the results are new buffers anyway) map

@@ -35,7 +35,7 @@ nllm_status nllm_tokenizer_piece(const nllm_tokenizer *tok, nllm_token id, int r
   if (n > (uint32_t)cap)
     return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "token_to_piece: piece of %u bytes, capacity %d", n,
                     cap);
-  memcpy(buf, p, n);
+  if (n) memcpy(buf, p, n); /* buf may be NULL in a size query (cap 0) */
   return NLLM_OK;
 }
 
@@ -62,7 +62,8 @@ nllm_status nllm_tokenizer_decode(const nllm_tokenizer *tok, const nllm_token *i
       p++;
       l--;
     }
-    if (total + l <= (uint64_t)cap) memcpy(buf + total, p, l);
+    /* l > 0 first: in a size query buf is NULL, and NULL + 0 is already undefined */
+    if (l && total + l <= (uint64_t)cap) memcpy(buf + total, p, l);
     total += l;
   }
   if (total > INT32_MAX)

@@ -39,8 +39,23 @@ typedef struct enc_state {
   pcre2_match_data *md;
   pcre2_match_context *mctx;
   pcre2_jit_stack *jstack;
-  int oom;
+  int oom;          /* stop: out of memory, or fail says why */
+  nllm_status fail; /* an error other than out of memory, its message already recorded */
+  size_t norm_max;  /* limit on the normalized text of the current fragment */
 } enc_state;
+
+/* Records an error (message set by the caller with nllm_err) and stops the encoding. */
+static void enc_fail(enc_state *st, nllm_status status) {
+  if (!st->fail) st->fail = status;
+  st->oom = 1;
+}
+
+/* Normalized text may grow (NFKC expands one ligature to up to 18 characters; Replace and
+ * Metaspace substitute longer strings), but a normalizer that multiplies the text (a Sequence
+ * of Replace steps each turning "i" into 2000 copies) would take gigabytes for a short prompt:
+ * past this factor of the input (plus a constant for prepended text) encoding fails. */
+#define NORM_GROWTH_MAX 64
+#define NORM_SLACK 4096
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem) {
   if (need <= *cap) return 1;
@@ -154,6 +169,26 @@ static void emit_fallback(enc_state *st, const char *p, size_t n) {
   }
   if (any_missing && unk >= 0) {
     if (!(tok->fuse_unk && st->n_out > 0 && st->out[st->n_out - 1] == unk)) push_id(st, unk);
+  } else if (any_missing) {
+    /* Bytes that are not UTF-8 text (a stray 0xFF, a broken sequence) have no character to
+     * lose: they are dropped, as the reference tokenizers do for vocabularies without them
+     * (deepseek-llm and mpt lack 0xF5..0xFF). A real character dropped would make the model
+     * see another prompt than the caller wrote, so that fails. */
+    uint32_t cp = 0;
+    int l = tok_utf8_valid_len(p, n) > 0 ? tok_utf8_decode(p, n, &cp) : 0;
+    uint8_t b = (uint8_t)p[0];
+    if (l <= 0 && (!tok->byte_level || b == 0xC0 || b == 0xC1 || b >= 0xF5)) return;
+    if (l > 0)
+      nllm_err(NLLM_ERR_INVALID_ARG,
+               "%s: cannot encode U+%04X '%.*s': the vocabulary has no token for it, no "
+               "byte-fallback tokens and no unknown token",
+               tok->name, cp, l, p);
+    else
+      nllm_err(NLLM_ERR_INVALID_ARG,
+               "%s: cannot encode byte 0x%02x of the text: the vocabulary has no token for it "
+               "and no unknown token",
+               tok->name, b);
+    enc_fail(st, NLLM_ERR_INVALID_ARG);
   }
 }
 
@@ -268,6 +303,15 @@ static size_t norm_unicode(enc_state *st, const char *src, size_t n, int dst, in
   return k;
 }
 
+static size_t norm_too_large(enc_state *st, size_t n) {
+  nllm_err(NLLM_ERR_INVALID_ARG,
+           "%s: the normalizer would grow the text past %zu bytes (more than %d times the "
+           "input): refusing a normalizer that multiplies text",
+           st->tok->name, n > st->norm_max ? n : st->norm_max, NORM_GROWTH_MAX);
+  enc_fail(st, NLLM_ERR_INVALID_ARG);
+  return 0;
+}
+
 static size_t norm_replace(enc_state *st, const tok_norm *nm, const char *src, size_t n, int dst) {
   size_t k = 0;
   if (nm->from_len == 0) {
@@ -275,7 +319,19 @@ static size_t norm_replace(enc_state *st, const tok_norm *nm, const char *src, s
     memcpy(st->nbuf[dst], src, n);
     return n;
   }
-  size_t worst = nm->to_len > nm->from_len ? n / nm->from_len * nm->to_len + n : n;
+  size_t worst = n;
+  if (nm->to_len > nm->from_len) {
+    /* exact size first, so a hostile replacement is refused before anything is allocated */
+    for (size_t i = 0; i + nm->from_len <= n;) {
+      if (src[i] == nm->from[0] && memcmp(src + i, nm->from, nm->from_len) == 0) {
+        worst += nm->to_len - nm->from_len;
+        i += nm->from_len;
+        if (worst > st->norm_max) return norm_too_large(st, worst);
+      } else {
+        i++;
+      }
+    }
+  }
   if (!buf_reserve(st, dst, worst)) return 0;
   char *o = st->nbuf[dst];
   for (size_t i = 0; i < n;) {
@@ -343,6 +399,10 @@ static const char *normalize(enc_state *st, const char *text, size_t len, size_t
       default: continue;
     }
     if (st->oom) break;
+    if (r > st->norm_max) {
+      norm_too_large(st, r);
+      break;
+    }
     cur = st->nbuf[dst];
     n = r;
     dst ^= 1;
@@ -424,7 +484,19 @@ static void split_run(enc_state *st, const tok_pre *p, const char *text, size_t 
   while (off <= len) {
     int rc = p->jit ? pcre2_jit_match(p->re, subj, len, off, 0, st->md, st->mctx)
                     : pcre2_match(p->re, subj, len, off, PCRE2_NO_UTF_CHECK, st->md, st->mctx);
-    if (rc < 0) break;
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0) {
+      /* a match or depth limit, JIT stack exhaustion: ending the split here would silently
+       * tokenize the rest of the text as one word */
+      PCRE2_UCHAR msg[128];
+      if (pcre2_get_error_message(rc, msg, sizeof msg) < 0) strcpy((char *)msg, "unknown error");
+      nllm_err(NLLM_ERR_INVALID_ARG,
+               "%s: pre-tokenizer regex failed at byte %zu of a %zu-byte piece: PCRE2 error %d "
+               "(%s)",
+               st->tok->name, off, len, rc, (const char *)msg);
+      enc_fail(st, NLLM_ERR_INVALID_ARG);
+      break;
+    }
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(st->md);
     size_t ms = ov[0], me = ov[1];
     if (me <= ms) { /* empty match: step one character */
@@ -466,6 +538,9 @@ static void split_spans(enc_state *st, const tok_pre *p, const char *text, int s
 static void encode_fragment(enc_state *st, const char *text, size_t len, int first) {
   const nllm_tokenizer *tok = st->tok;
   size_t n;
+  st->norm_max = len > (SIZE_MAX - NORM_SLACK) / NORM_GROWTH_MAX
+                     ? SIZE_MAX
+                     : len * NORM_GROWTH_MAX + NORM_SLACK;
   const char *norm = normalize(st, text, len, &n);
   if (st->oom || n == 0) return;
 
@@ -490,6 +565,11 @@ static void encode_fragment(enc_state *st, const char *text, size_t len, int fir
       size_t cnt = 0;
       for (size_t i = 0; i < n; i++) cnt += norm[i] == ' ';
       size_t cap = n + cnt * (size_t)p->repl_len + (size_t)p->repl_len;
+      if (cap > st->norm_max) {
+        norm_too_large(st, cap);
+        free(own);
+        return;
+      }
       char *b = nllm_malloc(cap + 1);
       if (!b) {
         st->oom = 1;
@@ -645,7 +725,9 @@ nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, s
     push_id(&st, tok->special[NLLM_TOKEN_EOS]);
 
   nllm_status rc = NLLM_OK;
-  if (st.oom) {
+  if (st.fail) {
+    rc = st.fail;
+  } else if (st.oom) {
     rc = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory tokenizing %zu bytes", tok->name, len);
   } else if (st.n_out > INT32_MAX) {
     rc = nllm_err(NLLM_ERR_INVALID_ARG, "%s: %zu tokens do not fit an int32 count", tok->name,

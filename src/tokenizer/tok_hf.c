@@ -4,7 +4,10 @@
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
+#include "core/json.h"
+#include "formats/hf.h"
 #include "tokenizer/tok_internal.h"
 
 static const char *jstr(const cJSON *o, const char *key) {
@@ -33,16 +36,9 @@ static const char *config_token(const cJSON *cfg, const char *key) {
 
 static cJSON *parse_json_file(const char *path, nllm_status *st) {
   nllm_file_map map;
-  *st = nllm_file_map_open(path, 0, &map);
+  *st = nllm_file_map_open_max(path, 0, NLLM_HF_MAX_TOKENIZER_JSON, "a tokenizer JSON file", &map);
   if (*st) return NULL;
-  cJSON *j = cJSON_ParseWithLength((const char *)map.data, (size_t)map.size);
-  if (!j) {
-    const char *at = cJSON_GetErrorPtr();
-    size_t off = at && at >= (const char *)map.data && at <= (const char *)map.data + map.size
-                     ? (size_t)(at - (const char *)map.data)
-                     : 0;
-    *st = nllm_err(NLLM_ERR_FORMAT, "%s: invalid JSON near byte %zu", path, off);
-  }
+  cJSON *j = nllm_json_parse((const char *)map.data, (size_t)map.size, path, st);
   nllm_file_map_close(&map);
   return j;
 }
@@ -408,9 +404,8 @@ nllm_status nllm_tokenizer_from_hf(const char *path, nllm_tokenizer **out) {
   }
   memcpy(cpath, path, dl);
   strcpy(cpath + dl, "tokenizer_config.json");
-  FILE *f = fopen(cpath, "rb");
-  if (f) {
-    fclose(f);
+  /* access, not fopen: opening a FIFO planted under that name would block */
+  if (access(cpath, F_OK) == 0) {
     cfg = parse_json_file(cpath, &st);
     if (!cfg) {
       free(cpath);

@@ -1,6 +1,11 @@
 /* nllm chat: a conversation on the terminal. Each turn renders the whole conversation with the
  * chat template, keeps the longest prefix of tokens already in the KV cache, and decodes only
- * the rest, so earlier turns are never recomputed. */
+ * the rest, so earlier turns are never recomputed. When the conversation outgrows the context,
+ * the oldest turns are dropped (the system message stays). Ctrl-C stops a reply; at the prompt
+ * it ends the chat. */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,9 +13,26 @@
 
 #include "nllm.h"
 
-#define CHAT_OPTS                                                                             \
-  "-m --quantize -n -t -c --seed --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty " \
-  "--repeat-last-n --system --chat-template --kv-f32 --mmap"
+#define CHAT_OPTS                                                                               \
+  "-m --quantize -n -t -c -s --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty "       \
+  "--repeat-last-n --system --chat-template --chat-template-file --kv-f32 --mmap --no-mmap -r " \
+  "--stop --ignore-eos --grammar --grammar-file --json-schema"
+
+/* The names nllm_chat_apply_template knows besides Jinja text (include/nativellm.h). */
+#define CHAT_TEMPLATE_NAMES "chatml, llama2, llama3, mistral, gemma, phi3, deepseek, deepseek3"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+/* Checked between layers, so Ctrl-C also stops a long prompt being decoded. */
+static int32_t abort_on_interrupt(void *ud) {
+  (void)ud;
+  return interrupted;
+}
 
 typedef struct reply {
   char *text;
@@ -19,7 +41,7 @@ typedef struct reply {
   int32_t n_ids, cap_ids;
 } reply;
 
-static int on_piece(nllm_token t, const char *piece, int32_t n, void *ud) {
+static int32_t on_piece(nllm_token t, const char *piece, int32_t n, void *ud) {
   reply *r = ud;
   fwrite(piece, 1, (size_t)n, stdout);
   fflush(stdout);
@@ -41,27 +63,90 @@ static int on_piece(nllm_token t, const char *piece, int32_t n, void *ud) {
     }
     r->ids[r->n_ids++] = t;
   }
-  return 0;
+  return interrupted;
 }
 
 static char *format(const nllm_model *m, const char *tmpl, const nllm_chat_message *msgs, int n) {
   int32_t need = 0;
   nllm_status st = tmpl ? nllm_chat_apply_template(tmpl, msgs, n, 1, NULL, 0, &need)
                         : nllm_chat_format(m, msgs, n, 1, NULL, 0, &need);
-  if (st != NLLM_OK && st != NLLM_ERR_BUFFER_TOO_SMALL) {
-    cli_status_error(st, "chat template");
-    return NULL;
-  }
+  if (st != NLLM_OK && st != NLLM_ERR_BUFFER_TOO_SMALL) return NULL;
   char *buf = malloc((size_t)need + 1);
   if (!buf) return NULL;
   st = tmpl ? nllm_chat_apply_template(tmpl, msgs, n, 1, buf, need + 1, &need)
             : nllm_chat_format(m, msgs, n, 1, buf, need + 1, &need);
   if (st) {
-    cli_status_error(st, "chat template");
     free(buf);
     return NULL;
   }
   return buf;
+}
+
+/* A template that cannot render a one-message conversation fails now, not after the first
+ * message was typed. */
+static int check_template(const nllm_model *m, const char *tmpl) {
+  nllm_chat_message probe = {"user", "hi"};
+  char *text = format(m, tmpl, &probe, 1);
+  if (text) {
+    free(text);
+    return 1;
+  }
+  if (tmpl)
+    cli_error("--chat-template '%.60s%s': %s (known names: %s, or Jinja template text)", tmpl,
+              strlen(tmpl) > 60 ? "..." : "", nllm_last_error(), CHAT_TEMPLATE_NAMES);
+  else
+    cli_error(
+        "this model has no usable chat template (%s); give one with --chat-template "
+        "(known names: %s)",
+        nllm_last_error(), CHAT_TEMPLATE_NAMES);
+  return 0;
+}
+
+/* The conversation's tokens (template applied, ready for the assistant's reply) in *ids. */
+static nllm_status render(const nllm_model *m, const char *tmpl, const nllm_chat_message *msgs,
+                          int n_msgs, nllm_token **ids, int32_t *n) {
+  char *text = format(m, tmpl, msgs, n_msgs);
+  if (!text) return NLLM_ERR_INVALID_ARG;
+  nllm_status st = nllm_tokenize(m, text, -1, 1, 1, NULL, 0, n);
+  if (st == NLLM_OK || st == NLLM_ERR_BUFFER_TOO_SMALL) {
+    free(*ids);
+    *ids = malloc(((size_t)*n + 1) * sizeof **ids);
+    st = *ids ? nllm_tokenize(m, text, -1, 1, 1, *ids, *n, n) : NLLM_ERR_NOMEM;
+  }
+  free(text);
+  return st;
+}
+
+typedef struct chat {
+  nllm_chat_message *msgs;
+  int n, cap, first_turn; /* msgs[first_turn..] are user/assistant turns (before: system) */
+} chat;
+
+static void drop_messages(chat *c, int from, int count) {
+  for (int i = from; i < from + count; i++) free((char *)c->msgs[i].content);
+  memmove(c->msgs + from, c->msgs + from + count, (size_t)(c->n - from - count) * sizeof *c->msgs);
+  c->n -= count;
+}
+
+static int add_message(chat *c, const char *role, char *content) {
+  if (!content) return 0;
+  if (c->n == c->cap) {
+    int cap = c->cap ? c->cap * 2 : 16;
+    nllm_chat_message *b = realloc(c->msgs, (size_t)cap * sizeof *b);
+    if (!b) {
+      free(content);
+      return 0;
+    }
+    c->msgs = b, c->cap = cap;
+  }
+  c->msgs[c->n++] = (nllm_chat_message){role, content};
+  return 1;
+}
+
+static char *dup_bytes(const char *s, size_t n) {
+  char *d = malloc(n + 1);
+  if (d) memcpy(d, s, n), d[n] = 0;
+  return d;
 }
 
 int cmd_chat(int argc, char **argv) {
@@ -69,94 +154,150 @@ int cmd_chat(int argc, char **argv) {
   if (cli_parse(argc, argv, CHAT_OPTS, &o)) return 1;
   if (o.help) {
     printf(
-        "usage: nllm chat [-m MODEL] [--system TEXT] [--chat-template T] [-n N] [--temp T] ...\n"
+        "usage: nllm chat [-m MODEL] [--system TEXT] [--chat-template T | --chat-template-file F]\n"
+        "                 [-n N] [--temp T] ...\n"
         "Reads one user message per line from stdin and streams the replies. The KV cache is\n"
-        "reused across turns. Ctrl-D ends the chat.\n\n");
+        "reused across turns; when the context is full the oldest turns are dropped (the system\n"
+        "message stays). /clear starts over, /exit or Ctrl-D ends the chat, Ctrl-C stops a reply\n"
+        "(at the prompt it ends the chat).\n\n");
     cli_print_options(CHAT_OPTS);
     return 0;
   }
+  char *tmpl_file = NULL; /* --chat-template-file: its text replaces --chat-template */
+  if (o.chat_template_file) {
+    size_t len = 0;
+    if (!(tmpl_file = cli_read_file(o.chat_template_file, &len)) || strlen(tmpl_file) != len) {
+      free(tmpl_file);
+      return cli_error("--chat-template-file: cannot read '%s' as text", o.chat_template_file);
+    }
+    o.chat_template = tmpl_file;
+  }
   nllm_model *m = cli_load_model(&o, 0, 0);
-  if (!m) return 1;
+  if (!m) return free(tmpl_file), 1;
   int rc = 1, tty = isatty(0);
   nllm_context *ctx = NULL;
   nllm_sampler *smp = NULL;
-  nllm_chat_message *msgs = NULL;
-  int n_msgs = 0, cap_msgs = 0;
+  chat c = {0};
   nllm_token *cached = NULL, *ids = NULL; /* what the context holds, and this turn's prompt */
   int32_t n_cached = 0;
-  char line[16384];
+  char *line = NULL;
+  size_t line_cap = 0;
   nllm_context_params cp;
   nllm_sampler_params sp;
   cli_context_params(&o, &cp);
+  cp.abort_callback = abort_on_interrupt;
   cli_sampler_params(&o, &sp);
+  char *grammar = NULL;
+  if (!cli_grammar(&o, &sp, &grammar)) goto out;
   nllm_status st;
+  if (!check_template(m, o.chat_template)) goto out;
   if ((st = nllm_context_create(m, &cp, &ctx)) || (st = nllm_sampler_create(m, &sp, &smp))) {
     cli_status_error(st, "cannot set up the chat");
     goto out;
   }
-  cap_msgs = 64;
-  msgs = calloc((size_t)cap_msgs, sizeof *msgs);
-  cached = malloc((size_t)nllm_context_n_ctx(ctx) * sizeof *cached);
-  if (!msgs || !cached) goto out;
-  if (o.system) msgs[n_msgs++] = (nllm_chat_message){"system", strdup(o.system)};
+  const int32_t n_ctx = nllm_context_n_ctx(ctx);
+  cached = malloc(((size_t)n_ctx + 1) * sizeof *cached);
+  if (!cached) goto out;
+  if (o.system && !add_message(&c, "system", strdup(o.system))) goto out;
+  c.first_turn = c.n;
+  /* No SA_RESTART: Ctrl-C at the prompt must interrupt the read. */
+  struct sigaction sa = {0};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  if (tty)
+    fprintf(stderr,
+            "nllm chat: type a message and press Enter. /clear starts over, /exit or Ctrl-D "
+            "ends the chat, Ctrl-C stops a reply.\n");
   for (;;) {
     if (tty) fputs("> ", stdout), fflush(stdout);
-    if (!fgets(line, sizeof line, stdin)) break;
-    line[strcspn(line, "\r\n")] = 0;
-    if (!*line) continue;
-    if (n_msgs + 2 > cap_msgs) {
-      nllm_chat_message *b = realloc(msgs, (size_t)(cap_msgs *= 2) * sizeof *b);
-      if (!b) goto out;
-      msgs = b;
+    errno = 0;
+    ssize_t len = getline(&line, &line_cap, stdin);
+    if (len < 0) {
+      if (interrupted && tty) fputc('\n', stdout);
+      break; /* Ctrl-D, end of input, or Ctrl-C at the prompt */
     }
-    msgs[n_msgs++] = (nllm_chat_message){"user", strdup(line)};
-    char *text = format(m, o.chat_template, msgs, n_msgs);
-    if (!text) goto out;
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    if (len == 0) continue;
+    if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
+    if (!strcmp(line, "/clear")) {
+      drop_messages(&c, c.first_turn, c.n - c.first_turn);
+      n_cached = 0;
+      nllm_context_reset(ctx);
+      if (tty) fprintf(stderr, "nllm chat: conversation cleared\n");
+      continue;
+    }
+    if (!add_message(&c, "user", dup_bytes(line, (size_t)len))) goto out;
+    /* Room for the reply: what -n asks for, but at most a quarter of the context. */
+    int32_t max_tokens = !o.has_n ? 512 : o.n == CLI_N_UNLIMITED ? INT32_MAX : (int32_t)o.n;
+    int32_t room = max_tokens < n_ctx / 4 ? max_tokens : n_ctx / 4;
     int32_t n = 0;
-    st = nllm_tokenize(m, text, -1, 1, 1, NULL, 0, &n);
-    free(ids);
-    ids = malloc(((size_t)n + 1) * sizeof *ids);
-    if (!ids || (st = nllm_tokenize(m, text, -1, 1, 1, ids, n, &n))) {
-      free(text);
-      cli_status_error(st, "tokenize");
-      goto out;
+    for (;;) {
+      if ((st = render(m, o.chat_template, c.msgs, c.n, &ids, &n))) {
+        cli_status_error(st, "chat template");
+        goto out;
+      }
+      if (n + room <= n_ctx || c.n - c.first_turn <= 1) break;
+      /* the oldest turn: a user message and the reply after it */
+      int drop = c.n - c.first_turn >= 3 ? 2 : 1;
+      drop_messages(&c, c.first_turn, drop);
     }
-    free(text);
+    if (n >= n_ctx) {
+      fprintf(stderr, "nllm: error: this message needs %d tokens, the context holds %d (use -c)\n",
+              n, n_ctx);
+      drop_messages(&c, c.n - 1, 1);
+      continue;
+    }
     /* Reuse the cache up to the first difference; at least one token must be decoded. */
     int32_t keep = 0;
     while (keep < n_cached && keep < n - 1 && cached[keep] == ids[keep]) keep++;
     nllm_context_rewind(ctx, keep);
     nllm_generate_params gp;
     nllm_generate_params_init(&gp);
-    gp.max_tokens = o.n >= 0 ? (int32_t)o.n : 512;
+    gp.max_tokens = max_tokens;
+    gp.stop_at_eog = !o.ignore_eos;
+    gp.stop = o.stop;
+    gp.n_stop = o.n_stop;
+    int32_t finish = NLLM_FINISH_NONE;
+    gp.finish_reason = &finish;
     reply r = {0};
     gp.on_token = on_piece;
     gp.user_data = &r;
+    interrupted = 0;
     st = nllm_generate_tokens(ctx, smp, ids + keep, n - keep, &gp, NULL);
     printf("\n");
-    if (st) {
+    if (interrupted) fprintf(stderr, "nllm chat: reply stopped\n");
+    if (!st) cli_grammar_note(smp, finish);
+    interrupted = 0;
+    if (st && st != NLLM_ERR_CONTEXT_FULL && st != NLLM_ERR_ABORTED) {
       free(r.text);
       free(r.ids);
-      cli_status_error(st, st == NLLM_ERR_CONTEXT_FULL
-                               ? "the conversation filled the context (use -c)"
-                               : "generation failed");
+      cli_status_error(st, "generation failed");
       goto out;
     }
-    /* The context now holds the prompt and every emitted token. */
-    memcpy(cached, ids, (size_t)n * sizeof *ids);
-    memcpy(cached + n, r.ids, (size_t)r.n_ids * sizeof *ids);
-    n_cached = n + r.n_ids;
-    msgs[n_msgs++] = (nllm_chat_message){"assistant", r.text ? r.text : strdup("")};
+    /* The context holds the prompt and the reply's tokens up to its position. */
+    int32_t pos = nllm_context_pos(ctx);
+    memcpy(cached, ids, (size_t)(n < pos ? n : pos) * sizeof *ids);
+    if (pos > n) memcpy(cached + n, r.ids, (size_t)(pos - n) * sizeof *ids);
+    n_cached = pos;
+    if (!add_message(&c, "assistant", r.text ? r.text : strdup(""))) {
+      free(r.ids);
+      goto out;
+    }
     free(r.ids);
   }
   rc = 0;
 out:
-  for (int i = 0; i < n_msgs; i++) free((char *)msgs[i].content);
-  free(msgs);
+  signal(SIGINT, SIG_DFL);
+  for (int i = 0; i < c.n; i++) free((char *)c.msgs[i].content);
+  free(c.msgs);
+  free(line);
   free(cached);
   free(ids);
   nllm_sampler_free(smp);
   nllm_context_free(ctx);
   nllm_model_free(m);
+  free(grammar);
+  free(tmpl_file);
   return rc;
 }

@@ -1,12 +1,16 @@
 /* nllm logits: the golden format of ../shared/testdata/README.md. The prompt is evaluated as one
  * batch, then N greedy steps, each generated token fed back; every position's logits written. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "nllm.h"
 
-#define LOGITS_OPTS "-m --gpu -ngl --quantize -p -f --prompt-ids -n -o -t -c --no-bos --special --mmap"
+#define LOGITS_OPTS \
+  "-m --gpu -ngl --quantize -p -f --prompt-ids -n -o -t -c --no-bos --special --mmap"
 
 static int parse_id_list(const char *s, nllm_token **ids, int32_t *n) {
   size_t cap = 16;
@@ -64,6 +68,8 @@ int cmd_logits(int argc, char **argv) {
   float *rows = NULL;
   nllm_context *ctx = NULL;
   FILE *f = NULL;
+  char *tmp = NULL;
+  size_t tmp_len = 0;
   int32_t n_prompt = 0, n_gen = o.n >= 0 ? (int32_t)o.n : 16, nv = nllm_model_n_vocab(m);
   nllm_status st;
   if (o.prompt_ids) {
@@ -116,9 +122,29 @@ int cmd_logits(int argc, char **argv) {
     }
     memcpy(rows + ((size_t)n_prompt + j) * nv, nllm_get_logits(ctx), (size_t)nv * sizeof *rows);
   }
-  f = fopen(o.out, "w");
+  /* Written under a fresh temporary name beside the destination, then renamed over it: a full
+   * disk or a kill leaves an existing file as it was, never half-written or deleted. */
+  tmp_len = strlen(o.out) + 16;
+  tmp = malloc(tmp_len);
+  if (!tmp) {
+    cli_error("out of memory");
+    goto out;
+  }
+  snprintf(tmp, tmp_len, "%s.tmpXXXXXX", o.out);
+  int fd = mkstemp(tmp); /* O_EXCL: never follows a name planted in advance */
+  if (fd < 0) {
+    cli_error("cannot create a temporary file beside '%s': %s", o.out, strerror(errno));
+    free(tmp);
+    tmp = NULL;
+    goto out;
+  }
+  mode_t um = umask(0);
+  umask(um);
+  (void)fchmod(fd, 0666 & ~um); /* mkstemp's 0600 would make the output private */
+  f = fdopen(fd, "w");
   if (!f) {
-    cli_error("cannot write '%s'", o.out);
+    close(fd);
+    cli_error("cannot write '%s': %s", tmp, strerror(errno));
     goto out;
   }
   fprintf(f, "# nllm logits: %d prompt positions, then %d greedy tokens fed back\nprompt_ids:",
@@ -131,16 +157,26 @@ int cmd_logits(int argc, char **argv) {
     for (int32_t i = 0; i < nv; i++) fprintf(f, i ? " %.6g" : "%.6g", (double)rows[r * nv + i]);
     fputc('\n', f);
   }
-  if (fclose(f) != 0) {
-    f = NULL;
-    cli_error("error writing '%s'", o.out);
-    remove(o.out);
+  int werr = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0 ? errno : 0;
+  if (fclose(f) != 0 && !werr) werr = errno ? errno : EIO;
+  f = NULL;
+  if (werr) {
+    cli_error("error writing '%s': %s ('%s' left as it was)", o.out, strerror(werr), o.out);
     goto out;
   }
-  f = NULL;
+  if (rename(tmp, o.out) != 0) {
+    cli_error("cannot rename '%s' to '%s': %s", tmp, o.out, strerror(errno));
+    goto out;
+  }
+  free(tmp);
+  tmp = NULL;
   rc = 0;
 out:
   if (f) fclose(f);
+  if (tmp) {
+    remove(tmp);
+    free(tmp);
+  }
   free(ids);
   free(gen);
   free(text);

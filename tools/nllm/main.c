@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nllm.h"
@@ -46,9 +47,7 @@ int cli_float(const char *opt, const char *val, double lo, double hi, double *ou
   return 1;
 }
 
-char *cli_read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
+char *cli_read_stream(FILE *f, size_t *len) {
   size_t cap = 1 << 16, n = 0;
   char *buf = malloc(cap + 1);
   size_t r;
@@ -65,9 +64,7 @@ char *cli_read_file(const char *path, size_t *len) {
       cap *= 2;
     }
   }
-  int err = ferror(f);
-  fclose(f);
-  if (!buf || err) {
+  if (!buf || ferror(f)) {
     free(buf);
     return NULL;
   }
@@ -76,15 +73,56 @@ char *cli_read_file(const char *path, size_t *len) {
   return buf;
 }
 
-const char *cli_default_model(void) {
-  static const char *candidates[] = {"models/stories260K.gguf",
+char *cli_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = cli_read_stream(f, len);
+  fclose(f);
+  return buf;
+}
+
+double cli_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Where the bundled model may be: the source tree (run from its root), beside the installed
+ * binary (PREFIX/bin/../share/nativellm, also after the tree moved), and the PREFIX it was built
+ * for. Fills tried (when not NULL) with the places looked at. */
+const char *cli_default_model_tried(char *tried, size_t cap) {
+  static char beside[4200];
+  const char *candidates[3];
+  int n = 0;
+  candidates[n++] = "models/stories260K.gguf";
+  char exe[4096];
+  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (len > 0) {
+    exe[len] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = 0;
+      snprintf(beside, sizeof beside, "%.4000s/../share/nativellm/stories260K.gguf", exe);
+      candidates[n++] = beside;
+    }
+  }
 #ifdef NLLM_DATADIR
-                                     NLLM_DATADIR "/stories260K.gguf",
+  candidates[n++] = NLLM_DATADIR "/stories260K.gguf";
 #endif
-                                     NULL};
-  for (int i = 0; candidates[i]; i++)
+  if (tried && cap) tried[0] = 0;
+  for (int i = 0; i < n; i++) {
     if (access(candidates[i], R_OK) == 0) return candidates[i];
-  return candidates[0];
+    if (tried && cap) {
+      size_t used = strlen(tried);
+      snprintf(tried + used, cap - used, "%s%s", used ? ", " : "", candidates[i]);
+    }
+  }
+  return NULL;
+}
+
+const char *cli_default_model(void) {
+  const char *p = cli_default_model_tried(NULL, 0);
+  return p ? p : "models/stories260K.gguf";
 }
 
 typedef struct command {
@@ -99,10 +137,13 @@ static const command commands[] = {
     {"logits", cmd_logits, "write prompt + greedy ids and every position's logits (golden format)"},
     {"info", cmd_info, "print architecture, hyperparameters, metadata and tensors"},
     {"bench", cmd_bench, "measure prompt and generation tokens/s"},
+    {"parallel", cmd_parallel, "generate for every line of a file, many sequences at once"},
     {"chat", cmd_chat, "chat on the terminal with the model's chat template"},
+    {"template", cmd_template, "print a conversation rendered with a chat template (Jinja)"},
     {"convert", nllm_cmd_convert,
      "write a model (GGUF or Hugging Face folder) as GGUF, optionally quantized"},
     {"quantize", nllm_cmd_quantize, "quantize a GGUF to a type or preset (Q4_K_M, Q8_0, ...)"},
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server (docs/server.md)"},
     {"gen-model", cmd_gen_model, "write a random-weight Llama of a real shape (for benchmarks)"},
 };
 

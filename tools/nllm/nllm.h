@@ -2,6 +2,8 @@
 #ifndef NLLM_CLI_H
 #define NLLM_CLI_H
 
+#include <stdio.h>
+
 #include "nativellm.h"
 
 /* Prints "nllm: error: ..." to stderr; returns 1 (the exit code). */
@@ -11,10 +13,15 @@ int cli_status_error(nllm_status st, const char *what);
 /* Parses a number option value; on failure prints an error naming opt and returns 0. */
 int cli_int(const char *opt, const char *val, long long lo, long long hi, long long *out);
 int cli_float(const char *opt, const char *val, double lo, double hi, double *out);
-/* Reads a whole file (bytes exactly as stored). */
+/* Reads a whole file (bytes exactly as stored); cli_read_stream reads an open stream to its end. */
 char *cli_read_file(const char *path, size_t *len);
-/* The bundled model when -m is not given. */
+char *cli_read_stream(FILE *f, size_t *len);
+/* Monotonic clock in milliseconds. */
+double cli_now_ms(void);
+/* The bundled model when -m is not given; cli_default_model_tried returns NULL when it is nowhere
+ * and lists the paths looked at in tried. */
 const char *cli_default_model(void);
+const char *cli_default_model_tried(char *tried, size_t cap);
 
 int cmd_run(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
@@ -23,21 +30,34 @@ int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 int nllm_cmd_convert(int argc, char **argv);
 int nllm_cmd_quantize(int argc, char **argv);
+int cmd_serve(int argc, char **argv); /* tools/serve/cmd_serve.c */
+int cmd_parallel(int argc, char **argv);
 
 #endif
 
 /* Options shared by the subcommands; each command names the ones it accepts. */
 typedef struct cli_opts {
   const char *model, *prompt, *file, *out, *prompt_ids, *tokenizer, *quantize, *system,
-      *chat_template;
+      *chat_template, *chat_template_file, *grammar, *grammar_file, *json_schema;
   long long n, threads, ctx, seed, top_k, repeat_last_n, reps, n_prompt, batch, ngl;
+  long long n_parallel; /* -np: sequences decoded together (nllm parallel) */
   double temp, top_p, min_p, repeat_penalty;
-  int ids, no_bos, special, json, kv_f32, mmap, help, has_seed, gpu;
+  int ids, no_bos, special, json, kv_f32, mmap, help, has_seed, gpu, has_n, ignore_eos, no_mmap,
+      no_warmup, show_pieces;
   const char *args[4]; /* positional arguments, for commands whose `allowed` names ARGS */
   int n_args;
+  /* Repeatable options (-r/--reverse-prompt, --stop): every value, in order. */
+  const char *stop[64];
+  int n_stop;
+  /* nllm bench: comma-separated value lists of -n and -t (-p is the prompt option's text). */
+  const char *n_list, *t_list;
 } cli_opts;
+
+/* -n -1: generate until an end-of-generation token or a full context. */
+#define CLI_N_UNLIMITED (-1)
 
 /* Parses argv[1..] allowing only the options listed in `allowed` (space-separated names such
  * as "-m -p --temp"; "ARGS" also collects positional arguments into o->args). Returns 0 on
@@ -51,5 +71,10 @@ nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only);
 /* Context and sampler params from the shared options (defaults where an option is absent). */
 void cli_context_params(const cli_opts *o, nllm_context_params *cp);
 void cli_sampler_params(const cli_opts *o, nllm_sampler_params *sp);
+/* --grammar / --grammar-file / --json-schema TEXT|@FILE into sp (strings stay valid until *owned
+ * is freed). Returns 0 and prints on failure. */
+int cli_grammar(const cli_opts *o, nllm_sampler_params *sp, char **owned);
+/* Warns on stderr when finish (NLLM_FINISH_*) is "length" before the grammar's end. */
+void cli_grammar_note(const nllm_sampler *s, int32_t finish);
 /* The prompt as bytes: -p text, or -f file's bytes exactly. Returns 0 and prints on failure. */
 int cli_prompt(const cli_opts *o, char **text, size_t *len);

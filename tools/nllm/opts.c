@@ -3,13 +3,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "nllm.h"
 
-typedef enum { O_STR, O_INT, O_FLOAT, O_FLAG } kind;
+typedef enum { O_STR, O_INT, O_FLOAT, O_FLAG, O_LIST } kind;
 
 typedef struct opt {
-  const char *name, *alt;
+  /* key: the word a command's allowed list uses (name when NULL); two entries may share a name
+   * with different keys when commands read it differently (bench -n takes a list) */
+  const char *key, *name, *alt;
   kind k;
   size_t off;
   long long lo, hi; /* ints; floats use dlo/dhi */
@@ -19,60 +23,87 @@ typedef struct opt {
 
 #define OFF(f) offsetof(cli_opts, f)
 static const opt opts[] = {
-    {"-m", "--model", O_STR, OFF(model), 0, 0, 0, 0,
+    {NULL, "-m", "--model", O_STR, OFF(model), 0, 0, 0, 0,
      "MODEL  GGUF file or Hugging Face folder (default: bundled stories260K)"},
-    {"-p", "--prompt", O_STR, OFF(prompt), 0, 0, 0, 0, "TEXT   prompt text"},
-    {"-f", "--file", O_STR, OFF(file), 0, 0, 0, 0,
+    {NULL, "-p", "--prompt", O_STR, OFF(prompt), 0, 0, 0, 0, "TEXT   prompt text"},
+    {NULL, "-f", "--file", O_STR, OFF(file), 0, 0, 0, 0,
      "FILE   read the prompt from FILE (bytes as they are)"},
-    {"-o", "--output", O_STR, OFF(out), 0, 0, 0, 0, "FILE   output file"},
-    {"--prompt-ids", NULL, O_STR, OFF(prompt_ids), 0, 0, 0, 0,
+    {NULL, "-o", "--output", O_STR, OFF(out), 0, 0, 0, 0, "FILE   output file"},
+    {NULL, "--prompt-ids", NULL, O_STR, OFF(prompt_ids), 0, 0, 0, 0,
      "\"1 2 3\"  use these token ids as the prompt"},
-    {"--tokenizer", NULL, O_STR, OFF(tokenizer), 0, 0, 0, 0,
+    {NULL, "--tokenizer", NULL, O_STR, OFF(tokenizer), 0, 0, 0, 0,
      "PATH  a tokenizer.json (no model needed)"},
-    {"--quantize", NULL, O_STR, OFF(quantize), 0, 0, 0, 0,
+    {NULL, "--quantize", NULL, O_STR, OFF(quantize), 0, 0, 0, 0,
      "TYPE  convert float weights to TYPE while loading (Q8_0, Q4_K, ...)"},
-    {"--system", NULL, O_STR, OFF(system), 0, 0, 0, 0, "TEXT  system message (chat)"},
-    {"--chat-template", NULL, O_STR, OFF(chat_template), 0, 0, 0, 0,
+    {NULL, "--system", NULL, O_STR, OFF(system), 0, 0, 0, 0, "TEXT  system message (chat)"},
+    {NULL, "--chat-template", NULL, O_STR, OFF(chat_template), 0, 0, 0, 0,
      "T  template text or family (chatml, llama3, ...) instead of the model's"},
-    {"-n", "--n-predict", O_INT, OFF(n), 0, 1 << 24, 0, 0, "N      tokens to generate"},
-    {"-t", "--threads", O_INT, OFF(threads), 1, 1024, 0, 0, "N      threads (default: all cores)"},
-    {"-c", "--ctx-size", O_INT, OFF(ctx), 1, 1 << 24, 0, 0,
+    {NULL, "--chat-template-file", NULL, O_STR, OFF(chat_template_file), 0, 0, 0, 0,
+     "F  a Jinja chat template file instead of the model's"},
+    {NULL, "-n", "--n-predict", O_INT, OFF(n), -1, 1 << 24, 0, 0,
+     "N      tokens to generate (-1: until end of text or a full context)"},
+    {"bench:-n", "-n", "--n-gen", O_STR, OFF(n_list), 0, 0, 0, 0,
+     "N,N..  generated tokens to time (bench; default 64)"},
+    {"bench:-t", "-t", "--threads", O_STR, OFF(t_list), 0, 0, 0, 0,
+     "T,T..  thread counts to time (bench; default all cores)"},
+    {NULL, "-t", "--threads", O_INT, OFF(threads), 1, 1024, 0, 0,
+     "N      threads (default: all cores)"},
+    {NULL, "-c", "--ctx-size", O_INT, OFF(ctx), 1, 1 << 24, 0, 0,
      "N      context length (default: model's, at most 4096)"},
-    {"-b", "--batch-size", O_INT, OFF(batch), 1, 65536, 0, 0,
+    {NULL, "-b", "--batch-size", O_INT, OFF(batch), 1, 65536, 0, 0,
      "N      tokens per prompt batch (default 512)"},
-    {"--seed", NULL, O_INT, OFF(seed), 0, (long long)(~0ull >> 1), 0, 0,
+    {NULL, "-s", "--seed", O_INT, OFF(seed), 0, (long long)(~0ull >> 1), 0, 0,
      "S      random seed (default: random)"},
-    {"--temp", NULL, O_FLOAT, OFF(temp), 0, 0, 0, 100,
+    {NULL, "--temp", NULL, O_FLOAT, OFF(temp), 0, 0, 0, 100,
      "T      temperature, 0 = greedy (default 0.8)"},
-    {"--top-k", NULL, O_INT, OFF(top_k), 0, 1 << 24, 0, 0,
+    {NULL, "--top-k", NULL, O_INT, OFF(top_k), 0, 1 << 24, 0, 0,
      "K      keep the K most likely tokens, 0 = off (default 40)"},
-    {"--top-p", NULL, O_FLOAT, OFF(top_p), 0, 0, 1e-9, 1,
+    {NULL, "--top-p", NULL, O_FLOAT, OFF(top_p), 0, 0, 1e-9, 1,
      "P      nucleus sampling, 1 = off (default 0.95)"},
-    {"--min-p", NULL, O_FLOAT, OFF(min_p), 0, 0, 0, 1,
+    {NULL, "--min-p", NULL, O_FLOAT, OFF(min_p), 0, 0, 0, 1,
      "M      drop tokens below M x the top probability (default 0.05)"},
-    {"--repeat-penalty", NULL, O_FLOAT, OFF(repeat_penalty), 0, 0, 1e-3, 100,
+    {NULL, "--repeat-penalty", NULL, O_FLOAT, OFF(repeat_penalty), 0, 0, 1e-3, 100,
      "R  penalize recent tokens, 1 = off (default), e.g. 1.1"},
-    {"--repeat-last-n", NULL, O_INT, OFF(repeat_last_n), 0, 1 << 20, 0, 0,
+    {NULL, "--repeat-last-n", NULL, O_INT, OFF(repeat_last_n), 0, 1 << 20, 0, 0,
      "N  tokens the penalty looks back over (default 64)"},
-    {"--ids", NULL, O_FLAG, OFF(ids), 0, 0, 0, 0,
+    {NULL, "--ids", NULL, O_FLAG, OFF(ids), 0, 0, 0, 0,
      "       print the generated ids on one line instead of text"},
-    {"--no-bos", NULL, O_FLAG, OFF(no_bos), 0, 0, 0, 0,
+    {NULL, "--no-bos", NULL, O_FLAG, OFF(no_bos), 0, 0, 0, 0,
      "       do not add BOS (or other template tokens)"},
-    {"--special", NULL, O_FLAG, OFF(special), 0, 0, 0, 0,
+    {NULL, "--special", NULL, O_FLAG, OFF(special), 0, 0, 0, 0,
      "       parse special-token text such as <|im_start|>"},
-    {"--json", NULL, O_FLAG, OFF(json), 0, 0, 0, 0, "       machine-readable output"},
-    {"--kv-f32", NULL, O_FLAG, OFF(kv_f32), 0, 0, 0, 0,
+    {NULL, "--json", NULL, O_FLAG, OFF(json), 0, 0, 0, 0, "       machine-readable output"},
+    {NULL, "--kv-f32", NULL, O_FLAG, OFF(kv_f32), 0, 0, 0, 0,
      "       keep the KV cache in F32 (default F16)"},
-    {"--mmap", NULL, O_FLAG, OFF(mmap), 0, 0, 0, 0,
+    {NULL, "--mmap", NULL, O_FLAG, OFF(mmap), 0, 0, 0, 0,
      "       use the weights in place from the mapped file (instant load; decode up to ~20% "
      "slower)"},
-    {"-r", "--repetitions", O_INT, OFF(reps), 1, 1000, 0, 0,
-     "N      repetitions (median is reported)"},
-    {"--gpu", NULL, O_FLAG, OFF(gpu), 0, 0, 0, 0,
+    {"bench:-r", "-r", "--repetitions", O_INT, OFF(reps), 1, 1000, 0, 0,
+     "N      repetitions (mean and standard deviation are reported)"},
+    {NULL, "-r", "--reverse-prompt", O_LIST, OFF(stop), 0, 0, 0, 0,
+     "TEXT   stop when the output contains TEXT (repeatable; not printed)"},
+    {NULL, "--stop", NULL, O_LIST, OFF(stop), 0, 0, 0, 0, "TEXT same as -r"},
+    {NULL, "--ignore-eos", NULL, O_FLAG, OFF(ignore_eos), 0, 0, 0, 0,
+     "       keep generating after an end-of-generation token"},
+    {NULL, "--no-mmap", NULL, O_FLAG, OFF(no_mmap), 0, 0, 0, 0,
+     "       copy the weights into memory (the default; overrides --mmap)"},
+    {NULL, "--no-warmup", NULL, O_FLAG, OFF(no_warmup), 0, 0, 0, 0,
+     "       no untimed warm-up repetition (bench)"},
+    {NULL, "--show-pieces", NULL, O_FLAG, OFF(show_pieces), 0, 0, 0, 0,
+     "       one token a line: id -> 'piece' (tokenize)"},
+    {NULL, "--gpu", NULL, O_FLAG, OFF(gpu), 0, 0, 0, 0,
      "       run every layer on the GPU (CUDA builds)"},
-    {"-ngl", "--n-gpu-layers", O_INT, OFF(ngl), 0, 1 << 20, 0, 0,
+    {NULL, "-ngl", "--n-gpu-layers", O_INT, OFF(ngl), 0, 1 << 20, 0, 0,
      "N    run the last N layers on the GPU (CUDA builds; default 0)"},
-    {"-P", "--n-prompt", O_INT, OFF(n_prompt), 0, 1 << 20, 0, 0,
+    {NULL, "--grammar", NULL, O_STR, OFF(grammar), 0, 0, 0, 0,
+     "G  only output that matches GBNF grammar G (docs/grammar.md)"},
+    {NULL, "--grammar-file", NULL, O_STR, OFF(grammar_file), 0, 0, 0, 0,
+     "F  the same, grammar read from file F"},
+    {NULL, "--json-schema", NULL, O_STR, OFF(json_schema), 0, 0, 0, 0,
+     "S  only JSON valid for JSON Schema S (text, or @FILE; '{}' = any JSON)"},
+    {NULL, "-np", "--parallel", O_INT, OFF(n_parallel), 1, 1024, 0, 0,
+     "N    sequences decoded together, the rest queued (parallel; default 4)"},
+    {NULL, "-P", "--n-prompt", O_INT, OFF(n_prompt), 0, 1 << 20, 0, 0,
      "N      prompt tokens to time (bench; default 128)"},
 };
 
@@ -81,6 +112,22 @@ static int allowed_has(const char *allowed, const char *name) {
   for (const char *p = allowed; (p = strstr(p, name)); p += n)
     if ((p == allowed || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return 1;
   return 0;
+}
+
+static const char *opt_key(const opt *op) {
+  return op->key ? op->key : op->name;
+}
+
+/* The entry a command means by the word a (name or alias; "--x=v" is looked up as "--x"). */
+static const opt *find_opt(const char *allowed, const char *a, size_t alen) {
+  for (size_t j = 0; j < sizeof opts / sizeof opts[0]; j++) {
+    const opt *op = &opts[j];
+    if (!allowed_has(allowed, opt_key(op))) continue;
+    if ((strlen(op->name) == alen && !strncmp(a, op->name, alen)) ||
+        (op->alt && strlen(op->alt) == alen && !strncmp(a, op->alt, alen)))
+      return op;
+  }
+  return NULL;
 }
 
 int cli_parse(int argc, char **argv, const char *allowed, cli_opts *o) {
@@ -99,38 +146,71 @@ int cli_parse(int argc, char **argv, const char *allowed, cli_opts *o) {
       o->args[o->n_args++] = a;
       continue;
     }
-    const opt *op = NULL;
-    for (size_t j = 0; j < sizeof opts / sizeof opts[0]; j++)
-      if (!strcmp(a, opts[j].name) || (opts[j].alt && !strcmp(a, opts[j].alt))) op = &opts[j];
-    if (!op || !allowed_has(allowed, op->name))
-      return cli_error("unknown option '%s' for %s (see nllm %s --help)", a, argv[0], argv[0]);
+    /* --opt=value as getopt_long accepts it (long options only, as there) */
+    const char *eq = !strncmp(a, "--", 2) ? strchr(a, '=') : NULL;
+    size_t alen = eq ? (size_t)(eq - a) : strlen(a);
+    const opt *op = find_opt(allowed, a, alen);
+    if (!op)
+      return cli_error("unknown option '%.*s' for %s (see nllm %s --help)", (int)alen, a, argv[0],
+                       argv[0]);
     char *field = (char *)o + op->off;
     if (op->k == O_FLAG) {
+      if (eq) return cli_error("option %.*s takes no value", (int)alen, a);
       *(int *)field = 1;
       continue;
     }
-    if (i + 1 >= argc) return cli_error("option %s needs a value", a);
-    const char *v = argv[++i];
+    if (!eq && i + 1 >= argc) return cli_error("option %s needs a value", a);
+    const char *v = eq ? eq + 1 : argv[++i];
+    char name[64];
+    snprintf(name, sizeof name, "%.*s", (int)alen, a);
     if (op->k == O_STR) {
       *(const char **)field = v;
+    } else if (op->k == O_LIST) {
+      if (o->n_stop == (int)(sizeof o->stop / sizeof o->stop[0]))
+        return cli_error("too many %s options (at most %d)", name, o->n_stop);
+      if (!*v) return cli_error("option %s needs a non-empty text", name);
+      o->stop[o->n_stop++] = v;
     } else if (op->k == O_INT) {
-      if (!cli_int(a, v, op->lo, op->hi, (long long *)field)) return 1;
+      if (!cli_int(name, v, op->lo, op->hi, (long long *)field)) return 1;
       if (op->off == OFF(seed)) o->has_seed = 1;
-    } else if (!cli_float(a, v, op->dlo, op->dhi, (double *)field)) {
+      if (op->off == OFF(n)) o->has_n = 1;
+    } else if (!cli_float(name, v, op->dlo, op->dhi, (double *)field)) {
       return 1;
     }
   }
   if (o->prompt && o->file) return cli_error("give either -p or -f, not both");
+  if (o->no_mmap) o->mmap = 0;
   return 0;
 }
 
 void cli_print_options(const char *allowed) {
   printf("options:\n");
   for (size_t j = 0; j < sizeof opts / sizeof opts[0]; j++)
-    if (allowed_has(allowed, opts[j].name))
+    if (allowed_has(allowed, opt_key(&opts[j])))
       printf("  %s%s%s %s\n", opts[j].name, opts[j].alt ? ", " : "", opts[j].alt ? opts[j].alt : "",
              opts[j].help);
   printf("  -h, --help     this help\n");
+}
+
+/* A load progress line on a terminal, shown once loading has taken half a second (small models
+ * load silently), rewritten in place and erased at the end. */
+typedef struct load_progress {
+  double t0;
+  int shown;
+} load_progress;
+
+static int32_t on_load_progress(float p, void *ud) {
+  load_progress *lp = ud;
+  double el = (cli_now_ms() - lp->t0) / 1e3;
+  if (el < 0.5 && !lp->shown) return 0;
+  lp->shown = 1;
+  if (p > 0.01f)
+    fprintf(stderr, "\rnllm: loading %3.0f%% (%.1f s, about %.0f s left) ", 100.0 * p, el,
+            el * (1 - p) / p);
+  else
+    fprintf(stderr, "\rnllm: loading %3.0f%% (%.1f s) ", 100.0 * p, el);
+  fflush(stderr);
+  return 0;
 }
 
 nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only) {
@@ -139,6 +219,15 @@ nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only) {
   mp.vocab_only = vocab_only;
   mp.n_threads = (int32_t)o->threads;
   mp.n_gpu_layers = o->gpu ? -1 : (int32_t)o->ngl;
+#ifndef NLLM_CUDA
+  /* llama.cpp users pass -ngl out of habit; only an explicit --gpu is an error here */
+  if (o->ngl > 0 && !o->gpu) {
+    fprintf(stderr,
+            "nllm: warning: -ngl %lld ignored: this build has no GPU support (make CUDA=1)\n",
+            o->ngl);
+    mp.n_gpu_layers = 0;
+  }
+#endif
   /* nllm info computes with no weights: map instead of copying the file (a vocab_only load
    * maps it by itself) */
   mp.use_mmap = o->mmap || map_only;
@@ -159,8 +248,19 @@ nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only) {
     mp.quantize_type = t;
   }
   nllm_model *m = NULL;
-  const char *path = o->model ? o->model : cli_default_model();
+  char tried[8192];
+  const char *path = o->model ? o->model : cli_default_model_tried(tried, sizeof tried);
+  if (!path) {
+    cli_error("no model given (-m) and the bundled model is not in any of: %s", tried);
+    return NULL;
+  }
+  load_progress lp = {cli_now_ms(), 0};
+  if (!vocab_only && isatty(2)) {
+    mp.progress = on_load_progress;
+    mp.progress_user_data = &lp;
+  }
   nllm_status st = nllm_model_load(path, &mp, &m);
+  if (lp.shown) fputs("\r\033[K", stderr);
   if (st) {
     cli_error("cannot load model: %s (%s)", nllm_last_error(), nllm_status_name(st));
     return NULL;
@@ -168,7 +268,21 @@ nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only) {
   return m;
 }
 
+/* Standard input as the prompt: "-f -", or no -p/-f with a pipe or file on stdin (a terminal
+ * or /dev/null is not read, so a bare `nllm run` never waits for input). */
+static int prompt_from_stdin(const cli_opts *o) {
+  if (o->file) return !strcmp(o->file, "-");
+  if (o->prompt) return 0;
+  struct stat sb;
+  return fstat(0, &sb) == 0 && (S_ISFIFO(sb.st_mode) || S_ISREG(sb.st_mode));
+}
+
 int cli_prompt(const cli_opts *o, char **text, size_t *len) {
+  if (prompt_from_stdin(o)) {
+    *text = cli_read_stream(stdin, len);
+    if (!*text) return cli_error("cannot read the prompt from standard input"), 0;
+    return 1;
+  }
   if (o->file) {
     *text = cli_read_file(o->file, len);
     if (!*text) return cli_error("cannot read prompt file '%s'", o->file), 0;

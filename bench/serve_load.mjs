@@ -1,0 +1,109 @@
+// Load generator for `nllm serve` (or any OpenAI-compatible server) on loopback: N concurrent
+// clients each send streamed completions one after another; reports aggregate generated
+// tokens/s, time to first token (TTFT) and inter-token latency (ITL) percentiles per client
+// count. Bounded: every level stops after --requests requests per client or --seconds.
+//
+//   node bench/serve_load.mjs [--url http://127.0.0.1:8080 | --model M [-np N] [-t T] [-c C]]
+//        [--clients 1,4,16,64] [--requests 4] [--max-tokens 64] [--seconds 60]
+//        [--prompt TEXT] [--json]
+// Without --url it starts build/nllm serve itself (-np defaults to the largest client count).
+import { spawn } from 'node:child_process';
+
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(name);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : def;
+};
+const clientsList = opt('--clients', '1,4,16,64').split(',').map(Number);
+const perClient = +opt('--requests', '4');
+const maxTokens = +opt('--max-tokens', '64');
+const seconds = +opt('--seconds', '60');
+const prompt = opt('--prompt', 'Once upon a time');
+const json = args.includes('--json');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+let url = opt('--url', null), server = null;
+if (!url) {
+  const np = opt('-np', String(Math.max(...clientsList)));
+  const a = ['serve', '-m', opt('--model', 'models/stories260K.gguf'), '--port', '0', '-np', np,
+    '--queue', '1024'];
+  if (opt('-t')) a.push('-t', opt('-t'));
+  if (opt('-c')) a.push('-c', opt('-c'));
+  server = spawn(`${process.env.NLLM_BUILD || 'build'}/nllm`, a, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  server.stderr.on('data', (d) => (log += d));
+  const t0 = Date.now();
+  while (!/ready:/.test(log)) {
+    if (Date.now() - t0 > 120000 || server.exitCode !== null) throw new Error(`server: ${log}`);
+    await sleep(50);
+  }
+  url = `http://127.0.0.1:${log.match(/:(\d+)\n/)[1]}`;
+}
+
+const pct = (xs, p) => {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+
+async function oneRequest(stats, seed) {
+  const t0 = performance.now();
+  const r = await fetch(`${url}/v1/completions`, { method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0.8, seed, stream: true,
+      stream_options: { include_usage: true } }) });
+  if (r.status !== 200) {
+    stats.errors++;
+    await r.text();
+    return;
+  }
+  const rd = r.body.getReader(), dec = new TextDecoder();
+  let buf = '', last = null;
+  for (;;) {
+    const { value, done } = await rd.read();
+    if (done) break;
+    buf += dec.decode(value, { stream: true });
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const ev = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
+      const j = JSON.parse(ev.slice(6));
+      if (j.usage) stats.tokens += j.usage.completion_tokens;
+      const c = j.choices && j.choices[0];
+      if (!c || !c.text) continue;
+      const now = performance.now();
+      if (last === null) stats.ttft.push(now - t0);
+      else stats.itl.push(now - last);
+      last = now;
+    }
+  }
+  stats.requests++;
+}
+
+const results = [];
+for (const n of clientsList) {
+  const stats = { tokens: 0, requests: 0, errors: 0, ttft: [], itl: [] };
+  const deadline = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: n }, async (_, c) => {
+    for (let k = 0; k < perClient && performance.now() < deadline; k++)
+      await oneRequest(stats, c * 1000 + k);
+  }));
+  const wall = (performance.now() - t0) / 1000;
+  const row = { clients: n, requests: stats.requests, errors: stats.errors, tokens: stats.tokens,
+    seconds: +wall.toFixed(3), tok_s: +(stats.tokens / wall).toFixed(1),
+    ttft_p50_ms: +pct(stats.ttft, 50).toFixed(2), ttft_p99_ms: +pct(stats.ttft, 99).toFixed(2),
+    itl_p50_ms: +pct(stats.itl, 50).toFixed(2), itl_p99_ms: +pct(stats.itl, 99).toFixed(2) };
+  results.push(row);
+  if (!json)
+    console.log(`clients ${String(n).padStart(3)}: ${String(row.tok_s).padStart(8)} tok/s  ` +
+      `TTFT p50 ${row.ttft_p50_ms} ms p99 ${row.ttft_p99_ms} ms  ` +
+      `ITL p50 ${row.itl_p50_ms} ms p99 ${row.itl_p99_ms} ms  (${row.requests} requests, ` +
+      `${row.tokens} tokens, ${row.errors} errors, ${row.seconds} s)`);
+}
+if (json) console.log(JSON.stringify(results, null, 1));
+if (server) {
+  server.kill('SIGTERM');
+  await new Promise((r) => server.on('exit', r));
+}

@@ -1,0 +1,419 @@
+/* Grammar matching over bytes. A parse state is a set of stacks; a stack is a persistent linked
+ * list of nodes (element position, parent node), interned in a hash table so that equal stacks
+ * are one id and sets dedupe by id. The top of every stack is a character set (or the stack is
+ * empty: the grammar is complete). Bytes of a multi-byte UTF-8 character are held as a partial
+ * code point, and stacks that cannot take any character with that prefix are dropped at once.
+ *
+ * Nodes are only ever appended, and a node's parent is always older, so speculative work (checking
+ * a token, walking a token trie) is undone by truncating the pool back to a mark and deleting the
+ * truncated nodes from the hash table newest first (which keeps linear probing valid). */
+#include <stdlib.h>
+
+#include "grammar/grammar_internal.h"
+
+typedef struct {
+  uint32_t pos, parent;
+} gnode;
+
+typedef struct {
+  uint32_t *s;
+  uint32_t n;
+  uint32_t val; /* partial code point so far */
+  int32_t need; /* continuation bytes still expected */
+  int32_t len;  /* bytes of the partial character's encoding */
+} gstate;
+
+struct nllm_gmatch {
+  const nllm_grammar *g;
+  gnode *nodes;
+  uint32_t n_nodes, cap_nodes;
+  uint32_t *hash; /* node ids; 0 = empty slot (node 0 is the empty stack, never hashed) */
+  uint32_t hcap;
+  gstate cur;
+  gstate *w; /* walk states by depth */
+  uint32_t *wmark;
+  /* wroot[d]: the state at depth d equals the one at depth 0 (w[d] unused). Inside a JSON
+   * string most bytes lead back to the same state, so whole trie subtrees reuse root_next. */
+  uint8_t *wroot;
+  int8_t root_next[256]; /* from the depth-0 state: -1 unknown, 0 rejected, 1 same, 2 other */
+  int32_t w_cap;
+  uint32_t steps;
+};
+
+static uint32_t hkey(uint32_t pos, uint32_t parent) {
+  uint64_t h = ((uint64_t)pos << 32 | parent) * 0x9E3779B97F4A7C15ull;
+  return (uint32_t)(h >> 32);
+}
+
+static int rehash(nllm_gmatch *m, uint32_t cap) {
+  uint32_t *h = calloc(cap, sizeof *h);
+  if (!h) return -1;
+  free(m->hash);
+  m->hash = h;
+  m->hcap = cap;
+  for (uint32_t id = 1; id < m->n_nodes; id++) {
+    uint32_t i = hkey(m->nodes[id].pos, m->nodes[id].parent) & (cap - 1);
+    while (h[i]) i = (i + 1) & (cap - 1);
+    h[i] = id;
+  }
+  return 0;
+}
+
+static nllm_status cap_err(const char *what) {
+  return nllm_err(NLLM_ERR_INVALID_ARG,
+                  "grammar: too ambiguous or deeply nested at this point (%s); simplify it", what);
+}
+
+/* The interned node (pos, parent), or 0 with an error status in *st. */
+static uint32_t node(nllm_gmatch *m, uint32_t pos, uint32_t parent, nllm_status *st) {
+  uint32_t i = hkey(pos, parent) & (m->hcap - 1);
+  for (uint32_t id; (id = m->hash[i]); i = (i + 1) & (m->hcap - 1))
+    if (m->nodes[id].pos == pos && m->nodes[id].parent == parent) return id;
+  if (m->n_nodes >= (1u << 26)) {
+    *st = cap_err("parse-node limit");
+    return 0;
+  }
+  if (m->n_nodes + 1 > m->cap_nodes) {
+    uint32_t nc = m->cap_nodes * 2;
+    gnode *nn = realloc(m->nodes, (size_t)nc * sizeof *nn);
+    if (!nn) {
+      *st = nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
+      return 0;
+    }
+    m->nodes = nn;
+    m->cap_nodes = nc;
+  }
+  uint32_t id = m->n_nodes++;
+  m->nodes[id] = (gnode){pos, parent};
+  if ((uint64_t)m->n_nodes * 2 > m->hcap) {
+    if (rehash(m, m->hcap * 2)) {
+      m->n_nodes--;
+      *st = nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
+      return 0;
+    }
+    return id;
+  }
+  m->hash[i] = id;
+  return id;
+}
+
+static void rollback(nllm_gmatch *m, uint32_t mark) {
+  while (m->n_nodes > mark) {
+    uint32_t id = --m->n_nodes;
+    uint32_t i = hkey(m->nodes[id].pos, m->nodes[id].parent) & (m->hcap - 1);
+    while (m->hash[i] != id) i = (i + 1) & (m->hcap - 1);
+    m->hash[i] = 0;
+    /* Later entries of the probe run may have been displaced past this slot: reinsert them. */
+    for (uint32_t j = (i + 1) & (m->hcap - 1); m->hash[j]; j = (j + 1) & (m->hcap - 1)) {
+      uint32_t e = m->hash[j];
+      m->hash[j] = 0;
+      uint32_t k = hkey(m->nodes[e].pos, m->nodes[e].parent) & (m->hcap - 1);
+      while (m->hash[k]) k = (k + 1) & (m->hcap - 1);
+      m->hash[k] = e;
+    }
+  }
+}
+
+static nllm_status emit(gstate *out, uint32_t id) {
+  for (uint32_t i = 0; i < out->n; i++)
+    if (out->s[i] == id) return NLLM_OK;
+  if (out->n >= NLLM_GRAMMAR_MAX_STACKS) return cap_err("parse-stack limit");
+  out->s[out->n++] = id;
+  return NLLM_OK;
+}
+
+/* Adds to out every stack that continues at element pos under parent, each expanded until a
+ * character set is on top. */
+static nllm_status expand(nllm_gmatch *m, uint32_t pos, uint32_t parent, gstate *out, int depth) {
+  const nllm_grammar *g = m->g;
+  nllm_status st = NLLM_OK;
+  if (depth > NLLM_GRAMMAR_MAX_DEPTH) return cap_err("rule-nesting limit");
+  for (;;) {
+    if (++m->steps > NLLM_GRAMMAR_MAX_STEPS) return cap_err("expansion-step limit");
+    const nllm_gelem *e = &g->el[pos];
+    if (e->type == GE_END) {
+      if (parent == 0) return emit(out, 0);
+      pos = m->nodes[parent].pos;
+      parent = m->nodes[parent].parent;
+      continue;
+    }
+    if (e->type == GE_CHARS) {
+      uint32_t id = node(m, pos, parent, &st);
+      return st ? st : emit(out, id);
+    }
+    /* A reference last in its alternative returns straight to the parent: right recursion
+     * (repetitions) does not grow the stack. */
+    uint32_t cont = parent;
+    if (g->el[pos + 1].type != GE_END && !(cont = node(m, pos + 1, parent, &st))) return st;
+    for (uint32_t a = 0; a < g->rule_nalt[e->val]; a++)
+      if ((st = expand(m, g->alts[g->rule_alt0[e->val] + a], cont, out, depth + 1))) return st;
+    return NLLM_OK;
+  }
+}
+
+static nllm_status advance_cp(nllm_gmatch *m, const gstate *in, uint32_t cp, gstate *out) {
+  const nllm_grammar *g = m->g;
+  out->n = 0;
+  out->need = 0;
+  out->val = 0;
+  m->steps = 0;
+  for (uint32_t i = 0; i < in->n; i++) {
+    uint32_t id = in->s[i];
+    if (!id) continue;
+    const gnode *nd = &m->nodes[id];
+    if (!nllm_gset_has(g, &g->sets[g->el[nd->pos].val], cp)) continue;
+    nllm_status st = expand(m, nd->pos + 1, nd->parent, out, 0);
+    if (st) return st;
+  }
+  return NLLM_OK;
+}
+
+/* Keeps the stacks that can take some code point starting with the partial bytes. */
+static void filter_partial(nllm_gmatch *m, const gstate *in, gstate *out) {
+  const nllm_grammar *g = m->g;
+  uint32_t shift = 6u * (uint32_t)out->need;
+  uint32_t lo = out->val << shift, hi = lo | ((1u << shift) - 1);
+  /* Overlong forms never complete, so a lead byte only promises its own length's code points. */
+  uint32_t min = out->len == 2 ? 0x80 : out->len == 3 ? 0x800 : 0x10000;
+  if (lo < min) lo = min;
+  if (hi > 0x10ffff) hi = 0x10ffff;
+  out->n = 0;
+  if (lo > hi) return;
+  for (uint32_t i = 0; i < in->n; i++) {
+    uint32_t id = in->s[i];
+    if (id && nllm_gset_meets(g, &g->sets[g->el[m->nodes[id].pos].val], lo, hi))
+      out->s[out->n++] = id;
+  }
+}
+
+static nllm_status advance_byte(nllm_gmatch *m, const gstate *in, uint8_t b, gstate *out) {
+  if (in->need == 0) {
+    if (b < 0x80) return advance_cp(m, in, b, out);
+    if (b >= 0xc2 && b <= 0xdf)
+      out->need = 1, out->val = b & 0x1f;
+    else if ((b & 0xf0) == 0xe0)
+      out->need = 2, out->val = b & 0x0f;
+    else if (b >= 0xf0 && b <= 0xf4)
+      out->need = 3, out->val = b & 0x07;
+    else
+      return out->n = 0, NLLM_OK;
+    out->len = out->need + 1;
+  } else {
+    if ((b & 0xc0) != 0x80) return out->n = 0, NLLM_OK;
+    uint32_t v = in->val << 6 | (b & 0x3f);
+    if (in->need == 1) {
+      /* Overlong forms, surrogates and code points past U+10FFFF are not UTF-8. */
+      uint32_t min = in->len == 2 ? 0x80 : in->len == 3 ? 0x800 : 0x10000;
+      if (v < min || (v >= 0xd800 && v <= 0xdfff) || v > 0x10ffff) return out->n = 0, NLLM_OK;
+      return advance_cp(m, in, v, out);
+    }
+    out->val = v;
+    out->need = in->need - 1;
+    out->len = in->len;
+  }
+  filter_partial(m, in, out);
+  return NLLM_OK;
+}
+
+static int state_init(gstate *s) {
+  s->s = malloc(NLLM_GRAMMAR_MAX_STACKS * sizeof *s->s);
+  s->n = 0;
+  s->need = 0;
+  s->val = 0;
+  return s->s ? 0 : -1;
+}
+
+static void state_copy(gstate *dst, const gstate *src) {
+  memcpy(dst->s, src->s, (size_t)src->n * sizeof *src->s);
+  dst->n = src->n;
+  dst->val = src->val;
+  dst->need = src->need;
+  dst->len = src->len;
+}
+
+static nllm_status start(nllm_gmatch *m);
+
+nllm_status nllm_gmatch_new(const nllm_grammar *g, nllm_gmatch **out) {
+  *out = NULL;
+  nllm_gmatch *m = calloc(1, sizeof *m);
+  if (!m) return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
+  m->g = g;
+  m->cap_nodes = 1024;
+  m->nodes = malloc((size_t)m->cap_nodes * sizeof *m->nodes);
+  m->hcap = 4096;
+  m->hash = calloc(m->hcap, sizeof *m->hash);
+  if (!m->nodes || !m->hash || state_init(&m->cur)) {
+    nllm_gmatch_free(m);
+    return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
+  }
+  nllm_status st = start(m);
+  if (st) {
+    nllm_gmatch_free(m);
+    return st;
+  }
+  *out = m;
+  return NLLM_OK;
+}
+
+void nllm_gmatch_free(nllm_gmatch *m) {
+  if (!m) return;
+  for (int32_t d = 0; d < m->w_cap; d++) free(m->w[d].s);
+  free(m->w);
+  free(m->wmark);
+  free(m->wroot);
+  free(m->cur.s);
+  free(m->nodes);
+  free(m->hash);
+  free(m);
+}
+
+static nllm_status start(nllm_gmatch *m) {
+  m->n_nodes = 1;
+  m->nodes[0] = (gnode){0, 0};
+  memset(m->hash, 0, (size_t)m->hcap * sizeof *m->hash);
+  m->cur.n = 0;
+  m->cur.need = 0;
+  m->steps = 0;
+  const nllm_grammar *g = m->g;
+  for (uint32_t a = 0; a < g->rule_nalt[g->root]; a++) {
+    nllm_status st = expand(m, g->alts[g->rule_alt0[g->root] + a], 0, &m->cur, 0);
+    if (st) {
+      m->cur.n = 0; /* too ambiguous from the start: nothing is accepted */
+      return st;
+    }
+  }
+  return NLLM_OK;
+}
+
+void nllm_gmatch_reset(nllm_gmatch *m) {
+  start(m);
+}
+
+int nllm_gmatch_can_end(const nllm_gmatch *m) {
+  if (m->cur.need) return 0;
+  for (uint32_t i = 0; i < m->cur.n; i++)
+    if (m->cur.s[i] == 0) return 1;
+  return 0;
+}
+
+int nllm_gmatch_must_end(const nllm_gmatch *m) {
+  return m->cur.need == 0 && m->cur.n == 1 && m->cur.s[0] == 0;
+}
+
+nllm_status nllm_gmatch_walk_begin(nllm_gmatch *m, int32_t max_depth) {
+  if (max_depth + 1 > m->w_cap) {
+    int32_t nc = max_depth + 1;
+    gstate *w = realloc(m->w, (size_t)nc * sizeof *w);
+    if (!w) return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
+    m->w = w;
+    uint32_t *wm = realloc(m->wmark, (size_t)nc * sizeof *wm);
+    if (!wm) return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
+    m->wmark = wm;
+    uint8_t *wr = realloc(m->wroot, (size_t)nc);
+    if (!wr) return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
+    m->wroot = wr;
+    for (; m->w_cap < nc; m->w_cap++)
+      if (state_init(&m->w[m->w_cap])) return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
+  }
+  state_copy(&m->w[0], &m->cur);
+  m->wmark[0] = m->n_nodes;
+  m->wroot[0] = 1;
+  memset(m->root_next, -1, sizeof m->root_next);
+  return NLLM_OK;
+}
+
+static int same_as_root(const nllm_gmatch *m, const gstate *s) {
+  const gstate *r = &m->w[0];
+  if (s->need || r->need || s->n != r->n || s->n > 16) return 0;
+  for (uint32_t i = 0; i < s->n; i++) {
+    int found = 0;
+    for (uint32_t j = 0; j < r->n && !found; j++) found = s->s[i] == r->s[j];
+    if (!found) return 0;
+  }
+  return 1;
+}
+
+nllm_status nllm_gmatch_walk_step(nllm_gmatch *m, int32_t depth, uint8_t byte, int *ok) {
+  const int from_root = m->wroot[depth];
+  if (from_root && m->root_next[byte] >= 0 && m->root_next[byte] != 2) {
+    *ok = m->root_next[byte] == 1;
+    m->wroot[depth + 1] = 1;
+    m->wmark[depth + 1] = m->wmark[depth];
+    return NLLM_OK;
+  }
+  rollback(m, m->wmark[depth]);
+  gstate *out = &m->w[depth + 1];
+  nllm_status st = advance_byte(m, from_root ? &m->w[0] : &m->w[depth], byte, out);
+  m->wmark[depth + 1] = m->n_nodes;
+  *ok = st == NLLM_OK && out->n > 0;
+  m->wroot[depth + 1] = (uint8_t)(*ok && same_as_root(m, out));
+  if (from_root && st == NLLM_OK)
+    m->root_next[byte] = (int8_t)(!*ok ? 0 : m->wroot[depth + 1] ? 1 : 2);
+  return st;
+}
+
+int nllm_gmatch_walk_can_end(const nllm_gmatch *m, int32_t depth) {
+  const gstate *s = m->wroot[depth] ? &m->w[0] : &m->w[depth];
+  if (s->need) return 0;
+  for (uint32_t i = 0; i < s->n; i++)
+    if (s->s[i] == 0) return 1;
+  return 0;
+}
+
+void nllm_gmatch_walk_end(nllm_gmatch *m) {
+  rollback(m, m->wmark[0]);
+}
+
+static nllm_status run(nllm_gmatch *m, const uint8_t *b, size_t n, int *ok) {
+  *ok = 0;
+  if (n > INT32_MAX - 1) return nllm_err(NLLM_ERR_INVALID_ARG, "grammar: input too long");
+  nllm_status st = nllm_gmatch_walk_begin(m, (int32_t)n);
+  if (st) return st;
+  *ok = 1;
+  for (size_t i = 0; i < n && *ok; i++)
+    if ((st = nllm_gmatch_walk_step(m, (int32_t)i, b[i], ok))) return st;
+  return NLLM_OK;
+}
+
+nllm_status nllm_gmatch_check(nllm_gmatch *m, const uint8_t *b, size_t n, int *ok) {
+  nllm_status st = run(m, b, n, ok);
+  if (m->w_cap) nllm_gmatch_walk_end(m);
+  return st;
+}
+
+/* Drops nodes no stack of the current state reaches. Node ids keep their order (parents stay
+ * older), so the pool stays valid for rollback. */
+static void compact(nllm_gmatch *m) {
+  uint8_t *live = calloc(m->n_nodes, 1);
+  uint32_t *map = malloc((size_t)m->n_nodes * sizeof *map);
+  if (!live || !map) {
+    free(live), free(map);
+    return;
+  }
+  live[0] = 1;
+  for (uint32_t i = 0; i < m->cur.n; i++)
+    for (uint32_t id = m->cur.s[i]; id && !live[id]; id = m->nodes[id].parent) live[id] = 1;
+  uint32_t n = 0;
+  for (uint32_t id = 0; id < m->n_nodes; id++)
+    if (live[id]) {
+      map[id] = n;
+      m->nodes[n] = (gnode){m->nodes[id].pos, m->nodes[id].parent ? map[m->nodes[id].parent] : 0};
+      n++;
+    }
+  for (uint32_t i = 0; i < m->cur.n; i++) m->cur.s[i] = map[m->cur.s[i]];
+  m->n_nodes = n;
+  memset(m->hash, 0, (size_t)m->hcap * sizeof *m->hash);
+  rehash(m, m->hcap);
+  free(live), free(map);
+}
+
+nllm_status nllm_gmatch_accept(nllm_gmatch *m, const uint8_t *b, size_t n, int *ok) {
+  nllm_status st = run(m, b, n, ok);
+  if (st || !*ok) {
+    if (m->w_cap) nllm_gmatch_walk_end(m);
+    return st;
+  }
+  if (!m->wroot[n]) state_copy(&m->cur, &m->w[n]);
+  if (m->n_nodes > 4096 && m->n_nodes > 8 * (m->cur.n + 64)) compact(m);
+  return NLLM_OK;
+}

@@ -1,0 +1,1346 @@
+/* JSON Schema -> GBNF. Each schema becomes a GBNF expression; named rules hold the shared JSON
+ * pieces, $ref targets (so recursive schemas work) and objects. The grammar describes a subset
+ * of the valid documents, never more: object properties come in schema order, strings under
+ * `pattern` never use escapes, extra keys never use escapes, and what cannot be expressed is
+ * refused with the schema location rather than loosened. */
+#include <cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "grammar/grammar.h"
+
+#define MAX_SCHEMA_DEPTH 64
+#define MAX_OUT (4u << 20)
+#define MAX_REPEAT 10000
+
+typedef struct {
+  char *s;
+  size_t n, cap;
+  int oom;
+} sb;
+
+static void sb_add(sb *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->n + n + 1 > b->cap) {
+    size_t nc = b->cap ? b->cap : 256;
+    while (nc < b->n + n + 1) nc *= 2;
+    char *p = realloc(b->s, nc);
+    if (!p) {
+      b->oom = 1;
+      return;
+    }
+    b->s = p;
+    b->cap = nc;
+  }
+  memcpy(b->s + b->n, s, n);
+  b->n += n;
+  b->s[b->n] = 0;
+}
+static void sb_str(sb *b, const char *s) {
+  sb_add(b, s, strlen(s));
+}
+NLLM_PRINTF(2, 3) static void sb_fmt(sb *b, const char *fmt, ...) {
+  char tmp[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (k > 0) sb_add(b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
+}
+
+typedef struct {
+  const cJSON *doc;
+  sb rules;     /* "name ::= body\n" lines */
+  char **names; /* rule names defined or being defined */
+  const cJSON **ref_targets;
+  char **ref_names;
+  int n_refs, cap_refs;
+  int n_names, cap_names;
+  unsigned counter;
+  char path[512];
+  int failed;
+  nllm_status status;
+} conv;
+
+NLLM_PRINTF(2, 3) static void fail(conv *c, const char *fmt, ...) {
+  if (c->failed) return;
+  c->failed = 1;
+  c->status = NLLM_ERR_INVALID_ARG;
+  char msg[384];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  nllm_err(NLLM_ERR_INVALID_ARG, "json_schema: %s: %s", c->path[0] ? c->path : "/", msg);
+}
+
+static int has_rule(conv *c, const char *name) {
+  for (int i = 0; i < c->n_names; i++)
+    if (!strcmp(c->names[i], name)) return 1;
+  return 0;
+}
+
+static void note_rule(conv *c, const char *name) {
+  if (c->n_names == c->cap_names) {
+    int nc = c->cap_names ? c->cap_names * 2 : 32;
+    char **p = realloc(c->names, (size_t)nc * sizeof *p);
+    if (!p) {
+      c->failed = 1, c->status = NLLM_ERR_NOMEM;
+      return;
+    }
+    c->names = p, c->cap_names = nc;
+  }
+  char *d = nllm_strdup(name);
+  if (!d) {
+    c->failed = 1, c->status = NLLM_ERR_NOMEM;
+    return;
+  }
+  c->names[c->n_names++] = d;
+}
+
+static void add_rule(conv *c, const char *name, const char *body) {
+  if (c->failed) return;
+  sb_str(&c->rules, name);
+  sb_str(&c->rules, " ::= ");
+  sb_str(&c->rules, body);
+  sb_str(&c->rules, "\n");
+  if (c->rules.n > MAX_OUT) fail(c, "the grammar grows past %u bytes", MAX_OUT);
+}
+
+/* The shared pieces, added on first use. */
+static const char *prim(conv *c, const char *name) {
+  static const struct {
+    const char *name, *body;
+  } P[] = {
+      {"space", "| \" \" | \"\\n\" [ \\t]{0,20}"},
+      {"boolean", "(\"true\" | \"false\") space"},
+      {"null", "\"null\" space"},
+      {"int", "\"-\"? (\"0\" | [1-9] [0-9]{0,15})"},
+      {"integer", "int space"},
+      {"frac", "\".\" [0-9]{1,16}"},
+      {"exp", "[eE] [-+]? [0-9]{1,16}"},
+      {"number", "int frac? exp? space"},
+      /* No \u escapes of surrogates: validators disagree on how a pair counts in a length. */
+      {"char",
+       "[^\"\\\\\\x7F\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" ([0-9a-cA-CeEfF] "
+       "[0-9a-fA-F]{3} | [dD] [0-7] [0-9a-fA-F]{2}))"},
+      {"plain", "[^\"\\\\\\x7F\\x00-\\x1F]"},
+      {"string", "\"\\\"\" char* \"\\\"\" space"},
+      {"value", "object | array | string | number | boolean | null"},
+      {"object",
+       "\"{\" space (string \":\" space value (\",\" space string \":\" space "
+       "value)*)? \"}\" space"},
+      {"array", "\"[\" space (value (\",\" space value)*)? \"]\" space"},
+      /* Year 0000 is valid RFC 3339 but not a date for most libraries (Python's included). */
+      {"date",
+       "([1-9] [0-9]{3} | \"0\" [1-9] [0-9]{2} | \"00\" [1-9] [0-9] | \"000\" [1-9]) \"-\" (\"0\" "
+       "[13578] \"-\" day31 | \"1\" [02] \"-\" day31 | \"0\" [469] "
+       "\"-\" day30 | \"11-\" day30 | \"02-\" day28)"},
+      {"day31", "\"0\" [1-9] | [12] [0-9] | \"3\" [01]"},
+      {"day30", "\"0\" [1-9] | [12] [0-9] | \"30\""},
+      {"day28", "\"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8]"},
+      {"time",
+       "([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9] \":\" [0-5] [0-9] (\".\" "
+       "[0-9]{1,6})? (\"Z\" | [+-] ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9])"},
+      {"hex", "[0-9a-f]"},
+      {"uuid", "hex{8} \"-\" hex{4} \"-\" hex{4} \"-\" hex{4} \"-\" hex{12}"},
+      {"email", "[a-zA-Z0-9._%+-]+ \"@\" [a-zA-Z0-9-]+ (\".\" [a-zA-Z0-9-]+)+"},
+      {"octet", "\"25\" [0-5] | \"2\" [0-4] [0-9] | \"1\" [0-9] [0-9] | [1-9] [0-9] | [0-9]"},
+      {"ipv4", "octet \".\" octet \".\" octet \".\" octet"},
+  };
+  static const char *deps[][4] = {
+      {"boolean", "space"},
+      {"null", "space"},
+      {"integer", "int", "space"},
+      {"number", "int", "frac", "exp"},
+      {"string", "char", "space"},
+      {"value", "object", "array", "string"},
+      {"object", "string", "value"},
+      {"array", "value"},
+      {"date", "day31", "day30", "day28"},
+      {"uuid", "hex"},
+      {"ipv4", "octet"},
+  };
+  if (c->failed || has_rule(c, name)) return name;
+  for (size_t i = 0; i < sizeof P / sizeof *P; i++)
+    if (!strcmp(P[i].name, name)) {
+      note_rule(c, name);
+      add_rule(c, name, P[i].body);
+      break;
+    }
+  for (size_t i = 0; i < sizeof deps / sizeof *deps; i++)
+    if (!strcmp(deps[i][0], name))
+      for (int k = 1; k < 4 && deps[i][k]; k++) prim(c, deps[i][k]);
+  if (!strcmp(name, "value")) prim(c, "number"), prim(c, "boolean"), prim(c, "null");
+  if (!strcmp(name, "number")) prim(c, "space");
+  return name;
+}
+
+static char *new_name(conv *c, const char *hint) {
+  char nm[80];
+  size_t k = 0;
+  for (const char *p = hint; *p && k < 40; p++)
+    nm[k++] = ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))
+                  ? *p
+                  : '-';
+  snprintf(nm + k, sizeof nm - k, "%s%u", k ? "-" : "r", c->counter++);
+  note_rule(c, nm);
+  return nllm_strdup(nm);
+}
+
+/* A GBNF string literal for raw bytes. */
+static void lit(sb *b, const char *s, size_t n) {
+  sb_str(b, "\"");
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '"' || ch == '\\')
+      sb_fmt(b, "\\%c", ch);
+    else if (ch < 0x20 || ch == 0x7f)
+      sb_fmt(b, "\\x%02X", ch);
+    else
+      sb_add(b, (const char *)&ch, 1);
+  }
+  sb_str(b, "\"");
+}
+
+/* A JSON value as a literal (compact form) followed by space. */
+static void json_lit(conv *c, sb *b, const cJSON *v) {
+  char *t = cJSON_PrintUnformatted(v);
+  if (!t) {
+    c->failed = 1, c->status = NLLM_ERR_NOMEM;
+    return;
+  }
+  lit(b, t, strlen(t));
+  sb_str(b, " ");
+  sb_str(b, prim(c, "space"));
+  free(t);
+}
+
+static char *convert(conv *c, const cJSON *s, const char *forced_type, int depth);
+
+/* Path helpers: push a segment, pop back to a saved length. */
+static size_t path_push(conv *c, const char *seg) {
+  size_t at = strlen(c->path);
+  snprintf(c->path + at, sizeof c->path - at, "/%s", seg);
+  return at;
+}
+static void path_pop(conv *c, size_t at) {
+  c->path[at] = 0;
+}
+
+static char *convert_at(conv *c, const cJSON *s, const char *seg, int depth) {
+  size_t at = path_push(c, seg);
+  char *r = convert(c, s, NULL, depth);
+  path_pop(c, at);
+  return r;
+}
+
+static int num(const cJSON *s, const char *key, double *v) {
+  const cJSON *x = cJSON_GetObjectItemCaseSensitive(s, key);
+  if (!cJSON_IsNumber(x)) return 0;
+  *v = x->valuedouble;
+  return 1;
+}
+
+static int count_arg(conv *c, const cJSON *s, const char *key, long def, long *out) {
+  double v;
+  *out = def;
+  if (!num(s, key, &v)) return 1;
+  if (v < 0 || v != floor(v) || v > MAX_REPEAT) {
+    fail(c, "%s must be an integer in [0, %d] here (got %g)", key, MAX_REPEAT, v);
+    return 0;
+  }
+  *out = (long)v;
+  return 1;
+}
+
+/* x{min,max} as GBNF; max < 0 is unbounded. */
+static void rep(sb *b, const char *x, long min, long max) {
+  if (max < 0 && min == 0)
+    sb_fmt(b, "(%s)*", x);
+  else if (max < 0 && min == 1)
+    sb_fmt(b, "(%s)+", x);
+  else if (max < 0)
+    sb_fmt(b, "(%s){%ld,}", x, min);
+  else if (min == max)
+    sb_fmt(b, "(%s){%ld}", x, min);
+  else
+    sb_fmt(b, "(%s){%ld,%ld}", x, min, max);
+}
+
+/* ---------------------------------------------------------------- integers in a range */
+
+/* Numbers of exactly the digits of lo..hi (same length, no leading zero unless one digit). */
+static void digits_between(sb *b, const char *lo, const char *hi, size_t n, int top) {
+  if (n == 0) return;
+  if (lo[0] == hi[0]) {
+    sb_fmt(b, "\"%c\" ", lo[0]);
+    digits_between(b, lo + 1, hi + 1, n - 1, 0);
+    return;
+  }
+  int all_lo0 = 1, all_hi9 = 1;
+  for (size_t i = 1; i < n; i++) all_lo0 &= lo[i] == '0', all_hi9 &= hi[i] == '9';
+  (void)top;
+  sb_str(b, "(");
+  int first = 1;
+  char a = lo[0], z = hi[0];
+  if (!all_lo0) {
+    sb_fmt(b, "\"%c\" ", a);
+    char nines[32];
+    memset(nines, '9', n - 1);
+    digits_between(b, lo + 1, nines, n - 1, 0);
+    a++;
+    first = 0;
+  }
+  if (!all_hi9) z--;
+  if (a <= z) {
+    if (!first) sb_str(b, "| ");
+    sb_fmt(b, "[%c-%c]", a, z);
+    if (n > 1) sb_fmt(b, " [0-9]{%zu}", n - 1);
+    sb_str(b, " ");
+    first = 0;
+  }
+  if (!all_hi9) {
+    if (!first) sb_str(b, "| ");
+    sb_fmt(b, "\"%c\" ", hi[0]);
+    char zeros[32];
+    memset(zeros, '0', n - 1);
+    digits_between(b, zeros, hi + 1, n - 1, 0);
+  }
+  sb_str(b, ") ");
+}
+
+/* Non-negative integers in [lo, hi]; hi < 0 = unbounded (up to 18 digits). */
+static void nonneg_range(sb *b, long long lo, long long hi) {
+  char a[32], z[32];
+  int la = snprintf(a, sizeof a, "%lld", lo);
+  int lz = hi < 0 ? 18 : snprintf(z, sizeof z, "%lld", hi);
+  sb_str(b, "(");
+  for (int L = la; L <= lz; L++) {
+    char from[32], to[32];
+    if (L == la)
+      memcpy(from, a, (size_t)L + 1);
+    else
+      from[0] = '1', memset(from + 1, '0', (size_t)L - 1), from[L] = 0;
+    if (hi >= 0 && L == lz)
+      memcpy(to, z, (size_t)L + 1);
+    else
+      memset(to, '9', (size_t)L), to[L] = 0;
+    if (L > la) sb_str(b, "| ");
+    digits_between(b, from, to, (size_t)L, 1);
+  }
+  sb_str(b, ")");
+}
+
+static char *int_range(conv *c, int has_lo, long long lo, int has_hi, long long hi) {
+  sb b = {0};
+  if (has_lo && has_hi && lo > hi) {
+    fail(c, "minimum %lld is above maximum %lld", lo, hi);
+    return NULL;
+  }
+  int alt = 0;
+  sb_str(&b, "(");
+  if (!has_lo || lo < 0) {
+    /* negatives: -y with y in [max(1, -hi), -lo] */
+    long long ylo = has_hi && hi < 0 ? -hi : 1, yhi = has_lo ? -lo : -1;
+    sb_str(&b, "\"-\" ");
+    nonneg_range(&b, ylo, yhi);
+    alt = 1;
+  }
+  if (!has_hi || hi >= 0) {
+    if (alt) sb_str(&b, " | ");
+    nonneg_range(&b, has_lo && lo > 0 ? lo : 0, has_hi ? hi : -1);
+  }
+  sb_str(&b, ") ");
+  sb_str(&b, prim(c, "space"));
+  if (b.oom) c->failed = 1, c->status = NLLM_ERR_NOMEM;
+  return b.s;
+}
+
+/* ---------------------------------------------------------------- pattern (regex subset) */
+
+typedef struct {
+  conv *c;
+  const char *p;
+  size_t i, n;
+  int depth;
+} rx;
+
+/* A class that never includes '"', '\\' or control characters (pattern strings are emitted
+ * without escapes). ranges: pairs; neg: complement. */
+static void emit_class(sb *b, const uint32_t *r, int nr, int neg) {
+  sb_str(b, neg ? "[^\"\\\\\\x00-\\x1F\\x7F" : "[");
+  for (int k = 0; k < nr; k++) {
+    uint32_t lo = r[2 * k], hi = r[2 * k + 1];
+    if (!neg) {
+      /* split around the excluded code points */
+      static const uint32_t cut[][2] = {{0, 0x1f}, {'"', '"'}, {'\\', '\\'}, {0x7f, 0x7f}};
+      uint32_t a = lo;
+      for (int q = 0; q < 4 && a <= hi; q++) {
+        if (cut[q][1] < a) continue;
+        if (cut[q][0] > hi) break;
+        if (cut[q][0] > a) sb_fmt(b, "\\U%08X-\\U%08X", a, cut[q][0] - 1);
+        a = cut[q][1] + 1;
+      }
+      if (a <= hi) sb_fmt(b, "\\U%08X-\\U%08X", a, hi);
+    } else {
+      sb_fmt(b, "\\U%08X-\\U%08X", lo, hi);
+    }
+  }
+  sb_str(b, "]");
+}
+
+static int rx_escape_class(char e, uint32_t *r, int *nr, int *neg) {
+  *neg = 0;
+  *nr = 0;
+  switch (e) {
+    case 'D': *neg = 1; /* fallthrough */
+    case 'd': r[0] = '0', r[1] = '9', *nr = 1; return 1;
+    case 'W': *neg = 1; /* fallthrough */
+    case 'w':
+      r[0] = '0', r[1] = '9', r[2] = 'A', r[3] = 'Z', r[4] = 'a', r[5] = 'z', r[6] = '_',
+      r[7] = '_';
+      *nr = 4;
+      return 1;
+    case 'S': *neg = 1; /* fallthrough */
+    case 's':
+      /* Only the space itself can be written without an escape. */
+      r[0] = ' ', r[1] = ' ', *nr = 1;
+      if (*neg) r[2] = '\t', r[3] = '\r', *nr = 2;
+      return 1;
+    default: return 0;
+  }
+}
+
+static int rx_char(rx *R, uint32_t *cp) {
+  const unsigned char *s = (const unsigned char *)R->p;
+  unsigned ch = s[R->i];
+  int len = ch < 0x80 ? 1 : (ch >> 5) == 6 ? 2 : (ch >> 4) == 14 ? 3 : (ch >> 3) == 30 ? 4 : 0;
+  if (!len || R->i + (size_t)len > R->n) return 0;
+  uint32_t v = len == 1 ? ch : len == 2 ? ch & 0x1f : len == 3 ? ch & 0x0f : ch & 0x07;
+  for (int k = 1; k < len; k++) v = v << 6 | (s[R->i + (size_t)k] & 0x3f);
+  R->i += (size_t)len;
+  *cp = v;
+  return 1;
+}
+
+/* An escaped literal (after the backslash); 0 if not a literal escape. */
+static int rx_literal_escape(rx *R, uint32_t *cp) {
+  char e = R->p[R->i];
+  const char *plain = ".^$*+?()[]{}|\\/-\"";
+  if (e && strchr(plain, e)) {
+    R->i++;
+    *cp = (uint32_t)e;
+    return 1;
+  }
+  if (e == 'n' || e == 't' || e == 'r') {
+    R->i++;
+    *cp = e == 'n' ? '\n' : e == 't' ? '\t' : '\r';
+    return 1;
+  }
+  return 0;
+}
+
+static void rx_alt(rx *R, sb *b);
+
+static void rx_atom_cp(sb *b, uint32_t cp) {
+  uint32_t r[2] = {cp, cp};
+  emit_class(b, r, 1, 0);
+}
+
+static void rx_seq(rx *R, sb *b) {
+  while (!R->c->failed && R->i < R->n && R->p[R->i] != '|' && R->p[R->i] != ')') {
+    sb atom = {0};
+    char ch = R->p[R->i];
+    if (ch == '^' || ch == '$') {
+      fail(R->c, "pattern: anchor '%c' only at the very start or end is supported", ch);
+    } else if (ch == '(') {
+      R->i++;
+      if (R->i + 1 < R->n && R->p[R->i] == '?' && R->p[R->i + 1] == ':')
+        R->i += 2;
+      else if (R->i < R->n && R->p[R->i] == '?')
+        fail(R->c, "pattern: lookaround and named groups are not supported");
+      if (++R->depth > 64) fail(R->c, "pattern: groups nested too deeply");
+      sb inner = {0};
+      rx_alt(R, &inner);
+      R->depth--;
+      if (R->i >= R->n || R->p[R->i] != ')') fail(R->c, "pattern: unclosed '('");
+      R->i++;
+      sb_str(&atom, "(");
+      if (inner.s) sb_str(&atom, inner.s);
+      sb_str(&atom, ")");
+      free(inner.s);
+    } else if (ch == '[') {
+      R->i++;
+      int neg = R->i < R->n && R->p[R->i] == '^';
+      if (neg) R->i++;
+      uint32_t r[512];
+      int nr = 0;
+      int first = 1;
+      while (!R->c->failed && R->i < R->n && (R->p[R->i] != ']' || first) && nr < 250) {
+        first = 0;
+        uint32_t lo;
+        if (R->p[R->i] == '\\') {
+          R->i++;
+          uint32_t er[8];
+          int en, eneg;
+          if (R->i < R->n && rx_escape_class(R->p[R->i], er, &en, &eneg)) {
+            if (eneg) fail(R->c, "pattern: \\D, \\W, \\S inside [...] are not supported");
+            R->i++;
+            for (int k = 0; k < en; k++) r[2 * nr] = er[2 * k], r[2 * nr + 1] = er[2 * k + 1], nr++;
+            continue;
+          }
+          if (!rx_literal_escape(R, &lo)) {
+            fail(R->c, "pattern: unsupported escape in [...]");
+            break;
+          }
+        } else if (!rx_char(R, &lo)) {
+          fail(R->c, "pattern: invalid UTF-8");
+          break;
+        }
+        uint32_t hi = lo;
+        if (R->i + 1 < R->n && R->p[R->i] == '-' && R->p[R->i + 1] != ']') {
+          R->i++;
+          if (R->p[R->i] == '\\') {
+            R->i++;
+            if (!rx_literal_escape(R, &hi)) fail(R->c, "pattern: unsupported range end");
+          } else if (!rx_char(R, &hi)) {
+            fail(R->c, "pattern: invalid UTF-8");
+          }
+          if (hi < lo) fail(R->c, "pattern: range out of order in [...]");
+        }
+        r[2 * nr] = lo, r[2 * nr + 1] = hi, nr++;
+      }
+      if (R->i >= R->n || R->p[R->i] != ']') fail(R->c, "pattern: unclosed '[' or class too large");
+      R->i++;
+      emit_class(&atom, r, nr, neg);
+    } else if (ch == '.') {
+      R->i++;
+      emit_class(&atom, NULL, 0, 1);
+    } else if (ch == '\\') {
+      R->i++;
+      uint32_t r[8], cp;
+      int nr, neg;
+      if (R->i < R->n && rx_escape_class(R->p[R->i], r, &nr, &neg)) {
+        R->i++;
+        emit_class(&atom, r, nr, neg);
+      } else if (R->i < R->n && rx_literal_escape(R, &cp)) {
+        rx_atom_cp(&atom, cp);
+      } else {
+        fail(R->c, "pattern: escape \\%c is not supported", R->i < R->n ? R->p[R->i] : ' ');
+      }
+    } else if (ch == '*' || ch == '+' || ch == '?' || ch == '{') {
+      fail(R->c, "pattern: quantifier '%c' with nothing before it", ch);
+    } else {
+      uint32_t cp;
+      if (!rx_char(R, &cp))
+        fail(R->c, "pattern: invalid UTF-8");
+      else
+        rx_atom_cp(&atom, cp);
+    }
+    /* quantifier */
+    if (!R->c->failed && R->i < R->n) {
+      char q = R->p[R->i];
+      long min = -1, max = -1;
+      if (q == '*')
+        min = 0, max = -1, R->i++;
+      else if (q == '+')
+        min = 1, max = -1, R->i++;
+      else if (q == '?')
+        min = 0, max = 1, R->i++;
+      else if (q == '{') {
+        char *end;
+        long a = strtol(R->p + R->i + 1, &end, 10);
+        if (end == R->p + R->i + 1 || a < 0 || a > 1000) {
+          fail(R->c, "pattern: bad or too large {m,n}");
+        } else {
+          long z = a;
+          if (*end == ',') {
+            char *e2;
+            z = strtol(end + 1, &e2, 10);
+            if (e2 == end + 1) z = -1;
+            end = e2;
+          }
+          if (*end != '}' || (z >= 0 && (z < a || z > 1000))) fail(R->c, "pattern: bad {m,n}");
+          R->i = (size_t)(end - R->p) + 1;
+          min = a, max = z;
+        }
+      }
+      if (min >= 0 && R->i < R->n && (R->p[R->i] == '?' || R->p[R->i] == '+'))
+        fail(R->c, "pattern: lazy and possessive quantifiers are not supported");
+      if (min >= 0 && atom.s) {
+        sb t = {0};
+        rep(&t, atom.s, min, max);
+        free(atom.s);
+        atom = t;
+      }
+    }
+    if (atom.s) {
+      sb_str(b, atom.s);
+      sb_str(b, " ");
+    }
+    free(atom.s);
+  }
+}
+
+static void rx_alt(rx *R, sb *b) {
+  sb_str(b, "(");
+  rx_seq(R, b);
+  while (!R->c->failed && R->i < R->n && R->p[R->i] == '|') {
+    R->i++;
+    sb_str(b, "| ");
+    rx_seq(R, b);
+  }
+  sb_str(b, ")");
+}
+
+static char *pattern_string(conv *c, const char *pat) {
+  size_t n = strlen(pat);
+  int anchored_start = n && pat[0] == '^';
+  int anchored_end = n && pat[n - 1] == '$' && (n < 2 || pat[n - 2] != '\\');
+  rx R = {c, pat, (size_t)anchored_start, anchored_end ? n - 1 : n, 0};
+  sb body = {0};
+  rx_alt(&R, &body);
+  if (!c->failed && R.i < R.n) fail(c, "pattern: unmatched ')'");
+  if (c->failed) {
+    free(body.s);
+    return NULL;
+  }
+  sb b = {0};
+  const char *pl = prim(c, "plain");
+  sb_str(&b, "\"\\\"\" ");
+  if (!anchored_start) sb_fmt(&b, "%s* ", pl);
+  sb_str(&b, body.s);
+  if (!anchored_end) sb_fmt(&b, " %s*", pl);
+  sb_str(&b, " \"\\\"\" ");
+  sb_str(&b, prim(c, "space"));
+  free(body.s);
+  return b.s;
+}
+
+/* ---------------------------------------------------------------- schema kinds */
+
+static char *string_schema(conv *c, const cJSON *s) {
+  const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(s, "format");
+  const cJSON *pat = cJSON_GetObjectItemCaseSensitive(s, "pattern");
+  long min, max;
+  if (!count_arg(c, s, "minLength", 0, &min) || !count_arg(c, s, "maxLength", -1, &max))
+    return NULL;
+  if (max >= 0 && max < min) {
+    fail(c, "maxLength %ld is below minLength %ld", max, min);
+    return NULL;
+  }
+  int has_len = min > 0 || max >= 0;
+  if (cJSON_IsString(pat)) {
+    if (has_len) {
+      fail(c, "pattern together with minLength/maxLength is not supported");
+      return NULL;
+    }
+    size_t at = path_push(c, "pattern");
+    char *r = pattern_string(c, pat->valuestring);
+    path_pop(c, at);
+    return r;
+  }
+  if (cJSON_IsString(fmt)) {
+    const char *f = fmt->valuestring, *rule = NULL;
+    if (!strcmp(f, "date"))
+      rule = "date";
+    else if (!strcmp(f, "time"))
+      rule = "time";
+    else if (!strcmp(f, "date-time"))
+      rule = "date-time";
+    else if (!strcmp(f, "uuid"))
+      rule = "uuid";
+    else if (!strcmp(f, "email"))
+      rule = "email";
+    else if (!strcmp(f, "ipv4"))
+      rule = "ipv4";
+    if (rule) {
+      if (has_len) {
+        fail(c, "format \"%s\" together with minLength/maxLength is not supported", f);
+        return NULL;
+      }
+      sb b = {0};
+      if (!strcmp(rule, "date-time")) {
+        prim(c, "date"), prim(c, "time");
+        sb_str(&b, "\"\\\"\" date \"T\" time \"\\\"\" ");
+      } else {
+        sb_fmt(&b, "\"\\\"\" %s \"\\\"\" ", prim(c, rule));
+      }
+      sb_str(&b, prim(c, "space"));
+      return b.s;
+    }
+    /* Other formats are annotations (the JSON Schema default): a plain string. */
+  }
+  if (!has_len) return nllm_strdup(prim(c, "string"));
+  sb b = {0};
+  sb_str(&b, "\"\\\"\" ");
+  rep(&b, prim(c, "char"), min, max);
+  sb_str(&b, " \"\\\"\" ");
+  sb_str(&b, prim(c, "space"));
+  return b.s;
+}
+
+static int int_bound(conv *c, const cJSON *s, const char *key, int excl, long long *out) {
+  double v;
+  if (!num(s, key, &v)) return 0;
+  if (fabs(v) > 9e15) {
+    fail(c, "%s %g is beyond the supported integer range", key, v);
+    return 0;
+  }
+  if (!strncmp(key, "exclusiveMin", 12))
+    v = floor(v) + 1;
+  else if (!strncmp(key, "exclusiveMax", 12))
+    v = ceil(v) - 1;
+  else if (!strcmp(key, "minimum"))
+    v = ceil(v);
+  else
+    v = floor(v);
+  (void)excl;
+  *out = (long long)v;
+  return 1;
+}
+
+static char *integer_schema(conv *c, const cJSON *s) {
+  long long lo = 0, hi = 0, t;
+  int has_lo = 0, has_hi = 0;
+  if (int_bound(c, s, "minimum", 0, &t)) lo = t, has_lo = 1;
+  if (int_bound(c, s, "exclusiveMinimum", 1, &t) && (!has_lo || t > lo)) lo = t, has_lo = 1;
+  if (int_bound(c, s, "maximum", 0, &t)) hi = t, has_hi = 1;
+  if (int_bound(c, s, "exclusiveMaximum", 1, &t) && (!has_hi || t < hi)) hi = t, has_hi = 1;
+  if (c->failed) return NULL;
+  if (!has_lo && !has_hi) return nllm_strdup(prim(c, "integer"));
+  return int_range(c, has_lo, lo, has_hi, hi);
+}
+
+static char *number_schema(conv *c, const cJSON *s) {
+  double v;
+  int bounded =
+      num(s, "maximum", &v) || num(s, "exclusiveMaximum", &v) || num(s, "exclusiveMinimum", &v);
+  double mn = 0;
+  int has_min = num(s, "minimum", &mn);
+  if (bounded || (has_min && mn != 0)) {
+    fail(c, "minimum/maximum on type number are not supported (only on integer, and minimum 0)");
+    return NULL;
+  }
+  if (has_min) {
+    /* minimum 0: no sign. */
+    prim(c, "number");
+    sb b = {0};
+    sb_str(&b, "(\"0\" | [1-9] [0-9]{0,15}) frac? exp? space");
+    return b.s;
+  }
+  return nllm_strdup(prim(c, "number"));
+}
+
+static char *array_schema(conv *c, const cJSON *s, int depth) {
+  long min, max;
+  if (!count_arg(c, s, "minItems", 0, &min) || !count_arg(c, s, "maxItems", -1, &max)) return NULL;
+  if (max >= 0 && max < min) {
+    fail(c, "maxItems %ld is below minItems %ld", max, min);
+    return NULL;
+  }
+  const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
+  const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(s, "prefixItems");
+  const cJSON *rest = items;
+  const char *rest_key = "items";
+  if (cJSON_IsArray(items)) { /* draft 4-7 tuple form */
+    prefix = items;
+    rest = cJSON_GetObjectItemCaseSensitive(s, "additionalItems");
+    rest_key = "additionalItems";
+  }
+  sb b = {0};
+  sb_str(&b, "\"[\" space ");
+  prim(c, "space");
+  int k = 0;
+  if (cJSON_IsArray(prefix)) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, prefix) {
+      char seg[32];
+      snprintf(seg, sizeof seg, "%s/%d", prefix == items ? "items" : "prefixItems", k);
+      char *x = convert_at(c, it, seg, depth + 1);
+      if (!x) {
+        free(b.s);
+        return NULL;
+      }
+      if (k) sb_str(&b, "\",\" space ");
+      sb_fmt(&b, "(%s) ", x);
+      free(x);
+      k++;
+    }
+    if (max >= 0 && k > max) {
+      fail(c, "%d prefixItems but maxItems %ld", k, max);
+      free(b.s);
+      return NULL;
+    }
+  }
+  /* Items after the prefix: none unless the rest schema says so (a subset when absent). */
+  char *x = NULL;
+  if (rest && !cJSON_IsFalse(rest)) {
+    if (cJSON_IsTrue(rest))
+      x = nllm_strdup(prim(c, "value"));
+    else
+      x = convert_at(c, rest, rest_key, depth + 1);
+    if (!x) {
+      free(b.s);
+      return NULL;
+    }
+  } else if (!rest && !cJSON_IsArray(prefix)) {
+    x = nllm_strdup(prim(c, "value"));
+  }
+  long rmin = min > k ? min - k : 0, rmax = max < 0 ? -1 : max - k;
+  if (x && rmax != 0) {
+    if (k) {
+      sb t = {0};
+      sb_fmt(&t, "\",\" space (%s)", x);
+      rep(&b, t.s, rmin, rmax);
+      free(t.s);
+    } else {
+      /* first item without a comma */
+      sb t = {0};
+      sb_fmt(&t, "\",\" space (%s)", x);
+      if (rmin == 0) {
+        sb_fmt(&b, "((%s) ", x);
+        rep(&b, t.s, 0, rmax < 0 ? -1 : rmax - 1);
+        sb_str(&b, ")?");
+      } else {
+        sb_fmt(&b, "(%s) ", x);
+        rep(&b, t.s, rmin - 1, rmax < 0 ? -1 : rmax - 1);
+      }
+      free(t.s);
+    }
+  } else if (rmin > 0) {
+    fail(c, "minItems %ld needs items beyond the %d given, but none are allowed", min, k);
+  }
+  free(x);
+  sb_str(&b, " \"]\" space");
+  if (c->failed) {
+    free(b.s);
+    return NULL;
+  }
+  return b.s;
+}
+
+/* Keys that are strings other than the given names, written without escapes: a rule per trie
+ * node of the names (code points), each either closing the key (unless a name ends there),
+ * leaving the trie with any other character, or following a child. */
+typedef struct {
+  uint32_t cp[128];
+  int n;
+} cps;
+
+static char *key_not_in(conv *c, const cps *names, int n, const uint32_t *prefix, int plen,
+                        int depth) {
+  char *rn = new_name(c, "key");
+  if (!rn) return NULL;
+  const char *pl = prim(c, "plain");
+  sb b = {0};
+  int is_name = 0, n_next = 0;
+  uint32_t next[256];
+  for (int i = 0; i < n; i++) {
+    if (names[i].n < plen || memcmp(names[i].cp, prefix, (size_t)plen * sizeof *prefix)) continue;
+    if (names[i].n == plen) {
+      is_name = 1;
+      continue;
+    }
+    int seen = 0;
+    for (int k = 0; k < n_next; k++) seen |= next[k] == names[i].cp[plen];
+    if (!seen && n_next < 256) next[n_next++] = names[i].cp[plen];
+  }
+  if (!is_name) sb_str(&b, "\"\\\"\" | ");
+  sb_str(&b, "[^\"\\\\\\x00-\\x1F\\x7F");
+  for (int i = 0; i < n_next; i++) sb_fmt(&b, "\\U%08X", next[i]);
+  sb_fmt(&b, "] %s* \"\\\"\"", pl);
+  for (int i = 0; i < n_next && !c->failed && depth < 128; i++) {
+    uint32_t np[129];
+    memcpy(np, prefix, (size_t)plen * sizeof *np);
+    np[plen] = next[i];
+    char *child = key_not_in(c, names, n, np, plen + 1, depth + 1);
+    if (!child) break;
+    sb_fmt(&b, " | [\\U%08X] %s", next[i], child);
+    free(child);
+  }
+  add_rule(c, rn, b.s ? b.s : "\"\"");
+  free(b.s);
+  return rn;
+}
+
+static int to_cps(const char *s, cps *out) {
+  const unsigned char *p = (const unsigned char *)s;
+  out->n = 0;
+  while (*p) {
+    unsigned ch = *p;
+    int len = ch < 0x80 ? 1 : (ch >> 5) == 6 ? 2 : (ch >> 4) == 14 ? 3 : (ch >> 3) == 30 ? 4 : 0;
+    if (!len || out->n >= 128) return 0;
+    uint32_t v = len == 1 ? ch : len == 2 ? ch & 0x1f : len == 3 ? ch & 0x0f : ch & 0x07;
+    for (int k = 1; k < len; k++) {
+      if ((p[k] & 0xc0) != 0x80) return 0;
+      v = v << 6 | (p[k] & 0x3f);
+    }
+    out->cp[out->n++] = v;
+    p += len;
+  }
+  return 1;
+}
+
+static char *object_schema(conv *c, const cJSON *s, int depth) {
+  const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
+  const cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required");
+  const cJSON *addl = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties");
+  int n = cJSON_IsObject(props) ? cJSON_GetArraySize(props) : 0;
+  if (n > 256) {
+    fail(c, "more than 256 properties");
+    return NULL;
+  }
+  if (!n && (!addl || cJSON_IsTrue(addl)) && !cJSON_GetArraySize(req))
+    return nllm_strdup(prim(c, "object"));
+  const char *names[256];
+  char *kv[256];
+  int is_req[256];
+  int k = 0;
+  const cJSON *p;
+  cJSON_ArrayForEach(p, props) {
+    if (k >= n) break;
+    names[k] = p->string;
+    is_req[k] = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, req) if (cJSON_IsString(r) && !strcmp(r->valuestring, p->string))
+        is_req[k] = 1;
+    char seg[300];
+    snprintf(seg, sizeof seg, "properties/%.250s", p->string);
+    char *v = convert_at(c, p, seg, depth + 1);
+    if (!v) {
+      for (int i = 0; i < k; i++) free(kv[i]);
+      return NULL;
+    }
+    sb e = {0};
+    cJSON *ks = cJSON_CreateString(p->string);
+    char *kt = ks ? cJSON_PrintUnformatted(ks) : NULL;
+    cJSON_Delete(ks);
+    if (!kt) {
+      free(v);
+      for (int i = 0; i < k; i++) free(kv[i]);
+      c->failed = 1, c->status = NLLM_ERR_NOMEM;
+      return NULL;
+    }
+    lit(&e, kt, strlen(kt));
+    sb_fmt(&e, " space \":\" space (%s)", v);
+    free(kt);
+    free(v);
+    kv[k++] = e.s;
+  }
+  const cJSON *r;
+  cJSON_ArrayForEach(r, req) {
+    int found = 0;
+    for (int i = 0; i < k; i++) found |= cJSON_IsString(r) && !strcmp(r->valuestring, names[i]);
+    if (!found) {
+      fail(c, "required property \"%.100s\" has no schema under properties",
+           cJSON_IsString(r) ? r->valuestring : "?");
+      for (int i = 0; i < k; i++) free(kv[i]);
+      return NULL;
+    }
+  }
+  /* Extra members when additionalProperties is a schema (or true with no properties). */
+  char *extra = NULL;
+  if (addl && !cJSON_IsFalse(addl)) {
+    char *v = cJSON_IsTrue(addl) ? nllm_strdup(prim(c, "value"))
+                                 : convert_at(c, addl, "additionalProperties", depth + 1);
+    char *key = NULL;
+    if (v && k) {
+      cps *cn = malloc((size_t)k * sizeof *cn);
+      int okn = cn != NULL;
+      for (int i = 0; i < k && okn; i++) okn = to_cps(names[i], &cn[i]);
+      if (okn)
+        key = key_not_in(c, cn, k, NULL, 0, 0);
+      else if (!c->failed)
+        fail(c, "property names longer than 128 characters or not UTF-8");
+      free(cn);
+    } else if (v) {
+      key = nllm_strdup(prim(c, "string"));
+    }
+    if (v && key) {
+      sb e = {0};
+      if (k)
+        sb_fmt(&e, "\"\\\"\" %s space \":\" space (%s)", key, v);
+      else
+        sb_fmt(&e, "%s \":\" space (%s)", key, v);
+      extra = e.s;
+    }
+    free(v);
+    free(key);
+    if (!extra) {
+      for (int i = 0; i < k; i++) free(kv[i]);
+      return NULL;
+    }
+  }
+  int first_req = -1;
+  for (int i = 0; i < k && first_req < 0; i++)
+    if (is_req[i]) first_req = i;
+  sb b = {0};
+  sb_str(&b, "\"{\" space (");
+  int last_first = first_req >= 0 ? first_req : k - 1;
+  for (int f = 0; f <= last_first; f++) {
+    if (f) sb_str(&b, " | ");
+    sb_fmt(&b, "%s", kv[f]);
+    for (int j = f + 1; j < k; j++)
+      sb_fmt(&b, is_req[j] ? " \",\" space %s" : " (\",\" space %s)?", kv[j]);
+    if (extra) sb_fmt(&b, " (\",\" space %s)*", extra);
+  }
+  if (extra && first_req < 0) sb_fmt(&b, "%s%s (\",\" space %s)*", k ? " | " : "", extra, extra);
+  sb_str(&b, ")");
+  if (first_req < 0) sb_str(&b, "?");
+  sb_str(&b, " \"}\" space");
+  for (int i = 0; i < k; i++) free(kv[i]);
+  free(extra);
+  if (b.oom) {
+    free(b.s);
+    c->failed = 1, c->status = NLLM_ERR_NOMEM;
+    return NULL;
+  }
+  /* Objects get a rule of their own: the grammar stays readable and its text small. */
+  char *rn = new_name(c, c->path[0] ? strrchr(c->path, '/') + 1 : "object");
+  if (rn) add_rule(c, rn, b.s);
+  free(b.s);
+  return rn;
+}
+
+static const cJSON *resolve_ref(conv *c, const char *ref) {
+  if (ref[0] != '#') {
+    fail(c, "$ref \"%.200s\": only local references (#/...) are supported", ref);
+    return NULL;
+  }
+  const cJSON *at = c->doc;
+  const char *p = ref + 1;
+  while (*p == '/') {
+    p++;
+    char seg[256];
+    size_t k = 0;
+    while (*p && *p != '/' && k < sizeof seg - 1) {
+      if (*p == '~' && p[1] == '1')
+        seg[k++] = '/', p += 2;
+      else if (*p == '~' && p[1] == '0')
+        seg[k++] = '~', p += 2;
+      else
+        seg[k++] = *p++;
+    }
+    seg[k] = 0;
+    if (cJSON_IsArray(at)) {
+      char *end;
+      long i = strtol(seg, &end, 10);
+      at = *end ? NULL : cJSON_GetArrayItem(at, (int)i);
+    } else {
+      at = cJSON_GetObjectItemCaseSensitive(at, seg);
+    }
+    if (!at) {
+      fail(c, "$ref \"%.200s\" points nowhere", ref);
+      return NULL;
+    }
+  }
+  return at;
+}
+
+static char *ref_schema(conv *c, const char *ref, int depth) {
+  const cJSON *t = resolve_ref(c, ref);
+  if (!t) return NULL;
+  for (int i = 0; i < c->n_refs; i++)
+    if (c->ref_targets[i] == t) return nllm_strdup(c->ref_names[i]);
+  if (c->n_refs == c->cap_refs) {
+    int nc = c->cap_refs ? c->cap_refs * 2 : 16;
+    const cJSON **a = realloc(c->ref_targets, (size_t)nc * sizeof *a);
+    if (a) c->ref_targets = a;
+    char **b = a ? realloc(c->ref_names, (size_t)nc * sizeof *b) : NULL;
+    if (!a || !b) {
+      c->failed = 1, c->status = NLLM_ERR_NOMEM;
+      return NULL;
+    }
+    c->ref_names = b;
+    c->cap_refs = nc;
+  }
+  const char *hint = strrchr(ref, '/');
+  char *rn = new_name(c, hint ? hint + 1 : "ref");
+  if (!rn) return NULL;
+  /* Registered before converting, so a recursive reference finds the rule. */
+  c->ref_targets[c->n_refs] = t;
+  c->ref_names[c->n_refs++] = rn;
+  char saved[512];
+  memcpy(saved, c->path, sizeof saved);
+  snprintf(c->path, sizeof c->path, "%.500s", ref + 1);
+  char *body = convert(c, t, NULL, depth + 1);
+  memcpy(c->path, saved, sizeof saved);
+  if (!body) return NULL;
+  add_rule(c, rn, body);
+  free(body);
+  return nllm_strdup(rn);
+}
+
+/* allOf whose members are all object schemas: one object with the union of properties and
+ * required. */
+static char *allof_schema(conv *c, const cJSON *s, const cJSON *all, int depth) {
+  if (cJSON_GetArraySize(all) == 1)
+    return convert_at(c, cJSON_GetArrayItem(all, 0), "allOf/0", depth + 1);
+  cJSON *merged = cJSON_CreateObject(), *props = cJSON_CreateObject(), *req = cJSON_CreateArray();
+  if (!merged || !props || !req) {
+    cJSON_Delete(merged), cJSON_Delete(props), cJSON_Delete(req);
+    c->failed = 1, c->status = NLLM_ERR_NOMEM;
+    return NULL;
+  }
+  cJSON_AddStringToObject(merged, "type", "object");
+  cJSON_AddItemToObject(merged, "properties", props);
+  cJSON_AddItemToObject(merged, "required", req);
+  int i = 0;
+  const cJSON *m;
+  cJSON_ArrayForEach(m, all) {
+    const cJSON *x = m;
+    for (int hops = 0; hops < 32 && cJSON_IsObject(x); hops++) {
+      const cJSON *r = cJSON_GetObjectItemCaseSensitive(x, "$ref");
+      if (!cJSON_IsString(r)) break;
+      x = resolve_ref(c, r->valuestring);
+    }
+    const cJSON *ty = x ? cJSON_GetObjectItemCaseSensitive(x, "type") : NULL;
+    const cJSON *pp = x ? cJSON_GetObjectItemCaseSensitive(x, "properties") : NULL;
+    if (!x || (!pp && !(cJSON_IsString(ty) && !strcmp(ty->valuestring, "object"))) ||
+        (ty && !(cJSON_IsString(ty) && !strcmp(ty->valuestring, "object")))) {
+      if (!c->failed) fail(c, "allOf/%d: allOf is supported for object schemas only", i);
+      cJSON_Delete(merged);
+      return NULL;
+    }
+    const cJSON *q;
+    cJSON_ArrayForEach(q, pp) {
+      if (!cJSON_GetObjectItemCaseSensitive(props, q->string))
+        cJSON_AddItemToObject(props, q->string, cJSON_Duplicate(q, 1));
+    }
+    cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(x, "required")) {
+      cJSON_AddItemToArray(req, cJSON_Duplicate(q, 1));
+    }
+    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(x, "additionalProperties");
+    if (cJSON_IsFalse(ap) && !cJSON_GetObjectItemCaseSensitive(merged, "additionalProperties"))
+      cJSON_AddFalseToObject(merged, "additionalProperties");
+    i++;
+  }
+  /* Sibling properties of the allOf object join too. */
+  const cJSON *q;
+  cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(s, "properties")) {
+    if (!cJSON_GetObjectItemCaseSensitive(props, q->string))
+      cJSON_AddItemToObject(props, q->string, cJSON_Duplicate(q, 1));
+  }
+  cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(s, "required")) {
+    cJSON_AddItemToArray(req, cJSON_Duplicate(q, 1));
+  }
+  char *r = object_schema(c, merged, depth);
+  cJSON_Delete(merged);
+  return r;
+}
+
+static const char *const UNSUPPORTED[] = {
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "uniqueItems",
+    "multipleOf",
+    "patternProperties",
+    "propertyNames",
+    "contains",
+    "minContains",
+    "maxContains",
+    "minProperties",
+    "maxProperties",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "$dynamicRef",
+    "$recursiveRef",
+};
+
+static char *alternatives(conv *c, const cJSON *list, const char *key, int depth) {
+  if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0) {
+    fail(c, "%s must be a non-empty array", key);
+    return NULL;
+  }
+  sb b = {0};
+  sb_str(&b, "(");
+  int i = 0;
+  const cJSON *m;
+  cJSON_ArrayForEach(m, list) {
+    char seg[48];
+    snprintf(seg, sizeof seg, "%s/%d", key, i);
+    char *x = convert_at(c, m, seg, depth + 1);
+    if (!x) {
+      free(b.s);
+      return NULL;
+    }
+    sb_fmt(&b, "%s(%s)", i ? " | " : "", x);
+    free(x);
+    i++;
+  }
+  sb_str(&b, ")");
+  return b.s;
+}
+
+static char *convert(conv *c, const cJSON *s, const char *forced_type, int depth) {
+  if (c->failed) return NULL;
+  if (depth > MAX_SCHEMA_DEPTH) {
+    fail(c, "schema nested deeper than %d", MAX_SCHEMA_DEPTH);
+    return NULL;
+  }
+  if (cJSON_IsTrue(s)) return nllm_strdup(prim(c, "value"));
+  if (cJSON_IsFalse(s)) {
+    fail(c, "schema false accepts nothing");
+    return NULL;
+  }
+  if (!cJSON_IsObject(s)) {
+    fail(c, "a schema must be an object or a boolean");
+    return NULL;
+  }
+  for (size_t i = 0; i < sizeof UNSUPPORTED / sizeof *UNSUPPORTED; i++)
+    if (cJSON_GetObjectItemCaseSensitive(s, UNSUPPORTED[i])) {
+      fail(c, "keyword \"%s\" is not supported", UNSUPPORTED[i]);
+      return NULL;
+    }
+  const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
+  if (ref) {
+    if (!cJSON_IsString(ref)) {
+      fail(c, "$ref must be a string");
+      return NULL;
+    }
+    return ref_schema(c, ref->valuestring, depth);
+  }
+  const cJSON *x;
+  if ((x = cJSON_GetObjectItemCaseSensitive(s, "const"))) {
+    sb b = {0};
+    json_lit(c, &b, x);
+    return b.s;
+  }
+  if ((x = cJSON_GetObjectItemCaseSensitive(s, "enum"))) {
+    if (!cJSON_IsArray(x) || !cJSON_GetArraySize(x)) {
+      fail(c, "enum must be a non-empty array");
+      return NULL;
+    }
+    sb b = {0};
+    sb_str(&b, "(");
+    const cJSON *v;
+    int i = 0;
+    cJSON_ArrayForEach(v, x) {
+      if (i++) sb_str(&b, " | ");
+      sb_str(&b, "(");
+      json_lit(c, &b, v);
+      sb_str(&b, ")");
+    }
+    sb_str(&b, ")");
+    return b.s;
+  }
+  if ((x = cJSON_GetObjectItemCaseSensitive(s, "anyOf"))) return alternatives(c, x, "anyOf", depth);
+  if ((x = cJSON_GetObjectItemCaseSensitive(s, "oneOf"))) return alternatives(c, x, "oneOf", depth);
+  if ((x = cJSON_GetObjectItemCaseSensitive(s, "allOf"))) {
+    if (!cJSON_IsArray(x) || !cJSON_GetArraySize(x)) {
+      fail(c, "allOf must be a non-empty array");
+      return NULL;
+    }
+    return allof_schema(c, s, x, depth);
+  }
+  const cJSON *type = cJSON_GetObjectItemCaseSensitive(s, "type");
+  const char *t = forced_type;
+  if (!t && cJSON_IsArray(type)) {
+    sb b = {0};
+    sb_str(&b, "(");
+    int i = 0;
+    const cJSON *ty;
+    cJSON_ArrayForEach(ty, type) {
+      if (!cJSON_IsString(ty)) {
+        fail(c, "type list entries must be strings");
+        free(b.s);
+        return NULL;
+      }
+      char *e = convert(c, s, ty->valuestring, depth + 1);
+      if (!e) {
+        free(b.s);
+        return NULL;
+      }
+      sb_fmt(&b, "%s(%s)", i++ ? " | " : "", e);
+      free(e);
+    }
+    sb_str(&b, ")");
+    if (!i) {
+      fail(c, "empty type list accepts nothing");
+      free(b.s);
+      return NULL;
+    }
+    return b.s;
+  }
+  if (!t && cJSON_IsString(type)) t = type->valuestring;
+  if (!t && type) {
+    fail(c, "type must be a string or a list of strings");
+    return NULL;
+  }
+  if (!t) {
+    if (cJSON_GetObjectItemCaseSensitive(s, "properties") ||
+        cJSON_GetObjectItemCaseSensitive(s, "additionalProperties"))
+      t = "object";
+    else if (cJSON_GetObjectItemCaseSensitive(s, "items") ||
+             cJSON_GetObjectItemCaseSensitive(s, "prefixItems"))
+      t = "array";
+    else
+      return nllm_strdup(prim(c, "value"));
+  }
+  if (!strcmp(t, "object")) return object_schema(c, s, depth);
+  if (!strcmp(t, "array")) return array_schema(c, s, depth);
+  if (!strcmp(t, "string")) return string_schema(c, s);
+  if (!strcmp(t, "integer")) return integer_schema(c, s);
+  if (!strcmp(t, "number")) return number_schema(c, s);
+  if (!strcmp(t, "boolean")) return nllm_strdup(prim(c, "boolean"));
+  if (!strcmp(t, "null")) return nllm_strdup(prim(c, "null"));
+  fail(c, "unknown type \"%.60s\"", t);
+  return NULL;
+}
+
+nllm_status nllm_json_schema_to_gbnf(const char *schema, size_t len, char **out) {
+  if (!out) return nllm_err(NLLM_ERR_INVALID_ARG, "json_schema: out is NULL");
+  *out = NULL;
+  if (!schema) return nllm_err(NLLM_ERR_INVALID_ARG, "json_schema: schema is NULL");
+  if (len > MAX_OUT)
+    return nllm_err(NLLM_ERR_INVALID_ARG, "json_schema: schema of %zu bytes is too large", len);
+  const char *end = NULL;
+  cJSON *doc = cJSON_ParseWithLengthOpts(schema, len, &end, 0);
+  if (!doc) {
+    size_t at = end && end >= schema ? (size_t)(end - schema) : 0;
+    return nllm_err(NLLM_ERR_INVALID_ARG, "json_schema: not valid JSON (near byte %zu)", at);
+  }
+  conv c = {.doc = doc};
+  note_rule(&c, "root");
+  char *body = convert(&c, doc, NULL, 0);
+  nllm_status st = NLLM_OK;
+  if (body && !c.failed) {
+    sb all = {0};
+    sb_str(&all, "root ::= ");
+    sb_str(&all, body);
+    sb_str(&all, "\n");
+    if (c.rules.s) sb_str(&all, c.rules.s);
+    if (all.oom) {
+      free(all.s);
+      st = nllm_err(NLLM_ERR_NOMEM, "json_schema: out of memory");
+    } else {
+      *out = all.s;
+    }
+  } else {
+    st = c.failed ? c.status : NLLM_ERR_NOMEM;
+    if (st == NLLM_ERR_NOMEM) nllm_err(st, "json_schema: out of memory");
+  }
+  if (c.rules.oom && st == NLLM_OK) {
+    free(*out);
+    *out = NULL;
+    st = nllm_err(NLLM_ERR_NOMEM, "json_schema: out of memory");
+  }
+  free(body);
+  free(c.rules.s);
+  for (int i = 0; i < c.n_names; i++) free(c.names[i]);
+  free(c.names);
+  for (int i = 0; i < c.n_refs; i++) free(c.ref_names[i]);
+  free(c.ref_names);
+  free(c.ref_targets);
+  cJSON_Delete(doc);
+  return st;
+}

@@ -1,0 +1,571 @@
+// Tests of `nllm serve` on loopback: the official openai client, raw fetch and curl against
+// servers started on free ports with the bundled model. Prints a Check-style summary line
+// ("100%: Checks: N, Failures: F, Errors: 0") that tests/run_tests.sh counts.
+import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
+import OpenAI from 'openai';
+
+const BUILD = process.env.NLLM_BUILD || 'build';
+const NLLM = `${BUILD}/nllm`;
+const MODEL = 'models/stories260K.gguf';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const servers = [];
+async function startServer(args = [], { expectFail = false } = {}) {
+  const p = spawn(NLLM, ['serve', '-m', MODEL, '--port', '0', '-t', '1', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const srv = { proc: p, log: '', exited: null };
+  servers.push(srv);
+  p.stderr.on('data', (d) => (srv.log += d));
+  p.on('exit', (code, sig) => (srv.exited = { code, sig }));
+  const t0 = Date.now();
+  while (Date.now() - t0 < 20000) {
+    const m = srv.log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
+    if (m && !srv.port) srv.port = +m[1];
+    if (srv.port && /ready:/.test(srv.log)) break;
+    if (srv.exited) break;
+    await sleep(20);
+  }
+  if (!expectFail && !/ready:/.test(srv.log)) throw new Error(`server did not start: ${srv.log}`);
+  srv.url = `http://127.0.0.1:${srv.port}`;
+  srv.client = (key = 'none') =>
+    new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: key, maxRetries: 0, timeout: 60000 });
+  return srv;
+}
+
+async function stopServer(srv) {
+  if (srv.exited) return srv.exited;
+  srv.proc.kill('SIGTERM');
+  const t0 = Date.now();
+  while (!srv.exited && Date.now() - t0 < 15000) await sleep(20);
+  if (!srv.exited) srv.proc.kill('SIGKILL');
+  return srv.exited;
+}
+
+async function metrics(srv) {
+  const txt = await (await fetch(`${srv.url}/metrics`)).text();
+  const get = (name) => {
+    const m = txt.match(new RegExp(`^nllm_${name.replace(/[{}"=]/g, '\\$&')} (\\S+)$`, 'm'));
+    return m ? Number(m[1]) : NaN;
+  };
+  return { txt, get };
+}
+
+async function post(srv, path, body, headers = {}) {
+  const r = await fetch(`${srv.url}${path}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await r.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {}
+  return { status: r.status, headers: r.headers, text, json };
+}
+
+// ---------------------------------------------------------------- tiny harness
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg || 'assertion failed');
+}
+function eq(a, b, msg) {
+  if (JSON.stringify(a) !== JSON.stringify(b))
+    throw new Error(`${msg || 'not equal'}: ${JSON.stringify(a)} != ${JSON.stringify(b)}`);
+}
+function isErrorShape(j, status) {
+  assert(j && j.error, `no error object (status ${status})`);
+  for (const k of ['message', 'type', 'param', 'code'])
+    assert(k in j.error, `error lacks '${k}': ${JSON.stringify(j)}`);
+  assert(typeof j.error.message === 'string' && j.error.message.length > 0, 'empty message');
+}
+
+async function collectStream(stream) {
+  let text = '', finish = null, usage = null, chunks = 0;
+  for await (const c of stream) {
+    chunks++;
+    if (c.usage) usage = c.usage;
+    const ch = c.choices && c.choices[0];
+    if (!ch) continue;
+    text += (ch.delta ? ch.delta.content : ch.text) || '';
+    if (ch.finish_reason) finish = ch.finish_reason;
+  }
+  return { text, finish, usage, chunks };
+}
+
+let main; // -np 4 server shared by most tests
+
+test('health, models and the chat page', async () => {
+  const h = await fetch(`${main.url}/health`);
+  eq(h.status, 200, 'health');
+  const models = await main.client().models.list();
+  eq(models.data[0].id, 'stories260K.gguf', 'model id');
+  const page = await (await fetch(`${main.url}/`)).text();
+  assert(page.includes('<html') && page.includes('/v1/chat/completions'), 'page');
+  assert(!/(src|href)=["']?https?:/.test(page), 'the page loads nothing external');
+});
+
+test('completion (non-streamed) equals nllm run greedy', async () => {
+  const r = await main.client().completions.create({
+    model: 'stories260K.gguf', prompt: 'Once upon a time', max_tokens: 30, temperature: 0,
+  });
+  const run = spawnSync(NLLM, ['run', '-m', MODEL, '-p', 'Once upon a time', '-n', '30',
+    '--temp', '0', '-t', '1'], { encoding: 'utf8' });
+  eq('Once upon a time' + r.choices[0].text + '\n', run.stdout, 'same text as nllm run');
+  eq(r.choices[0].finish_reason, 'length');
+  eq(r.usage.completion_tokens, 30, 'completion tokens');
+  eq(r.usage.prompt_tokens, 5, 'prompt tokens (BOS + 4)');
+  eq(r.usage.total_tokens, 35);
+});
+
+test('chat streamed equals chat not streamed; include_usage', async () => {
+  const req = { model: 'stories260K.gguf', temperature: 0, max_tokens: 24,
+    messages: [{ role: 'system', content: 'Tell a story.' }, { role: 'user', content: 'A cat' }] };
+  const whole = await main.client().chat.completions.create(req);
+  const s = await collectStream(await main.client().chat.completions.create(
+    { ...req, stream: true, stream_options: { include_usage: true } }));
+  eq(s.text, whole.choices[0].message.content, 'streamed text');
+  eq(s.finish, whole.choices[0].finish_reason, 'finish reason');
+  eq(s.usage.completion_tokens, whole.usage.completion_tokens, 'usage');
+  eq(s.usage.prompt_tokens, whole.usage.prompt_tokens, 'usage');
+  eq(whole.object, 'chat.completion');
+  eq(whole.choices[0].message.role, 'assistant');
+});
+
+test('streamed completion equals non-streamed', async () => {
+  const req = { model: 'stories260K.gguf', prompt: 'The dog', max_tokens: 40, temperature: 0 };
+  const whole = await main.client().completions.create(req);
+  const s = await collectStream(await main.client().completions.create({ ...req, stream: true }));
+  eq(s.text, whole.choices[0].text);
+  assert(s.chunks > 3, 'streamed in several chunks');
+});
+
+test('stop strings across token boundaries are never sent', async () => {
+  const base = { model: 'stories260K.gguf', prompt: 'Once upon a time', max_tokens: 40,
+    temperature: 0, logprobs: 0 };
+  const full = await main.client().completions.create(base);
+  const toks = full.choices[0].logprobs.tokens, text = full.choices[0].text;
+  // a stop made of the end of one token and the start of the next
+  let k = toks.findIndex((t, i) => i > 2 && t.length >= 2 && toks[i + 1] && toks[i + 1].length >= 2);
+  assert(k > 0, 'found two long tokens');
+  const off = toks.slice(0, k).join('').length;
+  const stop = toks[k].slice(-2) + toks[k + 1].slice(0, 2);
+  const at = text.indexOf(stop);
+  assert(at >= 0 && at <= off + toks[k].length, 'stop found in text');
+  for (const stream of [false, true]) {
+    const req = { ...base, stop: ['zzzz', stop], logprobs: null, stream };
+    let got, finish;
+    if (stream) {
+      const s = await collectStream(await main.client().completions.create(req));
+      got = s.text, finish = s.finish;
+    } else {
+      const r = await main.client().completions.create(req);
+      got = r.choices[0].text, finish = r.choices[0].finish_reason;
+    }
+    eq(got, text.slice(0, at), `text before the stop (stream=${stream})`);
+    eq(finish, 'stop');
+  }
+  // a single stop string
+  const r = await post(main, '/v1/completions', { ...base, logprobs: undefined, stop: stop });
+  eq(r.json.choices[0].text, text.slice(0, at));
+});
+
+test('max_tokens gives finish_reason length with exact usage', async () => {
+  const r = await main.client().chat.completions.create({ model: 'stories260K.gguf',
+    messages: [{ role: 'user', content: 'Hello' }], max_completion_tokens: 5, temperature: 0 });
+  eq(r.choices[0].finish_reason, 'length');
+  eq(r.usage.completion_tokens, 5);
+  const t = await post(main, '/tokenize', { content: r.choices[0].message.content });
+  assert(t.json.tokens.length >= 4 && t.json.tokens.length <= 6, 'about 5 tokens of text');
+});
+
+test('logprobs (chat and completions)', async () => {
+  const r = await main.client().chat.completions.create({ model: 'stories260K.gguf',
+    messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6, temperature: 0,
+    logprobs: true, top_logprobs: 3 });
+  const c = r.choices[0].logprobs.content;
+  eq(c.length, 6, 'one entry per token');
+  for (const e of c) {
+    assert(e.logprob <= 0, 'logprob <= 0');
+    eq(e.top_logprobs.length, 3, 'three alternatives');
+    eq(e.top_logprobs[0].token, e.token, 'greedy token is the most likely');
+    assert(Array.isArray(e.bytes), 'bytes');
+  }
+  eq(c.map((e) => e.token).join(''), r.choices[0].message.content, 'tokens spell the text');
+  const s = await collectStream(await main.client().chat.completions.create({
+    model: 'stories260K.gguf', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6,
+    temperature: 0, logprobs: true, stream: true }));
+  eq(s.text, r.choices[0].message.content);
+  const cp = await main.client().completions.create({ model: 'stories260K.gguf',
+    prompt: 'Once', max_tokens: 4, temperature: 0, logprobs: 2, echo: true });
+  const lp = cp.choices[0].logprobs;
+  eq(lp.tokens.length, 4);
+  eq(lp.text_offset[0], 4, 'offsets count the echoed prompt');
+  assert(cp.choices[0].text.startsWith('Once'), 'echo');
+});
+
+test('seeded sampling is reproducible; penalties accepted', async () => {
+  const req = { model: 'stories260K.gguf', prompt: 'Once upon a time', max_tokens: 20,
+    temperature: 1.0, top_p: 0.9, top_k: 40, min_p: 0.01, seed: 1234,
+    presence_penalty: 0.5, frequency_penalty: 0.5 };
+  const a = await main.client().completions.create(req);
+  const b = await main.client().completions.create(req);
+  eq(a.choices[0].text, b.choices[0].text, 'same seed, same text');
+});
+
+test('tokenize and detokenize (llama-server shapes)', async () => {
+  const t = await post(main, '/tokenize', { content: 'Once upon a time', add_special: true });
+  eq(t.json.tokens[0], 1, 'BOS with add_special');
+  const d = await post(main, '/detokenize', { tokens: t.json.tokens.slice(1) });
+  eq(d.json.content, 'Once upon a time');
+  const p = await post(main, '/tokenize', { content: 'Once', with_pieces: true });
+  eq(Object.keys(p.json.tokens[0]).sort(), ['id', 'piece']);
+  const bad = await post(main, '/detokenize', { tokens: [99999] });
+  eq(bad.status, 400);
+  isErrorShape(bad.json, 400);
+});
+
+test('malformed requests give OpenAI error shapes', async () => {
+  const msgs = [{ role: 'user', content: 'hi' }];
+  const cases = [
+    ['/v1/chat/completions', '{"messages": [', 400],
+    ['/v1/chat/completions', '[1,2]', 400],
+    ['/v1/chat/completions', '{}', 400],
+    ['/v1/chat/completions', { messages: 'hi' }, 400],
+    ['/v1/chat/completions', { messages: [] }, 400],
+    ['/v1/chat/completions', { messages: [{ role: 'wizard', content: 'x' }] }, 400],
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: 5 }] }, 400],
+    ['/v1/chat/completions', { messages: msgs, temperature: 'hot' }, 400],
+    ['/v1/chat/completions', { messages: msgs, temperature: -1 }, 400],
+    ['/v1/chat/completions', { messages: msgs, n: 2 }, 400],
+    ['/v1/chat/completions', { messages: msgs, max_tokens: -1 }, 400],
+    ['/v1/chat/completions', { messages: msgs, max_tokens: 1.5 }, 400],
+    ['/v1/chat/completions', { messages: msgs, max_tokens: 0 }, 400],
+    ['/v1/chat/completions', { messages: msgs, stream: 'yes' }, 400],
+    ['/v1/chat/completions', { messages: msgs, stop: [1] }, 400],
+    ['/v1/chat/completions', { messages: msgs, top_logprobs: 3 }, 400],
+    ['/v1/chat/completions', { messages: msgs, max_tokens: 100000 }, 400],
+    ['/v1/chat/completions', { messages: msgs, model: 'gpt-4o' }, 404],
+    ['/v1/completions', { prompt: 7 }, 400],
+    ['/v1/completions', { prompt: [] }, 400],
+    ['/v1/completions', { prompt: ['a', 'b'] }, 400],
+    ['/v1/completions', { prompt: [1, -2] }, 400],
+    ['/v1/completions', { prompt: [1, 100000] }, 400],
+    ['/v1/completions', { prompt: 'x', logprobs: 9 }, 400],
+    ['/v1/completions', { prompt: '' , echo: 1}, 400],
+    ['/tokenize', { content: 5 }, 400],
+    ['/nope', {}, 404],
+  ];
+  for (const [path, body, status] of cases) {
+    const r = await post(main, path, body);
+    eq(r.status, status, `${path} ${JSON.stringify(body)}`);
+    isErrorShape(r.json, status);
+  }
+  const m = await fetch(`${main.url}/v1/chat/completions`);
+  eq(m.status, 405, 'GET on a POST route');
+  isErrorShape(await m.json(), 405);
+  // over the body limit: refused from the Content-Length before the body is read...
+  const head = await new Promise((resolve) => {
+    const sock = net.connect(main.port, '127.0.0.1', () =>
+      sock.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5242880\r\n\r\n{'));
+    let got = '';
+    sock.on('data', (d) => (got += d));
+    sock.on('error', () => {});
+    sock.on('close', () => resolve(got));
+  });
+  assert(/^HTTP\/1\.1 413/.test(head), head);
+  isErrorShape(JSON.parse(head.slice(head.indexOf('\r\n\r\n') + 4)), 413);
+  // ...and a chunked body when it passes the limit
+  const big = spawnSync('curl', ['-s', '--max-time', '30', '-w', '\n%{http_code}', '-H',
+    'Transfer-Encoding: chunked', '--data-binary', '@-', `${main.url}/v1/completions`],
+  { input: JSON.stringify({ prompt: 'x'.repeat(5 << 20) }), encoding: 'utf8' });
+  const [bigBody, bigCode] = big.stdout.split('\n');
+  eq(bigCode, '413', 'chunked body over the limit');
+  isErrorShape(JSON.parse(bigBody), 413);
+  // the openai client raises typed errors from these shapes
+  try {
+    await main.client().chat.completions.create({ model: 'stories260K.gguf', messages: [] });
+    assert(false, 'no error');
+  } catch (e) {
+    eq(e.status, 400);
+    assert(/messages/.test(e.message), e.message);
+  }
+});
+
+test('a prompt that does not fit the context is 400 with the numbers', async () => {
+  const small = await startServer(['-np', '1', '-c', '64']);
+  const r = await post(small, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 100 });
+  eq(r.status, 400);
+  assert(/5 tokens.*100.*64/.test(r.json.error.message), r.json.error.message);
+  eq(r.json.error.code, 'context_length_exceeded');
+  // without max_tokens it generates until the context is full
+  const f = await post(small, '/v1/completions', { prompt: 'Once upon a time', temperature: 0 });
+  eq(f.json.choices[0].finish_reason, 'length');
+  eq(f.json.usage.total_tokens, 64);
+  eq((await stopServer(small)).code, 0);
+});
+
+test('16 concurrent greedy streams equal each alone', async () => {
+  const prompts = Array.from({ length: 16 }, (_, i) => `Once upon a time there was a ${['cat',
+    'dog', 'girl', 'boy', 'bird', 'fish', 'king', 'frog'][i % 8]} ${i < 8 ? 'who' : 'that'}`);
+  const req = (p) => ({ model: 'stories260K.gguf', prompt: p, max_tokens: 48, temperature: 0,
+    stream: true });
+  const alone = [];
+  for (const p of prompts)
+    alone.push((await collectStream(await main.client().completions.create(req(p)))).text);
+  assert(new Set(alone).size > 4, 'different prompts, different texts');
+  // 16 slots: all at once; the 4-slot server: 4 at a time with 12 queued
+  const wide = await startServer(['-np', '16', '-c', '256']);
+  for (const srv of [wide, main]) {
+    const together = await Promise.all(prompts.map(async (p) =>
+      (await collectStream(await srv.client().completions.create(req(p)))).text));
+    for (let i = 0; i < 16; i++) eq(together[i], alone[i], `stream ${i}`);
+  }
+  eq((await stopServer(wide)).code, 0);
+});
+
+test('prefix cache: a repeated prompt reuses its KV', async () => {
+  const prompt = 'Once upon a time there was a little girl named Lily who loved flowers';
+  const req = { model: 'stories260K.gguf', prompt, max_tokens: 8, temperature: 0 };
+  const a = await main.client().completions.create(req);
+  const b = await main.client().completions.create(req);
+  eq(b.choices[0].text, a.choices[0].text);
+  eq(b.usage.prompt_tokens_details.cached_tokens, b.usage.prompt_tokens - 1,
+    'all but the last prompt token cached');
+});
+
+test('prefix cache: a prompt shares the prefix of another running request', async () => {
+  const srv = await startServer(['-np', '2', '-c', '1024']);
+  const prompt = 'Once upon a time there was a little girl named Lily who loved flowers';
+  const ac = new AbortController();
+  const r = await fetch(`${srv.url}/v1/completions`, { method: 'POST', signal: ac.signal,
+    body: JSON.stringify({ prompt, max_tokens: 900, stream: true, temperature: 1, seed: 3 }) });
+  const rd = r.body.getReader();
+  await rd.read();
+  const m = await metrics(srv);
+  eq(m.get('requests_running'), 1, 'the first request is running');
+  // the other slot is empty: its whole prefix comes from the running request's cells
+  const b = await srv.client().completions.create({ model: 'stories260K.gguf',
+    prompt: prompt + ' and trees', max_tokens: 4, temperature: 0 });
+  const t = await post(srv, '/tokenize', { content: prompt, add_special: true });
+  eq(b.usage.prompt_tokens_details.cached_tokens, t.json.tokens.length, 'shared prefix');
+  const alone = await main.client().completions.create({ model: 'stories260K.gguf',
+    prompt: prompt + ' and trees', max_tokens: 4, temperature: 0 });
+  eq(b.choices[0].text, alone.choices[0].text, 'same text as without sharing');
+  ac.abort();
+  eq((await stopServer(srv)).code, 0);
+});
+
+test('API key: 401 without or with a wrong key, constant-shape errors', async () => {
+  const srv = await startServer(['-np', '1', '--api-key', 'sekrit-key']);
+  const req = { model: 'stories260K.gguf', prompt: 'Once', max_tokens: 2 };
+  for (const key of ['none', 'sekrit-kez', 'sekrit-key-longer', 'sekrit']) {
+    try {
+      await srv.client(key).completions.create(req);
+      assert(false, `key ${key} accepted`);
+    } catch (e) {
+      eq(e.status, 401, `key ${key}`);
+    }
+  }
+  const raw = await post(srv, '/v1/completions', req);
+  eq(raw.status, 401);
+  isErrorShape(raw.json, 401);
+  const ok = await srv.client('sekrit-key').completions.create(req);
+  eq(ok.usage.completion_tokens, 2);
+  eq((await fetch(`${srv.url}/health`)).status, 200, 'health needs no key');
+  eq((await stopServer(srv)).code, 0);
+});
+
+test('a client that disconnects frees its slot at once', async () => {
+  const srv = await startServer(['-np', '1', '-c', '2048']);
+  const ac = new AbortController();
+  const r = await fetch(`${srv.url}/v1/completions`, {
+    method: 'POST', signal: ac.signal, headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 2000, stream: true,
+      temperature: 1, seed: 1 }),
+  });
+  const rd = r.body.getReader();
+  await rd.read();
+  eq((await metrics(srv)).get('requests_running'), 1, 'running while streaming');
+  ac.abort();
+  const t0 = Date.now();
+  let m;
+  do {
+    await sleep(20);
+    m = await metrics(srv);
+  } while (m.get('requests_running') !== 0 && Date.now() - t0 < 3000);
+  eq(m.get('requests_running'), 0, 'slot freed');
+  eq(m.get('requests_total{outcome="cancelled"}'), 1, 'counted as cancelled');
+  assert(m.get('generation_tokens_total') < 1990, 'stopped generating');
+  assert(Date.now() - t0 < 1000, `freed in ${Date.now() - t0} ms`);
+  // non-streamed requests are cancelled the same way
+  const ac2 = new AbortController();
+  const p = fetch(`${srv.url}/v1/completions`, { method: 'POST', signal: ac2.signal,
+    body: JSON.stringify({ prompt: 'Once', max_tokens: 2000, temperature: 1, seed: 2 }) })
+    .catch(() => null);
+  await sleep(100);
+  ac2.abort();
+  await p;
+  const t1 = Date.now();
+  do {
+    await sleep(20);
+    m = await metrics(srv);
+  } while (m.get('requests_running') !== 0 && Date.now() - t1 < 3000);
+  eq(m.get('requests_running'), 0, 'slot freed (non-streamed)');
+  eq((await stopServer(srv)).code, 0);
+});
+
+test('overload gives 429 with Retry-After', async () => {
+  const srv = await startServer(['-np', '1', '--queue', '1']);
+  const streams = [];
+  for (let i = 0; i < 2; i++) {
+    const ac = new AbortController();
+    const r = await fetch(`${srv.url}/v1/completions`, { method: 'POST', signal: ac.signal,
+      body: JSON.stringify({ prompt: 'Once', max_tokens: 1500, stream: true, seed: i,
+        temperature: 1 }) });
+    streams.push({ ac, r });
+  }
+  await sleep(50);
+  const m = await metrics(srv);
+  eq([m.get('requests_running'), m.get('requests_waiting')], [1, 1], 'one running, one waiting');
+  const r = await post(srv, '/v1/completions', { prompt: 'Once', max_tokens: 2 });
+  eq(r.status, 429);
+  eq(r.headers.get('retry-after'), '1');
+  isErrorShape(r.json, 429);
+  try {
+    await srv.client().completions.create({ model: 'stories260K.gguf', prompt: 'x', max_tokens: 1 });
+    assert(false, 'no 429');
+  } catch (e) {
+    eq(e.status, 429);
+  }
+  for (const s of streams) s.ac.abort();
+  eq((await stopServer(srv)).code, 0);
+});
+
+test('SIGTERM drains running streams, then exits 0', async () => {
+  const srv = await startServer(['-np', '2']);
+  const s = collectStream(await srv.client().completions.create({ model: 'stories260K.gguf',
+    prompt: 'Once upon a time', max_tokens: 300, temperature: 0, stream: true }));
+  await sleep(30);
+  srv.proc.kill('SIGTERM');
+  await sleep(100);
+  const h = await fetch(`${srv.url}/health`).then((r) => r.status).catch(() => 'refused');
+  assert(h === 503 || h === 'refused', `health while draining: ${h}`);
+  const done = await s;
+  eq(done.finish, 'length', 'the running stream finished');
+  const t0 = Date.now();
+  while (!srv.exited && Date.now() - t0 < 10000) await sleep(20);
+  eq(srv.exited && srv.exited.code, 0, 'exit status');
+  assert(/draining/.test(srv.log) && /stopped/.test(srv.log), srv.log);
+});
+
+test('a slow client is dropped after --timeout without holding a slot', async () => {
+  const srv = await startServer(['-np', '1', '--timeout', '2']);
+  const sock = net.connect(srv.port, '127.0.0.1');
+  let closed = false;
+  sock.on('close', () => (closed = true));
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  sock.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n{');
+  const t0 = Date.now();
+  const trickle = setInterval(() => sock.write(' '), 400);
+  // meanwhile the slot serves others
+  const r = await srv.client().completions.create({ model: 'stories260K.gguf', prompt: 'Once',
+    max_tokens: 3 });
+  eq(r.usage.completion_tokens, 3);
+  while (!closed && Date.now() - t0 < 8000) await sleep(50);
+  clearInterval(trickle);
+  assert(closed, 'connection closed');
+  assert(Date.now() - t0 < 4500, `closed after ${Date.now() - t0} ms`);
+  eq((await stopServer(srv)).code, 0);
+});
+
+test('metrics: gauges, counters and histograms', async () => {
+  const { txt, get } = await metrics(main);
+  for (const name of ['requests_running', 'requests_waiting', 'kv_cache_usage_ratio',
+    'prompt_tokens_total', 'generation_tokens_total'])
+    assert(Number.isFinite(get(name)), `metric ${name}`);
+  assert(get('generation_tokens_total') > 100, 'tokens counted');
+  assert(/nllm_time_to_first_token_seconds_bucket\{le="\+Inf"\} \d+/.test(txt), 'ttft');
+  assert(/nllm_time_per_output_token_seconds_count \d+/.test(txt), 'tpot');
+  assert(/# TYPE nllm_requests_running gauge/.test(txt), 'types');
+});
+
+test('curl: streamed chat ends with data: [DONE]; plain completion', async () => {
+  const body = JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 5,
+    temperature: 0, stream: true });
+  const r = spawnSync('curl', ['-sN', '--max-time', '20', `${main.url}/v1/chat/completions`,
+    '-H', 'Content-Type: application/json', '-d', body], { encoding: 'utf8' });
+  eq(r.status, 0, 'curl ran');
+  const events = r.stdout.split('\n\n').filter((e) => e.length);
+  eq(events[events.length - 1], 'data: [DONE]', 'last event');
+  const first = JSON.parse(events[0].slice(6));
+  eq(first.choices[0].delta.role, 'assistant');
+  const c = spawnSync('curl', ['-s', '--max-time', '20', '-w', '\n%{http_code}',
+    `${main.url}/v1/completions`, '-d', '{"prompt":"Once","max_tokens":3}'], { encoding: 'utf8' });
+  const [json, code] = c.stdout.split('\n');
+  eq(code, '200');
+  eq(JSON.parse(json).usage.completion_tokens, 3);
+});
+
+test('a real-vocabulary model with a template family (testdata llama-2-tiny-random)', async () => {
+  const td = process.env.NLLM_TESTDATA || '../shared/testdata';
+  const gguf = `${td}/models/llama-2-tiny-random/llama-2-tiny-random.gguf`;
+  const fs = await import('node:fs');
+  if (!fs.existsSync(gguf)) {
+    console.log(`SKIP: ${gguf} is absent`);
+    return;
+  }
+  const srv = await startServer(['-m', gguf, '-np', '2', '-c', '256', '--chat-template', 'llama2',
+    '--alias', 'tiny']);
+  const req = { model: 'tiny', temperature: 0, max_tokens: 12, logprobs: true, top_logprobs: 2,
+    messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Héllo ✓' }] };
+  const whole = await srv.client().chat.completions.create(req);
+  const s = await collectStream(await srv.client().chat.completions.create({ ...req, stream: true }));
+  eq(s.text, whole.choices[0].message.content, 'stream equals whole');
+  eq(whole.choices[0].logprobs.content.length, whole.usage.completion_tokens);
+  const t = await post(srv, '/tokenize', { content: '[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHéllo ✓ [/INST]', add_special: true });
+  assert(Math.abs(t.json.tokens.length - whole.usage.prompt_tokens) <= 2,
+    `prompt tokens ${whole.usage.prompt_tokens} vs the rendered template ${t.json.tokens.length}`);
+  eq((await stopServer(srv)).code, 0);
+});
+
+// ---------------------------------------------------------------- run
+let failures = 0;
+const t0 = Date.now();
+try {
+  main = await startServer(['-np', '4', '--queue', '32']);
+  for (const t of tests) {
+    const s = Date.now();
+    try {
+      await Promise.race([t.fn(), sleep(60000).then(() => { throw new Error('timed out'); })]);
+      console.log(`ok   ${t.name} (${Date.now() - s} ms)`);
+    } catch (e) {
+      failures++;
+      console.log(`tests/server/test_server.mjs: Failure: ${t.name}: ${e.stack || e}`);
+    }
+  }
+  const code = await stopServer(main);
+  if (!code || code.code !== 0) {
+    failures++;
+    console.log(`tests/server/test_server.mjs: Failure: main server exit ${JSON.stringify(code)}`);
+  }
+  // sanitizer builds: any report in a server's log fails the run
+  for (const srv of servers)
+    if (/runtime error|Sanitizer|leaked/.test(srv.log)) {
+      failures++;
+      console.log(`tests/server/test_server.mjs: Failure: sanitizer report:\n${srv.log}`);
+    }
+} catch (e) {
+  failures++;
+  console.log(`tests/server/test_server.mjs: Error: ${e.stack || e}`);
+} finally {
+  for (const s of servers) if (!s.exited) s.proc.kill('SIGKILL');
+}
+const n = tests.length;
+console.log(`${Math.round((100 * (n - failures)) / n)}%: Checks: ${n}, Failures: ${failures}, ` +
+  `Errors: 0 (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+process.exit(failures ? 1 : 0);
