@@ -6,7 +6,7 @@
 
 EXAMPLE_BINS := $(BUILD)/examples/simple $(BUILD)/examples/chat $(BUILD)/examples/readme_example
 EXAMPLE_MODEL ?= models/stories260K.gguf
-EXAMPLE_WARN := -Wall -Wextra -Werror
+EXAMPLE_WARN := -Wall -Wextra $(WERROR_FLAG)
 # $ORIGIN/..: the examples live in $(BUILD)/examples, the library in $(BUILD).
 EXAMPLE_LINK := -L$(BUILD) -lnativellm -Wl,-rpath,'$$ORIGIN/..'
 
@@ -38,7 +38,7 @@ run-examples: examples
 	echo "Once upon a time" | $(BUILD)/examples/chat $(EXAMPLE_MODEL)
 ifeq ($(SAN),)
 	NATIVELLM_LIB=$(SHLIB) python3 examples/stream.py -m $(EXAMPLE_MODEL) -n 64 --temp 0
-	NATIVELLM_LIB=$(SHLIB) python3 examples/embed.py -m $(EXAMPLE_MODEL) -n 64
+	NATIVELLM_LIB=$(SHLIB) python3 examples/app_service.py -m $(EXAMPLE_MODEL) -n 64
 else
 	@echo "run-examples: Python examples skipped in a sanitizer build (python3 cannot load an ASan library)"
 endif

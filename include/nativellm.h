@@ -238,6 +238,47 @@ NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_
                                               int32_t n_messages, int32_t add_assistant_prompt,
                                               char *buf, int32_t cap, int32_t *n_out);
 
+/* ---------------------------------------------------------------- chat templates: Jinja and tool calls */
+
+/* Rendering a conversation with a Jinja chat template, as transformers' apply_chat_template does
+ * (docs/templates.md lists the supported Jinja subset and its limits). */
+typedef struct nllm_chat_template_params {
+  uint32_t struct_size;
+  int32_t add_generation_prompt; /* 1: end with the assistant turn's header */
+  const char *template_text;     /* NULL: the model's template (tokenizer.chat_template) */
+  const char *messages_json;     /* required: JSON array of messages ({"role", "content", and
+                                  * "tool_calls", "tool_call_id", ... as the template reads them}) */
+  const char *tools_json;        /* NULL or a JSON array of tools; NULL passes tools = None */
+  const char *vars_json;         /* NULL or a JSON object of further variables (enable_thinking,
+                                  * bos_token, ...), overriding the model's bos/eos_token */
+  int32_t max_output_bytes;      /* 0 = 8 MiB; more output ends with NLLM_ERR_ABORTED */
+  int32_t time_limit_ms;         /* 0 = 2000 ms; NLLM_ERR_ABORTED past it */
+  int64_t now;                   /* unix seconds that strftime_now formats (in UTC);
+                                  * 0 = the current local time */
+} nllm_chat_template_params;
+
+NLLM_API void nllm_chat_template_params_init(nllm_chat_template_params *params);
+/* The exact rendered text, including any BOS text the template writes (tokenize it with
+ * add_bos = 0 and parse_special = 1). model may be NULL when template_text is given; with a
+ * model, bos_token and eos_token are its special tokens' text. Output NUL-terminated when it
+ * fits; BUFFER_TOO_SMALL with *n_out = needed. Errors: NLLM_ERR_FORMAT (template syntax, with
+ * line and column), NLLM_ERR_UNSUPPORTED (outside the subset), NLLM_ERR_INVALID_ARG (bad JSON, a
+ * type error, or the template's raise_exception), NLLM_ERR_ABORTED (loop, recursion, output or
+ * time limit). Thread-safe. */
+NLLM_API nllm_status nllm_chat_template_render(const nllm_model *model,
+                                               const nllm_chat_template_params *params,
+                                               char *buf, int32_t cap, int32_t *n_out);
+
+/* Splits model output into OpenAI-shaped tool calls. format: NULL or "auto" (recognize),
+ * "hermes" (<tool_call>{...}</tool_call>, Qwen, Hermes), "llama3" (a JSON object
+ * {"name", "parameters"}, optionally after <|python_tag|>), "mistral" ([TOOL_CALLS] [...]).
+ * Writes a JSON object {"content": "text outside the calls" or null, "tool_calls": [{"id",
+ * "type": "function", "function": {"name", "arguments": "<JSON text>"}}]}; tool_calls is []
+ * when the text holds none. Ids are 9 alphanumerics derived from the text (deterministic).
+ * Output NUL-terminated when it fits; BUFFER_TOO_SMALL with *n_out = needed. */
+NLLM_API nllm_status nllm_tool_calls_parse(const char *text, const char *format, char *buf,
+                                           int32_t cap, int32_t *n_out);
+
 /* ---------------------------------------------------------------- context */
 
 typedef struct nllm_context_params {

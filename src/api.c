@@ -7,6 +7,7 @@
 #include "engine/engine.h"
 #include "grammar/grammar.h"
 #include "qtypes.h"
+#include "template/template.h"
 
 /* The largest context a caller may ask for, directly (n_ctx) or as the model's default. */
 #define NLLM_MAX_CTX (1 << 24)
@@ -200,8 +201,8 @@ NLLM_API nllm_status nllm_chat_format(const nllm_model *m, const nllm_chat_messa
                                       int32_t n_messages, int32_t add_assistant_prompt, char *buf,
                                       int32_t cap, int32_t *n_out) {
   CHECK_ARG(m, "nllm_chat_format: model is NULL");
-  return nllm_chat_format_template(nllm_tokenizer_chat_template(m->tok), messages, n_messages,
-                                   add_assistant_prompt, buf, cap, n_out);
+  return nllm_tokenizer_chat_format(m->tok, messages, n_messages, add_assistant_prompt, buf, cap,
+                                    n_out);
 }
 
 NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_message *messages,
@@ -210,6 +211,79 @@ NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_
   CHECK_ARG(tmpl, "nllm_chat_apply_template: template is NULL");
   return nllm_chat_format_template(tmpl, messages, n_messages, add_assistant_prompt, buf, cap,
                                    n_out);
+}
+
+/* ---------------------------------------------------------------- chat templates: Jinja and tool calls */
+
+static nllm_status copy_out(const char *what, char *text, size_t n, char *buf, int32_t cap,
+                            int32_t *n_out) {
+  nllm_status st = NLLM_OK;
+  if (n > INT32_MAX - 1)
+    st = nllm_err(NLLM_ERR_INVALID_ARG, "%s: %zu bytes exceed an int32 count", what, n);
+  else if ((*n_out = (int32_t)n), n + 1 > (size_t)cap)
+    st = nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "%s: %zu bytes and a NUL, capacity %d", what, n, cap);
+  else {
+    memcpy(buf, text, n);
+    buf[n] = 0;
+  }
+  free(text);
+  return st;
+}
+
+NLLM_API void nllm_chat_template_params_init(nllm_chat_template_params *p) {
+  if (!p) return;
+  memset(p, 0, sizeof *p);
+  p->struct_size = sizeof *p;
+}
+
+NLLM_API nllm_status nllm_chat_template_render(const nllm_model *m,
+                                               const nllm_chat_template_params *params,
+                                               char *buf, int32_t cap, int32_t *n_out) {
+  CHECK_ARG(params && n_out && (buf || cap == 0) && cap >= 0,
+            "nllm_chat_template_render: bad arguments");
+  nllm_chat_template_params p;
+  nllm_chat_template_params_init(&p);
+  CHECK_ARG(params->struct_size >= offsetof(nllm_chat_template_params, max_output_bytes) &&
+                params->struct_size <= sizeof p,
+            "nllm_chat_template_params.struct_size %u is not a known size", params->struct_size);
+  memcpy(&p, params, params->struct_size);
+  CHECK_ARG(p.messages_json, "nllm_chat_template_render: messages_json is NULL");
+  CHECK_ARG(p.max_output_bytes >= 0 && p.time_limit_ms >= 0,
+            "nllm_chat_template_render: negative limit");
+  const char *tmpl = p.template_text;
+  if (!tmpl) {
+    CHECK_ARG(m, "nllm_chat_template_render: neither a model nor template_text");
+    tmpl = nllm_tokenizer_chat_template(m->tok);
+    if (!tmpl)
+      return nllm_err(NLLM_ERR_UNSUPPORTED, "the model has no chat template (tokenizer.chat_template)");
+  }
+  char bos[256], eos[256];
+  nllm_tmpl_input in = {.messages_json = p.messages_json,
+                        .tools_json = p.tools_json,
+                        .vars_json = p.vars_json,
+                        .add_generation_prompt = p.add_generation_prompt != 0,
+                        .now = p.now,
+                        .max_output = (size_t)p.max_output_bytes,
+                        .time_limit_ms = p.time_limit_ms};
+  if (m) {
+    in.bos_token = nllm_tokenizer_special_text(m->tok, NLLM_TOKEN_BOS, bos, sizeof bos);
+    in.eos_token = nllm_tokenizer_special_text(m->tok, NLLM_TOKEN_EOS, eos, sizeof eos);
+  }
+  char *text = NULL;
+  size_t n = 0;
+  nllm_status st = nllm_template_render(tmpl, &in, &text, &n);
+  if (st != NLLM_OK) return st;
+  return copy_out("nllm_chat_template_render", text, n, buf, cap, n_out);
+}
+
+NLLM_API nllm_status nllm_tool_calls_parse(const char *text, const char *format, char *buf,
+                                           int32_t cap, int32_t *n_out) {
+  CHECK_ARG(text && n_out && (buf || cap == 0) && cap >= 0, "nllm_tool_calls_parse: bad arguments");
+  char *out = NULL;
+  size_t n = 0;
+  nllm_status st = nllm_tool_calls_parse_text(text, strlen(text), format, &out, &n);
+  if (st != NLLM_OK) return st;
+  return copy_out("nllm_tool_calls_parse", out, n, buf, cap, n_out);
 }
 
 /* ---------------------------------------------------------------- context */

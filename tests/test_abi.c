@@ -71,6 +71,16 @@ static const struct {
     FIELD(nllm_batch, pos),
     FIELD(nllm_batch, seq_id),
     FIELD(nllm_batch, logits),
+    SIZE(nllm_chat_template_params),
+    FIELD(nllm_chat_template_params, struct_size),
+    FIELD(nllm_chat_template_params, add_generation_prompt),
+    FIELD(nllm_chat_template_params, template_text),
+    FIELD(nllm_chat_template_params, messages_json),
+    FIELD(nllm_chat_template_params, tools_json),
+    FIELD(nllm_chat_template_params, vars_json),
+    FIELD(nllm_chat_template_params, max_output_bytes),
+    FIELD(nllm_chat_template_params, time_limit_ms),
+    FIELD(nllm_chat_template_params, now),
 };
 
 static char *current_layout(void) {

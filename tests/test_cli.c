@@ -74,6 +74,13 @@ START_TEST(tokenize_formats) {
   ck_assert_msg(strncmp(out, "403 407 261 378 ", 16) == 0, "%s", out); /* + newline token(s) */
   free(out);
   remove("/tmp/nllm-cli-prompt.txt");
+  /* --show-pieces: one token a line, id -> 'piece' */
+  snprintf(cmd, sizeof cmd, "%s tokenize -p 'Once upon a time' --show-pieces", nllm_bin);
+  ck_assert_int_eq(run(cmd, &out, NULL), 0);
+  ck_assert_msg(strstr(out, "     1 -> '<s>'\n") && strstr(out, "   403 -> ' Once'\n") &&
+                    strstr(out, "   378 -> ' time'\n"),
+                "%s", out);
+  free(out);
   char tj[1024];
   if (testdata_path(tj, sizeof tj, "tokenizers/hf/qwen2.5/tokenizer.json")) {
     snprintf(cmd, sizeof cmd, "%s tokenize --tokenizer %s -p 'Hello world'", nllm_bin, tj);
@@ -147,7 +154,19 @@ START_TEST(logits_and_info) {
   ck_assert_int_eq(run(cmd, &out, NULL), 0);
   ck_assert(strstr(out, "architecture: llama"));
   ck_assert(strstr(out, "token_embd.weight"));
+  /* the file type and whether chat works without --chat-template */
+  ck_assert_msg(strstr(out, "file type: F32\n") ||
+                    strstr(out, "file type: not recorded (most weights F32)\n"),
+                "%s", out);
+  ck_assert_msg(strstr(out, "chat template: no"), "%s", out);
   free(out);
+  char q4[1024];
+  if (testdata_path(q4, sizeof q4, "golden/models/tiny-a-Q4_0.gguf")) {
+    snprintf(cmd, sizeof cmd, "%s info -m %s", nllm_bin, q4);
+    ck_assert_int_eq(run(cmd, &out, NULL), 0);
+    ck_assert_msg(strstr(out, "file type: Q4_0\n"), "%s", out);
+    free(out);
+  }
   snprintf(cmd, sizeof cmd, "%s --help", nllm_bin);
   ck_assert_int_eq(run(cmd, &out, NULL), 0);
   ck_assert(strstr(out, "tokenize") && strstr(out, "bench") && strstr(out, "chat"));

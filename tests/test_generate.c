@@ -34,7 +34,9 @@ static nllm_model *model;
 static void setup(void) {
   ck_assert_msg(nllm_model_load(MODEL, NULL, &model) == NLLM_OK, "%s", nllm_last_error());
 }
-static void teardown(void) { nllm_model_free(model); }
+static void teardown(void) {
+  nllm_model_free(model);
+}
 
 /* Greedy generation from a fresh context of n_ctx; returns the status. */
 static nllm_status gen(int32_t n_ctx, const char *prompt, int32_t max_tokens, const char **stop,
@@ -164,8 +166,7 @@ START_TEST(finish_reasons) {
   ck_assert_int_eq(c.n_tokens, n);
   /* A prompt that cannot fit is an error before anything is generated. */
   memset(&c, 0, sizeof c);
-  ck_assert_int_eq(gen(4, "Once upon a time", 10, NULL, 0, &c, &finish, &n),
-                   NLLM_ERR_CONTEXT_FULL);
+  ck_assert_int_eq(gen(4, "Once upon a time", 10, NULL, 0, &c, &finish, &n), NLLM_ERR_CONTEXT_FULL);
   ck_assert_int_eq(finish, NLLM_FINISH_NONE);
   ck_assert_int_eq(n, 0);
   ck_assert_int_eq(c.n_calls, 0);

@@ -819,6 +819,10 @@ static int load_all_in(const char *rel, const char *pattern) {
 START_TEST(real_golden_and_vocab) {
   char probe[1024];
   if (!testdata_path(probe, sizeof probe, "golden/models/tiny-a-Q4_0.gguf")) return;
+  if (testdata_is_subset()) {
+    fprintf(stderr, "SKIP: every golden model and vocabulary: the full shared set is absent\n");
+    return;
+  }
   ck_assert_int_ge(load_all_in("golden/models", "tiny-a-*.gguf"), 14);
   ck_assert_int_ge(load_all_in("vocab", "*.gguf"), 5);
   /* Mixed-type files carry several quant types. */

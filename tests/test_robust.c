@@ -9,7 +9,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 
+#include "convert/convert.h"
 #include "convert/gguf_write.h"
 #include "formats/hf.h"
 #include "formats/source.h"
@@ -256,6 +258,29 @@ START_TEST(tensor_byte_size_overflow_refused) {
   const uint64_t c[] = {(1ull << 62) + 32, 1};
   n = one_tensor_gguf(buf, 8 /* Q8_0 */, 2, c);
   assert_err(gguf_parse_buffer(buf, n, "w.gguf", &src), NLLM_ERR_FORMAT, "extends past end");
+}
+END_TEST
+
+/* A tensor whose own size fits (Q4_0, 2^62 elements: 2.6e18 bytes) but whose conversion to F32
+ * would need 2^64 bytes: the output size wrapped to 0 and the conversion went on. */
+START_TEST(conversion_size_overflow_refused) {
+  make_tmpdir();
+  static const uint8_t dummy[64];
+  nllm_kv kv = {.key = "general.architecture"};
+  kv.val.type = NLLM_V_STRING;
+  kv.val.v.str.s = "llama";
+  kv.val.v.str.len = 5;
+  nllm_tensor t = {.name = "blk.0.ffn_down.weight",
+                   .type = NLLM_TYPE_Q4_0,
+                   .n_dims = 2,
+                   .ne = {1ll << 62, 1, 1, 1},
+                   .nbytes = (1ull << 57) * 18,
+                   .data = dummy};
+  nllm_source src = {.path = "hostile", .kv = &kv, .n_kv = 1, .tensors = &t, .n_tensors = 1};
+  assert_err(nllm_convert_source(&src, tmp("out.gguf"), "F32", 1, NULL, NULL), NLLM_ERR_FORMAT,
+             "cannot be stored as F32");
+  ck_assert_int_ne(access(tmp("out.gguf"), F_OK), 0);
+  remove_tmpdir();
 }
 END_TEST
 
@@ -653,6 +678,7 @@ END_TEST
 #endif
 #endif
 
+#ifndef UNDER_ASAN
 static long vm_size_kb(void) {
   FILE *f = fopen("/proc/self/status", "r");
   if (!f) return -1;
@@ -663,6 +689,7 @@ static long vm_size_kb(void) {
   fclose(f);
   return kb;
 }
+#endif
 
 /* cJSON failing to allocate was reported as "invalid JSON near byte N". Runs in Check's
  * forked child, whose address space is capped a little above what it uses. */
@@ -771,6 +798,86 @@ START_TEST(logits_output_survives_a_full_disk) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- temporary files (16) */
+
+static void tiny_writer_file(const char *path) {
+  gguf_writer *w = gguf_writer_new();
+  ck_assert_int_eq(gguf_writer_set_str(w, "general.architecture", "llama"), NLLM_OK);
+  static const float x[4] = {1, 2, 3, 4};
+  const int64_t ne[1] = {4};
+  ck_assert_int_eq(gguf_writer_add_tensor(w, "t", NLLM_TYPE_F32, 1, ne, x, sizeof x), NLLM_OK);
+  ck_assert_msg(gguf_writer_write(w, path) == NLLM_OK, "%s", nllm_last_error());
+  gguf_writer_free(w);
+}
+
+START_TEST(temporary_files_are_created_safely) {
+  make_tmpdir();
+  char out[512], victim[512];
+  snprintf(out, sizeof out, "%s", tmp("out.gguf"));
+  snprintf(victim, sizeof victim, "%s", tmp("victim"));
+  /* symlinks planted under every temporary name this process could pick (the old fixed one
+   * and the first new ones) point at a file that must survive */
+  write_text(victim, "keep me\n");
+  char name[600];
+  snprintf(name, sizeof name, "%s.tmp.%ld", out, (long)getpid());
+  ck_assert_int_eq(symlink(victim, name), 0);
+  for (int i = 0; i < 8; i++) {
+    snprintf(name, sizeof name, "%s.tmp.%ld.%d", out, (long)getpid(), i);
+    ck_assert_int_eq(symlink(victim, name), 0);
+  }
+  /* leftovers of a writer killed with -9 (a pid that has exited) and of a live one */
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  ck_assert_int_gt(dead, 0);
+  ck_assert_int_eq(waitpid(dead, NULL, 0), dead);
+  char stale1[600], stale2[600], live[600];
+  snprintf(stale1, sizeof stale1, "%s.tmp.%ld", out, (long)dead);
+  snprintf(stale2, sizeof stale2, "%s.tmp.%ld.3", out, (long)dead);
+  snprintf(live, sizeof live, "%s.tmp.%ld.0", out, (long)getppid());
+  write_text(stale1, "partial");
+  write_text(stale2, "partial");
+  write_text(live, "in progress");
+
+  tiny_writer_file(out);
+  size_t n;
+  char *v = read_file(victim, &n);
+  ck_assert_str_eq(v, "keep me\n");
+  free(v);
+  nllm_source src;
+  ck_assert_int_eq(gguf_open(out, 1, &src), NLLM_OK);
+  ck_assert_int_eq(src.n_tensors, 1);
+  nllm_source_free(&src);
+  ck_assert_int_ne(access(stale1, F_OK), 0);
+  ck_assert_int_ne(access(stale2, F_OK), 0);
+  ck_assert_int_eq(access(live, F_OK), 0);
+  /* overwriting an existing file replaces it whole, and nothing but the planted names stays */
+  tiny_writer_file(out);
+  char ls[600];
+  snprintf(ls, sizeof ls, "test $(ls -A %s | wc -l) -eq 12", tmpdir);
+  ck_assert_int_eq(system(ls), 0);
+  remove_tmpdir();
+}
+END_TEST
+
+/* An error while the progress line ("\r 42%") is on screen used to be glued to it. */
+START_TEST(error_after_progress_starts_a_new_line) {
+  const char *b = getenv("NLLM_BUILD");
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "%s/nllm quantize %s /nonexistent-dir-of-nllm-tests/out.gguf Q8_0 2>&1 >/dev/null",
+           b && *b ? b : "build", MODEL);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  char out[8192];
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = 0;
+  ck_assert_int_ne(pclose(p), 0);
+  const char *e = strstr(out, "nllm: error:");
+  ck_assert_msg(e != NULL, "no error message in '%s'", out);
+  ck_assert_msg(e == out || e[-1] == '\n', "error glued to the progress line: '%s'", out);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("robust");
   TCase *tc = tcase_create("robust");
@@ -780,6 +887,7 @@ int main(void) {
   tcase_add_test(tc, index_with_many_shard_names_is_fast);
   tcase_add_test(tc, index_shards_that_are_one_file_refused);
   tcase_add_test(tc, tensor_byte_size_overflow_refused);
+  tcase_add_test(tc, conversion_size_overflow_refused);
   tcase_add_test(tc, sampling_stays_inside_the_vocabulary);
   tcase_add_test(tc, n_ctx_default_has_the_n_ctx_limit);
   tcase_add_test(tc, normalizer_that_multiplies_text_refused);
@@ -792,6 +900,8 @@ int main(void) {
   tcase_add_test(tc, json_out_of_memory_is_not_a_syntax_error);
   tcase_add_test(tc, messages_say_what_happened);
   tcase_add_test(tc, logits_output_survives_a_full_disk);
+  tcase_add_test(tc, temporary_files_are_created_safely);
+  tcase_add_test(tc, error_after_progress_starts_a_new_line);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

@@ -73,10 +73,17 @@ END_TEST
 START_TEST(chat_errors) {
   char buf[16];
   int32_t n = 0;
-  ck_assert_int_eq(nllm_chat_format_template("{% for m in messages %}{{ m.content }}{% endfor %}",
-                                             conv, 4, 1, buf, sizeof buf, &n),
-                   NLLM_ERR_UNSUPPORTED);
-  ck_assert(strstr(nllm_last_error(), "unrecognized") != NULL);
+  /* any template the Jinja interpreter parses renders, family or not */
+  char big[256];
+  ck_assert_int_eq(nllm_chat_format_template("{% for m in messages %}{{ m.content }}|{% endfor %}",
+                                             conv, 2, 1, big, sizeof big, &n),
+                   NLLM_OK);
+  ck_assert_str_eq(big, "You are a helpful assistant.|Hello! Who are you?|");
+  /* one it cannot parse, of no known family: the parse error, with line and column */
+  ck_assert_int_eq(nllm_chat_format_template("{% for m in messages %}{{ m.content }}", conv, 4, 1,
+                                             buf, sizeof buf, &n),
+                   NLLM_ERR_FORMAT);
+  ck_assert(strstr(nllm_last_error(), "line 1 column") != NULL);
   ck_assert_int_eq(nllm_chat_format_template(NULL, conv, 4, 1, buf, sizeof buf, &n),
                    NLLM_ERR_UNSUPPORTED);
   ck_assert_int_eq(nllm_chat_format_template("chatml", conv, 4, 1, buf, sizeof buf, &n),

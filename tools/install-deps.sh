@@ -1,21 +1,37 @@
 #!/bin/sh
-# Installs the Debian packages nativellm needs to build and test. Idempotent: does nothing
-# (and needs no network) when everything is already installed. Run as root (or with sudo).
+# Installs the Debian packages nativellm needs. Idempotent: does nothing (and needs no network)
+# when everything is already installed. Run as root (or with sudo).
+#
+#   tools/install-deps.sh          what building and running need (compiler, OpenBLAS, PCRE2,
+#                                  utf8proc, cJSON, libmicrohttpd for nllm serve)
+#   tools/install-deps.sh --test   the above plus what the full test suite needs: Check, clang
+#                                  and its sanitizer runtimes, the aarch64 cross compiler and
+#                                  qemu (NEON tests), chromium and node/npm (nllm serve's tests),
+#                                  Python's jsonschema and jinja2 (reference checks of grammars
+#                                  and chat templates)
 set -eu
-PKGS="build-essential gcc clang pkg-config make python3 binutils
-check libsubunit-dev
+BUILD_PKGS="build-essential gcc pkg-config make python3 binutils
 libopenblas-dev libpcre2-dev libutf8proc-dev libcjson-dev
-libomp-dev libclang-rt-dev
-libmicrohttpd-dev chromium
+libmicrohttpd-dev"
+TEST_PKGS="check libsubunit-dev clang libomp-dev libclang-rt-dev
+chromium
 python3-jsonschema
+python3-jinja2
 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+case "${1:-}" in
+  "") PKGS=$BUILD_PKGS ;;
+  --test) PKGS="$BUILD_PKGS $TEST_PKGS" ;;
+  *) echo "usage: tools/install-deps.sh [--test]" >&2; exit 2 ;;
+esac
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
 # nllm serve's tests drive it with node and the openai npm client (tests/server/run.sh
 # installs the client); Debian's npm comes with its nodejs.
-command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+if [ "${1:-}" = --test ]; then
+  command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+fi
 if [ -z "$missing" ]; then
   echo "install-deps: all packages present"
   exit 0

@@ -15,6 +15,7 @@
 
 #if !defined(NLLM_NO_BLAS)
 #include <cblas.h>
+#include <pthread.h>
 #endif
 
 /* Weight rows one thread dequantizes per sgemm call: enough for sgemm to reach its speed and
@@ -38,6 +39,31 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok) {
 }
 
 #if !defined(NLLM_NO_BLAS)
+/* The pool's threads each run a single-threaded sgemm: OpenBLAS's own threads would compete
+ * with them for the same cores (many times slower, docs/performance.md). OpenBLAS's thread
+ * count is one process-wide setting (0.3.21 has no per-thread one), which the host program may
+ * rely on (numpy on the same OpenBLAS): it is lowered to 1 only while some nllm_matmul is inside
+ * sgemm and then put back to what the host had, with a count of the matmuls in flight so that
+ * contexts decoding on several threads at once restore it once, after the last one. A host that
+ * runs its own OpenBLAS calls at the same moment gets one thread for those. */
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_users, blas_saved_threads;
+
+static void blas_single_thread_begin(void) {
+  pthread_mutex_lock(&blas_lock);
+  if (blas_users++ == 0) {
+    blas_saved_threads = openblas_get_num_threads();
+    if (blas_saved_threads != 1) openblas_set_num_threads(1);
+  }
+  pthread_mutex_unlock(&blas_lock);
+}
+
+static void blas_single_thread_end(void) {
+  pthread_mutex_lock(&blas_lock);
+  if (--blas_users == 0 && blas_saved_threads != 1) openblas_set_num_threads(blas_saved_threads);
+  pthread_mutex_unlock(&blas_lock);
+}
+
 static int64_t blas_tile_rows(int64_t cols) {
   int64_t r = (int64_t)(BLAS_TILE_BYTES / sizeof(float)) / (cols > 0 ? cols : 1);
   r &= ~(int64_t)15;
@@ -150,12 +176,11 @@ void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t c
                   .x = x};
 #if !defined(NLLM_NO_BLAS)
   if (nllm_matmul_uses_blas(wtype, n_tok)) {
-    /* OpenBLAS's own threads would compete with the pool's for the same cores (measured many
-     * times slower, docs/performance.md), so each pool thread runs a single-threaded sgemm */
-    openblas_set_num_threads(1);
     j.tiles = (float *)align64(wdata);
     j.item_rows = rows_per_item(rows, n_threads, 16, blas_tile_rows(cols));
+    blas_single_thread_begin();
     nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, blas_item, &j);
+    blas_single_thread_end();
     return;
   }
 #endif

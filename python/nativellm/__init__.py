@@ -31,6 +31,7 @@ from .errors import (
     AbortedError,
     BackendError,
     BufferTooSmallError,
+    BusyError,
     ContextFullError,
     Error,
     FileError,
@@ -38,12 +39,13 @@ from .errors import (
     InternalError,
     BusyError,
     InvalidArgumentError,
+    MissingFileError,
     NoMemoryError,
     NotFoundError,
     UnsupportedError,
     status_name,
 )
-from .generation import GenerateOptions, TokenCallback
+from .generation import Completion, GenerateOptions, TokenCallback
 from .library import (
     LOG_DEBUG,
     LOG_ERROR,
@@ -58,6 +60,7 @@ from .library import (
 )
 from .model import Message, Model
 from .sampler import Sampler, json_schema_to_grammar
+from .templates import apply_chat_template, parse_tool_calls
 
 library_path: str = _loader.path
 
@@ -68,12 +71,16 @@ __all__ = [
     "Context",
     "Sampler",
     "json_schema_to_grammar",
+    "apply_chat_template",
+    "parse_tool_calls",
     "GenerateOptions",
+    "Completion",
     "TokenCallback",
     "Message",
     "Error",
     "InvalidArgumentError",
     "FileError",
+    "MissingFileError",
     "FormatError",
     "UnsupportedError",
     "NoMemoryError",

@@ -205,6 +205,20 @@ class nllm_sampler_params(Structure):
     ]
 
 
+class nllm_chat_template_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("add_generation_prompt", c_int32),
+        ("template_text", c_char_p),
+        ("messages_json", c_char_p),
+        ("tools_json", c_char_p),
+        ("vars_json", c_char_p),
+        ("max_output_bytes", c_int32),
+        ("time_limit_ms", c_int32),
+        ("now", c_int64),
+    ]
+
+
 class nllm_generate_params(Structure):
     _fields_ = [
         ("struct_size", c_uint32),
@@ -225,6 +239,7 @@ STRUCTS = {
     for cls in (
         nllm_model_params,
         nllm_chat_message,
+        nllm_chat_template_params,
         nllm_context_params,
         nllm_timings,
         nllm_batch,
@@ -300,6 +315,13 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
         nllm_status,
         [c_char_p, POINTER(nllm_chat_message), c_int32, c_int32, c_char_p, c_int32, _i32p],
     ),
+    # chat templates: Jinja and tool calls
+    "nllm_chat_template_params_init": (None, [POINTER(nllm_chat_template_params)]),
+    "nllm_chat_template_render": (
+        nllm_status,
+        [model_p, POINTER(nllm_chat_template_params), c_char_p, c_int32, _i32p],
+    ),
+    "nllm_tool_calls_parse": (nllm_status, [c_char_p, c_char_p, c_char_p, c_int32, _i32p]),
     # context
     "nllm_context_params_init": (None, [POINTER(nllm_context_params)]),
     "nllm_context_create": (

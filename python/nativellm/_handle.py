@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Callable, Union
+import operator
+import threading
+from typing import Any, Callable, Iterator, Sequence, Union
 
 from . import _ffi as ffi
 from ._lib import lib as _C
@@ -16,6 +18,41 @@ def _to_bytes(text: Union[str, bytes]) -> bytes:
     if isinstance(text, str):
         return text.encode("utf-8")
     raise TypeError(f"expected str or bytes, got {type(text).__name__}")
+
+
+_INT_RANGES = {
+    ctypes.c_int32: (-(2**31), 2**31 - 1),
+    ctypes.c_uint32: (0, 2**32 - 1),
+    ctypes.c_int64: (-(2**63), 2**63 - 1),
+    ctypes.c_uint64: (0, 2**64 - 1),
+}
+
+
+def _c_int(name: str, value: Any, ctype: Any = ctypes.c_int32) -> int:
+    """value as a Python int that fits ctype, or TypeError/OverflowError: ctypes would wrap it
+    silently (token 2**40 becomes token 0)."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
+    lo, hi = _INT_RANGES[ctype]
+    if not lo <= v <= hi:
+        raise OverflowError(f"{name} = {v} is outside the range of {ctype.__name__} [{lo}, {hi}]")
+    return v
+
+
+def _c_ints(name: str, values: Sequence[Any], ctype: Any = ctypes.c_int32) -> Any:
+    """A ctypes array of checked integers (see _c_int)."""
+    return (ctype * len(values))(*(_c_int(f"{name}[{i}]", v, ctype) for i, v in enumerate(values)))
+
+
+def _set_int_fields(struct: Any, **values: Any) -> None:
+    """Sets integer fields of a params struct, each range-checked against its C type."""
+    types = dict(struct._fields_)
+    for k, v in values.items():
+        setattr(struct, k, _c_int(k, v, types[k]))
 
 
 def _grow_call(fn: Callable[[Any, int, Any], int], cap: int) -> bytes:
@@ -32,12 +69,64 @@ def _grow_call(fn: Callable[[Any, int, Any], int], cap: int) -> bytes:
     raise InternalError(f"buffer still too small after growing to {cap} bytes")
 
 
+class _Uses:
+    """Calls in flight on one handle, by thread. close() from another thread waits until they
+    have returned (freeing under a running call is a use-after-free in the library); close()
+    from inside one of them (a callback of that call, on the same thread) cannot wait for it,
+    so it is recorded and done when the call returns."""
+
+    __slots__ = ("cond", "threads", "close_pending")
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.threads: dict = {}
+        self.close_pending = False
+
+    def mine(self) -> bool:
+        return threading.get_ident() in self.threads
+
+
 class _Handle:
     """Lifetime plumbing shared by Model, Context and Sampler: a C handle in ``_h`` freed by
-    ``close()`` (idempotent), context-manager use, and freeing at garbage collection."""
+    ``close()`` (idempotent), context-manager use, and freeing at garbage collection. Calls
+    that pass the handle to the library hold it with ``_use()``; ``close()`` waits for them
+    (see _Uses)."""
 
     _h: Any = None
     _kind = "object"
+
+    @property
+    def _uses(self) -> _Uses:
+        u = self.__dict__.get("_uses_")
+        if u is None:
+            u = self.__dict__.setdefault("_uses_", _Uses())
+        return u
+
+    def _use(self) -> "_Held":
+        """with self._use() as h: ... -- the handle, kept valid until the block ends."""
+        return _Held(self)
+
+    def _free(self) -> None:  # overridden: free the C handle
+        raise NotImplementedError
+
+    def _close_when_idle(self) -> bool:
+        """The common part of close(): True when the handle was freed now, False when there
+        is nothing to free or the free was deferred to the end of this thread's call."""
+        u = self._uses
+        with u.cond:
+            if self._h is None:
+                return False
+            if u.mine():
+                u.close_pending = True
+                return False
+            u.close_pending = True  # no new calls start
+            while u.threads:
+                u.cond.wait()
+            if self._h is None:
+                return False
+            self._free()
+            self._h = None
+            return True
 
     def close(self) -> None:  # overridden
         raise NotImplementedError
@@ -62,3 +151,37 @@ class _Handle:
         if self._h is None:
             raise _invalid(f"{self._kind} is closed")
         return self._h
+
+
+class _Held:
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: _Handle) -> None:
+        self.obj = obj
+
+    def __enter__(self) -> Any:
+        o = self.obj
+        u = o._uses
+        with u.cond:
+            if o._h is None or (u.close_pending and not u.mine()):
+                raise _invalid(f"{o._kind} is closed")
+            me = threading.get_ident()
+            u.threads[me] = u.threads.get(me, 0) + 1
+            return o._h
+
+    def __exit__(self, *exc: Any) -> None:
+        o = self.obj
+        u = o._uses
+        free_now = False
+        with u.cond:
+            me = threading.get_ident()
+            left = u.threads[me] - 1
+            if left:
+                u.threads[me] = left
+            else:
+                del u.threads[me]
+            if not u.threads:
+                u.cond.notify_all()
+                free_now = u.close_pending and o._h is not None
+        if free_now:
+            o.close()

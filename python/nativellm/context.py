@@ -5,13 +5,14 @@ from __future__ import annotations
 import array
 import ctypes
 import threading
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _ffi as ffi
-from ._handle import _Handle, _to_bytes
+from ._handle import _c_int, _c_ints, _Handle, _set_int_fields, _to_bytes
 from ._lib import lib as _C
 from .errors import _check, _invalid
 from .generation import (
+    Completion,
     Emit,
     GenerateOptions,
     _CancelState,
@@ -72,14 +73,12 @@ class Context(_Handle):
         self._abort_cb = ffi.nllm_abort_fn(should_abort)
         p = ffi.nllm_context_params()
         _C.nllm_context_params_init(ctypes.byref(p))
-        p.n_ctx = n_ctx
-        p.n_threads = n_threads
-        p.n_batch = n_batch
+        _set_int_fields(p, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
         if kv_type is not None:
             p.kv_type = _type_id(kv_type)
         p.all_logits = 1 if all_logits else 0
         if seed is not None:
-            p.seed = seed
+            _set_int_fields(p, seed=seed)
         p.abort_callback = self._abort_cb
         h = ffi.context_p()
         _check(_C.nllm_context_create(model.handle, ctypes.byref(p), ctypes.byref(h)))
@@ -90,19 +89,37 @@ class Context(_Handle):
     # -- lifetime
 
     def close(self) -> None:
-        """Free the context. Idempotent."""
+        """Free the context. Idempotent. A call running on another thread is stopped and
+        waited for; from inside a callback of this context's own call (on_token), the context
+        is freed when that call returns."""
         if self._h is not None:
-            self._cancel.flag = True  # a generate running on another thread stops first
-            with self._busy:
-                if self._h is not None:
-                    _C.nllm_context_free(self._h)
-                    self._h = None
+            self._cancel.flag = True  # a running generate stops at its next token
+            self._close_when_idle()
+
+    def _free(self) -> None:
+        _C.nllm_context_free(self._h)
 
     def _enter(self) -> Any:
-        h = self.handle
+        """Holds the model and this context for one call (see _Handle._use) and claims the
+        context for this thread; pair with _leave()."""
+        model_use = self.model._use()
+        model_use.__enter__()
+        use = self._use()
+        try:
+            h = use.__enter__()
+        except BaseException:
+            model_use.__exit__(None, None, None)
+            raise
         if not self._busy.acquire(blocking=False):
+            use.__exit__(None, None, None)
+            model_use.__exit__(None, None, None)
             raise _invalid("context is in use by another thread (use one Context per thread)")
         return h
+
+    def _leave(self) -> None:
+        self._busy.release()
+        self._use().__exit__(None, None, None)  # frees the context if closed meanwhile
+        self.model._use().__exit__(None, None, None)
 
     # -- state
 
@@ -121,17 +138,17 @@ class Context(_Handle):
         fit (nothing evaluated); on any error the position is unchanged."""
         h = self._enter()
         try:
-            ids = (ffi.nllm_token * len(tokens))(*tokens)
-            _check(_C.nllm_decode(h, ids, len(tokens)))
+            ids = _c_ints("tokens", tokens)
+            _check(_C.nllm_decode(h, ids, _c_int("len(tokens)", len(tokens))))
         finally:
-            self._busy.release()
+            self._leave()
 
     def logits(self, i: Optional[int] = None) -> Any:
         """A copy of the logits of the last decoded token (or of token i of the last decode,
         which needs all_logits=True for any but the last): numpy.ndarray (float32) when NumPy is
         installed, else array.array('f'). Both support len(), indexing and memoryview()."""
         h = self.handle
-        ptr = _C.nllm_get_logits(h) if i is None else _C.nllm_get_logits_ith(h, i)
+        ptr = _C.nllm_get_logits(h) if i is None else _C.nllm_get_logits_ith(h, _c_int("i", i))
         if not ptr:
             what = "no logits yet: decode something first"
             if i is not None:
@@ -149,9 +166,9 @@ class Context(_Handle):
         """Keep the first pos tokens of the cache (0 <= pos <= self.pos)."""
         h = self._enter()
         try:
-            _check(_C.nllm_context_rewind(h, pos))
+            _check(_C.nllm_context_rewind(h, _c_int("pos", pos)))
         finally:
-            self._busy.release()
+            self._leave()
 
     def reset(self) -> None:
         """Empty the cache and the timings."""
@@ -159,7 +176,7 @@ class Context(_Handle):
         try:
             _C.nllm_context_reset(h)
         finally:
-            self._busy.release()
+            self._leave()
 
     @property
     def timings(self) -> Dict[str, float]:
@@ -182,10 +199,11 @@ class Context(_Handle):
     @takes_generate_options(more_keywords=False)
     def generate(
         self, prompt: Union[str, bytes], sampler: Optional[Sampler] = None, **kw: Any
-    ) -> str:
+    ) -> Completion:
         """nllm_generate: decode prompt after what the context already holds (so chat turns
-        reuse the cache), then sample up to max_tokens. Returns the generated text. sampler
-        defaults to a greedy one. Keywords: see GenerateOptions."""
+        reuse the cache), then sample up to max_tokens. Returns the generated text (a str with
+        .finish_reason and .n_tokens, see Completion). sampler defaults to a greedy one.
+        Keywords: see GenerateOptions."""
         opts = GenerateOptions.take(kw)
         reject_unexpected(kw)
         return self._generate(prompt, sampler, opts)
@@ -202,15 +220,15 @@ class Context(_Handle):
 
     def _generate(
         self, prompt: Union[str, bytes], sampler: Optional[Sampler], opts: GenerateOptions
-    ) -> str:
+    ) -> Completion:
         pieces: List[bytes] = []
 
         def emit(tok: int, piece: bytes) -> bool:
             pieces.append(piece)
             return opts.notify(tok, piece)
 
-        self._run(prompt, sampler, opts, emit)
-        return b"".join(pieces).decode("utf-8", "replace")
+        n, reason = self._run(prompt, sampler, opts, emit)
+        return Completion(b"".join(pieces).decode("utf-8", "replace"), reason, n)
 
     def _stream(
         self, prompt: Union[str, bytes], sampler: Optional[Sampler], opts: GenerateOptions
@@ -225,17 +243,19 @@ class Context(_Handle):
         sampler: Optional[Sampler],
         opts: GenerateOptions,
         emit: Emit,
-    ) -> int:
+    ) -> Tuple[int, Optional[str]]:
         """One nllm_generate call with this context held; emit sees every token (the caller
-        has already wrapped opts.on_token into it). Returns the number of generated tokens."""
+        has already wrapped opts.on_token into it). Returns the number of generated tokens and
+        the finish reason."""
         data = _to_bytes(prompt)
         h = self._enter()
         own_sampler = sampler is None
         try:
             if sampler is None:
                 sampler = Sampler(self.model, temperature=0.0)
-            return run_generate(h, sampler.handle, data, opts, self._cancel, emit)
+            with sampler._use() as sh:  # sampler.close() elsewhere waits for this call
+                return run_generate(h, sh, data, opts, self._cancel, emit)
         finally:
-            self._busy.release()
+            self._leave()
             if own_sampler and sampler is not None:
                 sampler.close()

@@ -35,8 +35,13 @@ class InvalidArgumentError(Error, ValueError):
     that is closed or busy on another thread."""
 
 
-class FileError(Error):
-    """NLLM_ERR_IO: file missing, unreadable, or mmap failed. The message names the path."""
+class FileError(Error, OSError):
+    """NLLM_ERR_IO: file unreadable, or mmap failed. The message names the path. Also an
+    OSError, so ``except OSError`` catches it."""
+
+
+class MissingFileError(FileError, FileNotFoundError):
+    """NLLM_ERR_IO for a path that does not exist: also a FileNotFoundError."""
 
 
 class FormatError(Error):
@@ -100,7 +105,10 @@ def _error(status: int) -> Error:
     # and replaced by the next failing call.
     raw = _C.nllm_last_error()
     msg = raw.decode("utf-8", "replace") if raw else ""
-    return ERRORS.get(status, Error)(msg or status_name(status), status)
+    cls = ERRORS.get(status, Error)
+    if status == ffi.NLLM_ERR_IO and "no such file or directory" in msg.lower():
+        cls = MissingFileError
+    return cls(msg or status_name(status), status)
 
 
 def _check(status: int) -> None:

@@ -13,10 +13,11 @@ import inspect
 import queue
 import signal
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from . import _ffi as ffi
 from ._lib import lib as _C
+from ._handle import _set_int_fields
 from .errors import _error
 
 TokenCallback = Callable[[int, str], Optional[bool]]
@@ -29,15 +30,18 @@ class GenerateOptions:
 
     ``max_tokens`` defaults to the library's (256); ``stop_at_eog`` stops at end-of-generation
     tokens; ``add_bos`` prepends BOS if the model wants one; ``special`` parses control-token
-    text in the prompt as control tokens. ``on_token(token, piece)`` sees every generated
-    token; returning True stops. Setting ``cancel`` (a threading.Event) stops generation and
-    returns the text so far; Ctrl-C stops it cleanly and then raises KeyboardInterrupt.
+    text in the prompt as control tokens. ``stop``: strings that end generation when the text
+    contains one (matched across tokens; the stop string is not returned or streamed).
+    ``on_token(token, piece)`` sees every generated token; returning True stops. Setting
+    ``cancel`` (a threading.Event) stops generation and returns the text so far; Ctrl-C stops
+    it cleanly and then raises KeyboardInterrupt.
     """
 
     max_tokens: Optional[int] = None
     stop_at_eog: bool = True
     add_bos: bool = True
     special: bool = False
+    stop: Optional[Sequence[str]] = None
     on_token: Optional[TokenCallback] = None
     cancel: Optional[threading.Event] = None
 
@@ -51,6 +55,31 @@ class GenerateOptions:
         if self.on_token is None:
             return False
         return bool(self.on_token(token, piece.decode("utf-8", "replace")))
+
+
+FINISH_REASONS = {
+    ffi.NLLM_FINISH_EOG: "eog",
+    ffi.NLLM_FINISH_LENGTH: "length",
+    ffi.NLLM_FINISH_STOP: "stop",
+    ffi.NLLM_FINISH_ABORTED: "aborted",
+}
+
+
+class Completion(str):
+    """The text generate() returns: a str, plus why generation ended and how long it was.
+
+    ``finish_reason`` is "stop" (a stop string matched), "length" (max_tokens reached, or the
+    context is full), "eog" (an end-of-generation token) or "aborted" (on_token returned True,
+    or cancel was set). ``n_tokens`` counts the generated tokens."""
+
+    finish_reason: Optional[str]
+    n_tokens: int
+
+    def __new__(cls, text: str, finish_reason: Optional[str], n_tokens: int) -> "Completion":
+        self = super().__new__(cls, text)
+        self.finish_reason = finish_reason
+        self.n_tokens = n_tokens
+        return self
 
 
 def reject_unexpected(kw: Dict[str, Any]) -> None:
@@ -107,9 +136,11 @@ class _Raised:
 
 def run_generate(
     h: Any, sampler_h: Any, data: bytes, opts: GenerateOptions, state: _CancelState, emit: Emit
-) -> int:
+) -> Tuple[int, Optional[str]]:
     """One nllm_generate call on a context the caller holds; emit(token, piece_bytes) returns
-    True to stop. Returns the number of generated tokens."""
+    True to stop. Returns the number of generated tokens and the finish reason. A context that
+    fills during generation ends it like max_tokens (reason "length"), as the text so far has
+    been emitted; a prompt that does not fit raises ContextFullError."""
     old_event = state.event
     if opts.cancel is not None:
         state.event = opts.cancel
@@ -128,11 +159,20 @@ def run_generate(
     gp = ffi.nllm_generate_params()
     _C.nllm_generate_params_init(ctypes.byref(gp))
     if opts.max_tokens is not None:
-        gp.max_tokens = opts.max_tokens
+        _set_int_fields(gp, max_tokens=opts.max_tokens)
     gp.add_bos = int(opts.add_bos)
     gp.parse_special = int(opts.special)
     gp.stop_at_eog = int(opts.stop_at_eog)
     gp.on_token = cb
+    stops = [x.encode() if isinstance(x, str) else bytes(x) for x in (opts.stop or ())]
+    if isinstance(opts.stop, (str, bytes)):
+        stops = [opts.stop.encode() if isinstance(opts.stop, str) else opts.stop]
+    stop_arr = (ctypes.c_char_p * max(len(stops), 1))(*stops)
+    if stops:
+        gp.stop = ctypes.cast(stop_arr, ctypes.POINTER(ctypes.c_char_p))
+        gp.n_stop = len(stops)
+    finish = ctypes.c_int32(ffi.NLLM_FINISH_NONE)
+    gp.finish_reason = ctypes.pointer(finish)
     n_gen = ctypes.c_int32(0)
 
     # Ctrl-C during a native call would otherwise surface inside a ctypes callback, where
@@ -165,9 +205,15 @@ def run_generate(
         raise raised[0]
     if interrupted[0]:
         raise KeyboardInterrupt
+    if err is not None and err.status == ffi.NLLM_ERR_CONTEXT_FULL:
+        if finish.value != ffi.NLLM_FINISH_NONE:
+            err = None
     if err is not None and not (cancelled and err.status == ffi.NLLM_ERR_ABORTED):
         raise err
-    return n_gen.value
+    reason = FINISH_REASONS.get(finish.value)
+    if cancelled:
+        reason = "aborted"
+    return n_gen.value, reason
 
 
 def stream_pieces(

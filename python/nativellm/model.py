@@ -20,13 +20,14 @@ from typing import (
 )
 
 from . import _ffi as ffi
-from ._handle import _grow_call, _Handle, _to_bytes
+from ._handle import _c_int, _c_ints, _grow_call, _Handle, _set_int_fields, _to_bytes
 from ._lib import lib as _C
 from .context import CONTEXT_KEYWORDS, Context
 from .errors import InternalError, _check, _error
-from .generation import GenerateOptions, takes_generate_options
+from .generation import Completion, GenerateOptions, takes_generate_options
 from .library import _type_id, type_name
 from .sampler import SAMPLER_KEYWORDS, Sampler
+from .templates import _render as _render_template
 
 Message = Union[Mapping[str, str], Tuple[str, str]]
 
@@ -72,10 +73,10 @@ class Model(_Handle):
         self.path = str(path)
         p = ffi.nllm_model_params()
         _C.nllm_model_params_init(ctypes.byref(p))
-        p.n_threads = n_threads
+        _set_int_fields(
+            p, n_threads=n_threads, n_ctx_default=n_ctx_default, n_gpu_layers=n_gpu_layers
+        )
         p.use_mmap = 1 if use_mmap else 0
-        p.n_ctx_default = n_ctx_default
-        p.n_gpu_layers = n_gpu_layers
         p.vocab_only = 1 if vocab_only else 0
         p.quantize_type = _type_id(quantize_type)
         raised: List[BaseException] = []
@@ -102,12 +103,17 @@ class Model(_Handle):
     # -- lifetime
 
     def close(self) -> None:
-        """Free the model and every Context/Sampler made from it. Idempotent."""
-        for child in list(self._children):
+        """Free the model and every Context/Sampler made from it. Idempotent. Contexts go first
+        (each stops and waits for a call running on another thread), then samplers, then the
+        model. Called from inside a callback of a running call (on_token), whatever that call
+        uses is freed when it returns."""
+        children = list(self._children)
+        for child in sorted(children, key=lambda c: not isinstance(c, Context)):
             child.close()
-        if self._h is not None:
-            _C.nllm_model_free(self._h)
-            self._h = None
+        self._close_when_idle()
+
+    def _free(self) -> None:
+        _C.nllm_model_free(self._h)
 
     def __repr__(self) -> str:
         if self._h is None:
@@ -138,7 +144,7 @@ class Model(_Handle):
 
     def token(self, which: int) -> Optional[int]:
         """Special token id (NLLM_TOKEN_BOS, ...) or None if the model has none."""
-        t = int(_C.nllm_model_token(self.handle, which))
+        t = int(_C.nllm_model_token(self.handle, _c_int("which", which)))
         return None if t < 0 else t
 
     @property
@@ -151,7 +157,7 @@ class Model(_Handle):
 
     def is_eog(self, token: int) -> bool:
         """True if generation stops at this token (EOS, EOT, <|im_end|>, ...)."""
-        return bool(_C.nllm_model_token_is_eog(self.handle, token))
+        return bool(_C.nllm_model_token_is_eog(self.handle, _c_int("token", token)))
 
     @property
     def info(self) -> Dict[str, Any]:
@@ -241,14 +247,15 @@ class Model(_Handle):
         """Token ids of text. add_bos: prepend BOS if the model wants one. special: text such as
         "<|im_start|>" becomes its control token instead of plain text."""
         data = _to_bytes(text)
-        h = self.handle
+        text_len = _c_int("len(text)", len(data))
         cap = len(data) + 8
         n = ctypes.c_int32(0)
         for _ in range(2):
             buf = (ffi.nllm_token * cap)()
-            status = _C.nllm_tokenize(
-                h, data, len(data), int(add_bos), int(special), buf, cap, ctypes.byref(n)
-            )
+            with self._use() as h:
+                status = _C.nllm_tokenize(
+                    h, data, text_len, int(add_bos), int(special), buf, cap, ctypes.byref(n)
+                )
             if status == ffi.NLLM_ERR_BUFFER_TOO_SMALL and n.value > cap:
                 cap = n.value
                 continue
@@ -259,28 +266,35 @@ class Model(_Handle):
     def token_to_piece(self, token: int, special: bool = False) -> bytes:
         """The bytes one token stands for. Bytes, not str: a byte-fallback token can be part of
         a multi-byte character. Control tokens give their text only if special."""
-        h = self.handle
-        return _grow_call(
-            lambda buf, cap, n: _C.nllm_token_to_piece(h, token, int(special), buf, cap, n), 32
-        )
+        token = _c_int("token", token)
+        with self._use() as h:
+            return _grow_call(
+                lambda buf, cap, n: _C.nllm_token_to_piece(h, token, int(special), buf, cap, n), 32
+            )
 
     def detokenize(self, tokens: Sequence[int], special: bool = False) -> str:
         """Text of a token sequence (the model's leading-space rule applies to the first)."""
-        h = self.handle
-        ids = (ffi.nllm_token * len(tokens))(*tokens)
-        raw = _grow_call(
-            lambda buf, cap, n: _C.nllm_detokenize(
-                h, ids, len(tokens), int(special), buf, cap, n
-            ),
-            8 * len(tokens) + 16,
-        )
+        ids = _c_ints("tokens", tokens)
+        n_tokens = _c_int("len(tokens)", len(tokens))
+        with self._use() as h:
+            raw = _grow_call(
+                lambda buf, cap, n: _C.nllm_detokenize(h, ids, n_tokens, int(special), buf, cap, n),
+                8 * len(tokens) + 16,
+            )
         return raw.decode("utf-8", "replace")
 
     # -- chat templates
 
-    def chat_format(self, messages: Iterable[Message], add_assistant: bool = True) -> str:
+    def chat_format(
+        self,
+        messages: Iterable[Message],
+        add_assistant: bool = True,
+        chat_template: Optional[str] = None,
+    ) -> str:
         """Render messages ({"role": ..., "content": ...} or (role, content)) with the model's
-        chat template. UnsupportedError if the model's template is unknown to the library."""
+        chat template, or with chat_template (Jinja template text or a family name such as
+        "chatml" or "llama3", nllm_chat_apply_template) instead. UnsupportedError if the
+        template is unknown to the library."""
         items: List[Tuple[bytes, bytes]] = []
         for m in messages:
             if isinstance(m, Mapping):
@@ -294,6 +308,15 @@ class Model(_Handle):
             arr[i].content = content_b
         h = self.handle
         size = sum(len(r) + len(c) for r, c in items) + 256
+        if chat_template is not None:
+            tmpl = _to_bytes(chat_template)
+            raw = _grow_call(
+                lambda buf, cap, n: _C.nllm_chat_apply_template(
+                    tmpl, arr, len(items), int(add_assistant), buf, cap, n
+                ),
+                size,
+            )
+            return raw.decode("utf-8", "replace")
         raw = _grow_call(
             lambda buf, cap, n: _C.nllm_chat_format(
                 h, arr, len(items), int(add_assistant), buf, cap, n
@@ -301,6 +324,25 @@ class Model(_Handle):
             size,
         )
         return raw.decode("utf-8", "replace")
+
+    def apply_chat_template(
+        self,
+        messages: Iterable[Any],
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        add_generation_prompt: bool = False,
+        template: Optional[str] = None,
+        now: Optional[int] = None,
+        **kwargs: Any,
+    ) -> str:
+        """Render a conversation with the model's chat template (or template) exactly as
+        transformers' apply_chat_template(..., tokenize=False) does: messages may carry
+        tool_calls and tool results, tools is OpenAI's list of functions, extra keyword
+        arguments become template variables (enable_thinking=False, documents=[...]).
+        bos_token/eos_token are the model's. The text includes any BOS the template writes:
+        tokenize it with add_bos=False, special=True."""
+        return _render_template(
+            self.handle, template, messages, tools, add_generation_prompt, kwargs, now
+        )
 
     # -- factories and convenience generation
 
@@ -313,8 +355,9 @@ class Model(_Handle):
         return Sampler(self, **params)
 
     @takes_generate_options(more_keywords=True)
-    def generate(self, prompt: Union[str, bytes], **kw: Any) -> str:
-        """Generate a continuation of prompt in a fresh Context and return its text.
+    def generate(self, prompt: Union[str, bytes], **kw: Any) -> Completion:
+        """Generate a continuation of prompt in a fresh Context and return its text (a str
+        with .finish_reason and .n_tokens, see Completion).
 
         Generation keywords: see GenerateOptions. Sampling keywords (temperature, top_k, top_p,
         min_p, repeat_penalty, repeat_last_n, seed) default to the library's
@@ -352,7 +395,9 @@ class Model(_Handle):
             ctx.close()
 
     def _chat_prompt(self, messages: Iterable[Message], kw: Dict[str, Any]) -> str:
-        prompt = self.chat_format(messages, add_assistant=True)
+        prompt = self.chat_format(
+            messages, add_assistant=True, chat_template=kw.pop("chat_template", None)
+        )
         if "add_bos" not in kw:
             # Templates that write the BOS text themselves must not get a second BOS.
             bos = self.bos
@@ -361,9 +406,10 @@ class Model(_Handle):
         kw.setdefault("special", True)
         return prompt
 
-    def chat(self, messages: Iterable[Message], **kw: Any) -> str:
-        """Format messages with the model's chat template and generate the assistant's reply.
-        Keywords as for generate(); control tokens in the template are parsed as such."""
+    def chat(self, messages: Iterable[Message], **kw: Any) -> Completion:
+        """Format messages with the model's chat template (or ``chat_template=``: Jinja text or
+        a family name, see chat_format) and generate the assistant's reply. Keywords as for
+        generate(); control tokens in the template are parsed as such."""
         prompt = self._chat_prompt(messages, kw)
         return self.generate(prompt, **kw)
 

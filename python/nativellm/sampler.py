@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from . import _ffi as ffi
-from ._handle import _Handle
+from ._handle import _c_int, _Handle, _set_int_fields
 from ._lib import lib as _C
 from .errors import _check
 
@@ -86,9 +86,13 @@ class Sampler(_Handle):
         _C.nllm_sampler_params_init(ctypes.byref(p))
         given = dict(zip(_NUMERIC, (temperature, top_k, top_p, min_p, repeat_penalty,
                                     repeat_last_n, seed)))
+        types = dict(p._fields_)
         for k, v in given.items():
             if v is not None:
-                setattr(p, k, v)
+                if types[k] is ctypes.c_float:
+                    setattr(p, k, v)
+                else:
+                    _set_int_fields(p, **{k: v})
         self.params = {k: getattr(p, k) for k in _NUMERIC}
         # The library copies the strings in nllm_sampler_create; these keep them alive until then.
         if json_schema is not None and not isinstance(json_schema, (str, bytes)):
@@ -104,20 +108,27 @@ class Sampler(_Handle):
         model._children.add(self)
 
     def close(self) -> None:
-        """Free the sampler. Idempotent."""
-        if self._h is not None:
-            _C.nllm_sampler_free(self._h)
-            self._h = None
+        """Free the sampler. Idempotent. A call using it on another thread (a generate) is
+        waited for; from inside a callback of such a call, it is freed when the call returns."""
+        self._close_when_idle()
+
+    def _free(self) -> None:
+        _C.nllm_sampler_free(self._h)
 
     def sample(self, ctx: "Context") -> int:
         """Choose a token from the context's last logits (does not accept it)."""
         out = ffi.nllm_token()
-        _check(_C.nllm_sampler_sample(self.handle, ctx.handle, ctypes.byref(out)))
+        with self._use() as h:
+            ch = ctx._enter()
+            try:
+                _check(_C.nllm_sampler_sample(h, ch, ctypes.byref(out)))
+            finally:
+                ctx._leave()
         return out.value
 
     def sample_logits(self, logits: Sequence[float]) -> int:
         """Choose a token from a caller's logits (n_vocab floats)."""
-        n = len(logits)
+        n = _c_int("len(logits)", len(logits))
         if _np is not None and isinstance(logits, _np.ndarray):
             arr = _np.ascontiguousarray(logits, dtype=_np.float32)
             ptr = arr.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
@@ -125,19 +136,25 @@ class Sampler(_Handle):
             buf = (ctypes.c_float * n)(*logits)
             ptr = ctypes.cast(buf, ctypes.POINTER(ctypes.c_float))
         out = ffi.nllm_token()
-        _check(_C.nllm_sampler_sample_logits(self.handle, ptr, n, ctypes.byref(out)))
+        with self._use() as h:
+            _check(_C.nllm_sampler_sample_logits(h, ptr, n, ctypes.byref(out)))
         return out.value
 
     def accept(self, token: int) -> None:
         """Record a token (prompt or generated) for the repetition penalty. With a grammar, the
         token the sampler last returned also advances it."""
-        _C.nllm_sampler_accept(self.handle, token)
+        token = _c_int("token", token)
+        with self._use() as h:
+            _C.nllm_sampler_accept(h, token)
 
     @property
     def grammar_complete(self) -> bool:
         """True when the sampler has a grammar and the output since it started is complete."""
-        return bool(_C.nllm_sampler_grammar_complete(self.handle))
+        with self._use() as h:
+            return bool(_C.nllm_sampler_grammar_complete(h))
 
     def reset(self, seed: Optional[int] = None) -> None:
         """Forget accepted tokens and reseed (None keeps the current seed)."""
-        _C.nllm_sampler_reset(self.handle, ffi.NLLM_SEED_DEFAULT if seed is None else seed)
+        s = ffi.NLLM_SEED_DEFAULT if seed is None else _c_int("seed", seed, ctypes.c_uint64)
+        with self._use() as h:
+            _C.nllm_sampler_reset(h, s)

@@ -103,9 +103,13 @@ class TestParamErrors(unittest.TestCase):
                 ctx.decode([400, 401, 402])
             self.assertTrue(cm.exception.message)
             self.assertEqual(ctx.pos, 6)  # nothing evaluated
+        # generation that fills the context returns the text so far (finish "length"); a prompt
+        # that cannot fit raises
+        text = self.model.generate("Once upon a time", max_tokens=100, n_ctx=16,
+                                   stop_at_eog=False, temperature=0)
+        self.assertEqual(text.finish_reason, "length")
         with self.assertRaises(nativellm.ContextFullError):
-            self.model.generate("Once upon a time", max_tokens=100, n_ctx=16, stop_at_eog=False,
-                                temperature=0)
+            self.model.generate("Once upon a time", n_ctx=4, temperature=0)
 
     def test_bad_tokens_and_positions(self):
         with self.model.context(n_threads=1, n_ctx=16) as ctx:

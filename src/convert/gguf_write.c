@@ -2,11 +2,11 @@
 #include "convert/gguf_write.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "formats/ggml_types.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32
@@ -321,7 +321,7 @@ nllm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, int32_t typ
 
 typedef struct out_file {
   int fd;
-  const char *path; /* the temporary name, for messages */
+  const char *path; /* the target, for messages */
   uint8_t *buf;
   size_t n;
   uint64_t written;
@@ -472,33 +472,20 @@ nllm_status gguf_writer_write(gguf_writer *w, const char *path) {
   uint64_t align;
   nllm_status st = writer_alignment(w, &align);
   if (st) return st;
-  size_t plen = strlen(path) + 32;
-  char *tmp = nllm_malloc(plen);
   uint8_t *buf = nllm_malloc(WRITE_BUFFER_BYTES);
-  if (!tmp || !buf) {
-    free(tmp);
-    free(buf);
-    return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for the write buffer", path);
-  }
-  snprintf(tmp, plen, "%s.tmp.%ld", path, (long)getpid());
-  out_file o = {
-      .fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), .path = tmp, .buf = buf};
-  if (o.fd < 0) {
-    st = nllm_err(NLLM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    free(tmp);
+  if (!buf) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for the write buffer", path);
+  nllm_atomic_file f;
+  if ((st = nllm_atomic_file_open(&f, path))) {
     free(buf);
     return st;
   }
+  out_file o = {.fd = f.fd, .path = path, .buf = buf};
   write_contents(w, &o, align);
   flush(&o);
-  if (!o.st && fsync(o.fd) != 0)
-    o.st = nllm_err(NLLM_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-  if (close(o.fd) != 0 && !o.st)
-    o.st = nllm_err(NLLM_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-  if (!o.st && rename(tmp, path) != 0)
-    o.st = nllm_err(NLLM_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-  if (o.st) unlink(tmp);
-  free(tmp);
+  if (o.st)
+    nllm_atomic_file_abort(&f);
+  else
+    o.st = nllm_atomic_file_commit(&f);
   free(buf);
   return o.st;
 }

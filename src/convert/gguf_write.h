@@ -2,8 +2,9 @@
  *
  * Metadata is deep-copied when set; tensor data is only referenced until gguf_writer_write,
  * so it must stay valid until then. Keys keep the order of their first set; setting a key again
- * replaces its value in place. The file is written under "<path>.tmp.<pid>", synced and renamed,
- * so a file under the final name is always complete. */
+ * replaces its value in place. The file is written unnamed (O_TMPFILE) or under an exclusive
+ * "<path>.tmp.<pid>.<n>", synced and renamed, so a file under the final name is always complete
+ * (core/atomic_file.h; temporaries a killed writer left are removed by the next write). */
 #ifndef NLLM_GGUF_WRITE_H
 #define NLLM_GGUF_WRITE_H
 

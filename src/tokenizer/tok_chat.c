@@ -1,8 +1,13 @@
-/* Chat templates, recognized by family from the template text (a Jinja interpreter is not
- * needed for the formats models actually ship). The rendered text leaves out the leading BOS:
- * callers tokenize it with add_bos = 1 and parse_special = 1, which puts BOS back exactly once. */
+/* The nllm_chat_format contract on top of the Jinja interpreter: a template text is rendered by
+ * src/template/ (with the tokenizer's bos/eos text); the family table below renders the eight
+ * family names ("chatml", "llama3", ...) and is the fallback for a template text only when the
+ * interpreter cannot parse it or meets a construct outside its subset. tests/test_template.c
+ * checks that the table gives the interpreter's output on the real templates of its families.
+ * The rendered text leaves out the leading BOS: callers tokenize it with add_bos = 1 and
+ * parse_special = 1, which puts BOS back exactly once. */
 #include <stdlib.h>
 
+#include "template/template.h"
 #include "tokenizer/tok_internal.h"
 
 typedef enum {
@@ -218,20 +223,14 @@ static void render(chat_family fam, const char *tmpl, const nllm_chat_message *m
   }
 }
 
-nllm_status nllm_chat_format_template(const char *tmpl, const nllm_chat_message *messages,
-                                      int32_t n, int add_assistant, char *buf, int32_t cap,
-                                      int32_t *n_out) {
-  if (!n_out || n < 0 || (n > 0 && !messages) || cap < 0 || (cap > 0 && !buf))
-    return nllm_err(NLLM_ERR_INVALID_ARG, "chat_format: NULL argument or negative count");
-  if (!tmpl) return nllm_err(NLLM_ERR_UNSUPPORTED, "chat_format: the model has no chat template");
+/* The family table's rendering; UNSUPPORTED for a template it does not recognize. */
+static nllm_status format_family(const char *tmpl, const nllm_chat_message *messages, int32_t n,
+                                 int add_assistant, sbuf *b) {
   chat_family fam = detect(tmpl);
   if (fam == CHAT_UNKNOWN)
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "chat_format: unrecognized chat template (starts '%.60s')", tmpl);
   for (int32_t i = 0; i < n; i++) {
-    if (!messages[i].role || !messages[i].content)
-      return nllm_err(NLLM_ERR_INVALID_ARG, "chat_format: message %d has a NULL role or content",
-                      i);
     if (fam != CHAT_CHATML && fam != CHAT_LLAMA3 && fam != CHAT_PHI3 &&
         !is_role(&messages[i], "system") && !is_role(&messages[i], "user") &&
         !is_role(&messages[i], "assistant"))
@@ -240,18 +239,72 @@ nllm_status nllm_chat_format_template(const char *tmpl, const nllm_chat_message 
                       "system, user, assistant)",
                       i, messages[i].role);
   }
+  render(fam, tmpl, messages, n, add_assistant, b);
+  if (b->oom) return nllm_err(NLLM_ERR_NOMEM, "chat_format: out of memory");
+  return NLLM_OK;
+}
+
+static int is_family_name(const char *t) {
+  for (size_t i = 0; i < sizeof family_names / sizeof *family_names; i++)
+    if (strcmp(t, family_names[i].name) == 0) return 1;
+  return 0;
+}
+
+/* Renders with the interpreter, else (template outside the subset) with the family table. */
+static nllm_status format_any(const char *tmpl, const char *bos, const char *eos,
+                              const nllm_chat_message *messages, int32_t n, int add_assistant,
+                              sbuf *b) {
+  if (is_family_name(tmpl)) return format_family(tmpl, messages, n, add_assistant, b);
+  /* text without a tag would render the same for every conversation: a mistyped family name */
+  if (!strstr(tmpl, "{{") && !strstr(tmpl, "{%"))
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "chat_format: '%.60s' is neither a chat template (it has no {{ or {%%) nor "
+                    "a family name (chatml, llama2, llama3, mistral, gemma, phi3, deepseek, "
+                    "deepseek3)",
+                    tmpl);
+  nllm_tmpl_input in = {.msgs = messages,
+                        .n_msgs = n,
+                        /* without a tokenizer both are empty: templates concatenate them */
+                        .bos_token = bos ? bos : "",
+                        .eos_token = eos ? eos : "",
+                        .add_generation_prompt = add_assistant};
+  char *text = NULL;
+  size_t len = 0;
+  nllm_status st = nllm_template_render(tmpl, &in, &text, &len);
+  if (st == NLLM_ERR_FORMAT || st == NLLM_ERR_UNSUPPORTED) {
+    if (detect(tmpl) != CHAT_UNKNOWN) return format_family(tmpl, messages, n, add_assistant, b);
+    return st;
+  }
+  if (st != NLLM_OK) return st;
+  size_t skip = 0;
+  if (bos && *bos && strncmp(text, bos, strlen(bos)) == 0) skip = strlen(bos);
+  put(b, text + skip, len - skip);
+  free(text);
+  if (b->oom) return nllm_err(NLLM_ERR_NOMEM, "chat_format: out of memory");
+  return NLLM_OK;
+}
+
+static nllm_status format_out(const char *tmpl, const char *bos, const char *eos,
+                              const nllm_chat_message *messages, int32_t n, int add_assistant,
+                              char *buf, int32_t cap, int32_t *n_out) {
+  if (!n_out || n < 0 || (n > 0 && !messages) || cap < 0 || (cap > 0 && !buf))
+    return nllm_err(NLLM_ERR_INVALID_ARG, "chat_format: NULL argument or negative count");
+  if (!tmpl) return nllm_err(NLLM_ERR_UNSUPPORTED, "chat_format: the model has no chat template");
+  for (int32_t i = 0; i < n; i++)
+    if (!messages[i].role || !messages[i].content)
+      return nllm_err(NLLM_ERR_INVALID_ARG, "chat_format: message %d has a NULL role or content",
+                      i);
   sbuf b = {0};
-  render(fam, tmpl, messages, n, add_assistant, &b);
-  if (b.oom) {
+  nllm_status st = format_any(tmpl, bos, eos, messages, n, add_assistant, &b);
+  if (st != NLLM_OK) {
     free(b.p);
-    return nllm_err(NLLM_ERR_NOMEM, "chat_format: out of memory");
+    return st;
   }
   if (b.n > INT32_MAX - 1) {
     free(b.p);
     return nllm_err(NLLM_ERR_INVALID_ARG, "chat_format: %zu bytes exceed an int32 count", b.n);
   }
   *n_out = (int32_t)b.n;
-  nllm_status st = NLLM_OK;
   if (b.n + 1 > (size_t)cap)
     st = nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "chat_format: %zu bytes and a NUL, capacity %d", b.n,
                   cap);
@@ -263,6 +316,23 @@ nllm_status nllm_chat_format_template(const char *tmpl, const nllm_chat_message 
   return st;
 }
 
+nllm_status nllm_chat_format_template(const char *tmpl, const nllm_chat_message *messages,
+                                      int32_t n, int add_assistant, char *buf, int32_t cap,
+                                      int32_t *n_out) {
+  return format_out(tmpl, NULL, NULL, messages, n, add_assistant, buf, cap, n_out);
+}
+
+const char *nllm_tokenizer_special_text(const nllm_tokenizer *tok, int which, char *buf,
+                                        size_t cap) {
+  if (!tok || which < 0 || which > NLLM_TOKEN_PAD || cap == 0) return NULL;
+  nllm_token id = tok->special[which];
+  if (id < 0) return NULL;
+  int32_t n = 0;
+  if (nllm_tokenizer_piece(tok, id, 1, buf, (int32_t)(cap - 1), &n) != NLLM_OK) return NULL;
+  buf[n] = 0;
+  return buf;
+}
+
 nllm_status nllm_tokenizer_chat_format(const nllm_tokenizer *tok, const nllm_chat_message *messages,
                                        int32_t n, int add_assistant, char *buf, int32_t cap,
                                        int32_t *n_out) {
@@ -270,5 +340,8 @@ nllm_status nllm_tokenizer_chat_format(const nllm_tokenizer *tok, const nllm_cha
   if (!tok->chat_template)
     return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: no chat template (tokenizer.chat_template)",
                     tok->name);
-  return nllm_chat_format_template(tok->chat_template, messages, n, add_assistant, buf, cap, n_out);
+  char bos[256], eos[256];
+  return format_out(tok->chat_template, nllm_tokenizer_special_text(tok, NLLM_TOKEN_BOS, bos, sizeof bos),
+                    nllm_tokenizer_special_text(tok, NLLM_TOKEN_EOS, eos, sizeof eos), messages, n,
+                    add_assistant, buf, cap, n_out);
 }

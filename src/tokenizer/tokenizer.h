@@ -35,6 +35,10 @@ nllm_status nllm_tokenizer_decode(const nllm_tokenizer *tok, const nllm_token *i
 
 /* Chat template text (tokenizer.chat_template) or NULL. */
 const char *nllm_tokenizer_chat_template(const nllm_tokenizer *tok);
+/* The text of special token `which` (NLLM_TOKEN_BOS, ...) in buf, or NULL when the model has
+ * none or it does not fit: the bos_token / eos_token a chat template receives. */
+const char *nllm_tokenizer_special_text(const nllm_tokenizer *tok, int which, char *buf,
+                                        size_t cap);
 
 /* Renders messages with the tokenizer's chat template, recognized by family (Llama 2 [INST] with
  * <<SYS>>, Llama 3 header ids, ChatML/Qwen, Mistral [INST], Gemma, Phi-3, DeepSeek). Contract of

@@ -243,6 +243,7 @@ test('malformed requests give OpenAI error shapes', async () => {
     ['/v1/chat/completions', { messages: msgs, n: 2 }, 400],
     ['/v1/chat/completions', { messages: msgs, max_tokens: -1 }, 400],
     ['/v1/chat/completions', { messages: msgs, max_tokens: 1.5 }, 400],
+    ['/v1/chat/completions', { messages: msgs, max_tokens: 0 }, 400],
     ['/v1/chat/completions', { messages: msgs, stream: 'yes' }, 400],
     ['/v1/chat/completions', { messages: msgs, stop: [1] }, 400],
     ['/v1/chat/completions', { messages: msgs, top_logprobs: 3 }, 400],
@@ -315,10 +316,15 @@ test('16 concurrent greedy streams equal each alone', async () => {
   const alone = [];
   for (const p of prompts)
     alone.push((await collectStream(await main.client().completions.create(req(p)))).text);
-  const together = await Promise.all(prompts.map(async (p) =>
-    (await collectStream(await main.client().completions.create(req(p)))).text));
-  for (let i = 0; i < 16; i++) eq(together[i], alone[i], `stream ${i}`);
   assert(new Set(alone).size > 4, 'different prompts, different texts');
+  // 16 slots: all at once; the 4-slot server: 4 at a time with 12 queued
+  const wide = await startServer(['-np', '16', '-c', '256']);
+  for (const srv of [wide, main]) {
+    const together = await Promise.all(prompts.map(async (p) =>
+      (await collectStream(await srv.client().completions.create(req(p)))).text));
+    for (let i = 0; i < 16; i++) eq(together[i], alone[i], `stream ${i}`);
+  }
+  eq((await stopServer(wide)).code, 0);
 });
 
 test('prefix cache: a repeated prompt reuses its KV', async () => {
@@ -329,6 +335,28 @@ test('prefix cache: a repeated prompt reuses its KV', async () => {
   eq(b.choices[0].text, a.choices[0].text);
   eq(b.usage.prompt_tokens_details.cached_tokens, b.usage.prompt_tokens - 1,
     'all but the last prompt token cached');
+});
+
+test('prefix cache: a prompt shares the prefix of another running request', async () => {
+  const srv = await startServer(['-np', '2', '-c', '1024']);
+  const prompt = 'Once upon a time there was a little girl named Lily who loved flowers';
+  const ac = new AbortController();
+  const r = await fetch(`${srv.url}/v1/completions`, { method: 'POST', signal: ac.signal,
+    body: JSON.stringify({ prompt, max_tokens: 900, stream: true, temperature: 1, seed: 3 }) });
+  const rd = r.body.getReader();
+  await rd.read();
+  const m = await metrics(srv);
+  eq(m.get('requests_running'), 1, 'the first request is running');
+  // the other slot is empty: its whole prefix comes from the running request's cells
+  const b = await srv.client().completions.create({ model: 'stories260K.gguf',
+    prompt: prompt + ' and trees', max_tokens: 4, temperature: 0 });
+  const t = await post(srv, '/tokenize', { content: prompt, add_special: true });
+  eq(b.usage.prompt_tokens_details.cached_tokens, t.json.tokens.length, 'shared prefix');
+  const alone = await main.client().completions.create({ model: 'stories260K.gguf',
+    prompt: prompt + ' and trees', max_tokens: 4, temperature: 0 });
+  eq(b.choices[0].text, alone.choices[0].text, 'same text as without sharing');
+  ac.abort();
+  eq((await stopServer(srv)).code, 0);
 });
 
 test('API key: 401 without or with a wrong key, constant-shape errors', async () => {

@@ -4,7 +4,7 @@
 
 #include "nllm.h"
 
-#define TOK_OPTS "-m -p -f --no-bos --special --tokenizer"
+#define TOK_OPTS "-m -p -f --no-bos --special --tokenizer --show-pieces"
 
 int cmd_tokenize(int argc, char **argv) {
   cli_opts o;
@@ -12,7 +12,7 @@ int cmd_tokenize(int argc, char **argv) {
   if (o.help) {
     printf(
         "usage: nllm tokenize (-m MODEL | --tokenizer tokenizer.json) (-p TEXT | -f FILE) "
-        "[--no-bos] [--special]\n\n");
+        "[--no-bos] [--special] [--show-pieces]\n\n");
     cli_print_options(TOK_OPTS);
     return 0;
   }
@@ -44,8 +44,23 @@ int cmd_tokenize(int argc, char **argv) {
   if (st) {
     rc = cli_status_error(st, "tokenize failed");
   } else {
-    for (int32_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
-    printf("\n");
+    if (o.show_pieces) {
+      /* one token a line, llama-tokenize's format: id -> 'piece' (control tokens as text) */
+      char piece[256];
+      for (int32_t i = 0; i < n && !rc; i++) {
+        int32_t plen = 0;
+        st = nllm_token_to_piece(m, ids[i], 1, piece, (int32_t)sizeof piece, &plen);
+        if (st == NLLM_ERR_BUFFER_TOO_SMALL) st = NLLM_OK, plen = (int32_t)sizeof piece;
+        if (st) {
+          rc = cli_status_error(st, "token piece");
+          break;
+        }
+        printf("%6d -> '%.*s'\n", ids[i], (int)plen, piece);
+      }
+    } else {
+      for (int32_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+      printf("\n");
+    }
   }
   free(ids);
   free(text);

@@ -139,6 +139,7 @@ static const command commands[] = {
     {"bench", cmd_bench, "measure prompt and generation tokens/s"},
     {"parallel", cmd_parallel, "generate for every line of a file, many sequences at once"},
     {"chat", cmd_chat, "chat on the terminal with the model's chat template"},
+    {"template", cmd_template, "print a conversation rendered with a chat template (Jinja)"},
     {"convert", nllm_cmd_convert,
      "write a model (GGUF or Hugging Face folder) as GGUF, optionally quantized"},
     {"quantize", nllm_cmd_quantize, "quantize a GGUF to a type or preset (Q4_K_M, Q8_0, ...)"},

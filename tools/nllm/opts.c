@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "nllm.h"
 
@@ -37,6 +38,8 @@ static const opt opts[] = {
     {NULL, "--system", NULL, O_STR, OFF(system), 0, 0, 0, 0, "TEXT  system message (chat)"},
     {NULL, "--chat-template", NULL, O_STR, OFF(chat_template), 0, 0, 0, 0,
      "T  template text or family (chatml, llama3, ...) instead of the model's"},
+    {NULL, "--chat-template-file", NULL, O_STR, OFF(chat_template_file), 0, 0, 0, 0,
+     "F  a Jinja chat template file instead of the model's"},
     {NULL, "-n", "--n-predict", O_INT, OFF(n), -1, 1 << 24, 0, 0,
      "N      tokens to generate (-1: until end of text or a full context)"},
     {"bench:-n", "-n", "--n-gen", O_STR, OFF(n_list), 0, 0, 0, 0,
@@ -183,6 +186,27 @@ void cli_print_options(const char *allowed) {
   printf("  -h, --help     this help\n");
 }
 
+/* A load progress line on a terminal, shown once loading has taken half a second (small models
+ * load silently), rewritten in place and erased at the end. */
+typedef struct load_progress {
+  double t0;
+  int shown;
+} load_progress;
+
+static int32_t on_load_progress(float p, void *ud) {
+  load_progress *lp = ud;
+  double el = (cli_now_ms() - lp->t0) / 1e3;
+  if (el < 0.5 && !lp->shown) return 0;
+  lp->shown = 1;
+  if (p > 0.01f)
+    fprintf(stderr, "\rnllm: loading %3.0f%% (%.1f s, about %.0f s left) ", 100.0 * p, el,
+            el * (1 - p) / p);
+  else
+    fprintf(stderr, "\rnllm: loading %3.0f%% (%.1f s) ", 100.0 * p, el);
+  fflush(stderr);
+  return 0;
+}
+
 nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only) {
   nllm_model_params mp;
   nllm_model_params_init(&mp);
@@ -220,7 +244,13 @@ nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only) {
     cli_error("no model given (-m) and the bundled model is not in any of: %s", tried);
     return NULL;
   }
+  load_progress lp = {cli_now_ms(), 0};
+  if (!vocab_only && isatty(2)) {
+    mp.progress = on_load_progress;
+    mp.progress_user_data = &lp;
+  }
   nllm_status st = nllm_model_load(path, &mp, &m);
+  if (lp.shown) fputs("\r\033[K", stderr);
   if (st) {
     cli_error("cannot load model: %s (%s)", nllm_last_error(), nllm_status_name(st));
     return NULL;

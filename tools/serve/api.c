@@ -144,7 +144,7 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
   }
   int max = r->max_tokens >= 0 ? r->max_tokens : cfg->default_max_tokens;
   if (max < 0) max = a->n_ctx - j->n_prompt;
-  if (j->n_prompt + (max > 0 ? max : 1) > a->n_ctx) {
+  if (max < 1 || j->n_prompt + max > a->n_ctx) {
     srv_error_set(err, 400, "invalid_request_error", r->max_tokens >= 0 ? "max_tokens" : "messages",
                   "context_length_exceeded",
                   "the prompt (%d tokens) plus max_tokens (%d) exceeds the context length of "

@@ -136,7 +136,7 @@ int cmd_serve(int argc, char **argv) {
   if (max_body > 0) cfg.max_body = (size_t)max_body;
   cfg.max_conns = max_conns > 0 ? max_conns : n_slots + queue + 64;
   cfg.chat_template = o.chat_template;
-  cfg.default_max_tokens = o.n >= 0 ? (int)o.n : -1;
+  cfg.default_max_tokens = o.n > 0 ? (int)o.n : -1;
   cli_sampler_params(&o, &cfg.sp);
   const char *model_path = o.model ? o.model : cli_default_model();
   if (!cfg.alias) cfg.alias = base_name(model_path);

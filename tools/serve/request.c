@@ -257,8 +257,8 @@ static int parse_body(srv_req_kind kind, const cJSON *root, srv_request *r, srv_
   }
   double d;
   int mt = -1, mct = -1;
-  if (get_int(root, "max_tokens", 0, 1 << 24, &mt, err)) return -1;
-  if (get_int(root, "max_completion_tokens", 0, 1 << 24, &mct, err)) return -1;
+  if (get_int(root, "max_tokens", 1, 1 << 24, &mt, err)) return -1;
+  if (get_int(root, "max_completion_tokens", 1, 1 << 24, &mct, err)) return -1;
   r->max_tokens = mct >= 0 ? mct : mt;
   r->temperature = r->top_p = r->min_p = r->repeat_penalty = NAN;
   r->presence_penalty = r->frequency_penalty = 0;

@@ -186,6 +186,7 @@ typedef struct srv_stats {
   uint64_t requests_ok, requests_cancelled, requests_failed, requests_rejected;
   uint64_t prompt_tokens, cached_prompt_tokens, gen_tokens;
   int64_t kv_used, kv_total; /* tokens held by running requests / capacity of all slots */
+  int64_t kv_cells;          /* pool cells holding data, idle slots' cached prefixes included */
   srv_hist ttft, tpot, e2e;
 } srv_stats;
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Embedding libnativellm in a Python application.
+"""libnativellm as a service inside a Python application (not vector embeddings).
 
 An application keeps one Model for its lifetime (it is shared by all threads), routes the
 library's log lines into Python's logging, and gives each job its own Context, which it can
 keep for follow-up requests (the KV cache is reused) and read timings from.
 
-    python3 examples/embed.py [-m MODEL] [-n TOKENS]
+    python3 examples/app_service.py [-m MODEL] [-n TOKENS]
 """
 
 import argparse
