@@ -67,6 +67,12 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_OBJ)
 SONAME   := libnativellm.so.$(ABI)
 SHLIB    := $(BUILD)/$(SONAME)
 STLIB    := $(BUILD)/libnativellm.a
+# Every object with its internal symbols global: for the tests, benchmarks and tools that call
+# internal functions. Never installed.
+INTLIB   := $(BUILD)/libnllm_internal.a
+NLLM_OBJ := $(BUILD)/nativellm.o
+LD       ?= ld
+OBJCOPY  ?= objcopy
 CLI      := $(BUILD)/nllm
 CLI_SRC  := $(wildcard tools/nllm/*.c tools/serve/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
@@ -104,32 +110,49 @@ $(BUILD)/obj/%.o: %.cu kernels/cuda/cuda_common.cuh kernels/cuda/backend_cuda.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
-$(SHLIB): $(LIB_OBJ)
+$(SHLIB): $(NLLM_OBJ)
 	$(CC) -shared -Wl,-soname,$(SONAME) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/libnativellm.so: $(SHLIB)
 	ln -sf $(SONAME) $@
 
-$(STLIB): $(LIB_OBJ)
+# Both libraries are made of one relocatable object in which every symbol but the nllm_ ABI is
+# local: the hidden (internal) ones, and what a compiler emits with default visibility (clang's
+# OpenMP reduction lock, a common symbol that -d allocates first). So a program linking the
+# static library sees only the ABI and cannot clash with internal names (tests/test_archive.c).
+$(NLLM_OBJ): $(LIB_OBJ)
+	@rm -f $@
+	$(LD) -r -d -o $@.tmp $^
+	nm -g --defined-only $@.tmp | awk '$$3 !~ /^nllm_/ {print $$3}' > $@.local
+	$(OBJCOPY) --localize-hidden --localize-symbols=$@.local $@.tmp $@
+	@rm -f $@.tmp $@.local
+
+$(STLIB): $(NLLM_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-# The CLI links the static library so it runs from the build tree without LD_LIBRARY_PATH.
-$(CLI): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(STLIB)
+$(INTLIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# The CLI links statically so it runs from the build tree without LD_LIBRARY_PATH (the internal
+# archive while parts of it still call internal functions).
+$(CLI): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(INTLIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(SERVE_LIBS) $(EDIT_LIBS)
 $(BUILD)/obj/tools/serve/%.o: CPPFLAGS += $(SERVE_CFLAGS)
 ifneq ($(EDIT_LIBS),)
 $(BUILD)/obj/tools/nllm/cmd_chat.o: CPPFLAGS += $(EDIT_CFLAGS) -DNLLM_HAVE_LIBEDIT
 endif
 
-# Tests link the static library: they may test internal (hidden) functions too.
-$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(STLIB)
+# Tests link the internal archive: they may test internal (hidden) functions too. They depend
+# on the installed-form archive as well, which test_archive inspects.
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(INTLIB) $(STLIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests -o $@ $< $(STLIB) $(CHECK_LIBS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests -o $@ $< $(INTLIB) $(CHECK_LIBS) $(LDLIBS)
 
-$(BUILD)/bench/%: bench/%.c $(STLIB)
+$(BUILD)/bench/%: bench/%.c $(INTLIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(INTLIB) $(LDLIBS)
 
 # NLLM_TESTDATA defaults to ../shared/testdata (tests skip cleanly where it is absent).
 # Runs the examples, then every Check program and the Python suite, and ends with one line of
@@ -137,7 +160,7 @@ $(BUILD)/bench/%: bench/%.c $(STLIB)
 test: all $(TESTS) examples check-layers
 	@$(MAKE) --no-print-directory run-examples
 	@NLLM_BUILD=$(BUILD) NLLM_PYTHON_LIB=$(if $(SAN),,$(SHLIB)) sh tests/run_tests.sh $(TESTS) \
-	  tests/server/run.sh tests/server/page.sh
+	  tests/server/run.sh tests/server/page.sh tests/server/grammar.sh
 
 # The include layering of docs/architecture.md, checked on the code's own #include lines.
 check-layers:
@@ -187,18 +210,18 @@ abi-update: all $(BUILD)/tests/test_abi
 GPU_TEST  := $(BUILD)/tests/gpu/test_cuda_kernels
 GPU_MODEL_TEST := $(BUILD)/tests/gpu/test_cuda_models
 GPU_BENCH := $(BUILD)/bench/gpu/bench_cuda
-$(BUILD)/tests/gpu/%: tests/gpu/%.c $(STLIB)
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(INTLIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
-$(BUILD)/bench/gpu/%: bench/gpu/%.c $(STLIB)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(INTLIB) $(LDLIBS)
+$(BUILD)/bench/gpu/%: bench/gpu/%.c $(INTLIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(INTLIB) $(LDLIBS)
 # The unpacking logic of the CUDA kernels run on the CPU: needs nvcc, not a GPU.
 $(BUILD)/tests/gpu/test_cuda_unpack: tests/gpu/test_cuda_unpack.cu kernels/cuda/matmul.cu \
-    kernels/cuda/cuda_common.cuh $(STLIB)
+    kernels/cuda/cuda_common.cuh $(INTLIB)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@.o
-	$(CC) $(CFLAGS) -o $@ $@.o $(STLIB) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $@.o $(INTLIB) $(LDLIBS)
 .PHONY: test-gpu bench-gpu test-gpu-host
 ifeq ($(CUDA),1)
 test-gpu-host: $(BUILD)/tests/gpu/test_cuda_unpack

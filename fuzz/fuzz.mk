@@ -34,18 +34,18 @@ FUZZ_FLAGS   ?= -rss_limit_mb=2048 -timeout=20 -print_final_stats=1
 ifneq ($(BUILD),$(FUZZ_BUILD))
 fuzz-lib:
 	$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -g" \
-	  SAN="$(FUZZ_SAN)" $(FUZZ_BUILD)/libnativellm.a
+	  SAN="$(FUZZ_SAN)" $(FUZZ_BUILD)/libnllm_internal.a
 
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h fuzz-lib
 	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -O1 -g $(WARN) -fopenmp \
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -o $@ $< $(FUZZ_EXTRA_$*) $(FUZZ_BUILD)/libnativellm.a $(LDLIBS)
+	  -o $@ $< $(FUZZ_EXTRA_$*) $(FUZZ_BUILD)/libnllm_internal.a $(LDLIBS)
 endif
 
 # Seed generator (a normal build): writes the tiny models of fuzz/corpus/.
-$(BUILD)/fuzz/gen_seeds: fuzz/gen_seeds.c $(STLIB)
+$(BUILD)/fuzz/gen_seeds: fuzz/gen_seeds.c $(INTLIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STLIB) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(INTLIB) $(LDLIBS)
 
 fuzz-seeds: $(BUILD)/fuzz/gen_seeds
 	$(BUILD)/fuzz/gen_seeds fuzz/corpus

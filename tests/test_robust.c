@@ -11,6 +11,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include "convert/convert.h"
 #include "convert/gguf_write.h"
 #include "formats/hf.h"
 #include "formats/source.h"
@@ -257,6 +258,29 @@ START_TEST(tensor_byte_size_overflow_refused) {
   const uint64_t c[] = {(1ull << 62) + 32, 1};
   n = one_tensor_gguf(buf, 8 /* Q8_0 */, 2, c);
   assert_err(gguf_parse_buffer(buf, n, "w.gguf", &src), NLLM_ERR_FORMAT, "extends past end");
+}
+END_TEST
+
+/* A tensor whose own size fits (Q4_0, 2^62 elements: 2.6e18 bytes) but whose conversion to F32
+ * would need 2^64 bytes: the output size wrapped to 0 and the conversion went on. */
+START_TEST(conversion_size_overflow_refused) {
+  make_tmpdir();
+  static const uint8_t dummy[64];
+  nllm_kv kv = {.key = "general.architecture"};
+  kv.val.type = NLLM_V_STRING;
+  kv.val.v.str.s = "llama";
+  kv.val.v.str.len = 5;
+  nllm_tensor t = {.name = "blk.0.ffn_down.weight",
+                   .type = NLLM_TYPE_Q4_0,
+                   .n_dims = 2,
+                   .ne = {1ll << 62, 1, 1, 1},
+                   .nbytes = (1ull << 57) * 18,
+                   .data = dummy};
+  nllm_source src = {.path = "hostile", .kv = &kv, .n_kv = 1, .tensors = &t, .n_tensors = 1};
+  assert_err(nllm_convert_source(&src, tmp("out.gguf"), "F32", 1, NULL, NULL), NLLM_ERR_FORMAT,
+             "cannot be stored as F32");
+  ck_assert_int_ne(access(tmp("out.gguf"), F_OK), 0);
+  remove_tmpdir();
 }
 END_TEST
 
@@ -654,6 +678,7 @@ END_TEST
 #endif
 #endif
 
+#ifndef UNDER_ASAN
 static long vm_size_kb(void) {
   FILE *f = fopen("/proc/self/status", "r");
   if (!f) return -1;
@@ -664,6 +689,7 @@ static long vm_size_kb(void) {
   fclose(f);
   return kb;
 }
+#endif
 
 /* cJSON failing to allocate was reported as "invalid JSON near byte N". Runs in Check's
  * forked child, whose address space is capped a little above what it uses. */
@@ -833,6 +859,25 @@ START_TEST(temporary_files_are_created_safely) {
 }
 END_TEST
 
+/* An error while the progress line ("\r 42%") is on screen used to be glued to it. */
+START_TEST(error_after_progress_starts_a_new_line) {
+  const char *b = getenv("NLLM_BUILD");
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "%s/nllm quantize %s /nonexistent-dir-of-nllm-tests/out.gguf Q8_0 2>&1 >/dev/null",
+           b && *b ? b : "build", MODEL);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  char out[8192];
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = 0;
+  ck_assert_int_ne(pclose(p), 0);
+  const char *e = strstr(out, "nllm: error:");
+  ck_assert_msg(e != NULL, "no error message in '%s'", out);
+  ck_assert_msg(e == out || e[-1] == '\n', "error glued to the progress line: '%s'", out);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("robust");
   TCase *tc = tcase_create("robust");
@@ -842,6 +887,7 @@ int main(void) {
   tcase_add_test(tc, index_with_many_shard_names_is_fast);
   tcase_add_test(tc, index_shards_that_are_one_file_refused);
   tcase_add_test(tc, tensor_byte_size_overflow_refused);
+  tcase_add_test(tc, conversion_size_overflow_refused);
   tcase_add_test(tc, sampling_stays_inside_the_vocabulary);
   tcase_add_test(tc, n_ctx_default_has_the_n_ctx_limit);
   tcase_add_test(tc, normalizer_that_multiplies_text_refused);
@@ -855,6 +901,7 @@ int main(void) {
   tcase_add_test(tc, messages_say_what_happened);
   tcase_add_test(tc, logits_output_survives_a_full_disk);
   tcase_add_test(tc, temporary_files_are_created_safely);
+  tcase_add_test(tc, error_after_progress_starts_a_new_line);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

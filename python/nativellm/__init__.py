@@ -60,6 +60,7 @@ from .library import (
 )
 from .model import Message, Model
 from .sampler import Sampler
+from .templates import apply_chat_template, parse_tool_calls
 
 library_path: str = _loader.path
 
@@ -69,6 +70,8 @@ __all__ = [
     "Model",
     "Context",
     "Sampler",
+    "apply_chat_template",
+    "parse_tool_calls",
     "GenerateOptions",
     "Completion",
     "TokenCallback",

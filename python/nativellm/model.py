@@ -27,6 +27,7 @@ from .errors import InternalError, _check, _error
 from .generation import Completion, GenerateOptions, takes_generate_options
 from .library import _type_id, type_name
 from .sampler import SAMPLER_KEYWORDS, Sampler
+from .templates import _render as _render_template
 
 Message = Union[Mapping[str, str], Tuple[str, str]]
 
@@ -323,6 +324,25 @@ class Model(_Handle):
             size,
         )
         return raw.decode("utf-8", "replace")
+
+    def apply_chat_template(
+        self,
+        messages: Iterable[Any],
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        add_generation_prompt: bool = False,
+        template: Optional[str] = None,
+        now: Optional[int] = None,
+        **kwargs: Any,
+    ) -> str:
+        """Render a conversation with the model's chat template (or template) exactly as
+        transformers' apply_chat_template(..., tokenize=False) does: messages may carry
+        tool_calls and tool results, tools is OpenAI's list of functions, extra keyword
+        arguments become template variables (enable_thinking=False, documents=[...]).
+        bos_token/eos_token are the model's. The text includes any BOS the template writes:
+        tokenize it with add_bos=False, special=True."""
+        return _render_template(
+            self.handle, template, messages, tools, add_generation_prompt, kwargs, now
+        )
 
     # -- factories and convenience generation
 

@@ -2,6 +2,8 @@
  * (model/quantize_load.c), and written with the GGUF writer. */
 #include "convert/convert.h"
 
+#include "core/json.h"
+
 #include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -182,11 +184,12 @@ static nllm_status tokenizer_keys(gguf_writer *w, const char *dir, const char *a
   int pn = snprintf(path, sizeof path, "%s/tokenizer.json", dir);
   if (pn < 0 || (size_t)pn >= sizeof path) return nllm_err(NLLM_ERR_INVALID_ARG, "path too long");
   nllm_file_map fm;
-  nllm_status st = nllm_file_map_open(path, 1, &fm);
+  nllm_status st =
+      nllm_file_map_open_max(path, 1, NLLM_HF_MAX_TOKENIZER_JSON, "a tokenizer JSON file", &fm);
   if (st != NLLM_OK) return st;
-  cJSON *root = cJSON_ParseWithLength((const char *)fm.data, (size_t)fm.size);
+  cJSON *root = nllm_json_parse((const char *)fm.data, (size_t)fm.size, path, &st);
   nllm_file_map_close(&fm);
-  if (!root) return nllm_err(NLLM_ERR_FORMAT, "%s: not well-formed JSON", path);
+  if (!root) return st;
   const char **tokens = NULL;
   int32_t *types = NULL;
   float *scores = NULL;
@@ -450,11 +453,14 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
       j->out = NULL;
       j->out_bytes = t->nbytes;
     } else {
-      int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
-      j->out_bytes = (uint64_t)nllm_row_size(j->out_type, t->ne[0]) * (uint64_t)rows;
+      uint64_t rows = (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]);
+      if (!nllm_ggml_tensor_bytes(j->out_type, (uint64_t)t->ne[0], rows, &j->out_bytes))
+        j->out_bytes = 0; /* refused just below */
       if (!j->out_bytes && t->nbytes) {
-        st = nllm_err(NLLM_ERR_FORMAT, "tensor '%s': rows of %lld cannot be stored as %s", t->name,
-                      (long long)t->ne[0], nllm_ggml_type_name(j->out_type));
+        st = nllm_err(NLLM_ERR_FORMAT,
+                      "tensor '%s': rows of %lld cannot be stored as %s (not a whole number of "
+                      "blocks, or a size past 2^64 bytes)",
+                      t->name, (long long)t->ne[0], nllm_ggml_type_name(j->out_type));
         goto done;
       }
       if (!(j->out = nllm_aligned_alloc(j->out_bytes ? j->out_bytes : 1))) {

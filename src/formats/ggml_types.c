@@ -69,6 +69,14 @@ int nllm_ggml_type_block(int32_t type, int32_t *block_size, int32_t *type_size) 
   return 1;
 }
 
+int nllm_ggml_tensor_bytes(int32_t type, uint64_t ne0, uint64_t rows, uint64_t *bytes) {
+  int32_t bs, ts;
+  uint64_t row;
+  if (!nllm_ggml_type_block(type, &bs, &ts) || ne0 % (uint64_t)bs) return 0;
+  return !__builtin_mul_overflow(ne0 / (uint64_t)bs, (uint64_t)ts, &row) &&
+         !__builtin_mul_overflow(row, rows, bytes);
+}
+
 int nllm_ggml_type_computed(int32_t type) {
   const nllm_ggml_type_info *r = nllm_ggml_type_get(type);
   return r ? r->computed : 0;

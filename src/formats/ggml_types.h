@@ -25,6 +25,10 @@ const nllm_ggml_type_info *nllm_ggml_type_get(int32_t type);
 const char *nllm_ggml_type_name(int32_t type);
 /* Block size and bytes of any GGUF type number we can at least size (for validation); 0 if not. */
 int nllm_ggml_type_block(int32_t type, int32_t *block_size, int32_t *type_size);
+/* Bytes of `rows` rows of ne0 elements in this type: 1 and *bytes set, or 0 when the type
+ * cannot be sized, ne0 is not a whole number of blocks, or the size overflows 64 bits (every
+ * size product of a tensor is checked here: a hostile shape must not wrap to a small size). */
+int nllm_ggml_tensor_bytes(int32_t type, uint64_t ne0, uint64_t rows, uint64_t *bytes);
 /* 1 if nativellm computes with this type (its weights can be loaded), 0 otherwise. */
 int nllm_ggml_type_computed(int32_t type);
 

@@ -8,6 +8,9 @@
 /* JSON side files (config, index, tokenizer_config) above this size are refused as corrupt;
  * real ones are under a few MB (a chat template is the largest part). */
 #define NLLM_HF_MAX_JSON (64u * 1024u * 1024u)
+/* tokenizer.json above this size is refused before it is read: the largest real ones
+ * (262k-token vocabularies with their merges) are about 35 MB. */
+#define NLLM_HF_MAX_TOKENIZER_JSON (256u * 1024u * 1024u)
 
 /* Returned (positive, not an error) by hf_map_tensor_name for buffers HF saves but no forward
  * pass reads (rotary_emb.inv_freq). */

@@ -99,8 +99,12 @@ nllm_status nllm_source_quantize_inplace(nllm_source *src, int32_t type, int n_t
                (long long)t->ne[0], bs, nllm_ggml_type_name(out));
     }
     if (out == t->type) continue;
-    int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
-    uint64_t bytes = (uint64_t)nllm_row_size(out, t->ne[0]) * (uint64_t)rows;
+    uint64_t rows = (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]), bytes = 0;
+    if (!nllm_ggml_tensor_bytes(out, (uint64_t)t->ne[0], rows, &bytes) || bytes > SIZE_MAX)
+      return nllm_err(NLLM_ERR_FORMAT,
+                      "quantize-on-load: '%s' as %s would need more than 2^64 "
+                      "bytes",
+                      t->name, nllm_ggml_type_name(out));
     void *buf = nllm_source_alloc(src, (size_t)bytes);
     if (!buf)
       return nllm_err(NLLM_ERR_NOMEM, "quantize-on-load: out of memory for '%s' (%llu bytes)",

@@ -495,10 +495,11 @@ static jv *g_range(jctx *c, jv *fn, jargs *a) {
     jfail(c, NLLM_ERR_ABORTED, a->line, a->col, "range of %.0f items exceeds the loop limit",
           count);
   jv *l = jv_list(c);
-  for (int64_t i = st; sp > 0 ? i < en : i > en; i += sp) {
+  for (int64_t i = st; sp > 0 ? i < en : i > en;) {
     if (++c->steps > c->max_steps)
       jfail(c, NLLM_ERR_ABORTED, a->line, a->col, "range longer than the loop limit");
     jv_list_push(c, l, jv_int(c, i));
+    if (__builtin_add_overflow(i, sp, &i)) break;
   }
   return l;
 }
@@ -602,7 +603,7 @@ int jinja_test(jctx *c, const char *name, jv *v, jargs *a) {
   if (IS("divisibleby")) {
     int64_t d = need_int(c, a, x, name);
     if (d == 0) FAIL("divisibleby 0");
-    return need_int(c, a, v, name) % d == 0;
+    return d == -1 || need_int(c, a, v, name) % d == 0;
   }
   if (IS("equalto") || IS("eq") || IS("==")) return jv_equal(v, x);
   if (IS("ne") || IS("!=")) return !jv_equal(v, x);
@@ -707,11 +708,21 @@ static jv *select_items(jctx *c, jv *v, jargs *a, int by_attr, int keep) {
   return out;
 }
 
+/* A float as an int64, or NULL when it has none (NaN, infinite, beyond 64 bits). */
+static jv *float_to_int(jctx *c, double f) {
+  if (!(f > -9223372036854775808.0 && f < 9223372036854775808.0)) return NULL;
+  return jv_int(c, (int64_t)f);
+}
+
 static jv *to_number(jctx *c, jv *v, int want_float, jv *dflt) {
   if (v->t == JV_INT || v->t == JV_BOOL)
     return want_float ? jv_float(c, (double)(v->t == JV_INT ? v->u.i : v->u.b))
                       : jv_int(c, v->t == JV_INT ? v->u.i : v->u.b);
-  if (v->t == JV_FLOAT) return want_float ? v : jv_int(c, (int64_t)v->u.f);
+  if (v->t == JV_FLOAT) {
+    if (want_float) return v;
+    jv *i = float_to_int(c, v->u.f);
+    return i ? i : dflt;
+  }
   if (v->t == JV_STR) {
     char *s = jstrndup(c, v->u.str.s, v->u.str.n), *end;
     while (*s == ' ' || *s == '\t' || *s == '\n') s++;
@@ -723,7 +734,11 @@ static jv *to_number(jctx *c, jv *v, int want_float, jv *dflt) {
     }
     double d = strtod(s, &end);
     while (*end == ' ' || *end == '\t' || *end == '\n') end++;
-    if (end != s && !*end) return want_float ? jv_float(c, d) : jv_int(c, (int64_t)d);
+    if (end != s && !*end) {
+      if (want_float) return jv_float(c, d);
+      jv *i = float_to_int(c, d);
+      return i ? i : dflt;
+    }
   }
   return dflt;
 }
@@ -890,7 +905,9 @@ jv *jinja_filter(jctx *c, const char *name, jv *v, jargs *a) {
     return to_number(c, v, 1, d);
   }
   if (IS("abs")) {
-    if (v->t == JV_INT) return jv_int(c, v->u.i < 0 ? -v->u.i : v->u.i);
+    if (v->t == JV_INT)
+      return v->u.i == INT64_MIN ? jv_float(c, 9223372036854775808.0)
+                                 : jv_int(c, v->u.i < 0 ? -v->u.i : v->u.i);
     if (v->t == JV_FLOAT) return jv_float(c, fabs(v->u.f));
     FAIL("bad operand type for abs(): '%s'", jv_type_name(v));
   }
@@ -918,8 +935,9 @@ jv *jinja_filter(jctx *c, const char *name, jv *v, jargs *a) {
       if (attr) it = jinja_getattr(c, it, attr->u.str.s, attr->u.str.n, a->line, a->col);
       if ((acc->t != JV_INT && acc->t != JV_FLOAT) || (it->t != JV_INT && it->t != JV_FLOAT))
         FAIL("sum needs numbers");
-      if (acc->t == JV_INT && it->t == JV_INT)
-        acc = jv_int(c, acc->u.i + it->u.i);
+      int64_t r;
+      if (acc->t == JV_INT && it->t == JV_INT && !__builtin_add_overflow(acc->u.i, it->u.i, &r))
+        acc = jv_int(c, r);
       else
         acc = jv_float(c, (acc->t == JV_INT ? (double)acc->u.i : acc->u.f) +
                               (it->t == JV_INT ? (double)it->u.i : it->u.f));

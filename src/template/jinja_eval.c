@@ -125,9 +125,11 @@ jv *jinja_getitem(jctx *c, jv *obj, jv *key, int line, int col) {
   return JV_UNDEF_P;
 }
 
+/* Clamped far beyond any length the limits allow, so index arithmetic cannot overflow. */
 static int64_t slice_arg(jctx *c, jv *v, int64_t dflt, int line, int col) {
+  const int64_t big = (int64_t)1 << 40;
   if (!v || v->t == JV_NONE) return dflt;
-  if (v->t == JV_INT) return v->u.i;
+  if (v->t == JV_INT) return v->u.i > big ? big : v->u.i < -big ? -big : v->u.i;
   if (v->t == JV_BOOL) return v->u.b;
   jfail(c, NLLM_ERR_INVALID_ARG, line, col, "slice indices must be integers, not %s",
         jv_type_name(v));

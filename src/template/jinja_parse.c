@@ -48,23 +48,26 @@ typedef struct {
   tok *t;
   size_t nt, cap, pos;
   int depth;
+  size_t lc_off; /* line_col's cursor: tokens come in source order, so counting resumes here */
+  int lc_line, lc_col;
 } P;
 
 #define MAX_PARSE_DEPTH 200
 
 /* ---------------------------------------------------------------- lexer */
 
-static void line_col(const char *src, size_t off, int *line, int *col) {
-  int l = 1, c = 1;
-  for (size_t i = 0; i < off; i++) {
-    if (src[i] == '\n') {
-      l++;
-      c = 1;
-    } else if (((unsigned char)src[i] & 0xC0) != 0x80)
-      c++;
+static void line_col(P *p, size_t off, int *line, int *col) {
+  if (off < p->lc_off) p->lc_off = 0, p->lc_line = 1, p->lc_col = 1; /* an earlier offset */
+  for (size_t i = p->lc_off; i < off; i++) {
+    if (p->src[i] == '\n') {
+      p->lc_line++;
+      p->lc_col = 1;
+    } else if (((unsigned char)p->src[i] & 0xC0) != 0x80)
+      p->lc_col++;
   }
-  *line = l;
-  *col = c;
+  p->lc_off = off;
+  *line = p->lc_line;
+  *col = p->lc_col;
 }
 
 static tok *push_tok(P *p, tkind k, size_t off) {
@@ -78,13 +81,13 @@ static tok *push_tok(P *p, tkind k, size_t off) {
   tok *t = &p->t[p->nt++];
   memset(t, 0, sizeof *t);
   t->k = k;
-  line_col(p->src, off, &t->line, &t->col);
+  line_col(p, off, &t->line, &t->col);
   return t;
 }
 
 _Noreturn static void lex_fail(P *p, size_t off, const char *what) {
   int l, c;
-  line_col(p->src, off, &l, &c);
+  line_col(p, off, &l, &c);
   jfail(p->c, NLLM_ERR_FORMAT, l, c, "%s", what);
 }
 
@@ -1085,7 +1088,7 @@ jnode *jinja_parse(jctx *c, const char *src, size_t n) {
   }
   if (m && s[m - 1] == '\n') m--;
   s[m] = 0;
-  P p = {.c = c, .src = s, .n = m};
+  P p = {.c = c, .src = s, .n = m, .lc_line = 1, .lc_col = 1};
   lex(&p);
   const char *which = NULL;
   return parse_body(&p, NULL, &which);

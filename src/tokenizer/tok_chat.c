@@ -264,8 +264,9 @@ static nllm_status format_any(const char *tmpl, const char *bos, const char *eos
                     tmpl);
   nllm_tmpl_input in = {.msgs = messages,
                         .n_msgs = n,
+                        /* without a tokenizer both are empty: templates concatenate them */
                         .bos_token = bos ? bos : "",
-                        .eos_token = eos,
+                        .eos_token = eos ? eos : "",
                         .add_generation_prompt = add_assistant};
   char *text = NULL;
   size_t len = 0;

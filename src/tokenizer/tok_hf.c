@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/json.h"
+#include "formats/hf.h"
 #include "tokenizer/tok_internal.h"
 
 static const char *jstr(const cJSON *o, const char *key) {
@@ -33,13 +34,9 @@ static const char *config_token(const cJSON *cfg, const char *key) {
   return NULL;
 }
 
-/* Refused before reading: the largest real tokenizer.json files (262k-token vocabularies with
- * their merges) are about 35 MB. */
-#define TOKENIZER_JSON_MAX (256u << 20)
-
 static cJSON *parse_json_file(const char *path, nllm_status *st) {
   nllm_file_map map;
-  *st = nllm_file_map_open_max(path, 0, TOKENIZER_JSON_MAX, "a tokenizer JSON file", &map);
+  *st = nllm_file_map_open_max(path, 0, NLLM_HF_MAX_TOKENIZER_JSON, "a tokenizer JSON file", &map);
   if (*st) return NULL;
   cJSON *j = nllm_json_parse((const char *)map.data, (size_t)map.size, path, st);
   nllm_file_map_close(&map);

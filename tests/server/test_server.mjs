@@ -337,6 +337,28 @@ test('prefix cache: a repeated prompt reuses its KV', async () => {
     'all but the last prompt token cached');
 });
 
+test('prefix cache: a prompt shares the prefix of another running request', async () => {
+  const srv = await startServer(['-np', '2', '-c', '1024']);
+  const prompt = 'Once upon a time there was a little girl named Lily who loved flowers';
+  const ac = new AbortController();
+  const r = await fetch(`${srv.url}/v1/completions`, { method: 'POST', signal: ac.signal,
+    body: JSON.stringify({ prompt, max_tokens: 900, stream: true, temperature: 1, seed: 3 }) });
+  const rd = r.body.getReader();
+  await rd.read();
+  const m = await metrics(srv);
+  eq(m.get('requests_running'), 1, 'the first request is running');
+  // the other slot is empty: its whole prefix comes from the running request's cells
+  const b = await srv.client().completions.create({ model: 'stories260K.gguf',
+    prompt: prompt + ' and trees', max_tokens: 4, temperature: 0 });
+  const t = await post(srv, '/tokenize', { content: prompt, add_special: true });
+  eq(b.usage.prompt_tokens_details.cached_tokens, t.json.tokens.length, 'shared prefix');
+  const alone = await main.client().completions.create({ model: 'stories260K.gguf',
+    prompt: prompt + ' and trees', max_tokens: 4, temperature: 0 });
+  eq(b.choices[0].text, alone.choices[0].text, 'same text as without sharing');
+  ac.abort();
+  eq((await stopServer(srv)).code, 0);
+});
+
 test('API key: 401 without or with a wrong key, constant-shape errors', async () => {
   const srv = await startServer(['-np', '1', '--api-key', 'sekrit-key']);
   const req = { model: 'stories260K.gguf', prompt: 'Once', max_tokens: 2 };

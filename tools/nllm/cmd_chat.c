@@ -17,10 +17,10 @@
 #include <editline/readline.h>
 #endif
 
-#define CHAT_OPTS                                                                              \
-  "-m --quantize -n -t -c -s --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty "      \
-  "--repeat-last-n --system --chat-template --kv-f32 --mmap --no-mmap -r --stop --ignore-eos " \
-  "--grammar --grammar-file --json-schema"
+#define CHAT_OPTS                                                                               \
+  "-m --quantize -n -t -c -s --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty "       \
+  "--repeat-last-n --system --chat-template --chat-template-file --kv-f32 --mmap --no-mmap -r " \
+  "--stop --ignore-eos --grammar --grammar-file --json-schema"
 
 /* The names nllm_chat_apply_template knows besides Jinja text (include/nativellm.h). */
 #define CHAT_TEMPLATE_NAMES "chatml, llama2, llama3, mistral, gemma, phi3, deepseek, deepseek3"
@@ -192,7 +192,8 @@ int cmd_chat(int argc, char **argv) {
   if (cli_parse(argc, argv, CHAT_OPTS, &o)) return 1;
   if (o.help) {
     printf(
-        "usage: nllm chat [-m MODEL] [--system TEXT] [--chat-template T] [-n N] [--temp T] ...\n"
+        "usage: nllm chat [-m MODEL] [--system TEXT] [--chat-template T | --chat-template-file F]\n"
+        "                 [-n N] [--temp T] ...\n"
         "Reads one user message per line from stdin and streams the replies. The KV cache is\n"
         "reused across turns; when the context is full the oldest turns are dropped (the system\n"
         "message stays). /clear starts over, /exit or Ctrl-D ends the chat, Ctrl-C stops a reply\n"
@@ -200,8 +201,17 @@ int cmd_chat(int argc, char **argv) {
     cli_print_options(CHAT_OPTS);
     return 0;
   }
+  char *tmpl_file = NULL; /* --chat-template-file: its text replaces --chat-template */
+  if (o.chat_template_file) {
+    size_t len = 0;
+    if (!(tmpl_file = cli_read_file(o.chat_template_file, &len)) || strlen(tmpl_file) != len) {
+      free(tmpl_file);
+      return cli_error("--chat-template-file: cannot read '%s' as text", o.chat_template_file);
+    }
+    o.chat_template = tmpl_file;
+  }
   nllm_model *m = cli_load_model(&o, 0, 0);
-  if (!m) return 1;
+  if (!m) return free(tmpl_file), 1;
   int rc = 1, tty = isatty(0);
   nllm_context *ctx = NULL;
   nllm_sampler *smp = NULL;
@@ -335,5 +345,6 @@ out:
   nllm_context_free(ctx);
   nllm_model_free(m);
   free(grammar);
+  free(tmpl_file);
   return rc;
 }

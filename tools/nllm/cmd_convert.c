@@ -68,7 +68,11 @@ static int run(const char *in, const char *out, const char *type, int threads) {
   int last = -1;
   st = nllm_convert_source(&src, out, type, threads, print_progress, &last);
   nllm_source_free(&src);
-  if (st != NLLM_OK) return fail(nllm_last_error());
+  if (st != NLLM_OK) {
+    /* end the progress line first, or the message is glued to "  99%" */
+    if (last >= 0 && last != 100) fputc('\n', stderr);
+    return fail(nllm_last_error());
+  }
   fprintf(stderr, "wrote %s\n", out);
   return 0;
 }

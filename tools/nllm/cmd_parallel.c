@@ -108,7 +108,8 @@ int cmd_parallel(int argc, char **argv) {
   /* one sequence's context, as run has it: -c, else the model's default */
   const int32_t train = nllm_model_n_ctx_train(m);
   const int32_t seq_ctx = o.ctx > 0 ? (int32_t)o.ctx : train > 0 && train < 4096 ? train : 4096;
-  const int32_t n_predict = o.n >= 0 ? (int32_t)o.n : 256;
+  /* as run: 256 by default, -n -1 until the end of text or a full context */
+  const int32_t n_predict = !o.has_n ? 256 : o.n == CLI_N_UNLIMITED ? seq_ctx : (int32_t)o.n;
   int32_t longest = 0;
   for (int i = 0; i < n_jobs; i++) {
     job *jb = &jobs[i];

@@ -56,7 +56,7 @@ int cmd_template(int argc, char **argv) {
   const char *model = NULL, *tfile = NULL, *mfile = NULL, *toolfile = NULL;
   int add_gen = 0;
   long long now = 0;
-  char *vars = malloc(2);
+  char *vars = malloc(3); /* "{" now, "}" and the NUL at the end */
   size_t vlen = 1;
   if (!vars) return cli_error("out of memory");
   strcpy(vars, "{");

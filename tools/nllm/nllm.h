@@ -41,7 +41,7 @@ int cmd_parallel(int argc, char **argv);
 /* Options shared by the subcommands; each command names the ones it accepts. */
 typedef struct cli_opts {
   const char *model, *prompt, *file, *out, *prompt_ids, *tokenizer, *quantize, *system,
-      *chat_template, *grammar, *grammar_file, *json_schema;
+      *chat_template, *chat_template_file, *grammar, *grammar_file, *json_schema;
   long long n, threads, ctx, seed, top_k, repeat_last_n, reps, n_prompt, batch, ngl;
   long long n_parallel; /* -np: sequences decoded together (nllm parallel) */
   double temp, top_p, min_p, repeat_penalty;

@@ -38,6 +38,8 @@ static const opt opts[] = {
     {NULL, "--system", NULL, O_STR, OFF(system), 0, 0, 0, 0, "TEXT  system message (chat)"},
     {NULL, "--chat-template", NULL, O_STR, OFF(chat_template), 0, 0, 0, 0,
      "T  template text or family (chatml, llama3, ...) instead of the model's"},
+    {NULL, "--chat-template-file", NULL, O_STR, OFF(chat_template_file), 0, 0, 0, 0,
+     "F  a Jinja chat template file instead of the model's"},
     {NULL, "-n", "--n-predict", O_INT, OFF(n), -1, 1 << 24, 0, 0,
      "N      tokens to generate (-1: until end of text or a full context)"},
     {"bench:-n", "-n", "--n-gen", O_STR, OFF(n_list), 0, 0, 0, 0,

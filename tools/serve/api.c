@@ -80,26 +80,21 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
                   cfg->alias);
     return -1;
   }
-  /* Hooks: grammar-constrained output (response_format) and tool calls plug in here; until
-   * they exist a request that needs them is refused rather than silently answered without. */
-  if (r->response_format_json) {
-    cJSON *rf = cJSON_Parse(r->response_format_json);
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
-    int plain = cJSON_IsString(type) && !strcmp(type->valuestring, "text");
-    cJSON_Delete(rf);
-    if (!plain) {
-      srv_error_set(err, 400, "invalid_request_error", "response_format", NULL,
-                    "response_format other than {\"type\": \"text\"} is not supported yet");
-      return -1;
-    }
-  }
+  /* response_format and llama-server's grammar / json_schema: the sampler's grammar. Tool
+   * calls are not handled yet: a request that needs them is refused rather than answered
+   * without. */
   if (r->tools_json && strcmp(r->tools_json, "[]")) {
     srv_error_set(err, 400, "invalid_request_error", "tools", NULL,
                   "tools (function calling) are not supported yet");
     return -1;
   }
+  char *constraint = NULL;
+  int is_schema = 0;
+  if (srv_constraint(r, &constraint, &is_schema, err)) return -1;
   srv_job *j = srv_job_new();
   if (!j) goto oom;
+  j->constraint = constraint;
+  constraint = NULL;
   memset(rp, 0, sizeof *rp);
   rp->kind = r->kind;
   rp->model = cfg->alias;
@@ -165,6 +160,8 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
   if (!isnan(r->repeat_penalty)) j->sp.repeat_penalty = (float)r->repeat_penalty;
   if (r->top_k >= 0) j->sp.top_k = r->top_k;
   if (r->has_seed) j->sp.seed = r->seed;
+  if (j->constraint && is_schema) j->sp.json_schema = j->constraint;
+  if (j->constraint && !is_schema) j->sp.grammar = j->constraint;
   j->presence_penalty = r->presence_penalty;
   j->frequency_penalty = r->frequency_penalty;
   j->logprobs = r->logprobs;
@@ -179,11 +176,13 @@ oom:
   srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory or tokenizer failure: %s",
                 nllm_last_error());
 fail:
+  free(constraint);
   if (j) {
     free(rp->echo);
     rp->echo = NULL;
     /* never submitted: only this reference */
     free(j->prompt);
+    free(j->constraint);
     for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
     pthread_cond_destroy(&j->cond);
     free(j);

@@ -74,6 +74,9 @@ char *srv_metrics_text(const srv_stats *st, int ready) {
          st->kv_total ? (double)st->kv_used / (double)st->kv_total : 0.0);
   metric(&b, "kv_cache_tokens", "gauge", "KV cache positions held by running requests",
          (double)st->kv_used);
+  metric(&b, "kv_cache_cells_used", "gauge",
+         "KV pool cells holding data (shared prefixes once, idle slots' caches included)",
+         (double)st->kv_cells);
   metric(&b, "prompt_tokens_total", "counter", "prompt tokens of admitted requests",
          (double)st->prompt_tokens);
   metric(&b, "prompt_tokens_cached_total", "counter",

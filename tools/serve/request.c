@@ -53,6 +53,8 @@ void srv_request_free(srv_request *r) {
   for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
   free(r->user);
   free(r->response_format_json);
+  free(r->grammar);
+  free(r->json_schema_json);
   free(r->tools_json);
   free(r->tool_choice_json);
   memset(r, 0, sizeof *r);
@@ -304,6 +306,8 @@ static int parse_body(srv_req_kind kind, const cJSON *root, srv_request *r, srv_
   if (get_raw(root, "response_format", &r->response_format_json, err)) return -1;
   if (get_raw(root, "tools", &r->tools_json, err)) return -1;
   if (get_raw(root, "tool_choice", &r->tool_choice_json, err)) return -1;
+  if (get_str(root, "grammar", &r->grammar, err)) return -1;
+  if (get_raw(root, "json_schema", &r->json_schema_json, err)) return -1;
   return 0;
 }
 

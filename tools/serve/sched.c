@@ -5,9 +5,11 @@
  * request goes to the free slot sharing the longest prefix with its prompt (least recently
  * used on ties), which then evaluates only the rest: the prefix cache.
  *
- * engine_step() is the only place that evaluates tokens. With the current ABI every slot is its
- * own nllm_context (one sequence each, all sharing the one model) and a step decodes them one
- * after the other; a multi-sequence batch call replaces that loop without touching the rest. */
+ * Every slot is one sequence of one shared multi-sequence context, and a step is one
+ * nllm_decode_batch call (engine_step): each running slot's prompt chunk or sampled token as
+ * rows, so the weights are read once per step for all of them. A new request may also take its
+ * prefix from any other slot's cache, running or idle: nllm_seq_copy shares the cells, nothing
+ * is recomputed or copied. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +19,10 @@
 #include "serve.h"
 
 typedef struct slot {
-  nllm_context *ctx;
-  nllm_token *cache; /* tokens in the KV cache, in order */
+  int seq;             /* sequence id in the shared context */
+  const float *logits; /* after a step that asked for them */
+  float *lcopy;        /* logits kept across another slot's decode (after a failed batch) */
+  nllm_token *cache;   /* tokens in the KV cache, in order */
   int n_cache;
   int n_cache_shown; /* n_cache as of the last step, for the stats (under mu) */
   double last_used;
@@ -44,11 +48,16 @@ struct srv_sched {
   int n_vocab;
   srv_sched_params p;
   slot *slots;
+  nllm_context *shared; /* batched mode */
+  nllm_token *b_tok;    /* one step's batch rows */
+  int32_t *b_pos, *b_seq, *b_logits;
+  int b_cap;
   pthread_mutex_t mu;
   pthread_cond_t work;
   srv_job **queue; /* FIFO ring of waiting jobs */
   int q_head, q_len, q_cap;
   int n_running;
+  int kv_cells; /* pool occupancy after the last step (under mu) */
   int stop;
   pthread_t thread;
   int started;
@@ -73,6 +82,7 @@ srv_job *srv_job_new(void) {
 
 static void job_free(srv_job *j) {
   free(j->prompt);
+  free(j->constraint);
   for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
   free(j->out);
   free(j->lps);
@@ -152,6 +162,7 @@ void srv_sched_stats(srv_sched *s, srv_stats *out) {
   for (int i = 0; i < s->p.n_slots; i++)
     if (s->slots[i].job) out->kv_used += s->slots[i].n_cache_shown;
   out->kv_total = (int64_t)s->p.n_slots * s->p.n_ctx;
+  out->kv_cells = s->kv_cells;
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -181,11 +192,44 @@ static slot *pick_slot(srv_sched *s, const srv_job *j, int *lcp_out) {
   return best;
 }
 
+/* Keep the first keep cached tokens of the slot; 0, or -1 when even dropping all failed. */
+static int kv_keep(srv_sched *s, slot *sl, int keep) {
+  if (nllm_seq_remove(s->shared, sl->seq, keep, -1) == NLLM_OK) return 0;
+  return nllm_seq_remove(s->shared, sl->seq, 0, -1) == NLLM_OK ? 0 : -1;
+}
+
+/* A longer cached prefix in another slot (running or not) is shared into this one: the cells
+ * are reference counted, nothing is computed or copied. Returns the new prefix length. */
+static int borrow_prefix(srv_sched *s, slot *dst, const srv_job *j, int have) {
+  slot *src = NULL;
+  int best = have;
+  for (int i = 0; i < s->p.n_slots; i++) {
+    slot *o = &s->slots[i];
+    if (o == dst) continue;
+    int lcp = common_prefix(o->cache, o->n_cache, j->prompt, j->n_prompt);
+    if (lcp > best) best = lcp, src = o;
+  }
+  if (!src) return have;
+  if (best >= j->n_prompt) best = j->n_prompt - 1;
+  if (best <= have) return have;
+  if (nllm_seq_remove(s->shared, dst->seq, 0, -1) ||
+      nllm_seq_copy(s->shared, src->seq, dst->seq, 0, best)) {
+    nllm_seq_remove(s->shared, dst->seq, 0, -1);
+    dst->n_cache = 0;
+    return 0;
+  }
+  memcpy(dst->cache, src->cache, (size_t)best * sizeof *dst->cache);
+  dst->n_cache = best;
+  return best;
+}
+
 /* under mu: give a job a slot. Returns 0, or -1 with the job finished as failed. */
 static int slot_start(srv_sched *s, slot *sl, srv_job *j, int lcp) {
   /* at least the last prompt token is evaluated again: its logits choose the first token */
   int keep = lcp < j->n_prompt ? lcp : j->n_prompt - 1;
-  if (nllm_context_rewind(sl->ctx, keep)) keep = 0, nllm_context_reset(sl->ctx);
+  if (kv_keep(s, sl, keep)) keep = 0;
+  sl->n_cache = keep;
+  keep = borrow_prefix(s, sl, j, keep);
   sl->n_cache = sl->n_cache_shown = keep;
   nllm_sampler *smp = NULL;
   if (nllm_sampler_create(s->model, &j->sp, &smp)) {
@@ -236,11 +280,56 @@ static void slot_end(srv_sched *s, slot *sl) {
 
 /* ------------------------------------------------------------------ one step */
 
-/* Evaluate every active slot's step tokens (a prompt chunk or the one last sampled token). */
+/* Evaluate every active slot's step tokens (a prompt chunk or the one last sampled token) and
+ * point each slot's logits at its last row's. */
 static void engine_step(srv_sched *s, slot **act, int n) {
-  (void)s;
-  for (int i = 0; i < n; i++)
-    act[i]->step_status = nllm_decode(act[i]->ctx, act[i]->step_tok, act[i]->step_n);
+  int rows = 0;
+  for (int i = 0; i < n; i++) {
+    slot *sl = act[i];
+    for (int k = 0; k < sl->step_n; k++, rows++) {
+      s->b_tok[rows] = sl->step_tok[k];
+      s->b_pos[rows] = sl->n_cache + k;
+      s->b_seq[rows] = sl->seq;
+      /* logits only where a token is sampled: a prompt chunk that ends the prompt, or a
+       * generation step */
+      s->b_logits[rows] =
+          k == sl->step_n - 1 && sl->n_done_prompt + sl->step_n >= sl->job->n_prompt;
+    }
+  }
+  nllm_batch b;
+  nllm_batch_init(&b);
+  b.n_tokens = rows;
+  b.tokens = s->b_tok, b.pos = s->b_pos, b.seq_id = s->b_seq, b.logits = s->b_logits;
+  nllm_status st = nllm_decode_batch(s->shared, &b);
+  if (st == NLLM_OK) {
+    for (int i = 0, r = 0; i < n; i++) {
+      r += act[i]->step_n;
+      act[i]->step_status = NLLM_OK;
+      act[i]->logits = nllm_get_logits_ith(s->shared, r - 1);
+    }
+    return;
+  }
+  /* The batch is all or nothing: evaluate each slot alone, so one bad request does not fail
+   * the others; each slot's logits are copied before the next slot's decode replaces them. */
+  for (int i = 0; i < n; i++) {
+    slot *sl = act[i];
+    for (int k = 0; k < sl->step_n; k++) {
+      s->b_pos[k] = sl->n_cache + k;
+      s->b_seq[k] = sl->seq;
+      s->b_logits[k] = k == sl->step_n - 1;
+    }
+    nllm_batch one;
+    nllm_batch_init(&one);
+    one.n_tokens = sl->step_n;
+    one.tokens = sl->step_tok, one.pos = s->b_pos, one.seq_id = s->b_seq, one.logits = s->b_logits;
+    sl->step_status = nllm_decode_batch(s->shared, &one);
+    sl->logits = NULL;
+    const float *lg = sl->step_status ? NULL : nllm_get_logits_ith(s->shared, sl->step_n - 1);
+    if (lg) {
+      memcpy(sl->lcopy, lg, (size_t)s->n_vocab * sizeof *lg);
+      sl->logits = sl->lcopy;
+    }
+  }
 }
 
 static int lp_push(slot *sl, const srv_logprob *lp) {
@@ -280,7 +369,7 @@ static void fill_logprob(const float *lg, int nv, nllm_token tok, int n_top, srv
 /* Sample the slot's next token from its logits and feed the text; 1 when the request ends. */
 static int slot_sample(srv_sched *s, slot *sl) {
   srv_job *j = sl->job;
-  const float *lg = nllm_get_logits(sl->ctx);
+  const float *lg = sl->logits;
   if (!lg) {
     snprintf(j->error, sizeof j->error, "no logits: %s", nllm_last_error());
     j->finish = SRV_FINISH_ERROR;
@@ -493,7 +582,10 @@ static void *sched_main(void *arg) {
       ended[i] = slot_sample(s, sl);
     }
 
+    int32_t cells = 0;
+    nllm_context_kv_cells(s->shared, &cells, NULL);
     pthread_mutex_lock(&s->mu);
+    s->kv_cells = cells;
     for (int i = 0; i < n; i++) {
       slot *sl = act[i];
       sl->n_cache_shown = sl->n_cache;
@@ -532,19 +624,37 @@ int srv_sched_create(const nllm_model *model, const srv_sched_params *p, srv_sch
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->work, NULL);
   if (!s->queue || !s->slots) goto fail;
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.n_ctx = p->n_ctx;
+  cp.n_threads = p->n_threads;
+  cp.n_batch = s->p.n_batch;
+  if (p->kv_f32) cp.kv_type = NLLM_TYPE_F32;
+  /* one pool for all slots: each slot (running or holding a cached prefix) keeps at most n_ctx
+   * tokens, so n_slots x n_ctx cells always suffice; shared prefixes need fewer */
+  if (!s->p.n_ctx) {
+    int train = nllm_model_n_ctx_train(model);
+    s->p.n_ctx = train > 0 && train < 4096 ? train : 4096;
+  }
+  cp.n_ctx = s->p.n_ctx * p->n_slots;
+  cp.n_seq_max = p->n_slots;
+  /* a step of prompt chunks beyond this is split by the engine; decode steps fit in one */
+  cp.n_batch = s->p.n_batch > p->n_slots ? s->p.n_batch : p->n_slots;
+  if (nllm_context_create(model, &cp, &s->shared)) {
+    fprintf(stderr, "nllm serve: error: context of %d sequences: %s\n", p->n_slots,
+            nllm_last_error());
+    goto fail;
+  }
+  s->b_cap = s->p.n_batch * p->n_slots;
+  s->b_tok = malloc((size_t)s->b_cap * sizeof *s->b_tok);
+  s->b_pos = malloc((size_t)s->b_cap * sizeof *s->b_pos);
+  s->b_seq = malloc((size_t)s->b_cap * sizeof *s->b_seq);
+  s->b_logits = malloc((size_t)s->b_cap * sizeof *s->b_logits);
+  if (!s->b_tok || !s->b_pos || !s->b_seq || !s->b_logits) goto fail;
   for (int i = 0; i < p->n_slots; i++) {
     slot *sl = &s->slots[i];
-    nllm_context_params cp;
-    nllm_context_params_init(&cp);
-    cp.n_ctx = p->n_ctx;
-    cp.n_threads = p->n_threads;
-    cp.n_batch = s->p.n_batch;
-    if (p->kv_f32) cp.kv_type = NLLM_TYPE_F32;
-    if (nllm_context_create(model, &cp, &sl->ctx)) {
-      fprintf(stderr, "nllm serve: error: context %d: %s\n", i, nllm_last_error());
-      goto fail;
-    }
-    if (i == 0) s->p.n_ctx = nllm_context_n_ctx(sl->ctx);
+    sl->seq = i;
+    if (!(sl->lcopy = malloc((size_t)s->n_vocab * sizeof *sl->lcopy))) goto fail;
     sl->cache = malloc((size_t)s->p.n_ctx * sizeof *sl->cache);
     sl->gen = malloc((size_t)s->p.n_ctx * sizeof *sl->gen);
     sl->counts = calloc((size_t)s->n_vocab, sizeof *sl->counts);
@@ -575,7 +685,7 @@ void srv_sched_free(srv_sched *s) {
   srv_sched_shutdown(s);
   for (int i = 0; s->slots && i < s->p.n_slots; i++) {
     slot *sl = &s->slots[i];
-    nllm_context_free(sl->ctx);
+    free(sl->lcopy);
     nllm_sampler_free(sl->smp);
     srv_text_free(&sl->text);
     free(sl->cache);
@@ -585,6 +695,11 @@ void srv_sched_free(srv_sched *s) {
     free(sl->lps);
   }
   free(s->slots);
+  nllm_context_free(s->shared);
+  free(s->b_tok);
+  free(s->b_pos);
+  free(s->b_seq);
+  free(s->b_logits);
   free(s->queue);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->work);

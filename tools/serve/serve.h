@@ -46,6 +46,8 @@ typedef struct srv_request {
   /* Hooks for the grammar (response_format) and template/tool-call work: the raw JSON of
    * these fields, passed through untouched; NULL when absent. */
   char *response_format_json, *tools_json, *tool_choice_json;
+  /* llama-server's constrained-output fields: GBNF text, and a JSON Schema (raw JSON) */
+  char *grammar, *json_schema_json;
 } srv_request;
 
 /* An error for the client: HTTP status and OpenAI's error fields. */
@@ -66,6 +68,10 @@ void srv_error_set(srv_error *err, int status, const char *type, const char *par
                    const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* {"error":{...}} as a malloc'd NUL-terminated string. */
 char *srv_error_json(const srv_error *err);
+/* The request's output constraint (constrain.c): response_format json_object / json_schema, or
+ * llama-server's grammar / json_schema. Returns 0 with *text NULL (none) or a malloc'd grammar
+ * (*is_schema 0) or JSON Schema (*is_schema 1) the library accepts; -1 with err (400) else. */
+int srv_constraint(const srv_request *r, char **text, int *is_schema, srv_error *err);
 
 /* ------------------------------------------------------------------ text output */
 
@@ -119,6 +125,7 @@ typedef struct srv_job {
   char *stop[SRV_MAX_STOP];
   int n_stop;
   const char *response_format_json; /* grammar hook: owned by the request */
+  char *constraint; /* owned grammar or JSON Schema text that sp.grammar / sp.json_schema use */
   /* shared */
   char *out; /* released text (clean UTF-8) */
   size_t out_len, out_cap;
@@ -179,6 +186,7 @@ typedef struct srv_stats {
   uint64_t requests_ok, requests_cancelled, requests_failed, requests_rejected;
   uint64_t prompt_tokens, cached_prompt_tokens, gen_tokens;
   int64_t kv_used, kv_total; /* tokens held by running requests / capacity of all slots */
+  int64_t kv_cells;          /* pool cells holding data, idle slots' cached prefixes included */
   srv_hist ttft, tpot, e2e;
 } srv_stats;
 
