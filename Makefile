@@ -22,6 +22,10 @@ DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -
 CPPFLAGS += $(DEP_CFLAGS)
 LDLIBS   := $(DEP_LIBS) -fopenmp -lm -lpthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
+# nllm chat's line editing and history on a terminal: libedit (BSD licence), linked into the nllm
+# program only; without it (no libedit-dev) chat reads plain lines.
+EDIT_CFLAGS := $(shell pkg-config --cflags libedit 2>/dev/null)
+EDIT_LIBS := $(shell pkg-config --libs libedit 2>/dev/null)
 # nllm serve's HTTP library: linked into the nllm program only, never into libnativellm.
 SERVE_PKGS := libmicrohttpd
 SERVE_CFLAGS := $(shell pkg-config --cflags $(SERVE_PKGS) 2>/dev/null)
@@ -134,8 +138,11 @@ $(INTLIB): $(LIB_OBJ)
 # The CLI links statically so it runs from the build tree without LD_LIBRARY_PATH (the internal
 # archive while parts of it still call internal functions).
 $(CLI): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(INTLIB)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(SERVE_LIBS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(SERVE_LIBS) $(EDIT_LIBS)
 $(BUILD)/obj/tools/serve/%.o: CPPFLAGS += $(SERVE_CFLAGS)
+ifneq ($(EDIT_LIBS),)
+$(BUILD)/obj/tools/nllm/cmd_chat.o: CPPFLAGS += $(EDIT_CFLAGS) -DNLLM_HAVE_LIBEDIT
+endif
 
 # Tests link the internal archive: they may test internal (hidden) functions too. They depend
 # on the installed-form archive as well, which test_archive inspects.

@@ -286,7 +286,7 @@ typedef struct nllm_context_params {
   int32_t n_ctx;      /* max positions; 0 = model's n_ctx_default */
   int32_t n_threads;  /* 0 = all cores */
   int32_t n_batch;    /* max tokens evaluated per internal batch; 0 = 512 */
-  int32_t kv_type;    /* NLLM_TYPE_F16 (default) or NLLM_TYPE_F32 */
+  int32_t kv_type;    /* K cache: NLLM_TYPE_F16 (default), F32, BF16, Q8_0, Q4_0 (see api.md) */
   int32_t all_logits; /* 1: keep logits of every token of each decode call */
   int32_t n_seq_max;  /* sequences per context, 1 (default) to NLLM_SEQ_MAX (see below) */
   uint64_t seed;      /* seed given to samplers made with NLLM_SEED_DEFAULT when first used

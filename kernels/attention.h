@@ -11,7 +11,7 @@ typedef struct nllm_attn_args {
   float *out;          /* [n_tok][n_head * head_dim] */
   const float *q;      /* [n_tok][n_head * head_dim], RoPE applied */
   const void *k, *v;   /* one layer of the cache: [n_ctx][n_head_kv * head_dim] */
-  int32_t kv_type;     /* NLLM_TYPE_F16 or NLLM_TYPE_F32 */
+  int32_t kv_type;     /* F32, F16 (SIMD paths), BF16, Q8_0, Q4_0 (rows converted one at a time) */
   int64_t n_tok, pos0; /* query t sits at position pos0 + t and sees 0..pos0+t */
   int64_t n_head, n_head_kv, head_dim;
   float scale, softcap; /* softcap 0 = off; else s = softcap * tanh(s / softcap) */
@@ -34,6 +34,9 @@ typedef struct nllm_attn_args {
   const int32_t *const *vis_pos;
   const int32_t *n_vis;
   const int32_t *tok_pos;
+  /* V's type when v_typed is non-zero (a cache with K and V of different types), else
+   * kv_type. Offsets stay in elements: a row of head_dim must be whole blocks. */
+  int32_t v_typed, v_type;
 } nllm_attn_args;
 
 /* Element offset of (position, KV head) in the cache of a. */

@@ -315,15 +315,18 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
             "nllm_context_params.n_threads must be in [0, 1024] (got %d)", p.n_threads);
   CHECK_ARG(p.n_batch >= 0 && p.n_batch <= 65536,
             "nllm_context_params.n_batch must be in [0, 65536] (got %d)", p.n_batch);
-  CHECK_ARG(p.kv_type == NLLM_TYPE_F16 || p.kv_type == NLLM_TYPE_F32,
-            "nllm_context_params.kv_type must be NLLM_TYPE_F16 or NLLM_TYPE_F32 (got %d)",
-            p.kv_type);
+#define KV_TYPE_OK(t)                                                       \
+  ((t) == NLLM_TYPE_F16 || (t) == NLLM_TYPE_F32 || (t) == NLLM_TYPE_BF16 || \
+   (t) == NLLM_TYPE_Q8_0 || (t) == NLLM_TYPE_Q4_0)
+  CHECK_ARG(KV_TYPE_OK(p.kv_type),
+            "nllm_context_params.kv_type must be F16, F32, BF16, Q8_0 or Q4_0 (got %d)", p.kv_type);
   CHECK_ARG(p.n_seq_max >= 0 && p.n_seq_max <= NLLM_SEQ_MAX,
             "nllm_context_params.n_seq_max must be in [1, %d] (got %d)", NLLM_SEQ_MAX, p.n_seq_max);
-  CHECK_ARG(p.kv_type_v == NLLM_TYPE_NONE || p.kv_type_v == p.kv_type,
-            "nllm_context_params.kv_type_v: a V cache type other than kv_type is not supported "
-            "in this version (got %d, kv_type %d)",
-            p.kv_type_v, p.kv_type);
+  CHECK_ARG(p.kv_type_v == NLLM_TYPE_NONE || KV_TYPE_OK(p.kv_type_v),
+            "nllm_context_params.kv_type_v must be NLLM_TYPE_NONE, F16, F32, BF16, Q8_0 or Q4_0 "
+            "(got %d)",
+            p.kv_type_v);
+#undef KV_TYPE_OK
   return nllm_ctx_create(m, &p, out);
 }
 
@@ -419,8 +422,8 @@ NLLM_API nllm_status nllm_decode_batch(nllm_context *ctx, const nllm_batch *batc
   nllm_batch b;
   nllm_batch_init(&b);
   nllm_status st = nllm_read_params(&b, sizeof b, batch, "nllm_batch");
-  if (st) return st;
-  return nllm_ctx_decode_batch(ctx, &b);
+  if (st || (st = ctx_enter(ctx, "nllm_decode_batch"))) return st;
+  return ctx_leave(ctx, nllm_ctx_decode_batch(ctx, &b));
 }
 
 NLLM_API const float *nllm_get_logits_seq(nllm_context *ctx, int32_t seq) {
@@ -441,25 +444,29 @@ NLLM_API int32_t nllm_context_n_seq_max(const nllm_context *ctx) {
 
 NLLM_API nllm_status nllm_seq_remove(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1) {
   CHECK_SEQ(ctx, seq, 1, "nllm_seq_remove");
-  return nllm_ctx_seq_remove(ctx, seq, p0, p1);
+  nllm_status st = ctx_enter(ctx, "nllm_seq_remove");
+  return st ? st : ctx_leave(ctx, nllm_ctx_seq_remove(ctx, seq, p0, p1));
 }
 
 NLLM_API nllm_status nllm_seq_copy(nllm_context *ctx, int32_t src, int32_t dst, int32_t p0,
                                    int32_t p1) {
   CHECK_SEQ(ctx, src, 0, "nllm_seq_copy");
   CHECK_SEQ(ctx, dst, 0, "nllm_seq_copy");
-  return nllm_ctx_seq_copy(ctx, src, dst, p0, p1);
+  nllm_status st = ctx_enter(ctx, "nllm_seq_copy");
+  return st ? st : ctx_leave(ctx, nllm_ctx_seq_copy(ctx, src, dst, p0, p1));
 }
 
 NLLM_API nllm_status nllm_seq_keep(nllm_context *ctx, int32_t seq) {
   CHECK_SEQ(ctx, seq, 0, "nllm_seq_keep");
-  return nllm_ctx_seq_keep(ctx, seq);
+  nllm_status st = ctx_enter(ctx, "nllm_seq_keep");
+  return st ? st : ctx_leave(ctx, nllm_ctx_seq_keep(ctx, seq));
 }
 
 NLLM_API nllm_status nllm_seq_shift(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1,
                                     int32_t delta) {
   CHECK_SEQ(ctx, seq, 0, "nllm_seq_shift");
-  return nllm_ctx_seq_shift(ctx, seq, p0, p1, delta);
+  nllm_status st = ctx_enter(ctx, "nllm_seq_shift");
+  return st ? st : ctx_leave(ctx, nllm_ctx_seq_shift(ctx, seq, p0, p1, delta));
 }
 
 NLLM_API int32_t nllm_seq_pos_min(const nllm_context *ctx, int32_t seq) {

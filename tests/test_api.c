@@ -125,7 +125,7 @@ START_TEST(absurd_params) {
   cp.n_threads = 1000000;
   ck_assert_int_eq(nllm_context_create(m, &cp, &c), NLLM_ERR_INVALID_ARG);
   nllm_context_params_init(&cp);
-  cp.kv_type = NLLM_TYPE_Q4_0;
+  cp.kv_type = NLLM_TYPE_Q4_1; /* not a KV cache type */
   ck_assert_int_eq(nllm_context_create(m, &cp, &c), NLLM_ERR_INVALID_ARG);
   nllm_context_params_init(&cp);
   cp.n_seq_max = NLLM_SEQ_MAX + 1;

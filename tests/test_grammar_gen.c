@@ -275,6 +275,24 @@ START_TEST(cli_flags) {
   text = read_file(out, NULL);
   ck_assert_msg(strstr(text, "line 1, column"), "%s", text);
   free(text);
+  /* nllm parallel: every sequence has its own grammar state. */
+  snprintf(cmd, sizeof cmd,
+           "printf 'Hello\\nThe cat\\nOnce\\n' > %s.txt && %s/nllm parallel -m "
+           "models/stories260K.gguf -f %s.txt -n 200 -np 2 --temp 0.9 -s 3 --json-schema "
+           "'{\"type\": \"object\", \"properties\": {\"a\": {\"enum\": [1, 2]}}, "
+           "\"required\": [\"a\"]}' >%s 2>/dev/null",
+           out, b && *b ? b : "build", out, out);
+  ck_assert_int_eq(system(cmd), 0);
+  text = read_file(out, NULL);
+  int lines = 0;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+    char *brace = strchr(line, '{');
+    ck_assert_msg(brace && strstr(brace, "\"a\"") && strrchr(brace, '}'), "%s", line);
+  }
+  ck_assert_int_eq(lines, 3);
+  free(text);
+  snprintf(cmd, sizeof cmd, "%s.txt", out);
+  unlink(cmd);
   snprintf(cmd, sizeof cmd, "%s.gbnf", out);
   unlink(cmd);
   unlink(out);

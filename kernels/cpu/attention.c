@@ -48,17 +48,19 @@ size_t nllm_attention_scratch(int64_t n_ctx, int64_t n_head, int64_t n_head_kv, 
   return (size_t)(rows * n_ctx + 2 * head_dim + 16) + partials_size(n_head, head_dim);
 }
 
-/* A cached row as f32: a pointer into the cache itself for F32, else converted into tmp. */
+/* A cached row as f32: a pointer into the cache itself for F32, else converted into tmp (the
+ * row's elements start at element offset off; for a block type, a whole number of blocks). */
 static inline const float *kv_row(const void *base, int32_t type, int64_t off, int64_t n,
-                                  nllm_to_float_fn f16_to_f32, float *tmp) {
+                                  nllm_to_float_fn to_f32, float *tmp) {
   if (type == NLLM_TYPE_F32) return (const float *)base + off;
-  f16_to_f32((const uint16_t *)base + off, tmp, n);
+  to_f32((const uint8_t *)base + nllm_row_size(type, off), tmp, n);
   return tmp;
 }
 
 typedef struct attn_job {
   const nllm_attn_args *a;
-  nllm_to_float_fn f16;
+  nllm_to_float_fn k_to_f32, v_to_f32;
+  int32_t v_type;
   nllm_attn_span_fn isa_span; /* the tier's or NULL, decided once per call, not per row */
   /* split calls only */
   int64_t max_chunks, min_chunk; /* chunks per token at most; shortest chunk */
@@ -107,7 +109,7 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
   for (int64_t j = 0; j < n; j++) {
     const float *kr =
         kv_row(a->k, a->kv_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
-               job->f16, tmp);
+               job->k_to_f32, tmp);
     for (int64_t r = 0; r < n_rep; r++) {
       float s = nllm_dot_f32(qh + r * hd, kr, hd) * a->scale;
       if (a->softcap > 0) s = a->softcap * tanhf(s / a->softcap);
@@ -128,8 +130,8 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
   }
   for (int64_t j = 0; j < n; j++) {
     const float *vr =
-        kv_row(a->v, a->kv_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
-               job->f16, tmp);
+        kv_row(a->v, job->v_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
+               job->v_to_f32, tmp);
     for (int64_t r = 0; r < n_rep; r++) nllm_axpy_f32(out + r * hd, scores[r * n + j], vr, hd);
   }
 }
@@ -202,9 +204,16 @@ static void split_item(void *vjob, int64_t it, int worker) {
 }
 
 void nllm_attention(const nllm_attn_args *a) {
-  attn_job job = {.a = a,
-                  .f16 = nllm_qtype_get(NLLM_TYPE_F16)->to_float,
-                  .isa_span = a->head_dim % 8 == 0 ? nllm_cpu_ops_get()->attn_span : NULL};
+  /* the ISA spans read F16 or F32 rows of one type for K and V */
+  const int32_t vt = a->v_typed ? a->v_type : a->kv_type;
+  const int simd_types =
+      vt == a->kv_type && (a->kv_type == NLLM_TYPE_F16 || a->kv_type == NLLM_TYPE_F32);
+  attn_job job = {
+      .a = a,
+      .k_to_f32 = nllm_qtype_get(a->kv_type)->to_float,
+      .v_to_f32 = nllm_qtype_get(vt)->to_float,
+      .v_type = vt,
+      .isa_span = a->head_dim % 8 == 0 && simd_types ? nllm_cpu_ops_get()->attn_span : NULL};
   int64_t first, last_vis;
   visible(a, a->n_tok - 1, &first, &last_vis);
   /* automatic: only where (token, KV head) pairs are too few to keep the threads busy */

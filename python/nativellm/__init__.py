@@ -63,7 +63,7 @@ from .library import (
     version,
 )
 from .model import Message, Model
-from .sampler import Sampler
+from .sampler import Sampler, json_schema_to_grammar
 from .templates import apply_chat_template, parse_tool_calls
 
 library_path: str = _loader.path
@@ -76,6 +76,7 @@ __all__ = [
     "Sampler",
     "apply_chat_template",
     "parse_tool_calls",
+    "json_schema_to_grammar",
     "GenerateOptions",
     "Completion",
     "TokenCallback",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ctypes
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+import json
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from . import _ffi as ffi
 from ._handle import _c_int, _Handle, _set_int_fields
@@ -28,13 +29,39 @@ SAMPLER_KEYWORDS = (
     "repeat_penalty",
     "repeat_last_n",
     "seed",
+    "grammar",
+    "grammar_root",
+    "json_schema",
 )
+_NUMERIC = SAMPLER_KEYWORDS[:7]
+
+
+def _text(v: Union[str, bytes]) -> bytes:
+    return v.encode() if isinstance(v, str) else bytes(v)
+
+
+def json_schema_to_grammar(schema: Union[str, dict, bool]) -> str:
+    """The GBNF grammar a JSON Schema (text, or a dict) becomes (docs/grammar.md).
+    Raises InvalidArgumentError naming the schema location for what it cannot translate."""
+    text = _text(schema if isinstance(schema, (str, bytes)) else json.dumps(schema))
+    n = ctypes.c_int32(0)
+    st = _C.nllm_json_schema_to_grammar(text, None, 0, ctypes.byref(n))
+    if st != ffi.NLLM_ERR_BUFFER_TOO_SMALL:
+        _check(st)
+    buf = ctypes.create_string_buffer(n.value + 1)
+    _check(_C.nllm_json_schema_to_grammar(text, buf, n.value + 1, ctypes.byref(n)))
+    return buf.value.decode()
 
 
 class Sampler(_Handle):
     """Sampling state: temperature (0 = greedy), top_k, top_p, min_p, repeat_penalty,
     repeat_last_n and seed; parameters left as None keep the library's defaults
-    (nllm_sampler_params_init). seed None means the context's seed. One thread at a time."""
+    (nllm_sampler_params_init). seed None means the context's seed. One thread at a time.
+
+    Constrained output (docs/grammar.md): ``grammar`` (GBNF text, start rule ``grammar_root``,
+    default "root") or ``json_schema`` (a JSON Schema as text or a dict; ``{}`` = any JSON
+    value) makes every generated text match; ``grammar_complete`` tells whether the output so
+    far is complete (False after max_tokens cut it short)."""
 
     _kind = "sampler"
 
@@ -49,13 +76,16 @@ class Sampler(_Handle):
         repeat_penalty: Optional[float] = None,
         repeat_last_n: Optional[int] = None,
         seed: Optional[int] = None,
+        grammar: Optional[Union[str, bytes]] = None,
+        grammar_root: Optional[Union[str, bytes]] = None,
+        json_schema: Optional[Union[str, bytes, dict, bool]] = None,
     ) -> None:
         self._h: Optional[Any] = None
         self.model = model
         p = ffi.nllm_sampler_params()
         _C.nllm_sampler_params_init(ctypes.byref(p))
-        given = dict(zip(SAMPLER_KEYWORDS, (temperature, top_k, top_p, min_p, repeat_penalty,
-                                            repeat_last_n, seed)))
+        given = dict(zip(_NUMERIC, (temperature, top_k, top_p, min_p, repeat_penalty,
+                                    repeat_last_n, seed)))
         types = dict(p._fields_)
         for k, v in given.items():
             if v is not None:
@@ -63,7 +93,15 @@ class Sampler(_Handle):
                     setattr(p, k, v)
                 else:
                     _set_int_fields(p, **{k: v})
-        self.params = {k: getattr(p, k) for k in SAMPLER_KEYWORDS}
+        self.params = {k: getattr(p, k) for k in _NUMERIC}
+        # The library copies the strings in nllm_sampler_create; these keep them alive until then.
+        if json_schema is not None and not isinstance(json_schema, (str, bytes)):
+            json_schema = json.dumps(json_schema)
+        strings = {k: _text(v) for k, v in (("grammar", grammar), ("grammar_root", grammar_root),
+                                             ("json_schema", json_schema)) if v is not None}
+        for k, v in strings.items():
+            setattr(p, k, v)
+            self.params[k] = v.decode(errors="replace")
         h = ffi.sampler_p()
         _check(_C.nllm_sampler_create(model.handle, ctypes.byref(p), ctypes.byref(h)))
         self._h = h
@@ -103,10 +141,17 @@ class Sampler(_Handle):
         return out.value
 
     def accept(self, token: int) -> None:
-        """Record a token (prompt or generated) for the repetition penalty."""
+        """Record a token (prompt or generated) for the repetition penalty. With a grammar, the
+        token the sampler last returned also advances it."""
         token = _c_int("token", token)
         with self._use() as h:
             _C.nllm_sampler_accept(h, token)
+
+    @property
+    def grammar_complete(self) -> bool:
+        """True when the sampler has a grammar and the output since it started is complete."""
+        with self._use() as h:
+            return bool(_C.nllm_sampler_grammar_complete(h))
 
     def reset(self, seed: Optional[int] = None) -> None:
         """Forget accepted tokens and reseed (None keeps the current seed)."""

@@ -78,7 +78,14 @@ nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, n
   c->n_batch = n_batch;
   c->n_threads = nt;
   c->n_seq = n_seq;
-  nllm_status st = nllm_forward_state_init(&c->fs, m, n_ctx, n_batch, p->kv_type, nt,
+  const int32_t kv_v = p->kv_type_v == NLLM_TYPE_NONE ? p->kv_type : p->kv_type_v;
+  if (m->n_gpu_layers > 0 &&
+      (kv_v != p->kv_type || (p->kv_type != NLLM_TYPE_F16 && p->kv_type != NLLM_TYPE_F32)))
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "KV cache types %s/%s: the CUDA backend (n_gpu_layers "
+                    "> 0) supports F16 or F32, the same for K and V",
+                    nllm_type_name(p->kv_type), nllm_type_name(kv_v));
+  nllm_status st = nllm_forward_state_init(&c->fs, m, n_ctx, n_batch, p->kv_type, kv_v, nt,
                                            p->all_logits ? n_batch : 1);
   if (st) {
     free(c);

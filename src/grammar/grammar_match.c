@@ -23,6 +23,15 @@ typedef struct {
   int32_t len;  /* bytes of the partial character's encoding */
 } gstate;
 
+typedef struct {
+  size_t off;
+  uint32_t n, val;
+  int32_t need, len;
+  uint32_t hash;
+} wstate;
+
+#define MAX_WALK_STATES (1u << 14)
+
 struct nllm_gmatch {
   const nllm_grammar *g;
   gnode *nodes;
@@ -30,13 +39,21 @@ struct nllm_gmatch {
   uint32_t *hash; /* node ids; 0 = empty slot (node 0 is the empty stack, never hashed) */
   uint32_t hcap;
   gstate cur;
-  gstate *w; /* walk states by depth */
-  uint32_t *wmark;
-  /* wroot[d]: the state at depth d equals the one at depth 0 (w[d] unused). Inside a JSON
-   * string most bytes lead back to the same state, so whole trie subtrees reuse root_next. */
-  uint8_t *wroot;
-  int8_t root_next[256]; /* from the depth-0 state: -1 unknown, 0 rejected, 1 same, 2 other */
+  /* The walk: parse states met while walking are interned (canonical sorted stack ids) and
+   * their transitions memoized, so a trie walk costs one table lookup per node once the few
+   * distinct states are known. Nothing is rolled back until walk_end, which keeps the ids of
+   * interned states valid for the whole walk. */
+  wstate *ws;
+  uint32_t n_ws, cap_ws;
+  uint32_t *ws_ids;
+  size_t n_ids, cap_ids;
+  uint32_t *ws_hash; /* state index + 1; 0 = empty */
+  uint32_t ws_hcap;
+  int32_t *trans; /* [state][byte]: -2 unknown, -1 rejected, else the next state */
+  int32_t *wsid;  /* state index by depth */
   int32_t w_cap;
+  uint32_t wmark0;
+  gstate tin, tout; /* scratch */
   uint32_t steps;
 };
 
@@ -242,7 +259,10 @@ nllm_status nllm_gmatch_new(const nllm_grammar *g, nllm_gmatch **out) {
   m->nodes = malloc((size_t)m->cap_nodes * sizeof *m->nodes);
   m->hcap = 4096;
   m->hash = calloc(m->hcap, sizeof *m->hash);
-  if (!m->nodes || !m->hash || state_init(&m->cur)) {
+  m->ws_hcap = 1024;
+  m->ws_hash = calloc(m->ws_hcap, sizeof *m->ws_hash);
+  if (!m->nodes || !m->hash || !m->ws_hash || state_init(&m->cur) || state_init(&m->tin) ||
+      state_init(&m->tout)) {
     nllm_gmatch_free(m);
     return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
   }
@@ -257,10 +277,13 @@ nllm_status nllm_gmatch_new(const nllm_grammar *g, nllm_gmatch **out) {
 
 void nllm_gmatch_free(nllm_gmatch *m) {
   if (!m) return;
-  for (int32_t d = 0; d < m->w_cap; d++) free(m->w[d].s);
-  free(m->w);
-  free(m->wmark);
-  free(m->wroot);
+  free(m->ws);
+  free(m->ws_ids);
+  free(m->ws_hash);
+  free(m->trans);
+  free(m->wsid);
+  free(m->tin.s);
+  free(m->tout.s);
   free(m->cur.s);
   free(m->nodes);
   free(m->hash);
@@ -300,68 +323,127 @@ int nllm_gmatch_must_end(const nllm_gmatch *m) {
   return m->cur.need == 0 && m->cur.n == 1 && m->cur.s[0] == 0;
 }
 
-nllm_status nllm_gmatch_walk_begin(nllm_gmatch *m, int32_t max_depth) {
-  if (max_depth + 1 > m->w_cap) {
-    int32_t nc = max_depth + 1;
-    gstate *w = realloc(m->w, (size_t)nc * sizeof *w);
-    if (!w) return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
-    m->w = w;
-    uint32_t *wm = realloc(m->wmark, (size_t)nc * sizeof *wm);
-    if (!wm) return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
-    m->wmark = wm;
-    uint8_t *wr = realloc(m->wroot, (size_t)nc);
-    if (!wr) return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
-    m->wroot = wr;
-    for (; m->w_cap < nc; m->w_cap++)
-      if (state_init(&m->w[m->w_cap])) return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
+static uint32_t state_hash(const gstate *st) {
+  uint64_t h = 1469598103934665603ull ^ ((uint64_t)st->need << 40 | st->val);
+  for (uint32_t i = 0; i < st->n; i++) h = (h ^ st->s[i]) * 1099511628211ull;
+  return (uint32_t)(h ^ (h >> 32));
+}
+
+static nllm_status oom(void) {
+  return nllm_err(NLLM_ERR_NOMEM, "grammar: out of memory");
+}
+
+/* The index of a state (sorted in place first), added when new. */
+static nllm_status intern(nllm_gmatch *m, gstate *st, int32_t *idx) {
+  for (uint32_t i = 1; i < st->n; i++) { /* few stacks: insertion sort */
+    uint32_t v = st->s[i], j = i;
+    for (; j > 0 && st->s[j - 1] > v; j--) st->s[j] = st->s[j - 1];
+    st->s[j] = v;
   }
-  state_copy(&m->w[0], &m->cur);
-  m->wmark[0] = m->n_nodes;
-  m->wroot[0] = 1;
-  memset(m->root_next, -1, sizeof m->root_next);
+  if (st->need == 0) st->val = 0, st->len = 0;
+  uint32_t h = state_hash(st), mask = m->ws_hcap - 1;
+  uint32_t i = h & mask;
+  for (uint32_t e; (e = m->ws_hash[i]); i = (i + 1) & mask) {
+    const wstate *w = &m->ws[e - 1];
+    if (w->hash == h && w->n == st->n && w->need == st->need && w->val == st->val &&
+        !memcmp(m->ws_ids + w->off, st->s, (size_t)st->n * sizeof *st->s)) {
+      *idx = (int32_t)(e - 1);
+      return NLLM_OK;
+    }
+  }
+  if (m->n_ws >= MAX_WALK_STATES) return cap_err("parse-state limit of one step");
+  if (m->n_ws == m->cap_ws) {
+    uint32_t nc = m->cap_ws ? m->cap_ws * 2 : 64;
+    wstate *w = realloc(m->ws, (size_t)nc * sizeof *w);
+    if (!w) return oom();
+    m->ws = w;
+    int32_t *t = realloc(m->trans, (size_t)nc * 256 * sizeof *t);
+    if (!t) return oom();
+    m->trans = t;
+    m->cap_ws = nc;
+  }
+  if (m->n_ids + st->n > m->cap_ids) {
+    size_t nc = m->cap_ids ? m->cap_ids * 2 : 1024;
+    while (nc < m->n_ids + st->n) nc *= 2;
+    uint32_t *p = realloc(m->ws_ids, nc * sizeof *p);
+    if (!p) return oom();
+    m->ws_ids = p;
+    m->cap_ids = nc;
+  }
+  memcpy(m->ws_ids + m->n_ids, st->s, (size_t)st->n * sizeof *st->s);
+  m->ws[m->n_ws] = (wstate){m->n_ids, st->n, st->val, st->need, st->len, h};
+  m->n_ids += st->n;
+  for (int b = 0; b < 256; b++) m->trans[(size_t)m->n_ws * 256 + (size_t)b] = -2;
+  m->ws_hash[i] = ++m->n_ws;
+  *idx = (int32_t)(m->n_ws - 1);
+  if ((uint64_t)m->n_ws * 2 > m->ws_hcap) { /* grow and reinsert */
+    uint32_t nc = m->ws_hcap * 2;
+    uint32_t *nh = calloc(nc, sizeof *nh);
+    if (!nh) return oom();
+    for (uint32_t k = 0; k < m->n_ws; k++) {
+      uint32_t j = m->ws[k].hash & (nc - 1);
+      while (nh[j]) j = (j + 1) & (nc - 1);
+      nh[j] = k + 1;
+    }
+    free(m->ws_hash);
+    m->ws_hash = nh;
+    m->ws_hcap = nc;
+  }
   return NLLM_OK;
 }
 
-static int same_as_root(const nllm_gmatch *m, const gstate *s) {
-  const gstate *r = &m->w[0];
-  if (s->need || r->need || s->n != r->n || s->n > 16) return 0;
-  for (uint32_t i = 0; i < s->n; i++) {
-    int found = 0;
-    for (uint32_t j = 0; j < r->n && !found; j++) found = s->s[i] == r->s[j];
-    if (!found) return 0;
+static void load_state(const nllm_gmatch *m, int32_t idx, gstate *dst) {
+  const wstate *w = &m->ws[idx];
+  memcpy(dst->s, m->ws_ids + w->off, (size_t)w->n * sizeof *dst->s);
+  dst->n = w->n;
+  dst->val = w->val;
+  dst->need = w->need;
+  dst->len = w->len;
+}
+
+nllm_status nllm_gmatch_walk_begin(nllm_gmatch *m, int32_t max_depth) {
+  if (max_depth + 1 > m->w_cap) {
+    int32_t *p = realloc(m->wsid, (size_t)(max_depth + 1) * sizeof *p);
+    if (!p) return oom();
+    m->wsid = p;
+    m->w_cap = max_depth + 1;
   }
-  return 1;
+  m->n_ws = 0;
+  m->n_ids = 0;
+  memset(m->ws_hash, 0, (size_t)m->ws_hcap * sizeof *m->ws_hash);
+  m->wmark0 = m->n_nodes;
+  state_copy(&m->tin, &m->cur);
+  return intern(m, &m->tin, &m->wsid[0]);
 }
 
 nllm_status nllm_gmatch_walk_step(nllm_gmatch *m, int32_t depth, uint8_t byte, int *ok) {
-  const int from_root = m->wroot[depth];
-  if (from_root && m->root_next[byte] >= 0 && m->root_next[byte] != 2) {
-    *ok = m->root_next[byte] == 1;
-    m->wroot[depth + 1] = 1;
-    m->wmark[depth + 1] = m->wmark[depth];
-    return NLLM_OK;
+  const int32_t from = m->wsid[depth];
+  *ok = 0;
+  if (from < 0) return NLLM_OK;
+  int32_t *t = &m->trans[(size_t)from * 256 + byte];
+  if (*t == -2) {
+    load_state(m, from, &m->tin);
+    nllm_status st = advance_byte(m, &m->tin, byte, &m->tout);
+    if (st) return st;
+    int32_t idx = -1;
+    if (m->tout.n && (st = intern(m, &m->tout, &idx))) return st;
+    t = &m->trans[(size_t)from * 256 + byte]; /* intern may have moved the table */
+    *t = idx;
   }
-  rollback(m, m->wmark[depth]);
-  gstate *out = &m->w[depth + 1];
-  nllm_status st = advance_byte(m, from_root ? &m->w[0] : &m->w[depth], byte, out);
-  m->wmark[depth + 1] = m->n_nodes;
-  *ok = st == NLLM_OK && out->n > 0;
-  m->wroot[depth + 1] = (uint8_t)(*ok && same_as_root(m, out));
-  if (from_root && st == NLLM_OK)
-    m->root_next[byte] = (int8_t)(!*ok ? 0 : m->wroot[depth + 1] ? 1 : 2);
-  return st;
+  m->wsid[depth + 1] = *t;
+  *ok = *t >= 0;
+  return NLLM_OK;
 }
 
 int nllm_gmatch_walk_can_end(const nllm_gmatch *m, int32_t depth) {
-  const gstate *s = m->wroot[depth] ? &m->w[0] : &m->w[depth];
-  if (s->need) return 0;
-  for (uint32_t i = 0; i < s->n; i++)
-    if (s->s[i] == 0) return 1;
-  return 0;
+  const int32_t idx = m->wsid[depth];
+  if (idx < 0) return 0;
+  const wstate *w = &m->ws[idx];
+  return w->need == 0 && w->n > 0 && m->ws_ids[w->off] == 0; /* sorted: 0 comes first */
 }
 
 void nllm_gmatch_walk_end(nllm_gmatch *m) {
-  rollback(m, m->wmark[0]);
+  rollback(m, m->wmark0);
 }
 
 static nllm_status run(nllm_gmatch *m, const uint8_t *b, size_t n, int *ok) {
@@ -413,7 +495,7 @@ nllm_status nllm_gmatch_accept(nllm_gmatch *m, const uint8_t *b, size_t n, int *
     if (m->w_cap) nllm_gmatch_walk_end(m);
     return st;
   }
-  if (!m->wroot[n]) state_copy(&m->cur, &m->w[n]);
+  load_state(m, m->wsid[n], &m->cur);
   if (m->n_nodes > 4096 && m->n_nodes > 8 * (m->cur.n + 64)) compact(m);
   return NLLM_OK;
 }

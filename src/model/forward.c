@@ -104,18 +104,18 @@ static nllm_status cpu_rope(const nllm_fw_run *r, float *x, int64_t heads) {
 /* The CPU cache of a layer is head-major, [n_head_kv][n_ctx cells][head_dim]: decode attention
  * then reads each KV head's positions as one contiguous run (a sequence's cells are mostly
  * consecutive) instead of rows n_head_kv * head_dim apart. */
-static nllm_status cpu_kv_store(const nllm_fw_run *r, uint8_t *cache, const float *src) {
+static nllm_status cpu_kv_store(const nllm_fw_run *r, uint8_t *cache, const float *src, int is_v) {
   const nllm_kv_cache *kv = &r->fs->kv;
-  const nllm_qtype *kv_t = nllm_qtype_get(kv->type);
+  const int32_t type = is_v ? kv->type_v : kv->type;
+  const nllm_qtype *kv_t = nllm_qtype_get(type);
   const int64_t hd = r->m->hp.head_dim, nkv = r->m->hp.n_head_kv;
-  const size_t esz = kv->row_bytes / (size_t)kv->row,
-               head_bytes = (size_t)kv->n_ctx * (size_t)hd * esz;
+  /* one head's row of a cell: head_dim elements, whole blocks for the quantized types */
+  const size_t hrow = nllm_row_size(type, hd), head_bytes = (size_t)kv->n_ctx * hrow;
   const int32_t *cell = r->batch->cell;
   for (int64_t t = 0; t < r->n; t++) {
     const size_t row = (size_t)(cell ? cell[t] : r->pos0 + t);
     for (int64_t h = 0; h < nkv; h++)
-      kv_t->from_float(src + t * kv->row + h * hd,
-                       cache + (size_t)h * head_bytes + row * (size_t)hd * esz, hd);
+      kv_t->from_float(src + t * kv->row + h * hd, cache + (size_t)h * head_bytes + row * hrow, hd);
   }
   return NLLM_OK;
 }
@@ -134,6 +134,8 @@ static nllm_status cpu_attention(const nllm_fw_run *r, const nllm_fw_bufs *b, co
                        .k = kc,
                        .v = vc,
                        .kv_type = fs->kv.type,
+                       .v_typed = 1,
+                       .v_type = fs->kv.type_v,
                        .n_tok = r->n,
                        .pos0 = r->pos0,
                        .n_head = hp->n_head,
@@ -202,8 +204,8 @@ static const nllm_fw_ops cpu_ops = {
 };
 
 nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m, int32_t n_ctx,
-                                    int32_t n_batch, int32_t kv_type, int32_t n_threads,
-                                    int32_t logit_rows) {
+                                    int32_t n_batch, int32_t kv_type, int32_t kv_type_v,
+                                    int32_t n_threads, int32_t logit_rows) {
   memset(fs, 0, sizeof *fs);
   const nllm_hparams *hp = &m->hp;
   fs->model = m;
@@ -213,17 +215,25 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
   kv->type = kv_type;
   kv->n_ctx = n_ctx;
   kv->row = (int64_t)hp->n_head_kv * hp->head_dim;
-  kv->row_bytes = (size_t)kv->row * (kv_type == NLLM_TYPE_F16 ? 2 : 4);
+  kv->type_v = kv_type_v;
+  kv->row_bytes = nllm_row_size(kv_type, kv->row);
+  kv->row_bytes_v = nllm_row_size(kv_type_v, kv->row);
+  if (!kv->row_bytes || !kv->row_bytes_v || nllm_row_size(kv_type, hp->head_dim) == 0 ||
+      nllm_row_size(kv_type_v, hp->head_dim) == 0)
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "KV cache types %s/%s need head_dim (%d) to be a multiple of their block size",
+                    nllm_qtype_get(kv_type)->name, nllm_qtype_get(kv_type_v)->name, hp->head_dim);
   /* The host cache holds the CPU layers only (one layer's worth when all are offloaded, so
    * the allocation is never empty). */
   const int32_t n_cpu_layers = hp->n_layer - m->n_gpu_layers;
-  uint64_t kv_bytes;
-  if (!nllm_mul_ok((uint64_t)(n_cpu_layers > 0 ? n_cpu_layers : 1) * (uint64_t)n_ctx, kv->row_bytes,
-                   &kv_bytes) ||
-      kv_bytes > ((uint64_t)1 << 40))
+  uint64_t kv_bytes, kv_bytes_v;
+  const uint64_t cells = (uint64_t)(n_cpu_layers > 0 ? n_cpu_layers : 1) * (uint64_t)n_ctx;
+  if (!nllm_mul_ok(cells, kv->row_bytes, &kv_bytes) ||
+      !nllm_mul_ok(cells, kv->row_bytes_v, &kv_bytes_v) || kv_bytes > ((uint64_t)1 << 40) ||
+      kv_bytes_v > ((uint64_t)1 << 40))
     return nllm_err(NLLM_ERR_INVALID_ARG, "KV cache for n_ctx %d would be too large", n_ctx);
   kv->k = nllm_aligned_alloc(kv_bytes);
-  kv->v = nllm_aligned_alloc(kv_bytes);
+  kv->v = nllm_aligned_alloc(kv_bytes_v);
 
   const int64_t nb = n_batch, d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim;
   const int64_t ff = m->arch->fused_gate_up ? 2 * (int64_t)hp->n_ff : hp->n_ff;
@@ -253,7 +263,7 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
     return nllm_err(NLLM_ERR_NOMEM,
                     "out of memory allocating the context (KV cache %.1f MiB, "
                     "n_ctx %d, n_batch %d)",
-                    2.0 * (double)kv_bytes / 1048576.0, n_ctx, n_batch);
+                    (double)(kv_bytes + kv_bytes_v) / 1048576.0, n_ctx, n_batch);
   }
   if (m->n_gpu_layers > 0) {
 #ifdef NLLM_CUDA
@@ -360,10 +370,10 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     TRY(op->rope(&r, k, nkv));
 
     /* append this batch's k, v to the cache, then attend over everything up to each token */
-    const size_t layer_off = (size_t)(il - b->first_layer) * (size_t)kv->n_ctx * kv->row_bytes;
-    uint8_t *kc = b->k_cache + layer_off, *vc = b->v_cache + layer_off;
-    TRY(op->kv_store(&r, kc, k));
-    TRY(op->kv_store(&r, vc, v));
+    const size_t cells = (size_t)(il - b->first_layer) * (size_t)kv->n_ctx;
+    uint8_t *kc = b->k_cache + cells * kv->row_bytes, *vc = b->v_cache + cells * kv->row_bytes_v;
+    TRY(op->kv_store(&r, kc, k, 0));
+    TRY(op->kv_store(&r, vc, v, 1));
     TRY(op->attention(&r, b, kc, vc, L->window));
 
     /* output projection and residual */
@@ -420,34 +430,37 @@ void nllm_forward_kv_shift(nllm_forward_state *fs, int32_t cell, int32_t delta) 
   const nllm_kv_cache *kv = &fs->kv;
   const nllm_qtype *kv_t = nllm_qtype_get(kv->type);
   const int64_t hd = hp->head_dim, nkv = hp->n_head_kv;
-  const size_t esz = kv->row_bytes / (size_t)kv->row, head_bytes = (size_t)kv->n_ctx * hd * esz;
+  const size_t hrow = nllm_row_size(kv->type, hd), head_bytes = (size_t)kv->n_ctx * hrow;
   const size_t layer_bytes = (size_t)kv->n_ctx * kv->row_bytes;
   float *tmp = fs->att_scratch; /* at least 2 head_dim floats; free between forward calls */
   const int32_t n_cpu = hp->n_layer - m->n_gpu_layers;
   for (int32_t il = 0; il < n_cpu; il++)
     for (int64_t h = 0; h < nkv; h++) {
-      uint8_t *row = kv->k + (size_t)il * layer_bytes + (size_t)h * head_bytes +
-                     (size_t)cell * (size_t)hd * esz;
+      uint8_t *row =
+          kv->k + (size_t)il * layer_bytes + (size_t)h * head_bytes + (size_t)cell * hrow;
       /* the rotation is additive in the angle: rotating by delta moves the key from its old
-       * position to the new one */
+       * position to the new one (a quantized cache re-rounds the row once per shift) */
       kv_t->to_float(row, tmp, hd);
       nllm_rope(tmp, 1, hd, hp->n_rot, delta, m->inv_freq, hp->rope_neox);
       kv_t->from_float(tmp, row, hd);
     }
 }
 
-void nllm_forward_kv_copy(nllm_forward_state *fs, int32_t src, int32_t dst) {
-  const nllm_model *m = fs->model;
-  const nllm_hparams *hp = &m->hp;
-  const nllm_kv_cache *kv = &fs->kv;
-  const int64_t hd = hp->head_dim, nkv = hp->n_head_kv;
-  const size_t esz = kv->row_bytes / (size_t)kv->row, head_bytes = (size_t)kv->n_ctx * hd * esz;
-  const size_t layer_bytes = (size_t)kv->n_ctx * kv->row_bytes, rb = (size_t)hd * esz;
-  const int32_t n_cpu = hp->n_layer - m->n_gpu_layers;
+/* One of K or V: cache row src to dst in every CPU layer. */
+static void copy_cells(uint8_t *cache, int32_t type, const nllm_forward_state *fs, int32_t src,
+                       int32_t dst) {
+  const nllm_hparams *hp = &fs->model->hp;
+  const size_t hrow = nllm_row_size(type, hp->head_dim), head_bytes = (size_t)fs->kv.n_ctx * hrow;
+  const size_t layer_bytes = head_bytes * (size_t)hp->n_head_kv;
+  const int32_t n_cpu = hp->n_layer - fs->model->n_gpu_layers;
   for (int32_t il = 0; il < n_cpu; il++)
-    for (int64_t h = 0; h < nkv; h++) {
-      const size_t off = (size_t)il * layer_bytes + (size_t)h * head_bytes;
-      memcpy(kv->k + off + (size_t)dst * rb, kv->k + off + (size_t)src * rb, rb);
-      memcpy(kv->v + off + (size_t)dst * rb, kv->v + off + (size_t)src * rb, rb);
+    for (int64_t h = 0; h < hp->n_head_kv; h++) {
+      uint8_t *head = cache + (size_t)il * layer_bytes + (size_t)h * head_bytes;
+      memcpy(head + (size_t)dst * hrow, head + (size_t)src * hrow, hrow);
     }
+}
+
+void nllm_forward_kv_copy(nllm_forward_state *fs, int32_t src, int32_t dst) {
+  copy_cells(fs->kv.k, fs->kv.type, fs, src, dst);
+  copy_cells(fs->kv.v, fs->kv.type_v, fs, src, dst);
 }

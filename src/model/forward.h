@@ -6,10 +6,11 @@
 #include "model/model.h"
 
 typedef struct nllm_kv_cache {
-  int32_t type;  /* NLLM_TYPE_F16 or NLLM_TYPE_F32 */
-  int32_t n_ctx; /* positions */
-  int64_t row;   /* elements per position per layer: n_head_kv * head_dim */
-  size_t row_bytes;
+  int32_t type;                  /* K's type: F16, F32 (the GPU's too), BF16, Q8_0, Q4_0 */
+  int32_t type_v;                /* V's type (the GPU: the same as K's) */
+  int32_t n_ctx;                 /* cells */
+  int64_t row;                   /* elements per cell per layer: n_head_kv * head_dim */
+  size_t row_bytes, row_bytes_v; /* bytes of a row of K, of V */
   uint8_t *k, *v; /* CPU layers: [n_layer][n_head_kv][n_ctx][head_dim] (see cpu_kv_store) */
 } nllm_kv_cache;
 
@@ -70,7 +71,7 @@ typedef struct nllm_fw_ops {
   /* RoPE on rows of heads * head_dim, token t at pos0 + t */
   nllm_status (*rope)(const nllm_fw_run *r, float *x, int64_t heads);
   /* rows [n][kvd] into one layer's cache at pos0.. */
-  nllm_status (*kv_store)(const nllm_fw_run *r, uint8_t *cache, const float *src);
+  nllm_status (*kv_store)(const nllm_fw_run *r, uint8_t *cache, const float *src, int is_v);
   /* b->q against one layer's cache into b->att */
   nllm_status (*attention)(const nllm_fw_run *r, const nllm_fw_bufs *b, const uint8_t *kc,
                            const uint8_t *vc, int32_t window);
@@ -106,8 +107,8 @@ struct nllm_forward_state {
 
 /* logit_rows: rows of logits one call may produce (n_batch with all_logits, else 1). */
 nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m, int32_t n_ctx,
-                                    int32_t n_batch, int32_t kv_type, int32_t n_threads,
-                                    int32_t logit_rows);
+                                    int32_t n_batch, int32_t kv_type, int32_t kv_type_v,
+                                    int32_t n_threads, int32_t logit_rows);
 void nllm_forward_state_free(nllm_forward_state *fs);
 
 /* The GPU side (forward_cuda.c, CUDA builds): device buffers for the offloaded layers. */

@@ -9,7 +9,7 @@
 #include "nllm.h"
 
 #define BENCH_OPTS                                                                              \
-  "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 --mmap --no-mmap " \
+  "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap --no-mmap " \
   "--no-warmup"
 
 static int cmp_double(const void *a, const void *b) {
@@ -80,7 +80,7 @@ static nllm_status run_test(nllm_model *m, const cli_opts *o, bench_test *t, int
   cp.n_ctx = (int32_t)(t->n + 2);
   cp.n_threads = t->threads;
   cp.n_batch = (int32_t)(o->batch ? o->batch : pp ? t->n : 1);
-  if (o->kv_f32) cp.kv_type = NLLM_TYPE_F32;
+  cli_kv_types(o, &cp);
   nllm_context *ctx = NULL;
   nllm_status st = nllm_context_create(m, &cp, &ctx);
   if (st) return st;

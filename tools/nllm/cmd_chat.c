@@ -13,10 +13,14 @@
 
 #include "nllm.h"
 
+#ifdef NLLM_HAVE_LIBEDIT
+#include <editline/readline.h>
+#endif
+
 #define CHAT_OPTS                                                                               \
   "-m --quantize -n -t -c -s --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty "       \
-  "--repeat-last-n --system --chat-template --chat-template-file --kv-f32 --mmap --no-mmap -r " \
-  "--stop --ignore-eos --grammar --grammar-file --json-schema"
+  "--repeat-last-n --system --chat-template --chat-template-file --kv-f32 -ctk -ctv --mmap "     \
+  "--no-mmap -r --stop --ignore-eos --grammar --grammar-file --json-schema"
 
 /* The names nllm_chat_apply_template knows besides Jinja text (include/nativellm.h). */
 #define CHAT_TEMPLATE_NAMES "chatml, llama2, llama3, mistral, gemma, phi3, deepseek, deepseek3"
@@ -32,6 +36,40 @@ static void on_sigint(int sig) {
 static int32_t abort_on_interrupt(void *ud) {
   (void)ud;
   return interrupted;
+}
+
+#ifdef NLLM_HAVE_LIBEDIT
+/* libedit reads through this: Ctrl-C at the prompt (on_sigint set `interrupted`) ends the input
+ * instead of libedit retrying the interrupted read. */
+static int edit_getc(FILE *f) {
+  unsigned char c;
+  for (;;) {
+    ssize_t n = read(fileno(f), &c, 1);
+    if (n == 1) return c;
+    if (n < 0 && errno == EINTR && !interrupted) continue;
+    return EOF;
+  }
+}
+#endif
+
+/* The next message, without its line end, in *line; -1 at the end of input or on Ctrl-C at the
+ * prompt. On a terminal built with libedit: line editing and history (up arrow). */
+static ssize_t read_message(int tty, char **line, size_t *cap) {
+#ifdef NLLM_HAVE_LIBEDIT
+  if (tty) {
+    char *l = readline("> ");
+    if (!l) return -1;
+    if (*l) add_history(l);
+    free(*line);
+    *line = l;
+    *cap = strlen(l) + 1;
+    return (ssize_t)strlen(l);
+  }
+#endif
+  if (tty) fputs("> ", stdout), fflush(stdout);
+  ssize_t len = getline(line, cap, stdin);
+  while (len > 0 && ((*line)[len - 1] == '\n' || (*line)[len - 1] == '\r')) (*line)[--len] = 0;
+  return len;
 }
 
 typedef struct reply {
@@ -205,19 +243,28 @@ int cmd_chat(int argc, char **argv) {
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
+#ifdef NLLM_HAVE_LIBEDIT
+  const char *editing = " Up arrow: earlier messages.";
+#else
+  const char *editing = "";
+#endif
   if (tty)
     fprintf(stderr,
             "nllm chat: type a message and press Enter. /clear starts over, /exit or Ctrl-D "
-            "ends the chat, Ctrl-C stops a reply.\n");
+            "ends the chat, Ctrl-C stops a reply.%s\n",
+            editing);
+#ifdef NLLM_HAVE_LIBEDIT
+  if (tty) {
+    rl_catch_signals = 0; /* Ctrl-C is ours (on_sigint) */
+    rl_getc_function = edit_getc;
+  }
+#endif
   for (;;) {
-    if (tty) fputs("> ", stdout), fflush(stdout);
-    errno = 0;
-    ssize_t len = getline(&line, &line_cap, stdin);
+    ssize_t len = read_message(tty, &line, &line_cap);
     if (len < 0) {
       if (interrupted && tty) fputc('\n', stdout);
       break; /* Ctrl-D, end of input, or Ctrl-C at the prompt */
     }
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
     if (len == 0) continue;
     if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
     if (!strcmp(line, "/clear")) {
@@ -267,7 +314,7 @@ int cmd_chat(int argc, char **argv) {
     st = nllm_generate_tokens(ctx, smp, ids + keep, n - keep, &gp, NULL);
     printf("\n");
     if (interrupted) fprintf(stderr, "nllm chat: reply stopped\n");
-    if (!st) cli_grammar_note(smp, finish);
+    if (!st && (sp.grammar || sp.json_schema)) cli_grammar_note(smp, finish);
     interrupted = 0;
     if (st && st != NLLM_ERR_CONTEXT_FULL && st != NLLM_ERR_ABORTED) {
       free(r.text);

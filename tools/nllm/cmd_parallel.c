@@ -10,15 +10,17 @@
 
 #include "nllm.h"
 
-#define PARALLEL_OPTS                                                             \
-  "-m -f -n -np -t -c -b --seed --temp --top-k --top-p --min-p --repeat-penalty " \
-  "--repeat-last-n --ids --no-bos --special --kv-f32 --mmap"
+#define PARALLEL_OPTS                                                                        \
+  "-m -f -n -np -t -c -b -s --temp --top-k --top-p --min-p --repeat-penalty "                \
+  "--repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap --grammar --grammar-file " \
+  "--json-schema"
 
 typedef struct job {
   nllm_token *prompt;
   int32_t n_prompt, max_gen; /* max_gen: what run would print for this prompt alone */
   nllm_token *gen;
   int32_t n_gen;
+  int cut; /* stopped at -n before the end of the grammar */
 } job;
 
 typedef struct slot {
@@ -96,6 +98,7 @@ int cmd_parallel(int argc, char **argv) {
     return 1;
   }
   int rc = 1;
+  char *grammar = NULL;
   nllm_status st = NLLM_OK;
   nllm_context *ctx = NULL;
   job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
@@ -142,6 +145,7 @@ int cmd_parallel(int argc, char **argv) {
   }
   nllm_sampler_params sp;
   cli_sampler_params(&o, &sp);
+  if (!cli_grammar(&o, &sp, &grammar)) goto out;
   for (int s = 0; s < n_par; s++) {
     slots[s].job = -1;
     if ((st = nllm_sampler_create(m, &sp, &slots[s].smp))) {
@@ -218,6 +222,7 @@ int cmd_parallel(int argc, char **argv) {
       const int eog = nllm_model_token_is_eog(m, t);
       if (!eog) jb->gen[jb->n_gen++] = t, n_gen_tok++;
       if (eog || jb->n_gen == jb->max_gen) {
+        jb->cut = !eog && (sp.grammar || sp.json_schema) && !nllm_sampler_grammar_complete(sl->smp);
         nllm_seq_remove(ctx, s, 0, -1);
         sl->job = -1;
         n_done++;
@@ -227,6 +232,12 @@ int cmd_parallel(int argc, char **argv) {
     }
   }
   for (int i = 0; i < n_jobs; i++) print_job(m, &jobs[i], lines[i], o.ids);
+  for (int i = 0; i < n_jobs; i++)
+    if (jobs[i].cut)
+      fprintf(stderr,
+              "nllm: note: prompt %d: finish reason \"length\" before the end of the grammar (the "
+              "output is incomplete; raise -n)\n",
+              i + 1);
   fflush(stdout);
   nllm_timings tm = {.struct_size = sizeof tm};
   nllm_context_timings(ctx, &tm);
@@ -255,5 +266,6 @@ out:
   nllm_model_free(m);
   free(lines);
   free(text);
+  free(grammar);
   return rc;
 }

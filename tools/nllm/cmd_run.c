@@ -8,8 +8,8 @@
 
 #define RUN_OPTS                                                                         \
   "-m --quantize -p -f -n --gpu -ngl -t -c -b -s --temp --top-k --top-p --min-p "        \
-  "--repeat-penalty --repeat-last-n --ids --no-bos --special --kv-f32 --mmap --no-mmap " \
-  "-r --stop --ignore-eos --grammar --grammar-file --json-schema"
+  "--repeat-penalty --repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap "  \
+  "--no-mmap -r --stop --ignore-eos --grammar --grammar-file --json-schema"
 
 typedef struct stream_state {
   int ids;
@@ -98,7 +98,7 @@ int cmd_run(int argc, char **argv) {
     fprintf(stderr, "nllm: note: stopped because the context is full (%d tokens; use -c)\n",
             nllm_context_n_ctx(ctx));
   fprintf(stderr, "nllm: load: %.1f ms\n", load_ms);
-  cli_grammar_note(smp, finish);
+  if (sp.grammar || sp.json_schema) cli_grammar_note(smp, finish);
   nllm_timings tm = {.struct_size = sizeof tm};
   nllm_context_timings(ctx, &tm);
   fprintf(stderr,

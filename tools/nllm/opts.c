@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -101,6 +102,10 @@ static const opt opts[] = {
      "F  the same, grammar read from file F"},
     {NULL, "--json-schema", NULL, O_STR, OFF(json_schema), 0, 0, 0, 0,
      "S  only JSON valid for JSON Schema S (text, or @FILE; '{}' = any JSON)"},
+    {NULL, "-ctk", "--cache-type-k", O_STR, OFF(cache_k), 0, 0, 0, 0,
+     "TYPE KV cache type of K: f16 (default), f32, bf16, q8_0, q4_0"},
+    {NULL, "-ctv", "--cache-type-v", O_STR, OFF(cache_v), 0, 0, 0, 0,
+     "TYPE KV cache type of V (default: as K)"},
     {NULL, "-np", "--parallel", O_INT, OFF(n_parallel), 1, 1024, 0, 0,
      "N    sequences decoded together, the rest queued (parallel; default 4)"},
     {NULL, "-P", "--n-prompt", O_INT, OFF(n_prompt), 0, 1 << 20, 0, 0,
@@ -179,6 +184,20 @@ int cli_parse(int argc, char **argv, const char *allowed, cli_opts *o) {
     }
   }
   if (o->prompt && o->file) return cli_error("give either -p or -f, not both");
+  /* -ctk / -ctv: a type name in any case, one of the cache types */
+  const char *const names[2] = {o->cache_k, o->cache_v};
+  int32_t *const types[2] = {&o->kv_k, &o->kv_v};
+  for (int k = 0; k < 2; k++) {
+    *types[k] = NLLM_TYPE_NONE;
+    if (!names[k]) continue;
+    static const int32_t ok[] = {NLLM_TYPE_F16, NLLM_TYPE_F32, NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,
+                                 NLLM_TYPE_Q4_0};
+    for (size_t j = 0; j < sizeof ok / sizeof ok[0]; j++)
+      if (!strcasecmp(names[k], nllm_type_name(ok[j]))) *types[k] = ok[j];
+    if (*types[k] == NLLM_TYPE_NONE)
+      return cli_error("%s: unknown KV cache type '%s' (f16, f32, bf16, q8_0, q4_0)",
+                       k ? "-ctv" : "-ctk", names[k]);
+  }
   if (o->no_mmap) o->mmap = 0;
   return 0;
 }
@@ -301,7 +320,13 @@ void cli_context_params(const cli_opts *o, nllm_context_params *cp) {
   cp->n_ctx = (int32_t)o->ctx;
   cp->n_threads = (int32_t)o->threads;
   cp->n_batch = (int32_t)o->batch;
+  cli_kv_types(o, cp);
+}
+
+void cli_kv_types(const cli_opts *o, nllm_context_params *cp) {
   if (o->kv_f32) cp->kv_type = NLLM_TYPE_F32;
+  if (o->kv_k != NLLM_TYPE_NONE) cp->kv_type = o->kv_k;
+  cp->kv_type_v = o->kv_v;
 }
 
 void cli_sampler_params(const cli_opts *o, nllm_sampler_params *sp) {
