@@ -483,6 +483,92 @@ NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *sampl
                                           const nllm_token *prompt, int32_t n_prompt,
                                           const nllm_generate_params *params, int32_t *n_generated);
 
+/* ---------------------------------------------------------------- conversion and quantization */
+
+/* Weight-type names, any case: a type ("Q8_0", "f16", "bf16") or a mixed preset ("Q4_K_M":
+ * most matrices Q4_K, some attn_v/ffn_down layers Q6_K, the output matrix Q6_K). *type gets the
+ * type, or a preset's base type; *is_preset (may be NULL) 1 for a mixed preset, else 0.
+ * NLLM_ERR_INVALID_ARG, with a message listing every valid name, for anything else. */
+NLLM_API nllm_status nllm_type_parse(const char *name, int32_t *type, int32_t *is_preset);
+/* Every name nllm_type_parse accepts, space-separated ("F32 F16 BF16 Q4_0 ..."). Static. */
+NLLM_API const char *nllm_type_names(void);
+
+typedef struct nllm_convert_params {
+  uint32_t struct_size;
+  int32_t n_threads;         /* 0 = all cores */
+  int32_t type;              /* NLLM_TYPE_* of every weight matrix; NLLM_TYPE_NONE (default):
+                              * each tensor keeps its type, or type_name decides */
+  const char *type_name;     /* a type or preset (nllm_type_parse); when set, wins over type */
+  nllm_progress_fn progress; /* fraction done; non-zero cancels with NLLM_ERR_ABORTED */
+  void *progress_user_data;
+} nllm_convert_params;
+
+/* What a conversion did; filled up to its struct_size (which the caller sets). */
+typedef struct nllm_convert_stats {
+  uint32_t struct_size;
+  int32_t n_tensors;
+  uint64_t bytes_in;  /* tensor data of the source */
+  uint64_t bytes_out; /* size of the written file */
+  double seconds;     /* wall time of the whole call */
+} nllm_convert_stats;
+
+NLLM_API void nllm_convert_params_init(nllm_convert_params *params);
+/* Writes the model at in_path (GGUF file or Hugging Face folder) as a GGUF v3 file at out_path
+ * that llama.cpp-class engines load (GGUF names and keys, tokenizer keys, Llama q/k rows in
+ * GGUF's rope order), converting weight matrices to the requested type; norms and biases
+ * become F32. out_path's folder is checked before any work; the file appears complete or not
+ * at all (temporary file + rename). params and stats may be NULL. */
+NLLM_API nllm_status nllm_convert(const char *in_path, const char *out_path,
+                                  const nllm_convert_params *params, nllm_convert_stats *stats);
+/* nllm_convert that needs a target: NLLM_ERR_INVALID_ARG when neither type nor type_name
+ * names one. */
+NLLM_API nllm_status nllm_quantize(const char *in_path, const char *out_path,
+                                   const nllm_convert_params *params, nllm_convert_stats *stats);
+
+/* ---------------------------------------------------------------- machine facts for tools */
+
+/* Threads the library uses when a params struct asks for 0 (the cores this process may use). */
+NLLM_API int32_t nllm_default_n_threads(void);
+/* The machine's memory-read bandwidth in GB/s, measured now: the median of `runs` passes of
+ * n_threads threads (0 = default) reading a fresh buffer of `bytes` (make it several times the
+ * last-level cache). Takes time; 0 with nllm_last_error() set on bad arguments or no memory. */
+NLLM_API double nllm_read_bandwidth_gbs(uint64_t bytes, int32_t n_threads, int32_t runs);
+/* Bytes of a row of n values of a weight type; 0 if the type is unknown or n is not a
+ * multiple of its block size. */
+NLLM_API uint64_t nllm_type_row_size(int32_t type, int64_t n);
+
+/* ---------------------------------------------------------------- GGUF writer */
+
+/* Builds a GGUF v3 file other engines load: metadata keys, then tensors, all written by
+ * nllm_gguf_write. Keys keep the order of their first set; setting a key again replaces its
+ * value. Values are copied; tensor data is only referenced and must stay valid until
+ * nllm_gguf_write. The file is written under a temporary name and renamed: it appears complete
+ * or not at all. One writer is used by one thread at a time. */
+typedef struct nllm_gguf_writer nllm_gguf_writer;
+
+NLLM_API nllm_status nllm_gguf_writer_create(nllm_gguf_writer **out);
+NLLM_API void nllm_gguf_writer_free(nllm_gguf_writer *writer);
+NLLM_API nllm_status nllm_gguf_set_str(nllm_gguf_writer *writer, const char *key,
+                                       const char *value);
+NLLM_API nllm_status nllm_gguf_set_u32(nllm_gguf_writer *writer, const char *key, uint32_t value);
+NLLM_API nllm_status nllm_gguf_set_f32(nllm_gguf_writer *writer, const char *key, float value);
+NLLM_API nllm_status nllm_gguf_set_bool(nllm_gguf_writer *writer, const char *key, int32_t value);
+NLLM_API nllm_status nllm_gguf_set_str_array(nllm_gguf_writer *writer, const char *key,
+                                             const char *const *values, uint64_t n);
+NLLM_API nllm_status nllm_gguf_set_f32_array(nllm_gguf_writer *writer, const char *key,
+                                             const float *values, uint64_t n);
+NLLM_API nllm_status nllm_gguf_set_i32_array(nllm_gguf_writer *writer, const char *key,
+                                             const int32_t *values, uint64_t n);
+/* A tensor of n_dims (1..4) sizes ne, ne[0] the contiguous row, in a weight type; nbytes must
+ * be the size of that shape in that type (rows of nllm_type_row_size). */
+NLLM_API nllm_status nllm_gguf_add_tensor(nllm_gguf_writer *writer, const char *name, int32_t type,
+                                          int32_t n_dims, const int64_t *ne, const void *data,
+                                          uint64_t nbytes);
+NLLM_API nllm_status nllm_gguf_write(nllm_gguf_writer *writer, const char *path);
+/* Quantizes n floats into one row of `type` (nllm_type_row_size(type, n) bytes at dst) with
+ * the reference quantizer, as conversion does. NLLM_ERR_UNSUPPORTED for a type this build
+ * cannot quantize to, NLLM_ERR_INVALID_ARG if n is not a multiple of its block. */
+NLLM_API nllm_status nllm_quantize_row(int32_t type, const float *src, void *dst, int64_t n);
 /* ---------------------------------------------------------------- constrained output */
 /* Grammars and JSON Schema for nllm_sampler_params.grammar / .json_schema: docs/grammar.md.
  * With a grammar, nllm_sampler_accept (and nllm_generate) advance it by the token the sampler

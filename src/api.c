@@ -63,11 +63,11 @@ NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *
                     "with make CUDA=1)",
                     p.n_gpu_layers);
 #endif
-  return nllm_model_open(path, &p, out);
+  return nllm_mdl_load(path, &p, out);
 }
 
 NLLM_API void nllm_model_free(nllm_model *m) {
-  nllm_model_close(m);
+  nllm_mdl_free(m);
 }
 
 NLLM_API const char *nllm_model_arch(const nllm_model *m) {
@@ -213,7 +213,8 @@ NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_
                                    n_out);
 }
 
-/* ---------------------------------------------------------------- chat templates: Jinja and tool calls */
+/* ---------------------------------------------------------------- chat templates: Jinja and tool
+ * calls */
 
 static nllm_status copy_out(const char *what, char *text, size_t n, char *buf, int32_t cap,
                             int32_t *n_out) {
@@ -237,8 +238,8 @@ NLLM_API void nllm_chat_template_params_init(nllm_chat_template_params *p) {
 }
 
 NLLM_API nllm_status nllm_chat_template_render(const nllm_model *m,
-                                               const nllm_chat_template_params *params,
-                                               char *buf, int32_t cap, int32_t *n_out) {
+                                               const nllm_chat_template_params *params, char *buf,
+                                               int32_t cap, int32_t *n_out) {
   CHECK_ARG(params && n_out && (buf || cap == 0) && cap >= 0,
             "nllm_chat_template_render: bad arguments");
   nllm_chat_template_params p;
@@ -255,7 +256,8 @@ NLLM_API nllm_status nllm_chat_template_render(const nllm_model *m,
     CHECK_ARG(m, "nllm_chat_template_render: neither a model nor template_text");
     tmpl = nllm_tokenizer_chat_template(m->tok);
     if (!tmpl)
-      return nllm_err(NLLM_ERR_UNSUPPORTED, "the model has no chat template (tokenizer.chat_template)");
+      return nllm_err(NLLM_ERR_UNSUPPORTED,
+                      "the model has no chat template (tokenizer.chat_template)");
   }
   char bos[256], eos[256];
   nllm_tmpl_input in = {.messages_json = p.messages_json,
@@ -513,15 +515,15 @@ NLLM_API nllm_status nllm_sampler_create(const nllm_model *m, const nllm_sampler
   nllm_sampler_params_init(&p);
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_sampler_params");
   if (st) return st;
-  return nllm_sampler_new(m, &p, out);
+  return nllm_smp_create(m, &p, out);
 }
 
 NLLM_API void nllm_sampler_free(nllm_sampler *s) {
-  nllm_sampler_delete(s);
+  nllm_smp_free(s);
 }
 
 NLLM_API void nllm_sampler_reset(nllm_sampler *s, uint64_t seed) {
-  if (s) nllm_sampler_restart(s, seed);
+  if (s) nllm_smp_reset(s, seed);
 }
 
 NLLM_API nllm_status nllm_sampler_sample(nllm_sampler *s, nllm_context *ctx, nllm_token *out) {
@@ -530,18 +532,18 @@ NLLM_API nllm_status nllm_sampler_sample(nllm_sampler *s, nllm_context *ctx, nll
   CHECK_ARG(l, "nllm_sampler_sample: the context has no logits (decode something first)");
   nllm_status st = ctx_enter(ctx, "nllm_sampler_sample");
   if (st) return st;
-  nllm_sampler_bind_seed(s, ctx);
-  return ctx_leave(ctx, nllm_sampler_pick(s, l, ctx->model->hp.n_vocab, out));
+  nllm_smp_bind_seed(s, ctx);
+  return ctx_leave(ctx, nllm_smp_sample(s, l, ctx->model->hp.n_vocab, out));
 }
 
 NLLM_API nllm_status nllm_sampler_sample_logits(nllm_sampler *s, const float *logits,
                                                 int32_t n_vocab, nllm_token *out) {
   CHECK_ARG(s && logits && out, "nllm_sampler_sample_logits: NULL argument");
-  return nllm_sampler_pick(s, logits, n_vocab, out);
+  return nllm_smp_sample(s, logits, n_vocab, out);
 }
 
 NLLM_API void nllm_sampler_accept(nllm_sampler *s, nllm_token t) {
-  if (s) nllm_sampler_push(s, t);
+  if (s) nllm_smp_accept(s, t);
 }
 
 /* ---------------------------------------------------------------- generation */
@@ -569,7 +571,7 @@ NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *s, const cha
   if (st) return st;
   size_t len = prompt_len < 0 ? strlen(prompt) : (size_t)prompt_len;
   if ((st = ctx_enter(ctx, "nllm_generate"))) return st;
-  nllm_sampler_bind_seed(s, ctx);
+  nllm_smp_bind_seed(s, ctx);
   if (s->gr && len > 0) nllm_sgrammar_restart(s->gr); /* a new reply: the grammar starts over */
   return ctx_leave(ctx, nllm_run_generate(ctx, s, prompt ? prompt : "", len, &p, n_generated));
 }
@@ -588,7 +590,7 @@ NLLM_API nllm_status nllm_generate_tokens(nllm_context *ctx, nllm_sampler *s,
   nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_generate_params");
   if (st) return st;
   if ((st = ctx_enter(ctx, "nllm_generate_tokens"))) return st;
-  nllm_sampler_bind_seed(s, ctx);
+  nllm_smp_bind_seed(s, ctx);
   if (s->gr && n_prompt > 0) nllm_sgrammar_restart(s->gr);
   return ctx_leave(ctx, nllm_run_generate_tokens(ctx, s, prompt, n_prompt, &p, n_generated));
 }

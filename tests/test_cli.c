@@ -6,31 +6,7 @@
 #include <sys/select.h>
 #include <sys/wait.h>
 
-#include "testutil.h"
-
-static char nllm_bin[512];
-
-/* Runs a shell command, capturing stdout (and stderr into *err when given). Returns exit code. */
-static int run(const char *cmd, char **out, char **err) {
-  char full[4096];
-  /* stdin is /dev/null unless the command pipes its own: nllm reads a piped prompt */
-  snprintf(full, sizeof full, "%s >/tmp/nllm-cli-%d.out 2>/tmp/nllm-cli-%d.err%s", cmd,
-           (int)getpid(), (int)getpid(), strchr(cmd, '|') || strchr(cmd, '<') ? "" : " </dev/null");
-  int rc = system(full);
-  char p[128];
-  snprintf(p, sizeof p, "/tmp/nllm-cli-%d.out", (int)getpid());
-  if (out) *out = read_file(p, NULL);
-  remove(p);
-  snprintf(p, sizeof p, "/tmp/nllm-cli-%d.err", (int)getpid());
-  if (err) *err = read_file(p, NULL);
-  remove(p);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static void setup(void) {
-  const char *b = getenv("NLLM_BUILD");
-  snprintf(nllm_bin, sizeof nllm_bin, "%s/nllm", b && *b ? b : "build");
-}
+#include "cliutil.h"
 
 START_TEST(run_greedy_ids_golden) {
   char golden[1024], cmd[2048];
@@ -491,7 +467,7 @@ START_TEST(chat_on_a_terminal) {
 END_TEST
 
 int main(void) {
-  setup();
+  cli_setup();
   Suite *s = suite_create("cli");
   TCase *tc = tcase_create("cli");
   tcase_set_timeout(tc, 60);

@@ -218,7 +218,11 @@ START_TEST(hostile_templates_end) {
   nllm_status st = render(NULL, hostile[_i].tmpl, "[]", NULL, NULL, 0, &got);
   clock_gettime(CLOCK_MONOTONIC, &b);
   double s = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9;
-  ck_assert_msg(st == hostile[_i].want, "%s: %s (%s)", hostile[_i].tmpl, got, nllm_status_name(st));
+  /* Which bound stops a runaway first (steps, time or the memory cap) depends on the host's
+   * speed; any of them is a correct end. */
+  ck_assert_msg(
+      st == hostile[_i].want || (st == NLLM_ERR_NOMEM && !strcmp(hostile[_i].msg, "limit")),
+      "%s: %s (%s)", hostile[_i].tmpl, got, nllm_status_name(st));
   ck_assert_msg(strstr(got, hostile[_i].msg), "'%s' does not say '%s'", got, hostile[_i].msg);
   ck_assert_msg(s < 10.0, "%s took %.1f s", hostile[_i].tmpl, s);
   free(got);

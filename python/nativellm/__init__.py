@@ -14,7 +14,8 @@ raises ImportError if it is missing or speaks another ABI version.
 
 Modules: ``errors`` (the exception per status), ``library`` (versions, type names, logging),
 ``model`` (Model), ``context`` (Context), ``sampler`` (Sampler), ``generation`` (the keywords
-every generate/stream call takes, GenerateOptions); this package re-exports their public names.
+every generate/stream call takes, GenerateOptions), ``conversion`` (convert, quantize); this
+package re-exports their public names.
 
 Threads: a Model may be shared by any number of threads; each Context and Sampler is used by one
 thread at a time (a second thread using a busy Context gets InvalidArgumentError). Native calls
@@ -26,6 +27,7 @@ from __future__ import annotations
 from . import _ffi as ffi
 from . import _lib as _loader
 from .context import Context
+from .conversion import convert, quantize
 from .errors import (
     ERRORS,
     AbortedError,
@@ -52,10 +54,12 @@ from .library import (
     LOG_INFO,
     LOG_WARN,
     abi_version,
+    parse_type,
     set_log_callback,
     set_log_level,
     system_info,
     type_name,
+    type_names,
     version,
 )
 from .model import Message, Model
@@ -97,6 +101,10 @@ __all__ = [
     "system_info",
     "status_name",
     "type_name",
+    "type_names",
+    "parse_type",
+    "convert",
+    "quantize",
     "set_log_callback",
     "set_log_level",
     "library_path",

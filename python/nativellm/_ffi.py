@@ -117,6 +117,13 @@ model_p = POINTER(nllm_model)
 context_p = POINTER(nllm_context)
 sampler_p = POINTER(nllm_sampler)
 
+
+class nllm_gguf_writer(Structure):
+    """Opaque: only ever handled through a pointer."""
+
+
+gguf_writer_p = POINTER(nllm_gguf_writer)
+
 # ---------------------------------------------------------------- callbacks
 
 nllm_log_fn = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
@@ -238,6 +245,27 @@ class nllm_generate_params(Structure):
     ]
 
 
+class nllm_convert_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_threads", c_int32),
+        ("type", c_int32),
+        ("type_name", c_char_p),
+        ("progress", nllm_progress_fn),
+        ("progress_user_data", c_void_p),
+    ]
+
+
+class nllm_convert_stats(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_tensors", c_int32),
+        ("bytes_in", c_uint64),
+        ("bytes_out", c_uint64),
+        ("seconds", c_double),
+    ]
+
+
 STRUCTS = {
     cls.__name__: cls
     for cls in (
@@ -249,6 +277,8 @@ STRUCTS = {
         nllm_batch,
         nllm_sampler_params,
         nllm_generate_params,
+        nllm_convert_params,
+        nllm_convert_stats,
     )
 }
 
@@ -383,6 +413,41 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
         nllm_status,
         [context_p, sampler_p, _tokp, c_int32, POINTER(nllm_generate_params), _i32p],
     ),
+    # conversion and quantization
+    "nllm_type_parse": (nllm_status, [c_char_p, _i32p, _i32p]),
+    "nllm_type_names": (c_char_p, []),
+    "nllm_convert_params_init": (None, [POINTER(nllm_convert_params)]),
+    "nllm_convert": (
+        nllm_status,
+        [c_char_p, c_char_p, POINTER(nllm_convert_params), POINTER(nllm_convert_stats)],
+    ),
+    "nllm_quantize": (
+        nllm_status,
+        [c_char_p, c_char_p, POINTER(nllm_convert_params), POINTER(nllm_convert_stats)],
+    ),
+    # machine facts for tools
+    "nllm_default_n_threads": (c_int32, []),
+    "nllm_read_bandwidth_gbs": (c_double, [c_uint64, c_int32, c_int32]),
+    "nllm_type_row_size": (c_uint64, [c_int32, c_int64]),
+    # GGUF writer
+    "nllm_gguf_writer_create": (nllm_status, [POINTER(gguf_writer_p)]),
+    "nllm_gguf_writer_free": (None, [gguf_writer_p]),
+    "nllm_gguf_set_str": (nllm_status, [gguf_writer_p, c_char_p, c_char_p]),
+    "nllm_gguf_set_u32": (nllm_status, [gguf_writer_p, c_char_p, c_uint32]),
+    "nllm_gguf_set_f32": (nllm_status, [gguf_writer_p, c_char_p, c_float]),
+    "nllm_gguf_set_bool": (nllm_status, [gguf_writer_p, c_char_p, c_int32]),
+    "nllm_gguf_set_str_array": (
+        nllm_status,
+        [gguf_writer_p, c_char_p, POINTER(c_char_p), c_uint64],
+    ),
+    "nllm_gguf_set_f32_array": (nllm_status, [gguf_writer_p, c_char_p, _floatp, c_uint64]),
+    "nllm_gguf_set_i32_array": (nllm_status, [gguf_writer_p, c_char_p, _i32p, c_uint64]),
+    "nllm_gguf_add_tensor": (
+        nllm_status,
+        [gguf_writer_p, c_char_p, c_int32, c_int32, POINTER(c_int64), c_void_p, c_uint64],
+    ),
+    "nllm_gguf_write": (nllm_status, [gguf_writer_p, c_char_p]),
+    "nllm_quantize_row": (nllm_status, [c_int32, _floatp, c_void_p, c_int64]),
     # constrained output
     "nllm_json_schema_to_grammar": (nllm_status, [c_char_p, c_char_p, c_int32, _i32p]),
     "nllm_grammar_validate": (nllm_status, [c_char_p, c_char_p]),
@@ -418,4 +483,5 @@ __all__ = [n for n in dir() if n.startswith(("nllm_", "NLLM_"))] + [
     "model_p",
     "context_p",
     "sampler_p",
+    "gguf_writer_p",
 ]

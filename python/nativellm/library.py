@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+import ctypes
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from . import _ffi as ffi
 from ._lib import lib as _C
-from .errors import _invalid
+from .errors import _check, _invalid
 
 
 def version() -> str:
@@ -30,14 +31,32 @@ def type_name(type_id: int) -> Optional[str]:
     return raw.decode() if raw else None
 
 
+def parse_type(name: str) -> Tuple[int, bool]:
+    """The library's one parser of weight-type names, any case: a type ("q8_0") or a mixed
+    preset ("Q4_K_M"). Returns (type id, is_preset); a preset gives its base type.
+    InvalidArgumentError listing every valid name otherwise."""
+    t = ctypes.c_int32()
+    preset = ctypes.c_int32()
+    _check(_C.nllm_type_parse(name.encode(), ctypes.byref(t), ctypes.byref(preset)))
+    return t.value, bool(preset.value)
+
+
+def type_names() -> List[str]:
+    """Every name parse_type accepts ("F32", ..., "Q4_K_M", ...)."""
+    return _C.nllm_type_names().decode().split()
+
+
 def _type_id(t: Union[int, str, None]) -> int:
+    """One type where a single type is needed (quantize-on-load, KV cache)."""
     if t is None:
         return ffi.NLLM_TYPE_NONE
     if isinstance(t, int):
         return t
-    value = getattr(ffi, "NLLM_TYPE_" + t.upper(), None)
-    if value is None:
-        raise _invalid(f"unknown weight type name {t!r}")
+    value, preset = parse_type(t)
+    if preset:
+        raise _invalid(
+            f"{t!r} is a mixed preset, for quantize(); give one type here, such as {type_name(value)}"
+        )
     return value
 
 

@@ -61,7 +61,8 @@ class TestGrammar(unittest.TestCase):
     def test_sampler_grammar_complete_and_length(self):
         with self.model.context(n_ctx=512) as ctx, self.model.sampler(
                 json_schema=SCHEMA, seed=2) as smp:
-            ctx.generate("Once", smp, max_tokens=2)
+            r = ctx.generate("Once", smp, max_tokens=2)
+            self.assertEqual(r.finish_reason, "length")
             self.assertFalse(smp.grammar_complete)
             text = ctx.generate("Once", smp, max_tokens=300)
             self.assertTrue(smp.grammar_complete)

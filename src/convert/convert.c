@@ -2,16 +2,15 @@
  * (model/quantize_load.c), and written with the GGUF writer. */
 #include "convert/convert.h"
 
-#include "core/json.h"
-
-#include <cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <unistd.h>
 
 #include "convert/gguf_write.h"
+#include "tokenizer/tokenizer.h"
 #include "formats/hf.h"
 #include "qtypes.h"
 
@@ -45,6 +44,20 @@ static const target_row targets[] = {
     {"IQ4_XS", NLLM_PRESET_PURE, NLLM_TYPE_IQ4_XS, 30},
 };
 
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+static char names[256];
+
+static void build_names(void) {
+  size_t at = 0;
+  for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
+    at += (size_t)snprintf(names + at, sizeof names - at, "%s%s", i ? " " : "", targets[i].name);
+}
+
+const char *nllm_quant_target_names(void) {
+  pthread_once(&names_once, build_names);
+  return names;
+}
+
 nllm_status nllm_quant_target_parse(const char *name, nllm_quant_target *out) {
   memset(out, 0, sizeof *out);
   out->type = NLLM_TYPE_NONE;
@@ -70,14 +83,11 @@ nllm_status nllm_quant_target_parse(const char *name, nllm_quant_target *out) {
                       "%s is not a quantization target: files of this type are read and run, "
                       "but writing useful ones needs an importance matrix (IQ types) or a model "
                       "trained for it (TQ1_0/TQ2_0 ternary, MXFP4), which nllm quantize does "
-                      "not have; targets: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K "
-                      "Q5_K Q6_K Q3_K_M Q4_K_M Q5_K_M IQ4_NL IQ4_XS",
-                      tn);
+                      "not have (targets: %s)",
+                      tn, nllm_quant_target_names());
   }
-  return nllm_err(NLLM_ERR_INVALID_ARG,
-                  "unknown type '%.40s' (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K "
-                  "Q5_K Q6_K Q3_K_M Q4_K_M Q5_K_M IQ4_NL IQ4_XS)",
-                  name);
+  return nllm_err(NLLM_ERR_INVALID_ARG, "unknown weight type '%.40s' (valid, any case: %s)", name,
+                  nllm_quant_target_names());
 }
 
 /* The layers that get more bits in the _M presets: the first and last eighth, and every third
@@ -146,209 +156,50 @@ static int64_t src_int(const nllm_source *src, const char *arch, const char *key
   return nllm_source_get_int(src, full, &v) == NLLM_OK ? v : dflt;
 }
 
-/* ---------------------------------------------------------------- tokenizer.json -> GGUF keys */
+/* ---------------------------------------------------------------- tokenizer keys */
 
-/* token text -> id, open addressing; the vocab and merges of a 150k-token BPE need it */
-typedef struct tok_map {
-  const char **key;
-  int32_t *id;
-  uint64_t cap;
-} tok_map;
-
-static uint64_t str_hash(const char *s, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-  return h;
+/* A special id the tokenizer does not have must not be left to a reader's default (a llama
+ * tokenizer defaults bos to 1): -1 written as u32 means "none". */
+static nllm_status set_special(gguf_writer *w, const char *key, nllm_token id) {
+  return gguf_writer_set_u32(w, key, id >= 0 ? (uint32_t)id : 0xFFFFFFFFu);
 }
 
-static int32_t tok_map_find(const tok_map *m, const char *s, size_t n) {
-  for (uint64_t i = str_hash(s, n) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-    if (!m->key[i]) return -1;
-    if (strlen(m->key[i]) == n && memcmp(m->key[i], s, n) == 0) return m->id[i];
-  }
-}
-
-static void tok_map_put(tok_map *m, const char *s, int32_t id) {
-  uint64_t i = str_hash(s, strlen(s)) & (m->cap - 1);
-  while (m->key[i]) i = (i + 1) & (m->cap - 1);
-  m->key[i] = s;
-  m->id[i] = id;
-}
-
-/* GGUF token types */
-enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
-
-static const char *bpe_pre_name(const cJSON *root, const char *arch) {
-  char *pre = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"));
-  const char *name = "default";
-  if (pre) {
-    if (strstr(pre, "\\\\p{N}{1,3}"))
-      name = "llama-bpe";
-    else if (strstr(pre, "(?i:'s|'t|'re|'ve|'m|'ll|'d)") && strstr(pre, "\\\\p{N}|"))
-      name = "qwen2";
-    else if (strstr(pre, "\"ByteLevel\"") && strstr(pre, "\"use_regex\":true"))
-      name = "gpt-2";
-    free(pre);
-  }
-  return name;
-}
-
-static nllm_status tokenizer_keys(gguf_writer *w, const char *dir, const char *arch,
-                                  int64_t n_vocab_cfg) {
+/* The tokenizer.ggml.* keys of a Hugging Face folder's tokenizer, written from the tokenizer
+ * object the model loads (src/tokenizer), so both read tokenizer.json the same way. */
+static nllm_status tokenizer_keys(gguf_writer *w, const char *dir, int64_t n_vocab_model) {
   char path[4096];
   int pn = snprintf(path, sizeof path, "%s/tokenizer.json", dir);
   if (pn < 0 || (size_t)pn >= sizeof path) return nllm_err(NLLM_ERR_INVALID_ARG, "path too long");
-  nllm_file_map fm;
-  nllm_status st =
-      nllm_file_map_open_max(path, 1, NLLM_HF_MAX_TOKENIZER_JSON, "a tokenizer JSON file", &fm);
+  nllm_tokenizer *tok = NULL;
+  nllm_status st = nllm_tokenizer_from_hf(path, &tok);
   if (st != NLLM_OK) return st;
-  cJSON *root = nllm_json_parse((const char *)fm.data, (size_t)fm.size, path, &st);
-  nllm_file_map_close(&fm);
-  if (!root) return st;
-  const char **tokens = NULL;
-  int32_t *types = NULL;
-  float *scores = NULL;
-  char *pads = NULL, *merge_buf = NULL;
-  const char **merges = NULL;
-  tok_map map = {0};
-  const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-  const cJSON *mtype = cJSON_GetObjectItemCaseSensitive(model, "type");
-  const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-  const cJSON *mlist = cJSON_GetObjectItemCaseSensitive(model, "merges");
-  const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
-  if (!cJSON_IsString(mtype) || strcmp(mtype->valuestring, "BPE") != 0 || !cJSON_IsObject(vocab) ||
-      !cJSON_IsArray(mlist)) {
-    st = nllm_err(NLLM_ERR_UNSUPPORTED,
-                  "%s: only BPE tokenizers (model.type \"BPE\" with vocab "
-                  "and merges) can be converted",
-                  path);
-    goto done;
+  nllm_tokenizer_gguf g;
+  int32_t n_min = n_vocab_model > 0 && n_vocab_model < (1 << 24) ? (int32_t)n_vocab_model : 0;
+  if ((st = nllm_tokenizer_to_gguf(tok, n_min, &g)) != NLLM_OK) {
+    nllm_tokenizer_free(tok);
+    return st;
   }
-  int spm = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"));
-  int64_t n = n_vocab_cfg;
-  for (const cJSON *e = vocab->child; e; e = e->next)
-    if (cJSON_IsNumber(e) && e->valuedouble >= n) n = (int64_t)e->valuedouble + 1;
-  for (const cJSON *e = added ? added->child : NULL; e; e = e->next) {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
-    if (cJSON_IsNumber(id) && id->valuedouble >= n) n = (int64_t)id->valuedouble + 1;
-  }
-  if (n <= 0 || n > (1 << 24)) {
-    st = nllm_err(NLLM_ERR_FORMAT, "%s: vocabulary size %lld out of range", path, (long long)n);
-    goto done;
-  }
-  tokens = nllm_calloc((size_t)n, sizeof *tokens);
-  types = nllm_calloc((size_t)n, sizeof *types);
-  scores = nllm_calloc((size_t)n, sizeof *scores);
-  pads = nllm_calloc((size_t)n, 24);
-  map.cap = 1;
-  while (map.cap < (uint64_t)n * 2) map.cap <<= 1;
-  map.key = nllm_calloc(map.cap, sizeof *map.key);
-  map.id = nllm_calloc(map.cap, sizeof *map.id);
-  if (!tokens || !types || !scores || !pads || !map.key || !map.id) {
-    st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", path);
-    goto done;
-  }
-  for (const cJSON *e = vocab->child; e; e = e->next) {
-    if (!cJSON_IsNumber(e) || e->valuedouble < 0) {
-      st = nllm_err(NLLM_ERR_FORMAT, "%s: vocab entry '%.40s' has no valid id", path, e->string);
-      goto done;
-    }
-    int64_t id = (int64_t)e->valuedouble;
-    tokens[id] = e->string;
-    types[id] = TT_NORMAL;
-    unsigned hb;
-    if (spm && strlen(e->string) == 6 && sscanf(e->string, "<0x%2X>", &hb) == 1)
-      types[id] = TT_BYTE;
-  }
-  for (const cJSON *e = added ? added->child : NULL; e; e = e->next) {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
-    const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
-    if (!cJSON_IsNumber(id) || id->valuedouble < 0 || !cJSON_IsString(content)) continue;
-    int64_t i = (int64_t)id->valuedouble;
-    tokens[i] = content->valuestring;
-    types[i] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? TT_CONTROL : TT_USER;
-  }
-  const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
-  for (int64_t i = 0; i < n; i++) {
-    if (!tokens[i]) {
-      /* ids the config counts but the tokenizer never produces (padding of the matrix) */
-      snprintf(pads + i * 24, 24, "[PAD%d]", (int)(i & 0xffffff));
-      tokens[i] = pads + i * 24;
-      types[i] = TT_UNUSED;
-    }
-    if (cJSON_IsString(unk) && strcmp(tokens[i], unk->valuestring) == 0) {
-      types[i] = TT_UNKNOWN;
-      if ((st = gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)i)) != NLLM_OK)
-        goto done;
-    }
-    if (types[i] != TT_UNUSED && tok_map_find(&map, tokens[i], strlen(tokens[i])) < 0)
-      tok_map_put(&map, tokens[i], (int32_t)i);
-  }
-
-  int n_merges = cJSON_GetArraySize(mlist);
-  merges = nllm_calloc((size_t)n_merges + 1, sizeof *merges);
-  size_t mb = 0;
-  for (const cJSON *e = mlist->child; e; e = e->next) {
-    if (cJSON_IsString(e))
-      mb += strlen(e->valuestring) + 1;
-    else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) &&
-             cJSON_IsString(e->child->next))
-      mb += strlen(e->child->valuestring) + strlen(e->child->next->valuestring) + 2;
-    else {
-      st = nllm_err(NLLM_ERR_FORMAT, "%s: a merge is neither \"a b\" nor [\"a\", \"b\"]", path);
-      goto done;
-    }
-  }
-  merge_buf = nllm_malloc(mb + 1);
-  if (!merges || !merge_buf) {
-    st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", path);
-    goto done;
-  }
-  /* merges as "a b"; for SentencePiece-style vocabularies also a score per token: the merge
-   * rank of the pair that makes it, so a score-driven merger picks pairs in BPE's order */
-  int64_t rank = 0;
-  char *at = merge_buf;
-  for (const cJSON *e = mlist->child; e; e = e->next, rank++) {
-    char *m = at;
-    if (cJSON_IsString(e))
-      at += sprintf(at, "%s", e->valuestring) + 1;
-    else
-      at += sprintf(at, "%s %s", e->child->valuestring, e->child->next->valuestring) + 1;
-    merges[rank] = m;
-    if (spm) {
-      char *sp = strchr(m, ' ');
-      if (!sp) continue;
-      char joined[512];
-      size_t l1 = (size_t)(sp - m), l2 = strlen(sp + 1);
-      if (l1 + l2 >= sizeof joined) continue;
-      memcpy(joined, m, l1);
-      memcpy(joined + l1, sp + 1, l2);
-      int32_t id = tok_map_find(&map, joined, l1 + l2);
-      if (id >= 0 && types[id] == TT_NORMAL && scores[id] == 0) scores[id] = -(float)(rank + 1);
-    }
-  }
-  if ((st = gguf_writer_set_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2")) != NLLM_OK)
-    goto done;
-  if (!spm &&
-      (st = gguf_writer_set_str(w, "tokenizer.ggml.pre", bpe_pre_name(root, arch))) != NLLM_OK)
-    goto done;
-  if ((st = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", tokens, (uint64_t)n)) != NLLM_OK ||
-      (st = gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n)) != NLLM_OK)
-    goto done;
-  if (spm)
-    st = gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores", scores, (uint64_t)n);
-  else
-    st = gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, (uint64_t)n_merges);
-done:
-  free(tokens);
-  free(types);
-  free(scores);
-  free(pads);
-  free(merges);
-  free(merge_buf);
-  free(map.key);
-  free(map.id);
-  cJSON_Delete(root);
+  static const char *const id_keys[5] = {
+      "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+      "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
+  if (!(st = gguf_writer_set_str(w, "tokenizer.ggml.model", g.model)) && g.pre)
+    st = gguf_writer_set_str(w, "tokenizer.ggml.pre", g.pre);
+  if (!st) st = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", g.tokens, (uint64_t)g.n_vocab);
+  if (!st)
+    st = gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", g.types, (uint64_t)g.n_vocab);
+  if (!st && g.scores)
+    st = gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores", g.scores, (uint64_t)g.n_vocab);
+  if (!st && g.merges)
+    st = gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", g.merges, (uint64_t)g.n_merges);
+  for (int k = 0; k < 5 && !st; k++) st = set_special(w, id_keys[k], g.special[k]);
+  if (!st) st = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", g.add_bos);
+  if (!st) st = gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", g.add_eos);
+  if (!st && g.scores)
+    st = gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", g.add_space_prefix);
+  if (!st && g.chat_template)
+    st = gguf_writer_set_str(w, "tokenizer.chat_template", g.chat_template);
+  nllm_tokenizer_gguf_free(&g);
+  nllm_tokenizer_free(tok);
   return st;
 }
 
@@ -434,7 +285,7 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
       goto done;
   const char *tok_dir;
   if (nllm_source_get_str(src, "tokenizer.hf.dir", &tok_dir) == NLLM_OK &&
-      (st = tokenizer_keys(w, tok_dir, arch, src_int(src, arch, "vocab_size", 0))) != NLLM_OK)
+      (st = tokenizer_keys(w, tok_dir, src_int(src, arch, "vocab_size", 0))) != NLLM_OK)
     goto done;
   if (tg.file_type >= 0 &&
       (st = gguf_writer_set_u32(w, "general.file_type", (uint32_t)tg.file_type)) != NLLM_OK)

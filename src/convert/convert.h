@@ -24,8 +24,12 @@ typedef struct nllm_quant_target {
   const char *name;
 } nllm_quant_target;
 
-/* "Q4_K_M", "q8_0", "F16", ... NULL or "" -> KEEP. NLLM_ERR_INVALID_ARG naming it otherwise. */
+/* "Q4_K_M", "q8_0", "F16", ... (any case). NULL or "" -> KEEP. NLLM_ERR_INVALID_ARG naming it
+ * and listing the valid names otherwise. The one parser of weight-type names: the public
+ * nllm_type_parse and every command use it. */
 nllm_status nllm_quant_target_parse(const char *name, nllm_quant_target *out);
+/* The names it accepts, space-separated, in table order. Static storage. */
+const char *nllm_quant_target_names(void);
 
 /* The type a tensor gets under a target. n_layers and has_output come from the whole model
  * (a tied model's token_embd is its output matrix and is treated as one). Rows whose length

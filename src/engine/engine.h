@@ -88,15 +88,14 @@ void nllm_sgrammar_accepted(struct nllm_sgrammar *sg, nllm_token t);
 int nllm_sgrammar_complete(const struct nllm_sgrammar *sg);
 void nllm_sgrammar_stats(const struct nllm_sgrammar *sg, nllm_sampler_grammar_stats *out);
 
-nllm_status nllm_sampler_new(const nllm_model *m, const nllm_sampler_params *p, nllm_sampler **out);
+nllm_status nllm_smp_create(const nllm_model *m, const nllm_sampler_params *p, nllm_sampler **out);
 /* Gives a sampler created with NLLM_SEED_DEFAULT the context's seed (once). */
-void nllm_sampler_bind_seed(nllm_sampler *s, const nllm_context *ctx);
+void nllm_smp_bind_seed(nllm_sampler *s, const nllm_context *ctx);
 uint64_t nllm_random_seed(void);
-nllm_status nllm_sampler_pick(nllm_sampler *s, const float *logits, int32_t n_vocab,
-                              nllm_token *out);
-void nllm_sampler_push(nllm_sampler *s, nllm_token t);
-void nllm_sampler_restart(nllm_sampler *s, uint64_t seed);
-void nllm_sampler_delete(nllm_sampler *s);
+nllm_status nllm_smp_sample(nllm_sampler *s, const float *logits, int32_t n_vocab, nllm_token *out);
+void nllm_smp_accept(nllm_sampler *s, nllm_token t);
+void nllm_smp_reset(nllm_sampler *s, uint64_t seed);
+void nllm_smp_free(nllm_sampler *s);
 
 nllm_status nllm_run_generate(nllm_context *ctx, nllm_sampler *s, const char *prompt, size_t len,
                               const nllm_generate_params *p, int32_t *n_generated);

@@ -120,7 +120,7 @@ nllm_status nllm_run_generate_tokens(nllm_context *ctx, nllm_sampler *s, const n
   int32_t finish = NLLM_FINISH_NONE;
   if (p->n_stop && !(f.buf = malloc(f.cap)))
     return nllm_err(NLLM_ERR_NOMEM, "out of memory (stop strings)");
-  for (int32_t i = 0; i < n_prompt; i++) nllm_sampler_push(s, ids[i]);
+  for (int32_t i = 0; i < n_prompt; i++) nllm_smp_accept(s, ids[i]);
   if (n_prompt) {
     /* A one-token prompt (BOS alone) is still prompt time, not generation time. */
     nllm_timings before = ctx->tm;
@@ -135,8 +135,8 @@ nllm_status nllm_run_generate_tokens(nllm_context *ctx, nllm_sampler *s, const n
   for (int32_t i = 0; i < p->max_tokens; i++) {
     const float *logits = ctx->logits + (size_t)(ctx->n_logits - 1) * m->hp.n_vocab;
     nllm_token tok;
-    if ((st = nllm_sampler_pick(s, logits, m->hp.n_vocab, &tok))) goto out;
-    nllm_sampler_push(s, tok);
+    if ((st = nllm_smp_sample(s, logits, m->hp.n_vocab, &tok))) goto out;
+    nllm_smp_accept(s, tok);
     if (p->stop_at_eog && nllm_model_is_eog(m, tok)) {
       finish = NLLM_FINISH_EOG;
       break;

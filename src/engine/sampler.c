@@ -24,14 +24,13 @@ uint64_t nllm_random_seed(void) {
   return splitmix64(&s);
 }
 
-void nllm_sampler_bind_seed(nllm_sampler *s, const nllm_context *ctx) {
+void nllm_smp_bind_seed(nllm_sampler *s, const nllm_context *ctx) {
   if (s->seeded) return;
   s->seeded = 1;
   if (ctx->p.seed != NLLM_SEED_DEFAULT) s->rng = s->p.seed = ctx->p.seed;
 }
 
-nllm_status nllm_sampler_new(const nllm_model *m, const nllm_sampler_params *p,
-                             nllm_sampler **out) {
+nllm_status nllm_smp_create(const nllm_model *m, const nllm_sampler_params *p, nllm_sampler **out) {
   *out = NULL;
   if (!(p->temperature >= 0) || !isfinite(p->temperature))
     return nllm_err(NLLM_ERR_INVALID_ARG,
@@ -63,7 +62,7 @@ nllm_status nllm_sampler_new(const nllm_model *m, const nllm_sampler_params *p,
   s->prob = nllm_malloc((size_t)s->n_vocab * sizeof(float));
   s->recent = nllm_malloc((size_t)(p->repeat_last_n ? p->repeat_last_n : 1) * sizeof(nllm_token));
   if (!s->logits || !s->cand || !s->prob || !s->recent) {
-    nllm_sampler_delete(s);
+    nllm_smp_free(s);
     return nllm_err(NLLM_ERR_NOMEM, "out of memory (sampler)");
   }
   s->seeded = p->seed != NLLM_SEED_DEFAULT;
@@ -83,7 +82,7 @@ nllm_status nllm_sampler_new(const nllm_model *m, const nllm_sampler_params *p,
     else
       nllm_err(st, "out of memory (sampler)");
     if (st) {
-      nllm_sampler_delete(s);
+      nllm_smp_free(s);
       return st;
     }
   }
@@ -91,7 +90,7 @@ nllm_status nllm_sampler_new(const nllm_model *m, const nllm_sampler_params *p,
   return NLLM_OK;
 }
 
-void nllm_sampler_delete(nllm_sampler *s) {
+void nllm_smp_free(nllm_sampler *s) {
   if (!s) return;
   free(s->logits);
   free(s->cand);
@@ -104,14 +103,14 @@ void nllm_sampler_delete(nllm_sampler *s) {
   free(s);
 }
 
-void nllm_sampler_restart(nllm_sampler *s, uint64_t seed) {
+void nllm_smp_reset(nllm_sampler *s, uint64_t seed) {
   if (seed != NLLM_SEED_DEFAULT) s->p.seed = seed, s->seeded = 1;
   s->rng = s->p.seed;
   s->n_recent = s->recent_head = 0;
   if (s->gr) nllm_sgrammar_restart(s->gr);
 }
 
-void nllm_sampler_push(nllm_sampler *s, nllm_token t) {
+void nllm_smp_accept(nllm_sampler *s, nllm_token t) {
   if (s->gr) nllm_sgrammar_accepted(s->gr, t);
   if (!s->p.repeat_last_n) return;
   s->recent[s->recent_head] = t;
@@ -163,7 +162,7 @@ static int cmp_desc(const void *a, const void *b) {
 static nllm_status pick_grammar(nllm_sampler *s, float *l, nllm_token *out);
 static nllm_status pick_plain(nllm_sampler *s, float *l, nllm_token *out);
 
-nllm_status nllm_sampler_pick(nllm_sampler *s, const float *in, int32_t n_vocab, nllm_token *out) {
+nllm_status nllm_smp_sample(nllm_sampler *s, const float *in, int32_t n_vocab, nllm_token *out) {
   if (n_vocab != s->n_vocab)
     return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: n_vocab %d does not match the model's %d",
                     n_vocab, s->n_vocab);

@@ -840,7 +840,8 @@ static char *key_not_in(conv *c, const cps *names, int n, const uint32_t *prefix
   int is_name = 0, n_next = 0;
   uint32_t next[256];
   for (int i = 0; i < n; i++) {
-    if (names[i].n < plen || memcmp(names[i].cp, prefix, (size_t)plen * sizeof *prefix)) continue;
+    if (names[i].n < plen || (plen && memcmp(names[i].cp, prefix, (size_t)plen * sizeof *prefix)))
+      continue;
     if (names[i].n == plen) {
       is_name = 1;
       continue;
@@ -855,7 +856,7 @@ static char *key_not_in(conv *c, const cps *names, int n, const uint32_t *prefix
   sb_fmt(&b, "] %s* \"\\\"\"", pl);
   for (int i = 0; i < n_next && !c->failed && depth < 128; i++) {
     uint32_t np[129];
-    memcpy(np, prefix, (size_t)plen * sizeof *np);
+    if (plen) memcpy(np, prefix, (size_t)plen * sizeof *np);
     np[plen] = next[i];
     char *child = key_not_in(c, names, n, np, plen + 1, depth + 1);
     if (!child) break;

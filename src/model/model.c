@@ -349,7 +349,7 @@ static nllm_status copy_cpu_weights(nllm_model *m, int32_t n_gpu_layers) {
   return nllm_source_copy_tensors(&m->src, cpu_computes, &first_gpu_layer);
 }
 
-nllm_status nllm_model_open(const char *path, const nllm_model_params *params, nllm_model **out) {
+nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nllm_model **out) {
   *out = NULL;
   nllm_model *m = nllm_calloc(1, sizeof *m);
   if (!m) return nllm_err(NLLM_ERR_NOMEM, "out of memory");
@@ -444,11 +444,11 @@ nllm_status nllm_model_open(const char *path, const nllm_model_params *params, n
   *out = m;
   return NLLM_OK;
 fail:
-  nllm_model_close(m);
+  nllm_mdl_free(m);
   return st;
 }
 
-void nllm_model_close(nllm_model *m) {
+void nllm_mdl_free(nllm_model *m) {
   if (!m) return;
   nllm_model_offload_free(m);
   nllm_tokenizer_free(m->tok);

@@ -77,8 +77,8 @@ struct nllm_model {
 };
 
 /* Loads and validates everything (shapes vs hyperparameters, types, required tensors). */
-nllm_status nllm_model_open(const char *path, const nllm_model_params *params, nllm_model **out);
-void nllm_model_close(nllm_model *model);
+nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nllm_model **out);
+void nllm_mdl_free(nllm_model *model);
 /* Uploads the last n_gpu_layers (-1 = all) layers' weights to the GPU. CUDA builds only; the
  * model is unchanged on failure. */
 nllm_status nllm_model_offload(nllm_model *m, int32_t n_gpu_layers);

@@ -98,9 +98,6 @@ static int split_behavior(const char *b) {
   return -1;
 }
 
-#define HF_BYTELEVEL_REGEX \
-  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
-
 static nllm_status add_pre(nllm_tokenizer *tok, const cJSON *p) {
   if (!p || cJSON_IsNull(p)) return NLLM_OK;
   const char *t = jtype(p);

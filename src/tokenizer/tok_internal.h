@@ -60,6 +60,10 @@ typedef struct tok_norm {
 } tok_norm;
 
 enum { PRE_SPLIT, PRE_ADD_PREFIX_SPACE, PRE_METASPACE };
+
+/* The split of a tokenizer.json ByteLevel pre-tokenizer with use_regex (GPT-2's). */
+#define HF_BYTELEVEL_REGEX \
+  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 /* Split behaviours (tokenizer.json SplitDelimiterBehavior). */
 enum { SPLIT_ISOLATED, SPLIT_REMOVED, SPLIT_MERGE_PREV, SPLIT_MERGE_NEXT, SPLIT_CONTIGUOUS };
 enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER };
@@ -67,6 +71,7 @@ enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER };
 typedef struct tok_pre {
   int kind;
   pcre2_code *re; /* SPLIT (JIT-compiled when the platform allows) */
+  char *pattern;  /* SPLIT: the regex as written, for naming it in a GGUF file */
   int behavior, invert, jit;
   char repl[8]; /* METASPACE replacement (UTF-8) */
   int repl_len, prepend_scheme, split;

@@ -240,10 +240,16 @@ nllm_status tok_add_pre_regex(nllm_tokenizer *tok, const char *pattern, int beha
                     "%s: pre-tokenizer regex '%s' does not compile at offset %zu: %s", tok->name,
                     pattern, (size_t)erroff, (const char *)msg);
   }
+  char *copy = nllm_strdup(pattern);
+  if (!copy) {
+    pcre2_code_free(re);
+    return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", tok->name);
+  }
   tok_pre *p = &tok->pres[tok->n_pres++];
   memset(p, 0, sizeof *p);
   p->kind = PRE_SPLIT;
   p->re = re;
+  p->pattern = copy;
   p->behavior = behavior;
   p->invert = invert;
   p->jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
@@ -555,8 +561,10 @@ void nllm_tokenizer_free(nllm_tokenizer *tok) {
     free(tok->norms[i].from);
     free(tok->norms[i].to);
   }
-  for (int i = 0; i < tok->n_pres; i++)
+  for (int i = 0; i < tok->n_pres; i++) {
     if (tok->pres[i].re) pcre2_code_free(tok->pres[i].re);
+    free(tok->pres[i].pattern);
+  }
   free(tok->eog);
   free(tok->chat_template);
   free(tok);

@@ -33,6 +33,30 @@ nllm_status nllm_tokenizer_piece(const nllm_tokenizer *tok, nllm_token id, int r
 nllm_status nllm_tokenizer_decode(const nllm_tokenizer *tok, const nllm_token *ids, int32_t n,
                                   int render_special, char *buf, int32_t cap, int32_t *n_out);
 
+/* A tokenizer as GGUF's tokenizer.ggml.* keys describe it, for writing a GGUF file: the
+ * conversion layer writes these, so that tokenizer.json is parsed in one place only. Pointers
+ * stay valid while both the tokenizer and this description live. */
+typedef struct nllm_tokenizer_gguf {
+  const char *model;   /* "llama" (SentencePiece-style: scores) or "gpt2" (byte-level: merges) */
+  const char *pre;     /* gpt2: tokenizer.ggml.pre; NULL for llama */
+  int32_t n_vocab;     /* >= the tokenizer's: ids it never produces are [PADn], unused */
+  const char **tokens; /* n_vocab texts */
+  int32_t *types;      /* n_vocab GGUF token types */
+  float *scores;       /* llama: n_vocab; NULL for gpt2 */
+  const char **merges; /* gpt2: "a b" in rank order; NULL for llama */
+  int32_t n_merges;
+  nllm_token special[5]; /* NLLM_TOKEN_BOS .. NLLM_TOKEN_PAD, -1 for none */
+  int add_bos, add_eos, add_space_prefix;
+  const char *chat_template; /* NULL if none */
+  char *storage;             /* owned: [PADn] names and merge strings */
+} nllm_tokenizer_gguf;
+
+/* n_vocab_min: the model's embedding rows (the description is padded up to them); 0 if
+ * unknown. NLLM_ERR_UNSUPPORTED for a tokenizer GGUF cannot express. */
+nllm_status nllm_tokenizer_to_gguf(const nllm_tokenizer *tok, int32_t n_vocab_min,
+                                   nllm_tokenizer_gguf *out);
+void nllm_tokenizer_gguf_free(nllm_tokenizer_gguf *g);
+
 /* Chat template text (tokenizer.chat_template) or NULL. */
 const char *nllm_tokenizer_chat_template(const nllm_tokenizer *tok);
 /* The text of special token `which` (NLLM_TOKEN_BOS, ...) in buf, or NULL when the model has

@@ -6,10 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bandwidth.h"
-#include "core/core.h"
 #include "nllm.h"
-#include "qtypes.h"
 
 #define BENCH_OPTS                                                                              \
   "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap --no-mmap " \
@@ -32,7 +29,7 @@ static double bytes_per_token(const nllm_model *m) {
     if (nllm_model_tensor_info(m, i, &name, &type, &nd, ne)) continue;
     if (!strcmp(name, "output.weight")) tied = 0;
     if (!strcmp(name, "token_embd.weight"))
-      embd = (double)nllm_row_size(type, ne[0]) * (double)ne[1];
+      embd = (double)nllm_type_row_size(type, ne[0]) * (double)ne[1];
   }
   return tied ? total : total - embd;
 }
@@ -122,7 +119,7 @@ static nllm_status run_test(nllm_model *m, const cli_opts *o, bench_test *t, int
       /* The machine's read bandwidth at the same thread count, measured right after each
        * generation: on a shared host it moves by half within a minute, so a ratio to a probe
        * taken once at the end mostly measures the neighbours. */
-      probe[r] = nllm_probe_read_gbs((size_t)256 << 20, t->threads, 5);
+      probe[r] = nllm_read_bandwidth_gbs((uint64_t)256 << 20, t->threads, 5);
       frac[r] = probe[r] > 0 ? tps[r] * token_bytes / 1e9 / probe[r] : 0;
     }
   }
@@ -173,7 +170,7 @@ int cmd_bench(int argc, char **argv) {
   for (int ti = 0; ti < nt; ti++)
     for (int k = 0; k < np + nn; k++) {
       bench_test t = {.kind = k < np ? "pp" : "tg", .n = k < np ? p_list[k] : n_list[k - np]};
-      t.threads = t_list[ti] > 0 ? (int)t_list[ti] : nllm_default_threads();
+      t.threads = t_list[ti] > 0 ? (int)t_list[ti] : nllm_default_n_threads();
       if (t.n == 0) continue; /* -p 0: no prompt test, as llama-bench */
       nllm_status st = run_test(m, &o, &t, reps, token_bytes);
       if (st) {

@@ -1,110 +1,119 @@
-/* `nllm convert` and `nllm quantize`: write a model as a GGUF file other engines load. The
- * lead's main.c dispatches "convert" and "quantize" here. */
+/* `nllm convert` and `nllm quantize`: write a model as a GGUF file other engines load, through
+ * the public nllm_convert / nllm_quantize. Progress goes to stderr: a bar with elapsed time and
+ * ETA on a terminal, plain lines when stderr is a file or a pipe. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
-#include "convert/convert.h"
+#include "nllm.h"
 
-int nllm_cmd_convert(int argc, char **argv);
-int nllm_cmd_quantize(int argc, char **argv);
+typedef struct progress_state {
+  int tty;
+  double t0;
+  int last;      /* last percentage shown */
+  int line_open; /* a \r bar is on screen without its newline */
+} progress_state;
 
-static int32_t print_progress(float p, void *ud) {
-  int *last = ud;
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int32_t show_progress(float p, void *ud) {
+  progress_state *s = ud;
   int pct = (int)(p * 100.0f);
-  if (pct != *last) {
-    fprintf(stderr, "\r%3d%%", pct);
-    if (pct == 100) fputc('\n', stderr);
-    *last = pct;
+  if (pct <= s->last) return 0;
+  double el = now_s() - s->t0;
+  if (s->tty) {
+    char bar[31];
+    int fill = pct * 30 / 100;
+    memset(bar, '#', (size_t)fill);
+    memset(bar + fill, '.', (size_t)(30 - fill));
+    bar[30] = 0;
+    fprintf(stderr, "\r[%s] %3d%%  %.1fs", bar, pct, el);
+    if (pct > 0 && pct < 100) fprintf(stderr, "  ETA %.0fs ", el * (100 - pct) / pct);
+    s->line_open = 1;
+  } else if (pct / 10 > s->last / 10 || s->last < 0) {
+    fprintf(stderr, "%3d%%  %.1fs\n", pct, el); /* every 10%: a log stays readable */
   }
+  s->last = pct;
   return 0;
 }
 
-static int fail(const char *what) {
-  fprintf(stderr, "nllm: error: %s\n", what);
-  return 1;
+/* Ends an open progress bar, so that what follows starts on its own line. */
+static void end_line(progress_state *s) {
+  if (s->line_open) fputc('\n', stderr);
+  s->line_open = 0;
 }
 
-/* Positional arguments plus -t/--threads N; --help handled by the caller. */
-static int parse_args(int argc, char **argv, const char **pos, int max_pos, int *n_pos,
-                      int *threads) {
-  *n_pos = 0;
-  *threads = 0;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) {
-      char *end;
-      if (i + 1 >= argc) return fail("-t needs a thread count");
-      long v = strtol(argv[++i], &end, 10);
-      if (*end || v < 0 || v > 1024) return fail("-t: not a thread count");
-      *threads = (int)v;
-    } else if (argv[i][0] == '-' && argv[i][1]) {
-      char msg[256];
-      snprintf(msg, sizeof msg, "unknown option '%.100s' (see --help)", argv[i]);
-      return fail(msg);
-    } else if (*n_pos < max_pos) {
-      pos[(*n_pos)++] = argv[i];
-    } else {
-      return fail("too many arguments (see --help)");
-    }
-  }
-  return 0;
-}
-
-static int wants_help(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
-  return 0;
+static void human(uint64_t b, char *out, size_t n) {
+  if (b >= (1ull << 30))
+    snprintf(out, n, "%.2f GiB", (double)b / (double)(1ull << 30));
+  else if (b >= (1ull << 20))
+    snprintf(out, n, "%.1f MiB", (double)b / (double)(1ull << 20));
+  else
+    snprintf(out, n, "%.1f KiB", (double)b / 1024.0);
 }
 
 static const char types_help[] =
-    "TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS, or the\n"
-    "mixed presets Q3_K_M Q4_K_M Q5_K_M (some attn_v/ffn_down layers one step higher, output\n"
-    "Q6_K). Norms and biases stay F32.\n";
+    "TYPE (any case): a weight type (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K\n"
+    "Q6_K IQ4_NL IQ4_XS) or a mixed preset (Q3_K_M Q4_K_M Q5_K_M: some attn_v/ffn_down layers\n"
+    "one step higher, output Q6_K). Norms and biases stay F32.\n";
 
-static int run(const char *in, const char *out, const char *type, int threads) {
-  nllm_source src;
-  nllm_status st = nllm_source_open(in, 1, &src);
-  if (st != NLLM_OK) return fail(nllm_last_error());
-  int last = -1;
-  st = nllm_convert_source(&src, out, type, threads, print_progress, &last);
-  nllm_source_free(&src);
-  if (st != NLLM_OK) {
-    /* end the progress line first, or the message is glued to "  99%" */
-    if (last >= 0 && last != 100) fputc('\n', stderr);
-    return fail(nllm_last_error());
-  }
-  fprintf(stderr, "wrote %s\n", out);
+static int run(const cli_opts *o, int quantize) {
+  const char *in = o->args[0], *out = o->args[1], *type = o->n_args > 2 ? o->args[2] : NULL;
+  nllm_convert_params cp;
+  nllm_convert_params_init(&cp);
+  cp.n_threads = (int32_t)o->threads;
+  cp.type_name = type;
+  progress_state ps = {isatty(STDERR_FILENO), now_s(), -1, 0};
+  cp.progress = show_progress;
+  cp.progress_user_data = &ps;
+  nllm_convert_stats stats = {.struct_size = sizeof stats};
+  nllm_status st =
+      quantize ? nllm_quantize(in, out, &cp, &stats) : nllm_convert(in, out, &cp, &stats);
+  end_line(&ps);
+  if (st != NLLM_OK) return cli_status_error(st, quantize ? "quantize" : "convert");
+  char a[32], b[32];
+  human(stats.bytes_in, a, sizeof a);
+  human(stats.bytes_out, b, sizeof b);
+  fprintf(stderr, "wrote %s: %d tensors, %s -> %s in %.1f s\n", out, stats.n_tensors, a, b,
+          stats.seconds);
   return 0;
 }
 
-int nllm_cmd_convert(int argc, char **argv) {
-  if (wants_help(argc, argv)) {
-    printf(
-        "usage: nllm convert MODEL OUT.gguf [TYPE] [-t THREADS]\n"
-        "Writes a Hugging Face folder (or a GGUF file) as a GGUF v3 file that llama.cpp-class\n"
-        "engines load: GGUF names and keys, tokenizer from tokenizer.json, Llama q/k rows in\n"
-        "GGUF's rope layout. Without TYPE, weights keep their type (norms become F32).\n%s",
-        types_help);
+static int command(int argc, char **argv, int quantize) {
+  cli_opts o;
+  if (cli_parse(argc, argv, "-t ARGS", &o)) return 1;
+  if (o.help) {
+    if (quantize)
+      printf(
+          "usage: nllm quantize IN OUT.gguf TYPE [-t THREADS]\n"
+          "Requantizes every weight matrix of a model (GGUF file or Hugging Face folder).\n");
+    else
+      printf(
+          "usage: nllm convert MODEL OUT.gguf [TYPE] [-t THREADS]\n"
+          "Writes a Hugging Face folder (or a GGUF file) as a GGUF v3 file that llama.cpp-class\n"
+          "engines load: GGUF names and keys, tokenizer keys, Llama q/k rows in GGUF's rope\n"
+          "layout. Without TYPE, weights keep their type (norms become F32).\n");
+    printf("%s", types_help);
+    cli_print_options("-t");
     return 0;
   }
-  const char *pos[3];
-  int n, threads;
-  if (parse_args(argc, argv, pos, 3, &n, &threads)) return 1;
-  if (n < 2) return fail("usage: nllm convert MODEL OUT.gguf [TYPE] (see --help)");
-  return run(pos[0], pos[1], n > 2 ? pos[2] : NULL, threads);
+  if (quantize && o.n_args == 2)
+    return cli_error("quantize needs a TYPE (valid, any case: %s)", nllm_type_names());
+  if (quantize ? o.n_args != 3 : o.n_args < 2 || o.n_args > 3)
+    return cli_error("usage: nllm %s (see --help)",
+                     quantize ? "quantize IN OUT.gguf TYPE" : "convert MODEL OUT.gguf [TYPE]");
+  return run(&o, quantize);
+}
+
+int nllm_cmd_convert(int argc, char **argv) {
+  return command(argc, argv, 0);
 }
 
 int nllm_cmd_quantize(int argc, char **argv) {
-  if (wants_help(argc, argv)) {
-    printf(
-        "usage: nllm quantize IN.gguf OUT.gguf TYPE [-t THREADS]\n"
-        "Requantizes every weight matrix of a model (GGUF file or Hugging Face folder).\n%s",
-        types_help);
-    return 0;
-  }
-  const char *pos[3];
-  int n, threads;
-  if (parse_args(argc, argv, pos, 3, &n, &threads)) return 1;
-  if (n != 3) return fail("usage: nllm quantize IN.gguf OUT.gguf TYPE (see --help)");
-  return run(pos[0], pos[1], pos[2], threads);
+  return command(argc, argv, 1);
 }

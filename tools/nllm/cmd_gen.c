@@ -6,9 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "convert/gguf_write.h"
 #include "nllm.h"
-#include "qtypes.h"
 
 typedef struct shape {
   const char *name;
@@ -34,7 +32,7 @@ static void fill_random(float *x, size_t n, float a, uint64_t *s) {
 }
 
 typedef struct gen_state {
-  gguf_writer *w;
+  nllm_gguf_writer *w;
   void **blocks;
   int n_blocks;
   uint64_t rng;
@@ -43,9 +41,8 @@ typedef struct gen_state {
 
 static int add_tensor(gen_state *g, const char *name, int32_t type, int64_t rows, int64_t cols,
                       float scale, float constant) {
-  const nllm_qtype *qt = nllm_qtype_get(type);
-  if (!qt || cols % qt->block_size) type = NLLM_TYPE_F32, qt = nllm_qtype_get(type);
-  size_t row_bytes = nllm_row_size(type, cols);
+  size_t row_bytes = (size_t)nllm_type_row_size(type, cols);
+  if (!row_bytes) type = NLLM_TYPE_F32, row_bytes = (size_t)nllm_type_row_size(type, cols);
   void *data = malloc(row_bytes * (size_t)rows);
   if (!data) return cli_error("out of memory for tensor %s", name);
   g->blocks[g->n_blocks++] = data;
@@ -54,16 +51,17 @@ static int add_tensor(gen_state *g, const char *name, int32_t type, int64_t rows
       for (int64_t c = 0; c < cols; c++) g->tmp[c] = constant;
     else
       fill_random(g->tmp, (size_t)cols, scale, &g->rng);
-    qt->from_float_ref(g->tmp, (uint8_t *)data + (size_t)r * row_bytes, cols);
+    nllm_status st = nllm_quantize_row(type, g->tmp, (uint8_t *)data + (size_t)r * row_bytes, cols);
+    if (st) return cli_status_error(st, "quantizing");
   }
   int64_t ne[2] = {cols, rows};
-  nllm_status st = gguf_writer_add_tensor(g->w, name, type, rows > 1 ? 2 : 1, ne, data,
-                                          row_bytes * (size_t)rows);
+  nllm_status st =
+      nllm_gguf_add_tensor(g->w, name, type, rows > 1 ? 2 : 1, ne, data, row_bytes * (size_t)rows);
   if (st) return cli_status_error(st, "writing tensor");
   return 0;
 }
 
-static int add_vocab(gguf_writer *w, int n_vocab) {
+static int add_vocab(nllm_gguf_writer *w, int n_vocab) {
   char **toks = calloc((size_t)n_vocab, sizeof *toks);
   float *scores = calloc((size_t)n_vocab, sizeof *scores);
   int32_t *types = calloc((size_t)n_vocab, sizeof *types);
@@ -85,14 +83,14 @@ static int add_vocab(gguf_writer *w, int n_vocab) {
     if (!toks[i]) goto out;
     scores[i] = -(float)i;
   }
-  if (gguf_writer_set_str(w, "tokenizer.ggml.model", "llama") ||
-      gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks,
+  if (nllm_gguf_set_str(w, "tokenizer.ggml.model", "llama") ||
+      nllm_gguf_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)toks,
                               (uint64_t)n_vocab) ||
-      gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores", scores, (uint64_t)n_vocab) ||
-      gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n_vocab) ||
-      gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1) ||
-      gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2) ||
-      gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0))
+      nllm_gguf_set_f32_array(w, "tokenizer.ggml.scores", scores, (uint64_t)n_vocab) ||
+      nllm_gguf_set_i32_array(w, "tokenizer.ggml.token_type", types, (uint64_t)n_vocab) ||
+      nllm_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", 1) ||
+      nllm_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", 2) ||
+      nllm_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", 0))
     goto out;
   rc = 0;
 out:
@@ -128,35 +126,37 @@ int cmd_gen_model(int argc, char **argv) {
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
     if (!strcmp(shapes[i].name, shape_name)) sh = &shapes[i];
   if (!sh) return cli_error("unknown shape '%s' (110M, 1.1B, 8B, tiny)", shape_name);
-  int32_t type = -1;
-  for (int32_t t = 0; t < 64; t++) {
-    const nllm_qtype *q = nllm_qtype_get(t);
-    if (q && !strcmp(q->name, type_name)) type = t;
-  }
-  if (type < 0) return cli_error("unknown or unsupported weight type '%s'", type_name);
+  int32_t type, preset;
+  if (nllm_type_parse(type_name, &type, &preset)) return cli_error("--type: %s", nllm_last_error());
+  if (preset)
+    return cli_error(
+        "--type: %s is a mixed preset; gen-model writes one type (quantize the "
+        "result with `nllm quantize` for a preset)",
+        type_name);
+  type_name = nllm_type_name(type);
 
-  gen_state g = {gguf_writer_new(), calloc(16 + 16 * (size_t)sh->layers, sizeof(void *)), 0,
+  gen_state g = {NULL, calloc(16 + 16 * (size_t)sh->layers, sizeof(void *)), 0,
                  0x9E3779B97F4A7C15ull,
                  malloc(sizeof(float) * (size_t)(sh->ff > sh->dim ? sh->ff : sh->dim))};
   int rc = 1;
-  if (!g.w || !g.blocks || !g.tmp) {
+  if (nllm_gguf_writer_create(&g.w) || !g.blocks || !g.tmp) {
     cli_error("out of memory");
     goto done;
   }
   const int hd = sh->dim / sh->heads, kvd = hd * sh->kv_heads;
-  gguf_writer *w = g.w;
+  nllm_gguf_writer *w = g.w;
   char name[64];
   snprintf(name, sizeof name, "random llama %s %s", sh->name, type_name);
-  if (gguf_writer_set_str(w, "general.architecture", "llama") ||
-      gguf_writer_set_str(w, "general.name", name) ||
-      gguf_writer_set_u32(w, "llama.context_length", 4096) ||
-      gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)sh->dim) ||
-      gguf_writer_set_u32(w, "llama.block_count", (uint32_t)sh->layers) ||
-      gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)sh->ff) ||
-      gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)sh->heads) ||
-      gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)sh->kv_heads) ||
-      gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)hd) ||
-      gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f) ||
+  if (nllm_gguf_set_str(w, "general.architecture", "llama") ||
+      nllm_gguf_set_str(w, "general.name", name) ||
+      nllm_gguf_set_u32(w, "llama.context_length", 4096) ||
+      nllm_gguf_set_u32(w, "llama.embedding_length", (uint32_t)sh->dim) ||
+      nllm_gguf_set_u32(w, "llama.block_count", (uint32_t)sh->layers) ||
+      nllm_gguf_set_u32(w, "llama.feed_forward_length", (uint32_t)sh->ff) ||
+      nllm_gguf_set_u32(w, "llama.attention.head_count", (uint32_t)sh->heads) ||
+      nllm_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)sh->kv_heads) ||
+      nllm_gguf_set_u32(w, "llama.rope.dimension_count", (uint32_t)hd) ||
+      nllm_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f) ||
       add_vocab(w, sh->vocab)) {
     cli_error("building metadata: %s", nllm_last_error());
     goto done;
@@ -183,7 +183,7 @@ int cmd_gen_model(int argc, char **argv) {
         goto done;
     }
   }
-  nllm_status st = gguf_writer_write(w, out);
+  nllm_status st = nllm_gguf_write(w, out);
   if (st) {
     cli_status_error(st, "cannot write the model");
     goto done;
@@ -194,6 +194,6 @@ done:
   for (int i = 0; i < g.n_blocks; i++) free(g.blocks[i]);
   free(g.blocks);
   free(g.tmp);
-  gguf_writer_free(g.w);
+  nllm_gguf_writer_free(g.w);
   return rc;
 }

@@ -49,6 +49,8 @@ typedef struct cli_opts {
   double temp, top_p, min_p, repeat_penalty;
   int ids, no_bos, special, json, kv_f32, mmap, help, has_seed, gpu, has_n, ignore_eos, no_mmap,
       no_warmup, show_pieces;
+  const char *args[4]; /* positional arguments, for commands whose `allowed` names ARGS */
+  int n_args;
   /* Repeatable options (-r/--reverse-prompt, --stop): every value, in order. */
   const char *stop[64];
   int n_stop;
@@ -60,7 +62,8 @@ typedef struct cli_opts {
 #define CLI_N_UNLIMITED (-1)
 
 /* Parses argv[1..] allowing only the options listed in `allowed` (space-separated names such
- * as "-m -p --temp"). Returns 0 on success, else prints an error and returns 1. */
+ * as "-m -p --temp"; "ARGS" also collects positional arguments into o->args). Returns 0 on
+ * success, else prints an error and returns 1. */
 int cli_parse(int argc, char **argv, const char *allowed, cli_opts *o);
 /* Prints the help of the options in `allowed`. */
 void cli_print_options(const char *allowed);

@@ -145,6 +145,12 @@ int cli_parse(int argc, char **argv, const char *allowed, cli_opts *o) {
       o->help = 1;
       continue;
     }
+    if ((a[0] != '-' || !a[1]) && allowed_has(allowed, "ARGS")) {
+      if (o->n_args == (int)(sizeof o->args / sizeof o->args[0]))
+        return cli_error("too many arguments for %s (see nllm %s --help)", argv[0], argv[0]);
+      o->args[o->n_args++] = a;
+      continue;
+    }
     /* --opt=value as getopt_long accepts it (long options only, as there) */
     const char *eq = !strncmp(a, "--", 2) ? strchr(a, '=') : NULL;
     size_t alen = eq ? (size_t)(eq - a) : strlen(a);
@@ -245,13 +251,17 @@ nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only) {
    * maps it by itself) */
   mp.use_mmap = o->mmap || map_only;
   if (o->quantize) {
-    int32_t t;
-    for (t = 0; t < 64; t++) {
-      const char *n = nllm_type_name(t);
-      if (n && !strcmp(n, o->quantize)) break;
+    int32_t t, preset;
+    if (nllm_type_parse(o->quantize, &t, &preset) != NLLM_OK) {
+      cli_error("--quantize: %s", nllm_last_error());
+      return NULL;
     }
-    if (t == 64) {
-      cli_error("--quantize: unknown weight type '%s'", o->quantize);
+    if (preset) {
+      /* a mixed preset's per-tensor rules apply when writing a file, not while loading */
+      cli_error(
+          "--quantize: %s is a mixed preset, for `nllm quantize`; while loading give one "
+          "type, such as its base type %s",
+          o->quantize, nllm_type_name(t));
       return NULL;
     }
     mp.quantize_type = t;

@@ -1,0 +1,91 @@
+"""Writing models as GGUF files: convert() and quantize() (nllm_convert / nllm_quantize)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any, Callable, Dict, List, Optional, Union
+
+from . import _ffi as ffi
+from ._lib import lib as _C
+from .errors import _error, _invalid
+
+PathLike = Union[str, "os.PathLike[str]"]
+Progress = Callable[[float], Optional[bool]]
+
+
+def _run(
+    fn: Any,
+    src: PathLike,
+    dst: PathLike,
+    type: Union[int, str, None],
+    n_threads: int,
+    progress: Optional[Progress],
+) -> Dict[str, Any]:
+    p = ffi.nllm_convert_params()
+    _C.nllm_convert_params_init(ctypes.byref(p))
+    p.n_threads = n_threads
+    name = None
+    if isinstance(type, str):
+        name = type.encode()
+        p.type_name = name
+    elif isinstance(type, int) and not isinstance(type, bool):
+        p.type = type
+    elif type is not None:
+        raise _invalid(f"type must be a name, an NLLM_TYPE_* id or None, not {type!r}")
+    raised: List[BaseException] = []
+    if progress is not None:
+
+        def on_progress(value: float, _ud: Any) -> int:
+            try:
+                return 1 if progress(value) else 0
+            except BaseException as e:  # stop the conversion, re-raise after it returns
+                raised.append(e)
+                return 1
+
+        cb = ffi.nllm_progress_fn(on_progress)
+        p.progress = cb
+    stats = ffi.nllm_convert_stats()
+    stats.struct_size = ctypes.sizeof(stats)
+    status = fn(os.fsencode(src), os.fsencode(dst), ctypes.byref(p), ctypes.byref(stats))
+    err = _error(status) if status != ffi.NLLM_OK else None
+    if raised:
+        raise raised[0]
+    if err is not None:
+        raise err
+    return {
+        "n_tensors": stats.n_tensors,
+        "bytes_in": stats.bytes_in,
+        "bytes_out": stats.bytes_out,
+        "seconds": stats.seconds,
+    }
+
+
+def convert(
+    src: PathLike,
+    dst: PathLike,
+    type: Union[int, str, None] = None,
+    *,
+    n_threads: int = 0,
+    progress: Optional[Progress] = None,
+) -> Dict[str, Any]:
+    """Write the model at src (GGUF file or Hugging Face folder) as a GGUF file at dst that
+    llama.cpp-class engines load. ``type``: a weight type or mixed preset by name, any case
+    ("Q8_0", "q4_k_m"), an NLLM_TYPE_* id, or None to keep each tensor's type. ``progress``
+    gets the fraction done; returning True cancels with AbortedError (nothing is written at
+    dst). The destination folder is checked before any work. Returns n_tensors, bytes_in,
+    bytes_out and seconds."""
+    return _run(_C.nllm_convert, src, dst, type, n_threads, progress)
+
+
+def quantize(
+    src: PathLike,
+    dst: PathLike,
+    type: Union[int, str],
+    *,
+    n_threads: int = 0,
+    progress: Optional[Progress] = None,
+) -> Dict[str, Any]:
+    """convert() with a required target type (InvalidArgumentError listing the names if it is
+    missing or unknown)."""
+    return _run(_C.nllm_quantize, src, dst, type, n_threads, progress)
