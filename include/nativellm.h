@@ -92,6 +92,12 @@ typedef struct nllm_sampler nllm_sampler;
 #define NLLM_TYPE_IQ4_NL 20
 #define NLLM_TYPE_IQ4_XS 23
 #define NLLM_TYPE_BF16 30
+/* Load-only low-bit weight types (ternary, OCP MXFP4, codebook IQ): read and computed, never
+ * written by nllm_quantize. */
+#define NLLM_TYPE_TQ1_0 34
+#define NLLM_TYPE_TQ2_0 35
+#define NLLM_TYPE_MXFP4 39
+#define NLLM_TYPE_IQ2_XXS 16
 #define NLLM_TYPE_NONE (-1)
 
 /* Which special token nllm_model_token() returns. */

@@ -201,6 +201,50 @@ START_TEST(test_convert_q8_0) {
 }
 END_TEST
 
+/* Converting from the load-only low-bit types: to F16 the ternary values times their fp16
+ * scale are exact; to Q8_0 they keep within Q8_0's rounding. */
+START_TEST(test_convert_from_lowbit) {
+  static const char *types[] = {"TQ1_0", "TQ2_0"};
+  char path[1024], rel[256];
+  snprintf(rel, sizeof rel, "golden/models/lowbit/tiny-a-%s.gguf", types[_i / 2]);
+  if (!testdata_path(path, sizeof path, rel)) return;
+  const char *target = _i % 2 ? "Q8_0" : "F16";
+  int32_t want = _i % 2 ? NLLM_TYPE_Q8_0 : NLLM_TYPE_F16;
+  nllm_source src, g;
+  ck_assert_msg(gguf_open(path, 1, &src) == NLLM_OK, "%s", nllm_last_error());
+  make_out_path("lowbit");
+  ck_assert_msg(nllm_convert_source(&src, out_path, target, 2, NULL, NULL) == NLLM_OK, "%s",
+                nllm_last_error());
+  ck_assert_msg(gguf_open(out_path, 1, &g) == NLLM_OK, "%s", nllm_last_error());
+  int n_lowbit = 0;
+  for (int64_t i = 0; i < g.n_tensors; i++) {
+    const nllm_tensor *t = &g.tensors[i];
+    const nllm_tensor *o = nllm_source_tensor(&src, t->name);
+    ck_assert_ptr_nonnull(o);
+    if (t->n_dims < 2) continue;
+    ck_assert_int_eq(t->type, want);
+    n_lowbit += o->type != NLLM_TYPE_F32;
+    float *a = malloc((size_t)t->ne[0] * 4), *b = malloc((size_t)t->ne[0] * 4);
+    for (int64_t r = 0; r < n_rows(t); r++) {
+      row_f32(o, r, a);
+      row_f32(t, r, b);
+      if (want == NLLM_TYPE_F16)
+        for (int64_t c = 0; c < t->ne[0]; c++)
+          ck_assert_msg(a[c] == b[c], "%s row %lld col %lld: %g vs %g", t->name, (long long)r,
+                        (long long)c, b[c], a[c]);
+      else
+        ck_assert_msg(rel_rms(b, a, (int)t->ne[0]) < 0.01, "%s row %lld", t->name, (long long)r);
+    }
+    free(a);
+    free(b);
+  }
+  ck_assert_int_eq(n_lowbit, 30); /* every matrix of these files is ternary */
+  nllm_source_free(&g);
+  nllm_source_free(&src);
+  unlink(out_path);
+}
+END_TEST
+
 /* The per-tensor choices equal those llama.cpp made for the golden files (4 layers). */
 START_TEST(test_preset_rules_match_golden) {
   static const char *presets[] = {"Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q4_0", "Q8_0", "Q6_K"};
@@ -237,6 +281,13 @@ START_TEST(test_target_parse_and_fallback) {
   ck_assert_int_eq(tg.kind, NLLM_PRESET_KEEP);
   ck_assert_int_eq(nllm_quant_target_parse("Q7_X", &tg), NLLM_ERR_INVALID_ARG);
   ck_assert(strstr(nllm_last_error(), "'Q7_X'") != NULL);
+  /* the load-only low-bit types are refused with the reason */
+  static const char *load_only[] = {"TQ1_0", "tq2_0", "MXFP4", "IQ2_XXS", "IQ1_M"};
+  for (size_t i = 0; i < sizeof load_only / sizeof load_only[0]; i++) {
+    ck_assert_int_eq(nllm_quant_target_parse(load_only[i], &tg), NLLM_ERR_UNSUPPORTED);
+    ck_assert(strstr(nllm_last_error(), "not a quantization target") != NULL);
+    ck_assert(strstr(nllm_last_error(), "importance matrix") != NULL);
+  }
   nllm_quant_target_parse("Q4_K", &tg);
   nllm_tensor t = {
       .name = "blk.0.ffn_up.weight", .type = NLLM_TYPE_BF16, .n_dims = 2, .ne = {96, 32, 1, 1}};
@@ -384,6 +435,7 @@ int main(void) {
   tcase_add_test(tc, test_convert_qwen2);
   tcase_add_test(tc, test_convert_qwen3);
   tcase_add_test(tc, test_convert_q8_0);
+  tcase_add_loop_test(tc, test_convert_from_lowbit, 0, 4);
   tcase_add_test(tc, test_preset_rules_match_golden);
   tcase_add_test(tc, test_target_parse_and_fallback);
   tcase_add_test(tc, test_roundtrip_error);

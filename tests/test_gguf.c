@@ -620,11 +620,11 @@ START_TEST(hostile_tensors) {
       {{{"a", 3, {1ull << 32, 1ull << 32, 1ull << 32}, 0, 0}}, 1, 64, NLLM_ERR_FORMAT, "overflows"},
       {{{"a", 2, {1ull << 62, 2}, 0, 0}}, 1, 64, NLLM_ERR_FORMAT, "overflows"},
       {{{"a", 1, {8}, 99, 0}}, 1, 64, NLLM_ERR_FORMAT, "type 99, which is not a GGUF tensor type"},
-      {{{"blk.0.ffn_down.weight", 1, {256}, 16, 0}},
+      {{{"blk.0.ffn_down.weight", 1, {256}, 18, 0}},
        1,
-       66,
+       98,
        NLLM_ERR_UNSUPPORTED,
-       "tensor 'blk.0.ffn_down.weight' has type IQ2_XXS, which nativellm does not support"},
+       "tensor 'blk.0.ffn_down.weight' has type IQ3_XXS, which nativellm does not support"},
       {{{"a", 1, {256}, 19, 0}}, 1, 64, NLLM_ERR_UNSUPPORTED, "IQ1_S"},
       {{{"a", 1, {32}, 4, 0}}, 1, 64, NLLM_ERR_UNSUPPORTED, "Q4_2, a layout retired"},
       {{{"a", 1, {8}, 26, 0}}, 1, 64, NLLM_ERR_UNSUPPORTED, "I32"},
@@ -935,7 +935,8 @@ START_TEST(type_table) {
   ck_assert(nllm_ggml_type_block(NLLM_TYPE_IQ4_XS, &bs, &ts) && bs == 256 && ts == 136);
   ck_assert(nllm_ggml_type_block(NLLM_TYPE_Q5_1, &bs, &ts) && bs == 32 && ts == 24);
   ck_assert(!nllm_ggml_type_block(4, &bs, &ts));
-  static const int32_t computed[] = {0, 1, 2, 3, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 20, 23, 30};
+  static const int32_t computed[] = {0,  1,  2,  3,  6,  7,  8,  9,  10, 11,
+                                     12, 13, 14, 15, 16, 20, 23, 30, 34, 35, 39};
   int n = 0;
   for (int32_t t = 0; t < NLLM_GGML_TYPE_COUNT; t++) n += nllm_ggml_type_computed(t);
   ck_assert_int_eq(n, (int)(sizeof computed / sizeof *computed));

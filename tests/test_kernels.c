@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "cpu/lowbit_grids.h"
 #include "cpu/quant.h"
 #include "ops.h"
 #include "qtypes.h"
@@ -112,9 +113,12 @@ static int gg_find(const uint8_t *file, size_t size, const char *name, gg_tensor
   return 1;
 }
 
-static const char *golden_files[] = {"F16",    "BF16", "Q8_0",   "Q4_0",   "Q4_1",
-                                     "Q5_0",   "Q5_1", "Q2_K",   "Q3_K_M", "Q4_K_M",
-                                     "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"};
+static const char *golden_files[] = {"F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K",
+                                     "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS",
+                                     /* load-only: dequantization only, no quantizer */
+                                     "TQ1_0", "TQ2_0", "IQ2_XXS"};
+#define N_GOLDEN ((int)(sizeof golden_files / sizeof golden_files[0]))
+#define N_GOLDEN_QUANTIZED (N_GOLDEN - 3)
 
 /* Dequantizing rows 0..7 of each listed tensor must give the reference reader's floats. Both
  * compute scale * level in float, so the only slack allowed is the 9-digit printing (exact
@@ -123,7 +127,11 @@ static void check_golden(const char *tag, int *n_rows_checked) {
   char tpath[512], mpath[512], rel[256];
   snprintf(rel, sizeof rel, "golden/tensors/tiny-a-%s.tensors.txt", tag);
   if (!testdata_path(tpath, sizeof tpath, rel)) return;
-  snprintf(rel, sizeof rel, "golden/models/tiny-a-%s.gguf", tag);
+  /* the low-bit files sit apart, in models/lowbit/ */
+  snprintf(rel, sizeof rel, "golden/models/lowbit/tiny-a-%s.gguf", tag);
+  char lowbit[512];
+  snprintf(lowbit, sizeof lowbit, "%s/%s", testdata_dir(), rel);
+  if (access(lowbit, R_OK) != 0) snprintf(rel, sizeof rel, "golden/models/tiny-a-%s.gguf", tag);
   if (!testdata_path(mpath, sizeof mpath, rel)) return;
   size_t tlen = 0, mlen = 0;
   char *txt = read_file(tpath, &tlen);
@@ -656,8 +664,9 @@ START_TEST(registry_vs_format_table) {
       ck_assert_str_eq(q->name, info->name);
       ck_assert_int_eq(q->block_size, info->block_size);
       ck_assert_int_eq(q->type_size, info->type_size);
-      ck_assert(q->to_float && q->from_float && q->vec_dot);
-      ck_assert(q->to_float_ref && q->from_float_ref && q->vec_dot_ref);
+      ck_assert(q->to_float && q->vec_dot && q->to_float_ref && q->vec_dot_ref);
+      /* load-only types (TQ*, MXFP4) have no quantizer in any tier; the others in every tier */
+      ck_assert(!q->from_float == !q->from_float_ref);
       ck_assert_int_ge(q->blas_min_tokens, NLLM_BLAS_MIN_TOKENS);
       if (isa == NLLM_ISA_SCALAR) {
         ck_assert(q->to_float == q->to_float_ref && q->from_float == q->from_float_ref &&
@@ -842,15 +851,221 @@ START_TEST(rope_vs_naive) {
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------ load-only low-bit types */
+
+/* dot of a dequantized weight row with a dequantized activation row, in double */
+static double lowbit_expected(const nllm_qtype *q, const void *w, const void *a, int64_t n,
+                              double *sumabs) {
+  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  float *wf = malloc(sizeof(float) * (size_t)n), *af = malloc(sizeof(float) * (size_t)n);
+  q->to_float_ref(w, wf, n);
+  vq->to_float_ref(a, af, n);
+  double s = 0, sa = 0;
+  for (int64_t i = 0; i < n; i++) {
+    s += (double)wf[i] * af[i];
+    sa += fabs((double)wf[i] * af[i]);
+  }
+  free(wf);
+  free(af);
+  *sumabs = sa;
+  return s;
+}
+
+/* vec_dot of each low-bit type against dequantize + dot, in every tier: random bytes (every
+ * code and packed byte value), every byte value in every position, and scales from
+ * zero and fp16 subnormals to the largest finite fp16 / E8M0 (MXFP4: 2^-127..2^127). */
+static const int32_t lowbit_types[] = {NLLM_TYPE_TQ1_0, NLLM_TYPE_TQ2_0, NLLM_TYPE_MXFP4,
+                                       NLLM_TYPE_IQ2_XXS};
+START_TEST(lowbit_vec_dot_vs_dequant) {
+  const int32_t type = lowbit_types[_i];
+  for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
+    nllm_qtypes_set_isa(isa);
+    const nllm_qtype *q = nllm_qtype_get(type);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_ptr_null(q->from_float_ref);
+    const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+    const int64_t nb = 256, n = nb * q->block_size;
+    size_t ws = nllm_row_size(type, n), as = nllm_row_size(q->vec_dot_type, n);
+    uint8_t *w = malloc(ws), *a = malloc(as);
+    float *y = malloc(sizeof(float) * (size_t)n);
+    for (int pass = 0; pass < 4; pass++) {
+      for (size_t i = 0; i < ws; i++) /* pass 0: random; 1..3: byte i + pass sweeps all values */
+        w[i] = pass == 0 ? (uint8_t)test_xorshift(&rng_state) : (uint8_t)(i * (size_t)pass + i / 7);
+      for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = w + (size_t)b * (size_t)q->type_size;
+        if (type == NLLM_TYPE_MXFP4) {
+          blk[0] = (uint8_t)(pass == 0 ? 100 + b % 40 : b % 255); /* every finite E8M0 scale */
+        } else {
+          /* fp16 d: zero, subnormals (b = 1, 2) up to 65504 (b = 255), sign alternating */
+          uint16_t h = (uint16_t)(pass == 0 ? q_f2h(0.02f * frand()) : (b * 0x7bffu) / 255u);
+          if (pass && (b & 1)) h |= 0x8000;
+          memcpy(blk + (type == NLLM_TYPE_IQ2_XXS ? 0 : q->type_size - 2), &h, 2);
+        }
+      }
+      fill(y, n, DATA_GAUSS);
+      vq->from_float_ref(y, a, n);
+      double sumabs, ex = lowbit_expected(q, w, a, n, &sumabs);
+      float got = NAN;
+      q->vec_dot(n, &got, w, a);
+      /* the largest E8M0 scales overflow float's sums (the dequantized values themselves are
+       * checked in mxfp4_ocp_blocks); such rows and blocks are compared only where finite */
+      ck_assert_msg(!(sumabs <= 1e36) || fabs(got - ex) <= 1e-5 * sumabs + 1e-30,
+                    "%s tier %d pass %d: vec_dot %.9g, dequant dot %.9g", q->name, isa, pass, got,
+                    ex);
+      /* block by block, so a wrong element order in one block cannot hide in a sum */
+      for (int64_t b = 0; b < nb; b++) {
+        int64_t bsz = q->block_size;
+        const uint8_t *wb = w + (size_t)b * (size_t)q->type_size;
+        const uint8_t *ab = a + (size_t)(b * bsz / vq->block_size) * (size_t)vq->type_size;
+        ex = lowbit_expected(q, wb, ab, bsz, &sumabs);
+        q->vec_dot(bsz, &got, wb, ab);
+        if (!(sumabs <= 1e36)) continue; /* also NaN: an infinite weight times 0 */
+        ck_assert_msg(fabs(got - ex) <= 1e-5 * sumabs + 1e-37,
+                      "%s tier %d pass %d block %lld: %.9g vs %.9g", q->name, isa, pass,
+                      (long long)b, got, ex);
+      }
+    }
+    free(w);
+    free(a);
+    free(y);
+  }
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+END_TEST
+
+/* TQ1_0's packing from its definition: five ternary digits t0..t4 (most significant first)
+ * stored as the byte ceil(256 * value / 243) of value = sum (t_k + 1) 3^(4-k). Every one of
+ * the 243 digit patterns in every byte position must come back, in element order. */
+START_TEST(tq1_0_every_trit_pattern) {
+  const nllm_qtype *q = nllm_qtype_get(NLLM_TYPE_TQ1_0);
+  block_tq1_0 blk;
+  float out[QK_K];
+  for (int v = 0; v < 243; v++) {
+    int trit[5];
+    for (int k = 0, r = v; k < 5; k++, r /= 3) trit[4 - k] = r % 3 - 1;
+    uint8_t byte = (uint8_t)((v * 256 + 242) / 243);
+    memset(&blk, byte, sizeof blk);
+    blk.d = q_f2h(0.5f);
+    q->to_float_ref(&blk, out, QK_K);
+    int i = 0;
+    for (int k = 0; k < 5; k++)
+      for (int m = 0; m < 32; m++, i++) ck_assert_float_eq(out[i], 0.5f * (float)trit[k]);
+    for (int k = 0; k < 5; k++)
+      for (int m = 0; m < 16; m++, i++) ck_assert_float_eq(out[i], 0.5f * (float)trit[k]);
+    for (int k = 0; k < 4; k++) /* qh bytes: only the first four digits are used */
+      for (int m = 0; m < 4; m++, i++) ck_assert_float_eq(out[i], 0.5f * (float)trit[k]);
+    ck_assert_int_eq(i, QK_K);
+  }
+}
+END_TEST
+
+/* TQ2_0: code c (value c - 1) of element 128 h + 32 l + m in bits 2l of byte 32 h + m. */
+START_TEST(tq2_0_every_code) {
+  const nllm_qtype *q = nllm_qtype_get(NLLM_TYPE_TQ2_0);
+  block_tq2_0 blk;
+  float out[QK_K];
+  for (int i = 0; i < QK_K; i++) {
+    for (int c = 0; c < 4; c++) {
+      memset(&blk, 0x55, sizeof blk); /* code 1 (zero) everywhere */
+      int h = i / 128, l = (i % 128) / 32, m = i % 32;
+      uint8_t *byte = &blk.qs[32 * h + m];
+      *byte = (uint8_t)((*byte & ~(3 << (2 * l))) | c << (2 * l));
+      blk.d = q_f2h(-2.0f);
+      q->to_float_ref(&blk, out, QK_K);
+      for (int j = 0; j < QK_K; j++)
+        ck_assert_float_eq(out[j], (j == i ? -2.0f * (float)(c - 1) : 0.0f));
+    }
+  }
+}
+END_TEST
+
+/* IQ2_XXS: every grid index with every sign index and scale, in every group position: the
+ * magnitudes are the scale times a grid level (8, 25 or 43), each group of 8 has an even
+ * number of minus signs, and sign bit j of the 7-bit index negates element j. */
+START_TEST(iq2_xxs_every_index) {
+  const nllm_qtype *q = nllm_qtype_get(NLLM_TYPE_IQ2_XXS);
+  block_iq2_xxs blk;
+  float out[QK_K];
+  for (int k = 0; k < 256; k++) {
+    for (int sg = 0; sg < 128; sg += 1 + (k & 7)) {
+      int sc = (k + sg) & 15;
+      blk.d = q_f2h(1.0f);
+      for (int g = 0; g < QK_K / 32; g++) {
+        int kk = (k + g) & 255; /* group g holds index k + g in all four places */
+        blk.qs[4 * g] = (uint16_t)(kk | kk << 8);
+        blk.qs[4 * g + 1] = (uint16_t)(kk | kk << 8);
+        uint32_t sgn = (uint32_t)sg | (uint32_t)sg << 7 | (uint32_t)sg << 14 | (uint32_t)sg << 21 |
+                       (uint32_t)sc << 28;
+        blk.qs[4 * g + 2] = (uint16_t)sgn;
+        blk.qs[4 * g + 3] = (uint16_t)(sgn >> 16);
+      }
+      q->to_float_ref(&blk, out, QK_K);
+      float db = (0.5f + (float)sc) * 0.25f;
+      for (int grp = 0; grp < QK_K / 8; grp++) {
+        int neg = 0;
+        uint64_t pt = nllm_iq2xxs_grid[(k + grp / 4) & 255];
+        for (int j = 0; j < 8; j++) {
+          float v = out[8 * grp + j], mag = fabsf(v) / db;
+          ck_assert_msg(mag == (float)((pt >> (8 * j)) & 255), "k %d group %d j %d: %g", k, grp,
+                        j, v);
+          ck_assert(mag == 8 || mag == 25 || mag == 43);
+          neg += v < 0;
+          if (j < 7) ck_assert_int_eq(v < 0, sg >> j & 1);
+        }
+        ck_assert_int_eq(neg % 2, 0);
+      }
+    }
+  }
+}
+END_TEST
+
+/* E2M1 from the OCP Microscaling spec: sign, 2 exponent bits (bias 1), 1 mantissa bit;
+ * exponent 0 is subnormal (0.5 * m). */
+static double ocp_e2m1(int code) {
+  int sign = code >> 3 & 1, e = code >> 1 & 3, m = code & 1;
+  double v = e == 0 ? 0.5 * m : ldexp(1.0 + 0.5 * m, e - 1);
+  return sign ? -v : v;
+}
+
+/* MXFP4 blocks built from the OCP definition: every E2M1 code in both nibbles of a byte and
+ * every E8M0 scale 2^(e - 127), e = 0..254, dequantize to code value x scale (rounded to float
+ * only where the product leaves float's range); e = 255 is NaN. */
+START_TEST(mxfp4_ocp_blocks) {
+  for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
+    nllm_qtypes_set_isa(isa);
+    const nllm_qtype *q = nllm_qtype_get(NLLM_TYPE_MXFP4);
+    block_mxfp4 blk;
+    float out[QK];
+    for (int e = 0; e < 256; e++) {
+      blk.e = (uint8_t)e;
+      for (int j = 0; j < QK / 2; j++) blk.qs[j] = (uint8_t)(j | (15 - j) << 4);
+      q->to_float(&blk, out, QK);
+      for (int j = 0; j < QK; j++) {
+        int code = j < QK / 2 ? j : 15 - (j - QK / 2);
+        if (e == 255) {
+          ck_assert_msg(isnan(out[j]), "e 255 code %d: %g", code, out[j]);
+          continue;
+        }
+        float want = (float)(ocp_e2m1(code) * ldexp(1.0, e - 127));
+        ck_assert_msg((out[j] == want && signbit(out[j]) == signbit(want)) || (code & 7) == 0,
+                      "e %d code %d: %a, want %a", e, code, out[j], want);
+        if ((code & 7) == 0) ck_assert_float_eq(out[j], 0.0f);
+      }
+    }
+  }
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
   Suite *s = suite_create("kernels");
   TCase *tc = tcase_create("kernels");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, table_sizes);
   tcase_add_test(tc, registry_vs_format_table);
-  tcase_add_loop_test(tc, golden_dequant, 0, (int)(sizeof golden_files / sizeof golden_files[0]));
-  tcase_add_loop_test(tc, quantizer_vs_golden, 0,
-                      (int)(sizeof golden_files / sizeof golden_files[0]));
+  tcase_add_loop_test(tc, golden_dequant, 0, N_GOLDEN);
+  tcase_add_loop_test(tc, quantizer_vs_golden, 0, N_GOLDEN_QUANTIZED);
   tcase_add_loop_test(tc, dispatch_vs_ref, 0, N_ALL);
   tcase_add_loop_test(tc, dot4_vs_ref, 0, N_ALL);
   tcase_add_loop_test(tc, random_bits_vs_ref, 0, N_ALL);
@@ -859,6 +1074,12 @@ static Suite *kernels_suite(void) {
   tcase_add_loop_test(tc, matmul_vs_naive, 0, N_ALL);
   tcase_add_test(tc, ops_vs_naive);
   tcase_add_test(tc, rope_vs_naive);
+  tcase_add_loop_test(tc, lowbit_vec_dot_vs_dequant, 0,
+                      (int)(sizeof lowbit_types / sizeof lowbit_types[0]));
+  tcase_add_test(tc, tq1_0_every_trit_pattern);
+  tcase_add_test(tc, tq2_0_every_code);
+  tcase_add_test(tc, mxfp4_ocp_blocks);
+  tcase_add_test(tc, iq2_xxs_every_index);
   suite_add_tcase(s, tc);
   return s;
 }

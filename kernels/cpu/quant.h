@@ -87,6 +87,27 @@ typedef struct {
   uint8_t qs[QK_K / 2];
 } block_iq4_xs;
 
+/* Load-only low-bit formats (quant_lowbit_ref.c). */
+typedef struct {
+  uint8_t qs[(QK_K - 4 * QK_K / 64) / 5]; /* 240 values, five base-3 digits a byte */
+  uint8_t qh[QK_K / 64];                  /* 16 values, four digits a byte */
+  uint16_t d;
+} block_tq1_0;
+typedef struct {
+  uint8_t qs[QK_K / 4];
+  uint16_t d;
+} block_tq2_0;
+/* IQ2_XXS: per 32 values, 4 uint16: two hold four 8-bit grid indices, two hold four 7-bit sign
+ * indices and a 4-bit scale in the top bits. */
+typedef struct {
+  uint16_t d;
+  uint16_t qs[QK_K / 8];
+} block_iq2_xxs;
+typedef struct {
+  uint8_t e; /* E8M0 scale */
+  uint8_t qs[QK / 2];
+} block_mxfp4;
+
 _Static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 layout");
 _Static_assert(sizeof(block_q4_1) == 20, "q4_1 layout");
@@ -101,6 +122,10 @@ _Static_assert(sizeof(block_q6_K) == 210, "q6_K layout");
 _Static_assert(sizeof(block_q8_K) == 292, "q8_K layout");
 _Static_assert(sizeof(block_iq4_nl) == 18, "iq4_nl layout");
 _Static_assert(sizeof(block_iq4_xs) == 136, "iq4_xs layout");
+_Static_assert(sizeof(block_tq1_0) == 54, "tq1_0 layout");
+_Static_assert(sizeof(block_tq2_0) == 66, "tq2_0 layout");
+_Static_assert(sizeof(block_mxfp4) == 17, "mxfp4 layout");
+_Static_assert(sizeof(block_iq2_xxs) == 66, "iq2_xxs layout");
 
 /* The 16 non-uniform levels of IQ4_NL / IQ4_XS. */
 extern const int8_t nllm_iq4nl_values[16];
@@ -195,8 +220,9 @@ static inline void k4_scales_mins(const uint8_t *sc, uint8_t scales[8], uint8_t 
 }
 
 /* The rows each kernel file exports into the registry (kernels/qtypes.c puts them together). */
-extern const nllm_kernel_set nllm_kernels_ref;  /* quant_ref.c: floats, 32-value formats */
-extern const nllm_kernel_set nllm_kernels_kref; /* quant_kref.c: K-quants, IQ4_XS */
+extern const nllm_kernel_set nllm_kernels_ref;        /* quant_ref.c: floats, 32-value formats */
+extern const nllm_kernel_set nllm_kernels_kref;       /* quant_kref.c: K-quants, IQ4_XS */
+extern const nllm_kernel_set nllm_kernels_lowbit_ref; /* quant_lowbit_ref.c: TQ*, MXFP4, IQ2_XXS */
 #if defined(__x86_64__)
 extern const nllm_kernel_set nllm_kernels_float_avx2; /* quant_float_avx2.c */
 extern const nllm_kernel_set nllm_kernels_q32_avx2;   /* quant_q32_avx2.c */

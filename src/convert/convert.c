@@ -72,6 +72,20 @@ nllm_status nllm_quant_target_parse(const char *name, nllm_quant_target *out) {
       out->name = targets[i].name;
       return NLLM_OK;
     }
+  /* GGUF's other weight types load and run, but are not quantization targets: the low-bit
+   * IQ types are only useful with an importance matrix guiding the rounding, the ternary TQ
+   * types only for models trained ternary, MXFP4 for models trained in it */
+  for (int32_t t = 0; t < NLLM_GGML_TYPE_COUNT; t++) {
+    const char *tn = nllm_ggml_type_name(t);
+    if (tn && strcasecmp(tn, name) == 0 &&
+        (!strncmp(tn, "IQ", 2) || !strncmp(tn, "TQ", 2) || !strcmp(tn, "MXFP4")))
+      return nllm_err(NLLM_ERR_UNSUPPORTED,
+                      "%s is not a quantization target: files of this type are read and run, "
+                      "but writing useful ones needs an importance matrix (IQ types) or a model "
+                      "trained for it (TQ1_0/TQ2_0 ternary, MXFP4), which nllm quantize does "
+                      "not have; targets (any case): %s",
+                      tn, nllm_quant_target_names());
+  }
   return nllm_err(NLLM_ERR_INVALID_ARG, "unknown weight type '%.40s' (valid, any case: %s)", name,
                   nllm_quant_target_names());
 }

@@ -25,7 +25,7 @@ static const nllm_ggml_type_info ggml_types[NLLM_GGML_TYPE_COUNT] = {
     [NLLM_TYPE_Q5_K] = {.name = "Q5_K", .block_size = 256, .type_size = 176, .computed = 1},
     [NLLM_TYPE_Q6_K] = {.name = "Q6_K", .block_size = 256, .type_size = 210, .computed = 1},
     [NLLM_TYPE_Q8_K] = {.name = "Q8_K", .block_size = 256, .type_size = 292, .computed = 1},
-    [16] = {.name = "IQ2_XXS", .block_size = 256, .type_size = 66},
+    [NLLM_TYPE_IQ2_XXS] = {.name = "IQ2_XXS", .block_size = 256, .type_size = 66, .computed = 1},
     [17] = {.name = "IQ2_XS", .block_size = 256, .type_size = 74},
     [18] = {.name = "IQ3_XXS", .block_size = 256, .type_size = 98},
     [19] = {.name = "IQ1_S", .block_size = 256, .type_size = 50},
@@ -43,12 +43,12 @@ static const nllm_ggml_type_info ggml_types[NLLM_GGML_TYPE_COUNT] = {
     [31] = {.name = "Q4_0_4_4"},
     [32] = {.name = "Q4_0_4_8"},
     [33] = {.name = "Q4_0_8_8"},
-    [34] = {.name = "TQ1_0", .block_size = 256, .type_size = 54},
-    [35] = {.name = "TQ2_0", .block_size = 256, .type_size = 66},
+    [NLLM_TYPE_TQ1_0] = {.name = "TQ1_0", .block_size = 256, .type_size = 54, .computed = 1},
+    [NLLM_TYPE_TQ2_0] = {.name = "TQ2_0", .block_size = 256, .type_size = 66, .computed = 1},
     [36] = {.name = "IQ4_NL_4_4"},
     [37] = {.name = "IQ4_NL_4_8"},
     [38] = {.name = "IQ4_NL_8_8"},
-    [39] = {.name = "MXFP4", .block_size = 32, .type_size = 17},
+    [NLLM_TYPE_MXFP4] = {.name = "MXFP4", .block_size = 32, .type_size = 17, .computed = 1},
 };
 
 const nllm_ggml_type_info *nllm_ggml_type_get(int32_t type) {

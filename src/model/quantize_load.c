@@ -47,6 +47,10 @@ nllm_status nllm_tensor_convert(const nllm_tensor_job *job, int n_threads) {
   nllm_status st;
   if ((st = check_type(t, t->type, "source")) != NLLM_OK) return st;
   if ((st = check_type(t, job->out_type, "target")) != NLLM_OK) return st;
+  if (job->out_type != t->type && job->out_type != NLLM_TYPE_F32 &&
+      !nllm_qtype_get(job->out_type)->from_float_ref)
+    return nllm_err(NLLM_ERR_UNSUPPORTED, "tensor '%s': type %s is read-only (no quantizer)",
+                    t->name, nllm_ggml_type_name(job->out_type));
   size_t in_row = nllm_row_size(t->type, ne0), out_row = nllm_row_size(job->out_type, ne0);
   if (!in_row || !out_row)
     return nllm_err(NLLM_ERR_FORMAT, "tensor '%s': row of %lld does not fit the block size",
