@@ -83,7 +83,7 @@ nllm_status nllm_quant_target_parse(const char *name, nllm_quant_target *out) {
                       "%s is not a quantization target: files of this type are read and run, "
                       "but writing useful ones needs an importance matrix (IQ types) or a model "
                       "trained for it (TQ1_0/TQ2_0 ternary, MXFP4), which nllm quantize does "
-                      "not have (targets: %s)",
+                      "not have; targets (any case): %s",
                       tn, nllm_quant_target_names());
   }
   return nllm_err(NLLM_ERR_INVALID_ARG, "unknown weight type '%.40s' (valid, any case: %s)", name,
