@@ -119,6 +119,11 @@ START_TEST(utf8_classes) {
   ck_assert(!full_match(g, "\xf4\x90\x80\x80"));
   ck_assert(!full_match(g, "\x80"));
   nllm_grammar_free(g);
+  /* The first class of a grammar being empty (found by fuzz_gbnf: UBSan, null + 0) */
+  g = compile_ok("root ::= [] | \"a\"\n");
+  ck_assert(full_match(g, "a"));
+  ck_assert(!full_match(g, ""));
+  nllm_grammar_free(g);
 }
 END_TEST
 

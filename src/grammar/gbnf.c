@@ -138,7 +138,7 @@ static uint32_t add_set(parser *P, const nllm_grange *rg, uint32_t n, int neg) {
   s->first = P->n_ranges;
   s->n = n;
   s->neg = (uint32_t)neg;
-  memcpy(P->ranges + P->n_ranges, rg, (size_t)n * sizeof *rg);
+  if (n) memcpy(P->ranges + P->n_ranges, rg, (size_t)n * sizeof *rg);
   P->n_ranges += n;
   for (uint32_t c = 0; c < 128; c++) {
     int in = 0;
