@@ -256,7 +256,7 @@ static void repeat(parser *P, uint32_t rule, evec *out, uint32_t start, uint32_t
   uint32_t len = out->n - start;
   nllm_gelem *S = malloc((size_t)(len ? len : 1) * sizeof *S);
   if (!S) return oom(P);
-  memcpy(S, out->v + start, (size_t)len * sizeof *S);
+  if (len) memcpy(S, out->v + start, (size_t)len * sizeof *S);
   out->n = start;
   P->total -= len;
   if ((uint64_t)len * min > NLLM_GRAMMAR_MAX_ELEMS ||

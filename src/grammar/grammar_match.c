@@ -241,7 +241,7 @@ static int state_init(gstate *s) {
 }
 
 static void state_copy(gstate *dst, const gstate *src) {
-  memcpy(dst->s, src->s, (size_t)src->n * sizeof *src->s);
+  if (src->n) memcpy(dst->s, src->s, (size_t)src->n * sizeof *src->s);
   dst->n = src->n;
   dst->val = src->val;
   dst->need = src->need;
@@ -346,7 +346,7 @@ static nllm_status intern(nllm_gmatch *m, gstate *st, int32_t *idx) {
   for (uint32_t e; (e = m->ws_hash[i]); i = (i + 1) & mask) {
     const wstate *w = &m->ws[e - 1];
     if (w->hash == h && w->n == st->n && w->need == st->need && w->val == st->val &&
-        !memcmp(m->ws_ids + w->off, st->s, (size_t)st->n * sizeof *st->s)) {
+        (!st->n || !memcmp(m->ws_ids + w->off, st->s, (size_t)st->n * sizeof *st->s))) {
       *idx = (int32_t)(e - 1);
       return NLLM_OK;
     }
@@ -370,7 +370,7 @@ static nllm_status intern(nllm_gmatch *m, gstate *st, int32_t *idx) {
     m->ws_ids = p;
     m->cap_ids = nc;
   }
-  memcpy(m->ws_ids + m->n_ids, st->s, (size_t)st->n * sizeof *st->s);
+  if (st->n) memcpy(m->ws_ids + m->n_ids, st->s, (size_t)st->n * sizeof *st->s);
   m->ws[m->n_ws] = (wstate){m->n_ids, st->n, st->val, st->need, st->len, h};
   m->n_ids += st->n;
   for (int b = 0; b < 256; b++) m->trans[(size_t)m->n_ws * 256 + (size_t)b] = -2;
@@ -394,7 +394,7 @@ static nllm_status intern(nllm_gmatch *m, gstate *st, int32_t *idx) {
 
 static void load_state(const nllm_gmatch *m, int32_t idx, gstate *dst) {
   const wstate *w = &m->ws[idx];
-  memcpy(dst->s, m->ws_ids + w->off, (size_t)w->n * sizeof *dst->s);
+  if (w->n) memcpy(dst->s, m->ws_ids + w->off, (size_t)w->n * sizeof *dst->s);
   dst->n = w->n;
   dst->val = w->val;
   dst->need = w->need;
