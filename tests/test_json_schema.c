@@ -191,6 +191,17 @@ START_TEST(random_sentences_validate) {
 END_TEST
 
 /* Integer ranges: the grammar accepts exactly the integers in range (brute force). */
+/* An object that may hold nothing ({} only): its rule names `space` with no property to define it
+ * (found by fuzz_json_schema: the grammar did not compile). */
+START_TEST(empty_closed_object) {
+  nllm_grammar *g = schema_grammar("{\"type\": \"object\", \"additionalProperties\": false}");
+  ck_assert(accepts(g, "{}"));
+  ck_assert(accepts(g, "{ }"));
+  ck_assert(!accepts(g, "{\"a\": 1}"));
+  nllm_grammar_free(g);
+}
+END_TEST
+
 START_TEST(integer_ranges_exact) {
   static const long long R[][2] = {{0, 0},     {1, 9},      {7, 123},    {-5, 5},
                                    {-123, -7}, {10, 10},    {0, 1000},   {99, 101},
@@ -284,6 +295,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_loop_test(tc, valid_and_invalid_documents, 0, (int)(sizeof CASES / sizeof *CASES));
   tcase_add_test(tc, random_sentences_validate);
+  tcase_add_test(tc, empty_closed_object);
   tcase_add_test(tc, integer_ranges_exact);
   tcase_add_test(tc, clear_refusals);
   tcase_add_test(tc, recursive_ref_and_public_api);

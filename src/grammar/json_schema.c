@@ -980,7 +980,8 @@ static char *object_schema(conv *c, const cJSON *s, int depth) {
   for (int i = 0; i < k && first_req < 0; i++)
     if (is_req[i]) first_req = i;
   sb b = {0};
-  sb_str(&b, "\"{\" space (");
+  /* The body names `space` itself, also for an object without properties. */
+  sb_fmt(&b, "\"{\" %s (", prim(c, "space"));
   int last_first = first_req >= 0 ? first_req : k - 1;
   for (int f = 0; f <= last_first; f++) {
     if (f) sb_str(&b, " | ");
