@@ -1305,6 +1305,10 @@ nllm_status nllm_json_schema_to_gbnf(const char *schema, size_t len, char **out)
   if (!schema) return nllm_err(NLLM_ERR_INVALID_ARG, "json_schema: schema is NULL");
   if (len > MAX_OUT)
     return nllm_err(NLLM_ERR_INVALID_ARG, "json_schema: schema of %zu bytes is too large", len);
+  /* Strings of the schema become grammar literals, which must be UTF-8: check every byte, not
+   * only those before a NUL, since the parser stops there but the caller's length does not. */
+  if (!nllm_utf8_valid(schema, len))
+    return nllm_err(NLLM_ERR_INVALID_ARG, "json_schema: the schema is not valid UTF-8");
   const char *end = NULL;
   cJSON *doc = cJSON_ParseWithLengthOpts(schema, len, &end, 0);
   if (!doc) {
