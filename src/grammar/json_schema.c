@@ -47,7 +47,23 @@ NLLM_PRINTF(2, 3) static void sb_fmt(sb *b, const char *fmt, ...) {
   va_start(ap, fmt);
   int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
-  if (k > 0) sb_add(b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
+  if (k <= 0) return;
+  if ((size_t)k < sizeof tmp) {
+    sb_add(b, tmp, (size_t)k);
+    return;
+  }
+  /* A long piece (a rule body passed through %s): format it again at its full size rather than
+   * cut it, which left a grammar that does not compile. */
+  char *big = malloc((size_t)k + 1);
+  if (!big) {
+    b->oom = 1;
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(big, (size_t)k + 1, fmt, ap);
+  va_end(ap);
+  sb_add(b, big, (size_t)k);
+  free(big);
 }
 
 typedef struct {
