@@ -1056,6 +1056,10 @@ static const cJSON *resolve_ref(conv *c, const char *ref) {
       return NULL;
     }
   }
+  if (*p) { /* "#.x", "#abc": not a JSON pointer (it used to resolve to the root) */
+    fail(c, "$ref \"%.200s\" points nowhere", ref);
+    return NULL;
+  }
   return at;
 }
 
