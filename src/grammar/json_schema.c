@@ -1229,6 +1229,11 @@ static char *convert(conv *c, const cJSON *s, const char *forced_type, int depth
       fail(c, "$ref must be a string");
       return NULL;
     }
+    /* A schema that is only a reference to itself would be a rule that is its own body. */
+    if (resolve_ref(c, ref->valuestring) == s) {
+      fail(c, "$ref \"%.200s\" refers to the schema that holds it", ref->valuestring);
+      return NULL;
+    }
     return ref_schema(c, ref->valuestring, depth);
   }
   const cJSON *x;
