@@ -185,3 +185,18 @@ class _Held:
                 free_now = u.close_pending and o._h is not None
         if free_now:
             o.close()
+
+
+def _progress_fn(progress: Any, raised: list) -> Any:
+    """A C progress callback around progress(value) -> truthy to cancel. An exception it raises
+    stops the call (non-zero return) and is kept in `raised` for the caller to re-raise once the
+    library has returned. The caller must keep the result alive for the whole call."""
+
+    def on_progress(value: float, _ud: Any) -> int:
+        try:
+            return 1 if progress(value) else 0
+        except BaseException as e:
+            raised.append(e)
+            return 1
+
+    return ffi.nllm_progress_fn(on_progress)

@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 from . import _ffi as ffi
 from ._lib import lib as _C
+from ._handle import _progress_fn
 from .errors import _error, _invalid
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -35,15 +36,7 @@ def _run(
         raise _invalid(f"type must be a name, an NLLM_TYPE_* id or None, not {type!r}")
     raised: List[BaseException] = []
     if progress is not None:
-
-        def on_progress(value: float, _ud: Any) -> int:
-            try:
-                return 1 if progress(value) else 0
-            except BaseException as e:  # stop the conversion, re-raise after it returns
-                raised.append(e)
-                return 1
-
-        cb = ffi.nllm_progress_fn(on_progress)
+        cb = _progress_fn(progress, raised)
         p.progress = cb
     stats = ffi.nllm_convert_stats()
     stats.struct_size = ctypes.sizeof(stats)

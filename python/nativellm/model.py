@@ -20,7 +20,7 @@ from typing import (
 )
 
 from . import _ffi as ffi
-from ._handle import _c_int, _c_ints, _grow_call, _Handle, _set_int_fields, _to_bytes
+from ._handle import _c_int, _c_ints, _grow_call, _Handle, _set_int_fields, _to_bytes, _progress_fn
 from ._lib import lib as _C
 from .context import CONTEXT_KEYWORDS, Context
 from .errors import InternalError, _check, _error
@@ -81,15 +81,7 @@ class Model(_Handle):
         p.quantize_type = _type_id(quantize_type)
         raised: List[BaseException] = []
         if progress is not None:
-
-            def on_progress(value: float, _ud: Any) -> int:
-                try:
-                    return 1 if progress(value) else 0
-                except BaseException as e:  # stop the load, re-raise after it returns
-                    raised.append(e)
-                    return 1
-
-            cb = ffi.nllm_progress_fn(on_progress)
+            cb = _progress_fn(progress, raised)
             p.progress = cb
         h = ffi.model_p()
         status = _C.nllm_model_load(self.path.encode(), ctypes.byref(p), ctypes.byref(h))
