@@ -588,6 +588,43 @@ NLLM_API nllm_status nllm_grammar_validate(const char *grammar, const char *root
  * output was cut short. */
 NLLM_API int32_t nllm_sampler_grammar_complete(const nllm_sampler *sampler);
 
+/* ---------------------------------------------------------------- LoRA adapters */
+/* A LoRA adapter adds s * scale * B (A x) to the weight matrices it adapts (y = W x), where
+ * scale is alpha / r (alpha / sqrt(r) with rsLoRA) and s the user's scale given when attaching
+ * it. Adapters stay unmerged: A and B are kept in F32 next to the base weights (quantized or
+ * not), so one loaded base serves any number of adapters and contexts (docs/api.md). */
+typedef struct nllm_lora_adapter nllm_lora_adapter;
+
+/* Loads a PEFT folder (adapter_config.json + adapter_model.safetensors; F32/F16/BF16), the
+ * folder's .safetensors file, or a GGUF adapter (general.type "adapter", adapter.type "lora",
+ * as llama.cpp's convert_lora_to_gguf.py writes it) for `model`, checking every tensor against
+ * it: the architecture, a base matrix of that name, shapes and ranks. A mismatch is
+ * NLLM_ERR_FORMAT (or NLLM_ERR_UNSUPPORTED for DoRA, trained biases, embedding/output targets)
+ * naming the tensor. The model must outlive the adapter. */
+NLLM_API nllm_status nllm_lora_adapter_load(const nllm_model *model, const char *path,
+                                            nllm_lora_adapter **out);
+/* Releases the caller's handle. Contexts it is attached to keep it alive until they detach it
+ * or are freed, so freeing an attached adapter is safe. NULL is a no-op. */
+NLLM_API void nllm_lora_adapter_free(nllm_lora_adapter *adapter);
+/* general.name of a GGUF adapter, else the file or folder name. Owned by the adapter. */
+NLLM_API const char *nllm_lora_adapter_name(const nllm_lora_adapter *adapter);
+/* Adapted matrices, their largest rank, and alpha (the file's lora_alpha). */
+NLLM_API int32_t nllm_lora_adapter_n_matrices(const nllm_lora_adapter *adapter);
+NLLM_API int32_t nllm_lora_adapter_rank(const nllm_lora_adapter *adapter);
+NLLM_API float nllm_lora_adapter_alpha(const nllm_lora_adapter *adapter);
+
+/* Replaces the set of adapters the context applies: adapters[0..n) with scales[0..n) (NULL:
+ * all 1; 0 switches one off; several add up; n = 0 removes all). Takes effect from the next
+ * decode call; the KV cache already computed is kept (rewind or reset it to recompute a prompt
+ * under the new set). The set is per context: every sequence of a multi-sequence context uses
+ * it (use one context per adapter set to serve several at once). Each adapter must have been
+ * loaded for this context's model; a context with GPU layers refuses adapters
+ * (NLLM_ERR_UNSUPPORTED: merge with nllm_convert's lora fields instead). */
+NLLM_API nllm_status nllm_context_set_lora(nllm_context *ctx, nllm_lora_adapter *const *adapters,
+                                           const float *scales, int32_t n);
+/* Adapters attached now. */
+NLLM_API int32_t nllm_context_n_lora(const nllm_context *ctx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -637,3 +637,43 @@ NLLM_API nllm_status nllm_grammar_validate(const char *grammar, const char *root
 NLLM_API int32_t nllm_sampler_grammar_complete(const nllm_sampler *s) {
   return s && s->gr && nllm_sgrammar_complete(s->gr);
 }
+
+/* ---------------------------------------------------------------- LoRA adapters */
+
+NLLM_API nllm_status nllm_lora_adapter_load(const nllm_model *model, const char *path,
+                                            nllm_lora_adapter **out) {
+  CHECK_ARG(out, "nllm_lora_adapter_load: out is NULL");
+  *out = NULL;
+  CHECK_ARG(model && path, "nllm_lora_adapter_load: model or path is NULL");
+  CHECK_ARG(!model->vocab_only, "nllm_lora_adapter_load: the model was loaded vocab_only");
+  return nllm_lora_load(model, path, out);
+}
+
+NLLM_API void nllm_lora_adapter_free(nllm_lora_adapter *adapter) {
+  nllm_lora_release(adapter);
+}
+
+NLLM_API const char *nllm_lora_adapter_name(const nllm_lora_adapter *a) {
+  return a ? a->name : "";
+}
+NLLM_API int32_t nllm_lora_adapter_n_matrices(const nllm_lora_adapter *a) {
+  return a ? a->n_mats : 0;
+}
+NLLM_API int32_t nllm_lora_adapter_rank(const nllm_lora_adapter *a) {
+  return a ? a->max_rank : 0;
+}
+NLLM_API float nllm_lora_adapter_alpha(const nllm_lora_adapter *a) {
+  return a ? a->alpha : 0.0f;
+}
+
+NLLM_API nllm_status nllm_context_set_lora(nllm_context *ctx, nllm_lora_adapter *const *adapters,
+                                           const float *scales, int32_t n) {
+  CHECK_ARG(ctx, "nllm_context_set_lora: ctx is NULL");
+  nllm_status st = ctx_enter(ctx, "nllm_context_set_lora");
+  if (st) return st;
+  return ctx_leave(ctx, nllm_ctx_set_lora(ctx, adapters, scales, n));
+}
+
+NLLM_API int32_t nllm_context_n_lora(const nllm_context *ctx) {
+  return ctx ? ctx->n_lora : 0;
+}

@@ -120,6 +120,7 @@ nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, n
 
 void nllm_ctx_free(nllm_context *ctx) {
   if (!ctx) return;
+  nllm_ctx_lora_free(ctx);
   nllm_forward_state_free(&ctx->fs);
   nllm_kv_cells_free(&ctx->cells);
   nllm_aligned_free(ctx->logits);

@@ -27,6 +27,9 @@ struct nllm_context {
   int32_t *n_vis, *out_rows;
   int32_t *seq_scratch; /* [n_seq] */
   nllm_timings tm;
+  /* Attached LoRA adapters (context_lora.c), each holding a reference to its adapter */
+  nllm_lora_active *lora;
+  int32_t n_lora;
   /* Set for the length of every API call that changes the context: a second concurrent call
    * gets NLLM_ERR_BUSY instead of interleaving writes into the cache and logits. */
   atomic_int busy;
@@ -43,6 +46,10 @@ nllm_status nllm_ctx_seq_keep(nllm_context *ctx, int32_t seq);
 nllm_status nllm_ctx_seq_shift(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1,
                                int32_t delta);
 void nllm_ctx_clear(nllm_context *ctx);
+/* Replaces the attached adapters (n = 0: none); arguments checked here. */
+nllm_status nllm_ctx_set_lora(nllm_context *ctx, nllm_lora_adapter *const *adapters,
+                              const float *scales, int32_t n);
+void nllm_ctx_lora_free(nllm_context *ctx);
 
 nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, nllm_context **out);
 void nllm_ctx_free(nllm_context *ctx);

@@ -298,6 +298,8 @@ void nllm_forward_state_free(nllm_forward_state *fs) {
   nllm_aligned_free(b->up);
   nllm_aligned_free(fs->att_scratch);
   nllm_aligned_free(fs->wdata);
+  nllm_aligned_free(fs->lora_t);
+  nllm_aligned_free(fs->lora_u);
   memset(fs, 0, sizeof *fs);
 }
 
@@ -314,6 +316,60 @@ static nllm_status move_x(const nllm_fw_run *r, const nllm_fw_backend *from,
     nllm_status st_ = (call); \
     if (st_) return st_;      \
   } while (0)
+
+nllm_status nllm_forward_set_lora(nllm_forward_state *fs, const nllm_lora_active *lora, int32_t n) {
+  const nllm_model *m = fs->model;
+  if (n > 0 && m->n_gpu_layers > 0)
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "LoRA adapters are applied on the CPU only; the model has %d GPU layers "
+                    "(merge the adapter with nllm convert --lora instead)",
+                    m->n_gpu_layers);
+  int64_t rank = 1, width = 1;
+  for (int32_t k = 0; k < n; k++)
+    if (lora[k].a->max_rank > rank) rank = lora[k].a->max_rank;
+  for (int il = 0; il < m->hp.n_layer; il++)
+    for (int slot = 0; slot < NLLM_LORA_SLOTS; slot++) {
+      const nllm_weight *w = nllm_lora_base_weight(m, il, slot);
+      if (w && w->rows > width) width = w->rows;
+    }
+  const size_t t_bytes = (size_t)(fs->n_batch * rank) * sizeof(float);
+  float *t = nllm_aligned_alloc(t_bytes);
+  float *u =
+      fs->lora_u ? fs->lora_u : nllm_aligned_alloc((size_t)(fs->n_batch * width) * sizeof(float));
+  if (!t || !u) {
+    nllm_aligned_free(t);
+    if (u != fs->lora_u) nllm_aligned_free(u);
+    return nllm_err(NLLM_ERR_NOMEM, "out of memory for the LoRA scratch (rank %lld)",
+                    (long long)rank);
+  }
+  nllm_aligned_free(fs->lora_t);
+  fs->lora_t = t;
+  fs->lora_u = u;
+  fs->lora = n > 0 ? lora : NULL;
+  fs->n_lora = n > 0 ? n : 0;
+  return NLLM_OK;
+}
+
+/* y = W x for a layer matrix, plus s * scale * B (A x) of every attached adapter that adapts
+ * it: the adapters stay unmerged, so one base (quantized or not) serves any set of them. */
+static nllm_status matmul_lora(const nllm_fw_run *r, const nllm_fw_ops *op, float *y,
+                               const nllm_weight *w, int il, int slot, const float *x, int64_t n) {
+  TRY(op->matmul(r, y, w, x, n));
+  nllm_forward_state *fs = r->fs;
+  for (int32_t k = 0; k < fs->n_lora; k++) {
+    const nllm_lora_mat *lm = nllm_lora_mat_of(fs->lora[k].a, il, slot);
+    const float s = fs->lora[k].scale * lm->scale;
+    if (!lm->r || s == 0.0f) continue;
+    nllm_matmul(fs->lora_t, lm->a, NLLM_TYPE_F32, lm->r, w->cols, x, n, fs->wdata,
+                threads_for(fs, lm->r * w->cols * n));
+    nllm_matmul(fs->lora_u, lm->b, NLLM_TYPE_F32, w->rows, lm->r, fs->lora_t, n, fs->wdata,
+                threads_for(fs, w->rows * lm->r * n));
+    const int64_t count = n * w->rows;
+    const float *u = fs->lora_u;
+    for (int64_t i = 0; i < count; i++) y[i] += s * u[i];
+  }
+  return NLLM_OK;
+}
 
 nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits) {
   const nllm_model *m = fs->model;
@@ -352,12 +408,13 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     /* attention: norm, q/k/v projections (+bias), per-head q/k norm, RoPE */
     TRY(op->rmsnorm(&r, xb, x, &L->attn_norm, d, n));
     if (arch->fused_qkv) {
-      TRY(op->matmul(&r, b->qkv, &L->wq, xb, n)); /* [n][qd + 2 kvd]: split into q, k, v */
+      TRY(matmul_lora(&r, op, b->qkv, &L->wq, il, NLLM_LORA_Q, xb,
+                      n)); /* [n][qd + 2 kvd]: split into q, k, v */
       TRY(op->split_qkv(&r, b));
     } else {
-      TRY(op->matmul(&r, q, &L->wq, xb, n));
-      TRY(op->matmul(&r, k, &L->wk, xb, n));
-      TRY(op->matmul(&r, v, &L->wv, xb, n));
+      TRY(matmul_lora(&r, op, q, &L->wq, il, NLLM_LORA_Q, xb, n));
+      TRY(matmul_lora(&r, op, k, &L->wk, il, NLLM_LORA_K, xb, n));
+      TRY(matmul_lora(&r, op, v, &L->wv, il, NLLM_LORA_V, xb, n));
     }
     TRY(op->add_bias(&r, q, &L->bq, qd));
     TRY(op->add_bias(&r, k, &L->bk, kvd));
@@ -377,20 +434,21 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     TRY(op->attention(&r, b, kc, vc, L->window));
 
     /* output projection and residual */
-    TRY(op->matmul(&r, xb, &L->wo, b->att, n));
+    TRY(matmul_lora(&r, op, xb, &L->wo, il, NLLM_LORA_O, b->att, n));
     if (L->post_attn_norm.data) TRY(op->rmsnorm(&r, xb, xb, &L->post_attn_norm, d, n));
     TRY(op->add(&r, x, xb, n * d));
 
     /* feed-forward: norm, gate/up, GLU, down, residual */
     TRY(op->rmsnorm(&r, xb, x, &L->ffn_norm, d, n));
     if (arch->fused_gate_up) {
-      TRY(op->matmul(&r, b->gate, &L->w_up, xb, n)); /* [n][2 ff]: gate then up */
+      TRY(matmul_lora(&r, op, b->gate, &L->w_up, il, NLLM_LORA_UP, xb,
+                      n)); /* [n][2 ff]: gate then up */
     } else {
-      TRY(op->matmul(&r, b->gate, &L->w_gate, xb, n));
-      TRY(op->matmul(&r, b->up, &L->w_up, xb, n));
+      TRY(matmul_lora(&r, op, b->gate, &L->w_gate, il, NLLM_LORA_GATE, xb, n));
+      TRY(matmul_lora(&r, op, b->up, &L->w_up, il, NLLM_LORA_UP, xb, n));
     }
     TRY(op->glu(&r, b));
-    TRY(op->matmul(&r, xb, &L->w_down, b->up, n));
+    TRY(matmul_lora(&r, op, xb, &L->w_down, il, NLLM_LORA_DOWN, b->up, n));
     if (L->post_ffn_norm.data) TRY(op->rmsnorm(&r, xb, xb, &L->post_ffn_norm, d, n));
     TRY(op->add(&r, x, xb, n * d));
   }

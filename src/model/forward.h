@@ -3,6 +3,7 @@
 #ifndef NLLM_FORWARD_H
 #define NLLM_FORWARD_H
 
+#include "model/lora.h"
 #include "model/model.h"
 
 typedef struct nllm_kv_cache {
@@ -99,6 +100,11 @@ struct nllm_forward_state {
   void *wdata; /* activation quantization for matmuls */
   nllm_abort_fn abort_cb;
   void *abort_ud;
+  /* LoRA adapters the context attached (CPU layers only): each adds s * scale * B (A x) to
+   * the matrices it adapts; lora_t [n_batch][rank], lora_u [n_batch][widest output] */
+  const nllm_lora_active *lora;
+  int32_t n_lora;
+  float *lora_t, *lora_u;
   /* GPU part (model->n_gpu_layers > 0, CUDA builds): the context's own stream and buffers */
   struct nllm_cuda *cuda;
   nllm_fw_backend gpu;
@@ -121,6 +127,10 @@ extern const nllm_fw_ops nllm_fw_cuda_ops;
  * prompt chunk that is not the last). NLLM_ERR_ABORTED if the abort callback fired (the rows'
  * cache cells are then garbage; the caller drops them). */
 nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits);
+
+/* Attaches adapters (the caller keeps the array alive while attached; n = 0 detaches all),
+ * sizing the scratch the products need. NLLM_ERR_UNSUPPORTED with GPU layers. */
+nllm_status nllm_forward_set_lora(nllm_forward_state *fs, const nllm_lora_active *lora, int32_t n);
 
 /* Cache maintenance for the sequence operations (CPU layers): rotate the keys of cache row
  * `cell` by delta positions (a context shift), copy cache row src to dst in every layer. */

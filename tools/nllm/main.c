@@ -145,6 +145,7 @@ static const command commands[] = {
     {"quantize", nllm_cmd_quantize, "quantize a GGUF to a type or preset (Q4_K_M, Q8_0, ...)"},
     {"serve", cmd_serve, "an OpenAI-compatible HTTP server (docs/server.md)"},
     {"gen-model", cmd_gen_model, "write a random-weight Llama of a real shape (for benchmarks)"},
+    {"gen-lora", cmd_gen_lora, "write a random LoRA adapter (GGUF) for a model (for benchmarks)"},
 };
 
 static void usage(FILE *f) {

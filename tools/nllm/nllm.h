@@ -29,6 +29,7 @@ int cmd_logits(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
+int cmd_gen_lora(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int nllm_cmd_convert(int argc, char **argv);
