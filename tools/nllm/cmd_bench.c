@@ -9,8 +9,9 @@
 #include "nllm.h"
 
 #define BENCH_OPTS                                                                              \
-  "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap --no-mmap " \
-  "--no-warmup"
+  "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap " \
+  "--no-mmap "                                                                                  \
+  "--no-warmup --lora --lora-scaled"
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -72,8 +73,8 @@ typedef struct bench_test {
 
 /* Times one test (reps repetitions, plus an untimed warm-up one unless disabled): a prompt of
  * n random tokens decoded as one batch (pp), or n tokens decoded one at a time after BOS (tg). */
-static nllm_status run_test(nllm_model *m, const cli_opts *o, bench_test *t, int reps,
-                            double token_bytes) {
+static nllm_status run_test(nllm_model *m, const cli_opts *o, const cli_lora *lora, bench_test *t,
+                            int reps, double token_bytes) {
   int pp = t->kind[0] == 'p';
   nllm_context_params cp;
   nllm_context_params_init(&cp);
@@ -84,6 +85,10 @@ static nllm_status run_test(nllm_model *m, const cli_opts *o, bench_test *t, int
   nllm_context *ctx = NULL;
   nllm_status st = nllm_context_create(m, &cp, &ctx);
   if (st) return st;
+  if (lora->n && (st = nllm_context_set_lora(ctx, lora->a, lora->scale, lora->n))) {
+    nllm_context_free(ctx);
+    return st;
+  }
   nllm_token *ids = malloc(((size_t)t->n + 1) * sizeof *ids);
   double *tps = calloc((size_t)reps, sizeof *tps), *probe = calloc((size_t)reps, sizeof *probe);
   double *frac = calloc((size_t)reps, sizeof *frac);
@@ -157,6 +162,11 @@ int cmd_bench(int argc, char **argv) {
   nllm_model *m = cli_load_model(&o, 0, 0);
   if (!m) return 1;
   const char *name = o.model ? o.model : cli_default_model();
+  cli_lora lora;
+  if (!cli_lora_load(&o, m, &lora)) {
+    nllm_model_free(m);
+    return 1;
+  }
   const double token_bytes = bytes_per_token(m);
   int reps = (int)o.reps;
   if (!o.json) {
@@ -164,6 +174,9 @@ int cmd_bench(int argc, char **argv) {
            nllm_model_arch(m), (double)nllm_model_n_params(m) / 1e6,
            (double)nllm_model_size_bytes(m) / 1048576.0, reps,
            o.no_warmup ? "" : " after a warm-up");
+    for (int k = 0; k < lora.n; k++)
+      printf("lora: %s (rank %d, %d matrices) x %g\n", o.lora[k], nllm_lora_adapter_rank(lora.a[k]),
+             nllm_lora_adapter_n_matrices(lora.a[k]), (double)lora.scale[k]);
     printf("| threads | test   |              t/s | weights GB/s | read probe GB/s |\n");
     printf("| ------: | :----- | ---------------: | -----------: | --------------: |\n");
   }
@@ -172,9 +185,10 @@ int cmd_bench(int argc, char **argv) {
       bench_test t = {.kind = k < np ? "pp" : "tg", .n = k < np ? p_list[k] : n_list[k - np]};
       t.threads = t_list[ti] > 0 ? (int)t_list[ti] : nllm_default_n_threads();
       if (t.n == 0) continue; /* -p 0: no prompt test, as llama-bench */
-      nllm_status st = run_test(m, &o, &t, reps, token_bytes);
+      nllm_status st = run_test(m, &o, &lora, &t, reps, token_bytes);
       if (st) {
         cli_status_error(st, "decode failed");
+        cli_lora_free(&lora);
         nllm_model_free(m);
         return 1;
       }
@@ -209,6 +223,7 @@ int cmd_bench(int argc, char **argv) {
     printf(
         "read probe: memory read GB/s at the same thread count after each repetition; in\n"
         "parentheses the share of it generation reads weights at (median of the ratios)\n");
+  cli_lora_free(&lora);
   nllm_model_free(m);
   return 0;
 }

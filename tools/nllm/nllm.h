@@ -39,6 +39,8 @@ int cmd_parallel(int argc, char **argv);
 
 #endif
 
+#define CLI_MAX_LORA 16
+
 /* Options shared by the subcommands; each command names the ones it accepts. */
 typedef struct cli_opts {
   const char *model, *prompt, *file, *out, *prompt_ids, *tokenizer, *quantize, *system,
@@ -57,7 +59,26 @@ typedef struct cli_opts {
   int n_stop;
   /* nllm bench: comma-separated value lists of -n and -t (-p is the prompt option's text). */
   const char *n_list, *t_list;
+  /* --lora PATH / --lora-scaled PATH SCALE (repeatable): adapters in order */
+  const char *lora[CLI_MAX_LORA];
+  float lora_scale[CLI_MAX_LORA];
+  int n_lora;
 } cli_opts;
+
+/* Loaded --lora adapters (handles owned here; contexts hold their own references). */
+typedef struct cli_lora {
+  nllm_lora_adapter *a[CLI_MAX_LORA];
+  float scale[CLI_MAX_LORA];
+  int n;
+} cli_lora;
+
+/* Loads the adapters of o for m; 0 (error printed) on failure. */
+int cli_lora_load(const cli_opts *o, const nllm_model *m, cli_lora *l);
+/* Attaches them to ctx; 0 (error printed) on failure. */
+int cli_lora_attach(const cli_lora *l, nllm_context *ctx);
+void cli_lora_free(cli_lora *l);
+/* Load + attach + release the handles (the context keeps the adapters): 0 on failure. */
+int cli_attach_lora(const cli_opts *o, const nllm_model *m, nllm_context *ctx);
 
 /* -n -1: generate until an end-of-generation token or a full context. */
 #define CLI_N_UNLIMITED (-1)
