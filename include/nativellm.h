@@ -501,6 +501,12 @@ typedef struct nllm_convert_params {
   const char *type_name;     /* a type or preset (nllm_type_parse); when set, wins over type */
   nllm_progress_fn progress; /* fraction done; non-zero cancels with NLLM_ERR_ABORTED */
   void *progress_user_data;
+  /* LoRA adapters (nllm_lora_adapter_load paths) merged into the written weights, each with
+   * its user scale (NULL: all 1): W + sum s * alpha/r * B A, then converted to the target type
+   * (without a target, each tensor's own type). Default none. */
+  const char *const *lora_paths;
+  const float *lora_scales;
+  int32_t n_lora;
 } nllm_convert_params;
 
 /* What a conversion did; filled up to its struct_size (which the caller sets). */

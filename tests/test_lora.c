@@ -112,6 +112,48 @@ START_TEST(crossed_layouts) {
 }
 END_TEST
 
+/* nllm_convert with lora_paths writes the merged weights: the a+b golden from the written file,
+ * from the HF folder (F32) and from the GGUF base (type kept). */
+START_TEST(merged_conversion) {
+  char dir[1024], golden[1024], a[1024], b[1024], out[256];
+  if (!testdata_path(golden, sizeof golden, "lora/golden.lora-a+b.s1.0.logits.txt")) return;
+  snprintf(dir, sizeof dir, "%s/hf/tiny-llama", testdata_dir());
+  snprintf(a, sizeof a, "%s/lora/tiny-llama-lora-a", testdata_dir());
+  snprintf(b, sizeof b, "%s/lora/tiny-llama-lora-b.gguf", testdata_dir());
+  snprintf(out, sizeof out, "/tmp/nllm-test-lora-merged-%d.gguf", (int)getpid());
+  const char *paths[2] = {a, b};
+  const float scales[2] = {1.0f, 1.0f};
+  nllm_convert_params cp;
+  nllm_convert_params_init(&cp);
+  cp.lora_paths = paths;
+  cp.lora_scales = scales;
+  cp.n_lora = 2;
+  cp.n_threads = 1;
+  if (_i == 0) {
+    cp.type_name = "F32";
+    ck_assert_msg(nllm_convert(dir, out, &cp, NULL) == NLLM_OK, "%s", nllm_last_error());
+  } else {
+    if (!make_gguf_base()) return;
+    ck_assert_msg(nllm_convert(tmp_base, out, &cp, NULL) == NLLM_OK, "%s", nllm_last_error());
+    remove(tmp_base);
+  }
+  cmp_result r;
+  compare_golden(out, golden, NLLM_TYPE_F32, &r);
+  remove(out);
+  fprintf(stderr, "merged from %s: max rel RMS %.2e, greedy agree %d\n", _i ? "GGUF" : "HF",
+          r.max_rel, r.argmax_agree);
+  ck_assert_msg(r.max_rel < 1e-4, "merged: %g", r.max_rel);
+  ck_assert_int_eq(r.argmax_agree, 8);
+  /* a bad adapter path fails the conversion and writes nothing */
+  paths[1] = "/nonexistent.gguf";
+  cp.type_name = "F32";
+  ck_assert_int_eq(nllm_convert(dir, out, &cp, NULL), NLLM_ERR_IO);
+  ck_assert_int_ne(access(out, F_OK), 0);
+  cp.n_lora = -1;
+  ck_assert_int_eq(nllm_convert(dir, out, &cp, NULL), NLLM_ERR_INVALID_ARG);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- switching */
 
 #define N_IDS 12
@@ -598,6 +640,7 @@ int main(void) {
   tcase_add_loop_test(tc, peft_on_hf_base, 0, n_combos);
   tcase_add_loop_test(tc, gguf_on_gguf_base, 0, n_combos);
   tcase_add_test(tc, crossed_layouts);
+  tcase_add_loop_test(tc, merged_conversion, 0, 2);
   tcase_add_test(tc, switching_equals_fresh_contexts);
   tcase_add_test(tc, bad_attach_arguments);
   tcase_add_loop_test(tc, quantized_base, 0, 2);
