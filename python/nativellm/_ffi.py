@@ -124,6 +124,13 @@ class nllm_gguf_writer(Structure):
 
 gguf_writer_p = POINTER(nllm_gguf_writer)
 
+
+class nllm_lora_adapter(Structure):
+    """Opaque: only ever handled through a pointer."""
+
+
+lora_adapter_p = POINTER(nllm_lora_adapter)
+
 # ---------------------------------------------------------------- callbacks
 
 nllm_log_fn = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
@@ -253,6 +260,9 @@ class nllm_convert_params(Structure):
         ("type_name", c_char_p),
         ("progress", nllm_progress_fn),
         ("progress_user_data", c_void_p),
+        ("lora_paths", POINTER(c_char_p)),
+        ("lora_scales", POINTER(c_float)),
+        ("n_lora", c_int32),
     ]
 
 
@@ -452,6 +462,18 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_json_schema_to_grammar": (nllm_status, [c_char_p, c_char_p, c_int32, _i32p]),
     "nllm_grammar_validate": (nllm_status, [c_char_p, c_char_p]),
     "nllm_sampler_grammar_complete": (c_int32, [sampler_p]),
+    # LoRA adapters
+    "nllm_lora_adapter_load": (nllm_status, [model_p, c_char_p, POINTER(lora_adapter_p)]),
+    "nllm_lora_adapter_free": (None, [lora_adapter_p]),
+    "nllm_lora_adapter_name": (c_char_p, [lora_adapter_p]),
+    "nllm_lora_adapter_n_matrices": (c_int32, [lora_adapter_p]),
+    "nllm_lora_adapter_rank": (c_int32, [lora_adapter_p]),
+    "nllm_lora_adapter_alpha": (c_float, [lora_adapter_p]),
+    "nllm_context_set_lora": (
+        nllm_status,
+        [context_p, POINTER(lora_adapter_p), _floatp, c_int32],
+    ),
+    "nllm_context_n_lora": (c_int32, [context_p]),
 }
 
 
@@ -484,4 +506,5 @@ __all__ = [n for n in dir() if n.startswith(("nllm_", "NLLM_"))] + [
     "context_p",
     "sampler_p",
     "gguf_writer_p",
+    "lora_adapter_p",
 ]

@@ -22,6 +22,7 @@ from .generation import (
     takes_generate_options,
 )
 from .library import _type_id
+from .lora import AdapterSpec, _adapter_array
 from .sampler import Sampler
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,7 +35,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 # The keywords of Context() that Model.generate and friends route to the context (seed goes to
 # the sampler there, cancel is a generate option).
-CONTEXT_KEYWORDS = ("n_ctx", "n_threads", "n_batch", "kv_type", "all_logits")
+CONTEXT_KEYWORDS = ("n_ctx", "n_threads", "n_batch", "kv_type", "all_logits", "adapters")
 
 
 class Context(_Handle):
@@ -43,8 +44,9 @@ class Context(_Handle):
     Keyword parameters mirror nllm_context_params: ``n_ctx`` (0 = the model's default),
     ``n_threads`` (0 = all cores), ``n_batch`` (0 = 512), ``kv_type`` ("F16", "F32" or an id),
     ``all_logits`` (keep every position's logits of each decode), ``seed`` (for samplers made
-    with the default seed) and ``cancel`` (a threading.Event: once set, decode and generate
-    stop with AbortedError / a clean stop).
+    with the default seed), ``cancel`` (a threading.Event: once set, decode and generate
+    stop with AbortedError / a clean stop) and ``adapters`` (LoRA adapters to apply, as for
+    set_adapters).
     """
 
     _kind = "context"
@@ -60,6 +62,7 @@ class Context(_Handle):
         all_logits: bool = False,
         seed: Optional[int] = None,
         cancel: Optional[threading.Event] = None,
+        adapters: Optional[Sequence[AdapterSpec]] = None,
     ) -> None:
         self._h: Optional[Any] = None
         self.model = model  # keeps the model alive for as long as the context
@@ -85,6 +88,31 @@ class Context(_Handle):
         self._h = h
         self.n_vocab = model.n_vocab
         model._children.add(self)
+        if adapters:
+            try:
+                self.set_adapters(adapters)
+            except BaseException:
+                self.close()
+                raise
+
+    def set_adapters(self, adapters: Sequence[AdapterSpec]) -> None:
+        """Replace the LoRA adapters this context applies: LoraAdapter objects (scale 1) or
+        (adapter, scale) pairs; scale 0 switches one off, [] removes all. Takes effect from the
+        next decode; the cache already computed is kept (reset() to recompute a prompt)."""
+        arr, scales, n, objs = _adapter_array(adapters)
+        for a in objs:
+            if a.model is not self.model:
+                raise _invalid(f"adapter {a.path!r} was loaded for another model")
+        h = self._enter()
+        try:
+            _check(_C.nllm_context_set_lora(h, arr if n else None, scales if n else None, n))
+        finally:
+            self._leave()
+
+    @property
+    def n_adapters(self) -> int:
+        """LoRA adapters attached now."""
+        return int(_C.nllm_context_n_lora(self.handle))
 
     # -- lifetime
 

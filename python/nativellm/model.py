@@ -26,6 +26,7 @@ from .context import CONTEXT_KEYWORDS, Context
 from .errors import InternalError, _check, _error
 from .generation import Completion, GenerateOptions, takes_generate_options
 from .library import _type_id, type_name
+from .lora import LoraAdapter
 from .sampler import SAMPLER_KEYWORDS, Sampler
 from .templates import _render as _render_template
 
@@ -338,6 +339,11 @@ class Model(_Handle):
 
     # -- factories and convenience generation
 
+    def load_adapter(self, path: Union[str, "os.PathLike[str]"]) -> "LoraAdapter":
+        """Load a LoRA adapter (PEFT folder or GGUF file) for this model; attach it with
+        Context.set_adapters or generate(..., adapters=[(adapter, scale)])."""
+        return LoraAdapter(self, path)
+
     def context(self, **params: Any) -> Context:
         """A new Context on this model (see Context for the parameters)."""
         return Context(self, **params)
@@ -354,7 +360,7 @@ class Model(_Handle):
         Generation keywords: see GenerateOptions. Sampling keywords (temperature, top_k, top_p,
         min_p, repeat_penalty, repeat_last_n, seed) default to the library's
         (nllm_sampler_params_init); ``temperature=0`` is greedy. Context keywords: n_ctx,
-        n_threads, n_batch, kv_type.
+        n_threads, n_batch, kv_type, adapters (LoRA adapters: [(adapter, scale), ...]).
         """
         opts = GenerateOptions.take(kw)
         skw, ckw = _split_keywords(kw)
