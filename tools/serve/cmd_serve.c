@@ -14,13 +14,15 @@
 /* Options of nllm run that apply to serving; the serve-only ones are parsed below. */
 #define SERVE_COMMON_OPTS                                                       \
   "-m --quantize -n --gpu -ngl -t -c -b --seed --temp --top-k --top-p --min-p " \
-  "--repeat-penalty --repeat-last-n --chat-template --kv-f32 --mmap"
+  "--repeat-penalty --repeat-last-n --chat-template --kv-f32 --mmap --lora --lora-scaled"
 
 static void usage(void) {
   printf(
       "usage: nllm serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [-np N] [-c CTX] ...\n"
       "An OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions, /v1/models,\n"
-      "/tokenize, /detokenize, /health, /metrics and a chat page at /. See docs/server.md.\n\n"
+      "/tokenize, /detokenize, /health, /metrics, /lora-adapters and a chat page at /. See\n"
+      "docs/server.md. LoRA adapters (--lora, --lora-scaled) are loaded at start; a request\n"
+      "sets their scales with \"lora\": [{\"id\": 0, \"scale\": 0.5}].\n\n"
       "server options:\n"
       "  --host ADDR       address to bind (default 127.0.0.1; 0.0.0.0 for every interface)\n"
       "  --port N          TCP port (default 8080; 0 picks a free one, printed at start)\n"
@@ -154,6 +156,7 @@ int cmd_serve(int argc, char **argv) {
   srv_http *http = NULL;
   srv_sched *sched = NULL;
   nllm_model *model = NULL;
+  cli_lora lora = {0};
   if (srv_http_start(&cfg, &http)) goto out;
   if (!(model = cli_load_model(&o, 0, 0))) goto out;
   if (!cfg.chat_template) {
@@ -166,17 +169,25 @@ int cmd_serve(int argc, char **argv) {
       cfg.chat_template = "chatml";
     }
   }
+  if (!cli_lora_load(&o, model, &lora)) goto out;
+  srv_http_set_lora(http, o.lora, lora.a, lora.scale, lora.n);
   srv_sched_params spp = {.n_slots = n_slots,
                           .n_ctx = (int)o.ctx,
                           .n_threads = (int)o.threads,
                           .n_batch = o.batch > 0 ? (int)o.batch : 256,
                           .queue_max = queue,
-                          .kv_f32 = o.kv_f32};
+                          .kv_f32 = o.kv_f32,
+                          .lora = lora.a,
+                          .lora_scale = lora.scale,
+                          .n_lora = lora.n};
   if (srv_sched_create(model, &spp, &sched)) {
     cli_error("cannot create %d slots of context %lld", n_slots, o.ctx);
     goto out;
   }
   srv_http_set_ready(http, model, sched, cfg.chat_template);
+  for (int k = 0; k < lora.n; k++)
+    fprintf(stderr, "nllm serve: LoRA adapter %d: %s (rank %d) at scale %g\n", k, o.lora[k],
+            nllm_lora_adapter_rank(lora.a[k]), (double)lora.scale[k]);
   fprintf(stderr, "nllm serve: ready: model '%s', %d slots of %d tokens\n", cfg.alias, n_slots,
           srv_sched_n_ctx(sched));
 
@@ -206,6 +217,7 @@ out:
   srv_sched_shutdown(sched);
   srv_http_stop(http);
   srv_sched_free(sched);
+  cli_lora_free(&lora);
   nllm_model_free(model);
   free(key_buf);
   if (rc == 0) fprintf(stderr, "nllm serve: stopped\n");

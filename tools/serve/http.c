@@ -34,7 +34,8 @@ enum route {
   R_CHAT,
   R_COMPLETIONS,
   R_TOKENIZE,
-  R_DETOKENIZE
+  R_DETOKENIZE,
+  R_LORA
 };
 
 static const struct {
@@ -55,6 +56,7 @@ static const struct {
     {"/completions", "POST", R_COMPLETIONS},
     {"/tokenize", "POST", R_TOKENIZE},
     {"/detokenize", "POST", R_DETOKENIZE},
+    {"/lora-adapters", "GET", R_LORA},
 };
 
 typedef struct req_state {
@@ -387,6 +389,7 @@ static enum MHD_Result dispatch(srv_http *h, struct MHD_Connection *c, req_state
   char *out = NULL;
   switch (st->route) {
     case R_MODELS: return send_json(c, 200, srv_api_models(&h->api, h->started));
+    case R_LORA: return send_json(c, 200, srv_api_lora_adapters(&h->api));
     case R_TOKENIZE:
     case R_DETOKENIZE:
       out = st->route == R_TOKENIZE
@@ -520,6 +523,14 @@ void srv_http_set_ready(srv_http *h, const nllm_model *model, srv_sched *s,
   h->api.n_ctx = srv_sched_n_ctx(s);
   h->sched = s;
   atomic_store(&h->ready, 1);
+}
+
+void srv_http_set_lora(srv_http *h, const char *const *paths, nllm_lora_adapter *const *lora,
+                       const float *scales, int n) {
+  h->cfg.lora_paths = paths;
+  h->cfg.lora = lora;
+  h->cfg.lora_scale = scales;
+  h->cfg.n_lora = n;
 }
 
 void srv_http_quiesce(srv_http *h) {

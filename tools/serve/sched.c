@@ -62,6 +62,7 @@ struct srv_sched {
   pthread_t thread;
   int started;
   srv_stats st;
+  float lora_now[SRV_MAX_LORA]; /* the adapter scales the shared context applies */
 };
 
 double srv_now(void) {
@@ -505,6 +506,25 @@ out:
   pthread_cond_broadcast(&j->cond);
 }
 
+static int same_lora(const srv_sched *s, const srv_job *j) {
+  return !memcmp(s->lora_now, j->lora_scale, (size_t)s->p.n_lora * sizeof(float));
+}
+
+/* under mu, nothing running: the shared context switches to the job's adapter scales. Every
+ * slot's cache was computed under the old ones, so no prefix of it may be reused. */
+static int switch_lora(srv_sched *s, srv_job *j) {
+  if (nllm_context_set_lora(s->shared, s->p.lora, j->lora_scale, s->p.n_lora)) {
+    snprintf(j->error, sizeof j->error, "LoRA adapters: %s", nllm_last_error());
+    return -1;
+  }
+  memcpy(s->lora_now, j->lora_scale, (size_t)s->p.n_lora * sizeof(float));
+  for (int i = 0; i < s->p.n_slots; i++) {
+    nllm_seq_remove(s->shared, s->slots[i].seq, 0, -1);
+    s->slots[i].n_cache = s->slots[i].n_cache_shown = 0;
+  }
+  return 0;
+}
+
 static void *sched_main(void *arg) {
   srv_sched *s = arg;
   slot **act = calloc((size_t)s->p.n_slots, sizeof *act);
@@ -524,11 +544,13 @@ static void *sched_main(void *arg) {
     while (s->q_len) {
       srv_job *j = s->queue[s->q_head];
       if (!j->cancelled && !s->stop) {
-        int lcp;
-        slot *sl = pick_slot(s, j, &lcp);
-        if (!sl) break;
+        /* other adapter scales wait (in order) until the running requests are done */
+        if (!same_lora(s, j) && s->n_running) break;
+        int lcp = 0, lora_ok = same_lora(s, j) || switch_lora(s, j) == 0;
+        slot *sl = lora_ok ? pick_slot(s, j, &lcp) : NULL;
+        if (!sl && lora_ok) break;
         s->q_head = (s->q_head + 1) % s->q_cap, s->q_len--;
-        if (slot_start(s, sl, j, lcp) == 0) continue;
+        if (sl && slot_start(s, sl, j, lcp) == 0) continue;
         j->finish = SRV_FINISH_ERROR;
         s->st.requests_failed++;
       } else {
@@ -644,6 +666,14 @@ int srv_sched_create(const nllm_model *model, const srv_sched_params *p, srv_sch
     fprintf(stderr, "nllm serve: error: context of %d sequences: %s\n", p->n_slots,
             nllm_last_error());
     goto fail;
+  }
+  if (p->n_lora > SRV_MAX_LORA) goto fail;
+  if (p->n_lora) {
+    memcpy(s->lora_now, p->lora_scale, (size_t)p->n_lora * sizeof(float));
+    if (nllm_context_set_lora(s->shared, p->lora, p->lora_scale, p->n_lora)) {
+      fprintf(stderr, "nllm serve: error: LoRA adapters: %s\n", nllm_last_error());
+      goto fail;
+    }
   }
   s->b_cap = s->p.n_batch * p->n_slots;
   s->b_tok = malloc((size_t)s->b_cap * sizeof *s->b_tok);
