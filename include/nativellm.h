@@ -622,14 +622,22 @@ NLLM_API float nllm_lora_adapter_alpha(const nllm_lora_adapter *adapter);
 /* Replaces the set of adapters the context applies: adapters[0..n) with scales[0..n) (NULL:
  * all 1; 0 switches one off; several add up; n = 0 removes all). Takes effect from the next
  * decode call; the KV cache already computed is kept (rewind or reset it to recompute a prompt
- * under the new set). The set is per context: every sequence of a multi-sequence context uses
- * it (use one context per adapter set to serve several at once). Each adapter must have been
+ * under the new set). Every sequence uses the context's set unless it has its own
+ * (nllm_seq_set_lora). Each adapter must have been
  * loaded for this context's model; a context with GPU layers refuses adapters
  * (NLLM_ERR_UNSUPPORTED: merge with nllm_convert's lora fields instead). */
 NLLM_API nllm_status nllm_context_set_lora(nllm_context *ctx, nllm_lora_adapter *const *adapters,
                                            const float *scales, int32_t n);
-/* Adapters attached now. */
+/* Adapters attached to the context now (not counting sequences' own). */
 NLLM_API int32_t nllm_context_n_lora(const nllm_context *ctx);
+/* The same for one sequence of a multi-sequence context: its rows use these adapters instead
+ * of the context's, so sequences with different adapters share one nllm_decode_batch (the base
+ * weights are read once for all of them). n = 0: the sequence runs the plain base; n = -1: it
+ * goes back to the context's set. The set belongs to the sequence id and stays through
+ * nllm_seq_remove / nllm_context_reset until replaced. */
+NLLM_API nllm_status nllm_seq_set_lora(nllm_context *ctx, int32_t seq,
+                                       nllm_lora_adapter *const *adapters, const float *scales,
+                                       int32_t n);
 
 #ifdef __cplusplus
 }

@@ -671,9 +671,19 @@ NLLM_API nllm_status nllm_context_set_lora(nllm_context *ctx, nllm_lora_adapter 
   CHECK_ARG(ctx, "nllm_context_set_lora: ctx is NULL");
   nllm_status st = ctx_enter(ctx, "nllm_context_set_lora");
   if (st) return st;
-  return ctx_leave(ctx, nllm_ctx_set_lora(ctx, adapters, scales, n));
+  return ctx_leave(ctx, nllm_ctx_set_lora(ctx, -1, adapters, scales, n));
 }
 
 NLLM_API int32_t nllm_context_n_lora(const nllm_context *ctx) {
-  return ctx ? ctx->n_lora : 0;
+  return ctx ? ctx->lora.n : 0;
+}
+
+NLLM_API nllm_status nllm_seq_set_lora(nllm_context *ctx, int32_t seq,
+                                       nllm_lora_adapter *const *adapters, const float *scales,
+                                       int32_t n) {
+  CHECK_ARG(ctx, "nllm_seq_set_lora: ctx is NULL");
+  CHECK_ARG(seq >= 0, "nllm_seq_set_lora: sequence %d is negative", seq);
+  nllm_status st = ctx_enter(ctx, "nllm_seq_set_lora");
+  if (st) return st;
+  return ctx_leave(ctx, nllm_ctx_set_lora(ctx, seq, adapters, scales, n));
 }

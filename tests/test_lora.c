@@ -253,6 +253,74 @@ START_TEST(switching_equals_fresh_contexts) {
 }
 END_TEST
 
+/* Four sequences in one batch, each with other adapters (the context's a; its own b; its own
+ * empty set: the base; its own a + b), rows interleaved: every sequence matches its golden. */
+START_TEST(per_sequence_sets) {
+  char dir[1024];
+  static const char *goldens[4] = {
+      "lora/golden.lora-a.s1.0.logits.txt", "lora/golden.lora-b.s1.0.logits.txt",
+      "hf/tiny-llama/golden.logits.txt", "lora/golden.lora-a+b.s1.0.logits.txt"};
+  golden_logits *g[4];
+  for (int k = 0; k < 4; k++) {
+    if (!testdata_path(dir, sizeof dir, goldens[k])) return;
+    ck_assert_ptr_nonnull(g[k] = golden_logits_load(dir));
+  }
+  snprintf(dir, sizeof dir, "%s/hf/tiny-llama", testdata_dir());
+  nllm_model *m = load_model(dir);
+  const int nv = nllm_model_n_vocab(m), np = g[0]->n_prompt;
+  nllm_lora_adapter *a = load_adapter(m, 'a', 0), *b = load_adapter(m, 'b', 1);
+  nllm_lora_adapter *ab[2] = {a, b};
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.n_ctx = 4 * 24;
+  cp.n_seq_max = 4;
+  cp.kv_type = NLLM_TYPE_F32;
+  cp.all_logits = 1;
+  nllm_context *ctx = NULL;
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_OK);
+  ck_assert_int_eq(nllm_context_set_lora(ctx, &a, NULL, 1), NLLM_OK);
+  ck_assert_int_eq(nllm_seq_set_lora(ctx, 1, &b, NULL, 1), NLLM_OK);
+  ck_assert_int_eq(nllm_seq_set_lora(ctx, 2, NULL, NULL, 0), NLLM_OK);
+  ck_assert_int_eq(nllm_seq_set_lora(ctx, 3, ab, NULL, 2), NLLM_OK);
+  ck_assert_int_eq(nllm_seq_set_lora(ctx, 4, ab, NULL, 2), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_seq_set_lora(ctx, 0, ab, NULL, -2), NLLM_ERR_INVALID_ARG);
+  /* the handles may go: the context keeps what it applies */
+  nllm_lora_adapter_free(a);
+  nllm_lora_adapter_free(b);
+  int tok[4 * 12], seq[4 * 12], keep[4 * 12];
+  for (int step = 0; step < 2; step++) {
+    /* step 0: the prompts, rows interleaved (row i is sequence i % 4); step 1: each sequence's
+     * first generated id */
+    const int per = step ? 1 : np, n = 4 * per;
+    for (int i = 0; i < n; i++) {
+      const int s = i % 4, p = i / 4;
+      tok[i] = step ? g[s]->gen_ids[0] : g[s]->prompt_ids[p];
+      seq[i] = s;
+      keep[i] = p == per - 1;
+    }
+    nllm_batch bt;
+    nllm_batch_init(&bt);
+    bt.n_tokens = n;
+    bt.tokens = tok;
+    bt.seq_id = seq;
+    bt.logits = keep;
+    ck_assert_int_eq(nllm_decode_batch(ctx, &bt), NLLM_OK);
+    for (int s = 0; s < 4; s++) {
+      const int pos = np - 1 + step, row = pos - (np + g[s]->n_gen - g[s]->n_pos);
+      const double e =
+          rel_rms(nllm_get_logits_seq(ctx, s), g[s]->rows + (size_t)row * (size_t)nv, nv);
+      fprintf(stderr, "sequence %d, position %d: rel RMS %.2e vs %s\n", s, pos, e, goldens[s]);
+      ck_assert_msg(e < 1e-4, "sequence %d position %d: %g", s, pos, e);
+    }
+  }
+  /* back to the context's set: sequence 1 now gives a's logits for b's history */
+  ck_assert_int_eq(nllm_seq_set_lora(ctx, 1, NULL, NULL, -1), NLLM_OK);
+  nllm_context_free(ctx);
+  for (int k = 0; k < 4; k++) golden_logits_free(g[k]);
+  nllm_model_free(m);
+}
+END_TEST
+
 START_TEST(bad_attach_arguments) {
   char dir[1024];
   if (!testdata_path(dir, sizeof dir, "lora/tiny-llama-lora-a/adapter_config.json")) return;
@@ -642,6 +710,7 @@ int main(void) {
   tcase_add_test(tc, crossed_layouts);
   tcase_add_loop_test(tc, merged_conversion, 0, 2);
   tcase_add_test(tc, switching_equals_fresh_contexts);
+  tcase_add_test(tc, per_sequence_sets);
   tcase_add_test(tc, bad_attach_arguments);
   tcase_add_loop_test(tc, quantized_base, 0, 2);
   tcase_add_loop_test(tc, hostile_gguf_adapters, 0,

@@ -474,6 +474,10 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
         [context_p, POINTER(lora_adapter_p), _floatp, c_int32],
     ),
     "nllm_context_n_lora": (c_int32, [context_p]),
+    "nllm_seq_set_lora": (
+        nllm_status,
+        [context_p, c_int32, POINTER(lora_adapter_p), _floatp, c_int32],
+    ),
 }
 
 

@@ -109,6 +109,24 @@ class Context(_Handle):
         finally:
             self._leave()
 
+    def set_seq_adapters(self, seq: int, adapters: Optional[Sequence[AdapterSpec]]) -> None:
+        """nllm_seq_set_lora: sequence seq's own adapters ([] = the plain base), or None to
+        use the context's set again."""
+        if adapters is None:
+            arr, scales, n = None, None, -1
+        else:
+            arr, scales, n, objs = _adapter_array(adapters)
+            for a in objs:
+                if a.model is not self.model:
+                    raise _invalid(f"adapter {a.path!r} was loaded for another model")
+            if not n:
+                arr, scales = None, None
+        h = self._enter()
+        try:
+            _check(_C.nllm_seq_set_lora(h, _c_int("seq", seq), arr, scales, n))
+        finally:
+            self._leave()
+
     @property
     def n_adapters(self) -> int:
         """LoRA adapters attached now."""

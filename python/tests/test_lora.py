@@ -67,6 +67,21 @@ class LoraTest(unittest.TestCase):
         self.assertEqual(self.greedy(ctx, prompt, len(gen)), gen)
         ctx.close()
 
+    def test_sequence_sets(self) -> None:
+        a = self.model.load_adapter(LORA / "tiny-llama-lora-a")
+        b = self.model.load_adapter(LORA / "tiny-llama-lora-b")
+        with self.model.context(n_ctx=64, kv_type="F32", adapters=[b]) as ctx:
+            for golden, seq_set in (
+                (LORA / "golden.lora-a.s1.0.logits.txt", [a]),  # the sequence's own set wins
+                (BASE / "golden.logits.txt", []),  # an empty own set: the base
+                (LORA / "golden.lora-b.s1.0.logits.txt", None),  # back to the context's
+            ):
+                ctx.set_seq_adapters(0, seq_set)
+                prompt, gen = read_golden_ids(golden)
+                self.assertEqual(self.greedy(ctx, prompt, len(gen)), gen, golden)
+            with self.assertRaises(nativellm.InvalidArgumentError):
+                ctx.set_seq_adapters(1, [a])  # a one-sequence context
+
     def test_generate_with_adapters(self) -> None:
         a = self.model.load_adapter(LORA / "tiny-llama-lora-a")
         kw = dict(max_tokens=8, temperature=0)

@@ -279,6 +279,7 @@ nllm_status nllm_ctx_decode_batch(nllm_context *ctx, const nllm_batch *b) {
     } else {
       fb.all_logits = n_out == nb; /* else the last row only (check_batch) */
     }
+    fb.row_lora = nllm_ctx_lora_rows(ctx, b->seq_id ? b->seq_id + done : NULL, nb);
     st = nllm_forward(&ctx->fs, &fb, n_out ? ctx->logits + (size_t)first_out * nv : NULL);
     if (st) {
       for (int32_t i = 0; i < n; i++)

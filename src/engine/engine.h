@@ -27,9 +27,12 @@ struct nllm_context {
   int32_t *n_vis, *out_rows;
   int32_t *seq_scratch; /* [n_seq] */
   nllm_timings tm;
-  /* Attached LoRA adapters (context_lora.c), each holding a reference to its adapter */
-  nllm_lora_active *lora;
-  int32_t n_lora;
+  /* LoRA adapters (context_lora.c), each entry holding a reference to its adapter: the
+   * context's set, each sequence's own (n < 0: none, it uses the context's; NULL until a
+   * sequence gets one), and per forward chunk the set of each row */
+  nllm_lora_set lora;
+  nllm_lora_set *seq_lora;
+  const nllm_lora_set **row_lora;
   /* Set for the length of every API call that changes the context: a second concurrent call
    * gets NLLM_ERR_BUSY instead of interleaving writes into the cache and logits. */
   atomic_int busy;
@@ -46,9 +49,14 @@ nllm_status nllm_ctx_seq_keep(nllm_context *ctx, int32_t seq);
 nllm_status nllm_ctx_seq_shift(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1,
                                int32_t delta);
 void nllm_ctx_clear(nllm_context *ctx);
-/* Replaces the attached adapters (n = 0: none); arguments checked here. */
-nllm_status nllm_ctx_set_lora(nllm_context *ctx, nllm_lora_adapter *const *adapters,
+/* Replaces the adapters of the context (seq < 0) or of one sequence (n < 0: it goes back to the
+ * context's); arguments checked here. */
+nllm_status nllm_ctx_set_lora(nllm_context *ctx, int32_t seq, nllm_lora_adapter *const *adapters,
                               const float *scales, int32_t n);
+/* The adapters of each of the nb rows of a forward chunk (seq_ids NULL: all sequence 0), or
+ * NULL when no row has any. */
+const nllm_lora_set *const *nllm_ctx_lora_rows(nllm_context *ctx, const int32_t *seq_ids,
+                                               int32_t nb);
 void nllm_ctx_lora_free(nllm_context *ctx);
 
 nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, nllm_context **out);

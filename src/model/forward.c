@@ -317,56 +317,62 @@ static nllm_status move_x(const nllm_fw_run *r, const nllm_fw_backend *from,
     if (st_) return st_;      \
   } while (0)
 
-nllm_status nllm_forward_set_lora(nllm_forward_state *fs, const nllm_lora_active *lora, int32_t n) {
+nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank) {
   const nllm_model *m = fs->model;
-  if (n > 0 && m->n_gpu_layers > 0)
+  if (max_rank > 0 && m->n_gpu_layers > 0)
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "LoRA adapters are applied on the CPU only; the model has %d GPU layers "
                     "(merge the adapter with nllm convert --lora instead)",
                     m->n_gpu_layers);
-  int64_t rank = 1, width = 1;
-  for (int32_t k = 0; k < n; k++)
-    if (lora[k].a->max_rank > rank) rank = lora[k].a->max_rank;
+  if (max_rank <= fs->lora_rank) return NLLM_OK;
+  int64_t width = 1;
   for (int il = 0; il < m->hp.n_layer; il++)
     for (int slot = 0; slot < NLLM_LORA_SLOTS; slot++) {
       const nllm_weight *w = nllm_lora_base_weight(m, il, slot);
       if (w && w->rows > width) width = w->rows;
     }
-  const size_t t_bytes = (size_t)(fs->n_batch * rank) * sizeof(float);
-  float *t = nllm_aligned_alloc(t_bytes);
+  float *t = nllm_aligned_alloc((size_t)(fs->n_batch * (int64_t)max_rank) * sizeof(float));
   float *u =
       fs->lora_u ? fs->lora_u : nllm_aligned_alloc((size_t)(fs->n_batch * width) * sizeof(float));
   if (!t || !u) {
     nllm_aligned_free(t);
     if (u != fs->lora_u) nllm_aligned_free(u);
-    return nllm_err(NLLM_ERR_NOMEM, "out of memory for the LoRA scratch (rank %lld)",
-                    (long long)rank);
+    return nllm_err(NLLM_ERR_NOMEM, "out of memory for the LoRA scratch (rank %d)", max_rank);
   }
   nllm_aligned_free(fs->lora_t);
   fs->lora_t = t;
   fs->lora_u = u;
-  fs->lora = n > 0 ? lora : NULL;
-  fs->n_lora = n > 0 ? n : 0;
+  fs->lora_rank = max_rank;
   return NLLM_OK;
 }
 
-/* y = W x for a layer matrix, plus s * scale * B (A x) of every attached adapter that adapts
- * it: the adapters stay unmerged, so one base (quantized or not) serves any set of them. */
+/* y = W x for a layer matrix, plus s * scale * B (A x) of every adapter of each row that adapts
+ * it: the adapters stay unmerged, so one base (quantized or not) serves any set of them, and
+ * rows of sequences with different sets share the base product. Consecutive rows with the same
+ * set (a sequence's prompt chunk) go through each adapter together. */
 static nllm_status matmul_lora(const nllm_fw_run *r, const nllm_fw_ops *op, float *y,
                                const nllm_weight *w, int il, int slot, const float *x, int64_t n) {
   TRY(op->matmul(r, y, w, x, n));
+  const nllm_lora_set *const *row_set = r->batch->row_lora;
+  if (!row_set) return NLLM_OK;
   nllm_forward_state *fs = r->fs;
-  for (int32_t k = 0; k < fs->n_lora; k++) {
-    const nllm_lora_mat *lm = nllm_lora_mat_of(fs->lora[k].a, il, slot);
-    const float s = fs->lora[k].scale * lm->scale;
-    if (!lm->r || s == 0.0f) continue;
-    nllm_matmul(fs->lora_t, lm->a, NLLM_TYPE_F32, lm->r, w->cols, x, n, fs->wdata,
-                threads_for(fs, lm->r * w->cols * n));
-    nllm_matmul(fs->lora_u, lm->b, NLLM_TYPE_F32, w->rows, lm->r, fs->lora_t, n, fs->wdata,
-                threads_for(fs, w->rows * lm->r * n));
-    const int64_t count = n * w->rows;
-    const float *u = fs->lora_u;
-    for (int64_t i = 0; i < count; i++) y[i] += s * u[i];
+  for (int64_t t0 = 0, t1; t0 < n; t0 = t1) {
+    const nllm_lora_set *set = row_set[t0];
+    for (t1 = t0 + 1; t1 < n && row_set[t1] == set;) t1++;
+    const int64_t rows = t1 - t0;
+    for (int32_t k = 0; k < set->n; k++) {
+      const nllm_lora_mat *lm = nllm_lora_mat_of(set->a[k].a, il, slot);
+      const float s = set->a[k].scale * lm->scale;
+      if (!lm->r || s == 0.0f) continue;
+      nllm_matmul(fs->lora_t, lm->a, NLLM_TYPE_F32, lm->r, w->cols, x + t0 * w->cols, rows,
+                  fs->wdata, threads_for(fs, lm->r * w->cols * rows));
+      nllm_matmul(fs->lora_u, lm->b, NLLM_TYPE_F32, w->rows, lm->r, fs->lora_t, rows, fs->wdata,
+                  threads_for(fs, w->rows * lm->r * rows));
+      const int64_t count = rows * w->rows;
+      const float *u = fs->lora_u;
+      float *yr = y + t0 * w->rows;
+      for (int64_t i = 0; i < count; i++) yr[i] += s * u[i];
+    }
   }
   return NLLM_OK;
 }

@@ -46,6 +46,8 @@ typedef struct nllm_fw_batch {
   const int32_t *out_rows;
   int32_t n_out;
   int all_logits;
+  /* [n] the LoRA adapters of each row (its sequence's); NULL: none on any row */
+  const nllm_lora_set *const *row_lora;
 } nllm_fw_batch;
 
 /* What one forward call is working on, for the ops. */
@@ -100,11 +102,10 @@ struct nllm_forward_state {
   void *wdata; /* activation quantization for matmuls */
   nllm_abort_fn abort_cb;
   void *abort_ud;
-  /* LoRA adapters the context attached (CPU layers only): each adds s * scale * B (A x) to
-   * the matrices it adapts; lora_t [n_batch][rank], lora_u [n_batch][widest output] */
-  const nllm_lora_active *lora;
-  int32_t n_lora;
+  /* LoRA scratch (CPU layers only): lora_t [n_batch][lora_rank] = A x, lora_u [n_batch][widest
+   * adapted output] = B (A x) */
   float *lora_t, *lora_u;
+  int32_t lora_rank;
   /* GPU part (model->n_gpu_layers > 0, CUDA builds): the context's own stream and buffers */
   struct nllm_cuda *cuda;
   nllm_fw_backend gpu;
@@ -128,9 +129,9 @@ extern const nllm_fw_ops nllm_fw_cuda_ops;
  * cache cells are then garbage; the caller drops them). */
 nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits);
 
-/* Attaches adapters (the caller keeps the array alive while attached; n = 0 detaches all),
- * sizing the scratch the products need. NLLM_ERR_UNSUPPORTED with GPU layers. */
-nllm_status nllm_forward_set_lora(nllm_forward_state *fs, const nllm_lora_active *lora, int32_t n);
+/* Sizes the scratch the adapters' products need for ranks up to max_rank (batches then name
+ * each row's adapters in row_lora). NLLM_ERR_UNSUPPORTED with GPU layers. */
+nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank);
 
 /* Cache maintenance for the sequence operations (CPU layers): rotate the keys of cache row
  * `cell` by delta positions (a context shift), copy cache row src to dst in every layer. */

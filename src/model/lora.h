@@ -47,6 +47,12 @@ typedef struct nllm_lora_active {
   float scale;
 } nllm_lora_active;
 
+/* A set of attached adapters; n < 0 on a sequence: none of its own (it uses the context's). */
+typedef struct nllm_lora_set {
+  nllm_lora_active *a;
+  int32_t n;
+} nllm_lora_set;
+
 static inline const nllm_lora_mat *nllm_lora_mat_of(const nllm_lora_adapter *a, int il, int slot) {
   return &a->mats[(size_t)il * NLLM_LORA_SLOTS + (size_t)slot];
 }
