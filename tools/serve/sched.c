@@ -28,8 +28,9 @@ typedef struct slot {
   double last_used;
   srv_job *job;
   nllm_sampler *smp;
-  int n_done_prompt;  /* prompt tokens in the KV cache */
-  nllm_token pending; /* sampled, not yet evaluated */
+  int n_done_prompt;              /* prompt tokens in the KV cache */
+  nllm_token pending;             /* sampled, not yet evaluated */
+  float cache_lora[SRV_MAX_LORA]; /* the adapter scales the cache was computed under */
   srv_text text;
   int *counts;     /* per-token count of generated tokens (penalties), n_vocab */
   nllm_token *gen; /* generated tokens, to clear counts */
@@ -62,7 +63,6 @@ struct srv_sched {
   pthread_t thread;
   int started;
   srv_stats st;
-  float lora_now[SRV_MAX_LORA]; /* the adapter scales the shared context applies */
 };
 
 double srv_now(void) {
@@ -169,6 +169,11 @@ void srv_sched_stats(srv_sched *s, srv_stats *out) {
 
 /* ------------------------------------------------------------------ slots */
 
+/* A cache computed under other adapter scales is no prefix of anything this job computes. */
+static int same_lora(const srv_sched *s, const float *a, const float *b) {
+  return !memcmp(a, b, (size_t)s->p.n_lora * sizeof(float));
+}
+
 static int common_prefix(const nllm_token *a, int na, const nllm_token *b, int nb) {
   int n = 0;
   while (n < na && n < nb && a[n] == b[n]) n++;
@@ -184,7 +189,9 @@ static slot *pick_slot(srv_sched *s, const srv_job *j, int *lcp_out) {
   for (int i = 0; i < s->p.n_slots; i++) {
     slot *sl = &s->slots[i];
     if (sl->job) continue;
-    int lcp = common_prefix(sl->cache, sl->n_cache, j->prompt, j->n_prompt);
+    int lcp = same_lora(s, sl->cache_lora, j->lora_scale)
+                  ? common_prefix(sl->cache, sl->n_cache, j->prompt, j->n_prompt)
+                  : 0;
     if (lcp > best_lcp) best = sl, best_lcp = lcp;
     if (!lru || sl->last_used < lru->last_used) lru = sl, lru_lcp = lcp;
   }
@@ -206,7 +213,7 @@ static int borrow_prefix(srv_sched *s, slot *dst, const srv_job *j, int have) {
   int best = have;
   for (int i = 0; i < s->p.n_slots; i++) {
     slot *o = &s->slots[i];
-    if (o == dst) continue;
+    if (o == dst || !same_lora(s, o->cache_lora, j->lora_scale)) continue;
     int lcp = common_prefix(o->cache, o->n_cache, j->prompt, j->n_prompt);
     if (lcp > best) best = lcp, src = o;
   }
@@ -226,6 +233,15 @@ static int borrow_prefix(srv_sched *s, slot *dst, const srv_job *j, int have) {
 
 /* under mu: give a job a slot. Returns 0, or -1 with the job finished as failed. */
 static int slot_start(srv_sched *s, slot *sl, srv_job *j, int lcp) {
+  /* the slot's sequence runs the job's adapter scales; its cache, if computed under others,
+   * has lcp 0 (pick_slot) and goes */
+  if (s->p.n_lora) {
+    if (nllm_seq_set_lora(s->shared, sl->seq, s->p.lora, j->lora_scale, s->p.n_lora)) {
+      snprintf(j->error, sizeof j->error, "LoRA adapters: %s", nllm_last_error());
+      return -1;
+    }
+    memcpy(sl->cache_lora, j->lora_scale, sizeof sl->cache_lora);
+  }
   /* at least the last prompt token is evaluated again: its logits choose the first token */
   int keep = lcp < j->n_prompt ? lcp : j->n_prompt - 1;
   if (kv_keep(s, sl, keep)) keep = 0;
@@ -506,25 +522,6 @@ out:
   pthread_cond_broadcast(&j->cond);
 }
 
-static int same_lora(const srv_sched *s, const srv_job *j) {
-  return !memcmp(s->lora_now, j->lora_scale, (size_t)s->p.n_lora * sizeof(float));
-}
-
-/* under mu, nothing running: the shared context switches to the job's adapter scales. Every
- * slot's cache was computed under the old ones, so no prefix of it may be reused. */
-static int switch_lora(srv_sched *s, srv_job *j) {
-  if (nllm_context_set_lora(s->shared, s->p.lora, j->lora_scale, s->p.n_lora)) {
-    snprintf(j->error, sizeof j->error, "LoRA adapters: %s", nllm_last_error());
-    return -1;
-  }
-  memcpy(s->lora_now, j->lora_scale, (size_t)s->p.n_lora * sizeof(float));
-  for (int i = 0; i < s->p.n_slots; i++) {
-    nllm_seq_remove(s->shared, s->slots[i].seq, 0, -1);
-    s->slots[i].n_cache = s->slots[i].n_cache_shown = 0;
-  }
-  return 0;
-}
-
 static void *sched_main(void *arg) {
   srv_sched *s = arg;
   slot **act = calloc((size_t)s->p.n_slots, sizeof *act);
@@ -544,13 +541,11 @@ static void *sched_main(void *arg) {
     while (s->q_len) {
       srv_job *j = s->queue[s->q_head];
       if (!j->cancelled && !s->stop) {
-        /* other adapter scales wait (in order) until the running requests are done */
-        if (!same_lora(s, j) && s->n_running) break;
-        int lcp = 0, lora_ok = same_lora(s, j) || switch_lora(s, j) == 0;
-        slot *sl = lora_ok ? pick_slot(s, j, &lcp) : NULL;
-        if (!sl && lora_ok) break;
+        int lcp;
+        slot *sl = pick_slot(s, j, &lcp);
+        if (!sl) break;
         s->q_head = (s->q_head + 1) % s->q_cap, s->q_len--;
-        if (sl && slot_start(s, sl, j, lcp) == 0) continue;
+        if (slot_start(s, sl, j, lcp) == 0) continue;
         j->finish = SRV_FINISH_ERROR;
         s->st.requests_failed++;
       } else {
@@ -668,13 +663,6 @@ int srv_sched_create(const nllm_model *model, const srv_sched_params *p, srv_sch
     goto fail;
   }
   if (p->n_lora > SRV_MAX_LORA) goto fail;
-  if (p->n_lora) {
-    memcpy(s->lora_now, p->lora_scale, (size_t)p->n_lora * sizeof(float));
-    if (nllm_context_set_lora(s->shared, p->lora, p->lora_scale, p->n_lora)) {
-      fprintf(stderr, "nllm serve: error: LoRA adapters: %s\n", nllm_last_error());
-      goto fail;
-    }
-  }
   s->b_cap = s->p.n_batch * p->n_slots;
   s->b_tok = malloc((size_t)s->b_cap * sizeof *s->b_tok);
   s->b_pos = malloc((size_t)s->b_cap * sizeof *s->b_pos);

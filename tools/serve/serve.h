@@ -157,10 +157,9 @@ typedef struct srv_sched srv_sched;
 
 typedef struct srv_sched_params {
   int n_slots, n_ctx, n_threads, n_batch, queue_max, kv_f32;
-  /* LoRA adapters loaded at start and their start-up scales. The shared context applies one
-   * set of scales at a time: a request asking for other scales waits until the running ones
-   * are done, then the set switches (and the cached prefixes, computed under the old set, are
-   * dropped). */
+  /* LoRA adapters loaded at start and their start-up scales. Each slot's sequence runs its
+   * request's scales (nllm_seq_set_lora), so requests with different adapters share every
+   * step; a cached prefix is reused only under the same scales. */
   nllm_lora_adapter *const *lora;
   const float *lora_scale;
   int n_lora;
