@@ -346,6 +346,15 @@ nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank) 
   return NLLM_OK;
 }
 
+/* A LoRA product is about r (in + out) / (in out) of its base matmul's work (1-2% at rank 16):
+ * splitting it wakes the team and waits at a barrier, which costs more than the product
+ * itself unless it is large (long prompts), and much more on a busy machine. */
+#define LORA_PARALLEL_MIN_WORK (1 << 23)
+
+static int lora_threads(const nllm_forward_state *fs, int64_t work) {
+  return work < LORA_PARALLEL_MIN_WORK ? 1 : fs->n_threads;
+}
+
 /* y = W x for a layer matrix, plus s * scale * B (A x) of every adapter of each row that adapts
  * it: the adapters stay unmerged, so one base (quantized or not) serves any set of them, and
  * rows of sequences with different sets share the base product. Consecutive rows with the same
@@ -365,9 +374,9 @@ static nllm_status matmul_lora(const nllm_fw_run *r, const nllm_fw_ops *op, floa
       const float s = set->a[k].scale * lm->scale;
       if (!lm->r || s == 0.0f) continue;
       nllm_matmul(fs->lora_t, lm->a, NLLM_TYPE_F32, lm->r, w->cols, x + t0 * w->cols, rows,
-                  fs->wdata, threads_for(fs, lm->r * w->cols * rows));
+                  fs->wdata, lora_threads(fs, lm->r * w->cols * rows));
       nllm_matmul(fs->lora_u, lm->b, NLLM_TYPE_F32, w->rows, lm->r, fs->lora_t, rows, fs->wdata,
-                  threads_for(fs, w->rows * lm->r * rows));
+                  lora_threads(fs, w->rows * lm->r * rows));
       const int64_t count = rows * w->rows;
       const float *u = fs->lora_u;
       float *yr = y + t0 * w->rows;
