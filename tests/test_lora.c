@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cliutil.h"
 #include "convert/convert.h"
 #include "modelutil.h"
 
@@ -359,13 +360,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- quantized bases */
 
-static const char *nllm_bin(void) {
-  static char bin[512];
-  const char *b = getenv("NLLM_BUILD");
-  snprintf(bin, sizeof bin, "%s/nllm", b && *b ? b : "build");
-  return bin;
-}
-
 static double max_rel(const float *a, const float *b, int nv) {
   double d = 0;
   for (int i = 0; i < N_IDS; i++) d = fmax(d, rel_rms(a + (size_t)i * nv, b + (size_t)i * nv, nv));
@@ -378,13 +372,14 @@ START_TEST(quantized_base) {
   static const char *types[] = {"Q8_0", "Q4_K"};
   char f32[256], q[256], lora[256], cmd[2048];
   const int pid = (int)getpid();
+  cli_setup();
   snprintf(f32, sizeof f32, "/tmp/nllm-test-lora-small-%d.gguf", pid);
   snprintf(q, sizeof q, "/tmp/nllm-test-lora-small-%d-%s.gguf", pid, types[_i]);
   snprintf(lora, sizeof lora, "/tmp/nllm-test-lora-small-%d-lora.gguf", pid);
   snprintf(cmd, sizeof cmd,
            "%s gen-model --shape small --type F32 -o %s 2>/dev/null && "
            "%s gen-lora -m %s -o %s --rank 8 --seed 7 2>/dev/null",
-           nllm_bin(), f32, nllm_bin(), f32, lora);
+           nllm_bin, f32, nllm_bin, f32, lora);
   ck_assert_msg(system(cmd) == 0, "%s", cmd);
   nllm_convert_params cp;
   nllm_convert_params_init(&cp);
@@ -421,6 +416,61 @@ START_TEST(quantized_base) {
   nllm_model_free(mq);
   free(fb), free(fl), free(qb), free(ql);
   remove(f32), remove(q), remove(lora);
+}
+END_TEST
+
+/* The CLI: --lora-scaled on logits gives the golden's greedy ids, convert --lora A:S merges
+ * the same thing into a file, bad options and paths are one-line errors. */
+START_TEST(cli_options) {
+  char golden[1024], cmd[4096], out[256], merged[256];
+  if (!testdata_path(golden, sizeof golden, "lora/golden.lora-a.s0.5.logits.txt")) return;
+  cli_setup();
+  golden_logits *g = golden_logits_load(golden);
+  char ids[256] = "", want[256] = "gen_ids:";
+  for (int i = 0; i < g->n_prompt; i++)
+    snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%d", i ? " " : "", g->prompt_ids[i]);
+  for (int i = 0; i < g->n_gen; i++)
+    snprintf(want + strlen(want), sizeof want - strlen(want), " %d", g->gen_ids[i]);
+  const char *td = testdata_dir();
+  snprintf(out, sizeof out, "/tmp/nllm-test-lora-cli-%d.txt", (int)getpid());
+  snprintf(merged, sizeof merged, "/tmp/nllm-test-lora-cli-%d.gguf", (int)getpid());
+  const char *models[2] = {NULL, merged};
+  char hf[1024];
+  snprintf(hf, sizeof hf, "%s/hf/tiny-llama", td);
+  models[0] = hf;
+  snprintf(cmd, sizeof cmd, "%s convert %s %s F32 --lora %s/lora/tiny-llama-lora-a:0.5", nllm_bin,
+           hf, merged, td);
+  char *o = NULL, *e = NULL;
+  ck_assert_msg(run(cmd, &o, &e) == 0, "%s: %s", cmd, e);
+  free(o), free(e);
+  for (int k = 0; k < 2; k++) {
+    snprintf(cmd, sizeof cmd, "%s logits -m %s --prompt-ids \"%s\" -n %d -o %s%s%s%s", nllm_bin,
+             models[k], ids, g->n_gen, out, k ? "" : " --lora-scaled ", k ? "" : td,
+             k ? "" : "/lora/tiny-llama-lora-a.gguf 0.5");
+    ck_assert_msg(run(cmd, &o, &e) == 0, "%s: %s", cmd, e);
+    free(o), free(e);
+    char *txt = read_file(out, NULL);
+    ck_assert_ptr_nonnull(txt);
+    ck_assert_msg(strstr(txt, want), "%s: no '%s'", cmd, want);
+    free(txt);
+  }
+  remove(out), remove(merged);
+  static const struct {
+    const char *args, *msg;
+  } bad[] = {{"--lora-scaled %s/lora/tiny-llama-lora-a", "--lora-scaled needs PATH and SCALE"},
+             {"--lora %s/nonexistent", "cannot load LoRA adapter"},
+             {"--lora %s/lora/tiny-llama-lora-a --lora-scaled %s/lora/tiny-llama-lora-b nan",
+              "--lora-scaled"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char args[2048];
+    snprintf(args, sizeof args, bad[i].args, td, td);
+    snprintf(cmd, sizeof cmd, "%s run -m %s -p x -n 1 %s", nllm_bin, hf, args);
+    ck_assert_int_eq(run(cmd, &o, &e), 1);
+    ck_assert_msg(e && strstr(e, bad[i].msg), "%s: stderr '%s'", cmd, e ? e : "");
+    ck_assert_msg(strchr(e, '\n') == e + strlen(e) - 1, "not one line: %s", e);
+    free(o), free(e);
+  }
+  golden_logits_free(g);
 }
 END_TEST
 
@@ -713,6 +763,7 @@ int main(void) {
   tcase_add_test(tc, per_sequence_sets);
   tcase_add_test(tc, bad_attach_arguments);
   tcase_add_loop_test(tc, quantized_base, 0, 2);
+  tcase_add_test(tc, cli_options);
   tcase_add_loop_test(tc, hostile_gguf_adapters, 0,
                       (int)(sizeof gguf_cases / sizeof gguf_cases[0]));
   tcase_add_test(tc, truncated_adapters);
