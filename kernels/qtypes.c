@@ -15,7 +15,7 @@
 
 /* The kernel files of each tier, applied in order over the tier below. */
 static const nllm_kernel_set *const scalar_sets[] = {&nllm_kernels_ref, &nllm_kernels_kref,
-                                                     &nllm_kernels_lowbit_ref};
+                                                     &nllm_kernels_lowbit_ref, &nllm_kernels_iq_ref};
 #if defined(__x86_64__)
 static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_float_avx2, &nllm_kernels_q32_avx2,
                                                    &nllm_kernels_k_avx2};
