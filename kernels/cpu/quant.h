@@ -278,6 +278,7 @@ extern const nllm_kernel_set nllm_kernels_iq_ref;     /* quant_iq_ref.c: IQ1_*, 
 extern const nllm_kernel_set nllm_kernels_float_avx2; /* quant_float_avx2.c */
 extern const nllm_kernel_set nllm_kernels_q32_avx2;   /* quant_q32_avx2.c */
 extern const nllm_kernel_set nllm_kernels_k_avx2;     /* quant_k_avx2.c */
+extern const nllm_kernel_set nllm_kernels_iq_avx2;    /* quant_iq_avx2.c */
 extern const nllm_kernel_set nllm_kernels_avx512;
 /* Fills the AVX-512 kernels' permute tables; call once, and only on a CPU with the tier. */
 void nllm_avx512_init(void);
