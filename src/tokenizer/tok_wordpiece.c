@@ -152,7 +152,20 @@ size_t tok_bert_normalize(unsigned flags, const char *src, size_t n, char **dst,
                           size_t max_len) {
   norm_out o = {dst, cap, 0, max_len, 0, flags, {0}, 0};
   for (size_t i = 0; i < n && !o.fail;) {
-    uint32_t c;
+    uint32_t c = (uint8_t)src[i];
+    if (c < 0x80) { /* ASCII: no decomposition, no marks, a one-byte lowercase */
+      i++;
+      if (flags & BERT_CLEAN) {
+        if (c == '\t' || c == '\n' || c == '\r')
+          c = ' ';
+        else if (c < 0x20 || c == 0x7F)
+          continue;
+      }
+      if (o.n_pend) flush_marks(&o);
+      if ((flags & BERT_LOWERCASE) && c >= 'A' && c <= 'Z') c += 32;
+      out_cp(&o, c);
+      continue;
+    }
     i += (size_t)tok_utf8_decode(src + i, n - i, &c);
     if (flags & BERT_CLEAN) {
       if (c == 0 || c == 0xFFFD || bert_is_control(c)) continue;
