@@ -149,7 +149,8 @@ END_TEST
 /* Writes the tokenizer keys conversion writes for tok into a GGUF file and loads it back. */
 static nllm_tokenizer *via_gguf(const nllm_tokenizer *tok, nllm_source *src, char *path,
                                 size_t cap) {
-  snprintf(path, cap, "/tmp/nllm-test-wordpiece-%d.gguf", (int)getpid());
+  static int n_files;
+  snprintf(path, cap, "/tmp/nllm-test-wordpiece-%d-%d.gguf", (int)getpid(), n_files++);
   gguf_writer *w = gguf_writer_new();
   ck_assert(w);
   ck_assert_int_eq(gguf_writer_set_str(w, "general.architecture", "bert"), NLLM_OK);
@@ -227,6 +228,7 @@ START_TEST(gguf_round_trip) {
   }
   nllm_tokenizer_free(g2);
   nllm_source_free(&src2);
+  unlink(path2);
   nllm_tokenizer_free(g);
   nllm_source_free(&src);
   unlink(path);
