@@ -1,7 +1,8 @@
 /* WordPiece (BERT) tokenization: the ids of the 8 texts of embed/tiny-bert.embeddings.txt from
- * the tiny-bert tokenizer.json and from the GGUF "bert" vocabulary conversion writes of it (the
- * Hangul text gives the reference's 22 ids, jamo by jamo), BERT's normalizer edge cases, the
- * error paths, and decoding. Small inline vocabularies cover what needs no real one. */
+ * the tiny-bert tokenizer.json, from its vocab.txt alone, and from the GGUF "bert" vocabulary
+ * conversion writes of it (the Hangul text gives the reference's 22 ids, jamo by jamo), BERT's
+ * normalizer edge cases, the error paths, and decoding. Small inline vocabularies cover what
+ * needs no real one. */
 #include <unistd.h>
 
 #include "convert/convert.h"
@@ -452,6 +453,78 @@ START_TEST(inline_vocabularies) {
 }
 END_TEST
 
+static void write_text(const char *dir, const char *name, const char *text, size_t len) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "wb");
+  ck_assert(f);
+  ck_assert_uint_eq(fwrite(text, 1, len, f), len);
+  fclose(f);
+}
+
+static void remove_files(const char *dir) {
+  static const char *const names[] = {"vocab.txt", "tokenizer_config.json"};
+  char path[512];
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    unlink(path);
+  }
+  rmdir(dir);
+}
+
+/* A folder with vocab.txt and no tokenizer.json (older BERT uploads) */
+START_TEST(vocab_txt_folder) {
+  char vpath[1024], cpath[1024];
+  if (!testdata_path(vpath, sizeof vpath, "embed/tiny-bert/vocab.txt") ||
+      !testdata_path(cpath, sizeof cpath, "embed/tiny-bert/tokenizer_config.json"))
+    return;
+  char dir[] = "/tmp/nllm-wp-vocab-XXXXXX";
+  ck_assert(mkdtemp(dir));
+  size_t vl, cl;
+  char *v = read_file(vpath, &vl), *c = read_file(cpath, &cl);
+  ck_assert(v && c);
+  write_text(dir, "vocab.txt", v, vl);
+  write_text(dir, "tokenizer_config.json", c, cl);
+  free(v);
+  free(c);
+  char path[512];
+  snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+  nllm_tokenizer *tok = NULL;
+  ck_assert_msg(nllm_tokenizer_from_hf(path, &tok) == NLLM_OK, "%s", nllm_last_error());
+  check_refs(tok, "vocab.txt");
+  ck_assert_int_eq(nllm_tokenizer_special(tok, NLLM_TOKEN_UNK), 100);
+  static const int only[] = {101, 103, 102};
+  expect(tok, "[CLS][MASK][SEP]", 0, 1, only, 3);
+  nllm_tokenizer_free(tok);
+  remove_files(dir);
+}
+END_TEST
+
+START_TEST(vocab_txt_cased) {
+  char dir[] = "/tmp/nllm-wp-cased-XXXXXX";
+  ck_assert(mkdtemp(dir));
+  static const char vocab[] =
+      "[PAD]\r\n[UNK]\r\n[CLS]\r\n[SEP]\r\nHello\r\nhello\r\nCaf\r\n"
+      "##\xc3\xa9\r\n!\r\n";
+  static const char cfg[] = "{\"do_lower_case\": false, \"unk_token\": \"[UNK]\"}";
+  write_text(dir, "vocab.txt", vocab, sizeof vocab - 1);
+  write_text(dir, "tokenizer_config.json", cfg, sizeof cfg - 1);
+  char path[512];
+  snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+  nllm_tokenizer *tok = NULL;
+  ck_assert_msg(nllm_tokenizer_from_hf(path, &tok) == NLLM_OK, "%s", nllm_last_error());
+  ck_assert_int_eq(nllm_tokenizer_n_vocab(tok), 9);
+  /* cased, accents kept (strip_accents follows do_lower_case), \r\n line ends */
+  static const int want[] = {2, 4, 5, 6, 7, 8, 1, 3};
+  expect(tok, "Hello hello Caf\xc3\xa9! cafe", 1, 0, want, 8);
+  nllm_tokenizer_free(tok);
+  remove_files(dir);
+  /* neither file: the error names tokenizer.json */
+  ck_assert_int_ne(nllm_tokenizer_from_hf(path, &tok), NLLM_OK);
+  ck_assert(strstr(nllm_last_error(), "tokenizer.json"));
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("tokenizer_wordpiece");
   TCase *tc = tcase_create("wordpiece");
@@ -462,6 +535,8 @@ int main(void) {
   tcase_add_test(tc, specials_and_errors);
   tcase_add_test(tc, decode);
   tcase_add_test(tc, inline_vocabularies);
+  tcase_add_test(tc, vocab_txt_folder);
+  tcase_add_test(tc, vocab_txt_cased);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

@@ -12,7 +12,9 @@ typedef struct nllm_tokenizer nllm_tokenizer;
 /* From tokenizer.ggml.* keys of a source (GGUF, or a source an HF loader filled in the same
  * keys). Unknown tokenizer.ggml.model / .pre values fail with NLLM_ERR_UNSUPPORTED. */
 nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **out);
-/* From a tokenizer.json path (tokenizer_config.json is looked up beside it, optional). */
+/* From a tokenizer.json path (tokenizer_config.json is looked up beside it, optional). When
+ * DIR/tokenizer.json does not exist but DIR/vocab.txt does, a BERT WordPiece tokenizer is built
+ * from that and tokenizer_config.json's BertTokenizer options. */
 nllm_status nllm_tokenizer_from_hf(const char *tokenizer_json_path, nllm_tokenizer **out);
 void nllm_tokenizer_free(nllm_tokenizer *tok);
 
