@@ -775,6 +775,10 @@ nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, s
     /* BERT's steps are defined on characters: a byte that is not UTF-8 has no meaning there
      * (the reference library only accepts Unicode strings) */
     for (size_t i = 0; i < len && !st.fail;) {
+      if ((uint8_t)text[i] < 0x80) {
+        i++;
+        continue;
+      }
       int l = tok_utf8_valid_len(text + i, len - i);
       if (!l) {
         nllm_err(NLLM_ERR_INVALID_ARG,

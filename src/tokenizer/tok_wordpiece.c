@@ -197,8 +197,9 @@ size_t tok_bert_normalize(unsigned flags, const char *src, size_t n, char **dst,
 void tok_bert_pre_split(const char *text, size_t s, size_t e, tok_word_fn emit, void *user) {
   size_t ws = s; /* start of the current word */
   for (size_t i = s; i < e;) {
-    uint32_t c;
-    size_t l = (size_t)tok_utf8_decode(text + i, e - i, &c);
+    uint32_t c = (uint8_t)text[i];
+    size_t l = 1;
+    if (c >= 0x80) l = (size_t)tok_utf8_decode(text + i, e - i, &c);
     if (bert_is_whitespace(c)) {
       if (i > ws) emit(user, ws, i);
       ws = i + l;
