@@ -426,6 +426,34 @@ START_TEST(inline_vocabularies) {
                 nllm_last_error());
   nllm_tokenizer_free(tok);
 
+  /* BertNormalizer options one by one: accents kept when strip_accents is false, CJK not
+   * spaced out without handle_chinese_chars, case kept without lowercase */
+  static const char *const norm_json =
+      "{\"normalizer\": {\"type\": \"BertNormalizer\", \"clean_text\": true, "
+      "\"handle_chinese_chars\": %s, \"strip_accents\": %s, \"lowercase\": %s},"
+      "\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"},"
+      "\"model\": {\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", \"vocab\": "
+      "{\"[UNK]\": 0, \"caf\": 1, \"##e\": 2, \"##\xc3\xa9\": 3, \"Caf\": 4, "
+      "\"\xe6\x88\x91\": 5, \"##\xe6\x83\xb3\": 6, \"\xe6\x83\xb3\": 7}}}";
+  static const struct {
+    const char *chinese, *strip, *lower, *text;
+    int want[3], n;
+  } cases[] = {
+      {"true", "false", "true", "CAF\xc3\x89", {1, 3}, 2},
+      {"true", "null", "true", "CAF\xc3\x89", {1, 2}, 2},
+      {"true", "true", "false", "Caf\xc3\xa9", {4, 2}, 2},
+      {"true", "null", "false", "Caf\xc3\xa9", {4, 3}, 2},
+      {"true", "null", "true", "\xe6\x88\x91\xe6\x83\xb3", {5, 7}, 2},
+      {"false", "null", "true", "\xe6\x88\x91\xe6\x83\xb3", {5, 6}, 2},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char json[1024];
+    snprintf(json, sizeof json, norm_json, cases[i].chinese, cases[i].strip, cases[i].lower);
+    ck_assert_msg(tok_from_json(json, &tok) == NLLM_OK, "%s", nllm_last_error());
+    expect(tok, cases[i].text, 0, 0, cases[i].want, cases[i].n);
+    nllm_tokenizer_free(tok);
+  }
+
   /* a custom continuation prefix */
   ck_assert_int_eq(tok_from_json("{\"model\": {\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", "
                                  "\"continuing_subword_prefix\": \"++\", \"vocab\": {\"[UNK]\": "
