@@ -906,6 +906,14 @@ static char *object_schema(conv *c, const cJSON *s, int depth) {
   const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
   const cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required");
   const cJSON *addl = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties");
+  if (props && !cJSON_IsObject(props)) {
+    fail(c, "properties must be an object");
+    return NULL;
+  }
+  if (req && !cJSON_IsArray(req)) {
+    fail(c, "required must be an array of strings");
+    return NULL;
+  }
   int n = cJSON_IsObject(props) ? cJSON_GetArraySize(props) : 0;
   if (n > 256) {
     fail(c, "more than 256 properties");
@@ -1097,11 +1105,89 @@ static char *ref_schema(conv *c, const char *ref, int depth) {
   return nllm_strdup(rn);
 }
 
+enum { MAX_MEMBERS = 64, LABEL_LEN = 96 };
+
+/* The members of an allOf, in order, nested allOf flattened and $refs resolved: each member's
+ * own allOf members come before it, the schema holding the allOf is last. All must be object
+ * schemas. label: the member's place ("allOf/1/allOf/0"; "" for the holder). */
+static int allof_members(conv *c, const cJSON *x, const char *label, const cJSON **mem,
+                         char (*labels)[LABEL_LEN], int *n_mem, int depth) {
+  const char *at = label[0] ? label : "beside allOf";
+  const cJSON *ty = cJSON_GetObjectItemCaseSensitive(x, "type");
+  const cJSON *pp = cJSON_GetObjectItemCaseSensitive(x, "properties");
+  const cJSON *all = cJSON_GetObjectItemCaseSensitive(x, "allOf");
+  if ((ty && !(cJSON_IsString(ty) && !strcmp(ty->valuestring, "object"))) ||
+      (depth && !ty && !pp && !all)) {
+    fail(c, "%s: allOf is supported for object schemas only", at);
+    return 0;
+  }
+  if (all && (!cJSON_IsArray(all) || !cJSON_GetArraySize(all))) {
+    fail(c, "%s: allOf must be a non-empty array", at);
+    return 0;
+  }
+  if (depth > 8) {
+    fail(c, "%s: allOf nested deeper than 8", at);
+    return 0;
+  }
+  int k = 0;
+  const cJSON *m;
+  cJSON_ArrayForEach(m, all) {
+    const cJSON *y = m;
+    for (int hops = 0; hops < 32 && cJSON_IsObject(y); hops++) {
+      const cJSON *r = cJSON_GetObjectItemCaseSensitive(y, "$ref");
+      if (!cJSON_IsString(r)) break;
+      y = resolve_ref(c, r->valuestring);
+    }
+    char sub[LABEL_LEN];
+    snprintf(sub, sizeof sub, "%.60s%sallOf/%d", label, label[0] ? "/" : "", k++);
+    if (!cJSON_IsObject(y)) {
+      fail(c, "%s: %s", sub,
+           y ? "allOf is supported for object schemas only" : "$ref points nowhere");
+      return 0;
+    }
+    if (!allof_members(c, y, sub, mem, labels, n_mem, depth + 1)) return 0;
+  }
+  if (*n_mem == MAX_MEMBERS) {
+    fail(c, "allOf: more than %d members", MAX_MEMBERS);
+    return 0;
+  }
+  snprintf(labels[*n_mem], LABEL_LEN, "%s", at);
+  mem[(*n_mem)++] = x;
+  return 1;
+}
+
+/* Whether a property schema is an object schema, so that two of them can merge by allOf. */
+static int is_object_schema(const cJSON *s) {
+  const cJSON *ty = cJSON_GetObjectItemCaseSensitive(s, "type");
+  if (ty) return cJSON_IsString(ty) && !strcmp(ty->valuestring, "object");
+  return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(s, "properties"));
+}
+
 /* allOf whose members are all object schemas: one object with the union of properties and
- * required. */
+ * required. A property several members define gets the allOf of their schemas (objects only);
+ * a member with additionalProperties false removes the properties it does not name, so every
+ * document of the merged object validates against each member. */
 static char *allof_schema(conv *c, const cJSON *s, const cJSON *all, int depth) {
-  if (cJSON_GetArraySize(all) == 1)
+  if (cJSON_GetArraySize(all) == 1 && !cJSON_GetObjectItemCaseSensitive(s, "properties") &&
+      !cJSON_GetObjectItemCaseSensitive(s, "required") &&
+      !cJSON_GetObjectItemCaseSensitive(s, "additionalProperties"))
     return convert_at(c, cJSON_GetArrayItem(all, 0), "allOf/0", depth + 1);
+  const cJSON *mem[MAX_MEMBERS];
+  char label[MAX_MEMBERS][LABEL_LEN];
+  int n_mem = 0;
+  if (!allof_members(c, s, "", mem, label, &n_mem, 0)) return NULL;
+  for (int i = 0; i < n_mem; i++) {
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(mem[i], "properties");
+    const cJSON *rq = cJSON_GetObjectItemCaseSensitive(mem[i], "required");
+    const cJSON *q;
+    int bad_req = rq && !cJSON_IsArray(rq);
+    cJSON_ArrayForEach(q, rq) bad_req |= !cJSON_IsString(q);
+    if ((pp && !cJSON_IsObject(pp)) || bad_req) {
+      fail(c, "%s: %s", label[i],
+           bad_req ? "required must be an array of strings" : "properties must be an object");
+      return NULL;
+    }
+  }
   cJSON *merged = cJSON_CreateObject(), *props = cJSON_CreateObject(), *req = cJSON_CreateArray();
   if (!merged || !props || !req) {
     cJSON_Delete(merged), cJSON_Delete(props), cJSON_Delete(req);
@@ -1111,46 +1197,76 @@ static char *allof_schema(conv *c, const cJSON *s, const cJSON *all, int depth) 
   cJSON_AddStringToObject(merged, "type", "object");
   cJSON_AddItemToObject(merged, "properties", props);
   cJSON_AddItemToObject(merged, "required", req);
-  int i = 0;
-  const cJSON *m;
-  cJSON_ArrayForEach(m, all) {
-    const cJSON *x = m;
-    for (int hops = 0; hops < 32 && cJSON_IsObject(x); hops++) {
-      const cJSON *r = cJSON_GetObjectItemCaseSensitive(x, "$ref");
-      if (!cJSON_IsString(r)) break;
-      x = resolve_ref(c, r->valuestring);
-    }
-    const cJSON *ty = x ? cJSON_GetObjectItemCaseSensitive(x, "type") : NULL;
-    const cJSON *pp = x ? cJSON_GetObjectItemCaseSensitive(x, "properties") : NULL;
-    if (!x || (!pp && !(cJSON_IsString(ty) && !strcmp(ty->valuestring, "object"))) ||
-        (ty && !(cJSON_IsString(ty) && !strcmp(ty->valuestring, "object")))) {
-      if (!c->failed) fail(c, "allOf/%d: allOf is supported for object schemas only", i);
-      cJSON_Delete(merged);
-      return NULL;
-    }
+  int nomem = 0;
+  for (int i = 0; i < n_mem && !c->failed && !nomem; i++) {
     const cJSON *q;
-    cJSON_ArrayForEach(q, pp) {
-      if (!cJSON_GetObjectItemCaseSensitive(props, q->string))
-        cJSON_AddItemToObject(props, q->string, cJSON_Duplicate(q, 1));
+    cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(mem[i], "properties")) {
+      cJSON *old = cJSON_GetObjectItemCaseSensitive(props, q->string);
+      if (old && cJSON_Compare(old, q, 1)) continue;
+      if (old && !(is_object_schema(old) && is_object_schema(q))) {
+        fail(c,
+             "%s: property \"%.100s\" has different schemas in several members; they "
+             "merge only when all are object schemas",
+             label[i], q->string);
+        break;
+      }
+      cJSON *nv = cJSON_Duplicate(q, 1);
+      if (old && nv) { /* both objects: the property is the allOf of the two */
+        cJSON *w = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+        if (!w || !arr || !cJSON_AddItemToArray(arr, cJSON_Duplicate(old, 1)) ||
+            !cJSON_AddItemToArray(arr, nv)) {
+          cJSON_Delete(w), cJSON_Delete(arr);
+          nomem = 1;
+          break;
+        }
+        cJSON_AddStringToObject(w, "type", "object");
+        cJSON_AddItemToObject(w, "allOf", arr);
+        nv = w;
+      }
+      if (!nv || !(old ? cJSON_ReplaceItemInObjectCaseSensitive(props, q->string, nv)
+                       : cJSON_AddItemToObject(props, q->string, nv))) {
+        cJSON_Delete(nv);
+        nomem = 1;
+        break;
+      }
     }
-    cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(x, "required")) {
-      cJSON_AddItemToArray(req, cJSON_Duplicate(q, 1));
+    cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(mem[i], "required")) {
+      int dup = 0;
+      const cJSON *r;
+      cJSON_ArrayForEach(r, req) dup |= !strcmp(r->valuestring, q->valuestring);
+      if (!dup && !cJSON_AddItemToArray(req, cJSON_CreateString(q->valuestring))) nomem = 1;
     }
-    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(x, "additionalProperties");
-    if (cJSON_IsFalse(ap) && !cJSON_GetObjectItemCaseSensitive(merged, "additionalProperties"))
-      cJSON_AddFalseToObject(merged, "additionalProperties");
-    i++;
   }
-  /* Sibling properties of the allOf object join too. */
-  const cJSON *q;
-  cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(s, "properties")) {
-    if (!cJSON_GetObjectItemCaseSensitive(props, q->string))
-      cJSON_AddItemToObject(props, q->string, cJSON_Duplicate(q, 1));
+  /* additionalProperties of a member constrains the properties the other members add. */
+  for (int i = 0; i < n_mem && !c->failed && !nomem; i++) {
+    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(mem[i], "additionalProperties");
+    if (!ap || cJSON_IsTrue(ap)) continue;
+    const cJSON *own = cJSON_GetObjectItemCaseSensitive(mem[i], "properties");
+    for (cJSON *q = props->child, *next; q; q = next) {
+      next = q->next;
+      if (cJSON_GetObjectItemCaseSensitive(own, q->string)) continue;
+      if (!cJSON_IsFalse(ap)) {
+        fail(c,
+             "%s: additionalProperties with a schema, and property \"%.100s\" from "
+             "another member, is not supported",
+             label[i], q->string);
+        break;
+      }
+      int is_req = 0;
+      const cJSON *r;
+      cJSON_ArrayForEach(r, req) is_req |= !strcmp(r->valuestring, q->string);
+      if (is_req) {
+        fail(c,
+             "%s: required property \"%.100s\" is excluded by additionalProperties "
+             "false (no document matches)",
+             label[i], q->string);
+        break;
+      }
+      cJSON_DeleteItemFromObjectCaseSensitive(props, q->string);
+    }
   }
-  cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(s, "required")) {
-    cJSON_AddItemToArray(req, cJSON_Duplicate(q, 1));
-  }
-  char *r = object_schema(c, merged, depth);
+  if (nomem) c->failed = 1, c->status = NLLM_ERR_NOMEM;
+  char *r = c->failed ? NULL : object_schema(c, merged, depth);
   cJSON_Delete(merged);
   return r;
 }
