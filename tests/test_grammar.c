@@ -279,6 +279,39 @@ START_TEST(walker_matches_check) {
 }
 END_TEST
 
+/* The state key depends on the state, not on the order its nodes were made in. */
+START_TEST(state_key_by_content) {
+  nllm_grammar *g =
+      grammar_compile_ok("root ::= (\"a\" | \"b\") [0-9]* \";\" | \"\xc3\xa9\" \"!\"\n");
+  nllm_gmatch *m1, *m2;
+  ck_assert_int_eq(nllm_gmatch_new(g, &m1), NLLM_OK);
+  ck_assert_int_eq(nllm_gmatch_new(g, &m2), NLLM_OK);
+  uint32_t k0[64], k1[64], k2[64];
+  size_t n0 = nllm_gmatch_state_key(m1, k0, 64);
+  ck_assert(n0 > 3 && n0 <= 64);
+  ck_assert_uint_eq(nllm_gmatch_state_key(m1, k1, 2), n0);
+  int ok;
+  ck_assert_int_eq(nllm_gmatch_accept(m1, (const uint8_t *)"a", 1, &ok), NLLM_OK);
+  ck_assert(ok);
+  /* m2 makes other nodes first, then reaches the same state by the other alternative. */
+  ck_assert_int_eq(nllm_gmatch_check(m2, (const uint8_t *)"b12", 3, &ok), NLLM_OK);
+  ck_assert_int_eq(nllm_gmatch_accept(m2, (const uint8_t *)"b", 1, &ok), NLLM_OK);
+  size_t n1 = nllm_gmatch_state_key(m1, k1, 64), n2 = nllm_gmatch_state_key(m2, k2, 64);
+  ck_assert_uint_eq(n1, n2);
+  ck_assert(!memcmp(k1, k2, n1 * sizeof *k1));
+  ck_assert(n1 != n0 || memcmp(k0, k1, n0 * sizeof *k0));
+  /* Half a character is part of the state. */
+  nllm_gmatch_reset(m2);
+  ck_assert_int_eq(nllm_gmatch_accept(m2, (const uint8_t *)"\xc3", 1, &ok), NLLM_OK);
+  ck_assert(ok);
+  n2 = nllm_gmatch_state_key(m2, k2, 64);
+  ck_assert(n2 != n0 || memcmp(k0, k2, n0 * sizeof *k0));
+  nllm_gmatch_free(m1);
+  nllm_gmatch_free(m2);
+  nllm_grammar_free(g);
+}
+END_TEST
+
 START_TEST(random_sentences_are_accepted) {
   const char *grammars[] = {
       JSON_GBNF, "root ::= expr\nexpr ::= term ([-+] term)*\nterm ::= [0-9]+ | \"(\" expr \")\"\n",
@@ -330,6 +363,7 @@ int main(void) {
   tcase_add_test(tc, deep_nesting_capped);
   tcase_add_test(tc, bytewise_equals_whole);
   tcase_add_test(tc, walker_matches_check);
+  tcase_add_test(tc, state_key_by_content);
   tcase_add_test(tc, random_sentences_are_accepted);
   tcase_add_test(tc, root_name_and_bad_args);
   suite_add_tcase(s, tc);
