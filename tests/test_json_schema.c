@@ -103,6 +103,13 @@ static const schema_case CASES[] = {
       "{\"n\": 4}", "{\"n\": 1, \"x\": 1}",
       "{\"owner\": {\"name\": \"abcdefghi\", \"email\": \"a@b.co\"}, \"n\": 1}",
       "{\"debug\": true}"}},
+    /* Keywords beside anyOf, $ref and enum hold too. */
+    {"siblings",
+     {"{\"a\": 1}", "{\"b\": \"xy\"}", "{\"a\": 0, \"b\": \"\", \"ref\": 3, \"e\": 5}",
+      "{\"b\": \"q\", \"e\": 1}"},
+     {"{}", "{\"ref\": 1}", "{\"a\": 1, \"ref\": 4}", "{\"a\": 1, \"ref\": 0}",
+      "{\"a\": 1, \"e\": 9}", "{\"a\": 1, \"e\": \"x\"}", "{\"b\": \"abcd\"}",
+      "{\"a\": 1, \"c\": 1}"}},
     {"any", {"{\"a\": [1, {\"b\": null}]}", "3", "\"s\"", "[]", "true"}, {"", "{", "[1,]", "tru"}},
 };
 
@@ -213,6 +220,13 @@ START_TEST(integer_ranges_exact) {
             grammar_full_match(g, "123456789012") && !grammar_full_match(g, "94") &&
             !grammar_full_match(g, "-100"));
   nllm_grammar_free(g);
+  /* Draft 4: exclusiveMinimum / exclusiveMaximum as booleans beside minimum / maximum. */
+  g = schema_grammar(
+      "{\"type\": \"integer\", \"minimum\": 3, \"exclusiveMinimum\": true, "
+      "\"maximum\": 6, \"exclusiveMaximum\": true}");
+  ck_assert(grammar_full_match(g, "4") && grammar_full_match(g, "5") &&
+            !grammar_full_match(g, "3") && !grammar_full_match(g, "6"));
+  nllm_grammar_free(g);
   g = schema_grammar("{\"type\": \"integer\", \"exclusiveMaximum\": -3}");
   ck_assert(grammar_full_match(g, "-4") && grammar_full_match(g, "-1000000") &&
             !grammar_full_match(g, "-3") && !grammar_full_match(g, "0"));
@@ -256,6 +270,19 @@ START_TEST(clear_refusals) {
           "allOf/1: properties must be an object");
   refused("{\"allOf\": [{\"type\": \"object\"}, {\"allOf\": [{\"type\": \"array\"}]}]}",
           "allOf/1/allOf/0: allOf is supported for object schemas only");
+  refused("{\"enum\": [\"a\"], \"pattern\": \"a\"}", "enum/const together with \"pattern\"");
+  refused("{\"type\": \"string\", \"enum\": [1, null]}", "no value of enum/const matches");
+  refused("{\"const\": \"x\", \"type\": \"integer\"}", "no value of enum/const matches");
+  refused("{\"anyOf\": [{\"type\": \"string\"}], \"type\": \"integer\"}",
+          "no alternative of anyOf can match the keywords beside it (\"type\")");
+  refused(
+      "{\"$ref\": \"#/$defs/x\", \"pattern\": \"a\", \"$defs\": {\"x\": {\"type\": \"string\", "
+      "\"pattern\": \"b\"}}}",
+      "\"pattern\" differs in two schemas that must both hold");
+  refused("{\"type\": \"string\", \"format\": \"uuid\", \"pattern\": \"^a\"}",
+          "format \"uuid\" together with pattern");
+  refused("{\"type\": \"number\", \"minimum\": 0, \"exclusiveMinimum\": true}",
+          "minimum/maximum on type number");
   refused("{\"type\": \"object\", \"properties\": {}, \"required\": [\"x\"]}",
           "required property \"x\" has no schema");
   refused("{\"type\": \"integer\", \"minimum\": 5, \"maximum\": 1}", "above maximum");
