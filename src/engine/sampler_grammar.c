@@ -163,7 +163,7 @@ static nllm_status full_mask(struct nllm_sgrammar *sg, int can_end, uint64_t *bi
       bits[t >> 6] |= 1ull << (t & 63);
     }
   sg->stats.n_full_masks++;
-  return nllm_gmatch_mask(sg->gm, &sg->tt->trie, bits);
+  return nllm_gmatch_mask(sg->gm, sg->tt->trie, bits);
 }
 
 static nllm_status no_token(void) {

@@ -13,13 +13,7 @@ typedef struct nllm_token_trie {
   uint32_t *off, *len; /* per token id; len 0 = never allowed under a grammar */
   nllm_token *eog;     /* end-of-generation tokens (not in the trie) */
   int32_t n_eog;
-  nllm_gtrie trie;
-  /* owned arrays behind trie */
-  uint8_t *tbyte;
-  uint16_t *tdepth;
-  uint32_t *tend, *tfirst, *tcount; /* tfirst: n_nodes + 1 */
-  uint8_t *tplain;
-  int32_t *order; /* token ids sorted by piece */
+  nllm_gtrie *trie;
 } nllm_token_trie;
 
 /* The model's trie, built on first use. Thread-safe: threads that race both build one and all
