@@ -32,6 +32,9 @@ typedef struct {
 } wstate;
 
 #define MAX_WALK_STATES (1u << 14)
+#define PLAIN_MAX 64        /* the longest plain run plain_accepts proves (recursion depth) */
+#define PLAIN_MAX_STACKS 16 /* states with more stacks are not worth a proof */
+#define PLAIN_BUDGET 16384  /* transitions the proofs of one walk may compute */
 
 struct nllm_gmatch {
   const nllm_grammar *g;
@@ -56,6 +59,7 @@ struct nllm_gmatch {
   uint32_t wmark0;
   gstate tin, tout; /* scratch */
   uint32_t steps;
+  int32_t plain_budget; /* plain_accepts, per walk */
 };
 
 static uint32_t hkey(uint32_t pos, uint32_t parent) {
@@ -413,6 +417,7 @@ nllm_status nllm_gmatch_walk_begin(nllm_gmatch *m, int32_t max_depth) {
   m->n_ids = 0;
   memset(m->ws_hash, 0, (size_t)m->ws_hcap * sizeof *m->ws_hash);
   m->wmark0 = m->n_nodes;
+  m->plain_budget = PLAIN_BUDGET;
   state_copy(&m->tin, &m->cur);
   return intern(m, &m->tin, &m->wsid[0]);
 }
@@ -456,8 +461,6 @@ void nllm_gmatch_walk_end(nllm_gmatch *m) {
   rollback(m, m->wmark0);
 }
 
-#define PLAIN_MAX 64 /* the longest plain run plain_accepts proves (recursion depth) */
-
 /* Whether every string of h plain bytes (NLLM_GTRIE_PLAIN) or fewer is accepted from state idx,
  * so that a trie subtree of plain bytes no higher than h is accepted whole. The answer grows
  * no as h grows, so each state keeps the highest h proven and the lowest h refuted. A state
@@ -467,6 +470,13 @@ static nllm_status plain_accepts(nllm_gmatch *m, int32_t idx, int32_t h, int *ye
   *yes = 0;
   if (h <= m->ws[idx].ok_upto) return *yes = 1, NLLM_OK;
   if (h >= m->ws[idx].bad_from || h > PLAIN_MAX) return NLLM_OK;
+  /* A proof costs up to 94 transitions per state, more than the walk it saves where states are
+   * large (an ambiguous grammar) or the budget of this walk is spent: then just walk. */
+  if (m->ws[idx].n > PLAIN_MAX_STACKS || m->plain_budget < 128) {
+    m->ws[idx].bad_from = 1;
+    return NLLM_OK;
+  }
+  m->plain_budget -= 94;
   int self = 1, all = 1;
   int32_t last = -1;
   for (int b = 0; b < 128 && all; b++) {
