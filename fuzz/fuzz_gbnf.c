@@ -55,8 +55,8 @@ static const char *const WORDS[] = {"a",
                                     "\x7f",
                                     "\x01",
                                     "ab",
-                                    "A quick brown fox jumps over the lazy dog, and then another "
-                                    "fox jumps over it"};
+                                    ("A quick brown fox jumps over the lazy dog, and then another "
+                                     "fox jumps over it")};
 enum { N_WORDS = sizeof WORDS / sizeof *WORDS };
 
 static const nllm_gtrie *word_trie(void) {
