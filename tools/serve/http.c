@@ -4,6 +4,7 @@
  * socket. While it waits, the thread watches its socket, and a client that hangs up cancels its
  * job at once, which frees the slot for the next request. */
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -140,6 +141,8 @@ typedef struct stream {
   int seen_lps, seen_seg;
   char *pend;
   size_t pend_len, pend_off;
+  char *q[2 * 64 + 1]; /* events decided at once (a reply's tool calls), sent in order */
+  int nq, iq;
 } stream;
 
 static void stream_free(void *cls) {
@@ -147,6 +150,7 @@ static void stream_free(void *cls) {
   srv_job_release(s->h->sched, s->job);
   free(s->rp.echo);
   free(s->pend);
+  for (int i = s->iq; i < s->nq; i++) free(s->q[i]);
   free(s);
 }
 
@@ -169,10 +173,114 @@ static int stream_event(stream *s, char *json) {
   return 0;
 }
 
+static void queue(stream *s, char *json) {
+  if (s->nq < (int)(sizeof s->q / sizeof *s->q))
+    s->q[s->nq++] = json;
+  else
+    free(json);
+}
+
+static char *content_chunk(stream *s, const char *text, size_t n, const srv_logprob *lps,
+                           int n_lps) {
+  return srv_api_chunk(&s->h->api, &s->rp, text, n, lps, n_lps, 0, NULL);
+}
+
+/* The closing chunk with the finish reason, or the error of a failed job (then no usage). */
+static char *finish_event(stream *s) {
+  srv_job *j = s->job;
+  s->phase = 2;
+  if (j->finish == SRV_FINISH_ERROR || j->cancelled) {
+    srv_error e;
+    srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
+                  j->error[0] ? j->error : "cancelled");
+    s->phase = 3;
+    return srv_error_json(&e);
+  }
+  return srv_api_chunk(&s->h->api, &s->rp, NULL, 0, NULL, 0, 0, srv_finish_name(j->finish));
+}
+
+/* A reply that may hold tool calls: content goes out while it surely is content; what is or
+ * may become a call waits for the end, which decides between tool-call deltas ("tool_calls")
+ * and the held text as content. 0 with an event queued, 1 when the reply is over (phase 2
+ * next), -1 to abort. */
+static int stream_tools_step(stream *s) {
+  srv_sched *sc = s->h->sched;
+  srv_job *j = s->job;
+  for (;;) {
+    srv_sched_lock(sc);
+    size_t len = j->out_len;
+    int n_lps = j->n_lps, done = j->done;
+    size_t end = done ? len : srv_tools_content_end(&s->rp, j->out ? j->out : "", len);
+    int k = s->seen_lps;
+    while (k < n_lps && (done || j->lps[k].text_end <= end)) k++;
+    if (!done && end <= s->seen_len) {
+      srv_sched_unlock(sc);
+      if (client_gone(s->fd)) return -1;
+      srv_job_wait(sc, j, len, done, 50);
+      continue;
+    }
+    char *text = malloc(len - s->seen_len + 1);
+    srv_logprob *lps = malloc((size_t)(k - s->seen_lps + 1) * sizeof *lps);
+    char *all = done ? malloc(len + 1) : NULL;
+    if (text) memcpy(text, j->out + s->seen_len, len - s->seen_len);
+    if (lps && k > s->seen_lps)
+      memcpy(lps, j->lps + s->seen_lps, (size_t)(k - s->seen_lps) * sizeof *lps);
+    if (all) {
+      memcpy(all, j->out ? j->out : "", len);
+      all[len] = 0;
+    }
+    srv_finish fin = j->finish;
+    srv_sched_unlock(sc);
+    if (!text || !lps || (done && !all)) {
+      free(text), free(lps), free(all);
+      return -1;
+    }
+    int n_new = k - s->seen_lps;
+    s->seen_lps = k;
+    if (!done) {
+      size_t n = end - s->seen_len;
+      s->seen_len = end;
+      queue(s, content_chunk(s, text, n, lps, n_new));
+      free(text), free(lps);
+      return 0;
+    }
+    cJSON *calls = fin == SRV_FINISH_STOP ? srv_tools_parse(&s->rp, all) : NULL;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(calls, "tool_calls");
+    if (arr) {
+      const cJSON *c;
+      int i = 0;
+      cJSON_ArrayForEach(c, arr) {
+        queue(s, srv_api_tool_chunk(&s->h->api, &s->rp, c, i, 1, lps, i ? 0 : n_new));
+        queue(s, srv_api_tool_chunk(&s->h->api, &s->rp, c, i, 0, NULL, 0));
+        i++;
+      }
+      queue(s, srv_api_chunk(&s->h->api, &s->rp, NULL, 0, NULL, 0, 0, "tool_calls"));
+      s->phase = 2;
+    } else {
+      if (len > s->seen_len || n_new)
+        queue(s, content_chunk(s, text, len - s->seen_len, lps, n_new));
+      queue(s, finish_event(s));
+    }
+    s->seen_len = len;
+    cJSON_Delete(calls);
+    free(text), free(lps), free(all);
+    return 0;
+  }
+}
+
 /* Next event of the stream, waiting for tokens as needed; 1 at the end, -1 to abort. */
 static int stream_next(stream *s) {
   srv_sched *sc = s->h->sched;
   srv_job *j = s->job;
+  if (s->iq < s->nq) {
+    char *ev = s->q[s->iq];
+    s->q[s->iq++] = NULL;
+    return stream_event(s, ev);
+  }
+  if (s->phase == 1 && s->rp.tools) {
+    if (stream_tools_step(s)) return -1;
+    return stream_next(s);
+  }
   if (s->phase == 0) {
     s->phase = 1;
     if (s->rp.kind == SRV_REQ_CHAT)
@@ -181,7 +289,7 @@ static int stream_next(stream *s) {
       return stream_event(
           s, srv_api_chunk(&s->h->api, &s->rp, s->rp.echo, strlen(s->rp.echo), NULL, 0, 0, NULL));
   }
-  if (s->phase == 1) {
+  if (s->phase == 1 && !s->rp.tools) {
     for (;;) {
       srv_sched_lock(sc);
       size_t len = j->out_len;
@@ -217,17 +325,8 @@ static int stream_next(stream *s) {
       if (client_gone(s->fd)) return -1;
       srv_job_wait(sc, j, len, done, 50);
     }
-    s->phase = 2;
-    if (j->finish == SRV_FINISH_ERROR || j->cancelled) {
-      srv_error e;
-      srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
-                    j->error[0] ? j->error : "cancelled");
-      s->phase = 3;
-      return stream_event(s, srv_error_json(&e));
-    }
-    return stream_event(
-        s, srv_api_chunk(&s->h->api, &s->rp, NULL, 0, NULL, 0, 0, srv_finish_name(j->finish)));
   }
+  if (s->phase == 1) return stream_event(s, finish_event(s));
   if (s->phase == 2) {
     s->phase = 3;
     if (s->rp.include_usage) return stream_event(s, srv_api_usage_chunk(&s->h->api, &s->rp, j));

@@ -410,7 +410,7 @@ static int slot_sample(srv_sched *s, slot *sl) {
   s->st.gen_tokens++;
   char piece[256];
   int32_t n = 0;
-  if (nllm_token_to_piece(s->model, tok, 0, piece, sizeof piece, &n)) n = 0;
+  if (nllm_token_to_piece(s->model, tok, j->render_special, piece, sizeof piece, &n)) n = 0;
   if (srv_text_push(&sl->text, piece, (size_t)n)) {
     snprintf(j->error, sizeof j->error, "out of memory");
     j->finish = SRV_FINISH_ERROR;
