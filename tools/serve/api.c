@@ -356,7 +356,7 @@ char *srv_api_response(const srv_api *a, const srv_reply *rp, const srv_job *j) 
   cJSON *o = head(rp, chat ? "chat.completion" : "text_completion");
   cJSON *choices = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
   cJSON_AddItemToArray(choices, c);
-  cJSON_AddNumberToObject(c, "index", 0);
+  cJSON_AddNumberToObject(c, "index", rp->index);
   const char *text = j->out ? j->out : "";
   const char *finish = srv_finish_name(j->finish);
   cJSON *calls =
@@ -403,7 +403,7 @@ char *srv_api_chunk(const srv_api *a, const srv_reply *rp, const char *text, siz
   cJSON *o = head(rp, chat ? "chat.completion.chunk" : "text_completion");
   cJSON *choices = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
   cJSON_AddItemToArray(choices, c);
-  cJSON_AddNumberToObject(c, "index", 0);
+  cJSON_AddNumberToObject(c, "index", rp->index);
   char *t = malloc(n + 1);
   if (t) {
     memcpy(t, text ? text : "", n);
@@ -435,7 +435,7 @@ char *srv_api_tool_chunk(const srv_api *a, const srv_reply *rp, const struct cJS
   cJSON *o = head(rp, "chat.completion.chunk");
   cJSON *choices = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
   cJSON_AddItemToArray(choices, c);
-  cJSON_AddNumberToObject(c, "index", 0);
+  cJSON_AddNumberToObject(c, "index", rp->index);
   cJSON *d = cJSON_AddObjectToObject(c, "delta"), *arr = cJSON_AddArrayToObject(d, "tool_calls");
   cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
   cJSON_AddItemToArray(arr, tc);

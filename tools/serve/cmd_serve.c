@@ -30,6 +30,8 @@ static void usage(void) {
       "  --api-key-file F  the same with the key read from file F (first line)\n"
       "  --queue N         requests that may wait for a slot before 429 (default 64)\n"
       "  --timeout S       drop idle or too slow connections after S seconds (default 600)\n"
+      "  --header-timeout S  drop a connection whose request line and headers take longer\n"
+      "                    than S seconds (slow-loris; default 30, at most --timeout)\n"
       "  --max-conns N     open connections at most (default: np + queue + 64)\n"
       "  --max-body N      request body limit in bytes (default 4194304)\n"
       "  --drain S         on SIGTERM, wait up to S seconds for running requests (default 30)\n"
@@ -71,6 +73,7 @@ int cmd_serve(int argc, char **argv) {
   cfg.host = "127.0.0.1";
   cfg.port = 8080;
   cfg.timeout_s = 600;
+  cfg.header_timeout_s = 30;
   cfg.max_body = 4u << 20;
   cfg.drain_s = 30;
   int n_slots = 4, queue = 64, max_conns = -1, max_body = -1;
@@ -98,6 +101,8 @@ int cmd_serve(int argc, char **argv) {
       ok = serve_int(a, v, 0, 1 << 20, &queue);
     else if (!strcmp(a, "--timeout"))
       ok = serve_int(a, v, 1, 86400, &cfg.timeout_s);
+    else if (!strcmp(a, "--header-timeout"))
+      ok = serve_int(a, v, 1, 86400, &cfg.header_timeout_s);
     else if (!strcmp(a, "--max-conns"))
       ok = serve_int(a, v, 1, 1 << 16, &max_conns);
     else if (!strcmp(a, "--max-body"))

@@ -49,8 +49,11 @@ void srv_request_free(srv_request *r) {
   }
   free(r->messages);
   free(r->messages_json);
-  free(r->prompt);
-  free(r->prompt_ids);
+  for (int i = 0; i < r->n_prompts; i++) {
+    free(r->prompts[i].text);
+    free(r->prompts[i].ids);
+  }
+  free(r->prompts);
   for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
   free(r->user);
   free(r->response_format_json);
@@ -264,38 +267,57 @@ fail:
 }
 
 /* A prompt: text, or token ids. */
-static int parse_prompt_value(const cJSON *p, srv_request *r, srv_error *err) {
+static int parse_prompt_value(const cJSON *p, srv_prompt *dst, srv_error *err) {
   if (cJSON_IsString(p)) {
-    if (!(r->prompt = dupn(p->valuestring, strlen(p->valuestring)))) BAD("prompt", "no memory");
+    if (!(dst->text = dupn(p->valuestring, strlen(p->valuestring)))) BAD("prompt", "no memory");
     return 0;
   }
   if (!cJSON_IsArray(p)) BAD("prompt", "'prompt' must be a string, strings or token ids");
   int n = cJSON_GetArraySize(p);
   if (n < 1) BAD("prompt", "'prompt' must not be empty");
   if (n > 1 << 22) BAD("prompt", "too many prompt tokens");
-  r->prompt_ids = malloc((size_t)n * sizeof *r->prompt_ids);
-  if (!r->prompt_ids) BAD("prompt", "out of memory");
+  dst->ids = malloc((size_t)n * sizeof *dst->ids);
+  if (!dst->ids) BAD("prompt", "out of memory");
   const cJSON *t;
   cJSON_ArrayForEach(t, p) {
     if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble) || t->valuedouble < 0 ||
         t->valuedouble > 2147483647.0)
       BAD("prompt", "token ids must be non-negative integers");
-    r->prompt_ids[r->n_prompt_ids++] = (nllm_token)t->valuedouble;
+    dst->ids[dst->n_ids++] = (nllm_token)t->valuedouble;
   }
   return 0;
+}
+
+void srv_request_select_prompt(srv_request *r, int i) {
+  r->prompt = r->prompts[i].text;
+  r->prompt_ids = r->prompts[i].ids;
+  r->n_prompt_ids = r->prompts[i].n_ids;
 }
 
 static int parse_prompt(const cJSON *root, srv_request *r, srv_error *err) {
   const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
   if (!p) BAD("prompt", "'prompt' is required");
   const cJSON *first = cJSON_IsArray(p) ? cJSON_GetArrayItem(p, 0) : NULL;
-  if (first && (cJSON_IsString(first) || cJSON_IsArray(first))) {
-    /* a batch of prompts: one choice each in OpenAI's API; this server takes one */
-    int n = cJSON_GetArraySize(p);
-    if (n != 1) BAD("prompt", "only one prompt per request is supported (got %d)", n);
-    return parse_prompt_value(first, r, err);
+  /* a list of prompts (strings or token-id lists): one choice each, as OpenAI answers them */
+  int batch = first && (cJSON_IsString(first) || cJSON_IsArray(first));
+  int n = batch ? cJSON_GetArraySize(p) : 1;
+  if (n > SRV_MAX_PROMPTS)
+    BAD("prompt", "at most %d prompts per request (got %d)", SRV_MAX_PROMPTS, n);
+  r->prompts = calloc((size_t)n, sizeof *r->prompts);
+  if (!r->prompts) BAD("prompt", "out of memory");
+  if (!batch) {
+    r->n_prompts = 1;
+    if (parse_prompt_value(p, &r->prompts[0], err)) return -1;
+  } else {
+    const cJSON *e;
+    cJSON_ArrayForEach(e, p) {
+      if (!cJSON_IsString(e) && !cJSON_IsArray(e))
+        BAD("prompt", "each prompt of a list must be a string or a list of token ids");
+      if (parse_prompt_value(e, &r->prompts[r->n_prompts++], err)) return -1;
+    }
   }
-  return parse_prompt_value(p, r, err);
+  srv_request_select_prompt(r, 0);
+  return 0;
 }
 
 static int parse_stop(const cJSON *root, srv_request *r, srv_error *err) {

@@ -15,10 +15,18 @@ struct cJSON;
 
 #define SRV_MAX_STOP 16
 #define SRV_MAX_TOP_LOGPROBS 20
+#define SRV_MAX_PROMPTS 64 /* prompts in one /v1/completions request */
 
 /* ------------------------------------------------------------------ parsed requests */
 
 typedef enum { SRV_REQ_CHAT, SRV_REQ_COMPLETION } srv_req_kind;
+
+/* One completion prompt: text, or (text NULL) token ids. */
+typedef struct srv_prompt {
+  char *text;
+  nllm_token *ids;
+  int n_ids;
+} srv_prompt;
 
 typedef struct srv_message {
   char *role, *content;
@@ -44,9 +52,12 @@ typedef struct srv_request {
   /* the messages as the Jinja template reads them: content as one string, assistant
    * tool_calls with their arguments as objects, tool_call_id and name kept */
   char *messages_json;
-  int has_tool_messages;  /* a tool result or an assistant tool_calls in the history */
-  char *prompt;           /* completions: text prompt (NULL if given as ids) */
-  nllm_token *prompt_ids; /* completions: token ids */
+  int has_tool_messages; /* a tool result or an assistant tool_calls in the history */
+  srv_prompt *prompts;   /* completions: every prompt of the request (a list gives several) */
+  int n_prompts;
+  /* completions: the prompt being prepared (srv_request_select_prompt; not owned) */
+  char *prompt;           /* text prompt (NULL if given as ids) */
+  nllm_token *prompt_ids; /* token ids */
   int n_prompt_ids;
   int stream, include_usage, echo;
   int max_tokens; /* -1: until the context is full or the model stops */
@@ -80,6 +91,8 @@ typedef struct srv_error {
 int srv_parse_request(srv_req_kind kind, const char *body, size_t len, srv_request *req,
                       srv_error *err);
 void srv_request_free(srv_request *req);
+/* Makes prompt / prompt_ids the request's prompt i (0 after parsing). */
+void srv_request_select_prompt(srv_request *req, int i);
 void srv_error_set(srv_error *err, int status, const char *type, const char *param,
                    const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* {"error":{...}} as a malloc'd NUL-terminated string. */
@@ -223,6 +236,7 @@ typedef struct srv_config {
   const char *api_key;       /* NULL: no key needed */
   const char *chat_template; /* NULL: the model's (chatml when it has none) */
   int timeout_s;             /* idle/slow connection limit */
+  int header_timeout_s;      /* request line + headers must arrive within this (slow-loris) */
   int max_conns;
   size_t max_body;
   int drain_s;
@@ -245,6 +259,7 @@ typedef struct srv_reply {
   srv_req_kind kind;
   char id[48];
   long long created;
+  int index; /* the choice's index: the prompt's place in a list of prompts */
   const char *model;
   int include_usage, stream;
   char *echo;               /* completions with echo: the prompt text, sent first */
