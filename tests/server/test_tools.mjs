@@ -41,8 +41,8 @@ const ajv = new Ajv({ strict: false });
 const validateWeather = ajv.compile(WEATHER.function.parameters);
 
 let srv;
-async function start(model) {
-  const p = spawn(`${BUILD}/nllm`, ['serve', '-m', model, '--port', '0', '-t', '1', '-np', '2'], {
+async function start(model, extra = []) {
+  const p = spawn(`${BUILD}/nllm`, ['serve', '-m', model, '--port', '0', '-t', '1', '-np', '2', ...extra], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const s = { proc: p, log: '', exited: null };
@@ -198,6 +198,43 @@ test('tool_choice auto: plain text streams as content, the same as unstreamed', 
   eq(finish, whole.choices[0].finish_reason, 'finish');
   assert(chunks > 3, 'content went out token by token');
 });
+
+// The other two call formats, through real templates given with --chat-template-file (the
+// Qwen tokenizer spells their markers as plain text, which is all the server needs here).
+for (const [file, format] of [['meta-llama-Llama-3.1-8B-Instruct.jinja', 'llama3'],
+  ['mistralai-Mistral-Nemo-Instruct-2407.jinja', 'mistral']]) {
+  test(`${format} format (${file}): named call, result, answer`, async () => {
+    const s = await start(MODEL, ['--chat-template-file', `tests/data/templates/${file}`]);
+    try {
+      const messages = [USER];
+      for (const stream of [false, true]) {
+        const body = { model: 'tiny-qwen3', messages, tools: TOOLS, temperature: 0.7, seed: 5,
+          max_tokens: 120, tool_choice: { type: 'function', function: { name: 'get_weather' } } };
+        let msg, finish;
+        if (!stream) {
+          const r = await s.client.chat.completions.create(body);
+          msg = r.choices[0].message, finish = r.choices[0].finish_reason;
+        } else {
+          const fin = await s.client.chat.completions.stream(body).finalChatCompletion();
+          msg = fin.choices[0].message, finish = fin.choices[0].finish_reason;
+        }
+        eq(finish, 'tool_calls', `finish (stream ${stream}): ${JSON.stringify(msg)}`);
+        eq(msg.tool_calls.length, 1, 'one call');
+        checkCall(msg.tool_calls[0], 'get_weather');
+      }
+      const r = await s.client.chat.completions.create({ model: 'tiny-qwen3', messages, tools: TOOLS,
+        tool_choice: 'required', temperature: 0, max_tokens: 120 });
+      const call = r.choices[0].message.tool_calls[0];
+      messages.push(r.choices[0].message, { role: 'tool', tool_call_id: call.id, content: '{"ok": true}' });
+      const r2 = await s.client.chat.completions.create({ model: 'tiny-qwen3', messages, tools: TOOLS,
+        temperature: 0, max_tokens: 8 });
+      assert(['stop', 'length', 'tool_calls'].includes(r2.choices[0].finish_reason), r2.choices[0].finish_reason);
+      assert(r2.usage.prompt_tokens > r.usage.prompt_tokens, 'the call and its result are in the prompt');
+    } finally {
+      await stop(s);
+    }
+  });
+}
 
 test('bad tools and tool_choice: 400 naming the field', async () => {
   const bad = async (s, body, param, needle) => {

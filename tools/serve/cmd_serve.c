@@ -14,7 +14,7 @@
 /* Options of nllm run that apply to serving; the serve-only ones are parsed below. */
 #define SERVE_COMMON_OPTS                                                       \
   "-m --quantize -n --gpu -ngl -t -c -b --seed --temp --top-k --top-p --min-p " \
-  "--repeat-penalty --repeat-last-n --chat-template --kv-f32 --mmap"
+  "--repeat-penalty --repeat-last-n --chat-template --chat-template-file --kv-f32 --mmap"
 
 static void usage(void) {
   printf(
@@ -138,6 +138,16 @@ int cmd_serve(int argc, char **argv) {
     }
     cfg.api_key = key_buf;
   }
+  char *tmpl_file = NULL; /* --chat-template-file: its text replaces --chat-template */
+  if (o.chat_template_file) {
+    size_t len = 0;
+    if (!(tmpl_file = cli_read_file(o.chat_template_file, &len)) || strlen(tmpl_file) != len) {
+      free(tmpl_file);
+      free(key_buf);
+      return cli_error("--chat-template-file: cannot read '%s' as text", o.chat_template_file);
+    }
+    o.chat_template = tmpl_file;
+  }
   if (max_body > 0) cfg.max_body = (size_t)max_body;
   cfg.max_conns = max_conns > 0 ? max_conns : n_slots + queue + 64;
   cfg.chat_template = o.chat_template;
@@ -213,6 +223,7 @@ out:
   srv_sched_free(sched);
   nllm_model_free(model);
   free(key_buf);
+  free(tmpl_file);
   if (rc == 0) fprintf(stderr, "nllm serve: stopped\n");
   return rc;
 }
