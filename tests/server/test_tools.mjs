@@ -199,6 +199,56 @@ test('tool_choice auto: plain text streams as content, the same as unstreamed', 
   assert(chunks > 3, 'content went out token by token');
 });
 
+test('tool_choice auto: content before a call streams first; a near-marker stays content', async () => {
+  // random weights never write a call by themselves: a grammar (llama-server's field) makes
+  // this reply what a model would write, and the server has to find the call in it
+  const reply = 'Let me check.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}\n</tool_call>';
+  const gbnf = (text) => `root ::= ${JSON.stringify(text)}\n`;
+  const body = { model: 'tiny-qwen3', messages: [USER], tools: TOOLS, temperature: 0, max_tokens: 80,
+    grammar: gbnf(reply) };
+  const whole = await srv.client.chat.completions.create(body);
+  const m = whole.choices[0].message;
+  eq(whole.choices[0].finish_reason, 'tool_calls', 'finish');
+  eq(m.content, 'Let me check.', 'content before the call');
+  eq(m.tool_calls.map((c) => [c.function.name, JSON.parse(c.function.arguments)]),
+    [['get_weather', { city: 'Paris', days: 2 }]], 'the call');
+  const stream = await srv.client.chat.completions.create({ ...body, stream: true });
+  let content = '', contentChunksBeforeCall = 0, sawCall = false, finish = null;
+  const calls = [];
+  for await (const ch of stream) {
+    const c = ch.choices[0];
+    if (!c) continue;
+    if (c.delta.content) {
+      assert(!sawCall, 'no content after the call');
+      content += c.delta.content;
+      contentChunksBeforeCall++;
+    }
+    for (const d of c.delta.tool_calls || []) {
+      sawCall = true;
+      if (d.id) calls[d.index] = { id: d.id, name: d.function.name, arguments: '' };
+      calls[d.index].arguments += d.function.arguments || '';
+    }
+    if (c.finish_reason) finish = c.finish_reason;
+  }
+  eq(finish, 'tool_calls', 'streamed finish');
+  eq(content, 'Let me check.', 'streamed content');
+  assert(contentChunksBeforeCall > 1, 'the content went out token by token, not held to the end');
+  eq(calls, m.tool_calls.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments })),
+    'streamed call');
+  // text that only starts like a marker, and a malformed call: content, nothing parsed
+  for (const text of ['Use <tool_cal maybe.', '<tool_call>\n{"name": "get_weather", "arguments": {\n</tool_call>']) {
+    const b = { ...body, grammar: gbnf(text) };
+    const r = await srv.client.chat.completions.create(b);
+    eq(r.choices[0].message.content, text, 'whole reply is content');
+    assert(!r.choices[0].message.tool_calls, 'no tool_calls');
+    eq(r.choices[0].finish_reason, 'stop', 'finish stop');
+    let t = '';
+    for await (const ch of await srv.client.chat.completions.create({ ...b, stream: true }))
+      t += (ch.choices[0] && ch.choices[0].delta.content) || '';
+    eq(t, text, 'streamed content');
+  }
+});
+
 // The other two call formats, through real templates given with --chat-template-file (the
 // Qwen tokenizer spells their markers as plain text, which is all the server needs here).
 for (const [file, format] of [['meta-llama-Llama-3.1-8B-Instruct.jinja', 'llama3'],
