@@ -251,7 +251,7 @@ static int stream_tools_step(stream *s) {
     char *text = malloc(len - s->seen_len + 1);
     srv_logprob *lps = malloc((size_t)(k - s->seen_lps + 1) * sizeof *lps);
     char *all = done ? malloc(len + 1) : NULL;
-    if (text) memcpy(text, j->out + s->seen_len, len - s->seen_len);
+    if (text && len > s->seen_len) memcpy(text, j->out + s->seen_len, len - s->seen_len);
     if (lps && k > s->seen_lps)
       memcpy(lps, j->lps + s->seen_lps, (size_t)(k - s->seen_lps) * sizeof *lps);
     if (all) {
@@ -332,7 +332,7 @@ static int stream_next(stream *s) {
       srv_logprob *lps = NULL;
       if (len > s->seen_len) {
         text = malloc(len - s->seen_len);
-        if (text) memcpy(text, j->out + s->seen_len, len - s->seen_len);
+        if (text && len > s->seen_len) memcpy(text, j->out + s->seen_len, len - s->seen_len);
       }
       if (n_lps > s->seen_lps) {
         lps = malloc((size_t)(n_lps - s->seen_lps) * sizeof *lps);
