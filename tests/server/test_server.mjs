@@ -482,7 +482,57 @@ test('overload gives 429 with Retry-After', async () => {
   } catch (e) {
     eq(e.status, 429);
   }
-  for (const s of streams) s.ac.abort();
+  // a list of prompts is queued whole or not at all: with the slot busy and its one queue
+  // place free, a list of 2 does not fit, and its first prompt must not stay queued
+  streams[1].ac.abort();
+  const waitFor = async (running, waiting) => {
+    const t = Date.now();
+    let mm;
+    do {
+      await sleep(30);
+      mm = await metrics(srv);
+    } while ((mm.get('requests_running') !== running || mm.get('requests_waiting') !== waiting) &&
+      Date.now() - t < 5000);
+    eq([mm.get('requests_running'), mm.get('requests_waiting')], [running, waiting], 'load');
+  };
+  await waitFor(1, 0);
+  const list = await post(srv, '/v1/completions', { prompt: ['a', 'b'], max_tokens: 2 });
+  eq(list.status, 429, 'a list that does not fit');
+  isErrorShape(list.json, 429);
+  await waitFor(1, 0);
+  streams[0].ac.abort();
+  await waitFor(0, 0);
+  const two = await post(srv, '/v1/completions', { prompt: ['a', 'b'], max_tokens: 2 });
+  eq(two.status, 200, 'a list that fits');
+  eq(two.json.choices.length, 2);
+  eq((await stopServer(srv)).code, 0);
+});
+
+test('bursts on 1 slot + 1 queue place: every request answered (none lost in the queue)', async () => {
+  // submits faster than the scheduler moves jobs into slots once overwrote queued jobs
+  const srv = await startServer(['-np', '1', '--queue', '1']);
+  const answer = async (body) => {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 10000);
+    try {
+      const r = await fetch(`${srv.url}/v1/completions`, { method: 'POST', signal: ac.signal,
+        headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      await r.text();
+      return r.status;
+    } catch {
+      return 'no answer';
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const seen = new Set();
+  for (let i = 0; i < 15; i++)
+    seen.add(await answer({ prompt: ['a', 'b', 'c'], max_tokens: 2 }));
+  for (let i = 0; i < 4; i++)
+    for (const st of await Promise.all(Array.from({ length: 6 }, () =>
+      answer({ prompt: 'Once', max_tokens: 2 }))))
+      seen.add(st);
+  for (const st of seen) assert(st === 200 || st === 429, `status ${st}`);
   eq((await stopServer(srv)).code, 0);
 });
 
