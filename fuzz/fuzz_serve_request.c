@@ -1,7 +1,8 @@
 /* nllm serve's request handler: arbitrary bytes as the body of /v1/chat/completions or
  * /v1/completions (byte 0 picks which), then the error JSON for a rejected body and, for an
  * accepted one, its stop strings run over the rest of the input as generated text the way the
- * scheduler feeds it (split into pieces at the byte values). Seeds: fuzz/corpus/fuzz_serve_request. */
+ * scheduler feeds it (split into pieces at the byte values). Seeds: fuzz/corpus/fuzz_serve_request.
+ */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdlib.h>
