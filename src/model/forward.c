@@ -347,8 +347,8 @@ nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank) 
 }
 
 /* A LoRA product is about r (in + out) / (in out) of its base matmul's work (1-2% at rank 16):
- * splitting it wakes the team and waits at a barrier, which costs more than the product
- * itself unless it is large (long prompts), and much more on a busy machine. */
+ * splitting one that small over the team measured no gain (docs/performance.md), so only large
+ * ones (long prompts) are split. */
 #define LORA_PARALLEL_MIN_WORK (1 << 23)
 
 static int lora_threads(const nllm_forward_state *fs, int64_t work) {
