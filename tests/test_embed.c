@@ -1,0 +1,552 @@
+/* Embeddings: pooled and per-token vectors of decoders (final-normed hidden state) and of the
+ * BERT encoder, against the float64 references of ../shared/testdata/embed (README there), a
+ * batch of many texts against the same texts one by one, the LayerNorm / erf-GELU kernels
+ * against double references, and the statuses of misuse. */
+#include <sys/stat.h>
+
+#include "nativellm.h"
+#include "ops.h"
+#include "testutil.h"
+
+#define MAX_SEQ 16
+#define MAX_IDS 512
+#define MAX_D 1024
+
+/* One *.embeddings.txt file: the id sequences and every stored vector. */
+typedef struct ref_vec {
+  int seq, pooling, normalize, token; /* token -1 for pooled vectors */
+  float *v;
+} ref_vec;
+
+typedef struct embed_ref {
+  int n_embd, n_seq;
+  int ids[MAX_SEQ][MAX_IDS], n_ids[MAX_SEQ];
+  ref_vec vecs[512];
+  int n_vecs;
+} embed_ref;
+
+static int pooling_code(const char *s) {
+  if (!strcmp(s, "none")) return NLLM_POOLING_NONE;
+  if (!strcmp(s, "mean")) return NLLM_POOLING_MEAN;
+  if (!strcmp(s, "cls")) return NLLM_POOLING_CLS;
+  if (!strcmp(s, "last")) return NLLM_POOLING_LAST;
+  return -9;
+}
+
+static embed_ref *embed_ref_load(const char *path) {
+  char *text = read_file(path, NULL);
+  ck_assert_msg(text, "cannot read %s", path);
+  embed_ref *r = calloc(1, sizeof *r);
+  ref_vec *pending = NULL;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    if (line[0] == '#') continue;
+    int s, t;
+    char pool[16];
+    int k;
+    if (pending) {
+      pending->v = malloc(sizeof(float) * (size_t)r->n_embd);
+      char *p = line, *end;
+      for (int i = 0; i < r->n_embd; i++, p = end) {
+        pending->v[i] = strtof(p, &end);
+        ck_assert_msg(end != p, "%s: short vector line", path);
+      }
+      pending = NULL;
+    } else if (sscanf(line, "n_embd: %d", &k) == 1) {
+      r->n_embd = k;
+    } else if (sscanf(line, "n_seq: %d", &k) == 1) {
+      r->n_seq = k;
+    } else if (sscanf(line, "ids %d:", &s) == 1) {
+      ck_assert(s >= 0 && s < MAX_SEQ);
+      r->n_ids[s] = parse_ids(strchr(line, ':') + 1, r->ids[s], MAX_IDS);
+    } else if (sscanf(line, "seq %d pooling %15s normalize %d token %d", &s, pool, &k, &t) >= 3) {
+      ck_assert(r->n_vecs < 512);
+      ref_vec *v = &r->vecs[r->n_vecs++];
+      v->seq = s;
+      v->pooling = pooling_code(pool);
+      v->normalize = k;
+      v->token = v->pooling == NLLM_POOLING_NONE ? t : -1;
+      pending = v;
+    }
+  }
+  free(text);
+  ck_assert_msg(r->n_embd > 0 && r->n_seq > 0 && r->n_vecs > 0, "%s: nothing parsed", path);
+  return r;
+}
+
+static void embed_ref_free(embed_ref *r) {
+  for (int i = 0; i < r->n_vecs; i++) free(r->vecs[i].v);
+  free(r);
+}
+
+static double rel_err(const float *a, const float *b, int n) {
+  double num = 0, den = 0;
+  for (int i = 0; i < n; i++) {
+    num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    den += (double)b[i] * b[i];
+  }
+  return sqrt(num / (den > 0 ? den : 1));
+}
+
+static nllm_context *embed_ctx(nllm_model *m, int n_seq, int n_ctx, int pooling, int normalize) {
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.embeddings = NLLM_EMBEDDINGS_ONLY;
+  cp.pooling = pooling;
+  cp.normalize = normalize;
+  cp.n_seq_max = n_seq;
+  cp.n_ctx = n_ctx;
+  cp.n_batch = n_ctx;
+  cp.kv_type = NLLM_TYPE_F32;
+  nllm_context *ctx = NULL;
+  ck_assert_msg(nllm_context_create(m, &cp, &ctx) == NLLM_OK, "context: %s", nllm_last_error());
+  return ctx;
+}
+
+/* Every sequence of the file in one batch (sequence s = id s); row_of[s] = its first row. */
+static void decode_all(nllm_context *ctx, const embed_ref *r, int *row_of) {
+  static nllm_token tok[MAX_SEQ * MAX_IDS];
+  static int32_t seq[MAX_SEQ * MAX_IDS];
+  int n = 0;
+  for (int s = 0; s < r->n_seq; s++) {
+    row_of[s] = n;
+    for (int i = 0; i < r->n_ids[s]; i++, n++) tok[n] = r->ids[s][i], seq[n] = s;
+  }
+  nllm_batch b;
+  nllm_batch_init(&b);
+  b.n_tokens = n;
+  b.tokens = tok;
+  b.seq_id = seq;
+  ck_assert_msg(nllm_decode_batch(ctx, &b) == NLLM_OK, "decode: %s", nllm_last_error());
+}
+
+/* Every stored vector of the reference against the model; returns the worst error. */
+static double check_refs(nllm_model *m, const embed_ref *r, const char *name) {
+  static const int poolings[] = {NLLM_POOLING_NONE, NLLM_POOLING_MEAN, NLLM_POOLING_CLS,
+                                 NLLM_POOLING_LAST};
+  int n_total = 0;
+  for (int s = 0; s < r->n_seq; s++) n_total += r->n_ids[s];
+  double worst = 0;
+  int n_checked = 0;
+  for (size_t pi = 0; pi < sizeof poolings / sizeof poolings[0]; pi++)
+    for (int norm = 0; norm <= 1; norm++) {
+      int any = 0;
+      for (int i = 0; i < r->n_vecs; i++)
+        any |= r->vecs[i].pooling == poolings[pi] && r->vecs[i].normalize == norm;
+      if (!any) continue;
+      nllm_context *ctx = embed_ctx(m, r->n_seq, n_total, poolings[pi], norm);
+      ck_assert_int_eq(nllm_context_pooling(ctx), poolings[pi]);
+      ck_assert_int_eq(nllm_context_normalize(ctx), norm);
+      int row_of[MAX_SEQ];
+      decode_all(ctx, r, row_of);
+      for (int i = 0; i < r->n_vecs; i++) {
+        const ref_vec *v = &r->vecs[i];
+        if (v->pooling != poolings[pi] || v->normalize != norm) continue;
+        const float *got = NULL;
+        if (v->token >= 0)
+          ck_assert_int_eq(nllm_get_embeddings_ith(ctx, row_of[v->seq] + v->token, &got), NLLM_OK);
+        else
+          ck_assert_int_eq(nllm_get_embeddings_seq(ctx, v->seq, &got), NLLM_OK);
+        double e = rel_err(got, v->v, r->n_embd);
+        ck_assert_msg(e < 1e-5, "%s seq %d pooling %d normalize %d token %d: rel err %g", name,
+                      v->seq, v->pooling, v->normalize, v->token, e);
+        if (e > worst) worst = e;
+        n_checked++;
+      }
+      nllm_context_free(ctx);
+    }
+  ck_assert_int_eq(n_checked, r->n_vecs);
+  fprintf(stderr, "%s: %d vectors, worst rel err %.3g\n", name, n_checked, worst);
+  return worst;
+}
+
+/* ---- decoders */
+
+static const char *const decoders[][2] = {
+    {"hf/tiny-qwen3", "embed/tiny-qwen3.embeddings.txt"},
+    {"hf/tiny-llama", "embed/tiny-llama.embeddings.txt"},
+};
+
+START_TEST(decoder_matches_reference) {
+  char mp[1024], rp[1024];
+  if (!testdata_path(mp, sizeof mp, decoders[_i][0]) ||
+      !testdata_path(rp, sizeof rp, decoders[_i][1]))
+    return;
+  embed_ref *r = embed_ref_load(rp);
+  nllm_model *m = NULL;
+  ck_assert_msg(nllm_model_load(mp, NULL, &m) == NLLM_OK, "%s: %s", mp, nllm_last_error());
+  ck_assert_int_eq(nllm_model_n_embd(m), r->n_embd);
+  ck_assert_int_eq(nllm_model_pooling(m), NLLM_POOLING_LAST); /* a decoder's default */
+  check_refs(m, r, decoders[_i][0]);
+  nllm_model_free(m);
+  embed_ref_free(r);
+}
+END_TEST
+
+/* A batch of every text equals each text decoded alone (and logits are still there with
+ * NLLM_EMBEDDINGS_WITH_LOGITS). */
+START_TEST(decoder_batch_equals_one_by_one) {
+  char mp[1024], rp[1024];
+  if (!testdata_path(mp, sizeof mp, decoders[_i][0]) ||
+      !testdata_path(rp, sizeof rp, decoders[_i][1]))
+    return;
+  embed_ref *r = embed_ref_load(rp);
+  nllm_model *m = NULL;
+  ck_assert_int_eq(nllm_model_load(mp, NULL, &m), NLLM_OK);
+  const int d = r->n_embd;
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.embeddings = NLLM_EMBEDDINGS_WITH_LOGITS;
+  cp.pooling = NLLM_POOLING_MEAN;
+  cp.n_seq_max = r->n_seq;
+  cp.n_ctx = 512;
+  cp.kv_type = NLLM_TYPE_F32;
+  nllm_context *ctx = NULL;
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_OK);
+  int row_of[MAX_SEQ];
+  decode_all(ctx, r, row_of);
+  float *batched = malloc(sizeof(float) * (size_t)(r->n_seq * d));
+  for (int s = 0; s < r->n_seq; s++) {
+    const float *v = NULL;
+    ck_assert_int_eq(nllm_get_embeddings_seq(ctx, s, &v), NLLM_OK);
+    memcpy(batched + s * d, v, sizeof(float) * (size_t)d);
+    ck_assert_ptr_nonnull(nllm_get_logits_seq(ctx, s));
+  }
+  for (int s = 0; s < r->n_seq; s++) {
+    nllm_seq_remove(ctx, NLLM_SEQ_ALL, -1, -1);
+    ck_assert_int_eq(nllm_decode(ctx, r->ids[s], r->n_ids[s]), NLLM_OK);
+    const float *v = NULL;
+    ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 0, &v), NLLM_OK);
+    double e = rel_err(v, batched + s * d, d);
+    ck_assert_msg(e < 1e-5, "seq %d: alone vs batched rel err %g", s, e);
+    /* only sequence 0 had rows in this call */
+    if (r->n_seq > 1) ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 1, &v), NLLM_ERR_NOT_FOUND);
+  }
+  free(batched);
+  nllm_context_free(ctx);
+  nllm_model_free(m);
+  embed_ref_free(r);
+}
+END_TEST
+
+/* ---- BERT */
+
+/* The tiny-bert folder, loadable whatever this build's tokenizer supports: the real folder when
+ * its tokenizer.json loads, else a copy whose tokenizer.json is a one-token stand-in (these
+ * checks feed the reference ids, never text). */
+static int bert_dir(char *buf, size_t cap) {
+  char real[1024];
+  if (!testdata_path(real, sizeof real, "embed/tiny-bert")) return 0;
+  nllm_model_params mp;
+  nllm_model_params_init(&mp);
+  mp.vocab_only = 1;
+  nllm_model *m = NULL;
+  if (nllm_model_load(real, &mp, &m) == NLLM_OK) {
+    nllm_model_free(m);
+    snprintf(buf, cap, "%s", real);
+    return 1;
+  }
+  char abs[1024];
+  ck_assert_ptr_nonnull(realpath(real, abs));
+  snprintf(buf, cap, "/tmp/nllm-test-embed-bert-%d", (int)getpid());
+  mkdir(buf, 0755);
+  static const char *const files[] = {"config.json", "model.safetensors", "modules.json",
+                                      "1_Pooling"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char from[2048], to[2048];
+    snprintf(from, sizeof from, "%s/%s", abs, files[i]);
+    snprintf(to, sizeof to, "%s/%s", buf, files[i]);
+    unlink(to);
+    ck_assert_msg(symlink(from, to) == 0, "symlink %s", to);
+  }
+  char tj[2048];
+  snprintf(tj, sizeof tj, "%s/tokenizer.json", buf);
+  FILE *f = fopen(tj, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs(
+      "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":null,\"pre_tokenizer\":null,"
+      "\"post_processor\":null,\"decoder\":null,\"model\":{\"type\":\"BPE\",\"vocab\":"
+      "{\"a\":0},\"merges\":[]}}",
+      f);
+  fclose(f);
+  return 1;
+}
+
+static nllm_model *bert_load(const char *dir, int32_t quantize_type) {
+  nllm_model_params mp;
+  nllm_model_params_init(&mp);
+  mp.quantize_type = quantize_type;
+  nllm_model *m = NULL;
+  ck_assert_msg(nllm_model_load(dir, &mp, &m) == NLLM_OK, "%s: %s", dir, nllm_last_error());
+  return m;
+}
+
+START_TEST(bert_matches_reference) {
+  char dir[1024], rp[1024];
+  if (!bert_dir(dir, sizeof dir) || !testdata_path(rp, sizeof rp, "embed/tiny-bert.embeddings.txt"))
+    return;
+  embed_ref *r = embed_ref_load(rp);
+  nllm_model *m = bert_load(dir, NLLM_TYPE_NONE);
+  ck_assert_str_eq(nllm_model_arch(m), "bert");
+  /* sentence-transformers' modules.json + 1_Pooling: CLS, then Normalize */
+  ck_assert_int_eq(nllm_model_pooling(m), NLLM_POOLING_CLS);
+  ck_assert_int_eq(nllm_model_normalize(m), 1);
+  check_refs(m, r, "tiny-bert");
+  nllm_model_free(m);
+  embed_ref_free(r);
+}
+END_TEST
+
+/* Quantize-on-load runs the same pass: Q8_0 weights stay close to the F32 reference. */
+START_TEST(bert_quantized_on_load) {
+  char dir[1024], rp[1024];
+  if (!bert_dir(dir, sizeof dir) || !testdata_path(rp, sizeof rp, "embed/tiny-bert.embeddings.txt"))
+    return;
+  embed_ref *r = embed_ref_load(rp);
+  nllm_model *m = bert_load(dir, NLLM_TYPE_Q8_0);
+  int n_total = 0;
+  for (int s = 0; s < r->n_seq; s++) n_total += r->n_ids[s];
+  nllm_context *ctx = embed_ctx(m, r->n_seq, n_total, NLLM_POOLING_CLS, 1);
+  int row_of[MAX_SEQ];
+  decode_all(ctx, r, row_of);
+  int checked = 0;
+  for (int i = 0; i < r->n_vecs; i++) {
+    const ref_vec *v = &r->vecs[i];
+    if (v->pooling != NLLM_POOLING_CLS || !v->normalize) continue;
+    const float *got = NULL;
+    ck_assert_int_eq(nllm_get_embeddings_seq(ctx, v->seq, &got), NLLM_OK);
+    double e = rel_err(got, v->v, r->n_embd);
+    ck_assert_msg(e < 3e-2, "Q8_0 seq %d: rel err %g", v->seq, e);
+    checked++;
+  }
+  ck_assert_int_eq(checked, r->n_seq);
+  nllm_context_free(ctx);
+  nllm_model_free(m);
+  embed_ref_free(r);
+}
+END_TEST
+
+/* Texts in one batch, in several chunks (n_batch smaller than the batch), equal each alone. */
+START_TEST(bert_batch_equals_one_by_one) {
+  char dir[1024], rp[1024];
+  if (!bert_dir(dir, sizeof dir) || !testdata_path(rp, sizeof rp, "embed/tiny-bert.embeddings.txt"))
+    return;
+  embed_ref *r = embed_ref_load(rp);
+  nllm_model *m = bert_load(dir, NLLM_TYPE_NONE);
+  const int d = r->n_embd;
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.embeddings = NLLM_EMBEDDINGS_ONLY;
+  cp.pooling = NLLM_POOLING_MEAN;
+  cp.n_seq_max = r->n_seq;
+  cp.n_ctx = 512;
+  cp.n_batch = 160; /* the 127-token text fits; the batch is cut between sequences */
+  nllm_context *ctx = NULL;
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_OK);
+  int row_of[MAX_SEQ];
+  decode_all(ctx, r, row_of);
+  float *batched = malloc(sizeof(float) * (size_t)(r->n_seq * d));
+  for (int s = 0; s < r->n_seq; s++) {
+    const float *v = NULL;
+    ck_assert_int_eq(nllm_get_embeddings_seq(ctx, s, &v), NLLM_OK);
+    memcpy(batched + s * d, v, sizeof(float) * (size_t)d);
+  }
+  /* again, one by one, in reverse order and each as sequence 3: nothing stays between calls */
+  for (int s = r->n_seq - 1; s >= 0; s--) {
+    int32_t seq[MAX_IDS];
+    for (int i = 0; i < r->n_ids[s]; i++) seq[i] = 3;
+    nllm_batch b;
+    nllm_batch_init(&b);
+    b.n_tokens = r->n_ids[s];
+    b.tokens = r->ids[s];
+    b.seq_id = seq;
+    ck_assert_int_eq(nllm_decode_batch(ctx, &b), NLLM_OK);
+    const float *v = NULL;
+    ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 3, &v), NLLM_OK);
+    double e = rel_err(v, batched + s * d, d);
+    ck_assert_msg(e < 1e-5, "seq %d: alone vs batched rel err %g", s, e);
+    ck_assert_int_eq(nllm_context_pos(ctx), 0);
+  }
+  free(batched);
+  nllm_context_free(ctx);
+  nllm_model_free(m);
+  embed_ref_free(r);
+}
+END_TEST
+
+/* ---- misuse */
+
+START_TEST(bad_inputs_get_statuses) {
+  char mp[1024];
+  if (!testdata_path(mp, sizeof mp, "hf/tiny-llama")) return;
+  nllm_model *m = NULL;
+  ck_assert_int_eq(nllm_model_load(mp, NULL, &m), NLLM_OK);
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  nllm_context *ctx = NULL;
+  cp.embeddings = NLLM_EMBEDDINGS_ONLY;
+  cp.pooling = 7;
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_ERR_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(nllm_last_error(), "pooling"));
+  cp.pooling = -2;
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_ERR_INVALID_ARG);
+  cp.pooling = NLLM_POOLING_MEAN;
+  cp.normalize = 2;
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_ERR_INVALID_ARG);
+  cp.normalize = -1;
+  cp.embeddings = 3;
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_ERR_INVALID_ARG);
+
+  /* a context without embeddings */
+  nllm_context_params_init(&cp);
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_OK);
+  nllm_token t[3] = {1, 2, 3};
+  ck_assert_int_eq(nllm_decode(ctx, t, 3), NLLM_OK);
+  const float *v = (const float *)1;
+  ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 0, &v), NLLM_ERR_INVALID_ARG);
+  ck_assert_ptr_null(v);
+  ck_assert_ptr_nonnull(strstr(nllm_last_error(), "without embeddings"));
+  ck_assert_int_eq(nllm_get_embeddings_ith(ctx, 0, &v), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_context_pooling(ctx), -1);
+  nllm_context_free(ctx);
+
+  /* embeddings: sequence and row out of range, nothing decoded yet, NULL arguments */
+  cp.embeddings = NLLM_EMBEDDINGS_ONLY;
+  cp.n_seq_max = 2;
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_OK);
+  ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 0, &v), NLLM_ERR_NOT_FOUND);
+  ck_assert_int_eq(nllm_decode(ctx, t, 3), NLLM_OK);
+  ck_assert_ptr_null(nllm_get_logits(ctx)); /* embeddings only: no head */
+  ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 0, &v), NLLM_OK);
+  ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 2, &v), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_get_embeddings_seq(ctx, -1, &v), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 1, &v), NLLM_ERR_NOT_FOUND);
+  ck_assert_int_eq(nllm_get_embeddings_ith(ctx, 3, &v), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_get_embeddings_ith(ctx, -1, &v), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_get_embeddings_ith(ctx, 2, &v), NLLM_OK);
+  ck_assert_int_eq(nllm_get_embeddings_seq(NULL, 0, &v), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 0, NULL), NLLM_ERR_INVALID_ARG);
+  nllm_context_free(ctx);
+
+  /* pooling none: per-token only */
+  cp.pooling = NLLM_POOLING_NONE;
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_OK);
+  ck_assert_int_eq(nllm_decode(ctx, t, 3), NLLM_OK);
+  ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 0, &v), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_get_embeddings_ith(ctx, 1, &v), NLLM_OK);
+  nllm_context_free(ctx);
+  nllm_model_free(m);
+}
+END_TEST
+
+START_TEST(bert_bad_inputs_get_statuses) {
+  char dir[1024];
+  if (!bert_dir(dir, sizeof dir)) return;
+  nllm_model *m = bert_load(dir, NLLM_TYPE_NONE);
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  nllm_context *ctx = NULL;
+  /* an encoder has no logits */
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_ERR_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(nllm_last_error(), "encoder"));
+  cp.embeddings = NLLM_EMBEDDINGS_WITH_LOGITS;
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_ERR_INVALID_ARG);
+  cp.embeddings = NLLM_EMBEDDINGS_ONLY;
+  cp.n_seq_max = 2;
+  cp.n_ctx = 600;
+  cp.n_batch = 8;
+  ck_assert_int_eq(nllm_context_create(m, &cp, &ctx), NLLM_OK);
+  nllm_token t[600];
+  int32_t seq[600], pos[600];
+  for (int i = 0; i < 600; i++) t[i] = 1000 + i, seq[i] = 0, pos[i] = i;
+  nllm_batch b;
+  nllm_batch_init(&b);
+  b.tokens = t;
+  b.seq_id = seq;
+  /* a sequence longer than n_batch */
+  b.n_tokens = 9;
+  ck_assert_int_eq(nllm_decode_batch(ctx, &b), NLLM_ERR_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(nllm_last_error(), "n_batch"));
+  /* rows of a sequence not contiguous */
+  b.n_tokens = 5;
+  seq[1] = 1;
+  ck_assert_int_eq(nllm_decode_batch(ctx, &b), NLLM_ERR_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(nllm_last_error(), "contiguous"));
+  seq[1] = 0;
+  /* a position beyond the 512 position embeddings */
+  pos[0] = 600;
+  b.pos = pos;
+  b.n_tokens = 1;
+  ck_assert_int_eq(nllm_decode_batch(ctx, &b), NLLM_ERR_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(nllm_last_error(), "position"));
+  b.pos = NULL;
+  /* after the refusals the context works, from position 0 */
+  b.n_tokens = 4;
+  ck_assert_int_eq(nllm_decode_batch(ctx, &b), NLLM_OK);
+  const float *v = NULL;
+  ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 0, &v), NLLM_OK);
+  nllm_context_free(ctx);
+  nllm_model_free(m);
+}
+END_TEST
+
+/* ---- kernels against double references, random and edge rows */
+
+START_TEST(layernorm_and_gelu_match_reference) {
+  uint64_t rng = 42;
+  static float x[4 * MAX_D], out[4 * MAX_D], w[MAX_D], bias[MAX_D];
+  const int widths[] = {1, 7, 64, 768, MAX_D};
+  for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+    const int n = widths[wi];
+    for (int i = 0; i < n; i++) w[i] = 3 * test_frand(&rng), bias[i] = 3 * test_frand(&rng);
+    for (int r = 0; r < 4; r++)
+      for (int i = 0; i < n; i++)
+        /* row 1 constant (variance 0), row 2 a large offset (cancellation), others random */
+        x[r * n + i] = r == 1   ? 3.0f
+                       : r == 2 ? 1e4f + 3 * test_frand(&rng)
+                                : 5 * 3 * test_frand(&rng);
+    nllm_layernorm(out, x, w, bias, n, 4, 1e-12f, 2);
+    for (int r = 0; r < 4; r++) {
+      double mean = 0, var = 0;
+      for (int i = 0; i < n; i++) mean += x[r * n + i];
+      mean /= n;
+      for (int i = 0; i < n; i++) var += (x[r * n + i] - mean) * (x[r * n + i] - mean);
+      var /= n;
+      for (int i = 0; i < n; i++) {
+        double want = (x[r * n + i] - mean) / sqrt(var + 1e-12) * w[i] + bias[i];
+        ck_assert_msg(fabs(out[r * n + i] - want) <= 1e-4 * (1 + fabs(want)),
+                      "layernorm n %d row %d i %d: %g vs %g", n, r, i, out[r * n + i], want);
+      }
+    }
+  }
+  const int n = 5000;
+  float *g = malloc(sizeof(float) * n), *g0 = malloc(sizeof(float) * n);
+  for (int i = 0; i < n; i++)
+    g0[i] = g[i] =
+        i < 8 ? (float[]){0, -0.f, 1, -1, 10, -10, 30, -30}[i] : 4 * 3 * test_frand(&rng);
+  nllm_gelu_erf(g, n, 2);
+  for (int i = 0; i < n; i++) {
+    double want = 0.5 * g0[i] * (1 + erf(g0[i] / sqrt(2.0)));
+    ck_assert_msg(fabs(g[i] - want) <= 1e-6 * (1 + fabs(want)), "gelu(%g) = %g, want %g", g0[i],
+                  g[i], want);
+  }
+  free(g);
+  free(g0);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("embed");
+  TCase *tc = tcase_create("embed");
+  tcase_set_timeout(tc, 600);
+  const int n_dec = (int)(sizeof decoders / sizeof decoders[0]);
+  tcase_add_loop_test(tc, decoder_matches_reference, 0, n_dec);
+  tcase_add_loop_test(tc, decoder_batch_equals_one_by_one, 0, n_dec);
+  tcase_add_test(tc, bert_matches_reference);
+  tcase_add_test(tc, bert_quantized_on_load);
+  tcase_add_test(tc, bert_batch_equals_one_by_one);
+  tcase_add_test(tc, bad_inputs_get_statuses);
+  tcase_add_test(tc, bert_bad_inputs_get_statuses);
+  tcase_add_test(tc, layernorm_and_gelu_match_reference);
+  suite_add_tcase(s, tc);
+  return run_suite(s);
+}
