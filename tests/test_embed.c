@@ -247,7 +247,7 @@ static int bert_dir(char *buf, size_t cap) {
   }
   char abs[1024];
   ck_assert_ptr_nonnull(realpath(real, abs));
-  snprintf(buf, cap, "/tmp/nllm-test-embed-bert-%d", (int)getpid());
+  snprintf(buf, cap, "/tmp/nllm-test-embed-bert-%d", (int)getuid());
   mkdir(buf, 0755);
   static const char *const files[] = {"config.json", "model.safetensors", "modules.json",
                                       "1_Pooling"};
@@ -292,6 +292,54 @@ START_TEST(bert_matches_reference) {
   ck_assert_int_eq(nllm_model_normalize(m), 1);
   check_refs(m, r, "tiny-bert");
   nllm_model_free(m);
+  embed_ref_free(r);
+}
+END_TEST
+
+/* nllm convert of the folder: the GGUF `bert` file (llama.cpp's tensor names and keys) gives
+ * the same vectors in F32, and F16 weights stay close. */
+START_TEST(bert_gguf_matches_reference) {
+  char dir[1024], rp[1024];
+  if (!bert_dir(dir, sizeof dir) ||
+      !testdata_path(rp, sizeof rp, "embed/tiny-bert.embeddings.txt"))
+    return;
+  embed_ref *r = embed_ref_load(rp);
+  const char *types[] = {"F32", "F16"};
+  for (int ti = 0; ti < 2; ti++) {
+    char out[256];
+    snprintf(out, sizeof out, "/tmp/nllm-test-embed-bert-%d-%s.gguf", (int)getuid(), types[ti]);
+    nllm_convert_params cp;
+    nllm_convert_params_init(&cp);
+    cp.type_name = types[ti];
+    ck_assert_msg(nllm_convert(dir, out, &cp, NULL) == NLLM_OK, "convert: %s", nllm_last_error());
+    nllm_model *m = bert_load(out, NLLM_TYPE_NONE);
+    ck_assert_str_eq(nllm_model_arch(m), "bert");
+    ck_assert_int_eq(nllm_model_pooling(m), NLLM_POOLING_CLS);
+    ck_assert_int_eq(nllm_model_normalize(m), 1);
+    int64_t causal = 1;
+    ck_assert_int_eq(nllm_model_meta_int(m, "bert.attention.causal", &causal), NLLM_OK);
+    ck_assert_int_eq(causal, 0);
+    if (ti == 0) {
+      check_refs(m, r, "tiny-bert GGUF F32");
+    } else {
+      int n_total = 0;
+      for (int s = 0; s < r->n_seq; s++) n_total += r->n_ids[s];
+      nllm_context *ctx = embed_ctx(m, r->n_seq, n_total, NLLM_POOLING_MEAN, 1);
+      int row_of[MAX_SEQ];
+      decode_all(ctx, r, row_of);
+      for (int i = 0; i < r->n_vecs; i++) {
+        const ref_vec *v = &r->vecs[i];
+        if (v->pooling != NLLM_POOLING_MEAN || !v->normalize) continue;
+        const float *got = NULL;
+        ck_assert_int_eq(nllm_get_embeddings_seq(ctx, v->seq, &got), NLLM_OK);
+        double e = rel_err(got, v->v, r->n_embd);
+        ck_assert_msg(e < 1e-2, "F16 seq %d: rel err %g", v->seq, e);
+      }
+      nllm_context_free(ctx);
+    }
+    nllm_model_free(m);
+    unlink(out);
+  }
   embed_ref_free(r);
 }
 END_TEST
@@ -542,6 +590,7 @@ int main(void) {
   tcase_add_loop_test(tc, decoder_matches_reference, 0, n_dec);
   tcase_add_loop_test(tc, decoder_batch_equals_one_by_one, 0, n_dec);
   tcase_add_test(tc, bert_matches_reference);
+  tcase_add_test(tc, bert_gguf_matches_reference);
   tcase_add_test(tc, bert_quantized_on_load);
   tcase_add_test(tc, bert_batch_equals_one_by_one);
   tcase_add_test(tc, bad_inputs_get_statuses);
