@@ -431,6 +431,8 @@ NLLM_API nllm_status nllm_context_kv_cells(const nllm_context *ctx, int32_t *use
  * sequence's rows must be contiguous in the batch and fit in n_batch. Vectors are n_embd floats,
  * L2-normalized when the context's normalize is on, valid until the next decode. */
 
+/* 1 for an encoder (BERT): it gives embeddings only (no logits, no generation); else 0. */
+NLLM_API int32_t nllm_model_is_encoder(const nllm_model *model);
 /* The model's default pooling (NLLM_POOLING_*) and normalization (1 or 0). */
 NLLM_API int32_t nllm_model_pooling(const nllm_model *model);
 NLLM_API int32_t nllm_model_normalize(const nllm_model *model);

@@ -379,6 +379,9 @@ NLLM_API const float *nllm_get_logits_ith(nllm_context *ctx, int32_t i) {
   return ctx->logits + (size_t)ctx->row_out[i] * ctx->model->hp.n_vocab;
 }
 
+NLLM_API int32_t nllm_model_is_encoder(const nllm_model *m) {
+  return m && !m->vocab_only && m->arch->bidirectional;
+}
 NLLM_API int32_t nllm_model_pooling(const nllm_model *m) {
   return m && !m->vocab_only ? m->hp.pooling : NLLM_POOLING_NONE;
 }

@@ -19,7 +19,8 @@
 static void usage(void) {
   printf(
       "usage: nllm serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [-np N] [-c CTX] ...\n"
-      "An OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions, /v1/models,\n"
+      "An OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions, /v1/embeddings,\n"
+      "/v1/models,\n"
       "/tokenize, /detokenize, /health, /metrics and a chat page at /. See docs/server.md.\n\n"
       "server options:\n"
       "  --host ADDR       address to bind (default 127.0.0.1; 0.0.0.0 for every interface)\n"
@@ -153,10 +154,11 @@ int cmd_serve(int argc, char **argv) {
   int rc = 1;
   srv_http *http = NULL;
   srv_sched *sched = NULL;
+  srv_embed *embed = NULL;
   nllm_model *model = NULL;
   if (srv_http_start(&cfg, &http)) goto out;
   if (!(model = cli_load_model(&o, 0, 0))) goto out;
-  if (!cfg.chat_template) {
+  if (!cfg.chat_template && !nllm_model_is_encoder(model)) {
     nllm_chat_message probe = {"user", "hi"};
     int32_t need = 0;
     nllm_status st = nllm_chat_format(model, &probe, 1, 1, NULL, 0, &need);
@@ -166,19 +168,30 @@ int cmd_serve(int argc, char **argv) {
       cfg.chat_template = "chatml";
     }
   }
-  srv_sched_params spp = {.n_slots = n_slots,
-                          .n_ctx = (int)o.ctx,
-                          .n_threads = (int)o.threads,
-                          .n_batch = o.batch > 0 ? (int)o.batch : 256,
-                          .queue_max = queue,
-                          .kv_f32 = o.kv_f32};
-  if (srv_sched_create(model, &spp, &sched)) {
-    cli_error("cannot create %d slots of context %lld", n_slots, o.ctx);
+  if (srv_embed_create(model, (int)o.threads, &embed)) {
+    cli_error("out of memory");
     goto out;
   }
-  srv_http_set_ready(http, model, sched, cfg.chat_template);
-  fprintf(stderr, "nllm serve: ready: model '%s', %d slots of %d tokens\n", cfg.alias, n_slots,
-          srv_sched_n_ctx(sched));
+  srv_http_set_embed(http, embed);
+  if (nllm_model_is_encoder(model)) {
+    /* an encoder generates nothing: no slots, /v1/embeddings only */
+    srv_http_set_ready(http, model, NULL, cfg.chat_template);
+    fprintf(stderr, "nllm serve: ready: model '%s' (an encoder: /v1/embeddings only)\n", cfg.alias);
+  } else {
+    srv_sched_params spp = {.n_slots = n_slots,
+                            .n_ctx = (int)o.ctx,
+                            .n_threads = (int)o.threads,
+                            .n_batch = o.batch > 0 ? (int)o.batch : 256,
+                            .queue_max = queue,
+                            .kv_f32 = o.kv_f32};
+    if (srv_sched_create(model, &spp, &sched)) {
+      cli_error("cannot create %d slots of context %lld", n_slots, o.ctx);
+      goto out;
+    }
+    srv_http_set_ready(http, model, sched, cfg.chat_template);
+    fprintf(stderr, "nllm serve: ready: model '%s', %d slots of %d tokens\n", cfg.alias, n_slots,
+            srv_sched_n_ctx(sched));
+  }
 
   int sig;
   do sig = sigwaitinfo(&sigs, NULL);
@@ -189,8 +202,8 @@ int cmd_serve(int argc, char **argv) {
   struct timespec tick = {0, 50 * 1000000L};
   double deadline = srv_now() + cfg.drain_s;
   for (;;) {
-    int running, waiting;
-    srv_sched_load(sched, &running, &waiting);
+    int running = 0, waiting = 0;
+    if (sched) srv_sched_load(sched, &running, &waiting);
     if (!running && !waiting && !srv_http_in_flight(http)) break;
     if (srv_now() > deadline) {
       fprintf(stderr, "nllm serve: drain timeout: %d requests cut short\n", running + waiting);
@@ -206,6 +219,7 @@ out:
   srv_sched_shutdown(sched);
   srv_http_stop(http);
   srv_sched_free(sched);
+  srv_embed_free(embed);
   nllm_model_free(model);
   free(key_buf);
   if (rc == 0) fprintf(stderr, "nllm serve: stopped\n");

@@ -251,6 +251,14 @@ char *srv_api_tokenize(const srv_api *a, const char *body, size_t len, srv_error
 char *srv_api_detokenize(const srv_api *a, const char *body, size_t len, srv_error *err);
 char *srv_api_models(const srv_api *a, long long created);
 
+/* /v1/embeddings (embed.c): an embeddings context of the model, made on first use. */
+typedef struct srv_embed srv_embed;
+int srv_embed_create(const nllm_model *model, int n_threads, srv_embed **out);
+void srv_embed_free(srv_embed *e);
+/* The response body (malloc'd JSON), or NULL with err set. Thread-safe. */
+char *srv_api_embeddings(srv_embed *e, const srv_api *a, const char *body, size_t len,
+                         srv_error *err);
+
 typedef struct srv_http srv_http;
 /* Starts listening (the model may still be loading: /health answers 503). */
 int srv_http_start(const srv_config *cfg, srv_http **out);
@@ -258,6 +266,9 @@ int srv_http_start(const srv_config *cfg, srv_http **out);
  * chat requests use (NULL: the model's own). */
 void srv_http_set_ready(srv_http *h, const nllm_model *model, srv_sched *s,
                         const char *chat_template);
+/* /v1/embeddings is served from e (set before srv_http_set_ready). s may be NULL in
+ * srv_http_set_ready for an encoder model: generation routes then answer 400. */
+void srv_http_set_embed(srv_http *h, srv_embed *e);
 /* Stop accepting connections and answer 503 to new requests on open ones. */
 void srv_http_quiesce(srv_http *h);
 /* Open requests still in flight (streams included). */
