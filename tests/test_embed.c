@@ -300,8 +300,7 @@ END_TEST
  * the same vectors in F32, and F16 weights stay close. */
 START_TEST(bert_gguf_matches_reference) {
   char dir[1024], rp[1024];
-  if (!bert_dir(dir, sizeof dir) ||
-      !testdata_path(rp, sizeof rp, "embed/tiny-bert.embeddings.txt"))
+  if (!bert_dir(dir, sizeof dir) || !testdata_path(rp, sizeof rp, "embed/tiny-bert.embeddings.txt"))
     return;
   embed_ref *r = embed_ref_load(rp);
   const char *types[] = {"F32", "F16"};
@@ -537,6 +536,115 @@ START_TEST(bert_bad_inputs_get_statuses) {
 }
 END_TEST
 
+/* ---- hostile BERT GGUF files: a small valid one, then one defect at a time */
+
+enum { HB_OK, HB_NO_TYPES, HB_POS_WIDTH, HB_RANK, HB_POOL_RANGE, HB_NO_BIAS, HB_N };
+
+static void hostile_bert_write(const char *path, int defect) {
+  const int d = 32, ff = 64, n_pos = 16, n_vocab = 8;
+  nllm_gguf_writer *w = NULL;
+  ck_assert_int_eq(nllm_gguf_writer_create(&w), NLLM_OK);
+  const char *toks[8] = {"<unk>", "<s>", "</s>", "a", "b", "c", "d", "e"};
+  float scores[8] = {0, 0, 0, -1, -2, -3, -4, -5};
+  int32_t types[8] = {2, 3, 3, 1, 1, 1, 1, 1};
+  ck_assert(!nllm_gguf_set_str(w, "general.architecture", "bert") &&
+            !nllm_gguf_set_u32(w, "bert.context_length", (uint32_t)n_pos) &&
+            !nllm_gguf_set_u32(w, "bert.embedding_length", (uint32_t)d) &&
+            !nllm_gguf_set_u32(w, "bert.block_count", 1) &&
+            !nllm_gguf_set_u32(w, "bert.feed_forward_length", (uint32_t)ff) &&
+            !nllm_gguf_set_u32(w, "bert.attention.head_count", 2) &&
+            !nllm_gguf_set_f32(w, "bert.attention.layer_norm_epsilon", 1e-12f) &&
+            !nllm_gguf_set_u32(w, "bert.pooling_type",
+                               defect == HB_RANK         ? 4
+                               : defect == HB_POOL_RANGE ? 9
+                                                         : 1) &&
+            !nllm_gguf_set_str(w, "tokenizer.ggml.model", "llama") &&
+            !nllm_gguf_set_str_array(w, "tokenizer.ggml.tokens", toks, 8) &&
+            !nllm_gguf_set_f32_array(w, "tokenizer.ggml.scores", scores, 8) &&
+            !nllm_gguf_set_i32_array(w, "tokenizer.ggml.token_type", types, 8));
+  static float data[64 * 64];
+  uint64_t rng = 7;
+  for (size_t i = 0; i < sizeof data / sizeof data[0]; i++) data[i] = 0.3f * test_frand(&rng);
+  struct {
+    const char *name;
+    int64_t cols, rows;
+  } t[] = {{"token_embd.weight", d, n_vocab},
+           {"position_embd.weight", defect == HB_POS_WIDTH ? d + 1 : d, n_pos},
+           {"token_types.weight", d, 2},
+           {"token_embd_norm.weight", d, 1},
+           {"token_embd_norm.bias", d, 1},
+           {"blk.0.attn_q.weight", d, d},
+           {"blk.0.attn_q.bias", d, 1},
+           {"blk.0.attn_k.weight", d, d},
+           {"blk.0.attn_k.bias", d, 1},
+           {"blk.0.attn_v.weight", d, d},
+           {"blk.0.attn_v.bias", d, 1},
+           {"blk.0.attn_output.weight", d, d},
+           {"blk.0.attn_output.bias", d, 1},
+           {"blk.0.attn_output_norm.weight", d, 1},
+           {"blk.0.attn_output_norm.bias", d, 1},
+           {"blk.0.ffn_up.weight", d, ff},
+           {"blk.0.ffn_up.bias", ff, 1},
+           {"blk.0.ffn_down.weight", ff, d},
+           {"blk.0.ffn_down.bias", d, 1},
+           {"blk.0.layer_output_norm.weight", d, 1},
+           {"blk.0.layer_output_norm.bias", d, 1}};
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    if (defect == HB_NO_TYPES && !strcmp(t[i].name, "token_types.weight")) continue;
+    if (defect == HB_NO_BIAS && !strcmp(t[i].name, "blk.0.ffn_up.bias")) continue;
+    int64_t ne[2] = {t[i].cols, t[i].rows};
+    ck_assert_int_eq(nllm_gguf_add_tensor(w, t[i].name, NLLM_TYPE_F32, t[i].rows > 1 ? 2 : 1, ne,
+                                          data, (uint64_t)(t[i].cols * t[i].rows) * 4),
+                     NLLM_OK);
+  }
+  ck_assert_int_eq(nllm_gguf_write(w, path), NLLM_OK);
+  nllm_gguf_writer_free(w);
+}
+
+START_TEST(hostile_bert_gguf_gets_statuses) {
+  static const struct {
+    nllm_status st;
+    const char *needle;
+  } want[HB_N] = {{NLLM_OK, ""},
+                  {NLLM_ERR_FORMAT, "token_types"},
+                  {NLLM_ERR_FORMAT, "position_embd"},
+                  {NLLM_ERR_UNSUPPORTED, "rank"},
+                  {NLLM_ERR_FORMAT, "pooling_type"},
+                  {NLLM_ERR_FORMAT, "ffn_up.bias"}};
+  char path[128];
+  snprintf(path, sizeof path, "/tmp/nllm-test-embed-hostile-%d.gguf", (int)getpid());
+  for (int defect = 0; defect < HB_N; defect++) {
+    hostile_bert_write(path, defect);
+    nllm_model *m = NULL;
+    nllm_status st = nllm_model_load(path, NULL, &m);
+    ck_assert_msg(st == want[defect].st, "defect %d: %s (%s)", defect, nllm_status_name(st),
+                  nllm_last_error());
+    if (st) {
+      ck_assert_ptr_null(m);
+      ck_assert_msg(strstr(nllm_last_error(), want[defect].needle), "defect %d: %s", defect,
+                    nllm_last_error());
+      continue;
+    }
+    /* the valid one: 16 positions; a 17-token text and generation are refused, 16 work */
+    ck_assert_int_eq(nllm_model_is_encoder(m), 1);
+    ck_assert_int_eq(nllm_model_pooling(m), NLLM_POOLING_MEAN);
+    nllm_context *ctx = embed_ctx(m, 1, 32, NLLM_POOLING_MEAN, 1);
+    nllm_token ids[17];
+    for (int i = 0; i < 17; i++) ids[i] = 3 + i % 5;
+    ck_assert_int_eq(nllm_decode(ctx, ids, 17), NLLM_ERR_INVALID_ARG);
+    ck_assert_int_eq(nllm_decode(ctx, ids, 16), NLLM_OK);
+    const float *v = NULL;
+    ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 0, &v), NLLM_OK);
+    double ss = 0;
+    for (int i = 0; i < 32; i++) ss += (double)v[i] * v[i];
+    ck_assert_msg(fabs(ss - 1) < 1e-5, "normalized: |v|^2 = %g", ss);
+    nllm_context_free(ctx);
+    nllm_model_free(m);
+  }
+  unlink(path);
+}
+END_TEST
+
 /* ---- kernels against double references, random and edge rows */
 
 START_TEST(layernorm_and_gelu_match_reference) {
@@ -595,6 +703,7 @@ int main(void) {
   tcase_add_test(tc, bert_batch_equals_one_by_one);
   tcase_add_test(tc, bad_inputs_get_statuses);
   tcase_add_test(tc, bert_bad_inputs_get_statuses);
+  tcase_add_test(tc, hostile_bert_gguf_gets_statuses);
   tcase_add_test(tc, layernorm_and_gelu_match_reference);
   suite_add_tcase(s, tc);
   return run_suite(s);
