@@ -6,6 +6,7 @@
 
 #include "nativellm.h"
 #include "ops.h"
+#include "qtypes.h"
 #include "testutil.h"
 
 #define MAX_SEQ 16
@@ -674,19 +675,32 @@ START_TEST(layernorm_and_gelu_match_reference) {
       }
     }
   }
-  const int n = 5000;
+  /* the erf GELU of every ISA tier (AVX2: its own erfc and exp) against double erf, and the
+   * SIMD tiers against the scalar one; edge values first, n not a multiple of 8 */
+  const int n = 5003;
   float *g = malloc(sizeof(float) * n), *g0 = malloc(sizeof(float) * n);
-  for (int i = 0; i < n; i++)
-    g0[i] = g[i] =
-        i < 8 ? (float[]){0, -0.f, 1, -1, 10, -10, 30, -30}[i] : 4 * 3 * test_frand(&rng);
-  nllm_gelu_erf(g, n, 2);
-  for (int i = 0; i < n; i++) {
-    double want = 0.5 * g0[i] * (1 + erf(g0[i] / sqrt(2.0)));
-    ck_assert_msg(fabs(g[i] - want) <= 1e-6 * (1 + fabs(want)), "gelu(%g) = %g, want %g", g0[i],
-                  g[i], want);
+  float *scalar = malloc(sizeof(float) * n);
+  static const float edge[] = {0,    -0.f,  1,  -1,  1e-30f, -1e-30f, 0.5f, -0.5f, 3,     -3,
+                               5.5f, -5.5f, 10, -10, 30,     -30,     100,  -100,  1e30f, -1e30f};
+  const int n_edge = (int)(sizeof edge / sizeof edge[0]);
+  for (int i = 0; i < n; i++) g0[i] = i < n_edge ? edge[i] : 12 * test_frand(&rng);
+  for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
+    nllm_qtypes_set_isa(isa);
+    memcpy(g, g0, sizeof(float) * n);
+    nllm_gelu_erf(g, n, 2);
+    if (isa == NLLM_ISA_SCALAR) memcpy(scalar, g, sizeof(float) * n);
+    for (int i = 0; i < n; i++) {
+      double want = 0.5 * g0[i] * (1 + erf(g0[i] / sqrt(2.0)));
+      ck_assert_msg(fabs(g[i] - want) <= 1e-6 * (1 + fabs(want)), "isa %d: gelu(%g) = %g, want %g",
+                    isa, g0[i], g[i], want);
+      ck_assert_msg(fabs(g[i] - scalar[i]) <= 1e-6 * (1 + fabs(scalar[i])),
+                    "isa %d vs scalar: gelu(%g) = %g vs %g", isa, g0[i], g[i], scalar[i]);
+    }
   }
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
   free(g);
   free(g0);
+  free(scalar);
 }
 END_TEST
 

@@ -147,8 +147,13 @@ typedef struct gelu_job {
 static void gelu_erf_chunk(void *vjob, int64_t c, int worker) {
   const gelu_job *j = vjob;
   (void)worker;
-  const int64_t i1 = (c + 1) * GLU_CHUNK < j->n ? (c + 1) * GLU_CHUNK : j->n;
-  for (int64_t i = c * GLU_CHUNK; i < i1; i++)
+  const int64_t i0 = c * GLU_CHUNK, i1 = (c + 1) * GLU_CHUNK < j->n ? (c + 1) * GLU_CHUNK : j->n;
+  const nllm_cpu_ops *isa = nllm_cpu_ops_get();
+  if (isa->gelu_erf) {
+    isa->gelu_erf(j->x + i0, i1 - i0);
+    return;
+  }
+  for (int64_t i = i0; i < i1; i++)
     j->x[i] = 0.5f * j->x[i] * (1.0f + erff(j->x[i] * 0.70710678118654752f));
 }
 
