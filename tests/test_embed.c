@@ -2,7 +2,7 @@
  * BERT encoder, against the float64 references of ../shared/testdata/embed (README there), a
  * batch of many texts against the same texts one by one, the LayerNorm / erf-GELU kernels
  * against double references, and the statuses of misuse. */
-#include <sys/stat.h>
+#include <cJSON.h>
 
 #include "nativellm.h"
 #include "ops.h"
@@ -231,45 +231,9 @@ END_TEST
 
 /* ---- BERT */
 
-/* The tiny-bert folder, loadable whatever this build's tokenizer supports: the real folder when
- * its tokenizer.json loads, else a copy whose tokenizer.json is a one-token stand-in (these
- * checks feed the reference ids, never text). */
+/* The tiny-bert folder (BertModel, BF16, its WordPiece tokenizer.json). */
 static int bert_dir(char *buf, size_t cap) {
-  char real[1024];
-  if (!testdata_path(real, sizeof real, "embed/tiny-bert")) return 0;
-  nllm_model_params mp;
-  nllm_model_params_init(&mp);
-  mp.vocab_only = 1;
-  nllm_model *m = NULL;
-  if (nllm_model_load(real, &mp, &m) == NLLM_OK) {
-    nllm_model_free(m);
-    snprintf(buf, cap, "%s", real);
-    return 1;
-  }
-  char abs[1024];
-  ck_assert_ptr_nonnull(realpath(real, abs));
-  snprintf(buf, cap, "/tmp/nllm-test-embed-bert-%d", (int)getuid());
-  mkdir(buf, 0755);
-  static const char *const files[] = {"config.json", "model.safetensors", "modules.json",
-                                      "1_Pooling"};
-  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-    char from[2048], to[2048];
-    snprintf(from, sizeof from, "%s/%s", abs, files[i]);
-    snprintf(to, sizeof to, "%s/%s", buf, files[i]);
-    unlink(to);
-    ck_assert_msg(symlink(from, to) == 0, "symlink %s", to);
-  }
-  char tj[2048];
-  snprintf(tj, sizeof tj, "%s/tokenizer.json", buf);
-  FILE *f = fopen(tj, "w");
-  ck_assert_ptr_nonnull(f);
-  fputs(
-      "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":null,\"pre_tokenizer\":null,"
-      "\"post_processor\":null,\"decoder\":null,\"model\":{\"type\":\"BPE\",\"vocab\":"
-      "{\"a\":0},\"merges\":[]}}",
-      f);
-  fclose(f);
-  return 1;
+  return testdata_path(buf, cap, "embed/tiny-bert");
 }
 
 static nllm_model *bert_load(const char *dir, int32_t quantize_type) {
@@ -293,6 +257,55 @@ START_TEST(bert_matches_reference) {
   ck_assert_int_eq(nllm_model_normalize(m), 1);
   check_refs(m, r, "tiny-bert");
   nllm_model_free(m);
+  embed_ref_free(r);
+}
+END_TEST
+
+/* Text to vector: the model's own tokenizer ([CLS] ... [SEP] WordPiece ids) gives the
+ * reference ids of all 8 texts, and their vectors match. Needs a build whose tokenizer reads
+ * the folder's tokenizer.json (WordPiece). */
+START_TEST(bert_texts_match_reference) {
+  char dir[1024], rp[1024];
+  if (!testdata_path(dir, sizeof dir, "embed/tiny-bert") ||
+      !testdata_path(rp, sizeof rp, "embed/tiny-bert.embeddings.txt"))
+    return;
+  embed_ref *r = embed_ref_load(rp);
+  char *text = read_file(rp, NULL);
+  nllm_model *m = bert_load(dir, NLLM_TYPE_NONE);
+  nllm_context *ctx = embed_ctx(m, 1, 512, NLLM_POOLING_CLS, 1);
+  int checked = 0;
+  for (int s = 0; s < r->n_seq; s++) {
+    char key[32];
+    snprintf(key, sizeof key, "\ntext %d: ", s);
+    const char *p = strstr(text, key);
+    ck_assert_msg(p, "no text %d", s);
+    p += strlen(key);
+    /* the text is a JSON string on one line */
+    const char *end = strchr(p, '\n');
+    char *json = strndup(p, (size_t)(end - p));
+    cJSON *j = cJSON_Parse(json);
+    ck_assert_msg(cJSON_IsString(j), "text %d is not a JSON string", s);
+    nllm_token ids[MAX_IDS];
+    int32_t n = 0;
+    ck_assert_int_eq(nllm_tokenize(m, j->valuestring, -1, 1, 0, ids, MAX_IDS, &n), NLLM_OK);
+    ck_assert_int_eq(n, r->n_ids[s]);
+    ck_assert_msg(!memcmp(ids, r->ids[s], sizeof(nllm_token) * (size_t)n), "text %d ids", s);
+    ck_assert_int_eq(nllm_decode(ctx, ids, n), NLLM_OK);
+    const float *v = NULL;
+    ck_assert_int_eq(nllm_get_embeddings_seq(ctx, 0, &v), NLLM_OK);
+    for (int i = 0; i < r->n_vecs; i++)
+      if (r->vecs[i].seq == s && r->vecs[i].pooling == NLLM_POOLING_CLS && r->vecs[i].normalize) {
+        double e = rel_err(v, r->vecs[i].v, r->n_embd);
+        ck_assert_msg(e < 1e-5, "text %d: rel err %g", s, e);
+        checked++;
+      }
+    cJSON_Delete(j);
+    free(json);
+  }
+  ck_assert_int_eq(checked, r->n_seq);
+  nllm_context_free(ctx);
+  nllm_model_free(m);
+  free(text);
   embed_ref_free(r);
 }
 END_TEST
@@ -712,6 +725,7 @@ int main(void) {
   tcase_add_loop_test(tc, decoder_matches_reference, 0, n_dec);
   tcase_add_loop_test(tc, decoder_batch_equals_one_by_one, 0, n_dec);
   tcase_add_test(tc, bert_matches_reference);
+  tcase_add_test(tc, bert_texts_match_reference);
   tcase_add_test(tc, bert_gguf_matches_reference);
   tcase_add_test(tc, bert_quantized_on_load);
   tcase_add_test(tc, bert_batch_equals_one_by_one);
