@@ -88,6 +88,32 @@ START_TEST(texts_from_file_match_reference) {
 }
 END_TEST
 
+/* An encoder from its Hugging Face folder: WordPiece text to the model's default (CLS,
+ * normalized, from modules.json); generation is refused with one line naming the encoder. */
+START_TEST(bert_text_matches_reference) {
+  char mp[1024], rp[1024], cmd[2048], *out, *err;
+  if (!testdata_path(mp, sizeof mp, "embed/tiny-bert") ||
+      !testdata_path(rp, sizeof rp, "embed/tiny-bert.embeddings.txt"))
+    return;
+  char *ref = read_file(rp, NULL);
+  snprintf(cmd, sizeof cmd, "%s embed -m %s -p 'Hello world'", nllm_bin, mp);
+  ck_assert_msg(run(cmd, &out, &err) == 0, "%s", err);
+  float got[128], want[128];
+  ck_assert_int_eq(parse_floats(out, got, 128), 64);
+  ck_assert_int_eq(ref_vector(ref, "seq 0 pooling cls normalize 1\n", want, 128), 64);
+  double e = rel_err(got, want, 64);
+  ck_assert_msg(e < 1e-5, "rel err %g", e);
+  free(out);
+  free(err);
+  snprintf(cmd, sizeof cmd, "%s run -m %s -p hi -n 1", nllm_bin, mp);
+  ck_assert_int_eq(run(cmd, &out, &err), 1);
+  ck_assert_msg(strstr(err, "encoder") && strchr(err, '\n')[1] == 0, "%s", err);
+  free(out);
+  free(err);
+  free(ref);
+}
+END_TEST
+
 START_TEST(bad_options_one_error_line) {
   char mp[1024], cmd[2048], *out, *err;
   if (!testdata_path(mp, sizeof mp, "hf/tiny-qwen3")) return;
@@ -117,6 +143,7 @@ int main(void) {
   TCase *tc = tcase_create("cli_embed");
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, texts_from_file_match_reference);
+  tcase_add_test(tc, bert_text_matches_reference);
   tcase_add_test(tc, bad_options_one_error_line);
   suite_add_tcase(s, tc);
   return run_suite(s);
