@@ -250,7 +250,8 @@ NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_
                                               int32_t n_messages, int32_t add_assistant_prompt,
                                               char *buf, int32_t cap, int32_t *n_out);
 
-/* ---------------------------------------------------------------- chat templates: Jinja and tool calls */
+/* ---------------------------------------------------------------- chat templates: Jinja and tool
+ * calls */
 
 /* Rendering a conversation with a Jinja chat template, as transformers' apply_chat_template does
  * (docs/templates.md lists the supported Jinja subset and its limits). */
@@ -278,8 +279,8 @@ NLLM_API void nllm_chat_template_params_init(nllm_chat_template_params *params);
  * type error, or the template's raise_exception), NLLM_ERR_ABORTED (loop, recursion, output or
  * time limit). Thread-safe. */
 NLLM_API nllm_status nllm_chat_template_render(const nllm_model *model,
-                                               const nllm_chat_template_params *params,
-                                               char *buf, int32_t cap, int32_t *n_out);
+                                               const nllm_chat_template_params *params, char *buf,
+                                               int32_t cap, int32_t *n_out);
 
 /* Splits model output into OpenAI-shaped tool calls. format: NULL or "auto" (recognize),
  * "hermes" (<tool_call>{...}</tool_call>, Qwen, Hermes), "llama3" (a JSON object
@@ -306,7 +307,23 @@ typedef struct nllm_context_params {
   nllm_abort_fn abort_callback;
   void *abort_user_data;
   int32_t kv_type_v; /* V cache type (as kv_type); NLLM_TYPE_NONE (default): same as kv_type */
+  /* Embeddings (see "Embeddings" below). NLLM_EMBEDDINGS_OFF (default), _ONLY (no logits: the
+   * output head is skipped) or _WITH_LOGITS. Encoder models (BERT) need _ONLY. */
+  int32_t embeddings;
+  int32_t pooling;   /* NLLM_POOLING_*; default NLLM_POOLING_MODEL */
+  int32_t normalize; /* 1: L2-normalize every vector; 0: raw; -1 (default): the model's choice */
 } nllm_context_params;
+
+#define NLLM_EMBEDDINGS_OFF 0
+#define NLLM_EMBEDDINGS_ONLY 1
+#define NLLM_EMBEDDINGS_WITH_LOGITS 2
+
+/* Pooling of a sequence's per-token vectors into one; numbering is GGUF's <arch>.pooling_type. */
+#define NLLM_POOLING_MODEL (-1) /* the model's default (nllm_model_pooling) */
+#define NLLM_POOLING_NONE 0     /* per-token vectors only */
+#define NLLM_POOLING_MEAN 1     /* average over the sequence's rows */
+#define NLLM_POOLING_CLS 2      /* the first row (BERT's [CLS]) */
+#define NLLM_POOLING_LAST 3     /* the last row (decoder embedders: Qwen3-Embedding) */
 
 #define NLLM_SEQ_MAX 1024 /* largest n_seq_max */
 
@@ -408,6 +425,34 @@ NLLM_API int32_t nllm_seq_pos_max(const nllm_context *ctx, int32_t seq);
 NLLM_API int32_t nllm_seq_n_tokens(const nllm_context *ctx, int32_t seq);
 /* Pool occupancy: cells holding data (shared cells once) and n_ctx. Either may be NULL. */
 NLLM_API nllm_status nllm_context_kv_cells(const nllm_context *ctx, int32_t *used, int32_t *total);
+
+/* ---------------------------------------------------------------- embeddings
+ *
+ * A context created with embeddings != NLLM_EMBEDDINGS_OFF keeps, for every row of each
+ * decode call, the model's final hidden state (decoders: after the final norm, the input of
+ * the output head; encoders: the last layer's output), and for every sequence with rows in that
+ * call the pooled vector of those rows. Decode each text whole in one call (many texts: one
+ * sequence id each, in one nllm_decode_batch). An encoder context (BERT: bidirectional
+ * attention) keeps nothing between calls: each call's sequences start at position 0, and a
+ * sequence's rows must be contiguous in the batch and fit in n_batch. Vectors are n_embd floats,
+ * L2-normalized when the context's normalize is on, valid until the next decode. */
+
+/* 1 for an encoder (BERT): it gives embeddings only (no logits, no generation); else 0. */
+NLLM_API int32_t nllm_model_is_encoder(const nllm_model *model);
+/* The model's default pooling (NLLM_POOLING_*) and normalization (1 or 0). */
+NLLM_API int32_t nllm_model_pooling(const nllm_model *model);
+NLLM_API int32_t nllm_model_normalize(const nllm_model *model);
+/* The pooling and normalization a context uses (the model's defaults resolved); -1 for a
+ * context without embeddings. */
+NLLM_API int32_t nllm_context_pooling(const nllm_context *ctx);
+NLLM_API int32_t nllm_context_normalize(const nllm_context *ctx);
+/* Pooled vector of sequence seq from the last decode. NLLM_ERR_INVALID_ARG: a context without
+ * embeddings, pooling NONE, or seq outside [0, n_seq_max); NLLM_ERR_NOT_FOUND: seq had no rows
+ * in the last decode call. */
+NLLM_API nllm_status nllm_get_embeddings_seq(nllm_context *ctx, int32_t seq, const float **out);
+/* Per-token vector of row i of the last decode call. NLLM_ERR_INVALID_ARG: a context without
+ * embeddings, or i outside the rows of that call. */
+NLLM_API nllm_status nllm_get_embeddings_ith(nllm_context *ctx, int32_t i, const float **out);
 
 /* ---------------------------------------------------------------- sampling */
 

@@ -86,7 +86,8 @@ typedef void (*nllm_attn_span_fn)(const struct nllm_attn_args *a, int64_t t, int
 typedef struct nllm_cpu_ops {
   float (*dot_f32)(const float *a, const float *b, int64_t n);
   void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
-  nllm_attn_span_fn attn_span; /* for head_dim a multiple of 8 */
+  nllm_attn_span_fn attn_span;           /* for head_dim a multiple of 8 */
+  void (*gelu_erf)(float *x, int64_t n); /* in place, the erf GELU (ops.c's is the reference) */
 } nllm_cpu_ops;
 /* The helpers of the tier in use. */
 const nllm_cpu_ops *nllm_cpu_ops_get(void);

@@ -100,6 +100,15 @@ NLLM_FINISH_LENGTH = 2
 NLLM_FINISH_STOP = 3
 NLLM_FINISH_ABORTED = 4
 
+NLLM_EMBEDDINGS_OFF = 0
+NLLM_EMBEDDINGS_ONLY = 1
+NLLM_EMBEDDINGS_WITH_LOGITS = 2
+NLLM_POOLING_MODEL = -1
+NLLM_POOLING_NONE = 0
+NLLM_POOLING_MEAN = 1
+NLLM_POOLING_CLS = 2
+NLLM_POOLING_LAST = 3
+
 # ---------------------------------------------------------------- basic types
 
 nllm_status = c_int32
@@ -189,6 +198,9 @@ class nllm_context_params(Structure):
         ("abort_callback", nllm_abort_fn),
         ("abort_user_data", c_void_p),
         ("kv_type_v", c_int32),
+        ("embeddings", c_int32),
+        ("pooling", c_int32),
+        ("normalize", c_int32),
     ]
 
 
@@ -401,6 +413,14 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_seq_pos_max": (c_int32, [context_p, c_int32]),
     "nllm_seq_n_tokens": (c_int32, [context_p, c_int32]),
     "nllm_context_kv_cells": (nllm_status, [context_p, _i32p, _i32p]),
+    # embeddings
+    "nllm_model_is_encoder": (c_int32, [model_p]),
+    "nllm_model_pooling": (c_int32, [model_p]),
+    "nllm_model_normalize": (c_int32, [model_p]),
+    "nllm_context_pooling": (c_int32, [context_p]),
+    "nllm_context_normalize": (c_int32, [context_p]),
+    "nllm_get_embeddings_seq": (nllm_status, [context_p, c_int32, POINTER(_floatp)]),
+    "nllm_get_embeddings_ith": (nllm_status, [context_p, c_int32, POINTER(_floatp)]),
     # sampling
     "nllm_sampler_params_init": (None, [POINTER(nllm_sampler_params)]),
     "nllm_sampler_create": (

@@ -23,6 +23,7 @@ from . import _ffi as ffi
 from ._handle import _c_int, _c_ints, _grow_call, _Handle, _set_int_fields, _to_bytes, _progress_fn
 from ._lib import lib as _C
 from .context import CONTEXT_KEYWORDS, Context
+from .embeddings import embed as _embed
 from .errors import InternalError, _check, _error
 from .generation import Completion, GenerateOptions, takes_generate_options
 from .library import _type_id, type_name
@@ -351,6 +352,27 @@ class Model(_Handle):
     def sampler(self, **params: Any) -> Sampler:
         """A new Sampler for this model (see Sampler for the parameters)."""
         return Sampler(self, **params)
+
+    # -- embeddings
+
+    @property
+    def is_encoder(self) -> bool:
+        """True for an encoder (BERT): embeddings only, no generation."""
+        with self._use() as h:
+            return bool(_C.nllm_model_is_encoder(h))
+
+    @property
+    def pooling(self) -> str:
+        """The model's default pooling: "none", "mean", "cls" or "last"."""
+        with self._use() as h:
+            return ("none", "mean", "cls", "last")[_C.nllm_model_pooling(h)]
+
+    def embed(self, texts: Any, **kw: Any) -> Any:
+        """Embedding vectors of texts (see nativellm.embeddings.embed): pooling=None (the
+        model's) / "mean" / "cls" / "last" / "none", normalize=True, batch_size=32 texts per
+        decode call. A list of float32 vectors (numpy arrays when NumPy is installed), or one
+        vector for a single text."""
+        return _embed(self, texts, **kw)
 
     @takes_generate_options(more_keywords=True)
     def generate(self, prompt: Union[str, bytes], **kw: Any) -> Completion:

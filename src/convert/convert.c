@@ -109,6 +109,8 @@ static int64_t layer_of(const char *name) {
 int32_t nllm_quant_tensor_type(const nllm_quant_target *tg, const nllm_tensor *t, int64_t n_layers,
                                int has_output) {
   if (t->n_dims < 2) return NLLM_TYPE_F32; /* norms and biases: small, and precision matters */
+  /* BERT's token-type rows are added to the F32 embeddings as stored (llama.cpp needs F32) */
+  if (strcmp(t->name, "token_types.weight") == 0) return NLLM_TYPE_F32;
   if (tg->kind == NLLM_PRESET_KEEP) return t->type;
   int32_t base = tg->type, q = base;
   int64_t il = layer_of(t->name);

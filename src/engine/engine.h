@@ -26,6 +26,15 @@ struct nllm_context {
   const int32_t **vis_cell, **vis_pos;
   int32_t *n_vis, *out_rows;
   int32_t *seq_scratch; /* [n_seq] */
+  /* embeddings (p.embeddings != 0): the resolved pooling and normalization, every row's
+   * final hidden state of the last decode call, and each sequence's pooled vector */
+  int32_t pooling, normalize;
+  float *embd;         /* [embd_cap][n_embd] */
+  int32_t embd_cap;    /* rows allocated */
+  int32_t n_embd_rows; /* rows valid from the last decode */
+  float *embd_seq;     /* [n_seq][n_embd] */
+  uint8_t *seq_has_embd;
+  int32_t *seq_rows; /* [n_seq] rows of each sequence in the current call (pooling) */
   nllm_timings tm;
   /* LoRA adapters (context_lora.c), each entry holding a reference to its adapter: the
    * context's set, each sequence's own (n < 0: none, it uses the context's; NULL until a

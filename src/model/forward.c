@@ -50,6 +50,33 @@ static nllm_status cpu_embed(const nllm_fw_run *r, float *x, const nllm_token *t
     if (m->arch->embed_scale)
       for (int64_t i = 0; i < d; i++) x[t * d + i] *= embd_scale;
   }
+  if (m->arch->abs_pos) { /* + position row + token type 0 row (every row is of type 0) */
+    const nllm_weight *pe = &m->pos_embd, *tt = &m->tok_types;
+    const nllm_qtype *pt = nllm_qtype_get(pe->type), *ttt = nllm_qtype_get(tt->type);
+    const size_t prow = nllm_row_size(pe->type, d);
+    float *tmp = r->fs->cpu.b.xb; /* free until the first layer */
+    const int32_t *pos = r->batch->pos;
+    for (int64_t t = 0; t < r->n; t++) {
+      const int64_t p = pos ? pos[t] : r->pos0 + t; /* < pos_embd.rows: check_encoder_batch */
+      pt->to_float((const uint8_t *)pe->data + (size_t)p * prow, tmp, d);
+      for (int64_t i = 0; i < d; i++) x[t * d + i] += tmp[i];
+    }
+    ttt->to_float(tt->data, tmp, d);
+    for (int64_t t = 0; t < r->n; t++)
+      for (int64_t i = 0; i < d; i++) x[t * d + i] += tmp[i];
+  }
+  return NLLM_OK;
+}
+
+static nllm_status cpu_layernorm(const nllm_fw_run *r, float *out, const float *x,
+                                 const nllm_weight *w, const nllm_weight *b, int64_t width,
+                                 int64_t rows) {
+  nllm_layernorm(out, x, w->data, b->data, width, rows, r->m->hp.rms_eps, r->nt);
+  return NLLM_OK;
+}
+
+static nllm_status cpu_gelu_erf(const nllm_fw_run *r, float *x, int64_t count) {
+  nllm_gelu_erf(x, count, r->nt);
   return NLLM_OK;
 }
 
@@ -199,6 +226,8 @@ static const nllm_fw_ops cpu_ops = {
     .add = cpu_add,
     .glu = cpu_glu,
     .softcap = cpu_softcap,
+    .layernorm = cpu_layernorm,
+    .gelu_erf = cpu_gelu_erf,
     .from_host = cpu_copy,
     .to_host = cpu_copy,
 };
@@ -386,6 +415,13 @@ static nllm_status matmul_lora(const nllm_fw_run *r, const nllm_fw_ops *op, floa
   return NLLM_OK;
 }
 
+/* The arch's normalization: RMSNorm, or LayerNorm with its bias. */
+static nllm_status norm(const nllm_fw_run *r, const nllm_fw_ops *op, float *out, const float *x,
+                        const nllm_weight *w, const nllm_weight *bias, int64_t rows) {
+  if (r->m->arch->layernorm) return op->layernorm(r, out, x, w, bias, r->m->hp.n_embd, rows);
+  return op->rmsnorm(r, out, x, w, r->m->hp.n_embd, rows);
+}
+
 nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits) {
   const nllm_model *m = fs->model;
   const nllm_hparams *hp = &m->hp;
@@ -409,6 +445,7 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
   const nllm_fw_bufs *b = &be->b;
 
   TRY(op->embed(&r, b->x, tokens));
+  if (arch->abs_pos) TRY(norm(&r, op, b->x, b->x, &m->tok_embd_norm, &m->tok_embd_norm_b, n));
 
   for (int il = 0; il < hp->n_layer; il++) {
     const nllm_layer *L = &m->layers[il];
@@ -420,16 +457,20 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     }
     float *x = b->x, *xb = b->xb, *q = b->q, *k = b->k, *v = b->v;
 
-    /* attention: norm, q/k/v projections (+bias), per-head q/k norm, RoPE */
-    TRY(op->rmsnorm(&r, xb, x, &L->attn_norm, d, n));
+    /* attention: norm (pre-norm archs), q/k/v projections (+bias), per-head q/k norm, RoPE */
+    const float *in = x; /* post-norm archs project x itself */
+    if (!arch->norm_after_residual) {
+      TRY(norm(&r, op, xb, x, &L->attn_norm, &L->attn_norm_b, n));
+      in = xb;
+    }
     if (arch->fused_qkv) {
-      TRY(matmul_lora(&r, op, b->qkv, &L->wq, il, NLLM_LORA_Q, xb,
+      TRY(matmul_lora(&r, op, b->qkv, &L->wq, il, NLLM_LORA_Q, in,
                       n)); /* [n][qd + 2 kvd]: split into q, k, v */
       TRY(op->split_qkv(&r, b));
     } else {
-      TRY(matmul_lora(&r, op, q, &L->wq, il, NLLM_LORA_Q, xb, n));
-      TRY(matmul_lora(&r, op, k, &L->wk, il, NLLM_LORA_K, xb, n));
-      TRY(matmul_lora(&r, op, v, &L->wv, il, NLLM_LORA_V, xb, n));
+      TRY(matmul_lora(&r, op, q, &L->wq, il, NLLM_LORA_Q, in, n));
+      TRY(matmul_lora(&r, op, k, &L->wk, il, NLLM_LORA_K, in, n));
+      TRY(matmul_lora(&r, op, v, &L->wv, il, NLLM_LORA_V, in, n));
     }
     TRY(op->add_bias(&r, q, &L->bq, qd));
     TRY(op->add_bias(&r, k, &L->bk, kvd));
@@ -438,8 +479,10 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
       TRY(op->rmsnorm(&r, q, q, &L->q_norm, hd, n * nh));
       TRY(op->rmsnorm(&r, k, k, &L->k_norm, hd, n * nkv));
     }
-    TRY(op->rope(&r, q, nh));
-    TRY(op->rope(&r, k, nkv));
+    if (!arch->abs_pos) {
+      TRY(op->rope(&r, q, nh));
+      TRY(op->rope(&r, k, nkv));
+    }
 
     /* append this batch's k, v to the cache, then attend over everything up to each token */
     const size_t cells = (size_t)(il - b->first_layer) * (size_t)kv->n_ctx;
@@ -448,24 +491,52 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     TRY(op->kv_store(&r, vc, v, 1));
     TRY(op->attention(&r, b, kc, vc, L->window));
 
-    /* output projection and residual */
+    /* output projection (+bias) and residual (then the norm, post-norm archs) */
     TRY(matmul_lora(&r, op, xb, &L->wo, il, NLLM_LORA_O, b->att, n));
+    if (L->bo.data) TRY(op->add_bias(&r, xb, &L->bo, d));
     if (L->post_attn_norm.data) TRY(op->rmsnorm(&r, xb, xb, &L->post_attn_norm, d, n));
     TRY(op->add(&r, x, xb, n * d));
-
-    /* feed-forward: norm, gate/up, GLU, down, residual */
-    TRY(op->rmsnorm(&r, xb, x, &L->ffn_norm, d, n));
-    if (arch->fused_gate_up) {
-      TRY(matmul_lora(&r, op, b->gate, &L->w_up, il, NLLM_LORA_UP, xb,
-                      n)); /* [n][2 ff]: gate then up */
+    if (arch->norm_after_residual) {
+      TRY(norm(&r, op, x, x, &L->attn_norm, &L->attn_norm_b, n));
+      in = x;
     } else {
-      TRY(matmul_lora(&r, op, b->gate, &L->w_gate, il, NLLM_LORA_GATE, xb, n));
-      TRY(matmul_lora(&r, op, b->up, &L->w_up, il, NLLM_LORA_UP, xb, n));
+      /* feed-forward input: the norm of x */
+      TRY(norm(&r, op, xb, x, &L->ffn_norm, &L->ffn_norm_b, n));
+      in = xb;
     }
-    TRY(op->glu(&r, b));
+
+    /* feed-forward: gate/up, GLU (or up, GELU), down, residual */
+    if (arch->ffn_gelu_erf) {
+      TRY(matmul_lora(&r, op, b->up, &L->w_up, il, NLLM_LORA_UP, in, n));
+      if (L->b_up.data) TRY(op->add_bias(&r, b->up, &L->b_up, hp->n_ff));
+      TRY(op->gelu_erf(&r, b->up, n * hp->n_ff));
+    } else {
+      if (arch->fused_gate_up) {
+        TRY(matmul_lora(&r, op, b->gate, &L->w_up, il, NLLM_LORA_UP, in,
+                        n)); /* [n][2 ff]: gate then up */
+      } else {
+        TRY(matmul_lora(&r, op, b->gate, &L->w_gate, il, NLLM_LORA_GATE, in, n));
+        TRY(matmul_lora(&r, op, b->up, &L->w_up, il, NLLM_LORA_UP, in, n));
+      }
+      TRY(op->glu(&r, b));
+    }
     TRY(matmul_lora(&r, op, xb, &L->w_down, il, NLLM_LORA_DOWN, b->up, n));
+    if (L->b_down.data) TRY(op->add_bias(&r, xb, &L->b_down, d));
     if (L->post_ffn_norm.data) TRY(op->rmsnorm(&r, xb, xb, &L->post_ffn_norm, d, n));
     TRY(op->add(&r, x, xb, n * d));
+    if (arch->norm_after_residual) TRY(norm(&r, op, x, x, &L->ffn_norm, &L->ffn_norm_b, n));
+  }
+
+  /* embeddings: every row's final hidden state, normed as the head would see it (CPU) */
+  if (fb->embd) {
+    if (be != &fs->cpu) {
+      TRY(move_x(&r, be, &fs->cpu));
+      be = &fs->cpu, op = be->ops, b = &be->b;
+    }
+    if (m->output_norm.data)
+      TRY(norm(&r, op, fb->embd, b->x, &m->output_norm, &m->output_norm_b, n));
+    else
+      memcpy(fb->embd, b->x, (size_t)(n * d) * sizeof(float));
   }
 
   /* final norm and logits: the rows asked for (every row, or only the last, or a list), or none
@@ -489,7 +560,7 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     }
   }
   float *out = b->logits ? b->logits : logits; /* the device's, then downloaded */
-  TRY(op->rmsnorm(&r, b->xb, b->x + first * d, &m->output_norm, d, n_out));
+  TRY(norm(&r, op, b->xb, b->x + first * d, &m->output_norm, &m->output_norm_b, n_out));
   TRY(op->matmul(&r, out, &m->output, b->xb, n_out));
   if (hp->final_softcap > 0) TRY(op->softcap(&r, out, n_out * hp->n_vocab));
   if (out != logits)

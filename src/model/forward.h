@@ -48,6 +48,9 @@ typedef struct nllm_fw_batch {
   int all_logits;
   /* [n] the LoRA adapters of each row (its sequence's); NULL: none on any row */
   const nllm_lora_set *const *row_lora;
+  /* host [n][n_embd]: every row's final hidden state (after the final norm where the model has
+   * one), the embeddings; NULL: not wanted. CPU-computed heads only. */
+  float *embd;
 } nllm_fw_batch;
 
 /* What one forward call is working on, for the ops. */
@@ -82,6 +85,10 @@ typedef struct nllm_fw_ops {
   /* b->up = act(gate) * up, fused (gate and up stacked in b->gate) or not per the arch */
   nllm_status (*glu)(const nllm_fw_run *r, const nllm_fw_bufs *b);
   nllm_status (*softcap)(const nllm_fw_run *r, float *y, int64_t count);
+  /* LayerNorm with bias (b may be absent), the erf GELU in place: encoder archs (CPU only) */
+  nllm_status (*layernorm)(const nllm_fw_run *r, float *out, const float *x, const nllm_weight *w,
+                           const nllm_weight *b, int64_t width, int64_t rows);
+  nllm_status (*gelu_erf)(const nllm_fw_run *r, float *x, int64_t count);
   /* host <-> this backend's memory */
   nllm_status (*from_host)(const nllm_fw_run *r, void *dst, const void *src, size_t bytes);
   nllm_status (*to_host)(const nllm_fw_run *r, void *dst, const void *src, size_t bytes);

@@ -11,7 +11,7 @@
 #define BENCH_OPTS                                                                              \
   "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap " \
   "--no-mmap "                                                                                  \
-  "--no-warmup --lora --lora-scaled"
+  "--no-warmup --lora --lora-scaled --embed -P -np"
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -140,6 +140,72 @@ out:
   return st;
 }
 
+/* --embed: batches of -np texts of -P random ids each, one decode per batch in an embeddings
+ * context (the model's pooling), as an embedding service runs them. Median of the reps. */
+static int run_embed_bench(nllm_model *m, const cli_opts *o, const char *name, int threads,
+                           int reps) {
+  const int32_t n_tok = o->n_prompt > 0 ? (int32_t)o->n_prompt : 64;
+  const int32_t n_texts = o->n_parallel > 0 ? (int32_t)o->n_parallel : 32;
+  const int64_t rows64 = (int64_t)n_tok * n_texts;
+  if (rows64 > 65536)
+    return cli_error("--embed: -P x -np = %lld rows is over 65536", (long long)rows64);
+  const int32_t rows = (int32_t)rows64;
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.embeddings = NLLM_EMBEDDINGS_ONLY;
+  cp.n_ctx = rows;
+  cp.n_batch = rows;
+  cp.n_seq_max = n_texts;
+  cp.n_threads = threads;
+  cli_kv_types(o, &cp);
+  nllm_context *ctx = NULL;
+  nllm_status st = nllm_context_create(m, &cp, &ctx);
+  if (st) return cli_status_error(st, "cannot create the context");
+  nllm_token *ids = malloc((size_t)rows * sizeof *ids);
+  int32_t *seq = malloc((size_t)rows * sizeof *seq);
+  double *ms = calloc((size_t)reps, sizeof *ms);
+  if (!ids || !seq || !ms) {
+    st = NLLM_ERR_NOMEM;
+    goto out;
+  }
+  uint32_t rng = 12345;
+  const int32_t nv = nllm_model_n_vocab(m);
+  for (int32_t i = 0; i < rows; i++) {
+    rng = rng * 1664525u + 1013904223u;
+    ids[i] = (nllm_token)(rng % (uint32_t)nv);
+    seq[i] = i / n_tok;
+  }
+  nllm_batch b;
+  nllm_batch_init(&b);
+  b.n_tokens = rows;
+  b.tokens = ids;
+  b.seq_id = seq;
+  for (int r = o->no_warmup ? 0 : -1; r < reps; r++) {
+    if ((st = nllm_seq_remove(ctx, NLLM_SEQ_ALL, -1, -1))) goto out;
+    double t0 = cli_now_ms();
+    if ((st = nllm_decode_batch(ctx, &b))) goto out;
+    if (r >= 0) ms[r] = cli_now_ms() - t0;
+  }
+  const double med = median(ms, reps);
+  const double texts_s = med > 0 ? 1e3 * n_texts / med : 0, toks_s = texts_s * n_tok;
+  if (o->json)
+    printf(
+        "{\"model\": \"%s\", \"arch\": \"%s\", \"threads\": %d, \"test\": \"embed\", "
+        "\"texts\": %d, \"tokens_per_text\": %d, \"reps\": %d, \"batch_ms_median\": %.3f, "
+        "\"texts_per_s\": %.3f, \"tokens_per_s\": %.3f}\n",
+        name, nllm_model_arch(m), threads, n_texts, n_tok, reps, med, texts_s, toks_s);
+  else
+    printf("| %7d | embed %dx%d | %10.1f ms | %10.2f texts/s | %10.1f tokens/s |\n", threads,
+           n_texts, n_tok, med, texts_s, toks_s);
+  fflush(stdout);
+out:
+  free(ids);
+  free(seq);
+  free(ms);
+  nllm_context_free(ctx);
+  return st ? cli_status_error(st, "embedding decode failed") : 0;
+}
+
 int cmd_bench(int argc, char **argv) {
   cli_opts o;
   if (cli_parse(argc, argv, BENCH_OPTS, &o)) return 1;
@@ -149,7 +215,9 @@ int cmd_bench(int argc, char **argv) {
         "Times a prompt of each -p size (random ids, one batch) and generation of each -n size\n"
         "at each thread count of -t, like llama-bench: one row per test, mean +- standard\n"
         "deviation of the repetitions after an untimed warm-up one (--no-warmup: none).\n"
-        "--json prints one JSON object per row.\n\n");
+        "--json prints one JSON object per row.\n"
+        "--embed: embedding throughput instead: batches of -np texts (default 32) of -P random\n"
+        "ids each (default 64), one decode per batch; texts/s and tokens/s (median).\n\n");
     cli_print_options(BENCH_OPTS);
     return 0;
   }
@@ -169,6 +237,20 @@ int cmd_bench(int argc, char **argv) {
   }
   const double token_bytes = bytes_per_token(m);
   int reps = (int)o.reps;
+  if (o.embed) {
+    if (!o.json)
+      printf(
+          "model: %s (%s, %.1f M params, %.1f MiB weights), median of %d repetitions\n"
+          "| threads | test | batch time | texts/s | tokens/s |\n",
+          name, nllm_model_arch(m), (double)nllm_model_n_params(m) / 1e6,
+          (double)nllm_model_size_bytes(m) / 1048576.0, reps);
+    int rc = 0;
+    for (int ti = 0; ti < nt && !rc; ti++)
+      rc = run_embed_bench(m, &o, name, t_list[ti] > 0 ? (int)t_list[ti] : nllm_default_n_threads(),
+                           reps);
+    nllm_model_free(m);
+    return rc;
+  }
   if (!o.json) {
     printf("model: %s (%s, %.1f M params, %.1f MiB weights), %d repetitions%s\n", name,
            nllm_model_arch(m), (double)nllm_model_n_params(m) / 1e6,

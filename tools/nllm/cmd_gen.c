@@ -1,6 +1,6 @@
-/* nllm gen-model: a random-weight Llama of a real shape in any weight type, so benchmarks of
- * 100M-8B shapes need no download. The tokenizer is a synthetic 32000-entry SentencePiece vocab
- * (specials, 256 byte tokens, then made-up pieces), enough for the CLI and speed runs. */
+/* nllm gen-model: a random-weight Llama (or BERT encoder) of a real shape in any weight type,
+ * so benchmarks of 100M-8B shapes need no download. The tokenizer is a synthetic SentencePiece
+ * vocab (specials, 256 byte tokens, then made-up pieces), enough for the CLI and speed runs. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,15 +11,17 @@
 typedef struct shape {
   const char *name;
   int dim, layers, heads, kv_heads, ff, vocab;
+  int bert; /* a BERT encoder (arch bert, 512 positions) instead of a Llama */
 } shape;
 
 static const shape shapes[] = {
-    {"110M", 768, 12, 12, 12, 2048, 32000},
-    {"1.1B", 2048, 22, 32, 4, 5632, 32000},
-    {"8B", 4096, 32, 32, 8, 14336, 32000},
-    {"tiny", 64, 2, 4, 2, 192, 32000},
+    {"110M", 768, 12, 12, 12, 2048, 32000, 0},
+    {"1.1B", 2048, 22, 32, 4, 5632, 32000, 0},
+    {"8B", 4096, 32, 32, 8, 14336, 32000, 0},
+    {"tiny", 64, 2, 4, 2, 192, 32000, 0},
     /* rows of 256 (every K-quant fits) and a small vocabulary: quantized-base tests */
-    {"small", 256, 2, 4, 2, 768, 1024},
+    {"small", 256, 2, 4, 2, 768, 1024, 0},
+    {"bert-base", 768, 12, 12, 12, 3072, 30522, 1},
 };
 
 static uint64_t rng_next(uint64_t *s) {
@@ -103,13 +105,58 @@ out:
   return rc;
 }
 
+/* BERT's tensors and keys as llama.cpp's converter writes them (arch bert), random weights,
+ * LayerNorm weights 1 and biases random: what an embedding benchmark runs. */
+static int add_bert(gen_state *g, const shape *sh, int32_t type, float a) {
+  nllm_gguf_writer *w = g->w;
+  if (nllm_gguf_set_u32(w, "bert.context_length", 512) ||
+      nllm_gguf_set_u32(w, "bert.embedding_length", (uint32_t)sh->dim) ||
+      nllm_gguf_set_u32(w, "bert.block_count", (uint32_t)sh->layers) ||
+      nllm_gguf_set_u32(w, "bert.feed_forward_length", (uint32_t)sh->ff) ||
+      nllm_gguf_set_u32(w, "bert.attention.head_count", (uint32_t)sh->heads) ||
+      nllm_gguf_set_f32(w, "bert.attention.layer_norm_epsilon", 1e-12f) ||
+      nllm_gguf_set_bool(w, "bert.attention.causal", 0) ||
+      nllm_gguf_set_u32(w, "bert.pooling_type", 2) ||
+      nllm_gguf_set_u32(w, "tokenizer.ggml.token_type_count", 2))
+    return cli_error("building metadata: %s", nllm_last_error());
+  if (add_tensor(g, "token_embd.weight", type, sh->vocab, sh->dim, a, 0) ||
+      add_tensor(g, "position_embd.weight", type, 512, sh->dim, a, 0) ||
+      /* llama.cpp adds the type row to the F32 embeddings as it is stored: F32 */
+      add_tensor(g, "token_types.weight", NLLM_TYPE_F32, 2, sh->dim, a, 0) ||
+      add_tensor(g, "token_embd_norm.weight", NLLM_TYPE_F32, 1, sh->dim, 0, 1.0f) ||
+      add_tensor(g, "token_embd_norm.bias", NLLM_TYPE_F32, 1, sh->dim, a, 0))
+    return 1;
+  char name[64];
+  for (int l = 0; l < sh->layers; l++) {
+    struct {
+      const char *stem;
+      int64_t rows, cols;
+      int norm;
+    } t[] = {{"attn_q", sh->dim, sh->dim, 0},     {"attn_k", sh->dim, sh->dim, 0},
+             {"attn_v", sh->dim, sh->dim, 0},     {"attn_output", sh->dim, sh->dim, 0},
+             {"attn_output_norm", 1, sh->dim, 1}, {"ffn_up", sh->ff, sh->dim, 0},
+             {"ffn_down", sh->dim, sh->ff, 0},    {"layer_output_norm", 1, sh->dim, 1}};
+    for (size_t j = 0; j < sizeof t / sizeof t[0]; j++) {
+      snprintf(name, sizeof name, "blk.%d.%s.weight", l, t[j].stem);
+      if (add_tensor(g, name, t[j].norm ? NLLM_TYPE_F32 : type, t[j].rows, t[j].cols, a,
+                     t[j].norm ? 1.0f : 0))
+        return 1;
+      snprintf(name, sizeof name, "blk.%d.%s.bias", l, t[j].stem);
+      if (add_tensor(g, name, NLLM_TYPE_F32, 1, t[j].norm ? sh->dim : t[j].rows, a, 0)) return 1;
+    }
+  }
+  return 0;
+}
+
 int cmd_gen_model(int argc, char **argv) {
   const char *out = NULL, *shape_name = "110M", *type_name = "Q4_0";
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       printf(
-          "usage: nllm gen-model -o OUT.gguf [--shape 110M|1.1B|8B|tiny|small] [--type TYPE]\n"
-          "Writes a random-weight Llama of a real shape (for benchmarks). TYPE: F32, F16, "
+          "usage: nllm gen-model -o OUT.gguf [--shape 110M|1.1B|8B|tiny|small|bert-base] "
+          "[--type TYPE]\n"
+          "Writes a random-weight Llama (bert-base: a BERT encoder, 768 x 12 layers) of a real "
+          "shape (for benchmarks). TYPE: F32, F16, "
           "BF16, Q8_0, Q4_0, ... (default Q4_0); norms stay F32.\n");
       return 0;
     }
@@ -127,7 +174,8 @@ int cmd_gen_model(int argc, char **argv) {
   const shape *sh = NULL;
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
     if (!strcmp(shapes[i].name, shape_name)) sh = &shapes[i];
-  if (!sh) return cli_error("unknown shape '%s' (110M, 1.1B, 8B, tiny, small)", shape_name);
+  if (!sh)
+    return cli_error("unknown shape '%s' (110M, 1.1B, 8B, tiny, small, bert-base)", shape_name);
   int32_t type, preset;
   if (nllm_type_parse(type_name, &type, &preset)) return cli_error("--type: %s", nllm_last_error());
   if (preset)
@@ -137,7 +185,7 @@ int cmd_gen_model(int argc, char **argv) {
         type_name);
   type_name = nllm_type_name(type);
 
-  gen_state g = {NULL, calloc(16 + 16 * (size_t)sh->layers, sizeof(void *)), 0,
+  gen_state g = {NULL, calloc(16 + 24 * (size_t)sh->layers, sizeof(void *)), 0,
                  0x9E3779B97F4A7C15ull,
                  malloc(sizeof(float) * (size_t)(sh->ff > sh->dim ? sh->ff : sh->dim))};
   int rc = 1;
@@ -148,7 +196,17 @@ int cmd_gen_model(int argc, char **argv) {
   const int hd = sh->dim / sh->heads, kvd = hd * sh->kv_heads;
   nllm_gguf_writer *w = g.w;
   char name[64];
-  snprintf(name, sizeof name, "random llama %s %s", sh->name, type_name);
+  snprintf(name, sizeof name, "random %s %s %s", sh->bert ? "bert" : "llama", sh->name, type_name);
+  const float a = 0.02f * sqrtf(3.0f); /* uniform with std 0.02 */
+  if (sh->bert) {
+    if (nllm_gguf_set_str(w, "general.architecture", "bert") ||
+        nllm_gguf_set_str(w, "general.name", name) || add_vocab(w, sh->vocab)) {
+      cli_error("building metadata: %s", nllm_last_error());
+      goto done;
+    }
+    if (add_bert(&g, sh, type, a)) goto done;
+    goto write;
+  }
   if (nllm_gguf_set_str(w, "general.architecture", "llama") ||
       nllm_gguf_set_str(w, "general.name", name) ||
       nllm_gguf_set_u32(w, "llama.context_length", 4096) ||
@@ -163,7 +221,6 @@ int cmd_gen_model(int argc, char **argv) {
     cli_error("building metadata: %s", nllm_last_error());
     goto done;
   }
-  const float a = 0.02f * sqrtf(3.0f); /* uniform with std 0.02 */
   if (add_tensor(&g, "token_embd.weight", type, sh->vocab, sh->dim, a, 0) ||
       add_tensor(&g, "output_norm.weight", NLLM_TYPE_F32, 1, sh->dim, 0, 1.0f) ||
       add_tensor(&g, "output.weight", type, sh->vocab, sh->dim, a, 0))
@@ -185,6 +242,7 @@ int cmd_gen_model(int argc, char **argv) {
         goto done;
     }
   }
+write:;
   nllm_status st = nllm_gguf_write(w, out);
   if (st) {
     cli_status_error(st, "cannot write the model");

@@ -137,6 +137,7 @@ static const command commands[] = {
     {"logits", cmd_logits, "write prompt + greedy ids and every position's logits (golden format)"},
     {"info", cmd_info, "print architecture, hyperparameters, metadata and tensors"},
     {"bench", cmd_bench, "measure prompt and generation tokens/s"},
+    {"embed", cmd_embed, "print the embedding vector of each text (pooled, optionally normalized)"},
     {"parallel", cmd_parallel, "generate for every line of a file, many sequences at once"},
     {"chat", cmd_chat, "chat on the terminal with the model's chat template"},
     {"template", cmd_template, "print a conversation rendered with a chat template (Jinja)"},

@@ -36,6 +36,18 @@ int nllm_cmd_convert(int argc, char **argv);
 int nllm_cmd_quantize(int argc, char **argv);
 int cmd_serve(int argc, char **argv); /* tools/serve/cmd_serve.c */
 int cmd_parallel(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+
+/* Embeddings of many token sequences (tools/nllm/embed_seqs.c), for nllm embed, nllm bench
+ * --embed and nllm serve: packed into decode calls of at most n_batch rows and n_seq_max
+ * sequences of ctx (an embeddings context). out: n_embd floats per sequence (pooled), or per
+ * token of every sequence in order (pooling NONE). A sequence longer than n_batch is
+ * NLLM_ERR_INVALID_ARG naming its index. */
+nllm_status cli_embed_seqs(nllm_context *ctx, int32_t n_batch, const nllm_token *const *seqs,
+                           const int32_t *lens, int32_t n, float *out);
+/* "none" "mean" "cls" "last" -> NLLM_POOLING_*, -9 for anything else; and back. */
+int32_t cli_pooling_parse(const char *s);
+const char *cli_pooling_name(int32_t pooling);
 
 #endif
 
@@ -63,6 +75,9 @@ typedef struct cli_opts {
   const char *lora[CLI_MAX_LORA];
   float lora_scale[CLI_MAX_LORA];
   int n_lora;
+  /* nllm embed / bench --embed */
+  const char *pooling; /* none, mean, cls, last */
+  int normalize, no_normalize, embed;
 } cli_opts;
 
 /* Loaded --lora adapters (handles owned here; contexts hold their own references). */

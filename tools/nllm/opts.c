@@ -114,6 +114,13 @@ static const opt opts[] = {
      "PATH SCALE  a LoRA adapter at a user scale (repeatable)"},
     {NULL, "-P", "--n-prompt", O_INT, OFF(n_prompt), 0, 1 << 20, 0, 0,
      "N      prompt tokens to time (bench; default 128)"},
+    {NULL, "--pooling", NULL, O_STR, OFF(pooling), 0, 0, 0, 0,
+     "P  none, mean, cls or last (default: the model's)"},
+    {NULL, "--normalize", NULL, O_FLAG, OFF(normalize), 0, 0, 0, 0,
+     "    L2-normalize the vectors (default: the model's choice)"},
+    {NULL, "--no-normalize", NULL, O_FLAG, OFF(no_normalize), 0, 0, 0, 0, " raw vectors"},
+    {NULL, "--embed", NULL, O_FLAG, OFF(embed), 0, 0, 0, 0,
+     "        time embeddings: batches of texts (bench; -P tokens each, -b texts per batch)"},
 };
 
 static int allowed_has(const char *allowed, const char *name) {

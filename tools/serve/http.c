@@ -38,7 +38,8 @@ struct srv_http {
   atomic_int stopping;
   srv_config cfg;
   srv_api api;
-  srv_sched *sched;
+  srv_sched *sched; /* NULL for an encoder (embeddings only) */
+  srv_embed *embed;
   atomic_int ready, draining, in_flight;
   long long started;
 };
@@ -53,7 +54,8 @@ enum route {
   R_COMPLETIONS,
   R_TOKENIZE,
   R_DETOKENIZE,
-  R_LORA
+  R_LORA,
+  R_EMBEDDINGS
 };
 
 static const struct {
@@ -75,6 +77,8 @@ static const struct {
     {"/tokenize", "POST", R_TOKENIZE},
     {"/detokenize", "POST", R_DETOKENIZE},
     {"/lora-adapters", "GET", R_LORA},
+    {"/v1/embeddings", "POST", R_EMBEDDINGS},
+    {"/embeddings", "POST", R_EMBEDDINGS},
 };
 
 typedef struct req_state {
@@ -582,7 +586,7 @@ static enum MHD_Result dispatch(srv_http *h, struct MHD_Connection *c, req_state
   if (st->route == R_METRICS) {
     srv_stats s;
     memset(&s, 0, sizeof s);
-    if (ready) srv_sched_stats(h->sched, &s);
+    if (ready && h->sched) srv_sched_stats(h->sched, &s);
     char *txt = srv_metrics_text(&s, ready && !draining);
     if (!txt) return send_json(c, 500, NULL);
     return send_buf(c, 200, "text/plain; version=0.0.4", txt, strlen(txt), MHD_RESPMEM_MUST_FREE);
@@ -602,8 +606,15 @@ static enum MHD_Result dispatch(srv_http *h, struct MHD_Connection *c, req_state
                 ? srv_api_tokenize(&h->api, st->body ? st->body : "", st->len, &err)
                 : srv_api_detokenize(&h->api, st->body ? st->body : "", st->len, &err);
       return out ? send_json(c, 200, out) : send_error(c, &err, NULL, NULL);
+    case R_EMBEDDINGS:
+      out = srv_api_embeddings(h->embed, &h->api, st->body ? st->body : "", st->len, &err);
+      return out ? send_json(c, 200, out) : send_error(c, &err, NULL, NULL);
     case R_CHAT:
-    case R_COMPLETIONS: return handle_generate(h, c, st);
+    case R_COMPLETIONS:
+      if (!h->sched)
+        return fail(c, 400, "invalid_request_error", "model_not_generative",
+                    "this model is an encoder: it gives embeddings (/v1/embeddings) only");
+      return handle_generate(h, c, st);
     default: return fail(c, 404, "invalid_request_error", "not_found", "no such route");
   }
 }
@@ -787,11 +798,15 @@ int srv_http_start(const srv_config *cfg, srv_http **out) {
   return 0;
 }
 
+void srv_http_set_embed(srv_http *h, srv_embed *e) {
+  h->embed = e;
+}
+
 void srv_http_set_ready(srv_http *h, const nllm_model *model, srv_sched *s,
                         const char *chat_template) {
   h->api.model = model;
   h->api.tmpl = chat_template;
-  h->api.n_ctx = srv_sched_n_ctx(s);
+  h->api.n_ctx = s ? srv_sched_n_ctx(s) : nllm_model_n_ctx_train(model);
   h->sched = s;
   atomic_store(&h->ready, 1);
 }

@@ -331,6 +331,14 @@ struct cJSON *srv_tools_parse(const srv_reply *rp, const char *text);
  * become, a tool call and is held until the reply ends. */
 size_t srv_tools_content_end(const srv_reply *rp, const char *text, size_t n);
 
+/* /v1/embeddings (embed.c): an embeddings context of the model, made on first use. */
+typedef struct srv_embed srv_embed;
+int srv_embed_create(const nllm_model *model, int n_threads, srv_embed **out);
+void srv_embed_free(srv_embed *e);
+/* The response body (malloc'd JSON), or NULL with err set. Thread-safe. */
+char *srv_api_embeddings(srv_embed *e, const srv_api *a, const char *body, size_t len,
+                         srv_error *err);
+
 typedef struct srv_http srv_http;
 /* Starts listening (the model may still be loading: /health answers 503). */
 int srv_http_start(const srv_config *cfg, srv_http **out);
@@ -341,6 +349,9 @@ void srv_http_set_ready(srv_http *h, const nllm_model *model, srv_sched *s,
 /* The LoRA adapters loaded at start (before srv_http_set_ready; they outlive the server). */
 void srv_http_set_lora(srv_http *h, const char *const *paths, nllm_lora_adapter *const *lora,
                        const float *scales, int n);
+/* /v1/embeddings is served from e (set before srv_http_set_ready). s may be NULL in
+ * srv_http_set_ready for an encoder model: generation routes then answer 400. */
+void srv_http_set_embed(srv_http *h, srv_embed *e);
 /* Stop accepting connections and answer 503 to new requests on open ones. */
 void srv_http_quiesce(srv_http *h);
 /* Open requests still in flight (streams included). */
