@@ -385,6 +385,15 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_seq_pos_max": (c_int32, [context_p, c_int32]),
     "nllm_seq_n_tokens": (c_int32, [context_p, c_int32]),
     "nllm_context_kv_cells": (nllm_status, [context_p, _i32p, _i32p]),
+    # saved state
+    "nllm_state_size": (nllm_status, [context_p, c_int32, POINTER(c_uint64)]),
+    "nllm_state_save": (
+        nllm_status,
+        [context_p, c_int32, c_void_p, c_uint64, POINTER(c_uint64)],
+    ),
+    "nllm_state_load": (nllm_status, [context_p, c_int32, c_void_p, c_uint64]),
+    "nllm_state_save_file": (nllm_status, [context_p, c_int32, c_char_p]),
+    "nllm_state_load_file": (nllm_status, [context_p, c_int32, c_char_p]),
     # sampling
     "nllm_sampler_params_init": (None, [POINTER(nllm_sampler_params)]),
     "nllm_sampler_create": (
