@@ -56,6 +56,7 @@ typedef struct cli_opts {
   int n_stop;
   /* nllm bench: comma-separated value lists of -n and -t (-p is the prompt option's text). */
   const char *n_list, *t_list;
+  const char *par_list; /* nllm bench --parallel: sequence counts */
 } cli_opts;
 
 /* -n -1: generate until an end-of-generation token or a full context. */
