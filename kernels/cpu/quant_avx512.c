@@ -191,6 +191,61 @@ static inline __attribute__((always_inline)) void dot4_32b(const int kind, int64
 static void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32b(K_Q4_0, n, s, x, bx, y);
 }
+/* Q4_0, four rows by four tokens: dot4_32b's arithmetic with the unpacking of each row's four
+ * blocks (permute, nibble split, scales) done once for the four tokens. Sixteen accumulators,
+ * twelve unpacked registers and four of the token leave the compiler a few spills of the
+ * loop-invariant tables, which cost less than the unpacking saved (a decode step of 16
+ * sequences, 134M Q4_0: docs/performance.md). */
+static void q4_0_vec_dot4x4_avx512(int64_t n, float *s, size_t ss, const void *vx, size_t bx,
+                                   const void *vy, size_t by) {
+  const uint8_t *x0 = vx, *y0 = vy;
+  const size_t xs = sizeof(block_q4_0), ys = sizeof(block_q8_0);
+  const k32_index *ix = &k32_tables[K_Q4_0];
+  const __m512i idx_q = _mm512_loadu_si512(ix->qs), idx_w = _mm512_loadu_si512(ix->w);
+  const __m512i m4 = _mm512_set1_epi8(15), voff = _mm512_set1_epi8(8);
+  const int64_t nb = n / QK, nq = nb / 4 * 4;
+  __m512 acc[4][4];
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 4; r++) acc[t][r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nq; b += 4) {
+    __m512i lo[4], hi[4];
+    __m512 dx[4];
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      const __m512i z0 = _mm512_loadu_si512(x), z1 = _mm512_loadu_si512(x + 4 * xs - 64);
+      const __m512i q = _mm512_permutex2var_epi8(z0, idx_q, z1);
+      lo[r] = _mm512_and_si512(q, m4);
+      hi[r] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+      dx[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(z0, idx_w, z1)));
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+      const uint8_t *yb = y0 + (size_t)t * by + (size_t)b * ys;
+      __m512i ylo, yhi;
+      y_quad(yb + 2, ys, &ylo, &yhi);
+      const __m512i yoff = _mm512_sub_epi32(
+          _mm512_setzero_si512(),
+          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), voff, ylo), voff, yhi));
+      const __m512 dy = h4_x4(yb, ys);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(yoff, lo[r], ylo), hi[r], yhi);
+        acc[t][r] = _mm512_fmadd_ps(_mm512_mul_ps(dx[r], dy), _mm512_cvtepi32_ps(p), acc[t][r]);
+      }
+    }
+  }
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 4; r++) {
+      float tail = 0;
+      if (nq < nb) /* the last one to three blocks by the one-row kernel */
+        q4_0_vec_dot_avx2((nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs,
+                          y0 + (size_t)t * by + (size_t)nq * ys);
+      s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[t][r]) + tail;
+    }
+}
+
 static void iq4_nl_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32b(K_IQ4_NL, n, s, x, bx, y);
 }
@@ -619,7 +674,10 @@ void nllm_avx512_init(void) {
  * except Q8_0, Q5_0 and Q5_1. */
 static const nllm_qtype_kernels avx512_rows[] = {
     {.type = NLLM_TYPE_Q8_0, .vec_dot4_tile = q8_0_vec_dot4_avx512, .blas_min_tokens = 256},
-    {.type = NLLM_TYPE_Q4_0, .vec_dot4 = q4_0_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q4_0,
+     .vec_dot4 = q4_0_vec_dot4_avx512,
+     .vec_dot4x4 = q4_0_vec_dot4x4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q5_0, .vec_dot4 = q5_0_vec_dot4_avx512, .blas_min_tokens = 256},
     {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 192},
