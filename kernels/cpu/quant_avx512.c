@@ -318,6 +318,76 @@ static void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx,
   }
 }
 
+/* Q8_0, four rows by four tokens: q8_0_vec_dot4_avx512's arithmetic with each row's loads,
+ * permutes, scales and its 128 * sum(x) term done once for the four tokens. */
+static void q8_0_vec_dot4x4_avx512(int64_t n, float *s, size_t ss, const void *vx, size_t bx,
+                                   const void *vy, size_t by) {
+  const uint8_t *x0 = vx, *y0 = vy;
+  const size_t xs = sizeof(block_q8_0);
+  const __m512i idx_a = _mm512_loadu_si512(q8_0_qa), idx_b = _mm512_loadu_si512(q8_0_qb),
+                idx_w = _mm512_loadu_si512(q8_0_w);
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  const __m512i lanes01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                lanes23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const int64_t nb = n / QK, nq = nb / 4 * 4;
+  __m512 acc[4][4];
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 4; r++) acc[t][r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nq; b += 4) {
+    __m512i qa[4], qb[4], ka[4], kb[4];
+    __m512 dxa[4], dxb[4];
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      const __m512i l0 = _mm512_loadu_si512(x), l1 = _mm512_loadu_si512(x + 64),
+                    l2 = _mm512_loadu_si512(x + 72);
+      qa[r] = _mm512_permutex2var_epi8(l0, idx_a, l1);
+      qb[r] = _mm512_permutex2var_epi8(l1, idx_b, l2);
+      ka[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, qa[r]);
+      kb[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, qb[r]);
+      const __m512i w = _mm512_permutex2var_epi16(l0, idx_w, l1);
+      dxa[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
+      dxb[r] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(w, 1));
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+      const uint8_t *yb = y0 + (size_t)t * by + (size_t)b * xs;
+      const __m512i y01 = _mm512_xor_si512(
+          k128,
+          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(yb + 2))),
+                             _mm256_loadu_si256((const __m256i *)(yb + xs + 2)), 1));
+      const __m512i y23 = _mm512_xor_si512(
+          k128, _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(yb + 2 * xs + 2))),
+                    _mm256_loadu_si256((const __m256i *)(yb + 3 * xs + 2)), 1));
+      const __m128 dyf = _mm_cvtph_ps(
+          _mm_cvtsi64_si128((long long)((uint64_t)load_u16(yb) | (uint64_t)load_u16(yb + xs) << 16 |
+                                        (uint64_t)load_u16(yb + 2 * xs) << 32 |
+                                        (uint64_t)load_u16(yb + 3 * xs) << 48)));
+      const __m512 dy01 = _mm512_permutexvar_ps(lanes01, _mm512_castps128_ps512(dyf));
+      const __m512 dy23 = _mm512_permutexvar_ps(lanes23, _mm512_castps128_ps512(dyf));
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const __m512i pa =
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), y01, qa[r]), ka[r]);
+        const __m512i pb =
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), y23, qb[r]), kb[r]);
+        acc[t][r] = _mm512_fmadd_ps(_mm512_mul_ps(dxa[r], dy01), _mm512_cvtepi32_ps(pa), acc[t][r]);
+        acc[t][r] = _mm512_fmadd_ps(_mm512_mul_ps(dxb[r], dy23), _mm512_cvtepi32_ps(pb), acc[t][r]);
+      }
+    }
+  }
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 4; r++) {
+      float tail = 0;
+      if (nq < nb)
+        q8_0_vec_dot_avx2((nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs,
+                          y0 + (size_t)t * by + (size_t)nq * xs);
+      s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[t][r]) + tail;
+    }
+}
+
 /* ---------------------------------------------------------------- K-quants, four rows
  * Per 256-value super-block the activation's part (its bytes in the order of the weight's
  * nibbles, its block sums, its scale) is prepared once for four rows. Level products go
@@ -673,7 +743,10 @@ void nllm_avx512_init(void) {
  * Crossovers: the four-row kernels stay ahead of dequantize + sgemm at every batch measured
  * except Q8_0, Q5_0 and Q5_1. */
 static const nllm_qtype_kernels avx512_rows[] = {
-    {.type = NLLM_TYPE_Q8_0, .vec_dot4_tile = q8_0_vec_dot4_avx512, .blas_min_tokens = 256},
+    {.type = NLLM_TYPE_Q8_0,
+     .vec_dot4_tile = q8_0_vec_dot4_avx512,
+     .vec_dot4x4 = q8_0_vec_dot4x4_avx512,
+     .blas_min_tokens = 256},
     {.type = NLLM_TYPE_Q4_0,
      .vec_dot4 = q4_0_vec_dot4_avx512,
      .vec_dot4x4 = q4_0_vec_dot4x4_avx512,
