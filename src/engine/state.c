@@ -477,13 +477,20 @@ static nllm_status parse(const nllm_context *ctx, const uint8_t *buf, uint64_t s
   if (ps->n_seqs == 0 || ps->n_seqs > NLLM_SEQ_MAX ||
       (h->kind == STATE_KIND_SEQ && ps->n_seqs != 1))
     return BAD("%u sequences", ps->n_seqs);
+  /* counts stay far below INT32_MAX (the pool's own limit), whatever the file's size */
+  if (ps->n_cells > POS_MAX) return BAD("%u cells", ps->n_cells);
   if (!(ps->n_entries = take(&r, ps->n_seqs, 4))) return BAD("payload truncated");
-  for (uint32_t s = 0; s < ps->n_seqs; s++) ps->n_entries_total += get32(ps->n_entries + 4 * s);
+  for (uint32_t s = 0; s < ps->n_seqs; s++) {
+    const uint32_t n = get32(ps->n_entries + 4 * s);
+    if (n > POS_MAX) return BAD("sequence %u holds %u cells", s, n);
+    ps->n_entries_total += n;
+  }
   if (!(ps->entries = take(&r, ps->n_entries_total, 8))) return BAD("payload truncated");
   if (!(p = take(&r, 2, 4))) return BAD("payload truncated");
   ps->n_rows = get32(p);
   ps->last_n = get32(p + 4);
-  if (ps->n_rows > ps->last_n || (h->kind == STATE_KIND_SEQ && ps->last_n > 1))
+  if (ps->n_rows > ps->last_n || ps->last_n > POS_MAX ||
+      (h->kind == STATE_KIND_SEQ && ps->last_n > 1))
     return BAD("%u rows of logits of %u", ps->n_rows, ps->last_n);
   if (!(ps->row_out = take(&r, ps->last_n, 4)) || !(ps->seq_out = take(&r, ps->n_seqs, 4)) ||
       !(ps->logits = take(&r, ps->n_rows, (uint64_t)h->n_vocab * 4)))
