@@ -485,6 +485,79 @@ static void q4_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, 
   dot4_k45(n, s, x, bx, y, sizeof(block_q4_K), offsetof(block_q4_K, scales),
            offsetof(block_q4_K, qs), -1);
 }
+/* Q4_K, four rows by four tokens: dot4_k45's arithmetic with each row's scales, mins and nibbles
+ * unpacked once for the four tokens. Rows outer, tokens inner keeps one row's unpacked registers
+ * (eight) and the sixteen accumulators live. The min terms keep their own accumulators and the
+ * same order of operations as dot4_k45, so a token's result is bit-identical whichever of the
+ * two kernels a batch gives it (a model's output must not depend on its place in a batch). */
+static void q4_K_vec_dot4x4_avx512(int64_t n, float *s, size_t ss, const void *vx, size_t bx,
+                                   const void *vy, size_t by) {
+  const uint8_t *x0 = vx, *y0 = vy;
+  const size_t xs = sizeof(block_q4_K), off_sc = offsetof(block_q4_K, scales),
+               off_qs = offsetof(block_q4_K, qs);
+  const int64_t nb = n / QK_K;
+  const __m512i m4 = _mm512_set1_epi8(15);
+  const __m512i ilo[2] = {idx_pairs16(0, 2), idx_pairs16(4, 6)};
+  const __m512i ihi[2] = {idx_pairs16(1, 3), idx_pairs16(5, 7)};
+  __m512 acc[4][4];
+  __m256 accm[4][4];
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 4; r++) {
+      acc[t][r] = _mm512_setzero_ps();
+      accm[t][r] = _mm256_setzero_ps();
+    }
+  for (int64_t b = 0; b < nb; b++) {
+    __m512i ylo[4][2], yhi[4][2];
+    __m256i bsums[4];
+    float dy[4];
+    for (int t = 0; t < 4; t++) {
+      const block_q8_K *y = (const block_q8_K *)(y0 + (size_t)t * by) + b;
+      for (int c = 0; c < 2; c++) {
+        const __m512i a = _mm512_loadu_si512(y->qs + 128 * c),
+                      d = _mm512_loadu_si512(y->qs + 128 * c + 64);
+        ylo[t][c] = _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(1, 0, 1, 0));
+        yhi[t][c] = _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(3, 2, 3, 2));
+      }
+      bsums[t] = _mm256_loadu_si256((const __m256i *)y->bsums);
+      dy[t] = y->d;
+    }
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      __m128i sc16, mn16;
+      k4_scales(x + off_sc, &sc16, &mn16);
+      const __m512i scz = _mm512_castsi128_si512(sc16);
+      const __m256i mn32 = _mm256_cvtepu16_epi32(mn16);
+      const __m256i mpair = _mm256_or_si256(mn32, _mm256_slli_epi32(mn32, 16));
+      __m512i lo[2], hi[2], slo[2], shi[2];
+      for (int c = 0; c < 2; c++) {
+        const __m512i q = _mm512_loadu_si512(x + off_qs + 64 * c);
+        lo[c] = _mm512_and_si512(q, m4);
+        hi[c] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        slo[c] = _mm512_permutexvar_epi16(ilo[c], scz);
+        shi[c] = _mm512_permutexvar_epi16(ihi[c], scz);
+      }
+      const float dx = _cvtsh_ss(load_u16(x)), dmx = _cvtsh_ss(load_u16(x + 2));
+#pragma GCC unroll 4
+      for (int t = 0; t < 4; t++) {
+        __m512i sumi = _mm512_setzero_si512();
+        for (int c = 0; c < 2; c++) {
+          sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo[c], ylo[t][c]), slo[c]);
+          sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[c], yhi[t][c]), shi[c]);
+        }
+        const __m256i msum = _mm256_madd_epi16(bsums[t], mpair);
+        acc[t][r] =
+            _mm512_fmadd_ps(_mm512_set1_ps(dx * dy[t]), _mm512_cvtepi32_ps(sumi), acc[t][r]);
+        accm[t][r] =
+            _mm256_fmadd_ps(_mm256_set1_ps(dmx * dy[t]), _mm256_cvtepi32_ps(msum), accm[t][r]);
+      }
+    }
+  }
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 4; r++)
+      s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[t][r]) - hsum_ymm(accm[t][r]);
+}
+
 static void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k45(n, s, x, bx, y, sizeof(block_q5_K), offsetof(block_q5_K, scales),
            offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh));
@@ -759,7 +832,10 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q2_K, .vec_dot4 = q2_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_Q4_K, .vec_dot4 = q4_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q4_K,
+     .vec_dot4 = q4_K_vec_dot4_avx512,
+     .vec_dot4x4 = q4_K_vec_dot4x4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q5_K, .vec_dot4 = q5_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q6_K, .vec_dot4 = q6_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_IQ4_XS,
