@@ -353,8 +353,11 @@ NLLM_API void nllm_context_reset(nllm_context *ctx);
 
 typedef struct nllm_timings {
   uint32_t struct_size;
-  int32_t n_prompt_tokens; /* tokens evaluated in batches of more than one */
-  int32_t n_gen_tokens;    /* tokens evaluated one at a time */
+  /* A decode call's rows count as prompt where their sequence has several rows in the call,
+   * as generated where it has one (a batched step of B sequences is B generated tokens); a
+   * call mixing both splits its time between them by rows. */
+  int32_t n_prompt_tokens;
+  int32_t n_gen_tokens;
   double prompt_ms;
   double gen_ms;
 } nllm_timings;
@@ -453,6 +456,33 @@ NLLM_API nllm_status nllm_get_embeddings_seq(nllm_context *ctx, int32_t seq, con
 /* Per-token vector of row i of the last decode call. NLLM_ERR_INVALID_ARG: a context without
  * embeddings, or i outside the rows of that call. */
 NLLM_API nllm_status nllm_get_embeddings_ith(nllm_context *ctx, int32_t i, const float **out);
+
+/* ---------------------------------------------------------------- saved state
+ *
+ * A context's cached tokens saved as bytes and restored later (this process or another): to
+ * resume a long conversation or reuse a long prompt without evaluating it again. seq =
+ * NLLM_SEQ_ALL saves the whole context: every sequence's cells (shared cells stay shared) and
+ * the logits of the last decode. A sequence id saves that sequence alone, with its last logits
+ * row, and loads into any sequence id of any context of the same model.
+ * A state records the model's identity (shapes and a fingerprint of its weights), the KV cache
+ * types and a checksum (docs/formats.md "Saved state"). Loading checks all of it before it
+ * changes anything: another model or other KV types give NLLM_ERR_INVALID_ARG, a damaged or
+ * truncated state NLLM_ERR_FORMAT, a newer format NLLM_ERR_UNSUPPORTED, too few free cells
+ * NLLM_ERR_CONTEXT_FULL; the context is then exactly as before. After a load, the sequence
+ * holds the saved positions and nllm_get_logits / nllm_get_logits_seq give the saved logits
+ * (a sequence load replaces the logits of the last decode). Not on the CUDA backend yet
+ * (NLLM_ERR_UNSUPPORTED). */
+/* Bytes nllm_state_save needs now. */
+NLLM_API nllm_status nllm_state_size(nllm_context *ctx, int32_t seq, uint64_t *size);
+/* Writes the state into buf; NLLM_ERR_BUFFER_TOO_SMALL if cap is less than needed. *n_written:
+ * the state's size either way. */
+NLLM_API nllm_status nllm_state_save(nllm_context *ctx, int32_t seq, void *buf, uint64_t cap,
+                                     uint64_t *n_written);
+NLLM_API nllm_status nllm_state_load(nllm_context *ctx, int32_t seq, const void *buf,
+                                     uint64_t size);
+/* The same through a file, written atomically (complete under its name or not there). */
+NLLM_API nllm_status nllm_state_save_file(nllm_context *ctx, int32_t seq, const char *path);
+NLLM_API nllm_status nllm_state_load_file(nllm_context *ctx, int32_t seq, const char *path);
 
 /* ---------------------------------------------------------------- sampling */
 

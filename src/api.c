@@ -555,6 +555,52 @@ NLLM_API nllm_status nllm_context_kv_cells(const nllm_context *ctx, int32_t *use
   return NLLM_OK;
 }
 
+/* ---------------------------------------------------------------- saved state */
+
+#define CHECK_STATE(ctx, seq, fn)                                                             \
+  CHECK_ARG(ctx, fn ": ctx is NULL");                                                         \
+  CHECK_ARG((seq) == NLLM_SEQ_ALL || ((seq) >= 0 && (seq) < (ctx)->n_seq),                    \
+            fn ": sequence id %d is outside [0, %d) (n_seq_max) and not NLLM_SEQ_ALL", (seq), \
+            (ctx)->n_seq)
+
+NLLM_API nllm_status nllm_state_size(nllm_context *ctx, int32_t seq, uint64_t *size) {
+  CHECK_STATE(ctx, seq, "nllm_state_size");
+  CHECK_ARG(size, "nllm_state_size: size is NULL");
+  nllm_status st = ctx_enter(ctx, "nllm_state_size");
+  return st ? st : ctx_leave(ctx, nllm_ctx_state_size(ctx, seq, size));
+}
+
+NLLM_API nllm_status nllm_state_save(nllm_context *ctx, int32_t seq, void *buf, uint64_t cap,
+                                     uint64_t *n_written) {
+  CHECK_STATE(ctx, seq, "nllm_state_save");
+  CHECK_ARG(n_written && (buf || cap == 0), "nllm_state_save: NULL argument");
+  nllm_status st = ctx_enter(ctx, "nllm_state_save");
+  return st ? st : ctx_leave(ctx, nllm_ctx_state_save(ctx, seq, buf, cap, n_written));
+}
+
+NLLM_API nllm_status nllm_state_load(nllm_context *ctx, int32_t seq, const void *buf,
+                                     uint64_t size) {
+  CHECK_STATE(ctx, seq, "nllm_state_load");
+  CHECK_ARG(buf || size == 0, "nllm_state_load: buf is NULL");
+  static const uint8_t none[1];
+  nllm_status st = ctx_enter(ctx, "nllm_state_load");
+  return st ? st : ctx_leave(ctx, nllm_ctx_state_load(ctx, seq, buf ? buf : none, size));
+}
+
+NLLM_API nllm_status nllm_state_save_file(nllm_context *ctx, int32_t seq, const char *path) {
+  CHECK_STATE(ctx, seq, "nllm_state_save_file");
+  CHECK_ARG(path && *path, "nllm_state_save_file: path is NULL or empty");
+  nllm_status st = ctx_enter(ctx, "nllm_state_save_file");
+  return st ? st : ctx_leave(ctx, nllm_ctx_state_save_file(ctx, seq, path));
+}
+
+NLLM_API nllm_status nllm_state_load_file(nllm_context *ctx, int32_t seq, const char *path) {
+  CHECK_STATE(ctx, seq, "nllm_state_load_file");
+  CHECK_ARG(path && *path, "nllm_state_load_file: path is NULL or empty");
+  nllm_status st = ctx_enter(ctx, "nllm_state_load_file");
+  return st ? st : ctx_leave(ctx, nllm_ctx_state_load_file(ctx, seq, path));
+}
+
 /* ---------------------------------------------------------------- sampling */
 
 NLLM_API void nllm_sampler_params_init(nllm_sampler_params *p) {

@@ -421,6 +421,15 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_context_normalize": (c_int32, [context_p]),
     "nllm_get_embeddings_seq": (nllm_status, [context_p, c_int32, POINTER(_floatp)]),
     "nllm_get_embeddings_ith": (nllm_status, [context_p, c_int32, POINTER(_floatp)]),
+    # saved state
+    "nllm_state_size": (nllm_status, [context_p, c_int32, POINTER(c_uint64)]),
+    "nllm_state_save": (
+        nllm_status,
+        [context_p, c_int32, c_void_p, c_uint64, POINTER(c_uint64)],
+    ),
+    "nllm_state_load": (nllm_status, [context_p, c_int32, c_void_p, c_uint64]),
+    "nllm_state_save_file": (nllm_status, [context_p, c_int32, c_char_p]),
+    "nllm_state_load_file": (nllm_status, [context_p, c_int32, c_char_p]),
     # sampling
     "nllm_sampler_params_init": (None, [POINTER(nllm_sampler_params)]),
     "nllm_sampler_create": (

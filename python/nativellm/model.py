@@ -22,6 +22,7 @@ from typing import (
 from . import _ffi as ffi
 from ._handle import _c_int, _c_ints, _grow_call, _Handle, _set_int_fields, _to_bytes, _progress_fn
 from ._lib import lib as _C
+from .batch_generate import generate_batch
 from .context import CONTEXT_KEYWORDS, Context
 from .embeddings import embed as _embed
 from .errors import InternalError, _check, _error
@@ -388,6 +389,20 @@ class Model(_Handle):
         skw, ckw = _split_keywords(kw)
         with Context(self, **ckw) as ctx, Sampler(self, **skw) as smp:
             return ctx._generate(prompt, smp, opts)
+
+    @takes_generate_options(more_keywords=True)
+    def generate_batch(
+        self, prompts: Sequence[Union[str, bytes]], *, n_parallel: int = 16, **kw: Any
+    ) -> List[Completion]:
+        """Generate a continuation of every prompt, decoded together in one Context of up to
+        n_parallel sequences (the rest start as others finish); one Completion per prompt, in
+        order. Keywords as for generate() (every prompt gets its own Sampler of the sampling
+        keywords; on_token and cancel are not taken). n_ctx defaults to the room the
+        n_parallel longest requests need at once. Greedy results are those of generate() for
+        each prompt alone."""
+        opts = GenerateOptions.take(kw)
+        skw, ckw = _split_keywords(kw)
+        return generate_batch(self, prompts, opts, skw, ckw, n_parallel)
 
     @takes_generate_options(more_keywords=True)
     def stream(self, prompt: Union[str, bytes], **kw: Any) -> Iterator[str]:

@@ -18,7 +18,7 @@ static int32_t seq_pos_max(const nllm_context *ctx, int32_t s) {
   return q->n ? q->pos[q->n - 1] : -1;
 }
 
-static void sync_pos(nllm_context *ctx) {
+void nllm_ctx_sync_pos(nllm_context *ctx) {
   ctx->pos = seq_pos_max(ctx, 0) + 1;
 }
 
@@ -67,6 +67,11 @@ static nllm_status grow_logits(nllm_context *ctx, int64_t rows) {
   ctx->logits_cap = rows;
   ctx->n_logits = 0;
   return NLLM_OK;
+}
+
+nllm_status nllm_ctx_reserve_out(nllm_context *ctx, int32_t rows, int64_t logit_rows) {
+  nllm_status st = grow_rows(ctx, rows);
+  return st ? st : grow_logits(ctx, logit_rows);
 }
 
 nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, nllm_context **out) {
@@ -425,15 +430,18 @@ nllm_status nllm_ctx_decode_batch(nllm_context *ctx, const nllm_batch *b) {
     if (ctx->row_out[i] >= 0) ctx->seq_out[b->seq_id ? b->seq_id[i] : 0] = ctx->row_out[i];
   ctx->n_logits = n_keep;
   ctx->last_n = n;
-  sync_pos(ctx);
+  nllm_ctx_sync_pos(ctx);
+  /* a sequence's single row is a generation step, several rows are a prompt chunk (seq_scratch:
+   * rows per sequence) */
   const double dt = nllm_time_ms() - t0;
-  if (n > 1) {
-    ctx->tm.n_prompt_tokens += n;
-    ctx->tm.prompt_ms += dt;
-  } else {
-    ctx->tm.n_gen_tokens += 1;
-    ctx->tm.gen_ms += dt;
-  }
+  for (int32_t s = 0; s < ctx->n_seq; s++) ctx->seq_scratch[s] = 0;
+  for (int32_t i = 0; i < n; i++) ctx->seq_scratch[b->seq_id ? b->seq_id[i] : 0]++;
+  int32_t n_gen = 0;
+  for (int32_t i = 0; i < n; i++) n_gen += ctx->seq_scratch[b->seq_id ? b->seq_id[i] : 0] == 1;
+  ctx->tm.n_gen_tokens += n_gen;
+  ctx->tm.gen_ms += dt * n_gen / n;
+  ctx->tm.n_prompt_tokens += n - n_gen;
+  ctx->tm.prompt_ms += dt * (n - n_gen) / n;
   return NLLM_OK;
 }
 
@@ -458,7 +466,7 @@ nllm_status nllm_ctx_seq_remove(nllm_context *ctx, int32_t seq, int32_t p0, int3
                     p0, p1, seq_pos_max(ctx, 0));
   for (int32_t s = 0; s < ctx->n_seq; s++)
     if (seq == NLLM_SEQ_ALL || s == seq) nllm_kv_seq_remove(&ctx->cells, s, p0, p1);
-  sync_pos(ctx);
+  nllm_ctx_sync_pos(ctx);
   return NLLM_OK;
 }
 
@@ -473,14 +481,14 @@ nllm_status nllm_ctx_seq_copy(nllm_context *ctx, int32_t src, int32_t dst, int32
   nllm_kv_seq_remove(kc, dst, p0, p1);
   /* qs->pos/cell are not reallocated by inserting into dst (another sequence) */
   for (int32_t i = i0; i < i1; i++) nllm_kv_seq_insert(kc, dst, qs->pos[i], qs->cell[i]);
-  sync_pos(ctx);
+  nllm_ctx_sync_pos(ctx);
   return NLLM_OK;
 }
 
 nllm_status nllm_ctx_seq_keep(nllm_context *ctx, int32_t seq) {
   for (int32_t s = 0; s < ctx->n_seq; s++)
     if (s != seq) nllm_kv_seq_remove(&ctx->cells, s, 0, INT32_MAX);
-  sync_pos(ctx);
+  nllm_ctx_sync_pos(ctx);
   return NLLM_OK;
 }
 
@@ -557,6 +565,6 @@ nllm_status nllm_ctx_seq_shift(nllm_context *ctx, int32_t seq, int32_t p0, int32
   memcpy(q->pos, tp, (size_t)k * sizeof *tp);
   memcpy(q->cell, tc, (size_t)k * sizeof *tc);
   free(tmp);
-  sync_pos(ctx);
+  nllm_ctx_sync_pos(ctx);
   return NLLM_OK;
 }

@@ -67,10 +67,21 @@ nllm_status nllm_ctx_set_lora(nllm_context *ctx, int32_t seq, nllm_lora_adapter 
 const nllm_lora_set *const *nllm_ctx_lora_rows(nllm_context *ctx, const int32_t *seq_ids,
                                                int32_t nb);
 void nllm_ctx_lora_free(nllm_context *ctx);
+/* Sequence 0's position (ctx->pos) after its cells changed. */
+void nllm_ctx_sync_pos(nllm_context *ctx);
+/* Room for a decode of `rows` rows keeping `logit_rows` rows of logits (may drop the logits). */
+nllm_status nllm_ctx_reserve_out(nllm_context *ctx, int32_t rows, int64_t logit_rows);
 
-nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, nllm_context **out);
-void nllm_ctx_free(nllm_context *ctx);
-nllm_status nllm_ctx_decode(nllm_context *ctx, const nllm_token *tokens, int32_t n);
+/* Saved states (state.c; seq = NLLM_SEQ_ALL for the whole context, arguments checked). */
+nllm_status nllm_ctx_state_size(nllm_context *ctx, int32_t seq, uint64_t *size);
+nllm_status nllm_ctx_state_save(nllm_context *ctx, int32_t seq, void *buf, uint64_t cap,
+                                uint64_t *n_written);
+nllm_status nllm_ctx_state_save_file(nllm_context *ctx, int32_t seq, const char *path);
+nllm_status nllm_ctx_state_load(nllm_context *ctx, int32_t seq, const void *buf, uint64_t size);
+nllm_status nllm_ctx_state_load_file(nllm_context *ctx, int32_t seq, const char *path);
+/* The checksum a state of size bytes (>= its 72-byte header) carries at byte 64: for tests
+ * that forge states whose damage only the structural checks can find. */
+uint64_t nllm_state_checksum(const uint8_t *state, uint64_t size);
 
 struct nllm_sampler {
   const nllm_model *model;

@@ -608,3 +608,39 @@ void nllm_forward_kv_copy(nllm_forward_state *fs, int32_t src, int32_t dst) {
   copy_cells(fs->kv.k, fs->kv.type, fs, src, dst);
   copy_cells(fs->kv.v, fs->kv.type_v, fs, src, dst);
 }
+
+/* The head-major layout of cpu_kv_store seen one cell at a time: per layer, K's heads then V's. */
+uint64_t nllm_forward_kv_cell_bytes(const nllm_forward_state *fs) {
+  const nllm_hparams *hp = &fs->model->hp;
+  const uint64_t n_cpu = (uint64_t)(hp->n_layer - fs->model->n_gpu_layers);
+  return n_cpu * (uint64_t)hp->n_head_kv *
+         (nllm_row_size(fs->kv.type, hp->head_dim) + nllm_row_size(fs->kv.type_v, hp->head_dim));
+}
+
+static void cell_io(const nllm_forward_state *fs, int32_t cell, uint8_t *buf, int to_cache) {
+  const nllm_hparams *hp = &fs->model->hp;
+  const int32_t n_cpu = hp->n_layer - fs->model->n_gpu_layers;
+  uint8_t *const caches[2] = {fs->kv.k, fs->kv.v};
+  const int32_t types[2] = {fs->kv.type, fs->kv.type_v};
+  for (int32_t il = 0; il < n_cpu; il++)
+    for (int kv = 0; kv < 2; kv++) {
+      const size_t hrow = nllm_row_size(types[kv], hp->head_dim);
+      const size_t head_bytes = (size_t)fs->kv.n_ctx * hrow;
+      uint8_t *layer = caches[kv] + (size_t)il * head_bytes * (size_t)hp->n_head_kv;
+      for (int64_t h = 0; h < hp->n_head_kv; h++, buf += hrow) {
+        uint8_t *row = layer + (size_t)h * head_bytes + (size_t)cell * hrow;
+        if (to_cache)
+          memcpy(row, buf, hrow);
+        else
+          memcpy(buf, row, hrow);
+      }
+    }
+}
+
+void nllm_forward_kv_cell_get(const nllm_forward_state *fs, int32_t cell, uint8_t *buf) {
+  cell_io(fs, cell, buf, 0);
+}
+
+void nllm_forward_kv_cell_set(nllm_forward_state *fs, int32_t cell, const uint8_t *buf) {
+  cell_io(fs, cell, (uint8_t *)buf, 1);
+}

@@ -144,5 +144,10 @@ nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank);
  * `cell` by delta positions (a context shift), copy cache row src to dst in every layer. */
 void nllm_forward_kv_shift(nllm_forward_state *fs, int32_t cell, int32_t delta);
 void nllm_forward_kv_copy(nllm_forward_state *fs, int32_t src, int32_t dst);
+/* Bytes of one cache cell over every CPU layer, K then V (saved states, engine/state.c), and
+ * the copy of that cell out of the cache into buf or from buf into the cache. */
+uint64_t nllm_forward_kv_cell_bytes(const nllm_forward_state *fs);
+void nllm_forward_kv_cell_get(const nllm_forward_state *fs, int32_t cell, uint8_t *buf);
+void nllm_forward_kv_cell_set(nllm_forward_state *fs, int32_t cell, const uint8_t *buf);
 
 #endif

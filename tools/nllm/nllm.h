@@ -78,6 +78,7 @@ typedef struct cli_opts {
   /* nllm embed / bench --embed */
   const char *pooling; /* none, mean, cls, last */
   int normalize, no_normalize, embed;
+  const char *par_list; /* nllm bench --parallel: sequence counts */
 } cli_opts;
 
 /* Loaded --lora adapters (handles owned here; contexts hold their own references). */

@@ -106,6 +106,8 @@ static const opt opts[] = {
      "TYPE KV cache type of K: f16 (default), f32, bf16, q8_0, q4_0"},
     {NULL, "-ctv", "--cache-type-v", O_STR, OFF(cache_v), 0, 0, 0, 0,
      "TYPE KV cache type of V (default: as K)"},
+    {"bench:-np", "-np", "--parallel", O_STR, OFF(par_list), 0, 0, 0, 0,
+     "B,B..  sequences decoded together: aggregate t/s of each count (bench)"},
     {NULL, "-np", "--parallel", O_INT, OFF(n_parallel), 1, 1024, 0, 0,
      "N    sequences decoded together, the rest queued (parallel; default 4)"},
     {NULL, "--lora", NULL, O_LORA, OFF(lora), 0, 0, 0, 0,
