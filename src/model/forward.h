@@ -79,6 +79,9 @@ typedef struct nllm_fw_ops {
   /* b->up = act(gate) * up, fused (gate and up stacked in b->gate) or not per the arch */
   nllm_status (*glu)(const nllm_fw_run *r, const nllm_fw_bufs *b);
   nllm_status (*softcap)(const nllm_fw_run *r, float *y, int64_t count);
+  /* a sparse layer's FFN on b->xb in place: router, top-k, the chosen experts. NULL: the
+   * backend has no expert kernel and the forward pass runs this step on the CPU's */
+  nllm_status (*moe)(const nllm_fw_run *r, const nllm_fw_bufs *b, const nllm_layer *L);
   /* host <-> this backend's memory */
   nllm_status (*from_host)(const nllm_fw_run *r, void *dst, const void *src, size_t bytes);
   nllm_status (*to_host)(const nllm_fw_run *r, void *dst, const void *src, size_t bytes);
@@ -97,6 +100,10 @@ struct nllm_forward_state {
   float *att_scratch; /* per thread: n_rep * n_ctx scores + 2 rows */
   size_t att_scratch_per_thread;
   void *wdata; /* activation quantization for matmuls */
+  /* sparse layers (a model with experts): router logits [n_batch][n_expert] and the expert
+   * kernel's scratch (kernels/moe.h) */
+  float *moe_logits;
+  void *moe_scratch;
   nllm_abort_fn abort_cb;
   void *abort_ud;
   /* GPU part (model->n_gpu_layers > 0, CUDA builds): the context's own stream and buffers */

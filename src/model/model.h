@@ -21,6 +21,10 @@ typedef struct nllm_arch {
    * (Mistral, Phi-3); n > 0 = all but every n-th, i.e. layer il attends globally when
    * il % n == n - 1 (Gemma 2: n = 2, layers 0, 2, 4.. slide, as HF's layer_types say). */
   int swa_global_every;
+  /* Mixture of experts (Mixtral as GGUF "llama" with expert_count, Qwen3-MoE): whether the
+   * chosen experts' weights are renormalized to sum 1 when the file does not say
+   * (expert_weights_norm). A layer is sparse when it has a router (ffn_gate_inp). */
+  int expert_norm;
 } nllm_arch;
 
 const nllm_arch *nllm_arch_find(const char *name);
@@ -32,6 +36,9 @@ typedef struct nllm_hparams {
   float attn_softcap, final_softcap; /* 0 = off */
   int32_t sliding_window;            /* 0 = off */
   float attn_scale;                  /* 1/sqrt(head_dim) unless the file says otherwise */
+  /* Mixture of experts: 0 experts = a dense model. n_ff_exp is one expert's hidden width
+   * (n_ff stays the dense layers' width where a model mixes both). */
+  int32_t n_expert, n_expert_used, n_ff_exp, expert_norm;
 } nllm_hparams;
 
 /* A matrix or vector the forward pass uses; vectors are always F32 (converted at load). */
@@ -48,6 +55,9 @@ typedef struct nllm_layer {
   nllm_weight attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm;
   nllm_weight ffn_norm, w_gate, w_up, w_down;
   nllm_weight post_attn_norm, post_ffn_norm;
+  /* A sparse layer: the router ([n_expert][n_embd]) and the experts' matrices stacked, rows and
+   * cols giving one expert's matrix (expert e at data + e * rows * row size). */
+  nllm_weight ffn_gate_inp, ffn_gate_exps, ffn_up_exps, ffn_down_exps;
   int32_t window; /* attention sees the last `window` positions (itself included); 0 = all */
 } nllm_layer;
 
