@@ -157,7 +157,8 @@ START_TEST(moe_a_logits) {
 END_TEST
 
 START_TEST(hf_folders) {
-  static const char *dirs[] = {"tiny-llama", "tiny-qwen2", "tiny-qwen3"};
+  static const char *dirs[] = {"tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-mixtral",
+                               "tiny-qwen3-moe"};
   char dir[1024], golden[1024], rel[256];
   snprintf(rel, sizeof rel, "hf/%s/golden.logits.txt", dirs[_i]);
   if (!testdata_path(golden, sizeof golden, rel)) return;
@@ -177,7 +178,8 @@ END_TEST
 /* nllm convert: the GGUF written from each HF folder gives the same logits (tiny-llama's q/k rows
  * are permuted into GGUF's rope layout on the way, so this also checks that permutation). */
 START_TEST(hf_converted_to_gguf) {
-  static const char *dirs[] = {"tiny-llama", "tiny-qwen2", "tiny-qwen3"};
+  static const char *dirs[] = {"tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-mixtral",
+                               "tiny-qwen3-moe"};
   char dir[1024], golden[1024], rel[256], out[256];
   snprintf(rel, sizeof rel, "hf/%s/golden.logits.txt", dirs[_i]);
   if (!testdata_path(golden, sizeof golden, rel)) return;
@@ -240,8 +242,8 @@ int main(void) {
   tcase_add_loop_test(tc, tiny_a_lowbit_logits, 0,
                       (int)(sizeof tiny_a_lowbit / sizeof tiny_a_lowbit[0]));
   tcase_add_loop_test(tc, moe_a_logits, 0, (int)(sizeof moe_a / sizeof moe_a[0]));
-  tcase_add_loop_test(tc, hf_folders, 0, 3);
-  tcase_add_loop_test(tc, hf_converted_to_gguf, 0, 3);
+  tcase_add_loop_test(tc, hf_folders, 0, 5);
+  tcase_add_loop_test(tc, hf_converted_to_gguf, 0, 5);
   tcase_add_test(tc, llama2_tiny_random_loads);
   suite_add_tcase(s, tc);
   return run_suite(s);
