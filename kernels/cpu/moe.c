@@ -55,6 +55,19 @@ void nllm_moe_route(const float *logits, int64_t n_tok, int32_t n_expert, int32_
   }
 }
 
+/* One expert matrix applied to its slot group: y[s][r] = W_e[r] . act(s) for the group's
+ * slots s in [s0, s1); act(s) is row idx[s] of act (or row s when idx is NULL). */
+typedef struct moe_task {
+  const uint8_t *W;
+  const nllm_qtype *q;
+  float *y; /* row s of the result at y + s * rows */
+  int64_t rows, cols, s0, s1;
+  const uint8_t *act;
+  size_t a_rs, w_rs;
+  const int32_t *idx;
+  int64_t first_item; /* items of earlier tasks */
+} moe_task;
+
 /* ---- scratch layout */
 
 typedef struct moe_layout {
@@ -95,7 +108,7 @@ static moe_layout layout(int64_t n_tok, int64_t d, int64_t ff, int32_t n_expert,
   PLACE(mm,
         max3(nllm_matmul_wsize(tg, d, n_tok, n_threads), nllm_matmul_wsize(tu, d, n_tok, n_threads),
              nllm_matmul_wsize(td, ff, n_tok, n_threads)));
-  PLACE(tasks, 2 * ((size_t)n_expert + 1) * 64); /* moe_task is well under 64 bytes */
+  PLACE(tasks, 2 * ((size_t)n_expert + 1) * sizeof(moe_task));
 #undef PLACE
   L.items = 0;
   L.total = o + 64;
@@ -109,19 +122,6 @@ size_t nllm_moe_scratch_size(int64_t n_tok, int64_t d, int64_t ff, int32_t n_exp
 }
 
 /* ---- the job over many experts' rows */
-
-/* One expert matrix applied to its slot group: y[s][r] = W_e[r] . act(s) for the group's
- * slots s in [s0, s1); act(s) is row idx[s] of act (or row s when idx is NULL). */
-typedef struct moe_task {
-  const uint8_t *W;
-  const nllm_qtype *q;
-  float *y; /* row s of the result at y + s * rows */
-  int64_t rows, cols, s0, s1;
-  const uint8_t *act;
-  size_t a_rs, w_rs;
-  const int32_t *idx;
-  int64_t first_item; /* items of earlier tasks */
-} moe_task;
 
 typedef struct moe_job {
   const moe_task *tasks;
