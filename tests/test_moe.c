@@ -129,9 +129,8 @@ static const struct {
   int32_t type;
   double tol;
 } kinds[] = {
-    {NLLM_TYPE_F32, 1e-5},  {NLLM_TYPE_F16, 4e-3},  {NLLM_TYPE_BF16, 2e-2},
-    {NLLM_TYPE_Q8_0, 4e-2}, {NLLM_TYPE_Q4_0, 4e-2}, {NLLM_TYPE_Q4_K, 4e-2},
-    {NLLM_TYPE_Q6_K, 4e-2},
+    {NLLM_TYPE_F32, 1e-5},  {NLLM_TYPE_F16, 4e-3},  {NLLM_TYPE_BF16, 2e-2}, {NLLM_TYPE_Q8_0, 4e-2},
+    {NLLM_TYPE_Q4_0, 4e-2}, {NLLM_TYPE_Q4_K, 4e-2}, {NLLM_TYPE_Q6_K, 4e-2},
 };
 
 START_TEST(grouped_vs_reference) {
@@ -254,7 +253,8 @@ START_TEST(model_prompt_equals_decode) {
   int ids[40];
   const int nv = nllm_model_n_vocab(m);
   uint64_t rng = 42;
-  for (int i = 0; i < 40; i++) ids[i] = 3 + (int)((test_frand(&rng) + 1.0f) * 0.5f * (float)(nv - 4));
+  for (int i = 0; i < 40; i++)
+    ids[i] = 3 + (int)((test_frand(&rng) + 1.0f) * 0.5f * (float)(nv - 4));
   ck_assert_int_eq(nllm_decode(batch, ids, 40), NLLM_OK);
   double worst = 0;
   for (int i = 0; i < 40; i++) {
