@@ -124,7 +124,7 @@ size_t nllm_moe_scratch_size(int64_t n_tok, int64_t d, int64_t ff, int32_t n_exp
 /* ---- the job over many experts' rows */
 
 typedef struct moe_job {
-  const moe_task *tasks;
+  moe_task *tasks;
   int n_tasks;
   int64_t item_rows;
 } moe_job;
@@ -153,6 +153,24 @@ static void task_item(void *vjob, int64_t item, int worker) {
       for (; r + 4 <= r1; r += 4) dot4(tk->cols, &y[r], tk->W + (size_t)r * tk->w_rs, tk->w_rs, a);
     for (; r < r1; r++) dot(tk->cols, &y[r], tk->W + (size_t)r * tk->w_rs, a);
   }
+}
+
+/* Splits every task's rows into work items of one size, about 16 per thread over all tasks (in
+ * multiples of 4 rows for the four-row kernels; rows_per_tok: the tasks' rows per token of
+ * the batch, so a prompt's items stay as short as a decode step's and its tokens reuse them
+ * while they are in cache), and runs them. */
+static void run_tasks(moe_job *job, int64_t rows_per_tok, int nt) {
+  if (!job->n_tasks) return;
+  int64_t r = (rows_per_tok + 16 * nt - 1) / (16 * nt);
+  r = (r + 3) & ~(int64_t)3;
+  job->item_rows = r < 4 ? 4 : r > 256 ? 256 : r;
+  int64_t n_items = 0;
+  for (int i = 0; i < job->n_tasks; i++) {
+    moe_task *tk = &job->tasks[i];
+    tk->first_item = n_items;
+    n_items += (tk->rows + job->item_rows - 1) / job->item_rows;
+  }
+  nllm_pool_run(nt, n_items, task_item, job);
 }
 
 typedef struct quant_job {
@@ -272,24 +290,8 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
       total_rows += ff * cnt;
     }
   }
-  /* rows per item: about 16 items per thread over all tasks, a multiple of 4 */
-#define ITEM_ROWS(rows_total, rows_one)                                             \
-  do {                                                                              \
-    int64_t r_ = ((rows_total) + 16 * nt - 1) / (16 * nt);                          \
-    r_ = (r_ + 3) & ~(int64_t)3;                                                    \
-    job.item_rows = r_ < 4 ? 4 : r_ > 256 ? 256 : r_;                               \
-    if (job.item_rows > (rows_one)) job.item_rows = ((rows_one) + 3) & ~(int64_t)3; \
-  } while (0)
   moe_job job = {.tasks = tasks, .n_tasks = n_tasks};
-  int64_t n_items = 0;
-  if (n_tasks) {
-    ITEM_ROWS(total_rows / (n > 1 ? n : 1), ff);
-    for (int i = 0; i < n_tasks; i++) {
-      tasks[i].first_item = n_items;
-      n_items += (tasks[i].rows + job.item_rows - 1) / job.item_rows;
-    }
-    nllm_pool_run(nt, n_items, task_item, &job);
-  }
+  run_tasks(&job, total_rows / n, nt);
   uint8_t *mm = base + L.mm;
   if (any_blas)
     for (int32_t e = 0; e < ne; e++) {
@@ -328,16 +330,7 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
     total_rows += d * cnt;
   }
   job.n_tasks = n_tasks;
-  n_items = 0;
-  if (n_tasks) {
-    ITEM_ROWS(total_rows / (n > 1 ? n : 1), d);
-    for (int i = 0; i < n_tasks; i++) {
-      tasks[i].first_item = n_items;
-      n_items += (tasks[i].rows + job.item_rows - 1) / job.item_rows;
-    }
-    nllm_pool_run(nt, n_items, task_item, &job);
-  }
-#undef ITEM_ROWS
+  run_tasks(&job, total_rows / n, nt);
   if (any_blas)
     for (int32_t e = 0; e < ne; e++) {
       int64_t cnt = off[e + 1] - off[e];
