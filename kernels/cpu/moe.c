@@ -155,15 +155,15 @@ static void task_item(void *vjob, int64_t item, int worker) {
   }
 }
 
-/* Splits every task's rows into work items of one size, about 16 per thread over all tasks (in
- * multiples of 4 rows for the four-row kernels; rows_per_tok: the tasks' rows per token of
- * the batch, so a prompt's items stay as short as a decode step's and its tokens reuse them
- * while they are in cache), and runs them. */
-static void run_tasks(moe_job *job, int64_t rows_per_tok, int nt) {
+/* Splits every task's rows into work items of one size and runs them. One token: about 16
+ * items per thread over all the tasks' rows (multiples of 4 for the four-row kernels), so the
+ * k experts are read by all threads at once. Several: 16 rows, which stay in L1/L2 while the
+ * group's tokens pass over them (as nllm_matmul's prompt items). */
+static void run_tasks(moe_job *job, int64_t n_tok, int64_t rows_total, int nt) {
   if (!job->n_tasks) return;
-  int64_t r = (rows_per_tok + 16 * nt - 1) / (16 * nt);
+  int64_t r = (rows_total + 16 * nt - 1) / (16 * nt);
   r = (r + 3) & ~(int64_t)3;
-  job->item_rows = r < 4 ? 4 : r > 256 ? 256 : r;
+  job->item_rows = n_tok > 1 ? 16 : r < 4 ? 4 : r > 256 ? 256 : r;
   int64_t n_items = 0;
   for (int i = 0; i < job->n_tasks; i++) {
     moe_task *tk = &job->tasks[i];
@@ -291,7 +291,7 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
     }
   }
   moe_job job = {.tasks = tasks, .n_tasks = n_tasks};
-  run_tasks(&job, total_rows / n, nt);
+  run_tasks(&job, n, total_rows, nt);
   uint8_t *mm = base + L.mm;
   if (any_blas)
     for (int32_t e = 0; e < ne; e++) {
@@ -330,7 +330,7 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
     total_rows += d * cnt;
   }
   job.n_tasks = n_tasks;
-  run_tasks(&job, total_rows / n, nt);
+  run_tasks(&job, n, total_rows, nt);
   if (any_blas)
     for (int32_t e = 0; e < ne; e++) {
       int64_t cnt = off[e + 1] - off[e];
