@@ -25,9 +25,9 @@ static size_t max_wsize(const nllm_model *m, int32_t n_batch, int32_t n_threads)
   }
   for (int il = 0; il < m->hp.n_layer; il++) {
     const nllm_layer *L = &m->layers[il];
-    MAXW(L->wq)
-    MAXW(L->wk) MAXW(L->wv) MAXW(L->wo) MAXW(L->w_gate) MAXW(L->w_up) MAXW(L->w_down)
-        MAXW(L->ffn_gate_inp)
+    const nllm_weight *mats[] = {&L->wq,     &L->wk,   &L->wv,     &L->wo,
+                                 &L->w_gate, &L->w_up, &L->w_down, &L->ffn_gate_inp};
+    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) MAXW(*mats[i])
   }
   MAXW(m->output)
 #undef MAXW

@@ -9,7 +9,8 @@
 #include "nllm.h"
 
 #define BENCH_OPTS                                                                              \
-  "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap --no-mmap " \
+  "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap " \
+  "--no-mmap "                                                                                  \
   "--no-warmup"
 
 static int cmp_double(const void *a, const void *b) {
