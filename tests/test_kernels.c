@@ -184,8 +184,8 @@ START_TEST(golden_dequant) {
   int n = 0;
   check_golden(golden_files[_i], &n);
   if (n == 0) /* one SKIP line per check (tests/run_tests.sh counts them) */
-    fprintf(stderr, "%sgolden %s absent\n", testutil_skipped ? "  also skipped: " : "SKIP: ",
-            golden_files[_i]);
+    fprintf(stderr, "%sgolden %s absent\n",
+            testutil_skipped ? "  also skipped: " : "SKIP: ", golden_files[_i]);
 }
 END_TEST
 
@@ -702,7 +702,7 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
   /* the reference sees the activation exactly as the kernel does: rounded to vec_dot_type,
    * except on the sgemm path, which takes float activations as they are */
   for (int64_t t = 0; t < n_tok; t++) {
-    if (q->vec_dot_type == NLLM_TYPE_F32 || nllm_matmul_uses_blas(type, n_tok)) {
+    if (q->vec_dot_type == NLLM_TYPE_F32 || nllm_matmul_uses_blas(type, n_tok, n_threads)) {
       memcpy(xd + t * cols, x + t * cols, sizeof(float) * (size_t)cols);
     } else {
       vq->from_float_ref(x + t * cols, xq + (size_t)t * ars, cols);
@@ -718,7 +718,7 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
       double sumabs, ex = dot_exact(wf + r * cols, xd + t * cols, cols, &sumabs);
       float got = y[t * rows + r];
       double tol = dot_tol(cols, sumabs);
-      if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok))
+      if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok, n_threads))
         tol += offset_tol(q, W + (size_t)r * rs, xq + (size_t)t * ars, cols);
       ck_assert_msg(fabs(got - ex) <= tol,
                     "matmul %s rows %lld cols %lld n_tok %lld threads %d: y[%lld,%lld] = %.9g, "
@@ -850,7 +850,6 @@ START_TEST(rope_vs_naive) {
   }
 }
 END_TEST
-
 
 /* ------------------------------------------------------------------ load-only low-bit types */
 
@@ -1007,8 +1006,8 @@ START_TEST(iq2_xxs_every_index) {
         uint64_t pt = nllm_iq2xxs_grid[(k + grp / 4) & 255];
         for (int j = 0; j < 8; j++) {
           float v = out[8 * grp + j], mag = fabsf(v) / db;
-          ck_assert_msg(mag == (float)((pt >> (8 * j)) & 255), "k %d group %d j %d: %g", k, grp,
-                        j, v);
+          ck_assert_msg(mag == (float)((pt >> (8 * j)) & 255), "k %d group %d j %d: %g", k, grp, j,
+                        v);
           ck_assert(mag == 8 || mag == 25 || mag == 43);
           neg += v < 0;
           if (j < 7) ck_assert_int_eq(v < 0, sg >> j & 1);
