@@ -32,12 +32,18 @@ NLLM_API const char *nllm_type_name(int32_t type) {
 
 /* ---------------------------------------------------------------- model */
 
-NLLM_API void nllm_model_params_init(nllm_model_params *p) {
-  if (!p) return;
-  memset(p, 0, sizeof *p);
-  p->struct_size = sizeof *p;
-  p->use_mmap = 0;
-  p->quantize_type = NLLM_TYPE_NONE;
+NLLM_API nllm_status nllm_model_params_init_sized(nllm_model_params *p, size_t size) {
+  nllm_model_params d;
+  memset(&d, 0, sizeof d);
+  d.use_mmap = 0;
+  d.quantize_type = NLLM_TYPE_NONE;
+  return nllm_init_params(p, size, &d, sizeof d, "nllm_model_params");
+}
+
+/* The unsized inits are the symbols programs built before the header's macros call: the
+ * parentheses keep the macros of the same names from expanding here. */
+NLLM_API void(nllm_model_params_init)(nllm_model_params *p) {
+  nllm_model_params_init_sized(p, NLLM_PARAMS_V1_SIZE(nllm_model_params, progress_user_data));
 }
 
 NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *params,
@@ -231,10 +237,15 @@ static nllm_status copy_out(const char *what, char *text, size_t n, char *buf, i
   return st;
 }
 
-NLLM_API void nllm_chat_template_params_init(nllm_chat_template_params *p) {
-  if (!p) return;
-  memset(p, 0, sizeof *p);
-  p->struct_size = sizeof *p;
+NLLM_API nllm_status nllm_chat_template_params_init_sized(nllm_chat_template_params *p,
+                                                          size_t size) {
+  nllm_chat_template_params d;
+  memset(&d, 0, sizeof d);
+  return nllm_init_params(p, size, &d, sizeof d, "nllm_chat_template_params");
+}
+
+NLLM_API void(nllm_chat_template_params_init)(nllm_chat_template_params *p) {
+  nllm_chat_template_params_init_sized(p, NLLM_PARAMS_V1_SIZE(nllm_chat_template_params, now));
 }
 
 NLLM_API nllm_status nllm_chat_template_render(const nllm_model *m,
@@ -290,14 +301,18 @@ NLLM_API nllm_status nllm_tool_calls_parse(const char *text, const char *format,
 
 /* ---------------------------------------------------------------- context */
 
-NLLM_API void nllm_context_params_init(nllm_context_params *p) {
-  if (!p) return;
-  memset(p, 0, sizeof *p);
-  p->struct_size = sizeof *p;
-  p->kv_type = NLLM_TYPE_F16;
-  p->n_seq_max = 1;
-  p->seed = NLLM_SEED_DEFAULT;
-  p->kv_type_v = NLLM_TYPE_NONE;
+NLLM_API nllm_status nllm_context_params_init_sized(nllm_context_params *p, size_t size) {
+  nllm_context_params d;
+  memset(&d, 0, sizeof d);
+  d.kv_type = NLLM_TYPE_F16;
+  d.n_seq_max = 1;
+  d.seed = NLLM_SEED_DEFAULT;
+  d.kv_type_v = NLLM_TYPE_NONE;
+  return nllm_init_params(p, size, &d, sizeof d, "nllm_context_params");
+}
+
+NLLM_API void(nllm_context_params_init)(nllm_context_params *p) {
+  nllm_context_params_init_sized(p, NLLM_PARAMS_V1_SIZE(nllm_context_params, kv_type_v));
 }
 
 NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context_params *params,
@@ -411,10 +426,14 @@ NLLM_API nllm_status nllm_context_timings(const nllm_context *ctx, nllm_timings 
 
 /* ---------------------------------------------------------------- many sequences per context */
 
-NLLM_API void nllm_batch_init(nllm_batch *b) {
-  if (!b) return;
-  memset(b, 0, sizeof *b);
-  b->struct_size = sizeof *b;
+NLLM_API nllm_status nllm_batch_init_sized(nllm_batch *b, size_t size) {
+  nllm_batch d;
+  memset(&d, 0, sizeof d);
+  return nllm_init_params(b, size, &d, sizeof d, "nllm_batch");
+}
+
+NLLM_API void(nllm_batch_init)(nllm_batch *b) {
+  nllm_batch_init_sized(b, NLLM_PARAMS_V1_SIZE(nllm_batch, logits));
 }
 
 NLLM_API nllm_status nllm_decode_batch(nllm_context *ctx, const nllm_batch *batch) {
@@ -493,17 +512,21 @@ NLLM_API nllm_status nllm_context_kv_cells(const nllm_context *ctx, int32_t *use
 
 /* ---------------------------------------------------------------- sampling */
 
-NLLM_API void nllm_sampler_params_init(nllm_sampler_params *p) {
-  if (!p) return;
-  memset(p, 0, sizeof *p);
-  p->struct_size = sizeof *p;
-  p->temperature = 0.8f;
-  p->top_k = 40;
-  p->top_p = 0.95f;
-  p->min_p = 0.05f;
-  p->repeat_penalty = 1.0f; /* off, so temperature 0 is plain greedy */
-  p->repeat_last_n = 64;
-  p->seed = NLLM_SEED_DEFAULT;
+NLLM_API nllm_status nllm_sampler_params_init_sized(nllm_sampler_params *p, size_t size) {
+  nllm_sampler_params d;
+  memset(&d, 0, sizeof d);
+  d.temperature = 0.8f;
+  d.top_k = 40;
+  d.top_p = 0.95f;
+  d.min_p = 0.05f;
+  d.repeat_penalty = 1.0f; /* off, so temperature 0 is plain greedy */
+  d.repeat_last_n = 64;
+  d.seed = NLLM_SEED_DEFAULT;
+  return nllm_init_params(p, size, &d, sizeof d, "nllm_sampler_params");
+}
+
+NLLM_API void(nllm_sampler_params_init)(nllm_sampler_params *p) {
+  nllm_sampler_params_init_sized(p, NLLM_PARAMS_V1_SIZE(nllm_sampler_params, json_schema));
 }
 
 NLLM_API nllm_status nllm_sampler_create(const nllm_model *m, const nllm_sampler_params *params,
@@ -548,13 +571,17 @@ NLLM_API void nllm_sampler_accept(nllm_sampler *s, nllm_token t) {
 
 /* ---------------------------------------------------------------- generation */
 
-NLLM_API void nllm_generate_params_init(nllm_generate_params *p) {
-  if (!p) return;
-  memset(p, 0, sizeof *p);
-  p->struct_size = sizeof *p;
-  p->max_tokens = 256;
-  p->add_bos = 1;
-  p->stop_at_eog = 1;
+NLLM_API nllm_status nllm_generate_params_init_sized(nllm_generate_params *p, size_t size) {
+  nllm_generate_params d;
+  memset(&d, 0, sizeof d);
+  d.max_tokens = 256;
+  d.add_bos = 1;
+  d.stop_at_eog = 1;
+  return nllm_init_params(p, size, &d, sizeof d, "nllm_generate_params");
+}
+
+NLLM_API void(nllm_generate_params_init)(nllm_generate_params *p) {
+  nllm_generate_params_init_sized(p, NLLM_PARAMS_V1_SIZE(nllm_generate_params, finish_reason));
 }
 
 NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *s, const char *prompt,

@@ -29,10 +29,16 @@ START_TEST(library_calls_take_any_value) {
   nllm_set_log_level(INT32_MAX);
   nllm_set_log_level(NLLM_LOG_WARN);
   nllm_set_log_callback(NULL, NULL);
-  nllm_model_params_init(NULL);
-  nllm_context_params_init(NULL);
-  nllm_sampler_params_init(NULL);
-  nllm_generate_params_init(NULL);
+  /* the unsized symbols (the macros of the same names would take sizeof *NULL) */
+  (nllm_model_params_init)(NULL);
+  (nllm_context_params_init)(NULL);
+  (nllm_sampler_params_init)(NULL);
+  (nllm_generate_params_init)(NULL);
+  (nllm_chat_template_params_init)(NULL);
+  (nllm_convert_params_init)(NULL);
+  (nllm_batch_init)(NULL);
+  ck_assert_int_eq(nllm_model_params_init_sized(NULL, sizeof(nllm_model_params)),
+                   NLLM_ERR_INVALID_ARG);
 }
 END_TEST
 

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 from . import _ffi as ffi
 from ._lib import lib as _C
 from ._handle import _progress_fn
-from .errors import _error, _invalid
+from .errors import _check, _error, _invalid
 
 PathLike = Union[str, "os.PathLike[str]"]
 Progress = Callable[[float], Optional[bool]]
@@ -24,7 +24,7 @@ def _run(
     progress: Optional[Progress],
 ) -> Dict[str, Any]:
     p = ffi.nllm_convert_params()
-    _C.nllm_convert_params_init(ctypes.byref(p))
+    _check(_C.nllm_convert_params_init_sized(ctypes.byref(p), ctypes.sizeof(p)))
     p.n_threads = n_threads
     name = None
     if isinstance(type, str):
