@@ -560,8 +560,8 @@ NLLM_API int32_t nllm_default_n_threads(void);
  * n_threads threads (0 = default) reading a fresh buffer of `bytes` (make it several times the
  * last-level cache). Takes time; 0 with nllm_last_error() set on bad arguments or no memory. */
 NLLM_API double nllm_read_bandwidth_gbs(uint64_t bytes, int32_t n_threads, int32_t runs);
-/* Bytes of a row of n values of a weight type; 0 if the type is unknown or n is not a
- * multiple of its block size. */
+/* Bytes of a row of n values of a weight type; 0 if the type is unknown, n is negative or not a
+ * multiple of its block size, or the size overflows 64 bits. */
 NLLM_API uint64_t nllm_type_row_size(int32_t type, int64_t n);
 
 /* ---------------------------------------------------------------- GGUF writer */
