@@ -27,9 +27,11 @@ struct nllm_context {
   int32_t *n_vis, *out_rows;
   int32_t *seq_scratch; /* [n_seq] */
   nllm_timings tm;
-  /* Set for the length of every API call that changes the context: a second concurrent call
-   * gets NLLM_ERR_BUSY instead of interleaving writes into the cache and logits. */
-  atomic_int busy;
+  /* Set for the length of every API call that changes the context, to a tag of the calling
+   * thread (0: idle): a second concurrent call gets NLLM_ERR_BUSY instead of interleaving writes
+   * into the cache and logits, and getters tell their own call's callbacks (same thread,
+   * allowed) from another thread (src/api.c). */
+  _Atomic uintptr_t busy;
 };
 
 nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, nllm_context **out);
