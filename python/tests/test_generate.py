@@ -123,6 +123,10 @@ class TestStopping(GenerateTestCase):
 
         if threading.current_thread() is not threading.main_thread():
             self.skipTest("signals are delivered to the main thread only")
+        # A shell starts background jobs with SIGINT ignored, and Python then keeps SIG_IGN:
+        # give this test Python's usual handler whatever the parent did, and put it back after.
+        inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.addCleanup(signal.signal, signal.SIGINT, inherited)
         seen = []
 
         def on_token(tok, piece):
