@@ -63,6 +63,35 @@ START_TEST(serial_openblas_is_linked) {
 }
 END_TEST
 
+/* The serial OpenBLAS is not safe for concurrent calls: the pool's threads (and contexts on
+ * several threads) must not be inside sgemm at once. Every product of several threads equals
+ * the one-thread product. */
+START_TEST(concurrent_sgemm_products_are_right) {
+  enum { ROWS = 512, COLS = 256, NT = 48, THREADS = 4 };
+  ck_assert_int_eq(nllm_matmul_uses_blas(NLLM_TYPE_F32, NT, THREADS), 1);
+  float *W = malloc(sizeof(float) * ROWS * COLS), *x = malloc(sizeof(float) * NT * COLS);
+  float *ref = malloc(sizeof(float) * NT * ROWS), *y = malloc(sizeof(float) * NT * ROWS);
+  ck_assert(W && x && ref && y);
+  for (int i = 0; i < ROWS * COLS; i++) W[i] = (float)((i * 7919) % 201) / 100.0f - 1.0f;
+  for (int i = 0; i < NT * COLS; i++) x[i] = (float)((i * 104729) % 199) / 100.0f - 1.0f;
+  void *wd = malloc(nllm_matmul_wsize(NLLM_TYPE_F32, COLS, NT, THREADS));
+  ck_assert_ptr_nonnull(wd);
+  nllm_matmul(ref, W, NLLM_TYPE_F32, ROWS, COLS, x, NT, wd, 1);
+  for (int r = 0; r < 200; r++) {
+    for (int i = 0; i < NT * ROWS; i++) y[i] = NAN;
+    nllm_matmul(y, W, NLLM_TYPE_F32, ROWS, COLS, x, NT, wd, THREADS);
+    for (int i = 0; i < NT * ROWS; i++)
+      ck_assert_msg(fabsf(y[i] - ref[i]) <= 1e-4f * (1.0f + fabsf(ref[i])),
+                    "run %d: y[%d] = %g, one thread gave %g", r, i, y[i], ref[i]);
+  }
+  free(wd);
+  free(W);
+  free(x);
+  free(ref);
+  free(y);
+}
+END_TEST
+
 START_TEST(host_thread_count_is_never_set) {
   ck_assert_int_eq(nllm_model_load(MODEL, NULL, &model), NLLM_OK);
   int before = openblas_get_num_threads();
@@ -148,6 +177,7 @@ int main(void) {
 #if !defined(NLLM_NO_BLAS)
   tcase_add_test(tc, serial_openblas_is_linked);
   tcase_add_test(tc, host_thread_count_is_never_set);
+  tcase_add_test(tc, concurrent_sgemm_products_are_right);
 #endif
   tcase_add_test(tc, exits_under_address_space_limit);
   suite_add_tcase(s, tc);

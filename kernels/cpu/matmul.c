@@ -62,6 +62,11 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads) {
  * not used and every format takes its own kernels. */
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 static int blas_serial;
+/* The serial build has no locking of its own (Debian builds it without USE_LOCKING): two
+ * threads inside sgemm at once can take the same slot of its work-buffer table and return wrong
+ * products (test_batch failed about one run in two). So one sgemm runs at a time, from any
+ * context; the other pool threads meanwhile dequantize their next tiles. */
+static pthread_mutex_t blas_call_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void blas_probe(void) {
   blas_serial = openblas_get_parallel() == 0;
@@ -157,8 +162,10 @@ static void blas_item(void *vjob, int64_t item, int worker) {
       j->q->to_float(j->W + (size_t)(r0 + r) * j->w_rs, tile + r * j->cols, j->cols);
     w = tile;
   }
+  pthread_mutex_lock(&blas_call_lock);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)nr, (int)j->cols, 1.0f,
               j->x, (int)j->cols, w, (int)j->cols, 0.0f, j->y + r0, (int)j->rows);
+  pthread_mutex_unlock(&blas_call_lock);
 }
 #endif
 
