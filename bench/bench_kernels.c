@@ -26,6 +26,36 @@ static double median(double *v, int n) {
   return v[n / 2];
 }
 
+/* A row of a format: quantized from x where the format has a quantizer; for the load-only ones
+ * (no quantizer) random bytes with the block scale set to a small finite value, which reads the
+ * same memory and does the same work per block. */
+static void make_row(const nllm_qtype *q, const float *x, uint8_t *row, int64_t n, uint32_t seed) {
+  if (q->from_float_ref) {
+    q->from_float_ref(x, row, n);
+    return;
+  }
+  size_t rs = nllm_row_size(q->type, n);
+  for (size_t i = 0; i < rs; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    row[i] = (uint8_t)(seed >> 24);
+  }
+  const uint16_t h = 0x2000; /* F16 2^-7 */
+  for (uint8_t *b = row; b < row + rs; b += q->type_size) {
+    if (q->type == NLLM_TYPE_MXFP4) {
+      b[0] = 120;
+    } else if (q->type == NLLM_TYPE_TQ1_0 || q->type == NLLM_TYPE_TQ2_0) {
+      memcpy(b + q->type_size - 2, &h, 2);
+    } else if (q->type == NLLM_TYPE_IQ1_M) { /* the F16 sits in the scale words' top nibbles */
+      for (int k = 0; k < 4; k++) {
+        uint8_t *hi = b + q->type_size - 8 + 2 * k + 1;
+        *hi = (uint8_t)((*hi & 0x0f) | ((h >> (4 * k)) & 15) << 4);
+      }
+    } else {
+      memcpy(b, &h, 2);
+    }
+  }
+}
+
 int main(int argc, char **argv) {
   int all = argc > 1 ? atoi(argv[1]) : omp_get_num_procs();
   int thr[2] = {1, all};
@@ -37,10 +67,13 @@ int main(int argc, char **argv) {
   for (int k = 0; k < 2; k++) bw[k] = nllm_probe_read_gbs(WORKING_SET, thr[k], RUNS);
   printf("read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%d threads)\n", bw[0], bw[1], all);
 
-  static const int32_t types[] = {NLLM_TYPE_F16,    NLLM_TYPE_BF16,  NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_0,
-                                  NLLM_TYPE_Q4_1,   NLLM_TYPE_Q5_0,  NLLM_TYPE_Q5_1, NLLM_TYPE_Q2_K,
-                                  NLLM_TYPE_Q3_K,   NLLM_TYPE_Q4_K,  NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K,
-                                  NLLM_TYPE_IQ4_NL, NLLM_TYPE_IQ4_XS};
+  static const int32_t types[] = {
+      NLLM_TYPE_F16, NLLM_TYPE_BF16, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_0, NLLM_TYPE_Q4_1, NLLM_TYPE_Q5_0,
+      NLLM_TYPE_Q5_1, NLLM_TYPE_Q2_K, NLLM_TYPE_Q3_K, NLLM_TYPE_Q4_K, NLLM_TYPE_Q5_K,
+      NLLM_TYPE_Q6_K, NLLM_TYPE_IQ4_NL, NLLM_TYPE_IQ4_XS,
+      /* load-only */
+      NLLM_TYPE_TQ1_0, NLLM_TYPE_TQ2_0, NLLM_TYPE_MXFP4, NLLM_TYPE_IQ1_S, NLLM_TYPE_IQ1_M,
+      NLLM_TYPE_IQ2_XXS, NLLM_TYPE_IQ2_XS, NLLM_TYPE_IQ2_S, NLLM_TYPE_IQ3_XXS, NLLM_TYPE_IQ3_S};
   float *x = malloc(sizeof(float) * COLS * 64), *y = malloc(sizeof(float) * ROWS * 64);
   for (int i = 0; i < COLS * 64; i++) x[i] = (float)((i * 7919) % 1000) / 500.0f - 1.0f;
   /* every kernel tier this CPU has, the best last: on an AVX-512 machine the AVX2 row of a
@@ -60,7 +93,7 @@ int main(int argc, char **argv) {
       for (int r = 0; r < 256; r++) {
         for (int i = 0; i < COLS; i++)
           x[i] = (float)(((r + 1) * (i + 3) * 2654435761u) % 2001) / 1000.0f - 1.0f;
-        q->from_float_ref(x, W + (size_t)r * rs, COLS);
+        make_row(q, x, W + (size_t)r * rs, COLS, (uint32_t)r);
       }
       for (size_t off = 256 * rs; off + 256 * rs <= (size_t)nmat * mat; off += 256 * rs)
         memcpy(W + off, W, 256 * rs);
@@ -111,17 +144,18 @@ int main(int argc, char **argv) {
          blas[0], blas[1], all);
   printf("%-7s %9s %8s %9s %8s  %s\n", "format", "1t GF/s", "of sgemm", "Nt GF/s", "of sgemm",
          "path");
-  static const int32_t mt[] = {NLLM_TYPE_F32,  NLLM_TYPE_F16,    NLLM_TYPE_BF16,  NLLM_TYPE_Q8_0,
-                               NLLM_TYPE_Q4_0, NLLM_TYPE_Q4_1,   NLLM_TYPE_Q5_0,  NLLM_TYPE_Q5_1,
-                               NLLM_TYPE_Q2_K, NLLM_TYPE_Q3_K,   NLLM_TYPE_Q4_K,  NLLM_TYPE_Q5_K,
-                               NLLM_TYPE_Q6_K, NLLM_TYPE_IQ4_NL, NLLM_TYPE_IQ4_XS};
+  static const int32_t mt[] = {
+      NLLM_TYPE_F32,   NLLM_TYPE_F16,   NLLM_TYPE_BF16,  NLLM_TYPE_Q8_0,    NLLM_TYPE_Q4_0,
+      NLLM_TYPE_Q4_1,  NLLM_TYPE_Q5_0,  NLLM_TYPE_Q5_1,  NLLM_TYPE_Q2_K,    NLLM_TYPE_Q3_K,
+      NLLM_TYPE_Q4_K,  NLLM_TYPE_Q5_K,  NLLM_TYPE_Q6_K,  NLLM_TYPE_IQ4_NL,  NLLM_TYPE_IQ4_XS,
+      NLLM_TYPE_TQ1_0, NLLM_TYPE_MXFP4, NLLM_TYPE_IQ1_S, NLLM_TYPE_IQ2_XXS, NLLM_TYPE_IQ3_S};
   uint8_t *Wq = malloc(nllm_row_size(NLLM_TYPE_F32, COLS) * ROWS);
   for (size_t m = 0; m < sizeof mt / sizeof mt[0]; m++) {
     const nllm_qtype *q = nllm_qtype_get(mt[m]);
     size_t rs = nllm_row_size(q->type, COLS);
     for (int r = 0; r < ROWS; r++) {
       if (r < 64)
-        q->from_float_ref(wf + (size_t)r * COLS, Wq + (size_t)r * rs, COLS);
+        make_row(q, wf + (size_t)r * COLS, Wq + (size_t)r * rs, COLS, (uint32_t)r);
       else
         memcpy(Wq + (size_t)r * rs, Wq + (size_t)(r % 64) * rs, rs);
     }

@@ -2,7 +2,8 @@
  * flags (add_bos, parse_special, render_special), the rest is the text; the same bytes read as
  * token ids (in and out of range) go through piece, decode and the streaming detokenizer.
  * Tokenizers: the bundled stories260K (SentencePiece), and where ../shared/testdata is present
- * the llama-spm and gpt-2 GGUF vocabularies and the Qwen2.5 / Llama 3 tokenizer.json files.
+ * the llama-spm and gpt-2 GGUF vocabularies, the Qwen2.5 / Llama 3 tokenizer.json files and the
+ * tiny BERT's WordPiece tokenizer.json.
  * Seeds: fuzz/corpus/fuzz_tokenizer. */
 #include <stdint.h>
 
@@ -44,6 +45,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   snprintf(p, sizeof p, "%s/tokenizers/hf/qwen2.5/tokenizer.json", td);
   add_hf(p);
   snprintf(p, sizeof p, "%s/tokenizers/hf/llama3/tokenizer.json", td);
+  add_hf(p);
+  snprintf(p, sizeof p, "%s/embed/tiny-bert/tokenizer.json", td);
   add_hf(p);
   fprintf(stderr, "fuzz_tokenizer: %d tokenizers\n", n_toks);
   return 0;

@@ -1,7 +1,8 @@
 /* Hugging Face tokenizer.json loading: the input is the file. If it loads, text is encoded and
  * decoded with it, so hostile vocabularies, merges, normalizers, pre-tokenizer regexes, added
  * tokens and post-processor templates reach the tokenizer, not just the JSON reader.
- * Seeds: fuzz/corpus/fuzz_tokjson (real families cut down by shrink_tokenizer_json.py). */
+ * Seeds: fuzz/corpus/fuzz_tokjson (real families cut down by shrink_tokenizer_json.py, and a
+ * small WordPiece one written by hand). */
 #include <stdint.h>
 
 #include "fuzz_common.h"
@@ -24,13 +25,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_write_file(path, data, size);
   nllm_tokenizer *tok = NULL;
   if (nllm_tokenizer_from_hf(path, &tok) != NLLM_OK) return 0;
-  static const char text[] = "Hello world! <s>It's 2024, caf\xc3\xa9 \xe7\x8b\x97 \xff  end\n";
+  /* the second text is valid UTF-8: WordPiece refuses the first one as a whole */
+  static const char *const texts[2] = {
+      "Hello world! <s>It's 2024, caf\xc3\xa9 \xe7\x8b\x97 \xff  end\n",
+      "[CLS] Hello WORLD, it's Caf\xc3\xa9 \xe6\x88\x91\xe6\x83\xb3 \xec\x84\x9c x+y [SEP]\n"};
   nllm_token ids[256];
   int32_t n = 0, len = 0;
   char out[2048];
   int32_t vocab = nllm_tokenizer_n_vocab(tok);
-  for (int flags = 0; flags < 4; flags++) {
-    if (nllm_tokenizer_encode(tok, text, sizeof text - 1, flags & 1, flags >> 1, ids, 256, &n) ==
+  for (int flags = 0; flags < 8; flags++) {
+    const char *text = texts[flags >> 2];
+    if (nllm_tokenizer_encode(tok, text, strlen(text), flags & 1, (flags >> 1) & 1, ids, 256, &n) ==
         NLLM_OK) {
       for (int32_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= vocab) abort();

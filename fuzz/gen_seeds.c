@@ -75,6 +75,37 @@ static void set_vocab(gguf_writer *w, int spm) {
   if (st) die("vocab", st);
 }
 
+/* A WordPiece vocabulary in GGUF's "bert" spelling: word starts with U+2581, continuations
+ * bare, the five [specials] as control tokens. */
+static void set_vocab_bert(gguf_writer *w) {
+  static char names[N_VOCAB][16];
+  const char *strs[N_VOCAB];
+  int32_t types[N_VOCAB];
+  static const char *const fixed[] = {
+      "[PAD]",           "[UNK]",          "[CLS]", "[SEP]", "[MASK]",
+      "\xe2\x96\x81the", "\xe2\x96\x81un", "aff",   "able",  "."};
+  for (int i = 0; i < N_VOCAB; i++) {
+    if (i < 10)
+      snprintf(names[i], sizeof names[i], "%s", fixed[i]);
+    else if (i < 25)
+      snprintf(names[i], sizeof names[i], "\xe2\x96\x81%c", 'a' + (i - 10));
+    else
+      snprintf(names[i], sizeof names[i], "%c", 'a' + (i - 25));
+    strs[i] = names[i];
+    types[i] = i < 5 ? 3 : 1;
+  }
+  nllm_status st = gguf_writer_set_str(w, "tokenizer.ggml.model", "bert");
+  if (!st) st = gguf_writer_set_str(w, "tokenizer.ggml.pre", "bert-bge");
+  if (!st) st = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, N_VOCAB);
+  if (!st) st = gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, N_VOCAB);
+  if (!st) st = gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 2);
+  if (!st) st = gguf_writer_set_u32(w, "tokenizer.ggml.seperator_token_id", 3);
+  if (!st) st = gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 1);
+  if (!st) st = gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", 0);
+  if (!st) st = gguf_writer_set_u32(w, "tokenizer.ggml.mask_token_id", 4);
+  if (st) die("bert vocab", st);
+}
+
 static size_t qoff;
 static void add(gguf_writer *w, const char *name, int32_t type, int64_t cols, int64_t rows) {
   int64_t ne[2] = {cols, rows};
@@ -112,7 +143,10 @@ static void write_model(const char *path, int32_t type, int spm, int n_layer, in
   if (!st) st = gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
   if (!st) st = gguf_writer_set_u32(w, "general.alignment", 32);
   if (st) die("hparams", st);
-  set_vocab(w, spm);
+  if (spm == 2)
+    set_vocab_bert(w);
+  else
+    set_vocab(w, spm);
   if (!vocab_only) {
     add(w, "token_embd.weight", type, N_EMBD, N_VOCAB);
     add(w, "output_norm.weight", type, N_EMBD, 0);
@@ -190,6 +224,7 @@ int main(int argc, char **argv) {
       {"llama-q8_0-spm-2l.gguf", NLLM_TYPE_Q8_0, 1, 2, 0},
       {"llama-q4_0-bpe.gguf", NLLM_TYPE_Q4_0, 0, 1, 0},
       {"vocab-only-spm.gguf", NLLM_TYPE_F32, 1, 1, 1},
+      {"vocab-only-bert.gguf", NLLM_TYPE_F32, 2, 1, 1}, /* spm 2: a WordPiece vocabulary */
   };
   for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
     snprintf(p, sizeof p, "%s/fuzz_gguf/%s", argv[1], models[i].name);

@@ -100,6 +100,12 @@ typedef struct nllm_sampler nllm_sampler;
 #define NLLM_TYPE_TQ2_0 35
 #define NLLM_TYPE_MXFP4 39
 #define NLLM_TYPE_IQ2_XXS 16
+#define NLLM_TYPE_IQ2_XS 17
+#define NLLM_TYPE_IQ3_XXS 18
+#define NLLM_TYPE_IQ1_S 19
+#define NLLM_TYPE_IQ3_S 21
+#define NLLM_TYPE_IQ2_S 22
+#define NLLM_TYPE_IQ1_M 29
 #define NLLM_TYPE_NONE (-1)
 
 /* Which special token nllm_model_token() returns. */

@@ -66,6 +66,28 @@ START_TEST(tokenize_formats) {
     ck_assert_str_eq(out, "9707 1879\n");
     free(out);
   }
+  /* WordPiece: [CLS] ... [SEP] unless --no-bos; invalid UTF-8 is one clear line */
+  if (testdata_path(tj, sizeof tj, "embed/tiny-bert/tokenizer.json")) {
+    snprintf(cmd, sizeof cmd, "%s tokenize --tokenizer %s -p 'Hello world'", nllm_bin, tj);
+    ck_assert_int_eq(run(cmd, &out, NULL), 0);
+    ck_assert_str_eq(out, "101 7592 2088 102\n");
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s tokenize --tokenizer %s -p 'Hello world' --no-bos", nllm_bin, tj);
+    ck_assert_int_eq(run(cmd, &out, NULL), 0);
+    ck_assert_str_eq(out, "7592 2088\n");
+    free(out);
+    char *err;
+    FILE *bf = fopen("/tmp/nllm-cli-bad-utf8.txt", "w");
+    fputs("bad \xff byte", bf);
+    fclose(bf);
+    snprintf(cmd, sizeof cmd, "%s tokenize --tokenizer %s -f /tmp/nllm-cli-bad-utf8.txt", nllm_bin,
+             tj);
+    ck_assert_int_ne(run(cmd, &out, &err), 0);
+    ck_assert_msg(strstr(err, "UTF-8") && !strchr(strchr(err, '\n') + 1, '\n'), "%s", err);
+    free(out);
+    free(err);
+    remove("/tmp/nllm-cli-bad-utf8.txt");
+  }
 }
 END_TEST
 
@@ -104,6 +126,7 @@ START_TEST(errors_are_one_line) {
     ck_assert_msg(nl && nl[1] == 0, "'%s': more than one line: '%s'", bad[i], err);
     free(out);
     free(err);
+    remove("/tmp/nllm-cli-bad-utf8.txt");
   }
 }
 END_TEST

@@ -116,9 +116,10 @@ static int gg_find(const uint8_t *file, size_t size, const char *name, gg_tensor
 static const char *golden_files[] = {"F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K",
                                      "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS",
                                      /* load-only: dequantization only, no quantizer */
-                                     "TQ1_0", "TQ2_0", "IQ2_XXS"};
+                                     "TQ1_0", "TQ2_0", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS",
+                                     "IQ3_S", "IQ1_S", "IQ1_M"};
 #define N_GOLDEN ((int)(sizeof golden_files / sizeof golden_files[0]))
-#define N_GOLDEN_QUANTIZED (N_GOLDEN - 3)
+#define N_GOLDEN_QUANTIZED (N_GOLDEN - 9)
 
 /* Dequantizing rows 0..7 of each listed tensor must give the reference reader's floats. Both
  * compute scale * level in float, so the only slack allowed is the 9-digit printing (exact
@@ -874,8 +875,14 @@ static double lowbit_expected(const nllm_qtype *q, const void *w, const void *a,
 /* vec_dot of each low-bit type against dequantize + dot, in every tier: random bytes (every
  * code and packed byte value), every byte value in every position, and scales from
  * zero and fp16 subnormals to the largest finite fp16 / E8M0 (MXFP4: 2^-127..2^127). */
-static const int32_t lowbit_types[] = {NLLM_TYPE_TQ1_0, NLLM_TYPE_TQ2_0, NLLM_TYPE_MXFP4,
-                                       NLLM_TYPE_IQ2_XXS};
+static const int32_t lowbit_types[] = {
+    NLLM_TYPE_TQ1_0, NLLM_TYPE_TQ2_0,   NLLM_TYPE_MXFP4, NLLM_TYPE_IQ2_XXS, NLLM_TYPE_IQ2_XS,
+    NLLM_TYPE_IQ2_S, NLLM_TYPE_IQ3_XXS, NLLM_TYPE_IQ3_S, NLLM_TYPE_IQ1_S,   NLLM_TYPE_IQ1_M};
+/* The IQ formats store their F16 scale first, the ternary ones last. */
+static int lowbit_scale_first(int32_t type) {
+  return type != NLLM_TYPE_TQ1_0 && type != NLLM_TYPE_TQ2_0;
+}
+
 START_TEST(lowbit_vec_dot_vs_dequant) {
   const int32_t type = lowbit_types[_i];
   for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
@@ -895,11 +902,21 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
         uint8_t *blk = w + (size_t)b * (size_t)q->type_size;
         if (type == NLLM_TYPE_MXFP4) {
           blk[0] = (uint8_t)(pass == 0 ? 100 + b % 40 : b % 255); /* every finite E8M0 scale */
+        } else if (type == NLLM_TYPE_IQ1_M) {
+          /* its F16 scale is the top nibbles of the last 8 bytes: keep it small but nonzero on
+           * the random pass (random nibbles make NaN/inf scales that the sweep passes cover) */
+          if (pass == 0) {
+            uint16_t h = q_f2h(0.02f * frand() + 1e-3f);
+            for (int k = 0; k < 4; k++) {
+              uint8_t *hi = blk + q->type_size - 8 + 2 * k + 1;
+              *hi = (uint8_t)((*hi & 0x0f) | ((h >> (4 * k)) & 15) << 4);
+            }
+          }
         } else {
           /* fp16 d: zero, subnormals (b = 1, 2) up to 65504 (b = 255), sign alternating */
           uint16_t h = (uint16_t)(pass == 0 ? q_f2h(0.02f * frand()) : (b * 0x7bffu) / 255u);
           if (pass && (b & 1)) h |= 0x8000;
-          memcpy(blk + (type == NLLM_TYPE_IQ2_XXS ? 0 : q->type_size - 2), &h, 2);
+          memcpy(blk + (lowbit_scale_first(type) ? 0 : q->type_size - 2), &h, 2);
         }
       }
       fill(y, n, DATA_GAUSS);
@@ -907,6 +924,13 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
       double sumabs, ex = lowbit_expected(q, w, a, n, &sumabs);
       float got = NAN;
       q->vec_dot(n, &got, w, a);
+      if (lowbit_scale_first(type) && type != NLLM_TYPE_MXFP4) {
+        /* the IQ tiers sum the same integers and round the same floats as the reference */
+        float ref = NAN;
+        q->vec_dot_ref(n, &ref, w, a);
+        ck_assert_msg((isnan(got) && isnan(ref)) || memcmp(&got, &ref, sizeof got) == 0,
+                      "%s tier %d pass %d: %.9g vs ref %.9g", q->name, isa, pass, got, ref);
+      }
       /* the largest E8M0 scales overflow float's sums (the dequantized values themselves are
        * checked in mxfp4_ocp_blocks); such rows and blocks are compared only where finite */
       ck_assert_msg(!(sumabs <= 1e36) || fabs(got - ex) <= 1e-5 * sumabs + 1e-30,

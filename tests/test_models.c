@@ -96,9 +96,9 @@ static const struct {
   const char *type;
   double vs_llamacpp, vs_exact;
 } tiny_a_lowbit[] = {
-    {"TQ1_0", 0.13, 0.09},
-    {"TQ2_0", 0.13, 0.09},
-    {"IQ2_XXS", 0.13, 0.09},
+    {"TQ1_0", 0.13, 0.09},  {"TQ2_0", 0.13, 0.09}, {"IQ2_XXS", 0.13, 0.09},
+    {"IQ2_XS", 0.13, 0.09}, {"IQ2_S", 0.13, 0.09}, {"IQ3_XXS", 0.13, 0.09},
+    {"IQ3_S", 0.13, 0.09},  {"IQ1_S", 0.13, 0.09}, {"IQ1_M", 0.13, 0.09},
 };
 
 START_TEST(tiny_a_lowbit_logits) {

@@ -6,6 +6,11 @@
 #include <stdint.h>
 
 extern const uint64_t nllm_iq2xxs_grid[256];
+extern const uint64_t nllm_iq2xs_grid[512];
+extern const uint64_t nllm_iq2s_grid[1024];
+extern const uint32_t nllm_iq3xxs_grid[256];
+extern const uint32_t nllm_iq3s_grid[512];
+extern const uint64_t nllm_iq1s_grid[2048]; /* bytes are int8 -1, 0, 1 */
 
 /* The 8 signs of a group of 8 from a 7-bit index: bits 0..6 flip elements 0..6, and element 7
  * takes the bit that makes the number of minus signs even (the IQ2/IQ3 formats' sign coding). */

@@ -103,6 +103,50 @@ typedef struct {
   uint16_t d;
   uint16_t qs[QK_K / 8];
 } block_iq2_xxs;
+/* IQ2_XS: per 8 values one uint16: a 9-bit grid index and a 7-bit sign index; a 4-bit scale
+ * per 16 values. */
+typedef struct {
+  uint16_t d;
+  uint16_t qs[QK_K / 8];
+  uint8_t scales[QK_K / 32];
+} block_iq2_xs;
+/* IQ2_S: per 8 values a grid index (8 low bits in qs, 2 high bits in qh) and 8 explicit sign
+ * bits (the second half of qs); a 4-bit scale per 16 values. */
+typedef struct {
+  uint16_t d;
+  uint8_t qs[QK_K / 4];
+  uint8_t qh[QK_K / 32];
+  uint8_t scales[QK_K / 32];
+} block_iq2_s;
+/* IQ3_XXS: per 4 values an 8-bit grid index (first 64 bytes); then per 32 values one uint32 of
+ * four 7-bit sign indices and a 4-bit scale on top. */
+typedef struct {
+  uint16_t d;
+  uint8_t qs[3 * QK_K / 8];
+} block_iq3_xxs;
+/* IQ3_S: per 4 values a 9-bit grid index (qs + one qh bit), 8 explicit sign bits per 8 values,
+ * a 4-bit scale per 32 values. */
+typedef struct {
+  uint16_t d;
+  uint8_t qs[QK_K / 4];
+  uint8_t qh[QK_K / 32];
+  uint8_t signs[QK_K / 8];
+  uint8_t scales[QK_K / 64];
+} block_iq3_s;
+/* IQ1_S: per 8 values an 11-bit index into the ternary grid (8 bits in qs, 3 in qh); per 32
+ * values qh also holds a 3-bit scale and the sign of the +-1/8 shift. */
+typedef struct {
+  uint16_t d;
+  uint8_t qs[QK_K / 8];
+  uint16_t qh[QK_K / 32];
+} block_iq1_s;
+/* IQ1_M: IQ1_S's grid without a block scale field: per 8 values 11 index bits plus a shift-sign
+ * bit, a 3-bit scale per 16 values, and the F16 super-scale spread over the scales' top nibbles. */
+typedef struct {
+  uint8_t qs[QK_K / 8];
+  uint8_t qh[QK_K / 16];
+  uint8_t scales[QK_K / 32];
+} block_iq1_m;
 typedef struct {
   uint8_t e; /* E8M0 scale */
   uint8_t qs[QK / 2];
@@ -126,6 +170,12 @@ _Static_assert(sizeof(block_tq1_0) == 54, "tq1_0 layout");
 _Static_assert(sizeof(block_tq2_0) == 66, "tq2_0 layout");
 _Static_assert(sizeof(block_mxfp4) == 17, "mxfp4 layout");
 _Static_assert(sizeof(block_iq2_xxs) == 66, "iq2_xxs layout");
+_Static_assert(sizeof(block_iq2_xs) == 74, "iq2_xs layout");
+_Static_assert(sizeof(block_iq2_s) == 82, "iq2_s layout");
+_Static_assert(sizeof(block_iq3_xxs) == 98, "iq3_xxs layout");
+_Static_assert(sizeof(block_iq3_s) == 110, "iq3_s layout");
+_Static_assert(sizeof(block_iq1_s) == 50, "iq1_s layout");
+_Static_assert(sizeof(block_iq1_m) == 56, "iq1_m layout");
 
 /* The 16 non-uniform levels of IQ4_NL / IQ4_XS. */
 extern const int8_t nllm_iq4nl_values[16];
@@ -222,11 +272,13 @@ static inline void k4_scales_mins(const uint8_t *sc, uint8_t scales[8], uint8_t 
 /* The rows each kernel file exports into the registry (kernels/qtypes.c puts them together). */
 extern const nllm_kernel_set nllm_kernels_ref;        /* quant_ref.c: floats, 32-value formats */
 extern const nllm_kernel_set nllm_kernels_kref;       /* quant_kref.c: K-quants, IQ4_XS */
-extern const nllm_kernel_set nllm_kernels_lowbit_ref; /* quant_lowbit_ref.c: TQ*, MXFP4, IQ2_XXS */
+extern const nllm_kernel_set nllm_kernels_lowbit_ref; /* quant_lowbit_ref.c: TQ*, MXFP4 */
+extern const nllm_kernel_set nllm_kernels_iq_ref;     /* quant_iq_ref.c: IQ1_*, IQ2_*, IQ3_* */
 #if defined(__x86_64__)
 extern const nllm_kernel_set nllm_kernels_float_avx2; /* quant_float_avx2.c */
 extern const nllm_kernel_set nllm_kernels_q32_avx2;   /* quant_q32_avx2.c */
 extern const nllm_kernel_set nllm_kernels_k_avx2;     /* quant_k_avx2.c */
+extern const nllm_kernel_set nllm_kernels_iq_avx2;    /* quant_iq_avx2.c */
 extern const nllm_kernel_set nllm_kernels_avx512;
 /* Fills the AVX-512 kernels' permute tables; call once, and only on a CPU with the tier. */
 void nllm_avx512_init(void);
@@ -251,6 +303,7 @@ void nllm_exp_nonpos_avx2(float *x, int64_t n);
 void nllm_softcap_avx2(float *x, int64_t n, float softcap);
 #endif
 #if defined(__aarch64__)
+extern const nllm_kernel_set nllm_kernels_iq_neon; /* quant_iq_neon.c */
 extern const nllm_kernel_set nllm_kernels_neon;
 #endif
 

@@ -1,12 +1,10 @@
-/* Scalar reference kernels of the load-only low-bit formats: the ternary TQ1_0 / TQ2_0, the
- * OCP microscaling MXFP4 and the codebook format IQ2_XXS, bit-compatible with GGUF's block
- * layouts. They dequantize and dot against the activation type ggml's dot uses (Q8_K for TQ*
- * and IQ*, Q8_0 for MXFP4), but have no weight quantizer (from_float NULL): useful files of
+/* Scalar reference kernels of the load-only low-bit formats: the ternary TQ1_0 / TQ2_0 and the
+ * OCP microscaling MXFP4 (the IQ codebook formats are in quant_iq_ref.c), bit-compatible with
+ * GGUF's block layouts. They dequantize and dot against the activation type ggml's dot uses
+ * (Q8_K for TQ*, Q8_0 for MXFP4), but have no weight quantizer (from_float NULL): useful files of
  * these types come from imatrix-guided or ternary-trained producers, and `nllm quantize`
  * refuses them as targets. */
 #include "quant.h"
-
-#include "cpu/lowbit_grids.h"
 
 /* TQ1_0 packs five ternary digits per byte as a base-3 fixed-point fraction: byte b holds
  * digits t0..t4 with b = ceil(256 * (t0/3 + t1/9 + ... + t4/243)), so multiplying by 3^k
@@ -126,60 +124,6 @@ static void mxfp4_vec_dot_ref(int64_t n, float *s, const void *vx, const void *v
   *s = sum;
 }
 
-/* IQ2_XXS: each 32 values are four groups of 8, each group a grid point (8-bit index) with
- * signs (7-bit index, nllm_iq_signs8); the group of 32 has scale d * (0.5 + s) / 4 for its
- * 4-bit s, computed in that order so the floats equal the reference dequantizer's. */
-static inline void iq2_xxs_group(const uint16_t *q, uint32_t *idx, uint32_t *sgn) {
-  *idx = (uint32_t)q[0] | (uint32_t)q[1] << 16;
-  *sgn = (uint32_t)q[2] | (uint32_t)q[3] << 16;
-}
-
-static void iq2_xxs_to_float_ref(const void *vx, float *y, int64_t n) {
-  const block_iq2_xxs *x = vx;
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    float d = q_h2f(x[b].d);
-    for (int g = 0; g < QK_K / 32; g++) {
-      uint32_t idx, sgn;
-      iq2_xxs_group(x[b].qs + 4 * g, &idx, &sgn);
-      float db = d * (0.5f + (float)(sgn >> 28)) * 0.25f;
-      for (int l = 0; l < 4; l++) {
-        uint64_t pt = nllm_iq2xxs_grid[(idx >> (8 * l)) & 255];
-        uint8_t signs = nllm_iq_signs8((sgn >> (7 * l)) & 127);
-        for (int j = 0; j < 8; j++)
-          y[b * QK_K + 32 * g + 8 * l + j] =
-              db * (float)((pt >> (8 * j)) & 255) * (signs >> j & 1 ? -1.0f : 1.0f);
-      }
-    }
-  }
-}
-
-/* Integer sums per group of 32 times the odd integer 2s + 1; the 1/8 comes out at the end. */
-static void iq2_xxs_vec_dot_ref(int64_t n, float *s, const void *vx, const void *vy) {
-  const block_iq2_xxs *x = vx;
-  const block_q8_K *y = vy;
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    const int8_t *q8 = y[b].qs;
-    int bsum = 0;
-    for (int g = 0; g < QK_K / 32; g++) {
-      uint32_t idx, sgn;
-      iq2_xxs_group(x[b].qs + 4 * g, &idx, &sgn);
-      int gsum = 0;
-      for (int l = 0; l < 4; l++) {
-        uint64_t pt = nllm_iq2xxs_grid[(idx >> (8 * l)) & 255];
-        uint8_t signs = nllm_iq_signs8((sgn >> (7 * l)) & 127);
-        for (int j = 0; j < 8; j++) {
-          int v = (int)((pt >> (8 * j)) & 255) * q8[32 * g + 8 * l + j];
-          gsum += signs >> j & 1 ? -v : v;
-        }
-      }
-      bsum += gsum * (int)(2 * (sgn >> 28) + 1);
-    }
-    sum += (q_h2f(x[b].d) * y[b].d) * (float)bsum;
-  }
-  *s = 0.125f * sum;
-}
-
 /* The scalar rows: no from_float (load-only types). */
 static const nllm_qtype_kernels lowbit_ref_rows[] = {
     {.type = NLLM_TYPE_TQ1_0,
@@ -194,10 +138,6 @@ static const nllm_qtype_kernels lowbit_ref_rows[] = {
      .vec_dot_type = NLLM_TYPE_Q8_0,
      .to_float = mxfp4_to_float_ref,
      .vec_dot = mxfp4_vec_dot_ref},
-    {.type = NLLM_TYPE_IQ2_XXS,
-     .vec_dot_type = NLLM_TYPE_Q8_K,
-     .to_float = iq2_xxs_to_float_ref,
-     .vec_dot = iq2_xxs_vec_dot_ref},
 };
 const nllm_kernel_set nllm_kernels_lowbit_ref = {
     lowbit_ref_rows, sizeof lowbit_ref_rows / sizeof lowbit_ref_rows[0]};

@@ -166,19 +166,12 @@ static nllm_status set_special(gguf_writer *w, const char *key, nllm_token id) {
 
 /* The tokenizer.ggml.* keys of a Hugging Face folder's tokenizer, written from the tokenizer
  * object the model loads (src/tokenizer), so both read tokenizer.json the same way. */
-static nllm_status tokenizer_keys(gguf_writer *w, const char *dir, int64_t n_vocab_model) {
-  char path[4096];
-  int pn = snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-  if (pn < 0 || (size_t)pn >= sizeof path) return nllm_err(NLLM_ERR_INVALID_ARG, "path too long");
-  nllm_tokenizer *tok = NULL;
-  nllm_status st = nllm_tokenizer_from_hf(path, &tok);
-  if (st != NLLM_OK) return st;
+nllm_status nllm_convert_tokenizer_keys(gguf_writer *w, const nllm_tokenizer *tok,
+                                        int64_t n_vocab_model) {
   nllm_tokenizer_gguf g;
   int32_t n_min = n_vocab_model > 0 && n_vocab_model < (1 << 24) ? (int32_t)n_vocab_model : 0;
-  if ((st = nllm_tokenizer_to_gguf(tok, n_min, &g)) != NLLM_OK) {
-    nllm_tokenizer_free(tok);
-    return st;
-  }
+  nllm_status st = nllm_tokenizer_to_gguf(tok, n_min, &g);
+  if (st != NLLM_OK) return st;
   static const char *const id_keys[5] = {
       "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
       "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
@@ -192,6 +185,8 @@ static nllm_status tokenizer_keys(gguf_writer *w, const char *dir, int64_t n_voc
   if (!st && g.merges)
     st = gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", g.merges, (uint64_t)g.n_merges);
   for (int k = 0; k < 5 && !st; k++) st = set_special(w, id_keys[k], g.special[k]);
+  if (!st && g.sep >= 0) st = set_special(w, "tokenizer.ggml.seperator_token_id", g.sep);
+  if (!st && g.mask >= 0) st = set_special(w, "tokenizer.ggml.mask_token_id", g.mask);
   if (!st) st = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", g.add_bos);
   if (!st) st = gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", g.add_eos);
   if (!st && g.scores)
@@ -199,6 +194,17 @@ static nllm_status tokenizer_keys(gguf_writer *w, const char *dir, int64_t n_voc
   if (!st && g.chat_template)
     st = gguf_writer_set_str(w, "tokenizer.chat_template", g.chat_template);
   nllm_tokenizer_gguf_free(&g);
+  return st;
+}
+
+static nllm_status tokenizer_keys(gguf_writer *w, const char *dir, int64_t n_vocab_model) {
+  char path[4096];
+  int pn = snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+  if (pn < 0 || (size_t)pn >= sizeof path) return nllm_err(NLLM_ERR_INVALID_ARG, "path too long");
+  nllm_tokenizer *tok = NULL;
+  nllm_status st = nllm_tokenizer_from_hf(path, &tok);
+  if (st != NLLM_OK) return st;
+  st = nllm_convert_tokenizer_keys(w, tok, n_vocab_model);
   nllm_tokenizer_free(tok);
   return st;
 }

@@ -3,8 +3,10 @@
 #ifndef NLLM_CONVERT_H
 #define NLLM_CONVERT_H
 
+#include "convert/gguf_write.h"
 #include "formats/source.h"
 #include "model/quantize_load.h"
+#include "tokenizer/tokenizer.h"
 
 /* A target: one type for every weight matrix ("Q8_0", "F16"), or a mixed preset following the
  * usual per-tensor rules ("Q4_K_M": attn_v/ffn_down on some layers one step up, output Q6_K). */
@@ -44,5 +46,10 @@ int32_t nllm_quant_tensor_type(const nllm_quant_target *t, const nllm_tensor *te
 nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
                                 const char *type_or_preset, int n_threads,
                                 nllm_progress_fn progress, void *user_data);
+
+/* The tokenizer.ggml.* keys of a tokenizer (as conversion writes them for an HF folder), padded
+ * to n_vocab_model tokens when that is larger (0: no padding). */
+nllm_status nllm_convert_tokenizer_keys(gguf_writer *w, const nllm_tokenizer *tok,
+                                        int64_t n_vocab_model);
 
 #endif

@@ -41,8 +41,17 @@ nllm_status nllm_tokenizer_piece(const nllm_tokenizer *tok, nllm_token id, int r
 
 /* Index of the token whose piece loses its leading space, or -1: the first token, or the one
  * after a leading BOS (which the tokenizer added, not the text). */
-static int32_t strip_index(const nllm_tokenizer *tok, const nllm_token *ids, int32_t n) {
+static int32_t strip_index(const nllm_tokenizer *tok, const nllm_token *ids, int32_t n,
+                           int render_special) {
   if (!tok->strip_leading_space || n == 0) return -1;
+  if (tok->model == MODEL_WORDPIECE) { /* the first piece shown: specials may be hidden */
+    for (int32_t i = 0; i < n; i++) {
+      uint32_t l = 0;
+      if (ids[i] >= 0 && ids[i] < tok->n_vocab) piece_of(tok, ids[i], render_special, &l);
+      if (l > 0) return i;
+    }
+    return -1;
+  }
   if (ids[0] == tok->special[NLLM_TOKEN_BOS]) return n > 1 ? 1 : -1;
   return 0;
 }
@@ -51,7 +60,7 @@ nllm_status nllm_tokenizer_decode(const nllm_tokenizer *tok, const nllm_token *i
                                   int render_special, char *buf, int32_t cap, int32_t *n_out) {
   if (!tok || !n_out || cap < 0 || n < 0 || (cap > 0 && !buf) || (n > 0 && !ids))
     return nllm_err(NLLM_ERR_INVALID_ARG, "detokenize: NULL argument or negative count");
-  int32_t strip = strip_index(tok, ids, n);
+  int32_t strip = strip_index(tok, ids, n, render_special);
   uint64_t total = 0;
   for (int32_t i = 0; i < n; i++) {
     nllm_status st = check_id(tok, ids[i]);
@@ -147,7 +156,8 @@ nllm_status nllm_detok_stream_push(const nllm_tokenizer *tok, nllm_detok_stream 
   if (st) return st;
   uint32_t l;
   const char *p = piece_of(tok, id, s->render_special, &l);
-  int is_bos = id == tok->special[NLLM_TOKEN_BOS];
+  /* WordPiece: hidden specials do not count, the first piece shown loses its space */
+  int is_bos = tok->model == MODEL_WORDPIECE ? l == 0 : id == tok->special[NLLM_TOKEN_BOS];
   if (tok->strip_leading_space && s->n_pushed == 0 && !is_bos && l > 0 && p[0] == ' ') {
     p++;
     l--;

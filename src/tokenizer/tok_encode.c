@@ -39,6 +39,8 @@ typedef struct enc_state {
   pcre2_match_data *md;
   pcre2_match_context *mctx;
   pcre2_jit_stack *jstack;
+  char *wp_scratch; /* WordPiece: offsets, ids and candidate text of one word */
+  size_t wp_scap;
   int oom;          /* stop: out of memory, or fail says why */
   nllm_status fail; /* an error other than out of memory, its message already recorded */
   size_t norm_max;  /* limit on the normalized text of the current fragment */
@@ -370,6 +372,39 @@ static size_t norm_lower(enc_state *st, const char *src, size_t n, int dst) {
   return k;
 }
 
+/* Drops nonspacing marks (Mn); invalid bytes are copied through. */
+static size_t norm_strip_accents(enc_state *st, const char *src, size_t n, int dst) {
+  if (!buf_reserve(st, dst, n)) return 0;
+  char *o = st->nbuf[dst];
+  size_t k = 0;
+  for (size_t i = 0; i < n;) {
+    int vl = tok_utf8_valid_len(src + i, n - i);
+    if (!vl) {
+      o[k++] = src[i++];
+      continue;
+    }
+    uint32_t cp;
+    tok_utf8_decode(src + i, n - i, &cp);
+    if (utf8proc_category((utf8proc_int32_t)cp) != UTF8PROC_CATEGORY_MN) {
+      memcpy(o + k, src + i, (size_t)vl);
+      k += (size_t)vl;
+    }
+    i += (size_t)vl;
+  }
+  return k;
+}
+
+static size_t norm_bert(enc_state *st, const tok_norm *nm, const char *src, size_t n, int dst) {
+  if (!buf_reserve(st, dst, n)) return 0;
+  size_t r = tok_bert_normalize(nm->flags, src, n, &st->nbuf[dst], &st->ncap[dst], st->norm_max);
+  if (r == SIZE_MAX - 1) return norm_too_large(st, st->norm_max);
+  if (r == SIZE_MAX) {
+    st->oom = 1;
+    return 0;
+  }
+  return r;
+}
+
 /* Runs the normalizer chain; returns the text to pre-tokenize (maybe the input itself). */
 static const char *normalize(enc_state *st, const char *text, size_t len, size_t *out_len) {
   const nllm_tokenizer *tok = st->tok;
@@ -396,6 +431,15 @@ static const char *normalize(enc_state *st, const char *text, size_t len, size_t
         r = n + nm->to_len;
         break;
       case NORM_LOWERCASE: r = norm_lower(st, cur, n, dst); break;
+      case NORM_NFD:
+        if (is_ascii(cur, n)) continue;
+        r = norm_unicode(st, cur, n, dst, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE);
+        break;
+      case NORM_STRIP_ACCENTS:
+        if (is_ascii(cur, n)) continue;
+        r = norm_strip_accents(st, cur, n, dst);
+        break;
+      case NORM_BERT: r = norm_bert(st, nm, cur, n, dst); break;
       default: continue;
     }
     if (st->oom) break;
@@ -535,6 +579,23 @@ static void split_spans(enc_state *st, const tok_pre *p, const char *text, int s
   }
 }
 
+typedef struct bert_words {
+  enc_state *st;
+  int dst;
+  size_t n;
+} bert_words;
+
+static void bert_word(void *user, size_t s, size_t e) {
+  bert_words *w = user;
+  add_span(w->st, w->dst, &w->n, s, e);
+}
+
+static int push_cb(void *user, int32_t id) {
+  enc_state *st = user;
+  push_id(st, id);
+  return !st->oom;
+}
+
 static void encode_fragment(enc_state *st, const char *text, size_t len, int first) {
   const nllm_tokenizer *tok = st->tok;
   size_t n;
@@ -608,6 +669,12 @@ static void encode_fragment(enc_state *st, const char *text, size_t len, int fir
       split_spans(st, p, norm, cur, n_sp, cur ^ 1, &nn);
       cur ^= 1;
       n_sp = nn;
+    } else if (p->kind == PRE_BERT) {
+      bert_words bw = {st, cur ^ 1, 0};
+      for (size_t q = 0; q < n_sp && !st->oom; q++)
+        tok_bert_pre_split(norm, st->spans[cur][q].s, st->spans[cur][q].e, bert_word, &bw);
+      cur ^= 1;
+      n_sp = bw.n;
     } else if (p->kind == PRE_METASPACE && p->split) {
       /* each word starts at a replacement character */
       size_t nn = 0;
@@ -628,6 +695,15 @@ static void encode_fragment(enc_state *st, const char *text, size_t len, int fir
   }
   for (size_t q = 0; q < n_sp && !st->oom; q++) {
     span sp = st->spans[cur][q];
+    if (tok->model == MODEL_WORDPIECE) {
+      nllm_status ws = tok_wordpiece_word(tok, norm + sp.s, sp.e - sp.s, &st->wp_scratch,
+                                          &st->wp_scap, push_cb, st);
+      if (ws == NLLM_ERR_NOMEM)
+        st->oom = 1;
+      else if (ws)
+        enc_fail(st, ws);
+      continue;
+    }
     if (!tok->split_metaspace) {
       encode_word(st, norm + sp.s, sp.e - sp.s);
       continue;
@@ -695,6 +771,25 @@ nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, s
     else
       pcre2_jit_stack_assign(st.mctx, NULL, st.jstack);
   }
+  if (tok->model == MODEL_WORDPIECE) {
+    /* BERT's steps are defined on characters: a byte that is not UTF-8 has no meaning there
+     * (the reference library only accepts Unicode strings) */
+    for (size_t i = 0; i < len && !st.fail;) {
+      if ((uint8_t)text[i] < 0x80) {
+        i++;
+        continue;
+      }
+      int l = tok_utf8_valid_len(text + i, len - i);
+      if (!l) {
+        nllm_err(NLLM_ERR_INVALID_ARG,
+                 "%s: the text is not valid UTF-8 (byte 0x%02x at offset %zu); a WordPiece "
+                 "tokenizer needs Unicode text",
+                 tok->name, (unsigned)(uint8_t)text[i], i);
+        enc_fail(&st, NLLM_ERR_INVALID_ARG);
+      }
+      i += (size_t)(l ? l : 1);
+    }
+  }
   if (add_bos && tok->add_bos && tok->special[NLLM_TOKEN_BOS] >= 0)
     push_id(&st, tok->special[NLLM_TOKEN_BOS]);
 
@@ -746,6 +841,7 @@ nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, s
   free(st.spans[1]);
   free(st.syms);
   free(st.heap);
+  free(st.wp_scratch);
   if (st.md) pcre2_match_data_free(st.md);
   if (st.mctx) pcre2_match_context_free(st.mctx);
   if (st.jstack) pcre2_jit_stack_free(st.jstack);

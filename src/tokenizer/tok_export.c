@@ -39,9 +39,53 @@ void nllm_tokenizer_gguf_free(nllm_tokenizer_gguf *g) {
   memset(g, 0, sizeof *g);
 }
 
+/* WordPiece as llama.cpp's converter writes it (model "bert"): word-initial tokens with a
+ * leading U+2581, continuations without their "##", [bracketed] names kept; the added special
+ * tokens are control tokens (the unknown one included), everything else normal. */
+static nllm_status wordpiece_to_gguf(const nllm_tokenizer *tok, int32_t n, nllm_tokenizer_gguf *g) {
+  size_t bytes = 1;
+  for (int32_t id = 0; id < n; id++)
+    bytes += id < tok->n_vocab ? (size_t)tok->tokens[id].text_len + 4 : 24;
+  g->tokens = nllm_calloc((size_t)n, sizeof *g->tokens);
+  g->types = nllm_calloc((size_t)n, sizeof *g->types);
+  g->storage = nllm_malloc(bytes);
+  if (!g->tokens || !g->types || !g->storage) {
+    nllm_tokenizer_gguf_free(g);
+    return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", tok->name);
+  }
+  char *at = g->storage;
+  for (int32_t id = 0; id < n; id++) {
+    g->tokens[id] = at;
+    if (id >= tok->n_vocab || (tok->tokens[id].type == TT_UNUSED && !tok->tokens[id].text_len)) {
+      snprintf(at, 24, "[PAD%d]", (int)(id & 0xffffff));
+      g->types[id] = TT_UNUSED;
+      at += strlen(at) + 1;
+      continue;
+    }
+    size_t l = tok_wordpiece_to_phantom(tok, id, at);
+    at[l] = 0;
+    at += l + 1;
+    int t = tok->tokens[id].type;
+    g->types[id] = t == TT_UNDEFINED || t == TT_UNUSED ? TT_NORMAL : t;
+  }
+  g->model = "bert";
+  g->pre = "bert-bge";
+  g->n_vocab = n;
+  for (int w = 0; w < 5; w++) g->special[w] = tok->special[w];
+  g->sep = tok->sep_id;
+  g->mask = tok->mask_id;
+  g->add_bos = tok->add_bos;
+  g->add_eos = tok->add_eos;
+  g->chat_template = tok->chat_template;
+  return NLLM_OK;
+}
+
 nllm_status nllm_tokenizer_to_gguf(const nllm_tokenizer *tok, int32_t n_vocab_min,
                                    nllm_tokenizer_gguf *g) {
   memset(g, 0, sizeof *g);
+  g->sep = g->mask = -1;
+  if (tok->model == MODEL_WORDPIECE)
+    return wordpiece_to_gguf(tok, tok->n_vocab > n_vocab_min ? tok->n_vocab : n_vocab_min, g);
   if (tok->model != MODEL_BPE && tok->model != MODEL_SPM)
     return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: tokenizer kind has no GGUF form", tok->name);
   /* SentencePiece-style unless the vocabulary is GPT-2's byte alphabet */

@@ -152,10 +152,12 @@ nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **
     kind = MODEL_SPM;
   else if (strcmp(model, "gpt2") == 0)
     kind = MODEL_BPE;
+  else if (strcmp(model, "bert") == 0)
+    kind = MODEL_WORDPIECE;
   else
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "%s: tokenizer.ggml.model '%s' is not supported "
-                    "(supported: llama, gpt2)",
+                    "(supported: llama, gpt2, bert)",
                     path, model);
 
   const nllm_value *tokens, *scores, *types, *merges;
@@ -196,6 +198,9 @@ nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **
   tok->model = kind;
   tok->byte_level = kind == MODEL_BPE;
   tok->byte_fallback = kind == MODEL_SPM;
+  char *wp_text = NULL; /* bert: one token back in the "##" form */
+  if (kind == MODEL_WORDPIECE && !(wp_text = nllm_malloc(65536 + 16)))
+    st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", path);
   for (uint64_t i = 0; i < n && !st; i++) {
     const nllm_str *s = nllm_value_arr_str(tokens, i);
     int type = types ? (int)nllm_value_arr_int(types, i) : TT_NORMAL;
@@ -204,8 +209,30 @@ nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **
                     (unsigned long long)i, type);
       break;
     }
-    st = tok_set_token(tok, (int32_t)i, s->s, s->len,
-                       scores ? (float)nllm_value_arr_float(scores, i) : 0.0f, type);
+    if (wp_text && s->len > 65536) {
+      st = nllm_err(NLLM_ERR_FORMAT, "%s: token %llu is %llu bytes long (limit 65536)", path,
+                    (unsigned long long)i, (unsigned long long)s->len);
+      break;
+    }
+    if (wp_text)
+      st = tok_set_token(tok, (int32_t)i, wp_text,
+                         tok_wordpiece_from_phantom(s->s, s->len, type, wp_text), 0.0f, type);
+    else
+      st = tok_set_token(tok, (int32_t)i, s->s, s->len,
+                         scores ? (float)nllm_value_arr_float(scores, i) : 0.0f, type);
+  }
+  free(wp_text);
+  if (!st && kind == MODEL_WORDPIECE) {
+    /* what llama.cpp's WordPiece tokenizer always does: BERT uncased's normalization, and
+     * [CLS] text [SEP] around a sequence */
+    st = tok_add_norm(tok, NORM_BERT, NULL, 0, NULL, 0);
+    if (!st) {
+      tok->norms[tok->n_norms - 1].flags =
+          BERT_CLEAN | BERT_CHINESE | BERT_STRIP_ACCENTS | BERT_LOWERCASE;
+      memset(&tok->pres[tok->n_pres], 0, sizeof tok->pres[0]);
+      tok->pres[tok->n_pres++].kind = PRE_BERT;
+      tok->strip_leading_space = 1;
+    }
   }
 
   if (!st && kind == MODEL_SPM) {
@@ -255,10 +282,36 @@ nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **
   for (size_t k = 0; k < sizeof id_keys / sizeof *id_keys && !st; k++)
     st = get_id(tok, src, id_keys[k].key, kind == MODEL_SPM ? id_keys[k].spm_default : -1,
                 &tok->special[id_keys[k].which]);
+  if (!st && kind == MODEL_WORDPIECE) {
+    /* BERT's ids: by key, else by name, else llama.cpp's defaults; the separator closes a
+     * sequence as EOS does elsewhere */
+    static const struct {
+      const char *key, *text;
+      int32_t def;
+    } bert_keys[] = {{"tokenizer.ggml.bos_token_id", "[CLS]", 101},
+                     {"tokenizer.ggml.unknown_token_id", "[UNK]", 100},
+                     {"tokenizer.ggml.seperator_token_id", "[SEP]", 102},
+                     {"tokenizer.ggml.padding_token_id", "[PAD]", 0},
+                     {"tokenizer.ggml.mask_token_id", "[MASK]", 103}};
+    nllm_token ids[5];
+    for (int k = 0; k < 5 && !st; k++) {
+      nllm_token by_name = tok_find_text(tok, bert_keys[k].text);
+      st = get_id(tok, src, bert_keys[k].key, by_name >= 0 ? by_name : bert_keys[k].def, &ids[k]);
+    }
+    if (!st) {
+      tok->special[NLLM_TOKEN_BOS] = ids[0];
+      tok->special[NLLM_TOKEN_UNK] = ids[1];
+      tok->special[NLLM_TOKEN_EOS] = tok->sep_id = ids[2];
+      tok->special[NLLM_TOKEN_PAD] = ids[3];
+      tok->mask_id = ids[4];
+    }
+  }
   if (!st) {
     tok->add_bos =
         get_flag(src, "tokenizer.ggml.add_bos_token", kind == MODEL_SPM || (pre && pre->add_bos));
     tok->add_eos = get_flag(src, "tokenizer.ggml.add_eos_token", 0);
+    if (kind == MODEL_WORDPIECE) /* llama.cpp adds both whatever the flags say */
+      tok->add_bos = tok->add_eos = 1;
     const char *tmpl;
     if (nllm_source_get(src, "tokenizer.chat_template") &&
         nllm_source_get_str(src, "tokenizer.chat_template", &tmpl) == NLLM_OK) {

@@ -1,6 +1,7 @@
 /* Tokenizer from a Hugging Face tokenizer.json (+ tokenizer_config.json beside it): model BPE
- * (byte-level or with byte fallback), normalizers, pre-tokenizers, added tokens, post-processor
- * and decoder, mapped onto the same object the GGUF loader builds. */
+ * (byte-level or with byte fallback) or WordPiece, normalizers, pre-tokenizers, added tokens,
+ * post-processor and decoder, mapped onto the same object the GGUF loader builds; or from a
+ * BERT vocab.txt where a folder has no tokenizer.json. */
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,19 @@ static nllm_status add_normalizer(nllm_tokenizer *tok, const cJSON *n) {
   if (!strcmp(t, "NFC")) return tok_add_norm(tok, NORM_NFC, NULL, 0, NULL, 0);
   if (!strcmp(t, "NFKC")) return tok_add_norm(tok, NORM_NFKC, NULL, 0, NULL, 0);
   if (!strcmp(t, "Lowercase")) return tok_add_norm(tok, NORM_LOWERCASE, NULL, 0, NULL, 0);
+  if (!strcmp(t, "NFD")) return tok_add_norm(tok, NORM_NFD, NULL, 0, NULL, 0);
+  if (!strcmp(t, "StripAccents")) return tok_add_norm(tok, NORM_STRIP_ACCENTS, NULL, 0, NULL, 0);
+  if (!strcmp(t, "BertNormalizer")) {
+    int lower = jbool(n, "lowercase", 1);
+    /* strip_accents null (or absent) follows lowercase */
+    int strip = jbool(n, "strip_accents", lower);
+    unsigned flags = (jbool(n, "clean_text", 1) ? BERT_CLEAN : 0u) |
+                     (jbool(n, "handle_chinese_chars", 1) ? BERT_CHINESE : 0u) |
+                     (strip ? BERT_STRIP_ACCENTS : 0u) | (lower ? BERT_LOWERCASE : 0u);
+    nllm_status st = tok_add_norm(tok, NORM_BERT, NULL, 0, NULL, 0);
+    if (!st) tok->norms[tok->n_norms - 1].flags = flags;
+    return st;
+  }
   if (!strcmp(t, "Prepend")) {
     const char *p = jstr(n, "prepend");
     if (!p) return nllm_err(NLLM_ERR_FORMAT, "%s: Prepend normalizer without 'prepend'", tok->name);
@@ -143,6 +157,13 @@ static nllm_status add_pre(nllm_tokenizer *tok, const cJSON *p) {
   if (!strcmp(t, "Digits"))
     return tok_add_pre_regex(tok, jbool(p, "individual_digits", 0) ? "\\p{N}" : "\\p{N}+",
                              SPLIT_ISOLATED, 0);
+  if (!strcmp(t, "BertPreTokenizer")) {
+    if (tok->n_pres >= TOK_MAX_PRE)
+      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: too many pre-tokenizers", tok->name);
+    memset(&tok->pres[tok->n_pres], 0, sizeof tok->pres[0]);
+    tok->pres[tok->n_pres++].kind = PRE_BERT;
+    return NLLM_OK;
+  }
   if (!strcmp(t, "WhitespaceSplit")) return tok_add_pre_regex(tok, "\\s+", SPLIT_REMOVED, 0);
   if (!strcmp(t, "Whitespace")) return tok_add_pre_regex(tok, "\\w+|[^\\w\\s]+", SPLIT_REMOVED, 1);
   if (!strcmp(t, "Metaspace")) {
@@ -223,14 +244,31 @@ static nllm_status load_hf(nllm_tokenizer **out, const char *path, const cJSON *
   const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
   const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
   if (!model) return nllm_err(NLLM_ERR_FORMAT, "%s: no 'model' object", path);
-  if (!mtype || strcmp(mtype, "BPE") != 0)
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: model type '%s' is not supported (only BPE)", path,
+  int wordpiece = mtype && !strcmp(mtype, "WordPiece");
+  if (!mtype || (strcmp(mtype, "BPE") != 0 && !wordpiece))
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: model type '%s' is not supported (supported: BPE, WordPiece)", path,
                     mtype ? mtype : "(none)");
   if (!cJSON_IsObject(vocab))
     return nllm_err(NLLM_ERR_FORMAT, "%s: model.vocab is not an object", path);
   const char *cont = jstr(model, "continuing_subword_prefix"),
              *eow = jstr(model, "end_of_word_suffix");
-  if ((cont && *cont) || (eow && *eow))
+  int64_t wp_max_chars = 100;
+  if (wordpiece) {
+    const cJSON *mc = cJSON_GetObjectItemCaseSensitive(model, "max_input_chars_per_word");
+    if (mc && !cJSON_IsNull(mc)) {
+      if (!cJSON_IsNumber(mc) || mc->valuedouble < 1 || mc->valuedouble > 1e6)
+        return nllm_err(NLLM_ERR_FORMAT,
+                        "%s: WordPiece max_input_chars_per_word must be a number in 1..1000000",
+                        path);
+      wp_max_chars = (int64_t)mc->valuedouble;
+    }
+    if (!cont) cont = "##";
+    if (strlen(cont) >= TOK_WP_PREFIX_MAX)
+      return nllm_err(NLLM_ERR_UNSUPPORTED,
+                      "%s: WordPiece continuing_subword_prefix of %zu bytes (at most %d)", path,
+                      strlen(cont), TOK_WP_PREFIX_MAX - 1);
+  } else if ((cont && *cont) || (eow && *eow))
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "%s: BPE with continuing_subword_prefix/end_of_word_suffix is not supported",
                     path);
@@ -266,7 +304,13 @@ static nllm_status load_hf(nllm_tokenizer **out, const char *path, const cJSON *
   if (!tok) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", path);
   *out = tok;
   nllm_status st = NLLM_OK;
-  tok->model = MODEL_BPE;
+  tok->model = wordpiece ? MODEL_WORDPIECE : MODEL_BPE;
+  if (wordpiece) {
+    tok->wp_max_chars = (int32_t)wp_max_chars;
+    tok->wp_prefix_len = (uint32_t)strlen(cont);
+    memcpy(tok->wp_prefix, cont, tok->wp_prefix_len + 1);
+    tok->strip_leading_space = 1;
+  }
   tok->byte_fallback = jbool(model, "byte_fallback", 0);
   tok->ignore_merges = jbool(model, "ignore_merges", 0);
   tok->fuse_unk = jbool(model, "fuse_unk", 0);
@@ -357,7 +401,22 @@ static nllm_status load_hf(nllm_tokenizer **out, const char *path, const cJSON *
         if (tok->special[NLLM_TOKEN_EOS] < 0) tok->special[NLLM_TOKEN_EOS] = last;
       }
     }
+  } else if (pp && !strcmp(jtype(pp), "BertProcessing")) {
+    /* {"cls": ["[CLS]", 101], "sep": ["[SEP]", 102]}: the older spelling of the same template */
+    const cJSON *cls = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(pp, "cls"), 1);
+    const cJSON *sep = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(pp, "sep"), 1);
+    if (cJSON_IsNumber(cls) && cls->valuedouble >= 0 && cls->valuedouble < tok->n_vocab) {
+      tmpl_bos = 1;
+      if (tok->special[NLLM_TOKEN_BOS] < 0) tok->special[NLLM_TOKEN_BOS] = cls->valueint;
+    }
+    if (cJSON_IsNumber(sep) && sep->valuedouble >= 0 && sep->valuedouble < tok->n_vocab) {
+      tmpl_eos = 1;
+      if (tok->special[NLLM_TOKEN_EOS] < 0) tok->special[NLLM_TOKEN_EOS] = sep->valueint;
+    }
   }
+  tok->sep_id = lookup(tok, &tm, config_token(cfg, "sep_token"));
+  tok->mask_id = lookup(tok, &tm, config_token(cfg, "mask_token"));
+  if (wordpiece && tok->sep_id < 0 && tmpl_eos) tok->sep_id = tok->special[NLLM_TOKEN_EOS];
   const cJSON *abos = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
   if (cJSON_IsBool(abos))
     tok->add_bos = cJSON_IsTrue(abos);
@@ -387,35 +446,113 @@ done:
   return st;
 }
 
+/* A BERT folder without tokenizer.json: vocab.txt (one token a line, the line number its id)
+ * and tokenizer_config.json's BertTokenizer options, built as the reference library converts
+ * them (BertNormalizer, BertPreTokenizer, WordPiece, [CLS] text [SEP]). */
+static nllm_status load_vocab_txt(nllm_tokenizer **out, const char *path, const cJSON *cfg) {
+  nllm_file_map map;
+  nllm_status st =
+      nllm_file_map_open_max(path, 0, NLLM_HF_MAX_TOKENIZER_JSON, "a vocabulary file", &map);
+  if (st) return st;
+  const char *data = (const char *)map.data;
+  size_t size = (size_t)map.size;
+  int64_t n = 0;
+  for (size_t i = 0; i < size; i++) n += data[i] == '\n';
+  if (size && data[size - 1] != '\n') n++;
+  if (n == 0 || n > INT32_MAX / 2) {
+    nllm_file_map_close(&map);
+    return nllm_err(NLLM_ERR_FORMAT, "%s: %lld tokens (expected one token a line)", path,
+                    (long long)n);
+  }
+  nllm_tokenizer *tok = tok_alloc(path, (int32_t)n);
+  if (!tok) {
+    nllm_file_map_close(&map);
+    return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", path);
+  }
+  *out = tok;
+  int32_t id = 0;
+  for (size_t i = 0; i < size && !st; id++) {
+    const char *nl = memchr(data + i, '\n', size - i);
+    size_t e = nl ? (size_t)(nl - data) : size, l = e - i;
+    if (l && data[i + l - 1] == '\r') l--;
+    st = tok_set_token(tok, id, data + i, l, 0.0f, TT_NORMAL);
+    i = e + 1;
+  }
+  nllm_file_map_close(&map);
+  if (st) return st;
+  tok->model = MODEL_WORDPIECE;
+  tok->strip_leading_space = 1;
+
+  const cJSON *lc = cJSON_GetObjectItemCaseSensitive(cfg, "do_lower_case");
+  int lower = cJSON_IsBool(lc) ? cJSON_IsTrue(lc) : 1;
+  unsigned flags = BERT_CLEAN | (jbool(cfg, "tokenize_chinese_chars", 1) ? BERT_CHINESE : 0u) |
+                   (jbool(cfg, "strip_accents", lower) ? BERT_STRIP_ACCENTS : 0u) |
+                   (lower ? BERT_LOWERCASE : 0u);
+  if ((st = tok_add_norm(tok, NORM_BERT, NULL, 0, NULL, 0))) return st;
+  tok->norms[tok->n_norms - 1].flags = flags;
+  memset(&tok->pres[0], 0, sizeof tok->pres[0]);
+  tok->pres[tok->n_pres++].kind = PRE_BERT;
+
+  /* the named specials are control tokens: matched literally, never produced from text */
+  static const char *const keys[5] = {"cls_token", "sep_token", "unk_token", "pad_token",
+                                      "mask_token"};
+  static const char *const defaults[5] = {"[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]"};
+  nllm_token ids[5];
+  for (int k = 0; k < 5; k++) {
+    const char *name = config_token(cfg, keys[k]);
+    ids[k] = tok_find_text(tok, name ? name : defaults[k]);
+    if (ids[k] >= 0) tok->tokens[ids[k]].type = TT_CONTROL;
+  }
+  tok->special[NLLM_TOKEN_BOS] = ids[0];
+  tok->special[NLLM_TOKEN_EOS] = tok->sep_id = ids[1];
+  tok->special[NLLM_TOKEN_UNK] = ids[2];
+  tok->special[NLLM_TOKEN_PAD] = ids[3];
+  tok->mask_id = ids[4];
+  tok->add_bos = tok->add_eos = 1;
+  return tok_finalize(tok);
+}
+
 nllm_status nllm_tokenizer_from_hf(const char *path, nllm_tokenizer **out) {
   if (!path || !out) return nllm_err(NLLM_ERR_INVALID_ARG, "tokenizer_from_hf: NULL argument");
   *out = NULL;
   nllm_status st;
-  cJSON *root = parse_json_file(path, &st);
-  if (!root) return st;
-  /* tokenizer_config.json beside it is optional */
-  cJSON *cfg = NULL;
   const char *slash = strrchr(path, '/');
   size_t dl = slash ? (size_t)(slash - path + 1) : 0;
-  char *cpath = nllm_malloc(dl + 32);
-  if (!cpath) {
-    cJSON_Delete(root);
+  char *cpath = nllm_malloc(dl + 32), *vpath = nllm_malloc(dl + 32);
+  if (!cpath || !vpath) {
+    free(cpath);
+    free(vpath);
     return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", path);
   }
   memcpy(cpath, path, dl);
   strcpy(cpath + dl, "tokenizer_config.json");
-  /* access, not fopen: opening a FIFO planted under that name would block */
+  memcpy(vpath, path, dl);
+  strcpy(vpath + dl, "vocab.txt");
+  /* older BERT folders have only vocab.txt (access, not fopen: opening a FIFO planted under
+   * one of these names would block) */
+  int use_vocab_txt =
+      access(path, F_OK) != 0 && !strcmp(path + dl, "tokenizer.json") && access(vpath, F_OK) == 0;
+  cJSON *root = use_vocab_txt ? NULL : parse_json_file(path, &st);
+  if (!use_vocab_txt && !root) {
+    free(cpath);
+    free(vpath);
+    return st;
+  }
+  /* tokenizer_config.json beside it is optional */
+  cJSON *cfg = NULL;
   if (access(cpath, F_OK) == 0) {
     cfg = parse_json_file(cpath, &st);
     if (!cfg) {
       free(cpath);
+      free(vpath);
       cJSON_Delete(root);
       return st;
     }
   }
   free(cpath);
   nllm_tokenizer *tok = NULL;
-  st = load_hf(&tok, path, root, cfg);
+  st = use_vocab_txt ? load_vocab_txt(&tok, vpath, cfg) : load_hf(&tok, path, root, cfg);
+  free(vpath);
   cJSON_Delete(root);
   cJSON_Delete(cfg);
   if (st) {

@@ -49,17 +49,33 @@ typedef struct tok_trie_node {
   uint8_t byte;
 } tok_trie_node;
 
-enum { MODEL_SPM, MODEL_BPE };
+/* MODEL_WORDPIECE: BERT's greedy longest-match-first over words, "##" on continuations. */
+enum { MODEL_SPM, MODEL_BPE, MODEL_WORDPIECE };
 
-enum { NORM_NFC, NORM_NFKC, NORM_REPLACE, NORM_PREPEND, NORM_LOWERCASE, NORM_SPACE_PREFIX };
+enum {
+  NORM_NFC,
+  NORM_NFKC,
+  NORM_REPLACE,
+  NORM_PREPEND,
+  NORM_LOWERCASE,
+  NORM_SPACE_PREFIX,
+  NORM_NFD,
+  NORM_STRIP_ACCENTS, /* drop nonspacing marks (Mn): an NFD normalizer comes before it */
+  NORM_BERT,          /* BertNormalizer, steps chosen by tok_norm.flags (BERT_*) */
+};
+
+/* BertNormalizer steps, in the order they run. */
+enum { BERT_CLEAN = 1, BERT_CHINESE = 2, BERT_STRIP_ACCENTS = 4, BERT_LOWERCASE = 8 };
 
 typedef struct tok_norm {
   int kind;
   char *from, *to; /* REPLACE: from -> to; PREPEND: to */
   size_t from_len, to_len;
+  unsigned flags; /* NORM_BERT: BERT_* */
 } tok_norm;
 
-enum { PRE_SPLIT, PRE_ADD_PREFIX_SPACE, PRE_METASPACE };
+/* PRE_BERT: BertPreTokenizer (split on whitespace, every punctuation character alone). */
+enum { PRE_SPLIT, PRE_ADD_PREFIX_SPACE, PRE_METASPACE, PRE_BERT };
 
 /* The split of a tokenizer.json ByteLevel pre-tokenizer with use_regex (GPT-2's). */
 #define HF_BYTELEVEL_REGEX \
@@ -79,6 +95,7 @@ typedef struct tok_pre {
 
 #define TOK_MAX_NORM 8
 #define TOK_MAX_PRE 8
+#define TOK_WP_PREFIX_MAX 16
 
 struct nllm_tokenizer {
   char *name;        /* file path, for messages */
@@ -86,6 +103,11 @@ struct nllm_tokenizer {
   int byte_level;    /* GPT-2 bytes_to_unicode vocabulary */
   int byte_fallback; /* <0xNN> tokens for pieces outside the vocab */
   int ignore_merges; /* a word that is itself a token is not merged (Llama 3) */
+  /* WordPiece: a word of more characters is one unknown token; the prefix marks a piece that
+   * continues a word ("##"); the longest token text bounds the candidate pieces. */
+  int32_t wp_max_chars;
+  char wp_prefix[TOK_WP_PREFIX_MAX];
+  uint32_t wp_prefix_len, wp_max_token_len;
   int fuse_unk;
   /* No token has U+2581 right after another character, so no merge can cross the start of a
    * "▁" run: words may be cut there before merging (same result, far smaller heaps). */
@@ -112,12 +134,32 @@ struct nllm_tokenizer {
 
   /* special ids (-1 none) indexed by NLLM_TOKEN_*; NEWLINE included */
   nllm_token special[6];
+  nllm_token sep_id, mask_id; /* BERT's [SEP] and [MASK] (-1 none), for GGUF export */
   int add_bos, add_eos;
   int strip_leading_space; /* decode drops one leading space of the first piece */
   uint8_t *eog;            /* n_vocab flags */
 
   char *chat_template;
 };
+
+/* ---- WordPiece and the BERT text steps (tok_wordpiece.c) */
+/* BertNormalizer over valid UTF-8 src[0..n) into *dst (grown as needed; *cap its size); returns
+ * the length, SIZE_MAX when out of memory, SIZE_MAX - 1 past max_len bytes. */
+size_t tok_bert_normalize(unsigned flags, const char *src, size_t n, char **dst, size_t *cap,
+                          size_t max_len);
+/* BertPreTokenizer: calls emit for each word of valid UTF-8 text[s..e). */
+typedef void (*tok_word_fn)(void *user, size_t s, size_t e);
+void tok_bert_pre_split(const char *text, size_t s, size_t e, tok_word_fn emit, void *user);
+/* WordPiece of one word: appends ids with push (which returns 0 when out of memory); returns
+ * NLLM_OK, or an error with its message set. scratch/scap: caller-owned buffer. */
+nllm_status tok_wordpiece_word(const nllm_tokenizer *tok, const char *word, size_t len,
+                               char **scratch, size_t *scap, int (*push)(void *, int32_t),
+                               void *user);
+/* GGUF "bert" vocabularies spell word-initial tokens with a leading U+2581 and continuations
+ * bare; these convert one token text between that and the tokenizer.json form ("##" prefix).
+ * Return the length written to out (cap bytes; texts are at most 65536 + 16 bytes). */
+size_t tok_wordpiece_from_phantom(const char *t, size_t n, int type, char *out);
+size_t tok_wordpiece_to_phantom(const nllm_tokenizer *tok, int32_t id, char *out);
 
 /* ---- building (tok_vocab.c) */
 nllm_tokenizer *tok_alloc(const char *name, int32_t n_vocab);

@@ -46,6 +46,10 @@ nllm_tokenizer *tok_alloc(const char *name, int32_t n_vocab) {
     return NULL;
   }
   for (int i = 0; i < 6; i++) tok->special[i] = -1;
+  tok->sep_id = tok->mask_id = -1;
+  tok->wp_max_chars = 100;
+  memcpy(tok->wp_prefix, "##", 3);
+  tok->wp_prefix_len = 2;
   for (int i = 0; i < 256; i++) tok->byte_token[i] = -1;
   tok->strip_leading_space = 0;
   tok->fuse_unk = 0;
@@ -363,12 +367,43 @@ static int parse_byte_token(const char *s, size_t len) {
   return v;
 }
 
+/* WordPiece drops the spaces between words, so decoding puts one before every token that starts
+ * a word; a continuation ("##ing") joins the previous piece, and . , ? ! join it as the
+ * reference decoder's cleanup does. */
+static nllm_status wordpiece_piece(nllm_tokenizer *tok, int32_t id) {
+  tok_entry *e = &tok->tokens[id];
+  const char *t = tok->strings + e->text_off;
+  size_t n = e->text_len, pl = tok->wp_prefix_len;
+  int normal = e->type == TT_NORMAL || e->type == TT_UNUSED || e->type == TT_UNDEFINED;
+  if (n == 0 || (normal && n == 1 && strchr(".,?!", t[0]))) {
+    e->piece_off = e->text_off;
+    e->piece_len = e->text_len;
+    return NLLM_OK;
+  }
+  if (normal && pl && n > pl && memcmp(t, tok->wp_prefix, pl) == 0) {
+    e->piece_off = e->text_off + (uint32_t)pl;
+    e->piece_len = (uint32_t)(n - pl);
+    return NLLM_OK;
+  }
+  char *b = nllm_malloc(n + 1);
+  if (!b) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", tok->name);
+  b[0] = ' ';
+  memcpy(b + 1, t, n);
+  uint32_t off = tok_store(tok, b, n + 1);
+  free(b);
+  if (off == UINT32_MAX) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", tok->name);
+  tok->tokens[id].piece_off = off;
+  tok->tokens[id].piece_len = (uint32_t)(n + 1);
+  return NLLM_OK;
+}
+
 /* The bytes a token stands for: "▁" -> ' ' for SentencePiece vocabularies, GPT-2 code points
  * back to bytes for byte-level ones, <0xNN> -> the byte; control and added tokens as written. */
 static nllm_status compute_piece(nllm_tokenizer *tok, int32_t id, char **scratch, size_t *scap) {
   tok_entry *e = &tok->tokens[id];
   const char *t = tok->strings + e->text_off;
   size_t n = e->text_len;
+  if (tok->model == MODEL_WORDPIECE) return wordpiece_piece(tok, id);
   if (e->type == TT_BYTE) {
     int b = parse_byte_token(t, n);
     if (b >= 0) {
@@ -490,7 +525,11 @@ nllm_status tok_finalize(nllm_tokenizer *tok) {
   st = map_build(tok, &tok->map, tok->byte_level, keep_for_model);
   if (st) return st;
 
-  if (!tok->byte_level) {
+  if (tok->model == MODEL_WORDPIECE) {
+    for (int32_t id = 0; id < tok->n_vocab; id++)
+      if (keep_for_model(&tok->tokens[id]) && tok->tokens[id].text_len > tok->wp_max_token_len)
+        tok->wp_max_token_len = tok->tokens[id].text_len;
+  } else if (!tok->byte_level) {
     tok->split_metaspace = 1;
     for (int32_t id = 0; id < tok->n_vocab && tok->split_metaspace; id++) {
       const tok_entry *e = &tok->tokens[id];

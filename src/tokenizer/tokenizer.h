@@ -1,5 +1,5 @@
 /* Text <-> token ids. One object for every tokenizer kind (SentencePiece-style BPE, byte-level
- * BPE), built either from GGUF metadata (tokenizer.ggml.*) or from a Hugging Face
+ * BPE, WordPiece), built either from GGUF metadata (tokenizer.ggml.*) or from a Hugging Face
  * tokenizer.json (+ tokenizer_config.json). Immutable after construction: all calls are
  * thread-safe. */
 #ifndef NLLM_TOKENIZER_H
@@ -12,7 +12,9 @@ typedef struct nllm_tokenizer nllm_tokenizer;
 /* From tokenizer.ggml.* keys of a source (GGUF, or a source an HF loader filled in the same
  * keys). Unknown tokenizer.ggml.model / .pre values fail with NLLM_ERR_UNSUPPORTED. */
 nllm_status nllm_tokenizer_from_source(const nllm_source *src, nllm_tokenizer **out);
-/* From a tokenizer.json path (tokenizer_config.json is looked up beside it, optional). */
+/* From a tokenizer.json path (tokenizer_config.json is looked up beside it, optional). When
+ * DIR/tokenizer.json does not exist but DIR/vocab.txt does, a BERT WordPiece tokenizer is built
+ * from that and tokenizer_config.json's BertTokenizer options. */
 nllm_status nllm_tokenizer_from_hf(const char *tokenizer_json_path, nllm_tokenizer **out);
 void nllm_tokenizer_free(nllm_tokenizer *tok);
 
@@ -37,8 +39,9 @@ nllm_status nllm_tokenizer_decode(const nllm_tokenizer *tok, const nllm_token *i
  * conversion layer writes these, so that tokenizer.json is parsed in one place only. Pointers
  * stay valid while both the tokenizer and this description live. */
 typedef struct nllm_tokenizer_gguf {
-  const char *model;   /* "llama" (SentencePiece-style: scores) or "gpt2" (byte-level: merges) */
-  const char *pre;     /* gpt2: tokenizer.ggml.pre; NULL for llama */
+  const char *model;   /* "llama" (SentencePiece-style: scores), "gpt2" (byte-level: merges) or
+                          "bert" (WordPiece: tokens in phantom-space form, neither) */
+  const char *pre;     /* gpt2, bert: tokenizer.ggml.pre; NULL for llama */
   int32_t n_vocab;     /* >= the tokenizer's: ids it never produces are [PADn], unused */
   const char **tokens; /* n_vocab texts */
   int32_t *types;      /* n_vocab GGUF token types */
@@ -46,9 +49,10 @@ typedef struct nllm_tokenizer_gguf {
   const char **merges; /* gpt2: "a b" in rank order; NULL for llama */
   int32_t n_merges;
   nllm_token special[5]; /* NLLM_TOKEN_BOS .. NLLM_TOKEN_PAD, -1 for none */
+  nllm_token sep, mask;  /* bert: seperator_token_id, mask_token_id; -1 for none */
   int add_bos, add_eos, add_space_prefix;
   const char *chat_template; /* NULL if none */
-  char *storage;             /* owned: [PADn] names and merge strings */
+  char *storage;             /* owned: [PADn] names, merge strings, bert token texts */
 } nllm_tokenizer_gguf;
 
 /* n_vocab_min: the model's embedding rows (the description is padded up to them); 0 if
