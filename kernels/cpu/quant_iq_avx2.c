@@ -66,9 +66,9 @@ static inline __m256i iq3_xxs_grid_avx2(const uint8_t *blk, int c) {
 }
 static inline __m256i iq3_s_grid_avx2(const uint8_t *blk, int c) {
   __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * c)));
-  __m256i hi = _mm256_srlv_epi32(_mm256_set1_epi32(blk[2 + QK_K / 4 + c]),
-                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  hi = _mm256_slli_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(1)), 8);
+  __m256i hi = _mm256_sllv_epi32(_mm256_set1_epi32(blk[2 + QK_K / 4 + c]),
+                                 _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1));
+  hi = _mm256_and_si256(hi, _mm256_set1_epi32(256));
   return iq3_lookup8(nllm_iq3s_grid, _mm256_or_si256(idx, hi));
 }
 
@@ -138,6 +138,8 @@ static inline __m256i iq_odd16_nibbles(unsigned sc) {
                           _mm_set1_epi16((short)(2 * (sc & 15) + 1)));
 }
 
+#define IQ_UNROLL8 _Pragma("GCC unroll 8")
+
 typedef __m256i (*iq_weights_fn)(const uint8_t *blk, int c, __m256i *odd16);
 
 static inline __m256i iq2_xxs_weights(const uint8_t *blk, int c, __m256i *odd16) {
@@ -189,6 +191,8 @@ static inline __attribute__((always_inline)) void iq_signed_vec_dot_avx2(
   for (int64_t i = 0; i < n / QK_K; i++) {
     const uint8_t *blk = x + (size_t)i * block_bytes;
     __m256i acc = _mm256_setzero_si256();
+    /* unrolled, each chunk's offsets and scale nibble are constants: measured faster */
+    IQ_UNROLL8
     for (int c = 0; c < QK_K / 32; c++) {
       __m256i odd16;
       const __m256i w = weights(blk, c, &odd16);
