@@ -13,21 +13,19 @@ static inline int32_t lowbit_hsum32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-/* The ternary codes u (0..3, value u - 1) against 32 activations, kept as two 16-bit pair sums:
- * sum(u * q8) and sum(q8). maddubs takes u as the unsigned operand, so no product saturates
- * (|pair| <= 2 * 3 * 128), and eight chunks of a block stay within int16 (8 * 768). */
-typedef struct {
-  __m256i uq, q;
-} tq_acc;
-
-static inline void tq_add(tq_acc *a, __m256i u, const int8_t *q8) {
+/* The ternary codes u (0..3, value u - 1) against 32 activations: sum(u * q8) as 16-bit pair
+ * sums (maddubs takes u as the unsigned operand, so no product saturates: |pair| <= 2 * 3 * 128,
+ * and eight chunks of a block stay within int16); the block's sum(q8) comes from the Q8_K
+ * bsums, which its quantizer writes as the exact sums of qs. */
+static inline __m256i tq_add(__m256i acc, __m256i u, const int8_t *q8) {
   const __m256i q = _mm256_loadu_si256((const __m256i *)q8);
-  a->uq = _mm256_add_epi16(a->uq, _mm256_maddubs_epi16(u, q));
-  a->q = _mm256_add_epi16(a->q, _mm256_maddubs_epi16(_mm256_set1_epi8(1), q));
+  return _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, q));
 }
 
-static inline int32_t tq_sum(const tq_acc *a) {
-  return lowbit_hsum32(_mm256_madd_epi16(_mm256_sub_epi16(a->uq, a->q), _mm256_set1_epi16(1)));
+static inline int32_t tq_sum(__m256i acc, const block_q8_K *y) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i sq = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), ones);
+  return lowbit_hsum32(_mm256_sub_epi32(_mm256_madd_epi16(acc, ones), sq));
 }
 
 /* Base-3 digit of each byte b of x: the top byte of b * 3^k (mod 256), times 3, >> 8. The
@@ -53,24 +51,24 @@ static void tq1_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
   float sum = 0;
   for (int64_t b = 0; b < n / QK_K; b++) {
     const int8_t *q8 = y[b].qs;
-    tq_acc a = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i a = _mm256_setzero_si256();
     /* qs[0..31]: digit k is elements 32k .. 32k + 31 */
     const __m256i x32 = _mm256_loadu_si256((const __m256i *)x[b].qs);
     for (int k = 0; k < 5; k++) {
       const __m256i p = _mm256_set1_epi16((short)pow3[k]);
-      tq_add(&a, tq1_digits(x32, p, p), q8 + 32 * k);
+      a = tq_add(a, tq1_digits(x32, p, p), q8 + 32 * k);
     }
     /* qs[32..47]: digit k is elements 160 + 16k .. ; two digits per register */
     const __m128i x16 = _mm_loadu_si128((const __m128i *)(x[b].qs + 32));
     const __m256i xx = _mm256_set_m128i(x16, x16);
-    tq_add(&a, tq1_digits(xx, pair01, pair01), q8 + 160);
-    tq_add(&a, tq1_digits(xx, pair23, pair23), q8 + 192);
+    a = tq_add(a, tq1_digits(xx, pair01, pair01), q8 + 160);
+    a = tq_add(a, tq1_digits(xx, pair23, pair23), q8 + 192);
     /* digit 4 of qs[32..47], then qh's digit k is elements 240 + 4k .. 240 + 4k + 3 */
     uint32_t qh;
     memcpy(&qh, x[b].qh, 4);
     const __m256i xq = _mm256_set_m128i(_mm_set1_epi32((int)qh), x16);
-    tq_add(&a, tq1_digits(xq, qh_pe, qh_pe), q8 + 224);
-    const float p = (float)tq_sum(&a) * (y[b].d * _cvtsh_ss(x[b].d));
+    a = tq_add(a, tq1_digits(xq, qh_pe, qh_pe), q8 + 224);
+    const float p = (float)tq_sum(a, &y[b]) * (y[b].d * _cvtsh_ss(x[b].d));
     sum += p;
   }
   *s = sum;
@@ -82,17 +80,17 @@ static void tq2_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
   const __m256i m3 = _mm256_set1_epi8(3);
   float sum = 0;
   for (int64_t b = 0; b < n / QK_K; b++) {
-    tq_acc a = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i a = _mm256_setzero_si256();
     /* half h of qs: bits 2l..2l+1 of byte m are element 128h + 32l + m */
     for (int h = 0; h < 2; h++) {
       const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
       const int8_t *q8 = y[b].qs + 128 * h;
-      tq_add(&a, _mm256_and_si256(q, m3), q8);
-      tq_add(&a, _mm256_and_si256(_mm256_srli_epi16(q, 2), m3), q8 + 32);
-      tq_add(&a, _mm256_and_si256(_mm256_srli_epi16(q, 4), m3), q8 + 64);
-      tq_add(&a, _mm256_and_si256(_mm256_srli_epi16(q, 6), m3), q8 + 96);
+      a = tq_add(a, _mm256_and_si256(q, m3), q8);
+      a = tq_add(a, _mm256_and_si256(_mm256_srli_epi16(q, 2), m3), q8 + 32);
+      a = tq_add(a, _mm256_and_si256(_mm256_srli_epi16(q, 4), m3), q8 + 64);
+      a = tq_add(a, _mm256_and_si256(_mm256_srli_epi16(q, 6), m3), q8 + 96);
     }
-    const float p = (float)tq_sum(&a) * (y[b].d * _cvtsh_ss(x[b].d));
+    const float p = (float)tq_sum(a, &y[b]) * (y[b].d * _cvtsh_ss(x[b].d));
     sum += p;
   }
   *s = sum;
