@@ -104,7 +104,10 @@ static inline __attribute__((always_inline)) void iq_vec_dot_avx2(
     }
     /* F16C's conversion is exact, as q_h2f is, and far cheaper */
     float d = _cvtsh_ss(iq1m_scale ? iq1_m_block_h(blk) : iq_rd16(blk));
-    sum += (d * y[i].d) * (float)iq_hsum32(acc);
+    /* two statements: clang's default -ffp-contract=on would fuse one into an FMA, and the
+     * result would no longer be the reference's */
+    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
+    sum += p;
   }
   *s = sum * group_mul * (ternary ? 0.125f : 1.0f);
 }
@@ -201,7 +204,10 @@ static inline __attribute__((always_inline)) void iq_signed_vec_dot_avx2(
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_mul_pairs(w, q8), odd16));
     }
     float d = _cvtsh_ss(iq_rd16(blk));
-    sum += (d * y[i].d) * (float)iq_hsum32(acc);
+    /* two statements: clang's default -ffp-contract=on would fuse one into an FMA, and the
+     * result would no longer be the reference's */
+    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
+    sum += p;
   }
   *s = sum * group_mul;
 }
