@@ -20,6 +20,11 @@ typedef void (*nllm_vec_dot_fn)(int64_t n, float *s, const void *x, const void *
  * the work that depends on the activation alone between rows. */
 typedef void (*nllm_vec_dot4_fn)(int64_t n, float *s, const void *x, size_t x_stride,
                                  const void *y);
+/* s[t * s_stride + r] = dot(row r, token t) for four rows r and four tokens t, token t's
+ * activations y_stride * t bytes after y: a batch unpacks each weight block once for four
+ * tokens instead of once per token. */
+typedef void (*nllm_vec_dot4x4_fn)(int64_t n, float *s, size_t s_stride, const void *x,
+                                   size_t x_stride, const void *y, size_t y_stride);
 
 /* Tokens from which nllm_matmul dequantizes weight tiles for OpenBLAS sgemm instead of running
  * the type's integer kernels. Float weights and the scalar tier cross here; quantized weights
@@ -42,6 +47,7 @@ typedef struct nllm_qtype_kernels {
   nllm_vec_dot4_fn vec_dot4;      /* four rows, equal to vec_dot on each */
   nllm_vec_dot4_fn vec_dot4_tile; /* four rows for the prompt path only (see nllm_qtype) */
   int32_t blas_min_tokens;        /* this tier's crossover (see NLLM_BLAS_MIN_TOKENS) */
+  nllm_vec_dot4x4_fn vec_dot4x4;  /* four rows by four tokens (batches) */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -68,6 +74,9 @@ typedef struct nllm_qtype {
    * tokens and a kernel that spends loads and permutes to save arithmetic can win */
   nllm_vec_dot4_fn vec_dot4_tile;
   int32_t blas_min_tokens; /* NLLM_BLAS_MIN_TOKENS or this tier's own crossover */
+  /* optional (NULL): four rows by four tokens, equal to vec_dot on each pair; the batched
+   * path (several tokens: a prompt, or a decode step of many sequences) takes it first */
+  nllm_vec_dot4x4_fn vec_dot4x4;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;
@@ -86,7 +95,8 @@ typedef void (*nllm_attn_span_fn)(const struct nllm_attn_args *a, int64_t t, int
 typedef struct nllm_cpu_ops {
   float (*dot_f32)(const float *a, const float *b, int64_t n);
   void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
-  nllm_attn_span_fn attn_span; /* for head_dim a multiple of 8 */
+  nllm_attn_span_fn attn_span;           /* for head_dim a multiple of 8 */
+  void (*gelu_erf)(float *x, int64_t n); /* in place, the erf GELU (ops.c's is the reference) */
 } nllm_cpu_ops;
 /* The helpers of the tier in use. */
 const nllm_cpu_ops *nllm_cpu_ops_get(void);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/json.h"
+#include "formats/ggml_types.h"
 #include "formats/hf.h"
 #include "formats/safetensors.h"
 
@@ -25,7 +26,11 @@ enum {
   A_GEMMA = 1 << 3,
   A_GEMMA2 = 1 << 4,
   A_PHI3 = 1 << 5,
-  A_ALL = 0xff,
+  A_BERT = 1 << 6,
+  A_MIXTRAL = 1 << 7,
+  A_QWEN3MOE = 1 << 8,
+  A_MOE = A_MIXTRAL | A_QWEN3MOE,
+  A_ALL = 0x1ff & ~A_BERT, /* the decoders' rules */
 };
 
 typedef struct hf_arch {
@@ -35,10 +40,16 @@ typedef struct hf_arch {
 } hf_arch;
 
 static const hf_arch hf_archs[] = {
-    {"LlamaForCausalLM", "llama", A_LLAMA}, {"MistralForCausalLM", "llama", A_LLAMA},
-    {"Qwen2ForCausalLM", "qwen2", A_QWEN2}, {"Qwen3ForCausalLM", "qwen3", A_QWEN3},
-    {"GemmaForCausalLM", "gemma", A_GEMMA}, {"Gemma2ForCausalLM", "gemma2", A_GEMMA2},
+    {"LlamaForCausalLM", "llama", A_LLAMA},
+    {"MistralForCausalLM", "llama", A_LLAMA},
+    {"Qwen2ForCausalLM", "qwen2", A_QWEN2},
+    {"Qwen3ForCausalLM", "qwen3", A_QWEN3},
+    {"GemmaForCausalLM", "gemma", A_GEMMA},
+    {"Gemma2ForCausalLM", "gemma2", A_GEMMA2},
     {"Phi3ForCausalLM", "phi3", A_PHI3},
+    {"MixtralForCausalLM", "llama", A_MIXTRAL},
+    {"Qwen3MoeForCausalLM", "qwen3moe", A_QWEN3MOE},
+    {"BertModel", "bert", A_BERT},
 };
 
 /* Per-layer tensors: HF stem after "model.layers.N." -> GGUF stem after "blk.N.". */
@@ -66,12 +77,42 @@ static const name_rule layer_rules[] = {
     {"mlp.up_proj", "ffn_up", A_ALL, R_BIAS},
     {"mlp.down_proj", "ffn_down", A_ALL, R_BIAS},
     {"mlp.gate_up_proj", "ffn_up", A_PHI3, R_BIAS},
+    /* BERT, after "encoder.layer.N." */
+    {"attention.self.query", "attn_q", A_BERT, R_BIAS},
+    {"attention.self.key", "attn_k", A_BERT, R_BIAS},
+    {"attention.self.value", "attn_v", A_BERT, R_BIAS},
+    {"attention.output.dense", "attn_output", A_BERT, R_BIAS},
+    {"attention.output.LayerNorm", "attn_output_norm", A_BERT, R_BIAS},
+    {"intermediate.dense", "ffn_up", A_BERT, R_BIAS},
+    {"output.dense", "ffn_down", A_BERT, R_BIAS},
+    {"output.LayerNorm", "layer_output_norm", A_BERT, R_BIAS},
+    {"block_sparse_moe.gate", "ffn_gate_inp", A_MIXTRAL, 0},
+    {"mlp.gate", "ffn_gate_inp", A_QWEN3MOE, 0},
+};
+
+/* One expert's matrix: HF stem "<prefix>E.<name>" -> the stacked GGUF tensor "blk.N.<gguf>". */
+typedef struct expert_rule {
+  const char *prefix, *name, *gguf;
+  unsigned archs;
+} expert_rule;
+
+static const expert_rule expert_rules[] = {
+    {"block_sparse_moe.experts.", "w1", "ffn_gate_exps", A_MIXTRAL},
+    {"block_sparse_moe.experts.", "w3", "ffn_up_exps", A_MIXTRAL},
+    {"block_sparse_moe.experts.", "w2", "ffn_down_exps", A_MIXTRAL},
+    {"mlp.experts.", "gate_proj", "ffn_gate_exps", A_QWEN3MOE},
+    {"mlp.experts.", "up_proj", "ffn_up_exps", A_QWEN3MOE},
+    {"mlp.experts.", "down_proj", "ffn_down_exps", A_QWEN3MOE},
 };
 
 static const name_rule global_rules[] = {
     {"model.embed_tokens", "token_embd", A_ALL, 0},
     {"model.norm", "output_norm", A_ALL, R_PLUS1},
     {"lm_head", "output", A_ALL, 0},
+    {"embeddings.word_embeddings", "token_embd", A_BERT, 0},
+    {"embeddings.position_embeddings", "position_embd", A_BERT, 0},
+    {"embeddings.token_type_embeddings", "token_types", A_BERT, 0},
+    {"embeddings.LayerNorm", "token_embd_norm", A_BERT, R_BIAS},
 };
 
 /* ---------------------------------------------------------------- json files */
@@ -419,6 +460,52 @@ static nllm_status check_activation(const hf_arch *ha, const cJSON *cfg, const c
   return NLLM_OK;
 }
 
+/* Mixtral and Qwen3-MoE: expert counts, one expert's width, the renormalization of the chosen
+ * experts' weights, and which layers are sparse. */
+static nllm_status moe_keys(kv_builder *b, const hf_arch *ha, const cJSON *cfg, const char *file,
+                            int64_t layers, hf_model_info *info) {
+  nllm_status st;
+  const char *arch = ha->arch;
+  const int mixtral = (ha->flag & A_MIXTRAL) != 0;
+  int64_t ne = 0, used = 0, step = 1;
+  TRY(cfg_int(cfg, file, mixtral ? "num_local_experts" : "num_experts", 1, 1, NLLM_HF_MAX_EXPERTS,
+              &ne, NULL));
+  TRY(cfg_int(cfg, file, "num_experts_per_tok", 1, 1, ne, &used, NULL));
+  TRY(kv_u32(b, arch, "expert_count", ne));
+  TRY(kv_u32(b, arch, "expert_used_count", used));
+  int norm = 1; /* Mixtral always renormalizes */
+  if (!mixtral) {
+    int64_t moe_ff = 0;
+    TRY(cfg_int(cfg, file, "moe_intermediate_size", 1, 1, 1 << 24, &moe_ff, NULL));
+    TRY(kv_u32(b, arch, "expert_feed_forward_length", moe_ff));
+    const cJSON *nt = jget(cfg, "norm_topk_prob");
+    if (nt && !cJSON_IsBool(nt))
+      return nllm_err(NLLM_ERR_FORMAT, "%s: 'norm_topk_prob' must be true or false", file);
+    norm = cJSON_IsTrue(nt); /* HF's default for the class is false */
+    TRY(cfg_int(cfg, file, "decoder_sparse_step", 0, 1, INT32_MAX, &step, NULL));
+  }
+  char key[96];
+  snprintf(key, sizeof key, "%s.expert_weights_norm", arch);
+  TRY(kv_bool(b, key, norm));
+  info->n_expert = ne;
+  info->sparse = nllm_source_alloc(b->src, (size_t)layers);
+  if (!info->sparse) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", file);
+  for (int64_t il = 0; il < layers; il++) info->sparse[il] = (il + 1) % step == 0;
+  const cJSON *dense = jget(cfg, "mlp_only_layers");
+  if (dense && (mixtral || !cJSON_IsArray(dense)))
+    return nllm_err(NLLM_ERR_FORMAT, "%s: 'mlp_only_layers' must be a list of layer indices%s",
+                    file, mixtral ? " (and Mixtral has none)" : "");
+  for (const cJSON *e = dense ? dense->child : NULL; e; e = e->next) {
+    int64_t il;
+    if (!json_int(e, &il) || il < 0 || il >= layers)
+      return nllm_err(NLLM_ERR_FORMAT,
+                      "%s: 'mlp_only_layers' holds an entry that is not a layer index in [0, %lld)",
+                      file, (long long)layers);
+    info->sparse[il] = 0;
+  }
+  return NLLM_OK;
+}
+
 static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cfg, const char *file,
                                hf_model_info *info) {
   nllm_status st;
@@ -508,7 +595,121 @@ static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cf
   const cJSON *tie = jget(cfg, "tie_word_embeddings");
   info->tied = tie ? cJSON_IsTrue(tie) : (ha->flag & (A_GEMMA | A_GEMMA2)) != 0;
   info->n_layers = layers;
+  if (ha->flag & A_MOE) TRY(moe_keys(b, ha, cfg, file, layers, info));
   return NLLM_OK;
+}
+
+static int shard_name_ok(const char *s);
+
+/* BertModel's config: absolute positions, LayerNorm, erf GELU; anything else is refused. */
+static nllm_status bert_hparam_keys(kv_builder *b, const cJSON *cfg, const char *file,
+                                    hf_model_info *info) {
+  nllm_status st;
+  int64_t hidden, layers, heads, ffn, vocab, ctx = 512, types = 2;
+  TRY(cfg_int(cfg, file, "hidden_size", 1, 1, 1 << 20, &hidden, NULL));
+  TRY(cfg_int(cfg, file, "num_hidden_layers", 1, 1, 4096, &layers, NULL));
+  TRY(cfg_int(cfg, file, "num_attention_heads", 1, 1, 4096, &heads, NULL));
+  TRY(cfg_int(cfg, file, "intermediate_size", 1, 1, 1 << 24, &ffn, NULL));
+  TRY(cfg_int(cfg, file, "vocab_size", 1, 1, INT32_MAX, &vocab, NULL));
+  TRY(cfg_int(cfg, file, "max_position_embeddings", 0, 1, 1 << 24, &ctx, NULL));
+  TRY(cfg_int(cfg, file, "type_vocab_size", 0, 1, 1024, &types, NULL));
+  if (hidden % heads)
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: hidden_size %lld is not a multiple of num_attention_heads %lld", file,
+                    (long long)hidden, (long long)heads);
+  double eps = 1e-12;
+  TRY(cfg_float(cfg, file, "layer_norm_eps", &eps, NULL));
+  if (!(eps >= 0 && eps < 1))
+    return nllm_err(NLLM_ERR_FORMAT, "%s: layer_norm_eps %g is out of range", file, eps);
+  const cJSON *act = jget(cfg, "hidden_act"), *pet = jget(cfg, "position_embedding_type");
+  if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "gelu") != 0))
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: hidden_act %.40s is not supported for BertModel (supported: gelu)", file,
+                    cJSON_IsString(act) ? act->valuestring : "(not a string)");
+  if (pet && (!cJSON_IsString(pet) || strcmp(pet->valuestring, "absolute") != 0))
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: position_embedding_type %.40s is not supported (supported: absolute)",
+                    file, cJSON_IsString(pet) ? pet->valuestring : "(not a string)");
+  const char *arch = "bert";
+  TRY(kv_str(b, "general.architecture", arch));
+  TRY(kv_u32(b, arch, "embedding_length", hidden));
+  TRY(kv_u32(b, arch, "block_count", layers));
+  TRY(kv_u32(b, arch, "context_length", ctx));
+  TRY(kv_u32(b, arch, "feed_forward_length", ffn));
+  TRY(kv_u32(b, arch, "attention.head_count", heads));
+  TRY(kv_f32(b, arch, "attention.layer_norm_epsilon", eps));
+  TRY(kv_bool(b, "bert.attention.causal", 0));
+  TRY(kv_u32(b, arch, "vocab_size", vocab));
+  TRY(kv_u32(b, NULL, "tokenizer.ggml.token_type_count", types));
+  info->tied = 0;
+  info->n_layers = layers;
+  return NLLM_OK;
+}
+
+/* sentence-transformers' modules.json: the Pooling module's config gives the pooling
+ * (<arch>.pooling_type), a Normalize module's presence the normalization
+ * (nllm.embedding.normalize). Absent file: nothing is set (the engine's defaults apply). */
+static nllm_status sentence_transformers_keys(kv_builder *b, const char *dir, const char *arch) {
+  char path[4096];
+  nllm_status st;
+  TRY(path_join(path, sizeof path, dir, "modules.json"));
+  if (access(path, F_OK) != 0) return NLLM_OK;
+  nllm_file_map fm;
+  TRY(nllm_file_map_open_max(path, 0, NLLM_HF_MAX_JSON, "a JSON config", &fm));
+  cJSON *mods = nllm_json_parse((const char *)fm.data, (size_t)fm.size, path, &st);
+  nllm_file_map_close(&fm);
+  if (!mods) return st;
+  int normalize = 0;
+  int64_t pooling = -1;
+  st = NLLM_OK;
+  if (!cJSON_IsArray(mods))
+    st = nllm_err(NLLM_ERR_FORMAT, "%s: top level is not a JSON list of modules", path);
+  for (const cJSON *e = mods->child; e && st == NLLM_OK; e = e->next) {
+    const cJSON *type = jget(e, "type"), *mpath = jget(e, "path");
+    if (!cJSON_IsString(type)) continue;
+    const char *t = type->valuestring;
+    if (strcmp(t, "sentence_transformers.models.Normalize") == 0) normalize = 1;
+    if (strcmp(t, "sentence_transformers.models.Pooling") != 0) continue;
+    if (!cJSON_IsString(mpath) || !shard_name_ok(mpath->valuestring)) {
+      st = nllm_err(NLLM_ERR_FORMAT, "%s: the Pooling module's path must be a folder name", path);
+      break;
+    }
+    char sub[4096], cfgp[4096];
+    cJSON *pc = NULL;
+    if ((st = path_join(sub, sizeof sub, dir, mpath->valuestring)) != NLLM_OK ||
+        (st = path_join(cfgp, sizeof cfgp, sub, "config.json")) != NLLM_OK ||
+        (st = read_json(cfgp, 1, &pc)) != NLLM_OK)
+      break;
+    static const struct {
+      const char *key;
+      int64_t type;
+    } modes[] = {{"pooling_mode_cls_token", 2},
+                 {"pooling_mode_mean_tokens", 1},
+                 {"pooling_mode_lasttoken", 3},
+                 {"pooling_mode_max_tokens", -2},
+                 {"pooling_mode_mean_sqrt_len_tokens", -2},
+                 {"pooling_mode_weightedmean_tokens", -2}};
+    int n_on = 0;
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+      if (!cJSON_IsTrue(jget(pc, modes[i].key))) continue;
+      n_on++;
+      if (modes[i].type < 0)
+        st = nllm_err(NLLM_ERR_UNSUPPORTED,
+                      "%s: %s is not supported (supported: cls_token, mean_tokens, lasttoken)",
+                      cfgp, modes[i].key);
+      pooling = modes[i].type;
+    }
+    if (st == NLLM_OK && n_on != 1)
+      st = nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: %d pooling modes are on; exactly one of cls_token, mean_tokens, "
+                    "lasttoken is supported",
+                    cfgp, n_on);
+    cJSON_Delete(pc);
+  }
+  cJSON_Delete(mods);
+  if (st != NLLM_OK) return st;
+  if (pooling >= 0) TRY(kv_u32(b, arch, "pooling_type", pooling));
+  return kv_bool(b, "nllm.embedding.normalize", normalize);
 }
 
 #undef TRY
@@ -534,22 +735,50 @@ static const name_rule *find_rule(const name_rule *rules, size_t n, const char *
   return NULL;
 }
 
+/* "<prefix>E.<name>" of an expert rule: the rule, with *expert = E. */
+static const expert_rule *find_expert_rule(const char *stem, size_t stem_len, unsigned arch,
+                                           int64_t *expert) {
+  for (size_t i = 0; i < sizeof expert_rules / sizeof expert_rules[0]; i++) {
+    const expert_rule *r = &expert_rules[i];
+    size_t pl = strlen(r->prefix), nl = strlen(r->name);
+    if (!(r->archs & arch) || stem_len <= pl || memcmp(stem, r->prefix, pl) != 0) continue;
+    const char *p = stem + pl, *end = stem + stem_len;
+    int64_t e = 0;
+    int digits = 0;
+    while (p < end && *p >= '0' && *p <= '9' && digits < 5) e = e * 10 + (*p++ - '0'), digits++;
+    if (!digits || (digits > 1 && stem[pl] == '0') || p >= end || *p != '.') continue;
+    p++;
+    if ((size_t)(end - p) != nl || memcmp(p, r->name, nl) != 0) continue;
+    *expert = e;
+    return r;
+  }
+  return NULL;
+}
+
 nllm_status hf_map_tensor_name(const char *arch_name, const char *hf, int64_t n_layers, char *out,
-                               size_t cap, int *plus_one) {
+                               size_t cap, int *plus_one, int64_t *expert) {
   unsigned arch = 0;
   for (size_t i = 0; i < sizeof hf_archs / sizeof hf_archs[0]; i++)
     if (strcmp(hf_archs[i].arch, arch_name) == 0) arch |= hf_archs[i].flag;
   *plus_one = 0;
+  *expert = -1;
   size_t len = strlen(hf), stem_len;
   int is_bias = 0;
   if (ends_with(hf, len, ".rotary_emb.inv_freq", &stem_len)) return NLLM_HF_SKIP;
+  if (arch & A_BERT) {
+    /* BertForMaskedLM-style checkpoints put the encoder under "bert."; the position ids
+     * buffer and the unused pooler head are not weights an embedder computes with */
+    if (strncmp(hf, "bert.", 5) == 0) hf += 5, len -= 5;
+    if (strcmp(hf, "embeddings.position_ids") == 0 || strncmp(hf, "pooler.", 7) == 0)
+      return NLLM_HF_SKIP;
+  }
   if (!ends_with(hf, len, ".weight", &stem_len)) {
     if (!ends_with(hf, len, ".bias", &stem_len)) goto unknown;
     is_bias = 1;
   }
   const char *suffix = is_bias ? "bias" : "weight";
-  static const char layer_prefix[] = "model.layers.";
-  size_t lp = sizeof layer_prefix - 1;
+  const char *layer_prefix = arch & A_BERT ? "encoder.layer." : "model.layers.";
+  size_t lp = strlen(layer_prefix);
   if (strncmp(hf, layer_prefix, lp) == 0) {
     const char *p = hf + lp;
     int64_t layer = 0;
@@ -564,6 +793,14 @@ nllm_status hf_map_tensor_name(const char *arch_name, const char *hf, int64_t n_
                       hf, (long long)layer, (long long)n_layers);
     size_t off = (size_t)(p - hf);
     if (stem_len <= off) goto unknown;
+    const expert_rule *er = is_bias ? NULL : find_expert_rule(p, stem_len - off, arch, expert);
+    if (er) {
+      if (*expert >= NLLM_HF_MAX_EXPERTS)
+        return nllm_err(NLLM_ERR_FORMAT, "tensor '%s' names expert %lld (at most %d experts)", hf,
+                        (long long)*expert, NLLM_HF_MAX_EXPERTS);
+      snprintf(out, cap, "blk.%lld.%s.weight", (long long)layer, er->gguf);
+      return NLLM_OK;
+    }
     const name_rule *r = find_rule(layer_rules, sizeof layer_rules / sizeof layer_rules[0], p,
                                    stem_len - off, arch, is_bias);
     if (!r) goto unknown;
@@ -752,9 +989,93 @@ static int tensor_name_cmp(const void *a, const void *b) {
   return strcmp(((const nllm_tensor *)a)->name, ((const nllm_tensor *)b)->name);
 }
 
+/* One expert's matrix found in the folder, before stacking. */
+typedef struct expert_piece {
+  const char *name; /* the stacked GGUF tensor's */
+  int64_t expert;
+  const nllm_tensor *t;
+} expert_piece;
+
+static int piece_cmp(const void *a, const void *b) {
+  const expert_piece *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  return c ? c : (x->expert > y->expert) - (x->expert < y->expert);
+}
+
+/* Stacks each layer's per-expert matrices into one GGUF-shaped tensor (ne {cols, rows,
+ * n_expert}): the forward pass and the converter then see what a GGUF file holds. This copies
+ * the experts once (HF shards keep an expert's three matrices together, not one matrix's
+ * experts). */
+static nllm_status stack_experts(nllm_source *src, const char *dir, const hf_model_info *info,
+                                 expert_piece *pc, int64_t n_pc, nllm_tensor *out, int64_t *n_out) {
+  qsort(pc, (size_t)n_pc, sizeof *pc, piece_cmp);
+  for (int64_t i = 0; i < n_pc;) {
+    int64_t j = i;
+    while (j < n_pc && strcmp(pc[j].name, pc[i].name) == 0) j++;
+    const nllm_tensor *t0 = pc[i].t;
+    for (int64_t k = i; k < j; k++) {
+      const nllm_tensor *t = pc[k].t;
+      if (pc[k].expert != k - i) {
+        const int dup = k > i && pc[k].expert == pc[k - 1].expert;
+        return nllm_err(NLLM_ERR_FORMAT, "%s: '%s': expert %lld is %s", dir, pc[i].name,
+                        (long long)(dup ? pc[k].expert : k - i), dup ? "present twice" : "missing");
+      }
+      if (t->n_dims != 2 || t->type != t0->type || t->ne[0] != t0->ne[0] || t->ne[1] != t0->ne[1] ||
+          t->nbytes != t0->nbytes)
+        return nllm_err(NLLM_ERR_FORMAT,
+                        "%s: the experts of '%s' differ in shape or type (expert %lld: %s "
+                        "[%lld, %lld], expert 0: %s [%lld, %lld])",
+                        dir, pc[i].name, (long long)pc[k].expert, nllm_ggml_type_name(t->type),
+                        (long long)t->ne[1], (long long)t->ne[0], nllm_ggml_type_name(t0->type),
+                        (long long)t0->ne[1], (long long)t0->ne[0]);
+    }
+    if (j - i != info->n_expert)
+      return nllm_err(NLLM_ERR_FORMAT, "%s: '%s' has %lld experts but config.json says %lld", dir,
+                      pc[i].name, (long long)(j - i), (long long)info->n_expert);
+    uint64_t total;
+    if (!nllm_mul_ok(t0->nbytes, (uint64_t)(j - i), &total) || total > SIZE_MAX)
+      return nllm_err(NLLM_ERR_FORMAT, "%s: '%s' is too large", dir, pc[i].name);
+    uint8_t *data = nllm_source_alloc(src, total ? (size_t)total : 1);
+    if (!data)
+      return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory stacking the experts of '%s' (%.1f MiB)",
+                      dir, pc[i].name, (double)total / 1048576.0);
+    for (int64_t k = i; k < j; k++)
+      memcpy(data + (size_t)(k - i) * t0->nbytes, pc[k].t->data, (size_t)t0->nbytes);
+    nllm_tensor st = *t0;
+    st.name = pc[i].name;
+    st.n_dims = 3;
+    st.ne[2] = j - i;
+    st.nbytes = total;
+    st.data = data;
+    out[(*n_out)++] = st;
+    i = j;
+  }
+  return NLLM_OK;
+}
+
+/* The sparse layers config.json describes must be the ones the weights have routers for. */
+static nllm_status check_sparse_layers(const char *dir, const hf_model_info *info,
+                                       const nllm_tensor *t, int64_t n) {
+  for (int64_t il = 0; il < info->n_layers; il++) {
+    char name[64];
+    snprintf(name, sizeof name, "blk.%lld.ffn_gate_inp.weight", (long long)il);
+    int has = 0;
+    for (int64_t i = 0; i < n && !has; i++) has = strcmp(t[i].name, name) == 0;
+    int want = info->sparse && info->sparse[il];
+    if (has != want)
+      return nllm_err(NLLM_ERR_FORMAT,
+                      "%s: layer %lld is %s by config.json (num_experts, decoder_sparse_step, "
+                      "mlp_only_layers) but its weights %s an expert router",
+                      dir, (long long)il, want ? "sparse" : "dense", has ? "have" : "lack");
+  }
+  return NLLM_OK;
+}
+
 static nllm_status build_tensors(nllm_source *src, const char *dir, const char *arch,
                                  const hf_model_info *info, int use_mmap) {
   nllm_tensor_list raw = {0};
+  expert_piece *pieces = NULL;
+  int64_t n_pieces = 0;
   char path[4096];
   nllm_status st = path_join(path, sizeof path, dir, "model.safetensors.index.json");
   if (st != NLLM_OK) return st;
@@ -775,7 +1096,8 @@ static nllm_status build_tensors(nllm_source *src, const char *dir, const char *
   if (st != NLLM_OK) goto done;
 
   nllm_tensor *out = nllm_source_alloc(src, (size_t)(raw.n ? raw.n : 1) * sizeof *out);
-  if (!out) {
+  pieces = nllm_malloc((size_t)(raw.n ? raw.n : 1) * sizeof *pieces);
+  if (!out || !pieces) {
     st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", dir);
     goto done;
   }
@@ -783,7 +1105,9 @@ static nllm_status build_tensors(nllm_source *src, const char *dir, const char *
   for (int64_t i = 0; i < raw.n; i++) {
     char name[256];
     int plus_one;
-    st = hf_map_tensor_name(arch, raw.t[i].name, info->n_layers, name, sizeof name, &plus_one);
+    int64_t expert;
+    st = hf_map_tensor_name(arch, raw.t[i].name, info->n_layers, name, sizeof name, &plus_one,
+                            &expert);
     if (st == NLLM_HF_SKIP) {
       st = NLLM_OK;
       continue;
@@ -794,6 +1118,20 @@ static nllm_status build_tensors(nllm_source *src, const char *dir, const char *
     }
     /* A tied model's output matrix is the embedding; a stray lm_head copy is not used by HF. */
     if (info->tied && strcmp(name, "output.weight") == 0) continue;
+    if (expert >= 0 && expert >= info->n_expert) {
+      st = nllm_err(NLLM_ERR_FORMAT, "%s: tensor '%s' names expert %lld but config.json has %lld",
+                    dir, raw.t[i].name, (long long)expert, (long long)info->n_expert);
+      goto done;
+    }
+    if (expert >= 0) {
+      const char *nm = nllm_source_strdup(src, name, strlen(name));
+      if (!nm) {
+        st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", dir);
+        goto done;
+      }
+      pieces[n_pieces++] = (expert_piece){nm, expert, &raw.t[i]};
+      continue;
+    }
     nllm_tensor t = raw.t[i];
     if (!(t.name = nllm_source_strdup(src, name, strlen(name)))) {
       st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", dir);
@@ -802,6 +1140,9 @@ static nllm_status build_tensors(nllm_source *src, const char *dir, const char *
     if (plus_one && (st = norm_plus_one(src, &t)) != NLLM_OK) goto done;
     out[n++] = t;
   }
+  if (n_pieces && (st = stack_experts(src, dir, info, pieces, n_pieces, out, &n)) != NLLM_OK)
+    goto done;
+  if (info->n_expert && (st = check_sparse_layers(dir, info, out, n)) != NLLM_OK) goto done;
   qsort(out, (size_t)n, sizeof *out, tensor_name_cmp);
   for (int64_t i = 1; i < n; i++)
     if (strcmp(out[i - 1].name, out[i].name) == 0) {
@@ -814,6 +1155,7 @@ static nllm_status build_tensors(nllm_source *src, const char *dir, const char *
   src->tensors = out;
   src->n_tensors = n;
 done:
+  free(pieces);
   nllm_tensor_list_free(&raw);
   return st;
 }
@@ -855,14 +1197,18 @@ nllm_status hf_open(const char *dir, int use_mmap, nllm_source *out) {
   for (size_t i = 0; i < sizeof hf_archs / sizeof hf_archs[0]; i++)
     if (strcmp(hf_archs[i].hf_class, cls) == 0) ha = &hf_archs[i];
   if (!ha) {
-    st = nllm_err(NLLM_ERR_UNSUPPORTED,
-                  "%s: architecture '%.80s' is not supported (supported: "
-                  "Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Phi3)",
-                  cfg_path, cls);
+    st = nllm_err(
+        NLLM_ERR_UNSUPPORTED,
+        "%s: architecture '%.80s' is not supported (supported: "
+        "Llama, Mistral, Mixtral, Qwen2, Qwen3, Qwen3-MoE, Gemma, Gemma2, Phi3, BertModel)",
+        cfg_path, cls);
     goto fail;
   }
   hf_model_info info = {0};
-  if ((st = hparam_keys(&b, ha, cfg, cfg_path, &info)) != NLLM_OK) goto fail;
+  if ((st = ha->flag & A_BERT ? bert_hparam_keys(&b, cfg, cfg_path, &info)
+                              : hparam_keys(&b, ha, cfg, cfg_path, &info)) != NLLM_OK ||
+      (st = sentence_transformers_keys(&b, dir, ha->arch)) != NLLM_OK)
+    goto fail;
   {
     const char *base = strrchr(dir, '/');
     base = base && base[1] ? base + 1 : dir;

@@ -10,12 +10,18 @@
 #include "model/quantize_load.h"
 #include "qtypes.h"
 
-/*  name      neox bias qknorm fqkv fgu gelu escale post swa_global_every */
+/*  name      neox bias qknorm fqkv fgu gelu escale post swa_global_every
+ *            bidir layernorm norm_after_residual abs_pos ffn_gelu_erf expert_norm */
 static const nllm_arch arch_table[] = {
-    {"llama", 0, 0, 0, 0, 0, 0, 0, 0, 0}, {"mistral", 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen2", 1, 1, 0, 0, 0, 0, 0, 0, 0}, {"qwen3", 1, 0, 1, 0, 0, 0, 0, 0, 0},
-    {"gemma", 1, 0, 0, 0, 0, 1, 1, 0, 0}, {"gemma2", 1, 0, 0, 0, 0, 1, 1, 1, 2},
-    {"phi3", 1, 0, 0, 1, 1, 0, 0, 0, 0},
+    {"llama", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+    {"mistral", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+    {"qwen2", 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen3", 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen3moe", 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+    {"gemma", 1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"gemma2", 1, 0, 0, 0, 0, 1, 1, 1, 2, 0, 0, 0, 0, 0, 0},
+    {"phi3", 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"bert", 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0},
 };
 
 const nllm_arch *nllm_arch_find(const char *name) {
@@ -65,6 +71,29 @@ static nllm_status get_f32(const nllm_model *m, const char *suffix, float dflt, 
   return NLLM_OK;
 }
 
+/* Mixture of experts: expert_count 0 (or absent) is a dense model. */
+static nllm_status read_expert_hparams(nllm_model *m) {
+  nllm_hparams *hp = &m->hp;
+  nllm_status st;
+  if ((st = get_i32(m, "expert_count", 0, 0, 0, 1 << 16, &hp->n_expert))) return st;
+  hp->n_expert_used = 0;
+  hp->n_ff_exp = hp->n_ff;
+  hp->expert_norm = m->arch->expert_norm;
+  if (!hp->n_expert) return NLLM_OK;
+  if ((st = get_i32(m, "expert_used_count", 1, 0, 1, hp->n_expert, &hp->n_expert_used)) ||
+      (st = get_i32(m, "expert_feed_forward_length", 0, hp->n_ff, 1, 1 << 24, &hp->n_ff_exp)))
+    return st;
+  const char *key = akey(m, "expert_weights_norm");
+  const nllm_value *v = nllm_source_get(&m->src, key);
+  if (v) {
+    if (v->type != NLLM_V_BOOL)
+      return nllm_err(NLLM_ERR_FORMAT, "%s: %s must be a bool (it is %s)", m->src.path, key,
+                      nllm_value_type_name(v->type));
+    hp->expert_norm = v->v.u != 0;
+  }
+  return NLLM_OK;
+}
+
 static nllm_status read_hparams(nllm_model *m) {
   nllm_hparams *hp = &m->hp;
   nllm_status st;
@@ -92,7 +121,11 @@ static nllm_status read_hparams(nllm_model *m) {
     return st;
   if (hp->n_rot % 2)
     return nllm_err(NLLM_ERR_FORMAT, "%s: rope.dimension_count %d is odd", m->src.path, hp->n_rot);
-  if ((st = get_f32(m, "attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f, &hp->rms_eps)) ||
+  /* rms_eps is the epsilon of whichever norm the arch uses */
+  if ((st =
+           m->arch->layernorm
+               ? get_f32(m, "attention.layer_norm_epsilon", 1e-12f, 0.0f, 1.0f, &hp->rms_eps)
+               : get_f32(m, "attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f, &hp->rms_eps)) ||
       (st = get_f32(m, "rope.freq_base", 10000.0f, 1.0f, 1e12f, &hp->rope_base)) ||
       (st = get_f32(m, "attn_logit_softcapping", 0.0f, 0.0f, 1e6f, &hp->attn_softcap)) ||
       (st = get_f32(m, "final_logit_softcapping", 0.0f, 0.0f, 1e6f, &hp->final_softcap)) ||
@@ -108,7 +141,20 @@ static nllm_status read_hparams(nllm_model *m) {
   if (strcmp(m->arch->name, "gemma2") == 0 && hp->n_layer == 46)
     dflt_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
   if ((st = get_f32(m, "attention.scale", dflt_scale, 1e-6f, 1e6f, &hp->attn_scale))) return st;
-  return NLLM_OK;
+  /* Without a pooling_type: mean for encoders (sentence-transformers' default), the last
+   * token for decoders (the only row that has seen the whole text). Vectors are normalized
+   * unless the file says otherwise (nllm.embedding.normalize, from sentence-transformers'
+   * modules.json), as llama.cpp's embedding tool and server do. */
+  if ((st = get_i32(m, "pooling_type", 0, m->arch->bidirectional ? 1 : 3, 0, 4, &hp->pooling)))
+    return st;
+  if (hp->pooling > 3)
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: %s.pooling_type %d (rank: a reranker) is not supported", m->src.path,
+                    m->arch->name, hp->pooling);
+  hp->normalize = 1;
+  const nllm_value *nv = nllm_source_get(&m->src, "nllm.embedding.normalize");
+  if (nv && nv->type == NLLM_V_BOOL) hp->normalize = nv->v.u != 0;
+  return read_expert_hparams(m);
 }
 
 /* Rotary frequencies with the file's scaling rule folded in, so the forward pass only ever
@@ -218,6 +264,42 @@ static nllm_status bind(nllm_model *m, nllm_weight *w, const char *name, int64_t
   return NLLM_OK;
 }
 
+/* A 3-D expert tensor: ne {cols, rows, n_expert}, one ordinary matrix per expert; w holds one
+ * expert's shape and points at expert 0. */
+static nllm_status bind_experts(nllm_model *m, nllm_weight *w, const char *name, int64_t rows,
+                                int64_t cols) {
+  memset(w, 0, sizeof *w);
+  const nllm_tensor *t = nllm_source_tensor(&m->src, name);
+  if (!t)
+    return nllm_err(NLLM_ERR_FORMAT, "%s: required tensor '%s' is missing", m->src.path, name);
+  const int64_t ne = m->hp.n_expert;
+  if (t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != ne || t->ne[3] != 1)
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld, "
+                    "%lld] (one matrix per expert) from the hyperparameters",
+                    m->src.path, name, (long long)t->ne[0], (long long)t->ne[1],
+                    (long long)t->ne[2], (long long)t->ne[3], (long long)cols, (long long)rows,
+                    (long long)ne);
+  const nllm_qtype *qt = nllm_qtype_get(t->type);
+  if (!qt) {
+    const char *tn = nllm_ggml_type_name(t->type);
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: tensor '%s' has type %s, which nativellm does not support", m->src.path,
+                    name, tn ? tn : "unknown");
+  }
+  if (cols % qt->block_size)
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: tensor '%s' row length %lld is not a multiple of %s's block size %d",
+                    m->src.path, name, (long long)cols, qt->name, qt->block_size);
+  w->rows = rows;
+  w->cols = cols;
+  w->type = t->type;
+  w->data = t->data;
+  m->n_params += (uint64_t)(rows * cols * ne);
+  m->n_bytes += t->nbytes;
+  return NLLM_OK;
+}
+
 static nllm_status bind_layer(nllm_model *m, int il) {
   const nllm_hparams *hp = &m->hp;
   const nllm_arch *a = m->arch;
@@ -231,7 +313,20 @@ static nllm_status bind_layer(nllm_model *m, int il) {
 #define B(field, suffix, rows, cols, req)         \
   snprintf(n, sizeof n, "blk.%d.%s", il, suffix); \
   if ((st = bind(m, &L->field, n, rows, cols, req))) return st;
-  B(attn_norm, "attn_norm.weight", 0, d, 1);
+  if (a->norm_after_residual) { /* BERT: the norms after attention and after the FFN */
+    B(attn_norm, "attn_output_norm.weight", 0, d, 1);
+    B(attn_norm_b, "attn_output_norm.bias", 0, d, 1);
+    B(ffn_norm, "layer_output_norm.weight", 0, d, 1);
+    B(ffn_norm_b, "layer_output_norm.bias", 0, d, 1);
+  } else {
+    B(attn_norm, "attn_norm.weight", 0, d, 1);
+    B(ffn_norm, "ffn_norm.weight", 0, d, 1);
+  }
+  if (a->layernorm) { /* LayerNorm archs have biases on every projection */
+    B(bo, "attn_output.bias", 0, d, 1);
+    B(b_up, "ffn_up.bias", 0, ff, 1);
+    B(b_down, "ffn_down.bias", 0, d, 1);
+  }
   if (a->fused_qkv) {
     B(wq, "attn_qkv.weight", qd + 2 * kvd, d, 1);
   } else {
@@ -241,19 +336,39 @@ static nllm_status bind_layer(nllm_model *m, int il) {
   }
   B(wo, "attn_output.weight", d, qd, 1);
   /* Biases are optional everywhere (Qwen2 has them; some Llama finetunes too). */
-  B(bq, "attn_q.bias", 0, qd, 0);
-  B(bk, "attn_k.bias", 0, kvd, 0);
-  B(bv, "attn_v.bias", 0, kvd, 0);
+  B(bq, "attn_q.bias", 0, qd, a->layernorm);
+  B(bk, "attn_k.bias", 0, kvd, a->layernorm);
+  B(bv, "attn_v.bias", 0, kvd, a->layernorm);
   B(q_norm, "attn_q_norm.weight", 0, hp->head_dim, a->qk_norm);
   B(k_norm, "attn_k_norm.weight", 0, hp->head_dim, a->qk_norm);
-  B(ffn_norm, "ffn_norm.weight", 0, d, 1);
-  if (a->fused_gate_up) {
+  snprintf(n, sizeof n, "blk.%d.ffn_gate_inp.weight", il);
+  const int sparse = nllm_source_tensor(&m->src, n) != NULL;
+  if (sparse && !hp->n_expert)
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: tensor '%s' is an expert router but %s.expert_count is "
+                    "0 or missing",
+                    m->src.path, n, a->name);
+  if (sparse) {
+    const int64_t fe = hp->n_ff_exp;
+    B(ffn_gate_inp, "ffn_gate_inp.weight", hp->n_expert, d, 1);
+#define BE(field, suffix, rows, cols)             \
+  snprintf(n, sizeof n, "blk.%d.%s", il, suffix); \
+  if ((st = bind_experts(m, &L->field, n, rows, cols))) return st;
+    BE(ffn_gate_exps, "ffn_gate_exps.weight", fe, d);
+    BE(ffn_up_exps, "ffn_up_exps.weight", fe, d);
+    BE(ffn_down_exps, "ffn_down_exps.weight", d, fe);
+#undef BE
+  } else if (a->fused_gate_up) {
     B(w_up, "ffn_up.weight", 2 * ff, d, 1);
+  } else if (a->ffn_gelu_erf) {
+    B(w_up, "ffn_up.weight", ff, d, 1);
   } else {
     B(w_gate, "ffn_gate.weight", ff, d, 1);
     B(w_up, "ffn_up.weight", ff, d, 1);
   }
-  B(w_down, "ffn_down.weight", d, ff, 1);
+  if (!sparse) {
+    B(w_down, "ffn_down.weight", d, ff, 1);
+  }
   B(post_attn_norm, "post_attention_norm.weight", 0, d, a->post_norms);
   B(post_ffn_norm, "post_ffw_norm.weight", 0, d, a->post_norms);
 #undef B
@@ -274,9 +389,28 @@ static nllm_status bind_tensors(nllm_model *m) {
   hp->n_vocab = (int32_t)te->ne[1];
   nllm_status st = bind(m, &m->tok_embd, "token_embd.weight", hp->n_vocab, hp->n_embd, 1);
   if (st) return st;
-  if ((st = bind(m, &m->output_norm, "output_norm.weight", 0, hp->n_embd, 1))) return st;
-  if ((st = bind(m, &m->output, "output.weight", hp->n_vocab, hp->n_embd, 0))) return st;
-  if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+  if (m->arch->abs_pos) {
+    /* an encoder: position and type tables, the embedding norm, and no output head */
+    const nllm_tensor *pe = nllm_source_tensor(&m->src, "position_embd.weight");
+    const nllm_tensor *tt = nllm_source_tensor(&m->src, "token_types.weight");
+    if (!pe || !tt)
+      return nllm_err(NLLM_ERR_FORMAT, "%s: required tensor '%s' is missing", m->src.path,
+                      !pe ? "position_embd.weight" : "token_types.weight");
+    if (pe->ne[1] < 1 || pe->ne[1] > (1 << 24) || tt->ne[1] < 1 || tt->ne[1] > 1024)
+      return nllm_err(NLLM_ERR_FORMAT,
+                      "%s: position_embd.weight (%lld rows) or "
+                      "token_types.weight (%lld rows) has a bad row count",
+                      m->src.path, (long long)pe->ne[1], (long long)tt->ne[1]);
+    if ((st = bind(m, &m->pos_embd, "position_embd.weight", pe->ne[1], hp->n_embd, 1)) ||
+        (st = bind(m, &m->tok_types, "token_types.weight", tt->ne[1], hp->n_embd, 1)) ||
+        (st = bind(m, &m->tok_embd_norm, "token_embd_norm.weight", 0, hp->n_embd, 1)) ||
+        (st = bind(m, &m->tok_embd_norm_b, "token_embd_norm.bias", 0, hp->n_embd, 1)))
+      return st;
+  } else {
+    if ((st = bind(m, &m->output_norm, "output_norm.weight", 0, hp->n_embd, 1))) return st;
+    if ((st = bind(m, &m->output, "output.weight", hp->n_vocab, hp->n_embd, 0))) return st;
+    if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+  }
   m->layers = nllm_source_alloc(&m->src, (size_t)hp->n_layer * sizeof *m->layers);
   if (!m->layers) return nllm_err(NLLM_ERR_NOMEM, "out of memory (layers)");
   for (int il = 0; il < hp->n_layer; il++)
@@ -401,7 +535,7 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
     if (!m->arch) {
       st = nllm_err(NLLM_ERR_UNSUPPORTED,
                     "%s: architecture '%s' is not supported (supported: "
-                    "llama, mistral, qwen2, qwen3, gemma, gemma2, phi3)",
+                    "llama, mistral, qwen2, qwen3, qwen3moe, gemma, gemma2, phi3, bert)",
                     path, arch_name);
       goto fail;
     }
@@ -433,6 +567,11 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
   }
   if (params->progress && params->progress(1.0f, params->progress_user_data)) {
     st = nllm_err(NLLM_ERR_ABORTED, "%s: loading cancelled by the progress callback", path);
+    goto fail;
+  }
+  if (!m->vocab_only && params->n_gpu_layers != 0 && m->arch->layernorm) {
+    st = nllm_err(NLLM_ERR_UNSUPPORTED, "%s: '%s' models run on the CPU only (n_gpu_layers 0)",
+                  path, m->arch->name);
     goto fail;
   }
   if (!m->vocab_only && params->n_gpu_layers != 0 &&
