@@ -261,7 +261,7 @@ class Context(_Handle):
             if arr is not None and len(arr) != n:
                 raise _invalid(f"decode_batch: {name} has {len(arr)} entries, tokens {n}")
         b = ffi.nllm_batch()
-        _C.nllm_batch_init(ctypes.byref(b))
+        _check(_C.nllm_batch_init_sized(ctypes.byref(b), ctypes.sizeof(b)))
         b.n_tokens = _c_int("len(tokens)", n)
         keep = [_c_ints("tokens", tokens)]  # the arrays live until the call returns
         b.tokens = keep[0]
