@@ -263,6 +263,195 @@ static void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx,
   }
 }
 
+/* ---------------------------------------------------------------- prompt tiles
+ * Four rows x up to four tokens (see nllm_gemm4_fn). The activations are prepared once per
+ * matmul into the lane order of the four-row kernels above, with what those compute per
+ * activation block (the offset sums, the scales widened to lanes) stored next to the quants,
+ * so a token costs the tile four loads per four blocks. The weights of the four rows are
+ * unpacked once per four blocks and serve every token. The lanes see the same integer sums and
+ * the same float operations in the same order as vec_dot4, so the results are equal to it. */
+
+/* 32-value formats without a minimum: per four blocks ylo, yhi (64 bytes each), the offset
+ * term -offset * sum(y) per int32 lane, and dy per lane. */
+static inline __attribute__((always_inline)) void prep_32b(const int kind, int64_t n,
+                                                           const void *vy, void *vp) {
+  const uint8_t *y0 = vy;
+  uint8_t *out = vp;
+  const size_t ys = sizeof(block_q8_0);
+  const int offset = kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : 128;
+  const __m512i voff = _mm512_set1_epi8((char)offset);
+  for (int64_t b = 0; b < n / QK; b += 4, out += 256) {
+    const uint8_t *yb = y0 + (size_t)b * ys;
+    __m512i ylo, yhi;
+    y_quad(yb + 2, ys, &ylo, &yhi);
+    const __m512i yoff = _mm512_sub_epi32(
+        _mm512_setzero_si512(),
+        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), voff, ylo), voff, yhi));
+    _mm512_storeu_si512(out, ylo);
+    _mm512_storeu_si512(out + 64, yhi);
+    _mm512_storeu_si512(out + 128, yoff);
+    _mm512_storeu_ps(out + 192, h4_x4(yb, ys));
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_32b(const int kind, const int T, int64_t n,
+                                                            float *s, size_t ss, const uint8_t *x0,
+                                                            size_t bx, const uint8_t *p0,
+                                                            size_t ps) {
+  const size_t xs = k32_size(kind);
+  const int has_qh = kind == K_Q5_0;
+  const k32_index *ix = &k32_tables[kind];
+  const __m512i idx_q = _mm512_loadu_si512(ix->qs), idx_h = _mm512_loadu_si512(ix->qh),
+                idx_w = _mm512_loadu_si512(ix->w);
+  const __m512i m4 = _mm512_set1_epi8(15), b16 = _mm512_set1_epi8(16);
+  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4nl_u8));
+  __m512 acc[4][NLLM_GEMM_TOK];
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK; b += 4) {
+    __m512i lo[4], hi[4];
+    __m512 dx[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      const __m512i z0 = _mm512_loadu_si512(x), z1 = _mm512_loadu_si512(x + 4 * xs - 64);
+      const __m512i q = _mm512_permutex2var_epi8(z0, idx_q, z1);
+      lo[r] = _mm512_and_si512(q, m4);
+      hi[r] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+      if (kind == K_IQ4_NL) {
+        lo[r] = _mm512_shuffle_epi8(lut, lo[r]);
+        hi[r] = _mm512_shuffle_epi8(lut, hi[r]);
+      }
+      if (has_qh) {
+        const __m128i h = _mm512_castsi512_si128(_mm512_permutex2var_epi8(z0, idx_h, z1));
+        lo[r] =
+            _mm512_mask_add_epi8(lo[r], _cvtu64_mask64((uint64_t)_mm_cvtsi128_si64(h)), lo[r], b16);
+        hi[r] = _mm512_mask_add_epi8(hi[r], _cvtu64_mask64((uint64_t)_mm_extract_epi64(h, 1)),
+                                     hi[r], b16);
+      }
+      dx[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(z0, idx_w, z1)));
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 64;
+      const __m512i ylo = _mm512_loadu_si512(py), yhi = _mm512_loadu_si512(py + 64);
+      const __m512i yoff = _mm512_loadu_si512(py + 128);
+      const __m512 dy = _mm512_loadu_ps(py + 192);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(yoff, lo[r], ylo), hi[r], yhi);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dx[r], dy), _mm512_cvtepi32_ps(p), acc[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+/* One function per token count, so that the tile's accumulators are registers. */
+#define GEMM4_BY_TOKENS(name, body)                                                         \
+  static void name(int64_t n, float *s, size_t ss, const void *x, size_t bx, const void *p, \
+                   size_t ps, int n_tok) {                                                  \
+    switch (n_tok) {                                                                        \
+      case 1: body(1, n, s, ss, x, bx, p, ps); break;                                       \
+      case 2: body(2, n, s, ss, x, bx, p, ps); break;                                       \
+      case 3: body(3, n, s, ss, x, bx, p, ps); break;                                       \
+      default: body(4, n, s, ss, x, bx, p, ps); break;                                      \
+    }                                                                                       \
+  }
+#define Q4_0_GEMM(T, ...) gemm4_32b(K_Q4_0, T, __VA_ARGS__)
+#define IQ4_NL_GEMM(T, ...) gemm4_32b(K_IQ4_NL, T, __VA_ARGS__)
+#define Q5_0_GEMM(T, ...) gemm4_32b(K_Q5_0, T, __VA_ARGS__)
+GEMM4_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
+GEMM4_BY_TOKENS(iq4_nl_gemm4_avx512, IQ4_NL_GEMM)
+GEMM4_BY_TOKENS(q5_0_gemm4_avx512, Q5_0_GEMM)
+static void q4_0_prep_avx512(int64_t n, const void *y, void *p) {
+  prep_32b(K_Q4_0, n, y, p);
+}
+static void iq4_nl_prep_avx512(int64_t n, const void *y, void *p) {
+  prep_32b(K_IQ4_NL, n, y, p);
+}
+static void q5_0_prep_avx512(int64_t n, const void *y, void *p) {
+  prep_32b(K_Q5_0, n, y, p);
+}
+
+/* Q8_0: the weights are made unsigned (x + 128) once per tile, so y is dpbusd's signed operand
+ * and the correction -128 * sum(y) is the activation's, prepared once: per four blocks y01,
+ * y23, their corrections and their scales per lane (384 bytes). Two blocks at a time keep the
+ * four rows' registers and the sixteen accumulators within the 32 zmm. */
+static void q8_0_prep_avx512(int64_t n, const void *vy, void *vp) {
+  const uint8_t *y0 = vy;
+  uint8_t *out = vp;
+  const size_t xs = sizeof(block_q8_0);
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  for (int64_t b = 0; b < n / QK; b += 4, out += 384) {
+    const uint8_t *yb = y0 + (size_t)b * xs;
+    for (int h = 0; h < 2; h++) {
+      const uint8_t *yh = yb + (size_t)(2 * h) * xs;
+      const __m512i y =
+          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(yh + 2))),
+                             _mm256_loadu_si256((const __m256i *)(yh + xs + 2)), 1);
+      const __m512i off = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, y));
+      const __m512 d = _mm512_castpd_ps(
+          _mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(q_h2f(load_u16(yh)))),
+                             _mm256_castps_pd(_mm256_set1_ps(q_h2f(load_u16(yh + xs)))), 1));
+      _mm512_storeu_si512(out + 64 * h, y);
+      _mm512_storeu_si512(out + 128 + 64 * h, off);
+      _mm512_storeu_ps(out + 256 + 64 * h, d);
+    }
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_q8_0(const int T, int64_t n, float *s,
+                                                             size_t ss, const uint8_t *x0,
+                                                             size_t bx, const uint8_t *p0,
+                                                             size_t ps) {
+  const size_t xs = sizeof(block_q8_0);
+  const __m512i idx_a = _mm512_loadu_si512(q8_0_qa), idx_b = _mm512_loadu_si512(q8_0_qb),
+                idx_w = _mm512_loadu_si512(q8_0_w);
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  __m512 acc[4][NLLM_GEMM_TOK];
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK; b += 4) {
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+      __m512i xq[4];
+      __m512 dx[4];
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+        const __m512i l0 = _mm512_loadu_si512(x), l1 = _mm512_loadu_si512(x + 64);
+        const __m512i w = _mm512_permutex2var_epi16(l0, idx_w, l1);
+        if (h == 0) {
+          xq[r] = _mm512_permutex2var_epi8(l0, idx_a, l1);
+          dx[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
+        } else {
+          xq[r] = _mm512_permutex2var_epi8(l1, idx_b, _mm512_loadu_si512(x + 72));
+          dx[r] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(w, 1));
+        }
+        xq[r] = _mm512_xor_si512(xq[r], k128);
+      }
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++) {
+        const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 96 + 64 * (size_t)h;
+        const __m512i y = _mm512_loadu_si512(py), off = _mm512_loadu_si512(py + 128);
+        const __m512 dy = _mm512_loadu_ps(py + 256);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+          const __m512i p = _mm512_dpbusd_epi32(off, xq[r], y);
+          acc[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dx[r], dy), _mm512_cvtepi32_ps(p), acc[r][t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+#define Q8_0_GEMM(T, ...) gemm4_q8_0(T, __VA_ARGS__)
+GEMM4_BY_TOKENS(q8_0_gemm4_avx512, Q8_0_GEMM)
+
 /* ---------------------------------------------------------------- K-quants, four rows
  * Per 256-value super-block the activation's part (its bytes in the order of the weight's
  * nibbles, its block sums, its scale) is prepared once for four rows. Level products go
@@ -618,14 +807,28 @@ void nllm_avx512_init(void) {
  * Crossovers: the four-row kernels stay ahead of dequantize + sgemm at every batch measured
  * except Q8_0, Q5_0 and Q5_1. */
 static const nllm_qtype_kernels avx512_rows[] = {
-    {.type = NLLM_TYPE_Q8_0, .vec_dot4_tile = q8_0_vec_dot4_avx512, .blas_min_tokens = 256},
-    {.type = NLLM_TYPE_Q4_0, .vec_dot4 = q4_0_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q8_0,
+     .vec_dot4_tile = q8_0_vec_dot4_avx512,
+     .blas_min_tokens = 256,
+     .gemm_prep = q8_0_prep_avx512,
+     .gemm4 = q8_0_gemm4_avx512},
+    {.type = NLLM_TYPE_Q4_0,
+     .vec_dot4 = q4_0_vec_dot4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = q4_0_prep_avx512,
+     .gemm4 = q4_0_gemm4_avx512},
     {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_Q5_0, .vec_dot4 = q5_0_vec_dot4_avx512, .blas_min_tokens = 256},
+    {.type = NLLM_TYPE_Q5_0,
+     .vec_dot4 = q5_0_vec_dot4_avx512,
+     .blas_min_tokens = 256,
+     .gemm_prep = q5_0_prep_avx512,
+     .gemm4 = q5_0_gemm4_avx512},
     {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 192},
     {.type = NLLM_TYPE_IQ4_NL,
      .vec_dot4 = iq4_nl_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER},
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = iq4_nl_prep_avx512,
+     .gemm4 = iq4_nl_gemm4_avx512},
     {.type = NLLM_TYPE_Q2_K, .vec_dot4 = q2_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q4_K, .vec_dot4 = q4_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
