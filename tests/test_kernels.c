@@ -482,13 +482,15 @@ END_TEST
  * random bits, for every token count a tile takes, rows further apart than their size and
  * prepared rows further apart than NLLM_GEMM_PREP_BYTES. */
 static void check_gemm4(const nllm_qtype *q) {
-  static const int64_t lens[] = {128, 256, 640, 2048};
+  static const int64_t lens[] = {128, 256, 640, 768, 2048};
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  const int64_t unit = q->block_size > vq->block_size ? q->block_size : vq->block_size;
   const nllm_vec_dot4_fn dot4 = q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4;
   ck_assert_msg(q->gemm_prep && dot4, "%s: gemm4 without gemm_prep or a four-row kernel", q->name);
   uint64_t rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)q->type;
   for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
     const int64_t n = lens[li];
+    if (n % unit) continue; /* not a whole number of the formats' blocks */
     const size_t stride = nllm_row_size(q->type, n) + (size_t)q->type_size;
     const size_t ars = nllm_row_size(vq->type, n), prs = NLLM_GEMM_PREP_BYTES(n) + 64;
     float *x = malloc(sizeof(float) * (size_t)n * 4), *y = malloc(sizeof(float) * (size_t)n);

@@ -545,6 +545,106 @@ static inline __attribute__((always_inline)) void dot4_k45(int64_t n, float *s, 
   }
 }
 
+/* Prompt tiles of Q4_K and Q5_K (see gemm4_32b). Per super-block the activation is prepared as
+ * dot4_k45 reads it: ylo, yhi of both 128-value chunks (256 bytes), its 16 bsums (32 bytes) and
+ * d, 384 bytes. Each row's nibbles, scales widened to their pairs and min pairs are made once
+ * per super-block for every token; the sums and float steps of each row and token are
+ * dot4_k45's. */
+static void k45_prep_avx512(int64_t n, const void *vy, void *vp) {
+  const block_q8_K *y = vy;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, out += 384) {
+    for (int c = 0; c < 2; c++) {
+      const __m512i a = _mm512_loadu_si512(y[b].qs + 128 * c),
+                    d = _mm512_loadu_si512(y[b].qs + 128 * c + 64);
+      _mm512_storeu_si512(out + 128 * c, _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(1, 0, 1, 0)));
+      _mm512_storeu_si512(out + 128 * c + 64, _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    memcpy(out + 256, y[b].bsums, sizeof y[b].bsums);
+    memcpy(out + 288, &y[b].d, sizeof(float));
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_k45(
+    const int T, int64_t n, float *s, size_t ss, const uint8_t *x0, size_t bx, const uint8_t *p0,
+    size_t ps, const size_t xs, const size_t off_sc, const size_t off_qs, const long qh_off) {
+  const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
+  const __m512i ilo[2] = {idx_pairs16(0, 2), idx_pairs16(4, 6)};
+  const __m512i ihi[2] = {idx_pairs16(1, 3), idx_pairs16(5, 7)};
+  __m512 acc[4][NLLM_GEMM_TOK];
+  __m256 accm[4][NLLM_GEMM_TOK];
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < T; t++) {
+      acc[r][t] = _mm512_setzero_ps();
+      accm[r][t] = _mm256_setzero_ps();
+    }
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    __m512i nib[4][4], sc[4][4];
+    __m256i mn[4];
+    float d[4], dmin[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      __m128i sc16, mn16;
+      k4_scales(x + off_sc, &sc16, &mn16);
+      const __m512i scz = _mm512_castsi128_si512(sc16);
+      const __m256i mn32 = _mm256_cvtepu16_epi32(mn16);
+      mn[r] = _mm256_or_si256(mn32, _mm256_slli_epi32(mn32, 16));
+      __m512i qh = _mm512_setzero_si512();
+      if (qh_off >= 0) {
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(x + qh_off));
+        qh = _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
+      }
+#pragma GCC unroll 2
+      for (int c = 0; c < 2; c++) {
+        const __m512i q = _mm512_loadu_si512(x + off_qs + 64 * c);
+        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        if (qh_off >= 0) {
+          const __m512i h = c ? _mm512_srli_epi16(qh, 4) : qh;
+          lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(h, 4), b4));
+          hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(h, 3), b4));
+        }
+        nib[r][2 * c] = lo;
+        nib[r][2 * c + 1] = hi;
+        sc[r][2 * c] = _mm512_permutexvar_epi16(ilo[c], scz);
+        sc[r][2 * c + 1] = _mm512_permutexvar_epi16(ihi[c], scz);
+      }
+      d[r] = _cvtsh_ss(load_u16(x));
+      dmin[r] = _cvtsh_ss(load_u16(x + 2));
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 384;
+      const __m256i bsums = _mm256_loadu_si256((const __m256i *)(py + 256));
+      float dy;
+      memcpy(&dy, py + 288, sizeof dy);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        __m512i sumi = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+          sumi = _mm512_dpwssd_epi32(
+              sumi, _mm512_maddubs_epi16(nib[r][k], _mm512_loadu_si512(py + 64 * k)), sc[r][k]);
+        const __m256i msum = _mm256_madd_epi16(bsums, mn[r]);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d[r] * dy), _mm512_cvtepi32_ps(sumi), acc[r][t]);
+        accm[r][t] =
+            _mm256_fmadd_ps(_mm256_set1_ps(dmin[r] * dy), _mm256_cvtepi32_ps(msum), accm[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < 4; r++)
+      s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]) - hsum_ymm(accm[r][t]);
+}
+#define Q4_K_GEMM(T, ...)                                                     \
+  gemm4_k45(T, __VA_ARGS__, sizeof(block_q4_K), offsetof(block_q4_K, scales), \
+            offsetof(block_q4_K, qs), -1)
+#define Q5_K_GEMM(T, ...)                                                     \
+  gemm4_k45(T, __VA_ARGS__, sizeof(block_q5_K), offsetof(block_q5_K, scales), \
+            offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh))
+GEMM4_BY_TOKENS(q4_K_gemm4_avx512, Q4_K_GEMM)
+GEMM4_BY_TOKENS(q5_K_gemm4_avx512, Q5_K_GEMM)
+
 static void q4_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k45(n, s, x, bx, y, sizeof(block_q4_K), offsetof(block_q4_K, scales),
            offsetof(block_q4_K, qs), -1);
@@ -832,8 +932,16 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .gemm4 = iq4_nl_gemm4_avx512},
     {.type = NLLM_TYPE_Q2_K, .vec_dot4 = q2_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_Q4_K, .vec_dot4 = q4_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_Q5_K, .vec_dot4 = q5_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q4_K,
+     .vec_dot4 = q4_K_vec_dot4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = k45_prep_avx512,
+     .gemm4 = q4_K_gemm4_avx512},
+    {.type = NLLM_TYPE_Q5_K,
+     .vec_dot4 = q5_K_vec_dot4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = k45_prep_avx512,
+     .gemm4 = q5_K_gemm4_avx512},
     {.type = NLLM_TYPE_Q6_K, .vec_dot4 = q6_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_IQ4_XS,
      .vec_dot4 = iq4_xs_vec_dot4_avx512,
