@@ -160,7 +160,8 @@ $(BUILD)/bench/%: bench/%.c $(INTLIB)
 test: all $(TESTS) examples check-layers
 	@$(MAKE) --no-print-directory run-examples
 	@NLLM_BUILD=$(BUILD) NLLM_PYTHON_LIB=$(if $(SAN),,$(SHLIB)) sh tests/run_tests.sh $(TESTS) \
-	  tests/server/run.sh tests/server/page.sh tests/server/grammar.sh
+	  tests/server/run.sh tests/server/page.sh tests/server/grammar.sh \
+	  tests/server/tools.sh
 
 # The include layering of docs/architecture.md, checked on the code's own #include lines.
 check-layers:

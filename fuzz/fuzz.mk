@@ -24,7 +24,8 @@ FUZZ_MAXLEN_fuzz_gbnf        := 4096
 FUZZ_MAXLEN_fuzz_json_schema := 8192
 FUZZ_MAXLEN_fuzz_serve_request := 8192
 # Harnesses of code outside the library name its sources here.
-FUZZ_EXTRA_serve_request := -Itools/serve tools/serve/request.c tools/serve/textout.c
+FUZZ_EXTRA_serve_request := -Itools/serve tools/serve/request.c tools/serve/textout.c \
+  tools/serve/toolcall.c
 FUZZ_FLAGS   ?= -rss_limit_mb=2048 -timeout=20 -print_final_stats=1
 
 .PHONY: fuzz fuzz-build fuzz-seeds tsan fuzz-lib

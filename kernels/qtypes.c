@@ -22,7 +22,7 @@ static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_float_avx2, &nl
 static const nllm_cpu_ops *const simd_ops = &nllm_cpu_ops_avx2;
 static const nllm_kernel_set *const avx512_sets[] = {&nllm_kernels_avx512};
 #elif defined(__aarch64__)
-static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_neon};
+static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_neon, &nllm_kernels_iq_neon};
 static const nllm_cpu_ops *const simd_ops = NULL;
 #endif
 

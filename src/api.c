@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "engine/engine.h"
+#include "engine/token_trie.h"
 #include "grammar/grammar.h"
 #include "qtypes.h"
 #include "template/template.h"
@@ -67,6 +68,7 @@ NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *
 }
 
 NLLM_API void nllm_model_free(nllm_model *m) {
+  if (m) nllm_token_trie_free(atomic_load(&m->token_trie));
   nllm_mdl_free(m);
 }
 

@@ -1,36 +1,16 @@
 /* GBNF engine: suites of accepted and rejected strings per grammar, error positions, resource
  * caps, byte-at-a-time feeding (partial UTF-8), the trie walker, random sentences. */
-#include "grammar/grammar.h"
-#include "testutil.h"
-
-/* Whether the whole string is a sentence of the grammar. */
-static int full_match(const nllm_grammar *g, const char *s) {
-  nllm_gmatch *m;
-  ck_assert_int_eq(nllm_gmatch_new(g, &m), NLLM_OK);
-  int ok = 0;
-  ck_assert_int_eq(nllm_gmatch_accept(m, (const uint8_t *)s, strlen(s), &ok), NLLM_OK);
-  int r = ok && nllm_gmatch_can_end(m);
-  nllm_gmatch_free(m);
-  return r;
-}
-
-static nllm_grammar *compile_ok(const char *text) {
-  nllm_grammar *g = NULL;
-  nllm_status st = nllm_grammar_parse(text, strlen(text), NULL, &g);
-  if (st) fprintf(stderr, "grammar failed: %s\n", nllm_last_error());
-  ck_assert_int_eq(st, NLLM_OK);
-  return g;
-}
+#include "grammar_testutil.h"
 
 static void suite_check(const char *grammar, const char *const *good, const char *const *bad) {
-  nllm_grammar *g = compile_ok(grammar);
+  nllm_grammar *g = grammar_compile_ok(grammar);
   for (; *good; good++) {
-    if (!full_match(g, *good)) fprintf(stderr, "should accept: [%s]\n", *good);
-    ck_assert(full_match(g, *good));
+    if (!grammar_full_match(g, *good)) fprintf(stderr, "should accept: [%s]\n", *good);
+    ck_assert(grammar_full_match(g, *good));
   }
   for (; *bad; bad++) {
-    if (full_match(g, *bad)) fprintf(stderr, "should reject: [%s]\n", *bad);
-    ck_assert(!full_match(g, *bad));
+    if (grammar_full_match(g, *bad)) fprintf(stderr, "should reject: [%s]\n", *bad);
+    ck_assert(!grammar_full_match(g, *bad));
   }
   nllm_grammar_free(g);
 }
@@ -111,18 +91,18 @@ START_TEST(utf8_classes) {
                        NULL};
   suite_check(gr, good, bad);
   /* Overlong encodings and surrogates are not UTF-8, even where any character is allowed. */
-  nllm_grammar *g = compile_ok("root ::= .*\n");
-  ck_assert(full_match(g, "\xe2\x82\xac"));
-  ck_assert(!full_match(g, "\xc0\xaf"));
-  ck_assert(!full_match(g, "\xe0\x80\xaf"));
-  ck_assert(!full_match(g, "\xed\xa0\x80"));
-  ck_assert(!full_match(g, "\xf4\x90\x80\x80"));
-  ck_assert(!full_match(g, "\x80"));
+  nllm_grammar *g = grammar_compile_ok("root ::= .*\n");
+  ck_assert(grammar_full_match(g, "\xe2\x82\xac"));
+  ck_assert(!grammar_full_match(g, "\xc0\xaf"));
+  ck_assert(!grammar_full_match(g, "\xe0\x80\xaf"));
+  ck_assert(!grammar_full_match(g, "\xed\xa0\x80"));
+  ck_assert(!grammar_full_match(g, "\xf4\x90\x80\x80"));
+  ck_assert(!grammar_full_match(g, "\x80"));
   nllm_grammar_free(g);
   /* The first class of a grammar being empty (found by fuzz_gbnf: UBSan, null + 0) */
-  g = compile_ok("root ::= [] | \"a\"\n");
-  ck_assert(full_match(g, "a"));
-  ck_assert(!full_match(g, ""));
+  g = grammar_compile_ok("root ::= [] | \"a\"\n");
+  ck_assert(grammar_full_match(g, "a"));
+  ck_assert(!grammar_full_match(g, ""));
   nllm_grammar_free(g);
 }
 END_TEST
@@ -194,7 +174,7 @@ END_TEST
 
 START_TEST(right_recursion_is_flat) {
   /* A long repetition must not grow the parse stacks (tail references return to the parent). */
-  nllm_grammar *g = compile_ok("root ::= (\"ab\" | \"c\")* \"!\"\n");
+  nllm_grammar *g = grammar_compile_ok("root ::= (\"ab\" | \"c\")* \"!\"\n");
   nllm_gmatch *m;
   ck_assert_int_eq(nllm_gmatch_new(g, &m), NLLM_OK);
   for (int i = 0; i < 20000; i++) {
@@ -216,7 +196,7 @@ END_TEST
 
 START_TEST(deep_nesting_capped) {
   /* Deep center recursion ends in a clear status, not a crash. */
-  nllm_grammar *g = compile_ok("root ::= \"(\" root \")\" | \"x\"\n");
+  nllm_grammar *g = grammar_compile_ok("root ::= \"(\" root \")\" | \"x\"\n");
   nllm_gmatch *m;
   ck_assert_int_eq(nllm_gmatch_new(g, &m), NLLM_OK);
   int ok = 1;
@@ -229,7 +209,7 @@ START_TEST(deep_nesting_capped) {
   char amb[4096] = "root ::= ";
   for (int i = 0; i < 40; i++) strcat(amb, "(\"a\" | \"a\" \"a\"?)? ");
   strcat(amb, "\n");
-  g = compile_ok(amb);
+  g = grammar_compile_ok(amb);
   nllm_status st = nllm_gmatch_new(g, &m);
   if (st == NLLM_OK) {
     for (int i = 0; i < 80 && st == NLLM_OK; i++)
@@ -244,7 +224,7 @@ END_TEST
 
 START_TEST(bytewise_equals_whole) {
   /* Feeding byte by byte (tokens that split characters) gives the same answers. */
-  nllm_grammar *g = compile_ok(JSON_GBNF);
+  nllm_grammar *g = grammar_compile_ok(JSON_GBNF);
   const char *s = "{\"k\": \"\xe4\xb8\xad\xf0\x9f\x98\x80\", \"n\": [1, {\"x\": null}]}";
   nllm_gmatch *m;
   ck_assert_int_eq(nllm_gmatch_new(g, &m), NLLM_OK);
@@ -271,7 +251,7 @@ START_TEST(bytewise_equals_whole) {
 END_TEST
 
 START_TEST(walker_matches_check) {
-  nllm_grammar *g = compile_ok(JSON_GBNF);
+  nllm_grammar *g = grammar_compile_ok(JSON_GBNF);
   nllm_gmatch *m;
   ck_assert_int_eq(nllm_gmatch_new(g, &m), NLLM_OK);
   int ok;
@@ -299,18 +279,51 @@ START_TEST(walker_matches_check) {
 }
 END_TEST
 
+/* The state key depends on the state, not on the order its nodes were made in. */
+START_TEST(state_key_by_content) {
+  nllm_grammar *g =
+      grammar_compile_ok("root ::= (\"a\" | \"b\") [0-9]* \";\" | \"\xc3\xa9\" \"!\"\n");
+  nllm_gmatch *m1, *m2;
+  ck_assert_int_eq(nllm_gmatch_new(g, &m1), NLLM_OK);
+  ck_assert_int_eq(nllm_gmatch_new(g, &m2), NLLM_OK);
+  uint32_t k0[64], k1[64], k2[64];
+  size_t n0 = nllm_gmatch_state_key(m1, k0, 64);
+  ck_assert(n0 > 3 && n0 <= 64);
+  ck_assert_uint_eq(nllm_gmatch_state_key(m1, k1, 2), n0);
+  int ok;
+  ck_assert_int_eq(nllm_gmatch_accept(m1, (const uint8_t *)"a", 1, &ok), NLLM_OK);
+  ck_assert(ok);
+  /* m2 makes other nodes first, then reaches the same state by the other alternative. */
+  ck_assert_int_eq(nllm_gmatch_check(m2, (const uint8_t *)"b12", 3, &ok), NLLM_OK);
+  ck_assert_int_eq(nllm_gmatch_accept(m2, (const uint8_t *)"b", 1, &ok), NLLM_OK);
+  size_t n1 = nllm_gmatch_state_key(m1, k1, 64), n2 = nllm_gmatch_state_key(m2, k2, 64);
+  ck_assert_uint_eq(n1, n2);
+  ck_assert(!memcmp(k1, k2, n1 * sizeof *k1));
+  ck_assert(n1 != n0 || memcmp(k0, k1, n0 * sizeof *k0));
+  /* Half a character is part of the state. */
+  nllm_gmatch_reset(m2);
+  ck_assert_int_eq(nllm_gmatch_accept(m2, (const uint8_t *)"\xc3", 1, &ok), NLLM_OK);
+  ck_assert(ok);
+  n2 = nllm_gmatch_state_key(m2, k2, 64);
+  ck_assert(n2 != n0 || memcmp(k0, k2, n0 * sizeof *k0));
+  nllm_gmatch_free(m1);
+  nllm_gmatch_free(m2);
+  nllm_grammar_free(g);
+}
+END_TEST
+
 START_TEST(random_sentences_are_accepted) {
   const char *grammars[] = {
       JSON_GBNF, "root ::= expr\nexpr ::= term ([-+] term)*\nterm ::= [0-9]+ | \"(\" expr \")\"\n",
       "root ::= [^a]{2,5} (\"x\" | [\\u00e0-\\u00ff]+)?\n"};
   uint64_t rng = 42;
   for (int k = 0; k < 3; k++) {
-    nllm_grammar *g = compile_ok(grammars[k]);
+    nllm_grammar *g = grammar_compile_ok(grammars[k]);
     for (int i = 0; i < 200; i++) {
       char *s = NULL;
       if (nllm_grammar_sample_text(g, &rng, 64, &s) != NLLM_OK) continue;
-      if (!full_match(g, s)) fprintf(stderr, "sentence rejected: [%s]\n", s);
-      ck_assert(full_match(g, s));
+      if (!grammar_full_match(g, s)) fprintf(stderr, "sentence rejected: [%s]\n", s);
+      ck_assert(grammar_full_match(g, s));
       free(s);
     }
     nllm_grammar_free(g);
@@ -322,7 +335,7 @@ START_TEST(root_name_and_bad_args) {
   nllm_grammar *g = NULL;
   const char *t = "start ::= \"s\"\nroot ::= \"r\"\n";
   ck_assert_int_eq(nllm_grammar_parse(t, strlen(t), "start", &g), NLLM_OK);
-  ck_assert(full_match(g, "s") && !full_match(g, "r"));
+  ck_assert(grammar_full_match(g, "s") && !grammar_full_match(g, "r"));
   nllm_grammar_free(g);
   ck_assert_int_eq(nllm_grammar_parse(NULL, 0, NULL, &g), NLLM_ERR_INVALID_ARG);
   ck_assert_int_eq(nllm_grammar_parse("", 0, NULL, &g), NLLM_ERR_INVALID_ARG);
@@ -330,7 +343,7 @@ START_TEST(root_name_and_bad_args) {
   char buf[16];
   memcpy(buf, "root ::= \"ab\"XXX", 16);
   ck_assert_int_eq(nllm_grammar_parse(buf, 13, NULL, &g), NLLM_OK);
-  ck_assert(full_match(g, "ab"));
+  ck_assert(grammar_full_match(g, "ab"));
   nllm_grammar_free(g);
 }
 END_TEST
@@ -350,6 +363,7 @@ int main(void) {
   tcase_add_test(tc, deep_nesting_capped);
   tcase_add_test(tc, bytewise_equals_whole);
   tcase_add_test(tc, walker_matches_check);
+  tcase_add_test(tc, state_key_by_content);
   tcase_add_test(tc, random_sentences_are_accepted);
   tcase_add_test(tc, root_name_and_bad_args);
   suite_add_tcase(s, tc);

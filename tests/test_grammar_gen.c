@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "engine/engine.h"
+#include "grammar/grammar.h"
 #include "testutil.h"
 
 static const char *SCHEMA_PERSON =
@@ -299,6 +300,126 @@ START_TEST(cli_flags) {
 }
 END_TEST
 
+/* The sampler's masks (trie walk, masks kept per parse state, the one-by-one checks of the top
+ * candidates) against brute force: every token's piece checked on a matcher of its own fed the
+ * same accepted tokens. Random picks among the allowed tokens reach strings with byte-fallback
+ * tokens (partial UTF-8 between tokens); documents restart so that states repeat. */
+static void masks_vs_brute_force(nllm_model *m, int n_steps, uint64_t seed) {
+  const int V = nllm_model_n_vocab(m);
+  nllm_sampler_params sp;
+  nllm_sampler_params_init(&sp);
+  /* Strings bounded (a chain of states) and unbounded (a state plain text never leaves). */
+  sp.json_schema =
+      "{\"type\": \"array\", \"items\": {\"anyOf\": [{\"type\": \"string\", "
+      "\"maxLength\": 6}, {\"type\": \"object\", \"properties\": {\"s\": {\"type\": "
+      "\"string\"}}, \"required\": [\"s\"]}, {\"type\": \"integer\", \"minimum\": -5, "
+      "\"maximum\": 300}]}, \"maxItems\": 3}";
+  nllm_sampler *s = NULL;
+  ck_assert_int_eq(nllm_sampler_create(m, &sp, &s), NLLM_OK);
+  char *text = NULL;
+  ck_assert_int_eq(nllm_json_schema_to_gbnf(sp.json_schema, strlen(sp.json_schema), &text),
+                   NLLM_OK);
+  nllm_grammar *g = NULL;
+  ck_assert_int_eq(nllm_grammar_parse(text, strlen(text), NULL, &g), NLLM_OK);
+  free(text);
+  nllm_gmatch *ref = NULL;
+  ck_assert_int_eq(nllm_gmatch_new(g, &ref), NLLM_OK);
+  float *l = malloc(sizeof(float) * (size_t)V);
+  uint8_t *allowed = malloc((size_t)V);
+  uint64_t rng = seed;
+  int in_doc = 0, n_allowed_total = 0;
+  for (int step = 0; step < n_steps; step++) {
+    if (in_doc++ == 12) { /* start over: the states of the first steps come back */
+      nllm_sgrammar_restart(s->gr);
+      nllm_gmatch_reset(ref);
+      in_doc = 1;
+    }
+    const int can_end = nllm_gmatch_can_end(ref), must_end = nllm_gmatch_must_end(ref);
+    int best = -1, n_ok = 0;
+    for (int t = 0; t < V; t++) {
+      l[t] = (float)(test_xorshift(&rng) % 100000) / 1000.0f;
+      char p[256];
+      int32_t n = 0;
+      int ok;
+      if (nllm_model_is_eog(m, t))
+        ok = can_end;
+      else if (nllm_tokenizer_piece(m->tok, t, 0, p, sizeof p, &n) || n <= 0)
+        ok = 0;
+      else
+        ck_assert_int_eq(nllm_gmatch_check(ref, (const uint8_t *)p, (size_t)n, &ok), NLLM_OK);
+      allowed[t] = (uint8_t)ok;
+      n_ok += ok;
+      if (ok && (best < 0 || l[t] > l[best])) best = t;
+    }
+    ck_assert_int_gt(n_ok, 0);
+    n_allowed_total += n_ok;
+    int32_t nc = 0;
+    /* Greedy: the best allowed token. */
+    s->p.temperature = 0;
+    ck_assert_int_eq(nllm_sgrammar_candidates(s->gr, &s->p, l, s->cand, &nc), NLLM_OK);
+    int got = nc >= 1 ? s->cand[0] : -1;
+    for (int t = 0; nc < 0 && t < V; t++) /* no allowed token among the top: the mask */
+      if (isfinite(l[t]) && (got < 0 || l[t] > l[got])) got = t;
+    if (must_end)
+      ck_assert(nllm_model_is_eog(m, got));
+    else
+      ck_assert_int_eq(got, best);
+    /* The full mask: exactly the allowed tokens keep their logits. */
+    s->p.temperature = 1, s->p.top_k = 0, s->p.min_p = 0;
+    for (int t = 0; t < V; t++) l[t] = 0;
+    ck_assert_int_eq(nllm_sgrammar_candidates(s->gr, &s->p, l, s->cand, &nc), NLLM_OK);
+    if (!must_end) {
+      ck_assert_int_eq(nc, -1);
+      for (int t = 0; t < V; t++)
+        if ((int)isfinite(l[t]) != allowed[t])
+          ck_abort_msg("step %d: token %d: mask %d, brute force %d", step, t, isfinite(l[t]),
+                       allowed[t]);
+    }
+    /* Pick a random allowed token (rarely the end, so documents get long). */
+    int k = (int)(test_xorshift(&rng) % (uint64_t)n_ok), pick = -1;
+    for (int t = 0; t < V && pick < 0; t++)
+      if (allowed[t] && k-- == 0) pick = t;
+    if (nllm_model_is_eog(m, pick) && !must_end && n_ok > 1)
+      for (int t = 0; t < V && nllm_model_is_eog(m, pick); t++)
+        if (allowed[t]) pick = t;
+    nllm_sgrammar_picked(s->gr, pick);
+    nllm_sgrammar_accepted(s->gr, pick);
+    if (nllm_model_is_eog(m, pick)) {
+      nllm_gmatch_reset(ref);
+      in_doc = 0;
+    } else {
+      char p[256];
+      int32_t n = 0;
+      int ok = 0;
+      ck_assert_int_eq(nllm_tokenizer_piece(m->tok, pick, 0, p, sizeof p, &n), NLLM_OK);
+      ck_assert_int_eq(nllm_gmatch_accept(ref, (const uint8_t *)p, (size_t)n, &ok), NLLM_OK);
+      ck_assert(ok);
+    }
+  }
+  nllm_sampler_grammar_stats st;
+  nllm_sgrammar_stats(s->gr, &st);
+  ck_assert_int_gt(st.n_mask_hits, 0); /* repeated states found their kept masks */
+  ck_assert_int_gt(st.n_full_masks, 0);
+  ck_assert_int_gt(n_allowed_total, n_steps);
+  free(l);
+  free(allowed);
+  nllm_gmatch_free(ref);
+  nllm_grammar_free(g);
+  nllm_sampler_free(s);
+}
+
+START_TEST(masks_match_brute_force) {
+  nllm_model *m = load("models/stories260K.gguf", 0);
+  masks_vs_brute_force(m, 150, 11);
+  nllm_model_free(m);
+  m = load("hf/tiny-qwen2", 1); /* 152k tokens, multi-byte pieces */
+  if (m) {
+    masks_vs_brute_force(m, 30, 5);
+    nllm_model_free(m);
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("grammar_gen");
   TCase *tc = tcase_create("grammar_gen");
@@ -308,6 +429,7 @@ int main(void) {
   tcase_add_test(tc, gbnf_and_length_limit);
   tcase_add_test(tc, greedy_among_allowed_and_prompt_isolation);
   tcase_add_test(tc, cli_flags);
+  tcase_add_test(tc, masks_match_brute_force);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

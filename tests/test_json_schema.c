@@ -4,31 +4,7 @@
  * integer-range construction against brute force and clear refusals. */
 #include <cJSON.h>
 
-#include "grammar/grammar.h"
-#include "testutil.h"
-
-static nllm_grammar *schema_grammar(const char *schema) {
-  char *text = NULL;
-  nllm_status st = nllm_json_schema_to_gbnf(schema, strlen(schema), &text);
-  if (st) fprintf(stderr, "schema failed: %s\n", nllm_last_error());
-  ck_assert_int_eq(st, NLLM_OK);
-  nllm_grammar *g = NULL;
-  st = nllm_grammar_parse(text, strlen(text), NULL, &g);
-  if (st) fprintf(stderr, "grammar failed: %s\n%s\n", nllm_last_error(), text);
-  ck_assert_int_eq(st, NLLM_OK);
-  free(text);
-  return g;
-}
-
-static int accepts(const nllm_grammar *g, const char *s) {
-  nllm_gmatch *m;
-  ck_assert_int_eq(nllm_gmatch_new(g, &m), NLLM_OK);
-  int ok = 0;
-  ck_assert_int_eq(nllm_gmatch_accept(m, (const uint8_t *)s, strlen(s), &ok), NLLM_OK);
-  int r = ok && nllm_gmatch_can_end(m);
-  nllm_gmatch_free(m);
-  return r;
-}
+#include "grammar_testutil.h"
 
 static char *load_schema(const char *name) {
   char path[256];
@@ -119,6 +95,21 @@ static const schema_case CASES[] = {
      {"{\"t\": \"a\", \"x\": -16}", "{\"t\": \"a\", \"x\": -1234568}", "{\"t\": \"a\", \"x\": 5}",
       "{\"t\": \"b\", \"y\": [\"ab\"]}", "{\"t\": \"b\", \"y\": [\"ab\", \"c\"]}",
       "{\"t\": \"c\", \"x\": -20}"}},
+    /* allOf with nested allOf of a property, a $ref member and additionalProperties false. */
+    {"merged_nested",
+     {"{\"owner\": {\"name\": \"ab\", \"email\": \"a@b.co\"}, \"n\": 2, \"debug\": true}",
+      "{\"n\": 1}"},
+     {"{\"owner\": {\"name\": \"ab\"}, \"n\": 2}", "{\"owner\": {\"email\": \"a@b.co\"}, \"n\": 2}",
+      "{\"n\": 4}", "{\"n\": 1, \"x\": 1}",
+      "{\"owner\": {\"name\": \"abcdefghi\", \"email\": \"a@b.co\"}, \"n\": 1}",
+      "{\"debug\": true}"}},
+    /* Keywords beside anyOf, $ref and enum hold too. */
+    {"siblings",
+     {"{\"a\": 1}", "{\"b\": \"xy\"}", "{\"a\": 0, \"b\": \"\", \"ref\": 3, \"e\": 5}",
+      "{\"b\": \"q\", \"e\": 1}"},
+     {"{}", "{\"ref\": 1}", "{\"a\": 1, \"ref\": 4}", "{\"a\": 1, \"ref\": 0}",
+      "{\"a\": 1, \"e\": 9}", "{\"a\": 1, \"e\": \"x\"}", "{\"b\": \"abcd\"}",
+      "{\"a\": 1, \"c\": 1}"}},
     {"any", {"{\"a\": [1, {\"b\": null}]}", "3", "\"s\"", "[]", "true"}, {"", "{", "[1,]", "tru"}},
 };
 
@@ -130,13 +121,14 @@ START_TEST(valid_and_invalid_documents) {
   nllm_grammar *g = schema_grammar(schema);
   for (int i = 0; i < 6 && c->good[i]; i++) {
     int expect = !(strcmp(c->name, "weather") == 0 && i == 2);
-    if (accepts(g, c->good[i]) != expect)
+    if (grammar_full_match(g, c->good[i]) != expect)
       fprintf(stderr, "%s: expected %s: %s\n", c->name, expect ? "accept" : "reject", c->good[i]);
-    ck_assert_int_eq(accepts(g, c->good[i]), expect);
+    ck_assert_int_eq(grammar_full_match(g, c->good[i]), expect);
   }
   for (int i = 0; i < 8 && c->bad[i]; i++) {
-    if (accepts(g, c->bad[i])) fprintf(stderr, "%s: should reject: %s\n", c->name, c->bad[i]);
-    ck_assert(!accepts(g, c->bad[i]));
+    if (grammar_full_match(g, c->bad[i]))
+      fprintf(stderr, "%s: should reject: %s\n", c->name, c->bad[i]);
+    ck_assert(!grammar_full_match(g, c->bad[i]));
   }
   nllm_grammar_free(g);
   free(schema);
@@ -159,7 +151,7 @@ START_TEST(random_sentences_validate) {
     for (int i = 0; i < 400 && made < 60; i++) {
       char *s = NULL;
       if (nllm_grammar_sample_text(g, &rng, 40 + (size_t)(i % 5) * 40, &s) != NLLM_OK) continue;
-      ck_assert(accepts(g, s));
+      ck_assert(grammar_full_match(g, s));
       cJSON *line = cJSON_CreateObject();
       cJSON_AddItemToObject(line, "schema", cJSON_Duplicate(sj, 1));
       cJSON_AddStringToObject(line, "text", s);
@@ -195,9 +187,9 @@ END_TEST
  * (found by fuzz_json_schema: the grammar did not compile). */
 START_TEST(empty_closed_object) {
   nllm_grammar *g = schema_grammar("{\"type\": \"object\", \"additionalProperties\": false}");
-  ck_assert(accepts(g, "{}"));
-  ck_assert(accepts(g, "{ }"));
-  ck_assert(!accepts(g, "{\"a\": 1}"));
+  ck_assert(grammar_full_match(g, "{}"));
+  ck_assert(grammar_full_match(g, "{ }"));
+  ck_assert(!grammar_full_match(g, "{\"a\": 1}"));
   nllm_grammar_free(g);
 }
 END_TEST
@@ -215,19 +207,29 @@ START_TEST(integer_ranges_exact) {
       char s[32];
       snprintf(s, sizeof s, "%lld", v);
       int in = v >= R[k][0] && v <= R[k][1];
-      if (accepts(g, s) != in) fprintf(stderr, "[%lld,%lld]: %lld\n", R[k][0], R[k][1], v);
-      ck_assert_int_eq(accepts(g, s), in);
+      if (grammar_full_match(g, s) != in)
+        fprintf(stderr, "[%lld,%lld]: %lld\n", R[k][0], R[k][1], v);
+      ck_assert_int_eq(grammar_full_match(g, s), in);
     }
-    ck_assert(!accepts(g, "-0") && !accepts(g, "007"));
+    ck_assert(!grammar_full_match(g, "-0") && !grammar_full_match(g, "007"));
     nllm_grammar_free(g);
   }
   /* One-sided. */
   nllm_grammar *g = schema_grammar("{\"type\": \"integer\", \"minimum\": 95}");
-  ck_assert(accepts(g, "95") && accepts(g, "100") && accepts(g, "123456789012") &&
-            !accepts(g, "94") && !accepts(g, "-100"));
+  ck_assert(grammar_full_match(g, "95") && grammar_full_match(g, "100") &&
+            grammar_full_match(g, "123456789012") && !grammar_full_match(g, "94") &&
+            !grammar_full_match(g, "-100"));
+  nllm_grammar_free(g);
+  /* Draft 4: exclusiveMinimum / exclusiveMaximum as booleans beside minimum / maximum. */
+  g = schema_grammar(
+      "{\"type\": \"integer\", \"minimum\": 3, \"exclusiveMinimum\": true, "
+      "\"maximum\": 6, \"exclusiveMaximum\": true}");
+  ck_assert(grammar_full_match(g, "4") && grammar_full_match(g, "5") &&
+            !grammar_full_match(g, "3") && !grammar_full_match(g, "6"));
   nllm_grammar_free(g);
   g = schema_grammar("{\"type\": \"integer\", \"exclusiveMaximum\": -3}");
-  ck_assert(accepts(g, "-4") && accepts(g, "-1000000") && !accepts(g, "-3") && !accepts(g, "0"));
+  ck_assert(grammar_full_match(g, "-4") && grammar_full_match(g, "-1000000") &&
+            !grammar_full_match(g, "-3") && !grammar_full_match(g, "0"));
   nllm_grammar_free(g);
 }
 END_TEST
@@ -254,6 +256,33 @@ START_TEST(clear_refusals) {
   refused("{\"$ref\": \"#/$defs/missing\"}", "points nowhere");
   refused("{\"type\": \"widget\"}", "unknown type");
   refused("{\"allOf\": [{\"type\": \"string\"}, {\"type\": \"object\"}]}", "object schemas only");
+  refused("{\"type\": \"object\", \"properties\": [\"b\"]}", "/: properties must be an object");
+  /* allOf: a merged object must validate against every member (fuzz_json_schema). */
+  refused(
+      "{\"allOf\": [{\"properties\": {\"a\": {\"type\": \"integer\", \"minimum\": 0}}}, "
+      "{\"properties\": {\"a\": {\"type\": \"integer\", \"maximum\": 5}}}]}",
+      "allOf/1: property \"a\" has different schemas in several members");
+  refused(
+      "{\"allOf\": [{\"properties\": {\"a\": {}}, \"additionalProperties\": false}, "
+      "{\"properties\": {\"b\": {}}, \"required\": [\"b\"]}]}",
+      "allOf/0: required property \"b\" is excluded by additionalProperties false");
+  refused("{\"allOf\": [{\"type\": \"object\"}, {\"properties\": [\"b\"]}]}",
+          "allOf/1: properties must be an object");
+  refused("{\"allOf\": [{\"type\": \"object\"}, {\"allOf\": [{\"type\": \"array\"}]}]}",
+          "allOf/1/allOf/0: allOf is supported for object schemas only");
+  refused("{\"enum\": [\"a\"], \"pattern\": \"a\"}", "enum/const together with \"pattern\"");
+  refused("{\"type\": \"string\", \"enum\": [1, null]}", "no value of enum/const matches");
+  refused("{\"const\": \"x\", \"type\": \"integer\"}", "no value of enum/const matches");
+  refused("{\"anyOf\": [{\"type\": \"string\"}], \"type\": \"integer\"}",
+          "no alternative of anyOf can match the keywords beside it (\"type\")");
+  refused(
+      "{\"$ref\": \"#/$defs/x\", \"pattern\": \"a\", \"$defs\": {\"x\": {\"type\": \"string\", "
+      "\"pattern\": \"b\"}}}",
+      "\"pattern\" differs in two schemas that must both hold");
+  refused("{\"type\": \"string\", \"format\": \"uuid\", \"pattern\": \"^a\"}",
+          "format \"uuid\" together with pattern");
+  refused("{\"type\": \"number\", \"minimum\": 0, \"exclusiveMinimum\": true}",
+          "minimum/maximum on type number");
   refused("{\"type\": \"object\", \"properties\": {}, \"required\": [\"x\"]}",
           "required property \"x\" has no schema");
   refused("{\"type\": \"integer\", \"minimum\": 5, \"maximum\": 1}", "above maximum");
@@ -272,7 +301,8 @@ START_TEST(recursive_ref_and_public_api) {
   nllm_grammar *g = schema_grammar(
       "{\"type\": \"array\", \"items\": {\"anyOf\": [{\"type\": \"integer\"}, "
       "{\"$ref\": \"#\"}]}}");
-  ck_assert(accepts(g, "[1, [2, [3, []]], 4]") && !accepts(g, "[1, [\"a\"]]"));
+  ck_assert(grammar_full_match(g, "[1, [2, [3, []]], 4]") &&
+            !grammar_full_match(g, "[1, [\"a\"]]"));
   nllm_grammar_free(g);
   char buf[8];
   int32_t n = 0;

@@ -2,7 +2,8 @@
  *  - one model shared by several threads, each with its own context and sampler, gives exactly
  *    (bit for bit) what the same work gives run serially: the model is immutable after load;
  *  - model getters, the tokenizer and chat formatting may be called from many threads at once;
- *  - nllm_last_error() is per thread.
+ *  - nllm_last_error() is per thread;
+ *  - samplers with a grammar, made on several threads at once, share the model's token trie.
  * Run under ThreadSanitizer by `make tsan`. */
 #include <pthread.h>
 
@@ -191,6 +192,63 @@ START_TEST(last_error_is_thread_local) {
 }
 END_TEST
 
+/* Samplers with a grammar made on several threads at once share the model's token trie (the
+ * first to finish building it publishes it): each picks what it picks alone. */
+typedef struct gjob {
+  const nllm_model *model;
+  int id;
+  nllm_status st;
+  nllm_token ids[N_GEN];
+} gjob;
+
+static void *run_grammar_job(void *arg) {
+  gjob *j = arg;
+  nllm_sampler_params sp;
+  nllm_sampler_params_init(&sp);
+  sp.seed = (uint32_t)(100 + j->id);
+  sp.json_schema = "{\"type\": \"array\", \"items\": {\"type\": \"string\"}}";
+  nllm_sampler *s = NULL;
+  if ((j->st = nllm_sampler_create(j->model, &sp, &s))) return NULL;
+  pthread_barrier_wait(&barrier);
+  float l[N_VOCAB];
+  uint64_t rng = (uint64_t)j->id + 1;
+  for (int i = 0; i < N_GEN && !j->st; i++) {
+    for (int k = 0; k < N_VOCAB; k++) l[k] = (float)(test_xorshift(&rng) % 1000) / 100.0f;
+    if (!(j->st = nllm_sampler_sample_logits(s, l, N_VOCAB, &j->ids[i])))
+      nllm_sampler_accept(s, j->ids[i]);
+  }
+  nllm_sampler_free(s);
+  return NULL;
+}
+
+START_TEST(grammar_samplers_share_the_trie) {
+  gjob serial[N_WORKERS], par[N_WORKERS];
+  nllm_model *m = load();
+  ck_assert_int_eq(pthread_barrier_init(&barrier, NULL, 1), 0);
+  for (int i = 0; i < N_WORKERS; i++) {
+    serial[i] = (gjob){.model = m, .id = i};
+    run_grammar_job(&serial[i]);
+    ck_assert_int_eq(serial[i].st, NLLM_OK);
+  }
+  pthread_barrier_destroy(&barrier);
+  nllm_model_free(m);
+  m = load(); /* a fresh model: no trie yet, the threads race to build it */
+  ck_assert_int_eq(pthread_barrier_init(&barrier, NULL, N_WORKERS), 0);
+  pthread_t th[N_WORKERS];
+  for (int i = 0; i < N_WORKERS; i++) {
+    par[i] = (gjob){.model = m, .id = i};
+    ck_assert_int_eq(pthread_create(&th[i], NULL, run_grammar_job, &par[i]), 0);
+  }
+  for (int i = 0; i < N_WORKERS; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < N_WORKERS; i++) {
+    ck_assert_int_eq(par[i].st, NLLM_OK);
+    ck_assert(!memcmp(par[i].ids, serial[i].ids, sizeof par[i].ids));
+  }
+  pthread_barrier_destroy(&barrier);
+  nllm_model_free(m);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("threads");
   TCase *tc = tcase_create("threads");
@@ -198,6 +256,7 @@ int main(void) {
   tcase_add_test(tc, shared_model_one_thread_each);
   tcase_add_test(tc, shared_model_openmp_inside);
   tcase_add_test(tc, concurrent_getters_tokenizer_chat);
+  tcase_add_test(tc, grammar_samplers_share_the_trie);
   tcase_add_test(tc, last_error_is_thread_local);
   suite_add_tcase(s, tc);
   return run_suite(s);

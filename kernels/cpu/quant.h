@@ -303,6 +303,7 @@ void nllm_exp_nonpos_avx2(float *x, int64_t n);
 void nllm_softcap_avx2(float *x, int64_t n, float softcap);
 #endif
 #if defined(__aarch64__)
+extern const nllm_kernel_set nllm_kernels_iq_neon; /* quant_iq_neon.c */
 extern const nllm_kernel_set nllm_kernels_neon;
 #endif
 

@@ -47,14 +47,34 @@ static inline int32_t iq_hsum32(__m256i v) {
 }
 
 typedef void (*iq_chunk_fn)(const uint8_t *blk, int c, iq_chunk *out);
+typedef __m256i (*iq_grid_fn)(const uint8_t *blk, int c);
 
-/* One body for all formats; always inlined with a constant reader so each format's loop has its
- * chunk reader inlined too. */
-static inline __attribute__((always_inline)) void iq_vec_dot_avx2(int64_t n, float *s,
-                                                                  const void *vx, const void *vy,
-                                                                  size_t block_bytes,
-                                                                  iq_chunk_fn chunk, int ternary,
-                                                                  int iq1m_scale, float group_mul) {
+/* The IQ3 formats' eight 4-value grid points of a chunk (same bytes as iq3_*_chunk's grid): the
+ * indices are computed in a vector register, stored once and read back as words (a
+ * same-size store-to-load, which forwards), then looked up one by one: on the AMD cores this was
+ * measured on, that beats both eight scalar index computations and vpgatherdd. IQ3_XXS: the
+ * chunk's 8 index bytes; IQ3_S: bit k of the chunk's qh byte is bit 8 of index k. */
+static inline __m256i iq3_lookup8(const uint32_t *grid, __m256i idx) {
+  uint32_t ix[8] __attribute__((aligned(32)));
+  _mm256_store_si256((__m256i *)ix, idx);
+  return _mm256_setr_epi32((int)grid[ix[0]], (int)grid[ix[1]], (int)grid[ix[2]], (int)grid[ix[3]],
+                           (int)grid[ix[4]], (int)grid[ix[5]], (int)grid[ix[6]], (int)grid[ix[7]]);
+}
+static inline __m256i iq3_xxs_grid_avx2(const uint8_t *blk, int c) {
+  __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * c)));
+  return iq3_lookup8(nllm_iq3xxs_grid, idx);
+}
+static inline __m256i iq3_s_grid_avx2(const uint8_t *blk, int c) {
+  __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * c)));
+  __m256i hi = _mm256_srlv_epi32(_mm256_set1_epi32(blk[2 + QK_K / 4 + c]),
+                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  hi = _mm256_slli_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(1)), 8);
+  return iq3_lookup8(nllm_iq3s_grid, _mm256_or_si256(idx, hi));
+}
+
+static inline __attribute__((always_inline)) void iq_vec_dot_avx2(
+    int64_t n, float *s, const void *vx, const void *vy, size_t block_bytes, iq_chunk_fn chunk,
+    iq_grid_fn grid_fn, int ternary, int iq1m_scale, float group_mul) {
   const uint8_t *x = vx;
   const block_q8_K *y = vy;
   const __m256i ones = _mm256_set1_epi8(1);
@@ -66,8 +86,9 @@ static inline __attribute__((always_inline)) void iq_vec_dot_avx2(int64_t n, flo
       iq_chunk ch;
       chunk(blk, c, &ch);
       const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
-      const __m256i grid = _mm256_set_epi64x((int64_t)ch.grid[3], (int64_t)ch.grid[2],
-                                             (int64_t)ch.grid[1], (int64_t)ch.grid[0]);
+      const __m256i grid = grid_fn ? grid_fn(blk, c)
+                                   : _mm256_set_epi64x((int64_t)ch.grid[3], (int64_t)ch.grid[2],
+                                                       (int64_t)ch.grid[1], (int64_t)ch.grid[0]);
       __m256i p16;
       if (ternary) {
         /* 8 * sum(grid * q8) + shift sign * sum(q8), per group */
@@ -87,25 +108,26 @@ static inline __attribute__((always_inline)) void iq_vec_dot_avx2(int64_t n, flo
 }
 
 static void iq2_xxs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_xxs), iq2_xxs_chunk, 0, 0, 0.125f);
+  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_xxs), iq2_xxs_chunk, NULL, 0, 0, 0.125f);
 }
 static void iq2_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_xs), iq2_xs_chunk, 0, 0, 0.125f);
+  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_xs), iq2_xs_chunk, NULL, 0, 0, 0.125f);
 }
 static void iq2_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_s), iq2_s_chunk, 0, 0, 0.125f);
+  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_s), iq2_s_chunk, NULL, 0, 0, 0.125f);
 }
 static void iq3_xxs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq3_xxs), iq3_xxs_chunk, 0, 0, 0.25f);
+  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq3_xxs), iq3_xxs_chunk, iq3_xxs_grid_avx2, 0, 0,
+                  0.25f);
 }
 static void iq3_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_chunk, 0, 0, 1.0f);
+  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_chunk, iq3_s_grid_avx2, 0, 0, 1.0f);
 }
 static void iq1_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq1_s), iq1_s_chunk, 1, 0, 1.0f);
+  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq1_s), iq1_s_chunk, NULL, 1, 0, 1.0f);
 }
 static void iq1_m_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq1_m), iq1_m_chunk, 1, 1, 1.0f);
+  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq1_m), iq1_m_chunk, NULL, 1, 1, 1.0f);
 }
 
 static const nllm_qtype_kernels iq_avx2_rows[] = {

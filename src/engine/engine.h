@@ -71,6 +71,7 @@ typedef struct nllm_sampler_grammar_stats {
   int64_t n_steps;      /* picks under the grammar */
   int64_t n_full_masks; /* picks that needed the whole vocabulary checked */
   int64_t n_checked;    /* tokens checked one by one */
+  int64_t n_mask_hits;  /* picks that found the full mask of their state kept from before */
 } nllm_sampler_grammar_stats;
 struct nllm_sgrammar;
 nllm_status nllm_sgrammar_new(const nllm_model *m, const nllm_sampler_params *p,

@@ -53,6 +53,41 @@ nllm_status nllm_gmatch_walk_step(nllm_gmatch *m, int32_t depth, uint8_t byte, i
 int nllm_gmatch_walk_can_end(const nllm_gmatch *m, int32_t depth);
 void nllm_gmatch_walk_end(nllm_gmatch *m);
 
+/* A byte trie of token pieces, flat in preorder: node i is byte[i] at depth[i] (0 = a piece's
+ * first byte), its subtree ends before node end[i], and the pieces that end at node i are those
+ * of tokens tok[first[i] .. first[i] + count[i]). Tokens are in preorder, so first[] (n_nodes + 1
+ * entries, first[n_nodes] = n_tokens) also gives a subtree's run: tok[first[i] ..
+ * first[end[i]]). plain[i] > 0: every byte of node i's subtree is plain text (NLLM_GTRIE_PLAIN)
+ * and its longest path, node i included, has plain[i] bytes (0 also above 255). Immutable once
+ * built: share it freely. */
+#define NLLM_GTRIE_PLAIN(b) ((b) >= 0x20 && (b) < 0x7f && (b) != '"' && (b) != '\\')
+typedef struct {
+  uint8_t *byte;
+  uint16_t *depth;
+  uint32_t *end, *first, *count;
+  int32_t *tok;
+  uint8_t *plain;
+  uint32_t n_nodes;
+  int32_t n_tokens;
+  int32_t max_depth; /* the longest piece */
+} nllm_gtrie;
+
+/* The trie of n pieces: piece k is bytes[off[k] .. off[k] + len[k]), len 0 = left out (never
+ * allowed). Pieces longer than 65535 bytes are refused. */
+nllm_status nllm_gtrie_build(const char *bytes, const uint32_t *off, const uint32_t *len, int32_t n,
+                             nllm_gtrie **out);
+void nllm_gtrie_free(nllm_gtrie *t);
+
+/* Sets bit t of bits for every token t of the trie whose piece the current state accepts (bits
+ * are only set, never cleared). One walk of the trie that skips a subtree at its first rejected
+ * byte; the same answers as walk_step over each piece. */
+nllm_status nllm_gmatch_mask(nllm_gmatch *m, const nllm_gtrie *t, uint64_t *bits);
+
+/* A key of the current state that does not depend on how it was reached: equal keys, equal
+ * answers to every check. Writes at most cap words and returns how many it needs (more than
+ * cap: the key is incomplete, do not use it). */
+size_t nllm_gmatch_state_key(const nllm_gmatch *m, uint32_t *key, size_t cap);
+
 /* A random sentence of the grammar (for tests): expands rules choosing alternatives with the
  * given xorshift state, preferring to close once depth or length grows. Returns NLLM_OK and a
  * malloc'd NUL-terminated string, or an error when no short sentence was found. */

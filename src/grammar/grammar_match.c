@@ -28,9 +28,13 @@ typedef struct {
   uint32_t n, val;
   int32_t need, len;
   uint32_t hash;
+  int32_t ok_upto, bad_from; /* plain_accepts: proven up to, refuted from */
 } wstate;
 
 #define MAX_WALK_STATES (1u << 14)
+#define PLAIN_MAX 64        /* the longest plain run plain_accepts proves (recursion depth) */
+#define PLAIN_MAX_STACKS 16 /* states with more stacks are not worth a proof */
+#define PLAIN_BUDGET 16384  /* transitions the proofs of one walk may compute */
 
 struct nllm_gmatch {
   const nllm_grammar *g;
@@ -55,6 +59,7 @@ struct nllm_gmatch {
   uint32_t wmark0;
   gstate tin, tout; /* scratch */
   uint32_t steps;
+  int32_t plain_budget; /* plain_accepts, per walk */
 };
 
 static uint32_t hkey(uint32_t pos, uint32_t parent) {
@@ -371,7 +376,7 @@ static nllm_status intern(nllm_gmatch *m, gstate *st, int32_t *idx) {
     m->cap_ids = nc;
   }
   if (st->n) memcpy(m->ws_ids + m->n_ids, st->s, (size_t)st->n * sizeof *st->s);
-  m->ws[m->n_ws] = (wstate){m->n_ids, st->n, st->val, st->need, st->len, h};
+  m->ws[m->n_ws] = (wstate){m->n_ids, st->n, st->val, st->need, st->len, h, 0, INT32_MAX};
   m->n_ids += st->n;
   for (int b = 0; b < 256; b++) m->trans[(size_t)m->n_ws * 256 + (size_t)b] = -2;
   m->ws_hash[i] = ++m->n_ws;
@@ -412,14 +417,13 @@ nllm_status nllm_gmatch_walk_begin(nllm_gmatch *m, int32_t max_depth) {
   m->n_ids = 0;
   memset(m->ws_hash, 0, (size_t)m->ws_hcap * sizeof *m->ws_hash);
   m->wmark0 = m->n_nodes;
+  m->plain_budget = PLAIN_BUDGET;
   state_copy(&m->tin, &m->cur);
   return intern(m, &m->tin, &m->wsid[0]);
 }
 
-nllm_status nllm_gmatch_walk_step(nllm_gmatch *m, int32_t depth, uint8_t byte, int *ok) {
-  const int32_t from = m->wsid[depth];
-  *ok = 0;
-  if (from < 0) return NLLM_OK;
+/* The state after byte from state `from` (-1: rejected), memoized. */
+static nllm_status transition(nllm_gmatch *m, int32_t from, uint8_t byte, int32_t *to) {
   int32_t *t = &m->trans[(size_t)from * 256 + byte];
   if (*t == -2) {
     load_state(m, from, &m->tin);
@@ -430,8 +434,19 @@ nllm_status nllm_gmatch_walk_step(nllm_gmatch *m, int32_t depth, uint8_t byte, i
     t = &m->trans[(size_t)from * 256 + byte]; /* intern may have moved the table */
     *t = idx;
   }
-  m->wsid[depth + 1] = *t;
-  *ok = *t >= 0;
+  *to = *t;
+  return NLLM_OK;
+}
+
+nllm_status nllm_gmatch_walk_step(nllm_gmatch *m, int32_t depth, uint8_t byte, int *ok) {
+  const int32_t from = m->wsid[depth];
+  *ok = 0;
+  if (from < 0) return NLLM_OK;
+  int32_t to;
+  nllm_status st = transition(m, from, byte, &to);
+  if (st) return st;
+  m->wsid[depth + 1] = to;
+  *ok = to >= 0;
   return NLLM_OK;
 }
 
@@ -444,6 +459,127 @@ int nllm_gmatch_walk_can_end(const nllm_gmatch *m, int32_t depth) {
 
 void nllm_gmatch_walk_end(nllm_gmatch *m) {
   rollback(m, m->wmark0);
+}
+
+/* Whether every string of h plain bytes (NLLM_GTRIE_PLAIN) or fewer is accepted from state idx,
+ * so that a trie subtree of plain bytes no higher than h is accepted whole. The answer grows
+ * no as h grows, so each state keeps the highest h proven and the lowest h refuted. A state
+ * that every plain byte leads back to itself (the inside of an unbounded string) accepts any
+ * length; a bounded string (char{0,40}) is a chain of states proven one level at a time. */
+static nllm_status plain_accepts(nllm_gmatch *m, int32_t idx, int32_t h, int *yes) {
+  *yes = 0;
+  if (h <= m->ws[idx].ok_upto) return *yes = 1, NLLM_OK;
+  if (h >= m->ws[idx].bad_from || h > PLAIN_MAX) return NLLM_OK;
+  /* A proof costs up to 94 transitions per state, more than the walk it saves where states are
+   * large (an ambiguous grammar) or the budget of this walk is spent: then just walk. */
+  if (m->ws[idx].n > PLAIN_MAX_STACKS || m->plain_budget < 128) {
+    m->ws[idx].bad_from = 1;
+    return NLLM_OK;
+  }
+  m->plain_budget -= 94;
+  int self = 1, all = 1;
+  int32_t last = -1;
+  for (int b = 0; b < 128 && all; b++) {
+    if (!NLLM_GTRIE_PLAIN(b)) continue;
+    int32_t to;
+    nllm_status st = transition(m, idx, (uint8_t)b, &to);
+    if (st) return st;
+    if (to < 0) {
+      m->ws[idx].bad_from = 1;
+      return NLLM_OK;
+    }
+    self &= to == idx;
+    if (h > 1 && to != idx && to != last) {
+      int ok;
+      if ((st = plain_accepts(m, to, h - 1, &ok))) return st;
+      all = ok;
+      last = to;
+    }
+  }
+  if (self) {
+    m->ws[idx].ok_upto = INT32_MAX;
+  } else if (!all) {
+    m->ws[idx].bad_from = h;
+    return NLLM_OK;
+  } else if (h > m->ws[idx].ok_upto) {
+    m->ws[idx].ok_upto = h;
+  }
+  *yes = 1;
+  return NLLM_OK;
+}
+
+nllm_status nllm_gmatch_mask(nllm_gmatch *m, const nllm_gtrie *t, uint64_t *bits) {
+  nllm_status st = nllm_gmatch_walk_begin(m, t->max_depth);
+  if (st) return st;
+  /* walk_step inlined: once the few states of this walk are known, each node is one lookup. A
+   * subtree of plain bytes under a state that plain bytes never leave is accepted whole: its
+   * tokens are one run of tok. */
+  for (uint32_t i = 0; i < t->n_nodes;) {
+    const int32_t d = t->depth[i], from = m->wsid[d];
+    if (t->plain[i]) {
+      int whole;
+      if ((st = plain_accepts(m, from, t->plain[i], &whole))) break;
+      if (whole) {
+        for (uint32_t k = t->first[i], e = t->first[t->end[i]]; k < e; k++) {
+          const uint32_t tok = (uint32_t)t->tok[k];
+          bits[tok >> 6] |= 1ull << (tok & 63);
+        }
+        i = t->end[i];
+        continue;
+      }
+    }
+    int32_t next = m->trans[(size_t)from * 256 + t->byte[i]];
+    if (next == -2 && (st = transition(m, from, t->byte[i], &next))) break;
+    if (next < 0) {
+      i = t->end[i];
+      continue;
+    }
+    m->wsid[d + 1] = next;
+    for (uint32_t k = t->first[i], e = k + t->count[i]; k < e; k++) {
+      const uint32_t tok = (uint32_t)t->tok[k];
+      bits[tok >> 6] |= 1ull << (tok & 63);
+    }
+    i++;
+  }
+  nllm_gmatch_walk_end(m);
+  return st;
+}
+
+/* FNV-1a over one stack's element positions, top to bottom. */
+static uint64_t stack_hash(const nllm_gmatch *m, uint32_t id) {
+  uint64_t h = 1469598103934665603ull;
+  for (; id; id = m->nodes[id].parent) h = (h ^ m->nodes[id].pos) * 1099511628211ull;
+  return h;
+}
+
+size_t nllm_gmatch_state_key(const nllm_gmatch *m, uint32_t *key, size_t cap) {
+  /* Node ids depend on the order stacks were made in, so the key spells out each stack's
+   * positions, stacks ordered by their hash (equal hashes of different stacks only cost a miss
+   * of a cache, never a wrong answer: the key is still the whole content). */
+  uint32_t order[NLLM_GRAMMAR_MAX_STACKS];
+  uint64_t h[NLLM_GRAMMAR_MAX_STACKS];
+  const uint32_t n = m->cur.n;
+  for (uint32_t i = 0; i < n; i++) {
+    h[i] = stack_hash(m, m->cur.s[i]);
+    uint32_t j = i;
+    for (; j > 0 && h[order[j - 1]] > h[i]; j--) order[j] = order[j - 1];
+    order[j] = i;
+  }
+  size_t w = 0;
+#define PUT(v)                 \
+  do {                         \
+    if (w < cap) key[w] = (v); \
+    w++;                       \
+  } while (0)
+  PUT((uint32_t)m->cur.need);
+  PUT(m->cur.need ? m->cur.val : 0);
+  PUT(m->cur.need ? (uint32_t)m->cur.len : 0);
+  for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t id = m->cur.s[order[i]]; id; id = m->nodes[id].parent) PUT(m->nodes[id].pos);
+    PUT(UINT32_MAX);
+  }
+#undef PUT
+  return w;
 }
 
 static nllm_status run(nllm_gmatch *m, const uint8_t *b, size_t n, int *ok) {

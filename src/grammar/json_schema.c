@@ -654,6 +654,12 @@ static char *string_schema(conv *c, const cJSON *s) {
       fail(c, "pattern together with minLength/maxLength is not supported");
       return NULL;
     }
+    static const char *const ENFORCED[] = {"date", "time", "date-time", "uuid", "email", "ipv4"};
+    for (size_t i = 0; cJSON_IsString(fmt) && i < sizeof ENFORCED / sizeof *ENFORCED; i++)
+      if (!strcmp(fmt->valuestring, ENFORCED[i])) {
+        fail(c, "format \"%s\" together with pattern is not supported", ENFORCED[i]);
+        return NULL;
+      }
     size_t at = path_push(c, "pattern");
     char *r = pattern_string(c, pat->valuestring);
     path_pop(c, at);
@@ -706,9 +712,14 @@ static int int_bound(conv *c, const cJSON *s, const char *key, int excl, long lo
     fail(c, "%s %g is beyond the supported integer range", key, v);
     return 0;
   }
-  if (!strncmp(key, "exclusiveMin", 12))
+  /* Draft 4 spells an exclusive bound as minimum/maximum with exclusiveMinimum/Maximum: true. */
+  const int d4 = (!strcmp(key, "minimum") &&
+                  cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "exclusiveMinimum"))) ||
+                 (!strcmp(key, "maximum") &&
+                  cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "exclusiveMaximum")));
+  if (!strncmp(key, "exclusiveMin", 12) || (d4 && key[1] == 'i'))
     v = floor(v) + 1;
-  else if (!strncmp(key, "exclusiveMax", 12))
+  else if (!strncmp(key, "exclusiveMax", 12) || (d4 && key[1] == 'a'))
     v = ceil(v) - 1;
   else if (!strcmp(key, "minimum"))
     v = ceil(v);
@@ -733,8 +744,9 @@ static char *integer_schema(conv *c, const cJSON *s) {
 
 static char *number_schema(conv *c, const cJSON *s) {
   double v;
-  int bounded =
-      num(s, "maximum", &v) || num(s, "exclusiveMaximum", &v) || num(s, "exclusiveMinimum", &v);
+  int bounded = num(s, "maximum", &v) || num(s, "exclusiveMaximum", &v) ||
+                num(s, "exclusiveMinimum", &v) ||
+                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "exclusiveMinimum"));
   double mn = 0;
   int has_min = num(s, "minimum", &mn);
   if (bounded || (has_min && mn != 0)) {
@@ -906,6 +918,14 @@ static char *object_schema(conv *c, const cJSON *s, int depth) {
   const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
   const cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required");
   const cJSON *addl = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties");
+  if (props && !cJSON_IsObject(props)) {
+    fail(c, "properties must be an object");
+    return NULL;
+  }
+  if (req && !cJSON_IsArray(req)) {
+    fail(c, "required must be an array of strings");
+    return NULL;
+  }
   int n = cJSON_IsObject(props) ? cJSON_GetArraySize(props) : 0;
   if (n > 256) {
     fail(c, "more than 256 properties");
@@ -1097,11 +1117,89 @@ static char *ref_schema(conv *c, const char *ref, int depth) {
   return nllm_strdup(rn);
 }
 
+enum { MAX_MEMBERS = 64, LABEL_LEN = 96 };
+
+/* The members of an allOf, in order, nested allOf flattened and $refs resolved: each member's
+ * own allOf members come before it, the schema holding the allOf is last. All must be object
+ * schemas. label: the member's place ("allOf/1/allOf/0"; "" for the holder). */
+static int allof_members(conv *c, const cJSON *x, const char *label, const cJSON **mem,
+                         char (*labels)[LABEL_LEN], int *n_mem, int depth) {
+  const char *at = label[0] ? label : "beside allOf";
+  const cJSON *ty = cJSON_GetObjectItemCaseSensitive(x, "type");
+  const cJSON *pp = cJSON_GetObjectItemCaseSensitive(x, "properties");
+  const cJSON *all = cJSON_GetObjectItemCaseSensitive(x, "allOf");
+  if ((ty && !(cJSON_IsString(ty) && !strcmp(ty->valuestring, "object"))) ||
+      (depth && !ty && !pp && !all)) {
+    fail(c, "%s: allOf is supported for object schemas only", at);
+    return 0;
+  }
+  if (all && (!cJSON_IsArray(all) || !cJSON_GetArraySize(all))) {
+    fail(c, "%s: allOf must be a non-empty array", at);
+    return 0;
+  }
+  if (depth > 8) {
+    fail(c, "%s: allOf nested deeper than 8", at);
+    return 0;
+  }
+  int k = 0;
+  const cJSON *m;
+  cJSON_ArrayForEach(m, all) {
+    const cJSON *y = m;
+    for (int hops = 0; hops < 32 && cJSON_IsObject(y); hops++) {
+      const cJSON *r = cJSON_GetObjectItemCaseSensitive(y, "$ref");
+      if (!cJSON_IsString(r)) break;
+      y = resolve_ref(c, r->valuestring);
+    }
+    char sub[LABEL_LEN];
+    snprintf(sub, sizeof sub, "%.60s%sallOf/%d", label, label[0] ? "/" : "", k++);
+    if (!cJSON_IsObject(y)) {
+      fail(c, "%s: %s", sub,
+           y ? "allOf is supported for object schemas only" : "$ref points nowhere");
+      return 0;
+    }
+    if (!allof_members(c, y, sub, mem, labels, n_mem, depth + 1)) return 0;
+  }
+  if (*n_mem == MAX_MEMBERS) {
+    fail(c, "allOf: more than %d members", MAX_MEMBERS);
+    return 0;
+  }
+  snprintf(labels[*n_mem], LABEL_LEN, "%s", at);
+  mem[(*n_mem)++] = x;
+  return 1;
+}
+
+/* Whether a property schema is an object schema, so that two of them can merge by allOf. */
+static int is_object_schema(const cJSON *s) {
+  const cJSON *ty = cJSON_GetObjectItemCaseSensitive(s, "type");
+  if (ty) return cJSON_IsString(ty) && !strcmp(ty->valuestring, "object");
+  return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(s, "properties"));
+}
+
 /* allOf whose members are all object schemas: one object with the union of properties and
- * required. */
+ * required. A property several members define gets the allOf of their schemas (objects only);
+ * a member with additionalProperties false removes the properties it does not name, so every
+ * document of the merged object validates against each member. */
 static char *allof_schema(conv *c, const cJSON *s, const cJSON *all, int depth) {
-  if (cJSON_GetArraySize(all) == 1)
+  if (cJSON_GetArraySize(all) == 1 && !cJSON_GetObjectItemCaseSensitive(s, "properties") &&
+      !cJSON_GetObjectItemCaseSensitive(s, "required") &&
+      !cJSON_GetObjectItemCaseSensitive(s, "additionalProperties"))
     return convert_at(c, cJSON_GetArrayItem(all, 0), "allOf/0", depth + 1);
+  const cJSON *mem[MAX_MEMBERS];
+  char label[MAX_MEMBERS][LABEL_LEN];
+  int n_mem = 0;
+  if (!allof_members(c, s, "", mem, label, &n_mem, 0)) return NULL;
+  for (int i = 0; i < n_mem; i++) {
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(mem[i], "properties");
+    const cJSON *rq = cJSON_GetObjectItemCaseSensitive(mem[i], "required");
+    const cJSON *q;
+    int bad_req = rq && !cJSON_IsArray(rq);
+    cJSON_ArrayForEach(q, rq) bad_req |= !cJSON_IsString(q);
+    if ((pp && !cJSON_IsObject(pp)) || bad_req) {
+      fail(c, "%s: %s", label[i],
+           bad_req ? "required must be an array of strings" : "properties must be an object");
+      return NULL;
+    }
+  }
   cJSON *merged = cJSON_CreateObject(), *props = cJSON_CreateObject(), *req = cJSON_CreateArray();
   if (!merged || !props || !req) {
     cJSON_Delete(merged), cJSON_Delete(props), cJSON_Delete(req);
@@ -1111,46 +1209,76 @@ static char *allof_schema(conv *c, const cJSON *s, const cJSON *all, int depth) 
   cJSON_AddStringToObject(merged, "type", "object");
   cJSON_AddItemToObject(merged, "properties", props);
   cJSON_AddItemToObject(merged, "required", req);
-  int i = 0;
-  const cJSON *m;
-  cJSON_ArrayForEach(m, all) {
-    const cJSON *x = m;
-    for (int hops = 0; hops < 32 && cJSON_IsObject(x); hops++) {
-      const cJSON *r = cJSON_GetObjectItemCaseSensitive(x, "$ref");
-      if (!cJSON_IsString(r)) break;
-      x = resolve_ref(c, r->valuestring);
-    }
-    const cJSON *ty = x ? cJSON_GetObjectItemCaseSensitive(x, "type") : NULL;
-    const cJSON *pp = x ? cJSON_GetObjectItemCaseSensitive(x, "properties") : NULL;
-    if (!x || (!pp && !(cJSON_IsString(ty) && !strcmp(ty->valuestring, "object"))) ||
-        (ty && !(cJSON_IsString(ty) && !strcmp(ty->valuestring, "object")))) {
-      if (!c->failed) fail(c, "allOf/%d: allOf is supported for object schemas only", i);
-      cJSON_Delete(merged);
-      return NULL;
-    }
+  int nomem = 0;
+  for (int i = 0; i < n_mem && !c->failed && !nomem; i++) {
     const cJSON *q;
-    cJSON_ArrayForEach(q, pp) {
-      if (!cJSON_GetObjectItemCaseSensitive(props, q->string))
-        cJSON_AddItemToObject(props, q->string, cJSON_Duplicate(q, 1));
+    cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(mem[i], "properties")) {
+      cJSON *old = cJSON_GetObjectItemCaseSensitive(props, q->string);
+      if (old && cJSON_Compare(old, q, 1)) continue;
+      if (old && !(is_object_schema(old) && is_object_schema(q))) {
+        fail(c,
+             "%s: property \"%.100s\" has different schemas in several members; they "
+             "merge only when all are object schemas",
+             label[i], q->string);
+        break;
+      }
+      cJSON *nv = cJSON_Duplicate(q, 1);
+      if (old && nv) { /* both objects: the property is the allOf of the two */
+        cJSON *w = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+        if (!w || !arr || !cJSON_AddItemToArray(arr, cJSON_Duplicate(old, 1)) ||
+            !cJSON_AddItemToArray(arr, nv)) {
+          cJSON_Delete(w), cJSON_Delete(arr);
+          nomem = 1;
+          break;
+        }
+        cJSON_AddStringToObject(w, "type", "object");
+        cJSON_AddItemToObject(w, "allOf", arr);
+        nv = w;
+      }
+      if (!nv || !(old ? cJSON_ReplaceItemInObjectCaseSensitive(props, q->string, nv)
+                       : cJSON_AddItemToObject(props, q->string, nv))) {
+        cJSON_Delete(nv);
+        nomem = 1;
+        break;
+      }
     }
-    cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(x, "required")) {
-      cJSON_AddItemToArray(req, cJSON_Duplicate(q, 1));
+    cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(mem[i], "required")) {
+      int dup = 0;
+      const cJSON *r;
+      cJSON_ArrayForEach(r, req) dup |= !strcmp(r->valuestring, q->valuestring);
+      if (!dup && !cJSON_AddItemToArray(req, cJSON_CreateString(q->valuestring))) nomem = 1;
     }
-    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(x, "additionalProperties");
-    if (cJSON_IsFalse(ap) && !cJSON_GetObjectItemCaseSensitive(merged, "additionalProperties"))
-      cJSON_AddFalseToObject(merged, "additionalProperties");
-    i++;
   }
-  /* Sibling properties of the allOf object join too. */
-  const cJSON *q;
-  cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(s, "properties")) {
-    if (!cJSON_GetObjectItemCaseSensitive(props, q->string))
-      cJSON_AddItemToObject(props, q->string, cJSON_Duplicate(q, 1));
+  /* additionalProperties of a member constrains the properties the other members add. */
+  for (int i = 0; i < n_mem && !c->failed && !nomem; i++) {
+    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(mem[i], "additionalProperties");
+    if (!ap || cJSON_IsTrue(ap)) continue;
+    const cJSON *own = cJSON_GetObjectItemCaseSensitive(mem[i], "properties");
+    for (cJSON *q = props->child, *next; q; q = next) {
+      next = q->next;
+      if (cJSON_GetObjectItemCaseSensitive(own, q->string)) continue;
+      if (!cJSON_IsFalse(ap)) {
+        fail(c,
+             "%s: additionalProperties with a schema, and property \"%.100s\" from "
+             "another member, is not supported",
+             label[i], q->string);
+        break;
+      }
+      int is_req = 0;
+      const cJSON *r;
+      cJSON_ArrayForEach(r, req) is_req |= !strcmp(r->valuestring, q->string);
+      if (is_req) {
+        fail(c,
+             "%s: required property \"%.100s\" is excluded by additionalProperties "
+             "false (no document matches)",
+             label[i], q->string);
+        break;
+      }
+      cJSON_DeleteItemFromObjectCaseSensitive(props, q->string);
+    }
   }
-  cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(s, "required")) {
-    cJSON_AddItemToArray(req, cJSON_Duplicate(q, 1));
-  }
-  char *r = object_schema(c, merged, depth);
+  if (nomem) c->failed = 1, c->status = NLLM_ERR_NOMEM;
+  char *r = c->failed ? NULL : object_schema(c, merged, depth);
   cJSON_Delete(merged);
   return r;
 }
@@ -1203,6 +1331,289 @@ static char *alternatives(conv *c, const cJSON *list, const char *key, int depth
   return b.s;
 }
 
+/* Keywords that only describe a schema: they never constrain a document. */
+static int is_annotation(const char *k) {
+  static const char *const A[] = {
+      "title",     "description", "$comment",        "examples",         "default",      "$schema",
+      "$id",       "$anchor",     "$defs",           "definitions",      "deprecated",   "readOnly",
+      "writeOnly", "nullable",    "contentEncoding", "contentMediaType", "discriminator"};
+  for (size_t i = 0; i < sizeof A / sizeof *A; i++)
+    if (!strcmp(k, A[i])) return 1;
+  return 0;
+}
+
+/* The first keyword of s that constrains documents, other than annotations and skip[]
+ * (NULL-terminated); NULL when none. */
+static const char *constraint_beside(const cJSON *s, const char *const *skip) {
+  const cJSON *k;
+  cJSON_ArrayForEach(k, s) {
+    int skipped = is_annotation(k->string);
+    for (int i = 0; skip[i] && !skipped; i++) skipped = !strcmp(k->string, skip[i]);
+    if (!skipped) return k->string;
+  }
+  return NULL;
+}
+
+enum {
+  T_OBJECT = 1,
+  T_ARRAY = 2,
+  T_STRING = 4,
+  T_NUMBER = 8,
+  T_INTEGER = 16,
+  T_BOOL = 32,
+  T_NULL = 64
+};
+static const char *const TYPE_NAMES[] = {"object",  "array",   "string", "number",
+                                         "integer", "boolean", "null"};
+
+/* A type keyword as a set; integer is in number. -1 for a value that is not a type. */
+static int type_set(const cJSON *t) {
+  int m = 0;
+  const cJSON *one = t;
+  if (cJSON_IsArray(t)) one = t->child;
+  for (; one; one = cJSON_IsArray(t) ? one->next : NULL) {
+    int bit = 0;
+    for (int i = 0; i < 7 && cJSON_IsString(one); i++)
+      if (!strcmp(one->valuestring, TYPE_NAMES[i])) bit = 1 << i;
+    if (!bit) return -1;
+    m |= bit;
+  }
+  return m & T_NUMBER ? m | T_INTEGER : m;
+}
+
+static int value_has_type(const cJSON *v, int types) {
+  if (cJSON_IsObject(v)) return !!(types & T_OBJECT);
+  if (cJSON_IsArray(v)) return !!(types & T_ARRAY);
+  if (cJSON_IsString(v)) return !!(types & T_STRING);
+  if (cJSON_IsBool(v)) return !!(types & T_BOOL);
+  if (cJSON_IsNull(v)) return !!(types & T_NULL);
+  if (cJSON_IsNumber(v))
+    return (types & T_NUMBER) || ((types & T_INTEGER) && v->valuedouble == floor(v->valuedouble) &&
+                                  fabs(v->valuedouble) < 9e15);
+  return 0;
+}
+
+enum { MERGE_OK = 0, MERGE_UNSAT = 1, MERGE_FAIL = 2 };
+
+static int replace_key(cJSON *b, const char *k, cJSON *v) {
+  if (!v) return 0;
+  if (cJSON_ReplaceItemInObjectCaseSensitive(b, k, v)) return 1;
+  cJSON_Delete(v);
+  return 0;
+}
+
+/* Adds the constraints of schema a (but its keys in skip[]) to b, a copy the caller owns, so
+ * that b accepts only documents both accept: a keyword in both becomes the stricter of the two
+ * (bounds, required, type, enum, nested schemas); MERGE_UNSAT when nothing can match both,
+ * MERGE_FAIL (reported) when a keyword differs in a way that cannot be combined. */
+static int merge_into(conv *c, cJSON *b, const cJSON *a, const char *const *skip, int depth) {
+  if (depth > MAX_SCHEMA_DEPTH) {
+    fail(c, "schema nested deeper than %d", MAX_SCHEMA_DEPTH);
+    return MERGE_FAIL;
+  }
+  const cJSON *k;
+  cJSON_ArrayForEach(k, a) {
+    const char *key = k->string;
+    int skipped = is_annotation(key);
+    for (int i = 0; skip && skip[i] && !skipped; i++) skipped = !strcmp(key, skip[i]);
+    if (skipped) continue;
+    cJSON *old = cJSON_GetObjectItemCaseSensitive(b, key);
+    if (!old) {
+      if (!cJSON_AddItemToObject(b, key, cJSON_Duplicate(k, 1))) goto nomem;
+      continue;
+    }
+    if (cJSON_Compare(old, k, 1)) continue;
+    if (!strcmp(key, "type")) {
+      int x = type_set(old), y = type_set(k);
+      if (x < 0 || y < 0) break; /* reported by the conversion */
+      int m = x & y;
+      if (!(x & T_NUMBER) || !(y & T_NUMBER)) m &= ~T_NUMBER;
+      if (m & T_NUMBER) m &= ~T_INTEGER;
+      if (!m) return MERGE_UNSAT;
+      cJSON *t = cJSON_CreateArray();
+      for (int i = 0; i < 7 && t; i++)
+        if (m & (1 << i) && !cJSON_AddItemToArray(t, cJSON_CreateString(TYPE_NAMES[i])))
+          cJSON_Delete(t), t = NULL;
+      if (!replace_key(b, key, t)) goto nomem;
+    } else if (!strcmp(key, "required") && cJSON_IsArray(old) && cJSON_IsArray(k)) {
+      const cJSON *r;
+      cJSON_ArrayForEach(r, k) {
+        int dup = 0;
+        const cJSON *q;
+        cJSON_ArrayForEach(q, old) dup |= cJSON_Compare(q, r, 1);
+        if (!dup && !cJSON_AddItemToArray(old, cJSON_Duplicate(r, 1))) goto nomem;
+      }
+    } else if (!strcmp(key, "enum") && cJSON_IsArray(old) && cJSON_IsArray(k)) {
+      for (cJSON *v = old->child, *next; v; v = next) {
+        next = v->next;
+        int in = 0;
+        const cJSON *w;
+        cJSON_ArrayForEach(w, k) in |= cJSON_Compare(v, w, 1);
+        if (!in) cJSON_Delete(cJSON_DetachItemViaPointer(old, v));
+      }
+      if (!old->child) return MERGE_UNSAT;
+    } else if ((!strncmp(key, "min", 3) || !strncmp(key, "max", 3) ||
+                !strncmp(key, "exclusiveM", 10)) &&
+               cJSON_IsNumber(old) && cJSON_IsNumber(k)) {
+      int lower = !strncmp(key, "min", 3) || !strcmp(key, "exclusiveMinimum");
+      if (lower ? k->valuedouble > old->valuedouble : k->valuedouble < old->valuedouble)
+        if (!replace_key(b, key, cJSON_Duplicate(k, 1))) goto nomem;
+    } else if ((!strcmp(key, "properties") || !strcmp(key, "$defs")) && cJSON_IsObject(old) &&
+               cJSON_IsObject(k)) {
+      const cJSON *q;
+      cJSON_ArrayForEach(q, k) {
+        cJSON *o = cJSON_GetObjectItemCaseSensitive(old, q->string);
+        if (!o) {
+          if (!cJSON_AddItemToObject(old, q->string, cJSON_Duplicate(q, 1))) goto nomem;
+        } else if (cJSON_IsFalse(o) || cJSON_IsFalse(q)) {
+          return MERGE_UNSAT;
+        } else if (cJSON_IsTrue(o)) {
+          if (!replace_key(old, q->string, cJSON_Duplicate(q, 1))) goto nomem;
+        } else if (cJSON_IsObject(o) && cJSON_IsObject(q)) {
+          int r = merge_into(c, o, q, NULL, depth + 1);
+          if (r) return r;
+        }
+      }
+    } else if ((!strcmp(key, "items") || !strcmp(key, "additionalProperties")) &&
+               (cJSON_IsObject(old) || cJSON_IsBool(old)) &&
+               (cJSON_IsObject(k) || cJSON_IsBool(k))) {
+      if (cJSON_IsFalse(old) || cJSON_IsTrue(k)) continue;
+      if (cJSON_IsFalse(k) || cJSON_IsTrue(old)) {
+        if (!replace_key(b, key, cJSON_Duplicate(k, 1))) goto nomem;
+        continue;
+      }
+      int r = merge_into(c, old, k, NULL, depth + 1);
+      if (r) return r;
+    } else if (!strcmp(key, "const")) {
+      return MERGE_UNSAT;
+    } else {
+      fail(c,
+           "\"%.60s\" differs in two schemas that must both hold; combining them is not "
+           "supported",
+           key);
+      return MERGE_FAIL;
+    }
+  }
+  return c->failed ? MERGE_FAIL : MERGE_OK;
+nomem:
+  c->failed = 1, c->status = NLLM_ERR_NOMEM;
+  return MERGE_FAIL;
+}
+
+/* anyOf / oneOf with constraining keywords beside it: each alternative with those keywords
+ * merged in; alternatives that cannot match them are left out. */
+static char *alternatives_with(conv *c, const cJSON *s, const cJSON *list, const char *key,
+                               int depth) {
+  if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0) {
+    fail(c, "%s must be a non-empty array", key);
+    return NULL;
+  }
+  const char *skip[] = {key, NULL};
+  sb b = {0};
+  sb_str(&b, "(");
+  int i = 0, n = 0;
+  const cJSON *m;
+  cJSON_ArrayForEach(m, list) {
+    char seg[48];
+    snprintf(seg, sizeof seg, "%s/%d", key, i++);
+    if (cJSON_IsFalse(m)) continue;
+    cJSON *merged = cJSON_IsObject(m) ? cJSON_Duplicate(m, 1) : cJSON_CreateObject();
+    if (!merged) {
+      c->failed = 1, c->status = NLLM_ERR_NOMEM;
+      break;
+    }
+    size_t at = path_push(c, seg);
+    int r = cJSON_IsObject(m) || cJSON_IsTrue(m)
+                ? merge_into(c, merged, s, skip, depth + 1)
+                : (fail(c, "a schema must be an object or a boolean"), MERGE_FAIL);
+    char *x = r == MERGE_OK ? convert(c, merged, NULL, depth + 1) : NULL;
+    path_pop(c, at);
+    cJSON_Delete(merged);
+    if (r == MERGE_UNSAT) continue;
+    if (!x) break;
+    sb_fmt(&b, "%s(%s)", n++ ? " | " : "", x);
+    free(x);
+  }
+  if (!c->failed && !n)
+    fail(c, "no alternative of %s can match the keywords beside it (\"%s\")", key,
+         constraint_beside(s, skip));
+  if (c->failed) {
+    free(b.s);
+    return NULL;
+  }
+  sb_str(&b, ")");
+  return b.s;
+}
+
+/* enum / const with constraining keywords beside it: the values that satisfy type, the numeric
+ * bounds and the string lengths are kept; any other keyword is refused. */
+static cJSON *enum_values(conv *c, const cJSON *s, const cJSON *values) {
+  static const char *const OK[] = {"type",
+                                   "enum",
+                                   "const",
+                                   "minimum",
+                                   "maximum",
+                                   "exclusiveMinimum",
+                                   "exclusiveMaximum",
+                                   "minLength",
+                                   "maxLength",
+                                   "format",
+                                   NULL};
+  const char *other = constraint_beside(s, OK);
+  if (other) {
+    fail(c, "enum/const together with \"%.60s\" is not supported", other);
+    return NULL;
+  }
+  const cJSON *ty = cJSON_GetObjectItemCaseSensitive(s, "type");
+  int types = ty ? type_set(ty) : 0x7f;
+  if (types < 0) {
+    fail(c, "type must be a type name or a list of them");
+    return NULL;
+  }
+  cJSON *out = cJSON_CreateArray();
+  if (!out) {
+    c->failed = 1, c->status = NLLM_ERR_NOMEM;
+    return NULL;
+  }
+  const cJSON *v;
+  cJSON_ArrayForEach(v, values) {
+    int keep = value_has_type(v, types);
+    double x;
+    if (cJSON_IsNumber(v)) {
+      const double d = v->valuedouble;
+      keep &= !(num(s, "minimum", &x) && d < x) && !(num(s, "maximum", &x) && d > x) &&
+              !(num(s, "exclusiveMinimum", &x) && d <= x) &&
+              !(num(s, "exclusiveMaximum", &x) && d >= x);
+    } else if (cJSON_IsString(v)) {
+      double n_cp = 0;
+      for (const unsigned char *p = (const unsigned char *)v->valuestring; *p; p++)
+        n_cp += (*p & 0xc0) != 0x80;
+      keep &= !(num(s, "minLength", &x) && n_cp < x) && !(num(s, "maxLength", &x) && n_cp > x);
+      const cJSON *f = cJSON_GetObjectItemCaseSensitive(s, "format");
+      if (cJSON_IsString(f)) { /* an enforced format is checked by a grammar of its own */
+        static const char *const ENF[] = {"date", "time", "date-time", "uuid", "email", "ipv4"};
+        for (size_t i = 0; i < sizeof ENF / sizeof *ENF; i++)
+          if (!strcmp(f->valuestring, ENF[i])) {
+            fail(c, "enum/const together with format \"%s\" is not supported", ENF[i]);
+            cJSON_Delete(out);
+            return NULL;
+          }
+      }
+    }
+    if (keep && !cJSON_AddItemToArray(out, cJSON_Duplicate(v, 1))) {
+      cJSON_Delete(out);
+      c->failed = 1, c->status = NLLM_ERR_NOMEM;
+      return NULL;
+    }
+  }
+  if (!out->child) {
+    fail(c, "no value of enum/const matches the keywords beside it");
+    cJSON_Delete(out);
+    return NULL;
+  }
+  return out;
+}
+
 static char *convert(conv *c, const cJSON *s, const char *forced_type, int depth) {
   if (c->failed) return NULL;
   if (depth > MAX_SCHEMA_DEPTH) {
@@ -1234,34 +1645,64 @@ static char *convert(conv *c, const cJSON *s, const char *forced_type, int depth
       fail(c, "$ref \"%.200s\" refers to the schema that holds it", ref->valuestring);
       return NULL;
     }
+    /* Keywords beside $ref also hold (draft 2019+): they merge into a copy of the target. */
+    static const char *const REF_ONLY[] = {"$ref", NULL};
+    if (constraint_beside(s, REF_ONLY)) {
+      const cJSON *target = resolve_ref(c, ref->valuestring);
+      if (!target) return NULL;
+      cJSON *merged = cJSON_IsObject(target) ? cJSON_Duplicate(target, 1) : cJSON_CreateObject();
+      if (!merged) {
+        c->failed = 1, c->status = NLLM_ERR_NOMEM;
+        return NULL;
+      }
+      int r = cJSON_IsFalse(target) ? MERGE_UNSAT : merge_into(c, merged, s, REF_ONLY, depth);
+      char *out = r == MERGE_OK ? convert(c, merged, NULL, depth + 1) : NULL;
+      cJSON_Delete(merged);
+      if (r == MERGE_UNSAT)
+        fail(c, "the keywords beside $ref \"%.200s\" contradict its target", ref->valuestring);
+      return out;
+    }
     return ref_schema(c, ref->valuestring, depth);
   }
   const cJSON *x;
-  if ((x = cJSON_GetObjectItemCaseSensitive(s, "const"))) {
-    sb b = {0};
-    json_lit(c, &b, x);
-    return b.s;
-  }
-  if ((x = cJSON_GetObjectItemCaseSensitive(s, "enum"))) {
-    if (!cJSON_IsArray(x) || !cJSON_GetArraySize(x)) {
+  if ((x = cJSON_GetObjectItemCaseSensitive(s, "const")) ||
+      (x = cJSON_GetObjectItemCaseSensitive(s, "enum"))) {
+    cJSON *one = NULL;
+    if (!strcmp(x->string, "const")) {
+      if (!(one = cJSON_CreateArray()) || !cJSON_AddItemToArray(one, cJSON_Duplicate(x, 1))) {
+        cJSON_Delete(one);
+        c->failed = 1, c->status = NLLM_ERR_NOMEM;
+        return NULL;
+      }
+      x = one;
+    } else if (!cJSON_IsArray(x) || !cJSON_GetArraySize(x)) {
       fail(c, "enum must be a non-empty array");
       return NULL;
     }
+    cJSON *vals = enum_values(c, s, x);
+    cJSON_Delete(one);
+    if (!vals) return NULL;
     sb b = {0};
     sb_str(&b, "(");
     const cJSON *v;
     int i = 0;
-    cJSON_ArrayForEach(v, x) {
+    cJSON_ArrayForEach(v, vals) {
       if (i++) sb_str(&b, " | ");
       sb_str(&b, "(");
       json_lit(c, &b, v);
       sb_str(&b, ")");
     }
     sb_str(&b, ")");
+    cJSON_Delete(vals);
     return b.s;
   }
-  if ((x = cJSON_GetObjectItemCaseSensitive(s, "anyOf"))) return alternatives(c, x, "anyOf", depth);
-  if ((x = cJSON_GetObjectItemCaseSensitive(s, "oneOf"))) return alternatives(c, x, "oneOf", depth);
+  static const char *const ANY_ONLY[] = {"anyOf", NULL}, *const ONE_ONLY[] = {"oneOf", NULL};
+  if ((x = cJSON_GetObjectItemCaseSensitive(s, "anyOf")))
+    return constraint_beside(s, ANY_ONLY) ? alternatives_with(c, s, x, "anyOf", depth)
+                                          : alternatives(c, x, "anyOf", depth);
+  if ((x = cJSON_GetObjectItemCaseSensitive(s, "oneOf")))
+    return constraint_beside(s, ONE_ONLY) ? alternatives_with(c, s, x, "oneOf", depth)
+                                          : alternatives(c, x, "oneOf", depth);
   if ((x = cJSON_GetObjectItemCaseSensitive(s, "allOf"))) {
     if (!cJSON_IsArray(x) || !cJSON_GetArraySize(x)) {
       fail(c, "allOf must be a non-empty array");

@@ -74,6 +74,9 @@ struct nllm_model {
   float **dev_vecs;       /* [n_dev_vecs] device vectors */
   int32_t n_dev_mats, n_dev_vecs;
   const float *dev_inv_freq;
+  /* The pieces' byte trie of grammar-constrained sampling (engine/token_trie.h): made by the
+   * first sampler with a grammar, shared by all, freed by nllm_model_free. */
+  struct nllm_token_trie *_Atomic token_trie;
 };
 
 /* Loads and validates everything (shapes vs hyperparameters, types, required tensors). */

@@ -56,8 +56,50 @@ static void check_dot4(const nllm_qtype *q, int64_t n, const uint8_t *w, size_t 
   }
 }
 
+/* The load-only IQ formats (no quantizer): random blocks with a small block scale against
+ * random Q8_K activations (-128 included); the NEON rows sum the same integers and round the
+ * same floats as the reference, so the results must be identical. */
+static void check_iq_formats(void) {
+  static const int32_t iq[] = {NLLM_TYPE_IQ2_XXS, NLLM_TYPE_IQ2_XS, NLLM_TYPE_IQ2_S,
+                               NLLM_TYPE_IQ3_XXS, NLLM_TYPE_IQ3_S,  NLLM_TYPE_IQ1_S,
+                               NLLM_TYPE_IQ1_M};
+  const int64_t n = 8 * QK_K;
+  for (size_t ti = 0; ti < sizeof iq / sizeof iq[0]; ti++) {
+    const nllm_qtype *q = nllm_qtype_get(iq[ti]);
+    CHECK(q != NULL && q->vec_dot != q->vec_dot_ref, "type %d: no NEON row", iq[ti]);
+    if (!q) continue;
+    size_t ws = nllm_row_size(q->type, n), ys = nllm_row_size(NLLM_TYPE_Q8_K, n);
+    uint8_t *w = malloc(ws), *yq = malloc(ys);
+    for (int rep = 0; rep < 50; rep++) {
+      for (size_t i = 0; i < ws; i++) w[i] = (uint8_t)test_xorshift(&rng);
+      for (int64_t b = 0; b < n / QK_K; b++) {
+        uint8_t *blk = w + (size_t)b * (size_t)q->type_size;
+        uint16_t h = (uint16_t)(0x1c00 + test_xorshift(&rng) % 0x800); /* 2^-8 .. 2^-6 */
+        if (q->type == NLLM_TYPE_IQ1_M) {
+          for (int k = 0; k < 4; k++) {
+            uint8_t *hi = blk + q->type_size - 8 + 2 * k + 1;
+            *hi = (uint8_t)((*hi & 0x0f) | ((h >> (4 * k)) & 15) << 4);
+          }
+        } else {
+          memcpy(blk, &h, 2);
+        }
+      }
+      CHECK(random_blocks(&rng, NLLM_TYPE_Q8_K, yq, n / QK_K, sizeof(block_q8_K), 1),
+            "q8_K blocks");
+      float s_ref = NAN, s_neon = NAN;
+      q->vec_dot_ref(n, &s_ref, w, yq);
+      q->vec_dot(n, &s_neon, w, yq);
+      CHECK(!memcmp(&s_ref, &s_neon, sizeof s_ref), "%s vec_dot rep %d: ref %.9g neon %.9g",
+            q->name, rep, s_ref, s_neon);
+    }
+    free(w);
+    free(yq);
+  }
+}
+
 int main(void) {
   printf("cpu: %s\n", nllm_cpu_features());
+  check_iq_formats();
   static const int32_t types[] = {NLLM_TYPE_F32,   NLLM_TYPE_F16,  NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,
                                   NLLM_TYPE_Q4_0,  NLLM_TYPE_Q4_1, NLLM_TYPE_Q5_0, NLLM_TYPE_Q5_1,
                                   NLLM_TYPE_Q8_1,  NLLM_TYPE_Q2_K, NLLM_TYPE_Q3_K, NLLM_TYPE_Q4_K,

@@ -251,7 +251,8 @@ test('malformed requests give OpenAI error shapes', async () => {
     ['/v1/chat/completions', { messages: msgs, model: 'gpt-4o' }, 404],
     ['/v1/completions', { prompt: 7 }, 400],
     ['/v1/completions', { prompt: [] }, 400],
-    ['/v1/completions', { prompt: ['a', 'b'] }, 400],
+    ['/v1/completions', { prompt: ['a', 3] }, 400],
+    ['/v1/completions', { prompt: Array(65).fill('a') }, 400],
     ['/v1/completions', { prompt: [1, -2] }, 400],
     ['/v1/completions', { prompt: [1, 100000] }, 400],
     ['/v1/completions', { prompt: 'x', logprobs: 9 }, 400],
@@ -481,7 +482,57 @@ test('overload gives 429 with Retry-After', async () => {
   } catch (e) {
     eq(e.status, 429);
   }
-  for (const s of streams) s.ac.abort();
+  // a list of prompts is queued whole or not at all: with the slot busy and its one queue
+  // place free, a list of 2 does not fit, and its first prompt must not stay queued
+  streams[1].ac.abort();
+  const waitFor = async (running, waiting) => {
+    const t = Date.now();
+    let mm;
+    do {
+      await sleep(30);
+      mm = await metrics(srv);
+    } while ((mm.get('requests_running') !== running || mm.get('requests_waiting') !== waiting) &&
+      Date.now() - t < 5000);
+    eq([mm.get('requests_running'), mm.get('requests_waiting')], [running, waiting], 'load');
+  };
+  await waitFor(1, 0);
+  const list = await post(srv, '/v1/completions', { prompt: ['a', 'b'], max_tokens: 2 });
+  eq(list.status, 429, 'a list that does not fit');
+  isErrorShape(list.json, 429);
+  await waitFor(1, 0);
+  streams[0].ac.abort();
+  await waitFor(0, 0);
+  const two = await post(srv, '/v1/completions', { prompt: ['a', 'b'], max_tokens: 2 });
+  eq(two.status, 200, 'a list that fits');
+  eq(two.json.choices.length, 2);
+  eq((await stopServer(srv)).code, 0);
+});
+
+test('bursts on 1 slot + 1 queue place: every request answered (none lost in the queue)', async () => {
+  // submits faster than the scheduler moves jobs into slots once overwrote queued jobs
+  const srv = await startServer(['-np', '1', '--queue', '1']);
+  const answer = async (body) => {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 10000);
+    try {
+      const r = await fetch(`${srv.url}/v1/completions`, { method: 'POST', signal: ac.signal,
+        headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      await r.text();
+      return r.status;
+    } catch {
+      return 'no answer';
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const seen = new Set();
+  for (let i = 0; i < 15; i++)
+    seen.add(await answer({ prompt: ['a', 'b', 'c'], max_tokens: 2 }));
+  for (let i = 0; i < 4; i++)
+    for (const st of await Promise.all(Array.from({ length: 6 }, () =>
+      answer({ prompt: 'Once', max_tokens: 2 }))))
+      seen.add(st);
+  for (const st of seen) assert(st === 200 || st === 429, `status ${st}`);
   eq((await stopServer(srv)).code, 0);
 });
 
@@ -521,6 +572,66 @@ test('a slow client is dropped after --timeout without holding a slot', async ()
   assert(closed, 'connection closed');
   assert(Date.now() - t0 < 4500, `closed after ${Date.now() - t0} ms`);
   eq((await stopServer(srv)).code, 0);
+});
+
+test('a client trickling its request headers is dropped after --header-timeout', async () => {
+  const srv = await startServer(['-np', '1', '--header-timeout', '2']);
+  const sock = net.connect(srv.port, '127.0.0.1');
+  let closed = false;
+  sock.on('close', () => (closed = true));
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  sock.write('GET /health HTTP/1.1\r\nHost: x\r\n');
+  const t0 = Date.now();
+  let k = 0; // one header byte every 300 ms: never idle, never done
+  const trickle = setInterval(() => sock.write(k++ % 2 ? 'a' : 'X-'), 300);
+  const r = await srv.client().completions.create({ model: 'stories260K.gguf', prompt: 'Once',
+    max_tokens: 3 });
+  eq(r.usage.completion_tokens, 3, 'others are served meanwhile');
+  while (!closed && Date.now() - t0 < 8000) await sleep(50);
+  clearInterval(trickle);
+  assert(closed, 'connection closed');
+  const dt = Date.now() - t0;
+  assert(dt >= 1500 && dt < 4500, `closed after ${dt} ms`);
+  // a quick client on a kept-alive connection is unaffected
+  eq((await fetch(`${srv.url}/health`)).status, 200, 'health');
+  eq((await stopServer(srv)).code, 0);
+});
+
+test('completions with a list of prompts: one choice each, as each alone', async () => {
+  const prompts = ['Once upon a time', 'The little dog', 'Lily and Ben'];
+  const alone = [];
+  for (const p of prompts)
+    alone.push(await main.client().completions.create({ model: 'stories260K.gguf', prompt: p,
+      max_tokens: 12, temperature: 0 }));
+  const r = await main.client().completions.create({ model: 'stories260K.gguf', prompt: prompts,
+    max_tokens: 12, temperature: 0 });
+  eq(r.choices.map((c) => c.index), [0, 1, 2], 'indexes');
+  eq(r.choices.map((c) => c.text), alone.map((a) => a.choices[0].text), 'texts');
+  eq(r.choices.map((c) => c.finish_reason), ['length', 'length', 'length'], 'finish');
+  eq(r.usage.completion_tokens, 36, 'usage sums the prompts');
+  eq(r.usage.prompt_tokens, alone.reduce((n, a) => n + a.usage.prompt_tokens, 0), 'prompt tokens');
+  // token-id prompts, streamed: the chunks of each choice carry its index
+  const ids = [[1, 403, 407], [1, 365]];
+  const single = await Promise.all(ids.map((p) => main.client().completions.create({
+    model: 'stories260K.gguf', prompt: p, max_tokens: 6, temperature: 0 })));
+  const stream = await main.client().completions.create({ model: 'stories260K.gguf', prompt: ids,
+    max_tokens: 6, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const text = ['', ''], finish = [null, null];
+  let usage = null;
+  const seenIds = new Set();
+  for await (const ch of stream) {
+    seenIds.add(ch.id);
+    if (ch.usage) usage = ch.usage;
+    for (const c of ch.choices) {
+      text[c.index] += c.text;
+      if (c.finish_reason) finish[c.index] = c.finish_reason;
+    }
+  }
+  eq(text, single.map((a) => a.choices[0].text), 'streamed texts');
+  eq(finish, ['length', 'length'], 'streamed finish');
+  eq(usage.completion_tokens, 12, 'streamed usage');
+  eq(seenIds.size, 1, 'one response id');
 });
 
 test('metrics: gauges, counters and histograms', async () => {

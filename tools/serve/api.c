@@ -45,6 +45,43 @@ static char *render_chat(const srv_api *a, const srv_request *r, srv_error *err)
   return buf;
 }
 
+/* The Jinja text chat requests use: the --chat-template one, else the model's own; NULL for a
+ * family name or a model without a template. */
+static const char *jinja_template(const srv_api *a) {
+  const char *t = a->tmpl;
+  if (!t && nllm_model_meta_str(a->model, "tokenizer.chat_template", &t)) t = NULL;
+  if (!t || (!strstr(t, "{{") && !strstr(t, "{%"))) return NULL;
+  return t;
+}
+
+/* The conversation through the Jinja template with everything it reads of tools: tool_calls
+ * and tool results in the history, and the tools themselves when with_tools. */
+static char *render_jinja(const srv_api *a, const srv_request *r, const char *tmpl, int with_tools,
+                          srv_error *err) {
+  nllm_chat_template_params p;
+  nllm_chat_template_params_init(&p);
+  p.add_generation_prompt = 1;
+  p.template_text = tmpl;
+  p.messages_json = r->messages_json;
+  p.tools_json = with_tools ? r->tools_json : NULL;
+  int32_t need = 0;
+  char *buf = NULL;
+  nllm_status st = nllm_chat_template_render(a->model, &p, NULL, 0, &need);
+  if (st == NLLM_OK || st == NLLM_ERR_BUFFER_TOO_SMALL) {
+    buf = malloc((size_t)need + 1);
+    st = buf ? nllm_chat_template_render(a->model, &p, buf, need + 1, &need) : NLLM_ERR_NOMEM;
+  }
+  if (st) {
+    srv_error_set(err, st == NLLM_ERR_NOMEM ? 500 : 400,
+                  st == NLLM_ERR_NOMEM ? "server_error" : "invalid_request_error", "messages", NULL,
+                  "the chat template cannot render these messages: %s",
+                  st == NLLM_ERR_NOMEM ? "out of memory" : nllm_last_error());
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
 static int tokenize_all(const nllm_model *m, const char *text, int add_bos, int special,
                         nllm_token **out, int *n_out) {
   int32_t need = 0;
@@ -80,17 +117,46 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
                   cfg->alias);
     return -1;
   }
-  /* response_format and llama-server's grammar / json_schema: the sampler's grammar. Tool
-   * calls are not handled yet: a request that needs them is refused rather than answered
-   * without. */
-  if (r->tools_json && strcmp(r->tools_json, "[]")) {
-    srv_error_set(err, 400, "invalid_request_error", "tools", NULL,
-                  "tools (function calling) are not supported yet");
-    return -1;
+  srv_tools_mode tmode = SRV_TOOLS_OFF;
+  char *named = NULL;
+  if (r->kind == SRV_REQ_CHAT && srv_tools_choice(r, &tmode, &named, err)) return -1;
+  const char *jinja = r->kind == SRV_REQ_CHAT ? jinja_template(a) : NULL;
+  srv_tools_format tfmt = SRV_TOOLS_NONE;
+  if (tmode != SRV_TOOLS_OFF) {
+    if (!jinja) {
+      free(named);
+      srv_error_set(err, 400, "invalid_request_error", "tools", NULL,
+                    "the model has no Jinja chat template, so it cannot be given tools (start "
+                    "the server with --chat-template-file)");
+      return -1;
+    }
+    tfmt = srv_tools_detect(jinja);
   }
+  /* response_format and llama-server's grammar / json_schema: the sampler's grammar; a forced
+   * tool call brings its own */
   char *constraint = NULL;
   int is_schema = 0;
-  if (srv_constraint(r, &constraint, &is_schema, err)) return -1;
+  if (srv_constraint(r, &constraint, &is_schema, err)) {
+    free(named);
+    return -1;
+  }
+  int forced = tmode == SRV_TOOLS_REQUIRED || tmode == SRV_TOOLS_NAMED;
+  if (forced && constraint) {
+    free(named);
+    free(constraint);
+    srv_error_set(err, 400, "invalid_request_error", "tool_choice", NULL,
+                  "a required or named tool_choice cannot be combined with response_format, "
+                  "grammar or json_schema");
+    return -1;
+  }
+  if (forced) {
+    int rc = srv_tools_grammar(r, tmode, named, tfmt, &constraint, err);
+    free(named);
+    if (rc) return -1;
+    is_schema = 0;
+  } else {
+    free(named);
+  }
   srv_job *j = srv_job_new();
   if (!j) goto oom;
   j->constraint = constraint;
@@ -103,7 +169,18 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
   rp->created = (long long)time(NULL);
   make_id(rp->id, sizeof rp->id, r->kind == SRV_REQ_CHAT ? "chatcmpl" : "cmpl");
   int n_vocab = nllm_model_n_vocab(a->model);
-  if (r->kind == SRV_REQ_CHAT) {
+  rp->tools = tfmt;
+  rp->tools_forced = forced;
+  rp->tools_prefix = forced && tfmt == SRV_TOOLS_MISTRAL ? "[TOOL_CALLS]" : NULL;
+  j->render_special = tfmt == SRV_TOOLS_MISTRAL;
+  if (r->kind == SRV_REQ_CHAT && jinja && (tmode != SRV_TOOLS_OFF || r->has_tool_messages)) {
+    char *text = render_jinja(a, r, jinja, tmode != SRV_TOOLS_OFF, err);
+    if (!text) goto fail;
+    /* the template writes any BOS itself */
+    int rc = tokenize_all(a->model, text, 0, 1, &j->prompt, &j->n_prompt);
+    free(text);
+    if (rc) goto oom;
+  } else if (r->kind == SRV_REQ_CHAT) {
     char *text = render_chat(a, r, err);
     if (!text) goto fail;
     int rc = tokenize_all(a->model, text, 1, 1, &j->prompt, &j->n_prompt);
@@ -162,6 +239,7 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
   if (r->has_seed) j->sp.seed = r->seed;
   if (j->constraint && is_schema) j->sp.json_schema = j->constraint;
   if (j->constraint && !is_schema) j->sp.grammar = j->constraint;
+  if (forced) j->sp.grammar_root = srv_tools_grammar_root();
   j->presence_penalty = r->presence_penalty;
   j->frequency_penalty = r->frequency_penalty;
   j->logprobs = r->logprobs;
@@ -278,9 +356,20 @@ char *srv_api_response(const srv_api *a, const srv_reply *rp, const srv_job *j) 
   cJSON *o = head(rp, chat ? "chat.completion" : "text_completion");
   cJSON *choices = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
   cJSON_AddItemToArray(choices, c);
-  cJSON_AddNumberToObject(c, "index", 0);
+  cJSON_AddNumberToObject(c, "index", rp->index);
   const char *text = j->out ? j->out : "";
-  if (chat) {
+  const char *finish = srv_finish_name(j->finish);
+  cJSON *calls =
+      chat && rp->tools && j->finish == SRV_FINISH_STOP ? srv_tools_parse(rp, text) : NULL;
+  if (calls) {
+    cJSON *m = cJSON_AddObjectToObject(c, "message");
+    cJSON_AddStringToObject(m, "role", "assistant");
+    cJSON_AddItemToObject(m, "content", cJSON_DetachItemFromObjectCaseSensitive(calls, "content"));
+    cJSON_AddItemToObject(m, "tool_calls",
+                          cJSON_DetachItemFromObjectCaseSensitive(calls, "tool_calls"));
+    cJSON_Delete(calls);
+    finish = "tool_calls";
+  } else if (chat) {
     cJSON *m = cJSON_AddObjectToObject(c, "message");
     cJSON_AddStringToObject(m, "role", "assistant");
     cJSON_AddStringToObject(m, "content", text);
@@ -303,7 +392,7 @@ char *srv_api_response(const srv_api *a, const srv_reply *rp, const srv_job *j) 
              : completion_logprobs(a, j->lps, j->n_lps, rp->echo ? strlen(rp->echo) : 0));
   else
     cJSON_AddNullToObject(c, "logprobs");
-  cJSON_AddStringToObject(c, "finish_reason", srv_finish_name(j->finish));
+  cJSON_AddStringToObject(c, "finish_reason", finish);
   cJSON_AddItemToObject(o, "usage", usage_json(j));
   return print(o);
 }
@@ -314,7 +403,7 @@ char *srv_api_chunk(const srv_api *a, const srv_reply *rp, const char *text, siz
   cJSON *o = head(rp, chat ? "chat.completion.chunk" : "text_completion");
   cJSON *choices = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
   cJSON_AddItemToArray(choices, c);
-  cJSON_AddNumberToObject(c, "index", 0);
+  cJSON_AddNumberToObject(c, "index", rp->index);
   char *t = malloc(n + 1);
   if (t) {
     memcpy(t, text ? text : "", n);
@@ -337,6 +426,39 @@ char *srv_api_chunk(const srv_api *a, const srv_reply *rp, const char *text, siz
     cJSON_AddStringToObject(c, "finish_reason", finish);
   else
     cJSON_AddNullToObject(c, "finish_reason");
+  if (rp->include_usage) cJSON_AddNullToObject(o, "usage");
+  return print(o);
+}
+
+char *srv_api_tool_chunk(const srv_api *a, const srv_reply *rp, const struct cJSON *call, int index,
+                         int head_part, const srv_logprob *lps, int n_lps) {
+  cJSON *o = head(rp, "chat.completion.chunk");
+  cJSON *choices = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
+  cJSON_AddItemToArray(choices, c);
+  cJSON_AddNumberToObject(c, "index", rp->index);
+  cJSON *d = cJSON_AddObjectToObject(c, "delta"), *arr = cJSON_AddArrayToObject(d, "tool_calls");
+  cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
+  cJSON_AddItemToArray(arr, tc);
+  cJSON_AddNumberToObject(tc, "index", index);
+  const cJSON *f = cJSON_GetObjectItemCaseSensitive(call, "function");
+  const cJSON *args = cJSON_GetObjectItemCaseSensitive(f, "arguments");
+  if (head_part) {
+    /* as OpenAI streams a call: id, type and name first, then the arguments' text */
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(call, "id");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "name");
+    cJSON_AddStringToObject(tc, "id", cJSON_IsString(id) ? id->valuestring : "");
+    cJSON_AddStringToObject(tc, "type", "function");
+    cJSON_AddStringToObject(fn, "name", cJSON_IsString(name) ? name->valuestring : "");
+    cJSON_AddStringToObject(fn, "arguments", "");
+  } else {
+    cJSON_AddStringToObject(fn, "arguments", cJSON_IsString(args) ? args->valuestring : "{}");
+  }
+  cJSON_AddItemToObject(tc, "function", fn);
+  if (n_lps)
+    cJSON_AddItemToObject(c, "logprobs", chat_logprobs(a, lps, n_lps));
+  else
+    cJSON_AddNullToObject(c, "logprobs");
+  cJSON_AddNullToObject(c, "finish_reason");
   if (rp->include_usage) cJSON_AddNullToObject(o, "usage");
   return print(o);
 }

@@ -14,7 +14,7 @@
 /* Options of nllm run that apply to serving; the serve-only ones are parsed below. */
 #define SERVE_COMMON_OPTS                                                       \
   "-m --quantize -n --gpu -ngl -t -c -b --seed --temp --top-k --top-p --min-p " \
-  "--repeat-penalty --repeat-last-n --chat-template --kv-f32 --mmap"
+  "--repeat-penalty --repeat-last-n --chat-template --chat-template-file --kv-f32 --mmap"
 
 static void usage(void) {
   printf(
@@ -30,6 +30,8 @@ static void usage(void) {
       "  --api-key-file F  the same with the key read from file F (first line)\n"
       "  --queue N         requests that may wait for a slot before 429 (default 64)\n"
       "  --timeout S       drop idle or too slow connections after S seconds (default 600)\n"
+      "  --header-timeout S  drop a connection whose request line and headers take longer\n"
+      "                    than S seconds (slow-loris; default 30, at most --timeout)\n"
       "  --max-conns N     open connections at most (default: np + queue + 64)\n"
       "  --max-body N      request body limit in bytes (default 4194304)\n"
       "  --drain S         on SIGTERM, wait up to S seconds for running requests (default 30)\n"
@@ -71,6 +73,7 @@ int cmd_serve(int argc, char **argv) {
   cfg.host = "127.0.0.1";
   cfg.port = 8080;
   cfg.timeout_s = 600;
+  cfg.header_timeout_s = 30;
   cfg.max_body = 4u << 20;
   cfg.drain_s = 30;
   int n_slots = 4, queue = 64, max_conns = -1, max_body = -1;
@@ -98,6 +101,8 @@ int cmd_serve(int argc, char **argv) {
       ok = serve_int(a, v, 0, 1 << 20, &queue);
     else if (!strcmp(a, "--timeout"))
       ok = serve_int(a, v, 1, 86400, &cfg.timeout_s);
+    else if (!strcmp(a, "--header-timeout"))
+      ok = serve_int(a, v, 1, 86400, &cfg.header_timeout_s);
     else if (!strcmp(a, "--max-conns"))
       ok = serve_int(a, v, 1, 1 << 16, &max_conns);
     else if (!strcmp(a, "--max-body"))
@@ -132,6 +137,16 @@ int cmd_serve(int argc, char **argv) {
       return cli_error("cannot read an API key from '%s'", key_file);
     }
     cfg.api_key = key_buf;
+  }
+  char *tmpl_file = NULL; /* --chat-template-file: its text replaces --chat-template */
+  if (o.chat_template_file) {
+    size_t len = 0;
+    if (!(tmpl_file = cli_read_file(o.chat_template_file, &len)) || strlen(tmpl_file) != len) {
+      free(tmpl_file);
+      free(key_buf);
+      return cli_error("--chat-template-file: cannot read '%s' as text", o.chat_template_file);
+    }
+    o.chat_template = tmpl_file;
   }
   if (max_body > 0) cfg.max_body = (size_t)max_body;
   cfg.max_conns = max_conns > 0 ? max_conns : n_slots + queue + 64;
@@ -208,6 +223,7 @@ out:
   srv_sched_free(sched);
   nllm_model_free(model);
   free(key_buf);
+  free(tmpl_file);
   if (rc == 0) fprintf(stderr, "nllm serve: stopped\n");
   return rc;
 }

@@ -4,6 +4,7 @@
  * socket. While it waits, the thread watches its socket, and a client that hangs up cancels its
  * job at once, which frees the slot for the next request. */
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -16,8 +17,25 @@
 
 #include "serve.h"
 
+/* A connection whose request headers are still arriving: libmicrohttpd's own timeout only
+ * counts idle time, so a client that sends a header byte now and then would hold its
+ * connection (and thread) forever. The watchdog shuts such a socket down once the headers have
+ * taken longer than header_timeout_s. */
+typedef struct conn_track {
+  struct conn_track *prev, *next;
+  int fd;
+  double t_start; /* when the current request began to arrive */
+  int in_request; /* headers complete: the request is being served */
+  int killed;
+} conn_track;
+
 struct srv_http {
   struct MHD_Daemon *d;
+  pthread_mutex_t conns_mu;
+  conn_track conns; /* list head */
+  pthread_t watchdog;
+  int watchdog_started;
+  atomic_int stopping;
   srv_config cfg;
   srv_api api;
   srv_sched *sched;
@@ -132,21 +150,36 @@ static int client_gone(int fd) {
 
 typedef struct stream {
   srv_http *h;
-  srv_job *job;
-  srv_reply rp;
+  srv_job *job; /* the one being sent: jobs[cur] */
+  srv_reply rp; /* rps[cur] */
+  /* a list of prompts streams one job after the other, each chunk with its choice index */
+  srv_job **jobs;
+  srv_reply *rps;
+  int n_jobs, cur;
   int fd;
   int phase; /* 0 opening chunk, 1 tokens, 2 usage, 3 [DONE], 4 end */
   size_t seen_len;
   int seen_lps, seen_seg;
   char *pend;
   size_t pend_len, pend_off;
+  char *q[2 * 64 + 1]; /* events decided at once (a reply's tool calls), sent in order */
+  int nq, iq;
 } stream;
+
+static void release_jobs(srv_http *h, srv_job **jobs, srv_reply *rps, int n) {
+  for (int i = 0; i < n; i++) {
+    srv_job_release(h->sched, jobs[i]);
+    free(rps[i].echo);
+  }
+  free(jobs);
+  free(rps);
+}
 
 static void stream_free(void *cls) {
   stream *s = cls;
-  srv_job_release(s->h->sched, s->job);
-  free(s->rp.echo);
+  release_jobs(s->h, s->jobs, s->rps, s->n_jobs);
   free(s->pend);
+  for (int i = s->iq; i < s->nq; i++) free(s->q[i]);
   free(s);
 }
 
@@ -169,10 +202,114 @@ static int stream_event(stream *s, char *json) {
   return 0;
 }
 
+static void queue(stream *s, char *json) {
+  if (s->nq < (int)(sizeof s->q / sizeof *s->q))
+    s->q[s->nq++] = json;
+  else
+    free(json);
+}
+
+static char *content_chunk(stream *s, const char *text, size_t n, const srv_logprob *lps,
+                           int n_lps) {
+  return srv_api_chunk(&s->h->api, &s->rp, text, n, lps, n_lps, 0, NULL);
+}
+
+/* The closing chunk with the finish reason, or the error of a failed job (then no usage). */
+static char *finish_event(stream *s) {
+  srv_job *j = s->job;
+  s->phase = 2;
+  if (j->finish == SRV_FINISH_ERROR || j->cancelled) {
+    srv_error e;
+    srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
+                  j->error[0] ? j->error : "cancelled");
+    s->phase = 3;
+    return srv_error_json(&e);
+  }
+  return srv_api_chunk(&s->h->api, &s->rp, NULL, 0, NULL, 0, 0, srv_finish_name(j->finish));
+}
+
+/* A reply that may hold tool calls: content goes out while it surely is content; what is or
+ * may become a call waits for the end, which decides between tool-call deltas ("tool_calls")
+ * and the held text as content. 0 with an event queued, 1 when the reply is over (phase 2
+ * next), -1 to abort. */
+static int stream_tools_step(stream *s) {
+  srv_sched *sc = s->h->sched;
+  srv_job *j = s->job;
+  for (;;) {
+    srv_sched_lock(sc);
+    size_t len = j->out_len;
+    int n_lps = j->n_lps, done = j->done;
+    size_t end = done ? len : srv_tools_content_end(&s->rp, j->out ? j->out : "", len);
+    int k = s->seen_lps;
+    while (k < n_lps && (done || j->lps[k].text_end <= end)) k++;
+    if (!done && end <= s->seen_len) {
+      srv_sched_unlock(sc);
+      if (client_gone(s->fd)) return -1;
+      srv_job_wait(sc, j, len, done, 50);
+      continue;
+    }
+    char *text = malloc(len - s->seen_len + 1);
+    srv_logprob *lps = malloc((size_t)(k - s->seen_lps + 1) * sizeof *lps);
+    char *all = done ? malloc(len + 1) : NULL;
+    if (text && len > s->seen_len) memcpy(text, j->out + s->seen_len, len - s->seen_len);
+    if (lps && k > s->seen_lps)
+      memcpy(lps, j->lps + s->seen_lps, (size_t)(k - s->seen_lps) * sizeof *lps);
+    if (all) {
+      memcpy(all, j->out ? j->out : "", len);
+      all[len] = 0;
+    }
+    srv_finish fin = j->finish;
+    srv_sched_unlock(sc);
+    if (!text || !lps || (done && !all)) {
+      free(text), free(lps), free(all);
+      return -1;
+    }
+    int n_new = k - s->seen_lps;
+    s->seen_lps = k;
+    if (!done) {
+      size_t n = end - s->seen_len;
+      s->seen_len = end;
+      queue(s, content_chunk(s, text, n, lps, n_new));
+      free(text), free(lps);
+      return 0;
+    }
+    cJSON *calls = fin == SRV_FINISH_STOP ? srv_tools_parse(&s->rp, all) : NULL;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(calls, "tool_calls");
+    if (arr) {
+      const cJSON *c;
+      int i = 0;
+      cJSON_ArrayForEach(c, arr) {
+        queue(s, srv_api_tool_chunk(&s->h->api, &s->rp, c, i, 1, lps, i ? 0 : n_new));
+        queue(s, srv_api_tool_chunk(&s->h->api, &s->rp, c, i, 0, NULL, 0));
+        i++;
+      }
+      queue(s, srv_api_chunk(&s->h->api, &s->rp, NULL, 0, NULL, 0, 0, "tool_calls"));
+      s->phase = 2;
+    } else {
+      if (len > s->seen_len || n_new)
+        queue(s, content_chunk(s, text, len - s->seen_len, lps, n_new));
+      queue(s, finish_event(s));
+    }
+    s->seen_len = len;
+    cJSON_Delete(calls);
+    free(text), free(lps), free(all);
+    return 0;
+  }
+}
+
 /* Next event of the stream, waiting for tokens as needed; 1 at the end, -1 to abort. */
 static int stream_next(stream *s) {
   srv_sched *sc = s->h->sched;
   srv_job *j = s->job;
+  if (s->iq < s->nq) {
+    char *ev = s->q[s->iq];
+    s->q[s->iq++] = NULL;
+    return stream_event(s, ev);
+  }
+  if (s->phase == 1 && s->rp.tools) {
+    if (stream_tools_step(s)) return -1;
+    return stream_next(s);
+  }
   if (s->phase == 0) {
     s->phase = 1;
     if (s->rp.kind == SRV_REQ_CHAT)
@@ -181,7 +318,7 @@ static int stream_next(stream *s) {
       return stream_event(
           s, srv_api_chunk(&s->h->api, &s->rp, s->rp.echo, strlen(s->rp.echo), NULL, 0, 0, NULL));
   }
-  if (s->phase == 1) {
+  if (s->phase == 1 && !s->rp.tools) {
     for (;;) {
       srv_sched_lock(sc);
       size_t len = j->out_len;
@@ -195,7 +332,7 @@ static int stream_next(stream *s) {
       srv_logprob *lps = NULL;
       if (len > s->seen_len) {
         text = malloc(len - s->seen_len);
-        if (text) memcpy(text, j->out + s->seen_len, len - s->seen_len);
+        if (text && len > s->seen_len) memcpy(text, j->out + s->seen_len, len - s->seen_len);
       }
       if (n_lps > s->seen_lps) {
         lps = malloc((size_t)(n_lps - s->seen_lps) * sizeof *lps);
@@ -217,20 +354,31 @@ static int stream_next(stream *s) {
       if (client_gone(s->fd)) return -1;
       srv_job_wait(sc, j, len, done, 50);
     }
-    s->phase = 2;
-    if (j->finish == SRV_FINISH_ERROR || j->cancelled) {
-      srv_error e;
-      srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
-                    j->error[0] ? j->error : "cancelled");
-      s->phase = 3;
-      return stream_event(s, srv_error_json(&e));
-    }
-    return stream_event(
-        s, srv_api_chunk(&s->h->api, &s->rp, NULL, 0, NULL, 0, 0, srv_finish_name(j->finish)));
+  }
+  if (s->phase == 1) return stream_event(s, finish_event(s));
+  if (s->phase == 2 && s->cur + 1 < s->n_jobs) {
+    /* the next prompt's choice */
+    s->cur++;
+    s->job = s->jobs[s->cur];
+    s->rp = s->rps[s->cur];
+    s->phase = 0;
+    s->seen_len = 0;
+    s->seen_lps = s->seen_seg = 0;
+    return stream_next(s);
   }
   if (s->phase == 2) {
     s->phase = 3;
-    if (s->rp.include_usage) return stream_event(s, srv_api_usage_chunk(&s->h->api, &s->rp, j));
+    if (s->rp.include_usage) {
+      srv_job sum; /* the usage of all the request's prompts */
+      memset(&sum, 0, sizeof sum);
+      for (int i = 0; i < s->n_jobs; i++) {
+        sum.n_prompt += s->jobs[i]->n_prompt;
+        sum.n_gen += s->jobs[i]->n_gen;
+        sum.n_cached += s->jobs[i]->n_cached;
+      }
+      (void)j;
+      return stream_event(s, srv_api_usage_chunk(&s->h->api, &s->rp, &sum));
+    }
   }
   if (s->phase == 3) {
     s->phase = 4;
@@ -260,35 +408,90 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 /* ------------------------------------------------------------------ generation requests */
 
+/* The whole reply of finished jobs: one choice per job (its prompt's index), usage summed. */
+static char *batch_response(srv_http *h, srv_job **jobs, srv_reply *rps, int n) {
+  if (n == 1) return srv_api_response(&h->api, &rps[0], jobs[0]);
+  cJSON *all = NULL, *choices = NULL;
+  int prompt = 0, gen = 0, cached = 0;
+  for (int i = 0; i < n; i++) {
+    char *txt = srv_api_response(&h->api, &rps[i], jobs[i]);
+    cJSON *o = txt ? cJSON_Parse(txt) : NULL;
+    free(txt);
+    if (!o) {
+      cJSON_Delete(all);
+      return NULL;
+    }
+    prompt += jobs[i]->n_prompt, gen += jobs[i]->n_gen, cached += jobs[i]->n_cached;
+    if (!all) {
+      all = o;
+      choices = cJSON_GetObjectItemCaseSensitive(all, "choices");
+      continue;
+    }
+    cJSON *c = cJSON_DetachItemFromArray(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0);
+    if (c) cJSON_AddItemToArray(choices, c);
+    cJSON_Delete(o);
+  }
+  cJSON *u = cJSON_GetObjectItemCaseSensitive(all, "usage");
+  cJSON_ReplaceItemInObjectCaseSensitive(u, "prompt_tokens", cJSON_CreateNumber(prompt));
+  cJSON_ReplaceItemInObjectCaseSensitive(u, "completion_tokens", cJSON_CreateNumber(gen));
+  cJSON_ReplaceItemInObjectCaseSensitive(u, "total_tokens", cJSON_CreateNumber(prompt + gen));
+  cJSON_ReplaceItemInObjectCaseSensitive(
+      cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details"), "cached_tokens",
+      cJSON_CreateNumber(cached));
+  char *res = cJSON_PrintUnformatted(all);
+  cJSON_Delete(all);
+  return res;
+}
+
 static enum MHD_Result handle_generate(srv_http *h, struct MHD_Connection *c, req_state *st) {
   srv_request req;
   srv_error err;
-  srv_job *job = NULL;
-  srv_reply rp;
-  memset(&rp, 0, sizeof rp);
   srv_req_kind kind = st->route == R_CHAT ? SRV_REQ_CHAT : SRV_REQ_COMPLETION;
-  if (srv_parse_request(kind, st->body ? st->body : "", st->len, &req, &err) ||
-      srv_api_prepare(&h->api, &req, &job, &rp, &err)) {
+  if (srv_parse_request(kind, st->body ? st->body : "", st->len, &req, &err)) {
     srv_request_free(&req);
     return send_error(c, &err, NULL, NULL);
   }
-  srv_request_free(&req);
-  if (srv_sched_submit(h->sched, job)) {
-    srv_job_release(h->sched, job);
-    free(rp.echo);
-    srv_error_set(&err, 429, "rate_limit_error", NULL, "overloaded",
-                  "the server is busy: every slot is running and the queue is full");
-    return send_error(c, &err, "Retry-After", "1");
+  int n = kind == SRV_REQ_COMPLETION ? req.n_prompts : 1;
+  srv_job **jobs = calloc((size_t)n, sizeof *jobs);
+  srv_reply *rps = calloc((size_t)n, sizeof *rps);
+  if (!jobs || !rps) {
+    free(jobs), free(rps);
+    srv_request_free(&req);
+    return send_json(c, 500, NULL);
   }
+  int n_jobs = 0;
+  for (int i = 0; i < n; i++) {
+    if (kind == SRV_REQ_COMPLETION) srv_request_select_prompt(&req, i);
+    if (srv_api_prepare(&h->api, &req, &jobs[i], &rps[i], &err)) {
+      srv_request_free(&req);
+      release_jobs(h, jobs, rps, n_jobs);
+      return send_error(c, &err, NULL, NULL);
+    }
+    rps[i].index = i;
+    if (i) { /* one response: the first prompt's id and time */
+      memcpy(rps[i].id, rps[0].id, sizeof rps[i].id);
+      rps[i].created = rps[0].created;
+    }
+    n_jobs++;
+  }
+  srv_request_free(&req);
+  for (int i = 0; i < n_jobs; i++)
+    if (srv_sched_submit(h->sched, jobs[i])) {
+      /* all or none: the jobs already queued are cancelled with their release */
+      release_jobs(h, jobs, rps, n_jobs);
+      srv_error_set(&err, 429, "rate_limit_error", NULL, "overloaded",
+                    "the server is busy: every slot is running and the queue is full");
+      return send_error(c, &err, "Retry-After", "1");
+    }
   int fd = client_fd(c);
-  if (rp.stream) {
+  if (rps[0].stream) {
     stream *s = calloc(1, sizeof *s);
     if (!s) {
-      srv_job_release(h->sched, job);
-      free(rp.echo);
+      release_jobs(h, jobs, rps, n_jobs);
       return send_json(c, 500, NULL);
     }
-    s->h = h, s->job = job, s->rp = rp, s->fd = fd;
+    s->h = h, s->jobs = jobs, s->rps = rps, s->n_jobs = n_jobs, s->fd = fd;
+    s->job = jobs[0], s->rp = rps[0];
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
     if (!r) {
@@ -303,28 +506,31 @@ static enum MHD_Result handle_generate(srv_http *h, struct MHD_Connection *c, re
   }
   /* whole response: wait here (this connection's own thread), watching the client */
   srv_sched *sc = h->sched;
-  for (;;) {
-    srv_sched_lock(sc);
-    int done = job->done;
-    size_t len = job->out_len;
-    srv_sched_unlock(sc);
-    if (done) break;
-    if (client_gone(fd)) {
-      srv_job_release(sc, job);
-      free(rp.echo);
-      return MHD_NO;
+  for (int i = 0; i < n_jobs; i++)
+    for (;;) {
+      srv_sched_lock(sc);
+      int done = jobs[i]->done;
+      size_t len = jobs[i]->out_len;
+      srv_sched_unlock(sc);
+      if (done) break;
+      if (client_gone(fd)) {
+        release_jobs(h, jobs, rps, n_jobs);
+        return MHD_NO;
+      }
+      srv_job_wait(sc, jobs[i], len, 0, 50);
     }
-    srv_job_wait(sc, job, len, 0, 50);
-  }
   enum MHD_Result ret;
-  if (job->finish == SRV_FINISH_ERROR) {
-    srv_error_set(&err, 500, "server_error", NULL, NULL, "generation failed: %s", job->error);
+  int failed = -1;
+  for (int i = 0; i < n_jobs; i++)
+    if (jobs[i]->finish == SRV_FINISH_ERROR) failed = i;
+  if (failed >= 0) {
+    srv_error_set(&err, 500, "server_error", NULL, NULL, "generation failed: %s",
+                  jobs[failed]->error);
     ret = send_error(c, &err, NULL, NULL);
   } else {
-    ret = send_json(c, 200, srv_api_response(&h->api, &rp, job));
+    ret = send_json(c, 200, batch_response(h, jobs, rps, n_jobs));
   }
-  srv_job_release(sc, job);
-  free(rp.echo);
+  release_jobs(h, jobs, rps, n_jobs);
   return ret;
 }
 
@@ -409,6 +615,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!st) return MHD_NO;
     *con_cls = st;
     st->t_start = srv_now();
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context) {
+      pthread_mutex_lock(&h->conns_mu);
+      ((conn_track *)ci->socket_context)->in_request = 1;
+      pthread_mutex_unlock(&h->conns_mu);
+    }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
       if (!strcmp(url, routes[i].path)) {
         st->route = routes[i].r;
@@ -458,6 +671,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   req_state *st = *con_cls;
   if (!st) return;
   if (st->counted) atomic_fetch_sub(&h->in_flight, 1);
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  if (ci && ci->socket_context) { /* keep-alive: the next request's headers are timed afresh */
+    pthread_mutex_lock(&h->conns_mu);
+    conn_track *t = ci->socket_context;
+    t->in_request = 0;
+    t->t_start = srv_now();
+    pthread_mutex_unlock(&h->conns_mu);
+  }
   free(st->body);
   free(st);
   *con_cls = NULL;
@@ -465,12 +687,60 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* ------------------------------------------------------------------ life cycle */
 
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  srv_http *h = cls;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    conn_track *t = calloc(1, sizeof *t);
+    if (!t) return; /* untracked: only MHD's own timeouts apply */
+    t->fd = client_fd(c);
+    t->t_start = srv_now();
+    pthread_mutex_lock(&h->conns_mu);
+    t->next = h->conns.next, t->prev = &h->conns;
+    h->conns.next->prev = t;
+    h->conns.next = t;
+    pthread_mutex_unlock(&h->conns_mu);
+    *socket_context = t;
+  } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+    conn_track *t = *socket_context;
+    pthread_mutex_lock(&h->conns_mu);
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+    pthread_mutex_unlock(&h->conns_mu);
+    free(t);
+    *socket_context = NULL;
+  }
+}
+
+static void *watchdog_main(void *arg) {
+  srv_http *h = arg;
+  while (!atomic_load(&h->stopping)) {
+    double now = srv_now();
+    pthread_mutex_lock(&h->conns_mu);
+    for (conn_track *t = h->conns.next; t != &h->conns; t = t->next)
+      if (!t->in_request && !t->killed && t->fd >= 0 &&
+          now - t->t_start > h->cfg.header_timeout_s) {
+        /* the connection's thread sees the socket end and closes it */
+        shutdown(t->fd, SHUT_RDWR);
+        t->killed = 1;
+      }
+    pthread_mutex_unlock(&h->conns_mu);
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+
 int srv_http_start(const srv_config *cfg, srv_http **out) {
   *out = NULL;
   srv_http *h = calloc(1, sizeof *h);
   if (!h) return -1;
   h->cfg = *cfg;
+  if (h->cfg.header_timeout_s <= 0 || h->cfg.header_timeout_s > h->cfg.timeout_s)
+    h->cfg.header_timeout_s = h->cfg.timeout_s;
   h->api.cfg = &h->cfg;
+  pthread_mutex_init(&h->conns_mu, NULL);
+  h->conns.next = h->conns.prev = &h->conns;
   h->started = (long long)time(NULL);
   struct sockaddr_in a4;
   struct sockaddr_in6 a6;
@@ -493,17 +763,18 @@ int srv_http_start(const srv_config *cfg, srv_http **out) {
     free(h);
     return -1;
   }
-  h->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
-                          MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT,
-                          (unsigned)cfg->max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
-                          (unsigned)cfg->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                          (size_t)65536, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                          MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+  h->d = MHD_start_daemon(
+      flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, sa,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)cfg->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+      MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
   if (!h->d) {
     fprintf(stderr, "nllm serve: error: cannot listen on %s:%d\n", cfg->host, cfg->port);
     free(h);
     return -1;
   }
+  if (pthread_create(&h->watchdog, NULL, watchdog_main, h) == 0) h->watchdog_started = 1;
   const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
   int port = di ? di->port : cfg->port;
   fprintf(stderr, "nllm serve: listening on http://%s%s%s:%d\n",
@@ -534,6 +805,9 @@ int srv_http_in_flight(srv_http *h) {
 
 void srv_http_stop(srv_http *h) {
   if (!h) return;
+  atomic_store(&h->stopping, 1);
+  if (h->watchdog_started) pthread_join(h->watchdog, NULL);
   MHD_stop_daemon(h->d);
+  pthread_mutex_destroy(&h->conns_mu);
   free(h);
 }

@@ -48,8 +48,12 @@ void srv_request_free(srv_request *r) {
     free(r->messages[i].content);
   }
   free(r->messages);
-  free(r->prompt);
-  free(r->prompt_ids);
+  free(r->messages_json);
+  for (int i = 0; i < r->n_prompts; i++) {
+    free(r->prompts[i].text);
+    free(r->prompts[i].ids);
+  }
+  free(r->prompts);
   for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
   free(r->user);
   free(r->response_format_json);
@@ -162,6 +166,38 @@ static int get_content(const cJSON *m, char **out, srv_error *err) {
   return 0;
 }
 
+/* An assistant message's tool_calls, checked, as the template reads them: OpenAI sends the
+ * arguments as a JSON string, templates (tojson, items()) expect the object. */
+static int copy_tool_calls(const cJSON *calls, cJSON *dst, srv_error *err) {
+  if (!cJSON_IsArray(calls)) BAD("messages", "an assistant's 'tool_calls' must be an array");
+  cJSON *out = cJSON_AddArrayToObject(dst, "tool_calls");
+  const cJSON *c;
+  cJSON_ArrayForEach(c, calls) {
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
+    if (!cJSON_IsObject(c) || !cJSON_IsObject(fn) || !cJSON_IsString(name))
+      BAD("messages", "each tool call needs a 'function' with a string 'name'");
+    if (args && !cJSON_IsString(args) && !cJSON_IsObject(args))
+      BAD("messages", "a tool call's 'arguments' must be a JSON string (or an object)");
+    if (id && !cJSON_IsString(id)) BAD("messages", "a tool call's 'id' must be a string");
+    cJSON *call = cJSON_CreateObject(), *f = cJSON_CreateObject();
+    cJSON_AddItemToArray(out, call);
+    if (id) cJSON_AddStringToObject(call, "id", id->valuestring);
+    cJSON_AddStringToObject(call, "type", "function");
+    cJSON_AddItemToObject(call, "function", f);
+    cJSON_AddStringToObject(f, "name", name->valuestring);
+    cJSON *a = NULL;
+    if (cJSON_IsObject(args))
+      a = cJSON_Duplicate(args, 1);
+    else if (args && !(a = cJSON_Parse(args->valuestring)))
+      a = cJSON_CreateString(args->valuestring); /* not JSON: the template gets the text */
+    cJSON_AddItemToObject(f, "arguments", a ? a : cJSON_CreateObject());
+  }
+  return 0;
+}
+
 static int parse_messages(const cJSON *root, srv_request *r, srv_error *err) {
   const cJSON *ms = cJSON_GetObjectItemCaseSensitive(root, "messages");
   if (!ms) BAD("messages", "'messages' is required");
@@ -171,56 +207,117 @@ static int parse_messages(const cJSON *root, srv_request *r, srv_error *err) {
   if (n > 100000) BAD("messages", "too many messages");
   r->messages = calloc((size_t)n, sizeof *r->messages);
   if (!r->messages) BAD("messages", "out of memory");
+  cJSON *tm = cJSON_CreateArray();
   const cJSON *m;
   cJSON_ArrayForEach(m, ms) {
-    if (!cJSON_IsObject(m)) BAD("messages", "each message must be an object");
+    if (!cJSON_IsObject(m)) goto bad_message;
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-    if (!cJSON_IsString(role)) BAD("messages", "each message needs a string 'role'");
+    if (!cJSON_IsString(role)) {
+      cJSON_Delete(tm);
+      BAD("messages", "each message needs a string 'role'");
+    }
     const char *ro = role->valuestring;
     /* "developer" is OpenAI's newer name for system */
     if (!strcmp(ro, "developer")) ro = "system";
-    if (strcmp(ro, "system") && strcmp(ro, "user") && strcmp(ro, "assistant") && strcmp(ro, "tool"))
-      BAD("messages", "unknown message role '%.64s'", ro);
+    if (strcmp(ro, "system") && strcmp(ro, "user") && strcmp(ro, "assistant") &&
+        strcmp(ro, "tool")) {
+      srv_error_set(err, 400, "invalid_request_error", "messages", NULL,
+                    "unknown message role '%.64s'", ro);
+      goto fail;
+    }
     srv_message *dst = &r->messages[r->n_messages++];
-    if (!(dst->role = dupn(ro, strlen(ro)))) BAD("messages", "out of memory");
-    if (get_content(m, &dst->content, err)) return -1;
+    if (!(dst->role = dupn(ro, strlen(ro))) || get_content(m, &dst->content, err)) goto fail;
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddItemToArray(tm, t);
+    cJSON_AddStringToObject(t, "role", ro);
+    cJSON_AddStringToObject(t, "content", dst->content);
+    const cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+    if (calls && !cJSON_IsNull(calls)) {
+      if (strcmp(ro, "assistant")) {
+        srv_error_set(err, 400, "invalid_request_error", "messages", NULL,
+                      "only assistant messages have 'tool_calls'");
+        goto fail;
+      }
+      if (copy_tool_calls(calls, t, err)) goto fail;
+      r->has_tool_messages = 1;
+    }
+    static const char *const kept[] = {"tool_call_id", "name"};
+    for (size_t k = 0; k < sizeof kept / sizeof *kept; k++) {
+      const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, kept[k]);
+      if (!v || cJSON_IsNull(v)) continue;
+      if (!cJSON_IsString(v)) {
+        srv_error_set(err, 400, "invalid_request_error", "messages", NULL,
+                      "a message's '%s' must be a string", kept[k]);
+        goto fail;
+      }
+      cJSON_AddStringToObject(t, kept[k], v->valuestring);
+    }
+    if (!strcmp(ro, "tool")) r->has_tool_messages = 1;
   }
+  r->messages_json = cJSON_PrintUnformatted(tm);
+  cJSON_Delete(tm);
+  if (!r->messages_json) BAD("messages", "out of memory");
   return 0;
+bad_message:
+  srv_error_set(err, 400, "invalid_request_error", "messages", NULL,
+                "each message must be an object");
+fail:
+  cJSON_Delete(tm);
+  return -1;
 }
 
 /* A prompt: text, or token ids. */
-static int parse_prompt_value(const cJSON *p, srv_request *r, srv_error *err) {
+static int parse_prompt_value(const cJSON *p, srv_prompt *dst, srv_error *err) {
   if (cJSON_IsString(p)) {
-    if (!(r->prompt = dupn(p->valuestring, strlen(p->valuestring)))) BAD("prompt", "no memory");
+    if (!(dst->text = dupn(p->valuestring, strlen(p->valuestring)))) BAD("prompt", "no memory");
     return 0;
   }
   if (!cJSON_IsArray(p)) BAD("prompt", "'prompt' must be a string, strings or token ids");
   int n = cJSON_GetArraySize(p);
   if (n < 1) BAD("prompt", "'prompt' must not be empty");
   if (n > 1 << 22) BAD("prompt", "too many prompt tokens");
-  r->prompt_ids = malloc((size_t)n * sizeof *r->prompt_ids);
-  if (!r->prompt_ids) BAD("prompt", "out of memory");
+  dst->ids = malloc((size_t)n * sizeof *dst->ids);
+  if (!dst->ids) BAD("prompt", "out of memory");
   const cJSON *t;
   cJSON_ArrayForEach(t, p) {
     if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble) || t->valuedouble < 0 ||
         t->valuedouble > 2147483647.0)
       BAD("prompt", "token ids must be non-negative integers");
-    r->prompt_ids[r->n_prompt_ids++] = (nllm_token)t->valuedouble;
+    dst->ids[dst->n_ids++] = (nllm_token)t->valuedouble;
   }
   return 0;
+}
+
+void srv_request_select_prompt(srv_request *r, int i) {
+  r->prompt = r->prompts[i].text;
+  r->prompt_ids = r->prompts[i].ids;
+  r->n_prompt_ids = r->prompts[i].n_ids;
 }
 
 static int parse_prompt(const cJSON *root, srv_request *r, srv_error *err) {
   const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
   if (!p) BAD("prompt", "'prompt' is required");
   const cJSON *first = cJSON_IsArray(p) ? cJSON_GetArrayItem(p, 0) : NULL;
-  if (first && (cJSON_IsString(first) || cJSON_IsArray(first))) {
-    /* a batch of prompts: one choice each in OpenAI's API; this server takes one */
-    int n = cJSON_GetArraySize(p);
-    if (n != 1) BAD("prompt", "only one prompt per request is supported (got %d)", n);
-    return parse_prompt_value(first, r, err);
+  /* a list of prompts (strings or token-id lists): one choice each, as OpenAI answers them */
+  int batch = first && (cJSON_IsString(first) || cJSON_IsArray(first));
+  int n = batch ? cJSON_GetArraySize(p) : 1;
+  if (n > SRV_MAX_PROMPTS)
+    BAD("prompt", "at most %d prompts per request (got %d)", SRV_MAX_PROMPTS, n);
+  r->prompts = calloc((size_t)n, sizeof *r->prompts);
+  if (!r->prompts) BAD("prompt", "out of memory");
+  if (!batch) {
+    r->n_prompts = 1;
+    if (parse_prompt_value(p, &r->prompts[0], err)) return -1;
+  } else {
+    const cJSON *e;
+    cJSON_ArrayForEach(e, p) {
+      if (!cJSON_IsString(e) && !cJSON_IsArray(e))
+        BAD("prompt", "each prompt of a list must be a string or a list of token ids");
+      if (parse_prompt_value(e, &r->prompts[r->n_prompts++], err)) return -1;
+    }
   }
-  return parse_prompt_value(p, r, err);
+  srv_request_select_prompt(r, 0);
+  return 0;
 }
 
 static int parse_stop(const cJSON *root, srv_request *r, srv_error *err) {

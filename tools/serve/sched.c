@@ -410,7 +410,7 @@ static int slot_sample(srv_sched *s, slot *sl) {
   s->st.gen_tokens++;
   char piece[256];
   int32_t n = 0;
-  if (nllm_token_to_piece(s->model, tok, 0, piece, sizeof piece, &n)) n = 0;
+  if (nllm_token_to_piece(s->model, tok, j->render_special, piece, sizeof piece, &n)) n = 0;
   if (srv_text_push(&sl->text, piece, (size_t)n)) {
     snprintf(j->error, sizeof j->error, "out of memory");
     j->finish = SRV_FINISH_ERROR;
@@ -618,7 +618,11 @@ int srv_sched_create(const nllm_model *model, const srv_sched_params *p, srv_sch
   s->p = *p;
   if (s->p.n_batch <= 0) s->p.n_batch = 256;
   s->n_vocab = nllm_model_n_vocab(model);
-  s->q_cap = p->queue_max > 0 ? p->queue_max : 1;
+  /* submit admits up to n_slots + queue_max jobs not yet finished, and until the scheduler
+   * thread moves them into slots they all sit in the queue (a burst of requests, or a list of
+   * prompts submitted together): the ring holds that many, or one would overwrite another */
+  s->q_cap = p->n_slots + (p->queue_max > 0 ? p->queue_max : 0);
+  if (s->q_cap < 1) s->q_cap = 1;
   s->queue = calloc((size_t)s->q_cap, sizeof *s->queue);
   s->slots = calloc((size_t)p->n_slots, sizeof *s->slots);
   pthread_mutex_init(&s->mu, NULL);

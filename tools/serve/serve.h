@@ -11,16 +11,36 @@
 
 #include "nativellm.h"
 
+struct cJSON;
+
 #define SRV_MAX_STOP 16
 #define SRV_MAX_TOP_LOGPROBS 20
+#define SRV_MAX_PROMPTS 64 /* prompts in one /v1/completions request */
 
 /* ------------------------------------------------------------------ parsed requests */
 
 typedef enum { SRV_REQ_CHAT, SRV_REQ_COMPLETION } srv_req_kind;
 
+/* One completion prompt: text, or (text NULL) token ids. */
+typedef struct srv_prompt {
+  char *text;
+  nllm_token *ids;
+  int n_ids;
+} srv_prompt;
+
 typedef struct srv_message {
   char *role, *content;
 } srv_message;
+
+/* tool_choice, after the checks: off (no tools, or "none"), auto, required, a named function */
+typedef enum { SRV_TOOLS_OFF, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED, SRV_TOOLS_NAMED } srv_tools_mode;
+/* The tool-call formats of nllm_tool_calls_parse; NONE: the reply is plain content. */
+typedef enum {
+  SRV_TOOLS_NONE,
+  SRV_TOOLS_HERMES,
+  SRV_TOOLS_LLAMA3,
+  SRV_TOOLS_MISTRAL
+} srv_tools_format;
 
 /* One /v1/chat/completions or /v1/completions body, validated, model-independent. Unset
  * numbers are negative (or NAN for floats) so the server's defaults apply. */
@@ -29,8 +49,15 @@ typedef struct srv_request {
   char *model; /* NULL if absent */
   srv_message *messages;
   int n_messages;
-  char *prompt;           /* completions: text prompt (NULL if given as ids) */
-  nllm_token *prompt_ids; /* completions: token ids */
+  /* the messages as the Jinja template reads them: content as one string, assistant
+   * tool_calls with their arguments as objects, tool_call_id and name kept */
+  char *messages_json;
+  int has_tool_messages; /* a tool result or an assistant tool_calls in the history */
+  srv_prompt *prompts;   /* completions: every prompt of the request (a list gives several) */
+  int n_prompts;
+  /* completions: the prompt being prepared (srv_request_select_prompt; not owned) */
+  char *prompt;           /* text prompt (NULL if given as ids) */
+  nllm_token *prompt_ids; /* token ids */
   int n_prompt_ids;
   int stream, include_usage, echo;
   int max_tokens; /* -1: until the context is full or the model stops */
@@ -64,6 +91,8 @@ typedef struct srv_error {
 int srv_parse_request(srv_req_kind kind, const char *body, size_t len, srv_request *req,
                       srv_error *err);
 void srv_request_free(srv_request *req);
+/* Makes prompt / prompt_ids the request's prompt i (0 after parsing). */
+void srv_request_select_prompt(srv_request *req, int i);
 void srv_error_set(srv_error *err, int status, const char *type, const char *param,
                    const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* {"error":{...}} as a malloc'd NUL-terminated string. */
@@ -125,7 +154,8 @@ typedef struct srv_job {
   char *stop[SRV_MAX_STOP];
   int n_stop;
   const char *response_format_json; /* grammar hook: owned by the request */
-  char *constraint; /* owned grammar or JSON Schema text that sp.grammar / sp.json_schema use */
+  char *constraint;   /* owned grammar or JSON Schema text that sp.grammar / sp.json_schema use */
+  int render_special; /* control tokens go into the text (Mistral's [TOOL_CALLS]) */
   /* shared */
   char *out; /* released text (clean UTF-8) */
   size_t out_len, out_cap;
@@ -206,6 +236,7 @@ typedef struct srv_config {
   const char *api_key;       /* NULL: no key needed */
   const char *chat_template; /* NULL: the model's (chatml when it has none) */
   int timeout_s;             /* idle/slow connection limit */
+  int header_timeout_s;      /* request line + headers must arrive within this (slow-loris) */
   int max_conns;
   size_t max_body;
   int drain_s;
@@ -228,9 +259,13 @@ typedef struct srv_reply {
   srv_req_kind kind;
   char id[48];
   long long created;
+  int index; /* the choice's index: the prompt's place in a list of prompts */
   const char *model;
   int include_usage, stream;
-  char *echo; /* completions with echo: the prompt text, sent first */
+  char *echo;               /* completions with echo: the prompt text, sent first */
+  srv_tools_format tools;   /* NONE: the reply is not parsed for tool calls */
+  int tools_forced;         /* tool_choice required or named: the whole reply is the call */
+  const char *tools_prefix; /* static text the parser sees before the reply, or NULL */
 } srv_reply;
 
 /* Turn a parsed request into a job (prompt tokens, sampling, limits): 0, or -1 with err set
@@ -243,6 +278,10 @@ char *srv_api_response(const srv_api *a, const srv_reply *rp, const srv_job *j);
  * opening chunk; finish: the closing chunk's reason or NULL. */
 char *srv_api_chunk(const srv_api *a, const srv_reply *rp, const char *text, size_t n,
                     const srv_logprob *lps, int n_lps, int role, const char *finish);
+/* A streamed tool call (one element of srv_tools_parse's tool_calls): head_part sends its id,
+ * type and name with empty arguments, else the arguments' text. */
+char *srv_api_tool_chunk(const srv_api *a, const srv_reply *rp, const struct cJSON *call, int index,
+                         int head_part, const srv_logprob *lps, int n_lps);
 /* The closing usage chunk (stream_options.include_usage). */
 char *srv_api_usage_chunk(const srv_api *a, const srv_reply *rp, const srv_job *j);
 const char *srv_finish_name(srv_finish f);
@@ -250,6 +289,27 @@ const char *srv_finish_name(srv_finish f);
 char *srv_api_tokenize(const srv_api *a, const char *body, size_t len, srv_error *err);
 char *srv_api_detokenize(const srv_api *a, const char *body, size_t len, srv_error *err);
 char *srv_api_models(const srv_api *a, long long created);
+
+/* ------------------------------------------------------------------ tool calls (toolcall.c) */
+
+/* Checks tools and tool_choice: 0 with *mode (and *named, malloc'd, for a named function), or
+ * -1 with err (400). */
+int srv_tools_choice(const srv_request *r, srv_tools_mode *mode, char **named, srv_error *err);
+/* The format a chat template's literals teach (hermes when none is recognized). */
+srv_tools_format srv_tools_detect(const char *tmpl);
+const char *srv_tools_format_name(srv_tools_format f);
+/* GBNF that makes the reply one call of a tool (any for required, the named one) with arguments
+ * valid for its parameters schema, wrapped in the format's markers; start rule
+ * srv_tools_grammar_root(). 0 with *grammar malloc'd, or -1 with err. */
+int srv_tools_grammar(const srv_request *r, srv_tools_mode mode, const char *named,
+                      srv_tools_format fmt, char **grammar, srv_error *err);
+const char *srv_tools_grammar_root(void);
+/* The reply parsed as {"content", "tool_calls"} (cJSON, owned by the caller), or NULL when it
+ * holds no complete, well-formed call. */
+struct cJSON *srv_tools_parse(const srv_reply *rp, const char *text);
+/* How many leading bytes of a growing reply are surely content: the rest is, or may still
+ * become, a tool call and is held until the reply ends. */
+size_t srv_tools_content_end(const srv_reply *rp, const char *text, size_t n);
 
 typedef struct srv_http srv_http;
 /* Starts listening (the model may still be loading: /health answers 503). */
