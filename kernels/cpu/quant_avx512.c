@@ -778,6 +778,178 @@ static void iq4_xs_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t b
   for (int r = 0; r < 4; r++) s[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
+/* Prompt tiles of Q6_K and IQ4_XS (see gemm4_32b), with each row's and token's steps those of
+ * its four-row kernel. Q6_K reads the activation's quants in their own order: its prepared row
+ * is the Q8_K block's qs, bsums and d (384 bytes a super-block). IQ4_XS reads them as
+ * y_quad_k orders them, with the offset sums (-128 * sum(y) per lane) and d (512 bytes). */
+static void q6_K_prep_avx512(int64_t n, const void *vy, void *vp) {
+  const block_q8_K *y = vy;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, out += 384) {
+    memcpy(out, y[b].qs, QK_K);
+    memcpy(out + 256, y[b].bsums, sizeof y[b].bsums);
+    memcpy(out + 288, &y[b].d, sizeof(float));
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_t n, float *s,
+                                                             size_t ss, const uint8_t *x0,
+                                                             size_t bx, const uint8_t *p0,
+                                                             size_t ps) {
+  const size_t xs = sizeof(block_q6_K);
+  const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+  __m512i isc[2][2];
+  for (int c = 0; c < 2; c++)
+    for (int h = 0; h < 2; h++) {
+      const int k = 8 * c + 4 * h;
+      isc[c][h] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_setr_epi16(
+              (short)k, (short)k, (short)k, (short)k, (short)k, (short)k, (short)k, (short)k,
+              (short)(k + 1), (short)(k + 1), (short)(k + 1), (short)(k + 1), (short)(k + 1),
+              (short)(k + 1), (short)(k + 1), (short)(k + 1))),
+          _mm256_setr_epi16((short)(k + 2), (short)(k + 2), (short)(k + 2), (short)(k + 2),
+                            (short)(k + 2), (short)(k + 2), (short)(k + 2), (short)(k + 2),
+                            (short)(k + 3), (short)(k + 3), (short)(k + 3), (short)(k + 3),
+                            (short)(k + 3), (short)(k + 3), (short)(k + 3), (short)(k + 3)),
+          1);
+    }
+  __m512 acc[4][NLLM_GEMM_TOK];
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    __m512i q[4][4], sc[4][4];
+    __m256i sc16[4];
+    float d[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
+      sc16[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+      const __m512i scz = _mm512_castsi256_si512(sc16[r]);
+#pragma GCC unroll 2
+      for (int c = 0; c < 2; c++) {
+        const __m512i ql = _mm512_loadu_si512(x->ql + 64 * c);
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
+        const __m512i qh =
+            _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
+        q[r][2 * c] = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                      _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
+        q[r][2 * c + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                          _mm512_and_si512(qh, m30));
+        sc[r][2 * c] = _mm512_permutexvar_epi16(isc[c][0], scz);
+        sc[r][2 * c + 1] = _mm512_permutexvar_epi16(isc[c][1], scz);
+      }
+      d[r] = _cvtsh_ss(x->d);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 384;
+      const __m256i bsums = _mm256_loadu_si256((const __m256i *)(py + 256));
+      float dy;
+      memcpy(&dy, py + 288, sizeof dy);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const __m256i off = _mm256_madd_epi16(bsums, sc16[r]);
+        __m512i sumi = _mm512_setzero_si512();
+        /* the kernel's order: half 0 low, half 0 high, half 1 low, half 1 high nibbles, whose
+         * quants sit at qs + 0, 64, 128, 192 */
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+          sumi = _mm512_dpwssd_epi32(
+              sumi, _mm512_maddubs_epi16(q[r][k], _mm512_loadu_si512(py + 64 * k)), sc[r][k]);
+        sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
+        acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d[r] * dy), _mm512_cvtepi32_ps(sumi), acc[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+#define Q6_K_GEMM(T, ...) gemm4_q6_K(T, __VA_ARGS__)
+GEMM4_BY_TOKENS(q6_K_gemm4_avx512, Q6_K_GEMM)
+
+static void iq4_xs_prep_avx512(int64_t n, const void *vy, void *vp) {
+  const block_q8_K *y = vy;
+  uint8_t *out = vp;
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  for (int64_t b = 0; b < n / QK_K; b++, out += 512) {
+    for (int c = 0; c < 2; c++) {
+      __m512i ylo, yhi;
+      y_quad_k(y[b].qs + 128 * c, &ylo, &yhi);
+      const __m512i yoff = _mm512_sub_epi32(
+          _mm512_setzero_si512(),
+          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, ylo), k128, yhi));
+      _mm512_storeu_si512(out + 192 * c, ylo);
+      _mm512_storeu_si512(out + 192 * c + 64, yhi);
+      _mm512_storeu_si512(out + 192 * c + 128, yoff);
+    }
+    memcpy(out + 384, &y[b].d, sizeof(float));
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int64_t n, float *s,
+                                                               size_t ss, const uint8_t *x0,
+                                                               size_t bx, const uint8_t *p0,
+                                                               size_t ps) {
+  const size_t xs = sizeof(block_iq4_xs);
+  const __m512i m4 = _mm512_set1_epi8(15);
+  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4nl_u8));
+  const __m256i sh_lo = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28),
+                sh_hi = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512i lanes_lo = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                lanes_hi = _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
+  __m512 acc[4][NLLM_GEMM_TOK];
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    __m512i lo[4][2], hi[4][2];
+    __m256 ls[4];
+    float d[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx + (size_t)b * xs);
+      const __m256i l = _mm256_or_si256(
+          _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)load_u32(x->scales_l)), sh_lo),
+                           _mm256_set1_epi32(15)),
+          _mm256_slli_epi32(
+              _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(x->scales_h), sh_hi),
+                               _mm256_set1_epi32(3)),
+              4));
+      ls[r] = _mm256_cvtepi32_ps(_mm256_sub_epi32(l, _mm256_set1_epi32(32)));
+      d[r] = _cvtsh_ss(x->d);
+#pragma GCC unroll 2
+      for (int c = 0; c < 2; c++) {
+        const __m512i q = _mm512_loadu_si512(x->qs + 64 * c);
+        lo[r][c] = _mm512_shuffle_epi8(lut, _mm512_and_si512(q, m4));
+        hi[r][c] = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
+      }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 512;
+      float dy;
+      memcpy(&dy, py + 384, sizeof dy);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const __m512 sc512 =
+            _mm512_castps256_ps512(_mm256_mul_ps(ls[r], _mm256_set1_ps(d[r] * dy)));
+#pragma GCC unroll 2
+        for (int c = 0; c < 2; c++) {
+          const uint8_t *pc = py + 192 * c;
+          const __m512i p = _mm512_dpbusd_epi32(
+              _mm512_dpbusd_epi32(_mm512_loadu_si512(pc + 128), lo[r][c], _mm512_loadu_si512(pc)),
+              hi[r][c], _mm512_loadu_si512(pc + 64));
+          acc[r][t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(c ? lanes_hi : lanes_lo, sc512),
+                                      _mm512_cvtepi32_ps(p), acc[r][t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+#define IQ4_XS_GEMM(T, ...) gemm4_iq4_xs(T, __VA_ARGS__)
+GEMM4_BY_TOKENS(iq4_xs_gemm4_avx512, IQ4_XS_GEMM)
+
 /* Q2_K and Q3_K: 2-bit levels (Q3_K: plus a high bit from hmask, level - 4) with a scale per
  * 16 values (Q2_K: 4-bit scale and min; Q3_K: signed 6-bit scale). The 64 bytes of qs are one
  * register: shift 2j gives elements 32j..32j+31 of each 128-value half, whose y is two 32-byte
@@ -942,10 +1114,16 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = k45_prep_avx512,
      .gemm4 = q5_K_gemm4_avx512},
-    {.type = NLLM_TYPE_Q6_K, .vec_dot4 = q6_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q6_K,
+     .vec_dot4 = q6_K_vec_dot4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = q6_K_prep_avx512,
+     .gemm4 = q6_K_gemm4_avx512},
     {.type = NLLM_TYPE_IQ4_XS,
      .vec_dot4 = iq4_xs_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER},
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = iq4_xs_prep_avx512,
+     .gemm4 = iq4_xs_gemm4_avx512},
 };
 const nllm_kernel_set nllm_kernels_avx512 = {avx512_rows,
                                              sizeof avx512_rows / sizeof avx512_rows[0]};
