@@ -161,7 +161,7 @@ test: all $(TESTS) examples check-layers
 	@$(MAKE) --no-print-directory run-examples
 	@NLLM_BUILD=$(BUILD) NLLM_PYTHON_LIB=$(if $(SAN),,$(SHLIB)) sh tests/run_tests.sh $(TESTS) \
 	  tests/server/run.sh tests/server/page.sh tests/server/grammar.sh \
-	  tests/server/tools.sh
+	  tests/server/embed.sh tests/server/tools.sh tests/server/lora.sh
 
 # The include layering of docs/architecture.md, checked on the code's own #include lines.
 check-layers:

@@ -23,6 +23,8 @@ FUZZ_MAXLEN_fuzz_tokjson     := 16384
 FUZZ_MAXLEN_fuzz_gbnf        := 4096
 FUZZ_MAXLEN_fuzz_json_schema := 8192
 FUZZ_MAXLEN_fuzz_serve_request := 8192
+FUZZ_MAXLEN_fuzz_lora        := 65536
+FUZZ_MAXLEN_fuzz_state       := 16384
 # Harnesses of code outside the library name its sources here.
 FUZZ_EXTRA_serve_request := -Itools/serve tools/serve/request.c tools/serve/textout.c \
   tools/serve/toolcall.c

@@ -250,7 +250,8 @@ NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_
                                               int32_t n_messages, int32_t add_assistant_prompt,
                                               char *buf, int32_t cap, int32_t *n_out);
 
-/* ---------------------------------------------------------------- chat templates: Jinja and tool calls */
+/* ---------------------------------------------------------------- chat templates: Jinja and tool
+ * calls */
 
 /* Rendering a conversation with a Jinja chat template, as transformers' apply_chat_template does
  * (docs/templates.md lists the supported Jinja subset and its limits). */
@@ -278,8 +279,8 @@ NLLM_API void nllm_chat_template_params_init(nllm_chat_template_params *params);
  * type error, or the template's raise_exception), NLLM_ERR_ABORTED (loop, recursion, output or
  * time limit). Thread-safe. */
 NLLM_API nllm_status nllm_chat_template_render(const nllm_model *model,
-                                               const nllm_chat_template_params *params,
-                                               char *buf, int32_t cap, int32_t *n_out);
+                                               const nllm_chat_template_params *params, char *buf,
+                                               int32_t cap, int32_t *n_out);
 
 /* Splits model output into OpenAI-shaped tool calls. format: NULL or "auto" (recognize),
  * "hermes" (<tool_call>{...}</tool_call>, Qwen, Hermes), "llama3" (a JSON object
@@ -306,7 +307,23 @@ typedef struct nllm_context_params {
   nllm_abort_fn abort_callback;
   void *abort_user_data;
   int32_t kv_type_v; /* V cache type (as kv_type); NLLM_TYPE_NONE (default): same as kv_type */
+  /* Embeddings (see "Embeddings" below). NLLM_EMBEDDINGS_OFF (default), _ONLY (no logits: the
+   * output head is skipped) or _WITH_LOGITS. Encoder models (BERT) need _ONLY. */
+  int32_t embeddings;
+  int32_t pooling;   /* NLLM_POOLING_*; default NLLM_POOLING_MODEL */
+  int32_t normalize; /* 1: L2-normalize every vector; 0: raw; -1 (default): the model's choice */
 } nllm_context_params;
+
+#define NLLM_EMBEDDINGS_OFF 0
+#define NLLM_EMBEDDINGS_ONLY 1
+#define NLLM_EMBEDDINGS_WITH_LOGITS 2
+
+/* Pooling of a sequence's per-token vectors into one; numbering is GGUF's <arch>.pooling_type. */
+#define NLLM_POOLING_MODEL (-1) /* the model's default (nllm_model_pooling) */
+#define NLLM_POOLING_NONE 0     /* per-token vectors only */
+#define NLLM_POOLING_MEAN 1     /* average over the sequence's rows */
+#define NLLM_POOLING_CLS 2      /* the first row (BERT's [CLS]) */
+#define NLLM_POOLING_LAST 3     /* the last row (decoder embedders: Qwen3-Embedding) */
 
 #define NLLM_SEQ_MAX 1024 /* largest n_seq_max */
 
@@ -336,8 +353,11 @@ NLLM_API void nllm_context_reset(nllm_context *ctx);
 
 typedef struct nllm_timings {
   uint32_t struct_size;
-  int32_t n_prompt_tokens; /* tokens evaluated in batches of more than one */
-  int32_t n_gen_tokens;    /* tokens evaluated one at a time */
+  /* A decode call's rows count as prompt where their sequence has several rows in the call,
+   * as generated where it has one (a batched step of B sequences is B generated tokens); a
+   * call mixing both splits its time between them by rows. */
+  int32_t n_prompt_tokens;
+  int32_t n_gen_tokens;
   double prompt_ms;
   double gen_ms;
 } nllm_timings;
@@ -408,6 +428,61 @@ NLLM_API int32_t nllm_seq_pos_max(const nllm_context *ctx, int32_t seq);
 NLLM_API int32_t nllm_seq_n_tokens(const nllm_context *ctx, int32_t seq);
 /* Pool occupancy: cells holding data (shared cells once) and n_ctx. Either may be NULL. */
 NLLM_API nllm_status nllm_context_kv_cells(const nllm_context *ctx, int32_t *used, int32_t *total);
+
+/* ---------------------------------------------------------------- embeddings
+ *
+ * A context created with embeddings != NLLM_EMBEDDINGS_OFF keeps, for every row of each
+ * decode call, the model's final hidden state (decoders: after the final norm, the input of
+ * the output head; encoders: the last layer's output), and for every sequence with rows in that
+ * call the pooled vector of those rows. Decode each text whole in one call (many texts: one
+ * sequence id each, in one nllm_decode_batch). An encoder context (BERT: bidirectional
+ * attention) keeps nothing between calls: each call's sequences start at position 0, and a
+ * sequence's rows must be contiguous in the batch and fit in n_batch. Vectors are n_embd floats,
+ * L2-normalized when the context's normalize is on, valid until the next decode. */
+
+/* 1 for an encoder (BERT): it gives embeddings only (no logits, no generation); else 0. */
+NLLM_API int32_t nllm_model_is_encoder(const nllm_model *model);
+/* The model's default pooling (NLLM_POOLING_*) and normalization (1 or 0). */
+NLLM_API int32_t nllm_model_pooling(const nllm_model *model);
+NLLM_API int32_t nllm_model_normalize(const nllm_model *model);
+/* The pooling and normalization a context uses (the model's defaults resolved); -1 for a
+ * context without embeddings. */
+NLLM_API int32_t nllm_context_pooling(const nllm_context *ctx);
+NLLM_API int32_t nllm_context_normalize(const nllm_context *ctx);
+/* Pooled vector of sequence seq from the last decode. NLLM_ERR_INVALID_ARG: a context without
+ * embeddings, pooling NONE, or seq outside [0, n_seq_max); NLLM_ERR_NOT_FOUND: seq had no rows
+ * in the last decode call. */
+NLLM_API nllm_status nllm_get_embeddings_seq(nllm_context *ctx, int32_t seq, const float **out);
+/* Per-token vector of row i of the last decode call. NLLM_ERR_INVALID_ARG: a context without
+ * embeddings, or i outside the rows of that call. */
+NLLM_API nllm_status nllm_get_embeddings_ith(nllm_context *ctx, int32_t i, const float **out);
+
+/* ---------------------------------------------------------------- saved state
+ *
+ * A context's cached tokens saved as bytes and restored later (this process or another): to
+ * resume a long conversation or reuse a long prompt without evaluating it again. seq =
+ * NLLM_SEQ_ALL saves the whole context: every sequence's cells (shared cells stay shared) and
+ * the logits of the last decode. A sequence id saves that sequence alone, with its last logits
+ * row, and loads into any sequence id of any context of the same model.
+ * A state records the model's identity (shapes and a fingerprint of its weights), the KV cache
+ * types and a checksum (docs/formats.md "Saved state"). Loading checks all of it before it
+ * changes anything: another model or other KV types give NLLM_ERR_INVALID_ARG, a damaged or
+ * truncated state NLLM_ERR_FORMAT, a newer format NLLM_ERR_UNSUPPORTED, too few free cells
+ * NLLM_ERR_CONTEXT_FULL; the context is then exactly as before. After a load, the sequence
+ * holds the saved positions and nllm_get_logits / nllm_get_logits_seq give the saved logits
+ * (a sequence load replaces the logits of the last decode). Not on the CUDA backend yet
+ * (NLLM_ERR_UNSUPPORTED). */
+/* Bytes nllm_state_save needs now. */
+NLLM_API nllm_status nllm_state_size(nllm_context *ctx, int32_t seq, uint64_t *size);
+/* Writes the state into buf; NLLM_ERR_BUFFER_TOO_SMALL if cap is less than needed. *n_written:
+ * the state's size either way. */
+NLLM_API nllm_status nllm_state_save(nllm_context *ctx, int32_t seq, void *buf, uint64_t cap,
+                                     uint64_t *n_written);
+NLLM_API nllm_status nllm_state_load(nllm_context *ctx, int32_t seq, const void *buf,
+                                     uint64_t size);
+/* The same through a file, written atomically (complete under its name or not there). */
+NLLM_API nllm_status nllm_state_save_file(nllm_context *ctx, int32_t seq, const char *path);
+NLLM_API nllm_status nllm_state_load_file(nllm_context *ctx, int32_t seq, const char *path);
 
 /* ---------------------------------------------------------------- sampling */
 
@@ -507,6 +582,12 @@ typedef struct nllm_convert_params {
   const char *type_name;     /* a type or preset (nllm_type_parse); when set, wins over type */
   nllm_progress_fn progress; /* fraction done; non-zero cancels with NLLM_ERR_ABORTED */
   void *progress_user_data;
+  /* LoRA adapters (nllm_lora_adapter_load paths) merged into the written weights, each with
+   * its user scale (NULL: all 1): W + sum s * alpha/r * B A, then converted to the target type
+   * (without a target, each tensor's own type). Default none. */
+  const char *const *lora_paths;
+  const float *lora_scales;
+  int32_t n_lora;
 } nllm_convert_params;
 
 /* What a conversion did; filled up to its struct_size (which the caller sets). */
@@ -593,6 +674,51 @@ NLLM_API nllm_status nllm_grammar_validate(const char *grammar, const char *root
  * sentence of it (stopping here gives text that parses); else 0. After max_tokens, 0 means the
  * output was cut short. */
 NLLM_API int32_t nllm_sampler_grammar_complete(const nllm_sampler *sampler);
+
+/* ---------------------------------------------------------------- LoRA adapters */
+/* A LoRA adapter adds s * scale * B (A x) to the weight matrices it adapts (y = W x), where
+ * scale is alpha / r (alpha / sqrt(r) with rsLoRA) and s the user's scale given when attaching
+ * it. Adapters stay unmerged: A and B are kept in F32 next to the base weights (quantized or
+ * not), so one loaded base serves any number of adapters and contexts (docs/api.md). */
+typedef struct nllm_lora_adapter nllm_lora_adapter;
+
+/* Loads a PEFT folder (adapter_config.json + adapter_model.safetensors; F32/F16/BF16), the
+ * folder's .safetensors file, or a GGUF adapter (general.type "adapter", adapter.type "lora",
+ * as llama.cpp's convert_lora_to_gguf.py writes it) for `model`, checking every tensor against
+ * it: the architecture, a base matrix of that name, shapes and ranks. A mismatch is
+ * NLLM_ERR_FORMAT (or NLLM_ERR_UNSUPPORTED for DoRA, trained biases, embedding/output targets)
+ * naming the tensor. The model must outlive the adapter. */
+NLLM_API nllm_status nllm_lora_adapter_load(const nllm_model *model, const char *path,
+                                            nllm_lora_adapter **out);
+/* Releases the caller's handle. Contexts it is attached to keep it alive until they detach it
+ * or are freed, so freeing an attached adapter is safe. NULL is a no-op. */
+NLLM_API void nllm_lora_adapter_free(nllm_lora_adapter *adapter);
+/* general.name of a GGUF adapter, else the file or folder name. Owned by the adapter. */
+NLLM_API const char *nllm_lora_adapter_name(const nllm_lora_adapter *adapter);
+/* Adapted matrices, their largest rank, and alpha (the file's lora_alpha). */
+NLLM_API int32_t nllm_lora_adapter_n_matrices(const nllm_lora_adapter *adapter);
+NLLM_API int32_t nllm_lora_adapter_rank(const nllm_lora_adapter *adapter);
+NLLM_API float nllm_lora_adapter_alpha(const nllm_lora_adapter *adapter);
+
+/* Replaces the set of adapters the context applies: adapters[0..n) with scales[0..n) (NULL:
+ * all 1; 0 switches one off; several add up; n = 0 removes all). Takes effect from the next
+ * decode call; the KV cache already computed is kept (rewind or reset it to recompute a prompt
+ * under the new set). Every sequence uses the context's set unless it has its own
+ * (nllm_seq_set_lora). Each adapter must have been
+ * loaded for this context's model; a context with GPU layers refuses adapters
+ * (NLLM_ERR_UNSUPPORTED: merge with nllm_convert's lora fields instead). */
+NLLM_API nllm_status nllm_context_set_lora(nllm_context *ctx, nllm_lora_adapter *const *adapters,
+                                           const float *scales, int32_t n);
+/* Adapters attached to the context now (not counting sequences' own). */
+NLLM_API int32_t nllm_context_n_lora(const nllm_context *ctx);
+/* The same for one sequence of a multi-sequence context: its rows use these adapters instead
+ * of the context's, so sequences with different adapters share one nllm_decode_batch (the base
+ * weights are read once for all of them). n = 0: the sequence runs the plain base; n = -1: it
+ * goes back to the context's set. The set belongs to the sequence id and stays through
+ * nllm_seq_remove / nllm_context_reset until replaced. */
+NLLM_API nllm_status nllm_seq_set_lora(nllm_context *ctx, int32_t seq,
+                                       nllm_lora_adapter *const *adapters, const float *scales,
+                                       int32_t n);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,12 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok);
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), per row of n. */
 void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, int64_t n,
                   int64_t n_rows, float eps, int n_threads);
+/* LayerNorm: out[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i] per row of n (biased
+ * variance; b may be NULL). */
+void nllm_layernorm(float *out, const float *x, const float *w, const float *b, int64_t n,
+                    int64_t n_rows, float eps, int n_threads);
+/* In place: x = x/2 (1 + erf(x / sqrt 2)), the exact GELU (BERT's "gelu"). */
+void nllm_gelu_erf(float *x, int64_t n, int n_threads);
 /* Rotary embedding over n_heads heads of head_dim, first n_rot dims of each rotated.
  * neox = 0: pairs (2i, 2i+1) (GGUF llama); neox = 1: pairs (i, i + n_rot/2) (HF rotate_half).
  * freq[i] (n_rot/2 values) = theta^(-2i/n_rot) / scaling factors, precomputed by the caller. */

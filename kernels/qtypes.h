@@ -33,6 +33,11 @@ typedef void (*nllm_vec_dot4_fn)(int64_t n, float *s, const void *x, size_t x_st
 typedef void (*nllm_gemm_prep_fn)(int64_t n, const void *yq, void *prep);
 typedef void (*nllm_gemm4_fn)(int64_t n, float *s, size_t s_stride, const void *x, size_t x_stride,
                               const void *prep, size_t prep_stride, int n_tok);
+/* s[t * s_stride + r] = dot(row r, token t) for four rows r and four tokens t, token t's
+ * activations y_stride * t bytes after y: a batch unpacks each weight block once for four
+ * tokens instead of once per token. */
+typedef void (*nllm_vec_dot4x4_fn)(int64_t n, float *s, size_t s_stride, const void *x,
+                                   size_t x_stride, const void *y, size_t y_stride);
 
 /* Tokens from which nllm_matmul dequantizes weight tiles for OpenBLAS sgemm instead of running
  * the type's integer kernels. Float weights and the scalar tier cross here; quantized weights
@@ -57,6 +62,7 @@ typedef struct nllm_qtype_kernels {
   int32_t blas_min_tokens;        /* this tier's crossover (see NLLM_BLAS_MIN_TOKENS) */
   nllm_gemm_prep_fn gemm_prep;    /* with gemm4: the prompt path's register tiles */
   nllm_gemm4_fn gemm4;
+  nllm_vec_dot4x4_fn vec_dot4x4; /* four rows by four tokens (batches) */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -85,9 +91,13 @@ typedef struct nllm_qtype {
   int32_t blas_min_tokens; /* NLLM_BLAS_MIN_TOKENS or this tier's own crossover */
   /* optional (NULL): the prompt path's register tiles (see nllm_gemm4_fn); both or neither, and
    * where set they serve every batch of two or more tokens whose rows are a multiple of
-   * NLLM_GEMM_COLS long; equal to vec_dot4 on each row */
+   * NLLM_GEMM_COLS long (before vec_dot4x4, which serves the other lengths); equal to vec_dot4
+   * on each row */
   nllm_gemm_prep_fn gemm_prep;
   nllm_gemm4_fn gemm4;
+  /* optional (NULL): four rows by four tokens, equal to vec_dot on each pair; the batched
+   * path (several tokens: a prompt, or a decode step of many sequences) takes it first */
+  nllm_vec_dot4x4_fn vec_dot4x4;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;
@@ -106,7 +116,8 @@ typedef void (*nllm_attn_span_fn)(const struct nllm_attn_args *a, int64_t t, int
 typedef struct nllm_cpu_ops {
   float (*dot_f32)(const float *a, const float *b, int64_t n);
   void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
-  nllm_attn_span_fn attn_span; /* for head_dim a multiple of 8 */
+  nllm_attn_span_fn attn_span;           /* for head_dim a multiple of 8 */
+  void (*gelu_erf)(float *x, int64_t n); /* in place, the erf GELU (ops.c's is the reference) */
 } nllm_cpu_ops;
 /* The helpers of the tier in use. */
 const nllm_cpu_ops *nllm_cpu_ops_get(void);

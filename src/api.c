@@ -300,6 +300,8 @@ NLLM_API void nllm_context_params_init(nllm_context_params *p) {
   p->n_seq_max = 1;
   p->seed = NLLM_SEED_DEFAULT;
   p->kv_type_v = NLLM_TYPE_NONE;
+  p->pooling = NLLM_POOLING_MODEL;
+  p->normalize = -1;
 }
 
 NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context_params *params,
@@ -329,6 +331,16 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
             "(got %d)",
             p.kv_type_v);
 #undef KV_TYPE_OK
+  CHECK_ARG(p.embeddings >= NLLM_EMBEDDINGS_OFF && p.embeddings <= NLLM_EMBEDDINGS_WITH_LOGITS,
+            "nllm_context_params.embeddings must be NLLM_EMBEDDINGS_OFF (0), _ONLY (1) or "
+            "_WITH_LOGITS (2) (got %d)",
+            p.embeddings);
+  CHECK_ARG(p.pooling >= NLLM_POOLING_MODEL && p.pooling <= NLLM_POOLING_LAST,
+            "nllm_context_params.pooling must be NLLM_POOLING_MODEL (-1), NONE (0), MEAN (1), "
+            "CLS (2) or LAST (3) (got %d)",
+            p.pooling);
+  CHECK_ARG(p.normalize >= -1 && p.normalize <= 1,
+            "nllm_context_params.normalize must be -1 (the model's), 0 or 1 (got %d)", p.normalize);
   return nllm_ctx_create(m, &p, out);
 }
 
@@ -367,6 +379,56 @@ NLLM_API const float *nllm_get_logits(nllm_context *ctx) {
 NLLM_API const float *nllm_get_logits_ith(nllm_context *ctx, int32_t i) {
   if (!ctx || ctx->n_logits == 0 || i < 0 || i >= ctx->last_n || ctx->row_out[i] < 0) return NULL;
   return ctx->logits + (size_t)ctx->row_out[i] * ctx->model->hp.n_vocab;
+}
+
+NLLM_API int32_t nllm_model_is_encoder(const nllm_model *m) {
+  return m && !m->vocab_only && m->arch->bidirectional;
+}
+NLLM_API int32_t nllm_model_pooling(const nllm_model *m) {
+  return m && !m->vocab_only ? m->hp.pooling : NLLM_POOLING_NONE;
+}
+NLLM_API int32_t nllm_model_normalize(const nllm_model *m) {
+  return m && !m->vocab_only ? m->hp.normalize : 0;
+}
+NLLM_API int32_t nllm_context_pooling(const nllm_context *ctx) {
+  return ctx && ctx->p.embeddings ? ctx->pooling : -1;
+}
+NLLM_API int32_t nllm_context_normalize(const nllm_context *ctx) {
+  return ctx && ctx->p.embeddings ? ctx->normalize : -1;
+}
+
+NLLM_API nllm_status nllm_get_embeddings_seq(nllm_context *ctx, int32_t seq, const float **out) {
+  CHECK_ARG(out, "nllm_get_embeddings_seq: out is NULL");
+  *out = NULL;
+  CHECK_ARG(ctx, "nllm_get_embeddings_seq: ctx is NULL");
+  CHECK_ARG(ctx->p.embeddings,
+            "nllm_get_embeddings_seq: the context was created without embeddings "
+            "(nllm_context_params.embeddings)");
+  CHECK_ARG(ctx->pooling != NLLM_POOLING_NONE,
+            "nllm_get_embeddings_seq: the context's pooling is NONE (per-token vectors only: "
+            "nllm_get_embeddings_ith)");
+  CHECK_ARG(seq >= 0 && seq < ctx->n_seq,
+            "nllm_get_embeddings_seq: sequence %d is outside [0, %d) (n_seq_max)", seq, ctx->n_seq);
+  if (!ctx->seq_has_embd[seq])
+    return nllm_err(NLLM_ERR_NOT_FOUND,
+                    "nllm_get_embeddings_seq: sequence %d had no rows in the last decode call",
+                    seq);
+  *out = ctx->embd_seq + (size_t)seq * (size_t)ctx->model->hp.n_embd;
+  return NLLM_OK;
+}
+
+NLLM_API nllm_status nllm_get_embeddings_ith(nllm_context *ctx, int32_t i, const float **out) {
+  CHECK_ARG(out, "nllm_get_embeddings_ith: out is NULL");
+  *out = NULL;
+  CHECK_ARG(ctx, "nllm_get_embeddings_ith: ctx is NULL");
+  CHECK_ARG(ctx->p.embeddings,
+            "nllm_get_embeddings_ith: the context was created without embeddings "
+            "(nllm_context_params.embeddings)");
+  CHECK_ARG(i >= 0 && i < ctx->n_embd_rows,
+            "nllm_get_embeddings_ith: row %d is outside the last decode call's %d rows", i,
+            ctx->n_embd_rows);
+  *out = ctx->embd + (size_t)i * (size_t)ctx->model->hp.n_embd;
+  return NLLM_OK;
 }
 
 NLLM_API int32_t nllm_context_pos(const nllm_context *ctx) {
@@ -491,6 +553,52 @@ NLLM_API nllm_status nllm_context_kv_cells(const nllm_context *ctx, int32_t *use
   if (used) *used = ctx->cells.n_used;
   if (total) *total = ctx->cells.n_cells;
   return NLLM_OK;
+}
+
+/* ---------------------------------------------------------------- saved state */
+
+#define CHECK_STATE(ctx, seq, fn)                                                             \
+  CHECK_ARG(ctx, fn ": ctx is NULL");                                                         \
+  CHECK_ARG((seq) == NLLM_SEQ_ALL || ((seq) >= 0 && (seq) < (ctx)->n_seq),                    \
+            fn ": sequence id %d is outside [0, %d) (n_seq_max) and not NLLM_SEQ_ALL", (seq), \
+            (ctx)->n_seq)
+
+NLLM_API nllm_status nllm_state_size(nllm_context *ctx, int32_t seq, uint64_t *size) {
+  CHECK_STATE(ctx, seq, "nllm_state_size");
+  CHECK_ARG(size, "nllm_state_size: size is NULL");
+  nllm_status st = ctx_enter(ctx, "nllm_state_size");
+  return st ? st : ctx_leave(ctx, nllm_ctx_state_size(ctx, seq, size));
+}
+
+NLLM_API nllm_status nllm_state_save(nllm_context *ctx, int32_t seq, void *buf, uint64_t cap,
+                                     uint64_t *n_written) {
+  CHECK_STATE(ctx, seq, "nllm_state_save");
+  CHECK_ARG(n_written && (buf || cap == 0), "nllm_state_save: NULL argument");
+  nllm_status st = ctx_enter(ctx, "nllm_state_save");
+  return st ? st : ctx_leave(ctx, nllm_ctx_state_save(ctx, seq, buf, cap, n_written));
+}
+
+NLLM_API nllm_status nllm_state_load(nllm_context *ctx, int32_t seq, const void *buf,
+                                     uint64_t size) {
+  CHECK_STATE(ctx, seq, "nllm_state_load");
+  CHECK_ARG(buf || size == 0, "nllm_state_load: buf is NULL");
+  static const uint8_t none[1];
+  nllm_status st = ctx_enter(ctx, "nllm_state_load");
+  return st ? st : ctx_leave(ctx, nllm_ctx_state_load(ctx, seq, buf ? buf : none, size));
+}
+
+NLLM_API nllm_status nllm_state_save_file(nllm_context *ctx, int32_t seq, const char *path) {
+  CHECK_STATE(ctx, seq, "nllm_state_save_file");
+  CHECK_ARG(path && *path, "nllm_state_save_file: path is NULL or empty");
+  nllm_status st = ctx_enter(ctx, "nllm_state_save_file");
+  return st ? st : ctx_leave(ctx, nllm_ctx_state_save_file(ctx, seq, path));
+}
+
+NLLM_API nllm_status nllm_state_load_file(nllm_context *ctx, int32_t seq, const char *path) {
+  CHECK_STATE(ctx, seq, "nllm_state_load_file");
+  CHECK_ARG(path && *path, "nllm_state_load_file: path is NULL or empty");
+  nllm_status st = ctx_enter(ctx, "nllm_state_load_file");
+  return st ? st : ctx_leave(ctx, nllm_ctx_state_load_file(ctx, seq, path));
 }
 
 /* ---------------------------------------------------------------- sampling */
@@ -638,4 +746,54 @@ NLLM_API nllm_status nllm_grammar_validate(const char *grammar, const char *root
 
 NLLM_API int32_t nllm_sampler_grammar_complete(const nllm_sampler *s) {
   return s && s->gr && nllm_sgrammar_complete(s->gr);
+}
+
+/* ---------------------------------------------------------------- LoRA adapters */
+
+NLLM_API nllm_status nllm_lora_adapter_load(const nllm_model *model, const char *path,
+                                            nllm_lora_adapter **out) {
+  CHECK_ARG(out, "nllm_lora_adapter_load: out is NULL");
+  *out = NULL;
+  CHECK_ARG(model && path, "nllm_lora_adapter_load: model or path is NULL");
+  CHECK_ARG(!model->vocab_only, "nllm_lora_adapter_load: the model was loaded vocab_only");
+  return nllm_lora_load(model, path, out);
+}
+
+NLLM_API void nllm_lora_adapter_free(nllm_lora_adapter *adapter) {
+  nllm_lora_release(adapter);
+}
+
+NLLM_API const char *nllm_lora_adapter_name(const nllm_lora_adapter *a) {
+  return a ? a->name : "";
+}
+NLLM_API int32_t nllm_lora_adapter_n_matrices(const nllm_lora_adapter *a) {
+  return a ? a->n_mats : 0;
+}
+NLLM_API int32_t nllm_lora_adapter_rank(const nllm_lora_adapter *a) {
+  return a ? a->max_rank : 0;
+}
+NLLM_API float nllm_lora_adapter_alpha(const nllm_lora_adapter *a) {
+  return a ? a->alpha : 0.0f;
+}
+
+NLLM_API nllm_status nllm_context_set_lora(nllm_context *ctx, nllm_lora_adapter *const *adapters,
+                                           const float *scales, int32_t n) {
+  CHECK_ARG(ctx, "nllm_context_set_lora: ctx is NULL");
+  nllm_status st = ctx_enter(ctx, "nllm_context_set_lora");
+  if (st) return st;
+  return ctx_leave(ctx, nllm_ctx_set_lora(ctx, -1, adapters, scales, n));
+}
+
+NLLM_API int32_t nllm_context_n_lora(const nllm_context *ctx) {
+  return ctx ? ctx->lora.n : 0;
+}
+
+NLLM_API nllm_status nllm_seq_set_lora(nllm_context *ctx, int32_t seq,
+                                       nllm_lora_adapter *const *adapters, const float *scales,
+                                       int32_t n) {
+  CHECK_ARG(ctx, "nllm_seq_set_lora: ctx is NULL");
+  CHECK_ARG(seq >= 0, "nllm_seq_set_lora: sequence %d is negative", seq);
+  nllm_status st = ctx_enter(ctx, "nllm_seq_set_lora");
+  if (st) return st;
+  return ctx_leave(ctx, nllm_ctx_set_lora(ctx, seq, adapters, scales, n));
 }

@@ -19,23 +19,9 @@ static inline int argmax(const float *x, int n) {
   return b;
 }
 
-/* Evaluates golden prompt + gen ids with the model, compares the golden's rows. */
-static inline int compare_golden(const char *model_path, const char *golden_path, int32_t kv_type,
-                                 cmp_result *r) {
-  golden_logits *g = golden_logits_load(golden_path);
-  ck_assert_msg(g && g->n_prompt > 0, "cannot parse %s", golden_path);
-  nllm_model *m = NULL;
-  nllm_status st = nllm_model_load(model_path, NULL, &m);
-  ck_assert_msg(st == NLLM_OK, "load %s: %s", model_path, nllm_last_error());
-  ck_assert_int_eq(nllm_model_n_vocab(m), g->n_vocab);
-  nllm_context_params cp;
-  nllm_context_params_init(&cp);
-  cp.all_logits = 1;
-  cp.kv_type = kv_type;
-  cp.n_ctx = g->n_prompt + g->n_gen + 1;
-  nllm_context *ctx = NULL;
-  st = nllm_context_create(m, &cp, &ctx);
-  ck_assert_msg(st == NLLM_OK, "context for %s: %s", model_path, nllm_last_error());
+/* Evaluates golden prompt + gen ids on ctx (a fresh or reset context with all_logits and room
+ * for every id), comparing the golden's rows; resets ctx on the way. */
+static inline void compare_golden_ctx(nllm_context *ctx, const golden_logits *g, cmp_result *r) {
   int n_all = g->n_prompt + g->n_gen, first = n_all - g->n_pos;
   int *ids = malloc(sizeof(int) * (size_t)n_all);
   memcpy(ids, g->prompt_ids, sizeof(int) * (size_t)g->n_prompt);
@@ -70,6 +56,32 @@ static inline int compare_golden(const char *model_path, const char *golden_path
     r->n_rows++;
   }
   free(ids);
+}
+
+/* A context for replaying golden g (all logits, room for every id). */
+static inline nllm_context *golden_context(nllm_model *m, const golden_logits *g, int32_t kv_type) {
+  ck_assert_int_eq(nllm_model_n_vocab(m), g->n_vocab);
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.all_logits = 1;
+  cp.kv_type = kv_type;
+  cp.n_ctx = g->n_prompt + g->n_gen + 1;
+  nllm_context *ctx = NULL;
+  nllm_status st = nllm_context_create(m, &cp, &ctx);
+  ck_assert_msg(st == NLLM_OK, "context: %s", nllm_last_error());
+  return ctx;
+}
+
+/* Evaluates golden prompt + gen ids with the model, compares the golden's rows. */
+static inline int compare_golden(const char *model_path, const char *golden_path, int32_t kv_type,
+                                 cmp_result *r) {
+  golden_logits *g = golden_logits_load(golden_path);
+  ck_assert_msg(g && g->n_prompt > 0, "cannot parse %s", golden_path);
+  nllm_model *m = NULL;
+  nllm_status st = nllm_model_load(model_path, NULL, &m);
+  ck_assert_msg(st == NLLM_OK, "load %s: %s", model_path, nllm_last_error());
+  nllm_context *ctx = golden_context(m, g, kv_type);
+  compare_golden_ctx(ctx, g, r);
   nllm_context_free(ctx);
   nllm_model_free(m);
   golden_logits_free(g);

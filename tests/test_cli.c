@@ -108,6 +108,8 @@ START_TEST(errors_are_one_line) {
       "run --temp=abc",
       "run --ids=1",
       "bench -p 4,x",
+      "bench --parallel 0",
+      "bench --parallel 4,2000",
       "chat --chat-template zephyr",
       /* a prompt that cannot fit in the context is an error, not an empty success */
       "run -p 'Once upon a time, there was a little girl' -c 8 -n 20",
@@ -293,6 +295,21 @@ START_TEST(bench_rows) {
   snprintf(cmd, sizeof cmd, "%s bench -p 4 -n 2 -r 3", nllm_bin);
   ck_assert_int_eq(run(cmd, &out, NULL), 0);
   ck_assert_msg(strstr(out, "± ") && strstr(out, "pp4") && strstr(out, "tg2"), "%s", out);
+  free(out);
+  /* --parallel: one row per sequence count, prompt and aggregate generation rates */
+  snprintf(cmd, sizeof cmd, "%s bench --parallel 1,3 -p 5 -n 3 -t 1 -r 1 --json", nllm_bin);
+  ck_assert_int_eq(run(cmd, &out, NULL), 0);
+  rows = 0;
+  for (char *l = out; (l = strstr(l, "\"test\": \"parallel\"")); l++) rows++;
+  ck_assert_int_eq(rows, 2);
+  ck_assert_msg(strstr(out, "\"n_seq\": 3, \"n_prompt\": 5, \"n_gen\": 3") &&
+                    strstr(out, "\"tg_tokens_per_s\": ") && strstr(out, "\"pp_tokens_per_s\": "),
+                "%s", out);
+  ck_assert_ptr_null(strstr(out, "\"tg_tokens_per_s\": 0.000"));
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s bench --parallel 2 -p 4 -n 2 -r 1", nllm_bin);
+  ck_assert_int_eq(run(cmd, &out, NULL), 0);
+  ck_assert_msg(strstr(out, "| sequences |") && strstr(out, "|         2 |"), "%s", out);
   free(out);
 }
 END_TEST

@@ -458,11 +458,69 @@ static void check_dot4_fn(const nllm_qtype *q, nllm_vec_dot4_fn dot4, const char
   }
 }
 
-/* Both four-row kernels a tier may have: decode's and the prompt tiles'. */
+/* The four-rows-by-four-tokens kernel against the exact dot of each pair: every data kind
+ * (a different one per row and per token), odd block counts, rows and tokens further apart
+ * than their size, results written with a stride wider than four. */
+static void check_dot4x4(const nllm_qtype *q) {
+  const int32_t type = q->type;
+  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  int big = q->block_size == QK_K || vq->block_size == QK_K;
+  const int64_t *lens = big ? lens_256 : lens_32;
+  int nl =
+      big ? (int)(sizeof lens_256 / sizeof *lens_256) : (int)(sizeof lens_32 / sizeof *lens_32);
+  enum { SS = 7 };
+  for (int li = 0; li < nl; li++) {
+    const int64_t n = lens[li];
+    const size_t rs = nllm_row_size(type, n), stride = rs + (size_t)q->type_size;
+    const size_t yrs = nllm_row_size(q->vec_dot_type, n), ystride = yrs + (size_t)vq->type_size;
+    float *x = malloc(sizeof(float) * (size_t)n * 4), *y = malloc(sizeof(float) * (size_t)n * 4);
+    float *a = malloc(sizeof(float) * (size_t)n * 4), *ya = malloc(sizeof(float) * (size_t)n * 4);
+    uint8_t *wq = malloc(stride * 4), *yq = malloc(ystride * 4);
+    memset(wq, 0xff, stride * 4); /* the gaps between rows and tokens are never read */
+    memset(yq, 0xff, ystride * 4);
+    for (int kind = 0; kind < N_DATA; kind++) {
+      for (int r = 0; r < 4; r++) {
+        fill(x + r * n, n, (kind + r) % N_DATA);
+        q->from_float_ref(x + r * n, wq + (size_t)r * stride, n);
+        q->to_float_ref(wq + (size_t)r * stride, a + r * n, n);
+        const int yk = (kind + 2 * r + 1) % N_DATA;
+        fill(y + r * n, n, yk == DATA_ZERO ? DATA_GAUSS : yk);
+        if (yk == DATA_LARGE)
+          for (int64_t i = 0; i < n; i++) y[r * n + i] *= 1.0f / 30;
+        vq->from_float_ref(y + r * n, yq + (size_t)r * ystride, n);
+        vq->to_float_ref(yq + (size_t)r * ystride, ya + r * n, n);
+      }
+      float s[4 * SS];
+      for (int i = 0; i < 4 * SS; i++) s[i] = NAN;
+      q->vec_dot4x4(n, s, SS, wq, stride, yq, ystride);
+      for (int t = 0; t < 4; t++)
+        for (int r = 0; r < 4; r++) {
+          const uint8_t *row = wq + (size_t)r * stride, *tok = yq + (size_t)t * ystride;
+          double sumabs, ex = dot_exact(a + r * n, ya + t * n, n, &sumabs);
+          double tol = dot_tol(n, sumabs) + offset_tol(q, row, tok, n);
+          ck_assert_msg(fabs(s[t * SS + r] - ex) <= tol,
+                        "%s vec_dot4x4 row %d token %d: %.9g, exact %.9g (n %lld kind %d)", q->name,
+                        r, t, s[t * SS + r], ex, (long long)n, kind);
+        }
+      for (int t = 0; t < 4; t++) /* nothing written between a token's four results */
+        for (int i = 4; i < SS; i++) ck_assert(isnan(s[t * SS + i]));
+    }
+    free(x);
+    free(y);
+    free(a);
+    free(ya);
+    free(wq);
+    free(yq);
+  }
+}
+
+/* Both four-row kernels a tier may have: decode's and the prompt tiles'; and the batches'
+ * four-by-four one. */
 static void check_dot4(int32_t type) {
   const nllm_qtype *q = nllm_qtype_get(type);
   if (q->vec_dot4) check_dot4_fn(q, q->vec_dot4, "vec_dot4");
   if (q->vec_dot4_tile) check_dot4_fn(q, q->vec_dot4_tile, "vec_dot4_tile");
+  if (q->vec_dot4x4) check_dot4x4(q);
 }
 
 START_TEST(dot4_vs_ref) {
@@ -766,7 +824,7 @@ START_TEST(registry_vs_format_table) {
         ck_assert(!q->gemm4);
         ck_assert(q->to_float == q->to_float_ref && q->from_float == q->from_float_ref &&
                   q->vec_dot == q->vec_dot_ref);
-        ck_assert(!q->vec_dot4 && !q->vec_dot4_tile);
+        ck_assert(!q->vec_dot4 && !q->vec_dot4_tile && !q->vec_dot4x4);
         ck_assert_int_eq(q->blas_min_tokens, NLLM_BLAS_MIN_TOKENS);
       }
     }

@@ -170,6 +170,7 @@ static void dot_item(void *vjob, int64_t item, int worker) {
   const nllm_vec_dot_fn dot = j->q->vec_dot;
   const nllm_vec_dot4_fn dot4 =
       j->n_tok > 1 && j->q->vec_dot4_tile ? j->q->vec_dot4_tile : j->q->vec_dot4;
+  const nllm_vec_dot4x4_fn dot4x4 = j->n_tok >= 4 ? j->q->vec_dot4x4 : NULL;
   const int64_t r0 = item * j->item_rows;
   const int64_t r1 = r0 + j->item_rows < j->rows ? r0 + j->item_rows : j->rows;
   for (int64_t t0 = 0; t0 < j->n_tok; t0 += TOK_TILE) {
@@ -178,7 +179,12 @@ static void dot_item(void *vjob, int64_t item, int worker) {
     if (dot4)
       for (; r + 4 <= r1; r += 4) {
         const uint8_t *wr = j->W + (size_t)r * j->w_rs;
-        for (int64_t t = t0; t < t1; t++)
+        int64_t t = t0;
+        if (dot4x4)
+          for (; t + 4 <= t1; t += 4)
+            dot4x4(j->cols, &j->y[t * j->rows + r], (size_t)j->rows, wr, j->w_rs,
+                   j->act + (size_t)t * j->a_rs, j->a_rs);
+        for (; t < t1; t++)
           dot4(j->cols, &j->y[t * j->rows + r], wr, j->w_rs, j->act + (size_t)t * j->a_rs);
       }
     for (; r < r1; r++) {

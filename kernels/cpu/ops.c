@@ -51,6 +51,35 @@ void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, in
   nllm_pool_run(n_threads, n_rows, rmsnorm_row, &j);
 }
 
+typedef struct layernorm_job {
+  float *out;
+  const float *x, *w, *b;
+  float eps;
+  int64_t n;
+} layernorm_job;
+
+/* Two passes (mean, then the centred variance) in double: BERT's eps is 1e-12, so nothing
+ * hides the cancellation a one-pass E[x^2] - E[x]^2 in float would suffer. */
+static void layernorm_row(void *vjob, int64_t r, int worker) {
+  const layernorm_job *j = vjob;
+  (void)worker;
+  const float *xr = j->x + r * j->n;
+  float *o = j->out + r * j->n;
+  double mean = 0, var = 0;
+  for (int64_t i = 0; i < j->n; i++) mean += xr[i];
+  mean /= (double)j->n;
+  for (int64_t i = 0; i < j->n; i++) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+  const double inv = 1.0 / sqrt(var / (double)j->n + (double)j->eps);
+  for (int64_t i = 0; i < j->n; i++)
+    o[i] = (float)(((double)xr[i] - mean) * inv) * j->w[i] + (j->b ? j->b[i] : 0.0f);
+}
+
+void nllm_layernorm(float *out, const float *x, const float *w, const float *b, int64_t n,
+                    int64_t n_rows, float eps, int n_threads) {
+  layernorm_job j = {out, x, w, b, eps, n};
+  nllm_pool_run(n_threads, n_rows, layernorm_row, &j);
+}
+
 void nllm_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int32_t pos,
                const float *inv_freq, int neox) {
   enum { CHUNK = 256 };
@@ -108,6 +137,29 @@ static void glu_chunk(void *vjob, int64_t c, int worker) {
 void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gelu, int n_threads) {
   glu_job j = {out, gate, up, n, gelu};
   nllm_pool_run(n_threads, (n + GLU_CHUNK - 1) / GLU_CHUNK, glu_chunk, &j);
+}
+
+typedef struct gelu_job {
+  float *x;
+  int64_t n;
+} gelu_job;
+
+static void gelu_erf_chunk(void *vjob, int64_t c, int worker) {
+  const gelu_job *j = vjob;
+  (void)worker;
+  const int64_t i0 = c * GLU_CHUNK, i1 = (c + 1) * GLU_CHUNK < j->n ? (c + 1) * GLU_CHUNK : j->n;
+  const nllm_cpu_ops *isa = nllm_cpu_ops_get();
+  if (isa->gelu_erf) {
+    isa->gelu_erf(j->x + i0, i1 - i0);
+    return;
+  }
+  for (int64_t i = i0; i < i1; i++)
+    j->x[i] = 0.5f * j->x[i] * (1.0f + erff(j->x[i] * 0.70710678118654752f));
+}
+
+void nllm_gelu_erf(float *x, int64_t n, int n_threads) {
+  gelu_job j = {x, n};
+  nllm_pool_run(n_threads, (n + GLU_CHUNK - 1) / GLU_CHUNK, gelu_erf_chunk, &j);
 }
 
 void nllm_softmax(float *x, int64_t n) {

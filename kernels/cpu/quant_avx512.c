@@ -191,6 +191,61 @@ static inline __attribute__((always_inline)) void dot4_32b(const int kind, int64
 static void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32b(K_Q4_0, n, s, x, bx, y);
 }
+/* Q4_0, four rows by four tokens: dot4_32b's arithmetic with the unpacking of each row's four
+ * blocks (permute, nibble split, scales) done once for the four tokens. Sixteen accumulators,
+ * twelve unpacked registers and four of the token leave the compiler a few spills of the
+ * loop-invariant tables, which cost less than the unpacking saved (a decode step of 16
+ * sequences, 134M Q4_0: docs/performance.md). */
+static void q4_0_vec_dot4x4_avx512(int64_t n, float *s, size_t ss, const void *vx, size_t bx,
+                                   const void *vy, size_t by) {
+  const uint8_t *x0 = vx, *y0 = vy;
+  const size_t xs = sizeof(block_q4_0), ys = sizeof(block_q8_0);
+  const k32_index *ix = &k32_tables[K_Q4_0];
+  const __m512i idx_q = _mm512_loadu_si512(ix->qs), idx_w = _mm512_loadu_si512(ix->w);
+  const __m512i m4 = _mm512_set1_epi8(15), voff = _mm512_set1_epi8(8);
+  const int64_t nb = n / QK, nq = nb / 4 * 4;
+  __m512 acc[4][4];
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 4; r++) acc[t][r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nq; b += 4) {
+    __m512i lo[4], hi[4];
+    __m512 dx[4];
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      const __m512i z0 = _mm512_loadu_si512(x), z1 = _mm512_loadu_si512(x + 4 * xs - 64);
+      const __m512i q = _mm512_permutex2var_epi8(z0, idx_q, z1);
+      lo[r] = _mm512_and_si512(q, m4);
+      hi[r] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+      dx[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(z0, idx_w, z1)));
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+      const uint8_t *yb = y0 + (size_t)t * by + (size_t)b * ys;
+      __m512i ylo, yhi;
+      y_quad(yb + 2, ys, &ylo, &yhi);
+      const __m512i yoff = _mm512_sub_epi32(
+          _mm512_setzero_si512(),
+          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), voff, ylo), voff, yhi));
+      const __m512 dy = h4_x4(yb, ys);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(yoff, lo[r], ylo), hi[r], yhi);
+        acc[t][r] = _mm512_fmadd_ps(_mm512_mul_ps(dx[r], dy), _mm512_cvtepi32_ps(p), acc[t][r]);
+      }
+    }
+  }
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 4; r++) {
+      float tail = 0;
+      if (nq < nb) /* the last one to three blocks by the one-row kernel */
+        q4_0_vec_dot_avx2((nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs,
+                          y0 + (size_t)t * by + (size_t)nq * ys);
+      s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[t][r]) + tail;
+    }
+}
+
 static void iq4_nl_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32b(K_IQ4_NL, n, s, x, bx, y);
 }
@@ -261,6 +316,76 @@ static void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx,
                         y0 + (size_t)nq * xs);
     s[r] = _mm512_reduce_add_ps(acc[r]) + t;
   }
+}
+
+/* Q8_0, four rows by four tokens: q8_0_vec_dot4_avx512's arithmetic with each row's loads,
+ * permutes, scales and its 128 * sum(x) term done once for the four tokens. */
+static void q8_0_vec_dot4x4_avx512(int64_t n, float *s, size_t ss, const void *vx, size_t bx,
+                                   const void *vy, size_t by) {
+  const uint8_t *x0 = vx, *y0 = vy;
+  const size_t xs = sizeof(block_q8_0);
+  const __m512i idx_a = _mm512_loadu_si512(q8_0_qa), idx_b = _mm512_loadu_si512(q8_0_qb),
+                idx_w = _mm512_loadu_si512(q8_0_w);
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  const __m512i lanes01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                lanes23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const int64_t nb = n / QK, nq = nb / 4 * 4;
+  __m512 acc[4][4];
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 4; r++) acc[t][r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nq; b += 4) {
+    __m512i qa[4], qb[4], ka[4], kb[4];
+    __m512 dxa[4], dxb[4];
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      const __m512i l0 = _mm512_loadu_si512(x), l1 = _mm512_loadu_si512(x + 64),
+                    l2 = _mm512_loadu_si512(x + 72);
+      qa[r] = _mm512_permutex2var_epi8(l0, idx_a, l1);
+      qb[r] = _mm512_permutex2var_epi8(l1, idx_b, l2);
+      ka[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, qa[r]);
+      kb[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, qb[r]);
+      const __m512i w = _mm512_permutex2var_epi16(l0, idx_w, l1);
+      dxa[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
+      dxb[r] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(w, 1));
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+      const uint8_t *yb = y0 + (size_t)t * by + (size_t)b * xs;
+      const __m512i y01 = _mm512_xor_si512(
+          k128,
+          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(yb + 2))),
+                             _mm256_loadu_si256((const __m256i *)(yb + xs + 2)), 1));
+      const __m512i y23 = _mm512_xor_si512(
+          k128, _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(yb + 2 * xs + 2))),
+                    _mm256_loadu_si256((const __m256i *)(yb + 3 * xs + 2)), 1));
+      const __m128 dyf = _mm_cvtph_ps(
+          _mm_cvtsi64_si128((long long)((uint64_t)load_u16(yb) | (uint64_t)load_u16(yb + xs) << 16 |
+                                        (uint64_t)load_u16(yb + 2 * xs) << 32 |
+                                        (uint64_t)load_u16(yb + 3 * xs) << 48)));
+      const __m512 dy01 = _mm512_permutexvar_ps(lanes01, _mm512_castps128_ps512(dyf));
+      const __m512 dy23 = _mm512_permutexvar_ps(lanes23, _mm512_castps128_ps512(dyf));
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const __m512i pa =
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), y01, qa[r]), ka[r]);
+        const __m512i pb =
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), y23, qb[r]), kb[r]);
+        acc[t][r] = _mm512_fmadd_ps(_mm512_mul_ps(dxa[r], dy01), _mm512_cvtepi32_ps(pa), acc[t][r]);
+        acc[t][r] = _mm512_fmadd_ps(_mm512_mul_ps(dxb[r], dy23), _mm512_cvtepi32_ps(pb), acc[t][r]);
+      }
+    }
+  }
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 4; r++) {
+      float tail = 0;
+      if (nq < nb)
+        q8_0_vec_dot_avx2((nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs,
+                          y0 + (size_t)t * by + (size_t)nq * xs);
+      s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[t][r]) + tail;
+    }
 }
 
 /* ---------------------------------------------------------------- prompt tiles
@@ -649,6 +774,79 @@ static void q4_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, 
   dot4_k45(n, s, x, bx, y, sizeof(block_q4_K), offsetof(block_q4_K, scales),
            offsetof(block_q4_K, qs), -1);
 }
+/* Q4_K, four rows by four tokens: dot4_k45's arithmetic with each row's scales, mins and nibbles
+ * unpacked once for the four tokens. Rows outer, tokens inner keeps one row's unpacked registers
+ * (eight) and the sixteen accumulators live. The min terms keep their own accumulators and the
+ * same order of operations as dot4_k45, so a token's result is bit-identical whichever of the
+ * two kernels a batch gives it (a model's output must not depend on its place in a batch). */
+static void q4_K_vec_dot4x4_avx512(int64_t n, float *s, size_t ss, const void *vx, size_t bx,
+                                   const void *vy, size_t by) {
+  const uint8_t *x0 = vx, *y0 = vy;
+  const size_t xs = sizeof(block_q4_K), off_sc = offsetof(block_q4_K, scales),
+               off_qs = offsetof(block_q4_K, qs);
+  const int64_t nb = n / QK_K;
+  const __m512i m4 = _mm512_set1_epi8(15);
+  const __m512i ilo[2] = {idx_pairs16(0, 2), idx_pairs16(4, 6)};
+  const __m512i ihi[2] = {idx_pairs16(1, 3), idx_pairs16(5, 7)};
+  __m512 acc[4][4];
+  __m256 accm[4][4];
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 4; r++) {
+      acc[t][r] = _mm512_setzero_ps();
+      accm[t][r] = _mm256_setzero_ps();
+    }
+  for (int64_t b = 0; b < nb; b++) {
+    __m512i ylo[4][2], yhi[4][2];
+    __m256i bsums[4];
+    float dy[4];
+    for (int t = 0; t < 4; t++) {
+      const block_q8_K *y = (const block_q8_K *)(y0 + (size_t)t * by) + b;
+      for (int c = 0; c < 2; c++) {
+        const __m512i a = _mm512_loadu_si512(y->qs + 128 * c),
+                      d = _mm512_loadu_si512(y->qs + 128 * c + 64);
+        ylo[t][c] = _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(1, 0, 1, 0));
+        yhi[t][c] = _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(3, 2, 3, 2));
+      }
+      bsums[t] = _mm256_loadu_si256((const __m256i *)y->bsums);
+      dy[t] = y->d;
+    }
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      __m128i sc16, mn16;
+      k4_scales(x + off_sc, &sc16, &mn16);
+      const __m512i scz = _mm512_castsi128_si512(sc16);
+      const __m256i mn32 = _mm256_cvtepu16_epi32(mn16);
+      const __m256i mpair = _mm256_or_si256(mn32, _mm256_slli_epi32(mn32, 16));
+      __m512i lo[2], hi[2], slo[2], shi[2];
+      for (int c = 0; c < 2; c++) {
+        const __m512i q = _mm512_loadu_si512(x + off_qs + 64 * c);
+        lo[c] = _mm512_and_si512(q, m4);
+        hi[c] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        slo[c] = _mm512_permutexvar_epi16(ilo[c], scz);
+        shi[c] = _mm512_permutexvar_epi16(ihi[c], scz);
+      }
+      const float dx = _cvtsh_ss(load_u16(x)), dmx = _cvtsh_ss(load_u16(x + 2));
+#pragma GCC unroll 4
+      for (int t = 0; t < 4; t++) {
+        __m512i sumi = _mm512_setzero_si512();
+        for (int c = 0; c < 2; c++) {
+          sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo[c], ylo[t][c]), slo[c]);
+          sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[c], yhi[t][c]), shi[c]);
+        }
+        const __m256i msum = _mm256_madd_epi16(bsums[t], mpair);
+        acc[t][r] =
+            _mm512_fmadd_ps(_mm512_set1_ps(dx * dy[t]), _mm512_cvtepi32_ps(sumi), acc[t][r]);
+        accm[t][r] =
+            _mm256_fmadd_ps(_mm256_set1_ps(dmx * dy[t]), _mm256_cvtepi32_ps(msum), accm[t][r]);
+      }
+    }
+  }
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 4; r++)
+      s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[t][r]) - hsum_ymm(accm[t][r]);
+}
+
 static void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k45(n, s, x, bx, y, sizeof(block_q5_K), offsetof(block_q5_K, scales),
            offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh));
@@ -1082,11 +1280,13 @@ void nllm_avx512_init(void) {
 static const nllm_qtype_kernels avx512_rows[] = {
     {.type = NLLM_TYPE_Q8_0,
      .vec_dot4_tile = q8_0_vec_dot4_avx512,
+     .vec_dot4x4 = q8_0_vec_dot4x4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_0_prep_avx512,
      .gemm4 = q8_0_gemm4_avx512},
     {.type = NLLM_TYPE_Q4_0,
      .vec_dot4 = q4_0_vec_dot4_avx512,
+     .vec_dot4x4 = q4_0_vec_dot4x4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q4_0_prep_avx512,
      .gemm4 = q4_0_gemm4_avx512},
@@ -1106,6 +1306,7 @@ static const nllm_qtype_kernels avx512_rows[] = {
     {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q4_K,
      .vec_dot4 = q4_K_vec_dot4_avx512,
+     .vec_dot4x4 = q4_K_vec_dot4x4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = k45_prep_avx512,
      .gemm4 = q4_K_gemm4_avx512},

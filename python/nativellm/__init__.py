@@ -62,6 +62,7 @@ from .library import (
     type_names,
     version,
 )
+from .lora import LoraAdapter
 from .model import Message, Model
 from .sampler import Sampler, json_schema_to_grammar
 from .templates import apply_chat_template, parse_tool_calls
@@ -73,6 +74,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Model",
     "Context",
+    "LoraAdapter",
     "Sampler",
     "apply_chat_template",
     "parse_tool_calls",

@@ -100,6 +100,15 @@ NLLM_FINISH_LENGTH = 2
 NLLM_FINISH_STOP = 3
 NLLM_FINISH_ABORTED = 4
 
+NLLM_EMBEDDINGS_OFF = 0
+NLLM_EMBEDDINGS_ONLY = 1
+NLLM_EMBEDDINGS_WITH_LOGITS = 2
+NLLM_POOLING_MODEL = -1
+NLLM_POOLING_NONE = 0
+NLLM_POOLING_MEAN = 1
+NLLM_POOLING_CLS = 2
+NLLM_POOLING_LAST = 3
+
 # ---------------------------------------------------------------- basic types
 
 nllm_status = c_int32
@@ -129,6 +138,13 @@ class nllm_gguf_writer(Structure):
 
 
 gguf_writer_p = POINTER(nllm_gguf_writer)
+
+
+class nllm_lora_adapter(Structure):
+    """Opaque: only ever handled through a pointer."""
+
+
+lora_adapter_p = POINTER(nllm_lora_adapter)
 
 # ---------------------------------------------------------------- callbacks
 
@@ -182,6 +198,9 @@ class nllm_context_params(Structure):
         ("abort_callback", nllm_abort_fn),
         ("abort_user_data", c_void_p),
         ("kv_type_v", c_int32),
+        ("embeddings", c_int32),
+        ("pooling", c_int32),
+        ("normalize", c_int32),
     ]
 
 
@@ -259,6 +278,9 @@ class nllm_convert_params(Structure):
         ("type_name", c_char_p),
         ("progress", nllm_progress_fn),
         ("progress_user_data", c_void_p),
+        ("lora_paths", POINTER(c_char_p)),
+        ("lora_scales", POINTER(c_float)),
+        ("n_lora", c_int32),
     ]
 
 
@@ -391,6 +413,23 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_seq_pos_max": (c_int32, [context_p, c_int32]),
     "nllm_seq_n_tokens": (c_int32, [context_p, c_int32]),
     "nllm_context_kv_cells": (nllm_status, [context_p, _i32p, _i32p]),
+    # embeddings
+    "nllm_model_is_encoder": (c_int32, [model_p]),
+    "nllm_model_pooling": (c_int32, [model_p]),
+    "nllm_model_normalize": (c_int32, [model_p]),
+    "nllm_context_pooling": (c_int32, [context_p]),
+    "nllm_context_normalize": (c_int32, [context_p]),
+    "nllm_get_embeddings_seq": (nllm_status, [context_p, c_int32, POINTER(_floatp)]),
+    "nllm_get_embeddings_ith": (nllm_status, [context_p, c_int32, POINTER(_floatp)]),
+    # saved state
+    "nllm_state_size": (nllm_status, [context_p, c_int32, POINTER(c_uint64)]),
+    "nllm_state_save": (
+        nllm_status,
+        [context_p, c_int32, c_void_p, c_uint64, POINTER(c_uint64)],
+    ),
+    "nllm_state_load": (nllm_status, [context_p, c_int32, c_void_p, c_uint64]),
+    "nllm_state_save_file": (nllm_status, [context_p, c_int32, c_char_p]),
+    "nllm_state_load_file": (nllm_status, [context_p, c_int32, c_char_p]),
     # sampling
     "nllm_sampler_params_init": (None, [POINTER(nllm_sampler_params)]),
     "nllm_sampler_create": (
@@ -458,6 +497,22 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_json_schema_to_grammar": (nllm_status, [c_char_p, c_char_p, c_int32, _i32p]),
     "nllm_grammar_validate": (nllm_status, [c_char_p, c_char_p]),
     "nllm_sampler_grammar_complete": (c_int32, [sampler_p]),
+    # LoRA adapters
+    "nllm_lora_adapter_load": (nllm_status, [model_p, c_char_p, POINTER(lora_adapter_p)]),
+    "nllm_lora_adapter_free": (None, [lora_adapter_p]),
+    "nllm_lora_adapter_name": (c_char_p, [lora_adapter_p]),
+    "nllm_lora_adapter_n_matrices": (c_int32, [lora_adapter_p]),
+    "nllm_lora_adapter_rank": (c_int32, [lora_adapter_p]),
+    "nllm_lora_adapter_alpha": (c_float, [lora_adapter_p]),
+    "nllm_context_set_lora": (
+        nllm_status,
+        [context_p, POINTER(lora_adapter_p), _floatp, c_int32],
+    ),
+    "nllm_context_n_lora": (c_int32, [context_p]),
+    "nllm_seq_set_lora": (
+        nllm_status,
+        [context_p, c_int32, POINTER(lora_adapter_p), _floatp, c_int32],
+    ),
 }
 
 
@@ -490,4 +545,5 @@ __all__ = [n for n in dir() if n.startswith(("nllm_", "NLLM_"))] + [
     "context_p",
     "sampler_p",
     "gguf_writer_p",
+    "lora_adapter_p",
 ]

@@ -1,9 +1,11 @@
-"""Context: one sequence on a Model (KV cache, position, logits) and generation on it."""
+"""Context: the sequences on a Model (KV cache, positions, logits), saved states, and generation
+on it."""
 
 from __future__ import annotations
 
 import array
 import ctypes
+import os
 import threading
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -22,6 +24,7 @@ from .generation import (
     takes_generate_options,
 )
 from .library import _type_id
+from .lora import AdapterSpec, _adapter_array
 from .sampler import Sampler
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,17 +37,21 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 # The keywords of Context() that Model.generate and friends route to the context (seed goes to
 # the sampler there, cancel is a generate option).
-CONTEXT_KEYWORDS = ("n_ctx", "n_threads", "n_batch", "kv_type", "all_logits")
+CONTEXT_KEYWORDS = ("n_ctx", "n_threads", "n_batch", "kv_type", "kv_type_v", "all_logits", "adapters")
 
 
 class Context(_Handle):
-    """One sequence on a Model: KV cache, position, logits. One thread at a time.
+    """Sequences on a Model: KV cache, positions, logits. One thread at a time.
 
-    Keyword parameters mirror nllm_context_params: ``n_ctx`` (0 = the model's default),
-    ``n_threads`` (0 = all cores), ``n_batch`` (0 = 512), ``kv_type`` ("F16", "F32" or an id),
-    ``all_logits`` (keep every position's logits of each decode), ``seed`` (for samplers made
-    with the default seed) and ``cancel`` (a threading.Event: once set, decode and generate
-    stop with AbortedError / a clean stop).
+    Keyword parameters mirror nllm_context_params: ``n_ctx`` (0 = the model's default; with
+    several sequences, the total of their tokens), ``n_threads`` (0 = all cores), ``n_batch``
+    (0 = 512), ``kv_type`` / ``kv_type_v`` (K and V cache types: "F16", "F32", "BF16", "Q8_0",
+    "Q4_0" or an id; V defaults to K's), ``all_logits`` (keep every position's logits of each
+    decode), ``n_seq_max`` (sequences 0..n-1 in one context, see decode_batch), ``seed`` (for
+    samplers made with the default seed) ``cancel`` (a threading.Event: once set, decode and
+    generate stop with AbortedError / a clean stop) and ``adapters`` (LoRA adapters to apply, as
+    for set_adapters). The one-sequence calls (decode, pos,
+    rewind, generate) work on sequence 0.
     """
 
     _kind = "context"
@@ -57,9 +64,12 @@ class Context(_Handle):
         n_threads: int = 0,
         n_batch: int = 0,
         kv_type: Union[int, str, None] = None,
+        kv_type_v: Union[int, str, None] = None,
         all_logits: bool = False,
+        n_seq_max: int = 1,
         seed: Optional[int] = None,
         cancel: Optional[threading.Event] = None,
+        adapters: Optional[Sequence[AdapterSpec]] = None,
     ) -> None:
         self._h: Optional[Any] = None
         self.model = model  # keeps the model alive for as long as the context
@@ -76,6 +86,9 @@ class Context(_Handle):
         _set_int_fields(p, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
         if kv_type is not None:
             p.kv_type = _type_id(kv_type)
+        if kv_type_v is not None:
+            p.kv_type_v = _type_id(kv_type_v)
+        _set_int_fields(p, n_seq_max=n_seq_max)
         p.all_logits = 1 if all_logits else 0
         if seed is not None:
             _set_int_fields(p, seed=seed)
@@ -85,6 +98,49 @@ class Context(_Handle):
         self._h = h
         self.n_vocab = model.n_vocab
         model._children.add(self)
+        if adapters:
+            try:
+                self.set_adapters(adapters)
+            except BaseException:
+                self.close()
+                raise
+
+    def set_adapters(self, adapters: Sequence[AdapterSpec]) -> None:
+        """Replace the LoRA adapters this context applies: LoraAdapter objects (scale 1) or
+        (adapter, scale) pairs; scale 0 switches one off, [] removes all. Takes effect from the
+        next decode; the cache already computed is kept (reset() to recompute a prompt)."""
+        arr, scales, n, objs = _adapter_array(adapters)
+        for a in objs:
+            if a.model is not self.model:
+                raise _invalid(f"adapter {a.path!r} was loaded for another model")
+        h = self._enter()
+        try:
+            _check(_C.nllm_context_set_lora(h, arr if n else None, scales if n else None, n))
+        finally:
+            self._leave()
+
+    def set_seq_adapters(self, seq: int, adapters: Optional[Sequence[AdapterSpec]]) -> None:
+        """nllm_seq_set_lora: sequence seq's own adapters ([] = the plain base), or None to
+        use the context's set again."""
+        if adapters is None:
+            arr, scales, n = None, None, -1
+        else:
+            arr, scales, n, objs = _adapter_array(adapters)
+            for a in objs:
+                if a.model is not self.model:
+                    raise _invalid(f"adapter {a.path!r} was loaded for another model")
+            if not n:
+                arr, scales = None, None
+        h = self._enter()
+        try:
+            _check(_C.nllm_seq_set_lora(h, _c_int("seq", seq), arr, scales, n))
+        finally:
+            self._leave()
+
+    @property
+    def n_adapters(self) -> int:
+        """LoRA adapters attached now."""
+        return int(_C.nllm_context_n_lora(self.handle))
 
     # -- lifetime
 
@@ -154,6 +210,9 @@ class Context(_Handle):
             if i is not None:
                 what = f"no logits for token {i} of the last decode (all_logits=True keeps them)"
             raise _invalid(what)
+        return self._copy_logits(ptr)
+
+    def _copy_logits(self, ptr: Any) -> Any:
         n = self.n_vocab
         raw = ctypes.string_at(ptr, n * 4)  # copy: the pointer dies at the next decode
         if _np is not None:
@@ -175,6 +234,141 @@ class Context(_Handle):
         h = self._enter()
         try:
             _C.nllm_context_reset(h)
+        finally:
+            self._leave()
+
+    # -- many sequences
+
+    @property
+    def n_seq_max(self) -> int:
+        """Sequences this context holds (ids 0 .. n_seq_max - 1)."""
+        return int(_C.nllm_context_n_seq_max(self.handle))
+
+    def decode_batch(
+        self,
+        tokens: Sequence[int],
+        seq_ids: Optional[Sequence[int]] = None,
+        pos: Optional[Sequence[int]] = None,
+        logits: Optional[Sequence[bool]] = None,
+    ) -> None:
+        """nllm_decode_batch: row i is tokens[i] of sequence seq_ids[i] (None: all sequence 0)
+        at position pos[i] (None: each sequence continues after its last position). logits
+        (None: the last row of each sequence) says which rows keep their logits: read them with
+        logits(i) or logits_seq(seq). Any mix of prompt chunks and single tokens; all or
+        nothing (ContextFullError when the pool lacks cells, every sequence unchanged)."""
+        n = len(tokens)
+        for name, arr in (("seq_ids", seq_ids), ("pos", pos), ("logits", logits)):
+            if arr is not None and len(arr) != n:
+                raise _invalid(f"decode_batch: {name} has {len(arr)} entries, tokens {n}")
+        b = ffi.nllm_batch()
+        _C.nllm_batch_init(ctypes.byref(b))
+        b.n_tokens = _c_int("len(tokens)", n)
+        keep = [_c_ints("tokens", tokens)]  # the arrays live until the call returns
+        b.tokens = keep[0]
+        if seq_ids is not None:
+            keep.append(_c_ints("seq_ids", seq_ids))
+            b.seq_id = keep[-1]
+        if pos is not None:
+            keep.append(_c_ints("pos", pos))
+            b.pos = keep[-1]
+        if logits is not None:
+            keep.append(_c_ints("logits", [1 if x else 0 for x in logits]))
+            b.logits = keep[-1]
+        h = self._enter()
+        try:
+            _check(_C.nllm_decode_batch(h, ctypes.byref(b)))
+        finally:
+            self._leave()
+
+    def logits_seq(self, seq: int) -> Any:
+        """A copy of the logits of sequence seq's last row with logits in the last decode (as
+        logits() returns them)."""
+        ptr = _C.nllm_get_logits_seq(self.handle, _c_int("seq", seq))
+        if not ptr:
+            raise _invalid(f"no logits for sequence {seq} in the last decode")
+        return self._copy_logits(ptr)
+
+    def _seq_call(self, fn: Any, *args: int) -> None:
+        h = self._enter()
+        try:
+            _check(fn(h, *(_c_int("argument", a) for a in args)))
+        finally:
+            self._leave()
+
+    def seq_remove(self, seq: int, p0: int = 0, p1: int = -1) -> None:
+        """Drop positions [p0, p1) of seq (p1 = -1: to the end; seq = -1: every sequence)."""
+        self._seq_call(_C.nllm_seq_remove, seq, p0, p1)
+
+    def seq_copy(self, src: int, dst: int, p0: int = 0, p1: int = -1) -> None:
+        """dst shares src's cells in [p0, p1) (a common prefix: nothing recomputed or copied)."""
+        self._seq_call(_C.nllm_seq_copy, src, dst, p0, p1)
+
+    def seq_keep(self, seq: int) -> None:
+        """Drop every sequence but seq."""
+        self._seq_call(_C.nllm_seq_keep, seq)
+
+    def seq_shift(self, seq: int, p0: int, p1: int, delta: int) -> None:
+        """Move seq's positions [p0, p1) by delta, re-rotating their keys (context shift)."""
+        self._seq_call(_C.nllm_seq_shift, seq, p0, p1, delta)
+
+    def seq_pos_min(self, seq: int) -> int:
+        """Smallest position of seq, -1 when empty."""
+        return int(_C.nllm_seq_pos_min(self.handle, _c_int("seq", seq)))
+
+    def seq_pos_max(self, seq: int) -> int:
+        """Largest position of seq, -1 when empty."""
+        return int(_C.nllm_seq_pos_max(self.handle, _c_int("seq", seq)))
+
+    def seq_n_tokens(self, seq: int) -> int:
+        """Cells seq holds."""
+        return int(_C.nllm_seq_n_tokens(self.handle, _c_int("seq", seq)))
+
+    @property
+    def kv_cells(self) -> Tuple[int, int]:
+        """(used, total) KV cells of the pool; a shared cell counts once."""
+        used, total = ctypes.c_int32(), ctypes.c_int32()
+        _check(_C.nllm_context_kv_cells(self.handle, ctypes.byref(used), ctypes.byref(total)))
+        return used.value, total.value
+
+    # -- saved state
+
+    def save_state(
+        self, path: Union[str, "os.PathLike[str]", None] = None, seq: Optional[int] = None
+    ) -> Optional[bytes]:
+        """Save the whole context (seq None) or one sequence: to path (written atomically) or,
+        without a path, as the returned bytes. The state records the model's identity and the
+        KV types; see load_state."""
+        which = ffi.NLLM_SEQ_ALL if seq is None else _c_int("seq", seq)
+        h = self._enter()
+        try:
+            if path is not None:
+                _check(_C.nllm_state_save_file(h, which, os.fsencode(path)))
+                return None
+            size = ctypes.c_uint64()
+            _check(_C.nllm_state_size(h, which, ctypes.byref(size)))
+            buf = ctypes.create_string_buffer(max(size.value, 1))
+            _check(_C.nllm_state_save(h, which, buf, size.value, ctypes.byref(size)))
+            return buf.raw[: size.value]
+        finally:
+            self._leave()
+
+    def load_state(
+        self, source: Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"],
+        seq: Optional[int] = None,
+    ) -> None:
+        """Restore a state from bytes or a file: a whole context's (seq None; replaces every
+        sequence) or a sequence's into sequence seq (any id; the others stay). Afterwards
+        logits() / logits_seq() give the saved logits. Another model or KV types:
+        InvalidArgumentError; damaged: FormatError; no room: ContextFullError. The context is
+        unchanged on any error."""
+        which = ffi.NLLM_SEQ_ALL if seq is None else _c_int("seq", seq)
+        h = self._enter()
+        try:
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                data = bytes(source)
+                _check(_C.nllm_state_load(h, which, data, len(data)))
+            else:
+                _check(_C.nllm_state_load_file(h, which, os.fsencode(source)))
         finally:
             self._leave()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _ffi as ffi
 from ._lib import lib as _C
@@ -22,10 +22,22 @@ def _run(
     type: Union[int, str, None],
     n_threads: int,
     progress: Optional[Progress],
+    lora: Sequence[Union[PathLike, Tuple[PathLike, float]]] = (),
 ) -> Dict[str, Any]:
     p = ffi.nllm_convert_params()
     _C.nllm_convert_params_init(ctypes.byref(p))
     p.n_threads = n_threads
+    paths: List[bytes] = []
+    scales: List[float] = []
+    for spec in lora:
+        path, scale = spec if isinstance(spec, tuple) else (spec, 1.0)
+        paths.append(os.fsencode(path))
+        scales.append(float(scale))
+    if paths:
+        keep = ((ctypes.c_char_p * len(paths))(*paths), (ctypes.c_float * len(scales))(*scales))
+        p.lora_paths = ctypes.cast(keep[0], ctypes.POINTER(ctypes.c_char_p))
+        p.lora_scales = ctypes.cast(keep[1], ctypes.POINTER(ctypes.c_float))
+        p.n_lora = len(paths)
     name = None
     if isinstance(type, str):
         name = type.encode()
@@ -61,14 +73,16 @@ def convert(
     *,
     n_threads: int = 0,
     progress: Optional[Progress] = None,
+    lora: Sequence[Union[PathLike, Tuple[PathLike, float]]] = (),
 ) -> Dict[str, Any]:
     """Write the model at src (GGUF file or Hugging Face folder) as a GGUF file at dst that
     llama.cpp-class engines load. ``type``: a weight type or mixed preset by name, any case
     ("Q8_0", "q4_k_m"), an NLLM_TYPE_* id, or None to keep each tensor's type. ``progress``
     gets the fraction done; returning True cancels with AbortedError (nothing is written at
     dst). The destination folder is checked before any work. Returns n_tensors, bytes_in,
-    bytes_out and seconds."""
-    return _run(_C.nllm_convert, src, dst, type, n_threads, progress)
+    bytes_out and seconds. ``lora``: LoRA adapters (paths, or (path, scale) pairs) merged into
+    the written weights."""
+    return _run(_C.nllm_convert, src, dst, type, n_threads, progress, lora)
 
 
 def quantize(

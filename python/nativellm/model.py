@@ -22,10 +22,13 @@ from typing import (
 from . import _ffi as ffi
 from ._handle import _c_int, _c_ints, _grow_call, _Handle, _set_int_fields, _to_bytes, _progress_fn
 from ._lib import lib as _C
+from .batch_generate import generate_batch
 from .context import CONTEXT_KEYWORDS, Context
+from .embeddings import embed as _embed
 from .errors import InternalError, _check, _error
 from .generation import Completion, GenerateOptions, takes_generate_options
 from .library import _type_id, type_name
+from .lora import LoraAdapter
 from .sampler import SAMPLER_KEYWORDS, Sampler
 from .templates import _render as _render_template
 
@@ -338,6 +341,11 @@ class Model(_Handle):
 
     # -- factories and convenience generation
 
+    def load_adapter(self, path: Union[str, "os.PathLike[str]"]) -> "LoraAdapter":
+        """Load a LoRA adapter (PEFT folder or GGUF file) for this model; attach it with
+        Context.set_adapters or generate(..., adapters=[(adapter, scale)])."""
+        return LoraAdapter(self, path)
+
     def context(self, **params: Any) -> Context:
         """A new Context on this model (see Context for the parameters)."""
         return Context(self, **params)
@@ -345,6 +353,27 @@ class Model(_Handle):
     def sampler(self, **params: Any) -> Sampler:
         """A new Sampler for this model (see Sampler for the parameters)."""
         return Sampler(self, **params)
+
+    # -- embeddings
+
+    @property
+    def is_encoder(self) -> bool:
+        """True for an encoder (BERT): embeddings only, no generation."""
+        with self._use() as h:
+            return bool(_C.nllm_model_is_encoder(h))
+
+    @property
+    def pooling(self) -> str:
+        """The model's default pooling: "none", "mean", "cls" or "last"."""
+        with self._use() as h:
+            return ("none", "mean", "cls", "last")[_C.nllm_model_pooling(h)]
+
+    def embed(self, texts: Any, **kw: Any) -> Any:
+        """Embedding vectors of texts (see nativellm.embeddings.embed): pooling=None (the
+        model's) / "mean" / "cls" / "last" / "none", normalize=True, batch_size=32 texts per
+        decode call. A list of float32 vectors (numpy arrays when NumPy is installed), or one
+        vector for a single text."""
+        return _embed(self, texts, **kw)
 
     @takes_generate_options(more_keywords=True)
     def generate(self, prompt: Union[str, bytes], **kw: Any) -> Completion:
@@ -354,12 +383,26 @@ class Model(_Handle):
         Generation keywords: see GenerateOptions. Sampling keywords (temperature, top_k, top_p,
         min_p, repeat_penalty, repeat_last_n, seed) default to the library's
         (nllm_sampler_params_init); ``temperature=0`` is greedy. Context keywords: n_ctx,
-        n_threads, n_batch, kv_type.
+        n_threads, n_batch, kv_type, adapters (LoRA adapters: [(adapter, scale), ...]).
         """
         opts = GenerateOptions.take(kw)
         skw, ckw = _split_keywords(kw)
         with Context(self, **ckw) as ctx, Sampler(self, **skw) as smp:
             return ctx._generate(prompt, smp, opts)
+
+    @takes_generate_options(more_keywords=True)
+    def generate_batch(
+        self, prompts: Sequence[Union[str, bytes]], *, n_parallel: int = 16, **kw: Any
+    ) -> List[Completion]:
+        """Generate a continuation of every prompt, decoded together in one Context of up to
+        n_parallel sequences (the rest start as others finish); one Completion per prompt, in
+        order. Keywords as for generate() (every prompt gets its own Sampler of the sampling
+        keywords; on_token and cancel are not taken). n_ctx defaults to the room the
+        n_parallel longest requests need at once. Greedy results are those of generate() for
+        each prompt alone."""
+        opts = GenerateOptions.take(kw)
+        skw, ckw = _split_keywords(kw)
+        return generate_batch(self, prompts, opts, skw, ckw, n_parallel)
 
     @takes_generate_options(more_keywords=True)
     def stream(self, prompt: Union[str, bytes], **kw: Any) -> Iterator[str]:

@@ -92,7 +92,8 @@ _SCALARS = {
     "nllm_token": ctypes.c_int32,
 }
 _HANDLES = {"nllm_model": ffi.nllm_model, "nllm_context": ffi.nllm_context,
-            "nllm_sampler": ffi.nllm_sampler, "nllm_gguf_writer": ffi.nllm_gguf_writer}
+            "nllm_sampler": ffi.nllm_sampler, "nllm_gguf_writer": ffi.nllm_gguf_writer,
+            "nllm_lora_adapter": ffi.nllm_lora_adapter}
 
 
 def expected_ctypes(ctype: Tuple[str, int]) -> List[object]:

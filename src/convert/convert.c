@@ -109,6 +109,8 @@ static int64_t layer_of(const char *name) {
 int32_t nllm_quant_tensor_type(const nllm_quant_target *tg, const nllm_tensor *t, int64_t n_layers,
                                int has_output) {
   if (t->n_dims < 2) return NLLM_TYPE_F32; /* norms and biases: small, and precision matters */
+  /* BERT's token-type rows are added to the F32 embeddings as stored (llama.cpp needs F32) */
+  if (strcmp(t->name, "token_types.weight") == 0) return NLLM_TYPE_F32;
   if (tg->kind == NLLM_PRESET_KEEP) return t->type;
   int32_t base = tg->type, q = base;
   int64_t il = layer_of(t->name);
@@ -263,6 +265,42 @@ static int skip_key(const char *key, int llama3) {
 nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
                                 const char *type_or_preset, int n_threads,
                                 nllm_progress_fn progress, void *user_data) {
+  return nllm_convert_source_merged(src, out_path, type_or_preset, n_threads, progress, user_data,
+                                    NULL, 0);
+}
+
+/* t as F32 with every adapter that adapts it merged in; NULL with *st set on failure, NULL with
+ * NLLM_OK when none adapts it. */
+static float *merge_lora(const nllm_tensor *t, int64_t n_layers, const nllm_lora_active *lora,
+                         int32_t n_lora, nllm_status *st) {
+  *st = NLLM_OK;
+  int il = -1, slot = nllm_lora_slot_of(t->name, (int32_t)n_layers, &il);
+  if (slot < 0 || t->n_dims != 2) return NULL;
+  int any = 0;
+  for (int32_t k = 0; k < n_lora; k++) any |= nllm_lora_mat_of(lora[k].a, il, slot)->r > 0;
+  if (!any) return NULL;
+  const nllm_qtype *q = nllm_qtype_get(t->type);
+  const int64_t rows = t->ne[1], cols = t->ne[0];
+  float *w = q ? nllm_aligned_alloc((size_t)(rows * cols) * sizeof(float)) : NULL;
+  if (!w) {
+    *st = q ? nllm_err(NLLM_ERR_NOMEM, "out of memory merging LoRA into '%s'", t->name)
+            : nllm_err(NLLM_ERR_UNSUPPORTED, "'%s': cannot merge LoRA into its type", t->name);
+    return NULL;
+  }
+  const size_t rs = nllm_row_size(t->type, cols);
+  for (int64_t r = 0; r < rows; r++)
+    q->to_float((const uint8_t *)t->data + (size_t)r * rs, w + r * cols, cols);
+  for (int32_t k = 0; k < n_lora; k++) {
+    const nllm_lora_mat *lm = nllm_lora_mat_of(lora[k].a, il, slot);
+    if (lm->r) nllm_lora_merge(lm, lora[k].scale, w, rows, cols);
+  }
+  return w;
+}
+
+nllm_status nllm_convert_source_merged(const nllm_source *src, const char *out_path,
+                                       const char *type_or_preset, int n_threads,
+                                       nllm_progress_fn progress, void *user_data,
+                                       const nllm_lora_active *lora, int32_t n_lora) {
   nllm_quant_target tg;
   nllm_status st = nllm_quant_target_parse(type_or_preset, &tg);
   if (st != NLLM_OK) return st;
@@ -280,8 +318,11 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
   int64_t n_freqs = 0;
   if (hf_layout && (st = llama3_rope_freqs(src, arch, &rope_freqs, &n_freqs)) != NLLM_OK) return st;
   nllm_tensor_job *jobs = nllm_calloc((size_t)src->n_tensors + 1, sizeof *jobs);
+  /* merged copies (F32) of the tensors adapters change, and their rows */
+  nllm_tensor *merged = nllm_calloc((size_t)src->n_tensors + 1, sizeof *merged);
+  float **merged_data = nllm_calloc((size_t)src->n_tensors + 1, sizeof *merged_data);
   gguf_writer *w = gguf_writer_new();
-  if (!jobs || !w) {
+  if (!jobs || !merged || !merged_data || !w) {
     st = nllm_err(NLLM_ERR_NOMEM, "out of memory");
     goto done;
   }
@@ -305,10 +346,20 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
   for (int64_t i = 0; i < src->n_tensors; i++) {
     const nllm_tensor *t = &src->tensors[i];
     nllm_tensor_job *j = &jobs[i];
-    j->t = t;
     j->out_type = nllm_quant_tensor_type(&tg, t, n_layers, has_output);
     if (tg.kind == NLLM_PRESET_KEEP && t->n_dims < 2 && !nllm_type_is_float(t->type))
       j->out_type = t->type; /* nothing to convert a quantized vector from */
+    if ((merged_data[i] = merge_lora(t, n_layers, lora, n_lora, &st))) {
+      /* converted from the merged F32 rows to the type the original would have become */
+      merged[i] = *t;
+      merged[i].type = NLLM_TYPE_F32;
+      merged[i].data = merged_data[i];
+      merged[i].nbytes = (uint64_t)(t->ne[0] * t->ne[1]) * sizeof(float);
+      t = &merged[i];
+    } else if (st) {
+      goto done;
+    }
+    j->t = t;
     if (permute && (name_is(t->name, ".attn_q.weight") || name_is(t->name, ".attn_q.bias")))
       j->permute_heads = n_head;
     if (permute && (name_is(t->name, ".attn_k.weight") || name_is(t->name, ".attn_k.bias")))
@@ -341,6 +392,8 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
         goto done;
       }
       if ((st = nllm_tensor_convert(j, n_threads)) != NLLM_OK) goto done;
+      nllm_aligned_free(merged_data[i]); /* converted: the F32 copy is not written */
+      merged_data[i] = NULL;
     }
     if (j->out_type != tg.type && tg.kind != NLLM_PRESET_KEEP && t->n_dims >= 2) {
       int32_t bs = 0, ts = 0;
@@ -351,7 +404,7 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
     if ((st = gguf_writer_add_tensor(w, t->name, j->out_type, t->n_dims, t->ne,
                                      j->out ? j->out : t->data, j->out_bytes)) != NLLM_OK)
       goto done;
-    done_bytes += t->nbytes;
+    done_bytes += src->tensors[i].nbytes;
     if (progress && progress((float)done_bytes / (float)total * 0.95f, user_data)) {
       st = nllm_err(NLLM_ERR_ABORTED, "conversion cancelled by the progress callback");
       goto done;
@@ -368,7 +421,11 @@ nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
 done:
   if (jobs)
     for (int64_t i = 0; i < src->n_tensors; i++) nllm_aligned_free(jobs[i].out);
+  if (merged_data)
+    for (int64_t i = 0; i < src->n_tensors; i++) nllm_aligned_free(merged_data[i]);
   free(jobs);
+  free(merged);
+  free(merged_data);
   gguf_writer_free(w);
   nllm_aligned_free(rope_freqs);
   return st;

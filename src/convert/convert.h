@@ -5,6 +5,7 @@
 
 #include "convert/gguf_write.h"
 #include "formats/source.h"
+#include "model/lora.h"
 #include "model/quantize_load.h"
 #include "tokenizer/tokenizer.h"
 
@@ -46,6 +47,13 @@ int32_t nllm_quant_tensor_type(const nllm_quant_target *t, const nllm_tensor *te
 nllm_status nllm_convert_source(const nllm_source *src, const char *out_path,
                                 const char *type_or_preset, int n_threads,
                                 nllm_progress_fn progress, void *user_data);
+/* The same with LoRA adapters merged into the matrices they adapt: each such tensor becomes
+ * F32 W + sum s * scale * B A (in src's layout: the adapters were loaded for a model built
+ * from src) before conversion to its target type. n_lora 0: nllm_convert_source. */
+nllm_status nllm_convert_source_merged(const nllm_source *src, const char *out_path,
+                                       const char *type_or_preset, int n_threads,
+                                       nllm_progress_fn progress, void *user_data,
+                                       const nllm_lora_active *lora, int32_t n_lora);
 
 /* The tokenizer.ggml.* keys of a tokenizer (as conversion writes them for an HF folder), padded
  * to n_vocab_model tokens when that is larger (0: no padding). */

@@ -2,6 +2,7 @@
  * the destination check before any work, and the stats. */
 #include <errno.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -62,6 +63,45 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The base is loaded as a model (mapped, nothing computed) so the adapters are checked against
+ * it exactly as at run time; its source is then converted with the adapters merged. */
+static nllm_status convert_merged(const nllm_convert_params *p, const char *in_path,
+                                  const char *out_path, const char *target, uint64_t *bytes_in,
+                                  int32_t *n_tensors) {
+  nllm_model_params mp;
+  nllm_model_params_init(&mp);
+  mp.use_mmap = 1;
+  mp.n_threads = p->n_threads;
+  nllm_model *m = NULL;
+  nllm_status st = nllm_mdl_load(in_path, &mp, &m);
+  if (st) return st;
+  nllm_lora_active *lora = nllm_calloc((size_t)p->n_lora, sizeof *lora);
+  int32_t n = 0;
+  if (!lora) st = nllm_err(NLLM_ERR_NOMEM, "out of memory");
+  for (; !st && n < p->n_lora; n++) {
+    if (p->lora_scales && !isfinite(p->lora_scales[n])) {
+      st = nllm_err(NLLM_ERR_INVALID_ARG, "lora_scales[%d] is not finite", n);
+      break;
+    }
+    if (!p->lora_paths[n]) {
+      st = nllm_err(NLLM_ERR_INVALID_ARG, "lora_paths[%d] is NULL", n);
+      break;
+    }
+    if ((st = nllm_lora_load(m, p->lora_paths[n], &lora[n].a))) break;
+    lora[n].scale = p->lora_scales ? p->lora_scales[n] : 1.0f;
+  }
+  if (!st) {
+    for (int64_t i = 0; i < m->src.n_tensors; i++) *bytes_in += m->src.tensors[i].nbytes;
+    *n_tensors = (int32_t)m->src.n_tensors;
+    st = nllm_convert_source_merged(&m->src, out_path, target, p->n_threads, p->progress,
+                                    p->progress_user_data, lora, n);
+  }
+  for (int32_t k = 0; lora && k < n; k++) nllm_lora_release(lora[k].a);
+  free(lora);
+  nllm_mdl_free(m);
+  return st;
+}
+
 static nllm_status run(const char *fn, int need_type, const char *in_path, const char *out_path,
                        const nllm_convert_params *params, nllm_convert_stats *stats) {
   double t0 = now_seconds();
@@ -92,13 +132,20 @@ static nllm_status run(const char *fn, int need_type, const char *in_path, const
   if (st != NLLM_OK) return st;
   if ((st = check_destination(out_path)) != NLLM_OK) return st;
 
-  nllm_source src;
-  if ((st = nllm_source_open(in_path, 1, &src)) != NLLM_OK) return st;
+  if (p.n_lora < 0 || p.n_lora > 64 || (p.n_lora > 0 && !p.lora_paths))
+    return nllm_err(NLLM_ERR_INVALID_ARG, "%s: n_lora %d (0..64) or lora_paths NULL", fn, p.n_lora);
   uint64_t bytes_in = 0;
-  for (int64_t i = 0; i < src.n_tensors; i++) bytes_in += src.tensors[i].nbytes;
-  int32_t n_tensors = (int32_t)src.n_tensors;
-  st = nllm_convert_source(&src, out_path, target, p.n_threads, p.progress, p.progress_user_data);
-  nllm_source_free(&src);
+  int32_t n_tensors = 0;
+  if (p.n_lora > 0) {
+    st = convert_merged(&p, in_path, out_path, target, &bytes_in, &n_tensors);
+  } else {
+    nllm_source src;
+    if ((st = nllm_source_open(in_path, 1, &src)) != NLLM_OK) return st;
+    for (int64_t i = 0; i < src.n_tensors; i++) bytes_in += src.tensors[i].nbytes;
+    n_tensors = (int32_t)src.n_tensors;
+    st = nllm_convert_source(&src, out_path, target, p.n_threads, p.progress, p.progress_user_data);
+    nllm_source_free(&src);
+  }
   if (st != NLLM_OK) return st;
   if (stats) {
     struct stat sb;

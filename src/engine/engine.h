@@ -26,7 +26,22 @@ struct nllm_context {
   const int32_t **vis_cell, **vis_pos;
   int32_t *n_vis, *out_rows;
   int32_t *seq_scratch; /* [n_seq] */
+  /* embeddings (p.embeddings != 0): the resolved pooling and normalization, every row's
+   * final hidden state of the last decode call, and each sequence's pooled vector */
+  int32_t pooling, normalize;
+  float *embd;         /* [embd_cap][n_embd] */
+  int32_t embd_cap;    /* rows allocated */
+  int32_t n_embd_rows; /* rows valid from the last decode */
+  float *embd_seq;     /* [n_seq][n_embd] */
+  uint8_t *seq_has_embd;
+  int32_t *seq_rows; /* [n_seq] rows of each sequence in the current call (pooling) */
   nllm_timings tm;
+  /* LoRA adapters (context_lora.c), each entry holding a reference to its adapter: the
+   * context's set, each sequence's own (n < 0: none, it uses the context's; NULL until a
+   * sequence gets one), and per forward chunk the set of each row */
+  nllm_lora_set lora;
+  nllm_lora_set *seq_lora;
+  const nllm_lora_set **row_lora;
   /* Set for the length of every API call that changes the context: a second concurrent call
    * gets NLLM_ERR_BUSY instead of interleaving writes into the cache and logits. */
   atomic_int busy;
@@ -43,10 +58,30 @@ nllm_status nllm_ctx_seq_keep(nllm_context *ctx, int32_t seq);
 nllm_status nllm_ctx_seq_shift(nllm_context *ctx, int32_t seq, int32_t p0, int32_t p1,
                                int32_t delta);
 void nllm_ctx_clear(nllm_context *ctx);
+/* Replaces the adapters of the context (seq < 0) or of one sequence (n < 0: it goes back to the
+ * context's); arguments checked here. */
+nllm_status nllm_ctx_set_lora(nllm_context *ctx, int32_t seq, nllm_lora_adapter *const *adapters,
+                              const float *scales, int32_t n);
+/* The adapters of each of the nb rows of a forward chunk (seq_ids NULL: all sequence 0), or
+ * NULL when no row has any. */
+const nllm_lora_set *const *nllm_ctx_lora_rows(nllm_context *ctx, const int32_t *seq_ids,
+                                               int32_t nb);
+void nllm_ctx_lora_free(nllm_context *ctx);
+/* Sequence 0's position (ctx->pos) after its cells changed. */
+void nllm_ctx_sync_pos(nllm_context *ctx);
+/* Room for a decode of `rows` rows keeping `logit_rows` rows of logits (may drop the logits). */
+nllm_status nllm_ctx_reserve_out(nllm_context *ctx, int32_t rows, int64_t logit_rows);
 
-nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, nllm_context **out);
-void nllm_ctx_free(nllm_context *ctx);
-nllm_status nllm_ctx_decode(nllm_context *ctx, const nllm_token *tokens, int32_t n);
+/* Saved states (state.c; seq = NLLM_SEQ_ALL for the whole context, arguments checked). */
+nllm_status nllm_ctx_state_size(nllm_context *ctx, int32_t seq, uint64_t *size);
+nllm_status nllm_ctx_state_save(nllm_context *ctx, int32_t seq, void *buf, uint64_t cap,
+                                uint64_t *n_written);
+nllm_status nllm_ctx_state_save_file(nllm_context *ctx, int32_t seq, const char *path);
+nllm_status nllm_ctx_state_load(nllm_context *ctx, int32_t seq, const void *buf, uint64_t size);
+nllm_status nllm_ctx_state_load_file(nllm_context *ctx, int32_t seq, const char *path);
+/* The checksum a state of size bytes (>= its 72-byte header) carries at byte 64: for tests
+ * that forge states whose damage only the structural checks can find. */
+uint64_t nllm_state_checksum(const uint8_t *state, uint64_t size);
 
 struct nllm_sampler {
   const nllm_model *model;

@@ -25,7 +25,8 @@ enum {
   A_GEMMA = 1 << 3,
   A_GEMMA2 = 1 << 4,
   A_PHI3 = 1 << 5,
-  A_ALL = 0xff,
+  A_BERT = 1 << 6,
+  A_ALL = 0xff & ~A_BERT, /* the decoders' rules */
 };
 
 typedef struct hf_arch {
@@ -38,7 +39,7 @@ static const hf_arch hf_archs[] = {
     {"LlamaForCausalLM", "llama", A_LLAMA}, {"MistralForCausalLM", "llama", A_LLAMA},
     {"Qwen2ForCausalLM", "qwen2", A_QWEN2}, {"Qwen3ForCausalLM", "qwen3", A_QWEN3},
     {"GemmaForCausalLM", "gemma", A_GEMMA}, {"Gemma2ForCausalLM", "gemma2", A_GEMMA2},
-    {"Phi3ForCausalLM", "phi3", A_PHI3},
+    {"Phi3ForCausalLM", "phi3", A_PHI3},    {"BertModel", "bert", A_BERT},
 };
 
 /* Per-layer tensors: HF stem after "model.layers.N." -> GGUF stem after "blk.N.". */
@@ -66,12 +67,25 @@ static const name_rule layer_rules[] = {
     {"mlp.up_proj", "ffn_up", A_ALL, R_BIAS},
     {"mlp.down_proj", "ffn_down", A_ALL, R_BIAS},
     {"mlp.gate_up_proj", "ffn_up", A_PHI3, R_BIAS},
+    /* BERT, after "encoder.layer.N." */
+    {"attention.self.query", "attn_q", A_BERT, R_BIAS},
+    {"attention.self.key", "attn_k", A_BERT, R_BIAS},
+    {"attention.self.value", "attn_v", A_BERT, R_BIAS},
+    {"attention.output.dense", "attn_output", A_BERT, R_BIAS},
+    {"attention.output.LayerNorm", "attn_output_norm", A_BERT, R_BIAS},
+    {"intermediate.dense", "ffn_up", A_BERT, R_BIAS},
+    {"output.dense", "ffn_down", A_BERT, R_BIAS},
+    {"output.LayerNorm", "layer_output_norm", A_BERT, R_BIAS},
 };
 
 static const name_rule global_rules[] = {
     {"model.embed_tokens", "token_embd", A_ALL, 0},
     {"model.norm", "output_norm", A_ALL, R_PLUS1},
     {"lm_head", "output", A_ALL, 0},
+    {"embeddings.word_embeddings", "token_embd", A_BERT, 0},
+    {"embeddings.position_embeddings", "position_embd", A_BERT, 0},
+    {"embeddings.token_type_embeddings", "token_types", A_BERT, 0},
+    {"embeddings.LayerNorm", "token_embd_norm", A_BERT, R_BIAS},
 };
 
 /* ---------------------------------------------------------------- json files */
@@ -511,6 +525,119 @@ static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cf
   return NLLM_OK;
 }
 
+static int shard_name_ok(const char *s);
+
+/* BertModel's config: absolute positions, LayerNorm, erf GELU; anything else is refused. */
+static nllm_status bert_hparam_keys(kv_builder *b, const cJSON *cfg, const char *file,
+                                    hf_model_info *info) {
+  nllm_status st;
+  int64_t hidden, layers, heads, ffn, vocab, ctx = 512, types = 2;
+  TRY(cfg_int(cfg, file, "hidden_size", 1, 1, 1 << 20, &hidden, NULL));
+  TRY(cfg_int(cfg, file, "num_hidden_layers", 1, 1, 4096, &layers, NULL));
+  TRY(cfg_int(cfg, file, "num_attention_heads", 1, 1, 4096, &heads, NULL));
+  TRY(cfg_int(cfg, file, "intermediate_size", 1, 1, 1 << 24, &ffn, NULL));
+  TRY(cfg_int(cfg, file, "vocab_size", 1, 1, INT32_MAX, &vocab, NULL));
+  TRY(cfg_int(cfg, file, "max_position_embeddings", 0, 1, 1 << 24, &ctx, NULL));
+  TRY(cfg_int(cfg, file, "type_vocab_size", 0, 1, 1024, &types, NULL));
+  if (hidden % heads)
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: hidden_size %lld is not a multiple of num_attention_heads %lld", file,
+                    (long long)hidden, (long long)heads);
+  double eps = 1e-12;
+  TRY(cfg_float(cfg, file, "layer_norm_eps", &eps, NULL));
+  if (!(eps >= 0 && eps < 1))
+    return nllm_err(NLLM_ERR_FORMAT, "%s: layer_norm_eps %g is out of range", file, eps);
+  const cJSON *act = jget(cfg, "hidden_act"), *pet = jget(cfg, "position_embedding_type");
+  if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "gelu") != 0))
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: hidden_act %.40s is not supported for BertModel (supported: gelu)", file,
+                    cJSON_IsString(act) ? act->valuestring : "(not a string)");
+  if (pet && (!cJSON_IsString(pet) || strcmp(pet->valuestring, "absolute") != 0))
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: position_embedding_type %.40s is not supported (supported: absolute)",
+                    file, cJSON_IsString(pet) ? pet->valuestring : "(not a string)");
+  const char *arch = "bert";
+  TRY(kv_str(b, "general.architecture", arch));
+  TRY(kv_u32(b, arch, "embedding_length", hidden));
+  TRY(kv_u32(b, arch, "block_count", layers));
+  TRY(kv_u32(b, arch, "context_length", ctx));
+  TRY(kv_u32(b, arch, "feed_forward_length", ffn));
+  TRY(kv_u32(b, arch, "attention.head_count", heads));
+  TRY(kv_f32(b, arch, "attention.layer_norm_epsilon", eps));
+  TRY(kv_bool(b, "bert.attention.causal", 0));
+  TRY(kv_u32(b, arch, "vocab_size", vocab));
+  TRY(kv_u32(b, NULL, "tokenizer.ggml.token_type_count", types));
+  info->tied = 0;
+  info->n_layers = layers;
+  return NLLM_OK;
+}
+
+/* sentence-transformers' modules.json: the Pooling module's config gives the pooling
+ * (<arch>.pooling_type), a Normalize module's presence the normalization
+ * (nllm.embedding.normalize). Absent file: nothing is set (the engine's defaults apply). */
+static nllm_status sentence_transformers_keys(kv_builder *b, const char *dir, const char *arch) {
+  char path[4096];
+  nllm_status st;
+  TRY(path_join(path, sizeof path, dir, "modules.json"));
+  if (access(path, F_OK) != 0) return NLLM_OK;
+  nllm_file_map fm;
+  TRY(nllm_file_map_open_max(path, 0, NLLM_HF_MAX_JSON, "a JSON config", &fm));
+  cJSON *mods = nllm_json_parse((const char *)fm.data, (size_t)fm.size, path, &st);
+  nllm_file_map_close(&fm);
+  if (!mods) return st;
+  int normalize = 0;
+  int64_t pooling = -1;
+  st = NLLM_OK;
+  if (!cJSON_IsArray(mods))
+    st = nllm_err(NLLM_ERR_FORMAT, "%s: top level is not a JSON list of modules", path);
+  for (const cJSON *e = mods->child; e && st == NLLM_OK; e = e->next) {
+    const cJSON *type = jget(e, "type"), *mpath = jget(e, "path");
+    if (!cJSON_IsString(type)) continue;
+    const char *t = type->valuestring;
+    if (strcmp(t, "sentence_transformers.models.Normalize") == 0) normalize = 1;
+    if (strcmp(t, "sentence_transformers.models.Pooling") != 0) continue;
+    if (!cJSON_IsString(mpath) || !shard_name_ok(mpath->valuestring)) {
+      st = nllm_err(NLLM_ERR_FORMAT, "%s: the Pooling module's path must be a folder name", path);
+      break;
+    }
+    char sub[4096], cfgp[4096];
+    cJSON *pc = NULL;
+    if ((st = path_join(sub, sizeof sub, dir, mpath->valuestring)) != NLLM_OK ||
+        (st = path_join(cfgp, sizeof cfgp, sub, "config.json")) != NLLM_OK ||
+        (st = read_json(cfgp, 1, &pc)) != NLLM_OK)
+      break;
+    static const struct {
+      const char *key;
+      int64_t type;
+    } modes[] = {{"pooling_mode_cls_token", 2},
+                 {"pooling_mode_mean_tokens", 1},
+                 {"pooling_mode_lasttoken", 3},
+                 {"pooling_mode_max_tokens", -2},
+                 {"pooling_mode_mean_sqrt_len_tokens", -2},
+                 {"pooling_mode_weightedmean_tokens", -2}};
+    int n_on = 0;
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+      if (!cJSON_IsTrue(jget(pc, modes[i].key))) continue;
+      n_on++;
+      if (modes[i].type < 0)
+        st = nllm_err(NLLM_ERR_UNSUPPORTED,
+                      "%s: %s is not supported (supported: cls_token, mean_tokens, lasttoken)",
+                      cfgp, modes[i].key);
+      pooling = modes[i].type;
+    }
+    if (st == NLLM_OK && n_on != 1)
+      st = nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: %d pooling modes are on; exactly one of cls_token, mean_tokens, "
+                    "lasttoken is supported",
+                    cfgp, n_on);
+    cJSON_Delete(pc);
+  }
+  cJSON_Delete(mods);
+  if (st != NLLM_OK) return st;
+  if (pooling >= 0) TRY(kv_u32(b, arch, "pooling_type", pooling));
+  return kv_bool(b, "nllm.embedding.normalize", normalize);
+}
+
 #undef TRY
 
 /* ---------------------------------------------------------------- tensor names */
@@ -543,13 +670,20 @@ nllm_status hf_map_tensor_name(const char *arch_name, const char *hf, int64_t n_
   size_t len = strlen(hf), stem_len;
   int is_bias = 0;
   if (ends_with(hf, len, ".rotary_emb.inv_freq", &stem_len)) return NLLM_HF_SKIP;
+  if (arch & A_BERT) {
+    /* BertForMaskedLM-style checkpoints put the encoder under "bert."; the position ids
+     * buffer and the unused pooler head are not weights an embedder computes with */
+    if (strncmp(hf, "bert.", 5) == 0) hf += 5, len -= 5;
+    if (strcmp(hf, "embeddings.position_ids") == 0 || strncmp(hf, "pooler.", 7) == 0)
+      return NLLM_HF_SKIP;
+  }
   if (!ends_with(hf, len, ".weight", &stem_len)) {
     if (!ends_with(hf, len, ".bias", &stem_len)) goto unknown;
     is_bias = 1;
   }
   const char *suffix = is_bias ? "bias" : "weight";
-  static const char layer_prefix[] = "model.layers.";
-  size_t lp = sizeof layer_prefix - 1;
+  const char *layer_prefix = arch & A_BERT ? "encoder.layer." : "model.layers.";
+  size_t lp = strlen(layer_prefix);
   if (strncmp(hf, layer_prefix, lp) == 0) {
     const char *p = hf + lp;
     int64_t layer = 0;
@@ -857,12 +991,15 @@ nllm_status hf_open(const char *dir, int use_mmap, nllm_source *out) {
   if (!ha) {
     st = nllm_err(NLLM_ERR_UNSUPPORTED,
                   "%s: architecture '%.80s' is not supported (supported: "
-                  "Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Phi3)",
+                  "Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Phi3, BertModel)",
                   cfg_path, cls);
     goto fail;
   }
   hf_model_info info = {0};
-  if ((st = hparam_keys(&b, ha, cfg, cfg_path, &info)) != NLLM_OK) goto fail;
+  if ((st = ha->flag & A_BERT ? bert_hparam_keys(&b, cfg, cfg_path, &info)
+                              : hparam_keys(&b, ha, cfg, cfg_path, &info)) != NLLM_OK ||
+      (st = sentence_transformers_keys(&b, dir, ha->arch)) != NLLM_OK)
+    goto fail;
   {
     const char *base = strrchr(dir, '/');
     base = base && base[1] ? base + 1 : dir;

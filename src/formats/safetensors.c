@@ -85,7 +85,12 @@ static nllm_status parse_entry(const cJSON *e, const char *file, uint64_t data_s
   if (!d)
     return nllm_err(NLLM_ERR_FORMAT, "%s: tensor '%s' has unknown dtype '%.32s'", file, name,
                     dt->valuestring);
-  if (d->type == NLLM_TYPE_NONE)
+  /* Older transformers saved BERT's position ids (0..n-1, I64) with the weights: a buffer,
+   * not a weight. It is checked like any entry, then left out (type NONE). */
+  size_t nl = strlen(name);
+  const int position_ids =
+      nl >= 12 && strcmp(name + nl - 12, "position_ids") == 0 && d->name[0] == 'I';
+  if (d->type == NLLM_TYPE_NONE && !position_ids)
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "%s: tensor '%s' has dtype %s, which cannot be loaded (supported: F32, F16, "
                     "BF16)",
@@ -200,6 +205,12 @@ nllm_status safetensors_parse(nllm_source *src, const uint8_t *buf, uint64_t siz
     nllm_tensor t;
     uint64_t begin = 0, end = 0;
     if ((st = parse_entry(e, file, data_size, &t, &begin, &end)) != NLLM_OK) goto done;
+    if (t.type == NLLM_TYPE_NONE) { /* a skipped buffer still may not overlap a weight */
+      spans[n].begin = begin;
+      spans[n].end = end;
+      spans[n++].name = e->string;
+      continue;
+    }
     size_t elem = t.type == NLLM_TYPE_F32 ? 4 : 2;
     const uint8_t *p = data + begin;
     if (((uintptr_t)p % elem) != 0) {

@@ -50,6 +50,33 @@ static nllm_status cpu_embed(const nllm_fw_run *r, float *x, const nllm_token *t
     if (m->arch->embed_scale)
       for (int64_t i = 0; i < d; i++) x[t * d + i] *= embd_scale;
   }
+  if (m->arch->abs_pos) { /* + position row + token type 0 row (every row is of type 0) */
+    const nllm_weight *pe = &m->pos_embd, *tt = &m->tok_types;
+    const nllm_qtype *pt = nllm_qtype_get(pe->type), *ttt = nllm_qtype_get(tt->type);
+    const size_t prow = nllm_row_size(pe->type, d);
+    float *tmp = r->fs->cpu.b.xb; /* free until the first layer */
+    const int32_t *pos = r->batch->pos;
+    for (int64_t t = 0; t < r->n; t++) {
+      const int64_t p = pos ? pos[t] : r->pos0 + t; /* < pos_embd.rows: check_encoder_batch */
+      pt->to_float((const uint8_t *)pe->data + (size_t)p * prow, tmp, d);
+      for (int64_t i = 0; i < d; i++) x[t * d + i] += tmp[i];
+    }
+    ttt->to_float(tt->data, tmp, d);
+    for (int64_t t = 0; t < r->n; t++)
+      for (int64_t i = 0; i < d; i++) x[t * d + i] += tmp[i];
+  }
+  return NLLM_OK;
+}
+
+static nllm_status cpu_layernorm(const nllm_fw_run *r, float *out, const float *x,
+                                 const nllm_weight *w, const nllm_weight *b, int64_t width,
+                                 int64_t rows) {
+  nllm_layernorm(out, x, w->data, b->data, width, rows, r->m->hp.rms_eps, r->nt);
+  return NLLM_OK;
+}
+
+static nllm_status cpu_gelu_erf(const nllm_fw_run *r, float *x, int64_t count) {
+  nllm_gelu_erf(x, count, r->nt);
   return NLLM_OK;
 }
 
@@ -199,6 +226,8 @@ static const nllm_fw_ops cpu_ops = {
     .add = cpu_add,
     .glu = cpu_glu,
     .softcap = cpu_softcap,
+    .layernorm = cpu_layernorm,
+    .gelu_erf = cpu_gelu_erf,
     .from_host = cpu_copy,
     .to_host = cpu_copy,
 };
@@ -298,6 +327,8 @@ void nllm_forward_state_free(nllm_forward_state *fs) {
   nllm_aligned_free(b->up);
   nllm_aligned_free(fs->att_scratch);
   nllm_aligned_free(fs->wdata);
+  nllm_aligned_free(fs->lora_t);
+  nllm_aligned_free(fs->lora_u);
   memset(fs, 0, sizeof *fs);
 }
 
@@ -314,6 +345,82 @@ static nllm_status move_x(const nllm_fw_run *r, const nllm_fw_backend *from,
     nllm_status st_ = (call); \
     if (st_) return st_;      \
   } while (0)
+
+nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank) {
+  const nllm_model *m = fs->model;
+  if (max_rank > 0 && m->n_gpu_layers > 0)
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "LoRA adapters are applied on the CPU only; the model has %d GPU layers "
+                    "(merge the adapter with nllm convert --lora instead)",
+                    m->n_gpu_layers);
+  if (max_rank <= fs->lora_rank) return NLLM_OK;
+  int64_t width = 1;
+  for (int il = 0; il < m->hp.n_layer; il++)
+    for (int slot = 0; slot < NLLM_LORA_SLOTS; slot++) {
+      const nllm_weight *w = nllm_lora_base_weight(m, il, slot);
+      if (w && w->rows > width) width = w->rows;
+    }
+  float *t = nllm_aligned_alloc((size_t)(fs->n_batch * (int64_t)max_rank) * sizeof(float));
+  float *u =
+      fs->lora_u ? fs->lora_u : nllm_aligned_alloc((size_t)(fs->n_batch * width) * sizeof(float));
+  if (!t || !u) {
+    nllm_aligned_free(t);
+    if (u != fs->lora_u) nllm_aligned_free(u);
+    return nllm_err(NLLM_ERR_NOMEM, "out of memory for the LoRA scratch (rank %d)", max_rank);
+  }
+  nllm_aligned_free(fs->lora_t);
+  fs->lora_t = t;
+  fs->lora_u = u;
+  fs->lora_rank = max_rank;
+  return NLLM_OK;
+}
+
+/* A LoRA product is about r (in + out) / (in out) of its base matmul's work (1-2% at rank 16):
+ * splitting one that small over the team measured no gain (docs/performance.md), so only large
+ * ones (long prompts) are split. */
+#define LORA_PARALLEL_MIN_WORK (1 << 23)
+
+static int lora_threads(const nllm_forward_state *fs, int64_t work) {
+  return work < LORA_PARALLEL_MIN_WORK ? 1 : fs->n_threads;
+}
+
+/* y = W x for a layer matrix, plus s * scale * B (A x) of every adapter of each row that adapts
+ * it: the adapters stay unmerged, so one base (quantized or not) serves any set of them, and
+ * rows of sequences with different sets share the base product. Consecutive rows with the same
+ * set (a sequence's prompt chunk) go through each adapter together. */
+static nllm_status matmul_lora(const nllm_fw_run *r, const nllm_fw_ops *op, float *y,
+                               const nllm_weight *w, int il, int slot, const float *x, int64_t n) {
+  TRY(op->matmul(r, y, w, x, n));
+  const nllm_lora_set *const *row_set = r->batch->row_lora;
+  if (!row_set) return NLLM_OK;
+  nllm_forward_state *fs = r->fs;
+  for (int64_t t0 = 0, t1; t0 < n; t0 = t1) {
+    const nllm_lora_set *set = row_set[t0];
+    for (t1 = t0 + 1; t1 < n && row_set[t1] == set;) t1++;
+    const int64_t rows = t1 - t0;
+    for (int32_t k = 0; k < set->n; k++) {
+      const nllm_lora_mat *lm = nllm_lora_mat_of(set->a[k].a, il, slot);
+      const float s = set->a[k].scale * lm->scale;
+      if (!lm->r || s == 0.0f) continue;
+      nllm_matmul(fs->lora_t, lm->a, NLLM_TYPE_F32, lm->r, w->cols, x + t0 * w->cols, rows,
+                  fs->wdata, lora_threads(fs, lm->r * w->cols * rows));
+      nllm_matmul(fs->lora_u, lm->b, NLLM_TYPE_F32, w->rows, lm->r, fs->lora_t, rows, fs->wdata,
+                  lora_threads(fs, w->rows * lm->r * rows));
+      const int64_t count = rows * w->rows;
+      const float *u = fs->lora_u;
+      float *yr = y + t0 * w->rows;
+      for (int64_t i = 0; i < count; i++) yr[i] += s * u[i];
+    }
+  }
+  return NLLM_OK;
+}
+
+/* The arch's normalization: RMSNorm, or LayerNorm with its bias. */
+static nllm_status norm(const nllm_fw_run *r, const nllm_fw_ops *op, float *out, const float *x,
+                        const nllm_weight *w, const nllm_weight *bias, int64_t rows) {
+  if (r->m->arch->layernorm) return op->layernorm(r, out, x, w, bias, r->m->hp.n_embd, rows);
+  return op->rmsnorm(r, out, x, w, r->m->hp.n_embd, rows);
+}
 
 nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits) {
   const nllm_model *m = fs->model;
@@ -338,6 +445,7 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
   const nllm_fw_bufs *b = &be->b;
 
   TRY(op->embed(&r, b->x, tokens));
+  if (arch->abs_pos) TRY(norm(&r, op, b->x, b->x, &m->tok_embd_norm, &m->tok_embd_norm_b, n));
 
   for (int il = 0; il < hp->n_layer; il++) {
     const nllm_layer *L = &m->layers[il];
@@ -349,15 +457,20 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     }
     float *x = b->x, *xb = b->xb, *q = b->q, *k = b->k, *v = b->v;
 
-    /* attention: norm, q/k/v projections (+bias), per-head q/k norm, RoPE */
-    TRY(op->rmsnorm(&r, xb, x, &L->attn_norm, d, n));
+    /* attention: norm (pre-norm archs), q/k/v projections (+bias), per-head q/k norm, RoPE */
+    const float *in = x; /* post-norm archs project x itself */
+    if (!arch->norm_after_residual) {
+      TRY(norm(&r, op, xb, x, &L->attn_norm, &L->attn_norm_b, n));
+      in = xb;
+    }
     if (arch->fused_qkv) {
-      TRY(op->matmul(&r, b->qkv, &L->wq, xb, n)); /* [n][qd + 2 kvd]: split into q, k, v */
+      TRY(matmul_lora(&r, op, b->qkv, &L->wq, il, NLLM_LORA_Q, in,
+                      n)); /* [n][qd + 2 kvd]: split into q, k, v */
       TRY(op->split_qkv(&r, b));
     } else {
-      TRY(op->matmul(&r, q, &L->wq, xb, n));
-      TRY(op->matmul(&r, k, &L->wk, xb, n));
-      TRY(op->matmul(&r, v, &L->wv, xb, n));
+      TRY(matmul_lora(&r, op, q, &L->wq, il, NLLM_LORA_Q, in, n));
+      TRY(matmul_lora(&r, op, k, &L->wk, il, NLLM_LORA_K, in, n));
+      TRY(matmul_lora(&r, op, v, &L->wv, il, NLLM_LORA_V, in, n));
     }
     TRY(op->add_bias(&r, q, &L->bq, qd));
     TRY(op->add_bias(&r, k, &L->bk, kvd));
@@ -366,8 +479,10 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
       TRY(op->rmsnorm(&r, q, q, &L->q_norm, hd, n * nh));
       TRY(op->rmsnorm(&r, k, k, &L->k_norm, hd, n * nkv));
     }
-    TRY(op->rope(&r, q, nh));
-    TRY(op->rope(&r, k, nkv));
+    if (!arch->abs_pos) {
+      TRY(op->rope(&r, q, nh));
+      TRY(op->rope(&r, k, nkv));
+    }
 
     /* append this batch's k, v to the cache, then attend over everything up to each token */
     const size_t cells = (size_t)(il - b->first_layer) * (size_t)kv->n_ctx;
@@ -376,23 +491,52 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     TRY(op->kv_store(&r, vc, v, 1));
     TRY(op->attention(&r, b, kc, vc, L->window));
 
-    /* output projection and residual */
-    TRY(op->matmul(&r, xb, &L->wo, b->att, n));
+    /* output projection (+bias) and residual (then the norm, post-norm archs) */
+    TRY(matmul_lora(&r, op, xb, &L->wo, il, NLLM_LORA_O, b->att, n));
+    if (L->bo.data) TRY(op->add_bias(&r, xb, &L->bo, d));
     if (L->post_attn_norm.data) TRY(op->rmsnorm(&r, xb, xb, &L->post_attn_norm, d, n));
     TRY(op->add(&r, x, xb, n * d));
-
-    /* feed-forward: norm, gate/up, GLU, down, residual */
-    TRY(op->rmsnorm(&r, xb, x, &L->ffn_norm, d, n));
-    if (arch->fused_gate_up) {
-      TRY(op->matmul(&r, b->gate, &L->w_up, xb, n)); /* [n][2 ff]: gate then up */
+    if (arch->norm_after_residual) {
+      TRY(norm(&r, op, x, x, &L->attn_norm, &L->attn_norm_b, n));
+      in = x;
     } else {
-      TRY(op->matmul(&r, b->gate, &L->w_gate, xb, n));
-      TRY(op->matmul(&r, b->up, &L->w_up, xb, n));
+      /* feed-forward input: the norm of x */
+      TRY(norm(&r, op, xb, x, &L->ffn_norm, &L->ffn_norm_b, n));
+      in = xb;
     }
-    TRY(op->glu(&r, b));
-    TRY(op->matmul(&r, xb, &L->w_down, b->up, n));
+
+    /* feed-forward: gate/up, GLU (or up, GELU), down, residual */
+    if (arch->ffn_gelu_erf) {
+      TRY(matmul_lora(&r, op, b->up, &L->w_up, il, NLLM_LORA_UP, in, n));
+      if (L->b_up.data) TRY(op->add_bias(&r, b->up, &L->b_up, hp->n_ff));
+      TRY(op->gelu_erf(&r, b->up, n * hp->n_ff));
+    } else {
+      if (arch->fused_gate_up) {
+        TRY(matmul_lora(&r, op, b->gate, &L->w_up, il, NLLM_LORA_UP, in,
+                        n)); /* [n][2 ff]: gate then up */
+      } else {
+        TRY(matmul_lora(&r, op, b->gate, &L->w_gate, il, NLLM_LORA_GATE, in, n));
+        TRY(matmul_lora(&r, op, b->up, &L->w_up, il, NLLM_LORA_UP, in, n));
+      }
+      TRY(op->glu(&r, b));
+    }
+    TRY(matmul_lora(&r, op, xb, &L->w_down, il, NLLM_LORA_DOWN, b->up, n));
+    if (L->b_down.data) TRY(op->add_bias(&r, xb, &L->b_down, d));
     if (L->post_ffn_norm.data) TRY(op->rmsnorm(&r, xb, xb, &L->post_ffn_norm, d, n));
     TRY(op->add(&r, x, xb, n * d));
+    if (arch->norm_after_residual) TRY(norm(&r, op, x, x, &L->ffn_norm, &L->ffn_norm_b, n));
+  }
+
+  /* embeddings: every row's final hidden state, normed as the head would see it (CPU) */
+  if (fb->embd) {
+    if (be != &fs->cpu) {
+      TRY(move_x(&r, be, &fs->cpu));
+      be = &fs->cpu, op = be->ops, b = &be->b;
+    }
+    if (m->output_norm.data)
+      TRY(norm(&r, op, fb->embd, b->x, &m->output_norm, &m->output_norm_b, n));
+    else
+      memcpy(fb->embd, b->x, (size_t)(n * d) * sizeof(float));
   }
 
   /* final norm and logits: the rows asked for (every row, or only the last, or a list), or none
@@ -416,7 +560,7 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     }
   }
   float *out = b->logits ? b->logits : logits; /* the device's, then downloaded */
-  TRY(op->rmsnorm(&r, b->xb, b->x + first * d, &m->output_norm, d, n_out));
+  TRY(norm(&r, op, b->xb, b->x + first * d, &m->output_norm, &m->output_norm_b, n_out));
   TRY(op->matmul(&r, out, &m->output, b->xb, n_out));
   if (hp->final_softcap > 0) TRY(op->softcap(&r, out, n_out * hp->n_vocab));
   if (out != logits)
@@ -463,4 +607,40 @@ static void copy_cells(uint8_t *cache, int32_t type, const nllm_forward_state *f
 void nllm_forward_kv_copy(nllm_forward_state *fs, int32_t src, int32_t dst) {
   copy_cells(fs->kv.k, fs->kv.type, fs, src, dst);
   copy_cells(fs->kv.v, fs->kv.type_v, fs, src, dst);
+}
+
+/* The head-major layout of cpu_kv_store seen one cell at a time: per layer, K's heads then V's. */
+uint64_t nllm_forward_kv_cell_bytes(const nllm_forward_state *fs) {
+  const nllm_hparams *hp = &fs->model->hp;
+  const uint64_t n_cpu = (uint64_t)(hp->n_layer - fs->model->n_gpu_layers);
+  return n_cpu * (uint64_t)hp->n_head_kv *
+         (nllm_row_size(fs->kv.type, hp->head_dim) + nllm_row_size(fs->kv.type_v, hp->head_dim));
+}
+
+static void cell_io(const nllm_forward_state *fs, int32_t cell, uint8_t *buf, int to_cache) {
+  const nllm_hparams *hp = &fs->model->hp;
+  const int32_t n_cpu = hp->n_layer - fs->model->n_gpu_layers;
+  uint8_t *const caches[2] = {fs->kv.k, fs->kv.v};
+  const int32_t types[2] = {fs->kv.type, fs->kv.type_v};
+  for (int32_t il = 0; il < n_cpu; il++)
+    for (int kv = 0; kv < 2; kv++) {
+      const size_t hrow = nllm_row_size(types[kv], hp->head_dim);
+      const size_t head_bytes = (size_t)fs->kv.n_ctx * hrow;
+      uint8_t *layer = caches[kv] + (size_t)il * head_bytes * (size_t)hp->n_head_kv;
+      for (int64_t h = 0; h < hp->n_head_kv; h++, buf += hrow) {
+        uint8_t *row = layer + (size_t)h * head_bytes + (size_t)cell * hrow;
+        if (to_cache)
+          memcpy(row, buf, hrow);
+        else
+          memcpy(buf, row, hrow);
+      }
+    }
+}
+
+void nllm_forward_kv_cell_get(const nllm_forward_state *fs, int32_t cell, uint8_t *buf) {
+  cell_io(fs, cell, buf, 0);
+}
+
+void nllm_forward_kv_cell_set(nllm_forward_state *fs, int32_t cell, const uint8_t *buf) {
+  cell_io(fs, cell, (uint8_t *)buf, 1);
 }

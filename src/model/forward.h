@@ -3,6 +3,7 @@
 #ifndef NLLM_FORWARD_H
 #define NLLM_FORWARD_H
 
+#include "model/lora.h"
 #include "model/model.h"
 
 typedef struct nllm_kv_cache {
@@ -45,6 +46,11 @@ typedef struct nllm_fw_batch {
   const int32_t *out_rows;
   int32_t n_out;
   int all_logits;
+  /* [n] the LoRA adapters of each row (its sequence's); NULL: none on any row */
+  const nllm_lora_set *const *row_lora;
+  /* host [n][n_embd]: every row's final hidden state (after the final norm where the model has
+   * one), the embeddings; NULL: not wanted. CPU-computed heads only. */
+  float *embd;
 } nllm_fw_batch;
 
 /* What one forward call is working on, for the ops. */
@@ -79,6 +85,10 @@ typedef struct nllm_fw_ops {
   /* b->up = act(gate) * up, fused (gate and up stacked in b->gate) or not per the arch */
   nllm_status (*glu)(const nllm_fw_run *r, const nllm_fw_bufs *b);
   nllm_status (*softcap)(const nllm_fw_run *r, float *y, int64_t count);
+  /* LayerNorm with bias (b may be absent), the erf GELU in place: encoder archs (CPU only) */
+  nllm_status (*layernorm)(const nllm_fw_run *r, float *out, const float *x, const nllm_weight *w,
+                           const nllm_weight *b, int64_t width, int64_t rows);
+  nllm_status (*gelu_erf)(const nllm_fw_run *r, float *x, int64_t count);
   /* host <-> this backend's memory */
   nllm_status (*from_host)(const nllm_fw_run *r, void *dst, const void *src, size_t bytes);
   nllm_status (*to_host)(const nllm_fw_run *r, void *dst, const void *src, size_t bytes);
@@ -99,6 +109,10 @@ struct nllm_forward_state {
   void *wdata; /* activation quantization for matmuls */
   nllm_abort_fn abort_cb;
   void *abort_ud;
+  /* LoRA scratch (CPU layers only): lora_t [n_batch][lora_rank] = A x, lora_u [n_batch][widest
+   * adapted output] = B (A x) */
+  float *lora_t, *lora_u;
+  int32_t lora_rank;
   /* GPU part (model->n_gpu_layers > 0, CUDA builds): the context's own stream and buffers */
   struct nllm_cuda *cuda;
   nllm_fw_backend gpu;
@@ -122,9 +136,18 @@ extern const nllm_fw_ops nllm_fw_cuda_ops;
  * cache cells are then garbage; the caller drops them). */
 nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits);
 
+/* Sizes the scratch the adapters' products need for ranks up to max_rank (batches then name
+ * each row's adapters in row_lora). NLLM_ERR_UNSUPPORTED with GPU layers. */
+nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank);
+
 /* Cache maintenance for the sequence operations (CPU layers): rotate the keys of cache row
  * `cell` by delta positions (a context shift), copy cache row src to dst in every layer. */
 void nllm_forward_kv_shift(nllm_forward_state *fs, int32_t cell, int32_t delta);
 void nllm_forward_kv_copy(nllm_forward_state *fs, int32_t src, int32_t dst);
+/* Bytes of one cache cell over every CPU layer, K then V (saved states, engine/state.c), and
+ * the copy of that cell out of the cache into buf or from buf into the cache. */
+uint64_t nllm_forward_kv_cell_bytes(const nllm_forward_state *fs);
+void nllm_forward_kv_cell_get(const nllm_forward_state *fs, int32_t cell, uint8_t *buf);
+void nllm_forward_kv_cell_set(nllm_forward_state *fs, int32_t cell, const uint8_t *buf);
 
 #endif

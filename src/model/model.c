@@ -10,12 +10,17 @@
 #include "model/quantize_load.h"
 #include "qtypes.h"
 
-/*  name      neox bias qknorm fqkv fgu gelu escale post swa_global_every */
+/*  name      neox bias qknorm fqkv fgu gelu escale post swa_global_every
+ *            bidir layernorm norm_after_residual abs_pos ffn_gelu_erf */
 static const nllm_arch arch_table[] = {
-    {"llama", 0, 0, 0, 0, 0, 0, 0, 0, 0}, {"mistral", 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen2", 1, 1, 0, 0, 0, 0, 0, 0, 0}, {"qwen3", 1, 0, 1, 0, 0, 0, 0, 0, 0},
-    {"gemma", 1, 0, 0, 0, 0, 1, 1, 0, 0}, {"gemma2", 1, 0, 0, 0, 0, 1, 1, 1, 2},
-    {"phi3", 1, 0, 0, 1, 1, 0, 0, 0, 0},
+    {"llama", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"mistral", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen2", 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen3", 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"gemma", 1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"gemma2", 1, 0, 0, 0, 0, 1, 1, 1, 2, 0, 0, 0, 0, 0},
+    {"phi3", 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"bert", 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1},
 };
 
 const nllm_arch *nllm_arch_find(const char *name) {
@@ -92,7 +97,11 @@ static nllm_status read_hparams(nllm_model *m) {
     return st;
   if (hp->n_rot % 2)
     return nllm_err(NLLM_ERR_FORMAT, "%s: rope.dimension_count %d is odd", m->src.path, hp->n_rot);
-  if ((st = get_f32(m, "attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f, &hp->rms_eps)) ||
+  /* rms_eps is the epsilon of whichever norm the arch uses */
+  if ((st =
+           m->arch->layernorm
+               ? get_f32(m, "attention.layer_norm_epsilon", 1e-12f, 0.0f, 1.0f, &hp->rms_eps)
+               : get_f32(m, "attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f, &hp->rms_eps)) ||
       (st = get_f32(m, "rope.freq_base", 10000.0f, 1.0f, 1e12f, &hp->rope_base)) ||
       (st = get_f32(m, "attn_logit_softcapping", 0.0f, 0.0f, 1e6f, &hp->attn_softcap)) ||
       (st = get_f32(m, "final_logit_softcapping", 0.0f, 0.0f, 1e6f, &hp->final_softcap)) ||
@@ -108,6 +117,19 @@ static nllm_status read_hparams(nllm_model *m) {
   if (strcmp(m->arch->name, "gemma2") == 0 && hp->n_layer == 46)
     dflt_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
   if ((st = get_f32(m, "attention.scale", dflt_scale, 1e-6f, 1e6f, &hp->attn_scale))) return st;
+  /* Without a pooling_type: mean for encoders (sentence-transformers' default), the last
+   * token for decoders (the only row that has seen the whole text). Vectors are normalized
+   * unless the file says otherwise (nllm.embedding.normalize, from sentence-transformers'
+   * modules.json), as llama.cpp's embedding tool and server do. */
+  if ((st = get_i32(m, "pooling_type", 0, m->arch->bidirectional ? 1 : 3, 0, 4, &hp->pooling)))
+    return st;
+  if (hp->pooling > 3)
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: %s.pooling_type %d (rank: a reranker) is not supported", m->src.path,
+                    m->arch->name, hp->pooling);
+  hp->normalize = 1;
+  const nllm_value *nv = nllm_source_get(&m->src, "nllm.embedding.normalize");
+  if (nv && nv->type == NLLM_V_BOOL) hp->normalize = nv->v.u != 0;
   return NLLM_OK;
 }
 
@@ -231,7 +253,20 @@ static nllm_status bind_layer(nllm_model *m, int il) {
 #define B(field, suffix, rows, cols, req)         \
   snprintf(n, sizeof n, "blk.%d.%s", il, suffix); \
   if ((st = bind(m, &L->field, n, rows, cols, req))) return st;
-  B(attn_norm, "attn_norm.weight", 0, d, 1);
+  if (a->norm_after_residual) { /* BERT: the norms after attention and after the FFN */
+    B(attn_norm, "attn_output_norm.weight", 0, d, 1);
+    B(attn_norm_b, "attn_output_norm.bias", 0, d, 1);
+    B(ffn_norm, "layer_output_norm.weight", 0, d, 1);
+    B(ffn_norm_b, "layer_output_norm.bias", 0, d, 1);
+  } else {
+    B(attn_norm, "attn_norm.weight", 0, d, 1);
+    B(ffn_norm, "ffn_norm.weight", 0, d, 1);
+  }
+  if (a->layernorm) { /* LayerNorm archs have biases on every projection */
+    B(bo, "attn_output.bias", 0, d, 1);
+    B(b_up, "ffn_up.bias", 0, ff, 1);
+    B(b_down, "ffn_down.bias", 0, d, 1);
+  }
   if (a->fused_qkv) {
     B(wq, "attn_qkv.weight", qd + 2 * kvd, d, 1);
   } else {
@@ -241,14 +276,15 @@ static nllm_status bind_layer(nllm_model *m, int il) {
   }
   B(wo, "attn_output.weight", d, qd, 1);
   /* Biases are optional everywhere (Qwen2 has them; some Llama finetunes too). */
-  B(bq, "attn_q.bias", 0, qd, 0);
-  B(bk, "attn_k.bias", 0, kvd, 0);
-  B(bv, "attn_v.bias", 0, kvd, 0);
+  B(bq, "attn_q.bias", 0, qd, a->layernorm);
+  B(bk, "attn_k.bias", 0, kvd, a->layernorm);
+  B(bv, "attn_v.bias", 0, kvd, a->layernorm);
   B(q_norm, "attn_q_norm.weight", 0, hp->head_dim, a->qk_norm);
   B(k_norm, "attn_k_norm.weight", 0, hp->head_dim, a->qk_norm);
-  B(ffn_norm, "ffn_norm.weight", 0, d, 1);
   if (a->fused_gate_up) {
     B(w_up, "ffn_up.weight", 2 * ff, d, 1);
+  } else if (a->ffn_gelu_erf) {
+    B(w_up, "ffn_up.weight", ff, d, 1);
   } else {
     B(w_gate, "ffn_gate.weight", ff, d, 1);
     B(w_up, "ffn_up.weight", ff, d, 1);
@@ -274,9 +310,28 @@ static nllm_status bind_tensors(nllm_model *m) {
   hp->n_vocab = (int32_t)te->ne[1];
   nllm_status st = bind(m, &m->tok_embd, "token_embd.weight", hp->n_vocab, hp->n_embd, 1);
   if (st) return st;
-  if ((st = bind(m, &m->output_norm, "output_norm.weight", 0, hp->n_embd, 1))) return st;
-  if ((st = bind(m, &m->output, "output.weight", hp->n_vocab, hp->n_embd, 0))) return st;
-  if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+  if (m->arch->abs_pos) {
+    /* an encoder: position and type tables, the embedding norm, and no output head */
+    const nllm_tensor *pe = nllm_source_tensor(&m->src, "position_embd.weight");
+    const nllm_tensor *tt = nllm_source_tensor(&m->src, "token_types.weight");
+    if (!pe || !tt)
+      return nllm_err(NLLM_ERR_FORMAT, "%s: required tensor '%s' is missing", m->src.path,
+                      !pe ? "position_embd.weight" : "token_types.weight");
+    if (pe->ne[1] < 1 || pe->ne[1] > (1 << 24) || tt->ne[1] < 1 || tt->ne[1] > 1024)
+      return nllm_err(NLLM_ERR_FORMAT,
+                      "%s: position_embd.weight (%lld rows) or "
+                      "token_types.weight (%lld rows) has a bad row count",
+                      m->src.path, (long long)pe->ne[1], (long long)tt->ne[1]);
+    if ((st = bind(m, &m->pos_embd, "position_embd.weight", pe->ne[1], hp->n_embd, 1)) ||
+        (st = bind(m, &m->tok_types, "token_types.weight", tt->ne[1], hp->n_embd, 1)) ||
+        (st = bind(m, &m->tok_embd_norm, "token_embd_norm.weight", 0, hp->n_embd, 1)) ||
+        (st = bind(m, &m->tok_embd_norm_b, "token_embd_norm.bias", 0, hp->n_embd, 1)))
+      return st;
+  } else {
+    if ((st = bind(m, &m->output_norm, "output_norm.weight", 0, hp->n_embd, 1))) return st;
+    if ((st = bind(m, &m->output, "output.weight", hp->n_vocab, hp->n_embd, 0))) return st;
+    if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+  }
   m->layers = nllm_source_alloc(&m->src, (size_t)hp->n_layer * sizeof *m->layers);
   if (!m->layers) return nllm_err(NLLM_ERR_NOMEM, "out of memory (layers)");
   for (int il = 0; il < hp->n_layer; il++)
@@ -401,7 +456,7 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
     if (!m->arch) {
       st = nllm_err(NLLM_ERR_UNSUPPORTED,
                     "%s: architecture '%s' is not supported (supported: "
-                    "llama, mistral, qwen2, qwen3, gemma, gemma2, phi3)",
+                    "llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, bert)",
                     path, arch_name);
       goto fail;
     }
@@ -433,6 +488,11 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
   }
   if (params->progress && params->progress(1.0f, params->progress_user_data)) {
     st = nllm_err(NLLM_ERR_ABORTED, "%s: loading cancelled by the progress callback", path);
+    goto fail;
+  }
+  if (!m->vocab_only && params->n_gpu_layers != 0 && m->arch->layernorm) {
+    st = nllm_err(NLLM_ERR_UNSUPPORTED, "%s: '%s' models run on the CPU only (n_gpu_layers 0)",
+                  path, m->arch->name);
     goto fail;
   }
   if (!m->vocab_only && params->n_gpu_layers != 0 &&

@@ -21,6 +21,13 @@ typedef struct nllm_arch {
    * (Mistral, Phi-3); n > 0 = all but every n-th, i.e. layer il attends globally when
    * il % n == n - 1 (Gemma 2: n = 2, layers 0, 2, 4.. slide, as HF's layer_types say). */
   int swa_global_every;
+  /* BERT-style encoders (embeddings only, no output head): */
+  int bidirectional;       /* a row attends to every row of its sequence, not only earlier ones */
+  int layernorm;           /* LayerNorm with bias (mean and variance) instead of RMSNorm */
+  int norm_after_residual; /* post-norm: x = norm(x + sublayer(x)) instead of pre-norm */
+  int abs_pos;             /* learned absolute position and token-type embeddings (no RoPE), and a
+                            * norm of the embedding sum */
+  int ffn_gelu_erf;        /* FFN up, erf GELU, down (not gated), with biases */
 } nllm_arch;
 
 const nllm_arch *nllm_arch_find(const char *name);
@@ -32,6 +39,10 @@ typedef struct nllm_hparams {
   float attn_softcap, final_softcap; /* 0 = off */
   int32_t sliding_window;            /* 0 = off */
   float attn_scale;                  /* 1/sqrt(head_dim) unless the file says otherwise */
+  /* Embeddings (nativellm.h NLLM_POOLING_*): the model's default pooling and whether its
+   * vectors are L2-normalized by default (GGUF <arch>.pooling_type, sentence-transformers'
+   * modules.json in HF folders). */
+  int32_t pooling, normalize;
 } nllm_hparams;
 
 /* A matrix or vector the forward pass uses; vectors are always F32 (converted at load). */
@@ -48,6 +59,8 @@ typedef struct nllm_layer {
   nllm_weight attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm;
   nllm_weight ffn_norm, w_gate, w_up, w_down;
   nllm_weight post_attn_norm, post_ffn_norm;
+  /* biases of LayerNorm archs (BERT): the norms', the output projection's and the FFN's */
+  nllm_weight attn_norm_b, ffn_norm_b, bo, b_up, b_down;
   int32_t window; /* attention sees the last `window` positions (itself included); 0 = all */
 } nllm_layer;
 
@@ -56,7 +69,9 @@ struct nllm_model {
   nllm_tokenizer *tok;
   const nllm_arch *arch;
   nllm_hparams hp;
-  nllm_weight tok_embd, output_norm, output;
+  nllm_weight tok_embd, output_norm, output, output_norm_b;
+  /* abs_pos archs: position and token-type embedding tables, the norm of the embedding sum */
+  nllm_weight pos_embd, tok_types, tok_embd_norm, tok_embd_norm_b;
   nllm_layer *layers;
   float *inv_freq;  /* n_rot/2 rotary frequencies, scaling applied */
   int32_t *eog_ids; /* extra end-of-generation ids from metadata (nllm.eog_token_ids) */

@@ -1,6 +1,6 @@
 /* nllm bench: prompt-processing and generation speed of a model, mean and deviation of repetitions,
  * and the weight bandwidth generation achieves (every weight byte is read once per generated
- * token). */
+ * token); with --parallel, the aggregate speed of many sequences decoded together. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +9,9 @@
 #include "nllm.h"
 
 #define BENCH_OPTS                                                                              \
-  "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap --no-mmap " \
-  "--no-warmup"
+  "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap " \
+  "--no-mmap "                                                                                  \
+  "--no-warmup --lora --lora-scaled --embed -P bench:-np"
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -72,8 +73,8 @@ typedef struct bench_test {
 
 /* Times one test (reps repetitions, plus an untimed warm-up one unless disabled): a prompt of
  * n random tokens decoded as one batch (pp), or n tokens decoded one at a time after BOS (tg). */
-static nllm_status run_test(nllm_model *m, const cli_opts *o, bench_test *t, int reps,
-                            double token_bytes) {
+static nllm_status run_test(nllm_model *m, const cli_opts *o, const cli_lora *lora, bench_test *t,
+                            int reps, double token_bytes) {
   int pp = t->kind[0] == 'p';
   nllm_context_params cp;
   nllm_context_params_init(&cp);
@@ -84,6 +85,10 @@ static nllm_status run_test(nllm_model *m, const cli_opts *o, bench_test *t, int
   nllm_context *ctx = NULL;
   nllm_status st = nllm_context_create(m, &cp, &ctx);
   if (st) return st;
+  if (lora->n && (st = nllm_context_set_lora(ctx, lora->a, lora->scale, lora->n))) {
+    nllm_context_free(ctx);
+    return st;
+  }
   nllm_token *ids = malloc(((size_t)t->n + 1) * sizeof *ids);
   double *tps = calloc((size_t)reps, sizeof *tps), *probe = calloc((size_t)reps, sizeof *probe);
   double *frac = calloc((size_t)reps, sizeof *frac);
@@ -135,6 +140,186 @@ out:
   return st;
 }
 
+/* B sequences in one context, as a server runs them: each sequence's prompt of n_prompt
+ * random tokens (all prompts in one decode call, chunked by n_batch), then n_gen steps of one
+ * token per sequence in one batch. Aggregate tokens/s of both phases. */
+typedef struct par_test {
+  long long n_seq, n_prompt, n_gen;
+  int threads;
+  double pp_mean, pp_sd, tg_mean, tg_sd;
+} par_test;
+
+static nllm_status run_parallel(nllm_model *m, const cli_opts *o, par_test *t, int reps) {
+  const int32_t B = (int32_t)t->n_seq, np = (int32_t)t->n_prompt, ng = (int32_t)t->n_gen;
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.n_seq_max = B;
+  cp.n_ctx = B * (np + ng + 1);
+  cp.n_threads = t->threads;
+  cp.n_batch = (int32_t)(o->batch ? o->batch : 512);
+  cli_kv_types(o, &cp);
+  nllm_context *ctx = NULL;
+  nllm_status st = nllm_context_create(m, &cp, &ctx);
+  if (st) return st;
+  const size_t rows = (size_t)B * (size_t)(np > 1 ? np : 1); /* >= B: a step's ids */
+  nllm_token *ids = malloc(rows * sizeof *ids);
+  int32_t *seq = malloc(rows * sizeof *seq), *step_seq = malloc((size_t)B * sizeof *step_seq);
+  double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
+  if (!ids || !seq || !step_seq || !pp || !tg) {
+    st = NLLM_ERR_NOMEM;
+    goto out;
+  }
+  uint32_t rng = 12345;
+  const int32_t nv = nllm_model_n_vocab(m);
+  for (size_t i = 0; i < rows; i++) {
+    rng = rng * 1664525u + 1013904223u;
+    ids[i] = (nllm_token)(rng % (uint32_t)nv);
+    seq[i] = (int32_t)(i / (size_t)(np > 1 ? np : 1));
+  }
+  for (int32_t s = 0; s < B; s++) step_seq[s] = s;
+  nllm_batch b;
+  nllm_batch_init(&b);
+  b.tokens = ids;
+  b.seq_id = seq;
+  for (int r = o->no_warmup ? 0 : -1; r < reps; r++) {
+    nllm_context_reset(ctx);
+    double t0 = cli_now_ms();
+    b.n_tokens = B * np;
+    if (np > 0 && (st = nllm_decode_batch(ctx, &b))) goto out;
+    const double t1 = cli_now_ms();
+    /* a step: one row per sequence (the token does not matter to the speed) */
+    nllm_batch sb = b;
+    sb.n_tokens = B;
+    sb.seq_id = step_seq;
+    for (int32_t i = 0; i < ng; i++)
+      if ((st = nllm_decode_batch(ctx, &sb))) goto out;
+    const double t2 = cli_now_ms();
+    if (r < 0) continue;
+    pp[r] = t1 > t0 ? 1e3 * (double)B * np / (t1 - t0) : 0;
+    tg[r] = t2 > t1 ? 1e3 * (double)B * ng / (t2 - t1) : 0;
+  }
+  mean_sd(pp, reps, &t->pp_mean, &t->pp_sd);
+  mean_sd(tg, reps, &t->tg_mean, &t->tg_sd);
+out:
+  free(ids);
+  free(seq);
+  free(step_seq);
+  free(pp);
+  free(tg);
+  nllm_context_free(ctx);
+  return st;
+}
+
+static int bench_parallel(nllm_model *m, const cli_opts *o, const char *name, long long n_prompt,
+                          long long n_gen, const long long *t_list, int nt) {
+  long long b_list[16];
+  int nb = parse_list("--parallel", o->par_list, 1, NLLM_SEQ_MAX, b_list, 16);
+  if (!nb) return 1;
+  const int reps = (int)o->reps;
+  if (!o->json) {
+    printf(
+        "model: %s (%s, %.1f M params), %d repetitions%s; each sequence: a %lld-token "
+        "prompt, then %lld tokens, one per step\n",
+        name, nllm_model_arch(m), (double)nllm_model_n_params(m) / 1e6, reps,
+        o->no_warmup ? "" : " after a warm-up", n_prompt, n_gen);
+    printf("| threads | sequences |        prompt t/s |    generation t/s | gen t/s per seq |\n");
+    printf("| ------: | --------: | ----------------: | ----------------: | --------------: |\n");
+  }
+  for (int ti = 0; ti < nt; ti++)
+    for (int k = 0; k < nb; k++) {
+      par_test t = {.n_seq = b_list[k], .n_prompt = n_prompt, .n_gen = n_gen};
+      t.threads = t_list[ti] > 0 ? (int)t_list[ti] : nllm_default_n_threads();
+      nllm_status st = run_parallel(m, o, &t, reps);
+      if (st) return cli_status_error(st, "decode failed"), 1;
+      if (o->json) {
+        printf(
+            "{\"model\": \"%s\", \"arch\": \"%s\", \"threads\": %d, \"test\": "
+            "\"parallel\", \"n_seq\": %lld, \"n_prompt\": %lld, \"n_gen\": %lld, "
+            "\"reps\": %d, \"pp_tokens_per_s\": %.3f, \"pp_tokens_per_s_stddev\": %.3f, "
+            "\"tg_tokens_per_s\": %.3f, \"tg_tokens_per_s_stddev\": %.3f}\n",
+            name, nllm_model_arch(m), t.threads, t.n_seq, t.n_prompt, t.n_gen, reps, t.pp_mean,
+            t.pp_sd, t.tg_mean, t.tg_sd);
+      } else {
+        char pp[48], tg[48];
+        snprintf(pp, sizeof pp, "%.2f ± %.2f", t.pp_mean, t.pp_sd);
+        snprintf(tg, sizeof tg, "%.2f ± %.2f", t.tg_mean, t.tg_sd);
+        printf("| %7d | %9lld | %19s | %19s | %15.2f |\n" /* "±" is two bytes */, t.threads,
+               t.n_seq, pp, tg, t.tg_mean / (double)t.n_seq);
+      }
+      fflush(stdout);
+    }
+  return 0;
+}
+
+/* --embed: batches of -np texts of -P random ids each, one decode per batch in an embeddings
+ * context (the model's pooling), as an embedding service runs them. Median of the reps. */
+static int run_embed_bench(nllm_model *m, const cli_opts *o, const char *name, int threads,
+                           int reps) {
+  const int32_t n_tok = o->n_prompt > 0 ? (int32_t)o->n_prompt : 64;
+  const int32_t n_texts = o->par_list ? (int32_t)atoi(o->par_list) : 32;
+  if (n_texts < 1 || n_texts > 65536)
+    return cli_error("--embed: -np must be one number of texts from 1 to 65536, not '%s'",
+                     o->par_list);
+  const int64_t rows64 = (int64_t)n_tok * n_texts;
+  if (rows64 > 65536)
+    return cli_error("--embed: -P x -np = %lld rows is over 65536", (long long)rows64);
+  const int32_t rows = (int32_t)rows64;
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.embeddings = NLLM_EMBEDDINGS_ONLY;
+  cp.n_ctx = rows;
+  cp.n_batch = rows;
+  cp.n_seq_max = n_texts;
+  cp.n_threads = threads;
+  cli_kv_types(o, &cp);
+  nllm_context *ctx = NULL;
+  nllm_status st = nllm_context_create(m, &cp, &ctx);
+  if (st) return cli_status_error(st, "cannot create the context");
+  nllm_token *ids = malloc((size_t)rows * sizeof *ids);
+  int32_t *seq = malloc((size_t)rows * sizeof *seq);
+  double *ms = calloc((size_t)reps, sizeof *ms);
+  if (!ids || !seq || !ms) {
+    st = NLLM_ERR_NOMEM;
+    goto out;
+  }
+  uint32_t rng = 12345;
+  const int32_t nv = nllm_model_n_vocab(m);
+  for (int32_t i = 0; i < rows; i++) {
+    rng = rng * 1664525u + 1013904223u;
+    ids[i] = (nllm_token)(rng % (uint32_t)nv);
+    seq[i] = i / n_tok;
+  }
+  nllm_batch b;
+  nllm_batch_init(&b);
+  b.n_tokens = rows;
+  b.tokens = ids;
+  b.seq_id = seq;
+  for (int r = o->no_warmup ? 0 : -1; r < reps; r++) {
+    if ((st = nllm_seq_remove(ctx, NLLM_SEQ_ALL, -1, -1))) goto out;
+    double t0 = cli_now_ms();
+    if ((st = nllm_decode_batch(ctx, &b))) goto out;
+    if (r >= 0) ms[r] = cli_now_ms() - t0;
+  }
+  const double med = median(ms, reps);
+  const double texts_s = med > 0 ? 1e3 * n_texts / med : 0, toks_s = texts_s * n_tok;
+  if (o->json)
+    printf(
+        "{\"model\": \"%s\", \"arch\": \"%s\", \"threads\": %d, \"test\": \"embed\", "
+        "\"texts\": %d, \"tokens_per_text\": %d, \"reps\": %d, \"batch_ms_median\": %.3f, "
+        "\"texts_per_s\": %.3f, \"tokens_per_s\": %.3f}\n",
+        name, nllm_model_arch(m), threads, n_texts, n_tok, reps, med, texts_s, toks_s);
+  else
+    printf("| %7d | embed %dx%d | %10.1f ms | %10.2f texts/s | %10.1f tokens/s |\n", threads,
+           n_texts, n_tok, med, texts_s, toks_s);
+  fflush(stdout);
+out:
+  free(ids);
+  free(seq);
+  free(ms);
+  nllm_context_free(ctx);
+  return st ? cli_status_error(st, "embedding decode failed") : 0;
+}
+
 int cmd_bench(int argc, char **argv) {
   cli_opts o;
   if (cli_parse(argc, argv, BENCH_OPTS, &o)) return 1;
@@ -144,7 +329,13 @@ int cmd_bench(int argc, char **argv) {
         "Times a prompt of each -p size (random ids, one batch) and generation of each -n size\n"
         "at each thread count of -t, like llama-bench: one row per test, mean +- standard\n"
         "deviation of the repetitions after an untimed warm-up one (--no-warmup: none).\n"
-        "--json prints one JSON object per row.\n\n");
+        "--json prints one JSON object per row.\n"
+        "--parallel 1,4,16,64: instead, B sequences decoded together in one context for each\n"
+        "count B: every sequence gets its own prompt of the first -p size (default 128), then\n"
+        "the first -n size (default 64) tokens are generated, one per sequence per step;\n"
+        "aggregate prompt and generation tokens/s (as llama-batched-bench's S_PP and S_TG).\n"
+        "--embed: embedding throughput instead: batches of -np texts (default 32) of -P random\n"
+        "ids each (default 64), one decode per batch; texts/s and tokens/s (median).\n\n");
     cli_print_options(BENCH_OPTS);
     return 0;
   }
@@ -157,13 +348,42 @@ int cmd_bench(int argc, char **argv) {
   nllm_model *m = cli_load_model(&o, 0, 0);
   if (!m) return 1;
   const char *name = o.model ? o.model : cli_default_model();
+  cli_lora lora;
+  if (!cli_lora_load(&o, m, &lora)) {
+    nllm_model_free(m);
+    return 1;
+  }
   const double token_bytes = bytes_per_token(m);
   int reps = (int)o.reps;
+  if (o.embed) {
+    if (!o.json)
+      printf(
+          "model: %s (%s, %.1f M params, %.1f MiB weights), median of %d repetitions\n"
+          "| threads | test | batch time | texts/s | tokens/s |\n",
+          name, nllm_model_arch(m), (double)nllm_model_n_params(m) / 1e6,
+          (double)nllm_model_size_bytes(m) / 1048576.0, reps);
+    int rc = 0;
+    for (int ti = 0; ti < nt && !rc; ti++)
+      rc = run_embed_bench(m, &o, name, t_list[ti] > 0 ? (int)t_list[ti] : nllm_default_n_threads(),
+                           reps);
+    cli_lora_free(&lora);
+    nllm_model_free(m);
+    return rc;
+  }
+  if (o.par_list) {
+    int rc = bench_parallel(m, &o, name, p_list[0], n_list[0], t_list, nt);
+    cli_lora_free(&lora);
+    nllm_model_free(m);
+    return rc;
+  }
   if (!o.json) {
     printf("model: %s (%s, %.1f M params, %.1f MiB weights), %d repetitions%s\n", name,
            nllm_model_arch(m), (double)nllm_model_n_params(m) / 1e6,
            (double)nllm_model_size_bytes(m) / 1048576.0, reps,
            o.no_warmup ? "" : " after a warm-up");
+    for (int k = 0; k < lora.n; k++)
+      printf("lora: %s (rank %d, %d matrices) x %g\n", o.lora[k], nllm_lora_adapter_rank(lora.a[k]),
+             nllm_lora_adapter_n_matrices(lora.a[k]), (double)lora.scale[k]);
     printf("| threads | test   |              t/s | weights GB/s | read probe GB/s |\n");
     printf("| ------: | :----- | ---------------: | -----------: | --------------: |\n");
   }
@@ -172,9 +392,10 @@ int cmd_bench(int argc, char **argv) {
       bench_test t = {.kind = k < np ? "pp" : "tg", .n = k < np ? p_list[k] : n_list[k - np]};
       t.threads = t_list[ti] > 0 ? (int)t_list[ti] : nllm_default_n_threads();
       if (t.n == 0) continue; /* -p 0: no prompt test, as llama-bench */
-      nllm_status st = run_test(m, &o, &t, reps, token_bytes);
+      nllm_status st = run_test(m, &o, &lora, &t, reps, token_bytes);
       if (st) {
         cli_status_error(st, "decode failed");
+        cli_lora_free(&lora);
         nllm_model_free(m);
         return 1;
       }
@@ -209,6 +430,7 @@ int cmd_bench(int argc, char **argv) {
     printf(
         "read probe: memory read GB/s at the same thread count after each repetition; in\n"
         "parentheses the share of it generation reads weights at (median of the ratios)\n");
+  cli_lora_free(&lora);
   nllm_model_free(m);
   return 0;
 }

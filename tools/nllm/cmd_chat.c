@@ -17,10 +17,10 @@
 #include <editline/readline.h>
 #endif
 
-#define CHAT_OPTS                                                                               \
-  "-m --quantize -n -t -c -s --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty "       \
-  "--repeat-last-n --system --chat-template --chat-template-file --kv-f32 -ctk -ctv --mmap "     \
-  "--no-mmap -r --stop --ignore-eos --grammar --grammar-file --json-schema"
+#define CHAT_OPTS                                                                            \
+  "-m --quantize -n -t -c -s --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty "    \
+  "--repeat-last-n --system --chat-template --chat-template-file --kv-f32 -ctk -ctv --mmap " \
+  "--no-mmap -r --stop --ignore-eos --grammar --grammar-file --json-schema --lora --lora-scaled"
 
 /* The names nllm_chat_apply_template knows besides Jinja text (include/nativellm.h). */
 #define CHAT_TEMPLATE_NAMES "chatml, llama2, llama3, mistral, gemma, phi3, deepseek, deepseek3"
@@ -233,6 +233,7 @@ int cmd_chat(int argc, char **argv) {
     cli_status_error(st, "cannot set up the chat");
     goto out;
   }
+  if (!cli_attach_lora(&o, m, ctx)) goto out;
   const int32_t n_ctx = nllm_context_n_ctx(ctx);
   cached = malloc(((size_t)n_ctx + 1) * sizeof *cached);
   if (!cached) goto out;

@@ -1,7 +1,9 @@
 /* `nllm convert` and `nllm quantize`: write a model as a GGUF file other engines load, through
  * the public nllm_convert / nllm_quantize. Progress goes to stderr: a bar with elapsed time and
  * ETA on a terminal, plain lines when stderr is a file or a pipe. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,12 +64,39 @@ static const char types_help[] =
     "Q6_K IQ4_NL IQ4_XS) or a mixed preset (Q3_K_M Q4_K_M Q5_K_M: some attn_v/ffn_down layers\n"
     "one step higher, output Q6_K). Norms and biases stay F32.\n";
 
+static void free_paths(char **paths, int n) {
+  for (int k = 0; k < n; k++) free(paths[k]);
+}
+
 static int run(const cli_opts *o, int quantize) {
   const char *in = o->args[0], *out = o->args[1], *type = o->n_args > 2 ? o->args[2] : NULL;
   nllm_convert_params cp;
   nllm_convert_params_init(&cp);
   cp.n_threads = (int32_t)o->threads;
   cp.type_name = type;
+  /* --lora ADAPTER[:SCALE] (and --lora-scaled ADAPTER SCALE): merged into the written weights.
+   * A path may itself hold ':'; only a suffix that parses as a number is a scale. */
+  char *paths[CLI_MAX_LORA] = {0};
+  float scales[CLI_MAX_LORA];
+  for (int k = 0; k < o->n_lora; k++) {
+    paths[k] = strdup(o->lora[k]);
+    if (!paths[k]) return free_paths(paths, k), cli_error("out of memory");
+    scales[k] = o->lora_scale[k];
+    char *colon = strrchr(paths[k], ':'), *end = NULL;
+    if (colon && colon[1]) {
+      double v = strtod(colon + 1, &end);
+      if (end && !*end) {
+        if (!isfinite(v))
+          return free_paths(paths, k + 1),
+                 cli_error("--lora %s: the scale is not a finite number", o->lora[k]);
+        scales[k] *= (float)v;
+        *colon = 0;
+      }
+    }
+  }
+  cp.lora_paths = (const char *const *)paths;
+  cp.lora_scales = scales;
+  cp.n_lora = o->n_lora;
   progress_state ps = {isatty(STDERR_FILENO), now_s(), -1, 0};
   cp.progress = show_progress;
   cp.progress_user_data = &ps;
@@ -75,6 +104,7 @@ static int run(const cli_opts *o, int quantize) {
   nllm_status st =
       quantize ? nllm_quantize(in, out, &cp, &stats) : nllm_convert(in, out, &cp, &stats);
   end_line(&ps);
+  free_paths(paths, o->n_lora);
   if (st != NLLM_OK) return cli_status_error(st, quantize ? "quantize" : "convert");
   char a[32], b[32];
   human(stats.bytes_in, a, sizeof a);
@@ -86,7 +116,7 @@ static int run(const cli_opts *o, int quantize) {
 
 static int command(int argc, char **argv, int quantize) {
   cli_opts o;
-  if (cli_parse(argc, argv, "-t ARGS", &o)) return 1;
+  if (cli_parse(argc, argv, "-t --lora --lora-scaled ARGS", &o)) return 1;
   if (o.help) {
     if (quantize)
       printf(
@@ -94,12 +124,14 @@ static int command(int argc, char **argv, int quantize) {
           "Requantizes every weight matrix of a model (GGUF file or Hugging Face folder).\n");
     else
       printf(
-          "usage: nllm convert MODEL OUT.gguf [TYPE] [-t THREADS]\n"
+          "usage: nllm convert MODEL OUT.gguf [TYPE] [-t THREADS] [--lora ADAPTER[:SCALE]]\n"
           "Writes a Hugging Face folder (or a GGUF file) as a GGUF v3 file that llama.cpp-class\n"
           "engines load: GGUF names and keys, tokenizer keys, Llama q/k rows in GGUF's rope\n"
-          "layout. Without TYPE, weights keep their type (norms become F32).\n");
+          "layout. Without TYPE, weights keep their type (norms become F32).\n"
+          "--lora ADAPTER[:SCALE] (repeatable) merges a LoRA adapter (PEFT folder or GGUF) into\n"
+          "the weights first: W + SCALE * alpha/r * B A, then converted to TYPE.\n");
     printf("%s", types_help);
-    cli_print_options("-t");
+    cli_print_options("-t --lora --lora-scaled");
     return 0;
   }
   if (quantize && o.n_args == 2)

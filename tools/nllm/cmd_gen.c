@@ -1,6 +1,6 @@
-/* nllm gen-model: a random-weight Llama of a real shape in any weight type, so benchmarks of
- * 100M-8B shapes need no download. The tokenizer is a synthetic 32000-entry SentencePiece vocab
- * (specials, 256 byte tokens, then made-up pieces), enough for the CLI and speed runs. */
+/* nllm gen-model: a random-weight Llama (or BERT encoder) of a real shape in any weight type,
+ * so benchmarks of 100M-8B shapes need no download. The tokenizer is a synthetic SentencePiece
+ * vocab (specials, 256 byte tokens, then made-up pieces), enough for the CLI and speed runs. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,13 +11,17 @@
 typedef struct shape {
   const char *name;
   int dim, layers, heads, kv_heads, ff, vocab;
+  int bert; /* a BERT encoder (arch bert, 512 positions) instead of a Llama */
 } shape;
 
 static const shape shapes[] = {
-    {"110M", 768, 12, 12, 12, 2048, 32000},
-    {"1.1B", 2048, 22, 32, 4, 5632, 32000},
-    {"8B", 4096, 32, 32, 8, 14336, 32000},
-    {"tiny", 64, 2, 4, 2, 192, 32000},
+    {"110M", 768, 12, 12, 12, 2048, 32000, 0},
+    {"1.1B", 2048, 22, 32, 4, 5632, 32000, 0},
+    {"8B", 4096, 32, 32, 8, 14336, 32000, 0},
+    {"tiny", 64, 2, 4, 2, 192, 32000, 0},
+    /* rows of 256 (every K-quant fits) and a small vocabulary: quantized-base tests */
+    {"small", 256, 2, 4, 2, 768, 1024, 0},
+    {"bert-base", 768, 12, 12, 12, 3072, 30522, 1},
 };
 
 static uint64_t rng_next(uint64_t *s) {
@@ -101,13 +105,58 @@ out:
   return rc;
 }
 
+/* BERT's tensors and keys as llama.cpp's converter writes them (arch bert), random weights,
+ * LayerNorm weights 1 and biases random: what an embedding benchmark runs. */
+static int add_bert(gen_state *g, const shape *sh, int32_t type, float a) {
+  nllm_gguf_writer *w = g->w;
+  if (nllm_gguf_set_u32(w, "bert.context_length", 512) ||
+      nllm_gguf_set_u32(w, "bert.embedding_length", (uint32_t)sh->dim) ||
+      nllm_gguf_set_u32(w, "bert.block_count", (uint32_t)sh->layers) ||
+      nllm_gguf_set_u32(w, "bert.feed_forward_length", (uint32_t)sh->ff) ||
+      nllm_gguf_set_u32(w, "bert.attention.head_count", (uint32_t)sh->heads) ||
+      nllm_gguf_set_f32(w, "bert.attention.layer_norm_epsilon", 1e-12f) ||
+      nllm_gguf_set_bool(w, "bert.attention.causal", 0) ||
+      nllm_gguf_set_u32(w, "bert.pooling_type", 2) ||
+      nllm_gguf_set_u32(w, "tokenizer.ggml.token_type_count", 2))
+    return cli_error("building metadata: %s", nllm_last_error());
+  if (add_tensor(g, "token_embd.weight", type, sh->vocab, sh->dim, a, 0) ||
+      add_tensor(g, "position_embd.weight", type, 512, sh->dim, a, 0) ||
+      /* llama.cpp adds the type row to the F32 embeddings as it is stored: F32 */
+      add_tensor(g, "token_types.weight", NLLM_TYPE_F32, 2, sh->dim, a, 0) ||
+      add_tensor(g, "token_embd_norm.weight", NLLM_TYPE_F32, 1, sh->dim, 0, 1.0f) ||
+      add_tensor(g, "token_embd_norm.bias", NLLM_TYPE_F32, 1, sh->dim, a, 0))
+    return 1;
+  char name[64];
+  for (int l = 0; l < sh->layers; l++) {
+    struct {
+      const char *stem;
+      int64_t rows, cols;
+      int norm;
+    } t[] = {{"attn_q", sh->dim, sh->dim, 0},     {"attn_k", sh->dim, sh->dim, 0},
+             {"attn_v", sh->dim, sh->dim, 0},     {"attn_output", sh->dim, sh->dim, 0},
+             {"attn_output_norm", 1, sh->dim, 1}, {"ffn_up", sh->ff, sh->dim, 0},
+             {"ffn_down", sh->dim, sh->ff, 0},    {"layer_output_norm", 1, sh->dim, 1}};
+    for (size_t j = 0; j < sizeof t / sizeof t[0]; j++) {
+      snprintf(name, sizeof name, "blk.%d.%s.weight", l, t[j].stem);
+      if (add_tensor(g, name, t[j].norm ? NLLM_TYPE_F32 : type, t[j].rows, t[j].cols, a,
+                     t[j].norm ? 1.0f : 0))
+        return 1;
+      snprintf(name, sizeof name, "blk.%d.%s.bias", l, t[j].stem);
+      if (add_tensor(g, name, NLLM_TYPE_F32, 1, t[j].norm ? sh->dim : t[j].rows, a, 0)) return 1;
+    }
+  }
+  return 0;
+}
+
 int cmd_gen_model(int argc, char **argv) {
   const char *out = NULL, *shape_name = "110M", *type_name = "Q4_0";
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       printf(
-          "usage: nllm gen-model -o OUT.gguf [--shape 110M|1.1B|8B|tiny] [--type TYPE]\n"
-          "Writes a random-weight Llama of a real shape (for benchmarks). TYPE: F32, F16, "
+          "usage: nllm gen-model -o OUT.gguf [--shape 110M|1.1B|8B|tiny|small|bert-base] "
+          "[--type TYPE]\n"
+          "Writes a random-weight Llama (bert-base: a BERT encoder, 768 x 12 layers) of a real "
+          "shape (for benchmarks). TYPE: F32, F16, "
           "BF16, Q8_0, Q4_0, ... (default Q4_0); norms stay F32.\n");
       return 0;
     }
@@ -125,7 +174,8 @@ int cmd_gen_model(int argc, char **argv) {
   const shape *sh = NULL;
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
     if (!strcmp(shapes[i].name, shape_name)) sh = &shapes[i];
-  if (!sh) return cli_error("unknown shape '%s' (110M, 1.1B, 8B, tiny)", shape_name);
+  if (!sh)
+    return cli_error("unknown shape '%s' (110M, 1.1B, 8B, tiny, small, bert-base)", shape_name);
   int32_t type, preset;
   if (nllm_type_parse(type_name, &type, &preset)) return cli_error("--type: %s", nllm_last_error());
   if (preset)
@@ -135,7 +185,7 @@ int cmd_gen_model(int argc, char **argv) {
         type_name);
   type_name = nllm_type_name(type);
 
-  gen_state g = {NULL, calloc(16 + 16 * (size_t)sh->layers, sizeof(void *)), 0,
+  gen_state g = {NULL, calloc(16 + 24 * (size_t)sh->layers, sizeof(void *)), 0,
                  0x9E3779B97F4A7C15ull,
                  malloc(sizeof(float) * (size_t)(sh->ff > sh->dim ? sh->ff : sh->dim))};
   int rc = 1;
@@ -146,7 +196,17 @@ int cmd_gen_model(int argc, char **argv) {
   const int hd = sh->dim / sh->heads, kvd = hd * sh->kv_heads;
   nllm_gguf_writer *w = g.w;
   char name[64];
-  snprintf(name, sizeof name, "random llama %s %s", sh->name, type_name);
+  snprintf(name, sizeof name, "random %s %s %s", sh->bert ? "bert" : "llama", sh->name, type_name);
+  const float a = 0.02f * sqrtf(3.0f); /* uniform with std 0.02 */
+  if (sh->bert) {
+    if (nllm_gguf_set_str(w, "general.architecture", "bert") ||
+        nllm_gguf_set_str(w, "general.name", name) || add_vocab(w, sh->vocab)) {
+      cli_error("building metadata: %s", nllm_last_error());
+      goto done;
+    }
+    if (add_bert(&g, sh, type, a)) goto done;
+    goto write;
+  }
   if (nllm_gguf_set_str(w, "general.architecture", "llama") ||
       nllm_gguf_set_str(w, "general.name", name) ||
       nllm_gguf_set_u32(w, "llama.context_length", 4096) ||
@@ -161,7 +221,6 @@ int cmd_gen_model(int argc, char **argv) {
     cli_error("building metadata: %s", nllm_last_error());
     goto done;
   }
-  const float a = 0.02f * sqrtf(3.0f); /* uniform with std 0.02 */
   if (add_tensor(&g, "token_embd.weight", type, sh->vocab, sh->dim, a, 0) ||
       add_tensor(&g, "output_norm.weight", NLLM_TYPE_F32, 1, sh->dim, 0, 1.0f) ||
       add_tensor(&g, "output.weight", type, sh->vocab, sh->dim, a, 0))
@@ -183,6 +242,7 @@ int cmd_gen_model(int argc, char **argv) {
         goto done;
     }
   }
+write:;
   nllm_status st = nllm_gguf_write(w, out);
   if (st) {
     cli_status_error(st, "cannot write the model");
@@ -195,5 +255,128 @@ done:
   free(g.blocks);
   free(g.tmp);
   nllm_gguf_writer_free(g.w);
+  return rc;
+}
+
+/* nllm gen-lora: a random LoRA adapter in llama.cpp's GGUF adapter layout for a model's
+ * attention and FFN matrices, so adapter overhead can be measured on any shape. */
+int cmd_gen_lora(int argc, char **argv) {
+  const char *base = NULL, *out = NULL;
+  long long rank = 16, seed = 1;
+  double alpha = 0;
+  int attn_only = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+      printf(
+          "usage: nllm gen-lora -m BASE.gguf -o OUT.gguf [--rank R] [--alpha A] [--seed S] "
+          "[--attn-only]\n"
+          "Writes a random F32 LoRA adapter (GGUF, adapter.type lora) for every attention and "
+          "feed-forward matrix of BASE (only q/k/v/o with --attn-only). R defaults to 16, A to "
+          "2 R (scale alpha/r = 2).\n");
+      return 0;
+    }
+    if (!strcmp(argv[i], "--attn-only")) {
+      attn_only = 1;
+      continue;
+    }
+    if (i + 1 >= argc) return cli_error("option %s needs a value", argv[i]);
+    const char *opt = argv[i], *val = argv[++i];
+    if (!strcmp(opt, "-m"))
+      base = val;
+    else if (!strcmp(opt, "-o"))
+      out = val;
+    else if (!strcmp(opt, "--rank")) {
+      if (!cli_int(opt, val, 1, 4096, &rank)) return 1;
+    } else if (!strcmp(opt, "--alpha")) {
+      if (!cli_float(opt, val, 0, 1e6, &alpha)) return 1;
+    } else if (!strcmp(opt, "--seed")) {
+      if (!cli_int(opt, val, 1, 1LL << 62, &seed)) return 1;
+    } else
+      return cli_error("unknown option '%s' for gen-lora", opt);
+  }
+  if (!base || !out) return cli_error("gen-lora needs -m BASE.gguf and -o OUT.gguf");
+  if (alpha == 0) alpha = 2.0 * (double)rank;
+  nllm_model_params mp;
+  nllm_model_params_init(&mp);
+  mp.use_mmap = 1;
+  mp.vocab_only = 1;
+  nllm_model *m = NULL;
+  nllm_status st = nllm_model_load(base, &mp, &m);
+  if (st) return cli_status_error(st, "cannot load the base model");
+  static const char *const stems[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                      "ffn_gate", "ffn_up", "ffn_down"};
+  const int n_stems = attn_only ? 4 : 7;
+  nllm_gguf_writer *w = NULL;
+  int rc = 1, n_blocks = 0, cap = 2 * nllm_model_tensor_count(m) + 1;
+  void **blocks = calloc((size_t)cap, sizeof *blocks);
+  uint64_t rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)seed;
+  if (nllm_gguf_writer_create(&w) || !blocks) {
+    cli_error("out of memory");
+    goto done;
+  }
+  const char *arch = "";
+  if (nllm_model_meta_str(m, "general.architecture", &arch)) {
+    cli_status_error(NLLM_ERR_FORMAT, "the base has no general.architecture");
+    goto done;
+  }
+  if (nllm_gguf_set_str(w, "general.architecture", arch) ||
+      nllm_gguf_set_str(w, "general.type", "adapter") ||
+      nllm_gguf_set_str(w, "general.name", "random lora") ||
+      nllm_gguf_set_str(w, "adapter.type", "lora") ||
+      nllm_gguf_set_f32(w, "adapter.lora.alpha", (float)alpha)) {
+    cli_error("building metadata: %s", nllm_last_error());
+    goto done;
+  }
+  int n_mats = 0;
+  for (int32_t i = 0; i < nllm_model_tensor_count(m); i++) {
+    const char *name;
+    int32_t type, n_dims;
+    int64_t ne[4];
+    if (nllm_model_tensor_info(m, i, &name, &type, &n_dims, ne) || n_dims != 2) continue;
+    int layer = -1, used = 0;
+    char stem[64];
+    if (sscanf(name, "blk.%d.%63[a-z_].weight%n", &layer, stem, &used) != 2 || name[used]) continue;
+    int want = 0;
+    for (int k = 0; k < n_stems; k++) want |= !strcmp(stem, stems[k]);
+    if (!want) continue;
+    /* A ~ std 1/sqrt(in) like PEFT's init; B small but non-zero, so the adapter changes the
+     * output without swamping the base */
+    const int64_t in = ne[0], outs = ne[1];
+    for (int k = 0; k < 2; k++) {
+      const int64_t n = k ? outs * rank : rank * in;
+      float *x = malloc((size_t)n * sizeof(float));
+      if (!x) {
+        cli_error("out of memory");
+        goto done;
+      }
+      blocks[n_blocks++] = x;
+      const float a = (k ? 0.02f / sqrtf((float)rank) : 1.0f / sqrtf((float)in)) * sqrtf(3.0f);
+      fill_random(x, (size_t)n, a, &rng);
+      char tn[160];
+      snprintf(tn, sizeof tn, "%s.lora_%c", name, k ? 'b' : 'a');
+      int64_t tne[2] = {k ? rank : in, k ? outs : rank};
+      if ((st = nllm_gguf_add_tensor(w, tn, NLLM_TYPE_F32, 2, tne, x, (uint64_t)n * 4))) {
+        cli_status_error(st, "writing tensor");
+        goto done;
+      }
+    }
+    n_mats++;
+  }
+  if (!n_mats) {
+    cli_error("%s has no attention or FFN matrices named blk.N.*.weight", base);
+    goto done;
+  }
+  if ((st = nllm_gguf_write(w, out))) {
+    cli_status_error(st, "cannot write the adapter");
+    goto done;
+  }
+  fprintf(stderr, "gen-lora: wrote %s (%d matrices, rank %lld, alpha %g)\n", out, n_mats, rank,
+          alpha);
+  rc = 0;
+done:
+  for (int i = 0; i < n_blocks; i++) free(blocks[i]);
+  free(blocks);
+  nllm_gguf_writer_free(w);
+  nllm_model_free(m);
   return rc;
 }

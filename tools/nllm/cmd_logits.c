@@ -9,8 +9,9 @@
 
 #include "nllm.h"
 
-#define LOGITS_OPTS \
-  "-m --gpu -ngl --quantize -p -f --prompt-ids -n -o -t -c --no-bos --special --mmap"
+#define LOGITS_OPTS                                                                           \
+  "-m --gpu -ngl --quantize -p -f --prompt-ids -n -o -t -c --no-bos --special --mmap --lora " \
+  "--lora-scaled"
 
 static int parse_id_list(const char *s, nllm_token **ids, int32_t *n) {
   size_t cap = 16;
@@ -101,6 +102,7 @@ int cmd_logits(int argc, char **argv) {
     cli_status_error(st, "cannot create context");
     goto out;
   }
+  if (!cli_attach_lora(&o, m, ctx)) goto out;
   size_t n_pos = (size_t)n_prompt + (size_t)n_gen;
   rows = malloc(n_pos * (size_t)nv * sizeof *rows);
   gen = malloc(((size_t)n_gen + 1) * sizeof *gen);

@@ -10,10 +10,10 @@
 
 #include "nllm.h"
 
-#define PARALLEL_OPTS                                                                        \
-  "-m -f -n -np -t -c -b -s --temp --top-k --top-p --min-p --repeat-penalty "                \
+#define PARALLEL_OPTS                                                                            \
+  "-m -f -n -np -t -c -b -s --temp --top-k --top-p --min-p --repeat-penalty "                    \
   "--repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap --grammar --grammar-file " \
-  "--json-schema"
+  "--json-schema --lora --lora-scaled"
 
 typedef struct job {
   nllm_token *prompt;
@@ -143,6 +143,7 @@ int cmd_parallel(int argc, char **argv) {
     cli_status_error(st, "cannot create context");
     goto out;
   }
+  if (!cli_attach_lora(&o, m, ctx)) goto out;
   nllm_sampler_params sp;
   cli_sampler_params(&o, &sp);
   if (!cli_grammar(&o, &sp, &grammar)) goto out;

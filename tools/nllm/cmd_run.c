@@ -8,8 +8,8 @@
 
 #define RUN_OPTS                                                                         \
   "-m --quantize -p -f -n --gpu -ngl -t -c -b -s --temp --top-k --top-p --min-p "        \
-  "--repeat-penalty --repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap "  \
-  "--no-mmap -r --stop --ignore-eos --grammar --grammar-file --json-schema"
+  "--repeat-penalty --repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap " \
+  "--no-mmap -r --stop --ignore-eos --grammar --grammar-file --json-schema --lora --lora-scaled"
 
 typedef struct stream_state {
   int ids;
@@ -62,6 +62,7 @@ int cmd_run(int argc, char **argv) {
     cli_status_error(st, "cannot create context");
     goto out;
   }
+  if (!cli_attach_lora(&o, m, ctx)) goto out;
   if ((st = nllm_sampler_create(m, &sp, &smp))) {
     cli_status_error(st, "bad sampling parameters");
     goto out;

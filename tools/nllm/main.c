@@ -137,6 +137,7 @@ static const command commands[] = {
     {"logits", cmd_logits, "write prompt + greedy ids and every position's logits (golden format)"},
     {"info", cmd_info, "print architecture, hyperparameters, metadata and tensors"},
     {"bench", cmd_bench, "measure prompt and generation tokens/s"},
+    {"embed", cmd_embed, "print the embedding vector of each text (pooled, optionally normalized)"},
     {"parallel", cmd_parallel, "generate for every line of a file, many sequences at once"},
     {"chat", cmd_chat, "chat on the terminal with the model's chat template"},
     {"template", cmd_template, "print a conversation rendered with a chat template (Jinja)"},
@@ -145,6 +146,7 @@ static const command commands[] = {
     {"quantize", nllm_cmd_quantize, "quantize a GGUF to a type or preset (Q4_K_M, Q8_0, ...)"},
     {"serve", cmd_serve, "an OpenAI-compatible HTTP server (docs/server.md)"},
     {"gen-model", cmd_gen_model, "write a random-weight Llama of a real shape (for benchmarks)"},
+    {"gen-lora", cmd_gen_lora, "write a random LoRA adapter (GGUF) for a model (for benchmarks)"},
 };
 
 static void usage(FILE *f) {

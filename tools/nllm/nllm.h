@@ -29,14 +29,29 @@ int cmd_logits(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
+int cmd_gen_lora(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int nllm_cmd_convert(int argc, char **argv);
 int nllm_cmd_quantize(int argc, char **argv);
 int cmd_serve(int argc, char **argv); /* tools/serve/cmd_serve.c */
 int cmd_parallel(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+
+/* Embeddings of many token sequences (tools/nllm/embed_seqs.c), for nllm embed, nllm bench
+ * --embed and nllm serve: packed into decode calls of at most n_batch rows and n_seq_max
+ * sequences of ctx (an embeddings context). out: n_embd floats per sequence (pooled), or per
+ * token of every sequence in order (pooling NONE). A sequence longer than n_batch is
+ * NLLM_ERR_INVALID_ARG naming its index. */
+nllm_status cli_embed_seqs(nllm_context *ctx, int32_t n_batch, const nllm_token *const *seqs,
+                           const int32_t *lens, int32_t n, float *out);
+/* "none" "mean" "cls" "last" -> NLLM_POOLING_*, -9 for anything else; and back. */
+int32_t cli_pooling_parse(const char *s);
+const char *cli_pooling_name(int32_t pooling);
 
 #endif
+
+#define CLI_MAX_LORA 16
 
 /* Options shared by the subcommands; each command names the ones it accepts. */
 typedef struct cli_opts {
@@ -56,7 +71,30 @@ typedef struct cli_opts {
   int n_stop;
   /* nllm bench: comma-separated value lists of -n and -t (-p is the prompt option's text). */
   const char *n_list, *t_list;
+  /* --lora PATH / --lora-scaled PATH SCALE (repeatable): adapters in order */
+  const char *lora[CLI_MAX_LORA];
+  float lora_scale[CLI_MAX_LORA];
+  int n_lora;
+  /* nllm embed / bench --embed */
+  const char *pooling; /* none, mean, cls, last */
+  int normalize, no_normalize, embed;
+  const char *par_list; /* nllm bench --parallel: sequence counts */
 } cli_opts;
+
+/* Loaded --lora adapters (handles owned here; contexts hold their own references). */
+typedef struct cli_lora {
+  nllm_lora_adapter *a[CLI_MAX_LORA];
+  float scale[CLI_MAX_LORA];
+  int n;
+} cli_lora;
+
+/* Loads the adapters of o for m; 0 (error printed) on failure. */
+int cli_lora_load(const cli_opts *o, const nllm_model *m, cli_lora *l);
+/* Attaches them to ctx; 0 (error printed) on failure. */
+int cli_lora_attach(const cli_lora *l, nllm_context *ctx);
+void cli_lora_free(cli_lora *l);
+/* Load + attach + release the handles (the context keeps the adapters): 0 on failure. */
+int cli_attach_lora(const cli_opts *o, const nllm_model *m, nllm_context *ctx);
 
 /* -n -1: generate until an end-of-generation token or a full context. */
 #define CLI_N_UNLIMITED (-1)

@@ -9,7 +9,7 @@
 
 #include "nllm.h"
 
-typedef enum { O_STR, O_INT, O_FLOAT, O_FLAG, O_LIST } kind;
+typedef enum { O_STR, O_INT, O_FLOAT, O_FLAG, O_LIST, O_LORA } kind;
 
 typedef struct opt {
   /* key: the word a command's allowed list uses (name when NULL); two entries may share a name
@@ -106,10 +106,23 @@ static const opt opts[] = {
      "TYPE KV cache type of K: f16 (default), f32, bf16, q8_0, q4_0"},
     {NULL, "-ctv", "--cache-type-v", O_STR, OFF(cache_v), 0, 0, 0, 0,
      "TYPE KV cache type of V (default: as K)"},
+    {"bench:-np", "-np", "--parallel", O_STR, OFF(par_list), 0, 0, 0, 0,
+     "B,B..  sequences decoded together: aggregate t/s of each count (bench)"},
     {NULL, "-np", "--parallel", O_INT, OFF(n_parallel), 1, 1024, 0, 0,
      "N    sequences decoded together, the rest queued (parallel; default 4)"},
+    {NULL, "--lora", NULL, O_LORA, OFF(lora), 0, 0, 0, 0,
+     "PATH  apply a LoRA adapter (PEFT folder or GGUF; repeatable)"},
+    {NULL, "--lora-scaled", NULL, O_LORA, OFF(lora), 0, 0, 0, 0,
+     "PATH SCALE  a LoRA adapter at a user scale (repeatable)"},
     {NULL, "-P", "--n-prompt", O_INT, OFF(n_prompt), 0, 1 << 20, 0, 0,
      "N      prompt tokens to time (bench; default 128)"},
+    {NULL, "--pooling", NULL, O_STR, OFF(pooling), 0, 0, 0, 0,
+     "P  none, mean, cls or last (default: the model's)"},
+    {NULL, "--normalize", NULL, O_FLAG, OFF(normalize), 0, 0, 0, 0,
+     "    L2-normalize the vectors (default: the model's choice)"},
+    {NULL, "--no-normalize", NULL, O_FLAG, OFF(no_normalize), 0, 0, 0, 0, " raw vectors"},
+    {NULL, "--embed", NULL, O_FLAG, OFF(embed), 0, 0, 0, 0,
+     "        time embeddings: batches of texts (bench; -P tokens each, -b texts per batch)"},
 };
 
 static int allowed_has(const char *allowed, const char *name) {
@@ -170,6 +183,16 @@ int cli_parse(int argc, char **argv, const char *allowed, cli_opts *o) {
     snprintf(name, sizeof name, "%.*s", (int)alen, a);
     if (op->k == O_STR) {
       *(const char **)field = v;
+    } else if (op->k == O_LORA) {
+      if (o->n_lora == CLI_MAX_LORA)
+        return cli_error("too many LoRA adapters (at most %d)", CLI_MAX_LORA);
+      double scale = 1.0;
+      if (!strcmp(name, "--lora-scaled")) {
+        if (eq || i + 1 >= argc) return cli_error("--lora-scaled needs PATH and SCALE");
+        if (!cli_float(name, argv[++i], -1e6, 1e6, &scale)) return 1;
+      }
+      o->lora[o->n_lora] = v;
+      o->lora_scale[o->n_lora++] = (float)scale;
     } else if (op->k == O_LIST) {
       if (o->n_stop == (int)(sizeof o->stop / sizeof o->stop[0]))
         return cli_error("too many %s options (at most %d)", name, o->n_stop);
@@ -338,4 +361,39 @@ void cli_sampler_params(const cli_opts *o, nllm_sampler_params *sp) {
   if (o->repeat_penalty >= 0) sp->repeat_penalty = (float)o->repeat_penalty;
   if (o->repeat_last_n >= 0) sp->repeat_last_n = (int32_t)o->repeat_last_n;
   if (o->has_seed) sp->seed = (uint64_t)o->seed;
+}
+
+int cli_lora_load(const cli_opts *o, const nllm_model *m, cli_lora *l) {
+  memset(l, 0, sizeof *l);
+  for (int k = 0; k < o->n_lora; k++) {
+    nllm_status st = nllm_lora_adapter_load(m, o->lora[k], &l->a[k]);
+    if (st) {
+      cli_error("cannot load LoRA adapter: %s (%s)", nllm_last_error(), nllm_status_name(st));
+      cli_lora_free(l);
+      return 0;
+    }
+    l->scale[k] = o->lora_scale[k];
+    l->n = k + 1;
+  }
+  return 1;
+}
+
+int cli_lora_attach(const cli_lora *l, nllm_context *ctx) {
+  if (!l->n) return 1;
+  nllm_status st = nllm_context_set_lora(ctx, l->a, l->scale, l->n);
+  if (st) return cli_status_error(st, "cannot apply the LoRA adapters"), 0;
+  return 1;
+}
+
+void cli_lora_free(cli_lora *l) {
+  for (int k = 0; k < l->n; k++) nllm_lora_adapter_free(l->a[k]);
+  l->n = 0;
+}
+
+int cli_attach_lora(const cli_opts *o, const nllm_model *m, nllm_context *ctx) {
+  cli_lora l;
+  if (!cli_lora_load(o, m, &l)) return 0;
+  int ok = cli_lora_attach(&l, ctx);
+  cli_lora_free(&l);
+  return ok;
 }

@@ -132,6 +132,14 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
     }
     tfmt = srv_tools_detect(jinja);
   }
+  for (int k = 0; k < r->n_lora; k++)
+    if (r->lora_id[k] >= cfg->n_lora) {
+      srv_error_set(err, 400, "invalid_request_error", "lora", NULL,
+                    "lora id %d: the server has %d adapter(s) (GET /lora-adapters lists them)",
+                    r->lora_id[k], cfg->n_lora);
+      free(named);
+      return -1;
+    }
   /* response_format and llama-server's grammar / json_schema: the sampler's grammar; a forced
    * tool call brings its own */
   char *constraint = NULL;
@@ -159,6 +167,8 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
   }
   srv_job *j = srv_job_new();
   if (!j) goto oom;
+  for (int k = 0; k < cfg->n_lora; k++) j->lora_scale[k] = cfg->lora_scale[k];
+  for (int k = 0; k < r->n_lora; k++) j->lora_scale[r->lora_id[k]] = (float)r->lora_scale[k];
   j->constraint = constraint;
   constraint = NULL;
   memset(rp, 0, sizeof *rp);
@@ -581,4 +591,20 @@ char *srv_api_models(const srv_api *a, long long created) {
   cJSON_AddNumberToObject(meta, "n_params", (double)nllm_model_n_params(a->model));
   cJSON_AddNumberToObject(meta, "size", (double)nllm_model_size_bytes(a->model));
   return print(o);
+}
+
+char *srv_api_lora_adapters(const srv_api *a) {
+  const srv_config *cfg = a->cfg;
+  cJSON *arr = cJSON_CreateArray();
+  for (int k = 0; k < cfg->n_lora; k++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", k);
+    cJSON_AddStringToObject(o, "path", cfg->lora_paths[k]);
+    cJSON_AddStringToObject(o, "name", nllm_lora_adapter_name(cfg->lora[k]));
+    cJSON_AddNumberToObject(o, "scale", cfg->lora_scale[k]);
+    cJSON_AddNumberToObject(o, "rank", nllm_lora_adapter_rank(cfg->lora[k]));
+    cJSON_AddNumberToObject(o, "alpha", nllm_lora_adapter_alpha(cfg->lora[k]));
+    cJSON_AddItemToArray(arr, o);
+  }
+  return print(arr);
 }

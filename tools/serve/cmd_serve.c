@@ -12,15 +12,18 @@
 #include "serve.h"
 
 /* Options of nllm run that apply to serving; the serve-only ones are parsed below. */
-#define SERVE_COMMON_OPTS                                                       \
-  "-m --quantize -n --gpu -ngl -t -c -b --seed --temp --top-k --top-p --min-p " \
-  "--repeat-penalty --repeat-last-n --chat-template --chat-template-file --kv-f32 --mmap"
+#define SERVE_COMMON_OPTS                                                                  \
+  "-m --quantize -n --gpu -ngl -t -c -b --seed --temp --top-k --top-p --min-p "            \
+  "--repeat-penalty --repeat-last-n --chat-template --chat-template-file --kv-f32 --mmap " \
+  "--lora --lora-scaled"
 
 static void usage(void) {
   printf(
       "usage: nllm serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [-np N] [-c CTX] ...\n"
-      "An OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions, /v1/models,\n"
-      "/tokenize, /detokenize, /health, /metrics and a chat page at /. See docs/server.md.\n\n"
+      "An OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions, /v1/embeddings,\n"
+      "/v1/models, /tokenize, /detokenize, /health, /metrics, /lora-adapters and a chat page at\n"
+      "/. See docs/server.md. LoRA adapters (--lora, --lora-scaled) are loaded at start; a\n"
+      "request sets their scales with \"lora\": [{\"id\": 0, \"scale\": 0.5}].\n\n"
       "server options:\n"
       "  --host ADDR       address to bind (default 127.0.0.1; 0.0.0.0 for every interface)\n"
       "  --port N          TCP port (default 8080; 0 picks a free one, printed at start)\n"
@@ -168,10 +171,12 @@ int cmd_serve(int argc, char **argv) {
   int rc = 1;
   srv_http *http = NULL;
   srv_sched *sched = NULL;
+  srv_embed *embed = NULL;
   nllm_model *model = NULL;
+  cli_lora lora = {0};
   if (srv_http_start(&cfg, &http)) goto out;
   if (!(model = cli_load_model(&o, 0, 0))) goto out;
-  if (!cfg.chat_template) {
+  if (!cfg.chat_template && !nllm_model_is_encoder(model)) {
     nllm_chat_message probe = {"user", "hi"};
     int32_t need = 0;
     nllm_status st = nllm_chat_format(model, &probe, 1, 1, NULL, 0, &need);
@@ -181,19 +186,43 @@ int cmd_serve(int argc, char **argv) {
       cfg.chat_template = "chatml";
     }
   }
-  srv_sched_params spp = {.n_slots = n_slots,
-                          .n_ctx = (int)o.ctx,
-                          .n_threads = (int)o.threads,
-                          .n_batch = o.batch > 0 ? (int)o.batch : 256,
-                          .queue_max = queue,
-                          .kv_f32 = o.kv_f32};
-  if (srv_sched_create(model, &spp, &sched)) {
-    cli_error("cannot create %d slots of context %lld", n_slots, o.ctx);
+  if (srv_embed_create(model, (int)o.threads, &embed)) {
+    cli_error("out of memory");
     goto out;
   }
-  srv_http_set_ready(http, model, sched, cfg.chat_template);
-  fprintf(stderr, "nllm serve: ready: model '%s', %d slots of %d tokens\n", cfg.alias, n_slots,
-          srv_sched_n_ctx(sched));
+  srv_http_set_embed(http, embed);
+  if (nllm_model_is_encoder(model)) {
+    /* an encoder generates nothing: no slots, /v1/embeddings only */
+    if (o.n_lora) {
+      cli_error("LoRA adapters apply to generation; '%s' is an encoder (embeddings only)",
+                cfg.alias);
+      goto out;
+    }
+    srv_http_set_ready(http, model, NULL, cfg.chat_template);
+    fprintf(stderr, "nllm serve: ready: model '%s' (an encoder: /v1/embeddings only)\n", cfg.alias);
+  } else {
+    if (!cli_lora_load(&o, model, &lora)) goto out;
+    srv_http_set_lora(http, o.lora, lora.a, lora.scale, lora.n);
+    srv_sched_params spp = {.n_slots = n_slots,
+                            .n_ctx = (int)o.ctx,
+                            .n_threads = (int)o.threads,
+                            .n_batch = o.batch > 0 ? (int)o.batch : 256,
+                            .queue_max = queue,
+                            .kv_f32 = o.kv_f32,
+                            .lora = lora.a,
+                            .lora_scale = lora.scale,
+                            .n_lora = lora.n};
+    if (srv_sched_create(model, &spp, &sched)) {
+      cli_error("cannot create %d slots of context %lld", n_slots, o.ctx);
+      goto out;
+    }
+    srv_http_set_ready(http, model, sched, cfg.chat_template);
+    for (int k = 0; k < lora.n; k++)
+      fprintf(stderr, "nllm serve: LoRA adapter %d: %s (rank %d) at scale %g\n", k, o.lora[k],
+              nllm_lora_adapter_rank(lora.a[k]), (double)lora.scale[k]);
+    fprintf(stderr, "nllm serve: ready: model '%s', %d slots of %d tokens\n", cfg.alias, n_slots,
+            srv_sched_n_ctx(sched));
+  }
 
   int sig;
   do sig = sigwaitinfo(&sigs, NULL);
@@ -204,8 +233,8 @@ int cmd_serve(int argc, char **argv) {
   struct timespec tick = {0, 50 * 1000000L};
   double deadline = srv_now() + cfg.drain_s;
   for (;;) {
-    int running, waiting;
-    srv_sched_load(sched, &running, &waiting);
+    int running = 0, waiting = 0;
+    if (sched) srv_sched_load(sched, &running, &waiting);
     if (!running && !waiting && !srv_http_in_flight(http)) break;
     if (srv_now() > deadline) {
       fprintf(stderr, "nllm serve: drain timeout: %d requests cut short\n", running + waiting);
@@ -221,6 +250,8 @@ out:
   srv_sched_shutdown(sched);
   srv_http_stop(http);
   srv_sched_free(sched);
+  cli_lora_free(&lora);
+  srv_embed_free(embed);
   nllm_model_free(model);
   free(key_buf);
   free(tmpl_file);

@@ -38,7 +38,8 @@ struct srv_http {
   atomic_int stopping;
   srv_config cfg;
   srv_api api;
-  srv_sched *sched;
+  srv_sched *sched; /* NULL for an encoder (embeddings only) */
+  srv_embed *embed;
   atomic_int ready, draining, in_flight;
   long long started;
 };
@@ -52,7 +53,9 @@ enum route {
   R_CHAT,
   R_COMPLETIONS,
   R_TOKENIZE,
-  R_DETOKENIZE
+  R_DETOKENIZE,
+  R_LORA,
+  R_EMBEDDINGS
 };
 
 static const struct {
@@ -73,6 +76,9 @@ static const struct {
     {"/completions", "POST", R_COMPLETIONS},
     {"/tokenize", "POST", R_TOKENIZE},
     {"/detokenize", "POST", R_DETOKENIZE},
+    {"/lora-adapters", "GET", R_LORA},
+    {"/v1/embeddings", "POST", R_EMBEDDINGS},
+    {"/embeddings", "POST", R_EMBEDDINGS},
 };
 
 typedef struct req_state {
@@ -580,7 +586,7 @@ static enum MHD_Result dispatch(srv_http *h, struct MHD_Connection *c, req_state
   if (st->route == R_METRICS) {
     srv_stats s;
     memset(&s, 0, sizeof s);
-    if (ready) srv_sched_stats(h->sched, &s);
+    if (ready && h->sched) srv_sched_stats(h->sched, &s);
     char *txt = srv_metrics_text(&s, ready && !draining);
     if (!txt) return send_json(c, 500, NULL);
     return send_buf(c, 200, "text/plain; version=0.0.4", txt, strlen(txt), MHD_RESPMEM_MUST_FREE);
@@ -593,14 +599,22 @@ static enum MHD_Result dispatch(srv_http *h, struct MHD_Connection *c, req_state
   char *out = NULL;
   switch (st->route) {
     case R_MODELS: return send_json(c, 200, srv_api_models(&h->api, h->started));
+    case R_LORA: return send_json(c, 200, srv_api_lora_adapters(&h->api));
     case R_TOKENIZE:
     case R_DETOKENIZE:
       out = st->route == R_TOKENIZE
                 ? srv_api_tokenize(&h->api, st->body ? st->body : "", st->len, &err)
                 : srv_api_detokenize(&h->api, st->body ? st->body : "", st->len, &err);
       return out ? send_json(c, 200, out) : send_error(c, &err, NULL, NULL);
+    case R_EMBEDDINGS:
+      out = srv_api_embeddings(h->embed, &h->api, st->body ? st->body : "", st->len, &err);
+      return out ? send_json(c, 200, out) : send_error(c, &err, NULL, NULL);
     case R_CHAT:
-    case R_COMPLETIONS: return handle_generate(h, c, st);
+    case R_COMPLETIONS:
+      if (!h->sched)
+        return fail(c, 400, "invalid_request_error", "model_not_generative",
+                    "this model is an encoder: it gives embeddings (/v1/embeddings) only");
+      return handle_generate(h, c, st);
     default: return fail(c, 404, "invalid_request_error", "not_found", "no such route");
   }
 }
@@ -784,13 +798,25 @@ int srv_http_start(const srv_config *cfg, srv_http **out) {
   return 0;
 }
 
+void srv_http_set_embed(srv_http *h, srv_embed *e) {
+  h->embed = e;
+}
+
 void srv_http_set_ready(srv_http *h, const nllm_model *model, srv_sched *s,
                         const char *chat_template) {
   h->api.model = model;
   h->api.tmpl = chat_template;
-  h->api.n_ctx = srv_sched_n_ctx(s);
+  h->api.n_ctx = s ? srv_sched_n_ctx(s) : nllm_model_n_ctx_train(model);
   h->sched = s;
   atomic_store(&h->ready, 1);
+}
+
+void srv_http_set_lora(srv_http *h, const char *const *paths, nllm_lora_adapter *const *lora,
+                       const float *scales, int n) {
+  h->cfg.lora_paths = paths;
+  h->cfg.lora = lora;
+  h->cfg.lora_scale = scales;
+  h->cfg.n_lora = n;
 }
 
 void srv_http_quiesce(srv_http *h) {

@@ -342,6 +342,28 @@ static int parse_stop(const cJSON *root, srv_request *r, srv_error *err) {
   return 0;
 }
 
+/* "lora": [{"id": N, "scale": S}, ...] (llama-server); ids are checked against the loaded
+ * adapters when the job is prepared. */
+static int parse_lora(const cJSON *root, srv_request *r, srv_error *err) {
+  const cJSON *l = cJSON_GetObjectItemCaseSensitive(root, "lora");
+  if (!l || cJSON_IsNull(l)) return 0;
+  if (!cJSON_IsArray(l)) BAD("lora", "'lora' must be an array of {\"id\", \"scale\"} objects");
+  const cJSON *e;
+  cJSON_ArrayForEach(e, l) {
+    if (r->n_lora == SRV_MAX_LORA) BAD("lora", "'lora' lists more than %d adapters", SRV_MAX_LORA);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(e, "scale");
+    if (!cJSON_IsObject(e) || !cJSON_IsNumber(id) || id->valuedouble < 0 ||
+        id->valuedouble > SRV_MAX_LORA || id->valuedouble != floor(id->valuedouble))
+      BAD("lora", "each 'lora' entry needs an integer 'id' of a loaded adapter");
+    if (!cJSON_IsNumber(sc) || !isfinite(sc->valuedouble) || fabs(sc->valuedouble) > 1e6)
+      BAD("lora", "each 'lora' entry needs a finite number 'scale'");
+    r->lora_id[r->n_lora] = (int)id->valuedouble;
+    r->lora_scale[r->n_lora++] = sc->valuedouble;
+  }
+  return 0;
+}
+
 static int parse_body(srv_req_kind kind, const cJSON *root, srv_request *r, srv_error *err) {
   if (!cJSON_IsObject(root)) BAD(NULL, "the request body must be a JSON object");
   if (get_str(root, "model", &r->model, err)) return -1;
@@ -405,7 +427,7 @@ static int parse_body(srv_req_kind kind, const cJSON *root, srv_request *r, srv_
   if (get_raw(root, "tool_choice", &r->tool_choice_json, err)) return -1;
   if (get_str(root, "grammar", &r->grammar, err)) return -1;
   if (get_raw(root, "json_schema", &r->json_schema_json, err)) return -1;
-  return 0;
+  return parse_lora(root, r, err);
 }
 
 int srv_parse_request(srv_req_kind kind, const char *body, size_t len, srv_request *req,

@@ -28,8 +28,9 @@ typedef struct slot {
   double last_used;
   srv_job *job;
   nllm_sampler *smp;
-  int n_done_prompt;  /* prompt tokens in the KV cache */
-  nllm_token pending; /* sampled, not yet evaluated */
+  int n_done_prompt;              /* prompt tokens in the KV cache */
+  nllm_token pending;             /* sampled, not yet evaluated */
+  float cache_lora[SRV_MAX_LORA]; /* the adapter scales the cache was computed under */
   srv_text text;
   int *counts;     /* per-token count of generated tokens (penalties), n_vocab */
   nllm_token *gen; /* generated tokens, to clear counts */
@@ -168,6 +169,11 @@ void srv_sched_stats(srv_sched *s, srv_stats *out) {
 
 /* ------------------------------------------------------------------ slots */
 
+/* A cache computed under other adapter scales is no prefix of anything this job computes. */
+static int same_lora(const srv_sched *s, const float *a, const float *b) {
+  return !memcmp(a, b, (size_t)s->p.n_lora * sizeof(float));
+}
+
 static int common_prefix(const nllm_token *a, int na, const nllm_token *b, int nb) {
   int n = 0;
   while (n < na && n < nb && a[n] == b[n]) n++;
@@ -183,7 +189,9 @@ static slot *pick_slot(srv_sched *s, const srv_job *j, int *lcp_out) {
   for (int i = 0; i < s->p.n_slots; i++) {
     slot *sl = &s->slots[i];
     if (sl->job) continue;
-    int lcp = common_prefix(sl->cache, sl->n_cache, j->prompt, j->n_prompt);
+    int lcp = same_lora(s, sl->cache_lora, j->lora_scale)
+                  ? common_prefix(sl->cache, sl->n_cache, j->prompt, j->n_prompt)
+                  : 0;
     if (lcp > best_lcp) best = sl, best_lcp = lcp;
     if (!lru || sl->last_used < lru->last_used) lru = sl, lru_lcp = lcp;
   }
@@ -205,7 +213,7 @@ static int borrow_prefix(srv_sched *s, slot *dst, const srv_job *j, int have) {
   int best = have;
   for (int i = 0; i < s->p.n_slots; i++) {
     slot *o = &s->slots[i];
-    if (o == dst) continue;
+    if (o == dst || !same_lora(s, o->cache_lora, j->lora_scale)) continue;
     int lcp = common_prefix(o->cache, o->n_cache, j->prompt, j->n_prompt);
     if (lcp > best) best = lcp, src = o;
   }
@@ -225,6 +233,15 @@ static int borrow_prefix(srv_sched *s, slot *dst, const srv_job *j, int have) {
 
 /* under mu: give a job a slot. Returns 0, or -1 with the job finished as failed. */
 static int slot_start(srv_sched *s, slot *sl, srv_job *j, int lcp) {
+  /* the slot's sequence runs the job's adapter scales; its cache, if computed under others,
+   * has lcp 0 (pick_slot) and goes */
+  if (s->p.n_lora) {
+    if (nllm_seq_set_lora(s->shared, sl->seq, s->p.lora, j->lora_scale, s->p.n_lora)) {
+      snprintf(j->error, sizeof j->error, "LoRA adapters: %s", nllm_last_error());
+      return -1;
+    }
+    memcpy(sl->cache_lora, j->lora_scale, sizeof sl->cache_lora);
+  }
   /* at least the last prompt token is evaluated again: its logits choose the first token */
   int keep = lcp < j->n_prompt ? lcp : j->n_prompt - 1;
   if (kv_keep(s, sl, keep)) keep = 0;
@@ -649,6 +666,7 @@ int srv_sched_create(const nllm_model *model, const srv_sched_params *p, srv_sch
             nllm_last_error());
     goto fail;
   }
+  if (p->n_lora > SRV_MAX_LORA) goto fail;
   s->b_cap = s->p.n_batch * p->n_slots;
   s->b_tok = malloc((size_t)s->b_cap * sizeof *s->b_tok);
   s->b_pos = malloc((size_t)s->b_cap * sizeof *s->b_pos);

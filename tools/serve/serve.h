@@ -15,6 +15,7 @@ struct cJSON;
 
 #define SRV_MAX_STOP 16
 #define SRV_MAX_TOP_LOGPROBS 20
+#define SRV_MAX_LORA 16    /* adapters loaded at start (--lora, --lora-scaled) */
 #define SRV_MAX_PROMPTS 64 /* prompts in one /v1/completions request */
 
 /* ------------------------------------------------------------------ parsed requests */
@@ -75,6 +76,11 @@ typedef struct srv_request {
   char *response_format_json, *tools_json, *tool_choice_json;
   /* llama-server's constrained-output fields: GBNF text, and a JSON Schema (raw JSON) */
   char *grammar, *json_schema_json;
+  /* llama-server's "lora": [{"id", "scale"}]: scales of adapters loaded at start; the others
+   * keep their start-up scale */
+  int lora_id[SRV_MAX_LORA];
+  double lora_scale[SRV_MAX_LORA];
+  int n_lora;
 } srv_request;
 
 /* An error for the client: HTTP status and OpenAI's error fields. */
@@ -156,6 +162,7 @@ typedef struct srv_job {
   const char *response_format_json; /* grammar hook: owned by the request */
   char *constraint;   /* owned grammar or JSON Schema text that sp.grammar / sp.json_schema use */
   int render_special; /* control tokens go into the text (Mistral's [TOOL_CALLS]) */
+  float lora_scale[SRV_MAX_LORA]; /* the scale of each loaded adapter (0: off) */
   /* shared */
   char *out; /* released text (clean UTF-8) */
   size_t out_len, out_cap;
@@ -180,6 +187,12 @@ typedef struct srv_sched srv_sched;
 
 typedef struct srv_sched_params {
   int n_slots, n_ctx, n_threads, n_batch, queue_max, kv_f32;
+  /* LoRA adapters loaded at start and their start-up scales. Each slot's sequence runs its
+   * request's scales (nllm_seq_set_lora), so requests with different adapters share every
+   * step; a cached prefix is reused only under the same scales. */
+  nllm_lora_adapter *const *lora;
+  const float *lora_scale;
+  int n_lora;
 } srv_sched_params;
 
 int srv_sched_create(const nllm_model *model, const srv_sched_params *p, srv_sched **out);
@@ -243,6 +256,11 @@ typedef struct srv_config {
   /* sampling defaults from the command line */
   nllm_sampler_params sp;
   int default_max_tokens; /* -1: fill the context */
+  /* LoRA adapters loaded at start (GET /lora-adapters; a request's "lora" field) */
+  const char *const *lora_paths;
+  nllm_lora_adapter *const *lora;
+  const float *lora_scale;
+  int n_lora;
 } srv_config;
 
 /* ------------------------------------------------------------------ OpenAI shapes (api.c) */
@@ -289,6 +307,8 @@ const char *srv_finish_name(srv_finish f);
 char *srv_api_tokenize(const srv_api *a, const char *body, size_t len, srv_error *err);
 char *srv_api_detokenize(const srv_api *a, const char *body, size_t len, srv_error *err);
 char *srv_api_models(const srv_api *a, long long created);
+/* GET /lora-adapters: [{"id", "path", "scale"}] as llama-server lists them. */
+char *srv_api_lora_adapters(const srv_api *a);
 
 /* ------------------------------------------------------------------ tool calls (toolcall.c) */
 
@@ -311,6 +331,14 @@ struct cJSON *srv_tools_parse(const srv_reply *rp, const char *text);
  * become, a tool call and is held until the reply ends. */
 size_t srv_tools_content_end(const srv_reply *rp, const char *text, size_t n);
 
+/* /v1/embeddings (embed.c): an embeddings context of the model, made on first use. */
+typedef struct srv_embed srv_embed;
+int srv_embed_create(const nllm_model *model, int n_threads, srv_embed **out);
+void srv_embed_free(srv_embed *e);
+/* The response body (malloc'd JSON), or NULL with err set. Thread-safe. */
+char *srv_api_embeddings(srv_embed *e, const srv_api *a, const char *body, size_t len,
+                         srv_error *err);
+
 typedef struct srv_http srv_http;
 /* Starts listening (the model may still be loading: /health answers 503). */
 int srv_http_start(const srv_config *cfg, srv_http **out);
@@ -318,6 +346,12 @@ int srv_http_start(const srv_config *cfg, srv_http **out);
  * chat requests use (NULL: the model's own). */
 void srv_http_set_ready(srv_http *h, const nllm_model *model, srv_sched *s,
                         const char *chat_template);
+/* The LoRA adapters loaded at start (before srv_http_set_ready; they outlive the server). */
+void srv_http_set_lora(srv_http *h, const char *const *paths, nllm_lora_adapter *const *lora,
+                       const float *scales, int n);
+/* /v1/embeddings is served from e (set before srv_http_set_ready). s may be NULL in
+ * srv_http_set_ready for an encoder model: generation routes then answer 400. */
+void srv_http_set_embed(srv_http *h, srv_embed *e);
 /* Stop accepting connections and answer 503 to new requests on open ones. */
 void srv_http_quiesce(srv_http *h);
 /* Open requests still in flight (streams included). */
