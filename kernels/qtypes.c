@@ -175,7 +175,10 @@ const nllm_qtype *nllm_qtype_get(int32_t type) {
 size_t nllm_row_size(int32_t type, int64_t n) {
   const nllm_qtype *q = nllm_qtype_get(type);
   if (!q || n < 0 || n % q->block_size) return 0;
-  return (size_t)(n / q->block_size) * (size_t)q->type_size;
+  size_t bytes;
+  /* n comes from files and callers: a count whose bytes do not fit is as invalid as a bad one */
+  if (__builtin_mul_overflow((size_t)(n / q->block_size), (size_t)q->type_size, &bytes)) return 0;
+  return bytes;
 }
 
 void nllm_qtypes_force_scalar(int on) {

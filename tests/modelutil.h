@@ -10,6 +10,7 @@ typedef struct cmp_result {
   double max_rel; /* worst rel RMS over all rows */
   int n_rows;
   int argmax_agree; /* leading generated tokens whose argmax equals the golden ids */
+  double mean_rel;  /* mean rel RMS over the rows */
 } cmp_result;
 
 static inline int argmax(const float *x, int n) {
@@ -43,6 +44,7 @@ static inline void compare_golden_ctx(nllm_context *ctx, const golden_logits *g,
     if (pos >= first) {
       double e = rel_rms(row, g->rows + (size_t)(pos - first) * g->n_vocab, g->n_vocab);
       if (e > r->max_rel) r->max_rel = e;
+      r->mean_rel += e;
       r->n_rows++;
     }
   }
@@ -53,8 +55,10 @@ static inline void compare_golden_ctx(nllm_context *ctx, const golden_logits *g,
     double e = rel_rms(nllm_get_logits_ith(ctx, pos), g->rows + (size_t)(pos - first) * g->n_vocab,
                        g->n_vocab);
     if (e > r->max_rel) r->max_rel = e;
+    r->mean_rel += e;
     r->n_rows++;
   }
+  if (r->n_rows) r->mean_rel /= r->n_rows;
   free(ids);
 }
 

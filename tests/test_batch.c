@@ -7,22 +7,30 @@
 #define MAX_SEQ 8
 
 typedef struct model_case {
-  const char *rel;  /* under testdata, or a path from the project root when local */
-  int local;        /* 1: path is relative to the project root */
-  double bound_f32; /* rel RMS of a batched row against the single-sequence row (F32 cache) */
+  const char *rel;    /* under testdata, or a path from the project root when local */
+  int local;          /* 1: path is relative to the project root */
+  double bound_f32;   /* rel RMS of a batched row against the single-sequence row (F32 cache) */
+  double bound_shift; /* shifted against unshifted (0: 1e-4) */
 } model_case;
 
 /* Batching changes which matmul kernel runs (one row: matrix-vector; many: tiles or BLAS) and
  * the summation order of attention; measured differences are below 2e-6 with an F32 cache and
  * below 2e-4 with F16 (whose rounding of a K/V row then differs by an ulp). */
 static const model_case models[] = {
-    {"models/stories260K.gguf", 1, 1e-5},
-    {"golden/models/tiny-a-F16.gguf", 0, 1e-5},
-    {"golden/models/tiny-a-Q8_0.gguf", 0, 1e-5},
-    {"golden/models/tiny-a-Q4_K_M.gguf", 0, 1e-5},
-    {"hf/tiny-llama", 0, 1e-5},
-    {"hf/tiny-qwen2", 0, 1e-5},
-    {"hf/tiny-qwen3", 0, 1e-5},
+    {"models/stories260K.gguf", 1, 1e-5, 0},
+    {"golden/models/tiny-a-F16.gguf", 0, 1e-5, 0},
+    {"golden/models/tiny-a-Q8_0.gguf", 0, 1e-5, 0},
+    {"golden/models/tiny-a-Q4_K_M.gguf", 0, 1e-5, 0},
+    {"hf/tiny-llama", 0, 1e-5, 0},
+    {"hf/tiny-qwen2", 0, 1e-5, 0},
+    {"hf/tiny-qwen3", 0, 1e-5, 0},
+    /* mixture of experts: the rows of all sequences grouped by expert in one step */
+    {"hf/tiny-mixtral", 0, 1e-5, 0},
+    {"hf/tiny-qwen3-moe", 0, 1e-5, 0},
+    /* a shifted key differs from the unshifted one by rounding, which the 8-bit activations
+     * of this quantized file can carry across one of its router near-ties (gaps down to
+     * 0.004): a swapped expert there moves a row by about 1.5% */
+    {"golden/models/moe-a-Q4_K_M.gguf", 0, 1e-5, 3e-2},
 };
 
 static nllm_model *load_case(int i) {
@@ -467,7 +475,8 @@ START_TEST(shift_keeps_relative_positions) {
     if (e > worst) worst = e;
   }
   fprintf(stderr, "%-34s shifted vs unshifted: max rel RMS %.2e\n", models[_i].rel, worst);
-  ck_assert_msg(worst < 1e-4, "%s: %g", models[_i].rel, worst);
+  const double bound = models[_i].bound_shift > 0 ? models[_i].bound_shift : 1e-4;
+  ck_assert_msg(worst < bound, "%s: %g", models[_i].rel, worst);
   nllm_context_free(c);
   nllm_model_free(m);
 }

@@ -272,6 +272,35 @@ START_TEST(test_preset_rules_match_golden) {
 }
 END_TEST
 
+/* The same for the 8-expert moe-a files: the router kept F32, attn_k/attn_v Q8_0 and
+ * attn_output Q5_K (Q4_K_M) for 8 experts, ffn_down_exps under ffn_down's rule. */
+START_TEST(test_preset_rules_match_golden_moe) {
+  static const char *presets[] = {"Q4_K_M", "Q4_0", "Q8_0"};
+  int checked = 0;
+  for (size_t p = 0; p < sizeof presets / sizeof presets[0]; p++) {
+    char rel[128], path[1024];
+    snprintf(rel, sizeof rel, "golden/models/moe-a-%s.gguf", presets[p]);
+    if (!testdata_path(path, sizeof path, rel)) continue;
+    nllm_source g;
+    ck_assert_msg(gguf_open(path, 1, &g) == NLLM_OK, "%s", nllm_last_error());
+    nllm_quant_target tg;
+    ck_assert_int_eq(nllm_quant_target_parse(presets[p], &tg), NLLM_OK);
+    tg.n_expert = 8;
+    int has_output = nllm_source_tensor(&g, "output.weight") != NULL;
+    for (int64_t i = 0; i < g.n_tensors; i++) {
+      nllm_tensor t = g.tensors[i];
+      t.type = NLLM_TYPE_F32;
+      int32_t want = g.tensors[i].type, got = nllm_quant_tensor_type(&tg, &t, 4, has_output);
+      ck_assert_msg(got == want, "moe-a %s %s: chose %s, llama.cpp %s", presets[p], t.name,
+                    nllm_ggml_type_name(got), nllm_ggml_type_name(want));
+      checked++;
+    }
+    nllm_source_free(&g);
+  }
+  if (checked) ck_assert_int_eq(checked, 3 * (4 * 10 + 3)); /* 10 per layer + embd, norm, head */
+}
+END_TEST
+
 START_TEST(test_target_parse_and_fallback) {
   nllm_quant_target tg;
   ck_assert_int_eq(nllm_quant_target_parse("q4_k_m", &tg), NLLM_OK);
@@ -437,6 +466,7 @@ int main(void) {
   tcase_add_test(tc, test_convert_q8_0);
   tcase_add_loop_test(tc, test_convert_from_lowbit, 0, 4);
   tcase_add_test(tc, test_preset_rules_match_golden);
+  tcase_add_test(tc, test_preset_rules_match_golden_moe);
   tcase_add_test(tc, test_target_parse_and_fallback);
   tcase_add_test(tc, test_roundtrip_error);
   tcase_add_test(tc, test_quantize_inplace);

@@ -474,6 +474,112 @@ START_TEST(test_folder_config_errors) {
 }
 END_TEST
 
+/* A one-layer mixture-of-experts folder of 2 experts: Mixtral's names (qwen = 0) or
+ * Qwen3-MoE's; expert `odd` gets a wrong shape (odd_shape), is left out of w3/up (odd_missing)
+ * or is renamed to expert 5 (odd_index). */
+enum { ODD_NONE, ODD_SHAPE, ODD_MISSING, ODD_INDEX };
+
+static void write_moe_folder(const char *config, int qwen, int odd) {
+  write_text(tmpdir, "config.json", config);
+  st_builder b;
+  stb_begin(&b);
+  stb_globals(&b);
+  stb_add(&b, "model.layers.0.input_layernorm.weight", "F32", 8, 0);
+  stb_add(&b, "model.layers.0.self_attn.q_proj.weight", "F32", 8, 8);
+  stb_add(&b, "model.layers.0.self_attn.k_proj.weight", "F32", 4, 8);
+  stb_add(&b, "model.layers.0.self_attn.v_proj.weight", "F32", 4, 8);
+  stb_add(&b, "model.layers.0.self_attn.o_proj.weight", "F32", 8, 8);
+  stb_add(&b, "model.layers.0.post_attention_layernorm.weight", "F32", 8, 0);
+  const char *pre = qwen ? "model.layers.0.mlp" : "model.layers.0.block_sparse_moe";
+  const char *names[3] = {qwen ? "gate_proj" : "w1", qwen ? "up_proj" : "w3",
+                          qwen ? "down_proj" : "w2"};
+  char name[128];
+  snprintf(name, sizeof name, "%s.gate.weight", pre);
+  stb_add(&b, name, "F32", 2, 8);
+  for (int e = 0; e < 2; e++)
+    for (int m = 0; m < 3; m++) {
+      if (e == 1 && m == 1 && odd == ODD_MISSING) continue;
+      snprintf(name, sizeof name, "%s.experts.%d.%s.weight", pre,
+               e == 1 && odd == ODD_INDEX ? 5 : e, names[m]);
+      const int64_t rows = m == 2 ? 8 : 16, cols = m == 2 ? 16 : 8;
+      stb_add(&b, name, "F32", rows, e == 1 && m == 0 && odd == ODD_SHAPE ? cols / 2 : cols);
+    }
+  stb_write(&b, tmpdir, "model.safetensors");
+}
+
+#define MIXTRAL_CFG(extra)                                                                       \
+  "{\"architectures\": [\"MixtralForCausalLM\"], \"hidden_size\": 8, \"num_hidden_layers\": 1, " \
+  "\"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"intermediate_size\": 16, "          \
+  "\"vocab_size\": 4" extra "}"
+#define QWEN3MOE_CFG(extra)                                                                       \
+  "{\"architectures\": [\"Qwen3MoeForCausalLM\"], \"hidden_size\": 8, \"num_hidden_layers\": 1, " \
+  "\"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"intermediate_size\": 32, "           \
+  "\"moe_intermediate_size\": 16, \"vocab_size\": 4, \"num_experts\": 2, "                        \
+  "\"num_experts_per_tok\": 1" extra "}"
+
+/* Mixture-of-experts folders: experts stacked into GGUF's 3-D tensors, the expert keys, and
+ * every inconsistency between config.json and the experts refused with a message. */
+START_TEST(test_folder_moe) {
+  make_tmpdir();
+  nllm_source s;
+  write_moe_folder(MIXTRAL_CFG(", \"num_local_experts\": 2, \"num_experts_per_tok\": 1"), 0,
+                   ODD_NONE);
+  ck_assert_msg(open_tmp(&s) == NLLM_OK, "%s", nllm_last_error());
+  ck_assert_int_eq(get_int(&s, "llama.expert_count"), 2);
+  ck_assert_int_eq(get_int(&s, "llama.expert_used_count"), 1);
+  const nllm_value *norm = nllm_source_get(&s, "llama.expert_weights_norm");
+  ck_assert(norm && norm->type == NLLM_V_BOOL && norm->v.u == 1);
+  const nllm_tensor *t = nllm_source_tensor(&s, "blk.0.ffn_down_exps.weight");
+  ck_assert_ptr_nonnull(t);
+  ck_assert_int_eq(t->n_dims, 3);
+  ck_assert(t->ne[0] == 16 && t->ne[1] == 8 && t->ne[2] == 2 && t->ne[3] == 1);
+  tensor(&s, "blk.0.ffn_gate_inp.weight", NLLM_TYPE_F32, 8, 2);
+  ck_assert_ptr_null(nllm_source_tensor(&s, "blk.0.ffn_gate.weight"));
+  nllm_source_free(&s);
+
+  write_moe_folder(QWEN3MOE_CFG(", \"norm_topk_prob\": true"), 1, ODD_NONE);
+  ck_assert_msg(open_tmp(&s) == NLLM_OK, "%s", nllm_last_error());
+  ck_assert_str_eq(get_str(&s, "general.architecture"), "qwen3moe");
+  ck_assert_int_eq(get_int(&s, "qwen3moe.expert_feed_forward_length"), 16);
+  ck_assert_int_eq(get_int(&s, "qwen3moe.feed_forward_length"), 32);
+  t = nllm_source_tensor(&s, "blk.0.ffn_gate_exps.weight");
+  ck_assert_ptr_nonnull(t);
+  ck_assert(t->ne[0] == 8 && t->ne[1] == 16 && t->ne[2] == 2 && t->type == NLLM_TYPE_F32);
+  ck_assert_int_eq(t->nbytes, 2 * 16 * 8 * 4); /* both experts, one after the other */
+  nllm_source_free(&s);
+
+  write_moe_folder(MIXTRAL_CFG(", \"num_local_experts\": 3, \"num_experts_per_tok\": 1"), 0,
+                   ODD_NONE);
+  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "has 2 experts but config.json says 3");
+  write_moe_folder(MIXTRAL_CFG(", \"num_local_experts\": 2, \"num_experts_per_tok\": 3"), 0,
+                   ODD_NONE);
+  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "'num_experts_per_tok' = 3 is out of range");
+  write_moe_folder(MIXTRAL_CFG(", \"num_experts_per_tok\": 1"), 0, ODD_NONE);
+  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "'num_local_experts' is missing");
+  write_moe_folder(MIXTRAL_CFG(", \"num_local_experts\": 2, \"num_experts_per_tok\": 1"), 0,
+                   ODD_SHAPE);
+  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "differ in shape or type");
+  write_moe_folder(MIXTRAL_CFG(", \"num_local_experts\": 2, \"num_experts_per_tok\": 1"), 0,
+                   ODD_MISSING);
+  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "'blk.0.ffn_up_exps.weight' has 1 experts");
+  write_moe_folder(MIXTRAL_CFG(", \"num_local_experts\": 2, \"num_experts_per_tok\": 1"), 0,
+                   ODD_INDEX);
+  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "names expert 5 but config.json has 2");
+  write_moe_folder(QWEN3MOE_CFG(", \"mlp_only_layers\": [0]"), 1, ODD_NONE);
+  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "layer 0 is dense by config.json");
+  write_moe_folder(QWEN3MOE_CFG(", \"decoder_sparse_step\": 2"), 1, ODD_NONE);
+  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "layer 0 is dense by config.json");
+  write_moe_folder(QWEN3MOE_CFG(", \"mlp_only_layers\": [1]"), 1, ODD_NONE);
+  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "'mlp_only_layers' holds an entry");
+  write_moe_folder(QWEN3MOE_CFG(", \"norm_topk_prob\": 1"), 1, ODD_NONE);
+  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "'norm_topk_prob' must be true or false");
+  /* Mixtral's names under the Qwen3-MoE class are unknown tensors */
+  write_moe_folder(QWEN3MOE_CFG(""), 0, ODD_NONE);
+  assert_err(open_tmp(&s), NLLM_ERR_FORMAT, "block_sparse_moe");
+  remove_tmpdir();
+}
+END_TEST
+
 START_TEST(test_folder_rope_scaling_llama3) {
   make_tmpdir();
   write_tiny_folder(
@@ -741,6 +847,7 @@ int main(void) {
   tcase_add_test(tc, test_st_misaligned_copy);
   tcase_add_test(tc, test_folder_synthetic_ok);
   tcase_add_test(tc, test_folder_config_errors);
+  tcase_add_test(tc, test_folder_moe);
   tcase_add_test(tc, test_folder_rope_scaling_llama3);
   tcase_add_test(tc, test_folder_tensor_names);
   tcase_add_test(tc, test_folder_shards);

@@ -855,7 +855,7 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
   /* the reference sees the activation exactly as the kernel does: rounded to vec_dot_type,
    * except on the sgemm path, which takes float activations as they are */
   for (int64_t t = 0; t < n_tok; t++) {
-    if (q->vec_dot_type == NLLM_TYPE_F32 || nllm_matmul_uses_blas(type, n_tok)) {
+    if (q->vec_dot_type == NLLM_TYPE_F32 || nllm_matmul_uses_blas(type, n_tok, n_threads)) {
       memcpy(xd + t * cols, x + t * cols, sizeof(float) * (size_t)cols);
     } else {
       vq->from_float_ref(x + t * cols, xq + (size_t)t * ars, cols);
@@ -871,7 +871,7 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
       double sumabs, ex = dot_exact(wf + r * cols, xd + t * cols, cols, &sumabs);
       float got = y[t * rows + r];
       double tol = dot_tol(cols, sumabs);
-      if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok))
+      if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok, n_threads))
         tol += offset_tol(q, W + (size_t)r * rs, xq + (size_t)t * ars, cols);
       ck_assert_msg(fabs(got - ex) <= tol,
                     "matmul %s rows %lld cols %lld n_tok %lld threads %d: y[%lld,%lld] = %.9g, "

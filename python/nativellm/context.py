@@ -82,7 +82,7 @@ class Context(_Handle):
 
         self._abort_cb = ffi.nllm_abort_fn(should_abort)
         p = ffi.nllm_context_params()
-        _C.nllm_context_params_init(ctypes.byref(p))
+        _check(_C.nllm_context_params_init_sized(ctypes.byref(p), ctypes.sizeof(p)))
         _set_int_fields(p, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
         if kv_type is not None:
             p.kv_type = _type_id(kv_type)

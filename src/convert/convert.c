@@ -115,8 +115,12 @@ int32_t nllm_quant_tensor_type(const nllm_quant_target *tg, const nllm_tensor *t
   int32_t base = tg->type, q = base;
   int64_t il = layer_of(t->name);
   nllm_preset_kind k = tg->kind;
-  if (strcmp(t->name, "output.weight") == 0 ||
-      (!has_output && strcmp(t->name, "token_embd.weight") == 0)) {
+  /* an 8-expert model's attention is a small part of it, and its experts' quality hangs on it */
+  const int moe8 = tg->n_expert == 8 && !nllm_type_is_float(base);
+  if (name_is(t->name, ".ffn_gate_inp.weight")) {
+    q = NLLM_TYPE_F32; /* the router: tiny, and its rounding decides which experts run */
+  } else if (strcmp(t->name, "output.weight") == 0 ||
+             (!has_output && strcmp(t->name, "token_embd.weight") == 0)) {
     q = nllm_type_is_float(base) || base == NLLM_TYPE_Q8_0 ? base : NLLM_TYPE_Q6_K;
   } else if (name_is(t->name, ".attn_v.weight")) {
     if (k == NLLM_PRESET_Q2_K)
@@ -125,13 +129,19 @@ int32_t nllm_quant_tensor_type(const nllm_quant_target *tg, const nllm_tensor *t
       q = il < 2 ? NLLM_TYPE_Q5_K : NLLM_TYPE_Q4_K;
     else if ((k == NLLM_PRESET_Q4_K_M || k == NLLM_PRESET_Q5_K_M) && use_more_bits(il, n_layers))
       q = NLLM_TYPE_Q6_K;
-  } else if (name_is(t->name, ".ffn_down.weight")) {
+    if (moe8) q = NLLM_TYPE_Q8_0;
+  } else if (name_is(t->name, ".attn_k.weight")) {
+    if (moe8) q = NLLM_TYPE_Q8_0;
+  } else if (name_is(t->name, ".ffn_down.weight") || name_is(t->name, ".ffn_down_exps.weight")) {
     if (k == NLLM_PRESET_Q2_K)
       q = NLLM_TYPE_Q3_K;
     else if (k == NLLM_PRESET_Q3_K_M)
       q = il < n_layers / 16 ? NLLM_TYPE_Q5_K : NLLM_TYPE_Q4_K;
     else if ((k == NLLM_PRESET_Q4_K_M || k == NLLM_PRESET_Q5_K_M) && use_more_bits(il, n_layers))
       q = NLLM_TYPE_Q6_K;
+  } else if (name_is(t->name, ".attn_output.weight") && moe8) {
+    if (k == NLLM_PRESET_Q2_K || k == NLLM_PRESET_Q3_K_M || k == NLLM_PRESET_Q4_K_M)
+      q = NLLM_TYPE_Q5_K;
   } else if (name_is(t->name, ".attn_output.weight")) {
     if (k == NLLM_PRESET_Q2_K)
       q = NLLM_TYPE_Q3_K;
@@ -313,6 +323,7 @@ nllm_status nllm_convert_source_merged(const nllm_source *src, const char *out_p
   int64_t n_head = src_int(src, arch, "attention.head_count", 0);
   int64_t n_head_kv = src_int(src, arch, "attention.head_count_kv", n_head);
   int has_output = nllm_source_tensor(src, "output.weight") != NULL;
+  tg.n_expert = src_int(src, arch, "expert_count", 0);
 
   float *rope_freqs = NULL;
   int64_t n_freqs = 0;

@@ -25,6 +25,10 @@ typedef struct nllm_quant_target {
   int32_t type;      /* base NLLM_TYPE_* of matrices; NLLM_TYPE_NONE for KEEP */
   int32_t file_type; /* general.file_type (llama_ftype numbering), -1 if none */
   const char *name;
+  /* experts per sparse layer of the model being written (0: dense; the parser leaves 0 and
+   * the converter sets it): 8-expert models get their attention matrices one step up, as the
+   * usual quantizer does */
+  int64_t n_expert;
 } nllm_quant_target;
 
 /* "Q4_K_M", "q8_0", "F16", ... (any case). NULL or "" -> KEEP. NLLM_ERR_INVALID_ARG naming it

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/json.h"
+#include "formats/ggml_types.h"
 #include "formats/hf.h"
 #include "formats/safetensors.h"
 
@@ -26,7 +27,10 @@ enum {
   A_GEMMA2 = 1 << 4,
   A_PHI3 = 1 << 5,
   A_BERT = 1 << 6,
-  A_ALL = 0xff & ~A_BERT, /* the decoders' rules */
+  A_MIXTRAL = 1 << 7,
+  A_QWEN3MOE = 1 << 8,
+  A_MOE = A_MIXTRAL | A_QWEN3MOE,
+  A_ALL = 0x1ff & ~A_BERT, /* the decoders' rules */
 };
 
 typedef struct hf_arch {
@@ -36,10 +40,16 @@ typedef struct hf_arch {
 } hf_arch;
 
 static const hf_arch hf_archs[] = {
-    {"LlamaForCausalLM", "llama", A_LLAMA}, {"MistralForCausalLM", "llama", A_LLAMA},
-    {"Qwen2ForCausalLM", "qwen2", A_QWEN2}, {"Qwen3ForCausalLM", "qwen3", A_QWEN3},
-    {"GemmaForCausalLM", "gemma", A_GEMMA}, {"Gemma2ForCausalLM", "gemma2", A_GEMMA2},
-    {"Phi3ForCausalLM", "phi3", A_PHI3},    {"BertModel", "bert", A_BERT},
+    {"LlamaForCausalLM", "llama", A_LLAMA},
+    {"MistralForCausalLM", "llama", A_LLAMA},
+    {"Qwen2ForCausalLM", "qwen2", A_QWEN2},
+    {"Qwen3ForCausalLM", "qwen3", A_QWEN3},
+    {"GemmaForCausalLM", "gemma", A_GEMMA},
+    {"Gemma2ForCausalLM", "gemma2", A_GEMMA2},
+    {"Phi3ForCausalLM", "phi3", A_PHI3},
+    {"MixtralForCausalLM", "llama", A_MIXTRAL},
+    {"Qwen3MoeForCausalLM", "qwen3moe", A_QWEN3MOE},
+    {"BertModel", "bert", A_BERT},
 };
 
 /* Per-layer tensors: HF stem after "model.layers.N." -> GGUF stem after "blk.N.". */
@@ -76,6 +86,23 @@ static const name_rule layer_rules[] = {
     {"intermediate.dense", "ffn_up", A_BERT, R_BIAS},
     {"output.dense", "ffn_down", A_BERT, R_BIAS},
     {"output.LayerNorm", "layer_output_norm", A_BERT, R_BIAS},
+    {"block_sparse_moe.gate", "ffn_gate_inp", A_MIXTRAL, 0},
+    {"mlp.gate", "ffn_gate_inp", A_QWEN3MOE, 0},
+};
+
+/* One expert's matrix: HF stem "<prefix>E.<name>" -> the stacked GGUF tensor "blk.N.<gguf>". */
+typedef struct expert_rule {
+  const char *prefix, *name, *gguf;
+  unsigned archs;
+} expert_rule;
+
+static const expert_rule expert_rules[] = {
+    {"block_sparse_moe.experts.", "w1", "ffn_gate_exps", A_MIXTRAL},
+    {"block_sparse_moe.experts.", "w3", "ffn_up_exps", A_MIXTRAL},
+    {"block_sparse_moe.experts.", "w2", "ffn_down_exps", A_MIXTRAL},
+    {"mlp.experts.", "gate_proj", "ffn_gate_exps", A_QWEN3MOE},
+    {"mlp.experts.", "up_proj", "ffn_up_exps", A_QWEN3MOE},
+    {"mlp.experts.", "down_proj", "ffn_down_exps", A_QWEN3MOE},
 };
 
 static const name_rule global_rules[] = {
@@ -433,6 +460,52 @@ static nllm_status check_activation(const hf_arch *ha, const cJSON *cfg, const c
   return NLLM_OK;
 }
 
+/* Mixtral and Qwen3-MoE: expert counts, one expert's width, the renormalization of the chosen
+ * experts' weights, and which layers are sparse. */
+static nllm_status moe_keys(kv_builder *b, const hf_arch *ha, const cJSON *cfg, const char *file,
+                            int64_t layers, hf_model_info *info) {
+  nllm_status st;
+  const char *arch = ha->arch;
+  const int mixtral = (ha->flag & A_MIXTRAL) != 0;
+  int64_t ne = 0, used = 0, step = 1;
+  TRY(cfg_int(cfg, file, mixtral ? "num_local_experts" : "num_experts", 1, 1, NLLM_HF_MAX_EXPERTS,
+              &ne, NULL));
+  TRY(cfg_int(cfg, file, "num_experts_per_tok", 1, 1, ne, &used, NULL));
+  TRY(kv_u32(b, arch, "expert_count", ne));
+  TRY(kv_u32(b, arch, "expert_used_count", used));
+  int norm = 1; /* Mixtral always renormalizes */
+  if (!mixtral) {
+    int64_t moe_ff = 0;
+    TRY(cfg_int(cfg, file, "moe_intermediate_size", 1, 1, 1 << 24, &moe_ff, NULL));
+    TRY(kv_u32(b, arch, "expert_feed_forward_length", moe_ff));
+    const cJSON *nt = jget(cfg, "norm_topk_prob");
+    if (nt && !cJSON_IsBool(nt))
+      return nllm_err(NLLM_ERR_FORMAT, "%s: 'norm_topk_prob' must be true or false", file);
+    norm = cJSON_IsTrue(nt); /* HF's default for the class is false */
+    TRY(cfg_int(cfg, file, "decoder_sparse_step", 0, 1, INT32_MAX, &step, NULL));
+  }
+  char key[96];
+  snprintf(key, sizeof key, "%s.expert_weights_norm", arch);
+  TRY(kv_bool(b, key, norm));
+  info->n_expert = ne;
+  info->sparse = nllm_source_alloc(b->src, (size_t)layers);
+  if (!info->sparse) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", file);
+  for (int64_t il = 0; il < layers; il++) info->sparse[il] = (il + 1) % step == 0;
+  const cJSON *dense = jget(cfg, "mlp_only_layers");
+  if (dense && (mixtral || !cJSON_IsArray(dense)))
+    return nllm_err(NLLM_ERR_FORMAT, "%s: 'mlp_only_layers' must be a list of layer indices%s",
+                    file, mixtral ? " (and Mixtral has none)" : "");
+  for (const cJSON *e = dense ? dense->child : NULL; e; e = e->next) {
+    int64_t il;
+    if (!json_int(e, &il) || il < 0 || il >= layers)
+      return nllm_err(NLLM_ERR_FORMAT,
+                      "%s: 'mlp_only_layers' holds an entry that is not a layer index in [0, %lld)",
+                      file, (long long)layers);
+    info->sparse[il] = 0;
+  }
+  return NLLM_OK;
+}
+
 static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cfg, const char *file,
                                hf_model_info *info) {
   nllm_status st;
@@ -522,6 +595,7 @@ static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cf
   const cJSON *tie = jget(cfg, "tie_word_embeddings");
   info->tied = tie ? cJSON_IsTrue(tie) : (ha->flag & (A_GEMMA | A_GEMMA2)) != 0;
   info->n_layers = layers;
+  if (ha->flag & A_MOE) TRY(moe_keys(b, ha, cfg, file, layers, info));
   return NLLM_OK;
 }
 
@@ -661,12 +735,33 @@ static const name_rule *find_rule(const name_rule *rules, size_t n, const char *
   return NULL;
 }
 
+/* "<prefix>E.<name>" of an expert rule: the rule, with *expert = E. */
+static const expert_rule *find_expert_rule(const char *stem, size_t stem_len, unsigned arch,
+                                           int64_t *expert) {
+  for (size_t i = 0; i < sizeof expert_rules / sizeof expert_rules[0]; i++) {
+    const expert_rule *r = &expert_rules[i];
+    size_t pl = strlen(r->prefix), nl = strlen(r->name);
+    if (!(r->archs & arch) || stem_len <= pl || memcmp(stem, r->prefix, pl) != 0) continue;
+    const char *p = stem + pl, *end = stem + stem_len;
+    int64_t e = 0;
+    int digits = 0;
+    while (p < end && *p >= '0' && *p <= '9' && digits < 5) e = e * 10 + (*p++ - '0'), digits++;
+    if (!digits || (digits > 1 && stem[pl] == '0') || p >= end || *p != '.') continue;
+    p++;
+    if ((size_t)(end - p) != nl || memcmp(p, r->name, nl) != 0) continue;
+    *expert = e;
+    return r;
+  }
+  return NULL;
+}
+
 nllm_status hf_map_tensor_name(const char *arch_name, const char *hf, int64_t n_layers, char *out,
-                               size_t cap, int *plus_one) {
+                               size_t cap, int *plus_one, int64_t *expert) {
   unsigned arch = 0;
   for (size_t i = 0; i < sizeof hf_archs / sizeof hf_archs[0]; i++)
     if (strcmp(hf_archs[i].arch, arch_name) == 0) arch |= hf_archs[i].flag;
   *plus_one = 0;
+  *expert = -1;
   size_t len = strlen(hf), stem_len;
   int is_bias = 0;
   if (ends_with(hf, len, ".rotary_emb.inv_freq", &stem_len)) return NLLM_HF_SKIP;
@@ -698,6 +793,14 @@ nllm_status hf_map_tensor_name(const char *arch_name, const char *hf, int64_t n_
                       hf, (long long)layer, (long long)n_layers);
     size_t off = (size_t)(p - hf);
     if (stem_len <= off) goto unknown;
+    const expert_rule *er = is_bias ? NULL : find_expert_rule(p, stem_len - off, arch, expert);
+    if (er) {
+      if (*expert >= NLLM_HF_MAX_EXPERTS)
+        return nllm_err(NLLM_ERR_FORMAT, "tensor '%s' names expert %lld (at most %d experts)", hf,
+                        (long long)*expert, NLLM_HF_MAX_EXPERTS);
+      snprintf(out, cap, "blk.%lld.%s.weight", (long long)layer, er->gguf);
+      return NLLM_OK;
+    }
     const name_rule *r = find_rule(layer_rules, sizeof layer_rules / sizeof layer_rules[0], p,
                                    stem_len - off, arch, is_bias);
     if (!r) goto unknown;
@@ -886,9 +989,93 @@ static int tensor_name_cmp(const void *a, const void *b) {
   return strcmp(((const nllm_tensor *)a)->name, ((const nllm_tensor *)b)->name);
 }
 
+/* One expert's matrix found in the folder, before stacking. */
+typedef struct expert_piece {
+  const char *name; /* the stacked GGUF tensor's */
+  int64_t expert;
+  const nllm_tensor *t;
+} expert_piece;
+
+static int piece_cmp(const void *a, const void *b) {
+  const expert_piece *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  return c ? c : (x->expert > y->expert) - (x->expert < y->expert);
+}
+
+/* Stacks each layer's per-expert matrices into one GGUF-shaped tensor (ne {cols, rows,
+ * n_expert}): the forward pass and the converter then see what a GGUF file holds. This copies
+ * the experts once (HF shards keep an expert's three matrices together, not one matrix's
+ * experts). */
+static nllm_status stack_experts(nllm_source *src, const char *dir, const hf_model_info *info,
+                                 expert_piece *pc, int64_t n_pc, nllm_tensor *out, int64_t *n_out) {
+  qsort(pc, (size_t)n_pc, sizeof *pc, piece_cmp);
+  for (int64_t i = 0; i < n_pc;) {
+    int64_t j = i;
+    while (j < n_pc && strcmp(pc[j].name, pc[i].name) == 0) j++;
+    const nllm_tensor *t0 = pc[i].t;
+    for (int64_t k = i; k < j; k++) {
+      const nllm_tensor *t = pc[k].t;
+      if (pc[k].expert != k - i) {
+        const int dup = k > i && pc[k].expert == pc[k - 1].expert;
+        return nllm_err(NLLM_ERR_FORMAT, "%s: '%s': expert %lld is %s", dir, pc[i].name,
+                        (long long)(dup ? pc[k].expert : k - i), dup ? "present twice" : "missing");
+      }
+      if (t->n_dims != 2 || t->type != t0->type || t->ne[0] != t0->ne[0] || t->ne[1] != t0->ne[1] ||
+          t->nbytes != t0->nbytes)
+        return nllm_err(NLLM_ERR_FORMAT,
+                        "%s: the experts of '%s' differ in shape or type (expert %lld: %s "
+                        "[%lld, %lld], expert 0: %s [%lld, %lld])",
+                        dir, pc[i].name, (long long)pc[k].expert, nllm_ggml_type_name(t->type),
+                        (long long)t->ne[1], (long long)t->ne[0], nllm_ggml_type_name(t0->type),
+                        (long long)t0->ne[1], (long long)t0->ne[0]);
+    }
+    if (j - i != info->n_expert)
+      return nllm_err(NLLM_ERR_FORMAT, "%s: '%s' has %lld experts but config.json says %lld", dir,
+                      pc[i].name, (long long)(j - i), (long long)info->n_expert);
+    uint64_t total;
+    if (!nllm_mul_ok(t0->nbytes, (uint64_t)(j - i), &total) || total > SIZE_MAX)
+      return nllm_err(NLLM_ERR_FORMAT, "%s: '%s' is too large", dir, pc[i].name);
+    uint8_t *data = nllm_source_alloc(src, total ? (size_t)total : 1);
+    if (!data)
+      return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory stacking the experts of '%s' (%.1f MiB)",
+                      dir, pc[i].name, (double)total / 1048576.0);
+    for (int64_t k = i; k < j; k++)
+      memcpy(data + (size_t)(k - i) * t0->nbytes, pc[k].t->data, (size_t)t0->nbytes);
+    nllm_tensor st = *t0;
+    st.name = pc[i].name;
+    st.n_dims = 3;
+    st.ne[2] = j - i;
+    st.nbytes = total;
+    st.data = data;
+    out[(*n_out)++] = st;
+    i = j;
+  }
+  return NLLM_OK;
+}
+
+/* The sparse layers config.json describes must be the ones the weights have routers for. */
+static nllm_status check_sparse_layers(const char *dir, const hf_model_info *info,
+                                       const nllm_tensor *t, int64_t n) {
+  for (int64_t il = 0; il < info->n_layers; il++) {
+    char name[64];
+    snprintf(name, sizeof name, "blk.%lld.ffn_gate_inp.weight", (long long)il);
+    int has = 0;
+    for (int64_t i = 0; i < n && !has; i++) has = strcmp(t[i].name, name) == 0;
+    int want = info->sparse && info->sparse[il];
+    if (has != want)
+      return nllm_err(NLLM_ERR_FORMAT,
+                      "%s: layer %lld is %s by config.json (num_experts, decoder_sparse_step, "
+                      "mlp_only_layers) but its weights %s an expert router",
+                      dir, (long long)il, want ? "sparse" : "dense", has ? "have" : "lack");
+  }
+  return NLLM_OK;
+}
+
 static nllm_status build_tensors(nllm_source *src, const char *dir, const char *arch,
                                  const hf_model_info *info, int use_mmap) {
   nllm_tensor_list raw = {0};
+  expert_piece *pieces = NULL;
+  int64_t n_pieces = 0;
   char path[4096];
   nllm_status st = path_join(path, sizeof path, dir, "model.safetensors.index.json");
   if (st != NLLM_OK) return st;
@@ -909,7 +1096,8 @@ static nllm_status build_tensors(nllm_source *src, const char *dir, const char *
   if (st != NLLM_OK) goto done;
 
   nllm_tensor *out = nllm_source_alloc(src, (size_t)(raw.n ? raw.n : 1) * sizeof *out);
-  if (!out) {
+  pieces = nllm_malloc((size_t)(raw.n ? raw.n : 1) * sizeof *pieces);
+  if (!out || !pieces) {
     st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", dir);
     goto done;
   }
@@ -917,7 +1105,9 @@ static nllm_status build_tensors(nllm_source *src, const char *dir, const char *
   for (int64_t i = 0; i < raw.n; i++) {
     char name[256];
     int plus_one;
-    st = hf_map_tensor_name(arch, raw.t[i].name, info->n_layers, name, sizeof name, &plus_one);
+    int64_t expert;
+    st = hf_map_tensor_name(arch, raw.t[i].name, info->n_layers, name, sizeof name, &plus_one,
+                            &expert);
     if (st == NLLM_HF_SKIP) {
       st = NLLM_OK;
       continue;
@@ -928,6 +1118,20 @@ static nllm_status build_tensors(nllm_source *src, const char *dir, const char *
     }
     /* A tied model's output matrix is the embedding; a stray lm_head copy is not used by HF. */
     if (info->tied && strcmp(name, "output.weight") == 0) continue;
+    if (expert >= 0 && expert >= info->n_expert) {
+      st = nllm_err(NLLM_ERR_FORMAT, "%s: tensor '%s' names expert %lld but config.json has %lld",
+                    dir, raw.t[i].name, (long long)expert, (long long)info->n_expert);
+      goto done;
+    }
+    if (expert >= 0) {
+      const char *nm = nllm_source_strdup(src, name, strlen(name));
+      if (!nm) {
+        st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", dir);
+        goto done;
+      }
+      pieces[n_pieces++] = (expert_piece){nm, expert, &raw.t[i]};
+      continue;
+    }
     nllm_tensor t = raw.t[i];
     if (!(t.name = nllm_source_strdup(src, name, strlen(name)))) {
       st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", dir);
@@ -936,6 +1140,9 @@ static nllm_status build_tensors(nllm_source *src, const char *dir, const char *
     if (plus_one && (st = norm_plus_one(src, &t)) != NLLM_OK) goto done;
     out[n++] = t;
   }
+  if (n_pieces && (st = stack_experts(src, dir, info, pieces, n_pieces, out, &n)) != NLLM_OK)
+    goto done;
+  if (info->n_expert && (st = check_sparse_layers(dir, info, out, n)) != NLLM_OK) goto done;
   qsort(out, (size_t)n, sizeof *out, tensor_name_cmp);
   for (int64_t i = 1; i < n; i++)
     if (strcmp(out[i - 1].name, out[i].name) == 0) {
@@ -948,6 +1155,7 @@ static nllm_status build_tensors(nllm_source *src, const char *dir, const char *
   src->tensors = out;
   src->n_tensors = n;
 done:
+  free(pieces);
   nllm_tensor_list_free(&raw);
   return st;
 }
@@ -989,10 +1197,11 @@ nllm_status hf_open(const char *dir, int use_mmap, nllm_source *out) {
   for (size_t i = 0; i < sizeof hf_archs / sizeof hf_archs[0]; i++)
     if (strcmp(hf_archs[i].hf_class, cls) == 0) ha = &hf_archs[i];
   if (!ha) {
-    st = nllm_err(NLLM_ERR_UNSUPPORTED,
-                  "%s: architecture '%.80s' is not supported (supported: "
-                  "Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Phi3, BertModel)",
-                  cfg_path, cls);
+    st = nllm_err(
+        NLLM_ERR_UNSUPPORTED,
+        "%s: architecture '%.80s' is not supported (supported: "
+        "Llama, Mistral, Mixtral, Qwen2, Qwen3, Qwen3-MoE, Gemma, Gemma2, Phi3, BertModel)",
+        cfg_path, cls);
     goto fail;
   }
   hf_model_info info = {0};

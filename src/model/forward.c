@@ -6,8 +6,15 @@
 #include <stdlib.h>
 
 #include "attention.h"
+#include "moe.h"
 #include "ops.h"
 #include "qtypes.h"
+
+#define TRY(call)             \
+  do {                        \
+    nllm_status st_ = (call); \
+    if (st_) return st_;      \
+  } while (0)
 
 static size_t max_wsize(const nllm_model *m, int32_t n_batch, int32_t n_threads) {
   size_t w = 0;
@@ -18,7 +25,9 @@ static size_t max_wsize(const nllm_model *m, int32_t n_batch, int32_t n_threads)
   }
   for (int il = 0; il < m->hp.n_layer; il++) {
     const nllm_layer *L = &m->layers[il];
-    MAXW(L->wq) MAXW(L->wk) MAXW(L->wv) MAXW(L->wo) MAXW(L->w_gate) MAXW(L->w_up) MAXW(L->w_down)
+    const nllm_weight *mats[] = {&L->wq,     &L->wk,   &L->wv,     &L->wo,
+                                 &L->w_gate, &L->w_up, &L->w_down, &L->ffn_gate_inp};
+    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) MAXW(*mats[i])
   }
   MAXW(m->output)
 #undef MAXW
@@ -214,6 +223,31 @@ static nllm_status cpu_copy(const nllm_fw_run *r, void *dst, const void *src, si
   return NLLM_OK;
 }
 
+static nllm_status cpu_moe(const nllm_fw_run *r, const nllm_fw_bufs *b, const nllm_layer *L) {
+  nllm_forward_state *fs = r->fs;
+  const nllm_hparams *hp = &r->m->hp;
+  TRY(cpu_matmul(r, fs->moe_logits, &L->ffn_gate_inp, b->xb, r->n));
+  const nllm_moe_args a = {
+      .out = b->xb,
+      .x = b->xb,
+      .logits = fs->moe_logits,
+      .n_tok = r->n,
+      .d = hp->n_embd,
+      .ff = hp->n_ff_exp,
+      .n_expert = hp->n_expert,
+      .n_used = hp->n_expert_used,
+      .norm = hp->expert_norm,
+      .gate = {L->ffn_gate_exps.data, L->ffn_gate_exps.type, L->ffn_gate_exps.rows,
+               L->ffn_gate_exps.cols},
+      .up = {L->ffn_up_exps.data, L->ffn_up_exps.type, L->ffn_up_exps.rows, L->ffn_up_exps.cols},
+      .down = {L->ffn_down_exps.data, L->ffn_down_exps.type, L->ffn_down_exps.rows,
+               L->ffn_down_exps.cols},
+      .scratch = fs->moe_scratch,
+      .n_threads = threads_for(fs, r->n * hp->n_expert_used * 3 * hp->n_ff_exp * hp->n_embd)};
+  nllm_moe_ffn(&a);
+  return NLLM_OK;
+}
+
 static const nllm_fw_ops cpu_ops = {
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
@@ -228,6 +262,7 @@ static const nllm_fw_ops cpu_ops = {
     .softcap = cpu_softcap,
     .layernorm = cpu_layernorm,
     .gelu_erf = cpu_gelu_erf,
+    .moe = cpu_moe,
     .from_host = cpu_copy,
     .to_host = cpu_copy,
 };
@@ -260,13 +295,39 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
   if (!nllm_mul_ok(cells, kv->row_bytes, &kv_bytes) ||
       !nllm_mul_ok(cells, kv->row_bytes_v, &kv_bytes_v) || kv_bytes > ((uint64_t)1 << 40) ||
       kv_bytes_v > ((uint64_t)1 << 40))
-    return nllm_err(NLLM_ERR_INVALID_ARG, "KV cache for n_ctx %d would be too large", n_ctx);
-  kv->k = nllm_aligned_alloc(kv_bytes);
-  kv->v = nllm_aligned_alloc(kv_bytes_v);
+    return nllm_err(NLLM_ERR_INVALID_ARG,
+                    "KV cache for n_ctx %d would be too large (%d layers, %zu + %zu bytes a "
+                    "position each)",
+                    n_ctx, n_cpu_layers > 0 ? n_cpu_layers : 1, kv->row_bytes, kv->row_bytes_v);
 
   const int64_t nb = n_batch, d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim;
   const int64_t ff = m->arch->fused_gate_up ? 2 * (int64_t)hp->n_ff : hp->n_ff;
   const int64_t qkv = qd + 2 * kv->row; /* fused projections land in q, then split */
+  fs->att_scratch_per_thread =
+      nllm_attention_scratch(n_ctx, hp->n_head, hp->n_head_kv, hp->head_dim);
+  /* Every size is a checked product: the hyperparameters come from the file and the counts
+   * from the caller (each within its own range, but not their product). */
+  const struct {
+    const char *what;
+    uint64_t a, b;
+  } want[] = {
+      {"activations", (uint64_t)nb, (uint64_t)(d > qd ? d : qd)},
+      {"q/k/v rows", (uint64_t)nb, (uint64_t)qkv},
+      {"feed-forward rows", (uint64_t)nb, (uint64_t)ff},
+      {"attention scratch", (uint64_t)fs->att_scratch_per_thread, (uint64_t)n_threads},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    uint64_t n, bytes;
+    if (!nllm_mul_ok(want[i].a, want[i].b, &n) || !nllm_mul_ok(n, sizeof(float), &bytes) ||
+        bytes > ((uint64_t)1 << 40))
+      return nllm_err(NLLM_ERR_INVALID_ARG,
+                      "the context's %s for n_ctx %d, n_batch %d and %d threads would be too "
+                      "large (%llu x %llu floats)",
+                      want[i].what, n_ctx, n_batch, n_threads, (unsigned long long)want[i].a,
+                      (unsigned long long)want[i].b);
+  }
+  kv->k = nllm_aligned_alloc(kv_bytes);
+  kv->v = nllm_aligned_alloc(kv_bytes_v);
   nllm_fw_bufs *b = &fs->cpu.b;
   fs->cpu.ops = &cpu_ops;
   b->x = nllm_aligned_alloc((size_t)(nb * d) * sizeof(float));
@@ -280,10 +341,28 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
   b->up = nllm_aligned_alloc((size_t)(nb * ff) * sizeof(float));
   b->k_cache = kv->k;
   b->v_cache = kv->v;
-  fs->att_scratch_per_thread =
-      nllm_attention_scratch(n_ctx, hp->n_head, hp->n_head_kv, hp->head_dim);
   fs->att_scratch =
       nllm_aligned_alloc(fs->att_scratch_per_thread * (size_t)n_threads * sizeof(float));
+  if (hp->n_expert > 0) {
+    /* every sparse layer has the same shapes; the types may differ per layer (a mixed preset) */
+    size_t ms = 0;
+    for (int il = 0; il < hp->n_layer; il++) {
+      const nllm_layer *L = &m->layers[il];
+      if (!L->ffn_gate_inp.data) continue;
+      size_t s = nllm_moe_scratch_size(nb, d, hp->n_ff_exp, hp->n_expert, hp->n_expert_used,
+                                       L->ffn_gate_exps.type, L->ffn_up_exps.type,
+                                       L->ffn_down_exps.type, n_threads);
+      if (s > ms) ms = s;
+    }
+    fs->moe_logits = nllm_aligned_alloc((size_t)(nb * hp->n_expert) * sizeof(float));
+    fs->moe_scratch = nllm_aligned_alloc(ms ? ms : 64);
+    if (!fs->moe_logits || !fs->moe_scratch) {
+      nllm_forward_state_free(fs);
+      return nllm_err(NLLM_ERR_NOMEM,
+                      "out of memory allocating the expert scratch (%.1f MiB for n_batch %d)",
+                      (double)ms / 1048576.0, n_batch);
+    }
+  }
   size_t ws = max_wsize(m, n_batch, n_threads);
   fs->wdata = nllm_aligned_alloc(ws ? ws : 64);
   if (!kv->k || !kv->v || !b->x || !b->xb || !b->q || !b->k || !b->v || !b->att || !b->gate ||
@@ -329,6 +408,8 @@ void nllm_forward_state_free(nllm_forward_state *fs) {
   nllm_aligned_free(fs->wdata);
   nllm_aligned_free(fs->lora_t);
   nllm_aligned_free(fs->lora_u);
+  nllm_aligned_free(fs->moe_logits);
+  nllm_aligned_free(fs->moe_scratch);
   memset(fs, 0, sizeof *fs);
 }
 
@@ -340,11 +421,16 @@ static nllm_status move_x(const nllm_fw_run *r, const nllm_fw_backend *from,
   return from->ops->to_host(r, to->b.x, from->b.x, bytes);
 }
 
-#define TRY(call)             \
-  do {                        \
-    nllm_status st_ = (call); \
-    if (st_) return st_;      \
-  } while (0)
+/* The sparse FFN on b->xb. A backend without an expert kernel (CUDA so far) hands its rows to
+ * the CPU's kernel and takes the result back. */
+static nllm_status moe_step(const nllm_fw_run *r, const nllm_fw_backend *be, const nllm_layer *L) {
+  if (be->ops->moe) return be->ops->moe(r, &be->b, L);
+  const nllm_fw_backend *cpu = &r->fs->cpu;
+  const size_t bytes = (size_t)(r->n * r->m->hp.n_embd) * sizeof(float);
+  TRY(be->ops->to_host(r, cpu->b.xb, be->b.xb, bytes));
+  TRY(cpu->ops->moe(r, &cpu->b, L));
+  return be->ops->from_host(r, be->b.xb, cpu->b.xb, bytes);
+}
 
 nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank) {
   const nllm_model *m = fs->model;
@@ -505,23 +591,28 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
       in = xb;
     }
 
-    /* feed-forward: gate/up, GLU (or up, GELU), down, residual */
-    if (arch->ffn_gelu_erf) {
-      TRY(matmul_lora(&r, op, b->up, &L->w_up, il, NLLM_LORA_UP, in, n));
-      if (L->b_up.data) TRY(op->add_bias(&r, b->up, &L->b_up, hp->n_ff));
-      TRY(op->gelu_erf(&r, b->up, n * hp->n_ff));
+    /* feed-forward: gate/up, GLU (or up, GELU), down (or in a sparse layer the same through
+     * the k experts its router picks per token, on xb in place: pre-norm archs), residual */
+    if (L->ffn_gate_inp.data) {
+      TRY(moe_step(&r, be, L));
     } else {
-      if (arch->fused_gate_up) {
-        TRY(matmul_lora(&r, op, b->gate, &L->w_up, il, NLLM_LORA_UP, in,
-                        n)); /* [n][2 ff]: gate then up */
-      } else {
-        TRY(matmul_lora(&r, op, b->gate, &L->w_gate, il, NLLM_LORA_GATE, in, n));
+      if (arch->ffn_gelu_erf) {
         TRY(matmul_lora(&r, op, b->up, &L->w_up, il, NLLM_LORA_UP, in, n));
+        if (L->b_up.data) TRY(op->add_bias(&r, b->up, &L->b_up, hp->n_ff));
+        TRY(op->gelu_erf(&r, b->up, n * hp->n_ff));
+      } else {
+        if (arch->fused_gate_up) {
+          TRY(matmul_lora(&r, op, b->gate, &L->w_up, il, NLLM_LORA_UP, in,
+                          n)); /* [n][2 ff]: gate then up */
+        } else {
+          TRY(matmul_lora(&r, op, b->gate, &L->w_gate, il, NLLM_LORA_GATE, in, n));
+          TRY(matmul_lora(&r, op, b->up, &L->w_up, il, NLLM_LORA_UP, in, n));
+        }
+        TRY(op->glu(&r, b));
       }
-      TRY(op->glu(&r, b));
+      TRY(matmul_lora(&r, op, xb, &L->w_down, il, NLLM_LORA_DOWN, b->up, n));
+      if (L->b_down.data) TRY(op->add_bias(&r, xb, &L->b_down, d));
     }
-    TRY(matmul_lora(&r, op, xb, &L->w_down, il, NLLM_LORA_DOWN, b->up, n));
-    if (L->b_down.data) TRY(op->add_bias(&r, xb, &L->b_down, d));
     if (L->post_ffn_norm.data) TRY(op->rmsnorm(&r, xb, xb, &L->post_ffn_norm, d, n));
     TRY(op->add(&r, x, xb, n * d));
     if (arch->norm_after_residual) TRY(norm(&r, op, x, x, &L->ffn_norm, &L->ffn_norm_b, n));

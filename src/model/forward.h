@@ -89,6 +89,9 @@ typedef struct nllm_fw_ops {
   nllm_status (*layernorm)(const nllm_fw_run *r, float *out, const float *x, const nllm_weight *w,
                            const nllm_weight *b, int64_t width, int64_t rows);
   nllm_status (*gelu_erf)(const nllm_fw_run *r, float *x, int64_t count);
+  /* a sparse layer's FFN on b->xb in place: router, top-k, the chosen experts. NULL: the
+   * backend has no expert kernel and the forward pass runs this step on the CPU's */
+  nllm_status (*moe)(const nllm_fw_run *r, const nllm_fw_bufs *b, const nllm_layer *L);
   /* host <-> this backend's memory */
   nllm_status (*from_host)(const nllm_fw_run *r, void *dst, const void *src, size_t bytes);
   nllm_status (*to_host)(const nllm_fw_run *r, void *dst, const void *src, size_t bytes);
@@ -107,6 +110,10 @@ struct nllm_forward_state {
   float *att_scratch; /* per thread: n_rep * n_ctx scores + 2 rows */
   size_t att_scratch_per_thread;
   void *wdata; /* activation quantization for matmuls */
+  /* sparse layers (a model with experts): router logits [n_batch][n_expert] and the expert
+   * kernel's scratch (kernels/moe.h) */
+  float *moe_logits;
+  void *moe_scratch;
   nllm_abort_fn abort_cb;
   void *abort_ud;
   /* LoRA scratch (CPU layers only): lora_t [n_batch][lora_rank] = A x, lora_u [n_batch][widest

@@ -399,7 +399,16 @@ static nllm_status from_peft(const nllm_model *m, const char *config, size_t con
       break;
     }
     int plus_one = 0;
-    nllm_status ms = hf_map_tensor_name(m->arch->name, hf, m->hp.n_layer, gg, sizeof gg, &plus_one);
+    int64_t expert = -1;
+    nllm_status ms =
+        hf_map_tensor_name(m->arch->name, hf, m->hp.n_layer, gg, sizeof gg, &plus_one, &expert);
+    if (ms == NLLM_OK && expert >= 0) {
+      st = nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: tensor '%s' adapts the expert matrix '%s': LoRA on mixture-of-experts "
+                    "experts is not supported",
+                    file, ta->name, hf);
+      break;
+    }
     if (ms != NLLM_OK) {
       st = nllm_err(NLLM_ERR_FORMAT,
                     "%s: tensor '%s' adapts '%s', which a %s model has no weight for", file,

@@ -11,16 +11,17 @@
 #include "qtypes.h"
 
 /*  name      neox bias qknorm fqkv fgu gelu escale post swa_global_every
- *            bidir layernorm norm_after_residual abs_pos ffn_gelu_erf */
+ *            bidir layernorm norm_after_residual abs_pos ffn_gelu_erf expert_norm */
 static const nllm_arch arch_table[] = {
-    {"llama", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"mistral", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen2", 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen3", 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"gemma", 1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"gemma2", 1, 0, 0, 0, 0, 1, 1, 1, 2, 0, 0, 0, 0, 0},
-    {"phi3", 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"bert", 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1},
+    {"llama", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+    {"mistral", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+    {"qwen2", 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen3", 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen3moe", 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+    {"gemma", 1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"gemma2", 1, 0, 0, 0, 0, 1, 1, 1, 2, 0, 0, 0, 0, 0, 0},
+    {"phi3", 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"bert", 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0},
 };
 
 const nllm_arch *nllm_arch_find(const char *name) {
@@ -67,6 +68,29 @@ static nllm_status get_f32(const nllm_model *m, const char *suffix, float dflt, 
     return nllm_err(NLLM_ERR_FORMAT, "%s: %s = %g is out of range [%g, %g]", m->src.path, key, v,
                     (double)lo, (double)hi);
   *out = (float)v;
+  return NLLM_OK;
+}
+
+/* Mixture of experts: expert_count 0 (or absent) is a dense model. */
+static nllm_status read_expert_hparams(nllm_model *m) {
+  nllm_hparams *hp = &m->hp;
+  nllm_status st;
+  if ((st = get_i32(m, "expert_count", 0, 0, 0, 1 << 16, &hp->n_expert))) return st;
+  hp->n_expert_used = 0;
+  hp->n_ff_exp = hp->n_ff;
+  hp->expert_norm = m->arch->expert_norm;
+  if (!hp->n_expert) return NLLM_OK;
+  if ((st = get_i32(m, "expert_used_count", 1, 0, 1, hp->n_expert, &hp->n_expert_used)) ||
+      (st = get_i32(m, "expert_feed_forward_length", 0, hp->n_ff, 1, 1 << 24, &hp->n_ff_exp)))
+    return st;
+  const char *key = akey(m, "expert_weights_norm");
+  const nllm_value *v = nllm_source_get(&m->src, key);
+  if (v) {
+    if (v->type != NLLM_V_BOOL)
+      return nllm_err(NLLM_ERR_FORMAT, "%s: %s must be a bool (it is %s)", m->src.path, key,
+                      nllm_value_type_name(v->type));
+    hp->expert_norm = v->v.u != 0;
+  }
   return NLLM_OK;
 }
 
@@ -130,7 +154,7 @@ static nllm_status read_hparams(nllm_model *m) {
   hp->normalize = 1;
   const nllm_value *nv = nllm_source_get(&m->src, "nllm.embedding.normalize");
   if (nv && nv->type == NLLM_V_BOOL) hp->normalize = nv->v.u != 0;
-  return NLLM_OK;
+  return read_expert_hparams(m);
 }
 
 /* Rotary frequencies with the file's scaling rule folded in, so the forward pass only ever
@@ -240,6 +264,42 @@ static nllm_status bind(nllm_model *m, nllm_weight *w, const char *name, int64_t
   return NLLM_OK;
 }
 
+/* A 3-D expert tensor: ne {cols, rows, n_expert}, one ordinary matrix per expert; w holds one
+ * expert's shape and points at expert 0. */
+static nllm_status bind_experts(nllm_model *m, nllm_weight *w, const char *name, int64_t rows,
+                                int64_t cols) {
+  memset(w, 0, sizeof *w);
+  const nllm_tensor *t = nllm_source_tensor(&m->src, name);
+  if (!t)
+    return nllm_err(NLLM_ERR_FORMAT, "%s: required tensor '%s' is missing", m->src.path, name);
+  const int64_t ne = m->hp.n_expert;
+  if (t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != ne || t->ne[3] != 1)
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld, "
+                    "%lld] (one matrix per expert) from the hyperparameters",
+                    m->src.path, name, (long long)t->ne[0], (long long)t->ne[1],
+                    (long long)t->ne[2], (long long)t->ne[3], (long long)cols, (long long)rows,
+                    (long long)ne);
+  const nllm_qtype *qt = nllm_qtype_get(t->type);
+  if (!qt) {
+    const char *tn = nllm_ggml_type_name(t->type);
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "%s: tensor '%s' has type %s, which nativellm does not support", m->src.path,
+                    name, tn ? tn : "unknown");
+  }
+  if (cols % qt->block_size)
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: tensor '%s' row length %lld is not a multiple of %s's block size %d",
+                    m->src.path, name, (long long)cols, qt->name, qt->block_size);
+  w->rows = rows;
+  w->cols = cols;
+  w->type = t->type;
+  w->data = t->data;
+  m->n_params += (uint64_t)(rows * cols * ne);
+  m->n_bytes += t->nbytes;
+  return NLLM_OK;
+}
+
 static nllm_status bind_layer(nllm_model *m, int il) {
   const nllm_hparams *hp = &m->hp;
   const nllm_arch *a = m->arch;
@@ -281,7 +341,24 @@ static nllm_status bind_layer(nllm_model *m, int il) {
   B(bv, "attn_v.bias", 0, kvd, a->layernorm);
   B(q_norm, "attn_q_norm.weight", 0, hp->head_dim, a->qk_norm);
   B(k_norm, "attn_k_norm.weight", 0, hp->head_dim, a->qk_norm);
-  if (a->fused_gate_up) {
+  snprintf(n, sizeof n, "blk.%d.ffn_gate_inp.weight", il);
+  const int sparse = nllm_source_tensor(&m->src, n) != NULL;
+  if (sparse && !hp->n_expert)
+    return nllm_err(NLLM_ERR_FORMAT,
+                    "%s: tensor '%s' is an expert router but %s.expert_count is "
+                    "0 or missing",
+                    m->src.path, n, a->name);
+  if (sparse) {
+    const int64_t fe = hp->n_ff_exp;
+    B(ffn_gate_inp, "ffn_gate_inp.weight", hp->n_expert, d, 1);
+#define BE(field, suffix, rows, cols)             \
+  snprintf(n, sizeof n, "blk.%d.%s", il, suffix); \
+  if ((st = bind_experts(m, &L->field, n, rows, cols))) return st;
+    BE(ffn_gate_exps, "ffn_gate_exps.weight", fe, d);
+    BE(ffn_up_exps, "ffn_up_exps.weight", fe, d);
+    BE(ffn_down_exps, "ffn_down_exps.weight", d, fe);
+#undef BE
+  } else if (a->fused_gate_up) {
     B(w_up, "ffn_up.weight", 2 * ff, d, 1);
   } else if (a->ffn_gelu_erf) {
     B(w_up, "ffn_up.weight", ff, d, 1);
@@ -289,7 +366,9 @@ static nllm_status bind_layer(nllm_model *m, int il) {
     B(w_gate, "ffn_gate.weight", ff, d, 1);
     B(w_up, "ffn_up.weight", ff, d, 1);
   }
-  B(w_down, "ffn_down.weight", d, ff, 1);
+  if (!sparse) {
+    B(w_down, "ffn_down.weight", d, ff, 1);
+  }
   B(post_attn_norm, "post_attention_norm.weight", 0, d, a->post_norms);
   B(post_ffn_norm, "post_ffw_norm.weight", 0, d, a->post_norms);
 #undef B
@@ -456,7 +535,7 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
     if (!m->arch) {
       st = nllm_err(NLLM_ERR_UNSUPPORTED,
                     "%s: architecture '%s' is not supported (supported: "
-                    "llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, bert)",
+                    "llama, mistral, qwen2, qwen3, qwen3moe, gemma, gemma2, phi3, bert)",
                     path, arch_name);
       goto fail;
     }

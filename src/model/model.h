@@ -28,6 +28,10 @@ typedef struct nllm_arch {
   int abs_pos;             /* learned absolute position and token-type embeddings (no RoPE), and a
                             * norm of the embedding sum */
   int ffn_gelu_erf;        /* FFN up, erf GELU, down (not gated), with biases */
+  /* Mixture of experts (Mixtral as GGUF "llama" with expert_count, Qwen3-MoE): whether the
+   * chosen experts' weights are renormalized to sum 1 when the file does not say
+   * (expert_weights_norm). A layer is sparse when it has a router (ffn_gate_inp). */
+  int expert_norm;
 } nllm_arch;
 
 const nllm_arch *nllm_arch_find(const char *name);
@@ -43,6 +47,9 @@ typedef struct nllm_hparams {
    * vectors are L2-normalized by default (GGUF <arch>.pooling_type, sentence-transformers'
    * modules.json in HF folders). */
   int32_t pooling, normalize;
+  /* Mixture of experts: 0 experts = a dense model. n_ff_exp is one expert's hidden width
+   * (n_ff stays the dense layers' width where a model mixes both). */
+  int32_t n_expert, n_expert_used, n_ff_exp, expert_norm;
 } nllm_hparams;
 
 /* A matrix or vector the forward pass uses; vectors are always F32 (converted at load). */
@@ -61,6 +68,9 @@ typedef struct nllm_layer {
   nllm_weight post_attn_norm, post_ffn_norm;
   /* biases of LayerNorm archs (BERT): the norms', the output projection's and the FFN's */
   nllm_weight attn_norm_b, ffn_norm_b, bo, b_up, b_down;
+  /* A sparse layer: the router ([n_expert][n_embd]) and the experts' matrices stacked, rows and
+   * cols giving one expert's matrix (expert e at data + e * rows * row size). */
+  nllm_weight ffn_gate_inp, ffn_gate_exps, ffn_up_exps, ffn_down_exps;
   int32_t window; /* attention sees the last `window` positions (itself included); 0 = all */
 } nllm_layer;
 

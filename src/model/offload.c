@@ -161,6 +161,15 @@ nllm_status nllm_model_offload(nllm_model *m, int32_t n_gpu_layers) {
   if ((st = nllm_cuda_sync(cu))) goto fail;
   m->n_gpu_layers = g;
   free(items);
+  int n_sparse = 0;
+  for (int32_t il = nl - g; il < nl; il++) n_sparse += m->layers[il].ffn_gate_inp.data != NULL;
+  /* The experts are not in layer_weights: they stay in host memory and forward.c runs the
+   * sparse FFN step with the CPU's kernel (the rest of the layer stays on the GPU). */
+  if (n_sparse)
+    nllm_log(NLLM_LOG_INFO,
+             "%s: the CUDA backend has no expert kernel yet: the sparse FFN of %d GPU layers "
+             "runs on the CPU (router and experts in host memory)",
+             m->src.path, n_sparse);
   nllm_log(NLLM_LOG_INFO,
            "%s: layers %d..%d of %d on %s (sm_%d), %.1f MiB of weights; embedding and output "
            "head on the %s",

@@ -19,10 +19,15 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Bytes one generated token reads: all weights except the embedding table, of which only one
- * row is read (unless it doubles as the output matrix). */
+ * row is read (unless it doubles as the output matrix), and of each layer's stacked experts
+ * (a 3-D *_exps tensor, ne[2] experts) only the expert_used_count chosen ones. */
 static double bytes_per_token(const nllm_model *m) {
-  double total = (double)nllm_model_size_bytes(m), embd = 0;
+  double total = (double)nllm_model_size_bytes(m), embd = 0, unread = 0;
   int tied = 1;
+  char key[96];
+  int64_t used = 0;
+  snprintf(key, sizeof key, "%s.expert_used_count", nllm_model_arch(m));
+  if (nllm_model_meta_int(m, key, &used)) used = 0;
   for (int32_t i = 0; i < nllm_model_tensor_count(m); i++) {
     const char *name;
     int32_t type, nd;
@@ -31,8 +36,11 @@ static double bytes_per_token(const nllm_model *m) {
     if (!strcmp(name, "output.weight")) tied = 0;
     if (!strcmp(name, "token_embd.weight"))
       embd = (double)nllm_type_row_size(type, ne[0]) * (double)ne[1];
+    size_t len = strlen(name);
+    if (used > 0 && nd == 3 && ne[2] > used && len > 12 && !strcmp(name + len - 12, "_exps.weight"))
+      unread += (double)nllm_type_row_size(type, ne[0]) * (double)ne[1] * (double)(ne[2] - used);
   }
-  return tied ? total : total - embd;
+  return (tied ? total : total - embd) - unread;
 }
 
 static double median(double *v, int n) {

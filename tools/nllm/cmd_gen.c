@@ -1,5 +1,6 @@
 /* nllm gen-model: a random-weight Llama (or BERT encoder) of a real shape in any weight type,
- * so benchmarks of 100M-8B shapes need no download. The tokenizer is a synthetic SentencePiece
+ * so benchmarks of 100M-8B shapes (and mixture-of-experts ones: GGUF "llama" with expert
+ * tensors, as Mixtral is stored) need no download. The tokenizer is a synthetic SentencePiece
  * vocab (specials, 256 byte tokens, then made-up pieces), enough for the CLI and speed runs. */
 #include <math.h>
 #include <stdio.h>
@@ -12,16 +13,22 @@ typedef struct shape {
   const char *name;
   int dim, layers, heads, kv_heads, ff, vocab;
   int bert; /* a BERT encoder (arch bert, 512 positions) instead of a Llama */
+  int experts, experts_used, head_dim; /* 0 experts: dense; head_dim 0: dim / heads */
 } shape;
 
 static const shape shapes[] = {
-    {"110M", 768, 12, 12, 12, 2048, 32000, 0},
-    {"1.1B", 2048, 22, 32, 4, 5632, 32000, 0},
-    {"8B", 4096, 32, 32, 8, 14336, 32000, 0},
-    {"tiny", 64, 2, 4, 2, 192, 32000, 0},
+    {"110M", 768, 12, 12, 12, 2048, 32000, 0, 0, 0, 0},
+    {"1.1B", 2048, 22, 32, 4, 5632, 32000, 0, 0, 0, 0},
+    {"8B", 4096, 32, 32, 8, 14336, 32000, 0, 0, 0, 0},
+    {"tiny", 64, 2, 4, 2, 192, 32000, 0, 0, 0, 0},
     /* rows of 256 (every K-quant fits) and a small vocabulary: quantized-base tests */
-    {"small", 256, 2, 4, 2, 768, 1024, 0},
-    {"bert-base", 768, 12, 12, 12, 3072, 30522, 1},
+    {"small", 256, 2, 4, 2, 768, 1024, 0, 0, 0, 0},
+    {"bert-base", 768, 12, 12, 12, 3072, 30522, 1, 0, 0, 0},
+    /* OLMoE-1B-7B's shape (without its q/k norm): ff is one expert's width */
+    {"olmoe-1b-7b", 2048, 16, 16, 16, 1024, 50304, 0, 64, 8, 0},
+    /* Qwen3-30B-A3B's shape (without its q/k norm); 17 GB in Q4_K: --layers makes it shallower */
+    {"qwen3-30b-a3b", 2048, 48, 32, 4, 768, 151936, 0, 128, 8, 128},
+    {"tiny-moe", 64, 2, 4, 2, 96, 32000, 0, 8, 2, 0},
 };
 
 static uint64_t rng_next(uint64_t *s) {
@@ -43,14 +50,16 @@ typedef struct gen_state {
   float *tmp;
 } gen_state;
 
+/* rows x cols, or n_mats such matrices stacked (ne {cols, rows, n_mats}: one per expert) */
 static int add_tensor(gen_state *g, const char *name, int32_t type, int64_t rows, int64_t cols,
-                      float scale, float constant) {
+                      int64_t n_mats, float scale, float constant) {
   size_t row_bytes = (size_t)nllm_type_row_size(type, cols);
   if (!row_bytes) type = NLLM_TYPE_F32, row_bytes = (size_t)nllm_type_row_size(type, cols);
-  void *data = malloc(row_bytes * (size_t)rows);
+  const int64_t all_rows = rows * n_mats;
+  void *data = malloc(row_bytes * (size_t)all_rows);
   if (!data) return cli_error("out of memory for tensor %s", name);
   g->blocks[g->n_blocks++] = data;
-  for (int64_t r = 0; r < rows; r++) {
+  for (int64_t r = 0; r < all_rows; r++) {
     if (constant != 0)
       for (int64_t c = 0; c < cols; c++) g->tmp[c] = constant;
     else
@@ -58,9 +67,12 @@ static int add_tensor(gen_state *g, const char *name, int32_t type, int64_t rows
     nllm_status st = nllm_quantize_row(type, g->tmp, (uint8_t *)data + (size_t)r * row_bytes, cols);
     if (st) return cli_status_error(st, "quantizing");
   }
-  int64_t ne[2] = {cols, rows};
-  nllm_status st =
-      nllm_gguf_add_tensor(g->w, name, type, rows > 1 ? 2 : 1, ne, data, row_bytes * (size_t)rows);
+  int64_t ne[3] = {cols, rows, n_mats};
+  nllm_status st = nllm_gguf_add_tensor(g->w, name, type,
+                                        n_mats > 1 ? 3
+                                        : rows > 1 ? 2
+                                                   : 1,
+                                        ne, data, row_bytes * (size_t)all_rows);
   if (st) return cli_status_error(st, "writing tensor");
   return 0;
 }
@@ -119,12 +131,12 @@ static int add_bert(gen_state *g, const shape *sh, int32_t type, float a) {
       nllm_gguf_set_u32(w, "bert.pooling_type", 2) ||
       nllm_gguf_set_u32(w, "tokenizer.ggml.token_type_count", 2))
     return cli_error("building metadata: %s", nllm_last_error());
-  if (add_tensor(g, "token_embd.weight", type, sh->vocab, sh->dim, a, 0) ||
-      add_tensor(g, "position_embd.weight", type, 512, sh->dim, a, 0) ||
+  if (add_tensor(g, "token_embd.weight", type, sh->vocab, sh->dim, 1, a, 0) ||
+      add_tensor(g, "position_embd.weight", type, 512, sh->dim, 1, a, 0) ||
       /* llama.cpp adds the type row to the F32 embeddings as it is stored: F32 */
-      add_tensor(g, "token_types.weight", NLLM_TYPE_F32, 2, sh->dim, a, 0) ||
-      add_tensor(g, "token_embd_norm.weight", NLLM_TYPE_F32, 1, sh->dim, 0, 1.0f) ||
-      add_tensor(g, "token_embd_norm.bias", NLLM_TYPE_F32, 1, sh->dim, a, 0))
+      add_tensor(g, "token_types.weight", NLLM_TYPE_F32, 2, sh->dim, 1, a, 0) ||
+      add_tensor(g, "token_embd_norm.weight", NLLM_TYPE_F32, 1, sh->dim, 1, 0, 1.0f) ||
+      add_tensor(g, "token_embd_norm.bias", NLLM_TYPE_F32, 1, sh->dim, 1, a, 0))
     return 1;
   char name[64];
   for (int l = 0; l < sh->layers; l++) {
@@ -138,11 +150,11 @@ static int add_bert(gen_state *g, const shape *sh, int32_t type, float a) {
              {"ffn_down", sh->dim, sh->ff, 0},    {"layer_output_norm", 1, sh->dim, 1}};
     for (size_t j = 0; j < sizeof t / sizeof t[0]; j++) {
       snprintf(name, sizeof name, "blk.%d.%s.weight", l, t[j].stem);
-      if (add_tensor(g, name, t[j].norm ? NLLM_TYPE_F32 : type, t[j].rows, t[j].cols, a,
+      if (add_tensor(g, name, t[j].norm ? NLLM_TYPE_F32 : type, t[j].rows, t[j].cols, 1, a,
                      t[j].norm ? 1.0f : 0))
         return 1;
       snprintf(name, sizeof name, "blk.%d.%s.bias", l, t[j].stem);
-      if (add_tensor(g, name, NLLM_TYPE_F32, 1, t[j].norm ? sh->dim : t[j].rows, a, 0)) return 1;
+      if (add_tensor(g, name, NLLM_TYPE_F32, 1, t[j].norm ? sh->dim : t[j].rows, 1, a, 0)) return 1;
     }
   }
   return 0;
@@ -150,14 +162,16 @@ static int add_bert(gen_state *g, const shape *sh, int32_t type, float a) {
 
 int cmd_gen_model(int argc, char **argv) {
   const char *out = NULL, *shape_name = "110M", *type_name = "Q4_0";
+  int layers = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       printf(
-          "usage: nllm gen-model -o OUT.gguf [--shape 110M|1.1B|8B|tiny|small|bert-base] "
-          "[--type TYPE]\n"
-          "Writes a random-weight Llama (bert-base: a BERT encoder, 768 x 12 layers) of a real "
-          "shape (for benchmarks). TYPE: F32, F16, "
-          "BF16, Q8_0, Q4_0, ... (default Q4_0); norms stay F32.\n");
+          "usage: nllm gen-model -o OUT.gguf [--shape SHAPE] [--type TYPE] [--layers N]\n"
+          "Writes a random-weight Llama of a real shape (for benchmarks). SHAPE: 110M, 1.1B, "
+          "8B, tiny, small (dense), bert-base (a BERT encoder, 768 x 12 layers), olmoe-1b-7b, "
+          "qwen3-30b-a3b, tiny-moe (mixture of experts). TYPE: F32, F16, BF16, Q8_0, Q4_0, ... "
+          "(default Q4_0); norms and routers stay F32. --layers N: only the first N layers of "
+          "the shape (a shallower model whose every layer is the real one's).\n");
       return 0;
     }
     if (i + 1 >= argc) return cli_error("option %s needs a value", argv[i]);
@@ -167,7 +181,13 @@ int cmd_gen_model(int argc, char **argv) {
       shape_name = argv[++i];
     else if (!strcmp(argv[i], "--type"))
       type_name = argv[++i];
-    else
+    else if (!strcmp(argv[i], "--layers")) {
+      char *end;
+      long v = strtol(argv[++i], &end, 10);
+      if (*end || v < 1 || v > 4096)
+        return cli_error("--layers: '%s' is not a layer count in [1, 4096]", argv[i]);
+      layers = (int)v;
+    } else
       return cli_error("unknown option '%s' for gen-model", argv[i]);
   }
   if (!out) return cli_error("gen-model needs -o OUT.gguf");
@@ -175,7 +195,17 @@ int cmd_gen_model(int argc, char **argv) {
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
     if (!strcmp(shapes[i].name, shape_name)) sh = &shapes[i];
   if (!sh)
-    return cli_error("unknown shape '%s' (110M, 1.1B, 8B, tiny, small, bert-base)", shape_name);
+    return cli_error(
+        "unknown shape '%s' (110M, 1.1B, 8B, tiny, small, bert-base, olmoe-1b-7b, "
+        "qwen3-30b-a3b, tiny-moe)",
+        shape_name);
+  shape custom = *sh;
+  if (layers) {
+    if (layers > sh->layers)
+      return cli_error("--layers %d: the %s shape has %d layers", layers, sh->name, sh->layers);
+    custom.layers = layers;
+    sh = &custom;
+  }
   int32_t type, preset;
   if (nllm_type_parse(type_name, &type, &preset)) return cli_error("--type: %s", nllm_last_error());
   if (preset)
@@ -188,12 +218,17 @@ int cmd_gen_model(int argc, char **argv) {
   gen_state g = {NULL, calloc(16 + 24 * (size_t)sh->layers, sizeof(void *)), 0,
                  0x9E3779B97F4A7C15ull,
                  malloc(sizeof(float) * (size_t)(sh->ff > sh->dim ? sh->ff : sh->dim))};
+  if (sh->head_dim * sh->heads > sh->ff && sh->head_dim * sh->heads > sh->dim) {
+    free(g.tmp);
+    g.tmp = malloc(sizeof(float) * (size_t)(sh->head_dim * sh->heads));
+  }
   int rc = 1;
   if (nllm_gguf_writer_create(&g.w) || !g.blocks || !g.tmp) {
     cli_error("out of memory");
     goto done;
   }
-  const int hd = sh->dim / sh->heads, kvd = hd * sh->kv_heads;
+  const int hd = sh->head_dim ? sh->head_dim : sh->dim / sh->heads, kvd = hd * sh->kv_heads;
+  const int qd = hd * sh->heads;
   nllm_gguf_writer *w = g.w;
   char name[64];
   snprintf(name, sizeof name, "random %s %s %s", sh->bert ? "bert" : "llama", sh->name, type_name);
@@ -216,29 +251,48 @@ int cmd_gen_model(int argc, char **argv) {
       nllm_gguf_set_u32(w, "llama.attention.head_count", (uint32_t)sh->heads) ||
       nllm_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)sh->kv_heads) ||
       nllm_gguf_set_u32(w, "llama.rope.dimension_count", (uint32_t)hd) ||
+      nllm_gguf_set_u32(w, "llama.attention.key_length", (uint32_t)hd) ||
+      nllm_gguf_set_u32(w, "llama.attention.value_length", (uint32_t)hd) ||
+      (sh->experts &&
+       (nllm_gguf_set_u32(w, "llama.expert_count", (uint32_t)sh->experts) ||
+        nllm_gguf_set_u32(w, "llama.expert_used_count", (uint32_t)sh->experts_used))) ||
       nllm_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f) ||
       add_vocab(w, sh->vocab)) {
     cli_error("building metadata: %s", nllm_last_error());
     goto done;
   }
-  if (add_tensor(&g, "token_embd.weight", type, sh->vocab, sh->dim, a, 0) ||
-      add_tensor(&g, "output_norm.weight", NLLM_TYPE_F32, 1, sh->dim, 0, 1.0f) ||
-      add_tensor(&g, "output.weight", type, sh->vocab, sh->dim, a, 0))
+  if (add_tensor(&g, "token_embd.weight", type, sh->vocab, sh->dim, 1, a, 0) ||
+      add_tensor(&g, "output_norm.weight", NLLM_TYPE_F32, 1, sh->dim, 1, 0, 1.0f) ||
+      add_tensor(&g, "output.weight", type, sh->vocab, sh->dim, 1, a, 0))
     goto done;
+  const int ne = sh->experts;
   for (int l = 0; l < sh->layers; l++) {
     struct {
       const char *suffix;
-      int64_t rows, cols;
-      int norm;
-    } t[] = {{"attn_norm.weight", 1, sh->dim, 1},         {"attn_q.weight", sh->dim, sh->dim, 0},
-             {"attn_k.weight", kvd, sh->dim, 0},          {"attn_v.weight", kvd, sh->dim, 0},
-             {"attn_output.weight", sh->dim, sh->dim, 0}, {"ffn_norm.weight", 1, sh->dim, 1},
-             {"ffn_gate.weight", sh->ff, sh->dim, 0},     {"ffn_up.weight", sh->ff, sh->dim, 0},
-             {"ffn_down.weight", sh->dim, sh->ff, 0}};
-    for (size_t j = 0; j < sizeof t / sizeof t[0]; j++) {
-      snprintf(name, sizeof name, "blk.%d.%s", l, t[j].suffix);
-      if (add_tensor(&g, name, t[j].norm ? NLLM_TYPE_F32 : type, t[j].rows, t[j].cols, a,
-                     t[j].norm ? 1.0f : 0))
+      int64_t rows, cols, n_mats;
+      int f32; /* 1: constant 1 (a norm), 2: random F32 (the router) */
+    } t[] = {{"attn_norm.weight", 1, sh->dim, 1, 1},     {"attn_q.weight", qd, sh->dim, 1, 0},
+             {"attn_k.weight", kvd, sh->dim, 1, 0},      {"attn_v.weight", kvd, sh->dim, 1, 0},
+             {"attn_output.weight", sh->dim, qd, 1, 0},  {"ffn_norm.weight", 1, sh->dim, 1, 1},
+             {"ffn_gate.weight", sh->ff, sh->dim, 1, 0}, {"ffn_up.weight", sh->ff, sh->dim, 1, 0},
+             {"ffn_down.weight", sh->dim, sh->ff, 1, 0}},
+      te[] = {{"attn_norm.weight", 1, sh->dim, 1, 1},
+              {"attn_q.weight", qd, sh->dim, 1, 0},
+              {"attn_k.weight", kvd, sh->dim, 1, 0},
+              {"attn_v.weight", kvd, sh->dim, 1, 0},
+              {"attn_output.weight", sh->dim, qd, 1, 0},
+              {"ffn_norm.weight", 1, sh->dim, 1, 1},
+              {"ffn_gate_inp.weight", ne, sh->dim, 1, 2},
+              {"ffn_gate_exps.weight", sh->ff, sh->dim, ne, 0},
+              {"ffn_up_exps.weight", sh->ff, sh->dim, ne, 0},
+              {"ffn_down_exps.weight", sh->dim, sh->ff, ne, 0}};
+    const size_t n_t = ne ? sizeof te / sizeof te[0] : sizeof t / sizeof t[0];
+    for (size_t j = 0; j < n_t; j++) {
+      const int f32 = ne ? te[j].f32 : t[j].f32;
+      snprintf(name, sizeof name, "blk.%d.%s", l, ne ? te[j].suffix : t[j].suffix);
+      if (add_tensor(&g, name, f32 ? NLLM_TYPE_F32 : type, ne ? te[j].rows : t[j].rows,
+                     ne ? te[j].cols : t[j].cols, ne ? te[j].n_mats : t[j].n_mats,
+                     f32 == 2 ? 1.0f : a, f32 == 1 ? 1.0f : 0))
         goto done;
     }
   }

@@ -1,0 +1,286 @@
+/* The mixture-of-experts block: the router's choice (ties, renormalization), the grouped expert
+ * kernel against the plain per-token reference in every weight kind and kernel tier, the batch
+ * shapes routing makes (an expert no token chose, every token on one expert), and a prompt
+ * run as one grouped batch against the same tokens decoded one at a time. */
+#include "modelutil.h"
+#include "moe.h"
+#include "ops.h"
+#include "qtypes.h"
+
+START_TEST(route_ties_lowest_index) {
+  int32_t ids[4];
+  float w[4];
+  /* all equal: the first k experts, equal weights */
+  const float eq[6] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+  nllm_moe_route(eq, 1, 6, 3, 1, ids, w);
+  ck_assert_int_eq(ids[0], 0);
+  ck_assert_int_eq(ids[1], 1);
+  ck_assert_int_eq(ids[2], 2);
+  for (int j = 0; j < 3; j++) ck_assert_float_eq_tol(w[j], 1.0f / 3.0f, 1e-6f);
+  /* a tie for second place between experts 4 and 2: 2 wins, best first */
+  const float tie[5] = {-1.0f, 0.25f, 2.0f, 3.0f, 2.0f};
+  nllm_moe_route(tie, 1, 5, 2, 0, ids, w);
+  ck_assert_int_eq(ids[0], 3);
+  ck_assert_int_eq(ids[1], 2);
+  /* without renormalization the weights are the softmax over all experts */
+  double z = 0;
+  for (int e = 0; e < 5; e++) z += exp((double)tie[e]);
+  ck_assert_float_eq_tol(w[0], (float)(exp(3.0) / z), 1e-6f);
+  ck_assert_float_eq_tol(w[1], (float)(exp(2.0) / z), 1e-6f);
+  /* with it, they sum to one in the same ratio */
+  nllm_moe_route(tie, 1, 5, 2, 1, ids, w);
+  ck_assert_float_eq_tol(w[0] + w[1], 1.0f, 1e-6f);
+  ck_assert_float_eq_tol(w[0] / w[1], (float)exp(1.0), 1e-5f);
+  /* k = n_expert takes every expert; huge logits do not overflow */
+  const float big[3] = {1e30f, -1e30f, 1e30f};
+  nllm_moe_route(big, 1, 3, 3, 1, ids, w);
+  ck_assert_int_eq(ids[0], 0);
+  ck_assert_int_eq(ids[1], 2);
+  ck_assert_int_eq(ids[2], 1);
+  ck_assert_float_eq_tol(w[0], 0.5f, 1e-6f);
+  ck_assert_float_eq_tol(w[2], 0.0f, 1e-6f);
+}
+END_TEST
+
+/* A random stacked expert tensor of n_expert rows x cols matrices in type. */
+static void *make_experts(int32_t type, int64_t n_expert, int64_t rows, int64_t cols, float scale,
+                          uint64_t *rng) {
+  const nllm_qtype *q = nllm_qtype_get(type);
+  const size_t rs = nllm_row_size(type, cols);
+  uint8_t *w = malloc(rs * (size_t)(rows * n_expert));
+  float *row = malloc(sizeof(float) * (size_t)cols);
+  for (int64_t r = 0; r < rows * n_expert; r++) {
+    for (int64_t c = 0; c < cols; c++) row[c] = scale * test_frand(rng);
+    q->from_float_ref(row, w + (size_t)r * rs, cols);
+  }
+  free(row);
+  return w;
+}
+
+typedef struct moe_case {
+  nllm_moe_args a;
+  void *gate, *up, *down;
+  float *x, *logits, *out, *ref;
+  void *scratch, *ref_scratch;
+} moe_case;
+
+static void case_init(moe_case *c, int32_t type, int64_t n_tok, int64_t d, int64_t ff, int32_t ne,
+                      int32_t k, uint64_t seed) {
+  memset(c, 0, sizeof *c);
+  uint64_t rng = seed;
+  c->gate = make_experts(type, ne, ff, d, 1.0f / sqrtf((float)d), &rng);
+  c->up = make_experts(type, ne, ff, d, 1.0f / sqrtf((float)d), &rng);
+  c->down = make_experts(type, ne, d, ff, 1.0f / sqrtf((float)ff), &rng);
+  c->x = malloc(sizeof(float) * (size_t)(n_tok * d));
+  c->logits = malloc(sizeof(float) * (size_t)(n_tok * ne));
+  c->out = malloc(sizeof(float) * (size_t)(n_tok * d));
+  c->ref = malloc(sizeof(float) * (size_t)(n_tok * d));
+  for (int64_t i = 0; i < n_tok * d; i++) c->x[i] = test_frand(&rng);
+  for (int64_t i = 0; i < n_tok * ne; i++) c->logits[i] = 2.0f * test_frand(&rng);
+  c->scratch = malloc(nllm_moe_scratch_size(n_tok, d, ff, ne, k, type, type, type, 4));
+  c->ref_scratch = malloc(nllm_moe_ref_scratch_size(d, ff, k));
+  c->a = (nllm_moe_args){.out = c->out,
+                         .x = c->x,
+                         .logits = c->logits,
+                         .n_tok = n_tok,
+                         .d = d,
+                         .ff = ff,
+                         .n_expert = ne,
+                         .n_used = k,
+                         .norm = 1,
+                         .gate = {c->gate, type, ff, d},
+                         .up = {c->up, type, ff, d},
+                         .down = {c->down, type, d, ff},
+                         .scratch = c->scratch,
+                         .n_threads = 4};
+}
+
+static void case_free(moe_case *c) {
+  free(c->gate);
+  free(c->up);
+  free(c->down);
+  free(c->x);
+  free(c->logits);
+  free(c->out);
+  free(c->ref);
+  free(c->scratch);
+  free(c->ref_scratch);
+}
+
+/* rel RMS of the kernel's rows against the reference's */
+static double case_run(moe_case *c) {
+  nllm_moe_ffn(&c->a);
+  nllm_moe_args r = c->a;
+  r.out = c->ref;
+  r.scratch = c->ref_scratch;
+  nllm_moe_ffn_ref(&r);
+  double worst = 0;
+  for (int64_t t = 0; t < c->a.n_tok; t++) {
+    for (int64_t i = 0; i < c->a.d; i++) ck_assert(isfinite(c->out[t * c->a.d + i]));
+    double e = rel_rms(c->out + t * c->a.d, c->ref + t * c->a.d, (int)c->a.d);
+    if (e > worst) worst = e;
+  }
+  return worst;
+}
+
+/* Weight kinds: float rows dotted in float (tight), and the integer kinds whose activations
+ * are rounded to 8 bits first (as every matmul of those types: about 1% per product). */
+static const struct {
+  int32_t type;
+  double tol;
+} kinds[] = {
+    {NLLM_TYPE_F32, 1e-5},  {NLLM_TYPE_F16, 4e-3},  {NLLM_TYPE_BF16, 2e-2}, {NLLM_TYPE_Q8_0, 4e-2},
+    {NLLM_TYPE_Q4_0, 4e-2}, {NLLM_TYPE_Q4_K, 4e-2}, {NLLM_TYPE_Q6_K, 4e-2},
+};
+
+START_TEST(grouped_vs_reference) {
+  const int32_t type = kinds[_i].type;
+  const int top = nllm_qtypes_isa_max();
+  /* 1 token (decode), a few (integer groups), 48 (groups past the sgemm crossover) */
+  const int64_t toks[] = {1, 7, 48};
+  for (int isa = NLLM_ISA_SCALAR; isa <= top; isa++) {
+    nllm_qtypes_set_isa(isa);
+    for (size_t j = 0; j < sizeof toks / sizeof toks[0]; j++) {
+      moe_case c;
+      case_init(&c, type, toks[j], 256, 512, 8, 2, 0x1234 + j);
+      double e = case_run(&c);
+      ck_assert_msg(e < kinds[_i].tol, "%s isa %d n_tok %lld: rel RMS %g vs the reference",
+                    nllm_qtype_get(type)->name, isa, (long long)toks[j], e);
+      case_free(&c);
+    }
+  }
+  nllm_qtypes_set_isa(top);
+}
+END_TEST
+
+/* Experts no token chose are never read: their weights are NaN here, and the output stays
+ * finite and equal to the reference. */
+START_TEST(unchosen_experts_not_read) {
+  moe_case c;
+  const int32_t ne = 8;
+  case_init(&c, NLLM_TYPE_F32, 20, 64, 96, ne, 2, 77);
+  for (int64_t t = 0; t < 20; t++)
+    for (int32_t e = 0; e < ne; e++) c.logits[t * ne + e] = e == 1 || e == 6 ? (float)(t % 3) : -50;
+  const size_t per_gate = (size_t)(96 * 64), per_down = (size_t)(64 * 96);
+  for (int32_t e = 0; e < ne; e++) {
+    if (e == 1 || e == 6) continue;
+    for (size_t i = 0; i < per_gate; i++) {
+      ((float *)c.gate)[e * per_gate + i] = NAN;
+      ((float *)c.up)[e * per_gate + i] = NAN;
+    }
+    for (size_t i = 0; i < per_down; i++) ((float *)c.down)[e * per_down + i] = NAN;
+  }
+  ck_assert(case_run(&c) < 1e-5);
+  case_free(&c);
+}
+END_TEST
+
+/* Every token's first choice is one expert (a group as large as the batch, past the sgemm
+ * crossover for float weights), and with k = 1 every token only on it. */
+START_TEST(all_tokens_on_one_expert) {
+  const int32_t types[] = {NLLM_TYPE_F32, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K};
+  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+    for (int32_t k = 1; k <= 2; k++) {
+      moe_case c;
+      case_init(&c, types[i], 64, 256, 256, 4, k, 99 + (uint64_t)k);
+      for (int64_t t = 0; t < 64; t++) c.logits[t * 4 + 3] = 10.0f;
+      double e = case_run(&c);
+      ck_assert_msg(e < (types[i] == NLLM_TYPE_F32 ? 1e-5 : 3e-2), "%s k %d: %g",
+                    nllm_qtype_get(types[i])->name, k, e);
+      case_free(&c);
+    }
+}
+END_TEST
+
+/* A batch routed and grouped at once gives each token what it gets alone: the same bits where
+ * every group stays on the integer kernels (one fixed summation order per token), float
+ * rounding where a group goes through sgemm. */
+START_TEST(batch_equals_one_at_a_time) {
+  const int32_t types[] = {NLLM_TYPE_F32, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K, NLLM_TYPE_Q4_0};
+  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+    for (int64_t n = 6; n <= 64; n += 58) {
+      moe_case c;
+      case_init(&c, types[i], n, 256, 256, 8, 2, 5 + (uint64_t)n);
+      nllm_moe_ffn(&c.a);
+      nllm_moe_args one = c.a;
+      one.n_tok = 1;
+      one.out = c.ref;
+      int any_blas = 0;
+      for (int e = 0; e < 8; e++) any_blas |= nllm_matmul_uses_blas(types[i], n); /* upper bound */
+      for (int64_t t = 0; t < n; t++) {
+        one.x = c.x + t * 256;
+        one.logits = c.logits + t * 8;
+        one.out = c.ref + t * 256;
+        nllm_moe_ffn(&one);
+      }
+      if (!any_blas) {
+        ck_assert_msg(memcmp(c.out, c.ref, sizeof(float) * (size_t)(n * 256)) == 0,
+                      "%s n %lld: batch differs from one at a time", nllm_qtype_get(types[i])->name,
+                      (long long)n);
+      } else {
+        for (int64_t t = 0; t < n; t++) {
+          double e = rel_rms(c.out + t * 256, c.ref + t * 256, 256);
+          ck_assert_msg(e < (types[i] == NLLM_TYPE_F32 ? 1e-5 : 3e-2), "%s n %lld row %lld: %g",
+                        nllm_qtype_get(types[i])->name, (long long)n, (long long)t, e);
+        }
+      }
+      case_free(&c);
+    }
+}
+END_TEST
+
+/* The whole model: a prompt decoded as one batch (tokens grouped by expert in every layer) and
+ * the same tokens decoded one at a time give the same logits. */
+START_TEST(model_prompt_equals_decode) {
+  /* float weights: a quantized model's dense matmuls themselves take another path (sgemm on
+   * float activations, or the prompt tiles) for a batch than for one token */
+  static const char *models[] = {"hf/tiny-mixtral", "hf/tiny-qwen3-moe"};
+  char path[1024];
+  char rel[256];
+  snprintf(rel, sizeof rel, "%s/config.json", models[_i]);
+  if (!testdata_path(path, sizeof path, rel)) return;
+  snprintf(path, sizeof path, "%s/%s", testdata_dir(), models[_i]);
+  nllm_model *m = NULL;
+  ck_assert_msg(nllm_model_load(path, NULL, &m) == NLLM_OK, "%s", nllm_last_error());
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.all_logits = 1;
+  cp.kv_type = NLLM_TYPE_F32;
+  cp.n_ctx = 64;
+  nllm_context *batch = NULL, *single = NULL;
+  ck_assert_int_eq(nllm_context_create(m, &cp, &batch), NLLM_OK);
+  ck_assert_int_eq(nllm_context_create(m, &cp, &single), NLLM_OK);
+  int ids[40];
+  const int nv = nllm_model_n_vocab(m);
+  uint64_t rng = 42;
+  for (int i = 0; i < 40; i++)
+    ids[i] = 3 + (int)((test_frand(&rng) + 1.0f) * 0.5f * (float)(nv - 4));
+  ck_assert_int_eq(nllm_decode(batch, ids, 40), NLLM_OK);
+  double worst = 0;
+  for (int i = 0; i < 40; i++) {
+    ck_assert_int_eq(nllm_decode(single, &ids[i], 1), NLLM_OK);
+    double e = rel_rms(nllm_get_logits_ith(batch, i), nllm_get_logits(single), nv);
+    if (e > worst) worst = e;
+  }
+  fprintf(stderr, "%s: prompt batch vs one at a time: max rel RMS %.2e over 40 positions\n",
+          models[_i], worst);
+  ck_assert_msg(worst < 1e-4, "%s: %g", models[_i], worst);
+  nllm_context_free(batch);
+  nllm_context_free(single);
+  nllm_model_free(m);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("moe");
+  TCase *tc = tcase_create("moe");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, route_ties_lowest_index);
+  tcase_add_loop_test(tc, grouped_vs_reference, 0, (int)(sizeof kinds / sizeof kinds[0]));
+  tcase_add_test(tc, unchosen_experts_not_read);
+  tcase_add_test(tc, all_tokens_on_one_expert);
+  tcase_add_test(tc, batch_equals_one_at_a_time);
+  tcase_add_loop_test(tc, model_prompt_equals_decode, 0, 2);
+  suite_add_tcase(s, tc);
+  return run_suite(s);
+}
