@@ -69,6 +69,10 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
     if (k->vec_dot4_tile) q->vec_dot4_tile = k->vec_dot4_tile;
     if (k->vec_dot4x4) q->vec_dot4x4 = k->vec_dot4x4;
     if (k->blas_min_tokens) q->blas_min_tokens = k->blas_min_tokens;
+    if (k->gemm4) {
+      q->gemm_prep = k->gemm_prep;
+      q->gemm4 = k->gemm4;
+    }
   }
 }
 

@@ -20,6 +20,19 @@ typedef void (*nllm_vec_dot_fn)(int64_t n, float *s, const void *x, const void *
  * the work that depends on the activation alone between rows. */
 typedef void (*nllm_vec_dot4_fn)(int64_t n, float *s, const void *x, size_t x_stride,
                                  const void *y);
+/* The prompt path's register tiles. A tile kernel keeps four weight rows unpacked in registers
+ * while up to NLLM_GEMM_TOK tokens pass over them, so the unpacking is paid once per tile and
+ * not once per token; the tokens' activations come prepared once per matmul by the type's
+ * gemm_prep (from the vec_dot_type row to the kernel's lane order, with the per-block sums and
+ * scales the kernel would otherwise recompute per row): NLLM_GEMM_PREP_BYTES(n) bytes a row.
+ * s[t * s_stride + r] = dot(row r, token t) for r < 4, t < n_tok; n a multiple of
+ * NLLM_GEMM_COLS. */
+#define NLLM_GEMM_TOK 4
+#define NLLM_GEMM_COLS 128
+#define NLLM_GEMM_PREP_BYTES(n) ((size_t)(n)*3)
+typedef void (*nllm_gemm_prep_fn)(int64_t n, const void *yq, void *prep);
+typedef void (*nllm_gemm4_fn)(int64_t n, float *s, size_t s_stride, const void *x, size_t x_stride,
+                              const void *prep, size_t prep_stride, int n_tok);
 /* s[t * s_stride + r] = dot(row r, token t) for four rows r and four tokens t, token t's
  * activations y_stride * t bytes after y: a batch unpacks each weight block once for four
  * tokens instead of once per token. */
@@ -47,7 +60,9 @@ typedef struct nllm_qtype_kernels {
   nllm_vec_dot4_fn vec_dot4;      /* four rows, equal to vec_dot on each */
   nllm_vec_dot4_fn vec_dot4_tile; /* four rows for the prompt path only (see nllm_qtype) */
   int32_t blas_min_tokens;        /* this tier's crossover (see NLLM_BLAS_MIN_TOKENS) */
-  nllm_vec_dot4x4_fn vec_dot4x4;  /* four rows by four tokens (batches) */
+  nllm_gemm_prep_fn gemm_prep;    /* with gemm4: the prompt path's register tiles */
+  nllm_gemm4_fn gemm4;
+  nllm_vec_dot4x4_fn vec_dot4x4; /* four rows by four tokens (batches) */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -74,6 +89,12 @@ typedef struct nllm_qtype {
    * tokens and a kernel that spends loads and permutes to save arithmetic can win */
   nllm_vec_dot4_fn vec_dot4_tile;
   int32_t blas_min_tokens; /* NLLM_BLAS_MIN_TOKENS or this tier's own crossover */
+  /* optional (NULL): the prompt path's register tiles (see nllm_gemm4_fn); both or neither, and
+   * where set they serve every batch of two or more tokens whose rows are a multiple of
+   * NLLM_GEMM_COLS long (before vec_dot4x4, which serves the other lengths); equal to vec_dot4
+   * on each row */
+  nllm_gemm_prep_fn gemm_prep;
+  nllm_gemm4_fn gemm4;
   /* optional (NULL): four rows by four tokens, equal to vec_dot on each pair; the batched
    * path (several tokens: a prompt, or a decode step of many sequences) takes it first */
   nllm_vec_dot4x4_fn vec_dot4x4;

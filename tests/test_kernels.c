@@ -535,6 +535,98 @@ START_TEST(dot4_vs_ref) {
 }
 END_TEST
 
+/* The prompt path's register tiles against the four-row kernel each row and token (equal: the
+ * same integer sums and float steps) and against the exact dot: every data kind, then blocks of
+ * random bits, for every token count a tile takes, rows further apart than their size and
+ * prepared rows further apart than NLLM_GEMM_PREP_BYTES. */
+static void check_gemm4(const nllm_qtype *q) {
+  static const int64_t lens[] = {128, 256, 640, 768, 2048};
+  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  const int64_t unit = q->block_size > vq->block_size ? q->block_size : vq->block_size;
+  const nllm_vec_dot4_fn dot4 = q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4;
+  ck_assert_msg(q->gemm_prep && dot4, "%s: gemm4 without gemm_prep or a four-row kernel", q->name);
+  uint64_t rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)q->type;
+  for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+    const int64_t n = lens[li];
+    if (n % unit) continue; /* not a whole number of the formats' blocks */
+    const size_t stride = nllm_row_size(q->type, n) + (size_t)q->type_size;
+    const size_t ars = nllm_row_size(vq->type, n), prs = NLLM_GEMM_PREP_BYTES(n) + 64;
+    float *x = malloc(sizeof(float) * (size_t)n * 4), *y = malloc(sizeof(float) * (size_t)n);
+    float *a = malloc(sizeof(float) * (size_t)n * 4), *ya = malloc(sizeof(float) * (size_t)n * 4);
+    uint8_t *wq = malloc(stride * 4), *yq = malloc(ars * NLLM_GEMM_TOK);
+    uint8_t *prep = aligned_alloc(64, prs * NLLM_GEMM_TOK);
+    for (int pass = 0; pass <= N_DATA; pass++) { /* N_DATA: random bits */
+      memset(wq, 0xff, stride * 4);
+      if (pass == N_DATA) {
+        ck_assert(random_blocks(&rng, q->type, wq, (int64_t)(stride * 4 / (size_t)q->type_size),
+                                (size_t)q->type_size, 0));
+        ck_assert(random_blocks(&rng, vq->type, yq, n / vq->block_size * NLLM_GEMM_TOK,
+                                (size_t)vq->type_size, 0));
+      } else {
+        for (int r = 0; r < 4; r++) {
+          fill(x + r * n, n, (pass + r) % N_DATA);
+          q->from_float_ref(x + r * n, wq + (size_t)r * stride, n);
+        }
+        for (int t = 0; t < NLLM_GEMM_TOK; t++) {
+          fill(y, n, pass == DATA_ZERO ? DATA_GAUSS : (pass + t) % N_DATA);
+          if (pass == DATA_LARGE || (pass + t) % N_DATA == DATA_LARGE)
+            for (int64_t i = 0; i < n; i++) y[i] *= 1.0f / 30;
+          vq->from_float_ref(y, yq + (size_t)t * ars, n);
+        }
+      }
+      for (int r = 0; r < 4; r++) q->to_float_ref(wq + (size_t)r * stride, a + r * n, n);
+      for (int t = 0; t < NLLM_GEMM_TOK; t++) {
+        vq->to_float_ref(yq + (size_t)t * ars, ya + t * n, n);
+        memset(prep + (size_t)t * prs, 0xa5, prs);
+        q->gemm_prep(n, yq + (size_t)t * ars, prep + (size_t)t * prs);
+      }
+      for (int nt = 1; nt <= NLLM_GEMM_TOK; nt++) {
+        float s[NLLM_GEMM_TOK * 5];
+        for (int i = 0; i < NLLM_GEMM_TOK * 5; i++) s[i] = NAN;
+        q->gemm4(n, s, 5, wq, stride, prep, prs, nt);
+        for (int t = 0; t < NLLM_GEMM_TOK; t++) {
+          float d4[4];
+          dot4(n, d4, wq, stride, yq + (size_t)t * ars);
+          ck_assert_msg(isnan(s[t * 5 + 4]), "%s gemm4 wrote past its four rows", q->name);
+          for (int r = 0; r < 4; r++) {
+            if (t >= nt) {
+              ck_assert_msg(isnan(s[t * 5 + r]), "%s gemm4 wrote token %d of %d", q->name, t, nt);
+              continue;
+            }
+            double sumabs, ex = dot_exact(a + r * n, ya + t * n, n, &sumabs);
+            double tol = dot_tol(n, sumabs) +
+                         offset_tol(q, wq + (size_t)r * stride, yq + (size_t)t * ars, n);
+            ck_assert_msg(s[t * 5 + r] == d4[r] && fabs(s[t * 5 + r] - ex) <= tol,
+                          "%s gemm4 row %d token %d of %d: %.9g, four-row %.9g, exact %.9g (n %lld "
+                          "pass %d)",
+                          q->name, r, t, nt, s[t * 5 + r], d4[r], ex, (long long)n, pass);
+          }
+        }
+      }
+    }
+    free(x);
+    free(y);
+    free(a);
+    free(ya);
+    free(wq);
+    free(yq);
+    free(prep);
+  }
+}
+
+START_TEST(gemm4_vs_dot4) {
+  int32_t type = all_types[_i];
+  if (!type_supported(type)) return;
+  const int top = nllm_qtypes_isa_max();
+  for (int isa = NLLM_ISA_SCALAR; isa <= top; isa++) {
+    nllm_qtypes_set_isa(isa);
+    const nllm_qtype *q = nllm_qtype_get(type);
+    if (q->gemm4) check_gemm4(q);
+  }
+  nllm_qtypes_set_isa(top);
+}
+END_TEST
+
 /* Blocks of random bits (extreme levels, scales and high bits that quantized data seldom
  * holds): the dispatched one-row and four-row dots against the exact dot of each row. */
 static void check_random_bits(int32_t type) {
@@ -727,7 +819,9 @@ START_TEST(registry_vs_format_table) {
       /* load-only types (TQ*, MXFP4) have no quantizer in any tier; the others in every tier */
       ck_assert(!q->from_float == !q->from_float_ref);
       ck_assert_int_ge(q->blas_min_tokens, NLLM_BLAS_MIN_TOKENS);
+      ck_assert(!q->gemm4 == !q->gemm_prep);
       if (isa == NLLM_ISA_SCALAR) {
+        ck_assert(!q->gemm4);
         ck_assert(q->to_float == q->to_float_ref && q->from_float == q->from_float_ref &&
                   q->vec_dot == q->vec_dot_ref);
         ck_assert(!q->vec_dot4 && !q->vec_dot4_tile && !q->vec_dot4x4);
@@ -809,6 +903,10 @@ START_TEST(matmul_vs_naive) {
   }
   nllm_qtypes_set_isa(nllm_qtypes_isa_max());
   check_matmul(type, 67, cols * 3, 5, 2);
+  /* rows a multiple of NLLM_GEMM_COLS (the register tiles, where a tier has them), token counts
+   * that leave a partial tile, rows that leave a partial four */
+  check_matmul(type, 38, 768, 7, 1);
+  check_matmul(type, 21, 256, 18, 2);
   /* rows long enough that the sgemm path's per-thread tile holds fewer than its usual rows */
   check_matmul(type, 37, 8448, 17, 2);
 }
@@ -1158,6 +1256,7 @@ static Suite *kernels_suite(void) {
   tcase_add_loop_test(tc, dispatch_vs_ref, 0, N_ALL);
   tcase_add_loop_test(tc, dot4_vs_ref, 0, N_ALL);
   tcase_add_loop_test(tc, random_bits_vs_ref, 0, N_ALL);
+  tcase_add_loop_test(tc, gemm4_vs_dot4, 0, N_ALL);
   tcase_add_test(tc, raw_blocks_vs_ref);
   tcase_add_test(tc, roundtrip_error);
   tcase_add_loop_test(tc, matmul_vs_naive, 0, N_ALL);

@@ -124,6 +124,8 @@ size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threa
     blas = (size_t)n_threads * (size_t)blas_tile_rows(cols) * (size_t)cols * sizeof(float);
 #endif
   if (q->vec_dot_type != NLLM_TYPE_F32) ints = (size_t)n_tok * nllm_row_size(q->vec_dot_type, cols);
+  if (q->vec_dot_type != NLLM_TYPE_F32 && n_tok > 1 && cols % NLLM_GEMM_COLS == 0)
+    ints += 64 + (size_t)n_tok * NLLM_GEMM_PREP_BYTES(cols); /* any tier's tiles may run */
   return 64 /* alignment slack */ + (blas > ints ? blas : ints);
 }
 
@@ -145,6 +147,8 @@ typedef struct matmul_job {
   const uint8_t *act; /* activations in vec_dot_type */
   size_t a_rs;
   const nllm_qtype *vq;
+  uint8_t *prep; /* register tiles: the activations prepared by gemm_prep, NULL without */
+  size_t p_rs;
   float *tiles; /* BLAS path: item_rows x cols per worker */
 } matmul_job;
 
@@ -172,7 +176,31 @@ static void blas_item(void *vjob, int64_t item, int worker) {
 static void quantize_item(void *vjob, int64_t t, int worker) {
   const matmul_job *j = vjob;
   (void)worker;
-  j->vq->from_float(j->x + t * j->cols, (uint8_t *)j->act + (size_t)t * j->a_rs, j->cols);
+  const uint8_t *a = j->act + (size_t)t * j->a_rs;
+  j->vq->from_float(j->x + t * j->cols, (uint8_t *)a, j->cols);
+  if (j->prep) j->q->gemm_prep(j->cols, a, j->prep + (size_t)t * j->p_rs);
+}
+
+/* The register tiles: four rows by up to NLLM_GEMM_TOK tokens a call; the last rows of an
+ * item that do not make four go through vec_dot. */
+static void gemm_item(void *vjob, int64_t item, int worker) {
+  const matmul_job *j = vjob;
+  (void)worker;
+  const int64_t r0 = item * j->item_rows;
+  const int64_t r1 = r0 + j->item_rows < j->rows ? r0 + j->item_rows : j->rows;
+  for (int64_t t0 = 0; t0 < j->n_tok; t0 += TOK_TILE) {
+    const int64_t t1 = t0 + TOK_TILE < j->n_tok ? t0 + TOK_TILE : j->n_tok;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4)
+      for (int64_t t = t0; t < t1; t += NLLM_GEMM_TOK)
+        j->q->gemm4(j->cols, &j->y[t * j->rows + r], (size_t)j->rows, j->W + (size_t)r * j->w_rs,
+                    j->w_rs, j->prep + (size_t)t * j->p_rs, j->p_rs,
+                    (int)(t1 - t < NLLM_GEMM_TOK ? t1 - t : NLLM_GEMM_TOK));
+    for (; r < r1; r++)
+      for (int64_t t = t0; t < t1; t++)
+        j->q->vec_dot(j->cols, &j->y[t * j->rows + r], j->W + (size_t)r * j->w_rs,
+                      j->act + (size_t)t * j->a_rs);
+  }
 }
 
 static void dot_item(void *vjob, int64_t item, int worker) {
@@ -234,8 +262,13 @@ void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t c
     j.vq = nllm_qtype_get(q->vec_dot_type);
     j.act = align64(wdata);
     j.a_rs = nllm_row_size(q->vec_dot_type, cols);
+    if (q->gemm4 && n_tok > 1 && cols % NLLM_GEMM_COLS == 0) {
+      j.prep = align64((uint8_t *)wdata + 64 + (size_t)n_tok * j.a_rs);
+      j.p_rs = NLLM_GEMM_PREP_BYTES(cols);
+    }
     nllm_pool_run(n_threads, n_tok, quantize_item, &j);
   }
   j.item_rows = n_tok == 1 ? rows_per_item(rows, n_threads, 4, 256) : 16;
-  nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, dot_item, &j);
+  nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, j.prep ? gemm_item : dot_item,
+                &j);
 }

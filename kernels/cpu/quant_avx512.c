@@ -388,6 +388,195 @@ static void q8_0_vec_dot4x4_avx512(int64_t n, float *s, size_t ss, const void *v
     }
 }
 
+/* ---------------------------------------------------------------- prompt tiles
+ * Four rows x up to four tokens (see nllm_gemm4_fn). The activations are prepared once per
+ * matmul into the lane order of the four-row kernels above, with what those compute per
+ * activation block (the offset sums, the scales widened to lanes) stored next to the quants,
+ * so a token costs the tile four loads per four blocks. The weights of the four rows are
+ * unpacked once per four blocks and serve every token. The lanes see the same integer sums and
+ * the same float operations in the same order as vec_dot4, so the results are equal to it. */
+
+/* 32-value formats without a minimum: per four blocks ylo, yhi (64 bytes each), the offset
+ * term -offset * sum(y) per int32 lane, and dy per lane. */
+static inline __attribute__((always_inline)) void prep_32b(const int kind, int64_t n,
+                                                           const void *vy, void *vp) {
+  const uint8_t *y0 = vy;
+  uint8_t *out = vp;
+  const size_t ys = sizeof(block_q8_0);
+  const int offset = kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : 128;
+  const __m512i voff = _mm512_set1_epi8((char)offset);
+  for (int64_t b = 0; b < n / QK; b += 4, out += 256) {
+    const uint8_t *yb = y0 + (size_t)b * ys;
+    __m512i ylo, yhi;
+    y_quad(yb + 2, ys, &ylo, &yhi);
+    const __m512i yoff = _mm512_sub_epi32(
+        _mm512_setzero_si512(),
+        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), voff, ylo), voff, yhi));
+    _mm512_storeu_si512(out, ylo);
+    _mm512_storeu_si512(out + 64, yhi);
+    _mm512_storeu_si512(out + 128, yoff);
+    _mm512_storeu_ps(out + 192, h4_x4(yb, ys));
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_32b(const int kind, const int T, int64_t n,
+                                                            float *s, size_t ss, const uint8_t *x0,
+                                                            size_t bx, const uint8_t *p0,
+                                                            size_t ps) {
+  const size_t xs = k32_size(kind);
+  const int has_qh = kind == K_Q5_0;
+  const k32_index *ix = &k32_tables[kind];
+  const __m512i idx_q = _mm512_loadu_si512(ix->qs), idx_h = _mm512_loadu_si512(ix->qh),
+                idx_w = _mm512_loadu_si512(ix->w);
+  const __m512i m4 = _mm512_set1_epi8(15), b16 = _mm512_set1_epi8(16);
+  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4nl_u8));
+  __m512 acc[4][NLLM_GEMM_TOK];
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK; b += 4) {
+    __m512i lo[4], hi[4];
+    __m512 dx[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      const __m512i z0 = _mm512_loadu_si512(x), z1 = _mm512_loadu_si512(x + 4 * xs - 64);
+      const __m512i q = _mm512_permutex2var_epi8(z0, idx_q, z1);
+      lo[r] = _mm512_and_si512(q, m4);
+      hi[r] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+      if (kind == K_IQ4_NL) {
+        lo[r] = _mm512_shuffle_epi8(lut, lo[r]);
+        hi[r] = _mm512_shuffle_epi8(lut, hi[r]);
+      }
+      if (has_qh) {
+        const __m128i h = _mm512_castsi512_si128(_mm512_permutex2var_epi8(z0, idx_h, z1));
+        lo[r] =
+            _mm512_mask_add_epi8(lo[r], _cvtu64_mask64((uint64_t)_mm_cvtsi128_si64(h)), lo[r], b16);
+        hi[r] = _mm512_mask_add_epi8(hi[r], _cvtu64_mask64((uint64_t)_mm_extract_epi64(h, 1)),
+                                     hi[r], b16);
+      }
+      dx[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(z0, idx_w, z1)));
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 64;
+      const __m512i ylo = _mm512_loadu_si512(py), yhi = _mm512_loadu_si512(py + 64);
+      const __m512i yoff = _mm512_loadu_si512(py + 128);
+      const __m512 dy = _mm512_loadu_ps(py + 192);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(yoff, lo[r], ylo), hi[r], yhi);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dx[r], dy), _mm512_cvtepi32_ps(p), acc[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+/* One function per token count, so that the tile's accumulators are registers. */
+#define GEMM4_BY_TOKENS(name, body)                                                         \
+  static void name(int64_t n, float *s, size_t ss, const void *x, size_t bx, const void *p, \
+                   size_t ps, int n_tok) {                                                  \
+    switch (n_tok) {                                                                        \
+      case 1: body(1, n, s, ss, x, bx, p, ps); break;                                       \
+      case 2: body(2, n, s, ss, x, bx, p, ps); break;                                       \
+      case 3: body(3, n, s, ss, x, bx, p, ps); break;                                       \
+      default: body(4, n, s, ss, x, bx, p, ps); break;                                      \
+    }                                                                                       \
+  }
+#define Q4_0_GEMM(T, ...) gemm4_32b(K_Q4_0, T, __VA_ARGS__)
+#define IQ4_NL_GEMM(T, ...) gemm4_32b(K_IQ4_NL, T, __VA_ARGS__)
+#define Q5_0_GEMM(T, ...) gemm4_32b(K_Q5_0, T, __VA_ARGS__)
+GEMM4_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
+GEMM4_BY_TOKENS(iq4_nl_gemm4_avx512, IQ4_NL_GEMM)
+GEMM4_BY_TOKENS(q5_0_gemm4_avx512, Q5_0_GEMM)
+static void q4_0_prep_avx512(int64_t n, const void *y, void *p) {
+  prep_32b(K_Q4_0, n, y, p);
+}
+static void iq4_nl_prep_avx512(int64_t n, const void *y, void *p) {
+  prep_32b(K_IQ4_NL, n, y, p);
+}
+static void q5_0_prep_avx512(int64_t n, const void *y, void *p) {
+  prep_32b(K_Q5_0, n, y, p);
+}
+
+/* Q8_0: the weights are made unsigned (x + 128) once per tile, so y is dpbusd's signed operand
+ * and the correction -128 * sum(y) is the activation's, prepared once: per four blocks y01,
+ * y23, their corrections and their scales per lane (384 bytes). Two blocks at a time keep the
+ * four rows' registers and the sixteen accumulators within the 32 zmm. */
+static void q8_0_prep_avx512(int64_t n, const void *vy, void *vp) {
+  const uint8_t *y0 = vy;
+  uint8_t *out = vp;
+  const size_t xs = sizeof(block_q8_0);
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  for (int64_t b = 0; b < n / QK; b += 4, out += 384) {
+    const uint8_t *yb = y0 + (size_t)b * xs;
+    for (int h = 0; h < 2; h++) {
+      const uint8_t *yh = yb + (size_t)(2 * h) * xs;
+      const __m512i y =
+          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(yh + 2))),
+                             _mm256_loadu_si256((const __m256i *)(yh + xs + 2)), 1);
+      const __m512i off = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, y));
+      const __m512 d = _mm512_castpd_ps(
+          _mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(q_h2f(load_u16(yh)))),
+                             _mm256_castps_pd(_mm256_set1_ps(q_h2f(load_u16(yh + xs)))), 1));
+      _mm512_storeu_si512(out + 64 * h, y);
+      _mm512_storeu_si512(out + 128 + 64 * h, off);
+      _mm512_storeu_ps(out + 256 + 64 * h, d);
+    }
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_q8_0(const int T, int64_t n, float *s,
+                                                             size_t ss, const uint8_t *x0,
+                                                             size_t bx, const uint8_t *p0,
+                                                             size_t ps) {
+  const size_t xs = sizeof(block_q8_0);
+  const __m512i idx_a = _mm512_loadu_si512(q8_0_qa), idx_b = _mm512_loadu_si512(q8_0_qb),
+                idx_w = _mm512_loadu_si512(q8_0_w);
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  __m512 acc[4][NLLM_GEMM_TOK];
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK; b += 4) {
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+      __m512i xq[4];
+      __m512 dx[4];
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+        const __m512i l0 = _mm512_loadu_si512(x), l1 = _mm512_loadu_si512(x + 64);
+        const __m512i w = _mm512_permutex2var_epi16(l0, idx_w, l1);
+        if (h == 0) {
+          xq[r] = _mm512_permutex2var_epi8(l0, idx_a, l1);
+          dx[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
+        } else {
+          xq[r] = _mm512_permutex2var_epi8(l1, idx_b, _mm512_loadu_si512(x + 72));
+          dx[r] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(w, 1));
+        }
+        xq[r] = _mm512_xor_si512(xq[r], k128);
+      }
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++) {
+        const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 96 + 64 * (size_t)h;
+        const __m512i y = _mm512_loadu_si512(py), off = _mm512_loadu_si512(py + 128);
+        const __m512 dy = _mm512_loadu_ps(py + 256);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+          const __m512i p = _mm512_dpbusd_epi32(off, xq[r], y);
+          acc[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dx[r], dy), _mm512_cvtepi32_ps(p), acc[r][t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+#define Q8_0_GEMM(T, ...) gemm4_q8_0(T, __VA_ARGS__)
+GEMM4_BY_TOKENS(q8_0_gemm4_avx512, Q8_0_GEMM)
+
 /* ---------------------------------------------------------------- K-quants, four rows
  * Per 256-value super-block the activation's part (its bytes in the order of the weight's
  * nibbles, its block sums, its scale) is prepared once for four rows. Level products go
@@ -480,6 +669,106 @@ static inline __attribute__((always_inline)) void dot4_k45(int64_t n, float *s, 
     s[r] = _mm512_reduce_add_ps(acc[r]) - hsum_ymm(accm[r]);
   }
 }
+
+/* Prompt tiles of Q4_K and Q5_K (see gemm4_32b). Per super-block the activation is prepared as
+ * dot4_k45 reads it: ylo, yhi of both 128-value chunks (256 bytes), its 16 bsums (32 bytes) and
+ * d, 384 bytes. Each row's nibbles, scales widened to their pairs and min pairs are made once
+ * per super-block for every token; the sums and float steps of each row and token are
+ * dot4_k45's. */
+static void k45_prep_avx512(int64_t n, const void *vy, void *vp) {
+  const block_q8_K *y = vy;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, out += 384) {
+    for (int c = 0; c < 2; c++) {
+      const __m512i a = _mm512_loadu_si512(y[b].qs + 128 * c),
+                    d = _mm512_loadu_si512(y[b].qs + 128 * c + 64);
+      _mm512_storeu_si512(out + 128 * c, _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(1, 0, 1, 0)));
+      _mm512_storeu_si512(out + 128 * c + 64, _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    memcpy(out + 256, y[b].bsums, sizeof y[b].bsums);
+    memcpy(out + 288, &y[b].d, sizeof(float));
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_k45(
+    const int T, int64_t n, float *s, size_t ss, const uint8_t *x0, size_t bx, const uint8_t *p0,
+    size_t ps, const size_t xs, const size_t off_sc, const size_t off_qs, const long qh_off) {
+  const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
+  const __m512i ilo[2] = {idx_pairs16(0, 2), idx_pairs16(4, 6)};
+  const __m512i ihi[2] = {idx_pairs16(1, 3), idx_pairs16(5, 7)};
+  __m512 acc[4][NLLM_GEMM_TOK];
+  __m256 accm[4][NLLM_GEMM_TOK];
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < T; t++) {
+      acc[r][t] = _mm512_setzero_ps();
+      accm[r][t] = _mm256_setzero_ps();
+    }
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    __m512i nib[4][4], sc[4][4];
+    __m256i mn[4];
+    float d[4], dmin[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      __m128i sc16, mn16;
+      k4_scales(x + off_sc, &sc16, &mn16);
+      const __m512i scz = _mm512_castsi128_si512(sc16);
+      const __m256i mn32 = _mm256_cvtepu16_epi32(mn16);
+      mn[r] = _mm256_or_si256(mn32, _mm256_slli_epi32(mn32, 16));
+      __m512i qh = _mm512_setzero_si512();
+      if (qh_off >= 0) {
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(x + qh_off));
+        qh = _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
+      }
+#pragma GCC unroll 2
+      for (int c = 0; c < 2; c++) {
+        const __m512i q = _mm512_loadu_si512(x + off_qs + 64 * c);
+        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        if (qh_off >= 0) {
+          const __m512i h = c ? _mm512_srli_epi16(qh, 4) : qh;
+          lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(h, 4), b4));
+          hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(h, 3), b4));
+        }
+        nib[r][2 * c] = lo;
+        nib[r][2 * c + 1] = hi;
+        sc[r][2 * c] = _mm512_permutexvar_epi16(ilo[c], scz);
+        sc[r][2 * c + 1] = _mm512_permutexvar_epi16(ihi[c], scz);
+      }
+      d[r] = _cvtsh_ss(load_u16(x));
+      dmin[r] = _cvtsh_ss(load_u16(x + 2));
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 384;
+      const __m256i bsums = _mm256_loadu_si256((const __m256i *)(py + 256));
+      float dy;
+      memcpy(&dy, py + 288, sizeof dy);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        __m512i sumi = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+          sumi = _mm512_dpwssd_epi32(
+              sumi, _mm512_maddubs_epi16(nib[r][k], _mm512_loadu_si512(py + 64 * k)), sc[r][k]);
+        const __m256i msum = _mm256_madd_epi16(bsums, mn[r]);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d[r] * dy), _mm512_cvtepi32_ps(sumi), acc[r][t]);
+        accm[r][t] =
+            _mm256_fmadd_ps(_mm256_set1_ps(dmin[r] * dy), _mm256_cvtepi32_ps(msum), accm[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < 4; r++)
+      s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]) - hsum_ymm(accm[r][t]);
+}
+#define Q4_K_GEMM(T, ...)                                                     \
+  gemm4_k45(T, __VA_ARGS__, sizeof(block_q4_K), offsetof(block_q4_K, scales), \
+            offsetof(block_q4_K, qs), -1)
+#define Q5_K_GEMM(T, ...)                                                     \
+  gemm4_k45(T, __VA_ARGS__, sizeof(block_q5_K), offsetof(block_q5_K, scales), \
+            offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh))
+GEMM4_BY_TOKENS(q4_K_gemm4_avx512, Q4_K_GEMM)
+GEMM4_BY_TOKENS(q5_K_gemm4_avx512, Q5_K_GEMM)
 
 static void q4_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k45(n, s, x, bx, y, sizeof(block_q4_K), offsetof(block_q4_K, scales),
@@ -687,6 +976,178 @@ static void iq4_xs_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t b
   for (int r = 0; r < 4; r++) s[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
+/* Prompt tiles of Q6_K and IQ4_XS (see gemm4_32b), with each row's and token's steps those of
+ * its four-row kernel. Q6_K reads the activation's quants in their own order: its prepared row
+ * is the Q8_K block's qs, bsums and d (384 bytes a super-block). IQ4_XS reads them as
+ * y_quad_k orders them, with the offset sums (-128 * sum(y) per lane) and d (512 bytes). */
+static void q6_K_prep_avx512(int64_t n, const void *vy, void *vp) {
+  const block_q8_K *y = vy;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, out += 384) {
+    memcpy(out, y[b].qs, QK_K);
+    memcpy(out + 256, y[b].bsums, sizeof y[b].bsums);
+    memcpy(out + 288, &y[b].d, sizeof(float));
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_t n, float *s,
+                                                             size_t ss, const uint8_t *x0,
+                                                             size_t bx, const uint8_t *p0,
+                                                             size_t ps) {
+  const size_t xs = sizeof(block_q6_K);
+  const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+  __m512i isc[2][2];
+  for (int c = 0; c < 2; c++)
+    for (int h = 0; h < 2; h++) {
+      const int k = 8 * c + 4 * h;
+      isc[c][h] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_setr_epi16(
+              (short)k, (short)k, (short)k, (short)k, (short)k, (short)k, (short)k, (short)k,
+              (short)(k + 1), (short)(k + 1), (short)(k + 1), (short)(k + 1), (short)(k + 1),
+              (short)(k + 1), (short)(k + 1), (short)(k + 1))),
+          _mm256_setr_epi16((short)(k + 2), (short)(k + 2), (short)(k + 2), (short)(k + 2),
+                            (short)(k + 2), (short)(k + 2), (short)(k + 2), (short)(k + 2),
+                            (short)(k + 3), (short)(k + 3), (short)(k + 3), (short)(k + 3),
+                            (short)(k + 3), (short)(k + 3), (short)(k + 3), (short)(k + 3)),
+          1);
+    }
+  __m512 acc[4][NLLM_GEMM_TOK];
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    __m512i q[4][4], sc[4][4];
+    __m256i sc16[4];
+    float d[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
+      sc16[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+      const __m512i scz = _mm512_castsi256_si512(sc16[r]);
+#pragma GCC unroll 2
+      for (int c = 0; c < 2; c++) {
+        const __m512i ql = _mm512_loadu_si512(x->ql + 64 * c);
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
+        const __m512i qh =
+            _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
+        q[r][2 * c] = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                      _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
+        q[r][2 * c + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                          _mm512_and_si512(qh, m30));
+        sc[r][2 * c] = _mm512_permutexvar_epi16(isc[c][0], scz);
+        sc[r][2 * c + 1] = _mm512_permutexvar_epi16(isc[c][1], scz);
+      }
+      d[r] = _cvtsh_ss(x->d);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 384;
+      const __m256i bsums = _mm256_loadu_si256((const __m256i *)(py + 256));
+      float dy;
+      memcpy(&dy, py + 288, sizeof dy);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const __m256i off = _mm256_madd_epi16(bsums, sc16[r]);
+        __m512i sumi = _mm512_setzero_si512();
+        /* the kernel's order: half 0 low, half 0 high, half 1 low, half 1 high nibbles, whose
+         * quants sit at qs + 0, 64, 128, 192 */
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+          sumi = _mm512_dpwssd_epi32(
+              sumi, _mm512_maddubs_epi16(q[r][k], _mm512_loadu_si512(py + 64 * k)), sc[r][k]);
+        sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
+        acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d[r] * dy), _mm512_cvtepi32_ps(sumi), acc[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+#define Q6_K_GEMM(T, ...) gemm4_q6_K(T, __VA_ARGS__)
+GEMM4_BY_TOKENS(q6_K_gemm4_avx512, Q6_K_GEMM)
+
+static void iq4_xs_prep_avx512(int64_t n, const void *vy, void *vp) {
+  const block_q8_K *y = vy;
+  uint8_t *out = vp;
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  for (int64_t b = 0; b < n / QK_K; b++, out += 512) {
+    for (int c = 0; c < 2; c++) {
+      __m512i ylo, yhi;
+      y_quad_k(y[b].qs + 128 * c, &ylo, &yhi);
+      const __m512i yoff = _mm512_sub_epi32(
+          _mm512_setzero_si512(),
+          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, ylo), k128, yhi));
+      _mm512_storeu_si512(out + 192 * c, ylo);
+      _mm512_storeu_si512(out + 192 * c + 64, yhi);
+      _mm512_storeu_si512(out + 192 * c + 128, yoff);
+    }
+    memcpy(out + 384, &y[b].d, sizeof(float));
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int64_t n, float *s,
+                                                               size_t ss, const uint8_t *x0,
+                                                               size_t bx, const uint8_t *p0,
+                                                               size_t ps) {
+  const size_t xs = sizeof(block_iq4_xs);
+  const __m512i m4 = _mm512_set1_epi8(15);
+  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4nl_u8));
+  const __m256i sh_lo = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28),
+                sh_hi = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512i lanes_lo = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                lanes_hi = _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
+  __m512 acc[4][NLLM_GEMM_TOK];
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    __m512i lo[4][2], hi[4][2];
+    __m256 ls[4];
+    float d[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx + (size_t)b * xs);
+      const __m256i l = _mm256_or_si256(
+          _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)load_u32(x->scales_l)), sh_lo),
+                           _mm256_set1_epi32(15)),
+          _mm256_slli_epi32(
+              _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(x->scales_h), sh_hi),
+                               _mm256_set1_epi32(3)),
+              4));
+      ls[r] = _mm256_cvtepi32_ps(_mm256_sub_epi32(l, _mm256_set1_epi32(32)));
+      d[r] = _cvtsh_ss(x->d);
+#pragma GCC unroll 2
+      for (int c = 0; c < 2; c++) {
+        const __m512i q = _mm512_loadu_si512(x->qs + 64 * c);
+        lo[r][c] = _mm512_shuffle_epi8(lut, _mm512_and_si512(q, m4));
+        hi[r][c] = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
+      }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 512;
+      float dy;
+      memcpy(&dy, py + 384, sizeof dy);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const __m512 sc512 =
+            _mm512_castps256_ps512(_mm256_mul_ps(ls[r], _mm256_set1_ps(d[r] * dy)));
+#pragma GCC unroll 2
+        for (int c = 0; c < 2; c++) {
+          const uint8_t *pc = py + 192 * c;
+          const __m512i p = _mm512_dpbusd_epi32(
+              _mm512_dpbusd_epi32(_mm512_loadu_si512(pc + 128), lo[r][c], _mm512_loadu_si512(pc)),
+              hi[r][c], _mm512_loadu_si512(pc + 64));
+          acc[r][t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(c ? lanes_hi : lanes_lo, sc512),
+                                      _mm512_cvtepi32_ps(p), acc[r][t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+#define IQ4_XS_GEMM(T, ...) gemm4_iq4_xs(T, __VA_ARGS__)
+GEMM4_BY_TOKENS(iq4_xs_gemm4_avx512, IQ4_XS_GEMM)
+
 /* Q2_K and Q3_K: 2-bit levels (Q3_K: plus a high bit from hmask, level - 4) with a scale per
  * 16 values (Q2_K: 4-bit scale and min; Q3_K: signed 6-bit scale). The 64 bytes of qs are one
  * register: shift 2j gives elements 32j..32j+31 of each 128-value half, whose y is two 32-byte
@@ -814,33 +1275,58 @@ void nllm_avx512_init(void) {
 /* The AVX-512 tier's rows, over the AVX2 ones. Q8_0's kernel serves the prompt tiles only: it
  * wins where each weight row meets many tokens and loses in decode (see docs/performance.md).
  * Crossovers: the four-row kernels stay ahead of dequantize + sgemm at every batch measured
- * except Q8_0, Q5_0 and Q5_1. */
+ * except Q8_0, Q5_0 and Q5_1. With the register tiles Q8_0 and Q5_0 beat sgemm at 256 and 512
+ * tokens too, but their crossover stays at 256: sgemm takes the activations in f32, and the
+ * tiny BERT's Q8_0 embeddings (test_embed) moved past their tolerance to the F32 reference
+ * with Q8_0 activations over 256 tokens. */
 static const nllm_qtype_kernels avx512_rows[] = {
     {.type = NLLM_TYPE_Q8_0,
      .vec_dot4_tile = q8_0_vec_dot4_avx512,
      .vec_dot4x4 = q8_0_vec_dot4x4_avx512,
-     .blas_min_tokens = 256},
+     .blas_min_tokens = 256,
+     .gemm_prep = q8_0_prep_avx512,
+     .gemm4 = q8_0_gemm4_avx512},
     {.type = NLLM_TYPE_Q4_0,
      .vec_dot4 = q4_0_vec_dot4_avx512,
      .vec_dot4x4 = q4_0_vec_dot4x4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER},
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = q4_0_prep_avx512,
+     .gemm4 = q4_0_gemm4_avx512},
     {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_Q5_0, .vec_dot4 = q5_0_vec_dot4_avx512, .blas_min_tokens = 256},
+    {.type = NLLM_TYPE_Q5_0,
+     .vec_dot4 = q5_0_vec_dot4_avx512,
+     .blas_min_tokens = 256,
+     .gemm_prep = q5_0_prep_avx512,
+     .gemm4 = q5_0_gemm4_avx512},
     {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 192},
     {.type = NLLM_TYPE_IQ4_NL,
      .vec_dot4 = iq4_nl_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER},
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = iq4_nl_prep_avx512,
+     .gemm4 = iq4_nl_gemm4_avx512},
     {.type = NLLM_TYPE_Q2_K, .vec_dot4 = q2_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q4_K,
      .vec_dot4 = q4_K_vec_dot4_avx512,
      .vec_dot4x4 = q4_K_vec_dot4x4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_Q5_K, .vec_dot4 = q5_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_Q6_K, .vec_dot4 = q6_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = k45_prep_avx512,
+     .gemm4 = q4_K_gemm4_avx512},
+    {.type = NLLM_TYPE_Q5_K,
+     .vec_dot4 = q5_K_vec_dot4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = k45_prep_avx512,
+     .gemm4 = q5_K_gemm4_avx512},
+    {.type = NLLM_TYPE_Q6_K,
+     .vec_dot4 = q6_K_vec_dot4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = q6_K_prep_avx512,
+     .gemm4 = q6_K_gemm4_avx512},
     {.type = NLLM_TYPE_IQ4_XS,
      .vec_dot4 = iq4_xs_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER},
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = iq4_xs_prep_avx512,
+     .gemm4 = iq4_xs_gemm4_avx512},
 };
 const nllm_kernel_set nllm_kernels_avx512 = {avx512_rows,
                                              sizeof avx512_rows / sizeof avx512_rows[0]};
