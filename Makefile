@@ -16,11 +16,27 @@ WARN     := -Wall -Wextra $(WERROR_FLAG) -Wshadow -Wno-unused-parameter
 OPT      ?= -O2 -g
 CPPFLAGS += -D_GNU_SOURCE -DNLLM_BUILDING_LIBRARY -Iinclude -Isrc -Ikernels -MMD -MP
 CFLAGS   += -std=c11 $(OPT) $(WARN) -fPIC -fvisibility=hidden -fopenmp $(SAN)
-PKGS     := openblas libpcre2-8 libutf8proc libcjson
+PKGS     := libpcre2-8 libutf8proc libcjson
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -lpcre2-8 -lutf8proc -lcjson)
-CPPFLAGS += $(DEP_CFLAGS)
-LDLIBS   := $(DEP_LIBS) -fopenmp -lm -lpthread
+DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcre2-8 -lutf8proc -lcjson)
+# OpenBLAS's serial build (Debian's libopenblas-serial-dev): it has no threads and no process-wide
+# thread count, so the library never changes another library's global state (the pool's threads
+# each run a single-threaded sgemm) and a process under `ulimit -v` can exit (the threaded build's
+# workers hang in their shutdown there). Debian installs the builds side by side and points
+# libopenblas.so.0 at the threaded one, so the serial directory is named at link and at run time
+# (RUNPATH). Where it is missing the default OpenBLAS is linked and the library leaves sgemm
+# alone at run time (kernels/cpu/matmul.c, docs/performance.md).
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+OPENBLAS_SERIAL ?= /usr/lib/$(MULTIARCH)/openblas-serial
+ifneq ($(wildcard $(OPENBLAS_SERIAL)/pkgconfig/openblas.pc),)
+BLAS_CFLAGS := $(shell PKG_CONFIG_PATH=$(OPENBLAS_SERIAL)/pkgconfig pkg-config --cflags openblas)
+BLAS_LIBS   := -L$(OPENBLAS_SERIAL) -Wl,-rpath,$(OPENBLAS_SERIAL) -lopenblas
+else
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+endif
+CPPFLAGS += $(BLAS_CFLAGS) $(DEP_CFLAGS)
+LDLIBS   := $(BLAS_LIBS) $(DEP_LIBS) -fopenmp -lm -lpthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 # nllm chat's line editing and history on a terminal: libedit (BSD licence), linked into the nllm
 # program only; without it (no libedit-dev) chat reads plain lines.
@@ -187,7 +203,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/nativellm
 	install -m 644 models/stories260K.gguf models/LICENSE.llama2.c $(DESTDIR)$(PREFIX)/share/nativellm/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(PKGS)|' \
-	  -e 's|@LIBS@|-fopenmp -lm -lpthread|' \
+	  -e 's|@LIBS@|$(BLAS_LIBS) -fopenmp -lm -lpthread|' \
 	  tools/nativellm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nativellm.pc
 
 format:

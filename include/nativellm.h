@@ -8,10 +8,12 @@
  *  - Fallible calls return nllm_status (0 = NLLM_OK, negative = error); results come back
  *    through pointer arguments. nllm_last_error() gives a thread-local, human-readable message
  *    for the last failing call made on the calling thread.
- *  - Params structs start with `uint32_t struct_size` and are filled by nllm_*_params_init().
- *    The library reads only the fields that struct_size covers, so fields are only ever
- *    appended. A struct_size larger than the library knows is accepted only if every unknown
- *    trailing byte is zero (a newer caller that does not use a newer feature).
+ *  - Params structs start with `uint32_t struct_size` and are filled by nllm_*_params_init(),
+ *    a macro passing sizeof the caller's struct: the library writes only that many bytes, so a
+ *    program built against an older (smaller) header is never written past its struct. The
+ *    library reads only the fields that struct_size covers, so fields are only ever appended.
+ *    A struct_size larger than the library knows is accepted only if every unknown trailing
+ *    byte is zero (a newer caller that does not use a newer feature).
  *  - Fixed-width types only; booleans are int32_t (0 / non-zero).
  *
  * Ownership and lifetimes:
@@ -170,7 +172,16 @@ typedef struct nllm_model_params {
   void *progress_user_data;
 } nllm_model_params;
 
+/* Fills *params with the defaults. Call it through the macro nllm_*_params_init(p) (every
+ * params struct has one): it passes the size of the struct this program was compiled with, and
+ * the library writes no byte past that size (it sets the fields it knows within it, zeroes the
+ * rest and sets struct_size = size). NLLM_ERR_INVALID_ARG for NULL, or a size below
+ * sizeof(uint32_t) or above NLLM_PARAMS_MAX_SIZE (nothing written). The plain functions of the
+ * same names stay for programs built before the macros and write the layouts of ABI 1.0 only. */
+#define NLLM_PARAMS_MAX_SIZE 4096
+NLLM_API nllm_status nllm_model_params_init_sized(nllm_model_params *params, size_t size);
 NLLM_API void nllm_model_params_init(nllm_model_params *params);
+#define nllm_model_params_init(p) ((void)nllm_model_params_init_sized((p), sizeof *(p)))
 
 /* Load a GGUF file or a Hugging Face model directory. params may be NULL (defaults).
  * On failure *out is NULL and nothing is left allocated or mapped. */
@@ -270,7 +281,11 @@ typedef struct nllm_chat_template_params {
                                   * 0 = the current local time */
 } nllm_chat_template_params;
 
+NLLM_API nllm_status nllm_chat_template_params_init_sized(nllm_chat_template_params *params,
+                                                          size_t size);
 NLLM_API void nllm_chat_template_params_init(nllm_chat_template_params *params);
+#define nllm_chat_template_params_init(p) \
+  ((void)nllm_chat_template_params_init_sized((p), sizeof *(p)))
 /* The exact rendered text, including any BOS text the template writes (tokenize it with
  * add_bos = 0 and parse_special = 1). model may be NULL when template_text is given; with a
  * model, bos_token and eos_token are its special tokens' text. Output NUL-terminated when it
@@ -329,7 +344,9 @@ typedef struct nllm_context_params {
 
 #define NLLM_SEED_DEFAULT 0xFFFFFFFFFFFFFFFFull
 
+NLLM_API nllm_status nllm_context_params_init_sized(nllm_context_params *params, size_t size);
 NLLM_API void nllm_context_params_init(nllm_context_params *params);
+#define nllm_context_params_init(p) ((void)nllm_context_params_init_sized((p), sizeof *(p)))
 /* Allocates the KV cache and all per-token buffers (no allocation happens per token after). */
 NLLM_API nllm_status nllm_context_create(const nllm_model *model, const nllm_context_params *params,
                                          nllm_context **out);
@@ -390,7 +407,10 @@ typedef struct nllm_batch {
   const int32_t *logits;
 } nllm_batch;
 
+/* As the params inits: the macro passes sizeof the caller's struct, nothing past it is written. */
+NLLM_API nllm_status nllm_batch_init_sized(nllm_batch *batch, size_t size);
 NLLM_API void nllm_batch_init(nllm_batch *batch);
+#define nllm_batch_init(b) ((void)nllm_batch_init_sized((b), sizeof *(b)))
 /* Evaluates every row of the batch, appending its K/V to its sequence. All or nothing: on any
  * error (NLLM_ERR_CONTEXT_FULL when the pool has fewer free cells than rows, INVALID_ARG for a
  * bad token/sequence/position, ABORTED, ...) every sequence is left exactly as it was and no
@@ -503,7 +523,9 @@ typedef struct nllm_sampler_params {
   const char *json_schema;  /* JSON Schema text, turned into a grammar; "{}" = any JSON value */
 } nllm_sampler_params;
 
+NLLM_API nllm_status nllm_sampler_params_init_sized(nllm_sampler_params *params, size_t size);
 NLLM_API void nllm_sampler_params_init(nllm_sampler_params *params);
+#define nllm_sampler_params_init(p) ((void)nllm_sampler_params_init_sized((p), sizeof *(p)))
 NLLM_API nllm_status nllm_sampler_create(const nllm_model *model, const nllm_sampler_params *params,
                                          nllm_sampler **out);
 NLLM_API void nllm_sampler_free(nllm_sampler *sampler);
@@ -546,7 +568,9 @@ typedef struct nllm_generate_params {
 #define NLLM_FINISH_STOP 3    /* a stop string matched */
 #define NLLM_FINISH_ABORTED 4 /* on_token returned non-zero, or the abort callback fired */
 
+NLLM_API nllm_status nllm_generate_params_init_sized(nllm_generate_params *params, size_t size);
 NLLM_API void nllm_generate_params_init(nllm_generate_params *params);
+#define nllm_generate_params_init(p) ((void)nllm_generate_params_init_sized((p), sizeof *(p)))
 /* Tokenize prompt, decode it after what the context already holds, then sample (feeding every
  * prompt token to the sampler first) and stream up to max_tokens. *n_generated (may be NULL)
  * counts generated tokens. Stops early (NLLM_OK) at an end-of-generation token, a stop string or
@@ -599,7 +623,9 @@ typedef struct nllm_convert_stats {
   double seconds;     /* wall time of the whole call */
 } nllm_convert_stats;
 
+NLLM_API nllm_status nllm_convert_params_init_sized(nllm_convert_params *params, size_t size);
 NLLM_API void nllm_convert_params_init(nllm_convert_params *params);
+#define nllm_convert_params_init(p) ((void)nllm_convert_params_init_sized((p), sizeof *(p)))
 /* Writes the model at in_path (GGUF file or Hugging Face folder) as a GGUF v3 file at out_path
  * that llama.cpp-class engines load (GGUF names and keys, tokenizer keys, Llama q/k rows in
  * GGUF's rope order), converting weight matrices to the requested type; norms and biases
@@ -620,8 +646,8 @@ NLLM_API int32_t nllm_default_n_threads(void);
  * n_threads threads (0 = default) reading a fresh buffer of `bytes` (make it several times the
  * last-level cache). Takes time; 0 with nllm_last_error() set on bad arguments or no memory. */
 NLLM_API double nllm_read_bandwidth_gbs(uint64_t bytes, int32_t n_threads, int32_t runs);
-/* Bytes of a row of n values of a weight type; 0 if the type is unknown or n is not a
- * multiple of its block size. */
+/* Bytes of a row of n values of a weight type; 0 if the type is unknown, n is negative or not a
+ * multiple of its block size, or the size overflows 64 bits. */
 NLLM_API uint64_t nllm_type_row_size(int32_t type, int64_t n);
 
 /* ---------------------------------------------------------------- GGUF writer */

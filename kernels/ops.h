@@ -13,10 +13,13 @@
 void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols, const float *x,
                  int64_t n_tok, void *wdata, int n_threads);
 size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threads);
-/* Whether nllm_matmul takes this many tokens through sgemm with float activations (the integer
- * path rounds them to the format's vec_dot_type first; tests compare with the matching
- * reference). */
-int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok);
+/* Whether nllm_matmul takes this many tokens on n_threads through sgemm with float activations
+ * (the integer path rounds them to the format's vec_dot_type first; tests compare with the
+ * matching reference). */
+int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads);
+/* Whether the OpenBLAS loaded at run time is its serial build, the only one sgemm is used with
+ * (kernels/cpu/matmul.c). Always 0 without BLAS. */
+int nllm_blas_is_serial(void);
 
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), per row of n. */
 void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, int64_t n,

@@ -18,11 +18,13 @@ static const nllm_kernel_set *const scalar_sets[] = {
     &nllm_kernels_ref, &nllm_kernels_kref, &nllm_kernels_lowbit_ref, &nllm_kernels_iq_ref};
 #if defined(__x86_64__)
 static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_float_avx2, &nllm_kernels_q32_avx2,
-                                                   &nllm_kernels_k_avx2, &nllm_kernels_iq_avx2};
+                                                   &nllm_kernels_k_avx2, &nllm_kernels_iq_avx2,
+                                                   &nllm_kernels_lowbit_avx2};
 static const nllm_cpu_ops *const simd_ops = &nllm_cpu_ops_avx2;
 static const nllm_kernel_set *const avx512_sets[] = {&nllm_kernels_avx512};
 #elif defined(__aarch64__)
-static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_neon, &nllm_kernels_iq_neon};
+static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_neon, &nllm_kernels_iq_neon,
+                                                   &nllm_kernels_lowbit_neon};
 static const nllm_cpu_ops *const simd_ops = NULL;
 #endif
 
@@ -171,7 +173,10 @@ const nllm_qtype *nllm_qtype_get(int32_t type) {
 size_t nllm_row_size(int32_t type, int64_t n) {
   const nllm_qtype *q = nllm_qtype_get(type);
   if (!q || n < 0 || n % q->block_size) return 0;
-  return (size_t)(n / q->block_size) * (size_t)q->type_size;
+  size_t bytes;
+  /* n comes from files and callers: a count whose bytes do not fit is as invalid as a bad one */
+  if (__builtin_mul_overflow((size_t)(n / q->block_size), (size_t)q->type_size, &bytes)) return 0;
+  return bytes;
 }
 
 void nllm_qtypes_force_scalar(int on) {

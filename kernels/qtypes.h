@@ -82,7 +82,8 @@ typedef struct nllm_qtype {
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;
  * selects the ISA on first use. */
 const nllm_qtype *nllm_qtype_get(int32_t type);
-/* Bytes of a row of n elements (n must be a multiple of block_size; else 0). */
+/* Bytes of a row of n elements; 0 for an unknown type, n < 0, n not a multiple of block_size,
+ * or a size that does not fit in size_t. */
 size_t nllm_row_size(int32_t type, int64_t n);
 
 /* The ISA-specific helpers of the CPU ops (ops.c, attention.c) in a tier; NULL where the tier

@@ -33,12 +33,18 @@ NLLM_API const char *nllm_type_name(int32_t type) {
 
 /* ---------------------------------------------------------------- model */
 
-NLLM_API void nllm_model_params_init(nllm_model_params *p) {
-  if (!p) return;
-  memset(p, 0, sizeof *p);
-  p->struct_size = sizeof *p;
-  p->use_mmap = 0;
-  p->quantize_type = NLLM_TYPE_NONE;
+NLLM_API nllm_status nllm_model_params_init_sized(nllm_model_params *p, size_t size) {
+  nllm_model_params d;
+  memset(&d, 0, sizeof d);
+  d.use_mmap = 0;
+  d.quantize_type = NLLM_TYPE_NONE;
+  return nllm_init_params(p, size, &d, sizeof d, "nllm_model_params");
+}
+
+/* The unsized inits are the symbols programs built before the header's macros call: the
+ * parentheses keep the macros of the same names from expanding here. */
+NLLM_API void(nllm_model_params_init)(nllm_model_params *p) {
+  nllm_model_params_init_sized(p, NLLM_PARAMS_V1_SIZE(nllm_model_params, progress_user_data));
 }
 
 NLLM_API nllm_status nllm_model_load(const char *path, const nllm_model_params *params,
@@ -233,10 +239,15 @@ static nllm_status copy_out(const char *what, char *text, size_t n, char *buf, i
   return st;
 }
 
-NLLM_API void nllm_chat_template_params_init(nllm_chat_template_params *p) {
-  if (!p) return;
-  memset(p, 0, sizeof *p);
-  p->struct_size = sizeof *p;
+NLLM_API nllm_status nllm_chat_template_params_init_sized(nllm_chat_template_params *p,
+                                                          size_t size) {
+  nllm_chat_template_params d;
+  memset(&d, 0, sizeof d);
+  return nllm_init_params(p, size, &d, sizeof d, "nllm_chat_template_params");
+}
+
+NLLM_API void(nllm_chat_template_params_init)(nllm_chat_template_params *p) {
+  nllm_chat_template_params_init_sized(p, NLLM_PARAMS_V1_SIZE(nllm_chat_template_params, now));
 }
 
 NLLM_API nllm_status nllm_chat_template_render(const nllm_model *m,
@@ -292,16 +303,20 @@ NLLM_API nllm_status nllm_tool_calls_parse(const char *text, const char *format,
 
 /* ---------------------------------------------------------------- context */
 
-NLLM_API void nllm_context_params_init(nllm_context_params *p) {
-  if (!p) return;
-  memset(p, 0, sizeof *p);
-  p->struct_size = sizeof *p;
-  p->kv_type = NLLM_TYPE_F16;
-  p->n_seq_max = 1;
-  p->seed = NLLM_SEED_DEFAULT;
-  p->kv_type_v = NLLM_TYPE_NONE;
-  p->pooling = NLLM_POOLING_MODEL;
-  p->normalize = -1;
+NLLM_API nllm_status nllm_context_params_init_sized(nllm_context_params *p, size_t size) {
+  nllm_context_params d;
+  memset(&d, 0, sizeof d);
+  d.kv_type = NLLM_TYPE_F16;
+  d.n_seq_max = 1;
+  d.seed = NLLM_SEED_DEFAULT;
+  d.kv_type_v = NLLM_TYPE_NONE;
+  d.pooling = NLLM_POOLING_MODEL;
+  d.normalize = -1;
+  return nllm_init_params(p, size, &d, sizeof d, "nllm_context_params");
+}
+
+NLLM_API void(nllm_context_params_init)(nllm_context_params *p) {
+  nllm_context_params_init_sized(p, NLLM_PARAMS_V1_SIZE(nllm_context_params, kv_type_v));
 }
 
 NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context_params *params,
@@ -344,10 +359,13 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
   return nllm_ctx_create(m, &p, out);
 }
 
-/* One call at a time per context: a compare-and-swap on entry costs nothing next to a decode. */
+/* One call at a time per context: a compare-and-swap on entry costs nothing next to a decode.
+ * The flag holds the address of a thread-local byte, unique among running threads. */
+static _Thread_local char thread_tag;
+
 static nllm_status ctx_enter(nllm_context *ctx, const char *fn) {
-  int idle = 0;
-  if (!atomic_compare_exchange_strong(&ctx->busy, &idle, 1))
+  uintptr_t idle = 0;
+  if (!atomic_compare_exchange_strong(&ctx->busy, &idle, (uintptr_t)&thread_tag))
     return nllm_err(NLLM_ERR_BUSY,
                     "%s: the context is in use by another call (another thread, or a callback "
                     "of its own call); a context serves one call at a time",
@@ -360,7 +378,34 @@ static nllm_status ctx_leave(nllm_context *ctx, nllm_status st) {
   return st;
 }
 
+/* The getters that read what a call rewrites or reallocates (logits, the sequences' position
+ * arrays, the cell counts, timings): from a callback of the context's own call (the same
+ * thread) they read as always; otherwise they hold the flag for the read, and while another
+ * thread is inside a call they report NLLM_ERR_BUSY (as their status, or through
+ * nllm_last_error next to their "nothing" value). Returns 1 when the read may go on; *took
+ * says whether ctx_read_end must release the flag. Getters of what never changes after
+ * creation (n_ctx, model, n_seq_max) and nllm_context_pos (one int, a snapshot) take no flag. */
+static int ctx_read_begin(const nllm_context *cctx, const char *fn, int *took) {
+  nllm_context *ctx = (nllm_context *)cctx; /* the flag is the only field written */
+  uintptr_t holder = 0;
+  *took = atomic_compare_exchange_strong(&ctx->busy, &holder, (uintptr_t)&thread_tag);
+  if (*took || holder == (uintptr_t)&thread_tag) return 1;
+  nllm_err(NLLM_ERR_BUSY, "%s: the context is inside a call on another thread", fn);
+  return 0;
+}
+
+static void ctx_read_end(const nllm_context *ctx, int took) {
+  if (took) atomic_store(&((nllm_context *)ctx)->busy, 0);
+}
+
 NLLM_API void nllm_context_free(nllm_context *ctx) {
+  if (!ctx) return;
+  /* freeing under a running call (another thread, or its own callback) would pull the memory
+   * from under it: refused, the context stays alive */
+  if (ctx_enter(ctx, "nllm_context_free")) {
+    nllm_log(NLLM_LOG_ERROR, "%s; the context was not freed", nllm_last_error());
+    return;
+  }
   nllm_ctx_free(ctx);
 }
 
@@ -372,13 +417,23 @@ NLLM_API nllm_status nllm_decode(nllm_context *ctx, const nllm_token *tokens, in
 }
 
 NLLM_API const float *nllm_get_logits(nllm_context *ctx) {
-  if (!ctx || ctx->n_logits == 0) return NULL;
-  return ctx->logits + (size_t)(ctx->n_logits - 1) * ctx->model->hp.n_vocab;
+  int took;
+  if (!ctx || !ctx_read_begin(ctx, "nllm_get_logits", &took)) return NULL;
+  const float *l = ctx->n_logits == 0
+                       ? NULL
+                       : ctx->logits + (size_t)(ctx->n_logits - 1) * ctx->model->hp.n_vocab;
+  ctx_read_end(ctx, took);
+  return l;
 }
 
 NLLM_API const float *nllm_get_logits_ith(nllm_context *ctx, int32_t i) {
-  if (!ctx || ctx->n_logits == 0 || i < 0 || i >= ctx->last_n || ctx->row_out[i] < 0) return NULL;
-  return ctx->logits + (size_t)ctx->row_out[i] * ctx->model->hp.n_vocab;
+  int took;
+  if (!ctx || !ctx_read_begin(ctx, "nllm_get_logits_ith", &took)) return NULL;
+  const float *l = ctx->n_logits == 0 || i < 0 || i >= ctx->last_n || ctx->row_out[i] < 0
+                       ? NULL
+                       : ctx->logits + (size_t)ctx->row_out[i] * ctx->model->hp.n_vocab;
+  ctx_read_end(ctx, took);
+  return l;
 }
 
 NLLM_API int32_t nllm_model_is_encoder(const nllm_model *m) {
@@ -459,26 +514,39 @@ NLLM_API nllm_status nllm_context_rewind(nllm_context *ctx, int32_t pos) {
 
 NLLM_API void nllm_context_reset(nllm_context *ctx) {
   if (!ctx) return;
+  /* clearing the cache under a running call would corrupt it: refused, with a logged error */
+  if (ctx_enter(ctx, "nllm_context_reset")) {
+    nllm_log(NLLM_LOG_ERROR, "%s; nothing was reset", nllm_last_error());
+    return;
+  }
   nllm_ctx_clear(ctx);
   memset(&ctx->tm, 0, sizeof ctx->tm);
   ctx->tm.struct_size = sizeof ctx->tm;
+  ctx_leave(ctx, NLLM_OK);
 }
 
 NLLM_API nllm_status nllm_context_timings(const nllm_context *ctx, nllm_timings *out) {
   CHECK_ARG(ctx && out, "nllm_context_timings: NULL argument");
   CHECK_ARG(out->struct_size >= sizeof(uint32_t), "nllm_timings.struct_size must be set");
+  int took;
+  if (!ctx_read_begin(ctx, "nllm_context_timings", &took)) return NLLM_ERR_BUSY;
   uint32_t n = out->struct_size < sizeof ctx->tm ? out->struct_size : (uint32_t)sizeof ctx->tm;
   memcpy(out, &ctx->tm, n);
   out->struct_size = n;
+  ctx_read_end(ctx, took);
   return NLLM_OK;
 }
 
 /* ---------------------------------------------------------------- many sequences per context */
 
-NLLM_API void nllm_batch_init(nllm_batch *b) {
-  if (!b) return;
-  memset(b, 0, sizeof *b);
-  b->struct_size = sizeof *b;
+NLLM_API nllm_status nllm_batch_init_sized(nllm_batch *b, size_t size) {
+  nllm_batch d;
+  memset(&d, 0, sizeof d);
+  return nllm_init_params(b, size, &d, sizeof d, "nllm_batch");
+}
+
+NLLM_API void(nllm_batch_init)(nllm_batch *b) {
+  nllm_batch_init_sized(b, NLLM_PARAMS_V1_SIZE(nllm_batch, logits));
 }
 
 NLLM_API nllm_status nllm_decode_batch(nllm_context *ctx, const nllm_batch *batch) {
@@ -491,9 +559,13 @@ NLLM_API nllm_status nllm_decode_batch(nllm_context *ctx, const nllm_batch *batc
 }
 
 NLLM_API const float *nllm_get_logits_seq(nllm_context *ctx, int32_t seq) {
-  if (!ctx || ctx->n_logits == 0 || seq < 0 || seq >= ctx->n_seq || ctx->seq_out[seq] < 0)
-    return NULL;
-  return ctx->logits + (size_t)ctx->seq_out[seq] * ctx->model->hp.n_vocab;
+  int took;
+  if (!ctx || !ctx_read_begin(ctx, "nllm_get_logits_seq", &took)) return NULL;
+  const float *l = ctx->n_logits == 0 || seq < 0 || seq >= ctx->n_seq || ctx->seq_out[seq] < 0
+                       ? NULL
+                       : ctx->logits + (size_t)ctx->seq_out[seq] * ctx->model->hp.n_vocab;
+  ctx_read_end(ctx, took);
+  return l;
 }
 
 NLLM_API int32_t nllm_context_n_seq_max(const nllm_context *ctx) {
@@ -534,24 +606,41 @@ NLLM_API nllm_status nllm_seq_shift(nllm_context *ctx, int32_t seq, int32_t p0, 
 }
 
 NLLM_API int32_t nllm_seq_pos_min(const nllm_context *ctx, int32_t seq) {
-  if (!ctx || seq < 0 || seq >= ctx->n_seq || ctx->cells.seq[seq].n == 0) return -1;
-  return ctx->cells.seq[seq].pos[0];
+  int took;
+  if (!ctx || seq < 0 || seq >= ctx->n_seq || !ctx_read_begin(ctx, "nllm_seq_pos_min", &took))
+    return -1;
+  const nllm_kv_seq *q = &ctx->cells.seq[seq];
+  int32_t p = q->n == 0 ? -1 : q->pos[0];
+  ctx_read_end(ctx, took);
+  return p;
 }
 
 NLLM_API int32_t nllm_seq_pos_max(const nllm_context *ctx, int32_t seq) {
-  if (!ctx || seq < 0 || seq >= ctx->n_seq || ctx->cells.seq[seq].n == 0) return -1;
-  return ctx->cells.seq[seq].pos[ctx->cells.seq[seq].n - 1];
+  int took;
+  if (!ctx || seq < 0 || seq >= ctx->n_seq || !ctx_read_begin(ctx, "nllm_seq_pos_max", &took))
+    return -1;
+  const nllm_kv_seq *q = &ctx->cells.seq[seq];
+  int32_t p = q->n == 0 ? -1 : q->pos[q->n - 1];
+  ctx_read_end(ctx, took);
+  return p;
 }
 
 NLLM_API int32_t nllm_seq_n_tokens(const nllm_context *ctx, int32_t seq) {
-  if (!ctx || seq < 0 || seq >= ctx->n_seq) return 0;
-  return ctx->cells.seq[seq].n;
+  int took;
+  if (!ctx || seq < 0 || seq >= ctx->n_seq || !ctx_read_begin(ctx, "nllm_seq_n_tokens", &took))
+    return 0;
+  int32_t n = ctx->cells.seq[seq].n;
+  ctx_read_end(ctx, took);
+  return n;
 }
 
 NLLM_API nllm_status nllm_context_kv_cells(const nllm_context *ctx, int32_t *used, int32_t *total) {
   CHECK_ARG(ctx, "nllm_context_kv_cells: ctx is NULL");
+  int took;
+  if (!ctx_read_begin(ctx, "nllm_context_kv_cells", &took)) return NLLM_ERR_BUSY;
   if (used) *used = ctx->cells.n_used;
   if (total) *total = ctx->cells.n_cells;
+  ctx_read_end(ctx, took);
   return NLLM_OK;
 }
 
@@ -603,17 +692,21 @@ NLLM_API nllm_status nllm_state_load_file(nllm_context *ctx, int32_t seq, const 
 
 /* ---------------------------------------------------------------- sampling */
 
-NLLM_API void nllm_sampler_params_init(nllm_sampler_params *p) {
-  if (!p) return;
-  memset(p, 0, sizeof *p);
-  p->struct_size = sizeof *p;
-  p->temperature = 0.8f;
-  p->top_k = 40;
-  p->top_p = 0.95f;
-  p->min_p = 0.05f;
-  p->repeat_penalty = 1.0f; /* off, so temperature 0 is plain greedy */
-  p->repeat_last_n = 64;
-  p->seed = NLLM_SEED_DEFAULT;
+NLLM_API nllm_status nllm_sampler_params_init_sized(nllm_sampler_params *p, size_t size) {
+  nllm_sampler_params d;
+  memset(&d, 0, sizeof d);
+  d.temperature = 0.8f;
+  d.top_k = 40;
+  d.top_p = 0.95f;
+  d.min_p = 0.05f;
+  d.repeat_penalty = 1.0f; /* off, so temperature 0 is plain greedy */
+  d.repeat_last_n = 64;
+  d.seed = NLLM_SEED_DEFAULT;
+  return nllm_init_params(p, size, &d, sizeof d, "nllm_sampler_params");
+}
+
+NLLM_API void(nllm_sampler_params_init)(nllm_sampler_params *p) {
+  nllm_sampler_params_init_sized(p, NLLM_PARAMS_V1_SIZE(nllm_sampler_params, json_schema));
 }
 
 NLLM_API nllm_status nllm_sampler_create(const nllm_model *m, const nllm_sampler_params *params,
@@ -658,13 +751,17 @@ NLLM_API void nllm_sampler_accept(nllm_sampler *s, nllm_token t) {
 
 /* ---------------------------------------------------------------- generation */
 
-NLLM_API void nllm_generate_params_init(nllm_generate_params *p) {
-  if (!p) return;
-  memset(p, 0, sizeof *p);
-  p->struct_size = sizeof *p;
-  p->max_tokens = 256;
-  p->add_bos = 1;
-  p->stop_at_eog = 1;
+NLLM_API nllm_status nllm_generate_params_init_sized(nllm_generate_params *p, size_t size) {
+  nllm_generate_params d;
+  memset(&d, 0, sizeof d);
+  d.max_tokens = 256;
+  d.add_bos = 1;
+  d.stop_at_eog = 1;
+  return nllm_init_params(p, size, &d, sizeof d, "nllm_generate_params");
+}
+
+NLLM_API void(nllm_generate_params_init)(nllm_generate_params *p) {
+  nllm_generate_params_init_sized(p, NLLM_PARAMS_V1_SIZE(nllm_generate_params, finish_reason));
 }
 
 NLLM_API nllm_status nllm_generate(nllm_context *ctx, nllm_sampler *s, const char *prompt,

@@ -167,12 +167,133 @@ START_TEST(version_queries) {
 }
 END_TEST
 
+/* The params inits write no byte past the size the caller passes (the header's macros pass
+ * sizeof the caller's struct): an app built against an older header has a smaller struct, and
+ * what follows it in its memory must stay as it was. */
+#define INIT_CALLS(T)                                    \
+  static nllm_status T##_sized_call(void *p, size_t n) { \
+    return T##_init_sized(p, n);                         \
+  }                                                      \
+  static void T##_legacy_call(void *p) {                 \
+    (T##_init)(p);                                       \
+  }
+INIT_CALLS(nllm_model_params)
+INIT_CALLS(nllm_chat_template_params)
+INIT_CALLS(nllm_context_params)
+INIT_CALLS(nllm_sampler_params)
+INIT_CALLS(nllm_generate_params)
+INIT_CALLS(nllm_convert_params)
+INIT_CALLS(nllm_batch)
+
+static const struct {
+  const char *name;
+  nllm_status (*sized)(void *, size_t);
+  void (*legacy)(void *);
+  size_t size, v1_size; /* the library's struct; what the unsized symbol writes */
+} inits[] = {
+#define INIT(T, last) \
+  { #T, T##_sized_call, T##_legacy_call, sizeof(T), offsetof(T, last) + sizeof(((T *)0)->last) }
+    INIT(nllm_model_params, progress_user_data),
+    INIT(nllm_chat_template_params, now),
+    INIT(nllm_context_params, kv_type_v),
+    INIT(nllm_sampler_params, json_schema),
+    INIT(nllm_generate_params, finish_reason),
+    INIT(nllm_convert_params, progress_user_data),
+    INIT(nllm_batch, logits),
+#undef INIT
+};
+
+#define GUARD 0xA5
+
+static union {
+  max_align_t align;
+  unsigned char b[1024];
+} app;
+
+static void assert_guard_from(const char *what, size_t from) {
+  for (size_t i = from; i < sizeof app.b; i++)
+    ck_assert_msg(app.b[i] == GUARD, "%s: byte %zu past the caller's struct was written", what, i);
+}
+
+static uint32_t app_struct_size(void) {
+  uint32_t s;
+  memcpy(&s, app.b, sizeof s);
+  return s;
+}
+
+START_TEST(params_init_writes_only_the_callers_size) {
+  for (size_t k = 0; k < sizeof inits / sizeof inits[0]; k++) {
+    const size_t sizes[] = {sizeof(uint32_t), inits[k].size / 2, inits[k].size - 1, inits[k].size,
+                            inits[k].size + 24};
+    for (size_t j = 0; j < sizeof sizes / sizeof sizes[0]; j++) {
+      size_t n = sizes[j];
+      memset(app.b, GUARD, sizeof app.b);
+      ck_assert_int_eq(inits[k].sized(app.b, n), NLLM_OK);
+      assert_guard_from(inits[k].name, n);
+      ck_assert_uint_eq(app_struct_size(), n);
+      /* a newer (larger) struct: the fields this library does not know are zero */
+      for (size_t i = inits[k].size; i < n; i++) ck_assert_uint_eq(app.b[i], 0);
+    }
+    /* not a struct size: nothing written, a message naming the struct */
+    memset(app.b, GUARD, sizeof app.b);
+    ck_assert_int_eq(inits[k].sized(app.b, 2), NLLM_ERR_INVALID_ARG);
+    ck_assert_int_eq(inits[k].sized(app.b, (size_t)NLLM_PARAMS_MAX_SIZE + 1), NLLM_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(nllm_last_error(), inits[k].name));
+    ck_assert_int_eq(inits[k].sized(NULL, inits[k].size), NLLM_ERR_INVALID_ARG);
+    assert_guard_from(inits[k].name, 0);
+    /* the unsized symbol (programs built before the macros) writes the ABI 1.0 layout, also
+     * when the struct grows later */
+    inits[k].legacy(app.b);
+    assert_guard_from(inits[k].name, inits[k].v1_size);
+    ck_assert_uint_eq(app_struct_size(), inits[k].v1_size);
+  }
+}
+END_TEST
+
+/* nllm_context_params as an app built before kv_type_v was appended has it: made by the macro
+ * (sizeof this struct), then accepted by nllm_context_create with defaults for the rest. */
+typedef struct old_context_params {
+  uint32_t struct_size;
+  int32_t n_ctx, n_threads, n_batch, kv_type, all_logits, n_seq_max;
+  uint64_t seed;
+  nllm_abort_fn abort_callback;
+  void *abort_user_data;
+} old_context_params;
+
+START_TEST(older_app_struct_is_initialized_and_read) {
+  struct {
+    old_context_params p;
+    uint32_t guard[4];
+  } old;
+  memset(&old, GUARD, sizeof old);
+  ck_assert_int_eq(
+      nllm_context_params_init_sized((nllm_context_params *)(void *)&old.p, sizeof old.p), NLLM_OK);
+  for (int i = 0; i < 4; i++) ck_assert_uint_eq(old.guard[i], 0xA5A5A5A5u);
+  ck_assert_uint_eq(old.p.struct_size, sizeof old.p);
+  ck_assert_int_eq(old.p.kv_type, NLLM_TYPE_F16);
+  ck_assert_int_eq(old.p.n_seq_max, 1);
+  ck_assert_uint_eq(old.p.seed, NLLM_SEED_DEFAULT);
+  old.p.n_ctx = 64;
+  nllm_model *m;
+  ck_assert_int_eq(nllm_model_load("models/stories260K.gguf", NULL, &m), NLLM_OK);
+  nllm_context *ctx;
+  ck_assert_msg(
+      nllm_context_create(m, (const nllm_context_params *)(const void *)&old.p, &ctx) == NLLM_OK,
+      "%s", nllm_last_error());
+  ck_assert_int_eq(nllm_context_n_ctx(ctx), 64);
+  nllm_context_free(ctx);
+  nllm_model_free(m);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("abi");
   TCase *tc = tcase_create("abi");
   tcase_add_test(tc, struct_layout_matches);
   tcase_add_test(tc, exported_symbols_match);
   tcase_add_test(tc, version_queries);
+  tcase_add_test(tc, params_init_writes_only_the_callers_size);
+  tcase_add_test(tc, older_app_struct_is_initialized_and_read);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

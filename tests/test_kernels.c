@@ -761,7 +761,7 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
   /* the reference sees the activation exactly as the kernel does: rounded to vec_dot_type,
    * except on the sgemm path, which takes float activations as they are */
   for (int64_t t = 0; t < n_tok; t++) {
-    if (q->vec_dot_type == NLLM_TYPE_F32 || nllm_matmul_uses_blas(type, n_tok)) {
+    if (q->vec_dot_type == NLLM_TYPE_F32 || nllm_matmul_uses_blas(type, n_tok, n_threads)) {
       memcpy(xd + t * cols, x + t * cols, sizeof(float) * (size_t)cols);
     } else {
       vq->from_float_ref(x + t * cols, xq + (size_t)t * ars, cols);
@@ -777,7 +777,7 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
       double sumabs, ex = dot_exact(wf + r * cols, xd + t * cols, cols, &sumabs);
       float got = y[t * rows + r];
       double tol = dot_tol(cols, sumabs);
-      if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok))
+      if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok, n_threads))
         tol += offset_tol(q, W + (size_t)r * rs, xq + (size_t)t * ars, cols);
       ck_assert_msg(fabs(got - ex) <= tol,
                     "matmul %s rows %lld cols %lld n_tok %lld threads %d: y[%lld,%lld] = %.9g, "
@@ -982,13 +982,16 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
       double sumabs, ex = lowbit_expected(q, w, a, n, &sumabs);
       float got = NAN;
       q->vec_dot(n, &got, w, a);
-      if (lowbit_scale_first(type) && type != NLLM_TYPE_MXFP4) {
-        /* the IQ tiers sum the same integers and round the same floats as the reference */
-        float ref = NAN;
-        q->vec_dot_ref(n, &ref, w, a);
-        ck_assert_msg((isnan(got) && isnan(ref)) || memcmp(&got, &ref, sizeof got) == 0,
-                      "%s tier %d pass %d: %.9g vs ref %.9g", q->name, isa, pass, got, ref);
-      }
+      if (isa > NLLM_ISA_SCALAR)
+        ck_assert_msg(q->vec_dot != q->vec_dot_ref, "%s: no SIMD row in tier %d", q->name, isa);
+      /* the SIMD tiers sum the same integers and round the same floats as the reference
+       * (MXFP4's AVX2 row sums its 32-value blocks in vectors: the tolerance checks below) */
+      const int same_floats = type != NLLM_TYPE_MXFP4 || isa == NLLM_ISA_SCALAR;
+      float ref = NAN;
+      q->vec_dot_ref(n, &ref, w, a);
+      ck_assert_msg(
+          !same_floats || (isnan(got) && isnan(ref)) || memcmp(&got, &ref, sizeof got) == 0,
+          "%s tier %d pass %d: %.9g vs ref %.9g", q->name, isa, pass, got, ref);
       /* the largest E8M0 scales overflow float's sums (the dequantized values themselves are
        * checked in mxfp4_ocp_blocks); such rows and blocks are compared only where finite */
       ck_assert_msg(!(sumabs <= 1e36) || fabs(got - ex) <= 1e-5 * sumabs + 1e-30,
@@ -1001,6 +1004,11 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
         const uint8_t *ab = a + (size_t)(b * bsz / vq->block_size) * (size_t)vq->type_size;
         ex = lowbit_expected(q, wb, ab, bsz, &sumabs);
         q->vec_dot(bsz, &got, wb, ab);
+        q->vec_dot_ref(bsz, &ref, wb, ab);
+        ck_assert_msg(
+            !same_floats || (isnan(got) && isnan(ref)) || memcmp(&got, &ref, sizeof got) == 0,
+            "%s tier %d pass %d block %lld: %.9g vs ref %.9g", q->name, isa, pass, (long long)b,
+            got, ref);
         if (!(sumabs <= 1e36)) continue; /* also NaN: an infinite weight times 0 */
         ck_assert_msg(fabs(got - ex) <= 1e-5 * sumabs + 1e-37,
                       "%s tier %d pass %d block %lld: %.9g vs %.9g", q->name, isa, pass,

@@ -29,10 +29,26 @@ START_TEST(library_calls_take_any_value) {
   nllm_set_log_level(INT32_MAX);
   nllm_set_log_level(NLLM_LOG_WARN);
   nllm_set_log_callback(NULL, NULL);
-  nllm_model_params_init(NULL);
-  nllm_context_params_init(NULL);
-  nllm_sampler_params_init(NULL);
-  nllm_generate_params_init(NULL);
+  /* the unsized symbols (the macros of the same names would take sizeof *NULL) */
+  (nllm_model_params_init)(NULL);
+  (nllm_context_params_init)(NULL);
+  (nllm_sampler_params_init)(NULL);
+  (nllm_generate_params_init)(NULL);
+  (nllm_chat_template_params_init)(NULL);
+  (nllm_convert_params_init)(NULL);
+  (nllm_batch_init)(NULL);
+  ck_assert_int_eq(nllm_model_params_init_sized(NULL, sizeof(nllm_model_params)),
+                   NLLM_ERR_INVALID_ARG);
+  /* row sizes: bad types, negative or unaligned counts, and counts whose bytes overflow */
+  ck_assert_uint_eq(nllm_type_row_size(NLLM_TYPE_F32, 8), 32);
+  ck_assert_uint_eq(nllm_type_row_size(NLLM_TYPE_Q4_0, 64), 36);
+  ck_assert_uint_eq(nllm_type_row_size(-1, 32), 0);
+  ck_assert_uint_eq(nllm_type_row_size(INT32_MAX, 32), 0);
+  ck_assert_uint_eq(nllm_type_row_size(NLLM_TYPE_F32, -4), 0);
+  ck_assert_uint_eq(nllm_type_row_size(NLLM_TYPE_Q4_0, 33), 0);
+  ck_assert_uint_eq(nllm_type_row_size(NLLM_TYPE_F32, (int64_t)1 << 62), 0);
+  ck_assert_uint_eq(nllm_type_row_size(NLLM_TYPE_F32, INT64_MAX), 0);
+  ck_assert_uint_eq(nllm_type_row_size(NLLM_TYPE_Q8_0, (int64_t)1 << 62), ((uint64_t)1 << 57) * 34);
 }
 END_TEST
 

@@ -668,6 +668,120 @@ START_TEST(concurrent_use_of_a_context_is_busy) {
 }
 END_TEST
 
+/* The getters, reset and free while a call runs: from the call's own callback (same thread)
+ * the getters read as always; from another thread they report busy instead of reading arrays
+ * the call may reallocate, and reset and free are refused instead of pulling the cache from
+ * under the call. */
+typedef struct held {
+  nllm_context *ctx;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int inside, release;
+  const float *own_logits;
+  int32_t own_pos_max;
+  nllm_status own_kv;
+} held;
+
+static int32_t token_waits(nllm_token tok, const char *piece, int32_t n, void *ud) {
+  held *h = ud;
+  h->own_logits = nllm_get_logits(h->ctx);
+  h->own_pos_max = nllm_seq_pos_max(h->ctx, 0);
+  int32_t used;
+  h->own_kv = nllm_context_kv_cells(h->ctx, &used, NULL);
+  pthread_mutex_lock(&h->mu);
+  h->inside = 1;
+  pthread_cond_broadcast(&h->cv);
+  while (!h->release) pthread_cond_wait(&h->cv, &h->mu);
+  pthread_mutex_unlock(&h->mu);
+  return 0;
+}
+
+typedef struct gen_call {
+  nllm_context *ctx;
+  nllm_sampler *s;
+  held *h;
+  nllm_status st;
+} gen_call;
+
+static void *generate_thread(void *arg) {
+  gen_call *g = arg;
+  nllm_generate_params gp;
+  nllm_generate_params_init(&gp);
+  gp.max_tokens = 1;
+  gp.stop_at_eog = 0;
+  gp.on_token = token_waits;
+  gp.user_data = g->h;
+  g->st = nllm_generate(g->ctx, g->s, "Once upon a time", -1, &gp, NULL);
+  return NULL;
+}
+
+START_TEST(getters_reset_and_free_during_a_call) {
+  nllm_model *m;
+  ck_assert_int_eq(load(MODEL, &m), NLLM_OK);
+  nllm_context *ctx;
+  ck_assert_int_eq(nllm_context_create(m, NULL, &ctx), NLLM_OK);
+  nllm_sampler *s;
+  ck_assert_int_eq(nllm_sampler_create(m, NULL, &s), NLLM_OK);
+  held h = {.ctx = ctx};
+  pthread_mutex_init(&h.mu, NULL);
+  pthread_cond_init(&h.cv, NULL);
+  gen_call g = {ctx, s, &h, NLLM_ERR_INTERNAL};
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, generate_thread, &g), 0);
+  pthread_mutex_lock(&h.mu);
+  while (!h.inside) pthread_cond_wait(&h.cv, &h.mu);
+  pthread_mutex_unlock(&h.mu);
+
+  /* another thread, while generate waits in its token callback */
+  ck_assert_ptr_null(nllm_get_logits(ctx));
+  ck_assert_ptr_nonnull(strstr(nllm_last_error(), "inside a call on another thread"));
+  ck_assert_ptr_null(nllm_get_logits_ith(ctx, 0));
+  ck_assert_ptr_null(nllm_get_logits_seq(ctx, 0));
+  ck_assert_int_eq(nllm_seq_pos_min(ctx, 0), -1);
+  ck_assert_int_eq(nllm_seq_pos_max(ctx, 0), -1);
+  ck_assert_int_eq(nllm_seq_n_tokens(ctx, 0), 0);
+  int32_t used = -1;
+  assert_err(nllm_context_kv_cells(ctx, &used, NULL), NLLM_ERR_BUSY, "nllm_context_kv_cells");
+  ck_assert_int_eq(used, -1);
+  nllm_timings tm = {.struct_size = sizeof tm};
+  assert_err(nllm_context_timings(ctx, &tm), NLLM_ERR_BUSY, "nllm_context_timings");
+  /* what never changes after creation reads at any time */
+  ck_assert_int_gt(nllm_context_n_ctx(ctx), 0);
+  ck_assert_ptr_eq(nllm_context_model(ctx), m);
+  int32_t pos = nllm_context_pos(ctx);
+  ck_assert_int_gt(pos, 0);
+  nllm_context_reset(ctx);
+  ck_assert_ptr_nonnull(strstr(nllm_last_error(), "nllm_context_reset"));
+  nllm_context_free(ctx);
+  ck_assert_ptr_nonnull(strstr(nllm_last_error(), "nllm_context_free"));
+
+  pthread_mutex_lock(&h.mu);
+  h.release = 1;
+  pthread_cond_broadcast(&h.cv);
+  pthread_mutex_unlock(&h.mu);
+  pthread_join(th, NULL);
+  ck_assert_int_eq(g.st, NLLM_OK);
+  /* the callback, on the call's own thread, read as always */
+  ck_assert_ptr_nonnull(h.own_logits);
+  ck_assert_int_ge(h.own_pos_max, 0);
+  ck_assert_int_eq(h.own_kv, NLLM_OK);
+  /* neither the reset nor the free happened: the context goes on where it was */
+  ck_assert_int_ge(nllm_context_pos(ctx), pos);
+  ck_assert_ptr_nonnull(nllm_get_logits(ctx));
+  ck_assert_int_eq(nllm_context_kv_cells(ctx, &used, NULL), NLLM_OK);
+  ck_assert_int_eq(used, nllm_context_pos(ctx));
+  nllm_token t = 5;
+  ck_assert_int_eq(nllm_decode(ctx, &t, 1), NLLM_OK);
+  nllm_context_reset(ctx);
+  ck_assert_int_eq(nllm_context_pos(ctx), 0);
+  nllm_sampler_free(s);
+  nllm_context_free(ctx);
+  nllm_model_free(m);
+  pthread_mutex_destroy(&h.mu);
+  pthread_cond_destroy(&h.cv);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- messages (19) */
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -897,6 +1011,7 @@ int main(void) {
   tcase_add_test(tc, eog_ids_validated);
   tcase_add_test(tc, size_queries_with_null_buffers);
   tcase_add_test(tc, concurrent_use_of_a_context_is_busy);
+  tcase_add_test(tc, getters_reset_and_free_during_a_call);
   tcase_add_test(tc, json_out_of_memory_is_not_a_syntax_error);
   tcase_add_test(tc, messages_say_what_happened);
   tcase_add_test(tc, logits_output_survives_a_full_disk);

@@ -2,9 +2,9 @@
 # Installs the Debian packages nativellm needs. Idempotent: does nothing (and needs no network)
 # when everything is already installed. Run as root (or with sudo).
 #
-#   tools/install-deps.sh          what building and running need (compiler, OpenBLAS, PCRE2,
-#                                  utf8proc, cJSON, libmicrohttpd for nllm serve, libedit for
-#                                  nllm chat's line editing)
+#   tools/install-deps.sh          what building and running need (compiler, OpenBLAS's serial
+#                                  build, PCRE2, utf8proc, cJSON, libmicrohttpd for nllm serve,
+#                                  libedit for nllm chat's line editing)
 #   tools/install-deps.sh --test   the above plus what the full test suite needs: Check, clang
 #                                  and its sanitizer runtimes, the aarch64 cross compiler and
 #                                  qemu (NEON tests), chromium and node/npm (nllm serve's tests),
@@ -12,7 +12,7 @@
 #                                  and chat templates)
 set -eu
 BUILD_PKGS="build-essential gcc pkg-config make python3 binutils
-libopenblas-dev libpcre2-dev libutf8proc-dev libcjson-dev
+libopenblas-serial-dev libpcre2-dev libutf8proc-dev libcjson-dev
 libmicrohttpd-dev libedit-dev"
 TEST_PKGS="check libsubunit-dev clang libomp-dev libclang-rt-dev
 chromium

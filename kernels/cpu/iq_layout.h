@@ -158,11 +158,13 @@ static inline void iq1_m_chunk(const uint8_t *blk, int c, iq_chunk *o) {
 static inline float iq_block_d(const uint8_t *blk) {
   return q_h2f(iq_rd16(blk));
 }
-static inline float iq1_m_block_d(const uint8_t *blk) {
+static inline uint16_t iq1_m_block_h(const uint8_t *blk) {
   const uint8_t *s = blk + QK_K / 8 + QK_K / 16;
   uint16_t w0 = iq_rd16(s), w1 = iq_rd16(s + 2), w2 = iq_rd16(s + 4), w3 = iq_rd16(s + 6);
-  return q_h2f(
-      (uint16_t)((w0 >> 12) | ((w1 >> 8) & 0x00f0) | ((w2 >> 4) & 0x0f00) | (w3 & 0xf000)));
+  return (uint16_t)((w0 >> 12) | ((w1 >> 8) & 0x00f0) | ((w2 >> 4) & 0x0f00) | (w3 & 0xf000));
+}
+static inline float iq1_m_block_d(const uint8_t *blk) {
+  return q_h2f(iq1_m_block_h(blk));
 }
 
 #endif

@@ -16,6 +16,9 @@
 #if !defined(NLLM_NO_BLAS)
 #include <cblas.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #endif
 
 /* Weight rows one thread dequantizes per sgemm call: enough for sgemm to reach its speed and
@@ -27,41 +30,75 @@
  * every token of the tile passes over them. */
 #define TOK_TILE 16
 
-int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok) {
+#if defined(NLLM_NO_BLAS)
+int nllm_blas_is_serial(void) {
+  return 0;
+}
+#endif
+
+#if !defined(NLLM_NO_BLAS)
+static int blas_memory_ok(int n_threads);
+#endif
+
+int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads) {
 #if defined(NLLM_NO_BLAS)
   (void)wtype;
   (void)n_tok;
+  (void)n_threads;
   return 0;
 #else
   const nllm_qtype *q = nllm_qtype_get(wtype);
-  return q && n_tok >= q->blas_min_tokens;
+  return q && n_tok >= q->blas_min_tokens && nllm_blas_is_serial() && blas_memory_ok(n_threads);
 #endif
 }
 
 #if !defined(NLLM_NO_BLAS)
 /* The pool's threads each run a single-threaded sgemm: OpenBLAS's own threads would compete
- * with them for the same cores (many times slower, docs/performance.md). OpenBLAS's thread
- * count is one process-wide setting (0.3.21 has no per-thread one), which the host program may
- * rely on (numpy on the same OpenBLAS): it is lowered to 1 only while some nllm_matmul is inside
- * sgemm and then put back to what the host had, with a count of the matmuls in flight so that
- * contexts decoding on several threads at once restore it once, after the last one. A host that
- * runs its own OpenBLAS calls at the same moment gets one thread for those. */
-static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
-static int blas_users, blas_saved_threads;
+ * with them for the same cores (many times slower, docs/performance.md). The library links
+ * OpenBLAS's serial build (Makefile), which has no threads and no thread count; changing a
+ * threaded build's count would change it for the whole host process (numpy on the same
+ * OpenBLAS). So when the OpenBLAS loaded at run time is a threaded one anyway (a build machine
+ * without the serial package, or a host that loaded another libopenblas.so.0 first), sgemm is
+ * not used and every format takes its own kernels. */
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static int blas_serial;
+/* The serial build has no locking of its own (Debian builds it without USE_LOCKING): two
+ * threads inside sgemm at once can take the same slot of its work-buffer table and return wrong
+ * products (test_batch failed about one run in two). So one sgemm runs at a time, from any
+ * context; the other pool threads meanwhile dequantize their next tiles. */
+static pthread_mutex_t blas_call_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void blas_single_thread_begin(void) {
-  pthread_mutex_lock(&blas_lock);
-  if (blas_users++ == 0) {
-    blas_saved_threads = openblas_get_num_threads();
-    if (blas_saved_threads != 1) openblas_set_num_threads(1);
-  }
-  pthread_mutex_unlock(&blas_lock);
+static void blas_probe(void) {
+  blas_serial = openblas_get_parallel() == 0;
 }
 
-static void blas_single_thread_end(void) {
-  pthread_mutex_lock(&blas_lock);
-  if (--blas_users == 0 && blas_saved_threads != 1) openblas_set_num_threads(blas_saved_threads);
-  pthread_mutex_unlock(&blas_lock);
+int nllm_blas_is_serial(void) {
+  pthread_once(&blas_once, blas_probe);
+  return blas_serial;
+}
+
+/* OpenBLAS (0.3.21) maps a buffer of 128 MiB for each thread the first time that thread calls
+ * sgemm and, when the mapping fails, retries forever (blas_memory_alloc): a process under
+ * `ulimit -v` (or a data limit) hung in the first prompt instead of going on without sgemm. So
+ * under a limit sgemm is used only while the room left holds such a buffer for every pool thread;
+ * the integer and float kernels do the work otherwise. Without limits (the usual case) this is
+ * two getrlimit calls per prompt matmul. */
+#define BLAS_THREAD_BUFFER ((uint64_t)160 << 20)
+
+static int blas_memory_ok(int n_threads) {
+  struct rlimit as, data;
+  if (getrlimit(RLIMIT_AS, &as) != 0 || getrlimit(RLIMIT_DATA, &data) != 0) return 0;
+  rlim_t lim = as.rlim_cur < data.rlim_cur ? as.rlim_cur : data.rlim_cur;
+  if (lim == RLIM_INFINITY) return 1;
+  /* the whole address space in use (first field of statm, in pages) against the lower limit */
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long long pages = 0;
+  int ok = f && fscanf(f, "%llu", &pages) == 1;
+  if (f) fclose(f);
+  if (!ok) return 0;
+  uint64_t used = (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+  uint64_t need = (uint64_t)(n_threads < 1 ? 1 : n_threads) * BLAS_THREAD_BUFFER;
+  return used < (uint64_t)lim && (uint64_t)lim - used >= need;
 }
 
 static int64_t blas_tile_rows(int64_t cols) {
@@ -125,8 +162,10 @@ static void blas_item(void *vjob, int64_t item, int worker) {
       j->q->to_float(j->W + (size_t)(r0 + r) * j->w_rs, tile + r * j->cols, j->cols);
     w = tile;
   }
+  pthread_mutex_lock(&blas_call_lock);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)nr, (int)j->cols, 1.0f,
               j->x, (int)j->cols, w, (int)j->cols, 0.0f, j->y + r0, (int)j->rows);
+  pthread_mutex_unlock(&blas_call_lock);
 }
 #endif
 
@@ -181,12 +220,10 @@ void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t c
                   .w_rs = nllm_row_size(wtype, cols),
                   .x = x};
 #if !defined(NLLM_NO_BLAS)
-  if (nllm_matmul_uses_blas(wtype, n_tok)) {
+  if (nllm_matmul_uses_blas(wtype, n_tok, n_threads)) {
     j.tiles = (float *)align64(wdata);
     j.item_rows = rows_per_item(rows, n_threads, 16, blas_tile_rows(cols));
-    blas_single_thread_begin();
     nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, blas_item, &j);
-    blas_single_thread_end();
     return;
   }
 #endif

@@ -279,6 +279,8 @@ extern const nllm_kernel_set nllm_kernels_float_avx2; /* quant_float_avx2.c */
 extern const nllm_kernel_set nllm_kernels_q32_avx2;   /* quant_q32_avx2.c */
 extern const nllm_kernel_set nllm_kernels_k_avx2;     /* quant_k_avx2.c */
 extern const nllm_kernel_set nllm_kernels_iq_avx2;    /* quant_iq_avx2.c */
+/* quant_lowbit_avx2.c: TQ*, MXFP4 */
+extern const nllm_kernel_set nllm_kernels_lowbit_avx2;
 extern const nllm_kernel_set nllm_kernels_avx512;
 /* Fills the AVX-512 kernels' permute tables; call once, and only on a CPU with the tier. */
 void nllm_avx512_init(void);
@@ -304,6 +306,8 @@ void nllm_softcap_avx2(float *x, int64_t n, float softcap);
 #endif
 #if defined(__aarch64__)
 extern const nllm_kernel_set nllm_kernels_iq_neon; /* quant_iq_neon.c */
+/* quant_lowbit_neon.c: TQ*, MXFP4 */
+extern const nllm_kernel_set nllm_kernels_lowbit_neon;
 extern const nllm_kernel_set nllm_kernels_neon;
 #endif
 

@@ -48,7 +48,8 @@ static inline __attribute__((always_inline)) void iq_vec_dot_neon(int64_t n, flo
       }
     }
     float d = iq1m_scale ? iq1_m_block_d(blk) : iq_block_d(blk);
-    sum += (d * y[i].d) * (float)vaddvq_s32(acc);
+    const float p = (d * y[i].d) * (float)vaddvq_s32(acc); /* not fused: as the reference */
+    sum += p;
   }
   *s = sum * group_mul * (ternary ? 0.125f : 1.0f);
 }

@@ -76,7 +76,9 @@ static void iq_vec_dot(const iq_format *f, int64_t n, float *s, const void *vx, 
         bsum += gsum * (int32_t)iq_byte(ch.odd, l);
       }
     }
-    sum += (f->block_d(blk) * y[i].d) * (float)bsum;
+    /* two statements: clang would fuse one into an FMA, and the tiers would round apart */
+    const float p = (f->block_d(blk) * y[i].d) * (float)bsum;
+    sum += p;
   }
   *s = sum * f->group_mul * (f->ternary ? 0.125f : 1.0f);
 }

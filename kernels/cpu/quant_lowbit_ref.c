@@ -48,7 +48,10 @@ static void tq1_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *v
     tq1_0_unpack(&x[b], t);
     int isum = 0;
     for (int i = 0; i < QK_K; i++) isum += t[i] * y[b].qs[i];
-    sum += (float)isum * (y[b].d * q_h2f(x[b].d));
+    /* two statements in every tier: clang fuses a multiply-add within one into an FMA, and the
+     * tiers would round apart */
+    const float p = (float)isum * (y[b].d * q_h2f(x[b].d));
+    sum += p;
   }
   *s = sum;
 }
@@ -75,7 +78,8 @@ static void tq2_0_vec_dot_ref(int64_t n, float *s, const void *vx, const void *v
   for (int64_t b = 0; b < n / QK_K; b++) {
     int isum = 0;
     for (int i = 0; i < QK_K; i++) isum += tq2_value(&x[b], i) * y[b].qs[i];
-    sum += (float)isum * (y[b].d * q_h2f(x[b].d));
+    const float p = (float)isum * (y[b].d * q_h2f(x[b].d));
+    sum += p;
   }
   *s = sum;
 }
@@ -119,7 +123,8 @@ static void mxfp4_vec_dot_ref(int64_t n, float *s, const void *vx, const void *v
     for (int j = 0; j < QK / 2; j++)
       isum += mxfp4_levels2[x[b].qs[j] & 15] * y[b].qs[j] +
               mxfp4_levels2[x[b].qs[j] >> 4] * y[b].qs[j + QK / 2];
-    sum += (float)isum * (mxfp4_half_scale(x[b].e) * q_h2f(y[b].d));
+    const float p = (float)isum * (mxfp4_half_scale(x[b].e) * q_h2f(y[b].d));
+    sum += p;
   }
   *s = sum;
 }

@@ -21,6 +21,7 @@ from ctypes import (
     c_float,
     c_int32,
     c_int64,
+    c_size_t,
     c_uint32,
     c_uint64,
     c_void_p,
@@ -92,6 +93,7 @@ NLLM_LOG_DEBUG = 3
 
 NLLM_SEED_DEFAULT = 0xFFFFFFFFFFFFFFFF
 NLLM_SEQ_MAX = 1024
+NLLM_PARAMS_MAX_SIZE = 4096
 NLLM_SEQ_ALL = -1
 
 NLLM_FINISH_NONE = 0
@@ -328,6 +330,7 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_set_log_level": (None, [c_int32]),
     "nllm_type_name": (c_char_p, [c_int32]),
     # model
+    "nllm_model_params_init_sized": (nllm_status, [POINTER(nllm_model_params), c_size_t]),
     "nllm_model_params_init": (None, [POINTER(nllm_model_params)]),
     "nllm_model_load": (nllm_status, [c_char_p, POINTER(nllm_model_params), POINTER(model_p)]),
     "nllm_model_free": (None, [model_p]),
@@ -378,6 +381,7 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
         [c_char_p, POINTER(nllm_chat_message), c_int32, c_int32, c_char_p, c_int32, _i32p],
     ),
     # chat templates: Jinja and tool calls
+    "nllm_chat_template_params_init_sized": (nllm_status, [POINTER(nllm_chat_template_params), c_size_t]),
     "nllm_chat_template_params_init": (None, [POINTER(nllm_chat_template_params)]),
     "nllm_chat_template_render": (
         nllm_status,
@@ -385,6 +389,7 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     ),
     "nllm_tool_calls_parse": (nllm_status, [c_char_p, c_char_p, c_char_p, c_int32, _i32p]),
     # context
+    "nllm_context_params_init_sized": (nllm_status, [POINTER(nllm_context_params), c_size_t]),
     "nllm_context_params_init": (None, [POINTER(nllm_context_params)]),
     "nllm_context_create": (
         nllm_status,
@@ -401,6 +406,7 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_context_reset": (None, [context_p]),
     "nllm_context_timings": (nllm_status, [context_p, POINTER(nllm_timings)]),
     # many sequences per context
+    "nllm_batch_init_sized": (nllm_status, [POINTER(nllm_batch), c_size_t]),
     "nllm_batch_init": (None, [POINTER(nllm_batch)]),
     "nllm_decode_batch": (nllm_status, [context_p, POINTER(nllm_batch)]),
     "nllm_get_logits_seq": (_floatp, [context_p, c_int32]),
@@ -431,6 +437,7 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_state_save_file": (nllm_status, [context_p, c_int32, c_char_p]),
     "nllm_state_load_file": (nllm_status, [context_p, c_int32, c_char_p]),
     # sampling
+    "nllm_sampler_params_init_sized": (nllm_status, [POINTER(nllm_sampler_params), c_size_t]),
     "nllm_sampler_params_init": (None, [POINTER(nllm_sampler_params)]),
     "nllm_sampler_create": (
         nllm_status,
@@ -442,6 +449,7 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_sampler_sample_logits": (nllm_status, [sampler_p, _floatp, c_int32, _tokp]),
     "nllm_sampler_accept": (None, [sampler_p, nllm_token]),
     # generation
+    "nllm_generate_params_init_sized": (nllm_status, [POINTER(nllm_generate_params), c_size_t]),
     "nllm_generate_params_init": (None, [POINTER(nllm_generate_params)]),
     "nllm_generate": (
         nllm_status,
@@ -461,6 +469,7 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     # conversion and quantization
     "nllm_type_parse": (nllm_status, [c_char_p, _i32p, _i32p]),
     "nllm_type_names": (c_char_p, []),
+    "nllm_convert_params_init_sized": (nllm_status, [POINTER(nllm_convert_params), c_size_t]),
     "nllm_convert_params_init": (None, [POINTER(nllm_convert_params)]),
     "nllm_convert": (
         nllm_status,

@@ -82,7 +82,7 @@ class Context(_Handle):
 
         self._abort_cb = ffi.nllm_abort_fn(should_abort)
         p = ffi.nllm_context_params()
-        _C.nllm_context_params_init(ctypes.byref(p))
+        _check(_C.nllm_context_params_init_sized(ctypes.byref(p), ctypes.sizeof(p)))
         _set_int_fields(p, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
         if kv_type is not None:
             p.kv_type = _type_id(kv_type)
@@ -261,7 +261,7 @@ class Context(_Handle):
             if arr is not None and len(arr) != n:
                 raise _invalid(f"decode_batch: {name} has {len(arr)} entries, tokens {n}")
         b = ffi.nllm_batch()
-        _C.nllm_batch_init(ctypes.byref(b))
+        _check(_C.nllm_batch_init_sized(ctypes.byref(b), ctypes.sizeof(b)))
         b.n_tokens = _c_int("len(tokens)", n)
         keep = [_c_ints("tokens", tokens)]  # the arrays live until the call returns
         b.tokens = keep[0]

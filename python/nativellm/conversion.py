@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from . import _ffi as ffi
 from ._lib import lib as _C
 from ._handle import _progress_fn
-from .errors import _error, _invalid
+from .errors import _check, _error, _invalid
 
 PathLike = Union[str, "os.PathLike[str]"]
 Progress = Callable[[float], Optional[bool]]
@@ -25,7 +25,7 @@ def _run(
     lora: Sequence[Union[PathLike, Tuple[PathLike, float]]] = (),
 ) -> Dict[str, Any]:
     p = ffi.nllm_convert_params()
-    _C.nllm_convert_params_init(ctypes.byref(p))
+    _check(_C.nllm_convert_params_init_sized(ctypes.byref(p), ctypes.sizeof(p)))
     p.n_threads = n_threads
     paths: List[bytes] = []
     scales: List[float] = []

@@ -78,7 +78,7 @@ def embed(
     batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
     rows = max(sum(len(t) for t in b) for b in batches)
     p = ffi.nllm_context_params()
-    _C.nllm_context_params_init(ctypes.byref(p))
+    _check(_C.nllm_context_params_init_sized(ctypes.byref(p), ctypes.sizeof(p)))
     p.embeddings = ffi.NLLM_EMBEDDINGS_ONLY
     p.pooling = pool
     p.normalize = -1 if normalize is None else int(bool(normalize))
@@ -99,7 +99,7 @@ def embed(
                 flat = [t for seq in b for t in seq]
                 seq_ids = [s for s, seq in enumerate(b) for _ in seq]
                 batch = ffi.nllm_batch()
-                _C.nllm_batch_init(ctypes.byref(batch))
+                _check(_C.nllm_batch_init_sized(ctypes.byref(batch), ctypes.sizeof(batch)))
                 batch.n_tokens = len(flat)
                 tok_arr, seq_arr = _c_ints("tokens", flat), _c_ints("seq_id", seq_ids)
                 batch.tokens = tok_arr

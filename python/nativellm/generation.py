@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from . import _ffi as ffi
 from ._lib import lib as _C
 from ._handle import _set_int_fields
-from .errors import _error
+from .errors import _check, _error
 
 TokenCallback = Callable[[int, str], Optional[bool]]
 Emit = Callable[[int, bytes], bool]  # (token, piece bytes) -> True to stop
@@ -157,7 +157,7 @@ def run_generate(
 
     cb = ffi.nllm_token_fn(on_token)
     gp = ffi.nllm_generate_params()
-    _C.nllm_generate_params_init(ctypes.byref(gp))
+    _check(_C.nllm_generate_params_init_sized(ctypes.byref(gp), ctypes.sizeof(gp)))
     if opts.max_tokens is not None:
         _set_int_fields(gp, max_tokens=opts.max_tokens)
     gp.add_bos = int(opts.add_bos)

@@ -75,7 +75,7 @@ class Model(_Handle):
         self._children: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self.path = str(path)
         p = ffi.nllm_model_params()
-        _C.nllm_model_params_init(ctypes.byref(p))
+        _check(_C.nllm_model_params_init_sized(ctypes.byref(p), ctypes.sizeof(p)))
         _set_int_fields(
             p, n_threads=n_threads, n_ctx_default=n_ctx_default, n_gpu_layers=n_gpu_layers
         )

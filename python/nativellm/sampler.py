@@ -83,7 +83,7 @@ class Sampler(_Handle):
         self._h: Optional[Any] = None
         self.model = model
         p = ffi.nllm_sampler_params()
-        _C.nllm_sampler_params_init(ctypes.byref(p))
+        _check(_C.nllm_sampler_params_init_sized(ctypes.byref(p), ctypes.sizeof(p)))
         given = dict(zip(_NUMERIC, (temperature, top_k, top_p, min_p, repeat_penalty,
                                     repeat_last_n, seed)))
         types = dict(p._fields_)

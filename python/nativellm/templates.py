@@ -35,7 +35,7 @@ def _render(
     now: Optional[int],
 ) -> str:
     p = ffi.nllm_chat_template_params()
-    _C.nllm_chat_template_params_init(ctypes.byref(p))
+    _check(_C.nllm_chat_template_params_init_sized(ctypes.byref(p), ctypes.sizeof(p)))
     # keep the bytes alive while the call reads them
     keep = [
         _messages_json(messages),

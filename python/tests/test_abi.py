@@ -90,6 +90,7 @@ _SCALARS = {
     "double": ctypes.c_double,
     "nllm_status": ctypes.c_int32,
     "nllm_token": ctypes.c_int32,
+    "size_t": ctypes.c_size_t,
 }
 _HANDLES = {"nllm_model": ffi.nllm_model, "nllm_context": ffi.nllm_context,
             "nllm_sampler": ffi.nllm_sampler, "nllm_gguf_writer": ffi.nllm_gguf_writer,

@@ -28,11 +28,15 @@ NLLM_API const char *nllm_type_names(void) {
   return nllm_quant_target_names();
 }
 
-NLLM_API void nllm_convert_params_init(nllm_convert_params *p) {
-  if (!p) return;
-  memset(p, 0, sizeof *p);
-  p->struct_size = sizeof *p;
-  p->type = NLLM_TYPE_NONE;
+NLLM_API nllm_status nllm_convert_params_init_sized(nllm_convert_params *p, size_t size) {
+  nllm_convert_params d;
+  memset(&d, 0, sizeof d);
+  d.type = NLLM_TYPE_NONE;
+  return nllm_init_params(p, size, &d, sizeof d, "nllm_convert_params");
+}
+
+NLLM_API void(nllm_convert_params_init)(nllm_convert_params *p) {
+  nllm_convert_params_init_sized(p, NLLM_PARAMS_V1_SIZE(nllm_convert_params, progress_user_data));
 }
 
 /* The user's path is named in every message: a missing folder or an unwritable one is found

@@ -188,6 +188,21 @@ nllm_status nllm_read_params(void *dst, size_t dst_size, const void *src, const 
   return NLLM_OK;
 }
 
+nllm_status nllm_init_params(void *dst, size_t size, const void *defaults, size_t lib_size,
+                             const char *what) {
+  if (!dst) return nllm_err(NLLM_ERR_INVALID_ARG, "%s_init: params is NULL", what);
+  if (size < sizeof(uint32_t) || size > NLLM_PARAMS_MAX_SIZE)
+    return nllm_err(NLLM_ERR_INVALID_ARG,
+                    "%s_init: size %zu is not a struct size (give sizeof the struct, at least %zu "
+                    "and at most %d)",
+                    what, size, sizeof(uint32_t), NLLM_PARAMS_MAX_SIZE);
+  memcpy(dst, defaults, size < lib_size ? size : lib_size);
+  if (size > lib_size) memset((uint8_t *)dst + lib_size, 0, size - lib_size);
+  uint32_t s = (uint32_t)size;
+  memcpy(dst, &s, sizeof s);
+  return NLLM_OK;
+}
+
 /* ---------------------------------------------------------------- files */
 
 const char *nllm_file_kind(unsigned mode) {

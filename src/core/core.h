@@ -94,5 +94,13 @@ static inline int nllm_utf8_len(uint8_t c) {
  * smaller (older caller) keeps defaults for the rest; larger is accepted only if the unknown
  * tail is all zero. Returns NLLM_OK or NLLM_ERR_INVALID_ARG with a message naming `what`. */
 nllm_status nllm_read_params(void *dst, size_t dst_size, const void *src, const char *what);
+/* The sized params inits: writes the library's defaults (lib_size bytes) into the caller's
+ * struct of `size` bytes, never past it: the known fields that fit, zeros after the library's
+ * struct, struct_size = size. */
+nllm_status nllm_init_params(void *dst, size_t size, const void *defaults, size_t lib_size,
+                             const char *what);
+/* The size a legacy (unsized) params init writes: its struct up to and including `last`, the
+ * field that ended it when the sized inits came (ABI 1.0); it never grows with new fields. */
+#define NLLM_PARAMS_V1_SIZE(type, last) (offsetof(type, last) + sizeof(((type *)0)->last))
 
 #endif

@@ -60,7 +60,12 @@ static nllm_status grow_embd(nllm_context *ctx, int32_t n) {
 static nllm_status grow_logits(nllm_context *ctx, int64_t rows) {
   if (rows <= ctx->logits_cap) return NLLM_OK;
   /* Grows only for more kept rows than any call before: not on the per-token path. */
-  float *l = nllm_aligned_alloc((size_t)rows * (size_t)ctx->model->hp.n_vocab * sizeof(float));
+  uint64_t n, bytes;
+  if (!nllm_mul_ok((uint64_t)rows, (uint64_t)ctx->model->hp.n_vocab, &n) ||
+      !nllm_mul_ok(n, sizeof(float), &bytes))
+    return nllm_err(NLLM_ERR_NOMEM, "%lld rows of %d logits would be too large", (long long)rows,
+                    ctx->model->hp.n_vocab);
+  float *l = nllm_aligned_alloc((size_t)bytes);
   if (!l) return nllm_err(NLLM_ERR_NOMEM, "out of memory for %lld rows of logits", (long long)rows);
   nllm_aligned_free(ctx->logits);
   ctx->logits = l;
@@ -96,6 +101,13 @@ nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, n
   if (p->embeddings && m->n_gpu_layers > 0)
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "embeddings are not supported on the CUDA backend yet (n_gpu_layers > 0)");
+  int32_t kv_v = p->kv_type_v == NLLM_TYPE_NONE ? p->kv_type : p->kv_type_v;
+  if (m->n_gpu_layers > 0 &&
+      (kv_v != p->kv_type || (p->kv_type != NLLM_TYPE_F16 && p->kv_type != NLLM_TYPE_F32)))
+    return nllm_err(NLLM_ERR_UNSUPPORTED,
+                    "KV cache types %s/%s: the CUDA backend (n_gpu_layers "
+                    "> 0) supports F16 or F32, the same for K and V",
+                    nllm_type_name(p->kv_type), nllm_type_name(kv_v));
   nllm_context *c = nllm_calloc(1, sizeof *c);
   if (!c) return nllm_err(NLLM_ERR_NOMEM, "out of memory");
   c->model = m;
@@ -106,15 +118,9 @@ nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, n
   c->n_batch = n_batch;
   c->n_threads = nt;
   c->n_seq = n_seq;
-  int32_t kv_k = p->kv_type, kv_v = p->kv_type_v == NLLM_TYPE_NONE ? p->kv_type : p->kv_type_v;
+  int32_t kv_k = p->kv_type;
   /* an encoder's cache is scratch for one call (no memory to save): keep its K/V exact */
   if (m->arch->bidirectional) kv_k = kv_v = NLLM_TYPE_F32;
-  if (m->n_gpu_layers > 0 &&
-      (kv_v != p->kv_type || (p->kv_type != NLLM_TYPE_F16 && p->kv_type != NLLM_TYPE_F32)))
-    return nllm_err(NLLM_ERR_UNSUPPORTED,
-                    "KV cache types %s/%s: the CUDA backend (n_gpu_layers "
-                    "> 0) supports F16 or F32, the same for K and V",
-                    nllm_type_name(p->kv_type), nllm_type_name(kv_v));
   nllm_status st = nllm_forward_state_init(&c->fs, m, n_ctx, n_batch, kv_k, kv_v, nt,
                                            p->all_logits ? n_batch : 1);
   if (st) {

@@ -42,9 +42,11 @@ struct nllm_context {
   nllm_lora_set lora;
   nllm_lora_set *seq_lora;
   const nllm_lora_set **row_lora;
-  /* Set for the length of every API call that changes the context: a second concurrent call
-   * gets NLLM_ERR_BUSY instead of interleaving writes into the cache and logits. */
-  atomic_int busy;
+  /* Set for the length of every API call that changes the context, to a tag of the calling
+   * thread (0: idle): a second concurrent call gets NLLM_ERR_BUSY instead of interleaving writes
+   * into the cache and logits, and getters tell their own call's callbacks (same thread,
+   * allowed) from another thread (src/api.c). */
+  _Atomic uintptr_t busy;
 };
 
 nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, nllm_context **out);

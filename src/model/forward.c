@@ -295,13 +295,39 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
   if (!nllm_mul_ok(cells, kv->row_bytes, &kv_bytes) ||
       !nllm_mul_ok(cells, kv->row_bytes_v, &kv_bytes_v) || kv_bytes > ((uint64_t)1 << 40) ||
       kv_bytes_v > ((uint64_t)1 << 40))
-    return nllm_err(NLLM_ERR_INVALID_ARG, "KV cache for n_ctx %d would be too large", n_ctx);
-  kv->k = nllm_aligned_alloc(kv_bytes);
-  kv->v = nllm_aligned_alloc(kv_bytes_v);
+    return nllm_err(NLLM_ERR_INVALID_ARG,
+                    "KV cache for n_ctx %d would be too large (%d layers, %zu + %zu bytes a "
+                    "position each)",
+                    n_ctx, n_cpu_layers > 0 ? n_cpu_layers : 1, kv->row_bytes, kv->row_bytes_v);
 
   const int64_t nb = n_batch, d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim;
   const int64_t ff = m->arch->fused_gate_up ? 2 * (int64_t)hp->n_ff : hp->n_ff;
   const int64_t qkv = qd + 2 * kv->row; /* fused projections land in q, then split */
+  fs->att_scratch_per_thread =
+      nllm_attention_scratch(n_ctx, hp->n_head, hp->n_head_kv, hp->head_dim);
+  /* Every size is a checked product: the hyperparameters come from the file and the counts
+   * from the caller (each within its own range, but not their product). */
+  const struct {
+    const char *what;
+    uint64_t a, b;
+  } want[] = {
+      {"activations", (uint64_t)nb, (uint64_t)(d > qd ? d : qd)},
+      {"q/k/v rows", (uint64_t)nb, (uint64_t)qkv},
+      {"feed-forward rows", (uint64_t)nb, (uint64_t)ff},
+      {"attention scratch", (uint64_t)fs->att_scratch_per_thread, (uint64_t)n_threads},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    uint64_t n, bytes;
+    if (!nllm_mul_ok(want[i].a, want[i].b, &n) || !nllm_mul_ok(n, sizeof(float), &bytes) ||
+        bytes > ((uint64_t)1 << 40))
+      return nllm_err(NLLM_ERR_INVALID_ARG,
+                      "the context's %s for n_ctx %d, n_batch %d and %d threads would be too "
+                      "large (%llu x %llu floats)",
+                      want[i].what, n_ctx, n_batch, n_threads, (unsigned long long)want[i].a,
+                      (unsigned long long)want[i].b);
+  }
+  kv->k = nllm_aligned_alloc(kv_bytes);
+  kv->v = nllm_aligned_alloc(kv_bytes_v);
   nllm_fw_bufs *b = &fs->cpu.b;
   fs->cpu.ops = &cpu_ops;
   b->x = nllm_aligned_alloc((size_t)(nb * d) * sizeof(float));
@@ -315,8 +341,6 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
   b->up = nllm_aligned_alloc((size_t)(nb * ff) * sizeof(float));
   b->k_cache = kv->k;
   b->v_cache = kv->v;
-  fs->att_scratch_per_thread =
-      nllm_attention_scratch(n_ctx, hp->n_head, hp->n_head_kv, hp->head_dim);
   fs->att_scratch =
       nllm_aligned_alloc(fs->att_scratch_per_thread * (size_t)n_threads * sizeof(float));
   if (hp->n_expert > 0) {

@@ -56,41 +56,57 @@ static void check_dot4(const nllm_qtype *q, int64_t n, const uint8_t *w, size_t 
   }
 }
 
-/* The load-only IQ formats (no quantizer): random blocks with a small block scale against
- * random Q8_K activations (-128 included); the NEON rows sum the same integers and round the
- * same floats as the reference, so the results must be identical. */
-static void check_iq_formats(void) {
-  static const int32_t iq[] = {NLLM_TYPE_IQ2_XXS, NLLM_TYPE_IQ2_XS, NLLM_TYPE_IQ2_S,
-                               NLLM_TYPE_IQ3_XXS, NLLM_TYPE_IQ3_S,  NLLM_TYPE_IQ1_S,
-                               NLLM_TYPE_IQ1_M};
+/* The load-only low-bit formats (no quantizer): random blocks with a small block scale (MXFP4:
+ * every E8M0 scale but NaN's) against random activations of the type each dots with (-128
+ * included); the NEON rows sum the same integers and round the same floats as the reference,
+ * so the results must be identical. */
+static void check_lowbit_formats(void) {
+  static const int32_t types[] = {
+      NLLM_TYPE_IQ2_XXS, NLLM_TYPE_IQ2_XS, NLLM_TYPE_IQ2_S, NLLM_TYPE_IQ3_XXS, NLLM_TYPE_IQ3_S,
+      NLLM_TYPE_IQ1_S,   NLLM_TYPE_IQ1_M,  NLLM_TYPE_TQ1_0, NLLM_TYPE_TQ2_0,   NLLM_TYPE_MXFP4};
   const int64_t n = 8 * QK_K;
-  for (size_t ti = 0; ti < sizeof iq / sizeof iq[0]; ti++) {
-    const nllm_qtype *q = nllm_qtype_get(iq[ti]);
-    CHECK(q != NULL && q->vec_dot != q->vec_dot_ref, "type %d: no NEON row", iq[ti]);
+  for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+    const nllm_qtype *q = nllm_qtype_get(types[ti]);
+    CHECK(q != NULL && q->vec_dot != q->vec_dot_ref, "type %d: no NEON row", types[ti]);
     if (!q) continue;
-    size_t ws = nllm_row_size(q->type, n), ys = nllm_row_size(NLLM_TYPE_Q8_K, n);
+    const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+    size_t ws = nllm_row_size(q->type, n), ys = nllm_row_size(vq->type, n);
     uint8_t *w = malloc(ws), *yq = malloc(ys);
     for (int rep = 0; rep < 50; rep++) {
       for (size_t i = 0; i < ws; i++) w[i] = (uint8_t)test_xorshift(&rng);
-      for (int64_t b = 0; b < n / QK_K; b++) {
+      for (int64_t b = 0; b < n / q->block_size; b++) {
         uint8_t *blk = w + (size_t)b * (size_t)q->type_size;
         uint16_t h = (uint16_t)(0x1c00 + test_xorshift(&rng) % 0x800); /* 2^-8 .. 2^-6 */
-        if (q->type == NLLM_TYPE_IQ1_M) {
+        if (q->type == NLLM_TYPE_MXFP4) {
+          blk[0] = (uint8_t)((rep * 7 + b) % 255);
+        } else if (q->type == NLLM_TYPE_IQ1_M) {
           for (int k = 0; k < 4; k++) {
             uint8_t *hi = blk + q->type_size - 8 + 2 * k + 1;
             *hi = (uint8_t)((*hi & 0x0f) | ((h >> (4 * k)) & 15) << 4);
           }
+        } else if (q->type == NLLM_TYPE_TQ1_0 || q->type == NLLM_TYPE_TQ2_0) {
+          memcpy(blk + q->type_size - 2, &h, 2); /* the ternary formats store d last */
         } else {
           memcpy(blk, &h, 2);
         }
       }
-      CHECK(random_blocks(&rng, NLLM_TYPE_Q8_K, yq, n / QK_K, sizeof(block_q8_K), 1),
-            "q8_K blocks");
+      CHECK(random_blocks(&rng, vq->type, yq, n / vq->block_size, (size_t)vq->type_size, 1),
+            "%s blocks", vq->name);
       float s_ref = NAN, s_neon = NAN;
       q->vec_dot_ref(n, &s_ref, w, yq);
       q->vec_dot(n, &s_neon, w, yq);
       CHECK(!memcmp(&s_ref, &s_neon, sizeof s_ref), "%s vec_dot rep %d: ref %.9g neon %.9g",
             q->name, rep, s_ref, s_neon);
+      /* block by block, so a wrong element order cannot hide in a row's sum */
+      for (int64_t b = 0; b < n / q->block_size; b++) {
+        const uint8_t *wb = w + (size_t)b * (size_t)q->type_size;
+        const uint8_t *yb =
+            yq + (size_t)(b * q->block_size / vq->block_size) * (size_t)vq->type_size;
+        q->vec_dot_ref(q->block_size, &s_ref, wb, yb);
+        q->vec_dot(q->block_size, &s_neon, wb, yb);
+        CHECK(!memcmp(&s_ref, &s_neon, sizeof s_ref), "%s vec_dot rep %d block %lld: %.9g vs %.9g",
+              q->name, rep, (long long)b, s_ref, s_neon);
+      }
     }
     free(w);
     free(yq);
@@ -99,7 +115,7 @@ static void check_iq_formats(void) {
 
 int main(void) {
   printf("cpu: %s\n", nllm_cpu_features());
-  check_iq_formats();
+  check_lowbit_formats();
   static const int32_t types[] = {NLLM_TYPE_F32,   NLLM_TYPE_F16,  NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,
                                   NLLM_TYPE_Q4_0,  NLLM_TYPE_Q4_1, NLLM_TYPE_Q5_0, NLLM_TYPE_Q5_1,
                                   NLLM_TYPE_Q8_1,  NLLM_TYPE_Q2_K, NLLM_TYPE_Q3_K, NLLM_TYPE_Q4_K,

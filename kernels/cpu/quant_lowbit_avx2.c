@@ -1,0 +1,155 @@
+/* AVX2 dot products of the ternary TQ1_0 / TQ2_0 (against Q8_K) and of MXFP4 (against Q8_0): their
+ * rows of the AVX2 tier (dequantization stays quant_lowbit_ref.c's). Each block's integer sum is
+ * exact; the ternary rows also take the reference's float steps in its order (bit-identical
+ * results), MXFP4 accumulates in vectors (see there). */
+#include <immintrin.h>
+
+#include "cpu/quant.h"
+
+static inline int32_t lowbit_hsum32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+/* The ternary codes u (0..3, value u - 1) against 32 activations: sum(u * q8) as 16-bit pair
+ * sums (maddubs takes u as the unsigned operand, so no product saturates: |pair| <= 2 * 3 * 128,
+ * and eight chunks of a block stay within int16); the block's sum(q8) comes from the Q8_K
+ * bsums, which its quantizer writes as the exact sums of qs. */
+static inline __m256i tq_add(__m256i acc, __m256i u, const int8_t *q8) {
+  const __m256i q = _mm256_loadu_si256((const __m256i *)q8);
+  return _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, q));
+}
+
+static inline int32_t tq_sum(__m256i acc, const block_q8_K *y) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i sq = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), ones);
+  return lowbit_hsum32(_mm256_sub_epi32(_mm256_madd_epi16(acc, ones), sq));
+}
+
+/* Base-3 digit of each byte b of x: the top byte of b * 3^k (mod 256), times 3, >> 8. The
+ * 16-bit products do the mod 256 for free when the byte sits in the top half of a lane: even
+ * bytes are multiplied by 3^k << 8 (the odd byte above them falls out), odd bytes are masked in
+ * place and multiplied by 3^k. pe / po hold the powers of the even / odd bytes of each lane. */
+static inline __m256i tq1_digits(__m256i x, __m256i pe, __m256i po) {
+  const __m256i three = _mm256_set1_epi16(3);
+  __m256i e = _mm256_mulhi_epu16(_mm256_mullo_epi16(x, _mm256_slli_epi16(pe, 8)), three);
+  __m256i o = _mm256_mullo_epi16(_mm256_and_si256(x, _mm256_set1_epi16((short)0xff00)), po);
+  o = _mm256_mulhi_epu16(o, three);
+  return _mm256_or_si256(e, _mm256_slli_epi16(o, 8));
+}
+
+static void tq1_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_tq1_0 *x = vx;
+  const block_q8_K *y = vy;
+  static const uint16_t pow3[5] = {1, 3, 9, 27, 81};
+  /* the qh lane: byte j is qh[j % 4], digit j / 4 */
+  const __m256i qh_pe = _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27);
+  const __m256i pair01 = _mm256_setr_epi16(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i pair23 = _mm256_setr_epi16(9, 9, 9, 9, 9, 9, 9, 9, 27, 27, 27, 27, 27, 27, 27, 27);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const int8_t *q8 = y[b].qs;
+    __m256i a = _mm256_setzero_si256();
+    /* qs[0..31]: digit k is elements 32k .. 32k + 31 */
+    const __m256i x32 = _mm256_loadu_si256((const __m256i *)x[b].qs);
+    for (int k = 0; k < 5; k++) {
+      const __m256i p = _mm256_set1_epi16((short)pow3[k]);
+      a = tq_add(a, tq1_digits(x32, p, p), q8 + 32 * k);
+    }
+    /* qs[32..47]: digit k is elements 160 + 16k .. ; two digits per register */
+    const __m128i x16 = _mm_loadu_si128((const __m128i *)(x[b].qs + 32));
+    const __m256i xx = _mm256_set_m128i(x16, x16);
+    a = tq_add(a, tq1_digits(xx, pair01, pair01), q8 + 160);
+    a = tq_add(a, tq1_digits(xx, pair23, pair23), q8 + 192);
+    /* digit 4 of qs[32..47], then qh's digit k is elements 240 + 4k .. 240 + 4k + 3 */
+    uint32_t qh;
+    memcpy(&qh, x[b].qh, 4);
+    const __m256i xq = _mm256_set_m128i(_mm_set1_epi32((int)qh), x16);
+    a = tq_add(a, tq1_digits(xq, qh_pe, qh_pe), q8 + 224);
+    const float p = (float)tq_sum(a, &y[b]) * (y[b].d * _cvtsh_ss(x[b].d));
+    sum += p;
+  }
+  *s = sum;
+}
+
+static void tq2_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_tq2_0 *x = vx;
+  const block_q8_K *y = vy;
+  const __m256i m3 = _mm256_set1_epi8(3);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    __m256i a = _mm256_setzero_si256();
+    /* half h of qs: bits 2l..2l+1 of byte m are element 128h + 32l + m */
+    for (int h = 0; h < 2; h++) {
+      const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
+      const int8_t *q8 = y[b].qs + 128 * h;
+      a = tq_add(a, _mm256_and_si256(q, m3), q8);
+      a = tq_add(a, _mm256_and_si256(_mm256_srli_epi16(q, 2), m3), q8 + 32);
+      a = tq_add(a, _mm256_and_si256(_mm256_srli_epi16(q, 4), m3), q8 + 64);
+      a = tq_add(a, _mm256_and_si256(_mm256_srli_epi16(q, 6), m3), q8 + 96);
+    }
+    const float p = (float)tq_sum(a, &y[b]) * (y[b].d * _cvtsh_ss(x[b].d));
+    sum += p;
+  }
+  *s = sum;
+}
+
+/* MXFP4: the doubled E2M1 levels (integers, |v| <= 12) looked up with a byte shuffle; the scale
+ * 2^(e - 128) carries the half, as in the reference. */
+static inline float mxfp4_half_scale_avx2(uint8_t e) {
+  uint32_t u = e == 0xFF ? 0x7fc00000u : e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* One block's 32 products as 8 int32 lanes; the sign moves onto w, so -128 in the activations
+ * cannot saturate. */
+static inline __m256i mxfp4_block_i32(const block_mxfp4 *x, const block_q8_0 *y) {
+  const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+  const __m128i q = _mm_loadu_si128((const __m128i *)x->qs);
+  /* low nibbles are elements 0..15, high 16..31 */
+  const __m256i nib =
+      _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(15));
+  const __m256i w = _mm256_shuffle_epi8(_mm256_set_m128i(lut, lut), nib);
+  const __m256i q8 = _mm256_loadu_si256((const __m256i *)y->qs);
+  const __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(q8), _mm256_sign_epi8(w, q8));
+  return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+/* Unlike the ternary rows, a block here is only 32 values: a horizontal sum and an in-order
+ * float add per block would cost more than the products, so the block sums are scaled into two
+ * vector accumulators (the float sum's order differs from the reference's: equal within
+ * rounding, not bit-identical). */
+static void mxfp4_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const block_mxfp4 *x = vx;
+  const block_q8_0 *y = vy;
+  const int64_t nb = n / QK;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 1 < nb; b += 2) {
+    const __m256 d0 = _mm256_set1_ps(mxfp4_half_scale_avx2(x[b].e) * _cvtsh_ss(y[b].d));
+    const __m256 d1 = _mm256_set1_ps(mxfp4_half_scale_avx2(x[b + 1].e) * _cvtsh_ss(y[b + 1].d));
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mxfp4_block_i32(&x[b], &y[b])), d0, acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mxfp4_block_i32(&x[b + 1], &y[b + 1])), d1, acc1);
+  }
+  if (b < nb) {
+    const __m256 d0 = _mm256_set1_ps(mxfp4_half_scale_avx2(x[b].e) * _cvtsh_ss(y[b].d));
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mxfp4_block_i32(&x[b], &y[b])), d0, acc0);
+  }
+  const __m256 acc = _mm256_add_ps(acc0, acc1);
+  __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_add_ss(r, _mm_movehdup_ps(r));
+  *s = _mm_cvtss_f32(r);
+}
+
+static const nllm_qtype_kernels lowbit_avx2_rows[] = {
+    {.type = NLLM_TYPE_TQ1_0, .vec_dot = tq1_0_vec_dot_avx2},
+    {.type = NLLM_TYPE_TQ2_0, .vec_dot = tq2_0_vec_dot_avx2},
+    {.type = NLLM_TYPE_MXFP4, .vec_dot = mxfp4_vec_dot_avx2},
+};
+const nllm_kernel_set nllm_kernels_lowbit_avx2 = {
+    lowbit_avx2_rows, sizeof lowbit_avx2_rows / sizeof lowbit_avx2_rows[0]};
