@@ -1,5 +1,6 @@
 # libFuzzer harnesses and the thread-sanitizer build. Included from the Makefile.
 #   make fuzz [FUZZ_SECONDS=60]   build every harness into build-fuzz/ and run each for that long
+#                                 (make -j2 -Otarget fuzz: two harnesses at a time)
 #   make fuzz-build               build only
 #   make tsan                     clang -fsanitize=thread build of the thread tests (build-tsan/)
 # Crash inputs land in build-fuzz/crashes/; turn each into tests/regress/ after fixing it.
@@ -57,6 +58,9 @@ fuzz-build: $(FUZZ_BINS)
 
 # Each harness grows its own working corpus in build-fuzz/corpus/NAME, starting from the
 # committed seeds in fuzz/corpus/NAME (read only).
-fuzz: fuzz-build
-	@set -e; $(foreach f,$(FUZZ_NAMES),sh fuzz/run.sh $(FUZZ_BUILD) $(f) \
-	  $(or $(FUZZ_MAXLEN_$(f)),4096) $(FUZZ_SECONDS) "$(FUZZ_FLAGS)";)
+# One target per harness, so that `make -j2 -Otarget fuzz` runs two at a time (each libFuzzer
+# run is single-threaded: run one after another they leave a core idle for the whole time).
+fuzz: $(FUZZ_NAMES:%=fuzz-run-%)
+
+fuzz-run-%: $(FUZZ_BUILD)/%
+	@sh fuzz/run.sh $(FUZZ_BUILD) $* $(or $(FUZZ_MAXLEN_$*),4096) $(FUZZ_SECONDS) "$(FUZZ_FLAGS)"
