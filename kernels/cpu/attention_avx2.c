@@ -11,6 +11,8 @@
  *   V:      output accumulators stay in registers over a block of positions whose V rows
  *           fit in L1, so each V row is widened once per slice of head_dim. */
 #include <immintrin.h>
+
+#include "cpu/exp_avx2.h"
 #include <math.h>
 #include <stddef.h>
 
@@ -38,38 +40,13 @@ ALWAYS_INLINE __m256 hsum8x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 
   return _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31));
 }
 
-/* e^x for x <= 0 (softmax arguments after subtracting the max). Cody-Waite reduction to
- * r in [-ln2/2, ln2/2] and a degree-7 Taylor polynomial, whose truncation error (< 1e-8) is
- * below float rounding. Results under the smallest normal flush to 0; NaN stays NaN. */
-static inline __m256 exp_nonpos(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.33654f); /* ln(2^-126) */
-  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-  x = _mm256_max_ps(lo, x); /* NaN in the second operand passes through */
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.0f / 5040);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  /* n >= -126 after the clamp, so the biased exponent is at least 1 (a normal 2^n) */
-  const __m256i e =
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
-
 void nllm_exp_nonpos_avx2(float *x, int64_t n) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp_nonpos(_mm256_loadu_ps(x + i)));
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, nllm_exp8_nonpos(_mm256_loadu_ps(x + i)));
   if (i < n) {
     float t[8] = {0};
     for (int64_t k = i; k < n; k++) t[k - i] = x[k];
-    _mm256_storeu_ps(t, exp_nonpos(_mm256_loadu_ps(t)));
+    _mm256_storeu_ps(t, nllm_exp8_nonpos(_mm256_loadu_ps(t)));
     for (int64_t k = i; k < n; k++) x[k] = t[k - i];
   }
 }
@@ -178,7 +155,7 @@ ALWAYS_INLINE __m256 softcap_avx2(__m256 x, float softcap) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256 y = _mm256_mul_ps(x, _mm256_set1_ps(1.0f / softcap));
   const __m256 ay = _mm256_andnot_ps(sign, y);
-  const __m256 e = exp_nonpos(_mm256_mul_ps(ay, _mm256_set1_ps(-2.0f)));
+  const __m256 e = nllm_exp8_nonpos(_mm256_mul_ps(ay, _mm256_set1_ps(-2.0f)));
   const __m256 one = _mm256_set1_ps(1.0f);
   __m256 big = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
   big = _mm256_or_ps(big, _mm256_and_ps(sign, y));
@@ -236,7 +213,7 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
   mx = fold_heads(mx, NRP, 1);
   __m256 sum = _mm256_setzero_ps();
   for (int64_t ti = 0; ti < n_tiles; ti++) {
-    const __m256 e = exp_nonpos(_mm256_sub_ps(_mm256_loadu_ps(s + 8 * ti), mx));
+    const __m256 e = nllm_exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(s + 8 * ti), mx));
     _mm256_storeu_ps(s + 8 * ti, e);
     sum = _mm256_add_ps(sum, e);
   }

@@ -1,6 +1,8 @@
 /* AVX2 + FMA helpers of the CPU ops (ops.c's float dot, axpy and erf GELU): the AVX2 tier's
  * nllm_cpu_ops, which qtypes.c installs only after cpuid says the CPU has the instructions. */
 #include <immintrin.h>
+
+#include "cpu/exp_avx2.h"
 #include <math.h>
 #include <stddef.h>
 
@@ -31,28 +33,6 @@ static void nllm_axpy_f32_avx2(float *y, float a, const float *x, int64_t n) {
   for (; i < n; i++) y[i] += a * x[i];
 }
 
-/* e^a for a <= 0 (a below -87 gives ~1e-38, as good as 0 here): a = n ln2 + r with |r| <=
- * ln2/2 (ln2 split in two so that r is exact), e^r by its Taylor series to r^7 (relative error
- * below 2e-8 on that interval), times 2^n put straight into the exponent bits. */
-static inline __m256 exp_neg_avx2(__m256 a) {
-  a = _mm256_max_ps(a, _mm256_set1_ps(-87.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(a, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), a);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.0f / 5040);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  const __m256i e =
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 /* gelu(x) = x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2. erfc(z) for z >= 0 by Abramowitz and
  * Stegun 7.1.26 (t = 1 / (1 + p z), a polynomial in t times e^-z^2; absolute error below
  * 1.5e-7), reflected for the other sign: no call into libm, 8 values at a time. */
@@ -70,7 +50,7 @@ static void nllm_gelu_erf_avx2(float *x, int64_t n) {
     q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(0.254829592f));
     /* half of erfc(|z|) */
     const __m256 h = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(0.5f)),
-                                   exp_neg_avx2(_mm256_mul_ps(_mm256_xor_ps(z, sign), z)));
+                                   nllm_exp8_nonpos(_mm256_mul_ps(_mm256_xor_ps(z, sign), z)));
     /* Phi: h for negative x, 1 - h for positive */
     const __m256 neg = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ);
     const __m256 phi = _mm256_blendv_ps(_mm256_sub_ps(one, h), h, neg);
