@@ -49,7 +49,7 @@ SERVE_LIBS := $(shell pkg-config --libs $(SERVE_PKGS) 2>/dev/null || echo -lmicr
 
 # Kernels for an ISA live in files named *_avx2.c / *_avx512.c / *_neon.c and get that ISA's
 # flags only, so the rest of the library stays runnable on any CPU of the architecture (runtime dispatch).
-LIB_SRC  := $(wildcard src/*.c src/*/*.c kernels/*.c kernels/cpu/*.c)
+LIB_SRC  := $(wildcard src/*.c src/*/*.c kernels/*.c kernels/cpu/*.c kernels/cuda/*.c)
 ifeq ($(ARCH),x86_64)
 LIB_SRC  := $(filter-out %_neon.c,$(LIB_SRC))
 else ifeq ($(ARCH),aarch64)

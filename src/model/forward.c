@@ -1,5 +1,6 @@
 /* The transformer forward pass: one function, top to bottom, for every architecture in the
- * table (model.c). What differs between families is read from m->arch, not copied. */
+ * table (model.c). What differs between families is read from m->arch, not copied; the math
+ * runs on a backend's ops (kernels/backend.h): the CPU's, and the GPU's for offloaded layers. */
 #include "model/forward.h"
 
 #include <math.h>
@@ -9,12 +10,6 @@
 #include "moe.h"
 #include "ops.h"
 #include "qtypes.h"
-
-#define TRY(call)             \
-  do {                        \
-    nllm_status st_ = (call); \
-    if (st_) return st_;      \
-  } while (0)
 
 static size_t max_wsize(const nllm_model *m, int32_t n_batch, int32_t n_threads) {
   size_t w = 0;
@@ -34,238 +29,35 @@ static size_t max_wsize(const nllm_model *m, int32_t n_batch, int32_t n_threads)
   return w;
 }
 
-/* Below this many multiply-adds a parallel region costs more than it saves (tiny models
- * otherwise run several times slower with threads than without). */
-#define PARALLEL_MIN_WORK (1 << 17)
-
-static int threads_for(const nllm_forward_state *fs, int64_t work) {
-  return work < PARALLEL_MIN_WORK ? 1 : fs->n_threads;
+static int64_t max64(int64_t a, int64_t b) {
+  return a > b ? a : b;
 }
 
-/* ---- the CPU backend: the kernels exactly as the forward pass has always called them */
-
-static nllm_status cpu_embed(const nllm_fw_run *r, float *x, const nllm_token *tokens) {
-  const nllm_model *m = r->m;
-  const int64_t d = m->hp.n_embd;
-  const nllm_qtype *embd_t = nllm_qtype_get(m->tok_embd.type);
-  const size_t embd_row = nllm_row_size(m->tok_embd.type, d);
-  /* Gemma scales embeddings by sqrt(n_embd); HF casts that factor to the activation dtype (a
-   * BF16 run uses a rounded sqrt), an F32 run and llama.cpp use it as is, and so do we: F32
-   * compute is what the engine promises. */
-  const float embd_scale = m->arch->embed_scale ? sqrtf((float)d) : 1.0f;
-  for (int64_t t = 0; t < r->n; t++) {
-    embd_t->to_float((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * embd_row, x + t * d,
-                     d);
-    if (m->arch->embed_scale)
-      for (int64_t i = 0; i < d; i++) x[t * d + i] *= embd_scale;
-  }
-  if (m->arch->abs_pos) { /* + position row + token type 0 row (every row is of type 0) */
-    const nllm_weight *pe = &m->pos_embd, *tt = &m->tok_types;
-    const nllm_qtype *pt = nllm_qtype_get(pe->type), *ttt = nllm_qtype_get(tt->type);
-    const size_t prow = nllm_row_size(pe->type, d);
-    float *tmp = r->fs->cpu.b.xb; /* free until the first layer */
-    const int32_t *pos = r->batch->pos;
-    for (int64_t t = 0; t < r->n; t++) {
-      const int64_t p = pos ? pos[t] : r->pos0 + t; /* < pos_embd.rows: check_encoder_batch */
-      pt->to_float((const uint8_t *)pe->data + (size_t)p * prow, tmp, d);
-      for (int64_t i = 0; i < d; i++) x[t * d + i] += tmp[i];
-    }
-    ttt->to_float(tt->data, tmp, d);
-    for (int64_t t = 0; t < r->n; t++)
-      for (int64_t i = 0; i < d; i++) x[t * d + i] += tmp[i];
-  }
-  return NLLM_OK;
+/* The device backend of a model with GPU layers: the same buffers as the CPU's, and the cache
+ * of the offloaded layers. */
+static nllm_status gpu_init(nllm_forward_state *fs, int32_t logit_rows) {
+  const nllm_model *m = fs->model;
+  const nllm_hparams *hp = &m->hp;
+  const int64_t d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim, kvd = fs->kv.row;
+  const int64_t ff = m->arch->fused_gate_up ? 2 * (int64_t)hp->n_ff : hp->n_ff;
+  const nllm_fw_shape shape = {
+      .n_batch = fs->n_batch,
+      .n_ctx = fs->kv.n_ctx,
+      .n_embd = d,
+      .n_head = hp->n_head,
+      .n_head_kv = hp->n_head_kv,
+      .head_dim = hp->head_dim,
+      .ff_width = ff,
+      .qkv_width = m->arch->fused_qkv ? qd + 2 * kvd : 0,
+      .max_cols = max64(d, max64(qd, hp->n_ff)),
+      .max_rows = max64(max64(max64(d, qd + 2 * kvd), ff), m->output.dev ? hp->n_vocab : 0),
+      .kv_type = fs->kv.type,
+      .n_layers = m->n_gpu_layers,
+      .first_layer = hp->n_layer - m->n_gpu_layers,
+      .n_logits = m->output.dev ? (int64_t)logit_rows * hp->n_vocab : 0,
+  };
+  return nllm_cuda_fw_init(&fs->gpu, &shape);
 }
-
-static nllm_status cpu_layernorm(const nllm_fw_run *r, float *out, const float *x,
-                                 const nllm_weight *w, const nllm_weight *b, int64_t width,
-                                 int64_t rows) {
-  nllm_layernorm(out, x, w->data, b->data, width, rows, r->m->hp.rms_eps, r->nt);
-  return NLLM_OK;
-}
-
-static nllm_status cpu_gelu_erf(const nllm_fw_run *r, float *x, int64_t count) {
-  nllm_gelu_erf(x, count, r->nt);
-  return NLLM_OK;
-}
-
-static nllm_status cpu_rmsnorm(const nllm_fw_run *r, float *out, const float *x,
-                               const nllm_weight *w, int64_t width, int64_t rows) {
-  nllm_rmsnorm(out, x, w->data, 0.0f, width, rows, r->m->hp.rms_eps, r->nt);
-  return NLLM_OK;
-}
-
-/* y[n][w.rows] = x[n][w.cols] @ w^T */
-static nllm_status cpu_matmul(const nllm_fw_run *r, float *y, const nllm_weight *w, const float *x,
-                              int64_t n) {
-  nllm_forward_state *fs = r->fs;
-  nllm_matmul(y, w->data, w->type, w->rows, w->cols, x, n, fs->wdata,
-              threads_for(fs, w->rows * w->cols * n));
-  return NLLM_OK;
-}
-
-static nllm_status cpu_add_bias(const nllm_fw_run *r, float *y, const nllm_weight *b,
-                                int64_t stride) {
-  if (!b->data) return NLLM_OK;
-  for (int64_t t = 0; t < r->n; t++)
-    for (int64_t i = 0; i < b->cols; i++) y[t * stride + i] += ((const float *)b->data)[i];
-  return NLLM_OK;
-}
-
-static nllm_status cpu_split_qkv(const nllm_fw_run *r, const nllm_fw_bufs *b) {
-  const nllm_hparams *hp = &r->m->hp;
-  const int64_t qd = (int64_t)hp->n_head * hp->head_dim;
-  const int64_t kvd = (int64_t)hp->n_head_kv * hp->head_dim;
-  /* in place (qkv is q here): ascending, row t's destination never overlaps a later row's
-   * source */
-  for (int64_t t = 0; t < r->n; t++) {
-    const float *row = b->qkv + t * (qd + 2 * kvd);
-    memcpy(b->k + t * kvd, row + qd, (size_t)kvd * sizeof(float));
-    memcpy(b->v + t * kvd, row + qd + kvd, (size_t)kvd * sizeof(float));
-    memmove(b->q + t * qd, row, (size_t)qd * sizeof(float));
-  }
-  return NLLM_OK;
-}
-
-static nllm_status cpu_rope(const nllm_fw_run *r, float *x, int64_t heads) {
-  const nllm_hparams *hp = &r->m->hp;
-  const int64_t stride = heads * hp->head_dim;
-  const int32_t *pos = r->batch->pos;
-  for (int64_t t = 0; t < r->n; t++)
-    nllm_rope(x + t * stride, heads, hp->head_dim, hp->n_rot, pos ? pos[t] : r->pos0 + (int32_t)t,
-              r->m->inv_freq, hp->rope_neox);
-  return NLLM_OK;
-}
-
-/* The CPU cache of a layer is head-major, [n_head_kv][n_ctx cells][head_dim]: decode attention
- * then reads each KV head's positions as one contiguous run (a sequence's cells are mostly
- * consecutive) instead of rows n_head_kv * head_dim apart. */
-static nllm_status cpu_kv_store(const nllm_fw_run *r, uint8_t *cache, const float *src, int is_v) {
-  const nllm_kv_cache *kv = &r->fs->kv;
-  const int32_t type = is_v ? kv->type_v : kv->type;
-  const nllm_qtype *kv_t = nllm_qtype_get(type);
-  const int64_t hd = r->m->hp.head_dim, nkv = r->m->hp.n_head_kv;
-  /* one head's row of a cell: head_dim elements, whole blocks for the quantized types */
-  const size_t hrow = nllm_row_size(type, hd), head_bytes = (size_t)kv->n_ctx * hrow;
-  const int32_t *cell = r->batch->cell;
-  for (int64_t t = 0; t < r->n; t++) {
-    const size_t row = (size_t)(cell ? cell[t] : r->pos0 + t);
-    for (int64_t h = 0; h < nkv; h++)
-      kv_t->from_float(src + t * kv->row + h * hd, cache + (size_t)h * head_bytes + row * hrow, hd);
-  }
-  return NLLM_OK;
-}
-
-static nllm_status cpu_attention(const nllm_fw_run *r, const nllm_fw_bufs *b, const uint8_t *kc,
-                                 const uint8_t *vc, int32_t window) {
-  nllm_forward_state *fs = r->fs;
-  const nllm_hparams *hp = &r->m->hp;
-  const int64_t qd = (int64_t)hp->n_head * hp->head_dim;
-  const nllm_fw_batch *fb = r->batch;
-  /* attention work grows with each row's visible cells */
-  int64_t seen = 0;
-  for (int64_t t = 0; t < r->n; t++) seen += fb->n_vis ? fb->n_vis[t] : r->pos0 + t + 1;
-  nllm_attn_args aa = {.out = b->att,
-                       .q = b->q,
-                       .k = kc,
-                       .v = vc,
-                       .kv_type = fs->kv.type,
-                       .v_typed = 1,
-                       .v_type = fs->kv.type_v,
-                       .n_tok = r->n,
-                       .pos0 = r->pos0,
-                       .n_head = hp->n_head,
-                       .n_head_kv = hp->n_head_kv,
-                       .head_dim = hp->head_dim,
-                       .scale = hp->attn_scale,
-                       .softcap = hp->attn_softcap,
-                       .window = window,
-                       .kv_pos_stride = hp->head_dim,
-                       .kv_head_stride = (int64_t)fs->kv.n_ctx * hp->head_dim,
-                       .scratch = fs->att_scratch,
-                       .scratch_per_thread = fs->att_scratch_per_thread,
-                       .n_threads = threads_for(fs, seen * qd),
-                       .vis_cell = fb->vis_cell,
-                       .vis_pos = fb->vis_pos,
-                       .n_vis = fb->n_vis,
-                       .tok_pos = fb->pos};
-  nllm_attention(&aa);
-  return NLLM_OK;
-}
-
-static nllm_status cpu_add(const nllm_fw_run *r, float *x, const float *y, int64_t count) {
-  (void)r;
-  for (int64_t i = 0; i < count; i++) x[i] += y[i];
-  return NLLM_OK;
-}
-
-static nllm_status cpu_glu(const nllm_fw_run *r, const nllm_fw_bufs *b) {
-  const nllm_arch *arch = r->m->arch;
-  const int64_t ff = r->m->hp.n_ff;
-  if (arch->fused_gate_up) {
-    for (int64_t t = 0; t < r->n; t++)
-      nllm_glu(b->up + t * ff, b->gate + t * 2 * ff, b->gate + t * 2 * ff + ff, ff, arch->gelu, 1);
-  } else {
-    nllm_glu(b->up, b->gate, b->up, r->n * ff, arch->gelu, r->nt);
-  }
-  return NLLM_OK;
-}
-
-static nllm_status cpu_softcap(const nllm_fw_run *r, float *y, int64_t count) {
-  const float c = r->m->hp.final_softcap;
-  for (int64_t i = 0; i < count; i++) y[i] = c * tanhf(y[i] / c);
-  return NLLM_OK;
-}
-
-static nllm_status cpu_copy(const nllm_fw_run *r, void *dst, const void *src, size_t bytes) {
-  (void)r;
-  memcpy(dst, src, bytes);
-  return NLLM_OK;
-}
-
-static nllm_status cpu_moe(const nllm_fw_run *r, const nllm_fw_bufs *b, const nllm_layer *L) {
-  nllm_forward_state *fs = r->fs;
-  const nllm_hparams *hp = &r->m->hp;
-  TRY(cpu_matmul(r, fs->moe_logits, &L->ffn_gate_inp, b->xb, r->n));
-  const nllm_moe_args a = {
-      .out = b->xb,
-      .x = b->xb,
-      .logits = fs->moe_logits,
-      .n_tok = r->n,
-      .d = hp->n_embd,
-      .ff = hp->n_ff_exp,
-      .n_expert = hp->n_expert,
-      .n_used = hp->n_expert_used,
-      .norm = hp->expert_norm,
-      .gate = {L->ffn_gate_exps.data, L->ffn_gate_exps.type, L->ffn_gate_exps.rows,
-               L->ffn_gate_exps.cols},
-      .up = {L->ffn_up_exps.data, L->ffn_up_exps.type, L->ffn_up_exps.rows, L->ffn_up_exps.cols},
-      .down = {L->ffn_down_exps.data, L->ffn_down_exps.type, L->ffn_down_exps.rows,
-               L->ffn_down_exps.cols},
-      .scratch = fs->moe_scratch,
-      .n_threads = threads_for(fs, r->n * hp->n_expert_used * 3 * hp->n_ff_exp * hp->n_embd)};
-  nllm_moe_ffn(&a);
-  return NLLM_OK;
-}
-
-static const nllm_fw_ops cpu_ops = {
-    .embed = cpu_embed,
-    .rmsnorm = cpu_rmsnorm,
-    .matmul = cpu_matmul,
-    .add_bias = cpu_add_bias,
-    .split_qkv = cpu_split_qkv,
-    .rope = cpu_rope,
-    .kv_store = cpu_kv_store,
-    .attention = cpu_attention,
-    .add = cpu_add,
-    .glu = cpu_glu,
-    .softcap = cpu_softcap,
-    .layernorm = cpu_layernorm,
-    .gelu_erf = cpu_gelu_erf,
-    .moe = cpu_moe,
-    .from_host = cpu_copy,
-    .to_host = cpu_copy,
-};
 
 nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m, int32_t n_ctx,
                                     int32_t n_batch, int32_t kv_type, int32_t kv_type_v,
@@ -303,7 +95,8 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
   const int64_t nb = n_batch, d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim;
   const int64_t ff = m->arch->fused_gate_up ? 2 * (int64_t)hp->n_ff : hp->n_ff;
   const int64_t qkv = qd + 2 * kv->row; /* fused projections land in q, then split */
-  fs->att_scratch_per_thread =
+  nllm_cpu_fw *c = &fs->cpu_state;
+  c->att_scratch_per_thread =
       nllm_attention_scratch(n_ctx, hp->n_head, hp->n_head_kv, hp->head_dim);
   /* Every size is a checked product: the hyperparameters come from the file and the counts
    * from the caller (each within its own range, but not their product). */
@@ -314,7 +107,7 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
       {"activations", (uint64_t)nb, (uint64_t)(d > qd ? d : qd)},
       {"q/k/v rows", (uint64_t)nb, (uint64_t)qkv},
       {"feed-forward rows", (uint64_t)nb, (uint64_t)ff},
-      {"attention scratch", (uint64_t)fs->att_scratch_per_thread, (uint64_t)n_threads},
+      {"attention scratch", (uint64_t)c->att_scratch_per_thread, (uint64_t)n_threads},
   };
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     uint64_t n, bytes;
@@ -328,8 +121,15 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
   }
   kv->k = nllm_aligned_alloc(kv_bytes);
   kv->v = nllm_aligned_alloc(kv_bytes_v);
+  c->n_threads = n_threads;
+  c->n_ctx = n_ctx;
+  c->kv_type = kv_type;
+  c->kv_type_v = kv_type_v;
+  c->n_head_kv = hp->n_head_kv;
+  c->head_dim = hp->head_dim;
   nllm_fw_bufs *b = &fs->cpu.b;
-  fs->cpu.ops = &cpu_ops;
+  fs->cpu.ops = &nllm_cpu_fw_ops;
+  fs->cpu.ctx = c;
   b->x = nllm_aligned_alloc((size_t)(nb * d) * sizeof(float));
   b->xb = nllm_aligned_alloc((size_t)(nb * (d > qd ? d : qd)) * sizeof(float));
   b->q = nllm_aligned_alloc((size_t)(nb * qkv) * sizeof(float));
@@ -341,8 +141,8 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
   b->up = nllm_aligned_alloc((size_t)(nb * ff) * sizeof(float));
   b->k_cache = kv->k;
   b->v_cache = kv->v;
-  fs->att_scratch =
-      nllm_aligned_alloc(fs->att_scratch_per_thread * (size_t)n_threads * sizeof(float));
+  c->att_scratch =
+      nllm_aligned_alloc(c->att_scratch_per_thread * (size_t)n_threads * sizeof(float));
   if (hp->n_expert > 0) {
     /* every sparse layer has the same shapes; the types may differ per layer (a mixed preset) */
     size_t ms = 0;
@@ -354,19 +154,26 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
                                        L->ffn_down_exps.type, n_threads);
       if (s > ms) ms = s;
     }
-    fs->moe_logits = nllm_aligned_alloc((size_t)(nb * hp->n_expert) * sizeof(float));
-    fs->moe_scratch = nllm_aligned_alloc(ms ? ms : 64);
-    if (!fs->moe_logits || !fs->moe_scratch) {
+    c->moe_logits = nllm_aligned_alloc((size_t)(nb * hp->n_expert) * sizeof(float));
+    c->moe_scratch = nllm_aligned_alloc(ms ? ms : 64);
+    if (!c->moe_logits || !c->moe_scratch) {
       nllm_forward_state_free(fs);
       return nllm_err(NLLM_ERR_NOMEM,
                       "out of memory allocating the expert scratch (%.1f MiB for n_batch %d)",
                       (double)ms / 1048576.0, n_batch);
     }
   }
+  if (m->arch->abs_pos) {
+    fs->row_ids = nllm_aligned_alloc((size_t)nb * sizeof(int32_t));
+    if (!fs->row_ids) {
+      nllm_forward_state_free(fs);
+      return nllm_err(NLLM_ERR_NOMEM, "out of memory allocating the context's position ids");
+    }
+  }
   size_t ws = max_wsize(m, n_batch, n_threads);
-  fs->wdata = nllm_aligned_alloc(ws ? ws : 64);
+  c->wdata = nllm_aligned_alloc(ws ? ws : 64);
   if (!kv->k || !kv->v || !b->x || !b->xb || !b->q || !b->k || !b->v || !b->att || !b->gate ||
-      !b->up || !fs->att_scratch || !fs->wdata) {
+      !b->up || !c->att_scratch || !c->wdata) {
     nllm_forward_state_free(fs);
     return nllm_err(NLLM_ERR_NOMEM,
                     "out of memory allocating the context (KV cache %.1f MiB, "
@@ -374,25 +181,17 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
                     (double)(kv_bytes + kv_bytes_v) / 1048576.0, n_ctx, n_batch);
   }
   if (m->n_gpu_layers > 0) {
-#ifdef NLLM_CUDA
-    nllm_status st = nllm_forward_gpu_init(fs, logit_rows);
+    nllm_status st = gpu_init(fs, logit_rows);
     if (st) {
       nllm_forward_state_free(fs);
       return st;
     }
-#else
-    nllm_forward_state_free(fs);
-    return nllm_err(NLLM_ERR_UNSUPPORTED, "the model has GPU layers but this build has no CUDA");
-#endif
   }
-  (void)logit_rows;
   return NLLM_OK;
 }
 
 void nllm_forward_state_free(nllm_forward_state *fs) {
-#ifdef NLLM_CUDA
-  nllm_forward_gpu_free(fs);
-#endif
+  nllm_cuda_fw_free(&fs->gpu);
   nllm_aligned_free(fs->kv.k);
   nllm_aligned_free(fs->kv.v);
   nllm_fw_bufs *b = &fs->cpu.b;
@@ -404,32 +203,61 @@ void nllm_forward_state_free(nllm_forward_state *fs) {
   nllm_aligned_free(b->att);
   nllm_aligned_free(b->gate);
   nllm_aligned_free(b->up);
-  nllm_aligned_free(fs->att_scratch);
-  nllm_aligned_free(fs->wdata);
+  nllm_cpu_fw *c = &fs->cpu_state;
+  nllm_aligned_free(c->att_scratch);
+  nllm_aligned_free(c->wdata);
+  nllm_aligned_free(c->moe_logits);
+  nllm_aligned_free(c->moe_scratch);
+  nllm_aligned_free(fs->row_ids);
   nllm_aligned_free(fs->lora_t);
   nllm_aligned_free(fs->lora_u);
-  nllm_aligned_free(fs->moe_logits);
-  nllm_aligned_free(fs->moe_scratch);
   memset(fs, 0, sizeof *fs);
 }
 
+/* One forward call, for the steps below that are more than one op. */
+typedef struct fw_run {
+  nllm_forward_state *fs;
+  const nllm_fw_batch *fb;
+  nllm_fw_rows rows;
+} fw_run;
+
+/* The first failure of an op in this call (the backends record it; later ops did nothing). */
+static nllm_status failed(const nllm_forward_state *fs) {
+  return fs->cpu.st ? fs->cpu.st : fs->gpu.st;
+}
+
 /* x (n rows) crosses between the host and the device at a CPU/GPU boundary. */
-static nllm_status move_x(const nllm_fw_run *r, const nllm_fw_backend *from,
-                          const nllm_fw_backend *to) {
-  const size_t bytes = (size_t)(r->n * r->m->hp.n_embd) * sizeof(float);
-  if (from == &r->fs->cpu) return to->ops->from_host(r, to->b.x, from->b.x, bytes);
-  return from->ops->to_host(r, to->b.x, from->b.x, bytes);
+static void move_x(const fw_run *r, nllm_fw_backend *from, nllm_fw_backend *to) {
+  const size_t bytes = (size_t)(r->rows.n * r->fs->model->hp.n_embd) * sizeof(float);
+  if (from == &r->fs->cpu)
+    to->ops->from_host(to, to->b.x, from->b.x, bytes);
+  else
+    from->ops->to_host(from, to->b.x, from->b.x, bytes);
 }
 
 /* The sparse FFN on b->xb. A backend without an expert kernel (CUDA so far) hands its rows to
  * the CPU's kernel and takes the result back. */
-static nllm_status moe_step(const nllm_fw_run *r, const nllm_fw_backend *be, const nllm_layer *L) {
-  if (be->ops->moe) return be->ops->moe(r, &be->b, L);
-  const nllm_fw_backend *cpu = &r->fs->cpu;
-  const size_t bytes = (size_t)(r->n * r->m->hp.n_embd) * sizeof(float);
-  TRY(be->ops->to_host(r, cpu->b.xb, be->b.xb, bytes));
-  TRY(cpu->ops->moe(r, &cpu->b, L));
-  return be->ops->from_host(r, be->b.xb, cpu->b.xb, bytes);
+static void moe_step(const fw_run *r, nllm_fw_backend *be, const nllm_layer *L) {
+  const nllm_hparams *hp = &r->fs->model->hp;
+  const int64_t n = r->rows.n;
+  const nllm_fw_moe a = {.router = &L->ffn_gate_inp,
+                         .gate = &L->ffn_gate_exps,
+                         .up = &L->ffn_up_exps,
+                         .down = &L->ffn_down_exps,
+                         .d = hp->n_embd,
+                         .ff = hp->n_ff_exp,
+                         .n_expert = hp->n_expert,
+                         .n_used = hp->n_expert_used,
+                         .norm = hp->expert_norm};
+  if (be->ops->moe) {
+    be->ops->moe(be, be->b.xb, n, &a);
+    return;
+  }
+  nllm_fw_backend *cpu = &r->fs->cpu;
+  const size_t bytes = (size_t)(n * hp->n_embd) * sizeof(float);
+  be->ops->to_host(be, cpu->b.xb, be->b.xb, bytes);
+  cpu->ops->moe(cpu, cpu->b.xb, n, &a);
+  be->ops->from_host(be, be->b.xb, cpu->b.xb, bytes);
 }
 
 nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank) {
@@ -474,11 +302,11 @@ static int lora_threads(const nllm_forward_state *fs, int64_t work) {
  * it: the adapters stay unmerged, so one base (quantized or not) serves any set of them, and
  * rows of sequences with different sets share the base product. Consecutive rows with the same
  * set (a sequence's prompt chunk) go through each adapter together. */
-static nllm_status matmul_lora(const nllm_fw_run *r, const nllm_fw_ops *op, float *y,
-                               const nllm_weight *w, int il, int slot, const float *x, int64_t n) {
-  TRY(op->matmul(r, y, w, x, n));
-  const nllm_lora_set *const *row_set = r->batch->row_lora;
-  if (!row_set) return NLLM_OK;
+static void matmul_lora(const fw_run *r, nllm_fw_backend *be, float *y, const nllm_weight *w,
+                        int il, int slot, const float *x, int64_t n) {
+  be->ops->matmul(be, y, w, x, n);
+  const nllm_lora_set *const *row_set = r->fb->row_lora;
+  if (!row_set) return; /* else the CPU's: nllm_forward_lora_reserve refuses GPU layers */
   nllm_forward_state *fs = r->fs;
   for (int64_t t0 = 0, t1; t0 < n; t0 = t1) {
     const nllm_lora_set *set = row_set[t0];
@@ -489,23 +317,25 @@ static nllm_status matmul_lora(const nllm_fw_run *r, const nllm_fw_ops *op, floa
       const float s = set->a[k].scale * lm->scale;
       if (!lm->r || s == 0.0f) continue;
       nllm_matmul(fs->lora_t, lm->a, NLLM_TYPE_F32, lm->r, w->cols, x + t0 * w->cols, rows,
-                  fs->wdata, lora_threads(fs, lm->r * w->cols * rows));
-      nllm_matmul(fs->lora_u, lm->b, NLLM_TYPE_F32, w->rows, lm->r, fs->lora_t, rows, fs->wdata,
-                  lora_threads(fs, w->rows * lm->r * rows));
+                  fs->cpu_state.wdata, lora_threads(fs, lm->r * w->cols * rows));
+      nllm_matmul(fs->lora_u, lm->b, NLLM_TYPE_F32, w->rows, lm->r, fs->lora_t, rows,
+                  fs->cpu_state.wdata, lora_threads(fs, w->rows * lm->r * rows));
       const int64_t count = rows * w->rows;
       const float *u = fs->lora_u;
       float *yr = y + t0 * w->rows;
       for (int64_t i = 0; i < count; i++) yr[i] += s * u[i];
     }
   }
-  return NLLM_OK;
 }
 
 /* The arch's normalization: RMSNorm, or LayerNorm with its bias. */
-static nllm_status norm(const nllm_fw_run *r, const nllm_fw_ops *op, float *out, const float *x,
-                        const nllm_weight *w, const nllm_weight *bias, int64_t rows) {
-  if (r->m->arch->layernorm) return op->layernorm(r, out, x, w, bias, r->m->hp.n_embd, rows);
-  return op->rmsnorm(r, out, x, w, r->m->hp.n_embd, rows);
+static void norm(const fw_run *r, nllm_fw_backend *be, float *out, const float *x,
+                 const nllm_weight *w, const nllm_weight *bias, int64_t rows) {
+  const nllm_hparams *hp = &r->fs->model->hp;
+  if (r->fs->model->arch->layernorm)
+    be->ops->layernorm(be, out, x, w, bias, hp->n_embd, rows, hp->rms_eps);
+  else
+    be->ops->rmsnorm(be, out, x, w, hp->n_embd, rows, hp->rms_eps);
 }
 
 nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits) {
@@ -513,32 +343,58 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
   const nllm_hparams *hp = &m->hp;
   const nllm_arch *arch = m->arch;
   const int64_t d = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
-  const int64_t qd = nh * hd, kvd = nkv * hd;
+  const int64_t qd = nh * hd, kvd = nkv * hd, ff = hp->n_ff;
   const int64_t n = fb->n;
-  const nllm_token *tokens = fb->tokens;
-  const nllm_fw_run r = {
-      .fs = fs, .m = m, .n = n, .pos0 = fb->pos0, .nt = threads_for(fs, n * d * 64), .batch = fb};
+  const float eps = hp->rms_eps;
+  const fw_run r = {.fs = fs,
+                    .fb = fb,
+                    .rows = {.n = n,
+                             .pos0 = fb->pos0,
+                             .pos = fb->pos,
+                             .cell = fb->cell,
+                             .vis_cell = fb->vis_cell,
+                             .vis_pos = fb->vis_pos,
+                             .n_vis = fb->n_vis}};
+  const nllm_fw_rows *rows = &r.rows;
   if (fb->cell && m->n_gpu_layers > 0)
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "a paged (many-sequence) batch is not supported on the "
                     "CUDA backend yet");
   const nllm_kv_cache *kv = &fs->kv;
+  nllm_status st;
+  fs->cpu.st = fs->gpu.st = NLLM_OK;
   /* Every step runs on the backend its weights live on (model/offload.c): layer il on the GPU
    * when it is one of the last n_gpu_layers, the embedding and the head there when all are.
-   * `op` and `b` are that backend's operations and buffers; x moves at each change. */
-  const nllm_fw_backend *be = m->tok_embd.dev ? &fs->gpu : &fs->cpu;
+   * `op` and `b` are that backend's operations and buffers; x moves at each change. A failed
+   * op is recorded by its backend (later ops do nothing) and found by the check of each layer. */
+  nllm_fw_backend *be = m->tok_embd.dev ? &fs->gpu : &fs->cpu;
   const nllm_fw_ops *op = be->ops;
   const nllm_fw_bufs *b = &be->b;
 
-  TRY(op->embed(&r, b->x, tokens));
-  if (arch->abs_pos) TRY(norm(&r, op, b->x, b->x, &m->tok_embd_norm, &m->tok_embd_norm_b, n));
+  /* Gemma scales embeddings by sqrt(n_embd); HF casts that factor to the activation dtype (a
+   * BF16 run uses a rounded sqrt), an F32 run and llama.cpp use it as is, and so do we: F32
+   * compute is what the engine promises. */
+  op->get_rows(be, b->x, &m->tok_embd, fb->tokens, n, arch->embed_scale ? sqrtf((float)d) : 1.0f);
+  if (arch->abs_pos) {
+    /* + the position's row (< pos_embd.rows: check_encoder_batch) and the token-type row (every
+     * row is of type 0), then the norm of the sum */
+    int32_t *ids = fs->row_ids;
+    for (int64_t t = 0; t < n; t++) ids[t] = fb->pos ? fb->pos[t] : fb->pos0 + (int32_t)t;
+    op->get_rows(be, b->xb, &m->pos_embd, ids, n, 1.0f);
+    op->add(be, b->x, b->xb, n * d);
+    memset(ids, 0, (size_t)n * sizeof *ids);
+    op->get_rows(be, b->xb, &m->tok_types, ids, n, 1.0f);
+    op->add(be, b->x, b->xb, n * d);
+    norm(&r, be, b->x, b->x, &m->tok_embd_norm, &m->tok_embd_norm_b, n);
+  }
 
   for (int il = 0; il < hp->n_layer; il++) {
     const nllm_layer *L = &m->layers[il];
+    if ((st = failed(fs))) return st;
     if (fs->abort_cb && fs->abort_cb(fs->abort_ud)) return nllm_err(NLLM_ERR_ABORTED, "aborted");
-    const nllm_fw_backend *lb = nllm_layer_on_gpu(m, il) ? &fs->gpu : &fs->cpu;
+    nllm_fw_backend *lb = nllm_layer_on_gpu(m, il) ? &fs->gpu : &fs->cpu;
     if (lb != be) {
-      TRY(move_x(&r, be, lb));
+      move_x(&r, be, lb);
       be = lb, op = be->ops, b = &be->b;
     }
     float *x = b->x, *xb = b->xb, *q = b->q, *k = b->k, *v = b->v;
@@ -546,96 +402,105 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     /* attention: norm (pre-norm archs), q/k/v projections (+bias), per-head q/k norm, RoPE */
     const float *in = x; /* post-norm archs project x itself */
     if (!arch->norm_after_residual) {
-      TRY(norm(&r, op, xb, x, &L->attn_norm, &L->attn_norm_b, n));
+      norm(&r, be, xb, x, &L->attn_norm, &L->attn_norm_b, n);
       in = xb;
     }
-    if (arch->fused_qkv) {
-      TRY(matmul_lora(&r, op, b->qkv, &L->wq, il, NLLM_LORA_Q, in,
-                      n)); /* [n][qd + 2 kvd]: split into q, k, v */
-      TRY(op->split_qkv(&r, b));
+    if (arch->fused_qkv) { /* [n][qd + 2 kvd]: split into q, k, v */
+      matmul_lora(&r, be, b->qkv, &L->wq, il, NLLM_LORA_Q, in, n);
+      op->split_qkv(be, q, k, v, b->qkv, qd, kvd, n);
     } else {
-      TRY(matmul_lora(&r, op, q, &L->wq, il, NLLM_LORA_Q, in, n));
-      TRY(matmul_lora(&r, op, k, &L->wk, il, NLLM_LORA_K, in, n));
-      TRY(matmul_lora(&r, op, v, &L->wv, il, NLLM_LORA_V, in, n));
+      matmul_lora(&r, be, q, &L->wq, il, NLLM_LORA_Q, in, n);
+      matmul_lora(&r, be, k, &L->wk, il, NLLM_LORA_K, in, n);
+      matmul_lora(&r, be, v, &L->wv, il, NLLM_LORA_V, in, n);
     }
-    TRY(op->add_bias(&r, q, &L->bq, qd));
-    TRY(op->add_bias(&r, k, &L->bk, kvd));
-    TRY(op->add_bias(&r, v, &L->bv, kvd));
+    op->add_bias(be, q, &L->bq, n, qd);
+    op->add_bias(be, k, &L->bk, n, kvd);
+    op->add_bias(be, v, &L->bv, n, kvd);
     if (L->q_norm.data) {
-      TRY(op->rmsnorm(&r, q, q, &L->q_norm, hd, n * nh));
-      TRY(op->rmsnorm(&r, k, k, &L->k_norm, hd, n * nkv));
+      op->rmsnorm(be, q, q, &L->q_norm, hd, n * nh, eps);
+      op->rmsnorm(be, k, k, &L->k_norm, hd, n * nkv, eps);
     }
     if (!arch->abs_pos) {
-      TRY(op->rope(&r, q, nh));
-      TRY(op->rope(&r, k, nkv));
+      op->rope(be, q, nh, hd, hp->n_rot, &m->rope_freqs, hp->rope_neox, rows);
+      op->rope(be, k, nkv, hd, hp->n_rot, &m->rope_freqs, hp->rope_neox, rows);
     }
 
     /* append this batch's k, v to the cache, then attend over everything up to each token */
     const size_t cells = (size_t)(il - b->first_layer) * (size_t)kv->n_ctx;
     uint8_t *kc = b->k_cache + cells * kv->row_bytes, *vc = b->v_cache + cells * kv->row_bytes_v;
-    TRY(op->kv_store(&r, kc, k, 0));
-    TRY(op->kv_store(&r, vc, v, 1));
-    TRY(op->attention(&r, b, kc, vc, L->window));
+    op->kv_store(be, kc, k, 0, rows);
+    op->kv_store(be, vc, v, 1, rows);
+    const nllm_fw_attn att = {.out = b->att,
+                              .q = q,
+                              .k_cache = kc,
+                              .v_cache = vc,
+                              .n_head = nh,
+                              .n_head_kv = nkv,
+                              .head_dim = hd,
+                              .scale = hp->attn_scale,
+                              .softcap = hp->attn_softcap,
+                              .window = L->window};
+    op->attention(be, &att, rows);
 
     /* output projection (+bias) and residual (then the norm, post-norm archs) */
-    TRY(matmul_lora(&r, op, xb, &L->wo, il, NLLM_LORA_O, b->att, n));
-    if (L->bo.data) TRY(op->add_bias(&r, xb, &L->bo, d));
-    if (L->post_attn_norm.data) TRY(op->rmsnorm(&r, xb, xb, &L->post_attn_norm, d, n));
-    TRY(op->add(&r, x, xb, n * d));
+    matmul_lora(&r, be, xb, &L->wo, il, NLLM_LORA_O, b->att, n);
+    op->add_bias(be, xb, &L->bo, n, d);
+    if (L->post_attn_norm.data) op->rmsnorm(be, xb, xb, &L->post_attn_norm, d, n, eps);
+    op->add(be, x, xb, n * d);
     if (arch->norm_after_residual) {
-      TRY(norm(&r, op, x, x, &L->attn_norm, &L->attn_norm_b, n));
+      norm(&r, be, x, x, &L->attn_norm, &L->attn_norm_b, n);
       in = x;
     } else {
       /* feed-forward input: the norm of x */
-      TRY(norm(&r, op, xb, x, &L->ffn_norm, &L->ffn_norm_b, n));
+      norm(&r, be, xb, x, &L->ffn_norm, &L->ffn_norm_b, n);
       in = xb;
     }
 
     /* feed-forward: gate/up, GLU (or up, GELU), down (or in a sparse layer the same through
      * the k experts its router picks per token, on xb in place: pre-norm archs), residual */
     if (L->ffn_gate_inp.data) {
-      TRY(moe_step(&r, be, L));
+      moe_step(&r, be, L);
     } else {
       if (arch->ffn_gelu_erf) {
-        TRY(matmul_lora(&r, op, b->up, &L->w_up, il, NLLM_LORA_UP, in, n));
-        if (L->b_up.data) TRY(op->add_bias(&r, b->up, &L->b_up, hp->n_ff));
-        TRY(op->gelu_erf(&r, b->up, n * hp->n_ff));
+        matmul_lora(&r, be, b->up, &L->w_up, il, NLLM_LORA_UP, in, n);
+        op->add_bias(be, b->up, &L->b_up, n, ff);
+        op->gelu_erf(be, b->up, n * ff);
+      } else if (arch->fused_gate_up) { /* [n][2 ff]: each row's gate, then its up */
+        matmul_lora(&r, be, b->gate, &L->w_up, il, NLLM_LORA_UP, in, n);
+        op->glu(be, b->up, b->gate, b->gate + ff, 2 * ff, ff, n, arch->gelu);
       } else {
-        if (arch->fused_gate_up) {
-          TRY(matmul_lora(&r, op, b->gate, &L->w_up, il, NLLM_LORA_UP, in,
-                          n)); /* [n][2 ff]: gate then up */
-        } else {
-          TRY(matmul_lora(&r, op, b->gate, &L->w_gate, il, NLLM_LORA_GATE, in, n));
-          TRY(matmul_lora(&r, op, b->up, &L->w_up, il, NLLM_LORA_UP, in, n));
-        }
-        TRY(op->glu(&r, b));
+        matmul_lora(&r, be, b->gate, &L->w_gate, il, NLLM_LORA_GATE, in, n);
+        matmul_lora(&r, be, b->up, &L->w_up, il, NLLM_LORA_UP, in, n);
+        op->glu(be, b->up, b->gate, b->up, ff, ff, n, arch->gelu);
       }
-      TRY(matmul_lora(&r, op, xb, &L->w_down, il, NLLM_LORA_DOWN, b->up, n));
-      if (L->b_down.data) TRY(op->add_bias(&r, xb, &L->b_down, d));
+      matmul_lora(&r, be, xb, &L->w_down, il, NLLM_LORA_DOWN, b->up, n);
+      op->add_bias(be, xb, &L->b_down, n, d);
     }
-    if (L->post_ffn_norm.data) TRY(op->rmsnorm(&r, xb, xb, &L->post_ffn_norm, d, n));
-    TRY(op->add(&r, x, xb, n * d));
-    if (arch->norm_after_residual) TRY(norm(&r, op, x, x, &L->ffn_norm, &L->ffn_norm_b, n));
+    if (L->post_ffn_norm.data) op->rmsnorm(be, xb, xb, &L->post_ffn_norm, d, n, eps);
+    op->add(be, x, xb, n * d);
+    if (arch->norm_after_residual) norm(&r, be, x, x, &L->ffn_norm, &L->ffn_norm_b, n);
   }
+  if ((st = failed(fs))) return st;
 
   /* embeddings: every row's final hidden state, normed as the head would see it (CPU) */
   if (fb->embd) {
     if (be != &fs->cpu) {
-      TRY(move_x(&r, be, &fs->cpu));
+      move_x(&r, be, &fs->cpu);
+      if ((st = failed(fs))) return st;
       be = &fs->cpu, op = be->ops, b = &be->b;
     }
     if (m->output_norm.data)
-      TRY(norm(&r, op, fb->embd, b->x, &m->output_norm, &m->output_norm_b, n));
+      norm(&r, be, fb->embd, b->x, &m->output_norm, &m->output_norm_b, n);
     else
       memcpy(fb->embd, b->x, (size_t)(n * d) * sizeof(float));
   }
 
   /* final norm and logits: the rows asked for (every row, or only the last, or a list), or none
    * (a prompt chunk) */
-  if (!logits) return NLLM_OK;
-  const nllm_fw_backend *hb = m->output.dev ? &fs->gpu : &fs->cpu;
+  if (!logits) return failed(fs);
+  nllm_fw_backend *hb = m->output.dev ? &fs->gpu : &fs->cpu;
   if (hb != be) {
-    TRY(move_x(&r, be, hb));
+    move_x(&r, be, hb);
     be = hb, op = be->ops, b = &be->b;
   }
   int64_t first = fb->all_logits ? 0 : n - 1, n_out = n - first;
@@ -651,12 +516,11 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     }
   }
   float *out = b->logits ? b->logits : logits; /* the device's, then downloaded */
-  TRY(norm(&r, op, b->xb, b->x + first * d, &m->output_norm, &m->output_norm_b, n_out));
-  TRY(op->matmul(&r, out, &m->output, b->xb, n_out));
-  if (hp->final_softcap > 0) TRY(op->softcap(&r, out, n_out * hp->n_vocab));
-  if (out != logits)
-    TRY(op->to_host(&r, logits, out, (size_t)(n_out * hp->n_vocab) * sizeof(float)));
-  return NLLM_OK;
+  norm(&r, be, b->xb, b->x + first * d, &m->output_norm, &m->output_norm_b, n_out);
+  op->matmul(be, out, &m->output, b->xb, n_out);
+  if (hp->final_softcap > 0) op->softcap(be, out, hp->final_softcap, n_out * hp->n_vocab);
+  if (out != logits) op->to_host(be, logits, out, (size_t)(n_out * hp->n_vocab) * sizeof(float));
+  return failed(fs);
 }
 
 void nllm_forward_kv_shift(nllm_forward_state *fs, int32_t cell, int32_t delta) {
@@ -667,7 +531,8 @@ void nllm_forward_kv_shift(nllm_forward_state *fs, int32_t cell, int32_t delta) 
   const int64_t hd = hp->head_dim, nkv = hp->n_head_kv;
   const size_t hrow = nllm_row_size(kv->type, hd), head_bytes = (size_t)kv->n_ctx * hrow;
   const size_t layer_bytes = (size_t)kv->n_ctx * kv->row_bytes;
-  float *tmp = fs->att_scratch; /* at least 2 head_dim floats; free between forward calls */
+  float *tmp =
+      fs->cpu_state.att_scratch; /* at least 2 head_dim floats; free between forward calls */
   const int32_t n_cpu = hp->n_layer - m->n_gpu_layers;
   for (int32_t il = 0; il < n_cpu; il++)
     for (int64_t h = 0; h < nkv; h++) {
@@ -700,7 +565,8 @@ void nllm_forward_kv_copy(nllm_forward_state *fs, int32_t src, int32_t dst) {
   copy_cells(fs->kv.v, fs->kv.type_v, fs, src, dst);
 }
 
-/* The head-major layout of cpu_kv_store seen one cell at a time: per layer, K's heads then V's. */
+/* The head-major layout of the CPU backend's kv_store seen one cell at a time: per layer, K's heads
+ * then V's. */
 uint64_t nllm_forward_kv_cell_bytes(const nllm_forward_state *fs) {
   const nllm_hparams *hp = &fs->model->hp;
   const uint64_t n_cpu = (uint64_t)(hp->n_layer - fs->model->n_gpu_layers);

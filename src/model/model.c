@@ -216,6 +216,7 @@ static nllm_status build_rope(nllm_model *m) {
       m->inv_freq[i] /= d[i];
     }
   }
+  m->rope_freqs = (nllm_weight){.data = m->inv_freq, .type = NLLM_TYPE_F32, .rows = 1, .cols = n};
   return NLLM_OK;
 }
 

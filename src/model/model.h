@@ -3,6 +3,7 @@
 #ifndef NLLM_MODEL_H
 #define NLLM_MODEL_H
 
+#include "backend.h"
 #include "formats/source.h"
 #include "tokenizer/tokenizer.h"
 
@@ -52,16 +53,6 @@ typedef struct nllm_hparams {
   int32_t n_expert, n_expert_used, n_ff_exp, expert_norm;
 } nllm_hparams;
 
-/* A matrix or vector the forward pass uses; vectors are always F32 (converted at load). */
-typedef struct nllm_weight {
-  const void *data;
-  int32_t type;
-  int64_t rows, cols; /* rows = output features, cols = input features (ne[1], ne[0]) */
-  /* The device copy when the weight is offloaded (CUDA builds), else NULL: a matrix points to
-   * an nllm_cuda_weight, a vector to its device floats. */
-  const void *dev;
-} nllm_weight;
-
 typedef struct nllm_layer {
   nllm_weight attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm;
   nllm_weight ffn_norm, w_gate, w_up, w_down;
@@ -83,8 +74,9 @@ struct nllm_model {
   /* abs_pos archs: position and token-type embedding tables, the norm of the embedding sum */
   nllm_weight pos_embd, tok_types, tok_embd_norm, tok_embd_norm_b;
   nllm_layer *layers;
-  float *inv_freq;  /* n_rot/2 rotary frequencies, scaling applied */
-  int32_t *eog_ids; /* extra end-of-generation ids from metadata (nllm.eog_token_ids) */
+  float *inv_freq;        /* n_rot/2 rotary frequencies, scaling applied */
+  nllm_weight rope_freqs; /* the same as a vector the backends read */
+  int32_t *eog_ids;       /* extra end-of-generation ids from metadata (nllm.eog_token_ids) */
   int32_t n_eog;
   int32_t n_ctx_default;
   int32_t n_threads;
@@ -92,13 +84,10 @@ struct nllm_model {
   uint64_t n_params, n_bytes;
   const char *name;
   /* GPU offload (model/offload.c): the last n_gpu_layers layers run on the device; the token
-   * embedding and the output head too when that is all of them. */
+   * embedding and the output head too when that is all of them. The store owns the device
+   * copies the weights' .dev point at; contexts open their own device backend. */
   int32_t n_gpu_layers;
-  struct nllm_cuda *cuda; /* uploads and frees the weights; contexts have their own */
-  void *dev_mats;         /* nllm_cuda_weight[n_dev_mats] the layers' .dev point into */
-  float **dev_vecs;       /* [n_dev_vecs] device vectors */
-  int32_t n_dev_mats, n_dev_vecs;
-  const float *dev_inv_freq;
+  nllm_cuda_store *dev_weights;
   /* The pieces' byte trie of grammar-constrained sampling (engine/token_trie.h): made by the
    * first sampler with a grammar, shared by all, freed by nllm_model_free. */
   struct nllm_token_trie *_Atomic token_trie;
