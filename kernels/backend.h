@@ -140,6 +140,18 @@ typedef struct nllm_cpu_fw {
 
 extern const nllm_fw_ops nllm_cpu_fw_ops;
 
+/* Cache maintenance on the CPU backend's layout ([layer][n_head_kv][n_ctx][head_dim] rows
+ * of each type) over the first n_layers layers of caches k and v: rotate the keys of cell by
+ * delta positions (a context shift; inv_freq: n_rot/2 frequencies), copy cell src to dst, and
+ * the bytes of one cell (per layer K's heads, then V's) out of the cache into buf or back. */
+void nllm_cpu_kv_shift(const nllm_cpu_fw *c, uint8_t *k, int32_t n_layers, int32_t cell,
+                       int32_t delta, int64_t n_rot, const float *inv_freq, int neox);
+void nllm_cpu_kv_copy(const nllm_cpu_fw *c, uint8_t *k, uint8_t *v, int32_t n_layers, int32_t src,
+                      int32_t dst);
+uint64_t nllm_cpu_kv_cell_bytes(const nllm_cpu_fw *c, int32_t n_layers);
+void nllm_cpu_kv_cell_io(const nllm_cpu_fw *c, uint8_t *k, uint8_t *v, int32_t n_layers,
+                         int32_t cell, uint8_t *buf, int to_cache);
+
 /* Below this much work a parallel region costs more than it saves (tiny models otherwise run
  * several times slower with threads than without): the team's size for that much work. */
 int nllm_cpu_fw_threads(const nllm_cpu_fw *c, int64_t work);

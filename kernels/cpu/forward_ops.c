@@ -106,6 +106,72 @@ static void cpu_kv_store(nllm_fw_backend *be, uint8_t *cache, const float *src, 
   }
 }
 
+/* Cache maintenance on that layout, over the first n_layers layers: */
+
+static size_t head_row(int32_t type, const nllm_cpu_fw *c) {
+  return nllm_row_size(type, c->head_dim);
+}
+
+void nllm_cpu_kv_shift(const nllm_cpu_fw *c, uint8_t *k, int32_t n_layers, int32_t cell,
+                       int32_t delta, int64_t n_rot, const float *inv_freq, int neox) {
+  const nllm_qtype *kv_t = nllm_qtype_get(c->kv_type);
+  const int64_t hd = c->head_dim;
+  const size_t hrow = head_row(c->kv_type, c), head_bytes = (size_t)c->n_ctx * hrow;
+  const size_t layer_bytes = head_bytes * (size_t)c->n_head_kv;
+  float *tmp = c->att_scratch; /* at least 2 head_dim floats; free between forward calls */
+  for (int32_t il = 0; il < n_layers; il++)
+    for (int64_t h = 0; h < c->n_head_kv; h++) {
+      uint8_t *row = k + (size_t)il * layer_bytes + (size_t)h * head_bytes + (size_t)cell * hrow;
+      /* the rotation is additive in the angle: rotating by delta moves the key from its old
+       * position to the new one (a quantized cache re-rounds the row once per shift) */
+      kv_t->to_float(row, tmp, hd);
+      nllm_rope(tmp, 1, hd, n_rot, delta, inv_freq, neox);
+      kv_t->from_float(tmp, row, hd);
+    }
+}
+
+/* One of K or V: cache row src to dst in every layer. */
+static void copy_cells(const nllm_cpu_fw *c, uint8_t *cache, int32_t type, int32_t n_layers,
+                       int32_t src, int32_t dst) {
+  const size_t hrow = head_row(type, c), head_bytes = (size_t)c->n_ctx * hrow;
+  const size_t layer_bytes = head_bytes * (size_t)c->n_head_kv;
+  for (int32_t il = 0; il < n_layers; il++)
+    for (int64_t h = 0; h < c->n_head_kv; h++) {
+      uint8_t *head = cache + (size_t)il * layer_bytes + (size_t)h * head_bytes;
+      memcpy(head + (size_t)dst * hrow, head + (size_t)src * hrow, hrow);
+    }
+}
+
+void nllm_cpu_kv_copy(const nllm_cpu_fw *c, uint8_t *k, uint8_t *v, int32_t n_layers, int32_t src,
+                      int32_t dst) {
+  copy_cells(c, k, c->kv_type, n_layers, src, dst);
+  copy_cells(c, v, c->kv_type_v, n_layers, src, dst);
+}
+
+/* One cell seen as a run of bytes: per layer, K's heads then V's. */
+uint64_t nllm_cpu_kv_cell_bytes(const nllm_cpu_fw *c, int32_t n_layers) {
+  return (uint64_t)n_layers * (uint64_t)c->n_head_kv *
+         (head_row(c->kv_type, c) + head_row(c->kv_type_v, c));
+}
+
+void nllm_cpu_kv_cell_io(const nllm_cpu_fw *c, uint8_t *k, uint8_t *v, int32_t n_layers,
+                         int32_t cell, uint8_t *buf, int to_cache) {
+  uint8_t *const caches[2] = {k, v};
+  const int32_t types[2] = {c->kv_type, c->kv_type_v};
+  for (int32_t il = 0; il < n_layers; il++)
+    for (int kv = 0; kv < 2; kv++) {
+      const size_t hrow = head_row(types[kv], c), head_bytes = (size_t)c->n_ctx * hrow;
+      uint8_t *layer = caches[kv] + (size_t)il * head_bytes * (size_t)c->n_head_kv;
+      for (int64_t h = 0; h < c->n_head_kv; h++, buf += hrow) {
+        uint8_t *row = layer + (size_t)h * head_bytes + (size_t)cell * hrow;
+        if (to_cache)
+          memcpy(row, buf, hrow);
+        else
+          memcpy(buf, row, hrow);
+      }
+    }
+}
+
 static void cpu_attention(nllm_fw_backend *be, const nllm_fw_attn *a, const nllm_fw_rows *rows) {
   const nllm_cpu_fw *c = cpu_of(be);
   /* attention work grows with each row's visible cells */

@@ -523,81 +523,29 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
   return failed(fs);
 }
 
-void nllm_forward_kv_shift(nllm_forward_state *fs, int32_t cell, int32_t delta) {
-  const nllm_model *m = fs->model;
-  const nllm_hparams *hp = &m->hp;
-  const nllm_kv_cache *kv = &fs->kv;
-  const nllm_qtype *kv_t = nllm_qtype_get(kv->type);
-  const int64_t hd = hp->head_dim, nkv = hp->n_head_kv;
-  const size_t hrow = nllm_row_size(kv->type, hd), head_bytes = (size_t)kv->n_ctx * hrow;
-  const size_t layer_bytes = (size_t)kv->n_ctx * kv->row_bytes;
-  float *tmp =
-      fs->cpu_state.att_scratch; /* at least 2 head_dim floats; free between forward calls */
-  const int32_t n_cpu = hp->n_layer - m->n_gpu_layers;
-  for (int32_t il = 0; il < n_cpu; il++)
-    for (int64_t h = 0; h < nkv; h++) {
-      uint8_t *row =
-          kv->k + (size_t)il * layer_bytes + (size_t)h * head_bytes + (size_t)cell * hrow;
-      /* the rotation is additive in the angle: rotating by delta moves the key from its old
-       * position to the new one (a quantized cache re-rounds the row once per shift) */
-      kv_t->to_float(row, tmp, hd);
-      nllm_rope(tmp, 1, hd, hp->n_rot, delta, m->inv_freq, hp->rope_neox);
-      kv_t->from_float(tmp, row, hd);
-    }
+/* The CPU layers' cache, in the CPU backend's layout. */
+static int32_t cpu_layers(const nllm_forward_state *fs) {
+  return fs->model->hp.n_layer - fs->model->n_gpu_layers;
 }
 
-/* One of K or V: cache row src to dst in every CPU layer. */
-static void copy_cells(uint8_t *cache, int32_t type, const nllm_forward_state *fs, int32_t src,
-                       int32_t dst) {
+void nllm_forward_kv_shift(nllm_forward_state *fs, int32_t cell, int32_t delta) {
   const nllm_hparams *hp = &fs->model->hp;
-  const size_t hrow = nllm_row_size(type, hp->head_dim), head_bytes = (size_t)fs->kv.n_ctx * hrow;
-  const size_t layer_bytes = head_bytes * (size_t)hp->n_head_kv;
-  const int32_t n_cpu = hp->n_layer - fs->model->n_gpu_layers;
-  for (int32_t il = 0; il < n_cpu; il++)
-    for (int64_t h = 0; h < hp->n_head_kv; h++) {
-      uint8_t *head = cache + (size_t)il * layer_bytes + (size_t)h * head_bytes;
-      memcpy(head + (size_t)dst * hrow, head + (size_t)src * hrow, hrow);
-    }
+  nllm_cpu_kv_shift(&fs->cpu_state, fs->kv.k, cpu_layers(fs), cell, delta, hp->n_rot,
+                    fs->model->inv_freq, hp->rope_neox);
 }
 
 void nllm_forward_kv_copy(nllm_forward_state *fs, int32_t src, int32_t dst) {
-  copy_cells(fs->kv.k, fs->kv.type, fs, src, dst);
-  copy_cells(fs->kv.v, fs->kv.type_v, fs, src, dst);
+  nllm_cpu_kv_copy(&fs->cpu_state, fs->kv.k, fs->kv.v, cpu_layers(fs), src, dst);
 }
 
-/* The head-major layout of the CPU backend's kv_store seen one cell at a time: per layer, K's heads
- * then V's. */
 uint64_t nllm_forward_kv_cell_bytes(const nllm_forward_state *fs) {
-  const nllm_hparams *hp = &fs->model->hp;
-  const uint64_t n_cpu = (uint64_t)(hp->n_layer - fs->model->n_gpu_layers);
-  return n_cpu * (uint64_t)hp->n_head_kv *
-         (nllm_row_size(fs->kv.type, hp->head_dim) + nllm_row_size(fs->kv.type_v, hp->head_dim));
-}
-
-static void cell_io(const nllm_forward_state *fs, int32_t cell, uint8_t *buf, int to_cache) {
-  const nllm_hparams *hp = &fs->model->hp;
-  const int32_t n_cpu = hp->n_layer - fs->model->n_gpu_layers;
-  uint8_t *const caches[2] = {fs->kv.k, fs->kv.v};
-  const int32_t types[2] = {fs->kv.type, fs->kv.type_v};
-  for (int32_t il = 0; il < n_cpu; il++)
-    for (int kv = 0; kv < 2; kv++) {
-      const size_t hrow = nllm_row_size(types[kv], hp->head_dim);
-      const size_t head_bytes = (size_t)fs->kv.n_ctx * hrow;
-      uint8_t *layer = caches[kv] + (size_t)il * head_bytes * (size_t)hp->n_head_kv;
-      for (int64_t h = 0; h < hp->n_head_kv; h++, buf += hrow) {
-        uint8_t *row = layer + (size_t)h * head_bytes + (size_t)cell * hrow;
-        if (to_cache)
-          memcpy(row, buf, hrow);
-        else
-          memcpy(buf, row, hrow);
-      }
-    }
+  return nllm_cpu_kv_cell_bytes(&fs->cpu_state, cpu_layers(fs));
 }
 
 void nllm_forward_kv_cell_get(const nllm_forward_state *fs, int32_t cell, uint8_t *buf) {
-  cell_io(fs, cell, buf, 0);
+  nllm_cpu_kv_cell_io(&fs->cpu_state, fs->kv.k, fs->kv.v, cpu_layers(fs), cell, buf, 0);
 }
 
 void nllm_forward_kv_cell_set(nllm_forward_state *fs, int32_t cell, const uint8_t *buf) {
-  cell_io(fs, cell, (uint8_t *)buf, 1);
+  nllm_cpu_kv_cell_io(&fs->cpu_state, fs->kv.k, fs->kv.v, cpu_layers(fs), cell, (uint8_t *)buf, 1);
 }
