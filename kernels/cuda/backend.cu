@@ -1,4 +1,4 @@
-/* The CUDA backend's context, memory, weight upload and graph capture (see backend_cuda.h). */
+/* The CUDA backend's context, memory and weight upload (see backend_cuda.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,11 +51,6 @@ static nllm_status no_device_error(cudaError_t e) {
                   cudaGetErrorString(e));
 }
 
-static int env_graphs_enabled(void) {
-  const char *s = getenv("NLLM_CUDA_GRAPHS");
-  return !(s && strcmp(s, "0") == 0);
-}
-
 nllm_status nllm_cuda_init(int32_t device, nllm_cuda **out) {
   *out = NULL;
   int n = 0;
@@ -66,7 +61,6 @@ nllm_status nllm_cuda_init(int32_t device, nllm_cuda **out) {
   nllm_cuda *cu = (nllm_cuda *)nllm_calloc(1, sizeof *cu);
   if (!cu) return nllm_err(NLLM_ERR_NOMEM, "out of memory for the CUDA context");
   cu->device = device;
-  cu->graphs_enabled = env_graphs_enabled();
   nllm_status st = NLLM_OK;
 #define INIT_TRY(call)              \
   do {                              \
@@ -128,7 +122,6 @@ nllm_status nllm_cuda_init(int32_t device, nllm_cuda **out) {
 void nllm_cuda_free(nllm_cuda *cu) {
   if (!cu) return;
   if (cu->stream) (void)cudaStreamSynchronize(cu->stream);
-  for (int i = 0; i < cu->n_graphs; i++) (void)cudaGraphExecDestroy(cu->graphs[i].exec);
   (void)cudaFree(cu->act_q);
   (void)cudaFree(cu->act_ds);
   (void)cudaFree(cu->x16);
@@ -156,8 +149,6 @@ nllm_status nllm_cuda_device_info(nllm_cuda *cu, char *name, size_t name_cap, in
 
 nllm_status nllm_cuda_alloc(nllm_cuda *cu, size_t bytes, const char *what, void **d_out) {
   *d_out = NULL;
-  if (cu->capturing)
-    return nllm_err(NLLM_ERR_INTERNAL, "CUDA: allocating %s while capturing a graph", what);
   cudaError_t e = cudaMalloc(d_out, bytes ? bytes : 1);
   if (e == cudaSuccess) return NLLM_OK;
   *d_out = NULL;
@@ -181,18 +172,7 @@ void nllm_cuda_dfree(nllm_cuda *cu, void *d_ptr) {
   (void)cudaGetLastError();
 }
 
-/* Host transfers and waits would end a graph capture with an error: refuse them clearly. */
-static nllm_status not_while_capturing(const nllm_cuda *cu, const char *what) {
-  if (!cu->capturing) return NLLM_OK;
-  return nllm_err(NLLM_ERR_INTERNAL,
-                  "CUDA: %s while capturing a graph (do it before "
-                  "nllm_cuda_graph_begin or after nllm_cuda_graph_end)",
-                  what);
-}
-
 nllm_status nllm_cuda_upload(nllm_cuda *cu, void *d_dst, const void *src, size_t bytes) {
-  nllm_status st = not_while_capturing(cu, "upload");
-  if (st != NLLM_OK) return st;
   if (!bytes) return NLLM_OK;
   /* synchronous: the host buffer (pageable or pinned) is free again on return */
   CU_TRY(cudaMemcpyAsync(d_dst, src, bytes, cudaMemcpyHostToDevice, cu->stream));
@@ -201,8 +181,6 @@ nllm_status nllm_cuda_upload(nllm_cuda *cu, void *d_dst, const void *src, size_t
 }
 
 nllm_status nllm_cuda_download(nllm_cuda *cu, void *dst, const void *d_src, size_t bytes) {
-  nllm_status st = not_while_capturing(cu, "download");
-  if (st != NLLM_OK) return st;
   if (!bytes) return nllm_cuda_sync(cu);
   CU_TRY(cudaMemcpyAsync(dst, d_src, bytes, cudaMemcpyDeviceToHost, cu->stream));
   CU_TRY(cudaStreamSynchronize(cu->stream));
@@ -231,8 +209,6 @@ nllm_status nllm_cuda_memset(nllm_cuda *cu, void *d_dst, int value, size_t bytes
 }
 
 nllm_status nllm_cuda_sync(nllm_cuda *cu) {
-  nllm_status st = not_while_capturing(cu, "sync");
-  if (st != NLLM_OK) return st;
   CU_TRY(cudaStreamSynchronize(cu->stream));
   return NLLM_OK;
 }
@@ -240,11 +216,6 @@ nllm_status nllm_cuda_sync(nllm_cuda *cu) {
 nllm_status cuda_scratch_ensure(nllm_cuda *cu, void **buf, size_t *cap, size_t need, size_t elem,
                                 const char *what) {
   if (need <= *cap) return NLLM_OK;
-  if (cu->capturing)
-    return nllm_err(NLLM_ERR_INTERNAL,
-                    "CUDA: scratch '%s' needs %zu elements but holds %zu while capturing a graph "
-                    "(nllm_cuda_reserve was not called with large enough sizes)",
-                    what, need, *cap);
   /* cudaFree waits for kernels still using the old buffer */
   if (*buf) (void)cudaFree(*buf);
   *buf = NULL;
@@ -350,75 +321,6 @@ nllm_status nllm_cuda_upload_f32(nllm_cuda *cu, const float *host, int64_t n, co
   }
   *d_out = (float *)d;
   return NLLM_OK;
-}
-
-/* ---------------------------------------------------------------- graphs */
-
-nllm_status nllm_cuda_graph_begin(nllm_cuda *cu) {
-  if (!cu->graphs_enabled) return NLLM_OK;
-  if (cu->capturing) return nllm_err(NLLM_ERR_INTERNAL, "CUDA: graph capture already running");
-  CU_TRY(cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeThreadLocal));
-  cu->capturing = 1;
-  return NLLM_OK;
-}
-
-nllm_status nllm_cuda_graph_end(nllm_cuda *cu, int32_t key, int ok) {
-  if (!cu->graphs_enabled) return NLLM_OK;
-  if (!cu->capturing) return nllm_err(NLLM_ERR_INTERNAL, "CUDA: graph_end without graph_begin");
-  cudaGraph_t g = NULL;
-  cudaError_t e = cudaStreamEndCapture(cu->stream, &g);
-  cu->capturing = 0;
-  if (!ok || e != cudaSuccess) {
-    if (g) (void)cudaGraphDestroy(g);
-    (void)cudaGetLastError();
-    if (!ok) return NLLM_OK; /* the caller reports its own error */
-    return nllm_cuda_fail(e, "cudaStreamEndCapture", __FILE__, __LINE__);
-  }
-  int slot = -1;
-  for (int i = 0; i < cu->n_graphs; i++)
-    if (cu->graphs[i].key == key) slot = i;
-  if (slot >= 0) {
-    cudaGraphExecUpdateResultInfo info;
-    if (cudaGraphExecUpdate(cu->graphs[slot].exec, g, &info) != cudaSuccess) {
-      /* topology changed: build it anew */
-      (void)cudaGetLastError();
-      (void)cudaGraphExecDestroy(cu->graphs[slot].exec);
-      cu->graphs[slot].exec = NULL;
-    }
-  } else {
-    if (cu->n_graphs < NLLM_CUDA_MAX_GRAPHS) {
-      slot = cu->n_graphs++;
-    } else {
-      slot = cu->next_graph_slot;
-      cu->next_graph_slot = (cu->next_graph_slot + 1) % NLLM_CUDA_MAX_GRAPHS;
-      (void)cudaGraphExecDestroy(cu->graphs[slot].exec);
-    }
-    cu->graphs[slot].key = key;
-    cu->graphs[slot].exec = NULL;
-  }
-  if (!cu->graphs[slot].exec) {
-    e = cudaGraphInstantiate(&cu->graphs[slot].exec, g, 0);
-    if (e != cudaSuccess) {
-      cu->graphs[slot].exec = NULL;
-      /* drop the slot so a later call does not update a missing exec */
-      cu->graphs[slot] = cu->graphs[--cu->n_graphs];
-      cu->next_graph_slot = 0;
-      (void)cudaGraphDestroy(g);
-      return nllm_cuda_fail(e, "cudaGraphInstantiate", __FILE__, __LINE__);
-    }
-  }
-  (void)cudaGraphDestroy(g);
-  CU_TRY(cudaGraphLaunch(cu->graphs[slot].exec, cu->stream));
-  return NLLM_OK;
-}
-
-nllm_status nllm_cuda_graph_replay(nllm_cuda *cu, int32_t key) {
-  for (int i = 0; i < cu->n_graphs; i++)
-    if (cu->graphs[i].key == key && cu->graphs[i].exec) {
-      CU_TRY(cudaGraphLaunch(cu->graphs[i].exec, cu->stream));
-      return NLLM_OK;
-    }
-  return nllm_err(NLLM_ERR_NOT_FOUND, "CUDA: no graph captured for key %d", key);
 }
 
 void *nllm_cuda_stream(nllm_cuda *cu) {

@@ -149,23 +149,8 @@ nllm_status nllm_cuda_attention(nllm_cuda *cu, const nllm_cuda_attn_args *a);
  * restores it), so tests can exercise the row tiling on small matrices. */
 void nllm_cuda_set_gemm_tile_elems(int64_t elems);
 
-/* ---------------------------------------------------------------- CUDA graphs */
+/* ---------------------------------------------------------------- scratch and timing */
 
-/* One decode step as a graph: graph_begin starts capturing the stream; every op until
- * graph_end is recorded instead of run; graph_end(key) turns the recording into an executable
- * graph (the first time for this key) or updates the existing one in place (same topology,
- * new positions / pointers), then launches it. key names the shape (e.g. n_tok, or a bucket
- * of the context length when kernels' grids depend on it); up to 8 keys are kept.
- * Rules while capturing: no nllm_cuda_alloc / upload / download / sync, and nothing that grows
- * scratch (call nllm_cuda_reserve before). If any op failed during the capture, pass ok = 0:
- * the capture is discarded and the stream is usable again. NLLM_CUDA_GRAPHS=0 in the
- * environment disables graphs (begin/end then just run the ops). */
-nllm_status nllm_cuda_graph_begin(nllm_cuda *cu);
-nllm_status nllm_cuda_graph_end(nllm_cuda *cu, int32_t key, int ok);
-/* Launches the graph last captured for key again, unchanged (same positions and pointers):
- * for benchmarks, or steps whose ops read everything that changes from device memory.
- * NLLM_ERR_NOT_FOUND if there is none (or graphs are disabled). */
-nllm_status nllm_cuda_graph_replay(nllm_cuda *cu, int32_t key);
 /* The context's cudaStream_t, for callers that time with CUDA events (bench_cuda). */
 void *nllm_cuda_stream(nllm_cuda *cu);
 /* Sizes the scratch the ops use (activation quantization, dequantized weight tiles, attention

@@ -16,15 +16,13 @@ extern "C" {
 }
 #include "cuda/backend_cuda.h"
 
-#define NLLM_CUDA_MAX_GRAPHS 8
-
 struct nllm_cuda {
   int device, cc;
   char name[256];
   cudaStream_t stream;
   cublasHandle_t blas;
-  void *blas_ws; /* fixed cuBLAS workspace so GEMMs can be captured into graphs */
-  /* scratch, grown by cuda_scratch_ensure outside of graph capture */
+  void *blas_ws; /* fixed cuBLAS workspace: no allocation inside a GEMM */
+  /* scratch, grown by cuda_scratch_ensure (nllm_cuda_reserve sizes it up front) */
   int8_t *act_q;   /* int8 activations for the matrix-vector kernels */
   float2 *act_ds;  /* per 32-block: (scale, scale * sum of levels) */
   size_t act_cap, act_ds_cap; /* elements of act_q, act_ds */
@@ -34,12 +32,6 @@ struct nllm_cuda {
   size_t w16_cap;  /* elements */
   float *att;      /* attention partials of the split decode kernel */
   size_t att_cap;  /* floats */
-  int capturing, graphs_enabled;
-  struct {
-    int32_t key;
-    cudaGraphExec_t exec;
-  } graphs[NLLM_CUDA_MAX_GRAPHS];
-  int n_graphs, next_graph_slot;
 };
 
 /* Converts a failed call into NLLM_ERR_BACKEND (NLLM_ERR_NOMEM for allocation failures) with a
@@ -60,8 +52,8 @@ nllm_status nllm_cublas_fail(cublasStatus_t s, const char *call, const char *fil
 /* After a <<<>>> launch: a bad configuration shows up here, not at the launch. */
 #define CU_LAUNCHED(what) CU_TRY(cudaGetLastError())
 
-/* Grows a scratch buffer to at least `need` elements of elem bytes. Refused while capturing a
- * graph (cudaMalloc would break the capture): nllm_cuda_reserve must have sized it. */
+/* Grows a scratch buffer to at least `need` elements of elem bytes (waiting for the kernels
+ * still using the old one). */
 nllm_status cuda_scratch_ensure(nllm_cuda *cu, void **buf, size_t *cap, size_t need, size_t elem,
                                 const char *what);
 
