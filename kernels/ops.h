@@ -21,9 +21,9 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads);
  * (kernels/cpu/matmul.c). Always 0 without BLAS. */
 int nllm_blas_is_serial(void);
 
-/* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), per row of n. */
-void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, int64_t n,
-                  int64_t n_rows, float eps, int n_threads);
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], per row of n. */
+void nllm_rmsnorm(float *out, const float *x, const float *w, int64_t n, int64_t n_rows, float eps,
+                  int n_threads);
 /* LayerNorm: out[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i] per row of n (biased
  * variance; b may be NULL). */
 void nllm_layernorm(float *out, const float *x, const float *w, const float *b, int64_t n,

@@ -32,7 +32,7 @@ void nllm_axpy_f32(float *y, float a, const float *x, int64_t n) {
 typedef struct rmsnorm_job {
   float *out;
   const float *x, *w;
-  float w_offset, eps;
+  float eps;
   int64_t n;
 } rmsnorm_job;
 
@@ -42,12 +42,12 @@ static void rmsnorm_row(void *vjob, int64_t r, int worker) {
   const float *xr = j->x + r * j->n;
   float *o = j->out + r * j->n;
   float scale = 1.0f / sqrtf(nllm_dot_f32(xr, xr, j->n) / (float)j->n + j->eps);
-  for (int64_t i = 0; i < j->n; i++) o[i] = xr[i] * scale * (j->w[i] + j->w_offset);
+  for (int64_t i = 0; i < j->n; i++) o[i] = xr[i] * scale * j->w[i];
 }
 
-void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, int64_t n,
-                  int64_t n_rows, float eps, int n_threads) {
-  rmsnorm_job j = {out, x, w, w_offset, eps, n};
+void nllm_rmsnorm(float *out, const float *x, const float *w, int64_t n, int64_t n_rows, float eps,
+                  int n_threads) {
+  rmsnorm_job j = {out, x, w, eps, n};
   nllm_pool_run(n_threads, n_rows, rmsnorm_row, &j);
 }
 
