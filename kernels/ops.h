@@ -37,7 +37,6 @@ void nllm_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int32
                const float *inv_freq, int neox);
 /* x[i] = silu(gate[i]) * up[i] (SwiGLU) or gelu(gate)*up (GeGLU when gelu = 1). */
 void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gelu, int n_threads);
-void nllm_softmax(float *x, int64_t n);
 float nllm_dot_f32(const float *a, const float *b, int64_t n);
 /* y += a * x */
 void nllm_axpy_f32(float *y, float a, const float *x, int64_t n);

@@ -157,11 +157,6 @@ int nllm_qtypes_isa_max(void) {
   return isa_max;
 }
 
-int nllm_qtypes_isa(void) {
-  pthread_once(&init_once, qtypes_init);
-  return isa_in_use();
-}
-
 void nllm_qtypes_set_isa(int tier) {
   pthread_once(&init_once, qtypes_init);
   atomic_store(&isa_cap, tier < NLLM_ISA_SCALAR ? NLLM_ISA_SCALAR : tier);

@@ -961,20 +961,6 @@ START_TEST(ops_vs_naive) {
                       "glu %d %d: g %g got %g want %g", gelu, i, g[i], o[i], a * u[i]);
       }
     }
-
-    /* softmax: sums to one, large inputs do not overflow */
-    for (int i = 0; i < N; i++) o[i] = x[i] * 100.0f;
-    memcpy(g, o, sizeof g);
-    nllm_softmax(o, N);
-    double mx = -1e30, z = 0, tot = 0;
-    for (int i = 0; i < N; i++) mx = fmax(mx, g[i]);
-    for (int i = 0; i < N; i++) z += exp((double)g[i] - mx);
-    for (int i = 0; i < N; i++) {
-      double e = exp((double)g[i] - mx) / z;
-      ck_assert(fabs(o[i] - e) <= 1e-6 * e + 1e-12);
-      tot += o[i];
-    }
-    ck_assert(fabs(tot - 1) < 1e-5);
   }
   nllm_qtypes_force_scalar(0);
 }

@@ -161,16 +161,3 @@ void nllm_gelu_erf(float *x, int64_t n, int n_threads) {
   gelu_job j = {x, n};
   nllm_pool_run(n_threads, (n + GLU_CHUNK - 1) / GLU_CHUNK, gelu_erf_chunk, &j);
 }
-
-void nllm_softmax(float *x, int64_t n) {
-  if (n <= 0) return;
-  float mx = x[0];
-  for (int64_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-  double sum = 0;
-  for (int64_t i = 0; i < n; i++) {
-    x[i] = expf(x[i] - mx);
-    sum += x[i];
-  }
-  float inv = (float)(1.0 / sum);
-  for (int64_t i = 0; i < n; i++) x[i] *= inv;
-}
