@@ -518,9 +518,9 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
   struct stat sb;
   int json_only = plen >= 5 && strcmp(path + plen - 5, ".json") == 0 &&
                   !(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode));
-  /* Reading the weights into memory (huge pages where the OS allows) makes CPU decode up to
-   * ~20% faster than 4 KiB file pages, but only weights the CPU computes with are worth the
-   * copy: a tokenizer-only load and quantize-on-load (the results are new buffers anyway) map
+  /* Reading the weights into memory (huge pages where the OS allows) makes CPU decode faster
+   * than 4 KiB file pages (docs/performance.md), but only weights the CPU computes with are worth
+   * the copy: a tokenizer-only load and quantize-on-load (the results are new buffers anyway) map
    * the file whatever use_mmap says, and a GPU load maps it and copies only the CPU's share
    * once the layer count is known (copy_cpu_weights). */
   const int map = params->use_mmap || params->vocab_only || json_only ||
