@@ -1062,6 +1062,44 @@ static int lowbit_has_avx512_row(int32_t type) {
          type == NLLM_TYPE_IQ3_XXS || type == NLLM_TYPE_IQ3_S;
 }
 
+static int same_float(float x, float y) {
+  return (isnan(x) && isnan(y)) || memcmp(&x, &y, sizeof x) == 0;
+}
+
+/* The four-row and four-by-four kernels against vec_dot on each pair, bit for bit: rows and
+ * tokens are quarters of w and a (nb / 4 blocks apart), dotted over 1, 3 and nb / 4 blocks;
+ * results written with a stride wider than four, the gaps left alone. */
+static void lowbit_check_dot4(const nllm_qtype *q, const uint8_t *w, const uint8_t *a, int64_t nb,
+                              int isa, int pass) {
+  const size_t xs = (size_t)(nb / 4) * (size_t)q->type_size;
+  const size_t ys = nllm_row_size(q->vec_dot_type, nb / 4 * q->block_size);
+  const int64_t counts[] = {1, 3, nb / 4};
+  enum { SS = 7 };
+  for (int k = 0; k < 3; k++) {
+    const int64_t n = counts[k] * q->block_size;
+    float want[4][4], got4[4], got[4 * SS];
+    for (int t = 0; t < 4; t++)
+      for (int r = 0; r < 4; r++) q->vec_dot(n, &want[t][r], w + r * xs, a + t * ys);
+    if (q->vec_dot4)
+      for (int t = 0; t < 4; t++) {
+        q->vec_dot4(n, got4, w, xs, a + t * ys);
+        for (int r = 0; r < 4; r++)
+          ck_assert_msg(same_float(got4[r], want[t][r]),
+                        "%s tier %d pass %d vec_dot4 n %lld row %d token %d: %.9g vs %.9g", q->name,
+                        isa, pass, (long long)n, r, t, got4[r], want[t][r]);
+      }
+    if (!q->vec_dot4x4) continue;
+    for (int i = 0; i < 4 * SS; i++) got[i] = -0.0f;
+    q->vec_dot4x4(n, got, SS, w, xs, a, ys);
+    for (int t = 0; t < 4; t++)
+      for (int i = 0; i < SS; i++)
+        ck_assert_msg(
+            i < 4 ? same_float(got[t * SS + i], want[t][i]) : same_float(got[t * SS + i], -0.0f),
+            "%s tier %d pass %d vec_dot4x4 n %lld token %d slot %d: %.9g", q->name, isa, pass,
+            (long long)n, t, i, got[t * SS + i]);
+  }
+}
+
 START_TEST(lowbit_vec_dot_vs_dequant) {
   const int32_t type = lowbit_types[_i];
   nllm_vec_dot_fn below = NULL; /* the tier below's row */
@@ -1144,6 +1182,7 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
                       "%s tier %d pass %d block %lld: %.9g vs %.9g", q->name, isa, pass,
                       (long long)b, got, ex);
       }
+      if (q->vec_dot4 || q->vec_dot4x4) lowbit_check_dot4(q, w, a, nb, isa, pass);
     }
     free(w);
     free(a);

@@ -195,6 +195,59 @@ static inline __attribute__((always_inline)) void iq_vec_dot_avx512(int64_t n, f
   *s = sum * group_mul;
 }
 
+/* Four rows by nt (1 or 4) tokens: each step's grid points, signs and scales are read once per
+ * row and used for every token (the batched and prompt paths); per pair the same integer sums
+ * and float steps as iq_vec_dot_avx512, so each result equals vec_dot's. s[t * s_stride + r]. */
+static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx512(
+    int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride, const void *vy,
+    size_t y_stride, int nt, size_t block_bytes, iq_step_fn step, float group_mul) {
+  const uint8_t *x = vx, *yb = vy;
+  float sum[4][4] = {{0}};
+  for (int64_t i = 0; i < n / QK_K; i++) {
+    const uint8_t *blk[4];
+    const block_q8_K *y[4];
+    IQ_UNROLL4
+    for (int r = 0; r < 4; r++) blk[r] = x + r * x_stride + (size_t)i * block_bytes;
+    IQ_UNROLL4
+    for (int t = 0; t < nt; t++) y[t] = (const block_q8_K *)(yb + t * y_stride) + i;
+    __m512i acc[4][4];
+    IQ_UNROLL4
+    for (int r = 0; r < 4; r++) IQ_UNROLL4
+    for (int t = 0; t < nt; t++) acc[r][t] = _mm512_setzero_si512();
+    IQ_UNROLL4
+    for (int p = 0; p < QK_K / 64; p++) {
+      iq_step st[4];
+      IQ_UNROLL4
+      for (int r = 0; r < 4; r++) st[r] = step(blk[r], p);
+      IQ_UNROLL4
+      for (int t = 0; t < nt; t++) {
+        const __m512i q8 = _mm512_loadu_si512((const void *)(y[t]->qs + 64 * p));
+        const __mmask64 qneg = _mm512_movepi8_mask(q8);
+        const __m512i aq = _mm512_abs_epi8(q8);
+        IQ_UNROLL4
+        for (int r = 0; r < 4; r++) {
+          const __mmask64 neg = _cvtu64_mask64(st[r].neg) ^ qneg;
+          const __m512i w =
+              _mm512_mask_sub_epi8(st[r].grid, neg, _mm512_setzero_si512(), st[r].grid);
+          acc[r][t] = _mm512_dpwssd_epi32(acc[r][t], _mm512_maddubs_epi16(aq, w), st[r].odd16);
+        }
+      }
+    }
+    IQ_UNROLL4
+    for (int r = 0; r < 4; r++) {
+      const float d = _cvtsh_ss(iq_rd16(blk[r]));
+      IQ_UNROLL4
+      for (int t = 0; t < nt; t++) {
+        const float pr = (d * y[t]->d) * (float)_mm512_reduce_add_epi32(acc[r][t]);
+        sum[r][t] += pr;
+      }
+    }
+  }
+  IQ_UNROLL4
+  for (int t = 0; t < nt; t++) IQ_UNROLL4
+  for (int r = 0; r < 4; r++) s[t * s_stride + r] = sum[r][t] * group_mul;
+}
+
 static void iq2_xxs_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
   iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_xxs), iq2_xxs_step, 0.125f);
 }
@@ -211,12 +264,49 @@ static void iq3_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void
   iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_step, 1.0f);
 }
 
+#define IQ_DOT4X4(name, step, mul)                                                            \
+  static void name##_vec_dot4x4_avx512(int64_t n, float *s, size_t s_stride, const void *vx,  \
+                                       size_t x_stride, const void *vy, size_t y_stride) {    \
+    iq_vec_dot4x4_avx512(n, s, s_stride, vx, x_stride, vy, y_stride, 4, sizeof(block_##name), \
+                         step, mul);                                                          \
+  }                                                                                           \
+  static void name##_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_stride,    \
+                                     const void *vy) {                                        \
+    iq_vec_dot4x4_avx512(n, s, 4, vx, x_stride, vy, 0, 1, sizeof(block_##name), step, mul);   \
+  }
+IQ_DOT4X4(iq2_xxs, iq2_xxs_step, 0.125f)
+IQ_DOT4X4(iq2_xs, iq2_xs_step, 0.125f)
+IQ_DOT4X4(iq2_s, iq2_s_step, 0.125f)
+IQ_DOT4X4(iq3_xxs, iq3_xxs_step, 0.25f)
+IQ_DOT4X4(iq3_s, iq3_s_step, 1.0f)
+#undef IQ_DOT4X4
+
 static const nllm_qtype_kernels iq_avx512_rows[] = {
-    {.type = NLLM_TYPE_IQ2_XXS, .vec_dot = iq2_xxs_vec_dot_avx512},
-    {.type = NLLM_TYPE_IQ2_XS, .vec_dot = iq2_xs_vec_dot_avx512},
-    {.type = NLLM_TYPE_IQ2_S, .vec_dot = iq2_s_vec_dot_avx512},
-    {.type = NLLM_TYPE_IQ3_XXS, .vec_dot = iq3_xxs_vec_dot_avx512},
-    {.type = NLLM_TYPE_IQ3_S, .vec_dot = iq3_s_vec_dot_avx512},
+    {.type = NLLM_TYPE_IQ2_XXS,
+     .vec_dot = iq2_xxs_vec_dot_avx512,
+     .vec_dot4 = iq2_xxs_vec_dot4_avx512,
+     .vec_dot4x4 = iq2_xxs_vec_dot4x4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_IQ2_XS,
+     .vec_dot = iq2_xs_vec_dot_avx512,
+     .vec_dot4 = iq2_xs_vec_dot4_avx512,
+     .vec_dot4x4 = iq2_xs_vec_dot4x4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_IQ2_S,
+     .vec_dot = iq2_s_vec_dot_avx512,
+     .vec_dot4 = iq2_s_vec_dot4_avx512,
+     .vec_dot4x4 = iq2_s_vec_dot4x4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_IQ3_XXS,
+     .vec_dot = iq3_xxs_vec_dot_avx512,
+     .vec_dot4 = iq3_xxs_vec_dot4_avx512,
+     .vec_dot4x4 = iq3_xxs_vec_dot4x4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_IQ3_S,
+     .vec_dot = iq3_s_vec_dot_avx512,
+     .vec_dot4 = iq3_s_vec_dot4_avx512,
+     .vec_dot4x4 = iq3_s_vec_dot4x4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER},
 };
 const nllm_kernel_set nllm_kernels_iq_avx512 = {iq_avx512_rows,
                                                 sizeof iq_avx512_rows / sizeof iq_avx512_rows[0]};
