@@ -93,7 +93,7 @@ typedef struct {
 } iq_step;
 
 /* IQ2_XXS: per chunk 4 index bytes, then a word of four sign indices and the scale on top */
-static inline iq_step iq2_xxs_step(const uint8_t *blk, int p) {
+static inline __attribute__((always_inline)) iq_step iq2_xxs_step(const uint8_t *blk, int p) {
   const __m128i x = _mm_loadu_si128((const __m128i *)(blk + 2 + 16 * p));
   const uint32_t i0 = iq_rd32(blk + 2 + 16 * p), i1 = iq_rd32(blk + 10 + 16 * p);
   iq_step st;
@@ -105,7 +105,7 @@ static inline iq_step iq2_xxs_step(const uint8_t *blk, int p) {
 }
 
 /* IQ2_XS: per group a word of a 9-bit index and a 7-bit sign index */
-static inline iq_step iq2_xs_step(const uint8_t *blk, int p) {
+static inline __attribute__((always_inline)) iq_step iq2_xs_step(const uint8_t *blk, int p) {
   const __m128i x = _mm_loadu_si128((const __m128i *)(blk + 2 + 16 * p));
   const uint64_t w0 = iq_rd64(blk + 2 + 16 * p), w1 = iq_rd64(blk + 10 + 16 * p);
   iq_step st;
@@ -116,7 +116,7 @@ static inline iq_step iq2_xs_step(const uint8_t *blk, int p) {
   return st;
 }
 /* IQ2_S: index byte + 2 bits of the chunk's qh byte; explicit sign bytes */
-static inline iq_step iq2_s_step(const uint8_t *blk, int p) {
+static inline __attribute__((always_inline)) iq_step iq2_s_step(const uint8_t *blk, int p) {
   const __m512i lo = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * p)));
   const unsigned qh = iq_rd16(blk + 2 + QK_K / 4 + 2 * p);
   /* group g's two bits are bits 2g, 2g + 1 of the two qh bytes: shifted to bits 8, 9 */
@@ -136,7 +136,7 @@ static inline iq_step iq2_s_step(const uint8_t *blk, int p) {
 }
 /* IQ3_XXS: 16 index bytes into a grid of 4-value points; a word per chunk of four sign indices
  * and the scale on top */
-static inline iq_step iq3_xxs_step(const uint8_t *blk, int p) {
+static inline __attribute__((always_inline)) iq_step iq3_xxs_step(const uint8_t *blk, int p) {
   const uint8_t *q = blk + 2 + 16 * p;
   const __m128i aux = _mm_loadl_epi64((const __m128i *)(blk + 2 + QK_K / 4 + 8 * p));
   iq_step st;
@@ -149,7 +149,7 @@ static inline iq_step iq3_xxs_step(const uint8_t *blk, int p) {
 }
 /* IQ3_S: index byte + bit k of the two qh bytes for index k; explicit sign bytes; a scale
  * nibble per chunk */
-static inline iq_step iq3_s_step(const uint8_t *blk, int p) {
+static inline __attribute__((always_inline)) iq_step iq3_s_step(const uint8_t *blk, int p) {
   const __m512i lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2 + 16 * p)));
   const unsigned qh = iq_rd16(blk + 2 + QK_K / 4 + 2 * p);
   const __m512i hi = _mm512_and_si512(
@@ -264,6 +264,11 @@ static void iq3_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void
   iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_step, 1.0f);
 }
 
+/* Where sgemm on dequantized tiles overtakes the four-by-four rows: below it they win by up to
+ * 3x (16 tokens), at 128 tokens sgemm is ~1.2x ahead on one thread (measured on IQ3_S, see
+ * docs/performance.md) */
+#define IQ_BLAS_MIN_TOKENS 64
+
 #define IQ_DOT4X4(name, step, mul)                                                            \
   static void name##_vec_dot4x4_avx512(int64_t n, float *s, size_t s_stride, const void *vx,  \
                                        size_t x_stride, const void *vy, size_t y_stride) {    \
@@ -286,27 +291,27 @@ static const nllm_qtype_kernels iq_avx512_rows[] = {
      .vec_dot = iq2_xxs_vec_dot_avx512,
      .vec_dot4 = iq2_xxs_vec_dot4_avx512,
      .vec_dot4x4 = iq2_xxs_vec_dot4x4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER},
+     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
     {.type = NLLM_TYPE_IQ2_XS,
      .vec_dot = iq2_xs_vec_dot_avx512,
      .vec_dot4 = iq2_xs_vec_dot4_avx512,
      .vec_dot4x4 = iq2_xs_vec_dot4x4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER},
+     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
     {.type = NLLM_TYPE_IQ2_S,
      .vec_dot = iq2_s_vec_dot_avx512,
      .vec_dot4 = iq2_s_vec_dot4_avx512,
      .vec_dot4x4 = iq2_s_vec_dot4x4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER},
+     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
     {.type = NLLM_TYPE_IQ3_XXS,
      .vec_dot = iq3_xxs_vec_dot_avx512,
      .vec_dot4 = iq3_xxs_vec_dot4_avx512,
      .vec_dot4x4 = iq3_xxs_vec_dot4x4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER},
+     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
     {.type = NLLM_TYPE_IQ3_S,
      .vec_dot = iq3_s_vec_dot_avx512,
      .vec_dot4 = iq3_s_vec_dot4_avx512,
      .vec_dot4x4 = iq3_s_vec_dot4x4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER},
+     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
 };
 const nllm_kernel_set nllm_kernels_iq_avx512 = {iq_avx512_rows,
                                                 sizeof iq_avx512_rows / sizeof iq_avx512_rows[0]};
