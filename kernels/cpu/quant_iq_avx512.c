@@ -166,6 +166,36 @@ static inline __attribute__((always_inline)) iq_step iq3_s_step(const uint8_t *b
   return st;
 }
 
+/* IQ1_S: ternary grid points (bytes -1, 0, 1) by an 11-bit index (a qs byte, 3 bits of the
+ * chunk's qh word); each value is 8 * point +- 1 (the sign of the chunk's shift), in the step as
+ * a signed byte with no separate signs */
+static inline __attribute__((always_inline)) iq_step iq1_s_step(const uint8_t *blk, int p) {
+  const __m512i lo = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * p)));
+  const uint32_t qh = iq_rd32(blk + 2 + QK_K / 8 + 4 * p);
+  const __m512i hi = _mm512_slli_epi64(
+      _mm512_and_si512(
+          _mm512_srlv_epi64(_mm512_set1_epi64(qh), _mm512_setr_epi64(0, 3, 6, 9, 16, 19, 22, 25)),
+          _mm512_set1_epi64(7)),
+      8);
+  uint64_t ix[8] __attribute__((aligned(64)));
+  _mm512_store_si512((void *)ix, _mm512_or_si512(lo, hi));
+  const __m512i g =
+      iq_grid8(nllm_iq1s_grid, (unsigned)ix[0], (unsigned)ix[1], (unsigned)ix[2], (unsigned)ix[3],
+               (unsigned)ix[4], (unsigned)ix[5], (unsigned)ix[6], (unsigned)ix[7]);
+  const unsigned h0 = qh & 0xffff, h1 = qh >> 16;
+  const __m512i shift =
+      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi8(h0 >> 15 ? -1 : 1)),
+                         _mm256_set1_epi8(h1 >> 15 ? -1 : 1), 1);
+  const __m512i g2 = _mm512_add_epi8(g, g), g4 = _mm512_add_epi8(g2, g2);
+  iq_step st;
+  st.grid = _mm512_add_epi8(_mm512_add_epi8(g4, g4), shift);
+  st.neg = 0;
+  st.odd16 =
+      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * (h0 >> 12 & 7) + 1))),
+                         _mm256_set1_epi16((short)(2 * (h1 >> 12 & 7) + 1)), 1);
+  return st;
+}
+
 typedef iq_step (*iq_step_fn)(const uint8_t *blk, int p);
 
 static inline __attribute__((always_inline)) void iq_vec_dot_avx512(int64_t n, float *s,
@@ -284,7 +314,12 @@ IQ_DOT4X4(iq2_xs, iq2_xs_step, 0.125f)
 IQ_DOT4X4(iq2_s, iq2_s_step, 0.125f)
 IQ_DOT4X4(iq3_xxs, iq3_xxs_step, 0.25f)
 IQ_DOT4X4(iq3_s, iq3_s_step, 1.0f)
+IQ_DOT4X4(iq1_s, iq1_s_step, 0.125f)
 #undef IQ_DOT4X4
+
+static void iq1_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_s), iq1_s_step, 0.125f);
+}
 
 static const nllm_qtype_kernels iq_avx512_rows[] = {
     {.type = NLLM_TYPE_IQ2_XXS,
@@ -311,6 +346,11 @@ static const nllm_qtype_kernels iq_avx512_rows[] = {
      .vec_dot = iq3_s_vec_dot_avx512,
      .vec_dot4 = iq3_s_vec_dot4_avx512,
      .vec_dot4x4 = iq3_s_vec_dot4x4_avx512,
+     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
+    {.type = NLLM_TYPE_IQ1_S,
+     .vec_dot = iq1_s_vec_dot_avx512,
+     .vec_dot4 = iq1_s_vec_dot4_avx512,
+     .vec_dot4x4 = iq1_s_vec_dot4x4_avx512,
      .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
 };
 const nllm_kernel_set nllm_kernels_iq_avx512 = {iq_avx512_rows,
