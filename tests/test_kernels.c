@@ -1059,7 +1059,8 @@ static void q8_k_extremes(void *a, int64_t nb, int pass) {
 /* The formats with a row of their own in the AVX-512 tier (quant_iq_avx512.c) */
 static int lowbit_has_avx512_row(int32_t type) {
   return type == NLLM_TYPE_IQ2_XXS || type == NLLM_TYPE_IQ2_XS || type == NLLM_TYPE_IQ2_S ||
-         type == NLLM_TYPE_IQ3_XXS || type == NLLM_TYPE_IQ3_S || type == NLLM_TYPE_IQ1_S;
+         type == NLLM_TYPE_IQ3_XXS || type == NLLM_TYPE_IQ3_S || type == NLLM_TYPE_IQ1_S ||
+         type == NLLM_TYPE_IQ1_M;
 }
 
 static int same_float(float x, float y) {

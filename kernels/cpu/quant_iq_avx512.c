@@ -61,6 +61,12 @@ static inline __m512i iq_odd16_2nibbles(unsigned byte) {
   return iq_odd16(_mm512_set1_epi16((short)byte), shifts);
 }
 
+/* The block's F16 scale: leading, but for IQ1_M spread over its scale words' top nibbles (the
+ * block size tells the formats apart, a constant once inlined) */
+static inline uint16_t iq_block_h(const uint8_t *blk, size_t block_bytes) {
+  return block_bytes == sizeof(block_iq1_m) ? iq1_m_block_h(blk) : iq_rd16(blk);
+}
+
 static inline uint64_t iq_rd64(const uint8_t *p) {
   uint64_t v;
   memcpy(&v, p, 8);
@@ -107,10 +113,10 @@ static inline __attribute__((always_inline)) iq_step iq2_xxs_step(const uint8_t 
 /* IQ2_XS: per group a word of a 9-bit index and a 7-bit sign index */
 static inline __attribute__((always_inline)) iq_step iq2_xs_step(const uint8_t *blk, int p) {
   const __m128i x = _mm_loadu_si128((const __m128i *)(blk + 2 + 16 * p));
-  const uint64_t w0 = iq_rd64(blk + 2 + 16 * p), w1 = iq_rd64(blk + 10 + 16 * p);
+  uint16_t ix[8] __attribute__((aligned(16)));
+  _mm_store_si128((__m128i *)ix, _mm_and_si128(x, _mm_set1_epi16(511)));
   iq_step st;
-  st.grid = iq_grid8(nllm_iq2xs_grid, w0 & 511, w0 >> 16 & 511, w0 >> 32 & 511, w0 >> 48 & 511,
-                     w1 & 511, w1 >> 16 & 511, w1 >> 32 & 511, w1 >> 48 & 511);
+  st.grid = iq_grid8(nllm_iq2xs_grid, ix[0], ix[1], ix[2], ix[3], ix[4], ix[5], ix[6], ix[7]);
   st.neg = iq_sign7_mask(x, _mm_setr_epi8(9, 25, 41, 57, 0, 0, 0, 0, 9, 25, 41, 57, 0, 0, 0, 0));
   st.odd16 = iq_odd16_4nibbles(iq_rd16(blk + 2 + QK_K / 4 + 2 * p));
   return st;
@@ -196,6 +202,35 @@ static inline __attribute__((always_inline)) iq_step iq1_s_step(const uint8_t *b
   return st;
 }
 
+/* IQ1_M: per group 11 index bits (a qs byte, the low 3 bits of a qh nibble) and the sign of its
+ * own shift (the nibble's top bit); a 3-bit scale per 16 values, four to a scale word */
+static inline __attribute__((always_inline)) iq_step iq1_m_step(const uint8_t *blk, int p) {
+  const __m512i lo = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(blk + 8 * p)));
+  const __m512i nib = _mm512_srlv_epi64(_mm512_set1_epi64(iq_rd32(blk + QK_K / 8 + 4 * p)),
+                                        _mm512_setr_epi64(0, 4, 8, 12, 16, 20, 24, 28));
+  const __m512i hi = _mm512_slli_epi64(_mm512_and_si512(nib, _mm512_set1_epi64(7)), 8);
+  uint64_t ix[8] __attribute__((aligned(64)));
+  _mm512_store_si512((void *)ix, _mm512_or_si512(lo, hi));
+  const __m512i g =
+      iq_grid8(nllm_iq1s_grid, (unsigned)ix[0], (unsigned)ix[1], (unsigned)ix[2], (unsigned)ix[3],
+               (unsigned)ix[4], (unsigned)ix[5], (unsigned)ix[6], (unsigned)ix[7]);
+  const __m512i shift = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(nib, _mm512_set1_epi64(8)),
+                                                _mm512_set1_epi8(1), _mm512_set1_epi8(-1));
+  const __m512i g2 = _mm512_add_epi8(g, g), g4 = _mm512_add_epi8(g2, g2);
+  const __m512i shifts = _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(3), _mm_setzero_si128())),
+      _mm256_set_m128i(_mm_set1_epi16(9), _mm_set1_epi16(6)), 1);
+  const __m512i sc = _mm512_and_si512(
+      _mm512_srlv_epi16(_mm512_set1_epi16((short)iq_rd16(blk + QK_K / 8 + QK_K / 16 + 2 * p)),
+                        shifts),
+      _mm512_set1_epi16(7));
+  iq_step st;
+  st.grid = _mm512_add_epi8(_mm512_add_epi8(g4, g4), shift);
+  st.neg = 0;
+  st.odd16 = _mm512_or_si512(_mm512_slli_epi16(sc, 1), _mm512_set1_epi16(1));
+  return st;
+}
+
 typedef iq_step (*iq_step_fn)(const uint8_t *blk, int p);
 
 static inline __attribute__((always_inline)) void iq_vec_dot_avx512(int64_t n, float *s,
@@ -216,7 +251,7 @@ static inline __attribute__((always_inline)) void iq_vec_dot_avx512(int64_t n, f
       const __m512i w = _mm512_mask_sub_epi8(st.grid, neg, _mm512_setzero_si512(), st.grid);
       acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(_mm512_abs_epi8(q8), w), st.odd16);
     }
-    const float d = _cvtsh_ss(iq_rd16(blk));
+    const float d = _cvtsh_ss(iq_block_h(blk, block_bytes));
     /* two statements: clang's default -ffp-contract=on would fuse one into an FMA, and the
      * result would no longer be the reference's */
     const float pr = (d * y[i].d) * (float)_mm512_reduce_add_epi32(acc);
@@ -265,7 +300,7 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx512(
     }
     IQ_UNROLL4
     for (int r = 0; r < 4; r++) {
-      const float d = _cvtsh_ss(iq_rd16(blk[r]));
+      const float d = _cvtsh_ss(iq_block_h(blk[r], block_bytes));
       IQ_UNROLL4
       for (int t = 0; t < nt; t++) {
         const float pr = (d * y[t]->d) * (float)_mm512_reduce_add_epi32(acc[r][t]);
@@ -315,10 +350,15 @@ IQ_DOT4X4(iq2_s, iq2_s_step, 0.125f)
 IQ_DOT4X4(iq3_xxs, iq3_xxs_step, 0.25f)
 IQ_DOT4X4(iq3_s, iq3_s_step, 1.0f)
 IQ_DOT4X4(iq1_s, iq1_s_step, 0.125f)
+IQ_DOT4X4(iq1_m, iq1_m_step, 0.125f)
 #undef IQ_DOT4X4
 
 static void iq1_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
   iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_s), iq1_s_step, 0.125f);
+}
+
+static void iq1_m_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_m), iq1_m_step, 0.125f);
 }
 
 static const nllm_qtype_kernels iq_avx512_rows[] = {
@@ -351,6 +391,11 @@ static const nllm_qtype_kernels iq_avx512_rows[] = {
      .vec_dot = iq1_s_vec_dot_avx512,
      .vec_dot4 = iq1_s_vec_dot4_avx512,
      .vec_dot4x4 = iq1_s_vec_dot4x4_avx512,
+     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
+    {.type = NLLM_TYPE_IQ1_M,
+     .vec_dot = iq1_m_vec_dot_avx512,
+     .vec_dot4 = iq1_m_vec_dot4_avx512,
+     .vec_dot4x4 = iq1_m_vec_dot4x4_avx512,
      .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
 };
 const nllm_kernel_set nllm_kernels_iq_avx512 = {iq_avx512_rows,
