@@ -1,13 +1,15 @@
-/* AVX-512 (BW, VL, VNNI, VBMI) dot products of the IQ2 / IQ3 codebook formats against Q8_K: two
- * chunks (64 values, 8 groups) per step. What the 512-bit registers buy over the AVX2 rows:
- * - the signs become one 64-bit mask per step: explicit sign bytes (IQ2_S, IQ3_S) are the mask
- *   as stored; the 7-bit sign indices (IQ2_XXS, IQ2_XS, IQ3_XXS) are cut out of their words by
- *   one vpmultishiftqb and completed with their parity bit by one vpermi2b through the 128
- *   sign bytes;
+/* AVX-512 (BW, VL, VNNI, VBMI) dot products of the IQ codebook formats against Q8_K: two
+ * chunks (64 values, 8 groups) per step, for one row (vec_dot), four rows (vec_dot4, decode) and
+ * four rows by four tokens (vec_dot4x4, batches and short prompts). Per step:
+ * - the signs are one 64-bit mask: explicit sign bytes (IQ2_S, IQ3_S) are the mask as stored;
+ *   the 7-bit sign indices (IQ2_XXS, IQ2_XS, IQ3_XXS) are cut out of their words by one
+ *   vpmultishiftqb and completed with their parity bit by one vpermi2b through the 128 sign
+ *   bytes; IQ1's values (8 * ternary point +- 1) come signed, with no mask;
  * - the sign of each activation joins that mask (XOR with vpmovb2m), so the weights are
  *   negated once by a masked subtraction and |q8| (128 for -128, read unsigned) is the other
  *   operand of vpmaddubsw: no -128 trap and no vpsignb (AVX-512 has none);
- * - the grid points come by vpgatherqq / vpgatherdd;
+ * - the grid points are scalar loads put together in a register (vpgatherqq / vpgatherdd
+ *   measured 1.3-1.9x slower per block on the AMD cores here, docs/performance.md);
  * - the odd group scales multiply in by vpdpwssd.
  * The integer sums equal the scalar ones exactly and the float steps are the reference's, so the
  * results are bit-identical to quant_iq_ref.c. */
