@@ -39,7 +39,7 @@ static void cpu_get_rows(nllm_fw_backend *be, float *out, const nllm_weight *w, 
 
 static void cpu_rmsnorm(nllm_fw_backend *be, float *out, const float *x, const nllm_weight *w,
                         int64_t width, int64_t rows, float eps) {
-  nllm_rmsnorm(out, x, w->data, 0.0f, width, rows, eps, elementwise_threads(be, width * rows));
+  nllm_rmsnorm(out, x, w->data, width, rows, eps, elementwise_threads(be, width * rows));
 }
 
 static void cpu_layernorm(nllm_fw_backend *be, float *out, const float *x, const nllm_weight *w,

@@ -114,7 +114,7 @@ static void cuda_get_rows(nllm_fw_backend *be, float *out, const nllm_weight *w,
 
 static void cuda_rmsnorm(nllm_fw_backend *be, float *out, const float *x, const nllm_weight *w,
                          int64_t width, int64_t rows, float eps) {
-  RUN(be, nllm_cuda_rmsnorm(cuda_of(be)->cu, out, x, w->dev, 0.0f, width, rows, eps));
+  RUN(be, nllm_cuda_rmsnorm(cuda_of(be)->cu, out, x, w->dev, width, rows, eps));
 }
 
 static void cuda_matmul(nllm_fw_backend *be, float *y, const nllm_weight *w, const float *x,
