@@ -77,8 +77,6 @@ static void case_init(moe_case *c, int32_t type, int64_t n_tok, int64_t d, int64
   c->ref = malloc(sizeof(float) * (size_t)(n_tok * d));
   for (int64_t i = 0; i < n_tok * d; i++) c->x[i] = test_frand(&rng);
   for (int64_t i = 0; i < n_tok * ne; i++) c->logits[i] = 2.0f * test_frand(&rng);
-  c->scratch = malloc(nllm_moe_scratch_size(n_tok, d, ff, ne, k, type, type, type, 4));
-  c->ref_scratch = malloc(nllm_moe_ref_scratch_size(d, ff, k));
   c->a = (nllm_moe_args){.out = c->out,
                          .x = c->x,
                          .logits = c->logits,
@@ -91,8 +89,10 @@ static void case_init(moe_case *c, int32_t type, int64_t n_tok, int64_t d, int64
                          .gate = {c->gate, type, ff, d},
                          .up = {c->up, type, ff, d},
                          .down = {c->down, type, d, ff},
-                         .scratch = c->scratch,
                          .n_threads = 4};
+  c->scratch = malloc(nllm_moe_scratch_size(&c->a));
+  c->ref_scratch = malloc(nllm_moe_ref_scratch_size(&c->a));
+  c->a.scratch = c->scratch;
 }
 
 static void case_free(moe_case *c) {
@@ -146,6 +146,61 @@ START_TEST(grouped_vs_reference) {
       double e = case_run(&c);
       ck_assert_msg(e < kinds[_i].tol, "%s isa %d n_tok %lld: rel RMS %g vs the reference",
                     nllm_qtype_get(type)->name, isa, (long long)toks[j], e);
+      case_free(&c);
+    }
+  }
+  nllm_qtypes_set_isa(top);
+}
+END_TEST
+
+/* Qwen2-MoE's shared expert (another width than the routed ones, its own sigmoid gate) on top of
+ * the routed experts, with gate, up and down each of another type (gate and up then take
+ * separate activation rows), at every tier and batch shape. */
+START_TEST(shared_expert_vs_reference) {
+  const int top = nllm_qtypes_isa_max();
+  const int64_t toks[] = {1, 7, 40};
+  const int64_t d = 256, ff = 128, fsh = 512; /* K-quant rows: multiples of 256 */
+  for (int isa = NLLM_ISA_SCALAR; isa <= top; isa++) {
+    nllm_qtypes_set_isa(isa);
+    for (size_t j = 0; j < sizeof toks / sizeof toks[0]; j++) {
+      moe_case c;
+      case_init(&c, NLLM_TYPE_Q8_0, toks[j], d, ff, 8, 2, 0x5e7 + j);
+      uint64_t rng = 0xabc + j;
+      free(c.gate);
+      c.gate = make_experts(NLLM_TYPE_Q4_K, 8, ff, d, 1.0f / 16, &rng);
+      c.a.gate = (nllm_moe_mat){c.gate, NLLM_TYPE_Q4_K, ff, d};
+      void *sg = make_experts(NLLM_TYPE_Q4_K, 1, fsh, d, 1.0f / 16, &rng);
+      void *su = make_experts(NLLM_TYPE_Q8_0, 1, fsh, d, 1.0f / 16, &rng);
+      void *sd = make_experts(NLLM_TYPE_Q6_K, 1, d, fsh, 1.0f / sqrtf((float)fsh), &rng);
+      float gin[256];
+      for (int i = 0; i < 256; i++) gin[i] = 0.2f * test_frand(&rng);
+      c.a.sh_gate = (nllm_moe_mat){sg, NLLM_TYPE_Q4_K, fsh, d};
+      c.a.sh_up = (nllm_moe_mat){su, NLLM_TYPE_Q8_0, fsh, d};
+      c.a.sh_down = (nllm_moe_mat){sd, NLLM_TYPE_Q6_K, d, fsh};
+      c.a.sh_gate_inp = gin;
+      c.a.norm = 0;
+      free(c.scratch);
+      free(c.ref_scratch);
+      c.scratch = malloc(nllm_moe_scratch_size(&c.a));
+      c.ref_scratch = malloc(nllm_moe_ref_scratch_size(&c.a));
+      c.a.scratch = c.scratch;
+      double e = case_run(&c);
+      ck_assert_msg(e < 4e-2, "isa %d n_tok %lld: rel RMS %g vs the reference", isa,
+                    (long long)toks[j], e);
+      /* the shared expert is really in the sum: without it the output moves well past that */
+      nllm_moe_args plain = c.a;
+      plain.sh_gate.data = NULL;
+      plain.out = c.ref;
+      nllm_moe_ffn(&plain);
+      double moved = 0;
+      for (int64_t t = 0; t < toks[j]; t++) {
+        double m = rel_rms(c.ref + t * d, c.out + t * d, (int)d);
+        if (m > moved) moved = m;
+      }
+      ck_assert_msg(moved > 0.2, "the shared expert moved the output by %g only", moved);
+      free(sg);
+      free(su);
+      free(sd);
       case_free(&c);
     }
   }
@@ -283,6 +338,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, route_ties_lowest_index);
   tcase_add_loop_test(tc, grouped_vs_reference, 0, (int)(sizeof kinds / sizeof kinds[0]));
+  tcase_add_test(tc, shared_expert_vs_reference);
   tcase_add_test(tc, unchosen_experts_not_read);
   tcase_add_test(tc, all_tokens_on_one_expert);
   tcase_add_test(tc, batch_equals_one_at_a_time);

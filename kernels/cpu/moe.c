@@ -77,6 +77,7 @@ typedef struct moe_task {
 
 typedef struct moe_layout {
   size_t ids, wts, off, slot_tok, slot_of, x, g, u, dn, act_gate, act_up, act_down, mm, total;
+  size_t sh_g, sh_u, sh_d, sh_w; /* the shared expert's gate, up/hidden, output, sigmoid gate */
   size_t slot_gate, slot_up, prep_gate, prep_up, prep_down;
   size_t rs_gate, rs_up, rs_down; /* activation row sizes in the vec_dot types */
   size_t ps_gate, ps_up, ps_down; /* prepared row sizes (0: no register tiles for the matrix) */
@@ -101,15 +102,16 @@ static size_t max3(size_t a, size_t b, size_t c) {
   return m > c ? m : c;
 }
 
-static moe_layout layout(int64_t n_tok, int64_t d, int64_t ff, int32_t n_expert, int32_t n_used,
-                         int32_t tg, int32_t tu, int32_t td, int n_threads) {
+static moe_layout layout(const nllm_moe_args *a, int64_t n_tok, int n_threads) {
   moe_layout L;
-  const size_t S = (size_t)n_tok * (size_t)n_used, f = sizeof(float);
+  const int64_t d = a->d, ff = a->ff, fsh = a->sh_gate.data ? a->sh_gate.rows : 0;
+  const int32_t tg = a->gate.type, tu = a->up.type, td = a->down.type;
+  const size_t S = (size_t)n_tok * (size_t)a->n_used, f = sizeof(float);
   size_t o = 0;
 #define PLACE(field, bytes) (L.field = o, o += round64(bytes))
   PLACE(ids, S * sizeof(int32_t));
   PLACE(wts, S * f);
-  PLACE(off, ((size_t)n_expert + 1) * sizeof(int64_t));
+  PLACE(off, ((size_t)a->n_expert + 1) * sizeof(int64_t));
   PLACE(slot_tok, S * sizeof(int32_t));
   PLACE(slot_of, S * sizeof(int32_t));
   PLACE(x, (size_t)n_tok * (size_t)d * f);
@@ -127,20 +129,28 @@ static moe_layout layout(int64_t n_tok, int64_t d, int64_t ff, int32_t n_expert,
   PLACE(prep_gate, S * L.ps_gate);
   PLACE(prep_up, S * L.ps_up);
   PLACE(prep_down, S * L.ps_down);
-  PLACE(mm,
-        max3(nllm_matmul_wsize(tg, d, n_tok, n_threads), nllm_matmul_wsize(tu, d, n_tok, n_threads),
-             nllm_matmul_wsize(td, ff, n_tok, n_threads)));
-  PLACE(tasks, 2 * ((size_t)n_expert + 1) * sizeof(moe_task));
+  size_t mm =
+      max3(nllm_matmul_wsize(tg, d, n_tok, n_threads), nllm_matmul_wsize(tu, d, n_tok, n_threads),
+           nllm_matmul_wsize(td, ff, n_tok, n_threads));
+  if (fsh) {
+    mm = max3(mm, nllm_matmul_wsize(a->sh_gate.type, d, n_tok, n_threads),
+              nllm_matmul_wsize(a->sh_up.type, d, n_tok, n_threads));
+    mm = max3(mm, nllm_matmul_wsize(a->sh_down.type, fsh, n_tok, n_threads), 0);
+  }
+  PLACE(mm, mm);
+  PLACE(sh_g, (size_t)n_tok * (size_t)fsh * f);
+  PLACE(sh_u, (size_t)n_tok * (size_t)fsh * f);
+  PLACE(sh_d, fsh ? (size_t)n_tok * (size_t)d * f : 0);
+  PLACE(sh_w, fsh ? (size_t)n_tok * f : 0);
+  PLACE(tasks, 2 * ((size_t)a->n_expert + 1) * sizeof(moe_task));
 #undef PLACE
   L.items = 0;
   L.total = o + 64;
   return L;
 }
 
-size_t nllm_moe_scratch_size(int64_t n_tok, int64_t d, int64_t ff, int32_t n_expert, int32_t n_used,
-                             int32_t type_gate, int32_t type_up, int32_t type_down, int n_threads) {
-  if (n_tok < 1) n_tok = 1;
-  return layout(n_tok, d, ff, n_expert, n_used, type_gate, type_up, type_down, n_threads).total;
+size_t nllm_moe_scratch_size(const nllm_moe_args *a) {
+  return layout(a, a->n_tok < 1 ? 1 : a->n_tok, a->n_threads < 1 ? 1 : a->n_threads).total;
 }
 
 /* ---- the job over many experts' rows */
@@ -305,6 +315,7 @@ typedef struct combine_job {
   const nllm_moe_args *a;
   const int32_t *slot_of;
   const float *wts, *dn;
+  const float *sh_d, *sh_w; /* the shared expert's rows and gates, or NULL */
 } combine_job;
 
 /* out[t] = sum over t's choices, best first, of w * down output: one fixed order whatever the
@@ -318,6 +329,7 @@ static void combine_item(void *vjob, int64_t t, int worker) {
   for (int64_t i = 0; i < d; i++) o[i] = 0.0f;
   for (int32_t c = 0; c < k; c++)
     nllm_axpy_f32(o, j->wts[t * k + c], j->dn + (size_t)j->slot_of[t * k + c] * (size_t)d, d);
+  if (j->sh_d) nllm_axpy_f32(o, j->sh_w[t], j->sh_d + t * d, d);
 }
 
 void nllm_moe_ffn(const nllm_moe_args *a) {
@@ -325,7 +337,7 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
   const int32_t k = a->n_used, ne = a->n_expert;
   const int nt = a->n_threads < 1 ? 1 : a->n_threads;
   if (n <= 0) return;
-  moe_layout L = layout(n, d, ff, ne, k, a->gate.type, a->up.type, a->down.type, nt);
+  moe_layout L = layout(a, n, nt);
   uint8_t *base = align64(a->scratch);
   int32_t *ids = (int32_t *)(base + L.ids), *slot_tok = (int32_t *)(base + L.slot_tok);
   int32_t *slot_of = (int32_t *)(base + L.slot_of);
@@ -463,16 +475,55 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
                   ff, U + off[e] * ff, cnt, mm, nt);
     }
 
-  combine_job cj = {a, slot_of, wts, D};
+  /* the shared expert: every token, as three plain matmuls over the batch */
+  const float *sh_d = NULL, *sh_w = NULL;
+  if (a->sh_gate.data) {
+    const int64_t fsh = a->sh_gate.rows;
+    float *SG = (float *)(base + L.sh_g), *SU = (float *)(base + L.sh_u);
+    float *SD = (float *)(base + L.sh_d), *SW = (float *)(base + L.sh_w);
+    nllm_matmul(SG, a->sh_gate.data, a->sh_gate.type, fsh, d, a->x, n, mm, nt);
+    nllm_matmul(SU, a->sh_up.data, a->sh_up.type, fsh, d, a->x, n, mm, nt);
+    nllm_glu(SU, SG, SU, n * fsh, 0, n * fsh >= (1 << 16) ? nt : 1);
+    nllm_matmul(SD, a->sh_down.data, a->sh_down.type, d, fsh, SU, n, mm, nt);
+    for (int64_t t = 0; t < n; t++)
+      SW[t] = 1.0f / (1.0f + expf(-nllm_dot_f32(a->sh_gate_inp, a->x + t * d, d)));
+    sh_d = SD, sh_w = SW;
+  }
+
+  combine_job cj = {a, slot_of, wts, D, sh_d, sh_w};
   nllm_pool_run(n * d * k >= (1 << 16) ? nt : 1, n, combine_item, &cj);
 }
 
-size_t nllm_moe_ref_scratch_size(int64_t d, int64_t ff, int32_t n_used) {
-  return 64 + 2 * round64((size_t)n_used * 4) + (size_t)((d > ff ? d : ff) + 2 * ff + d) * 4;
+size_t nllm_moe_ref_scratch_size(const nllm_moe_args *a) {
+  const int64_t d = a->d, ff = a->ff > a->sh_gate.rows ? a->ff : a->sh_gate.rows;
+  return 64 + 2 * round64((size_t)a->n_used * 4) + (size_t)((d > ff ? d : ff) + 2 * ff + d) * 4;
+}
+
+/* y = the SwiGLU MLP of x through expert e of (gate, up, down), rows dequantized by the scalar
+ * reference and dotted in float64; row, g, u: scratch of the widest row, ff and ff floats. */
+static void ref_mlp(const nllm_moe_mat *gate, const nllm_moe_mat *up, const nllm_moe_mat *down,
+                    int32_t e, const float *x, float *y, float *row, float *g, float *u) {
+  const nllm_moe_mat *mats[3] = {gate, up, down};
+  for (int m = 0; m < 3; m++) {
+    const nllm_moe_mat *w = mats[m];
+    const nllm_qtype *q = nllm_qtype_get(w->type);
+    const size_t rs = nllm_row_size(w->type, w->cols);
+    const uint8_t *W = (const uint8_t *)w->data + (size_t)e * rs * (size_t)w->rows;
+    const float *in = m < 2 ? x : g;
+    float *res = m == 0 ? g : m == 1 ? u : y;
+    for (int64_t r = 0; r < w->rows; r++) {
+      q->to_float_ref(W + (size_t)r * rs, row, w->cols);
+      double s = 0;
+      for (int64_t i = 0; i < w->cols; i++) s += (double)row[i] * in[i];
+      res[r] = (float)s;
+    }
+    if (m == 1)
+      for (int64_t i = 0; i < gate->rows; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+  }
 }
 
 void nllm_moe_ffn_ref(const nllm_moe_args *a) {
-  const int64_t d = a->d, ff = a->ff;
+  const int64_t d = a->d, ff = a->ff > a->sh_gate.rows ? a->ff : a->sh_gate.rows;
   const int32_t k = a->n_used;
   /* scratch: ids, weights, one dequantized row, g, u, y */
   uint8_t *base = align64(a->scratch);
@@ -486,25 +537,15 @@ void nllm_moe_ffn_ref(const nllm_moe_args *a) {
     nllm_moe_route(a->logits + t * a->n_expert, 1, a->n_expert, k, a->norm, ids, wts);
     for (int64_t i = 0; i < d; i++) o[i] = 0.0f;
     for (int32_t c = 0; c < k; c++) {
-      const int32_t e = ids[c];
-      const nllm_moe_mat *mats[3] = {&a->gate, &a->up, &a->down};
-      for (int m = 0; m < 3; m++) {
-        const nllm_moe_mat *w = mats[m];
-        const nllm_qtype *q = nllm_qtype_get(w->type);
-        const size_t rs = nllm_row_size(w->type, w->cols);
-        const uint8_t *W = (const uint8_t *)w->data + (size_t)e * rs * (size_t)w->rows;
-        const float *in = m < 2 ? x : g;
-        float *res = m == 0 ? g : m == 1 ? u : y;
-        for (int64_t r = 0; r < w->rows; r++) {
-          q->to_float_ref(W + (size_t)r * rs, row, w->cols);
-          double s = 0;
-          for (int64_t i = 0; i < w->cols; i++) s += (double)row[i] * in[i];
-          res[r] = (float)s;
-        }
-        if (m == 1)
-          for (int64_t i = 0; i < ff; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-      }
+      ref_mlp(&a->gate, &a->up, &a->down, ids[c], x, y, row, g, u);
       for (int64_t i = 0; i < d; i++) o[i] += wts[c] * y[i];
+    }
+    if (a->sh_gate.data) {
+      double s = 0;
+      for (int64_t i = 0; i < d; i++) s += (double)a->sh_gate_inp[i] * x[i];
+      const float w = (float)(1.0 / (1.0 + exp(-s)));
+      ref_mlp(&a->sh_gate, &a->sh_up, &a->sh_down, 0, x, y, row, g, u);
+      for (int64_t i = 0; i < d; i++) o[i] += w * y[i];
     }
   }
 }

@@ -223,27 +223,37 @@ static nllm_status cpu_copy(const nllm_fw_run *r, void *dst, const void *src, si
   return NLLM_OK;
 }
 
+/* The expert kernel's view of layer L: shapes and types, and the data where it runs. */
+static nllm_moe_args moe_args(const nllm_model *m, const nllm_layer *L, int64_t n) {
+  const nllm_hparams *hp = &m->hp;
+#define MAT(w) \
+  { (w).data, (w).type, (w).rows, (w).cols }
+  return (nllm_moe_args){.n_tok = n,
+                         .d = hp->n_embd,
+                         .ff = hp->n_ff_exp,
+                         .n_expert = hp->n_expert,
+                         .n_used = hp->n_expert_used,
+                         .norm = hp->expert_norm,
+                         .gate = MAT(L->ffn_gate_exps),
+                         .up = MAT(L->ffn_up_exps),
+                         .down = MAT(L->ffn_down_exps),
+                         .sh_gate = MAT(L->ffn_gate_shexp),
+                         .sh_up = MAT(L->ffn_up_shexp),
+                         .sh_down = MAT(L->ffn_down_shexp),
+                         .sh_gate_inp = L->ffn_gate_inp_shexp.data};
+#undef MAT
+}
+
 static nllm_status cpu_moe(const nllm_fw_run *r, const nllm_fw_bufs *b, const nllm_layer *L) {
   nllm_forward_state *fs = r->fs;
   const nllm_hparams *hp = &r->m->hp;
   TRY(cpu_matmul(r, fs->moe_logits, &L->ffn_gate_inp, b->xb, r->n));
-  const nllm_moe_args a = {
-      .out = b->xb,
-      .x = b->xb,
-      .logits = fs->moe_logits,
-      .n_tok = r->n,
-      .d = hp->n_embd,
-      .ff = hp->n_ff_exp,
-      .n_expert = hp->n_expert,
-      .n_used = hp->n_expert_used,
-      .norm = hp->expert_norm,
-      .gate = {L->ffn_gate_exps.data, L->ffn_gate_exps.type, L->ffn_gate_exps.rows,
-               L->ffn_gate_exps.cols},
-      .up = {L->ffn_up_exps.data, L->ffn_up_exps.type, L->ffn_up_exps.rows, L->ffn_up_exps.cols},
-      .down = {L->ffn_down_exps.data, L->ffn_down_exps.type, L->ffn_down_exps.rows,
-               L->ffn_down_exps.cols},
-      .scratch = fs->moe_scratch,
-      .n_threads = threads_for(fs, r->n * hp->n_expert_used * 3 * hp->n_ff_exp * hp->n_embd)};
+  nllm_moe_args a = moe_args(r->m, L, r->n);
+  a.out = b->xb;
+  a.x = b->xb;
+  a.logits = fs->moe_logits;
+  a.scratch = fs->moe_scratch;
+  a.n_threads = threads_for(fs, r->n * hp->n_expert_used * 3 * hp->n_ff_exp * hp->n_embd);
   nllm_moe_ffn(&a);
   return NLLM_OK;
 }
@@ -349,9 +359,9 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
     for (int il = 0; il < hp->n_layer; il++) {
       const nllm_layer *L = &m->layers[il];
       if (!L->ffn_gate_inp.data) continue;
-      size_t s = nllm_moe_scratch_size(nb, d, hp->n_ff_exp, hp->n_expert, hp->n_expert_used,
-                                       L->ffn_gate_exps.type, L->ffn_up_exps.type,
-                                       L->ffn_down_exps.type, n_threads);
+      nllm_moe_args a = moe_args(m, L, nb);
+      a.n_threads = n_threads;
+      size_t s = nllm_moe_scratch_size(&a);
       if (s > ms) ms = s;
     }
     fs->moe_logits = nllm_aligned_alloc((size_t)(nb * hp->n_expert) * sizeof(float));
@@ -543,7 +553,7 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     }
     float *x = b->x, *xb = b->xb, *q = b->q, *k = b->k, *v = b->v;
 
-    /* attention: norm (pre-norm archs), q/k/v projections (+bias), per-head q/k norm, RoPE */
+    /* attention: norm (pre-norm archs), q/k/v projections (+bias), q/k norm, RoPE */
     const float *in = x; /* post-norm archs project x itself */
     if (!arch->norm_after_residual) {
       TRY(norm(&r, op, xb, x, &L->attn_norm, &L->attn_norm_b, n));
@@ -561,9 +571,9 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     TRY(op->add_bias(&r, q, &L->bq, qd));
     TRY(op->add_bias(&r, k, &L->bk, kvd));
     TRY(op->add_bias(&r, v, &L->bv, kvd));
-    if (L->q_norm.data) {
-      TRY(op->rmsnorm(&r, q, q, &L->q_norm, hd, n * nh));
-      TRY(op->rmsnorm(&r, k, k, &L->k_norm, hd, n * nkv));
+    if (L->q_norm.data) { /* per head, or over the whole row (q_norm's width) */
+      TRY(op->rmsnorm(&r, q, q, &L->q_norm, L->q_norm.cols, n * qd / L->q_norm.cols));
+      TRY(op->rmsnorm(&r, k, k, &L->k_norm, L->k_norm.cols, n * kvd / L->k_norm.cols));
     }
     if (!arch->abs_pos) {
       TRY(op->rope(&r, q, nh));
