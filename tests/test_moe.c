@@ -2,6 +2,9 @@
  * kernel against the plain per-token reference in every weight kind and kernel tier, the batch
  * shapes routing makes (an expert no token chose, every token on one expert), and a prompt
  * run as one grouped batch against the same tokens decoded one at a time. */
+#include <unistd.h>
+
+#include "convert/convert.h"
 #include "modelutil.h"
 #include "moe.h"
 #include "ops.h"
@@ -332,6 +335,47 @@ START_TEST(model_prompt_equals_decode) {
 }
 END_TEST
 
+/* Qwen2-MoE (shared expert, q/k/v biases, a dense layer among sparse ones) and OLMoE (q/k norm
+ * over the whole projection, GQA) against tests/moe_ref.py's float64 implementation of their HF
+ * definitions: the tiny folders it writes load and match, greedy ids included, and so do the
+ * GGUF files nllm convert makes of them. */
+START_TEST(python_reference_models) {
+  static const char *names[] = {"tiny-qwen2-moe", "tiny-olmoe"};
+  char dir[128], cmd[512], model[256], golden[320], gguf[320];
+  snprintf(dir, sizeof dir, "/tmp/nllm-moe-ref-%d-%d", (int)getpid(), _i);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/moe_ref.py %s > /dev/null", dir);
+  if (system("/usr/bin/python3 -c 'import numpy' 2> /dev/null") != 0) {
+    fprintf(stderr, "SKIP: /usr/bin/python3 with numpy is missing: %s not checked\n", names[_i]);
+    return;
+  }
+  ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+  snprintf(model, sizeof model, "%s/%s", dir, names[_i]);
+  snprintf(golden, sizeof golden, "%s/golden.logits.txt", model);
+  snprintf(gguf, sizeof gguf, "%s/%s.gguf", dir, names[_i]);
+  golden_logits *g = golden_logits_load(golden);
+  ck_assert_ptr_nonnull(g);
+  cmp_result r;
+  compare_golden(model, golden, NLLM_TYPE_F32, &r);
+  fprintf(stderr, "%s: max rel RMS %.2e over %d rows, greedy agree %d of %d\n", names[_i],
+          r.max_rel, r.n_rows, r.argmax_agree, g->n_gen);
+  ck_assert_msg(r.max_rel < 1e-4, "%s: %g", names[_i], r.max_rel);
+  ck_assert_int_eq(r.argmax_agree, g->n_gen);
+  nllm_source src;
+  ck_assert_int_eq(nllm_source_open(model, 1, &src), NLLM_OK);
+  nllm_status st = nllm_convert_source(&src, gguf, "F32", 1, NULL, NULL);
+  nllm_source_free(&src);
+  ck_assert_msg(st == NLLM_OK, "convert: %s", nllm_last_error());
+  compare_golden(gguf, golden, NLLM_TYPE_F32, &r);
+  fprintf(stderr, "%s converted: max rel RMS %.2e, greedy agree %d\n", names[_i], r.max_rel,
+          r.argmax_agree);
+  ck_assert_msg(r.max_rel < 1e-4, "%s converted: %g", names[_i], r.max_rel);
+  ck_assert_int_eq(r.argmax_agree, g->n_gen);
+  golden_logits_free(g);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("moe");
   TCase *tc = tcase_create("moe");
@@ -343,6 +387,7 @@ int main(void) {
   tcase_add_test(tc, all_tokens_on_one_expert);
   tcase_add_test(tc, batch_equals_one_at_a_time);
   tcase_add_loop_test(tc, model_prompt_equals_decode, 0, 2);
+  tcase_add_loop_test(tc, python_reference_models, 0, 2);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }
