@@ -370,6 +370,17 @@ START_TEST(python_reference_models) {
           r.argmax_agree);
   ck_assert_msg(r.max_rel < 1e-4, "%s converted: %g", names[_i], r.max_rel);
   ck_assert_int_eq(r.argmax_agree, g->n_gen);
+  /* quantized, the router and the shared expert's gate stay F32 and the experts do not */
+  ck_assert_int_eq(nllm_source_open(model, 1, &src), NLLM_OK);
+  st = nllm_convert_source(&src, gguf, "Q8_0", 1, NULL, NULL);
+  nllm_source_free(&src);
+  ck_assert_msg(st == NLLM_OK, "convert: %s", nllm_last_error());
+  ck_assert_int_eq(nllm_source_open(gguf, 1, &src), NLLM_OK);
+  ck_assert_int_eq(nllm_source_tensor(&src, "blk.0.ffn_gate_inp.weight")->type, NLLM_TYPE_F32);
+  ck_assert_int_eq(nllm_source_tensor(&src, "blk.0.ffn_up_exps.weight")->type, NLLM_TYPE_Q8_0);
+  const nllm_tensor *shg = nllm_source_tensor(&src, "blk.0.ffn_gate_inp_shexp.weight");
+  ck_assert(_i == 1 ? shg == NULL : shg != NULL && shg->type == NLLM_TYPE_F32);
+  nllm_source_free(&src);
   golden_logits_free(g);
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
