@@ -62,7 +62,8 @@ static nllm_status cuda_rope(const nllm_fw_run *r, float *x, int64_t heads) {
                         r->pos0, r->m->dev_inv_freq, hp->rope_neox);
 }
 
-static nllm_status cuda_kv_store(const nllm_fw_run *r, uint8_t *cache, const float *src, int is_v) {
+static nllm_status cuda_kv_store(const nllm_fw_run *r, uint8_t *cache, const float *src,
+                                 int is_v) {
   (void)is_v; /* K and V have one type on the GPU */
   const nllm_kv_cache *kv = &r->fs->kv;
   return nllm_cuda_kv_store(cu_of(r), cache, kv->type, src, r->n, kv->row, r->pos0);
