@@ -10,7 +10,6 @@
 typedef struct nllm_arch {
   const char *name; /* general.architecture */
   int rope_neox;    /* 1: rotate_half pairing (i, i+d/2) is the file's layout */
-  int qkv_bias;     /* Qwen2: q/k/v projections may have biases */
   /* RMSNorm of q and k before RoPE: 1 per head (Qwen3), NLLM_QK_NORM_FULL over the whole
    * projection, all heads at once (OLMoE) */
   int qk_norm;
