@@ -61,6 +61,9 @@ typedef struct nllm_fw_attn {
  * one expert's matrix; gate/up ff x d, down d x ff). */
 typedef struct nllm_fw_moe {
   const nllm_weight *router, *gate, *up, *down;
+  /* Qwen2-MoE's shared expert (sh_gate->data NULL: none) and its gate vector [d] */
+  const nllm_weight *sh_gate, *sh_up, *sh_down;
+  const float *sh_gate_inp;
   int64_t d, ff;
   int32_t n_expert, n_used, norm;
 } nllm_fw_moe;

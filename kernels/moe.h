@@ -26,13 +26,18 @@ typedef struct nllm_moe_args {
   int64_t n_tok, d, ff; /* ff: one expert's hidden width */
   int32_t n_expert, n_used, norm;
   nllm_moe_mat gate, up, down; /* gate/up: ff x d per expert, down: d x ff */
-  void *scratch;               /* nllm_moe_scratch_size bytes */
+  /* Qwen2-MoE's shared expert, which every token runs besides its k chosen ones: one SwiGLU MLP
+   * (sh_gate/sh_up: ff_sh x d, sh_down: d x ff_sh, each one matrix) whose output is added scaled
+   * by sigmoid(sh_gate_inp . x). sh_gate.data NULL: none. */
+  nllm_moe_mat sh_gate, sh_up, sh_down;
+  const float *sh_gate_inp; /* [d] */
+  void *scratch;            /* nllm_moe_scratch_size bytes */
   int n_threads;
 } nllm_moe_args;
 
-/* Scratch for batches of up to n_tok tokens with these weight types (either matmul path). */
-size_t nllm_moe_scratch_size(int64_t n_tok, int64_t d, int64_t ff, int32_t n_expert, int32_t n_used,
-                             int32_t type_gate, int32_t type_up, int32_t type_down, int n_threads);
+/* Scratch for batches of up to a->n_tok tokens of a's shapes, weight types and thread count
+ * (either matmul path); the data pointers are not read. */
+size_t nllm_moe_scratch_size(const nllm_moe_args *a);
 
 /* Routes the batch, groups its tokens by expert and runs every used expert once on its group:
  * one token (decode) reads only the k chosen experts' rows, split over the threads across
@@ -43,6 +48,6 @@ void nllm_moe_ffn(const nllm_moe_args *a);
  * row with the scalar reference, float64 sums, no grouping, one thread): the reference the
  * tests hold the grouped kernel to. Its scratch: nllm_moe_ref_scratch_size bytes. */
 void nllm_moe_ffn_ref(const nllm_moe_args *a);
-size_t nllm_moe_ref_scratch_size(int64_t d, int64_t ff, int32_t n_used);
+size_t nllm_moe_ref_scratch_size(const nllm_moe_args *a);
 
 #endif

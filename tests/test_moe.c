@@ -2,6 +2,9 @@
  * kernel against the plain per-token reference in every weight kind and kernel tier, the batch
  * shapes routing makes (an expert no token chose, every token on one expert), and a prompt
  * run as one grouped batch against the same tokens decoded one at a time. */
+#include <unistd.h>
+
+#include "convert/convert.h"
 #include "modelutil.h"
 #include "moe.h"
 #include "ops.h"
@@ -77,8 +80,6 @@ static void case_init(moe_case *c, int32_t type, int64_t n_tok, int64_t d, int64
   c->ref = malloc(sizeof(float) * (size_t)(n_tok * d));
   for (int64_t i = 0; i < n_tok * d; i++) c->x[i] = test_frand(&rng);
   for (int64_t i = 0; i < n_tok * ne; i++) c->logits[i] = 2.0f * test_frand(&rng);
-  c->scratch = malloc(nllm_moe_scratch_size(n_tok, d, ff, ne, k, type, type, type, 4));
-  c->ref_scratch = malloc(nllm_moe_ref_scratch_size(d, ff, k));
   c->a = (nllm_moe_args){.out = c->out,
                          .x = c->x,
                          .logits = c->logits,
@@ -91,8 +92,10 @@ static void case_init(moe_case *c, int32_t type, int64_t n_tok, int64_t d, int64
                          .gate = {c->gate, type, ff, d},
                          .up = {c->up, type, ff, d},
                          .down = {c->down, type, d, ff},
-                         .scratch = c->scratch,
                          .n_threads = 4};
+  c->scratch = malloc(nllm_moe_scratch_size(&c->a));
+  c->ref_scratch = malloc(nllm_moe_ref_scratch_size(&c->a));
+  c->a.scratch = c->scratch;
 }
 
 static void case_free(moe_case *c) {
@@ -153,6 +156,61 @@ START_TEST(grouped_vs_reference) {
 }
 END_TEST
 
+/* Qwen2-MoE's shared expert (another width than the routed ones, its own sigmoid gate) on top of
+ * the routed experts, with gate, up and down each of another type (gate and up then take
+ * separate activation rows), at every tier and batch shape. */
+START_TEST(shared_expert_vs_reference) {
+  const int top = nllm_qtypes_isa_max();
+  const int64_t toks[] = {1, 7, 40};
+  const int64_t d = 256, ff = 128, fsh = 512; /* K-quant rows: multiples of 256 */
+  for (int isa = NLLM_ISA_SCALAR; isa <= top; isa++) {
+    nllm_qtypes_set_isa(isa);
+    for (size_t j = 0; j < sizeof toks / sizeof toks[0]; j++) {
+      moe_case c;
+      case_init(&c, NLLM_TYPE_Q8_0, toks[j], d, ff, 8, 2, 0x5e7 + j);
+      uint64_t rng = 0xabc + j;
+      free(c.gate);
+      c.gate = make_experts(NLLM_TYPE_Q4_K, 8, ff, d, 1.0f / 16, &rng);
+      c.a.gate = (nllm_moe_mat){c.gate, NLLM_TYPE_Q4_K, ff, d};
+      void *sg = make_experts(NLLM_TYPE_Q4_K, 1, fsh, d, 1.0f / 16, &rng);
+      void *su = make_experts(NLLM_TYPE_Q8_0, 1, fsh, d, 1.0f / 16, &rng);
+      void *sd = make_experts(NLLM_TYPE_Q6_K, 1, d, fsh, 1.0f / sqrtf((float)fsh), &rng);
+      float gin[256];
+      for (int i = 0; i < 256; i++) gin[i] = 0.2f * test_frand(&rng);
+      c.a.sh_gate = (nllm_moe_mat){sg, NLLM_TYPE_Q4_K, fsh, d};
+      c.a.sh_up = (nllm_moe_mat){su, NLLM_TYPE_Q8_0, fsh, d};
+      c.a.sh_down = (nllm_moe_mat){sd, NLLM_TYPE_Q6_K, d, fsh};
+      c.a.sh_gate_inp = gin;
+      c.a.norm = 0;
+      free(c.scratch);
+      free(c.ref_scratch);
+      c.scratch = malloc(nllm_moe_scratch_size(&c.a));
+      c.ref_scratch = malloc(nllm_moe_ref_scratch_size(&c.a));
+      c.a.scratch = c.scratch;
+      double e = case_run(&c);
+      ck_assert_msg(e < 4e-2, "isa %d n_tok %lld: rel RMS %g vs the reference", isa,
+                    (long long)toks[j], e);
+      /* the shared expert is really in the sum: without it the output moves well past that */
+      nllm_moe_args plain = c.a;
+      plain.sh_gate.data = NULL;
+      plain.out = c.ref;
+      nllm_moe_ffn(&plain);
+      double moved = 0;
+      for (int64_t t = 0; t < toks[j]; t++) {
+        double m = rel_rms(c.ref + t * d, c.out + t * d, (int)d);
+        if (m > moved) moved = m;
+      }
+      ck_assert_msg(moved > 0.2, "the shared expert moved the output by %g only", moved);
+      free(sg);
+      free(su);
+      free(sd);
+      case_free(&c);
+    }
+  }
+  nllm_qtypes_set_isa(top);
+}
+END_TEST
+
 /* Experts no token chose are never read: their weights are NaN here, and the output stays
  * finite and equal to the reference. */
 START_TEST(unchosen_experts_not_read) {
@@ -193,8 +251,9 @@ START_TEST(all_tokens_on_one_expert) {
 END_TEST
 
 /* A batch routed and grouped at once gives each token what it gets alone: the same bits where
- * every group stays on the integer kernels (one fixed summation order per token), float
- * rounding where a group goes through sgemm. */
+ * every group stays on integer kernels that sum as the decode kernel does (one fixed summation
+ * order per token), float rounding where a group goes through sgemm or where the type's prompt
+ * kernels are another four-row kernel than decode's (vec_dot4_tile: AVX-512 Q8_0). */
 START_TEST(batch_equals_one_at_a_time) {
   const int32_t types[] = {NLLM_TYPE_F32, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K, NLLM_TYPE_Q4_0};
   for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
@@ -205,7 +264,8 @@ START_TEST(batch_equals_one_at_a_time) {
       nllm_moe_args one = c.a;
       one.n_tok = 1;
       one.out = c.ref;
-      int any_blas = 0;
+      const nllm_qtype *q = nllm_qtype_get(types[i]);
+      int any_blas = q->vec_dot4_tile && q->vec_dot4_tile != q->vec_dot4;
       for (int e = 0; e < 8; e++)
         any_blas |= nllm_matmul_uses_blas(types[i], n, c.a.n_threads); /* upper bound */
       for (int64_t t = 0; t < n; t++) {
@@ -221,8 +281,11 @@ START_TEST(batch_equals_one_at_a_time) {
       } else {
         for (int64_t t = 0; t < n; t++) {
           double e = rel_rms(c.out + t * 256, c.ref + t * 256, 256);
-          ck_assert_msg(e < (types[i] == NLLM_TYPE_F32 ? 1e-5 : 3e-2), "%s n %lld row %lld: %g",
-                        nllm_qtype_get(types[i])->name, (long long)n, (long long)t, e);
+          ck_assert_msg(
+              e < (types[i] == NLLM_TYPE_F32 || !nllm_matmul_uses_blas(types[i], n, 1) ? 1e-5
+                                                                                       : 3e-2),
+              "%s n %lld row %lld: %g", nllm_qtype_get(types[i])->name, (long long)n, (long long)t,
+              e);
         }
       }
       case_free(&c);
@@ -272,16 +335,70 @@ START_TEST(model_prompt_equals_decode) {
 }
 END_TEST
 
+/* Qwen2-MoE (shared expert, q/k/v biases, a dense layer among sparse ones) and OLMoE (q/k norm
+ * over the whole projection, GQA) against tests/moe_ref.py's float64 implementation of their HF
+ * definitions: the tiny folders it writes load and match, greedy ids included, and so do the
+ * GGUF files nllm convert makes of them. */
+START_TEST(python_reference_models) {
+  static const char *names[] = {"tiny-qwen2-moe", "tiny-olmoe"};
+  char dir[128], cmd[512], model[256], golden[320], gguf[320];
+  snprintf(dir, sizeof dir, "/tmp/nllm-moe-ref-%d-%d", (int)getpid(), _i);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/moe_ref.py %s > /dev/null", dir);
+  if (system("/usr/bin/python3 -c 'import numpy' 2> /dev/null") != 0) {
+    fprintf(stderr, "SKIP: /usr/bin/python3 with numpy is missing: %s not checked\n", names[_i]);
+    return;
+  }
+  ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+  snprintf(model, sizeof model, "%s/%s", dir, names[_i]);
+  snprintf(golden, sizeof golden, "%s/golden.logits.txt", model);
+  snprintf(gguf, sizeof gguf, "%s/%s.gguf", dir, names[_i]);
+  golden_logits *g = golden_logits_load(golden);
+  ck_assert_ptr_nonnull(g);
+  cmp_result r;
+  compare_golden(model, golden, NLLM_TYPE_F32, &r);
+  fprintf(stderr, "%s: max rel RMS %.2e over %d rows, greedy agree %d of %d\n", names[_i],
+          r.max_rel, r.n_rows, r.argmax_agree, g->n_gen);
+  ck_assert_msg(r.max_rel < 1e-4, "%s: %g", names[_i], r.max_rel);
+  ck_assert_int_eq(r.argmax_agree, g->n_gen);
+  nllm_source src;
+  ck_assert_int_eq(nllm_source_open(model, 1, &src), NLLM_OK);
+  nllm_status st = nllm_convert_source(&src, gguf, "F32", 1, NULL, NULL);
+  nllm_source_free(&src);
+  ck_assert_msg(st == NLLM_OK, "convert: %s", nllm_last_error());
+  compare_golden(gguf, golden, NLLM_TYPE_F32, &r);
+  fprintf(stderr, "%s converted: max rel RMS %.2e, greedy agree %d\n", names[_i], r.max_rel,
+          r.argmax_agree);
+  ck_assert_msg(r.max_rel < 1e-4, "%s converted: %g", names[_i], r.max_rel);
+  ck_assert_int_eq(r.argmax_agree, g->n_gen);
+  /* quantized, the router and the shared expert's gate stay F32 and the experts do not */
+  ck_assert_int_eq(nllm_source_open(model, 1, &src), NLLM_OK);
+  st = nllm_convert_source(&src, gguf, "Q8_0", 1, NULL, NULL);
+  nllm_source_free(&src);
+  ck_assert_msg(st == NLLM_OK, "convert: %s", nllm_last_error());
+  ck_assert_int_eq(nllm_source_open(gguf, 1, &src), NLLM_OK);
+  ck_assert_int_eq(nllm_source_tensor(&src, "blk.0.ffn_gate_inp.weight")->type, NLLM_TYPE_F32);
+  ck_assert_int_eq(nllm_source_tensor(&src, "blk.0.ffn_up_exps.weight")->type, NLLM_TYPE_Q8_0);
+  const nllm_tensor *shg = nllm_source_tensor(&src, "blk.0.ffn_gate_inp_shexp.weight");
+  ck_assert(_i == 1 ? shg == NULL : shg != NULL && shg->type == NLLM_TYPE_F32);
+  nllm_source_free(&src);
+  golden_logits_free(g);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("moe");
   TCase *tc = tcase_create("moe");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, route_ties_lowest_index);
   tcase_add_loop_test(tc, grouped_vs_reference, 0, (int)(sizeof kinds / sizeof kinds[0]));
+  tcase_add_test(tc, shared_expert_vs_reference);
   tcase_add_test(tc, unchosen_experts_not_read);
   tcase_add_test(tc, all_tokens_on_one_expert);
   tcase_add_test(tc, batch_equals_one_at_a_time);
   tcase_add_loop_test(tc, model_prompt_equals_decode, 0, 2);
+  tcase_add_loop_test(tc, python_reference_models, 0, 2);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

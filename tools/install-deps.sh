@@ -8,8 +8,8 @@
 #   tools/install-deps.sh --test   the above plus what the full test suite needs: Check, clang
 #                                  and its sanitizer runtimes, the aarch64 cross compiler and
 #                                  qemu (NEON tests), chromium and node/npm (nllm serve's tests),
-#                                  Python's jsonschema and jinja2 (reference checks of grammars
-#                                  and chat templates)
+#                                  Python's jsonschema, jinja2 and numpy (reference checks of grammars,
+#                                  chat templates and the MoE models)
 set -eu
 BUILD_PKGS="build-essential gcc pkg-config make python3 binutils
 libopenblas-serial-dev libpcre2-dev libutf8proc-dev libcjson-dev
@@ -18,6 +18,7 @@ TEST_PKGS="check libsubunit-dev clang libomp-dev libclang-rt-dev
 chromium
 python3-jsonschema
 python3-jinja2
+python3-numpy
 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 case "${1:-}" in
   "") PKGS=$BUILD_PKGS ;;

@@ -249,6 +249,10 @@ static void cpu_moe(nllm_fw_backend *be, float *x, int64_t n, const nllm_fw_moe 
       .gate = moe_mat(a->gate),
       .up = moe_mat(a->up),
       .down = moe_mat(a->down),
+      .sh_gate = moe_mat(a->sh_gate),
+      .sh_up = moe_mat(a->sh_up),
+      .sh_down = moe_mat(a->sh_down),
+      .sh_gate_inp = a->sh_gate_inp,
       .scratch = c->moe_scratch,
       .n_threads = nllm_cpu_fw_threads(c, n * a->n_used * 3 * a->ff * a->d)};
   nllm_moe_ffn(&args);

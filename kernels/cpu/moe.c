@@ -15,6 +15,10 @@
 #include "pool.h"
 #include "qtypes.h"
 
+/* Tokens per tile of a group: the weight rows of a work item stay in L1/L2 while every token
+ * of the tile passes over them (as nllm_matmul's prompt path). */
+#define TOK_TILE 16
+
 static uint8_t *align64(void *p) {
   return (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
@@ -55,16 +59,17 @@ void nllm_moe_route(const float *logits, int64_t n_tok, int32_t n_expert, int32_
   }
 }
 
-/* One expert matrix applied to its slot group: y[s][r] = W_e[r] . act(s) for the group's
- * slots s in [s0, s1); act(s) is row idx[s] of act (or row s when idx is NULL). */
+/* One expert matrix applied to its slot group: y[s][r] = W_e[r] . act row s for the group's
+ * slots s in [s0, s1). The activations sit in slot order (gathered per slot), so a group's
+ * tokens are rows of one stride and the multi-token kernels run on them as on a prompt. */
 typedef struct moe_task {
   const uint8_t *W;
   const nllm_qtype *q;
   float *y; /* row s of the result at y + s * rows */
   int64_t rows, cols, s0, s1;
-  const uint8_t *act;
-  size_t a_rs, w_rs;
-  const int32_t *idx;
+  const uint8_t *act;  /* row s at act + s * a_rs, in the weight's vec_dot_type */
+  const uint8_t *prep; /* gemm_prep of row s at prep + s * p_rs; NULL: no register tiles */
+  size_t a_rs, w_rs, p_rs;
   int64_t first_item; /* items of earlier tasks */
 } moe_task;
 
@@ -72,7 +77,10 @@ typedef struct moe_task {
 
 typedef struct moe_layout {
   size_t ids, wts, off, slot_tok, slot_of, x, g, u, dn, act_gate, act_up, act_down, mm, total;
+  size_t sh_g, sh_u, sh_d, sh_w; /* the shared expert's gate, up/hidden, output, sigmoid gate */
+  size_t slot_gate, slot_up, prep_gate, prep_up, prep_down;
   size_t rs_gate, rs_up, rs_down; /* activation row sizes in the vec_dot types */
+  size_t ps_gate, ps_up, ps_down; /* prepared row sizes (0: no register tiles for the matrix) */
   size_t tasks, items;
 } moe_layout;
 
@@ -81,20 +89,29 @@ static size_t act_row(int32_t wtype, int64_t cols) {
   return q ? nllm_row_size(q->vec_dot_type, cols) : 0;
 }
 
+/* Register tiles need a multi-token batch and rows a multiple of NLLM_GEMM_COLS; the space is
+ * kept whichever tier runs (a scratch sized under one tier stays safe if the tier is capped). */
+static size_t prep_row(int32_t wtype, int64_t cols, int64_t n_tok) {
+  const nllm_qtype *q = nllm_qtype_get(wtype);
+  if (!q || q->vec_dot_type == NLLM_TYPE_F32 || n_tok < 2 || cols % NLLM_GEMM_COLS) return 0;
+  return NLLM_GEMM_PREP_BYTES(cols);
+}
+
 static size_t max3(size_t a, size_t b, size_t c) {
   size_t m = a > b ? a : b;
   return m > c ? m : c;
 }
 
-static moe_layout layout(int64_t n_tok, int64_t d, int64_t ff, int32_t n_expert, int32_t n_used,
-                         int32_t tg, int32_t tu, int32_t td, int n_threads) {
+static moe_layout layout(const nllm_moe_args *a, int64_t n_tok, int n_threads) {
   moe_layout L;
-  const size_t S = (size_t)n_tok * (size_t)n_used, f = sizeof(float);
+  const int64_t d = a->d, ff = a->ff, fsh = a->sh_gate.data ? a->sh_gate.rows : 0;
+  const int32_t tg = a->gate.type, tu = a->up.type, td = a->down.type;
+  const size_t S = (size_t)n_tok * (size_t)a->n_used, f = sizeof(float);
   size_t o = 0;
 #define PLACE(field, bytes) (L.field = o, o += round64(bytes))
   PLACE(ids, S * sizeof(int32_t));
   PLACE(wts, S * f);
-  PLACE(off, ((size_t)n_expert + 1) * sizeof(int64_t));
+  PLACE(off, ((size_t)a->n_expert + 1) * sizeof(int64_t));
   PLACE(slot_tok, S * sizeof(int32_t));
   PLACE(slot_of, S * sizeof(int32_t));
   PLACE(x, (size_t)n_tok * (size_t)d * f);
@@ -105,20 +122,35 @@ static moe_layout layout(int64_t n_tok, int64_t d, int64_t ff, int32_t n_expert,
   PLACE(act_gate, (size_t)n_tok * L.rs_gate);
   PLACE(act_up, (size_t)n_tok * L.rs_up);
   PLACE(act_down, S * L.rs_down);
-  PLACE(mm,
-        max3(nllm_matmul_wsize(tg, d, n_tok, n_threads), nllm_matmul_wsize(tu, d, n_tok, n_threads),
-             nllm_matmul_wsize(td, ff, n_tok, n_threads)));
-  PLACE(tasks, 2 * ((size_t)n_expert + 1) * sizeof(moe_task));
+  PLACE(slot_gate, S * L.rs_gate);
+  PLACE(slot_up, S * L.rs_up);
+  L.ps_gate = prep_row(tg, d, n_tok), L.ps_up = prep_row(tu, d, n_tok);
+  L.ps_down = prep_row(td, ff, n_tok);
+  PLACE(prep_gate, S * L.ps_gate);
+  PLACE(prep_up, S * L.ps_up);
+  PLACE(prep_down, S * L.ps_down);
+  size_t mm =
+      max3(nllm_matmul_wsize(tg, d, n_tok, n_threads), nllm_matmul_wsize(tu, d, n_tok, n_threads),
+           nllm_matmul_wsize(td, ff, n_tok, n_threads));
+  if (fsh) {
+    mm = max3(mm, nllm_matmul_wsize(a->sh_gate.type, d, n_tok, n_threads),
+              nllm_matmul_wsize(a->sh_up.type, d, n_tok, n_threads));
+    mm = max3(mm, nllm_matmul_wsize(a->sh_down.type, fsh, n_tok, n_threads), 0);
+  }
+  PLACE(mm, mm);
+  PLACE(sh_g, (size_t)n_tok * (size_t)fsh * f);
+  PLACE(sh_u, (size_t)n_tok * (size_t)fsh * f);
+  PLACE(sh_d, fsh ? (size_t)n_tok * (size_t)d * f : 0);
+  PLACE(sh_w, fsh ? (size_t)n_tok * f : 0);
+  PLACE(tasks, 2 * ((size_t)a->n_expert + 1) * sizeof(moe_task));
 #undef PLACE
   L.items = 0;
   L.total = o + 64;
   return L;
 }
 
-size_t nllm_moe_scratch_size(int64_t n_tok, int64_t d, int64_t ff, int32_t n_expert, int32_t n_used,
-                             int32_t type_gate, int32_t type_up, int32_t type_down, int n_threads) {
-  if (n_tok < 1) n_tok = 1;
-  return layout(n_tok, d, ff, n_expert, n_used, type_gate, type_up, type_down, n_threads).total;
+size_t nllm_moe_scratch_size(const nllm_moe_args *a) {
+  return layout(a, a->n_tok < 1 ? 1 : a->n_tok, a->n_threads < 1 ? 1 : a->n_threads).total;
 }
 
 /* ---- the job over many experts' rows */
@@ -128,6 +160,53 @@ typedef struct moe_job {
   int n_tasks;
   int64_t item_rows;
 } moe_job;
+
+/* A decode step's rows: one token, four rows at a time. */
+static void task_rows_one(const moe_task *tk, int64_t r0, int64_t r1) {
+  const nllm_vec_dot_fn dot = tk->q->vec_dot;
+  const nllm_vec_dot4_fn dot4 = tk->q->vec_dot4;
+  for (int64_t s = tk->s0; s < tk->s1; s++) {
+    const uint8_t *a = tk->act + (size_t)s * tk->a_rs;
+    float *y = tk->y + s * tk->rows;
+    int64_t r = r0;
+    if (dot4)
+      for (; r + 4 <= r1; r += 4) dot4(tk->cols, &y[r], tk->W + (size_t)r * tk->w_rs, tk->w_rs, a);
+    for (; r < r1; r++) dot(tk->cols, &y[r], tk->W + (size_t)r * tk->w_rs, a);
+  }
+}
+
+/* A group of several tokens, as nllm_matmul's prompt path: the item's rows stay in cache while
+ * the group's tokens pass over them, four rows by up to four tokens per call (the register tiles
+ * where the type has them, else four rows by four tokens, else four rows). */
+static void task_rows_many(const moe_task *tk, int64_t r0, int64_t r1) {
+  const nllm_qtype *q = tk->q;
+  const nllm_vec_dot4_fn dot4 = q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4;
+  const nllm_vec_dot4x4_fn dot4x4 = q->vec_dot4x4;
+  const size_t ys = (size_t)tk->rows;
+  for (int64_t t0 = tk->s0; t0 < tk->s1; t0 += TOK_TILE) {
+    const int64_t t1 = t0 + TOK_TILE < tk->s1 ? t0 + TOK_TILE : tk->s1;
+    int64_t r = r0;
+    for (; (tk->prep || dot4) && r + 4 <= r1; r += 4) {
+      const uint8_t *w = tk->W + (size_t)r * tk->w_rs;
+      int64_t t = t0;
+      if (tk->prep)
+        for (; t < t1; t += NLLM_GEMM_TOK)
+          q->gemm4(tk->cols, &tk->y[t * tk->rows + r], ys, w, tk->w_rs,
+                   tk->prep + (size_t)t * tk->p_rs, tk->p_rs,
+                   (int)(t1 - t < NLLM_GEMM_TOK ? t1 - t : NLLM_GEMM_TOK));
+      if (dot4x4)
+        for (; t + 4 <= t1; t += 4)
+          dot4x4(tk->cols, &tk->y[t * tk->rows + r], ys, w, tk->w_rs,
+                 tk->act + (size_t)t * tk->a_rs, tk->a_rs);
+      for (; t < t1; t++)
+        dot4(tk->cols, &tk->y[t * tk->rows + r], w, tk->w_rs, tk->act + (size_t)t * tk->a_rs);
+    }
+    for (; r < r1; r++)
+      for (int64_t t = t0; t < t1; t++)
+        q->vec_dot(tk->cols, &tk->y[t * tk->rows + r], tk->W + (size_t)r * tk->w_rs,
+                   tk->act + (size_t)t * tk->a_rs);
+  }
+}
 
 static void task_item(void *vjob, int64_t item, int worker) {
   const moe_job *j = vjob;
@@ -143,16 +222,10 @@ static void task_item(void *vjob, int64_t item, int worker) {
   const moe_task *tk = &j->tasks[lo];
   const int64_t r0 = (item - tk->first_item) * j->item_rows;
   const int64_t r1 = r0 + j->item_rows < tk->rows ? r0 + j->item_rows : tk->rows;
-  const nllm_vec_dot_fn dot = tk->q->vec_dot;
-  const nllm_vec_dot4_fn dot4 = tk->q->vec_dot4;
-  for (int64_t s = tk->s0; s < tk->s1; s++) {
-    const uint8_t *a = tk->act + (size_t)(tk->idx ? tk->idx[s] : s) * tk->a_rs;
-    float *y = tk->y + s * tk->rows;
-    int64_t r = r0;
-    if (dot4)
-      for (; r + 4 <= r1; r += 4) dot4(tk->cols, &y[r], tk->W + (size_t)r * tk->w_rs, tk->w_rs, a);
-    for (; r < r1; r++) dot(tk->cols, &y[r], tk->W + (size_t)r * tk->w_rs, a);
-  }
+  if (tk->s1 - tk->s0 > 1)
+    task_rows_many(tk, r0, r1);
+  else
+    task_rows_one(tk, r0, r1);
 }
 
 /* Splits every task's rows into work items of one size and runs them. One token: about 16
@@ -197,6 +270,43 @@ static const uint8_t *quantize_rows(const nllm_moe_mat *w, const float *x, int64
   return buf;
 }
 
+typedef struct gather_job {
+  const uint8_t *act; /* per token */
+  uint8_t *out;       /* per slot */
+  uint8_t *prep;      /* per slot, or NULL */
+  const int32_t *slot_tok;
+  size_t rs, ps;
+  int64_t cols;
+  const nllm_qtype *q;
+} gather_job;
+
+static void gather_item(void *vjob, int64_t s, int worker) {
+  const gather_job *j = vjob;
+  (void)worker;
+  uint8_t *o = j->out + (size_t)s * j->rs;
+  memcpy(o, j->act + (size_t)j->slot_tok[s] * j->rs, j->rs);
+  if (j->prep) j->q->gemm_prep(j->cols, o, j->prep + (size_t)s * j->ps);
+}
+
+typedef struct prep_job {
+  const uint8_t *act;
+  uint8_t *prep;
+  size_t rs, ps;
+  int64_t cols;
+  const nllm_qtype *q;
+} prep_job;
+
+static void prep_item(void *vjob, int64_t s, int worker) {
+  const prep_job *j = vjob;
+  (void)worker;
+  j->q->gemm_prep(j->cols, j->act + (size_t)s * j->rs, j->prep + (size_t)s * j->ps);
+}
+
+/* The register tiles' prepared rows for a matrix, or NULL where they do not run. */
+static uint8_t *tiles_prep(const nllm_qtype *q, size_t ps, int64_t n_tok, uint8_t *buf) {
+  return q->gemm4 && q->gemm_prep && ps && n_tok > 1 ? buf : NULL;
+}
+
 static size_t expert_bytes(const nllm_moe_mat *w) {
   return nllm_row_size(w->type, w->cols) * (size_t)w->rows;
 }
@@ -205,6 +315,7 @@ typedef struct combine_job {
   const nllm_moe_args *a;
   const int32_t *slot_of;
   const float *wts, *dn;
+  const float *sh_d, *sh_w; /* the shared expert's rows and gates, or NULL */
 } combine_job;
 
 /* out[t] = sum over t's choices, best first, of w * down output: one fixed order whatever the
@@ -218,6 +329,7 @@ static void combine_item(void *vjob, int64_t t, int worker) {
   for (int64_t i = 0; i < d; i++) o[i] = 0.0f;
   for (int32_t c = 0; c < k; c++)
     nllm_axpy_f32(o, j->wts[t * k + c], j->dn + (size_t)j->slot_of[t * k + c] * (size_t)d, d);
+  if (j->sh_d) nllm_axpy_f32(o, j->sh_w[t], j->sh_d + t * d, d);
 }
 
 void nllm_moe_ffn(const nllm_moe_args *a) {
@@ -225,7 +337,7 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
   const int32_t k = a->n_used, ne = a->n_expert;
   const int nt = a->n_threads < 1 ? 1 : a->n_threads;
   if (n <= 0) return;
-  moe_layout L = layout(n, d, ff, ne, k, a->gate.type, a->up.type, a->down.type, nt);
+  moe_layout L = layout(a, n, nt);
   uint8_t *base = align64(a->scratch);
   int32_t *ids = (int32_t *)(base + L.ids), *slot_tok = (int32_t *)(base + L.slot_tok);
   int32_t *slot_of = (int32_t *)(base + L.slot_of);
@@ -261,13 +373,28 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
       any_int = 1;
   }
 
-  /* gate and up: the integer groups as one job over every used expert's rows */
-  const uint8_t *act_g = NULL, *act_u = NULL;
+  /* gate and up: the integer groups as one job over every used expert's rows, on activation
+   * rows quantized once per token and gathered into slot order */
+  const uint8_t *act_g = NULL, *act_u = NULL, *prep_g = NULL, *prep_u = NULL;
   if (any_int) {
-    act_g = quantize_rows(&a->gate, a->x, n, d, base + L.act_gate, L.rs_gate, nt);
-    act_u = a->up.type == a->gate.type
-                ? act_g
-                : quantize_rows(&a->up, a->x, n, d, base + L.act_up, L.rs_up, nt);
+    const uint8_t *tok_g = quantize_rows(&a->gate, a->x, n, d, base + L.act_gate, L.rs_gate, nt);
+    const int same = a->up.type == a->gate.type;
+    const uint8_t *tok_u =
+        same ? tok_g : quantize_rows(&a->up, a->x, n, d, base + L.act_up, L.rs_up, nt);
+    prep_g = tiles_prep(qg, L.ps_gate, n, base + L.prep_gate);
+    gather_job gj = {
+        tok_g, base + L.slot_gate, (uint8_t *)prep_g, slot_tok, L.rs_gate, L.ps_gate, d, qg};
+    nllm_pool_run(n > 1 ? nt : 1, n * k, gather_item, &gj);
+    act_g = base + L.slot_gate;
+    if (same) {
+      act_u = act_g, prep_u = prep_g;
+    } else {
+      prep_u = tiles_prep(qu, L.ps_up, n, base + L.prep_up);
+      gather_job gu = {tok_u, base + L.slot_up, (uint8_t *)prep_u, slot_tok, L.rs_up, L.ps_up, d,
+                       qu};
+      nllm_pool_run(n > 1 ? nt : 1, n * k, gather_item, &gu);
+      act_u = base + L.slot_up;
+    }
   }
   int n_tasks = 0;
   int64_t total_rows = 0;
@@ -284,9 +411,10 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
                                     .s0 = off[e],
                                     .s1 = off[e + 1],
                                     .act = pass ? act_u : act_g,
+                                    .prep = pass ? prep_u : prep_g,
                                     .a_rs = pass ? L.rs_up : L.rs_gate,
                                     .w_rs = nllm_row_size(w->type, d),
-                                    .idx = slot_tok};
+                                    .p_rs = pass ? L.ps_up : L.ps_gate};
       total_rows += ff * cnt;
     }
   }
@@ -311,8 +439,15 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
   /* down: the same split; each slot's result lands in its own row of D */
   n_tasks = 0;
   total_rows = 0;
-  const uint8_t *act_d = NULL;
-  if (any_int) act_d = quantize_rows(&a->down, U, n * k, ff, base + L.act_down, L.rs_down, nt);
+  const uint8_t *act_d = NULL, *prep_d = NULL;
+  if (any_int) {
+    act_d = quantize_rows(&a->down, U, n * k, ff, base + L.act_down, L.rs_down, nt);
+    prep_d = tiles_prep(qd, L.ps_down, n, base + L.prep_down);
+    if (prep_d) {
+      prep_job pj = {act_d, (uint8_t *)prep_d, L.rs_down, L.ps_down, ff, qd};
+      nllm_pool_run(nt, n * k, prep_item, &pj);
+    }
+  }
   for (int32_t e = 0; e < ne && any_int; e++) {
     int64_t cnt = off[e + 1] - off[e];
     if (!cnt || nllm_matmul_uses_blas(a->gate.type, cnt, nt)) continue;
@@ -324,9 +459,10 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
                                   .s0 = off[e],
                                   .s1 = off[e + 1],
                                   .act = act_d,
+                                  .prep = prep_d,
                                   .a_rs = L.rs_down,
                                   .w_rs = nllm_row_size(a->down.type, ff),
-                                  .idx = NULL};
+                                  .p_rs = L.ps_down};
     total_rows += d * cnt;
   }
   job.n_tasks = n_tasks;
@@ -339,16 +475,55 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
                   ff, U + off[e] * ff, cnt, mm, nt);
     }
 
-  combine_job cj = {a, slot_of, wts, D};
+  /* the shared expert: every token, as three plain matmuls over the batch */
+  const float *sh_d = NULL, *sh_w = NULL;
+  if (a->sh_gate.data) {
+    const int64_t fsh = a->sh_gate.rows;
+    float *SG = (float *)(base + L.sh_g), *SU = (float *)(base + L.sh_u);
+    float *SD = (float *)(base + L.sh_d), *SW = (float *)(base + L.sh_w);
+    nllm_matmul(SG, a->sh_gate.data, a->sh_gate.type, fsh, d, a->x, n, mm, nt);
+    nllm_matmul(SU, a->sh_up.data, a->sh_up.type, fsh, d, a->x, n, mm, nt);
+    nllm_glu(SU, SG, SU, n * fsh, 0, n * fsh >= (1 << 16) ? nt : 1);
+    nllm_matmul(SD, a->sh_down.data, a->sh_down.type, d, fsh, SU, n, mm, nt);
+    for (int64_t t = 0; t < n; t++)
+      SW[t] = 1.0f / (1.0f + expf(-nllm_dot_f32(a->sh_gate_inp, a->x + t * d, d)));
+    sh_d = SD, sh_w = SW;
+  }
+
+  combine_job cj = {a, slot_of, wts, D, sh_d, sh_w};
   nllm_pool_run(n * d * k >= (1 << 16) ? nt : 1, n, combine_item, &cj);
 }
 
-size_t nllm_moe_ref_scratch_size(int64_t d, int64_t ff, int32_t n_used) {
-  return 64 + 2 * round64((size_t)n_used * 4) + (size_t)((d > ff ? d : ff) + 2 * ff + d) * 4;
+size_t nllm_moe_ref_scratch_size(const nllm_moe_args *a) {
+  const int64_t d = a->d, ff = a->ff > a->sh_gate.rows ? a->ff : a->sh_gate.rows;
+  return 64 + 2 * round64((size_t)a->n_used * 4) + (size_t)((d > ff ? d : ff) + 2 * ff + d) * 4;
+}
+
+/* y = the SwiGLU MLP of x through expert e of (gate, up, down), rows dequantized by the scalar
+ * reference and dotted in float64; row, g, u: scratch of the widest row, ff and ff floats. */
+static void ref_mlp(const nllm_moe_mat *gate, const nllm_moe_mat *up, const nllm_moe_mat *down,
+                    int32_t e, const float *x, float *y, float *row, float *g, float *u) {
+  const nllm_moe_mat *mats[3] = {gate, up, down};
+  for (int m = 0; m < 3; m++) {
+    const nllm_moe_mat *w = mats[m];
+    const nllm_qtype *q = nllm_qtype_get(w->type);
+    const size_t rs = nllm_row_size(w->type, w->cols);
+    const uint8_t *W = (const uint8_t *)w->data + (size_t)e * rs * (size_t)w->rows;
+    const float *in = m < 2 ? x : g;
+    float *res = m == 0 ? g : m == 1 ? u : y;
+    for (int64_t r = 0; r < w->rows; r++) {
+      q->to_float_ref(W + (size_t)r * rs, row, w->cols);
+      double s = 0;
+      for (int64_t i = 0; i < w->cols; i++) s += (double)row[i] * in[i];
+      res[r] = (float)s;
+    }
+    if (m == 1)
+      for (int64_t i = 0; i < gate->rows; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+  }
 }
 
 void nllm_moe_ffn_ref(const nllm_moe_args *a) {
-  const int64_t d = a->d, ff = a->ff;
+  const int64_t d = a->d, ff = a->ff > a->sh_gate.rows ? a->ff : a->sh_gate.rows;
   const int32_t k = a->n_used;
   /* scratch: ids, weights, one dequantized row, g, u, y */
   uint8_t *base = align64(a->scratch);
@@ -362,25 +537,15 @@ void nllm_moe_ffn_ref(const nllm_moe_args *a) {
     nllm_moe_route(a->logits + t * a->n_expert, 1, a->n_expert, k, a->norm, ids, wts);
     for (int64_t i = 0; i < d; i++) o[i] = 0.0f;
     for (int32_t c = 0; c < k; c++) {
-      const int32_t e = ids[c];
-      const nllm_moe_mat *mats[3] = {&a->gate, &a->up, &a->down};
-      for (int m = 0; m < 3; m++) {
-        const nllm_moe_mat *w = mats[m];
-        const nllm_qtype *q = nllm_qtype_get(w->type);
-        const size_t rs = nllm_row_size(w->type, w->cols);
-        const uint8_t *W = (const uint8_t *)w->data + (size_t)e * rs * (size_t)w->rows;
-        const float *in = m < 2 ? x : g;
-        float *res = m == 0 ? g : m == 1 ? u : y;
-        for (int64_t r = 0; r < w->rows; r++) {
-          q->to_float_ref(W + (size_t)r * rs, row, w->cols);
-          double s = 0;
-          for (int64_t i = 0; i < w->cols; i++) s += (double)row[i] * in[i];
-          res[r] = (float)s;
-        }
-        if (m == 1)
-          for (int64_t i = 0; i < ff; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-      }
+      ref_mlp(&a->gate, &a->up, &a->down, ids[c], x, y, row, g, u);
       for (int64_t i = 0; i < d; i++) o[i] += wts[c] * y[i];
+    }
+    if (a->sh_gate.data) {
+      double s = 0;
+      for (int64_t i = 0; i < d; i++) s += (double)a->sh_gate_inp[i] * x[i];
+      const float w = (float)(1.0 / (1.0 + exp(-s)));
+      ref_mlp(&a->sh_gate, &a->sh_up, &a->sh_down, 0, x, y, row, g, u);
+      for (int64_t i = 0; i < d; i++) o[i] += w * y[i];
     }
   }
 }

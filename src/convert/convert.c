@@ -117,8 +117,10 @@ int32_t nllm_quant_tensor_type(const nllm_quant_target *tg, const nllm_tensor *t
   nllm_preset_kind k = tg->kind;
   /* an 8-expert model's attention is a small part of it, and its experts' quality hangs on it */
   const int moe8 = tg->n_expert == 8 && !nllm_type_is_float(base);
-  if (name_is(t->name, ".ffn_gate_inp.weight")) {
-    q = NLLM_TYPE_F32; /* the router: tiny, and its rounding decides which experts run */
+  if (name_is(t->name, ".ffn_gate_inp.weight") || name_is(t->name, ".ffn_gate_inp_shexp.weight")) {
+    /* the router and Qwen2-MoE's shared expert gate (one row, which llama.cpp holds as a
+     * vector): tiny, and their rounding decides which experts run and how much */
+    q = NLLM_TYPE_F32;
   } else if (strcmp(t->name, "output.weight") == 0 ||
              (!has_output && strcmp(t->name, "token_embd.weight") == 0)) {
     q = nllm_type_is_float(base) || base == NLLM_TYPE_Q8_0 ? base : NLLM_TYPE_Q6_K;
@@ -132,7 +134,8 @@ int32_t nllm_quant_tensor_type(const nllm_quant_target *tg, const nllm_tensor *t
     if (moe8) q = NLLM_TYPE_Q8_0;
   } else if (name_is(t->name, ".attn_k.weight")) {
     if (moe8) q = NLLM_TYPE_Q8_0;
-  } else if (name_is(t->name, ".ffn_down.weight") || name_is(t->name, ".ffn_down_exps.weight")) {
+  } else if (name_is(t->name, ".ffn_down.weight") || name_is(t->name, ".ffn_down_exps.weight") ||
+             name_is(t->name, ".ffn_down_shexp.weight")) { /* llama.cpp: any "ffn_down" */
     if (k == NLLM_PRESET_Q2_K)
       q = NLLM_TYPE_Q3_K;
     else if (k == NLLM_PRESET_Q3_K_M)

@@ -29,8 +29,11 @@ enum {
   A_BERT = 1 << 6,
   A_MIXTRAL = 1 << 7,
   A_QWEN3MOE = 1 << 8,
-  A_MOE = A_MIXTRAL | A_QWEN3MOE,
-  A_ALL = 0x1ff & ~A_BERT, /* the decoders' rules */
+  A_QWEN2MOE = 1 << 9,
+  A_OLMOE = 1 << 10,
+  A_MOE = A_MIXTRAL | A_QWEN3MOE | A_QWEN2MOE | A_OLMOE,
+  A_MLP_EXPERTS = A_QWEN3MOE | A_QWEN2MOE | A_OLMOE, /* router mlp.gate, mlp.experts.E.* */
+  A_ALL = 0x7ff & ~A_BERT,                           /* the decoders' rules */
 };
 
 typedef struct hf_arch {
@@ -49,6 +52,8 @@ static const hf_arch hf_archs[] = {
     {"Phi3ForCausalLM", "phi3", A_PHI3},
     {"MixtralForCausalLM", "llama", A_MIXTRAL},
     {"Qwen3MoeForCausalLM", "qwen3moe", A_QWEN3MOE},
+    {"Qwen2MoeForCausalLM", "qwen2moe", A_QWEN2MOE},
+    {"OlmoeForCausalLM", "olmoe", A_OLMOE},
     {"BertModel", "bert", A_BERT},
 };
 
@@ -87,7 +92,11 @@ static const name_rule layer_rules[] = {
     {"output.dense", "ffn_down", A_BERT, R_BIAS},
     {"output.LayerNorm", "layer_output_norm", A_BERT, R_BIAS},
     {"block_sparse_moe.gate", "ffn_gate_inp", A_MIXTRAL, 0},
-    {"mlp.gate", "ffn_gate_inp", A_QWEN3MOE, 0},
+    {"mlp.gate", "ffn_gate_inp", A_MLP_EXPERTS, 0},
+    {"mlp.shared_expert.gate_proj", "ffn_gate_shexp", A_QWEN2MOE, 0},
+    {"mlp.shared_expert.up_proj", "ffn_up_shexp", A_QWEN2MOE, 0},
+    {"mlp.shared_expert.down_proj", "ffn_down_shexp", A_QWEN2MOE, 0},
+    {"mlp.shared_expert_gate", "ffn_gate_inp_shexp", A_QWEN2MOE, 0},
 };
 
 /* One expert's matrix: HF stem "<prefix>E.<name>" -> the stacked GGUF tensor "blk.N.<gguf>". */
@@ -100,9 +109,9 @@ static const expert_rule expert_rules[] = {
     {"block_sparse_moe.experts.", "w1", "ffn_gate_exps", A_MIXTRAL},
     {"block_sparse_moe.experts.", "w3", "ffn_up_exps", A_MIXTRAL},
     {"block_sparse_moe.experts.", "w2", "ffn_down_exps", A_MIXTRAL},
-    {"mlp.experts.", "gate_proj", "ffn_gate_exps", A_QWEN3MOE},
-    {"mlp.experts.", "up_proj", "ffn_up_exps", A_QWEN3MOE},
-    {"mlp.experts.", "down_proj", "ffn_down_exps", A_QWEN3MOE},
+    {"mlp.experts.", "gate_proj", "ffn_gate_exps", A_MLP_EXPERTS},
+    {"mlp.experts.", "up_proj", "ffn_up_exps", A_MLP_EXPERTS},
+    {"mlp.experts.", "down_proj", "ffn_down_exps", A_MLP_EXPERTS},
 };
 
 static const name_rule global_rules[] = {
@@ -460,13 +469,16 @@ static nllm_status check_activation(const hf_arch *ha, const cJSON *cfg, const c
   return NLLM_OK;
 }
 
-/* Mixtral and Qwen3-MoE: expert counts, one expert's width, the renormalization of the chosen
- * experts' weights, and which layers are sparse. */
+/* Mixtral, Qwen3-MoE, Qwen2-MoE and OLMoE: expert counts, one expert's width (OLMoE's
+ * intermediate_size, the others' moe_intermediate_size), Qwen2-MoE's shared expert width, the
+ * renormalization of the chosen experts' weights (Mixtral always; the others' norm_topk_prob,
+ * false when absent as in HF's classes), and which layers are sparse (OLMoE and Mixtral: all). */
 static nllm_status moe_keys(kv_builder *b, const hf_arch *ha, const cJSON *cfg, const char *file,
                             int64_t layers, hf_model_info *info) {
   nllm_status st;
   const char *arch = ha->arch;
-  const int mixtral = (ha->flag & A_MIXTRAL) != 0;
+  const int mixtral = (ha->flag & A_MIXTRAL) != 0, olmoe = (ha->flag & A_OLMOE) != 0;
+  const int qwen = !mixtral && !olmoe;
   int64_t ne = 0, used = 0, step = 1;
   TRY(cfg_int(cfg, file, mixtral ? "num_local_experts" : "num_experts", 1, 1, NLLM_HF_MAX_EXPERTS,
               &ne, NULL));
@@ -476,13 +488,25 @@ static nllm_status moe_keys(kv_builder *b, const hf_arch *ha, const cJSON *cfg, 
   int norm = 1; /* Mixtral always renormalizes */
   if (!mixtral) {
     int64_t moe_ff = 0;
-    TRY(cfg_int(cfg, file, "moe_intermediate_size", 1, 1, 1 << 24, &moe_ff, NULL));
+    TRY(cfg_int(cfg, file, olmoe ? "intermediate_size" : "moe_intermediate_size", 1, 1, 1 << 24,
+                &moe_ff, NULL));
     TRY(kv_u32(b, arch, "expert_feed_forward_length", moe_ff));
     const cJSON *nt = jget(cfg, "norm_topk_prob");
     if (nt && !cJSON_IsBool(nt))
       return nllm_err(NLLM_ERR_FORMAT, "%s: 'norm_topk_prob' must be true or false", file);
-    norm = cJSON_IsTrue(nt); /* HF's default for the class is false */
-    TRY(cfg_int(cfg, file, "decoder_sparse_step", 0, 1, INT32_MAX, &step, NULL));
+    norm = cJSON_IsTrue(nt); /* HF's default for these classes is false */
+  }
+  if (qwen) TRY(cfg_int(cfg, file, "decoder_sparse_step", 0, 1, INT32_MAX, &step, NULL));
+  if (ha->flag & A_QWEN2MOE) {
+    int64_t sh_ff = 0;
+    TRY(cfg_int(cfg, file, "shared_expert_intermediate_size", 1, 1, 1 << 24, &sh_ff, NULL));
+    TRY(kv_u32(b, arch, "expert_shared_feed_forward_length", sh_ff));
+  }
+  if (olmoe) {
+    /* OLMoE's clip_qkv clamps q, k and v; the released models leave it null */
+    const cJSON *clip = jget(cfg, "clip_qkv");
+    if (clip && !cJSON_IsNull(clip))
+      return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: clip_qkv is not supported (only null)", file);
   }
   char key[96];
   snprintf(key, sizeof key, "%s.expert_weights_norm", arch);
@@ -492,9 +516,9 @@ static nllm_status moe_keys(kv_builder *b, const hf_arch *ha, const cJSON *cfg, 
   if (!info->sparse) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", file);
   for (int64_t il = 0; il < layers; il++) info->sparse[il] = (il + 1) % step == 0;
   const cJSON *dense = jget(cfg, "mlp_only_layers");
-  if (dense && (mixtral || !cJSON_IsArray(dense)))
+  if (dense && (!qwen || !cJSON_IsArray(dense)))
     return nllm_err(NLLM_ERR_FORMAT, "%s: 'mlp_only_layers' must be a list of layer indices%s",
-                    file, mixtral ? " (and Mixtral has none)" : "");
+                    file, !qwen ? " (and this architecture has none)" : "");
   for (const cJSON *e = dense ? dense->child : NULL; e; e = e->next) {
     int64_t il;
     if (!json_int(e, &il) || il < 0 || il >= layers)
@@ -565,7 +589,7 @@ static nllm_status hparam_keys(kv_builder *b, const hf_arch *ha, const cJSON *cf
     TRY(cfg_int(cfg, file, "sliding_window", 0, 1, INT32_MAX, &sw, &found));
     if (found) TRY(kv_u32(b, arch, "attention.sliding_window", sw));
   }
-  if (sw > 0 && (ha->flag & A_QWEN2)) {
+  if (sw > 0 && (ha->flag & (A_QWEN2 | A_QWEN2MOE))) {
     /* HF's Qwen2 slides only from layer max_window_layers on; the engine slides them all */
     int64_t mwl = 0;
     TRY(cfg_int(cfg, file, "max_window_layers", 0, 0, INT32_MAX, &mwl, &found));

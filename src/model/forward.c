@@ -149,9 +149,23 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
     for (int il = 0; il < hp->n_layer; il++) {
       const nllm_layer *L = &m->layers[il];
       if (!L->ffn_gate_inp.data) continue;
-      size_t s = nllm_moe_scratch_size(nb, d, hp->n_ff_exp, hp->n_expert, hp->n_expert_used,
-                                       L->ffn_gate_exps.type, L->ffn_up_exps.type,
-                                       L->ffn_down_exps.type, n_threads);
+      const nllm_moe_args a = {
+          .n_tok = nb,
+          .d = d,
+          .ff = hp->n_ff_exp,
+          .n_expert = hp->n_expert,
+          .n_used = hp->n_expert_used,
+          .gate = {NULL, L->ffn_gate_exps.type, L->ffn_gate_exps.rows, L->ffn_gate_exps.cols},
+          .up = {NULL, L->ffn_up_exps.type, L->ffn_up_exps.rows, L->ffn_up_exps.cols},
+          .down = {NULL, L->ffn_down_exps.type, L->ffn_down_exps.rows, L->ffn_down_exps.cols},
+          .sh_gate = {L->ffn_gate_shexp.data, L->ffn_gate_shexp.type, L->ffn_gate_shexp.rows,
+                      L->ffn_gate_shexp.cols},
+          .sh_up = {L->ffn_up_shexp.data, L->ffn_up_shexp.type, L->ffn_up_shexp.rows,
+                    L->ffn_up_shexp.cols},
+          .sh_down = {L->ffn_down_shexp.data, L->ffn_down_shexp.type, L->ffn_down_shexp.rows,
+                      L->ffn_down_shexp.cols},
+          .n_threads = n_threads};
+      size_t s = nllm_moe_scratch_size(&a);
       if (s > ms) ms = s;
     }
     c->moe_logits = nllm_aligned_alloc((size_t)(nb * hp->n_expert) * sizeof(float));
@@ -244,6 +258,10 @@ static void moe_step(const fw_run *r, nllm_fw_backend *be, const nllm_layer *L) 
                          .gate = &L->ffn_gate_exps,
                          .up = &L->ffn_up_exps,
                          .down = &L->ffn_down_exps,
+                         .sh_gate = &L->ffn_gate_shexp,
+                         .sh_up = &L->ffn_up_shexp,
+                         .sh_down = &L->ffn_down_shexp,
+                         .sh_gate_inp = L->ffn_gate_inp_shexp.data,
                          .d = hp->n_embd,
                          .ff = hp->n_ff_exp,
                          .n_expert = hp->n_expert,
@@ -416,9 +434,9 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     op->add_bias(be, q, &L->bq, n, qd);
     op->add_bias(be, k, &L->bk, n, kvd);
     op->add_bias(be, v, &L->bv, n, kvd);
-    if (L->q_norm.data) {
-      op->rmsnorm(be, q, q, &L->q_norm, hd, n * nh, eps);
-      op->rmsnorm(be, k, k, &L->k_norm, hd, n * nkv, eps);
+    if (L->q_norm.data) { /* per head, or over the whole row (q_norm's width) */
+      op->rmsnorm(be, q, q, &L->q_norm, L->q_norm.cols, n * qd / L->q_norm.cols, eps);
+      op->rmsnorm(be, k, k, &L->k_norm, L->k_norm.cols, n * kvd / L->k_norm.cols, eps);
     }
     if (!arch->abs_pos) {
       op->rope(be, q, nh, hd, hp->n_rot, &m->rope_freqs, hp->rope_neox, rows);

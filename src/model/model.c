@@ -10,13 +10,17 @@
 #include "model/quantize_load.h"
 #include "qtypes.h"
 
-/* One row per architecture; a property left out is off (model.h says what each one means). */
+/* One row per architecture; a property left out is off (model.h says what each one means).
+ * OLMoE and Qwen2-MoE do not renormalize the chosen experts' weights: llama.cpp's graphs for
+ * them do not, and their HF configs default norm_topk_prob to false. */
 static const nllm_arch arch_table[] = {
     {.name = "llama", .expert_norm = 1},
     {.name = "mistral", .expert_norm = 1},
     {.name = "qwen2", .rope_neox = 1},
+    {.name = "qwen2moe", .rope_neox = 1, .shared_expert = 1},
     {.name = "qwen3", .rope_neox = 1, .qk_norm = 1},
     {.name = "qwen3moe", .rope_neox = 1, .qk_norm = 1, .expert_norm = 1},
+    {.name = "olmoe", .rope_neox = 1, .qk_norm = NLLM_QK_NORM_FULL},
     {.name = "gemma", .rope_neox = 1, .gelu = 1, .embed_scale = 1},
     {.name = "gemma2",
      .rope_neox = 1,
@@ -102,7 +106,9 @@ static nllm_status read_expert_hparams(nllm_model *m) {
   hp->expert_norm = m->arch->expert_norm;
   if (!hp->n_expert) return NLLM_OK;
   if ((st = get_i32(m, "expert_used_count", 1, 0, 1, hp->n_expert, &hp->n_expert_used)) ||
-      (st = get_i32(m, "expert_feed_forward_length", 0, hp->n_ff, 1, 1 << 24, &hp->n_ff_exp)))
+      (st = get_i32(m, "expert_feed_forward_length", 0, hp->n_ff, 1, 1 << 24, &hp->n_ff_exp)) ||
+      (st = get_i32(m, "expert_shared_feed_forward_length", 0, hp->n_ff, 1, 1 << 24,
+                    &hp->n_ff_shexp)))
     return st;
   const char *key = akey(m, "expert_weights_norm");
   const nllm_value *v = nllm_source_get(&m->src, key);
@@ -361,8 +367,9 @@ static nllm_status bind_layer(nllm_model *m, int il) {
   B(bq, "attn_q.bias", 0, qd, a->layernorm);
   B(bk, "attn_k.bias", 0, kvd, a->layernorm);
   B(bv, "attn_v.bias", 0, kvd, a->layernorm);
-  B(q_norm, "attn_q_norm.weight", 0, hp->head_dim, a->qk_norm);
-  B(k_norm, "attn_k_norm.weight", 0, hp->head_dim, a->qk_norm);
+  const int full = a->qk_norm == NLLM_QK_NORM_FULL;
+  B(q_norm, "attn_q_norm.weight", 0, full ? qd : hp->head_dim, a->qk_norm);
+  B(k_norm, "attn_k_norm.weight", 0, full ? kvd : hp->head_dim, a->qk_norm);
   snprintf(n, sizeof n, "blk.%d.ffn_gate_inp.weight", il);
   const int sparse = nllm_source_tensor(&m->src, n) != NULL;
   if (sparse && !hp->n_expert)
@@ -380,6 +387,13 @@ static nllm_status bind_layer(nllm_model *m, int il) {
     BE(ffn_up_exps, "ffn_up_exps.weight", fe, d);
     BE(ffn_down_exps, "ffn_down_exps.weight", d, fe);
 #undef BE
+    if (a->shared_expert) {
+      const int64_t fs = hp->n_ff_shexp;
+      B(ffn_gate_inp_shexp, "ffn_gate_inp_shexp.weight", 0, d, 1);
+      B(ffn_gate_shexp, "ffn_gate_shexp.weight", fs, d, 1);
+      B(ffn_up_shexp, "ffn_up_shexp.weight", fs, d, 1);
+      B(ffn_down_shexp, "ffn_down_shexp.weight", d, fs, 1);
+    }
   } else if (a->fused_gate_up) {
     B(w_up, "ffn_up.weight", 2 * ff, d, 1);
   } else if (a->ffn_gelu_erf) {

@@ -9,9 +9,11 @@
 
 /* One row per architecture family: what differs between them is data, not code. */
 typedef struct nllm_arch {
-  const char *name;  /* general.architecture */
-  int rope_neox;     /* 1: rotate_half pairing (i, i+d/2) is the file's layout */
-  int qk_norm;       /* Qwen3: per-head RMSNorm of q and k before RoPE */
+  const char *name; /* general.architecture */
+  int rope_neox;    /* 1: rotate_half pairing (i, i+d/2) is the file's layout */
+  /* RMSNorm of q and k before RoPE: 1 per head (Qwen3), NLLM_QK_NORM_FULL over the whole
+   * projection, all heads at once (OLMoE) */
+  int qk_norm;
   int fused_qkv;     /* Phi-3: one attn_qkv matrix */
   int fused_gate_up; /* Phi-3: ffn_up holds gate and up stacked */
   int gelu;          /* Gemma: GeGLU instead of SwiGLU */
@@ -32,7 +34,12 @@ typedef struct nllm_arch {
    * chosen experts' weights are renormalized to sum 1 when the file does not say
    * (expert_weights_norm). A layer is sparse when it has a router (ffn_gate_inp). */
   int expert_norm;
+  /* Qwen2-MoE: every sparse layer also has a shared expert (ffn_{gate,up,down}_shexp) that
+   * every token runs, scaled by the sigmoid of its own gate (ffn_gate_inp_shexp). */
+  int shared_expert;
 } nllm_arch;
+
+enum { NLLM_QK_NORM_FULL = 2 };
 
 const nllm_arch *nllm_arch_find(const char *name);
 
@@ -50,6 +57,7 @@ typedef struct nllm_hparams {
   /* Mixture of experts: 0 experts = a dense model. n_ff_exp is one expert's hidden width
    * (n_ff stays the dense layers' width where a model mixes both). */
   int32_t n_expert, n_expert_used, n_ff_exp, expert_norm;
+  int32_t n_ff_shexp; /* the shared expert's hidden width (shared_expert archs) */
 } nllm_hparams;
 
 typedef struct nllm_layer {
@@ -61,6 +69,8 @@ typedef struct nllm_layer {
   /* A sparse layer: the router ([n_expert][n_embd]) and the experts' matrices stacked, rows and
    * cols giving one expert's matrix (expert e at data + e * rows * row size). */
   nllm_weight ffn_gate_inp, ffn_gate_exps, ffn_up_exps, ffn_down_exps;
+  /* its shared expert (shared_expert archs): gate vector [n_embd] and one SwiGLU MLP */
+  nllm_weight ffn_gate_inp_shexp, ffn_gate_shexp, ffn_up_shexp, ffn_down_shexp;
   int32_t window; /* attention sees the last `window` positions (itself included); 0 = all */
 } nllm_layer;
 

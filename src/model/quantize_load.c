@@ -94,9 +94,11 @@ nllm_status nllm_source_quantize_inplace(nllm_source *src, int32_t type, int n_t
     nllm_tensor *t = &src->tensors[i];
     done_bytes += t->nbytes;
     if (t->n_dims < 2 || !nllm_type_is_float(t->type)) continue;
-    /* an expert router stays float: its rounding decides which experts run */
+    /* an expert router (and Qwen2-MoE's shared expert gate, one row) stays float: its rounding
+     * decides which experts run and how much */
     size_t nl = strlen(t->name);
     if (nl >= 20 && strcmp(t->name + nl - 20, ".ffn_gate_inp.weight") == 0) continue;
+    if (nl >= 26 && strcmp(t->name + nl - 26, ".ffn_gate_inp_shexp.weight") == 0) continue;
     /* pure: the output matrix gets the same type as the rest (the caller asked for one type) */
     int32_t out = type;
     int32_t bs = q->block_size;

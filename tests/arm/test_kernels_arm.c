@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cpu/quant.h"
+#include "moe.h"
 #include "ops.h"
 #include "qtypes.h"
 #include "../random_blocks.h"
@@ -113,9 +114,119 @@ static void check_lowbit_formats(void) {
   }
 }
 
+/* A stacked expert tensor of n_expert rows x cols matrices, random values quantized to type. */
+static void *experts(int32_t type, int64_t n_expert, int64_t rows, int64_t cols, float scale) {
+  const nllm_qtype *q = nllm_qtype_get(type);
+  const size_t rs = nllm_row_size(type, cols);
+  uint8_t *w = malloc(rs * (size_t)(rows * n_expert));
+  float *row = malloc(sizeof(float) * (size_t)cols);
+  for (int64_t r = 0; r < rows * n_expert; r++) {
+    for (int64_t c = 0; c < cols; c++) row[c] = scale * frand();
+    q->from_float_ref(row, w + (size_t)r * rs, cols);
+  }
+  free(row);
+  return w;
+}
+
+/* The expert kernel (kernels/cpu/moe.c: routing, grouping by expert, the four-row and
+ * multi-token NEON dots on gathered rows, the shared expert) against its plain reference, for
+ * decode and prompt batches; the experts no token chose hold NaN and must never be read. */
+static void check_moe(void) {
+  static const int32_t types[] = {NLLM_TYPE_F16, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_0, NLLM_TYPE_Q4_K,
+                                  NLLM_TYPE_Q6_K};
+  static const int64_t toks[] = {1, 5, 24};
+  const int64_t d = 256, ff = 256, fsh = 512;
+  const int32_t ne = 8, k = 2;
+  for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+    for (size_t ni = 0; ni < sizeof toks / sizeof toks[0]; ni++)
+      for (int shared = 0; shared < 2; shared++) {
+        const int32_t type = types[ti];
+        const int64_t n = toks[ni];
+        void *g = experts(type, ne, ff, d, 1.0f / 16), *u = experts(type, ne, ff, d, 1.0f / 16);
+        void *dn = experts(type, ne, d, ff, 1.0f / 16);
+        void *sg = experts(type, 1, fsh, d, 1.0f / 16), *su = experts(type, 1, fsh, d, 1.0f / 16);
+        void *sd = experts(type, 1, d, fsh, 1.0f / 22);
+        float *x = malloc(sizeof(float) * (size_t)(n * d)), *gin = malloc(sizeof(float) * d);
+        float *lg = malloc(sizeof(float) * (size_t)(n * ne));
+        float *out = malloc(sizeof(float) * (size_t)(n * d)),
+              *ref = malloc(sizeof(float) * (size_t)(n * d));
+        for (int64_t i = 0; i < n * d; i++) x[i] = frand();
+        for (int64_t i = 0; i < d; i++) gin[i] = 0.2f * frand();
+        /* experts 3 and 6 are never chosen: NaN weights */
+        for (int64_t i = 0; i < n * ne; i++)
+          lg[i] = (i % ne == 3 || i % ne == 6) ? -60 : 2 * frand();
+        const size_t per_gu = nllm_row_size(type, d) * (size_t)ff,
+                     per_d = nllm_row_size(type, ff) * (size_t)d;
+        if (type == NLLM_TYPE_F16 || type == NLLM_TYPE_Q8_0) { /* NaN is representable */
+          for (int e = 3; e <= 6; e += 3) {
+            float nan_row[256];
+            for (int i = 0; i < 256; i++) nan_row[i] = NAN;
+            const nllm_qtype *q = nllm_qtype_get(type);
+            for (int64_t r = 0; r < ff; r++) {
+              q->from_float_ref(nan_row,
+                                (uint8_t *)g + e * per_gu + (size_t)r * nllm_row_size(type, d), d);
+              q->from_float_ref(nan_row,
+                                (uint8_t *)u + e * per_gu + (size_t)r * nllm_row_size(type, d), d);
+            }
+            for (int64_t r = 0; r < d; r++)
+              q->from_float_ref(
+                  nan_row, (uint8_t *)dn + e * per_d + (size_t)r * nllm_row_size(type, ff), ff);
+          }
+        }
+        nllm_moe_args a = {.out = out,
+                           .x = x,
+                           .logits = lg,
+                           .n_tok = n,
+                           .d = d,
+                           .ff = ff,
+                           .n_expert = ne,
+                           .n_used = k,
+                           .norm = 1,
+                           .gate = {g, type, ff, d},
+                           .up = {u, type, ff, d},
+                           .down = {dn, type, d, ff},
+                           .n_threads = 3};
+        if (shared) {
+          a.sh_gate = (nllm_moe_mat){sg, type, fsh, d};
+          a.sh_up = (nllm_moe_mat){su, type, fsh, d};
+          a.sh_down = (nllm_moe_mat){sd, type, d, fsh};
+          a.sh_gate_inp = gin;
+          a.norm = 0;
+        }
+        void *scratch = malloc(nllm_moe_scratch_size(&a)),
+             *rscratch = malloc(nllm_moe_ref_scratch_size(&a));
+        a.scratch = scratch;
+        nllm_moe_ffn(&a);
+        nllm_moe_args r = a;
+        r.out = ref;
+        r.scratch = rscratch;
+        nllm_moe_ffn_ref(&r);
+        double worst = 0;
+        int finite = 1;
+        for (int64_t t = 0; t < n; t++) {
+          double num = 0, den = 0;
+          for (int64_t i = 0; i < d; i++) {
+            finite &= isfinite(out[t * d + i]);
+            double e = (double)out[t * d + i] - ref[t * d + i];
+            num += e * e, den += (double)ref[t * d + i] * ref[t * d + i];
+          }
+          double rel = sqrt(num / (den > 0 ? den : 1));
+          if (rel > worst) worst = rel;
+        }
+        /* F16 rows dot in float; the integer types round the activations to 8 bits (~1%) */
+        const double tol = type == NLLM_TYPE_F16 ? 4e-3 : 4e-2;
+        CHECK(finite && worst < tol, "moe %s n_tok %lld shared %d: rel RMS %g vs the reference%s",
+              nllm_qtype_get(type)->name, (long long)n, shared, worst,
+              finite ? "" : " (not finite)");
+        free(g), free(u), free(dn), free(sg), free(su), free(sd), free(x), free(gin), free(lg);
+        free(out), free(ref), free(scratch), free(rscratch);
+      }
+}
+
 int main(void) {
   printf("cpu: %s\n", nllm_cpu_features());
   check_lowbit_formats();
+  check_moe();
   static const int32_t types[] = {NLLM_TYPE_F32,   NLLM_TYPE_F16,  NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,
                                   NLLM_TYPE_Q4_0,  NLLM_TYPE_Q4_1, NLLM_TYPE_Q5_0, NLLM_TYPE_Q5_1,
                                   NLLM_TYPE_Q8_1,  NLLM_TYPE_Q2_K, NLLM_TYPE_Q3_K, NLLM_TYPE_Q4_K,
