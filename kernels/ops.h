@@ -21,6 +21,32 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads);
  * (kernels/cpu/matmul.c). Always 0 without BLAS. */
 int nllm_blas_is_serial(void);
 
+/* One low-rank product of a LoRA adapter on a layer matrix W [out][in]: y += s B (A x), with
+ * A [r][in] and B stored transposed, bt [r][out], both in F32 or F16 (type); the activations
+ * stay F32. t is its scratch of n_tok rows of r floats. */
+typedef struct nllm_lowrank {
+  int32_t type;
+  int32_t r;
+  int64_t in, out;
+  const void *a, *bt;
+  float s;
+  float *t;
+  float *y; /* [n_tok][out] */
+} nllm_lowrank;
+/* t = s A x for every product of p (all of p[k].in columns; x [n_tok][in]): the products of
+ * one input (a layer's q, k and v) read it in one pass over the team. */
+void nllm_lowrank_down(const nllm_lowrank *p, int n_p, const float *x, int64_t n_tok,
+                       int n_threads);
+/* y += B t for every product of p, after nllm_lowrank_down. */
+void nllm_lowrank_up(const nllm_lowrank *p, int n_p, int64_t n_tok, int n_threads);
+/* The scalar references of the tiers' lowrank_dot / lowrank_axpy (kernels/qtypes.h). */
+void nllm_lowrank_dot_ref(int32_t wtype, int64_t n, float *s, int64_t s_stride, const void *w,
+                          int64_t w_stride, int n_rows, const float *x, int64_t x_stride, int n_tok,
+                          float scale);
+void nllm_lowrank_axpy_ref(int32_t wtype, int64_t n, float *y, int64_t y_stride, const void *w,
+                           int64_t w_stride, int64_t r, const float *c, int64_t c_stride,
+                           int n_tok);
+
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), per row of n. */
 void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, int64_t n,
                   int64_t n_rows, float eps, int n_threads);

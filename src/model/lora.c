@@ -1,6 +1,6 @@
 /* Loading LoRA adapters (PEFT folders and GGUF adapter files) and checking them against the
- * base model. Every tensor pair becomes one nllm_lora_mat of F32 copies, so the base weights
- * stay shared and untouched (quantized or not) and the pass adds s * scale * B (A x). */
+ * base model. Every tensor pair becomes one nllm_lora_mat of F32 or F16 copies, so the base
+ * weights stay shared and untouched (quantized or not) and the pass adds s * scale * B (A x). */
 #include "model/lora.h"
 
 #include <math.h>
@@ -50,7 +50,7 @@ static void lora_free(nllm_lora_adapter *a) {
   if (a->mats && a->model)
     for (int64_t i = 0; i < (int64_t)a->model->hp.n_layer * NLLM_LORA_SLOTS; i++) {
       nllm_aligned_free(a->mats[i].a);
-      nllm_aligned_free(a->mats[i].b);
+      nllm_aligned_free(a->mats[i].bt);
     }
   free(a->mats);
   free(a->name);
@@ -109,6 +109,23 @@ static float *to_f32(const nllm_tensor *t) {
   return f;
 }
 
+/* Whether F16 holds each of the n values exactly (BF16 weights of a usual magnitude do: 8
+ * significant bits in F16's 11). */
+static int f16_holds(const float *v, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    if (nllm_fp16_to_fp32(nllm_fp32_to_fp16(v[i])) != v[i]) return 0;
+  return 1;
+}
+
+/* v (n floats) as the adapter keeps it: v itself in F32, else a new F16 copy. NULL: no memory. */
+static void *stored(float *v, int64_t n, int half) {
+  if (!half) return v;
+  uint16_t *h = nllm_aligned_alloc((size_t)n * sizeof(uint16_t));
+  if (h)
+    for (int64_t i = 0; i < n; i++) h[i] = nllm_fp32_to_fp16(v[i]);
+  return h;
+}
+
 /* What the adapter file says about the layout and scale of its pairs. */
 typedef struct lora_file {
   const char *file;  /* for messages */
@@ -164,21 +181,36 @@ static nllm_status add_pair(nllm_lora_adapter *ad, const lora_file *lf, const ch
   if (lm->r)
     return nllm_err(NLLM_ERR_FORMAT, "%s: two adapter tensor pairs change '%s'", lf->file,
                     base_name);
-  lm->a = to_f32(ta);
-  lm->b = to_f32(tb);
+  float *a = to_f32(ta), *b = to_f32(tb);
   float *tmp = nllm_aligned_alloc((size_t)(out * r) * sizeof(float));
-  if (!lm->a || !lm->b || !tmp) {
-    nllm_aligned_free(tmp);
-    return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for '%s'", lf->file, ta->name);
+  nllm_status st = NLLM_OK;
+  if (!a || !b || !tmp) {
+    st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for '%s'", lf->file, ta->name);
+  } else {
+    /* q/k rows follow the base's rope layout: only Llama's GGUF files store them as pairs */
+    const int base_pairs = !strcmp(m->arch->name, "llama") && !m->hp.rope_neox;
+    const int64_t heads = slot == NLLM_LORA_Q ? m->hp.n_head : m->hp.n_head_kv;
+    if ((slot == NLLM_LORA_Q || slot == NLLM_LORA_K) && !m->arch->fused_qkv &&
+        base_pairs != lf->rows_in_pairs)
+      permute_rows(b, out, r, heads, base_pairs, tmp);
+    /* B transposed: tmp [r][out] */
+    for (int64_t o = 0; o < out; o++)
+      for (int64_t j = 0; j < r; j++) tmp[j * out + o] = b[o * r + j];
+    const int half = ta->type != NLLM_TYPE_F32 && tb->type != NLLM_TYPE_F32 &&
+                     f16_holds(a, r * in) && f16_holds(tmp, r * out);
+    lm->type = half ? NLLM_TYPE_F16 : NLLM_TYPE_F32;
+    lm->a = stored(a, r * in, half);
+    lm->bt = stored(tmp, r * out, half);
+    if (!lm->a || !lm->bt)
+      st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for '%s'", lf->file, ta->name);
+    if (lm->a == a) a = NULL;
+    if (lm->bt == tmp) tmp = NULL;
   }
-  lm->r = (int32_t)r;
-  /* q/k rows follow the base's rope layout: only Llama's GGUF files store them as pairs */
-  const int base_pairs = !strcmp(m->arch->name, "llama") && !m->hp.rope_neox;
-  const int64_t heads = slot == NLLM_LORA_Q ? m->hp.n_head : m->hp.n_head_kv;
-  if ((slot == NLLM_LORA_Q || slot == NLLM_LORA_K) && !m->arch->fused_qkv &&
-      base_pairs != lf->rows_in_pairs)
-    permute_rows(lm->b, out, r, heads, base_pairs, tmp);
+  nllm_aligned_free(a);
+  nllm_aligned_free(b);
   nllm_aligned_free(tmp);
+  if (st) return st;
+  lm->r = (int32_t)r;
   lm->scale = lf->alpha == 0.0f ? 1.0f
               : lf->rslora      ? lf->alpha / sqrtf((float)r)
                                 : lf->alpha / (float)r;
@@ -507,15 +539,18 @@ nllm_status nllm_lora_load(const nllm_model *m, const char *path, nllm_lora_adap
   return st;
 }
 
+static inline float elem(int32_t type, const void *v, int64_t i) {
+  return type == NLLM_TYPE_F16 ? nllm_fp16_to_fp32(((const uint16_t *)v)[i])
+                               : ((const float *)v)[i];
+}
+
 void nllm_lora_merge(const nllm_lora_mat *lm, float s, float *w, int64_t rows, int64_t cols) {
   const float k = s * lm->scale;
   for (int64_t o = 0; o < rows; o++) {
-    const float *b = lm->b + o * lm->r;
     float *wr = w + o * cols;
     for (int64_t j = 0; j < lm->r; j++) {
-      const float bj = k * b[j];
-      const float *a = lm->a + j * cols;
-      for (int64_t i = 0; i < cols; i++) wr[i] += bj * a[i];
+      const float bj = k * elem(lm->type, lm->bt, j * rows + o);
+      for (int64_t i = 0; i < cols; i++) wr[i] += bj * elem(lm->type, lm->a, j * cols + i);
     }
   }
 }
