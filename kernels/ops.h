@@ -22,8 +22,8 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads);
 int nllm_blas_is_serial(void);
 
 /* One low-rank product of a LoRA adapter on a layer matrix W [out][in]: y += s B (A x), with
- * A [r][in] and B stored transposed, bt [r][out], both in F32 or F16 (type); the activations
- * stay F32. t is its scratch of n_tok rows of r floats. */
+ * A [r][in] and B stored transposed, bt [r][out], both in F32, F16 or BF16 (type); the
+ * activations stay F32. t is its scratch of n_tok rows of r floats. */
 typedef struct nllm_lowrank {
   int32_t type;
   int32_t r;

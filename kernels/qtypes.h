@@ -114,7 +114,8 @@ struct nllm_attn_args;
 typedef void (*nllm_attn_span_fn)(const struct nllm_attn_args *a, int64_t t, int64_t kvh,
                                   int64_t j0, int64_t n, float *out_rows, float *m, float *l,
                                   float *scratch);
-/* LoRA's low-rank products (lowrank.c is the reference; weights F32 or F16, activations F32):
+/* LoRA's low-rank products (lowrank.c is the reference; weights F32, F16 or BF16, activations
+ * F32):
  * s[t * s_stride + j] = scale * dot(row j of w, row t of x) over n elements, for j < n_rows and
  * t < n_tok, both at most 4; rows w_stride and x_stride elements apart. */
 typedef void (*nllm_lowrank_dot_fn)(int32_t wtype, int64_t n, float *s, int64_t s_stride,

@@ -1,6 +1,6 @@
 /* LoRA's low-rank product kernels (kernels/cpu/lowrank*.c): every tier's lowrank_dot and
- * lowrank_axpy against the scalar reference on random and edge data, F32 and F16 weights, every
- * tail and tile shape; and the threaded passes against a double-precision y + s B (A x). */
+ * lowrank_axpy against the scalar reference on random and edge data, F32, F16 and BF16 weights,
+ * every tail and tile shape; and the threaded passes against a double-precision y + s B (A x). */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -27,18 +27,23 @@ static void fill(float *x, int64_t n, int kind) {
     }
 }
 
-/* n weights in type (F16: rounded once, as an adapter file holds them), and their exact floats */
+/* n weights in type (F16, BF16: rounded once, as an adapter file holds them), and their exact
+ * floats */
 static void make_weights(int32_t type, const float *src, int64_t n, void *w, float *exact) {
   if (type == NLLM_TYPE_F16) {
     uint16_t *h = w;
     for (int64_t i = 0; i < n; i++) exact[i] = q_h2f(h[i] = q_f2h(src[i]));
+  } else if (type == NLLM_TYPE_BF16) {
+    uint16_t *h = w;
+    for (int64_t i = 0; i < n; i++) exact[i] = q_bf2f(h[i] = nllm_fp32_to_bf16(src[i]));
   } else {
     memcpy(w, src, (size_t)n * sizeof(float));
     memcpy(exact, src, (size_t)n * sizeof(float));
   }
 }
 
-static const int32_t types[] = {NLLM_TYPE_F32, NLLM_TYPE_F16};
+static const int32_t types[] = {NLLM_TYPE_F32, NLLM_TYPE_F16, NLLM_TYPE_BF16};
+#define N_TYPES ((int)(sizeof types / sizeof types[0]))
 
 /* s[t][j] = scale dot(w row j, x row t) for 1..4 rows by 1..4 tokens, strided, with lengths off
  * every vector width; slots of s past n_rows keep their sentinel. */
@@ -154,7 +159,7 @@ START_TEST(passes_vs_naive) {
   static const int32_t rank[NP] = {16, 5, 1};
   static const int64_t outs[NP] = {600, 40, 257};
   static const int64_t toks[] = {1, 5, 70};
-  const size_t es = type == NLLM_TYPE_F16 ? 2 : 4;
+  const size_t es = type == NLLM_TYPE_F32 ? 4 : 2;
   float *ae[NP], *be[NP], *y0[NP];
   void *a[NP], *bt[NP];
   nllm_lowrank p[NP];
@@ -228,9 +233,9 @@ static Suite *lowrank_suite(void) {
   Suite *s = suite_create("lowrank");
   TCase *tc = tcase_create("lowrank");
   tcase_set_timeout(tc, 120);
-  tcase_add_loop_test(tc, dot_vs_ref, 0, 2);
-  tcase_add_loop_test(tc, axpy_vs_ref, 0, 2);
-  tcase_add_loop_test(tc, passes_vs_naive, 0, 2);
+  tcase_add_loop_test(tc, dot_vs_ref, 0, N_TYPES);
+  tcase_add_loop_test(tc, axpy_vs_ref, 0, N_TYPES);
+  tcase_add_loop_test(tc, passes_vs_naive, 0, N_TYPES);
   suite_add_tcase(s, tc);
   return s;
 }

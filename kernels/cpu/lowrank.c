@@ -1,7 +1,7 @@
 /* LoRA's low-rank products y += s B (A x) next to a layer's (possibly quantized) matmul. At
  * rank 16 they are 1-2% of the layer's arithmetic but, at decode, a few percent of the bytes
- * read: so A and B may be F16 (half the bytes) while the activations stay F32 (an F16
- * activation would round the adapter's input, 1e-3 relative), and each pass is split over the
+ * read: so A and B may be F16 or BF16 (half the bytes) while the activations stay F32 (a
+ * half activation would round the adapter's input, 1e-3 relative), and each pass is split over the
  * team like the base matmul. A is [r][in] and dotted with x; B is kept transposed, [r][out], so
  * B t adds r scaled weight rows into y. This file has the threaded passes and the scalar
  * reference kernels; the tiers' kernels live in lowrank_{avx2,avx512,neon}.c. */
@@ -12,7 +12,9 @@
 #include "cpu/quant.h"
 
 static inline float weight(int32_t type, const void *w, int64_t i) {
-  return type == NLLM_TYPE_F16 ? q_h2f(((const uint16_t *)w)[i]) : ((const float *)w)[i];
+  return type == NLLM_TYPE_F16    ? q_h2f(((const uint16_t *)w)[i])
+         : type == NLLM_TYPE_BF16 ? q_bf2f(((const uint16_t *)w)[i])
+                                  : ((const float *)w)[i];
 }
 
 void nllm_lowrank_dot_ref(int32_t wtype, int64_t n, float *s, int64_t s_stride, const void *w,
@@ -62,7 +64,7 @@ static int64_t row_items(const lowrank_job *j, const nllm_lowrank *p) {
 }
 
 static size_t elem_size(int32_t type) {
-  return type == NLLM_TYPE_F16 ? 2 : 4;
+  return type == NLLM_TYPE_F32 ? 4 : 2;
 }
 
 static void lowrank_item(void *vjob, int64_t item, int worker) {

@@ -1,5 +1,5 @@
 /* Loading LoRA adapters (PEFT folders and GGUF adapter files) and checking them against the
- * base model. Every tensor pair becomes one nllm_lora_mat of F32 or F16 copies, so the base
+ * base model. Every tensor pair becomes one nllm_lora_mat (F32, F16 or BF16), so the base
  * weights stay shared and untouched (quantized or not) and the pass adds s * scale * B (A x). */
 #include "model/lora.h"
 
@@ -109,20 +109,12 @@ static float *to_f32(const nllm_tensor *t) {
   return f;
 }
 
-/* Whether F16 holds each of the n values exactly (BF16 weights of a usual magnitude do: 8
- * significant bits in F16's 11). */
-static int f16_holds(const float *v, int64_t n) {
-  for (int64_t i = 0; i < n; i++)
-    if (nllm_fp16_to_fp32(nllm_fp32_to_fp16(v[i])) != v[i]) return 0;
-  return 1;
-}
-
-/* v (n floats) as the adapter keeps it: v itself in F32, else a new F16 copy. NULL: no memory. */
-static void *stored(float *v, int64_t n, int half) {
-  if (!half) return v;
+/* v (n floats) as the adapter keeps it: v itself in F32, else a new copy in F16 or BF16 (v holds
+ * that type's values, so the copy is exact). NULL: no memory. */
+static void *stored(float *v, int64_t n, int32_t type) {
+  if (type == NLLM_TYPE_F32) return v;
   uint16_t *h = nllm_aligned_alloc((size_t)n * sizeof(uint16_t));
-  if (h)
-    for (int64_t i = 0; i < n; i++) h[i] = nllm_fp32_to_fp16(v[i]);
+  if (h) nllm_qtype_get(type)->from_float_ref(v, h, n);
   return h;
 }
 
@@ -196,11 +188,10 @@ static nllm_status add_pair(nllm_lora_adapter *ad, const lora_file *lf, const ch
     /* B transposed: tmp [r][out] */
     for (int64_t o = 0; o < out; o++)
       for (int64_t j = 0; j < r; j++) tmp[j * out + o] = b[o * r + j];
-    const int half = ta->type != NLLM_TYPE_F32 && tb->type != NLLM_TYPE_F32 &&
-                     f16_holds(a, r * in) && f16_holds(tmp, r * out);
-    lm->type = half ? NLLM_TYPE_F16 : NLLM_TYPE_F32;
-    lm->a = stored(a, r * in, half);
-    lm->bt = stored(tmp, r * out, half);
+    /* a pair of one half type keeps it; the kernels widen each weight exactly */
+    lm->type = ta->type == tb->type ? ta->type : NLLM_TYPE_F32;
+    lm->a = stored(a, r * in, lm->type);
+    lm->bt = stored(tmp, r * out, lm->type);
     if (!lm->a || !lm->bt)
       st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for '%s'", lf->file, ta->name);
     if (lm->a == a) a = NULL;
@@ -540,8 +531,10 @@ nllm_status nllm_lora_load(const nllm_model *m, const char *path, nllm_lora_adap
 }
 
 static inline float elem(int32_t type, const void *v, int64_t i) {
-  return type == NLLM_TYPE_F16 ? nllm_fp16_to_fp32(((const uint16_t *)v)[i])
-                               : ((const float *)v)[i];
+  if (type == NLLM_TYPE_F32) return ((const float *)v)[i];
+  float f;
+  nllm_qtype_get(type)->to_float_ref((const uint16_t *)v + i, &f, 1);
+  return f;
 }
 
 void nllm_lora_merge(const nllm_lora_mat *lm, float s, float *w, int64_t rows, int64_t cols) {

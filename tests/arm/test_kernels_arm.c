@@ -113,7 +113,7 @@ static void check_lowbit_formats(void) {
   }
 }
 
-/* LoRA's low-rank kernels (lowrank_neon.c) against lowrank.c's reference: F32 and F16 weights,
+/* LoRA's low-rank kernels (lowrank_neon.c) against lowrank.c's reference: F32/F16/BF16 weights,
  * 1..4 rows and tokens, lengths off the 4- and 16-wide tiles. */
 static void check_lowrank(void) {
   const nllm_cpu_ops *ops = nllm_cpu_ops_get();
@@ -123,14 +123,17 @@ static void check_lowrank(void) {
   enum { MAXN = 515, R = 7 };
   static float wf[R * MAXN], x[4 * MAXN], y[4 * MAXN], yref[4 * MAXN], c[4 * R];
   static uint16_t wh[R * MAXN];
-  for (int f16 = 0; f16 < 2; f16++)
+  static const int32_t types[] = {NLLM_TYPE_F32, NLLM_TYPE_F16, NLLM_TYPE_BF16};
+  for (int ti = 0; ti < 3; ti++)
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
       for (int kind = 0; kind < 4; kind++) {
         const int64_t n = lens[li];
-        const int32_t type = f16 ? NLLM_TYPE_F16 : NLLM_TYPE_F32;
+        const int32_t type = types[ti];
         fill(wf, R * n, kind);
-        for (int64_t i = 0; i < R * n; i++) wf[i] = q_h2f(wh[i] = q_f2h(wf[i]));
-        const void *w = f16 ? (const void *)wh : (const void *)wf;
+        for (int64_t i = 0; i < R * n && type != NLLM_TYPE_F32; i++)
+          wf[i] = type == NLLM_TYPE_F16 ? q_h2f(wh[i] = q_f2h(wf[i]))
+                                        : q_bf2f(wh[i] = nllm_fp32_to_bf16(wf[i]));
+        const void *w = type != NLLM_TYPE_F32 ? (const void *)wh : (const void *)wf;
         fill(x, 4 * n, kind == 1 ? 0 : 3);
         fill(c, 4 * R, 0);
         for (int rows = 1; rows <= 4; rows++)
@@ -145,7 +148,7 @@ static void check_lowrank(void) {
                   sumabs += fabs((double)wf[j * n + i] * x[t * n + i]);
                 CHECK(fabs((double)s[t * 4 + j] - sr[t * 4 + j]) <=
                           (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30,
-                      "lowrank_dot f16 %d n %lld kind %d rows %d tok %d: %.9g vs %.9g", f16,
+                      "lowrank_dot type %d n %lld kind %d rows %d tok %d: %.9g vs %.9g", type,
                       (long long)n, kind, rows, nt, s[t * 4 + j], sr[t * 4 + j]);
               }
             fill(y, 4 * n, 0);
@@ -157,7 +160,7 @@ static void check_lowrank(void) {
               double sumabs = fabs((double)yref[i]);
               for (int j = 0; j < R; j++) sumabs += fabs((double)c[t * R + j] * wf[j * n + o]);
               CHECK(fabs((double)y[i] - yref[i]) <= (R + 4) * FLT_EPSILON * sumabs + 1e-30,
-                    "lowrank_axpy f16 %d n %lld kind %d tok %d: [%lld] %.9g vs %.9g", f16,
+                    "lowrank_axpy type %d n %lld kind %d tok %d: [%lld] %.9g vs %.9g", type,
                     (long long)n, kind, nt, (long long)i, y[i], yref[i]);
             }
           }
