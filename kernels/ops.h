@@ -22,8 +22,8 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads);
 int nllm_blas_is_serial(void);
 
 /* One low-rank product of a LoRA adapter on a layer matrix W [out][in]: y += s B (A x), with
- * A [r][in] and B stored transposed, bt [r][out], both in F32, F16 or BF16 (type); the
- * activations stay F32. t is its scratch of n_tok rows of r floats. */
+ * A [r][in] and B packed in panels (below), both in F32, F16 or BF16 (type); the activations
+ * stay F32. t is its scratch of n_tok rows of r floats. */
 typedef struct nllm_lowrank {
   int32_t type;
   int32_t r;
@@ -33,6 +33,19 @@ typedef struct nllm_lowrank {
   float *t;
   float *y; /* [n_tok][out] */
 } nllm_lowrank;
+/* B's packed form: its transpose cut into panels of NLLM_LOWRANK_PANEL outputs, each panel r
+ * rows of PANEL weights one after another (the last panel zero-padded). B t adds r scaled rows
+ * of a panel into PANEL outputs, reading the panel front to back: a decode step streams B
+ * without the r-way strided reads of a plain transpose. */
+#define NLLM_LOWRANK_PANEL 64
+static inline int64_t nllm_lowrank_bt_size(int64_t r, int64_t out) {
+  return r * ((out + NLLM_LOWRANK_PANEL - 1) / NLLM_LOWRANK_PANEL * NLLM_LOWRANK_PANEL);
+}
+/* The packed position of B[o][j]. */
+static inline int64_t nllm_lowrank_bt_index(int64_t r, int64_t o, int64_t j) {
+  return o / NLLM_LOWRANK_PANEL * r * NLLM_LOWRANK_PANEL + j * NLLM_LOWRANK_PANEL +
+         o % NLLM_LOWRANK_PANEL;
+}
 /* t = s A x for every product of p (all of p[k].in columns; x [n_tok][in]): the products of
  * one input (a layer's q, k and v) read it in one pass over the team. */
 void nllm_lowrank_down(const nllm_lowrank *p, int n_p, const float *x, int64_t n_tok,

@@ -151,8 +151,9 @@ START_TEST(axpy_vs_ref) {
 END_TEST
 
 /* Three products of one input (ranks and widths like q, k, v: the last narrower than a chunk,
- * the first not a multiple of one), through the threaded passes, against double precision: one
- * token (decode), a few, and more than a token block. */
+ * the first not a multiple of one, none a whole number of panels), B packed, through the
+ * threaded passes, against double precision: one token (decode), a few, and more than a token
+ * block. */
 START_TEST(passes_vs_naive) {
   const int32_t type = types[_i];
   enum { IN = 328, NP = 3 };
@@ -168,7 +169,7 @@ START_TEST(passes_vs_naive) {
   fill(x, 70 * IN, DATA_GAUSS);
   float *tp = t;
   for (int k = 0; k < NP; k++) {
-    const int64_t na = rank[k] * IN, nb = rank[k] * outs[k];
+    const int64_t na = rank[k] * IN, nb = nllm_lowrank_bt_size(rank[k], outs[k]);
     float *tmp = malloc((size_t)(na > nb ? na : nb) * sizeof(float));
     ae[k] = malloc((size_t)na * sizeof(float)), be[k] = malloc((size_t)nb * sizeof(float));
     a[k] = malloc((size_t)na * es), bt[k] = malloc((size_t)nb * es);
@@ -177,6 +178,8 @@ START_TEST(passes_vs_naive) {
     fill(tmp, na, DATA_GAUSS);
     make_weights(type, tmp, na, a[k], ae[k]);
     fill(tmp, nb, DATA_GAUSS);
+    for (int64_t o = outs[k]; o % NLLM_LOWRANK_PANEL; o++) /* the packed form's padding */
+      for (int j = 0; j < rank[k]; j++) tmp[nllm_lowrank_bt_index(rank[k], o, j)] = 0;
     make_weights(type, tmp, nb, bt[k], be[k]);
     fill(y0[k], 70 * outs[k], DATA_GAUSS);
     free(tmp);
@@ -211,8 +214,9 @@ START_TEST(passes_vs_naive) {
           for (int64_t o = 0; o < outs[k]; o++) {
             double want = y0[k][tok * outs[k] + o], mag = fabs(want);
             for (int j = 0; j < rank[k]; j++) {
-              want += p[k].s * u[j] * be[k][j * outs[k] + o];
-              mag += fabs(p[k].s * ua[j] * be[k][j * outs[k] + o]);
+              const double bw = be[k][nllm_lowrank_bt_index(rank[k], o, j)];
+              want += p[k].s * u[j] * bw;
+              mag += fabs(p[k].s * ua[j] * bw);
             }
             const double got = p[k].y[tok * outs[k] + o];
             ck_assert_msg(fabs(got - want) <= (IN + rank[k] + 8) * FLT_EPSILON * mag,

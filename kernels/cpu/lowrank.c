@@ -41,7 +41,8 @@ void nllm_lowrank_axpy_ref(int32_t wtype, int64_t n, float *y, int64_t y_stride,
     }
 }
 
-/* Work items: a product's rows (down: 4 rows of A; up: OUT_CHUNK outputs) by TOK_BLOCK tokens,
+/* Work items: a product's rows (down: 4 rows of A; up: OUT_CHUNK outputs, whole panels) by
+ * TOK_BLOCK tokens,
  * so a decode step of q, k and v at rank 16 is 12 + 10 items and a prompt has enough for any
  * team while each item's weights stay in L1 as its tokens pass. */
 #define DOWN_ROWS 4
@@ -84,12 +85,14 @@ static void lowrank_item(void *vjob, int64_t item, int worker) {
       j->dot(p->type, p->in, p->t + t * p->r + r0, p->r, a, p->in, nr, j->x + t * p->in, p->in,
              (int)(t1 - t < TILE_TOK ? t1 - t : TILE_TOK), p->s);
   } else {
-    const int64_t o0 = ri * OUT_CHUNK;
-    const int64_t no = p->out - o0 < OUT_CHUNK ? p->out - o0 : OUT_CHUNK;
-    const void *bt = (const uint8_t *)p->bt + (size_t)o0 * es;
-    for (int64_t t = t0; t < t1; t += TILE_TOK)
-      j->axpy(p->type, no, p->y + t * p->out + o0, p->out, bt, p->out, p->r, p->t + t * p->r, p->r,
-              (int)(t1 - t < TILE_TOK ? t1 - t : TILE_TOK));
+    const int64_t o1 = (ri + 1) * OUT_CHUNK < p->out ? (ri + 1) * OUT_CHUNK : p->out;
+    for (int64_t o = ri * OUT_CHUNK; o < o1; o += NLLM_LOWRANK_PANEL) {
+      const int64_t no = o1 - o < NLLM_LOWRANK_PANEL ? o1 - o : NLLM_LOWRANK_PANEL;
+      const void *panel = (const uint8_t *)p->bt + (size_t)nllm_lowrank_bt_index(p->r, o, 0) * es;
+      for (int64_t t = t0; t < t1; t += TILE_TOK)
+        j->axpy(p->type, no, p->y + t * p->out + o, p->out, panel, NLLM_LOWRANK_PANEL, p->r,
+                p->t + t * p->r, p->r, (int)(t1 - t < TILE_TOK ? t1 - t : TILE_TOK));
+    }
   }
 }
 

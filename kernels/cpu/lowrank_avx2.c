@@ -5,6 +5,9 @@
 #include "cpu/quant.h"
 #include "cpu/quant_avx2.h"
 
+/* Bytes ahead in each row a dot tile prefetches. */
+#define PREFETCH 1024
+
 /* The storage of a weight matrix: F32, F16, or BF16 (widened by a shift). */
 enum { W_F32, W_F16, W_BF16 };
 
@@ -41,6 +44,9 @@ static inline __attribute__((always_inline)) void dot_tile(int kind, int nt, int
     for (int j = 0; j < 4; j++) acc[t][j] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
+    if ((i * es) % 64 == 0) /* four interleaved streams: the hardware prefetcher lags */
+      for (int j = 0; j < 4; j++)
+        __builtin_prefetch((const uint8_t *)row[j] + i * es + PREFETCH, 0, 3);
     const __m256 w0 = loadw(kind, row[0], i), w1 = loadw(kind, row[1], i);
     const __m256 w2 = loadw(kind, row[2], i), w3 = loadw(kind, row[3], i);
     for (int t = 0; t < nt; t++) {

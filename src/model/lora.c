@@ -12,6 +12,7 @@
 #include "core/json.h"
 #include "formats/hf.h"
 #include "formats/safetensors.h"
+#include "ops.h"
 #include "qtypes.h"
 
 /* GGUF stem after "blk.N." -> slot. */
@@ -174,7 +175,7 @@ static nllm_status add_pair(nllm_lora_adapter *ad, const lora_file *lf, const ch
     return nllm_err(NLLM_ERR_FORMAT, "%s: two adapter tensor pairs change '%s'", lf->file,
                     base_name);
   float *a = to_f32(ta), *b = to_f32(tb);
-  float *tmp = nllm_aligned_alloc((size_t)(out * r) * sizeof(float));
+  float *tmp = nllm_aligned_alloc((size_t)nllm_lowrank_bt_size(r, out) * sizeof(float));
   nllm_status st = NLLM_OK;
   if (!a || !b || !tmp) {
     st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for '%s'", lf->file, ta->name);
@@ -185,13 +186,14 @@ static nllm_status add_pair(nllm_lora_adapter *ad, const lora_file *lf, const ch
     if ((slot == NLLM_LORA_Q || slot == NLLM_LORA_K) && !m->arch->fused_qkv &&
         base_pairs != lf->rows_in_pairs)
       permute_rows(b, out, r, heads, base_pairs, tmp);
-    /* B transposed: tmp [r][out] */
+    /* B packed for the kernels (kernels/ops.h) */
+    for (int64_t i = 0; i < nllm_lowrank_bt_size(r, out); i++) tmp[i] = 0;
     for (int64_t o = 0; o < out; o++)
-      for (int64_t j = 0; j < r; j++) tmp[j * out + o] = b[o * r + j];
+      for (int64_t j = 0; j < r; j++) tmp[nllm_lowrank_bt_index(r, o, j)] = b[o * r + j];
     /* a pair of one half type keeps it; the kernels widen each weight exactly */
     lm->type = ta->type == tb->type ? ta->type : NLLM_TYPE_F32;
     lm->a = stored(a, r * in, lm->type);
-    lm->bt = stored(tmp, r * out, lm->type);
+    lm->bt = stored(tmp, nllm_lowrank_bt_size(r, out), lm->type);
     if (!lm->a || !lm->bt)
       st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for '%s'", lf->file, ta->name);
     if (lm->a == a) a = NULL;
@@ -542,7 +544,7 @@ void nllm_lora_merge(const nllm_lora_mat *lm, float s, float *w, int64_t rows, i
   for (int64_t o = 0; o < rows; o++) {
     float *wr = w + o * cols;
     for (int64_t j = 0; j < lm->r; j++) {
-      const float bj = k * elem(lm->type, lm->bt, j * rows + o);
+      const float bj = k * elem(lm->type, lm->bt, nllm_lowrank_bt_index(lm->r, o, j));
       for (int64_t i = 0; i < cols; i++) wr[i] += bj * elem(lm->type, lm->a, j * cols + i);
     }
   }

@@ -27,8 +27,8 @@ enum {
  * other pair is F32. */
 typedef struct nllm_lora_mat {
   void *a;      /* [r][in] */
-  void *bt;     /* [r][out]: B transposed, its rows (B's columns) in the base weight's layout
-                   (q/k rope order included) */
+  void *bt;     /* B packed in panels (kernels/ops.h), its rows in the base weight's layout (q/k
+                   rope order included) */
   int32_t type; /* of a and bt: NLLM_TYPE_F32, NLLM_TYPE_F16 or NLLM_TYPE_BF16 */
   int32_t r;    /* 0: this matrix is not adapted */
   float scale;  /* alpha / r (alpha / sqrt(r) with rsLoRA; 1 for a GGUF alpha of 0) */
