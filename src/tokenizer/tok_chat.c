@@ -341,7 +341,7 @@ const char *nllm_tokenizer_special_text(const nllm_tokenizer *tok, int which, ch
   nllm_token id = tok->special[which];
   if (id < 0) return NULL;
   int32_t n = 0;
-  if (nllm_tokenizer_piece(tok, id, 1, buf, (int32_t)(cap - 1), &n) != NLLM_OK) return NULL;
+  if (nllm_tok_token_to_piece(tok, id, 1, buf, (int32_t)(cap - 1), &n) != NLLM_OK) return NULL;
   buf[n] = 0;
   return buf;
 }
