@@ -256,7 +256,8 @@ NLLM_API nllm_status nllm_chat_format(const nllm_model *model, const nllm_chat_m
                                       int32_t cap, int32_t *n_out);
 
 /* Same with a template given by the caller: a Jinja chat template text, or a family name
- * ("chatml", "llama2", "llama3", "mistral", "gemma", "phi3", "deepseek", "deepseek3"). */
+ * ("chatml", "llama2", "llama3", "mistral", "mistral-v7", "gemma", "phi3", "deepseek",
+ * "deepseek3"). */
 NLLM_API nllm_status nllm_chat_apply_template(const char *tmpl, const nllm_chat_message *messages,
                                               int32_t n_messages, int32_t add_assistant_prompt,
                                               char *buf, int32_t cap, int32_t *n_out);

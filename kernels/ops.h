@@ -21,6 +21,45 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads);
  * (kernels/cpu/matmul.c). Always 0 without BLAS. */
 int nllm_blas_is_serial(void);
 
+/* One low-rank product of a LoRA adapter on a layer matrix W [out][in]: y += s B (A x), with
+ * A [r][in] and B packed in panels (below), both in F32, F16 or BF16 (type); the activations
+ * stay F32. t is its scratch of n_tok rows of r floats. */
+typedef struct nllm_lowrank {
+  int32_t type;
+  int32_t r;
+  int64_t in, out;
+  const void *a, *bt;
+  float s;
+  float *t;
+  float *y; /* [n_tok][out] */
+} nllm_lowrank;
+/* B's packed form: its transpose cut into panels of NLLM_LOWRANK_PANEL outputs, each panel r
+ * rows of PANEL weights one after another (the last panel zero-padded). B t adds r scaled rows
+ * of a panel into PANEL outputs, reading the panel front to back: a decode step streams B
+ * without the r-way strided reads of a plain transpose. */
+#define NLLM_LOWRANK_PANEL 64
+static inline int64_t nllm_lowrank_bt_size(int64_t r, int64_t out) {
+  return r * ((out + NLLM_LOWRANK_PANEL - 1) / NLLM_LOWRANK_PANEL * NLLM_LOWRANK_PANEL);
+}
+/* The packed position of B[o][j]. */
+static inline int64_t nllm_lowrank_bt_index(int64_t r, int64_t o, int64_t j) {
+  return o / NLLM_LOWRANK_PANEL * r * NLLM_LOWRANK_PANEL + j * NLLM_LOWRANK_PANEL +
+         o % NLLM_LOWRANK_PANEL;
+}
+/* t = s A x for every product of p (all of p[k].in columns; x [n_tok][in]): the products of
+ * one input (a layer's q, k and v) read it in one pass over the team. */
+void nllm_lowrank_down(const nllm_lowrank *p, int n_p, const float *x, int64_t n_tok,
+                       int n_threads);
+/* y += B t for every product of p, after nllm_lowrank_down. */
+void nllm_lowrank_up(const nllm_lowrank *p, int n_p, int64_t n_tok, int n_threads);
+/* The scalar references of the tiers' lowrank_dot / lowrank_axpy (kernels/qtypes.h). */
+void nllm_lowrank_dot_ref(int32_t wtype, int64_t n, float *s, int64_t s_stride, const void *w,
+                          int64_t w_stride, int n_rows, const float *x, int64_t x_stride, int n_tok,
+                          float scale);
+void nllm_lowrank_axpy_ref(int32_t wtype, int64_t n, float *y, int64_t y_stride, const void *w,
+                           int64_t w_stride, int64_t r, const float *c, int64_t c_stride,
+                           int n_tok);
+
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], per row of n. */
 void nllm_rmsnorm(float *out, const float *x, const float *w, int64_t n, int64_t n_rows, float eps,
                   int n_threads);

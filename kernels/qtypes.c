@@ -25,7 +25,7 @@ static const nllm_kernel_set *const avx512_sets[] = {&nllm_kernels_avx512, &nllm
 #elif defined(__aarch64__)
 static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_neon, &nllm_kernels_iq_neon,
                                                    &nllm_kernels_lowbit_neon};
-static const nllm_cpu_ops *const simd_ops = NULL;
+static const nllm_cpu_ops *const simd_ops = &nllm_cpu_ops_neon;
 #endif
 
 #define N_ISA (NLLM_ISA_AVX512 + 1)
@@ -84,7 +84,14 @@ static void build_tier(int isa, const nllm_kernel_set *const *sets, size_t n_set
     ops[isa] = ops[isa - 1];
   }
   for (size_t i = 0; i < n_sets; i++) overlay(tables[isa], sets[i]);
-  if (isa_ops) ops[isa] = *isa_ops;
+  if (!isa_ops) return;
+  nllm_cpu_ops *o = &ops[isa];
+  if (isa_ops->dot_f32) o->dot_f32 = isa_ops->dot_f32;
+  if (isa_ops->axpy_f32) o->axpy_f32 = isa_ops->axpy_f32;
+  if (isa_ops->attn_span) o->attn_span = isa_ops->attn_span;
+  if (isa_ops->gelu_erf) o->gelu_erf = isa_ops->gelu_erf;
+  if (isa_ops->lowrank_dot) o->lowrank_dot = isa_ops->lowrank_dot;
+  if (isa_ops->lowrank_axpy) o->lowrank_axpy = isa_ops->lowrank_axpy;
 }
 
 static void qtypes_init(void) {
@@ -137,7 +144,8 @@ static void qtypes_init(void) {
 #if defined(__x86_64__)
   const int has_avx512 = isa_max >= NLLM_ISA_AVX512;
   if (has_avx512) nllm_avx512_init();
-  build_tier(NLLM_ISA_AVX512, avx512_sets, has_avx512 ? N_ENTRIES(avx512_sets) : 0, NULL);
+  build_tier(NLLM_ISA_AVX512, avx512_sets, has_avx512 ? N_ENTRIES(avx512_sets) : 0,
+             has_avx512 ? &nllm_cpu_ops_avx512 : NULL);
 #else
   build_tier(NLLM_ISA_AVX512, NULL, 0, NULL);
 #endif

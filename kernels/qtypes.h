@@ -114,13 +114,29 @@ struct nllm_attn_args;
 typedef void (*nllm_attn_span_fn)(const struct nllm_attn_args *a, int64_t t, int64_t kvh,
                                   int64_t j0, int64_t n, float *out_rows, float *m, float *l,
                                   float *scratch);
+/* LoRA's low-rank products (lowrank.c is the reference; weights F32, F16 or BF16, activations
+ * F32):
+ * s[t * s_stride + j] = scale * dot(row j of w, row t of x) over n elements, for j < n_rows and
+ * t < n_tok, both at most 4; rows w_stride and x_stride elements apart. */
+typedef void (*nllm_lowrank_dot_fn)(int32_t wtype, int64_t n, float *s, int64_t s_stride,
+                                    const void *w, int64_t w_stride, int n_rows, const float *x,
+                                    int64_t x_stride, int n_tok, float scale);
+/* y[t * y_stride + i] += sum_j c[t * c_stride + j] * w[j * w_stride + i] for i < n, j < r,
+ * t < n_tok (at most 4): B t with B stored transposed, so a row of outputs is r scaled rows of
+ * weights added up, without horizontal sums. */
+typedef void (*nllm_lowrank_axpy_fn)(int32_t wtype, int64_t n, float *y, int64_t y_stride,
+                                     const void *w, int64_t w_stride, int64_t r, const float *c,
+                                     int64_t c_stride, int n_tok);
 typedef struct nllm_cpu_ops {
   float (*dot_f32)(const float *a, const float *b, int64_t n);
   void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
   nllm_attn_span_fn attn_span;           /* for head_dim a multiple of 8 */
   void (*gelu_erf)(float *x, int64_t n); /* in place, the erf GELU (ops.c's is the reference) */
+  nllm_lowrank_dot_fn lowrank_dot;
+  nllm_lowrank_axpy_fn lowrank_axpy;
 } nllm_cpu_ops;
-/* The helpers of the tier in use. */
+/* The helpers of the tier in use (a tier takes each helper it has none of from the tier
+ * below; NULL in every tier: the portable C runs). */
 const nllm_cpu_ops *nllm_cpu_ops_get(void);
 
 /* Tiers of kernels, each on top of the one below: a tier's row takes the lower tier's function

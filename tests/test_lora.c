@@ -11,6 +11,7 @@
 #include "cliutil.h"
 #include "convert/convert.h"
 #include "modelutil.h"
+#include "qtypes.h"
 
 /* The README's combinations: adapters (a = tiny-llama-lora-a, b = ...-b) and user scales. */
 static const struct {
@@ -419,6 +420,105 @@ START_TEST(quantized_base) {
 }
 END_TEST
 
+/* tiny-llama-lora-a.gguf rewritten with every tensor as `type` holds it (F16, BF16), stored as
+ * that type or, with as_f32, as F32 tensors of the same rounded values. */
+static void write_rounded_adapter(const char *out, int32_t type, int as_f32) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/lora/tiny-llama-lora-a.gguf", testdata_dir());
+  nllm_source src;
+  ck_assert_int_eq(gguf_open(path, 0, &src), NLLM_OK);
+  nllm_gguf_writer *w = NULL;
+  ck_assert_int_eq(nllm_gguf_writer_create(&w), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_str(w, "general.architecture", "llama"), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_str(w, "general.type", "adapter"), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_str(w, "adapter.type", "lora"), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_f32(w, "adapter.lora.alpha", 16.0f), NLLM_OK);
+  void *bufs[64];
+  ck_assert_int_le(src.n_tensors, 64);
+  for (int64_t i = 0; i < src.n_tensors; i++) {
+    const nllm_tensor *t = &src.tensors[i];
+    ck_assert_int_eq(t->type, NLLM_TYPE_F32);
+    const int64_t n = t->ne[0] * t->ne[1];
+    uint16_t *h = malloc((size_t)n * 2);
+    float *f = malloc((size_t)n * 4);
+    ck_assert(h && f);
+    ck_assert_int_eq(nllm_quantize_row(type, t->data, h, n), NLLM_OK);
+    nllm_qtype_get(type)->to_float_ref(h, f, n);
+    ck_assert_int_eq(
+        nllm_gguf_add_tensor(w, t->name, as_f32 ? NLLM_TYPE_F32 : type, 2, t->ne,
+                             as_f32 ? (void *)f : (void *)h, (uint64_t)n * (as_f32 ? 4 : 2)),
+        NLLM_OK);
+    bufs[i] = as_f32 ? (void *)f : (void *)h;
+    free(as_f32 ? (void *)h : (void *)f);
+  }
+  ck_assert_int_eq(nllm_gguf_write(w, out), NLLM_OK);
+  nllm_gguf_writer_free(w);
+  for (int64_t i = 0; i < src.n_tensors; i++) free(bufs[i]);
+  nllm_source_free(&src);
+}
+
+/* Whether every adapted matrix of a is stored as type. */
+static int every_mat_type(const nllm_lora_adapter *a, int32_t type) {
+  int all = 1;
+  for (int64_t i = 0; i < (int64_t)a->model->hp.n_layer * NLLM_LORA_SLOTS; i++)
+    if (a->mats[i].r) all &= a->mats[i].type == type;
+  return all;
+}
+
+/* F16 and BF16 adapters keep their type (half the bytes per decode step): the logits equal, bit
+ * for bit, those of F32 tensors with the same values (the kernels widen each weight exactly,
+ * activations stay F32), and the golden (from the F32 adapter) is met within the adapter's own
+ * rounding. */
+START_TEST(half_precision_adapters) {
+  char golden[1024], f[256], f32[256];
+  if (!testdata_path(golden, sizeof golden, "lora/golden.lora-a.s1.0.logits.txt")) return;
+  if (!make_gguf_base()) return;
+  static const int32_t types[] = {NLLM_TYPE_F16, NLLM_TYPE_BF16};
+  const int32_t type = types[_i];
+  snprintf(f, sizeof f, "/tmp/nllm-test-lora-half-%d.gguf", (int)getpid());
+  snprintf(f32, sizeof f32, "/tmp/nllm-test-lora-half32-%d.gguf", (int)getpid());
+  write_rounded_adapter(f, type, 0);
+  write_rounded_adapter(f32, type, 1);
+  nllm_model *m = load_model(tmp_base);
+  const int nv = nllm_model_n_vocab(m);
+  nllm_lora_adapter *ah = NULL, *af = NULL;
+  ck_assert_int_eq(nllm_lora_adapter_load(m, f, &ah), NLLM_OK);
+  ck_assert_int_eq(nllm_lora_adapter_load(m, f32, &af), NLLM_OK);
+  ck_assert_msg(every_mat_type(ah, type), "%s adapter not kept as %s", nllm_type_name(type),
+                nllm_type_name(type));
+  ck_assert(every_mat_type(af, NLLM_TYPE_F32));
+  float *lh = malloc(sizeof(float) * (size_t)nv * N_IDS),
+        *lf = malloc(sizeof(float) * (size_t)nv * N_IDS);
+  nllm_context *ch = new_ctx(m), *cf = new_ctx(m);
+  ck_assert_int_eq(nllm_context_set_lora(ch, &ah, NULL, 1), NLLM_OK);
+  ck_assert_int_eq(nllm_context_set_lora(cf, &af, NULL, 1), NLLM_OK);
+  run_ids(ch, lh, nv);
+  run_ids(cf, lf, nv);
+  ck_assert_msg(!memcmp(lh, lf, sizeof(float) * (size_t)nv * N_IDS),
+                "%s storage changes the logits", nllm_type_name(type));
+  golden_logits *g = golden_logits_load(golden);
+  ck_assert_ptr_nonnull(g);
+  nllm_context *cg = golden_context(m, g, NLLM_TYPE_F32);
+  ck_assert_int_eq(nllm_context_set_lora(cg, &ah, NULL, 1), NLLM_OK);
+  cmp_result r;
+  compare_golden_ctx(cg, g, &r);
+  fprintf(stderr, "%s adapter vs the F32 golden: max rel RMS %.2e, greedy %d/%d\n",
+          nllm_type_name(type), r.max_rel, r.argmax_agree, g->n_gen);
+  /* BF16 keeps 8 bits: ~2^-9 relative on the adapter's part (a quarter of the logits here) */
+  ck_assert_msg(r.max_rel < (type == NLLM_TYPE_F16 ? 2e-4 : 3e-3), "%g", r.max_rel);
+  ck_assert_int_eq(r.argmax_agree, g->n_gen);
+  nllm_context_free(cg);
+  golden_logits_free(g);
+  nllm_context_free(ch);
+  nllm_context_free(cf);
+  nllm_lora_adapter_free(ah);
+  nllm_lora_adapter_free(af);
+  nllm_model_free(m);
+  free(lh), free(lf);
+  remove(f), remove(f32), remove(tmp_base);
+}
+END_TEST
+
 /* The CLI: --lora-scaled on logits gives the golden's greedy ids, convert --lora A:S merges
  * the same thing into a file, bad options and paths are one-line errors. */
 START_TEST(cli_options) {
@@ -763,6 +863,7 @@ int main(void) {
   tcase_add_test(tc, per_sequence_sets);
   tcase_add_test(tc, bad_attach_arguments);
   tcase_add_loop_test(tc, quantized_base, 0, 2);
+  tcase_add_loop_test(tc, half_precision_adapters, 0, 2);
   tcase_add_test(tc, cli_options);
   tcase_add_loop_test(tc, hostile_gguf_adapters, 0,
                       (int)(sizeof gguf_cases / sizeof gguf_cases[0]));

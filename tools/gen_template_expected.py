@@ -57,6 +57,7 @@ SPECIALS = {
     "microsoft-Phi-4-mini-instruct": {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"},
     "HuggingFaceTB-SmolLM2-1.7B-Instruct": {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"},
     "mistralai-Mistral-7B-Instruct-v0.3": MISTRAL,
+    "mistralai-Mistral-Large-Instruct-2411": MISTRAL,
     "testdata-llama3": {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"},
     "testdata-qwen2.5": QWEN,
     "testdata-phi3-gguf": {"bos_token": "<s>", "eos_token": "<|endoftext|>"},

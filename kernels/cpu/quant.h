@@ -287,6 +287,15 @@ extern const nllm_kernel_set nllm_kernels_iq_avx512; /* quant_iq_avx512.c */
 void nllm_avx512_init(void);
 /* The AVX2 tier's helpers of the ops (ops_avx2.c) */
 extern const nllm_cpu_ops nllm_cpu_ops_avx2;
+/* lowrank_avx2.c: the AVX2 tier's LoRA products (see nllm_lowrank_dot_fn) */
+void nllm_lowrank_dot_avx2(int32_t wtype, int64_t n, float *s, int64_t s_stride, const void *w,
+                           int64_t w_stride, int n_rows, const float *x, int64_t x_stride,
+                           int n_tok, float scale);
+void nllm_lowrank_axpy_avx2(int32_t wtype, int64_t n, float *y, int64_t y_stride, const void *w,
+                            int64_t w_stride, int64_t r, const float *c, int64_t c_stride,
+                            int n_tok);
+/* The AVX-512 tier's (lowrank_avx512.c: the LoRA products only) */
+extern const nllm_cpu_ops nllm_cpu_ops_avx512;
 /* AVX2 single-row dots the AVX-512 four-row kernels finish a row's odd blocks with */
 void q8_0_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
 void q4_0_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
@@ -310,6 +319,8 @@ extern const nllm_kernel_set nllm_kernels_iq_neon; /* quant_iq_neon.c */
 /* quant_lowbit_neon.c: TQ*, MXFP4 */
 extern const nllm_kernel_set nllm_kernels_lowbit_neon;
 extern const nllm_kernel_set nllm_kernels_neon;
+/* The NEON tier's helpers of the ops (lowrank_neon.c: the LoRA products only) */
+extern const nllm_cpu_ops nllm_cpu_ops_neon;
 #endif
 
 /* Whether the tier in use has the AVX2 helpers (tests of attention_avx2.c ask). */

@@ -224,7 +224,6 @@ void nllm_forward_state_free(nllm_forward_state *fs) {
   nllm_aligned_free(c->moe_scratch);
   nllm_aligned_free(fs->row_ids);
   nllm_aligned_free(fs->lora_t);
-  nllm_aligned_free(fs->lora_u);
   memset(fs, 0, sizeof *fs);
 }
 
@@ -286,64 +285,67 @@ nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank) 
                     "(merge the adapter with nllm convert --lora instead)",
                     m->n_gpu_layers);
   if (max_rank <= fs->lora_rank) return NLLM_OK;
-  int64_t width = 1;
-  for (int il = 0; il < m->hp.n_layer; il++)
-    for (int slot = 0; slot < NLLM_LORA_SLOTS; slot++) {
-      const nllm_weight *w = nllm_lora_base_weight(m, il, slot);
-      if (w && w->rows > width) width = w->rows;
-    }
-  float *t = nllm_aligned_alloc((size_t)(fs->n_batch * (int64_t)max_rank) * sizeof(float));
-  float *u =
-      fs->lora_u ? fs->lora_u : nllm_aligned_alloc((size_t)(fs->n_batch * width) * sizeof(float));
-  if (!t || !u) {
-    nllm_aligned_free(t);
-    if (u != fs->lora_u) nllm_aligned_free(u);
-    return nllm_err(NLLM_ERR_NOMEM, "out of memory for the LoRA scratch (rank %d)", max_rank);
-  }
+  float *t = nllm_aligned_alloc((size_t)(fs->n_batch * (int64_t)max_rank * NLLM_LORA_GROUP_MAX) *
+                                sizeof(float));
+  if (!t) return nllm_err(NLLM_ERR_NOMEM, "out of memory for the LoRA scratch (rank %d)", max_rank);
   nllm_aligned_free(fs->lora_t);
   fs->lora_t = t;
-  fs->lora_u = u;
   fs->lora_rank = max_rank;
   return NLLM_OK;
 }
 
-/* A LoRA product is about r (in + out) / (in out) of its base matmul's work (1-2% at rank 16):
- * splitting one that small over the team measured no gain (docs/performance.md), so only large
- * ones (long prompts) are split. */
-#define LORA_PARALLEL_MIN_WORK (1 << 23)
+typedef struct lora_proj {
+  float *y;
+  const nllm_weight *w;
+  int slot;
+} lora_proj;
 
-static int lora_threads(const nllm_forward_state *fs, int64_t work) {
-  return work < LORA_PARALLEL_MIN_WORK ? 1 : fs->n_threads;
-}
-
-/* y = W x for a layer matrix, plus s * scale * B (A x) of every adapter of each row that adapts
- * it: the adapters stay unmerged, so one base (quantized or not) serves any set of them, and
- * rows of sequences with different sets share the base product. Consecutive rows with the same
- * set (a sequence's prompt chunk) go through each adapter together. */
-static void matmul_lora(const fw_run *r, nllm_fw_backend *be, float *y, const nllm_weight *w,
-                        int il, int slot, const float *x, int64_t n) {
-  be->ops->matmul(be, y, w, x, n);
+/* y = W x for each layer matrix of one input x, plus s * scale * B (A x) of every adapter of
+ * each row that adapts it: the adapters stay unmerged, so one base (quantized or not) serves any
+ * set of them, and rows of sequences with different sets share the base products. An adapter
+ * goes over x once for all the matrices (one pass of the team for their A x, one for their
+ * B t); consecutive rows with the same set (a sequence's prompt chunk) go through it together. */
+static void project(const fw_run *r, nllm_fw_backend *be, int il, const float *x, int64_t n,
+                    const lora_proj *p, int n_p) {
+  for (int i = 0; i < n_p; i++) be->ops->matmul(be, p[i].y, p[i].w, x, n);
   const nllm_lora_set *const *row_set = r->fb->row_lora;
   if (!row_set) return; /* else the CPU's: nllm_forward_lora_reserve refuses GPU layers */
   nllm_forward_state *fs = r->fs;
+  const int64_t in = p[0].w->cols;
   for (int64_t t0 = 0, t1; t0 < n; t0 = t1) {
     const nllm_lora_set *set = row_set[t0];
     for (t1 = t0 + 1; t1 < n && row_set[t1] == set;) t1++;
     const int64_t rows = t1 - t0;
     for (int32_t k = 0; k < set->n; k++) {
-      const nllm_lora_mat *lm = nllm_lora_mat_of(set->a[k].a, il, slot);
-      const float s = set->a[k].scale * lm->scale;
-      if (!lm->r || s == 0.0f) continue;
-      nllm_matmul(fs->lora_t, lm->a, NLLM_TYPE_F32, lm->r, w->cols, x + t0 * w->cols, rows,
-                  fs->cpu_state.wdata, lora_threads(fs, lm->r * w->cols * rows));
-      nllm_matmul(fs->lora_u, lm->b, NLLM_TYPE_F32, w->rows, lm->r, fs->lora_t, rows,
-                  fs->cpu_state.wdata, lora_threads(fs, w->rows * lm->r * rows));
-      const int64_t count = rows * w->rows;
-      const float *u = fs->lora_u;
-      float *yr = y + t0 * w->rows;
-      for (int64_t i = 0; i < count; i++) yr[i] += s * u[i];
+      nllm_lowrank lr[NLLM_LORA_GROUP_MAX];
+      int n_lr = 0;
+      float *t = fs->lora_t;
+      for (int i = 0; i < n_p; i++) {
+        const nllm_lora_mat *lm = nllm_lora_mat_of(set->a[k].a, il, p[i].slot);
+        const float s = set->a[k].scale * lm->scale;
+        if (!lm->r || s == 0.0f) continue;
+        lr[n_lr++] = (nllm_lowrank){.type = lm->type,
+                                    .r = lm->r,
+                                    .in = in,
+                                    .out = p[i].w->rows,
+                                    .a = lm->a,
+                                    .bt = lm->bt,
+                                    .s = s,
+                                    .t = t,
+                                    .y = p[i].y + t0 * p[i].w->rows};
+        t += rows * lm->r;
+      }
+      nllm_lowrank_down(lr, n_lr, x + t0 * in, rows, fs->n_threads);
+      nllm_lowrank_up(lr, n_lr, rows, fs->n_threads);
     }
   }
+}
+
+/* One matrix of its own input (the output and down projections, a fused q/k/v or gate/up). */
+static void matmul_lora(const fw_run *r, nllm_fw_backend *be, float *y, const nllm_weight *w,
+                        int il, int slot, const float *x, int64_t n) {
+  const lora_proj p = {y, w, slot};
+  project(r, be, il, x, n, &p, 1);
 }
 
 /* The arch's normalization: RMSNorm, or LayerNorm with its bias. */
@@ -427,9 +429,9 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
       matmul_lora(&r, be, b->qkv, &L->wq, il, NLLM_LORA_Q, in, n);
       op->split_qkv(be, q, k, v, b->qkv, qd, kvd, n);
     } else {
-      matmul_lora(&r, be, q, &L->wq, il, NLLM_LORA_Q, in, n);
-      matmul_lora(&r, be, k, &L->wk, il, NLLM_LORA_K, in, n);
-      matmul_lora(&r, be, v, &L->wv, il, NLLM_LORA_V, in, n);
+      const lora_proj qkv[] = {
+          {q, &L->wq, NLLM_LORA_Q}, {k, &L->wk, NLLM_LORA_K}, {v, &L->wv, NLLM_LORA_V}};
+      project(&r, be, il, in, n, qkv, 3);
     }
     op->add_bias(be, q, &L->bq, n, qd);
     op->add_bias(be, k, &L->bk, n, kvd);
@@ -487,8 +489,9 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
         matmul_lora(&r, be, b->gate, &L->w_up, il, NLLM_LORA_UP, in, n);
         op->glu(be, b->up, b->gate, b->gate + ff, 2 * ff, ff, n, arch->gelu);
       } else {
-        matmul_lora(&r, be, b->gate, &L->w_gate, il, NLLM_LORA_GATE, in, n);
-        matmul_lora(&r, be, b->up, &L->w_up, il, NLLM_LORA_UP, in, n);
+        const lora_proj gate_up[] = {{b->gate, &L->w_gate, NLLM_LORA_GATE},
+                                     {b->up, &L->w_up, NLLM_LORA_UP}};
+        project(&r, be, il, in, n, gate_up, 2);
         op->glu(be, b->up, b->gate, b->up, ff, ff, n, arch->gelu);
       }
       matmul_lora(&r, be, xb, &L->w_down, il, NLLM_LORA_DOWN, b->up, n);

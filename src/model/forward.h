@@ -53,9 +53,9 @@ struct nllm_forward_state {
   int32_t *row_ids; /* abs_pos archs: [n_batch] the rows' position and token-type ids */
   nllm_abort_fn abort_cb;
   void *abort_ud;
-  /* LoRA scratch (CPU layers only): lora_t [n_batch][lora_rank] = A x, lora_u [n_batch][widest
-   * adapted output] = B (A x) */
-  float *lora_t, *lora_u;
+  /* LoRA scratch (CPU layers only): s A x of up to NLLM_LORA_GROUP_MAX matrices, each
+   * [n_batch][lora_rank] */
+  float *lora_t;
   int32_t lora_rank;
 };
 
@@ -71,6 +71,9 @@ void nllm_forward_state_free(nllm_forward_state *fs);
  * cache cells are then garbage; the caller drops them). */
 nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits);
 
+/* The matrices a layer multiplies one input by (q, k and v; gate and up) share their adapters'
+ * passes over it: the LoRA scratch holds A x for this many at once. */
+#define NLLM_LORA_GROUP_MAX 3
 /* Sizes the scratch the adapters' products need for ranks up to max_rank (batches then name
  * each row's adapters in row_lora). NLLM_ERR_UNSUPPORTED with GPU layers. */
 nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank);

@@ -1,6 +1,6 @@
 /* Loading LoRA adapters (PEFT folders and GGUF adapter files) and checking them against the
- * base model. Every tensor pair becomes one nllm_lora_mat of F32 copies, so the base weights
- * stay shared and untouched (quantized or not) and the pass adds s * scale * B (A x). */
+ * base model. Every tensor pair becomes one nllm_lora_mat (F32, F16 or BF16), so the base
+ * weights stay shared and untouched (quantized or not) and the pass adds s * scale * B (A x). */
 #include "model/lora.h"
 
 #include <math.h>
@@ -12,6 +12,7 @@
 #include "core/json.h"
 #include "formats/hf.h"
 #include "formats/safetensors.h"
+#include "ops.h"
 #include "qtypes.h"
 
 /* GGUF stem after "blk.N." -> slot. */
@@ -50,7 +51,7 @@ static void lora_free(nllm_lora_adapter *a) {
   if (a->mats && a->model)
     for (int64_t i = 0; i < (int64_t)a->model->hp.n_layer * NLLM_LORA_SLOTS; i++) {
       nllm_aligned_free(a->mats[i].a);
-      nllm_aligned_free(a->mats[i].b);
+      nllm_aligned_free(a->mats[i].bt);
     }
   free(a->mats);
   free(a->name);
@@ -109,6 +110,15 @@ static float *to_f32(const nllm_tensor *t) {
   return f;
 }
 
+/* v (n floats) as the adapter keeps it: v itself in F32, else a new copy in F16 or BF16 (v holds
+ * that type's values, so the copy is exact). NULL: no memory. */
+static void *stored(float *v, int64_t n, int32_t type) {
+  if (type == NLLM_TYPE_F32) return v;
+  uint16_t *h = nllm_aligned_alloc((size_t)n * sizeof(uint16_t));
+  if (h) nllm_qtype_get(type)->from_float_ref(v, h, n);
+  return h;
+}
+
 /* What the adapter file says about the layout and scale of its pairs. */
 typedef struct lora_file {
   const char *file;  /* for messages */
@@ -164,21 +174,36 @@ static nllm_status add_pair(nllm_lora_adapter *ad, const lora_file *lf, const ch
   if (lm->r)
     return nllm_err(NLLM_ERR_FORMAT, "%s: two adapter tensor pairs change '%s'", lf->file,
                     base_name);
-  lm->a = to_f32(ta);
-  lm->b = to_f32(tb);
-  float *tmp = nllm_aligned_alloc((size_t)(out * r) * sizeof(float));
-  if (!lm->a || !lm->b || !tmp) {
-    nllm_aligned_free(tmp);
-    return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for '%s'", lf->file, ta->name);
+  float *a = to_f32(ta), *b = to_f32(tb);
+  float *tmp = nllm_aligned_alloc((size_t)nllm_lowrank_bt_size(r, out) * sizeof(float));
+  nllm_status st = NLLM_OK;
+  if (!a || !b || !tmp) {
+    st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for '%s'", lf->file, ta->name);
+  } else {
+    /* q/k rows follow the base's rope layout: only Llama's GGUF files store them as pairs */
+    const int base_pairs = !strcmp(m->arch->name, "llama") && !m->hp.rope_neox;
+    const int64_t heads = slot == NLLM_LORA_Q ? m->hp.n_head : m->hp.n_head_kv;
+    if ((slot == NLLM_LORA_Q || slot == NLLM_LORA_K) && !m->arch->fused_qkv &&
+        base_pairs != lf->rows_in_pairs)
+      permute_rows(b, out, r, heads, base_pairs, tmp);
+    /* B packed for the kernels (kernels/ops.h) */
+    for (int64_t i = 0; i < nllm_lowrank_bt_size(r, out); i++) tmp[i] = 0;
+    for (int64_t o = 0; o < out; o++)
+      for (int64_t j = 0; j < r; j++) tmp[nllm_lowrank_bt_index(r, o, j)] = b[o * r + j];
+    /* a pair of one half type keeps it; the kernels widen each weight exactly */
+    lm->type = ta->type == tb->type ? ta->type : NLLM_TYPE_F32;
+    lm->a = stored(a, r * in, lm->type);
+    lm->bt = stored(tmp, nllm_lowrank_bt_size(r, out), lm->type);
+    if (!lm->a || !lm->bt)
+      st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for '%s'", lf->file, ta->name);
+    if (lm->a == a) a = NULL;
+    if (lm->bt == tmp) tmp = NULL;
   }
-  lm->r = (int32_t)r;
-  /* q/k rows follow the base's rope layout: only Llama's GGUF files store them as pairs */
-  const int base_pairs = !strcmp(m->arch->name, "llama") && !m->hp.rope_neox;
-  const int64_t heads = slot == NLLM_LORA_Q ? m->hp.n_head : m->hp.n_head_kv;
-  if ((slot == NLLM_LORA_Q || slot == NLLM_LORA_K) && !m->arch->fused_qkv &&
-      base_pairs != lf->rows_in_pairs)
-    permute_rows(lm->b, out, r, heads, base_pairs, tmp);
+  nllm_aligned_free(a);
+  nllm_aligned_free(b);
   nllm_aligned_free(tmp);
+  if (st) return st;
+  lm->r = (int32_t)r;
   lm->scale = lf->alpha == 0.0f ? 1.0f
               : lf->rslora      ? lf->alpha / sqrtf((float)r)
                                 : lf->alpha / (float)r;
@@ -507,15 +532,20 @@ nllm_status nllm_lora_load(const nllm_model *m, const char *path, nllm_lora_adap
   return st;
 }
 
+static inline float elem(int32_t type, const void *v, int64_t i) {
+  if (type == NLLM_TYPE_F32) return ((const float *)v)[i];
+  float f;
+  nllm_qtype_get(type)->to_float_ref((const uint16_t *)v + i, &f, 1);
+  return f;
+}
+
 void nllm_lora_merge(const nllm_lora_mat *lm, float s, float *w, int64_t rows, int64_t cols) {
   const float k = s * lm->scale;
   for (int64_t o = 0; o < rows; o++) {
-    const float *b = lm->b + o * lm->r;
     float *wr = w + o * cols;
     for (int64_t j = 0; j < lm->r; j++) {
-      const float bj = k * b[j];
-      const float *a = lm->a + j * cols;
-      for (int64_t i = 0; i < cols; i++) wr[i] += bj * a[i];
+      const float bj = k * elem(lm->type, lm->bt, nllm_lowrank_bt_index(lm->r, o, j));
+      for (int64_t i = 0; i < cols; i++) wr[i] += bj * elem(lm->type, lm->a, j * cols + i);
     }
   }
 }

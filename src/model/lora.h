@@ -1,7 +1,7 @@
 /* LoRA adapters: low-rank deltas B A added to a model's weight matrices at run time, loaded from
  * a PEFT folder (adapter_config.json + adapter_model.safetensors) or a GGUF adapter, checked
- * against the base model they were loaded for, kept in F32 next to the (possibly quantized)
- * base weights. */
+ * against the base model they were loaded for, kept in F32, F16 or BF16 next to the (possibly
+ * quantized) base weights. */
 #ifndef NLLM_LORA_H
 #define NLLM_LORA_H
 
@@ -22,12 +22,16 @@ enum {
   NLLM_LORA_SLOTS
 };
 
-/* One adapted matrix: y += scale * user_scale * b (a x). */
+/* One adapted matrix: y += scale * user_scale * B (A x). A and B keep the file's precision:
+ * a pair of F16 (or BF16) tensors stays F16 (BF16), half the bytes a decode step reads; any
+ * other pair is F32. */
 typedef struct nllm_lora_mat {
-  float *a;    /* [r][in] */
-  float *b;    /* [out][r], rows in the base weight's layout (q/k rope order included) */
-  int32_t r;   /* 0: this matrix is not adapted */
-  float scale; /* alpha / r (alpha / sqrt(r) with rsLoRA; 1 for a GGUF alpha of 0) */
+  void *a;      /* [r][in] */
+  void *bt;     /* B packed in panels (kernels/ops.h), its rows in the base weight's layout (q/k
+                   rope order included) */
+  int32_t type; /* of a and bt: NLLM_TYPE_F32, NLLM_TYPE_F16 or NLLM_TYPE_BF16 */
+  int32_t r;    /* 0: this matrix is not adapted */
+  float scale;  /* alpha / r (alpha / sqrt(r) with rsLoRA; 1 for a GGUF alpha of 0) */
 } nllm_lora_mat;
 
 struct nllm_lora_adapter {

@@ -1,5 +1,5 @@
 /* The nllm_chat_format contract on top of the Jinja interpreter: a template text is rendered by
- * src/template/ (with the tokenizer's bos/eos text); the family table below renders the eight
+ * src/template/ (with the tokenizer's bos/eos text); the family table below renders the nine
  * family names ("chatml", "llama3", ...) and is the fallback for a template text only when the
  * interpreter cannot parse it or meets a construct outside its subset. tests/test_template.c
  * checks that the table gives the interpreter's output on the real templates of its families.
@@ -16,6 +16,7 @@ typedef enum {
   CHAT_LLAMA3,
   CHAT_LLAMA2,
   CHAT_MISTRAL,
+  CHAT_MISTRAL_V7, /* Mistral Large 2411's (non-tekken v7): [SYSTEM_PROMPT] turns of their own */
   CHAT_GEMMA,
   CHAT_PHI3,
   CHAT_DEEPSEEK,  /* DeepSeek LLM chat: "User: ...\n\nAssistant: ..." */
@@ -26,9 +27,11 @@ static const struct {
   const char *name;
   chat_family fam;
 } family_names[] = {
-    {"chatml", CHAT_CHATML}, {"qwen", CHAT_CHATML},       {"llama3", CHAT_LLAMA3},
-    {"llama2", CHAT_LLAMA2}, {"mistral", CHAT_MISTRAL},   {"gemma", CHAT_GEMMA},
-    {"phi3", CHAT_PHI3},     {"deepseek", CHAT_DEEPSEEK}, {"deepseek3", CHAT_DEEPSEEK3},
+    {"chatml", CHAT_CHATML},       {"qwen", CHAT_CHATML},
+    {"llama3", CHAT_LLAMA3},       {"llama2", CHAT_LLAMA2},
+    {"mistral", CHAT_MISTRAL},     {"gemma", CHAT_GEMMA},
+    {"phi3", CHAT_PHI3},           {"deepseek", CHAT_DEEPSEEK},
+    {"deepseek3", CHAT_DEEPSEEK3}, {"mistral-v7", CHAT_MISTRAL_V7},
 };
 
 /* Recognizes a family from distinctive literals of its template (or from a family name). */
@@ -42,6 +45,7 @@ static chat_family detect(const char *t) {
   if (strstr(t, "<\xef\xbd\x9cUser\xef\xbd\x9c>")) return CHAT_DEEPSEEK3;
   if (strstr(t, "User: ") && strstr(t, "Assistant:")) return CHAT_DEEPSEEK;
   if (strstr(t, "[INST]") && strstr(t, "<<SYS>>")) return CHAT_LLAMA2;
+  if (strstr(t, "'[SYSTEM_PROMPT] '") && strstr(t, "'[INST] '")) return CHAT_MISTRAL_V7;
   if (strstr(t, "[INST]")) return CHAT_MISTRAL;
   return CHAT_UNKNOWN;
 }
@@ -151,6 +155,15 @@ static void render(chat_family fam, const char *tmpl, const nllm_chat_message *m
       }
       break;
     }
+    case CHAT_MISTRAL_V7:
+      /* every message in place, untrimmed; no generation prompt */
+      for (; i < n; i++) {
+        const int user = is_role(&m[i], "user"), sys_msg = is_role(&m[i], "system");
+        puts_(b, user ? "[INST] " : sys_msg ? "[SYSTEM_PROMPT] " : " ");
+        puts_(b, m[i].content);
+        puts_(b, user ? "[/INST]" : sys_msg ? "[/SYSTEM_PROMPT]" : "</s>");
+      }
+      break;
     case CHAT_GEMMA:
       /* no system role: it leads the first user turn */
       if (n > 0 && is_role(&m[0], "system")) sys = m[i++].content;
@@ -259,8 +272,8 @@ static nllm_status format_any(const char *tmpl, const char *bos, const char *eos
   if (!strstr(tmpl, "{{") && !strstr(tmpl, "{%"))
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "chat_format: '%.60s' is neither a chat template (it has no {{ or {%%) nor "
-                    "a family name (chatml, llama2, llama3, mistral, gemma, phi3, deepseek, "
-                    "deepseek3)",
+                    "a family name (chatml, llama2, llama3, mistral, mistral-v7, gemma, phi3, "
+                    "deepseek, deepseek3)",
                     tmpl);
   nllm_tmpl_input in = {.msgs = messages,
                         .n_msgs = n,

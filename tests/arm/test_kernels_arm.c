@@ -223,10 +223,65 @@ static void check_moe(void) {
       }
 }
 
+/* LoRA's low-rank kernels (lowrank_neon.c) against lowrank.c's reference: F32/F16/BF16 weights,
+ * 1..4 rows and tokens, lengths off the 4- and 16-wide tiles. */
+static void check_lowrank(void) {
+  const nllm_cpu_ops *ops = nllm_cpu_ops_get();
+  CHECK(ops->lowrank_dot && ops->lowrank_axpy, "no NEON lowrank kernels");
+  if (!ops->lowrank_dot || !ops->lowrank_axpy) return;
+  static const int64_t lens[] = {1, 5, 16, 37, 70, 515};
+  enum { MAXN = 515, R = 7 };
+  static float wf[R * MAXN], x[4 * MAXN], y[4 * MAXN], yref[4 * MAXN], c[4 * R];
+  static uint16_t wh[R * MAXN];
+  static const int32_t types[] = {NLLM_TYPE_F32, NLLM_TYPE_F16, NLLM_TYPE_BF16};
+  for (int ti = 0; ti < 3; ti++)
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+      for (int kind = 0; kind < 4; kind++) {
+        const int64_t n = lens[li];
+        const int32_t type = types[ti];
+        fill(wf, R * n, kind);
+        for (int64_t i = 0; i < R * n && type != NLLM_TYPE_F32; i++)
+          wf[i] = type == NLLM_TYPE_F16 ? q_h2f(wh[i] = q_f2h(wf[i]))
+                                        : q_bf2f(wh[i] = nllm_fp32_to_bf16(wf[i]));
+        const void *w = type != NLLM_TYPE_F32 ? (const void *)wh : (const void *)wf;
+        fill(x, 4 * n, kind == 1 ? 0 : 3);
+        fill(c, 4 * R, 0);
+        for (int rows = 1; rows <= 4; rows++)
+          for (int nt = 1; nt <= 4; nt++) {
+            float s[16], sr[16];
+            ops->lowrank_dot(type, n, s, 4, w, n, rows, x, n, nt, 0.5f);
+            nllm_lowrank_dot_ref(type, n, sr, 4, w, n, rows, x, n, nt, 0.5f);
+            for (int t = 0; t < nt; t++)
+              for (int j = 0; j < rows; j++) {
+                double sumabs = 0;
+                for (int64_t i = 0; i < n; i++)
+                  sumabs += fabs((double)wf[j * n + i] * x[t * n + i]);
+                CHECK(fabs((double)s[t * 4 + j] - sr[t * 4 + j]) <=
+                          (double)(n + 4) * FLT_EPSILON * sumabs + 1e-30,
+                      "lowrank_dot type %d n %lld kind %d rows %d tok %d: %.9g vs %.9g", type,
+                      (long long)n, kind, rows, nt, s[t * 4 + j], sr[t * 4 + j]);
+              }
+            fill(y, 4 * n, 0);
+            memcpy(yref, y, (size_t)(4 * n) * sizeof(float));
+            ops->lowrank_axpy(type, n, y, n, w, n, R, c, R, nt);
+            nllm_lowrank_axpy_ref(type, n, yref, n, w, n, R, c, R, nt);
+            for (int64_t i = 0; i < nt * n; i++) {
+              const int64_t t = i / n, o = i % n;
+              double sumabs = fabs((double)yref[i]);
+              for (int j = 0; j < R; j++) sumabs += fabs((double)c[t * R + j] * wf[j * n + o]);
+              CHECK(fabs((double)y[i] - yref[i]) <= (R + 4) * FLT_EPSILON * sumabs + 1e-30,
+                    "lowrank_axpy type %d n %lld kind %d tok %d: [%lld] %.9g vs %.9g", type,
+                    (long long)n, kind, nt, (long long)i, y[i], yref[i]);
+            }
+          }
+      }
+}
+
 int main(void) {
   printf("cpu: %s\n", nllm_cpu_features());
   check_lowbit_formats();
   check_moe();
+  check_lowrank();
   static const int32_t types[] = {NLLM_TYPE_F32,   NLLM_TYPE_F16,  NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,
                                   NLLM_TYPE_Q4_0,  NLLM_TYPE_Q4_1, NLLM_TYPE_Q5_0, NLLM_TYPE_Q5_1,
                                   NLLM_TYPE_Q8_1,  NLLM_TYPE_Q2_K, NLLM_TYPE_Q3_K, NLLM_TYPE_Q4_K,

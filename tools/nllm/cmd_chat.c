@@ -23,7 +23,8 @@
   "--no-mmap -r --stop --ignore-eos --grammar --grammar-file --json-schema --lora --lora-scaled"
 
 /* The names nllm_chat_apply_template knows besides Jinja text (include/nativellm.h). */
-#define CHAT_TEMPLATE_NAMES "chatml, llama2, llama3, mistral, gemma, phi3, deepseek, deepseek3"
+#define CHAT_TEMPLATE_NAMES \
+  "chatml, llama2, llama3, mistral, mistral-v7, gemma, phi3, deepseek, deepseek3"
 
 static volatile sig_atomic_t interrupted;
 

@@ -319,14 +319,15 @@ int cmd_gen_lora(int argc, char **argv) {
   long long rank = 16, seed = 1;
   double alpha = 0;
   int attn_only = 0;
+  int32_t lora_type = NLLM_TYPE_F32;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       printf(
           "usage: nllm gen-lora -m BASE.gguf -o OUT.gguf [--rank R] [--alpha A] [--seed S] "
-          "[--attn-only]\n"
-          "Writes a random F32 LoRA adapter (GGUF, adapter.type lora) for every attention and "
-          "feed-forward matrix of BASE (only q/k/v/o with --attn-only). R defaults to 16, A to "
-          "2 R (scale alpha/r = 2).\n");
+          "[--type f32|f16] [--attn-only]\n"
+          "Writes a random LoRA adapter (GGUF, adapter.type lora; F32 tensors unless --type f16) "
+          "for every attention and feed-forward matrix of BASE (only q/k/v/o with "
+          "--attn-only). R defaults to 16, A to 2 R (scale alpha/r = 2).\n");
       return 0;
     }
     if (!strcmp(argv[i], "--attn-only")) {
@@ -345,6 +346,10 @@ int cmd_gen_lora(int argc, char **argv) {
       if (!cli_float(opt, val, 0, 1e6, &alpha)) return 1;
     } else if (!strcmp(opt, "--seed")) {
       if (!cli_int(opt, val, 1, 1LL << 62, &seed)) return 1;
+    } else if (!strcmp(opt, "--type")) {
+      if (nllm_type_parse(val, &lora_type, NULL) ||
+          (lora_type != NLLM_TYPE_F32 && lora_type != NLLM_TYPE_F16))
+        return cli_error("--type must be f32 or f16, not '%s'", val);
     } else
       return cli_error("unknown option '%s' for gen-lora", opt);
   }
@@ -409,7 +414,23 @@ int cmd_gen_lora(int argc, char **argv) {
       char tn[160];
       snprintf(tn, sizeof tn, "%s.lora_%c", name, k ? 'b' : 'a');
       int64_t tne[2] = {k ? rank : in, k ? outs : rank};
-      if ((st = nllm_gguf_add_tensor(w, tn, NLLM_TYPE_F32, 2, tne, x, (uint64_t)n * 4))) {
+      uint64_t bytes = (uint64_t)n * 4;
+      void *data = x;
+      if (lora_type == NLLM_TYPE_F16) {
+        bytes = (uint64_t)n * 2;
+        if (!(data = malloc((size_t)bytes))) {
+          cli_error("out of memory");
+          goto done;
+        }
+        st = nllm_quantize_row(NLLM_TYPE_F16, x, data, n);
+        free(x);
+        blocks[n_blocks - 1] = data; /* the writer reads it at nllm_gguf_write */
+        if (st) {
+          cli_status_error(st, "converting to F16");
+          goto done;
+        }
+      }
+      if ((st = nllm_gguf_add_tensor(w, tn, lora_type, 2, tne, data, bytes))) {
         cli_status_error(st, "writing tensor");
         goto done;
       }
