@@ -119,6 +119,8 @@ typedef struct nllm_cpu_ops {
   void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
   nllm_attn_span_fn attn_span;           /* for head_dim a multiple of 8 */
   void (*gelu_erf)(float *x, int64_t n); /* in place, the erf GELU (ops.c's is the reference) */
+  /* out = act(gate) * up, SiLU or (gelu) tanh GELU (ops.c's glu_chunk is the reference) */
+  void (*glu)(float *out, const float *gate, const float *up, int64_t n, int gelu);
 } nllm_cpu_ops;
 /* The helpers of the tier in use. */
 const nllm_cpu_ops *nllm_cpu_ops_get(void);

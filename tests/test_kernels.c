@@ -976,7 +976,30 @@ START_TEST(ops_vs_naive) {
     }
     ck_assert(fabs(tot - 1) < 1e-5);
   }
-  nllm_qtypes_force_scalar(0);
+  /* glu of the SIMD tier against the scalar reference on the same data: edge values first
+   * (both saturations, overflow of the GELU cube, signed zeros, NaN), then the random range */
+  static const float edge[] = {0,   -0.f, 1,   -1,   1e-30f, -1e-30f, 20,    -20,    88,  -88,
+                               100, -100, 1e4, -1e4, 1e30f,  -1e30f,  3e38f, -3e38f, NAN, -NAN};
+  const int n_edge = (int)(sizeof edge / sizeof edge[0]);
+  float so[N];
+  fill(g, N, DATA_LARGE);
+  for (int i = 0; i < N; i++) g[i] = i < n_edge ? edge[i] : g[i] * 1e-3f;
+  fill(u, N, DATA_GAUSS);
+  for (int gelu = 0; gelu < 2; gelu++) {
+    nllm_qtypes_force_scalar(1);
+    nllm_glu(so, g, u, N, gelu, 1);
+    nllm_qtypes_force_scalar(0);
+    nllm_glu(o, g, u, N, gelu, 2);
+    for (int i = 0; i < N; i++) {
+      if (isnan(so[i]) || isinf(so[i])) {
+        ck_assert_msg(isnan(so[i]) ? isnan(o[i]) : o[i] == so[i],
+                      "glu %d: g %g gives %g, scalar %g", gelu, g[i], o[i], so[i]);
+        continue;
+      }
+      ck_assert_msg(fabsf(o[i] - so[i]) <= 2e-6f * fabsf(so[i]) + 1e-30f,
+                    "glu %d vs scalar: g %g u %g got %g want %g", gelu, g[i], u[i], o[i], so[i]);
+    }
+  }
 }
 END_TEST
 
