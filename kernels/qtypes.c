@@ -72,6 +72,7 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
     if (k->gemm4) {
       q->gemm_prep = k->gemm_prep;
       q->gemm4 = k->gemm4;
+      q->gemm_min_tokens = k->gemm_min_tokens;
     }
   }
 }

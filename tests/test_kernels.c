@@ -907,6 +907,8 @@ START_TEST(matmul_vs_naive) {
    * that leave a partial tile, rows that leave a partial four */
   check_matmul(type, 38, 768, 7, 1);
   check_matmul(type, 21, 256, 18, 2);
+  /* past every format's tile crossover (gemm_min_tokens), with a partial last tile */
+  check_matmul(type, 38, 768, 42, 2);
   /* rows long enough that the sgemm path's per-thread tile holds fewer than its usual rows */
   check_matmul(type, 37, 8448, 17, 2);
 }
