@@ -1,5 +1,6 @@
 /* Token sampling. Order: repetition penalty -> greedy shortcut -> temperature -> min-p (a linear
- * pass that prunes most of the vocabulary cheaply) -> sort survivors -> top-k -> top-p -> draw.
+ * pass that prunes most of the vocabulary cheaply) -> top-k (a selection) -> sort survivors ->
+ * top-p -> draw.
  * top-k and min-p both keep "the largest", so their order does not matter; top-p is computed on
  * the tempered distribution after them. */
 #include <math.h>
