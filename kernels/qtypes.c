@@ -72,6 +72,7 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
     if (k->gemm4) {
       q->gemm_prep = k->gemm_prep;
       q->gemm4 = k->gemm4;
+      q->gemm_min_tokens = k->gemm_min_tokens;
     }
   }
 }
@@ -92,6 +93,7 @@ static void build_tier(int isa, const nllm_kernel_set *const *sets, size_t n_set
   if (isa_ops->gelu_erf) o->gelu_erf = isa_ops->gelu_erf;
   if (isa_ops->lowrank_dot) o->lowrank_dot = isa_ops->lowrank_dot;
   if (isa_ops->lowrank_axpy) o->lowrank_axpy = isa_ops->lowrank_axpy;
+  if (isa_ops->glu) o->glu = isa_ops->glu;
 }
 
 static void qtypes_init(void) {

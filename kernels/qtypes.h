@@ -63,6 +63,7 @@ typedef struct nllm_qtype_kernels {
   nllm_gemm_prep_fn gemm_prep;    /* with gemm4: the prompt path's register tiles */
   nllm_gemm4_fn gemm4;
   nllm_vec_dot4x4_fn vec_dot4x4; /* four rows by four tokens (batches) */
+  int32_t gemm_min_tokens;       /* with gemm4: its crossover (see nllm_qtype), 0: any batch */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -98,6 +99,11 @@ typedef struct nllm_qtype {
   /* optional (NULL): four rows by four tokens, equal to vec_dot on each pair; the batched
    * path (several tokens: a prompt, or a decode step of many sequences) takes it first */
   nllm_vec_dot4x4_fn vec_dot4x4;
+  /* Tokens from which gemm4 serves a batch (0: every batch of two or more). Below it the row
+   * kernels (vec_dot4x4, vec_dot4) run: with few tokens on weights that come from DRAM (a
+   * decode step of a few sequences) the tiles' activation preparation and wider loads did not
+   * pay for themselves in some formats (docs/performance.md, "Many sequences"). */
+  int32_t gemm_min_tokens;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;
@@ -134,6 +140,8 @@ typedef struct nllm_cpu_ops {
   void (*gelu_erf)(float *x, int64_t n); /* in place, the erf GELU (ops.c's is the reference) */
   nllm_lowrank_dot_fn lowrank_dot;
   nllm_lowrank_axpy_fn lowrank_axpy;
+  /* out = act(gate) * up, SiLU or (gelu) tanh GELU (ops.c's glu_chunk is the reference) */
+  void (*glu)(float *out, const float *gate, const float *up, int64_t n, int gelu);
 } nllm_cpu_ops;
 /* The helpers of the tier in use (a tier takes each helper it has none of from the tier
  * below; NULL in every tier: the portable C runs). */

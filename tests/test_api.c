@@ -323,6 +323,27 @@ START_TEST(sampler_filters) {
     ck_assert_int_eq(nllm_sampler_sample_logits(s, logits, 512, &t), NLLM_OK);
     ck_assert_msg(t == 10 || t == 20 || t == 30, "top-k 3 sampled %d", t);
   }
+  nllm_sampler_free(s);
+  /* top-k over ties: the k kept are the best logits, ties by ascending id (the order the full
+   * sort gave before top-k became a selection), over a flat distribution of 512 candidates */
+  for (int k = 2; k <= 40; k += 19) {
+    sp.top_k = k;
+    ck_assert_int_eq(nllm_sampler_create(m, &sp, &s), NLLM_OK);
+    float flat[512];
+    for (int i = 0; i < 512; i++) flat[i] = i % 7 == 3 ? 0.5f : i % 3 == 0 ? 0.25f : 0.0f;
+    int seen[512] = {0};
+    for (int r = 0; r < 60 * k; r++) {
+      int t;
+      ck_assert_int_eq(nllm_sampler_sample_logits(s, flat, 512, &t), NLLM_OK);
+      ck_assert_msg(t % 7 == 3 && t / 7 < k, "top-k %d over ties sampled %d", k, t);
+      seen[t]++;
+    }
+    for (int j = 0; j < k; j++)
+      ck_assert_msg(seen[7 * j + 3] > 0, "top-k %d never drew %d", k, 7 * j + 3);
+    nllm_sampler_free(s);
+  }
+  sp.top_k = 3;
+  ck_assert_int_eq(nllm_sampler_create(m, &sp, &s), NLLM_OK);
   ck_assert_int_eq(nllm_sampler_sample_logits(s, logits, 100, NULL), NLLM_ERR_INVALID_ARG);
   int t;
   ck_assert_int_eq(nllm_sampler_sample_logits(s, logits, 100, &t), NLLM_ERR_INVALID_ARG);

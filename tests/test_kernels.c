@@ -907,6 +907,8 @@ START_TEST(matmul_vs_naive) {
    * that leave a partial tile, rows that leave a partial four */
   check_matmul(type, 38, 768, 7, 1);
   check_matmul(type, 21, 256, 18, 2);
+  /* past every format's tile crossover (gemm_min_tokens), with a partial last tile */
+  check_matmul(type, 38, 768, 42, 2);
   /* rows long enough that the sgemm path's per-thread tile holds fewer than its usual rows */
   check_matmul(type, 37, 8448, 17, 2);
 }
@@ -962,7 +964,30 @@ START_TEST(ops_vs_naive) {
       }
     }
   }
-  nllm_qtypes_force_scalar(0);
+  /* glu of the SIMD tier against the scalar reference on the same data: edge values first
+   * (both saturations, overflow of the GELU cube, signed zeros, NaN), then the random range */
+  static const float edge[] = {0,   -0.f, 1,   -1,   1e-30f, -1e-30f, 20,    -20,    88,  -88,
+                               100, -100, 1e4, -1e4, 1e30f,  -1e30f,  3e38f, -3e38f, NAN, -NAN};
+  const int n_edge = (int)(sizeof edge / sizeof edge[0]);
+  float so[N];
+  fill(g, N, DATA_LARGE);
+  for (int i = 0; i < N; i++) g[i] = i < n_edge ? edge[i] : g[i] * 1e-3f;
+  fill(u, N, DATA_GAUSS);
+  for (int gelu = 0; gelu < 2; gelu++) {
+    nllm_qtypes_force_scalar(1);
+    nllm_glu(so, g, u, N, gelu, 1);
+    nllm_qtypes_force_scalar(0);
+    nllm_glu(o, g, u, N, gelu, 2);
+    for (int i = 0; i < N; i++) {
+      if (isnan(so[i]) || isinf(so[i])) {
+        ck_assert_msg(isnan(so[i]) ? isnan(o[i]) : o[i] == so[i],
+                      "glu %d: g %g gives %g, scalar %g", gelu, g[i], o[i], so[i]);
+        continue;
+      }
+      ck_assert_msg(fabsf(o[i] - so[i]) <= 2e-6f * fabsf(so[i]) + 1e-30f,
+                    "glu %d vs scalar: g %g u %g got %g want %g", gelu, g[i], u[i], o[i], so[i]);
+    }
+  }
 }
 END_TEST
 

@@ -262,7 +262,7 @@ void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t c
     j.vq = nllm_qtype_get(q->vec_dot_type);
     j.act = align64(wdata);
     j.a_rs = nllm_row_size(q->vec_dot_type, cols);
-    if (q->gemm4 && n_tok > 1 && cols % NLLM_GEMM_COLS == 0) {
+    if (q->gemm4 && n_tok > 1 && n_tok >= q->gemm_min_tokens && cols % NLLM_GEMM_COLS == 0) {
       j.prep = align64((uint8_t *)wdata + 64 + (size_t)n_tok * j.a_rs);
       j.p_rs = NLLM_GEMM_PREP_BYTES(cols);
     }

@@ -123,8 +123,13 @@ static void glu_chunk(void *vjob, int64_t c, int worker) {
   const float *gate = j->gate, *up = j->up;
   float *out = j->out;
   const int gelu = j->gelu;
-  const int64_t i1 = (c + 1) * GLU_CHUNK < j->n ? (c + 1) * GLU_CHUNK : j->n;
-  for (int64_t i = c * GLU_CHUNK; i < i1; i++) {
+  const int64_t i0 = c * GLU_CHUNK, i1 = (c + 1) * GLU_CHUNK < j->n ? (c + 1) * GLU_CHUNK : j->n;
+  const nllm_cpu_ops *isa = nllm_cpu_ops_get();
+  if (isa->glu) {
+    isa->glu(out + i0, gate + i0, up + i0, i1 - i0, gelu);
+    return;
+  }
+  for (int64_t i = i0; i < i1; i++) {
     float g = gate[i], a;
     if (gelu) /* 0.5 (1 + tanh z) = sigmoid(2z), which does not cancel for negative g */
       a = g / (1.0f + expf(-2.0f * k * (g + 0.044715f * g * g * g)));

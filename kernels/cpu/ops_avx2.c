@@ -1,10 +1,11 @@
-/* AVX2 + FMA helpers of the CPU ops (ops.c's float dot, axpy and erf GELU): the AVX2 tier's
+/* AVX2 + FMA helpers of the CPU ops (ops.c's float dot, axpy, erf GELU and GLU): the AVX2 tier's
  * nllm_cpu_ops, which qtypes.c installs only after cpuid says the CPU has the instructions. */
 #include <immintrin.h>
 
 #include "cpu/exp_avx2.h"
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "cpu/quant.h"
 #include "cpu/quant_avx2.h"
@@ -59,9 +60,46 @@ static void nllm_gelu_erf_avx2(float *x, int64_t n) {
   for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
+/* act(g) up for 8 lanes, act(g) = g sigmoid(z), z = g (SiLU) or 2 sqrt(2/pi) (g + 0.044715 g^3)
+ * (tanh GELU: 0.5 (1 + tanh(z/2)) = sigmoid(z)). sigmoid from e = e^-|z| only, which never
+ * overflows: 1 / (1 + e) for z >= 0, e / (1 + e) below. */
+static inline __m256 glu8(__m256 g, __m256 u, int gelu) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+  /* -z, rounded as the reference rounds it (e^z magnifies a different rounding of z) */
+  __m256 mz = _mm256_xor_ps(g, sign);
+  if (gelu) {
+    const __m256 c =
+        _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), g), g), g);
+    mz = _mm256_mul_ps(_mm256_set1_ps(-2.0f * 0.7978845608028654f), _mm256_add_ps(g, c));
+  }
+  const __m256 e = nllm_exp8_nonpos(_mm256_or_ps(mz, sign)); /* e^-|z| */
+  const __m256 pos = _mm256_div_ps(one, _mm256_add_ps(one, e));
+  const __m256 neg = _mm256_cmp_ps(mz, _mm256_setzero_ps(), _CMP_GT_OQ); /* z < 0 */
+  const __m256 s = _mm256_blendv_ps(pos, _mm256_mul_ps(e, pos), neg);
+  return _mm256_mul_ps(_mm256_mul_ps(g, s), u);
+}
+
+/* out = act(gate) up (see glu8). libm's expf per element was ~3% of a batched decode step
+ * (perf, 1.1B at 64 rows). The tail goes through the same lanes (padded), so an element's
+ * result does not depend on where it falls in the array: a row of a batch equals the same row
+ * decoded alone (test_state compares them bit for bit). */
+static void nllm_glu_avx2(float *out, const float *gate, const float *up, int64_t n, int gelu) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, glu8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i), gelu));
+  if (i < n) {
+    float g[8] = {0}, u[8] = {0}, o[8];
+    memcpy(g, gate + i, (size_t)(n - i) * sizeof(float));
+    memcpy(u, up + i, (size_t)(n - i) * sizeof(float));
+    _mm256_storeu_ps(o, glu8(_mm256_loadu_ps(g), _mm256_loadu_ps(u), gelu));
+    memcpy(out + i, o, (size_t)(n - i) * sizeof(float));
+  }
+}
+
 const nllm_cpu_ops nllm_cpu_ops_avx2 = {.dot_f32 = nllm_dot_f32_avx2,
                                         .axpy_f32 = nllm_axpy_f32_avx2,
                                         .attn_span = nllm_attn_span_avx2,
                                         .gelu_erf = nllm_gelu_erf_avx2,
                                         .lowrank_dot = nllm_lowrank_dot_avx2,
-                                        .lowrank_axpy = nllm_lowrank_axpy_avx2};
+                                        .lowrank_axpy = nllm_lowrank_axpy_avx2,
+                                        .glu = nllm_glu_avx2};

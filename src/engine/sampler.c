@@ -1,5 +1,6 @@
 /* Token sampling. Order: repetition penalty -> greedy shortcut -> temperature -> min-p (a linear
- * pass that prunes most of the vocabulary cheaply) -> sort survivors -> top-k -> top-p -> draw.
+ * pass that prunes most of the vocabulary cheaply) -> top-k (a selection) -> sort survivors ->
+ * top-p -> draw.
  * top-k and min-p both keep "the largest", so their order does not matter; top-p is computed on
  * the tempered distribution after them. */
 #include <math.h>
@@ -159,6 +160,39 @@ static int cmp_desc(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* cmp_desc's order: a before b */
+static inline int ranks_before(const float *l, int32_t a, int32_t b) {
+  return l[a] > l[b] || (l[a] == l[b] && a < b);
+}
+
+/* Moves the k candidates that cmp_desc ranks first into cand[0..k), in no particular order:
+ * a heap of the k best so far with the worst at the root, which most candidates of a large
+ * vocabulary fail to beat at the first comparison. Sorting all survivors of min-p instead cost
+ * a server 60% of its time on a flat distribution (32000 candidates per token). */
+static void select_top_k(const float *l, int32_t *cand, int32_t n, int32_t k) {
+  for (int32_t i = k / 2 - 1; i >= 0; i--) /* heapify: parent ranks after its children */
+    for (int32_t p = i;;) {
+      int32_t c = 2 * p + 1;
+      if (c >= k) break;
+      if (c + 1 < k && ranks_before(l, cand[c], cand[c + 1])) c++;
+      if (!ranks_before(l, cand[p], cand[c])) break;
+      int32_t t = cand[p];
+      cand[p] = cand[c], cand[c] = t, p = c;
+    }
+  for (int32_t i = k; i < n; i++) {
+    if (!ranks_before(l, cand[i], cand[0])) continue;
+    cand[0] = cand[i];
+    for (int32_t p = 0;;) {
+      int32_t c = 2 * p + 1;
+      if (c >= k) break;
+      if (c + 1 < k && ranks_before(l, cand[c], cand[c + 1])) c++;
+      if (!ranks_before(l, cand[p], cand[c])) break;
+      int32_t t = cand[p];
+      cand[p] = cand[c], cand[c] = t, p = c;
+    }
+  }
+}
+
 static nllm_status pick_grammar(nllm_sampler *s, float *l, nllm_token *out);
 static nllm_status pick_plain(nllm_sampler *s, float *l, nllm_token *out);
 
@@ -218,9 +252,12 @@ static nllm_status pick_plain(nllm_sampler *s, float *l, nllm_token *out) {
   for (int32_t i = 0; i < s->n_pick; i++)
     if (l[i] >= cut && isfinite(l[i])) s->cand[n++] = i;
   if (n == 0) s->cand[n++] = best;
+  if (s->p.top_k > 0 && n > s->p.top_k) {
+    select_top_k(l, s->cand, n, s->p.top_k);
+    n = s->p.top_k;
+  }
   tl_keys = l;
   qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_desc);
-  if (s->p.top_k > 0 && n > s->p.top_k) n = s->p.top_k;
   *out = draw(s, l, n, lmax);
   return NLLM_OK;
 }
