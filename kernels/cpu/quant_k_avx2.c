@@ -783,6 +783,73 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
                   _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1)));
 }
 
+/* IQ4_XS (iq4_xs_vec_dot_avx2's steps; the tier has no four-row kernel). Per super-block the
+ * activation is prepared as that kernel reads it, pair p's |ylo|, |yhi|, ylo, yhi (load_2x16's
+ * order) at 128 * p, and d at 512. */
+static void iq4_xs_prep_avx2(int64_t n, const void *vy, void *vp) {
+  const block_q8_K *y = vy;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, out += 516) {
+    for (int p = 0; p < 4; p++) {
+      const __m256i ylo = load_2x16(y[b].qs + 64 * p), yhi = load_2x16(y[b].qs + 64 * p + 16);
+      _mm256_storeu_si256((__m256i *)(out + 128 * p), _mm256_abs_epi8(ylo));
+      _mm256_storeu_si256((__m256i *)(out + 128 * p + 32), _mm256_abs_epi8(yhi));
+      _mm256_storeu_si256((__m256i *)(out + 128 * p + 64), ylo);
+      _mm256_storeu_si256((__m256i *)(out + 128 * p + 96), yhi);
+    }
+    memcpy(out + 512, &y[b].d, sizeof(float));
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int64_t n, float *s,
+                                                               size_t ss, const uint8_t *x0,
+                                                               size_t bx, const uint8_t *p0,
+                                                               size_t ps) {
+  const __m256i lut =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  const __m256i m4 = _mm256_set1_epi8(15);
+  __m256 acc[4][NLLM_GEMM_TOK];
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+#pragma GCC unroll 1
+    for (int r = 0; r < 4; r++) {
+      const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx) + b;
+      const __m256i sc = iq4xs_scales(x);
+      __m256i sumi[NLLM_GEMM_TOK];
+      for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+      for (int p = 0; p < 4; p++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * p));
+        const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(q, m4));
+        const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+        const __m256i scp = bcast32lo16(sc, p);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+          const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 516 + 128 * p;
+          const __m256i plo = _mm256_maddubs_epi16(
+              _mm256_loadu_si256((const __m256i *)py),
+              _mm256_sign_epi8(lo, _mm256_loadu_si256((const __m256i *)(py + 64))));
+          const __m256i phi = _mm256_maddubs_epi16(
+              _mm256_loadu_si256((const __m256i *)(py + 32)),
+              _mm256_sign_epi8(hi, _mm256_loadu_si256((const __m256i *)(py + 96))));
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(plo, scp));
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(phi, scp));
+        }
+      }
+      const float dx = f16c_h2f(x->d);
+      for (int t = 0; t < T; t++) {
+        float dy;
+        memcpy(&dy, p0 + (size_t)t * ps + (size_t)b * 516 + 512, sizeof dy);
+        acc[r][t] =
+            _mm256_fmadd_ps(_mm256_set1_ps(dx * dy), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = hsum8(acc[r][t]);
+}
+
 /* One function per token count, so that the tile's accumulators are registers. */
 #define GEMM4_BY_TOKENS(name, body)                                                         \
   static void name(int64_t n, float *s, size_t ss, const void *x, size_t bx, const void *p, \
@@ -799,7 +866,9 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
 #define Q6_K_GEMM(T, ...) gemm4_q6_K(T, __VA_ARGS__)
 GEMM4_BY_TOKENS(q4_K_gemm4_avx2, Q4_K_GEMM)
 GEMM4_BY_TOKENS(q5_K_gemm4_avx2, Q5_K_GEMM)
+#define IQ4_XS_GEMM(T, ...) gemm4_iq4_xs(T, __VA_ARGS__)
 GEMM4_BY_TOKENS(q6_K_gemm4_avx2, Q6_K_GEMM)
+GEMM4_BY_TOKENS(iq4_xs_gemm4_avx2, IQ4_XS_GEMM)
 
 /* The AVX2 tier's rows of the 256-value formats. Crossovers: where dequantize + sgemm overtakes the
  * integer kernels (measured, see docs/performance.md "BLAS crossovers"). Q2_K's kernels stay ahead
@@ -832,6 +901,10 @@ static const nllm_qtype_kernels k_rows[] = {
      .gemm_prep = q8_K_prep_avx2,
      .gemm4 = q6_K_gemm4_avx2},
     {.type = NLLM_TYPE_Q8_K, .from_float = q8_K_from_float_avx2},
-    {.type = NLLM_TYPE_IQ4_XS, .vec_dot = iq4_xs_vec_dot_avx2, .blas_min_tokens = 96},
+    {.type = NLLM_TYPE_IQ4_XS,
+     .vec_dot = iq4_xs_vec_dot_avx2,
+     .blas_min_tokens = 96,
+     .gemm_prep = iq4_xs_prep_avx2,
+     .gemm4 = iq4_xs_gemm4_avx2},
 };
 const nllm_kernel_set nllm_kernels_k_avx2 = {k_rows, sizeof k_rows / sizeof k_rows[0]};
