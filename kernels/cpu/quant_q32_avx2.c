@@ -587,21 +587,24 @@ static inline __attribute__((always_inline)) void gemm4_q8_0(const int T, int64_
 GEMM4_BY_TOKENS(q8_0_gemm4_avx2, Q8_0_GEMM)
 
 /* The AVX2 tier's rows of the 32-value formats. Crossovers: where dequantize + sgemm overtakes the
- * integer kernels (measured, see docs/performance.md "BLAS crossovers"). */
+ * integer kernels (measured, see docs/performance.md "BLAS crossovers"). With the prompt tiles
+ * Q4_0, Q5_0 and IQ4_NL stay ahead at 128 and 512 tokens; Q8_0's tiles only draw level with
+ * sgemm on one thread (and pass it on two, where sgemm calls take turns), and its crossover is
+ * the AVX-512 tier's 256 for the reason given there (activations in Q8_0 over long inputs). */
 static const nllm_qtype_kernels q32_rows[] = {
     {.type = NLLM_TYPE_Q8_0,
      .to_float = q8_0_to_float_avx2,
      .from_float = q8_0_from_float_avx2,
      .vec_dot = q8_0_vec_dot_avx2,
      .vec_dot4 = q8_0_vec_dot4_avx2,
-     .blas_min_tokens = 96,
+     .blas_min_tokens = 256,
      .gemm_prep = q8_0_prep_avx2,
      .gemm4 = q8_0_gemm4_avx2},
     {.type = NLLM_TYPE_Q4_0,
      .to_float = q4_0_to_float_avx2,
      .vec_dot = q4_0_vec_dot_avx2,
      .vec_dot4 = q4_0_vec_dot4_avx2,
-     .blas_min_tokens = 128,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q4_0_prep_avx2,
      .gemm4 = q4_0_gemm4_avx2},
     {.type = NLLM_TYPE_Q4_1,
@@ -611,7 +614,7 @@ static const nllm_qtype_kernels q32_rows[] = {
     {.type = NLLM_TYPE_Q5_0,
      .vec_dot = q5_0_vec_dot_avx2,
      .vec_dot4 = q5_0_vec_dot4_avx2,
-     .blas_min_tokens = 64,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q5_0_prep_avx2,
      .gemm4 = q5_0_gemm4_avx2},
     {.type = NLLM_TYPE_Q5_1,
@@ -621,7 +624,7 @@ static const nllm_qtype_kernels q32_rows[] = {
     {.type = NLLM_TYPE_IQ4_NL,
      .vec_dot = iq4_nl_vec_dot_avx2,
      .vec_dot4 = iq4_nl_vec_dot4_avx2,
-     .blas_min_tokens = 80,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = iq4_nl_prep_avx2,
      .gemm4 = iq4_nl_gemm4_avx2},
 };
