@@ -850,25 +850,14 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
     for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = hsum8(acc[r][t]);
 }
 
-/* One function per token count, so that the tile's accumulators are registers. */
-#define GEMM4_BY_TOKENS(name, body)                                                         \
-  static void name(int64_t n, float *s, size_t ss, const void *x, size_t bx, const void *p, \
-                   size_t ps, int n_tok) {                                                  \
-    switch (n_tok) {                                                                        \
-      case 1: body(1, n, s, ss, x, bx, p, ps); break;                                       \
-      case 2: body(2, n, s, ss, x, bx, p, ps); break;                                       \
-      case 3: body(3, n, s, ss, x, bx, p, ps); break;                                       \
-      default: body(4, n, s, ss, x, bx, p, ps); break;                                      \
-    }                                                                                       \
-  }
 #define Q4_K_GEMM(T, ...) gemm4_k45(K_Q4_K, T, __VA_ARGS__)
 #define Q5_K_GEMM(T, ...) gemm4_k45(K_Q5_K, T, __VA_ARGS__)
 #define Q6_K_GEMM(T, ...) gemm4_q6_K(T, __VA_ARGS__)
-GEMM4_BY_TOKENS(q4_K_gemm4_avx2, Q4_K_GEMM)
-GEMM4_BY_TOKENS(q5_K_gemm4_avx2, Q5_K_GEMM)
+NLLM_GEMM4_BY_TOKENS(q4_K_gemm4_avx2, Q4_K_GEMM)
+NLLM_GEMM4_BY_TOKENS(q5_K_gemm4_avx2, Q5_K_GEMM)
 #define IQ4_XS_GEMM(T, ...) gemm4_iq4_xs(T, __VA_ARGS__)
-GEMM4_BY_TOKENS(q6_K_gemm4_avx2, Q6_K_GEMM)
-GEMM4_BY_TOKENS(iq4_xs_gemm4_avx2, IQ4_XS_GEMM)
+NLLM_GEMM4_BY_TOKENS(q6_K_gemm4_avx2, Q6_K_GEMM)
+NLLM_GEMM4_BY_TOKENS(iq4_xs_gemm4_avx2, IQ4_XS_GEMM)
 
 /* The AVX2 tier's rows of the 256-value formats. Crossovers: where dequantize + sgemm overtakes the
  * integer kernels (measured, see docs/performance.md "BLAS crossovers"). Q2_K's kernels stay ahead

@@ -448,23 +448,12 @@ static inline __attribute__((always_inline)) void gemm4_32(const int kind, const
   }
 }
 
-/* One function per token count, so that the tile's accumulators are registers. */
-#define GEMM4_BY_TOKENS(name, body)                                                         \
-  static void name(int64_t n, float *s, size_t ss, const void *x, size_t bx, const void *p, \
-                   size_t ps, int n_tok) {                                                  \
-    switch (n_tok) {                                                                        \
-      case 1: body(1, n, s, ss, x, bx, p, ps); break;                                       \
-      case 2: body(2, n, s, ss, x, bx, p, ps); break;                                       \
-      case 3: body(3, n, s, ss, x, bx, p, ps); break;                                       \
-      default: body(4, n, s, ss, x, bx, p, ps); break;                                      \
-    }                                                                                       \
-  }
 #define Q4_0_GEMM(T, ...) gemm4_32(F_Q4_0, T, __VA_ARGS__)
 #define Q5_0_GEMM(T, ...) gemm4_32(F_Q5_0, T, __VA_ARGS__)
 #define IQ4_NL_GEMM(T, ...) gemm4_32(F_IQ4_NL, T, __VA_ARGS__)
-GEMM4_BY_TOKENS(q4_0_gemm4_avx2, Q4_0_GEMM)
-GEMM4_BY_TOKENS(q5_0_gemm4_avx2, Q5_0_GEMM)
-GEMM4_BY_TOKENS(iq4_nl_gemm4_avx2, IQ4_NL_GEMM)
+NLLM_GEMM4_BY_TOKENS(q4_0_gemm4_avx2, Q4_0_GEMM)
+NLLM_GEMM4_BY_TOKENS(q5_0_gemm4_avx2, Q5_0_GEMM)
+NLLM_GEMM4_BY_TOKENS(iq4_nl_gemm4_avx2, IQ4_NL_GEMM)
 static void q4_0_prep_avx2(int64_t n, const void *y, void *p) {
   prep_32(F_Q4_0, n, y, p);
 }
@@ -584,7 +573,7 @@ static inline __attribute__((always_inline)) void gemm4_q8_0(const int T, int64_
   }
 }
 #define Q8_0_GEMM(T, ...) gemm4_q8_0(T, __VA_ARGS__)
-GEMM4_BY_TOKENS(q8_0_gemm4_avx2, Q8_0_GEMM)
+NLLM_GEMM4_BY_TOKENS(q8_0_gemm4_avx2, Q8_0_GEMM)
 
 /* The AVX2 tier's rows of the 32-value formats. Crossovers: where dequantize + sgemm overtakes the
  * integer kernels (measured, see docs/performance.md "BLAS crossovers"). With the prompt tiles
