@@ -651,6 +651,7 @@ static inline __attribute__((always_inline)) void gemm4_k45(const int kind, cons
   const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
   const __m256i m4 = _mm256_set1_epi8(15);
   __m256 acc01[NLLM_GEMM_TOK], acc23[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
   for (int t = 0; t < T; t++) acc01[t] = acc23[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     __m256i u[4][NLLM_GEMM_TOK];
@@ -665,6 +666,7 @@ static inline __attribute__((always_inline)) void gemm4_k45(const int kind, cons
           kind == K_Q5_K ? _mm256_loadu_si256((const __m256i *)(x + offsetof(block_q5_K, qh)))
                          : _mm256_setzero_si256();
       __m256i sumi[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
       for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
         /* sub-block by sub-block: its levels and scale in two registers, the tokens' sums in T */
 #pragma GCC unroll 8
@@ -695,6 +697,7 @@ static inline __attribute__((always_inline)) void gemm4_k45(const int kind, cons
         _mm_cvtsi64_si128((long long)((uint64_t)load_u32(x + bx) << 32 | load_u32(x))));
     const __m128 h23 = _mm_cvtph_ps(_mm_cvtsi64_si128(
         (long long)((uint64_t)load_u32(x + 3 * bx) << 32 | load_u32(x + 2 * bx))));
+#pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
       const block_q8_K *y = (const block_q8_K *)(p0 + (size_t)t * ps) + b;
       const __m128 dy = _mm_mul_ps(_mm_set1_ps(y->d), _mm_setr_ps(1, -1, 1, -1));
@@ -705,6 +708,7 @@ static inline __attribute__((always_inline)) void gemm4_k45(const int kind, cons
                                  _mm256_cvtepi32_ps(_mm256_hadd_epi32(u[2][t], u[3][t])), acc23[t]);
     }
   }
+#pragma GCC unroll 4
   for (int t = 0; t < T; t++) {
     const __m256 h = _mm256_hadd_ps(acc01[t], acc23[t]);
     _mm_storeu_ps(s + (size_t)t * ss,
@@ -720,6 +724,7 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
   const size_t xs = sizeof(block_q6_K), off_d = offsetof(block_q6_K, d);
   const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
   __m256 acc[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     __m256i si[4][NLLM_GEMM_TOK];
@@ -727,6 +732,7 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
     for (int r = 0; r < 4; r++) {
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
       __m256i sumi[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
       for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
 #pragma GCC unroll 2
       for (int c = 0; c < 2; c++) {
@@ -770,6 +776,7 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
     const uint64_t d4 = (uint64_t)load_u16(x) | (uint64_t)load_u16(x + bx) << 16 |
                         (uint64_t)load_u16(x + 2 * bx) << 32 | (uint64_t)load_u16(x + 3 * bx) << 48;
     const __m128 dx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)d4));
+#pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
       const block_q8_K *y = (const block_q8_K *)(p0 + (size_t)t * ps) + b;
       const __m128 d = _mm_mul_ps(dx, _mm_set1_ps(y->d));
@@ -778,6 +785,7 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
       acc[t] = _mm256_fmadd_ps(_mm256_set_m128(d, d), _mm256_cvtepi32_ps(tt), acc[t]);
     }
   }
+#pragma GCC unroll 4
   for (int t = 0; t < T; t++)
     _mm_storeu_ps(s + (size_t)t * ss,
                   _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1)));
@@ -810,6 +818,7 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
   const __m256i m4 = _mm256_set1_epi8(15);
   __m256 acc[4][NLLM_GEMM_TOK];
   for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
     for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
 #pragma GCC unroll 1
@@ -817,6 +826,7 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
       const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx) + b;
       const __m256i sc = iq4xs_scales(x);
       __m256i sumi[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
       for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
       for (int p = 0; p < 4; p++) {
@@ -838,6 +848,7 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
         }
       }
       const float dx = f16c_h2f(x->d);
+#pragma GCC unroll 4
       for (int t = 0; t < T; t++) {
         float dy;
         memcpy(&dy, p0 + (size_t)t * ps + (size_t)b * 516 + 512, sizeof dy);
@@ -846,6 +857,7 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
       }
     }
   }
+#pragma GCC unroll 4
   for (int t = 0; t < T; t++)
     for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = hsum8(acc[r][t]);
 }

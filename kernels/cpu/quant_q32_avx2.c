@@ -392,7 +392,9 @@ static inline __attribute__((always_inline)) void gemm4_32(const int kind, const
       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
   for (int r0 = 0; r0 < 4; r0 += TILE_ROWS) {
     __m256 acc[TILE_ROWS][NLLM_GEMM_TOK];
+#pragma GCC unroll 4
     for (int r = 0; r < TILE_ROWS; r++)
+#pragma GCC unroll 4
       for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b + 2 <= n / QK; b += 2) {
       __m256i lo[TILE_ROWS], hi[TILE_ROWS];
@@ -443,7 +445,9 @@ static inline __attribute__((always_inline)) void gemm4_32(const int kind, const
         }
       }
     }
+#pragma GCC unroll 4
     for (int t = 0; t < T; t++)
+#pragma GCC unroll 4
       for (int r = 0; r < TILE_ROWS; r++) s[(size_t)t * ss + (size_t)(r0 + r)] = hsum8(acc[r][t]);
   }
 }
@@ -532,44 +536,37 @@ static inline __attribute__((always_inline)) void gemm4_q8_0(const int T, int64_
                                                              size_t ps) {
   const size_t bs = sizeof(block_q8_0);
   const __m256i ones = _mm256_set1_epi16(1);
-  for (int r0 = 0; r0 < 4; r0 += TILE_ROWS) {
-    __m256 acc[TILE_ROWS][NLLM_GEMM_TOK];
-    for (int r = 0; r < TILE_ROWS; r++)
-      for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b + 2 <= n / QK; b += 2) {
-      __m256i xq[TILE_ROWS][2];
-      __m256 dx[TILE_ROWS];
+  /* one row at a time: its signed and absolute bytes, scales and T accumulators stay in
+   * registers (two rows spilled the accumulators) */
+  for (int r = 0; r < 4; r++) {
+    __m256 acc[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
-      for (int r = 0; r < TILE_ROWS; r++) {
-        const uint8_t *x = x0 + (size_t)(r0 + r) * bx + (size_t)b * bs;
-        xq[r][0] = _mm256_loadu_si256((const __m256i *)(x + 2));
-        xq[r][1] = _mm256_loadu_si256((const __m256i *)(x + bs + 2));
-        const uint64_t a = load_u16(x), c = load_u16(x + bs);
-        dx[r] = _mm256_cvtph_ps(_mm_set1_epi64x((long long)(a | a << 16 | c << 32 | c << 48)));
-      }
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b + 2 <= n / QK; b += 2) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * bs;
+      const __m256i xq0 = _mm256_loadu_si256((const __m256i *)(x + 2)),
+                    xq1 = _mm256_loadu_si256((const __m256i *)(x + bs + 2));
+      const __m256i ax0 = _mm256_sign_epi8(xq0, xq0), ax1 = _mm256_sign_epi8(xq1, xq1);
+      const uint64_t a = load_u16(x), c = load_u16(x + bs);
+      const __m256 dx =
+          _mm256_cvtph_ps(_mm_set1_epi64x((long long)(a | a << 16 | c << 32 | c << 48)));
 #pragma GCC unroll 4
       for (int t = 0; t < T; t++) {
         const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 48;
-        const __m256i y0q = _mm256_loadu_si256((const __m256i *)py),
-                      y1q = _mm256_loadu_si256((const __m256i *)(py + 32));
-        const __m256 dy = _mm256_loadu_ps((const float *)(py + 64));
-#pragma GCC unroll 4
-        for (int r = 0; r < TILE_ROWS; r++) {
-          const __m256i p0q =
-              _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(xq[r][0], xq[r][0]),
-                                                     _mm256_sign_epi8(y0q, xq[r][0])),
-                                ones);
-          const __m256i p1q =
-              _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(xq[r][1], xq[r][1]),
-                                                     _mm256_sign_epi8(y1q, xq[r][1])),
-                                ones);
-          acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx[r], dy),
-                                      _mm256_cvtepi32_ps(_mm256_hadd_epi32(p0q, p1q)), acc[r][t]);
-        }
+        const __m256i p0q = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(ax0,
+                                 _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)py), xq0)),
+            ones);
+        const __m256i p1q = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(
+                ax1, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(py + 32)), xq1)),
+            ones);
+        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_loadu_ps((const float *)(py + 64))),
+                                 _mm256_cvtepi32_ps(_mm256_hadd_epi32(p0q, p1q)), acc[t]);
       }
     }
-    for (int t = 0; t < T; t++)
-      for (int r = 0; r < TILE_ROWS; r++) s[(size_t)t * ss + (size_t)(r0 + r)] = hsum8(acc[r][t]);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) s[(size_t)t * ss + (size_t)r] = hsum8(acc[t]);
   }
 }
 #define Q8_0_GEMM(T, ...) gemm4_q8_0(T, __VA_ARGS__)
