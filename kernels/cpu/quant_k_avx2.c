@@ -873,8 +873,9 @@ NLLM_GEMM4_BY_TOKENS(iq4_xs_gemm4_avx2, IQ4_XS_GEMM)
 
 /* The AVX2 tier's rows of the 256-value formats. Crossovers: where dequantize + sgemm overtakes the
  * integer kernels (measured, see docs/performance.md "BLAS crossovers"). Q2_K's kernels stay ahead
- * at every batch measured, and with the prompt tiles so do Q4_K, Q5_K, Q6_K and IQ4_XS (level
- * with sgemm on one thread at 512 tokens, ahead on two, where sgemm calls take turns). */
+ * at every batch measured, and with the prompt tiles so do Q4_K, Q5_K and Q6_K (level with
+ * sgemm on one thread at 512 tokens, ahead on two, where sgemm calls take turns). IQ4_XS's
+ * tiles gain little on its one-row kernel and sgemm stays ahead of them from 96 tokens. */
 static const nllm_qtype_kernels k_rows[] = {
     {.type = NLLM_TYPE_Q2_K, .vec_dot = q2_K_vec_dot_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K,
@@ -905,7 +906,7 @@ static const nllm_qtype_kernels k_rows[] = {
     {.type = NLLM_TYPE_Q8_K, .from_float = q8_K_from_float_avx2},
     {.type = NLLM_TYPE_IQ4_XS,
      .vec_dot = iq4_xs_vec_dot_avx2,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .blas_min_tokens = 96,
      .gemm_prep = iq4_xs_prep_avx2,
      .gemm4 = iq4_xs_gemm4_avx2},
 };
