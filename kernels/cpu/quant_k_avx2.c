@@ -657,6 +657,10 @@ static inline __attribute__((always_inline)) void gemm4_k45(const int kind, cons
     __m256i u[4][NLLM_GEMM_TOK];
 #pragma GCC unroll 1
     for (int r = 0; r < 4; r++) {
+      /* the tokens' bytes are read from the prepared rows for each row: hoisted out of the
+       * row loop (they do not depend on it) gcc keeps them on the stack instead */
+      const uint8_t *pr = p0;
+      __asm__("" : "+r"(pr));
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
       __m128i sc8, mn8;
       k4_unpack(x + off_sc, &sc8, &mn8);
@@ -677,7 +681,7 @@ static inline __attribute__((always_inline)) void gemm4_k45(const int kind, cons
         const __m256i sc = bcast16(sc16, k);
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
-          const block_q8_K *y = (const block_q8_K *)(p0 + (size_t)t * ps) + b;
+          const block_q8_K *y = (const block_q8_K *)(pr + (size_t)t * ps) + b;
           sumi[t] = _mm256_add_epi32(
               sumi[t], _mm256_madd_epi16(
                            udot_pairs(q, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * (k / 2) +
@@ -687,7 +691,7 @@ static inline __attribute__((always_inline)) void gemm4_k45(const int kind, cons
       }
 #pragma GCC unroll 4
       for (int t = 0; t < T; t++) {
-        const block_q8_K *y = (const block_q8_K *)(p0 + (size_t)t * ps) + b;
+        const block_q8_K *y = (const block_q8_K *)(pr + (size_t)t * ps) + b;
         const __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mn16);
         u[r][t] = _mm256_hadd_epi32(sumi[t], msum);
       }
@@ -730,6 +734,10 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
     __m256i si[4][NLLM_GEMM_TOK];
 #pragma GCC unroll 1
     for (int r = 0; r < 4; r++) {
+      /* the tokens' bytes are read from the prepared rows for each row: hoisted out of the
+       * row loop (they do not depend on it) gcc keeps them on the stack instead */
+      const uint8_t *pr = p0;
+      __asm__("" : "+r"(pr));
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
       __m256i sumi[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
@@ -754,7 +762,7 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
           const __m256i sp = scale_pair16(sc16, g);
 #pragma GCC unroll 4
           for (int t = 0; t < T; t++) {
-            const block_q8_K *y = (const block_q8_K *)(p0 + (size_t)t * ps) + b;
+            const block_q8_K *y = (const block_q8_K *)(pr + (size_t)t * ps) + b;
             sumi[t] = _mm256_add_epi32(
                 sumi[t],
                 _mm256_madd_epi16(
@@ -766,7 +774,7 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
       const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
 #pragma GCC unroll 4
       for (int t = 0; t < T; t++) {
-        const block_q8_K *y = (const block_q8_K *)(p0 + (size_t)t * ps) + b;
+        const block_q8_K *y = (const block_q8_K *)(pr + (size_t)t * ps) + b;
         const __m256i off =
             _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), sc_all);
         si[r][t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(off, 5));
