@@ -346,9 +346,7 @@ static void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, 
  * two-block order, the offset term, its scales per lane) prepared once per matmul. AVX2 has
  * 16 registers: two rows at a time keep the accumulators of four tokens, the rows' levels and
  * a token's bytes in them (four rows would spill the accumulators). */
-#ifndef TILE_ROWS
-#define TILE_ROWS 2
-#endif
+#define Q32_TILE_ROWS 2
 
 /* Per two-block step, 128 bytes: ylo, yhi (y_pair's order), offset * (y_2i + y_2i+1) per int16
  * lane (0 for IQ4_NL), and dy of block b in lanes 0..3, of b+1 in lanes 4..7. */
@@ -390,17 +388,17 @@ static inline __attribute__((always_inline)) void gemm4_32(const int kind, const
   const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
   const __m256i lut =
       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
-  for (int r0 = 0; r0 < 4; r0 += TILE_ROWS) {
-    __m256 acc[TILE_ROWS][NLLM_GEMM_TOK];
+  for (int r0 = 0; r0 < 4; r0 += Q32_TILE_ROWS) {
+    __m256 acc[Q32_TILE_ROWS][NLLM_GEMM_TOK];
 #pragma GCC unroll 4
-    for (int r = 0; r < TILE_ROWS; r++)
+    for (int r = 0; r < Q32_TILE_ROWS; r++)
 #pragma GCC unroll 4
       for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b + 2 <= n / QK; b += 2) {
-      __m256i lo[TILE_ROWS], hi[TILE_ROWS];
-      __m256 dx[TILE_ROWS];
+      __m256i lo[Q32_TILE_ROWS], hi[Q32_TILE_ROWS];
+      __m256 dx[Q32_TILE_ROWS];
 #pragma GCC unroll 4
-      for (int r = 0; r < TILE_ROWS; r++) {
+      for (int r = 0; r < Q32_TILE_ROWS; r++) {
         const uint8_t *x = x0 + (size_t)(r0 + r) * bx + (size_t)b * xs;
         const __m256i q = _mm256_inserti128_si256(
             _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + off_qs))),
@@ -427,7 +425,7 @@ static inline __attribute__((always_inline)) void gemm4_32(const int kind, const
                       yhi = _mm256_loadu_si256((const __m256i *)(py + 32));
         const __m256 dy = _mm256_loadu_ps((const float *)(py + 96));
 #pragma GCC unroll 4
-        for (int r = 0; r < TILE_ROWS; r++) {
+        for (int r = 0; r < Q32_TILE_ROWS; r++) {
           __m256i p32;
           if (kind == F_IQ4_NL) {
             const __m256i plo =
@@ -448,7 +446,8 @@ static inline __attribute__((always_inline)) void gemm4_32(const int kind, const
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++)
 #pragma GCC unroll 4
-      for (int r = 0; r < TILE_ROWS; r++) s[(size_t)t * ss + (size_t)(r0 + r)] = hsum8(acc[r][t]);
+      for (int r = 0; r < Q32_TILE_ROWS; r++)
+        s[(size_t)t * ss + (size_t)(r0 + r)] = hsum8(acc[r][t]);
   }
 }
 
