@@ -93,7 +93,7 @@ typedef struct nllm_qtype {
   /* optional (NULL): the prompt path's register tiles (see nllm_gemm4_fn); both or neither, and
    * where set they serve every batch of two or more tokens whose rows are a multiple of
    * NLLM_GEMM_COLS long (before vec_dot4x4, which serves the other lengths); equal to vec_dot4
-   * on each row */
+   * on each row (to vec_dot where the tier has no vec_dot4) */
   nllm_gemm_prep_fn gemm_prep;
   nllm_gemm4_fn gemm4;
   /* optional (NULL): four rows by four tokens, equal to vec_dot on each pair; the batched

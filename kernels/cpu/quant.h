@@ -224,6 +224,19 @@ static inline __attribute__((always_inline)) void nllm_prefetch_span(const void 
   __builtin_prefetch((const char *)p + bytes - 1, 0, 3);
 }
 
+/* A prompt tile function (nllm_gemm4_fn) from a body taking the token count as a constant
+ * first argument: one instance per count, so that the tile's accumulators are registers. */
+#define NLLM_GEMM4_BY_TOKENS(name, body)                                                    \
+  static void name(int64_t n, float *s, size_t ss, const void *x, size_t bx, const void *p, \
+                   size_t ps, int n_tok) {                                                  \
+    switch (n_tok) {                                                                        \
+      case 1: body(1, n, s, ss, x, bx, p, ps); break;                                       \
+      case 2: body(2, n, s, ss, x, bx, p, ps); break;                                       \
+      case 3: body(3, n, s, ss, x, bx, p, ps); break;                                       \
+      default: body(4, n, s, ss, x, bx, p, ps); break;                                      \
+    }                                                                                       \
+  }
+
 /* Exact binary16 -> binary32 without F16C, inline because the scalar kernels call it per block. */
 static inline float q_h2f(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16, em = h & 0x7fff, u;

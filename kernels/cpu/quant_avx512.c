@@ -473,23 +473,12 @@ static inline __attribute__((always_inline)) void gemm4_32b(const int kind, cons
     for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-/* One function per token count, so that the tile's accumulators are registers. */
-#define GEMM4_BY_TOKENS(name, body)                                                         \
-  static void name(int64_t n, float *s, size_t ss, const void *x, size_t bx, const void *p, \
-                   size_t ps, int n_tok) {                                                  \
-    switch (n_tok) {                                                                        \
-      case 1: body(1, n, s, ss, x, bx, p, ps); break;                                       \
-      case 2: body(2, n, s, ss, x, bx, p, ps); break;                                       \
-      case 3: body(3, n, s, ss, x, bx, p, ps); break;                                       \
-      default: body(4, n, s, ss, x, bx, p, ps); break;                                      \
-    }                                                                                       \
-  }
 #define Q4_0_GEMM(T, ...) gemm4_32b(K_Q4_0, T, __VA_ARGS__)
 #define IQ4_NL_GEMM(T, ...) gemm4_32b(K_IQ4_NL, T, __VA_ARGS__)
 #define Q5_0_GEMM(T, ...) gemm4_32b(K_Q5_0, T, __VA_ARGS__)
-GEMM4_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
-GEMM4_BY_TOKENS(iq4_nl_gemm4_avx512, IQ4_NL_GEMM)
-GEMM4_BY_TOKENS(q5_0_gemm4_avx512, Q5_0_GEMM)
+NLLM_GEMM4_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
+NLLM_GEMM4_BY_TOKENS(iq4_nl_gemm4_avx512, IQ4_NL_GEMM)
+NLLM_GEMM4_BY_TOKENS(q5_0_gemm4_avx512, Q5_0_GEMM)
 static void q4_0_prep_avx512(int64_t n, const void *y, void *p) {
   prep_32b(K_Q4_0, n, y, p);
 }
@@ -575,7 +564,7 @@ static inline __attribute__((always_inline)) void gemm4_q8_0(const int T, int64_
     for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 #define Q8_0_GEMM(T, ...) gemm4_q8_0(T, __VA_ARGS__)
-GEMM4_BY_TOKENS(q8_0_gemm4_avx512, Q8_0_GEMM)
+NLLM_GEMM4_BY_TOKENS(q8_0_gemm4_avx512, Q8_0_GEMM)
 
 /* ---------------------------------------------------------------- K-quants, four rows
  * Per 256-value super-block the activation's part (its bytes in the order of the weight's
@@ -767,8 +756,8 @@ static inline __attribute__((always_inline)) void gemm4_k45(
 #define Q5_K_GEMM(T, ...)                                                     \
   gemm4_k45(T, __VA_ARGS__, sizeof(block_q5_K), offsetof(block_q5_K, scales), \
             offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh))
-GEMM4_BY_TOKENS(q4_K_gemm4_avx512, Q4_K_GEMM)
-GEMM4_BY_TOKENS(q5_K_gemm4_avx512, Q5_K_GEMM)
+NLLM_GEMM4_BY_TOKENS(q4_K_gemm4_avx512, Q4_K_GEMM)
+NLLM_GEMM4_BY_TOKENS(q5_K_gemm4_avx512, Q5_K_GEMM)
 
 static void q4_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_k45(n, s, x, bx, y, sizeof(block_q4_K), offsetof(block_q4_K, scales),
@@ -1063,7 +1052,7 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
     for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 #define Q6_K_GEMM(T, ...) gemm4_q6_K(T, __VA_ARGS__)
-GEMM4_BY_TOKENS(q6_K_gemm4_avx512, Q6_K_GEMM)
+NLLM_GEMM4_BY_TOKENS(q6_K_gemm4_avx512, Q6_K_GEMM)
 
 static void iq4_xs_prep_avx512(int64_t n, const void *vy, void *vp) {
   const block_q8_K *y = vy;
@@ -1146,7 +1135,7 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
     for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 #define IQ4_XS_GEMM(T, ...) gemm4_iq4_xs(T, __VA_ARGS__)
-GEMM4_BY_TOKENS(iq4_xs_gemm4_avx512, IQ4_XS_GEMM)
+NLLM_GEMM4_BY_TOKENS(iq4_xs_gemm4_avx512, IQ4_XS_GEMM)
 
 /* Q2_K and Q3_K: 2-bit levels (Q3_K: plus a high bit from hmask, level - 4) with a scale per
  * 16 values (Q2_K: 4-bit scale and min; Q3_K: signed 6-bit scale). The 64 bytes of qs are one

@@ -627,9 +627,263 @@ static void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, c
   _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
 }
 
+/* ---------------------------------------------------------------- K-quants, prompt tiles
+ * Four rows by up to four tokens (see nllm_gemm4_fn), equal to the four-row kernels above: the
+ * same integer sums and float steps, with each row's levels and scale vectors unpacked once per
+ * super-block for every token of the tile (the one-row step unpacks them per row and token).
+ * Rows go one at a time and sub-blocks one at a time, each one's levels and scale in two
+ * registers while every token's bytes pass over them from L1, so that nothing spills; the
+ * rows' integer sums meet in the float step per token. The
+ * prepared activation is the Q8_K row itself (the kernels read its bytes in their order). */
+
+static void q8_K_prep_avx2(int64_t n, const void *y, void *p) {
+  memcpy(p, y, (size_t)(n / QK_K) * sizeof(block_q8_K));
+}
+
+/* Q4_K and Q5_K (dot4_k45's steps). */
+static inline __attribute__((always_inline)) void gemm4_k45(const int kind, const int T, int64_t n,
+                                                            float *s, size_t ss, const uint8_t *x0,
+                                                            size_t bx, const uint8_t *p0,
+                                                            size_t ps) {
+  const size_t xs = kind == K_Q5_K ? sizeof(block_q5_K) : sizeof(block_q4_K);
+  const size_t off_sc =
+      kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
+  const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+  const __m256i m4 = _mm256_set1_epi8(15);
+  __m256 acc01[NLLM_GEMM_TOK], acc23[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; t++) acc01[t] = acc23[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    __m256i u[4][NLLM_GEMM_TOK];
+#pragma GCC unroll 1
+    for (int r = 0; r < 4; r++) {
+      /* the tokens' bytes are read from the prepared rows for each row: hoisted out of the
+       * row loop (they do not depend on it) gcc keeps them on the stack instead */
+      const uint8_t *pr = p0;
+      __asm__("" : "+r"(pr));
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      __m128i sc8, mn8;
+      k4_unpack(x + off_sc, &sc8, &mn8);
+      const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
+      const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
+      const __m256i hbits =
+          kind == K_Q5_K ? _mm256_loadu_si256((const __m256i *)(x + offsetof(block_q5_K, qh)))
+                         : _mm256_setzero_si256();
+      __m256i sumi[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
+        /* sub-block by sub-block: its levels and scale in two registers, the tokens' sums in T */
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; k++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(x + off_qs + 32 * (k / 2)));
+        __m256i q = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
+        if (kind == K_Q5_K) q = _mm256_or_si256(q, k5_bit4(hbits, k));
+        const __m256i sc = bcast16(sc16, k);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+          const block_q8_K *y = (const block_q8_K *)(pr + (size_t)t * ps) + b;
+          sumi[t] = _mm256_add_epi32(
+              sumi[t], _mm256_madd_epi16(
+                           udot_pairs(q, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * (k / 2) +
+                                                                              32 * (k % 2)))),
+                           sc));
+        }
+      }
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++) {
+        const block_q8_K *y = (const block_q8_K *)(pr + (size_t)t * ps) + b;
+        const __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mn16);
+        u[r][t] = _mm256_hadd_epi32(sumi[t], msum);
+      }
+    }
+    const uint8_t *x = x0 + (size_t)b * xs;
+    const __m128 h01 = _mm_cvtph_ps(
+        _mm_cvtsi64_si128((long long)((uint64_t)load_u32(x + bx) << 32 | load_u32(x))));
+    const __m128 h23 = _mm_cvtph_ps(_mm_cvtsi64_si128(
+        (long long)((uint64_t)load_u32(x + 3 * bx) << 32 | load_u32(x + 2 * bx))));
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const block_q8_K *y = (const block_q8_K *)(p0 + (size_t)t * ps) + b;
+      const __m128 dy = _mm_mul_ps(_mm_set1_ps(y->d), _mm_setr_ps(1, -1, 1, -1));
+      const __m128 s01 = _mm_mul_ps(h01, dy), s23 = _mm_mul_ps(h23, dy);
+      acc01[t] = _mm256_fmadd_ps(_mm256_set_m128(s01, s01),
+                                 _mm256_cvtepi32_ps(_mm256_hadd_epi32(u[0][t], u[1][t])), acc01[t]);
+      acc23[t] = _mm256_fmadd_ps(_mm256_set_m128(s23, s23),
+                                 _mm256_cvtepi32_ps(_mm256_hadd_epi32(u[2][t], u[3][t])), acc23[t]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < T; t++) {
+    const __m256 h = _mm256_hadd_ps(acc01[t], acc23[t]);
+    _mm_storeu_ps(s + (size_t)t * ss,
+                  _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  }
+}
+
+/* Q6_K (q6_K_vec_dot4_avx2's steps, q6k_block's levels). */
+static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_t n, float *s,
+                                                             size_t ss, const uint8_t *x0,
+                                                             size_t bx, const uint8_t *p0,
+                                                             size_t ps) {
+  const size_t xs = sizeof(block_q6_K), off_d = offsetof(block_q6_K, d);
+  const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+  __m256 acc[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    __m256i si[4][NLLM_GEMM_TOK];
+#pragma GCC unroll 1
+    for (int r = 0; r < 4; r++) {
+      /* the tokens' bytes are read from the prepared rows for each row: hoisted out of the
+       * row loop (they do not depend on it) gcc keeps them on the stack instead */
+      const uint8_t *pr = p0;
+      __asm__("" : "+r"(pr));
+      const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
+      __m256i sumi[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+      for (int c = 0; c < 2; c++) {
+        const __m256i sc16 = _mm256_broadcastsi128_si256(
+            _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(x->scales + 8 * c))));
+        const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c));
+        const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c + 32));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
+        /* group by group: its levels and scale pairs in two registers, the tokens' sums in T */
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+          const __m256i l = g == 0 || g == 2 ? ql0 : ql1;
+          const __m256i lv = g < 2 ? l : _mm256_srli_epi16(l, 4);
+          const __m256i hv = g == 0   ? _mm256_slli_epi16(qh, 4)
+                             : g == 1 ? _mm256_slli_epi16(qh, 2)
+                             : g == 2 ? qh
+                                      : _mm256_srli_epi16(qh, 2);
+          const __m256i q = _mm256_or_si256(_mm256_and_si256(lv, m4), _mm256_and_si256(hv, m30));
+          const __m256i sp = scale_pair16(sc16, g);
+#pragma GCC unroll 4
+          for (int t = 0; t < T; t++) {
+            const block_q8_K *y = (const block_q8_K *)(pr + (size_t)t * ps) + b;
+            sumi[t] = _mm256_add_epi32(
+                sumi[t],
+                _mm256_madd_epi16(
+                    udot_pairs(q, _mm256_loadu_si256((const __m256i *)(y->qs + 128 * c + 32 * g))),
+                    sp));
+          }
+        }
+      }
+      const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++) {
+        const block_q8_K *y = (const block_q8_K *)(pr + (size_t)t * ps) + b;
+        const __m256i off =
+            _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), sc_all);
+        si[r][t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(off, 5));
+      }
+    }
+    const uint8_t *x = x0 + (size_t)b * xs + off_d;
+    const uint64_t d4 = (uint64_t)load_u16(x) | (uint64_t)load_u16(x + bx) << 16 |
+                        (uint64_t)load_u16(x + 2 * bx) << 32 | (uint64_t)load_u16(x + 3 * bx) << 48;
+    const __m128 dx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)d4));
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const block_q8_K *y = (const block_q8_K *)(p0 + (size_t)t * ps) + b;
+      const __m128 d = _mm_mul_ps(dx, _mm_set1_ps(y->d));
+      const __m256i tt = _mm256_hadd_epi32(_mm256_hadd_epi32(si[0][t], si[1][t]),
+                                           _mm256_hadd_epi32(si[2][t], si[3][t]));
+      acc[t] = _mm256_fmadd_ps(_mm256_set_m128(d, d), _mm256_cvtepi32_ps(tt), acc[t]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < T; t++)
+    _mm_storeu_ps(s + (size_t)t * ss,
+                  _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1)));
+}
+
+/* IQ4_XS (iq4_xs_vec_dot_avx2's steps; the tier has no four-row kernel). Per super-block the
+ * activation is prepared as that kernel reads it, pair p's |ylo|, |yhi|, ylo, yhi (load_2x16's
+ * order) at 128 * p, and d at 512. */
+static void iq4_xs_prep_avx2(int64_t n, const void *vy, void *vp) {
+  const block_q8_K *y = vy;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, out += 516) {
+    for (int p = 0; p < 4; p++) {
+      const __m256i ylo = load_2x16(y[b].qs + 64 * p), yhi = load_2x16(y[b].qs + 64 * p + 16);
+      _mm256_storeu_si256((__m256i *)(out + 128 * p), _mm256_abs_epi8(ylo));
+      _mm256_storeu_si256((__m256i *)(out + 128 * p + 32), _mm256_abs_epi8(yhi));
+      _mm256_storeu_si256((__m256i *)(out + 128 * p + 64), ylo);
+      _mm256_storeu_si256((__m256i *)(out + 128 * p + 96), yhi);
+    }
+    memcpy(out + 512, &y[b].d, sizeof(float));
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int64_t n, float *s,
+                                                               size_t ss, const uint8_t *x0,
+                                                               size_t bx, const uint8_t *p0,
+                                                               size_t ps) {
+  const __m256i lut =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  const __m256i m4 = _mm256_set1_epi8(15);
+  __m256 acc[4][NLLM_GEMM_TOK];
+  for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+#pragma GCC unroll 1
+    for (int r = 0; r < 4; r++) {
+      const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx) + b;
+      const __m256i sc = iq4xs_scales(x);
+      __m256i sumi[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+      for (int p = 0; p < 4; p++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * p));
+        const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(q, m4));
+        const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+        const __m256i scp = bcast32lo16(sc, p);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+          const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 516 + 128 * p;
+          const __m256i plo = _mm256_maddubs_epi16(
+              _mm256_loadu_si256((const __m256i *)py),
+              _mm256_sign_epi8(lo, _mm256_loadu_si256((const __m256i *)(py + 64))));
+          const __m256i phi = _mm256_maddubs_epi16(
+              _mm256_loadu_si256((const __m256i *)(py + 32)),
+              _mm256_sign_epi8(hi, _mm256_loadu_si256((const __m256i *)(py + 96))));
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(plo, scp));
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(phi, scp));
+        }
+      }
+      const float dx = f16c_h2f(x->d);
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++) {
+        float dy;
+        memcpy(&dy, p0 + (size_t)t * ps + (size_t)b * 516 + 512, sizeof dy);
+        acc[r][t] =
+            _mm256_fmadd_ps(_mm256_set1_ps(dx * dy), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = hsum8(acc[r][t]);
+}
+
+#define Q4_K_GEMM(T, ...) gemm4_k45(K_Q4_K, T, __VA_ARGS__)
+#define Q5_K_GEMM(T, ...) gemm4_k45(K_Q5_K, T, __VA_ARGS__)
+#define Q6_K_GEMM(T, ...) gemm4_q6_K(T, __VA_ARGS__)
+NLLM_GEMM4_BY_TOKENS(q4_K_gemm4_avx2, Q4_K_GEMM)
+NLLM_GEMM4_BY_TOKENS(q5_K_gemm4_avx2, Q5_K_GEMM)
+#define IQ4_XS_GEMM(T, ...) gemm4_iq4_xs(T, __VA_ARGS__)
+NLLM_GEMM4_BY_TOKENS(q6_K_gemm4_avx2, Q6_K_GEMM)
+NLLM_GEMM4_BY_TOKENS(iq4_xs_gemm4_avx2, IQ4_XS_GEMM)
+
 /* The AVX2 tier's rows of the 256-value formats. Crossovers: where dequantize + sgemm overtakes the
  * integer kernels (measured, see docs/performance.md "BLAS crossovers"). Q2_K's kernels stay ahead
- * at every batch measured. */
+ * at every batch measured, and with the prompt tiles so do Q4_K, Q5_K and Q6_K (level with
+ * sgemm on one thread at 512 tokens, ahead on two, where sgemm calls take turns). IQ4_XS's
+ * tiles gain little on its one-row kernel and sgemm stays ahead of them from 96 tokens. */
 static const nllm_qtype_kernels k_rows[] = {
     {.type = NLLM_TYPE_Q2_K, .vec_dot = q2_K_vec_dot_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K,
@@ -640,18 +894,28 @@ static const nllm_qtype_kernels k_rows[] = {
      .to_float = q4_K_to_float_avx2,
      .vec_dot = q4_K_vec_dot_avx2,
      .vec_dot4 = q4_K_vec_dot4_avx2,
-     .blas_min_tokens = 256},
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = q8_K_prep_avx2,
+     .gemm4 = q4_K_gemm4_avx2},
     {.type = NLLM_TYPE_Q5_K,
      .to_float = q5_K_to_float_avx2,
      .vec_dot = q5_K_vec_dot_avx2,
      .vec_dot4 = q5_K_vec_dot4_avx2,
-     .blas_min_tokens = 64},
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = q8_K_prep_avx2,
+     .gemm4 = q5_K_gemm4_avx2},
     {.type = NLLM_TYPE_Q6_K,
      .to_float = q6_K_to_float_avx2,
      .vec_dot = q6_K_vec_dot_avx2,
      .vec_dot4 = q6_K_vec_dot4_avx2,
-     .blas_min_tokens = 48},
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = q8_K_prep_avx2,
+     .gemm4 = q6_K_gemm4_avx2},
     {.type = NLLM_TYPE_Q8_K, .from_float = q8_K_from_float_avx2},
-    {.type = NLLM_TYPE_IQ4_XS, .vec_dot = iq4_xs_vec_dot_avx2, .blas_min_tokens = 96},
+    {.type = NLLM_TYPE_IQ4_XS,
+     .vec_dot = iq4_xs_vec_dot_avx2,
+     .blas_min_tokens = 96,
+     .gemm_prep = iq4_xs_prep_avx2,
+     .gemm4 = iq4_xs_gemm4_avx2},
 };
 const nllm_kernel_set nllm_kernels_k_avx2 = {k_rows, sizeof k_rows / sizeof k_rows[0]};

@@ -339,6 +339,134 @@ static void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, 
   dot4_32(F_IQ4_NL, n, s, x, bx, y);
 }
 
+/* ---------------------------------------------------------------- prompt tiles
+ * Four rows by up to four tokens (see nllm_gemm4_fn), equal to the four-row kernels: the same
+ * integer sums and float steps, with each row's levels and scales unpacked once per two-block
+ * step for every token of the tile, and the activation's part of a step (its bytes in the
+ * two-block order, the offset term, its scales per lane) prepared once per matmul. AVX2 has
+ * 16 registers: two rows at a time keep the accumulators of four tokens, the rows' levels and
+ * a token's bytes in them (four rows would spill the accumulators). */
+#define Q32_TILE_ROWS 2
+
+/* Per two-block step, 128 bytes: ylo, yhi (y_pair's order), offset * (y_2i + y_2i+1) per int16
+ * lane (0 for IQ4_NL), and dy of block b in lanes 0..3, of b+1 in lanes 4..7. */
+static inline __attribute__((always_inline)) void prep_32(const int kind, int64_t n, const void *vy,
+                                                          void *vp) {
+  const uint8_t *y0 = vy;
+  uint8_t *out = vp;
+  const size_t ys = sizeof(block_q8_0);
+  const __m256i voff = _mm256_set1_epi8((char)(kind == F_Q4_0 ? 8 : 16));
+  for (int64_t b = 0; b + 2 <= n / QK; b += 2, out += 128) {
+    const uint8_t *yb = y0 + (size_t)b * ys;
+    __m256i ylo, yhi;
+    y_pair(yb + 2, ys, &ylo, &yhi);
+    const __m256i yoff = kind == F_IQ4_NL ? _mm256_setzero_si256()
+                                          : _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo),
+                                                             _mm256_maddubs_epi16(voff, yhi));
+    const __m256 dy =
+        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(load_u16(yb), load_u16(yb + ys))),
+                                 _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    _mm256_storeu_si256((__m256i *)out, ylo);
+    _mm256_storeu_si256((__m256i *)(out + 32), yhi);
+    _mm256_storeu_si256((__m256i *)(out + 64), yoff);
+    _mm256_storeu_ps((float *)(out + 96), dy);
+  }
+}
+
+/* Two fp16 values a, b as floats in lanes 0..3 and 4..7. */
+static inline __m256 h2_halves(uint16_t a, uint16_t b) {
+  return _mm256_cvtph_ps(_mm_set_epi64x((long long)(0x0001000100010001ull * b),
+                                        (long long)(0x0001000100010001ull * a)));
+}
+
+static inline __attribute__((always_inline)) void gemm4_32(const int kind, const int T, int64_t n,
+                                                           float *s, size_t ss, const uint8_t *x0,
+                                                           size_t bx, const uint8_t *p0,
+                                                           size_t ps) {
+  const size_t xs = kind == F_Q5_0 ? sizeof(block_q5_0) : sizeof(block_q4_0);
+  const size_t off_qs = kind == F_Q5_0 ? offsetof(block_q5_0, qs) : offsetof(block_q4_0, qs);
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+  const __m256i lut =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  for (int r0 = 0; r0 < 4; r0 += Q32_TILE_ROWS) {
+    __m256 acc[Q32_TILE_ROWS][NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+    for (int r = 0; r < Q32_TILE_ROWS; r++)
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b + 2 <= n / QK; b += 2) {
+      __m256i lo[Q32_TILE_ROWS], hi[Q32_TILE_ROWS];
+      __m256 dx[Q32_TILE_ROWS];
+#pragma GCC unroll 4
+      for (int r = 0; r < Q32_TILE_ROWS; r++) {
+        const uint8_t *x = x0 + (size_t)(r0 + r) * bx + (size_t)b * xs;
+        const __m256i q = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + off_qs))),
+            _mm_loadu_si128((const __m128i *)(x + xs + off_qs)), 1);
+        lo[r] = _mm256_and_si256(q, m4);
+        hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (kind == F_Q5_0) {
+          __m256i hlo, hhi;
+          qh_pair(load_u32(x + offsetof(block_q5_0, qh)),
+                  load_u32(x + xs + offsetof(block_q5_0, qh)), &hlo, &hhi);
+          lo[r] = _mm256_or_si256(lo[r], hlo);
+          hi[r] = _mm256_or_si256(hi[r], hhi);
+        }
+        if (kind == F_IQ4_NL) {
+          lo[r] = _mm256_shuffle_epi8(lut, lo[r]);
+          hi[r] = _mm256_shuffle_epi8(lut, hi[r]);
+        }
+        dx[r] = h2_halves(load_u16(x), load_u16(x + xs));
+      }
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++) {
+        const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 64;
+        const __m256i ylo = _mm256_loadu_si256((const __m256i *)py),
+                      yhi = _mm256_loadu_si256((const __m256i *)(py + 32));
+        const __m256 dy = _mm256_loadu_ps((const float *)(py + 96));
+#pragma GCC unroll 4
+        for (int r = 0; r < Q32_TILE_ROWS; r++) {
+          __m256i p32;
+          if (kind == F_IQ4_NL) {
+            const __m256i plo =
+                _mm256_maddubs_epi16(_mm256_sign_epi8(lo[r], lo[r]), _mm256_sign_epi8(ylo, lo[r]));
+            const __m256i phi =
+                _mm256_maddubs_epi16(_mm256_sign_epi8(hi[r], hi[r]), _mm256_sign_epi8(yhi, hi[r]));
+            p32 = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+          } else {
+            const __m256i p = _mm256_sub_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo[r], ylo),
+                                                                _mm256_maddubs_epi16(hi[r], yhi)),
+                                               _mm256_loadu_si256((const __m256i *)(py + 64)));
+            p32 = _mm256_madd_epi16(p, ones);
+          }
+          acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx[r], dy), _mm256_cvtepi32_ps(p32), acc[r][t]);
+        }
+      }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+#pragma GCC unroll 4
+      for (int r = 0; r < Q32_TILE_ROWS; r++)
+        s[(size_t)t * ss + (size_t)(r0 + r)] = hsum8(acc[r][t]);
+  }
+}
+
+#define Q4_0_GEMM(T, ...) gemm4_32(F_Q4_0, T, __VA_ARGS__)
+#define Q5_0_GEMM(T, ...) gemm4_32(F_Q5_0, T, __VA_ARGS__)
+#define IQ4_NL_GEMM(T, ...) gemm4_32(F_IQ4_NL, T, __VA_ARGS__)
+NLLM_GEMM4_BY_TOKENS(q4_0_gemm4_avx2, Q4_0_GEMM)
+NLLM_GEMM4_BY_TOKENS(q5_0_gemm4_avx2, Q5_0_GEMM)
+NLLM_GEMM4_BY_TOKENS(iq4_nl_gemm4_avx2, IQ4_NL_GEMM)
+static void q4_0_prep_avx2(int64_t n, const void *y, void *p) {
+  prep_32(F_Q4_0, n, y, p);
+}
+static void q5_0_prep_avx2(int64_t n, const void *y, void *p) {
+  prep_32(F_Q5_0, n, y, p);
+}
+static void iq4_nl_prep_avx2(int64_t n, const void *y, void *p) {
+  prep_32(F_IQ4_NL, n, y, p);
+}
+
 /* Q8_0, four rows, two blocks a step: one activation block serves four weight rows, the step's
  * eight weight scales are converted at once, and each row's two blocks share one int32 -> float
  * conversion and multiply-add (hadd puts block b's partial sums in lanes 0, 1, 4, 5 and b+1's
@@ -381,20 +509,89 @@ static void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, c
   }
 }
 
+/* Q8_0's prompt tiles (see gemm4_32), equal to q8_0_vec_dot4_avx2: per two-block step the
+ * activation is prepared as its two blocks' bytes and dy in that kernel's lane order (b, b, b+1,
+ * b+1 per half), 96 bytes; each row's |x| and scales are made once for every token, and x's
+ * sign moves onto each token's y as in the four-row kernel (x + 128 would overflow maddubs'
+ * int16 pair sums). */
+static void q8_0_prep_avx2(int64_t n, const void *vy, void *vp) {
+  const uint8_t *y0 = vy;
+  uint8_t *out = vp;
+  const size_t bs = sizeof(block_q8_0);
+  for (int64_t b = 0; b + 2 <= n / QK; b += 2, out += 96) {
+    const uint8_t *yb = y0 + (size_t)b * bs;
+    memcpy(out, yb + 2, QK);
+    memcpy(out + 32, yb + bs + 2, QK);
+    _mm256_storeu_ps(
+        (float *)(out + 64),
+        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(load_u16(yb), load_u16(yb + bs))),
+                                 _mm256_setr_epi32(0, 0, 1, 1, 0, 0, 1, 1)));
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_q8_0(const int T, int64_t n, float *s,
+                                                             size_t ss, const uint8_t *x0,
+                                                             size_t bx, const uint8_t *p0,
+                                                             size_t ps) {
+  const size_t bs = sizeof(block_q8_0);
+  const __m256i ones = _mm256_set1_epi16(1);
+  /* one row at a time: its signed and absolute bytes, scales and T accumulators stay in
+   * registers (two rows spilled the accumulators) */
+  for (int r = 0; r < 4; r++) {
+    __m256 acc[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b + 2 <= n / QK; b += 2) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * bs;
+      const __m256i xq0 = _mm256_loadu_si256((const __m256i *)(x + 2)),
+                    xq1 = _mm256_loadu_si256((const __m256i *)(x + bs + 2));
+      const __m256i ax0 = _mm256_sign_epi8(xq0, xq0), ax1 = _mm256_sign_epi8(xq1, xq1);
+      const uint64_t a = load_u16(x), c = load_u16(x + bs);
+      const __m256 dx =
+          _mm256_cvtph_ps(_mm_set1_epi64x((long long)(a | a << 16 | c << 32 | c << 48)));
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++) {
+        const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 48;
+        const __m256i p0q = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(ax0,
+                                 _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)py), xq0)),
+            ones);
+        const __m256i p1q = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(
+                ax1, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(py + 32)), xq1)),
+            ones);
+        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_loadu_ps((const float *)(py + 64))),
+                                 _mm256_cvtepi32_ps(_mm256_hadd_epi32(p0q, p1q)), acc[t]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) s[(size_t)t * ss + (size_t)r] = hsum8(acc[t]);
+  }
+}
+#define Q8_0_GEMM(T, ...) gemm4_q8_0(T, __VA_ARGS__)
+NLLM_GEMM4_BY_TOKENS(q8_0_gemm4_avx2, Q8_0_GEMM)
+
 /* The AVX2 tier's rows of the 32-value formats. Crossovers: where dequantize + sgemm overtakes the
- * integer kernels (measured, see docs/performance.md "BLAS crossovers"). */
+ * integer kernels (measured, see docs/performance.md "BLAS crossovers"). With the prompt tiles
+ * Q4_0, Q5_0 and IQ4_NL stay ahead at 128 and 512 tokens; Q8_0's tiles only draw level with
+ * sgemm on one thread (and pass it on two, where sgemm calls take turns), and its crossover is
+ * the AVX-512 tier's 256 for the reason given there (activations in Q8_0 over long inputs). */
 static const nllm_qtype_kernels q32_rows[] = {
     {.type = NLLM_TYPE_Q8_0,
      .to_float = q8_0_to_float_avx2,
      .from_float = q8_0_from_float_avx2,
      .vec_dot = q8_0_vec_dot_avx2,
      .vec_dot4 = q8_0_vec_dot4_avx2,
-     .blas_min_tokens = 96},
+     .blas_min_tokens = 256,
+     .gemm_prep = q8_0_prep_avx2,
+     .gemm4 = q8_0_gemm4_avx2},
     {.type = NLLM_TYPE_Q4_0,
      .to_float = q4_0_to_float_avx2,
      .vec_dot = q4_0_vec_dot_avx2,
      .vec_dot4 = q4_0_vec_dot4_avx2,
-     .blas_min_tokens = 128},
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = q4_0_prep_avx2,
+     .gemm4 = q4_0_gemm4_avx2},
     {.type = NLLM_TYPE_Q4_1,
      .vec_dot = q4_1_vec_dot_avx2,
      .vec_dot4 = q4_1_vec_dot4_avx2,
@@ -402,7 +599,9 @@ static const nllm_qtype_kernels q32_rows[] = {
     {.type = NLLM_TYPE_Q5_0,
      .vec_dot = q5_0_vec_dot_avx2,
      .vec_dot4 = q5_0_vec_dot4_avx2,
-     .blas_min_tokens = 64},
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = q5_0_prep_avx2,
+     .gemm4 = q5_0_gemm4_avx2},
     {.type = NLLM_TYPE_Q5_1,
      .vec_dot = q5_1_vec_dot_avx2,
      .vec_dot4 = q5_1_vec_dot4_avx2,
@@ -410,6 +609,8 @@ static const nllm_qtype_kernels q32_rows[] = {
     {.type = NLLM_TYPE_IQ4_NL,
      .vec_dot = iq4_nl_vec_dot_avx2,
      .vec_dot4 = iq4_nl_vec_dot4_avx2,
-     .blas_min_tokens = 80},
+     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = iq4_nl_prep_avx2,
+     .gemm4 = iq4_nl_gemm4_avx2},
 };
 const nllm_kernel_set nllm_kernels_q32_avx2 = {q32_rows, sizeof q32_rows / sizeof q32_rows[0]};
