@@ -63,6 +63,7 @@ typedef struct nllm_qtype_kernels {
   nllm_gemm_prep_fn gemm_prep;    /* with gemm4: the prompt path's register tiles */
   nllm_gemm4_fn gemm4;
   nllm_vec_dot4x4_fn vec_dot4x4; /* four rows by four tokens (batches) */
+  const struct nllm_gemmf *gemmf; /* float weights: the prompt path's GEMM (cpu/gemm_float.h) */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -98,6 +99,9 @@ typedef struct nllm_qtype {
   /* optional (NULL): four rows by four tokens, equal to vec_dot on each pair; the batched
    * path (several tokens: a prompt, or a decode step of many sequences) takes it first */
   nllm_vec_dot4x4_fn vec_dot4x4;
+  /* optional (NULL): float weights' own GEMM (cpu/gemm_float.h), which nllm_matmul takes from
+   * its min_tokens on, before sgemm */
+  const struct nllm_gemmf *gemmf;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;
