@@ -76,14 +76,21 @@ static void tile_item(void *vjob, int64_t item, int worker) {
       g->micro(chunk_cols(j, ch), p, p_rs, j->xp + (size_t)(b * j->n_chunk + ch) * j->chunk_bytes,
                c + (size_t)b * tile, ch > 0);
   }
-  /* from token lanes to y's rows: each token's rm sums are contiguous in y */
+  /* from token lanes to y's rows: each token's n sums are contiguous in y */
+  const int tb = g->tb;
+  const int64_t rows = j->rows;
+  float *restrict y = j->y + r0;
   for (int64_t b = 0; b < j->n_blk; b++) {
-    const int64_t t0 = b * g->tb;
-    const int nt = (int)(j->n_tok - t0 < g->tb ? j->n_tok - t0 : g->tb);
-    const float *cb = c + (size_t)b * tile;
+    const int64_t t0 = b * tb;
+    const int nt = (int)(j->n_tok - t0 < tb ? j->n_tok - t0 : tb);
+    if (g->store) {
+      g->store(c + (size_t)b * tile, n, nt, y + t0 * rows, (size_t)rows);
+      continue;
+    }
     for (int t = 0; t < nt; t++) {
-      float *yt = j->y + (t0 + t) * j->rows + r0;
-      for (int r = 0; r < n; r++) yt[r] = cb[r * g->tb + t];
+      const float *restrict ct = c + (size_t)b * tile + t;
+      float *restrict yt = y + (t0 + t) * rows;
+      for (int r = 0; r < n; r++) yt[r] = ct[r * tb];
     }
   }
 }

@@ -25,6 +25,7 @@ typedef struct nllm_gemmf {
   int32_t kc;         /* columns per chunk, even (<= NLLM_GEMMF_KC_MAX) */
   int32_t col_step;   /* cols must be a multiple of this (the BF16 pair kernel reads pairs) */
   int32_t min_tokens; /* from this batch size on the GEMM beats the four-row dots */
+  int32_t x_bf16;     /* the activations are rounded to BF16 (to nearest even) first */
   /* Tokens [0, n) of x (row stride x_rs floats), columns [k0, k0 + kc), into one chunk of a
    * block: kc * tb * 4 bytes; tokens n..tb-1 are zeros. */
   void (*pack_x)(const float *x, size_t x_rs, int n, int64_t k0, int64_t kc, void *xp);
@@ -35,6 +36,8 @@ typedef struct nllm_gemmf {
                         size_t *p_rs);
   /* c[r * tb + t] (+)= sum over the chunk's kc columns of w[r][k] x[k][t], for r < rm, t < tb */
   void (*micro)(int64_t kc, const void *w, size_t w_rs, const void *xp, float *c, int accumulate);
+  /* optional (NULL: a scalar loop): y[t * y_rs + r] = c[r * tb + t] for r < n, t < n_tok */
+  void (*store)(const float *c, int n, int n_tok, float *y, size_t y_rs);
 } nllm_gemmf;
 
 /* Bytes of scratch nllm_gemmf_run needs at most, for any tier. */
@@ -48,7 +51,7 @@ void nllm_gemmf_run(const nllm_gemmf *g, float *y, const void *W, size_t w_rs, i
 /* Each tier's kernels (for the tests, which run every one the CPU has). */
 extern const nllm_gemmf nllm_gemmf_f32_avx2, nllm_gemmf_f16_avx2, nllm_gemmf_bf16_avx2;
 extern const nllm_gemmf nllm_gemmf_f32_avx512, nllm_gemmf_f16_avx512, nllm_gemmf_bf16_avx512;
-/* BF16 weights by vdpbf16ps (AVX512_BF16), activations split into two BF16 halves */
+/* BF16 weights by vdpbf16ps (AVX512_BF16), activations rounded to BF16 */
 extern const nllm_gemmf nllm_gemmf_bf16_avx512bf16;
 
 #endif

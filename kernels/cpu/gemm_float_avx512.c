@@ -3,11 +3,12 @@
  * vector loads and 12 broadcasts for 24 FMAs, so the FMA units, not the loads, set the pace.
  *
  * BF16 weights on a CPU with AVX512_BF16 take vdpbf16ps, which multiplies pairs of BF16 values
- * and adds them into f32 lanes: the weights' own bytes are the broadcast pairs (no packing),
- * and the activations are split into two BF16 halves (hi = x rounded to BF16, lo = x - hi
- * rounded to BF16), each dotted with the weight pair, so a product keeps about 16 bits of the
- * activation instead of BF16's 8: the results stay as close to an F32 computation as the
- * FMA kernels' (the HF goldens compute BF16 weights in F32 to 1e-4), at the FMA kernels' cost.
+ * and adds them into f32 lanes: the weights' own bytes are the broadcast pairs (no packing), and
+ * the activations are rounded to BF16 once per call, as llama.cpp does for BF16 weights. That
+ * doubles the products per instruction over the FMA kernels. Rounding the activations moves a
+ * product by up to 2^-9 relative (tiny-a BF16 stays well within its bound against llama.cpp and
+ * the exact answer); splitting them into two BF16 halves kept 16 bits but cost two vdpbf16ps,
+ * no faster than the FMA kernels (docs/performance.md, "Float GEMM").
  * The instructions are marked with their target attribute; qtypes.c installs the row only
  * after cpuid says the CPU has them. */
 #include <immintrin.h>
@@ -20,15 +21,76 @@
 #define TB 32
 #define KC 256
 
-/* Column chunk of n tokens into TB token lanes, zeros past n. */
+/* v[t] = column t of the 16 x 16 matrix whose rows are v[0..15] (four rounds of shuffles:
+ * within 64-bit pairs, 128-bit lanes, then the 4 x 4 lanes). */
+static inline __attribute__((always_inline)) void transpose16(__m512 v[16]) {
+  __m512 a[16], b[16];
+  for (int i = 0; i < 16; i += 2) {
+    a[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+    a[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+  }
+  /* b[4g + j], 128-bit lane L: rows 4g..4g+3 at column 4L + j */
+  for (int g = 0; g < 16; g += 4) {
+    b[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a[g]), _mm512_castps_pd(a[g + 2])));
+    b[g + 1] =
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a[g]), _mm512_castps_pd(a[g + 2])));
+    b[g + 2] = _mm512_castpd_ps(
+        _mm512_unpacklo_pd(_mm512_castps_pd(a[g + 1]), _mm512_castps_pd(a[g + 3])));
+    b[g + 3] = _mm512_castpd_ps(
+        _mm512_unpackhi_pd(_mm512_castps_pd(a[g + 1]), _mm512_castps_pd(a[g + 3])));
+  }
+  for (int j = 0; j < 4; j++) {
+    const __m512 c0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
+    const __m512 c1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
+    const __m512 c2 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
+    const __m512 c3 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xdd);
+    v[j] = _mm512_shuffle_f32x4(c0, c2, 0x88);
+    v[4 + j] = _mm512_shuffle_f32x4(c1, c3, 0x88);
+    v[8 + j] = _mm512_shuffle_f32x4(c0, c2, 0xdd);
+    v[12 + j] = _mm512_shuffle_f32x4(c1, c3, 0xdd);
+  }
+}
+
+/* Column chunk of n tokens into TB token lanes, zeros past n: 16 tokens x 16 columns at a time
+ * through transpose16. */
 static void pack_x_f32(const float *x, size_t x_rs, int n, int64_t k0, int64_t kc, void *vxp) {
   float *xp = vxp;
-  for (int t = 0; t < n; t++) {
-    const float *xt = x + (size_t)t * x_rs + k0;
-    for (int64_t k = 0; k < kc; k++) xp[k * TB + t] = xt[k];
+  for (int t0 = 0; t0 < TB; t0 += 16) {
+    int64_t k = 0;
+    for (; k + 16 <= kc; k += 16) {
+      __m512 v[16];
+      for (int i = 0; i < 16; i++)
+        v[i] = t0 + i < n ? _mm512_loadu_ps(x + (size_t)(t0 + i) * x_rs + k0 + k)
+                          : _mm512_setzero_ps();
+      transpose16(v);
+      for (int i = 0; i < 16; i++) _mm512_storeu_ps(xp + (k + i) * TB + t0, v[i]);
+    }
+    for (; k < kc; k++)
+      for (int t = t0; t < t0 + 16; t++) xp[k * TB + t] = t < n ? x[(size_t)t * x_rs + k0 + k] : 0;
   }
-  for (int t = n; t < TB; t++)
-    for (int64_t k = 0; k < kc; k++) xp[k * TB + t] = 0.0f;
+}
+
+/* The sums of one block (c[r * TB + t]) into y: token t's n sums go to y + t * y_rs, a full
+ * tile's twelve as a ymm and an xmm store (masked stores were slower here). */
+static void store_y(const float *c, int n, int n_tok, float *y, size_t y_rs) {
+  for (int t0 = 0; t0 < n_tok; t0 += 16) {
+    __m512 v[16];
+    for (int r = 0; r < 16; r++)
+      v[r] = r < RM ? _mm512_loadu_ps(c + r * TB + t0) : _mm512_setzero_ps();
+    transpose16(v);
+    const int nt = n_tok - t0 < 16 ? n_tok - t0 : 16;
+    for (int t = 0; t < nt; t++) {
+      float *yt = y + (size_t)(t0 + t) * y_rs;
+      if (n == RM) {
+        _mm256_storeu_ps(yt, _mm512_castps512_ps256(v[t]));
+        _mm_storeu_ps(yt + 8, _mm512_extractf32x4_ps(v[t], 2));
+      } else {
+        float tmp[16];
+        _mm512_storeu_ps(tmp, v[t]);
+        for (int r = 0; r < n; r++) yt[r] = tmp[r];
+      }
+    }
+  }
 }
 
 static const void *pack_w_f32(const void *W, size_t w_rs, int n, int64_t k0, int64_t kc,
@@ -117,48 +179,33 @@ static void micro_f32(int64_t kc, const void *vw, size_t w_rs, const void *vxp, 
 
 #define BF16_TARGET __attribute__((target("avx512bf16")))
 
-/* x as hi + lo, both BF16 rounded to nearest even: |x - hi - lo| <= 2^-16 |x|. Where hi would
- * round up past the largest float, hi is x truncated instead; a non-finite x keeps its class in
- * hi (a NaN stays a NaN) and lo is 0. */
-static inline uint16_t bf16_round(uint32_t u) {
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-static inline void bf16_split(float x, uint16_t *hi, uint16_t *lo) {
-  uint32_t u;
-  memcpy(&u, &x, 4);
-  if ((u & 0x7f800000u) == 0x7f800000u) {
-    *hi = (u & 0x007fffffu) ? (uint16_t)((u >> 16) | 0x40) : (uint16_t)(u >> 16);
-    *lo = 0;
-    return;
-  }
-  uint16_t h = bf16_round(u);
-  if ((h & 0x7f80u) == 0x7f80u) h = (uint16_t)(u >> 16);
-  const uint32_t hu = (uint32_t)h << 16;
-  float hf, rest;
-  memcpy(&hf, &hu, 4);
-  rest = x - hf; /* exact: both are within a factor 2 and hf has 8 significant bits */
-  uint32_t v;
-  memcpy(&v, &rest, 4);
-  *hi = h;
-  *lo = bf16_round(v);
-}
-
-/* Per column pair: the hi pairs of the TB tokens (two zmm), then the lo pairs (two zmm). */
-static void pack_x_bf16(const float *x, size_t x_rs, int n, int64_t k0, int64_t kc, void *vxp) {
-  uint16_t *xp = vxp;
+/* Per column pair: the pairs of the TB tokens, two zmm. Each token's columns are rounded to BF16
+ * (to nearest even, as vcvtneps2bf16 and llama.cpp do); a pair is 32 bits, so 16 tokens x 16
+ * pairs go through transpose16. */
+static BF16_TARGET void pack_x_bf16(const float *x, size_t x_rs, int n, int64_t k0, int64_t kc,
+                                    void *vxp) {
+  uint32_t *xp = vxp;
   const int64_t kp = kc / 2;
-  for (int t = 0; t < TB; t++) {
-    const float *xt = x + (size_t)t * x_rs + k0;
-    for (int64_t p = 0; p < kp; p++) {
-      uint16_t *d = xp + (size_t)p * 4 * TB + 2 * t;
-      if (t < n) {
-        bf16_split(xt[2 * p], &d[0], &d[2 * TB]);
-        bf16_split(xt[2 * p + 1], &d[1], &d[2 * TB + 1]);
-      } else {
-        d[0] = d[1] = d[2 * TB] = d[2 * TB + 1] = 0;
+  for (int t0 = 0; t0 < TB; t0 += 16) {
+    int64_t p = 0;
+    for (; p + 16 <= kp; p += 16) {
+      __m512 v[16];
+      for (int i = 0; i < 16; i++) {
+        const float *xt = x + (size_t)(t0 + i) * x_rs + k0 + 2 * p;
+        v[i] = t0 + i < n
+                   ? (__m512)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(xt + 16), _mm512_loadu_ps(xt))
+                   : _mm512_setzero_ps();
       }
+      transpose16(v);
+      for (int i = 0; i < 16; i++) _mm512_storeu_ps((float *)(xp + (p + i) * TB + t0), v[i]);
     }
+    for (; p < kp; p++)
+      for (int t = t0; t < t0 + 16; t++) {
+        const float *xt = x + (size_t)t * x_rs + k0 + 2 * p;
+        xp[p * TB + t] =
+            t < n ? (uint32_t)nllm_fp32_to_bf16(xt[0]) | (uint32_t)nllm_fp32_to_bf16(xt[1]) << 16
+                  : 0;
+      }
   }
 }
 
@@ -193,18 +240,16 @@ static BF16_TARGET void micro_bf16(int64_t kc, const void *vw, size_t w_rs, cons
   }
   const int64_t kp = kc / 2;
   for (int64_t p = 0; p < kp; p++) {
-    const uint8_t *xq = xp + (size_t)p * 8 * TB;
-    const __m512bh h0 = (__m512bh)_mm512_loadu_si512(xq),
-                   h1 = (__m512bh)_mm512_loadu_si512(xq + 64);
-    const __m512bh l0 = (__m512bh)_mm512_loadu_si512(xq + 128),
-                   l1 = (__m512bh)_mm512_loadu_si512(xq + 192);
+    const uint8_t *xq = xp + (size_t)p * 4 * TB;
+    const __m512bh x0 = (__m512bh)_mm512_loadu_si512(xq),
+                   x1 = (__m512bh)_mm512_loadu_si512(xq + 64);
 #pragma GCC unroll 12
     for (int r = 0; r < RM; r++) {
       int32_t pair;
       memcpy(&pair, w[r] + 4 * p, 4);
       const __m512bh b = (__m512bh)_mm512_set1_epi32(pair);
-      a[r][0] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a[r][0], l0, b), h0, b);
-      a[r][1] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a[r][1], l1, b), h1, b);
+      a[r][0] = _mm512_dpbf16_ps(a[r][0], x0, b);
+      a[r][1] = _mm512_dpbf16_ps(a[r][1], x1, b);
     }
   }
 #pragma GCC unroll 12
@@ -214,11 +259,15 @@ static BF16_TARGET void micro_bf16(int64_t kc, const void *vw, size_t w_rs, cons
   }
 }
 
-const nllm_gemmf nllm_gemmf_f32_avx512 = {RM, TB, KC, 1, 16, pack_x_f32, pack_w_f32, micro_f32};
-const nllm_gemmf nllm_gemmf_f16_avx512 = {RM, TB, KC, 1, 16, pack_x_f32, pack_w_f16, micro_f32};
-const nllm_gemmf nllm_gemmf_bf16_avx512 = {RM, TB, KC, 1, 16, pack_x_f32, pack_w_bf16, micro_f32};
-const nllm_gemmf nllm_gemmf_bf16_avx512bf16 = {RM,        TB, KC, 2, 16, pack_x_bf16, pack_w_direct,
-                                               micro_bf16};
+#define GEMMF(pw, xb, px, mk)                                                                 \
+  {                                                                                           \
+    .rm = RM, .tb = TB, .kc = KC, .col_step = (xb) ? 2 : 1, .min_tokens = 16, .x_bf16 = (xb), \
+    .pack_x = (px), .pack_w = (pw), .micro = (mk), .store = store_y                           \
+  }
+const nllm_gemmf nllm_gemmf_f32_avx512 = GEMMF(pack_w_f32, 0, pack_x_f32, micro_f32);
+const nllm_gemmf nllm_gemmf_f16_avx512 = GEMMF(pack_w_f16, 0, pack_x_f32, micro_f32);
+const nllm_gemmf nllm_gemmf_bf16_avx512 = GEMMF(pack_w_bf16, 0, pack_x_f32, micro_f32);
+const nllm_gemmf nllm_gemmf_bf16_avx512bf16 = GEMMF(pack_w_direct, 1, pack_x_bf16, micro_bf16);
 
 /* The GEMM wins over dequantize + sgemm at every batch from min_tokens on (docs/performance.md,
  * "Float GEMM"), so these formats never go to sgemm in this tier. */
