@@ -937,7 +937,8 @@ END_TEST
  * chunks (cols), odd lengths, every data kind in weights and activations, and random finite
  * bit patterns as weights (F16 and BF16 subnormals; BF16 below 2^23, whose products stay finite).
  * The sums are also bit-identical for any thread count (each is computed by one work item in one
- * order), and nothing is written past the n_tok x rows outputs. */
+ * order), and nothing is written past the n_tok x rows outputs. 301 rows make work items of several
+ * micro tiles. */
 typedef struct {
   const char *name;
   const nllm_gemmf *g;
@@ -1027,9 +1028,9 @@ START_TEST(gemmf_vs_naive) {
     return;
   }
   static const int64_t shapes[][3] = {/* rows, cols, tokens */
-                                      {1, 2, 1},    {5, 8, 3},      {12, 96, 32},
-                                      {13, 98, 33}, {37, 256, 17},  {24, 258, 64},
-                                      {7, 600, 70}, {30, 1030, 40}, {6, 3, 16}};
+                                      {1, 2, 1},     {5, 8, 3},     {12, 96, 32}, {13, 98, 33},
+                                      {37, 256, 17}, {24, 258, 64}, {7, 600, 70}, {30, 1030, 40},
+                                      {6, 3, 16},    {301, 130, 40}};
   for (int c = 0; c < n; c++) {
     nllm_qtypes_set_isa(NLLM_ISA_SCALAR); /* the reference conversions */
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
