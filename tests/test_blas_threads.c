@@ -1,8 +1,9 @@
 /* OpenBLAS's thread count belongs to the host program (numpy on the same OpenBLAS): the library
  * links OpenBLAS's serial build and never sets a thread count, also when a prompt goes through
  * sgemm (here the F32 bundled model, a batch above the float crossover, in the scalar tier: the
- * SIMD tiers compute float weights with their own GEMM) on several contexts at once. And a program under an address-space limit exits after its work (the threaded build's
- * workers spun in their shutdown there, issue 24 item 17). */
+ * SIMD tiers compute float weights with their own GEMM) on several contexts at once. And a
+ * program under an address-space limit exits after its work (the threaded build's workers spun
+ * in their shutdown there, issue 24 item 17). */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>

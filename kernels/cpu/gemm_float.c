@@ -98,6 +98,8 @@ static void tile_item(void *vjob, int64_t item, int worker) {
     const int64_t left = j->rows - r0 - n_tiles * g->rm;
     n[n_tiles] = (int)(left < g->rm ? left : g->rm);
   }
+  int64_t n_rows = 0;
+  for (int i = 0; i < n_tiles; i++) n_rows += n[i];
   uint8_t *ws = j->work + (size_t)worker * j->worker_bytes;
   float *c = (float *)ws;
   const size_t tile = (size_t)g->rm * (size_t)g->tb, c_tile = (size_t)j->n_blk * tile;
@@ -110,6 +112,16 @@ static void tile_item(void *vjob, int64_t item, int worker) {
     for (int i = 0; i < n_tiles; i++)
       p[i] = g->pack_w(j->W + (size_t)(r0 + i * g->rm) * j->w_rs, j->w_rs, n[i], ch * g->kc, kc,
                        panel + (size_t)i * panel_bytes, &p_rs[i]);
+    /* the rows' next chunk from memory while this one computes: a row's chunk is a short run
+     * of lines the hardware prefetcher does not pick up (1.1B F16 pp128, 1 thread: the F16
+     * packing fell from 27% to 19% of the micro kernel's samples) */
+    if (ch + 1 < j->n_chunk) {
+      const size_t off = (size_t)(ch + 1) * (size_t)g->kc * j->w_rs / (size_t)j->cols;
+      const size_t bytes = (size_t)chunk_cols(j, ch + 1) * j->w_rs / (size_t)j->cols;
+      const uint8_t *w = j->W + (size_t)r0 * j->w_rs + off;
+      for (int64_t r = 0; r < n_rows; r++, w += j->w_rs)
+        for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(w + o);
+    }
     for (int64_t b = 0; b < j->n_blk; b++) {
       const uint8_t *xc = j->xp + (size_t)(b * j->n_chunk + ch) * j->chunk_bytes;
       for (int i = 0; i < n_tiles; i++)

@@ -103,10 +103,10 @@ static void micro_f32(int64_t kc, const void *vw, size_t w_rs, const void *vxp, 
   }
 }
 
-#define GEMMF(pw, xb, px, mk)                                                                 \
-  {                                                                                           \
-    .rm = RM, .tb = TB, .kc = KC, .col_step = (xb) ? 2 : 1, .min_tokens = 16, .x_bf16 = (xb), \
-    .pack_x = (px), .pack_w = (pw), .micro = (mk)                                             \
+#define GEMMF(pw, xb, px, mk)                                                 \
+  {                                                                           \
+    .rm = RM, .tb = TB, .kc = KC, .col_step = (xb) ? 2 : 1, .min_tokens = 16, \
+    .x_bits = (xb) ? 15 : 24, .pack_x = (px), .pack_w = (pw), .micro = (mk)   \
   }
 const nllm_gemmf nllm_gemmf_f32_avx2 = GEMMF(pack_w_f32, 0, pack_x_f32, micro_f32);
 const nllm_gemmf nllm_gemmf_f16_avx2 = GEMMF(pack_w_f16, 0, pack_x_f32, micro_f32);
