@@ -140,8 +140,6 @@ static void qtypes_init(void) {
   const int has_avx512 = isa_max >= NLLM_ISA_AVX512;
   if (has_avx512) nllm_avx512_init();
   build_tier(NLLM_ISA_AVX512, avx512_sets, has_avx512 ? N_ENTRIES(avx512_sets) : 0, NULL);
-  if (has_avx512 && __builtin_cpu_supports("avx512bf16"))
-    overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_gemmf_avx512bf16);
 #else
   build_tier(NLLM_ISA_AVX512, NULL, 0, NULL);
 #endif

@@ -836,11 +836,6 @@ END_TEST
 
 /* ------------------------------------------------------------------ matmul */
 
-/* What a float GEMM's keeping only g->x_bits bits of each activation adds to the bound. */
-static double gemmf_x_tol(const nllm_gemmf *g, double sumabs) {
-  return g->x_bits < 24 ? ldexp(sumabs, -g->x_bits) : 0;
-}
-
 static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok, int n_threads) {
   const nllm_qtype *q = nllm_qtype_get(type);
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
@@ -879,8 +874,6 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
       double tol = dot_tol(cols, sumabs);
       if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok, n_threads))
         tol += offset_tol(q, W + (size_t)r * rs, xq + (size_t)t * ars, cols);
-      if (q->gemmf && nllm_matmul_uses_gemm(type, cols, n_tok, n_threads))
-        tol += gemmf_x_tol(q->gemmf, sumabs);
       ck_assert_msg(fabs(got - ex) <= tol,
                     "matmul %s rows %lld cols %lld n_tok %lld threads %d: y[%lld,%lld] = %.9g, "
                     "expected %.9g",
@@ -975,7 +968,7 @@ static void check_gemmf(const gemmf_case *gc, int64_t rows, int64_t cols, int64_
   for (int64_t t = 0; t < n_tok; t++)
     for (int64_t r = 0; r < rows; r++) {
       double sumabs, ex = dot_exact(wf + r * cols, x + t * cols, cols, &sumabs);
-      double tol = dot_tol(cols, sumabs) + gemmf_x_tol(gc->g, sumabs);
+      double tol = dot_tol(cols, sumabs);
       const float got = y[t * rows + r];
       ck_assert_msg(fabs(got - ex) <= tol,
                     "%s rows %lld cols %lld n_tok %lld data %d/%d: y[%lld,%lld] = %.9g, "
@@ -1004,10 +997,6 @@ START_TEST(gemmf_vs_naive) {
     cases[n++] = (gemmf_case){"F32 avx512", &nllm_gemmf_f32_avx512, NLLM_TYPE_F32};
     cases[n++] = (gemmf_case){"F16 avx512", &nllm_gemmf_f16_avx512, NLLM_TYPE_F16};
     cases[n++] = (gemmf_case){"BF16 avx512", &nllm_gemmf_bf16_avx512, NLLM_TYPE_BF16};
-    if (__builtin_cpu_supports("avx512bf16"))
-      cases[n++] = (gemmf_case){"BF16 avx512bf16", &nllm_gemmf_bf16_avx512bf16, NLLM_TYPE_BF16};
-    else
-      fprintf(stderr, "gemmf_vs_naive: no avx512_bf16 on this CPU, its kernel not run\n");
   }
 #endif
   if (n == 0) {
@@ -1021,7 +1010,6 @@ START_TEST(gemmf_vs_naive) {
   for (int c = 0; c < n; c++) {
     nllm_qtypes_set_isa(NLLM_ISA_SCALAR); /* the reference conversions */
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-      if (shapes[s][1] % cases[c].g->col_step) continue;
       for (int k = 0; k <= N_DATA; k++)
         check_gemmf(&cases[c], shapes[s][0], shapes[s][1], shapes[s][2], k,
                     k == N_DATA ? DATA_GAUSS : (k + (int)s) % N_DATA);
@@ -1043,7 +1031,7 @@ START_TEST(gemmf_registry) {
       if (isa >= NLLM_ISA_SIMD) {
         ck_assert_ptr_nonnull(q->gemmf);
         ck_assert_int_eq(q->blas_min_tokens, NLLM_BLAS_NEVER);
-        ck_assert(nllm_matmul_uses_gemm(types[i], 256, 64, 2));
+        ck_assert(nllm_matmul_uses_gemm(types[i], 64, 2));
         ck_assert(!nllm_matmul_uses_blas(types[i], 64, 2));
         continue;
       }

@@ -22,10 +22,8 @@
 typedef struct nllm_gemmf {
   int32_t rm;         /* weight rows per micro tile (<= NLLM_GEMMF_RM_MAX) */
   int32_t tb;         /* tokens per packed block and micro tile (<= NLLM_GEMMF_TB_MAX) */
-  int32_t kc;         /* columns per chunk, even (<= NLLM_GEMMF_KC_MAX) */
-  int32_t col_step;   /* cols must be a multiple of this (the BF16 pair kernel reads pairs) */
+  int32_t kc;         /* columns per chunk (<= NLLM_GEMMF_KC_MAX) */
   int32_t min_tokens; /* from this batch size on the GEMM beats the four-row dots */
-  int32_t x_bits;     /* bits of each activation kept: |x - x seen| <= 2^-x_bits |x| (24: all) */
   /* Tokens [0, n) of x (row stride x_rs floats), columns [k0, k0 + kc), into one chunk of a
    * block: kc * tb * 4 bytes; tokens n..tb-1 are zeros. */
   void (*pack_x)(const float *x, size_t x_rs, int n, int64_t k0, int64_t kc, void *xp);
@@ -51,7 +49,5 @@ void nllm_gemmf_run(const nllm_gemmf *g, float *y, const void *W, size_t w_rs, i
 /* Each tier's kernels (for the tests, which run every one the CPU has). */
 extern const nllm_gemmf nllm_gemmf_f32_avx2, nllm_gemmf_f16_avx2, nllm_gemmf_bf16_avx2;
 extern const nllm_gemmf nllm_gemmf_f32_avx512, nllm_gemmf_f16_avx512, nllm_gemmf_bf16_avx512;
-/* BF16 weights by vdpbf16ps (AVX512_BF16), activations split into two BF16 halves */
-extern const nllm_gemmf nllm_gemmf_bf16_avx512bf16;
 
 #endif

@@ -103,14 +103,14 @@ static void micro_f32(int64_t kc, const void *vw, size_t w_rs, const void *vxp, 
   }
 }
 
-#define GEMMF(pw, xb, px, mk)                                                 \
-  {                                                                           \
-    .rm = RM, .tb = TB, .kc = KC, .col_step = (xb) ? 2 : 1, .min_tokens = 16, \
-    .x_bits = (xb) ? 15 : 24, .pack_x = (px), .pack_w = (pw), .micro = (mk)   \
+#define GEMMF(pw)                                                                         \
+  {                                                                                       \
+    .rm = RM, .tb = TB, .kc = KC, .min_tokens = 16, .pack_x = pack_x_f32, .pack_w = (pw), \
+    .micro = micro_f32, .store = NULL                                                     \
   }
-const nllm_gemmf nllm_gemmf_f32_avx2 = GEMMF(pack_w_f32, 0, pack_x_f32, micro_f32);
-const nllm_gemmf nllm_gemmf_f16_avx2 = GEMMF(pack_w_f16, 0, pack_x_f32, micro_f32);
-const nllm_gemmf nllm_gemmf_bf16_avx2 = GEMMF(pack_w_bf16, 0, pack_x_f32, micro_f32);
+const nllm_gemmf nllm_gemmf_f32_avx2 = GEMMF(pack_w_f32);
+const nllm_gemmf nllm_gemmf_f16_avx2 = GEMMF(pack_w_f16);
+const nllm_gemmf nllm_gemmf_bf16_avx2 = GEMMF(pack_w_bf16);
 
 /* The GEMM wins over dequantize + sgemm at every batch from min_tokens on (docs/performance.md,
  * "Float GEMM"), so these formats never go to sgemm in this tier. */

@@ -2,15 +2,12 @@
  * of token lanes per row: 24 accumulators), each weight broadcast from its row. Per column: 2
  * vector loads and 12 broadcasts for 24 FMAs, so the FMA units, not the loads, set the pace.
  *
- * BF16 weights on a CPU with AVX512_BF16 take vdpbf16ps, which multiplies pairs of BF16 values
- * and adds them into f32 lanes: the weights' own bytes are the broadcast pairs (no packing).
- * The activations are split into two BF16 halves, each dotted with the weight pair, so a product
- * keeps 15 bits of the activation: F32-like results (a BF16 model's prompt gives its one-token
- * decode's logits to 1e-4, test_moe) at the FMA kernels' cost. Rounding the activations to one
- * BF16, as llama.cpp does, runs twice as fast but moved tiny-qwen3-moe's prompt logits 2.2% from
- * its decode's (docs/performance.md, "Float GEMM").
- * The instructions are marked with their target attribute; qtypes.c installs the row only
- * after cpuid says the CPU has them. */
+ * BF16 weights are shifted to f32 into the panel like F16's (exact products). vdpbf16ps
+ * (AVX512_BF16) was tried and left out: with the activations rounded to one BF16 (as llama.cpp
+ * does) it ran twice as fast but moved a BF16 MoE model's prompt logits 2.2% from its decode's,
+ * and with them split into two BF16 halves (15 bits kept) it ran no faster than this kernel and
+ * still missed the embeddings' 1e-5 bounds (docs/performance.md, "Float GEMM").
+ */
 #include <immintrin.h>
 #include <string.h>
 
@@ -177,120 +174,14 @@ static void micro_f32(int64_t kc, const void *vw, size_t w_rs, const void *vxp, 
   }
 }
 
-#define BF16_TARGET __attribute__((target("avx512bf16")))
-
-/* Per column pair: the hi pairs of the TB tokens (two zmm), then the lo pairs (two zmm). x = hi +
- * lo: hi is x truncated to BF16 (never rounds up past the largest float), lo = x - hi (exact)
- * rounded to nearest even, so |x - hi - lo| <= 2^-15 |x|; an infinite x gives a NaN lo. A pair
- * is 32 bits, so 16 tokens x 16 pairs go through transpose16. */
-static BF16_TARGET void pack_x_bf16(const float *x, size_t x_rs, int n, int64_t k0, int64_t kc,
-                                    void *vxp) {
-  uint32_t *xp = vxp;
-  const int64_t kp = kc / 2;
-  const __m512i top = _mm512_set1_epi32((int)0xffff0000u);
-  for (int t0 = 0; t0 < TB; t0 += 16) {
-    int64_t p = 0;
-    for (; p + 16 <= kp; p += 16) {
-      __m512 hi[16], lo[16];
-      for (int i = 0; i < 16; i++) {
-        if (t0 + i >= n) {
-          hi[i] = lo[i] = _mm512_setzero_ps();
-          continue;
-        }
-        const float *xt = x + (size_t)(t0 + i) * x_rs + k0 + 2 * p;
-        const __m512 a = _mm512_loadu_ps(xt), b = _mm512_loadu_ps(xt + 16);
-        const __m512 ha = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), top));
-        const __m512 hb = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(b), top));
-        hi[i] = (__m512)_mm512_cvtne2ps_pbh(hb, ha);
-        lo[i] = (__m512)_mm512_cvtne2ps_pbh(_mm512_sub_ps(b, hb), _mm512_sub_ps(a, ha));
-      }
-      transpose16(hi);
-      transpose16(lo);
-      for (int i = 0; i < 16; i++) {
-        _mm512_storeu_ps((float *)(xp + (p + i) * 2 * TB + t0), hi[i]);
-        _mm512_storeu_ps((float *)(xp + (p + i) * 2 * TB + TB + t0), lo[i]);
-      }
-    }
-    for (; p < kp; p++)
-      for (int t = t0; t < t0 + 16; t++) {
-        uint32_t h = 0, l = 0;
-        for (int e = 0; e < 2 && t < n; e++) {
-          const float v = x[(size_t)t * x_rs + k0 + 2 * p + e];
-          uint32_t u;
-          memcpy(&u, &v, 4);
-          u &= 0xffff0000u;
-          float vh;
-          memcpy(&vh, &u, 4);
-          h |= (u >> 16) << (16 * e);
-          l |= (uint32_t)nllm_fp32_to_bf16(v - vh) << (16 * e);
-        }
-        xp[p * 2 * TB + t] = h;
-        xp[p * 2 * TB + TB + t] = l;
-      }
+#define GEMMF(pw)                                                                         \
+  {                                                                                       \
+    .rm = RM, .tb = TB, .kc = KC, .min_tokens = 16, .pack_x = pack_x_f32, .pack_w = (pw), \
+    .micro = micro_f32, .store = store_y                                                  \
   }
-}
-
-static const void *pack_w_direct(const void *W, size_t w_rs, int n, int64_t k0, int64_t kc,
-                                 void *panel, size_t *p_rs) {
-  if (n == RM) {
-    *p_rs = w_rs;
-    return (const uint8_t *)W + (size_t)k0 * 2;
-  }
-  const size_t rs = (size_t)kc * 2 + 64;
-  for (int r = 0; r < RM; r++) {
-    uint8_t *p = (uint8_t *)panel + (size_t)r * rs;
-    if (r < n)
-      memcpy(p, (const uint8_t *)W + (size_t)r * w_rs + (size_t)k0 * 2, (size_t)kc * 2);
-    else
-      memset(p, 0, (size_t)kc * 2);
-  }
-  *p_rs = rs;
-  return panel;
-}
-
-static BF16_TARGET void micro_bf16(int64_t kc, const void *vw, size_t w_rs, const void *vxp,
-                                   float *c, int accumulate) {
-  const uint8_t *xp = vxp;
-  const uint8_t *w[RM];
-  for (int r = 0; r < RM; r++) w[r] = (const uint8_t *)vw + (size_t)r * w_rs;
-  __m512 a[RM][2];
-#pragma GCC unroll 12
-  for (int r = 0; r < RM; r++) {
-    a[r][0] = accumulate ? _mm512_loadu_ps(c + r * TB) : _mm512_setzero_ps();
-    a[r][1] = accumulate ? _mm512_loadu_ps(c + r * TB + 16) : _mm512_setzero_ps();
-  }
-  const int64_t kp = kc / 2;
-  for (int64_t p = 0; p < kp; p++) {
-    const uint8_t *xq = xp + (size_t)p * 8 * TB;
-    const __m512bh h0 = (__m512bh)_mm512_loadu_si512(xq),
-                   h1 = (__m512bh)_mm512_loadu_si512(xq + 64);
-    const __m512bh l0 = (__m512bh)_mm512_loadu_si512(xq + 128),
-                   l1 = (__m512bh)_mm512_loadu_si512(xq + 192);
-#pragma GCC unroll 12
-    for (int r = 0; r < RM; r++) {
-      int32_t pair;
-      memcpy(&pair, w[r] + 4 * p, 4);
-      const __m512bh b = (__m512bh)_mm512_set1_epi32(pair);
-      a[r][0] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a[r][0], l0, b), h0, b);
-      a[r][1] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(a[r][1], l1, b), h1, b);
-    }
-  }
-#pragma GCC unroll 12
-  for (int r = 0; r < RM; r++) {
-    _mm512_storeu_ps(c + r * TB, a[r][0]);
-    _mm512_storeu_ps(c + r * TB + 16, a[r][1]);
-  }
-}
-
-#define GEMMF(pw, xb, px, mk)                                                                 \
-  {                                                                                           \
-    .rm = RM, .tb = TB, .kc = KC, .col_step = (xb) ? 2 : 1, .min_tokens = 16,                 \
-    .x_bits = (xb) ? 15 : 24, .pack_x = (px), .pack_w = (pw), .micro = (mk), .store = store_y \
-  }
-const nllm_gemmf nllm_gemmf_f32_avx512 = GEMMF(pack_w_f32, 0, pack_x_f32, micro_f32);
-const nllm_gemmf nllm_gemmf_f16_avx512 = GEMMF(pack_w_f16, 0, pack_x_f32, micro_f32);
-const nllm_gemmf nllm_gemmf_bf16_avx512 = GEMMF(pack_w_bf16, 0, pack_x_f32, micro_f32);
-const nllm_gemmf nllm_gemmf_bf16_avx512bf16 = GEMMF(pack_w_direct, 1, pack_x_bf16, micro_bf16);
+const nllm_gemmf nllm_gemmf_f32_avx512 = GEMMF(pack_w_f32);
+const nllm_gemmf nllm_gemmf_f16_avx512 = GEMMF(pack_w_f16);
+const nllm_gemmf nllm_gemmf_bf16_avx512 = GEMMF(pack_w_bf16);
 
 /* The GEMM wins over dequantize + sgemm at every batch from min_tokens on (docs/performance.md,
  * "Float GEMM"), so these formats never go to sgemm in this tier. */
@@ -301,8 +192,3 @@ static const nllm_qtype_kernels gemmf_rows[] = {
 };
 const nllm_kernel_set nllm_kernels_gemmf_avx512 = {gemmf_rows,
                                                    sizeof gemmf_rows / sizeof gemmf_rows[0]};
-
-static const nllm_qtype_kernels gemmf_bf16_rows[] = {
-    {.type = NLLM_TYPE_BF16, .gemmf = &nllm_gemmf_bf16_avx512bf16},
-};
-const nllm_kernel_set nllm_kernels_gemmf_avx512bf16 = {gemmf_bf16_rows, 1};

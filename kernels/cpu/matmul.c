@@ -42,13 +42,12 @@ static int blas_memory_ok(int n_threads);
 #endif
 
 /* Float weights' own GEMM (cpu/gemm_float.h) for this batch, ahead of sgemm. */
-static int uses_gemmf(const nllm_qtype *q, int64_t cols, int64_t n_tok) {
-  return q && q->gemmf && n_tok >= q->gemmf->min_tokens && cols % q->gemmf->col_step == 0;
+static int uses_gemmf(const nllm_qtype *q, int64_t n_tok) {
+  return q && q->gemmf && n_tok >= q->gemmf->min_tokens;
 }
 
-int nllm_matmul_uses_gemm(int32_t wtype, int64_t cols, int64_t n_tok, int n_threads) {
-  return uses_gemmf(nllm_qtype_get(wtype), cols, n_tok) ||
-         nllm_matmul_uses_blas(wtype, n_tok, n_threads);
+int nllm_matmul_uses_gemm(int32_t wtype, int64_t n_tok, int n_threads) {
+  return uses_gemmf(nllm_qtype_get(wtype), n_tok) || nllm_matmul_uses_blas(wtype, n_tok, n_threads);
 }
 
 int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads) {
@@ -260,7 +259,7 @@ void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t c
                   .n_tok = n_tok,
                   .w_rs = nllm_row_size(wtype, cols),
                   .x = x};
-  if (uses_gemmf(q, cols, n_tok)) {
+  if (uses_gemmf(q, n_tok)) {
     nllm_gemmf_run(q->gemmf, y, W, j.w_rs, rows, cols, x, n_tok, wdata, n_threads);
     return;
   }
