@@ -151,9 +151,12 @@ $(INTLIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-# The CLI links statically so it runs from the build tree without LD_LIBRARY_PATH (the internal
-# archive while parts of it still call internal functions).
-$(CLI): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(INTLIB)
+# The CLI is a client of the public ABI: compiled with include/ as its only project header
+# folder and linked with the installed-form static archive (so it runs from the build tree
+# without LD_LIBRARY_PATH), never the internal one.
+CLI_CPPFLAGS := $(filter-out -DNLLM_BUILDING_LIBRARY -Isrc -Ikernels,$(CPPFLAGS))
+$(BUILD)/obj/tools/%.o: CPPFLAGS := $(CLI_CPPFLAGS)
+$(CLI): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(STLIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(SERVE_LIBS) $(EDIT_LIBS)
 $(BUILD)/obj/tools/serve/%.o: CPPFLAGS += $(SERVE_CFLAGS)
 ifneq ($(EDIT_LIBS),)

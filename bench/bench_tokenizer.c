@@ -82,7 +82,7 @@ static void bench(const char *path, const char *text, size_t len) {
   double best = 1e30;
   for (int r = 0; r < 5; r++) {
     t0 = nllm_time_ms();
-    st = nllm_tokenizer_encode(tok, text, len, 0, 0, ids, (int32_t)(len + 2), &n);
+    st = nllm_tok_tokenize(tok, text, len, 0, 0, ids, (int32_t)(len + 2), &n);
     double ms = nllm_time_ms() - t0;
     if (st) {
       printf("%-50s encode failed: %s\n", path, nllm_last_error());
@@ -96,7 +96,7 @@ static void bench(const char *path, const char *text, size_t len) {
   char *dec = malloc(len * 2 + 16);
   int32_t dn = 0;
   t0 = nllm_time_ms();
-  nllm_tokenizer_decode(tok, ids, n, 0, dec, (int32_t)(len * 2 + 16), &dn);
+  nllm_tok_detokenize(tok, ids, n, 0, dec, (int32_t)(len * 2 + 16), &dn);
   double dec_ms = nllm_time_ms() - t0;
   printf(
       "%-50s load %6.0f ms  encode %7.2f MB/s %5.2f Mtok/s (%d tokens, %.1f ms)  decode %7.1f "

@@ -62,13 +62,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *text = (const char *)data + 2;
   size_t len = size - 2;
   int32_t n = 0, n_text = 0;
-  nllm_status st = nllm_tokenizer_encode(tok, text, len, flags & 1, (flags >> 1) & 1, ids,
-                                         (int32_t)(sizeof ids / sizeof ids[0]), &n);
+  nllm_status st = nllm_tok_tokenize(tok, text, len, flags & 1, (flags >> 1) & 1, ids,
+                                     (int32_t)(sizeof ids / sizeof ids[0]), &n);
   if (st == NLLM_OK) {
     int32_t vocab = nllm_tokenizer_n_vocab(tok);
     for (int32_t i = 0; i < n; i++)
       if (ids[i] < 0 || ids[i] >= vocab) abort(); /* encode must only produce valid ids */
-    st = nllm_tokenizer_decode(tok, ids, n, (flags >> 2) & 1, out, sizeof out, &n_text);
+    st = nllm_tok_detokenize(tok, ids, n, (flags >> 2) & 1, out, sizeof out, &n_text);
     /* Without BOS, specials, or invalid UTF-8, decode(encode(text)) is the text itself;
      * normalizers may change it, so this only checks the output is bounded. */
     if (st == NLLM_OK && n_text >= (int32_t)sizeof out) abort();
@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       char small[4];
       int32_t need = 0;
       nllm_status s2 =
-          nllm_tokenizer_decode(tok, ids, n, (flags >> 2) & 1, small, sizeof small, &need);
+          nllm_tok_detokenize(tok, ids, n, (flags >> 2) & 1, small, sizeof small, &need);
       if (s2 == NLLM_ERR_BUFFER_TOO_SMALL && need < (int32_t)sizeof small) abort();
     }
   }
@@ -85,17 +85,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int32_t n_ids = (int32_t)(len / 4);
   if (n_ids > 4096) n_ids = 4096;
   memcpy(ids, text, (size_t)n_ids * 4);
-  nllm_tokenizer_decode(tok, ids, n_ids, flags & 4, out, sizeof out, &n_text);
-  nllm_detok_stream ds;
-  nllm_detok_stream_init(&ds, (flags >> 3) & 1);
+  nllm_tok_detokenize(tok, ids, n_ids, flags & 4, out, sizeof out, &n_text);
+  nllm_detokenizer ds;
+  nllm_detokenizer_init(&ds, (flags >> 3) & 1);
   for (int32_t i = 0; i < n_ids; i++) {
     char piece[512];
     int32_t np;
-    nllm_tokenizer_piece(tok, ids[i], flags & 4, piece, sizeof piece, &np);
-    nllm_detok_stream_push(tok, &ds, ids[i], piece, sizeof piece, &np);
+    nllm_tok_token_to_piece(tok, ids[i], flags & 4, piece, sizeof piece, &np);
+    nllm_detokenizer_push(tok, &ds, ids[i], piece, sizeof piece, &np);
   }
   char tail[16];
   int32_t nt;
-  nllm_detok_stream_flush(&ds, tail, sizeof tail, &nt);
+  nllm_detokenizer_flush(&ds, tail, sizeof tail, &nt);
   return 0;
 }

@@ -35,14 +35,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int32_t vocab = nllm_tokenizer_n_vocab(tok);
   for (int flags = 0; flags < 8; flags++) {
     const char *text = texts[flags >> 2];
-    if (nllm_tokenizer_encode(tok, text, strlen(text), flags & 1, (flags >> 1) & 1, ids, 256, &n) ==
+    if (nllm_tok_tokenize(tok, text, strlen(text), flags & 1, (flags >> 1) & 1, ids, 256, &n) ==
         NLLM_OK) {
       for (int32_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= vocab) abort();
-      nllm_tokenizer_decode(tok, ids, n, flags & 1, out, sizeof out, &len);
+      nllm_tok_detokenize(tok, ids, n, flags & 1, out, sizeof out, &len);
     }
   }
-  for (nllm_token t = -1; t < 40; t++) nllm_tokenizer_piece(tok, t, 1, out, sizeof out, &len);
+  for (nllm_token t = -1; t < 40; t++) nllm_tok_token_to_piece(tok, t, 1, out, sizeof out, &len);
   for (int w = 0; w < 6; w++) (void)nllm_tokenizer_special(tok, w);
   nllm_tokenizer_free(tok);
   return 0;

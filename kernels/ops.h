@@ -24,9 +24,9 @@ int nllm_matmul_uses_gemm(int32_t wtype, int64_t n_tok, int n_threads);
  * (kernels/cpu/matmul.c). Always 0 without BLAS. */
 int nllm_blas_is_serial(void);
 
-/* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w[i] + w_offset), per row of n. */
-void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, int64_t n,
-                  int64_t n_rows, float eps, int n_threads);
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], per row of n. */
+void nllm_rmsnorm(float *out, const float *x, const float *w, int64_t n, int64_t n_rows, float eps,
+                  int n_threads);
 /* LayerNorm: out[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i] per row of n (biased
  * variance; b may be NULL). */
 void nllm_layernorm(float *out, const float *x, const float *w, const float *b, int64_t n,
@@ -40,7 +40,6 @@ void nllm_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int32
                const float *inv_freq, int neox);
 /* x[i] = silu(gate[i]) * up[i] (SwiGLU) or gelu(gate)*up (GeGLU when gelu = 1). */
 void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gelu, int n_threads);
-void nllm_softmax(float *x, int64_t n);
 float nllm_dot_f32(const float *a, const float *b, int64_t n);
 /* y += a * x */
 void nllm_axpy_f32(float *y, float a, const float *x, int64_t n);

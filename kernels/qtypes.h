@@ -132,10 +132,8 @@ const nllm_cpu_ops *nllm_cpu_ops_get(void);
 enum { NLLM_ISA_SCALAR, NLLM_ISA_SIMD /* AVX2+FMA+F16C or NEON */, NLLM_ISA_AVX512 };
 /* The best tier this CPU (and OS) can run. */
 int nllm_qtypes_isa_max(void);
-/* The tier in use: the best one, capped by nllm_qtypes_set_isa or env NLLM_ISA
- * (scalar, avx2 / neon, avx512). */
-int nllm_qtypes_isa(void);
-/* Cap the tier (tests compare tiers); a cap above what the CPU has means the best it has. */
+/* Cap the tier in use (tests compare tiers; env NLLM_ISA = scalar, avx2 / neon, avx512 does the
+ * same for a process); a cap above what the CPU has means the best it has. */
 void nllm_qtypes_set_isa(int tier);
 /* Force the scalar path, or undo that (also env NLLM_FORCE_SCALAR=1). */
 void nllm_qtypes_force_scalar(int on);

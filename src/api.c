@@ -184,15 +184,15 @@ NLLM_API nllm_status nllm_tokenize(const nllm_model *m, const char *text, int32_
   CHECK_ARG(tokens || cap == 0, "nllm_tokenize: tokens is NULL with cap %d", cap);
   CHECK_ARG(cap >= 0, "nllm_tokenize: cap must be >= 0 (got %d)", cap);
   size_t len = text_len < 0 ? strlen(text) : (size_t)text_len;
-  return nllm_tokenizer_encode(m->tok, text ? text : "", len, add_bos, parse_special, tokens, cap,
-                               n_out);
+  return nllm_tok_tokenize(m->tok, text ? text : "", len, add_bos, parse_special, tokens, cap,
+                           n_out);
 }
 
 NLLM_API nllm_status nllm_token_to_piece(const nllm_model *m, nllm_token token,
                                          int32_t render_special, char *buf, int32_t cap,
                                          int32_t *n_out) {
   CHECK_ARG(m && n_out && (buf || cap == 0) && cap >= 0, "nllm_token_to_piece: bad arguments");
-  return nllm_tokenizer_piece(m->tok, token, render_special, buf, cap, n_out);
+  return nllm_tok_token_to_piece(m->tok, token, render_special, buf, cap, n_out);
 }
 
 NLLM_API nllm_status nllm_detokenize(const nllm_model *m, const nllm_token *tokens,
@@ -200,7 +200,7 @@ NLLM_API nllm_status nllm_detokenize(const nllm_model *m, const nllm_token *toke
                                      int32_t cap, int32_t *n_out) {
   CHECK_ARG(m && n_out && (buf || cap == 0) && cap >= 0, "nllm_detokenize: bad arguments");
   CHECK_ARG(n_tokens >= 0 && (tokens || n_tokens == 0), "nllm_detokenize: bad token array");
-  return nllm_tokenizer_decode(m->tok, tokens, n_tokens, render_special, buf, cap, n_out);
+  return nllm_tok_detokenize(m->tok, tokens, n_tokens, render_special, buf, cap, n_out);
 }
 
 /* ---------------------------------------------------------------- chat templates */

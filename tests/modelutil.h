@@ -1,5 +1,6 @@
 /* Model-level test helpers: replaying a golden logits file through a model (teacher forcing),
- * shared by the tests of real models (test_models.c) and of each architecture (test_archs.c). */
+ * shared by the tests of real models (test_models.c) and of each architecture (test_archs.c),
+ * and the model and many-sequence context setup of test_batch.c and test_state.c. */
 #ifndef NLLM_MODELUTIL_H
 #define NLLM_MODELUTIL_H
 
@@ -90,6 +91,35 @@ static inline int compare_golden(const char *model_path, const char *golden_path
   nllm_model_free(m);
   golden_logits_free(g);
   return 1;
+}
+
+/* A model from the project root (local) or under the shared test data; NULL, with a SKIP line,
+ * when the test data lacks it. */
+static inline nllm_model *load_test_model(const char *rel, int local) {
+  char path[1024];
+  if (local)
+    snprintf(path, sizeof path, "%s", rel);
+  else if (!testdata_path(path, sizeof path, rel))
+    return NULL;
+  nllm_model *m = NULL;
+  ck_assert_msg(nllm_model_load(path, NULL, &m) == NLLM_OK, "%s: %s", path, nllm_last_error());
+  return m;
+}
+
+/* A context for n_seq sequences on 2 threads; kv_v NLLM_TYPE_NONE: the V cache has kv_k's type. */
+static inline nllm_context *seq_context(nllm_model *m, int n_seq, int n_ctx, int n_batch,
+                                        int32_t kv_k, int32_t kv_v) {
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.n_seq_max = n_seq;
+  cp.n_ctx = n_ctx;
+  cp.n_batch = n_batch;
+  cp.kv_type = kv_k;
+  cp.kv_type_v = kv_v;
+  cp.n_threads = 2;
+  nllm_context *c = NULL;
+  ck_assert_msg(nllm_context_create(m, &cp, &c) == NLLM_OK, "%s", nllm_last_error());
+  return c;
 }
 
 #endif

@@ -4,6 +4,7 @@
  * its golden logits at every position when loaded as a folder, and again after `nllm convert` to
  * GGUF. The reference is exact for the stored weights, so F32 compute lands near 1e-6. */
 #include "convert/convert.h"
+#include "model/model.h"
 #include "modelutil.h"
 
 static const char *const folders[] = {"tiny-gemma", "tiny-gemma2", "tiny-phi3", "tiny-mistral"};
@@ -80,12 +81,51 @@ START_TEST(converted_gguf_matches_golden) {
 }
 END_TEST
 
+/* A file of an architecture outside the table is refused with UNSUPPORTED, and the message lists
+ * every row of the table by name (it is built from the table). */
+START_TEST(unknown_arch_names_the_supported_ones) {
+  char path[128];
+  snprintf(path, sizeof path, "/tmp/nllm-test-archs-%d-mamba.gguf", (int)getpid());
+  nllm_gguf_writer *w = NULL;
+  ck_assert_int_eq(nllm_gguf_writer_create(&w), NLLM_OK);
+  const char *toks[4] = {"<unk>", "<s>", "</s>", "a"};
+  float scores[4] = {0, 0, 0, -1}, data[4 * 8] = {0};
+  int32_t types[4] = {2, 3, 3, 1};
+  int64_t ne[2] = {8, 4};
+  ck_assert(!nllm_gguf_set_str(w, "general.architecture", "mamba") &&
+            !nllm_gguf_set_str(w, "tokenizer.ggml.model", "llama") &&
+            !nllm_gguf_set_str_array(w, "tokenizer.ggml.tokens", toks, 4) &&
+            !nllm_gguf_set_f32_array(w, "tokenizer.ggml.scores", scores, 4) &&
+            !nllm_gguf_set_i32_array(w, "tokenizer.ggml.token_type", types, 4) &&
+            !nllm_gguf_add_tensor(w, "token_embd.weight", NLLM_TYPE_F32, 2, ne, data, sizeof data));
+  ck_assert_int_eq(nllm_gguf_write(w, path), NLLM_OK);
+  nllm_gguf_writer_free(w);
+  nllm_model *m = NULL;
+  nllm_status st = nllm_model_load(path, NULL, &m);
+  remove(path);
+  ck_assert_msg(st == NLLM_ERR_UNSUPPORTED, "%s: %s", nllm_status_name(st), nllm_last_error());
+  ck_assert_ptr_null(m);
+  const char *msg = nllm_last_error();
+  ck_assert_msg(strstr(msg, "'mamba'"), "%s", msg);
+  static const char *const names[] = {"llama", "mistral", "qwen2", "qwen3", "qwen3moe",
+                                      "gemma", "gemma2",  "phi3",  "bert"};
+  const char *list = strstr(msg, "supported: ");
+  ck_assert_msg(list, "%s", msg);
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    ck_assert_msg(nllm_arch_find(names[i]), "%s is not in the table", names[i]);
+    ck_assert_msg(strstr(list, names[i]), "%s missing from: %s", names[i], msg);
+  }
+  ck_assert_ptr_null(nllm_arch_find("mamba"));
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("archs");
   TCase *tc = tcase_create("golden");
   tcase_set_timeout(tc, 60);
   tcase_add_loop_test(tc, folder_matches_golden, 0, N_FOLDERS);
   tcase_add_loop_test(tc, converted_gguf_matches_golden, 0, N_FOLDERS);
+  tcase_add_test(tc, unknown_arch_names_the_supported_ones);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

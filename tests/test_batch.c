@@ -34,27 +34,11 @@ static const model_case models[] = {
 };
 
 static nllm_model *load_case(int i) {
-  char path[1024];
-  if (models[i].local)
-    snprintf(path, sizeof path, "%s", models[i].rel);
-  else if (!testdata_path(path, sizeof path, models[i].rel))
-    return NULL;
-  nllm_model *m = NULL;
-  ck_assert_msg(nllm_model_load(path, NULL, &m) == NLLM_OK, "%s: %s", path, nllm_last_error());
-  return m;
+  return load_test_model(models[i].rel, models[i].local);
 }
 
 static nllm_context *ctx_make(nllm_model *m, int n_seq, int n_ctx, int n_batch, int32_t kv_type) {
-  nllm_context_params cp;
-  nllm_context_params_init(&cp);
-  cp.n_seq_max = n_seq;
-  cp.n_ctx = n_ctx;
-  cp.n_batch = n_batch;
-  cp.kv_type = kv_type;
-  cp.n_threads = 2;
-  nllm_context *c = NULL;
-  ck_assert_msg(nllm_context_create(m, &cp, &c) == NLLM_OK, "%s", nllm_last_error());
-  return c;
+  return seq_context(m, n_seq, n_ctx, n_batch, kv_type, NLLM_TYPE_NONE);
 }
 
 static void random_ids(uint64_t *rng, int n_vocab, nllm_token *ids, int n) {

@@ -343,7 +343,7 @@ static void masks_vs_brute_force(nllm_model *m, int n_steps, uint64_t seed) {
       int ok;
       if (nllm_model_is_eog(m, t))
         ok = can_end;
-      else if (nllm_tokenizer_piece(m->tok, t, 0, p, sizeof p, &n) || n <= 0)
+      else if (nllm_tok_token_to_piece(m->tok, t, 0, p, sizeof p, &n) || n <= 0)
         ok = 0;
       else
         ck_assert_int_eq(nllm_gmatch_check(ref, (const uint8_t *)p, (size_t)n, &ok), NLLM_OK);
@@ -391,7 +391,7 @@ static void masks_vs_brute_force(nllm_model *m, int n_steps, uint64_t seed) {
       char p[256];
       int32_t n = 0;
       int ok = 0;
-      ck_assert_int_eq(nllm_tokenizer_piece(m->tok, pick, 0, p, sizeof p, &n), NLLM_OK);
+      ck_assert_int_eq(nllm_tok_token_to_piece(m->tok, pick, 0, p, sizeof p, &n), NLLM_OK);
       ck_assert_int_eq(nllm_gmatch_accept(ref, (const uint8_t *)p, (size_t)n, &ok), NLLM_OK);
       ck_assert(ok);
     }

@@ -1063,16 +1063,16 @@ START_TEST(ops_vs_naive) {
     for (int i = 0; i < N; i++)
       ck_assert(fabs(o[i] - (w[i] + 0.75 * x[i])) <= 1e-6 * (fabs(w[i]) + fabs(x[i])));
 
-    /* rmsnorm over 3 rows, with a Gemma-style +1 offset */
+    /* rmsnorm over 3 rows */
     float xr[3 * N], orr[3 * N];
     fill(xr, 3 * N, DATA_GAUSS);
-    nllm_rmsnorm(orr, xr, w, 1.0f, N, 3, 1e-5f, 2);
+    nllm_rmsnorm(orr, xr, w, N, 3, 1e-5f, 2);
     for (int r = 0; r < 3; r++) {
       double ss = 0;
       for (int i = 0; i < N; i++) ss += (double)xr[r * N + i] * xr[r * N + i];
       double sc = 1.0 / sqrt(ss / N + 1e-5);
       for (int i = 0; i < N; i++) {
-        double e = xr[r * N + i] * sc * (w[i] + 1.0);
+        double e = xr[r * N + i] * sc * w[i];
         ck_assert_msg(fabs(orr[r * N + i] - e) <= 1e-5 * (fabs(e) + 1e-3), "rmsnorm %d %d", r, i);
       }
     }
@@ -1092,20 +1092,6 @@ START_TEST(ops_vs_naive) {
                       "glu %d %d: g %g got %g want %g", gelu, i, g[i], o[i], a * u[i]);
       }
     }
-
-    /* softmax: sums to one, large inputs do not overflow */
-    for (int i = 0; i < N; i++) o[i] = x[i] * 100.0f;
-    memcpy(g, o, sizeof g);
-    nllm_softmax(o, N);
-    double mx = -1e30, z = 0, tot = 0;
-    for (int i = 0; i < N; i++) mx = fmax(mx, g[i]);
-    for (int i = 0; i < N; i++) z += exp((double)g[i] - mx);
-    for (int i = 0; i < N; i++) {
-      double e = exp((double)g[i] - mx) / z;
-      ck_assert(fabs(o[i] - e) <= 1e-6 * e + 1e-12);
-      tot += o[i];
-    }
-    ck_assert(fabs(tot - 1) < 1e-5);
   }
   nllm_qtypes_force_scalar(0);
 }
@@ -1170,8 +1156,71 @@ static int lowbit_scale_first(int32_t type) {
   return type != NLLM_TYPE_TQ1_0 && type != NLLM_TYPE_TQ2_0;
 }
 
+/* Q8_K activations at the ends of int8: -128 (whose negation leaves int8) and 127 mixed with
+ * small values, the bsums kept consistent */
+static void q8_k_extremes(void *a, int64_t nb, int pass) {
+  block_q8_K *y = a;
+  for (int64_t b = 0; b < nb; b++) {
+    for (int i = 0; i < QK_K; i++) {
+      unsigned r = (unsigned)(i * 7 + b * 13 + pass) % 5;
+      y[b].qs[i] = (int8_t)(r == 0 ? -128 : r == 1 ? 127 : r == 2 ? -127 : (int)(r - 3));
+    }
+    for (int j = 0; j < QK_K / 16; j++) {
+      int sum = 0;
+      for (int i = 0; i < 16; i++) sum += y[b].qs[16 * j + i];
+      y[b].bsums[j] = (int16_t)sum;
+    }
+  }
+}
+
+/* The formats with a row of their own in the AVX-512 tier (quant_iq_avx512.c) */
+static int lowbit_has_avx512_row(int32_t type) {
+  return type == NLLM_TYPE_IQ2_XXS || type == NLLM_TYPE_IQ2_XS || type == NLLM_TYPE_IQ2_S ||
+         type == NLLM_TYPE_IQ3_XXS || type == NLLM_TYPE_IQ3_S || type == NLLM_TYPE_IQ1_S ||
+         type == NLLM_TYPE_IQ1_M;
+}
+
+static int same_float(float x, float y) {
+  return (isnan(x) && isnan(y)) || memcmp(&x, &y, sizeof x) == 0;
+}
+
+/* The four-row and four-by-four kernels against vec_dot on each pair, bit for bit: rows and
+ * tokens are quarters of w and a (nb / 4 blocks apart), dotted over 1, 3 and nb / 4 blocks;
+ * results written with a stride wider than four, the gaps left alone. */
+static void lowbit_check_dot4(const nllm_qtype *q, const uint8_t *w, const uint8_t *a, int64_t nb,
+                              int isa, int pass) {
+  const size_t xs = (size_t)(nb / 4) * (size_t)q->type_size;
+  const size_t ys = nllm_row_size(q->vec_dot_type, nb / 4 * q->block_size);
+  const int64_t counts[] = {1, 3, nb / 4};
+  enum { SS = 7 };
+  for (int k = 0; k < 3; k++) {
+    const int64_t n = counts[k] * q->block_size;
+    float want[4][4], got4[4], got[4 * SS];
+    for (int t = 0; t < 4; t++)
+      for (int r = 0; r < 4; r++) q->vec_dot(n, &want[t][r], w + r * xs, a + t * ys);
+    if (q->vec_dot4)
+      for (int t = 0; t < 4; t++) {
+        q->vec_dot4(n, got4, w, xs, a + t * ys);
+        for (int r = 0; r < 4; r++)
+          ck_assert_msg(same_float(got4[r], want[t][r]),
+                        "%s tier %d pass %d vec_dot4 n %lld row %d token %d: %.9g vs %.9g", q->name,
+                        isa, pass, (long long)n, r, t, got4[r], want[t][r]);
+      }
+    if (!q->vec_dot4x4) continue;
+    for (int i = 0; i < 4 * SS; i++) got[i] = -0.0f;
+    q->vec_dot4x4(n, got, SS, w, xs, a, ys);
+    for (int t = 0; t < 4; t++)
+      for (int i = 0; i < SS; i++)
+        ck_assert_msg(
+            i < 4 ? same_float(got[t * SS + i], want[t][i]) : same_float(got[t * SS + i], -0.0f),
+            "%s tier %d pass %d vec_dot4x4 n %lld token %d slot %d: %.9g", q->name, isa, pass,
+            (long long)n, t, i, got[t * SS + i]);
+  }
+}
+
 START_TEST(lowbit_vec_dot_vs_dequant) {
   const int32_t type = lowbit_types[_i];
+  nllm_vec_dot_fn below = NULL; /* the tier below's row */
   for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
     nllm_qtypes_set_isa(isa);
     const nllm_qtype *q = nllm_qtype_get(type);
@@ -1182,9 +1231,15 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
     size_t ws = nllm_row_size(type, n), as = nllm_row_size(q->vec_dot_type, n);
     uint8_t *w = malloc(ws), *a = malloc(as);
     float *y = malloc(sizeof(float) * (size_t)n);
-    for (int pass = 0; pass < 4; pass++) {
-      for (size_t i = 0; i < ws; i++) /* pass 0: random; 1..3: byte i + pass sweeps all values */
-        w[i] = pass == 0 ? (uint8_t)test_xorshift(&rng_state) : (uint8_t)(i * (size_t)pass + i / 7);
+    if (isa == NLLM_ISA_AVX512 && lowbit_has_avx512_row(type))
+      ck_assert_msg(q->vec_dot != below, "%s: no row of its own in tier %d", q->name, isa);
+    below = q->vec_dot;
+    /* pass 0: random; 1..3: byte i + pass sweeps all values; 4, 5: random weights against
+     * activations at the ends of int8 */
+    for (int pass = 0; pass < 6; pass++) {
+      for (size_t i = 0; i < ws; i++)
+        w[i] = pass == 0 || pass > 3 ? (uint8_t)test_xorshift(&rng_state)
+                                     : (uint8_t)(i * (size_t)pass + i / 7);
       for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = w + (size_t)b * (size_t)q->type_size;
         if (type == NLLM_TYPE_MXFP4) {
@@ -1192,7 +1247,7 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
         } else if (type == NLLM_TYPE_IQ1_M) {
           /* its F16 scale is the top nibbles of the last 8 bytes: keep it small but nonzero on
            * the random pass (random nibbles make NaN/inf scales that the sweep passes cover) */
-          if (pass == 0) {
+          if (pass == 0 || pass > 3) {
             uint16_t h = q_f2h(0.02f * frand() + 1e-3f);
             for (int k = 0; k < 4; k++) {
               uint8_t *hi = blk + q->type_size - 8 + 2 * k + 1;
@@ -1201,13 +1256,15 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
           }
         } else {
           /* fp16 d: zero, subnormals (b = 1, 2) up to 65504 (b = 255), sign alternating */
-          uint16_t h = (uint16_t)(pass == 0 ? q_f2h(0.02f * frand()) : (b * 0x7bffu) / 255u);
+          uint16_t h =
+              (uint16_t)(pass == 0 || pass > 3 ? q_f2h(0.02f * frand()) : (b * 0x7bffu) / 255u);
           if (pass && (b & 1)) h |= 0x8000;
           memcpy(blk + (lowbit_scale_first(type) ? 0 : q->type_size - 2), &h, 2);
         }
       }
       fill(y, n, DATA_GAUSS);
       vq->from_float_ref(y, a, n);
+      if (pass > 3 && q->vec_dot_type == NLLM_TYPE_Q8_K) q8_k_extremes(a, nb, pass);
       double sumabs, ex = lowbit_expected(q, w, a, n, &sumabs);
       float got = NAN;
       q->vec_dot(n, &got, w, a);
@@ -1243,6 +1300,7 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
                       "%s tier %d pass %d block %lld: %.9g vs %.9g", q->name, isa, pass,
                       (long long)b, got, ex);
       }
+      if (q->vec_dot4 || q->vec_dot4x4) lowbit_check_dot4(q, w, a, nb, isa, pass);
     }
     free(w);
     free(a);

@@ -113,7 +113,7 @@ static void replay_tokjson(const char *path, const uint8_t *data, size_t size) {
   if (st == NLLM_OK) {
     nllm_token ids[64];
     int32_t n;
-    nllm_tokenizer_encode(tok, "Hello world", 11, 1, 1, ids, 64, &n);
+    nllm_tok_tokenize(tok, "Hello world", 11, 1, 1, ids, 64, &n);
     nllm_tokenizer_free(tok);
     return;
   }

@@ -18,29 +18,8 @@ static const struct {
     {"hf/tiny-qwen3", 0, NLLM_TYPE_F16, NLLM_TYPE_F16},
 };
 
-static nllm_model *load(const char *rel, int local) {
-  char path[1024];
-  if (local)
-    snprintf(path, sizeof path, "%s", rel);
-  else if (!testdata_path(path, sizeof path, rel))
-    return NULL;
-  nllm_model *m = NULL;
-  ck_assert_msg(nllm_model_load(path, NULL, &m) == NLLM_OK, "%s: %s", path, nllm_last_error());
-  return m;
-}
-
 static nllm_context *ctx_make(nllm_model *m, int n_seq, int n_ctx, int32_t k, int32_t v) {
-  nllm_context_params cp;
-  nllm_context_params_init(&cp);
-  cp.n_seq_max = n_seq;
-  cp.n_ctx = n_ctx;
-  cp.n_batch = 16;
-  cp.kv_type = k;
-  cp.kv_type_v = v;
-  cp.n_threads = 2;
-  nllm_context *c = NULL;
-  ck_assert_msg(nllm_context_create(m, &cp, &c) == NLLM_OK, "%s", nllm_last_error());
-  return c;
+  return seq_context(m, n_seq, n_ctx, 16, k, v);
 }
 
 /* Sequences 0 and 1 with prompts of different lengths, 2 sharing 0's first 5 cells then going
@@ -101,7 +80,7 @@ static void assert_same(const float *a, const float *b, size_t n, const char *wh
  * are back and the next step's logits are bit-identical to those of a step taken right after
  * the save. */
 START_TEST(whole_round_trip) {
-  nllm_model *m = load(cases[_i].rel, cases[_i].local);
+  nllm_model *m = load_test_model(cases[_i].rel, cases[_i].local);
   if (!m) return;
   const int nv = nllm_model_n_vocab(m);
   nllm_context *c = ctx_make(m, 3, 64, cases[_i].kv_k, cases[_i].kv_v);
@@ -171,7 +150,7 @@ END_TEST
 /* A sequence's state loads into another sequence id of another context (n_seq_max, n_ctx and
  * cell layout all different) and continues exactly as the original. */
 START_TEST(sequence_into_other_id) {
-  nllm_model *m = load(cases[_i].rel, cases[_i].local);
+  nllm_model *m = load_test_model(cases[_i].rel, cases[_i].local);
   if (!m) return;
   const int nv = nllm_model_n_vocab(m);
   nllm_context *c = ctx_make(m, 3, 64, cases[_i].kv_k, cases[_i].kv_v);
@@ -259,7 +238,7 @@ static void reseal(uint8_t *st, uint64_t size) {
 }
 
 START_TEST(hostile_states) {
-  nllm_model *m = load("models/stories260K.gguf", 1);
+  nllm_model *m = load_test_model("models/stories260K.gguf", 1);
   const int nv = nllm_model_n_vocab(m);
   nllm_context *c = ctx_make(m, 3, 64, NLLM_TYPE_F16, NLLM_TYPE_F16);
   fill(c, nv);
@@ -359,7 +338,7 @@ START_TEST(hostile_states) {
   nllm_context *q8 = ctx_make(m, 3, 64, NLLM_TYPE_F16, NLLM_TYPE_F32);
   ck_assert_int_eq(nllm_state_load(q8, NLLM_SEQ_ALL, st, size), NLLM_ERR_INVALID_ARG);
   nllm_context_free(q8);
-  nllm_model *other = load("golden/models/tiny-a-Q8_0.gguf", 0);
+  nllm_model *other = load_test_model("golden/models/tiny-a-Q8_0.gguf", 0);
   if (other) {
     nllm_context *o = ctx_make(other, 3, 64, NLLM_TYPE_F16, NLLM_TYPE_F16);
     ck_assert_int_eq(nllm_state_load(o, NLLM_SEQ_ALL, st, size), NLLM_ERR_INVALID_ARG);
@@ -391,7 +370,7 @@ END_TEST
 
 /* Batched decode steps count as generated tokens, prompt chunks as prompt. */
 START_TEST(timings_split) {
-  nllm_model *m = load("models/stories260K.gguf", 1);
+  nllm_model *m = load_test_model("models/stories260K.gguf", 1);
   nllm_context *c = ctx_make(m, 4, 64, NLLM_TYPE_F16, NLLM_TYPE_F16);
   nllm_token tok[8] = {5, 6, 7, 8, 9, 10, 11, 12};
   int32_t sid[8] = {0, 0, 0, 1, 1, 2, 3, 3};

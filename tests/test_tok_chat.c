@@ -101,7 +101,7 @@ END_TEST
 static int32_t encode_chat(const nllm_tokenizer *tok, const char *text, nllm_token *ids,
                            int32_t cap) {
   int32_t n = 0;
-  ck_assert_int_eq(nllm_tokenizer_encode(tok, text, strlen(text), 1, 1, ids, cap, &n), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_tokenize(tok, text, strlen(text), 1, 1, ids, cap, &n), NLLM_OK);
   return n;
 }
 
@@ -174,7 +174,7 @@ START_TEST(chat_mistral_ids) {
   ck_assert_int_eq(eos, 1);
   char dec[4096];
   int32_t dn;
-  ck_assert_int_eq(nllm_tokenizer_decode(tok, ids, ni, 1, dec, sizeof dec, &dn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_detokenize(tok, ids, ni, 1, dec, sizeof dec, &dn), NLLM_OK);
   ck_assert(strstr(dec, "I am an AI assistant.</s>") != NULL);
   nllm_tokenizer_free(tok);
 }

@@ -31,9 +31,8 @@ static void expect_ids(const nllm_tokenizer *tok, const char *text, int add_bos,
                        const int *want, int nw) {
   nllm_token ids[256];
   int32_t n = 0;
-  ck_assert_int_eq(
-      nllm_tokenizer_encode(tok, text, strlen(text), add_bos, parse_special, ids, 256, &n),
-      NLLM_OK);
+  ck_assert_int_eq(nllm_tok_tokenize(tok, text, strlen(text), add_bos, parse_special, ids, 256, &n),
+                   NLLM_OK);
   int ok = n == nw;
   for (int i = 0; ok && i < n; i++) ok = ids[i] == want[i];
   if (!ok) {
@@ -48,9 +47,8 @@ static void expect_roundtrip(const nllm_tokenizer *tok, const char *text, int ad
   nllm_token ids[4096];
   char dec[16384];
   int32_t n = 0, dn = 0;
-  ck_assert_int_eq(nllm_tokenizer_encode(tok, text, strlen(text), add_bos, 0, ids, 4096, &n),
-                   NLLM_OK);
-  ck_assert_int_eq(nllm_tokenizer_decode(tok, ids, n, 0, dec, sizeof dec, &dn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_tokenize(tok, text, strlen(text), add_bos, 0, ids, 4096, &n), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_detokenize(tok, ids, n, 0, dec, sizeof dec, &dn), NLLM_OK);
   ck_assert_msg((size_t)dn == strlen(text) && memcmp(dec, text, (size_t)dn) == 0,
                 "round trip '%s' -> '%.*s'", text, (int)dn, dec);
 }
@@ -66,11 +64,11 @@ START_TEST(hf_mistral) {
   ck_assert(nllm_tokenizer_is_eog(tok, 2));
   nllm_token ids[16];
   int32_t n = 0;
-  ck_assert_int_eq(nllm_tokenizer_encode(tok, "Hello world", 11, 0, 0, ids, 16, &n), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_tokenize(tok, "Hello world", 11, 0, 0, ids, 16, &n), NLLM_OK);
   ck_assert_int_eq(n, 2); /* "▁Hello" "▁world" */
   char p[32];
   int32_t pn;
-  ck_assert_int_eq(nllm_tokenizer_piece(tok, ids[1], 0, p, sizeof p, &pn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_token_to_piece(tok, ids[1], 0, p, sizeof p, &pn), NLLM_OK);
   ck_assert_int_eq(pn, 6);
   ck_assert(memcmp(p, " world", 6) == 0);
   static const char *texts[] = {"Hello world",

@@ -9,7 +9,7 @@
 static int32_t enc(const nllm_tokenizer *tok, const char *s, size_t len, int bos, int special,
                    nllm_token *ids, int32_t cap) {
   int32_t n = -1;
-  nllm_status st = nllm_tokenizer_encode(tok, s, len, bos, special, ids, cap, &n);
+  nllm_status st = nllm_tok_tokenize(tok, s, len, bos, special, ids, cap, &n);
   ck_assert_msg(st == NLLM_OK, "encode: %s", nllm_last_error());
   return n;
 }
@@ -36,14 +36,14 @@ START_TEST(special_parse_on_off) {
   ck_assert(contains(ids, n, 151657));
   char buf[128];
   int32_t dn;
-  ck_assert_int_eq(nllm_tokenizer_decode(tok, ids, n, 0, buf, sizeof buf, &dn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_detokenize(tok, ids, n, 0, buf, sizeof buf, &dn), NLLM_OK);
   ck_assert_int_eq(dn, (int32_t)strlen(t));
   ck_assert(memcmp(buf, t, (size_t)dn) == 0);
   /* control tokens render only on request */
   nllm_token im[2] = {151644, 151645};
-  ck_assert_int_eq(nllm_tokenizer_decode(tok, im, 2, 0, buf, sizeof buf, &dn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_detokenize(tok, im, 2, 0, buf, sizeof buf, &dn), NLLM_OK);
   ck_assert_int_eq(dn, 0);
-  ck_assert_int_eq(nllm_tokenizer_decode(tok, im, 2, 1, buf, sizeof buf, &dn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_detokenize(tok, im, 2, 1, buf, sizeof buf, &dn), NLLM_OK);
   ck_assert_str_eq(buf, "<|im_start|><|im_end|>");
   nllm_tokenizer_free(tok);
 }
@@ -75,7 +75,7 @@ START_TEST(special_llama3_eog_bos) {
   ck_assert_int_eq(enc(tok, "", 0, 1, 0, ids, 64), 1);
   /* capacity too small reports the count needed */
   int32_t need = 0;
-  ck_assert_int_eq(nllm_tokenizer_encode(tok, "Hello world", 11, 1, 0, ids, 1, &need),
+  ck_assert_int_eq(nllm_tok_tokenize(tok, "Hello world", 11, 1, 0, ids, 1, &need),
                    NLLM_ERR_BUFFER_TOO_SMALL);
   ck_assert_int_eq(need, 3);
   nllm_tokenizer_free(tok);
@@ -98,15 +98,15 @@ START_TEST(special_gguf_spm) {
   ck_assert_int_eq(ids[0], 1);
   char p[16];
   int32_t pn;
-  ck_assert_int_eq(nllm_tokenizer_piece(tok, 13, 0, p, sizeof p, &pn), NLLM_OK); /* <0x0A> */
+  ck_assert_int_eq(nllm_tok_token_to_piece(tok, 13, 0, p, sizeof p, &pn), NLLM_OK); /* <0x0A> */
   ck_assert_int_eq(pn, 1);
   ck_assert_int_eq(p[0], '\n');
-  ck_assert_int_eq(nllm_tokenizer_piece(tok, 1, 0, p, sizeof p, &pn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_token_to_piece(tok, 1, 0, p, sizeof p, &pn), NLLM_OK);
   ck_assert_int_eq(pn, 0);
-  ck_assert_int_eq(nllm_tokenizer_piece(tok, 1, 1, p, sizeof p, &pn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_token_to_piece(tok, 1, 1, p, sizeof p, &pn), NLLM_OK);
   ck_assert_int_eq(pn, 3);
-  ck_assert_int_eq(nllm_tokenizer_piece(tok, 32000, 0, p, sizeof p, &pn), NLLM_ERR_INVALID_ARG);
-  ck_assert_int_eq(nllm_tokenizer_piece(tok, -1, 0, p, sizeof p, &pn), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_tok_token_to_piece(tok, 32000, 0, p, sizeof p, &pn), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_tok_token_to_piece(tok, -1, 0, p, sizeof p, &pn), NLLM_ERR_INVALID_ARG);
   nllm_tokenizer_free(tok);
   nllm_source_free(&src);
 }
@@ -152,7 +152,7 @@ static void check_roundtrip(const nllm_tokenizer *tok, const char *name, const c
   static nllm_token ids[1 << 16];
   static char dec[1 << 18];
   int32_t n = enc(tok, s, len, 1, 0, ids, 1 << 16), dn = 0;
-  ck_assert_int_eq(nllm_tokenizer_decode(tok, ids, n, 0, dec, sizeof dec, &dn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_detokenize(tok, ids, n, 0, dec, sizeof dec, &dn), NLLM_OK);
   const char *want = s;
   size_t wl = len;
   utf8proc_uint8_t *norm = NULL;
@@ -260,21 +260,21 @@ START_TEST(stream_detok) {
   const char *text = "Hello 🦙 wörld, 日本語! <b>\n";
   nllm_token ids[128];
   int32_t n = enc(tok, text, strlen(text), 1, 0, ids, 128);
-  nllm_detok_stream ds;
-  nllm_detok_stream_init(&ds, 0);
+  nllm_detokenizer ds;
+  nllm_detokenizer_init(&ds, 0);
   char out[256], piece[64];
   size_t o = 0;
   int partial_seen = 0;
   for (int32_t i = 0; i < n; i++) {
     int32_t pn;
-    ck_assert_int_eq(nllm_detok_stream_push(tok, &ds, ids[i], piece, sizeof piece, &pn), NLLM_OK);
+    ck_assert_int_eq(nllm_detokenizer_push(tok, &ds, ids[i], piece, sizeof piece, &pn), NLLM_OK);
     ck_assert(nllm_utf8_valid(piece, (size_t)pn)); /* only complete UTF-8 comes out */
     if (ds.n_held) partial_seen = 1;
     memcpy(out + o, piece, (size_t)pn);
     o += (size_t)pn;
   }
   int32_t pn;
-  ck_assert_int_eq(nllm_detok_stream_flush(&ds, piece, sizeof piece, &pn), NLLM_OK);
+  ck_assert_int_eq(nllm_detokenizer_flush(&ds, piece, sizeof piece, &pn), NLLM_OK);
   ck_assert_int_eq(pn, 0);
   ck_assert_int_eq((int)o, (int)strlen(text));
   ck_assert(memcmp(out, text, o) == 0);
@@ -283,25 +283,24 @@ START_TEST(stream_detok) {
   /* a lone byte of an emoji: held, then U+FFFD at the flush */
   nllm_token b[8];
   int32_t nb = enc(tok, "\xf0\x9f", 2, 0, 0, b, 8);
-  nllm_detok_stream_init(&ds, 0);
+  nllm_detokenizer_init(&ds, 0);
   o = 0;
   for (int32_t i = 0; i < nb; i++) {
-    ck_assert_int_eq(nllm_detok_stream_push(tok, &ds, b[i], piece, sizeof piece, &pn), NLLM_OK);
+    ck_assert_int_eq(nllm_detokenizer_push(tok, &ds, b[i], piece, sizeof piece, &pn), NLLM_OK);
     ck_assert_int_eq(pn, 0);
   }
-  ck_assert_int_eq(nllm_detok_stream_flush(&ds, piece, sizeof piece, &pn), NLLM_OK);
+  ck_assert_int_eq(nllm_detokenizer_flush(&ds, piece, sizeof piece, &pn), NLLM_OK);
   ck_assert_int_eq(pn, 3);
   ck_assert(memcmp(piece, "\xEF\xBF\xBD", 3) == 0);
   /* a byte that can never be valid comes out at once */
   nb = enc(tok, "\xff", 1, 0, 0, b, 8);
-  nllm_detok_stream_init(&ds, 0);
-  ck_assert_int_eq(nllm_detok_stream_push(tok, &ds, b[0], piece, sizeof piece, &pn), NLLM_OK);
+  nllm_detokenizer_init(&ds, 0);
+  ck_assert_int_eq(nllm_detokenizer_push(tok, &ds, b[0], piece, sizeof piece, &pn), NLLM_OK);
   ck_assert_int_eq(pn, 3);
   /* too small a buffer leaves the state as it was */
   nb = enc(tok, "Hello", 5, 0, 0, b, 8);
-  nllm_detok_stream_init(&ds, 0);
-  ck_assert_int_eq(nllm_detok_stream_push(tok, &ds, b[0], piece, 2, &pn),
-                   NLLM_ERR_BUFFER_TOO_SMALL);
+  nllm_detokenizer_init(&ds, 0);
+  ck_assert_int_eq(nllm_detokenizer_push(tok, &ds, b[0], piece, 2, &pn), NLLM_ERR_BUFFER_TOO_SMALL);
   ck_assert_int_eq(pn, 5);
   ck_assert_int_eq(ds.n_pushed, 0);
   nllm_tokenizer_free(tok);
@@ -315,14 +314,14 @@ START_TEST(stream_detok_spm_space) {
   const char *text = "Hello wörld 🦙";
   nllm_token ids[64];
   int32_t n = enc(tok, text, strlen(text), 1, 0, ids, 64);
-  nllm_detok_stream ds;
-  nllm_detok_stream_init(&ds, 0);
+  nllm_detokenizer ds;
+  nllm_detokenizer_init(&ds, 0);
   char out[128];
   size_t o = 0;
   for (int32_t i = 0; i < n; i++) {
     int32_t pn;
     ck_assert_int_eq(
-        nllm_detok_stream_push(tok, &ds, ids[i], out + o, (int32_t)(sizeof out - o), &pn), NLLM_OK);
+        nllm_detokenizer_push(tok, &ds, ids[i], out + o, (int32_t)(sizeof out - o), &pn), NLLM_OK);
     o += (size_t)pn;
   }
   ck_assert_int_eq((int)o, (int)strlen(text));

@@ -100,7 +100,7 @@ static int encode(const nllm_tokenizer *tok, const char *text, int add_special, 
                   nllm_token *ids, int cap) {
   int32_t n = -1;
   nllm_status st =
-      nllm_tokenizer_encode(tok, text, strlen(text), add_special, parse_special, ids, cap, &n);
+      nllm_tok_tokenize(tok, text, strlen(text), add_special, parse_special, ids, cap, &n);
   ck_assert_msg(st == NLLM_OK, "encode '%s': %s", text, nllm_last_error());
   return n;
 }
@@ -211,8 +211,8 @@ START_TEST(gguf_round_trip) {
   for (int32_t id = 0; id < nllm_tokenizer_n_vocab(tok); id++) {
     char a[128], b[128];
     int32_t na = 0, nb = 0;
-    ck_assert_int_eq(nllm_tokenizer_piece(tok, id, 1, a, sizeof a, &na), NLLM_OK);
-    ck_assert_int_eq(nllm_tokenizer_piece(g, id, 1, b, sizeof b, &nb), NLLM_OK);
+    ck_assert_int_eq(nllm_tok_token_to_piece(tok, id, 1, a, sizeof a, &na), NLLM_OK);
+    ck_assert_int_eq(nllm_tok_token_to_piece(g, id, 1, b, sizeof b, &nb), NLLM_OK);
     ck_assert_msg(na == nb && !memcmp(a, b, (size_t)na), "piece of %d", id);
   }
   for (int w = NLLM_TOKEN_BOS; w <= NLLM_TOKEN_PAD; w++)
@@ -253,8 +253,7 @@ START_TEST(normalizer_edges) {
   {
     static const char nul[] = "hello\0 world";
     int32_t n = 0;
-    ck_assert_int_eq(nllm_tokenizer_encode(tok, nul, sizeof nul - 1, 0, 0, ids, MAX_IDS, &n),
-                     NLLM_OK);
+    ck_assert_int_eq(nllm_tok_tokenize(tok, nul, sizeof nul - 1, 0, 0, ids, MAX_IDS, &n), NLLM_OK);
     ck_assert_int_eq(n, 2);
     ck_assert(ids[0] == 7592 && ids[1] == 2088);
   }
@@ -320,13 +319,13 @@ START_TEST(specials_and_errors) {
   static const char *bad[] = {"abc\xff", "\xc3", "ok \xed\xa0\x80 surrogate", "\xc0\xaf"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     int32_t nn = 0;
-    nllm_status st = nllm_tokenizer_encode(tok, bad[i], strlen(bad[i]), 1, 0, ids, MAX_IDS, &nn);
+    nllm_status st = nllm_tok_tokenize(tok, bad[i], strlen(bad[i]), 1, 0, ids, MAX_IDS, &nn);
     ck_assert_int_eq(st, NLLM_ERR_INVALID_ARG);
     ck_assert_msg(strstr(nllm_last_error(), "UTF-8"), "%s", nllm_last_error());
   }
   /* too small an output buffer reports the size */
   int32_t need = 0;
-  ck_assert_int_eq(nllm_tokenizer_encode(tok, "hello world", 11, 1, 0, ids, 2, &need),
+  ck_assert_int_eq(nllm_tok_tokenize(tok, "hello world", 11, 1, 0, ids, 2, &need),
                    NLLM_ERR_BUFFER_TOO_SMALL);
   ck_assert_int_eq(need, 4);
   nllm_tokenizer_free(tok);
@@ -341,33 +340,32 @@ START_TEST(decode) {
   int n = encode(tok, text, 1, 0, ids, MAX_IDS);
   char buf[256];
   int32_t dn = 0;
-  ck_assert_int_eq(nllm_tokenizer_decode(tok, ids, n, 0, buf, sizeof buf, &dn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_detokenize(tok, ids, n, 0, buf, sizeof buf, &dn), NLLM_OK);
   ck_assert_str_eq(buf, "hello, world! unbelievably [ yes ] 3. 50 cafe?");
-  ck_assert_int_eq(nllm_tokenizer_decode(tok, ids, n, 1, buf, sizeof buf, &dn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_detokenize(tok, ids, n, 1, buf, sizeof buf, &dn), NLLM_OK);
   ck_assert_str_eq(buf, "[CLS] hello, world! unbelievably [ yes ] 3. 50 cafe? [SEP]");
   /* streaming gives the same text */
   for (int render = 0; render <= 1; render++) {
-    nllm_detok_stream s;
-    nllm_detok_stream_init(&s, render);
+    nllm_detokenizer s;
+    nllm_detokenizer_init(&s, render);
     char out[256];
     size_t k = 0;
     for (int i = 0; i < n; i++) {
       int32_t pn = 0;
       ck_assert_int_eq(
-          nllm_detok_stream_push(tok, &s, ids[i], out + k, (int32_t)(sizeof out - k), &pn),
-          NLLM_OK);
+          nllm_detokenizer_push(tok, &s, ids[i], out + k, (int32_t)(sizeof out - k), &pn), NLLM_OK);
       k += (size_t)pn;
     }
     out[k] = 0;
-    ck_assert_int_eq(nllm_tokenizer_decode(tok, ids, n, render, buf, sizeof buf, &dn), NLLM_OK);
+    ck_assert_int_eq(nllm_tok_detokenize(tok, ids, n, render, buf, sizeof buf, &dn), NLLM_OK);
     ck_assert_str_eq(out, buf);
   }
   /* one piece: a word start has its space, a continuation none */
   char p[32];
   int32_t pn = 0;
-  ck_assert_int_eq(nllm_tokenizer_piece(tok, 7592, 0, p, sizeof p, &pn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_token_to_piece(tok, 7592, 0, p, sizeof p, &pn), NLLM_OK);
   ck_assert(pn == 6 && !memcmp(p, " hello", 6));
-  ck_assert_int_eq(nllm_tokenizer_piece(tok, 2015, 0, p, sizeof p, &pn), NLLM_OK);
+  ck_assert_int_eq(nllm_tok_token_to_piece(tok, 2015, 0, p, sizeof p, &pn), NLLM_OK);
   ck_assert(pn == 1 && p[0] == 's');
   nllm_tokenizer_free(tok);
 }
@@ -420,8 +418,7 @@ START_TEST(inline_vocabularies) {
       NLLM_OK);
   nllm_token ids[16];
   int32_t n = 0;
-  ck_assert_int_eq(nllm_tokenizer_encode(tok, "un zzz", 6, 0, 0, ids, 16, &n),
-                   NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_tok_tokenize(tok, "un zzz", 6, 0, 0, ids, 16, &n), NLLM_ERR_INVALID_ARG);
   ck_assert_msg(strstr(nllm_last_error(), "zzz") && strstr(nllm_last_error(), "unknown"), "%s",
                 nllm_last_error());
   nllm_tokenizer_free(tok);

@@ -52,7 +52,7 @@ static inline int run_vocab_cases(const nllm_tokenizer *tok, const char *inp_rel
     int want[4096];
     int nw = parse_ids(line, want, 4096);
     int32_t n = 0;
-    nllm_status st = nllm_tokenizer_encode(tok, s, len, 0, 0, ids, 1 << 18, &n);
+    nllm_status st = nllm_tok_tokenize(tok, s, len, 0, 0, ids, 1 << 18, &n);
     ck_assert_msg(st == NLLM_OK, "encode: %s", nllm_last_error());
     int ok = n == nw;
     for (int i = 0; ok && i < n; i++) ok = ids[i] == want[i];
@@ -66,7 +66,7 @@ static inline int run_vocab_cases(const nllm_tokenizer *tok, const char *inp_rel
       fprintf(stderr, "\n");
     }
     int32_t dn = 0;
-    st = nllm_tokenizer_decode(tok, ids, n, 0, dec, 1 << 20, &dn);
+    st = nllm_tok_detokenize(tok, ids, n, 0, dec, 1 << 20, &dn);
     ck_assert_msg(st == NLLM_OK, "decode: %s", nllm_last_error());
     if ((size_t)dn == len && memcmp(dec, s, len) == 0)
       (*n_roundtrip_ok)++;

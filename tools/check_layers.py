@@ -43,6 +43,7 @@ ALLOWED = {
     "src/convert": CONVERT,
     # The CLI is a client of the public ABI: nativellm.h and its own files only.
     "tools/nllm": {"public", "tools/nllm"},
+    "tools/serve": {"public", "tools/nllm", "tools/serve"},
 }
 
 # Includes allowed upwards, each with its reason (none today: the GGUF type facts moved down
@@ -60,6 +61,8 @@ def layer_of(header: Path) -> str:
         return "kernels"
     if rel.startswith("tools/nllm/"):
         return "tools/nllm"
+    if rel.startswith("tools/serve/"):
+        return "tools/serve"
     parts = rel.split("/")
     return parts[1] if parts[0] == "src" and len(parts) > 2 else "api"
 

@@ -32,7 +32,7 @@ void nllm_axpy_f32(float *y, float a, const float *x, int64_t n) {
 typedef struct rmsnorm_job {
   float *out;
   const float *x, *w;
-  float w_offset, eps;
+  float eps;
   int64_t n;
 } rmsnorm_job;
 
@@ -42,12 +42,12 @@ static void rmsnorm_row(void *vjob, int64_t r, int worker) {
   const float *xr = j->x + r * j->n;
   float *o = j->out + r * j->n;
   float scale = 1.0f / sqrtf(nllm_dot_f32(xr, xr, j->n) / (float)j->n + j->eps);
-  for (int64_t i = 0; i < j->n; i++) o[i] = xr[i] * scale * (j->w[i] + j->w_offset);
+  for (int64_t i = 0; i < j->n; i++) o[i] = xr[i] * scale * j->w[i];
 }
 
-void nllm_rmsnorm(float *out, const float *x, const float *w, float w_offset, int64_t n,
-                  int64_t n_rows, float eps, int n_threads) {
-  rmsnorm_job j = {out, x, w, w_offset, eps, n};
+void nllm_rmsnorm(float *out, const float *x, const float *w, int64_t n, int64_t n_rows, float eps,
+                  int n_threads) {
+  rmsnorm_job j = {out, x, w, eps, n};
   nllm_pool_run(n_threads, n_rows, rmsnorm_row, &j);
 }
 
@@ -160,17 +160,4 @@ static void gelu_erf_chunk(void *vjob, int64_t c, int worker) {
 void nllm_gelu_erf(float *x, int64_t n, int n_threads) {
   gelu_job j = {x, n};
   nllm_pool_run(n_threads, (n + GLU_CHUNK - 1) / GLU_CHUNK, gelu_erf_chunk, &j);
-}
-
-void nllm_softmax(float *x, int64_t n) {
-  if (n <= 0) return;
-  float mx = x[0];
-  for (int64_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-  double sum = 0;
-  for (int64_t i = 0; i < n; i++) {
-    x[i] = expf(x[i] - mx);
-    sum += x[i];
-  }
-  float inv = (float)(1.0 / sum);
-  for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }

@@ -99,9 +99,9 @@ nllm_status nllm_cuda_get_rows(nllm_cuda *cu, float *d_y, const nllm_cuda_weight
 nllm_status nllm_cuda_matmul(nllm_cuda *cu, float *d_y, const nllm_cuda_weight *w, const float *d_x,
                              int64_t n_tok);
 
-/* out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * (w[i] + w_offset); in place allowed. */
+/* out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * w[i]; in place allowed. */
 nllm_status nllm_cuda_rmsnorm(nllm_cuda *cu, float *d_out, const float *d_x, const float *d_w,
-                              float w_offset, int64_t n, int64_t n_rows, float eps);
+                              int64_t n, int64_t n_rows, float eps);
 /* nllm_rope over n_tok rows of row_stride floats, token t at position pos0 + t. d_inv_freq:
  * n_rot/2 floats on the device. */
 nllm_status nllm_cuda_rope(nllm_cuda *cu, float *d_x, int64_t n_tok, int64_t row_stride,

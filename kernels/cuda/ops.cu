@@ -85,8 +85,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 
 /* One block per row: sum of squares in float (as the CPU's float dot), then the scale. */
-__global__ void rmsnorm_kernel(float *out, const float *x, const float *w, float w_offset,
-                               int64_t n, float eps) {
+__global__ void rmsnorm_kernel(float *out, const float *x, const float *w, int64_t n, float eps) {
   __shared__ float part[32];
   const float *xr = x + (int64_t)blockIdx.x * n;
   float *o = out + (int64_t)blockIdx.x * n;
@@ -103,16 +102,16 @@ __global__ void rmsnorm_kernel(float *out, const float *x, const float *w, float
   __syncthreads();
   const float scale = 1.0f / sqrtf(part[0] / (float)n + eps);
   /* in place (out == x) is safe: every read of x above finished at the barrier */
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) o[i] = xr[i] * scale * (w[i] + w_offset);
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) o[i] = xr[i] * scale * w[i];
 }
 
 nllm_status nllm_cuda_rmsnorm(nllm_cuda *cu, float *d_out, const float *d_x, const float *d_w,
-                              float w_offset, int64_t n, int64_t n_rows, float eps) {
+                              int64_t n, int64_t n_rows, float eps) {
   if (n_rows <= 0) return NLLM_OK;
   if (n_rows > INT32_MAX)
     return nllm_err(NLLM_ERR_INVALID_ARG, "CUDA rmsnorm: %lld rows", (long long)n_rows);
   const int threads = n >= 1024 ? 1024 : n >= 256 ? 256 : 64;
-  rmsnorm_kernel<<<(unsigned)n_rows, threads, 0, cu->stream>>>(d_out, d_x, d_w, w_offset, n, eps);
+  rmsnorm_kernel<<<(unsigned)n_rows, threads, 0, cu->stream>>>(d_out, d_x, d_w, n, eps);
   CU_LAUNCHED("rmsnorm_kernel");
   return NLLM_OK;
 }

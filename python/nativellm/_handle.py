@@ -5,11 +5,11 @@ from __future__ import annotations
 import ctypes
 import operator
 import threading
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 from . import _ffi as ffi
 from ._lib import lib as _C
-from .errors import InternalError, _check, _invalid
+from .errors import InternalError, _check, _error, _invalid
 
 
 def _to_bytes(text: Union[str, bytes]) -> bytes:
@@ -187,16 +187,29 @@ class _Held:
             o.close()
 
 
-def _progress_fn(progress: Any, raised: list) -> Any:
-    """A C progress callback around progress(value) -> truthy to cancel. An exception it raises
-    stops the call (non-zero return) and is kept in `raised` for the caller to re-raise once the
-    library has returned. The caller must keep the result alive for the whole call."""
+Progress = Callable[[float], Optional[bool]]
+
+
+def _call_with_progress(params: Any, progress: Optional[Progress], call: Callable[[], int]) -> None:
+    """Runs call() (a library call taking params, returning its status) with params.progress
+    calling progress(value) -> truthy to cancel. An exception progress raises stops the call
+    (the callback returns non-zero) and is re-raised once the library has returned, before the
+    status's own error."""
+    raised: List[BaseException] = []
 
     def on_progress(value: float, _ud: Any) -> int:
         try:
-            return 1 if progress(value) else 0
+            return 1 if progress(value) else 0  # type: ignore[misc]
         except BaseException as e:
             raised.append(e)
             return 1
 
-    return ffi.nllm_progress_fn(on_progress)
+    cb = ffi.nllm_progress_fn(on_progress) if progress is not None else None
+    if cb is not None:
+        params.progress = cb  # cb stays referenced here until call() has returned
+    status = call()
+    err = _error(status) if status != ffi.NLLM_OK else None
+    if raised:
+        raise raised[0]
+    if err is not None:
+        raise err

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _ffi as ffi
 from ._lib import lib as _C
-from ._handle import _progress_fn
-from .errors import _check, _error, _invalid
+from ._handle import Progress, _call_with_progress
+from .errors import _check, _invalid
 
 PathLike = Union[str, "os.PathLike[str]"]
-Progress = Callable[[float], Optional[bool]]
 
 
 def _run(
@@ -46,18 +45,13 @@ def _run(
         p.type = type
     elif type is not None:
         raise _invalid(f"type must be a name, an NLLM_TYPE_* id or None, not {type!r}")
-    raised: List[BaseException] = []
-    if progress is not None:
-        cb = _progress_fn(progress, raised)
-        p.progress = cb
     stats = ffi.nllm_convert_stats()
     stats.struct_size = ctypes.sizeof(stats)
-    status = fn(os.fsencode(src), os.fsencode(dst), ctypes.byref(p), ctypes.byref(stats))
-    err = _error(status) if status != ffi.NLLM_OK else None
-    if raised:
-        raise raised[0]
-    if err is not None:
-        raise err
+    _call_with_progress(
+        p,
+        progress,
+        lambda: fn(os.fsencode(src), os.fsencode(dst), ctypes.byref(p), ctypes.byref(stats)),
+    )
     return {
         "n_tensors": stats.n_tensors,
         "bytes_in": stats.bytes_in,

@@ -7,7 +7,6 @@ import os
 import weakref
 from typing import (
     Any,
-    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -20,12 +19,21 @@ from typing import (
 )
 
 from . import _ffi as ffi
-from ._handle import _c_int, _c_ints, _grow_call, _Handle, _set_int_fields, _to_bytes, _progress_fn
+from ._handle import (
+    Progress,
+    _c_int,
+    _c_ints,
+    _call_with_progress,
+    _grow_call,
+    _Handle,
+    _set_int_fields,
+    _to_bytes,
+)
 from ._lib import lib as _C
 from .batch_generate import generate_batch
 from .context import CONTEXT_KEYWORDS, Context
 from .embeddings import embed as _embed
-from .errors import InternalError, _check, _error
+from .errors import InternalError, _check
 from .generation import Completion, GenerateOptions, takes_generate_options
 from .library import _type_id, type_name
 from .lora import LoraAdapter
@@ -69,7 +77,7 @@ class Model(_Handle):
         n_gpu_layers: int = 0,
         vocab_only: bool = False,
         quantize_type: Union[int, str, None] = None,
-        progress: Optional[Callable[[float], Optional[bool]]] = None,
+        progress: Optional[Progress] = None,
     ) -> None:
         self._h: Optional[Any] = None
         self._children: "weakref.WeakSet[Any]" = weakref.WeakSet()
@@ -82,17 +90,11 @@ class Model(_Handle):
         p.use_mmap = 1 if use_mmap else 0
         p.vocab_only = 1 if vocab_only else 0
         p.quantize_type = _type_id(quantize_type)
-        raised: List[BaseException] = []
-        if progress is not None:
-            cb = _progress_fn(progress, raised)
-            p.progress = cb
         h = ffi.model_p()
-        status = _C.nllm_model_load(self.path.encode(), ctypes.byref(p), ctypes.byref(h))
-        err = _error(status) if status != ffi.NLLM_OK else None
-        if raised:
-            raise raised[0]
-        if err is not None:
-            raise err
+        path = self.path.encode()
+        _call_with_progress(
+            p, progress, lambda: _C.nllm_model_load(path, ctypes.byref(p), ctypes.byref(h))
+        )
         self._h = h
 
     # -- lifetime

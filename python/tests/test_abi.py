@@ -249,5 +249,25 @@ class TestSymbolList(unittest.TestCase):
         self.assertEqual(_lib.missing, [], "functions the header declares but the library lacks")
 
 
+class TestSizedInits(unittest.TestCase):
+    def test_package_calls_only_the_sized_params_inits(self):
+        """The plain nllm_*_init symbols write ABI 1.0 layouts only (docs/api.md, Conventions):
+        a binding that calls one gets the first fields' defaults and zeros after them, as
+        Python's embeddings did once. Every params struct must be filled by its _init_sized."""
+        sized = {n[: -len("_sized")] for n in ffi.FUNCTIONS if n.endswith("_init_sized")}
+        self.assertIn("nllm_context_params_init", sized)
+        calls: List[str] = []
+        for py in sorted((REPO / "python" / "nativellm").glob("*.py")):
+            for m in re.finditer(r"_C\.(nllm_\w+_init)\b", py.read_text()):
+                if m.group(1) in sized:
+                    calls.append(f"{py.name}: {m.group(1)}")
+        self.assertEqual(calls, [], "unsized params inits called (use the _init_sized form)")
+        used = set()
+        for py in (REPO / "python" / "nativellm").glob("*.py"):
+            used |= set(re.findall(r"_C\.(nllm_\w+_init_sized)\b", py.read_text()))
+        missing = sorted(n + "_sized" for n in sized if n + "_sized" not in used)
+        self.assertEqual(missing, [], "params inits the package never calls")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -135,10 +135,10 @@ char *nllm_strdup(const char *s) {
 }
 
 /* Decode streams every weight once per token; on 4 KiB pages the hardware prefetchers stop at
- * each page boundary and every page costs a TLB walk (measured: 1.1B Q4_0 generation at 2
- * threads 82-84 tok/s from the mapped file, 101 from a huge-page copy). Where transparent huge
- * pages are on request only ("madvise"), ask for them over the whole 2 MiB-aligned part of the
- * buffer, before it is written. A no-op where the OS refuses. */
+ * each page boundary and every page costs a TLB walk (docs/performance.md has the measured
+ * difference). Where transparent huge pages are on request only ("madvise"), ask for them over
+ * the whole 2 MiB-aligned part of the buffer, before it is written. A no-op where the OS
+ * refuses. */
 static void advise_huge_pages(void *p, size_t size) {
 #if defined(MADV_HUGEPAGE)
   const uintptr_t huge = (uintptr_t)2 << 20;

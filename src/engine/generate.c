@@ -16,12 +16,11 @@ nllm_status nllm_run_generate(nllm_context *ctx, nllm_sampler *s, const char *pr
   int add_bos = p->add_bos && ctx->pos == 0;
   int32_t n_prompt = 0;
   nllm_status st =
-      nllm_tokenizer_encode(m->tok, prompt, len, add_bos, p->parse_special, NULL, 0, &n_prompt);
+      nllm_tok_tokenize(m->tok, prompt, len, add_bos, p->parse_special, NULL, 0, &n_prompt);
   if (st && st != NLLM_ERR_BUFFER_TOO_SMALL) return st;
   nllm_token *ids = nllm_malloc((size_t)(n_prompt ? n_prompt : 1) * sizeof *ids);
   if (!ids) return nllm_err(NLLM_ERR_NOMEM, "out of memory (prompt of %d tokens)", n_prompt);
-  st = nllm_tokenizer_encode(m->tok, prompt, len, add_bos, p->parse_special, ids, n_prompt,
-                             &n_prompt);
+  st = nllm_tok_tokenize(m->tok, prompt, len, add_bos, p->parse_special, ids, n_prompt, &n_prompt);
   if (st == NLLM_OK) st = nllm_run_generate_tokens(ctx, s, ids, n_prompt, p, n_generated);
   free(ids);
   return st;
@@ -112,10 +111,10 @@ nllm_status nllm_run_generate_tokens(nllm_context *ctx, nllm_sampler *s, const n
                     n_prompt, ctx->n_ctx - ctx->pos, ctx->n_ctx);
   char piece[1024];
   stop_filter f = {.p = p, .cap = longest_stop + sizeof piece};
-  /* Pieces reach the callback only as complete UTF-8 (see nllm_detok_stream). The first
+  /* Pieces reach the callback only as complete UTF-8 (see nllm_detokenizer). The first
    * generated piece follows the prompt, so it keeps its leading space. */
-  nllm_detok_stream ds;
-  nllm_detok_stream_init(&ds, 0);
+  nllm_detokenizer ds;
+  nllm_detokenizer_init(&ds, 0);
   ds.n_pushed = 1;
   int32_t finish = NLLM_FINISH_NONE;
   if (p->n_stop && !(f.buf = malloc(f.cap)))
@@ -143,7 +142,7 @@ nllm_status nllm_run_generate_tokens(nllm_context *ctx, nllm_sampler *s, const n
     }
     if (n_generated) (*n_generated)++;
     int32_t n_piece = 0;
-    st = nllm_detok_stream_push(m->tok, &ds, tok, piece, (int32_t)sizeof piece, &n_piece);
+    st = nllm_detokenizer_push(m->tok, &ds, tok, piece, (int32_t)sizeof piece, &n_piece);
     if (st == NLLM_ERR_BUFFER_TOO_SMALL) n_piece = 0, st = NLLM_OK; /* absurd piece: no text */
     if (st) goto out;
     int stop = stop_filter_push(&f, tok, piece, n_piece, 0);
@@ -164,7 +163,7 @@ out:
    * back for a stop string that did not come goes out with it. */
   if (finish != NLLM_FINISH_NONE && !f.stopped) {
     int32_t n_tail = 0;
-    if (nllm_detok_stream_flush(&ds, piece, (int32_t)sizeof piece, &n_tail) != NLLM_OK) n_tail = 0;
+    if (nllm_detokenizer_flush(&ds, piece, (int32_t)sizeof piece, &n_tail) != NLLM_OK) n_tail = 0;
     if (n_tail || f.len) {
       stop_filter_push(&f, -1, piece, n_tail, 1);
       if (f.stopped) finish = NLLM_FINISH_STOP;

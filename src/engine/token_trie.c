@@ -23,7 +23,7 @@ static nllm_status build(const nllm_model *m, nllm_token_trie *t) {
   if (!t->off || !t->len || !t->eog) goto nomem;
   for (int32_t k = 0; k < V && k < tv; k++) {
     int32_t n = 0;
-    nllm_tokenizer_piece(m->tok, k, 0, NULL, 0, &n);
+    nllm_tok_token_to_piece(m->tok, k, 0, NULL, 0, &n);
     total += (uint64_t)n;
   }
   t->bytes = malloc(total ? total : 1);
@@ -35,7 +35,7 @@ static nllm_status build(const nllm_model *m, nllm_token_trie *t) {
       continue;
     }
     int32_t n = 0;
-    if (k >= tv || nllm_tokenizer_piece(m->tok, k, 0, t->bytes + at, (int32_t)(total - at), &n))
+    if (k >= tv || nllm_tok_token_to_piece(m->tok, k, 0, t->bytes + at, (int32_t)(total - at), &n))
       continue;
     if (n <= 0 || n > 65535) continue; /* never allowed under a grammar */
     t->off[k] = (uint32_t)at;

@@ -47,10 +47,9 @@ int nllm_gmatch_must_end(const nllm_gmatch *m);
 /* Checking many byte strings that share prefixes (a token trie): the walker keeps one state per
  * depth. walk_begin snapshots the current state at depth 0; walk_step(d, byte) derives the state
  * at depth d + 1 from the one at depth d (*ok = 0 when the byte is rejected); walk_end drops
- * everything the walk created. walk_can_end(d): the state at depth d may end the grammar. */
+ * everything the walk created. */
 nllm_status nllm_gmatch_walk_begin(nllm_gmatch *m, int32_t max_depth);
 nllm_status nllm_gmatch_walk_step(nllm_gmatch *m, int32_t depth, uint8_t byte, int *ok);
-int nllm_gmatch_walk_can_end(const nllm_gmatch *m, int32_t depth);
 void nllm_gmatch_walk_end(nllm_gmatch *m);
 
 /* A byte trie of token pieces, flat in preorder: node i is byte[i] at depth[i] (0 = a piece's

@@ -450,13 +450,6 @@ nllm_status nllm_gmatch_walk_step(nllm_gmatch *m, int32_t depth, uint8_t byte, i
   return NLLM_OK;
 }
 
-int nllm_gmatch_walk_can_end(const nllm_gmatch *m, int32_t depth) {
-  const int32_t idx = m->wsid[depth];
-  if (idx < 0) return 0;
-  const wstate *w = &m->ws[idx];
-  return w->need == 0 && w->n > 0 && m->ws_ids[w->off] == 0; /* sorted: 0 comes first */
-}
-
 void nllm_gmatch_walk_end(nllm_gmatch *m) {
   rollback(m, m->wmark0);
 }

@@ -289,16 +289,15 @@ static void rep(sb *b, const char *x, long min, long max) {
 /* ---------------------------------------------------------------- integers in a range */
 
 /* Numbers of exactly the digits of lo..hi (same length, no leading zero unless one digit). */
-static void digits_between(sb *b, const char *lo, const char *hi, size_t n, int top) {
+static void digits_between(sb *b, const char *lo, const char *hi, size_t n) {
   if (n == 0) return;
   if (lo[0] == hi[0]) {
     sb_fmt(b, "\"%c\" ", lo[0]);
-    digits_between(b, lo + 1, hi + 1, n - 1, 0);
+    digits_between(b, lo + 1, hi + 1, n - 1);
     return;
   }
   int all_lo0 = 1, all_hi9 = 1;
   for (size_t i = 1; i < n; i++) all_lo0 &= lo[i] == '0', all_hi9 &= hi[i] == '9';
-  (void)top;
   sb_str(b, "(");
   int first = 1;
   char a = lo[0], z = hi[0];
@@ -306,7 +305,7 @@ static void digits_between(sb *b, const char *lo, const char *hi, size_t n, int 
     sb_fmt(b, "\"%c\" ", a);
     char nines[32];
     memset(nines, '9', n - 1);
-    digits_between(b, lo + 1, nines, n - 1, 0);
+    digits_between(b, lo + 1, nines, n - 1);
     a++;
     first = 0;
   }
@@ -323,7 +322,7 @@ static void digits_between(sb *b, const char *lo, const char *hi, size_t n, int 
     sb_fmt(b, "\"%c\" ", hi[0]);
     char zeros[32];
     memset(zeros, '0', n - 1);
-    digits_between(b, zeros, hi + 1, n - 1, 0);
+    digits_between(b, zeros, hi + 1, n - 1);
   }
   sb_str(b, ") ");
 }
@@ -345,7 +344,7 @@ static void nonneg_range(sb *b, long long lo, long long hi) {
     else
       memset(to, '9', (size_t)L), to[L] = 0;
     if (L > la) sb_str(b, "| ");
-    digits_between(b, from, to, (size_t)L, 1);
+    digits_between(b, from, to, (size_t)L);
   }
   sb_str(b, ")");
 }
@@ -705,7 +704,7 @@ static char *string_schema(conv *c, const cJSON *s) {
   return b.s;
 }
 
-static int int_bound(conv *c, const cJSON *s, const char *key, int excl, long long *out) {
+static int int_bound(conv *c, const cJSON *s, const char *key, long long *out) {
   double v;
   if (!num(s, key, &v)) return 0;
   if (fabs(v) > 9e15) {
@@ -725,7 +724,6 @@ static int int_bound(conv *c, const cJSON *s, const char *key, int excl, long lo
     v = ceil(v);
   else
     v = floor(v);
-  (void)excl;
   *out = (long long)v;
   return 1;
 }
@@ -733,10 +731,10 @@ static int int_bound(conv *c, const cJSON *s, const char *key, int excl, long lo
 static char *integer_schema(conv *c, const cJSON *s) {
   long long lo = 0, hi = 0, t;
   int has_lo = 0, has_hi = 0;
-  if (int_bound(c, s, "minimum", 0, &t)) lo = t, has_lo = 1;
-  if (int_bound(c, s, "exclusiveMinimum", 1, &t) && (!has_lo || t > lo)) lo = t, has_lo = 1;
-  if (int_bound(c, s, "maximum", 0, &t)) hi = t, has_hi = 1;
-  if (int_bound(c, s, "exclusiveMaximum", 1, &t) && (!has_hi || t < hi)) hi = t, has_hi = 1;
+  if (int_bound(c, s, "minimum", &t)) lo = t, has_lo = 1;
+  if (int_bound(c, s, "exclusiveMinimum", &t) && (!has_lo || t > lo)) lo = t, has_lo = 1;
+  if (int_bound(c, s, "maximum", &t)) hi = t, has_hi = 1;
+  if (int_bound(c, s, "exclusiveMaximum", &t) && (!has_hi || t < hi)) hi = t, has_hi = 1;
   if (c->failed) return NULL;
   if (!has_lo && !has_hi) return nllm_strdup(prim(c, "integer"));
   return int_range(c, has_lo, lo, has_hi, hi);

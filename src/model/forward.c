@@ -91,7 +91,7 @@ static nllm_status cpu_gelu_erf(const nllm_fw_run *r, float *x, int64_t count) {
 
 static nllm_status cpu_rmsnorm(const nllm_fw_run *r, float *out, const float *x,
                                const nllm_weight *w, int64_t width, int64_t rows) {
-  nllm_rmsnorm(out, x, w->data, 0.0f, width, rows, r->m->hp.rms_eps, r->nt);
+  nllm_rmsnorm(out, x, w->data, width, rows, r->m->hp.rms_eps, r->nt);
   return NLLM_OK;
 }
 

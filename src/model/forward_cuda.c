@@ -30,7 +30,7 @@ static nllm_status cuda_embed(const nllm_fw_run *r, float *x, const nllm_token *
 
 static nllm_status cuda_rmsnorm(const nllm_fw_run *r, float *out, const float *x,
                                 const nllm_weight *w, int64_t width, int64_t rows) {
-  return nllm_cuda_rmsnorm(cu_of(r), out, x, w->dev, 0.0f, width, rows, r->m->hp.rms_eps);
+  return nllm_cuda_rmsnorm(cu_of(r), out, x, w->dev, width, rows, r->m->hp.rms_eps);
 }
 
 static nllm_status cuda_matmul(const nllm_fw_run *r, float *y, const nllm_weight *w, const float *x,

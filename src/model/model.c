@@ -10,24 +10,45 @@
 #include "model/quantize_load.h"
 #include "qtypes.h"
 
-/*  name      neox bias qknorm fqkv fgu gelu escale post swa_global_every
- *            bidir layernorm norm_after_residual abs_pos ffn_gelu_erf expert_norm */
+/* One row per architecture; a property left out is off (model.h says what each one means). */
 static const nllm_arch arch_table[] = {
-    {"llama", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
-    {"mistral", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
-    {"qwen2", 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen3", 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen3moe", 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
-    {"gemma", 1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"gemma2", 1, 0, 0, 0, 0, 1, 1, 1, 2, 0, 0, 0, 0, 0, 0},
-    {"phi3", 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"bert", 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0},
+    {.name = "llama", .expert_norm = 1},
+    {.name = "mistral", .expert_norm = 1},
+    {.name = "qwen2", .rope_neox = 1},
+    {.name = "qwen3", .rope_neox = 1, .qk_norm = 1},
+    {.name = "qwen3moe", .rope_neox = 1, .qk_norm = 1, .expert_norm = 1},
+    {.name = "gemma", .rope_neox = 1, .gelu = 1, .embed_scale = 1},
+    {.name = "gemma2",
+     .rope_neox = 1,
+     .gelu = 1,
+     .embed_scale = 1,
+     .post_norms = 1,
+     .swa_global_every = 2},
+    {.name = "phi3", .rope_neox = 1, .fused_qkv = 1, .fused_gate_up = 1},
+    {.name = "bert",
+     .bidirectional = 1,
+     .layernorm = 1,
+     .norm_after_residual = 1,
+     .abs_pos = 1,
+     .ffn_gelu_erf = 1},
 };
 
 const nllm_arch *nllm_arch_find(const char *name) {
   for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
     if (strcmp(arch_table[i].name, name) == 0) return &arch_table[i];
   return NULL;
+}
+
+/* "llama, mistral, ..." for the unsupported-architecture message, so it cannot fall behind the
+ * table. */
+static void arch_names(char *buf, size_t cap) {
+  size_t len = 0;
+  buf[0] = 0;
+  for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0] && len < cap; i++) {
+    int w = snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", arch_table[i].name);
+    if (w < 0) break;
+    len += (size_t)w;
+  }
 }
 
 /* Key "<arch>.<suffix>" */
@@ -497,9 +518,9 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
   struct stat sb;
   int json_only = plen >= 5 && strcmp(path + plen - 5, ".json") == 0 &&
                   !(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode));
-  /* Reading the weights into memory (huge pages where the OS allows) makes CPU decode up to
-   * ~20% faster than 4 KiB file pages, but only weights the CPU computes with are worth the
-   * copy: a tokenizer-only load and quantize-on-load (the results are new buffers anyway) map
+  /* Reading the weights into memory (huge pages where the OS allows) makes CPU decode faster
+   * than 4 KiB file pages (docs/performance.md), but only weights the CPU computes with are worth
+   * the copy: a tokenizer-only load and quantize-on-load (the results are new buffers anyway) map
    * the file whatever use_mmap says, and a GPU load maps it and copies only the CPU's share
    * once the layer count is known (copy_cpu_weights). */
   const int map = params->use_mmap || params->vocab_only || json_only ||
@@ -533,10 +554,10 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
     if ((st = nllm_source_get_str(&m->src, "general.architecture", &arch_name))) goto fail;
     m->arch = nllm_arch_find(arch_name);
     if (!m->arch) {
-      st = nllm_err(NLLM_ERR_UNSUPPORTED,
-                    "%s: architecture '%s' is not supported (supported: "
-                    "llama, mistral, qwen2, qwen3, qwen3moe, gemma, gemma2, phi3, bert)",
-                    path, arch_name);
+      char names[256];
+      arch_names(names, sizeof names);
+      st = nllm_err(NLLM_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s)",
+                    path, arch_name, names);
       goto fail;
     }
     if ((st = read_hparams(m))) goto fail;

@@ -10,7 +10,6 @@
 typedef struct nllm_arch {
   const char *name;  /* general.architecture */
   int rope_neox;     /* 1: rotate_half pairing (i, i+d/2) is the file's layout */
-  int qkv_bias;      /* Qwen2: q/k/v projections may have biases */
   int qk_norm;       /* Qwen3: per-head RMSNorm of q and k before RoPE */
   int fused_qkv;     /* Phi-3: one attn_qkv matrix */
   int fused_gate_up; /* Phi-3: ffn_up holds gate and up stacked */

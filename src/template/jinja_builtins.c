@@ -218,7 +218,6 @@ static jv *py_split(jctx *c, jargs *a, jv *s, jv *sep, int64_t maxsplit, int fro
       /* rare in templates: split everything, then join the leading parts */
       jv *all = py_split(c, a, s, NULL, -1, 0);
       if (maxsplit < 0 || (size_t)maxsplit + 1 >= all->u.list.n) return all;
-      (void)done;
       FAIL("rsplit with maxsplit on whitespace is not supported");
     }
     while (i < n) {
@@ -831,8 +830,6 @@ jv *jinja_filter(jctx *c, const char *name, jv *v, jargs *a) {
       for (size_t i = 0; i < l->u.list.n; i++) jv_list_push(c, keys, l->u.list.v[i]);
       sortctx sc = {c, NULL, 1, a->line, a->col};
       /* dictsort orders by key: sort the (key, value) tuples by their first item */
-      jv *first = jv_int(c, 0);
-      (void)first;
       sort_items(&sc, keys->u.list.v, keys->u.list.n);
       return keys;
     }

@@ -936,8 +936,7 @@ static void parse_params(P *p, jnode *n) {
 }
 
 static jnode *parse_stmt(P *p) {
-  tok *bt = cur(p); /* the '{%' */
-  p->pos++;
+  p->pos++; /* the '{%' */
   tok *t = cur(p);
   if (t->k != T_NAME) perr(p, t, "expected a statement name, found %s", NULL);
   p->pos++;
@@ -1022,7 +1021,6 @@ static jnode *parse_stmt(P *p) {
     expect_block_end(p);
     return n;
   }
-  (void)bt;
   char nm[64];
   snprintf(nm, sizeof nm, "%.*s", (int)(t->n < 40 ? t->n : 40), t->s);
   perr(p, t, "unknown or unsupported statement '%s'", nm);

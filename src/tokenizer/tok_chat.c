@@ -328,7 +328,7 @@ const char *nllm_tokenizer_special_text(const nllm_tokenizer *tok, int which, ch
   nllm_token id = tok->special[which];
   if (id < 0) return NULL;
   int32_t n = 0;
-  if (nllm_tokenizer_piece(tok, id, 1, buf, (int32_t)(cap - 1), &n) != NLLM_OK) return NULL;
+  if (nllm_tok_token_to_piece(tok, id, 1, buf, (int32_t)(cap - 1), &n) != NLLM_OK) return NULL;
   buf[n] = 0;
   return buf;
 }
@@ -341,7 +341,8 @@ nllm_status nllm_tokenizer_chat_format(const nllm_tokenizer *tok, const nllm_cha
     return nllm_err(NLLM_ERR_UNSUPPORTED, "%s: no chat template (tokenizer.chat_template)",
                     tok->name);
   char bos[256], eos[256];
-  return format_out(tok->chat_template, nllm_tokenizer_special_text(tok, NLLM_TOKEN_BOS, bos, sizeof bos),
+  return format_out(tok->chat_template,
+                    nllm_tokenizer_special_text(tok, NLLM_TOKEN_BOS, bos, sizeof bos),
                     nllm_tokenizer_special_text(tok, NLLM_TOKEN_EOS, eos, sizeof eos), messages, n,
                     add_assistant, buf, cap, n_out);
 }

@@ -156,7 +156,7 @@ nllm_status nllm_tokenizer_to_gguf(const nllm_tokenizer *tok, int32_t n_vocab_mi
   g->n_vocab = n;
   for (int w = 0; w < 5; w++) g->special[w] = tok->special[w];
   /* GGUF marks the unknown token by type too (tokenizer.json lists it as a special added
-   * token); both types encode and decode alike here */
+   * token); both types tokenize and detokenize alike here */
   nllm_token unk = tok->special[NLLM_TOKEN_UNK];
   if (unk >= 0 && g->types[unk] == TT_CONTROL) g->types[unk] = TT_UNKNOWN;
   g->add_bos = tok->add_bos;

@@ -136,7 +136,7 @@ struct nllm_tokenizer {
   nllm_token special[6];
   nllm_token sep_id, mask_id; /* BERT's [SEP] and [MASK] (-1 none), for GGUF export */
   int add_bos, add_eos;
-  int strip_leading_space; /* decode drops one leading space of the first piece */
+  int strip_leading_space; /* detokenize drops one leading space of the first piece */
   uint8_t *eog;            /* n_vocab flags */
 
   char *chat_template;

@@ -220,7 +220,7 @@ static nllm_status unk_or_fail(const nllm_tokenizer *tok, const char *word, size
   int32_t unk = tok->special[NLLM_TOKEN_UNK];
   if (unk < 0)
     return nllm_err(NLLM_ERR_INVALID_ARG,
-                    "%s: cannot encode the word '%.*s' (%s) and the vocabulary has no unknown "
+                    "%s: cannot tokenize the word '%.*s' (%s) and the vocabulary has no unknown "
                     "token",
                     tok->name, (int)(len > 60 ? 60 : len), word, why);
   if (!push(user, unk)) return nllm_err(NLLM_ERR_NOMEM, "%s: out of memory", tok->name);

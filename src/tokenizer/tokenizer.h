@@ -22,18 +22,17 @@ int32_t nllm_tokenizer_n_vocab(const nllm_tokenizer *tok);
 /* NLLM_TOKEN_BOS ... from nativellm.h; -1 if none. */
 nllm_token nllm_tokenizer_special(const nllm_tokenizer *tok, int32_t which);
 int nllm_tokenizer_is_eog(const nllm_tokenizer *tok, nllm_token id);
-/* Whether encode with add_bos=1 prepends BOS (tokenizer.ggml.add_bos_token or the model default).
+/* Whether tokenize with add_bos=1 prepends BOS (tokenizer.ggml.add_bos_token or the model default).
  */
 int nllm_tokenizer_adds_bos(const nllm_tokenizer *tok);
 
 /* Same contracts as nllm_tokenize / nllm_token_to_piece / nllm_detokenize in nativellm.h. */
-nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, size_t len,
-                                  int add_bos, int parse_special, nllm_token *out, int32_t cap,
-                                  int32_t *n_out);
-nllm_status nllm_tokenizer_piece(const nllm_tokenizer *tok, nllm_token id, int render_special,
-                                 char *buf, int32_t cap, int32_t *n_out);
-nllm_status nllm_tokenizer_decode(const nllm_tokenizer *tok, const nllm_token *ids, int32_t n,
-                                  int render_special, char *buf, int32_t cap, int32_t *n_out);
+nllm_status nllm_tok_tokenize(const nllm_tokenizer *tok, const char *text, size_t len, int add_bos,
+                              int parse_special, nllm_token *out, int32_t cap, int32_t *n_out);
+nllm_status nllm_tok_token_to_piece(const nllm_tokenizer *tok, nllm_token id, int render_special,
+                                    char *buf, int32_t cap, int32_t *n_out);
+nllm_status nllm_tok_detokenize(const nllm_tokenizer *tok, const nllm_token *ids, int32_t n,
+                                int render_special, char *buf, int32_t cap, int32_t *n_out);
 
 /* A tokenizer as GGUF's tokenizer.ggml.* keys describe it, for writing a GGUF file: the
  * conversion layer writes these, so that tokenizer.json is parsed in one place only. Pointers
@@ -87,22 +86,22 @@ nllm_status nllm_chat_format_template(const char *tmpl, const nllm_chat_message 
  * An incomplete multi-byte sequence at the end of a piece is held until the next pieces complete
  * it; bytes that can never become valid UTF-8 come out as U+FFFD as soon as that is certain;
  * flush emits what is still held (an unfinished sequence as U+FFFD). The leading-space rule of
- * nllm_tokenizer_decode applies to the first piece. The state is caller-owned, one per stream;
+ * nllm_tok_detokenize applies to the first piece. The state is caller-owned, one per stream;
  * the tokenizer stays shared and immutable. Zero-initialising the state equals init with
  * render_special 0. */
-typedef struct nllm_detok_stream {
+typedef struct nllm_detokenizer {
   uint8_t held[4];
   int32_t n_held;
   int32_t n_pushed; /* pieces seen, for the leading-space rule */
   int32_t render_special;
-} nllm_detok_stream;
+} nllm_detokenizer;
 
-void nllm_detok_stream_init(nllm_detok_stream *s, int render_special);
+void nllm_detokenizer_init(nllm_detokenizer *s, int render_special);
 /* Output at most 3 + piece length + 3 * (invalid bytes) bytes; a cap of 64 + the longest piece
  * is always enough. BUFFER_TOO_SMALL (with *n_out = needed) leaves the state unchanged. Not
  * NUL-terminated. */
-nllm_status nllm_detok_stream_push(const nllm_tokenizer *tok, nllm_detok_stream *s, nllm_token id,
-                                   char *buf, int32_t cap, int32_t *n_out);
-nllm_status nllm_detok_stream_flush(nllm_detok_stream *s, char *buf, int32_t cap, int32_t *n_out);
+nllm_status nllm_detokenizer_push(const nllm_tokenizer *tok, nllm_detokenizer *s, nllm_token id,
+                                  char *buf, int32_t cap, int32_t *n_out);
+nllm_status nllm_detokenizer_flush(nllm_detokenizer *s, char *buf, int32_t cap, int32_t *n_out);
 
 #endif

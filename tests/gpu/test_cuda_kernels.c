@@ -235,19 +235,17 @@ static void test_rmsnorm(void) {
     fill(x, n * rows, 3.0f);
     fill(w, n, 1.0f);
     for (int64_t i = 0; i < n; i++) x[2 * n + i] = 0.0f; /* zero row: eps keeps it finite */
-    for (int off = 0; off < 2; off++) {
-      float *dx = to_dev(x, n * rows), *dw = to_dev(w, n);
-      TRY(nllm_cuda_rmsnorm(cu, dx, dx, dw, (float)off, n, rows, 1e-6f)); /* in place */
-      float *y = from_dev(dx, n * rows);
-      nllm_rmsnorm(ref, x, w, (float)off, n, rows, 1e-6f, 1);
-      int64_t at;
-      double e = worst(y, ref, n * rows, 1e-6, 1e-5, &at);
-      check(e <= 1, "rmsnorm n %lld offset %d: element %lld gpu %g ref %g", (long long)n, off,
-            (long long)at, (double)y[at], (double)ref[at]);
-      free(y);
-      nllm_cuda_dfree(cu, dx);
-      nllm_cuda_dfree(cu, dw);
-    }
+    float *dx = to_dev(x, n * rows), *dw = to_dev(w, n);
+    TRY(nllm_cuda_rmsnorm(cu, dx, dx, dw, n, rows, 1e-6f)); /* in place */
+    float *y = from_dev(dx, n * rows);
+    nllm_rmsnorm(ref, x, w, n, rows, 1e-6f, 1);
+    int64_t at;
+    double e = worst(y, ref, n * rows, 1e-6, 1e-5, &at);
+    check(e <= 1, "rmsnorm n %lld: element %lld gpu %g ref %g", (long long)n, (long long)at,
+          (double)y[at], (double)ref[at]);
+    free(y);
+    nllm_cuda_dfree(cu, dx);
+    nllm_cuda_dfree(cu, dw);
     free(x);
     free(w);
     free(ref);
@@ -535,7 +533,7 @@ static void test_graph(void) {
       TRY(nllm_cuda_upload(cu, dx, x, (size_t)d * 4));
       const int32_t pos = 10 + 17 * step;
       if (pass == 1) TRY(nllm_cuda_graph_begin(cu));
-      nllm_status st = nllm_cuda_rmsnorm(cu, dxb, dx, dnw, 0.0f, d, 1, 1e-5f);
+      nllm_status st = nllm_cuda_rmsnorm(cu, dxb, dx, dnw, d, 1, 1e-5f);
       if (st == NLLM_OK) st = nllm_cuda_matmul(cu, dy, &dw, dxb, 1);
       if (st == NLLM_OK) st = nllm_cuda_rope(cu, dy, 1, d, 8, 64, 64, pos, dfreq, 1);
       if (st == NLLM_OK) st = nllm_cuda_add(cu, dy, dx, d);

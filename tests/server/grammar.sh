@@ -1,17 +1,7 @@
 #!/bin/sh
 # Runs the constrained-output server tests (test_grammar.mjs: openai client + ajv validator).
-# npm ci installs both from package-lock.json on first use; skipped without node or npm.
-cd "$(dirname "$0")/../.." || exit 1
-dir=tests/server
-if ! command -v node >/dev/null 2>&1; then
-  echo "SKIP: tests/server: node is not installed (tools/install-deps.sh installs it)"
-  exit 0
-fi
-if [ ! -f "$dir/node_modules/ajv/package.json" ] || [ ! -f "$dir/node_modules/openai/package.json" ]; then
-  if ! command -v npm >/dev/null 2>&1 ||
-    ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1); then
-    echo "SKIP: tests/server: cannot install the npm packages (npm ci in $dir)"
-    exit 0
-  fi
-fi
-exec node "$dir/test_grammar.mjs"
+# shellcheck source=tests/server/lib.sh
+. "$(dirname "$0")/lib.sh"
+need_node
+need_npm openai ajv
+exec node "tests/server/test_grammar.mjs"

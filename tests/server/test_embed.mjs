@@ -2,37 +2,13 @@
 // decodes it) and raw fetch: strings, lists, token ids, dimensions, usage, errors; vectors
 // checked against the float64 references of ../shared/testdata/embed (tiny-qwen3 and the
 // tiny-bert encoder). Prints a Check-style summary line.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
 
-const BUILD = process.env.NLLM_BUILD || 'build';
-const DATA = process.env.NLLM_TESTDATA || '../shared/testdata';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const t0 = Date.now();
+import { TESTDATA as DATA, assert, postJson, runTests, startServer, test } from './harness.mjs';
 
-async function start(model) {
-  const p = spawn(`${BUILD}/nllm`, ['serve', '-m', model, '--port', '0', '-t', '1'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const s = { proc: p, log: '', exited: null };
-  p.stderr.on('data', (d) => (s.log += d));
-  p.on('exit', (code, sig) => (s.exited = { code, sig }));
-  const t = Date.now();
-  while (Date.now() - t < 60000 && !/ready:/.test(s.log) && !s.exited) await sleep(20);
-  const m = s.log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-  if (!m || !/ready:/.test(s.log)) throw new Error(`server did not start: ${s.log}`);
-  s.url = `http://127.0.0.1:${m[1]}`;
-  s.client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 60000 });
-  return s;
-}
-
-async function stop(s) {
-  if (!s || s.exited) return;
-  s.proc.kill('SIGTERM');
-  while (!s.exited) await sleep(20);
-}
+const start = (model) => startServer(model, [], { OpenAI });
 
 // The reference file: ids per sequence and the vector after each header line.
 function loadRef(file) {
@@ -53,13 +29,7 @@ function relErr(a, b) {
   return Math.sqrt(num / den);
 }
 
-const tests = [];
-const test = (name, fn) => tests.push({ name, fn });
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg || 'assertion failed');
-}
-
-let qwen, bert, qref, bref, skipped = 0;
+let qwen, bert, qref, bref;
 
 test('strings, id lists and base64 (the client default) match the reference', async () => {
   // "Paris" and sequence 2 as text, sequence 4 as ids; last-token pooling, normalized
@@ -94,9 +64,7 @@ test('dimensions: the first N values, normalized again', async () => {
 
 test('bad requests: 400 with OpenAI error shape', async () => {
   const bad = async (body, needle, status = 400) => {
-    const r = await fetch(`${qwen.url}/v1/embeddings`, { method: 'POST',
-      headers: { 'Content-Type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
-    const j = await r.json();
+    const r = await postJson(`${qwen.url}/v1/embeddings`, body), j = r.json;
     assert(r.status === status && j.error && j.error.message.includes(needle) && 'param' in j.error,
       `${JSON.stringify(body)}: ${r.status} ${JSON.stringify(j)} lacks ${needle}`);
   };
@@ -129,51 +97,26 @@ test('an encoder (tiny-bert): CLS pooling from modules.json, generation refused'
   }
   const n = bref.ids[0].length + bref.ids[4].length + bref.ids[1].length;
   assert(r.usage.prompt_tokens === n, JSON.stringify(r.usage));
-  const g = await fetch(`${bert.url}/v1/completions`, { method: 'POST',
-    headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: 'x' }) });
-  const j = await g.json();
+  const g = await postJson(`${bert.url}/v1/completions`, { prompt: 'x' }), j = g.json;
   assert(g.status === 400 && j.error.message.includes('encoder'), JSON.stringify(j));
 });
 
-let failures = 0;
-try {
-  const q = path.join(DATA, 'hf/tiny-qwen3'), qr = path.join(DATA, 'embed/tiny-qwen3.embeddings.txt');
-  if (!fs.existsSync(q) || !fs.existsSync(qr)) {
-    console.log(`SKIP: tests/server/test_embed.mjs: ${q} or ${qr} not found (set NLLM_TESTDATA)`);
-    process.exit(0);
-  }
-  qref = loadRef(qr);
-  qwen = await start(q);
-  const b = path.join(DATA, 'embed/tiny-bert'), br = path.join(DATA, 'embed/tiny-bert.embeddings.txt');
-  if (fs.existsSync(b) && fs.existsSync(br)) {
-    bref = loadRef(br);
-    bert = await start(b);
-    bert.alias = 'tiny-bert';
-  } else {
-    skipped++;
-    console.log(`SKIP: tests/server/test_embed.mjs: ${b} not found`);
-  }
-  for (const t of tests) {
-    try {
-      await t.fn();
-    } catch (e) {
-      failures++;
-      console.log(`tests/server/test_embed.mjs: Failure: ${t.name}: ${e.stack || e}`);
+await runTests(import.meta.url, {
+  setup: async () => {
+    const q = path.join(DATA, 'hf/tiny-qwen3'), qr = path.join(DATA, 'embed/tiny-qwen3.embeddings.txt');
+    if (!fs.existsSync(q) || !fs.existsSync(qr)) {
+      console.log(`SKIP: tests/server/test_embed.mjs: ${q} or ${qr} not found (set NLLM_TESTDATA)`);
+      process.exit(0);
     }
-  }
-  for (const s of [qwen, bert]) {
-    await stop(s);
-    if (s && /runtime error|Sanitizer|leaked/.test(s.log)) {
-      failures++;
-      console.log(`tests/server/test_embed.mjs: Failure: sanitizer report:\n${s.log}`);
+    qref = loadRef(qr);
+    qwen = await start(q);
+    const b = path.join(DATA, 'embed/tiny-bert'), br = path.join(DATA, 'embed/tiny-bert.embeddings.txt');
+    if (fs.existsSync(b) && fs.existsSync(br)) {
+      bref = loadRef(br);
+      bert = await start(b);
+      bert.alias = 'tiny-bert';
+    } else {
+      console.log(`SKIP: tests/server/test_embed.mjs: ${b} not found`);
     }
-  }
-} catch (e) {
-  failures++;
-  console.log(`tests/server/test_embed.mjs: Error: ${e.stack || e}`);
-  for (const s of [qwen, bert]) if (s && !s.exited) s.proc.kill('SIGKILL');
-}
-const n = tests.length;
-console.log(`${Math.round((100 * (n - failures)) / n)}%: Checks: ${n}, Failures: ${failures}, ` +
-  `Errors: 0 (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-process.exit(failures ? 1 : 0);
+  },
+});

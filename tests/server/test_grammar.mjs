@@ -1,15 +1,13 @@
 // Constrained output through nllm serve: OpenAI response_format (json_object, json_schema) and
 // llama-server's grammar / json_schema fields, with the official openai client; every reply is
 // parsed and validated with the ajv JSON Schema validator. Prints a Check-style summary line.
-import { spawn } from 'node:child_process';
 import OpenAI from 'openai';
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
 
-const BUILD = process.env.NLLM_BUILD || 'build';
+import { assert, runTests, startServer, test } from './harness.mjs';
+
 const MODEL = 'models/stories260K.gguf';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const t0 = Date.now();
 
 const SCHEMA = {
   type: 'object',
@@ -25,26 +23,6 @@ const SCHEMA = {
 };
 
 let srv;
-async function start() {
-  const p = spawn(`${BUILD}/nllm`, ['serve', '-m', MODEL, '--port', '0', '-t', '1'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const s = { proc: p, log: '', exited: null };
-  p.stderr.on('data', (d) => (s.log += d));
-  p.on('exit', (code, sig) => (s.exited = { code, sig }));
-  while (Date.now() - t0 < 30000 && !/ready:/.test(s.log) && !s.exited) await sleep(20);
-  const m = s.log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-  if (!m || !/ready:/.test(s.log)) throw new Error(`server did not start: ${s.log}`);
-  s.url = `http://127.0.0.1:${m[1]}`;
-  s.client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 60000 });
-  return s;
-}
-
-const tests = [];
-const test = (name, fn) => tests.push({ name, fn });
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg || 'assertion failed');
-}
 const ajv = new Ajv({ strict: false });
 addFormats(ajv);
 const validate = ajv.compile(SCHEMA);
@@ -123,29 +101,4 @@ test('bad grammar and schema: 400 with the library message', async () => {
   await bad({ response_format: { type: 'json_object' }, grammar: 'root ::= "a"' }, 'not both');
 });
 
-let failures = 0;
-try {
-  srv = await start();
-  for (const t of tests) {
-    try {
-      await t.fn();
-    } catch (e) {
-      failures++;
-      console.log(`tests/server/test_grammar.mjs: Failure: ${t.name}: ${e.stack || e}`);
-    }
-  }
-  srv.proc.kill('SIGTERM');
-  while (!srv.exited) await sleep(20);
-  if (/runtime error|Sanitizer|leaked/.test(srv.log)) {
-    failures++;
-    console.log(`tests/server/test_grammar.mjs: Failure: sanitizer report:\n${srv.log}`);
-  }
-} catch (e) {
-  failures++;
-  console.log(`tests/server/test_grammar.mjs: Error: ${e.stack || e}`);
-  if (srv && !srv.exited) srv.proc.kill('SIGKILL');
-}
-const n = tests.length;
-console.log(`${Math.round((100 * (n - failures)) / n)}%: Checks: ${n}, Failures: ${failures}, ` +
-  `Errors: 0 (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-process.exit(failures ? 1 : 0);
+await runTests(import.meta.url, { setup: async () => (srv = await startServer(MODEL, [], { OpenAI })) });

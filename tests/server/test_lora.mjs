@@ -2,13 +2,10 @@
 // GET /lora-adapters, picked per request with llama-server's "lora": [{id, scale}]. Each
 // greedy completion must produce the golden ids of ../shared/testdata/lora for its scales,
 // also when requests with different scales arrive together. Prints a Check-style summary line.
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
-const BUILD = process.env.NLLM_BUILD || 'build';
-const TD = process.env.NLLM_TESTDATA || '../shared/testdata';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const t0 = Date.now();
+import { TESTDATA as TD, assert, postJson, runTests, startServer, test } from './harness.mjs';
+
 
 function golden(path) {
   const txt = readFileSync(`${TD}/${path}`, 'utf8');
@@ -24,27 +21,9 @@ const G = {
 };
 
 let srv;
-async function start() {
-  const args = ['serve', '-m', `${TD}/hf/tiny-llama`, '--port', '0', '-t', '1', '-np', '3',
-    '--kv-f32', '--lora', `${TD}/lora/tiny-llama-lora-a`,
-    '--lora-scaled', `${TD}/lora/tiny-llama-lora-b.gguf`, '0'];
-  const p = spawn(`${BUILD}/nllm`, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const s = { proc: p, log: '', exited: null };
-  p.stderr.on('data', (d) => (s.log += d));
-  p.on('exit', (code, sig) => (s.exited = { code, sig }));
-  while (Date.now() - t0 < 30000 && !/ready:/.test(s.log) && !s.exited) await sleep(20);
-  const m = s.log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-  if (!m || !/ready:/.test(s.log)) throw new Error(`server did not start: ${s.log}`);
-  s.url = `http://127.0.0.1:${m[1]}`;
-  return s;
-}
-
-async function post(path, body) {
-  const r = await fetch(`${srv.url}${path}`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
-  });
-  return { status: r.status, json: await r.json() };
-}
+const start = () => startServer(`${TD}/hf/tiny-llama`, ['-np', '3', '--kv-f32',
+  '--lora', `${TD}/lora/tiny-llama-lora-a`, '--lora-scaled', `${TD}/lora/tiny-llama-lora-b.gguf`, '0']);
+const post = (route, body) => postJson(`${srv.url}${route}`, body);
 // The text generated ids add after the prompt (detokenized with the prompt, so the leading-space
 // rule of the first token is the one a completion sees).
 async function textOf(g) {
@@ -60,11 +39,6 @@ async function complete(g, lora) {
   return r.json.choices[0].text;
 }
 
-const tests = [];
-const test = (name, fn) => tests.push({ name, fn });
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg || 'assertion failed');
-}
 const cases = [
   ['start-up scales (a 1, b 0)', G.a, null],
   ['a at 0.5', G.a05, [{ id: 0, scale: 0.5 }]],
@@ -106,29 +80,4 @@ test('bad lora fields are 400 naming lora', async () => {
   }
 });
 
-let failures = 0;
-try {
-  srv = await start();
-  for (const t of tests) {
-    try {
-      await t.fn();
-    } catch (e) {
-      failures++;
-      console.log(`tests/server/test_lora.mjs: Failure: ${t.name}: ${e.stack || e}`);
-    }
-  }
-  srv.proc.kill('SIGTERM');
-  while (!srv.exited) await sleep(20);
-  if (/runtime error|Sanitizer|leaked/.test(srv.log)) {
-    failures++;
-    console.log(`tests/server/test_lora.mjs: Failure: sanitizer report:\n${srv.log}`);
-  }
-} catch (e) {
-  failures++;
-  console.log(`tests/server/test_lora.mjs: Error: ${e.stack || e}`);
-  if (srv && !srv.exited) srv.proc.kill('SIGKILL');
-}
-const n = tests.length;
-console.log(`${Math.round((100 * (n - failures)) / n)}%: Checks: ${n}, Failures: ${failures}, ` +
-  `Errors: 0 (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-process.exit(failures ? 1 : 0);
+await runTests(import.meta.url, { setup: async () => (srv = await start()) });

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-const BUILD = process.env.NLLM_BUILD || 'build';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+import { sleep, startServer } from './harness.mjs';
+
 const browser = ['chromium', 'chromium-browser', 'google-chrome'].find(
   (b) => spawnSync('sh', ['-c', `command -v ${b}`]).status === 0);
 if (!browser) {
@@ -23,8 +23,8 @@ let server, chrome, profile;
 async function cleanup() {
   const exited = (p) => !p || p.exitCode !== null || p.signalCode !== null;
   if (!exited(chrome)) chrome.kill('SIGKILL');
-  if (!exited(server)) server.kill('SIGKILL');
-  for (let i = 0; i < 50 && !(exited(chrome) && exited(server)); i++) await sleep(100);
+  if (server && !exited(server.proc)) server.proc.kill('SIGKILL');
+  for (let i = 0; i < 50 && !(exited(chrome) && (!server || exited(server.proc))); i++) await sleep(100);
   if (profile) {
     try {
       fs.rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
@@ -35,13 +35,8 @@ async function cleanup() {
 }
 
 async function run() {
-  server = spawn(`${BUILD}/nllm`, ['serve', '-m', 'models/stories260K.gguf', '--port', '0', '-t',
-    '1', '--temp', '0', '-n', '24'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  server.stderr.on('data', (d) => (log += d));
-  const t0 = Date.now();
-  while (!/ready:/.test(log) && Date.now() - t0 < 20000) await sleep(20);
-  const url = `http://127.0.0.1:${log.match(/:(\d+)\n/)[1]}`;
+  server = await startServer('models/stories260K.gguf', ['--temp', '0', '-n', '24']);
+  const url = server.url;
 
   profile = fs.mkdtempSync(path.join(os.tmpdir(), 'nllm-page-'));
   chrome = spawn(browser, ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
@@ -111,7 +106,7 @@ async function run() {
         JSON.stringify(api.choices && api.choices[0].message.content));
     } else console.log(`ok   ${name}`);
   }
-  server.kill('SIGTERM');
+  server.proc.kill('SIGTERM');
   return failures;
   // (chrome is closed in cleanup)
 }

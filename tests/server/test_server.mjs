@@ -1,47 +1,16 @@
 // Tests of `nllm serve` on loopback: the official openai client, raw fetch and curl against
 // servers started on free ports with the bundled model. Prints a Check-style summary line
 // ("100%: Checks: N, Failures: F, Errors: 0") that tests/run_tests.sh counts.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import OpenAI from 'openai';
 
-const BUILD = process.env.NLLM_BUILD || 'build';
-const NLLM = `${BUILD}/nllm`;
+import {
+  NLLM, assert, eq, postJson, runTests, sleep, startServer as start, stopServer, test,
+} from './harness.mjs';
+
 const MODEL = 'models/stories260K.gguf';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-const servers = [];
-async function startServer(args = [], { expectFail = false } = {}) {
-  const p = spawn(NLLM, ['serve', '-m', MODEL, '--port', '0', '-t', '1', ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const srv = { proc: p, log: '', exited: null };
-  servers.push(srv);
-  p.stderr.on('data', (d) => (srv.log += d));
-  p.on('exit', (code, sig) => (srv.exited = { code, sig }));
-  const t0 = Date.now();
-  while (Date.now() - t0 < 20000) {
-    const m = srv.log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-    if (m && !srv.port) srv.port = +m[1];
-    if (srv.port && /ready:/.test(srv.log)) break;
-    if (srv.exited) break;
-    await sleep(20);
-  }
-  if (!expectFail && !/ready:/.test(srv.log)) throw new Error(`server did not start: ${srv.log}`);
-  srv.url = `http://127.0.0.1:${srv.port}`;
-  srv.client = (key = 'none') =>
-    new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: key, maxRetries: 0, timeout: 60000 });
-  return srv;
-}
-
-async function stopServer(srv) {
-  if (srv.exited) return srv.exited;
-  srv.proc.kill('SIGTERM');
-  const t0 = Date.now();
-  while (!srv.exited && Date.now() - t0 < 15000) await sleep(20);
-  if (!srv.exited) srv.proc.kill('SIGKILL');
-  return srv.exited;
-}
+const startServer = (args = [], opts = {}) => start(MODEL, args, { OpenAI, ...opts });
 
 async function metrics(srv) {
   const txt = await (await fetch(`${srv.url}/metrics`)).text();
@@ -52,30 +21,7 @@ async function metrics(srv) {
   return { txt, get };
 }
 
-async function post(srv, path, body, headers = {}) {
-  const r = await fetch(`${srv.url}${path}`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await r.text();
-  let json = null;
-  try {
-    json = JSON.parse(text);
-  } catch {}
-  return { status: r.status, headers: r.headers, text, json };
-}
-
-// ---------------------------------------------------------------- tiny harness
-const tests = [];
-const test = (name, fn) => tests.push({ name, fn });
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg || 'assertion failed');
-}
-function eq(a, b, msg) {
-  if (JSON.stringify(a) !== JSON.stringify(b))
-    throw new Error(`${msg || 'not equal'}: ${JSON.stringify(a)} != ${JSON.stringify(b)}`);
-}
+const post = (srv, route, body, headers = {}) => postJson(`${srv.url}${route}`, body, headers);
 function isErrorShape(j, status) {
   assert(j && j.error, `no error object (status ${status})`);
   for (const k of ['message', 'type', 'param', 'code'])
@@ -101,7 +47,7 @@ let main; // -np 4 server shared by most tests
 test('health, models and the chat page', async () => {
   const h = await fetch(`${main.url}/health`);
   eq(h.status, 200, 'health');
-  const models = await main.client().models.list();
+  const models = await main.client.models.list();
   eq(models.data[0].id, 'stories260K.gguf', 'model id');
   const page = await (await fetch(`${main.url}/`)).text();
   assert(page.includes('<html') && page.includes('/v1/chat/completions'), 'page');
@@ -109,7 +55,7 @@ test('health, models and the chat page', async () => {
 });
 
 test('completion (non-streamed) equals nllm run greedy', async () => {
-  const r = await main.client().completions.create({
+  const r = await main.client.completions.create({
     model: 'stories260K.gguf', prompt: 'Once upon a time', max_tokens: 30, temperature: 0,
   });
   const run = spawnSync(NLLM, ['run', '-m', MODEL, '-p', 'Once upon a time', '-n', '30',
@@ -124,8 +70,8 @@ test('completion (non-streamed) equals nllm run greedy', async () => {
 test('chat streamed equals chat not streamed; include_usage', async () => {
   const req = { model: 'stories260K.gguf', temperature: 0, max_tokens: 24,
     messages: [{ role: 'system', content: 'Tell a story.' }, { role: 'user', content: 'A cat' }] };
-  const whole = await main.client().chat.completions.create(req);
-  const s = await collectStream(await main.client().chat.completions.create(
+  const whole = await main.client.chat.completions.create(req);
+  const s = await collectStream(await main.client.chat.completions.create(
     { ...req, stream: true, stream_options: { include_usage: true } }));
   eq(s.text, whole.choices[0].message.content, 'streamed text');
   eq(s.finish, whole.choices[0].finish_reason, 'finish reason');
@@ -137,8 +83,8 @@ test('chat streamed equals chat not streamed; include_usage', async () => {
 
 test('streamed completion equals non-streamed', async () => {
   const req = { model: 'stories260K.gguf', prompt: 'The dog', max_tokens: 40, temperature: 0 };
-  const whole = await main.client().completions.create(req);
-  const s = await collectStream(await main.client().completions.create({ ...req, stream: true }));
+  const whole = await main.client.completions.create(req);
+  const s = await collectStream(await main.client.completions.create({ ...req, stream: true }));
   eq(s.text, whole.choices[0].text);
   assert(s.chunks > 3, 'streamed in several chunks');
 });
@@ -146,7 +92,7 @@ test('streamed completion equals non-streamed', async () => {
 test('stop strings across token boundaries are never sent', async () => {
   const base = { model: 'stories260K.gguf', prompt: 'Once upon a time', max_tokens: 40,
     temperature: 0, logprobs: 0 };
-  const full = await main.client().completions.create(base);
+  const full = await main.client.completions.create(base);
   const toks = full.choices[0].logprobs.tokens, text = full.choices[0].text;
   // a stop made of the end of one token and the start of the next
   let k = toks.findIndex((t, i) => i > 2 && t.length >= 2 && toks[i + 1] && toks[i + 1].length >= 2);
@@ -159,10 +105,10 @@ test('stop strings across token boundaries are never sent', async () => {
     const req = { ...base, stop: ['zzzz', stop], logprobs: null, stream };
     let got, finish;
     if (stream) {
-      const s = await collectStream(await main.client().completions.create(req));
+      const s = await collectStream(await main.client.completions.create(req));
       got = s.text, finish = s.finish;
     } else {
-      const r = await main.client().completions.create(req);
+      const r = await main.client.completions.create(req);
       got = r.choices[0].text, finish = r.choices[0].finish_reason;
     }
     eq(got, text.slice(0, at), `text before the stop (stream=${stream})`);
@@ -174,7 +120,7 @@ test('stop strings across token boundaries are never sent', async () => {
 });
 
 test('max_tokens gives finish_reason length with exact usage', async () => {
-  const r = await main.client().chat.completions.create({ model: 'stories260K.gguf',
+  const r = await main.client.chat.completions.create({ model: 'stories260K.gguf',
     messages: [{ role: 'user', content: 'Hello' }], max_completion_tokens: 5, temperature: 0 });
   eq(r.choices[0].finish_reason, 'length');
   eq(r.usage.completion_tokens, 5);
@@ -183,7 +129,7 @@ test('max_tokens gives finish_reason length with exact usage', async () => {
 });
 
 test('logprobs (chat and completions)', async () => {
-  const r = await main.client().chat.completions.create({ model: 'stories260K.gguf',
+  const r = await main.client.chat.completions.create({ model: 'stories260K.gguf',
     messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6, temperature: 0,
     logprobs: true, top_logprobs: 3 });
   const c = r.choices[0].logprobs.content;
@@ -195,11 +141,11 @@ test('logprobs (chat and completions)', async () => {
     assert(Array.isArray(e.bytes), 'bytes');
   }
   eq(c.map((e) => e.token).join(''), r.choices[0].message.content, 'tokens spell the text');
-  const s = await collectStream(await main.client().chat.completions.create({
+  const s = await collectStream(await main.client.chat.completions.create({
     model: 'stories260K.gguf', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6,
     temperature: 0, logprobs: true, stream: true }));
   eq(s.text, r.choices[0].message.content);
-  const cp = await main.client().completions.create({ model: 'stories260K.gguf',
+  const cp = await main.client.completions.create({ model: 'stories260K.gguf',
     prompt: 'Once', max_tokens: 4, temperature: 0, logprobs: 2, echo: true });
   const lp = cp.choices[0].logprobs;
   eq(lp.tokens.length, 4);
@@ -211,8 +157,8 @@ test('seeded sampling is reproducible; penalties accepted', async () => {
   const req = { model: 'stories260K.gguf', prompt: 'Once upon a time', max_tokens: 20,
     temperature: 1.0, top_p: 0.9, top_k: 40, min_p: 0.01, seed: 1234,
     presence_penalty: 0.5, frequency_penalty: 0.5 };
-  const a = await main.client().completions.create(req);
-  const b = await main.client().completions.create(req);
+  const a = await main.client.completions.create(req);
+  const b = await main.client.completions.create(req);
   eq(a.choices[0].text, b.choices[0].text, 'same seed, same text');
 });
 
@@ -288,7 +234,7 @@ test('malformed requests give OpenAI error shapes', async () => {
   isErrorShape(JSON.parse(bigBody), 413);
   // the openai client raises typed errors from these shapes
   try {
-    await main.client().chat.completions.create({ model: 'stories260K.gguf', messages: [] });
+    await main.client.chat.completions.create({ model: 'stories260K.gguf', messages: [] });
     assert(false, 'no error');
   } catch (e) {
     eq(e.status, 400);
@@ -316,13 +262,13 @@ test('16 concurrent greedy streams equal each alone', async () => {
     stream: true });
   const alone = [];
   for (const p of prompts)
-    alone.push((await collectStream(await main.client().completions.create(req(p)))).text);
+    alone.push((await collectStream(await main.client.completions.create(req(p)))).text);
   assert(new Set(alone).size > 4, 'different prompts, different texts');
   // 16 slots: all at once; the 4-slot server: 4 at a time with 12 queued
   const wide = await startServer(['-np', '16', '-c', '256']);
   for (const srv of [wide, main]) {
     const together = await Promise.all(prompts.map(async (p) =>
-      (await collectStream(await srv.client().completions.create(req(p)))).text));
+      (await collectStream(await srv.client.completions.create(req(p)))).text));
     for (let i = 0; i < 16; i++) eq(together[i], alone[i], `stream ${i}`);
   }
   eq((await stopServer(wide)).code, 0);
@@ -331,8 +277,8 @@ test('16 concurrent greedy streams equal each alone', async () => {
 test('prefix cache: a repeated prompt reuses its KV', async () => {
   const prompt = 'Once upon a time there was a little girl named Lily who loved flowers';
   const req = { model: 'stories260K.gguf', prompt, max_tokens: 8, temperature: 0 };
-  const a = await main.client().completions.create(req);
-  const b = await main.client().completions.create(req);
+  const a = await main.client.completions.create(req);
+  const b = await main.client.completions.create(req);
   eq(b.choices[0].text, a.choices[0].text);
   eq(b.usage.prompt_tokens_details.cached_tokens, b.usage.prompt_tokens - 1,
     'all but the last prompt token cached');
@@ -349,11 +295,11 @@ test('prefix cache: a prompt shares the prefix of another running request', asyn
   const m = await metrics(srv);
   eq(m.get('requests_running'), 1, 'the first request is running');
   // the other slot is empty: its whole prefix comes from the running request's cells
-  const b = await srv.client().completions.create({ model: 'stories260K.gguf',
+  const b = await srv.client.completions.create({ model: 'stories260K.gguf',
     prompt: prompt + ' and trees', max_tokens: 4, temperature: 0 });
   const t = await post(srv, '/tokenize', { content: prompt, add_special: true });
   eq(b.usage.prompt_tokens_details.cached_tokens, t.json.tokens.length, 'shared prefix');
-  const alone = await main.client().completions.create({ model: 'stories260K.gguf',
+  const alone = await main.client.completions.create({ model: 'stories260K.gguf',
     prompt: prompt + ' and trees', max_tokens: 4, temperature: 0 });
   eq(b.choices[0].text, alone.choices[0].text, 'same text as without sharing');
   ac.abort();
@@ -403,7 +349,7 @@ test('API key: 401 without or with a wrong key, constant-shape errors', async ()
   const req = { model: 'stories260K.gguf', prompt: 'Once', max_tokens: 2 };
   for (const key of ['none', 'sekrit-kez', 'sekrit-key-longer', 'sekrit']) {
     try {
-      await srv.client(key).completions.create(req);
+      await srv.clientWithKey(key).completions.create(req);
       assert(false, `key ${key} accepted`);
     } catch (e) {
       eq(e.status, 401, `key ${key}`);
@@ -412,7 +358,7 @@ test('API key: 401 without or with a wrong key, constant-shape errors', async ()
   const raw = await post(srv, '/v1/completions', req);
   eq(raw.status, 401);
   isErrorShape(raw.json, 401);
-  const ok = await srv.client('sekrit-key').completions.create(req);
+  const ok = await srv.clientWithKey('sekrit-key').completions.create(req);
   eq(ok.usage.completion_tokens, 2);
   eq((await fetch(`${srv.url}/health`)).status, 200, 'health needs no key');
   eq((await stopServer(srv)).code, 0);
@@ -477,7 +423,7 @@ test('overload gives 429 with Retry-After', async () => {
   eq(r.headers.get('retry-after'), '1');
   isErrorShape(r.json, 429);
   try {
-    await srv.client().completions.create({ model: 'stories260K.gguf', prompt: 'x', max_tokens: 1 });
+    await srv.client.completions.create({ model: 'stories260K.gguf', prompt: 'x', max_tokens: 1 });
     assert(false, 'no 429');
   } catch (e) {
     eq(e.status, 429);
@@ -538,7 +484,7 @@ test('bursts on 1 slot + 1 queue place: every request answered (none lost in the
 
 test('SIGTERM drains running streams, then exits 0', async () => {
   const srv = await startServer(['-np', '2']);
-  const s = collectStream(await srv.client().completions.create({ model: 'stories260K.gguf',
+  const s = collectStream(await srv.client.completions.create({ model: 'stories260K.gguf',
     prompt: 'Once upon a time', max_tokens: 300, temperature: 0, stream: true }));
   await sleep(30);
   srv.proc.kill('SIGTERM');
@@ -564,7 +510,7 @@ test('a slow client is dropped after --timeout without holding a slot', async ()
   const t0 = Date.now();
   const trickle = setInterval(() => sock.write(' '), 400);
   // meanwhile the slot serves others
-  const r = await srv.client().completions.create({ model: 'stories260K.gguf', prompt: 'Once',
+  const r = await srv.client.completions.create({ model: 'stories260K.gguf', prompt: 'Once',
     max_tokens: 3 });
   eq(r.usage.completion_tokens, 3);
   while (!closed && Date.now() - t0 < 8000) await sleep(50);
@@ -585,7 +531,7 @@ test('a client trickling its request headers is dropped after --header-timeout',
   const t0 = Date.now();
   let k = 0; // one header byte every 300 ms: never idle, never done
   const trickle = setInterval(() => sock.write(k++ % 2 ? 'a' : 'X-'), 300);
-  const r = await srv.client().completions.create({ model: 'stories260K.gguf', prompt: 'Once',
+  const r = await srv.client.completions.create({ model: 'stories260K.gguf', prompt: 'Once',
     max_tokens: 3 });
   eq(r.usage.completion_tokens, 3, 'others are served meanwhile');
   while (!closed && Date.now() - t0 < 8000) await sleep(50);
@@ -602,9 +548,9 @@ test('completions with a list of prompts: one choice each, as each alone', async
   const prompts = ['Once upon a time', 'The little dog', 'Lily and Ben'];
   const alone = [];
   for (const p of prompts)
-    alone.push(await main.client().completions.create({ model: 'stories260K.gguf', prompt: p,
+    alone.push(await main.client.completions.create({ model: 'stories260K.gguf', prompt: p,
       max_tokens: 12, temperature: 0 }));
-  const r = await main.client().completions.create({ model: 'stories260K.gguf', prompt: prompts,
+  const r = await main.client.completions.create({ model: 'stories260K.gguf', prompt: prompts,
     max_tokens: 12, temperature: 0 });
   eq(r.choices.map((c) => c.index), [0, 1, 2], 'indexes');
   eq(r.choices.map((c) => c.text), alone.map((a) => a.choices[0].text), 'texts');
@@ -613,9 +559,9 @@ test('completions with a list of prompts: one choice each, as each alone', async
   eq(r.usage.prompt_tokens, alone.reduce((n, a) => n + a.usage.prompt_tokens, 0), 'prompt tokens');
   // token-id prompts, streamed: the chunks of each choice carry its index
   const ids = [[1, 403, 407], [1, 365]];
-  const single = await Promise.all(ids.map((p) => main.client().completions.create({
+  const single = await Promise.all(ids.map((p) => main.client.completions.create({
     model: 'stories260K.gguf', prompt: p, max_tokens: 6, temperature: 0 })));
-  const stream = await main.client().completions.create({ model: 'stories260K.gguf', prompt: ids,
+  const stream = await main.client.completions.create({ model: 'stories260K.gguf', prompt: ids,
     max_tokens: 6, temperature: 0, stream: true, stream_options: { include_usage: true } });
   const text = ['', ''], finish = [null, null];
   let usage = null;
@@ -674,8 +620,8 @@ test('a real-vocabulary model with a template family (testdata llama-2-tiny-rand
     '--alias', 'tiny']);
   const req = { model: 'tiny', temperature: 0, max_tokens: 12, logprobs: true, top_logprobs: 2,
     messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Héllo ✓' }] };
-  const whole = await srv.client().chat.completions.create(req);
-  const s = await collectStream(await srv.client().chat.completions.create({ ...req, stream: true }));
+  const whole = await srv.client.chat.completions.create(req);
+  const s = await collectStream(await srv.client.chat.completions.create({ ...req, stream: true }));
   eq(s.text, whole.choices[0].message.content, 'stream equals whole');
   eq(whole.choices[0].logprobs.content.length, whole.usage.completion_tokens);
   const t = await post(srv, '/tokenize', { content: '[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHéllo ✓ [/INST]', add_special: true });
@@ -685,38 +631,7 @@ test('a real-vocabulary model with a template family (testdata llama-2-tiny-rand
 });
 
 // ---------------------------------------------------------------- run
-let failures = 0;
-const t0 = Date.now();
-try {
-  main = await startServer(['-np', '4', '--queue', '32']);
-  for (const t of tests) {
-    const s = Date.now();
-    try {
-      await Promise.race([t.fn(), sleep(60000).then(() => { throw new Error('timed out'); })]);
-      console.log(`ok   ${t.name} (${Date.now() - s} ms)`);
-    } catch (e) {
-      failures++;
-      console.log(`tests/server/test_server.mjs: Failure: ${t.name}: ${e.stack || e}`);
-    }
-  }
-  const code = await stopServer(main);
-  if (!code || code.code !== 0) {
-    failures++;
-    console.log(`tests/server/test_server.mjs: Failure: main server exit ${JSON.stringify(code)}`);
-  }
-  // sanitizer builds: any report in a server's log fails the run
-  for (const srv of servers)
-    if (/runtime error|Sanitizer|leaked/.test(srv.log)) {
-      failures++;
-      console.log(`tests/server/test_server.mjs: Failure: sanitizer report:\n${srv.log}`);
-    }
-} catch (e) {
-  failures++;
-  console.log(`tests/server/test_server.mjs: Error: ${e.stack || e}`);
-} finally {
-  for (const s of servers) if (!s.exited) s.proc.kill('SIGKILL');
-}
-const n = tests.length;
-console.log(`${Math.round((100 * (n - failures)) / n)}%: Checks: ${n}, Failures: ${failures}, ` +
-  `Errors: 0 (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-process.exit(failures ? 1 : 0);
+await runTests(import.meta.url, {
+  setup: async () => (main = await startServer(['-np', '4', '--queue', '32'])),
+  testTimeoutMs: 60000,
+});

@@ -3,17 +3,18 @@
 // tool_choice and its grammar): tools into the template, tool_calls out (whole and streamed),
 // the tool result back in, and the final answer. Arguments are validated with ajv against the
 // function's parameters. Prints a Check-style summary line.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import Ajv from 'ajv';
 
-const BUILD = process.env.NLLM_BUILD || 'build';
-const MODEL = '../shared/testdata/hf/tiny-qwen3';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const t0 = Date.now();
+import {
+  NLLM, TESTDATA, assert, eq, postJson, runTests, startServer, stopServer as stop, test,
+} from './harness.mjs';
+
+const MODEL = `${TESTDATA}/hf/tiny-qwen3`;
 
 const WEATHER = {
   type: 'function',
@@ -41,41 +42,8 @@ const ajv = new Ajv({ strict: false });
 const validateWeather = ajv.compile(WEATHER.function.parameters);
 
 let srv;
-async function start(model, extra = []) {
-  const p = spawn(`${BUILD}/nllm`, ['serve', '-m', model, '--port', '0', '-t', '1', '-np', '2', ...extra], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const s = { proc: p, log: '', exited: null };
-  p.stderr.on('data', (d) => (s.log += d));
-  p.on('exit', (code, sig) => (s.exited = { code, sig }));
-  const ts = Date.now();
-  while (Date.now() - ts < 30000 && !/ready:/.test(s.log) && !s.exited) await sleep(20);
-  const m = s.log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-  if (!m || !/ready:/.test(s.log)) throw new Error(`server did not start: ${s.log}`);
-  s.url = `http://127.0.0.1:${m[1]}`;
-  s.client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 60000 });
-  return s;
-}
-async function stop(s) {
-  if (!s || s.exited) return;
-  s.proc.kill('SIGTERM');
-  while (!s.exited) await sleep(20);
-}
-
-const tests = [];
-const test = (name, fn) => tests.push({ name, fn });
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg || 'assertion failed');
-}
-function eq(a, b, msg) {
-  if (JSON.stringify(a) !== JSON.stringify(b))
-    throw new Error(`${msg || 'not equal'}: ${JSON.stringify(a)} != ${JSON.stringify(b)}`);
-}
-async function post(s, body, route = '/v1/chat/completions') {
-  const r = await fetch(`${s.url}${route}`, { method: 'POST',
-    headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: r.status, json: await r.json() };
-}
+const start = (model, extra = []) => startServer(model, ['-np', '2', ...extra], { OpenAI });
+const post = (s, body, route = '/v1/chat/completions') => postJson(`${s.url}${route}`, body);
 const USER = { role: 'user', content: 'What is the weather in Paris for the next 3 days?' };
 const checkCall = (call, name) => {
   assert(/^[A-Za-z0-9]{9}$/.test(call.id), `id ${call.id}`);
@@ -112,7 +80,7 @@ test('round trip: named tool call, tool result, final answer', async () => {
     m.tool_calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.function.name,
       arguments: JSON.parse(c.function.arguments) } })) } : m));
   fs.writeFileSync(path.join(dir, 'm.json'), JSON.stringify(hist));
-  const t = spawnSync(`${BUILD}/nllm`, ['template', '-m', MODEL, '--messages', path.join(dir, 'm.json'),
+  const t = spawnSync(NLLM, ['template', '-m', MODEL, '--messages', path.join(dir, 'm.json'),
     '--add-generation-prompt'], { encoding: 'utf8' });
   fs.rmSync(dir, { recursive: true });
   eq(t.status, 0, `nllm template: ${t.stderr}`);
@@ -127,7 +95,7 @@ test('tools go into the prompt: the rendering of the template with tools', async
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nllm-tools-'));
   fs.writeFileSync(path.join(dir, 'm.json'), JSON.stringify([USER]));
   fs.writeFileSync(path.join(dir, 't.json'), JSON.stringify(TOOLS));
-  const t = spawnSync(`${BUILD}/nllm`, ['template', '-m', MODEL, '--messages', path.join(dir, 'm.json'),
+  const t = spawnSync(NLLM, ['template', '-m', MODEL, '--messages', path.join(dir, 'm.json'),
     '--tools', path.join(dir, 't.json'), '--add-generation-prompt'], { encoding: 'utf8' });
   fs.rmSync(dir, { recursive: true });
   eq(t.status, 0, `nllm template: ${t.stderr}`);
@@ -318,28 +286,4 @@ test('bad tools and tool_choice: 400 naming the field', async () => {
   }
 });
 
-let failures = 0;
-try {
-  srv = await start(MODEL);
-  for (const t of tests) {
-    try {
-      await t.fn();
-    } catch (e) {
-      failures++;
-      console.log(`tests/server/test_tools.mjs: Failure: ${t.name}: ${e.stack || e}`);
-    }
-  }
-  await stop(srv);
-  if (/runtime error|Sanitizer|leaked/.test(srv.log)) {
-    failures++;
-    console.log(`tests/server/test_tools.mjs: Failure: sanitizer report:\n${srv.log}`);
-  }
-} catch (e) {
-  failures++;
-  console.log(`tests/server/test_tools.mjs: Error: ${e.stack || e}`);
-  if (srv && !srv.exited) srv.proc.kill('SIGKILL');
-}
-const n = tests.length;
-console.log(`${Math.round((100 * (n - failures)) / n)}%: Checks: ${n}, Failures: ${failures}, ` +
-  `Errors: 0 (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-process.exit(failures ? 1 : 0);
+await runTests(import.meta.url, { setup: async () => (srv = await start(MODEL)) });

@@ -473,8 +473,7 @@ char *srv_api_tool_chunk(const srv_api *a, const srv_reply *rp, const struct cJS
   return print(o);
 }
 
-char *srv_api_usage_chunk(const srv_api *a, const srv_reply *rp, const srv_job *j) {
-  (void)a;
+char *srv_api_usage_chunk(const srv_reply *rp, const srv_job *j) {
   cJSON *o = head(rp, rp->kind == SRV_REQ_CHAT ? "chat.completion.chunk" : "text_completion");
   cJSON_AddArrayToObject(o, "choices");
   cJSON_AddItemToObject(o, "usage", usage_json(j));

@@ -382,8 +382,7 @@ static int stream_next(stream *s) {
         sum.n_gen += s->jobs[i]->n_gen;
         sum.n_cached += s->jobs[i]->n_cached;
       }
-      (void)j;
-      return stream_event(s, srv_api_usage_chunk(&s->h->api, &s->rp, &sum));
+      return stream_event(s, srv_api_usage_chunk(&s->rp, &sum));
     }
   }
   if (s->phase == 3) {

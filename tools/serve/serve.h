@@ -301,7 +301,7 @@ char *srv_api_chunk(const srv_api *a, const srv_reply *rp, const char *text, siz
 char *srv_api_tool_chunk(const srv_api *a, const srv_reply *rp, const struct cJSON *call, int index,
                          int head_part, const srv_logprob *lps, int n_lps);
 /* The closing usage chunk (stream_options.include_usage). */
-char *srv_api_usage_chunk(const srv_api *a, const srv_reply *rp, const srv_job *j);
+char *srv_api_usage_chunk(const srv_reply *rp, const srv_job *j);
 const char *srv_finish_name(srv_finish f);
 /* /tokenize, /detokenize, /v1/models bodies; NULL with err set on a bad request. */
 char *srv_api_tokenize(const srv_api *a, const char *body, size_t len, srv_error *err);

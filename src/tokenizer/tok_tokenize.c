@@ -1,6 +1,6 @@
 /* Text -> ids: special-token partition, normalizers, pre-tokenizer splits, then the merge
- * engine on every word. All scratch memory belongs to one call (enc_state), so concurrent calls
- * on one tokenizer never share mutable state. */
+ * engine on every word. All scratch memory belongs to one call (tokenize_state), so concurrent
+ * calls on one tokenizer never share mutable state. */
 #include <stdlib.h>
 #include <utf8proc.h>
 
@@ -24,7 +24,7 @@ typedef struct cand {
   int32_t result;
 } cand;
 
-typedef struct enc_state {
+typedef struct tokenize_state {
   const nllm_tokenizer *tok;
   int32_t *out;
   size_t n_out, cap_out;
@@ -44,10 +44,10 @@ typedef struct enc_state {
   int oom;          /* stop: out of memory, or fail says why */
   nllm_status fail; /* an error other than out of memory, its message already recorded */
   size_t norm_max;  /* limit on the normalized text of the current fragment */
-} enc_state;
+} tokenize_state;
 
 /* Records an error (message set by the caller with nllm_err) and stops the encoding. */
-static void enc_fail(enc_state *st, nllm_status status) {
+static void tokenize_fail(tokenize_state *st, nllm_status status) {
   if (!st->fail) st->fail = status;
   st->oom = 1;
 }
@@ -70,7 +70,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
   return 1;
 }
 
-static void push_id(enc_state *st, int32_t id) {
+static void push_id(tokenize_state *st, int32_t id) {
   if (st->n_out == st->cap_out &&
       !grow((void **)&st->out, &st->cap_out, st->n_out + 1, sizeof *st->out)) {
     st->oom = 1;
@@ -81,7 +81,7 @@ static void push_id(enc_state *st, int32_t id) {
 
 /* ---------------------------------------------------------------- merge engine */
 
-static void heap_push(enc_state *st, cand c) {
+static void heap_push(tokenize_state *st, cand c) {
   if (!grow((void **)&st->heap, &st->cap_heap, st->n_heap + 1, sizeof *st->heap)) {
     st->oom = 1;
     return;
@@ -97,7 +97,7 @@ static void heap_push(enc_state *st, cand c) {
   h[i] = c;
 }
 
-static cand heap_pop(enc_state *st) {
+static cand heap_pop(tokenize_state *st) {
   cand *h = st->heap;
   cand top = h[0];
   cand last = h[--st->n_heap];
@@ -137,7 +137,7 @@ static const tok_merge *merge_find(const nllm_tokenizer *tok, int32_t a, int32_t
   }
 }
 
-static void try_pair(enc_state *st, const char *text, int32_t l, int32_t r) {
+static void try_pair(tokenize_state *st, const char *text, int32_t l, int32_t r) {
   if (l < 0 || r < 0) return;
   const nllm_tokenizer *tok = st->tok;
   const sym *a = &st->syms[l], *b = &st->syms[r];
@@ -158,7 +158,7 @@ static void try_pair(enc_state *st, const char *text, int32_t l, int32_t r) {
   heap_push(st, c);
 }
 
-static void emit_fallback(enc_state *st, const char *p, size_t n) {
+static void emit_fallback(tokenize_state *st, const char *p, size_t n) {
   const nllm_tokenizer *tok = st->tok;
   int32_t unk = tok->special[NLLM_TOKEN_UNK];
   int any_missing = 0;
@@ -182,21 +182,21 @@ static void emit_fallback(enc_state *st, const char *p, size_t n) {
     if (l <= 0 && (!tok->byte_level || b == 0xC0 || b == 0xC1 || b >= 0xF5)) return;
     if (l > 0)
       nllm_err(NLLM_ERR_INVALID_ARG,
-               "%s: cannot encode U+%04X '%.*s': the vocabulary has no token for it, no "
+               "%s: cannot tokenize U+%04X '%.*s': the vocabulary has no token for it, no "
                "byte-fallback tokens and no unknown token",
                tok->name, cp, l, p);
     else
       nllm_err(NLLM_ERR_INVALID_ARG,
-               "%s: cannot encode byte 0x%02x of the text: the vocabulary has no token for it "
+               "%s: cannot tokenize byte 0x%02x of the text: the vocabulary has no token for it "
                "and no unknown token",
                tok->name, b);
-    enc_fail(st, NLLM_ERR_INVALID_ARG);
+    tokenize_fail(st, NLLM_ERR_INVALID_ARG);
   }
 }
 
 /* One pre-tokenized word: symbols are bytes (byte-level) or UTF-8 characters, merged pairwise
  * by a priority queue, O(n log n) in the word length. */
-static void encode_word(enc_state *st, const char *text, size_t len) {
+static void tokenize_word(tokenize_state *st, const char *text, size_t len) {
   const nllm_tokenizer *tok = st->tok;
   if (len == 0) return;
   if (tok->ignore_merges) {
@@ -254,7 +254,7 @@ static void encode_word(enc_state *st, const char *text, size_t len) {
 
 /* ---------------------------------------------------------------- normalizers */
 
-static int buf_reserve(enc_state *st, int which, size_t need) {
+static int buf_reserve(tokenize_state *st, int which, size_t need) {
   if (!grow((void **)&st->nbuf[which], &st->ncap[which], need + 1, 1)) {
     st->oom = 1;
     return 0;
@@ -269,7 +269,7 @@ static int is_ascii(const char *s, size_t n) {
 }
 
 /* Unicode normalization of the valid UTF-8 runs; invalid bytes are copied through. */
-static size_t norm_unicode(enc_state *st, const char *src, size_t n, int dst, int options) {
+static size_t norm_unicode(tokenize_state *st, const char *src, size_t n, int dst, int options) {
   size_t k = 0;
   if (!buf_reserve(st, dst, n)) return 0;
   size_t i = 0;
@@ -305,16 +305,17 @@ static size_t norm_unicode(enc_state *st, const char *src, size_t n, int dst, in
   return k;
 }
 
-static size_t norm_too_large(enc_state *st, size_t n) {
+static size_t norm_too_large(tokenize_state *st, size_t n) {
   nllm_err(NLLM_ERR_INVALID_ARG,
            "%s: the normalizer would grow the text past %zu bytes (more than %d times the "
            "input): refusing a normalizer that multiplies text",
            st->tok->name, n > st->norm_max ? n : st->norm_max, NORM_GROWTH_MAX);
-  enc_fail(st, NLLM_ERR_INVALID_ARG);
+  tokenize_fail(st, NLLM_ERR_INVALID_ARG);
   return 0;
 }
 
-static size_t norm_replace(enc_state *st, const tok_norm *nm, const char *src, size_t n, int dst) {
+static size_t norm_replace(tokenize_state *st, const tok_norm *nm, const char *src, size_t n,
+                           int dst) {
   size_t k = 0;
   if (nm->from_len == 0) {
     if (!buf_reserve(st, dst, n)) return 0;
@@ -349,7 +350,7 @@ static size_t norm_replace(enc_state *st, const tok_norm *nm, const char *src, s
   return k;
 }
 
-static size_t norm_lower(enc_state *st, const char *src, size_t n, int dst) {
+static size_t norm_lower(tokenize_state *st, const char *src, size_t n, int dst) {
   if (!buf_reserve(st, dst, n * 2 + 4)) return 0;
   char *o = st->nbuf[dst];
   size_t k = 0;
@@ -373,7 +374,7 @@ static size_t norm_lower(enc_state *st, const char *src, size_t n, int dst) {
 }
 
 /* Drops nonspacing marks (Mn); invalid bytes are copied through. */
-static size_t norm_strip_accents(enc_state *st, const char *src, size_t n, int dst) {
+static size_t norm_strip_accents(tokenize_state *st, const char *src, size_t n, int dst) {
   if (!buf_reserve(st, dst, n)) return 0;
   char *o = st->nbuf[dst];
   size_t k = 0;
@@ -394,7 +395,8 @@ static size_t norm_strip_accents(enc_state *st, const char *src, size_t n, int d
   return k;
 }
 
-static size_t norm_bert(enc_state *st, const tok_norm *nm, const char *src, size_t n, int dst) {
+static size_t norm_bert(tokenize_state *st, const tok_norm *nm, const char *src, size_t n,
+                        int dst) {
   if (!buf_reserve(st, dst, n)) return 0;
   size_t r = tok_bert_normalize(nm->flags, src, n, &st->nbuf[dst], &st->ncap[dst], st->norm_max);
   if (r == SIZE_MAX - 1) return norm_too_large(st, st->norm_max);
@@ -406,7 +408,7 @@ static size_t norm_bert(enc_state *st, const tok_norm *nm, const char *src, size
 }
 
 /* Runs the normalizer chain; returns the text to pre-tokenize (maybe the input itself). */
-static const char *normalize(enc_state *st, const char *text, size_t len, size_t *out_len) {
+static const char *normalize(tokenize_state *st, const char *text, size_t len, size_t *out_len) {
   const nllm_tokenizer *tok = st->tok;
   const char *cur = text;
   size_t n = len;
@@ -457,7 +459,7 @@ static const char *normalize(enc_state *st, const char *text, size_t len, size_t
 
 /* ---------------------------------------------------------------- pre-tokenizer */
 
-static int add_span(enc_state *st, int which, size_t *n, size_t s, size_t e) {
+static int add_span(tokenize_state *st, int which, size_t *n, size_t s, size_t e) {
   if (e <= s) return 1;
   if (!grow((void **)&st->spans[which], &st->cap_spans[which], *n + 1, sizeof(span))) {
     st->oom = 1;
@@ -470,14 +472,14 @@ static int add_span(enc_state *st, int which, size_t *n, size_t s, size_t e) {
 /* Receives the pieces of one regex split in order (delimiters = the regex matches, or the gaps
  * when inverted) and turns them into spans according to the split behaviour. */
 typedef struct split_out {
-  enc_state *st;
+  tokenize_state *st;
   int dst, behavior, prev_delim, has_carry;
   size_t *n, run_start, carry_s, carry_e;
 } split_out;
 
 static void split_piece(split_out *o, size_t s, size_t e, int delim) {
   if (e <= s) return;
-  enc_state *st = o->st;
+  tokenize_state *st = o->st;
   span *last = *o->n > o->run_start ? &st->spans[o->dst][*o->n - 1] : NULL;
   switch (o->behavior) {
     case SPLIT_REMOVED:
@@ -519,7 +521,7 @@ static void split_piece(split_out *o, size_t s, size_t e, int delim) {
 }
 
 /* Splits text[s, e) (valid UTF-8) by one regex into spans[dst]. */
-static void split_run(enc_state *st, const tok_pre *p, const char *text, size_t s, size_t e,
+static void split_run(tokenize_state *st, const tok_pre *p, const char *text, size_t s, size_t e,
                       int dst, size_t *n) {
   const uint8_t *subj = (const uint8_t *)text + s;
   size_t len = e - s, off = 0, prev = 0;
@@ -538,7 +540,7 @@ static void split_run(enc_state *st, const tok_pre *p, const char *text, size_t 
                "%s: pre-tokenizer regex failed at byte %zu of a %zu-byte piece: PCRE2 error %d "
                "(%s)",
                st->tok->name, off, len, rc, (const char *)msg);
-      enc_fail(st, NLLM_ERR_INVALID_ARG);
+      tokenize_fail(st, NLLM_ERR_INVALID_ARG);
       break;
     }
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(st->md);
@@ -559,8 +561,8 @@ static void split_run(enc_state *st, const tok_pre *p, const char *text, size_t 
 
 /* Applies one split step to every span; invalid UTF-8 bytes become one-byte spans of their own
  * (the regex engine only sees valid text). */
-static void split_spans(enc_state *st, const tok_pre *p, const char *text, int src, size_t n_src,
-                        int dst, size_t *n_dst) {
+static void split_spans(tokenize_state *st, const tok_pre *p, const char *text, int src,
+                        size_t n_src, int dst, size_t *n_dst) {
   *n_dst = 0;
   for (size_t k = 0; k < n_src && !st->oom; k++) {
     span sp = st->spans[src][k];
@@ -580,7 +582,7 @@ static void split_spans(enc_state *st, const tok_pre *p, const char *text, int s
 }
 
 typedef struct bert_words {
-  enc_state *st;
+  tokenize_state *st;
   int dst;
   size_t n;
 } bert_words;
@@ -591,12 +593,12 @@ static void bert_word(void *user, size_t s, size_t e) {
 }
 
 static int push_cb(void *user, int32_t id) {
-  enc_state *st = user;
+  tokenize_state *st = user;
   push_id(st, id);
   return !st->oom;
 }
 
-static void encode_fragment(enc_state *st, const char *text, size_t len, int first) {
+static void tokenize_fragment(tokenize_state *st, const char *text, size_t len, int first) {
   const nllm_tokenizer *tok = st->tok;
   size_t n;
   st->norm_max = len > (SIZE_MAX - NORM_SLACK) / NORM_GROWTH_MAX
@@ -701,22 +703,22 @@ static void encode_fragment(enc_state *st, const char *text, size_t len, int fir
       if (ws == NLLM_ERR_NOMEM)
         st->oom = 1;
       else if (ws)
-        enc_fail(st, ws);
+        tokenize_fail(st, ws);
       continue;
     }
     if (!tok->split_metaspace) {
-      encode_word(st, norm + sp.s, sp.e - sp.s);
+      tokenize_word(st, norm + sp.s, sp.e - sp.s);
       continue;
     }
     size_t ws = sp.s;
     for (size_t i = sp.s + 1; i + 3 <= sp.e; i++) {
       if ((uint8_t)norm[i] == 0xE2 && memcmp(norm + i, "\xe2\x96\x81", 3) == 0 &&
           (i < sp.s + 3 || memcmp(norm + i - 3, "\xe2\x96\x81", 3) != 0)) {
-        encode_word(st, norm + ws, i - ws);
+        tokenize_word(st, norm + ws, i - ws);
         ws = i;
       }
     }
-    encode_word(st, norm + ws, sp.e - ws);
+    tokenize_word(st, norm + ws, sp.e - ws);
   }
   free(own);
 }
@@ -752,12 +754,11 @@ static int is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
-nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, size_t len,
-                                  int add_bos, int parse_special, nllm_token *out, int32_t cap,
-                                  int32_t *n_out) {
+nllm_status nllm_tok_tokenize(const nllm_tokenizer *tok, const char *text, size_t len, int add_bos,
+                              int parse_special, nllm_token *out, int32_t cap, int32_t *n_out) {
   if (!tok || (!text && len) || !n_out || (cap > 0 && !out) || cap < 0)
     return nllm_err(NLLM_ERR_INVALID_ARG, "tokenize: NULL argument or negative capacity");
-  enc_state st;
+  tokenize_state st;
   memset(&st, 0, sizeof st);
   st.tok = tok;
   int has_regex = 0;
@@ -785,7 +786,7 @@ nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, s
                  "%s: the text is not valid UTF-8 (byte 0x%02x at offset %zu); a WordPiece "
                  "tokenizer needs Unicode text",
                  tok->name, (unsigned)(uint8_t)text[i], i);
-        enc_fail(&st, NLLM_ERR_INVALID_ARG);
+        tokenize_fail(&st, NLLM_ERR_INVALID_ARG);
       }
       i += (size_t)(l ? l : 1);
     }
@@ -807,14 +808,14 @@ nllm_status nllm_tokenizer_encode(const nllm_tokenizer *tok, const char *text, s
     size_t fe = i;
     if (tok->tokens[id].flags & TF_LSTRIP)
       while (fe > frag && is_space(text[fe - 1])) fe--;
-    if (fe > frag) encode_fragment(&st, text + frag, fe - frag, first);
+    if (fe > frag) tokenize_fragment(&st, text + frag, fe - frag, first);
     push_id(&st, id);
     first = 0;
     if (tok->tokens[id].flags & TF_RSTRIP)
       while (end < len && is_space(text[end])) end++;
     frag = i = end;
   }
-  if (frag < len && !st.oom) encode_fragment(&st, text + frag, len - frag, first);
+  if (frag < len && !st.oom) tokenize_fragment(&st, text + frag, len - frag, first);
 
   if (add_bos && tok->add_eos && tok->special[NLLM_TOKEN_EOS] >= 0)
     push_id(&st, tok->special[NLLM_TOKEN_EOS]);

@@ -23,8 +23,8 @@ static nllm_status check_id(const nllm_tokenizer *tok, nllm_token id) {
   return NLLM_OK;
 }
 
-nllm_status nllm_tokenizer_piece(const nllm_tokenizer *tok, nllm_token id, int render_special,
-                                 char *buf, int32_t cap, int32_t *n_out) {
+nllm_status nllm_tok_token_to_piece(const nllm_tokenizer *tok, nllm_token id, int render_special,
+                                    char *buf, int32_t cap, int32_t *n_out) {
   if (!tok || !n_out || cap < 0 || (cap > 0 && !buf))
     return nllm_err(NLLM_ERR_INVALID_ARG, "token_to_piece: NULL argument or negative capacity");
   nllm_status st = check_id(tok, id);
@@ -56,8 +56,8 @@ static int32_t strip_index(const nllm_tokenizer *tok, const nllm_token *ids, int
   return 0;
 }
 
-nllm_status nllm_tokenizer_decode(const nllm_tokenizer *tok, const nllm_token *ids, int32_t n,
-                                  int render_special, char *buf, int32_t cap, int32_t *n_out) {
+nllm_status nllm_tok_detokenize(const nllm_tokenizer *tok, const nllm_token *ids, int32_t n,
+                                int render_special, char *buf, int32_t cap, int32_t *n_out) {
   if (!tok || !n_out || cap < 0 || n < 0 || (cap > 0 && !buf) || (n > 0 && !ids))
     return nllm_err(NLLM_ERR_INVALID_ARG, "detokenize: NULL argument or negative count");
   int32_t strip = strip_index(tok, ids, n, render_special);
@@ -88,7 +88,7 @@ nllm_status nllm_tokenizer_decode(const nllm_tokenizer *tok, const nllm_token *i
 
 /* ---------------------------------------------------------------- streaming */
 
-void nllm_detok_stream_init(nllm_detok_stream *s, int render_special) {
+void nllm_detokenizer_init(nllm_detokenizer *s, int render_special) {
   memset(s, 0, sizeof *s);
   s->render_special = render_special;
 }
@@ -148,10 +148,10 @@ static size_t stream_convert(const uint8_t *in, size_t n, char *out, uint8_t *he
   return o;
 }
 
-nllm_status nllm_detok_stream_push(const nllm_tokenizer *tok, nllm_detok_stream *s, nllm_token id,
-                                   char *buf, int32_t cap, int32_t *n_out) {
+nllm_status nllm_detokenizer_push(const nllm_tokenizer *tok, nllm_detokenizer *s, nllm_token id,
+                                  char *buf, int32_t cap, int32_t *n_out) {
   if (!tok || !s || !n_out || cap < 0 || (cap > 0 && !buf) || s->n_held < 0 || s->n_held > 3)
-    return nllm_err(NLLM_ERR_INVALID_ARG, "detok_stream_push: NULL argument or corrupt state");
+    return nllm_err(NLLM_ERR_INVALID_ARG, "detokenizer push: NULL argument or corrupt state");
   nllm_status st = check_id(tok, id);
   if (st) return st;
   uint32_t l;
@@ -165,7 +165,7 @@ nllm_status nllm_detok_stream_push(const nllm_tokenizer *tok, nllm_detok_stream 
   size_t n = (size_t)s->n_held + l;
   uint8_t small[256];
   uint8_t *in = n <= sizeof small ? small : nllm_malloc(n);
-  if (!in) return nllm_err(NLLM_ERR_NOMEM, "detok_stream_push: out of memory");
+  if (!in) return nllm_err(NLLM_ERR_NOMEM, "detokenizer push: out of memory");
   memcpy(in, s->held, (size_t)s->n_held);
   memcpy(in + s->n_held, p, l);
   uint8_t held[4];
@@ -174,7 +174,7 @@ nllm_status nllm_detok_stream_push(const nllm_tokenizer *tok, nllm_detok_stream 
   if (need > (size_t)cap) {
     if (in != small) free(in);
     *n_out = (int32_t)need;
-    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "detok_stream_push: %zu bytes, capacity %d", need,
+    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "detokenizer push: %zu bytes, capacity %d", need,
                     cap);
   }
   stream_convert(in, n, buf, s->held, &s->n_held);
@@ -184,13 +184,13 @@ nllm_status nllm_detok_stream_push(const nllm_tokenizer *tok, nllm_detok_stream 
   return NLLM_OK;
 }
 
-nllm_status nllm_detok_stream_flush(nllm_detok_stream *s, char *buf, int32_t cap, int32_t *n_out) {
+nllm_status nllm_detokenizer_flush(nllm_detokenizer *s, char *buf, int32_t cap, int32_t *n_out) {
   if (!s || !n_out || cap < 0 || (cap > 0 && !buf))
-    return nllm_err(NLLM_ERR_INVALID_ARG, "detok_stream_flush: NULL argument");
+    return nllm_err(NLLM_ERR_INVALID_ARG, "detokenizer flush: NULL argument");
   int32_t need = s->n_held > 0 ? 3 : 0;
   *n_out = need;
   if (need > cap)
-    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "detok_stream_flush: 3 bytes, capacity %d", cap);
+    return nllm_err(NLLM_ERR_BUFFER_TOO_SMALL, "detokenizer flush: 3 bytes, capacity %d", cap);
   if (need) memcpy(buf, "\xEF\xBF\xBD", 3);
   s->n_held = 0;
   return NLLM_OK;
