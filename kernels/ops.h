@@ -17,6 +17,9 @@ size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threa
  * (the integer path rounds them to the format's vec_dot_type first; tests compare with the
  * matching reference). */
 int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads);
+/* Whether nllm_matmul takes this batch as one whole-matrix product with float activations:
+ * sgemm, or the float formats' own GEMM (cpu/gemm_float.h). */
+int nllm_matmul_uses_gemm(int32_t wtype, int64_t n_tok, int n_threads);
 /* Whether the OpenBLAS loaded at run time is its serial build, the only one sgemm is used with
  * (kernels/cpu/matmul.c). Always 0 without BLAS. */
 int nllm_blas_is_serial(void);

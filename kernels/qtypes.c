@@ -17,11 +17,12 @@
 static const nllm_kernel_set *const scalar_sets[] = {
     &nllm_kernels_ref, &nllm_kernels_kref, &nllm_kernels_lowbit_ref, &nllm_kernels_iq_ref};
 #if defined(__x86_64__)
-static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_float_avx2, &nllm_kernels_q32_avx2,
-                                                   &nllm_kernels_k_avx2, &nllm_kernels_iq_avx2,
-                                                   &nllm_kernels_lowbit_avx2};
+static const nllm_kernel_set *const simd_sets[] = {
+    &nllm_kernels_float_avx2, &nllm_kernels_q32_avx2,    &nllm_kernels_k_avx2,
+    &nllm_kernels_iq_avx2,    &nllm_kernels_lowbit_avx2, &nllm_kernels_gemmf_avx2};
 static const nllm_cpu_ops *const simd_ops = &nllm_cpu_ops_avx2;
-static const nllm_kernel_set *const avx512_sets[] = {&nllm_kernels_avx512, &nllm_kernels_iq_avx512};
+static const nllm_kernel_set *const avx512_sets[] = {&nllm_kernels_avx512, &nllm_kernels_iq_avx512,
+                                                     &nllm_kernels_gemmf_avx512};
 #elif defined(__aarch64__)
 static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_neon, &nllm_kernels_iq_neon,
                                                    &nllm_kernels_lowbit_neon};
@@ -69,6 +70,7 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
     if (k->vec_dot4_tile) q->vec_dot4_tile = k->vec_dot4_tile;
     if (k->vec_dot4x4) q->vec_dot4x4 = k->vec_dot4x4;
     if (k->blas_min_tokens) q->blas_min_tokens = k->blas_min_tokens;
+    if (k->gemmf) q->gemmf = k->gemmf;
     if (k->gemm4) {
       q->gemm_prep = k->gemm_prep;
       q->gemm4 = k->gemm4;

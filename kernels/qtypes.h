@@ -64,6 +64,7 @@ typedef struct nllm_qtype_kernels {
   nllm_gemm4_fn gemm4;
   nllm_vec_dot4x4_fn vec_dot4x4; /* four rows by four tokens (batches) */
   int32_t gemm_min_tokens;       /* with gemm4: its crossover (see nllm_qtype), 0: any batch */
+  const struct nllm_gemmf *gemmf; /* float weights: the prompt path's GEMM (cpu/gemm_float.h) */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -104,6 +105,9 @@ typedef struct nllm_qtype {
    * decode step of a few sequences) the tiles' activation preparation and wider loads did not
    * pay for themselves in some formats (docs/performance.md, "Many sequences"). */
   int32_t gemm_min_tokens;
+  /* optional (NULL): float weights' own GEMM (cpu/gemm_float.h), which nllm_matmul takes from
+   * its min_tokens on, before sgemm */
+  const struct nllm_gemmf *gemmf;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

@@ -1,8 +1,9 @@
 /* OpenBLAS's thread count belongs to the host program (numpy on the same OpenBLAS): the library
  * links OpenBLAS's serial build and never sets a thread count, also when a prompt goes through
- * sgemm (here the F32 bundled model, a batch above the float crossover) on several contexts at
- * once. And a program under an address-space limit exits after its work (the threaded build's
- * workers spun in their shutdown there, issue 24 item 17). */
+ * sgemm (here the F32 bundled model, a batch above the float crossover, in the scalar tier: the
+ * SIMD tiers compute float weights with their own GEMM) on several contexts at once. And a
+ * program under an address-space limit exits after its work (the threaded build's workers spun
+ * in their shutdown there, issue 24 item 17). */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 
 #include "nativellm.h"
 #include "ops.h"
+#include "qtypes.h"
 #include "testutil.h"
 
 #define MODEL "models/stories260K.gguf"
@@ -53,6 +55,7 @@ static void *decode_prompt(void *arg) {
 }
 
 START_TEST(serial_openblas_is_linked) {
+  nllm_qtypes_set_isa(NLLM_ISA_SCALAR);
   ck_assert_msg(openblas_get_parallel() == 0,
                 "the OpenBLAS loaded is threaded (openblas_get_parallel() = %d): the build "
                 "must link the serial one (libopenblas-serial-dev, Makefile OPENBLAS_SERIAL)",
@@ -68,6 +71,7 @@ END_TEST
  * the one-thread product. */
 START_TEST(concurrent_sgemm_products_are_right) {
   enum { ROWS = 512, COLS = 256, NT = 48, THREADS = 4 };
+  nllm_qtypes_set_isa(NLLM_ISA_SCALAR);
   ck_assert_int_eq(nllm_matmul_uses_blas(NLLM_TYPE_F32, NT, THREADS), 1);
   float *W = malloc(sizeof(float) * ROWS * COLS), *x = malloc(sizeof(float) * NT * COLS);
   float *ref = malloc(sizeof(float) * NT * ROWS), *y = malloc(sizeof(float) * NT * ROWS);
@@ -93,6 +97,7 @@ START_TEST(concurrent_sgemm_products_are_right) {
 END_TEST
 
 START_TEST(host_thread_count_is_never_set) {
+  nllm_qtypes_set_isa(NLLM_ISA_SCALAR);
   ck_assert_int_eq(nllm_model_load(MODEL, NULL, &model), NLLM_OK);
   int before = openblas_get_num_threads();
   decode_prompt(NULL);
@@ -133,6 +138,7 @@ START_TEST(exits_under_address_space_limit) {
     int null = open("/dev/null", O_RDWR);
     dup2(null, 0);
     dup2(null, 2);
+    setenv("NLLM_ISA", "scalar", 1); /* the tier whose float prompts go through sgemm */
     struct rlimit rl = {(rlim_t)200 << 20, (rlim_t)200 << 20};
     setrlimit(RLIMIT_AS, &rl);
     execl(nllm_bin, "nllm", "run", "-m", MODEL, "-t", "2", "-n", "8", "--temp", "0", "-p",

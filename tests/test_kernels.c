@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "cpu/gemm_float.h"
 #include "cpu/lowbit_grids.h"
 #include "cpu/quant.h"
 #include "ops.h"
@@ -919,6 +920,136 @@ START_TEST(matmul_vs_naive) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------ float GEMM */
+
+/* Every float GEMM this CPU can run, against the exact product of the weights as stored and the
+ * activations: shapes that leave partial micro tiles (rows), token blocks (tokens) and column
+ * chunks (cols), odd lengths, every data kind in weights and activations, and random finite
+ * bit patterns as weights (F16 and BF16 subnormals; BF16 below 2^23, whose products stay finite).
+ * The sums are also bit-identical for any thread count (each is computed by one work item in one
+ * order), and nothing is written past the n_tok x rows outputs. 301 rows make work items of several
+ * micro tiles. */
+typedef struct {
+  const char *name;
+  const nllm_gemmf *g;
+  int32_t type;
+} gemmf_case;
+
+static void check_gemmf(const gemmf_case *gc, int64_t rows, int64_t cols, int64_t n_tok, int wk,
+                        int xk) {
+  const nllm_qtype *q = nllm_qtype_get(gc->type);
+  const size_t rs = nllm_row_size(gc->type, cols);
+  uint8_t *W = malloc(rs * (size_t)rows);
+  float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
+  float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
+  const int64_t ny = n_tok * rows;
+  float *y = malloc(sizeof(float) * (size_t)(ny + 16)), *y2 = malloc(sizeof(float) * (size_t)ny);
+  ck_assert(W && wf && x && y && y2);
+  for (int64_t r = 0; r < rows; r++) {
+    if (wk == N_DATA) { /* random finite bit patterns */
+      uint16_t *h = (uint16_t *)(W + (size_t)r * rs);
+      for (int64_t k = 0; k < cols && gc->type != NLLM_TYPE_F32; k++) {
+        uint16_t b;
+        do b = (uint16_t)(rand() & 0xffff);
+        while (gc->type == NLLM_TYPE_F16 ? (b & 0x7c00) == 0x7c00 : (b & 0x7f80) >= 0x4b00);
+        h[k] = b;
+      }
+      if (gc->type == NLLM_TYPE_F32) fill((float *)(W + (size_t)r * rs), cols, DATA_SPIKY);
+    } else {
+      fill(wf + r * cols, cols, wk);
+      q->from_float_ref(wf + r * cols, W + (size_t)r * rs, cols);
+    }
+    q->to_float_ref(W + (size_t)r * rs, wf + r * cols, cols);
+  }
+  fill(x, n_tok * cols, xk);
+  void *ws = malloc(nllm_gemmf_wsize(cols, n_tok, 2)); /* exactly the size: ASan sees overruns */
+  ck_assert_ptr_nonnull(ws);
+  for (int64_t i = 0; i < ny + 16; i++) y[i] = NAN;
+  nllm_gemmf_run(gc->g, y, W, rs, rows, cols, x, n_tok, ws, 1);
+  nllm_gemmf_run(gc->g, y2, W, rs, rows, cols, x, n_tok, ws, 2);
+  for (int64_t i = ny; i < ny + 16; i++)
+    ck_assert_msg(isnan(y[i]), "%s: wrote y[%lld]", gc->name, (long long)i);
+  ck_assert_msg(memcmp(y, y2, sizeof(float) * (size_t)ny) == 0,
+                "%s rows %lld cols %lld n_tok %lld: 2 threads differ from 1", gc->name,
+                (long long)rows, (long long)cols, (long long)n_tok);
+  for (int64_t t = 0; t < n_tok; t++)
+    for (int64_t r = 0; r < rows; r++) {
+      double sumabs, ex = dot_exact(wf + r * cols, x + t * cols, cols, &sumabs);
+      double tol = dot_tol(cols, sumabs);
+      const float got = y[t * rows + r];
+      ck_assert_msg(fabs(got - ex) <= tol,
+                    "%s rows %lld cols %lld n_tok %lld data %d/%d: y[%lld,%lld] = %.9g, "
+                    "expected %.9g (tolerance %.3g)",
+                    gc->name, (long long)rows, (long long)cols, (long long)n_tok, wk, xk,
+                    (long long)t, (long long)r, got, ex, tol);
+    }
+  free(ws);
+  free(W);
+  free(wf);
+  free(x);
+  free(y);
+  free(y2);
+}
+
+START_TEST(gemmf_vs_naive) {
+  gemmf_case cases[8];
+  int n = 0;
+#if defined(__x86_64__)
+  if (nllm_qtypes_isa_max() >= NLLM_ISA_SIMD) {
+    cases[n++] = (gemmf_case){"F32 avx2", &nllm_gemmf_f32_avx2, NLLM_TYPE_F32};
+    cases[n++] = (gemmf_case){"F16 avx2", &nllm_gemmf_f16_avx2, NLLM_TYPE_F16};
+    cases[n++] = (gemmf_case){"BF16 avx2", &nllm_gemmf_bf16_avx2, NLLM_TYPE_BF16};
+  }
+  if (nllm_qtypes_isa_max() >= NLLM_ISA_AVX512) {
+    cases[n++] = (gemmf_case){"F32 avx512", &nllm_gemmf_f32_avx512, NLLM_TYPE_F32};
+    cases[n++] = (gemmf_case){"F16 avx512", &nllm_gemmf_f16_avx512, NLLM_TYPE_F16};
+    cases[n++] = (gemmf_case){"BF16 avx512", &nllm_gemmf_bf16_avx512, NLLM_TYPE_BF16};
+  }
+#endif
+  if (n == 0) {
+    fprintf(stderr, "gemmf_vs_naive: no SIMD tier on this CPU, no float GEMM to check\n");
+    return;
+  }
+  static const int64_t shapes[][3] = {/* rows, cols, tokens */
+                                      {1, 2, 1},     {5, 8, 3},     {12, 96, 32}, {13, 98, 33},
+                                      {37, 256, 17}, {24, 258, 64}, {7, 600, 70}, {30, 1030, 40},
+                                      {6, 3, 16},    {301, 130, 40}};
+  for (int c = 0; c < n; c++) {
+    nllm_qtypes_set_isa(NLLM_ISA_SCALAR); /* the reference conversions */
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+      for (int k = 0; k <= N_DATA; k++)
+        check_gemmf(&cases[c], shapes[s][0], shapes[s][1], shapes[s][2], k,
+                    k == N_DATA ? DATA_GAUSS : (k + (int)s) % N_DATA);
+    }
+  }
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+END_TEST
+
+/* The registry: every SIMD tier routes the float formats' prompt batches to a GEMM, never to
+ * sgemm, and the scalar tier has none. */
+START_TEST(gemmf_registry) {
+  const int32_t types[] = {NLLM_TYPE_F32, NLLM_TYPE_F16, NLLM_TYPE_BF16};
+  for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
+    nllm_qtypes_set_isa(isa);
+    for (int i = 0; i < 3; i++) {
+      const nllm_qtype *q = nllm_qtype_get(types[i]);
+#if defined(__x86_64__)
+      if (isa >= NLLM_ISA_SIMD) {
+        ck_assert_ptr_nonnull(q->gemmf);
+        ck_assert_int_eq(q->blas_min_tokens, NLLM_BLAS_NEVER);
+        ck_assert(nllm_matmul_uses_gemm(types[i], 64, 2));
+        ck_assert(!nllm_matmul_uses_blas(types[i], 64, 2));
+        continue;
+      }
+#endif
+      ck_assert_ptr_null(q->gemmf);
+    }
+  }
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+END_TEST
+
 /* ------------------------------------------------------------------ ops */
 
 START_TEST(ops_vs_naive) {
@@ -1357,6 +1488,11 @@ static Suite *kernels_suite(void) {
   tcase_add_test(tc, mxfp4_ocp_blocks);
   tcase_add_test(tc, iq2_xxs_every_index);
   suite_add_tcase(s, tc);
+  TCase *tg = tcase_create("gemmf");
+  tcase_set_timeout(tg, 120);
+  tcase_add_test(tg, gemmf_vs_naive);
+  tcase_add_test(tg, gemmf_registry);
+  suite_add_tcase(s, tg);
   return s;
 }
 

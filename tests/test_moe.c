@@ -267,7 +267,7 @@ START_TEST(batch_equals_one_at_a_time) {
       const nllm_qtype *q = nllm_qtype_get(types[i]);
       int any_blas = q->vec_dot4_tile && q->vec_dot4_tile != q->vec_dot4;
       for (int e = 0; e < 8; e++)
-        any_blas |= nllm_matmul_uses_blas(types[i], n, c.a.n_threads); /* upper bound */
+        any_blas |= nllm_matmul_uses_gemm(types[i], n, c.a.n_threads); /* upper bound */
       for (int64_t t = 0; t < n; t++) {
         one.x = c.x + t * 256;
         one.logits = c.logits + t * 8;

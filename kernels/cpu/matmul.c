@@ -8,6 +8,7 @@
  * than most integer kernels here). */
 #include <stdint.h>
 
+#include "cpu/gemm_float.h"
 #include "cpu/quant.h"
 #include "ops.h"
 #include "pool.h"
@@ -39,6 +40,15 @@ int nllm_blas_is_serial(void) {
 #if !defined(NLLM_NO_BLAS)
 static int blas_memory_ok(int n_threads);
 #endif
+
+/* Float weights' own GEMM (cpu/gemm_float.h) for this batch, ahead of sgemm. */
+static int uses_gemmf(const nllm_qtype *q, int64_t n_tok) {
+  return q && q->gemmf && n_tok >= q->gemmf->min_tokens;
+}
+
+int nllm_matmul_uses_gemm(int32_t wtype, int64_t n_tok, int n_threads) {
+  return uses_gemmf(nllm_qtype_get(wtype), n_tok) || nllm_matmul_uses_blas(wtype, n_tok, n_threads);
+}
 
 int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads) {
 #if defined(NLLM_NO_BLAS)
@@ -124,6 +134,8 @@ size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threa
     blas = (size_t)n_threads * (size_t)blas_tile_rows(cols) * (size_t)cols * sizeof(float);
 #endif
   if (q->vec_dot_type != NLLM_TYPE_F32) ints = (size_t)n_tok * nllm_row_size(q->vec_dot_type, cols);
+  if (q->vec_dot_type == NLLM_TYPE_F32 && n_tok > 1) /* float weights: any tier's GEMM */
+    ints = nllm_gemmf_wsize(cols, n_tok, n_threads);
   if (q->vec_dot_type != NLLM_TYPE_F32 && n_tok > 1 && cols % NLLM_GEMM_COLS == 0)
     ints += 64 + (size_t)n_tok * NLLM_GEMM_PREP_BYTES(cols); /* any tier's tiles may run */
   return 64 /* alignment slack */ + (blas > ints ? blas : ints);
@@ -247,6 +259,10 @@ void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t c
                   .n_tok = n_tok,
                   .w_rs = nllm_row_size(wtype, cols),
                   .x = x};
+  if (uses_gemmf(q, n_tok)) {
+    nllm_gemmf_run(q->gemmf, y, W, j.w_rs, rows, cols, x, n_tok, wdata, n_threads);
+    return;
+  }
 #if !defined(NLLM_NO_BLAS)
   if (nllm_matmul_uses_blas(wtype, n_tok, n_threads)) {
     j.tiles = (float *)align64(wdata);

@@ -367,7 +367,7 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
   for (int32_t e = 0; e < ne; e++) {
     int64_t cnt = off[e + 1] - off[e];
     if (!cnt) continue; /* an expert no token chose is never read */
-    if (nllm_matmul_uses_blas(a->gate.type, cnt, nt))
+    if (nllm_matmul_uses_gemm(a->gate.type, cnt, nt))
       any_blas = 1;
     else
       any_int = 1;
@@ -402,7 +402,7 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
     const nllm_moe_mat *w = pass ? &a->up : &a->gate;
     for (int32_t e = 0; e < ne; e++) {
       int64_t cnt = off[e + 1] - off[e];
-      if (!cnt || nllm_matmul_uses_blas(a->gate.type, cnt, nt)) continue;
+      if (!cnt || nllm_matmul_uses_gemm(a->gate.type, cnt, nt)) continue;
       tasks[n_tasks++] = (moe_task){.W = (const uint8_t *)w->data + (size_t)e * (pass ? wu : wg),
                                     .q = pass ? qu : qg,
                                     .y = pass ? U : G,
@@ -424,7 +424,7 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
   if (any_blas)
     for (int32_t e = 0; e < ne; e++) {
       int64_t cnt = off[e + 1] - off[e];
-      if (!cnt || !nllm_matmul_uses_blas(a->gate.type, cnt, nt)) continue;
+      if (!cnt || !nllm_matmul_uses_gemm(a->gate.type, cnt, nt)) continue;
       for (int64_t s = off[e]; s < off[e + 1]; s++)
         memcpy(X + (s - off[e]) * d, a->x + (int64_t)slot_tok[s] * d, (size_t)d * sizeof(float));
       nllm_matmul(G + off[e] * ff, (const uint8_t *)a->gate.data + (size_t)e * wg, a->gate.type, ff,
@@ -450,7 +450,7 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
   }
   for (int32_t e = 0; e < ne && any_int; e++) {
     int64_t cnt = off[e + 1] - off[e];
-    if (!cnt || nllm_matmul_uses_blas(a->gate.type, cnt, nt)) continue;
+    if (!cnt || nllm_matmul_uses_gemm(a->gate.type, cnt, nt)) continue;
     tasks[n_tasks++] = (moe_task){.W = (const uint8_t *)a->down.data + (size_t)e * wdn,
                                   .q = qd,
                                   .y = D,
@@ -470,7 +470,7 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
   if (any_blas)
     for (int32_t e = 0; e < ne; e++) {
       int64_t cnt = off[e + 1] - off[e];
-      if (!cnt || !nllm_matmul_uses_blas(a->gate.type, cnt, nt)) continue;
+      if (!cnt || !nllm_matmul_uses_gemm(a->gate.type, cnt, nt)) continue;
       nllm_matmul(D + off[e] * d, (const uint8_t *)a->down.data + (size_t)e * wdn, a->down.type, d,
                   ff, U + off[e] * ff, cnt, mm, nt);
     }
