@@ -62,8 +62,8 @@ typedef struct nllm_qtype_kernels {
   int32_t blas_min_tokens;        /* this tier's crossover (see NLLM_BLAS_MIN_TOKENS) */
   nllm_gemm_prep_fn gemm_prep;    /* with gemm4: the prompt path's register tiles */
   nllm_gemm4_fn gemm4;
-  nllm_vec_dot4x4_fn vec_dot4x4; /* four rows by four tokens (batches) */
-  int32_t gemm_min_tokens;       /* with gemm4: its crossover (see nllm_qtype), 0: any batch */
+  nllm_vec_dot4x4_fn vec_dot4x4;  /* four rows by four tokens (batches) */
+  int32_t gemm_min_tokens;        /* with gemm4: its crossover (see nllm_qtype), 0: any batch */
   const struct nllm_gemmf *gemmf; /* float weights: the prompt path's GEMM (cpu/gemm_float.h) */
 } nllm_qtype_kernels;
 
