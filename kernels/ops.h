@@ -20,6 +20,15 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads);
 /* Whether nllm_matmul takes this batch as one whole-matrix product with float activations:
  * sgemm, or the float formats' own GEMM (cpu/gemm_float.h). */
 int nllm_matmul_uses_gemm(int32_t wtype, int64_t n_tok, int n_threads);
+/* The integer path's inner loop, shared with the expert kernel (cpu/moe.c): weight rows
+ * [r0, r1) of W (row stride w_rs) against activation rows [t_begin, t_end) of act (already in
+ * q's vec_dot_type, stride a_rs; prep: their gemm_prep rows, stride p_rs, or NULL) into
+ * y[t * y_rs + r], in token tiles, four rows at a time (the register tiles where prepared, else
+ * the four-row kernels), the rows left over one at a time. */
+struct nllm_qtype;
+void nllm_matmul_rows(const struct nllm_qtype *q, int64_t cols, const uint8_t *W, size_t w_rs,
+                      int64_t r0, int64_t r1, const uint8_t *act, size_t a_rs, const uint8_t *prep,
+                      size_t p_rs, int64_t t_begin, int64_t t_end, float *y, size_t y_rs);
 /* Whether the OpenBLAS loaded at run time is its serial build, the only one sgemm is used with
  * (kernels/cpu/matmul.c). Always 0 without BLAS. */
 int nllm_blas_is_serial(void);

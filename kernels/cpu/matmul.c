@@ -193,57 +193,47 @@ static void quantize_item(void *vjob, int64_t t, int worker) {
   if (j->prep) j->q->gemm_prep(j->cols, a, j->prep + (size_t)t * j->p_rs);
 }
 
-/* The register tiles: four rows by up to NLLM_GEMM_TOK tokens a call; the last rows of an
- * item that do not make four go through vec_dot. */
-static void gemm_item(void *vjob, int64_t item, int worker) {
-  const matmul_job *j = vjob;
-  (void)worker;
-  const int64_t r0 = item * j->item_rows;
-  const int64_t r1 = r0 + j->item_rows < j->rows ? r0 + j->item_rows : j->rows;
-  for (int64_t t0 = 0; t0 < j->n_tok; t0 += TOK_TILE) {
-    const int64_t t1 = t0 + TOK_TILE < j->n_tok ? t0 + TOK_TILE : j->n_tok;
+void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_t w_rs, int64_t r0,
+                      int64_t r1, const uint8_t *act, size_t a_rs, const uint8_t *prep, size_t p_rs,
+                      int64_t t_begin, int64_t t_end, float *y, size_t y_rs) {
+  const nllm_vec_dot_fn dot = q->vec_dot;
+  const int many = t_end - t_begin > 1;
+  const nllm_vec_dot4_fn dot4 = many && q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4;
+  const nllm_vec_dot4x4_fn dot4x4 = t_end - t_begin >= 4 ? q->vec_dot4x4 : NULL;
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += TOK_TILE) {
+    const int64_t t1 = t0 + TOK_TILE < t_end ? t0 + TOK_TILE : t_end;
     int64_t r = r0;
-    for (; r + 4 <= r1; r += 4)
-      for (int64_t t = t0; t < t1; t += NLLM_GEMM_TOK)
-        j->q->gemm4(j->cols, &j->y[t * j->rows + r], (size_t)j->rows, j->W + (size_t)r * j->w_rs,
-                    j->w_rs, j->prep + (size_t)t * j->p_rs, j->p_rs,
-                    (int)(t1 - t < NLLM_GEMM_TOK ? t1 - t : NLLM_GEMM_TOK));
-    for (; r < r1; r++)
+    for (; (prep || dot4) && r + 4 <= r1; r += 4) {
+      const uint8_t *wr = W + (size_t)r * w_rs;
+      int64_t t = t0;
+      if (prep)
+        for (; t < t1; t += NLLM_GEMM_TOK)
+          q->gemm4(cols, &y[(size_t)t * y_rs + (size_t)r], y_rs, wr, w_rs, prep + (size_t)t * p_rs,
+                   p_rs, (int)(t1 - t < NLLM_GEMM_TOK ? t1 - t : NLLM_GEMM_TOK));
+      if (dot4x4)
+        for (; t + 4 <= t1; t += 4)
+          dot4x4(cols, &y[(size_t)t * y_rs + (size_t)r], y_rs, wr, w_rs, act + (size_t)t * a_rs,
+                 a_rs);
+      for (; t < t1; t++)
+        dot4(cols, &y[(size_t)t * y_rs + (size_t)r], wr, w_rs, act + (size_t)t * a_rs);
+    }
+    for (; r < r1; r++) {
+      const uint8_t *wr = W + (size_t)r * w_rs;
       for (int64_t t = t0; t < t1; t++)
-        j->q->vec_dot(j->cols, &j->y[t * j->rows + r], j->W + (size_t)r * j->w_rs,
-                      j->act + (size_t)t * j->a_rs);
+        dot(cols, &y[(size_t)t * y_rs + (size_t)r], wr, act + (size_t)t * a_rs);
+    }
   }
 }
 
+/* Four rows at a time by tokens (the register tiles where prepared, else the four-row kernels);
+ * the last rows of an item that do not make four go through vec_dot. */
 static void dot_item(void *vjob, int64_t item, int worker) {
   const matmul_job *j = vjob;
   (void)worker;
-  const nllm_vec_dot_fn dot = j->q->vec_dot;
-  const nllm_vec_dot4_fn dot4 =
-      j->n_tok > 1 && j->q->vec_dot4_tile ? j->q->vec_dot4_tile : j->q->vec_dot4;
-  const nllm_vec_dot4x4_fn dot4x4 = j->n_tok >= 4 ? j->q->vec_dot4x4 : NULL;
   const int64_t r0 = item * j->item_rows;
   const int64_t r1 = r0 + j->item_rows < j->rows ? r0 + j->item_rows : j->rows;
-  for (int64_t t0 = 0; t0 < j->n_tok; t0 += TOK_TILE) {
-    int64_t t1 = t0 + TOK_TILE < j->n_tok ? t0 + TOK_TILE : j->n_tok;
-    int64_t r = r0;
-    if (dot4)
-      for (; r + 4 <= r1; r += 4) {
-        const uint8_t *wr = j->W + (size_t)r * j->w_rs;
-        int64_t t = t0;
-        if (dot4x4)
-          for (; t + 4 <= t1; t += 4)
-            dot4x4(j->cols, &j->y[t * j->rows + r], (size_t)j->rows, wr, j->w_rs,
-                   j->act + (size_t)t * j->a_rs, j->a_rs);
-        for (; t < t1; t++)
-          dot4(j->cols, &j->y[t * j->rows + r], wr, j->w_rs, j->act + (size_t)t * j->a_rs);
-      }
-    for (; r < r1; r++) {
-      const uint8_t *wr = j->W + (size_t)r * j->w_rs;
-      for (int64_t t = t0; t < t1; t++)
-        dot(j->cols, &j->y[t * j->rows + r], wr, j->act + (size_t)t * j->a_rs);
-    }
-  }
+  nllm_matmul_rows(j->q, j->cols, j->W, j->w_rs, r0, r1, j->act, j->a_rs, j->prep, j->p_rs, 0,
+                   j->n_tok, j->y, (size_t)j->rows);
 }
 
 void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols, const float *x,
@@ -285,6 +275,5 @@ void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t c
     nllm_pool_run(n_threads, n_tok, quantize_item, &j);
   }
   j.item_rows = n_tok == 1 ? rows_per_item(rows, n_threads, 4, 256) : 16;
-  nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, j.prep ? gemm_item : dot_item,
-                &j);
+  nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, dot_item, &j);
 }

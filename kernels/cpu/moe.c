@@ -15,10 +15,6 @@
 #include "pool.h"
 #include "qtypes.h"
 
-/* Tokens per tile of a group: the weight rows of a work item stay in L1/L2 while every token
- * of the tile passes over them (as nllm_matmul's prompt path). */
-#define TOK_TILE 16
-
 static uint8_t *align64(void *p) {
   return (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
@@ -161,53 +157,6 @@ typedef struct moe_job {
   int64_t item_rows;
 } moe_job;
 
-/* A decode step's rows: one token, four rows at a time. */
-static void task_rows_one(const moe_task *tk, int64_t r0, int64_t r1) {
-  const nllm_vec_dot_fn dot = tk->q->vec_dot;
-  const nllm_vec_dot4_fn dot4 = tk->q->vec_dot4;
-  for (int64_t s = tk->s0; s < tk->s1; s++) {
-    const uint8_t *a = tk->act + (size_t)s * tk->a_rs;
-    float *y = tk->y + s * tk->rows;
-    int64_t r = r0;
-    if (dot4)
-      for (; r + 4 <= r1; r += 4) dot4(tk->cols, &y[r], tk->W + (size_t)r * tk->w_rs, tk->w_rs, a);
-    for (; r < r1; r++) dot(tk->cols, &y[r], tk->W + (size_t)r * tk->w_rs, a);
-  }
-}
-
-/* A group of several tokens, as nllm_matmul's prompt path: the item's rows stay in cache while
- * the group's tokens pass over them, four rows by up to four tokens per call (the register tiles
- * where the type has them, else four rows by four tokens, else four rows). */
-static void task_rows_many(const moe_task *tk, int64_t r0, int64_t r1) {
-  const nllm_qtype *q = tk->q;
-  const nllm_vec_dot4_fn dot4 = q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4;
-  const nllm_vec_dot4x4_fn dot4x4 = q->vec_dot4x4;
-  const size_t ys = (size_t)tk->rows;
-  for (int64_t t0 = tk->s0; t0 < tk->s1; t0 += TOK_TILE) {
-    const int64_t t1 = t0 + TOK_TILE < tk->s1 ? t0 + TOK_TILE : tk->s1;
-    int64_t r = r0;
-    for (; (tk->prep || dot4) && r + 4 <= r1; r += 4) {
-      const uint8_t *w = tk->W + (size_t)r * tk->w_rs;
-      int64_t t = t0;
-      if (tk->prep)
-        for (; t < t1; t += NLLM_GEMM_TOK)
-          q->gemm4(tk->cols, &tk->y[t * tk->rows + r], ys, w, tk->w_rs,
-                   tk->prep + (size_t)t * tk->p_rs, tk->p_rs,
-                   (int)(t1 - t < NLLM_GEMM_TOK ? t1 - t : NLLM_GEMM_TOK));
-      if (dot4x4)
-        for (; t + 4 <= t1; t += 4)
-          dot4x4(tk->cols, &tk->y[t * tk->rows + r], ys, w, tk->w_rs,
-                 tk->act + (size_t)t * tk->a_rs, tk->a_rs);
-      for (; t < t1; t++)
-        dot4(tk->cols, &tk->y[t * tk->rows + r], w, tk->w_rs, tk->act + (size_t)t * tk->a_rs);
-    }
-    for (; r < r1; r++)
-      for (int64_t t = t0; t < t1; t++)
-        q->vec_dot(tk->cols, &tk->y[t * tk->rows + r], tk->W + (size_t)r * tk->w_rs,
-                   tk->act + (size_t)t * tk->a_rs);
-  }
-}
-
 static void task_item(void *vjob, int64_t item, int worker) {
   const moe_job *j = vjob;
   (void)worker;
@@ -222,10 +171,10 @@ static void task_item(void *vjob, int64_t item, int worker) {
   const moe_task *tk = &j->tasks[lo];
   const int64_t r0 = (item - tk->first_item) * j->item_rows;
   const int64_t r1 = r0 + j->item_rows < tk->rows ? r0 + j->item_rows : tk->rows;
-  if (tk->s1 - tk->s0 > 1)
-    task_rows_many(tk, r0, r1);
-  else
-    task_rows_one(tk, r0, r1);
+  /* a group of one token runs the decode kernels, as a decode step does */
+  const uint8_t *prep = tk->s1 - tk->s0 > 1 ? tk->prep : NULL;
+  nllm_matmul_rows(tk->q, tk->cols, tk->W, tk->w_rs, r0, r1, tk->act, tk->a_rs, prep, tk->p_rs,
+                   tk->s0, tk->s1, tk->y, (size_t)tk->rows);
 }
 
 /* Splits every task's rows into work items of one size and runs them. One token: about 16
