@@ -165,31 +165,28 @@ static inline int ranks_before(const float *l, int32_t a, int32_t b) {
   return l[a] > l[b] || (l[a] == l[b] && a < b);
 }
 
+/* Restores the heap below position p of cand[0..k): a parent ranks after its children. */
+static void sift_down(const float *l, int32_t *cand, int32_t k, int32_t p) {
+  for (;;) {
+    int32_t c = 2 * p + 1;
+    if (c >= k) return;
+    if (c + 1 < k && ranks_before(l, cand[c], cand[c + 1])) c++;
+    if (!ranks_before(l, cand[p], cand[c])) return;
+    int32_t t = cand[p];
+    cand[p] = cand[c], cand[c] = t, p = c;
+  }
+}
+
 /* Moves the k candidates that cmp_desc ranks first into cand[0..k), in no particular order:
  * a heap of the k best so far with the worst at the root, which most candidates of a large
  * vocabulary fail to beat at the first comparison. Sorting all survivors of min-p instead cost
  * a server 60% of its time on a flat distribution (32000 candidates per token). */
 static void select_top_k(const float *l, int32_t *cand, int32_t n, int32_t k) {
-  for (int32_t i = k / 2 - 1; i >= 0; i--) /* heapify: parent ranks after its children */
-    for (int32_t p = i;;) {
-      int32_t c = 2 * p + 1;
-      if (c >= k) break;
-      if (c + 1 < k && ranks_before(l, cand[c], cand[c + 1])) c++;
-      if (!ranks_before(l, cand[p], cand[c])) break;
-      int32_t t = cand[p];
-      cand[p] = cand[c], cand[c] = t, p = c;
-    }
+  for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(l, cand, k, i);
   for (int32_t i = k; i < n; i++) {
     if (!ranks_before(l, cand[i], cand[0])) continue;
     cand[0] = cand[i];
-    for (int32_t p = 0;;) {
-      int32_t c = 2 * p + 1;
-      if (c >= k) break;
-      if (c + 1 < k && ranks_before(l, cand[c], cand[c + 1])) c++;
-      if (!ranks_before(l, cand[p], cand[c])) break;
-      int32_t t = cand[p];
-      cand[p] = cand[c], cand[c] = t, p = c;
-    }
+    sift_down(l, cand, k, 0);
   }
 }
 
