@@ -295,7 +295,9 @@ extern const nllm_kernel_set nllm_kernels_iq_avx2;    /* quant_iq_avx2.c */
 /* quant_lowbit_avx2.c: TQ*, MXFP4 */
 extern const nllm_kernel_set nllm_kernels_lowbit_avx2;
 extern const nllm_kernel_set nllm_kernels_avx512;
-extern const nllm_kernel_set nllm_kernels_iq_avx512;    /* quant_iq_avx512.c */
+extern const nllm_kernel_set nllm_kernels_iq_avx512; /* quant_iq_avx512.c */
+/* quant_lowbit_avx512.c: TQ*, MXFP4 */
+extern const nllm_kernel_set nllm_kernels_lowbit_avx512;
 extern const nllm_kernel_set nllm_kernels_gemmf_avx2;   /* gemm_float_avx2.c */
 extern const nllm_kernel_set nllm_kernels_gemmf_avx512; /* gemm_float_avx512.c */
 /* Fills the AVX-512 kernels' permute tables; call once, and only on a CPU with the tier. */
