@@ -275,10 +275,10 @@ static inline __m512 q8_0_scales(const block_q8_0 *y, __mmask16 m) {
 }
 
 /* Blocks [0, nblk) (nblk <= 16) of nr rows (1 or 4, x_stride bytes apart) against y: each
- * block's product isum * (scale * d) in p[r][i], as the reference rounds it. */
+ * block's product isum * (scale * d) in lane i of p[r], as the reference rounds it. */
 static inline __attribute__((always_inline)) void mxfp4_group(const uint8_t *x, size_t x_stride,
                                                               int nr, const block_q8_0 *y, int nblk,
-                                                              float p[4][16]) {
+                                                              __m512 p[4]) {
   const __mmask16 m = (__mmask16)((1u << nblk) - 1);
   __m512i isum[4];
   if (nblk == 16) {
@@ -307,22 +307,75 @@ static inline __attribute__((always_inline)) void mxfp4_group(const uint8_t *x, 
   for (int r = 0; r < nr; r++) {
     const __m512 sc =
         _mm512_mul_ps(mxfp4_half_scales((const block_mxfp4 *)(x + r * x_stride), m), dy);
-    _mm512_storeu_ps(p[r], _mm512_mul_ps(_mm512_cvtepi32_ps(isum[r]), sc));
+    p[r] = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[r]), sc);
   }
+}
+
+/* The products are added into the sums one block after the other, the reference's order; from
+ * registers, since reading a just-stored vector back as scalars waits for the store to retire,
+ * which waits for the previous group's additions. */
+static inline float mxfp4_add4(float sum, __m128 v) {
+  sum += _mm_cvtss_f32(v);
+  sum += _mm_cvtss_f32(_mm_movehdup_ps(v));
+  sum += _mm_cvtss_f32(_mm_movehl_ps(v, v));
+  sum += _mm_cvtss_f32(_mm_shuffle_ps(v, v, 3));
+  return sum;
+}
+static inline float mxfp4_add16(float sum, __m512 p) {
+  sum = mxfp4_add4(sum, _mm512_castps512_ps128(p));
+  sum = mxfp4_add4(sum, _mm512_extractf32x4_ps(p, 1));
+  sum = mxfp4_add4(sum, _mm512_extractf32x4_ps(p, 2));
+  return mxfp4_add4(sum, _mm512_extractf32x4_ps(p, 3));
+}
+/* Four rows at once: the products transposed so that lane r of u[k]'s 128-bit lane l is row r's
+ * block 4l + k, then added four rows wide (each lane its own row's chain). */
+static inline __m128 mxfp4_add16x4(__m128 sum, const __m512 p[4]) {
+  const __m512d t0 = _mm512_castps_pd(_mm512_unpacklo_ps(p[0], p[1]));
+  const __m512d t1 = _mm512_castps_pd(_mm512_unpacklo_ps(p[2], p[3]));
+  const __m512d t2 = _mm512_castps_pd(_mm512_unpackhi_ps(p[0], p[1]));
+  const __m512d t3 = _mm512_castps_pd(_mm512_unpackhi_ps(p[2], p[3]));
+  const __m512 u0 = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t1));
+  const __m512 u1 = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t1));
+  const __m512 u2 = _mm512_castpd_ps(_mm512_unpacklo_pd(t2, t3));
+  const __m512 u3 = _mm512_castpd_ps(_mm512_unpackhi_pd(t2, t3));
+#define MXFP4_ADD_LANE(get)       \
+  sum = _mm_add_ps(sum, get(u0)); \
+  sum = _mm_add_ps(sum, get(u1)); \
+  sum = _mm_add_ps(sum, get(u2)); \
+  sum = _mm_add_ps(sum, get(u3));
+#define MXFP4_LANE0(u) _mm512_castps512_ps128(u)
+#define MXFP4_LANE1(u) _mm512_extractf32x4_ps(u, 1)
+#define MXFP4_LANE2(u) _mm512_extractf32x4_ps(u, 2)
+#define MXFP4_LANE3(u) _mm512_extractf32x4_ps(u, 3)
+  MXFP4_ADD_LANE(MXFP4_LANE0)
+  MXFP4_ADD_LANE(MXFP4_LANE1)
+  MXFP4_ADD_LANE(MXFP4_LANE2)
+  MXFP4_ADD_LANE(MXFP4_LANE3)
+#undef MXFP4_ADD_LANE
+#undef MXFP4_LANE0
+#undef MXFP4_LANE1
+#undef MXFP4_LANE2
+#undef MXFP4_LANE3
+  return sum;
 }
 
 static void mxfp4_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
   const uint8_t *x = vx;
   const block_q8_0 *y = vy;
   const int64_t nb = n / QK;
-  float sum = 0, p[4][16];
-  for (int64_t b = 0; b < nb; b += 16) {
-    const int nblk = nb - b < 16 ? (int)(nb - b) : 16;
-    if (nblk == 16)
-      mxfp4_group(x + (size_t)b * sizeof(block_mxfp4), 0, 1, y + b, 16, p);
-    else
-      mxfp4_group(x + (size_t)b * sizeof(block_mxfp4), 0, 1, y + b, nblk, p);
-    for (int i = 0; i < nblk; i++) sum += p[0][i];
+  float sum = 0;
+  __m512 p[4];
+  int64_t b = 0;
+  for (; b + 16 <= nb; b += 16) {
+    mxfp4_group(x + (size_t)b * sizeof(block_mxfp4), 0, 1, y + b, 16, p);
+    sum = mxfp4_add16(sum, p[0]);
+  }
+  if (b < nb) {
+    const int nblk = (int)(nb - b);
+    float pl[16];
+    mxfp4_group(x + (size_t)b * sizeof(block_mxfp4), 0, 1, y + b, nblk, p);
+    _mm512_storeu_ps(pl, p[0]);
+    for (int i = 0; i < nblk; i++) sum += pl[i];
   }
   *s = sum;
 }
@@ -332,20 +385,27 @@ static void mxfp4_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_
   const uint8_t *x = vx;
   const block_q8_0 *y = vy;
   const int64_t nb = n / QK;
-  float sum[4] = {0, 0, 0, 0}, p[4][16];
-  for (int64_t b = 0; b < nb; b += 16) {
-    const int nblk = nb - b < 16 ? (int)(nb - b) : 16;
-    const uint8_t *xb = x + (size_t)b * sizeof(block_mxfp4);
+  __m128 sum = _mm_setzero_ps();
+  __m512 p[4];
+  int64_t b = 0;
+  for (; b + 16 <= nb; b += 16) {
     nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)b * sizeof(block_mxfp4),
                        4 * 16 * sizeof(block_mxfp4));
-    if (nblk == 16)
-      mxfp4_group(xb, x_stride, 4, y + b, 16, p);
-    else
-      mxfp4_group(xb, x_stride, 4, y + b, nblk, p);
-    for (int i = 0; i < nblk; i++)
-      for (int r = 0; r < 4; r++) sum[r] += p[r][i];
+    mxfp4_group(x + (size_t)b * sizeof(block_mxfp4), x_stride, 4, y + b, 16, p);
+    sum = mxfp4_add16x4(sum, p);
   }
-  for (int r = 0; r < 4; r++) s[r] = sum[r];
+  if (b < nb) {
+    const int nblk = (int)(nb - b);
+    float pl[4][16], sr[4];
+    mxfp4_group(x + (size_t)b * sizeof(block_mxfp4), x_stride, 4, y + b, nblk, p);
+    _mm_storeu_ps(sr, sum);
+    for (int r = 0; r < 4; r++) {
+      _mm512_storeu_ps(pl[r], p[r]);
+      for (int i = 0; i < nblk; i++) sr[r] += pl[r][i];
+    }
+    sum = _mm_loadu_ps(sr);
+  }
+  _mm_storeu_ps(s, sum);
 }
 
 static const nllm_qtype_kernels lowbit_avx512_rows[] = {
