@@ -408,15 +408,20 @@ static void mxfp4_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_
   _mm_storeu_ps(s, sum);
 }
 
+/* The ternary four-by-four rows take 0.9-1.4 ns per row-token pair of 256 values, ~3x less than
+ * sgemm's share of the same products on dequantized tiles (docs/performance.md): they never
+ * cross. */
 static const nllm_qtype_kernels lowbit_avx512_rows[] = {
     {.type = NLLM_TYPE_TQ1_0,
      .vec_dot = tq1_0_vec_dot_avx512,
      .vec_dot4 = tq1_0_vec_dot4_avx512,
-     .vec_dot4x4 = tq1_0_vec_dot4x4_avx512},
+     .vec_dot4x4 = tq1_0_vec_dot4x4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_TQ2_0,
      .vec_dot = tq2_0_vec_dot_avx512,
      .vec_dot4 = tq2_0_vec_dot4_avx512,
-     .vec_dot4x4 = tq2_0_vec_dot4x4_avx512},
+     .vec_dot4x4 = tq2_0_vec_dot4x4_avx512,
+     .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_MXFP4, .vec_dot = mxfp4_vec_dot_avx512, .vec_dot4 = mxfp4_vec_dot4_avx512},
 };
 const nllm_kernel_set nllm_kernels_lowbit_avx512 = {
