@@ -374,12 +374,11 @@ IQ_DOT4X4(iq1_s, iq1_s_step, 0.125f)
 IQ_DOT4X4(iq1_m, iq1_m_step, 0.125f)
 #undef IQ_DOT4X4
 
-/* Decode's four rows. Four abreast (one activation load, mask and abs for four rows) is 10-20%
+/* Decode's four rows. Four abreast (one activation load, mask and abs for four rows) is 2-10%
  * faster per block in cache, but on a 5632 x 2048 matvec out of a 192 MiB working set (thread
- * CPU time, one thread, docs/performance.md) IQ2_XS, IQ2_S, IQ3_XXS and IQ3_S ran 1.4-1.7x
- * slower that way than row after row, whose one sequential stream the hardware prefetcher
- * follows: those four take their rows one after the other. IQ2_XXS and IQ1_S stayed ahead four
- * abreast, IQ1_M even. */
+ * CPU time, one thread, docs/performance.md) the IQ2 and IQ3 rows ran 1.2-2.3x slower that way
+ * than row after row, whose one sequential stream the hardware prefetcher follows: those take
+ * their rows one after the other. IQ1_S and IQ1_M stayed 10-20% ahead four abreast. */
 #define IQ_DOT4(name, step, mul)                                                            \
   static void name##_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_stride,  \
                                      const void *vy) {                                      \
@@ -391,9 +390,9 @@ IQ_DOT4X4(iq1_m, iq1_m_step, 0.125f)
     for (int r = 0; r < 4; r++)                                                            \
       name##_vec_dot_avx512(n, s + r, (const uint8_t *)vx + r * x_stride, vy);             \
   }
-IQ_DOT4(iq2_xxs, iq2_xxs_step, 0.125f)
 IQ_DOT4(iq1_s, iq1_s_step, 0.125f)
 IQ_DOT4(iq1_m, iq1_m_step, 0.125f)
+IQ_DOT4_ROWS(iq2_xxs)
 IQ_DOT4_ROWS(iq2_xs)
 IQ_DOT4_ROWS(iq2_s)
 IQ_DOT4_ROWS(iq3_xxs)
