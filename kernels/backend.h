@@ -167,6 +167,10 @@ extern const nllm_fw_ops nllm_cpu_fw_ops;
  * them, laid out by its kv_store), and its ops' scratch. */
 nllm_status nllm_cpu_fw_init(nllm_fw_backend *be, const nllm_fw_shape *s);
 void nllm_cpu_fw_free(nllm_fw_backend *be);
+/* Room in b.lora_t for the lowrank op's products: n_batch rows of n_products ranks of up to
+ * max_rank each; grows only (a smaller request keeps what is there). */
+nllm_status nllm_cpu_fw_reserve_lowrank(nllm_fw_backend *be, int32_t n_batch, int32_t max_rank,
+                                        int32_t n_products);
 
 /* Cache maintenance on the CPU backend's layout ([layer][n_head_kv][n_ctx][head_dim] rows
  * of each type) over its first n_layers layers: rotate the keys of cell by delta positions (a

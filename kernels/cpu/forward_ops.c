@@ -358,10 +358,20 @@ static size_t moe_scratch(const nllm_fw_shape *s) {
   return w;
 }
 
+nllm_status nllm_cpu_fw_reserve_lowrank(nllm_fw_backend *be, int32_t n_batch, int32_t max_rank,
+                                        int32_t n_products) {
+  float *t = nllm_aligned_alloc((size_t)((int64_t)n_batch * max_rank * n_products) * sizeof(float));
+  if (!t) return nllm_err(NLLM_ERR_NOMEM, "out of memory for the LoRA scratch (rank %d)", max_rank);
+  nllm_aligned_free(be->b.lora_t);
+  be->b.lora_t = t;
+  return NLLM_OK;
+}
+
 void nllm_cpu_fw_free(nllm_fw_backend *be) {
   nllm_cpu_fw *c = be->ctx;
   nllm_fw_bufs *b = &be->b;
-  void *bufs[] = {b->x, b->xb, b->q, b->k, b->v, b->att, b->gate, b->up, b->k_cache, b->v_cache};
+  void *bufs[] = {b->x,    b->xb, b->q,       b->k,       b->v,     b->att,
+                  b->gate, b->up, b->k_cache, b->v_cache, b->lora_t};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) nllm_aligned_free(bufs[i]);
   if (c) {
     nllm_aligned_free(c->wdata);

@@ -141,7 +141,6 @@ void nllm_forward_state_free(nllm_forward_state *fs) {
   nllm_cuda_fw_free(&fs->gpu);
   nllm_cpu_fw_free(&fs->cpu);
   nllm_aligned_free(fs->row_ids);
-  nllm_aligned_free(b->lora_t);
   memset(fs, 0, sizeof *fs);
 }
 
@@ -191,11 +190,9 @@ nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank) 
                     "(merge the adapter with nllm convert --lora instead)",
                     m->n_gpu_layers);
   if (max_rank <= fs->lora_rank) return NLLM_OK;
-  float *t = nllm_aligned_alloc((size_t)(fs->n_batch * (int64_t)max_rank * NLLM_FW_LOWRANK_MAX) *
-                                sizeof(float));
-  if (!t) return nllm_err(NLLM_ERR_NOMEM, "out of memory for the LoRA scratch (rank %d)", max_rank);
-  nllm_aligned_free(fs->cpu.b.lora_t);
-  fs->cpu.b.lora_t = t;
+  nllm_status st =
+      nllm_cpu_fw_reserve_lowrank(&fs->cpu, fs->n_batch, max_rank, NLLM_FW_LOWRANK_MAX);
+  if (st) return st;
   fs->lora_rank = max_rank;
   return NLLM_OK;
 }
