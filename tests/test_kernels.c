@@ -645,6 +645,23 @@ static void check_packed(const nllm_qtype *q) {
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   ck_assert_msg(q->pack_rows && q->packed_prep, "%s: gemm_packed without its helpers", q->name);
   uint64_t rng = 0x2545F4914F6CDD1Dull ^ (uint64_t)q->type;
+  for (int64_t n = q->block_size; n <= 5 * q->block_size; n += q->block_size) { /* odd counts */
+    const size_t rs = nllm_row_size(q->type, n);
+    uint8_t *w = malloc(rs * 4), *a = malloc(nllm_row_size(vq->type, n));
+    ck_assert(w && a);
+    ck_assert(random_blocks(&rng, q->type, w, n / q->block_size * 4, (size_t)q->type_size, 0));
+    ck_assert(random_blocks(&rng, vq->type, a, n / vq->block_size, (size_t)vq->type_size, 0));
+    float four[4], one, ref;
+    q->vec_dot4(n, four, w, rs, a);
+    for (int r = 0; r < 4; r++) {
+      q->vec_dot_ref(n, &ref, w + (size_t)r * rs, a);
+      q->vec_dot(n, &one, w + (size_t)r * rs, a);
+      ck_assert_msg(one == ref && four[r] == ref, "%s n %lld row %d: %.9g, %.9g, reference %.9g",
+                    q->name, (long long)n, r, one, four[r], ref);
+    }
+    free(w);
+    free(a);
+  }
   for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
     const int64_t n = lens[li];
     const size_t stride = nllm_row_size(q->type, n) + (size_t)q->type_size;

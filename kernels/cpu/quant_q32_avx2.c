@@ -422,28 +422,102 @@ static inline __attribute__((always_inline)) void dot_inorder(const int kind, in
   *s = sum;
 }
 
+/* Four rows, two blocks a step (as dot4_32: block b in the low lane of a register, b + 1 in the
+ * high lane, with the activation's part shared by the four rows): each row's exact sums of the
+ * two blocks come out of three hadds as [b: rows 0..3 | b + 1: rows 0..3], and the rows' floats
+ * take block b, then b + 1, in the four lanes of one accumulator (Q8_0: a register per block,
+ * the same sums by one more step). */
 static inline __attribute__((always_inline)) void dot4_inorder(const int kind, int64_t n, float *s,
                                                                const uint8_t *x0, size_t bx,
-                                                               const uint8_t *y) {
+                                                               const uint8_t *y0) {
   const size_t xs = block_bytes(kind), ys = sizeof(block_q8_0);
-  const uint8_t *x1 = x0 + bx, *x2 = x1 + bx, *x3 = x2 + bx;
+  const size_t off_qs = kind == F_Q5_0 ? offsetof(block_q5_0, qs) : offsetof(block_q4_0, qs);
+  const int64_t nb = n / QK;
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+  const __m256i voff = _mm256_set1_epi8(kind == F_Q5_0 ? 16 : 8);
+  const __m256i lut =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  const __m256i by_block = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
   __m128 acc = _mm_setzero_ps();
-  for (int64_t b = 0; b < n / QK; b++) {
-    const size_t o = (size_t)b * xs;
-    const uint8_t *yb = y + (size_t)b * ys;
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * o, 4 * xs);
-    const __m256i v0 = block_isum(kind, x0 + o, yb), v1 = block_isum(kind, x1 + o, yb);
-    const __m256i v2 = block_isum(kind, x2 + o, yb), v3 = block_isum(kind, x3 + o, yb);
-    /* row r's eight lanes summed into lane r (low half: lanes 0..3, high half: 4..7) */
-    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
-    const __m128i isum = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    const uint64_t dx = (uint64_t)load_u16(x0 + o) | (uint64_t)load_u16(x1 + o) << 16 |
-                        (uint64_t)load_u16(x2 + o) << 32 | (uint64_t)load_u16(x3 + o) << 48;
-    const __m128 d = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)dx)),
-                                _mm_set1_ps(f16c_h2f(load_u16(yb))));
-    acc = _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(isum), d));
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const uint8_t *yb = y0 + (size_t)b * ys, *xb = x0 + (size_t)b * xs;
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 2 * xs);
+    __m256i ylo, yhi, yoff = _mm256_setzero_si256(), y0q = ylo, y1q = ylo;
+    if (kind == F_Q8_0) {
+      y0q = _mm256_loadu_si256((const __m256i *)(yb + 2));
+      y1q = _mm256_loadu_si256((const __m256i *)(yb + ys + 2));
+    } else {
+      y_pair(yb + 2, ys, &ylo, &yhi);
+      if (kind != F_IQ4_NL)
+        yoff = _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo), _mm256_maddubs_epi16(voff, yhi));
+    }
+    __m256i v[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = xb + (size_t)r * bx;
+      if (kind == F_Q8_0) {
+        const __m256i a0 = _mm256_loadu_si256((const __m256i *)(x + 2)),
+                      a1 = _mm256_loadu_si256((const __m256i *)(x + xs + 2));
+        const __m256i p0 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_sign_epi8(a0, a0), _mm256_sign_epi8(y0q, a0)), ones);
+        const __m256i p1 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_sign_epi8(a1, a1), _mm256_sign_epi8(y1q, a1)), ones);
+        /* row r's partial sums [b, b, b + 1, b + 1] in each lane (as q8_0_vec_dot4_avx2) */
+        v[r] = _mm256_hadd_epi32(p0, p1);
+        continue;
+      }
+      const __m256i q = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + off_qs))),
+          _mm_loadu_si128((const __m128i *)(x + xs + off_qs)), 1);
+      __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      if (kind == F_Q5_0) {
+        __m256i hlo, hhi;
+        qh_pair(load_u32(x + offsetof(block_q5_0, qh)), load_u32(x + xs + offsetof(block_q5_0, qh)),
+                &hlo, &hhi);
+        lo = _mm256_or_si256(lo, hlo);
+        hi = _mm256_or_si256(hi, hhi);
+      }
+      if (kind == F_IQ4_NL) {
+        lo = _mm256_shuffle_epi8(lut, lo);
+        hi = _mm256_shuffle_epi8(lut, hi);
+        const __m256i plo =
+            _mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(ylo, lo));
+        const __m256i phi =
+            _mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(yhi, hi));
+        v[r] = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+      } else {
+        const __m256i p = _mm256_sub_epi16(
+            _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi)), yoff);
+        v[r] = _mm256_madd_epi16(p, ones);
+      }
+    }
+    __m256 prod;
+    if (kind == F_Q8_0) { /* [b, b + 1] of rows 0, 1 in each lane, of rows 2, 3: the lanes added */
+      const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
+      const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(w01, w23, 0x20),
+                                            _mm256_permute2x128_si256(w01, w23, 0x31));
+      prod = _mm256_permutevar8x32_ps(
+          _mm256_mul_ps(_mm256_cvtepi32_ps(isum), step_scales4(xb, bx, xs, yb, ys)), by_block);
+    } else {
+      const __m256i isum =
+          _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+      prod = _mm256_mul_ps(_mm256_cvtepi32_ps(isum),
+                           _mm256_permutevar8x32_ps(step_scales4(xb, bx, xs, yb, ys), by_block));
+    }
+    acc = _mm_add_ps(acc, _mm256_castps256_ps128(prod));
+    acc = _mm_add_ps(acc, _mm256_extractf128_ps(prod, 1));
   }
   _mm_storeu_ps(s, acc);
+  if (b < nb) /* an odd block count: the last block of each row, after the others */
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs, *yb = y0 + (size_t)b * ys;
+      const __m256i v = block_isum(kind, x, yb);
+      __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+      s[r] += (float)_mm_cvtsi128_si32(h) * (f16c_h2f(load_u16(x)) * f16c_h2f(load_u16(yb)));
+    }
 }
 
 #define INORDER_KERNELS(fmt, kind)                                                            \
