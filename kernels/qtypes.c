@@ -77,6 +77,14 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
       q->gemm4 = k->gemm4;
       q->gemm_min_tokens = k->gemm_min_tokens;
     }
+    /* a tier's own prompt kernels replace the interleaved ones of the tier below: these were
+     * measured against that tier's tiles only */
+    if (k->gemm4 || k->gemm_packed) {
+      q->pack_rows = k->pack_rows;
+      q->packed_prep = k->packed_prep;
+      q->gemm_packed = k->gemm_packed;
+      q->packed_min_tokens = k->packed_min_tokens;
+    }
   }
 }
 

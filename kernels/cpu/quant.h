@@ -320,6 +320,9 @@ void q4_1_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
 void q5_0_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
 void q5_1_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
 void iq4_nl_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
+/* and the AVX-512 tier's Q8_0 decode (the AVX2 rows of Q4_0, Q5_0, IQ4_NL and Q8_0 take kernels
+ * in the scalar reference's order; the AVX-512 rows keep these, whose order their tiles match) */
+void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y);
 /* attention_avx2.c: the n_rep query heads of (token t, KV head kvh) over cache positions
  * [j0, j0 + n) (head_dim a multiple of 8; scratch as attention.c's), into out_rows (rows of
  * head_dim): normalized with m NULL, else unnormalized with each head's max score in m and sum
