@@ -31,6 +31,8 @@ typedef struct nllm_fw_bufs {
   float *x, *xb, *q, *qkv, *k, *v, *att, *gate, *up;
   uint8_t *k_cache, *v_cache; /* n_ctx * row per layer (il at il - first_layer), laid out by
                                * the backend's kv_store (the CPU's: head-major) */
+  float *lora_t; /* the lowrank op's A x: n_batch rows of the ranks of one call's products
+                  * (nllm_forward_lora_reserve sizes it), NULL until an adapter is attached */
   int32_t first_layer;
   float *logits; /* the head's output when this backend runs it (GPU), NULL: the caller's */
 } nllm_fw_bufs;
@@ -58,6 +60,18 @@ typedef struct nllm_fw_moe {
   int64_t d, ff;
   int32_t n_expert, n_used, norm;
 } nllm_fw_moe;
+
+/* One low-rank product of a LoRA adapter on a layer matrix W [out][in]: y += s B (A x), with A
+ * [r][in] and B packed in panels of its transpose (kernels/ops.h nllm_lowrank_bt_index), both
+ * of one type (F32, F16 or BF16) in host memory, the adapter's. */
+#define NLLM_FW_LOWRANK_MAX 3 /* products of one lowrank call */
+typedef struct nllm_fw_lowrank {
+  int32_t type, r;
+  int64_t in, out;
+  const void *a, *bt;
+  float s;
+  float *y; /* [n][out] in the backend's memory */
+} nllm_fw_lowrank;
 
 typedef struct nllm_fw_ops nllm_fw_ops;
 
@@ -114,6 +128,11 @@ struct nllm_fw_ops {
   /* a sparse FFN on x [n][d] in place: router, top-k, the chosen experts. NULL: the backend
    * has no expert kernel (the forward pass hands the rows to the CPU's) */
   void (*moe)(nllm_fw_backend *be, float *x, int64_t n, const nllm_fw_moe *a);
+  /* the products p[0..n_p) of one input x [n][p->in] (a layer's q, k and v share one pass
+   * over it), at most NLLM_FW_LOWRANK_MAX, their ranks summing to what b.lora_t holds. NULL where
+   * the backend has none (the CUDA backend: a context with GPU layers refuses adapters) */
+  void (*lowrank)(nllm_fw_backend *be, const nllm_fw_lowrank *p, int n_p, const float *x,
+                  int64_t n);
   /* host <-> this backend's memory */
   void (*from_host)(nllm_fw_backend *be, void *dst, const void *src, size_t bytes);
   void (*to_host)(nllm_fw_backend *be, void *dst, const void *src, size_t bytes);
@@ -148,6 +167,10 @@ extern const nllm_fw_ops nllm_cpu_fw_ops;
  * them, laid out by its kv_store), and its ops' scratch. */
 nllm_status nllm_cpu_fw_init(nllm_fw_backend *be, const nllm_fw_shape *s);
 void nllm_cpu_fw_free(nllm_fw_backend *be);
+/* Room in b.lora_t for the lowrank op's products: n_batch rows of n_products ranks of up to
+ * max_rank each; grows only (a smaller request keeps what is there). */
+nllm_status nllm_cpu_fw_reserve_lowrank(nllm_fw_backend *be, int32_t n_batch, int32_t max_rank,
+                                        int32_t n_products);
 
 /* Cache maintenance on the CPU backend's layout ([layer][n_head_kv][n_ctx][head_dim] rows
  * of each type) over its first n_layers layers: rotate the keys of cell by delta positions (a

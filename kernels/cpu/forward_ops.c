@@ -299,6 +299,29 @@ static void cpu_moe(nllm_fw_backend *be, float *x, int64_t n, const nllm_fw_moe 
   nllm_moe_ffn(&args);
 }
 
+/* Memory-bound at decode like the base matmul (a few percent of its bytes), so the whole team
+ * runs it whatever the arithmetic: a pass for every product's A x, then one for their B t. */
+static void cpu_lowrank(nllm_fw_backend *be, const nllm_fw_lowrank *p, int n_p, const float *x,
+                        int64_t n) {
+  nllm_lowrank lr[NLLM_FW_LOWRANK_MAX];
+  float *t = be->b.lora_t;
+  for (int i = 0; i < n_p; i++) { /* n_p <= NLLM_FW_LOWRANK_MAX: the forward pass's groups */
+    lr[i] = (nllm_lowrank){.type = p[i].type,
+                           .r = p[i].r,
+                           .in = p[i].in,
+                           .out = p[i].out,
+                           .a = p[i].a,
+                           .bt = p[i].bt,
+                           .s = p[i].s,
+                           .t = t,
+                           .y = p[i].y};
+    t += n * p[i].r;
+  }
+  const int n_threads = cpu_of(be)->n_threads;
+  nllm_lowrank_down(lr, n_p, x, n, n_threads);
+  nllm_lowrank_up(lr, n_p, n, n_threads);
+}
+
 const nllm_fw_ops nllm_cpu_fw_ops = {
     .get_rows = cpu_get_rows,
     .rmsnorm = cpu_rmsnorm,
@@ -314,6 +337,7 @@ const nllm_fw_ops nllm_cpu_fw_ops = {
     .layernorm = cpu_layernorm,
     .gelu_erf = cpu_gelu_erf,
     .moe = cpu_moe,
+    .lowrank = cpu_lowrank,
     .from_host = cpu_copy,
     .to_host = cpu_copy,
 };
@@ -360,10 +384,20 @@ static size_t moe_scratch(const nllm_fw_shape *s) {
   return w;
 }
 
+nllm_status nllm_cpu_fw_reserve_lowrank(nllm_fw_backend *be, int32_t n_batch, int32_t max_rank,
+                                        int32_t n_products) {
+  float *t = nllm_aligned_alloc((size_t)((int64_t)n_batch * max_rank * n_products) * sizeof(float));
+  if (!t) return nllm_err(NLLM_ERR_NOMEM, "out of memory for the LoRA scratch (rank %d)", max_rank);
+  nllm_aligned_free(be->b.lora_t);
+  be->b.lora_t = t;
+  return NLLM_OK;
+}
+
 void nllm_cpu_fw_free(nllm_fw_backend *be) {
   nllm_cpu_fw *c = be->ctx;
   nllm_fw_bufs *b = &be->b;
-  void *bufs[] = {b->x, b->xb, b->q, b->k, b->v, b->att, b->gate, b->up, b->k_cache, b->v_cache};
+  void *bufs[] = {b->x,    b->xb, b->q,       b->k,       b->v,     b->att,
+                  b->gate, b->up, b->k_cache, b->v_cache, b->lora_t};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) nllm_aligned_free(bufs[i]);
   if (c) {
     nllm_aligned_free(c->wdata);

@@ -141,7 +141,6 @@ void nllm_forward_state_free(nllm_forward_state *fs) {
   nllm_cuda_fw_free(&fs->gpu);
   nllm_cpu_fw_free(&fs->cpu);
   nllm_aligned_free(fs->row_ids);
-  nllm_aligned_free(fs->lora_t);
   memset(fs, 0, sizeof *fs);
 }
 
@@ -185,17 +184,15 @@ static void moe_step(const fw_run *r, nllm_fw_backend *be, const nllm_layer *L) 
 
 nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank) {
   const nllm_model *m = fs->model;
-  if (max_rank > 0 && m->n_gpu_layers > 0)
+  if (max_rank > 0 && m->n_gpu_layers > 0 && !fs->gpu.ops->lowrank)
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "LoRA adapters are applied on the CPU only; the model has %d GPU layers "
                     "(merge the adapter with nllm convert --lora instead)",
                     m->n_gpu_layers);
   if (max_rank <= fs->lora_rank) return NLLM_OK;
-  float *t = nllm_aligned_alloc((size_t)(fs->n_batch * (int64_t)max_rank * NLLM_LORA_GROUP_MAX) *
-                                sizeof(float));
-  if (!t) return nllm_err(NLLM_ERR_NOMEM, "out of memory for the LoRA scratch (rank %d)", max_rank);
-  nllm_aligned_free(fs->lora_t);
-  fs->lora_t = t;
+  nllm_status st =
+      nllm_cpu_fw_reserve_lowrank(&fs->cpu, fs->n_batch, max_rank, NLLM_FW_LOWRANK_MAX);
+  if (st) return st;
   fs->lora_rank = max_rank;
   return NLLM_OK;
 }
@@ -208,41 +205,35 @@ typedef struct lora_proj {
 
 /* y = W x for each layer matrix of one input x, plus s * scale * B (A x) of every adapter of
  * each row that adapts it: the adapters stay unmerged, so one base (quantized or not) serves any
- * set of them, and rows of sequences with different sets share the base products. An adapter
- * goes over x once for all the matrices (one pass of the team for their A x, one for their
- * B t); consecutive rows with the same set (a sequence's prompt chunk) go through it together. */
+ * set of them, and rows of sequences with different sets share the base products. An adapter's
+ * products of one input are one lowrank op (one pass over x for all their A x); consecutive
+ * rows with the same set (a sequence's prompt chunk) go through it together. */
 static void project(const fw_run *r, nllm_fw_backend *be, int il, const float *x, int64_t n,
                     const lora_proj *p, int n_p) {
   for (int i = 0; i < n_p; i++) be->ops->matmul(be, p[i].y, p[i].w, x, n);
   const nllm_lora_set *const *row_set = r->fb->row_lora;
-  if (!row_set) return; /* else the CPU's: nllm_forward_lora_reserve refuses GPU layers */
-  nllm_forward_state *fs = r->fs;
+  if (!row_set) return; /* a backend without lowrank has none: nllm_forward_lora_reserve */
   const int64_t in = p[0].w->cols;
   for (int64_t t0 = 0, t1; t0 < n; t0 = t1) {
     const nllm_lora_set *set = row_set[t0];
     for (t1 = t0 + 1; t1 < n && row_set[t1] == set;) t1++;
-    const int64_t rows = t1 - t0;
     for (int32_t k = 0; k < set->n; k++) {
-      nllm_lowrank lr[NLLM_LORA_GROUP_MAX];
+      nllm_fw_lowrank lr[NLLM_FW_LOWRANK_MAX];
       int n_lr = 0;
-      float *t = fs->lora_t;
       for (int i = 0; i < n_p; i++) {
         const nllm_lora_mat *lm = nllm_lora_mat_of(set->a[k].a, il, p[i].slot);
         const float s = set->a[k].scale * lm->scale;
         if (!lm->r || s == 0.0f) continue;
-        lr[n_lr++] = (nllm_lowrank){.type = lm->type,
-                                    .r = lm->r,
-                                    .in = in,
-                                    .out = p[i].w->rows,
-                                    .a = lm->a,
-                                    .bt = lm->bt,
-                                    .s = s,
-                                    .t = t,
-                                    .y = p[i].y + t0 * p[i].w->rows};
-        t += rows * lm->r;
+        lr[n_lr++] = (nllm_fw_lowrank){.type = lm->type,
+                                       .r = lm->r,
+                                       .in = in,
+                                       .out = p[i].w->rows,
+                                       .a = lm->a,
+                                       .bt = lm->bt,
+                                       .s = s,
+                                       .y = p[i].y + t0 * p[i].w->rows};
       }
-      nllm_lowrank_down(lr, n_lr, x + t0 * in, rows, fs->n_threads);
-      nllm_lowrank_up(lr, n_lr, rows, fs->n_threads);
+      if (n_lr) be->ops->lowrank(be, lr, n_lr, x + t0 * in, t1 - t0);
     }
   }
 }

@@ -51,10 +51,7 @@ struct nllm_forward_state {
   int32_t *row_ids; /* abs_pos archs: [n_batch] the rows' position and token-type ids */
   nllm_abort_fn abort_cb;
   void *abort_ud;
-  /* LoRA scratch (CPU layers only): s A x of up to NLLM_LORA_GROUP_MAX matrices, each
-   * [n_batch][lora_rank] */
-  float *lora_t;
-  int32_t lora_rank;
+  int32_t lora_rank; /* the largest rank the CPU backend's lora_t has room for */
 };
 
 /* logit_rows: rows of logits one call may produce (n_batch with all_logits, else 1). */
@@ -69,11 +66,9 @@ void nllm_forward_state_free(nllm_forward_state *fs);
  * cache cells are then garbage; the caller drops them). */
 nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits);
 
-/* The matrices a layer multiplies one input by (q, k and v; gate and up) share their adapters'
- * passes over it: the LoRA scratch holds A x for this many at once. */
-#define NLLM_LORA_GROUP_MAX 3
 /* Sizes the scratch the adapters' products need for ranks up to max_rank (batches then name
- * each row's adapters in row_lora). NLLM_ERR_UNSUPPORTED with GPU layers. */
+ * each row's adapters in row_lora). NLLM_ERR_UNSUPPORTED when a backend of the model's layers
+ * has no lowrank op (the GPU's). */
 nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank);
 
 /* Cache maintenance for the sequence operations (CPU layers): rotate the keys of cache row
