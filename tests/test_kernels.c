@@ -1284,6 +1284,12 @@ START_TEST(rope_vs_naive) {
         fill(x, H * D, DATA_GAUSS);
         memcpy(x0, x, sizeof x);
         nllm_rope(x, H, D, n_rot, pos, inv, neox);
+        /* the two-step form (angles once, then any number of rotations) gives the same bits */
+        float x2[H * D], cs[D / 2], sn[D / 2];
+        memcpy(x2, x0, sizeof x2);
+        nllm_rope_angles(cs, sn, pos, inv, n_rot / 2);
+        nllm_rope_with(x2, H, D, n_rot, cs, sn, neox);
+        ck_assert_msg(memcmp(x2, x, sizeof x) == 0, "rope in two steps differs (pos %d)", pos);
         for (int h = 0; h < H; h++) {
           for (int i = 0; i < n_rot / 2; i++) {
             int a = neox ? i : 2 * i, b = neox ? i + n_rot / 2 : 2 * i + 1;
