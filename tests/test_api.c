@@ -348,6 +348,28 @@ START_TEST(sampler_filters) {
   int t;
   ck_assert_int_eq(nllm_sampler_sample_logits(s, logits, 100, &t), NLLM_ERR_INVALID_ARG);
   nllm_sampler_free(s);
+  /* greedy: the best logit, the lowest id on ties, wherever it sits among the argmax's
+   * interleaved running maxima (and in the tail past them); NaN never wins */
+  nllm_sampler_params_init(&sp);
+  sp.temperature = 0;
+  ck_assert_int_eq(nllm_sampler_create(m, &sp, &s), NLLM_OK);
+  float g[512];
+  uint32_t rng = 99;
+  for (int r = 0; r < 300; r++) {
+    for (int i = 0; i < 512; i++) {
+      rng = rng * 1664525u + 1013904223u;
+      g[i] = (float)(rng >> 24) * 0.25f; /* 256 values: ties are common */
+    }
+    if (r % 3 == 1) g[rng % 512] = NAN;
+    if (r % 5 == 2) g[511 - r % 7] = 1e30f;
+    if (r % 7 == 3) g[0] = -INFINITY;
+    int want = -1;
+    for (int i = 0; i < 512; i++)
+      if (g[i] == g[i] && (want < 0 || g[i] > g[want])) want = i;
+    ck_assert_int_eq(nllm_sampler_sample_logits(s, g, 512, &t), NLLM_OK);
+    ck_assert_msg(t == want, "greedy round %d: %d, not %d", r, t, want);
+  }
+  nllm_sampler_free(s);
   /* min-p 0.5 at temperature 1: only tokens within log(2) of the best survive */
   nllm_sampler_params_init(&sp);
   sp.seed = 7, sp.temperature = 1.0f, sp.top_k = 0, sp.top_p = 1.0f, sp.min_p = 0.5f;

@@ -3,6 +3,7 @@
  * top-p -> draw.
  * top-k and min-p both keep "the largest", so their order does not matter; top-p is computed on
  * the tempered distribution after them. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -190,13 +191,35 @@ static void select_top_k(const float *l, int32_t *cand, int32_t n, int32_t k) {
   }
 }
 
+/* Index of the largest of l[0..n), the lowest on ties (NaN never wins; 0 if nothing beats
+ * -inf). The maximum first, as eight running maxima over interleaved elements (no chain of
+ * dependent compares across the vocabulary, and the compiler makes them vector max
+ * instructions), then its first place: this is a good part of a server's per-token time
+ * beside a small model. */
+static int32_t argmax_first(const float *l, int32_t n) {
+  enum { W = 8 };
+  float m[W];
+  for (int k = 0; k < W; k++) m[k] = -INFINITY;
+  int32_t i = 0;
+  for (; i + W <= n; i += W)
+    for (int k = 0; k < W; k++) m[k] = l[i + k] > m[k] ? l[i + k] : m[k];
+  float mx = -INFINITY;
+  for (; i < n; i++) mx = l[i] > mx ? l[i] : mx;
+  for (int k = 0; k < W; k++) mx = m[k] > mx ? m[k] : mx;
+  for (i = 0; i < n; i++)
+    if (l[i] == mx) return i;
+  return 0;
+}
+
 static nllm_status pick_grammar(nllm_sampler *s, float *l, nllm_token *out);
-static nllm_status pick_plain(nllm_sampler *s, float *l, nllm_token *out);
+static nllm_status pick_plain(nllm_sampler *s, const float *l, nllm_token *out);
 
 nllm_status nllm_smp_sample(nllm_sampler *s, const float *in, int32_t n_vocab, nllm_token *out) {
   if (n_vocab != s->n_vocab)
     return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: n_vocab %d does not match the model's %d",
                     n_vocab, s->n_vocab);
+  /* only the penalty and a grammar change the logits: otherwise they are read in place */
+  if (s->p.repeat_penalty == 1.0f && !s->gr) return pick_plain(s, in, out);
   float *l = s->logits;
   memcpy(l, in, (size_t)n_vocab * sizeof(float));
   if (s->p.repeat_penalty != 1.0f) {
@@ -234,10 +257,9 @@ static nllm_status pick_grammar(nllm_sampler *s, float *l, nllm_token *out) {
   return NLLM_OK;
 }
 
-static nllm_status pick_plain(nllm_sampler *s, float *l, nllm_token *out) {
-  int32_t best = 0;
-  for (int32_t i = 1; i < s->n_pick; i++)
-    if (l[i] > l[best]) best = i;
+static nllm_status pick_plain(nllm_sampler *s, const float *l, nllm_token *out) {
+  const int32_t n_pick = s->n_pick;
+  int32_t best = argmax_first(l, n_pick);
   if (s->p.temperature == 0.0f || s->p.top_k == 1) {
     *out = best;
     return NLLM_OK;
@@ -245,9 +267,12 @@ static nllm_status pick_plain(nllm_sampler *s, float *l, nllm_token *out) {
   const float lmax = l[best];
   /* min-p: keep p_i >= min_p * p_max, i.e. (l_i - l_max)/T >= log(min_p) */
   const float cut = s->p.min_p > 0 ? lmax + s->p.temperature * logf(s->p.min_p) : -INFINITY;
-  int32_t n = 0;
-  for (int32_t i = 0; i < s->n_pick; i++)
-    if (l[i] >= cut && isfinite(l[i])) s->cand[n++] = i;
+  /* without a branch: on a flat distribution whether a token survives is a coin toss */
+  int32_t n = 0, *cand = s->cand;
+  for (int32_t i = 0; i < n_pick; i++) {
+    cand[n] = i;
+    n += (l[i] >= cut) & (fabsf(l[i]) <= FLT_MAX);
+  }
   if (n == 0) s->cand[n++] = best;
   if (s->p.top_k > 0 && n > s->p.top_k) {
     select_top_k(l, s->cand, n, s->p.top_k);
