@@ -82,8 +82,10 @@ if (bench.length && one.length) {
     `${fmt(median(over), 1)}% per token (median of the rounds; each round: ` +
     `${over.map((x) => fmt(x, 1)).join(', ')}%)`);
   const cb = median(bench.map((r) => r.cpu_ms_tok)), cs = median(one.map((r) => r.cpu_ms_tok));
+  const cd = median(one.map((r) => r.busy_ms_tok));
   if (Number.isFinite(cb) && Number.isFinite(cs))
-    console.log(`CPU time per generated token at one client: nllm serve ${fmt(cs, 2)} ms ` +
-      `(all its threads), nllm bench ${fmt(cb, 2)} ms: ${fmt(100 * (cs / cb - 1), 1)}% more ` +
-      '(medians of the rounds)');
+    console.log(`CPU time per generated token at one client (medians of the rounds): nllm bench ` +
+      `${fmt(cb, 3)} ms; nllm serve, all its threads, ${fmt(cs, 3)} ms ` +
+      `(${fmt(100 * (cs / cb - 1), 1)}% more)` + (Number.isFinite(cd) ? `, its busiest ` +
+      `thread (decoding and sampling) ${fmt(cd, 3)} ms (${fmt(100 * (cd / cb - 1), 1)}% more)` : ''));
 }

@@ -11,8 +11,10 @@
 #
 # Besides wall-clock speed, every line has cpu_ms_tok: the CPU time the server process (all its
 # threads) used per generated token during that client count's run (/proc/PID/stat), and for
-# nllm bench its own tg_cpu_ms_per_token (the process's CPU time over the timed generation). On
-# a shared host wall-clock figures move with the neighbours' load; CPU time per token much less.
+# nllm bench its own tg_cpu_ms_per_token (the process's CPU time over the timed generation), and
+# busy_ms_tok: the CPU time of the server's busiest thread per token (at THREADS 1 the thread
+# that decodes and samples: what limits one stream when the HTTP threads have other cores). On a
+# shared host wall-clock figures move with the neighbours' load; CPU time per token much less.
 #
 #   bench/serve_vs_llama.sh MODEL.gguf LLAMA_SERVER|none [ROUNDS] [CLIENTS] [NP] [THREADS] [CTX]
 #                           [TOKENS] [REQUESTS]
@@ -38,7 +40,7 @@ port_nllm=${PORT_NLLM:-18611}
 port_llama=${PORT_LLAMA:-18612}
 log=$(mktemp)
 lines=$(mktemp)
-trap 'rm -f "$log" "$lines"' EXIT
+trap 'rm -f "$log" "$log.t0" "$log.t1" "$lines"' EXIT
 
 wait_ready() { # url pid
   i=0
@@ -58,11 +60,24 @@ cpu_ticks() { # pid: user + system clock ticks of the whole process so far
   sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
 
-tag() { # server round cpu_ticks: JSON array on stdin to one tagged line per element
-  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const r of JSON.parse(s))
-    console.log(JSON.stringify({server:process.argv[1],round:+process.argv[2],...r,
-      cpu_ms_tok:r.tokens?+(1000*process.argv[3]/process.argv[4]/r.tokens).toFixed(3):null}))})' \
-    "$1" "$2" "$3" "$tick"
+thread_ticks() { # pid: "tid ticks" of every thread
+  for t in /proc/"$1"/task/*; do
+    echo "${t##*/} $(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
+  done
+}
+
+busiest() { # before after: the largest tick count a thread alive in both gained
+  awk 'NR == FNR {a[$1] = $2; next} ($1 in a) && $2 - a[$1] > m {m = $2 - a[$1]} END {print m + 0}' \
+    "$1" "$2"
+}
+
+tag() { # server round cpu_ticks busy_ticks: JSON array on stdin to one tagged line per element
+  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{
+    const [cpu,busy,tick]=process.argv.slice(3).map(Number), ms=(t,r)=>r.tokens?
+      +(1000*t/tick/r.tokens).toFixed(3):null;
+    for(const r of JSON.parse(s))
+      console.log(JSON.stringify({server:process.argv[1],round:+process.argv[2],...r,
+        cpu_ms_tok:ms(cpu,r),busy_ms_tok:ms(busy,r)}))})' "$1" "$2" "$3" "$4" "$tick"
 }
 
 run_one() { # name url pid round
@@ -72,10 +87,12 @@ run_one() { # name url pid round
     -d '{"prompt": "warm up", "max_tokens": 4}' >/dev/null
   for c in $(echo "$clients" | tr ',' ' '); do
     c0=$(cpu_ticks "$3")
+    thread_ticks "$3" >"$log.t0"
     out=$(node bench/serve_load.mjs --url "$2" --clients "$c" --requests "$requests" \
       --max-tokens "$tokens" --seconds "$seconds" --prompt-ids "$bos" --ignore-eos --json)
     c1=$(cpu_ticks "$3")
-    echo "$out" | tag "$1" "$4" $((c1 - c0)) | tee -a "$lines"
+    thread_ticks "$3" >"$log.t1"
+    echo "$out" | tag "$1" "$4" $((c1 - c0)) "$(busiest "$log.t0" "$log.t1")" | tee -a "$lines"
   done
   kill "$3"
   wait "$3" 2>/dev/null || true
