@@ -44,6 +44,7 @@ typedef struct slot {
   nllm_status step_status;
   /* what the step adds to the stats, counted under mu afterwards (/metrics reads them) */
   int step_first, step_gen;
+  int wake; /* output was published: its reader is woken once mu is released */
 } slot;
 
 struct srv_sched {
@@ -281,6 +282,7 @@ static void slot_end(srv_sched *s, slot *sl) {
   sl->smp = NULL;
   srv_text_free(&sl->text);
   sl->job = NULL;
+  sl->wake = 0; /* the broadcast below wakes the reader while the job still exists */
   sl->last_used = srv_now();
   s->n_running--;
   j->done = 1;
@@ -529,7 +531,7 @@ static void publish(slot *sl, int final) {
   j->seg_out[j->n_seg] = j->out_len;
   j->seg_lps[j->n_seg++] = j->n_lps;
 out:
-  pthread_cond_broadcast(&j->cond);
+  sl->wake = 1;
 }
 
 static void *sched_main(void *arg) {
@@ -623,6 +625,16 @@ static void *sched_main(void *arg) {
       publish(sl, ended[i]);
       if (ended[i]) slot_end(s, sl);
     }
+    /* The readers of the step's text, woken once mu is free (woken under it, each would wake
+     * only to wait for it). A job still running is held by its slot until this thread ends
+     * it, so none of these is freed meanwhile; an ended one was woken by slot_end. */
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < n; i++)
+      if (act[i]->wake) {
+        act[i]->wake = 0;
+        pthread_cond_broadcast(&act[i]->job->cond);
+      }
+    pthread_mutex_lock(&s->mu);
   }
   /* Jobs still waiting end as failed: the server stops. */
   while (s->q_len) {
