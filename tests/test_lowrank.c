@@ -212,9 +212,22 @@ START_TEST(passes_vs_naive) {
       const int threads = run % 2 ? 3 : 1, via_op = run >= 2;
       for (int k = 0; k < NP; k++) memcpy(p[k].y, y0[k], (size_t)(n * outs[k]) * sizeof(float));
       if (via_op) {
-        nllm_cpu_fw c = {.n_threads = threads};
-        nllm_fw_backend cpu = {.ops = &nllm_cpu_fw_ops, .ctx = &c, .b = {.lora_t = t}};
+        /* the smallest CPU backend of that team's size; the op's scratch is the test's */
+        const nllm_fw_shape shape = {.n_batch = 1,
+                                     .n_ctx = 1,
+                                     .n_embd = 1,
+                                     .n_head = 1,
+                                     .n_head_kv = 1,
+                                     .head_dim = 1,
+                                     .kv_type = NLLM_TYPE_F32,
+                                     .kv_type_v = NLLM_TYPE_F32,
+                                     .n_threads = threads};
+        nllm_fw_backend cpu;
+        ck_assert_int_eq(nllm_cpu_fw_init(&cpu, &shape), NLLM_OK);
+        cpu.b.lora_t = t;
         cpu.ops->lowrank(&cpu, fp, NP, x, n);
+        cpu.b.lora_t = NULL;
+        nllm_cpu_fw_free(&cpu);
       } else {
         nllm_lowrank_down(p, NP, x, n, threads);
         nllm_lowrank_up(p, NP, n, threads);

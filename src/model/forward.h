@@ -1,5 +1,6 @@
-/* State the forward pass runs on: the KV cache and the per-batch scratch buffers. Owned by a
- * context (src/engine), allocated once at context creation so decoding never allocates. */
+/* State the forward pass runs on: the cache's shape and the backends that hold the cache and
+ * the per-batch buffers. Owned by a context (src/engine), allocated once at context creation so
+ * decoding never allocates. */
 #ifndef NLLM_FORWARD_H
 #define NLLM_FORWARD_H
 
@@ -12,8 +13,6 @@ typedef struct nllm_kv_cache {
   int32_t n_ctx;                 /* cells */
   int64_t row;                   /* elements per cell per layer: n_head_kv * head_dim */
   size_t row_bytes, row_bytes_v; /* bytes of a row of K, of V */
-  uint8_t *k,
-      *v; /* CPU layers: [n_layer][n_head_kv][n_ctx][head_dim] (the CPU backend's kv_store) */
 } nllm_kv_cache;
 
 typedef struct nllm_forward_state nllm_forward_state;
@@ -44,12 +43,11 @@ typedef struct nllm_fw_batch {
 
 struct nllm_forward_state {
   const nllm_model *model;
-  nllm_kv_cache kv; /* the CPU layers' cache in k, v; the shape is shared with the GPU's */
+  nllm_kv_cache kv; /* the cache's shape, shared by the backends (each holds its layers') */
   int32_t n_batch, n_threads;
-  /* The CPU backend (its ctx is cpu_state, whose scratch this file allocates) and, with GPU
-   * layers, the device backend with its own stream and buffers. */
+  /* The CPU backend and, with GPU layers, the device backend: each owns its buffers, its
+   * cache and its scratch (nllm_cpu_fw_init, nllm_cuda_fw_init). */
   nllm_fw_backend cpu, gpu;
-  nllm_cpu_fw cpu_state;
   int32_t *row_ids; /* abs_pos archs: [n_batch] the rows' position and token-type ids */
   nllm_abort_fn abort_cb;
   void *abort_ud;
