@@ -145,14 +145,13 @@ test('ignore_eos runs past the end-of-generation token to max_tokens', async () 
   const ended = await post(srv, '/v1/completions', base);
   eq(ended.json.choices[0].finish_reason, 'stop', 'ends at the EOS');
   const n = ended.json.usage.completion_tokens, cut = ended.json.choices[0].text;
-  assert(n > 3 && n < 40 && !cut.includes('.'), `ended after ${n} tokens: ${cut}`);
+  assert(n > 3 && n < 40, `ended after ${n} tokens: ${cut}`);
   const r = await post(srv, '/v1/completions', { ...base, ignore_eos: true });
   eq(r.json.choices[0].finish_reason, 'length');
   eq(r.json.usage.completion_tokens, 60, 'every token generated');
   // greedy: the same tokens up to where the EOS was the best, then the best other token
   const text = r.json.choices[0].text;
-  assert(text.startsWith(cut) && text.length > cut.length + 20 && !text.includes('.'),
-    `goes on without the EOS: ${text}`);
+  assert(text.startsWith(cut) && text.length > cut.length + 20, `goes on past the EOS: ${text}`);
   const s = await collectStream(await srv.client.completions.create({ ...base, ignore_eos: true,
     stream: true, stream_options: { include_usage: true } }));
   eq(s.text, text, 'streamed');
