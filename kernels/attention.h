@@ -34,6 +34,10 @@ typedef struct nllm_attn_args {
    * > 0: split whenever the batch allows it, into chunks of at least this many positions;
    * < 0: never split. Tests force both; callers leave it 0. */
   int32_t split;
+  /* 0: a prompt of a model with one query head per KV head takes several tokens' rows of a
+   * head at once (each K/V row read once for them; the same results bit for bit); < 0: one
+   * token at a time. Tests compare both; callers leave it 0. */
+  int32_t group;
   /* A cache of cells shared by many sequences (src/engine/kv_cells.c): query t attends to the
    * n_vis[t] cells vis_cell[t][0..) in increasing position order, whose positions are
    * vis_pos[t][..] (for the sliding window), its own being tok_pos[t]; the cache row of a cell

@@ -152,6 +152,10 @@ struct nllm_attn_args;
 typedef void (*nllm_attn_span_fn)(const struct nllm_attn_args *a, int64_t t, int64_t kvh,
                                   int64_t j0, int64_t n, float *out_rows, float *m, float *l,
                                   float *scratch);
+/* attention of n_rows (2..4) consecutive tokens t0.. of one sequence and one head over their
+ * whole visible context, for one query head per KV head and no window (attention_avx2.c) */
+typedef void (*nllm_attn_rows_fn)(const struct nllm_attn_args *a, int64_t t0, int64_t n_rows,
+                                  int64_t kvh, float *scratch);
 /* LoRA's low-rank products (lowrank.c is the reference; weights F32, F16 or BF16, activations
  * F32):
  * s[t * s_stride + j] = scale * dot(row j of w, row t of x) over n elements, for j < n_rows and
@@ -169,6 +173,7 @@ typedef struct nllm_cpu_ops {
   float (*dot_f32)(const float *a, const float *b, int64_t n);
   void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
   nllm_attn_span_fn attn_span;           /* for head_dim a multiple of 8 */
+  nllm_attn_rows_fn attn_rows;           /* the same, and bit for bit attn_span's results */
   void (*gelu_erf)(float *x, int64_t n); /* in place, the erf GELU (ops.c's is the reference) */
   nllm_lowrank_dot_fn lowrank_dot;
   nllm_lowrank_axpy_fn lowrank_axpy;

@@ -1292,6 +1292,12 @@ START_TEST(rope_vs_naive) {
         fill(x, H * D, DATA_GAUSS);
         memcpy(x0, x, sizeof x);
         nllm_rope(x, H, D, n_rot, pos, inv, neox);
+        /* the two-step form (angles once, then any number of rotations) gives the same bits */
+        float x2[H * D], cs[D / 2], sn[D / 2];
+        memcpy(x2, x0, sizeof x2);
+        nllm_rope_angles(cs, sn, pos, inv, n_rot / 2);
+        nllm_rope_with(x2, H, D, n_rot, cs, sn, neox);
+        ck_assert_msg(memcmp(x2, x, sizeof x) == 0, "rope in two steps differs (pos %d)", pos);
         for (int h = 0; h < H; h++) {
           for (int i = 0; i < n_rot / 2; i++) {
             int a = neox ? i : 2 * i, b = neox ? i + n_rot / 2 : 2 * i + 1;
@@ -1340,9 +1346,18 @@ static int lowbit_scale_first(int32_t type) {
   return type != NLLM_TYPE_TQ1_0 && type != NLLM_TYPE_TQ2_0;
 }
 
-/* Q8_K activations at the ends of int8: -128 (whose negation leaves int8) and 127 mixed with
- * small values, the bsums kept consistent */
-static void q8_k_extremes(void *a, int64_t nb, int pass) {
+/* Activations at the ends of int8: -128 (whose negation leaves int8) and 127 mixed with small
+ * values; Q8_K's bsums kept consistent, Q8_0 as it comes (nb blocks of its 32) */
+static void q8_extremes(int32_t type, void *a, int64_t nb, int pass) {
+  if (type == NLLM_TYPE_Q8_0) {
+    block_q8_0 *y = a;
+    for (int64_t b = 0; b < nb; b++)
+      for (int i = 0; i < QK; i++) {
+        unsigned r = (unsigned)(i * 7 + b * 13 + pass) % 5;
+        y[b].qs[i] = (int8_t)(r == 0 ? -128 : r == 1 ? 127 : r == 2 ? -127 : (int)(r - 3));
+      }
+    return;
+  }
   block_q8_K *y = a;
   for (int64_t b = 0; b < nb; b++) {
     for (int i = 0; i < QK_K; i++) {
@@ -1357,31 +1372,32 @@ static void q8_k_extremes(void *a, int64_t nb, int pass) {
   }
 }
 
-/* The formats with a row of their own in the AVX-512 tier (quant_iq_avx512.c) */
-static int lowbit_has_avx512_row(int32_t type) {
-  return type == NLLM_TYPE_IQ2_XXS || type == NLLM_TYPE_IQ2_XS || type == NLLM_TYPE_IQ2_S ||
-         type == NLLM_TYPE_IQ3_XXS || type == NLLM_TYPE_IQ3_S || type == NLLM_TYPE_IQ1_S ||
-         type == NLLM_TYPE_IQ1_M;
-}
-
 static int same_float(float x, float y) {
   return (isnan(x) && isnan(y)) || memcmp(&x, &y, sizeof x) == 0;
 }
 
-/* The four-row and four-by-four kernels against vec_dot on each pair, bit for bit: rows and
- * tokens are quarters of w and a (nb / 4 blocks apart), dotted over 1, 3 and nb / 4 blocks;
- * results written with a stride wider than four, the gaps left alone. */
+/* The four-row and four-by-four kernels against vec_dot on each pair, and vec_dot against the
+ * reference, bit for bit: rows and tokens are quarters of w and a (nb / 4 blocks apart), dotted
+ * over 1, 3, nb / 4 - 3 and nb / 4 blocks (whole groups of the kernels that take 8 or 16 blocks
+ * at a time, and tails); results written with a stride wider than four, the gaps left alone. */
 static void lowbit_check_dot4(const nllm_qtype *q, const uint8_t *w, const uint8_t *a, int64_t nb,
                               int isa, int pass) {
   const size_t xs = (size_t)(nb / 4) * (size_t)q->type_size;
   const size_t ys = nllm_row_size(q->vec_dot_type, nb / 4 * q->block_size);
-  const int64_t counts[] = {1, 3, nb / 4};
+  const int64_t counts[] = {1, 3, nb / 4 - 3, nb / 4};
   enum { SS = 7 };
-  for (int k = 0; k < 3; k++) {
+  for (int k = 0; k < 4; k++) {
     const int64_t n = counts[k] * q->block_size;
     float want[4][4], got4[4], got[4 * SS];
     for (int t = 0; t < 4; t++)
-      for (int r = 0; r < 4; r++) q->vec_dot(n, &want[t][r], w + r * xs, a + t * ys);
+      for (int r = 0; r < 4; r++) {
+        float ref = NAN;
+        q->vec_dot(n, &want[t][r], w + r * xs, a + t * ys);
+        q->vec_dot_ref(n, &ref, w + r * xs, a + t * ys);
+        ck_assert_msg(same_float(want[t][r], ref),
+                      "%s tier %d pass %d vec_dot n %lld row %d token %d: %.9g vs ref %.9g",
+                      q->name, isa, pass, (long long)n, r, t, want[t][r], ref);
+      }
     if (q->vec_dot4)
       for (int t = 0; t < 4; t++) {
         q->vec_dot4(n, got4, w, xs, a + t * ys);
@@ -1415,7 +1431,7 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
     size_t ws = nllm_row_size(type, n), as = nllm_row_size(q->vec_dot_type, n);
     uint8_t *w = malloc(ws), *a = malloc(as);
     float *y = malloc(sizeof(float) * (size_t)n);
-    if (isa == NLLM_ISA_AVX512 && lowbit_has_avx512_row(type))
+    if (isa == NLLM_ISA_AVX512)
       ck_assert_msg(q->vec_dot != below, "%s: no row of its own in tier %d", q->name, isa);
     below = q->vec_dot;
     /* pass 0: random; 1..3: byte i + pass sweeps all values; 4, 5: random weights against
@@ -1448,20 +1464,17 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
       }
       fill(y, n, DATA_GAUSS);
       vq->from_float_ref(y, a, n);
-      if (pass > 3 && q->vec_dot_type == NLLM_TYPE_Q8_K) q8_k_extremes(a, nb, pass);
+      if (pass > 3) q8_extremes(q->vec_dot_type, a, n / vq->block_size, pass);
       double sumabs, ex = lowbit_expected(q, w, a, n, &sumabs);
       float got = NAN;
       q->vec_dot(n, &got, w, a);
       if (isa > NLLM_ISA_SCALAR)
         ck_assert_msg(q->vec_dot != q->vec_dot_ref, "%s: no SIMD row in tier %d", q->name, isa);
-      /* the SIMD tiers sum the same integers and round the same floats as the reference
-       * (MXFP4's AVX2 row sums its 32-value blocks in vectors: the tolerance checks below) */
-      const int same_floats = type != NLLM_TYPE_MXFP4 || isa == NLLM_ISA_SCALAR;
+      /* the SIMD tiers sum the same integers and round the same floats as the reference */
       float ref = NAN;
       q->vec_dot_ref(n, &ref, w, a);
-      ck_assert_msg(
-          !same_floats || (isnan(got) && isnan(ref)) || memcmp(&got, &ref, sizeof got) == 0,
-          "%s tier %d pass %d: %.9g vs ref %.9g", q->name, isa, pass, got, ref);
+      ck_assert_msg(same_float(got, ref), "%s tier %d pass %d: %.9g vs ref %.9g", q->name, isa,
+                    pass, got, ref);
       /* the largest E8M0 scales overflow float's sums (the dequantized values themselves are
        * checked in mxfp4_ocp_blocks); such rows and blocks are compared only where finite */
       ck_assert_msg(!(sumabs <= 1e36) || fabs(got - ex) <= 1e-5 * sumabs + 1e-30,
@@ -1475,16 +1488,14 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
         ex = lowbit_expected(q, wb, ab, bsz, &sumabs);
         q->vec_dot(bsz, &got, wb, ab);
         q->vec_dot_ref(bsz, &ref, wb, ab);
-        ck_assert_msg(
-            !same_floats || (isnan(got) && isnan(ref)) || memcmp(&got, &ref, sizeof got) == 0,
-            "%s tier %d pass %d block %lld: %.9g vs ref %.9g", q->name, isa, pass, (long long)b,
-            got, ref);
+        ck_assert_msg(same_float(got, ref), "%s tier %d pass %d block %lld: %.9g vs ref %.9g",
+                      q->name, isa, pass, (long long)b, got, ref);
         if (!(sumabs <= 1e36)) continue; /* also NaN: an infinite weight times 0 */
         ck_assert_msg(fabs(got - ex) <= 1e-5 * sumabs + 1e-37,
                       "%s tier %d pass %d block %lld: %.9g vs %.9g", q->name, isa, pass,
                       (long long)b, got, ex);
       }
-      if (q->vec_dot4 || q->vec_dot4x4) lowbit_check_dot4(q, w, a, nb, isa, pass);
+      lowbit_check_dot4(q, w, a, nb, isa, pass);
     }
     free(w);
     free(a);

@@ -35,6 +35,8 @@
 #define SPLIT_MIN_VIS 256
 #define SPLIT_MIN_CHUNK 128
 #define SPLIT_ITEMS 16
+/* Tokens whose rows of one head an unsplit call takes together (attn_rows) */
+#define GROUP_TOK 4
 
 static size_t partials_size(int64_t n_head, int64_t head_dim) {
   return (size_t)(SPLIT_SLOTS * n_head * (head_dim + 2));
@@ -42,10 +44,12 @@ static size_t partials_size(int64_t n_head, int64_t head_dim) {
 
 size_t nllm_attention_scratch(int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
   int64_t n_rep = n_head / n_head_kv, rows = n_rep;
-  /* the SIMD path keeps the scores of up to 8 heads in lanes of a power of two of them */
+  /* the SIMD path keeps the scores of up to 8 heads in lanes of a power of two of them, or
+   * those of GROUP_TOK tokens' rows (rounded up to whole tiles) */
   while (n_rep < 8 && (rows & (rows - 1))) rows++;
+  if (rows < GROUP_TOK) rows = GROUP_TOK;
   /* the tail of thread 0's share holds the partials of a split call */
-  return (size_t)(rows * n_ctx + 2 * head_dim + 16) + partials_size(n_head, head_dim);
+  return (size_t)(rows * (n_ctx + 8) + 2 * head_dim + 16) + partials_size(n_head, head_dim);
 }
 
 /* A cached row as f32: a pointer into the cache itself for F32, else converted into tmp (the
@@ -62,6 +66,7 @@ typedef struct attn_job {
   nllm_to_float_fn k_to_f32, v_to_f32;
   int32_t v_type;
   nllm_attn_span_fn isa_span; /* the tier's or NULL, decided once per call, not per row */
+  nllm_attn_rows_fn isa_rows; /* the tier's when tokens are grouped, else NULL */
   /* split calls only */
   int64_t max_chunks, min_chunk; /* chunks per token at most; shortest chunk */
   float *partials;               /* [slot][n_head][head_dim], then [slot][n_head] m, l */
@@ -149,6 +154,27 @@ static void attn_item(void *vjob, int64_t it, int worker) {
             a->scratch + (size_t)worker * a->scratch_per_thread);
 }
 
+/* One (group of GROUP_TOK tokens, KV head) pair: runs of tokens of one sequence together, a
+ * token alone as attn_item. */
+static void group_item(void *vjob, int64_t it, int worker) {
+  const attn_job *job = vjob;
+  const nllm_attn_args *a = job->a;
+  const int64_t g = it / a->attn.n_head_kv, kvh = it % a->attn.n_head_kv;
+  const int64_t t1 = (g + 1) * GROUP_TOK < a->n_tok ? (g + 1) * GROUP_TOK : a->n_tok;
+  float *scratch = a->scratch + (size_t)worker * a->scratch_per_thread;
+  for (int64_t r0 = g * GROUP_TOK, r1; r0 < t1; r0 = r1) {
+    for (r1 = r0 + 1; r1 < t1 && (!a->vis_cell || a->vis_cell[r1] == a->vis_cell[r0]);) r1++;
+    if (r1 - r0 > 1) {
+      job->isa_rows(a, r0, r1 - r0, kvh, scratch);
+      continue;
+    }
+    int64_t first, n_vis;
+    visible(a, r0, &first, &n_vis);
+    attn_span(job, r0, kvh, first, n_vis,
+              a->attn.out + (r0 * a->attn.n_head + kvh) * a->attn.head_dim, NULL, NULL, scratch);
+  }
+}
+
 /* Chunking of token t's visible positions into `count` near-equal chunks of at most `len`:
  * depends on the context only, never on the thread count. */
 static void chunking(const attn_job *job, int64_t n_vis, int64_t *len, int64_t *count) {
@@ -225,6 +251,14 @@ void nllm_attention(const nllm_attn_args *a) {
       (a->split > 0 || (a->split == 0 && a->n_tok <= SPLIT_MAX_TOK &&
                         a->n_tok * a->attn.n_head_kv < SPLIT_ITEMS && last_vis >= SPLIT_MIN_VIS));
   if (!split) {
+    /* one query head per KV head and no window: every row of a sequence's token sees the
+     * sequence from its start, so a group's rows share their K/V rows */
+    if (job.isa_span && a->group >= 0 && a->n_tok > 1 && a->attn.n_head == a->attn.n_head_kv &&
+        a->attn.window <= 0 && (job.isa_rows = nllm_cpu_ops_get()->attn_rows)) {
+      nllm_pool_run(a->n_threads, (a->n_tok + GROUP_TOK - 1) / GROUP_TOK * a->attn.n_head_kv,
+                    group_item, &job);
+      return;
+    }
     nllm_pool_run(a->n_threads, a->n_tok * a->attn.n_head_kv, attn_item, &job);
     return;
   }

@@ -24,6 +24,14 @@ typedef struct nllm_cpu_fw {
   size_t att_scratch_per_thread;
   float *moe_logits; /* sparse layers: [n_batch][n_expert] and nllm_moe_scratch_size bytes */
   void *moe_scratch;
+  /* RoPE's cos and sin of batch row t ([n_batch][2][head_dim / 2]) at position rope_pos[t]
+   * (-1: none) for the frequencies rope_freq: q and k of every layer rotate by the same
+   * angles, so each row's are computed once per position, not twice per layer. */
+  float *rope_cs;
+  int32_t *rope_pos;
+  const float *rope_freq;
+  int64_t rope_half;
+  int32_t n_batch;
 } nllm_cpu_fw;
 
 /* Below this much work a parallel region costs more than it saves (tiny models otherwise run
@@ -101,11 +109,29 @@ static void cpu_split_qkv(nllm_fw_backend *be, float *q, float *k, float *v, con
 
 static void cpu_rope(nllm_fw_backend *be, float *x, int64_t heads, int64_t head_dim, int64_t n_rot,
                      const nllm_weight *inv_freq, int neox, const nllm_fw_rows *rows) {
-  (void)be;
-  const int64_t stride = heads * head_dim;
-  for (int64_t t = 0; t < rows->n; t++)
-    nllm_rope(x + t * stride, heads, head_dim, n_rot,
-              rows->pos ? rows->pos[t] : rows->pos0 + (int32_t)t, inv_freq->data, neox);
+  nllm_cpu_fw *c = be->ctx;
+  const int64_t stride = heads * head_dim, half = n_rot / 2, width = c->head_dim / 2;
+  const float *freq = inv_freq->data;
+  if (half > width) { /* wider than the table (no model has it): the angles each time */
+    for (int64_t t = 0; t < rows->n; t++)
+      nllm_rope(x + t * stride, heads, head_dim, n_rot,
+                rows->pos ? rows->pos[t] : rows->pos0 + (int32_t)t, freq, neox);
+    return;
+  }
+  if (c->rope_freq != freq || c->rope_half != half) {
+    for (int32_t t = 0; t < c->n_batch; t++) c->rope_pos[t] = -1;
+    c->rope_freq = freq;
+    c->rope_half = half;
+  }
+  for (int64_t t = 0; t < rows->n; t++) {
+    const int32_t pos = rows->pos ? rows->pos[t] : rows->pos0 + (int32_t)t;
+    float *cs = c->rope_cs + t * 2 * width, *sn = cs + width;
+    if (c->rope_pos[t] != pos) {
+      nllm_rope_angles(cs, sn, pos, freq, half);
+      c->rope_pos[t] = pos;
+    }
+    nllm_rope_with(x + t * stride, heads, head_dim, n_rot, cs, sn, neox);
+  }
 }
 
 /* The cache of a layer is head-major, [n_head_kv][n_ctx cells][head_dim]: decode attention
@@ -378,6 +404,8 @@ void nllm_cpu_fw_free(nllm_fw_backend *be) {
     nllm_aligned_free(c->att_scratch);
     nllm_aligned_free(c->moe_logits);
     nllm_aligned_free(c->moe_scratch);
+    nllm_aligned_free(c->rope_cs);
+    nllm_aligned_free(c->rope_pos);
     free(c);
   }
   memset(be, 0, sizeof *be);
@@ -430,6 +458,7 @@ nllm_status nllm_cpu_fw_init(nllm_fw_backend *be, const nllm_fw_shape *s) {
   c->n_head_kv = s->n_head_kv;
   c->head_dim = s->head_dim;
   c->att_scratch_per_thread = att_per_thread;
+  c->n_batch = s->n_batch;
   nllm_fw_bufs *b = &be->b;
   b->first_layer = s->first_layer;
   const size_t f = sizeof(float), wsize = matmul_scratch(s);
@@ -446,8 +475,10 @@ nllm_status nllm_cpu_fw_init(nllm_fw_backend *be, const nllm_fw_shape *s) {
   b->v_cache = nllm_aligned_alloc(kv_bytes_v);
   c->att_scratch = nllm_aligned_alloc(att_per_thread * (size_t)s->n_threads * f);
   c->wdata = nllm_aligned_alloc(wsize ? wsize : 64);
+  c->rope_cs = nllm_aligned_alloc((size_t)(nb * (s->head_dim / 2 * 2 + 2)) * f);
+  c->rope_pos = nllm_aligned_alloc((size_t)nb * sizeof(int32_t));
   if (!b->x || !b->xb || !b->q || !b->k || !b->v || !b->att || !b->gate || !b->up || !b->k_cache ||
-      !b->v_cache || !c->att_scratch || !c->wdata) {
+      !b->v_cache || !c->att_scratch || !c->wdata || !c->rope_cs || !c->rope_pos) {
     nllm_cpu_fw_free(be);
     return nllm_err(NLLM_ERR_NOMEM,
                     "out of memory allocating the context (KV cache %.1f MiB, "

@@ -295,7 +295,9 @@ extern const nllm_kernel_set nllm_kernels_iq_avx2;    /* quant_iq_avx2.c */
 /* quant_lowbit_avx2.c: TQ*, MXFP4 */
 extern const nllm_kernel_set nllm_kernels_lowbit_avx2;
 extern const nllm_kernel_set nllm_kernels_avx512;
-extern const nllm_kernel_set nllm_kernels_iq_avx512;    /* quant_iq_avx512.c */
+extern const nllm_kernel_set nllm_kernels_iq_avx512; /* quant_iq_avx512.c */
+/* quant_lowbit_avx512.c: TQ*, MXFP4 */
+extern const nllm_kernel_set nllm_kernels_lowbit_avx512;
 extern const nllm_kernel_set nllm_kernels_gemmf_avx2;   /* gemm_float_avx2.c */
 extern const nllm_kernel_set nllm_kernels_gemmf_avx512; /* gemm_float_avx512.c */
 /* Fills the AVX-512 kernels' permute tables; call once, and only on a CPU with the tier. */
@@ -329,6 +331,10 @@ void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const voi
 struct nllm_attn_args;
 void nllm_attn_span_avx2(const struct nllm_attn_args *a, int64_t t, int64_t kvh, int64_t j0,
                          int64_t n, float *out_rows, float *m, float *l, float *scratch);
+/* the same for n_rows (2..4) tokens t0.. of one sequence at once (one query head per KV head,
+ * no window, the whole visible context, normalized), equal bit for bit */
+void nllm_attn_rows_avx2(const struct nllm_attn_args *a, int64_t t0, int64_t n_rows, int64_t kvh,
+                         float *scratch);
 void nllm_exp_nonpos_avx2(float *x, int64_t n);
 void nllm_softcap_avx2(float *x, int64_t n, float softcap);
 #endif
