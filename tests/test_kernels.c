@@ -651,8 +651,14 @@ static void check_packed(const nllm_qtype *q) {
     ck_assert(w && a);
     ck_assert(random_blocks(&rng, q->type, w, n / q->block_size * 4, (size_t)q->type_size, 0));
     ck_assert(random_blocks(&rng, vq->type, a, n / vq->block_size, (size_t)vq->type_size, 0));
-    float four[4], one, ref;
+    float four[4], one, ref, f44[4 * 4];
     q->vec_dot4(n, four, w, rs, a);
+    if (q->vec_dot4x4) { /* the same activation row as all four tokens */
+      q->vec_dot4x4(n, f44, 4, w, rs, a, 0);
+      for (int i = 0; i < 16; i++)
+        ck_assert_msg(f44[i] == four[i % 4], "%s vec_dot4x4 n %lld: %.9g against %.9g", q->name,
+                      (long long)n, f44[i], four[i % 4]);
+    }
     for (int r = 0; r < 4; r++) {
       q->vec_dot_ref(n, &ref, w + (size_t)r * rs, a);
       q->vec_dot(n, &one, w + (size_t)r * rs, a);
@@ -733,9 +739,10 @@ static void check_packed(const nllm_qtype *q) {
 }
 
 /* With them a batch's rows equal each token's own matmul bit for bit (decode), over items that
- * leave rows out of a group of eight and a partial last four tokens, on two threads. */
-static void check_batch_equals_single(const nllm_qtype *q) {
-  enum { ROWS = 21, COLS = 256, NT = 18 };
+ * leave rows out of a group of eight and a partial last four tokens, on two threads, below and
+ * above the interleaved kernels' crossover. */
+static void check_batch_equals_single(const nllm_qtype *q, int NT) {
+  enum { ROWS = 21, COLS = 256 };
   const size_t rs = nllm_row_size(q->type, COLS);
   uint8_t *W = malloc(rs * ROWS);
   float *x = malloc(sizeof(float) * COLS * NT), *row = malloc(sizeof(float) * COLS);
@@ -770,7 +777,8 @@ START_TEST(packed_vs_ref) {
     const nllm_qtype *q = nllm_qtype_get(type);
     if (!q->gemm_packed) continue;
     check_packed(q);
-    check_batch_equals_single(q);
+    check_batch_equals_single(q, 7); /* below packed_min_tokens: four-by-four, four-row */
+    check_batch_equals_single(q, 18);
   }
   nllm_qtypes_set_isa(top);
 }

@@ -520,6 +520,109 @@ static inline __attribute__((always_inline)) void dot4_inorder(const int kind, i
     }
 }
 
+/* Four rows by four tokens (nllm_vec_dot4x4_fn), equal to dot4_inorder on each token: the rows'
+ * levels and scales are unpacked once per two-block step for the four tokens (a batch of a few
+ * sequences, where repacking would not pay). */
+static inline __attribute__((always_inline)) void dot4x4_inorder(const int kind, int64_t n,
+                                                                 float *s, size_t ss,
+                                                                 const uint8_t *x0, size_t bx,
+                                                                 const uint8_t *y0, size_t by) {
+  const size_t xs = block_bytes(kind), ys = sizeof(block_q8_0);
+  const int64_t nb = n / QK;
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1), voff = _mm256_set1_epi8(8);
+  const __m256i by_block = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  __m128 acc[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const uint8_t *xb = x0 + (size_t)b * xs;
+    __m256i xa[4], xc[4]; /* Q4_0: low and high nibbles; Q8_0: blocks b and b + 1 */
+    uint64_t w0 = 0, w1 = 0;
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = xb + (size_t)r * bx;
+      w0 |= (uint64_t)load_u16(x) << (16 * r);
+      w1 |= (uint64_t)load_u16(x + xs) << (16 * r);
+      if (kind == F_Q8_0) {
+        xa[r] = _mm256_loadu_si256((const __m256i *)(x + 2));
+        xc[r] = _mm256_loadu_si256((const __m256i *)(x + xs + 2));
+      } else {
+        const __m256i q = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + 2))),
+            _mm_loadu_si128((const __m128i *)(x + xs + 2)), 1);
+        xa[r] = _mm256_and_si256(q, m4);
+        xc[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      }
+    }
+    /* the rows' dx, block b in lanes 0..3 and b + 1 in 4..7 */
+    const __m256 dx = _mm256_cvtph_ps(_mm_set_epi64x((long long)w1, (long long)w0));
+#pragma GCC unroll 1
+    for (int t = 0; t < 4; t++) {
+      const uint8_t *yb = y0 + (size_t)t * by + (size_t)b * ys;
+      __m256i v[4], isum;
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        if (kind == F_Q8_0) {
+          const __m256i y0q = _mm256_loadu_si256((const __m256i *)(yb + 2));
+          const __m256i y1q = _mm256_loadu_si256((const __m256i *)(yb + ys + 2));
+          const __m256i p0 = _mm256_madd_epi16(
+              _mm256_maddubs_epi16(_mm256_sign_epi8(xa[r], xa[r]), _mm256_sign_epi8(y0q, xa[r])),
+              ones);
+          const __m256i p1 = _mm256_madd_epi16(
+              _mm256_maddubs_epi16(_mm256_sign_epi8(xc[r], xc[r]), _mm256_sign_epi8(y1q, xc[r])),
+              ones);
+          v[r] = _mm256_hadd_epi32(p0, p1);
+        } else {
+          __m256i ylo, yhi;
+          y_pair(yb + 2, ys, &ylo, &yhi);
+          const __m256i yoff =
+              _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo), _mm256_maddubs_epi16(voff, yhi));
+          const __m256i p = _mm256_sub_epi16(
+              _mm256_add_epi16(_mm256_maddubs_epi16(xa[r], ylo), _mm256_maddubs_epi16(xc[r], yhi)),
+              yoff);
+          v[r] = _mm256_madd_epi16(p, ones);
+        }
+      }
+      if (kind == F_Q8_0) {
+        const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
+        isum =
+            _mm256_permutevar8x32_epi32(_mm256_add_epi32(_mm256_permute2x128_si256(w01, w23, 0x20),
+                                                         _mm256_permute2x128_si256(w01, w23, 0x31)),
+                                        by_block);
+      } else {
+        isum = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+      }
+      const __m256 dy = _mm256_permutevar8x32_ps(
+          _mm256_castps128_ps256(h2_lanes(load_u16(yb), load_u16(yb + ys))),
+          _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+      const __m256 prod = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, dy));
+      acc[t] = _mm_add_ps(acc[t], _mm256_castps256_ps128(prod));
+      acc[t] = _mm_add_ps(acc[t], _mm256_extractf128_ps(prod, 1));
+    }
+  }
+  for (int t = 0; t < 4; t++) {
+    float *st = s + (size_t)t * ss;
+    _mm_storeu_ps(st, acc[t]);
+    if (b < nb) /* an odd block count: the last block of each row, after the others */
+      for (int r = 0; r < 4; r++) {
+        const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs,
+                      *yb = y0 + (size_t)t * by + (size_t)b * ys;
+        const __m256i v = block_isum(kind, x, yb);
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+        st[r] += (float)_mm_cvtsi128_si32(h) * (f16c_h2f(load_u16(x)) * f16c_h2f(load_u16(yb)));
+      }
+  }
+}
+static void q4_0_vec_dot4x4_inorder_avx2(int64_t n, float *s, size_t ss, const void *x, size_t bx,
+                                         const void *y, size_t by) {
+  dot4x4_inorder(F_Q4_0, n, s, ss, x, bx, y, by);
+}
+static void q8_0_vec_dot4x4_inorder_avx2(int64_t n, float *s, size_t ss, const void *x, size_t bx,
+                                         const void *y, size_t by) {
+  dot4x4_inorder(F_Q8_0, n, s, ss, x, bx, y, by);
+}
+
 #define INORDER_KERNELS(fmt, kind)                                                            \
   static void fmt##_vec_dot_inorder_avx2(int64_t n, float *s, const void *x, const void *y) { \
     dot_inorder(kind, n, s, x, y);                                                            \
@@ -549,7 +652,7 @@ INORDER_KERNELS(iq4_nl, F_IQ4_NL)
 _Static_assert(PACK_BLOCK == NLLM_PACK_BYTES(QK),
                "a packed block is NLLM_PACK_BYTES of its values");
 /* Tokens from which the prompt path repacks (below, the four-row kernels run: the same sums). */
-#define PACKED_MIN_TOKENS 2
+#define PACKED_MIN_TOKENS 12
 /* Per block of an activation row: its 32 bytes, dy as a float, offset * sum of the bytes. */
 #define PACKED_PREP_BLOCK 40
 
@@ -708,12 +811,14 @@ static const nllm_qtype_kernels q32_rows[] = {
      .from_float = q8_0_from_float_avx2,
      .vec_dot = q8_0_vec_dot_inorder_avx2,
      .vec_dot4 = q8_0_vec_dot4_inorder_avx2,
+     .vec_dot4x4 = q8_0_vec_dot4x4_inorder_avx2,
      .blas_min_tokens = 256,
      PACKED_ROW(q8_0)},
     {.type = NLLM_TYPE_Q4_0,
      .to_float = q4_0_to_float_avx2,
      .vec_dot = q4_0_vec_dot_inorder_avx2,
      .vec_dot4 = q4_0_vec_dot4_inorder_avx2,
+     .vec_dot4x4 = q4_0_vec_dot4x4_inorder_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      PACKED_ROW(q4_0)},
     {.type = NLLM_TYPE_Q4_1,
