@@ -139,6 +139,9 @@ typedef struct nllm_cpu_fw {
   size_t att_scratch_per_thread;
   float *moe_logits; /* sparse layers: [n_batch][n_expert] and nllm_moe_scratch_size bytes */
   void *moe_scratch;
+  /* 1: BF16 weights meet the activations rounded to BF16 (the context's bf16_activations;
+   * NLLM_MATMUL_XBF16 in ops.h) */
+  int32_t bf16_activations;
 } nllm_cpu_fw;
 
 extern const nllm_fw_ops nllm_cpu_fw_ops;

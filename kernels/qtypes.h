@@ -65,6 +65,7 @@ typedef struct nllm_qtype_kernels {
   nllm_vec_dot4x4_fn vec_dot4x4;  /* four rows by four tokens (batches) */
   int32_t gemm_min_tokens;        /* with gemm4: its crossover (see nllm_qtype), 0: any batch */
   const struct nllm_gemmf *gemmf; /* float weights: the prompt path's GEMM (cpu/gemm_float.h) */
+  const struct nllm_gemmf *gemmf_xbf16; /* BF16 weights: the GEMM for BF16-rounded activations */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -108,6 +109,10 @@ typedef struct nllm_qtype {
   /* optional (NULL): float weights' own GEMM (cpu/gemm_float.h), which nllm_matmul takes from
    * its min_tokens on, before sgemm */
   const struct nllm_gemmf *gemmf;
+  /* optional (NULL): BF16 weights' GEMM for activations rounded to BF16 (NLLM_MATMUL_XBF16),
+   * which nllm_matmul_mode takes from its min_tokens on; without it those batches round the
+   * activations and take the path above */
+  const struct nllm_gemmf *gemmf_xbf16;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

@@ -94,6 +94,7 @@ static const struct {
     FIELD(nllm_chat_template_params, max_output_bytes),
     FIELD(nllm_chat_template_params, time_limit_ms),
     FIELD(nllm_chat_template_params, now),
+    FIELD(nllm_context_params, bf16_activations),
 };
 
 static char *current_layout(void) {

@@ -128,6 +128,7 @@ nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, n
     return st;
   }
   c->fs.abort_cb = p->abort_callback;
+  c->fs.cpu_state.bf16_activations = p->bf16_activations;
   c->fs.abort_ud = p->abort_user_data;
   if ((st = nllm_kv_cells_init(&c->cells, n_ctx, n_seq))) {
     nllm_ctx_free(c);
