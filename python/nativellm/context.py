@@ -60,7 +60,7 @@ class Context(_Handle):
     samplers made with the default seed) ``cancel`` (a threading.Event: once set, decode and
     generate stop with AbortedError / a clean stop), ``adapters`` (LoRA adapters to apply, as
     for set_adapters) and ``bf16_activations`` (BF16 weights multiply activations rounded to
-    BF16, as llama.cpp does: faster prompts on CPUs with AVX512_BF16, results move ~1e-3; off
+    BF16, as llama.cpp does: faster prompts on CPUs with AVX512_BF16, results move ~1e-2; off
     by default). The one-sequence calls (decode, pos,
     rewind, generate) work on sequence 0.
     """

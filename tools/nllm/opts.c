@@ -78,7 +78,7 @@ static const opt opts[] = {
      "       keep the KV cache in F32 (default F16)"},
     {NULL, "--bf16-act", NULL, O_FLAG, OFF(bf16_act), 0, 0, 0, 0,
      "     round activations to BF16 for BF16 weights, as llama.cpp does (faster prompts with "
-     "AVX512_BF16; results move ~1e-3)"},
+     "AVX512_BF16; results move ~1e-2)"},
     {NULL, "--mmap", NULL, O_FLAG, OFF(mmap), 0, 0, 0, 0,
      "       use the weights in place from the mapped file (instant load; decode up to ~20% "
      "slower)"},
