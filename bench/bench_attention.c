@@ -2,7 +2,9 @@
  * the dispatched SIMD path, at 1 and 2 threads: microseconds per layer call and the K+V bytes
  * read per second. Shapes: TinyLlama 1.1B (32 heads over 4 KV heads, head_dim 64), a 7/1 GQA
  * with head_dim 128, multi-query Gemma 2B (8 heads over 1 KV head, head_dim 256) and plain
- * multi-head (stories110M). Best of several runs, so a busy machine shows less. */
+ * multi-head (stories110M). Then a prompt's attention on the multi-head shape, tokens one at a
+ * time against tokens in groups (nllm_attn_args.group). Best of several runs, so a busy machine
+ * shows less. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +35,57 @@ static double time_call(nllm_attn_args *a, int reps) {
     best = dt < best ? dt : best;
   }
   return best;
+}
+
+/* A prompt of n_tok tokens from position 0 (F16 cache, 1 thread): one token at a time against
+ * the grouped rows, alternately, best of each. */
+static void prompt_rows(const shape *s, int64_t n_tok) {
+  const int64_t qn = n_tok * s->n_head * s->head_dim, row = s->n_head_kv * s->head_dim;
+  float *q = malloc((size_t)qn * sizeof(float)), *out = malloc((size_t)qn * sizeof(float));
+  uint16_t *k = malloc((size_t)(n_tok * row) * 2), *v = malloc((size_t)(n_tok * row) * 2);
+  const size_t per = nllm_attention_scratch(n_tok, s->n_head, s->n_head_kv, s->head_dim);
+  float *scratch = malloc(per * sizeof(float));
+  if (!q || !out || !k || !v || !scratch) exit(1);
+  uint32_t seed = 7;
+  for (int64_t i = 0; i < qn; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    q[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
+  }
+  for (int64_t i = 0; i < n_tok * row; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    k[i] = nllm_fp32_to_fp16((float)(seed >> 8) / 16777216.0f - 0.5f);
+    v[i] = nllm_fp32_to_fp16((float)(seed >> 9) / 8388608.0f - 0.5f);
+  }
+  nllm_attn_args a = {.attn.out = out,
+                      .attn.q = q,
+                      .attn.k = k,
+                      .attn.v = v,
+                      .attn.n_head = s->n_head,
+                      .attn.n_head_kv = s->n_head_kv,
+                      .attn.head_dim = s->head_dim,
+                      .attn.scale = 1.0f / sqrtf((float)s->head_dim),
+                      .kv_type = NLLM_TYPE_F16,
+                      .n_tok = n_tok,
+                      .scratch = scratch,
+                      .scratch_per_thread = per,
+                      .n_threads = 1};
+  const int reps = (int)(4000000 / (n_tok * n_tok)) + 1;
+  double t_one = INFINITY, t_grp = INFINITY;
+  for (int round = 0; round < 3; round++) {
+    a.group = -1;
+    const double t1 = time_call(&a, reps);
+    a.group = 0;
+    const double tg = time_call(&a, reps);
+    t_one = t1 < t_one ? t1 : t_one;
+    t_grp = tg < t_grp ? tg : t_grp;
+  }
+  printf("1t %-14s F16 prompt %4lld: one token at a time %8.1f us, grouped %8.1f us (%4.2fx)\n",
+         s->name, (long long)n_tok, t_one * 1e6, t_grp * 1e6, t_one / t_grp);
+  free(q);
+  free(out);
+  free(k);
+  free(v);
+  free(scratch);
 }
 
 int main(void) {
@@ -72,17 +125,17 @@ int main(void) {
               ((float *)v)[i] = -x;
             }
           }
-          nllm_attn_args a = {.out = out,
-                              .q = q,
-                              .k = k,
-                              .v = v,
+          nllm_attn_args a = {.attn.out = out,
+                              .attn.q = q,
+                              .attn.k = k,
+                              .attn.v = v,
+                              .attn.n_head = s->n_head,
+                              .attn.n_head_kv = s->n_head_kv,
+                              .attn.head_dim = s->head_dim,
+                              .attn.scale = 1.0f / sqrtf((float)s->head_dim),
                               .kv_type = types[ti],
                               .n_tok = 1,
                               .pos0 = n_ctx - 1,
-                              .n_head = s->n_head,
-                              .n_head_kv = s->n_head_kv,
-                              .head_dim = s->head_dim,
-                              .scale = 1.0f / sqrtf((float)s->head_dim),
                               .scratch = scratch,
                               .scratch_per_thread = per,
                               .n_threads = nt};
@@ -101,5 +154,6 @@ int main(void) {
           free(v);
           free(scratch);
         }
+  for (int64_t n_tok = 128; n_tok <= 512; n_tok *= 4) prompt_rows(&shapes[3], n_tok);
   return 0;
 }

@@ -1,33 +1,52 @@
 #!/bin/sh
-# nllm serve against llama.cpp's llama-server on the same GGUF, the same slots and threads, with
-# bench/serve_load.mjs (streamed /v1/completions, loopback only). The two servers run ALTERNATELY,
-# ROUNDS times, so that both see the same machine load; every run prints one JSON line per client
-# count, tagged with the server and the round.
+# nllm serve against llama.cpp's llama-server on the same GGUF, the same slots, threads and
+# per-slot context, with bench/serve_load.mjs (streamed /v1/completions, loopback only), and
+# nllm serve at one client against `nllm bench` generation on the same file and threads (the
+# server's own overhead). Every round runs, one after the other: nllm bench, nllm serve at every
+# client count, llama-server at every client count; ROUNDS rounds alternate them so all see the
+# same machine load. Every request has the same one-token prompt (the model's BOS, as `nllm
+# bench` generation starts from) and generates exactly TOKENS tokens (ignore_eos), so both
+# servers and the bench count the same tokens. Prints one JSON line per run and client count,
+# then the table of medians over the rounds (bench/serve_median.mjs).
 #
-#   bench/serve_vs_llama.sh MODEL.gguf LLAMA_SERVER [ROUNDS] [CLIENTS] [NP] [THREADS] [CTX] [TOKENS]
-#   e.g. bench/serve_vs_llama.sh /tmp/110M-Q4_0.gguf /work/llama.cpp/build/bin/llama-server 2 1,8,32 32 1
+# Besides wall-clock speed, every line has cpu_ms_tok: the CPU time the server process (all its
+# threads) used per generated token during that client count's run (/proc/PID/stat), and for
+# nllm bench its own tg_cpu_ms_per_token (the process's CPU time over the timed generation), and
+# busy_ms_tok: the CPU time of the server's busiest thread per token (at THREADS 1 the thread
+# that decodes and samples: what limits one stream when the HTTP threads have other cores). On a
+# shared host wall-clock figures move with the neighbours' load; CPU time per token much less.
 #
-# CTX is per slot: llama-server gets NP * CTX (it splits its context over the slots).
+#   bench/serve_vs_llama.sh MODEL.gguf LLAMA_SERVER|none [ROUNDS] [CLIENTS] [NP] [THREADS] [CTX]
+#                           [TOKENS] [REQUESTS]
+#   defaults: ROUNDS 3, CLIENTS 1,4,16,64, NP the largest client count, THREADS 1, CTX 256 (per
+#   slot), TOKENS 32, REQUESTS 2 (per client per level); a level stops starting requests after
+#   SECONDS (environment, default 90). LLAMA_SERVER none: nllm bench and nllm serve only.
+#   e.g. bench/serve_vs_llama.sh /tmp/prompt/110M-Q4_0.gguf /work/llama.cpp/build/bin/llama-server
+#
+# llama-server gets -c NP * CTX (it splits its context over its slots) and --no-webui.
 set -eu
 model=$1
 llama=$2
-rounds=${3:-2}
-clients=${4:-1,8,32}
-np=${5:-32}
+rounds=${3:-3}
+clients=${4:-1,4,16,64}
+np=${5:-$(echo "$clients" | tr ',' '\n' | sort -n | tail -1)}
 threads=${6:-1}
 ctx=${7:-256}
 tokens=${8:-32}
+requests=${9:-2}
+seconds=${SECONDS_CAP:-90}
 build=${NLLM_BUILD:-build}
 port_nllm=${PORT_NLLM:-18611}
 port_llama=${PORT_LLAMA:-18612}
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+lines=$(mktemp)
+trap 'rm -f "$log" "$log.t0" "$log.t1" "$lines"' EXIT
 
 wait_ready() { # url pid
   i=0
   while ! curl -sf "$1/health" >/dev/null 2>&1; do
     i=$((i + 1))
-    if [ $i -gt 600 ] || ! kill -0 "$2" 2>/dev/null; then
+    if [ $i -gt 1500 ] || ! kill -0 "$2" 2>/dev/null; then
       echo "server at $1 did not start:" >&2
       cat "$log" >&2
       exit 1
@@ -36,28 +55,77 @@ wait_ready() { # url pid
   done
 }
 
+tick=$(getconf CLK_TCK)
+cpu_ticks() { # pid: user + system clock ticks of the whole process so far
+  sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+
+thread_ticks() { # pid: "tid ticks" of every thread
+  for t in /proc/"$1"/task/*; do
+    echo "${t##*/} $(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
+  done
+}
+
+busiest() { # before after: the largest tick count a thread alive in both gained
+  awk 'NR == FNR {a[$1] = $2; next} ($1 in a) && $2 - a[$1] > m {m = $2 - a[$1]} END {print m + 0}' \
+    "$1" "$2"
+}
+
+tag() { # server round cpu_ticks busy_ticks: JSON array on stdin to one tagged line per element
+  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{
+    const [cpu,busy,tick]=process.argv.slice(3).map(Number), ms=(t,r)=>r.tokens?
+      +(1000*t/tick/r.tokens).toFixed(3):null;
+    for(const r of JSON.parse(s))
+      console.log(JSON.stringify({server:process.argv[1],round:+process.argv[2],...r,
+        cpu_ms_tok:ms(cpu,r),busy_ms_tok:ms(busy,r)}))})' "$1" "$2" "$3" "$4" "$tick"
+}
+
 run_one() { # name url pid round
   wait_ready "$2" "$3"
   # one untimed request first: both servers touch their weights before the clock starts
   curl -s "$2/v1/completions" -H 'Content-Type: application/json' \
     -d '{"prompt": "warm up", "max_tokens": 4}' >/dev/null
-  node bench/serve_load.mjs --url "$2" --clients "$clients" --requests 2 \
-    --max-tokens "$tokens" --seconds 120 --json |
-    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const r of JSON.parse(s))
-      console.log(JSON.stringify({server:process.argv[1],round:+process.argv[2],...r}))})' "$1" "$4"
+  for c in $(echo "$clients" | tr ',' ' '); do
+    c0=$(cpu_ticks "$3")
+    thread_ticks "$3" >"$log.t0"
+    out=$(node bench/serve_load.mjs --url "$2" --clients "$c" --requests "$requests" \
+      --max-tokens "$tokens" --seconds "$seconds" --prompt-ids "$bos" --ignore-eos --json)
+    c1=$(cpu_ticks "$3")
+    thread_ticks "$3" >"$log.t1"
+    echo "$out" | tag "$1" "$4" $((c1 - c0)) "$(busiest "$log.t0" "$log.t1")" | tee -a "$lines"
+  done
   kill "$3"
   wait "$3" 2>/dev/null || true
 }
 
-echo "# $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg) model=$model np=$np t=$threads ctx/slot=$ctx tokens=$tokens"
+# the prompt: BOS alone (nllm's /tokenize of "" with the model's special tokens)
+"$build/nllm" serve -m "$model" --port "$port_nllm" -np 1 -t "$threads" -c "$ctx" >"$log" 2>&1 &
+pid=$!
+wait_ready "http://127.0.0.1:$port_nllm" $pid
+bos=$(curl -s "http://127.0.0.1:$port_nllm/tokenize" -H 'Content-Type: application/json' \
+  -d '{"content": "", "add_special": true}' |
+  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const t=JSON.parse(s).tokens;
+    console.log(t.length ? t.join(",") : "0")})')
+kill $pid
+wait $pid 2>/dev/null || true
+
+echo "# $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg) model=$model np=$np t=$threads" \
+  "ctx/slot=$ctx tokens=$tokens requests/client=$requests prompt=[$bos] rounds=$rounds"
 r=1
-while [ $r -le "$rounds" ]; do
+while [ "$r" -le "$rounds" ]; do
+  "$build/nllm" bench -m "$model" -p 0 -n "$tokens" -t "$threads" -r 3 --json |
+    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);
+      console.log(JSON.stringify({server:"nllm bench",round:+process.argv[1],clients:1,
+        stream_tok_s:j.tokens_per_s,cpu_ms_tok:j.tg_cpu_ms_per_token}))})' "$r" | tee -a "$lines"
   "$build/nllm" serve -m "$model" --host 127.0.0.1 --port "$port_nllm" -np "$np" -t "$threads" \
     -c "$ctx" --queue 1024 >"$log" 2>&1 &
-  run_one nllm "http://127.0.0.1:$port_nllm" $! $r
-  "$llama" -m "$model" --host 127.0.0.1 --port "$port_llama" -np "$np" -t "$threads" \
-    -c $((np * ctx)) >"$log" 2>&1 &
-  run_one llama-server "http://127.0.0.1:$port_llama" $! $r
+  run_one nllm "http://127.0.0.1:$port_nllm" $! "$r"
+  if [ "$llama" != none ]; then
+    "$llama" -m "$model" --host 127.0.0.1 --port "$port_llama" -np "$np" -t "$threads" \
+      -c $((np * ctx)) --no-webui >"$log" 2>&1 &
+    run_one llama-server "http://127.0.0.1:$port_llama" $! "$r"
+  fi
   r=$((r + 1))
 done
-echo "# end load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# end $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg)"
+node bench/serve_median.mjs <"$lines"

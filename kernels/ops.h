@@ -96,6 +96,11 @@ void nllm_gelu_erf(float *x, int64_t n, int n_threads);
  * freq[i] (n_rot/2 values) = theta^(-2i/n_rot) / scaling factors, precomputed by the caller. */
 void nllm_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int32_t pos,
                const float *inv_freq, int neox);
+/* The same in two steps, for callers that rotate many rows at one position (q and k of every
+ * layer): the cos and sin of pos * inv_freq[i], i < half, then the rotation by them. */
+void nllm_rope_angles(float *cs, float *sn, int32_t pos, const float *inv_freq, int64_t half);
+void nllm_rope_with(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float *cs,
+                    const float *sn, int neox);
 /* x[i] = silu(gate[i]) * up[i] (SwiGLU) or gelu(gate)*up (GeGLU when gelu = 1). */
 void nllm_glu(float *out, const float *gate, const float *up, int64_t n, int gelu, int n_threads);
 float nllm_dot_f32(const float *a, const float *b, int64_t n);

@@ -26,6 +26,7 @@ static const nllm_kernel_set *const simd_sets[] = {
     &nllm_kernels_iq_avx2,    &nllm_kernels_lowbit_avx2, &nllm_kernels_gemmf_avx2};
 static const nllm_cpu_ops *const simd_ops = &nllm_cpu_ops_avx2;
 static const nllm_kernel_set *const avx512_sets[] = {&nllm_kernels_avx512, &nllm_kernels_iq_avx512,
+                                                     &nllm_kernels_lowbit_avx512,
                                                      &nllm_kernels_gemmf_avx512};
 #elif defined(__aarch64__)
 static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_neon, &nllm_kernels_iq_neon,
@@ -81,6 +82,14 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
       q->gemm4 = k->gemm4;
       q->gemm_min_tokens = k->gemm_min_tokens;
     }
+    /* a tier's own prompt kernels replace the interleaved ones of the tier below: these were
+     * measured against that tier's tiles only */
+    if (k->gemm4 || k->gemm_packed) {
+      q->pack_rows = k->pack_rows;
+      q->packed_prep = k->packed_prep;
+      q->gemm_packed = k->gemm_packed;
+      q->packed_min_tokens = k->packed_min_tokens;
+    }
   }
 }
 
@@ -97,6 +106,7 @@ static void build_tier(int isa, const nllm_kernel_set *const *sets, size_t n_set
   if (isa_ops->dot_f32) o->dot_f32 = isa_ops->dot_f32;
   if (isa_ops->axpy_f32) o->axpy_f32 = isa_ops->axpy_f32;
   if (isa_ops->attn_span) o->attn_span = isa_ops->attn_span;
+  if (isa_ops->attn_rows) o->attn_rows = isa_ops->attn_rows;
   if (isa_ops->gelu_erf) o->gelu_erf = isa_ops->gelu_erf;
   if (isa_ops->lowrank_dot) o->lowrank_dot = isa_ops->lowrank_dot;
   if (isa_ops->lowrank_axpy) o->lowrank_axpy = isa_ops->lowrank_axpy;

@@ -33,6 +33,20 @@ typedef void (*nllm_vec_dot4_fn)(int64_t n, float *s, const void *x, size_t x_st
 typedef void (*nllm_gemm_prep_fn)(int64_t n, const void *yq, void *prep);
 typedef void (*nllm_gemm4_fn)(int64_t n, float *s, size_t s_stride, const void *x, size_t x_stride,
                               const void *prep, size_t prep_stride, int n_tok);
+/* The prompt path's row-interleaved kernels. nllm_matmul repacks the weight rows of each work
+ * item, NLLM_PACK_ROWS at a time, into the kernel's own layout (pack_rows: NLLM_PACK_BYTES(n)
+ * bytes for the group), once for every token of the batch: a block's bytes of the eight rows lie
+ * four by four in one vector, so one broadcast of four activation bytes feeds eight rows' products
+ * and the eight rows' sums come out in the lanes of one vector with their scales in another (no
+ * horizontal sums). The activations are prepared once per matmul by packed_prep
+ * (NLLM_GEMM_PREP_BYTES(n) bytes a row, as gemm_prep's).
+ * s[t * s_stride + r] = dot(row r, token t) for r < NLLM_PACK_ROWS, t < n_tok <= NLLM_GEMM_TOK;
+ * n a multiple of NLLM_GEMM_COLS. */
+#define NLLM_PACK_ROWS 8
+#define NLLM_PACK_BYTES(n) ((size_t)(n)*9)
+typedef void (*nllm_pack_rows_fn)(int64_t n, const void *x, size_t x_stride, void *packed);
+typedef void (*nllm_gemm_packed_fn)(int64_t n, float *s, size_t s_stride, const void *packed,
+                                    const void *prep, size_t prep_stride, int n_tok);
 /* s[t * s_stride + r] = dot(row r, token t) for four rows r and four tokens t, token t's
  * activations y_stride * t bytes after y: a batch unpacks each weight block once for four
  * tokens instead of once per token. */
@@ -65,6 +79,12 @@ typedef struct nllm_qtype_kernels {
   nllm_vec_dot4x4_fn vec_dot4x4;  /* four rows by four tokens (batches) */
   int32_t gemm_min_tokens;        /* with gemm4: its crossover (see nllm_qtype), 0: any batch */
   const struct nllm_gemmf *gemmf; /* float weights: the prompt path's GEMM (cpu/gemm_float.h) */
+  /* the row-interleaved kernels (see nllm_gemm_packed_fn) and their crossover (tokens); a row
+   * that sets gemm4 or these replaces both kinds of the tier below */
+  nllm_pack_rows_fn pack_rows;
+  nllm_gemm_prep_fn packed_prep;
+  nllm_gemm_packed_fn gemm_packed;
+  int32_t packed_min_tokens;
   const struct nllm_gemmf *gemmf_xbf16; /* BF16 weights: the GEMM for BF16-rounded activations */
 } nllm_qtype_kernels;
 
@@ -109,9 +129,17 @@ typedef struct nllm_qtype {
   /* optional (NULL): float weights' own GEMM (cpu/gemm_float.h), which nllm_matmul takes from
    * its min_tokens on, before sgemm */
   const struct nllm_gemmf *gemmf;
+  /* optional (NULL): the row-interleaved prompt kernels (see nllm_gemm_packed_fn), all three or
+   * none, equal to vec_dot_ref on each row and token; nllm_matmul takes them before gemm4 for
+   * batches of packed_min_tokens or more whose rows are a multiple of NLLM_GEMM_COLS long
+   * (below, repacking the rows costs more than it saves) */
+  nllm_pack_rows_fn pack_rows;
+  nllm_gemm_prep_fn packed_prep;
+  nllm_gemm_packed_fn gemm_packed;
+  int32_t packed_min_tokens;
   /* optional (NULL): BF16 weights' GEMM for activations rounded to BF16 (NLLM_MATMUL_XBF16),
    * which nllm_matmul_mode takes from its min_tokens on; without it those batches round the
-   * activations and take the path above */
+   * activations and take the exact paths */
   const struct nllm_gemmf *gemmf_xbf16;
 } nllm_qtype;
 
@@ -129,6 +157,10 @@ struct nllm_attn_args;
 typedef void (*nllm_attn_span_fn)(const struct nllm_attn_args *a, int64_t t, int64_t kvh,
                                   int64_t j0, int64_t n, float *out_rows, float *m, float *l,
                                   float *scratch);
+/* attention of n_rows (2..4) consecutive tokens t0.. of one sequence and one head over their
+ * whole visible context, for one query head per KV head and no window (attention_avx2.c) */
+typedef void (*nllm_attn_rows_fn)(const struct nllm_attn_args *a, int64_t t0, int64_t n_rows,
+                                  int64_t kvh, float *scratch);
 /* LoRA's low-rank products (lowrank.c is the reference; weights F32, F16 or BF16, activations
  * F32):
  * s[t * s_stride + j] = scale * dot(row j of w, row t of x) over n elements, for j < n_rows and
@@ -146,6 +178,7 @@ typedef struct nllm_cpu_ops {
   float (*dot_f32)(const float *a, const float *b, int64_t n);
   void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
   nllm_attn_span_fn attn_span;           /* for head_dim a multiple of 8 */
+  nllm_attn_rows_fn attn_rows;           /* the same, and bit for bit attn_span's results */
   void (*gelu_erf)(float *x, int64_t n); /* in place, the erf GELU (ops.c's is the reference) */
   nllm_lowrank_dot_fn lowrank_dot;
   nllm_lowrank_axpy_fn lowrank_axpy;

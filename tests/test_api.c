@@ -348,6 +348,64 @@ START_TEST(sampler_filters) {
   int t;
   ck_assert_int_eq(nllm_sampler_sample_logits(s, logits, 100, &t), NLLM_ERR_INVALID_ARG);
   nllm_sampler_free(s);
+  /* greedy: the best logit, the lowest id on ties, wherever it sits among the argmax's
+   * interleaved running maxima (and in the tail past them); NaN never wins */
+  nllm_sampler_params_init(&sp);
+  sp.temperature = 0;
+  ck_assert_int_eq(nllm_sampler_create(m, &sp, &s), NLLM_OK);
+  float g[512];
+  uint32_t rng = 99;
+  for (int r = 0; r < 300; r++) {
+    for (int i = 0; i < 512; i++) {
+      rng = rng * 1664525u + 1013904223u;
+      g[i] = (float)(rng >> 24) * 0.25f; /* 256 values: ties are common */
+    }
+    if (r % 3 == 1) g[rng % 512] = NAN;
+    if (r % 5 == 2) g[511 - r % 7] = 1e30f;
+    if (r % 7 == 3) g[0] = -INFINITY;
+    int want = -1;
+    for (int i = 0; i < 512; i++)
+      if (g[i] == g[i] && (want < 0 || g[i] > g[want])) want = i;
+    ck_assert_int_eq(nllm_sampler_sample_logits(s, g, 512, &t), NLLM_OK);
+    ck_assert_msg(t == want, "greedy round %d: %d, not %d", r, t, want);
+  }
+  nllm_sampler_free(s);
+  /* top-k with min-p: the k best (ties by id) of the min-p survivors, against the rule written
+   * out here, on a flat distribution with -inf and NaN logits that must never be drawn */
+  float f[512];
+  for (int i = 0; i < 512; i++) f[i] = (float)(i * 37 % 64) * 0.01f;
+  f[2] = NAN, f[5] = -INFINITY, f[77] = NAN, f[300] = -INFINITY;
+  const struct {
+    int k;
+    float min_p;
+  } cfg[] = {{10, 0.6f}, {20, 0.995f}, {3, 0.0f}, {64, 0.9f}};
+  for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
+    nllm_sampler_params_init(&sp);
+    sp.seed = 11, sp.temperature = 1.0f, sp.top_p = 1.0f, sp.repeat_penalty = 1.0f;
+    sp.top_k = cfg[c].k, sp.min_p = cfg[c].min_p;
+    ck_assert_int_eq(nllm_sampler_create(m, &sp, &s), NLLM_OK);
+    float mx = -INFINITY;
+    for (int i = 0; i < 512; i++)
+      if (isfinite(f[i]) && f[i] > mx) mx = f[i];
+    const float cut = cfg[c].min_p > 0 ? mx + logf(cfg[c].min_p) : -INFINITY;
+    int want[512] = {0}, n_want = 0;
+    for (int r = 0; r < cfg[c].k; r++) { /* the next best survivor, the lowest id on ties */
+      int b = -1;
+      for (int i = 0; i < 512; i++)
+        if (isfinite(f[i]) && f[i] >= cut && !want[i] && (b < 0 || f[i] > f[b])) b = i;
+      if (b < 0) break;
+      want[b] = 1, n_want++;
+    }
+    int seen[512] = {0}, n_seen = 0;
+    for (int r = 0; r < 100 * n_want; r++) {
+      ck_assert_int_eq(nllm_sampler_sample_logits(s, f, 512, &t), NLLM_OK);
+      ck_assert_msg(t >= 0 && t < 512 && want[t], "top-k %d min-p %g drew %d", cfg[c].k,
+                    (double)cfg[c].min_p, t);
+      n_seen += !seen[t]++;
+    }
+    ck_assert_int_eq(n_seen, n_want);
+    nllm_sampler_free(s);
+  }
   /* min-p 0.5 at temperature 1: only tokens within log(2) of the best survive */
   nllm_sampler_params_init(&sp);
   sp.seed = 7, sp.temperature = 1.0f, sp.top_k = 0, sp.top_p = 1.0f, sp.min_p = 0.5f;

@@ -52,6 +52,12 @@ static const attn_case cases[] = {
     {NLLM_TYPE_F16, 8, 8, 64, 23, 100, 11, 0, 1},
     {NLLM_TYPE_F32, 16, 2, 80, 13, 5, 0, 20.0f, 2},
     {NLLM_TYPE_F16, 4, 1, 256, 5, 1990, 64, 0, 1},
+    /* one query head per KV head, no window: the SIMD path takes tokens in groups (a tail of
+     * 1, of 2, of 3; softcap; head_dim of 10 vectors) */
+    {NLLM_TYPE_F16, 12, 12, 64, 37, 0, 0, 0, 1},
+    {NLLM_TYPE_F16, 4, 4, 64, 6, 3, 0, 0, 2},
+    {NLLM_TYPE_F32, 6, 6, 128, 11, 20, 0, 25.0f, 2},
+    {NLLM_TYPE_F16, 4, 4, 80, 2, 7, 0, 0, 1},
     /* head_dim not a multiple of 8: the scalar path even with SIMD */
     {NLLM_TYPE_F16, 4, 2, 36, 3, 50, 0, 0, 1},
 };
@@ -102,6 +108,8 @@ static void free_data(attn_data *d) {
 
 /* kv_pos_stride / kv_head_stride for the cache layout; 0, 0: the data's own [pos][kv head]. */
 static int64_t layout_ps, layout_hs;
+/* nllm_attn_args.group of the runs */
+static int32_t group_mode;
 
 static float *run_attention_split(const attn_data *d, int n_threads, int32_t split) {
   const attn_case *c = &d->c;
@@ -109,23 +117,24 @@ static float *run_attention_split(const attn_data *d, int n_threads, int32_t spl
   const size_t per = nllm_attention_scratch(d->n_ctx, c->n_head, c->n_head_kv, c->head_dim);
   float *scratch = malloc(per * (size_t)n_threads * sizeof(float));
   ck_assert(out && scratch);
-  nllm_attn_args a = {.out = out,
-                      .q = d->q,
-                      .k = d->k,
-                      .v = d->v,
+  nllm_attn_args a = {.attn.out = out,
+                      .attn.q = d->q,
+                      .attn.k = d->k,
+                      .attn.v = d->v,
+                      .attn.n_head = c->n_head,
+                      .attn.n_head_kv = c->n_head_kv,
+                      .attn.head_dim = c->head_dim,
+                      .attn.scale = 1.0f / sqrtf((float)c->head_dim),
+                      .attn.softcap = c->softcap,
+                      .attn.window = c->window,
                       .kv_type = c->type,
                       .n_tok = c->n_tok,
                       .pos0 = c->pos0,
-                      .n_head = c->n_head,
-                      .n_head_kv = c->n_head_kv,
-                      .head_dim = c->head_dim,
-                      .scale = 1.0f / sqrtf((float)c->head_dim),
-                      .softcap = c->softcap,
-                      .window = c->window,
                       .scratch = scratch,
                       .scratch_per_thread = per,
                       .n_threads = n_threads,
                       .split = split,
+                      .group = group_mode,
                       .kv_pos_stride = layout_ps,
                       .kv_head_stride = layout_hs};
   nllm_attention(&a);
@@ -324,6 +333,83 @@ START_TEST(head_major_layout) {
 }
 END_TEST
 
+/* Tokens taken in groups (one K/V read for several tokens' rows of a head) give the same bits
+ * as one token at a time, on the contiguous cache and on a paged one where a batch holds the
+ * rows of two sequences (a group then splits at the boundary) at scattered cells. */
+START_TEST(grouped_vs_single) {
+  for (int ci = 0; ci < N_CASES; ci++) {
+    const attn_case *c = &cases[ci];
+    if (c->n_head != c->n_head_kv || c->window > 0 || c->n_tok < 2) continue;
+    attn_data d = make_data(c);
+    const int64_t n = c->n_tok * c->n_head * c->head_dim;
+    group_mode = -1;
+    float *ref = run_attention(&d, 2);
+    group_mode = 0;
+    float *out = run_attention(&d, 2);
+    ck_assert_msg(memcmp(out, ref, (size_t)n * sizeof(float)) == 0,
+                  "case %d: grouped tokens differ from one at a time", ci);
+    free(out);
+    free(ref);
+    free_data(&d);
+  }
+  /* paged: sequence A's last 6 positions then sequence B's last 5 in one batch; A's 30
+   * positions at even cells, B's 25 at odd cells in reverse order */
+  enum { HD = 64, NH = 3, LA = 30, LB = 25, NA = 6, NB = 5, NT = NA + NB, NCTX = 64 };
+  const attn_case c = {NLLM_TYPE_F16, NH, NH, HD, 1, NCTX - 1, 0, 0, 2};
+  attn_data d = make_data(&c);
+  float *q = malloc((size_t)(NT * NH * HD) * sizeof(float));
+  ck_assert(q);
+  for (int64_t i = 0; i < NT * NH * HD; i++) q[i] = frand() * 2;
+  int32_t cell_a[LA], pos_a[LA], cell_b[LB], pos_b[LB], tok_pos[NT], n_vis[NT];
+  const int32_t *vis_cell[NT], *vis_pos[NT];
+  for (int j = 0; j < LA; j++) cell_a[j] = 2 * j, pos_a[j] = j;
+  for (int j = 0; j < LB; j++) cell_b[j] = NCTX - 1 - 2 * j, pos_b[j] = j;
+  for (int t = 0; t < NT; t++) {
+    const int in_a = t < NA;
+    tok_pos[t] = in_a ? LA - NA + t : LB - NB + (t - NA);
+    n_vis[t] = tok_pos[t] + 1;
+    vis_cell[t] = in_a ? cell_a : cell_b;
+    vis_pos[t] = in_a ? pos_a : pos_b;
+  }
+  const size_t per = nllm_attention_scratch(NCTX, NH, NH, HD);
+  float *scratch = malloc(per * 2 * sizeof(float)), *outs[3];
+  ck_assert(scratch);
+  for (int run = 0; run < 3; run++) { /* scalar, SIMD one at a time, SIMD grouped */
+    outs[run] = malloc((size_t)(NT * NH * HD) * sizeof(float));
+    ck_assert(outs[run]);
+    nllm_qtypes_force_scalar(run == 0);
+    const nllm_attn_args a = {.attn.out = outs[run],
+                              .attn.q = q,
+                              .attn.k = d.k,
+                              .attn.v = d.v,
+                              .attn.n_head = NH,
+                              .attn.n_head_kv = NH,
+                              .attn.head_dim = HD,
+                              .attn.scale = 0.125f,
+                              .kv_type = c.type,
+                              .n_tok = NT,
+                              .scratch = scratch,
+                              .scratch_per_thread = per,
+                              .n_threads = 2,
+                              .group = run == 1 ? -1 : 0,
+                              .vis_cell = vis_cell,
+                              .vis_pos = vis_pos,
+                              .n_vis = n_vis,
+                              .tok_pos = tok_pos};
+    nllm_attention(&a);
+  }
+  nllm_qtypes_force_scalar(0);
+  const double e = max_abs_diff(outs[2], outs[0], NT * NH * HD);
+  ck_assert_msg(e < 1e-5, "paged: grouped SIMD off the scalar reference by %g", e);
+  ck_assert_msg(memcmp(outs[2], outs[1], (size_t)(NT * NH * HD) * sizeof(float)) == 0,
+                "paged: grouped tokens differ from one at a time");
+  for (int run = 0; run < 3; run++) free(outs[run]);
+  free(scratch);
+  free(q);
+  free_data(&d);
+}
+END_TEST
+
 #if defined(__x86_64__)
 static int32_t ulp_diff(float a, float b) {
   int32_t ia, ib;
@@ -402,6 +488,7 @@ static Suite *attention_suite(void) {
   tcase_add_loop_test(tc, simd_vs_scalar, 0, N_CASES);
   tcase_add_loop_test(tc, split_vs_unsplit, 0, N_SPLIT_CASES);
   tcase_add_loop_test(tc, head_major_layout, 0, N_SPLIT_CASES);
+  tcase_add_test(tc, grouped_vs_single);
 #if defined(__x86_64__)
   tcase_add_test(tc, exp_vs_expf);
   tcase_add_test(tc, softcap_vs_tanhf);

@@ -633,6 +633,149 @@ START_TEST(gemm4_vs_dot4) {
 }
 END_TEST
 
+/* The prompt path's row-interleaved kernels: eight rows repacked (further apart than their size)
+ * and up to four tokens (prepared rows further apart than NLLM_GEMM_PREP_BYTES) against the
+ * scalar reference of each row and token, which they equal (the same integer sums and float steps
+ * in its order), as the tier's one-row and four-row kernels must too (a prompt's rows equal
+ * decode's): every data kind, then blocks of random bits, every token count; nothing written
+ * past the eight rows, the tokens asked for or the packed group. */
+static void check_packed(const nllm_qtype *q) {
+  static const int64_t lens[] = {128, 256, 640, 2048};
+  enum { R = NLLM_PACK_ROWS, T = NLLM_GEMM_TOK, SS = NLLM_PACK_ROWS + 1 };
+  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  ck_assert_msg(q->pack_rows && q->packed_prep, "%s: gemm_packed without its helpers", q->name);
+  uint64_t rng = 0x2545F4914F6CDD1Dull ^ (uint64_t)q->type;
+  for (int64_t n = q->block_size; n <= 5 * q->block_size; n += q->block_size) { /* odd counts */
+    const size_t rs = nllm_row_size(q->type, n);
+    uint8_t *w = malloc(rs * 4), *a = malloc(nllm_row_size(vq->type, n));
+    ck_assert(w && a);
+    ck_assert(random_blocks(&rng, q->type, w, n / q->block_size * 4, (size_t)q->type_size, 0));
+    ck_assert(random_blocks(&rng, vq->type, a, n / vq->block_size, (size_t)vq->type_size, 0));
+    float four[4], one, ref;
+    q->vec_dot4(n, four, w, rs, a);
+    for (int r = 0; r < 4; r++) {
+      q->vec_dot_ref(n, &ref, w + (size_t)r * rs, a);
+      q->vec_dot(n, &one, w + (size_t)r * rs, a);
+      ck_assert_msg(one == ref && four[r] == ref, "%s n %lld row %d: %.9g, %.9g, reference %.9g",
+                    q->name, (long long)n, r, one, four[r], ref);
+    }
+    free(w);
+    free(a);
+  }
+  for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+    const int64_t n = lens[li];
+    const size_t stride = nllm_row_size(q->type, n) + (size_t)q->type_size;
+    const size_t ars = nllm_row_size(vq->type, n), prs = NLLM_GEMM_PREP_BYTES(n) + 64;
+    const size_t pbytes = NLLM_PACK_BYTES(n);
+    float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+    uint8_t *wq = malloc(stride * R), *yq = malloc(ars * T);
+    uint8_t *prep = aligned_alloc(64, prs * T), *pk = aligned_alloc(64, pbytes + 64);
+    ck_assert(x && y && wq && yq && prep && pk);
+    for (int pass = 0; pass <= N_DATA; pass++) { /* N_DATA: random bits */
+      memset(wq, 0xff, stride * R);
+      if (pass == N_DATA) {
+        ck_assert(random_blocks(&rng, q->type, wq, (int64_t)(stride * R / (size_t)q->type_size),
+                                (size_t)q->type_size, 0));
+        ck_assert(
+            random_blocks(&rng, vq->type, yq, n / vq->block_size * T, (size_t)vq->type_size, 0));
+      } else {
+        for (int r = 0; r < R; r++) {
+          fill(x, n, (pass + r) % N_DATA);
+          q->from_float_ref(x, wq + (size_t)r * stride, n);
+        }
+        for (int t = 0; t < T; t++) {
+          fill(y, n, pass == DATA_ZERO ? DATA_GAUSS : (pass + t) % N_DATA);
+          if (pass == DATA_LARGE || (pass + t) % N_DATA == DATA_LARGE) /* finite products */
+            for (int64_t i = 0; i < n; i++) y[i] *= 1.0f / 30;
+          vq->from_float_ref(y, yq + (size_t)t * ars, n);
+        }
+      }
+      for (int t = 0; t < T; t++) {
+        memset(prep + (size_t)t * prs, 0xa5, prs);
+        q->packed_prep(n, yq + (size_t)t * ars, prep + (size_t)t * prs);
+      }
+      memset(pk, 0xa5, pbytes + 64);
+      q->pack_rows(n, wq, stride, pk);
+      for (int i = 0; i < 64; i++)
+        ck_assert_msg(pk[pbytes + i] == 0xa5, "%s pack_rows wrote past its group", q->name);
+      for (int nt = 1; nt <= T; nt++) {
+        float s[T * SS];
+        for (int i = 0; i < T * SS; i++) s[i] = NAN;
+        q->gemm_packed(n, s, SS, pk, prep, prs, nt);
+        for (int t = 0; t < T; t++) {
+          ck_assert_msg(isnan(s[t * SS + R]), "%s gemm_packed wrote past its rows", q->name);
+          for (int r = 0; r < R; r++) {
+            if (t >= nt) {
+              ck_assert_msg(isnan(s[t * SS + r]), "%s gemm_packed wrote token %d of %d", q->name, t,
+                            nt);
+              continue;
+            }
+            float ref = NAN, one = NAN, four[4] = {NAN, NAN, NAN, NAN};
+            q->vec_dot_ref(n, &ref, wq + (size_t)r * stride, yq + (size_t)t * ars);
+            q->vec_dot(n, &one, wq + (size_t)r * stride, yq + (size_t)t * ars);
+            q->vec_dot4(n, four, wq + (size_t)(r & ~3) * stride, stride, yq + (size_t)t * ars);
+            ck_assert_msg(s[t * SS + r] == ref && one == ref && four[r & 3] == ref,
+                          "%s gemm_packed row %d token %d of %d: %.9g, vec_dot %.9g, vec_dot4 "
+                          "%.9g, reference %.9g (n %lld pass %d)",
+                          q->name, r, t, nt, s[t * SS + r], one, four[r & 3], ref, (long long)n,
+                          pass);
+          }
+        }
+      }
+    }
+    free(x);
+    free(y);
+    free(wq);
+    free(yq);
+    free(prep);
+    free(pk);
+  }
+}
+
+/* With them a batch's rows equal each token's own matmul bit for bit (decode), over items that
+ * leave rows out of a group of eight and a partial last four tokens, on two threads. */
+static void check_batch_equals_single(const nllm_qtype *q) {
+  enum { ROWS = 21, COLS = 256, NT = 18 };
+  const size_t rs = nllm_row_size(q->type, COLS);
+  uint8_t *W = malloc(rs * ROWS);
+  float *x = malloc(sizeof(float) * COLS * NT), *row = malloc(sizeof(float) * COLS);
+  float *y = malloc(sizeof(float) * ROWS * NT), *y1 = malloc(sizeof(float) * ROWS);
+  void *wd = malloc(nllm_matmul_wsize(q->type, COLS, NT, 2));
+  ck_assert(W && x && row && y && y1 && wd);
+  for (int r = 0; r < ROWS; r++) {
+    fill(row, COLS, r % N_DATA == DATA_ZERO ? DATA_GAUSS : r % N_DATA);
+    q->from_float_ref(row, W + (size_t)r * rs, COLS);
+  }
+  fill(x, COLS * NT, DATA_GAUSS);
+  nllm_matmul(y, W, q->type, ROWS, COLS, x, NT, wd, 2);
+  for (int t = 0; t < NT; t++) {
+    nllm_matmul(y1, W, q->type, ROWS, COLS, x + t * COLS, 1, wd, 2);
+    ck_assert_msg(memcmp(y1, y + t * ROWS, sizeof(float) * ROWS) == 0,
+                  "%s: token %d of a batch differs from its own matmul", q->name, t);
+  }
+  free(W);
+  free(x);
+  free(row);
+  free(y);
+  free(y1);
+  free(wd);
+}
+
+START_TEST(packed_vs_ref) {
+  int32_t type = all_types[_i];
+  if (!type_supported(type)) return;
+  const int top = nllm_qtypes_isa_max();
+  for (int isa = NLLM_ISA_SCALAR; isa <= top; isa++) {
+    nllm_qtypes_set_isa(isa);
+    const nllm_qtype *q = nllm_qtype_get(type);
+    if (!q->gemm_packed) continue;
+    check_packed(q);
+    check_batch_equals_single(q);
+  }
+  nllm_qtypes_set_isa(top);
+}
+END_TEST
+
 /* Blocks of random bits (extreme levels, scales and high bits that quantized data seldom
  * holds): the dispatched one-row and four-row dots against the exact dot of each row. */
 static void check_random_bits(int32_t type) {
@@ -906,6 +1049,9 @@ START_TEST(matmul_vs_naive) {
     nllm_qtypes_set_isa(isa);
     for (int ti = 0; ti < 4; ti++)
       for (int ri = 0; ri < 3; ri++) check_matmul(type, rows[ri], cols, toks[ti], 1 + (ri & 1));
+    /* each tier's prompt kernels (tiles or row-interleaved): items that leave rows out of a
+     * group of eight, a partial last four tokens */
+    check_matmul(type, 21, 256, 18, 2);
   }
   nllm_qtypes_set_isa(nllm_qtypes_isa_max());
   check_matmul(type, 67, cols * 3, 5, 2);
@@ -1219,6 +1365,12 @@ START_TEST(rope_vs_naive) {
         fill(x, H * D, DATA_GAUSS);
         memcpy(x0, x, sizeof x);
         nllm_rope(x, H, D, n_rot, pos, inv, neox);
+        /* the two-step form (angles once, then any number of rotations) gives the same bits */
+        float x2[H * D], cs[D / 2], sn[D / 2];
+        memcpy(x2, x0, sizeof x2);
+        nllm_rope_angles(cs, sn, pos, inv, n_rot / 2);
+        nllm_rope_with(x2, H, D, n_rot, cs, sn, neox);
+        ck_assert_msg(memcmp(x2, x, sizeof x) == 0, "rope in two steps differs (pos %d)", pos);
         for (int h = 0; h < H; h++) {
           for (int i = 0; i < n_rot / 2; i++) {
             int a = neox ? i : 2 * i, b = neox ? i + n_rot / 2 : 2 * i + 1;
@@ -1267,9 +1419,18 @@ static int lowbit_scale_first(int32_t type) {
   return type != NLLM_TYPE_TQ1_0 && type != NLLM_TYPE_TQ2_0;
 }
 
-/* Q8_K activations at the ends of int8: -128 (whose negation leaves int8) and 127 mixed with
- * small values, the bsums kept consistent */
-static void q8_k_extremes(void *a, int64_t nb, int pass) {
+/* Activations at the ends of int8: -128 (whose negation leaves int8) and 127 mixed with small
+ * values; Q8_K's bsums kept consistent, Q8_0 as it comes (nb blocks of its 32) */
+static void q8_extremes(int32_t type, void *a, int64_t nb, int pass) {
+  if (type == NLLM_TYPE_Q8_0) {
+    block_q8_0 *y = a;
+    for (int64_t b = 0; b < nb; b++)
+      for (int i = 0; i < QK; i++) {
+        unsigned r = (unsigned)(i * 7 + b * 13 + pass) % 5;
+        y[b].qs[i] = (int8_t)(r == 0 ? -128 : r == 1 ? 127 : r == 2 ? -127 : (int)(r - 3));
+      }
+    return;
+  }
   block_q8_K *y = a;
   for (int64_t b = 0; b < nb; b++) {
     for (int i = 0; i < QK_K; i++) {
@@ -1284,31 +1445,32 @@ static void q8_k_extremes(void *a, int64_t nb, int pass) {
   }
 }
 
-/* The formats with a row of their own in the AVX-512 tier (quant_iq_avx512.c) */
-static int lowbit_has_avx512_row(int32_t type) {
-  return type == NLLM_TYPE_IQ2_XXS || type == NLLM_TYPE_IQ2_XS || type == NLLM_TYPE_IQ2_S ||
-         type == NLLM_TYPE_IQ3_XXS || type == NLLM_TYPE_IQ3_S || type == NLLM_TYPE_IQ1_S ||
-         type == NLLM_TYPE_IQ1_M;
-}
-
 static int same_float(float x, float y) {
   return (isnan(x) && isnan(y)) || memcmp(&x, &y, sizeof x) == 0;
 }
 
-/* The four-row and four-by-four kernels against vec_dot on each pair, bit for bit: rows and
- * tokens are quarters of w and a (nb / 4 blocks apart), dotted over 1, 3 and nb / 4 blocks;
- * results written with a stride wider than four, the gaps left alone. */
+/* The four-row and four-by-four kernels against vec_dot on each pair, and vec_dot against the
+ * reference, bit for bit: rows and tokens are quarters of w and a (nb / 4 blocks apart), dotted
+ * over 1, 3, nb / 4 - 3 and nb / 4 blocks (whole groups of the kernels that take 8 or 16 blocks
+ * at a time, and tails); results written with a stride wider than four, the gaps left alone. */
 static void lowbit_check_dot4(const nllm_qtype *q, const uint8_t *w, const uint8_t *a, int64_t nb,
                               int isa, int pass) {
   const size_t xs = (size_t)(nb / 4) * (size_t)q->type_size;
   const size_t ys = nllm_row_size(q->vec_dot_type, nb / 4 * q->block_size);
-  const int64_t counts[] = {1, 3, nb / 4};
+  const int64_t counts[] = {1, 3, nb / 4 - 3, nb / 4};
   enum { SS = 7 };
-  for (int k = 0; k < 3; k++) {
+  for (int k = 0; k < 4; k++) {
     const int64_t n = counts[k] * q->block_size;
     float want[4][4], got4[4], got[4 * SS];
     for (int t = 0; t < 4; t++)
-      for (int r = 0; r < 4; r++) q->vec_dot(n, &want[t][r], w + r * xs, a + t * ys);
+      for (int r = 0; r < 4; r++) {
+        float ref = NAN;
+        q->vec_dot(n, &want[t][r], w + r * xs, a + t * ys);
+        q->vec_dot_ref(n, &ref, w + r * xs, a + t * ys);
+        ck_assert_msg(same_float(want[t][r], ref),
+                      "%s tier %d pass %d vec_dot n %lld row %d token %d: %.9g vs ref %.9g",
+                      q->name, isa, pass, (long long)n, r, t, want[t][r], ref);
+      }
     if (q->vec_dot4)
       for (int t = 0; t < 4; t++) {
         q->vec_dot4(n, got4, w, xs, a + t * ys);
@@ -1342,7 +1504,7 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
     size_t ws = nllm_row_size(type, n), as = nllm_row_size(q->vec_dot_type, n);
     uint8_t *w = malloc(ws), *a = malloc(as);
     float *y = malloc(sizeof(float) * (size_t)n);
-    if (isa == NLLM_ISA_AVX512 && lowbit_has_avx512_row(type))
+    if (isa == NLLM_ISA_AVX512)
       ck_assert_msg(q->vec_dot != below, "%s: no row of its own in tier %d", q->name, isa);
     below = q->vec_dot;
     /* pass 0: random; 1..3: byte i + pass sweeps all values; 4, 5: random weights against
@@ -1375,20 +1537,17 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
       }
       fill(y, n, DATA_GAUSS);
       vq->from_float_ref(y, a, n);
-      if (pass > 3 && q->vec_dot_type == NLLM_TYPE_Q8_K) q8_k_extremes(a, nb, pass);
+      if (pass > 3) q8_extremes(q->vec_dot_type, a, n / vq->block_size, pass);
       double sumabs, ex = lowbit_expected(q, w, a, n, &sumabs);
       float got = NAN;
       q->vec_dot(n, &got, w, a);
       if (isa > NLLM_ISA_SCALAR)
         ck_assert_msg(q->vec_dot != q->vec_dot_ref, "%s: no SIMD row in tier %d", q->name, isa);
-      /* the SIMD tiers sum the same integers and round the same floats as the reference
-       * (MXFP4's AVX2 row sums its 32-value blocks in vectors: the tolerance checks below) */
-      const int same_floats = type != NLLM_TYPE_MXFP4 || isa == NLLM_ISA_SCALAR;
+      /* the SIMD tiers sum the same integers and round the same floats as the reference */
       float ref = NAN;
       q->vec_dot_ref(n, &ref, w, a);
-      ck_assert_msg(
-          !same_floats || (isnan(got) && isnan(ref)) || memcmp(&got, &ref, sizeof got) == 0,
-          "%s tier %d pass %d: %.9g vs ref %.9g", q->name, isa, pass, got, ref);
+      ck_assert_msg(same_float(got, ref), "%s tier %d pass %d: %.9g vs ref %.9g", q->name, isa,
+                    pass, got, ref);
       /* the largest E8M0 scales overflow float's sums (the dequantized values themselves are
        * checked in mxfp4_ocp_blocks); such rows and blocks are compared only where finite */
       ck_assert_msg(!(sumabs <= 1e36) || fabs(got - ex) <= 1e-5 * sumabs + 1e-30,
@@ -1402,16 +1561,14 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
         ex = lowbit_expected(q, wb, ab, bsz, &sumabs);
         q->vec_dot(bsz, &got, wb, ab);
         q->vec_dot_ref(bsz, &ref, wb, ab);
-        ck_assert_msg(
-            !same_floats || (isnan(got) && isnan(ref)) || memcmp(&got, &ref, sizeof got) == 0,
-            "%s tier %d pass %d block %lld: %.9g vs ref %.9g", q->name, isa, pass, (long long)b,
-            got, ref);
+        ck_assert_msg(same_float(got, ref), "%s tier %d pass %d block %lld: %.9g vs ref %.9g",
+                      q->name, isa, pass, (long long)b, got, ref);
         if (!(sumabs <= 1e36)) continue; /* also NaN: an infinite weight times 0 */
         ck_assert_msg(fabs(got - ex) <= 1e-5 * sumabs + 1e-37,
                       "%s tier %d pass %d block %lld: %.9g vs %.9g", q->name, isa, pass,
                       (long long)b, got, ex);
       }
-      if (q->vec_dot4 || q->vec_dot4x4) lowbit_check_dot4(q, w, a, nb, isa, pass);
+      lowbit_check_dot4(q, w, a, nb, isa, pass);
     }
     free(w);
     free(a);
@@ -1557,6 +1714,7 @@ static Suite *kernels_suite(void) {
   tcase_add_loop_test(tc, dot4_vs_ref, 0, N_ALL);
   tcase_add_loop_test(tc, random_bits_vs_ref, 0, N_ALL);
   tcase_add_loop_test(tc, gemm4_vs_dot4, 0, N_ALL);
+  tcase_add_loop_test(tc, packed_vs_ref, 0, N_ALL);
   tcase_add_test(tc, raw_blocks_vs_ref);
   tcase_add_test(tc, roundtrip_error);
   tcase_add_loop_test(tc, matmul_vs_naive, 0, N_ALL);

@@ -35,6 +35,8 @@
 #define SPLIT_MIN_VIS 256
 #define SPLIT_MIN_CHUNK 128
 #define SPLIT_ITEMS 16
+/* Tokens whose rows of one head an unsplit call takes together (attn_rows) */
+#define GROUP_TOK 4
 
 static size_t partials_size(int64_t n_head, int64_t head_dim) {
   return (size_t)(SPLIT_SLOTS * n_head * (head_dim + 2));
@@ -42,10 +44,12 @@ static size_t partials_size(int64_t n_head, int64_t head_dim) {
 
 size_t nllm_attention_scratch(int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
   int64_t n_rep = n_head / n_head_kv, rows = n_rep;
-  /* the SIMD path keeps the scores of up to 8 heads in lanes of a power of two of them */
+  /* the SIMD path keeps the scores of up to 8 heads in lanes of a power of two of them, or
+   * those of GROUP_TOK tokens' rows (rounded up to whole tiles) */
   while (n_rep < 8 && (rows & (rows - 1))) rows++;
+  if (rows < GROUP_TOK) rows = GROUP_TOK;
   /* the tail of thread 0's share holds the partials of a split call */
-  return (size_t)(rows * n_ctx + 2 * head_dim + 16) + partials_size(n_head, head_dim);
+  return (size_t)(rows * (n_ctx + 8) + 2 * head_dim + 16) + partials_size(n_head, head_dim);
 }
 
 /* A cached row as f32: a pointer into the cache itself for F32, else converted into tmp (the
@@ -62,6 +66,7 @@ typedef struct attn_job {
   nllm_to_float_fn k_to_f32, v_to_f32;
   int32_t v_type;
   nllm_attn_span_fn isa_span; /* the tier's or NULL, decided once per call, not per row */
+  nllm_attn_rows_fn isa_rows; /* the tier's when tokens are grouped, else NULL */
   /* split calls only */
   int64_t max_chunks, min_chunk; /* chunks per token at most; shortest chunk */
   float *partials;               /* [slot][n_head][head_dim], then [slot][n_head] m, l */
@@ -73,8 +78,8 @@ static inline void visible(const nllm_attn_args *a, int64_t t, int64_t *first, i
     /* the window starts at the first visible position > pos - window */
     const int32_t *vp = a->vis_pos[t];
     int64_t lo = 0, hi = a->n_vis[t];
-    if (a->window > 0) {
-      const int64_t from = (int64_t)a->tok_pos[t] - a->window + 1;
+    if (a->attn.window > 0) {
+      const int64_t from = (int64_t)a->tok_pos[t] - a->attn.window + 1;
       while (lo < hi) {
         const int64_t mid = lo + (hi - lo) / 2;
         if (vp[mid] < from)
@@ -88,7 +93,7 @@ static inline void visible(const nllm_attn_args *a, int64_t t, int64_t *first, i
     return;
   }
   const int64_t pos = a->pos0 + t;
-  *first = a->window > 0 && pos + 1 > a->window ? pos + 1 - a->window : 0;
+  *first = a->attn.window > 0 && pos + 1 > a->attn.window ? pos + 1 - a->attn.window : 0;
   *n_vis = pos + 1 - *first;
 }
 
@@ -102,17 +107,17 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
     job->isa_span(a, t, kvh, j0, n, out, m, l, scratch);
     return;
   }
-  const int64_t hd = a->head_dim, n_rep = a->n_head / a->n_head_kv;
+  const int64_t hd = a->attn.head_dim, n_rep = a->attn.n_head / a->attn.n_head_kv;
   float *scores = scratch, *tmp = scores + n_rep * n; /* [n_rep][n] */
-  const float *qh = a->q + t * a->n_head * hd + kvh * n_rep * hd;
+  const float *qh = a->attn.q + t * a->attn.n_head * hd + kvh * n_rep * hd;
 
   for (int64_t j = 0; j < n; j++) {
     const float *kr =
-        kv_row(a->k, a->kv_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
+        kv_row(a->attn.k, a->kv_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
                job->k_to_f32, tmp);
     for (int64_t r = 0; r < n_rep; r++) {
-      float s = nllm_dot_f32(qh + r * hd, kr, hd) * a->scale;
-      if (a->softcap > 0) s = a->softcap * tanhf(s / a->softcap);
+      float s = nllm_dot_f32(qh + r * hd, kr, hd) * a->attn.scale;
+      if (a->attn.softcap > 0) s = a->attn.softcap * tanhf(s / a->attn.softcap);
       scores[r * n + j] = s;
     }
   }
@@ -130,7 +135,7 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
   }
   for (int64_t j = 0; j < n; j++) {
     const float *vr =
-        kv_row(a->v, job->v_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
+        kv_row(a->attn.v, job->v_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
                job->v_to_f32, tmp);
     for (int64_t r = 0; r < n_rep; r++) nllm_axpy_f32(out + r * hd, scores[r * n + j], vr, hd);
   }
@@ -140,11 +145,34 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
 static void attn_item(void *vjob, int64_t it, int worker) {
   const attn_job *job = vjob;
   const nllm_attn_args *a = job->a;
-  const int64_t t = it / a->n_head_kv, kvh = it % a->n_head_kv, n_rep = a->n_head / a->n_head_kv;
+  const int64_t t = it / a->attn.n_head_kv, kvh = it % a->attn.n_head_kv,
+                n_rep = a->attn.n_head / a->attn.n_head_kv;
   int64_t first, n_vis;
   visible(a, t, &first, &n_vis);
-  attn_span(job, t, kvh, first, n_vis, a->out + (t * a->n_head + kvh * n_rep) * a->head_dim, NULL,
-            NULL, a->scratch + (size_t)worker * a->scratch_per_thread);
+  attn_span(job, t, kvh, first, n_vis,
+            a->attn.out + (t * a->attn.n_head + kvh * n_rep) * a->attn.head_dim, NULL, NULL,
+            a->scratch + (size_t)worker * a->scratch_per_thread);
+}
+
+/* One (group of GROUP_TOK tokens, KV head) pair: runs of tokens of one sequence together, a
+ * token alone as attn_item. */
+static void group_item(void *vjob, int64_t it, int worker) {
+  const attn_job *job = vjob;
+  const nllm_attn_args *a = job->a;
+  const int64_t g = it / a->attn.n_head_kv, kvh = it % a->attn.n_head_kv;
+  const int64_t t1 = (g + 1) * GROUP_TOK < a->n_tok ? (g + 1) * GROUP_TOK : a->n_tok;
+  float *scratch = a->scratch + (size_t)worker * a->scratch_per_thread;
+  for (int64_t r0 = g * GROUP_TOK, r1; r0 < t1; r0 = r1) {
+    for (r1 = r0 + 1; r1 < t1 && (!a->vis_cell || a->vis_cell[r1] == a->vis_cell[r0]);) r1++;
+    if (r1 - r0 > 1) {
+      job->isa_rows(a, r0, r1 - r0, kvh, scratch);
+      continue;
+    }
+    int64_t first, n_vis;
+    visible(a, r0, &first, &n_vis);
+    attn_span(job, r0, kvh, first, n_vis,
+              a->attn.out + (r0 * a->attn.n_head + kvh) * a->attn.head_dim, NULL, NULL, scratch);
+  }
 }
 
 /* Chunking of token t's visible positions into `count` near-equal chunks of at most `len`:
@@ -159,7 +187,7 @@ static void chunking(const attn_job *job, int64_t n_vis, int64_t *len, int64_t *
 /* Combines token t's n_chunks partials into its output rows. */
 static void merge_token(const attn_job *job, int64_t t, int64_t n_chunks) {
   const nllm_attn_args *a = job->a;
-  const int64_t hd = a->head_dim, nh = a->n_head;
+  const int64_t hd = a->attn.head_dim, nh = a->attn.n_head;
   const float *o = job->partials + (size_t)(t * job->max_chunks) * nh * hd;
   const float *ml = job->partials + (size_t)SPLIT_SLOTS * nh * hd +
                     (size_t)(t * job->max_chunks) * 2 * nh; /* per slot: m[nh], l[nh] */
@@ -171,7 +199,7 @@ static void merge_token(const attn_job *job, int64_t t, int64_t n_chunks) {
       w[c] = expf(ml[c * 2 * nh + h] - mx);
       sum += w[c] * ml[c * 2 * nh + nh + h];
     }
-    float *dst = a->out + (t * nh + h) * hd;
+    float *dst = a->attn.out + (t * nh + h) * hd;
     memset(dst, 0, (size_t)hd * sizeof(float));
     for (int64_t c = 0; c < n_chunks; c++)
       nllm_axpy_f32(dst, w[c] / sum, o + (size_t)(c * nh + h) * hd, hd);
@@ -184,9 +212,10 @@ static void merge_token(const attn_job *job, int64_t t, int64_t n_chunks) {
 static void split_item(void *vjob, int64_t it, int worker) {
   attn_job *job = vjob;
   const nllm_attn_args *a = job->a;
-  const int64_t per_tok = job->max_chunks * a->n_head_kv;
-  const int64_t t = it / per_tok, c = it % per_tok / a->n_head_kv, kvh = it % a->n_head_kv;
-  const int64_t hd = a->head_dim, nh = a->n_head, n_rep = nh / a->n_head_kv;
+  const int64_t per_tok = job->max_chunks * a->attn.n_head_kv;
+  const int64_t t = it / per_tok, c = it % per_tok / a->attn.n_head_kv,
+                kvh = it % a->attn.n_head_kv;
+  const int64_t hd = a->attn.head_dim, nh = a->attn.n_head, n_rep = nh / a->attn.n_head_kv;
   int64_t first, n_vis, len, n_chunks;
   visible(a, t, &first, &n_vis);
   chunking(job, n_vis, &len, &n_chunks);
@@ -199,7 +228,7 @@ static void split_item(void *vjob, int64_t it, int worker) {
             a->scratch + (size_t)worker * a->scratch_per_thread);
   /* the token's last item to finish merges; acq_rel makes the others' partials visible */
   if (atomic_fetch_add_explicit(&job->done[t], 1, memory_order_acq_rel) + 1 ==
-      n_chunks * a->n_head_kv)
+      n_chunks * a->attn.n_head_kv)
     merge_token(job, t, n_chunks);
 }
 
@@ -213,27 +242,37 @@ void nllm_attention(const nllm_attn_args *a) {
       .k_to_f32 = nllm_qtype_get(a->kv_type)->to_float,
       .v_to_f32 = nllm_qtype_get(vt)->to_float,
       .v_type = vt,
-      .isa_span = a->head_dim % 8 == 0 && simd_types ? nllm_cpu_ops_get()->attn_span : NULL};
+      .isa_span = a->attn.head_dim % 8 == 0 && simd_types ? nllm_cpu_ops_get()->attn_span : NULL};
   int64_t first, last_vis;
   visible(a, a->n_tok - 1, &first, &last_vis);
   /* automatic: only where (token, KV head) pairs are too few to keep the threads busy */
   const int split =
       a->n_tok <= SPLIT_SLOTS &&
       (a->split > 0 || (a->split == 0 && a->n_tok <= SPLIT_MAX_TOK &&
-                        a->n_tok * a->n_head_kv < SPLIT_ITEMS && last_vis >= SPLIT_MIN_VIS));
+                        a->n_tok * a->attn.n_head_kv < SPLIT_ITEMS && last_vis >= SPLIT_MIN_VIS));
   if (!split) {
-    nllm_pool_run(a->n_threads, a->n_tok * a->n_head_kv, attn_item, &job);
+    /* one query head per KV head and no window: every row of a sequence's token sees the
+     * sequence from its start, so a group's rows share their K/V rows */
+    if (job.isa_span && a->group >= 0 && a->n_tok > 1 && a->attn.n_head == a->attn.n_head_kv &&
+        a->attn.window <= 0 && (job.isa_rows = nllm_cpu_ops_get()->attn_rows)) {
+      nllm_pool_run(a->n_threads, (a->n_tok + GROUP_TOK - 1) / GROUP_TOK * a->attn.n_head_kv,
+                    group_item, &job);
+      return;
+    }
+    nllm_pool_run(a->n_threads, a->n_tok * a->attn.n_head_kv, attn_item, &job);
     return;
   }
   int64_t max_chunks = SPLIT_SLOTS / a->n_tok;
   if (max_chunks > SPLIT_MAX_CHUNKS) max_chunks = SPLIT_MAX_CHUNKS;
   if (a->split == 0) {
-    const int64_t want = (SPLIT_ITEMS + a->n_tok * a->n_head_kv - 1) / (a->n_tok * a->n_head_kv);
+    const int64_t want =
+        (SPLIT_ITEMS + a->n_tok * a->attn.n_head_kv - 1) / (a->n_tok * a->attn.n_head_kv);
     if (want < max_chunks) max_chunks = want;
   }
   job.max_chunks = max_chunks;
   job.min_chunk = a->split > 0 ? a->split : SPLIT_MIN_CHUNK;
-  job.partials = a->scratch + a->scratch_per_thread - partials_size(a->n_head, a->head_dim);
+  job.partials =
+      a->scratch + a->scratch_per_thread - partials_size(a->attn.n_head, a->attn.head_dim);
   for (int64_t t = 0; t < a->n_tok; t++) atomic_init(&job.done[t], 0);
-  nllm_pool_run(a->n_threads, a->n_tok * max_chunks * a->n_head_kv, split_item, &job);
+  nllm_pool_run(a->n_threads, a->n_tok * max_chunks * a->attn.n_head_kv, split_item, &job);
 }

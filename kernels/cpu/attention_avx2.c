@@ -56,12 +56,15 @@ void nllm_exp_nonpos_avx2(float *x, int64_t n) {
  * (an array indexed in unrolled loops stayed on the stack with clang). */
 #define FOR8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
-/* Raw scores of NR query heads (q, rows of hd) at up to 8/NRP positions j.. of k (rows kstride
- * bytes apart; position x is row idx[x], or row x without idx; np of them real). Lane l = p * NRP +
- * r of the result is head r at position p; NRP is NR rounded up to a power of two and the padding
- * lanes are 0. Positions past np re-read the last real row so that no load leaves the cache. */
-ALWAYS_INLINE __m256 score_tile(const float *q, int64_t hd, const char *k, const int32_t *idx,
-                                int64_t j, int64_t kstride, int64_t np, int NR, int NRP, int f16) {
+/* Raw scores of NR query rows (q, rows qstride floats apart, hd long) at up to 8/NRP positions
+ * j.. of k (rows kstride bytes apart; position x is row idx[x], or row x without idx; np of them
+ * real). Lane l = p * NRP + r of the result is row r at position p; NRP is NR rounded up to a
+ * power of two and the padding lanes are 0. Positions past np re-read the last real row so that
+ * no load leaves the cache. Each lane is one accumulator reduced by the same tree, so a row's
+ * scores do not depend on which rows share the tile. */
+ALWAYS_INLINE __m256 score_tile(const float *q, int64_t qstride, int64_t hd, const char *k,
+                                const int32_t *idx, int64_t j, int64_t kstride, int64_t np, int NR,
+                                int NRP, int f16) {
   const int P = 8 / NRP, esz = f16 ? 2 : 4;
 #define KP_ROW(p) (j + ((p) < np ? (p) : np - 1))
 #define KP_DECL(p) const char *kp##p = k + (idx ? idx[KP_ROW(p)] : KP_ROW(p)) * kstride;
@@ -70,17 +73,17 @@ ALWAYS_INLINE __m256 score_tile(const float *q, int64_t hd, const char *k, const
   FOR8(ACC_DECL)
   for (int64_t i = 0; i < hd; i += 8) {
 #define KV_LOAD(p) const __m256 kv##p = (p) < P ? load8(kp##p + i * esz, f16) : _mm256_setzero_ps();
-#define LANE_FMA(l)                                                     \
-  if ((l) % NRP < NR && (l) / NRP < P)                                  \
-    acc##l = _mm256_fmadd_ps(_mm256_loadu_ps(q + ((l) % NRP) * hd + i), \
-                             (l) / NRP == 0   ? kv0                     \
-                             : (l) / NRP == 1 ? kv1                     \
-                             : (l) / NRP == 2 ? kv2                     \
-                             : (l) / NRP == 3 ? kv3                     \
-                             : (l) / NRP == 4 ? kv4                     \
-                             : (l) / NRP == 5 ? kv5                     \
-                             : (l) / NRP == 6 ? kv6                     \
-                                              : kv7,                    \
+#define LANE_FMA(l)                                                          \
+  if ((l) % NRP < NR && (l) / NRP < P)                                       \
+    acc##l = _mm256_fmadd_ps(_mm256_loadu_ps(q + ((l) % NRP) * qstride + i), \
+                             (l) / NRP == 0   ? kv0                          \
+                             : (l) / NRP == 1 ? kv1                          \
+                             : (l) / NRP == 2 ? kv2                          \
+                             : (l) / NRP == 3 ? kv3                          \
+                             : (l) / NRP == 4 ? kv4                          \
+                             : (l) / NRP == 5 ? kv5                          \
+                             : (l) / NRP == 6 ? kv6                          \
+                                              : kv7,                         \
                              acc##l);
     FOR8(KV_LOAD)
     FOR8(LANE_FMA)
@@ -93,35 +96,36 @@ ALWAYS_INLINE __m256 score_tile(const float *q, int64_t hd, const char *k, const
 #undef LANE_FMA
 }
 
-/* out[r][i0 .. i0 + 8 NC) (+)= sum over j in [j0, j1) of p[j * NRP + r] * v_j, for NR heads.
- * Rows of out are hd apart; `first` starts from 0 instead of out, and `inv` (non-NULL on the
- * last block) scales the result by each head's 1/sum. Accumulator a is head a / NC, slice
- * a % NC; NR * NC <= 8. */
-ALWAYS_INLINE void pv_tile(float *out, int64_t hd, const float *p, int NRP, const char *v,
-                           const int32_t *idx, int64_t vstride, int64_t j0, int64_t j1, int64_t i0,
-                           int first, const float *inv, int NR, int NC, int f16) {
+/* out[r][i0 .. i0 + 8 NC) (+)= sum over j in [j0, j1) of p[j * pstep + r * prow] * v_j, for NR
+ * rows. Rows of out are ostride apart; `first` starts from 0 instead of out, and `inv` (non-NULL
+ * on the last block) scales the result by each row's 1/sum. Accumulator a is row a / NC, slice
+ * a % NC; NR * NC <= 8. Every output element sums its positions in order, whatever the tile. */
+ALWAYS_INLINE void pv_tile(float *out, int64_t ostride, const float *p, int64_t pstep, int64_t prow,
+                           const char *v, const int32_t *idx, int64_t vstride, int64_t j0,
+                           int64_t j1, int64_t i0, int first, const float *inv, int NR, int NC,
+                           int f16) {
   const int esz = f16 ? 2 : 4;
-#define OUT_AT(a) (out + ((a) / NC) * hd + i0 + 8 * ((a) % NC))
+#define OUT_AT(a) (out + ((a) / NC) * ostride + i0 + 8 * ((a) % NC))
 #define ACC_INIT(a)                    \
   __m256 acc##a = _mm256_setzero_ps(); \
   if ((a) < NR * NC && !first) acc##a = _mm256_loadu_ps(OUT_AT(a));
   FOR8(ACC_INIT)
   for (int64_t j = j0; j < j1; j++) {
     const char *vr = v + (idx ? idx[j] : j) * vstride + i0 * esz;
-    const float *pj = p + j * NRP;
+    const float *pj = p + j * pstep;
 #define V_LOAD(c) \
   const __m256 vv##c = (c) < NC ? load8(vr + 8 * (c)*esz, f16) : _mm256_setzero_ps();
-#define ACC_FMA(a)                                               \
-  if ((a) < NR * NC)                                             \
-    acc##a = _mm256_fmadd_ps(_mm256_broadcast_ss(pj + (a) / NC), \
-                             (a) % NC == 0   ? vv0               \
-                             : (a) % NC == 1 ? vv1               \
-                             : (a) % NC == 2 ? vv2               \
-                             : (a) % NC == 3 ? vv3               \
-                             : (a) % NC == 4 ? vv4               \
-                             : (a) % NC == 5 ? vv5               \
-                             : (a) % NC == 6 ? vv6               \
-                                             : vv7,              \
+#define ACC_FMA(a)                                                        \
+  if ((a) < NR * NC)                                                      \
+    acc##a = _mm256_fmadd_ps(_mm256_broadcast_ss(pj + ((a) / NC) * prow), \
+                             (a) % NC == 0   ? vv0                        \
+                             : (a) % NC == 1 ? vv1                        \
+                             : (a) % NC == 2 ? vv2                        \
+                             : (a) % NC == 3 ? vv3                        \
+                             : (a) % NC == 4 ? vv4                        \
+                             : (a) % NC == 5 ? vv5                        \
+                             : (a) % NC == 6 ? vv6                        \
+                                             : vv7,                       \
                              acc##a);
     FOR8(V_LOAD)
     FOR8(ACC_FMA)
@@ -180,6 +184,23 @@ void nllm_softcap_avx2(float *x, int64_t n, float softcap) {
   }
 }
 
+/* The softmax of n_tiles score tiles in place (lanes of NRP heads; padding lanes -inf): each
+ * head's max score and sum of exp in every lane of mx and sums. */
+ALWAYS_INLINE void softmax_tiles(float *s, int64_t n_tiles, int NRP, __m256 *mx_out,
+                                 __m256 *sums_out) {
+  __m256 mx = _mm256_set1_ps(-INFINITY);
+  for (int64_t ti = 0; ti < n_tiles; ti++) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + 8 * ti));
+  mx = fold_heads(mx, NRP, 1);
+  __m256 sum = _mm256_setzero_ps();
+  for (int64_t ti = 0; ti < n_tiles; ti++) {
+    const __m256 e = nllm_exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(s + 8 * ti), mx));
+    _mm256_storeu_ps(s + 8 * ti, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  *mx_out = mx;
+  *sums_out = fold_heads(sum, NRP, 0);
+}
+
 /* The whole pipeline for NR (1..8) query heads q (rows of hd) over the n_vis visible rows of
  * k and v (stride bytes apart; visible position j is row idx[j], or row j without idx),
  * writing out (rows of hd). Scores live in s as the score tiles
@@ -200,25 +221,17 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
   const __m256 scv = _mm256_set1_ps(scale);
   for (int64_t ti = 0; ti < n_tiles; ti++) {
     const int64_t j = ti * P, np = n_vis - j < P ? n_vis - j : P;
-    _mm256_storeu_ps(s + 8 * ti,
-                     _mm256_mul_ps(score_tile(q, hd, k, idx, j, stride, np, NR, NRP, f16), scv));
+    _mm256_storeu_ps(
+        s + 8 * ti, _mm256_mul_ps(score_tile(q, hd, hd, k, idx, j, stride, np, NR, NRP, f16), scv));
   }
   if (softcap > 0) nllm_softcap_avx2(s, 8 * n_tiles, softcap);
   /* lanes of positions past the end (copies of the last row) drop out of the softmax */
   for (int l = (int)(n_vis - (n_tiles - 1) * P) * NRP; l < 8; l++)
     s[8 * (n_tiles - 1) + l] = -INFINITY;
 
-  __m256 mx = _mm256_set1_ps(-INFINITY);
-  for (int64_t ti = 0; ti < n_tiles; ti++) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + 8 * ti));
-  mx = fold_heads(mx, NRP, 1);
-  __m256 sum = _mm256_setzero_ps();
-  for (int64_t ti = 0; ti < n_tiles; ti++) {
-    const __m256 e = nllm_exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(s + 8 * ti), mx));
-    _mm256_storeu_ps(s + 8 * ti, e);
-    sum = _mm256_add_ps(sum, e);
-  }
+  __m256 mx, sums;
+  softmax_tiles(s, n_tiles, NRP, &mx, &sums);
   float inv[8];
-  const __m256 sums = fold_heads(sum, NRP, 0);
   _mm256_storeu_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), sums));
   if (m_out) { /* lane r < NRP holds head r's totals */
     float mv[8], lv[8];
@@ -233,9 +246,90 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
     const float *last = j1 == n_vis && !m_out ? inv : NULL;
     int64_t c = 0;
     for (; c + NC <= hv; c += NC)
-      pv_tile(out, hd, s, NRP, v, idx, stride, j0, j1, 8 * c, j0 == 0, last, NR, NC, f16);
+      pv_tile(out, hd, s, NRP, 1, v, idx, stride, j0, j1, 8 * c, j0 == 0, last, NR, NC, f16);
     for (; c < hv; c++)
-      pv_tile(out, hd, s, NRP, v, idx, stride, j0, j1, 8 * c, j0 == 0, last, NR, 1, f16);
+      pv_tile(out, hd, s, NRP, 1, v, idx, stride, j0, j1, 8 * c, j0 == 0, last, NR, 1, f16);
+  }
+}
+
+/* G (2..4) query rows of one head (the rows of consecutive tokens of one sequence: q rows and
+ * out rows qstride floats apart) over the first n_vis[r] visible rows each, of the same k, v
+ * and idx as attn_heads. The scores of all G rows against a K row come from one load of it and
+ * a V row is read once for all G, but each row's arithmetic is attn_heads' with NR 1, in the
+ * same order: its scores (one accumulator per position), its softmax over its own tiles, and
+ * its weighted V sum position by position (zero weights past its own rows add nothing), so
+ * the results equal the row-by-row ones bit for bit. s: G * (n_vis max + 16) floats. */
+ALWAYS_INLINE void attn_rows(float *out, const float *q, int64_t qstride, const char *k,
+                             const char *v, const int32_t *idx, int64_t stride,
+                             const int64_t *n_vis, int64_t hd, float scale, float softcap, float *s,
+                             int G, int f16) {
+  const int NRP = G == 2 ? 2 : 4, P = 8 / NRP, NC = 8 / NRP;
+  int64_t n_max = 0;
+  for (int r = 0; r < G; r++) n_max = n_vis[r] > n_max ? n_vis[r] : n_max;
+  const int64_t row = (n_max + 7) / 8 * 8; /* floats of one row's scores */
+  const __m256 scv = _mm256_set1_ps(scale);
+  for (int64_t j = 0; j < n_max; j += P) {
+    const int64_t np = n_max - j < P ? n_max - j : P;
+    float t[8];
+    _mm256_storeu_ps(
+        t, _mm256_mul_ps(score_tile(q, qstride, hd, k, idx, j, stride, np, G, NRP, f16), scv));
+    for (int64_t p = 0; p < np; p++)
+      for (int r = 0; r < G; r++) s[r * row + j + p] = t[p * NRP + r];
+  }
+  float inv[4];
+  for (int r = 0; r < G; r++) {
+    float *sr = s + r * row;
+    const int64_t n = n_vis[r], n_tiles = (n + 7) / 8;
+    if (softcap > 0) nllm_softcap_avx2(sr, 8 * n_tiles, softcap);
+    for (int64_t j = n; j < 8 * n_tiles; j++) sr[j] = -INFINITY;
+    __m256 mx, sums;
+    softmax_tiles(sr, n_tiles, 1, &mx, &sums);
+    float iv[8];
+    _mm256_storeu_ps(iv, _mm256_div_ps(_mm256_set1_ps(1.0f), sums));
+    inv[r] = iv[0];
+    for (int64_t j = 8 * n_tiles; j < row; j++) sr[j] = 0.0f;
+  }
+  const int64_t hv = hd / 8;
+  for (int64_t j0 = 0; j0 < n_max; j0 += PV_BLOCK) {
+    const int64_t j1 = n_max - j0 < PV_BLOCK ? n_max : j0 + PV_BLOCK;
+    const float *last = j1 == n_max ? inv : NULL;
+    int64_t c = 0;
+    for (; c + NC <= hv; c += NC)
+      pv_tile(out, qstride, s, 1, row, v, idx, stride, j0, j1, 8 * c, j0 == 0, last, G, NC, f16);
+    for (; c < hv; c++)
+      pv_tile(out, qstride, s, 1, row, v, idx, stride, j0, j1, 8 * c, j0 == 0, last, G, 1, f16);
+  }
+}
+
+#define ROWS_CASE(g)                                                                     \
+  case g:                                                                                \
+    if (f16)                                                                             \
+      attn_rows(out, q, qstride, k, v, idx, stride, n_vis, hd, scale, softcap, s, g, 1); \
+    else                                                                                 \
+      attn_rows(out, q, qstride, k, v, idx, stride, n_vis, hd, scale, softcap, s, g, 0); \
+    break;
+
+void nllm_attn_rows_avx2(const nllm_attn_args *a, int64_t t0, int64_t n_rows, int64_t kvh,
+                         float *scratch) {
+  const int64_t hd = a->attn.head_dim, qstride = a->attn.n_head * hd;
+  const int f16 = a->kv_type != NLLM_TYPE_F32;
+  const int64_t esz = f16 ? 2 : 4;
+  const int64_t stride = (nllm_attn_kv_offset(a, 1, 0) - nllm_attn_kv_offset(a, 0, 0)) * esz;
+  /* the rows share one sequence's cells (or the contiguous cache), seen from position 0 */
+  const int32_t *idx = a->vis_cell ? a->vis_cell[t0] : NULL;
+  const char *k = (const char *)a->attn.k + nllm_attn_kv_offset(a, 0, kvh) * esz;
+  const char *v = (const char *)a->attn.v + nllm_attn_kv_offset(a, 0, kvh) * esz;
+  const float scale = a->attn.scale, softcap = a->attn.softcap,
+              *q = a->attn.q + t0 * qstride + kvh * hd;
+  float *out = a->attn.out + t0 * qstride + kvh * hd, *s = scratch;
+  int64_t n_vis[4];
+  for (int64_t r = 0; r < n_rows && r < 4; r++)
+    n_vis[r] = a->vis_cell ? a->n_vis[t0 + r] : a->pos0 + t0 + r + 1;
+  switch (n_rows) {
+    ROWS_CASE(2)
+    ROWS_CASE(3)
+    ROWS_CASE(4)
+    default: break;
   }
 }
 
@@ -249,7 +343,7 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
 
 void nllm_attn_span_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, int64_t j0, int64_t n,
                          float *out_rows, float *m, float *l, float *scratch) {
-  const int64_t hd = a->head_dim, n_rep = a->n_head / a->n_head_kv;
+  const int64_t hd = a->attn.head_dim, n_rep = a->attn.n_head / a->attn.n_head_kv;
   const int f16 = a->kv_type != NLLM_TYPE_F32;
   const int64_t esz = f16 ? 2 : 4;
   /* bytes from one position to the next */
@@ -257,14 +351,14 @@ void nllm_attn_span_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, int64_
   /* a paged cache: rows by index from the head's first row; else from position j0 on */
   const int32_t *idx = a->vis_cell ? a->vis_cell[t] + j0 : NULL;
   const int64_t row0 = idx ? 0 : j0;
-  const char *k = (const char *)a->k + nllm_attn_kv_offset(a, row0, kvh) * esz;
-  const char *v = (const char *)a->v + nllm_attn_kv_offset(a, row0, kvh) * esz;
-  const float scale = a->scale, softcap = a->softcap;
+  const char *k = (const char *)a->attn.k + nllm_attn_kv_offset(a, row0, kvh) * esz;
+  const char *v = (const char *)a->attn.v + nllm_attn_kv_offset(a, row0, kvh) * esz;
+  const float scale = a->attn.scale, softcap = a->attn.softcap;
   /* More than 8 heads per KV head: chunks of at most 8, as even as possible, each rereading K/V */
   const int64_t n_chunks = (n_rep + 7) / 8;
   for (int64_t ch = 0, r0 = 0; ch < n_chunks; ch++) {
     const int64_t r1 = n_rep * (ch + 1) / n_chunks;
-    const float *q = a->q + t * a->n_head * hd + (kvh * n_rep + r0) * hd;
+    const float *q = a->attn.q + t * a->attn.n_head * hd + (kvh * n_rep + r0) * hd;
     float *out = out_rows + r0 * hd, *s = scratch;
     float *mo = m ? m + r0 : NULL, *lo = m ? l + r0 : NULL;
     switch (r1 - r0) {

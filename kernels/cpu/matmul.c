@@ -30,6 +30,9 @@
 /* Tokens per tile of the integer path: the weight rows of a work item stay in L1/L2 while
  * every token of the tile passes over them. */
 #define TOK_TILE 16
+/* Rows per work item with several tokens: a multiple of NLLM_PACK_ROWS. */
+#define ITEM_ROWS_MANY 16
+#define PACK_GROUPS (ITEM_ROWS_MANY / NLLM_PACK_ROWS)
 
 #if defined(NLLM_NO_BLAS)
 int nllm_blas_is_serial(void) {
@@ -137,7 +140,8 @@ size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threa
   if (q->vec_dot_type == NLLM_TYPE_F32 && n_tok > 1) /* float weights: any tier's GEMM */
     ints = nllm_gemmf_wsize(cols, n_tok, n_threads);
   if (q->vec_dot_type != NLLM_TYPE_F32 && n_tok > 1 && cols % NLLM_GEMM_COLS == 0)
-    ints += 64 + (size_t)n_tok * NLLM_GEMM_PREP_BYTES(cols); /* any tier's tiles may run */
+    ints += 64 + (size_t)n_tok * NLLM_GEMM_PREP_BYTES(cols) + /* any tier's tiles may run */
+            64 + (size_t)n_threads * PACK_GROUPS * NLLM_PACK_BYTES(cols); /* and repack rows */
   /* NLLM_MATMUL_XBF16 off the vdpbf16ps GEMM: the rounded activations ahead of the rest */
   const size_t xbf16 =
       wtype == NLLM_TYPE_BF16 ? 64 + (size_t)n_tok * (size_t)cols * sizeof(float) : 0;
@@ -164,7 +168,8 @@ typedef struct matmul_job {
   const nllm_qtype *vq;
   uint8_t *prep; /* register tiles: the activations prepared by gemm_prep, NULL without */
   size_t p_rs;
-  float *tiles; /* BLAS path: item_rows x cols per worker */
+  uint8_t *pack; /* interleaved kernels: PACK_GROUPS groups per worker (prep by packed_prep) */
+  float *tiles;  /* BLAS path: item_rows x cols per worker */
 } matmul_job;
 
 #if !defined(NLLM_NO_BLAS)
@@ -193,7 +198,8 @@ static void quantize_item(void *vjob, int64_t t, int worker) {
   (void)worker;
   const uint8_t *a = j->act + (size_t)t * j->a_rs;
   j->vq->from_float(j->x + t * j->cols, (uint8_t *)a, j->cols);
-  if (j->prep) j->q->gemm_prep(j->cols, a, j->prep + (size_t)t * j->p_rs);
+  if (j->prep)
+    (j->pack ? j->q->packed_prep : j->q->gemm_prep)(j->cols, a, j->prep + (size_t)t * j->p_rs);
 }
 
 void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_t w_rs, int64_t r0,
@@ -228,13 +234,39 @@ void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_
   }
 }
 
+/* The interleaved kernels: the item's rows repacked once into the worker's groups, then every
+ * token over them, four at a time; the rows that do not make a group go to the four-row and
+ * one-row kernels. */
+static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker) {
+  const nllm_qtype *q = j->q;
+  const size_t gb = NLLM_PACK_BYTES(j->cols), ys = (size_t)j->rows;
+  uint8_t *pk = j->pack + (size_t)worker * PACK_GROUPS * gb;
+  const int64_t ng = (r1 - r0) / NLLM_PACK_ROWS;
+  for (int64_t g = 0; g < ng; g++)
+    q->pack_rows(j->cols, j->W + (size_t)(r0 + g * NLLM_PACK_ROWS) * j->w_rs, j->w_rs,
+                 pk + (size_t)g * gb);
+  for (int64_t t = 0; t < j->n_tok; t += NLLM_GEMM_TOK) {
+    const int nt = (int)(j->n_tok - t < NLLM_GEMM_TOK ? j->n_tok - t : NLLM_GEMM_TOK);
+    for (int64_t g = 0; g < ng; g++)
+      q->gemm_packed(j->cols, &j->y[(size_t)t * ys + (size_t)(r0 + g * NLLM_PACK_ROWS)], ys,
+                     pk + (size_t)g * gb, j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
+  }
+  const int64_t r = r0 + ng * NLLM_PACK_ROWS;
+  if (r < r1)
+    nllm_matmul_rows(q, j->cols, j->W, j->w_rs, r, r1, j->act, j->a_rs, NULL, 0, 0, j->n_tok, j->y,
+                     ys);
+}
+
 /* Four rows at a time by tokens (the register tiles where prepared, else the four-row kernels);
  * the last rows of an item that do not make four go through vec_dot. */
 static void dot_item(void *vjob, int64_t item, int worker) {
   const matmul_job *j = vjob;
-  (void)worker;
   const int64_t r0 = item * j->item_rows;
   const int64_t r1 = r0 + j->item_rows < j->rows ? r0 + j->item_rows : j->rows;
+  if (j->pack) {
+    packed_rows(j, r0, r1, worker);
+    return;
+  }
   nllm_matmul_rows(j->q, j->cols, j->W, j->w_rs, r0, r1, j->act, j->a_rs, j->prep, j->p_rs, 0,
                    j->n_tok, j->y, (size_t)j->rows);
 }
@@ -321,12 +353,16 @@ void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int6
     j.vq = nllm_qtype_get(q->vec_dot_type);
     j.act = align64(wdata);
     j.a_rs = nllm_row_size(q->vec_dot_type, cols);
-    if (q->gemm4 && n_tok > 1 && n_tok >= q->gemm_min_tokens && cols % NLLM_GEMM_COLS == 0) {
+    const int tiles = n_tok > 1 && cols % NLLM_GEMM_COLS == 0;
+    if (tiles && ((q->gemm_packed && n_tok >= q->packed_min_tokens) ||
+                  (q->gemm4 && n_tok >= q->gemm_min_tokens))) {
       j.prep = align64((uint8_t *)wdata + 64 + (size_t)n_tok * j.a_rs);
       j.p_rs = NLLM_GEMM_PREP_BYTES(cols);
+      if (q->gemm_packed && n_tok >= q->packed_min_tokens)
+        j.pack = align64(j.prep + (size_t)n_tok * j.p_rs);
     }
     nllm_pool_run(n_threads, n_tok, quantize_item, &j);
   }
-  j.item_rows = n_tok == 1 ? rows_per_item(rows, n_threads, 4, 256) : 16;
+  j.item_rows = n_tok == 1 ? rows_per_item(rows, n_threads, 4, 256) : ITEM_ROWS_MANY;
   nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, dot_item, &j);
 }

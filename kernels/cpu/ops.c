@@ -80,6 +80,34 @@ void nllm_layernorm(float *out, const float *x, const float *w, const float *b, 
   nllm_pool_run(n_threads, n_rows, layernorm_row, &j);
 }
 
+void nllm_rope_angles(float *cs, float *sn, int32_t pos, const float *inv_freq, int64_t half) {
+  for (int64_t i = 0; i < half; i++) {
+    /* double: pos * freq reaches 1e5 radians at long contexts, where float loses the phase */
+    const double th = (double)pos * (double)inv_freq[i];
+    cs[i] = (float)cos(th);
+    sn[i] = (float)sin(th);
+  }
+}
+
+/* Pairs i0 .. i0 + m of every head by the angles cs[i - i0], sn[i - i0]. */
+static void rope_rotate(float *x, int64_t n_heads, int64_t head_dim, int64_t half, int64_t i0,
+                        int64_t m, const float *cs, const float *sn, int neox) {
+  for (int64_t h = 0; h < n_heads; h++) {
+    float *xh = x + h * head_dim;
+    for (int64_t i = 0; i < m; i++) {
+      int64_t a = neox ? i0 + i : 2 * (i0 + i), b = neox ? i0 + i + half : 2 * (i0 + i) + 1;
+      float x0 = xh[a], x1 = xh[b];
+      xh[a] = x0 * cs[i] - x1 * sn[i];
+      xh[b] = x0 * sn[i] + x1 * cs[i];
+    }
+  }
+}
+
+void nllm_rope_with(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float *cs,
+                    const float *sn, int neox) {
+  rope_rotate(x, n_heads, head_dim, n_rot / 2, 0, n_rot / 2, cs, sn, neox);
+}
+
 void nllm_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int32_t pos,
                const float *inv_freq, int neox) {
   enum { CHUNK = 256 };
@@ -88,21 +116,8 @@ void nllm_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int32
   /* the angles are shared by every head; chunks keep the table on the stack for any n_rot */
   for (int64_t i0 = 0; i0 < half; i0 += CHUNK) {
     int64_t m = half - i0 < CHUNK ? half - i0 : CHUNK;
-    for (int64_t i = 0; i < m; i++) {
-      /* double: pos * freq reaches 1e5 radians at long contexts, where float loses the phase */
-      double th = (double)pos * (double)inv_freq[i0 + i];
-      cs[i] = (float)cos(th);
-      sn[i] = (float)sin(th);
-    }
-    for (int64_t h = 0; h < n_heads; h++) {
-      float *xh = x + h * head_dim;
-      for (int64_t i = 0; i < m; i++) {
-        int64_t a = neox ? i0 + i : 2 * (i0 + i), b = neox ? i0 + i + half : 2 * (i0 + i) + 1;
-        float x0 = xh[a], x1 = xh[b];
-        xh[a] = x0 * cs[i] - x1 * sn[i];
-        xh[b] = x0 * sn[i] + x1 * cs[i];
-      }
-    }
+    nllm_rope_angles(cs, sn, pos, inv_freq + i0, m);
+    rope_rotate(x, n_heads, head_dim, half, i0, m, cs, sn, neox);
   }
 }
 

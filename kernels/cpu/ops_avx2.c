@@ -99,6 +99,7 @@ static void nllm_glu_avx2(float *out, const float *gate, const float *up, int64_
 const nllm_cpu_ops nllm_cpu_ops_avx2 = {.dot_f32 = nllm_dot_f32_avx2,
                                         .axpy_f32 = nllm_axpy_f32_avx2,
                                         .attn_span = nllm_attn_span_avx2,
+                                        .attn_rows = nllm_attn_rows_avx2,
                                         .gelu_erf = nllm_gelu_erf_avx2,
                                         .lowrank_dot = nllm_lowrank_dot_avx2,
                                         .lowrank_axpy = nllm_lowrank_axpy_avx2,

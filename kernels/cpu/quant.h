@@ -295,7 +295,9 @@ extern const nllm_kernel_set nllm_kernels_iq_avx2;    /* quant_iq_avx2.c */
 /* quant_lowbit_avx2.c: TQ*, MXFP4 */
 extern const nllm_kernel_set nllm_kernels_lowbit_avx2;
 extern const nllm_kernel_set nllm_kernels_avx512;
-extern const nllm_kernel_set nllm_kernels_iq_avx512;    /* quant_iq_avx512.c */
+extern const nllm_kernel_set nllm_kernels_iq_avx512; /* quant_iq_avx512.c */
+/* quant_lowbit_avx512.c: TQ*, MXFP4 */
+extern const nllm_kernel_set nllm_kernels_lowbit_avx512;
 extern const nllm_kernel_set nllm_kernels_gemmf_avx2;   /* gemm_float_avx2.c */
 extern const nllm_kernel_set nllm_kernels_gemmf_avx512; /* gemm_float_avx512.c */
 /* gemm_float_avx512.c: BF16 weights x BF16-rounded activations; needs AVX512_BF16 */
@@ -320,6 +322,9 @@ void q4_1_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
 void q5_0_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
 void q5_1_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
 void iq4_nl_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
+/* and the AVX-512 tier's Q8_0 decode (the AVX2 rows of Q4_0, Q5_0, IQ4_NL and Q8_0 take kernels
+ * in the scalar reference's order; the AVX-512 rows keep these, whose order their tiles match) */
+void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y);
 /* attention_avx2.c: the n_rep query heads of (token t, KV head kvh) over cache positions
  * [j0, j0 + n) (head_dim a multiple of 8; scratch as attention.c's), into out_rows (rows of
  * head_dim): normalized with m NULL, else unnormalized with each head's max score in m and sum
@@ -328,6 +333,10 @@ void iq4_nl_vec_dot_avx2(int64_t n, float *s, const void *x, const void *y);
 struct nllm_attn_args;
 void nllm_attn_span_avx2(const struct nllm_attn_args *a, int64_t t, int64_t kvh, int64_t j0,
                          int64_t n, float *out_rows, float *m, float *l, float *scratch);
+/* the same for n_rows (2..4) tokens t0.. of one sequence at once (one query head per KV head,
+ * no window, the whole visible context, normalized), equal bit for bit */
+void nllm_attn_rows_avx2(const struct nllm_attn_args *a, int64_t t0, int64_t n_rows, int64_t kvh,
+                         float *scratch);
 void nllm_exp_nonpos_avx2(float *x, int64_t n);
 void nllm_softcap_avx2(float *x, int64_t n, float softcap);
 #endif

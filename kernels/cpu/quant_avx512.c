@@ -1262,7 +1262,9 @@ void nllm_avx512_init(void) {
 }
 
 /* The AVX-512 tier's rows, over the AVX2 ones. Q8_0's kernel serves the prompt tiles only: it
- * wins where each weight row meets many tokens and loses in decode (see docs/performance.md).
+ * wins where each weight row meets many tokens and loses in decode (see docs/performance.md), so
+ * decode keeps the AVX2 four-row kernel; the one-row kernels of the 32-value formats are the AVX2
+ * ones in their lane order (the AVX2 rows now take others in the reference's order).
  * Crossovers: the four-row kernels stay ahead of dequantize + sgemm at every batch measured
  * except Q8_0, Q5_0 and Q5_1. With the register tiles Q8_0 and Q5_0 beat sgemm at 256 and 512
  * tokens too, but their crossover stays at 256: sgemm takes the activations in f32, and the
@@ -1274,6 +1276,8 @@ void nllm_avx512_init(void) {
  * Q6_K below 24 (4 tokens: 0.94 against 1.87 ms); the other formats' tiles win from 2 tokens. */
 static const nllm_qtype_kernels avx512_rows[] = {
     {.type = NLLM_TYPE_Q8_0,
+     .vec_dot = q8_0_vec_dot_avx2,
+     .vec_dot4 = q8_0_vec_dot4_avx2,
      .vec_dot4_tile = q8_0_vec_dot4_avx512,
      .vec_dot4x4 = q8_0_vec_dot4x4_avx512,
      .blas_min_tokens = 256,
@@ -1281,6 +1285,7 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .gemm4 = q8_0_gemm4_avx512,
      .gemm_min_tokens = 20},
     {.type = NLLM_TYPE_Q4_0,
+     .vec_dot = q4_0_vec_dot_avx2,
      .vec_dot4 = q4_0_vec_dot4_avx512,
      .vec_dot4x4 = q4_0_vec_dot4x4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
@@ -1289,12 +1294,14 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .gemm_min_tokens = 32},
     {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q5_0,
+     .vec_dot = q5_0_vec_dot_avx2,
      .vec_dot4 = q5_0_vec_dot4_avx512,
      .blas_min_tokens = 256,
      .gemm_prep = q5_0_prep_avx512,
      .gemm4 = q5_0_gemm4_avx512},
     {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 192},
     {.type = NLLM_TYPE_IQ4_NL,
+     .vec_dot = iq4_nl_vec_dot_avx2,
      .vec_dot4 = iq4_nl_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = iq4_nl_prep_avx512,

@@ -1,7 +1,6 @@
 /* AVX2 dot products of the ternary TQ1_0 / TQ2_0 (against Q8_K) and of MXFP4 (against Q8_0): their
  * rows of the AVX2 tier (dequantization stays quant_lowbit_ref.c's). Each block's integer sum is
- * exact; the ternary rows also take the reference's float steps in its order (bit-identical
- * results), MXFP4 accumulates in vectors (see there). */
+ * exact and the float steps are the reference's, in its order: bit-identical results. */
 #include <immintrin.h>
 
 #include "cpu/quant.h"
@@ -97,16 +96,8 @@ static void tq2_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
 }
 
 /* MXFP4: the doubled E2M1 levels (integers, |v| <= 12) looked up with a byte shuffle; the scale
- * 2^(e - 128) carries the half, as in the reference. */
-static inline float mxfp4_half_scale_avx2(uint8_t e) {
-  uint32_t u = e == 0xFF ? 0x7fc00000u : e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-
-/* One block's 32 products as 8 int32 lanes; the sign moves onto w, so -128 in the activations
- * cannot saturate. */
+ * 2^(e - 128) carries the half, as in the reference. One block's 32 products as 8 int32 lanes;
+ * the sign moves onto w, so -128 in the activations cannot saturate. */
 static inline __m256i mxfp4_block_i32(const block_mxfp4 *x, const block_q8_0 *y) {
   const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
   const __m128i q = _mm_loadu_si128((const __m128i *)x->qs);
@@ -119,31 +110,67 @@ static inline __m256i mxfp4_block_i32(const block_mxfp4 *x, const block_q8_0 *y)
   return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
 
-/* Unlike the ternary rows, a block here is only 32 values: a horizontal sum and an in-order
- * float add per block would cost more than the products, so the block sums are scaled into two
- * vector accumulators (the float sum's order differs from the reference's: equal within
- * rounding, not bit-identical). */
+/* The lane sums of v[0..7] as eight lanes (a transpose folded into the adds). */
+static inline __m256i mxfp4_hsum8(const __m256i *v) {
+  __m256i p[4], q[2];
+  for (int i = 0; i < 4; i++)
+    p[i] = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
+                            _mm256_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 2; i++)
+    q[i] = _mm256_add_epi32(_mm256_unpacklo_epi64(p[2 * i], p[2 * i + 1]),
+                            _mm256_unpackhi_epi64(p[2 * i], p[2 * i + 1]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(q[0], q[1], 0x20),
+                          _mm256_permute2x128_si256(q[0], q[1], 0x31));
+}
+
+/* Blocks [0, nblk) (nblk <= 8) of x against y: each block's product isum * (scale * d) in p[i],
+ * rounded as the reference rounds it. The E8M0 and F16 scales are gathered (17 and 34 bytes
+ * apart) and decoded eight at a time: 2^(e - 128), subnormal below e = 2, NaN at e = 255. */
+static inline __attribute__((always_inline)) void mxfp4_group8(const block_mxfp4 *x,
+                                                               const block_q8_0 *y, int nblk,
+                                                               float p[8]) {
+  __m256i v[8];
+  for (int i = 0; i < 8; i++)
+    v[i] = i < nblk ? mxfp4_block_i32(&x[i], &y[i]) : _mm256_setzero_si256();
+  const __m256i isum = mxfp4_hsum8(v);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nblk), lane);
+  const __m256i e = _mm256_and_si256(
+      _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(const void *)x,
+                                  _mm256_mullo_epi32(lane, _mm256_set1_epi32(17)), m, 1),
+      _mm256_set1_epi32(255));
+  __m256i u = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
+  u = _mm256_blendv_epi8(u, _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e),
+                         _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e));
+  u = _mm256_blendv_epi8(u, _mm256_set1_epi32(0x7fc00000),
+                         _mm256_cmpeq_epi32(e, _mm256_set1_epi32(255)));
+  const __m256i h = _mm256_and_si256(
+      _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(const void *)y,
+                                  _mm256_mullo_epi32(lane, _mm256_set1_epi32(34)), m, 1),
+      _mm256_set1_epi32(0xffff));
+  const __m256 dy =
+      _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+  const __m256 sc = _mm256_mul_ps(_mm256_castsi256_ps(u), dy);
+  _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_cvtepi32_ps(isum), sc));
+}
+
+/* Eight blocks' products at a time, added into the sum one by one in the reference's order. */
 static void mxfp4_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_mxfp4 *x = vx;
   const block_q8_0 *y = vy;
   const int64_t nb = n / QK;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  float sum = 0, p[8];
   int64_t b = 0;
-  for (; b + 1 < nb; b += 2) {
-    const __m256 d0 = _mm256_set1_ps(mxfp4_half_scale_avx2(x[b].e) * _cvtsh_ss(y[b].d));
-    const __m256 d1 = _mm256_set1_ps(mxfp4_half_scale_avx2(x[b + 1].e) * _cvtsh_ss(y[b + 1].d));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mxfp4_block_i32(&x[b], &y[b])), d0, acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mxfp4_block_i32(&x[b + 1], &y[b + 1])), d1, acc1);
+  for (; b + 8 <= nb; b += 8) {
+    mxfp4_group8(x + b, y + b, 8, p);
+    for (int i = 0; i < 8; i++) sum += p[i];
   }
   if (b < nb) {
-    const __m256 d0 = _mm256_set1_ps(mxfp4_half_scale_avx2(x[b].e) * _cvtsh_ss(y[b].d));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mxfp4_block_i32(&x[b], &y[b])), d0, acc0);
+    const int nblk = (int)(nb - b);
+    mxfp4_group8(x + b, y + b, nblk, p);
+    for (int i = 0; i < nblk; i++) sum += p[i];
   }
-  const __m256 acc = _mm256_add_ps(acc0, acc1);
-  __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-  r = _mm_add_ss(r, _mm_movehdup_ps(r));
-  *s = _mm_cvtss_f32(r);
+  *s = sum;
 }
 
 static const nllm_qtype_kernels lowbit_avx2_rows[] = {

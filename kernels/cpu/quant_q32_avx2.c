@@ -184,7 +184,7 @@ void iq4_nl_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
  * the activation alone (its rearranged bytes, offset * sum(y), its scales) is computed once
  * for four weight rows. */
 
-enum { F_Q4_0, F_Q4_1, F_Q5_0, F_Q5_1, F_IQ4_NL };
+enum { F_Q4_0, F_Q4_1, F_Q5_0, F_Q5_1, F_IQ4_NL, F_Q8_0 };
 
 /* y's bytes of blocks b, b+1 (at p and p + stride) in the two-block order:
  * (0..15 of b | 0..15 of b+1) and (16..31 of b | 16..31 of b+1). */
@@ -323,155 +323,18 @@ static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_
   }
 }
 
-static void q4_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_32(F_Q4_0, n, s, x, bx, y);
-}
 static void q4_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32(F_Q4_1, n, s, x, bx, y);
 }
-static void q5_0_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_32(F_Q5_0, n, s, x, bx, y);
-}
 static void q5_1_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32(F_Q5_1, n, s, x, bx, y);
-}
-static void iq4_nl_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_32(F_IQ4_NL, n, s, x, bx, y);
-}
-
-/* ---------------------------------------------------------------- prompt tiles
- * Four rows by up to four tokens (see nllm_gemm4_fn), equal to the four-row kernels: the same
- * integer sums and float steps, with each row's levels and scales unpacked once per two-block
- * step for every token of the tile, and the activation's part of a step (its bytes in the
- * two-block order, the offset term, its scales per lane) prepared once per matmul. AVX2 has
- * 16 registers: two rows at a time keep the accumulators of four tokens, the rows' levels and
- * a token's bytes in them (four rows would spill the accumulators). */
-#define Q32_TILE_ROWS 2
-
-/* Per two-block step, 128 bytes: ylo, yhi (y_pair's order), offset * (y_2i + y_2i+1) per int16
- * lane (0 for IQ4_NL), and dy of block b in lanes 0..3, of b+1 in lanes 4..7. */
-static inline __attribute__((always_inline)) void prep_32(const int kind, int64_t n, const void *vy,
-                                                          void *vp) {
-  const uint8_t *y0 = vy;
-  uint8_t *out = vp;
-  const size_t ys = sizeof(block_q8_0);
-  const __m256i voff = _mm256_set1_epi8((char)(kind == F_Q4_0 ? 8 : 16));
-  for (int64_t b = 0; b + 2 <= n / QK; b += 2, out += 128) {
-    const uint8_t *yb = y0 + (size_t)b * ys;
-    __m256i ylo, yhi;
-    y_pair(yb + 2, ys, &ylo, &yhi);
-    const __m256i yoff = kind == F_IQ4_NL ? _mm256_setzero_si256()
-                                          : _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo),
-                                                             _mm256_maddubs_epi16(voff, yhi));
-    const __m256 dy =
-        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(load_u16(yb), load_u16(yb + ys))),
-                                 _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-    _mm256_storeu_si256((__m256i *)out, ylo);
-    _mm256_storeu_si256((__m256i *)(out + 32), yhi);
-    _mm256_storeu_si256((__m256i *)(out + 64), yoff);
-    _mm256_storeu_ps((float *)(out + 96), dy);
-  }
-}
-
-/* Two fp16 values a, b as floats in lanes 0..3 and 4..7. */
-static inline __m256 h2_halves(uint16_t a, uint16_t b) {
-  return _mm256_cvtph_ps(_mm_set_epi64x((long long)(0x0001000100010001ull * b),
-                                        (long long)(0x0001000100010001ull * a)));
-}
-
-static inline __attribute__((always_inline)) void gemm4_32(const int kind, const int T, int64_t n,
-                                                           float *s, size_t ss, const uint8_t *x0,
-                                                           size_t bx, const uint8_t *p0,
-                                                           size_t ps) {
-  const size_t xs = kind == F_Q5_0 ? sizeof(block_q5_0) : sizeof(block_q4_0);
-  const size_t off_qs = kind == F_Q5_0 ? offsetof(block_q5_0, qs) : offsetof(block_q4_0, qs);
-  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-  const __m256i lut =
-      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
-  for (int r0 = 0; r0 < 4; r0 += Q32_TILE_ROWS) {
-    __m256 acc[Q32_TILE_ROWS][NLLM_GEMM_TOK];
-#pragma GCC unroll 4
-    for (int r = 0; r < Q32_TILE_ROWS; r++)
-#pragma GCC unroll 4
-      for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b + 2 <= n / QK; b += 2) {
-      __m256i lo[Q32_TILE_ROWS], hi[Q32_TILE_ROWS];
-      __m256 dx[Q32_TILE_ROWS];
-#pragma GCC unroll 4
-      for (int r = 0; r < Q32_TILE_ROWS; r++) {
-        const uint8_t *x = x0 + (size_t)(r0 + r) * bx + (size_t)b * xs;
-        const __m256i q = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + off_qs))),
-            _mm_loadu_si128((const __m128i *)(x + xs + off_qs)), 1);
-        lo[r] = _mm256_and_si256(q, m4);
-        hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        if (kind == F_Q5_0) {
-          __m256i hlo, hhi;
-          qh_pair(load_u32(x + offsetof(block_q5_0, qh)),
-                  load_u32(x + xs + offsetof(block_q5_0, qh)), &hlo, &hhi);
-          lo[r] = _mm256_or_si256(lo[r], hlo);
-          hi[r] = _mm256_or_si256(hi[r], hhi);
-        }
-        if (kind == F_IQ4_NL) {
-          lo[r] = _mm256_shuffle_epi8(lut, lo[r]);
-          hi[r] = _mm256_shuffle_epi8(lut, hi[r]);
-        }
-        dx[r] = h2_halves(load_u16(x), load_u16(x + xs));
-      }
-#pragma GCC unroll 4
-      for (int t = 0; t < T; t++) {
-        const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 64;
-        const __m256i ylo = _mm256_loadu_si256((const __m256i *)py),
-                      yhi = _mm256_loadu_si256((const __m256i *)(py + 32));
-        const __m256 dy = _mm256_loadu_ps((const float *)(py + 96));
-#pragma GCC unroll 4
-        for (int r = 0; r < Q32_TILE_ROWS; r++) {
-          __m256i p32;
-          if (kind == F_IQ4_NL) {
-            const __m256i plo =
-                _mm256_maddubs_epi16(_mm256_sign_epi8(lo[r], lo[r]), _mm256_sign_epi8(ylo, lo[r]));
-            const __m256i phi =
-                _mm256_maddubs_epi16(_mm256_sign_epi8(hi[r], hi[r]), _mm256_sign_epi8(yhi, hi[r]));
-            p32 = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
-          } else {
-            const __m256i p = _mm256_sub_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo[r], ylo),
-                                                                _mm256_maddubs_epi16(hi[r], yhi)),
-                                               _mm256_loadu_si256((const __m256i *)(py + 64)));
-            p32 = _mm256_madd_epi16(p, ones);
-          }
-          acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx[r], dy), _mm256_cvtepi32_ps(p32), acc[r][t]);
-        }
-      }
-    }
-#pragma GCC unroll 4
-    for (int t = 0; t < T; t++)
-#pragma GCC unroll 4
-      for (int r = 0; r < Q32_TILE_ROWS; r++)
-        s[(size_t)t * ss + (size_t)(r0 + r)] = hsum8(acc[r][t]);
-  }
-}
-
-#define Q4_0_GEMM(T, ...) gemm4_32(F_Q4_0, T, __VA_ARGS__)
-#define Q5_0_GEMM(T, ...) gemm4_32(F_Q5_0, T, __VA_ARGS__)
-#define IQ4_NL_GEMM(T, ...) gemm4_32(F_IQ4_NL, T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(q4_0_gemm4_avx2, Q4_0_GEMM)
-NLLM_GEMM4_BY_TOKENS(q5_0_gemm4_avx2, Q5_0_GEMM)
-NLLM_GEMM4_BY_TOKENS(iq4_nl_gemm4_avx2, IQ4_NL_GEMM)
-static void q4_0_prep_avx2(int64_t n, const void *y, void *p) {
-  prep_32(F_Q4_0, n, y, p);
-}
-static void q5_0_prep_avx2(int64_t n, const void *y, void *p) {
-  prep_32(F_Q5_0, n, y, p);
-}
-static void iq4_nl_prep_avx2(int64_t n, const void *y, void *p) {
-  prep_32(F_IQ4_NL, n, y, p);
 }
 
 /* Q8_0, four rows, two blocks a step: one activation block serves four weight rows, the step's
  * eight weight scales are converted at once, and each row's two blocks share one int32 -> float
  * conversion and multiply-add (hadd puts block b's partial sums in lanes 0, 1, 4, 5 and b+1's
  * in 2, 3, 6, 7); the prefetch covers the four rows' 68 bytes each. */
-static void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx, *y0 = vy;
   const size_t bs = sizeof(block_q8_0);
   const int64_t nb = n / QK;
@@ -509,108 +372,367 @@ static void q8_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, c
   }
 }
 
-/* Q8_0's prompt tiles (see gemm4_32), equal to q8_0_vec_dot4_avx2: per two-block step the
- * activation is prepared as its two blocks' bytes and dy in that kernel's lane order (b, b, b+1,
- * b+1 per half), 96 bytes; each row's |x| and scales are made once for every token, and x's
- * sign moves onto each token's y as in the four-row kernel (x + 128 would overflow maddubs'
- * int16 pair sums). */
-static void q8_0_prep_avx2(int64_t n, const void *vy, void *vp) {
-  const uint8_t *y0 = vy;
-  uint8_t *out = vp;
-  const size_t bs = sizeof(block_q8_0);
-  for (int64_t b = 0; b + 2 <= n / QK; b += 2, out += 96) {
-    const uint8_t *yb = y0 + (size_t)b * bs;
-    memcpy(out, yb + 2, QK);
-    memcpy(out + 32, yb + bs + 2, QK);
-    _mm256_storeu_ps(
-        (float *)(out + 64),
-        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(h2_lanes(load_u16(yb), load_u16(yb + bs))),
-                                 _mm256_setr_epi32(0, 0, 1, 1, 0, 0, 1, 1)));
+/* ---------------------------------------------------------------- in the reference's order
+ * The AVX2 tier's one-row and four-row kernels of Q4_0, Q5_0, IQ4_NL and Q8_0 give exactly the
+ * scalar reference's sums (per block the exact integer dot, then sum += (float)isum * (dx * dy),
+ * block after block), as the row-interleaved prompt kernels below do: a prompt's rows then equal
+ * decode's bit for bit, whichever path a batch takes (quantized activations would carry a last-bit
+ * difference into a different level of the next layer). Four rows' block sums are reduced
+ * together, so each row's float steps run in a lane of one vector. */
+
+/* Row x's block at xb against the Q8_0 block at yb: the exact dot, spread over 8 int32 lanes. */
+static inline __attribute__((always_inline)) __m256i block_isum(const int kind, const uint8_t *xb,
+                                                                const uint8_t *yb) {
+  const __m256i y = _mm256_loadu_si256((const __m256i *)(yb + offsetof(block_q8_0, qs)));
+  const __m256i ones = _mm256_set1_epi16(1);
+  if (kind == F_Q8_0 || kind == F_IQ4_NL) { /* signed levels, |level| <= 127: the sign trick */
+    const __m256i x = kind == F_Q8_0
+                          ? _mm256_loadu_si256((const __m256i *)(xb + offsetof(block_q8_0, qs)))
+                          : iq4_levels(xb + offsetof(block_iq4_nl, qs));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)),
+                             ones);
   }
+  /* unsigned levels less the offset through offset * y: |pairs| <= 2 * 31 * 128 and 2 * 16 * 128 */
+  const __m256i x = kind == F_Q5_0
+                        ? q5_levels(xb + offsetof(block_q5_0, qs), xb + offsetof(block_q5_0, qh))
+                        : nibbles32(xb + offsetof(block_q4_0, qs));
+  const __m256i off = _mm256_set1_epi8(kind == F_Q5_0 ? 16 : 8);
+  return _mm256_madd_epi16(
+      _mm256_sub_epi16(_mm256_maddubs_epi16(x, y), _mm256_maddubs_epi16(off, y)), ones);
 }
 
-static inline __attribute__((always_inline)) void gemm4_q8_0(const int T, int64_t n, float *s,
-                                                             size_t ss, const uint8_t *x0,
-                                                             size_t bx, const uint8_t *p0,
-                                                             size_t ps) {
-  const size_t bs = sizeof(block_q8_0);
-  const __m256i ones = _mm256_set1_epi16(1);
-  /* one row at a time: its signed and absolute bytes, scales and T accumulators stay in
-   * registers (two rows spilled the accumulators) */
-  for (int r = 0; r < 4; r++) {
-    __m256 acc[NLLM_GEMM_TOK];
+static inline size_t block_bytes(const int kind) {
+  return kind == F_Q8_0   ? sizeof(block_q8_0)
+         : kind == F_Q5_0 ? sizeof(block_q5_0)
+                          : sizeof(block_q4_0); /* Q4_0, IQ4_NL */
+}
+
+static inline __attribute__((always_inline)) void dot_inorder(const int kind, int64_t n, float *s,
+                                                              const uint8_t *x, const uint8_t *y) {
+  const size_t xs = block_bytes(kind), ys = sizeof(block_q8_0);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK; b++) {
+    const __m256i v = block_isum(kind, x + (size_t)b * xs, y + (size_t)b * ys);
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+    sum += (float)_mm_cvtsi128_si32(h) *
+           (f16c_h2f(load_u16(x + (size_t)b * xs)) * f16c_h2f(load_u16(y + (size_t)b * ys)));
+  }
+  *s = sum;
+}
+
+/* Four rows, two blocks a step (as dot4_32: block b in the low lane of a register, b + 1 in the
+ * high lane, with the activation's part shared by the four rows): each row's exact sums of the
+ * two blocks come out of three hadds as [b: rows 0..3 | b + 1: rows 0..3], and the rows' floats
+ * take block b, then b + 1, in the four lanes of one accumulator (Q8_0: a register per block,
+ * the same sums by one more step). */
+static inline __attribute__((always_inline)) void dot4_inorder(const int kind, int64_t n, float *s,
+                                                               const uint8_t *x0, size_t bx,
+                                                               const uint8_t *y0) {
+  const size_t xs = block_bytes(kind), ys = sizeof(block_q8_0);
+  const size_t off_qs = kind == F_Q5_0 ? offsetof(block_q5_0, qs) : offsetof(block_q4_0, qs);
+  const int64_t nb = n / QK;
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+  const __m256i voff = _mm256_set1_epi8(kind == F_Q5_0 ? 16 : 8);
+  const __m256i lut =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  const __m256i by_block = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  __m128 acc = _mm_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const uint8_t *yb = y0 + (size_t)b * ys, *xb = x0 + (size_t)b * xs;
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 2 * xs);
+    __m256i ylo, yhi, yoff = _mm256_setzero_si256(), y0q = ylo, y1q = ylo;
+    if (kind == F_Q8_0) {
+      y0q = _mm256_loadu_si256((const __m256i *)(yb + 2));
+      y1q = _mm256_loadu_si256((const __m256i *)(yb + ys + 2));
+    } else {
+      y_pair(yb + 2, ys, &ylo, &yhi);
+      if (kind != F_IQ4_NL)
+        yoff = _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo), _mm256_maddubs_epi16(voff, yhi));
+    }
+    __m256i v[4];
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b + 2 <= n / QK; b += 2) {
-      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * bs;
-      const __m256i xq0 = _mm256_loadu_si256((const __m256i *)(x + 2)),
-                    xq1 = _mm256_loadu_si256((const __m256i *)(x + bs + 2));
-      const __m256i ax0 = _mm256_sign_epi8(xq0, xq0), ax1 = _mm256_sign_epi8(xq1, xq1);
-      const uint64_t a = load_u16(x), c = load_u16(x + bs);
-      const __m256 dx =
-          _mm256_cvtph_ps(_mm_set1_epi64x((long long)(a | a << 16 | c << 32 | c << 48)));
-#pragma GCC unroll 4
-      for (int t = 0; t < T; t++) {
-        const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 48;
-        const __m256i p0q = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(ax0,
-                                 _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)py), xq0)),
-            ones);
-        const __m256i p1q = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(
-                ax1, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(py + 32)), xq1)),
-            ones);
-        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_loadu_ps((const float *)(py + 64))),
-                                 _mm256_cvtepi32_ps(_mm256_hadd_epi32(p0q, p1q)), acc[t]);
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = xb + (size_t)r * bx;
+      if (kind == F_Q8_0) {
+        const __m256i a0 = _mm256_loadu_si256((const __m256i *)(x + 2)),
+                      a1 = _mm256_loadu_si256((const __m256i *)(x + xs + 2));
+        const __m256i p0 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_sign_epi8(a0, a0), _mm256_sign_epi8(y0q, a0)), ones);
+        const __m256i p1 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_sign_epi8(a1, a1), _mm256_sign_epi8(y1q, a1)), ones);
+        /* row r's partial sums [b, b, b + 1, b + 1] in each lane (as q8_0_vec_dot4_avx2) */
+        v[r] = _mm256_hadd_epi32(p0, p1);
+        continue;
+      }
+      const __m256i q = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + off_qs))),
+          _mm_loadu_si128((const __m128i *)(x + xs + off_qs)), 1);
+      __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      if (kind == F_Q5_0) {
+        __m256i hlo, hhi;
+        qh_pair(load_u32(x + offsetof(block_q5_0, qh)), load_u32(x + xs + offsetof(block_q5_0, qh)),
+                &hlo, &hhi);
+        lo = _mm256_or_si256(lo, hlo);
+        hi = _mm256_or_si256(hi, hhi);
+      }
+      if (kind == F_IQ4_NL) {
+        lo = _mm256_shuffle_epi8(lut, lo);
+        hi = _mm256_shuffle_epi8(lut, hi);
+        const __m256i plo =
+            _mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(ylo, lo));
+        const __m256i phi =
+            _mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(yhi, hi));
+        v[r] = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+      } else {
+        const __m256i p = _mm256_sub_epi16(
+            _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi)), yoff);
+        v[r] = _mm256_madd_epi16(p, ones);
       }
     }
-#pragma GCC unroll 4
-    for (int t = 0; t < T; t++) s[(size_t)t * ss + (size_t)r] = hsum8(acc[t]);
+    __m256 prod;
+    if (kind == F_Q8_0) { /* [b, b + 1] of rows 0, 1 in each lane, of rows 2, 3: the lanes added */
+      const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
+      const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(w01, w23, 0x20),
+                                            _mm256_permute2x128_si256(w01, w23, 0x31));
+      prod = _mm256_permutevar8x32_ps(
+          _mm256_mul_ps(_mm256_cvtepi32_ps(isum), step_scales4(xb, bx, xs, yb, ys)), by_block);
+    } else {
+      const __m256i isum =
+          _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+      prod = _mm256_mul_ps(_mm256_cvtepi32_ps(isum),
+                           _mm256_permutevar8x32_ps(step_scales4(xb, bx, xs, yb, ys), by_block));
+    }
+    acc = _mm_add_ps(acc, _mm256_castps256_ps128(prod));
+    acc = _mm_add_ps(acc, _mm256_extractf128_ps(prod, 1));
+  }
+  _mm_storeu_ps(s, acc);
+  if (b < nb) /* an odd block count: the last block of each row, after the others */
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs, *yb = y0 + (size_t)b * ys;
+      const __m256i v = block_isum(kind, x, yb);
+      __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+      s[r] += (float)_mm_cvtsi128_si32(h) * (f16c_h2f(load_u16(x)) * f16c_h2f(load_u16(yb)));
+    }
+}
+
+#define INORDER_KERNELS(fmt, kind)                                                            \
+  static void fmt##_vec_dot_inorder_avx2(int64_t n, float *s, const void *x, const void *y) { \
+    dot_inorder(kind, n, s, x, y);                                                            \
+  }                                                                                           \
+  static void fmt##_vec_dot4_inorder_avx2(int64_t n, float *s, const void *x, size_t bx,      \
+                                          const void *y) {                                    \
+    dot4_inorder(kind, n, s, x, bx, y);                                                       \
+  }
+INORDER_KERNELS(q4_0, F_Q4_0)
+INORDER_KERNELS(q5_0, F_Q5_0)
+INORDER_KERNELS(q8_0, F_Q8_0)
+INORDER_KERNELS(iq4_nl, F_IQ4_NL)
+
+/* ---------------------------------------------------------------- row-interleaved prompt kernels
+ * Eight rows repacked per work item (see nllm_gemm_packed_fn), equal to the scalar reference: per
+ * block the exact integer sum of each row, then sum += (float)isum * (dx * dy), block after block,
+ * each of the eight rows in a lane of one vector (the reference's float steps in its order).
+ * Layout of a group, per block: the eight rows' dx as floats (32 bytes), then eight vectors of
+ * levels, vector k holding bytes 4k..4k+3 of the block's 32 levels of row r in lane r: one
+ * broadcast of the activation's bytes 4k..4k+3 meets all eight rows, and maddubs + madd leave row
+ * r's sum of the four products in lane r. Q4_0's and Q5_0's levels are stored unpacked and
+ * unsigned (0..15, 0..31; the offset taken off through offset * sum(y) per block) so that maddubs
+ * takes them as they are and several of its pair sums add up in int16 before widening (eight of
+ * |pair| <= 2 * 15 * 128, four of 2 * 31 * 128); Q8_0's and IQ4_NL's signed levels (|level| <=
+ * 127) take the sign trick. */
+#define PACK_BLOCK (8 * sizeof(float) + NLLM_PACK_ROWS * QK)
+_Static_assert(PACK_BLOCK == NLLM_PACK_BYTES(QK),
+               "a packed block is NLLM_PACK_BYTES of its values");
+/* Tokens from which the prompt path repacks (below, the four-row kernels run: the same sums). */
+#define PACKED_MIN_TOKENS 2
+/* Per block of an activation row: its 32 bytes, dy as a float, offset * sum of the bytes. */
+#define PACKED_PREP_BLOCK 40
+
+/* Row r's dword k (r, k < 8) moves to vector k, lane r. */
+static inline void transpose8x8_epi32(__m256i v[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(_mm256_castsi256_ps(v[2 * i]), _mm256_castsi256_ps(v[2 * i + 1]));
+    t[2 * i + 1] =
+        _mm256_unpackhi_ps(_mm256_castsi256_ps(v[2 * i]), _mm256_castsi256_ps(v[2 * i + 1]));
+  }
+  for (int h = 0; h < 2; h++) {
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0x44);
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0xEE);
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) {
+    v[i] = _mm256_castps_si256(_mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
+    v[4 + i] = _mm256_castps_si256(_mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
   }
 }
-#define Q8_0_GEMM(T, ...) gemm4_q8_0(T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(q8_0_gemm4_avx2, Q8_0_GEMM)
+
+static inline __attribute__((always_inline)) void pack8_32(const int kind, int64_t n,
+                                                           const void *vx, size_t bx, void *vp) {
+  const uint8_t *x0 = vx;
+  uint8_t *out = vp;
+  const size_t xs = kind == F_Q8_0   ? sizeof(block_q8_0)
+                    : kind == F_Q5_0 ? sizeof(block_q5_0)
+                                     : sizeof(block_q4_0);
+  for (int64_t b = 0; b < n / QK; b++, out += PACK_BLOCK) {
+    __m256i v[8];
+    uint16_t d[8];
+    for (int r = 0; r < 8; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      d[r] = load_u16(x);
+      if (kind == F_Q8_0)
+        v[r] = _mm256_loadu_si256((const __m256i *)(x + offsetof(block_q8_0, qs)));
+      else if (kind == F_Q5_0)
+        v[r] = q5_levels(x + offsetof(block_q5_0, qs), x + offsetof(block_q5_0, qh));
+      else if (kind == F_IQ4_NL)
+        v[r] = iq4_levels(x + offsetof(block_iq4_nl, qs));
+      else
+        v[r] = nibbles32(x + offsetof(block_q4_0, qs));
+    }
+    transpose8x8_epi32(v);
+    _mm256_storeu_ps((float *)out, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+    for (int k = 0; k < 8; k++) _mm256_storeu_si256((__m256i *)(out + 32 + 32 * k), v[k]);
+  }
+}
+
+static inline __attribute__((always_inline)) void packed_prep_32(const int kind, int64_t n,
+                                                                 const void *vy, void *vp) {
+  const block_q8_0 *y = vy;
+  uint8_t *out = vp;
+  const int32_t offset = kind == F_Q4_0 ? 8 : kind == F_Q5_0 ? 16 : 0;
+  for (int64_t b = 0; b < n / QK; b++, out += PACKED_PREP_BLOCK) {
+    memcpy(out, y[b].qs, QK);
+    const float dy = f16c_h2f(y[b].d);
+    int32_t sum = 0;
+    if (offset)
+      for (int j = 0; j < QK; j++) sum += y[b].qs[j];
+    sum *= offset;
+    memcpy(out + 32, &dy, 4);
+    memcpy(out + 36, &sum, 4);
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm_packed_32(const int kind, const int T,
+                                                                 int64_t n, float *s, size_t ss,
+                                                                 const uint8_t *pk,
+                                                                 const uint8_t *p0, size_t ps) {
+  const int is_signed = kind == F_Q8_0 || kind == F_IQ4_NL;
+  const int group = kind == F_Q4_0 ? 8 : 4; /* unsigned levels: pair sums added in int16 */
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK; b++) {
+    const uint8_t *xb = pk + (size_t)b * PACK_BLOCK, *yb = p0 + (size_t)b * PACKED_PREP_BLOCK;
+    __m256i sum[NLLM_GEMM_TOK], s16[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) sum[t] = s16[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+      const __m256i xk = _mm256_loadu_si256((const __m256i *)(xb + 32 + 32 * k));
+      const __m256i ax = is_signed ? _mm256_sign_epi8(xk, xk) : xk;
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++) {
+        const __m256i yk = _mm256_set1_epi32((int)load_u32(yb + (size_t)t * ps + 4 * k));
+        /* the empty asm keeps each sum one register added to in turn: gcc otherwise gathers
+         * every product of the block first and adds them as a tree, spilling them */
+        if (is_signed) {
+          sum[t] = _mm256_add_epi32(
+              sum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(yk, xk)), ones));
+          __asm__("" : "+x"(sum[t]));
+        } else {
+          s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(xk, yk));
+          __asm__("" : "+x"(s16[t]));
+          if (k % group == group - 1) {
+            sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(s16[t], ones));
+            s16[t] = _mm256_setzero_si256();
+          }
+        }
+      }
+    }
+    const __m256 dx = _mm256_loadu_ps((const float *)xb);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const uint8_t *py = yb + (size_t)t * ps;
+      __m256i isum = sum[t];
+      if (!is_signed) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32((int)load_u32(py + 36)));
+      float dy;
+      memcpy(&dy, py + 32, 4);
+      acc[t] = _mm256_add_ps(
+          acc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, _mm256_set1_ps(dy))));
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < T; t++) _mm256_storeu_ps(s + (size_t)t * ss, acc[t]);
+}
+
+/* A format's three functions; the kernel takes the token count as a constant (see
+ * NLLM_GEMM4_BY_TOKENS). */
+#define PACKED_KERNELS(fmt, kind)                                                    \
+  static void fmt##_gemm_packed_avx2(int64_t n, float *s, size_t ss, const void *pk, \
+                                     const void *p, size_t ps, int n_tok) {          \
+    switch (n_tok) {                                                                 \
+      case 1: gemm_packed_32(kind, 1, n, s, ss, pk, p, ps); break;                   \
+      case 2: gemm_packed_32(kind, 2, n, s, ss, pk, p, ps); break;                   \
+      case 3: gemm_packed_32(kind, 3, n, s, ss, pk, p, ps); break;                   \
+      default: gemm_packed_32(kind, 4, n, s, ss, pk, p, ps); break;                  \
+    }                                                                                \
+  }                                                                                  \
+  static void fmt##_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {   \
+    pack8_32(kind, n, x, bx, p);                                                     \
+  }                                                                                  \
+  static void fmt##_packed_prep_avx2(int64_t n, const void *y, void *p) {            \
+    packed_prep_32(kind, n, y, p);                                                   \
+  }
+PACKED_KERNELS(q4_0, F_Q4_0)
+PACKED_KERNELS(q5_0, F_Q5_0)
+PACKED_KERNELS(q8_0, F_Q8_0)
+PACKED_KERNELS(iq4_nl, F_IQ4_NL)
+#define PACKED_ROW(fmt)                                                     \
+  .pack_rows = fmt##_pack_rows_avx2, .packed_prep = fmt##_packed_prep_avx2, \
+  .gemm_packed = fmt##_gemm_packed_avx2, .packed_min_tokens = PACKED_MIN_TOKENS
 
 /* The AVX2 tier's rows of the 32-value formats. Crossovers: where dequantize + sgemm overtakes the
- * integer kernels (measured, see docs/performance.md "BLAS crossovers"). With the prompt tiles
- * Q4_0, Q5_0 and IQ4_NL stay ahead at 128 and 512 tokens; Q8_0's tiles only draw level with
- * sgemm on one thread (and pass it on two, where sgemm calls take turns), and its crossover is
- * the AVX-512 tier's 256 for the reason given there (activations in Q8_0 over long inputs). */
+ * integer kernels (measured, see docs/performance.md "BLAS crossovers"). With the prompt kernels
+ * Q4_0, Q5_0 and IQ4_NL stay ahead at 128 and 512 tokens; Q8_0's crossover is the AVX-512 tier's
+ * 256 for the reason given there (activations in Q8_0 over long inputs). */
 static const nllm_qtype_kernels q32_rows[] = {
     {.type = NLLM_TYPE_Q8_0,
      .to_float = q8_0_to_float_avx2,
      .from_float = q8_0_from_float_avx2,
-     .vec_dot = q8_0_vec_dot_avx2,
-     .vec_dot4 = q8_0_vec_dot4_avx2,
+     .vec_dot = q8_0_vec_dot_inorder_avx2,
+     .vec_dot4 = q8_0_vec_dot4_inorder_avx2,
      .blas_min_tokens = 256,
-     .gemm_prep = q8_0_prep_avx2,
-     .gemm4 = q8_0_gemm4_avx2},
+     PACKED_ROW(q8_0)},
     {.type = NLLM_TYPE_Q4_0,
      .to_float = q4_0_to_float_avx2,
-     .vec_dot = q4_0_vec_dot_avx2,
-     .vec_dot4 = q4_0_vec_dot4_avx2,
+     .vec_dot = q4_0_vec_dot_inorder_avx2,
+     .vec_dot4 = q4_0_vec_dot4_inorder_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
-     .gemm_prep = q4_0_prep_avx2,
-     .gemm4 = q4_0_gemm4_avx2},
+     PACKED_ROW(q4_0)},
     {.type = NLLM_TYPE_Q4_1,
      .vec_dot = q4_1_vec_dot_avx2,
      .vec_dot4 = q4_1_vec_dot4_avx2,
      .blas_min_tokens = 128},
     {.type = NLLM_TYPE_Q5_0,
-     .vec_dot = q5_0_vec_dot_avx2,
-     .vec_dot4 = q5_0_vec_dot4_avx2,
+     .vec_dot = q5_0_vec_dot_inorder_avx2,
+     .vec_dot4 = q5_0_vec_dot4_inorder_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
-     .gemm_prep = q5_0_prep_avx2,
-     .gemm4 = q5_0_gemm4_avx2},
+     PACKED_ROW(q5_0)},
     {.type = NLLM_TYPE_Q5_1,
      .vec_dot = q5_1_vec_dot_avx2,
      .vec_dot4 = q5_1_vec_dot4_avx2,
      .blas_min_tokens = 40},
     {.type = NLLM_TYPE_IQ4_NL,
-     .vec_dot = iq4_nl_vec_dot_avx2,
-     .vec_dot4 = iq4_nl_vec_dot4_avx2,
+     .vec_dot = iq4_nl_vec_dot_inorder_avx2,
+     .vec_dot4 = iq4_nl_vec_dot4_inorder_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
-     .gemm_prep = iq4_nl_prep_avx2,
-     .gemm4 = iq4_nl_gemm4_avx2},
+     PACKED_ROW(iq4_nl)},
 };
 const nllm_kernel_set nllm_kernels_q32_avx2 = {q32_rows, sizeof q32_rows / sizeof q32_rows[0]};

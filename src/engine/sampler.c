@@ -3,6 +3,7 @@
  * top-p -> draw.
  * top-k and min-p both keep "the largest", so their order does not matter; top-p is computed on
  * the tempered distribution after them. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -177,26 +178,78 @@ static void sift_down(const float *l, int32_t *cand, int32_t k, int32_t p) {
   }
 }
 
-/* Moves the k candidates that cmp_desc ranks first into cand[0..k), in no particular order:
- * a heap of the k best so far with the worst at the root, which most candidates of a large
- * vocabulary fail to beat at the first comparison. Sorting all survivors of min-p instead cost
- * a server 60% of its time on a flat distribution (32000 candidates per token). */
-static void select_top_k(const float *l, int32_t *cand, int32_t n, int32_t k) {
-  for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(l, cand, k, i);
-  for (int32_t i = k; i < n; i++) {
-    if (!ranks_before(l, cand[i], cand[0])) continue;
-    cand[0] = cand[i];
-    sift_down(l, cand, k, 0);
+/* The ids of the k finite logits of l[0..n) that cmp_desc ranks first, into cand in no
+ * particular order; returns their count (fewer than k when fewer are finite), and in
+ * *first_inf the first +inf (-1: none). A heap of the k best so far with the worst at the root:
+ * after the first few hundred, almost every logit fails the one comparison with the root, and
+ * a block of 16 that holds none better is passed over with vector compares. Sorting all
+ * survivors of min-p instead cost a server 60% of its time on a flat distribution (32000
+ * candidates per token). */
+static int32_t top_k_finite(const float *l, int32_t n, int32_t k, int32_t *cand,
+                            int32_t *first_inf) {
+  int32_t m = 0, i = 0;
+  *first_inf = -1;
+  for (; i < n && m < k; i++) {
+    if (isfinite(l[i]))
+      cand[m++] = i;
+    else if (l[i] == INFINITY && *first_inf < 0)
+      *first_inf = i;
+  }
+  if (m < k) return m;
+  for (int32_t p = k / 2 - 1; p >= 0; p--) sift_down(l, cand, k, p);
+  float worst = l[cand[0]];
+  for (;;) {
+    enum { B = 16 };
+    while (i + B <= n) { /* ids only grow: a tie never ranks before the root */
+      int over = 0;
+      for (int j = 0; j < B; j++) over += l[i + j] > worst;
+      if (over) break;
+      i += B;
+    }
+    const int32_t end = i + B <= n ? i + B : n;
+    if (i >= end) return k;
+    for (; i < end; i++) {
+      if (!(l[i] > worst)) continue;
+      if (l[i] == INFINITY) {
+        if (*first_inf < 0) *first_inf = i;
+        continue;
+      }
+      cand[0] = i;
+      sift_down(l, cand, k, 0);
+      worst = l[cand[0]];
+    }
   }
 }
 
+/* Index of the largest of l[0..n), the lowest on ties (NaN never wins; 0 if nothing beats
+ * -inf). The maximum first, as eight running maxima over interleaved elements (no chain of
+ * dependent compares across the vocabulary, and the compiler makes them vector max
+ * instructions), then its first place: this is a good part of a server's per-token time
+ * beside a small model. */
+static int32_t argmax_first(const float *l, int32_t n) {
+  enum { W = 8 };
+  float m[W];
+  for (int k = 0; k < W; k++) m[k] = -INFINITY;
+  int32_t i = 0;
+  for (; i + W <= n; i += W)
+    for (int k = 0; k < W; k++) m[k] = l[i + k] > m[k] ? l[i + k] : m[k];
+  float mx = -INFINITY;
+  for (; i < n; i++) mx = l[i] > mx ? l[i] : mx;
+  for (int k = 0; k < W; k++) mx = m[k] > mx ? m[k] : mx;
+  for (i = 0; i < n; i++)
+    if (l[i] == mx) return i;
+  return 0;
+}
+
 static nllm_status pick_grammar(nllm_sampler *s, float *l, nllm_token *out);
-static nllm_status pick_plain(nllm_sampler *s, float *l, nllm_token *out);
+static nllm_status pick_plain(nllm_sampler *s, const float *l, nllm_token *out);
 
 nllm_status nllm_smp_sample(nllm_sampler *s, const float *in, int32_t n_vocab, nllm_token *out) {
   if (n_vocab != s->n_vocab)
     return nllm_err(NLLM_ERR_INVALID_ARG, "sampler: n_vocab %d does not match the model's %d",
                     n_vocab, s->n_vocab);
+  /* only the penalty and a grammar change the logits: otherwise they are read in place */
+  if (s->p.repeat_penalty == 1.0f && !s->gr) return pick_plain(s, in, out);
   float *l = s->logits;
   memcpy(l, in, (size_t)n_vocab * sizeof(float));
   if (s->p.repeat_penalty != 1.0f) {
@@ -234,27 +287,42 @@ static nllm_status pick_grammar(nllm_sampler *s, float *l, nllm_token *out) {
   return NLLM_OK;
 }
 
-static nllm_status pick_plain(nllm_sampler *s, float *l, nllm_token *out) {
-  int32_t best = 0;
-  for (int32_t i = 1; i < s->n_pick; i++)
-    if (l[i] > l[best]) best = i;
-  if (s->p.temperature == 0.0f || s->p.top_k == 1) {
-    *out = best;
+/* Greedy, or min-p, top-k, then top-p and the draw over the sorted candidates. */
+static nllm_status pick_plain(nllm_sampler *s, const float *l, nllm_token *out) {
+  const int32_t n_pick = s->n_pick, k = s->p.top_k;
+  int32_t *cand = s->cand, n = 0;
+  if (s->p.temperature == 0.0f || k == 1) {
+    *out = argmax_first(l, n_pick);
     return NLLM_OK;
   }
-  const float lmax = l[best];
-  /* min-p: keep p_i >= min_p * p_max, i.e. (l_i - l_max)/T >= log(min_p) */
-  const float cut = s->p.min_p > 0 ? lmax + s->p.temperature * logf(s->p.min_p) : -INFINITY;
-  int32_t n = 0;
-  for (int32_t i = 0; i < s->n_pick; i++)
-    if (l[i] >= cut && isfinite(l[i])) s->cand[n++] = i;
-  if (n == 0) s->cand[n++] = best;
-  if (s->p.top_k > 0 && n > s->p.top_k) {
-    select_top_k(l, s->cand, n, s->p.top_k);
-    n = s->p.top_k;
+  /* min-p keeps p_i >= min_p * p_max, i.e. (l_i - l_max)/T >= log(min_p) */
+  const float log_min_p = s->p.min_p > 0 ? s->p.temperature * logf(s->p.min_p) : -INFINITY;
+  if (k > 0) {
+    /* top-k first, then min-p over those k: a min-p survivor outside the k best ranks below
+     * all of them, so top-k would drop it anyway, and the k best hold every one it keeps.
+     * One pass over the vocabulary instead of a max, a filter and a selection. */
+    int32_t inf_at;
+    n = top_k_finite(l, n_pick, k, cand, &inf_at);
+    if (inf_at >= 0) { /* an infinite logit takes all the probability */
+      *out = inf_at;
+      return NLLM_OK;
+    }
+    tl_keys = l;
+    qsort(cand, (size_t)n, sizeof *cand, cmp_desc);
+    while (n > 1 && l[cand[n - 1]] < l[cand[0]] + log_min_p) n--;
+  } else {
+    const int32_t best = argmax_first(l, n_pick);
+    const float cut = l[best] + log_min_p;
+    /* without a branch: on a flat distribution whether a token survives is a coin toss */
+    for (int32_t i = 0; i < n_pick; i++) {
+      cand[n] = i;
+      n += (l[i] >= cut) & (fabsf(l[i]) <= FLT_MAX);
+    }
+    if (n == 0) cand[n++] = best;
+    tl_keys = l;
+    qsort(cand, (size_t)n, sizeof *cand, cmp_desc);
   }
-  tl_keys = l;
-  qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_desc);
-  *out = draw(s, l, n, lmax);
+  if (n == 0) cand[n++] = argmax_first(l, n_pick); /* nothing finite */
+  *out = draw(s, l, n, l[cand[0]]);
   return NLLM_OK;
 }

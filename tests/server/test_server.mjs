@@ -128,6 +128,49 @@ test('max_tokens gives finish_reason length with exact usage', async () => {
   assert(t.json.tokens.length >= 4 && t.json.tokens.length <= 6, 'about 5 tokens of text');
 });
 
+test('ignore_eos runs past the end-of-generation token to max_tokens', async () => {
+  // stories260K never ends a story with its EOS, so a copy names '.' its EOS: greedy, the text
+  // then ends before the first period
+  const dot = (await post(main, '/tokenize', { content: 'Lily.' })).json.tokens.at(-1);
+  const fs = await import('node:fs'), os = await import('node:os');
+  const gguf = fs.readFileSync(MODEL), key = Buffer.from('tokenizer.ggml.eos_token_id');
+  const at = gguf.indexOf(key) + key.length;
+  eq(gguf.readUInt32LE(at), 4, 'the EOS id is a u32');
+  gguf.writeUInt32LE(dot, at + 4);
+  const file = `${os.tmpdir()}/nllm-eos-dot-${process.pid}.gguf`;
+  fs.writeFileSync(file, gguf);
+  const srv = await start(file, ['-np', '1'], { OpenAI });
+  fs.unlinkSync(file);
+  const base = { prompt: 'Once upon a time', temperature: 0, max_tokens: 60 };
+  const ended = await post(srv, '/v1/completions', base);
+  eq(ended.json.choices[0].finish_reason, 'stop', 'ends at the EOS');
+  const n = ended.json.usage.completion_tokens, cut = ended.json.choices[0].text;
+  assert(n > 3 && n < 40 && !cut.includes('.'), `ended after ${n} tokens: ${cut}`);
+  const r = await post(srv, '/v1/completions', { ...base, ignore_eos: true });
+  eq(r.json.choices[0].finish_reason, 'length');
+  eq(r.json.usage.completion_tokens, 60, 'every token generated');
+  // greedy: the same tokens up to where the EOS was the best, then the best other token
+  const text = r.json.choices[0].text;
+  assert(text.startsWith(cut) && text.length > cut.length + 20 && !text.includes('.'),
+    `goes on without the EOS: ${text}`);
+  const s = await collectStream(await srv.client.completions.create({ ...base, ignore_eos: true,
+    stream: true, stream_options: { include_usage: true } }));
+  eq(s.text, text, 'streamed');
+  eq(s.usage.completion_tokens, 60, 'streamed usage');
+  const chat = await post(srv, '/v1/chat/completions', { messages: [{ role: 'user',
+    content: 'Hi' }], ignore_eos: true, max_tokens: 50, temperature: 0 });
+  eq([chat.json.choices[0].finish_reason, chat.json.usage.completion_tokens], ['length', 50],
+    'chat');
+  for (const bad of [{ ignore_eos: 'yes' }, { ignore_eos: true, grammar: 'root ::= "a"' },
+    { ignore_eos: true, response_format: { type: 'json_object' } }]) {
+    const e = await post(srv, '/v1/completions', { ...base, ...bad });
+    eq(e.status, 400, JSON.stringify(bad));
+    isErrorShape(e.json, 400);
+    eq(e.json.error.param, 'ignore_eos');
+  }
+  eq((await stopServer(srv)).code, 0);
+});
+
 test('logprobs (chat and completions)', async () => {
   const r = await main.client.chat.completions.create({ model: 'stories260K.gguf',
     messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6, temperature: 0,
@@ -540,6 +583,35 @@ test('a client trickling its request headers is dropped after --header-timeout',
   assert(dt >= 1500 && dt < 4500, `closed after ${dt} ms`);
   // a quick client on a kept-alive connection is unaffected
   eq((await fetch(`${srv.url}/health`)).status, 200, 'health');
+  eq((await stopServer(srv)).code, 0);
+});
+
+test('--max-conns: a connection past the limit waits until another closes', async () => {
+  const srv = await startServer(['-np', '1', '--max-conns', '2']);
+  // raw keep-alive connections: each asks /health once and stays open
+  const ask = () => {
+    const sock = net.connect(srv.port, '127.0.0.1',
+      () => sock.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'));
+    const served = new Promise((resolve) => {
+      let got = '';
+      sock.on('data', (d) => {
+        got += d;
+        if (got.includes('"status":"ok"')) resolve(true);
+      });
+      sock.on('error', () => {});
+      sock.on('close', () => resolve(false));
+    });
+    return { sock, served };
+  };
+  const a = ask(), b = ask();
+  eq([await a.served, await b.served], [true, true], 'two served');
+  const c = ask();
+  const early = await Promise.race([c.served, sleep(500).then(() => 'waiting')]);
+  eq(early, 'waiting', 'the third is not served while two are open');
+  a.sock.destroy();
+  eq(await Promise.race([c.served, sleep(10000).then(() => 'still waiting')]), true,
+    'served once one has closed');
+  for (const x of [b, c]) x.sock.destroy();
   eq((await stopServer(srv)).code, 0);
 });
 

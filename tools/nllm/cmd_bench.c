@@ -5,13 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "nllm.h"
 
 #define BENCH_OPTS                                                                              \
   "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap " \
   "--no-mmap "                                                                                  \
-  "--no-warmup --lora --lora-scaled --embed -P bench:-np --bf16-act"
+  "--no-warmup --lora --lora-scaled --lora-type --embed -P bench:-np --bf16-act"
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -77,7 +78,16 @@ typedef struct bench_test {
   long long n;
   int threads;
   double mean, sd, probe, frac;
+  double cpu_ms; /* tg: CPU time of the whole process per generated token (median) */
 } bench_test;
+
+/* CPU time of every thread of the process: generation's cost apart from the neighbours' load
+ * on a shared host (and what a server's CPU per token compares with). */
+static double process_cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
 
 /* Times one test (reps repetitions, plus an untimed warm-up one unless disabled): a prompt of
  * n random tokens decoded as one batch (pp), or n tokens decoded one at a time after BOS (tg). */
@@ -99,8 +109,8 @@ static nllm_status run_test(nllm_model *m, const cli_opts *o, const cli_lora *lo
   }
   nllm_token *ids = malloc(((size_t)t->n + 1) * sizeof *ids);
   double *tps = calloc((size_t)reps, sizeof *tps), *probe = calloc((size_t)reps, sizeof *probe);
-  double *frac = calloc((size_t)reps, sizeof *frac);
-  if (!ids || !tps || !probe || !frac) {
+  double *frac = calloc((size_t)reps, sizeof *frac), *cpu = calloc((size_t)reps, sizeof *cpu);
+  if (!ids || !tps || !probe || !frac || !cpu) {
     st = NLLM_ERR_NOMEM;
     goto out;
   }
@@ -115,12 +125,13 @@ static nllm_status run_test(nllm_model *m, const cli_opts *o, const cli_lora *lo
   if (first < 0 || first >= nv) first = 0;
   for (int r = o->no_warmup ? 0 : -1; r < reps; r++) {
     nllm_context_reset(ctx);
-    double t0 = cli_now_ms();
+    double t0 = cli_now_ms(), c0 = 0;
     if (pp) {
       if ((st = nllm_decode(ctx, ids, (int32_t)t->n))) goto out;
     } else {
       if ((st = nllm_decode(ctx, &first, 1))) goto out;
       t0 = cli_now_ms();
+      c0 = process_cpu_ms();
       nllm_token tok = first;
       for (long long i = 0; i < t->n; i++)
         if ((st = nllm_decode(ctx, &tok, 1))) goto out;
@@ -128,6 +139,7 @@ static nllm_status run_test(nllm_model *m, const cli_opts *o, const cli_lora *lo
     double ms = cli_now_ms() - t0;
     if (r < 0) continue;
     tps[r] = ms > 0 ? 1e3 * (double)t->n / ms : 0;
+    if (!pp) cpu[r] = (process_cpu_ms() - c0) / (double)t->n;
     if (!pp) {
       /* The machine's read bandwidth at the same thread count, measured right after each
        * generation: on a shared host it moves by half within a minute, so a ratio to a probe
@@ -139,11 +151,13 @@ static nllm_status run_test(nllm_model *m, const cli_opts *o, const cli_lora *lo
   mean_sd(tps, reps, &t->mean, &t->sd);
   t->probe = pp ? 0 : median(probe, reps);
   t->frac = pp ? 0 : median(frac, reps);
+  t->cpu_ms = pp ? 0 : median(cpu, reps);
 out:
   free(ids);
   free(tps);
   free(probe);
   free(frac);
+  free(cpu);
   nllm_context_free(ctx);
   return st;
 }
@@ -390,8 +404,9 @@ int cmd_bench(int argc, char **argv) {
            (double)nllm_model_size_bytes(m) / 1048576.0, reps,
            o.no_warmup ? "" : " after a warm-up");
     for (int k = 0; k < lora.n; k++)
-      printf("lora: %s (rank %d, %d matrices) x %g\n", o.lora[k], nllm_lora_adapter_rank(lora.a[k]),
-             nllm_lora_adapter_n_matrices(lora.a[k]), (double)lora.scale[k]);
+      printf("lora: %s (rank %d, %d matrices, %s) x %g\n", o.lora[k],
+             nllm_lora_adapter_rank(lora.a[k]), nllm_lora_adapter_n_matrices(lora.a[k]),
+             cli_lora_type_name(lora.a[k]), (double)lora.scale[k]);
     printf("| threads | test   |              t/s | weights GB/s | read probe GB/s |\n");
     printf("| ------: | :----- | ---------------: | -----------: | --------------: |\n");
   }
@@ -419,8 +434,8 @@ int cmd_bench(int argc, char **argv) {
         if (!pp)
           printf(
               ", \"tg_weight_gb_per_s\": %.3f, \"probe_gb_per_s\": %.3f, "
-              "\"tg_fraction_of_probe\": %.3f",
-              t.mean * token_bytes / 1e9, t.probe, t.frac);
+              "\"tg_fraction_of_probe\": %.3f, \"tg_cpu_ms_per_token\": %.3f",
+              t.mean * token_bytes / 1e9, t.probe, t.frac, t.cpu_ms);
         printf("}\n");
       } else {
         char tps[64], gbs[32] = "", probe[48] = "";

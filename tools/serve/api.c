@@ -165,6 +165,14 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
   } else {
     free(named);
   }
+  if (r->ignore_eos && constraint) {
+    /* a grammar's output ends where only the end-of-generation token may follow */
+    free(constraint);
+    srv_error_set(err, 400, "invalid_request_error", "ignore_eos", NULL,
+                  "'ignore_eos' cannot be combined with response_format, grammar, json_schema or "
+                  "a required tool call: their output ends with an end-of-generation token");
+    return -1;
+  }
   srv_job *j = srv_job_new();
   if (!j) goto oom;
   for (int k = 0; k < cfg->n_lora; k++) j->lora_scale[k] = cfg->lora_scale[k];
@@ -254,6 +262,7 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
   j->frequency_penalty = r->frequency_penalty;
   j->logprobs = r->logprobs;
   j->top_logprobs = r->top_logprobs;
+  j->ignore_eos = r->ignore_eos;
   for (int i = 0; i < r->n_stop; i++) {
     if (!(j->stop[i] = strdup(r->stop[i]))) goto oom;
     j->n_stop++;
@@ -603,6 +612,8 @@ char *srv_api_lora_adapters(const srv_api *a) {
     cJSON_AddNumberToObject(o, "scale", cfg->lora_scale[k]);
     cJSON_AddNumberToObject(o, "rank", nllm_lora_adapter_rank(cfg->lora[k]));
     cJSON_AddNumberToObject(o, "alpha", nllm_lora_adapter_alpha(cfg->lora[k]));
+    const int32_t wt = nllm_lora_adapter_weight_type(cfg->lora[k]);
+    cJSON_AddStringToObject(o, "weight_type", wt == NLLM_TYPE_NONE ? "mixed" : nllm_type_name(wt));
     cJSON_AddItemToArray(arr, o);
   }
   return print(arr);

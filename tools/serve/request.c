@@ -422,6 +422,7 @@ static int parse_body(srv_req_kind kind, const cJSON *root, srv_request *r, srv_
   }
   if (parse_stop(root, r, err)) return -1;
   if (get_str(root, "user", &r->user, err)) return -1;
+  if (get_bool(root, "ignore_eos", &r->ignore_eos, err)) return -1;
   if (get_raw(root, "response_format", &r->response_format_json, err)) return -1;
   if (get_raw(root, "tools", &r->tools_json, err)) return -1;
   if (get_raw(root, "tool_choice", &r->tool_choice_json, err)) return -1;

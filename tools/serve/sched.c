@@ -42,11 +42,16 @@ typedef struct slot {
   const nllm_token *step_tok;
   int step_n;
   nllm_status step_status;
+  /* what the step adds to the stats, counted under mu afterwards (/metrics reads them) */
+  int step_first, step_gen;
+  int wake; /* output was published: its reader is woken once mu is released */
 } slot;
 
 struct srv_sched {
   const nllm_model *model;
   int n_vocab;
+  nllm_token *eog; /* the model's end-of-generation tokens (ignore_eos masks them) */
+  int n_eog;
   srv_sched_params p;
   slot *slots;
   nllm_context *shared; /* batched mode */
@@ -277,6 +282,7 @@ static void slot_end(srv_sched *s, slot *sl) {
   sl->smp = NULL;
   srv_text_free(&sl->text);
   sl->job = NULL;
+  sl->wake = 0; /* the broadcast below wakes the reader while the job still exists */
   sl->last_used = srv_now();
   s->n_running--;
   j->done = 1;
@@ -369,18 +375,21 @@ static void fill_logprob(const float *lg, int nv, nllm_token tok, int n_top, srv
   float lse = mx + (float)log(sum);
   lp->token = tok;
   lp->logprob = lg[tok] - lse;
-  lp->n_top = 0;
-  for (int k = 0; k < n_top && k < nv; k++) {
-    int bi = -1;
-    for (int i = 0; i < nv; i++) {
-      int taken = 0;
-      for (int q = 0; q < k && !taken; q++) taken = lp->top_tok[q] == i;
-      if (!taken && (bi < 0 || lg[i] > lg[bi])) bi = i;
+  /* the n_top best in one pass, best first, the lower id first on ties: a token enters the
+   * list only past every entry it does not beat */
+  int n = 0;
+  if (n_top > nv) n_top = nv;
+  for (int i = 0; i < nv && n_top > 0; i++) {
+    if (n == n_top && !(lg[i] > lg[lp->top_tok[n - 1]])) continue;
+    int at = n < n_top ? n++ : n - 1;
+    while (at > 0 && lg[i] > lg[lp->top_tok[at - 1]]) {
+      lp->top_tok[at] = lp->top_tok[at - 1];
+      at--;
     }
-    lp->top_tok[k] = bi;
-    lp->top_lp[k] = lg[bi] - lse;
-    lp->n_top++;
+    lp->top_tok[at] = i;
   }
+  for (int k = 0; k < n; k++) lp->top_lp[k] = lg[lp->top_tok[k]] - lse;
+  lp->n_top = n;
 }
 
 /* Sample the slot's next token from its logits and feed the text; 1 when the request ends. */
@@ -393,8 +402,13 @@ static int slot_sample(srv_sched *s, slot *sl) {
     return 1;
   }
   const float *use = lg;
-  if (j->presence_penalty != 0 || j->frequency_penalty != 0) {
+  const int penalties = j->presence_penalty != 0 || j->frequency_penalty != 0;
+  if (penalties || j->ignore_eos) {
     memcpy(sl->work, lg, (size_t)s->n_vocab * sizeof *lg);
+    use = sl->work;
+    for (int k = 0; j->ignore_eos && k < s->n_eog; k++) sl->work[s->eog[k]] = -INFINITY;
+  }
+  if (penalties) {
     for (int i = 0; i < j->n_gen; i++) {
       nllm_token t = sl->gen[i];
       if (sl->counts[t] < 0) continue; /* already applied: marked by sign below */
@@ -404,7 +418,6 @@ static int slot_sample(srv_sched *s, slot *sl) {
     }
     for (int i = 0; i < j->n_gen; i++)
       if (sl->counts[sl->gen[i]] < 0) sl->counts[sl->gen[i]] = -sl->counts[sl->gen[i]];
-    use = sl->work;
   }
   nllm_token tok;
   if (nllm_sampler_sample_logits(sl->smp, use, s->n_vocab, &tok)) {
@@ -413,10 +426,9 @@ static int slot_sample(srv_sched *s, slot *sl) {
     return 1;
   }
   nllm_sampler_accept(sl->smp, tok);
-  double now = srv_now();
   if (j->n_gen == 0) {
-    j->t_first = now;
-    srv_hist_observe(&s->st.ttft, now - j->t_submit);
+    j->t_first = srv_now();
+    sl->step_first = 1;
   }
   if (nllm_model_token_is_eog(s->model, tok)) {
     j->finish = SRV_FINISH_STOP;
@@ -424,7 +436,7 @@ static int slot_sample(srv_sched *s, slot *sl) {
   }
   sl->gen[j->n_gen++] = tok;
   sl->counts[tok]++;
-  s->st.gen_tokens++;
+  sl->step_gen = 1;
   char piece[256];
   int32_t n = 0;
   if (nllm_token_to_piece(s->model, tok, j->render_special, piece, sizeof piece, &n)) n = 0;
@@ -519,7 +531,7 @@ static void publish(slot *sl, int final) {
   j->seg_out[j->n_seg] = j->out_len;
   j->seg_lps[j->n_seg++] = j->n_lps;
 out:
-  pthread_cond_broadcast(&j->cond);
+  sl->wake = 1;
 }
 
 static void *sched_main(void *arg) {
@@ -606,10 +618,23 @@ static void *sched_main(void *arg) {
     for (int i = 0; i < n; i++) {
       slot *sl = act[i];
       sl->n_cache_shown = sl->n_cache;
+      if (sl->step_first) srv_hist_observe(&s->st.ttft, sl->job->t_first - sl->job->t_submit);
+      s->st.gen_tokens += (uint64_t)sl->step_gen;
+      sl->step_first = sl->step_gen = 0;
       if (sl->n_done_prompt < sl->job->n_prompt && !ended[i]) continue;
       publish(sl, ended[i]);
       if (ended[i]) slot_end(s, sl);
     }
+    /* The readers of the step's text, woken once mu is free (woken under it, each would wake
+     * only to wait for it). A job still running is held by its slot until this thread ends
+     * it, so none of these is freed meanwhile; an ended one was woken by slot_end. */
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < n; i++)
+      if (act[i]->wake) {
+        act[i]->wake = 0;
+        pthread_cond_broadcast(&act[i]->job->cond);
+      }
+    pthread_mutex_lock(&s->mu);
   }
   /* Jobs still waiting end as failed: the server stops. */
   while (s->q_len) {
@@ -645,6 +670,13 @@ int srv_sched_create(const nllm_model *model, const srv_sched_params *p, srv_sch
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->work, NULL);
   if (!s->queue || !s->slots) goto fail;
+  for (nllm_token t = 0; t < s->n_vocab; t++)
+    if (nllm_model_token_is_eog(model, t)) {
+      nllm_token *e = realloc(s->eog, (size_t)(s->n_eog + 1) * sizeof *e);
+      if (!e) goto fail;
+      s->eog = e;
+      s->eog[s->n_eog++] = t;
+    }
   nllm_context_params cp;
   nllm_context_params_init(&cp);
   cp.n_ctx = p->n_ctx;
@@ -723,6 +755,7 @@ void srv_sched_free(srv_sched *s) {
   free(s->b_seq);
   free(s->b_logits);
   free(s->queue);
+  free(s->eog);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->work);
   free(s);

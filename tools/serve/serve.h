@@ -71,6 +71,9 @@ typedef struct srv_request {
   char *stop[SRV_MAX_STOP];
   int n_stop;
   char *user;
+  /* llama-server's "ignore_eos": end-of-generation tokens are never sampled, so a request
+   * runs to max_tokens (how a benchmark gets equal token counts) */
+  int ignore_eos;
   /* Hooks for the grammar (response_format) and template/tool-call work: the raw JSON of
    * these fields, passed through untouched; NULL when absent. */
   char *response_format_json, *tools_json, *tool_choice_json;
@@ -157,6 +160,7 @@ typedef struct srv_job {
   nllm_sampler_params sp;
   double presence_penalty, frequency_penalty;
   int logprobs, top_logprobs;
+  int ignore_eos; /* end-of-generation tokens get no probability */
   char *stop[SRV_MAX_STOP];
   int n_stop;
   const char *response_format_json; /* grammar hook: owned by the request */
