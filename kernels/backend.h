@@ -157,6 +157,9 @@ typedef struct nllm_fw_shape {
   int32_t n_mats;
   const nllm_fw_moe *moe;
   int32_t n_moe;
+  /* the CPU's: 1: BF16 weights meet the activations rounded to BF16 (the context's
+   * bf16_activations; NLLM_MATMUL_XBF16 in ops.h) */
+  int32_t bf16_activations;
 } nllm_fw_shape;
 
 /* ---- the CPU backend (kernels/cpu/forward_ops.c) */

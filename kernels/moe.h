@@ -33,6 +33,7 @@ typedef struct nllm_moe_args {
   const float *sh_gate_inp; /* [d] */
   void *scratch;            /* nllm_moe_scratch_size bytes */
   int n_threads;
+  int matmul_mode; /* NLLM_MATMUL_* (ops.h) for every product of the experts' weights */
 } nllm_moe_args;
 
 /* Scratch for batches of up to a->n_tok tokens of a's shapes, weight types and thread count

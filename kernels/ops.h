@@ -13,6 +13,16 @@
 void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols, const float *x,
                  int64_t n_tok, void *wdata, int n_threads);
 size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threads);
+/* nllm_matmul with a mode: NLLM_MATMUL_EXACT (what nllm_matmul does) or NLLM_MATMUL_XBF16,
+ * where BF16 weights meet the activations rounded to BF16 (to nearest even) on every path
+ * (decode, batches, the GEMM, which runs vdpbf16ps on a CPU with AVX512_BF16): a context's
+ * bf16_activations. Other weight formats ignore the mode. */
+#define NLLM_MATMUL_EXACT 0
+#define NLLM_MATMUL_XBF16 1
+void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols,
+                      const float *x, int64_t n_tok, void *wdata, int n_threads, int mode);
+/* out = x rounded to the nearest BF16 (ties to even), n rows of cols floats (out may be x). */
+void nllm_round_bf16_rows(float *out, const float *x, int64_t n, int64_t cols, int n_threads);
 /* Whether nllm_matmul takes this many tokens on n_threads through sgemm with float activations
  * (the integer path rounds them to the format's vec_dot_type first; tests compare with the
  * matching reference). */

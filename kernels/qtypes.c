@@ -11,6 +11,10 @@
 #include "cpu/quant.h"
 #include "qtypes.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #define N_TYPES NLLM_GGML_TYPE_COUNT
 
 /* The kernel files of each tier, applied in order over the tier below. */
@@ -72,6 +76,7 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
     if (k->vec_dot4x4) q->vec_dot4x4 = k->vec_dot4x4;
     if (k->blas_min_tokens) q->blas_min_tokens = k->blas_min_tokens;
     if (k->gemmf) q->gemmf = k->gemmf;
+    if (k->gemmf_xbf16) q->gemmf_xbf16 = k->gemmf_xbf16;
     if (k->gemm4) {
       q->gemm_prep = k->gemm_prep;
       q->gemm4 = k->gemm4;
@@ -108,6 +113,16 @@ static void build_tier(int isa, const nllm_kernel_set *const *sets, size_t n_set
   if (isa_ops->glu) o->glu = isa_ops->glu;
 }
 
+#if defined(__x86_64__)
+/* AVX512_BF16 (vdpbf16ps, vcvtne2ps2bf16): CPUID leaf 7, sub-leaf 1, EAX bit 5. Asked of CPUID
+ * directly: older compilers' __builtin_cpu_supports has no name for it. Only asked where the
+ * AVX-512 tier is usable, so the OS saves the zmm registers. */
+static int cpu_has_avx512_bf16(void) {
+  unsigned a, b, c, d;
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1u);
+}
+#endif
+
 static void qtypes_init(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
@@ -123,7 +138,8 @@ static void qtypes_init(void) {
   snprintf(features[NLLM_ISA_SCALAR], sizeof features[0], "x86_64 (scalar kernels)");
   snprintf(features[NLLM_ISA_SIMD], sizeof features[0], "x86_64 avx2 fma f16c");
   snprintf(features[NLLM_ISA_AVX512], sizeof features[0],
-           "x86_64 avx2 fma f16c avx512 (bw vl vnni vbmi)");
+           "x86_64 avx2 fma f16c avx512 (bw vl vnni vbmi%s)",
+           avx512 && cpu_has_avx512_bf16() ? " bf16" : "");
 #elif defined(__aarch64__)
   isa_max = NLLM_ISA_SIMD;
   snprintf(features[NLLM_ISA_SCALAR], sizeof features[0], "aarch64 (scalar kernels)");
@@ -160,6 +176,8 @@ static void qtypes_init(void) {
   if (has_avx512) nllm_avx512_init();
   build_tier(NLLM_ISA_AVX512, avx512_sets, has_avx512 ? N_ENTRIES(avx512_sets) : 0,
              has_avx512 ? &nllm_cpu_ops_avx512 : NULL);
+  if (has_avx512 && cpu_has_avx512_bf16())
+    overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_gemmf_xbf16_avx512);
 #else
   build_tier(NLLM_ISA_AVX512, NULL, 0, NULL);
 #endif

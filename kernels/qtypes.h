@@ -85,6 +85,7 @@ typedef struct nllm_qtype_kernels {
   nllm_gemm_prep_fn packed_prep;
   nllm_gemm_packed_fn gemm_packed;
   int32_t packed_min_tokens;
+  const struct nllm_gemmf *gemmf_xbf16; /* BF16 weights: the GEMM for BF16-rounded activations */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -136,6 +137,10 @@ typedef struct nllm_qtype {
   nllm_gemm_prep_fn packed_prep;
   nllm_gemm_packed_fn gemm_packed;
   int32_t packed_min_tokens;
+  /* optional (NULL): BF16 weights' GEMM for activations rounded to BF16 (NLLM_MATMUL_XBF16),
+   * which nllm_matmul_mode takes from its min_tokens on; without it those batches round the
+   * activations and take the exact paths */
+  const struct nllm_gemmf *gemmf_xbf16;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

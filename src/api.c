@@ -356,6 +356,8 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
             p.pooling);
   CHECK_ARG(p.normalize >= -1 && p.normalize <= 1,
             "nllm_context_params.normalize must be -1 (the model's), 0 or 1 (got %d)", p.normalize);
+  CHECK_ARG(p.bf16_activations == 0 || p.bf16_activations == 1,
+            "nllm_context_params.bf16_activations must be 0 or 1 (got %d)", p.bf16_activations);
   return nllm_ctx_create(m, &p, out);
 }
 

@@ -97,6 +97,7 @@ static const struct {
     SIZE(nllm_lora_adapter_params),
     FIELD(nllm_lora_adapter_params, struct_size),
     FIELD(nllm_lora_adapter_params, weight_type),
+    FIELD(nllm_context_params, bf16_activations),
 };
 
 static char *current_layout(void) {

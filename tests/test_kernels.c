@@ -1087,7 +1087,16 @@ typedef struct {
   const char *name;
   const nllm_gemmf *g;
   int32_t type;
+  int xbf16; /* the kernel rounds the activations to BF16 first (NLLM_MATMUL_XBF16) */
 } gemmf_case;
+
+/* x rounded to the nearest BF16, ties to even (the reference of NLLM_MATMUL_XBF16) */
+static float round_bf16_ref(float x) {
+  uint16_t b = nllm_fp32_to_bf16(x);
+  uint32_t u = (uint32_t)b << 16;
+  memcpy(&x, &u, 4);
+  return x;
+}
 
 static void check_gemmf(const gemmf_case *gc, int64_t rows, int64_t cols, int64_t n_tok, int wk,
                         int xk) {
@@ -1116,6 +1125,9 @@ static void check_gemmf(const gemmf_case *gc, int64_t rows, int64_t cols, int64_
     q->to_float_ref(W + (size_t)r * rs, wf + r * cols, cols);
   }
   fill(x, n_tok * cols, xk);
+  float *xr = malloc(sizeof(float) * (size_t)(n_tok * cols));
+  ck_assert_ptr_nonnull(xr);
+  for (int64_t i = 0; i < n_tok * cols; i++) xr[i] = gc->xbf16 ? round_bf16_ref(x[i]) : x[i];
   void *ws = malloc(nllm_gemmf_wsize(cols, n_tok, 2)); /* exactly the size: ASan sees overruns */
   ck_assert_ptr_nonnull(ws);
   for (int64_t i = 0; i < ny + 16; i++) y[i] = NAN;
@@ -1128,7 +1140,7 @@ static void check_gemmf(const gemmf_case *gc, int64_t rows, int64_t cols, int64_
                 (long long)rows, (long long)cols, (long long)n_tok);
   for (int64_t t = 0; t < n_tok; t++)
     for (int64_t r = 0; r < rows; r++) {
-      double sumabs, ex = dot_exact(wf + r * cols, x + t * cols, cols, &sumabs);
+      double sumabs, ex = dot_exact(wf + r * cols, xr + t * cols, cols, &sumabs);
       double tol = dot_tol(cols, sumabs);
       const float got = y[t * rows + r];
       ck_assert_msg(fabs(got - ex) <= tol,
@@ -1141,6 +1153,7 @@ static void check_gemmf(const gemmf_case *gc, int64_t rows, int64_t cols, int64_
   free(W);
   free(wf);
   free(x);
+  free(xr);
   free(y);
   free(y2);
 }
@@ -1150,14 +1163,20 @@ START_TEST(gemmf_vs_naive) {
   int n = 0;
 #if defined(__x86_64__)
   if (nllm_qtypes_isa_max() >= NLLM_ISA_SIMD) {
-    cases[n++] = (gemmf_case){"F32 avx2", &nllm_gemmf_f32_avx2, NLLM_TYPE_F32};
-    cases[n++] = (gemmf_case){"F16 avx2", &nllm_gemmf_f16_avx2, NLLM_TYPE_F16};
-    cases[n++] = (gemmf_case){"BF16 avx2", &nllm_gemmf_bf16_avx2, NLLM_TYPE_BF16};
+    cases[n++] = (gemmf_case){"F32 avx2", &nllm_gemmf_f32_avx2, NLLM_TYPE_F32, 0};
+    cases[n++] = (gemmf_case){"F16 avx2", &nllm_gemmf_f16_avx2, NLLM_TYPE_F16, 0};
+    cases[n++] = (gemmf_case){"BF16 avx2", &nllm_gemmf_bf16_avx2, NLLM_TYPE_BF16, 0};
   }
   if (nllm_qtypes_isa_max() >= NLLM_ISA_AVX512) {
-    cases[n++] = (gemmf_case){"F32 avx512", &nllm_gemmf_f32_avx512, NLLM_TYPE_F32};
-    cases[n++] = (gemmf_case){"F16 avx512", &nllm_gemmf_f16_avx512, NLLM_TYPE_F16};
-    cases[n++] = (gemmf_case){"BF16 avx512", &nllm_gemmf_bf16_avx512, NLLM_TYPE_BF16};
+    cases[n++] = (gemmf_case){"F32 avx512", &nllm_gemmf_f32_avx512, NLLM_TYPE_F32, 0};
+    cases[n++] = (gemmf_case){"F16 avx512", &nllm_gemmf_f16_avx512, NLLM_TYPE_F16, 0};
+    cases[n++] = (gemmf_case){"BF16 avx512", &nllm_gemmf_bf16_avx512, NLLM_TYPE_BF16, 0};
+    nllm_qtypes_set_isa(NLLM_ISA_AVX512);
+    if (nllm_qtype_get(NLLM_TYPE_BF16)->gemmf_xbf16)
+      cases[n++] =
+          (gemmf_case){"BF16 x BF16 avx512", &nllm_gemmf_bf16_xbf16_avx512, NLLM_TYPE_BF16, 1};
+    else
+      fprintf(stderr, "gemmf_vs_naive: no AVX512_BF16 on this CPU, vdpbf16ps kernel not run\n");
   }
 #endif
   if (n == 0) {
@@ -1177,6 +1196,68 @@ START_TEST(gemmf_vs_naive) {
     }
   }
   nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+END_TEST
+
+/* NLLM_MATMUL_XBF16 in every tier and on every path (one token, small batches, the GEMM, the
+ * vdpbf16ps GEMM where the CPU has it): BF16 weights times the activations rounded to BF16,
+ * against the exact product with the rounded activations, scratch exactly nllm_matmul_wsize.
+ * The rounding moves a product ~2^-9 sqrt(cols) relative, far more than the sums' own error,
+ * so nearly every output must be nearer the rounded reference than the unrounded one (a path
+ * that skipped the rounding fails). Other formats ignore the mode. */
+START_TEST(matmul_xbf16) {
+  const int64_t rows = 29, cols = 1030;
+  static const int64_t toks[] = {1, 5, 17, 40};
+  const size_t rs = nllm_row_size(NLLM_TYPE_BF16, cols);
+  uint8_t *W = malloc(rs * (size_t)rows);
+  float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
+  float *x = malloc(sizeof(float) * (size_t)(40 * cols)), *xr = malloc(sizeof(float) * 40 * cols);
+  float *y = malloc(sizeof(float) * 40 * rows), *y32 = malloc(sizeof(float) * 40 * rows);
+  ck_assert(W && wf && x && xr && y && y32);
+  fill(wf, rows * cols, DATA_GAUSS);
+  nllm_qtype_get(NLLM_TYPE_BF16)->from_float_ref(wf, W, rows * cols);
+  nllm_qtype_get(NLLM_TYPE_BF16)->to_float_ref(W, wf, rows * cols);
+  fill(x, 40 * cols, DATA_GAUSS);
+  for (int64_t i = 0; i < 40 * cols; i++) xr[i] = round_bf16_ref(x[i]);
+  for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
+    nllm_qtypes_set_isa(isa);
+    for (int ti = 0; ti < 4; ti++) {
+      const int64_t n = toks[ti];
+      const int nt = 1 + ti % 2;
+      void *ws = malloc(nllm_matmul_wsize(NLLM_TYPE_BF16, cols, n, nt));
+      ck_assert_ptr_nonnull(ws);
+      nllm_matmul_mode(y, W, NLLM_TYPE_BF16, rows, cols, x, n, ws, nt, NLLM_MATMUL_XBF16);
+      int64_t nearer = 0;
+      for (int64_t t = 0; t < n; t++)
+        for (int64_t r = 0; r < rows; r++) {
+          double sumabs, ex = dot_exact(wf + r * cols, xr + t * cols, cols, &sumabs);
+          double sa32, ex32 = dot_exact(wf + r * cols, x + t * cols, cols, &sa32);
+          const double tol = dot_tol(cols, sumabs);
+          ck_assert_msg(fabs(y[t * rows + r] - ex) <= tol,
+                        "isa %d n_tok %lld: y[%lld,%lld] = %.9g, expected %.9g (tolerance %.3g)",
+                        isa, (long long)n, (long long)t, (long long)r, y[t * rows + r], ex, tol);
+          nearer += fabs(y[t * rows + r] - ex) < fabs(y[t * rows + r] - ex32);
+        }
+      ck_assert_msg(nearer * 10 >= n * rows * 9,
+                    "isa %d n_tok %lld: %lld of %lld nearer the rounded", isa, (long long)n,
+                    (long long)nearer, (long long)(n * rows));
+      /* F32 weights: the mode changes nothing (same path, same bits) */
+      void *ws32 = malloc(nllm_matmul_wsize(NLLM_TYPE_F32, cols, n, nt));
+      ck_assert_ptr_nonnull(ws32);
+      nllm_matmul_mode(y, wf, NLLM_TYPE_F32, rows, cols, x, n, ws32, nt, NLLM_MATMUL_XBF16);
+      nllm_matmul(y32, wf, NLLM_TYPE_F32, rows, cols, x, n, ws32, nt);
+      ck_assert(memcmp(y, y32, sizeof(float) * (size_t)(n * rows)) == 0);
+      free(ws32);
+      free(ws);
+    }
+  }
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+  free(W);
+  free(wf);
+  free(x);
+  free(xr);
+  free(y);
+  free(y32);
 }
 END_TEST
 
@@ -1658,6 +1739,7 @@ static Suite *kernels_suite(void) {
   tcase_set_timeout(tg, 120);
   tcase_add_test(tg, gemmf_vs_naive);
   tcase_add_test(tg, gemmf_registry);
+  tcase_add_test(tg, matmul_xbf16);
   suite_add_tcase(s, tg);
   return s;
 }

@@ -32,6 +32,7 @@ typedef struct nllm_cpu_fw {
   const float *rope_freq;
   int64_t rope_half;
   int32_t n_batch;
+  int32_t bf16_activations; /* nllm_fw_shape's */
 } nllm_cpu_fw;
 
 /* Below this much work a parallel region costs more than it saves (tiny models otherwise run
@@ -79,11 +80,15 @@ static void cpu_gelu_erf(nllm_fw_backend *be, float *x, int64_t count) {
   nllm_gelu_erf(x, count, elementwise_threads(be, count));
 }
 
+static int matmul_mode(const nllm_cpu_fw *c) {
+  return c->bf16_activations ? NLLM_MATMUL_XBF16 : NLLM_MATMUL_EXACT;
+}
+
 static void cpu_matmul(nllm_fw_backend *be, float *y, const nllm_weight *w, const float *x,
                        int64_t n) {
   const nllm_cpu_fw *c = cpu_of(be);
-  nllm_matmul(y, w->data, w->type, w->rows, w->cols, x, n, c->wdata,
-              nllm_cpu_fw_threads(c, w->rows * w->cols * n));
+  nllm_matmul_mode(y, w->data, w->type, w->rows, w->cols, x, n, c->wdata,
+                   nllm_cpu_fw_threads(c, w->rows * w->cols * n), matmul_mode(c));
 }
 
 static void cpu_add_bias(nllm_fw_backend *be, float *y, const nllm_weight *b, int64_t n,
@@ -295,7 +300,9 @@ static void cpu_moe(nllm_fw_backend *be, float *x, int64_t n, const nllm_fw_moe 
       .sh_down = moe_mat(a->sh_down),
       .sh_gate_inp = a->sh_gate_inp,
       .scratch = c->moe_scratch,
-      .n_threads = nllm_cpu_fw_threads(c, n * a->n_used * 3 * a->ff * a->d)};
+      .n_threads = nllm_cpu_fw_threads(c, n * a->n_used * 3 * a->ff * a->d),
+      .matmul_mode = matmul_mode(c),
+  };
   nllm_moe_ffn(&args);
 }
 
@@ -452,6 +459,7 @@ nllm_status nllm_cpu_fw_init(nllm_fw_backend *be, const nllm_fw_shape *s) {
   be->ctx = c;
   be->ops = &nllm_cpu_fw_ops;
   c->n_threads = s->n_threads;
+  c->bf16_activations = s->bf16_activations;
   c->n_ctx = s->n_ctx;
   c->kv_type = s->kv_type;
   c->kv_type_v = s->kv_type_v;

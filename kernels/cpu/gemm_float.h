@@ -49,5 +49,7 @@ void nllm_gemmf_run(const nllm_gemmf *g, float *y, const void *W, size_t w_rs, i
 /* Each tier's kernels (for the tests, which run every one the CPU has). */
 extern const nllm_gemmf nllm_gemmf_f32_avx2, nllm_gemmf_f16_avx2, nllm_gemmf_bf16_avx2;
 extern const nllm_gemmf nllm_gemmf_f32_avx512, nllm_gemmf_f16_avx512, nllm_gemmf_bf16_avx512;
+/* BF16 weights x activations rounded to BF16 (vdpbf16ps); only for a CPU with AVX512_BF16. */
+extern const nllm_gemmf nllm_gemmf_bf16_xbf16_avx512;
 
 #endif

@@ -1,44 +1,23 @@
-/* AVX2 + FMA + F16C micro kernels of the float GEMM (gemm_float.h): 6 weight rows x 16 tokens
- * (two ymm of token lanes per row: 12 accumulators, with the two activation vectors and a
- * broadcast all 16 ymm registers). Per column: 2 vector loads and 6 broadcasts for 12 FMAs. */
+/* AVX2 + FMA + F16C kernels of the float GEMM (gemm_float.h): the width-generic body
+ * (gemm_float_body.h) at 8 lanes, 6 weight rows x 16 tokens (12 ymm accumulators; with the two
+ * activation vectors and a broadcast all 16 ymm registers). */
 #include <immintrin.h>
 #include <string.h>
 
 #include "cpu/gemm_float.h"
 #include "cpu/quant.h"
 
+#define VEC __m256
+#define VL 8
 #define RM 6
-#define TB 16
 #define KC 256
-
-static void pack_x_f32(const float *x, size_t x_rs, int n, int64_t k0, int64_t kc, void *vxp) {
-  float *xp = vxp;
-  for (int t = 0; t < n; t++) {
-    const float *xt = x + (size_t)t * x_rs + k0;
-    for (int64_t k = 0; k < kc; k++) xp[k * TB + t] = xt[k];
-  }
-  for (int t = n; t < TB; t++)
-    for (int64_t k = 0; k < kc; k++) xp[k * TB + t] = 0.0f;
-}
-
-static const void *pack_w_f32(const void *W, size_t w_rs, int n, int64_t k0, int64_t kc,
-                              void *panel, size_t *p_rs) {
-  if (n == RM) {
-    *p_rs = w_rs;
-    return (const uint8_t *)W + (size_t)k0 * sizeof(float);
-  }
-  const size_t rs = (size_t)kc * sizeof(float) + 64;
-  for (int r = 0; r < RM; r++) {
-    float *p = (float *)((uint8_t *)panel + (size_t)r * rs);
-    if (r < n)
-      memcpy(p, (const uint8_t *)W + (size_t)r * w_rs + (size_t)k0 * sizeof(float),
-             (size_t)kc * sizeof(float));
-    else
-      memset(p, 0, (size_t)kc * sizeof(float));
-  }
-  *p_rs = rs;
-  return panel;
-}
+#define V_LOAD(p) _mm256_loadu_ps(p)
+#define V_STORE(p, v) _mm256_storeu_ps((p), (v))
+#define V_ZERO() _mm256_setzero_ps()
+#define V_SET1(p) _mm256_broadcast_ss(p)
+#define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define V_HALF(bf16, p) half8((bf16), (p))
+#define GEMMF_ISA avx2
 
 static inline __attribute__((always_inline)) __m256 half8(int bf16, const uint16_t *p) {
   const __m128i h = _mm_loadu_si128((const __m128i *)p);
@@ -46,78 +25,31 @@ static inline __attribute__((always_inline)) __m256 half8(int bf16, const uint16
               : _mm256_cvtph_ps(h);
 }
 
-static inline __attribute__((always_inline)) const void *pack_w_half(int bf16, const void *W,
-                                                                     size_t w_rs, int n, int64_t k0,
-                                                                     int64_t kc, void *panel,
-                                                                     size_t *p_rs) {
-  const size_t rs = (size_t)kc * sizeof(float) + 64;
-  for (int r = 0; r < RM; r++) {
-    float *p = (float *)((uint8_t *)panel + (size_t)r * rs);
-    if (r >= n) {
-      memset(p, 0, (size_t)kc * sizeof(float));
-      continue;
-    }
-    const uint16_t *w = (const uint16_t *)((const uint8_t *)W + (size_t)r * w_rs) + k0;
-    int64_t k = 0;
-    for (; k + 8 <= kc; k += 8) _mm256_storeu_ps(p + k, half8(bf16, w + k));
-    for (; k < kc; k++) p[k] = bf16 ? q_bf2f(w[k]) : q_h2f(w[k]);
+/* v[t] = column t of the 8 x 8 matrix whose rows are v[0..7]: pairs, then 4 x 4 within each
+ * 128-bit lane, then the lanes. */
+static inline __attribute__((always_inline)) void transpose_vl(__m256 v[8]) {
+  __m256 a[8], b[8];
+  for (int i = 0; i < 8; i += 2) {
+    a[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+    a[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
   }
-  *p_rs = rs;
-  return panel;
-}
-
-static const void *pack_w_f16(const void *W, size_t w_rs, int n, int64_t k0, int64_t kc,
-                              void *panel, size_t *p_rs) {
-  return pack_w_half(0, W, w_rs, n, k0, kc, panel, p_rs);
-}
-
-static const void *pack_w_bf16(const void *W, size_t w_rs, int n, int64_t k0, int64_t kc,
-                               void *panel, size_t *p_rs) {
-  return pack_w_half(1, W, w_rs, n, k0, kc, panel, p_rs);
-}
-
-static void micro_f32(int64_t kc, const void *vw, size_t w_rs, const void *vxp, float *c,
-                      int accumulate) {
-  const float *xp = vxp;
-  const float *w[RM];
-  for (int r = 0; r < RM; r++) w[r] = (const float *)((const uint8_t *)vw + (size_t)r * w_rs);
-  __m256 a[RM][2];
-#pragma GCC unroll 6
-  for (int r = 0; r < RM; r++) {
-    a[r][0] = accumulate ? _mm256_loadu_ps(c + r * TB) : _mm256_setzero_ps();
-    a[r][1] = accumulate ? _mm256_loadu_ps(c + r * TB + 8) : _mm256_setzero_ps();
+  /* b[g + j], lane L: rows g..g+3 at column 4L + j */
+  for (int g = 0; g < 8; g += 4) {
+    b[g] = _mm256_shuffle_ps(a[g], a[g + 2], 0x44);
+    b[g + 1] = _mm256_shuffle_ps(a[g], a[g + 2], 0xee);
+    b[g + 2] = _mm256_shuffle_ps(a[g + 1], a[g + 3], 0x44);
+    b[g + 3] = _mm256_shuffle_ps(a[g + 1], a[g + 3], 0xee);
   }
-  for (int64_t k = 0; k < kc; k++) {
-    const __m256 x0 = _mm256_loadu_ps(xp + k * TB), x1 = _mm256_loadu_ps(xp + k * TB + 8);
-#pragma GCC unroll 6
-    for (int r = 0; r < RM; r++) {
-      const __m256 b = _mm256_broadcast_ss(&w[r][k]);
-      a[r][0] = _mm256_fmadd_ps(b, x0, a[r][0]);
-      a[r][1] = _mm256_fmadd_ps(b, x1, a[r][1]);
-    }
-  }
-#pragma GCC unroll 6
-  for (int r = 0; r < RM; r++) {
-    _mm256_storeu_ps(c + r * TB, a[r][0]);
-    _mm256_storeu_ps(c + r * TB + 8, a[r][1]);
+  for (int j = 0; j < 4; j++) {
+    v[j] = _mm256_permute2f128_ps(b[j], b[4 + j], 0x20);
+    v[4 + j] = _mm256_permute2f128_ps(b[j], b[4 + j], 0x31);
   }
 }
 
-#define GEMMF(pw)                                                                         \
-  {                                                                                       \
-    .rm = RM, .tb = TB, .kc = KC, .min_tokens = 16, .pack_x = pack_x_f32, .pack_w = (pw), \
-    .micro = micro_f32, .store = NULL                                                     \
-  }
-const nllm_gemmf nllm_gemmf_f32_avx2 = GEMMF(pack_w_f32);
-const nllm_gemmf nllm_gemmf_f16_avx2 = GEMMF(pack_w_f16);
-const nllm_gemmf nllm_gemmf_bf16_avx2 = GEMMF(pack_w_bf16);
+static inline __attribute__((always_inline)) void store_rm(float *p, __m256 v) {
+  const __m128 hi = _mm256_extractf128_ps(v, 1);
+  _mm_storeu_ps(p, _mm256_castps256_ps128(v));
+  _mm_storel_pi((__m64 *)(p + 4), hi);
+}
 
-/* The GEMM wins over dequantize + sgemm at every batch from min_tokens on (docs/performance.md,
- * "Float GEMM"), so these formats never go to sgemm in this tier. */
-static const nllm_qtype_kernels gemmf_rows[] = {
-    {.type = NLLM_TYPE_F32, .gemmf = &nllm_gemmf_f32_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_F16, .gemmf = &nllm_gemmf_f16_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_BF16, .gemmf = &nllm_gemmf_bf16_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
-};
-const nllm_kernel_set nllm_kernels_gemmf_avx2 = {gemmf_rows,
-                                                 sizeof gemmf_rows / sizeof gemmf_rows[0]};
+#include "cpu/gemm_float_body.h"

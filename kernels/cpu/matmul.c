@@ -142,7 +142,10 @@ size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threa
   if (q->vec_dot_type != NLLM_TYPE_F32 && n_tok > 1 && cols % NLLM_GEMM_COLS == 0)
     ints += 64 + (size_t)n_tok * NLLM_GEMM_PREP_BYTES(cols) + /* any tier's tiles may run */
             64 + (size_t)n_threads * PACK_GROUPS * NLLM_PACK_BYTES(cols); /* and repack rows */
-  return 64 /* alignment slack */ + (blas > ints ? blas : ints);
+  /* NLLM_MATMUL_XBF16 off the vdpbf16ps GEMM: the rounded activations ahead of the rest */
+  const size_t xbf16 =
+      wtype == NLLM_TYPE_BF16 ? 64 + (size_t)n_tok * (size_t)cols * sizeof(float) : 0;
+  return 64 /* alignment slack */ + xbf16 + (blas > ints ? blas : ints);
 }
 
 /* Rows per work item: about 16 items per thread, so that a thread slowed down by another
@@ -268,11 +271,61 @@ static void dot_item(void *vjob, int64_t item, int worker) {
                    j->n_tok, j->y, (size_t)j->rows);
 }
 
+/* x rounded to the nearest BF16, ties to even (nllm_fp32_to_bf16, here inline for the loop) */
+static inline float round_bf16(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u)
+    u |= 0x00400000u; /* NaN: quiet */
+  else
+    u += 0x7fffu + ((u >> 16) & 1u);
+  u &= 0xffff0000u;
+  memcpy(&x, &u, 4);
+  return x;
+}
+
+typedef struct round_job {
+  const float *x;
+  float *xr;
+  int64_t cols;
+} round_job;
+
+static void round_item(void *vjob, int64_t t, int worker) {
+  const round_job *j = vjob;
+  (void)worker;
+  const float *x = j->x + t * j->cols;
+  float *xr = j->xr + t * j->cols;
+  for (int64_t i = 0; i < j->cols; i++) xr[i] = round_bf16(x[i]);
+}
+
+void nllm_round_bf16_rows(float *out, const float *x, int64_t n, int64_t cols, int n_threads) {
+  round_job rj = {.x = x, .xr = out, .cols = cols};
+  nllm_pool_run(n * cols >= 4096 ? n_threads : 1, n, round_item, &rj);
+}
+
 void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols, const float *x,
                  int64_t n_tok, void *wdata, int n_threads) {
+  nllm_matmul_mode(y, W, wtype, rows, cols, x, n_tok, wdata, n_threads, NLLM_MATMUL_EXACT);
+}
+
+void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols,
+                      const float *x, int64_t n_tok, void *wdata, int n_threads, int mode) {
   const nllm_qtype *q = nllm_qtype_get(wtype);
   if (!q || rows <= 0 || n_tok <= 0) return;
   if (n_threads < 1) n_threads = 1;
+  if (mode == NLLM_MATMUL_XBF16 && wtype == NLLM_TYPE_BF16) {
+    if (q->gemmf_xbf16 && n_tok >= q->gemmf_xbf16->min_tokens) {
+      nllm_gemmf_run(q->gemmf_xbf16, y, W, nllm_row_size(wtype, cols), rows, cols, x, n_tok, wdata,
+                     n_threads);
+      return;
+    }
+    /* the same rounding before the exact kernels: products of two BF16 values are exact in
+     * f32, so every path computes the same sums up to their order */
+    float *xr = (float *)align64(wdata);
+    nllm_round_bf16_rows(xr, x, n_tok, cols, n_threads);
+    x = xr;
+    wdata = xr + (size_t)n_tok * (size_t)cols;
+  }
   matmul_job j = {.y = y,
                   .W = W,
                   .q = q,

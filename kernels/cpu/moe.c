@@ -209,11 +209,16 @@ static void quant_item(void *vjob, int64_t t, int worker) {
   j->vq->from_float(j->x + t * j->cols, j->out + (size_t)t * j->rs, j->cols);
 }
 
-/* Activation rows in the weight's vec_dot type (F32 types read the floats as they are). */
+/* Activation rows in the weight's vec_dot type (F32 types read the floats as they are, BF16
+ * weights in NLLM_MATMUL_XBF16 the floats rounded to BF16 as nllm_matmul_mode does). */
 static const uint8_t *quantize_rows(const nllm_moe_mat *w, const float *x, int64_t n, int64_t cols,
-                                    uint8_t *buf, size_t rs, int n_threads) {
+                                    uint8_t *buf, size_t rs, int n_threads, int mode) {
   const nllm_qtype *q = nllm_qtype_get(w->type);
-  if (q->vec_dot_type == NLLM_TYPE_F32) return (const uint8_t *)x;
+  if (q->vec_dot_type == NLLM_TYPE_F32) {
+    if (mode != NLLM_MATMUL_XBF16 || w->type != NLLM_TYPE_BF16) return (const uint8_t *)x;
+    nllm_round_bf16_rows((float *)buf, x, n, cols, n_threads);
+    return buf;
+  }
   quant_job qj = {x, cols, buf, rs, nllm_qtype_get(q->vec_dot_type)};
   nllm_pool_run(n > 1 ? n_threads : 1, n, quant_item, &qj);
   return buf;
@@ -284,7 +289,7 @@ static void combine_item(void *vjob, int64_t t, int worker) {
 void nllm_moe_ffn(const nllm_moe_args *a) {
   const int64_t n = a->n_tok, d = a->d, ff = a->ff;
   const int32_t k = a->n_used, ne = a->n_expert;
-  const int nt = a->n_threads < 1 ? 1 : a->n_threads;
+  const int nt = a->n_threads < 1 ? 1 : a->n_threads, mode = a->matmul_mode;
   if (n <= 0) return;
   moe_layout L = layout(a, n, nt);
   uint8_t *base = align64(a->scratch);
@@ -326,10 +331,11 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
    * rows quantized once per token and gathered into slot order */
   const uint8_t *act_g = NULL, *act_u = NULL, *prep_g = NULL, *prep_u = NULL;
   if (any_int) {
-    const uint8_t *tok_g = quantize_rows(&a->gate, a->x, n, d, base + L.act_gate, L.rs_gate, nt);
+    const uint8_t *tok_g =
+        quantize_rows(&a->gate, a->x, n, d, base + L.act_gate, L.rs_gate, nt, mode);
     const int same = a->up.type == a->gate.type;
     const uint8_t *tok_u =
-        same ? tok_g : quantize_rows(&a->up, a->x, n, d, base + L.act_up, L.rs_up, nt);
+        same ? tok_g : quantize_rows(&a->up, a->x, n, d, base + L.act_up, L.rs_up, nt, mode);
     prep_g = tiles_prep(qg, L.ps_gate, n, base + L.prep_gate);
     gather_job gj = {
         tok_g, base + L.slot_gate, (uint8_t *)prep_g, slot_tok, L.rs_gate, L.ps_gate, d, qg};
@@ -376,10 +382,10 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
       if (!cnt || !nllm_matmul_uses_gemm(a->gate.type, cnt, nt)) continue;
       for (int64_t s = off[e]; s < off[e + 1]; s++)
         memcpy(X + (s - off[e]) * d, a->x + (int64_t)slot_tok[s] * d, (size_t)d * sizeof(float));
-      nllm_matmul(G + off[e] * ff, (const uint8_t *)a->gate.data + (size_t)e * wg, a->gate.type, ff,
-                  d, X, cnt, mm, nt);
-      nllm_matmul(U + off[e] * ff, (const uint8_t *)a->up.data + (size_t)e * wu, a->up.type, ff, d,
-                  X, cnt, mm, nt);
+      nllm_matmul_mode(G + off[e] * ff, (const uint8_t *)a->gate.data + (size_t)e * wg,
+                       a->gate.type, ff, d, X, cnt, mm, nt, mode);
+      nllm_matmul_mode(U + off[e] * ff, (const uint8_t *)a->up.data + (size_t)e * wu, a->up.type,
+                       ff, d, X, cnt, mm, nt, mode);
     }
 
   /* h = silu(gate) * up, in U */
@@ -390,7 +396,7 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
   total_rows = 0;
   const uint8_t *act_d = NULL, *prep_d = NULL;
   if (any_int) {
-    act_d = quantize_rows(&a->down, U, n * k, ff, base + L.act_down, L.rs_down, nt);
+    act_d = quantize_rows(&a->down, U, n * k, ff, base + L.act_down, L.rs_down, nt, mode);
     prep_d = tiles_prep(qd, L.ps_down, n, base + L.prep_down);
     if (prep_d) {
       prep_job pj = {act_d, (uint8_t *)prep_d, L.rs_down, L.ps_down, ff, qd};
@@ -420,8 +426,8 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
     for (int32_t e = 0; e < ne; e++) {
       int64_t cnt = off[e + 1] - off[e];
       if (!cnt || !nllm_matmul_uses_gemm(a->gate.type, cnt, nt)) continue;
-      nllm_matmul(D + off[e] * d, (const uint8_t *)a->down.data + (size_t)e * wdn, a->down.type, d,
-                  ff, U + off[e] * ff, cnt, mm, nt);
+      nllm_matmul_mode(D + off[e] * d, (const uint8_t *)a->down.data + (size_t)e * wdn,
+                       a->down.type, d, ff, U + off[e] * ff, cnt, mm, nt, mode);
     }
 
   /* the shared expert: every token, as three plain matmuls over the batch */
@@ -430,10 +436,10 @@ void nllm_moe_ffn(const nllm_moe_args *a) {
     const int64_t fsh = a->sh_gate.rows;
     float *SG = (float *)(base + L.sh_g), *SU = (float *)(base + L.sh_u);
     float *SD = (float *)(base + L.sh_d), *SW = (float *)(base + L.sh_w);
-    nllm_matmul(SG, a->sh_gate.data, a->sh_gate.type, fsh, d, a->x, n, mm, nt);
-    nllm_matmul(SU, a->sh_up.data, a->sh_up.type, fsh, d, a->x, n, mm, nt);
+    nllm_matmul_mode(SG, a->sh_gate.data, a->sh_gate.type, fsh, d, a->x, n, mm, nt, mode);
+    nllm_matmul_mode(SU, a->sh_up.data, a->sh_up.type, fsh, d, a->x, n, mm, nt, mode);
     nllm_glu(SU, SG, SU, n * fsh, 0, n * fsh >= (1 << 16) ? nt : 1);
-    nllm_matmul(SD, a->sh_down.data, a->sh_down.type, d, fsh, SU, n, mm, nt);
+    nllm_matmul_mode(SD, a->sh_down.data, a->sh_down.type, d, fsh, SU, n, mm, nt, mode);
     for (int64_t t = 0; t < n; t++)
       SW[t] = 1.0f / (1.0f + expf(-nllm_dot_f32(a->sh_gate_inp, a->x + t * d, d)));
     sh_d = SD, sh_w = SW;

@@ -300,6 +300,8 @@ extern const nllm_kernel_set nllm_kernels_iq_avx512; /* quant_iq_avx512.c */
 extern const nllm_kernel_set nllm_kernels_lowbit_avx512;
 extern const nllm_kernel_set nllm_kernels_gemmf_avx2;   /* gemm_float_avx2.c */
 extern const nllm_kernel_set nllm_kernels_gemmf_avx512; /* gemm_float_avx512.c */
+/* gemm_float_avx512.c: BF16 weights x BF16-rounded activations; needs AVX512_BF16 */
+extern const nllm_kernel_set nllm_kernels_gemmf_xbf16_avx512;
 /* Fills the AVX-512 kernels' permute tables; call once, and only on a CPU with the tier. */
 void nllm_avx512_init(void);
 /* The AVX2 tier's helpers of the ops (ops_avx2.c) */

@@ -203,6 +203,7 @@ class nllm_context_params(Structure):
         ("embeddings", c_int32),
         ("pooling", c_int32),
         ("normalize", c_int32),
+        ("bf16_activations", c_int32),
     ]
 
 

@@ -37,7 +37,16 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 # The keywords of Context() that Model.generate and friends route to the context (seed goes to
 # the sampler there, cancel is a generate option).
-CONTEXT_KEYWORDS = ("n_ctx", "n_threads", "n_batch", "kv_type", "kv_type_v", "all_logits", "adapters")
+CONTEXT_KEYWORDS = (
+    "n_ctx",
+    "n_threads",
+    "n_batch",
+    "kv_type",
+    "kv_type_v",
+    "all_logits",
+    "adapters",
+    "bf16_activations",
+)
 
 
 class Context(_Handle):
@@ -49,8 +58,10 @@ class Context(_Handle):
     "Q4_0" or an id; V defaults to K's), ``all_logits`` (keep every position's logits of each
     decode), ``n_seq_max`` (sequences 0..n-1 in one context, see decode_batch), ``seed`` (for
     samplers made with the default seed) ``cancel`` (a threading.Event: once set, decode and
-    generate stop with AbortedError / a clean stop) and ``adapters`` (LoRA adapters to apply, as
-    for set_adapters). The one-sequence calls (decode, pos,
+    generate stop with AbortedError / a clean stop), ``adapters`` (LoRA adapters to apply, as
+    for set_adapters) and ``bf16_activations`` (BF16 weights multiply activations rounded to
+    BF16, as llama.cpp does: faster prompts on CPUs with AVX512_BF16, results move ~1e-2; off
+    by default). The one-sequence calls (decode, pos,
     rewind, generate) work on sequence 0.
     """
 
@@ -70,6 +81,7 @@ class Context(_Handle):
         seed: Optional[int] = None,
         cancel: Optional[threading.Event] = None,
         adapters: Optional[Sequence[AdapterSpec]] = None,
+        bf16_activations: bool = False,
     ) -> None:
         self._h: Optional[Any] = None
         self.model = model  # keeps the model alive for as long as the context
@@ -90,6 +102,7 @@ class Context(_Handle):
             p.kv_type_v = _type_id(kv_type_v)
         _set_int_fields(p, n_seq_max=n_seq_max)
         p.all_logits = 1 if all_logits else 0
+        p.bf16_activations = 1 if bf16_activations else 0
         if seed is not None:
             _set_int_fields(p, seed=seed)
         p.abort_callback = self._abort_cb

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import unittest
 
 from ._util import MODEL, GOLDEN_GREEDY, read_golden_ids
 
 import nativellm
 from nativellm import ffi
+from nativellm._lib import lib as _C
 
 PROMPT = "Once upon a time"
 GREEDY = dict(temperature=0.0, repeat_penalty=1.0)
@@ -137,6 +139,25 @@ class TestContext(ModelTestCase):
             first2 = list(ctx.logits())
         for a, b in zip(rows[1], first2):
             self.assertAlmostEqual(a, b, delta=1e-4 * max(1.0, abs(a)))
+
+    def test_bf16_activations_reaches_the_context(self):
+        # The field is passed (a bad value comes back as the library's error) and it leaves a
+        # model without BF16 weights (this F32 one) exactly as it was.
+        ids = self.model.tokenize(PROMPT)
+        with self.model.context(n_threads=1, n_ctx=32) as ctx:
+            ctx.decode(ids)
+            exact = list(ctx.logits())
+        with self.model.context(n_threads=1, n_ctx=32, bf16_activations=True) as ctx:
+            ctx.decode(ids)
+            self.assertEqual(list(ctx.logits()), exact)
+        p = ffi.nllm_context_params()
+        _C.nllm_context_params_init_sized(ctypes.byref(p), ctypes.sizeof(p))
+        self.assertEqual(p.bf16_activations, 0)
+        p.bf16_activations = 2
+        h = ffi.context_p()
+        st = _C.nllm_context_create(self.model.handle, ctypes.byref(p), ctypes.byref(h))
+        self.assertEqual(st, ffi.NLLM_ERR_INVALID_ARG)
+        self.assertIn(b"bf16_activations", _C.nllm_last_error())
 
     def test_timings(self):
         with self.model.context(n_threads=1, n_ctx=64) as ctx:

@@ -122,7 +122,7 @@ nllm_status nllm_ctx_create(const nllm_model *m, const nllm_context_params *p, n
   /* an encoder's cache is scratch for one call (no memory to save): keep its K/V exact */
   if (m->arch->bidirectional) kv_k = kv_v = NLLM_TYPE_F32;
   nllm_status st = nllm_forward_state_init(&c->fs, m, n_ctx, n_batch, kv_k, kv_v, nt,
-                                           p->all_logits ? n_batch : 1);
+                                           p->all_logits ? n_batch : 1, p->bf16_activations);
   if (st) {
     free(c);
     return st;

@@ -50,6 +50,7 @@ static nllm_fw_shape shape_of(const nllm_forward_state *fs) {
       .kv_type = fs->kv.type,
       .kv_type_v = fs->kv.type_v,
       .n_threads = fs->n_threads,
+      .bf16_activations = fs->bf16_activations,
   };
 }
 
@@ -103,11 +104,13 @@ static nllm_status gpu_init(nllm_forward_state *fs, int32_t logit_rows) {
 
 nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m, int32_t n_ctx,
                                     int32_t n_batch, int32_t kv_type, int32_t kv_type_v,
-                                    int32_t n_threads, int32_t logit_rows) {
+                                    int32_t n_threads, int32_t logit_rows,
+                                    int32_t bf16_activations) {
   memset(fs, 0, sizeof *fs);
   const nllm_hparams *hp = &m->hp;
   fs->model = m;
   fs->n_batch = n_batch;
+  fs->bf16_activations = bf16_activations;
   fs->n_threads = n_threads;
   nllm_kv_cache *kv = &fs->kv;
   kv->type = kv_type;

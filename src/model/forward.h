@@ -45,6 +45,7 @@ struct nllm_forward_state {
   const nllm_model *model;
   nllm_kv_cache kv; /* the cache's shape, shared by the backends (each holds its layers') */
   int32_t n_batch, n_threads;
+  int32_t bf16_activations; /* the context's: NLLM_MATMUL_XBF16 for the CPU's matmuls */
   /* The CPU backend and, with GPU layers, the device backend: each owns its buffers, its
    * cache and its scratch (nllm_cpu_fw_init, nllm_cuda_fw_init). */
   nllm_fw_backend cpu, gpu;
@@ -57,7 +58,8 @@ struct nllm_forward_state {
 /* logit_rows: rows of logits one call may produce (n_batch with all_logits, else 1). */
 nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m, int32_t n_ctx,
                                     int32_t n_batch, int32_t kv_type, int32_t kv_type_v,
-                                    int32_t n_threads, int32_t logit_rows);
+                                    int32_t n_threads, int32_t logit_rows,
+                                    int32_t bf16_activations);
 void nllm_forward_state_free(nllm_forward_state *fs);
 
 /* Evaluates the batch's rows (n <= n_batch), writing their K/V into the cache.

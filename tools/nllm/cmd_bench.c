@@ -12,7 +12,7 @@
 #define BENCH_OPTS                                                                              \
   "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap " \
   "--no-mmap "                                                                                  \
-  "--no-warmup --lora --lora-scaled --lora-type --embed -P bench:-np"
+  "--no-warmup --lora --lora-scaled --lora-type --embed -P bench:-np --bf16-act"
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -99,7 +99,7 @@ static nllm_status run_test(nllm_model *m, const cli_opts *o, const cli_lora *lo
   cp.n_ctx = (int32_t)(t->n + 2);
   cp.n_threads = t->threads;
   cp.n_batch = (int32_t)(o->batch ? o->batch : pp ? t->n : 1);
-  cli_kv_types(o, &cp);
+  cli_number_formats(o, &cp);
   nllm_context *ctx = NULL;
   nllm_status st = nllm_context_create(m, &cp, &ctx);
   if (st) return st;
@@ -179,7 +179,7 @@ static nllm_status run_parallel(nllm_model *m, const cli_opts *o, par_test *t, i
   cp.n_ctx = B * (np + ng + 1);
   cp.n_threads = t->threads;
   cp.n_batch = (int32_t)(o->batch ? o->batch : 512);
-  cli_kv_types(o, &cp);
+  cli_number_formats(o, &cp);
   nllm_context *ctx = NULL;
   nllm_status st = nllm_context_create(m, &cp, &ctx);
   if (st) return st;
@@ -293,7 +293,7 @@ static int run_embed_bench(nllm_model *m, const cli_opts *o, const char *name, i
   cp.n_batch = rows;
   cp.n_seq_max = n_texts;
   cp.n_threads = threads;
-  cli_kv_types(o, &cp);
+  cli_number_formats(o, &cp);
   nllm_context *ctx = NULL;
   nllm_status st = nllm_context_create(m, &cp, &ctx);
   if (st) return cli_status_error(st, "cannot create the context");

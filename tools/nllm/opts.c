@@ -76,6 +76,9 @@ static const opt opts[] = {
     {NULL, "--json", NULL, O_FLAG, OFF(json), 0, 0, 0, 0, "       machine-readable output"},
     {NULL, "--kv-f32", NULL, O_FLAG, OFF(kv_f32), 0, 0, 0, 0,
      "       keep the KV cache in F32 (default F16)"},
+    {NULL, "--bf16-act", NULL, O_FLAG, OFF(bf16_act), 0, 0, 0, 0,
+     "     round activations to BF16 for BF16 weights, as llama.cpp does (faster prompts with "
+     "AVX512_BF16; results move ~1e-2)"},
     {NULL, "--mmap", NULL, O_FLAG, OFF(mmap), 0, 0, 0, 0,
      "       use the weights in place from the mapped file (instant load; decode up to ~20% "
      "slower)"},
@@ -356,13 +359,14 @@ void cli_context_params(const cli_opts *o, nllm_context_params *cp) {
   cp->n_ctx = (int32_t)o->ctx;
   cp->n_threads = (int32_t)o->threads;
   cp->n_batch = (int32_t)o->batch;
-  cli_kv_types(o, cp);
+  cli_number_formats(o, cp);
 }
 
-void cli_kv_types(const cli_opts *o, nllm_context_params *cp) {
+void cli_number_formats(const cli_opts *o, nllm_context_params *cp) {
   if (o->kv_f32) cp->kv_type = NLLM_TYPE_F32;
   if (o->kv_k != NLLM_TYPE_NONE) cp->kv_type = o->kv_k;
   cp->kv_type_v = o->kv_v;
+  cp->bf16_activations = o->bf16_act ? 1 : 0;
 }
 
 void cli_sampler_params(const cli_opts *o, nllm_sampler_params *sp) {
