@@ -121,6 +121,10 @@ struct nllm_fw_ops {
   /* a sparse FFN on x [n][d] in place: router, top-k, the chosen experts. NULL: the backend
    * has no expert kernel (the forward pass hands the rows to the CPU's) */
   void (*moe)(nllm_fw_backend *be, float *x, int64_t n, const nllm_fw_moe *a);
+  /* y[i][n][w[i].rows] = x[n][cols] @ w[i]^T for up to four matrices of the same
+   * input (q, k, v; gate, up); NULL where the backend has none (matmul per matrix) */
+  void (*matmul_group)(nllm_fw_backend *be, float *const *y, const nllm_weight *const *w, int n_w,
+                       const float *x, int64_t n);
   /* host <-> this backend's memory */
   void (*from_host)(nllm_fw_backend *be, void *dst, const void *src, size_t bytes);
   void (*to_host)(nllm_fw_backend *be, void *dst, const void *src, size_t bytes);

@@ -58,6 +58,23 @@ static void cpu_matmul(nllm_fw_backend *be, float *y, const nllm_weight *w, cons
               nllm_cpu_fw_threads(c, w->rows * w->cols * n));
 }
 
+static void cpu_matmul_group(nllm_fw_backend *be, float *const *y, const nllm_weight *const *w,
+                             int n_w, const float *x, int64_t n) {
+  const nllm_cpu_fw *c = cpu_of(be);
+  nllm_matmul_part p[4];
+  int64_t rows = 0;
+  if (n_w > 4) {
+    for (int i = 0; i < n_w; i++) cpu_matmul(be, y[i], w[i], x, n);
+    return;
+  }
+  for (int i = 0; i < n_w; i++) {
+    p[i] = (nllm_matmul_part){y[i], w[i]->data, w[i]->type, w[i]->rows};
+    rows += w[i]->rows;
+  }
+  nllm_matmul_group(p, n_w, w[0]->cols, x, n, c->wdata,
+                    nllm_cpu_fw_threads(c, rows * w[0]->cols * n));
+}
+
 static void cpu_add_bias(nllm_fw_backend *be, float *y, const nllm_weight *b, int64_t n,
                          int64_t stride) {
   (void)be;
@@ -262,6 +279,7 @@ const nllm_fw_ops nllm_cpu_fw_ops = {
     .get_rows = cpu_get_rows,
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,
+    .matmul_group = cpu_matmul_group,
     .add_bias = cpu_add_bias,
     .split_qkv = cpu_split_qkv,
     .rope = cpu_rope,

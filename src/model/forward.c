@@ -26,6 +26,20 @@ static size_t max_wsize(const nllm_model *m, int32_t n_batch, int32_t n_threads)
   }
   MAXW(m->output)
 #undef MAXW
+  /* the projections of one input share one quantization (project) */
+  for (int il = 0; il < m->hp.n_layer; il++) {
+    const nllm_layer *L = &m->layers[il];
+    const nllm_weight *groups[2][3] = {{&L->wq, &L->wk, &L->wv}, {&L->w_gate, &L->w_up, NULL}};
+    for (int g = 0; g < 2; g++) {
+      nllm_matmul_part p[3];
+      int n = 0;
+      for (; n < 3 && groups[g][n] && groups[g][n]->data && groups[g][n]->rows > 0; n++)
+        p[n] = (nllm_matmul_part){NULL, groups[g][n]->data, groups[g][n]->type, groups[g][n]->rows};
+      if (n < 2) continue;
+      const size_t s = nllm_matmul_group_wsize(p, n, groups[g][0]->cols, n_batch, n_threads);
+      if (s > w) w = s;
+    }
+  }
   return w;
 }
 
@@ -307,7 +321,14 @@ typedef struct lora_proj {
  * B t); consecutive rows with the same set (a sequence's prompt chunk) go through it together. */
 static void project(const fw_run *r, nllm_fw_backend *be, int il, const float *x, int64_t n,
                     const lora_proj *p, int n_p) {
-  for (int i = 0; i < n_p; i++) be->ops->matmul(be, p[i].y, p[i].w, x, n);
+  if (n_p > 1 && be->ops->matmul_group) {
+    float *y[NLLM_LORA_GROUP_MAX];
+    const nllm_weight *w[NLLM_LORA_GROUP_MAX];
+    for (int i = 0; i < n_p; i++) y[i] = p[i].y, w[i] = p[i].w;
+    be->ops->matmul_group(be, y, w, n_p, x, n);
+  } else {
+    for (int i = 0; i < n_p; i++) be->ops->matmul(be, p[i].y, p[i].w, x, n);
+  }
   const nllm_lora_set *const *row_set = r->fb->row_lora;
   if (!row_set) return; /* else the CPU's: nllm_forward_lora_reserve refuses GPU layers */
   nllm_forward_state *fs = r->fs;
