@@ -122,7 +122,7 @@ $(BUILD)/datadir.txt: FORCE
 	@echo '$(PREFIX)/share/nativellm' | cmp -s - $@ || echo '$(PREFIX)/share/nativellm' > $@
 FORCE:
 
-$(BUILD)/obj/%.o: %.cu kernels/cuda/cuda_common.cuh kernels/cuda/backend_cuda.h
+$(BUILD)/obj/%.o: %.cu kernels/cuda/cuda_common.cuh kernels/cuda/backend_cuda.h kernels/attention.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 

@@ -72,17 +72,17 @@ int main(void) {
               ((float *)v)[i] = -x;
             }
           }
-          nllm_attn_args a = {.out = out,
-                              .q = q,
-                              .k = k,
-                              .v = v,
+          nllm_attn_args a = {.attn.out = out,
+                              .attn.q = q,
+                              .attn.k = k,
+                              .attn.v = v,
+                              .attn.n_head = s->n_head,
+                              .attn.n_head_kv = s->n_head_kv,
+                              .attn.head_dim = s->head_dim,
+                              .attn.scale = 1.0f / sqrtf((float)s->head_dim),
                               .kv_type = types[ti],
                               .n_tok = 1,
                               .pos0 = n_ctx - 1,
-                              .n_head = s->n_head,
-                              .n_head_kv = s->n_head_kv,
-                              .head_dim = s->head_dim,
-                              .scale = 1.0f / sqrtf((float)s->head_dim),
                               .scratch = scratch,
                               .scratch_per_thread = per,
                               .n_threads = nt};

@@ -7,12 +7,15 @@
  * step is mostly the scheduler's, while its CPU time still counts the work (and the stalls on
  * memory) of the step.
  *
- * usage: bench_lora MODEL ADAPTER... [-t THREADS] [-n ROUNDS] [-p PROMPT_TOKENS]
- * -p 0 (default) times single-token decode steps (the cache grows to 256 positions and starts
- * over); -p N times N-token prompt chunks from an empty cache. */
+ * usage: bench_lora MODEL ADAPTER[:TYPE]... [-t THREADS] [-n ROUNDS] [-p PROMPT_TOKENS]
+ * TYPE (f32, f16, bf16; default: the library's) is what the adapter's F32 weights are kept in,
+ * so one file compares its storage types in one run. -p 0 (default) times single-token decode
+ * steps (the cache grows to 256 positions and starts over); -p N times N-token prompt chunks
+ * from an empty cache. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "nativellm.h"
@@ -34,6 +37,20 @@ static int cmp_double(const void *a, const void *b) {
 static double median(double *v, int n) {
   qsort(v, (size_t)n, sizeof *v, cmp_double);
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* "PATH:TYPE" -> path (in buf) and NLLM_TYPE_* of TYPE; no known TYPE: the whole text, NONE. */
+static int32_t split_type(const char *spec, char *buf, size_t cap) {
+  static const int32_t types[] = {NLLM_TYPE_F32, NLLM_TYPE_F16, NLLM_TYPE_BF16};
+  snprintf(buf, cap, "%s", spec);
+  char *colon = strrchr(buf, ':');
+  if (colon)
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+      if (!strcasecmp(colon + 1, nllm_type_name(types[i]))) {
+        *colon = 0;
+        return types[i];
+      }
+  return NLLM_TYPE_NONE;
 }
 
 static int fail(const char *what) {
@@ -63,8 +80,13 @@ int main(int argc, char **argv) {
   nllm_model *m = NULL;
   if (nllm_model_load(model_path, NULL, &m)) return fail(model_path);
   nllm_lora_adapter *ad[MAX_CFG] = {0};
-  for (int k = 0; k < n_ad; k++)
-    if (nllm_lora_adapter_load(m, paths[k], &ad[k])) return fail(paths[k]);
+  for (int k = 0; k < n_ad; k++) {
+    char path[4096];
+    nllm_lora_adapter_params lp;
+    nllm_lora_adapter_params_init(&lp);
+    lp.weight_type = split_type(paths[k], path, sizeof path);
+    if (nllm_lora_adapter_load_params(m, path, &lp, &ad[k])) return fail(paths[k]);
+  }
   nllm_context_params cp;
   nllm_context_params_init(&cp);
   cp.n_ctx = prompt ? prompt + 1 : DECODE_CTX;
@@ -95,8 +117,8 @@ int main(int argc, char **argv) {
     }
   printf("bench_lora: %s, %d threads, %d rounds of %s, %s\n", model_path, threads, rounds,
          prompt ? "prompt chunks" : "decode steps", nllm_system_info());
-  printf("| config | rank | wall ms/step | ratio to base | CPU ms/step | CPU ratio to base |\n");
-  printf("| :----- | ---: | -----------: | ------------: | ----------: | ----------------: |\n");
+  printf("| config | rank | kept as | wall ms/step | ratio to base | CPU ms/step | CPU ratio |\n");
+  printf("| :----- | ---: | :------ | -----------: | ------------: | ----------: | --------: |\n");
   double *col = malloc(sizeof(double) * (size_t)rounds);
   if (!col) return 1;
   for (int c = 0; c < n_cfg; c++) {
@@ -110,8 +132,13 @@ int main(int argc, char **argv) {
       med[2 * k] = median(col, rounds);
       med[2 * k + 1] = median(ratio, rounds);
     }
-    printf("| %s | %d | %.2f | %.3f | %.2f | %.3f |\n", c ? paths[c - 1] : "base",
-           c ? nllm_lora_adapter_rank(ad[c - 1]) : 0, med[0], med[1], med[2], med[3]);
+    const int32_t wt = c ? nllm_lora_adapter_weight_type(ad[c - 1]) : NLLM_TYPE_NONE;
+    printf("| %s | %d | %s | %.2f | %.3f | %.2f | %.3f |\n", c ? paths[c - 1] : "base",
+           c ? nllm_lora_adapter_rank(ad[c - 1]) : 0,
+           !c                     ? "-"
+           : wt == NLLM_TYPE_NONE ? "mixed"
+                                  : nllm_type_name(wt),
+           med[0], med[1], med[2], med[3]);
   }
   free(col);
   free(ids);

@@ -705,8 +705,9 @@ NLLM_API int32_t nllm_sampler_grammar_complete(const nllm_sampler *sampler);
 /* ---------------------------------------------------------------- LoRA adapters */
 /* A LoRA adapter adds s * scale * B (A x) to the weight matrices it adapts (y = W x), where
  * scale is alpha / r (alpha / sqrt(r) with rsLoRA) and s the user's scale given when attaching
- * it. Adapters stay unmerged: A and B are kept in F32 next to the base weights (quantized or
- * not), so one loaded base serves any number of adapters and contexts (docs/api.md). */
+ * it. Adapters stay unmerged: A and B are kept in F32, F16 or BF16 next to the base weights
+ * (quantized or not), so one loaded base serves any number of adapters and contexts
+ * (docs/api.md). */
 typedef struct nllm_lora_adapter nllm_lora_adapter;
 
 /* Loads a PEFT folder (adapter_config.json + adapter_model.safetensors; F32/F16/BF16), the
@@ -717,6 +718,28 @@ typedef struct nllm_lora_adapter nllm_lora_adapter;
  * naming the tensor. The model must outlive the adapter. */
 NLLM_API nllm_status nllm_lora_adapter_load(const nllm_model *model, const char *path,
                                             nllm_lora_adapter **out);
+
+/* How an adapter is kept in memory (nllm_lora_adapter_load_params). */
+typedef struct nllm_lora_adapter_params {
+  uint32_t struct_size;
+  /* The type F32 adapter weights are kept in; every decode step reads them next to the base.
+   * NLLM_TYPE_NONE (default): F16 where the adapted base matrix is quantized (the base's own
+   * rounding is the larger error, and F16 halves the adapter's bytes), F32 where it is a float
+   * matrix; NLLM_TYPE_F32: always F32 (llama.cpp's choice); NLLM_TYPE_F16 / NLLM_TYPE_BF16:
+   * always rounded (F16 after scaling A and B by powers of two, so nothing overflows). A pair
+   * of F16 or BF16 tensors keeps its own type. Errors of each choice: docs/api.md. */
+  int32_t weight_type;
+} nllm_lora_adapter_params;
+
+NLLM_API nllm_status nllm_lora_adapter_params_init_sized(nllm_lora_adapter_params *params,
+                                                         size_t size);
+#define nllm_lora_adapter_params_init(p) \
+  ((void)nllm_lora_adapter_params_init_sized((p), sizeof *(p)))
+/* nllm_lora_adapter_load with params (NULL: the defaults, which nllm_lora_adapter_load uses).
+ * NLLM_ERR_INVALID_ARG for a weight_type other than those above. */
+NLLM_API nllm_status nllm_lora_adapter_load_params(const nllm_model *model, const char *path,
+                                                   const nllm_lora_adapter_params *params,
+                                                   nllm_lora_adapter **out);
 /* Releases the caller's handle. Contexts it is attached to keep it alive until they detach it
  * or are freed, so freeing an attached adapter is safe. NULL is a no-op. */
 NLLM_API void nllm_lora_adapter_free(nllm_lora_adapter *adapter);
@@ -726,6 +749,9 @@ NLLM_API const char *nllm_lora_adapter_name(const nllm_lora_adapter *adapter);
 NLLM_API int32_t nllm_lora_adapter_n_matrices(const nllm_lora_adapter *adapter);
 NLLM_API int32_t nllm_lora_adapter_rank(const nllm_lora_adapter *adapter);
 NLLM_API float nllm_lora_adapter_alpha(const nllm_lora_adapter *adapter);
+/* The type its weights are kept in (NLLM_TYPE_F32, _F16 or _BF16), NLLM_TYPE_NONE when its
+ * matrices differ (the default weight_type on a base of float and quantized matrices). */
+NLLM_API int32_t nllm_lora_adapter_weight_type(const nllm_lora_adapter *adapter);
 
 /* Replaces the set of adapters the context applies: adapters[0..n) with scales[0..n) (NULL:
  * all 1; 0 switches one off; several add up; n = 0 removes all). Takes effect from the next

@@ -7,15 +7,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct nllm_attn_args {
-  float *out;          /* [n_tok][n_head * head_dim] */
-  const float *q;      /* [n_tok][n_head * head_dim], RoPE applied */
-  const void *k, *v;   /* one layer of the cache: [n_ctx][n_head_kv * head_dim] */
-  int32_t kv_type;     /* F32, F16 (SIMD paths), BF16, Q8_0, Q4_0 (rows converted one at a time) */
-  int64_t n_tok, pos0; /* query t sits at position pos0 + t and sees 0..pos0+t */
+/* One attention call as every backend takes it (the CPU kernel below, nllm_cuda_attention in
+ * cuda/backend_cuda.h): the query rows, one layer's cache in that backend's memory, the heads
+ * and how the scores are shaped. The forward pass fills it once a layer; each backend wraps it
+ * with the rows' positions, its cache's types and layout, and its scratch. */
+typedef struct nllm_attn {
+  float *out;        /* [n_tok][n_head * head_dim] */
+  const float *q;    /* [n_tok][n_head * head_dim], RoPE applied */
+  const void *k, *v; /* one layer of the cache */
   int64_t n_head, n_head_kv, head_dim;
   float scale, softcap; /* softcap 0 = off; else s = softcap * tanh(s / softcap) */
   int32_t window;       /* 0 = off; else only the last `window` positions are visible */
+} nllm_attn;
+
+typedef struct nllm_attn_args {
+  nllm_attn attn;      /* k, v: [n_ctx][n_head_kv * head_dim] unless the strides below say */
+  int32_t kv_type;     /* F32, F16 (SIMD paths), BF16, Q8_0, Q4_0 (rows converted one at a time) */
+  int64_t n_tok, pos0; /* query t sits at position pos0 + t and sees 0..pos0+t */
   /* Cache layout, in elements: from one position of a KV head to the next, and from one KV
    * head to the next. 0, 0: [n_ctx][n_head_kv][head_dim]. */
   int64_t kv_pos_stride, kv_head_stride;
@@ -41,8 +49,8 @@ typedef struct nllm_attn_args {
 
 /* Element offset of (position, KV head) in the cache of a. */
 static inline int64_t nllm_attn_kv_offset(const nllm_attn_args *a, int64_t pos, int64_t kvh) {
-  const int64_t ps = a->kv_pos_stride ? a->kv_pos_stride : a->n_head_kv * a->head_dim;
-  const int64_t hs = a->kv_head_stride ? a->kv_head_stride : a->head_dim;
+  const int64_t ps = a->kv_pos_stride ? a->kv_pos_stride : a->attn.n_head_kv * a->attn.head_dim;
+  const int64_t hs = a->kv_head_stride ? a->kv_head_stride : a->attn.head_dim;
   return pos * ps + kvh * hs;
 }
 

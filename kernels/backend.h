@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attention.h"
 #include "nativellm.h"
 
 /* A matrix or vector the ops read; vectors are always F32. */
@@ -30,6 +31,8 @@ typedef struct nllm_fw_bufs {
   float *x, *xb, *q, *qkv, *k, *v, *att, *gate, *up;
   uint8_t *k_cache, *v_cache; /* n_ctx * row per layer (il at il - first_layer), laid out by
                                * the backend's kv_store (the CPU's: head-major) */
+  float *lora_t; /* the lowrank op's A x: n_batch rows of the ranks of one call's products
+                  * (nllm_forward_lora_reserve sizes it), NULL until an adapter is attached */
   int32_t first_layer;
   float *logits; /* the head's output when this backend runs it (GPU), NULL: the caller's */
 } nllm_fw_bufs;
@@ -47,16 +50,6 @@ typedef struct nllm_fw_rows {
   const int32_t *n_vis;
 } nllm_fw_rows;
 
-/* Attention of the q rows over one layer's cache (RoPE applied, GQA by n_head / n_head_kv). */
-typedef struct nllm_fw_attn {
-  float *out;
-  const float *q;
-  const uint8_t *k_cache, *v_cache;
-  int64_t n_head, n_head_kv, head_dim;
-  float scale, softcap; /* softcap 0 = off */
-  int32_t window;       /* 0 = every visible position, else the last `window` */
-} nllm_fw_attn;
-
 /* A sparse FFN: the router [n_expert][d], and the experts' matrices stacked (rows and cols give
  * one expert's matrix; gate/up ff x d, down d x ff). */
 typedef struct nllm_fw_moe {
@@ -67,6 +60,18 @@ typedef struct nllm_fw_moe {
   int64_t d, ff;
   int32_t n_expert, n_used, norm;
 } nllm_fw_moe;
+
+/* One low-rank product of a LoRA adapter on a layer matrix W [out][in]: y += s B (A x), with A
+ * [r][in] and B packed in panels of its transpose (kernels/ops.h nllm_lowrank_bt_index), both
+ * of one type (F32, F16 or BF16) in host memory, the adapter's. */
+#define NLLM_FW_LOWRANK_MAX 3 /* products of one lowrank call */
+typedef struct nllm_fw_lowrank {
+  int32_t type, r;
+  int64_t in, out;
+  const void *a, *bt;
+  float s;
+  float *y; /* [n][out] in the backend's memory */
+} nllm_fw_lowrank;
 
 typedef struct nllm_fw_ops nllm_fw_ops;
 
@@ -104,7 +109,9 @@ struct nllm_fw_ops {
   /* rows [n][n_head_kv * head_dim] of K (is_v 0) or V into one layer's cache at their cells */
   void (*kv_store)(nllm_fw_backend *be, uint8_t *cache, const float *src, int is_v,
                    const nllm_fw_rows *rows);
-  void (*attention)(nllm_fw_backend *be, const nllm_fw_attn *a, const nllm_fw_rows *rows);
+  /* a's q rows over one layer's cache (RoPE applied, GQA by n_head / n_head_kv) at the rows'
+   * positions */
+  void (*attention)(nllm_fw_backend *be, const nllm_attn *a, const nllm_fw_rows *rows);
   /* x[i] += y[i] */
   void (*add)(nllm_fw_backend *be, float *x, const float *y, int64_t count);
   /* out[t * width + i] = act(gate[t * in_stride + i]) * up[t * in_stride + i], i < width,
@@ -125,43 +132,60 @@ struct nllm_fw_ops {
    * input (q, k, v; gate, up); NULL where the backend has none (matmul per matrix) */
   void (*matmul_group)(nllm_fw_backend *be, float *const *y, const nllm_weight *const *w, int n_w,
                        const float *x, int64_t n);
+  /* the products p[0..n_p) of one input x [n][p->in] (a layer's q, k and v share one pass
+   * over it), at most NLLM_FW_LOWRANK_MAX, their ranks summing to what b.lora_t holds. NULL where
+   * the backend has none (the CUDA backend: a context with GPU layers refuses adapters) */
+  void (*lowrank)(nllm_fw_backend *be, const nllm_fw_lowrank *p, int n_p, const float *x,
+                  int64_t n);
   /* host <-> this backend's memory */
   void (*from_host)(nllm_fw_backend *be, void *dst, const void *src, size_t bytes);
   void (*to_host)(nllm_fw_backend *be, void *dst, const void *src, size_t bytes);
 };
 
-/* ---- the CPU backend (kernels/cpu/forward_ops.c) */
+/* The sizes a backend allocates for one context. */
+typedef struct nllm_fw_shape {
+  int32_t n_batch, n_ctx;
+  int64_t n_embd, n_head, n_head_kv, head_dim;
+  int64_t ff_width;              /* the gate buffer's row (gate and up stacked: 2 n_ff) */
+  int64_t qkv_width;             /* the fused projection's row, 0: no fused buffer */
+  int64_t max_cols;              /* the widest matmul input */
+  int64_t max_rows;              /* the widest matmul output */
+  int32_t kv_type;               /* K's type (the GPU: K's and V's) */
+  int32_t n_layers, first_layer; /* the cache's layers: first_layer.. */
+  int64_t n_logits;              /* floats of the head's output when this backend runs it, else 0 */
+  /* the CPU's: V's type, the team's size, and what its ops' scratch is sized from: every
+   * matrix a matmul reads (the activations' quantization), the sparse layers (the expert
+   * kernel's scratch; none: n_moe 0) */
+  int32_t kv_type_v, n_threads;
+  const nllm_weight *const *mats;
+  int32_t n_mats;
+  const nllm_fw_moe *moe;
+  int32_t n_moe;
+} nllm_fw_shape;
 
-/* Its state: the geometry of the cache it lays out and the scratch its ops use, both owned by
- * whoever fills this in (the forward state). */
-typedef struct nllm_cpu_fw {
-  int32_t n_threads;
-  int32_t n_ctx, kv_type, kv_type_v; /* the cache: n_ctx cells per layer of these types */
-  int64_t n_head_kv, head_dim;
-  void *wdata;        /* activation quantization for matmuls (nllm_matmul_wsize) */
-  float *att_scratch; /* per thread: att_scratch_per_thread floats (nllm_attention_scratch) */
-  size_t att_scratch_per_thread;
-  float *moe_logits; /* sparse layers: [n_batch][n_expert] and nllm_moe_scratch_size bytes */
-  void *moe_scratch;
-} nllm_cpu_fw;
+/* ---- the CPU backend (kernels/cpu/forward_ops.c) */
 
 extern const nllm_fw_ops nllm_cpu_fw_ops;
 
-/* Cache maintenance on the CPU backend's layout ([layer][n_head_kv][n_ctx][head_dim] rows
- * of each type) over the first n_layers layers of caches k and v: rotate the keys of cell by
- * delta positions (a context shift; inv_freq: n_rot/2 frequencies), copy cell src to dst, and
- * the bytes of one cell (per layer K's heads, then V's) out of the cache into buf or back. */
-void nllm_cpu_kv_shift(const nllm_cpu_fw *c, uint8_t *k, int32_t n_layers, int32_t cell,
-                       int32_t delta, int64_t n_rot, const float *inv_freq, int neox);
-void nllm_cpu_kv_copy(const nllm_cpu_fw *c, uint8_t *k, uint8_t *v, int32_t n_layers, int32_t src,
-                      int32_t dst);
-uint64_t nllm_cpu_kv_cell_bytes(const nllm_cpu_fw *c, int32_t n_layers);
-void nllm_cpu_kv_cell_io(const nllm_cpu_fw *c, uint8_t *k, uint8_t *v, int32_t n_layers,
-                         int32_t cell, uint8_t *buf, int to_cache);
+/* A context's CPU backend: its activations, the cache of layers first_layer.. (n_layers of
+ * them, laid out by its kv_store), and its ops' scratch. */
+nllm_status nllm_cpu_fw_init(nllm_fw_backend *be, const nllm_fw_shape *s);
+void nllm_cpu_fw_free(nllm_fw_backend *be);
+/* Room in b.lora_t for the lowrank op's products: n_batch rows of n_products ranks of up to
+ * max_rank each; grows only (a smaller request keeps what is there). */
+nllm_status nllm_cpu_fw_reserve_lowrank(nllm_fw_backend *be, int32_t n_batch, int32_t max_rank,
+                                        int32_t n_products);
 
-/* Below this much work a parallel region costs more than it saves (tiny models otherwise run
- * several times slower with threads than without): the team's size for that much work. */
-int nllm_cpu_fw_threads(const nllm_cpu_fw *c, int64_t work);
+/* Cache maintenance on the CPU backend's layout ([layer][n_head_kv][n_ctx][head_dim] rows
+ * of each type) over its first n_layers layers: rotate the keys of cell by delta positions (a
+ * context shift; inv_freq: n_rot/2 frequencies), copy cell src to dst, and the bytes of one
+ * cell (per layer K's heads, then V's) out of the cache into buf or back. */
+void nllm_cpu_kv_shift(const nllm_fw_backend *be, int32_t n_layers, int32_t cell, int32_t delta,
+                       int64_t n_rot, const float *inv_freq, int neox);
+void nllm_cpu_kv_copy(const nllm_fw_backend *be, int32_t n_layers, int32_t src, int32_t dst);
+uint64_t nllm_cpu_kv_cell_bytes(const nllm_fw_backend *be, int32_t n_layers);
+void nllm_cpu_kv_cell_io(const nllm_fw_backend *be, int32_t n_layers, int32_t cell, uint8_t *buf,
+                         int to_cache);
 
 /* ---- the CUDA backend (kernels/cuda/forward_ops.c; in a build without CUDA every call fails
  * with NLLM_ERR_UNSUPPORTED) */
@@ -179,19 +203,6 @@ nllm_status nllm_cuda_store_put(nllm_cuda_store *s, nllm_weight *w, int matrix, 
 /* Waits until every upload is done. */
 nllm_status nllm_cuda_store_sync(nllm_cuda_store *s);
 void nllm_cuda_store_free(nllm_cuda_store *s);
-
-/* The sizes a device backend allocates for one context. */
-typedef struct nllm_fw_shape {
-  int32_t n_batch, n_ctx;
-  int64_t n_embd, n_head, n_head_kv, head_dim;
-  int64_t ff_width;              /* the gate buffer's row (gate and up stacked: 2 n_ff) */
-  int64_t qkv_width;             /* the fused projection's row, 0: no fused buffer */
-  int64_t max_cols;              /* the widest matmul input */
-  int64_t max_rows;              /* the widest matmul output */
-  int32_t kv_type;               /* K and V (one type on the device) */
-  int32_t n_layers, first_layer; /* the cache's layers: first_layer.. */
-  int64_t n_logits;              /* floats of the head's output when this backend runs it, else 0 */
-} nllm_fw_shape;
 
 /* A context's device backend: its own stream, activations and KV cache. */
 nllm_status nllm_cuda_fw_init(nllm_fw_backend *be, const nllm_fw_shape *s);

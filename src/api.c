@@ -847,13 +847,35 @@ NLLM_API int32_t nllm_sampler_grammar_complete(const nllm_sampler *s) {
 
 /* ---------------------------------------------------------------- LoRA adapters */
 
-NLLM_API nllm_status nllm_lora_adapter_load(const nllm_model *model, const char *path,
-                                            nllm_lora_adapter **out) {
+NLLM_API nllm_status nllm_lora_adapter_params_init_sized(nllm_lora_adapter_params *p, size_t size) {
+  nllm_lora_adapter_params d;
+  memset(&d, 0, sizeof d);
+  d.weight_type = NLLM_TYPE_NONE;
+  return nllm_init_params(p, size, &d, sizeof d, "nllm_lora_adapter_params");
+}
+
+NLLM_API nllm_status nllm_lora_adapter_load_params(const nllm_model *model, const char *path,
+                                                   const nllm_lora_adapter_params *params,
+                                                   nllm_lora_adapter **out) {
   CHECK_ARG(out, "nllm_lora_adapter_load: out is NULL");
   *out = NULL;
   CHECK_ARG(model && path, "nllm_lora_adapter_load: model or path is NULL");
   CHECK_ARG(!model->vocab_only, "nllm_lora_adapter_load: the model was loaded vocab_only");
-  return nllm_lora_load(model, path, out);
+  nllm_lora_adapter_params p;
+  nllm_lora_adapter_params_init(&p);
+  nllm_status st = nllm_read_params(&p, sizeof p, params, "nllm_lora_adapter_params");
+  if (st) return st;
+  CHECK_ARG(p.weight_type == NLLM_TYPE_NONE || p.weight_type == NLLM_TYPE_F32 ||
+                p.weight_type == NLLM_TYPE_F16 || p.weight_type == NLLM_TYPE_BF16,
+            "nllm_lora_adapter_params.weight_type must be NLLM_TYPE_NONE (-1), F32 (0), F16 (1) "
+            "or BF16 (30) (got %d)",
+            p.weight_type);
+  return nllm_lora_load(model, path, p.weight_type, out);
+}
+
+NLLM_API nllm_status nllm_lora_adapter_load(const nllm_model *model, const char *path,
+                                            nllm_lora_adapter **out) {
+  return nllm_lora_adapter_load_params(model, path, NULL, out);
 }
 
 NLLM_API void nllm_lora_adapter_free(nllm_lora_adapter *adapter) {
@@ -871,6 +893,17 @@ NLLM_API int32_t nllm_lora_adapter_rank(const nllm_lora_adapter *a) {
 }
 NLLM_API float nllm_lora_adapter_alpha(const nllm_lora_adapter *a) {
   return a ? a->alpha : 0.0f;
+}
+NLLM_API int32_t nllm_lora_adapter_weight_type(const nllm_lora_adapter *a) {
+  int32_t type = NLLM_TYPE_NONE;
+  if (!a) return type;
+  for (int64_t i = 0; i < (int64_t)a->model->hp.n_layer * NLLM_LORA_SLOTS; i++) {
+    const nllm_lora_mat *lm = &a->mats[i];
+    if (!lm->r) continue;
+    if (type != NLLM_TYPE_NONE && lm->type != type) return NLLM_TYPE_NONE;
+    type = lm->type;
+  }
+  return type;
 }
 
 NLLM_API nllm_status nllm_context_set_lora(nllm_context *ctx, nllm_lora_adapter *const *adapters,

@@ -59,6 +59,17 @@ static nllm_model *load_model(const char *path) {
   return m;
 }
 
+/* path loaded with nllm_lora_adapter_params.weight_type = weight_type. */
+static nllm_lora_adapter *load_typed(nllm_model *m, const char *path, int32_t weight_type) {
+  nllm_lora_adapter_params p;
+  nllm_lora_adapter_params_init(&p);
+  p.weight_type = weight_type;
+  nllm_lora_adapter *a = NULL;
+  nllm_status st = nllm_lora_adapter_load_params(m, path, &p, &a);
+  ck_assert_msg(st == NLLM_OK, "%s: %s", path, nllm_last_error());
+  return a;
+}
+
 /* Replays combo c on base model_path with adapters in the PEFT (0) or GGUF (1) form. */
 static void check_combo(const char *model_path, int c, int gguf_adapters, const char *label) {
   char rel[256], golden[1024];
@@ -391,10 +402,15 @@ START_TEST(quantized_base) {
   nllm_lora_adapter *af = NULL, *aq = NULL;
   ck_assert_int_eq(nllm_lora_adapter_load(mf, lora, &af), NLLM_OK);
   ck_assert_int_eq(nllm_lora_adapter_load(mq, lora, &aq), NLLM_OK);
+  /* the default: the F32 adapter stays F32 next to float matrices, F16 next to quantized ones */
+  ck_assert_int_eq(nllm_lora_adapter_weight_type(af), NLLM_TYPE_F32);
+  ck_assert_int_eq(nllm_lora_adapter_weight_type(aq), NLLM_TYPE_F16);
+  nllm_lora_adapter *aq32 = load_typed(mq, lora, NLLM_TYPE_F32);
   float *fb = malloc(sizeof(float) * (size_t)nv * N_IDS),
         *fl = malloc(sizeof(float) * (size_t)nv * N_IDS);
   float *qb = malloc(sizeof(float) * (size_t)nv * N_IDS),
-        *ql = malloc(sizeof(float) * (size_t)nv * N_IDS);
+        *ql = malloc(sizeof(float) * (size_t)nv * N_IDS),
+        *ql32 = malloc(sizeof(float) * (size_t)nv * N_IDS);
   nllm_context *cf = new_ctx(mf), *cq = new_ctx(mq);
   run_ids(cf, fb, nv);
   run_ids(cq, qb, nv);
@@ -402,10 +418,20 @@ START_TEST(quantized_base) {
   ck_assert_int_eq(nllm_context_set_lora(cq, &aq, NULL, 1), NLLM_OK);
   run_ids(cf, fl, nv);
   run_ids(cq, ql, nv);
+  ck_assert_int_eq(nllm_context_set_lora(cq, &aq32, NULL, 1), NLLM_OK);
+  run_ids(cq, ql32, nv);
   const double effect = max_rel(fl, fb, nv), e_base = max_rel(qb, fb, nv),
-               e_lora = max_rel(ql, fl, nv);
-  fprintf(stderr, "%s base: adapter effect %.3g, quantization error %.3g without, %.3g with it\n",
-          types[_i], effect, e_base, e_lora);
+               e_lora = max_rel(ql, fl, nv), e_lora32 = max_rel(ql32, fl, nv);
+  fprintf(stderr,
+          "%s base: adapter effect %.3g, quantization error %.3g without, %.3g with it kept as "
+          "F16, %.3g kept as F32 (%.3g apart)\n",
+          types[_i], effect, e_base, e_lora, e_lora32, max_rel(ql, ql32, nv));
+  /* F16, the default here, must not move the result away from the F32 reference: the base
+   * rounds its activations to 8 bits before its integer dot products, so any change to them
+   * (F16's 2^-11, or a sum in another order) flips roundings and moves the logits by about the
+   * quantization's own noise, but not further from the reference */
+  ck_assert_msg(e_lora < 1.25 * e_lora32 + 1e-4, "%s: %g kept as F16 vs %g kept as F32", types[_i],
+                e_lora, e_lora32);
   ck_assert_msg(effect > 0.05, "the adapter changes the F32 logits by only %g", effect);
   ck_assert_msg(e_lora < 1.5 * e_base + 1e-4, "%s: %g with the adapter vs %g without", types[_i],
                 e_lora, e_base);
@@ -413,9 +439,10 @@ START_TEST(quantized_base) {
   nllm_context_free(cq);
   nllm_lora_adapter_free(af);
   nllm_lora_adapter_free(aq);
+  nllm_lora_adapter_free(aq32);
   nllm_model_free(mf);
   nllm_model_free(mq);
-  free(fb), free(fl), free(qb), free(ql);
+  free(fb), free(fl), free(qb), free(ql), free(ql32);
   remove(f32), remove(q), remove(lora);
 }
 END_TEST
@@ -519,6 +546,147 @@ START_TEST(half_precision_adapters) {
 }
 END_TEST
 
+/* tiny-llama-lora-a.gguf with every lora_a multiplied by 2^ea and every lora_b by 2^eb (exact in
+ * F32: with ea = -eb the products B A are the same numbers). */
+static void write_scaled_adapter(const char *out, int ea, int eb) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/lora/tiny-llama-lora-a.gguf", testdata_dir());
+  nllm_source src;
+  ck_assert_int_eq(gguf_open(path, 0, &src), NLLM_OK);
+  nllm_gguf_writer *w = NULL;
+  ck_assert_int_eq(nllm_gguf_writer_create(&w), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_str(w, "general.architecture", "llama"), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_str(w, "general.type", "adapter"), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_str(w, "adapter.type", "lora"), NLLM_OK);
+  ck_assert_int_eq(nllm_gguf_set_f32(w, "adapter.lora.alpha", 16.0f), NLLM_OK);
+  float *bufs[64];
+  ck_assert_int_le(src.n_tensors, 64);
+  for (int64_t i = 0; i < src.n_tensors; i++) {
+    const nllm_tensor *t = &src.tensors[i];
+    ck_assert_int_eq(t->type, NLLM_TYPE_F32);
+    const int64_t n = t->ne[0] * t->ne[1];
+    const int e = strstr(t->name, ".lora_a") ? ea : eb;
+    bufs[i] = malloc((size_t)n * 4);
+    ck_assert_ptr_nonnull(bufs[i]);
+    for (int64_t k = 0; k < n; k++) bufs[i][k] = ldexpf(((const float *)t->data)[k], e);
+    ck_assert_int_eq(
+        nllm_gguf_add_tensor(w, t->name, NLLM_TYPE_F32, 2, t->ne, bufs[i], (uint64_t)n * 4),
+        NLLM_OK);
+  }
+  ck_assert_int_eq(nllm_gguf_write(w, out), NLLM_OK);
+  nllm_gguf_writer_free(w);
+  for (int64_t i = 0; i < src.n_tensors; i++) free(bufs[i]);
+  nllm_source_free(&src);
+}
+
+/* An F32 adapter kept as F16 or BF16 (weight_type): every matrix in that type, the logits within
+ * the type's rounding of the F32-kept adapter's and of the golden, the greedy ids kept. F16 is
+ * scaled by powers of two first: an adapter whose A and B sit 2^22 apart (the same products;
+ * plain F16 would overflow B and flush A to zero) gives bit-identical logits to the plain one,
+ * kept as F16 or as F32. */
+START_TEST(stored_types) {
+  char golden[1024], adapter[1024], scaled[256];
+  if (!testdata_path(golden, sizeof golden, "lora/golden.lora-a.s1.0.logits.txt")) return;
+  if (!make_gguf_base()) return;
+  static const int32_t types[] = {NLLM_TYPE_F16, NLLM_TYPE_BF16};
+  const int32_t type = types[_i];
+  snprintf(adapter, sizeof adapter, "%s/lora/tiny-llama-lora-a.gguf", testdata_dir());
+  nllm_model *m = load_model(tmp_base);
+  const int nv = nllm_model_n_vocab(m);
+  nllm_lora_adapter *af = load_typed(m, adapter, NLLM_TYPE_F32), *ah = load_typed(m, adapter, type);
+  ck_assert_int_eq(nllm_lora_adapter_weight_type(af), NLLM_TYPE_F32);
+  ck_assert_int_eq(nllm_lora_adapter_weight_type(ah), type);
+  ck_assert(every_mat_type(ah, type));
+  const size_t bytes = sizeof(float) * (size_t)nv * N_IDS;
+  float *lf = malloc(bytes), *lh = malloc(bytes), *ls = malloc(bytes);
+  ck_assert(lf && lh && ls);
+  nllm_context *ctx = new_ctx(m);
+  ck_assert_int_eq(nllm_context_set_lora(ctx, &af, NULL, 1), NLLM_OK);
+  run_ids(ctx, lf, nv);
+  ck_assert_int_eq(nllm_context_set_lora(ctx, &ah, NULL, 1), NLLM_OK);
+  run_ids(ctx, lh, nv);
+  const double e_kept = max_rel(lh, lf, nv);
+  golden_logits *g = golden_logits_load(golden);
+  ck_assert_ptr_nonnull(g);
+  nllm_context *cg = golden_context(m, g, NLLM_TYPE_F32);
+  ck_assert_int_eq(nllm_context_set_lora(cg, &ah, NULL, 1), NLLM_OK);
+  cmp_result r;
+  compare_golden_ctx(cg, g, &r);
+  fprintf(stderr,
+          "F32 adapter kept as %s: max rel RMS %.2e vs kept as F32, %.2e vs the golden, greedy "
+          "%d/%d\n",
+          nllm_type_name(type), e_kept, r.max_rel, r.argmax_agree, g->n_gen);
+  /* 2^-11 (F16) or 2^-8 (BF16) relative on weights that make about a quarter of these logits */
+  const double bound = type == NLLM_TYPE_F16 ? 2e-4 : 3e-3;
+  ck_assert_msg(e_kept < bound, "%g", e_kept);
+  ck_assert_msg(r.max_rel < bound, "%g", r.max_rel);
+  ck_assert_int_eq(r.argmax_agree, g->n_gen);
+  if (type == NLLM_TYPE_F16) {
+    snprintf(scaled, sizeof scaled, "/tmp/nllm-test-lora-scaled-%d.gguf", (int)getpid());
+    write_scaled_adapter(scaled, -22, 22);
+    for (int k = 0; k < 2; k++) {
+      nllm_lora_adapter *as = load_typed(m, scaled, k ? NLLM_TYPE_F32 : NLLM_TYPE_F16);
+      ck_assert_int_eq(nllm_context_set_lora(ctx, &as, NULL, 1), NLLM_OK);
+      nllm_lora_adapter_free(as);
+      run_ids(ctx, ls, nv);
+      ck_assert_msg(!memcmp(ls, k ? lf : lh, bytes), "A x 2^-22, B x 2^22 kept as %s differ",
+                    k ? "F32" : "F16");
+    }
+    remove(scaled);
+  }
+  nllm_context_free(cg);
+  nllm_context_free(ctx);
+  golden_logits_free(g);
+  nllm_lora_adapter_free(af);
+  nllm_lora_adapter_free(ah);
+  nllm_model_free(m);
+  free(lf), free(lh), free(ls);
+  remove(tmp_base);
+}
+END_TEST
+
+/* nllm_lora_adapter_load_params checks its params: only NONE, F32, F16, BF16; struct_size as
+ * every params struct (docs/api.md); NULL params are the defaults. */
+START_TEST(load_params_validation) {
+  char dir[1024], path[1024];
+  if (!testdata_path(path, sizeof path, "lora/tiny-llama-lora-b.gguf")) return;
+  if (!testdata_path(dir, sizeof dir, "hf/tiny-llama/config.json")) return;
+  *strrchr(dir, '/') = 0;
+  nllm_model *m = load_model(dir);
+  nllm_lora_adapter_params p;
+  nllm_lora_adapter_params_init(&p);
+  ck_assert_uint_eq(p.struct_size, sizeof p);
+  ck_assert_int_eq(p.weight_type, NLLM_TYPE_NONE);
+  nllm_lora_adapter *a = (nllm_lora_adapter *)&p; /* must come back NULL */
+  static const int32_t bad[] = {NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K, NLLM_TYPE_Q4_0, -2, 999};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    p.weight_type = bad[i];
+    ck_assert_int_eq(nllm_lora_adapter_load_params(m, path, &p, &a), NLLM_ERR_INVALID_ARG);
+    ck_assert_ptr_null(a);
+    ck_assert_msg(strstr(nllm_last_error(), "weight_type"), "%s", nllm_last_error());
+  }
+  struct {
+    nllm_lora_adapter_params p;
+    int32_t newer;
+  } big;
+  ck_assert_int_eq(nllm_lora_adapter_params_init_sized(&big.p, sizeof big), NLLM_OK);
+  ck_assert_int_eq(nllm_lora_adapter_load_params(m, path, &big.p, &a), NLLM_OK);
+  nllm_lora_adapter_free(a);
+  big.newer = 1; /* a field this library does not know, set */
+  ck_assert_int_eq(nllm_lora_adapter_load_params(m, path, &big.p, &a), NLLM_ERR_INVALID_ARG);
+  p.struct_size = 0;
+  ck_assert_int_eq(nllm_lora_adapter_load_params(m, path, &p, &a), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_lora_adapter_params_init_sized(NULL, sizeof p), NLLM_ERR_INVALID_ARG);
+  ck_assert_int_eq(nllm_lora_adapter_params_init_sized(&p, 2), NLLM_ERR_INVALID_ARG);
+  /* NULL: the defaults (a float base: kept as F32) */
+  ck_assert_int_eq(nllm_lora_adapter_load_params(m, path, NULL, &a), NLLM_OK);
+  ck_assert_int_eq(nllm_lora_adapter_weight_type(a), NLLM_TYPE_F32);
+  nllm_lora_adapter_free(a);
+  ck_assert_int_eq(nllm_lora_adapter_weight_type(NULL), NLLM_TYPE_NONE);
+  nllm_model_free(m);
+}
+END_TEST
+
 /* The CLI: --lora-scaled on logits gives the golden's greedy ids, convert --lora A:S merges
  * the same thing into a file, bad options and paths are one-line errors. */
 START_TEST(cli_options) {
@@ -546,7 +714,7 @@ START_TEST(cli_options) {
   for (int k = 0; k < 2; k++) {
     snprintf(cmd, sizeof cmd, "%s logits -m %s --prompt-ids \"%s\" -n %d -o %s%s%s%s", nllm_bin,
              models[k], ids, g->n_gen, out, k ? "" : " --lora-scaled ", k ? "" : td,
-             k ? "" : "/lora/tiny-llama-lora-a.gguf 0.5");
+             k ? "" : "/lora/tiny-llama-lora-a.gguf 0.5 --lora-type f16");
     ck_assert_msg(run(cmd, &o, &e) == 0, "%s: %s", cmd, e);
     free(o), free(e);
     char *txt = read_file(out, NULL);
@@ -560,7 +728,8 @@ START_TEST(cli_options) {
   } bad[] = {{"--lora-scaled %s/lora/tiny-llama-lora-a", "--lora-scaled needs PATH and SCALE"},
              {"--lora %s/nonexistent", "cannot load LoRA adapter"},
              {"--lora %s/lora/tiny-llama-lora-a --lora-scaled %s/lora/tiny-llama-lora-b nan",
-              "--lora-scaled"}};
+              "--lora-scaled"},
+             {"--lora %s/lora/tiny-llama-lora-a --lora-type q8_0", "--lora-type"}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     char args[2048];
     snprintf(args, sizeof args, bad[i].args, td, td);
@@ -864,6 +1033,8 @@ int main(void) {
   tcase_add_test(tc, bad_attach_arguments);
   tcase_add_loop_test(tc, quantized_base, 0, 2);
   tcase_add_loop_test(tc, half_precision_adapters, 0, 2);
+  tcase_add_loop_test(tc, stored_types, 0, 2);
+  tcase_add_test(tc, load_params_validation);
   tcase_add_test(tc, cli_options);
   tcase_add_loop_test(tc, hostile_gguf_adapters, 0,
                       (int)(sizeof gguf_cases / sizeof gguf_cases[0]));

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "cpu/quant.h"
 #include "ops.h"
 #include "qtypes.h"
@@ -152,8 +153,8 @@ END_TEST
 
 /* Three products of one input (ranks and widths like q, k, v: the last narrower than a chunk,
  * the first not a multiple of one, none a whole number of panels), B packed, through the
- * threaded passes, against double precision: one token (decode), a few, and more than a token
- * block. */
+ * threaded passes and through the CPU backend's lowrank op (what the forward pass calls),
+ * against double precision: one token (decode), a few, and more than a token block. */
 START_TEST(passes_vs_naive) {
   const int32_t type = types[_i];
   enum { IN = 328, NP = 3 };
@@ -195,12 +196,42 @@ START_TEST(passes_vs_naive) {
     ck_assert(p[k].y);
     tp += 70 * rank[k];
   }
+  nllm_fw_lowrank fp[NP];
+  for (int k = 0; k < NP; k++)
+    fp[k] = (nllm_fw_lowrank){.type = p[k].type,
+                              .r = p[k].r,
+                              .in = p[k].in,
+                              .out = p[k].out,
+                              .a = p[k].a,
+                              .bt = p[k].bt,
+                              .s = p[k].s,
+                              .y = p[k].y};
   for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++)
-    for (int threads = 1; threads <= 3; threads += 2) {
+    for (int run = 0; run < 4; run++) {
       const int64_t n = toks[ti];
+      const int threads = run % 2 ? 3 : 1, via_op = run >= 2;
       for (int k = 0; k < NP; k++) memcpy(p[k].y, y0[k], (size_t)(n * outs[k]) * sizeof(float));
-      nllm_lowrank_down(p, NP, x, n, threads);
-      nllm_lowrank_up(p, NP, n, threads);
+      if (via_op) {
+        /* the smallest CPU backend of that team's size; the op's scratch is the test's */
+        const nllm_fw_shape shape = {.n_batch = 1,
+                                     .n_ctx = 1,
+                                     .n_embd = 1,
+                                     .n_head = 1,
+                                     .n_head_kv = 1,
+                                     .head_dim = 1,
+                                     .kv_type = NLLM_TYPE_F32,
+                                     .kv_type_v = NLLM_TYPE_F32,
+                                     .n_threads = threads};
+        nllm_fw_backend cpu;
+        ck_assert_int_eq(nllm_cpu_fw_init(&cpu, &shape), NLLM_OK);
+        cpu.b.lora_t = t;
+        cpu.ops->lowrank(&cpu, fp, NP, x, n);
+        cpu.b.lora_t = NULL;
+        nllm_cpu_fw_free(&cpu);
+      } else {
+        nllm_lowrank_down(p, NP, x, n, threads);
+        nllm_lowrank_up(p, NP, n, threads);
+      }
       for (int k = 0; k < NP; k++)
         for (int64_t tok = 0; tok < n; tok++) {
           double u[16], ua[16];
@@ -220,8 +251,9 @@ START_TEST(passes_vs_naive) {
             }
             const double got = p[k].y[tok * outs[k] + o];
             ck_assert_msg(fabs(got - want) <= (IN + rank[k] + 8) * FLT_EPSILON * mag,
-                          "type %d product %d tokens %lld threads %d: y[%lld][%lld] %.9g vs %.9g",
-                          type, k, (long long)n, threads, (long long)tok, (long long)o, got, want);
+                          "type %d product %d tokens %lld threads %d%s: y[%lld][%lld] %.9g vs %.9g",
+                          type, k, (long long)n, threads, via_op ? " (op)" : "", (long long)tok,
+                          (long long)o, got, want);
           }
         }
     }

@@ -228,17 +228,17 @@ static void bench_attention(void) {
   OK(nllm_cuda_memset(cu, k, 0x2a, (size_t)(n_ctx * kv_row) * 2));
   OK(nllm_cuda_memset(cu, v, 0x2a, (size_t)(n_ctx * kv_row) * 2));
   OK(nllm_cuda_memset(cu, q, 0x3c, (size_t)(n_ctx * n_head * hd) * 4));
-  nllm_cuda_attn_args a = {.out = out,
-                           .q = q,
-                           .k = k,
-                           .v = v,
+  nllm_cuda_attn_args a = {.attn.out = out,
+                           .attn.q = q,
+                           .attn.k = k,
+                           .attn.v = v,
+                           .attn.n_head = n_head,
+                           .attn.n_head_kv = n_kv,
+                           .attn.head_dim = hd,
+                           .attn.scale = 0.088f,
                            .kv_type = NLLM_TYPE_F16,
                            .n_tok = 1,
-                           .pos0 = n_ctx - 1,
-                           .n_head = n_head,
-                           .n_head_kv = n_kv,
-                           .head_dim = hd,
-                           .scale = 0.088f};
+                           .pos0 = n_ctx - 1};
   OK(nllm_cuda_attention(cu, &a));
   timer t;
   t_start(&t);

@@ -73,8 +73,8 @@ static inline void visible(const nllm_attn_args *a, int64_t t, int64_t *first, i
     /* the window starts at the first visible position > pos - window */
     const int32_t *vp = a->vis_pos[t];
     int64_t lo = 0, hi = a->n_vis[t];
-    if (a->window > 0) {
-      const int64_t from = (int64_t)a->tok_pos[t] - a->window + 1;
+    if (a->attn.window > 0) {
+      const int64_t from = (int64_t)a->tok_pos[t] - a->attn.window + 1;
       while (lo < hi) {
         const int64_t mid = lo + (hi - lo) / 2;
         if (vp[mid] < from)
@@ -88,7 +88,7 @@ static inline void visible(const nllm_attn_args *a, int64_t t, int64_t *first, i
     return;
   }
   const int64_t pos = a->pos0 + t;
-  *first = a->window > 0 && pos + 1 > a->window ? pos + 1 - a->window : 0;
+  *first = a->attn.window > 0 && pos + 1 > a->attn.window ? pos + 1 - a->attn.window : 0;
   *n_vis = pos + 1 - *first;
 }
 
@@ -102,17 +102,17 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
     job->isa_span(a, t, kvh, j0, n, out, m, l, scratch);
     return;
   }
-  const int64_t hd = a->head_dim, n_rep = a->n_head / a->n_head_kv;
+  const int64_t hd = a->attn.head_dim, n_rep = a->attn.n_head / a->attn.n_head_kv;
   float *scores = scratch, *tmp = scores + n_rep * n; /* [n_rep][n] */
-  const float *qh = a->q + t * a->n_head * hd + kvh * n_rep * hd;
+  const float *qh = a->attn.q + t * a->attn.n_head * hd + kvh * n_rep * hd;
 
   for (int64_t j = 0; j < n; j++) {
     const float *kr =
-        kv_row(a->k, a->kv_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
+        kv_row(a->attn.k, a->kv_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
                job->k_to_f32, tmp);
     for (int64_t r = 0; r < n_rep; r++) {
-      float s = nllm_dot_f32(qh + r * hd, kr, hd) * a->scale;
-      if (a->softcap > 0) s = a->softcap * tanhf(s / a->softcap);
+      float s = nllm_dot_f32(qh + r * hd, kr, hd) * a->attn.scale;
+      if (a->attn.softcap > 0) s = a->attn.softcap * tanhf(s / a->attn.softcap);
       scores[r * n + j] = s;
     }
   }
@@ -130,7 +130,7 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
   }
   for (int64_t j = 0; j < n; j++) {
     const float *vr =
-        kv_row(a->v, job->v_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
+        kv_row(a->attn.v, job->v_type, nllm_attn_kv_offset(a, nllm_attn_row(a, t, j0 + j), kvh), hd,
                job->v_to_f32, tmp);
     for (int64_t r = 0; r < n_rep; r++) nllm_axpy_f32(out + r * hd, scores[r * n + j], vr, hd);
   }
@@ -140,11 +140,13 @@ static void attn_span(const attn_job *job, int64_t t, int64_t kvh, int64_t j0, i
 static void attn_item(void *vjob, int64_t it, int worker) {
   const attn_job *job = vjob;
   const nllm_attn_args *a = job->a;
-  const int64_t t = it / a->n_head_kv, kvh = it % a->n_head_kv, n_rep = a->n_head / a->n_head_kv;
+  const int64_t t = it / a->attn.n_head_kv, kvh = it % a->attn.n_head_kv,
+                n_rep = a->attn.n_head / a->attn.n_head_kv;
   int64_t first, n_vis;
   visible(a, t, &first, &n_vis);
-  attn_span(job, t, kvh, first, n_vis, a->out + (t * a->n_head + kvh * n_rep) * a->head_dim, NULL,
-            NULL, a->scratch + (size_t)worker * a->scratch_per_thread);
+  attn_span(job, t, kvh, first, n_vis,
+            a->attn.out + (t * a->attn.n_head + kvh * n_rep) * a->attn.head_dim, NULL, NULL,
+            a->scratch + (size_t)worker * a->scratch_per_thread);
 }
 
 /* Chunking of token t's visible positions into `count` near-equal chunks of at most `len`:
@@ -159,7 +161,7 @@ static void chunking(const attn_job *job, int64_t n_vis, int64_t *len, int64_t *
 /* Combines token t's n_chunks partials into its output rows. */
 static void merge_token(const attn_job *job, int64_t t, int64_t n_chunks) {
   const nllm_attn_args *a = job->a;
-  const int64_t hd = a->head_dim, nh = a->n_head;
+  const int64_t hd = a->attn.head_dim, nh = a->attn.n_head;
   const float *o = job->partials + (size_t)(t * job->max_chunks) * nh * hd;
   const float *ml = job->partials + (size_t)SPLIT_SLOTS * nh * hd +
                     (size_t)(t * job->max_chunks) * 2 * nh; /* per slot: m[nh], l[nh] */
@@ -171,7 +173,7 @@ static void merge_token(const attn_job *job, int64_t t, int64_t n_chunks) {
       w[c] = expf(ml[c * 2 * nh + h] - mx);
       sum += w[c] * ml[c * 2 * nh + nh + h];
     }
-    float *dst = a->out + (t * nh + h) * hd;
+    float *dst = a->attn.out + (t * nh + h) * hd;
     memset(dst, 0, (size_t)hd * sizeof(float));
     for (int64_t c = 0; c < n_chunks; c++)
       nllm_axpy_f32(dst, w[c] / sum, o + (size_t)(c * nh + h) * hd, hd);
@@ -184,9 +186,10 @@ static void merge_token(const attn_job *job, int64_t t, int64_t n_chunks) {
 static void split_item(void *vjob, int64_t it, int worker) {
   attn_job *job = vjob;
   const nllm_attn_args *a = job->a;
-  const int64_t per_tok = job->max_chunks * a->n_head_kv;
-  const int64_t t = it / per_tok, c = it % per_tok / a->n_head_kv, kvh = it % a->n_head_kv;
-  const int64_t hd = a->head_dim, nh = a->n_head, n_rep = nh / a->n_head_kv;
+  const int64_t per_tok = job->max_chunks * a->attn.n_head_kv;
+  const int64_t t = it / per_tok, c = it % per_tok / a->attn.n_head_kv,
+                kvh = it % a->attn.n_head_kv;
+  const int64_t hd = a->attn.head_dim, nh = a->attn.n_head, n_rep = nh / a->attn.n_head_kv;
   int64_t first, n_vis, len, n_chunks;
   visible(a, t, &first, &n_vis);
   chunking(job, n_vis, &len, &n_chunks);
@@ -199,7 +202,7 @@ static void split_item(void *vjob, int64_t it, int worker) {
             a->scratch + (size_t)worker * a->scratch_per_thread);
   /* the token's last item to finish merges; acq_rel makes the others' partials visible */
   if (atomic_fetch_add_explicit(&job->done[t], 1, memory_order_acq_rel) + 1 ==
-      n_chunks * a->n_head_kv)
+      n_chunks * a->attn.n_head_kv)
     merge_token(job, t, n_chunks);
 }
 
@@ -213,27 +216,29 @@ void nllm_attention(const nllm_attn_args *a) {
       .k_to_f32 = nllm_qtype_get(a->kv_type)->to_float,
       .v_to_f32 = nllm_qtype_get(vt)->to_float,
       .v_type = vt,
-      .isa_span = a->head_dim % 8 == 0 && simd_types ? nllm_cpu_ops_get()->attn_span : NULL};
+      .isa_span = a->attn.head_dim % 8 == 0 && simd_types ? nllm_cpu_ops_get()->attn_span : NULL};
   int64_t first, last_vis;
   visible(a, a->n_tok - 1, &first, &last_vis);
   /* automatic: only where (token, KV head) pairs are too few to keep the threads busy */
   const int split =
       a->n_tok <= SPLIT_SLOTS &&
       (a->split > 0 || (a->split == 0 && a->n_tok <= SPLIT_MAX_TOK &&
-                        a->n_tok * a->n_head_kv < SPLIT_ITEMS && last_vis >= SPLIT_MIN_VIS));
+                        a->n_tok * a->attn.n_head_kv < SPLIT_ITEMS && last_vis >= SPLIT_MIN_VIS));
   if (!split) {
-    nllm_pool_run(a->n_threads, a->n_tok * a->n_head_kv, attn_item, &job);
+    nllm_pool_run(a->n_threads, a->n_tok * a->attn.n_head_kv, attn_item, &job);
     return;
   }
   int64_t max_chunks = SPLIT_SLOTS / a->n_tok;
   if (max_chunks > SPLIT_MAX_CHUNKS) max_chunks = SPLIT_MAX_CHUNKS;
   if (a->split == 0) {
-    const int64_t want = (SPLIT_ITEMS + a->n_tok * a->n_head_kv - 1) / (a->n_tok * a->n_head_kv);
+    const int64_t want =
+        (SPLIT_ITEMS + a->n_tok * a->attn.n_head_kv - 1) / (a->n_tok * a->attn.n_head_kv);
     if (want < max_chunks) max_chunks = want;
   }
   job.max_chunks = max_chunks;
   job.min_chunk = a->split > 0 ? a->split : SPLIT_MIN_CHUNK;
-  job.partials = a->scratch + a->scratch_per_thread - partials_size(a->n_head, a->head_dim);
+  job.partials =
+      a->scratch + a->scratch_per_thread - partials_size(a->attn.n_head, a->attn.head_dim);
   for (int64_t t = 0; t < a->n_tok; t++) atomic_init(&job.done[t], 0);
-  nllm_pool_run(a->n_threads, a->n_tok * max_chunks * a->n_head_kv, split_item, &job);
+  nllm_pool_run(a->n_threads, a->n_tok * max_chunks * a->attn.n_head_kv, split_item, &job);
 }

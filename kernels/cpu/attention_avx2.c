@@ -249,7 +249,7 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
 
 void nllm_attn_span_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, int64_t j0, int64_t n,
                          float *out_rows, float *m, float *l, float *scratch) {
-  const int64_t hd = a->head_dim, n_rep = a->n_head / a->n_head_kv;
+  const int64_t hd = a->attn.head_dim, n_rep = a->attn.n_head / a->attn.n_head_kv;
   const int f16 = a->kv_type != NLLM_TYPE_F32;
   const int64_t esz = f16 ? 2 : 4;
   /* bytes from one position to the next */
@@ -257,14 +257,14 @@ void nllm_attn_span_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, int64_
   /* a paged cache: rows by index from the head's first row; else from position j0 on */
   const int32_t *idx = a->vis_cell ? a->vis_cell[t] + j0 : NULL;
   const int64_t row0 = idx ? 0 : j0;
-  const char *k = (const char *)a->k + nllm_attn_kv_offset(a, row0, kvh) * esz;
-  const char *v = (const char *)a->v + nllm_attn_kv_offset(a, row0, kvh) * esz;
-  const float scale = a->scale, softcap = a->softcap;
+  const char *k = (const char *)a->attn.k + nllm_attn_kv_offset(a, row0, kvh) * esz;
+  const char *v = (const char *)a->attn.v + nllm_attn_kv_offset(a, row0, kvh) * esz;
+  const float scale = a->attn.scale, softcap = a->attn.softcap;
   /* More than 8 heads per KV head: chunks of at most 8, as even as possible, each rereading K/V */
   const int64_t n_chunks = (n_rep + 7) / 8;
   for (int64_t ch = 0, r0 = 0; ch < n_chunks; ch++) {
     const int64_t r1 = n_rep * (ch + 1) / n_chunks;
-    const float *q = a->q + t * a->n_head * hd + (kvh * n_rep + r0) * hd;
+    const float *q = a->attn.q + t * a->attn.n_head * hd + (kvh * n_rep + r0) * hd;
     float *out = out_rows + r0 * hd, *s = scratch;
     float *mo = m ? m + r0 : NULL, *lo = m ? l + r0 : NULL;
     switch (r1 - r0) {

@@ -1,17 +1,38 @@
 /* The forward pass's operations on the CPU (backend.h): each a call of the kernels in ops.h,
- * attention.h and moe.h on host memory, with the team size its work deserves. None can fail. */
+ * attention.h and moe.h on host memory, with the team size its work deserves (none can fail),
+ * and a context's CPU state: its activations, the cache of its CPU layers, and the scratch
+ * those kernels need, sized here from the shapes the forward pass describes. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "attention.h"
 #include "backend.h"
+#include "core/core.h"
 #include "moe.h"
 #include "ops.h"
 #include "qtypes.h"
 
+/* The state of a context's CPU backend (be->ctx): the geometry of the cache it lays out and
+ * the scratch its ops use. */
+typedef struct nllm_cpu_fw {
+  int32_t n_threads;
+  int32_t n_ctx, kv_type, kv_type_v; /* the cache: n_ctx cells per layer of these types */
+  int64_t n_head_kv, head_dim;
+  void *wdata;        /* activation quantization for matmuls (nllm_matmul_wsize) */
+  size_t wsize;       /* its bytes */
+  float *att_scratch; /* per thread: att_scratch_per_thread floats (nllm_attention_scratch) */
+  size_t att_scratch_per_thread;
+  float *moe_logits; /* sparse layers: [n_batch][n_expert] and nllm_moe_scratch_size bytes */
+  void *moe_scratch;
+} nllm_cpu_fw;
+
+/* Below this much work a parallel region costs more than it saves (tiny models otherwise run
+ * several times slower with threads than without). */
 #define PARALLEL_MIN_WORK (1 << 17)
 
-int nllm_cpu_fw_threads(const nllm_cpu_fw *c, int64_t work) {
+/* The team's size for that much work. */
+static int nllm_cpu_fw_threads(const nllm_cpu_fw *c, int64_t work) {
   return work < PARALLEL_MIN_WORK ? 1 : c->n_threads;
 }
 
@@ -71,7 +92,7 @@ static void cpu_matmul_group(nllm_fw_backend *be, float *const *y, const nllm_we
     p[i] = (nllm_matmul_part){y[i], w[i]->data, w[i]->type, w[i]->rows};
     rows += w[i]->rows;
   }
-  nllm_matmul_group(p, n_w, w[0]->cols, x, n, c->wdata,
+  nllm_matmul_group(p, n_w, w[0]->cols, x, n, c->wdata, c->wsize,
                     nllm_cpu_fw_threads(c, rows * w[0]->cols * n));
 }
 
@@ -129,8 +150,10 @@ static size_t head_row(int32_t type, const nllm_cpu_fw *c) {
   return nllm_row_size(type, c->head_dim);
 }
 
-void nllm_cpu_kv_shift(const nllm_cpu_fw *c, uint8_t *k, int32_t n_layers, int32_t cell,
-                       int32_t delta, int64_t n_rot, const float *inv_freq, int neox) {
+void nllm_cpu_kv_shift(const nllm_fw_backend *be, int32_t n_layers, int32_t cell, int32_t delta,
+                       int64_t n_rot, const float *inv_freq, int neox) {
+  const nllm_cpu_fw *c = cpu_of(be);
+  uint8_t *k = be->b.k_cache;
   const nllm_qtype *kv_t = nllm_qtype_get(c->kv_type);
   const int64_t hd = c->head_dim;
   const size_t hrow = head_row(c->kv_type, c), head_bytes = (size_t)c->n_ctx * hrow;
@@ -159,21 +182,23 @@ static void copy_cells(const nllm_cpu_fw *c, uint8_t *cache, int32_t type, int32
     }
 }
 
-void nllm_cpu_kv_copy(const nllm_cpu_fw *c, uint8_t *k, uint8_t *v, int32_t n_layers, int32_t src,
-                      int32_t dst) {
-  copy_cells(c, k, c->kv_type, n_layers, src, dst);
-  copy_cells(c, v, c->kv_type_v, n_layers, src, dst);
+void nllm_cpu_kv_copy(const nllm_fw_backend *be, int32_t n_layers, int32_t src, int32_t dst) {
+  const nllm_cpu_fw *c = cpu_of(be);
+  copy_cells(c, be->b.k_cache, c->kv_type, n_layers, src, dst);
+  copy_cells(c, be->b.v_cache, c->kv_type_v, n_layers, src, dst);
 }
 
 /* One cell seen as a run of bytes: per layer, K's heads then V's. */
-uint64_t nllm_cpu_kv_cell_bytes(const nllm_cpu_fw *c, int32_t n_layers) {
+uint64_t nllm_cpu_kv_cell_bytes(const nllm_fw_backend *be, int32_t n_layers) {
+  const nllm_cpu_fw *c = cpu_of(be);
   return (uint64_t)n_layers * (uint64_t)c->n_head_kv *
          (head_row(c->kv_type, c) + head_row(c->kv_type_v, c));
 }
 
-void nllm_cpu_kv_cell_io(const nllm_cpu_fw *c, uint8_t *k, uint8_t *v, int32_t n_layers,
-                         int32_t cell, uint8_t *buf, int to_cache) {
-  uint8_t *const caches[2] = {k, v};
+void nllm_cpu_kv_cell_io(const nllm_fw_backend *be, int32_t n_layers, int32_t cell, uint8_t *buf,
+                         int to_cache) {
+  const nllm_cpu_fw *c = cpu_of(be);
+  uint8_t *const caches[2] = {be->b.k_cache, be->b.v_cache};
   const int32_t types[2] = {c->kv_type, c->kv_type_v};
   for (int32_t il = 0; il < n_layers; il++)
     for (int kv = 0; kv < 2; kv++) {
@@ -189,35 +214,26 @@ void nllm_cpu_kv_cell_io(const nllm_cpu_fw *c, uint8_t *k, uint8_t *v, int32_t n
     }
 }
 
-static void cpu_attention(nllm_fw_backend *be, const nllm_fw_attn *a, const nllm_fw_rows *rows) {
+static void cpu_attention(nllm_fw_backend *be, const nllm_attn *a, const nllm_fw_rows *rows) {
   const nllm_cpu_fw *c = cpu_of(be);
   /* attention work grows with each row's visible cells */
   int64_t seen = 0;
   for (int64_t t = 0; t < rows->n; t++) seen += rows->n_vis ? rows->n_vis[t] : rows->pos0 + t + 1;
-  nllm_attn_args aa = {.out = a->out,
-                       .q = a->q,
-                       .k = a->k_cache,
-                       .v = a->v_cache,
-                       .kv_type = c->kv_type,
-                       .v_typed = 1,
-                       .v_type = c->kv_type_v,
-                       .n_tok = rows->n,
-                       .pos0 = rows->pos0,
-                       .n_head = a->n_head,
-                       .n_head_kv = a->n_head_kv,
-                       .head_dim = a->head_dim,
-                       .scale = a->scale,
-                       .softcap = a->softcap,
-                       .window = a->window,
-                       .kv_pos_stride = a->head_dim,
-                       .kv_head_stride = (int64_t)c->n_ctx * a->head_dim,
-                       .scratch = c->att_scratch,
-                       .scratch_per_thread = c->att_scratch_per_thread,
-                       .n_threads = nllm_cpu_fw_threads(c, seen * a->n_head * a->head_dim),
-                       .vis_cell = rows->vis_cell,
-                       .vis_pos = rows->vis_pos,
-                       .n_vis = rows->n_vis,
-                       .tok_pos = rows->pos};
+  const nllm_attn_args aa = {.attn = *a,
+                             .kv_type = c->kv_type,
+                             .v_typed = 1,
+                             .v_type = c->kv_type_v,
+                             .n_tok = rows->n,
+                             .pos0 = rows->pos0,
+                             .kv_pos_stride = a->head_dim,
+                             .kv_head_stride = (int64_t)c->n_ctx * a->head_dim,
+                             .scratch = c->att_scratch,
+                             .scratch_per_thread = c->att_scratch_per_thread,
+                             .n_threads = nllm_cpu_fw_threads(c, seen * a->n_head * a->head_dim),
+                             .vis_cell = rows->vis_cell,
+                             .vis_pos = rows->vis_pos,
+                             .n_vis = rows->n_vis,
+                             .tok_pos = rows->pos};
   nllm_attention(&aa);
 }
 
@@ -275,6 +291,29 @@ static void cpu_moe(nllm_fw_backend *be, float *x, int64_t n, const nllm_fw_moe 
   nllm_moe_ffn(&args);
 }
 
+/* Memory-bound at decode like the base matmul (a few percent of its bytes), so the whole team
+ * runs it whatever the arithmetic: a pass for every product's A x, then one for their B t. */
+static void cpu_lowrank(nllm_fw_backend *be, const nllm_fw_lowrank *p, int n_p, const float *x,
+                        int64_t n) {
+  nllm_lowrank lr[NLLM_FW_LOWRANK_MAX];
+  float *t = be->b.lora_t;
+  for (int i = 0; i < n_p; i++) { /* n_p <= NLLM_FW_LOWRANK_MAX: the forward pass's groups */
+    lr[i] = (nllm_lowrank){.type = p[i].type,
+                           .r = p[i].r,
+                           .in = p[i].in,
+                           .out = p[i].out,
+                           .a = p[i].a,
+                           .bt = p[i].bt,
+                           .s = p[i].s,
+                           .t = t,
+                           .y = p[i].y};
+    t += n * p[i].r;
+  }
+  const int n_threads = cpu_of(be)->n_threads;
+  nllm_lowrank_down(lr, n_p, x, n, n_threads);
+  nllm_lowrank_up(lr, n_p, n, n_threads);
+}
+
 const nllm_fw_ops nllm_cpu_fw_ops = {
     .get_rows = cpu_get_rows,
     .rmsnorm = cpu_rmsnorm,
@@ -291,6 +330,160 @@ const nllm_fw_ops nllm_cpu_fw_ops = {
     .layernorm = cpu_layernorm,
     .gelu_erf = cpu_gelu_erf,
     .moe = cpu_moe,
+    .lowrank = cpu_lowrank,
     .from_host = cpu_copy,
     .to_host = cpu_copy,
 };
+
+/* ---- a context's CPU backend */
+
+static int64_t max64(int64_t a, int64_t b) {
+  return a > b ? a : b;
+}
+
+/* The activation quantization of the widest matmul any of the matrices needs. */
+static size_t matmul_scratch(const nllm_fw_shape *s) {
+  size_t w = 0;
+  for (int32_t i = 0; i < s->n_mats; i++) {
+    const nllm_weight *m = s->mats[i];
+    if (!m->data || m->rows <= 0) continue;
+    const size_t need = nllm_matmul_wsize(m->type, m->cols, s->n_batch, s->n_threads);
+    if (need > w) w = need;
+  }
+  return w;
+}
+
+/* The expert kernel's scratch for the largest of the sparse layers (same shapes; the types may
+ * differ per layer in a mixed preset). */
+static size_t moe_scratch(const nllm_fw_shape *s) {
+  size_t w = 0;
+  for (int32_t i = 0; i < s->n_moe; i++) {
+    const nllm_fw_moe *a = &s->moe[i];
+    const nllm_moe_args args = {.n_tok = s->n_batch,
+                                .d = a->d,
+                                .ff = a->ff,
+                                .n_expert = a->n_expert,
+                                .n_used = a->n_used,
+                                .gate = moe_mat(a->gate),
+                                .up = moe_mat(a->up),
+                                .down = moe_mat(a->down),
+                                .sh_gate = moe_mat(a->sh_gate),
+                                .sh_up = moe_mat(a->sh_up),
+                                .sh_down = moe_mat(a->sh_down),
+                                .n_threads = s->n_threads};
+    const size_t need = nllm_moe_scratch_size(&args);
+    if (need > w) w = need;
+  }
+  return w;
+}
+
+nllm_status nllm_cpu_fw_reserve_lowrank(nllm_fw_backend *be, int32_t n_batch, int32_t max_rank,
+                                        int32_t n_products) {
+  float *t = nllm_aligned_alloc((size_t)((int64_t)n_batch * max_rank * n_products) * sizeof(float));
+  if (!t) return nllm_err(NLLM_ERR_NOMEM, "out of memory for the LoRA scratch (rank %d)", max_rank);
+  nllm_aligned_free(be->b.lora_t);
+  be->b.lora_t = t;
+  return NLLM_OK;
+}
+
+void nllm_cpu_fw_free(nllm_fw_backend *be) {
+  nllm_cpu_fw *c = be->ctx;
+  nllm_fw_bufs *b = &be->b;
+  void *bufs[] = {b->x,    b->xb, b->q,       b->k,       b->v,     b->att,
+                  b->gate, b->up, b->k_cache, b->v_cache, b->lora_t};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) nllm_aligned_free(bufs[i]);
+  if (c) {
+    nllm_aligned_free(c->wdata);
+    nllm_aligned_free(c->att_scratch);
+    nllm_aligned_free(c->moe_logits);
+    nllm_aligned_free(c->moe_scratch);
+    free(c);
+  }
+  memset(be, 0, sizeof *be);
+}
+
+nllm_status nllm_cpu_fw_init(nllm_fw_backend *be, const nllm_fw_shape *s) {
+  memset(be, 0, sizeof *be);
+  const int64_t nb = s->n_batch, d = s->n_embd, qd = s->n_head * s->head_dim;
+  const int64_t kvd = s->n_head_kv * s->head_dim;
+  const size_t att_per_thread =
+      nllm_attention_scratch(s->n_ctx, s->n_head, s->n_head_kv, s->head_dim);
+  /* Every size is a checked product: the hyperparameters come from the file and the counts
+   * from the caller (each within its own range, but not their product). */
+  const uint64_t cells = (uint64_t)s->n_layers * (uint64_t)s->n_ctx;
+  const size_t row_k = nllm_row_size(s->kv_type, kvd), row_v = nllm_row_size(s->kv_type_v, kvd);
+  uint64_t kv_bytes, kv_bytes_v;
+  if (!nllm_mul_ok(cells, row_k, &kv_bytes) || !nllm_mul_ok(cells, row_v, &kv_bytes_v) ||
+      kv_bytes > ((uint64_t)1 << 40) || kv_bytes_v > ((uint64_t)1 << 40))
+    return nllm_err(NLLM_ERR_INVALID_ARG,
+                    "KV cache for n_ctx %d would be too large (%d layers, %zu + %zu bytes a "
+                    "position each)",
+                    s->n_ctx, s->n_layers, row_k, row_v);
+  const struct {
+    const char *what;
+    uint64_t a, b;
+  } want[] = {
+      {"activations", (uint64_t)nb, (uint64_t)max64(d, qd)},
+      {"q/k/v rows", (uint64_t)nb, (uint64_t)max64(qd, s->qkv_width)},
+      {"feed-forward rows", (uint64_t)nb, (uint64_t)s->ff_width},
+      {"attention scratch", (uint64_t)att_per_thread, (uint64_t)s->n_threads},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    uint64_t n, bytes;
+    if (!nllm_mul_ok(want[i].a, want[i].b, &n) || !nllm_mul_ok(n, sizeof(float), &bytes) ||
+        bytes > ((uint64_t)1 << 40))
+      return nllm_err(NLLM_ERR_INVALID_ARG,
+                      "the context's %s for n_ctx %d, n_batch %d and %d threads would be too "
+                      "large (%llu x %llu floats)",
+                      want[i].what, s->n_ctx, s->n_batch, s->n_threads,
+                      (unsigned long long)want[i].a, (unsigned long long)want[i].b);
+  }
+  nllm_cpu_fw *c = nllm_calloc(1, sizeof *c);
+  if (!c) return nllm_err(NLLM_ERR_NOMEM, "out of memory for the CPU context");
+  be->ctx = c;
+  be->ops = &nllm_cpu_fw_ops;
+  c->n_threads = s->n_threads;
+  c->n_ctx = s->n_ctx;
+  c->kv_type = s->kv_type;
+  c->kv_type_v = s->kv_type_v;
+  c->n_head_kv = s->n_head_kv;
+  c->head_dim = s->head_dim;
+  c->att_scratch_per_thread = att_per_thread;
+  nllm_fw_bufs *b = &be->b;
+  b->first_layer = s->first_layer;
+  const size_t f = sizeof(float), wsize = matmul_scratch(s);
+  b->x = nllm_aligned_alloc((size_t)(nb * d) * f);
+  b->xb = nllm_aligned_alloc((size_t)(nb * max64(d, qd)) * f);
+  b->q = nllm_aligned_alloc((size_t)(nb * max64(qd, s->qkv_width)) * f);
+  b->qkv = b->q; /* a fused projection lands in q, then splits in place */
+  b->k = nllm_aligned_alloc((size_t)(nb * kvd) * f);
+  b->v = nllm_aligned_alloc((size_t)(nb * kvd) * f);
+  b->att = nllm_aligned_alloc((size_t)(nb * qd) * f);
+  b->gate = nllm_aligned_alloc((size_t)(nb * s->ff_width) * f);
+  b->up = nllm_aligned_alloc((size_t)(nb * s->ff_width) * f);
+  b->k_cache = nllm_aligned_alloc(kv_bytes);
+  b->v_cache = nllm_aligned_alloc(kv_bytes_v);
+  c->att_scratch = nllm_aligned_alloc(att_per_thread * (size_t)s->n_threads * f);
+  c->wdata = nllm_aligned_alloc(wsize ? wsize : 64);
+  c->wsize = wsize ? wsize : 64;
+  if (!b->x || !b->xb || !b->q || !b->k || !b->v || !b->att || !b->gate || !b->up || !b->k_cache ||
+      !b->v_cache || !c->att_scratch || !c->wdata) {
+    nllm_cpu_fw_free(be);
+    return nllm_err(NLLM_ERR_NOMEM,
+                    "out of memory allocating the context (KV cache %.1f MiB, "
+                    "n_ctx %d, n_batch %d)",
+                    (double)(kv_bytes + kv_bytes_v) / 1048576.0, s->n_ctx, s->n_batch);
+  }
+  if (s->n_moe > 0) {
+    const size_t ms = moe_scratch(s);
+    c->moe_logits = nllm_aligned_alloc((size_t)(nb * s->moe[0].n_expert) * f);
+    c->moe_scratch = nllm_aligned_alloc(ms ? ms : 64);
+    if (!c->moe_logits || !c->moe_scratch) {
+      nllm_cpu_fw_free(be);
+      return nllm_err(NLLM_ERR_NOMEM,
+                      "out of memory allocating the expert scratch (%.1f MiB for n_batch %d)",
+                      (double)ms / 1048576.0, s->n_batch);
+    }
+  }
+  return NLLM_OK;
+}

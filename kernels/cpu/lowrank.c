@@ -4,7 +4,8 @@
  * half activation would round the adapter's input, 1e-3 relative), and each pass is split over the
  * team like the base matmul. A is [r][in] and dotted with x; B is kept transposed, [r][out], so
  * B t adds r scaled weight rows into y. This file has the threaded passes and the scalar
- * reference kernels; the tiers' kernels live in lowrank_{avx2,avx512,neon}.c. */
+ * reference kernels; the tiers' kernels are lowrank_body.h, instantiated at each vector width by
+ * lowrank_{avx2,avx512,neon}.c. */
 #include "ops.h"
 #include "pool.h"
 #include "qtypes.h"

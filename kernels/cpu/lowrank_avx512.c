@@ -1,166 +1,33 @@
-/* AVX-512 kernels of LoRA's low-rank products (lowrank.c has the reference and the passes that
- * call them): F32, F16 (one vcvtph2ps per 16) or BF16 weights, F32 activations. With 32
- * registers a tile is four rows by four tokens. */
+/* AVX-512 kernels of LoRA's low-rank products: lowrank_body.h at 16 floats a vector (F16 by one
+ * vcvtph2ps per 16). 32 registers: a dot tile is four rows by four tokens. */
 #include <immintrin.h>
 
 #include "cpu/quant.h"
 
-/* Bytes ahead in each row a dot tile prefetches. */
-#define PREFETCH 1024
+#define LR_VEC __m512
+#define LR_WIDTH 16
+#define LR_DOT_TOKENS 4
+#define LR_ZERO() _mm512_setzero_ps()
+#define LR_LOAD(p) _mm512_loadu_ps(p)
+#define LR_STORE(p, v) _mm512_storeu_ps((p), (v))
+#define LR_SET1(x) _mm512_set1_ps(x)
+#define LR_HSUM(v) _mm512_reduce_add_ps(v)
+#define LR_FMA(acc, a, b) _mm512_fmadd_ps((a), (b), (acc))
 
-/* The storage of a weight matrix: F32, F16, or BF16 (widened by a shift). */
-enum { W_F32, W_F16, W_BF16 };
-
-static inline int kind_of(int32_t type) {
-  return type == NLLM_TYPE_F16 ? W_F16 : type == NLLM_TYPE_BF16 ? W_BF16 : W_F32;
+static inline __attribute__((always_inline)) __m512 lr_load_f16(const uint16_t *p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
 
-static inline __attribute__((always_inline)) __m512 loadw(int kind, const void *w, int64_t i) {
-  if (kind == W_F32) return _mm512_loadu_ps((const float *)w + i);
-  const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + i));
-  if (kind == W_F16) return _mm512_cvtph_ps(h);
+static inline __attribute__((always_inline)) __m512 lr_load_bf16(const uint16_t *p) {
+  const __m256i h = _mm256_loadu_si256((const __m256i *)p);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-static inline float load1(int kind, const void *w, int64_t i) {
-  return kind == W_F32   ? ((const float *)w)[i]
-         : kind == W_F16 ? q_h2f(((const uint16_t *)w)[i])
-                         : q_bf2f(((const uint16_t *)w)[i]);
-}
-
-/* Four rows (missing ones repeat row 0 and are not stored) by nt tokens (1, 2 or 4): each
- * weight vector is widened once for every token of the tile. */
-static inline __attribute__((always_inline)) void dot_tile(int kind, int nt, int64_t n, float *s,
-                                                           int64_t s_stride, const void *w,
-                                                           int64_t w_stride, int n_rows,
-                                                           const float *x, int64_t x_stride,
-                                                           float scale) {
-  const size_t es = kind == W_F32 ? 4 : 2;
-  const void *row[4];
-  for (int j = 0; j < 4; j++)
-    row[j] = (const uint8_t *)w + (size_t)((j < n_rows ? j : 0) * w_stride) * es;
-  __m512 acc[4][4];
-  for (int t = 0; t < 4; t++)
-    for (int j = 0; j < 4; j++) acc[t][j] = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    if ((i * es) % 64 == 0) /* four interleaved streams: the hardware prefetcher lags */
-      for (int j = 0; j < 4; j++)
-        __builtin_prefetch((const uint8_t *)row[j] + i * es + PREFETCH, 0, 3);
-    const __m512 w0 = loadw(kind, row[0], i), w1 = loadw(kind, row[1], i);
-    const __m512 w2 = loadw(kind, row[2], i), w3 = loadw(kind, row[3], i);
-    for (int t = 0; t < nt; t++) {
-      const __m512 xv = _mm512_loadu_ps(x + t * x_stride + i);
-      acc[t][0] = _mm512_fmadd_ps(w0, xv, acc[t][0]);
-      acc[t][1] = _mm512_fmadd_ps(w1, xv, acc[t][1]);
-      acc[t][2] = _mm512_fmadd_ps(w2, xv, acc[t][2]);
-      acc[t][3] = _mm512_fmadd_ps(w3, xv, acc[t][3]);
-    }
-  }
-  for (int t = 0; t < nt; t++)
-    for (int j = 0; j < n_rows; j++) {
-      float v = _mm512_reduce_add_ps(acc[t][j]);
-      for (int64_t k = i; k < n; k++) v += load1(kind, row[j], k) * x[t * x_stride + k];
-      s[t * s_stride + j] = scale * v;
-    }
-}
-
-static inline __attribute__((always_inline)) void dot_kind(int kind, int64_t n, float *s,
-                                                           int64_t s_stride, const void *w,
-                                                           int64_t w_stride, int n_rows,
-                                                           const float *x, int64_t x_stride,
-                                                           int n_tok, float scale) {
-  for (int t = 0; t < n_tok;) {
-    const int left = n_tok - t;
-    const float *xt = x + t * x_stride;
-    float *st = s + t * s_stride;
-    if (left >= 4) {
-      dot_tile(kind, 4, n, st, s_stride, w, w_stride, n_rows, xt, x_stride, scale);
-      t += 4;
-    } else if (left >= 2) {
-      dot_tile(kind, 2, n, st, s_stride, w, w_stride, n_rows, xt, x_stride, scale);
-      t += 2;
-    } else {
-      dot_tile(kind, 1, n, st, s_stride, w, w_stride, n_rows, xt, x_stride, scale);
-      t += 1;
-    }
-  }
-}
-
-static void lowrank_dot_avx512(int32_t wtype, int64_t n, float *s, int64_t s_stride, const void *w,
-                               int64_t w_stride, int n_rows, const float *x, int64_t x_stride,
-                               int n_tok, float scale) {
-  switch (kind_of(wtype)) {
-    case W_F16:
-      dot_kind(W_F16, n, s, s_stride, w, w_stride, n_rows, x, x_stride, n_tok, scale);
-      break;
-    case W_BF16:
-      dot_kind(W_BF16, n, s, s_stride, w, w_stride, n_rows, x, x_stride, n_tok, scale);
-      break;
-    default: dot_kind(W_F32, n, s, s_stride, w, w_stride, n_rows, x, x_stride, n_tok, scale);
-  }
-}
-
-/* 64 outputs of nt tokens (1 or 2) in registers while the r weight rows pass. */
-static inline __attribute__((always_inline)) void axpy_tile(int kind, int nt, float *y,
-                                                            int64_t y_stride, const void *w,
-                                                            int64_t w_stride, int64_t r,
-                                                            const float *c, int64_t c_stride) {
-  const size_t es = kind == W_F32 ? 4 : 2;
-  __m512 acc[2][4];
-  for (int t = 0; t < nt; t++)
-    for (int v = 0; v < 4; v++) acc[t][v] = _mm512_loadu_ps(y + t * y_stride + 16 * v);
-  for (int64_t j = 0; j < r; j++) {
-    const void *wj = (const uint8_t *)w + (size_t)(j * w_stride) * es;
-    const __m512 w0 = loadw(kind, wj, 0), w1 = loadw(kind, wj, 16);
-    const __m512 w2 = loadw(kind, wj, 32), w3 = loadw(kind, wj, 48);
-    for (int t = 0; t < nt; t++) {
-      const __m512 cv = _mm512_set1_ps(c[t * c_stride + j]);
-      acc[t][0] = _mm512_fmadd_ps(cv, w0, acc[t][0]);
-      acc[t][1] = _mm512_fmadd_ps(cv, w1, acc[t][1]);
-      acc[t][2] = _mm512_fmadd_ps(cv, w2, acc[t][2]);
-      acc[t][3] = _mm512_fmadd_ps(cv, w3, acc[t][3]);
-    }
-  }
-  for (int t = 0; t < nt; t++)
-    for (int v = 0; v < 4; v++) _mm512_storeu_ps(y + t * y_stride + 16 * v, acc[t][v]);
-}
-
-static inline __attribute__((always_inline)) void axpy_kind(int kind, int64_t n, float *y,
-                                                            int64_t y_stride, const void *w,
-                                                            int64_t w_stride, int64_t r,
-                                                            const float *c, int64_t c_stride,
-                                                            int n_tok) {
-  const size_t es = kind == W_F32 ? 4 : 2;
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    const void *wi = (const uint8_t *)w + (size_t)i * es;
-    for (int t = 0; t < n_tok; t += 2) {
-      float *yt = y + t * y_stride + i;
-      if (n_tok - t >= 2)
-        axpy_tile(kind, 2, yt, y_stride, wi, w_stride, r, c + t * c_stride, c_stride);
-      else
-        axpy_tile(kind, 1, yt, y_stride, wi, w_stride, r, c + t * c_stride, c_stride);
-    }
-  }
-  /* fewer than 64 outputs left: the AVX2 kernel's 32-wide tiles and tail */
-  if (i < n)
-    nllm_lowrank_axpy_avx2(kind == W_F16    ? NLLM_TYPE_F16
-                           : kind == W_BF16 ? NLLM_TYPE_BF16
-                                            : NLLM_TYPE_F32,
-                           n - i, y + i, y_stride, (const uint8_t *)w + (size_t)i * es, w_stride, r,
-                           c, c_stride, n_tok);
-}
-
-static void lowrank_axpy_avx512(int32_t wtype, int64_t n, float *y, int64_t y_stride, const void *w,
-                                int64_t w_stride, int64_t r, const float *c, int64_t c_stride,
-                                int n_tok) {
-  switch (kind_of(wtype)) {
-    case W_F16: axpy_kind(W_F16, n, y, y_stride, w, w_stride, r, c, c_stride, n_tok); break;
-    case W_BF16: axpy_kind(W_BF16, n, y, y_stride, w, w_stride, r, c, c_stride, n_tok); break;
-    default: axpy_kind(W_F32, n, y, y_stride, w, w_stride, r, c, c_stride, n_tok);
-  }
-}
+/* fewer than 64 outputs left: the AVX2 kernel's 32-wide tiles and tail */
+#define LR_AXPY_TAIL nllm_lowrank_axpy_avx2
+#define LR_DOT_NAME lowrank_dot_avx512
+#define LR_AXPY_NAME lowrank_axpy_avx512
+#include "cpu/lowrank_body.h"
 
 const nllm_cpu_ops nllm_cpu_ops_avx512 = {.lowrank_dot = lowrank_dot_avx512,
                                           .lowrank_axpy = lowrank_axpy_avx512};

@@ -343,13 +343,19 @@ size_t nllm_matmul_group_wsize(const nllm_matmul_part *p, int n_p, int64_t cols,
   return one > shared ? one : shared;
 }
 
-void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
+/* Each matrix alone (a group that does not share, or whose forms do not fit the scratch). */
+static void group_each(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
                        int64_t n_tok, void *wdata, int n_threads) {
+  for (int i = 0; i < n_p; i++)
+    nllm_matmul(p[i].y, p[i].W, p[i].wtype, p[i].rows, cols, x, n_tok, wdata, n_threads);
+}
+
+void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
+                       int64_t n_tok, void *wdata, size_t wsize, int n_threads) {
   if (n_p <= 0 || n_tok <= 0) return;
   if (n_threads < 1) n_threads = 1;
   if (!group_shares(p, n_p, n_tok, n_threads)) {
-    for (int i = 0; i < n_p; i++)
-      nllm_matmul(p[i].y, p[i].W, p[i].wtype, p[i].rows, cols, x, n_tok, wdata, n_threads);
+    group_each(p, n_p, cols, x, n_tok, wdata, n_threads);
     return;
   }
   group_job g = {.n = n_p};
@@ -392,6 +398,12 @@ void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const f
         g.owns[i] |= 2;
       }
     }
+  }
+  /* one format's matrices need what one matrix does; mixed ones may need more than the
+   * caller's scratch holds */
+  if ((size_t)(mem - (uint8_t *)wdata) > wsize) {
+    group_each(p, n_p, cols, x, n_tok, wdata, n_threads);
+    return;
   }
   nllm_pool_run(n_threads, n_tok, group_quantize_item, &g);
   nllm_pool_run(n_threads, g.first[n_p], group_dot_item, &g);

@@ -275,8 +275,8 @@ static nllm_status launch_prompt(nllm_cuda *cu, const nllm_cuda_attn_args *a, co
   /* above 48 KiB of shared memory a kernel must opt in (head_dim > 128) */
   CU_TRY(cudaFuncSetAttribute(att_prompt_kernel<KV, NJ>,
                               cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  att_prompt_kernel<KV, NJ><<<grid, ATT_WARPS * 32, smem, cu->stream>>>(s, a->q, (const KV *)a->k,
-                                                                        (const KV *)a->v, a->out);
+  att_prompt_kernel<KV, NJ><<<grid, ATT_WARPS * 32, smem, cu->stream>>>(
+      s, a->attn.q, (const KV *)a->attn.k, (const KV *)a->attn.v, a->attn.out);
   CU_LAUNCHED("att_prompt_kernel");
   return NLLM_OK;
 }
@@ -284,30 +284,30 @@ static nllm_status launch_prompt(nllm_cuda *cu, const nllm_cuda_attn_args *a, co
 template <typename KV>
 static nllm_status attention_typed(nllm_cuda *cu, const nllm_cuda_attn_args *a,
                                    const att_shape &s) {
-  const int nj = (int)((a->head_dim + 31) / 32);
-  const KV *k = (const KV *)a->k, *v = (const KV *)a->v;
+  const int nj = (int)((a->attn.head_dim + 31) / 32);
+  const KV *k = (const KV *)a->attn.k, *v = (const KV *)a->attn.v;
   if (a->n_tok <= ATT_DECODE_MAX_TOK) {
     const int64_t n_vis_max = a->pos0 + a->n_tok; /* the last token sees the most */
-    const int n_split = decode_splits(n_vis_max, a->n_head, a->n_tok);
-    const size_t need = (size_t)(a->n_tok * a->n_head * n_split * (2 + a->head_dim));
+    const int n_split = decode_splits(n_vis_max, a->attn.n_head, a->n_tok);
+    const size_t need = (size_t)(a->n_tok * a->attn.n_head * n_split * (2 + a->attn.head_dim));
     nllm_status st = cuda_scratch_ensure(cu, (void **)&cu->att, &cu->att_cap, need, sizeof(float),
                                          "attention partials");
     if (st != NLLM_OK) return st;
-    const dim3 grid((unsigned)a->n_head, (unsigned)a->n_tok, (unsigned)n_split);
+    const dim3 grid((unsigned)a->attn.n_head, (unsigned)a->n_tok, (unsigned)n_split);
     NJ_SWITCH(nj, NJ,
               (att_decode_kernel<KV, NJ>
-               <<<grid, ATT_WARPS * 32, 0, cu->stream>>>(s, a->q, k, v, cu->att)));
+               <<<grid, ATT_WARPS * 32, 0, cu->stream>>>(s, a->attn.q, k, v, cu->att)));
     CU_LAUNCHED("att_decode_kernel");
-    const int threads = a->head_dim <= 64 ? 64 : a->head_dim <= 128 ? 128 : 256;
-    att_merge_kernel<<<dim3((unsigned)a->n_head, (unsigned)a->n_tok), threads, 0, cu->stream>>>(
-        s, n_split, cu->att, a->out);
+    const int threads = a->attn.head_dim <= 64 ? 64 : a->attn.head_dim <= 128 ? 128 : 256;
+    att_merge_kernel<<<dim3((unsigned)a->attn.n_head, (unsigned)a->n_tok), threads, 0,
+                       cu->stream>>>(s, n_split, cu->att, a->attn.out);
     CU_LAUNCHED("att_merge_kernel");
     return NLLM_OK;
   }
-  const size_t smem =
-      (size_t)(ATT_ROWS * a->head_dim + ATT_TILE * (a->head_dim + 1) + ATT_TILE * a->head_dim) *
-      sizeof(float);
-  const dim3 grid((unsigned)((a->n_tok + ATT_ROWS - 1) / ATT_ROWS), (unsigned)a->n_head);
+  const size_t smem = (size_t)(ATT_ROWS * a->attn.head_dim + ATT_TILE * (a->attn.head_dim + 1) +
+                               ATT_TILE * a->attn.head_dim) *
+                      sizeof(float);
+  const dim3 grid((unsigned)((a->n_tok + ATT_ROWS - 1) / ATT_ROWS), (unsigned)a->attn.n_head);
   nllm_status st = NLLM_OK;
   NJ_SWITCH(nj, NJ, (st = launch_prompt<KV, NJ>(cu, a, s, grid, smem)));
   return st;
@@ -315,18 +315,19 @@ static nllm_status attention_typed(nllm_cuda *cu, const nllm_cuda_attn_args *a,
 
 nllm_status nllm_cuda_attention(nllm_cuda *cu, const nllm_cuda_attn_args *a) {
   if (a->n_tok <= 0) return NLLM_OK;
-  if (a->head_dim <= 0 || a->head_dim > ATT_MAX_HD || a->n_head_kv <= 0 || a->n_head % a->n_head_kv)
+  if (a->attn.head_dim <= 0 || a->attn.head_dim > ATT_MAX_HD || a->attn.n_head_kv <= 0 ||
+      a->attn.n_head % a->attn.n_head_kv)
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "CUDA attention: head_dim %lld (max %d), %lld heads over "
                     "%lld KV heads",
-                    (long long)a->head_dim, ATT_MAX_HD, (long long)a->n_head,
-                    (long long)a->n_head_kv);
-  if (a->n_tok > 65535 * (int64_t)ATT_ROWS || a->n_head > 65535)
+                    (long long)a->attn.head_dim, ATT_MAX_HD, (long long)a->attn.n_head,
+                    (long long)a->attn.n_head_kv);
+  if (a->n_tok > 65535 * (int64_t)ATT_ROWS || a->attn.n_head > 65535)
     return nllm_err(NLLM_ERR_INVALID_ARG,
                     "CUDA attention: %lld tokens x %lld heads exceeds the grid",
-                    (long long)a->n_tok, (long long)a->n_head);
-  const att_shape s = {a->n_tok,    a->pos0,  a->n_head,  a->n_head_kv,
-                       a->head_dim, a->scale, a->softcap, a->window};
+                    (long long)a->n_tok, (long long)a->attn.n_head);
+  const att_shape s = {a->n_tok,         a->pos0,       a->attn.n_head,  a->attn.n_head_kv,
+                       a->attn.head_dim, a->attn.scale, a->attn.softcap, a->attn.window};
   if (a->kv_type == NLLM_TYPE_F16) return attention_typed<__half>(cu, a, s);
   if (a->kv_type == NLLM_TYPE_F32) return attention_typed<float>(cu, a, s);
   return nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA attention: KV type %d (F16 or F32 only)", a->kv_type);

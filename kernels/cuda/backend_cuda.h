@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attention.h"
 #include "nativellm.h"
 
 #ifdef __cplusplus
@@ -129,16 +130,12 @@ nllm_status nllm_cuda_glu(nllm_cuda *cu, float *d_out, int64_t out_stride, const
 nllm_status nllm_cuda_kv_store(nllm_cuda *cu, void *d_cache, int32_t kv_type, const float *d_src,
                                int64_t n_tok, int64_t row, int32_t pos0);
 
-/* nllm_attn_args with device pointers and no CPU scratch: out, q, k, v are device memory. */
+/* The call (attention.h; out, q, k, v in device memory, head_dim <= 256) with the rows'
+ * positions and the cache's type, no CPU scratch. */
 typedef struct nllm_cuda_attn_args {
-  float *out;        /* [n_tok][n_head * head_dim] */
-  const float *q;    /* [n_tok][n_head * head_dim], RoPE applied */
-  const void *k, *v; /* one layer of the cache: [n_ctx][n_head_kv * head_dim] */
-  int32_t kv_type;   /* NLLM_TYPE_F16 or NLLM_TYPE_F32 */
+  nllm_attn attn;  /* k, v: one layer of the cache, [n_ctx][n_head_kv * head_dim] */
+  int32_t kv_type; /* NLLM_TYPE_F16 or NLLM_TYPE_F32 */
   int64_t n_tok, pos0;
-  int64_t n_head, n_head_kv, head_dim; /* head_dim <= 256 */
-  float scale, softcap;
-  int32_t window;
 } nllm_cuda_attn_args;
 /* Causal GQA attention. Few query tokens (decode): the context is split over blocks, each
  * running one online-softmax pass, then merged. Many (prompt): FlashAttention-style tiles of

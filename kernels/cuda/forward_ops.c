@@ -151,21 +151,10 @@ static void cuda_kv_store(nllm_fw_backend *be, uint8_t *cache, const float *src,
   RUN(be, nllm_cuda_kv_store(c->cu, cache, c->kv_type, src, rows->n, c->kv_row, rows->pos0));
 }
 
-static void cuda_attention(nllm_fw_backend *be, const nllm_fw_attn *a, const nllm_fw_rows *rows) {
+static void cuda_attention(nllm_fw_backend *be, const nllm_attn *a, const nllm_fw_rows *rows) {
   const cuda_fw *c = cuda_of(be);
-  nllm_cuda_attn_args ca = {.out = a->out,
-                            .q = a->q,
-                            .k = a->k_cache,
-                            .v = a->v_cache,
-                            .kv_type = c->kv_type,
-                            .n_tok = rows->n,
-                            .pos0 = rows->pos0,
-                            .n_head = a->n_head,
-                            .n_head_kv = a->n_head_kv,
-                            .head_dim = a->head_dim,
-                            .scale = a->scale,
-                            .softcap = a->softcap,
-                            .window = a->window};
+  const nllm_cuda_attn_args ca = {
+      .attn = *a, .kv_type = c->kv_type, .n_tok = rows->n, .pos0 = rows->pos0};
   RUN(be, nllm_cuda_attention(c->cu, &ca));
 }
 

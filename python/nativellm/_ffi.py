@@ -286,6 +286,13 @@ class nllm_convert_params(Structure):
     ]
 
 
+class nllm_lora_adapter_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("weight_type", c_int32),
+    ]
+
+
 class nllm_convert_stats(Structure):
     _fields_ = [
         ("struct_size", c_uint32),
@@ -309,6 +316,7 @@ STRUCTS = {
         nllm_generate_params,
         nllm_convert_params,
         nllm_convert_stats,
+        nllm_lora_adapter_params,
     )
 }
 
@@ -508,11 +516,20 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "nllm_sampler_grammar_complete": (c_int32, [sampler_p]),
     # LoRA adapters
     "nllm_lora_adapter_load": (nllm_status, [model_p, c_char_p, POINTER(lora_adapter_p)]),
+    "nllm_lora_adapter_params_init_sized": (
+        nllm_status,
+        [POINTER(nllm_lora_adapter_params), c_size_t],
+    ),
+    "nllm_lora_adapter_load_params": (
+        nllm_status,
+        [model_p, c_char_p, POINTER(nllm_lora_adapter_params), POINTER(lora_adapter_p)],
+    ),
     "nllm_lora_adapter_free": (None, [lora_adapter_p]),
     "nllm_lora_adapter_name": (c_char_p, [lora_adapter_p]),
     "nllm_lora_adapter_n_matrices": (c_int32, [lora_adapter_p]),
     "nllm_lora_adapter_rank": (c_int32, [lora_adapter_p]),
     "nllm_lora_adapter_alpha": (c_float, [lora_adapter_p]),
+    "nllm_lora_adapter_weight_type": (c_int32, [lora_adapter_p]),
     "nllm_context_set_lora": (
         nllm_status,
         [context_p, POINTER(lora_adapter_p), _floatp, c_int32],

@@ -11,6 +11,7 @@ from . import _ffi as ffi
 from ._handle import _Handle
 from ._lib import lib as _C
 from .errors import _check, _invalid
+from .library import _type_id, type_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
@@ -21,19 +22,32 @@ AdapterSpec = Union["LoraAdapter", Tuple["LoraAdapter", float]]
 
 class LoraAdapter(_Handle):
     """A PEFT folder (adapter_config.json + adapter_model.safetensors) or a GGUF LoRA adapter,
-    checked against ``model``. Contexts it is attached to keep it alive by themselves, so
+    checked against ``model``. ``weight_type`` ("F32", "F16", "BF16"; None: F16 next to
+    quantized base matrices, else F32) is what F32 adapter weights are kept in. Contexts it is attached to keep it alive by themselves, so
     closing it (or the garbage collector) never breaks a context that still applies it; the
     model must stay open while it is used (Model.close closes it)."""
 
     _kind = "LoRA adapter"
 
-    def __init__(self, model: "Model", path: Union[str, "os.PathLike[str]"]) -> None:
+    def __init__(
+        self,
+        model: "Model",
+        path: Union[str, "os.PathLike[str]"],
+        weight_type: Union[int, str, None] = None,
+    ) -> None:
         self._h: Optional[Any] = None
         self.model = model
         self.path = str(path)
+        p = ffi.nllm_lora_adapter_params()
+        _check(_C.nllm_lora_adapter_params_init_sized(ctypes.byref(p), ctypes.sizeof(p)))
+        p.weight_type = _type_id(weight_type)
         h = ffi.lora_adapter_p()
         with model._use() as mh:
-            _check(_C.nllm_lora_adapter_load(mh, os.fsencode(path), ctypes.byref(h)))
+            _check(
+                _C.nllm_lora_adapter_load_params(
+                    mh, os.fsencode(path), ctypes.byref(p), ctypes.byref(h)
+                )
+            )
         self._h = h
         model._children.add(self)
 
@@ -62,6 +76,12 @@ class LoraAdapter(_Handle):
     @property
     def alpha(self) -> float:
         return float(_C.nllm_lora_adapter_alpha(self.handle))
+
+    @property
+    def weight_type(self) -> Optional[str]:
+        """The type its weights are kept in ("F32", "F16", "BF16"); None when they differ."""
+        t = int(_C.nllm_lora_adapter_weight_type(self.handle))
+        return None if t == ffi.NLLM_TYPE_NONE else type_name(t)
 
     @property
     def n_matrices(self) -> int:

@@ -343,10 +343,14 @@ class Model(_Handle):
 
     # -- factories and convenience generation
 
-    def load_adapter(self, path: Union[str, "os.PathLike[str]"]) -> "LoraAdapter":
+    def load_adapter(
+        self, path: Union[str, "os.PathLike[str]"], weight_type: Union[int, str, None] = None
+    ) -> "LoraAdapter":
         """Load a LoRA adapter (PEFT folder or GGUF file) for this model; attach it with
-        Context.set_adapters or generate(..., adapters=[(adapter, scale)])."""
-        return LoraAdapter(self, path)
+        Context.set_adapters or generate(..., adapters=[(adapter, scale)]). weight_type: what
+        F32 adapter weights are kept in ("F32", "F16", "BF16"; None: F16 next to quantized base
+        matrices, else F32)."""
+        return LoraAdapter(self, path, weight_type)
 
     def context(self, **params: Any) -> Context:
         """A new Context on this model (see Context for the parameters)."""

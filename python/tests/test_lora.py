@@ -93,6 +93,20 @@ class LoraTest(unittest.TestCase):
         off = self.model.generate("Once upon a time", adapters=[(a, 0.0)], **kw)
         self.assertEqual(str(off), str(plain))
 
+    def test_weight_type(self) -> None:
+        """An F32 adapter kept as F16 or BF16 keeps the golden's greedy ids; the default next to
+        this float base keeps F32; a non-float type is refused."""
+        prompt, gen = read_golden_ids(LORA / "golden.lora-a.s1.0.logits.txt")
+        self.assertEqual(self.model.load_adapter(LORA / "tiny-llama-lora-a").weight_type, "F32")
+        with self.model.context(n_ctx=64, kv_type="F32") as ctx:
+            for wt in ("F16", "bf16", nativellm.library.parse_type("F32")[0]):
+                a = self.model.load_adapter(LORA / "tiny-llama-lora-a", weight_type=wt)
+                self.assertEqual(a.weight_type, wt.upper() if isinstance(wt, str) else "F32")
+                ctx.set_adapters([a])
+                self.assertEqual(self.greedy(ctx, prompt, len(gen)), gen, wt)
+        with self.assertRaises(nativellm.InvalidArgumentError):
+            self.model.load_adapter(LORA / "tiny-llama-lora-a", weight_type="Q8_0")
+
     def test_bad_adapters(self) -> None:
         with self.assertRaises(nativellm.FileError):
             self.model.load_adapter("/nonexistent/adapter")

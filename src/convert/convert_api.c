@@ -91,7 +91,8 @@ static nllm_status convert_merged(const nllm_convert_params *p, const char *in_p
       st = nllm_err(NLLM_ERR_INVALID_ARG, "lora_paths[%d] is NULL", n);
       break;
     }
-    if ((st = nllm_lora_load(m, p->lora_paths[n], &lora[n].a))) break;
+    /* F32 kept: the merge adds B A to the weights exactly before any conversion */
+    if ((st = nllm_lora_load(m, p->lora_paths[n], NLLM_TYPE_F32, &lora[n].a))) break;
     lora[n].scale = p->lora_scales ? p->lora_scales[n] : 1.0f;
   }
   if (!st) {

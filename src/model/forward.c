@@ -6,55 +6,38 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "attention.h"
-#include "moe.h"
 #include "ops.h"
 #include "qtypes.h"
-
-static size_t max_wsize(const nllm_model *m, int32_t n_batch, int32_t n_threads) {
-  size_t w = 0;
-#define MAXW(wt)                                                            \
-  if ((wt).data && (wt).rows > 0) {                                         \
-    size_t s = nllm_matmul_wsize((wt).type, (wt).cols, n_batch, n_threads); \
-    if (s > w) w = s;                                                       \
-  }
-  for (int il = 0; il < m->hp.n_layer; il++) {
-    const nllm_layer *L = &m->layers[il];
-    const nllm_weight *mats[] = {&L->wq,     &L->wk,   &L->wv,     &L->wo,
-                                 &L->w_gate, &L->w_up, &L->w_down, &L->ffn_gate_inp};
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) MAXW(*mats[i])
-  }
-  MAXW(m->output)
-#undef MAXW
-  /* the projections of one input share one quantization (project) */
-  for (int il = 0; il < m->hp.n_layer; il++) {
-    const nllm_layer *L = &m->layers[il];
-    const nllm_weight *groups[2][3] = {{&L->wq, &L->wk, &L->wv}, {&L->w_gate, &L->w_up, NULL}};
-    for (int g = 0; g < 2; g++) {
-      nllm_matmul_part p[3];
-      int n = 0;
-      for (; n < 3 && groups[g][n] && groups[g][n]->data && groups[g][n]->rows > 0; n++)
-        p[n] = (nllm_matmul_part){NULL, groups[g][n]->data, groups[g][n]->type, groups[g][n]->rows};
-      if (n < 2) continue;
-      const size_t s = nllm_matmul_group_wsize(p, n, groups[g][0]->cols, n_batch, n_threads);
-      if (s > w) w = s;
-    }
-  }
-  return w;
-}
 
 static int64_t max64(int64_t a, int64_t b) {
   return a > b ? a : b;
 }
 
-/* The device backend of a model with GPU layers: the same buffers as the CPU's, and the cache
- * of the offloaded layers. */
-static nllm_status gpu_init(nllm_forward_state *fs, int32_t logit_rows) {
+/* A sparse layer's FFN as the backends take it. */
+static nllm_fw_moe moe_of(const nllm_model *m, const nllm_layer *L) {
+  const nllm_hparams *hp = &m->hp;
+  return (nllm_fw_moe){.router = &L->ffn_gate_inp,
+                       .gate = &L->ffn_gate_exps,
+                       .up = &L->ffn_up_exps,
+                       .down = &L->ffn_down_exps,
+                       .sh_gate = &L->ffn_gate_shexp,
+                       .sh_up = &L->ffn_up_shexp,
+                       .sh_down = &L->ffn_down_shexp,
+                       .sh_gate_inp = L->ffn_gate_inp_shexp.data,
+                       .d = hp->n_embd,
+                       .ff = hp->n_ff_exp,
+                       .n_expert = hp->n_expert,
+                       .n_used = hp->n_expert_used,
+                       .norm = hp->expert_norm};
+}
+
+/* What both backends size their buffers from: the model's widths and this context's counts. */
+static nllm_fw_shape shape_of(const nllm_forward_state *fs) {
   const nllm_model *m = fs->model;
   const nllm_hparams *hp = &m->hp;
   const int64_t d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim, kvd = fs->kv.row;
   const int64_t ff = m->arch->fused_gate_up ? 2 * (int64_t)hp->n_ff : hp->n_ff;
-  const nllm_fw_shape shape = {
+  return (nllm_fw_shape){
       .n_batch = fs->n_batch,
       .n_ctx = fs->kv.n_ctx,
       .n_embd = d,
@@ -64,13 +47,58 @@ static nllm_status gpu_init(nllm_forward_state *fs, int32_t logit_rows) {
       .ff_width = ff,
       .qkv_width = m->arch->fused_qkv ? qd + 2 * kvd : 0,
       .max_cols = max64(d, max64(qd, hp->n_ff)),
-      .max_rows = max64(max64(max64(d, qd + 2 * kvd), ff), m->output.dev ? hp->n_vocab : 0),
       .kv_type = fs->kv.type,
-      .n_layers = m->n_gpu_layers,
-      .first_layer = hp->n_layer - m->n_gpu_layers,
-      .n_logits = m->output.dev ? (int64_t)logit_rows * hp->n_vocab : 0,
+      .kv_type_v = fs->kv.type_v,
+      .n_threads = fs->n_threads,
   };
-  return nllm_cuda_fw_init(&fs->gpu, &shape);
+}
+
+/* The CPU backend: every layer's matrices and sparse FFNs (a GPU layer's experts run on the
+ * CPU's kernel), the cache of the CPU layers (one layer's worth when all are offloaded, so no
+ * allocation is empty). */
+static nllm_status cpu_init(nllm_forward_state *fs) {
+  const nllm_model *m = fs->model;
+  const int32_t n_layer = m->hp.n_layer, n_cpu_layers = n_layer - m->n_gpu_layers;
+  const nllm_weight **mats = nllm_calloc((size_t)n_layer * 8 + 1, sizeof *mats);
+  nllm_fw_moe *moe = nllm_calloc((size_t)n_layer + 1, sizeof *moe);
+  if (!mats || !moe) {
+    free(mats);
+    free(moe);
+    return nllm_err(NLLM_ERR_NOMEM, "out of memory planning the context");
+  }
+  int32_t n_mats = 0, n_moe = 0;
+  for (int il = 0; il < n_layer; il++) {
+    const nllm_layer *L = &m->layers[il];
+    const nllm_weight *lm[] = {&L->wq,     &L->wk,   &L->wv,     &L->wo,
+                               &L->w_gate, &L->w_up, &L->w_down, &L->ffn_gate_inp};
+    for (size_t i = 0; i < sizeof lm / sizeof lm[0]; i++) mats[n_mats++] = lm[i];
+    if (L->ffn_gate_inp.data) moe[n_moe++] = moe_of(m, L);
+  }
+  mats[n_mats++] = &m->output;
+  nllm_fw_shape s = shape_of(fs);
+  s.n_layers = n_cpu_layers > 0 ? n_cpu_layers : 1;
+  s.mats = mats;
+  s.n_mats = n_mats;
+  s.moe = moe;
+  s.n_moe = n_moe;
+  nllm_status st = nllm_cpu_fw_init(&fs->cpu, &s);
+  free(mats);
+  free(moe);
+  return st;
+}
+
+/* The device backend of a model with GPU layers: the same buffers as the CPU's, and the cache
+ * of the offloaded layers. */
+static nllm_status gpu_init(nllm_forward_state *fs, int32_t logit_rows) {
+  const nllm_model *m = fs->model;
+  const nllm_hparams *hp = &m->hp;
+  const int64_t d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim, kvd = fs->kv.row;
+  nllm_fw_shape s = shape_of(fs);
+  s.max_rows = max64(max64(max64(d, qd + 2 * kvd), s.ff_width), m->output.dev ? hp->n_vocab : 0);
+  s.n_layers = m->n_gpu_layers;
+  s.first_layer = hp->n_layer - m->n_gpu_layers;
+  s.n_logits = m->output.dev ? (int64_t)logit_rows * hp->n_vocab : 0;
+  return nllm_cuda_fw_init(&fs->gpu, &s);
 }
 
 nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m, int32_t n_ctx,
@@ -93,151 +121,26 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "KV cache types %s/%s need head_dim (%d) to be a multiple of their block size",
                     nllm_qtype_get(kv_type)->name, nllm_qtype_get(kv_type_v)->name, hp->head_dim);
-  /* The host cache holds the CPU layers only (one layer's worth when all are offloaded, so
-   * the allocation is never empty). */
-  const int32_t n_cpu_layers = hp->n_layer - m->n_gpu_layers;
-  uint64_t kv_bytes, kv_bytes_v;
-  const uint64_t cells = (uint64_t)(n_cpu_layers > 0 ? n_cpu_layers : 1) * (uint64_t)n_ctx;
-  if (!nllm_mul_ok(cells, kv->row_bytes, &kv_bytes) ||
-      !nllm_mul_ok(cells, kv->row_bytes_v, &kv_bytes_v) || kv_bytes > ((uint64_t)1 << 40) ||
-      kv_bytes_v > ((uint64_t)1 << 40))
-    return nllm_err(NLLM_ERR_INVALID_ARG,
-                    "KV cache for n_ctx %d would be too large (%d layers, %zu + %zu bytes a "
-                    "position each)",
-                    n_ctx, n_cpu_layers > 0 ? n_cpu_layers : 1, kv->row_bytes, kv->row_bytes_v);
-
-  const int64_t nb = n_batch, d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim;
-  const int64_t ff = m->arch->fused_gate_up ? 2 * (int64_t)hp->n_ff : hp->n_ff;
-  const int64_t qkv = qd + 2 * kv->row; /* fused projections land in q, then split */
-  nllm_cpu_fw *c = &fs->cpu_state;
-  c->att_scratch_per_thread =
-      nllm_attention_scratch(n_ctx, hp->n_head, hp->n_head_kv, hp->head_dim);
-  /* Every size is a checked product: the hyperparameters come from the file and the counts
-   * from the caller (each within its own range, but not their product). */
-  const struct {
-    const char *what;
-    uint64_t a, b;
-  } want[] = {
-      {"activations", (uint64_t)nb, (uint64_t)(d > qd ? d : qd)},
-      {"q/k/v rows", (uint64_t)nb, (uint64_t)qkv},
-      {"feed-forward rows", (uint64_t)nb, (uint64_t)ff},
-      {"attention scratch", (uint64_t)c->att_scratch_per_thread, (uint64_t)n_threads},
-  };
-  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-    uint64_t n, bytes;
-    if (!nllm_mul_ok(want[i].a, want[i].b, &n) || !nllm_mul_ok(n, sizeof(float), &bytes) ||
-        bytes > ((uint64_t)1 << 40))
-      return nllm_err(NLLM_ERR_INVALID_ARG,
-                      "the context's %s for n_ctx %d, n_batch %d and %d threads would be too "
-                      "large (%llu x %llu floats)",
-                      want[i].what, n_ctx, n_batch, n_threads, (unsigned long long)want[i].a,
-                      (unsigned long long)want[i].b);
-  }
-  kv->k = nllm_aligned_alloc(kv_bytes);
-  kv->v = nllm_aligned_alloc(kv_bytes_v);
-  c->n_threads = n_threads;
-  c->n_ctx = n_ctx;
-  c->kv_type = kv_type;
-  c->kv_type_v = kv_type_v;
-  c->n_head_kv = hp->n_head_kv;
-  c->head_dim = hp->head_dim;
-  nllm_fw_bufs *b = &fs->cpu.b;
-  fs->cpu.ops = &nllm_cpu_fw_ops;
-  fs->cpu.ctx = c;
-  b->x = nllm_aligned_alloc((size_t)(nb * d) * sizeof(float));
-  b->xb = nllm_aligned_alloc((size_t)(nb * (d > qd ? d : qd)) * sizeof(float));
-  b->q = nllm_aligned_alloc((size_t)(nb * qkv) * sizeof(float));
-  b->qkv = b->q;
-  b->k = nllm_aligned_alloc((size_t)(nb * kv->row) * sizeof(float));
-  b->v = nllm_aligned_alloc((size_t)(nb * kv->row) * sizeof(float));
-  b->att = nllm_aligned_alloc((size_t)(nb * qd) * sizeof(float));
-  b->gate = nllm_aligned_alloc((size_t)(nb * ff) * sizeof(float));
-  b->up = nllm_aligned_alloc((size_t)(nb * ff) * sizeof(float));
-  b->k_cache = kv->k;
-  b->v_cache = kv->v;
-  c->att_scratch =
-      nllm_aligned_alloc(c->att_scratch_per_thread * (size_t)n_threads * sizeof(float));
-  if (hp->n_expert > 0) {
-    /* every sparse layer has the same shapes; the types may differ per layer (a mixed preset) */
-    size_t ms = 0;
-    for (int il = 0; il < hp->n_layer; il++) {
-      const nllm_layer *L = &m->layers[il];
-      if (!L->ffn_gate_inp.data) continue;
-      const nllm_moe_args a = {
-          .n_tok = nb,
-          .d = d,
-          .ff = hp->n_ff_exp,
-          .n_expert = hp->n_expert,
-          .n_used = hp->n_expert_used,
-          .gate = {NULL, L->ffn_gate_exps.type, L->ffn_gate_exps.rows, L->ffn_gate_exps.cols},
-          .up = {NULL, L->ffn_up_exps.type, L->ffn_up_exps.rows, L->ffn_up_exps.cols},
-          .down = {NULL, L->ffn_down_exps.type, L->ffn_down_exps.rows, L->ffn_down_exps.cols},
-          .sh_gate = {L->ffn_gate_shexp.data, L->ffn_gate_shexp.type, L->ffn_gate_shexp.rows,
-                      L->ffn_gate_shexp.cols},
-          .sh_up = {L->ffn_up_shexp.data, L->ffn_up_shexp.type, L->ffn_up_shexp.rows,
-                    L->ffn_up_shexp.cols},
-          .sh_down = {L->ffn_down_shexp.data, L->ffn_down_shexp.type, L->ffn_down_shexp.rows,
-                      L->ffn_down_shexp.cols},
-          .n_threads = n_threads};
-      size_t s = nllm_moe_scratch_size(&a);
-      if (s > ms) ms = s;
-    }
-    c->moe_logits = nllm_aligned_alloc((size_t)(nb * hp->n_expert) * sizeof(float));
-    c->moe_scratch = nllm_aligned_alloc(ms ? ms : 64);
-    if (!c->moe_logits || !c->moe_scratch) {
-      nllm_forward_state_free(fs);
-      return nllm_err(NLLM_ERR_NOMEM,
-                      "out of memory allocating the expert scratch (%.1f MiB for n_batch %d)",
-                      (double)ms / 1048576.0, n_batch);
-    }
-  }
+  nllm_status st = cpu_init(fs);
+  if (st) return st;
   if (m->arch->abs_pos) {
-    fs->row_ids = nllm_aligned_alloc((size_t)nb * sizeof(int32_t));
+    fs->row_ids = nllm_aligned_alloc((size_t)n_batch * sizeof(int32_t));
     if (!fs->row_ids) {
       nllm_forward_state_free(fs);
       return nllm_err(NLLM_ERR_NOMEM, "out of memory allocating the context's position ids");
     }
   }
-  size_t ws = max_wsize(m, n_batch, n_threads);
-  c->wdata = nllm_aligned_alloc(ws ? ws : 64);
-  if (!kv->k || !kv->v || !b->x || !b->xb || !b->q || !b->k || !b->v || !b->att || !b->gate ||
-      !b->up || !c->att_scratch || !c->wdata) {
+  if (m->n_gpu_layers > 0 && (st = gpu_init(fs, logit_rows))) {
     nllm_forward_state_free(fs);
-    return nllm_err(NLLM_ERR_NOMEM,
-                    "out of memory allocating the context (KV cache %.1f MiB, "
-                    "n_ctx %d, n_batch %d)",
-                    (double)(kv_bytes + kv_bytes_v) / 1048576.0, n_ctx, n_batch);
-  }
-  if (m->n_gpu_layers > 0) {
-    nllm_status st = gpu_init(fs, logit_rows);
-    if (st) {
-      nllm_forward_state_free(fs);
-      return st;
-    }
+    return st;
   }
   return NLLM_OK;
 }
 
 void nllm_forward_state_free(nllm_forward_state *fs) {
   nllm_cuda_fw_free(&fs->gpu);
-  nllm_aligned_free(fs->kv.k);
-  nllm_aligned_free(fs->kv.v);
-  nllm_fw_bufs *b = &fs->cpu.b;
-  nllm_aligned_free(b->x);
-  nllm_aligned_free(b->xb);
-  nllm_aligned_free(b->q);
-  nllm_aligned_free(b->k);
-  nllm_aligned_free(b->v);
-  nllm_aligned_free(b->att);
-  nllm_aligned_free(b->gate);
-  nllm_aligned_free(b->up);
-  nllm_cpu_fw *c = &fs->cpu_state;
-  nllm_aligned_free(c->att_scratch);
-  nllm_aligned_free(c->wdata);
-  nllm_aligned_free(c->moe_logits);
-  nllm_aligned_free(c->moe_scratch);
+  nllm_cpu_fw_free(&fs->cpu);
   nllm_aligned_free(fs->row_ids);
-  nllm_aligned_free(fs->lora_t);
   memset(fs, 0, sizeof *fs);
 }
 
@@ -267,19 +170,7 @@ static void move_x(const fw_run *r, nllm_fw_backend *from, nllm_fw_backend *to) 
 static void moe_step(const fw_run *r, nllm_fw_backend *be, const nllm_layer *L) {
   const nllm_hparams *hp = &r->fs->model->hp;
   const int64_t n = r->rows.n;
-  const nllm_fw_moe a = {.router = &L->ffn_gate_inp,
-                         .gate = &L->ffn_gate_exps,
-                         .up = &L->ffn_up_exps,
-                         .down = &L->ffn_down_exps,
-                         .sh_gate = &L->ffn_gate_shexp,
-                         .sh_up = &L->ffn_up_shexp,
-                         .sh_down = &L->ffn_down_shexp,
-                         .sh_gate_inp = L->ffn_gate_inp_shexp.data,
-                         .d = hp->n_embd,
-                         .ff = hp->n_ff_exp,
-                         .n_expert = hp->n_expert,
-                         .n_used = hp->n_expert_used,
-                         .norm = hp->expert_norm};
+  const nllm_fw_moe a = moe_of(r->fs->model, L);
   if (be->ops->moe) {
     be->ops->moe(be, be->b.xb, n, &a);
     return;
@@ -293,17 +184,15 @@ static void moe_step(const fw_run *r, nllm_fw_backend *be, const nllm_layer *L) 
 
 nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank) {
   const nllm_model *m = fs->model;
-  if (max_rank > 0 && m->n_gpu_layers > 0)
+  if (max_rank > 0 && m->n_gpu_layers > 0 && !fs->gpu.ops->lowrank)
     return nllm_err(NLLM_ERR_UNSUPPORTED,
                     "LoRA adapters are applied on the CPU only; the model has %d GPU layers "
                     "(merge the adapter with nllm convert --lora instead)",
                     m->n_gpu_layers);
   if (max_rank <= fs->lora_rank) return NLLM_OK;
-  float *t = nllm_aligned_alloc((size_t)(fs->n_batch * (int64_t)max_rank * NLLM_LORA_GROUP_MAX) *
-                                sizeof(float));
-  if (!t) return nllm_err(NLLM_ERR_NOMEM, "out of memory for the LoRA scratch (rank %d)", max_rank);
-  nllm_aligned_free(fs->lora_t);
-  fs->lora_t = t;
+  nllm_status st =
+      nllm_cpu_fw_reserve_lowrank(&fs->cpu, fs->n_batch, max_rank, NLLM_FW_LOWRANK_MAX);
+  if (st) return st;
   fs->lora_rank = max_rank;
   return NLLM_OK;
 }
@@ -316,48 +205,42 @@ typedef struct lora_proj {
 
 /* y = W x for each layer matrix of one input x, plus s * scale * B (A x) of every adapter of
  * each row that adapts it: the adapters stay unmerged, so one base (quantized or not) serves any
- * set of them, and rows of sequences with different sets share the base products. An adapter
- * goes over x once for all the matrices (one pass of the team for their A x, one for their
- * B t); consecutive rows with the same set (a sequence's prompt chunk) go through it together. */
+ * set of them, and rows of sequences with different sets share the base products. An adapter's
+ * products of one input are one lowrank op (one pass over x for all their A x); consecutive
+ * rows with the same set (a sequence's prompt chunk) go through it together. */
 static void project(const fw_run *r, nllm_fw_backend *be, int il, const float *x, int64_t n,
                     const lora_proj *p, int n_p) {
-  if (n_p > 1 && be->ops->matmul_group) {
-    float *y[NLLM_LORA_GROUP_MAX];
-    const nllm_weight *w[NLLM_LORA_GROUP_MAX];
+  if (n_p > 1 && n_p <= 4 && be->ops->matmul_group) {
+    float *y[4];
+    const nllm_weight *w[4];
     for (int i = 0; i < n_p; i++) y[i] = p[i].y, w[i] = p[i].w;
     be->ops->matmul_group(be, y, w, n_p, x, n);
   } else {
     for (int i = 0; i < n_p; i++) be->ops->matmul(be, p[i].y, p[i].w, x, n);
   }
   const nllm_lora_set *const *row_set = r->fb->row_lora;
-  if (!row_set) return; /* else the CPU's: nllm_forward_lora_reserve refuses GPU layers */
-  nllm_forward_state *fs = r->fs;
+  if (!row_set) return; /* a backend without lowrank has none: nllm_forward_lora_reserve */
   const int64_t in = p[0].w->cols;
   for (int64_t t0 = 0, t1; t0 < n; t0 = t1) {
     const nllm_lora_set *set = row_set[t0];
     for (t1 = t0 + 1; t1 < n && row_set[t1] == set;) t1++;
-    const int64_t rows = t1 - t0;
     for (int32_t k = 0; k < set->n; k++) {
-      nllm_lowrank lr[NLLM_LORA_GROUP_MAX];
+      nllm_fw_lowrank lr[NLLM_FW_LOWRANK_MAX];
       int n_lr = 0;
-      float *t = fs->lora_t;
       for (int i = 0; i < n_p; i++) {
         const nllm_lora_mat *lm = nllm_lora_mat_of(set->a[k].a, il, p[i].slot);
         const float s = set->a[k].scale * lm->scale;
         if (!lm->r || s == 0.0f) continue;
-        lr[n_lr++] = (nllm_lowrank){.type = lm->type,
-                                    .r = lm->r,
-                                    .in = in,
-                                    .out = p[i].w->rows,
-                                    .a = lm->a,
-                                    .bt = lm->bt,
-                                    .s = s,
-                                    .t = t,
-                                    .y = p[i].y + t0 * p[i].w->rows};
-        t += rows * lm->r;
+        lr[n_lr++] = (nllm_fw_lowrank){.type = lm->type,
+                                       .r = lm->r,
+                                       .in = in,
+                                       .out = p[i].w->rows,
+                                       .a = lm->a,
+                                       .bt = lm->bt,
+                                       .s = s,
+                                       .y = p[i].y + t0 * p[i].w->rows};
       }
-      nllm_lowrank_down(lr, n_lr, x + t0 * in, rows, fs->n_threads);
-      nllm_lowrank_up(lr, n_lr, rows, fs->n_threads);
+      if (n_lr) be->ops->lowrank(be, lr, n_lr, x + t0 * in, t1 - t0);
     }
   }
 }
@@ -471,16 +354,16 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
     uint8_t *kc = b->k_cache + cells * kv->row_bytes, *vc = b->v_cache + cells * kv->row_bytes_v;
     op->kv_store(be, kc, k, 0, rows);
     op->kv_store(be, vc, v, 1, rows);
-    const nllm_fw_attn att = {.out = b->att,
-                              .q = q,
-                              .k_cache = kc,
-                              .v_cache = vc,
-                              .n_head = nh,
-                              .n_head_kv = nkv,
-                              .head_dim = hd,
-                              .scale = hp->attn_scale,
-                              .softcap = hp->attn_softcap,
-                              .window = L->window};
+    const nllm_attn att = {.out = b->att,
+                           .q = q,
+                           .k = kc,
+                           .v = vc,
+                           .n_head = nh,
+                           .n_head_kv = nkv,
+                           .head_dim = hd,
+                           .scale = hp->attn_scale,
+                           .softcap = hp->attn_softcap,
+                           .window = L->window};
     op->attention(be, &att, rows);
 
     /* output projection (+bias) and residual (then the norm, post-norm archs) */
@@ -572,22 +455,22 @@ static int32_t cpu_layers(const nllm_forward_state *fs) {
 
 void nllm_forward_kv_shift(nllm_forward_state *fs, int32_t cell, int32_t delta) {
   const nllm_hparams *hp = &fs->model->hp;
-  nllm_cpu_kv_shift(&fs->cpu_state, fs->kv.k, cpu_layers(fs), cell, delta, hp->n_rot,
-                    fs->model->inv_freq, hp->rope_neox);
+  nllm_cpu_kv_shift(&fs->cpu, cpu_layers(fs), cell, delta, hp->n_rot, fs->model->inv_freq,
+                    hp->rope_neox);
 }
 
 void nllm_forward_kv_copy(nllm_forward_state *fs, int32_t src, int32_t dst) {
-  nllm_cpu_kv_copy(&fs->cpu_state, fs->kv.k, fs->kv.v, cpu_layers(fs), src, dst);
+  nllm_cpu_kv_copy(&fs->cpu, cpu_layers(fs), src, dst);
 }
 
 uint64_t nllm_forward_kv_cell_bytes(const nllm_forward_state *fs) {
-  return nllm_cpu_kv_cell_bytes(&fs->cpu_state, cpu_layers(fs));
+  return nllm_cpu_kv_cell_bytes(&fs->cpu, cpu_layers(fs));
 }
 
 void nllm_forward_kv_cell_get(const nllm_forward_state *fs, int32_t cell, uint8_t *buf) {
-  nllm_cpu_kv_cell_io(&fs->cpu_state, fs->kv.k, fs->kv.v, cpu_layers(fs), cell, buf, 0);
+  nllm_cpu_kv_cell_io(&fs->cpu, cpu_layers(fs), cell, buf, 0);
 }
 
 void nllm_forward_kv_cell_set(nllm_forward_state *fs, int32_t cell, const uint8_t *buf) {
-  nllm_cpu_kv_cell_io(&fs->cpu_state, fs->kv.k, fs->kv.v, cpu_layers(fs), cell, (uint8_t *)buf, 1);
+  nllm_cpu_kv_cell_io(&fs->cpu, cpu_layers(fs), cell, (uint8_t *)buf, 1);
 }

@@ -1,5 +1,6 @@
-/* State the forward pass runs on: the KV cache and the per-batch scratch buffers. Owned by a
- * context (src/engine), allocated once at context creation so decoding never allocates. */
+/* State the forward pass runs on: the cache's shape and the backends that hold the cache and
+ * the per-batch buffers. Owned by a context (src/engine), allocated once at context creation so
+ * decoding never allocates. */
 #ifndef NLLM_FORWARD_H
 #define NLLM_FORWARD_H
 
@@ -12,8 +13,6 @@ typedef struct nllm_kv_cache {
   int32_t n_ctx;                 /* cells */
   int64_t row;                   /* elements per cell per layer: n_head_kv * head_dim */
   size_t row_bytes, row_bytes_v; /* bytes of a row of K, of V */
-  uint8_t *k,
-      *v; /* CPU layers: [n_layer][n_head_kv][n_ctx][head_dim] (the CPU backend's kv_store) */
 } nllm_kv_cache;
 
 typedef struct nllm_forward_state nllm_forward_state;
@@ -44,19 +43,15 @@ typedef struct nllm_fw_batch {
 
 struct nllm_forward_state {
   const nllm_model *model;
-  nllm_kv_cache kv; /* the CPU layers' cache in k, v; the shape is shared with the GPU's */
+  nllm_kv_cache kv; /* the cache's shape, shared by the backends (each holds its layers') */
   int32_t n_batch, n_threads;
-  /* The CPU backend (its ctx is cpu_state, whose scratch this file allocates) and, with GPU
-   * layers, the device backend with its own stream and buffers. */
+  /* The CPU backend and, with GPU layers, the device backend: each owns its buffers, its
+   * cache and its scratch (nllm_cpu_fw_init, nllm_cuda_fw_init). */
   nllm_fw_backend cpu, gpu;
-  nllm_cpu_fw cpu_state;
   int32_t *row_ids; /* abs_pos archs: [n_batch] the rows' position and token-type ids */
   nllm_abort_fn abort_cb;
   void *abort_ud;
-  /* LoRA scratch (CPU layers only): s A x of up to NLLM_LORA_GROUP_MAX matrices, each
-   * [n_batch][lora_rank] */
-  float *lora_t;
-  int32_t lora_rank;
+  int32_t lora_rank; /* the largest rank the CPU backend's lora_t has room for */
 };
 
 /* logit_rows: rows of logits one call may produce (n_batch with all_logits, else 1). */
@@ -71,11 +66,9 @@ void nllm_forward_state_free(nllm_forward_state *fs);
  * cache cells are then garbage; the caller drops them). */
 nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits);
 
-/* The matrices a layer multiplies one input by (q, k and v; gate and up) share their adapters'
- * passes over it: the LoRA scratch holds A x for this many at once. */
-#define NLLM_LORA_GROUP_MAX 3
 /* Sizes the scratch the adapters' products need for ranks up to max_rank (batches then name
- * each row's adapters in row_lora). NLLM_ERR_UNSUPPORTED with GPU layers. */
+ * each row's adapters in row_lora). NLLM_ERR_UNSUPPORTED when a backend of the model's layers
+ * has no lowrank op (the GPU's). */
 nllm_status nllm_forward_lora_reserve(nllm_forward_state *fs, int32_t max_rank);
 
 /* Cache maintenance for the sequence operations (CPU layers): rotate the keys of cache row

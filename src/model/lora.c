@@ -110,22 +110,57 @@ static float *to_f32(const nllm_tensor *t) {
   return f;
 }
 
-/* v (n floats) as the adapter keeps it: v itself in F32, else a new copy in F16 or BF16 (v holds
- * that type's values, so the copy is exact). NULL: no memory. */
-static void *stored(float *v, int64_t n, int32_t type) {
+/* F16 keeps 11 bits only from 2^-14 up to 65504: before an F32 (or BF16) matrix is rounded to
+ * it, it is scaled by the power of two that puts its largest magnitude in [2^14, 2^15), so no
+ * value overflows and only those 2^29 below the largest lose bits as subnormals. Exact in F32;
+ * returns the inverse factor, which the pair's scale takes (1: all zero or not finite). */
+static float f16_fit(float *v, int64_t n) {
+  float mx = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const float a = fabsf(v[i]);
+    if (!isfinite(a)) return 1.0f;
+    if (a > mx) mx = a;
+  }
+  if (mx == 0) return 1.0f;
+  int e;
+  frexpf(mx, &e); /* mx in [2^(e-1), 2^e) */
+  int k = 15 - e;
+  if (k > 60) k = 60; /* a matrix this small changes nothing; keep the inverse a normal float */
+  for (int64_t i = 0; i < n; i++) v[i] = ldexpf(v[i], k);
+  return ldexpf(1.0f, -k);
+}
+
+/* v (n floats, read from a tensor of type from) as the adapter keeps it: v itself in F32, else
+ * a new copy in F16 or BF16 (exact when v holds that type's values). *factor: what the pair's
+ * scale is multiplied by (f16_fit's). NULL: no memory. */
+static void *stored(float *v, int64_t n, int32_t from, int32_t type, float *factor) {
+  *factor = 1.0f;
   if (type == NLLM_TYPE_F32) return v;
+  if (type == NLLM_TYPE_F16 && from != NLLM_TYPE_F16) *factor = f16_fit(v, n);
   uint16_t *h = nllm_aligned_alloc((size_t)n * sizeof(uint16_t));
   if (h) nllm_qtype_get(type)->from_float_ref(v, h, n);
   return h;
 }
 
+/* The type a pair is kept in. A pair of one half type keeps it (the kernels widen each weight
+ * exactly); any other becomes the requested type, by default (NLLM_TYPE_NONE) F16 next to a
+ * quantized base matrix, whose own rounding is several times F16's, and F32 next to a float
+ * one, where F16 would be the larger error (docs/api.md has the figures). */
+static int32_t kept_type(const nllm_tensor *ta, const nllm_tensor *tb, const nllm_weight *w,
+                         int32_t want) {
+  if (ta->type == tb->type && ta->type != NLLM_TYPE_F32) return ta->type;
+  if (want != NLLM_TYPE_NONE) return want;
+  return is_float_type(w->type) ? NLLM_TYPE_F32 : NLLM_TYPE_F16;
+}
+
 /* What the adapter file says about the layout and scale of its pairs. */
 typedef struct lora_file {
-  const char *file;  /* for messages */
-  int rows_in_pairs; /* q/k rows of lora_b in GGUF's rotary-pair order */
-  float alpha;       /* scale = alpha / r (alpha 0: 1, as llama.cpp) */
-  int rslora;        /* scale = alpha / sqrt(r) */
-  int32_t config_r;  /* PEFT's r, which every pair must have; 0: any */
+  const char *file;    /* for messages */
+  int rows_in_pairs;   /* q/k rows of lora_b in GGUF's rotary-pair order */
+  float alpha;         /* scale = alpha / r (alpha 0: 1, as llama.cpp) */
+  int rslora;          /* scale = alpha / sqrt(r) */
+  int32_t config_r;    /* PEFT's r, which every pair must have; 0: any */
+  int32_t weight_type; /* nllm_lora_adapter_params.weight_type */
 } lora_file;
 
 /* Checks one A/B pair against the base tensor base_name and stores it. */
@@ -177,6 +212,7 @@ static nllm_status add_pair(nllm_lora_adapter *ad, const lora_file *lf, const ch
   float *a = to_f32(ta), *b = to_f32(tb);
   float *tmp = nllm_aligned_alloc((size_t)nllm_lowrank_bt_size(r, out) * sizeof(float));
   nllm_status st = NLLM_OK;
+  float scale_by = 1.0f;
   if (!a || !b || !tmp) {
     st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for '%s'", lf->file, ta->name);
   } else {
@@ -190,10 +226,11 @@ static nllm_status add_pair(nllm_lora_adapter *ad, const lora_file *lf, const ch
     for (int64_t i = 0; i < nllm_lowrank_bt_size(r, out); i++) tmp[i] = 0;
     for (int64_t o = 0; o < out; o++)
       for (int64_t j = 0; j < r; j++) tmp[nllm_lowrank_bt_index(r, o, j)] = b[o * r + j];
-    /* a pair of one half type keeps it; the kernels widen each weight exactly */
-    lm->type = ta->type == tb->type ? ta->type : NLLM_TYPE_F32;
-    lm->a = stored(a, r * in, lm->type);
-    lm->bt = stored(tmp, nllm_lowrank_bt_size(r, out), lm->type);
+    lm->type = kept_type(ta, tb, w, lf->weight_type);
+    float fa, fb;
+    lm->a = stored(a, r * in, ta->type, lm->type, &fa);
+    lm->bt = stored(tmp, nllm_lowrank_bt_size(r, out), tb->type, lm->type, &fb);
+    scale_by = fa * fb;
     if (!lm->a || !lm->bt)
       st = nllm_err(NLLM_ERR_NOMEM, "%s: out of memory for '%s'", lf->file, ta->name);
     if (lm->a == a) a = NULL;
@@ -204,9 +241,9 @@ static nllm_status add_pair(nllm_lora_adapter *ad, const lora_file *lf, const ch
   nllm_aligned_free(tmp);
   if (st) return st;
   lm->r = (int32_t)r;
-  lm->scale = lf->alpha == 0.0f ? 1.0f
-              : lf->rslora      ? lf->alpha / sqrtf((float)r)
-                                : lf->alpha / (float)r;
+  lm->scale = scale_by * (lf->alpha == 0.0f ? 1.0f
+                          : lf->rslora      ? lf->alpha / sqrtf((float)r)
+                                            : lf->alpha / (float)r);
   if (r > ad->max_rank) ad->max_rank = (int32_t)r;
   ad->n_mats++;
   return NLLM_OK;
@@ -234,7 +271,7 @@ static nllm_status finish(nllm_lora_adapter *ad, const char *file, nllm_status s
 /* ---------------------------------------------------------------- GGUF adapters */
 
 static nllm_status from_gguf(const nllm_model *m, const nllm_source *src, const char *file,
-                             nllm_lora_adapter **out) {
+                             int32_t weight_type, nllm_lora_adapter **out) {
   const char *s = NULL;
   if (nllm_source_get_str(src, "general.type", &s) != NLLM_OK || strcmp(s, "adapter"))
     return nllm_err(NLLM_ERR_FORMAT, "%s: not a GGUF adapter (general.type is '%s', not 'adapter')",
@@ -253,8 +290,10 @@ static nllm_status from_gguf(const nllm_model *m, const nllm_source *src, const 
   if (st == NLLM_ERR_FORMAT) return st;
   if (!isfinite(alpha))
     return nllm_err(NLLM_ERR_FORMAT, "%s: adapter.lora.alpha is not finite", file);
-  lora_file lf = {
-      .file = file, .rows_in_pairs = !strcmp(m->arch->name, "llama"), .alpha = (float)alpha};
+  lora_file lf = {.file = file,
+                  .rows_in_pairs = !strcmp(m->arch->name, "llama"),
+                  .alpha = (float)alpha,
+                  .weight_type = weight_type};
   nllm_lora_adapter *ad = NULL;
   if ((st = lora_new(m, file, &ad))) return st;
   if (nllm_source_get_str(src, "general.name", &s) == NLLM_OK && *s) {
@@ -304,7 +343,7 @@ nllm_status nllm_lora_load_gguf_buffer(const nllm_model *m, const uint8_t *buf, 
   nllm_source src;
   nllm_status st = gguf_parse_buffer(buf, size, name, &src);
   if (st) return st;
-  st = from_gguf(m, &src, name, out);
+  st = from_gguf(m, &src, name, NLLM_TYPE_NONE, out);
   nllm_source_free(&src);
   return st;
 }
@@ -377,11 +416,11 @@ static int targeted(const cJSON *targets, const char *module, size_t len) {
 
 static nllm_status from_peft(const nllm_model *m, const char *config, size_t config_len,
                              const char *config_name, const nllm_tensor_list *list,
-                             const char *file, nllm_lora_adapter **out) {
+                             const char *file, int32_t weight_type, nllm_lora_adapter **out) {
   nllm_status st = NLLM_OK;
   cJSON *c = nllm_json_parse(config, config_len, config_name, &st);
   if (!c) return st;
-  lora_file lf = {.file = file};
+  lora_file lf = {.file = file, .weight_type = weight_type};
   const cJSON *targets = NULL;
   nllm_lora_adapter *ad = NULL;
   if ((st = peft_config(c, config_name, &lf, &targets)) || (st = lora_new(m, file, &ad))) {
@@ -464,7 +503,8 @@ nllm_status nllm_lora_load_peft_buffer(const nllm_model *m, const char *config, 
   memset(&owner, 0, sizeof owner);
   nllm_tensor_list list = {0};
   nllm_status st = safetensors_parse(&owner, stbuf, st_size, name, &list);
-  if (!st) st = from_peft(m, config, config_len, "adapter_config.json", &list, name, out);
+  if (!st)
+    st = from_peft(m, config, config_len, "adapter_config.json", &list, name, NLLM_TYPE_NONE, out);
   nllm_tensor_list_free(&list);
   nllm_source_free(&owner);
   return st;
@@ -472,7 +512,7 @@ nllm_status nllm_lora_load_peft_buffer(const nllm_model *m, const char *config, 
 
 /* A PEFT folder's two files: dir/adapter_config.json, dir/adapter_model.safetensors. */
 static nllm_status load_peft(const nllm_model *m, const char *dir, const char *weights,
-                             nllm_lora_adapter **out) {
+                             int32_t weight_type, nllm_lora_adapter **out) {
   char cfg[4096], wpath[4096];
   snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
   if (weights)
@@ -499,14 +539,15 @@ static nllm_status load_peft(const nllm_model *m, const char *dir, const char *w
   memset(&owner, 0, sizeof owner);
   nllm_tensor_list list = {0};
   st = safetensors_open(&owner, wpath, 0, &list);
-  if (!st) st = from_peft(m, (const char *)cmap.data, cmap.size, cfg, &list, dir, out);
+  if (!st) st = from_peft(m, (const char *)cmap.data, cmap.size, cfg, &list, dir, weight_type, out);
   nllm_tensor_list_free(&list);
   nllm_source_free(&owner);
   nllm_file_map_close(&cmap);
   return st;
 }
 
-nllm_status nllm_lora_load(const nllm_model *m, const char *path, nllm_lora_adapter **out) {
+nllm_status nllm_lora_load(const nllm_model *m, const char *path, int32_t weight_type,
+                           nllm_lora_adapter **out) {
   struct stat sb;
   if (stat(path, &sb) != 0)
     return nllm_err(NLLM_ERR_IO, "%s: no such adapter file or folder", path);
@@ -515,19 +556,19 @@ nllm_status nllm_lora_load(const nllm_model *m, const char *path, nllm_lora_adap
     snprintf(dir, sizeof dir, "%s", path);
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
-    return load_peft(m, dir, NULL, out);
+    return load_peft(m, dir, NULL, weight_type, out);
   }
   size_t stem = 0;
   if (ends_with(path, ".safetensors", &stem)) {
     char dir[4096];
     const char *slash = strrchr(path, '/');
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-    return load_peft(m, dir, path, out);
+    return load_peft(m, dir, path, weight_type, out);
   }
   nllm_source src;
   nllm_status st = gguf_open(path, 0, &src);
   if (st) return st;
-  st = from_gguf(m, &src, path, out);
+  st = from_gguf(m, &src, path, weight_type, out);
   nllm_source_free(&src);
   return st;
 }

@@ -22,16 +22,18 @@ enum {
   NLLM_LORA_SLOTS
 };
 
-/* One adapted matrix: y += scale * user_scale * B (A x). A and B keep the file's precision:
- * a pair of F16 (or BF16) tensors stays F16 (BF16), half the bytes a decode step reads; any
- * other pair is F32. */
+/* One adapted matrix: y += scale * user_scale * B (A x). A pair of F16 (or BF16) tensors stays
+ * F16 (BF16), half the bytes a decode step reads; any other pair is kept as the load asked
+ * (lora.c kept_type): F32, or rounded to BF16, or to F16 after scaling each of A and B by a
+ * power of two (scale holds the inverse). */
 typedef struct nllm_lora_mat {
   void *a;      /* [r][in] */
   void *bt;     /* B packed in panels (kernels/ops.h), its rows in the base weight's layout (q/k
                    rope order included) */
   int32_t type; /* of a and bt: NLLM_TYPE_F32, NLLM_TYPE_F16 or NLLM_TYPE_BF16 */
   int32_t r;    /* 0: this matrix is not adapted */
-  float scale;  /* alpha / r (alpha / sqrt(r) with rsLoRA; 1 for a GGUF alpha of 0) */
+  float scale;  /* alpha / r (alpha / sqrt(r) with rsLoRA; 1 for a GGUF alpha of 0), times the
+                   inverse of F16 storage's powers of two */
 } nllm_lora_mat;
 
 struct nllm_lora_adapter {
@@ -62,9 +64,12 @@ static inline const nllm_lora_mat *nllm_lora_mat_of(const nllm_lora_adapter *a, 
 }
 
 /* Loads a PEFT folder (or its adapter_model.safetensors) or a GGUF adapter file and checks
- * every tensor against m: architecture, a base tensor of that name, shapes, ranks. */
-nllm_status nllm_lora_load(const nllm_model *m, const char *path, nllm_lora_adapter **out);
-/* The same from a GGUF adapter image in memory (fuzzing, tests). */
+ * every tensor against m: architecture, a base tensor of that name, shapes, ranks. weight_type:
+ * what F32 pairs are kept in (nllm_lora_adapter_params.weight_type; NLLM_TYPE_NONE: F16 next
+ * to quantized base matrices, F32 next to float ones). */
+nllm_status nllm_lora_load(const nllm_model *m, const char *path, int32_t weight_type,
+                           nllm_lora_adapter **out);
+/* The same from a GGUF adapter image in memory (fuzzing, tests), weight_type NLLM_TYPE_NONE. */
 nllm_status nllm_lora_load_gguf_buffer(const nllm_model *m, const uint8_t *buf, uint64_t size,
                                        const char *name, nllm_lora_adapter **out);
 /* The same from a PEFT config text and safetensors image in memory (fuzzing, tests). */

@@ -424,19 +424,19 @@ static void test_attention_case(const att_case *c) {
   const size_t scr = nllm_attention_scratch(n_ctx, c->n_head, c->n_kv, c->hd);
   float *scratch = malloc(scr * 4);
   const float scale = 1.0f / sqrtf((float)c->hd);
-  nllm_attn_args a = {.out = ref,
-                      .q = q,
-                      .k = kc,
-                      .v = vc,
+  nllm_attn_args a = {.attn.out = ref,
+                      .attn.q = q,
+                      .attn.k = kc,
+                      .attn.v = vc,
+                      .attn.n_head = c->n_head,
+                      .attn.n_head_kv = c->n_kv,
+                      .attn.head_dim = c->hd,
+                      .attn.scale = scale,
+                      .attn.softcap = c->softcap,
+                      .attn.window = c->window,
                       .kv_type = c->kv_type,
                       .n_tok = c->n_tok,
                       .pos0 = c->pos0,
-                      .n_head = c->n_head,
-                      .n_head_kv = c->n_kv,
-                      .head_dim = c->hd,
-                      .scale = scale,
-                      .softcap = c->softcap,
-                      .window = c->window,
                       .scratch = scratch,
                       .scratch_per_thread = scr,
                       .n_threads = 1};
@@ -446,19 +446,19 @@ static void test_attention_case(const att_case *c) {
   TRY(nllm_cuda_upload(cu, dk, kc, (size_t)(n_ctx * kv_row) * es));
   TRY(nllm_cuda_upload(cu, dv, vc, (size_t)(n_ctx * kv_row) * es));
   float *dq = to_dev(q, c->n_tok * q_row), *dout = dalloc((size_t)(c->n_tok * q_row) * 4);
-  nllm_cuda_attn_args g = {.out = dout,
-                           .q = dq,
-                           .k = dk,
-                           .v = dv,
+  nllm_cuda_attn_args g = {.attn.out = dout,
+                           .attn.q = dq,
+                           .attn.k = dk,
+                           .attn.v = dv,
+                           .attn.n_head = c->n_head,
+                           .attn.n_head_kv = c->n_kv,
+                           .attn.head_dim = c->hd,
+                           .attn.scale = scale,
+                           .attn.softcap = c->softcap,
+                           .attn.window = c->window,
                            .kv_type = c->kv_type,
                            .n_tok = c->n_tok,
-                           .pos0 = c->pos0,
-                           .n_head = c->n_head,
-                           .n_head_kv = c->n_kv,
-                           .head_dim = c->hd,
-                           .scale = scale,
-                           .softcap = c->softcap,
-                           .window = c->window};
+                           .pos0 = c->pos0};
   TRY(nllm_cuda_attention(cu, &g));
   float *out = from_dev(dout, c->n_tok * q_row);
   int64_t at;
@@ -525,8 +525,11 @@ static void test_errors(void) {
   st = nllm_cuda_weight_upload(cu, junk, NLLM_TYPE_Q4_K, 1, 100, "bad.cols", &w);
   check(st == NLLM_ERR_UNSUPPORTED && strstr(nllm_last_error(), "bad.cols"),
         "Q4_K with 100 columns: status %d, %s", st, nllm_last_error());
-  nllm_cuda_attn_args a = {
-      .n_tok = 1, .n_head = 4, .n_head_kv = 4, .head_dim = 512, .kv_type = NLLM_TYPE_F16};
+  nllm_cuda_attn_args a = {.n_tok = 1,
+                           .attn.n_head = 4,
+                           .attn.n_head_kv = 4,
+                           .attn.head_dim = 512,
+                           .kv_type = NLLM_TYPE_F16};
   check(nllm_cuda_attention(cu, &a) == NLLM_ERR_UNSUPPORTED, "head_dim 512 accepted");
 }
 

@@ -11,7 +11,7 @@
 #define BENCH_OPTS                                                                              \
   "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap " \
   "--no-mmap "                                                                                  \
-  "--no-warmup --lora --lora-scaled --embed -P bench:-np"
+  "--no-warmup --lora --lora-scaled --lora-type --embed -P bench:-np"
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -390,8 +390,9 @@ int cmd_bench(int argc, char **argv) {
            (double)nllm_model_size_bytes(m) / 1048576.0, reps,
            o.no_warmup ? "" : " after a warm-up");
     for (int k = 0; k < lora.n; k++)
-      printf("lora: %s (rank %d, %d matrices) x %g\n", o.lora[k], nllm_lora_adapter_rank(lora.a[k]),
-             nllm_lora_adapter_n_matrices(lora.a[k]), (double)lora.scale[k]);
+      printf("lora: %s (rank %d, %d matrices, %s) x %g\n", o.lora[k],
+             nllm_lora_adapter_rank(lora.a[k]), nllm_lora_adapter_n_matrices(lora.a[k]),
+             cli_lora_type_name(lora.a[k]), (double)lora.scale[k]);
     printf("| threads | test   |              t/s | weights GB/s | read probe GB/s |\n");
     printf("| ------: | :----- | ---------------: | -----------: | --------------: |\n");
   }

@@ -11,7 +11,7 @@
 
 #define LOGITS_OPTS                                                                           \
   "-m --gpu -ngl --quantize -p -f --prompt-ids -n -o -t -c --no-bos --special --mmap --lora " \
-  "--lora-scaled"
+  "--lora-scaled --lora-type"
 
 static int parse_id_list(const char *s, nllm_token **ids, int32_t *n) {
   size_t cap = 16;

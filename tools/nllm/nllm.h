@@ -75,6 +75,8 @@ typedef struct cli_opts {
   const char *lora[CLI_MAX_LORA];
   float lora_scale[CLI_MAX_LORA];
   int n_lora;
+  const char *lora_type; /* --lora-type: auto, f32, f16, bf16 */
+  int32_t lora_wtype;    /* ... as nllm_lora_adapter_params.weight_type */
   /* nllm embed / bench --embed */
   const char *pooling; /* none, mean, cls, last */
   int normalize, no_normalize, embed;
@@ -93,6 +95,8 @@ int cli_lora_load(const cli_opts *o, const nllm_model *m, cli_lora *l);
 /* Attaches them to ctx; 0 (error printed) on failure. */
 int cli_lora_attach(const cli_lora *l, nllm_context *ctx);
 void cli_lora_free(cli_lora *l);
+/* The type an adapter's weights are kept in ("F16"), "mixed" when its matrices differ. */
+const char *cli_lora_type_name(const nllm_lora_adapter *a);
 /* Load + attach + release the handles (the context keeps the adapters): 0 on failure. */
 int cli_attach_lora(const cli_opts *o, const nllm_model *m, nllm_context *ctx);
 

@@ -114,6 +114,9 @@ static const opt opts[] = {
      "PATH  apply a LoRA adapter (PEFT folder or GGUF; repeatable)"},
     {NULL, "--lora-scaled", NULL, O_LORA, OFF(lora), 0, 0, 0, 0,
      "PATH SCALE  a LoRA adapter at a user scale (repeatable)"},
+    {NULL, "--lora-type", NULL, O_STR, OFF(lora_type), 0, 0, 0, 0,
+     "TYPE  keep F32 adapter weights as auto (default: f16 next to quantized base matrices, "
+     "else f32), f32, f16 or bf16"},
     {NULL, "-P", "--n-prompt", O_INT, OFF(n_prompt), 0, 1 << 20, 0, 0,
      "N      prompt tokens to time (bench; default 128)"},
     {NULL, "--pooling", NULL, O_STR, OFF(pooling), 0, 0, 0, 0,
@@ -220,6 +223,16 @@ int cli_parse(int argc, char **argv, const char *allowed, cli_opts *o) {
     if (*types[k] == NLLM_TYPE_NONE)
       return cli_error("%s: unknown KV cache type '%s' (f16, f32, bf16, q8_0, q4_0)",
                        k ? "-ctv" : "-ctk", names[k]);
+  }
+  /* --lora-type: auto or a float type, in any case */
+  o->lora_wtype = NLLM_TYPE_NONE;
+  if (o->lora_type && strcasecmp(o->lora_type, "auto")) {
+    static const int32_t ok[] = {NLLM_TYPE_F32, NLLM_TYPE_F16, NLLM_TYPE_BF16};
+    for (size_t j = 0; j < sizeof ok / sizeof ok[0]; j++)
+      if (!strcasecmp(o->lora_type, nllm_type_name(ok[j]))) o->lora_wtype = ok[j];
+    if (o->lora_wtype == NLLM_TYPE_NONE)
+      return cli_error("--lora-type: unknown adapter weight type '%s' (auto, f32, f16, bf16)",
+                       o->lora_type);
   }
   if (o->no_mmap) o->mmap = 0;
   return 0;
@@ -366,7 +379,10 @@ void cli_sampler_params(const cli_opts *o, nllm_sampler_params *sp) {
 int cli_lora_load(const cli_opts *o, const nllm_model *m, cli_lora *l) {
   memset(l, 0, sizeof *l);
   for (int k = 0; k < o->n_lora; k++) {
-    nllm_status st = nllm_lora_adapter_load(m, o->lora[k], &l->a[k]);
+    nllm_lora_adapter_params lp;
+    nllm_lora_adapter_params_init(&lp);
+    lp.weight_type = o->lora_wtype;
+    nllm_status st = nllm_lora_adapter_load_params(m, o->lora[k], &lp, &l->a[k]);
     if (st) {
       cli_error("cannot load LoRA adapter: %s (%s)", nllm_last_error(), nllm_status_name(st));
       cli_lora_free(l);
@@ -383,6 +399,11 @@ int cli_lora_attach(const cli_lora *l, nllm_context *ctx) {
   nllm_status st = nllm_context_set_lora(ctx, l->a, l->scale, l->n);
   if (st) return cli_status_error(st, "cannot apply the LoRA adapters"), 0;
   return 1;
+}
+
+const char *cli_lora_type_name(const nllm_lora_adapter *a) {
+  const int32_t t = nllm_lora_adapter_weight_type(a);
+  return t == NLLM_TYPE_NONE ? "mixed" : nllm_type_name(t);
 }
 
 void cli_lora_free(cli_lora *l) {

@@ -603,6 +603,8 @@ char *srv_api_lora_adapters(const srv_api *a) {
     cJSON_AddNumberToObject(o, "scale", cfg->lora_scale[k]);
     cJSON_AddNumberToObject(o, "rank", nllm_lora_adapter_rank(cfg->lora[k]));
     cJSON_AddNumberToObject(o, "alpha", nllm_lora_adapter_alpha(cfg->lora[k]));
+    const int32_t wt = nllm_lora_adapter_weight_type(cfg->lora[k]);
+    cJSON_AddStringToObject(o, "weight_type", wt == NLLM_TYPE_NONE ? "mixed" : nllm_type_name(wt));
     cJSON_AddItemToArray(arr, o);
   }
   return print(arr);

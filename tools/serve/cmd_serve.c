@@ -15,7 +15,7 @@
 #define SERVE_COMMON_OPTS                                                                  \
   "-m --quantize -n --gpu -ngl -t -c -b --seed --temp --top-k --top-p --min-p "            \
   "--repeat-penalty --repeat-last-n --chat-template --chat-template-file --kv-f32 --mmap " \
-  "--lora --lora-scaled"
+  "--lora --lora-scaled --lora-type"
 
 static void usage(void) {
   printf(
@@ -218,8 +218,9 @@ int cmd_serve(int argc, char **argv) {
     }
     srv_http_set_ready(http, model, sched, cfg.chat_template);
     for (int k = 0; k < lora.n; k++)
-      fprintf(stderr, "nllm serve: LoRA adapter %d: %s (rank %d) at scale %g\n", k, o.lora[k],
-              nllm_lora_adapter_rank(lora.a[k]), (double)lora.scale[k]);
+      fprintf(stderr, "nllm serve: LoRA adapter %d: %s (rank %d, %s) at scale %g\n", k, o.lora[k],
+              nllm_lora_adapter_rank(lora.a[k]), cli_lora_type_name(lora.a[k]),
+              (double)lora.scale[k]);
     fprintf(stderr, "nllm serve: ready: model '%s', %d slots of %d tokens\n", cfg.alias, n_slots,
             srv_sched_n_ctx(sched));
   }
