@@ -128,6 +128,10 @@ struct nllm_fw_ops {
   /* a sparse FFN on x [n][d] in place: router, top-k, the chosen experts. NULL: the backend
    * has no expert kernel (the forward pass hands the rows to the CPU's) */
   void (*moe)(nllm_fw_backend *be, float *x, int64_t n, const nllm_fw_moe *a);
+  /* y[i][n][w[i].rows] = x[n][cols] @ w[i]^T for up to four matrices of the same
+   * input (q, k, v; gate, up); NULL where the backend has none (matmul per matrix) */
+  void (*matmul_group)(nllm_fw_backend *be, float *const *y, const nllm_weight *const *w, int n_w,
+                       const float *x, int64_t n);
   /* the products p[0..n_p) of one input x [n][p->in] (a layer's q, k and v share one pass
    * over it), at most NLLM_FW_LOWRANK_MAX, their ranks summing to what b.lora_t holds. NULL where
    * the backend has none (the CUDA backend: a context with GPU layers refuses adapters) */

@@ -39,6 +39,21 @@ struct nllm_qtype;
 void nllm_matmul_rows(const struct nllm_qtype *q, int64_t cols, const uint8_t *W, size_t w_rs,
                       int64_t r0, int64_t r1, const uint8_t *act, size_t a_rs, const uint8_t *prep,
                       size_t p_rs, int64_t t_begin, int64_t t_end, float *y, size_t y_rs);
+/* One input x [n_tok][cols] through up to four matrices (a layer's q, k and v; gate and up):
+ * y of each = W x as nllm_matmul gives it, with the activations quantized (and prepared for
+ * the tiles) once per form the matrices take and every matrix's rows in one pass of the team.
+ * wdata: wsize bytes, at least nllm_matmul_wsize of each matrix; matrices of one format share
+ * within that, a mix whose forms need more (up to nllm_matmul_group_wsize) runs one by one. */
+typedef struct nllm_matmul_part {
+  float *y;
+  const void *W;
+  int32_t wtype;
+  int64_t rows;
+} nllm_matmul_part;
+void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
+                       int64_t n_tok, void *wdata, size_t wsize, int n_threads);
+size_t nllm_matmul_group_wsize(const nllm_matmul_part *p, int n_p, int64_t cols, int64_t n_tok,
+                               int n_threads);
 /* Whether the OpenBLAS loaded at run time is its serial build, the only one sgemm is used with
  * (kernels/cpu/matmul.c). Always 0 without BLAS. */
 int nllm_blas_is_serial(void);

@@ -20,6 +20,7 @@ typedef struct nllm_cpu_fw {
   int32_t n_ctx, kv_type, kv_type_v; /* the cache: n_ctx cells per layer of these types */
   int64_t n_head_kv, head_dim;
   void *wdata;        /* activation quantization for matmuls (nllm_matmul_wsize) */
+  size_t wsize;       /* its bytes */
   float *att_scratch; /* per thread: att_scratch_per_thread floats (nllm_attention_scratch) */
   size_t att_scratch_per_thread;
   float *moe_logits; /* sparse layers: [n_batch][n_expert] and nllm_moe_scratch_size bytes */
@@ -89,6 +90,24 @@ static void cpu_matmul(nllm_fw_backend *be, float *y, const nllm_weight *w, cons
   const nllm_cpu_fw *c = cpu_of(be);
   nllm_matmul_mode(y, w->data, w->type, w->rows, w->cols, x, n, c->wdata,
                    nllm_cpu_fw_threads(c, w->rows * w->cols * n), matmul_mode(c));
+}
+
+static void cpu_matmul_group(nllm_fw_backend *be, float *const *y, const nllm_weight *const *w,
+                             int n_w, const float *x, int64_t n) {
+  const nllm_cpu_fw *c = cpu_of(be);
+  nllm_matmul_part p[4];
+  int64_t rows = 0;
+  /* the group shares only the exact integer path; bf16_activations rounds per matrix */
+  if (n_w > 4 || matmul_mode(c) != NLLM_MATMUL_EXACT) {
+    for (int i = 0; i < n_w; i++) cpu_matmul(be, y[i], w[i], x, n);
+    return;
+  }
+  for (int i = 0; i < n_w; i++) {
+    p[i] = (nllm_matmul_part){y[i], w[i]->data, w[i]->type, w[i]->rows};
+    rows += w[i]->rows;
+  }
+  nllm_matmul_group(p, n_w, w[0]->cols, x, n, c->wdata, c->wsize,
+                    nllm_cpu_fw_threads(c, rows * w[0]->cols * n));
 }
 
 static void cpu_add_bias(nllm_fw_backend *be, float *y, const nllm_weight *b, int64_t n,
@@ -333,6 +352,7 @@ const nllm_fw_ops nllm_cpu_fw_ops = {
     .get_rows = cpu_get_rows,
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,
+    .matmul_group = cpu_matmul_group,
     .add_bias = cpu_add_bias,
     .split_qkv = cpu_split_qkv,
     .rope = cpu_rope,
@@ -485,6 +505,7 @@ nllm_status nllm_cpu_fw_init(nllm_fw_backend *be, const nllm_fw_shape *s) {
   c->wdata = nllm_aligned_alloc(wsize ? wsize : 64);
   c->rope_cs = nllm_aligned_alloc((size_t)(nb * (s->head_dim / 2 * 2 + 2)) * f);
   c->rope_pos = nllm_aligned_alloc((size_t)nb * sizeof(int32_t));
+  c->wsize = wsize ? wsize : 64;
   if (!b->x || !b->xb || !b->q || !b->k || !b->v || !b->att || !b->gate || !b->up || !b->k_cache ||
       !b->v_cache || !c->att_scratch || !c->wdata || !c->rope_cs || !c->rope_pos) {
     nllm_cpu_fw_free(be);

@@ -257,6 +257,16 @@ static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker)
                      ys);
 }
 
+/* Whether the integer path runs this batch on the format's interleaved kernels (packed), or
+ * on its register tiles. */
+static int uses_packed(const nllm_qtype *q, int64_t cols, int64_t n_tok) {
+  return q->gemm_packed && n_tok > 1 && n_tok >= q->packed_min_tokens && cols % NLLM_GEMM_COLS == 0;
+}
+
+static int uses_tiles(const nllm_qtype *q, int64_t cols, int64_t n_tok) {
+  return q->gemm4 && n_tok > 1 && n_tok >= q->gemm_min_tokens && cols % NLLM_GEMM_COLS == 0;
+}
+
 /* Four rows at a time by tokens (the register tiles where prepared, else the four-row kernels);
  * the last rows of an item that do not make four go through vec_dot. */
 static void dot_item(void *vjob, int64_t item, int worker) {
@@ -353,16 +363,141 @@ void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int6
     j.vq = nllm_qtype_get(q->vec_dot_type);
     j.act = align64(wdata);
     j.a_rs = nllm_row_size(q->vec_dot_type, cols);
-    const int tiles = n_tok > 1 && cols % NLLM_GEMM_COLS == 0;
-    if (tiles && ((q->gemm_packed && n_tok >= q->packed_min_tokens) ||
-                  (q->gemm4 && n_tok >= q->gemm_min_tokens))) {
+    const int packed = uses_packed(q, cols, n_tok);
+    if (packed || uses_tiles(q, cols, n_tok)) {
       j.prep = align64((uint8_t *)wdata + 64 + (size_t)n_tok * j.a_rs);
       j.p_rs = NLLM_GEMM_PREP_BYTES(cols);
-      if (q->gemm_packed && n_tok >= q->packed_min_tokens)
-        j.pack = align64(j.prep + (size_t)n_tok * j.p_rs);
+      if (packed) j.pack = align64(j.prep + (size_t)n_tok * j.p_rs);
     }
     nllm_pool_run(n_threads, n_tok, quantize_item, &j);
   }
   j.item_rows = n_tok == 1 ? rows_per_item(rows, n_threads, 4, 256) : ITEM_ROWS_MANY;
   nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, dot_item, &j);
+}
+
+/* ---------------------------------------------------------------- matrices of one input
+ * A layer's q, k and v (gate and up) read the same activations: quantizing them once per
+ * vec_dot_type (and preparing them once per tile format) for all the matrices, and running
+ * every matrix's rows as the items of one pass of the team, saves a quantization pass and two
+ * hand-offs of the team per extra matrix, and lets the small k and v fill the threads' share
+ * next to q. */
+#define GROUP_MAX 4
+
+typedef struct group_job {
+  matmul_job part[GROUP_MAX];
+  int64_t first[GROUP_MAX + 1]; /* work items of part p: [first[p], first[p + 1]) */
+  uint8_t owns[GROUP_MAX];      /* 1: part p quantizes the activations, 2: prepares them too */
+  int n;
+} group_job;
+
+static void group_quantize_item(void *vjob, int64_t t, int worker) {
+  const group_job *g = vjob;
+  (void)worker;
+  for (int p = 0; p < g->n; p++) {
+    const matmul_job *j = &g->part[p];
+    const uint8_t *a = j->act + (size_t)t * j->a_rs;
+    if (g->owns[p] & 1) j->vq->from_float(j->x + t * j->cols, (uint8_t *)a, j->cols);
+    if (g->owns[p] & 2) j->q->gemm_prep(j->cols, a, j->prep + (size_t)t * j->p_rs);
+  }
+}
+
+static void group_dot_item(void *vjob, int64_t item, int worker) {
+  group_job *g = vjob;
+  int p = 0;
+  while (item >= g->first[p + 1]) p++;
+  dot_item(&g->part[p], item - g->first[p], worker);
+}
+
+/* Whether the group takes the shared integer path: every matrix quantized, none on a GEMM. */
+static int group_shares(const nllm_matmul_part *p, int n_p, int64_t cols, int64_t n_tok,
+                        int n_threads) {
+  if (n_p < 2 || n_p > GROUP_MAX) return 0;
+  for (int i = 0; i < n_p; i++) {
+    const nllm_qtype *q = nllm_qtype_get(p[i].wtype);
+    if (!q || q->vec_dot_type == NLLM_TYPE_F32 ||
+        nllm_matmul_uses_gemm(p[i].wtype, n_tok, n_threads) || uses_packed(q, cols, n_tok))
+      return 0;
+  }
+  return 1;
+}
+
+size_t nllm_matmul_group_wsize(const nllm_matmul_part *p, int n_p, int64_t cols, int64_t n_tok,
+                               int n_threads) {
+  size_t one = 0, shared = 64;
+  for (int i = 0; i < n_p; i++) {
+    const size_t s = nllm_matmul_wsize(p[i].wtype, cols, n_tok, n_threads);
+    if (s > one) one = s;
+    const nllm_qtype *q = nllm_qtype_get(p[i].wtype);
+    /* any tier may be in use when the group runs: room for every matrix's own forms */
+    if (q && q->vec_dot_type != NLLM_TYPE_F32)
+      shared += 64 + (size_t)n_tok * nllm_row_size(q->vec_dot_type, cols) + 64 +
+                (size_t)n_tok * NLLM_GEMM_PREP_BYTES(cols);
+  }
+  return one > shared ? one : shared;
+}
+
+/* Each matrix alone (a group that does not share, or whose forms do not fit the scratch). */
+static void group_each(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
+                       int64_t n_tok, void *wdata, int n_threads) {
+  for (int i = 0; i < n_p; i++)
+    nllm_matmul(p[i].y, p[i].W, p[i].wtype, p[i].rows, cols, x, n_tok, wdata, n_threads);
+}
+
+void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
+                       int64_t n_tok, void *wdata, size_t wsize, int n_threads) {
+  if (n_p <= 0 || n_tok <= 0) return;
+  if (n_threads < 1) n_threads = 1;
+  if (!group_shares(p, n_p, cols, n_tok, n_threads)) {
+    group_each(p, n_p, cols, x, n_tok, wdata, n_threads);
+    return;
+  }
+  group_job g = {.n = n_p};
+  uint8_t *mem = (uint8_t *)wdata;
+  for (int i = 0; i < n_p; i++) {
+    const nllm_qtype *q = nllm_qtype_get(p[i].wtype);
+    matmul_job *j = &g.part[i];
+    *j = (matmul_job){.y = p[i].y,
+                      .W = p[i].W,
+                      .q = q,
+                      .rows = p[i].rows,
+                      .cols = cols,
+                      .n_tok = n_tok,
+                      .w_rs = nllm_row_size(p[i].wtype, cols),
+                      .x = x,
+                      .vq = nllm_qtype_get(q->vec_dot_type),
+                      .a_rs = nllm_row_size(q->vec_dot_type, cols)};
+    j->item_rows = n_tok == 1 ? rows_per_item(j->rows, n_threads, 4, 256) : ITEM_ROWS_MANY;
+    g.first[i + 1] = g.first[i] + (j->rows + j->item_rows - 1) / j->item_rows;
+    const int tiles = uses_tiles(q, cols, n_tok);
+    int k = 0;
+    while (k < i && g.part[k].vq != j->vq) k++;
+    if (k < i) {
+      j->act = g.part[k].act;
+    } else {
+      j->act = align64(mem);
+      mem = (uint8_t *)j->act + (size_t)n_tok * j->a_rs;
+      g.owns[i] |= 1;
+    }
+    if (tiles) {
+      j->p_rs = NLLM_GEMM_PREP_BYTES(cols);
+      for (k = 0; k < i && !(g.part[k].prep && g.part[k].q->gemm_prep == q->gemm_prep &&
+                             g.part[k].act == j->act);)
+        k++;
+      if (k < i) {
+        j->prep = g.part[k].prep;
+      } else {
+        j->prep = align64(mem);
+        mem = j->prep + (size_t)n_tok * j->p_rs;
+        g.owns[i] |= 2;
+      }
+    }
+  }
+  /* one format's matrices need what one matrix does; mixed ones may need more than the
+   * caller's scratch holds */
+  if ((size_t)(mem - (uint8_t *)wdata) > wsize) {
+    group_each(p, n_p, cols, x, n_tok, wdata, n_threads);
+    return;
+  }
+  nllm_pool_run(n_threads, n_tok, group_quantize_item, &g);
+  nllm_pool_run(n_threads, g.first[n_p], group_dot_item, &g);
 }

@@ -188,64 +188,6 @@ static inline __attribute__((always_inline)) void dot4_32b(const int kind, int64
   }
 }
 
-static void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_32b(K_Q4_0, n, s, x, bx, y);
-}
-/* Q4_0, four rows by four tokens: dot4_32b's arithmetic with the unpacking of each row's four
- * blocks (permute, nibble split, scales) done once for the four tokens. Sixteen accumulators,
- * twelve unpacked registers and four of the token leave the compiler a few spills of the
- * loop-invariant tables, which cost less than the unpacking saved (a decode step of 16
- * sequences, 134M Q4_0: docs/performance.md). */
-static void q4_0_vec_dot4x4_avx512(int64_t n, float *s, size_t ss, const void *vx, size_t bx,
-                                   const void *vy, size_t by) {
-  const uint8_t *x0 = vx, *y0 = vy;
-  const size_t xs = sizeof(block_q4_0), ys = sizeof(block_q8_0);
-  const k32_index *ix = &k32_tables[K_Q4_0];
-  const __m512i idx_q = _mm512_loadu_si512(ix->qs), idx_w = _mm512_loadu_si512(ix->w);
-  const __m512i m4 = _mm512_set1_epi8(15), voff = _mm512_set1_epi8(8);
-  const int64_t nb = n / QK, nq = nb / 4 * 4;
-  __m512 acc[4][4];
-  for (int t = 0; t < 4; t++)
-    for (int r = 0; r < 4; r++) acc[t][r] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nq; b += 4) {
-    __m512i lo[4], hi[4];
-    __m512 dx[4];
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      const __m512i z0 = _mm512_loadu_si512(x), z1 = _mm512_loadu_si512(x + 4 * xs - 64);
-      const __m512i q = _mm512_permutex2var_epi8(z0, idx_q, z1);
-      lo[r] = _mm512_and_si512(q, m4);
-      hi[r] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-      dx[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(z0, idx_w, z1)));
-    }
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) {
-      const uint8_t *yb = y0 + (size_t)t * by + (size_t)b * ys;
-      __m512i ylo, yhi;
-      y_quad(yb + 2, ys, &ylo, &yhi);
-      const __m512i yoff = _mm512_sub_epi32(
-          _mm512_setzero_si512(),
-          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), voff, ylo), voff, yhi));
-      const __m512 dy = h4_x4(yb, ys);
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; r++) {
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(yoff, lo[r], ylo), hi[r], yhi);
-        acc[t][r] = _mm512_fmadd_ps(_mm512_mul_ps(dx[r], dy), _mm512_cvtepi32_ps(p), acc[t][r]);
-      }
-    }
-  }
-  for (int t = 0; t < 4; t++)
-    for (int r = 0; r < 4; r++) {
-      float tail = 0;
-      if (nq < nb) /* the last one to three blocks by the one-row kernel */
-        q4_0_vec_dot_avx2((nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs,
-                          y0 + (size_t)t * by + (size_t)nq * ys);
-      s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[t][r]) + tail;
-    }
-}
-
 static void iq4_nl_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32b(K_IQ4_NL, n, s, x, bx, y);
 }
@@ -257,135 +199,6 @@ static void q5_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, 
 }
 static void q5_1_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
   dot4_32b(K_Q5_1, n, s, x, bx, y);
-}
-
-/* Q8_0: four 34-byte blocks (136 bytes) come from three loads (bytes 0..63, 64..127, 72..135)
- * and two permutes, two blocks per register. dpbusd wants one unsigned operand: y + 128 (y is
- * in [-127, 127]) times x, less 128 * sum(x) from a second dpbusd. */
-static void q8_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
-  const uint8_t *x0 = vx, *y0 = vy;
-  const size_t xs = sizeof(block_q8_0);
-  const __m512i idx_a = _mm512_loadu_si512(q8_0_qa), idx_b = _mm512_loadu_si512(q8_0_qb),
-                idx_w = _mm512_loadu_si512(q8_0_w);
-  const __m512i k128 = _mm512_set1_epi8((char)0x80);
-  const int64_t nb = n / QK, nq = nb / 4 * 4;
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                   _mm512_setzero_ps()};
-  for (int64_t b = 0; b < nq; b += 4) {
-    const uint8_t *yb = y0 + (size_t)b * xs;
-    const __m512i y01 = _mm512_xor_si512(
-        k128,
-        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(yb + 2))),
-                           _mm256_loadu_si256((const __m256i *)(yb + xs + 2)), 1));
-    const __m512i y23 = _mm512_xor_si512(
-        k128, _mm512_inserti64x4(
-                  _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(yb + 2 * xs + 2))),
-                  _mm256_loadu_si256((const __m256i *)(yb + 3 * xs + 2)), 1));
-    const __m128 dyf = _mm_cvtph_ps(_mm_cvtsi64_si128((
-        long long)((uint64_t)load_u16(yb) | (uint64_t)load_u16(yb + xs) << 16 |
-                   (uint64_t)load_u16(yb + 2 * xs) << 32 | (uint64_t)load_u16(yb + 3 * xs) << 48)));
-    const __m512 dy01 =
-        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                              _mm512_castps128_ps512(dyf));
-    const __m512 dy23 =
-        _mm512_permutexvar_ps(_mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
-                              _mm512_castps128_ps512(dyf));
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      const __m512i l0 = _mm512_loadu_si512(x), l1 = _mm512_loadu_si512(x + 64),
-                    l2 = _mm512_loadu_si512(x + 72);
-      const __m512i qa = _mm512_permutex2var_epi8(l0, idx_a, l1);
-      const __m512i qb = _mm512_permutex2var_epi8(l1, idx_b, l2);
-      const __m512i w = _mm512_permutex2var_epi16(l0, idx_w, l1);
-      const __m512i pa = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), y01, qa),
-                                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, qa));
-      const __m512i pb = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), y23, qb),
-                                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, qb));
-      const __m512 dxa = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
-      const __m512 dxb = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(w, 1));
-      acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(dxa, dy01), _mm512_cvtepi32_ps(pa), acc[r]);
-      acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(dxb, dy23), _mm512_cvtepi32_ps(pb), acc[r]);
-    }
-  }
-  for (int r = 0; r < 4; r++) {
-    float t = 0;
-    if (nq < nb)
-      q8_0_vec_dot_avx2((nb - nq) * QK, &t, x0 + (size_t)r * bx + (size_t)nq * xs,
-                        y0 + (size_t)nq * xs);
-    s[r] = _mm512_reduce_add_ps(acc[r]) + t;
-  }
-}
-
-/* Q8_0, four rows by four tokens: q8_0_vec_dot4_avx512's arithmetic with each row's loads,
- * permutes, scales and its 128 * sum(x) term done once for the four tokens. */
-static void q8_0_vec_dot4x4_avx512(int64_t n, float *s, size_t ss, const void *vx, size_t bx,
-                                   const void *vy, size_t by) {
-  const uint8_t *x0 = vx, *y0 = vy;
-  const size_t xs = sizeof(block_q8_0);
-  const __m512i idx_a = _mm512_loadu_si512(q8_0_qa), idx_b = _mm512_loadu_si512(q8_0_qb),
-                idx_w = _mm512_loadu_si512(q8_0_w);
-  const __m512i k128 = _mm512_set1_epi8((char)0x80);
-  const __m512i lanes01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                lanes23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-  const int64_t nb = n / QK, nq = nb / 4 * 4;
-  __m512 acc[4][4];
-  for (int t = 0; t < 4; t++)
-    for (int r = 0; r < 4; r++) acc[t][r] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nq; b += 4) {
-    __m512i qa[4], qb[4], ka[4], kb[4];
-    __m512 dxa[4], dxb[4];
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      const __m512i l0 = _mm512_loadu_si512(x), l1 = _mm512_loadu_si512(x + 64),
-                    l2 = _mm512_loadu_si512(x + 72);
-      qa[r] = _mm512_permutex2var_epi8(l0, idx_a, l1);
-      qb[r] = _mm512_permutex2var_epi8(l1, idx_b, l2);
-      ka[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, qa[r]);
-      kb[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, qb[r]);
-      const __m512i w = _mm512_permutex2var_epi16(l0, idx_w, l1);
-      dxa[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
-      dxb[r] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(w, 1));
-    }
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) {
-      const uint8_t *yb = y0 + (size_t)t * by + (size_t)b * xs;
-      const __m512i y01 = _mm512_xor_si512(
-          k128,
-          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(yb + 2))),
-                             _mm256_loadu_si256((const __m256i *)(yb + xs + 2)), 1));
-      const __m512i y23 = _mm512_xor_si512(
-          k128, _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(yb + 2 * xs + 2))),
-                    _mm256_loadu_si256((const __m256i *)(yb + 3 * xs + 2)), 1));
-      const __m128 dyf = _mm_cvtph_ps(
-          _mm_cvtsi64_si128((long long)((uint64_t)load_u16(yb) | (uint64_t)load_u16(yb + xs) << 16 |
-                                        (uint64_t)load_u16(yb + 2 * xs) << 32 |
-                                        (uint64_t)load_u16(yb + 3 * xs) << 48)));
-      const __m512 dy01 = _mm512_permutexvar_ps(lanes01, _mm512_castps128_ps512(dyf));
-      const __m512 dy23 = _mm512_permutexvar_ps(lanes23, _mm512_castps128_ps512(dyf));
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; r++) {
-        const __m512i pa =
-            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), y01, qa[r]), ka[r]);
-        const __m512i pb =
-            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), y23, qb[r]), kb[r]);
-        acc[t][r] = _mm512_fmadd_ps(_mm512_mul_ps(dxa[r], dy01), _mm512_cvtepi32_ps(pa), acc[t][r]);
-        acc[t][r] = _mm512_fmadd_ps(_mm512_mul_ps(dxb[r], dy23), _mm512_cvtepi32_ps(pb), acc[t][r]);
-      }
-    }
-  }
-  for (int t = 0; t < 4; t++)
-    for (int r = 0; r < 4; r++) {
-      float tail = 0;
-      if (nq < nb)
-        q8_0_vec_dot_avx2((nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs,
-                          y0 + (size_t)t * by + (size_t)nq * xs);
-      s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[t][r]) + tail;
-    }
 }
 
 /* ---------------------------------------------------------------- prompt tiles
@@ -434,6 +247,7 @@ static inline __attribute__((always_inline)) void gemm4_32b(const int kind, cons
   for (int r = 0; r < 4; r++)
     for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < n / QK; b += 4) {
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 4 * xs);
     __m512i lo[4], hi[4];
     __m512 dx[4];
 #pragma GCC unroll 4
@@ -473,15 +287,10 @@ static inline __attribute__((always_inline)) void gemm4_32b(const int kind, cons
     for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-#define Q4_0_GEMM(T, ...) gemm4_32b(K_Q4_0, T, __VA_ARGS__)
 #define IQ4_NL_GEMM(T, ...) gemm4_32b(K_IQ4_NL, T, __VA_ARGS__)
 #define Q5_0_GEMM(T, ...) gemm4_32b(K_Q5_0, T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
 NLLM_GEMM4_BY_TOKENS(iq4_nl_gemm4_avx512, IQ4_NL_GEMM)
 NLLM_GEMM4_BY_TOKENS(q5_0_gemm4_avx512, Q5_0_GEMM)
-static void q4_0_prep_avx512(int64_t n, const void *y, void *p) {
-  prep_32b(K_Q4_0, n, y, p);
-}
 static void iq4_nl_prep_avx512(int64_t n, const void *y, void *p) {
   prep_32b(K_IQ4_NL, n, y, p);
 }
@@ -489,10 +298,213 @@ static void q5_0_prep_avx512(int64_t n, const void *y, void *p) {
   prep_32b(K_Q5_0, n, y, p);
 }
 
-/* Q8_0: the weights are made unsigned (x + 128) once per tile, so y is dpbusd's signed operand
- * and the correction -128 * sum(y) is the activation's, prepared once: per four blocks y01,
- * y23, their corrections and their scales per lane (384 bytes). Two blocks at a time keep the
- * four rows' registers and the sixteen accumulators within the 32 zmm. */
+/* ---------------------------------------------------------------- Q4_0, a block per lane
+ * The kernels above spend three float operations (scale product, conversion, fma) per four
+ * int32 lanes of one block; at a few tokens a step those and the unpacking of the weights, not
+ * the memory, were the time of a batched decode step. Here a row is taken 16 blocks (a chunk,
+ * 512 values) at a time, transposed so that each int32 lane holds one whole block's sum: eight
+ * dpbusd accumulate a chunk into one register, and the scales cost three float operations per
+ * 16 blocks. The weights' chunk is unpacked once for every token of a tile (gemm4), the
+ * activation's transposed once per matmul (gemm_prep). Decode (vec_dot4) runs the same steps
+ * on one token, so a row's result does not depend on the batch it is in. Block 4g + k of a
+ * chunk sits in lane 4k + g (a 4 x 4 transpose of int32 within each 128-bit lane). What is
+ * left after the last chunk goes four blocks at a time as in gemm4_32b, then (decode only, a
+ * row that is not a multiple of 128 values) through the one-row kernel. */
+static uint16_t q4c_idx_s01[32], q4c_idx_s23[32];
+static uint32_t q4c_idx_dy[16];
+#define Q4C_BLOCKS 16
+#define Q4C_XBYTES (Q4C_BLOCKS * sizeof(block_q4_0))
+#define Q4C_PREP 640 /* a token's chunk: 8 x 64 bytes of quants, offsets, scales */
+
+static void q4c_tables_init(void) {
+  for (int p = 0; p < 32; p++) {
+    /* words 4k + g of the scales: block 4g + k's d is word 9k of its group's first 64 bytes */
+    const int k = (p / 4) % 4, g = p % 4;
+    q4c_idx_s01[p] = (uint16_t)(g == 1 ? 32 + 9 * k : 9 * k);
+    q4c_idx_s23[p] = (uint16_t)(g == 3 ? 32 + 9 * k : 9 * k);
+  }
+  for (int k = 0; k < 4; k++)
+    for (int g = 0; g < 4; g++) q4c_idx_dy[4 * k + g] = (uint32_t)(4 * g + k);
+}
+
+/* int32 j of the four registers' 128-bit lane k into register j's lane k, int32 g */
+static inline __attribute__((always_inline)) void transpose4_epi32(const __m512i q[4],
+                                                                   __m512i x[4]) {
+  const __m512i t0 = _mm512_unpacklo_epi32(q[0], q[1]), t1 = _mm512_unpackhi_epi32(q[0], q[1]);
+  const __m512i t2 = _mm512_unpacklo_epi32(q[2], q[3]), t3 = _mm512_unpackhi_epi32(q[2], q[3]);
+  x[0] = _mm512_unpacklo_epi64(t0, t2);
+  x[1] = _mm512_unpackhi_epi64(t0, t2);
+  x[2] = _mm512_unpacklo_epi64(t1, t3);
+  x[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* A row's chunk: lo[j] (hi[j]) holds elements 4j..4j+3 (16 + 4j..) of each block, dx the
+ * blocks' scales, all in the lane order above. */
+static inline __attribute__((always_inline)) void q4c_unpack(const uint8_t *x, __m512i lo[4],
+                                                             __m512i hi[4], __m512 *dx) {
+  const __m512i idx_q = _mm512_loadu_si512(k32_tables[K_Q4_0].qs), m4 = _mm512_set1_epi8(15);
+  __m512i q[4], z0[4], xt[4];
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; g++) {
+    const uint8_t *xg = x + 4 * sizeof(block_q4_0) * (size_t)g;
+    z0[g] = _mm512_loadu_si512(xg);
+    q[g] = _mm512_permutex2var_epi8(z0[g], idx_q, _mm512_loadu_si512(xg + 8));
+  }
+  transpose4_epi32(q, xt);
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    lo[j] = _mm512_and_si512(xt[j], m4);
+    hi[j] = _mm512_and_si512(_mm512_srli_epi16(xt[j], 4), m4);
+  }
+  const __m512i w01 = _mm512_permutex2var_epi16(z0[0], _mm512_loadu_si512(q4c_idx_s01), z0[1]);
+  const __m512i w23 = _mm512_permutex2var_epi16(z0[2], _mm512_loadu_si512(q4c_idx_s23), z0[3]);
+  *dx = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_mask_blend_epi16(0xCCCCCCCCu, w01, w23)));
+}
+
+/* A token's chunk of 16 Q8_0 blocks in that order (Q4C_PREP bytes): lo[0], hi[0], ...,
+ * lo[3], hi[3], then -8 * sum(y) and d per lane. */
+static inline __attribute__((always_inline)) void q4c_prep_chunk(const uint8_t *y, uint8_t *out) {
+  const size_t ys = sizeof(block_q8_0);
+  __m512i ylo[4], yhi[4], lo[4], hi[4];
+  __m128 f[4];
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; g++) {
+    y_quad(y + 4 * ys * (size_t)g + 2, ys, &ylo[g], &yhi[g]);
+    f[g] = h4(y + 4 * ys * (size_t)g, ys);
+  }
+  transpose4_epi32(ylo, lo);
+  transpose4_epi32(yhi, hi);
+  const __m512i voff = _mm512_set1_epi8(8);
+  __m512i sa = _mm512_setzero_si512(), sb = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    _mm512_storeu_si512(out + 128 * j, lo[j]);
+    _mm512_storeu_si512(out + 128 * j + 64, hi[j]);
+    sa = _mm512_dpbusd_epi32(sa, voff, lo[j]);
+    sb = _mm512_dpbusd_epi32(sb, voff, hi[j]);
+  }
+  _mm512_storeu_si512(out + 512,
+                      _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_add_epi32(sa, sb)));
+  const __m512 fz = _mm512_insertf32x4(
+      _mm512_insertf32x4(_mm512_insertf32x4(_mm512_castps128_ps512(f[0]), f[1], 1), f[2], 2), f[3],
+      3);
+  _mm512_storeu_ps(out + 576, _mm512_permutexvar_ps(_mm512_loadu_si512(q4c_idx_dy), fz));
+}
+
+/* acc + a row's chunk times a token's: two dpbusd chains of four, one scale product. */
+static inline __attribute__((always_inline)) __m512 q4c_dot(const __m512i lo[4],
+                                                            const __m512i hi[4], __m512 dx,
+                                                            const uint8_t *py, __m512 acc) {
+  __m512i pa = _mm512_loadu_si512(py + 512), pb = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    pa = _mm512_dpbusd_epi32(pa, lo[j], _mm512_loadu_si512(py + 128 * j));
+    pb = _mm512_dpbusd_epi32(pb, hi[j], _mm512_loadu_si512(py + 128 * j + 64));
+  }
+  return _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(py + 576)),
+                         _mm512_cvtepi32_ps(_mm512_add_epi32(pa, pb)), acc);
+}
+
+/* acc + four blocks of a row times a token's, prepared by prep_32b (gemm4_32b's steps). */
+static inline __attribute__((always_inline)) __m512 q4g_dot(const uint8_t *x, const uint8_t *py,
+                                                            __m512 acc) {
+  const k32_index *ix = &k32_tables[K_Q4_0];
+  const __m512i m4 = _mm512_set1_epi8(15);
+  const __m512i z0 = _mm512_loadu_si512(x), z1 = _mm512_loadu_si512(x + 8);
+  const __m512i q = _mm512_permutex2var_epi8(z0, _mm512_loadu_si512(ix->qs), z1);
+  const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+  const __m512 dx = _mm512_cvtph_ps(
+      _mm512_castsi512_si256(_mm512_permutex2var_epi16(z0, _mm512_loadu_si512(ix->w), z1)));
+  const __m512i p = _mm512_dpbusd_epi32(
+      _mm512_dpbusd_epi32(_mm512_loadu_si512(py + 128), lo, _mm512_loadu_si512(py)), hi,
+      _mm512_loadu_si512(py + 64));
+  return _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(py + 192)), _mm512_cvtepi32_ps(p), acc);
+}
+
+static inline float q4c_finish(__m512 acc, __m512 acc4, float tail) {
+  return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(acc4) + tail;
+}
+
+/* A prepared row: its chunks (Q4C_PREP bytes each), then its four-block groups (prep_32b's
+ * 256 bytes each); at most 1.25 n + 768 bytes, within NLLM_GEMM_PREP_BYTES. */
+static void q4_0_prep_avx512(int64_t n, const void *vy, void *vp) {
+  const uint8_t *y = vy;
+  uint8_t *out = vp;
+  const size_t ys = sizeof(block_q8_0);
+  const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS;
+  for (int64_t c = 0; c < nc; c++, out += Q4C_PREP)
+    q4c_prep_chunk(y + (size_t)(c * Q4C_BLOCKS) * ys, out);
+  if (nb > nc * Q4C_BLOCKS)
+    prep_32b(K_Q4_0, n - nc * Q4C_BLOCKS * QK, y + (size_t)(nc * Q4C_BLOCKS) * ys, out);
+}
+
+/* Four rows by T tokens, the rows one at a time: a row's unpacked chunk (nine registers) meets
+ * every token of the tile, whose prepared chunks come from L1. */
+static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t n, float *s,
+                                                           size_t ss, const uint8_t *x0, size_t bx,
+                                                           const uint8_t *p0, size_t ps) {
+  const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS;
+  const size_t tail = (size_t)nc * Q4C_PREP;
+  for (int r = 0; r < 4; r++) {
+    const uint8_t *x = x0 + (size_t)r * bx;
+    __m512 acc[NLLM_GEMM_TOK], acc4[NLLM_GEMM_TOK];
+    for (int t = 0; t < T; t++) acc[t] = acc4[t] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+      nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q4C_XBYTES, Q4C_XBYTES);
+      __m512i lo[4], hi[4];
+      __m512 dx;
+      q4c_unpack(x + (size_t)c * Q4C_XBYTES, lo, hi, &dx);
+#pragma GCC unroll 4
+      for (int t = 0; t < T; t++)
+        acc[t] = q4c_dot(lo, hi, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
+    }
+    for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
+      for (int t = 0; t < T; t++)
+        acc4[t] = q4g_dot(x + (size_t)b * sizeof(block_q4_0),
+                          p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 64, acc4[t]);
+    for (int t = 0; t < T; t++) s[(size_t)t * ss + (size_t)r] = q4c_finish(acc[t], acc4[t], 0.0f);
+  }
+}
+#define Q4_0_GEMM(T, ...) q4c_gemm(T, __VA_ARGS__)
+NLLM_GEMM4_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
+
+/* Decode: four rows and one token, whose chunks are prepared as they come. */
+static void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+  const uint8_t *x0 = vx, *y0 = vy;
+  const size_t xs = sizeof(block_q4_0), ys = sizeof(block_q8_0);
+  const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS, nq = nb / 4 * 4;
+  __m512 acc[4], acc4[4];
+  for (int r = 0; r < 4; r++) acc[r] = acc4[r] = _mm512_setzero_ps();
+  _Alignas(64) uint8_t py[Q4C_PREP];
+  for (int64_t c = 0; c < nc; c++) {
+    q4c_prep_chunk(y0 + (size_t)(c * Q4C_BLOCKS) * ys, py);
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)c * Q4C_XBYTES, 4 * Q4C_XBYTES);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      __m512i lo[4], hi[4];
+      __m512 dx;
+      q4c_unpack(x0 + (size_t)r * bx + (size_t)c * Q4C_XBYTES, lo, hi, &dx);
+      acc[r] = q4c_dot(lo, hi, dx, py, acc[r]);
+    }
+  }
+  for (int64_t b = nc * Q4C_BLOCKS; b < nq; b += 4) {
+    prep_32b(K_Q4_0, 4 * QK, y0 + (size_t)b * ys, py);
+    for (int r = 0; r < 4; r++)
+      acc4[r] = q4g_dot(x0 + (size_t)r * bx + (size_t)b * xs, py, acc4[r]);
+  }
+  for (int r = 0; r < 4; r++) {
+    float tail = 0;
+    if (nq < nb) /* the last one to three blocks by the one-row kernel */
+      q4_0_vec_dot_avx2((nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs,
+                        y0 + (size_t)nq * ys);
+    s[r] = q4c_finish(acc[r], acc4[r], tail);
+  }
+}
+
+/* Q8_0's four-block groups (what the 16-block chunks below leave of a row): the weights are
+ * made unsigned (x + 128), so y is dpbusd's signed operand and the correction -128 * sum(y) is
+ * the activation's, prepared once: per four blocks y01, y23, their corrections and their
+ * scales per lane (384 bytes). */
 static void q8_0_prep_avx512(int64_t n, const void *vy, void *vp) {
   const uint8_t *y0 = vy;
   uint8_t *out = vp;
@@ -517,54 +529,186 @@ static void q8_0_prep_avx512(int64_t n, const void *vy, void *vp) {
   }
 }
 
-static inline __attribute__((always_inline)) void gemm4_q8_0(const int T, int64_t n, float *s,
-                                                             size_t ss, const uint8_t *x0,
-                                                             size_t bx, const uint8_t *p0,
-                                                             size_t ps) {
-  const size_t xs = sizeof(block_q8_0);
-  const __m512i idx_a = _mm512_loadu_si512(q8_0_qa), idx_b = _mm512_loadu_si512(q8_0_qb),
-                idx_w = _mm512_loadu_si512(q8_0_w);
+/* ---------------------------------------------------------------- Q8_0, a block per lane
+ * Q8_0 in the chunks of the Q4_0 kernels above: a row's 16 blocks (544 bytes) become eight
+ * registers of four quants of every block per lane (made unsigned, x + 128, as in gemm4_q8_0),
+ * so each token costs eight dpbusd and three float operations a chunk instead of 32. The
+ * activations' chunk (same block layout) is transposed the same way, with -128 * sum(y) and d
+ * per lane. The prompt tiles (gemm4) and vec_dot4_tile, which the tests hold them equal to,
+ * run these steps; decode keeps the AVX2 four-row kernel (faster on one token). */
+static uint8_t q8c_idx_a[64], q8c_idx_b[64];
+static uint16_t q8c_idx_s[32];
+#define Q8C_XBYTES (16 * sizeof(block_q8_0))
+
+static void q8c_tables_init(void) {
+  for (int k = 0; k < 4; k++)
+    for (int i = 0; i < 16; i++) {
+      /* bytes 0..15 of block k of a group from its bytes 0..127, bytes 16..31 from 16..135 */
+      q8c_idx_a[16 * k + i] = (uint8_t)(34 * k + 2 + i);
+      const int p = 34 * k + 18 + i;
+      q8c_idx_b[16 * k + i] = (uint8_t)(p < 80 ? p - 16 : 64 + p - 72);
+    }
+  /* d of block k of every group at words 4k + g: word 0, 17 of the group's bytes 0..63, 2, 19
+   * of 64..127 */
+  static const uint16_t w[4] = {0, 17, 32 + 2, 32 + 19};
+  for (int p = 0; p < 32; p++) q8c_idx_s[p] = w[(p / 4) % 4];
+}
+
+/* A chunk of 16 Q8_0 blocks in the lane order of the Q4_0 chunks: q[j] holds bytes 4j..4j+3 of
+ * each block's quants, *d the scales. */
+static inline __attribute__((always_inline)) void q8c_unpack(const uint8_t *x, __m512i q[8],
+                                                             __m512 *d) {
+  const __m512i idx_a = _mm512_loadu_si512(q8c_idx_a), idx_b = _mm512_loadu_si512(q8c_idx_b);
+  __m512i a[4], b[4], w = _mm512_loadu_si512(q8c_idx_s);
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; g++) {
+    const uint8_t *xg = x + 4 * sizeof(block_q8_0) * (size_t)g;
+    const __m512i l0 = _mm512_loadu_si512(xg), l1 = _mm512_loadu_si512(xg + 64);
+    a[g] = _mm512_permutex2var_epi8(l0, idx_a, l1);
+    b[g] =
+        _mm512_permutex2var_epi8(_mm512_loadu_si512(xg + 16), idx_b, _mm512_loadu_si512(xg + 72));
+    w = _mm512_mask2_permutex2var_epi16(l0, w, (__mmask32)(0x11111111u << g), l1);
+  }
+  transpose4_epi32(a, q);
+  transpose4_epi32(b, q + 4);
+  *d = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
+}
+
+/* A token's chunk (Q4C_PREP bytes): q[0..7], -128 * sum(y) and d per lane. */
+static inline __attribute__((always_inline)) void q8c_prep_chunk(const uint8_t *y, uint8_t *out) {
   const __m512i k128 = _mm512_set1_epi8((char)0x80);
-  __m512 acc[4][NLLM_GEMM_TOK];
-  for (int r = 0; r < 4; r++)
-    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < n / QK; b += 4) {
+  __m512i q[8];
+  __m512 d;
+  q8c_unpack(y, q, &d);
+  __m512i sa = _mm512_setzero_si512(), sb = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    _mm512_storeu_si512(out + 128 * j, q[2 * j]);
+    _mm512_storeu_si512(out + 128 * j + 64, q[2 * j + 1]);
+    sa = _mm512_dpbusd_epi32(sa, k128, q[2 * j]);
+    sb = _mm512_dpbusd_epi32(sb, k128, q[2 * j + 1]);
+  }
+  _mm512_storeu_si512(out + 512,
+                      _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_add_epi32(sa, sb)));
+  _mm512_storeu_ps(out + 576, d);
+}
+
+/* The row's chunk with the quants made unsigned. */
+static inline __attribute__((always_inline)) void q8c_unpack_x(const uint8_t *x, __m512i q[8],
+                                                               __m512 *d) {
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  q8c_unpack(x, q, d);
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; j++) q[j] = _mm512_xor_si512(q[j], k128);
+}
+
+/* acc + a row's chunk times a token's (the same steps as q4c_dot). */
+static inline __attribute__((always_inline)) __m512 q8c_dot(const __m512i q[8], __m512 dx,
+                                                            const uint8_t *py, __m512 acc) {
+  __m512i pa = _mm512_loadu_si512(py + 512), pb = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    pa = _mm512_dpbusd_epi32(pa, q[2 * j], _mm512_loadu_si512(py + 128 * j));
+    pb = _mm512_dpbusd_epi32(pb, q[2 * j + 1], _mm512_loadu_si512(py + 128 * j + 64));
+  }
+  return _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(py + 576)),
+                         _mm512_cvtepi32_ps(_mm512_add_epi32(pa, pb)), acc);
+}
+
+/* acc + four blocks of a row times a token's prepared by q8_0_prep_avx512, two blocks a
+ * register. */
+static inline __attribute__((always_inline)) __m512 q8g_dot(const uint8_t *x, const uint8_t *py,
+                                                            __m512 acc) {
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  const __m512i l0 = _mm512_loadu_si512(x), l1 = _mm512_loadu_si512(x + 64);
+  const __m512i w = _mm512_permutex2var_epi16(l0, _mm512_loadu_si512(q8_0_w), l1);
 #pragma GCC unroll 2
-    for (int h = 0; h < 2; h++) {
-      __m512i xq[4];
-      __m512 dx[4];
+  for (int h = 0; h < 2; h++) {
+    const __m512i xq = _mm512_xor_si512(
+        h == 0
+            ? _mm512_permutex2var_epi8(l0, _mm512_loadu_si512(q8_0_qa), l1)
+            : _mm512_permutex2var_epi8(l1, _mm512_loadu_si512(q8_0_qb), _mm512_loadu_si512(x + 72)),
+        k128);
+    const __m512 dx =
+        _mm512_cvtph_ps(h == 0 ? _mm512_castsi512_si256(w) : _mm512_extracti64x4_epi64(w, 1));
+    const uint8_t *ph = py + 64 * h;
+    const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(ph + 128), xq, _mm512_loadu_si512(ph));
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(ph + 256)), _mm512_cvtepi32_ps(p), acc);
+  }
+  return acc;
+}
+
+/* A prepared row: chunks (Q4C_PREP bytes), then four-block groups (384 bytes). */
+static void q8_0_prep_chunks_avx512(int64_t n, const void *vy, void *vp) {
+  const uint8_t *y = vy;
+  uint8_t *out = vp;
+  const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS;
+  for (int64_t c = 0; c < nc; c++, out += Q4C_PREP) q8c_prep_chunk(y + (size_t)c * Q8C_XBYTES, out);
+  if (nb > nc * Q4C_BLOCKS)
+    q8_0_prep_avx512(n - nc * Q4C_BLOCKS * QK, y + (size_t)nc * Q8C_XBYTES, out);
+}
+
+static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t n, float *s,
+                                                           size_t ss, const uint8_t *x0, size_t bx,
+                                                           const uint8_t *p0, size_t ps) {
+  const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS;
+  const size_t tail = (size_t)nc * Q4C_PREP;
+  for (int r = 0; r < 4; r++) {
+    const uint8_t *x = x0 + (size_t)r * bx;
+    __m512 acc[NLLM_GEMM_TOK], acc4[NLLM_GEMM_TOK];
+    for (int t = 0; t < T; t++) acc[t] = acc4[t] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+      nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q8C_XBYTES, Q8C_XBYTES);
+      __m512i q[8];
+      __m512 dx;
+      q8c_unpack_x(x + (size_t)c * Q8C_XBYTES, q, &dx);
 #pragma GCC unroll 4
-      for (int r = 0; r < 4; r++) {
-        const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-        const __m512i l0 = _mm512_loadu_si512(x), l1 = _mm512_loadu_si512(x + 64);
-        const __m512i w = _mm512_permutex2var_epi16(l0, idx_w, l1);
-        if (h == 0) {
-          xq[r] = _mm512_permutex2var_epi8(l0, idx_a, l1);
-          dx[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
-        } else {
-          xq[r] = _mm512_permutex2var_epi8(l1, idx_b, _mm512_loadu_si512(x + 72));
-          dx[r] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(w, 1));
-        }
-        xq[r] = _mm512_xor_si512(xq[r], k128);
-      }
+      for (int t = 0; t < T; t++)
+        acc[t] = q8c_dot(q, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
+    }
+    for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
+      for (int t = 0; t < T; t++)
+        acc4[t] = q8g_dot(x + (size_t)b * sizeof(block_q8_0),
+                          p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 96, acc4[t]);
+    for (int t = 0; t < T; t++) s[(size_t)t * ss + (size_t)r] = q4c_finish(acc[t], acc4[t], 0.0f);
+  }
+}
+#define Q8C_GEMM(T, ...) q8c_gemm(T, __VA_ARGS__)
+NLLM_GEMM4_BY_TOKENS(q8_0_gemm4_chunks_avx512, Q8C_GEMM)
+
+/* One token, four rows: the tiles' steps (vec_dot4_tile). */
+static void q8_0_vec_dot4_chunks_avx512(int64_t n, float *s, const void *vx, size_t bx,
+                                        const void *vy) {
+  const uint8_t *x0 = vx, *y0 = vy;
+  const size_t xs = sizeof(block_q8_0);
+  const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS, nq = nb / 4 * 4;
+  __m512 acc[4], acc4[4];
+  for (int r = 0; r < 4; r++) acc[r] = acc4[r] = _mm512_setzero_ps();
+  _Alignas(64) uint8_t py[Q4C_PREP];
+  for (int64_t c = 0; c < nc; c++) {
+    q8c_prep_chunk(y0 + (size_t)c * Q8C_XBYTES, py);
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)c * Q8C_XBYTES, 4 * Q8C_XBYTES);
 #pragma GCC unroll 4
-      for (int t = 0; t < T; t++) {
-        const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 96 + 64 * (size_t)h;
-        const __m512i y = _mm512_loadu_si512(py), off = _mm512_loadu_si512(py + 128);
-        const __m512 dy = _mm512_loadu_ps(py + 256);
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) {
-          const __m512i p = _mm512_dpbusd_epi32(off, xq[r], y);
-          acc[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dx[r], dy), _mm512_cvtepi32_ps(p), acc[r][t]);
-        }
-      }
+    for (int r = 0; r < 4; r++) {
+      __m512i q[8];
+      __m512 dx;
+      q8c_unpack_x(x0 + (size_t)r * bx + (size_t)c * Q8C_XBYTES, q, &dx);
+      acc[r] = q8c_dot(q, dx, py, acc[r]);
     }
   }
-  for (int t = 0; t < T; t++)
-    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+  for (int64_t b = nc * Q4C_BLOCKS; b < nq; b += 4) {
+    q8_0_prep_avx512(4 * QK, y0 + (size_t)b * xs, py);
+    for (int r = 0; r < 4; r++)
+      acc4[r] = q8g_dot(x0 + (size_t)r * bx + (size_t)b * xs, py, acc4[r]);
+  }
+  for (int r = 0; r < 4; r++) {
+    float tail = 0;
+    if (nq < nb)
+      q8_0_vec_dot_avx2((nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs,
+                        y0 + (size_t)nq * xs);
+    s[r] = q4c_finish(acc[r], acc4[r], tail);
+  }
 }
-#define Q8_0_GEMM(T, ...) gemm4_q8_0(T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(q8_0_gemm4_avx512, Q8_0_GEMM)
 
 /* ---------------------------------------------------------------- K-quants, four rows
  * Per 256-value super-block the activation's part (its bytes in the order of the weight's
@@ -696,6 +840,7 @@ static inline __attribute__((always_inline)) void gemm4_k45(
     __m512i nib[4][4], sc[4][4];
     __m256i mn[4];
     float d[4], dmin[4];
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
@@ -1007,6 +1152,7 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
     __m512i q[4][4], sc[4][4];
     __m256i sc16[4];
     float d[4];
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
@@ -1091,6 +1237,7 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
     __m512i lo[4][2], hi[4][2];
     __m256 ls[4];
     float d[4];
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx + (size_t)b * xs);
@@ -1247,6 +1394,8 @@ static void q3_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, 
 
 void nllm_avx512_init(void) {
   for (int kind = 0; kind <= K_Q5_1; kind++) k32_tables_init(kind);
+  q4c_tables_init();
+  q8c_tables_init();
   for (int i = 0; i < 16; i++) iq4nl_u8[i] = (uint8_t)(nllm_iq4nl_values[i] + 128);
   for (int j = 0; j < 32; j++) {
     /* Q8_0: blocks 0, 1 from (bytes 0..63, 64..127); blocks 2, 3 from (64..127, 72..135) */
@@ -1270,28 +1419,25 @@ void nllm_avx512_init(void) {
  * tokens too, but their crossover stays at 256: sgemm takes the activations in f32, and the
  * tiny BERT's Q8_0 embeddings (test_embed) moved past their tolerance to the F32 reference
  * with Q8_0 activations over 256 tokens.
- * Tile crossovers (gemm_min_tokens): on weights read from DRAM, as in a decode step of a few
- * sequences, the four-by-four and four-row kernels beat the tiles of Q4_0 below 32 tokens
- * (4 tokens: 0.39 against 0.67 ms for a 5632 x 2048 matrix, one thread), Q8_0 below 20 and
- * Q6_K below 24 (4 tokens: 0.94 against 1.87 ms); the other formats' tiles win from 2 tokens. */
+ * Tile crossovers (gemm_min_tokens): every format's tiles here serve batches from 2 tokens.
+ * On weights read from DRAM (a decode step of a few sequences) tiles without the four-row
+ * kernels' linear prefetch lost to them below 20-32 tokens (Q6_K at 4 tokens: 1.87 against
+ * 0.94 ms for a 5632 x 2048 matrix, one thread); with it they win from 2 tokens
+ * (docs/performance.md, "Many sequences"). */
 static const nllm_qtype_kernels avx512_rows[] = {
     {.type = NLLM_TYPE_Q8_0,
      .vec_dot = q8_0_vec_dot_avx2,
      .vec_dot4 = q8_0_vec_dot4_avx2,
-     .vec_dot4_tile = q8_0_vec_dot4_avx512,
-     .vec_dot4x4 = q8_0_vec_dot4x4_avx512,
+     .vec_dot4_tile = q8_0_vec_dot4_chunks_avx512,
      .blas_min_tokens = 256,
-     .gemm_prep = q8_0_prep_avx512,
-     .gemm4 = q8_0_gemm4_avx512,
-     .gemm_min_tokens = 20},
+     .gemm_prep = q8_0_prep_chunks_avx512,
+     .gemm4 = q8_0_gemm4_chunks_avx512},
     {.type = NLLM_TYPE_Q4_0,
      .vec_dot = q4_0_vec_dot_avx2,
      .vec_dot4 = q4_0_vec_dot4_avx512,
-     .vec_dot4x4 = q4_0_vec_dot4x4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q4_0_prep_avx512,
-     .gemm4 = q4_0_gemm4_avx512,
-     .gemm_min_tokens = 32},
+     .gemm4 = q4_0_gemm4_avx512},
     {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q5_0,
      .vec_dot = q5_0_vec_dot_avx2,
@@ -1323,8 +1469,7 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .vec_dot4 = q6_K_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q6_K_prep_avx512,
-     .gemm4 = q6_K_gemm4_avx512,
-     .gemm_min_tokens = 24},
+     .gemm4 = q6_K_gemm4_avx512},
     {.type = NLLM_TYPE_IQ4_XS,
      .vec_dot4 = iq4_xs_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,

@@ -213,7 +213,14 @@ typedef struct lora_proj {
  * rows with the same set (a sequence's prompt chunk) go through it together. */
 static void project(const fw_run *r, nllm_fw_backend *be, int il, const float *x, int64_t n,
                     const lora_proj *p, int n_p) {
-  for (int i = 0; i < n_p; i++) be->ops->matmul(be, p[i].y, p[i].w, x, n);
+  if (n_p > 1 && n_p <= 4 && be->ops->matmul_group) {
+    float *y[4];
+    const nllm_weight *w[4];
+    for (int i = 0; i < n_p; i++) y[i] = p[i].y, w[i] = p[i].w;
+    be->ops->matmul_group(be, y, w, n_p, x, n);
+  } else {
+    for (int i = 0; i < n_p; i++) be->ops->matmul(be, p[i].y, p[i].w, x, n);
+  }
   const nllm_lora_set *const *row_set = r->fb->row_lora;
   if (!row_set) return; /* a backend without lowrank has none: nllm_forward_lora_reserve */
   const int64_t in = p[0].w->cols;
