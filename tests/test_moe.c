@@ -345,7 +345,11 @@ START_TEST(model_prompt_equals_decode) {
           "%s%s: prompt batch vs one at a time: max rel RMS %.2e over 40 positions; last vs "
           "exact %.2e\n",
           name, bf16_act ? " (bf16 activations)" : "", worst, vs_exact);
-  ck_assert_msg(worst < 1e-4, "%s: %g", name, worst);
+  /* With bf16_activations a last-bit difference between a tier's batch and one-token sums
+   * (AVX2: the float GEMM against the row kernels) can round one activation to the next BF16
+   * value, so the bound there is the mode's own scale, still well under the 2.2% a prompt-only
+   * rounding caused. */
+  ck_assert_msg(worst < (bf16_act ? 1e-2 : 1e-4), "%s: %g", name, worst);
   if (bf16_act)
     ck_assert_msg(vs_exact > 1e-5 && vs_exact < 0.1, "%s: %g from the exact mode", name, vs_exact);
   else
