@@ -443,7 +443,7 @@ static inline __attribute__((always_inline)) void dot4_inorder(const int kind, i
   for (; b + 2 <= nb; b += 2) {
     const uint8_t *yb = y0 + (size_t)b * ys, *xb = x0 + (size_t)b * xs;
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 2 * xs);
-    __m256i ylo, yhi, yoff = _mm256_setzero_si256(), y0q = ylo, y1q = ylo;
+    __m256i ylo = _mm256_setzero_si256(), yhi = ylo, yoff = ylo, y0q = ylo, y1q = ylo;
     if (kind == F_Q8_0) {
       y0q = _mm256_loadu_si256((const __m256i *)(yb + 2));
       y1q = _mm256_loadu_si256((const __m256i *)(yb + ys + 2));
