@@ -516,10 +516,10 @@ static void iq3_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void
 /* Where sgemm on dequantized tiles overtakes the four-by-four rows. With the code lookups the
  * IQ2 and IQ3 rows stay ahead at every prompt measured: 110M IQ3_S / IQ2_XXS files, one thread,
  * pp128 1.4-2.4x, pp256 1.5-1.9x, pp512 1.4-1.7x, two threads pp128 1.3x (docs/performance.md).
- * IQ1_S and IQ1_M (scalar grid loads) keep the crossover measured before them: up to 3x ahead
- * at 16 tokens, sgemm ~1.2x ahead at 128. */
+ * IQ1_S and IQ1_M (scalar grid loads) win 1.15-1.9x at 64 tokens and tie (IQ1_S) or win 1.1-1.6x
+ * (IQ1_M) at 128: they cross at 128. */
 #define IQ_BLAS_MIN_TOKENS NLLM_BLAS_NEVER
-#define IQ1_BLAS_MIN_TOKENS 64
+#define IQ1_BLAS_MIN_TOKENS 128
 
 static void iq1_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
   iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_s), iq1_prep, iq1_s_step, 0.125f);
