@@ -1415,10 +1415,10 @@ void nllm_avx512_init(void) {
  * decode keeps the AVX2 four-row kernel; the one-row kernels of the 32-value formats are the AVX2
  * ones in their lane order (the AVX2 rows now take others in the reference's order).
  * Crossovers: the four-row kernels stay ahead of dequantize + sgemm at every batch measured
- * except Q8_0, Q5_0 and Q5_1. With the register tiles Q8_0 and Q5_0 beat sgemm at 256 and 512
- * tokens too, but their crossover stays at 256: sgemm takes the activations in f32, and the
- * tiny BERT's Q8_0 embeddings (test_embed) moved past their tolerance to the F32 reference
- * with Q8_0 activations over 256 tokens.
+ * except Q5_1; with the register tiles Q8_0 and Q5_0 beat sgemm at 256 and 512 tokens too. They
+ * used to cross at 256 anyway (sgemm keeps the activations in f32, closer to an F32 reference
+ * over long inputs), but sgemm calls take turns (matmul.c), so on two threads a 512-token
+ * prompt ran at a quarter of the tiles' speed (1.1B Q8_0: 48 against 216 t/s at 128 tokens).
  * Tile crossovers (gemm_min_tokens): every format's tiles here serve batches from 2 tokens.
  * On weights read from DRAM (a decode step of a few sequences) tiles without the four-row
  * kernels' linear prefetch lost to them below 20-32 tokens (Q6_K at 4 tokens: 1.87 against
@@ -1429,7 +1429,7 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .vec_dot = q8_0_vec_dot_avx2,
      .vec_dot4 = q8_0_vec_dot4_avx2,
      .vec_dot4_tile = q8_0_vec_dot4_chunks_avx512,
-     .blas_min_tokens = 256,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_0_prep_chunks_avx512,
      .gemm4 = q8_0_gemm4_chunks_avx512},
     {.type = NLLM_TYPE_Q4_0,
@@ -1442,7 +1442,7 @@ static const nllm_qtype_kernels avx512_rows[] = {
     {.type = NLLM_TYPE_Q5_0,
      .vec_dot = q5_0_vec_dot_avx2,
      .vec_dot4 = q5_0_vec_dot4_avx512,
-     .blas_min_tokens = 256,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q5_0_prep_avx512,
      .gemm4 = q5_0_gemm4_avx512},
     {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 192},
