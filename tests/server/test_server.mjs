@@ -659,6 +659,19 @@ test('metrics: gauges, counters and histograms', async () => {
   assert(/nllm_time_to_first_token_seconds_bucket\{le="\+Inf"\} \d+/.test(txt), 'ttft');
   assert(/nllm_time_per_output_token_seconds_count \d+/.test(txt), 'tpot');
   assert(/# TYPE nllm_requests_running gauge/.test(txt), 'types');
+  // the scheduler's own time: one decode step per generated token after the prompt's (which
+  // samples the first), wall time in and between steps
+  const before = await metrics(main);
+  const r = await post(main, '/v1/completions', { prompt: 'Once', max_tokens: 20,
+    temperature: 0, ignore_eos: true });
+  eq(r.json.usage.completion_tokens, 20, 'tokens');
+  const after = await metrics(main);
+  eq(after.get('decode_steps_total') - before.get('decode_steps_total'), 20, 'one step a token');
+  assert(after.get('decode_step_seconds_total') > before.get('decode_step_seconds_total'),
+    'step time counted');
+  const gap = after.get('decode_gap_seconds_total') - before.get('decode_gap_seconds_total');
+  assert(gap >= 0 && gap < 10, `gap time counted (${gap} s)`);
+  assert(/# TYPE nllm_decode_gap_seconds_total counter/.test(after.txt), 'gap type');
 });
 
 test('curl: streamed chat ends with data: [DONE]; plain completion', async () => {

@@ -163,7 +163,8 @@ typedef struct stream {
   srv_reply *rps;
   int n_jobs, cur;
   int fd;
-  int phase; /* 0 opening chunk, 1 tokens, 2 usage, 3 [DONE], 4 end */
+  struct timespec check_at; /* when to look again whether the client is still there */
+  int phase;                /* 0 opening chunk, 1 tokens, 2 usage, 3 [DONE], 4 end */
   size_t seen_len;
   int seen_lps, seen_seg;
   char *pend;
@@ -327,6 +328,17 @@ static int stream_next(stream *s) {
   if (s->phase == 1 && !s->rp.tools) {
     for (;;) {
       srv_sched_lock(sc);
+      /* One lock per token: the wait for it is under the lock that reads it. The client is
+       * looked at when 50 ms pass without one; while tokens flow, a client that is gone makes
+       * the next send fail, which ends the stream as well. */
+      while (s->seen_seg == j->n_seg && j->out_len == s->seen_len && j->n_lps == s->seen_lps &&
+             !j->done) {
+        if (!srv_job_wait_locked(sc, j, &s->check_at)) continue;
+        srv_sched_unlock(sc);
+        if (client_gone(s->fd)) return -1;
+        srv_deadline(&s->check_at, 50);
+        srv_sched_lock(sc);
+      }
       size_t len = j->out_len;
       int n_lps = j->n_lps, done = j->done;
       if (s->seen_seg < j->n_seg) { /* the next token's piece only */
@@ -357,8 +369,6 @@ static int stream_next(stream *s) {
         return rc;
       }
       if (done) break;
-      if (client_gone(s->fd)) return -1;
-      srv_job_wait(sc, j, len, done, 50);
     }
   }
   if (s->phase == 1) return stream_event(s, finish_event(s));
@@ -496,6 +506,7 @@ static enum MHD_Result handle_generate(srv_http *h, struct MHD_Connection *c, re
       return send_json(c, 500, NULL);
     }
     s->h = h, s->jobs = jobs, s->rps = rps, s->n_jobs = n_jobs, s->fd = fd;
+    srv_deadline(&s->check_at, 50);
     s->job = jobs[0], s->rp = rps[0];
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
