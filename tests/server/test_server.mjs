@@ -2,6 +2,7 @@
 // servers started on free ports with the bundled model. Prints a Check-style summary line
 // ("100%: Checks: N, Failures: F, Errors: 0") that tests/run_tests.sh counts.
 import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import OpenAI from 'openai';
 
@@ -442,6 +443,33 @@ test('a client that disconnects frees its slot at once', async () => {
   } while (m.get('requests_running') !== 0 && Date.now() - t1 < 3000);
   eq(m.get('requests_running'), 0, 'slot freed (non-streamed)');
   eq((await stopServer(srv)).code, 0);
+});
+
+test('a stream\'s connection thread runs as SCHED_BATCH (never preempts the decoding thread on wake-up)', async () => {
+  const r = await fetch(`${main.url}/v1/completions`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ prompt: 'Once', max_tokens: 400, stream: true, ignore_eos: true }),
+  });
+  const rd = r.body.getReader();
+  await rd.read();
+  // /proc/PID/task/TID/sched: "policy : 3" is SCHED_BATCH, 0 SCHED_OTHER
+  const policies = {};
+  const dir = `/proc/${main.proc.pid}/task`;
+  for (const tid of readdirSync(dir)) {
+    let comm, sched;
+    try {
+      comm = readFileSync(`${dir}/${tid}/comm`, 'utf8').trim();
+      sched = readFileSync(`${dir}/${tid}/sched`, 'utf8');
+    } catch {
+      continue; /* a thread that ended meanwhile */
+    }
+    const m = sched.match(/^policy\s*:\s*(\d+)/m);
+    (policies[comm] ||= []).push(m ? Number(m[1]) : -1);
+  }
+  await rd.cancel();
+  assert(policies['MHD-connection'] && policies['MHD-connection'].includes(3),
+    `a connection thread is SCHED_BATCH: ${JSON.stringify(policies)}`);
+  eq(Math.max(...policies.nllm), 0, 'the decoding thread stays SCHED_OTHER');
 });
 
 test('overload gives 429 with Retry-After', async () => {
