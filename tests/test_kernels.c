@@ -1794,6 +1794,149 @@ START_TEST(mxfp4_ocp_blocks) {
 }
 END_TEST
 
+/* Quantized weights past their crossover on a SIMD tier: the tier's f32 GEMM with each chunk of
+ * rows dequantized into its panel, against the dequantized weights' exact dot with the f32
+ * activations (the same bound as the float GEMM), for every format the registry computes, on
+ * quantized data and on random bits. 2 threads equal 1 bit for bit, and nllm_matmul at the
+ * format's crossover takes this path, in exactly the scratch nllm_matmul_wsize asks for. */
+static void dequant_weights(const nllm_qtype *q, uint8_t *W, float *wf, int64_t rows, int64_t cols,
+                            int kind) {
+  const size_t rs = nllm_row_size(q->type, cols);
+  const int64_t nb = cols / q->block_size;
+  for (int64_t r = 0; r < rows; r++) {
+    uint8_t *w = W + (size_t)r * rs;
+    if (kind < N_DATA && q->from_float_ref) {
+      fill(wf + r * cols, cols, kind);
+      q->from_float_ref(wf + r * cols, w, cols);
+    } else if (!random_blocks(&rng_state, q->type, w, nb, (size_t)q->type_size, 0)) {
+      /* the load-only formats: random levels under a small finite scale */
+      for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = w + (size_t)b * (size_t)q->type_size;
+        if (q->type == NLLM_TYPE_MXFP4) {
+          blk[0] = (uint8_t)(120 + b % 10);
+        } else if (q->type == NLLM_TYPE_IQ1_M) {
+          const uint16_t h = q_f2h(0.02f * frand() + 1e-3f);
+          for (int k = 0; k < 4; k++) {
+            uint8_t *hi = blk + q->type_size - 8 + 2 * k + 1;
+            *hi = (uint8_t)((*hi & 0x0f) | ((h >> (4 * k)) & 15) << 4);
+          }
+        } else {
+          const uint16_t h = q_f2h(0.02f * frand());
+          memcpy(blk + (lowbit_scale_first(q->type) ? 0 : q->type_size - 2), &h, 2);
+        }
+      }
+    }
+    q->to_float_ref(w, wf + r * cols, cols);
+  }
+}
+
+static void check_gemmf_dequant(int32_t type, int isa, int64_t rows, int64_t cols, int64_t n_tok,
+                                int kind) {
+  nllm_qtypes_set_isa(isa);
+  const nllm_qtype *q = nllm_qtype_get(type), *f = nllm_qtype_get(NLLM_TYPE_F32);
+  const nllm_gemmf *g = f->gemmf;
+  ck_assert_int_eq(g->kc % q->block_size, 0);
+  const size_t rs = nllm_row_size(type, cols);
+  uint8_t *W = malloc(rs * (size_t)rows);
+  float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
+  float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
+  const int64_t ny = n_tok * rows;
+  float *y = malloc(sizeof(float) * (size_t)(ny + 16)), *y2 = malloc(sizeof(float) * (size_t)ny);
+  void *ws = malloc(nllm_gemmf_wsize(cols, n_tok, 2)); /* exactly the size: ASan sees overruns */
+  ck_assert(W && wf && x && y && y2 && ws);
+  dequant_weights(q, W, wf, rows, cols, kind);
+  fill(x, n_tok * cols, kind < N_DATA ? (kind + 1) % N_DATA : DATA_GAUSS);
+  for (int64_t i = 0; i < ny + 16; i++) y[i] = NAN;
+  nllm_gemmf_run_dequant(g, q, y, W, rs, rows, cols, x, n_tok, ws, 1);
+  nllm_gemmf_run_dequant(g, q, y2, W, rs, rows, cols, x, n_tok, ws, 2);
+  for (int64_t i = ny; i < ny + 16; i++)
+    ck_assert_msg(isnan(y[i]), "%s tier %d: wrote y[%lld]", q->name, isa, (long long)i);
+  ck_assert_msg(memcmp(y, y2, sizeof(float) * (size_t)ny) == 0,
+                "%s tier %d rows %lld cols %lld n_tok %lld: 2 threads differ from 1", q->name, isa,
+                (long long)rows, (long long)cols, (long long)n_tok);
+  for (int64_t t = 0; t < n_tok; t++)
+    for (int64_t r = 0; r < rows; r++) {
+      double sumabs, ex = dot_exact(wf + r * cols, x + t * cols, cols, &sumabs);
+      const float got = y[t * rows + r];
+      ck_assert_msg(fabs(got - ex) <= dot_tol(cols, sumabs),
+                    "%s tier %d rows %lld cols %lld n_tok %lld data %d: y[%lld,%lld] = %.9g, "
+                    "expected %.9g",
+                    q->name, isa, (long long)rows, (long long)cols, (long long)n_tok, kind,
+                    (long long)t, (long long)r, got, ex);
+    }
+  free(ws);
+  free(W);
+  free(wf);
+  free(x);
+  free(y);
+  free(y2);
+}
+
+/* nllm_matmul at the format's crossover (when a prompt reaches it) against the path itself. */
+static void check_dequant_route(int32_t type, int isa) {
+  nllm_qtypes_set_isa(isa);
+  const nllm_qtype *q = nllm_qtype_get(type);
+  const int64_t n_tok = q->blas_min_tokens, rows = 13, cols = 2 * q->block_size;
+  if (n_tok > 512) return;
+  ck_assert(nllm_matmul_uses_blas(type, n_tok, 2) && nllm_matmul_uses_gemm(type, n_tok, 2));
+  if (n_tok > 16) ck_assert(!nllm_matmul_uses_blas(type, n_tok - 1, 2));
+  const size_t rs = nllm_row_size(type, cols);
+  uint8_t *W = malloc(rs * (size_t)rows);
+  float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
+  float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
+  float *y = malloc(sizeof(float) * (size_t)(n_tok * rows));
+  float *y2 = malloc(sizeof(float) * (size_t)(n_tok * rows));
+  void *wd = malloc(nllm_matmul_wsize(type, cols, n_tok, 2));
+  void *ws = malloc(nllm_gemmf_wsize(cols, n_tok, 2));
+  ck_assert(W && wf && x && y && y2 && wd && ws);
+  dequant_weights(q, W, wf, rows, cols, N_DATA);
+  fill(x, n_tok * cols, DATA_GAUSS);
+  nllm_matmul(y, W, type, rows, cols, x, n_tok, wd, 2);
+  nllm_gemmf_run_dequant(nllm_qtype_get(NLLM_TYPE_F32)->gemmf, q, y2, W, rs, rows, cols, x, n_tok,
+                         ws, 2);
+  ck_assert_msg(memcmp(y, y2, sizeof(float) * (size_t)(n_tok * rows)) == 0,
+                "%s tier %d: nllm_matmul at %lld tokens is not the dequantizing GEMM", q->name, isa,
+                (long long)n_tok);
+  free(W);
+  free(wf);
+  free(x);
+  free(y);
+  free(y2);
+  free(wd);
+  free(ws);
+}
+
+START_TEST(gemmf_dequant_vs_naive) {
+  int32_t types[N_ALL + sizeof lowbit_types / sizeof lowbit_types[0]];
+  int n = 0;
+  for (int i = 0; i < N_ALL; i++) {
+    const nllm_qtype *q = nllm_qtype_get(all_types[i]);
+    if (q && q->vec_dot_type != NLLM_TYPE_F32) types[n++] = all_types[i];
+  }
+  for (size_t i = 0; i < sizeof lowbit_types / sizeof lowbit_types[0]; i++)
+    if (nllm_qtype_get(lowbit_types[i])) types[n++] = lowbit_types[i];
+  int tiers = 0;
+  for (int isa = NLLM_ISA_SIMD; isa <= nllm_qtypes_isa_max(); isa++) {
+    nllm_qtypes_set_isa(isa);
+    if (!nllm_qtype_get(NLLM_TYPE_F32)->gemmf) continue;
+    tiers++;
+    for (int i = 0; i < n; i++) {
+      const int bs = nllm_qtype_get(types[i])->block_size;
+      /* rows off the micro tile, one and several column chunks (the last one short), tokens
+       * off the token block */
+      const int64_t shapes[][3] = {{1, bs, 1}, {13, 3 * bs, 17}, {37, 9 * bs, 40}};
+      for (int s = 0; s < 3; s++)
+        for (int kind = 0; kind <= N_DATA; kind++)
+          if (s == 2 || kind == DATA_GAUSS || kind == N_DATA)
+            check_gemmf_dequant(types[i], isa, shapes[s][0], shapes[s][1], shapes[s][2], kind);
+      check_dequant_route(types[i], isa);
+    }
+  }
+  if (!tiers) fprintf(stderr, "gemmf_dequant_vs_naive: no tier with an f32 GEMM on this CPU\n");
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
   Suite *s = suite_create("kernels");
   TCase *tc = tcase_create("kernels");
@@ -1825,6 +1968,7 @@ static Suite *kernels_suite(void) {
   tcase_add_test(tg, gemmf_vs_naive);
   tcase_add_test(tg, gemmf_registry);
   tcase_add_test(tg, matmul_xbf16);
+  tcase_add_test(tg, gemmf_dequant_vs_naive);
   suite_add_tcase(s, tg);
   return s;
 }
