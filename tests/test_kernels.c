@@ -539,14 +539,16 @@ END_TEST
 /* The prompt path's register tiles against the four-row kernel (the one-row kernel where the
  * tier has none) each row and token (equal: the same integer sums and float steps) and against
  * the exact dot: every data kind, then blocks of random bits, for every token count a tile
- * takes, rows further apart than their size and prepared rows further apart than
- * NLLM_GEMM_PREP_BYTES. */
+ * takes (up to its gemm_tok), rows further apart than their size and prepared rows further
+ * apart than NLLM_GEMM_PREP_BYTES. */
 static void check_gemm4(const nllm_qtype *q) {
   static const int64_t lens[] = {128, 256, 640, 768, 2048};
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   const int64_t unit = q->block_size > vq->block_size ? q->block_size : vq->block_size;
   const nllm_vec_dot4_fn dot4 = q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4;
   ck_assert_msg(q->gemm_prep != NULL, "%s: gemm4 without gemm_prep", q->name);
+  const int T = q->gemm_tok; /* the most tokens a call takes */
+  ck_assert_msg(T >= NLLM_GEMM_TOK && T <= NLLM_GEMM_TOK_MAX, "%s: gemm_tok %d", q->name, T);
   uint64_t rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)q->type;
   for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
     const int64_t n = lens[li];
@@ -554,22 +556,22 @@ static void check_gemm4(const nllm_qtype *q) {
     const size_t stride = nllm_row_size(q->type, n) + (size_t)q->type_size;
     const size_t ars = nllm_row_size(vq->type, n), prs = NLLM_GEMM_PREP_BYTES(n) + 64;
     float *x = malloc(sizeof(float) * (size_t)n * 4), *y = malloc(sizeof(float) * (size_t)n);
-    float *a = malloc(sizeof(float) * (size_t)n * 4), *ya = malloc(sizeof(float) * (size_t)n * 4);
-    uint8_t *wq = malloc(stride * 4), *yq = malloc(ars * NLLM_GEMM_TOK);
-    uint8_t *prep = aligned_alloc(64, prs * NLLM_GEMM_TOK);
+    float *a = malloc(sizeof(float) * (size_t)n * 4), *ya = malloc(sizeof(float) * (size_t)n * T);
+    uint8_t *wq = malloc(stride * 4), *yq = malloc(ars * T);
+    uint8_t *prep = aligned_alloc(64, prs * T);
     for (int pass = 0; pass <= N_DATA; pass++) { /* N_DATA: random bits */
       memset(wq, 0xff, stride * 4);
       if (pass == N_DATA) {
         ck_assert(random_blocks(&rng, q->type, wq, (int64_t)(stride * 4 / (size_t)q->type_size),
                                 (size_t)q->type_size, 0));
-        ck_assert(random_blocks(&rng, vq->type, yq, n / vq->block_size * NLLM_GEMM_TOK,
-                                (size_t)vq->type_size, 0));
+        ck_assert(
+            random_blocks(&rng, vq->type, yq, n / vq->block_size * T, (size_t)vq->type_size, 0));
       } else {
         for (int r = 0; r < 4; r++) {
           fill(x + r * n, n, (pass + r) % N_DATA);
           q->from_float_ref(x + r * n, wq + (size_t)r * stride, n);
         }
-        for (int t = 0; t < NLLM_GEMM_TOK; t++) {
+        for (int t = 0; t < T; t++) {
           fill(y, n, pass == DATA_ZERO ? DATA_GAUSS : (pass + t) % N_DATA);
           if (pass == DATA_LARGE || (pass + t) % N_DATA == DATA_LARGE)
             for (int64_t i = 0; i < n; i++) y[i] *= 1.0f / 30;
@@ -577,16 +579,16 @@ static void check_gemm4(const nllm_qtype *q) {
         }
       }
       for (int r = 0; r < 4; r++) q->to_float_ref(wq + (size_t)r * stride, a + r * n, n);
-      for (int t = 0; t < NLLM_GEMM_TOK; t++) {
+      for (int t = 0; t < T; t++) {
         vq->to_float_ref(yq + (size_t)t * ars, ya + t * n, n);
         memset(prep + (size_t)t * prs, 0xa5, prs);
         q->gemm_prep(n, yq + (size_t)t * ars, prep + (size_t)t * prs);
       }
-      for (int nt = 1; nt <= NLLM_GEMM_TOK; nt++) {
-        float s[NLLM_GEMM_TOK * 5];
-        for (int i = 0; i < NLLM_GEMM_TOK * 5; i++) s[i] = NAN;
+      for (int nt = 1; nt <= T; nt++) {
+        float s[NLLM_GEMM_TOK_MAX * 5];
+        for (int i = 0; i < NLLM_GEMM_TOK_MAX * 5; i++) s[i] = NAN;
         q->gemm4(n, s, 5, wq, stride, prep, prs, nt);
-        for (int t = 0; t < NLLM_GEMM_TOK; t++) {
+        for (int t = 0; t < T; t++) {
           float d4[4];
           if (dot4)
             dot4(n, d4, wq, stride, yq + (size_t)t * ars);
@@ -977,6 +979,7 @@ START_TEST(registry_vs_format_table) {
       ck_assert(!q->from_float == !q->from_float_ref);
       ck_assert_int_ge(q->blas_min_tokens, NLLM_BLAS_MIN_TOKENS);
       ck_assert(!q->gemm4 == !q->gemm_prep);
+      ck_assert(!q->gemm4 || (q->gemm_tok >= NLLM_GEMM_TOK && q->gemm_tok <= NLLM_GEMM_TOK_MAX));
       if (isa == NLLM_ISA_SCALAR) {
         ck_assert(!q->gemm4);
         ck_assert(q->to_float == q->to_float_ref && q->from_float == q->from_float_ref &&

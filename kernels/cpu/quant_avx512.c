@@ -438,8 +438,9 @@ static void q4_0_prep_avx512(int64_t n, const void *vy, void *vp) {
     prep_32b(K_Q4_0, n - nc * Q4C_BLOCKS * QK, y + (size_t)(nc * Q4C_BLOCKS) * ys, out);
 }
 
-/* Four rows by T tokens, the rows one at a time: a row's unpacked chunk (nine registers) meets
- * every token of the tile, whose prepared chunks come from L1. */
+/* Four rows by T tokens (up to NLLM_GEMM_TOK_MAX: the row's gemm_tok), the rows one at a time:
+ * a row's unpacked chunk (nine registers) meets every token of the tile (one accumulator each),
+ * whose prepared chunks come from L1. */
 static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t n, float *s,
                                                            size_t ss, const uint8_t *x0, size_t bx,
                                                            const uint8_t *p0, size_t ps) {
@@ -447,17 +448,19 @@ static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t 
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
-    __m512 acc[NLLM_GEMM_TOK], acc4[NLLM_GEMM_TOK];
-    for (int t = 0; t < T; t++) acc[t] = acc4[t] = _mm512_setzero_ps();
+    __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q4C_XBYTES, Q4C_XBYTES);
       __m512i lo[4], hi[4];
       __m512 dx;
       q4c_unpack(x + (size_t)c * Q4C_XBYTES, lo, hi, &dx);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int t = 0; t < T; t++)
         acc[t] = q4c_dot(lo, hi, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
+    /* the tail's sums start only here, so the chunks' loop keeps T accumulators live */
+    for (int t = 0; t < T; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
       for (int t = 0; t < T; t++)
         acc4[t] = q4g_dot(x + (size_t)b * sizeof(block_q4_0),
@@ -466,7 +469,7 @@ static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t 
   }
 }
 #define Q4_0_GEMM(T, ...) q4c_gemm(T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
+NLLM_GEMM8_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
 
 /* Decode: four rows and one token, whose chunks are prepared as they come. */
 static void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
@@ -655,17 +658,18 @@ static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t 
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
-    __m512 acc[NLLM_GEMM_TOK], acc4[NLLM_GEMM_TOK];
-    for (int t = 0; t < T; t++) acc[t] = acc4[t] = _mm512_setzero_ps();
+    __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q8C_XBYTES, Q8C_XBYTES);
       __m512i q[8];
       __m512 dx;
       q8c_unpack_x(x + (size_t)c * Q8C_XBYTES, q, &dx);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int t = 0; t < T; t++)
         acc[t] = q8c_dot(q, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
+    for (int t = 0; t < T; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
       for (int t = 0; t < T; t++)
         acc4[t] = q8g_dot(x + (size_t)b * sizeof(block_q8_0),
@@ -674,7 +678,7 @@ static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t 
   }
 }
 #define Q8C_GEMM(T, ...) q8c_gemm(T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(q8_0_gemm4_chunks_avx512, Q8C_GEMM)
+NLLM_GEMM8_BY_TOKENS(q8_0_gemm4_chunks_avx512, Q8C_GEMM)
 
 /* One token, four rows: the tiles' steps (vec_dot4_tile). */
 static void q8_0_vec_dot4_chunks_avx512(int64_t n, float *s, const void *vx, size_t bx,
@@ -1431,21 +1435,23 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .vec_dot4_tile = q8_0_vec_dot4_chunks_avx512,
      .blas_min_tokens = 256,
      .gemm_prep = q8_0_prep_chunks_avx512,
-     .gemm4 = q8_0_gemm4_chunks_avx512},
+     .gemm4 = q8_0_gemm4_chunks_avx512,
+     .gemm_tok = NLLM_GEMM_TOK_MAX},
     {.type = NLLM_TYPE_Q4_0,
      .vec_dot = q4_0_vec_dot_avx2,
      .vec_dot4 = q4_0_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q4_0_prep_avx512,
-     .gemm4 = q4_0_gemm4_avx512},
-    {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+     .gemm4 = q4_0_gemm4_avx512,
+     .gemm_tok = NLLM_GEMM_TOK_MAX},
+    {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = 128},
     {.type = NLLM_TYPE_Q5_0,
      .vec_dot = q5_0_vec_dot_avx2,
      .vec_dot4 = q5_0_vec_dot4_avx512,
      .blas_min_tokens = 256,
      .gemm_prep = q5_0_prep_avx512,
      .gemm4 = q5_0_gemm4_avx512},
-    {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 192},
+    {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 128},
     {.type = NLLM_TYPE_IQ4_NL,
      .vec_dot = iq4_nl_vec_dot_avx2,
      .vec_dot4 = iq4_nl_vec_dot4_avx512,
@@ -1453,16 +1459,16 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .gemm_prep = iq4_nl_prep_avx512,
      .gemm4 = iq4_nl_gemm4_avx512},
     {.type = NLLM_TYPE_Q2_K, .vec_dot4 = q2_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = 256},
     {.type = NLLM_TYPE_Q4_K,
      .vec_dot4 = q4_K_vec_dot4_avx512,
      .vec_dot4x4 = q4_K_vec_dot4x4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .blas_min_tokens = 256,
      .gemm_prep = k45_prep_avx512,
      .gemm4 = q4_K_gemm4_avx512},
     {.type = NLLM_TYPE_Q5_K,
      .vec_dot4 = q5_K_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .blas_min_tokens = 128,
      .gemm_prep = k45_prep_avx512,
      .gemm4 = q5_K_gemm4_avx512},
     {.type = NLLM_TYPE_Q6_K,
