@@ -174,7 +174,10 @@ static void qtypes_init(void) {
 #endif
 #if defined(__x86_64__)
   const int has_avx512 = isa_max >= NLLM_ISA_AVX512;
-  if (has_avx512) nllm_avx512_init();
+  if (has_avx512) {
+    nllm_avx512_init();
+    nllm_iq_avx512_init();
+  }
   build_tier(NLLM_ISA_AVX512, avx512_sets, has_avx512 ? N_ENTRIES(avx512_sets) : 0,
              has_avx512 ? &nllm_cpu_ops_avx512 : NULL);
   if (has_avx512 && cpu_has_avx512_bf16())

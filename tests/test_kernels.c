@@ -642,7 +642,7 @@ END_TEST
  * decode's): every data kind, then blocks of random bits, every token count; nothing written
  * past the eight rows, the tokens asked for or the packed group. */
 static void check_packed(const nllm_qtype *q) {
-  static const int64_t lens[] = {128, 256, 640, 2048};
+  static const int64_t lens[] = {128, 256, 640, 768, 2048};
   enum { R = NLLM_PACK_ROWS, T = NLLM_GEMM_TOK, SS = NLLM_PACK_ROWS + 1 };
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   ck_assert_msg(q->pack_rows && q->packed_prep, "%s: gemm_packed without its helpers", q->name);
@@ -672,6 +672,7 @@ static void check_packed(const nllm_qtype *q) {
   }
   for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
     const int64_t n = lens[li];
+    if (n % q->block_size) continue; /* not a whole number of the format's blocks */
     const size_t stride = nllm_row_size(q->type, n) + (size_t)q->type_size;
     const size_t ars = nllm_row_size(vq->type, n), prs = NLLM_GEMM_PREP_BYTES(n) + 64;
     const size_t pbytes = NLLM_PACK_BYTES(n);

@@ -71,7 +71,13 @@ int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads) {
   (void)n_threads;
   return 0;
 #else
-  return nllm_blas_is_serial() && blas_memory_ok(n_threads);
+  /* sgemm calls take turns (blas_call_lock): on T threads the dequantized path runs at about
+   * one core's sgemm speed while a SIMD tier's integer kernels run on all T, so the crossover
+   * that tier measured on one thread moves to T times its count. The default crossover (scalar
+   * tier, NEON) stays: those kernels lose to sgemm by more than any thread count here. */
+  int64_t at = q->blas_min_tokens;
+  if (at > NLLM_BLAS_MIN_TOKENS && at != NLLM_BLAS_NEVER) at *= n_threads < 1 ? 1 : n_threads;
+  return n_tok >= at && nllm_blas_is_serial() && blas_memory_ok(n_threads);
 #endif
 }
 

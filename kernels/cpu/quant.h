@@ -320,6 +320,8 @@ extern const nllm_kernel_set nllm_kernels_gemmf_avx512; /* gemm_float_avx512.c *
 extern const nllm_kernel_set nllm_kernels_gemmf_xbf16_avx512;
 /* Fills the AVX-512 kernels' permute tables; call once, and only on a CPU with the tier. */
 void nllm_avx512_init(void);
+/* quant_iq_avx512.c: the IQ2 / IQ3 grids as codes; the same conditions */
+void nllm_iq_avx512_init(void);
 /* The AVX2 tier's helpers of the ops (ops_avx2.c) */
 extern const nllm_cpu_ops nllm_cpu_ops_avx2;
 /* lowrank_avx2.c: the AVX2 tier's LoRA products (see nllm_lowrank_dot_fn) */
