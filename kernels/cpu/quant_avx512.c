@@ -480,8 +480,9 @@ static void q4_0_prep_avx512(int64_t n, const void *vy, void *vp) {
     prep_32b(K_Q4_0, n - nc * Q4C_BLOCKS * QK, y + (size_t)(nc * Q4C_BLOCKS) * ys, out);
 }
 
-/* Four rows by T tokens, the rows one at a time: a row's unpacked chunk (nine registers) meets
- * every token of the tile, whose prepared chunks come from L1. */
+/* Four rows by T tokens (up to NLLM_GEMM_TOK_MAX: the row's gemm_tok), the rows one at a time:
+ * a row's unpacked chunk (nine registers) meets every token of the tile (one accumulator each),
+ * whose prepared chunks come from L1. */
 static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t n, float *s,
                                                            size_t ss, const uint8_t *x0, size_t bx,
                                                            const uint8_t *p0, size_t ps) {
@@ -489,17 +490,19 @@ static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t 
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
-    __m512 acc[NLLM_GEMM_TOK], acc4[NLLM_GEMM_TOK];
-    for (int t = 0; t < NLLM_GEMM_TOK; t++) acc[t] = acc4[t] = _mm512_setzero_ps();
+    __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q4C_XBYTES, Q4C_XBYTES);
       __m512i lo[4], hi[4];
       __m512 dx;
       q4c_unpack(x + (size_t)c * Q4C_XBYTES, lo, hi, &dx);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int t = 0; t < T; t++)
         acc[t] = q4c_dot(lo, hi, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
+    /* the tail's sums start only here, so the chunks' loop keeps T accumulators live */
+    for (int t = 0; t < T; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
       for (int t = 0; t < T; t++)
         acc4[t] = q4g_dot(x + (size_t)b * sizeof(block_q4_0),
@@ -508,7 +511,7 @@ static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t 
   }
 }
 #define Q4_0_GEMM(T, ...) q4c_gemm(T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
+NLLM_GEMM8_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
 
 /* Decode: four rows and one token, whose chunks are prepared as they come. */
 static void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
@@ -697,17 +700,18 @@ static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t 
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
-    __m512 acc[NLLM_GEMM_TOK], acc4[NLLM_GEMM_TOK];
-    for (int t = 0; t < NLLM_GEMM_TOK; t++) acc[t] = acc4[t] = _mm512_setzero_ps();
+    __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q8C_XBYTES, Q8C_XBYTES);
       __m512i q[8];
       __m512 dx;
       q8c_unpack_x(x + (size_t)c * Q8C_XBYTES, q, &dx);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int t = 0; t < T; t++)
         acc[t] = q8c_dot(q, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
+    for (int t = 0; t < T; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
       for (int t = 0; t < T; t++)
         acc4[t] = q8g_dot(x + (size_t)b * sizeof(block_q8_0),
@@ -716,7 +720,7 @@ static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t 
   }
 }
 #define Q8C_GEMM(T, ...) q8c_gemm(T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(q8_0_gemm4_chunks_avx512, Q8C_GEMM)
+NLLM_GEMM8_BY_TOKENS(q8_0_gemm4_chunks_avx512, Q8C_GEMM)
 
 /* One token, four rows: the tiles' steps (vec_dot4_tile). */
 static void q8_0_vec_dot4_chunks_avx512(int64_t n, float *s, const void *vx, size_t bx,
@@ -1421,11 +1425,12 @@ void nllm_avx512_init(void) {
  * wins where each weight row meets many tokens and loses in decode (see docs/performance.md), so
  * decode keeps the AVX2 four-row kernel; the one-row kernels of the 32-value formats are the AVX2
  * ones in their lane order (the AVX2 rows now take others in the reference's order).
- * Crossovers: the four-row kernels stay ahead of dequantize + sgemm at every batch measured
- * except Q5_1; with the register tiles Q8_0 and Q5_0 beat sgemm at 256 and 512 tokens too. They
- * used to cross at 256 anyway (sgemm keeps the activations in f32, closer to an F32 reference
- * over long inputs), but sgemm calls take turns (matmul.c), so on two threads a 512-token
- * prompt ran at a quarter of the tiles' speed (1.1B Q8_0: 48 against 216 t/s at 128 tokens).
+ * Crossovers: past blas_min_tokens this tier multiplies dequantized chunks with its own f32
+ * GEMM (matmul.c; 150-170 GFLOP/s on one thread from 128 tokens, where sgemm ran at ~90 and
+ * took turns between threads). Measured against each format's tiles (2048 x 2048, one thread,
+ * docs/performance.md "BLAS crossovers"): it wins from 128 tokens for Q4_1, Q5_1, Q5_K and
+ * Q6_K, from 256 for Q4_K and at 512 for Q3_K; the tiles of Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS
+ * and Q2_K stay ahead at every count (never).
  * Tile crossovers (gemm_min_tokens): every format's tiles here serve batches from 2 tokens.
  * On weights read from DRAM (a decode step of a few sequences) tiles without the four-row
  * kernels' linear prefetch lost to them below 20-32 tokens (Q6_K at 4 tokens: 1.87 against
@@ -1438,21 +1443,23 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .vec_dot4_tile = q8_0_vec_dot4_chunks_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_0_prep_chunks_avx512,
-     .gemm4 = q8_0_gemm4_chunks_avx512},
+     .gemm4 = q8_0_gemm4_chunks_avx512,
+     .gemm_tok = NLLM_GEMM_TOK_MAX},
     {.type = NLLM_TYPE_Q4_0,
      .vec_dot = q4_0_vec_dot_avx2,
      .vec_dot4 = q4_0_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q4_0_prep_avx512,
-     .gemm4 = q4_0_gemm4_avx512},
-    {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+     .gemm4 = q4_0_gemm4_avx512,
+     .gemm_tok = NLLM_GEMM_TOK_MAX},
+    {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = 128},
     {.type = NLLM_TYPE_Q5_0,
      .vec_dot = q5_0_vec_dot_avx2,
      .vec_dot4 = q5_0_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q5_0_prep_avx512,
      .gemm4 = q5_0_gemm4_avx512},
-    {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 192},
+    {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 128},
     {.type = NLLM_TYPE_IQ4_NL,
      .vec_dot = iq4_nl_vec_dot_avx2,
      .vec_dot4 = iq4_nl_vec_dot4_avx512,
@@ -1460,21 +1467,21 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .gemm_prep = iq4_nl_prep_avx512,
      .gemm4 = iq4_nl_gemm4_avx512},
     {.type = NLLM_TYPE_Q2_K, .vec_dot4 = q2_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = 512},
     {.type = NLLM_TYPE_Q4_K,
      .vec_dot4 = q4_K_vec_dot4_avx512,
      .vec_dot4x4 = q4_K_vec_dot4x4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .blas_min_tokens = 256,
      .gemm_prep = k45_prep_avx512,
      .gemm4 = q4_K_gemm4_avx512},
     {.type = NLLM_TYPE_Q5_K,
      .vec_dot4 = q5_K_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .blas_min_tokens = 128,
      .gemm_prep = k45_prep_avx512,
      .gemm4 = q5_K_gemm4_avx512},
     {.type = NLLM_TYPE_Q6_K,
      .vec_dot4 = q6_K_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .blas_min_tokens = 128,
      .gemm_prep = q6_K_prep_avx512,
      .gemm4 = q6_K_gemm4_avx512},
     {.type = NLLM_TYPE_IQ4_XS,
