@@ -490,8 +490,10 @@ static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t 
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
+    /* the sums are reduced four tokens at a time: a last group's unused tokens stay zero */
+    const int T4 = (T + 3) / 4 * 4;
     __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q4C_XBYTES, Q4C_XBYTES);
       __m512i lo[4], hi[4];
@@ -502,12 +504,14 @@ static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t 
         acc[t] = q4c_dot(lo, hi, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
     /* the tail's sums start only here, so the chunks' loop keeps T accumulators live */
-    for (int t = 0; t < T; t++) acc4[t] = _mm512_setzero_ps();
+    for (int t = 0; t < T4; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
       for (int t = 0; t < T; t++)
         acc4[t] = q4g_dot(x + (size_t)b * sizeof(block_q4_0),
                           p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 64, acc4[t]);
-    store_tokens(s + r, ss, q4c_sums(acc, acc4, nb > nc * Q4C_BLOCKS), T);
+    for (int g = 0; g < T; g += 4)
+      store_tokens(s + (size_t)g * ss + r, ss, q4c_sums(acc + g, acc4 + g, nb > nc * Q4C_BLOCKS),
+                   T - g < 4 ? T - g : 4);
   }
 }
 #define Q4_0_GEMM(T, ...) q4c_gemm(T, __VA_ARGS__)
@@ -700,8 +704,10 @@ static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t 
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
+    /* the sums are reduced four tokens at a time: a last group's unused tokens stay zero */
+    const int T4 = (T + 3) / 4 * 4;
     __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q8C_XBYTES, Q8C_XBYTES);
       __m512i q[8];
@@ -711,12 +717,14 @@ static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t 
       for (int t = 0; t < T; t++)
         acc[t] = q8c_dot(q, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
-    for (int t = 0; t < T; t++) acc4[t] = _mm512_setzero_ps();
+    for (int t = 0; t < T4; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
       for (int t = 0; t < T; t++)
         acc4[t] = q8g_dot(x + (size_t)b * sizeof(block_q8_0),
                           p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 96, acc4[t]);
-    store_tokens(s + r, ss, q4c_sums(acc, acc4, nb > nc * Q4C_BLOCKS), T);
+    for (int g = 0; g < T; g += 4)
+      store_tokens(s + (size_t)g * ss + r, ss, q4c_sums(acc + g, acc4 + g, nb > nc * Q4C_BLOCKS),
+                   T - g < 4 ? T - g : 4);
   }
 }
 #define Q8C_GEMM(T, ...) q8c_gemm(T, __VA_ARGS__)
