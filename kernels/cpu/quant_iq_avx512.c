@@ -513,13 +513,15 @@ static void iq3_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void
   iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_prep, iq3_s_step, 1.0f);
 }
 
-/* Where sgemm on dequantized tiles overtakes the four-by-four rows. With the code lookups the
- * IQ2 and IQ3 rows stay ahead at every prompt measured: 110M IQ3_S / IQ2_XXS files, one thread,
- * pp128 1.4-2.4x, pp256 1.5-1.9x, pp512 1.4-1.7x, two threads pp128 1.3x (docs/performance.md).
- * IQ1_S and IQ1_M (scalar grid loads) win 1.15-1.9x at 64 tokens and tie (IQ1_S) or win 1.1-1.6x
- * (IQ1_M) at 128: they cross at 128. */
-#define IQ_BLAS_MIN_TOKENS NLLM_BLAS_NEVER
-#define IQ1_BLAS_MIN_TOKENS 128
+/* Where the tier's dequantizing f32 GEMM (past the crossover, kernels/cpu/gemm_float.c)
+ * overtakes the four-by-four rows, on a 2048 x 2048 matrix, one thread (docs/performance.md):
+ * the IQ3 rows stay ahead up to 256 tokens (IQ3_S 146 against 131 GFLOP/s) and fall behind at
+ * 512 (131 against 143); IQ2_XXS and IQ2_XS tie at 256, IQ2_S is behind there (122 against
+ * 136) and ahead at 128; IQ1_S / IQ1_M (scalar grid loads) are 1.1-1.2x ahead at 64 and
+ * 1.2-1.3x behind at 128. */
+#define IQ2_BLAS_MIN_TOKENS 256
+#define IQ3_BLAS_MIN_TOKENS 512
+#define IQ1_BLAS_MIN_TOKENS 96
 
 static void iq1_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
   iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_s), iq1_prep, iq1_s_step, 0.125f);
@@ -576,27 +578,27 @@ static const nllm_qtype_kernels iq_avx512_rows[] = {
      .vec_dot = iq2_xxs_vec_dot_avx512,
      .vec_dot4 = iq2_xxs_vec_dot4_avx512,
      .vec_dot4x4 = iq2_xxs_vec_dot4x4_avx512,
-     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
+     .blas_min_tokens = IQ2_BLAS_MIN_TOKENS},
     {.type = NLLM_TYPE_IQ2_XS,
      .vec_dot = iq2_xs_vec_dot_avx512,
      .vec_dot4 = iq2_xs_vec_dot4_avx512,
      .vec_dot4x4 = iq2_xs_vec_dot4x4_avx512,
-     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
+     .blas_min_tokens = IQ2_BLAS_MIN_TOKENS},
     {.type = NLLM_TYPE_IQ2_S,
      .vec_dot = iq2_s_vec_dot_avx512,
      .vec_dot4 = iq2_s_vec_dot4_avx512,
      .vec_dot4x4 = iq2_s_vec_dot4x4_avx512,
-     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
+     .blas_min_tokens = IQ2_BLAS_MIN_TOKENS},
     {.type = NLLM_TYPE_IQ3_XXS,
      .vec_dot = iq3_xxs_vec_dot_avx512,
      .vec_dot4 = iq3_xxs_vec_dot4_avx512,
      .vec_dot4x4 = iq3_xxs_vec_dot4x4_avx512,
-     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
+     .blas_min_tokens = IQ3_BLAS_MIN_TOKENS},
     {.type = NLLM_TYPE_IQ3_S,
      .vec_dot = iq3_s_vec_dot_avx512,
      .vec_dot4 = iq3_s_vec_dot4_avx512,
      .vec_dot4x4 = iq3_s_vec_dot4x4_avx512,
-     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
+     .blas_min_tokens = IQ3_BLAS_MIN_TOKENS},
     {.type = NLLM_TYPE_IQ1_S,
      .vec_dot = iq1_s_vec_dot_avx512,
      .vec_dot4 = iq1_s_vec_dot4_avx512,
