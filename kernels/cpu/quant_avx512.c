@@ -1011,7 +1011,13 @@ static void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, 
 /* Q6_K: in half c of a super-block, ql's 64 bytes hold elements 0..63 in their low nibbles
  * and 64..127 in their high ones, qh's 32 bytes the top two bits of element l, l+32, l+64 and
  * l+96 at bits 0, 2, 4, 6; each 16 values have an int8 scale. Levels stay unsigned (0..63),
- * and the -32 comes off through 32 * sum(scale * bsum). */
+ * and the -32 comes off through 32 * sum(scale * bsum): the scales times -32 (within int16),
+ * madd with the bsums, start each row and token's integer sum, so a tile pays no shift and
+ * subtraction per token (the same integers as subtracting at the end). */
+static inline __m256i q6k_scales_m32(__m256i sc16) {
+  return _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
+}
+
 static void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx;
   const block_q8_K *y = vy;
@@ -1047,8 +1053,7 @@ static void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx,
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
       const __m512i scz = _mm512_castsi256_si512(sc16);
-      const __m256i off = _mm256_madd_epi16(bsums, sc16);
-      __m512i sumi = _mm512_setzero_si512();
+      __m512i sumi = _mm512_zextsi256_si512(_mm256_madd_epi16(bsums, q6k_scales_m32(sc16)));
 #pragma GCC unroll 2
       for (int c = 0; c < 2; c++) {
         const __m512i ql = _mm512_loadu_si512(x->ql + 64 * c);
@@ -1066,7 +1071,6 @@ static void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx,
         sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(qb, yb[c]),
                                    _mm512_permutexvar_epi16(isc[c][1], scz));
       }
-      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
       acc[r] =
           _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(x->d) * dy), _mm512_cvtepi32_ps(sumi), acc[r]);
     }
@@ -1177,6 +1181,7 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
       nllm_prefetch_span((const uint8_t *)x + NLLM_PREFETCH_ROWS * bx, xs);
       __m512i q[4], sc[4];
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+      const __m256i scm = q6k_scales_m32(sc16);
       const __m512i scz = _mm512_castsi256_si512(sc16);
 #pragma GCC unroll 2
       for (int c = 0; c < 2; c++) {
@@ -1198,15 +1203,13 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
         const __m256i bsums = _mm256_loadu_si256((const __m256i *)(py + 256));
         float dy;
         memcpy(&dy, py + 288, sizeof dy);
-        const __m256i off = _mm256_madd_epi16(bsums, sc16);
-        __m512i sumi = _mm512_setzero_si512();
+        __m512i sumi = _mm512_zextsi256_si512(_mm256_madd_epi16(bsums, scm));
         /* the kernel's order: half 0 low, half 0 high, half 1 low, half 1 high nibbles, whose
          * quants sit at qs + 0, 64, 128, 192 */
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++)
           sumi = _mm512_dpwssd_epi32(
               sumi, _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(py + 64 * k)), sc[k]);
-        sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
         acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * dy), _mm512_cvtepi32_ps(sumi), acc[t]);
       }
     }

@@ -158,6 +158,11 @@ void srv_deadline(struct timespec *until, int ms) {
 }
 
 int srv_job_wait_locked(srv_sched *s, srv_job *job, const struct timespec *until) {
+  /* a time already past returns without the system call a timed wait would make */
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  if (now.tv_sec > until->tv_sec || (now.tv_sec == until->tv_sec && now.tv_nsec >= until->tv_nsec))
+    return 1;
   return pthread_cond_timedwait(&job->cond, &s->mu, until) != 0;
 }
 
