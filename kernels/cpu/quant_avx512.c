@@ -467,6 +467,15 @@ static inline __m128 q4c_sums(const __m512 acc[4], const __m512 acc4[4], int gro
   return groups ? _mm_add_ps(h, hsum4_ps(acc4[0], acc4[1], acc4[2], acc4[3])) : h;
 }
 
+/* A chunk tile's row for its T <= NLLM_GEMM_TOK_MAX tokens, four sums at a time (acc and acc4
+ * hold T rounded up to four, the rest zero). */
+static inline void q4c_store(float *s, size_t ss, const __m512 *acc, const __m512 *acc4, int groups,
+                             int T) {
+  for (int t = 0; t < T; t += 4)
+    store_tokens(s + (size_t)t * ss, ss, q4c_sums(acc + t, acc4 + t, groups),
+                 T - t < 4 ? T - t : 4);
+}
+
 /* A prepared row: its chunks (Q4C_PREP bytes each), then its four-block groups (prep_32b's
  * 256 bytes each); at most 1.25 n + 768 bytes, within NLLM_GEMM_PREP_BYTES. */
 static void q4_0_prep_avx512(int64_t n, const void *vy, void *vp) {
@@ -491,7 +500,8 @@ static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t 
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
     __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    const int T4 = (T + 3) & ~3; /* the finishing sums four tokens at a time */
+    for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q4C_XBYTES, Q4C_XBYTES);
       __m512i lo[4], hi[4];
@@ -502,12 +512,12 @@ static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t 
         acc[t] = q4c_dot(lo, hi, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
     /* the tail's sums start only here, so the chunks' loop keeps T accumulators live */
-    for (int t = 0; t < T; t++) acc4[t] = _mm512_setzero_ps();
+    for (int t = 0; t < T4; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
       for (int t = 0; t < T; t++)
         acc4[t] = q4g_dot(x + (size_t)b * sizeof(block_q4_0),
                           p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 64, acc4[t]);
-    store_tokens(s + r, ss, q4c_sums(acc, acc4, nb > nc * Q4C_BLOCKS), T);
+    q4c_store(s + r, ss, acc, acc4, nb > nc * Q4C_BLOCKS, T);
   }
 }
 #define Q4_0_GEMM(T, ...) q4c_gemm(T, __VA_ARGS__)
@@ -701,7 +711,8 @@ static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t 
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
     __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    const int T4 = (T + 3) & ~3; /* the finishing sums four tokens at a time */
+    for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q8C_XBYTES, Q8C_XBYTES);
       __m512i q[8];
@@ -711,12 +722,12 @@ static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t 
       for (int t = 0; t < T; t++)
         acc[t] = q8c_dot(q, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
-    for (int t = 0; t < T; t++) acc4[t] = _mm512_setzero_ps();
+    for (int t = 0; t < T4; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
       for (int t = 0; t < T; t++)
         acc4[t] = q8g_dot(x + (size_t)b * sizeof(block_q8_0),
                           p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 96, acc4[t]);
-    store_tokens(s + r, ss, q4c_sums(acc, acc4, nb > nc * Q4C_BLOCKS), T);
+    q4c_store(s + r, ss, acc, acc4, nb > nc * Q4C_BLOCKS, T);
   }
 }
 #define Q8C_GEMM(T, ...) q8c_gemm(T, __VA_ARGS__)
