@@ -467,15 +467,6 @@ static inline __m128 q4c_sums(const __m512 acc[4], const __m512 acc4[4], int gro
   return groups ? _mm_add_ps(h, hsum4_ps(acc4[0], acc4[1], acc4[2], acc4[3])) : h;
 }
 
-/* A chunk tile's row for its T <= NLLM_GEMM_TOK_MAX tokens, four sums at a time (acc and acc4
- * hold T rounded up to four, the rest zero). */
-static inline void q4c_store(float *s, size_t ss, const __m512 *acc, const __m512 *acc4, int groups,
-                             int T) {
-  for (int t = 0; t < T; t += 4)
-    store_tokens(s + (size_t)t * ss, ss, q4c_sums(acc + t, acc4 + t, groups),
-                 T - t < 4 ? T - t : 4);
-}
-
 /* A prepared row: its chunks (Q4C_PREP bytes each), then its four-block groups (prep_32b's
  * 256 bytes each); at most 1.25 n + 768 bytes, within NLLM_GEMM_PREP_BYTES. */
 static void q4_0_prep_avx512(int64_t n, const void *vy, void *vp) {
@@ -499,8 +490,9 @@ static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t 
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
+    /* the sums are reduced four tokens at a time: a last group's unused tokens stay zero */
+    const int T4 = (T + 3) / 4 * 4;
     __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
-    const int T4 = (T + 3) & ~3; /* the finishing sums four tokens at a time */
     for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q4C_XBYTES, Q4C_XBYTES);
@@ -517,7 +509,9 @@ static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t 
       for (int t = 0; t < T; t++)
         acc4[t] = q4g_dot(x + (size_t)b * sizeof(block_q4_0),
                           p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 64, acc4[t]);
-    q4c_store(s + r, ss, acc, acc4, nb > nc * Q4C_BLOCKS, T);
+    for (int g = 0; g < T; g += 4)
+      store_tokens(s + (size_t)g * ss + r, ss, q4c_sums(acc + g, acc4 + g, nb > nc * Q4C_BLOCKS),
+                   T - g < 4 ? T - g : 4);
   }
 }
 #define Q4_0_GEMM(T, ...) q4c_gemm(T, __VA_ARGS__)
@@ -710,8 +704,9 @@ static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t 
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
+    /* the sums are reduced four tokens at a time: a last group's unused tokens stay zero */
+    const int T4 = (T + 3) / 4 * 4;
     __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
-    const int T4 = (T + 3) & ~3; /* the finishing sums four tokens at a time */
     for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q8C_XBYTES, Q8C_XBYTES);
@@ -727,7 +722,9 @@ static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t 
       for (int t = 0; t < T; t++)
         acc4[t] = q8g_dot(x + (size_t)b * sizeof(block_q8_0),
                           p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 96, acc4[t]);
-    q4c_store(s + r, ss, acc, acc4, nb > nc * Q4C_BLOCKS, T);
+    for (int g = 0; g < T; g += 4)
+      store_tokens(s + (size_t)g * ss + r, ss, q4c_sums(acc + g, acc4 + g, nb > nc * Q4C_BLOCKS),
+                   T - g < 4 ? T - g : 4);
   }
 }
 #define Q8C_GEMM(T, ...) q8c_gemm(T, __VA_ARGS__)
