@@ -480,8 +480,9 @@ static void q4_0_prep_avx512(int64_t n, const void *vy, void *vp) {
     prep_32b(K_Q4_0, n - nc * Q4C_BLOCKS * QK, y + (size_t)(nc * Q4C_BLOCKS) * ys, out);
 }
 
-/* Four rows by T tokens, the rows one at a time: a row's unpacked chunk (nine registers) meets
- * every token of the tile, whose prepared chunks come from L1. */
+/* Four rows by T tokens (up to NLLM_GEMM_TOK_MAX: the row's gemm_tok), the rows one at a time:
+ * a row's unpacked chunk (nine registers) meets every token of the tile (one accumulator each),
+ * whose prepared chunks come from L1. */
 static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t n, float *s,
                                                            size_t ss, const uint8_t *x0, size_t bx,
                                                            const uint8_t *p0, size_t ps) {
@@ -489,26 +490,32 @@ static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t 
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
-    __m512 acc[NLLM_GEMM_TOK], acc4[NLLM_GEMM_TOK];
-    for (int t = 0; t < NLLM_GEMM_TOK; t++) acc[t] = acc4[t] = _mm512_setzero_ps();
+    /* the sums are reduced four tokens at a time: a last group's unused tokens stay zero */
+    const int T4 = (T + 3) / 4 * 4;
+    __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
+    for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q4C_XBYTES, Q4C_XBYTES);
       __m512i lo[4], hi[4];
       __m512 dx;
       q4c_unpack(x + (size_t)c * Q4C_XBYTES, lo, hi, &dx);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int t = 0; t < T; t++)
         acc[t] = q4c_dot(lo, hi, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
+    /* the tail's sums start only here, so the chunks' loop keeps T accumulators live */
+    for (int t = 0; t < T4; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
       for (int t = 0; t < T; t++)
         acc4[t] = q4g_dot(x + (size_t)b * sizeof(block_q4_0),
                           p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 64, acc4[t]);
-    store_tokens(s + r, ss, q4c_sums(acc, acc4, nb > nc * Q4C_BLOCKS), T);
+    for (int g = 0; g < T; g += 4)
+      store_tokens(s + (size_t)g * ss + r, ss, q4c_sums(acc + g, acc4 + g, nb > nc * Q4C_BLOCKS),
+                   T - g < 4 ? T - g : 4);
   }
 }
 #define Q4_0_GEMM(T, ...) q4c_gemm(T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
+NLLM_GEMM8_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
 
 /* Decode: four rows and one token, whose chunks are prepared as they come. */
 static void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
@@ -697,26 +704,31 @@ static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t 
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
-    __m512 acc[NLLM_GEMM_TOK], acc4[NLLM_GEMM_TOK];
-    for (int t = 0; t < NLLM_GEMM_TOK; t++) acc[t] = acc4[t] = _mm512_setzero_ps();
+    /* the sums are reduced four tokens at a time: a last group's unused tokens stay zero */
+    const int T4 = (T + 3) / 4 * 4;
+    __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
+    for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q8C_XBYTES, Q8C_XBYTES);
       __m512i q[8];
       __m512 dx;
       q8c_unpack_x(x + (size_t)c * Q8C_XBYTES, q, &dx);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int t = 0; t < T; t++)
         acc[t] = q8c_dot(q, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
+    for (int t = 0; t < T4; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
       for (int t = 0; t < T; t++)
         acc4[t] = q8g_dot(x + (size_t)b * sizeof(block_q8_0),
                           p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 96, acc4[t]);
-    store_tokens(s + r, ss, q4c_sums(acc, acc4, nb > nc * Q4C_BLOCKS), T);
+    for (int g = 0; g < T; g += 4)
+      store_tokens(s + (size_t)g * ss + r, ss, q4c_sums(acc + g, acc4 + g, nb > nc * Q4C_BLOCKS),
+                   T - g < 4 ? T - g : 4);
   }
 }
 #define Q8C_GEMM(T, ...) q8c_gemm(T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(q8_0_gemm4_chunks_avx512, Q8C_GEMM)
+NLLM_GEMM8_BY_TOKENS(q8_0_gemm4_chunks_avx512, Q8C_GEMM)
 
 /* One token, four rows: the tiles' steps (vec_dot4_tile). */
 static void q8_0_vec_dot4_chunks_avx512(int64_t n, float *s, const void *vx, size_t bx,
@@ -999,7 +1011,13 @@ static void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, 
 /* Q6_K: in half c of a super-block, ql's 64 bytes hold elements 0..63 in their low nibbles
  * and 64..127 in their high ones, qh's 32 bytes the top two bits of element l, l+32, l+64 and
  * l+96 at bits 0, 2, 4, 6; each 16 values have an int8 scale. Levels stay unsigned (0..63),
- * and the -32 comes off through 32 * sum(scale * bsum). */
+ * and the -32 comes off through 32 * sum(scale * bsum): the scales times -32 (within int16),
+ * madd with the bsums, start each row and token's integer sum, so a tile pays no shift and
+ * subtraction per token (the same integers as subtracting at the end). */
+static inline __m256i q6k_scales_m32(__m256i sc16) {
+  return _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
+}
+
 static void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx;
   const block_q8_K *y = vy;
@@ -1035,8 +1053,7 @@ static void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx,
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
       const __m512i scz = _mm512_castsi256_si512(sc16);
-      const __m256i off = _mm256_madd_epi16(bsums, sc16);
-      __m512i sumi = _mm512_setzero_si512();
+      __m512i sumi = _mm512_zextsi256_si512(_mm256_madd_epi16(bsums, q6k_scales_m32(sc16)));
 #pragma GCC unroll 2
       for (int c = 0; c < 2; c++) {
         const __m512i ql = _mm512_loadu_si512(x->ql + 64 * c);
@@ -1054,7 +1071,6 @@ static void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx,
         sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(qb, yb[c]),
                                    _mm512_permutexvar_epi16(isc[c][1], scz));
       }
-      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
       acc[r] =
           _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(x->d) * dy), _mm512_cvtepi32_ps(sumi), acc[r]);
     }
@@ -1165,6 +1181,7 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
       nllm_prefetch_span((const uint8_t *)x + NLLM_PREFETCH_ROWS * bx, xs);
       __m512i q[4], sc[4];
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+      const __m256i scm = q6k_scales_m32(sc16);
       const __m512i scz = _mm512_castsi256_si512(sc16);
 #pragma GCC unroll 2
       for (int c = 0; c < 2; c++) {
@@ -1186,15 +1203,13 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
         const __m256i bsums = _mm256_loadu_si256((const __m256i *)(py + 256));
         float dy;
         memcpy(&dy, py + 288, sizeof dy);
-        const __m256i off = _mm256_madd_epi16(bsums, sc16);
-        __m512i sumi = _mm512_setzero_si512();
+        __m512i sumi = _mm512_zextsi256_si512(_mm256_madd_epi16(bsums, scm));
         /* the kernel's order: half 0 low, half 0 high, half 1 low, half 1 high nibbles, whose
          * quants sit at qs + 0, 64, 128, 192 */
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++)
           sumi = _mm512_dpwssd_epi32(
               sumi, _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(py + 64 * k)), sc[k]);
-        sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
         acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * dy), _mm512_cvtepi32_ps(sumi), acc[t]);
       }
     }
@@ -1418,11 +1433,12 @@ void nllm_avx512_init(void) {
  * wins where each weight row meets many tokens and loses in decode (see docs/performance.md), so
  * decode keeps the AVX2 four-row kernel; the one-row kernels of the 32-value formats are the AVX2
  * ones in their lane order (the AVX2 rows now take others in the reference's order).
- * Crossovers: the four-row kernels stay ahead of dequantize + sgemm at every batch measured
- * except Q5_1; with the register tiles Q8_0 and Q5_0 beat sgemm at 256 and 512 tokens too. They
- * used to cross at 256 anyway (sgemm keeps the activations in f32, closer to an F32 reference
- * over long inputs), but sgemm calls take turns (matmul.c), so on two threads a 512-token
- * prompt ran at a quarter of the tiles' speed (1.1B Q8_0: 48 against 216 t/s at 128 tokens).
+ * Crossovers: past blas_min_tokens this tier multiplies dequantized chunks with its own f32
+ * GEMM (matmul.c; 150-170 GFLOP/s on one thread from 128 tokens, where sgemm ran at ~90 and
+ * took turns between threads). Measured against each format's tiles (2048 x 2048, one thread,
+ * docs/performance.md "BLAS crossovers"): it wins from 128 tokens for Q4_1, Q5_1, Q5_K and
+ * Q6_K, from 256 for Q4_K and at 512 for Q3_K; the tiles of Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS
+ * and Q2_K stay ahead at every count (never).
  * Tile crossovers (gemm_min_tokens): every format's tiles here serve batches from 2 tokens.
  * On weights read from DRAM (a decode step of a few sequences) tiles without the four-row
  * kernels' linear prefetch lost to them below 20-32 tokens (Q6_K at 4 tokens: 1.87 against
@@ -1435,21 +1451,23 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .vec_dot4_tile = q8_0_vec_dot4_chunks_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_0_prep_chunks_avx512,
-     .gemm4 = q8_0_gemm4_chunks_avx512},
+     .gemm4 = q8_0_gemm4_chunks_avx512,
+     .gemm_tok = NLLM_GEMM_TOK_MAX},
     {.type = NLLM_TYPE_Q4_0,
      .vec_dot = q4_0_vec_dot_avx2,
      .vec_dot4 = q4_0_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q4_0_prep_avx512,
-     .gemm4 = q4_0_gemm4_avx512},
-    {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+     .gemm4 = q4_0_gemm4_avx512,
+     .gemm_tok = NLLM_GEMM_TOK_MAX},
+    {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = 128},
     {.type = NLLM_TYPE_Q5_0,
      .vec_dot = q5_0_vec_dot_avx2,
      .vec_dot4 = q5_0_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q5_0_prep_avx512,
      .gemm4 = q5_0_gemm4_avx512},
-    {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 192},
+    {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 128},
     {.type = NLLM_TYPE_IQ4_NL,
      .vec_dot = iq4_nl_vec_dot_avx2,
      .vec_dot4 = iq4_nl_vec_dot4_avx512,
@@ -1457,21 +1475,21 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .gemm_prep = iq4_nl_prep_avx512,
      .gemm4 = iq4_nl_gemm4_avx512},
     {.type = NLLM_TYPE_Q2_K, .vec_dot4 = q2_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = 512},
     {.type = NLLM_TYPE_Q4_K,
      .vec_dot4 = q4_K_vec_dot4_avx512,
      .vec_dot4x4 = q4_K_vec_dot4x4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .blas_min_tokens = 256,
      .gemm_prep = k45_prep_avx512,
      .gemm4 = q4_K_gemm4_avx512},
     {.type = NLLM_TYPE_Q5_K,
      .vec_dot4 = q5_K_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .blas_min_tokens = 128,
      .gemm_prep = k45_prep_avx512,
      .gemm4 = q5_K_gemm4_avx512},
     {.type = NLLM_TYPE_Q6_K,
      .vec_dot4 = q6_K_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .blas_min_tokens = 128,
      .gemm_prep = q6_K_prep_avx512,
      .gemm4 = q6_K_gemm4_avx512},
     {.type = NLLM_TYPE_IQ4_XS,

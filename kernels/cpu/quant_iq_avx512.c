@@ -513,10 +513,13 @@ static void iq3_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void
   iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_prep, iq3_s_step, 1.0f);
 }
 
-/* Where sgemm on dequantized tiles overtakes the four-by-four rows: below it they win by up to
- * 3x (16 tokens), at 128 tokens sgemm is ~1.2x ahead on one thread (measured on IQ3_S, see
- * docs/performance.md) */
-#define IQ_BLAS_MIN_TOKENS 64
+/* Where sgemm on dequantized tiles overtakes the four-by-four rows. With the code lookups the
+ * IQ2 and IQ3 rows stay ahead at every prompt measured: 110M IQ3_S / IQ2_XXS files, one thread,
+ * pp128 1.4-2.4x, pp256 1.5-1.9x, pp512 1.4-1.7x, two threads pp128 1.3x (docs/performance.md).
+ * IQ1_S and IQ1_M (scalar grid loads) keep the crossover measured before them: up to 3x ahead
+ * at 16 tokens, sgemm ~1.2x ahead at 128. */
+#define IQ_BLAS_MIN_TOKENS NLLM_BLAS_NEVER
+#define IQ1_BLAS_MIN_TOKENS 64
 
 static void iq1_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
   iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_s), iq1_prep, iq1_s_step, 0.125f);
@@ -541,11 +544,12 @@ IQ_DOT4X4(iq1_s, iq1_prep, iq1_s_step, 0.125f)
 IQ_DOT4X4(iq1_m, iq1_prep, iq1_m_step, 0.125f)
 #undef IQ_DOT4X4
 
-/* Decode's four rows. Four abreast (one activation load, mask and abs for four rows) is 2-10%
- * faster per block in cache, but on a 5632 x 2048 matvec out of a 192 MiB working set (thread
- * CPU time, one thread, docs/performance.md) the IQ2 and IQ3 rows ran 1.2-2.3x slower that way
- * than row after row, whose one sequential stream the hardware prefetcher follows: those take
- * their rows one after the other. IQ1_S and IQ1_M stayed 10-20% ahead four abreast. */
+/* Decode's four rows. Four abreast (one activation load, mask and abs for four rows) is faster
+ * per block in cache (with the code lookups 7.5 against 11.3 ns per 256 values), but on a
+ * 5632 x 2048 matvec out of a 192 MiB working set (thread CPU time, one thread,
+ * docs/performance.md) the IQ2 and IQ3 rows ran 1.5-2.4x slower that way than row after row,
+ * whose one sequential stream the hardware prefetcher follows: those take their rows one after
+ * the other. IQ1_S and IQ1_M stayed 10-20% ahead four abreast. */
 #define IQ_DOT4(name, prep, step, mul)                                                            \
   static void name##_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_stride,        \
                                      const void *vy) {                                            \
@@ -597,12 +601,12 @@ static const nllm_qtype_kernels iq_avx512_rows[] = {
      .vec_dot = iq1_s_vec_dot_avx512,
      .vec_dot4 = iq1_s_vec_dot4_avx512,
      .vec_dot4x4 = iq1_s_vec_dot4x4_avx512,
-     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
+     .blas_min_tokens = IQ1_BLAS_MIN_TOKENS},
     {.type = NLLM_TYPE_IQ1_M,
      .vec_dot = iq1_m_vec_dot_avx512,
      .vec_dot4 = iq1_m_vec_dot4_avx512,
      .vec_dot4x4 = iq1_m_vec_dot4x4_avx512,
-     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
+     .blas_min_tokens = IQ1_BLAS_MIN_TOKENS},
 };
 const nllm_kernel_set nllm_kernels_iq_avx512 = {iq_avx512_rows,
                                                 sizeof iq_avx512_rows / sizeof iq_avx512_rows[0]};
