@@ -5,7 +5,7 @@ ARM_QEMU  ?= qemu-aarch64
 ARM_BUILD ?= build-arm
 ARM_SRC   := src/core/core.c src/formats/ggml_types.c $(wildcard kernels/*.c) $(filter-out %_avx2.c %_avx512.c,$(wildcard kernels/cpu/*.c))
 # -Wno-format-truncation: gcc's -O2 false positive on core.c's message buffers
-ARM_FLAGS := -static -std=c11 -O2 $(WARN) -Wno-format-truncation -fopenmp -D_GNU_SOURCE \
+ARM_FLAGS := -static -std=c11 -O2 $(WARN) $(FPFLAGS) -Wno-format-truncation -fopenmp -D_GNU_SOURCE \
              -DNLLM_BUILDING_LIBRARY -DNLLM_NO_BLAS -Iinclude -Isrc -Ikernels
 
 # The same test built for CPUs with the dotprod extension (SDOT in the integer dots).
