@@ -3,6 +3,7 @@
  * the others do in the same batches. References are single-sequence runs of the same library
  * on the real models of ../shared/testdata. */
 #include "modelutil.h"
+#include "qtypes.h"
 
 #define MAX_SEQ 8
 
@@ -55,18 +56,18 @@ static void single_run(nllm_model *m, int32_t kv_type, const nllm_token *ids, in
 
 /* Prompt chunks of some sequences and single tokens of others in the same batches, sequences
  * finishing and new ones joining mid-way: every kept row equals the single-sequence run. */
-START_TEST(batch_matches_single) {
-  nllm_model *m = load_case(_i);
+static void check_batch_vs_single(int mi, int n_kv) {
+  nllm_model *m = load_case(mi);
   if (!m) return;
   const int nv = nllm_model_n_vocab(m);
-  uint64_t rng = 1234 + (uint64_t)_i;
+  uint64_t rng = 1234 + (uint64_t)mi;
   enum { NS = 4, LEN = 24 };
   nllm_token ids[NS + 1][LEN];
   for (int s = 0; s <= NS; s++) random_ids(&rng, nv, ids[s], LEN);
   float *ref = malloc(sizeof(float) * (size_t)nv);
-  for (int kv = 0; kv < 2; kv++) {
+  for (int kv = 0; kv < n_kv; kv++) { /* an F32, then an F16 cache */
     const int32_t kv_type = kv ? NLLM_TYPE_F16 : NLLM_TYPE_F32;
-    const double bound = kv ? 1e-3 : models[_i].bound_f32;
+    const double bound = kv ? 1e-3 : models[mi].bound_f32;
     /* n_batch 8: batches of more rows run in several chunks */
     nllm_context *c = ctx_make(m, NS, 256, 8, kv_type);
     int done[NS] = {0};           /* tokens of ids[s] decoded into sequence s */
@@ -124,15 +125,38 @@ START_TEST(batch_matches_single) {
     ck_assert_int_eq(nllm_context_kv_cells(c, &used, &total), NLLM_OK);
     ck_assert_int_eq(used, done[0] + done[1] + done[2] + done[3]);
     ck_assert_int_eq(total, 256);
-    fprintf(stderr, "%-34s %s cache: batched vs single max rel RMS %.2e\n", models[_i].rel,
+    fprintf(stderr, "%-34s %s cache: batched vs single max rel RMS %.2e\n", models[mi].rel,
             kv ? "F16" : "F32", worst);
-    ck_assert_msg(worst < bound, "%s: %g", models[_i].rel, worst);
+    ck_assert_msg(worst < bound, "%s: %g", models[mi].rel, worst);
     nllm_context_free(c);
   }
   free(ref);
   nllm_model_free(m);
 }
+
+START_TEST(batch_matches_single) {
+  check_batch_vs_single(_i, 2);
+}
 END_TEST
+
+/* The scalar tier, whose quantized formats have no batch kernels: a batch of 16 tokens or more
+ * (this test's single runs, up to 20) must not take another path than its chunks of 8 (sgemm on
+ * float activations did: 2-5% off). A 32-value and a K-quant format, the latter with experts;
+ * an F32 cache, as the paths meet in the matmuls. */
+static const int scalar_models[] = {2, 9}; /* tiny-a Q8_0, moe-a Q4_K_M */
+
+START_TEST(batch_matches_single_scalar) {
+  check_batch_vs_single(scalar_models[_i], 1);
+}
+END_TEST
+
+static void scalar_tier(void) {
+  nllm_qtypes_set_isa(NLLM_ISA_SCALAR);
+}
+
+static void best_tier(void) {
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
 
 /* A prefix decoded once and copied into other sequences is stored once and gives each of them
  * the logits of recomputing it; shared cells diverge only into new cells. */
@@ -571,5 +595,11 @@ int main(void) {
   tcase_add_loop_test(tc, kv_cache_types, 0, 2);
   tcase_add_loop_test(tc, shift_keeps_relative_positions, 0, n_models);
   suite_add_tcase(s, tc);
+  TCase *scalar = tcase_create("scalar");
+  tcase_set_timeout(scalar, 300);
+  tcase_add_checked_fixture(scalar, scalar_tier, best_tier);
+  tcase_add_loop_test(scalar, batch_matches_single_scalar, 0,
+                      (int)(sizeof scalar_models / sizeof scalar_models[0]));
+  suite_add_tcase(s, scalar);
   return run_suite(s);
 }
