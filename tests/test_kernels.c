@@ -997,6 +997,7 @@ END_TEST
 
 static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok, int n_threads) {
   const nllm_qtype *q = nllm_qtype_get(type);
+  const int blas = rows >= NLLM_BLAS_MIN_ROWS && nllm_matmul_uses_blas(type, n_tok, n_threads);
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   size_t rs = nllm_row_size(type, cols);
   uint8_t *W = malloc(rs * (size_t)rows);
@@ -1015,7 +1016,7 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
   /* the reference sees the activation exactly as the kernel does: rounded to vec_dot_type,
    * except on the sgemm path, which takes float activations as they are */
   for (int64_t t = 0; t < n_tok; t++) {
-    if (q->vec_dot_type == NLLM_TYPE_F32 || nllm_matmul_uses_blas(type, n_tok, n_threads)) {
+    if (q->vec_dot_type == NLLM_TYPE_F32 || blas) {
       memcpy(xd + t * cols, x + t * cols, sizeof(float) * (size_t)cols);
     } else {
       vq->from_float_ref(x + t * cols, xq + (size_t)t * ars, cols);
@@ -1031,7 +1032,7 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
       double sumabs, ex = dot_exact(wf + r * cols, xd + t * cols, cols, &sumabs);
       float got = y[t * rows + r];
       double tol = dot_tol(cols, sumabs);
-      if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok, n_threads))
+      if (q->vec_dot_type != NLLM_TYPE_F32 && !blas)
         tol += offset_tol(q, W + (size_t)r * rs, xq + (size_t)t * ars, cols);
       ck_assert_msg(fabs(got - ex) <= tol,
                     "matmul %s rows %lld cols %lld n_tok %lld threads %d: y[%lld,%lld] = %.9g, "

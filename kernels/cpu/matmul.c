@@ -349,7 +349,7 @@ void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int6
     return;
   }
 #if !defined(NLLM_NO_BLAS)
-  if (nllm_matmul_uses_blas(wtype, n_tok, n_threads)) {
+  if (rows >= NLLM_BLAS_MIN_ROWS && nllm_matmul_uses_blas(wtype, n_tok, n_threads)) {
     j.tiles = (float *)align64(wdata);
     j.item_rows = rows_per_item(rows, n_threads, 16, blas_tile_rows(cols));
     nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, blas_item, &j);
