@@ -536,6 +536,34 @@ START_TEST(dot4_vs_ref) {
 }
 END_TEST
 
+/* One data pass of the tile checks: `rows` weight rows stride bytes apart and NLLM_GEMM_TOK
+ * activation rows ars bytes apart, quantized from the data kinds (pass < N_DATA: each row and
+ * token its own kind, large activations scaled down so that the products stay finite) or blocks
+ * of random bits (pass N_DATA); x and y are n floats of room. */
+static void tile_pass_data(const nllm_qtype *q, int pass, uint64_t *rng, int64_t n, uint8_t *wq,
+                           size_t stride, int rows, uint8_t *yq, size_t ars, float *x, float *y) {
+  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  memset(wq, 0xff, stride * (size_t)rows);
+  if (pass == N_DATA) {
+    ck_assert(random_blocks(rng, q->type, wq,
+                            (int64_t)(stride * (size_t)rows / (size_t)q->type_size),
+                            (size_t)q->type_size, 0));
+    ck_assert(random_blocks(rng, vq->type, yq, n / vq->block_size * NLLM_GEMM_TOK,
+                            (size_t)vq->type_size, 0));
+    return;
+  }
+  for (int r = 0; r < rows; r++) {
+    fill(x, n, (pass + r) % N_DATA);
+    q->from_float_ref(x, wq + (size_t)r * stride, n);
+  }
+  for (int t = 0; t < NLLM_GEMM_TOK; t++) {
+    fill(y, n, pass == DATA_ZERO ? DATA_GAUSS : (pass + t) % N_DATA);
+    if (pass == DATA_LARGE || (pass + t) % N_DATA == DATA_LARGE)
+      for (int64_t i = 0; i < n; i++) y[i] *= 1.0f / 30;
+    vq->from_float_ref(y, yq + (size_t)t * ars, n);
+  }
+}
+
 /* The prompt path's register tiles against the four-row kernel (the one-row kernel where the
  * tier has none) each row and token (equal: the same integer sums and float steps) and against
  * the exact dot: every data kind, then blocks of random bits, for every token count a tile
@@ -553,29 +581,12 @@ static void check_gemm4(const nllm_qtype *q) {
     if (n % unit) continue; /* not a whole number of the formats' blocks */
     const size_t stride = nllm_row_size(q->type, n) + (size_t)q->type_size;
     const size_t ars = nllm_row_size(vq->type, n), prs = NLLM_GEMM_PREP_BYTES(n) + 64;
-    float *x = malloc(sizeof(float) * (size_t)n * 4), *y = malloc(sizeof(float) * (size_t)n);
+    float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
     float *a = malloc(sizeof(float) * (size_t)n * 4), *ya = malloc(sizeof(float) * (size_t)n * 4);
     uint8_t *wq = malloc(stride * 4), *yq = malloc(ars * NLLM_GEMM_TOK);
     uint8_t *prep = aligned_alloc(64, prs * NLLM_GEMM_TOK);
     for (int pass = 0; pass <= N_DATA; pass++) { /* N_DATA: random bits */
-      memset(wq, 0xff, stride * 4);
-      if (pass == N_DATA) {
-        ck_assert(random_blocks(&rng, q->type, wq, (int64_t)(stride * 4 / (size_t)q->type_size),
-                                (size_t)q->type_size, 0));
-        ck_assert(random_blocks(&rng, vq->type, yq, n / vq->block_size * NLLM_GEMM_TOK,
-                                (size_t)vq->type_size, 0));
-      } else {
-        for (int r = 0; r < 4; r++) {
-          fill(x + r * n, n, (pass + r) % N_DATA);
-          q->from_float_ref(x + r * n, wq + (size_t)r * stride, n);
-        }
-        for (int t = 0; t < NLLM_GEMM_TOK; t++) {
-          fill(y, n, pass == DATA_ZERO ? DATA_GAUSS : (pass + t) % N_DATA);
-          if (pass == DATA_LARGE || (pass + t) % N_DATA == DATA_LARGE)
-            for (int64_t i = 0; i < n; i++) y[i] *= 1.0f / 30;
-          vq->from_float_ref(y, yq + (size_t)t * ars, n);
-        }
-      }
+      tile_pass_data(q, pass, &rng, n, wq, stride, 4, yq, ars, x, y);
       for (int r = 0; r < 4; r++) q->to_float_ref(wq + (size_t)r * stride, a + r * n, n);
       for (int t = 0; t < NLLM_GEMM_TOK; t++) {
         vq->to_float_ref(yq + (size_t)t * ars, ya + t * n, n);
@@ -620,16 +631,26 @@ static void check_gemm4(const nllm_qtype *q) {
   }
 }
 
-START_TEST(gemm4_vs_dot4) {
-  int32_t type = all_types[_i];
+/* check(q) on the type's row of every tier this CPU has that gives the row kernels of the kind
+ * (has(q)), then back to the best tier. */
+static void each_tier(int32_t type, int (*has)(const nllm_qtype *),
+                      void (*check)(const nllm_qtype *)) {
   if (!type_supported(type)) return;
   const int top = nllm_qtypes_isa_max();
   for (int isa = NLLM_ISA_SCALAR; isa <= top; isa++) {
     nllm_qtypes_set_isa(isa);
     const nllm_qtype *q = nllm_qtype_get(type);
-    if (q->gemm4) check_gemm4(q);
+    if (has(q)) check(q);
   }
   nllm_qtypes_set_isa(top);
+}
+
+static int has_gemm4(const nllm_qtype *q) {
+  return q->gemm4 != NULL;
+}
+
+START_TEST(gemm4_vs_dot4) {
+  each_tier(all_types[_i], has_gemm4, check_gemm4);
 }
 END_TEST
 
@@ -678,24 +699,7 @@ static void check_packed(const nllm_qtype *q) {
     uint8_t *prep = aligned_alloc(64, prs * T), *pk = aligned_alloc(64, pbytes + 64);
     ck_assert(x && y && wq && yq && prep && pk);
     for (int pass = 0; pass <= N_DATA; pass++) { /* N_DATA: random bits */
-      memset(wq, 0xff, stride * R);
-      if (pass == N_DATA) {
-        ck_assert(random_blocks(&rng, q->type, wq, (int64_t)(stride * R / (size_t)q->type_size),
-                                (size_t)q->type_size, 0));
-        ck_assert(
-            random_blocks(&rng, vq->type, yq, n / vq->block_size * T, (size_t)vq->type_size, 0));
-      } else {
-        for (int r = 0; r < R; r++) {
-          fill(x, n, (pass + r) % N_DATA);
-          q->from_float_ref(x, wq + (size_t)r * stride, n);
-        }
-        for (int t = 0; t < T; t++) {
-          fill(y, n, pass == DATA_ZERO ? DATA_GAUSS : (pass + t) % N_DATA);
-          if (pass == DATA_LARGE || (pass + t) % N_DATA == DATA_LARGE) /* finite products */
-            for (int64_t i = 0; i < n; i++) y[i] *= 1.0f / 30;
-          vq->from_float_ref(y, yq + (size_t)t * ars, n);
-        }
-      }
+      tile_pass_data(q, pass, &rng, n, wq, stride, R, yq, ars, x, y);
       for (int t = 0; t < T; t++) {
         memset(prep + (size_t)t * prs, 0xa5, prs);
         q->packed_prep(n, yq + (size_t)t * ars, prep + (size_t)t * prs);
@@ -768,19 +772,18 @@ static void check_batch_equals_single(const nllm_qtype *q, int NT) {
   free(wd);
 }
 
+static int has_packed(const nllm_qtype *q) {
+  return q->gemm_packed != NULL;
+}
+
+static void check_packed_matmul(const nllm_qtype *q) {
+  check_packed(q);
+  check_batch_equals_single(q, 7); /* below packed_min_tokens: four-by-four, four-row */
+  check_batch_equals_single(q, 18);
+}
+
 START_TEST(packed_vs_ref) {
-  int32_t type = all_types[_i];
-  if (!type_supported(type)) return;
-  const int top = nllm_qtypes_isa_max();
-  for (int isa = NLLM_ISA_SCALAR; isa <= top; isa++) {
-    nllm_qtypes_set_isa(isa);
-    const nllm_qtype *q = nllm_qtype_get(type);
-    if (!q->gemm_packed) continue;
-    check_packed(q);
-    check_batch_equals_single(q, 7); /* below packed_min_tokens: four-by-four, four-row */
-    check_batch_equals_single(q, 18);
-  }
-  nllm_qtypes_set_isa(top);
+  each_tier(all_types[_i], has_packed, check_packed_matmul);
 }
 END_TEST
 
