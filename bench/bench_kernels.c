@@ -172,7 +172,7 @@ int main(int argc, char **argv) {
     }
     printf("%-7s %9.1f %7.0f%% %9.1f %7.0f%%  %s\n", q->name, gf[0], 100 * gf[0] / blas[0], gf[1],
            100 * gf[1] / blas[1],
-           nllm_matmul_uses_blas(q->type, NT, thr[1]) ? "dequantized tiles + sgemm"
+           nllm_matmul_uses_blas(q->type, NT, thr[1]) ? "dequantized to f32 + GEMM"
                                                       : "integer kernels");
     nllm_aligned_free(wd);
   }

@@ -9,12 +9,19 @@
 //   node bench/serve_load.mjs [--url http://127.0.0.1:8080 | --model M [-np N] [-t T] [-c C]]
 //        [--clients 1,4,16,64] [--requests 4] [--max-tokens 64] [--seconds 60]
 //        [--prompt TEXT | --prompt-ids 1,2,3] [--temperature 0.8] [--ignore-eos] [--json]
+//        [--warmup 1] [--ready-file F --go-file G]
 // --ignore-eos asks the server to never end a reply early (llama-server's field, which nllm serve
 // also takes), so every request generates exactly --max-tokens tokens and two servers are
 // compared on the same token counts. A stream that ends without "data: [DONE]" or a request that
 // fails counts in "errors" (its tokens still count if its usage arrived).
 // Without --url it starts build/nllm serve itself (-np defaults to the largest client count).
+// Before the first level the client sends --warmup requests (default 1) and discards them: node
+// loads and compiles its HTTP client on the first fetch, hundreds of milliseconds of CPU that
+// would otherwise compete with the server for a core during the first timed stream. With
+// --ready-file and --go-file it then creates F and waits for G to exist before the first level
+// (bench/serve_vs_llama.sh reads the server's counters in between).
 import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -30,6 +37,8 @@ const prompt = opt('--prompt-ids', null) !== null
 const temperature = +opt('--temperature', '0.8');
 const ignoreEos = args.includes('--ignore-eos');
 const json = args.includes('--json');
+const warmup = +opt('--warmup', '1');
+const readyFile = opt('--ready-file', null), goFile = opt('--go-file', null);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let url = opt('--url', null), server = null;
@@ -100,6 +109,12 @@ async function oneRequest(stats, seed) {
   if (ended) stats.requests++;
   else stats.errors++;
 }
+
+for (let k = 0; k < warmup; k++)
+  await oneRequest({ tokens: 0, requests: 0, errors: 0, ttft: [], itl: [], streamChunks: 0,
+    streamMs: 0 }, 999999 - k);
+if (readyFile) writeFileSync(readyFile, '');
+for (const t0 = Date.now(); goFile && !existsSync(goFile) && Date.now() - t0 < 60000;) await sleep(10);
 
 const results = [];
 for (const n of clientsList) {

@@ -88,4 +88,11 @@ if (bench.length && one.length) {
       `${fmt(cb, 3)} ms; nllm serve, all its threads, ${fmt(cs, 3)} ms ` +
       `(${fmt(100 * (cs / cb - 1), 1)}% more)` + (Number.isFinite(cd) ? `, its busiest ` +
       `thread (decoding and sampling) ${fmt(cd, 3)} ms (${fmt(100 * (cd / cb - 1), 1)}% more)` : ''));
+  /* where the rest of the decoding thread's wall time went */
+  const wait = median(one.map((r) => r.busy_wait_ms_tok)), step = median(one.map((r) => r.step_ms));
+  const gap = median(one.map((r) => r.gap_us));
+  if (Number.isFinite(wait) || Number.isFinite(step))
+    console.log(`decoding thread at one client (medians of the rounds): ready but waiting for a ` +
+      `core ${fmt(wait, 3)} ms per token; a decode step ${fmt(step, 3)} ms of wall time, and ` +
+      `${fmt(gap, 1)} us from the end of one step to the start of the next`);
 }

@@ -13,8 +13,13 @@
 # threads) used per generated token during that client count's run (/proc/PID/stat), and for
 # nllm bench its own tg_cpu_ms_per_token (the process's CPU time over the timed generation), and
 # busy_ms_tok: the CPU time of the server's busiest thread per token (at THREADS 1 the thread
-# that decodes and samples: what limits one stream when the HTTP threads have other cores). On a
-# shared host wall-clock figures move with the neighbours' load; CPU time per token much less.
+# that decodes and samples: what limits one stream when the HTTP threads have other cores), and
+# busy_wait_ms_tok the time that thread was ready to run but waited for a core (preempted by
+# the server's own HTTP threads, the load generator or the neighbours), both from the kernel's
+# per-thread nanosecond counters (/proc/PID/task/TID/schedstat). For nllm serve, step_ms and
+# gap_us are the mean wall time of a decode step and of the scheduler's own time between two
+# back-to-back steps (its /metrics counters nllm_decode_*). On a shared host wall-clock figures
+# move with the neighbours' load; CPU time per token much less.
 #
 #   bench/serve_vs_llama.sh MODEL.gguf LLAMA_SERVER|none [ROUNDS] [CLIENTS] [NP] [THREADS] [CTX]
 #                           [TOKENS] [REQUESTS]
@@ -40,7 +45,7 @@ port_nllm=${PORT_NLLM:-18611}
 port_llama=${PORT_LLAMA:-18612}
 log=$(mktemp)
 lines=$(mktemp)
-trap 'rm -f "$log" "$log.t0" "$log.t1" "$lines"' EXIT
+trap 'rm -f "$log" "$log".* "$lines"' EXIT
 
 wait_ready() { # url pid
   i=0
@@ -60,24 +65,36 @@ cpu_ticks() { # pid: user + system clock ticks of the whole process so far
   sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
 
-thread_ticks() { # pid: "tid ticks" of every thread
+thread_ns() { # pid: "tid on-cpu-ns runqueue-wait-ns" of every thread
   for t in /proc/"$1"/task/*; do
-    echo "${t##*/} $(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
+    echo "${t##*/} $(cut -d' ' -f1-2 "$t/schedstat" 2>/dev/null)"
   done
 }
 
-busiest() { # before after: the largest tick count a thread alive in both gained
-  awk 'NR == FNR {a[$1] = $2; next} ($1 in a) && $2 - a[$1] > m {m = $2 - a[$1]} END {print m + 0}' \
+busiest() { # before after: "on-cpu-ns wait-ns" gained by the thread alive in both that ran most
+  awk 'NR == FNR {a[$1] = $2; w[$1] = $3; next}
+    ($1 in a) && $2 - a[$1] > m {m = $2 - a[$1]; mw = $3 - w[$1]} END {print m + 0, mw + 0}' \
     "$1" "$2"
 }
 
-tag() { # server round cpu_ticks busy_ticks: JSON array on stdin to one tagged line per element
+decode_counters() { # url: "steps step_seconds gap_seconds" from nllm serve's /metrics, or nothing
+  curl -sf "$1/metrics" 2>/dev/null | awk '$1 == "nllm_decode_steps_total" {a = $2}
+    $1 == "nllm_decode_step_seconds_total" {b = $2} $1 == "nllm_decode_gap_seconds_total" {c = $2}
+    END {if (a != "") print a, b, c}'
+}
+
+tag() { # server round cpu_ticks "busy_ns wait_ns" "counters before" "counters after": JSON
+  # array on stdin to one tagged line per element
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{
-    const [cpu,busy,tick]=process.argv.slice(3).map(Number), ms=(t,r)=>r.tokens?
-      +(1000*t/tick/r.tokens).toFixed(3):null;
+    const [srv,round,cpu,busy,m0,m1,tick]=process.argv.slice(1), [bn,wn]=busy.split(" ").map(Number);
+    const per=(x,r,d)=>r.tokens?+(x/r.tokens).toFixed(d):null;
+    const [s0,t0,g0]=m0.split(" ").map(Number), [s1,t1,g1]=m1.split(" ").map(Number);
+    const steps=s1-s0, extra=m0&&m1&&steps>0?{step_ms:+(1e3*(t1-t0)/steps).toFixed(3),
+      gap_us:+(1e6*(g1-g0)/steps).toFixed(1)}:{};
     for(const r of JSON.parse(s))
-      console.log(JSON.stringify({server:process.argv[1],round:+process.argv[2],...r,
-        cpu_ms_tok:ms(cpu,r),busy_ms_tok:ms(busy,r)}))})' "$1" "$2" "$3" "$4" "$tick"
+      console.log(JSON.stringify({server:srv,round:+round,...r,
+        cpu_ms_tok:per(1000*cpu/tick,r,3),busy_ms_tok:per(bn/1e6,r,3),
+        busy_wait_ms_tok:per(wn/1e6,r,3),...extra}))})' "$1" "$2" "$3" "$4" "$5" "$6" "$tick"
 }
 
 run_one() { # name url pid round
@@ -86,13 +103,24 @@ run_one() { # name url pid round
   curl -s "$2/v1/completions" -H 'Content-Type: application/json' \
     -d '{"prompt": "warm up", "max_tokens": 4}' >/dev/null
   for c in $(echo "$clients" | tr ',' ' '); do
+    # the load generator warms up its own HTTP client first (its --warmup request) and waits
+    # for go before its timed levels: the counters hold the timed requests only
+    rm -f "$log.ready" "$log.go"
+    node bench/serve_load.mjs --url "$2" --clients "$c" --requests "$requests" \
+      --max-tokens "$tokens" --seconds "$seconds" --prompt-ids "$bos" --ignore-eos --json \
+      --ready-file "$log.ready" --go-file "$log.go" >"$log.out" &
+    lg=$!
+    while [ ! -e "$log.ready" ] && kill -0 $lg 2>/dev/null; do sleep 0.05; done
     c0=$(cpu_ticks "$3")
-    thread_ticks "$3" >"$log.t0"
-    out=$(node bench/serve_load.mjs --url "$2" --clients "$c" --requests "$requests" \
-      --max-tokens "$tokens" --seconds "$seconds" --prompt-ids "$bos" --ignore-eos --json)
+    thread_ns "$3" >"$log.t0"
+    decode_counters "$2" >"$log.m0"
+    touch "$log.go"
+    wait $lg
     c1=$(cpu_ticks "$3")
-    thread_ticks "$3" >"$log.t1"
-    echo "$out" | tag "$1" "$4" $((c1 - c0)) "$(busiest "$log.t0" "$log.t1")" | tee -a "$lines"
+    thread_ns "$3" >"$log.t1"
+    decode_counters "$2" >"$log.m1"
+    tag "$1" "$4" $((c1 - c0)) "$(busiest "$log.t0" "$log.t1")" "$(cat "$log.m0")" \
+      "$(cat "$log.m1")" <"$log.out" | tee -a "$lines"
   done
   kill "$3"
   wait "$3" 2>/dev/null || true

@@ -23,15 +23,17 @@ void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int6
                       const float *x, int64_t n_tok, void *wdata, int n_threads, int mode);
 /* out = x rounded to the nearest BF16 (ties to even), n rows of cols floats (out may be x). */
 void nllm_round_bf16_rows(float *out, const float *x, int64_t n, int64_t cols, int n_threads);
-/* Whether nllm_matmul takes this many tokens on n_threads through sgemm with float activations
- * (the integer path rounds them to the format's vec_dot_type first; tests compare with the
- * matching reference), for a matrix of at least NLLM_BLAS_MIN_ROWS rows: one of fewer (a
- * router) stays on the row kernels, whose rows do not depend on how many tokens the batch holds
- * (sgemm's do, in the last bits, and a router passes them on to its choice of experts). */
+/* Whether nllm_matmul takes this many tokens on n_threads past the format's crossover: weights
+ * dequantized to f32 and multiplied with the float activations as they are (by the tier's f32
+ * GEMM, or by sgemm on tiers without one), where the integer path rounds the activations to the
+ * format's vec_dot_type first (tests compare with the matching reference); for a matrix of at
+ * least NLLM_BLAS_MIN_ROWS rows: one of fewer (a router) stays on the row kernels, whose rows do
+ * not depend on how many tokens the batch holds (sgemm's do, in the last bits, and a router
+ * passes them on to its choice of experts). */
 int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads);
 #define NLLM_BLAS_MIN_ROWS 16
 /* Whether nllm_matmul takes this batch as one whole-matrix product with float activations:
- * sgemm, or the float formats' own GEMM (cpu/gemm_float.h). */
+ * the float formats' own GEMM (cpu/gemm_float.h), or the path above. */
 int nllm_matmul_uses_gemm(int32_t wtype, int64_t n_tok, int n_threads);
 /* The integer path's inner loop, shared with the expert kernel (cpu/moe.c): weight rows
  * [r0, r1) of W (row stride w_rs) against activation rows [t_begin, t_end) of act (already in

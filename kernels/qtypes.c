@@ -81,6 +81,7 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
       q->gemm_prep = k->gemm_prep;
       q->gemm4 = k->gemm4;
       q->gemm_min_tokens = k->gemm_min_tokens;
+      q->gemm_tok = k->gemm_tok ? k->gemm_tok : NLLM_GEMM_TOK;
     }
     /* a tier's own prompt kernels replace the interleaved ones of the tier below: these were
      * measured against that tier's tiles only */
@@ -173,7 +174,10 @@ static void qtypes_init(void) {
 #endif
 #if defined(__x86_64__)
   const int has_avx512 = isa_max >= NLLM_ISA_AVX512;
-  if (has_avx512) nllm_avx512_init();
+  if (has_avx512) {
+    nllm_avx512_init();
+    nllm_iq_avx512_init();
+  }
   build_tier(NLLM_ISA_AVX512, avx512_sets, has_avx512 ? N_ENTRIES(avx512_sets) : 0,
              has_avx512 ? &nllm_cpu_ops_avx512 : NULL);
   if (has_avx512 && cpu_has_avx512_bf16())

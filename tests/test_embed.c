@@ -357,7 +357,10 @@ START_TEST(bert_gguf_matches_reference) {
 }
 END_TEST
 
-/* Quantize-on-load runs the same pass: Q8_0 weights stay close to the F32 reference. */
+/* Quantize-on-load runs the same pass: Q8_0 weights stay close to the F32 reference. The
+ * bound covers Q8_0 activations too: Q8_0 weights meet them at every batch size on the SIMD
+ * tiers, as in llama.cpp (a batch of 256 tokens or more used to go to sgemm with f32
+ * activations, 2.5e-2 here; with Q8_0 activations the worst text is at 3.2e-2). */
 START_TEST(bert_quantized_on_load) {
   char dir[1024], rp[1024];
   if (!bert_dir(dir, sizeof dir) || !testdata_path(rp, sizeof rp, "embed/tiny-bert.embeddings.txt"))
@@ -370,15 +373,18 @@ START_TEST(bert_quantized_on_load) {
   int row_of[MAX_SEQ];
   decode_all(ctx, r, row_of);
   int checked = 0;
+  double worst = 0;
   for (int i = 0; i < r->n_vecs; i++) {
     const ref_vec *v = &r->vecs[i];
     if (v->pooling != NLLM_POOLING_CLS || !v->normalize) continue;
     const float *got = NULL;
     ck_assert_int_eq(nllm_get_embeddings_seq(ctx, v->seq, &got), NLLM_OK);
     double e = rel_err(got, v->v, r->n_embd);
-    ck_assert_msg(e < 3e-2, "Q8_0 seq %d: rel err %g", v->seq, e);
+    ck_assert_msg(e < 4e-2, "Q8_0 seq %d: rel err %g", v->seq, e);
+    worst = e > worst ? e : worst;
     checked++;
   }
+  fprintf(stderr, "tiny-bert Q8_0 on load (%s): worst rel err %.3g\n", nllm_cpu_features(), worst);
   ck_assert_int_eq(checked, r->n_seq);
   nllm_context_free(ctx);
   nllm_model_free(m);

@@ -536,27 +536,28 @@ START_TEST(dot4_vs_ref) {
 }
 END_TEST
 
-/* One data pass of the tile checks: `rows` weight rows stride bytes apart and NLLM_GEMM_TOK
+/* One data pass of the tile checks: `rows` weight rows stride bytes apart and n_tok
  * activation rows ars bytes apart, quantized from the data kinds (pass < N_DATA: each row and
  * token its own kind, large activations scaled down so that the products stay finite) or blocks
  * of random bits (pass N_DATA); x and y are n floats of room. */
 static void tile_pass_data(const nllm_qtype *q, int pass, uint64_t *rng, int64_t n, uint8_t *wq,
-                           size_t stride, int rows, uint8_t *yq, size_t ars, float *x, float *y) {
+                           size_t stride, int rows, uint8_t *yq, size_t ars, int n_tok, float *x,
+                           float *y) {
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   memset(wq, 0xff, stride * (size_t)rows);
   if (pass == N_DATA) {
     ck_assert(random_blocks(rng, q->type, wq,
                             (int64_t)(stride * (size_t)rows / (size_t)q->type_size),
                             (size_t)q->type_size, 0));
-    ck_assert(random_blocks(rng, vq->type, yq, n / vq->block_size * NLLM_GEMM_TOK,
-                            (size_t)vq->type_size, 0));
+    ck_assert(
+        random_blocks(rng, vq->type, yq, n / vq->block_size * n_tok, (size_t)vq->type_size, 0));
     return;
   }
   for (int r = 0; r < rows; r++) {
     fill(x, n, (pass + r) % N_DATA);
     q->from_float_ref(x, wq + (size_t)r * stride, n);
   }
-  for (int t = 0; t < NLLM_GEMM_TOK; t++) {
+  for (int t = 0; t < n_tok; t++) {
     fill(y, n, pass == DATA_ZERO ? DATA_GAUSS : (pass + t) % N_DATA);
     if (pass == DATA_LARGE || (pass + t) % N_DATA == DATA_LARGE)
       for (int64_t i = 0; i < n; i++) y[i] *= 1.0f / 30;
@@ -567,14 +568,16 @@ static void tile_pass_data(const nllm_qtype *q, int pass, uint64_t *rng, int64_t
 /* The prompt path's register tiles against the four-row kernel (the one-row kernel where the
  * tier has none) each row and token (equal: the same integer sums and float steps) and against
  * the exact dot: every data kind, then blocks of random bits, for every token count a tile
- * takes, rows further apart than their size and prepared rows further apart than
- * NLLM_GEMM_PREP_BYTES. */
+ * takes (up to its gemm_tok), rows further apart than their size and prepared rows further
+ * apart than NLLM_GEMM_PREP_BYTES. */
 static void check_gemm4(const nllm_qtype *q) {
   static const int64_t lens[] = {128, 256, 640, 768, 2048};
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   const int64_t unit = q->block_size > vq->block_size ? q->block_size : vq->block_size;
   const nllm_vec_dot4_fn dot4 = q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4;
   ck_assert_msg(q->gemm_prep != NULL, "%s: gemm4 without gemm_prep", q->name);
+  const int T = q->gemm_tok; /* the most tokens a call takes */
+  ck_assert_msg(T >= NLLM_GEMM_TOK && T <= NLLM_GEMM_TOK_MAX, "%s: gemm_tok %d", q->name, T);
   uint64_t rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)q->type;
   for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
     const int64_t n = lens[li];
@@ -582,22 +585,22 @@ static void check_gemm4(const nllm_qtype *q) {
     const size_t stride = nllm_row_size(q->type, n) + (size_t)q->type_size;
     const size_t ars = nllm_row_size(vq->type, n), prs = NLLM_GEMM_PREP_BYTES(n) + 64;
     float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
-    float *a = malloc(sizeof(float) * (size_t)n * 4), *ya = malloc(sizeof(float) * (size_t)n * 4);
-    uint8_t *wq = malloc(stride * 4), *yq = malloc(ars * NLLM_GEMM_TOK);
-    uint8_t *prep = aligned_alloc(64, prs * NLLM_GEMM_TOK);
+    float *a = malloc(sizeof(float) * (size_t)n * 4), *ya = malloc(sizeof(float) * (size_t)n * T);
+    uint8_t *wq = malloc(stride * 4), *yq = malloc(ars * T);
+    uint8_t *prep = aligned_alloc(64, prs * T);
     for (int pass = 0; pass <= N_DATA; pass++) { /* N_DATA: random bits */
-      tile_pass_data(q, pass, &rng, n, wq, stride, 4, yq, ars, x, y);
+      tile_pass_data(q, pass, &rng, n, wq, stride, 4, yq, ars, T, x, y);
       for (int r = 0; r < 4; r++) q->to_float_ref(wq + (size_t)r * stride, a + r * n, n);
-      for (int t = 0; t < NLLM_GEMM_TOK; t++) {
+      for (int t = 0; t < T; t++) {
         vq->to_float_ref(yq + (size_t)t * ars, ya + t * n, n);
         memset(prep + (size_t)t * prs, 0xa5, prs);
         q->gemm_prep(n, yq + (size_t)t * ars, prep + (size_t)t * prs);
       }
-      for (int nt = 1; nt <= NLLM_GEMM_TOK; nt++) {
-        float s[NLLM_GEMM_TOK * 5];
-        for (int i = 0; i < NLLM_GEMM_TOK * 5; i++) s[i] = NAN;
+      for (int nt = 1; nt <= T; nt++) {
+        float s[NLLM_GEMM_TOK_MAX * 5];
+        for (int i = 0; i < NLLM_GEMM_TOK_MAX * 5; i++) s[i] = NAN;
         q->gemm4(n, s, 5, wq, stride, prep, prs, nt);
-        for (int t = 0; t < NLLM_GEMM_TOK; t++) {
+        for (int t = 0; t < T; t++) {
           float d4[4];
           if (dot4)
             dot4(n, d4, wq, stride, yq + (size_t)t * ars);
@@ -661,7 +664,7 @@ END_TEST
  * decode's): every data kind, then blocks of random bits, every token count; nothing written
  * past the eight rows, the tokens asked for or the packed group. */
 static void check_packed(const nllm_qtype *q) {
-  static const int64_t lens[] = {128, 256, 640, 2048};
+  static const int64_t lens[] = {128, 256, 640, 768, 2048};
   enum { R = NLLM_PACK_ROWS, T = NLLM_GEMM_TOK, SS = NLLM_PACK_ROWS + 1 };
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   ck_assert_msg(q->pack_rows && q->packed_prep, "%s: gemm_packed without its helpers", q->name);
@@ -691,6 +694,7 @@ static void check_packed(const nllm_qtype *q) {
   }
   for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
     const int64_t n = lens[li];
+    if (n % q->block_size) continue; /* not a whole number of the format's blocks */
     const size_t stride = nllm_row_size(q->type, n) + (size_t)q->type_size;
     const size_t ars = nllm_row_size(vq->type, n), prs = NLLM_GEMM_PREP_BYTES(n) + 64;
     const size_t pbytes = NLLM_PACK_BYTES(n);
@@ -699,7 +703,7 @@ static void check_packed(const nllm_qtype *q) {
     uint8_t *prep = aligned_alloc(64, prs * T), *pk = aligned_alloc(64, pbytes + 64);
     ck_assert(x && y && wq && yq && prep && pk);
     for (int pass = 0; pass <= N_DATA; pass++) { /* N_DATA: random bits */
-      tile_pass_data(q, pass, &rng, n, wq, stride, R, yq, ars, x, y);
+      tile_pass_data(q, pass, &rng, n, wq, stride, R, yq, ars, T, x, y);
       for (int t = 0; t < T; t++) {
         memset(prep + (size_t)t * prs, 0xa5, prs);
         q->packed_prep(n, yq + (size_t)t * ars, prep + (size_t)t * prs);
@@ -981,6 +985,7 @@ START_TEST(registry_vs_format_table) {
       ck_assert(!q->from_float == !q->from_float_ref);
       ck_assert_int_ge(q->blas_min_tokens, NLLM_BLAS_MIN_TOKENS);
       ck_assert(!q->gemm4 == !q->gemm_prep);
+      ck_assert(!q->gemm4 || (q->gemm_tok >= NLLM_GEMM_TOK && q->gemm_tok <= NLLM_GEMM_TOK_MAX));
       if (isa == NLLM_ISA_SCALAR) {
         ck_assert(!q->gemm4);
         ck_assert(q->to_float == q->to_float_ref && q->from_float == q->from_float_ref &&
@@ -1801,6 +1806,150 @@ START_TEST(mxfp4_ocp_blocks) {
 }
 END_TEST
 
+/* Quantized weights past their crossover on a SIMD tier: the tier's f32 GEMM with each chunk of
+ * rows dequantized into its panel, against the dequantized weights' exact dot with the f32
+ * activations (the same bound as the float GEMM), for every format the registry computes, on
+ * quantized data and on random bits. 2 threads equal 1 bit for bit, and nllm_matmul at the
+ * format's crossover takes this path, in exactly the scratch nllm_matmul_wsize asks for. */
+static void dequant_weights(const nllm_qtype *q, uint8_t *W, float *wf, int64_t rows, int64_t cols,
+                            int kind) {
+  const size_t rs = nllm_row_size(q->type, cols);
+  const int64_t nb = cols / q->block_size;
+  for (int64_t r = 0; r < rows; r++) {
+    uint8_t *w = W + (size_t)r * rs;
+    if (kind < N_DATA && q->from_float_ref) {
+      fill(wf + r * cols, cols, kind);
+      q->from_float_ref(wf + r * cols, w, cols);
+    } else if (!random_blocks(&rng_state, q->type, w, nb, (size_t)q->type_size, 0)) {
+      /* the load-only formats: random levels under a small finite scale */
+      for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = w + (size_t)b * (size_t)q->type_size;
+        if (q->type == NLLM_TYPE_MXFP4) {
+          blk[0] = (uint8_t)(120 + b % 10);
+        } else if (q->type == NLLM_TYPE_IQ1_M) {
+          const uint16_t h = q_f2h(0.02f * frand() + 1e-3f);
+          for (int k = 0; k < 4; k++) {
+            uint8_t *hi = blk + q->type_size - 8 + 2 * k + 1;
+            *hi = (uint8_t)((*hi & 0x0f) | ((h >> (4 * k)) & 15) << 4);
+          }
+        } else {
+          const uint16_t h = q_f2h(0.02f * frand());
+          memcpy(blk + (lowbit_scale_first(q->type) ? 0 : q->type_size - 2), &h, 2);
+        }
+      }
+    }
+    q->to_float_ref(w, wf + r * cols, cols);
+  }
+}
+
+static void check_gemmf_dequant(int32_t type, int isa, int64_t rows, int64_t cols, int64_t n_tok,
+                                int kind) {
+  nllm_qtypes_set_isa(isa);
+  const nllm_qtype *q = nllm_qtype_get(type), *f = nllm_qtype_get(NLLM_TYPE_F32);
+  const nllm_gemmf *g = f->gemmf;
+  ck_assert_int_eq(g->kc % q->block_size, 0);
+  const size_t rs = nllm_row_size(type, cols);
+  uint8_t *W = malloc(rs * (size_t)rows);
+  float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
+  float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
+  const int64_t ny = n_tok * rows;
+  float *y = malloc(sizeof(float) * (size_t)(ny + 16)), *y2 = malloc(sizeof(float) * (size_t)ny);
+  void *ws = malloc(nllm_gemmf_wsize(cols, n_tok, 2)); /* exactly the size: ASan sees overruns */
+  ck_assert(W && wf && x && y && y2 && ws);
+  dequant_weights(q, W, wf, rows, cols, kind);
+  fill(x, n_tok * cols, kind < N_DATA ? (kind + 1) % N_DATA : DATA_GAUSS);
+  for (int64_t i = 0; i < ny + 16; i++) y[i] = NAN;
+  nllm_gemmf_run_dequant(g, q, y, W, rs, rows, cols, x, n_tok, ws, 1);
+  nllm_gemmf_run_dequant(g, q, y2, W, rs, rows, cols, x, n_tok, ws, 2);
+  for (int64_t i = ny; i < ny + 16; i++)
+    ck_assert_msg(isnan(y[i]), "%s tier %d: wrote y[%lld]", q->name, isa, (long long)i);
+  ck_assert_msg(memcmp(y, y2, sizeof(float) * (size_t)ny) == 0,
+                "%s tier %d rows %lld cols %lld n_tok %lld: 2 threads differ from 1", q->name, isa,
+                (long long)rows, (long long)cols, (long long)n_tok);
+  for (int64_t t = 0; t < n_tok; t++)
+    for (int64_t r = 0; r < rows; r++) {
+      double sumabs, ex = dot_exact(wf + r * cols, x + t * cols, cols, &sumabs);
+      const float got = y[t * rows + r];
+      ck_assert_msg(fabs(got - ex) <= dot_tol(cols, sumabs),
+                    "%s tier %d rows %lld cols %lld n_tok %lld data %d: y[%lld,%lld] = %.9g, "
+                    "expected %.9g",
+                    q->name, isa, (long long)rows, (long long)cols, (long long)n_tok, kind,
+                    (long long)t, (long long)r, got, ex);
+    }
+  free(ws);
+  free(W);
+  free(wf);
+  free(x);
+  free(y);
+  free(y2);
+}
+
+/* nllm_matmul at the format's crossover (when a prompt reaches it) against the path itself. */
+static void check_dequant_route(int32_t type, int isa) {
+  nllm_qtypes_set_isa(isa);
+  const nllm_qtype *q = nllm_qtype_get(type);
+  /* rows: odd, and enough for the path (ops.h: NLLM_BLAS_MIN_ROWS) */
+  const int64_t n_tok = q->blas_min_tokens, rows = NLLM_BLAS_MIN_ROWS + 3, cols = 2 * q->block_size;
+  if (n_tok > 512) return;
+  ck_assert(nllm_matmul_uses_blas(type, n_tok, 2) && nllm_matmul_uses_gemm(type, n_tok, 2));
+  if (n_tok > 16) ck_assert(!nllm_matmul_uses_blas(type, n_tok - 1, 2));
+  const size_t rs = nllm_row_size(type, cols);
+  uint8_t *W = malloc(rs * (size_t)rows);
+  float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
+  float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
+  float *y = malloc(sizeof(float) * (size_t)(n_tok * rows));
+  float *y2 = malloc(sizeof(float) * (size_t)(n_tok * rows));
+  void *wd = malloc(nllm_matmul_wsize(type, cols, n_tok, 2));
+  void *ws = malloc(nllm_gemmf_wsize(cols, n_tok, 2));
+  ck_assert(W && wf && x && y && y2 && wd && ws);
+  dequant_weights(q, W, wf, rows, cols, N_DATA);
+  fill(x, n_tok * cols, DATA_GAUSS);
+  nllm_matmul(y, W, type, rows, cols, x, n_tok, wd, 2);
+  nllm_gemmf_run_dequant(nllm_qtype_get(NLLM_TYPE_F32)->gemmf, q, y2, W, rs, rows, cols, x, n_tok,
+                         ws, 2);
+  ck_assert_msg(memcmp(y, y2, sizeof(float) * (size_t)(n_tok * rows)) == 0,
+                "%s tier %d: nllm_matmul at %lld tokens is not the dequantizing GEMM", q->name, isa,
+                (long long)n_tok);
+  free(W);
+  free(wf);
+  free(x);
+  free(y);
+  free(y2);
+  free(wd);
+  free(ws);
+}
+
+START_TEST(gemmf_dequant_vs_naive) {
+  int32_t types[N_ALL + sizeof lowbit_types / sizeof lowbit_types[0]];
+  int n = 0;
+  for (int i = 0; i < N_ALL; i++) {
+    const nllm_qtype *q = nllm_qtype_get(all_types[i]);
+    if (q && q->vec_dot_type != NLLM_TYPE_F32) types[n++] = all_types[i];
+  }
+  for (size_t i = 0; i < sizeof lowbit_types / sizeof lowbit_types[0]; i++)
+    if (nllm_qtype_get(lowbit_types[i])) types[n++] = lowbit_types[i];
+  int tiers = 0;
+  for (int isa = NLLM_ISA_SIMD; isa <= nllm_qtypes_isa_max(); isa++) {
+    nllm_qtypes_set_isa(isa);
+    if (!nllm_qtype_get(NLLM_TYPE_F32)->gemmf) continue;
+    tiers++;
+    for (int i = 0; i < n; i++) {
+      const int bs = nllm_qtype_get(types[i])->block_size;
+      /* rows off the micro tile, one and several column chunks (the last one short), tokens
+       * off the token block */
+      const int64_t shapes[][3] = {{1, bs, 1}, {13, 3 * bs, 17}, {37, 9 * bs, 40}};
+      for (int s = 0; s < 3; s++)
+        for (int kind = 0; kind <= N_DATA; kind++)
+          if (s == 2 || kind == DATA_GAUSS || kind == N_DATA)
+            check_gemmf_dequant(types[i], isa, shapes[s][0], shapes[s][1], shapes[s][2], kind);
+      check_dequant_route(types[i], isa);
+    }
+  }
+  if (!tiers) fprintf(stderr, "gemmf_dequant_vs_naive: no tier with an f32 GEMM on this CPU\n");
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
   Suite *s = suite_create("kernels");
   TCase *tc = tcase_create("kernels");
@@ -1832,6 +1981,7 @@ static Suite *kernels_suite(void) {
   tcase_add_test(tg, gemmf_vs_naive);
   tcase_add_test(tg, gemmf_registry);
   tcase_add_test(tg, matmul_xbf16);
+  tcase_add_test(tg, gemmf_dequant_vs_naive);
   suite_add_tcase(s, tg);
   return s;
 }

@@ -5,7 +5,10 @@
  * contexts and pool threads run it at once (no library-wide lock as around OpenBLAS). */
 #include "cpu/gemm_float.h"
 
+#include <string.h>
+
 #include "pool.h"
+#include "qtypes.h"
 
 static uint8_t *align64(void *p) {
   return (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
@@ -46,6 +49,7 @@ typedef struct gemmf_job {
   size_t w_rs;
   int64_t rows, cols, n_tok;
   const float *x;
+  const nllm_qtype *dq; /* weights dequantized into the panel (nllm_gemmf_run_dequant), or NULL */
   uint8_t *xp;
   int64_t n_blk, n_chunk;
   int tiles; /* micro tiles per item */
@@ -89,6 +93,24 @@ static void store_tile(const gemmf_job *j, const float *c, int64_t r0, int n) {
   }
 }
 
+/* Rows [0, n) of a quantized tile, columns [k0, k0 + kc), dequantized into the panel as the f32
+ * micro kernel reads it (rows rs bytes apart, rows n..rm-1 zero). */
+static const void *dequant_w(const gemmf_job *j, const uint8_t *W, int n, int64_t k0, int64_t kc,
+                             uint8_t *panel, size_t *p_rs) {
+  const nllm_qtype *q = j->dq;
+  const size_t rs = (size_t)kc * sizeof(float) + 64;
+  const size_t off = (size_t)(k0 / q->block_size) * (size_t)q->type_size;
+  for (int r = 0; r < j->g->rm; r++) {
+    float *p = (float *)(panel + (size_t)r * rs);
+    if (r < n)
+      q->to_float(W + (size_t)r * j->w_rs + off, p, kc);
+    else
+      memset(p, 0, (size_t)kc * sizeof(float));
+  }
+  *p_rs = rs;
+  return panel;
+}
+
 static void tile_item(void *vjob, int64_t item, int worker) {
   const gemmf_job *j = vjob;
   const nllm_gemmf *g = j->g;
@@ -109,9 +131,12 @@ static void tile_item(void *vjob, int64_t item, int worker) {
     const void *p[TILES];
     size_t p_rs[TILES];
     const int64_t kc = chunk_cols(j, ch);
-    for (int i = 0; i < n_tiles; i++)
-      p[i] = g->pack_w(j->W + (size_t)(r0 + i * g->rm) * j->w_rs, j->w_rs, n[i], ch * g->kc, kc,
-                       panel + (size_t)i * panel_bytes, &p_rs[i]);
+    for (int i = 0; i < n_tiles; i++) {
+      const uint8_t *w = j->W + (size_t)(r0 + i * g->rm) * j->w_rs;
+      uint8_t *pi = panel + (size_t)i * panel_bytes;
+      p[i] = j->dq ? dequant_w(j, w, n[i], ch * g->kc, kc, pi, &p_rs[i])
+                   : g->pack_w(w, j->w_rs, n[i], ch * g->kc, kc, pi, &p_rs[i]);
+    }
     /* the rows' next chunk from memory while this one computes: a row's chunk is a short run
      * of lines the hardware prefetcher does not pick up (1.1B F16 pp128, 1 thread: the F16
      * packing fell from 27% to 19% of the micro kernel's samples) */
@@ -131,11 +156,13 @@ static void tile_item(void *vjob, int64_t item, int worker) {
   for (int i = 0; i < n_tiles; i++) store_tile(j, c + (size_t)i * c_tile, r0 + i * g->rm, n[i]);
 }
 
-void nllm_gemmf_run(const nllm_gemmf *g, float *y, const void *W, size_t w_rs, int64_t rows,
-                    int64_t cols, const float *x, int64_t n_tok, void *scratch, int n_threads) {
+static void gemmf_run(const nllm_gemmf *g, const nllm_qtype *dq, float *y, const void *W,
+                      size_t w_rs, int64_t rows, int64_t cols, const float *x, int64_t n_tok,
+                      void *scratch, int n_threads) {
   if (rows <= 0 || n_tok <= 0 || cols <= 0) return;
   if (n_threads < 1) n_threads = 1;
   gemmf_job j = {.g = g,
+                 .dq = dq,
                  .y = y,
                  .W = W,
                  .w_rs = w_rs,
@@ -154,4 +181,15 @@ void nllm_gemmf_run(const nllm_gemmf *g, float *y, const void *W, size_t w_rs, i
   const int64_t per_item = (n_tiles + 4 * n_threads - 1) / (4 * n_threads);
   j.tiles = per_item < 1 ? 1 : per_item > TILES ? TILES : (int)per_item;
   nllm_pool_run(n_threads, (n_tiles + j.tiles - 1) / j.tiles, tile_item, &j);
+}
+
+void nllm_gemmf_run(const nllm_gemmf *g, float *y, const void *W, size_t w_rs, int64_t rows,
+                    int64_t cols, const float *x, int64_t n_tok, void *scratch, int n_threads) {
+  gemmf_run(g, NULL, y, W, w_rs, rows, cols, x, n_tok, scratch, n_threads);
+}
+
+void nllm_gemmf_run_dequant(const nllm_gemmf *g, const nllm_qtype *q, float *y, const void *W,
+                            size_t w_rs, int64_t rows, int64_t cols, const float *x, int64_t n_tok,
+                            void *scratch, int n_threads) {
+  gemmf_run(g, q, y, W, w_rs, rows, cols, x, n_tok, scratch, n_threads);
 }

@@ -46,6 +46,16 @@ size_t nllm_gemmf_wsize(int64_t cols, int64_t n_tok, int n_threads);
 void nllm_gemmf_run(const nllm_gemmf *g, float *y, const void *W, size_t w_rs, int64_t rows,
                     int64_t cols, const float *x, int64_t n_tok, void *scratch, int n_threads);
 
+/* The same GEMM on weights of a quantized format q (any with to_float; q->block_size divides
+ * g->kc): each chunk of a tile's rows is dequantized into the panel and read by g's micro
+ * kernel, which must be the f32 one (pack_w is not used). The activations stay f32, as with
+ * sgemm, which this replaces past a format's crossover (blas_min_tokens) on the tiers that
+ * have an f32 GEMM: it runs on every pool thread at once and at the tier's full width. */
+struct nllm_qtype;
+void nllm_gemmf_run_dequant(const nllm_gemmf *g, const struct nllm_qtype *q, float *y,
+                            const void *W, size_t w_rs, int64_t rows, int64_t cols, const float *x,
+                            int64_t n_tok, void *scratch, int n_threads);
+
 /* Each tier's kernels (for the tests, which run every one the CPU has). */
 extern const nllm_gemmf nllm_gemmf_f32_avx2, nllm_gemmf_f16_avx2, nllm_gemmf_bf16_avx2;
 extern const nllm_gemmf nllm_gemmf_f32_avx512, nllm_gemmf_f16_avx512, nllm_gemmf_bf16_avx512;

@@ -3,9 +3,10 @@
  * of the rows and then helps with what others have left; see pool.h). With
  * several tokens each block of weight rows is reused for all tokens while it sits in cache;
  * from a format's crossover on (blas_min_tokens, a field of its registry row in each tier: see
- * kernels/qtypes.h), the format goes to OpenBLAS sgemm on weight tiles dequantized to f32 (the
- * dequantization is paid once per weight, then sgemm does n_tok multiply-adds per weight faster
- * than most integer kernels here). */
+ * kernels/qtypes.h), the weights are dequantized to f32 once per weight and multiplied with the
+ * f32 activations: by the tier's own f32 GEMM (cpu/gemm_float.h: AVX2, AVX-512), which
+ * dequantizes each chunk of rows into its panel, or elsewhere by OpenBLAS sgemm on dequantized
+ * weight tiles. */
 #include <stdint.h>
 
 #include "cpu/gemm_float.h"
@@ -49,19 +50,34 @@ static int uses_gemmf(const nllm_qtype *q, int64_t n_tok) {
   return q && q->gemmf && n_tok >= q->gemmf->min_tokens;
 }
 
+/* The tier's f32 GEMM, which quantized weights past their crossover take with their chunks
+ * dequantized into its panel (NULL on tiers without one: scalar, NEON). Its chunks must hold
+ * whole blocks. */
+static const nllm_gemmf *dequant_gemmf(const nllm_qtype *q) {
+  const nllm_qtype *f = nllm_qtype_get(NLLM_TYPE_F32);
+  if (!q || q->type == NLLM_TYPE_F32 || !f || !f->gemmf) return NULL;
+  return f->gemmf->kc % q->block_size == 0 ? f->gemmf : NULL;
+}
+
 int nllm_matmul_uses_gemm(int32_t wtype, int64_t n_tok, int n_threads) {
   return uses_gemmf(nllm_qtype_get(wtype), n_tok) || nllm_matmul_uses_blas(wtype, n_tok, n_threads);
 }
 
 int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads) {
+  const nllm_qtype *q = nllm_qtype_get(wtype);
+  if (!q || n_tok < q->blas_min_tokens) return 0;
+  if (dequant_gemmf(q)) return 1;
 #if defined(NLLM_NO_BLAS)
-  (void)wtype;
-  (void)n_tok;
   (void)n_threads;
   return 0;
 #else
-  const nllm_qtype *q = nllm_qtype_get(wtype);
-  return q && n_tok >= q->blas_min_tokens && nllm_blas_is_serial() && blas_memory_ok(n_threads);
+  /* sgemm calls take turns (blas_call_lock): on T threads the dequantized path runs at about
+   * one core's sgemm speed while a SIMD tier's integer kernels run on all T, so the crossover
+   * that tier measured on one thread moves to T times its count. The default crossover (scalar
+   * tier, NEON) stays: those kernels lose to sgemm by more than any thread count here. */
+  int64_t at = q->blas_min_tokens;
+  if (at > NLLM_BLAS_MIN_TOKENS && at != NLLM_BLAS_NEVER) at *= n_threads < 1 ? 1 : n_threads;
+  return n_tok >= at && nllm_blas_is_serial() && blas_memory_ok(n_threads);
 #endif
 }
 
@@ -139,6 +155,11 @@ size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threa
   if (q->vec_dot_type != NLLM_TYPE_F32) ints = (size_t)n_tok * nllm_row_size(q->vec_dot_type, cols);
   if (q->vec_dot_type == NLLM_TYPE_F32 && n_tok > 1) /* float weights: any tier's GEMM */
     ints = nllm_gemmf_wsize(cols, n_tok, n_threads);
+  /* past the lowest crossover: the f32 GEMM on dequantized chunks (x itself, not quantized) */
+  size_t deq = 0;
+  if (n_tok >= NLLM_BLAS_MIN_TOKENS && wtype != NLLM_TYPE_F32)
+    deq = nllm_gemmf_wsize(cols, n_tok, n_threads);
+  if (deq > blas) blas = deq;
   if (q->vec_dot_type != NLLM_TYPE_F32 && n_tok > 1 && cols % NLLM_GEMM_COLS == 0)
     ints += 64 + (size_t)n_tok * NLLM_GEMM_PREP_BYTES(cols) + /* any tier's tiles may run */
             64 + (size_t)n_threads * PACK_GROUPS * NLLM_PACK_BYTES(cols); /* and repack rows */
@@ -216,9 +237,9 @@ void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_
       const uint8_t *wr = W + (size_t)r * w_rs;
       int64_t t = t0;
       if (prep)
-        for (; t < t1; t += NLLM_GEMM_TOK)
+        for (; t < t1; t += q->gemm_tok)
           q->gemm4(cols, &y[(size_t)t * y_rs + (size_t)r], y_rs, wr, w_rs, prep + (size_t)t * p_rs,
-                   p_rs, (int)(t1 - t < NLLM_GEMM_TOK ? t1 - t : NLLM_GEMM_TOK));
+                   p_rs, (int)(t1 - t < q->gemm_tok ? t1 - t : q->gemm_tok));
       if (dot4x4)
         for (; t + 4 <= t1; t += 4)
           dot4x4(cols, &y[(size_t)t * y_rs + (size_t)r], y_rs, wr, w_rs, act + (size_t)t * a_rs,
@@ -348,8 +369,15 @@ void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int6
     nllm_gemmf_run(q->gemmf, y, W, j.w_rs, rows, cols, x, n_tok, wdata, n_threads);
     return;
   }
+  /* past the crossover only a matrix of NLLM_BLAS_MIN_ROWS rows or more (see ops.h) */
+  const int wide = rows >= NLLM_BLAS_MIN_ROWS;
+  const nllm_gemmf *dg = dequant_gemmf(q);
+  if (dg && wide && n_tok >= q->blas_min_tokens) {
+    nllm_gemmf_run_dequant(dg, q, y, W, j.w_rs, rows, cols, x, n_tok, wdata, n_threads);
+    return;
+  }
 #if !defined(NLLM_NO_BLAS)
-  if (rows >= NLLM_BLAS_MIN_ROWS && nllm_matmul_uses_blas(wtype, n_tok, n_threads)) {
+  if (wide && nllm_matmul_uses_blas(wtype, n_tok, n_threads)) {
     j.tiles = (float *)align64(wdata);
     j.item_rows = rows_per_item(rows, n_threads, 16, blas_tile_rows(cols));
     nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, blas_item, &j);

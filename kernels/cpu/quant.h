@@ -237,6 +237,22 @@ static inline __attribute__((always_inline)) void nllm_prefetch_span(const void 
     }                                                                                       \
   }
 
+/* The same for tiles of up to NLLM_GEMM_TOK_MAX tokens (a row's gemm_tok). */
+#define NLLM_GEMM8_BY_TOKENS(name, body)                                                    \
+  static void name(int64_t n, float *s, size_t ss, const void *x, size_t bx, const void *p, \
+                   size_t ps, int n_tok) {                                                  \
+    switch (n_tok) {                                                                        \
+      case 1: body(1, n, s, ss, x, bx, p, ps); break;                                       \
+      case 2: body(2, n, s, ss, x, bx, p, ps); break;                                       \
+      case 3: body(3, n, s, ss, x, bx, p, ps); break;                                       \
+      case 4: body(4, n, s, ss, x, bx, p, ps); break;                                       \
+      case 5: body(5, n, s, ss, x, bx, p, ps); break;                                       \
+      case 6: body(6, n, s, ss, x, bx, p, ps); break;                                       \
+      case 7: body(7, n, s, ss, x, bx, p, ps); break;                                       \
+      default: body(8, n, s, ss, x, bx, p, ps); break;                                      \
+    }                                                                                       \
+  }
+
 /* Exact binary16 -> binary32 without F16C, inline because the scalar kernels call it per block. */
 static inline float q_h2f(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16, em = h & 0x7fff, u;
@@ -304,6 +320,8 @@ extern const nllm_kernel_set nllm_kernels_gemmf_avx512; /* gemm_float_avx512.c *
 extern const nllm_kernel_set nllm_kernels_gemmf_xbf16_avx512;
 /* Fills the AVX-512 kernels' permute tables; call once, and only on a CPU with the tier. */
 void nllm_avx512_init(void);
+/* quant_iq_avx512.c: the IQ2 / IQ3 grids as codes; the same conditions */
+void nllm_iq_avx512_init(void);
 /* The AVX2 tier's helpers of the ops (ops_avx2.c) */
 extern const nllm_cpu_ops nllm_cpu_ops_avx2;
 /* lowrank_avx2.c: the AVX2 tier's LoRA products (see nllm_lowrank_dot_fn) */

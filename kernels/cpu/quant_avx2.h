@@ -84,6 +84,26 @@ static inline uint16_t load_u16(const uint8_t *p) {
   return v;
 }
 
+/* Row r's dword k (r, k < 8) moves to vector k, lane r: the row-interleaved kernels' packing. */
+static inline void transpose8x8_epi32(__m256i v[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(_mm256_castsi256_ps(v[2 * i]), _mm256_castsi256_ps(v[2 * i + 1]));
+    t[2 * i + 1] =
+        _mm256_unpackhi_ps(_mm256_castsi256_ps(v[2 * i]), _mm256_castsi256_ps(v[2 * i + 1]));
+  }
+  for (int h = 0; h < 2; h++) {
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0x44);
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0xEE);
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) {
+    v[i] = _mm256_castps_si256(_mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
+    v[4 + i] = _mm256_castps_si256(_mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
+  }
+}
+
 /* ops_avx2.c's float dot product, which the F32 rows' vec_dot is as well */
 float nllm_dot_f32_avx2(const float *a, const float *b, int64_t n);
 

@@ -21,6 +21,45 @@ static inline float hsum_ymm(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
 }
 
+/* The lane sums of four registers in lanes 0..3, each added in _mm512_reduce_add_ps's order
+ * (halves, then quarters, then pairs, as GCC's header does): one tree for four results, where
+ * four reductions cost about four times its shuffles and adds (a few-token step finishes a
+ * row's sums every 2048 values). */
+static inline __m128 hsum4_ps(__m512 a, __m512 b, __m512 c, __m512 d) {
+  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 2, 3, 2)));
+  __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                           _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+  q = _mm512_add_ps(q, _mm512_permute_ps(q, _MM_SHUFFLE(1, 0, 3, 2)));
+  q = _mm512_add_ps(q, _mm512_permute_ps(q, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm512_castps512_ps128(
+      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), q));
+}
+
+/* The same for four ymm registers, in hsum_ymm's order (the 128-bit halves, then pairs). */
+static inline __m128 hsum4_ymm(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 ab =
+      _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+  const __m256 cd =
+      _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+  /* lanes 0..3: a's pairs then c's; 4..7: b's then d's */
+  __m256 p = _mm256_add_ps(
+      _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(ab), _mm256_castps_pd(cd))),
+      _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(ab), _mm256_castps_pd(cd))));
+  p = _mm256_add_ps(p, _mm256_permute_ps(p, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm256_castps256_ps128(
+      _mm256_permutevar8x32_ps(p, _mm256_setr_epi32(0, 4, 2, 6, 0, 0, 0, 0)));
+}
+
+/* A tile's sums of one row for its T tokens: s[t * ss] for t < T. */
+static inline void store_tokens(float *s, size_t ss, __m128 h, int T) {
+  float v[4];
+  _mm_storeu_ps(v, h);
+  for (int t = 0; t < T; t++) s[(size_t)t * ss] = v[t];
+}
+
 static inline uint16_t load_u16(const uint8_t *p) {
   uint16_t v;
   memcpy(&v, p, 2);
@@ -313,6 +352,7 @@ static void q5_0_prep_avx512(int64_t n, const void *y, void *p) {
 static uint16_t q4c_idx_s01[32], q4c_idx_s23[32];
 static uint32_t q4c_idx_dy[16];
 #define Q4C_BLOCKS 16
+#define Q4C_XBYTES (Q4C_BLOCKS * sizeof(block_q4_0))
 #define Q4C_PREP 640 /* a token's chunk: 8 x 64 bytes of quants, offsets, scales */
 
 static void q4c_tables_init(void) {
@@ -337,10 +377,10 @@ static inline __attribute__((always_inline)) void transpose4_epi32(const __m512i
   x[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
-/* A row's chunk: out[2j] (out[2j + 1]) holds elements 4j..4j+3 (16 + 4j..) of each block, dx the
+/* A row's chunk: lo[j] (hi[j]) holds elements 4j..4j+3 (16 + 4j..) of each block, dx the
  * blocks' scales, all in the lane order above. */
-static inline __attribute__((always_inline)) void q4c_unpack(const uint8_t *x, __m512i out[8],
-                                                             __m512 *dx) {
+static inline __attribute__((always_inline)) void q4c_unpack(const uint8_t *x, __m512i lo[4],
+                                                             __m512i hi[4], __m512 *dx) {
   const __m512i idx_q = _mm512_loadu_si512(k32_tables[K_Q4_0].qs), m4 = _mm512_set1_epi8(15);
   __m512i q[4], z0[4], xt[4];
 #pragma GCC unroll 4
@@ -352,8 +392,8 @@ static inline __attribute__((always_inline)) void q4c_unpack(const uint8_t *x, _
   transpose4_epi32(q, xt);
 #pragma GCC unroll 4
   for (int j = 0; j < 4; j++) {
-    out[2 * j] = _mm512_and_si512(xt[j], m4);
-    out[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(xt[j], 4), m4);
+    lo[j] = _mm512_and_si512(xt[j], m4);
+    hi[j] = _mm512_and_si512(_mm512_srli_epi16(xt[j], 4), m4);
   }
   const __m512i w01 = _mm512_permutex2var_epi16(z0[0], _mm512_loadu_si512(q4c_idx_s01), z0[1]);
   const __m512i w23 = _mm512_permutex2var_epi16(z0[2], _mm512_loadu_si512(q4c_idx_s23), z0[3]);
@@ -390,15 +430,15 @@ static inline __attribute__((always_inline)) void q4c_prep_chunk(const uint8_t *
   _mm512_storeu_ps(out + 576, _mm512_permutexvar_ps(_mm512_loadu_si512(q4c_idx_dy), fz));
 }
 
-/* acc + a row's chunk (Q4_0's or Q8_0's) times a token's: two dpbusd chains of four, one scale
- * product. */
-static inline __attribute__((always_inline)) __m512 chunk_dot(const __m512i q[8], __m512 dx,
-                                                              const uint8_t *py, __m512 acc) {
+/* acc + a row's chunk times a token's: two dpbusd chains of four, one scale product. */
+static inline __attribute__((always_inline)) __m512 q4c_dot(const __m512i lo[4],
+                                                            const __m512i hi[4], __m512 dx,
+                                                            const uint8_t *py, __m512 acc) {
   __m512i pa = _mm512_loadu_si512(py + 512), pb = _mm512_setzero_si512();
 #pragma GCC unroll 4
   for (int j = 0; j < 4; j++) {
-    pa = _mm512_dpbusd_epi32(pa, q[2 * j], _mm512_loadu_si512(py + 128 * j));
-    pb = _mm512_dpbusd_epi32(pb, q[2 * j + 1], _mm512_loadu_si512(py + 128 * j + 64));
+    pa = _mm512_dpbusd_epi32(pa, lo[j], _mm512_loadu_si512(py + 128 * j));
+    pb = _mm512_dpbusd_epi32(pb, hi[j], _mm512_loadu_si512(py + 128 * j + 64));
   }
   return _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(py + 576)),
                          _mm512_cvtepi32_ps(_mm512_add_epi32(pa, pb)), acc);
@@ -420,8 +460,11 @@ static inline __attribute__((always_inline)) __m512 q4g_dot(const uint8_t *x, co
   return _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(py + 192)), _mm512_cvtepi32_ps(p), acc);
 }
 
-static inline float q4c_finish(__m512 acc, __m512 acc4, float tail) {
-  return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(acc4) + tail;
+/* Four sums (rows of decode, tokens of a tile): the chunks' lanes, plus the four-block groups'
+ * where the row has some. */
+static inline __m128 q4c_sums(const __m512 acc[4], const __m512 acc4[4], int groups) {
+  const __m128 h = hsum4_ps(acc[0], acc[1], acc[2], acc[3]);
+  return groups ? _mm_add_ps(h, hsum4_ps(acc4[0], acc4[1], acc4[2], acc4[3])) : h;
 }
 
 /* A prepared row: its chunks (Q4C_PREP bytes each), then its four-block groups (prep_32b's
@@ -435,6 +478,76 @@ static void q4_0_prep_avx512(int64_t n, const void *vy, void *vp) {
     q4c_prep_chunk(y + (size_t)(c * Q4C_BLOCKS) * ys, out);
   if (nb > nc * Q4C_BLOCKS)
     prep_32b(K_Q4_0, n - nc * Q4C_BLOCKS * QK, y + (size_t)(nc * Q4C_BLOCKS) * ys, out);
+}
+
+/* Four rows by T tokens (up to NLLM_GEMM_TOK_MAX: the row's gemm_tok), the rows one at a time:
+ * a row's unpacked chunk (nine registers) meets every token of the tile (one accumulator each),
+ * whose prepared chunks come from L1. */
+static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t n, float *s,
+                                                           size_t ss, const uint8_t *x0, size_t bx,
+                                                           const uint8_t *p0, size_t ps) {
+  const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS;
+  const size_t tail = (size_t)nc * Q4C_PREP;
+  for (int r = 0; r < 4; r++) {
+    const uint8_t *x = x0 + (size_t)r * bx;
+    /* the sums are reduced four tokens at a time: a last group's unused tokens stay zero */
+    const int T4 = (T + 3) / 4 * 4;
+    __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
+    for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+      nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q4C_XBYTES, Q4C_XBYTES);
+      __m512i lo[4], hi[4];
+      __m512 dx;
+      q4c_unpack(x + (size_t)c * Q4C_XBYTES, lo, hi, &dx);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; t++)
+        acc[t] = q4c_dot(lo, hi, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
+    }
+    /* the tail's sums start only here, so the chunks' loop keeps T accumulators live */
+    for (int t = 0; t < T4; t++) acc4[t] = _mm512_setzero_ps();
+    for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
+      for (int t = 0; t < T; t++)
+        acc4[t] = q4g_dot(x + (size_t)b * sizeof(block_q4_0),
+                          p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 64, acc4[t]);
+    for (int g = 0; g < T; g += 4)
+      store_tokens(s + (size_t)g * ss + r, ss, q4c_sums(acc + g, acc4 + g, nb > nc * Q4C_BLOCKS),
+                   T - g < 4 ? T - g : 4);
+  }
+}
+#define Q4_0_GEMM(T, ...) q4c_gemm(T, __VA_ARGS__)
+NLLM_GEMM8_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
+
+/* Decode: four rows and one token, whose chunks are prepared as they come. */
+static void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
+  const uint8_t *x0 = vx, *y0 = vy;
+  const size_t xs = sizeof(block_q4_0), ys = sizeof(block_q8_0);
+  const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS, nq = nb / 4 * 4;
+  __m512 acc[4], acc4[4];
+  for (int r = 0; r < 4; r++) acc[r] = acc4[r] = _mm512_setzero_ps();
+  _Alignas(64) uint8_t py[Q4C_PREP];
+  for (int64_t c = 0; c < nc; c++) {
+    q4c_prep_chunk(y0 + (size_t)(c * Q4C_BLOCKS) * ys, py);
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)c * Q4C_XBYTES, 4 * Q4C_XBYTES);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      __m512i lo[4], hi[4];
+      __m512 dx;
+      q4c_unpack(x0 + (size_t)r * bx + (size_t)c * Q4C_XBYTES, lo, hi, &dx);
+      acc[r] = q4c_dot(lo, hi, dx, py, acc[r]);
+    }
+  }
+  for (int64_t b = nc * Q4C_BLOCKS; b < nq; b += 4) {
+    prep_32b(K_Q4_0, 4 * QK, y0 + (size_t)b * ys, py);
+    for (int r = 0; r < 4; r++)
+      acc4[r] = q4g_dot(x0 + (size_t)r * bx + (size_t)b * xs, py, acc4[r]);
+  }
+  _mm_storeu_ps(s, q4c_sums(acc, acc4, nq > nc * Q4C_BLOCKS));
+  for (int r = 0; r < 4 && nq < nb; r++) { /* the last one to three blocks: the one-row kernel */
+    float tail;
+    q4_0_vec_dot_avx2((nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs,
+                      y0 + (size_t)nq * ys);
+    s[r] += tail;
+  }
 }
 
 /* Q8_0's four-block groups (what the 16-block chunks below leave of a row): the weights are
@@ -538,6 +651,19 @@ static inline __attribute__((always_inline)) void q8c_unpack_x(const uint8_t *x,
   for (int j = 0; j < 8; j++) q[j] = _mm512_xor_si512(q[j], k128);
 }
 
+/* acc + a row's chunk times a token's (the same steps as q4c_dot). */
+static inline __attribute__((always_inline)) __m512 q8c_dot(const __m512i q[8], __m512 dx,
+                                                            const uint8_t *py, __m512 acc) {
+  __m512i pa = _mm512_loadu_si512(py + 512), pb = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    pa = _mm512_dpbusd_epi32(pa, q[2 * j], _mm512_loadu_si512(py + 128 * j));
+    pb = _mm512_dpbusd_epi32(pb, q[2 * j + 1], _mm512_loadu_si512(py + 128 * j + 64));
+  }
+  return _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(py + 576)),
+                         _mm512_cvtepi32_ps(_mm512_add_epi32(pa, pb)), acc);
+}
+
 /* acc + four blocks of a row times a token's prepared by q8_0_prep_avx512, two blocks a
  * register. */
 static inline __attribute__((always_inline)) __m512 q8g_dot(const uint8_t *x, const uint8_t *py,
@@ -571,108 +697,77 @@ static void q8_0_prep_chunks_avx512(int64_t n, const void *vy, void *vp) {
     q8_0_prep_avx512(n - nc * Q4C_BLOCKS * QK, y + (size_t)nc * Q8C_XBYTES, out);
 }
 
-/* The prompt tiles of both chunk formats (q8: 0 Q4_0, 1 Q8_0). Four rows by T tokens, the
- * rows one at a time: a row's unpacked chunk (nine registers) meets every token of the tile,
- * whose prepared chunks come from L1; the four-block groups after the last chunk take the
- * format's group kernel on the groups its prep wrote (256 bytes per group for Q4_0, 384 for
- * Q8_0). */
-static inline __attribute__((always_inline)) void chunk_gemm(const int q8, const int T, int64_t n,
-                                                             float *s, size_t ss, const uint8_t *x0,
-                                                             size_t bx, const uint8_t *p0,
-                                                             size_t ps) {
-  const size_t xs = q8 ? sizeof(block_q8_0) : sizeof(block_q4_0);
-  const size_t xc = Q4C_BLOCKS * xs, pblock = q8 ? 96 : 64;
+static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t n, float *s,
+                                                           size_t ss, const uint8_t *x0, size_t bx,
+                                                           const uint8_t *p0, size_t ps) {
   const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS;
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
-    __m512 acc[NLLM_GEMM_TOK], acc4[NLLM_GEMM_TOK];
-    for (int t = 0; t < T; t++) acc[t] = acc4[t] = _mm512_setzero_ps();
+    /* the sums are reduced four tokens at a time: a last group's unused tokens stay zero */
+    const int T4 = (T + 3) / 4 * 4;
+    __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
+    for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
-      nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * xc, xc);
+      nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q8C_XBYTES, Q8C_XBYTES);
       __m512i q[8];
       __m512 dx;
-      if (q8)
-        q8c_unpack_x(x + (size_t)c * xc, q, &dx);
-      else
-        q4c_unpack(x + (size_t)c * xc, q, &dx);
-#pragma GCC unroll 4
+      q8c_unpack_x(x + (size_t)c * Q8C_XBYTES, q, &dx);
+#pragma GCC unroll 8
       for (int t = 0; t < T; t++)
-        acc[t] = chunk_dot(q, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
+        acc[t] = q8c_dot(q, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
+    for (int t = 0; t < T4; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
-      for (int t = 0; t < T; t++) {
-        const uint8_t *xb = x + (size_t)b * xs;
-        const uint8_t *pb = p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * pblock;
-        acc4[t] = q8 ? q8g_dot(xb, pb, acc4[t]) : q4g_dot(xb, pb, acc4[t]);
-      }
-    for (int t = 0; t < T; t++) s[(size_t)t * ss + (size_t)r] = q4c_finish(acc[t], acc4[t], 0.0f);
+      for (int t = 0; t < T; t++)
+        acc4[t] = q8g_dot(x + (size_t)b * sizeof(block_q8_0),
+                          p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 96, acc4[t]);
+    for (int g = 0; g < T; g += 4)
+      store_tokens(s + (size_t)g * ss + r, ss, q4c_sums(acc + g, acc4 + g, nb > nc * Q4C_BLOCKS),
+                   T - g < 4 ? T - g : 4);
   }
 }
-#define Q4_0_GEMM(T, ...) chunk_gemm(0, T, __VA_ARGS__)
-#define Q8C_GEMM(T, ...) chunk_gemm(1, T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
-NLLM_GEMM4_BY_TOKENS(q8_0_gemm4_chunks_avx512, Q8C_GEMM)
+#define Q8C_GEMM(T, ...) q8c_gemm(T, __VA_ARGS__)
+NLLM_GEMM8_BY_TOKENS(q8_0_gemm4_chunks_avx512, Q8C_GEMM)
 
-/* One token, four rows, in the tiles' steps with the token's chunks prepared as they come (q8:
- * 0 Q4_0's decode kernel, 1 Q8_0's vec_dot4_tile). */
-static inline __attribute__((always_inline)) void chunk_dot4(const int q8, int64_t n, float *s,
-                                                             const uint8_t *x0, size_t bx,
-                                                             const uint8_t *y0) {
-  const size_t xs = q8 ? sizeof(block_q8_0) : sizeof(block_q4_0), ys = sizeof(block_q8_0);
-  const size_t xc = Q4C_BLOCKS * xs;
+/* One token, four rows: the tiles' steps (vec_dot4_tile). */
+static void q8_0_vec_dot4_chunks_avx512(int64_t n, float *s, const void *vx, size_t bx,
+                                        const void *vy) {
+  const uint8_t *x0 = vx, *y0 = vy;
+  const size_t xs = sizeof(block_q8_0);
   const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS, nq = nb / 4 * 4;
   __m512 acc[4], acc4[4];
   for (int r = 0; r < 4; r++) acc[r] = acc4[r] = _mm512_setzero_ps();
   _Alignas(64) uint8_t py[Q4C_PREP];
   for (int64_t c = 0; c < nc; c++) {
-    const uint8_t *yc = y0 + (size_t)(c * Q4C_BLOCKS) * ys;
-    if (q8)
-      q8c_prep_chunk(yc, py);
-    else
-      q4c_prep_chunk(yc, py);
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)c * xc, 4 * xc);
+    q8c_prep_chunk(y0 + (size_t)c * Q8C_XBYTES, py);
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)c * Q8C_XBYTES, 4 * Q8C_XBYTES);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       __m512i q[8];
       __m512 dx;
-      if (q8)
-        q8c_unpack_x(x0 + (size_t)r * bx + (size_t)c * xc, q, &dx);
-      else
-        q4c_unpack(x0 + (size_t)r * bx + (size_t)c * xc, q, &dx);
-      acc[r] = chunk_dot(q, dx, py, acc[r]);
+      q8c_unpack_x(x0 + (size_t)r * bx + (size_t)c * Q8C_XBYTES, q, &dx);
+      acc[r] = q8c_dot(q, dx, py, acc[r]);
     }
   }
   for (int64_t b = nc * Q4C_BLOCKS; b < nq; b += 4) {
-    if (q8)
-      q8_0_prep_avx512(4 * QK, y0 + (size_t)b * ys, py);
-    else
-      prep_32b(K_Q4_0, 4 * QK, y0 + (size_t)b * ys, py);
-    for (int r = 0; r < 4; r++) {
-      const uint8_t *xb = x0 + (size_t)r * bx + (size_t)b * xs;
-      acc4[r] = q8 ? q8g_dot(xb, py, acc4[r]) : q4g_dot(xb, py, acc4[r]);
-    }
+    q8_0_prep_avx512(4 * QK, y0 + (size_t)b * xs, py);
+    for (int r = 0; r < 4; r++)
+      acc4[r] = q8g_dot(x0 + (size_t)r * bx + (size_t)b * xs, py, acc4[r]);
   }
-  for (int r = 0; r < 4; r++) {
-    float tail = 0;
-    if (nq < nb) /* the last one to three blocks by the one-row kernel */
-      (q8 ? q8_0_vec_dot_avx2 : q4_0_vec_dot_avx2)(
-          (nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs, y0 + (size_t)nq * ys);
-    s[r] = q4c_finish(acc[r], acc4[r], tail);
+  _mm_storeu_ps(s, q4c_sums(acc, acc4, nq > nc * Q4C_BLOCKS));
+  for (int r = 0; r < 4 && nq < nb; r++) {
+    float tail;
+    q8_0_vec_dot_avx2((nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs,
+                      y0 + (size_t)nq * xs);
+    s[r] += tail;
   }
-}
-
-static void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  chunk_dot4(0, n, s, x, bx, y);
-}
-static void q8_0_vec_dot4_chunks_avx512(int64_t n, float *s, const void *x, size_t bx,
-                                        const void *y) {
-  chunk_dot4(1, n, s, x, bx, y);
 }
 
 /* ---------------------------------------------------------------- K-quants, four rows
  * Per 256-value super-block the activation's part (its bytes in the order of the weight's
- * nibbles, its block sums, its scale) is prepared once for four rows. Level products go
+ * nibbles, its block sums, its scale) is prepared once for four rows (decode) or once per
+ * matmul (the prompt tiles). Level products go
  * through maddubs (unsigned levels times signed y, pair sums well inside int16) and then
  * dpwssd, which multiplies the pair sums by each 16- or 32-value group's scale and adds them
  * into int32 in one instruction. */
@@ -696,88 +791,126 @@ static inline void k4_scales(const uint8_t *sc, __m128i *scales16, __m128i *mins
 
 /* Q4_K (qh_off < 0) and Q5_K. In 64 bytes of qs (chunk c), the low nibbles are sub-blocks 4c
  * and 4c+2, the high nibbles 4c+1 and 4c+3; Q5_K's fifth bit of sub-block j is bit j of qh. */
+
+/* A row's super-block: its levels (with Q5_K's fifth bits) in the order of the activation's four
+ * registers (low, high nibbles of chunk 0, then of chunk 1), each 32 values' scale in the int16
+ * lanes of their pair sums, the mins paired for the 16-value bsums (m0 m0 m1 m1 ...), d and
+ * dmin. */
+static inline __attribute__((always_inline)) void k45_unpack(const uint8_t *x, const size_t off_sc,
+                                                             const size_t off_qs, const long qh_off,
+                                                             __m512i nib[4], __m512i sc[4],
+                                                             __m256i *mpair, float *d,
+                                                             float *dmin) {
+  const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
+  const __m512i ilo[2] = {idx_pairs16(0, 2), idx_pairs16(4, 6)};
+  const __m512i ihi[2] = {idx_pairs16(1, 3), idx_pairs16(5, 7)};
+  __m128i sc16, mn16;
+  k4_scales(x + off_sc, &sc16, &mn16);
+  const __m512i scz = _mm512_castsi128_si512(sc16);
+  const __m256i mn32 = _mm256_cvtepu16_epi32(mn16);
+  *mpair = _mm256_or_si256(mn32, _mm256_slli_epi32(mn32, 16));
+  /* (qh | qh >> 2): bit 0 is sub-block 0's fifth bit in the low half and sub-block 2's in the
+   * high half; >> 4 gives sub-blocks 4 and 6. Fixed shifts: the per-lane variable shift
+   * (vpsrlvw) made these kernels slower than AVX2 on Zen 5. */
+  __m512i qh = _mm512_setzero_si512();
+  if (qh_off >= 0) {
+    const __m256i h = _mm256_loadu_si256((const __m256i *)(x + qh_off));
+    qh = _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
+  }
+#pragma GCC unroll 2
+  for (int c = 0; c < 2; c++) {
+    const __m512i q = _mm512_loadu_si512(x + off_qs + 64 * c);
+    __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+    if (qh_off >= 0) {
+      const __m512i h = c ? _mm512_srli_epi16(qh, 4) : qh;
+      lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(h, 4), b4));
+      hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(h, 3), b4));
+    }
+    nib[2 * c] = lo;
+    nib[2 * c + 1] = hi;
+    sc[2 * c] = _mm512_permutexvar_epi16(ilo[c], scz);
+    sc[2 * c + 1] = _mm512_permutexvar_epi16(ihi[c], scz);
+  }
+  *d = _cvtsh_ss(load_u16(x));
+  *dmin = _cvtsh_ss(load_u16(x + 2));
+}
+
+/* acc, accm + a row's super-block times a token's (y: its quants in the order of nib; bsums;
+ * dy): the level sums into acc, the min sums into accm, which the end subtracts. */
+static inline __attribute__((always_inline)) void k45_dot(const __m512i nib[4], const __m512i sc[4],
+                                                          __m256i mpair, float d, float dmin,
+                                                          const __m512i y[4], __m256i bsums,
+                                                          float dy, __m512 *acc, __m256 *accm) {
+  const __m256i msum = _mm256_madd_epi16(bsums, mpair);
+  __m512i sumi = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; k++)
+    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(nib[k], y[k]), sc[k]);
+  *acc = _mm512_fmadd_ps(_mm512_set1_ps(d * dy), _mm512_cvtepi32_ps(sumi), *acc);
+  *accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin * dy), _mm256_cvtepi32_ps(msum), *accm);
+}
+
+/* A Q8_K block's quants in the order of k45_unpack's registers. */
+static inline void k45_yquants(const block_q8_K *y, __m512i yq[4]) {
+#pragma GCC unroll 2
+  for (int c = 0; c < 2; c++) {
+    const __m512i a = _mm512_loadu_si512(y->qs + 128 * c),
+                  e = _mm512_loadu_si512(y->qs + 128 * c + 64);
+    yq[2 * c] = _mm512_shuffle_i64x2(a, e, _MM_SHUFFLE(1, 0, 1, 0));
+    yq[2 * c + 1] = _mm512_shuffle_i64x2(a, e, _MM_SHUFFLE(3, 2, 3, 2));
+  }
+}
+
+/* Four results (rows of decode, tokens of a tile): level sums minus min sums. */
+static inline __m128 k45_sums(const __m512 acc[4], const __m256 accm[4]) {
+  return _mm_sub_ps(hsum4_ps(acc[0], acc[1], acc[2], acc[3]),
+                    hsum4_ymm(accm[0], accm[1], accm[2], accm[3]));
+}
+
 static inline __attribute__((always_inline)) void dot4_k45(int64_t n, float *s, const uint8_t *x0,
                                                            size_t bx, const uint8_t *y0,
                                                            const size_t xs, const size_t off_sc,
                                                            const size_t off_qs, const long qh_off) {
   const block_q8_K *y = (const block_q8_K *)y0;
   const int64_t nb = n / QK_K;
-  const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
-  const __m512i ilo[2] = {idx_pairs16(0, 2), idx_pairs16(4, 6)};
-  const __m512i ihi[2] = {idx_pairs16(1, 3), idx_pairs16(5, 7)};
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                   _mm512_setzero_ps()};
-  __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                    _mm256_setzero_ps()};
+  __m512 acc[4];
+  __m256 accm[4];
+  for (int r = 0; r < 4; r++) {
+    acc[r] = _mm512_setzero_ps();
+    accm[r] = _mm256_setzero_ps();
+  }
   for (int64_t b = 0; b < nb; b++) {
-    __m512i ylo[2], yhi[2];
-    for (int c = 0; c < 2; c++) {
-      const __m512i a = _mm512_loadu_si512(y[b].qs + 128 * c),
-                    d = _mm512_loadu_si512(y[b].qs + 128 * c + 64);
-      ylo[c] = _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(1, 0, 1, 0));
-      yhi[c] = _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(3, 2, 3, 2));
-    }
+    __m512i yq[4];
+    k45_yquants(&y[b], yq);
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
     const float dy = y[b].d;
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
-      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      __m128i sc16, mn16;
-      k4_scales(x + off_sc, &sc16, &mn16);
-      const __m512i scz = _mm512_castsi128_si512(sc16);
-      /* each pair of 16-value bsums is one sub-block: its min twice (m0 m0 m1 m1 ...) */
-      const __m256i mn32 = _mm256_cvtepu16_epi32(mn16);
-      const __m256i msum =
-          _mm256_madd_epi16(bsums, _mm256_or_si256(mn32, _mm256_slli_epi32(mn32, 16)));
-      /* (qh | qh >> 2): bit 0 is sub-block 0's fifth bit in the low half and sub-block 2's in
-       * the high half; >> 4 gives sub-blocks 4 and 6. Fixed shifts: the per-lane variable
-       * shift (vpsrlvw) made these kernels slower than AVX2 on Zen 5. */
-      __m512i qh = _mm512_setzero_si512();
-      if (qh_off >= 0) {
-        const __m256i h = _mm256_loadu_si256((const __m256i *)(x + qh_off));
-        qh = _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
-      }
-      __m512i sumi = _mm512_setzero_si512();
-#pragma GCC unroll 2
-      for (int c = 0; c < 2; c++) {
-        const __m512i q = _mm512_loadu_si512(x + off_qs + 64 * c);
-        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-        if (qh_off >= 0) {
-          const __m512i h = c ? _mm512_srli_epi16(qh, 4) : qh;
-          lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(h, 4), b4));
-          hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(h, 3), b4));
-        }
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, ylo[c]),
-                                   _mm512_permutexvar_epi16(ilo[c], scz));
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yhi[c]),
-                                   _mm512_permutexvar_epi16(ihi[c], scz));
-      }
-      const float d = _cvtsh_ss(load_u16(x)) * dy, dmin = _cvtsh_ss(load_u16(x + 2)) * dy;
-      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc[r]);
-      accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(msum), accm[r]);
+      __m512i nib[4], sc[4];
+      __m256i mpair;
+      float d, dmin;
+      k45_unpack(x0 + (size_t)r * bx + (size_t)b * xs, off_sc, off_qs, qh_off, nib, sc, &mpair, &d,
+                 &dmin);
+      k45_dot(nib, sc, mpair, d, dmin, yq, bsums, dy, &acc[r], &accm[r]);
     }
   }
-  for (int r = 0; r < 4; r++) {
-    s[r] = _mm512_reduce_add_ps(acc[r]) - hsum_ymm(accm[r]);
-  }
+  _mm_storeu_ps(s, k45_sums(acc, accm));
 }
 
 /* Prompt tiles of Q4_K and Q5_K (see gemm4_32b). Per super-block the activation is prepared as
- * dot4_k45 reads it: ylo, yhi of both 128-value chunks (256 bytes), its 16 bsums (32 bytes) and
- * d, 384 bytes. Each row's nibbles, scales widened to their pairs and min pairs are made once
- * per super-block for every token; the sums and float steps of each row and token are
- * dot4_k45's. */
+ * dot4_k45 reads it: its quants in k45_yquants' order (256 bytes), its 16 bsums (32 bytes) and
+ * d, 384 bytes. A tile takes its rows one at a time: a row's unpacked super-block (nine
+ * registers) meets every token, next to the accumulators of its tokens only (the four rows at
+ * once needed about twice the 32 registers and spilled); the sums and float steps of each row and
+ * token are dot4_k45's. */
 static void k45_prep_avx512(int64_t n, const void *vy, void *vp) {
   const block_q8_K *y = vy;
   uint8_t *out = vp;
   for (int64_t b = 0; b < n / QK_K; b++, out += 384) {
-    for (int c = 0; c < 2; c++) {
-      const __m512i a = _mm512_loadu_si512(y[b].qs + 128 * c),
-                    d = _mm512_loadu_si512(y[b].qs + 128 * c + 64);
-      _mm512_storeu_si512(out + 128 * c, _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(1, 0, 1, 0)));
-      _mm512_storeu_si512(out + 128 * c + 64, _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(3, 2, 3, 2)));
-    }
+    __m512i yq[4];
+    k45_yquants(&y[b], yq);
+    for (int k = 0; k < 4; k++) _mm512_storeu_si512(out + 64 * k, yq[k]);
     memcpy(out + 256, y[b].bsums, sizeof y[b].bsums);
     memcpy(out + 288, &y[b].d, sizeof(float));
   }
@@ -786,74 +919,34 @@ static void k45_prep_avx512(int64_t n, const void *vy, void *vp) {
 static inline __attribute__((always_inline)) void gemm4_k45(
     const int T, int64_t n, float *s, size_t ss, const uint8_t *x0, size_t bx, const uint8_t *p0,
     size_t ps, const size_t xs, const size_t off_sc, const size_t off_qs, const long qh_off) {
-  const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
-  const __m512i ilo[2] = {idx_pairs16(0, 2), idx_pairs16(4, 6)};
-  const __m512i ihi[2] = {idx_pairs16(1, 3), idx_pairs16(5, 7)};
-  __m512 acc[4][NLLM_GEMM_TOK];
-  __m256 accm[4][NLLM_GEMM_TOK];
-  for (int r = 0; r < 4; r++)
-    for (int t = 0; t < T; t++) {
-      acc[r][t] = _mm512_setzero_ps();
-      accm[r][t] = _mm256_setzero_ps();
+  for (int r = 0; r < 4; r++) {
+    const uint8_t *xr = x0 + (size_t)r * bx;
+    __m512 acc[NLLM_GEMM_TOK];
+    __m256 accm[NLLM_GEMM_TOK];
+    for (int t = 0; t < NLLM_GEMM_TOK; t++) {
+      acc[t] = _mm512_setzero_ps();
+      accm[t] = _mm256_setzero_ps();
     }
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    __m512i nib[4][4], sc[4][4];
-    __m256i mn[4];
-    float d[4], dmin[4];
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
+    for (int64_t b = 0; b < n / QK_K; b++) {
+      const uint8_t *x = xr + (size_t)b * xs;
+      nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx, xs);
+      __m512i nib[4], sc[4];
+      __m256i mpair;
+      float d, dmin;
+      k45_unpack(x, off_sc, off_qs, qh_off, nib, sc, &mpair, &d, &dmin);
 #pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      __m128i sc16, mn16;
-      k4_scales(x + off_sc, &sc16, &mn16);
-      const __m512i scz = _mm512_castsi128_si512(sc16);
-      const __m256i mn32 = _mm256_cvtepu16_epi32(mn16);
-      mn[r] = _mm256_or_si256(mn32, _mm256_slli_epi32(mn32, 16));
-      __m512i qh = _mm512_setzero_si512();
-      if (qh_off >= 0) {
-        const __m256i h = _mm256_loadu_si256((const __m256i *)(x + qh_off));
-        qh = _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
-      }
-#pragma GCC unroll 2
-      for (int c = 0; c < 2; c++) {
-        const __m512i q = _mm512_loadu_si512(x + off_qs + 64 * c);
-        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-        if (qh_off >= 0) {
-          const __m512i h = c ? _mm512_srli_epi16(qh, 4) : qh;
-          lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(h, 4), b4));
-          hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(h, 3), b4));
-        }
-        nib[r][2 * c] = lo;
-        nib[r][2 * c + 1] = hi;
-        sc[r][2 * c] = _mm512_permutexvar_epi16(ilo[c], scz);
-        sc[r][2 * c + 1] = _mm512_permutexvar_epi16(ihi[c], scz);
-      }
-      d[r] = _cvtsh_ss(load_u16(x));
-      dmin[r] = _cvtsh_ss(load_u16(x + 2));
-    }
-#pragma GCC unroll 4
-    for (int t = 0; t < T; t++) {
-      const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 384;
-      const __m256i bsums = _mm256_loadu_si256((const __m256i *)(py + 256));
-      float dy;
-      memcpy(&dy, py + 288, sizeof dy);
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; r++) {
-        __m512i sumi = _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++)
-          sumi = _mm512_dpwssd_epi32(
-              sumi, _mm512_maddubs_epi16(nib[r][k], _mm512_loadu_si512(py + 64 * k)), sc[r][k]);
-        const __m256i msum = _mm256_madd_epi16(bsums, mn[r]);
-        acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d[r] * dy), _mm512_cvtepi32_ps(sumi), acc[r][t]);
-        accm[r][t] =
-            _mm256_fmadd_ps(_mm256_set1_ps(dmin[r] * dy), _mm256_cvtepi32_ps(msum), accm[r][t]);
+      for (int t = 0; t < T; t++) {
+        const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 384;
+        const __m512i yq[4] = {_mm512_loadu_si512(py), _mm512_loadu_si512(py + 64),
+                               _mm512_loadu_si512(py + 128), _mm512_loadu_si512(py + 192)};
+        float dy;
+        memcpy(&dy, py + 288, sizeof dy);
+        k45_dot(nib, sc, mpair, d, dmin, yq, _mm256_loadu_si256((const __m256i *)(py + 256)), dy,
+                &acc[t], &accm[t]);
       }
     }
+    store_tokens(s + r, ss, k45_sums(acc, accm), T);
   }
-  for (int t = 0; t < T; t++)
-    for (int r = 0; r < 4; r++)
-      s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]) - hsum_ymm(accm[r][t]);
 }
 #define Q4_K_GEMM(T, ...)                                                     \
   gemm4_k45(T, __VA_ARGS__, sizeof(block_q4_K), offsetof(block_q4_K, scales), \
@@ -868,77 +961,46 @@ static void q4_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, 
   dot4_k45(n, s, x, bx, y, sizeof(block_q4_K), offsetof(block_q4_K, scales),
            offsetof(block_q4_K, qs), -1);
 }
-/* Q4_K, four rows by four tokens: dot4_k45's arithmetic with each row's scales, mins and nibbles
- * unpacked once for the four tokens. Rows outer, tokens inner keeps one row's unpacked registers
- * (eight) and the sixteen accumulators live. The min terms keep their own accumulators and the
- * same order of operations as dot4_k45, so a token's result is bit-identical whichever of the
- * two kernels a batch gives it (a model's output must not depend on its place in a batch). */
+/* Q4_K, four rows by four tokens (rows that the tiles do not take: not a multiple of
+ * NLLM_GEMM_COLS): dot4_k45's steps with each row's super-block unpacked once for the four
+ * tokens, so a token's result is bit-identical whichever of the two kernels a batch gives it (a
+ * model's output must not depend on its place in a batch). */
 static void q4_K_vec_dot4x4_avx512(int64_t n, float *s, size_t ss, const void *vx, size_t bx,
                                    const void *vy, size_t by) {
   const uint8_t *x0 = vx, *y0 = vy;
   const size_t xs = sizeof(block_q4_K), off_sc = offsetof(block_q4_K, scales),
                off_qs = offsetof(block_q4_K, qs);
   const int64_t nb = n / QK_K;
-  const __m512i m4 = _mm512_set1_epi8(15);
-  const __m512i ilo[2] = {idx_pairs16(0, 2), idx_pairs16(4, 6)};
-  const __m512i ihi[2] = {idx_pairs16(1, 3), idx_pairs16(5, 7)};
   __m512 acc[4][4];
   __m256 accm[4][4];
-  for (int t = 0; t < 4; t++)
-    for (int r = 0; r < 4; r++) {
-      acc[t][r] = _mm512_setzero_ps();
-      accm[t][r] = _mm256_setzero_ps();
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < 4; t++) {
+      acc[r][t] = _mm512_setzero_ps();
+      accm[r][t] = _mm256_setzero_ps();
     }
   for (int64_t b = 0; b < nb; b++) {
-    __m512i ylo[4][2], yhi[4][2];
+    __m512i yq[4][4];
     __m256i bsums[4];
     float dy[4];
     for (int t = 0; t < 4; t++) {
       const block_q8_K *y = (const block_q8_K *)(y0 + (size_t)t * by) + b;
-      for (int c = 0; c < 2; c++) {
-        const __m512i a = _mm512_loadu_si512(y->qs + 128 * c),
-                      d = _mm512_loadu_si512(y->qs + 128 * c + 64);
-        ylo[t][c] = _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(1, 0, 1, 0));
-        yhi[t][c] = _mm512_shuffle_i64x2(a, d, _MM_SHUFFLE(3, 2, 3, 2));
-      }
+      k45_yquants(y, yq[t]);
       bsums[t] = _mm256_loadu_si256((const __m256i *)y->bsums);
       dy[t] = y->d;
     }
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
     for (int r = 0; r < 4; r++) {
-      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      __m128i sc16, mn16;
-      k4_scales(x + off_sc, &sc16, &mn16);
-      const __m512i scz = _mm512_castsi128_si512(sc16);
-      const __m256i mn32 = _mm256_cvtepu16_epi32(mn16);
-      const __m256i mpair = _mm256_or_si256(mn32, _mm256_slli_epi32(mn32, 16));
-      __m512i lo[2], hi[2], slo[2], shi[2];
-      for (int c = 0; c < 2; c++) {
-        const __m512i q = _mm512_loadu_si512(x + off_qs + 64 * c);
-        lo[c] = _mm512_and_si512(q, m4);
-        hi[c] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-        slo[c] = _mm512_permutexvar_epi16(ilo[c], scz);
-        shi[c] = _mm512_permutexvar_epi16(ihi[c], scz);
-      }
-      const float dx = _cvtsh_ss(load_u16(x)), dmx = _cvtsh_ss(load_u16(x + 2));
+      __m512i nib[4], sc[4];
+      __m256i mpair;
+      float d, dmin;
+      k45_unpack(x0 + (size_t)r * bx + (size_t)b * xs, off_sc, off_qs, -1, nib, sc, &mpair, &d,
+                 &dmin);
 #pragma GCC unroll 4
-      for (int t = 0; t < 4; t++) {
-        __m512i sumi = _mm512_setzero_si512();
-        for (int c = 0; c < 2; c++) {
-          sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo[c], ylo[t][c]), slo[c]);
-          sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[c], yhi[t][c]), shi[c]);
-        }
-        const __m256i msum = _mm256_madd_epi16(bsums[t], mpair);
-        acc[t][r] =
-            _mm512_fmadd_ps(_mm512_set1_ps(dx * dy[t]), _mm512_cvtepi32_ps(sumi), acc[t][r]);
-        accm[t][r] =
-            _mm256_fmadd_ps(_mm256_set1_ps(dmx * dy[t]), _mm256_cvtepi32_ps(msum), accm[t][r]);
-      }
+      for (int t = 0; t < 4; t++)
+        k45_dot(nib, sc, mpair, d, dmin, yq[t], bsums[t], dy[t], &acc[r][t], &accm[r][t]);
     }
   }
-  for (int t = 0; t < 4; t++)
-    for (int r = 0; r < 4; r++)
-      s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[t][r]) - hsum_ymm(accm[t][r]);
+  for (int r = 0; r < 4; r++) store_tokens(s + r, ss, k45_sums(acc[r], accm[r]), 4);
 }
 
 static void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
@@ -949,7 +1011,13 @@ static void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, 
 /* Q6_K: in half c of a super-block, ql's 64 bytes hold elements 0..63 in their low nibbles
  * and 64..127 in their high ones, qh's 32 bytes the top two bits of element l, l+32, l+64 and
  * l+96 at bits 0, 2, 4, 6; each 16 values have an int8 scale. Levels stay unsigned (0..63),
- * and the -32 comes off through 32 * sum(scale * bsum). */
+ * and the -32 comes off through 32 * sum(scale * bsum): the scales times -32 (within int16),
+ * madd with the bsums, start each row and token's integer sum, so a tile pays no shift and
+ * subtraction per token (the same integers as subtracting at the end). */
+static inline __m256i q6k_scales_m32(__m256i sc16) {
+  return _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
+}
+
 static void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx;
   const block_q8_K *y = vy;
@@ -985,8 +1053,7 @@ static void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx,
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
       const __m512i scz = _mm512_castsi256_si512(sc16);
-      const __m256i off = _mm256_madd_epi16(bsums, sc16);
-      __m512i sumi = _mm512_setzero_si512();
+      __m512i sumi = _mm512_zextsi256_si512(_mm256_madd_epi16(bsums, q6k_scales_m32(sc16)));
 #pragma GCC unroll 2
       for (int c = 0; c < 2; c++) {
         const __m512i ql = _mm512_loadu_si512(x->ql + 64 * c);
@@ -1004,12 +1071,11 @@ static void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx,
         sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(qb, yb[c]),
                                    _mm512_permutexvar_epi16(isc[c][1], scz));
       }
-      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
       acc[r] =
           _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(x->d) * dy), _mm512_cvtepi32_ps(sumi), acc[r]);
     }
   }
-  for (int r = 0; r < 4; r++) s[r] = _mm512_reduce_add_ps(acc[r]);
+  _mm_storeu_ps(s, hsum4_ps(acc[0], acc[1], acc[2], acc[3]));
 }
 
 /* IQ4_XS: 8 sub-blocks of 32 values with 6-bit scales (4 low bits in scales_l, 2 high bits in
@@ -1105,57 +1171,50 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
                             (short)(k + 3), (short)(k + 3), (short)(k + 3), (short)(k + 3)),
           1);
     }
-  __m512 acc[4][NLLM_GEMM_TOK];
-  for (int r = 0; r < 4; r++)
-    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    __m512i q[4][4], sc[4][4];
-    __m256i sc16[4];
-    float d[4];
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
+  /* the rows one at a time: a row's unpacked super-block (eight registers) meets every token
+   * (the four rows at once needed more than the 32 registers and spilled) */
+  for (int r = 0; r < 4; r++) {
+    __m512 acc[NLLM_GEMM_TOK];
+    for (int t = 0; t < NLLM_GEMM_TOK; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
-      sc16[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
-      const __m512i scz = _mm512_castsi256_si512(sc16[r]);
+      nllm_prefetch_span((const uint8_t *)x + NLLM_PREFETCH_ROWS * bx, xs);
+      __m512i q[4], sc[4];
+      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+      const __m256i scm = q6k_scales_m32(sc16);
+      const __m512i scz = _mm512_castsi256_si512(sc16);
 #pragma GCC unroll 2
       for (int c = 0; c < 2; c++) {
         const __m512i ql = _mm512_loadu_si512(x->ql + 64 * c);
         const __m256i h = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
         const __m512i qh =
             _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
-        q[r][2 * c] = _mm512_or_si512(_mm512_and_si512(ql, m4),
-                                      _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
-        q[r][2 * c + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                          _mm512_and_si512(qh, m30));
-        sc[r][2 * c] = _mm512_permutexvar_epi16(isc[c][0], scz);
-        sc[r][2 * c + 1] = _mm512_permutexvar_epi16(isc[c][1], scz);
+        q[2 * c] = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                   _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
+        q[2 * c + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                       _mm512_and_si512(qh, m30));
+        sc[2 * c] = _mm512_permutexvar_epi16(isc[c][0], scz);
+        sc[2 * c + 1] = _mm512_permutexvar_epi16(isc[c][1], scz);
       }
-      d[r] = _cvtsh_ss(x->d);
-    }
+      const float d = _cvtsh_ss(x->d);
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) {
-      const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 384;
-      const __m256i bsums = _mm256_loadu_si256((const __m256i *)(py + 256));
-      float dy;
-      memcpy(&dy, py + 288, sizeof dy);
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; r++) {
-        const __m256i off = _mm256_madd_epi16(bsums, sc16[r]);
-        __m512i sumi = _mm512_setzero_si512();
+      for (int t = 0; t < T; t++) {
+        const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 384;
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)(py + 256));
+        float dy;
+        memcpy(&dy, py + 288, sizeof dy);
+        __m512i sumi = _mm512_zextsi256_si512(_mm256_madd_epi16(bsums, scm));
         /* the kernel's order: half 0 low, half 0 high, half 1 low, half 1 high nibbles, whose
          * quants sit at qs + 0, 64, 128, 192 */
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++)
           sumi = _mm512_dpwssd_epi32(
-              sumi, _mm512_maddubs_epi16(q[r][k], _mm512_loadu_si512(py + 64 * k)), sc[r][k]);
-        sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
-        acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d[r] * dy), _mm512_cvtepi32_ps(sumi), acc[r][t]);
+              sumi, _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(py + 64 * k)), sc[k]);
+        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * dy), _mm512_cvtepi32_ps(sumi), acc[t]);
       }
     }
+    store_tokens(s + r, ss, hsum4_ps(acc[0], acc[1], acc[2], acc[3]), T);
   }
-  for (int t = 0; t < T; t++)
-    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 #define Q6_K_GEMM(T, ...) gemm4_q6_K(T, __VA_ARGS__)
 NLLM_GEMM4_BY_TOKENS(q6_K_gemm4_avx512, Q6_K_GEMM)
@@ -1374,11 +1433,12 @@ void nllm_avx512_init(void) {
  * wins where each weight row meets many tokens and loses in decode (see docs/performance.md), so
  * decode keeps the AVX2 four-row kernel; the one-row kernels of the 32-value formats are the AVX2
  * ones in their lane order (the AVX2 rows now take others in the reference's order).
- * Crossovers: the four-row kernels stay ahead of dequantize + sgemm at every batch measured
- * except Q8_0, Q5_0 and Q5_1. With the register tiles Q8_0 and Q5_0 beat sgemm at 256 and 512
- * tokens too, but their crossover stays at 256: sgemm takes the activations in f32, and the
- * tiny BERT's Q8_0 embeddings (test_embed) moved past their tolerance to the F32 reference
- * with Q8_0 activations over 256 tokens.
+ * Crossovers: past blas_min_tokens this tier multiplies dequantized chunks with its own f32
+ * GEMM (matmul.c; 150-170 GFLOP/s on one thread from 128 tokens, where sgemm ran at ~90 and
+ * took turns between threads). Measured against each format's tiles (2048 x 2048, one thread,
+ * docs/performance.md "BLAS crossovers"): it wins from 128 tokens for Q4_1, Q5_1, Q5_K and
+ * Q6_K, from 256 for Q4_K and at 512 for Q3_K; the tiles of Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS
+ * and Q2_K stay ahead at every count (never).
  * Tile crossovers (gemm_min_tokens): every format's tiles here serve batches from 2 tokens.
  * On weights read from DRAM (a decode step of a few sequences) tiles without the four-row
  * kernels' linear prefetch lost to them below 20-32 tokens (Q6_K at 4 tokens: 1.87 against
@@ -1389,23 +1449,25 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .vec_dot = q8_0_vec_dot_avx2,
      .vec_dot4 = q8_0_vec_dot4_avx2,
      .vec_dot4_tile = q8_0_vec_dot4_chunks_avx512,
-     .blas_min_tokens = 256,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_0_prep_chunks_avx512,
-     .gemm4 = q8_0_gemm4_chunks_avx512},
+     .gemm4 = q8_0_gemm4_chunks_avx512,
+     .gemm_tok = NLLM_GEMM_TOK_MAX},
     {.type = NLLM_TYPE_Q4_0,
      .vec_dot = q4_0_vec_dot_avx2,
      .vec_dot4 = q4_0_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q4_0_prep_avx512,
-     .gemm4 = q4_0_gemm4_avx512},
-    {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+     .gemm4 = q4_0_gemm4_avx512,
+     .gemm_tok = NLLM_GEMM_TOK_MAX},
+    {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = 128},
     {.type = NLLM_TYPE_Q5_0,
      .vec_dot = q5_0_vec_dot_avx2,
      .vec_dot4 = q5_0_vec_dot4_avx512,
-     .blas_min_tokens = 256,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q5_0_prep_avx512,
      .gemm4 = q5_0_gemm4_avx512},
-    {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 192},
+    {.type = NLLM_TYPE_Q5_1, .vec_dot4 = q5_1_vec_dot4_avx512, .blas_min_tokens = 128},
     {.type = NLLM_TYPE_IQ4_NL,
      .vec_dot = iq4_nl_vec_dot_avx2,
      .vec_dot4 = iq4_nl_vec_dot4_avx512,
@@ -1413,21 +1475,21 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .gemm_prep = iq4_nl_prep_avx512,
      .gemm4 = iq4_nl_gemm4_avx512},
     {.type = NLLM_TYPE_Q2_K, .vec_dot4 = q2_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = 512},
     {.type = NLLM_TYPE_Q4_K,
      .vec_dot4 = q4_K_vec_dot4_avx512,
      .vec_dot4x4 = q4_K_vec_dot4x4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .blas_min_tokens = 256,
      .gemm_prep = k45_prep_avx512,
      .gemm4 = q4_K_gemm4_avx512},
     {.type = NLLM_TYPE_Q5_K,
      .vec_dot4 = q5_K_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .blas_min_tokens = 128,
      .gemm_prep = k45_prep_avx512,
      .gemm4 = q5_K_gemm4_avx512},
     {.type = NLLM_TYPE_Q6_K,
      .vec_dot4 = q6_K_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
+     .blas_min_tokens = 128,
      .gemm_prep = q6_K_prep_avx512,
      .gemm4 = q6_K_gemm4_avx512},
     {.type = NLLM_TYPE_IQ4_XS,

@@ -8,8 +8,10 @@
  * - the sign of each activation joins that mask (XOR with vpmovb2m), so the weights are
  *   negated once by a masked subtraction and |q8| (128 for -128, read unsigned) is the other
  *   operand of vpmaddubsw: no -128 trap and no vpsignb (AVX-512 has none);
- * - the grid points are scalar loads put together in a register (vpgatherqq / vpgatherdd
- *   measured 1.3-1.9x slower per block on the AMD cores here, docs/performance.md);
+ * - the IQ2 and IQ3 grid points are looked up as 16-bit codes, 64 points per vpermi2b for the
+ *   whole block at once, and unpacked per step by three byte permutes (iq_codes below); the
+ *   IQ1 points are scalar loads put together in a register (vpgatherqq / vpgatherdd measured
+ *   1.3-1.9x slower per block on the AMD cores here, docs/performance.md);
  * - the odd group scales multiply in by vpdpwssd.
  * The integer sums equal the scalar ones exactly and the float steps are the reference's, so the
  * results are bit-identical to quant_iq_ref.c. */
@@ -27,41 +29,37 @@
 #define IQ_SB64(i) IQ_SB16(i), IQ_SB16(i + 16), IQ_SB16(i + 32), IQ_SB16(i + 48)
 static const char iq_sign_bytes[128] __attribute__((aligned(64))) = {IQ_SB64(0), IQ_SB64(64)};
 
-/* 8 sign indices (their 7 bits at the given bit offsets of x's two quadwords, four each; the
- * bits above them are ignored) as the 64-bit mask of their 64 signs. */
-static inline uint64_t iq_sign7_mask(__m128i x, __m128i offsets) {
+/* A block's 32 sign indices (7 bits each, four to each of x's quadwords at the same bit offsets
+ * in each; the bits above them are ignored) as its four steps' 64-bit masks of signs: one
+ * vpmultishiftqb cuts them out, one vpermi2b completes them, vpmovqd packs them. */
+static inline void iq_sign7_block(__m512i x, long long offsets, uint64_t neg[4]) {
   const __m512i lo = _mm512_load_si512((const void *)iq_sign_bytes);
   const __m512i hi = _mm512_load_si512((const void *)(iq_sign_bytes + 64));
-  /* bytes 0-3 and 8-11 hold the indices; pack them into the low quadword */
-  __m128i v = _mm_multishift_epi64_epi8(offsets, x);
-  v = _mm_shuffle_epi32(v, _MM_SHUFFLE(3, 1, 2, 0));
-  const __m512i s = _mm512_permutex2var_epi8(lo, _mm512_zextsi128_si512(v), hi);
-  return (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(s));
+  const __m512i v = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(offsets), x);
+  _mm256_storeu_si256((__m256i *)(void *)neg,
+                      _mm512_cvtepi64_epi32(_mm512_permutex2var_epi8(lo, v, hi)));
 }
 
-/* 16-bit lanes of odd scales 2s + 1, s the nibble of v at each lane's shift */
-static inline __m512i iq_odd16(__m512i v, __m512i shifts) {
-  const __m512i s = _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi16(15));
-  return _mm512_or_si512(_mm512_slli_epi16(s, 1), _mm512_set1_epi16(1));
+/* The odd scales 2s + 1 of a block as 16-bit words (where its format puts them: word 4k and,
+ * for two nibbles per byte, 4k + 1), and per step the 32 words of its 64 values' pairs, picked
+ * by one vpermw. The nibbles are s in word 4k (the low nibble of quadword k) and in word
+ * 4k + 1 (its high one). */
+static inline __m512i iq_odd_words(__m512i s) {
+  return _mm512_or_si512(_mm512_add_epi16(s, s), _mm512_set1_epi64(0x0000000000010001LL));
 }
-/* the two chunks' scales: the top nibbles of 16-bit words a (chunk 0) and b (chunk 1) of x */
-static inline __m512i iq_odd16_top(__m128i x, int a, int b) {
-  const __m512i sel = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)a)),
-                                         _mm256_set1_epi16((short)b), 1);
-  const __m512i v = _mm512_permutexvar_epi16(sel, _mm512_castsi128_si512(x));
-  return _mm512_or_si512(_mm512_slli_epi16(_mm512_srli_epi16(v, 12), 1), _mm512_set1_epi16(1));
+static inline __m512i iq_odd_nibbles(__m512i bytes) {
+  const __m512i n =
+      _mm512_or_si512(_mm512_and_si512(bytes, _mm512_set1_epi64(15)),
+                      _mm512_slli_epi64(_mm512_and_si512(bytes, _mm512_set1_epi64(0xf0)), 12));
+  return iq_odd_words(n);
 }
-/* IQ2_XS / IQ2_S: a scale byte per chunk, low nibble for its first 16 values */
-static inline __m512i iq_odd16_4nibbles(unsigned two_bytes) {
-  const __m512i shifts = _mm512_inserti64x4(
-      _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(4), _mm_setzero_si128())),
-      _mm256_set_m128i(_mm_set1_epi16(12), _mm_set1_epi16(8)), 1);
-  return iq_odd16(_mm512_set1_epi16((short)two_bytes), shifts);
-}
-/* IQ3_S: one scale byte for the two chunks, low nibble first */
-static inline __m512i iq_odd16_2nibbles(unsigned byte) {
-  const __m512i shifts = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-  return iq_odd16(_mm512_set1_epi16((short)byte), shifts);
+/* Per step p: word pick of pair lane l: a scale per chunk in quadword k = chunk (IQ2_XXS,
+ * IQ3_XXS); two per chunk, quadword k = chunk (IQ2_XS, IQ2_S); two chunks per quadword (IQ3_S). */
+static uint16_t iq_odd_chunk[4][32] __attribute__((aligned(64)));
+static uint16_t iq_odd_half[4][32] __attribute__((aligned(64)));
+static uint16_t iq_odd_pair[4][32] __attribute__((aligned(64)));
+static inline __m512i iq_odd_pick(const uint16_t *pick, __m512i odd) {
+  return _mm512_permutexvar_epi16(_mm512_load_si512((const void *)pick), odd);
 }
 
 /* The block's F16 scale: leading, but for IQ1_M spread over its scale words' top nibbles (the
@@ -85,13 +83,138 @@ static inline __m512i iq_grid8(const uint64_t *g, unsigned i0, unsigned i1, unsi
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-static inline __m512i iq_grid16(const uint32_t *g, unsigned i0, unsigned i1, unsigned i2,
-                                unsigned i3, unsigned i4, unsigned i5, unsigned i6, unsigned i7,
-                                unsigned i8, unsigned i9, unsigned i10, unsigned i11, unsigned i12,
-                                unsigned i13, unsigned i14, unsigned i15) {
-  return _mm512_setr_epi32((int)g[i0], (int)g[i1], (int)g[i2], (int)g[i3], (int)g[i4], (int)g[i5],
-                           (int)g[i6], (int)g[i7], (int)g[i8], (int)g[i9], (int)g[i10], (int)g[i11],
-                           (int)g[i12], (int)g[i13], (int)g[i14], (int)g[i15]);
+/* The IQ2 and IQ3 grids as codes. Every IQ2 grid byte is one of 3 levels and every IQ3 one of
+ * 8, so a point packs into 16 bits: the numbers of its values' levels, 2 bits each for the 8
+ * values of an IQ2 point, 3 bits each for the 4 of an IQ3 point (value v at bit bits * v). The
+ * codes' low and high bytes are two byte planes of the grid's length, in which one vpermi2b
+ * looks up 64 points from a 128-point window: a block's 32 or 64 points cost 2 to 16 permutes
+ * and blends per plane instead of one scalar load and insert each. Built from the grids (the
+ * one place they are kept) by nllm_iq_avx512_init; the levels are the grid's distinct bytes in
+ * increasing order, and level[x] is level x mod 4 (IQ2) or mod 8 (IQ3) over all 64 byte
+ * values, so that bits above a value's code in the byte permutes' index bytes do not matter. */
+static uint8_t iq2xxs_code[2 * 256] __attribute__((aligned(64)));
+static uint8_t iq2xs_code[2 * 512] __attribute__((aligned(64)));
+static uint8_t iq2s_code[2 * 1024] __attribute__((aligned(64)));
+static uint8_t iq3xxs_code[2 * 256] __attribute__((aligned(64)));
+static uint8_t iq3s_code[2 * 512] __attribute__((aligned(64)));
+static uint8_t iq2_level[64] __attribute__((aligned(64)));
+static uint8_t iq3xxs_level[64] __attribute__((aligned(64)));
+static uint8_t iq3s_level[64] __attribute__((aligned(64)));
+/* Per step p, the byte permute that puts each point's code (low byte, high byte) at the start
+ * of its 8 bytes (IQ2: 8 points) or 4 bytes (IQ3: 16 points), and the bit offsets within each
+ * quadword at which vpmultishiftqb finds value j's code. */
+static uint8_t iq2_unpack[4][64] __attribute__((aligned(64)));
+static uint8_t iq3_unpack[4][64] __attribute__((aligned(64)));
+static uint8_t iq2_shift[64] __attribute__((aligned(64)));
+static uint8_t iq3_shift[64] __attribute__((aligned(64)));
+/* IQ2_XXS: where index byte i sits in the block's 64 bytes after the scale (4 of each 8) */
+static uint8_t iq2xxs_index_pos[64] __attribute__((aligned(64)));
+/* IQ2_S: byte i / 4 of the qh word (index i's two high bits), and which of its bits */
+static uint8_t iq2s_qh_pos[64] __attribute__((aligned(64)));
+static uint8_t iq2s_bit8[64] __attribute__((aligned(64)));
+
+static void iq_codes_build(const uint64_t *pts, int n, int width, int bits, uint8_t *code,
+                           uint8_t *level) {
+  uint8_t lv[8];
+  int nl = 0;
+  for (int e = 0; e < n; e++)
+    for (int v = 0; v < width; v++) {
+      const uint8_t b = (uint8_t)(pts[e] >> (8 * v));
+      int k = 0;
+      while (k < nl && lv[k] != b) k++;
+      if (k == nl && nl < 1 << bits) lv[nl++] = b;
+    }
+  for (int i = 1; i < nl; i++) /* insertion sort: levels in increasing order */
+    for (int k = i; k > 0 && lv[k - 1] > lv[k]; k--) {
+      const uint8_t t = lv[k];
+      lv[k] = lv[k - 1];
+      lv[k - 1] = t;
+    }
+  const int lmask = (1 << bits) - 1;
+  for (int x = 0; x < 64; x++) level[x] = (x & lmask) < nl ? lv[x & lmask] : 0;
+  for (int e = 0; e < n; e++) {
+    unsigned c = 0;
+    for (int v = 0; v < width; v++) {
+      const uint8_t b = (uint8_t)(pts[e] >> (8 * v));
+      unsigned k = 0;
+      while ((int)k < nl && lv[k] != b) k++;
+      c |= k << (bits * v);
+    }
+    code[e] = (uint8_t)c;
+    code[n + e] = (uint8_t)(c >> 8);
+  }
+}
+
+void nllm_iq_avx512_init(void) {
+  uint64_t pts[512];
+  iq_codes_build(nllm_iq2xxs_grid, 256, 8, 2, iq2xxs_code, iq2_level);
+  iq_codes_build(nllm_iq2xs_grid, 512, 8, 2, iq2xs_code, iq2_level);
+  iq_codes_build(nllm_iq2s_grid, 1024, 8, 2, iq2s_code, iq2_level);
+  for (int e = 0; e < 256; e++) pts[e] = nllm_iq3xxs_grid[e];
+  iq_codes_build(pts, 256, 4, 3, iq3xxs_code, iq3xxs_level);
+  for (int e = 0; e < 512; e++) pts[e] = nllm_iq3s_grid[e];
+  iq_codes_build(pts, 512, 4, 3, iq3s_code, iq3s_level);
+  for (int j = 0; j < 64; j++) {
+    for (int p = 0; p < 4; p++) {
+      iq2_unpack[p][j] = (uint8_t)((j % 8 == 1 ? 64 : 0) + 8 * p + j / 8);
+      iq3_unpack[p][j] = (uint8_t)((j % 4 == 1 ? 64 : 0) + 16 * p + j / 4);
+    }
+    iq2_shift[j] = (uint8_t)(2 * (j % 8));
+    iq3_shift[j] = (uint8_t)(32 * (j % 8 / 4) + 3 * (j % 4));
+    iq2xxs_index_pos[j] = (uint8_t)(8 * (j / 4 % 8) + j % 4);
+    iq2s_qh_pos[j] = (uint8_t)(j / 4 % 8);
+    iq2s_bit8[j] = (uint8_t)(1u << (2 * (j % 4)));
+  }
+  for (int p = 0; p < 4; p++)
+    for (int l = 0; l < 32; l++) {
+      const int chunk = 2 * p + l / 16;
+      iq_odd_chunk[p][l] = (uint16_t)(4 * chunk);
+      iq_odd_half[p][l] = (uint16_t)(4 * chunk + l / 8 % 2);
+      iq_odd_pair[p][l] = (uint16_t)(4 * p + l / 16);
+    }
+}
+
+/* 64 points' bytes of one code plane of n points (256, 512 or 1024): bits 0-6 of each index
+ * byte pick within a 128-point window, b7, b8 and b9 are the index bits that pick the window */
+static inline __attribute__((always_inline)) __m512i iq_plane_lookup(const uint8_t *plane, int n,
+                                                                     __m512i idx, __mmask64 b7,
+                                                                     __mmask64 b8, __mmask64 b9) {
+  const __m512i *t = (const __m512i *)(const void *)plane;
+  __m512i w[8];
+  _Pragma("GCC unroll 8") for (int i = 0; i < n / 128; i++) w[i] =
+      _mm512_permutex2var_epi8(_mm512_load_si512(t + 2 * i), idx, _mm512_load_si512(t + 2 * i + 1));
+  _Pragma("GCC unroll 4") for (int i = 0; i < n / 256; i++) w[i] =
+      _mm512_mask_blend_epi8(b7, w[2 * i], w[2 * i + 1]);
+  _Pragma("GCC unroll 2") for (int i = 0; i < n / 512; i++) w[i] =
+      _mm512_mask_blend_epi8(b8, w[2 * i], w[2 * i + 1]);
+  if (n == 1024) w[0] = _mm512_mask_blend_epi8(b9, w[0], w[1]);
+  return w[0];
+}
+
+/* A block's points as codes: lane i of lo and hi holds the low and high byte of point i's. */
+typedef struct {
+  __m512i lo, hi;
+  __m512i odd;     /* the odd scales (iq_odd_words) */
+  uint64_t neg[4]; /* the steps' sign masks, for the 7-bit sign indices */
+} iq_codes;
+
+static inline __attribute__((always_inline)) iq_codes iq_codes_lookup(const uint8_t *code, int n,
+                                                                      __m512i idx, __mmask64 b8,
+                                                                      __mmask64 b9) {
+  const __mmask64 b7 = _mm512_movepi8_mask(idx);
+  iq_codes c;
+  c.lo = iq_plane_lookup(code, n, idx, b7, b8, b9);
+  c.hi = iq_plane_lookup(code + n, n, idx, b7, b8, b9);
+  return c;
+}
+
+/* Step p's 64 grid bytes: each code's two bytes moved to the front of its point's bytes, each
+ * value's level number shifted to the bottom of its byte, the level looked up */
+static inline __m512i iq_codes_points(const iq_codes *c, const uint8_t *unpack,
+                                      const uint8_t *shift, const uint8_t *level) {
+  const __m512i w = _mm512_permutex2var_epi8(c->lo, _mm512_load_si512((const void *)unpack), c->hi);
+  const __m512i f = _mm512_multishift_epi64_epi8(_mm512_load_si512((const void *)shift), w);
+  return _mm512_permutexvar_epi8(f, _mm512_load_si512((const void *)level));
 }
 
 /* One step: 64 grid magnitudes (bytes), the mask of their minus signs, their odd scales. */
@@ -101,84 +224,122 @@ typedef struct {
   __m512i odd16;
 } iq_step;
 
-/* IQ2_XXS: per chunk 4 index bytes, then a word of four sign indices and the scale on top */
-static inline __attribute__((always_inline)) iq_step iq2_xxs_step(const uint8_t *blk, int p) {
-  const __m128i x = _mm_loadu_si128((const __m128i *)(blk + 2 + 16 * p));
-  const uint32_t i0 = iq_rd32(blk + 2 + 16 * p), i1 = iq_rd32(blk + 10 + 16 * p);
+/* IQ2_XXS: per chunk (a quadword) 4 index bytes, then a word of four sign indices and the
+ * scale on top */
+static inline __attribute__((always_inline)) iq_codes iq2_xxs_prep(const uint8_t *blk) {
+  const __m512i x = _mm512_loadu_si512((const void *)(blk + 2));
+  const __m512i idx = _mm512_permutexvar_epi8(_mm512_load_si512((const void *)iq2xxs_index_pos), x);
+  iq_codes c = iq_codes_lookup(iq2xxs_code, 256, idx, 0, 0);
+  iq_sign7_block(x, 0x352e2720LL, c.neg); /* bits 32, 39, 46, 53 */
+  c.odd = iq_odd_words(_mm512_srli_epi64(x, 60));
+  return c;
+}
+static inline __attribute__((always_inline)) iq_step iq2_xxs_step(const uint8_t *blk,
+                                                                  const iq_codes *c, int p) {
+  (void)blk;
   iq_step st;
-  st.grid = iq_grid8(nllm_iq2xxs_grid, i0 & 255, i0 >> 8 & 255, i0 >> 16 & 255, i0 >> 24, i1 & 255,
-                     i1 >> 8 & 255, i1 >> 16 & 255, i1 >> 24);
-  st.neg = iq_sign7_mask(x, _mm_setr_epi8(32, 39, 46, 53, 0, 0, 0, 0, 32, 39, 46, 53, 0, 0, 0, 0));
-  st.odd16 = iq_odd16_top(x, 3, 7);
+  st.grid = iq_codes_points(c, iq2_unpack[p], iq2_shift, iq2_level);
+  st.neg = c->neg[p];
+  st.odd16 = iq_odd_pick(iq_odd_chunk[p], c->odd);
   return st;
 }
 
-/* IQ2_XS: per group a word of a 9-bit index and a 7-bit sign index */
-static inline __attribute__((always_inline)) iq_step iq2_xs_step(const uint8_t *blk, int p) {
-  const __m128i x = _mm_loadu_si128((const __m128i *)(blk + 2 + 16 * p));
-  uint16_t ix[8] __attribute__((aligned(16)));
-  _mm_store_si128((__m128i *)ix, _mm_and_si128(x, _mm_set1_epi16(511)));
+/* IQ2_XS: per group a word of a 9-bit index and a 7-bit sign index; a scale byte per chunk */
+static inline __attribute__((always_inline)) iq_codes iq2_xs_prep(const uint8_t *blk) {
+  const __m512i x = _mm512_loadu_si512((const void *)(blk + 2));
+  const __m512i idx = _mm512_zextsi256_si512(_mm512_cvtepi16_epi8(x));
+  const __mmask64 b8 = (__mmask64)_mm512_test_epi16_mask(x, _mm512_set1_epi16(256));
+  iq_codes c = iq_codes_lookup(iq2xs_code, 512, idx, b8, 0);
+  iq_sign7_block(x, 0x39291909LL, c.neg); /* bits 9, 25, 41, 57 */
+  c.odd =
+      iq_odd_nibbles(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(blk + 2 + QK_K / 4))));
+  return c;
+}
+static inline __attribute__((always_inline)) iq_step iq2_xs_step(const uint8_t *blk,
+                                                                 const iq_codes *c, int p) {
+  (void)blk;
   iq_step st;
-  st.grid = iq_grid8(nllm_iq2xs_grid, ix[0], ix[1], ix[2], ix[3], ix[4], ix[5], ix[6], ix[7]);
-  st.neg = iq_sign7_mask(x, _mm_setr_epi8(9, 25, 41, 57, 0, 0, 0, 0, 9, 25, 41, 57, 0, 0, 0, 0));
-  st.odd16 = iq_odd16_4nibbles(iq_rd16(blk + 2 + QK_K / 4 + 2 * p));
+  st.grid = iq_codes_points(c, iq2_unpack[p], iq2_shift, iq2_level);
+  st.neg = c->neg[p];
+  st.odd16 = iq_odd_pick(iq_odd_half[p], c->odd);
   return st;
 }
-/* IQ2_S: index byte + 2 bits of the chunk's qh byte; explicit sign bytes */
-static inline __attribute__((always_inline)) iq_step iq2_s_step(const uint8_t *blk, int p) {
-  const __m512i lo = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * p)));
-  const unsigned qh = iq_rd16(blk + 2 + QK_K / 4 + 2 * p);
-  /* group g's two bits are bits 2g, 2g + 1 of the two qh bytes: shifted to bits 8, 9 */
-  const __m512i hi =
-      _mm512_and_si512(_mm512_srlv_epi64(_mm512_set1_epi64((long long)qh << 8),
-                                         _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14)),
-                       _mm512_set1_epi64(0x300));
+/* IQ2_S: index byte + 2 bits of the chunk's qh byte (index i's at bits 2i, 2i + 1 of the qh
+ * word); explicit sign bytes; a scale byte per chunk */
+static inline __attribute__((always_inline)) iq_codes iq2_s_prep(const uint8_t *blk) {
+  const __m512i idx =
+      _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 2)));
+  const __m512i qh = _mm512_permutexvar_epi8(
+      _mm512_load_si512((const void *)iq2s_qh_pos),
+      _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(blk + 2 + QK_K / 4))));
+  const __m512i bit8 = _mm512_load_si512((const void *)iq2s_bit8);
+  const __mmask64 b8 = _mm512_test_epi8_mask(qh, bit8);
+  const __mmask64 b9 = _mm512_test_epi8_mask(qh, _mm512_add_epi8(bit8, bit8));
+  iq_codes c = iq_codes_lookup(iq2s_code, 1024, idx, b8, b9);
+  c.odd = iq_odd_nibbles(
+      _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(blk + 2 + QK_K / 4 + QK_K / 32))));
+  return c;
+}
+static inline __attribute__((always_inline)) iq_step iq2_s_step(const uint8_t *blk,
+                                                                const iq_codes *c, int p) {
   iq_step st;
-  uint64_t ix[8] __attribute__((aligned(64)));
-  _mm512_store_si512((void *)ix, _mm512_or_si512(lo, hi));
-  st.grid =
-      iq_grid8(nllm_iq2s_grid, (unsigned)ix[0], (unsigned)ix[1], (unsigned)ix[2], (unsigned)ix[3],
-               (unsigned)ix[4], (unsigned)ix[5], (unsigned)ix[6], (unsigned)ix[7]);
+  st.grid = iq_codes_points(c, iq2_unpack[p], iq2_shift, iq2_level);
   st.neg = iq_rd64(blk + 2 + QK_K / 8 + 8 * p);
-  st.odd16 = iq_odd16_4nibbles(iq_rd16(blk + 2 + QK_K / 4 + QK_K / 32 + 2 * p));
+  st.odd16 = iq_odd_pick(iq_odd_half[p], c->odd);
   return st;
 }
-/* IQ3_XXS: 16 index bytes into a grid of 4-value points; a word per chunk of four sign indices
+/* IQ3_XXS: 64 index bytes into a grid of 4-value points; a word per chunk of four sign indices
  * and the scale on top */
-static inline __attribute__((always_inline)) iq_step iq3_xxs_step(const uint8_t *blk, int p) {
-  const uint8_t *q = blk + 2 + 16 * p;
-  const __m128i aux = _mm_loadl_epi64((const __m128i *)(blk + 2 + QK_K / 4 + 8 * p));
+static inline __attribute__((always_inline)) iq_codes iq3_xxs_prep(const uint8_t *blk) {
+  const __m512i idx = _mm512_loadu_si512((const void *)(blk + 2));
+  iq_codes c = iq_codes_lookup(iq3xxs_code, 256, idx, 0, 0);
+  const __m512i aux = _mm512_cvtepu32_epi64(
+      _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2 + QK_K / 4)));
+  iq_sign7_block(aux, 0x150e0700LL, c.neg); /* bits 0, 7, 14, 21 */
+  c.odd = iq_odd_words(_mm512_srli_epi64(aux, 28));
+  return c;
+}
+static inline __attribute__((always_inline)) iq_step iq3_xxs_step(const uint8_t *blk,
+                                                                  const iq_codes *c, int p) {
+  (void)blk;
   iq_step st;
-  st.grid = iq_grid16(nllm_iq3xxs_grid, q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], q[9],
-                      q[10], q[11], q[12], q[13], q[14], q[15]);
-  st.neg = iq_sign7_mask(_mm_cvtepu32_epi64(aux),
-                         _mm_setr_epi8(0, 7, 14, 21, 0, 0, 0, 0, 0, 7, 14, 21, 0, 0, 0, 0));
-  st.odd16 = iq_odd16_top(aux, 1, 3);
+  st.grid = iq_codes_points(c, iq3_unpack[p], iq3_shift, iq3xxs_level);
+  st.neg = c->neg[p];
+  st.odd16 = iq_odd_pick(iq_odd_chunk[p], c->odd);
   return st;
 }
-/* IQ3_S: index byte + bit k of the two qh bytes for index k; explicit sign bytes; a scale
- * nibble per chunk */
-static inline __attribute__((always_inline)) iq_step iq3_s_step(const uint8_t *blk, int p) {
-  const __m512i lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2 + 16 * p)));
-  const unsigned qh = iq_rd16(blk + 2 + QK_K / 4 + 2 * p);
-  const __m512i hi = _mm512_and_si512(
-      _mm512_srlv_epi32(_mm512_set1_epi32((int)(qh << 8)),
-                        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)),
-      _mm512_set1_epi32(256));
+/* IQ3_S: index byte + bit i of the qh word for index i; explicit sign bytes; a scale nibble
+ * per chunk, two to a byte */
+static inline __attribute__((always_inline)) iq_codes iq3_s_prep(const uint8_t *blk) {
+  const __m512i idx = _mm512_loadu_si512((const void *)(blk + 2));
+  iq_codes c = iq_codes_lookup(iq3s_code, 512, idx, _cvtu64_mask64(iq_rd64(blk + 2 + QK_K / 4)), 0);
+  c.odd = iq_odd_nibbles(_mm512_cvtepu8_epi64(
+      _mm_cvtsi32_si128((int)iq_rd32(blk + 2 + QK_K / 4 + QK_K / 32 + QK_K / 8))));
+  return c;
+}
+static inline __attribute__((always_inline)) iq_step iq3_s_step(const uint8_t *blk,
+                                                                const iq_codes *c, int p) {
   iq_step st;
-  uint32_t ix[16] __attribute__((aligned(64)));
-  _mm512_store_si512((void *)ix, _mm512_or_si512(lo, hi));
-  st.grid = iq_grid16(nllm_iq3s_grid, ix[0], ix[1], ix[2], ix[3], ix[4], ix[5], ix[6], ix[7], ix[8],
-                      ix[9], ix[10], ix[11], ix[12], ix[13], ix[14], ix[15]);
+  st.grid = iq_codes_points(c, iq3_unpack[p], iq3_shift, iq3s_level);
   st.neg = iq_rd64(blk + 2 + QK_K / 4 + QK_K / 32 + 8 * p);
-  st.odd16 = iq_odd16_2nibbles(blk[2 + QK_K / 4 + QK_K / 32 + QK_K / 8 + p]);
+  st.odd16 = iq_odd_pick(iq_odd_pair[p], c->odd);
   return st;
+}
+
+/* IQ1's points are read in each step */
+static inline __attribute__((always_inline)) iq_codes iq1_prep(const uint8_t *blk) {
+  (void)blk;
+  iq_codes c;
+  memset(&c, 0, sizeof c);
+  return c;
 }
 
 /* IQ1_S: ternary grid points (bytes -1, 0, 1) by an 11-bit index (a qs byte, 3 bits of the
  * chunk's qh word); each value is 8 * point +- 1 (the sign of the chunk's shift), in the step as
  * a signed byte with no separate signs */
-static inline __attribute__((always_inline)) iq_step iq1_s_step(const uint8_t *blk, int p) {
+static inline __attribute__((always_inline)) iq_step iq1_s_step(const uint8_t *blk,
+                                                                const iq_codes *c, int p) {
+  (void)c;
   const __m512i lo = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * p)));
   const uint32_t qh = iq_rd32(blk + 2 + QK_K / 8 + 4 * p);
   const __m512i hi = _mm512_slli_epi64(
@@ -207,7 +368,9 @@ static inline __attribute__((always_inline)) iq_step iq1_s_step(const uint8_t *b
 
 /* IQ1_M: per group 11 index bits (a qs byte, the low 3 bits of a qh nibble) and the sign of its
  * own shift (the nibble's top bit); a 3-bit scale per 16 values, four to a scale word */
-static inline __attribute__((always_inline)) iq_step iq1_m_step(const uint8_t *blk, int p) {
+static inline __attribute__((always_inline)) iq_step iq1_m_step(const uint8_t *blk,
+                                                                const iq_codes *c, int p) {
+  (void)c;
   const __m512i lo = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(blk + 8 * p)));
   const __m512i nib = _mm512_srlv_epi64(_mm512_set1_epi64(iq_rd32(blk + QK_K / 8 + 4 * p)),
                                         _mm512_setr_epi64(0, 4, 8, 12, 16, 20, 24, 28));
@@ -234,21 +397,21 @@ static inline __attribute__((always_inline)) iq_step iq1_m_step(const uint8_t *b
   return st;
 }
 
-typedef iq_step (*iq_step_fn)(const uint8_t *blk, int p);
+typedef iq_codes (*iq_prep_fn)(const uint8_t *blk);
+typedef iq_step (*iq_step_fn)(const uint8_t *blk, const iq_codes *c, int p);
 
-static inline __attribute__((always_inline)) void iq_vec_dot_avx512(int64_t n, float *s,
-                                                                    const void *vx, const void *vy,
-                                                                    size_t block_bytes,
-                                                                    iq_step_fn step,
-                                                                    float group_mul) {
+static inline __attribute__((always_inline)) void iq_vec_dot_avx512(
+    int64_t n, float *s, const void *vx, const void *vy, size_t block_bytes, iq_prep_fn prep,
+    iq_step_fn step, float group_mul) {
   const uint8_t *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
   for (int64_t i = 0; i < n / QK_K; i++) {
     const uint8_t *blk = x + (size_t)i * block_bytes;
     __m512i acc = _mm512_setzero_si512();
+    const iq_codes codes = prep(blk);
     _Pragma("GCC unroll 4") for (int p = 0; p < QK_K / 64; p++) {
-      const iq_step st = step(blk, p);
+      const iq_step st = step(blk, &codes, p);
       const __m512i q8 = _mm512_loadu_si512((const void *)(y[i].qs + 64 * p));
       const __mmask64 neg = _cvtu64_mask64(st.neg) ^ _mm512_movepi8_mask(q8);
       const __m512i w = _mm512_mask_sub_epi8(st.grid, neg, _mm512_setzero_si512(), st.grid);
@@ -270,7 +433,8 @@ static inline __attribute__((always_inline)) void iq_vec_dot_avx512(int64_t n, f
  * reference's chain). s[t * s_stride + r]. */
 static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx512(
     int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride, const void *vy,
-    size_t y_stride, int nt, size_t block_bytes, iq_step_fn step, float group_mul) {
+    size_t y_stride, int nt, size_t block_bytes, iq_prep_fn prep, iq_step_fn step,
+    float group_mul) {
   const uint8_t *x = vx, *yb = vy;
   __m128 sum4 = _mm_setzero_ps();
   __m512 sum16 = _mm512_setzero_ps();
@@ -286,11 +450,14 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx512(
     IQ_UNROLL4
     for (int r = 0; r < 4; r++) IQ_UNROLL4
     for (int t = 0; t < nt; t++) acc[4 * t + r] = _mm512_setzero_si512();
+    iq_codes codes[4];
+    IQ_UNROLL4
+    for (int r = 0; r < 4; r++) codes[r] = prep(blk[r]);
     IQ_UNROLL4
     for (int p = 0; p < QK_K / 64; p++) {
       iq_step st[4];
       IQ_UNROLL4
-      for (int r = 0; r < 4; r++) st[r] = step(blk[r], p);
+      for (int r = 0; r < 4; r++) st[r] = step(blk[r], &codes[r], p);
       IQ_UNROLL4
       for (int t = 0; t < nt; t++) {
         const __m512i q8 = _mm512_loadu_si512((const void *)(y[t]->qs + 64 * p));
@@ -331,58 +498,62 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx512(
 }
 
 static void iq2_xxs_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_xxs), iq2_xxs_step, 0.125f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_xxs), iq2_xxs_prep, iq2_xxs_step, 0.125f);
 }
 static void iq2_xs_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_xs), iq2_xs_step, 0.125f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_xs), iq2_xs_prep, iq2_xs_step, 0.125f);
 }
 static void iq2_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_s), iq2_s_step, 0.125f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_s), iq2_s_prep, iq2_s_step, 0.125f);
 }
 static void iq3_xxs_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq3_xxs), iq3_xxs_step, 0.25f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq3_xxs), iq3_xxs_prep, iq3_xxs_step, 0.25f);
 }
 static void iq3_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_step, 1.0f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_prep, iq3_s_step, 1.0f);
 }
 
-/* Where sgemm on dequantized tiles overtakes the four-by-four rows: below it they win by up to
- * 3x (16 tokens), at 128 tokens sgemm is ~1.2x ahead on one thread (measured on IQ3_S, see
- * docs/performance.md) */
-#define IQ_BLAS_MIN_TOKENS 64
+/* Where sgemm on dequantized tiles overtakes the four-by-four rows. With the code lookups the
+ * IQ2 and IQ3 rows stay ahead at every prompt measured: 110M IQ3_S / IQ2_XXS files, one thread,
+ * pp128 1.4-2.4x, pp256 1.5-1.9x, pp512 1.4-1.7x, two threads pp128 1.3x (docs/performance.md).
+ * IQ1_S and IQ1_M (scalar grid loads) keep the crossover measured before them: up to 3x ahead
+ * at 16 tokens, sgemm ~1.2x ahead at 128. */
+#define IQ_BLAS_MIN_TOKENS NLLM_BLAS_NEVER
+#define IQ1_BLAS_MIN_TOKENS 64
 
 static void iq1_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_s), iq1_s_step, 0.125f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_s), iq1_prep, iq1_s_step, 0.125f);
 }
 
 static void iq1_m_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_m), iq1_m_step, 0.125f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_m), iq1_prep, iq1_m_step, 0.125f);
 }
 
-#define IQ_DOT4X4(name, step, mul)                                                            \
+#define IQ_DOT4X4(name, prep, step, mul)                                                      \
   static void name##_vec_dot4x4_avx512(int64_t n, float *s, size_t s_stride, const void *vx,  \
                                        size_t x_stride, const void *vy, size_t y_stride) {    \
     iq_vec_dot4x4_avx512(n, s, s_stride, vx, x_stride, vy, y_stride, 4, sizeof(block_##name), \
-                         step, mul);                                                          \
+                         prep, step, mul);                                                    \
   }
-IQ_DOT4X4(iq2_xxs, iq2_xxs_step, 0.125f)
-IQ_DOT4X4(iq2_xs, iq2_xs_step, 0.125f)
-IQ_DOT4X4(iq2_s, iq2_s_step, 0.125f)
-IQ_DOT4X4(iq3_xxs, iq3_xxs_step, 0.25f)
-IQ_DOT4X4(iq3_s, iq3_s_step, 1.0f)
-IQ_DOT4X4(iq1_s, iq1_s_step, 0.125f)
-IQ_DOT4X4(iq1_m, iq1_m_step, 0.125f)
+IQ_DOT4X4(iq2_xxs, iq2_xxs_prep, iq2_xxs_step, 0.125f)
+IQ_DOT4X4(iq2_xs, iq2_xs_prep, iq2_xs_step, 0.125f)
+IQ_DOT4X4(iq2_s, iq2_s_prep, iq2_s_step, 0.125f)
+IQ_DOT4X4(iq3_xxs, iq3_xxs_prep, iq3_xxs_step, 0.25f)
+IQ_DOT4X4(iq3_s, iq3_s_prep, iq3_s_step, 1.0f)
+IQ_DOT4X4(iq1_s, iq1_prep, iq1_s_step, 0.125f)
+IQ_DOT4X4(iq1_m, iq1_prep, iq1_m_step, 0.125f)
 #undef IQ_DOT4X4
 
-/* Decode's four rows. Four abreast (one activation load, mask and abs for four rows) is 2-10%
- * faster per block in cache, but on a 5632 x 2048 matvec out of a 192 MiB working set (thread
- * CPU time, one thread, docs/performance.md) the IQ2 and IQ3 rows ran 1.2-2.3x slower that way
- * than row after row, whose one sequential stream the hardware prefetcher follows: those take
- * their rows one after the other. IQ1_S and IQ1_M stayed 10-20% ahead four abreast. */
-#define IQ_DOT4(name, step, mul)                                                            \
-  static void name##_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_stride,  \
-                                     const void *vy) {                                      \
-    iq_vec_dot4x4_avx512(n, s, 4, vx, x_stride, vy, 0, 1, sizeof(block_##name), step, mul); \
+/* Decode's four rows. Four abreast (one activation load, mask and abs for four rows) is faster
+ * per block in cache (with the code lookups 7.5 against 11.3 ns per 256 values), but on a
+ * 5632 x 2048 matvec out of a 192 MiB working set (thread CPU time, one thread,
+ * docs/performance.md) the IQ2 and IQ3 rows ran 1.5-2.4x slower that way than row after row,
+ * whose one sequential stream the hardware prefetcher follows: those take their rows one after
+ * the other. IQ1_S and IQ1_M stayed 10-20% ahead four abreast. */
+#define IQ_DOT4(name, prep, step, mul)                                                            \
+  static void name##_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_stride,        \
+                                     const void *vy) {                                            \
+    iq_vec_dot4x4_avx512(n, s, 4, vx, x_stride, vy, 0, 1, sizeof(block_##name), prep, step, mul); \
   }
 #define IQ_DOT4_ROWS(name)                                                                 \
   static void name##_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_stride, \
@@ -390,8 +561,8 @@ IQ_DOT4X4(iq1_m, iq1_m_step, 0.125f)
     for (int r = 0; r < 4; r++)                                                            \
       name##_vec_dot_avx512(n, s + r, (const uint8_t *)vx + r * x_stride, vy);             \
   }
-IQ_DOT4(iq1_s, iq1_s_step, 0.125f)
-IQ_DOT4(iq1_m, iq1_m_step, 0.125f)
+IQ_DOT4(iq1_s, iq1_prep, iq1_s_step, 0.125f)
+IQ_DOT4(iq1_m, iq1_prep, iq1_m_step, 0.125f)
 IQ_DOT4_ROWS(iq2_xxs)
 IQ_DOT4_ROWS(iq2_xs)
 IQ_DOT4_ROWS(iq2_s)
@@ -430,12 +601,12 @@ static const nllm_qtype_kernels iq_avx512_rows[] = {
      .vec_dot = iq1_s_vec_dot_avx512,
      .vec_dot4 = iq1_s_vec_dot4_avx512,
      .vec_dot4x4 = iq1_s_vec_dot4x4_avx512,
-     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
+     .blas_min_tokens = IQ1_BLAS_MIN_TOKENS},
     {.type = NLLM_TYPE_IQ1_M,
      .vec_dot = iq1_m_vec_dot_avx512,
      .vec_dot4 = iq1_m_vec_dot4_avx512,
      .vec_dot4x4 = iq1_m_vec_dot4x4_avx512,
-     .blas_min_tokens = IQ_BLAS_MIN_TOKENS},
+     .blas_min_tokens = IQ1_BLAS_MIN_TOKENS},
 };
 const nllm_kernel_set nllm_kernels_iq_avx512 = {iq_avx512_rows,
                                                 sizeof iq_avx512_rows / sizeof iq_avx512_rows[0]};

@@ -140,22 +140,30 @@ static inline __attribute__((always_inline)) void k45_block(const uint8_t *scale
   *sumi = k45_levels(qs, qh, y->qs, sc16);
 }
 
+/* A super-block's two exact sums, levels times scales and mins times block sums, out of their
+ * lanes: [sumi, msum, sumi, msum]. */
+static inline __m128i k45_sums(__m256i sumi, __m256i msum) {
+  const __m256i u = _mm256_hadd_epi32(sumi, msum); /* per half: sumi sumi msum msum */
+  const __m128i h = _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
+  return _mm_hadd_epi32(h, h);
+}
+
+/* In the reference's order (see "K-quants, four rows"): per super-block the exact sums, then
+ * sum += dy * (d * sumi - dmin * msum). */
 static inline __attribute__((always_inline)) float k45_dot(int64_t nb, const uint8_t *base,
                                                            size_t stride, size_t off_sc,
                                                            size_t off_qs, long off_qh,
                                                            const block_q8_K *y) {
-  __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+  float sum = 0;
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t *blk = base + (size_t)b * stride;
-    uint16_t d, dmin;
-    memcpy(&d, blk, 2);
-    memcpy(&dmin, blk + 2, 2);
     __m256i sumi, msum;
     k45_block(blk + off_sc, blk + off_qs, off_qh >= 0 ? blk + off_qh : NULL, &y[b], &sumi, &msum);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
-    accm = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(dmin) * y[b].d), _mm256_cvtepi32_ps(msum), accm);
+    const __m128i h = k45_sums(sumi, msum);
+    sum += y[b].d * (f16c_h2f(load_u16(blk)) * (float)_mm_cvtsi128_si32(h) -
+                     f16c_h2f(load_u16(blk + 2)) * (float)_mm_extract_epi32(h, 1));
   }
-  return hsum8(acc) - hsum8(accm);
+  return sum;
 }
 
 static void q4_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
@@ -228,15 +236,22 @@ static inline __attribute__((always_inline)) __m256i q6k_block(const block_q6_K 
   return _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
 }
 
+static inline int32_t hsum_epi32(__m256i v) {
+  __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+  return _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1)));
+}
+
+/* In the reference's order: sum += (d * dy) * isum, super-block after super-block. */
 static void q6_K_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_q6_K *x = vx;
   const block_q8_K *y = vy;
-  __m256 acc = _mm256_setzero_ps();
+  float sum = 0;
   for (int64_t b = 0; b < n / QK_K; b++) {
     const __m256i sumi = q6k_block(&x[b], y[b].qs, _mm256_loadu_si256((const __m256i *)y[b].bsums));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
+    sum += f16c_h2f(x[b].d) * y[b].d * (float)hsum_epi32(sumi);
   }
-  *s = hsum8(acc);
+  *s = sum;
 }
 
 /* ---------------------------------------------------------------- Q2_K / Q3_K
@@ -539,14 +554,53 @@ static void q6_K_to_float_avx2(const void *vx, float *y, int64_t n) {
 
 /* ---------------------------------------------------------------- K-quants, four rows
  * Per 256-value super-block the activation's block sums and scale are loaded once for four
- * rows (its bytes stay memory operands of the products, read from L1 by each row), each row's
- * int32 lanes are added pairwise before the float step so that one multiply-add serves two
- * rows (Q4_K, Q5_K) or four (Q6_K), and the rows are prefetched as one linear stream ahead
+ * rows (its bytes stay memory operands of the products, read from L1 by each row), the four
+ * rows' exact integer sums are reduced together so that each row's float steps, the scalar
+ * reference's in its order (the row-interleaved prompt kernels below give the same sums, so a
+ * prompt's rows equal decode's bit for bit), run in a lane of one vector, and the rows are
+ * prefetched as one linear stream ahead
  * (see nllm_prefetch_span). The products cost per row what they cost in the one-row kernels;
  * the gain is mostly the prefetched stream, so it shows where decode is not yet bound by
  * memory bandwidth (one thread), and not where it already is (docs/performance.md). */
 
 enum { K_Q4_K, K_Q5_K };
+
+/* Four rows' halves at x, x + bx, x + 2 bx, x + 3 bx as floats. */
+static inline __m128 halves4(const uint8_t *x, size_t bx) {
+  const uint64_t h = (uint64_t)load_u16(x) | (uint64_t)load_u16(x + bx) << 16 |
+                     (uint64_t)load_u16(x + 2 * bx) << 32 | (uint64_t)load_u16(x + 3 * bx) << 48;
+  return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
+}
+
+/* u[r] = hadd(sumi, msum) of row r: the four rows' exact sums, sumi in *si, msum in *ms. */
+static inline void k45_sums4(__m256i u0, __m256i u1, __m256i u2, __m256i u3, __m128i *si,
+                             __m128i *ms) {
+  const __m256i a = _mm256_hadd_epi32(u0, u1), b = _mm256_hadd_epi32(u2, u3);
+  /* per half: sumi, msum of rows 0, 1 (of rows 2, 3 in b) */
+  const __m128 a4 =
+      _mm_castsi128_ps(_mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1)));
+  const __m128 b4 =
+      _mm_castsi128_ps(_mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+  *si = _mm_castps_si128(_mm_shuffle_ps(a4, b4, _MM_SHUFFLE(2, 0, 2, 0)));
+  *ms = _mm_castps_si128(_mm_shuffle_ps(a4, b4, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* The reference's float step of a super-block, four rows: acc + dy * (d * sumi - dmin * msum). */
+static inline __m128 k45_step4(__m128 acc, __m128 d, __m128 dmin, float dy, __m128i si,
+                               __m128i ms) {
+  const __m128 f =
+      _mm_sub_ps(_mm_mul_ps(d, _mm_cvtepi32_ps(si)), _mm_mul_ps(dmin, _mm_cvtepi32_ps(ms)));
+  return _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(dy), f));
+}
+
+/* Q6_K's float step of a super-block, four rows (their exact sums spread over the lanes of
+ * s0..s3): the reference's acc + (d * dy) * isum. */
+static inline __m128 q6k_step4(__m128 acc, __m128 d, float dy, __m256i s0, __m256i s1, __m256i s2,
+                               __m256i s3) {
+  const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
+  const __m128i isum = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+  return _mm_add_ps(acc, _mm_mul_ps(_mm_mul_ps(d, _mm_set1_ps(dy)), _mm_cvtepi32_ps(isum)));
+}
 
 /* Q4_K and Q5_K. */
 static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64_t n, float *s,
@@ -557,10 +611,9 @@ static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64
       kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
   const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
   const size_t off_qh = offsetof(block_q5_K, qh);
-  __m256 acc01 = _mm256_setzero_ps(), acc23 = _mm256_setzero_ps();
+  __m128 acc = _mm_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
-    const __m128 dy = _mm_mul_ps(_mm_set1_ps(y[b].d), _mm_setr_ps(1, -1, 1, -1));
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
     __m256i u[4];
 #pragma GCC unroll 4
@@ -570,26 +623,14 @@ static inline __attribute__((always_inline)) void dot4_k45(const int kind, int64
       k45_scales(x + off_sc, bsums, &sc16, &msum);
       const __m256i sumi =
           k45_levels(x + off_qs, kind == K_Q5_K ? x + off_qh : NULL, y[b].qs, sc16);
-      u[r] = _mm256_hadd_epi32(sumi, msum); /* per half: sumi sumi msum msum */
+      u[r] = _mm256_hadd_epi32(sumi, msum);
     }
-    /* per half: sumi, msum of row 0 (row 2), then of row 1 (row 3), against (d, -dmin) of
-     * those rows times y's d: one multiply-add per two rows */
+    __m128i si, ms;
+    k45_sums4(u[0], u[1], u[2], u[3], &si, &ms);
     const uint8_t *x = x0 + (size_t)b * xs;
-    const __m128 s01 = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(
-                                      (long long)((uint64_t)load_u32(x + bx) << 32 | load_u32(x)))),
-                                  dy);
-    const __m128 s23 =
-        _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(
-                       (long long)((uint64_t)load_u32(x + 3 * bx) << 32 | load_u32(x + 2 * bx)))),
-                   dy);
-    acc01 = _mm256_fmadd_ps(_mm256_set_m128(s01, s01),
-                            _mm256_cvtepi32_ps(_mm256_hadd_epi32(u[0], u[1])), acc01);
-    acc23 = _mm256_fmadd_ps(_mm256_set_m128(s23, s23),
-                            _mm256_cvtepi32_ps(_mm256_hadd_epi32(u[2], u[3])), acc23);
+    acc = k45_step4(acc, halves4(x, bx), halves4(x + 2, bx), y[b].d, si, ms);
   }
-  /* lanes (row 0, row 0, row 1, row 1) per half, and the same for rows 2, 3 */
-  const __m256 h = _mm256_hadd_ps(acc01, acc23); /* per half: rows 0, 1, 2, 3 */
-  _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  _mm_storeu_ps(s, acc);
 }
 
 static void q4_K_vec_dot4_avx2(int64_t n, float *s, const void *x, size_t bx, const void *y) {
@@ -605,7 +646,7 @@ static void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, c
   const uint8_t *x0 = vx;
   const block_q8_K *y = vy;
   const size_t xs = sizeof(block_q6_K), off_d = offsetof(block_q6_K, d);
-  __m256 acc = _mm256_setzero_ps();
+  __m128 acc = _mm_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
@@ -613,18 +654,10 @@ static void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, c
 #pragma GCC unroll 1
     for (int r = 0; r < 4; r++)
       si[r] = q6k_block((const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs), y[b].qs, bsums);
-    /* per half: rows 0, 1, 2, 3 (an int32 sum of a row's block stays below 2^29), against the
-     * four rows' d times y's d: one multiply-add per four rows */
-    const uint8_t *x = x0 + (size_t)b * xs + off_d;
-    const uint64_t d4 = (uint64_t)load_u16(x) | (uint64_t)load_u16(x + bx) << 16 |
-                        (uint64_t)load_u16(x + 2 * bx) << 32 | (uint64_t)load_u16(x + 3 * bx) << 48;
-    const __m128 d =
-        _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)d4)), _mm_set1_ps(y[b].d));
-    const __m256i t =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(si[0], si[1]), _mm256_hadd_epi32(si[2], si[3]));
-    acc = _mm256_fmadd_ps(_mm256_set_m128(d, d), _mm256_cvtepi32_ps(t), acc);
+    acc = q6k_step4(acc, halves4(x0 + (size_t)b * xs + off_d, bx), y[b].d, si[0], si[1], si[2],
+                    si[3]);
   }
-  _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
+  _mm_storeu_ps(s, acc);
 }
 
 /* ---------------------------------------------------------------- K-quants, prompt tiles
@@ -650,9 +683,9 @@ static inline __attribute__((always_inline)) void gemm4_k45(const int kind, cons
       kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
   const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
   const __m256i m4 = _mm256_set1_epi8(15);
-  __m256 acc01[NLLM_GEMM_TOK], acc23[NLLM_GEMM_TOK];
+  __m128 acc[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
-  for (int t = 0; t < T; t++) acc01[t] = acc23[t] = _mm256_setzero_ps();
+  for (int t = 0; t < T; t++) acc[t] = _mm_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     __m256i u[4][NLLM_GEMM_TOK];
 #pragma GCC unroll 1
@@ -697,27 +730,17 @@ static inline __attribute__((always_inline)) void gemm4_k45(const int kind, cons
       }
     }
     const uint8_t *x = x0 + (size_t)b * xs;
-    const __m128 h01 = _mm_cvtph_ps(
-        _mm_cvtsi64_si128((long long)((uint64_t)load_u32(x + bx) << 32 | load_u32(x))));
-    const __m128 h23 = _mm_cvtph_ps(_mm_cvtsi64_si128(
-        (long long)((uint64_t)load_u32(x + 3 * bx) << 32 | load_u32(x + 2 * bx))));
+    const __m128 d = halves4(x, bx), dmin = halves4(x + 2, bx);
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
       const block_q8_K *y = (const block_q8_K *)(p0 + (size_t)t * ps) + b;
-      const __m128 dy = _mm_mul_ps(_mm_set1_ps(y->d), _mm_setr_ps(1, -1, 1, -1));
-      const __m128 s01 = _mm_mul_ps(h01, dy), s23 = _mm_mul_ps(h23, dy);
-      acc01[t] = _mm256_fmadd_ps(_mm256_set_m128(s01, s01),
-                                 _mm256_cvtepi32_ps(_mm256_hadd_epi32(u[0][t], u[1][t])), acc01[t]);
-      acc23[t] = _mm256_fmadd_ps(_mm256_set_m128(s23, s23),
-                                 _mm256_cvtepi32_ps(_mm256_hadd_epi32(u[2][t], u[3][t])), acc23[t]);
+      __m128i si, ms;
+      k45_sums4(u[0][t], u[1][t], u[2][t], u[3][t], &si, &ms);
+      acc[t] = k45_step4(acc[t], d, dmin, y->d, si, ms);
     }
   }
 #pragma GCC unroll 4
-  for (int t = 0; t < T; t++) {
-    const __m256 h = _mm256_hadd_ps(acc01[t], acc23[t]);
-    _mm_storeu_ps(s + (size_t)t * ss,
-                  _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-  }
+  for (int t = 0; t < T; t++) _mm_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
 /* Q6_K (q6_K_vec_dot4_avx2's steps, q6k_block's levels). */
@@ -727,9 +750,9 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
                                                              size_t ps) {
   const size_t xs = sizeof(block_q6_K), off_d = offsetof(block_q6_K, d);
   const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
-  __m256 acc[NLLM_GEMM_TOK];
+  __m128 acc[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
-  for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+  for (int t = 0; t < T; t++) acc[t] = _mm_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     __m256i si[4][NLLM_GEMM_TOK];
 #pragma GCC unroll 1
@@ -780,23 +803,15 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
         si[r][t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(off, 5));
       }
     }
-    const uint8_t *x = x0 + (size_t)b * xs + off_d;
-    const uint64_t d4 = (uint64_t)load_u16(x) | (uint64_t)load_u16(x + bx) << 16 |
-                        (uint64_t)load_u16(x + 2 * bx) << 32 | (uint64_t)load_u16(x + 3 * bx) << 48;
-    const __m128 dx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)d4));
+    const __m128 dx = halves4(x0 + (size_t)b * xs + off_d, bx);
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
       const block_q8_K *y = (const block_q8_K *)(p0 + (size_t)t * ps) + b;
-      const __m128 d = _mm_mul_ps(dx, _mm_set1_ps(y->d));
-      const __m256i tt = _mm256_hadd_epi32(_mm256_hadd_epi32(si[0][t], si[1][t]),
-                                           _mm256_hadd_epi32(si[2][t], si[3][t]));
-      acc[t] = _mm256_fmadd_ps(_mm256_set_m128(d, d), _mm256_cvtepi32_ps(tt), acc[t]);
+      acc[t] = q6k_step4(acc[t], dx, y->d, si[0][t], si[1][t], si[2][t], si[3][t]);
     }
   }
 #pragma GCC unroll 4
-  for (int t = 0; t < T; t++)
-    _mm_storeu_ps(s + (size_t)t * ss,
-                  _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1)));
+  for (int t = 0; t < T; t++) _mm_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
 /* IQ4_XS (iq4_xs_vec_dot_avx2's steps; the tier has no four-row kernel). Per super-block the
@@ -870,6 +885,286 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
     for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = hsum8(acc[r][t]);
 }
 
+/* ---------------------------------------------------------------- K-quants, row-interleaved
+ * Eight rows repacked per work item (see nllm_gemm_packed_fn; the 32-value formats' layout in
+ * quant_q32_avx2.c), equal to the scalar reference: per super-block each row's exact integer
+ * sums, then the reference's float step in the row's lane. Per super-block of a group: the
+ * eight rows' d (and dmin) as floats, their scales (and mins) as bytes, then per 32-value
+ * sub-block eight vectors of levels, vector v holding the sub-block's levels 4v..4v+3 of row r
+ * in lane r, unpacked to unsigned bytes (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63 with its -32 taken
+ * off through the block sums). One broadcast of four activation bytes feeds eight rows, and
+ * maddubs' pair sums add up in int16 before the scale's madd: eight vectors for Q4_K
+ * (|pair| <= 2 * 15 * 128), four for Q5_K (2 * 31 * 128), two for Q6_K (2 * 63 * 128). */
+#define KP_D 0     /* the eight rows' d as floats */
+#define KP_DMIN 32 /* Q4_K, Q5_K: their dmin as floats */
+#define KP_SC 64   /* Q4_K, Q5_K: sub-block k's eight scales at 8 k */
+#define KP_MIN 128 /* Q4_K, Q5_K: row r's mins 2j, 2j + 1 at 16 j + 2 r */
+#define KP45_Q 192 /* Q4_K, Q5_K: sub-block k's eight vectors at 256 k */
+#define KP45_BLOCK (KP45_Q + 8 * 256)
+#define KP6_SC 32 /* Q6_K: row r's scales 2j, 2j + 1 (of 16 values each) at 16 j + 2 r */
+#define KP6_Q 160 /* Q6_K: sub-block k's eight vectors at 256 k */
+#define KP6_BLOCK (KP6_Q + 8 * 256)
+_Static_assert(KP45_BLOCK <= NLLM_PACK_BYTES(QK_K) && KP6_BLOCK <= NLLM_PACK_BYTES(QK_K),
+               "a packed super-block fits NLLM_PACK_BYTES of its values");
+/* Per super-block of an activation row: its 256 bytes, its block sums of 16 as they are, the
+ * sums of 32 (int16), its d. */
+#define KPREP_BS16 256
+#define KPREP_BS32 288
+#define KPREP_D 304
+#define KPREP_BLOCK 320
+_Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K), "a prepared super-block fits");
+/* Tokens from which the prompt path repacks (below, the tiles run: the same sums). */
+#define K_PACKED_MIN_TOKENS 12
+
+static void k_packed_prep_avx2(int64_t n, const void *vy, void *vp) {
+  const block_q8_K *y = vy;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, out += KPREP_BLOCK) {
+    memcpy(out, y[b].qs, QK_K);
+    memcpy(out + KPREP_BS16, y[b].bsums, sizeof y[b].bsums);
+    int16_t bs32[8];
+    for (int k = 0; k < 8; k++) bs32[k] = (int16_t)(y[b].bsums[2 * k] + y[b].bsums[2 * k + 1]);
+    memcpy(out + KPREP_BS32, bs32, sizeof bs32);
+    memcpy(out + KPREP_D, &y[b].d, sizeof(float));
+  }
+}
+
+static inline __attribute__((always_inline)) void pack8_k45(const int kind, int64_t n,
+                                                            const void *vx, size_t bx, void *vp) {
+  const uint8_t *x0 = vx;
+  uint8_t *out = vp;
+  const size_t xs = kind == K_Q5_K ? sizeof(block_q5_K) : sizeof(block_q4_K);
+  const size_t off_sc =
+      kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
+  const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+  const size_t off_qh = offsetof(block_q5_K, qh);
+  const __m256i m4 = _mm256_set1_epi8(15);
+  for (int64_t b = 0; b < n / QK_K; b++, out += KP45_BLOCK) {
+    uint16_t d[8], dmin[8];
+    for (int r = 0; r < 8; r++) {
+      const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+      d[r] = load_u16(x);
+      dmin[r] = load_u16(x + 2);
+      __m128i sc8, mn8;
+      k4_unpack(x + off_sc, &sc8, &mn8);
+      uint8_t sc[16], mn[16];
+      _mm_storeu_si128((__m128i *)sc, sc8);
+      _mm_storeu_si128((__m128i *)mn, mn8);
+      for (int k = 0; k < 8; k++) {
+        out[KP_SC + 8 * k + r] = sc[k];
+        out[KP_MIN + 16 * (k / 2) + 2 * r + k % 2] = mn[k];
+      }
+    }
+    _mm256_storeu_ps((float *)(out + KP_D), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+    _mm256_storeu_ps((float *)(out + KP_DMIN),
+                     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dmin)));
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+      __m256i v[8];
+      for (int r = 0; r < 8; r++) {
+        const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x + off_qs + 32 * (k / 2)));
+        v[r] = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
+        if (kind == K_Q5_K)
+          v[r] =
+              _mm256_or_si256(v[r], k5_bit4(_mm256_loadu_si256((const __m256i *)(x + off_qh)), k));
+      }
+      transpose8x8_epi32(v);
+      for (int j = 0; j < 8; j++)
+        _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * k + 32 * j), v[j]);
+    }
+  }
+}
+
+static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+  const uint8_t *x0 = vx;
+  uint8_t *out = vp;
+  const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+  for (int64_t b = 0; b < n / QK_K; b++, out += KP6_BLOCK) {
+    uint16_t d[8];
+    for (int r = 0; r < 8; r++) {
+      const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx) + b;
+      d[r] = x->d;
+      for (int g = 0; g < 16; g++)
+        out[KP6_SC + 16 * (g / 2) + 2 * r + g % 2] = (uint8_t)x->scales[g];
+    }
+    _mm256_storeu_ps((float *)(out + KP_D), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+    /* sub-block k = 4 c + g: q6k_block's group g of half c */
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+      const int c = k / 4, g = k % 4;
+      __m256i v[8];
+      for (int r = 0; r < 8; r++) {
+        const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx) + b;
+        const __m256i l = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c + 32 * (g % 2)));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
+        const __m256i lv = g < 2 ? l : _mm256_srli_epi16(l, 4);
+        const __m256i hv = g == 0   ? _mm256_slli_epi16(qh, 4)
+                           : g == 1 ? _mm256_slli_epi16(qh, 2)
+                           : g == 2 ? qh
+                                    : _mm256_srli_epi16(qh, 2);
+        v[r] = _mm256_or_si256(_mm256_and_si256(lv, m4), _mm256_and_si256(hv, m30));
+      }
+      transpose8x8_epi32(v);
+      for (int j = 0; j < 8; j++)
+        _mm256_storeu_si256((__m256i *)(out + KP6_Q + 256 * k + 32 * j), v[j]);
+    }
+  }
+}
+
+/* Token t's four activation bytes at offset o of its prepared super-block, in every lane. */
+static inline __m256i y4(const uint8_t *yb, size_t ps, int t, size_t o) {
+  return _mm256_set1_epi32((int)load_u32(yb + (size_t)t * ps + o));
+}
+
+static inline __attribute__((always_inline)) void gemm_packed_k45(const int kind, const int T,
+                                                                  int64_t n, float *s, size_t ss,
+                                                                  const uint8_t *pk,
+                                                                  const uint8_t *p0, size_t ps) {
+  const int group = kind == K_Q5_K ? 4 : 8;
+  __m256 acc[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const uint8_t *xb = pk + (size_t)b * KP45_BLOCK, *yb = p0 + (size_t)b * KPREP_BLOCK;
+    __m256i sum[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+    for (int k = 0; k < 8; k++) {
+      /* lane r: row r's scale of the sub-block in both of its int16 */
+      const __m256i sc32 =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(xb + KP_SC + 8 * k)));
+      const __m256i sc = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
+      const uint8_t *xk = xb + KP45_Q + 256 * k;
+#pragma GCC unroll 2
+      for (int v0 = 0; v0 < 8; v0 += group) {
+        __m256i s16[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) s16[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int v = v0; v < v0 + group; v++) {
+          const __m256i xv = _mm256_loadu_si256((const __m256i *)(xk + 32 * v));
+#pragma GCC unroll 4
+          for (int t = 0; t < T; t++) {
+            s16[t] = _mm256_add_epi16(
+                s16[t], _mm256_maddubs_epi16(xv, y4(yb, ps, t, 32 * (size_t)k + 4 * v)));
+            /* one register added to in turn (gcc otherwise sums the products as a tree) */
+            __asm__("" : "+x"(s16[t]));
+          }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+          sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(s16[t], sc));
+      }
+    }
+    const __m256 d = _mm256_loadu_ps((const float *)(xb + KP_D));
+    const __m256 dmin = _mm256_loadu_ps((const float *)(xb + KP_DMIN));
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      __m256i msum = _mm256_setzero_si256();
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++)
+        msum = _mm256_add_epi32(
+            msum, _mm256_madd_epi16(_mm256_cvtepu8_epi16(
+                                        _mm_loadu_si128((const __m128i *)(xb + KP_MIN + 16 * j))),
+                                    y4(yb, ps, t, KPREP_BS32 + 4 * (size_t)j)));
+      float dy;
+      memcpy(&dy, yb + (size_t)t * ps + KPREP_D, sizeof dy);
+      const __m256 f = _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(sum[t])),
+                                     _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(msum)));
+      acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_set1_ps(dy), f));
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < T; t++) _mm256_storeu_ps(s + (size_t)t * ss, acc[t]);
+}
+
+static inline __attribute__((always_inline)) void gemm_packed_q6_K(const int T, int64_t n, float *s,
+                                                                   size_t ss, const uint8_t *pk,
+                                                                   const uint8_t *p0, size_t ps) {
+  /* from row r's scales (2k, 2k + 1) as int16: either one in both int16 of the lane */
+  const __m256i dup0 = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0,
+                                        1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
+  const __m256i dup1 = _mm256_add_epi8(dup0, _mm256_set1_epi8(2));
+  __m256 acc[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const uint8_t *xb = pk + (size_t)b * KP6_BLOCK, *yb = p0 + (size_t)b * KPREP_BLOCK;
+    __m256i sum[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+    for (int k = 0; k < 8; k++) {
+      const __m256i sp =
+          _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * k)));
+      const uint8_t *xk = xb + KP6_Q + 256 * k;
+#pragma GCC unroll 4
+      for (int v0 = 0; v0 < 8; v0 += 2) {
+        /* vectors 0..3 hold the first 16 values (scale 2k), 4..7 the next 16 (2k + 1) */
+        const __m256i sc = _mm256_shuffle_epi8(sp, v0 < 4 ? dup0 : dup1);
+        const __m256i xa = _mm256_loadu_si256((const __m256i *)(xk + 32 * v0));
+        const __m256i xc = _mm256_loadu_si256((const __m256i *)(xk + 32 * v0 + 32));
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+          __m256i s16 = _mm256_maddubs_epi16(xa, y4(yb, ps, t, 32 * (size_t)k + 4 * v0));
+          s16 = _mm256_add_epi16(
+              s16, _mm256_maddubs_epi16(xc, y4(yb, ps, t, 32 * (size_t)k + 4 * v0 + 4)));
+          sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(s16, sc));
+          __asm__("" : "+x"(sum[t]));
+        }
+      }
+    }
+    const __m256 d = _mm256_loadu_ps((const float *)(xb + KP_D));
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      /* the levels' -32: 32 * sum over the 16-value groups of scale * block sum */
+      __m256i off = _mm256_setzero_si256();
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; j++)
+        off = _mm256_add_epi32(
+            off, _mm256_madd_epi16(
+                     _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * j))),
+                     y4(yb, ps, t, KPREP_BS16 + 4 * (size_t)j)));
+      const __m256i isum = _mm256_sub_epi32(sum[t], _mm256_slli_epi32(off, 5));
+      float dy;
+      memcpy(&dy, yb + (size_t)t * ps + KPREP_D, sizeof dy);
+      acc[t] = _mm256_add_ps(
+          acc[t], _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(isum)));
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < T; t++) _mm256_storeu_ps(s + (size_t)t * ss, acc[t]);
+}
+
+static void q4_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
+  pack8_k45(K_Q4_K, n, x, bx, p);
+}
+static void q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
+  pack8_k45(K_Q5_K, n, x, bx, p);
+}
+/* The token count as a constant (see NLLM_GEMM4_BY_TOKENS). */
+#define K_PACKED_BY_TOKENS(name, call)                                                       \
+  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
+                   int n_tok) {                                                              \
+    switch (n_tok) {                                                                         \
+      case 1: call(1); break;                                                                \
+      case 2: call(2); break;                                                                \
+      case 3: call(3); break;                                                                \
+      default: call(4); break;                                                               \
+    }                                                                                        \
+  }
+#define Q4_K_PACKED(T) gemm_packed_k45(K_Q4_K, T, n, s, ss, pk, p, ps)
+#define Q5_K_PACKED(T) gemm_packed_k45(K_Q5_K, T, n, s, ss, pk, p, ps)
+#define Q6_K_PACKED(T) gemm_packed_q6_K(T, n, s, ss, pk, p, ps)
+K_PACKED_BY_TOKENS(q4_K_gemm_packed_avx2, Q4_K_PACKED)
+K_PACKED_BY_TOKENS(q5_K_gemm_packed_avx2, Q5_K_PACKED)
+K_PACKED_BY_TOKENS(q6_K_gemm_packed_avx2, Q6_K_PACKED)
+#define K_PACKED_ROW(fmt)                                               \
+  .pack_rows = fmt##_pack_rows_avx2, .packed_prep = k_packed_prep_avx2, \
+  .gemm_packed = fmt##_gemm_packed_avx2, .packed_min_tokens = K_PACKED_MIN_TOKENS
+
 #define Q4_K_GEMM(T, ...) gemm4_k45(K_Q4_K, T, __VA_ARGS__)
 #define Q5_K_GEMM(T, ...) gemm4_k45(K_Q5_K, T, __VA_ARGS__)
 #define Q6_K_GEMM(T, ...) gemm4_q6_K(T, __VA_ARGS__)
@@ -882,8 +1177,9 @@ NLLM_GEMM4_BY_TOKENS(iq4_xs_gemm4_avx2, IQ4_XS_GEMM)
 /* The AVX2 tier's rows of the 256-value formats. Crossovers: where dequantize + sgemm overtakes the
  * integer kernels (measured, see docs/performance.md "BLAS crossovers"). Q2_K's kernels stay ahead
  * at every batch measured, and with the prompt tiles so do Q4_K, Q5_K and Q6_K (level with
- * sgemm on one thread at 512 tokens, ahead on two, where sgemm calls take turns). IQ4_XS's
- * tiles gain little on its one-row kernel and sgemm stays ahead of them from 96 tokens. */
+ * sgemm on one thread at 512 tokens, ahead on two, where sgemm calls take turns), which take
+ * the row-interleaved kernels from K_PACKED_MIN_TOKENS on. IQ4_XS's tiles gain little on its
+ * one-row kernel and sgemm stays ahead of them from 96 tokens. */
 static const nllm_qtype_kernels k_rows[] = {
     {.type = NLLM_TYPE_Q2_K, .vec_dot = q2_K_vec_dot_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K,
@@ -896,21 +1192,24 @@ static const nllm_qtype_kernels k_rows[] = {
      .vec_dot4 = q4_K_vec_dot4_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_K_prep_avx2,
-     .gemm4 = q4_K_gemm4_avx2},
+     .gemm4 = q4_K_gemm4_avx2,
+     K_PACKED_ROW(q4_K)},
     {.type = NLLM_TYPE_Q5_K,
      .to_float = q5_K_to_float_avx2,
      .vec_dot = q5_K_vec_dot_avx2,
      .vec_dot4 = q5_K_vec_dot4_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_K_prep_avx2,
-     .gemm4 = q5_K_gemm4_avx2},
+     .gemm4 = q5_K_gemm4_avx2,
+     K_PACKED_ROW(q5_K)},
     {.type = NLLM_TYPE_Q6_K,
      .to_float = q6_K_to_float_avx2,
      .vec_dot = q6_K_vec_dot_avx2,
      .vec_dot4 = q6_K_vec_dot4_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_K_prep_avx2,
-     .gemm4 = q6_K_gemm4_avx2},
+     .gemm4 = q6_K_gemm4_avx2,
+     K_PACKED_ROW(q6_K)},
     {.type = NLLM_TYPE_Q8_K, .from_float = q8_K_from_float_avx2},
     {.type = NLLM_TYPE_IQ4_XS,
      .vec_dot = iq4_xs_vec_dot_avx2,

@@ -2,6 +2,7 @@
 // servers started on free ports with the bundled model. Prints a Check-style summary line
 // ("100%: Checks: N, Failures: F, Errors: 0") that tests/run_tests.sh counts.
 import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import OpenAI from 'openai';
 
@@ -444,6 +445,33 @@ test('a client that disconnects frees its slot at once', async () => {
   eq((await stopServer(srv)).code, 0);
 });
 
+test('a stream\'s connection thread runs as SCHED_BATCH (never preempts the decoding thread on wake-up)', async () => {
+  const r = await fetch(`${main.url}/v1/completions`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ prompt: 'Once', max_tokens: 400, stream: true, ignore_eos: true }),
+  });
+  const rd = r.body.getReader();
+  await rd.read();
+  // /proc/PID/task/TID/sched: "policy : 3" is SCHED_BATCH, 0 SCHED_OTHER
+  const policies = {};
+  const dir = `/proc/${main.proc.pid}/task`;
+  for (const tid of readdirSync(dir)) {
+    let comm, sched;
+    try {
+      comm = readFileSync(`${dir}/${tid}/comm`, 'utf8').trim();
+      sched = readFileSync(`${dir}/${tid}/sched`, 'utf8');
+    } catch {
+      continue; /* a thread that ended meanwhile */
+    }
+    const m = sched.match(/^policy\s*:\s*(\d+)/m);
+    (policies[comm] ||= []).push(m ? Number(m[1]) : -1);
+  }
+  await rd.cancel();
+  assert(policies['MHD-connection'] && policies['MHD-connection'].includes(3),
+    `a connection thread is SCHED_BATCH: ${JSON.stringify(policies)}`);
+  eq(Math.max(...policies.nllm), 0, 'the decoding thread stays SCHED_OTHER');
+});
+
 test('overload gives 429 with Retry-After', async () => {
   // The two held streams must outlive the checks on a busy host: a 16k context lets them run
   // for seconds (they are aborted at the end) instead of ending at the model's 512 positions.
@@ -659,6 +687,19 @@ test('metrics: gauges, counters and histograms', async () => {
   assert(/nllm_time_to_first_token_seconds_bucket\{le="\+Inf"\} \d+/.test(txt), 'ttft');
   assert(/nllm_time_per_output_token_seconds_count \d+/.test(txt), 'tpot');
   assert(/# TYPE nllm_requests_running gauge/.test(txt), 'types');
+  // the scheduler's own time: one decode step per generated token after the prompt's (which
+  // samples the first), wall time in and between steps
+  const before = await metrics(main);
+  const r = await post(main, '/v1/completions', { prompt: 'Once', max_tokens: 20,
+    temperature: 0, ignore_eos: true });
+  eq(r.json.usage.completion_tokens, 20, 'tokens');
+  const after = await metrics(main);
+  eq(after.get('decode_steps_total') - before.get('decode_steps_total'), 20, 'one step a token');
+  assert(after.get('decode_step_seconds_total') > before.get('decode_step_seconds_total'),
+    'step time counted');
+  const gap = after.get('decode_gap_seconds_total') - before.get('decode_gap_seconds_total');
+  assert(gap >= 0 && gap < 10, `gap time counted (${gap} s)`);
+  assert(/# TYPE nllm_decode_gap_seconds_total counter/.test(after.txt), 'gap type');
 });
 
 test('curl: streamed chat ends with data: [DONE]; plain completion', async () => {

@@ -175,6 +175,7 @@ int srv_api_prepare(const srv_api *a, const srv_request *r, srv_job **out, srv_r
   }
   srv_job *j = srv_job_new();
   if (!j) goto oom;
+  j->wake_each = r->stream;
   for (int k = 0; k < cfg->n_lora; k++) j->lora_scale[k] = cfg->lora_scale[k];
   for (int k = 0; k < r->n_lora; k++) j->lora_scale[r->lora_id[k]] = (float)r->lora_scale[k];
   j->constraint = constraint;

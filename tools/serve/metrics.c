@@ -93,6 +93,15 @@ char *srv_metrics_text(const srv_stats *st, int ready) {
       (unsigned long long)st->requests_failed);
   add(&b, "nllm_requests_total{outcome=\"rejected\"} %llu\n",
       (unsigned long long)st->requests_rejected);
+  metric(&b, "decode_steps_total", "counter",
+         "decode steps run (one batch of every running request's next token or prompt chunk)",
+         (double)st->steps);
+  metric(&b, "decode_step_seconds_total", "counter",
+         "time the scheduler spent in decode steps: evaluation, sampling and text", st->step_s);
+  metric(&b, "decode_gap_seconds_total", "counter",
+         "time between the end of a decode step and the start of the next when no wait for "
+         "requests came between: publishing, waking readers, admitting requests",
+         st->gap_s);
   hist(&b, "time_to_first_token_seconds", "time from arrival to the first generated token",
        &st->ttft);
   hist(&b, "time_per_output_token_seconds", "mean time between generated tokens of a request",

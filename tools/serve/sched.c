@@ -11,6 +11,7 @@
  * prefix from any other slot's cache, running or idle: nllm_seq_copy shares the cells, nothing
  * is recomputed or copied. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,10 @@ struct srv_sched {
   int n_running;
   int kv_cells; /* pool occupancy after the last step (under mu) */
   int stop;
+  /* set under mu by whatever the scheduler must look at before its next step (a submitted,
+   * cancelled or stopping job): without it, a step that ended no request goes straight on to
+   * the next without taking mu again */
+  atomic_int news;
   pthread_t thread;
   int started;
   srv_stats st;
@@ -79,7 +84,11 @@ double srv_now(void) {
 srv_job *srv_job_new(void) {
   srv_job *j = calloc(1, sizeof *j);
   if (!j) return NULL;
-  pthread_cond_init(&j->cond, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&j->cond, &ca);
+  pthread_condattr_destroy(&ca);
   j->refs = 1;
   j->max_tokens = -1;
   nllm_sampler_params_init(&j->sp);
@@ -123,6 +132,7 @@ int srv_sched_submit(srv_sched *s, srv_job *job) {
   job->refs++;
   job->t_submit = srv_now();
   s->queue[(s->q_head + s->q_len++) % s->q_cap] = job;
+  atomic_store(&s->news, 1);
   pthread_cond_signal(&s->work);
   pthread_mutex_unlock(&s->mu);
   return 0;
@@ -133,21 +143,35 @@ void srv_job_release(srv_sched *s, srv_job *job) {
   pthread_mutex_lock(&s->mu);
   if (!job->done) {
     job->cancelled = 1;
+    atomic_store(&s->news, 1);
     pthread_cond_signal(&s->work); /* the scheduler frees its slot before the next step */
   }
   job_unref(job);
   pthread_mutex_unlock(&s->mu);
 }
 
+void srv_deadline(struct timespec *until, int ms) {
+  clock_gettime(CLOCK_MONOTONIC, until);
+  until->tv_nsec += (long)ms * 1000000L;
+  until->tv_sec += until->tv_nsec / 1000000000L;
+  until->tv_nsec %= 1000000000L;
+}
+
+int srv_job_wait_locked(srv_sched *s, srv_job *job, const struct timespec *until) {
+  /* a time already past returns without the system call a timed wait would make */
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  if (now.tv_sec > until->tv_sec || (now.tv_sec == until->tv_sec && now.tv_nsec >= until->tv_nsec))
+    return 1;
+  return pthread_cond_timedwait(&job->cond, &s->mu, until) != 0;
+}
+
 void srv_job_wait(srv_sched *s, srv_job *job, size_t seen_len, int seen_done, int timeout_ms) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_nsec += (long)timeout_ms * 1000000L;
-  ts.tv_sec += ts.tv_nsec / 1000000000L;
-  ts.tv_nsec %= 1000000000L;
+  srv_deadline(&ts, timeout_ms);
   pthread_mutex_lock(&s->mu);
   while (job->out_len == seen_len && job->done == seen_done)
-    if (pthread_cond_timedwait(&job->cond, &s->mu, &ts)) break;
+    if (srv_job_wait_locked(s, job, &ts)) break;
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -515,7 +539,7 @@ static void publish(slot *sl, int final) {
   sl->n_lps = final ? 0 : keep;
   if ((j->n_seg ? j->seg_out[j->n_seg - 1] : 0) == j->out_len &&
       (j->n_seg ? j->seg_lps[j->n_seg - 1] : 0) == j->n_lps)
-    goto out; /* nothing released this step */
+    return; /* nothing released this step */
   if (j->n_seg == j->cap_seg) {
     int cap = j->cap_seg ? j->cap_seg * 2 : 64;
     size_t *so = realloc(j->seg_out, (size_t)cap * sizeof *so);
@@ -524,22 +548,94 @@ static void publish(slot *sl, int final) {
     if (sl2) j->seg_lps = sl2;
     if (!so || !sl2) {
       j->finish = SRV_FINISH_ERROR;
-      goto out;
+      return;
     }
     j->cap_seg = cap;
   }
   j->seg_out[j->n_seg] = j->out_len;
   j->seg_lps[j->n_seg++] = j->n_lps;
-out:
-  sl->wake = 1;
+  /* a stream's reader sends each token as it comes; a whole reply's reader only needs the end,
+   * which slot_end signals */
+  sl->wake = j->wake_each;
+}
+
+/* One decode step of the active slots, from their prompt chunks or pending tokens to the text
+ * and wake-ups of their readers. Called and returns without mu; 1 when a request ended. */
+static int sched_step(srv_sched *s, slot **act, int n, int *ended, double *t_end) {
+  double t0 = srv_now();
+  for (int i = 0; i < n; i++) {
+    slot *sl = act[i];
+    srv_job *j = sl->job;
+    if (sl->n_done_prompt < j->n_prompt) {
+      int left = j->n_prompt - sl->n_done_prompt;
+      sl->step_tok = j->prompt + sl->n_done_prompt;
+      sl->step_n = left < s->p.n_batch ? left : s->p.n_batch;
+    } else {
+      sl->step_tok = &sl->pending;
+      sl->step_n = 1;
+    }
+  }
+  engine_step(s, act, n);
+  int any_ended = 0;
+  for (int i = 0; i < n; i++) {
+    slot *sl = act[i];
+    srv_job *j = sl->job;
+    ended[i] = 0;
+    if (sl->step_status) {
+      snprintf(j->error, sizeof j->error, "decode: %s (%s)", nllm_last_error(),
+               nllm_status_name(sl->step_status));
+      j->finish = SRV_FINISH_ERROR;
+      ended[i] = any_ended = 1;
+      continue;
+    }
+    memcpy(sl->cache + sl->n_cache, sl->step_tok, (size_t)sl->step_n * sizeof(nllm_token));
+    int was_prompt = sl->n_done_prompt < j->n_prompt;
+    if (was_prompt) sl->n_done_prompt += sl->step_n;
+    sl->n_cache += sl->step_n;
+    if (was_prompt && sl->n_done_prompt < j->n_prompt) continue;
+    ended[i] = slot_sample(s, sl);
+    any_ended |= ended[i];
+  }
+
+  int32_t cells = 0;
+  nllm_context_kv_cells(s->shared, &cells, NULL);
+  double t1 = srv_now();
+  pthread_mutex_lock(&s->mu);
+  s->st.steps++;
+  s->st.step_s += t1 - t0;
+  if (*t_end > 0) s->st.gap_s += t0 - *t_end;
+  *t_end = t1;
+  s->kv_cells = cells;
+  for (int i = 0; i < n; i++) {
+    slot *sl = act[i];
+    sl->n_cache_shown = sl->n_cache;
+    if (sl->step_first) srv_hist_observe(&s->st.ttft, sl->job->t_first - sl->job->t_submit);
+    s->st.gen_tokens += (uint64_t)sl->step_gen;
+    sl->step_first = sl->step_gen = 0;
+    if (sl->n_done_prompt < sl->job->n_prompt && !ended[i]) continue;
+    publish(sl, ended[i]);
+    if (ended[i]) slot_end(s, sl);
+  }
+  /* The readers of the step's text, woken once mu is free (woken under it, each would wake
+   * only to wait for it). A job still running is held by its slot until this thread ends it,
+   * so none of these is freed meanwhile; an ended one was woken by slot_end. */
+  pthread_mutex_unlock(&s->mu);
+  for (int i = 0; i < n; i++)
+    if (act[i]->wake) {
+      act[i]->wake = 0;
+      pthread_cond_broadcast(&act[i]->job->cond);
+    }
+  return any_ended;
 }
 
 static void *sched_main(void *arg) {
   srv_sched *s = arg;
   slot **act = calloc((size_t)s->p.n_slots, sizeof *act);
   int *ended = calloc((size_t)s->p.n_slots, sizeof *ended);
+  double t_end = 0; /* when the last step ended; 0 after waiting for work */
   pthread_mutex_lock(&s->mu);
   while (act && ended) {
+    atomic_store(&s->news, 0); /* all that was flagged so far is seen below, under mu */
     for (int i = 0; i < s->p.n_slots; i++) {
       slot *sl = &s->slots[i];
       if (sl->job && (sl->job->cancelled || s->stop)) {
@@ -574,66 +670,15 @@ static void *sched_main(void *arg) {
     for (int i = 0; i < s->p.n_slots; i++)
       if (s->slots[i].job) act[n++] = &s->slots[i];
     if (!n) {
+      t_end = 0;
       pthread_cond_wait(&s->work, &s->mu);
       continue;
     }
     pthread_mutex_unlock(&s->mu);
-
-    for (int i = 0; i < n; i++) {
-      slot *sl = act[i];
-      srv_job *j = sl->job;
-      if (sl->n_done_prompt < j->n_prompt) {
-        int left = j->n_prompt - sl->n_done_prompt;
-        sl->step_tok = j->prompt + sl->n_done_prompt;
-        sl->step_n = left < s->p.n_batch ? left : s->p.n_batch;
-      } else {
-        sl->step_tok = &sl->pending;
-        sl->step_n = 1;
-      }
+    /* The same slots step again until one ends or news comes: a stream's token then costs
+     * this thread one lock, not two (the reader woken by the last step is taking it). */
+    while (!sched_step(s, act, n, ended, &t_end) && !atomic_load(&s->news)) {
     }
-    engine_step(s, act, n);
-    for (int i = 0; i < n; i++) {
-      slot *sl = act[i];
-      srv_job *j = sl->job;
-      ended[i] = 0;
-      if (sl->step_status) {
-        snprintf(j->error, sizeof j->error, "decode: %s (%s)", nllm_last_error(),
-                 nllm_status_name(sl->step_status));
-        j->finish = SRV_FINISH_ERROR;
-        ended[i] = 1;
-        continue;
-      }
-      memcpy(sl->cache + sl->n_cache, sl->step_tok, (size_t)sl->step_n * sizeof(nllm_token));
-      int was_prompt = sl->n_done_prompt < j->n_prompt;
-      if (was_prompt) sl->n_done_prompt += sl->step_n;
-      sl->n_cache += sl->step_n;
-      if (was_prompt && sl->n_done_prompt < j->n_prompt) continue;
-      ended[i] = slot_sample(s, sl);
-    }
-
-    int32_t cells = 0;
-    nllm_context_kv_cells(s->shared, &cells, NULL);
-    pthread_mutex_lock(&s->mu);
-    s->kv_cells = cells;
-    for (int i = 0; i < n; i++) {
-      slot *sl = act[i];
-      sl->n_cache_shown = sl->n_cache;
-      if (sl->step_first) srv_hist_observe(&s->st.ttft, sl->job->t_first - sl->job->t_submit);
-      s->st.gen_tokens += (uint64_t)sl->step_gen;
-      sl->step_first = sl->step_gen = 0;
-      if (sl->n_done_prompt < sl->job->n_prompt && !ended[i]) continue;
-      publish(sl, ended[i]);
-      if (ended[i]) slot_end(s, sl);
-    }
-    /* The readers of the step's text, woken once mu is free (woken under it, each would wake
-     * only to wait for it). A job still running is held by its slot until this thread ends
-     * it, so none of these is freed meanwhile; an ended one was woken by slot_end. */
-    pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < n; i++)
-      if (act[i]->wake) {
-        act[i]->wake = 0;
-        pthread_cond_broadcast(&act[i]->job->cond);
-      }
     pthread_mutex_lock(&s->mu);
   }
   /* Jobs still waiting end as failed: the server stops. */
@@ -728,6 +773,7 @@ void srv_sched_shutdown(srv_sched *s) {
   if (!s || !s->started) return;
   pthread_mutex_lock(&s->mu);
   s->stop = 1;
+  atomic_store(&s->news, 1);
   pthread_cond_signal(&s->work);
   pthread_mutex_unlock(&s->mu);
   pthread_join(s->thread, NULL);

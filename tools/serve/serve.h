@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "nativellm.h"
 
@@ -166,6 +167,7 @@ typedef struct srv_job {
   const char *response_format_json; /* grammar hook: owned by the request */
   char *constraint;   /* owned grammar or JSON Schema text that sp.grammar / sp.json_schema use */
   int render_special; /* control tokens go into the text (Mistral's [TOOL_CALLS]) */
+  int wake_each;      /* a stream: its reader is woken at every released token, not at the end */
   float lora_scale[SRV_MAX_LORA]; /* the scale of each loaded adapter (0: off) */
   /* shared */
   char *out; /* released text (clean UTF-8) */
@@ -213,6 +215,11 @@ int srv_sched_submit(srv_sched *s, srv_job *job);
 void srv_job_release(srv_sched *s, srv_job *job);
 /* Wait until the job has output past out_len/n_lps/done changes or timeout_ms passes. */
 void srv_job_wait(srv_sched *s, srv_job *job, size_t seen_len, int seen_done, int timeout_ms);
+/* With the scheduler's lock held (srv_sched_lock): wait on the job until woken or until the
+ * CLOCK_MONOTONIC time until; 1 when that time has passed. */
+int srv_job_wait_locked(srv_sched *s, srv_job *job, const struct timespec *until);
+/* until = now + ms on CLOCK_MONOTONIC, the clock the waits above use */
+void srv_deadline(struct timespec *until, int ms);
 void srv_sched_lock(srv_sched *s);
 void srv_sched_unlock(srv_sched *s);
 /* Requests running and waiting now. */
@@ -235,6 +242,11 @@ typedef struct srv_stats {
   int64_t kv_used, kv_total; /* tokens held by running requests / capacity of all slots */
   int64_t kv_cells;          /* pool cells holding data, idle slots' cached prefixes included */
   srv_hist ttft, tpot, e2e;
+  /* the scheduler thread's time: in decode steps (evaluation and sampling), and between two
+   * steps that follow one another without waiting for work (publishing text, waking readers,
+   * admitting requests: what the server adds to a token beyond the engine) */
+  uint64_t steps;
+  double step_s, gap_s;
 } srv_stats;
 
 /* A consistent copy of the scheduler's counters. */
