@@ -1390,9 +1390,9 @@ void nllm_avx512_init(void) {
  * Crossovers: past blas_min_tokens this tier multiplies dequantized chunks with its own f32
  * GEMM (matmul.c; 150-170 GFLOP/s on one thread from 128 tokens, where sgemm ran at ~90 and
  * took turns between threads). Measured against each format's tiles (2048 x 2048, one thread,
- * docs/performance.md "BLAS crossovers"): it wins from 128 tokens for Q4_1, Q5_1, Q5_K and
- * Q6_K, from 256 for Q4_K and at 512 for Q3_K; the tiles of Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS
- * and Q2_K stay ahead at every count (never).
+ * docs/performance.md "BLAS crossovers"): it wins from 128 tokens for Q4_1 and Q5_1 (four-row
+ * kernels only) and at 512 for Q3_K; the tiles of Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS, Q2_K and
+ * the row-at-a-time K tiles (Q4_K, Q5_K, Q6_K) stay ahead at every count (never).
  * Tile crossovers (gemm_min_tokens): every format's tiles here serve batches from 2 tokens.
  * On weights read from DRAM (a decode step of a few sequences) tiles without the four-row
  * kernels' linear prefetch lost to them below 20-32 tokens (Q6_K at 4 tokens: 1.87 against
@@ -1433,17 +1433,17 @@ static const nllm_qtype_kernels avx512_rows[] = {
     {.type = NLLM_TYPE_Q4_K,
      .vec_dot4 = q4_K_vec_dot4_avx512,
      .vec_dot4x4 = q4_K_vec_dot4x4_avx512,
-     .blas_min_tokens = 256,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = k45_prep_avx512,
      .gemm4 = q4_K_gemm4_avx512},
     {.type = NLLM_TYPE_Q5_K,
      .vec_dot4 = q5_K_vec_dot4_avx512,
-     .blas_min_tokens = 128,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = k45_prep_avx512,
      .gemm4 = q5_K_gemm4_avx512},
     {.type = NLLM_TYPE_Q6_K,
      .vec_dot4 = q6_K_vec_dot4_avx512,
-     .blas_min_tokens = 128,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q6_K_prep_avx512,
      .gemm4 = q6_K_gemm4_avx512},
     {.type = NLLM_TYPE_IQ4_XS,

@@ -267,7 +267,15 @@ static int stream_tools_step(stream *s) {
     srv_sched_lock(sc);
     size_t len = j->out_len;
     int n_lps = j->n_lps, done = j->done;
-    size_t end = done ? len : srv_tools_content_end(&s->rp, j->out ? j->out : "", len);
+    /* what is surely content goes out first, one token's text a chunk as the plain path sends
+     * it, however far the reader is behind (even when the reply is already over) */
+    size_t end = srv_tools_content_end(&s->rp, j->out ? j->out : "", len);
+    while (s->seen_seg < j->n_seg && j->seg_out[s->seen_seg] <= s->seen_len) s->seen_seg++;
+    if (s->seen_seg < j->n_seg && j->seg_out[s->seen_seg] < end) end = j->seg_out[s->seen_seg];
+    if (end > s->seen_len)
+      done = 0;
+    else if (done)
+      end = len;
     int k = s->seen_lps;
     while (k < n_lps && (done || j->lps[k].text_end <= end)) k++;
     if (!done && end <= s->seen_len) {
