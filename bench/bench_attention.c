@@ -26,6 +26,26 @@ typedef struct shape {
   int64_t n_head, n_head_kv, head_dim;
 } shape;
 
+/* One call of the shape's heads over k, v (kv_type) for n_tok tokens from pos0. */
+static nllm_attn_args args_of(const shape *s, float *out, const float *q, const void *k,
+                              const void *v, int32_t kv_type, int64_t n_tok, int64_t pos0,
+                              float *scratch, size_t per, int n_threads) {
+  return (nllm_attn_args){.attn = {.out = out,
+                                   .q = q,
+                                   .k = k,
+                                   .v = v,
+                                   .n_head = s->n_head,
+                                   .n_head_kv = s->n_head_kv,
+                                   .head_dim = s->head_dim,
+                                   .scale = 1.0f / sqrtf((float)s->head_dim)},
+                          .kv_type = kv_type,
+                          .n_tok = n_tok,
+                          .pos0 = pos0,
+                          .scratch = scratch,
+                          .scratch_per_thread = per,
+                          .n_threads = n_threads};
+}
+
 static double time_call(nllm_attn_args *a, int reps) {
   double best = INFINITY;
   for (int r = 0; r < 5; r++) {
@@ -56,19 +76,7 @@ static void prompt_rows(const shape *s, int64_t n_tok) {
     k[i] = nllm_fp32_to_fp16((float)(seed >> 8) / 16777216.0f - 0.5f);
     v[i] = nllm_fp32_to_fp16((float)(seed >> 9) / 8388608.0f - 0.5f);
   }
-  nllm_attn_args a = {.attn.out = out,
-                      .attn.q = q,
-                      .attn.k = k,
-                      .attn.v = v,
-                      .attn.n_head = s->n_head,
-                      .attn.n_head_kv = s->n_head_kv,
-                      .attn.head_dim = s->head_dim,
-                      .attn.scale = 1.0f / sqrtf((float)s->head_dim),
-                      .kv_type = NLLM_TYPE_F16,
-                      .n_tok = n_tok,
-                      .scratch = scratch,
-                      .scratch_per_thread = per,
-                      .n_threads = 1};
+  nllm_attn_args a = args_of(s, out, q, k, v, NLLM_TYPE_F16, n_tok, 0, scratch, per, 1);
   const int reps = (int)(4000000 / (n_tok * n_tok)) + 1;
   double t_one = INFINITY, t_grp = INFINITY;
   for (int round = 0; round < 3; round++) {
@@ -125,20 +133,7 @@ int main(void) {
               ((float *)v)[i] = -x;
             }
           }
-          nllm_attn_args a = {.attn.out = out,
-                              .attn.q = q,
-                              .attn.k = k,
-                              .attn.v = v,
-                              .attn.n_head = s->n_head,
-                              .attn.n_head_kv = s->n_head_kv,
-                              .attn.head_dim = s->head_dim,
-                              .attn.scale = 1.0f / sqrtf((float)s->head_dim),
-                              .kv_type = types[ti],
-                              .n_tok = 1,
-                              .pos0 = n_ctx - 1,
-                              .scratch = scratch,
-                              .scratch_per_thread = per,
-                              .n_threads = nt};
+          nllm_attn_args a = args_of(s, out, q, k, v, types[ti], 1, n_ctx - 1, scratch, per, nt);
           const int reps = (int)(200000 / n_ctx) + 1;
           nllm_qtypes_force_scalar(1);
           const double ts = time_call(&a, reps);

@@ -26,8 +26,12 @@ void nllm_round_bf16_rows(float *out, const float *x, int64_t n, int64_t cols, i
 /* Whether nllm_matmul takes this many tokens on n_threads past the format's crossover: weights
  * dequantized to f32 and multiplied with the float activations as they are (by the tier's f32
  * GEMM, or by sgemm on tiers without one), where the integer path rounds the activations to the
- * format's vec_dot_type first (tests compare with the matching reference). */
+ * format's vec_dot_type first (tests compare with the matching reference); for a matrix of at
+ * least NLLM_BLAS_MIN_ROWS rows: one of fewer (a router) stays on the row kernels, whose rows do
+ * not depend on how many tokens the batch holds (sgemm's do, in the last bits, and a router
+ * passes them on to its choice of experts). */
 int nllm_matmul_uses_blas(int32_t wtype, int64_t n_tok, int n_threads);
+#define NLLM_BLAS_MIN_ROWS 16
 /* Whether nllm_matmul takes this batch as one whole-matrix product with float activations:
  * the float formats' own GEMM (cpu/gemm_float.h), or the path above. */
 int nllm_matmul_uses_gemm(int32_t wtype, int64_t n_tok, int n_threads);

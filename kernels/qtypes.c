@@ -185,6 +185,15 @@ static void qtypes_init(void) {
 #else
   build_tier(NLLM_ISA_AVX512, NULL, 0, NULL);
 #endif
+  /* The scalar tier's quantized formats never cross to sgemm (set after the tiers above have
+   * copied it, so their own crossovers stand): its batches take the one-row dot on the
+   * activations rounded to vec_dot_type, as one token does. sgemm's float activations put a
+   * prompt's rows a last bit away from the same rows decoded alone, and the next layer's 8-bit
+   * rounding of its input carries that across (1-3% of a small model's logits). */
+  for (int t = 0; t < N_TYPES; t++) {
+    nllm_qtype *q = &tables[NLLM_ISA_SCALAR][t];
+    if (q->name && q->vec_dot_type != NLLM_TYPE_F32) q->blas_min_tokens = NLLM_BLAS_NEVER;
+  }
 }
 
 int nllm_cpu_has_avx2(void) {

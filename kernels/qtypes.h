@@ -58,7 +58,8 @@ typedef void (*nllm_vec_dot4x4_fn)(int64_t n, float *s, size_t s_stride, const v
                                    size_t x_stride, const void *y, size_t y_stride);
 
 /* Tokens from which nllm_matmul dequantizes weight tiles for OpenBLAS sgemm instead of running
- * the type's integer kernels. Float weights and the scalar tier cross here; quantized weights
+ * the type's integer kernels. Float weights cross here (on the scalar tier only they: its
+ * quantized formats keep the one-row dot, kernels/qtypes.c); quantized weights
  * pay a dequantization per weight that few tokens do not amortize, and the SIMD integer kernels
  * differ in speed, so a faster tier's row raises the crossover where its kernels stay ahead
  * for longer (measured per format: docs/performance.md, "BLAS crossovers"). */

@@ -3,10 +3,29 @@
 # ("tests: N passed, N failed, N skipped") and exits non-zero if anything failed. A check that
 # printed a line starting with "SKIP: " (data or CPU feature absent) passed without testing its
 # subject: it counts as skipped, not passed.
+#
+# NLLM_TEST_JOBS programs run at a time (default 1): each writes its output to a file of its own,
+# and the report follows the order given, program by program as each one ends. The programs
+# share nothing that would make them wait for or disturb each other (temporary files carry
+# their process id or mkstemp's suffix, servers take a free port).
 passed=0; failed=0; skipped=0; bad=""
+jobs=${NLLM_TEST_JOBS:-1}
+dir=$(mktemp -d "${TMPDIR:-/tmp}/nllm-tests.XXXXXX") || exit 1
+trap 'rm -rf "$dir"' EXIT
+trap 'exit 130' INT TERM
+i=0
+for t in "$@"; do i=$((i + 1)); printf '%d %s\n' "$i" "$t"; done |
+  xargs -P "$jobs" -L 1 sh -c 's=$(date +%s%N); "$3" >"$1/$2.out" 2>&1; rc=$?
+    echo "$rc $((($(date +%s%N) - s) / 100000000))" >"$1/$2.tmp"; mv "$1/$2.tmp" "$1/$2.rc"' \
+    run_tests "$dir" &
+i=0
 for t in "$@"; do
-  out=$("$t" 2>&1); rc=$?
-  printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|SKIP|Failure|Error|failed' | sed "s|^|$(basename "$t"): |"
+  i=$((i + 1))
+  while [ ! -f "$dir/$i.rc" ]; do sleep 0.2; done
+  out=$(cat "$dir/$i.out"); read -r rc ds <"$dir/$i.rc"
+  # each program's summary line ends with its wall time
+  printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|SKIP|Failure|Error|failed' |
+    sed -e "s|^|$(basename "$t"): |" -e "/%: Checks: /s|\$| [$((ds / 10)).$((ds % 10)) s]|"
   line=$(printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks: ' | tail -1)
   if [ -n "$line" ]; then
     n=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
@@ -37,5 +56,6 @@ if [ -n "${NLLM_PYTHON_LIB:-}" ]; then
     printf '%s\n' "$out" | tail -40
   fi
 fi
+wait
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 [ -z "$bad" ] || { echo "failing programs:$bad"; exit 1; }

@@ -3,6 +3,7 @@
  * the others do in the same batches. References are single-sequence runs of the same library
  * on the real models of ../shared/testdata. */
 #include "modelutil.h"
+#include "qtypes.h"
 
 #define MAX_SEQ 8
 
@@ -133,6 +134,43 @@ START_TEST(batch_matches_single) {
   nllm_model_free(m);
 }
 END_TEST
+
+/* The scalar tier, whose quantized formats have no batch kernels: a prompt of 16 tokens or more
+ * must not take another path than the same prompt in chunks of 8 (sgemm on float activations
+ * did: 1-5% off, and so did an 8-row router through sgemm). A 32-value and a K-quant format, the
+ * latter with experts. */
+static const int scalar_models[] = {2, 9}; /* tiny-a Q8_0, moe-a Q4_K_M */
+
+START_TEST(prompt_matches_chunks_scalar) {
+  nllm_model *m = load_case(scalar_models[_i]);
+  if (!m) return;
+  const int nv = nllm_model_n_vocab(m);
+  uint64_t rng = 77;
+  enum { LEN = 20 };
+  nllm_token ids[LEN];
+  random_ids(&rng, nv, ids, LEN);
+  float *ref = malloc(sizeof(float) * (size_t)nv);
+  single_run(m, NLLM_TYPE_F32, ids, LEN, ref); /* one batch of 20 */
+  nllm_context *c = ctx_make(m, 1, 256, 8, NLLM_TYPE_F32);
+  ck_assert_int_eq(nllm_decode(c, ids, LEN), NLLM_OK);
+  const double e = rel_rms(nllm_get_logits(c), ref, nv);
+  fprintf(stderr, "%-34s scalar tier: 20 tokens at once vs in chunks of 8: rel RMS %.2e\n",
+          models[scalar_models[_i]].rel, e);
+  ck_assert_msg(e < models[scalar_models[_i]].bound_f32, "%s: %g", models[scalar_models[_i]].rel,
+                e);
+  nllm_context_free(c);
+  free(ref);
+  nllm_model_free(m);
+}
+END_TEST
+
+static void scalar_tier(void) {
+  nllm_qtypes_set_isa(NLLM_ISA_SCALAR);
+}
+
+static void best_tier(void) {
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
 
 /* A prefix decoded once and copied into other sequences is stored once and gives each of them
  * the logits of recomputing it; shared cells diverge only into new cells. */
@@ -571,5 +609,11 @@ int main(void) {
   tcase_add_loop_test(tc, kv_cache_types, 0, 2);
   tcase_add_loop_test(tc, shift_keeps_relative_positions, 0, n_models);
   suite_add_tcase(s, tc);
+  TCase *scalar = tcase_create("scalar");
+  tcase_set_timeout(scalar, 300);
+  tcase_add_checked_fixture(scalar, scalar_tier, best_tier);
+  tcase_add_loop_test(scalar, prompt_matches_chunks_scalar, 0,
+                      (int)(sizeof scalar_models / sizeof scalar_models[0]));
+  suite_add_tcase(s, scalar);
   return run_suite(s);
 }

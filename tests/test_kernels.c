@@ -536,6 +536,35 @@ START_TEST(dot4_vs_ref) {
 }
 END_TEST
 
+/* One data pass of the tile checks: `rows` weight rows stride bytes apart and n_tok
+ * activation rows ars bytes apart, quantized from the data kinds (pass < N_DATA: each row and
+ * token its own kind, large activations scaled down so that the products stay finite) or blocks
+ * of random bits (pass N_DATA); x and y are n floats of room. */
+static void tile_pass_data(const nllm_qtype *q, int pass, uint64_t *rng, int64_t n, uint8_t *wq,
+                           size_t stride, int rows, uint8_t *yq, size_t ars, int n_tok, float *x,
+                           float *y) {
+  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  memset(wq, 0xff, stride * (size_t)rows);
+  if (pass == N_DATA) {
+    ck_assert(random_blocks(rng, q->type, wq,
+                            (int64_t)(stride * (size_t)rows / (size_t)q->type_size),
+                            (size_t)q->type_size, 0));
+    ck_assert(
+        random_blocks(rng, vq->type, yq, n / vq->block_size * n_tok, (size_t)vq->type_size, 0));
+    return;
+  }
+  for (int r = 0; r < rows; r++) {
+    fill(x, n, (pass + r) % N_DATA);
+    q->from_float_ref(x, wq + (size_t)r * stride, n);
+  }
+  for (int t = 0; t < n_tok; t++) {
+    fill(y, n, pass == DATA_ZERO ? DATA_GAUSS : (pass + t) % N_DATA);
+    if (pass == DATA_LARGE || (pass + t) % N_DATA == DATA_LARGE)
+      for (int64_t i = 0; i < n; i++) y[i] *= 1.0f / 30;
+    vq->from_float_ref(y, yq + (size_t)t * ars, n);
+  }
+}
+
 /* The prompt path's register tiles against the four-row kernel (the one-row kernel where the
  * tier has none) each row and token (equal: the same integer sums and float steps) and against
  * the exact dot: every data kind, then blocks of random bits, for every token count a tile
@@ -555,29 +584,12 @@ static void check_gemm4(const nllm_qtype *q) {
     if (n % unit) continue; /* not a whole number of the formats' blocks */
     const size_t stride = nllm_row_size(q->type, n) + (size_t)q->type_size;
     const size_t ars = nllm_row_size(vq->type, n), prs = NLLM_GEMM_PREP_BYTES(n) + 64;
-    float *x = malloc(sizeof(float) * (size_t)n * 4), *y = malloc(sizeof(float) * (size_t)n);
+    float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
     float *a = malloc(sizeof(float) * (size_t)n * 4), *ya = malloc(sizeof(float) * (size_t)n * T);
     uint8_t *wq = malloc(stride * 4), *yq = malloc(ars * T);
     uint8_t *prep = aligned_alloc(64, prs * T);
     for (int pass = 0; pass <= N_DATA; pass++) { /* N_DATA: random bits */
-      memset(wq, 0xff, stride * 4);
-      if (pass == N_DATA) {
-        ck_assert(random_blocks(&rng, q->type, wq, (int64_t)(stride * 4 / (size_t)q->type_size),
-                                (size_t)q->type_size, 0));
-        ck_assert(
-            random_blocks(&rng, vq->type, yq, n / vq->block_size * T, (size_t)vq->type_size, 0));
-      } else {
-        for (int r = 0; r < 4; r++) {
-          fill(x + r * n, n, (pass + r) % N_DATA);
-          q->from_float_ref(x + r * n, wq + (size_t)r * stride, n);
-        }
-        for (int t = 0; t < T; t++) {
-          fill(y, n, pass == DATA_ZERO ? DATA_GAUSS : (pass + t) % N_DATA);
-          if (pass == DATA_LARGE || (pass + t) % N_DATA == DATA_LARGE)
-            for (int64_t i = 0; i < n; i++) y[i] *= 1.0f / 30;
-          vq->from_float_ref(y, yq + (size_t)t * ars, n);
-        }
-      }
+      tile_pass_data(q, pass, &rng, n, wq, stride, 4, yq, ars, T, x, y);
       for (int r = 0; r < 4; r++) q->to_float_ref(wq + (size_t)r * stride, a + r * n, n);
       for (int t = 0; t < T; t++) {
         vq->to_float_ref(yq + (size_t)t * ars, ya + t * n, n);
@@ -622,16 +634,26 @@ static void check_gemm4(const nllm_qtype *q) {
   }
 }
 
-START_TEST(gemm4_vs_dot4) {
-  int32_t type = all_types[_i];
+/* check(q) on the type's row of every tier this CPU has that gives the row kernels of the kind
+ * (has(q)), then back to the best tier. */
+static void each_tier(int32_t type, int (*has)(const nllm_qtype *),
+                      void (*check)(const nllm_qtype *)) {
   if (!type_supported(type)) return;
   const int top = nllm_qtypes_isa_max();
   for (int isa = NLLM_ISA_SCALAR; isa <= top; isa++) {
     nllm_qtypes_set_isa(isa);
     const nllm_qtype *q = nllm_qtype_get(type);
-    if (q->gemm4) check_gemm4(q);
+    if (has(q)) check(q);
   }
   nllm_qtypes_set_isa(top);
+}
+
+static int has_gemm4(const nllm_qtype *q) {
+  return q->gemm4 != NULL;
+}
+
+START_TEST(gemm4_vs_dot4) {
+  each_tier(all_types[_i], has_gemm4, check_gemm4);
 }
 END_TEST
 
@@ -681,24 +703,7 @@ static void check_packed(const nllm_qtype *q) {
     uint8_t *prep = aligned_alloc(64, prs * T), *pk = aligned_alloc(64, pbytes + 64);
     ck_assert(x && y && wq && yq && prep && pk);
     for (int pass = 0; pass <= N_DATA; pass++) { /* N_DATA: random bits */
-      memset(wq, 0xff, stride * R);
-      if (pass == N_DATA) {
-        ck_assert(random_blocks(&rng, q->type, wq, (int64_t)(stride * R / (size_t)q->type_size),
-                                (size_t)q->type_size, 0));
-        ck_assert(
-            random_blocks(&rng, vq->type, yq, n / vq->block_size * T, (size_t)vq->type_size, 0));
-      } else {
-        for (int r = 0; r < R; r++) {
-          fill(x, n, (pass + r) % N_DATA);
-          q->from_float_ref(x, wq + (size_t)r * stride, n);
-        }
-        for (int t = 0; t < T; t++) {
-          fill(y, n, pass == DATA_ZERO ? DATA_GAUSS : (pass + t) % N_DATA);
-          if (pass == DATA_LARGE || (pass + t) % N_DATA == DATA_LARGE) /* finite products */
-            for (int64_t i = 0; i < n; i++) y[i] *= 1.0f / 30;
-          vq->from_float_ref(y, yq + (size_t)t * ars, n);
-        }
-      }
+      tile_pass_data(q, pass, &rng, n, wq, stride, R, yq, ars, T, x, y);
       for (int t = 0; t < T; t++) {
         memset(prep + (size_t)t * prs, 0xa5, prs);
         q->packed_prep(n, yq + (size_t)t * ars, prep + (size_t)t * prs);
@@ -771,19 +776,18 @@ static void check_batch_equals_single(const nllm_qtype *q, int NT) {
   free(wd);
 }
 
+static int has_packed(const nllm_qtype *q) {
+  return q->gemm_packed != NULL;
+}
+
+static void check_packed_matmul(const nllm_qtype *q) {
+  check_packed(q);
+  check_batch_equals_single(q, 7); /* below packed_min_tokens: four-by-four, four-row */
+  check_batch_equals_single(q, 18);
+}
+
 START_TEST(packed_vs_ref) {
-  int32_t type = all_types[_i];
-  if (!type_supported(type)) return;
-  const int top = nllm_qtypes_isa_max();
-  for (int isa = NLLM_ISA_SCALAR; isa <= top; isa++) {
-    nllm_qtypes_set_isa(isa);
-    const nllm_qtype *q = nllm_qtype_get(type);
-    if (!q->gemm_packed) continue;
-    check_packed(q);
-    check_batch_equals_single(q, 7); /* below packed_min_tokens: four-by-four, four-row */
-    check_batch_equals_single(q, 18);
-  }
-  nllm_qtypes_set_isa(top);
+  each_tier(all_types[_i], has_packed, check_packed_matmul);
 }
 END_TEST
 
@@ -962,7 +966,8 @@ END_TEST
 
 /* The registry agrees with the file format's table in every tier: a row exactly for each type
  * the format table marks computed, with its name and block layout, every function present,
- * the scalar tier purely the reference, and no crossover under the default. */
+ * the scalar tier purely the reference (sgemm for float formats only), and no crossover under
+ * the default. */
 START_TEST(registry_vs_format_table) {
   for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
     nllm_qtypes_set_isa(isa);
@@ -986,7 +991,9 @@ START_TEST(registry_vs_format_table) {
         ck_assert(q->to_float == q->to_float_ref && q->from_float == q->from_float_ref &&
                   q->vec_dot == q->vec_dot_ref);
         ck_assert(!q->vec_dot4 && !q->vec_dot4_tile && !q->vec_dot4x4);
-        ck_assert_int_eq(q->blas_min_tokens, NLLM_BLAS_MIN_TOKENS);
+        /* float formats cross to sgemm at the default; quantized ones keep the one-row dot */
+        ck_assert_int_eq(q->blas_min_tokens,
+                         q->vec_dot_type == NLLM_TYPE_F32 ? NLLM_BLAS_MIN_TOKENS : NLLM_BLAS_NEVER);
       }
     }
   }
@@ -998,6 +1005,7 @@ END_TEST
 
 static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok, int n_threads) {
   const nllm_qtype *q = nllm_qtype_get(type);
+  const int blas = rows >= NLLM_BLAS_MIN_ROWS && nllm_matmul_uses_blas(type, n_tok, n_threads);
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   size_t rs = nllm_row_size(type, cols);
   uint8_t *W = malloc(rs * (size_t)rows);
@@ -1016,7 +1024,7 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
   /* the reference sees the activation exactly as the kernel does: rounded to vec_dot_type,
    * except on the sgemm path, which takes float activations as they are */
   for (int64_t t = 0; t < n_tok; t++) {
-    if (q->vec_dot_type == NLLM_TYPE_F32 || nllm_matmul_uses_blas(type, n_tok, n_threads)) {
+    if (q->vec_dot_type == NLLM_TYPE_F32 || blas) {
       memcpy(xd + t * cols, x + t * cols, sizeof(float) * (size_t)cols);
     } else {
       vq->from_float_ref(x + t * cols, xq + (size_t)t * ars, cols);
@@ -1032,7 +1040,7 @@ static void check_matmul(int32_t type, int64_t rows, int64_t cols, int64_t n_tok
       double sumabs, ex = dot_exact(wf + r * cols, xd + t * cols, cols, &sumabs);
       float got = y[t * rows + r];
       double tol = dot_tol(cols, sumabs);
-      if (q->vec_dot_type != NLLM_TYPE_F32 && !nllm_matmul_uses_blas(type, n_tok, n_threads))
+      if (q->vec_dot_type != NLLM_TYPE_F32 && !blas)
         tol += offset_tol(q, W + (size_t)r * rs, xq + (size_t)t * ars, cols);
       ck_assert_msg(fabs(got - ex) <= tol,
                     "matmul %s rows %lld cols %lld n_tok %lld threads %d: y[%lld,%lld] = %.9g, "
@@ -1880,7 +1888,8 @@ static void check_gemmf_dequant(int32_t type, int isa, int64_t rows, int64_t col
 static void check_dequant_route(int32_t type, int isa) {
   nllm_qtypes_set_isa(isa);
   const nllm_qtype *q = nllm_qtype_get(type);
-  const int64_t n_tok = q->blas_min_tokens, rows = 13, cols = 2 * q->block_size;
+  /* rows: odd, and enough for the path (ops.h: NLLM_BLAS_MIN_ROWS) */
+  const int64_t n_tok = q->blas_min_tokens, rows = NLLM_BLAS_MIN_ROWS + 3, cols = 2 * q->block_size;
   if (n_tok > 512) return;
   ck_assert(nllm_matmul_uses_blas(type, n_tok, 2) && nllm_matmul_uses_gemm(type, n_tok, 2));
   if (n_tok > 16) ck_assert(!nllm_matmul_uses_blas(type, n_tok - 1, 2));

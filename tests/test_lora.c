@@ -447,9 +447,12 @@ START_TEST(quantized_base) {
 }
 END_TEST
 
-/* tiny-llama-lora-a.gguf rewritten with every tensor as `type` holds it (F16, BF16), stored as
- * that type or, with as_f32, as F32 tensors of the same rounded values. */
-static void write_rounded_adapter(const char *out, int32_t type, int as_f32) {
+/* tiny-llama-lora-a.gguf rewritten tensor by tensor: each of its F32 tensors (n values) becomes
+ * what the rewrite returns (malloc'd, *bytes long, stored as *type). */
+typedef void *(*tensor_rewrite_fn)(const nllm_tensor *t, int64_t n, const void *arg, int32_t *type,
+                                   uint64_t *bytes);
+
+static void rewrite_adapter(const char *out, tensor_rewrite_fn rewrite, const void *arg) {
   char path[1024];
   snprintf(path, sizeof path, "%s/lora/tiny-llama-lora-a.gguf", testdata_dir());
   nllm_source src;
@@ -465,23 +468,42 @@ static void write_rounded_adapter(const char *out, int32_t type, int as_f32) {
   for (int64_t i = 0; i < src.n_tensors; i++) {
     const nllm_tensor *t = &src.tensors[i];
     ck_assert_int_eq(t->type, NLLM_TYPE_F32);
-    const int64_t n = t->ne[0] * t->ne[1];
-    uint16_t *h = malloc((size_t)n * 2);
-    float *f = malloc((size_t)n * 4);
-    ck_assert(h && f);
-    ck_assert_int_eq(nllm_quantize_row(type, t->data, h, n), NLLM_OK);
-    nllm_qtype_get(type)->to_float_ref(h, f, n);
-    ck_assert_int_eq(
-        nllm_gguf_add_tensor(w, t->name, as_f32 ? NLLM_TYPE_F32 : type, 2, t->ne,
-                             as_f32 ? (void *)f : (void *)h, (uint64_t)n * (as_f32 ? 4 : 2)),
-        NLLM_OK);
-    bufs[i] = as_f32 ? (void *)f : (void *)h;
-    free(as_f32 ? (void *)h : (void *)f);
+    int32_t type = NLLM_TYPE_F32;
+    uint64_t bytes = 0;
+    bufs[i] = rewrite(t, t->ne[0] * t->ne[1], arg, &type, &bytes);
+    ck_assert_ptr_nonnull(bufs[i]);
+    ck_assert_int_eq(nllm_gguf_add_tensor(w, t->name, type, 2, t->ne, bufs[i], bytes), NLLM_OK);
   }
   ck_assert_int_eq(nllm_gguf_write(w, out), NLLM_OK);
   nllm_gguf_writer_free(w);
   for (int64_t i = 0; i < src.n_tensors; i++) free(bufs[i]);
   nllm_source_free(&src);
+}
+
+typedef struct rounding {
+  int32_t type; /* F16 or BF16 */
+  int as_f32;   /* 1: stored as F32 tensors of the rounded values */
+} rounding;
+
+static void *round_tensor(const nllm_tensor *t, int64_t n, const void *arg, int32_t *type,
+                          uint64_t *bytes) {
+  const rounding *r = arg;
+  uint16_t *h = malloc((size_t)n * 2);
+  float *f = malloc((size_t)n * 4);
+  ck_assert(h && f);
+  ck_assert_int_eq(nllm_quantize_row(r->type, t->data, h, n), NLLM_OK);
+  nllm_qtype_get(r->type)->to_float_ref(h, f, n);
+  *type = r->as_f32 ? NLLM_TYPE_F32 : r->type;
+  *bytes = (uint64_t)n * (r->as_f32 ? 4 : 2);
+  free(r->as_f32 ? (void *)h : (void *)f);
+  return r->as_f32 ? (void *)f : (void *)h;
+}
+
+/* tiny-llama-lora-a.gguf rewritten with every tensor as `type` holds it (F16, BF16), stored as
+ * that type or, with as_f32, as F32 tensors of the same rounded values. */
+static void write_rounded_adapter(const char *out, int32_t type, int as_f32) {
+  const rounding r = {type, as_f32};
+  rewrite_adapter(out, round_tensor, &r);
 }
 
 /* Whether every adapted matrix of a is stored as type. */
@@ -492,16 +514,23 @@ static int every_mat_type(const nllm_lora_adapter *a, int32_t type) {
   return all;
 }
 
+/* The half-precision type of loop case i (F16, BF16) with the F32 adapter's golden path, or
+ * NLLM_TYPE_NONE where the golden or the base model is missing (the case skips). */
+static int32_t half_case(int i, char *golden, size_t size) {
+  static const int32_t types[] = {NLLM_TYPE_F16, NLLM_TYPE_BF16};
+  if (!testdata_path(golden, size, "lora/golden.lora-a.s1.0.logits.txt") || !make_gguf_base())
+    return NLLM_TYPE_NONE;
+  return types[i];
+}
+
 /* F16 and BF16 adapters keep their type (half the bytes per decode step): the logits equal, bit
  * for bit, those of F32 tensors with the same values (the kernels widen each weight exactly,
  * activations stay F32), and the golden (from the F32 adapter) is met within the adapter's own
  * rounding. */
 START_TEST(half_precision_adapters) {
   char golden[1024], f[256], f32[256];
-  if (!testdata_path(golden, sizeof golden, "lora/golden.lora-a.s1.0.logits.txt")) return;
-  if (!make_gguf_base()) return;
-  static const int32_t types[] = {NLLM_TYPE_F16, NLLM_TYPE_BF16};
-  const int32_t type = types[_i];
+  const int32_t type = half_case(_i, golden, sizeof golden);
+  if (type == NLLM_TYPE_NONE) return;
   snprintf(f, sizeof f, "/tmp/nllm-test-lora-half-%d.gguf", (int)getpid());
   snprintf(f32, sizeof f32, "/tmp/nllm-test-lora-half32-%d.gguf", (int)getpid());
   write_rounded_adapter(f, type, 0);
@@ -546,37 +575,23 @@ START_TEST(half_precision_adapters) {
 }
 END_TEST
 
+static void *scale_tensor(const nllm_tensor *t, int64_t n, const void *arg, int32_t *type,
+                          uint64_t *bytes) {
+  const int *e2 = arg; /* lora_a's exponent, lora_b's */
+  const int e = strstr(t->name, ".lora_a") ? e2[0] : e2[1];
+  float *f = malloc((size_t)n * 4);
+  ck_assert_ptr_nonnull(f);
+  for (int64_t k = 0; k < n; k++) f[k] = ldexpf(((const float *)t->data)[k], e);
+  *type = NLLM_TYPE_F32;
+  *bytes = (uint64_t)n * 4;
+  return f;
+}
+
 /* tiny-llama-lora-a.gguf with every lora_a multiplied by 2^ea and every lora_b by 2^eb (exact in
  * F32: with ea = -eb the products B A are the same numbers). */
 static void write_scaled_adapter(const char *out, int ea, int eb) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/lora/tiny-llama-lora-a.gguf", testdata_dir());
-  nllm_source src;
-  ck_assert_int_eq(gguf_open(path, 0, &src), NLLM_OK);
-  nllm_gguf_writer *w = NULL;
-  ck_assert_int_eq(nllm_gguf_writer_create(&w), NLLM_OK);
-  ck_assert_int_eq(nllm_gguf_set_str(w, "general.architecture", "llama"), NLLM_OK);
-  ck_assert_int_eq(nllm_gguf_set_str(w, "general.type", "adapter"), NLLM_OK);
-  ck_assert_int_eq(nllm_gguf_set_str(w, "adapter.type", "lora"), NLLM_OK);
-  ck_assert_int_eq(nllm_gguf_set_f32(w, "adapter.lora.alpha", 16.0f), NLLM_OK);
-  float *bufs[64];
-  ck_assert_int_le(src.n_tensors, 64);
-  for (int64_t i = 0; i < src.n_tensors; i++) {
-    const nllm_tensor *t = &src.tensors[i];
-    ck_assert_int_eq(t->type, NLLM_TYPE_F32);
-    const int64_t n = t->ne[0] * t->ne[1];
-    const int e = strstr(t->name, ".lora_a") ? ea : eb;
-    bufs[i] = malloc((size_t)n * 4);
-    ck_assert_ptr_nonnull(bufs[i]);
-    for (int64_t k = 0; k < n; k++) bufs[i][k] = ldexpf(((const float *)t->data)[k], e);
-    ck_assert_int_eq(
-        nllm_gguf_add_tensor(w, t->name, NLLM_TYPE_F32, 2, t->ne, bufs[i], (uint64_t)n * 4),
-        NLLM_OK);
-  }
-  ck_assert_int_eq(nllm_gguf_write(w, out), NLLM_OK);
-  nllm_gguf_writer_free(w);
-  for (int64_t i = 0; i < src.n_tensors; i++) free(bufs[i]);
-  nllm_source_free(&src);
+  const int e2[2] = {ea, eb};
+  rewrite_adapter(out, scale_tensor, e2);
 }
 
 /* An F32 adapter kept as F16 or BF16 (weight_type): every matrix in that type, the logits within
@@ -586,10 +601,8 @@ static void write_scaled_adapter(const char *out, int ea, int eb) {
  * kept as F16 or as F32. */
 START_TEST(stored_types) {
   char golden[1024], adapter[1024], scaled[256];
-  if (!testdata_path(golden, sizeof golden, "lora/golden.lora-a.s1.0.logits.txt")) return;
-  if (!make_gguf_base()) return;
-  static const int32_t types[] = {NLLM_TYPE_F16, NLLM_TYPE_BF16};
-  const int32_t type = types[_i];
+  const int32_t type = half_case(_i, golden, sizeof golden);
+  if (type == NLLM_TYPE_NONE) return;
   snprintf(adapter, sizeof adapter, "%s/lora/tiny-llama-lora-a.gguf", testdata_dir());
   nllm_model *m = load_model(tmp_base);
   const int nv = nllm_model_n_vocab(m);

@@ -298,30 +298,33 @@ static nllm_moe_mat moe_mat(const nllm_weight *w) {
   return (nllm_moe_mat){w->data, w->type, w->rows, w->cols};
 }
 
+/* The expert kernel's arguments that the layer's shape gives (the sizing and the call). */
+static nllm_moe_args moe_args_of(const nllm_fw_moe *a, int64_t n_tok, int n_threads) {
+  return (nllm_moe_args){.n_tok = n_tok,
+                         .d = a->d,
+                         .ff = a->ff,
+                         .n_expert = a->n_expert,
+                         .n_used = a->n_used,
+                         .norm = a->norm,
+                         .gate = moe_mat(a->gate),
+                         .up = moe_mat(a->up),
+                         .down = moe_mat(a->down),
+                         .sh_gate = moe_mat(a->sh_gate),
+                         .sh_up = moe_mat(a->sh_up),
+                         .sh_down = moe_mat(a->sh_down),
+                         .sh_gate_inp = a->sh_gate_inp,
+                         .n_threads = n_threads};
+}
+
 static void cpu_moe(nllm_fw_backend *be, float *x, int64_t n, const nllm_fw_moe *a) {
   const nllm_cpu_fw *c = cpu_of(be);
   cpu_matmul(be, c->moe_logits, a->router, x, n);
-  const nllm_moe_args args = {
-      .out = x,
-      .x = x,
-      .logits = c->moe_logits,
-      .n_tok = n,
-      .d = a->d,
-      .ff = a->ff,
-      .n_expert = a->n_expert,
-      .n_used = a->n_used,
-      .norm = a->norm,
-      .gate = moe_mat(a->gate),
-      .up = moe_mat(a->up),
-      .down = moe_mat(a->down),
-      .sh_gate = moe_mat(a->sh_gate),
-      .sh_up = moe_mat(a->sh_up),
-      .sh_down = moe_mat(a->sh_down),
-      .sh_gate_inp = a->sh_gate_inp,
-      .scratch = c->moe_scratch,
-      .n_threads = nllm_cpu_fw_threads(c, n * a->n_used * 3 * a->ff * a->d),
-      .matmul_mode = matmul_mode(c),
-  };
+  nllm_moe_args args = moe_args_of(a, n, nllm_cpu_fw_threads(c, n * a->n_used * 3 * a->ff * a->d));
+  args.out = x;
+  args.x = x;
+  args.logits = c->moe_logits;
+  args.scratch = c->moe_scratch;
+  args.matmul_mode = matmul_mode(c);
   nllm_moe_ffn(&args);
 }
 
@@ -392,19 +395,7 @@ static size_t matmul_scratch(const nllm_fw_shape *s) {
 static size_t moe_scratch(const nllm_fw_shape *s) {
   size_t w = 0;
   for (int32_t i = 0; i < s->n_moe; i++) {
-    const nllm_fw_moe *a = &s->moe[i];
-    const nllm_moe_args args = {.n_tok = s->n_batch,
-                                .d = a->d,
-                                .ff = a->ff,
-                                .n_expert = a->n_expert,
-                                .n_used = a->n_used,
-                                .gate = moe_mat(a->gate),
-                                .up = moe_mat(a->up),
-                                .down = moe_mat(a->down),
-                                .sh_gate = moe_mat(a->sh_gate),
-                                .sh_up = moe_mat(a->sh_up),
-                                .sh_down = moe_mat(a->sh_down),
-                                .n_threads = s->n_threads};
+    const nllm_moe_args args = moe_args_of(&s->moe[i], s->n_batch, s->n_threads);
     const size_t need = nllm_moe_scratch_size(&args);
     if (need > w) w = need;
   }

@@ -369,13 +369,15 @@ void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int6
     nllm_gemmf_run(q->gemmf, y, W, j.w_rs, rows, cols, x, n_tok, wdata, n_threads);
     return;
   }
+  /* past the crossover only a matrix of NLLM_BLAS_MIN_ROWS rows or more (see ops.h) */
+  const int wide = rows >= NLLM_BLAS_MIN_ROWS;
   const nllm_gemmf *dg = dequant_gemmf(q);
-  if (dg && n_tok >= q->blas_min_tokens) {
+  if (dg && wide && n_tok >= q->blas_min_tokens) {
     nllm_gemmf_run_dequant(dg, q, y, W, j.w_rs, rows, cols, x, n_tok, wdata, n_threads);
     return;
   }
 #if !defined(NLLM_NO_BLAS)
-  if (nllm_matmul_uses_blas(wtype, n_tok, n_threads)) {
+  if (wide && nllm_matmul_uses_blas(wtype, n_tok, n_threads)) {
     j.tiles = (float *)align64(wdata);
     j.item_rows = rows_per_item(rows, n_threads, 16, blas_tile_rows(cols));
     nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, blas_item, &j);

@@ -352,7 +352,6 @@ static void q5_0_prep_avx512(int64_t n, const void *y, void *p) {
 static uint16_t q4c_idx_s01[32], q4c_idx_s23[32];
 static uint32_t q4c_idx_dy[16];
 #define Q4C_BLOCKS 16
-#define Q4C_XBYTES (Q4C_BLOCKS * sizeof(block_q4_0))
 #define Q4C_PREP 640 /* a token's chunk: 8 x 64 bytes of quants, offsets, scales */
 
 static void q4c_tables_init(void) {
@@ -377,10 +376,10 @@ static inline __attribute__((always_inline)) void transpose4_epi32(const __m512i
   x[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
-/* A row's chunk: lo[j] (hi[j]) holds elements 4j..4j+3 (16 + 4j..) of each block, dx the
- * blocks' scales, all in the lane order above. */
-static inline __attribute__((always_inline)) void q4c_unpack(const uint8_t *x, __m512i lo[4],
-                                                             __m512i hi[4], __m512 *dx) {
+/* A row's chunk: out[2j] (out[2j + 1]) holds elements 4j..4j+3 (16 + 4j..) of each block, dx
+ * the blocks' scales, all in the lane order above. */
+static inline __attribute__((always_inline)) void q4c_unpack(const uint8_t *x, __m512i out[8],
+                                                             __m512 *dx) {
   const __m512i idx_q = _mm512_loadu_si512(k32_tables[K_Q4_0].qs), m4 = _mm512_set1_epi8(15);
   __m512i q[4], z0[4], xt[4];
 #pragma GCC unroll 4
@@ -392,8 +391,8 @@ static inline __attribute__((always_inline)) void q4c_unpack(const uint8_t *x, _
   transpose4_epi32(q, xt);
 #pragma GCC unroll 4
   for (int j = 0; j < 4; j++) {
-    lo[j] = _mm512_and_si512(xt[j], m4);
-    hi[j] = _mm512_and_si512(_mm512_srli_epi16(xt[j], 4), m4);
+    out[2 * j] = _mm512_and_si512(xt[j], m4);
+    out[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(xt[j], 4), m4);
   }
   const __m512i w01 = _mm512_permutex2var_epi16(z0[0], _mm512_loadu_si512(q4c_idx_s01), z0[1]);
   const __m512i w23 = _mm512_permutex2var_epi16(z0[2], _mm512_loadu_si512(q4c_idx_s23), z0[3]);
@@ -430,15 +429,15 @@ static inline __attribute__((always_inline)) void q4c_prep_chunk(const uint8_t *
   _mm512_storeu_ps(out + 576, _mm512_permutexvar_ps(_mm512_loadu_si512(q4c_idx_dy), fz));
 }
 
-/* acc + a row's chunk times a token's: two dpbusd chains of four, one scale product. */
-static inline __attribute__((always_inline)) __m512 q4c_dot(const __m512i lo[4],
-                                                            const __m512i hi[4], __m512 dx,
-                                                            const uint8_t *py, __m512 acc) {
+/* acc + a row's chunk (Q4_0's or Q8_0's) times a token's: two dpbusd chains of four, one scale
+ * product. */
+static inline __attribute__((always_inline)) __m512 chunk_dot(const __m512i q[8], __m512 dx,
+                                                              const uint8_t *py, __m512 acc) {
   __m512i pa = _mm512_loadu_si512(py + 512), pb = _mm512_setzero_si512();
 #pragma GCC unroll 4
   for (int j = 0; j < 4; j++) {
-    pa = _mm512_dpbusd_epi32(pa, lo[j], _mm512_loadu_si512(py + 128 * j));
-    pb = _mm512_dpbusd_epi32(pb, hi[j], _mm512_loadu_si512(py + 128 * j + 64));
+    pa = _mm512_dpbusd_epi32(pa, q[2 * j], _mm512_loadu_si512(py + 128 * j));
+    pb = _mm512_dpbusd_epi32(pb, q[2 * j + 1], _mm512_loadu_si512(py + 128 * j + 64));
   }
   return _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(py + 576)),
                          _mm512_cvtepi32_ps(_mm512_add_epi32(pa, pb)), acc);
@@ -478,76 +477,6 @@ static void q4_0_prep_avx512(int64_t n, const void *vy, void *vp) {
     q4c_prep_chunk(y + (size_t)(c * Q4C_BLOCKS) * ys, out);
   if (nb > nc * Q4C_BLOCKS)
     prep_32b(K_Q4_0, n - nc * Q4C_BLOCKS * QK, y + (size_t)(nc * Q4C_BLOCKS) * ys, out);
-}
-
-/* Four rows by T tokens (up to NLLM_GEMM_TOK_MAX: the row's gemm_tok), the rows one at a time:
- * a row's unpacked chunk (nine registers) meets every token of the tile (one accumulator each),
- * whose prepared chunks come from L1. */
-static inline __attribute__((always_inline)) void q4c_gemm(const int T, int64_t n, float *s,
-                                                           size_t ss, const uint8_t *x0, size_t bx,
-                                                           const uint8_t *p0, size_t ps) {
-  const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS;
-  const size_t tail = (size_t)nc * Q4C_PREP;
-  for (int r = 0; r < 4; r++) {
-    const uint8_t *x = x0 + (size_t)r * bx;
-    /* the sums are reduced four tokens at a time: a last group's unused tokens stay zero */
-    const int T4 = (T + 3) / 4 * 4;
-    __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
-    for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t c = 0; c < nc; c++) {
-      nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q4C_XBYTES, Q4C_XBYTES);
-      __m512i lo[4], hi[4];
-      __m512 dx;
-      q4c_unpack(x + (size_t)c * Q4C_XBYTES, lo, hi, &dx);
-#pragma GCC unroll 8
-      for (int t = 0; t < T; t++)
-        acc[t] = q4c_dot(lo, hi, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
-    }
-    /* the tail's sums start only here, so the chunks' loop keeps T accumulators live */
-    for (int t = 0; t < T4; t++) acc4[t] = _mm512_setzero_ps();
-    for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
-      for (int t = 0; t < T; t++)
-        acc4[t] = q4g_dot(x + (size_t)b * sizeof(block_q4_0),
-                          p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 64, acc4[t]);
-    for (int g = 0; g < T; g += 4)
-      store_tokens(s + (size_t)g * ss + r, ss, q4c_sums(acc + g, acc4 + g, nb > nc * Q4C_BLOCKS),
-                   T - g < 4 ? T - g : 4);
-  }
-}
-#define Q4_0_GEMM(T, ...) q4c_gemm(T, __VA_ARGS__)
-NLLM_GEMM8_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
-
-/* Decode: four rows and one token, whose chunks are prepared as they come. */
-static void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
-  const uint8_t *x0 = vx, *y0 = vy;
-  const size_t xs = sizeof(block_q4_0), ys = sizeof(block_q8_0);
-  const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS, nq = nb / 4 * 4;
-  __m512 acc[4], acc4[4];
-  for (int r = 0; r < 4; r++) acc[r] = acc4[r] = _mm512_setzero_ps();
-  _Alignas(64) uint8_t py[Q4C_PREP];
-  for (int64_t c = 0; c < nc; c++) {
-    q4c_prep_chunk(y0 + (size_t)(c * Q4C_BLOCKS) * ys, py);
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)c * Q4C_XBYTES, 4 * Q4C_XBYTES);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      __m512i lo[4], hi[4];
-      __m512 dx;
-      q4c_unpack(x0 + (size_t)r * bx + (size_t)c * Q4C_XBYTES, lo, hi, &dx);
-      acc[r] = q4c_dot(lo, hi, dx, py, acc[r]);
-    }
-  }
-  for (int64_t b = nc * Q4C_BLOCKS; b < nq; b += 4) {
-    prep_32b(K_Q4_0, 4 * QK, y0 + (size_t)b * ys, py);
-    for (int r = 0; r < 4; r++)
-      acc4[r] = q4g_dot(x0 + (size_t)r * bx + (size_t)b * xs, py, acc4[r]);
-  }
-  _mm_storeu_ps(s, q4c_sums(acc, acc4, nq > nc * Q4C_BLOCKS));
-  for (int r = 0; r < 4 && nq < nb; r++) { /* the last one to three blocks: the one-row kernel */
-    float tail;
-    q4_0_vec_dot_avx2((nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs,
-                      y0 + (size_t)nq * ys);
-    s[r] += tail;
-  }
 }
 
 /* Q8_0's four-block groups (what the 16-block chunks below leave of a row): the weights are
@@ -651,19 +580,6 @@ static inline __attribute__((always_inline)) void q8c_unpack_x(const uint8_t *x,
   for (int j = 0; j < 8; j++) q[j] = _mm512_xor_si512(q[j], k128);
 }
 
-/* acc + a row's chunk times a token's (the same steps as q4c_dot). */
-static inline __attribute__((always_inline)) __m512 q8c_dot(const __m512i q[8], __m512 dx,
-                                                            const uint8_t *py, __m512 acc) {
-  __m512i pa = _mm512_loadu_si512(py + 512), pb = _mm512_setzero_si512();
-#pragma GCC unroll 4
-  for (int j = 0; j < 4; j++) {
-    pa = _mm512_dpbusd_epi32(pa, q[2 * j], _mm512_loadu_si512(py + 128 * j));
-    pb = _mm512_dpbusd_epi32(pb, q[2 * j + 1], _mm512_loadu_si512(py + 128 * j + 64));
-  }
-  return _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(py + 576)),
-                         _mm512_cvtepi32_ps(_mm512_add_epi32(pa, pb)), acc);
-}
-
 /* acc + four blocks of a row times a token's prepared by q8_0_prep_avx512, two blocks a
  * register. */
 static inline __attribute__((always_inline)) __m512 q8g_dot(const uint8_t *x, const uint8_t *py,
@@ -697,9 +613,17 @@ static void q8_0_prep_chunks_avx512(int64_t n, const void *vy, void *vp) {
     q8_0_prep_avx512(n - nc * Q4C_BLOCKS * QK, y + (size_t)nc * Q8C_XBYTES, out);
 }
 
-static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t n, float *s,
-                                                           size_t ss, const uint8_t *x0, size_t bx,
-                                                           const uint8_t *p0, size_t ps) {
+/* The prompt tiles of both chunk formats (q8: 0 Q4_0, 1 Q8_0). Four rows by T tokens (up to
+ * NLLM_GEMM_TOK_MAX: the row's gemm_tok), the rows one at a time: a row's unpacked chunk (nine
+ * registers) meets every token of the tile (one accumulator each), whose prepared chunks come
+ * from L1; the four-block groups after the last chunk take the format's group kernel on what
+ * its prep wrote there (256 bytes a group for Q4_0, 384 for Q8_0). */
+static inline __attribute__((always_inline)) void chunk_gemm(const int q8, const int T, int64_t n,
+                                                             float *s, size_t ss, const uint8_t *x0,
+                                                             size_t bx, const uint8_t *p0,
+                                                             size_t ps) {
+  const size_t xs = q8 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+  const size_t xc = Q4C_BLOCKS * xs, pblock = q8 ? 96 : 64;
   const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS;
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
@@ -709,59 +633,89 @@ static inline __attribute__((always_inline)) void q8c_gemm(const int T, int64_t 
     __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
     for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
-      nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * Q8C_XBYTES, Q8C_XBYTES);
+      nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * xc, xc);
       __m512i q[8];
       __m512 dx;
-      q8c_unpack_x(x + (size_t)c * Q8C_XBYTES, q, &dx);
+      if (q8)
+        q8c_unpack_x(x + (size_t)c * xc, q, &dx);
+      else
+        q4c_unpack(x + (size_t)c * xc, q, &dx);
 #pragma GCC unroll 8
       for (int t = 0; t < T; t++)
-        acc[t] = q8c_dot(q, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
+        acc[t] = chunk_dot(q, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
+    /* the tail's sums start only here, so the chunks' loop keeps T accumulators live */
     for (int t = 0; t < T4; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
-      for (int t = 0; t < T; t++)
-        acc4[t] = q8g_dot(x + (size_t)b * sizeof(block_q8_0),
-                          p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * 96, acc4[t]);
+      for (int t = 0; t < T; t++) {
+        const uint8_t *xb = x + (size_t)b * xs;
+        const uint8_t *pb = p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * pblock;
+        acc4[t] = q8 ? q8g_dot(xb, pb, acc4[t]) : q4g_dot(xb, pb, acc4[t]);
+      }
     for (int g = 0; g < T; g += 4)
       store_tokens(s + (size_t)g * ss + r, ss, q4c_sums(acc + g, acc4 + g, nb > nc * Q4C_BLOCKS),
                    T - g < 4 ? T - g : 4);
   }
 }
-#define Q8C_GEMM(T, ...) q8c_gemm(T, __VA_ARGS__)
+#define Q4_0_GEMM(T, ...) chunk_gemm(0, T, __VA_ARGS__)
+#define Q8C_GEMM(T, ...) chunk_gemm(1, T, __VA_ARGS__)
+NLLM_GEMM8_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
 NLLM_GEMM8_BY_TOKENS(q8_0_gemm4_chunks_avx512, Q8C_GEMM)
 
-/* One token, four rows: the tiles' steps (vec_dot4_tile). */
-static void q8_0_vec_dot4_chunks_avx512(int64_t n, float *s, const void *vx, size_t bx,
-                                        const void *vy) {
-  const uint8_t *x0 = vx, *y0 = vy;
-  const size_t xs = sizeof(block_q8_0);
+/* One token, four rows, in the tiles' steps with the token's chunks prepared as they come (q8:
+ * 0 Q4_0's decode kernel, 1 Q8_0's vec_dot4_tile). */
+static inline __attribute__((always_inline)) void chunk_dot4(const int q8, int64_t n, float *s,
+                                                             const uint8_t *x0, size_t bx,
+                                                             const uint8_t *y0) {
+  const size_t xs = q8 ? sizeof(block_q8_0) : sizeof(block_q4_0), ys = sizeof(block_q8_0);
+  const size_t xc = Q4C_BLOCKS * xs;
   const int64_t nb = n / QK, nc = nb / Q4C_BLOCKS, nq = nb / 4 * 4;
   __m512 acc[4], acc4[4];
   for (int r = 0; r < 4; r++) acc[r] = acc4[r] = _mm512_setzero_ps();
   _Alignas(64) uint8_t py[Q4C_PREP];
   for (int64_t c = 0; c < nc; c++) {
-    q8c_prep_chunk(y0 + (size_t)c * Q8C_XBYTES, py);
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)c * Q8C_XBYTES, 4 * Q8C_XBYTES);
+    const uint8_t *yc = y0 + (size_t)(c * Q4C_BLOCKS) * ys;
+    if (q8)
+      q8c_prep_chunk(yc, py);
+    else
+      q4c_prep_chunk(yc, py);
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)c * xc, 4 * xc);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       __m512i q[8];
       __m512 dx;
-      q8c_unpack_x(x0 + (size_t)r * bx + (size_t)c * Q8C_XBYTES, q, &dx);
-      acc[r] = q8c_dot(q, dx, py, acc[r]);
+      if (q8)
+        q8c_unpack_x(x0 + (size_t)r * bx + (size_t)c * xc, q, &dx);
+      else
+        q4c_unpack(x0 + (size_t)r * bx + (size_t)c * xc, q, &dx);
+      acc[r] = chunk_dot(q, dx, py, acc[r]);
     }
   }
   for (int64_t b = nc * Q4C_BLOCKS; b < nq; b += 4) {
-    q8_0_prep_avx512(4 * QK, y0 + (size_t)b * xs, py);
-    for (int r = 0; r < 4; r++)
-      acc4[r] = q8g_dot(x0 + (size_t)r * bx + (size_t)b * xs, py, acc4[r]);
+    if (q8)
+      q8_0_prep_avx512(4 * QK, y0 + (size_t)b * ys, py);
+    else
+      prep_32b(K_Q4_0, 4 * QK, y0 + (size_t)b * ys, py);
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *xb = x0 + (size_t)r * bx + (size_t)b * xs;
+      acc4[r] = q8 ? q8g_dot(xb, py, acc4[r]) : q4g_dot(xb, py, acc4[r]);
+    }
   }
   _mm_storeu_ps(s, q4c_sums(acc, acc4, nq > nc * Q4C_BLOCKS));
-  for (int r = 0; r < 4 && nq < nb; r++) {
+  for (int r = 0; r < 4 && nq < nb; r++) { /* the last one to three blocks: the one-row kernel */
     float tail;
-    q8_0_vec_dot_avx2((nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs,
-                      y0 + (size_t)nq * xs);
+    (q8 ? q8_0_vec_dot_avx2 : q4_0_vec_dot_avx2)(
+        (nb - nq) * QK, &tail, x0 + (size_t)r * bx + (size_t)nq * xs, y0 + (size_t)nq * ys);
     s[r] += tail;
   }
+}
+
+static void q4_0_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
+  chunk_dot4(0, n, s, x, bx, y);
+}
+static void q8_0_vec_dot4_chunks_avx512(int64_t n, float *s, const void *x, size_t bx,
+                                        const void *y) {
+  chunk_dot4(1, n, s, x, bx, y);
 }
 
 /* ---------------------------------------------------------------- K-quants, four rows

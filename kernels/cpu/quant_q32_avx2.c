@@ -232,25 +232,16 @@ static inline __attribute__((always_inline)) __m256 step_scales4(const uint8_t *
   return _mm256_mul_ps(_mm256_cvtph_ps(_mm_set_epi64x((long long)w23, (long long)w01)), dy);
 }
 
+/* Four rows of the formats with a minimum (Q4_1, Q5_1; y in Q8_1): unsigned levels, and each
+ * block's m * s (s = d_y * sum(y)) added in a float accumulator of its own. */
 static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_t n, float *s,
                                                           const uint8_t *x0, size_t bx,
                                                           const uint8_t *y0) {
-  const size_t xs = kind == F_Q4_0 || kind == F_IQ4_NL ? 18
-                    : kind == F_Q4_1                   ? 20
-                    : kind == F_Q5_0                   ? 22
-                                                       : 24;
-  const size_t off_qs = kind == F_Q4_0 || kind == F_IQ4_NL ? 2
-                        : kind == F_Q5_1                   ? 8
-                        : kind == F_Q5_0                   ? 6
-                                                           : 4;
-  const size_t off_qh = kind == F_Q5_0 ? 2 : 4;         /* Q5_0 / Q5_1 */
-  const int has_min = kind == F_Q4_1 || kind == F_Q5_1; /* y is Q8_1: d, s, qs */
-  const size_t ys = has_min ? 36 : 34, y_qs = has_min ? 4 : 2;
-  const int offset = kind == F_Q4_0 ? 8 : kind == F_Q5_0 ? 16 : 0;
-  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1),
-                voff = _mm256_set1_epi8((char)offset);
-  const __m256i lut =
-      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  const int q5 = kind == F_Q5_1;
+  const size_t xs = q5 ? sizeof(block_q5_1) : sizeof(block_q4_1);
+  const size_t off_qs = q5 ? offsetof(block_q5_1, qs) : offsetof(block_q4_1, qs);
+  const size_t ys = sizeof(block_q8_1), y_qs = offsetof(block_q8_1, qs);
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
   const int64_t nb = n / QK;
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                    _mm256_setzero_ps()};
@@ -258,14 +249,11 @@ static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
     const uint8_t *yb = y0 + (size_t)b * ys;
-    __m256i ylo, yhi, yoff = _mm256_setzero_si256();
+    __m256i ylo, yhi;
     y_pair(yb + y_qs, ys, &ylo, &yhi);
-    if (offset) /* offset * (y_2i + y_2i+1) per int16 lane, both halves at once */
-      yoff = _mm256_add_epi16(_mm256_maddubs_epi16(voff, ylo), _mm256_maddubs_epi16(voff, yhi));
     /* each row takes its pair of scale products with one permute */
     const __m256 dxy = step_scales4(x0 + (size_t)b * xs, bx, xs, yb, ys);
-    const __m128 sy =
-        has_min ? h2_lanes(load_u16(yb + 2), load_u16(yb + ys + 2)) : _mm_setzero_ps();
+    const __m128 sy = h2_lanes(load_u16(yb + 2), load_u16(yb + ys + 2));
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 2 * xs);
     /* unrolled, so that the four accumulators stay in registers */
 #pragma GCC unroll 4
@@ -275,48 +263,30 @@ static inline __attribute__((always_inline)) void dot4_32(const int kind, int64_
           _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + off_qs))),
           _mm_loadu_si128((const __m128i *)(x + xs + off_qs)), 1);
       __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-      if (kind == F_Q5_0 || kind == F_Q5_1) {
+      if (q5) {
         __m256i hlo, hhi;
-        qh_pair(load_u32(x + off_qh), load_u32(x + xs + off_qh), &hlo, &hhi);
+        qh_pair(load_u32(x + offsetof(block_q5_1, qh)), load_u32(x + xs + offsetof(block_q5_1, qh)),
+                &hlo, &hhi);
         lo = _mm256_or_si256(lo, hlo);
         hi = _mm256_or_si256(hi, hhi);
       }
-      __m256i p32;
-      if (kind == F_IQ4_NL) {
-        /* signed levels (|level| <= 127): the sign moves onto y, and each half is widened
-         * on its own (two pair sums of 127 * 127 * 2 would overflow int16) */
-        lo = _mm256_shuffle_epi8(lut, lo);
-        hi = _mm256_shuffle_epi8(lut, hi);
-        __m256i plo = _mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(ylo, lo));
-        __m256i phi = _mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(yhi, hi));
-        p32 = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
-      } else {
-        /* levels <= 31: |pair| <= 2 * 31 * 128 per product vector, so their sum less the
-         * offset term (<= 4 * 16 * 128) fits in int16 */
-        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi));
-        if (offset) p = _mm256_sub_epi16(p, yoff);
-        p32 = _mm256_madd_epi16(p, ones);
-      }
+      /* levels <= 31: |pair| <= 2 * 31 * 128 per product vector, so their sum fits in int16 */
+      const __m256i p32 = _mm256_madd_epi16(
+          _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi)), ones);
       const __m256 d =
           _mm256_permutevar8x32_ps(dxy, _mm256_setr_epi32(2 * r, 2 * r, 2 * r, 2 * r, 2 * r + 1,
                                                           2 * r + 1, 2 * r + 1, 2 * r + 1));
       acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p32), acc[r]);
-      if (has_min)
-        accm[r] = _mm_fmadd_ps(h2_lanes(load_u16(x + 2), load_u16(x + xs + 2)), sy, accm[r]);
+      accm[r] = _mm_fmadd_ps(h2_lanes(load_u16(x + 2), load_u16(x + xs + 2)), sy, accm[r]);
     }
   }
-  static void (*const one_row[])(int64_t, float *, const void *, const void *) = {
-      q4_0_vec_dot_avx2, q4_1_vec_dot_avx2, q5_0_vec_dot_avx2, q5_1_vec_dot_avx2,
-      iq4_nl_vec_dot_avx2};
   for (int r = 0; r < 4; r++) {
-    float sum = hsum8(acc[r]);
-    if (has_min) {
-      __m128 m = accm[r];
-      sum += _mm_cvtss_f32(m) + _mm_cvtss_f32(_mm_movehdup_ps(m));
-    }
+    const __m128 m = accm[r];
+    float sum = hsum8(acc[r]) + (_mm_cvtss_f32(m) + _mm_cvtss_f32(_mm_movehdup_ps(m)));
     if (b < nb) { /* an odd block count: the last block by the one-row kernel */
       float t;
-      one_row[kind](QK, &t, x0 + (size_t)r * bx + (size_t)b * xs, y0 + (size_t)b * ys);
+      (q5 ? q5_1_vec_dot_avx2 : q4_1_vec_dot_avx2)(QK, &t, x0 + (size_t)r * bx + (size_t)b * xs,
+                                                   y0 + (size_t)b * ys);
       sum += t;
     }
     s[r] = sum;

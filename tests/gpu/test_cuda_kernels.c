@@ -424,16 +424,18 @@ static void test_attention_case(const att_case *c) {
   const size_t scr = nllm_attention_scratch(n_ctx, c->n_head, c->n_kv, c->hd);
   float *scratch = malloc(scr * 4);
   const float scale = 1.0f / sqrtf((float)c->hd);
-  nllm_attn_args a = {.attn.out = ref,
-                      .attn.q = q,
-                      .attn.k = kc,
-                      .attn.v = vc,
-                      .attn.n_head = c->n_head,
-                      .attn.n_head_kv = c->n_kv,
-                      .attn.head_dim = c->hd,
-                      .attn.scale = scale,
-                      .attn.softcap = c->softcap,
-                      .attn.window = c->window,
+  /* the same heads for both backends, each with its own buffers */
+  const nllm_attn heads = {.out = ref,
+                           .q = q,
+                           .k = kc,
+                           .v = vc,
+                           .n_head = c->n_head,
+                           .n_head_kv = c->n_kv,
+                           .head_dim = c->hd,
+                           .scale = scale,
+                           .softcap = c->softcap,
+                           .window = c->window};
+  nllm_attn_args a = {.attn = heads,
                       .kv_type = c->kv_type,
                       .n_tok = c->n_tok,
                       .pos0 = c->pos0,
@@ -446,19 +448,12 @@ static void test_attention_case(const att_case *c) {
   TRY(nllm_cuda_upload(cu, dk, kc, (size_t)(n_ctx * kv_row) * es));
   TRY(nllm_cuda_upload(cu, dv, vc, (size_t)(n_ctx * kv_row) * es));
   float *dq = to_dev(q, c->n_tok * q_row), *dout = dalloc((size_t)(c->n_tok * q_row) * 4);
-  nllm_cuda_attn_args g = {.attn.out = dout,
-                           .attn.q = dq,
-                           .attn.k = dk,
-                           .attn.v = dv,
-                           .attn.n_head = c->n_head,
-                           .attn.n_head_kv = c->n_kv,
-                           .attn.head_dim = c->hd,
-                           .attn.scale = scale,
-                           .attn.softcap = c->softcap,
-                           .attn.window = c->window,
-                           .kv_type = c->kv_type,
-                           .n_tok = c->n_tok,
-                           .pos0 = c->pos0};
+  nllm_cuda_attn_args g = {
+      .attn = heads, .kv_type = c->kv_type, .n_tok = c->n_tok, .pos0 = c->pos0};
+  g.attn.out = dout;
+  g.attn.q = dq;
+  g.attn.k = dk;
+  g.attn.v = dv;
   TRY(nllm_cuda_attention(cu, &g));
   float *out = from_dev(dout, c->n_tok * q_row);
   int64_t at;
