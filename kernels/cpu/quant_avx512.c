@@ -1397,7 +1397,11 @@ void nllm_avx512_init(void) {
  * On weights read from DRAM (a decode step of a few sequences) tiles without the four-row
  * kernels' linear prefetch lost to them below 20-32 tokens (Q6_K at 4 tokens: 1.87 against
  * 0.94 ms for a 5632 x 2048 matrix, one thread); with it they win from 2 tokens
- * (docs/performance.md, "Many sequences"). */
+ * (docs/performance.md, "Many sequences").
+ * Q4_0 and Q8_0's tiles can take up to NLLM_GEMM_TOK_MAX tokens a call, but their rows ask for
+ * four: on a quiet host (2 threads, 1.1B, alternating) eight-token calls ran pp128 at 209-224
+ * against 259-285 t/s (Q4_0) and 191-193 against 204-216 (Q8_0), and 16 sequences' decode no
+ * faster: the eight accumulators and the tokens' prepared chunks crowd the registers and L1. */
 static const nllm_qtype_kernels avx512_rows[] = {
     {.type = NLLM_TYPE_Q8_0,
      .vec_dot = q8_0_vec_dot_avx2,
@@ -1406,14 +1410,14 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_0_prep_chunks_avx512,
      .gemm4 = q8_0_gemm4_chunks_avx512,
-     .gemm_tok = NLLM_GEMM_TOK_MAX},
+     .gemm_tok = NLLM_GEMM_TOK},
     {.type = NLLM_TYPE_Q4_0,
      .vec_dot = q4_0_vec_dot_avx2,
      .vec_dot4 = q4_0_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q4_0_prep_avx512,
      .gemm4 = q4_0_gemm4_avx512,
-     .gemm_tok = NLLM_GEMM_TOK_MAX},
+     .gemm_tok = NLLM_GEMM_TOK},
     {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = 128},
     {.type = NLLM_TYPE_Q5_0,
      .vec_dot = q5_0_vec_dot_avx2,
