@@ -38,13 +38,14 @@ typedef void (*nllm_gemm_prep_fn)(int64_t n, const void *yq, void *prep);
 typedef void (*nllm_gemm4_fn)(int64_t n, float *s, size_t s_stride, const void *x, size_t x_stride,
                               const void *prep, size_t prep_stride, int n_tok);
 /* The prompt path's row-interleaved kernels. nllm_matmul repacks the weight rows of each work
- * item, NLLM_PACK_ROWS at a time, into the kernel's own layout (pack_rows: NLLM_PACK_BYTES(n)
- * bytes for the group), once for every token of the batch: a block's bytes of the eight rows lie
- * four by four in one vector, so one broadcast of four activation bytes feeds eight rows' products
- * and the eight rows' sums come out in the lanes of one vector with their scales in another (no
- * horizontal sums). The activations are prepared once per matmul by packed_prep
- * (NLLM_GEMM_PREP_BYTES(n) bytes a row, as gemm_prep's).
- * s[t * s_stride + r] = dot(row r, token t) for r < NLLM_PACK_ROWS, t < n_tok <= NLLM_GEMM_TOK;
+ * item, a group of NLLM_PACK_ROWS rows (or of the format's pack_group_rows) at a time, into the
+ * kernel's own layout (pack_rows: NLLM_PACK_BYTES(n) bytes per NLLM_PACK_ROWS rows), once for
+ * every token of the batch: a block's bytes of the group's rows lie four by four in one vector,
+ * so one broadcast of four activation bytes feeds every row's products and the rows' sums come
+ * out in the lanes of one vector with their scales in another (no horizontal sums). The
+ * activations are prepared once per matmul by packed_prep (NLLM_GEMM_PREP_BYTES(n) bytes a row,
+ * as gemm_prep's).
+ * s[t * s_stride + r] = dot(row r, token t) for r < the group's rows, t < n_tok <= NLLM_GEMM_TOK;
  * n a multiple of NLLM_GEMM_COLS. */
 #define NLLM_PACK_ROWS 8
 #define NLLM_PACK_BYTES(n) ((size_t)(n)*9)
@@ -93,6 +94,7 @@ typedef struct nllm_qtype_kernels {
   const struct nllm_gemmf *gemmf_xbf16; /* BF16 weights: the GEMM for BF16-rounded activations */
   int32_t
       gemm_tok; /* with gemm4: the most tokens a call takes (see nllm_qtype), 0: NLLM_GEMM_TOK */
+  int32_t pack_group_rows; /* with gemm_packed: rows a packed group holds, 0: NLLM_PACK_ROWS */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -151,6 +153,10 @@ typedef struct nllm_qtype {
   /* with gemm4: the most tokens one call takes, NLLM_GEMM_TOK..NLLM_GEMM_TOK_MAX (gemm4's n_tok
    * <= gemm_tok instead of NLLM_GEMM_TOK) */
   int32_t gemm_tok;
+  /* with gemm_packed: the rows of a packed group, NLLM_PACK_ROWS or twice that (pack_rows packs
+   * that many rows, gemm_packed writes that many sums per token, a group takes
+   * pack_group_rows / NLLM_PACK_ROWS times NLLM_PACK_BYTES) */
+  int32_t pack_group_rows;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

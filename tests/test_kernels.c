@@ -634,6 +634,9 @@ static void check_gemm4(const nllm_qtype *q) {
   }
 }
 
+/* The tier each_tier checks now. */
+static int tier_checked;
+
 /* check(q) on the type's row of every tier this CPU has that gives the row kernels of the kind
  * (has(q)), then back to the best tier. */
 static void each_tier(int32_t type, int (*has)(const nllm_qtype *),
@@ -642,6 +645,7 @@ static void each_tier(int32_t type, int (*has)(const nllm_qtype *),
   const int top = nllm_qtypes_isa_max();
   for (int isa = NLLM_ISA_SCALAR; isa <= top; isa++) {
     nllm_qtypes_set_isa(isa);
+    tier_checked = isa;
     const nllm_qtype *q = nllm_qtype_get(type);
     if (has(q)) check(q);
   }
@@ -657,20 +661,24 @@ START_TEST(gemm4_vs_dot4) {
 }
 END_TEST
 
-/* The prompt path's row-interleaved kernels: eight rows repacked (further apart than their size)
- * and up to four tokens (prepared rows further apart than NLLM_GEMM_PREP_BYTES) against the
- * scalar reference of each row and token, which they equal (the same integer sums and float steps
- * in its order), as the tier's one-row and four-row kernels must too (a prompt's rows equal
- * decode's): every data kind, then blocks of random bits, every token count; nothing written
- * past the eight rows, the tokens asked for or the packed group. */
+/* The prompt path's row-interleaved kernels: a group's rows (pack_group_rows) repacked (further
+ * apart than their size) and up to four tokens (prepared rows further apart than
+ * NLLM_GEMM_PREP_BYTES) against decode's kernels of each row and token, which they equal: on the
+ * AVX2 tier the scalar reference (the same integer sums and float steps in its order), as that
+ * tier's one-row and four-row kernels must too; above it the tier's four-row kernel (AVX-512
+ * Q4_0: its 16-block chunks), and the exact dot within the tiles' bound. Every data kind, then
+ * blocks of random bits, every token count; nothing written past the group's rows, the tokens
+ * asked for or the packed group. */
 static void check_packed(const nllm_qtype *q) {
   static const int64_t lens[] = {128, 256, 640, 768, 2048};
-  enum { R = NLLM_PACK_ROWS, T = NLLM_GEMM_TOK, SS = NLLM_PACK_ROWS + 1 };
+  enum { RMAX = 2 * NLLM_PACK_ROWS, T = NLLM_GEMM_TOK, SS = RMAX + 1 };
+  const int R = q->pack_group_rows, ref_order = tier_checked == NLLM_ISA_SIMD;
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   ck_assert_msg(q->pack_rows && q->packed_prep, "%s: gemm_packed without its helpers", q->name);
+  ck_assert_msg(R == NLLM_PACK_ROWS || R == RMAX, "%s: pack_group_rows %d", q->name, R);
   uint64_t rng = 0x2545F4914F6CDD1Dull ^ (uint64_t)q->type;
-  for (int64_t n = q->block_size; n <= 5 * q->block_size; n += q->block_size) { /* odd counts */
-    const size_t rs = nllm_row_size(q->type, n);
+  for (int64_t n = q->block_size; ref_order && n <= 5 * q->block_size; n += q->block_size) {
+    const size_t rs = nllm_row_size(q->type, n); /* odd counts */
     uint8_t *w = malloc(rs * 4), *a = malloc(nllm_row_size(vq->type, n));
     ck_assert(w && a);
     ck_assert(random_blocks(&rng, q->type, w, n / q->block_size * 4, (size_t)q->type_size, 0));
@@ -697,13 +705,15 @@ static void check_packed(const nllm_qtype *q) {
     if (n % q->block_size) continue; /* not a whole number of the format's blocks */
     const size_t stride = nllm_row_size(q->type, n) + (size_t)q->type_size;
     const size_t ars = nllm_row_size(vq->type, n), prs = NLLM_GEMM_PREP_BYTES(n) + 64;
-    const size_t pbytes = NLLM_PACK_BYTES(n);
+    const size_t pbytes = NLLM_PACK_BYTES(n) / NLLM_PACK_ROWS * (size_t)R;
     float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
-    uint8_t *wq = malloc(stride * R), *yq = malloc(ars * T);
+    float *wf = malloc(sizeof(float) * (size_t)n * RMAX), *yf = malloc(sizeof(float) * (size_t)n);
+    uint8_t *wq = malloc(stride * RMAX), *yq = malloc(ars * T);
     uint8_t *prep = aligned_alloc(64, prs * T), *pk = aligned_alloc(64, pbytes + 64);
-    ck_assert(x && y && wq && yq && prep && pk);
+    ck_assert(x && y && wf && yf && wq && yq && prep && pk);
     for (int pass = 0; pass <= N_DATA; pass++) { /* N_DATA: random bits */
       tile_pass_data(q, pass, &rng, n, wq, stride, R, yq, ars, T, x, y);
+      for (int r = 0; r < R; r++) q->to_float_ref(wq + (size_t)r * stride, wf + r * n, n);
       for (int t = 0; t < T; t++) {
         memset(prep + (size_t)t * prs, 0xa5, prs);
         q->packed_prep(n, yq + (size_t)t * ars, prep + (size_t)t * prs);
@@ -718,6 +728,7 @@ static void check_packed(const nllm_qtype *q) {
         q->gemm_packed(n, s, SS, pk, prep, prs, nt);
         for (int t = 0; t < T; t++) {
           ck_assert_msg(isnan(s[t * SS + R]), "%s gemm_packed wrote past its rows", q->name);
+          if (t < nt) vq->to_float_ref(yq + (size_t)t * ars, yf, n);
           for (int r = 0; r < R; r++) {
             if (t >= nt) {
               ck_assert_msg(isnan(s[t * SS + r]), "%s gemm_packed wrote token %d of %d", q->name, t,
@@ -728,10 +739,14 @@ static void check_packed(const nllm_qtype *q) {
             q->vec_dot_ref(n, &ref, wq + (size_t)r * stride, yq + (size_t)t * ars);
             q->vec_dot(n, &one, wq + (size_t)r * stride, yq + (size_t)t * ars);
             q->vec_dot4(n, four, wq + (size_t)(r & ~3) * stride, stride, yq + (size_t)t * ars);
-            ck_assert_msg(s[t * SS + r] == ref && one == ref && four[r & 3] == ref,
+            double sumabs, ex = dot_exact(wf + r * n, yf, n, &sumabs);
+            double tol = dot_tol(n, sumabs) +
+                         offset_tol(q, wq + (size_t)r * stride, yq + (size_t)t * ars, n);
+            ck_assert_msg(s[t * SS + r] == four[r & 3] && fabs(s[t * SS + r] - ex) <= tol &&
+                              (!ref_order || (one == ref && four[r & 3] == ref)),
                           "%s gemm_packed row %d token %d of %d: %.9g, vec_dot %.9g, vec_dot4 "
-                          "%.9g, reference %.9g (n %lld pass %d)",
-                          q->name, r, t, nt, s[t * SS + r], one, four[r & 3], ref, (long long)n,
+                          "%.9g, reference %.9g, exact %.9g (n %lld pass %d)",
+                          q->name, r, t, nt, s[t * SS + r], one, four[r & 3], ref, ex, (long long)n,
                           pass);
           }
         }
@@ -739,6 +754,8 @@ static void check_packed(const nllm_qtype *q) {
     }
     free(x);
     free(y);
+    free(wf);
+    free(yf);
     free(wq);
     free(yq);
     free(prep);
@@ -986,6 +1003,8 @@ START_TEST(registry_vs_format_table) {
       ck_assert_int_ge(q->blas_min_tokens, NLLM_BLAS_MIN_TOKENS);
       ck_assert(!q->gemm4 == !q->gemm_prep);
       ck_assert(!q->gemm4 || (q->gemm_tok >= NLLM_GEMM_TOK && q->gemm_tok <= NLLM_GEMM_TOK_MAX));
+      ck_assert(!q->gemm_packed || q->pack_group_rows == NLLM_PACK_ROWS ||
+                q->pack_group_rows == 2 * NLLM_PACK_ROWS);
       if (isa == NLLM_ISA_SCALAR) {
         ck_assert(!q->gemm4);
         ck_assert(q->to_float == q->to_float_ref && q->from_float == q->from_float_ref &&

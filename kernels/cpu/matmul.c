@@ -31,7 +31,7 @@
 /* Tokens per tile of the integer path: the weight rows of a work item stay in L1/L2 while
  * every token of the tile passes over them. */
 #define TOK_TILE 16
-/* Rows per work item with several tokens: a multiple of NLLM_PACK_ROWS. */
+/* Rows per work item with several tokens: a multiple of every pack_group_rows (8 or 16). */
 #define ITEM_ROWS_MANY 16
 #define PACK_GROUPS (ITEM_ROWS_MANY / NLLM_PACK_ROWS)
 
@@ -255,32 +255,34 @@ void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_
   }
 }
 
-/* The interleaved kernels: the item's rows repacked once into the worker's groups, then every
- * token over them, four at a time; the rows that do not make a group go to the four-row and
- * one-row kernels. */
+/* The interleaved kernels: the item's rows repacked once into the worker's groups (of the
+ * format's pack_group_rows), then every token over them, four at a time. */
 static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker) {
   const nllm_qtype *q = j->q;
-  const size_t gb = NLLM_PACK_BYTES(j->cols), ys = (size_t)j->rows;
-  uint8_t *pk = j->pack + (size_t)worker * PACK_GROUPS * gb;
-  const int64_t ng = (r1 - r0) / NLLM_PACK_ROWS;
+  const int64_t gr = q->pack_group_rows;
+  const size_t gb = NLLM_PACK_BYTES(j->cols) / NLLM_PACK_ROWS * (size_t)gr, ys = (size_t)j->rows;
+  uint8_t *pk = j->pack + (size_t)worker * PACK_GROUPS * NLLM_PACK_BYTES(j->cols);
+  const int64_t ng = (r1 - r0) / gr;
   for (int64_t g = 0; g < ng; g++)
-    q->pack_rows(j->cols, j->W + (size_t)(r0 + g * NLLM_PACK_ROWS) * j->w_rs, j->w_rs,
-                 pk + (size_t)g * gb);
+    q->pack_rows(j->cols, j->W + (size_t)(r0 + g * gr) * j->w_rs, j->w_rs, pk + (size_t)g * gb);
   for (int64_t t = 0; t < j->n_tok; t += NLLM_GEMM_TOK) {
     const int nt = (int)(j->n_tok - t < NLLM_GEMM_TOK ? j->n_tok - t : NLLM_GEMM_TOK);
     for (int64_t g = 0; g < ng; g++)
-      q->gemm_packed(j->cols, &j->y[(size_t)t * ys + (size_t)(r0 + g * NLLM_PACK_ROWS)], ys,
+      q->gemm_packed(j->cols, &j->y[(size_t)t * ys + (size_t)(r0 + g * gr)], ys,
                      pk + (size_t)g * gb, j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
   }
-  const int64_t r = r0 + ng * NLLM_PACK_ROWS;
-  if (r < r1)
-    nllm_matmul_rows(q, j->cols, j->W, j->w_rs, r, r1, j->act, j->a_rs, NULL, 0, 0, j->n_tok, j->y,
+  /* the rows left out of a group take decode's kernels a token at a time (a tier's
+   * four-by-four kernel need not add in its four-row kernel's order) */
+  const int64_t r = r0 + ng * gr;
+  for (int64_t t = 0; r < r1 && t < j->n_tok; t++)
+    nllm_matmul_rows(q, j->cols, j->W, j->w_rs, r, r1, j->act, j->a_rs, NULL, 0, t, t + 1, j->y,
                      ys);
 }
 
 /* Whether the integer path runs this batch on the format's interleaved kernels (packed), or
  * on its register tiles. */
 static int uses_packed(const nllm_qtype *q, int64_t cols, int64_t n_tok) {
+  _Static_assert(ITEM_ROWS_MANY % (2 * NLLM_PACK_ROWS) == 0, "an item holds whole groups");
   return q->gemm_packed && n_tok > 1 && n_tok >= q->packed_min_tokens && cols % NLLM_GEMM_COLS == 0;
 }
 
