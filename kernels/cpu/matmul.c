@@ -214,13 +214,17 @@ static void blas_item(void *vjob, int64_t item, int worker) {
 }
 #endif
 
+/* How a job's activations are prepared: for its interleaved kernels or for its tiles. */
+static nllm_gemm_prep_fn prep_fn(const matmul_job *j) {
+  return j->pack ? j->q->packed_prep : j->q->gemm_prep;
+}
+
 static void quantize_item(void *vjob, int64_t t, int worker) {
   const matmul_job *j = vjob;
   (void)worker;
   const uint8_t *a = j->act + (size_t)t * j->a_rs;
   j->vq->from_float(j->x + t * j->cols, (uint8_t *)a, j->cols);
-  if (j->prep)
-    (j->pack ? j->q->packed_prep : j->q->gemm_prep)(j->cols, a, j->prep + (size_t)t * j->p_rs);
+  if (j->prep) prep_fn(j)(j->cols, a, j->prep + (size_t)t * j->p_rs);
 }
 
 void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_t w_rs, int64_t r0,
@@ -407,7 +411,8 @@ void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int6
 
 /* ---------------------------------------------------------------- matrices of one input
  * A layer's q, k and v (gate and up) read the same activations: quantizing them once per
- * vec_dot_type (and preparing them once per tile format) for all the matrices, and running
+ * vec_dot_type (and preparing them once per tile or interleaved format) for all the matrices,
+ * every interleaved matrix repacking into the same per-worker groups, and running
  * every matrix's rows as the items of one pass of the team, saves a quantization pass and two
  * hand-offs of the team per extra matrix, and lets the small k and v fill the threads' share
  * next to q. */
@@ -427,7 +432,7 @@ static void group_quantize_item(void *vjob, int64_t t, int worker) {
     const matmul_job *j = &g->part[p];
     const uint8_t *a = j->act + (size_t)t * j->a_rs;
     if (g->owns[p] & 1) j->vq->from_float(j->x + t * j->cols, (uint8_t *)a, j->cols);
-    if (g->owns[p] & 2) j->q->gemm_prep(j->cols, a, j->prep + (size_t)t * j->p_rs);
+    if (g->owns[p] & 2) prep_fn(j)(j->cols, a, j->prep + (size_t)t * j->p_rs);
   }
 }
 
@@ -445,7 +450,7 @@ static int group_shares(const nllm_matmul_part *p, int n_p, int64_t cols, int64_
   for (int i = 0; i < n_p; i++) {
     const nllm_qtype *q = nllm_qtype_get(p[i].wtype);
     if (!q || q->vec_dot_type == NLLM_TYPE_F32 ||
-        nllm_matmul_uses_gemm(p[i].wtype, n_tok, n_threads) || uses_packed(q, cols, n_tok))
+        nllm_matmul_uses_gemm(p[i].wtype, n_tok, n_threads))
       return 0;
   }
   return 1;
@@ -453,16 +458,20 @@ static int group_shares(const nllm_matmul_part *p, int n_p, int64_t cols, int64_
 
 size_t nllm_matmul_group_wsize(const nllm_matmul_part *p, int n_p, int64_t cols, int64_t n_tok,
                                int n_threads) {
-  size_t one = 0, shared = 64;
+  size_t one = 0, shared = 64, pack = 0;
   for (int i = 0; i < n_p; i++) {
     const size_t s = nllm_matmul_wsize(p[i].wtype, cols, n_tok, n_threads);
     if (s > one) one = s;
     const nllm_qtype *q = nllm_qtype_get(p[i].wtype);
-    /* any tier may be in use when the group runs: room for every matrix's own forms */
-    if (q && q->vec_dot_type != NLLM_TYPE_F32)
+    /* any tier may be in use when the group runs: room for every matrix's own forms, and for
+     * the workers' repacked groups that the interleaved ones share */
+    if (q && q->vec_dot_type != NLLM_TYPE_F32) {
       shared += 64 + (size_t)n_tok * nllm_row_size(q->vec_dot_type, cols) + 64 +
                 (size_t)n_tok * NLLM_GEMM_PREP_BYTES(cols);
+      pack = 64 + (size_t)n_threads * PACK_GROUPS * NLLM_PACK_BYTES(cols);
+    }
   }
+  shared += pack;
   return one > shared ? one : shared;
 }
 
@@ -482,7 +491,7 @@ void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const f
     return;
   }
   group_job g = {.n = n_p};
-  uint8_t *mem = (uint8_t *)wdata;
+  uint8_t *mem = (uint8_t *)wdata, *pack = NULL;
   for (int i = 0; i < n_p; i++) {
     const nllm_qtype *q = nllm_qtype_get(p[i].wtype);
     matmul_job *j = &g.part[i];
@@ -498,7 +507,7 @@ void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const f
                       .a_rs = nllm_row_size(q->vec_dot_type, cols)};
     j->item_rows = n_tok == 1 ? rows_per_item(j->rows, n_threads, 4, 256) : ITEM_ROWS_MANY;
     g.first[i + 1] = g.first[i] + (j->rows + j->item_rows - 1) / j->item_rows;
-    const int tiles = uses_tiles(q, cols, n_tok);
+    const int packed = uses_packed(q, cols, n_tok), tiles = !packed && uses_tiles(q, cols, n_tok);
     int k = 0;
     while (k < i && g.part[k].vq != j->vq) k++;
     if (k < i) {
@@ -508,9 +517,16 @@ void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const f
       mem = (uint8_t *)j->act + (size_t)n_tok * j->a_rs;
       g.owns[i] |= 1;
     }
-    if (tiles) {
+    if (packed) {
+      if (!pack) {
+        pack = align64(mem);
+        mem = pack + (size_t)n_threads * PACK_GROUPS * NLLM_PACK_BYTES(cols);
+      }
+      j->pack = pack;
+    }
+    if (packed || tiles) {
       j->p_rs = NLLM_GEMM_PREP_BYTES(cols);
-      for (k = 0; k < i && !(g.part[k].prep && g.part[k].q->gemm_prep == q->gemm_prep &&
+      for (k = 0; k < i && !(g.part[k].prep && prep_fn(&g.part[k]) == prep_fn(j) &&
                              g.part[k].act == j->act);)
         k++;
       if (k < i) {
