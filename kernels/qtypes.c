@@ -91,6 +91,7 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
       q->gemm_packed = k->gemm_packed;
       q->packed_min_tokens = k->packed_min_tokens;
       q->pack_group_rows = k->pack_group_rows ? k->pack_group_rows : NLLM_PACK_ROWS;
+      q->packed_tok = k->packed_tok ? k->packed_tok : NLLM_GEMM_TOK;
     }
   }
 }

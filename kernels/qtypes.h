@@ -95,6 +95,7 @@ typedef struct nllm_qtype_kernels {
   int32_t
       gemm_tok; /* with gemm4: the most tokens a call takes (see nllm_qtype), 0: NLLM_GEMM_TOK */
   int32_t pack_group_rows; /* with gemm_packed: rows a packed group holds, 0: NLLM_PACK_ROWS */
+  int32_t packed_tok;      /* with gemm_packed: the most tokens a call takes, 0: NLLM_GEMM_TOK */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -157,6 +158,9 @@ typedef struct nllm_qtype {
    * that many rows, gemm_packed writes that many sums per token, a group takes
    * pack_group_rows / NLLM_PACK_ROWS times NLLM_PACK_BYTES) */
   int32_t pack_group_rows;
+  /* with gemm_packed: the most tokens one call takes, NLLM_GEMM_TOK..NLLM_GEMM_TOK_MAX
+   * (gemm_packed's n_tok <= packed_tok instead of NLLM_GEMM_TOK) */
+  int32_t packed_tok;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

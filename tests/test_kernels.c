@@ -671,11 +671,12 @@ END_TEST
  * asked for or the packed group. */
 static void check_packed(const nllm_qtype *q) {
   static const int64_t lens[] = {128, 256, 640, 768, 2048};
-  enum { RMAX = 2 * NLLM_PACK_ROWS, T = NLLM_GEMM_TOK, SS = RMAX + 1 };
-  const int R = q->pack_group_rows, ref_order = tier_checked == NLLM_ISA_SIMD;
+  enum { RMAX = 2 * NLLM_PACK_ROWS, TMAX = NLLM_GEMM_TOK_MAX, SS = RMAX + 1 };
+  const int R = q->pack_group_rows, T = q->packed_tok, ref_order = tier_checked == NLLM_ISA_SIMD;
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   ck_assert_msg(q->pack_rows && q->packed_prep, "%s: gemm_packed without its helpers", q->name);
   ck_assert_msg(R == NLLM_PACK_ROWS || R == RMAX, "%s: pack_group_rows %d", q->name, R);
+  ck_assert_msg(T >= NLLM_GEMM_TOK && T <= TMAX, "%s: packed_tok %d", q->name, T);
   uint64_t rng = 0x2545F4914F6CDD1Dull ^ (uint64_t)q->type;
   for (int64_t n = q->block_size; ref_order && n <= 5 * q->block_size; n += q->block_size) {
     const size_t rs = nllm_row_size(q->type, n); /* odd counts */
@@ -723,8 +724,8 @@ static void check_packed(const nllm_qtype *q) {
       for (int i = 0; i < 64; i++)
         ck_assert_msg(pk[pbytes + i] == 0xa5, "%s pack_rows wrote past its group", q->name);
       for (int nt = 1; nt <= T; nt++) {
-        float s[T * SS];
-        for (int i = 0; i < T * SS; i++) s[i] = NAN;
+        float s[TMAX * SS];
+        for (int i = 0; i < TMAX * SS; i++) s[i] = NAN;
         q->gemm_packed(n, s, SS, pk, prep, prs, nt);
         for (int t = 0; t < T; t++) {
           ck_assert_msg(isnan(s[t * SS + R]), "%s gemm_packed wrote past its rows", q->name);
@@ -1005,6 +1006,8 @@ START_TEST(registry_vs_format_table) {
       ck_assert(!q->gemm4 || (q->gemm_tok >= NLLM_GEMM_TOK && q->gemm_tok <= NLLM_GEMM_TOK_MAX));
       ck_assert(!q->gemm_packed || q->pack_group_rows == NLLM_PACK_ROWS ||
                 q->pack_group_rows == 2 * NLLM_PACK_ROWS);
+      ck_assert(!q->gemm_packed ||
+                (q->packed_tok >= NLLM_GEMM_TOK && q->packed_tok <= NLLM_GEMM_TOK_MAX));
       if (isa == NLLM_ISA_SCALAR) {
         ck_assert(!q->gemm4);
         ck_assert(q->to_float == q->to_float_ref && q->from_float == q->from_float_ref &&

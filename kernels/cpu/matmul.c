@@ -260,7 +260,7 @@ void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_
 }
 
 /* The interleaved kernels: the item's rows repacked once into the worker's groups (of the
- * format's pack_group_rows), then every token over them, four at a time. */
+ * format's pack_group_rows), then every token over them, packed_tok at a time. */
 static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker) {
   const nllm_qtype *q = j->q;
   const int64_t gr = q->pack_group_rows;
@@ -269,8 +269,9 @@ static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker)
   const int64_t ng = (r1 - r0) / gr;
   for (int64_t g = 0; g < ng; g++)
     q->pack_rows(j->cols, j->W + (size_t)(r0 + g * gr) * j->w_rs, j->w_rs, pk + (size_t)g * gb);
-  for (int64_t t = 0; t < j->n_tok; t += NLLM_GEMM_TOK) {
-    const int nt = (int)(j->n_tok - t < NLLM_GEMM_TOK ? j->n_tok - t : NLLM_GEMM_TOK);
+  const int64_t tok = q->packed_tok;
+  for (int64_t t = 0; t < j->n_tok; t += tok) {
+    const int nt = (int)(j->n_tok - t < tok ? j->n_tok - t : tok);
     for (int64_t g = 0; g < ng; g++)
       q->gemm_packed(j->cols, &j->y[(size_t)t * ys + (size_t)(r0 + g * gr)], ys,
                      pk + (size_t)g * gb, j->prep + (size_t)t * j->p_rs, j->p_rs, nt);

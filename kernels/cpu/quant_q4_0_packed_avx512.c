@@ -144,16 +144,18 @@ static inline __m512 tree16(const __m512 *a) {
   return _mm512_add_ps(_mm512_add_ps(u[0], u[2]), _mm512_add_ps(u[1], u[3]));
 }
 
+/* Up to NLLM_GEMM_TOK_MAX tokens a call: the reductions below and the accumulators' trips
+ * through memory cost about as much as a 768-value row's products of four tokens. */
 static inline __attribute__((always_inline)) void gemm_packed16(const int T, int64_t n, float *s,
                                                                 size_t ss, const uint8_t *pk,
                                                                 const uint8_t *p0, size_t ps) {
   const int64_t nb = n / QK, nc = nb / CHUNK;
-  __m512 acc[NLLM_GEMM_TOK][16], acc4[NLLM_GEMM_TOK][16];
+  __m512 acc[NLLM_GEMM_TOK_MAX][16], acc4[NLLM_GEMM_TOK_MAX][16];
   /* the chunks: lane position L holds block 4 (L % 4) + L / 4 of each chunk */
   for (int L = 0; L < 16; L++) {
     const int64_t blk = 4 * (L % 4) + L / 4;
-    __m512 f[NLLM_GEMM_TOK];
-#pragma GCC unroll 4
+    __m512 f[NLLM_GEMM_TOK_MAX];
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       const int64_t b = CHUNK * c + blk;
@@ -162,20 +164,19 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int T, int
       __m512i w[8];
 #pragma GCC unroll 8
       for (int e = 0; e < 8; e++) w[e] = _mm512_loadu_si512(xb + 64 + 64 * e);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int t = 0; t < T; t++) {
         const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * PREP_BLOCK;
-        __m512i pa = bcast(yb + 36), pb = _mm512_setzero_si512();
+        __m512i p = bcast(yb + 36);
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
-          pa = _mm512_dpbusd_epi32(pa, w[j], bcast(yb + 4 * j));
-          pb = _mm512_dpbusd_epi32(pb, w[4 + j], bcast(yb + 16 + 4 * j));
+          p = _mm512_dpbusd_epi32(p, w[j], bcast(yb + 4 * j));
+          p = _mm512_dpbusd_epi32(p, w[4 + j], bcast(yb + 16 + 4 * j));
         }
-        f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)),
-                               _mm512_cvtepi32_ps(_mm512_add_epi32(pa, pb)), f[t]);
+        f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
       }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) acc[t][L] = f[t];
   }
   /* the four-block groups: lane position 4k + j holds part j of block k of each group */
@@ -183,15 +184,15 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int T, int
   if (groups)
     for (int L = 0; L < 16; L++) {
       const int k = L / 4, j = L % 4;
-      __m512 f[NLLM_GEMM_TOK];
-#pragma GCC unroll 4
+      __m512 f[NLLM_GEMM_TOK_MAX];
+#pragma GCC unroll 8
       for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
       for (int64_t b = nc * CHUNK + k; b < nb; b += 4) {
         const uint8_t *xb = pk + (size_t)b * PACKED_BLOCK;
         const __m512 dx = _mm512_loadu_ps(xb);
         const __m512i wl = _mm512_loadu_si512(xb + 64 + 64 * j);
         const __m512i wh = _mm512_loadu_si512(xb + 64 + 64 * (4 + j));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
           const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * PREP_BLOCK;
           const __m512i p = _mm512_dpbusd_epi32(
@@ -200,10 +201,10 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int T, int
           f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
         }
       }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int t = 0; t < T; t++) acc4[t][L] = f[t];
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int t = 0; t < T; t++) {
     __m512 h = tree16(acc[t]);
     if (groups) h = _mm512_add_ps(h, tree16(acc4[t]));
@@ -217,7 +218,11 @@ static void q4_0_gemm_packed16_avx512(int64_t n, float *s, size_t ss, const void
     case 1: gemm_packed16(1, n, s, ss, pk, p, ps); break;
     case 2: gemm_packed16(2, n, s, ss, pk, p, ps); break;
     case 3: gemm_packed16(3, n, s, ss, pk, p, ps); break;
-    default: gemm_packed16(4, n, s, ss, pk, p, ps); break;
+    case 4: gemm_packed16(4, n, s, ss, pk, p, ps); break;
+    case 5: gemm_packed16(5, n, s, ss, pk, p, ps); break;
+    case 6: gemm_packed16(6, n, s, ss, pk, p, ps); break;
+    case 7: gemm_packed16(7, n, s, ss, pk, p, ps); break;
+    default: gemm_packed16(8, n, s, ss, pk, p, ps); break;
   }
 }
 
@@ -229,7 +234,8 @@ static const nllm_qtype_kernels q4_0_packed_rows[] = {
      .packed_prep = q4_0_packed16_prep_avx512,
      .gemm_packed = q4_0_gemm_packed16_avx512,
      .packed_min_tokens = PACKED_MIN_TOKENS,
-     .pack_group_rows = GROUP_ROWS},
+     .pack_group_rows = GROUP_ROWS,
+     .packed_tok = NLLM_GEMM_TOK_MAX},
 };
 const nllm_kernel_set nllm_kernels_q4_0_packed_avx512 = {
     q4_0_packed_rows, sizeof q4_0_packed_rows / sizeof q4_0_packed_rows[0]};
