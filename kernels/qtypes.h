@@ -28,10 +28,6 @@ typedef void (*nllm_vec_dot4_fn)(int64_t n, float *s, const void *x, size_t x_st
  * s[t * s_stride + r] = dot(row r, token t) for r < 4, t < n_tok; n a multiple of
  * NLLM_GEMM_COLS. */
 #define NLLM_GEMM_TOK 4
-/* Tiles that hold one weight row's unpacked blocks at a time (eight or nine registers) have room
- * for more tokens' sums: such a format's gemm4 takes up to its gemm_tok tokens per call, at most
- * this many, which halves the unpacking per token again. */
-#define NLLM_GEMM_TOK_MAX 8
 #define NLLM_GEMM_COLS 128
 #define NLLM_GEMM_PREP_BYTES(n) ((size_t)(n)*3)
 typedef void (*nllm_gemm_prep_fn)(int64_t n, const void *yq, void *prep);
@@ -48,6 +44,8 @@ typedef void (*nllm_gemm4_fn)(int64_t n, float *s, size_t s_stride, const void *
  * s[t * s_stride + r] = dot(row r, token t) for r < the group's rows, t < n_tok <= NLLM_GEMM_TOK;
  * n a multiple of NLLM_GEMM_COLS. */
 #define NLLM_PACK_ROWS 8
+/* The most tokens an interleaved kernel's call takes (a format's packed_tok) */
+#define NLLM_PACKED_TOK_MAX 8
 #define NLLM_PACK_BYTES(n) ((size_t)(n)*9)
 typedef void (*nllm_pack_rows_fn)(int64_t n, const void *x, size_t x_stride, void *packed);
 typedef void (*nllm_gemm_packed_fn)(int64_t n, float *s, size_t s_stride, const void *packed,
@@ -92,8 +90,6 @@ typedef struct nllm_qtype_kernels {
   nllm_gemm_packed_fn gemm_packed;
   int32_t packed_min_tokens;
   const struct nllm_gemmf *gemmf_xbf16; /* BF16 weights: the GEMM for BF16-rounded activations */
-  int32_t
-      gemm_tok; /* with gemm4: the most tokens a call takes (see nllm_qtype), 0: NLLM_GEMM_TOK */
   int32_t pack_group_rows; /* with gemm_packed: rows a packed group holds, 0: NLLM_PACK_ROWS */
   int32_t packed_tok;      /* with gemm_packed: the most tokens a call takes, 0: NLLM_GEMM_TOK */
 } nllm_qtype_kernels;
@@ -151,14 +147,11 @@ typedef struct nllm_qtype {
    * which nllm_matmul_mode takes from its min_tokens on; without it those batches round the
    * activations and take the exact paths */
   const struct nllm_gemmf *gemmf_xbf16;
-  /* with gemm4: the most tokens one call takes, NLLM_GEMM_TOK..NLLM_GEMM_TOK_MAX (gemm4's n_tok
-   * <= gemm_tok instead of NLLM_GEMM_TOK) */
-  int32_t gemm_tok;
   /* with gemm_packed: the rows of a packed group, NLLM_PACK_ROWS or twice that (pack_rows packs
    * that many rows, gemm_packed writes that many sums per token, a group takes
    * pack_group_rows / NLLM_PACK_ROWS times NLLM_PACK_BYTES) */
   int32_t pack_group_rows;
-  /* with gemm_packed: the most tokens one call takes, NLLM_GEMM_TOK..NLLM_GEMM_TOK_MAX
+  /* with gemm_packed: the most tokens one call takes, NLLM_GEMM_TOK..NLLM_PACKED_TOK_MAX
    * (gemm_packed's n_tok <= packed_tok instead of NLLM_GEMM_TOK) */
   int32_t packed_tok;
 } nllm_qtype;

@@ -144,17 +144,17 @@ static inline __m512 tree16(const __m512 *a) {
   return _mm512_add_ps(_mm512_add_ps(u[0], u[2]), _mm512_add_ps(u[1], u[3]));
 }
 
-/* Up to NLLM_GEMM_TOK_MAX tokens a call: the reductions below and the accumulators' trips
+/* Up to NLLM_PACKED_TOK_MAX tokens a call: the reductions below and the accumulators' trips
  * through memory cost about as much as a 768-value row's products of four tokens. */
 static inline __attribute__((always_inline)) void gemm_packed16(const int T, int64_t n, float *s,
                                                                 size_t ss, const uint8_t *pk,
                                                                 const uint8_t *p0, size_t ps) {
   const int64_t nb = n / QK, nc = nb / CHUNK;
-  __m512 acc[NLLM_GEMM_TOK_MAX][16], acc4[NLLM_GEMM_TOK_MAX][16];
+  __m512 acc[NLLM_PACKED_TOK_MAX][16], acc4[NLLM_PACKED_TOK_MAX][16];
   /* the chunks: lane position L holds block 4 (L % 4) + L / 4 of each chunk */
   for (int L = 0; L < 16; L++) {
     const int64_t blk = 4 * (L % 4) + L / 4;
-    __m512 f[NLLM_GEMM_TOK_MAX];
+    __m512 f[NLLM_PACKED_TOK_MAX];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
@@ -184,7 +184,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int T, int
   if (groups)
     for (int L = 0; L < 16; L++) {
       const int k = L / 4, j = L % 4;
-      __m512 f[NLLM_GEMM_TOK_MAX];
+      __m512 f[NLLM_PACKED_TOK_MAX];
 #pragma GCC unroll 8
       for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
       for (int64_t b = nc * CHUNK + k; b < nb; b += 4) {
@@ -235,7 +235,7 @@ static const nllm_qtype_kernels q4_0_packed_rows[] = {
      .gemm_packed = q4_0_gemm_packed16_avx512,
      .packed_min_tokens = PACKED_MIN_TOKENS,
      .pack_group_rows = GROUP_ROWS,
-     .packed_tok = NLLM_GEMM_TOK_MAX},
+     .packed_tok = NLLM_PACKED_TOK_MAX},
 };
 const nllm_kernel_set nllm_kernels_q4_0_packed_avx512 = {
     q4_0_packed_rows, sizeof q4_0_packed_rows / sizeof q4_0_packed_rows[0]};
