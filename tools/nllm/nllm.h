@@ -114,6 +114,8 @@ void cli_print_options(const char *allowed);
 nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only);
 /* Context and sampler params from the shared options (defaults where an option is absent). */
 void cli_context_params(const cli_opts *o, nllm_context_params *cp);
+/* --bf16-act / --no-bf16-act as NLLM_BF16_ACT_* (neither: AUTO). */
+int32_t cli_bf16_act(const cli_opts *o);
 /* -ctk / -ctv (and --kv-f32) into cp's kv_type / kv_type_v, --bf16-act / --no-bf16-act into
  * bf16_activations (neither: NLLM_BF16_ACT_AUTO). */
 void cli_number_formats(const cli_opts *o, nllm_context_params *cp);

@@ -367,13 +367,17 @@ void cli_context_params(const cli_opts *o, nllm_context_params *cp) {
   cli_number_formats(o, cp);
 }
 
+int32_t cli_bf16_act(const cli_opts *o) {
+  return o->bf16_act      ? NLLM_BF16_ACT_ROUND
+         : o->no_bf16_act ? NLLM_BF16_ACT_EXACT
+                          : NLLM_BF16_ACT_AUTO;
+}
+
 void cli_number_formats(const cli_opts *o, nllm_context_params *cp) {
   if (o->kv_f32) cp->kv_type = NLLM_TYPE_F32;
   if (o->kv_k != NLLM_TYPE_NONE) cp->kv_type = o->kv_k;
   cp->kv_type_v = o->kv_v;
-  cp->bf16_activations = o->bf16_act      ? NLLM_BF16_ACT_ROUND
-                         : o->no_bf16_act ? NLLM_BF16_ACT_EXACT
-                                          : NLLM_BF16_ACT_AUTO;
+  cp->bf16_activations = cli_bf16_act(o);
 }
 
 void cli_sampler_params(const cli_opts *o, nllm_sampler_params *sp) {
