@@ -328,12 +328,19 @@ typedef struct nllm_context_params {
   int32_t embeddings;
   int32_t pooling;   /* NLLM_POOLING_*; default NLLM_POOLING_MODEL */
   int32_t normalize; /* 1: L2-normalize every vector; 0: raw; -1 (default): the model's choice */
-  /* 1: BF16 weight matrices multiply the activations rounded to BF16, as llama.cpp does: on a
-   * CPU with AVX512_BF16 their prompts run about twice as fast, at the price of about 2^-9
-   * relative error on each activation (logits move ~1e-2, see docs/api.md). 0 (default): the
-   * activations stay F32 and BF16 products are exact. CPU layers only. */
+  /* NLLM_BF16_ACT_ROUND (1): BF16 weight matrices multiply the activations rounded to BF16, as
+   * llama.cpp does: on a CPU with AVX512_BF16 their prompts run about twice as fast, at the
+   * price of about 2^-9 relative error on each activation (logits move ~1e-2, see docs/api.md).
+   * NLLM_BF16_ACT_EXACT (0): the activations stay F32 and BF16 products are exact.
+   * NLLM_BF16_ACT_AUTO (-1, default): ROUND where the CPU has AVX512_BF16 (the kernel tier in
+   * use at nllm_context_create), EXACT elsewhere, where rounding would gain no speed. CPU
+   * layers only. */
   int32_t bf16_activations;
 } nllm_context_params;
+
+#define NLLM_BF16_ACT_AUTO (-1)
+#define NLLM_BF16_ACT_EXACT 0
+#define NLLM_BF16_ACT_ROUND 1
 
 #define NLLM_EMBEDDINGS_OFF 0
 #define NLLM_EMBEDDINGS_ONLY 1

@@ -21,6 +21,10 @@ size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threa
 #define NLLM_MATMUL_XBF16 1
 void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols,
                       const float *x, int64_t n_tok, void *wdata, int n_threads, int mode);
+/* Whether NLLM_MATMUL_XBF16 runs faster kernels than the exact mode in the tier in use (the
+ * vdpbf16ps GEMM, AVX512_BF16): where it does not, rounding the activations only costs
+ * accuracy, so a context's NLLM_BF16_ACT_AUTO resolves to the exact mode. */
+int nllm_matmul_xbf16_fast(void);
 /* out = x rounded to the nearest BF16 (ties to even), n rows of cols floats (out may be x). */
 void nllm_round_bf16_rows(float *out, const float *x, int64_t n, int64_t cols, int n_threads);
 /* Whether nllm_matmul takes this many tokens on n_threads past the format's crossover: weights

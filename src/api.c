@@ -312,6 +312,7 @@ NLLM_API nllm_status nllm_context_params_init_sized(nllm_context_params *p, size
   d.kv_type_v = NLLM_TYPE_NONE;
   d.pooling = NLLM_POOLING_MODEL;
   d.normalize = -1;
+  d.bf16_activations = NLLM_BF16_ACT_AUTO;
   return nllm_init_params(p, size, &d, sizeof d, "nllm_context_params");
 }
 
@@ -356,8 +357,10 @@ NLLM_API nllm_status nllm_context_create(const nllm_model *m, const nllm_context
             p.pooling);
   CHECK_ARG(p.normalize >= -1 && p.normalize <= 1,
             "nllm_context_params.normalize must be -1 (the model's), 0 or 1 (got %d)", p.normalize);
-  CHECK_ARG(p.bf16_activations == 0 || p.bf16_activations == 1,
-            "nllm_context_params.bf16_activations must be 0 or 1 (got %d)", p.bf16_activations);
+  CHECK_ARG(p.bf16_activations >= NLLM_BF16_ACT_AUTO && p.bf16_activations <= NLLM_BF16_ACT_ROUND,
+            "nllm_context_params.bf16_activations must be NLLM_BF16_ACT_AUTO (-1), _EXACT (0) or "
+            "_ROUND (1) (got %d)",
+            p.bf16_activations);
   return nllm_ctx_create(m, &p, out);
 }
 

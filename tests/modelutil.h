@@ -63,11 +63,14 @@ static inline void compare_golden_ctx(nllm_context *ctx, const golden_logits *g,
   free(ids);
 }
 
-/* A context for replaying golden g (all logits, room for every id). */
-static inline nllm_context *golden_context(nllm_model *m, const golden_logits *g, int32_t kv_type) {
+/* A context for replaying golden g (all logits, room for every id), BF16 weights' activations
+ * as bf16_act says (NLLM_BF16_ACT_*). */
+static inline nllm_context *golden_context_mode(nllm_model *m, const golden_logits *g,
+                                                int32_t kv_type, int32_t bf16_act) {
   ck_assert_int_eq(nllm_model_n_vocab(m), g->n_vocab);
   nllm_context_params cp;
   nllm_context_params_init(&cp);
+  cp.bf16_activations = bf16_act;
   cp.all_logits = 1;
   cp.kv_type = kv_type;
   cp.n_ctx = g->n_prompt + g->n_gen + 1;
@@ -77,20 +80,31 @@ static inline nllm_context *golden_context(nllm_model *m, const golden_logits *g
   return ctx;
 }
 
-/* Evaluates golden prompt + gen ids with the model, compares the golden's rows. */
-static inline int compare_golden(const char *model_path, const char *golden_path, int32_t kv_type,
-                                 cmp_result *r) {
+/* ... with the default params' BF16 activations (NLLM_BF16_ACT_AUTO) */
+static inline nllm_context *golden_context(nllm_model *m, const golden_logits *g, int32_t kv_type) {
+  return golden_context_mode(m, g, kv_type, NLLM_BF16_ACT_AUTO);
+}
+
+/* Evaluates golden prompt + gen ids with the model (BF16 activations as bf16_act says),
+ * compares the golden's rows. */
+static inline int compare_golden_mode(const char *model_path, const char *golden_path,
+                                      int32_t kv_type, int32_t bf16_act, cmp_result *r) {
   golden_logits *g = golden_logits_load(golden_path);
   ck_assert_msg(g && g->n_prompt > 0, "cannot parse %s", golden_path);
   nllm_model *m = NULL;
   nllm_status st = nllm_model_load(model_path, NULL, &m);
   ck_assert_msg(st == NLLM_OK, "load %s: %s", model_path, nllm_last_error());
-  nllm_context *ctx = golden_context(m, g, kv_type);
+  nllm_context *ctx = golden_context_mode(m, g, kv_type, bf16_act);
   compare_golden_ctx(ctx, g, r);
   nllm_context_free(ctx);
   nllm_model_free(m);
   golden_logits_free(g);
   return 1;
+}
+
+static inline int compare_golden(const char *model_path, const char *golden_path, int32_t kv_type,
+                                 cmp_result *r) {
+  return compare_golden_mode(model_path, golden_path, kv_type, NLLM_BF16_ACT_AUTO, r);
 }
 
 /* A model from the project root (local) or under the shared test data; NULL, with a SKIP line,

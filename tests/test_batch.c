@@ -12,34 +12,56 @@ typedef struct model_case {
   int local;          /* 1: path is relative to the project root */
   double bound_f32;   /* rel RMS of a batched row against the single-sequence row (F32 cache) */
   double bound_shift; /* shifted against unshifted (0: 1e-4) */
+  int32_t bf16_act;   /* the contexts' bf16_activations (NLLM_BF16_ACT_*; 0: exact) */
 } model_case;
 
 /* Batching changes which matmul kernel runs (one row: matrix-vector; many: tiles or BLAS) and
  * the summation order of attention; measured differences are below 2e-6 with an F32 cache and
  * below 2e-4 with F16 (whose rounding of a K/V row then differs by an ulp). */
 static const model_case models[] = {
-    {"models/stories260K.gguf", 1, 1e-5, 0},
-    {"golden/models/tiny-a-F16.gguf", 0, 1e-5, 0},
-    {"golden/models/tiny-a-Q8_0.gguf", 0, 1e-5, 0},
-    {"golden/models/tiny-a-Q4_K_M.gguf", 0, 1e-5, 0},
-    {"hf/tiny-llama", 0, 1e-5, 0},
-    {"hf/tiny-qwen2", 0, 1e-5, 0},
-    {"hf/tiny-qwen3", 0, 1e-5, 0},
+    {"models/stories260K.gguf", 1, 1e-5, 0, NLLM_BF16_ACT_EXACT},
+    {"golden/models/tiny-a-F16.gguf", 0, 1e-5, 0, NLLM_BF16_ACT_EXACT},
+    {"golden/models/tiny-a-Q8_0.gguf", 0, 1e-5, 0, NLLM_BF16_ACT_EXACT},
+    {"golden/models/tiny-a-Q4_K_M.gguf", 0, 1e-5, 0, NLLM_BF16_ACT_EXACT},
+    {"hf/tiny-llama", 0, 1e-5, 0, NLLM_BF16_ACT_EXACT},
+    {"hf/tiny-qwen2", 0, 1e-5, 0, NLLM_BF16_ACT_EXACT},
+    {"hf/tiny-qwen3", 0, 1e-5, 0, NLLM_BF16_ACT_EXACT},
     /* mixture of experts: the rows of all sequences grouped by expert in one step */
-    {"hf/tiny-mixtral", 0, 1e-5, 0},
-    {"hf/tiny-qwen3-moe", 0, 1e-5, 0},
+    {"hf/tiny-mixtral", 0, 1e-5, 0, NLLM_BF16_ACT_EXACT},
+    {"hf/tiny-qwen3-moe", 0, 1e-5, 0, NLLM_BF16_ACT_EXACT},
     /* a shifted key differs from the unshifted one by rounding, which the 8-bit activations
      * of this quantized file can carry across one of its router near-ties (gaps down to
      * 0.004): a swapped expert there moves a row by about 1.5% */
-    {"golden/models/moe-a-Q4_K_M.gguf", 0, 1e-5, 3e-2},
+    {"golden/models/moe-a-Q4_K_M.gguf", 0, 1e-5, 3e-2, NLLM_BF16_ACT_EXACT},
+    /* BF16 activations rounded (the default on CPUs with AVX512_BF16): a batch and one
+     * sequence alone sum a product in different orders (the vdpbf16ps GEMM, the row kernels),
+     * and where that last-bit difference sits on a BF16 rounding boundary the next layer's
+     * activation rounds to the neighbouring BF16 value, 2^-8 relative: measured up to 3.1e-3
+     * (tiny-mixtral), against 1.5e-6 in the exact mode above. */
+    {"hf/tiny-llama", 0, 1e-2, 1e-2, NLLM_BF16_ACT_ROUND},
+    {"hf/tiny-mixtral", 0, 1e-2, 1e-2, NLLM_BF16_ACT_ROUND},
 };
 
+/* The BF16 activation mode of the case loaded last: ctx_make's contexts use it. */
+static int32_t case_bf16_act;
+
 static nllm_model *load_case(int i) {
+  case_bf16_act = models[i].bf16_act;
   return load_test_model(models[i].rel, models[i].local);
 }
 
 static nllm_context *ctx_make(nllm_model *m, int n_seq, int n_ctx, int n_batch, int32_t kv_type) {
-  return seq_context(m, n_seq, n_ctx, n_batch, kv_type, NLLM_TYPE_NONE);
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.n_seq_max = n_seq;
+  cp.n_ctx = n_ctx;
+  cp.n_batch = n_batch;
+  cp.kv_type = kv_type;
+  cp.n_threads = 2;
+  cp.bf16_activations = case_bf16_act;
+  nllm_context *c = NULL;
+  ck_assert_msg(nllm_context_create(m, &cp, &c) == NLLM_OK, "%s", nllm_last_error());
+  return c;
 }
 
 static void random_ids(uint64_t *rng, int n_vocab, nllm_token *ids, int n) {
@@ -67,7 +89,8 @@ START_TEST(batch_matches_single) {
   float *ref = malloc(sizeof(float) * (size_t)nv);
   for (int kv = 0; kv < 2; kv++) {
     const int32_t kv_type = kv ? NLLM_TYPE_F16 : NLLM_TYPE_F32;
-    const double bound = kv ? 1e-3 : models[_i].bound_f32;
+    const double bound_f32 = models[_i].bound_f32;
+    const double bound = kv ? (bound_f32 > 1e-3 ? bound_f32 : 1e-3) : bound_f32;
     /* n_batch 8: batches of more rows run in several chunks */
     nllm_context *c = ctx_make(m, NS, 256, 8, kv_type);
     int done[NS] = {0};           /* tokens of ids[s] decoded into sequence s */

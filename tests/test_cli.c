@@ -111,6 +111,7 @@ START_TEST(errors_are_one_line) {
       "bench --parallel 0",
       "bench --parallel 4,2000",
       "chat --chat-template zephyr",
+      "run --bf16-act --no-bf16-act -p hi",
       /* a prompt that cannot fit in the context is an error, not an empty success */
       "run -p 'Once upon a time, there was a little girl' -c 8 -n 20",
 #ifndef NLLM_CUDA /* an explicit --gpu is refused by a build without CUDA (-ngl only warns) */

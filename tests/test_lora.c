@@ -81,7 +81,7 @@ static void check_combo(const char *model_path, int c, int gguf_adapters, const 
   nllm_lora_adapter *ad[2];
   int n = (int)strlen(combos[c].names);
   for (int k = 0; k < n; k++) ad[k] = load_adapter(m, combos[c].names[k], gguf_adapters);
-  nllm_context *ctx = golden_context(m, g, NLLM_TYPE_F32);
+  nllm_context *ctx = golden_context_mode(m, g, NLLM_TYPE_F32, NLLM_BF16_ACT_EXACT);
   ck_assert_int_eq(nllm_context_set_lora(ctx, ad, combos[c].scales, n), NLLM_OK);
   ck_assert_int_eq(nllm_context_n_lora(ctx), n);
   cmp_result r;
@@ -192,6 +192,7 @@ static void run_ids(nllm_context *ctx, float *out, int n_vocab) {
 static nllm_context *new_ctx(nllm_model *m) {
   nllm_context_params cp;
   nllm_context_params_init(&cp);
+  cp.bf16_activations = NLLM_BF16_ACT_EXACT; /* the checks below are exact (1e-6) */
   cp.all_logits = 1;
   cp.n_ctx = 64;
   cp.kv_type = NLLM_TYPE_F32;
@@ -285,6 +286,7 @@ START_TEST(per_sequence_sets) {
   nllm_lora_adapter *ab[2] = {a, b};
   nllm_context_params cp;
   nllm_context_params_init(&cp);
+  cp.bf16_activations = NLLM_BF16_ACT_EXACT; /* the checks below are exact (1e-6) */
   cp.n_ctx = 4 * 24;
   cp.n_seq_max = 4;
   cp.kv_type = NLLM_TYPE_F32;
@@ -554,7 +556,7 @@ START_TEST(half_precision_adapters) {
                 "%s storage changes the logits", nllm_type_name(type));
   golden_logits *g = golden_logits_load(golden);
   ck_assert_ptr_nonnull(g);
-  nllm_context *cg = golden_context(m, g, NLLM_TYPE_F32);
+  nllm_context *cg = golden_context_mode(m, g, NLLM_TYPE_F32, NLLM_BF16_ACT_EXACT);
   ck_assert_int_eq(nllm_context_set_lora(cg, &ah, NULL, 1), NLLM_OK);
   cmp_result r;
   compare_golden_ctx(cg, g, &r);
@@ -621,7 +623,7 @@ START_TEST(stored_types) {
   const double e_kept = max_rel(lh, lf, nv);
   golden_logits *g = golden_logits_load(golden);
   ck_assert_ptr_nonnull(g);
-  nllm_context *cg = golden_context(m, g, NLLM_TYPE_F32);
+  nllm_context *cg = golden_context_mode(m, g, NLLM_TYPE_F32, NLLM_BF16_ACT_EXACT);
   ck_assert_int_eq(nllm_context_set_lora(cg, &ah, NULL, 1), NLLM_OK);
   cmp_result r;
   compare_golden_ctx(cg, g, &r);

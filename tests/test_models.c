@@ -156,19 +156,25 @@ START_TEST(moe_a_logits) {
 }
 END_TEST
 
+/* The BF16 folders against their float64 references, in both BF16 activation modes (the loop's
+ * second half rounds them to BF16, which the default does on CPUs with AVX512_BF16). */
 START_TEST(hf_folders) {
   static const char *dirs[] = {"tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-mixtral",
                                "tiny-qwen3-moe"};
+  const char *name = dirs[_i % 5];
+  const int round = _i / 5;
   char dir[1024], golden[1024], rel[256];
-  snprintf(rel, sizeof rel, "hf/%s/golden.logits.txt", dirs[_i]);
+  snprintf(rel, sizeof rel, "hf/%s/golden.logits.txt", name);
   if (!testdata_path(golden, sizeof golden, rel)) return;
-  snprintf(dir, sizeof dir, "%s/hf/%s", testdata_dir(), dirs[_i]);
+  snprintf(dir, sizeof dir, "%s/hf/%s", testdata_dir(), name);
   cmp_result r;
-  compare_golden(dir, golden, NLLM_TYPE_F32, &r);
-  fprintf(stderr, "%s: max rel RMS %.2e over %d rows, greedy agree %d\n", dirs[_i], r.max_rel,
-          r.n_rows, r.argmax_agree);
-  /* F32 compute on BF16 weights: the bound is 1e-3; we land near the files' rounding. */
-  ck_assert_msg(r.max_rel < 1e-4, "%s: %g", dirs[_i], r.max_rel);
+  compare_golden_mode(dir, golden, NLLM_TYPE_F32, round ? NLLM_BF16_ACT_ROUND : NLLM_BF16_ACT_EXACT,
+                      &r);
+  fprintf(stderr, "%s%s: max rel RMS %.2e over %d rows, greedy agree %d\n", name,
+          round ? " (BF16 activations)" : "", r.max_rel, r.n_rows, r.argmax_agree);
+  /* F32 compute on BF16 weights: the issue's bound is 1e-3; we land near the files' rounding.
+   * Rounded activations: the references' README expects 1e-3..1e-2. */
+  ck_assert_msg(r.max_rel < (round ? 2e-2 : 1e-4), "%s: %g", name, r.max_rel);
   golden_logits *g = golden_logits_load(golden);
   ck_assert_int_eq(r.argmax_agree, g->n_gen);
   golden_logits_free(g);
@@ -242,7 +248,7 @@ int main(void) {
   tcase_add_loop_test(tc, tiny_a_lowbit_logits, 0,
                       (int)(sizeof tiny_a_lowbit / sizeof tiny_a_lowbit[0]));
   tcase_add_loop_test(tc, moe_a_logits, 0, (int)(sizeof moe_a / sizeof moe_a[0]));
-  tcase_add_loop_test(tc, hf_folders, 0, 5);
+  tcase_add_loop_test(tc, hf_folders, 0, 10);
   tcase_add_loop_test(tc, hf_converted_to_gguf, 0, 5);
   tcase_add_test(tc, llama2_tiny_random_loads);
   suite_add_tcase(s, tc);

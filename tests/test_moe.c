@@ -294,10 +294,11 @@ START_TEST(batch_equals_one_at_a_time) {
 END_TEST
 
 /* The whole model: a prompt decoded as one batch (tokens grouped by expert in every layer) and
- * the same tokens decoded one at a time give the same logits; also with bf16_activations (the
- * loop's second half), where every path rounds the activations of these BF16 models alike (a
- * prompt-only rounding moved tiny-qwen3-moe's logits 2.2%: a router near a tie), and the
- * logits then differ from the exact mode's by about BF16's rounding. */
+ * the same tokens decoded one at a time give the same logits; also with bf16_activations
+ * rounding (the loop's second half), where every path rounds the activations of these BF16
+ * models alike (a prompt-only rounding moved tiny-qwen3-moe's logits 2.2%: a router near a
+ * tie), and the logits then differ from the exact mode's by about BF16's rounding. The default
+ * (AUTO) gives bit for bit the mode the kernel tier settles it to. */
 START_TEST(model_prompt_equals_decode) {
   /* float weights: a quantized model's dense matmuls themselves take another path (sgemm on
    * float activations, or the prompt tiles) for a batch than for one token */
@@ -316,15 +317,18 @@ START_TEST(model_prompt_equals_decode) {
   cp.all_logits = 1;
   cp.kv_type = NLLM_TYPE_F32;
   cp.n_ctx = 64;
-  nllm_context *batch = NULL, *single = NULL, *exact = NULL;
+  nllm_context *batch = NULL, *single = NULL, *exact = NULL, *deflt = NULL;
+  ck_assert_int_eq(cp.bf16_activations, NLLM_BF16_ACT_AUTO);
+  ck_assert_int_eq(nllm_context_create(m, &cp, &deflt), NLLM_OK);
+  cp.bf16_activations = NLLM_BF16_ACT_EXACT;
   ck_assert_int_eq(nllm_context_create(m, &cp, &exact), NLLM_OK);
-  for (int bad = -1; bad <= 2; bad += 3) {
+  for (int bad = -2; bad <= 2; bad += 4) {
     cp.bf16_activations = bad;
     ck_assert_int_eq(nllm_context_create(m, &cp, &batch), NLLM_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(nllm_last_error(), "bf16_activations"));
     ck_assert_ptr_null(batch);
   }
-  cp.bf16_activations = bf16_act;
+  cp.bf16_activations = bf16_act ? NLLM_BF16_ACT_ROUND : NLLM_BF16_ACT_EXACT;
   ck_assert_int_eq(nllm_context_create(m, &cp, &batch), NLLM_OK);
   ck_assert_int_eq(nllm_context_create(m, &cp, &single), NLLM_OK);
   int ids[40];
@@ -341,6 +345,13 @@ START_TEST(model_prompt_equals_decode) {
   }
   ck_assert_int_eq(nllm_decode(exact, ids, 40), NLLM_OK);
   const double vs_exact = rel_rms(nllm_get_logits_ith(batch, 39), nllm_get_logits(exact), nv);
+  if (bf16_act == nllm_matmul_xbf16_fast()) {
+    ck_assert_int_eq(nllm_decode(deflt, ids, 40), NLLM_OK);
+    for (int i = 0; i < 40; i++)
+      ck_assert_msg(!memcmp(nllm_get_logits_ith(deflt, i), nllm_get_logits_ith(batch, i),
+                            (size_t)nv * sizeof(float)),
+                    "%s: the default differs from the mode it settles to at row %d", name, i);
+  }
   fprintf(stderr,
           "%s%s: prompt batch vs one at a time: max rel RMS %.2e over 40 positions; last vs "
           "exact %.2e\n",
@@ -354,6 +365,7 @@ START_TEST(model_prompt_equals_decode) {
     ck_assert_msg(vs_exact > 1e-5 && vs_exact < 0.1, "%s: %g from the exact mode", name, vs_exact);
   else
     ck_assert_msg(vs_exact < 1e-4, "%s: %g", name, vs_exact);
+  nllm_context_free(deflt);
   nllm_context_free(exact);
   nllm_context_free(batch);
   nllm_context_free(single);

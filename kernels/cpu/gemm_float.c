@@ -111,6 +111,28 @@ static const void *dequant_w(const gemmf_job *j, const uint8_t *W, int n, int64_
   return panel;
 }
 
+/* The rows' next chunk, fetched a few lines at a time between micro kernel calls: a row's chunk
+ * is a short run of lines the hardware prefetcher does not pick up, and the whole next chunk of
+ * an item's rows prefetched at once (up to 1,536 lines) stalled on the core's few outstanding
+ * misses before the compute could start. */
+typedef struct next_chunk {
+  const uint8_t *row; /* the row being prefetched, at its chunk's start */
+  size_t rs, bytes, off;
+  int64_t rows_left;
+} next_chunk;
+
+static void prefetch_lines(next_chunk *p, int64_t lines) {
+  for (; lines > 0 && p->rows_left > 0; lines--) {
+    __builtin_prefetch(p->row + p->off);
+    p->off += 64;
+    if (p->off >= p->bytes) {
+      p->off = 0;
+      p->row += p->rs;
+      p->rows_left--;
+    }
+  }
+}
+
 static void tile_item(void *vjob, int64_t item, int worker) {
   const gemmf_job *j = vjob;
   const nllm_gemmf *g = j->g;
@@ -137,20 +159,25 @@ static void tile_item(void *vjob, int64_t item, int worker) {
       p[i] = j->dq ? dequant_w(j, w, n[i], ch * g->kc, kc, pi, &p_rs[i])
                    : g->pack_w(w, j->w_rs, n[i], ch * g->kc, kc, pi, &p_rs[i]);
     }
-    /* the rows' next chunk from memory while this one computes: a row's chunk is a short run
-     * of lines the hardware prefetcher does not pick up (1.1B F16 pp128, 1 thread: the F16
-     * packing fell from 27% to 19% of the micro kernel's samples) */
+    /* the rows' next chunk from memory while this one computes (1.1B F16 pp128, 1 thread: the
+     * F16 packing fell from 27% to 19% of the micro kernel's samples with it at once) */
+    next_chunk nx = {0};
+    int64_t per_call = 0;
     if (ch + 1 < j->n_chunk) {
       const size_t off = (size_t)(ch + 1) * (size_t)g->kc * j->w_rs / (size_t)j->cols;
-      const size_t bytes = (size_t)chunk_cols(j, ch + 1) * j->w_rs / (size_t)j->cols;
-      const uint8_t *w = j->W + (size_t)r0 * j->w_rs + off;
-      for (int64_t r = 0; r < n_rows; r++, w += j->w_rs)
-        for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(w + o);
+      nx = (next_chunk){.row = j->W + (size_t)r0 * j->w_rs + off,
+                        .rs = j->w_rs,
+                        .bytes = (size_t)chunk_cols(j, ch + 1) * j->w_rs / (size_t)j->cols,
+                        .rows_left = n_rows};
+      const int64_t lines = n_rows * (int64_t)((nx.bytes + 63) / 64), calls = j->n_blk * n_tiles;
+      per_call = (lines + calls - 1) / calls;
     }
     for (int64_t b = 0; b < j->n_blk; b++) {
       const uint8_t *xc = j->xp + (size_t)(b * j->n_chunk + ch) * j->chunk_bytes;
-      for (int i = 0; i < n_tiles; i++)
+      for (int i = 0; i < n_tiles; i++) {
         g->micro(kc, p[i], p_rs[i], xc, c + (size_t)i * c_tile + (size_t)b * tile, ch > 0);
+        prefetch_lines(&nx, per_call);
+      }
     }
   }
   for (int i = 0; i < n_tiles; i++) store_tile(j, c + (size_t)i * c_tile, r0 + i * g->rm, n[i]);

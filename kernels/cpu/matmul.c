@@ -336,6 +336,11 @@ static void round_item(void *vjob, int64_t t, int worker) {
   for (int64_t i = 0; i < j->cols; i++) xr[i] = round_bf16(x[i]);
 }
 
+int nllm_matmul_xbf16_fast(void) {
+  const nllm_qtype *q = nllm_qtype_get(NLLM_TYPE_BF16);
+  return q && q->gemmf_xbf16;
+}
+
 void nllm_round_bf16_rows(float *out, const float *x, int64_t n, int64_t cols, int n_threads) {
   round_job rj = {.x = x, .xr = out, .cols = cols};
   nllm_pool_run(n * cols >= 4096 ? n_threads : 1, n, round_item, &rj);

@@ -110,6 +110,9 @@ NLLM_POOLING_NONE = 0
 NLLM_POOLING_MEAN = 1
 NLLM_POOLING_CLS = 2
 NLLM_POOLING_LAST = 3
+NLLM_BF16_ACT_AUTO = -1
+NLLM_BF16_ACT_EXACT = 0
+NLLM_BF16_ACT_ROUND = 1
 
 # ---------------------------------------------------------------- basic types
 

@@ -59,9 +59,10 @@ class Context(_Handle):
     decode), ``n_seq_max`` (sequences 0..n-1 in one context, see decode_batch), ``seed`` (for
     samplers made with the default seed) ``cancel`` (a threading.Event: once set, decode and
     generate stop with AbortedError / a clean stop), ``adapters`` (LoRA adapters to apply, as
-    for set_adapters) and ``bf16_activations`` (BF16 weights multiply activations rounded to
-    BF16, as llama.cpp does: faster prompts on CPUs with AVX512_BF16, results move ~1e-2; off
-    by default). The one-sequence calls (decode, pos,
+    for set_adapters) and ``bf16_activations`` (True: BF16 weights multiply activations
+    rounded to BF16, as llama.cpp does, results move ~1e-2; False: the F32 activations, exact
+    products; None, the default: rounded where the CPU has AVX512_BF16, which runs such prompts
+    ~1.7x faster, exact elsewhere). The one-sequence calls (decode, pos,
     rewind, generate) work on sequence 0.
     """
 
@@ -81,7 +82,7 @@ class Context(_Handle):
         seed: Optional[int] = None,
         cancel: Optional[threading.Event] = None,
         adapters: Optional[Sequence[AdapterSpec]] = None,
-        bf16_activations: bool = False,
+        bf16_activations: Optional[bool] = None,
     ) -> None:
         self._h: Optional[Any] = None
         self.model = model  # keeps the model alive for as long as the context
@@ -102,7 +103,10 @@ class Context(_Handle):
             p.kv_type_v = _type_id(kv_type_v)
         _set_int_fields(p, n_seq_max=n_seq_max)
         p.all_logits = 1 if all_logits else 0
-        p.bf16_activations = 1 if bf16_activations else 0
+        if bf16_activations is not None:
+            p.bf16_activations = (
+                ffi.NLLM_BF16_ACT_ROUND if bf16_activations else ffi.NLLM_BF16_ACT_EXACT
+            )
         if seed is not None:
             _set_int_fields(p, seed=seed)
         p.abort_callback = self._abort_cb

@@ -53,13 +53,15 @@ def embed(
     n_threads: int = 0,
     add_bos: bool = True,
     special: bool = False,
+    bf16_activations: Optional[bool] = None,
 ) -> Any:
     """Embedding vectors of texts (str or bytes, tokenized with add_bos / special) or of token
     id lists: a list with one float32 vector (numpy.ndarray, or a list of floats without NumPy)
     per text; with pooling="none" one (tokens x n_embd) matrix per text. A single text (not in
     a list) gives its vector alone. pooling: None (the model's), "mean", "cls", "last" or
     "none"; normalize: True (L2), False (raw) or None (the model's choice); batch_size: texts
-    per decode call."""
+    per decode call; bf16_activations: as for Context (None: rounded to BF16 for BF16 weights
+    where the CPU has AVX512_BF16)."""
     single = isinstance(texts, (str, bytes)) or (
         isinstance(texts, Sequence) and len(texts) > 0 and isinstance(texts[0], int))
     items = [texts] if single else list(texts)
@@ -88,6 +90,10 @@ def embed(
         batches = [ids[i:i + ffi.NLLM_SEQ_MAX] for i in range(0, len(ids), ffi.NLLM_SEQ_MAX)]
     p.n_threads = _c_int("n_threads", n_threads)
     p.kv_type = ffi.NLLM_TYPE_F32  # the cache holds one batch only: exact and small
+    if bf16_activations is not None:
+        p.bf16_activations = (
+            ffi.NLLM_BF16_ACT_ROUND if bf16_activations else ffi.NLLM_BF16_ACT_EXACT
+        )
     out: List[Any] = []
     with model._use() as mh:
         ctx = ffi.context_p()

@@ -152,7 +152,7 @@ class TestContext(ModelTestCase):
             self.assertEqual(list(ctx.logits()), exact)
         p = ffi.nllm_context_params()
         _C.nllm_context_params_init_sized(ctypes.byref(p), ctypes.sizeof(p))
-        self.assertEqual(p.bf16_activations, 0)
+        self.assertEqual(p.bf16_activations, ffi.NLLM_BF16_ACT_AUTO)
         p.bf16_activations = 2
         h = ffi.context_p()
         st = _C.nllm_context_create(self.model.handle, ctypes.byref(p), ctypes.byref(h))

@@ -110,7 +110,10 @@ nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m,
   const nllm_hparams *hp = &m->hp;
   fs->model = m;
   fs->n_batch = n_batch;
-  fs->bf16_activations = bf16_activations;
+  /* AUTO is settled here, once, so that every call of the context rounds alike (a prompt and
+   * its tokens decoded one at a time agree) even if the kernel tier is capped later */
+  fs->bf16_activations =
+      bf16_activations == NLLM_BF16_ACT_AUTO ? nllm_matmul_xbf16_fast() : bf16_activations;
   fs->n_threads = n_threads;
   nllm_kv_cache *kv = &fs->kv;
   kv->type = kv_type;

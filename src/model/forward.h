@@ -45,7 +45,8 @@ struct nllm_forward_state {
   const nllm_model *model;
   nllm_kv_cache kv; /* the cache's shape, shared by the backends (each holds its layers') */
   int32_t n_batch, n_threads;
-  int32_t bf16_activations; /* the context's: NLLM_MATMUL_XBF16 for the CPU's matmuls */
+  int32_t bf16_activations; /* 1: NLLM_MATMUL_XBF16 for the CPU's matmuls (the context's
+                             * param, AUTO settled by nllm_forward_state_init) */
   /* The CPU backend and, with GPU layers, the device backend: each owns its buffers, its
    * cache and its scratch (nllm_cpu_fw_init, nllm_cuda_fw_init). */
   nllm_fw_backend cpu, gpu;
@@ -55,7 +56,8 @@ struct nllm_forward_state {
   int32_t lora_rank; /* the largest rank the CPU backend's lora_t has room for */
 };
 
-/* logit_rows: rows of logits one call may produce (n_batch with all_logits, else 1). */
+/* logit_rows: rows of logits one call may produce (n_batch with all_logits, else 1);
+ * bf16_activations: NLLM_BF16_ACT_* of the context params. */
 nllm_status nllm_forward_state_init(nllm_forward_state *fs, const nllm_model *m, int32_t n_ctx,
                                     int32_t n_batch, int32_t kv_type, int32_t kv_type_v,
                                     int32_t n_threads, int32_t logit_rows,

@@ -21,7 +21,7 @@
   "-m --quantize -n -t -c -s --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty "         \
   "--repeat-last-n --system --chat-template --chat-template-file --kv-f32 -ctk -ctv --mmap "      \
   "--no-mmap -r --stop --ignore-eos --grammar --grammar-file --json-schema --lora --lora-scaled " \
-  "--lora-type --bf16-act"
+  "--lora-type --bf16-act --no-bf16-act"
 
 /* The names nllm_chat_apply_template knows besides Jinja text (include/nativellm.h). */
 #define CHAT_TEMPLATE_NAMES \

@@ -8,7 +8,7 @@
 
 #define EMBED_OPTS                                                                      \
   "-m -p -f --prompt-ids --pooling --normalize --no-normalize --json -t -b --quantize " \
-  "--special --no-bos --mmap --no-mmap --bf16-act"
+  "--special --no-bos --mmap --no-mmap --bf16-act --no-bf16-act"
 
 /* The texts: -p (one text), -f (one per line, blank lines skipped), or --prompt-ids. */
 typedef struct texts {

@@ -13,7 +13,7 @@
 #define PARALLEL_OPTS                                                                            \
   "-m -f -n -np -t -c -b -s --temp --top-k --top-p --min-p --repeat-penalty "                    \
   "--repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap --grammar --grammar-file " \
-  "--json-schema --lora --lora-scaled --lora-type --bf16-act"
+  "--json-schema --lora --lora-scaled --lora-type --bf16-act --no-bf16-act"
 
 typedef struct job {
   nllm_token *prompt;

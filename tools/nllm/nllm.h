@@ -63,7 +63,7 @@ typedef struct cli_opts {
   int32_t kv_k, kv_v;            /* ... as NLLM_TYPE_*, or NLLM_TYPE_NONE when not given */
   double temp, top_p, min_p, repeat_penalty;
   int ids, no_bos, special, json, kv_f32, mmap, help, has_seed, gpu, has_n, ignore_eos, no_mmap,
-      no_warmup, show_pieces, bf16_act;
+      no_warmup, show_pieces, bf16_act, no_bf16_act;
   const char *args[4]; /* positional arguments, for commands whose `allowed` names ARGS */
   int n_args;
   /* Repeatable options (-r/--reverse-prompt, --stop): every value, in order. */
@@ -114,7 +114,10 @@ void cli_print_options(const char *allowed);
 nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only);
 /* Context and sampler params from the shared options (defaults where an option is absent). */
 void cli_context_params(const cli_opts *o, nllm_context_params *cp);
-/* -ctk / -ctv (and --kv-f32) into cp's kv_type / kv_type_v, --bf16-act into bf16_activations. */
+/* --bf16-act / --no-bf16-act as NLLM_BF16_ACT_* (neither: AUTO). */
+int32_t cli_bf16_act(const cli_opts *o);
+/* -ctk / -ctv (and --kv-f32) into cp's kv_type / kv_type_v, --bf16-act / --no-bf16-act into
+ * bf16_activations (neither: NLLM_BF16_ACT_AUTO). */
 void cli_number_formats(const cli_opts *o, nllm_context_params *cp);
 void cli_sampler_params(const cli_opts *o, nllm_sampler_params *sp);
 /* --grammar / --grammar-file / --json-schema TEXT|@FILE into sp (strings stay valid until *owned

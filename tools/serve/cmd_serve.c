@@ -15,7 +15,7 @@
 #define SERVE_COMMON_OPTS                                                                  \
   "-m --quantize -n --gpu -ngl -t -c -b --seed --temp --top-k --top-p --min-p "            \
   "--repeat-penalty --repeat-last-n --chat-template --chat-template-file --kv-f32 --mmap " \
-  "--lora --lora-scaled --lora-type"
+  "--lora --lora-scaled --lora-type --bf16-act --no-bf16-act"
 
 static void usage(void) {
   printf(
@@ -186,7 +186,7 @@ int cmd_serve(int argc, char **argv) {
       cfg.chat_template = "chatml";
     }
   }
-  if (srv_embed_create(model, (int)o.threads, &embed)) {
+  if (srv_embed_create(model, (int)o.threads, cli_bf16_act(&o), &embed)) {
     cli_error("out of memory");
     goto out;
   }
@@ -209,6 +209,7 @@ int cmd_serve(int argc, char **argv) {
                             .n_batch = o.batch > 0 ? (int)o.batch : 256,
                             .queue_max = queue,
                             .kv_f32 = o.kv_f32,
+                            .bf16_act = cli_bf16_act(&o),
                             .lora = lora.a,
                             .lora_scale = lora.scale,
                             .n_lora = lora.n};

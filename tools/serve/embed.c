@@ -21,14 +21,16 @@ struct srv_embed {
   const nllm_model *model;
   nllm_context *ctx;
   int n_threads, max_tokens;
+  int32_t bf16_act;
 };
 
-int srv_embed_create(const nllm_model *model, int n_threads, srv_embed **out) {
+int srv_embed_create(const nllm_model *model, int n_threads, int32_t bf16_act, srv_embed **out) {
   srv_embed *e = calloc(1, sizeof *e);
   if (!e) return -1;
   pthread_mutex_init(&e->mu, NULL);
   e->model = model;
   e->n_threads = n_threads;
+  e->bf16_act = bf16_act;
   /* an encoder sees at most its position table per text */
   int train = nllm_model_n_ctx_train(model);
   e->max_tokens =
@@ -243,6 +245,7 @@ char *srv_api_embeddings(srv_embed *e, const srv_api *a, const char *body, size_
     cp.n_ctx = cp.n_batch = EMBED_ROWS;
     cp.n_seq_max = 64;
     cp.n_threads = e->n_threads;
+    cp.bf16_activations = e->bf16_act;
     cp.kv_type = NLLM_TYPE_F32; /* one batch's cells only: exact and small */
     if (nllm_context_create(e->model, &cp, &e->ctx)) {
       srv_error_set(err, 500, "server_error", NULL, NULL,

@@ -728,6 +728,7 @@ int srv_sched_create(const nllm_model *model, const srv_sched_params *p, srv_sch
   cp.n_threads = p->n_threads;
   cp.n_batch = s->p.n_batch;
   if (p->kv_f32) cp.kv_type = NLLM_TYPE_F32;
+  cp.bf16_activations = p->bf16_act;
   /* one pool for all slots: each slot (running or holding a cached prefix) keeps at most n_ctx
    * tokens, so n_slots x n_ctx cells always suffice; shared prefixes need fewer */
   if (!s->p.n_ctx) {

@@ -193,6 +193,7 @@ typedef struct srv_sched srv_sched;
 
 typedef struct srv_sched_params {
   int n_slots, n_ctx, n_threads, n_batch, queue_max, kv_f32;
+  int32_t bf16_act; /* the contexts' bf16_activations (NLLM_BF16_ACT_*) */
   /* LoRA adapters loaded at start and their start-up scales. Each slot's sequence runs its
    * request's scales (nllm_seq_set_lora), so requests with different adapters share every
    * step; a cached prefix is reused only under the same scales. */
@@ -349,7 +350,7 @@ size_t srv_tools_content_end(const srv_reply *rp, const char *text, size_t n);
 
 /* /v1/embeddings (embed.c): an embeddings context of the model, made on first use. */
 typedef struct srv_embed srv_embed;
-int srv_embed_create(const nllm_model *model, int n_threads, srv_embed **out);
+int srv_embed_create(const nllm_model *model, int n_threads, int32_t bf16_act, srv_embed **out);
 void srv_embed_free(srv_embed *e);
 /* The response body (malloc'd JSON), or NULL with err set. Thread-safe. */
 char *srv_api_embeddings(srv_embed *e, const srv_api *a, const char *body, size_t len,
