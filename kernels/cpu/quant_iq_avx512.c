@@ -11,7 +11,9 @@
  * - the IQ2 and IQ3 grid points are looked up as 16-bit codes, 64 points per vpermi2b for the
  *   whole block at once, and unpacked per step by three byte permutes (iq_codes below); the
  *   IQ1 points are scalar loads put together in a register (vpgatherqq / vpgatherdd measured
- *   1.3-1.9x slower per block on the AMD cores here, docs/performance.md);
+ *   1.3-1.9x slower per block on the AMD cores here; gathering IQ1's points as 16-bit codes,
+ *   two vpgatherdd per block, no faster one row at a time and 20% slower four abreast,
+ *   docs/performance.md);
  * - the odd group scales multiply in by vpdpwssd.
  * The integer sums equal the scalar ones exactly and the float steps are the reference's, so the
  * results are bit-identical to quant_iq_ref.c. */
@@ -446,6 +448,9 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx512(
     for (int r = 0; r < 4; r++) blk[r] = x + r * x_stride + (size_t)i * block_bytes;
     IQ_UNROLL4
     for (int t = 0; t < nt; t++) y[t] = (const block_q8_K *)(yb + t * y_stride) + i;
+    if (nt == 1)
+      nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)i * block_bytes,
+                         4 * block_bytes);
     __m512i acc[16];
     IQ_UNROLL4
     for (int r = 0; r < 4; r++) IQ_UNROLL4
@@ -546,32 +551,24 @@ IQ_DOT4X4(iq1_s, iq1_prep, iq1_s_step, 0.125f)
 IQ_DOT4X4(iq1_m, iq1_prep, iq1_m_step, 0.125f)
 #undef IQ_DOT4X4
 
-/* Decode's four rows. Four abreast (one activation load, mask and abs for four rows) is faster
- * per block in cache (with the code lookups 7.5 against 11.3 ns per 256 values), but on a
- * 5632 x 2048 matvec out of a 192 MiB working set (thread CPU time, one thread,
- * docs/performance.md) the IQ2 and IQ3 rows ran 1.5-2.4x slower that way than row after row,
- * whose one sequential stream the hardware prefetcher follows: those take their rows one after
- * the other. IQ1_S and IQ1_M stayed 10-20% ahead four abreast. */
+/* Decode's four rows, abreast: one activation load, mask and abs for four rows, and the
+ * matrix read as one stream prefetched NLLM_PREFETCH_ROWS rows ahead (nllm_prefetch_span).
+ * Without that prefetch four abreast ran 1.5-2.4x slower than row after row out of DRAM; with
+ * it the 5632 x 2048 matvec takes 27-33% less time than row after row (docs/performance.md,
+ * round 9). */
 #define IQ_DOT4(name, prep, step, mul)                                                            \
   static void name##_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_stride,        \
                                      const void *vy) {                                            \
     iq_vec_dot4x4_avx512(n, s, 4, vx, x_stride, vy, 0, 1, sizeof(block_##name), prep, step, mul); \
   }
-#define IQ_DOT4_ROWS(name)                                                                 \
-  static void name##_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_stride, \
-                                     const void *vy) {                                     \
-    for (int r = 0; r < 4; r++)                                                            \
-      name##_vec_dot_avx512(n, s + r, (const uint8_t *)vx + r * x_stride, vy);             \
-  }
 IQ_DOT4(iq1_s, iq1_prep, iq1_s_step, 0.125f)
 IQ_DOT4(iq1_m, iq1_prep, iq1_m_step, 0.125f)
-IQ_DOT4_ROWS(iq2_xxs)
-IQ_DOT4_ROWS(iq2_xs)
-IQ_DOT4_ROWS(iq2_s)
-IQ_DOT4_ROWS(iq3_xxs)
-IQ_DOT4_ROWS(iq3_s)
+IQ_DOT4(iq2_xxs, iq2_xxs_prep, iq2_xxs_step, 0.125f)
+IQ_DOT4(iq2_xs, iq2_xs_prep, iq2_xs_step, 0.125f)
+IQ_DOT4(iq2_s, iq2_s_prep, iq2_s_step, 0.125f)
+IQ_DOT4(iq3_xxs, iq3_xxs_prep, iq3_xxs_step, 0.25f)
+IQ_DOT4(iq3_s, iq3_s_prep, iq3_s_step, 1.0f)
 #undef IQ_DOT4
-#undef IQ_DOT4_ROWS
 
 static const nllm_qtype_kernels iq_avx512_rows[] = {
     {.type = NLLM_TYPE_IQ2_XXS,
