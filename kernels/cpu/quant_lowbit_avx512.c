@@ -267,13 +267,8 @@ static inline int32_t mxfp4_block_isum(const block_mxfp4 *x, const block_q8_0 *y
   return _mm_cvtsi128_si32(s);
 }
 
-/* 2^(e - 128) for the blocks of mask m: the E8M0 bytes gathered (17 bytes apart) and decoded */
-static inline __m512 mxfp4_half_scales(const block_mxfp4 *x, __mmask16 m) {
-  const __m512i idx =
-      _mm512_setr_epi32(0, 17, 34, 51, 68, 85, 102, 119, 136, 153, 170, 187, 204, 221, 238, 255);
-  const __m512i e = _mm512_and_si512(
-      _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, (const void *)x, 1),
-      _mm512_set1_epi32(255));
+/* 2^(e - 128) of the E8M0 bytes e (16 dwords): subnormal below e = 2, NaN at e = 255 */
+static inline __m512 mxfp4_e8m0_half(__m512i e) {
   __m512i u = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23);
   u = _mm512_mask_sllv_epi32(u, _mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2)),
                              _mm512_set1_epi32(0x00200000), e);
@@ -282,8 +277,46 @@ static inline __m512 mxfp4_half_scales(const block_mxfp4 *x, __mmask16 m) {
   return _mm512_castsi512_ps(u);
 }
 
-/* the Q8_0 blocks' F16 scales of mask m (34 bytes apart) */
+/* The scales of the blocks of mask m: the E8M0 bytes (17 bytes apart) decoded. A whole group's
+ * 16 bytes lie in its first 256 bytes: four loads and two byte permutes (vpgatherdd is slow on
+ * the AMD cores here: docs/performance.md); a group's tail is gathered. */
+static inline __m512 mxfp4_half_scales(const block_mxfp4 *x, __mmask16 m) {
+  if (m == 0xffff) {
+    const uint8_t *p = (const uint8_t *)x;
+    const __m512i idx = _mm512_castsi128_si512(
+        _mm_setr_epi8(0, 17, 34, 51, 68, 85, 102, 119, 8, 25, 42, 59, 76, 93, 110, 127));
+    const __m512i lo = _mm512_permutex2var_epi8(_mm512_loadu_si512((const void *)p), idx,
+                                                _mm512_loadu_si512((const void *)(p + 64)));
+    const __m512i hi = _mm512_permutex2var_epi8(_mm512_loadu_si512((const void *)(p + 128)), idx,
+                                                _mm512_loadu_si512((const void *)(p + 192)));
+    const __m128i e8 =
+        _mm_mask_blend_epi8(0xff00, _mm512_castsi512_si128(lo), _mm512_castsi512_si128(hi));
+    return mxfp4_e8m0_half(_mm512_cvtepu8_epi32(e8));
+  }
+  const __m512i idx =
+      _mm512_setr_epi32(0, 17, 34, 51, 68, 85, 102, 119, 136, 153, 170, 187, 204, 221, 238, 255);
+  return mxfp4_e8m0_half(_mm512_and_si512(
+      _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, (const void *)x, 1),
+      _mm512_set1_epi32(255)));
+}
+
+/* the Q8_0 blocks' F16 scales of mask m (34 bytes apart): for a whole group, word 17i of its
+ * first 512 bytes, lane i of quarter k = i / 4 picked from that quarter's two vectors by one
+ * word permute (index 17i mod 64); a group's tail is gathered */
 static inline __m512 q8_0_scales(const block_q8_0 *y, __mmask16 m) {
+  if (m == 0xffff) {
+    const uint8_t *p = (const uint8_t *)y;
+    const __m512i idx = _mm512_castsi256_si512(
+        _mm256_setr_epi16(0, 17, 34, 51, 4, 21, 38, 55, 8, 25, 42, 59, 12, 29, 46, 63));
+    __m512i w = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+      w = _mm512_mask_blend_epi16(
+          (__mmask32)(0xfu << (4 * k)), w,
+          _mm512_permutex2var_epi16(_mm512_loadu_si512((const void *)(p + 128 * k)), idx,
+                                    _mm512_loadu_si512((const void *)(p + 128 * k + 64))));
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(w));
+  }
   const __m512i idx =
       _mm512_setr_epi32(0, 34, 68, 102, 136, 170, 204, 238, 272, 306, 340, 374, 408, 442, 476, 510);
   const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, (const void *)y, 1);
@@ -480,6 +513,11 @@ static void mxfp4_vec_dot4x4_avx512(int64_t n, float *s, size_t s_stride, const 
   }
 }
 
+/* MXFP4's four-by-four rows run at ~198 GFLOP/s whatever the token count (2048 x 2048, one
+ * thread, thread CPU time); the dequantizing f32 GEMM reaches 55 at 16 tokens, 156 at 64, 198
+ * at 128 and 227 at 256 (docs/performance.md, round 9): they tie at 128. */
+#define MXFP4_BLAS_MIN_TOKENS 128
+
 /* The ternary four-by-four rows take 0.9-1.4 ns per row-token pair of 256 values, ~3x less than
  * sgemm's share of the same products on dequantized tiles (docs/performance.md): they never
  * cross. */
@@ -497,7 +535,8 @@ static const nllm_qtype_kernels lowbit_avx512_rows[] = {
     {.type = NLLM_TYPE_MXFP4,
      .vec_dot = mxfp4_vec_dot_avx512,
      .vec_dot4 = mxfp4_vec_dot4_avx512,
-     .vec_dot4x4 = mxfp4_vec_dot4x4_avx512},
+     .vec_dot4x4 = mxfp4_vec_dot4x4_avx512,
+     .blas_min_tokens = MXFP4_BLAS_MIN_TOKENS},
 };
 const nllm_kernel_set nllm_kernels_lowbit_avx512 = {
     lowbit_avx512_rows, sizeof lowbit_avx512_rows / sizeof lowbit_avx512_rows[0]};
