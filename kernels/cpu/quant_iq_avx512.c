@@ -580,11 +580,11 @@ static void iq3_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void
  * overtakes the four-by-four rows, on a 2048 x 2048 matrix, one thread (docs/performance.md):
  * the IQ3 rows stay ahead up to 256 tokens (IQ3_S 146 against 131 GFLOP/s) and fall behind at
  * 512 (131 against 143); IQ2_XXS and IQ2_XS tie at 256, IQ2_S is behind there (122 against
- * 136) and ahead at 128; IQ1_S / IQ1_M (scalar grid loads) are 1.1-1.2x ahead at 64 and
- * 1.2-1.3x behind at 128. */
+ * 136) and ahead at 128; IQ1_S / IQ1_M (unsigned weights, round 9) run at 151 / 140 GFLOP/s
+ * at 128 tokens against 147 / 143, and fall behind at 256 (149 / 139 against 181 / 180). */
 #define IQ2_BLAS_MIN_TOKENS 256
 #define IQ3_BLAS_MIN_TOKENS 512
-#define IQ1_BLAS_MIN_TOKENS 96
+#define IQ1_BLAS_MIN_TOKENS 128
 
 static void iq1_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
   iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_s), iq1_s_prep, iq1_s_step, 0.125f, 1);
