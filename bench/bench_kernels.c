@@ -1,6 +1,7 @@
 /* Kernel speed as ratios measured in one run: matvec (decode) GB/s of weight data per format
  * against this machine's measured read bandwidth, and batched matmul GFLOP/s against OpenBLAS
- * sgemm on the same shape. 1 thread and all threads. `bench_kernels [threads]`. */
+ * sgemm on the same shape. 1 thread and all threads. `bench_kernels [threads [FORMAT,...]]`: the
+ * second argument keeps only the named formats' rows (e.g. IQ1_S,IQ2_XXS). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -56,8 +57,18 @@ static void make_row(const nllm_qtype *q, const float *x, uint8_t *row, int64_t 
   }
 }
 
+/* whether the format is in the comma-separated list (NULL: every format) */
+static int selected(const char *list, const char *name) {
+  if (!list) return 1;
+  const size_t n = strlen(name);
+  for (const char *p = list; (p = strstr(p, name)) != NULL; p += n)
+    if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return 1;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   int all = argc > 1 ? atoi(argv[1]) : omp_get_num_procs();
+  const char *only = argc > 2 ? argv[2] : NULL;
   int thr[2] = {1, all};
   printf("cpu: %s, threads 1 and %d, matrix %d x %d\n", nllm_cpu_features(), all, ROWS, COLS);
   float *buf = nllm_aligned_alloc(WORKING_SET);
@@ -85,6 +96,7 @@ int main(int argc, char **argv) {
            "1t ms", "GB/s", "of bw", "Nt ms", "GB/s", "of bw");
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
       const nllm_qtype *q = nllm_qtype_get(types[ti]);
+      if (!selected(only, q->name)) continue;
       size_t rs = nllm_row_size(q->type, COLS), mat = rs * ROWS;
       int nmat = (int)(WORKING_SET / mat);
       uint8_t *W = (uint8_t *)buf; /* the probe buffer, refilled: matrices cycle through it */
@@ -152,6 +164,7 @@ int main(int argc, char **argv) {
   uint8_t *Wq = malloc(nllm_row_size(NLLM_TYPE_F32, COLS) * ROWS);
   for (size_t m = 0; m < sizeof mt / sizeof mt[0]; m++) {
     const nllm_qtype *q = nllm_qtype_get(mt[m]);
+    if (!selected(only, q->name)) continue;
     size_t rs = nllm_row_size(q->type, COLS);
     for (int r = 0; r < ROWS; r++) {
       if (r < 64)

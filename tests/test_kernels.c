@@ -1788,6 +1788,63 @@ START_TEST(iq2_xxs_every_index) {
 }
 END_TEST
 
+/* IQ1_S and IQ1_M: every one of the 2048 grid indices (group g of block b holds index
+ * 32b + g, its 11 bits split between qs and qh as each format splits them), with random shift
+ * signs and scales, in every tier against the reference, bit for bit, one block at a time and
+ * through the four-row and four-by-four kernels. */
+START_TEST(iq1_every_index) {
+  const int32_t type = _i ? NLLM_TYPE_IQ1_M : NLLM_TYPE_IQ1_S;
+  enum { NB = 2048 / 32 };
+  for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
+    nllm_qtypes_set_isa(isa);
+    const nllm_qtype *q = nllm_qtype_get(type), *vq = nllm_qtype_get(q->vec_dot_type);
+    const int64_t n = NB * QK_K;
+    uint8_t *w = malloc(nllm_row_size(type, n)), *a = malloc(nllm_row_size(vq->type, n));
+    float *y = malloc(sizeof(float) * (size_t)n);
+    for (size_t i = 0; i < nllm_row_size(type, n); i++) w[i] = (uint8_t)test_xorshift(&rng_state);
+    for (int b = 0; b < NB; b++) {
+      uint8_t *blk = w + (size_t)b * q->type_size;
+      const uint16_t h = q_f2h(0.02f * frand() + 1e-3f);
+      if (type == NLLM_TYPE_IQ1_S) {
+        block_iq1_s *x = (block_iq1_s *)(void *)blk;
+        x->d = h;
+        for (int g = 0; g < 32; g++) {
+          const unsigned idx = 32u * (unsigned)b + (unsigned)g;
+          x->qs[g] = (uint8_t)idx;
+          x->qh[g / 4] =
+              (uint16_t)((x->qh[g / 4] & ~(7u << (3 * (g % 4)))) | (idx >> 8) << (3 * (g % 4)));
+        }
+      } else {
+        block_iq1_m *x = (block_iq1_m *)(void *)blk;
+        for (int g = 0; g < 32; g++) {
+          const unsigned idx = 32u * (unsigned)b + (unsigned)g, sh = 4 * (g % 2);
+          x->qs[g] = (uint8_t)idx;
+          x->qh[g / 2] = (uint8_t)((x->qh[g / 2] & ~(7u << sh)) | (idx >> 8) << sh);
+        }
+        for (int k = 0; k < 4; k++)
+          x->scales[2 * k + 1] =
+              (uint8_t)((x->scales[2 * k + 1] & 0x0f) | ((h >> (4 * k)) & 15) << 4);
+      }
+    }
+    fill(y, n, DATA_GAUSS);
+    vq->from_float_ref(y, a, n);
+    const size_t as = nllm_row_size(vq->type, QK_K);
+    for (int b = 0; b < NB; b++) {
+      float got = NAN, ref = NAN;
+      q->vec_dot(QK_K, &got, w + (size_t)b * q->type_size, a + (size_t)b * as);
+      q->vec_dot_ref(QK_K, &ref, w + (size_t)b * q->type_size, a + (size_t)b * as);
+      ck_assert_msg(same_float(got, ref), "%s tier %d block %d: %.9g vs ref %.9g", q->name, isa, b,
+                    got, ref);
+    }
+    lowbit_check_dot4(q, w, a, NB, isa, 0);
+    free(w);
+    free(a);
+    free(y);
+  }
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+END_TEST
+
 /* E2M1 from the OCP Microscaling spec: sign, 2 exponent bits (bias 1), 1 mantissa bit;
  * exponent 0 is subnormal (0.5 * m). */
 static double ocp_e2m1(int code) {
@@ -1995,6 +2052,7 @@ static Suite *kernels_suite(void) {
   tcase_add_test(tc, tq2_0_every_code);
   tcase_add_test(tc, mxfp4_ocp_blocks);
   tcase_add_test(tc, iq2_xxs_every_index);
+  tcase_add_loop_test(tc, iq1_every_index, 0, 2);
   suite_add_tcase(s, tc);
   TCase *tg = tcase_create("gemmf");
   tcase_set_timeout(tg, 120);

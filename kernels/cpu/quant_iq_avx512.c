@@ -4,14 +4,18 @@
  * - the signs are one 64-bit mask: explicit sign bytes (IQ2_S, IQ3_S) are the mask as stored;
  *   the 7-bit sign indices (IQ2_XXS, IQ2_XS, IQ3_XXS) are cut out of their words by one
  *   vpmultishiftqb and completed with their parity bit by one vpermi2b through the 128 sign
- *   bytes; IQ1's values (8 * ternary point +- 1) come signed, with no mask;
+ *   bytes;
  * - the sign of each activation joins that mask (XOR with vpmovb2m), so the weights are
  *   negated once by a masked subtraction and |q8| (128 for -128, read unsigned) is the other
- *   operand of vpmaddubsw: no -128 trap and no vpsignb (AVX-512 has none);
+ *   operand of vpmaddubsw: no -128 trap and no vpsignb (AVX-512 has none); IQ1's values
+ *   (8 * ternary point +- 1) are instead made unsigned (+9) for vpmaddubsw against the signed
+ *   activations, and 9 * Q8_K's bsums come off (iq1_weights);
  * - the IQ2 and IQ3 grid points are looked up as 16-bit codes, 64 points per vpermi2b for the
  *   whole block at once, and unpacked per step by three byte permutes (iq_codes below); the
  *   IQ1 points are scalar loads put together in a register (vpgatherqq / vpgatherdd measured
- *   1.3-1.9x slower per block on the AMD cores here, docs/performance.md);
+ *   1.3-1.9x slower per block on the AMD cores here; gathering IQ1's points as 16-bit codes,
+ *   two vpgatherdd per block, no faster one row at a time and 20% slower four abreast,
+ *   docs/performance.md);
  * - the odd group scales multiply in by vpdpwssd.
  * The integer sums equal the scalar ones exactly and the float steps are the reference's, so the
  * results are bit-identical to quant_iq_ref.c. */
@@ -107,6 +111,8 @@ static uint8_t iq2_unpack[4][64] __attribute__((aligned(64)));
 static uint8_t iq3_unpack[4][64] __attribute__((aligned(64)));
 static uint8_t iq2_shift[64] __attribute__((aligned(64)));
 static uint8_t iq3_shift[64] __attribute__((aligned(64)));
+/* IQ1, per step p: the odd scale (of 16 values k = 4p + l / 8) of pair lane l */
+static uint16_t iq1_odd_pick[4][32] __attribute__((aligned(64)));
 /* IQ2_XXS: where index byte i sits in the block's 64 bytes after the scale (4 of each 8) */
 static uint8_t iq2xxs_index_pos[64] __attribute__((aligned(64)));
 /* IQ2_S: byte i / 4 of the qh word (index i's two high bits), and which of its bits */
@@ -171,6 +177,7 @@ void nllm_iq_avx512_init(void) {
       iq_odd_chunk[p][l] = (uint16_t)(4 * chunk);
       iq_odd_half[p][l] = (uint16_t)(4 * chunk + l / 8 % 2);
       iq_odd_pair[p][l] = (uint16_t)(4 * p + l / 16);
+      iq1_odd_pick[p][l] = (uint16_t)(4 * p + l / 8);
     }
 }
 
@@ -326,93 +333,134 @@ static inline __attribute__((always_inline)) iq_step iq3_s_step(const uint8_t *b
   return st;
 }
 
-/* IQ1's points are read in each step */
-static inline __attribute__((always_inline)) iq_codes iq1_prep(const uint8_t *blk) {
-  (void)blk;
+/* IQ1 as unsigned weights: value = 8 * point + shift (point -1, 0, 1; shift +-1) is w - 9 with
+ * w = 8 * (point + 1) + (shift + 1) in 0..18, so vpmaddubsw takes w as it is against the signed
+ * activations (no abs, no sign mask), and the 9 * sum(q8) that comes off is Q8_K's bsums per
+ * 16 values times their odd scale, the accumulator's starting value (iq_vec_dot_avx512's
+ * "unsigned" form). The prep cuts out the block's 32 11-bit indices (lo: groups 0-15, hi:
+ * 16-31, as dwords) and its 16 odd scales (words, in order of the 16-value parts); each step
+ * reads its 8 points from the grid by scalar loads (vpgatherdd was slower, see above). */
+static inline __attribute__((always_inline)) iq_codes iq1_indices(__m512i qs0, __m512i qs1,
+                                                                  __m512i hi0, __m512i hi1,
+                                                                  __m512i sh, __m512i odd) {
+  const __m512i m7 = _mm512_set1_epi32(7);
   iq_codes c;
   memset(&c, 0, sizeof c);
+  c.lo =
+      _mm512_or_si512(qs0, _mm512_slli_epi32(_mm512_and_si512(_mm512_srlv_epi32(hi0, sh), m7), 8));
+  c.hi =
+      _mm512_or_si512(qs1, _mm512_slli_epi32(_mm512_and_si512(_mm512_srlv_epi32(hi1, sh), m7), 8));
+  c.odd = odd;
   return c;
 }
 
-/* IQ1_S: ternary grid points (bytes -1, 0, 1) by an 11-bit index (a qs byte, 3 bits of the
- * chunk's qh word); each value is 8 * point +- 1 (the sign of the chunk's shift), in the step as
- * a signed byte with no separate signs */
+/* Step p's 64 weights w = 8 * (point + 1) + (shift + 1): pos8 has bit k set where group k's
+ * shift is +1 (a quadword per group) */
+static inline __attribute__((always_inline)) __m512i iq1_weights(const iq_codes *c, int p,
+                                                                 __mmask8 pos8) {
+  uint32_t ix[16] __attribute__((aligned(64)));
+  _mm512_store_si512((void *)ix, p < 2 ? c->lo : c->hi);
+  const int o = 8 * (p % 2);
+  const __m512i g = iq_grid8(nllm_iq1s_grid, ix[o], ix[o + 1], ix[o + 2], ix[o + 3], ix[o + 4],
+                             ix[o + 5], ix[o + 6], ix[o + 7]);
+  const __m512i u8 = _mm512_slli_epi16(_mm512_add_epi8(g, _mm512_set1_epi8(1)), 3);
+  /* +2 in every byte of a quadword: bytes stay <= 18, no carries */
+  return _mm512_mask_add_epi64(u8, pos8, u8, _mm512_set1_epi8(2));
+}
+
+/* IQ1_S: an 11-bit index per group (a qs byte, 3 bits of the chunk's qh word: group l's at bit
+ * 3l); per chunk (32 values) a 3-bit scale (bits 12-14) and the shift's sign (bit 15) */
+static inline __attribute__((always_inline)) iq_codes iq1_s_prep(const uint8_t *blk) {
+  const __m128i qh8 = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2 + QK_K / 8));
+  const __m512i qh = _mm512_cvtepu16_epi32(_mm256_zextsi128_si256(qh8));
+  const __m512i g4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  /* part k (16 values) of chunk k / 2 */
+  const __m512i sc = _mm512_and_si512(
+      _mm512_srli_epi16(
+          _mm512_permutexvar_epi16(_mm512_castsi256_si512(_mm256_setr_epi16(
+                                       0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)),
+                                   _mm512_castsi128_si512(qh8)),
+          12),
+      _mm512_set1_epi16(7));
+  return iq1_indices(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2))),
+                     _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2 + 16))),
+                     _mm512_permutexvar_epi32(g4, qh),
+                     _mm512_permutexvar_epi32(_mm512_add_epi32(g4, _mm512_set1_epi32(4)), qh),
+                     _mm512_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9),
+                     _mm512_or_si512(_mm512_add_epi16(sc, sc), _mm512_set1_epi16(1)));
+}
 static inline __attribute__((always_inline)) iq_step iq1_s_step(const uint8_t *blk,
                                                                 const iq_codes *c, int p) {
-  (void)c;
-  const __m512i lo = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * p)));
   const uint32_t qh = iq_rd32(blk + 2 + QK_K / 8 + 4 * p);
-  const __m512i hi = _mm512_slli_epi64(
-      _mm512_and_si512(
-          _mm512_srlv_epi64(_mm512_set1_epi64(qh), _mm512_setr_epi64(0, 3, 6, 9, 16, 19, 22, 25)),
-          _mm512_set1_epi64(7)),
-      8);
-  uint64_t ix[8] __attribute__((aligned(64)));
-  _mm512_store_si512((void *)ix, _mm512_or_si512(lo, hi));
-  const __m512i g =
-      iq_grid8(nllm_iq1s_grid, (unsigned)ix[0], (unsigned)ix[1], (unsigned)ix[2], (unsigned)ix[3],
-               (unsigned)ix[4], (unsigned)ix[5], (unsigned)ix[6], (unsigned)ix[7]);
-  const unsigned h0 = qh & 0xffff, h1 = qh >> 16;
-  const __m512i shift =
-      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi8(h0 >> 15 ? -1 : 1)),
-                         _mm256_set1_epi8(h1 >> 15 ? -1 : 1), 1);
-  const __m512i g2 = _mm512_add_epi8(g, g), g4 = _mm512_add_epi8(g2, g2);
+  const unsigned pos = (qh >> 15 & 1 ? 0u : 0x0fu) | (qh >> 31 ? 0u : 0xf0u);
   iq_step st;
-  st.grid = _mm512_add_epi8(_mm512_add_epi8(g4, g4), shift);
+  st.grid = iq1_weights(c, p, (__mmask8)pos);
   st.neg = 0;
-  st.odd16 =
-      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * (h0 >> 12 & 7) + 1))),
-                         _mm256_set1_epi16((short)(2 * (h1 >> 12 & 7) + 1)), 1);
+  st.odd16 = iq_odd_pick(iq1_odd_pick[p], c->odd);
   return st;
 }
 
-/* IQ1_M: per group 11 index bits (a qs byte, the low 3 bits of a qh nibble) and the sign of its
- * own shift (the nibble's top bit); a 3-bit scale per 16 values, four to a scale word */
+/* IQ1_M: per group 11 index bits (a qs byte, the low 3 bits of a qh nibble: group g's is nibble
+ * g % 2 of qh byte g / 2) and the sign of its own shift (the nibble's top bit); a 3-bit scale
+ * per 16 values, four to a scale word (part k: word k / 4, bits 3 (k % 4)) */
+static inline __attribute__((always_inline)) iq_codes iq1_m_prep(const uint8_t *blk) {
+  const __m512i qh =
+      _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + QK_K / 8)));
+  const __m512i g2 = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const __m512i words = _mm512_permutexvar_epi16(
+      _mm512_castsi256_si512(_mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)),
+      _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(blk + QK_K / 8 + QK_K / 16))));
+  const __m512i sc = _mm512_and_si512(
+      _mm512_srlv_epi16(words, _mm512_castsi256_si512(_mm256_setr_epi16(0, 3, 6, 9, 0, 3, 6, 9, 0,
+                                                                        3, 6, 9, 0, 3, 6, 9))),
+      _mm512_set1_epi16(7));
+  return iq1_indices(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)blk)),
+                     _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 16))),
+                     _mm512_permutexvar_epi32(g2, qh),
+                     _mm512_permutexvar_epi32(_mm512_add_epi32(g2, _mm512_set1_epi32(8)), qh),
+                     _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4),
+                     _mm512_or_si512(_mm512_add_epi16(sc, sc), _mm512_set1_epi16(1)));
+}
 static inline __attribute__((always_inline)) iq_step iq1_m_step(const uint8_t *blk,
                                                                 const iq_codes *c, int p) {
-  (void)c;
-  const __m512i lo = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(blk + 8 * p)));
   const __m512i nib = _mm512_srlv_epi64(_mm512_set1_epi64(iq_rd32(blk + QK_K / 8 + 4 * p)),
                                         _mm512_setr_epi64(0, 4, 8, 12, 16, 20, 24, 28));
-  const __m512i hi = _mm512_slli_epi64(_mm512_and_si512(nib, _mm512_set1_epi64(7)), 8);
-  uint64_t ix[8] __attribute__((aligned(64)));
-  _mm512_store_si512((void *)ix, _mm512_or_si512(lo, hi));
-  const __m512i g =
-      iq_grid8(nllm_iq1s_grid, (unsigned)ix[0], (unsigned)ix[1], (unsigned)ix[2], (unsigned)ix[3],
-               (unsigned)ix[4], (unsigned)ix[5], (unsigned)ix[6], (unsigned)ix[7]);
-  const __m512i shift = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(nib, _mm512_set1_epi64(8)),
-                                                _mm512_set1_epi8(1), _mm512_set1_epi8(-1));
-  const __m512i g2 = _mm512_add_epi8(g, g), g4 = _mm512_add_epi8(g2, g2);
-  const __m512i shifts = _mm512_inserti64x4(
-      _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(3), _mm_setzero_si128())),
-      _mm256_set_m128i(_mm_set1_epi16(9), _mm_set1_epi16(6)), 1);
-  const __m512i sc = _mm512_and_si512(
-      _mm512_srlv_epi16(_mm512_set1_epi16((short)iq_rd16(blk + QK_K / 8 + QK_K / 16 + 2 * p)),
-                        shifts),
-      _mm512_set1_epi16(7));
   iq_step st;
-  st.grid = _mm512_add_epi8(_mm512_add_epi8(g4, g4), shift);
+  st.grid = iq1_weights(c, p, _mm512_testn_epi64_mask(nib, _mm512_set1_epi64(8)));
   st.neg = 0;
-  st.odd16 = _mm512_or_si512(_mm512_slli_epi16(sc, 1), _mm512_set1_epi16(1));
+  st.odd16 = iq_odd_pick(iq1_odd_pick[p], c->odd);
   return st;
 }
 
 typedef iq_codes (*iq_prep_fn)(const uint8_t *blk);
 typedef iq_step (*iq_step_fn)(const uint8_t *blk, const iq_codes *c, int p);
 
+/* IQ1's correction, -9 * sum(q8) per 16 values as words (|sum| <= 2048: no overflow), the upper
+ * half zero (the odd scales' upper words are not set) */
+static inline __m512i iq1_neg9_bsums(const block_q8_K *y) {
+  return _mm512_zextsi256_si512(_mm256_mullo_epi16(
+      _mm256_loadu_si256((const __m256i *)(const void *)y->bsums), _mm256_set1_epi16(-9)));
+}
+
+/* One row. uw (a constant): the unsigned form of IQ1 (iq1_weights) */
 static inline __attribute__((always_inline)) void iq_vec_dot_avx512(
     int64_t n, float *s, const void *vx, const void *vy, size_t block_bytes, iq_prep_fn prep,
-    iq_step_fn step, float group_mul) {
+    iq_step_fn step, float group_mul, int uw) {
   const uint8_t *x = vx;
   const block_q8_K *y = vy;
   float sum = 0;
   for (int64_t i = 0; i < n / QK_K; i++) {
     const uint8_t *blk = x + (size_t)i * block_bytes;
-    __m512i acc = _mm512_setzero_si512();
     const iq_codes codes = prep(blk);
+    __m512i acc = uw ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), codes.odd, iq1_neg9_bsums(&y[i]))
+                     : _mm512_setzero_si512();
     _Pragma("GCC unroll 4") for (int p = 0; p < QK_K / 64; p++) {
       const iq_step st = step(blk, &codes, p);
       const __m512i q8 = _mm512_loadu_si512((const void *)(y[i].qs + 64 * p));
+      if (uw) {
+        acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(st.grid, q8), st.odd16);
+        continue;
+      }
       const __mmask64 neg = _cvtu64_mask64(st.neg) ^ _mm512_movepi8_mask(q8);
       const __m512i w = _mm512_mask_sub_epi8(st.grid, neg, _mm512_setzero_si512(), st.grid);
       acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(_mm512_abs_epi8(q8), w), st.odd16);
@@ -433,8 +481,8 @@ static inline __attribute__((always_inline)) void iq_vec_dot_avx512(
  * reference's chain). s[t * s_stride + r]. */
 static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx512(
     int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride, const void *vy,
-    size_t y_stride, int nt, size_t block_bytes, iq_prep_fn prep, iq_step_fn step,
-    float group_mul) {
+    size_t y_stride, int nt, size_t block_bytes, iq_prep_fn prep, iq_step_fn step, float group_mul,
+    int uw) {
   const uint8_t *x = vx, *yb = vy;
   __m128 sum4 = _mm_setzero_ps();
   __m512 sum16 = _mm512_setzero_ps();
@@ -446,13 +494,21 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx512(
     for (int r = 0; r < 4; r++) blk[r] = x + r * x_stride + (size_t)i * block_bytes;
     IQ_UNROLL4
     for (int t = 0; t < nt; t++) y[t] = (const block_q8_K *)(yb + t * y_stride) + i;
-    __m512i acc[16];
-    IQ_UNROLL4
-    for (int r = 0; r < 4; r++) IQ_UNROLL4
-    for (int t = 0; t < nt; t++) acc[4 * t + r] = _mm512_setzero_si512();
+    if (nt == 1)
+      nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)i * block_bytes,
+                         4 * block_bytes);
     iq_codes codes[4];
     IQ_UNROLL4
     for (int r = 0; r < 4; r++) codes[r] = prep(blk[r]);
+    __m512i acc[16];
+    IQ_UNROLL4
+    for (int t = 0; t < nt; t++) {
+      const __m512i nb9 = uw ? iq1_neg9_bsums(y[t]) : _mm512_setzero_si512();
+      IQ_UNROLL4
+      for (int r = 0; r < 4; r++)
+        acc[4 * t + r] = uw ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), codes[r].odd, nb9)
+                            : _mm512_setzero_si512();
+    }
     IQ_UNROLL4
     for (int p = 0; p < QK_K / 64; p++) {
       iq_step st[4];
@@ -461,6 +517,13 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx512(
       IQ_UNROLL4
       for (int t = 0; t < nt; t++) {
         const __m512i q8 = _mm512_loadu_si512((const void *)(y[t]->qs + 64 * p));
+        if (uw) {
+          IQ_UNROLL4
+          for (int r = 0; r < 4; r++)
+            acc[4 * t + r] = _mm512_dpwssd_epi32(acc[4 * t + r],
+                                                 _mm512_maddubs_epi16(st[r].grid, q8), st[r].odd16);
+          continue;
+        }
         const __mmask64 qneg = _mm512_movepi8_mask(q8);
         const __m512i aq = _mm512_abs_epi8(q8);
         IQ_UNROLL4
@@ -498,80 +561,73 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx512(
 }
 
 static void iq2_xxs_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_xxs), iq2_xxs_prep, iq2_xxs_step, 0.125f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_xxs), iq2_xxs_prep, iq2_xxs_step, 0.125f, 0);
 }
 static void iq2_xs_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_xs), iq2_xs_prep, iq2_xs_step, 0.125f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_xs), iq2_xs_prep, iq2_xs_step, 0.125f, 0);
 }
 static void iq2_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_s), iq2_s_prep, iq2_s_step, 0.125f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq2_s), iq2_s_prep, iq2_s_step, 0.125f, 0);
 }
 static void iq3_xxs_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq3_xxs), iq3_xxs_prep, iq3_xxs_step, 0.25f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq3_xxs), iq3_xxs_prep, iq3_xxs_step, 0.25f, 0);
 }
 static void iq3_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_prep, iq3_s_step, 1.0f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_prep, iq3_s_step, 1.0f, 0);
 }
 
 /* Where the tier's dequantizing f32 GEMM (past the crossover, kernels/cpu/gemm_float.c)
  * overtakes the four-by-four rows, on a 2048 x 2048 matrix, one thread (docs/performance.md):
  * the IQ3 rows stay ahead up to 256 tokens (IQ3_S 146 against 131 GFLOP/s) and fall behind at
  * 512 (131 against 143); IQ2_XXS and IQ2_XS tie at 256, IQ2_S is behind there (122 against
- * 136) and ahead at 128; IQ1_S / IQ1_M (scalar grid loads) are 1.1-1.2x ahead at 64 and
- * 1.2-1.3x behind at 128. */
+ * 136) and ahead at 128; IQ1_S / IQ1_M (unsigned weights, round 9) run at 151 / 140 GFLOP/s
+ * at 128 tokens against 147 / 143, and fall behind at 256 (149 / 139 against 181 / 180). */
 #define IQ2_BLAS_MIN_TOKENS 256
 #define IQ3_BLAS_MIN_TOKENS 512
-#define IQ1_BLAS_MIN_TOKENS 96
+#define IQ1_BLAS_MIN_TOKENS 128
 
 static void iq1_s_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_s), iq1_prep, iq1_s_step, 0.125f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_s), iq1_s_prep, iq1_s_step, 0.125f, 1);
 }
 
 static void iq1_m_vec_dot_avx512(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_m), iq1_prep, iq1_m_step, 0.125f);
+  iq_vec_dot_avx512(n, s, vx, vy, sizeof(block_iq1_m), iq1_m_prep, iq1_m_step, 0.125f, 1);
 }
 
-#define IQ_DOT4X4(name, prep, step, mul)                                                      \
+#define IQ_DOT4X4(name, prep, step, mul, uw)                                                  \
   static void name##_vec_dot4x4_avx512(int64_t n, float *s, size_t s_stride, const void *vx,  \
                                        size_t x_stride, const void *vy, size_t y_stride) {    \
     iq_vec_dot4x4_avx512(n, s, s_stride, vx, x_stride, vy, y_stride, 4, sizeof(block_##name), \
-                         prep, step, mul);                                                    \
+                         prep, step, mul, uw);                                                \
   }
-IQ_DOT4X4(iq2_xxs, iq2_xxs_prep, iq2_xxs_step, 0.125f)
-IQ_DOT4X4(iq2_xs, iq2_xs_prep, iq2_xs_step, 0.125f)
-IQ_DOT4X4(iq2_s, iq2_s_prep, iq2_s_step, 0.125f)
-IQ_DOT4X4(iq3_xxs, iq3_xxs_prep, iq3_xxs_step, 0.25f)
-IQ_DOT4X4(iq3_s, iq3_s_prep, iq3_s_step, 1.0f)
-IQ_DOT4X4(iq1_s, iq1_prep, iq1_s_step, 0.125f)
-IQ_DOT4X4(iq1_m, iq1_prep, iq1_m_step, 0.125f)
+IQ_DOT4X4(iq2_xxs, iq2_xxs_prep, iq2_xxs_step, 0.125f, 0)
+IQ_DOT4X4(iq2_xs, iq2_xs_prep, iq2_xs_step, 0.125f, 0)
+IQ_DOT4X4(iq2_s, iq2_s_prep, iq2_s_step, 0.125f, 0)
+IQ_DOT4X4(iq3_xxs, iq3_xxs_prep, iq3_xxs_step, 0.25f, 0)
+IQ_DOT4X4(iq3_s, iq3_s_prep, iq3_s_step, 1.0f, 0)
+IQ_DOT4X4(iq1_s, iq1_s_prep, iq1_s_step, 0.125f, 1)
+IQ_DOT4X4(iq1_m, iq1_m_prep, iq1_m_step, 0.125f, 1)
 #undef IQ_DOT4X4
 
-/* Decode's four rows. Four abreast (one activation load, mask and abs for four rows) is faster
- * per block in cache (with the code lookups 7.5 against 11.3 ns per 256 values), but on a
- * 5632 x 2048 matvec out of a 192 MiB working set (thread CPU time, one thread,
- * docs/performance.md) the IQ2 and IQ3 rows ran 1.5-2.4x slower that way than row after row,
- * whose one sequential stream the hardware prefetcher follows: those take their rows one after
- * the other. IQ1_S and IQ1_M stayed 10-20% ahead four abreast. */
-#define IQ_DOT4(name, prep, step, mul)                                                            \
-  static void name##_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_stride,        \
-                                     const void *vy) {                                            \
-    iq_vec_dot4x4_avx512(n, s, 4, vx, x_stride, vy, 0, 1, sizeof(block_##name), prep, step, mul); \
+/* Decode's four rows, abreast: one activation load, mask and abs for four rows, and the
+ * matrix read as one stream prefetched NLLM_PREFETCH_ROWS rows ahead (nllm_prefetch_span).
+ * Without that prefetch four abreast ran 1.5-2.4x slower than row after row out of DRAM; with
+ * it the 5632 x 2048 matvec takes 27-33% less time than row after row (docs/performance.md,
+ * round 9). */
+#define IQ_DOT4(name, prep, step, mul, uw)                                                       \
+  static void name##_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_stride,       \
+                                     const void *vy) {                                           \
+    iq_vec_dot4x4_avx512(n, s, 4, vx, x_stride, vy, 0, 1, sizeof(block_##name), prep, step, mul, \
+                         uw);                                                                    \
   }
-#define IQ_DOT4_ROWS(name)                                                                 \
-  static void name##_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_stride, \
-                                     const void *vy) {                                     \
-    for (int r = 0; r < 4; r++)                                                            \
-      name##_vec_dot_avx512(n, s + r, (const uint8_t *)vx + r * x_stride, vy);             \
-  }
-IQ_DOT4(iq1_s, iq1_prep, iq1_s_step, 0.125f)
-IQ_DOT4(iq1_m, iq1_prep, iq1_m_step, 0.125f)
-IQ_DOT4_ROWS(iq2_xxs)
-IQ_DOT4_ROWS(iq2_xs)
-IQ_DOT4_ROWS(iq2_s)
-IQ_DOT4_ROWS(iq3_xxs)
-IQ_DOT4_ROWS(iq3_s)
+IQ_DOT4(iq1_s, iq1_s_prep, iq1_s_step, 0.125f, 1)
+IQ_DOT4(iq1_m, iq1_m_prep, iq1_m_step, 0.125f, 1)
+IQ_DOT4(iq2_xxs, iq2_xxs_prep, iq2_xxs_step, 0.125f, 0)
+IQ_DOT4(iq2_xs, iq2_xs_prep, iq2_xs_step, 0.125f, 0)
+IQ_DOT4(iq2_s, iq2_s_prep, iq2_s_step, 0.125f, 0)
+IQ_DOT4(iq3_xxs, iq3_xxs_prep, iq3_xxs_step, 0.25f, 0)
+IQ_DOT4(iq3_s, iq3_s_prep, iq3_s_step, 1.0f, 0)
 #undef IQ_DOT4
-#undef IQ_DOT4_ROWS
 
 static const nllm_qtype_kernels iq_avx512_rows[] = {
     {.type = NLLM_TYPE_IQ2_XXS,

@@ -222,17 +222,33 @@ static inline __attribute__((always_inline)) mxfp4_act mxfp4_act4(const block_q8
   return a;
 }
 
-/* One row's partial sums of blocks j, j + 4, j + 8, j + 12 (a 128-bit lane each) */
-static inline __attribute__((always_inline)) __m512i mxfp4_row4(const block_mxfp4 *x, int j,
-                                                                const mxfp4_act *a) {
+/* One row's codes of blocks j, j + 4, j + 8, j + 12 (a 128-bit lane each): low and high nibbles */
+typedef struct {
+  __m512i lo, hi;
+} mxfp4_w;
+
+static inline __attribute__((always_inline)) mxfp4_w mxfp4_codes4(const block_mxfp4 *x, int j) {
   __m512i q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)x[j].qs));
   q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)x[j + 4].qs), 1);
   q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)x[j + 8].qs), 2);
   q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)x[j + 12].qs), 3);
   const __m512i m4 = _mm512_set1_epi8(15);
-  const __m512i lo = mxfp4_codes(_mm512_and_si512(q, m4));
-  const __m512i hi = mxfp4_codes(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
-  return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a->neg, lo, a->lo), hi, a->hi);
+  mxfp4_w w;
+  w.lo = mxfp4_codes(_mm512_and_si512(q, m4));
+  w.hi = mxfp4_codes(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
+  return w;
+}
+
+/* Those codes' partial sums against one token's activations */
+static inline __m512i mxfp4_dot4(const mxfp4_w *w, const mxfp4_act *a) {
+  return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a->neg, w->lo, a->lo), w->hi, a->hi);
+}
+
+/* One row's partial sums of blocks j, j + 4, j + 8, j + 12 */
+static inline __attribute__((always_inline)) __m512i mxfp4_row4(const block_mxfp4 *x, int j,
+                                                                const mxfp4_act *a) {
+  const mxfp4_w w = mxfp4_codes4(x, j);
+  return mxfp4_dot4(&w, a);
 }
 
 /* One block's integer sum (the groups' tail) */
@@ -251,13 +267,8 @@ static inline int32_t mxfp4_block_isum(const block_mxfp4 *x, const block_q8_0 *y
   return _mm_cvtsi128_si32(s);
 }
 
-/* 2^(e - 128) for the blocks of mask m: the E8M0 bytes gathered (17 bytes apart) and decoded */
-static inline __m512 mxfp4_half_scales(const block_mxfp4 *x, __mmask16 m) {
-  const __m512i idx =
-      _mm512_setr_epi32(0, 17, 34, 51, 68, 85, 102, 119, 136, 153, 170, 187, 204, 221, 238, 255);
-  const __m512i e = _mm512_and_si512(
-      _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, (const void *)x, 1),
-      _mm512_set1_epi32(255));
+/* 2^(e - 128) of the E8M0 bytes e (16 dwords): subnormal below e = 2, NaN at e = 255 */
+static inline __m512 mxfp4_e8m0_half(__m512i e) {
   __m512i u = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23);
   u = _mm512_mask_sllv_epi32(u, _mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2)),
                              _mm512_set1_epi32(0x00200000), e);
@@ -266,8 +277,46 @@ static inline __m512 mxfp4_half_scales(const block_mxfp4 *x, __mmask16 m) {
   return _mm512_castsi512_ps(u);
 }
 
-/* the Q8_0 blocks' F16 scales of mask m (34 bytes apart) */
+/* The scales of the blocks of mask m: the E8M0 bytes (17 bytes apart) decoded. A whole group's
+ * 16 bytes lie in its first 256 bytes: four loads and two byte permutes (vpgatherdd is slow on
+ * the AMD cores here: docs/performance.md); a group's tail is gathered. */
+static inline __m512 mxfp4_half_scales(const block_mxfp4 *x, __mmask16 m) {
+  if (m == 0xffff) {
+    const uint8_t *p = (const uint8_t *)x;
+    const __m512i idx = _mm512_castsi128_si512(
+        _mm_setr_epi8(0, 17, 34, 51, 68, 85, 102, 119, 8, 25, 42, 59, 76, 93, 110, 127));
+    const __m512i lo = _mm512_permutex2var_epi8(_mm512_loadu_si512((const void *)p), idx,
+                                                _mm512_loadu_si512((const void *)(p + 64)));
+    const __m512i hi = _mm512_permutex2var_epi8(_mm512_loadu_si512((const void *)(p + 128)), idx,
+                                                _mm512_loadu_si512((const void *)(p + 192)));
+    const __m128i e8 =
+        _mm_mask_blend_epi8(0xff00, _mm512_castsi512_si128(lo), _mm512_castsi512_si128(hi));
+    return mxfp4_e8m0_half(_mm512_cvtepu8_epi32(e8));
+  }
+  const __m512i idx =
+      _mm512_setr_epi32(0, 17, 34, 51, 68, 85, 102, 119, 136, 153, 170, 187, 204, 221, 238, 255);
+  return mxfp4_e8m0_half(_mm512_and_si512(
+      _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, (const void *)x, 1),
+      _mm512_set1_epi32(255)));
+}
+
+/* the Q8_0 blocks' F16 scales of mask m (34 bytes apart): for a whole group, word 17i of its
+ * first 512 bytes, lane i of quarter k = i / 4 picked from that quarter's two vectors by one
+ * word permute (index 17i mod 64); a group's tail is gathered */
 static inline __m512 q8_0_scales(const block_q8_0 *y, __mmask16 m) {
+  if (m == 0xffff) {
+    const uint8_t *p = (const uint8_t *)y;
+    const __m512i idx = _mm512_castsi256_si512(
+        _mm256_setr_epi16(0, 17, 34, 51, 4, 21, 38, 55, 8, 25, 42, 59, 12, 29, 46, 63));
+    __m512i w = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+      w = _mm512_mask_blend_epi16(
+          (__mmask32)(0xfu << (4 * k)), w,
+          _mm512_permutex2var_epi16(_mm512_loadu_si512((const void *)(p + 128 * k)), idx,
+                                    _mm512_loadu_si512((const void *)(p + 128 * k + 64))));
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(w));
+  }
   const __m512i idx =
       _mm512_setr_epi32(0, 34, 68, 102, 136, 170, 204, 238, 272, 306, 340, 374, 408, 442, 476, 510);
   const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, (const void *)y, 1);
@@ -380,6 +429,20 @@ static void mxfp4_vec_dot_avx512(int64_t n, float *s, const void *vx, const void
   *s = sum;
 }
 
+/* The last nblk (< 16) blocks of four rows against y, added into the rows' sums */
+static __m128 mxfp4_tail4(const uint8_t *x, size_t x_stride, const block_q8_0 *y, int nblk,
+                          __m128 sum) {
+  float pl[4][16], sr[4];
+  __m512 p[4];
+  mxfp4_group(x, x_stride, 4, y, nblk, p);
+  _mm_storeu_ps(sr, sum);
+  for (int r = 0; r < 4; r++) {
+    _mm512_storeu_ps(pl[r], p[r]);
+    for (int i = 0; i < nblk; i++) sr[r] += pl[r][i];
+  }
+  return _mm_loadu_ps(sr);
+}
+
 static void mxfp4_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_stride,
                                   const void *vy) {
   const uint8_t *x = vx;
@@ -394,19 +457,66 @@ static void mxfp4_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t x_
     mxfp4_group(x + (size_t)b * sizeof(block_mxfp4), x_stride, 4, y + b, 16, p);
     sum = mxfp4_add16x4(sum, p);
   }
-  if (b < nb) {
-    const int nblk = (int)(nb - b);
-    float pl[4][16], sr[4];
-    mxfp4_group(x + (size_t)b * sizeof(block_mxfp4), x_stride, 4, y + b, nblk, p);
-    _mm_storeu_ps(sr, sum);
-    for (int r = 0; r < 4; r++) {
-      _mm512_storeu_ps(pl[r], p[r]);
-      for (int i = 0; i < nblk; i++) sr[r] += pl[r][i];
-    }
-    sum = _mm_loadu_ps(sr);
-  }
+  if (b < nb)
+    sum = mxfp4_tail4(x + (size_t)b * sizeof(block_mxfp4), x_stride, y + b, (int)(nb - b), sum);
   _mm_storeu_ps(s, sum);
 }
+
+/* Four rows by four tokens: each group of 16 blocks' codes are made once per row (8 vectors)
+ * and dotted with every token's activations (prepared once per group), so the nibble decode,
+ * the bulk of vec_dot4's work, is shared by the four tokens. Per pair the same integer sums,
+ * scale products and block-order additions as vec_dot4. s[t * s_stride + r]. */
+static void mxfp4_vec_dot4x4_avx512(int64_t n, float *s, size_t s_stride, const void *vx,
+                                    size_t x_stride, const void *vy, size_t y_stride) {
+  const uint8_t *x = vx;
+  const int64_t nb = n / QK;
+  const block_q8_0 *y[4];
+  for (int t = 0; t < 4; t++) y[t] = (const block_q8_0 *)((const uint8_t *)vy + t * y_stride);
+  __m128 sum[4];
+  for (int t = 0; t < 4; t++) sum[t] = _mm_setzero_ps();
+  int64_t b = 0;
+  for (; b + 16 <= nb; b += 16) {
+    mxfp4_act a[4][4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++)
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++) a[t][j] = mxfp4_act4(y[t] + b, j);
+    __m512i isum[4][4]; /* [token][row] */
+    __m512 xs[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const block_mxfp4 *xr = (const block_mxfp4 *)(x + r * x_stride) + b;
+      mxfp4_w w[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++) w[j] = mxfp4_codes4(xr, j);
+#pragma GCC unroll 4
+      for (int t = 0; t < 4; t++)
+        isum[t][r] = hsum_4_lanes(mxfp4_dot4(&w[0], &a[t][0]), mxfp4_dot4(&w[1], &a[t][1]),
+                                  mxfp4_dot4(&w[2], &a[t][2]), mxfp4_dot4(&w[3], &a[t][3]));
+      xs[r] = mxfp4_half_scales(xr, 0xffff);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+      const __m512 dy = q8_0_scales(y[t] + b, 0xffff);
+      __m512 p[4];
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++)
+        p[r] = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[t][r]), _mm512_mul_ps(xs[r], dy));
+      sum[t] = mxfp4_add16x4(sum[t], p);
+    }
+  }
+  for (int t = 0; t < 4; t++) {
+    if (b < nb)
+      sum[t] = mxfp4_tail4(x + (size_t)b * sizeof(block_mxfp4), x_stride, y[t] + b, (int)(nb - b),
+                           sum[t]);
+    _mm_storeu_ps(s + t * s_stride, sum[t]);
+  }
+}
+
+/* MXFP4's four-by-four rows run at ~198 GFLOP/s whatever the token count (2048 x 2048, one
+ * thread, thread CPU time); the dequantizing f32 GEMM reaches 55 at 16 tokens, 156 at 64, 198
+ * at 128 and 227 at 256 (docs/performance.md, round 9): they tie at 128. */
+#define MXFP4_BLAS_MIN_TOKENS 128
 
 /* The ternary four-by-four rows take 0.9-1.4 ns per row-token pair of 256 values, ~3x less than
  * sgemm's share of the same products on dequantized tiles (docs/performance.md): they never
@@ -422,7 +532,11 @@ static const nllm_qtype_kernels lowbit_avx512_rows[] = {
      .vec_dot4 = tq2_0_vec_dot4_avx512,
      .vec_dot4x4 = tq2_0_vec_dot4x4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_MXFP4, .vec_dot = mxfp4_vec_dot_avx512, .vec_dot4 = mxfp4_vec_dot4_avx512},
+    {.type = NLLM_TYPE_MXFP4,
+     .vec_dot = mxfp4_vec_dot_avx512,
+     .vec_dot4 = mxfp4_vec_dot4_avx512,
+     .vec_dot4x4 = mxfp4_vec_dot4x4_avx512,
+     .blas_min_tokens = MXFP4_BLAS_MIN_TOKENS},
 };
 const nllm_kernel_set nllm_kernels_lowbit_avx512 = {
     lowbit_avx512_rows, sizeof lowbit_avx512_rows / sizeof lowbit_avx512_rows[0]};
