@@ -968,6 +968,8 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
   const size_t off_qh = offsetof(block_q5_K, qh);
   const __m256i m4 = _mm256_set1_epi8(15);
   for (int64_t b = 0; b < n / QK_K; b++, out += KP45_BLOCK) {
+    /* the next group's rows as one linear stream (see pack8_32 in quant_q32_avx2.c) */
+    nllm_prefetch_span(x0 + NLLM_PACK_ROWS * (bx + (size_t)b * xs), NLLM_PACK_ROWS * xs);
     uint16_t d[8], dmin[8];
     for (int r = 0; r < 8; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
@@ -1009,6 +1011,9 @@ static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) 
   uint8_t *out = vp;
   const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
   for (int64_t b = 0; b < n / QK_K; b++, out += KP6_BLOCK) {
+    /* the next group's rows as one linear stream (see pack8_32 in quant_q32_avx2.c) */
+    nllm_prefetch_span(x0 + NLLM_PACK_ROWS * (bx + (size_t)b * sizeof(block_q6_K)),
+                       NLLM_PACK_ROWS * sizeof(block_q6_K));
     uint16_t d[8];
     for (int r = 0; r < 8; r++) {
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx) + b;
@@ -1046,6 +1051,9 @@ static void iq4_xs_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp
   const __m256i lut =
       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
   for (int64_t b = 0; b < n / QK_K; b++, out += KP6_BLOCK) {
+    /* the next group's rows as one linear stream (see pack8_32 in quant_q32_avx2.c) */
+    nllm_prefetch_span(x0 + NLLM_PACK_ROWS * (bx + (size_t)b * sizeof(block_iq4_xs)),
+                       NLLM_PACK_ROWS * sizeof(block_iq4_xs));
     uint16_t d[8];
     for (int r = 0; r < 8; r++) {
       const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx) + b;
@@ -1265,8 +1273,9 @@ NLLM_GEMM4_BY_TOKENS(iq4_xs_gemm4_avx2, IQ4_XS_GEMM)
  * integer kernels (measured, see docs/performance.md "BLAS crossovers"). Q2_K's kernels stay ahead
  * at every batch measured, and with the prompt tiles so do Q4_K, Q5_K and Q6_K (level with
  * sgemm on one thread at 512 tokens, ahead on two, where sgemm calls take turns), which take
- * the row-interleaved kernels from K_PACKED_MIN_TOKENS on. IQ4_XS's tiles gain little on its
- * one-row kernel and sgemm stays ahead of them from 96 tokens. */
+ * the row-interleaved kernels from K_PACKED_MIN_TOKENS on; so does IQ4_XS, whose tiles alone
+ * fell behind dequantize + GEMM from 96 tokens and whose interleaved kernel is ahead of it at
+ * 128 and 512 (docs/performance.md, ninth round). */
 static const nllm_qtype_kernels k_rows[] = {
     {.type = NLLM_TYPE_Q2_K, .vec_dot = q2_K_vec_dot_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K,
