@@ -614,17 +614,16 @@ INORDER_KERNELS(iq4_nl, F_IQ4_NL)
  * levels, vector k holding bytes 4k..4k+3 of the block's 32 levels of row r in lane r: one
  * broadcast of the activation's bytes 4k..4k+3 meets all eight rows, and maddubs + madd leave row
  * r's sum of the four products in lane r. Q4_0's and Q5_0's levels are stored unpacked and
- * unsigned (0..15, 0..31; the offset taken off through offset * sum(y) per block, Q4_0's as the
- * start of its int16 sums) so that maddubs takes them as they are and several of its pair sums
- * add up in int16 before widening (eight of |pair| <= 2 * 15 * 128, four of 2 * 31 * 128);
- * Q8_0's and IQ4_NL's signed levels (|level| <= 127) take the sign trick. */
+ * unsigned (0..15, 0..31; the offset taken off through offset * sum(y) per block) so that maddubs
+ * takes them as they are and several of its pair sums add up in int16 before widening (eight of
+ * |pair| <= 2 * 15 * 128, four of 2 * 31 * 128); Q8_0's and IQ4_NL's signed levels (|level| <=
+ * 127) take the sign trick. */
 #define PACK_BLOCK (8 * sizeof(float) + NLLM_PACK_ROWS * QK)
 _Static_assert(PACK_BLOCK == NLLM_PACK_BYTES(QK),
                "a packed block is NLLM_PACK_BYTES of its values");
 /* Tokens from which the prompt path repacks (below, the four-row kernels run: the same sums). */
 #define PACKED_MIN_TOKENS 12
-/* Per block of an activation row: its 32 bytes, dy as a float, offset * sum of the bytes (Q4_0:
- * the kernel's start, see packed_prep_32). */
+/* Per block of an activation row: its 32 bytes, dy as a float, offset * sum of the bytes. */
 #define PACKED_PREP_BLOCK 40
 
 static inline __attribute__((always_inline)) void pack8_32(const int kind, int64_t n,
@@ -663,25 +662,14 @@ static inline __attribute__((always_inline)) void packed_prep_32(const int kind,
                                                                  const void *vy, void *vp) {
   const block_q8_0 *y = vy;
   uint8_t *out = vp;
-  const int32_t offset = kind == F_Q5_0 ? 16 : 0;
+  const int32_t offset = kind == F_Q4_0 ? 8 : kind == F_Q5_0 ? 16 : 0;
   for (int64_t b = 0; b < n / QK; b++, out += PACKED_PREP_BLOCK) {
     memcpy(out, y[b].qs, QK);
     const float dy = f16c_h2f(y[b].d);
     int32_t sum = 0;
-    if (kind == F_Q4_0) {
-      /* the kernel's start in int16: -8 times the sum of the bytes each int16 of a lane adds
-       * up (4v and 4v + 1 the low one, 4v + 2 and 4v + 3 the high one), so the offset comes
-       * off as the products add up; every partial sum stays within 16 * 8 * 127 */
-      int sa = 0, sb = 0;
-      for (int j = 0; j < QK; j += 4) {
-        sa += y[b].qs[j] + y[b].qs[j + 1];
-        sb += y[b].qs[j + 2] + y[b].qs[j + 3];
-      }
-      sum = (int32_t)((uint32_t)(uint16_t)(-8 * sa) | (uint32_t)(uint16_t)(-8 * sb) << 16);
-    } else if (offset) {
+    if (offset)
       for (int j = 0; j < QK; j++) sum += y[b].qs[j];
-      sum *= offset;
-    }
+    sum *= offset;
     memcpy(out + 32, &dy, 4);
     memcpy(out + 36, &sum, 4);
   }
@@ -701,10 +689,7 @@ static inline __attribute__((always_inline)) void gemm_packed_32(const int kind,
     const uint8_t *xb = pk + (size_t)b * PACK_BLOCK, *yb = p0 + (size_t)b * PACKED_PREP_BLOCK;
     __m256i sum[NLLM_GEMM_TOK], s16[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) {
-      sum[t] = _mm256_setzero_si256();
-      s16[t] = kind == F_Q4_0 ? _mm256_set1_epi32((int)load_u32(yb + (size_t)t * ps + 36)) : sum[t];
-    }
+    for (int t = 0; t < T; t++) sum[t] = s16[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
       const __m256i xk = _mm256_loadu_si256((const __m256i *)(xb + 32 + 32 * k));
@@ -733,7 +718,7 @@ static inline __attribute__((always_inline)) void gemm_packed_32(const int kind,
     for (int t = 0; t < T; t++) {
       const uint8_t *py = yb + (size_t)t * ps;
       __m256i isum = sum[t];
-      if (kind == F_Q5_0) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32((int)load_u32(py + 36)));
+      if (!is_signed) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32((int)load_u32(py + 36)));
       float dy;
       memcpy(&dy, py + 32, 4);
       acc[t] = _mm256_add_ps(
