@@ -81,7 +81,6 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
       q->gemm_prep = k->gemm_prep;
       q->gemm4 = k->gemm4;
       q->gemm_min_tokens = k->gemm_min_tokens;
-      q->gemm_tok = k->gemm_tok ? k->gemm_tok : NLLM_GEMM_TOK;
     }
     /* a tier's own prompt kernels replace the interleaved ones of the tier below: these were
      * measured against that tier's tiles only */

@@ -28,10 +28,6 @@ typedef void (*nllm_vec_dot4_fn)(int64_t n, float *s, const void *x, size_t x_st
  * s[t * s_stride + r] = dot(row r, token t) for r < 4, t < n_tok; n a multiple of
  * NLLM_GEMM_COLS. */
 #define NLLM_GEMM_TOK 4
-/* Tiles that hold one weight row's unpacked blocks at a time (eight or nine registers) have room
- * for more tokens' sums: such a format's gemm4 takes up to its gemm_tok tokens per call, at most
- * this many, which halves the unpacking per token again. */
-#define NLLM_GEMM_TOK_MAX 8
 #define NLLM_GEMM_COLS 128
 #define NLLM_GEMM_PREP_BYTES(n) ((size_t)(n)*3)
 typedef void (*nllm_gemm_prep_fn)(int64_t n, const void *yq, void *prep);
@@ -91,8 +87,6 @@ typedef struct nllm_qtype_kernels {
   nllm_gemm_packed_fn gemm_packed;
   int32_t packed_min_tokens;
   const struct nllm_gemmf *gemmf_xbf16; /* BF16 weights: the GEMM for BF16-rounded activations */
-  int32_t
-      gemm_tok; /* with gemm4: the most tokens a call takes (see nllm_qtype), 0: NLLM_GEMM_TOK */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -148,9 +142,6 @@ typedef struct nllm_qtype {
    * which nllm_matmul_mode takes from its min_tokens on; without it those batches round the
    * activations and take the exact paths */
   const struct nllm_gemmf *gemmf_xbf16;
-  /* with gemm4: the most tokens one call takes, NLLM_GEMM_TOK..NLLM_GEMM_TOK_MAX (gemm4's n_tok
-   * <= gemm_tok instead of NLLM_GEMM_TOK) */
-  int32_t gemm_tok;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

@@ -568,16 +568,15 @@ static void tile_pass_data(const nllm_qtype *q, int pass, uint64_t *rng, int64_t
 /* The prompt path's register tiles against the four-row kernel (the one-row kernel where the
  * tier has none) each row and token (equal: the same integer sums and float steps) and against
  * the exact dot: every data kind, then blocks of random bits, for every token count a tile
- * takes (up to its gemm_tok), rows further apart than their size and prepared rows further
- * apart than NLLM_GEMM_PREP_BYTES. */
+ * takes, rows further apart than their size and prepared rows further apart than
+ * NLLM_GEMM_PREP_BYTES. */
 static void check_gemm4(const nllm_qtype *q) {
   static const int64_t lens[] = {128, 256, 640, 768, 2048};
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   const int64_t unit = q->block_size > vq->block_size ? q->block_size : vq->block_size;
   const nllm_vec_dot4_fn dot4 = q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4;
   ck_assert_msg(q->gemm_prep != NULL, "%s: gemm4 without gemm_prep", q->name);
-  const int T = q->gemm_tok; /* the most tokens a call takes */
-  ck_assert_msg(T >= NLLM_GEMM_TOK && T <= NLLM_GEMM_TOK_MAX, "%s: gemm_tok %d", q->name, T);
+  const int T = NLLM_GEMM_TOK; /* the most tokens a call takes */
   uint64_t rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)q->type;
   for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
     const int64_t n = lens[li];
@@ -597,8 +596,8 @@ static void check_gemm4(const nllm_qtype *q) {
         q->gemm_prep(n, yq + (size_t)t * ars, prep + (size_t)t * prs);
       }
       for (int nt = 1; nt <= T; nt++) {
-        float s[NLLM_GEMM_TOK_MAX * 5];
-        for (int i = 0; i < NLLM_GEMM_TOK_MAX * 5; i++) s[i] = NAN;
+        float s[NLLM_GEMM_TOK * 5];
+        for (int i = 0; i < NLLM_GEMM_TOK * 5; i++) s[i] = NAN;
         q->gemm4(n, s, 5, wq, stride, prep, prs, nt);
         for (int t = 0; t < T; t++) {
           float d4[4];
@@ -996,7 +995,6 @@ START_TEST(registry_vs_format_table) {
       ck_assert(!q->from_float == !q->from_float_ref);
       ck_assert_int_ge(q->blas_min_tokens, NLLM_BLAS_MIN_TOKENS);
       ck_assert(!q->gemm4 == !q->gemm_prep);
-      ck_assert(!q->gemm4 || (q->gemm_tok >= NLLM_GEMM_TOK && q->gemm_tok <= NLLM_GEMM_TOK_MAX));
       if (isa == NLLM_ISA_SCALAR) {
         ck_assert(!q->gemm4);
         ck_assert(q->to_float == q->to_float_ref && q->from_float == q->from_float_ref &&

@@ -237,9 +237,9 @@ void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_
       const uint8_t *wr = W + (size_t)r * w_rs;
       int64_t t = t0;
       if (prep)
-        for (; t < t1; t += q->gemm_tok)
+        for (; t < t1; t += NLLM_GEMM_TOK)
           q->gemm4(cols, &y[(size_t)t * y_rs + (size_t)r], y_rs, wr, w_rs, prep + (size_t)t * p_rs,
-                   p_rs, (int)(t1 - t < q->gemm_tok ? t1 - t : q->gemm_tok));
+                   p_rs, (int)(t1 - t < NLLM_GEMM_TOK ? t1 - t : NLLM_GEMM_TOK));
       if (dot4x4)
         for (; t + 4 <= t1; t += 4)
           dot4x4(cols, &y[(size_t)t * y_rs + (size_t)r], y_rs, wr, w_rs, act + (size_t)t * a_rs,

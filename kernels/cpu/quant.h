@@ -237,22 +237,6 @@ static inline __attribute__((always_inline)) void nllm_prefetch_span(const void 
     }                                                                                       \
   }
 
-/* The same for tiles of up to NLLM_GEMM_TOK_MAX tokens (a row's gemm_tok). */
-#define NLLM_GEMM8_BY_TOKENS(name, body)                                                    \
-  static void name(int64_t n, float *s, size_t ss, const void *x, size_t bx, const void *p, \
-                   size_t ps, int n_tok) {                                                  \
-    switch (n_tok) {                                                                        \
-      case 1: body(1, n, s, ss, x, bx, p, ps); break;                                       \
-      case 2: body(2, n, s, ss, x, bx, p, ps); break;                                       \
-      case 3: body(3, n, s, ss, x, bx, p, ps); break;                                       \
-      case 4: body(4, n, s, ss, x, bx, p, ps); break;                                       \
-      case 5: body(5, n, s, ss, x, bx, p, ps); break;                                       \
-      case 6: body(6, n, s, ss, x, bx, p, ps); break;                                       \
-      case 7: body(7, n, s, ss, x, bx, p, ps); break;                                       \
-      default: body(8, n, s, ss, x, bx, p, ps); break;                                      \
-    }                                                                                       \
-  }
-
 /* Exact binary16 -> binary32 without F16C, inline because the scalar kernels call it per block. */
 static inline float q_h2f(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16, em = h & 0x7fff, u;

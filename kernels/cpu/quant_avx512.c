@@ -429,18 +429,18 @@ static inline __attribute__((always_inline)) void q4c_prep_chunk(const uint8_t *
   _mm512_storeu_ps(out + 576, _mm512_permutexvar_ps(_mm512_loadu_si512(q4c_idx_dy), fz));
 }
 
-/* acc + a row's chunk (Q4_0's or Q8_0's) times a token's: two dpbusd chains of four, one scale
- * product. */
+/* acc + a row's chunk (Q4_0's or Q8_0's) times a token's: one chain of eight dpbusd from the
+ * prepared offset, one scale product. One chain, not two of four joined by an add: the tile's
+ * tokens (the four-row kernel's rows) already give four independent chains, and the add was
+ * one instruction in ten of a tile at four tokens (one 5632 x 2048 matmul from DRAM, 1 thread:
+ * Q4_0 0.31 -> 0.29-0.30 ms, 2048 x 2048 0.115 -> 0.107; decode unchanged). dpbusd does not
+ * saturate, so the integer sum and the result are the same bits. */
 static inline __attribute__((always_inline)) __m512 chunk_dot(const __m512i q[8], __m512 dx,
                                                               const uint8_t *py, __m512 acc) {
-  __m512i pa = _mm512_loadu_si512(py + 512), pb = _mm512_setzero_si512();
-#pragma GCC unroll 4
-  for (int j = 0; j < 4; j++) {
-    pa = _mm512_dpbusd_epi32(pa, q[2 * j], _mm512_loadu_si512(py + 128 * j));
-    pb = _mm512_dpbusd_epi32(pb, q[2 * j + 1], _mm512_loadu_si512(py + 128 * j + 64));
-  }
-  return _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(py + 576)),
-                         _mm512_cvtepi32_ps(_mm512_add_epi32(pa, pb)), acc);
+  __m512i p = _mm512_loadu_si512(py + 512);
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; j++) p = _mm512_dpbusd_epi32(p, q[j], _mm512_loadu_si512(py + 64 * j));
+  return _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(py + 576)), _mm512_cvtepi32_ps(p), acc);
 }
 
 /* acc + four blocks of a row times a token's, prepared by prep_32b (gemm4_32b's steps). */
@@ -613,11 +613,14 @@ static void q8_0_prep_chunks_avx512(int64_t n, const void *vy, void *vp) {
     q8_0_prep_avx512(n - nc * Q4C_BLOCKS * QK, y + (size_t)nc * Q8C_XBYTES, out);
 }
 
-/* The prompt tiles of both chunk formats (q8: 0 Q4_0, 1 Q8_0). Four rows by T tokens (up to
- * NLLM_GEMM_TOK_MAX: the row's gemm_tok), the rows one at a time: a row's unpacked chunk (nine
- * registers) meets every token of the tile (one accumulator each), whose prepared chunks come
- * from L1; the four-block groups after the last chunk take the format's group kernel on what
- * its prep wrote there (256 bytes a group for Q4_0, 384 for Q8_0). */
+/* The prompt tiles of both chunk formats (q8: 0 Q4_0, 1 Q8_0). Four rows by T tokens, the rows
+ * one at a time: a row's unpacked chunk (nine registers) meets every token of the tile (one
+ * accumulator each), whose prepared chunks come from L1; the four-block groups after the last
+ * chunk take the format's group kernel on what its prep wrote there (256 bytes a group for
+ * Q4_0, 384 for Q8_0). Eight tokens a call (the unpacking paid once per eight) was measured
+ * slower on a quiet host (1.1B pp128, 2 threads: Q4_0 209-224 against 259-285 t/s, Q8_0 191-193
+ * against 204-216; 16 sequences no faster): the accumulators and the tokens' prepared chunks
+ * crowd the registers and L1. */
 static inline __attribute__((always_inline)) void chunk_gemm(const int q8, const int T, int64_t n,
                                                              float *s, size_t ss, const uint8_t *x0,
                                                              size_t bx, const uint8_t *p0,
@@ -628,10 +631,9 @@ static inline __attribute__((always_inline)) void chunk_gemm(const int q8, const
   const size_t tail = (size_t)nc * Q4C_PREP;
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = x0 + (size_t)r * bx;
-    /* the sums are reduced four tokens at a time: a last group's unused tokens stay zero */
-    const int T4 = (T + 3) / 4 * 4;
-    __m512 acc[NLLM_GEMM_TOK_MAX], acc4[NLLM_GEMM_TOK_MAX];
-    for (int t = 0; t < T4; t++) acc[t] = _mm512_setzero_ps();
+    /* the sums are reduced four tokens at once: unused tokens stay zero */
+    __m512 acc[NLLM_GEMM_TOK], acc4[NLLM_GEMM_TOK];
+    for (int t = 0; t < NLLM_GEMM_TOK; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx + (size_t)c * xc, xc);
       __m512i q[8];
@@ -640,27 +642,25 @@ static inline __attribute__((always_inline)) void chunk_gemm(const int q8, const
         q8c_unpack_x(x + (size_t)c * xc, q, &dx);
       else
         q4c_unpack(x + (size_t)c * xc, q, &dx);
-#pragma GCC unroll 8
+#pragma GCC unroll 4
       for (int t = 0; t < T; t++)
         acc[t] = chunk_dot(q, dx, p0 + (size_t)t * ps + (size_t)c * Q4C_PREP, acc[t]);
     }
     /* the tail's sums start only here, so the chunks' loop keeps T accumulators live */
-    for (int t = 0; t < T4; t++) acc4[t] = _mm512_setzero_ps();
+    for (int t = 0; t < NLLM_GEMM_TOK; t++) acc4[t] = _mm512_setzero_ps();
     for (int64_t b = nc * Q4C_BLOCKS; b < nb; b += 4)
       for (int t = 0; t < T; t++) {
         const uint8_t *xb = x + (size_t)b * xs;
         const uint8_t *pb = p0 + (size_t)t * ps + tail + (size_t)(b - nc * Q4C_BLOCKS) * pblock;
         acc4[t] = q8 ? q8g_dot(xb, pb, acc4[t]) : q4g_dot(xb, pb, acc4[t]);
       }
-    for (int g = 0; g < T; g += 4)
-      store_tokens(s + (size_t)g * ss + r, ss, q4c_sums(acc + g, acc4 + g, nb > nc * Q4C_BLOCKS),
-                   T - g < 4 ? T - g : 4);
+    store_tokens(s + r, ss, q4c_sums(acc, acc4, nb > nc * Q4C_BLOCKS), T);
   }
 }
 #define Q4_0_GEMM(T, ...) chunk_gemm(0, T, __VA_ARGS__)
 #define Q8C_GEMM(T, ...) chunk_gemm(1, T, __VA_ARGS__)
-NLLM_GEMM8_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
-NLLM_GEMM8_BY_TOKENS(q8_0_gemm4_chunks_avx512, Q8C_GEMM)
+NLLM_GEMM4_BY_TOKENS(q4_0_gemm4_avx512, Q4_0_GEMM)
+NLLM_GEMM4_BY_TOKENS(q8_0_gemm4_chunks_avx512, Q8C_GEMM)
 
 /* One token, four rows, in the tiles' steps with the token's chunks prepared as they come (q8:
  * 0 Q4_0's decode kernel, 1 Q8_0's vec_dot4_tile). */
@@ -1397,11 +1397,7 @@ void nllm_avx512_init(void) {
  * On weights read from DRAM (a decode step of a few sequences) tiles without the four-row
  * kernels' linear prefetch lost to them below 20-32 tokens (Q6_K at 4 tokens: 1.87 against
  * 0.94 ms for a 5632 x 2048 matrix, one thread); with it they win from 2 tokens
- * (docs/performance.md, "Many sequences").
- * Q4_0 and Q8_0's tiles can take up to NLLM_GEMM_TOK_MAX tokens a call, but their rows ask for
- * four: on a quiet host (2 threads, 1.1B, alternating) eight-token calls ran pp128 at 209-224
- * against 259-285 t/s (Q4_0) and 191-193 against 204-216 (Q8_0), and 16 sequences' decode no
- * faster: the eight accumulators and the tokens' prepared chunks crowd the registers and L1. */
+ * (docs/performance.md, "Many sequences"). */
 static const nllm_qtype_kernels avx512_rows[] = {
     {.type = NLLM_TYPE_Q8_0,
      .vec_dot = q8_0_vec_dot_avx2,
@@ -1409,15 +1405,13 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .vec_dot4_tile = q8_0_vec_dot4_chunks_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_0_prep_chunks_avx512,
-     .gemm4 = q8_0_gemm4_chunks_avx512,
-     .gemm_tok = NLLM_GEMM_TOK},
+     .gemm4 = q8_0_gemm4_chunks_avx512},
     {.type = NLLM_TYPE_Q4_0,
      .vec_dot = q4_0_vec_dot_avx2,
      .vec_dot4 = q4_0_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q4_0_prep_avx512,
-     .gemm4 = q4_0_gemm4_avx512,
-     .gemm_tok = NLLM_GEMM_TOK},
+     .gemm4 = q4_0_gemm4_avx512},
     {.type = NLLM_TYPE_Q4_1, .vec_dot4 = q4_1_vec_dot4_avx512, .blas_min_tokens = 128},
     {.type = NLLM_TYPE_Q5_0,
      .vec_dot = q5_0_vec_dot_avx2,
