@@ -668,6 +668,17 @@ END_TEST
  * Q4_0: its 16-block chunks), and the exact dot within the tiles' bound. Every data kind, then
  * blocks of random bits, every token count; nothing written past the group's rows, the tokens
  * asked for or the packed group. */
+/* The tier's four-row dot, or its one-row dot on each row where the format has none on the tier
+ * (IQ4_XS on AVX2). */
+static void dot4_or_rows(const nllm_qtype *q, int64_t n, float *s, const uint8_t *w, size_t rs,
+                         const uint8_t *a) {
+  if (q->vec_dot4) {
+    q->vec_dot4(n, s, w, rs, a);
+    return;
+  }
+  for (int r = 0; r < 4; r++) q->vec_dot(n, &s[r], w + (size_t)r * rs, a);
+}
+
 static void check_packed(const nllm_qtype *q) {
   static const int64_t lens[] = {128, 256, 640, 768, 2048};
   enum { RMAX = 2 * NLLM_PACK_ROWS, TMAX = NLLM_PACKED_TOK_MAX, SS = RMAX + 1 };
@@ -684,7 +695,7 @@ static void check_packed(const nllm_qtype *q) {
     ck_assert(random_blocks(&rng, q->type, w, n / q->block_size * 4, (size_t)q->type_size, 0));
     ck_assert(random_blocks(&rng, vq->type, a, n / vq->block_size, (size_t)vq->type_size, 0));
     float four[4], one, ref, f44[4 * 4];
-    q->vec_dot4(n, four, w, rs, a);
+    dot4_or_rows(q, n, four, w, rs, a);
     if (q->vec_dot4x4) { /* the same activation row as all four tokens */
       q->vec_dot4x4(n, f44, 4, w, rs, a, 0);
       for (int i = 0; i < 16; i++)
@@ -738,7 +749,7 @@ static void check_packed(const nllm_qtype *q) {
             float ref = NAN, one = NAN, four[4] = {NAN, NAN, NAN, NAN};
             q->vec_dot_ref(n, &ref, wq + (size_t)r * stride, yq + (size_t)t * ars);
             q->vec_dot(n, &one, wq + (size_t)r * stride, yq + (size_t)t * ars);
-            q->vec_dot4(n, four, wq + (size_t)(r & ~3) * stride, stride, yq + (size_t)t * ars);
+            dot4_or_rows(q, n, four, wq + (size_t)(r & ~3) * stride, stride, yq + (size_t)t * ars);
             double sumabs, ex = dot_exact(wf + r * n, yf, n, &sumabs);
             double tol = dot_tol(n, sumabs) +
                          offset_tol(q, wq + (size_t)r * stride, yq + (size_t)t * ars, n);

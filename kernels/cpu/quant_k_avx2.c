@@ -445,7 +445,7 @@ static void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void 
   const __m256i lut =
       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
   const __m256i m4 = _mm256_set1_epi8(15);
-  __m256 acc = _mm256_setzero_ps();
+  float sum = 0;
   for (int64_t b = 0; b < n / QK_K; b++) {
     const __m256i sc = iq4xs_scales(&x[b]);
     __m256i sumi = _mm256_setzero_si256();
@@ -469,9 +469,10 @@ static void iq4_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void 
     IQ4XS_PAIR(2);
     IQ4XS_PAIR(3);
 #undef IQ4XS_PAIR
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c_h2f(x[b].d) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
+    /* the reference's float step, super-block after super-block */
+    sum += f16c_h2f(x[b].d) * y[b].d * (float)hsum_epi32(sumi);
   }
-  *s = hsum8(acc);
+  *s = sum;
 }
 
 /* ---------------------------------------------------------------- K-quant dequantization
@@ -814,9 +815,9 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
   for (int t = 0; t < T; t++) _mm_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
-/* IQ4_XS (iq4_xs_vec_dot_avx2's steps; the tier has no four-row kernel). Per super-block the
- * activation is prepared as that kernel reads it, pair p's |ylo|, |yhi|, ylo, yhi (load_2x16's
- * order) at 128 * p, and d at 512. */
+/* IQ4_XS (iq4_xs_vec_dot_avx2's steps and the reference's order; the tier has no four-row
+ * kernel). Per super-block the activation is prepared as that kernel reads it, pair p's |ylo|,
+ * |yhi|, ylo, yhi (load_2x16's order) at 128 * p, and d at 512. */
 static void iq4_xs_prep_avx2(int64_t n, const void *vy, void *vp) {
   const block_q8_K *y = vy;
   uint8_t *out = vp;
@@ -836,14 +837,15 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
                                                                size_t ss, const uint8_t *x0,
                                                                size_t bx, const uint8_t *p0,
                                                                size_t ps) {
+  const size_t xs = sizeof(block_iq4_xs);
   const __m256i lut =
       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
   const __m256i m4 = _mm256_set1_epi8(15);
-  __m256 acc[4][NLLM_GEMM_TOK];
-  for (int r = 0; r < 4; r++)
+  __m128 acc[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+  for (int t = 0; t < T; t++) acc[t] = _mm_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
+    __m256i si[4][NLLM_GEMM_TOK];
 #pragma GCC unroll 1
     for (int r = 0; r < 4; r++) {
       const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx) + b;
@@ -870,19 +872,20 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
           sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(phi, scp));
         }
       }
-      const float dx = f16c_h2f(x->d);
 #pragma GCC unroll 4
-      for (int t = 0; t < T; t++) {
-        float dy;
-        memcpy(&dy, p0 + (size_t)t * ps + (size_t)b * 516 + 512, sizeof dy);
-        acc[r][t] =
-            _mm256_fmadd_ps(_mm256_set1_ps(dx * dy), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
-      }
+      for (int t = 0; t < T; t++) si[r][t] = sumi[t];
+    }
+    /* the reference's step, (d * dy) * isum, as Q6_K's */
+    const __m128 dx = halves4(x0 + (size_t)b * xs, bx);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      float dy;
+      memcpy(&dy, p0 + (size_t)t * ps + (size_t)b * 516 + 512, sizeof dy);
+      acc[t] = q6k_step4(acc[t], dx, dy, si[0][t], si[1][t], si[2][t], si[3][t]);
     }
   }
 #pragma GCC unroll 4
-  for (int t = 0; t < T; t++)
-    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = hsum8(acc[r][t]);
+  for (int t = 0; t < T; t++) _mm_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
 /* ---------------------------------------------------------------- K-quants, row-interleaved
@@ -892,18 +895,24 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
  * eight rows' d (and dmin) as floats, their scales (and mins) as bytes, then per 32-value
  * sub-block eight vectors of levels, vector v holding the sub-block's levels 4v..4v+3 of row r
  * in lane r, unpacked to unsigned bytes (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63 with its -32 taken
- * off through the block sums). One broadcast of four activation bytes feeds eight rows, and
- * maddubs' pair sums add up in int16 before the scale's madd: eight vectors for Q4_K
- * (|pair| <= 2 * 15 * 128), four for Q5_K (2 * 31 * 128), two for Q6_K (2 * 63 * 128). */
-#define KP_D 0     /* the eight rows' d as floats */
-#define KP_DMIN 32 /* Q4_K, Q5_K: their dmin as floats */
-#define KP_SC 64   /* Q4_K, Q5_K: sub-block k's eight scales at 8 k */
-#define KP_MIN 128 /* Q4_K, Q5_K: row r's mins 2j, 2j + 1 at 16 j + 2 r */
-#define KP45_Q 192 /* Q4_K, Q5_K: sub-block k's eight vectors at 256 k */
+ * off through the block sums) or IQ4_XS's signed ones (the table's, |level| <= 127). One
+ * broadcast of four activation bytes feeds eight rows, and maddubs' pair sums add up in int16
+ * before the scale's madd: eight vectors for Q4_K (|pair| <= 2 * 15 * 128), four for Q5_K
+ * (2 * 31 * 128), two for Q6_K (2 * 63 * 128). IQ4_XS's signed levels take the sign trick with
+ * the sign on the levels (Q8_K holds -128, whose negation overflows a byte): |y| (prepared)
+ * times sign(level, y), one vector per madd (|pair| <= 2 * 127 * 128). */
+enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS }; /* with K_Q4_K, K_Q5_K: the interleaved kernels' formats */
+#define KP_D 0                          /* the eight rows' d as floats */
+#define KP_DMIN 32                      /* Q4_K, Q5_K: their dmin as floats */
+#define KP_SC 64                        /* Q4_K, Q5_K: sub-block k's eight scales at 8 k */
+#define KP_MIN 128                      /* Q4_K, Q5_K: row r's mins 2j, 2j + 1 at 16 j + 2 r */
+#define KP45_Q 192                      /* Q4_K, Q5_K: sub-block k's eight vectors at 256 k */
 #define KP45_BLOCK (KP45_Q + 8 * 256)
 #define KP6_SC 32 /* Q6_K: row r's scales 2j, 2j + 1 (of 16 values each) at 16 j + 2 r */
 #define KP6_Q 160 /* Q6_K: sub-block k's eight vectors at 256 k */
 #define KP6_BLOCK (KP6_Q + 8 * 256)
+/* IQ4_XS: Q6_K's layout, with sub-block k's scale (less 32) in both of row r's bytes 16 k + 2 r,
+ * 16 k + 2 r + 1 (the two int16 of its lane, for madd) */
 _Static_assert(KP45_BLOCK <= NLLM_PACK_BYTES(QK_K) && KP6_BLOCK <= NLLM_PACK_BYTES(QK_K),
                "a packed super-block fits NLLM_PACK_BYTES of its values");
 /* Per super-block of an activation row: its 256 bytes, its block sums of 16 as they are, the
@@ -912,7 +921,13 @@ _Static_assert(KP45_BLOCK <= NLLM_PACK_BYTES(QK_K) && KP6_BLOCK <= NLLM_PACK_BYT
 #define KPREP_BS32 288
 #define KPREP_D 304
 #define KPREP_BLOCK 320
-_Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K), "a prepared super-block fits");
+/* IQ4_XS's: |y| (256 bytes), y, d. */
+#define IQPREP_Y 256
+#define IQPREP_D 512
+#define IQPREP_BLOCK 516
+_Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K) &&
+                   IQPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K),
+               "a prepared super-block fits");
 /* Tokens from which the prompt path repacks (below, the tiles run: the same sums). */
 #define K_PACKED_MIN_TOKENS 12
 
@@ -929,6 +944,19 @@ static void k_packed_prep_avx2(int64_t n, const void *vy, void *vp) {
   }
 }
 
+static void iq4_xs_packed_prep_avx2(int64_t n, const void *vy, void *vp) {
+  const block_q8_K *y = vy;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, out += IQPREP_BLOCK) {
+    for (int c = 0; c < QK_K / 32; c++) {
+      const __m256i v = _mm256_loadu_si256((const __m256i *)(y[b].qs + 32 * c));
+      _mm256_storeu_si256((__m256i *)(out + 32 * c), _mm256_abs_epi8(v));
+      _mm256_storeu_si256((__m256i *)(out + IQPREP_Y + 32 * c), v);
+    }
+    memcpy(out + IQPREP_D, &y[b].d, sizeof(float));
+  }
+}
+
 static inline __attribute__((always_inline)) void pack8_k45(const int kind, int64_t n,
                                                             const void *vx, size_t bx, void *vp) {
   const uint8_t *x0 = vx;
@@ -940,6 +968,8 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
   const size_t off_qh = offsetof(block_q5_K, qh);
   const __m256i m4 = _mm256_set1_epi8(15);
   for (int64_t b = 0; b < n / QK_K; b++, out += KP45_BLOCK) {
+    /* the next group's rows as one linear stream (see pack8_32 in quant_q32_avx2.c) */
+    nllm_prefetch_span(x0 + NLLM_PACK_ROWS * (bx + (size_t)b * xs), NLLM_PACK_ROWS * xs);
     uint16_t d[8], dmin[8];
     for (int r = 0; r < 8; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
@@ -981,6 +1011,9 @@ static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) 
   uint8_t *out = vp;
   const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
   for (int64_t b = 0; b < n / QK_K; b++, out += KP6_BLOCK) {
+    /* the next group's rows as one linear stream (see pack8_32 in quant_q32_avx2.c) */
+    nllm_prefetch_span(x0 + NLLM_PACK_ROWS * (bx + (size_t)b * sizeof(block_q6_K)),
+                       NLLM_PACK_ROWS * sizeof(block_q6_K));
     uint16_t d[8];
     for (int r = 0; r < 8; r++) {
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx) + b;
@@ -1012,127 +1045,187 @@ static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) 
   }
 }
 
+static void iq4_xs_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+  const uint8_t *x0 = vx;
+  uint8_t *out = vp;
+  const __m256i lut =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  for (int64_t b = 0; b < n / QK_K; b++, out += KP6_BLOCK) {
+    /* the next group's rows as one linear stream (see pack8_32 in quant_q32_avx2.c) */
+    nllm_prefetch_span(x0 + NLLM_PACK_ROWS * (bx + (size_t)b * sizeof(block_iq4_xs)),
+                       NLLM_PACK_ROWS * sizeof(block_iq4_xs));
+    uint16_t d[8];
+    for (int r = 0; r < 8; r++) {
+      const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx) + b;
+      d[r] = x->d;
+      for (int k = 0; k < 8; k++) {
+        const int lo = (x->scales_l[k / 2] >> (4 * (k % 2))) & 15,
+                  hi = (x->scales_h >> (2 * k)) & 3;
+        out[KP6_SC + 16 * k + 2 * r] = out[KP6_SC + 16 * k + 2 * r + 1] =
+            (uint8_t)((lo | hi << 4) - 32);
+      }
+    }
+    _mm256_storeu_ps((float *)(out + KP_D), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+      __m256i v[8];
+      for (int r = 0; r < 8; r++) {
+        const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx) + b;
+        v[r] = _mm256_shuffle_epi8(lut, nibbles32(x->qs + 16 * k)); /* levels 0..31 in order */
+      }
+      transpose8x8_epi32(v);
+      for (int j = 0; j < 8; j++)
+        _mm256_storeu_si256((__m256i *)(out + KP6_Q + 256 * k + 32 * j), v[j]);
+    }
+  }
+}
+
 /* Token t's four activation bytes at offset o of its prepared super-block, in every lane. */
 static inline __m256i y4(const uint8_t *yb, size_t ps, int t, size_t o) {
   return _mm256_set1_epi32((int)load_u32(yb + (size_t)t * ps + o));
 }
 
-static inline __attribute__((always_inline)) void gemm_packed_k45(const int kind, const int T,
-                                                                  int64_t n, float *s, size_t ss,
-                                                                  const uint8_t *pk,
-                                                                  const uint8_t *p0, size_t ps) {
+/* Sub-block k of a Q4_K / Q5_K group against T tokens, into each token's row sums. */
+static inline __attribute__((always_inline)) void packed_sub_k45(const int kind, const int T,
+                                                                 const uint8_t *xb,
+                                                                 const uint8_t *yb, size_t ps,
+                                                                 int k, __m256i *sum) {
   const int group = kind == K_Q5_K ? 4 : 8;
-  __m256 acc[NLLM_GEMM_TOK];
-#pragma GCC unroll 4
-  for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    const uint8_t *xb = pk + (size_t)b * KP45_BLOCK, *yb = p0 + (size_t)b * KPREP_BLOCK;
-    __m256i sum[NLLM_GEMM_TOK];
-#pragma GCC unroll 4
-    for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
-#pragma GCC unroll 1
-    for (int k = 0; k < 8; k++) {
-      /* lane r: row r's scale of the sub-block in both of its int16 */
-      const __m256i sc32 =
-          _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(xb + KP_SC + 8 * k)));
-      const __m256i sc = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
-      const uint8_t *xk = xb + KP45_Q + 256 * k;
+  /* lane r: row r's scale of the sub-block in both of its int16 */
+  const __m256i sc32 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(xb + KP_SC + 8 * k)));
+  const __m256i sc = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
+  const uint8_t *xk = xb + KP45_Q + 256 * k;
 #pragma GCC unroll 2
-      for (int v0 = 0; v0 < 8; v0 += group) {
-        __m256i s16[NLLM_GEMM_TOK];
+  for (int v0 = 0; v0 < 8; v0 += group) {
+    __m256i s16[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
-        for (int t = 0; t < T; t++) s16[t] = _mm256_setzero_si256();
+    for (int t = 0; t < T; t++) s16[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
-        for (int v = v0; v < v0 + group; v++) {
-          const __m256i xv = _mm256_loadu_si256((const __m256i *)(xk + 32 * v));
+    for (int v = v0; v < v0 + group; v++) {
+      const __m256i xv = _mm256_loadu_si256((const __m256i *)(xk + 32 * v));
 #pragma GCC unroll 4
-          for (int t = 0; t < T; t++) {
-            s16[t] = _mm256_add_epi16(
-                s16[t], _mm256_maddubs_epi16(xv, y4(yb, ps, t, 32 * (size_t)k + 4 * v)));
-            /* one register added to in turn (gcc otherwise sums the products as a tree) */
-            __asm__("" : "+x"(s16[t]));
-          }
-        }
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++)
-          sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(s16[t], sc));
+      for (int t = 0; t < T; t++) {
+        s16[t] = _mm256_add_epi16(s16[t],
+                                  _mm256_maddubs_epi16(xv, y4(yb, ps, t, 32 * (size_t)k + 4 * v)));
+        /* one register added to in turn (gcc otherwise sums the products as a tree) */
+        __asm__("" : "+x"(s16[t]));
       }
     }
-    const __m256 d = _mm256_loadu_ps((const float *)(xb + KP_D));
-    const __m256 dmin = _mm256_loadu_ps((const float *)(xb + KP_DMIN));
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) {
-      __m256i msum = _mm256_setzero_si256();
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; j++)
-        msum = _mm256_add_epi32(
-            msum, _mm256_madd_epi16(_mm256_cvtepu8_epi16(
-                                        _mm_loadu_si128((const __m128i *)(xb + KP_MIN + 16 * j))),
-                                    y4(yb, ps, t, KPREP_BS32 + 4 * (size_t)j)));
-      float dy;
-      memcpy(&dy, yb + (size_t)t * ps + KPREP_D, sizeof dy);
-      const __m256 f = _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(sum[t])),
-                                     _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(msum)));
-      acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_set1_ps(dy), f));
-    }
+    for (int t = 0; t < T; t++) sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(s16[t], sc));
   }
-#pragma GCC unroll 4
-  for (int t = 0; t < T; t++) _mm256_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
-static inline __attribute__((always_inline)) void gemm_packed_q6_K(const int T, int64_t n, float *s,
-                                                                   size_t ss, const uint8_t *pk,
-                                                                   const uint8_t *p0, size_t ps) {
+/* The same for Q6_K: vectors 0..3 hold the sub-block's first 16 values (scale 2k), 4..7 the
+ * next 16 (2k + 1). */
+static inline __attribute__((always_inline)) void packed_sub_q6_K(const int T, const uint8_t *xb,
+                                                                  const uint8_t *yb, size_t ps,
+                                                                  int k, __m256i *sum) {
   /* from row r's scales (2k, 2k + 1) as int16: either one in both int16 of the lane */
   const __m256i dup0 = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0,
                                         1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
   const __m256i dup1 = _mm256_add_epi8(dup0, _mm256_set1_epi8(2));
+  const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * k)));
+  const uint8_t *xk = xb + KP6_Q + 256 * k;
+#pragma GCC unroll 4
+  for (int v0 = 0; v0 < 8; v0 += 2) {
+    const __m256i sc = _mm256_shuffle_epi8(sp, v0 < 4 ? dup0 : dup1);
+    const __m256i xa = _mm256_loadu_si256((const __m256i *)(xk + 32 * v0));
+    const __m256i xc = _mm256_loadu_si256((const __m256i *)(xk + 32 * v0 + 32));
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      __m256i s16 = _mm256_maddubs_epi16(xa, y4(yb, ps, t, 32 * (size_t)k + 4 * v0));
+      s16 = _mm256_add_epi16(s16,
+                             _mm256_maddubs_epi16(xc, y4(yb, ps, t, 32 * (size_t)k + 4 * v0 + 4)));
+      sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(s16, sc));
+      __asm__("" : "+x"(sum[t]));
+    }
+  }
+}
+
+/* The same for IQ4_XS: |y| times the levels with y's sign, a madd with the scale per vector. */
+static inline __attribute__((always_inline)) void packed_sub_iq4_xs(const int T, const uint8_t *xb,
+                                                                    const uint8_t *yb, size_t ps,
+                                                                    int k, __m256i *sum) {
+  const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * k)));
+  const uint8_t *xk = xb + KP6_Q + 256 * k;
+#pragma GCC unroll 8
+  for (int v = 0; v < 8; v++) {
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)(xk + 32 * v));
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const size_t o = 32 * (size_t)k + 4 * v;
+      const __m256i p =
+          _mm256_maddubs_epi16(y4(yb, ps, t, o), _mm256_sign_epi8(xv, y4(yb, ps, t, IQPREP_Y + o)));
+      sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(p, sc));
+      __asm__("" : "+x"(sum[t]));
+    }
+  }
+}
+
+/* A super-block's float step of token t (prepared super-block yt) from its rows' exact sums, the
+ * reference's: Q4_K / Q5_K dy * (d * sum - dmin * msum), Q6_K and IQ4_XS (d * dy) * isum. */
+static inline __attribute__((always_inline)) __m256 packed_step(const int kind, const uint8_t *xb,
+                                                                const uint8_t *yt, __m256 d,
+                                                                __m256i sum) {
+  float dy;
+  memcpy(&dy, yt + (kind == K_IQ4_XS ? IQPREP_D : KPREP_D), sizeof dy);
+  if (kind == K_Q4_K || kind == K_Q5_K) {
+    __m256i msum = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+      msum = _mm256_add_epi32(
+          msum, _mm256_madd_epi16(
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP_MIN + 16 * j))),
+                    _mm256_set1_epi32((int)load_u32(yt + KPREP_BS32 + 4 * j))));
+    const __m256 dmin = _mm256_loadu_ps((const float *)(xb + KP_DMIN));
+    const __m256 f = _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(sum)),
+                                   _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(msum)));
+    return _mm256_mul_ps(_mm256_set1_ps(dy), f);
+  }
+  if (kind == K_Q6_K) {
+    /* the levels' -32: 32 * sum over the 16-value groups of scale * block sum */
+    __m256i off = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++)
+      off = _mm256_add_epi32(
+          off, _mm256_madd_epi16(
+                   _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * j))),
+                   _mm256_set1_epi32((int)load_u32(yt + KPREP_BS16 + 4 * j))));
+    sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(off, 5));
+  }
+  return _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(sum));
+}
+
+/* The four formats' kernel: per super-block each token's exact sums of the eight rows, sub-block
+ * by sub-block, then the float step into the token's accumulator. */
+static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, const int T,
+                                                                int64_t n, float *s, size_t ss,
+                                                                const uint8_t *pk,
+                                                                const uint8_t *p0, size_t ps) {
+  const size_t xbytes = kind == K_Q4_K || kind == K_Q5_K ? KP45_BLOCK : KP6_BLOCK;
+  const size_t ybytes = kind == K_IQ4_XS ? IQPREP_BLOCK : KPREP_BLOCK;
   __m256 acc[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
-    const uint8_t *xb = pk + (size_t)b * KP6_BLOCK, *yb = p0 + (size_t)b * KPREP_BLOCK;
+    const uint8_t *xb = pk + (size_t)b * xbytes, *yb = p0 + (size_t)b * ybytes;
     __m256i sum[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
 #pragma GCC unroll 1
     for (int k = 0; k < 8; k++) {
-      const __m256i sp =
-          _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * k)));
-      const uint8_t *xk = xb + KP6_Q + 256 * k;
-#pragma GCC unroll 4
-      for (int v0 = 0; v0 < 8; v0 += 2) {
-        /* vectors 0..3 hold the first 16 values (scale 2k), 4..7 the next 16 (2k + 1) */
-        const __m256i sc = _mm256_shuffle_epi8(sp, v0 < 4 ? dup0 : dup1);
-        const __m256i xa = _mm256_loadu_si256((const __m256i *)(xk + 32 * v0));
-        const __m256i xc = _mm256_loadu_si256((const __m256i *)(xk + 32 * v0 + 32));
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) {
-          __m256i s16 = _mm256_maddubs_epi16(xa, y4(yb, ps, t, 32 * (size_t)k + 4 * v0));
-          s16 = _mm256_add_epi16(
-              s16, _mm256_maddubs_epi16(xc, y4(yb, ps, t, 32 * (size_t)k + 4 * v0 + 4)));
-          sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(s16, sc));
-          __asm__("" : "+x"(sum[t]));
-        }
-      }
+      if (kind == K_Q6_K)
+        packed_sub_q6_K(T, xb, yb, ps, k, sum);
+      else if (kind == K_IQ4_XS)
+        packed_sub_iq4_xs(T, xb, yb, ps, k, sum);
+      else
+        packed_sub_k45(kind, T, xb, yb, ps, k, sum);
     }
     const __m256 d = _mm256_loadu_ps((const float *)(xb + KP_D));
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) {
-      /* the levels' -32: 32 * sum over the 16-value groups of scale * block sum */
-      __m256i off = _mm256_setzero_si256();
-#pragma GCC unroll 8
-      for (int j = 0; j < 8; j++)
-        off = _mm256_add_epi32(
-            off, _mm256_madd_epi16(
-                     _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * j))),
-                     y4(yb, ps, t, KPREP_BS16 + 4 * (size_t)j)));
-      const __m256i isum = _mm256_sub_epi32(sum[t], _mm256_slli_epi32(off, 5));
-      float dy;
-      memcpy(&dy, yb + (size_t)t * ps + KPREP_D, sizeof dy);
-      acc[t] = _mm256_add_ps(
-          acc[t], _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(isum)));
-    }
+    for (int t = 0; t < T; t++)
+      acc[t] = _mm256_add_ps(acc[t], packed_step(kind, xb, yb + (size_t)t * ps, d, sum[t]));
   }
 #pragma GCC unroll 4
   for (int t = 0; t < T; t++) _mm256_storeu_ps(s + (size_t)t * ss, acc[t]);
@@ -1155,15 +1248,17 @@ static void q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
       default: call(4); break;                                                               \
     }                                                                                        \
   }
-#define Q4_K_PACKED(T) gemm_packed_k45(K_Q4_K, T, n, s, ss, pk, p, ps)
-#define Q5_K_PACKED(T) gemm_packed_k45(K_Q5_K, T, n, s, ss, pk, p, ps)
-#define Q6_K_PACKED(T) gemm_packed_q6_K(T, n, s, ss, pk, p, ps)
+#define Q4_K_PACKED(T) gemm_packed_k(K_Q4_K, T, n, s, ss, pk, p, ps)
+#define Q5_K_PACKED(T) gemm_packed_k(K_Q5_K, T, n, s, ss, pk, p, ps)
+#define Q6_K_PACKED(T) gemm_packed_k(K_Q6_K, T, n, s, ss, pk, p, ps)
+#define IQ4_XS_PACKED(T) gemm_packed_k(K_IQ4_XS, T, n, s, ss, pk, p, ps)
 K_PACKED_BY_TOKENS(q4_K_gemm_packed_avx2, Q4_K_PACKED)
 K_PACKED_BY_TOKENS(q5_K_gemm_packed_avx2, Q5_K_PACKED)
 K_PACKED_BY_TOKENS(q6_K_gemm_packed_avx2, Q6_K_PACKED)
-#define K_PACKED_ROW(fmt)                                               \
-  .pack_rows = fmt##_pack_rows_avx2, .packed_prep = k_packed_prep_avx2, \
-  .gemm_packed = fmt##_gemm_packed_avx2, .packed_min_tokens = K_PACKED_MIN_TOKENS
+K_PACKED_BY_TOKENS(iq4_xs_gemm_packed_avx2, IQ4_XS_PACKED)
+#define K_PACKED_ROW(fmt, prep)                                                                  \
+  .pack_rows = fmt##_pack_rows_avx2, .packed_prep = prep, .gemm_packed = fmt##_gemm_packed_avx2, \
+  .packed_min_tokens = K_PACKED_MIN_TOKENS
 
 #define Q4_K_GEMM(T, ...) gemm4_k45(K_Q4_K, T, __VA_ARGS__)
 #define Q5_K_GEMM(T, ...) gemm4_k45(K_Q5_K, T, __VA_ARGS__)
@@ -1178,8 +1273,9 @@ NLLM_GEMM4_BY_TOKENS(iq4_xs_gemm4_avx2, IQ4_XS_GEMM)
  * integer kernels (measured, see docs/performance.md "BLAS crossovers"). Q2_K's kernels stay ahead
  * at every batch measured, and with the prompt tiles so do Q4_K, Q5_K and Q6_K (level with
  * sgemm on one thread at 512 tokens, ahead on two, where sgemm calls take turns), which take
- * the row-interleaved kernels from K_PACKED_MIN_TOKENS on. IQ4_XS's tiles gain little on its
- * one-row kernel and sgemm stays ahead of them from 96 tokens. */
+ * the row-interleaved kernels from K_PACKED_MIN_TOKENS on; so does IQ4_XS, whose tiles alone
+ * fell behind dequantize + GEMM from 96 tokens and whose interleaved kernel is ahead of it at
+ * 128 and 512 (docs/performance.md, ninth round). */
 static const nllm_qtype_kernels k_rows[] = {
     {.type = NLLM_TYPE_Q2_K, .vec_dot = q2_K_vec_dot_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K,
@@ -1193,7 +1289,7 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_K_prep_avx2,
      .gemm4 = q4_K_gemm4_avx2,
-     K_PACKED_ROW(q4_K)},
+     K_PACKED_ROW(q4_K, k_packed_prep_avx2)},
     {.type = NLLM_TYPE_Q5_K,
      .to_float = q5_K_to_float_avx2,
      .vec_dot = q5_K_vec_dot_avx2,
@@ -1201,7 +1297,7 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_K_prep_avx2,
      .gemm4 = q5_K_gemm4_avx2,
-     K_PACKED_ROW(q5_K)},
+     K_PACKED_ROW(q5_K, k_packed_prep_avx2)},
     {.type = NLLM_TYPE_Q6_K,
      .to_float = q6_K_to_float_avx2,
      .vec_dot = q6_K_vec_dot_avx2,
@@ -1209,12 +1305,13 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_K_prep_avx2,
      .gemm4 = q6_K_gemm4_avx2,
-     K_PACKED_ROW(q6_K)},
+     K_PACKED_ROW(q6_K, k_packed_prep_avx2)},
     {.type = NLLM_TYPE_Q8_K, .from_float = q8_K_from_float_avx2},
     {.type = NLLM_TYPE_IQ4_XS,
      .vec_dot = iq4_xs_vec_dot_avx2,
-     .blas_min_tokens = 96,
+     .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = iq4_xs_prep_avx2,
-     .gemm4 = iq4_xs_gemm4_avx2},
+     .gemm4 = iq4_xs_gemm4_avx2,
+     K_PACKED_ROW(iq4_xs, iq4_xs_packed_prep_avx2)},
 };
 const nllm_kernel_set nllm_kernels_k_avx2 = {k_rows, sizeof k_rows / sizeof k_rows[0]};
