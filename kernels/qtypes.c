@@ -20,6 +20,9 @@
 /* The kernel files of each tier, applied in order over the tier below. */
 static const nllm_kernel_set *const scalar_sets[] = {
     &nllm_kernels_ref, &nllm_kernels_kref, &nllm_kernels_lowbit_ref, &nllm_kernels_iq_ref};
+static const nllm_kernel_set *const scalar_tile_sets[] = {
+    &nllm_kernels_ref_tiles, &nllm_kernels_kref_tiles, &nllm_kernels_lowbit_ref_tiles,
+    &nllm_kernels_iq_ref_tiles};
 #if defined(__x86_64__)
 static const nllm_kernel_set *const simd_sets[] = {
     &nllm_kernels_float_avx2, &nllm_kernels_q32_avx2,    &nllm_kernels_k_avx2,
@@ -186,11 +189,14 @@ static void qtypes_init(void) {
 #else
   build_tier(NLLM_ISA_AVX512, NULL, 0, NULL);
 #endif
-  /* The scalar tier's quantized formats never cross to sgemm (set after the tiers above have
-   * copied it, so their own crossovers stand): its batches take the one-row dot on the
-   * activations rounded to vec_dot_type, as one token does. sgemm's float activations put a
-   * prompt's rows a last bit away from the same rows decoded alone, and the next layer's 8-bit
-   * rounding of its input carries that across (1-3% of a small model's logits). */
+  /* The scalar tier's batch kernels (cpu/quant_tile.h) equal its one-row dot bit for bit, and
+   * its quantized formats never cross to sgemm: its batches take them on the activations
+   * rounded to vec_dot_type, as one token takes the one-row dot. sgemm's float activations put
+   * a prompt's rows a last bit away from the same rows decoded alone, and the next layer's
+   * 8-bit rounding of its input carries that across (1-3% of a small model's logits). Both set
+   * after the tiers above have copied the scalar tier: their own rows and crossovers stand. */
+  for (size_t i = 0; i < N_ENTRIES(scalar_tile_sets); i++)
+    overlay(tables[NLLM_ISA_SCALAR], scalar_tile_sets[i]);
   for (int t = 0; t < N_TYPES; t++) {
     nllm_qtype *q = &tables[NLLM_ISA_SCALAR][t];
     if (q->name && q->vec_dot_type != NLLM_TYPE_F32) q->blas_min_tokens = NLLM_BLAS_NEVER;

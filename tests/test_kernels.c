@@ -994,8 +994,8 @@ END_TEST
 
 /* The registry agrees with the file format's table in every tier: a row exactly for each type
  * the format table marks computed, with its name and block layout, every function present,
- * the scalar tier purely the reference (sgemm for float formats only), and no crossover under
- * the default. */
+ * the scalar tier the reference and its batch tiles (sgemm for float formats only), and no
+ * crossover under the default. */
 START_TEST(registry_vs_format_table) {
   for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
     nllm_qtypes_set_isa(isa);
@@ -1021,7 +1021,9 @@ START_TEST(registry_vs_format_table) {
         ck_assert(!q->gemm4);
         ck_assert(q->to_float == q->to_float_ref && q->from_float == q->from_float_ref &&
                   q->vec_dot == q->vec_dot_ref);
-        ck_assert(!q->vec_dot4 && !q->vec_dot4_tile && !q->vec_dot4x4);
+        /* quantized formats: the batch tiles (cpu/quant_tile.h), floats none */
+        const int quantized = q->vec_dot_type != NLLM_TYPE_F32;
+        ck_assert(!q->vec_dot4_tile && !q->vec_dot4 == !quantized && !q->vec_dot4x4 == !quantized);
         /* float formats cross to sgemm at the default; quantized ones keep the one-row dot */
         ck_assert_int_eq(q->blas_min_tokens,
                          q->vec_dot_type == NLLM_TYPE_F32 ? NLLM_BLAS_MIN_TOKENS : NLLM_BLAS_NEVER);
@@ -1626,6 +1628,87 @@ static void lowbit_check_dot4(const nllm_qtype *q, const uint8_t *w, const uint8
   }
 }
 
+/* The scalar tier's batch tiles (cpu/quant_tile.h) against its one-row dot, bit for bit: the
+ * four-row and four-by-four kernels on every data kind and on blocks of random bits, rows and
+ * tokens apart, results written with a stride wider than four (the gaps left alone); then a
+ * batch through nllm_matmul (partial fours of rows and tokens, more tokens than the other tiers'
+ * sgemm crossover, two threads) against each of its tokens alone. */
+static void check_scalar_tiles(const nllm_qtype *q) {
+  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  const int64_t lens[] = {q->block_size, 3 * q->block_size, 4096};
+  enum { SS = 7 };
+  uint64_t rng = 0x2545F4914F6CDD1Dull ^ (uint64_t)q->type;
+  for (int li = 0; li < 3; li++) {
+    const int64_t n = lens[li];
+    const size_t stride = nllm_row_size(q->type, n) + (size_t)q->type_size;
+    const size_t ars = nllm_row_size(vq->type, n);
+    float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+    uint8_t *wq = malloc(stride * 4), *yq = malloc(ars * 4);
+    for (int pass = 0; pass <= N_DATA; pass++) { /* N_DATA: random bits */
+      tile_pass_data(q, pass, &rng, n, wq, stride, 4, yq, ars, 4, x, y);
+      float want[4][4], got4[4], got[4 * SS];
+      for (int t = 0; t < 4; t++)
+        for (int r = 0; r < 4; r++)
+          q->vec_dot(n, &want[t][r], wq + (size_t)r * stride, yq + (size_t)t * ars);
+      for (int t = 0; t < 4; t++) {
+        q->vec_dot4(n, got4, wq, stride, yq + (size_t)t * ars);
+        for (int r = 0; r < 4; r++)
+          ck_assert_msg(same_float(got4[r], want[t][r]),
+                        "%s scalar vec_dot4 n %lld pass %d row %d token %d: %.9g vs %.9g", q->name,
+                        (long long)n, pass, r, t, got4[r], want[t][r]);
+      }
+      for (int i = 0; i < 4 * SS; i++) got[i] = NAN;
+      q->vec_dot4x4(n, got, SS, wq, stride, yq, ars);
+      for (int t = 0; t < 4; t++)
+        for (int i = 0; i < SS; i++)
+          ck_assert_msg(i < 4 ? same_float(got[t * SS + i], want[t][i]) : isnan(got[t * SS + i]),
+                        "%s scalar vec_dot4x4 n %lld pass %d token %d slot %d: %.9g", q->name,
+                        (long long)n, pass, t, i, got[t * SS + i]);
+    }
+    free(x);
+    free(y);
+    free(wq);
+    free(yq);
+  }
+
+  enum { ROWS = 7, COLS = 512, N_TOK = 19 };
+  const size_t rs = nllm_row_size(q->type, COLS);
+  uint8_t *W = malloc(rs * ROWS);
+  float *x = malloc(sizeof(float) * COLS * N_TOK), *yb = malloc(sizeof(float) * ROWS * N_TOK);
+  float one[ROWS];
+  for (int r = 0; r < ROWS; r++) {
+    fill(x, COLS, r % N_DATA == DATA_ZERO ? DATA_GAUSS : r % N_DATA);
+    q->from_float_ref(x, W + (size_t)r * rs, COLS);
+  }
+  fill(x, COLS * N_TOK, DATA_GAUSS);
+  const size_t wsize = nllm_matmul_wsize(q->type, COLS, N_TOK, 2);
+  void *wdata = malloc(wsize);
+  ck_assert_uint_ge(wsize, nllm_matmul_wsize(q->type, COLS, 1, 2));
+  nllm_matmul(yb, W, q->type, ROWS, COLS, x, N_TOK, wdata, 2);
+  for (int t = 0; t < N_TOK; t++) {
+    nllm_matmul(one, W, q->type, ROWS, COLS, x + t * COLS, 1, wdata, 2);
+    for (int r = 0; r < ROWS; r++)
+      ck_assert_msg(same_float(yb[t * ROWS + r], one[r]),
+                    "%s scalar matmul token %d of %d row %d: %.9g, alone %.9g", q->name, t,
+                    (int)N_TOK, r, yb[t * ROWS + r], one[r]);
+  }
+  free(W);
+  free(x);
+  free(yb);
+  free(wdata);
+}
+
+START_TEST(scalar_tiles_vs_vec_dot) {
+  nllm_qtypes_set_isa(NLLM_ISA_SCALAR);
+  const nllm_qtype *q = nllm_qtype_get(all_types[_i]);
+  if (q && q->vec_dot_type != NLLM_TYPE_F32) {
+    ck_assert_msg(q->vec_dot4 && q->vec_dot4x4, "%s: no scalar batch tiles", q->name);
+    check_scalar_tiles(q);
+  }
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+END_TEST
+
 START_TEST(lowbit_vec_dot_vs_dequant) {
   const int32_t type = lowbit_types[_i];
   nllm_vec_dot_fn below = NULL; /* the tier below's row */
@@ -2054,6 +2137,7 @@ static Suite *kernels_suite(void) {
   tcase_add_test(tc, raw_blocks_vs_ref);
   tcase_add_test(tc, roundtrip_error);
   tcase_add_loop_test(tc, matmul_vs_naive, 0, N_ALL);
+  tcase_add_loop_test(tc, scalar_tiles_vs_vec_dot, 0, N_ALL);
   tcase_add_test(tc, matmul_group_vs_each);
   tcase_add_test(tc, ops_vs_naive);
   tcase_add_test(tc, rope_vs_naive);

@@ -287,6 +287,12 @@ extern const nllm_kernel_set nllm_kernels_ref;        /* quant_ref.c: floats, 32
 extern const nllm_kernel_set nllm_kernels_kref;       /* quant_kref.c: K-quants, IQ4_XS */
 extern const nllm_kernel_set nllm_kernels_lowbit_ref; /* quant_lowbit_ref.c: TQ*, MXFP4 */
 extern const nllm_kernel_set nllm_kernels_iq_ref;     /* quant_iq_ref.c: IQ1_*, IQ2_*, IQ3_* */
+/* The same files' batch tiles (quant_tile.h): the scalar tier's only, laid over it after the
+ * tiers above have copied it */
+extern const nllm_kernel_set nllm_kernels_ref_tiles;
+extern const nllm_kernel_set nllm_kernels_kref_tiles;
+extern const nllm_kernel_set nllm_kernels_lowbit_ref_tiles;
+extern const nllm_kernel_set nllm_kernels_iq_ref_tiles;
 #if defined(__x86_64__)
 extern const nllm_kernel_set nllm_kernels_float_avx2; /* quant_float_avx2.c */
 extern const nllm_kernel_set nllm_kernels_q32_avx2;   /* quant_q32_avx2.c */

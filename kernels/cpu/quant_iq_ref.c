@@ -8,6 +8,7 @@
  * Load-only types: no from_float (useful files need an importance matrix; `nllm quantize`
  * refuses them as targets). */
 #include "cpu/iq_layout.h"
+#include "cpu/quant_tile.h"
 
 /* How one format is read (iq_layout.h); the value formula is there. */
 typedef struct {
@@ -99,6 +100,37 @@ IQ_KERNELS(iq1_s)
 IQ_KERNELS(iq1_m)
 #undef IQ_KERNELS
 
+/* Batch tiles (quant_tile.h): a block unpacked to the values and odd group scales iq_vec_dot
+ * multiplies; the row's last factor is its group_mul, an eighth more for IQ1's shift. */
+static void iq_unpack(const iq_format *f, const uint8_t *restrict blk,
+                      nllm_tile_block *restrict u) {
+  for (int c = 0; c < QK_K / 32; c++) {
+    iq_chunk ch;
+    f->chunk(blk, c, &ch);
+    for (int l = 0; l < 4; l++) {
+      u->scale[4 * c + l] = (int32_t)iq_byte(ch.odd, l);
+      for (int j = 0; j < 8; j++) u->w[32 * c + 8 * l + j] = (int8_t)iq_value(f, &ch, l, j);
+    }
+  }
+  u->f[0] = f->block_d(blk);
+}
+
+#define IQ_TILES(name, post)                                                            \
+  static void name##_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {  \
+    iq_unpack(&name, xb, u);                                                            \
+  }                                                                                     \
+  static const nllm_tile_codec name##_tile = {                                          \
+      QK_K, 8, NLLM_TYPE_Q8_K, sizeof(block_##name), name##_unpack, tile_sum_iq, post}; \
+  NLLM_TILE_KERNELS(name, name##_tile)
+IQ_TILES(iq2_xxs, 0.125f)
+IQ_TILES(iq2_xs, 0.125f)
+IQ_TILES(iq2_s, 0.125f)
+IQ_TILES(iq3_xxs, 0.25f)
+IQ_TILES(iq3_s, 1.0f)
+IQ_TILES(iq1_s, 0.125f)
+IQ_TILES(iq1_m, 0.125f)
+#undef IQ_TILES
+
 static const nllm_qtype_kernels iq_ref_rows[] = {
     {.type = NLLM_TYPE_IQ2_XXS,
      .vec_dot_type = NLLM_TYPE_Q8_K,
@@ -131,3 +163,13 @@ static const nllm_qtype_kernels iq_ref_rows[] = {
 };
 const nllm_kernel_set nllm_kernels_iq_ref = {iq_ref_rows,
                                              sizeof iq_ref_rows / sizeof iq_ref_rows[0]};
+
+/* Laid over the scalar tier only (kernels/qtypes.c). */
+static const nllm_qtype_kernels iq_tile_rows[] = {
+    NLLM_TILE_ROW(NLLM_TYPE_IQ2_XXS, iq2_xxs), NLLM_TILE_ROW(NLLM_TYPE_IQ2_XS, iq2_xs),
+    NLLM_TILE_ROW(NLLM_TYPE_IQ2_S, iq2_s),     NLLM_TILE_ROW(NLLM_TYPE_IQ3_XXS, iq3_xxs),
+    NLLM_TILE_ROW(NLLM_TYPE_IQ3_S, iq3_s),     NLLM_TILE_ROW(NLLM_TYPE_IQ1_S, iq1_s),
+    NLLM_TILE_ROW(NLLM_TYPE_IQ1_M, iq1_m),
+};
+const nllm_kernel_set nllm_kernels_iq_ref_tiles = {iq_tile_rows,
+                                                   sizeof iq_tile_rows / sizeof iq_tile_rows[0]};

@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "cpu/quant.h"
+#include "cpu/quant_tile.h"
 
 /* Round to nearest, ties to even (the current rounding mode), as the GGUF quantizers do for
  * the K formats; the AVX2 code rounds the same way, so both quantize identically. */
@@ -690,3 +691,128 @@ static const nllm_qtype_kernels kref_rows[] = {
      .vec_dot = iq4_xs_vec_dot_ref},
 };
 const nllm_kernel_set nllm_kernels_kref = {kref_rows, sizeof kref_rows / sizeof kref_rows[0]};
+
+/* ---------------------------------------------------------------- batch tiles (quant_tile.h) */
+/* Each block unpacked to the levels its vec_dot above multiplies, with the same group scales
+ * and minimums. The levels come in the layout's own loops (element c*128 + g*32 + l, or
+ * c*64 + h*32 + l), not through the per-element helpers: plain byte loops, which compilers
+ * vectorize; the tests hold them to the helpers' vec_dot bit for bit. */
+
+static void q2_K_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_q2_K *x = (const block_q2_K *)(const void *)xb;
+  for (int c = 0; c < 2; c++)
+    for (int g = 0; g < 4; g++)
+      for (int l = 0; l < 32; l++)
+        u->w[c * 128 + g * 32 + l] = (int8_t)((x->qs[c * 32 + l] >> (2 * g)) & 3);
+  for (int sb = 0; sb < 16; sb++) {
+    u->scale[sb] = x->scales[sb] & 15;
+    u->min[sb] = x->scales[sb] >> 4;
+  }
+  u->f[0] = q_h2f(x->d);
+  u->f[1] = q_h2f(x->dmin);
+}
+
+static void q3_K_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_q3_K *x = (const block_q3_K *)(const void *)xb;
+  for (int c = 0; c < 2; c++)
+    for (int g = 0; g < 4; g++)
+      for (int l = 0; l < 32; l++) {
+        const int q = (x->qs[c * 32 + l] >> (2 * g)) & 3, hi = (x->hmask[l] >> (c * 4 + g)) & 1;
+        u->w[c * 128 + g * 32 + l] = (int8_t)(q - 4 + 4 * hi);
+      }
+  for (int sb = 0; sb < 16; sb++) u->scale[sb] = q3k_scale(x->scales, sb);
+  u->f[0] = q_h2f(x->d);
+}
+
+/* Q4_K and Q5_K: a minimum per 32 values, i.e. the same for both of Q8_K's sums of 16 */
+static void k45_unpack(const uint8_t *restrict scales, const uint8_t *restrict qs,
+                       const uint8_t *restrict qh, uint16_t d, uint16_t dmin,
+                       nllm_tile_block *restrict u) {
+  for (int c = 0; c < 4; c++)
+    for (int h = 0; h < 2; h++) {
+      int8_t *w = u->w + c * 64 + h * 32;
+      for (int l = 0; l < 32; l++) w[l] = (int8_t)((qs[c * 32 + l] >> (4 * h)) & 15);
+      if (qh)
+        for (int l = 0; l < 32; l++) w[l] = (int8_t)(w[l] | ((qh[l] >> (2 * c + h)) & 1) << 4);
+    }
+  for (int k = 0; k < 8; k++) {
+    int sc, m;
+    k4_scale_min(scales, k, &sc, &m);
+    u->scale[k] = sc;
+    u->min[2 * k] = u->min[2 * k + 1] = m;
+  }
+  u->f[0] = q_h2f(d);
+  u->f[1] = q_h2f(dmin);
+}
+
+static void q4_K_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_q4_K *x = (const block_q4_K *)(const void *)xb;
+  k45_unpack(x->scales, x->qs, NULL, x->d, x->dmin, u);
+}
+
+static void q5_K_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_q5_K *x = (const block_q5_K *)(const void *)xb;
+  k45_unpack(x->scales, x->qs, x->qh, x->d, x->dmin, u);
+}
+
+static void q6_K_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_q6_K *x = (const block_q6_K *)(const void *)xb;
+  for (int c = 0; c < 2; c++)
+    for (int g = 0; g < 4; g++)
+      for (int l = 0; l < 32; l++) {
+        const int lo = (x->ql[c * 64 + (g & 1) * 32 + l] >> (4 * (g >> 1))) & 15;
+        const int hi = (x->qh[c * 32 + l] >> (2 * g)) & 3;
+        u->w[c * 128 + g * 32 + l] = (int8_t)((lo | hi << 4) - 32);
+      }
+  for (int sb = 0; sb < 16; sb++) u->scale[sb] = x->scales[sb];
+  u->f[0] = q_h2f(x->d);
+}
+
+static void q8_K_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_q8_K *x = (const block_q8_K *)(const void *)xb;
+  memcpy(u->w, x->qs, QK_K);
+  u->scale[0] = 1;
+  u->f[0] = x->d;
+}
+
+static void iq4_xs_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_iq4_xs *x = (const block_iq4_xs *)(const void *)xb;
+  for (int k = 0; k < 8; k++) {
+    const uint8_t *q = x->qs + 16 * k;
+    for (int j = 0; j < 16; j++) {
+      u->w[32 * k + j] = nllm_iq4nl_values[q[j] & 15];
+      u->w[32 * k + j + 16] = nllm_iq4nl_values[q[j] >> 4];
+    }
+    u->scale[k] = iq4xs_scale(x, k);
+  }
+  u->f[0] = q_h2f(x->d);
+}
+
+#define TILE_CODEC(name, group, sum)           \
+  static const nllm_tile_codec name##_tile = { \
+      QK_K, group, NLLM_TYPE_Q8_K, sizeof(block_##name), name##_unpack, sum, 1.0f}
+TILE_CODEC(q2_K, 16, tile_sum_kmin);
+TILE_CODEC(q3_K, 16, tile_sum_k);
+TILE_CODEC(q4_K, 32, tile_sum_kmin);
+TILE_CODEC(q5_K, 32, tile_sum_kmin);
+TILE_CODEC(q6_K, 16, tile_sum_k);
+TILE_CODEC(q8_K, QK_K, tile_sum_q8k);
+TILE_CODEC(iq4_xs, 32, tile_sum_k);
+#undef TILE_CODEC
+NLLM_TILE_KERNELS(q2_K, q2_K_tile)
+NLLM_TILE_KERNELS(q3_K, q3_K_tile)
+NLLM_TILE_KERNELS(q4_K, q4_K_tile)
+NLLM_TILE_KERNELS(q5_K, q5_K_tile)
+NLLM_TILE_KERNELS(q6_K, q6_K_tile)
+NLLM_TILE_KERNELS(q8_K, q8_K_tile)
+NLLM_TILE_KERNELS(iq4_xs, iq4_xs_tile)
+
+/* Laid over the scalar tier only (kernels/qtypes.c). */
+static const nllm_qtype_kernels kref_tile_rows[] = {
+    NLLM_TILE_ROW(NLLM_TYPE_Q2_K, q2_K),     NLLM_TILE_ROW(NLLM_TYPE_Q3_K, q3_K),
+    NLLM_TILE_ROW(NLLM_TYPE_Q4_K, q4_K),     NLLM_TILE_ROW(NLLM_TYPE_Q5_K, q5_K),
+    NLLM_TILE_ROW(NLLM_TYPE_Q6_K, q6_K),     NLLM_TILE_ROW(NLLM_TYPE_Q8_K, q8_K),
+    NLLM_TILE_ROW(NLLM_TYPE_IQ4_XS, iq4_xs),
+};
+const nllm_kernel_set nllm_kernels_kref_tiles = {kref_tile_rows,
+                                                 sizeof kref_tile_rows / sizeof kref_tile_rows[0]};

@@ -5,6 +5,7 @@
  * these types come from imatrix-guided or ternary-trained producers, and `nllm quantize`
  * refuses them as targets. */
 #include "quant.h"
+#include "quant_tile.h"
 
 /* TQ1_0 packs five ternary digits per byte as a base-3 fixed-point fraction: byte b holds
  * digits t0..t4 with b = ceil(256 * (t0/3 + t1/9 + ... + t4/243)), so multiplying by 3^k
@@ -146,3 +147,48 @@ static const nllm_qtype_kernels lowbit_ref_rows[] = {
 };
 const nllm_kernel_set nllm_kernels_lowbit_ref = {
     lowbit_ref_rows, sizeof lowbit_ref_rows / sizeof lowbit_ref_rows[0]};
+
+/* ---------------------------------------------------------------- batch tiles (quant_tile.h) */
+
+static void tq1_0_unpack_tile(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_tq1_0 *x = (const block_tq1_0 *)(const void *)xb;
+  tq1_0_unpack(x, u->w);
+  u->scale[0] = 1;
+  u->f[0] = q_h2f(x->d);
+}
+
+static void tq2_0_unpack_tile(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_tq2_0 *x = (const block_tq2_0 *)(const void *)xb;
+  for (int i = 0; i < QK_K; i++) u->w[i] = (int8_t)tq2_value(x, i);
+  u->scale[0] = 1;
+  u->f[0] = q_h2f(x->d);
+}
+
+static void mxfp4_unpack_tile(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_mxfp4 *x = (const block_mxfp4 *)(const void *)xb;
+  for (int j = 0; j < QK / 2; j++) {
+    u->w[j] = mxfp4_levels2[x->qs[j] & 15];
+    u->w[j + QK / 2] = mxfp4_levels2[x->qs[j] >> 4];
+  }
+  u->scale[0] = 1;
+  u->f[0] = mxfp4_half_scale(x->e);
+}
+
+static const nllm_tile_codec tq1_0_tile = {
+    QK_K, QK_K, NLLM_TYPE_Q8_K, sizeof(block_tq1_0), tq1_0_unpack_tile, tile_sum_tq, 1.0f};
+static const nllm_tile_codec tq2_0_tile = {
+    QK_K, QK_K, NLLM_TYPE_Q8_K, sizeof(block_tq2_0), tq2_0_unpack_tile, tile_sum_tq, 1.0f};
+static const nllm_tile_codec mxfp4_tile = {
+    QK, QK, NLLM_TYPE_Q8_0, sizeof(block_mxfp4), mxfp4_unpack_tile, tile_sum_scaled, 1.0f};
+NLLM_TILE_KERNELS(tq1_0, tq1_0_tile)
+NLLM_TILE_KERNELS(tq2_0, tq2_0_tile)
+NLLM_TILE_KERNELS(mxfp4, mxfp4_tile)
+
+/* Laid over the scalar tier only (kernels/qtypes.c). */
+static const nllm_qtype_kernels lowbit_tile_rows[] = {
+    NLLM_TILE_ROW(NLLM_TYPE_TQ1_0, tq1_0),
+    NLLM_TILE_ROW(NLLM_TYPE_TQ2_0, tq2_0),
+    NLLM_TILE_ROW(NLLM_TYPE_MXFP4, mxfp4),
+};
+const nllm_kernel_set nllm_kernels_lowbit_ref_tiles = {
+    lowbit_tile_rows, sizeof lowbit_tile_rows / sizeof lowbit_tile_rows[0]};

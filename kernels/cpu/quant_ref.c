@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "cpu/quant.h"
+#include "cpu/quant_tile.h"
 
 /* ---------------------------------------------------------------- F32 / F16 / BF16 */
 
@@ -458,3 +459,98 @@ static const nllm_qtype_kernels ref_rows[] = {
      .vec_dot = iq4_nl_vec_dot_ref},
 };
 const nllm_kernel_set nllm_kernels_ref = {ref_rows, sizeof ref_rows / sizeof ref_rows[0]};
+
+/* ---------------------------------------------------------------- batch tiles (quant_tile.h) */
+/* Each block unpacked to the levels its vec_dot above multiplies, with the same factors. */
+
+static void q8_0_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_q8_0 *x = (const block_q8_0 *)(const void *)xb;
+  memcpy(u->w, x->qs, QK);
+  u->scale[0] = 1;
+  u->f[0] = q_h2f(x->d);
+}
+
+static void q8_1_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_q8_1 *x = (const block_q8_1 *)(const void *)xb;
+  memcpy(u->w, x->qs, QK);
+  u->scale[0] = 1;
+  u->f[0] = q_h2f(x->d);
+}
+
+/* Q4_0 and Q4_1: the nibbles, less 8 where the format is symmetric */
+static void q4_0_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_q4_0 *x = (const block_q4_0 *)(const void *)xb;
+  for (int j = 0; j < QK / 2; j++) {
+    u->w[j] = (int8_t)((x->qs[j] & 15) - 8);
+    u->w[j + QK / 2] = (int8_t)((x->qs[j] >> 4) - 8);
+  }
+  u->scale[0] = 1;
+  u->f[0] = q_h2f(x->d);
+}
+
+static void q4_1_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_q4_1 *x = (const block_q4_1 *)(const void *)xb;
+  for (int j = 0; j < QK / 2; j++) {
+    u->w[j] = (int8_t)(x->qs[j] & 15);
+    u->w[j + QK / 2] = (int8_t)(x->qs[j] >> 4);
+  }
+  u->scale[0] = 1;
+  u->f[0] = q_h2f(x->d);
+  u->f[1] = q_h2f(x->m);
+}
+
+static void q5_0_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_q5_0 *x = (const block_q5_0 *)(const void *)xb;
+  const uint32_t qh = load_qh(x->qh);
+  for (int j = 0; j < QK; j++) u->w[j] = (int8_t)(q5_level(x->qs, qh, j) - 16);
+  u->scale[0] = 1;
+  u->f[0] = q_h2f(x->d);
+}
+
+static void q5_1_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_q5_1 *x = (const block_q5_1 *)(const void *)xb;
+  const uint32_t qh = load_qh(x->qh);
+  for (int j = 0; j < QK; j++) u->w[j] = (int8_t)q5_level(x->qs, qh, j);
+  u->scale[0] = 1;
+  u->f[0] = q_h2f(x->d);
+  u->f[1] = q_h2f(x->m);
+}
+
+static void iq4_nl_unpack(const uint8_t *restrict xb, nllm_tile_block *restrict u) {
+  const block_iq4_nl *x = (const block_iq4_nl *)(const void *)xb;
+  for (int j = 0; j < QK / 2; j++) {
+    u->w[j] = nllm_iq4nl_values[x->qs[j] & 15];
+    u->w[j + QK / 2] = nllm_iq4nl_values[x->qs[j] >> 4];
+  }
+  u->scale[0] = 1;
+  u->f[0] = q_h2f(x->d);
+}
+
+#define TILE_CODEC(name, vtype, sum)           \
+  static const nllm_tile_codec name##_tile = { \
+      QK, QK, vtype, sizeof(block_##name), name##_unpack, sum, 1.0f}
+TILE_CODEC(q8_0, NLLM_TYPE_Q8_0, tile_sum_scaled);
+TILE_CODEC(q8_1, NLLM_TYPE_Q8_1, tile_sum_scaled);
+TILE_CODEC(q4_0, NLLM_TYPE_Q8_0, tile_sum_scaled);
+TILE_CODEC(q4_1, NLLM_TYPE_Q8_1, tile_sum_offset);
+TILE_CODEC(q5_0, NLLM_TYPE_Q8_0, tile_sum_scaled);
+TILE_CODEC(q5_1, NLLM_TYPE_Q8_1, tile_sum_offset);
+TILE_CODEC(iq4_nl, NLLM_TYPE_Q8_0, tile_sum_scaled);
+#undef TILE_CODEC
+NLLM_TILE_KERNELS(q8_0, q8_0_tile)
+NLLM_TILE_KERNELS(q8_1, q8_1_tile)
+NLLM_TILE_KERNELS(q4_0, q4_0_tile)
+NLLM_TILE_KERNELS(q4_1, q4_1_tile)
+NLLM_TILE_KERNELS(q5_0, q5_0_tile)
+NLLM_TILE_KERNELS(q5_1, q5_1_tile)
+NLLM_TILE_KERNELS(iq4_nl, iq4_nl_tile)
+
+/* Laid over the scalar tier only (kernels/qtypes.c). */
+static const nllm_qtype_kernels ref_tile_rows[] = {
+    NLLM_TILE_ROW(NLLM_TYPE_Q8_0, q8_0),     NLLM_TILE_ROW(NLLM_TYPE_Q8_1, q8_1),
+    NLLM_TILE_ROW(NLLM_TYPE_Q4_0, q4_0),     NLLM_TILE_ROW(NLLM_TYPE_Q4_1, q4_1),
+    NLLM_TILE_ROW(NLLM_TYPE_Q5_0, q5_0),     NLLM_TILE_ROW(NLLM_TYPE_Q5_1, q5_1),
+    NLLM_TILE_ROW(NLLM_TYPE_IQ4_NL, iq4_nl),
+};
+const nllm_kernel_set nllm_kernels_ref_tiles = {ref_tile_rows,
+                                                sizeof ref_tile_rows / sizeof ref_tile_rows[0]};
