@@ -237,6 +237,20 @@ static inline __attribute__((always_inline)) void nllm_prefetch_span(const void 
     }                                                                                       \
   }
 
+/* Unaligned loads of packed block fields in the host's byte order: every SIMD tier's CPU is
+ * little-endian, as GGUF data is. */
+static inline uint16_t load_u16(const uint8_t *p) {
+  uint16_t v;
+  memcpy(&v, p, 2);
+  return v;
+}
+
+static inline uint32_t load_u32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
 /* Exact binary16 -> binary32 without F16C, inline because the scalar kernels call it per block. */
 static inline float q_h2f(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16, em = h & 0x7fff, u;

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu/quant.h"
+
 /* One half to float with the F16C instruction (the scale of every block goes through here). */
 static inline float f16c_h2f(uint16_t h) {
   return _cvtsh_ss(h);
@@ -48,12 +50,6 @@ static inline __m256i bits32_to_bytes(uint32_t w) {
   return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
 }
 
-static inline uint32_t load_u32(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-
 /* Unsigned levels (0..127) times signed int8, summed in pairs to int16, no sign trick. */
 static inline __m256i udot_pairs(__m256i u, __m256i y) {
   return _mm256_maddubs_epi16(u, y);
@@ -76,12 +72,6 @@ static inline __m256i pack_i32x32_i8(__m256i a, __m256i b, __m256i c, __m256i d)
   __m256i p = _mm256_packs_epi16(ab, cd);
   /* the packs work within 128-bit lanes; this puts the 4-byte groups back in order */
   return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
-
-static inline uint16_t load_u16(const uint8_t *p) {
-  uint16_t v;
-  memcpy(&v, p, 2);
-  return v;
 }
 
 /* Row r's dword k (r, k < 8) moves to vector k, lane r: the row-interleaved kernels' packing. */

@@ -60,18 +60,6 @@ static inline void store_tokens(float *s, size_t ss, __m128 h, int T) {
   for (int t = 0; t < T; t++) s[(size_t)t * ss] = v[t];
 }
 
-static inline uint16_t load_u16(const uint8_t *p) {
-  uint16_t v;
-  memcpy(&v, p, 2);
-  return v;
-}
-
-static inline uint32_t load_u32(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-
 /* Four fp16 values (at p, p + stride, ...) as 4 floats. */
 static inline __m128 h4(const uint8_t *p, size_t stride) {
   const uint64_t w = (uint64_t)load_u16(p) | (uint64_t)load_u16(p + stride) << 16 |

@@ -363,12 +363,6 @@ static inline float h2f_neon(uint16_t h) {
   return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
 }
 
-static inline uint16_t load_u16(const uint8_t *p) {
-  uint16_t v;
-  memcpy(&v, p, 2);
-  return v;
-}
-
 /* Four fp16 scales, one per row, to float lanes. */
 static inline float32x4_t h4_rows(const uint8_t *const x[4], size_t off) {
   const uint16_t h[4] = {load_u16(x[0] + off), load_u16(x[1] + off), load_u16(x[2] + off),

@@ -41,18 +41,6 @@ _Static_assert(PREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits ge
  * at 8, 393 / 396 at 16, 374 / 462 at 32). */
 #define PACKED_MIN_TOKENS 16
 
-static inline uint32_t u32_at(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-
-static inline uint16_t u16_at(const uint8_t *p) {
-  uint16_t v;
-  memcpy(&v, p, 2);
-  return v;
-}
-
 static void q4_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
   const uint8_t *x0 = vx;
   uint8_t *out = vp;
@@ -82,7 +70,7 @@ static void q4_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
       v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + bx + 2)), 1);
       v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + 2 * bx + 2)), 2);
       X[p] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + 3 * bx + 2)), 3);
-      for (int k = 0; k < 4; k++) d[4 * p + k] = u16_at(x + (size_t)k * bx);
+      for (int k = 0; k < 4; k++) d[4 * p + k] = load_u16(x + (size_t)k * bx);
     }
     /* A[h][q]: rows 8q..8q+7, words 2h and 2h + 1; then word j of all 16 rows */
     __m512i A[2][2], O[4];
@@ -127,7 +115,7 @@ static void q4_0_packed16_prep_avx512(int64_t n, const void *vy, void *vp) {
 }
 
 static inline __m512i bcast(const uint8_t *p) {
-  return _mm512_set1_epi32((int)u32_at(p));
+  return _mm512_set1_epi32((int)load_u32(p));
 }
 
 static inline __m512 bcast_ps(const uint8_t *p) {
