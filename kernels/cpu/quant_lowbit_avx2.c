@@ -124,8 +124,9 @@ static inline __m256i mxfp4_hsum8(const __m256i *v) {
 }
 
 /* Blocks [0, nblk) (nblk <= 8) of x against y: each block's product isum * (scale * d) in p[i],
- * rounded as the reference rounds it. The E8M0 and F16 scales are gathered (17 and 34 bytes
- * apart) and decoded eight at a time: 2^(e - 128), subnormal below e = 2, NaN at e = 255. */
+ * rounded as the reference rounds it. The E8M0 and F16 scales (17 and 34 bytes apart) are packed
+ * into one register by scalar loads, not vpgatherdd (on Zen 3 the two gathers made MXFP4 ~20%
+ * slower), and decoded eight at a time: 2^(e - 128), subnormal below e = 2, NaN at e = 255. */
 static inline __attribute__((always_inline)) void mxfp4_group8(const block_mxfp4 *x,
                                                                const block_q8_0 *y, int nblk,
                                                                float p[8]) {
@@ -133,23 +134,20 @@ static inline __attribute__((always_inline)) void mxfp4_group8(const block_mxfp4
   for (int i = 0; i < 8; i++)
     v[i] = i < nblk ? mxfp4_block_i32(&x[i], &y[i]) : _mm256_setzero_si256();
   const __m256i isum = mxfp4_hsum8(v);
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nblk), lane);
-  const __m256i e = _mm256_and_si256(
-      _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(const void *)x,
-                                  _mm256_mullo_epi32(lane, _mm256_set1_epi32(17)), m, 1),
-      _mm256_set1_epi32(255));
+  uint64_t e8 = 0;
+  for (int i = 0; i < 8; i++) e8 |= (uint64_t)(i < nblk ? x[i].e : 0) << (8 * i);
+  const __m256i e = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)e8));
   __m256i u = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
   u = _mm256_blendv_epi8(u, _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e),
                          _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e));
   u = _mm256_blendv_epi8(u, _mm256_set1_epi32(0x7fc00000),
                          _mm256_cmpeq_epi32(e, _mm256_set1_epi32(255)));
-  const __m256i h = _mm256_and_si256(
-      _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(const void *)y,
-                                  _mm256_mullo_epi32(lane, _mm256_set1_epi32(34)), m, 1),
-      _mm256_set1_epi32(0xffff));
-  const __m256 dy =
-      _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+  uint64_t h0 = 0, h1 = 0;
+  for (int i = 0; i < 4; i++) {
+    h0 |= (uint64_t)(i < nblk ? y[i].d : 0) << (16 * i);
+    h1 |= (uint64_t)(i + 4 < nblk ? y[i + 4].d : 0) << (16 * i);
+  }
+  const __m256 dy = _mm256_cvtph_ps(_mm_set_epi64x((long long)h1, (long long)h0));
   const __m256 sc = _mm256_mul_ps(_mm256_castsi256_ps(u), dy);
   _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_cvtepi32_ps(isum), sc));
 }
