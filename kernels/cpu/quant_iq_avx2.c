@@ -227,11 +227,101 @@ static void iq3_xxs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void
 static void iq3_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_weights, 1.0f);
 }
-static void iq1_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq1_s), iq1_s_chunk, NULL, 1, 0, 1.0f);
+/* IQ1_S / IQ1_M as unsigned weights (the AVX-512 rows' scheme, docs/performance.md "Round 9"): a
+ * value is 8 * point + shift (point -1, 0, 1; shift +-1), so w = value + 9 = 8 (point + 1) +
+ * (shift + 1) lies in 0..18 and is maddubs' unsigned operand against the signed activations as
+ * they are (no abs, no sign steps). The 9 * sum(q8) that comes off each group is the Q8_K bsums
+ * times the odd scales, one madd per block that starts the accumulator. Same integer sum as the
+ * reference, same float steps. (point + 1) << 3 stays inside each byte: point + 1 <= 2. */
+static inline __m256i iq1_w(__m256i grid, __m256i shift1) {
+  return _mm256_or_si256(_mm256_slli_epi16(_mm256_add_epi8(grid, _mm256_set1_epi8(1)), 3),
+                         shift1);
 }
+
+static void iq1_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const uint8_t *x = vx;
+  const block_q8_K *y = vy;
+  float sum = 0;
+  for (int64_t i = 0; i < n / QK_K; i++) {
+    const uint8_t *blk = x + (size_t)i * sizeof(block_iq1_s);
+    /* chunk c's qh word: bits 12..14 its scale, bit 15 the sign of its shift */
+    const __m128i qh = _mm_loadu_si128((const __m128i *)(blk + 2 + QK_K / 8));
+    const __m128i odd8 = _mm_add_epi16(
+        _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1),
+        _mm_set1_epi16(1));
+    const __m256i odd16 = _mm256_set_m128i(_mm_unpackhi_epi16(odd8, odd8),
+                                           _mm_unpacklo_epi16(odd8, odd8));
+    __m256i acc = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums),
+                                    _mm256_mullo_epi16(odd16, _mm256_set1_epi16(-9)));
+    IQ_UNROLL8
+    for (int c = 0; c < QK_K / 32; c++) {
+      const uint8_t *qs = blk + 2 + 4 * c;
+      const unsigned h = iq_rd16(blk + 2 + QK_K / 8 + 2 * c);
+      const __m256i grid =
+          iq_grid4(nllm_iq1s_grid, qs[0] | (h << 8 & 0x700), qs[1] | (h << 5 & 0x700),
+                   qs[2] | (h << 2 & 0x700), qs[3] | (h >> 1 & 0x700));
+      const __m256i w = iq1_w(grid, _mm256_set1_epi8((char)(h >> 15 ? 0 : 2)));
+      const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, q8),
+                                                    _mm256_set1_epi16((short)(2 * (h >> 12 & 7) + 1))));
+    }
+    float d = _cvtsh_ss(iq_rd16(blk));
+    /* two statements: clang's default -ffp-contract=on would fuse one into an FMA, and the
+     * result would no longer be the reference's */
+    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
+    sum += p;
+  }
+  *s = sum * 0.125f;
+}
+
 static void iq1_m_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq1_m), iq1_m_chunk, NULL, 1, 1, 1.0f);
+  const uint8_t *x = vx;
+  const block_q8_K *y = vy;
+  /* a qh byte's two nibbles: low for the even group, high for the odd one; bit 3 of each is
+   * the sign of that group's shift */
+  const __m256i nib_bit = _mm256_set_epi64x((int64_t)0x8080808080808080, 0x0808080808080808,
+                                            (int64_t)0x8080808080808080, 0x0808080808080808);
+  const __m256i nib_spread = _mm256_set_epi64x(0x0101010101010101, 0x0101010101010101, 0, 0);
+  const __m256i word_spread = _mm256_set_epi64x(0x0908090809080908, 0x0100010001000100,
+                                                0x0908090809080908, 0x0100010001000100);
+  const __m256i pair_spread = _mm256_set_epi64x(0x0302030203020302, 0x0302030203020302,
+                                                0x0100010001000100, 0x0100010001000100);
+  float sum = 0;
+  for (int64_t i = 0; i < n / QK_K; i++) {
+    const uint8_t *blk = x + (size_t)i * sizeof(block_iq1_m);
+    const uint8_t *sc = blk + QK_K / 8 + QK_K / 16;
+    /* the 16 three-bit scales, k-th for values 16k .. 16k + 15: word k / 4, bits 3 (k % 4);
+     * each word in its four 16-bit lanes, lane m multiplied up so its field is on top */
+    const __m256i sw = _mm256_shuffle_epi8(
+        _mm256_cvtepu16_epi64(_mm_loadl_epi64((const __m128i *)sc)), word_spread);
+    const __m256i top = _mm256_mullo_epi16(sw, _mm256_set1_epi64x(0x0010008004002000));
+    const __m256i odd16 = _mm256_or_si256(
+        _mm256_and_si256(_mm256_srli_epi16(top, 12), _mm256_set1_epi16(14)), _mm256_set1_epi16(1));
+    __m256i acc = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums),
+                                    _mm256_mullo_epi16(odd16, _mm256_set1_epi16(-9)));
+    IQ_UNROLL8
+    for (int c = 0; c < QK_K / 32; c++) {
+      const uint8_t *qs = blk + 4 * c;
+      const unsigned h = iq_rd16(blk + QK_K / 8 + 2 * c);
+      const __m256i grid =
+          iq_grid4(nllm_iq1s_grid, qs[0] | (h << 8 & 0x700), qs[1] | (h << 4 & 0x700),
+                   qs[2] | (h & 0x700), qs[3] | (h >> 4 & 0x700));
+      /* shift + 1: 0 where the nibble's bit 3 is set, else 2 */
+      const __m256i hb = _mm256_shuffle_epi8(_mm256_set1_epi16((short)h), nib_spread);
+      const __m256i sh1 = _mm256_andnot_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, nib_bit), nib_bit),
+                                              _mm256_set1_epi8(2));
+      const __m256i w = iq1_w(grid, sh1);
+      const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
+      /* odd scales 2c (first 16 values), 2c + 1 (last 16) */
+      const __m256i o = _mm256_shuffle_epi8(
+          _mm256_permutevar8x32_epi32(odd16, _mm256_set1_epi32(c)), pair_spread);
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, q8), o));
+    }
+    float d = _cvtsh_ss(iq1_m_block_h(blk));
+    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
+    sum += p;
+  }
+  *s = sum * 0.125f;
 }
 
 static const nllm_qtype_kernels iq_avx2_rows[] = {
