@@ -249,8 +249,13 @@ static void iq1_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
     const __m128i odd8 = _mm_add_epi16(
         _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1),
         _mm_set1_epi16(1));
+    /* chunk c's odd scale in both halves of dword c; its shift + 1 (0 or 2) in every byte of
+     * dword c: a permute per chunk broadcasts them */
     const __m256i odd16 = _mm256_set_m128i(_mm_unpackhi_epi16(odd8, odd8),
                                            _mm_unpacklo_epi16(odd8, odd8));
+    const __m256i sh1 = _mm256_andnot_si256(
+        _mm256_srai_epi32(_mm256_slli_epi32(_mm256_cvtepu16_epi32(qh), 16), 31),
+        _mm256_set1_epi8(2));
     __m256i acc = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums),
                                     _mm256_mullo_epi16(odd16, _mm256_set1_epi16(-9)));
     IQ_UNROLL8
@@ -260,10 +265,11 @@ static void iq1_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
       const __m256i grid =
           iq_grid4(nllm_iq1s_grid, qs[0] | (h << 8 & 0x700), qs[1] | (h << 5 & 0x700),
                    qs[2] | (h << 2 & 0x700), qs[3] | (h >> 1 & 0x700));
-      const __m256i w = iq1_w(grid, _mm256_set1_epi8((char)(h >> 15 ? 0 : 2)));
+      const __m256i cc = _mm256_set1_epi32(c);
+      const __m256i w = iq1_w(grid, _mm256_permutevar8x32_epi32(sh1, cc));
       const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, q8),
-                                                    _mm256_set1_epi16((short)(2 * (h >> 12 & 7) + 1))));
+                                                    _mm256_permutevar8x32_epi32(odd16, cc)));
     }
     float d = _cvtsh_ss(iq_rd16(blk));
     /* two statements: clang's default -ffp-contract=on would fuse one into an FMA, and the
