@@ -136,15 +136,41 @@ static inline __m256i iq_grid4(const uint64_t *g, unsigned i0, unsigned i1, unsi
                                unsigned i3) {
   return _mm256_set_epi64x((int64_t)g[i3], (int64_t)g[i2], (int64_t)g[i1], (int64_t)g[i0]);
 }
-/* one scale per 16 values: groups 0, 1 take the low nibble, groups 2, 3 the high one */
-static inline __m256i iq_odd16_nibbles(unsigned sc) {
-  return _mm256_set_m128i(_mm_set1_epi16((short)(2 * (sc >> 4) + 1)),
-                          _mm_set1_epi16((short)(2 * (sc & 15) + 1)));
-}
 
 #define IQ_UNROLL8 _Pragma("GCC unroll 8")
 
+/* IQ2_XS, IQ2_S and IQ3_S read a block's odd scales once: dword c holds chunk c's two (first and
+ * last 16 values) as 16-bit halves, and a chunk takes its own by one permute (and a byte shuffle
+ * where the halves differ) instead of scalar extraction and broadcasts: 6-10% faster on Zen 3
+ * for IQ2_XS / IQ2_S. IQ2_XXS and IQ3_XXS keep the scalar scale of the sign word they read
+ * anyway (the permute measured 1-2% slower there). */
+typedef __m256i (*iq_odd_fn)(const uint8_t *blk);
 typedef __m256i (*iq_weights_fn)(const uint8_t *blk, int c, __m256i *odd16);
+
+/* 2s + 1 from 4-bit s in both 16-bit halves: lo, hi hold s in the low nibble of each dword */
+static inline __m256i iq_odd_pair(__m256i lo, __m256i hi) {
+  const __m256i s = _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(15)),
+                                    _mm256_slli_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(15)), 16));
+  return _mm256_add_epi16(_mm256_add_epi16(s, s), _mm256_set1_epi16(1));
+}
+/* IQ2_XS / IQ2_S: a scale byte per chunk, low nibble the first 16 values */
+static inline __m256i iq2_nib_odd(const uint8_t *sc) {
+  const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc));
+  return iq_odd_pair(v, _mm256_srli_epi32(v, 4));
+}
+static inline __m256i iq2_xs_odd(const uint8_t *blk) {
+  return iq2_nib_odd(blk + 2 + QK_K / 4);
+}
+static inline __m256i iq2_s_odd(const uint8_t *blk) {
+  return iq2_nib_odd(blk + 2 + QK_K / 4 + QK_K / 32);
+}
+/* IQ3_S: nibble c of the four scale bytes */
+static inline __m256i iq3_s_odd(const uint8_t *blk) {
+  const __m256i t = _mm256_srlv_epi32(
+      _mm256_set1_epi32((int)iq_rd32(blk + 2 + QK_K / 4 + QK_K / 32 + QK_K / 8)),
+      _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+  return iq_odd_pair(t, t);
+}
 
 static inline __m256i iq2_xxs_weights(const uint8_t *blk, int c, __m256i *odd16) {
   const uint8_t *q = blk + 2 + 8 * c;
@@ -156,16 +182,16 @@ static inline __m256i iq2_xxs_weights(const uint8_t *blk, int c, __m256i *odd16)
       grid, iq_masks4(aux & 127, (aux >> 7) & 127, (aux >> 14) & 127, (aux >> 21) & 127));
 }
 static inline __m256i iq2_xs_weights(const uint8_t *blk, int c, __m256i *odd16) {
+  (void)odd16;
   const uint8_t *q = blk + 2 + 8 * c;
   const unsigned v0 = iq_rd16(q), v1 = iq_rd16(q + 2), v2 = iq_rd16(q + 4), v3 = iq_rd16(q + 6);
-  *odd16 = iq_odd16_nibbles(blk[2 + QK_K / 4 + c]);
   const __m256i grid = iq_grid4(nllm_iq2xs_grid, v0 & 511, v1 & 511, v2 & 511, v3 & 511);
   return _mm256_sign_epi8(grid, iq_masks4(v0 >> 9, v1 >> 9, v2 >> 9, v3 >> 9));
 }
 static inline __m256i iq2_s_weights(const uint8_t *blk, int c, __m256i *odd16) {
+  (void)odd16;
   const uint8_t *qs = blk + 2 + 4 * c;
   const unsigned qh = blk[2 + QK_K / 4 + c];
-  *odd16 = iq_odd16_nibbles(blk[2 + QK_K / 4 + QK_K / 32 + c]);
   const __m256i grid =
       iq_grid4(nllm_iq2s_grid, qs[0] | (qh << 8 & 0x300), qs[1] | (qh << 6 & 0x300),
                qs[2] | (qh << 4 & 0x300), qs[3] | (qh << 2 & 0x300));
@@ -179,8 +205,7 @@ static inline __m256i iq3_xxs_weights(const uint8_t *blk, int c, __m256i *odd16)
       iq_masks4(aux & 127, (aux >> 7) & 127, (aux >> 14) & 127, (aux >> 21) & 127));
 }
 static inline __m256i iq3_s_weights(const uint8_t *blk, int c, __m256i *odd16) {
-  const unsigned sc = blk[2 + QK_K / 4 + QK_K / 32 + QK_K / 8 + c / 2] >> (4 * (c % 2)) & 15;
-  *odd16 = _mm256_set1_epi16((short)(2 * sc + 1));
+  (void)odd16;
   return _mm256_sign_epi8(iq3_s_grid_avx2(blk, c),
                           iq_signs_pm1(iq_rd32(blk + 2 + QK_K / 4 + QK_K / 32 + 4 * c)));
 }
@@ -188,17 +213,21 @@ static inline __m256i iq3_s_weights(const uint8_t *blk, int c, __m256i *odd16) {
 /* The same integer sums and float steps as iq_vec_dot_avx2 (and the reference). */
 static inline __attribute__((always_inline)) void iq_signed_vec_dot_avx2(
     int64_t n, float *s, const void *vx, const void *vy, size_t block_bytes, iq_weights_fn weights,
-    float group_mul) {
+    iq_odd_fn odd_fn, int halves, float group_mul) {
   const uint8_t *x = vx;
   const block_q8_K *y = vy;
+  const __m256i pair_spread = _mm256_set_epi64x(0x0302030203020302, 0x0302030203020302,
+                                                0x0100010001000100, 0x0100010001000100);
   float sum = 0;
   for (int64_t i = 0; i < n / QK_K; i++) {
     const uint8_t *blk = x + (size_t)i * block_bytes;
     __m256i acc = _mm256_setzero_si256();
+    const __m256i oddv = odd_fn ? odd_fn(blk) : _mm256_setzero_si256();
     /* unrolled, each chunk's offsets and scale nibble are constants: measured faster */
     IQ_UNROLL8
     for (int c = 0; c < QK_K / 32; c++) {
-      __m256i odd16;
+      __m256i odd16 = _mm256_permutevar8x32_epi32(oddv, _mm256_set1_epi32(c));
+      if (halves) odd16 = _mm256_shuffle_epi8(odd16, pair_spread);
       const __m256i w = weights(blk, c, &odd16);
       const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_mul_pairs(w, q8), odd16));
@@ -213,19 +242,19 @@ static inline __attribute__((always_inline)) void iq_signed_vec_dot_avx2(
 }
 
 static void iq2_xxs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_xxs), iq2_xxs_weights, 0.125f);
+  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_xxs), iq2_xxs_weights, NULL, 0, 0.125f);
 }
 static void iq2_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_xs), iq2_xs_weights, 0.125f);
+  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_xs), iq2_xs_weights, iq2_xs_odd, 1, 0.125f);
 }
 static void iq2_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_s), iq2_s_weights, 0.125f);
+  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_s), iq2_s_weights, iq2_s_odd, 1, 0.125f);
 }
 static void iq3_xxs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq3_xxs), iq3_xxs_weights, 0.25f);
+  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq3_xxs), iq3_xxs_weights, NULL, 0, 0.25f);
 }
 static void iq3_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_weights, 1.0f);
+  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_weights, iq3_s_odd, 0, 1.0f);
 }
 /* IQ1_S / IQ1_M as unsigned weights (the AVX-512 rows' scheme, docs/performance.md "Round 9"): a
  * value is 8 * point + shift (point -1, 0, 1; shift +-1), so w = value + 9 = 8 (point + 1) +
