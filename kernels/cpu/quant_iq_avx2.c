@@ -1,9 +1,9 @@
 /* AVX2 dot products of the IQ codebook formats against Q8_K activations: their rows of the AVX2
- * tier (dequantization stays the scalar reference's). IQ1_S / IQ1_M go through the same chunk
- * readers as the scalar kernels (iq_layout.h); the IQ2/IQ3 rows read their chunks straight into
+ * tier (dequantization stays the scalar reference's). The rows read their chunks straight into
  * registers (the layouts are the ones iq_layout.h describes: the tests hold the two to the same
- * results), which measured 15-35% faster. The integer sums equal the scalar ones exactly, and the
- * float steps are the same, so the results are bit-identical to quant_iq_ref.c. */
+ * results), which measured 15-35% faster than going through the chunk records. The integer sums
+ * equal the scalar ones exactly, and the float steps are the same, so the results are
+ * bit-identical to quant_iq_ref.c. */
 #include <immintrin.h>
 
 #include "cpu/iq_layout.h"
@@ -18,26 +18,11 @@ static inline __m256i iq_signs_pm1(uint32_t s) {
   return _mm256_or_si256(neg, _mm256_set1_epi8(1));
 }
 
-/* Each group's odd scale (byte l of odd) in its four 16-bit lanes. */
-static inline __m256i iq_odd16(uint32_t odd) {
-  const __m256i spread =
-      _mm256_set_epi64x((int64_t)0x8003800380038003, (int64_t)0x8002800280028002,
-                        (int64_t)0x8001800180018001, (int64_t)0x8000800080008000);
-  return _mm256_shuffle_epi8(_mm256_set1_epi32((int)odd), spread);
-}
-
 /* Signed 8-bit products without the -128 trap of _mm256_sign_epi8 on the activations: the sign
  * moves onto w (|w| <= 127), and |q8| read as unsigned holds 128 exactly. Pairs summed to 16 bit.
  */
 static inline __m256i iq_mul_pairs(__m256i w, __m256i q8) {
   return _mm256_maddubs_epi16(_mm256_abs_epi8(q8), _mm256_sign_epi8(w, q8));
-}
-
-/* Each group's shift sign (bit 0 of byte l) as four 16-bit lanes of -1 or +1. */
-static inline __m256i iq_shift_pm1(uint32_t signs) {
-  const __m256i neg = _mm256_cmpgt_epi16(_mm256_and_si256(iq_odd16(signs), _mm256_set1_epi16(1)),
-                                         _mm256_setzero_si256());
-  return _mm256_or_si256(neg, _mm256_set1_epi16(1));
 }
 
 static inline int32_t iq_hsum32(__m256i v) {
@@ -47,8 +32,6 @@ static inline int32_t iq_hsum32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-typedef void (*iq_chunk_fn)(const uint8_t *blk, int c, iq_chunk *out);
-typedef __m256i (*iq_grid_fn)(const uint8_t *blk, int c);
 
 /* The IQ3 formats' eight 4-value grid points of a chunk (same bytes as iq3_*_chunk's grid): the
  * indices are computed in a vector register, stored once and read back as words (a
@@ -71,45 +54,6 @@ static inline __m256i iq3_s_grid_avx2(const uint8_t *blk, int c) {
                                  _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1));
   hi = _mm256_and_si256(hi, _mm256_set1_epi32(256));
   return iq3_lookup8(nllm_iq3s_grid, _mm256_or_si256(idx, hi));
-}
-
-static inline __attribute__((always_inline)) void iq_vec_dot_avx2(
-    int64_t n, float *s, const void *vx, const void *vy, size_t block_bytes, iq_chunk_fn chunk,
-    iq_grid_fn grid_fn, int ternary, int iq1m_scale, float group_mul) {
-  const uint8_t *x = vx;
-  const block_q8_K *y = vy;
-  const __m256i ones = _mm256_set1_epi8(1);
-  float sum = 0;
-  for (int64_t i = 0; i < n / QK_K; i++) {
-    const uint8_t *blk = x + (size_t)i * block_bytes;
-    __m256i acc = _mm256_setzero_si256();
-    for (int c = 0; c < QK_K / 32; c++) {
-      iq_chunk ch;
-      chunk(blk, c, &ch);
-      const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
-      const __m256i grid = grid_fn ? grid_fn(blk, c)
-                                   : _mm256_set_epi64x((int64_t)ch.grid[3], (int64_t)ch.grid[2],
-                                                       (int64_t)ch.grid[1], (int64_t)ch.grid[0]);
-      __m256i p16;
-      if (ternary) {
-        /* 8 * sum(grid * q8) + shift sign * sum(q8), per group */
-        const __m256i sgn16 = iq_shift_pm1(ch.signs);
-        __m256i pg = iq_mul_pairs(grid, q8);
-        __m256i sq = _mm256_maddubs_epi16(ones, q8);
-        p16 = _mm256_add_epi16(_mm256_slli_epi16(pg, 3), _mm256_sign_epi16(sq, sgn16));
-      } else {
-        p16 = iq_mul_pairs(_mm256_sign_epi8(grid, iq_signs_pm1(ch.signs)), q8);
-      }
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, iq_odd16(ch.odd)));
-    }
-    /* F16C's conversion is exact, as q_h2f is, and far cheaper */
-    float d = _cvtsh_ss(iq1m_scale ? iq1_m_block_h(blk) : iq_rd16(blk));
-    /* two statements: clang's default -ffp-contract=on would fuse one into an FMA, and the
-     * result would no longer be the reference's */
-    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
-    sum += p;
-  }
-  *s = sum * group_mul * (ternary ? 0.125f : 1.0f);
 }
 
 /* The IQ2/IQ3 formats without the generic chunk record: each reader below gives a chunk's 32
@@ -210,7 +154,7 @@ static inline __m256i iq3_s_weights(const uint8_t *blk, int c, __m256i *odd16) {
                           iq_signs_pm1(iq_rd32(blk + 2 + QK_K / 4 + QK_K / 32 + 4 * c)));
 }
 
-/* The same integer sums and float steps as iq_vec_dot_avx2 (and the reference). */
+/* The same integer sums and float steps as the reference. */
 static inline __attribute__((always_inline)) void iq_signed_vec_dot_avx2(
     int64_t n, float *s, const void *vx, const void *vy, size_t block_bytes, iq_weights_fn weights,
     iq_odd_fn odd_fn, int halves, float group_mul) {
