@@ -100,10 +100,11 @@ static void tq2_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
  * the sign moves onto w, so -128 in the activations cannot saturate. */
 static inline __m256i mxfp4_block_i32(const block_mxfp4 *x, const block_q8_0 *y) {
   const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
-  const __m128i q = _mm_loadu_si128((const __m128i *)x->qs);
-  /* low nibbles are elements 0..15, high 16..31 */
-  const __m256i nib =
-      _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(15));
+  /* low nibbles are elements 0..15, high 16..31: the 16 bytes in both lanes (a broadcast load,
+   * no shuffle), the high lane shifted by 4 */
+  const __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)x->qs));
+  const __m256i nib = _mm256_and_si256(_mm256_srlv_epi32(q, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)),
+                                       _mm256_set1_epi8(15));
   const __m256i w = _mm256_shuffle_epi8(_mm256_set_m128i(lut, lut), nib);
   const __m256i q8 = _mm256_loadu_si256((const __m256i *)y->qs);
   const __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(q8), _mm256_sign_epi8(w, q8));
