@@ -116,10 +116,9 @@ static inline __m256i iq3_s_odd(const uint8_t *blk) {
 
 static inline __m256i iq2_xxs_weights(const uint8_t *blk, int c, __m256i *odd16) {
   const uint8_t *q = blk + 2 + 8 * c;
-  const uint32_t idx = iq_rd32(q), aux = iq_rd32(q + 4);
+  const uint32_t aux = iq_rd32(q + 4);
   *odd16 = _mm256_set1_epi16((short)(2 * (aux >> 28) + 1));
-  const __m256i grid =
-      iq_grid4(nllm_iq2xxs_grid, idx & 255, (idx >> 8) & 255, (idx >> 16) & 255, idx >> 24);
+  const __m256i grid = iq_grid4(nllm_iq2xxs_grid, q[0], q[1], q[2], q[3]);
   return _mm256_sign_epi8(
       grid, iq_masks4(aux & 127, (aux >> 7) & 127, (aux >> 14) & 127, (aux >> 21) & 127));
 }
