@@ -34,11 +34,13 @@ static inline __m256i tq_add(__m256i acc, __m256i u, const int8_t *q8) {
   return _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, q));
 }
 
-/* A block's sum(u * q8) - sum(q8) as eight int32 lanes to be added up. */
+/* A block's sum(u * q8) - sum(q8) as eight int32 lanes to be added up. The bsums come off in
+ * int16 before the one widening: |acc lane| <= 8 * 2 * 3 * 128 and |bsum| <= 16 * 128, so the
+ * difference stays within int16 (the lanes partition the block differently, the total is
+ * the same). */
 static inline __m256i tq_lanes(__m256i acc, const block_q8_K *y) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  const __m256i sq = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), ones);
-  return _mm256_sub_epi32(_mm256_madd_epi16(acc, ones), sq);
+  const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+  return _mm256_madd_epi16(_mm256_sub_epi16(acc, bs), _mm256_set1_epi16(1));
 }
 
 /* The row: blocks eight at a time, their lane sums reduced together (one transpose instead of
