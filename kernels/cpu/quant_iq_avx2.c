@@ -32,7 +32,6 @@ static inline int32_t iq_hsum32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-
 /* The IQ3 formats' eight 4-value grid points of a chunk (same bytes as iq3_*_chunk's grid), each
  * index read as a byte from memory and looked up on its own. On Zen 3 this is 1.2-1.3x faster
  * than computing the indices in a vector register and reading them back through a stack store
@@ -48,10 +47,10 @@ static inline __m256i iq3_s_grid_avx2(const uint8_t *blk, int c) {
   const uint8_t *q = blk + 2 + 8 * c;
   const unsigned h = blk[2 + QK_K / 4 + c];
   const uint32_t *g = nllm_iq3s_grid;
-  return _mm256_setr_epi32(
-      (int)g[q[0] | (h << 8 & 256)], (int)g[q[1] | (h << 7 & 256)], (int)g[q[2] | (h << 6 & 256)],
-      (int)g[q[3] | (h << 5 & 256)], (int)g[q[4] | (h << 4 & 256)], (int)g[q[5] | (h << 3 & 256)],
-      (int)g[q[6] | (h << 2 & 256)], (int)g[q[7] | (h << 1 & 256)]);
+  return _mm256_setr_epi32((int)g[q[0] | (h << 8 & 256)], (int)g[q[1] | (h << 7 & 256)],
+                           (int)g[q[2] | (h << 6 & 256)], (int)g[q[3] | (h << 5 & 256)],
+                           (int)g[q[4] | (h << 4 & 256)], (int)g[q[5] | (h << 3 & 256)],
+                           (int)g[q[6] | (h << 2 & 256)], (int)g[q[7] | (h << 1 & 256)]);
 }
 
 /* The IQ2/IQ3 formats without the generic chunk record: each reader below gives a chunk's 32
@@ -91,8 +90,9 @@ typedef __m256i (*iq_weights_fn)(const uint8_t *blk, int c, __m256i *odd16);
 
 /* 2s + 1 from 4-bit s in both 16-bit halves: lo, hi hold s in the low nibble of each dword */
 static inline __m256i iq_odd_pair(__m256i lo, __m256i hi) {
-  const __m256i s = _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(15)),
-                                    _mm256_slli_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(15)), 16));
+  const __m256i s =
+      _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(15)),
+                      _mm256_slli_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(15)), 16));
   return _mm256_add_epi16(_mm256_add_epi16(s, s), _mm256_set1_epi16(1));
 }
 /* IQ2_XS / IQ2_S: a scale byte per chunk, low nibble the first 16 values */
@@ -108,9 +108,9 @@ static inline __m256i iq2_s_odd(const uint8_t *blk) {
 }
 /* IQ3_S: nibble c of the four scale bytes */
 static inline __m256i iq3_s_odd(const uint8_t *blk) {
-  const __m256i t = _mm256_srlv_epi32(
-      _mm256_set1_epi32((int)iq_rd32(blk + 2 + QK_K / 4 + QK_K / 32 + QK_K / 8)),
-      _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+  const __m256i t =
+      _mm256_srlv_epi32(_mm256_set1_epi32((int)iq_rd32(blk + 2 + QK_K / 4 + QK_K / 32 + QK_K / 8)),
+                        _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
   return iq_odd_pair(t, t);
 }
 
@@ -204,8 +204,7 @@ static void iq3_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
  * times the odd scales, one madd per block that starts the accumulator. Same integer sum as the
  * reference, same float steps. (point + 1) << 3 stays inside each byte: point + 1 <= 2. */
 static inline __m256i iq1_w(__m256i grid, __m256i shift1) {
-  return _mm256_or_si256(_mm256_slli_epi16(_mm256_add_epi8(grid, _mm256_set1_epi8(1)), 3),
-                         shift1);
+  return _mm256_or_si256(_mm256_slli_epi16(_mm256_add_epi8(grid, _mm256_set1_epi8(1)), 3), shift1);
 }
 
 static void iq1_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
@@ -216,16 +215,16 @@ static void iq1_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
     const uint8_t *blk = x + (size_t)i * sizeof(block_iq1_s);
     /* chunk c's qh word: bits 12..14 its scale, bit 15 the sign of its shift */
     const __m128i qh = _mm_loadu_si128((const __m128i *)(blk + 2 + QK_K / 8));
-    const __m128i odd8 = _mm_add_epi16(
-        _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1),
-        _mm_set1_epi16(1));
+    const __m128i odd8 =
+        _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1),
+                      _mm_set1_epi16(1));
     /* chunk c's odd scale in both halves of dword c; its shift + 1 (0 or 2) in every byte of
      * dword c: a permute per chunk broadcasts them */
-    const __m256i odd16 = _mm256_set_m128i(_mm_unpackhi_epi16(odd8, odd8),
-                                           _mm_unpacklo_epi16(odd8, odd8));
-    const __m256i sh1 = _mm256_andnot_si256(
-        _mm256_srai_epi32(_mm256_slli_epi32(_mm256_cvtepu16_epi32(qh), 16), 31),
-        _mm256_set1_epi8(2));
+    const __m256i odd16 =
+        _mm256_set_m128i(_mm_unpackhi_epi16(odd8, odd8), _mm_unpacklo_epi16(odd8, odd8));
+    const __m256i sh1 =
+        _mm256_andnot_si256(_mm256_srai_epi32(_mm256_slli_epi32(_mm256_cvtepu16_epi32(qh), 16), 31),
+                            _mm256_set1_epi8(2));
     __m256i acc = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums),
                                     _mm256_mullo_epi16(odd16, _mm256_set1_epi16(-9)));
     IQ_UNROLL8
@@ -284,8 +283,8 @@ static void iq1_m_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
                    qs[2] | (h & 0x700), qs[3] | (h >> 4 & 0x700));
       /* shift + 1: 0 where the nibble's bit 3 is set, else 2 */
       const __m256i hb = _mm256_shuffle_epi8(_mm256_set1_epi16((short)h), nib_spread);
-      const __m256i sh1 = _mm256_andnot_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, nib_bit), nib_bit),
-                                              _mm256_set1_epi8(2));
+      const __m256i sh1 = _mm256_andnot_si256(
+          _mm256_cmpeq_epi8(_mm256_and_si256(hb, nib_bit), nib_bit), _mm256_set1_epi8(2));
       const __m256i w = iq1_w(grid, sh1);
       const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
       /* odd scales 2c (first 16 values), 2c + 1 (last 16) */

@@ -47,27 +47,27 @@ static inline __m256i tq_lanes(__m256i acc, const block_q8_K *y) {
  * eight horizontal sums) and converted at once, then each block's product added in the
  * reference's order with its float steps: p = (float)isum * (y.d * d). TQ1_0 13.4 -> 11.8 ns
  * per block on Zen 3. */
-#define TQ_ROW(block_lanes)                                                          \
-  do {                                                                               \
-    const int64_t nb = n / QK_K;                                                     \
-    float sum = 0;                                                                   \
-    int64_t b = 0;                                                                   \
-    for (; b + 8 <= nb; b += 8) {                                                    \
-      __m256i v[8];                                                                  \
-      for (int k = 0; k < 8; k++) v[k] = block_lanes(&x[b + k], &y[b + k]);          \
-      float f[8];                                                                    \
-      _mm256_storeu_ps(f, _mm256_cvtepi32_ps(lowbit_hsum8(v)));                      \
-      for (int k = 0; k < 8; k++) {                                                  \
-        const float p = f[k] * (y[b + k].d * _cvtsh_ss(x[b + k].d));                 \
-        sum += p;                                                                    \
-      }                                                                              \
-    }                                                                                \
-    for (; b < nb; b++) {                                                            \
-      const float p =                                                                \
+#define TQ_ROW(block_lanes)                                                               \
+  do {                                                                                    \
+    const int64_t nb = n / QK_K;                                                          \
+    float sum = 0;                                                                        \
+    int64_t b = 0;                                                                        \
+    for (; b + 8 <= nb; b += 8) {                                                         \
+      __m256i v[8];                                                                       \
+      for (int k = 0; k < 8; k++) v[k] = block_lanes(&x[b + k], &y[b + k]);               \
+      float f[8];                                                                         \
+      _mm256_storeu_ps(f, _mm256_cvtepi32_ps(lowbit_hsum8(v)));                           \
+      for (int k = 0; k < 8; k++) {                                                       \
+        const float p = f[k] * (y[b + k].d * _cvtsh_ss(x[b + k].d));                      \
+        sum += p;                                                                         \
+      }                                                                                   \
+    }                                                                                     \
+    for (; b < nb; b++) {                                                                 \
+      const float p =                                                                     \
           (float)lowbit_hsum32(block_lanes(&x[b], &y[b])) * (y[b].d * _cvtsh_ss(x[b].d)); \
-      sum += p;                                                                      \
-    }                                                                                \
-    *s = sum;                                                                        \
+      sum += p;                                                                           \
+    }                                                                                     \
+    *s = sum;                                                                             \
   } while (0)
 
 /* Base-3 digit of each byte b of x: the top byte of b * 3^k (mod 256), times 3, >> 8. The
@@ -150,14 +150,13 @@ static inline __m256i mxfp4_block_i32(const block_mxfp4 *x, const block_q8_0 *y)
   /* low nibbles are elements 0..15, high 16..31: the 16 bytes in both lanes (a broadcast load,
    * no shuffle), the high lane shifted by 4 */
   const __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)x->qs));
-  const __m256i nib = _mm256_and_si256(_mm256_srlv_epi32(q, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)),
-                                       _mm256_set1_epi8(15));
+  const __m256i nib = _mm256_and_si256(
+      _mm256_srlv_epi32(q, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(15));
   const __m256i w = _mm256_shuffle_epi8(_mm256_set_m128i(lut, lut), nib);
   const __m256i q8 = _mm256_loadu_si256((const __m256i *)y->qs);
   const __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(q8), _mm256_sign_epi8(w, q8));
   return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
-
 
 /* Blocks [0, nblk) (nblk <= 8) of x against y: each block's product isum * (scale * d) in p[i],
  * rounded as the reference rounds it. The E8M0 and F16 scales (17 and 34 bytes apart) are packed
