@@ -526,7 +526,7 @@ static inline __attribute__((always_inline)) void dot4x4_inorder(const int kind,
     }
     /* the rows' dx, block b in lanes 0..3 and b + 1 in 4..7 */
     const __m256 dx = _mm256_cvtph_ps(_mm_set_epi64x((long long)w1, (long long)w0));
-#pragma GCC unroll 1
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
       const uint8_t *yb = y0 + (size_t)t * by + (size_t)b * ys;
       __m256i v[4], isum;
