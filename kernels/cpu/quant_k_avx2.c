@@ -688,6 +688,7 @@ static inline __attribute__((always_inline)) void gemm4_k45(const int kind, cons
 #pragma GCC unroll 4
   for (int t = 0; t < T; t++) acc[t] = _mm_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
     __m256i u[4][NLLM_GEMM_TOK];
 #pragma GCC unroll 1
     for (int r = 0; r < 4; r++) {
@@ -755,6 +756,7 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
 #pragma GCC unroll 4
   for (int t = 0; t < T; t++) acc[t] = _mm_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
     __m256i si[4][NLLM_GEMM_TOK];
 #pragma GCC unroll 1
     for (int r = 0; r < 4; r++) {
@@ -845,6 +847,7 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
 #pragma GCC unroll 4
   for (int t = 0; t < T; t++) acc[t] = _mm_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
     __m256i si[4][NLLM_GEMM_TOK];
 #pragma GCC unroll 1
     for (int r = 0; r < 4; r++) {

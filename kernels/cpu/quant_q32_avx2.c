@@ -505,6 +505,7 @@ static inline __attribute__((always_inline)) void dot4x4_inorder(const int kind,
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
     const uint8_t *xb = x0 + (size_t)b * xs;
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 2 * xs);
     __m256i xa[4], xc[4]; /* Q4_0: low and high nibbles; Q8_0: blocks b and b + 1 */
     uint64_t w0 = 0, w1 = 0;
 #pragma GCC unroll 4
@@ -525,7 +526,7 @@ static inline __attribute__((always_inline)) void dot4x4_inorder(const int kind,
     }
     /* the rows' dx, block b in lanes 0..3 and b + 1 in 4..7 */
     const __m256 dx = _mm256_cvtph_ps(_mm_set_epi64x((long long)w1, (long long)w0));
-#pragma GCC unroll 1
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
       const uint8_t *yb = y0 + (size_t)t * by + (size_t)b * ys;
       __m256i v[4], isum;
