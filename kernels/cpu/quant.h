@@ -224,6 +224,16 @@ static inline __attribute__((always_inline)) void nllm_prefetch_span(const void 
   __builtin_prefetch((const char *)p + bytes - 1, 0, 3);
 }
 
+/* For a pack of NLLM_PACK_ROWS rows (rows bx bytes apart, blocks of xs bytes), at block b: the
+ * next group's rows as one linear stream spread over this group's blocks. A prompt reads each
+ * weight from memory once per matmul, and eight rows are eight streams the hardware prefetcher
+ * misses (AVX2 110M Q4_0 pp128: the pack's share of the kernel time 14.7% -> 7.3%). */
+static inline __attribute__((always_inline)) void nllm_prefetch_next_group(const uint8_t *x0,
+                                                                           size_t bx, int64_t b,
+                                                                           size_t xs) {
+  nllm_prefetch_span(x0 + NLLM_PACK_ROWS * (bx + (size_t)b * xs), NLLM_PACK_ROWS * xs);
+}
+
 /* A prompt tile function (nllm_gemm4_fn) from a body taking the token count as a constant
  * first argument: one instance per count, so that the tile's accumulators are registers. */
 #define NLLM_GEMM4_BY_TOKENS(name, body)                                                    \

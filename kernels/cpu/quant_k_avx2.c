@@ -971,8 +971,7 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
   const size_t off_qh = offsetof(block_q5_K, qh);
   const __m256i m4 = _mm256_set1_epi8(15);
   for (int64_t b = 0; b < n / QK_K; b++, out += KP45_BLOCK) {
-    /* the next group's rows as one linear stream (see pack8_32 in quant_q32_avx2.c) */
-    nllm_prefetch_span(x0 + NLLM_PACK_ROWS * (bx + (size_t)b * xs), NLLM_PACK_ROWS * xs);
+    nllm_prefetch_next_group(x0, bx, b, xs);
     uint16_t d[8], dmin[8];
     for (int r = 0; r < 8; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
@@ -1014,9 +1013,7 @@ static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) 
   uint8_t *out = vp;
   const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
   for (int64_t b = 0; b < n / QK_K; b++, out += KP6_BLOCK) {
-    /* the next group's rows as one linear stream (see pack8_32 in quant_q32_avx2.c) */
-    nllm_prefetch_span(x0 + NLLM_PACK_ROWS * (bx + (size_t)b * sizeof(block_q6_K)),
-                       NLLM_PACK_ROWS * sizeof(block_q6_K));
+    nllm_prefetch_next_group(x0, bx, b, sizeof(block_q6_K));
     uint16_t d[8];
     for (int r = 0; r < 8; r++) {
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx) + b;
@@ -1054,9 +1051,7 @@ static void iq4_xs_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp
   const __m256i lut =
       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
   for (int64_t b = 0; b < n / QK_K; b++, out += KP6_BLOCK) {
-    /* the next group's rows as one linear stream (see pack8_32 in quant_q32_avx2.c) */
-    nllm_prefetch_span(x0 + NLLM_PACK_ROWS * (bx + (size_t)b * sizeof(block_iq4_xs)),
-                       NLLM_PACK_ROWS * sizeof(block_iq4_xs));
+    nllm_prefetch_next_group(x0, bx, b, sizeof(block_iq4_xs));
     uint16_t d[8];
     for (int r = 0; r < 8; r++) {
       const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx) + b;

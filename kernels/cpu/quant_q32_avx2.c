@@ -635,10 +635,7 @@ static inline __attribute__((always_inline)) void pack8_32(const int kind, int64
                     : kind == F_Q5_0 ? sizeof(block_q5_0)
                                      : sizeof(block_q4_0);
   for (int64_t b = 0; b < n / QK; b++, out += PACK_BLOCK) {
-    /* the weights come from memory (a prompt reads each once per matmul) and eight rows are eight
-     * streams the hardware prefetcher misses: the next group's rows, as one linear stream over
-     * this group's blocks (see nllm_prefetch_span) */
-    nllm_prefetch_span(x0 + NLLM_PACK_ROWS * (bx + (size_t)b * xs), NLLM_PACK_ROWS * xs);
+    nllm_prefetch_next_group(x0, bx, b, xs);
     __m256i v[8];
     uint16_t d[8];
     for (int r = 0; r < 8; r++) {
