@@ -114,12 +114,15 @@ static FILE *tmp_out(char *path) {
   return fdopen(fd, "w");
 }
 
+/* Under a sanitizer a quarter of the bulk rounds (testutil.h, TEST_SANITIZED). */
+enum { BULK = TEST_SANITIZED ? 4 : 1 };
+
 START_TEST(stories_200_outputs_validate) {
   nllm_model *m = load("models/stories260K.gguf", 0);
   char path[] = "/tmp/nllm_gen_XXXXXX";
   FILE *f = tmp_out(path);
-  int n = run_outputs(m, SCHEMA_PERSON, 100, 400, f);
-  n += run_outputs(m, SCHEMA_LIST, 100, 400, f);
+  int n = run_outputs(m, SCHEMA_PERSON, 100 / BULK, 400, f);
+  n += run_outputs(m, SCHEMA_LIST, 100 / BULK, 400, f);
   fclose(f);
   validate_file(path, n);
   unlink(path);
@@ -135,8 +138,8 @@ START_TEST(random_weight_models_validate) {
     if (!m) continue;
     char path[] = "/tmp/nllm_gen_XXXXXX";
     FILE *f = tmp_out(path);
-    int n = run_outputs(m, SCHEMA_PERSON, 8, 300, f);
-    n += run_outputs(m, SCHEMA_LIST, 8, 300, f);
+    int n = run_outputs(m, SCHEMA_PERSON, 8 / BULK, 300, f);
+    n += run_outputs(m, SCHEMA_LIST, 8 / BULK, 300, f);
     fclose(f);
     validate_file(path, n);
     unlink(path);
@@ -410,11 +413,11 @@ static void masks_vs_brute_force(nllm_model *m, int n_steps, uint64_t seed) {
 
 START_TEST(masks_match_brute_force) {
   nllm_model *m = load("models/stories260K.gguf", 0);
-  masks_vs_brute_force(m, 150, 11);
+  masks_vs_brute_force(m, 150 / BULK, 11);
   nllm_model_free(m);
   m = load("hf/tiny-qwen2", 1); /* 152k tokens, multi-byte pieces */
   if (m) {
-    masks_vs_brute_force(m, 30, 5);
+    masks_vs_brute_force(m, 30 / BULK, 5);
     nllm_model_free(m);
   }
 }

@@ -25,6 +25,20 @@
   ((expr) ? (void)0                                                                                \
           : _ck_assert_failed(__FILE__, __LINE__, "Assertion '" #expr "' failed", ##__VA_ARGS__))
 
+/* 1 in an AddressSanitizer or ThreadSanitizer build. Loops that repeat the same code paths many
+ * times for statistical coverage (generations validated in bulk, masks against brute force) run
+ * fewer rounds there: each costs several times as much, and the normal build runs them all. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TEST_SANITIZED 1
+#endif
+#endif
+#ifndef TEST_SANITIZED
+#define TEST_SANITIZED 0
+#endif
+
 /* The committed subset of the references (tests/data/testdata/README.md). */
 #define TESTDATA_SUBSET "tests/data/testdata"
 
