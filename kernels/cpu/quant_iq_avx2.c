@@ -8,12 +8,7 @@
 
 #include "cpu/iq_layout.h"
 
-/* Signed 8-bit products without the -128 trap of _mm256_sign_epi8 on the activations: the sign
- * moves onto w (|w| <= 127), and |q8| read as unsigned holds 128 exactly. Pairs summed to 16 bit.
- */
-static inline __m256i iq_mul_pairs(__m256i w, __m256i q8) {
-  return _mm256_maddubs_epi16(_mm256_abs_epi8(q8), _mm256_sign_epi8(w, q8));
-}
+#define IQ_UNROLL8 _Pragma("GCC unroll 8")
 
 static inline int32_t iq_hsum32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -22,132 +17,109 @@ static inline int32_t iq_hsum32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-/* The IQ3 formats' eight 4-value grid points of a chunk (same bytes as iq3_*_chunk's grid), each
- * index read as a byte from memory and looked up on its own. On Zen 3 this is 1.2-1.3x faster
- * than computing the indices in a vector register and reading them back through a stack store
- * (round 8's scheme, measured faster on the AVX-512 host), and than vpgatherdd. IQ3_XXS: the
- * chunk's 8 index bytes; IQ3_S: bit k of the chunk's qh byte is bit 8 of index k. */
+/* Grid points are scalar loads put together in a register: IQ3_XXS' eight 4-value points of a
+ * chunk by their index bytes, the IQ2 formats' four 8-value points by index. (vpgatherdd, and
+ * 64-bit pairs for IQ3, measured slower on Zen 3.) */
 static inline __m256i iq3_xxs_grid_avx2(const uint8_t *blk, int c) {
   const uint8_t *q = blk + 2 + 8 * c;
   const uint32_t *g = nllm_iq3xxs_grid;
   return _mm256_setr_epi32((int)g[q[0]], (int)g[q[1]], (int)g[q[2]], (int)g[q[3]], (int)g[q[4]],
                            (int)g[q[5]], (int)g[q[6]], (int)g[q[7]]);
 }
-static inline __m256i iq3_s_grid_avx2(const uint8_t *blk, int c) {
-  const uint8_t *q = blk + 2 + 8 * c;
-  const unsigned h = blk[2 + QK_K / 4 + c];
-  const uint32_t *g = nllm_iq3s_grid;
-  return _mm256_setr_epi32((int)g[q[0] | (h << 8 & 256)], (int)g[q[1] | (h << 7 & 256)],
-                           (int)g[q[2] | (h << 6 & 256)], (int)g[q[3] | (h << 5 & 256)],
-                           (int)g[q[4] | (h << 4 & 256)], (int)g[q[5] | (h << 3 & 256)],
-                           (int)g[q[6] | (h << 2 & 256)], (int)g[q[7] | (h << 1 & 256)]);
-}
-
-/* The IQ2/IQ3 formats without the generic chunk record: each reader below gives a chunk's 32
- * signed weights and its groups' odd scales (16-bit lanes) straight in registers. The 7-bit sign
- * indices of IQ2_XXS, IQ2_XS and IQ3_XXS go through a table of their 128 sign patterns as +-1
- * bytes (one load per group instead of a parity count and a spread). */
-#define IQ_PAR7(i) (((i) ^ (i) >> 1 ^ (i) >> 2 ^ (i) >> 3 ^ (i) >> 4 ^ (i) >> 5 ^ (i) >> 6) & 1)
-#define IQ_SIGN_BIT(i, j) ((((i) | IQ_PAR7(i) << 7) >> (j)) & 1)
-#define IQ_SIGN_BYTE(i, j) ((uint64_t)(IQ_SIGN_BIT(i, j) ? 0xff : 0x01) << (8 * (j)))
-#define IQ_SIGNS(i)                                                                    \
-  (IQ_SIGN_BYTE(i, 0) | IQ_SIGN_BYTE(i, 1) | IQ_SIGN_BYTE(i, 2) | IQ_SIGN_BYTE(i, 3) | \
-   IQ_SIGN_BYTE(i, 4) | IQ_SIGN_BYTE(i, 5) | IQ_SIGN_BYTE(i, 6) | IQ_SIGN_BYTE(i, 7))
-#define IQ_SIGNS4(i) IQ_SIGNS(i), IQ_SIGNS(i + 1), IQ_SIGNS(i + 2), IQ_SIGNS(i + 3)
-#define IQ_SIGNS16(i) IQ_SIGNS4(i), IQ_SIGNS4(i + 4), IQ_SIGNS4(i + 8), IQ_SIGNS4(i + 12)
-static const uint64_t iq_sign_masks[128] = {IQ_SIGNS16(0),  IQ_SIGNS16(16), IQ_SIGNS16(32),
-                                            IQ_SIGNS16(48), IQ_SIGNS16(64), IQ_SIGNS16(80),
-                                            IQ_SIGNS16(96), IQ_SIGNS16(112)};
-
-static inline __m256i iq_masks4(unsigned s0, unsigned s1, unsigned s2, unsigned s3) {
-  return _mm256_set_epi64x((int64_t)iq_sign_masks[s3], (int64_t)iq_sign_masks[s2],
-                           (int64_t)iq_sign_masks[s1], (int64_t)iq_sign_masks[s0]);
-}
 static inline __m256i iq_grid4(const uint64_t *g, unsigned i0, unsigned i1, unsigned i2,
                                unsigned i3) {
   return _mm256_set_epi64x((int64_t)g[i3], (int64_t)g[i2], (int64_t)g[i1], (int64_t)g[i0]);
 }
 
-#define IQ_UNROLL8 _Pragma("GCC unroll 8")
-
-/* IQ2_XS, IQ2_S and IQ3_S read a block's odd scales once: dword c holds chunk c's two (first and
- * last 16 values) as 16-bit halves, and a chunk takes its own by one permute (and a byte shuffle
- * where the halves differ) instead of scalar extraction and broadcasts: 6-10% faster on Zen 3
- * for IQ2_XS / IQ2_S. IQ2_XXS and IQ3_XXS keep the scalar scale of the sign word they read
- * anyway (the permute measured 1-2% slower there). */
-typedef __m256i (*iq_odd_fn)(const uint8_t *blk);
-typedef __m256i (*iq_weights_fn)(const uint8_t *blk, int c, __m256i *odd16);
-
-/* 2s + 1 from 4-bit s in both 16-bit halves: lo, hi hold s in the low nibble of each dword */
-static inline __m256i iq_odd_pair(__m256i lo, __m256i hi) {
-  const __m256i s =
-      _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(15)),
-                      _mm256_slli_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(15)), 16));
-  return _mm256_add_epi16(_mm256_add_epi16(s, s), _mm256_set1_epi16(1));
+/* Shared by the rows below: chunk c's 32 sign bits (byte l for group l, bit j negates value j)
+ * as a 0 / -1 byte mask m on the activations. w holds the words of chunks c & ~3 .. (c & ~3) + 3
+ * as dwords 0..3 in both lanes; a byte shuffle spreads bytes 0, 1 of chunk c's word over the low
+ * lane's 16 bytes and bytes 2, 3 over the high lane's, the bit test makes the mask. */
+static inline __m256i iq_sign_mask(__m256i w, int c) {
+  const long long k = 0x0101010101010101LL * (4 * (c & 3));
+  const __m256i bits = _mm256_set1_epi64x((int64_t)0x8040201008040201);
+  const __m256i spread = _mm256_set_epi64x(k + 0x0303030303030303LL, k + 0x0202020202020202LL,
+                                           k + 0x0101010101010101LL, k);
+  return _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(w, spread), bits), bits);
 }
-/* IQ2_XS / IQ2_S: a scale byte per chunk, low nibble the first 16 values */
-static inline __m256i iq2_nib_odd(const uint8_t *sc) {
-  const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc));
-  return iq_odd_pair(v, _mm256_srli_epi32(v, 4));
+/* Unsigned grid bytes g (<= 62) against the activations under the sign mask m: g (q8 ^ m) - g m
+ * = g ((q8 ^ m) - m) = -g q8 where m = -1, exact in 16 bit for q8 = -128 too (the byte negation
+ * alone would overflow). Pairs summed to 16 bit. */
+static inline __m256i iq_masked_pairs(__m256i g, __m256i q8, __m256i m) {
+  return _mm256_sub_epi16(_mm256_maddubs_epi16(g, _mm256_xor_si256(q8, m)),
+                          _mm256_maddubs_epi16(g, m));
 }
-static inline __m256i iq2_xs_odd(const uint8_t *blk) {
-  return iq2_nib_odd(blk + 2 + QK_K / 4);
-}
-static inline __m256i iq2_s_odd(const uint8_t *blk) {
-  return iq2_nib_odd(blk + 2 + QK_K / 4 + QK_K / 32);
-}
-/* IQ3_S: nibble c of the four scale bytes */
-static inline __m256i iq3_s_odd(const uint8_t *blk) {
-  const __m256i t =
-      _mm256_srlv_epi32(_mm256_set1_epi32((int)iq_rd32(blk + 2 + QK_K / 4 + QK_K / 32 + QK_K / 8)),
-                        _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
-  return iq_odd_pair(t, t);
+/* 16-bit lane odd scales of chunk c from a register of eight words per lane (word k of the low
+ * lane: chunk k's first 16 values, of the high lane: its last 16): one byte shuffle. */
+static inline __m256i iq_odd_of(__m256i odd_words, int c) {
+  return _mm256_shuffle_epi8(odd_words, _mm256_set1_epi16((short)((2 * c + 1) << 8 | 2 * c)));
 }
 
-static inline __m256i iq2_xxs_weights(const uint8_t *blk, int c, __m256i *odd16) {
-  const uint8_t *q = blk + 2 + 8 * c;
-  const uint32_t aux = iq_rd32(q + 4);
-  *odd16 = _mm256_set1_epi16((short)(2 * (aux >> 28) + 1));
-  const __m256i grid = iq_grid4(nllm_iq2xxs_grid, q[0], q[1], q[2], q[3]);
-  return _mm256_sign_epi8(
-      grid, iq_masks4(aux & 127, (aux >> 7) & 127, (aux >> 14) & 127, (aux >> 21) & 127));
+/* IQ2_XXS / IQ3_XXS: each chunk's 7-bit sign indices (4 x 7 bits, scale on top) turned into sign
+ * words for the whole block at once, eight chunks a register: the indices spread to one per byte,
+ * bit 7 their parity by two nibble lookups. Replaces four index extractions and four 64-bit table
+ * loads per chunk. */
+static inline __m256i iq_with_parity(__m256i s) {
+  const __m256i lut =
+      _mm256_setr_epi8(0, -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0, 0,
+                       -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0);
+  const __m256i m4 = _mm256_set1_epi8(15);
+  const __m256i par =
+      _mm256_xor_si256(_mm256_shuffle_epi8(lut, _mm256_and_si256(s, m4)),
+                       _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(s, 4), m4)));
+  return _mm256_or_si256(s, par);
 }
-static inline __m256i iq2_xs_weights(const uint8_t *blk, int c, __m256i *odd16) {
-  (void)odd16;
-  const uint8_t *q = blk + 2 + 8 * c;
-  const unsigned v0 = iq_rd16(q), v1 = iq_rd16(q + 2), v2 = iq_rd16(q + 4), v3 = iq_rd16(q + 6);
-  const __m256i grid = iq_grid4(nllm_iq2xs_grid, v0 & 511, v1 & 511, v2 & 511, v3 & 511);
-  return _mm256_sign_epi8(grid, iq_masks4(v0 >> 9, v1 >> 9, v2 >> 9, v3 >> 9));
-}
-static inline __m256i iq3_xxs_weights(const uint8_t *blk, int c, __m256i *odd16) {
-  const uint32_t aux = iq_rd32(blk + 2 + QK_K / 4 + 4 * c);
-  *odd16 = _mm256_set1_epi16((short)(2 * (aux >> 28) + 1));
-  return _mm256_sign_epi8(
-      iq3_xxs_grid_avx2(blk, c),
-      iq_masks4(aux & 127, (aux >> 7) & 127, (aux >> 14) & 127, (aux >> 21) & 127));
+static inline __m256i iq_signs7_words(__m256i a) {
+  __m256i s = _mm256_and_si256(a, _mm256_set1_epi32(0x7f));
+  s = _mm256_or_si256(s, _mm256_and_si256(_mm256_slli_epi32(a, 1), _mm256_set1_epi32(0x7f00)));
+  s = _mm256_or_si256(s, _mm256_and_si256(_mm256_slli_epi32(a, 2), _mm256_set1_epi32(0x7f0000)));
+  s = _mm256_or_si256(s, _mm256_and_si256(_mm256_slli_epi32(a, 3), _mm256_set1_epi32(0x7f000000)));
+  return iq_with_parity(s);
 }
 
-/* The same integer sums and float steps as the reference. */
-static inline __attribute__((always_inline)) void iq_signed_vec_dot_avx2(
-    int64_t n, float *s, const void *vx, const void *vy, size_t block_bytes, iq_weights_fn weights,
-    iq_odd_fn odd_fn, int halves, float group_mul) {
+/* IQ2_XXS (is3 = 0) and IQ3_XXS: aux dword per chunk, four 7-bit sign indices and the scale on
+ * top. IQ2_XXS' sit in the odd dwords of its 64 index bytes (picked by one shufps, chunks in the
+ * order 0 1 4 5 2 3 6 7), IQ3_XXS' are 32 bytes in order. */
+static inline __attribute__((always_inline)) void iq_xxs_vec_dot_avx2(int64_t n, float *s,
+                                                                      const void *vx,
+                                                                      const void *vy, int is3) {
   const uint8_t *x = vx;
   const block_q8_K *y = vy;
-  const __m256i pair_spread = _mm256_set_epi64x(0x0302030203020302, 0x0302030203020302,
-                                                0x0100010001000100, 0x0100010001000100);
+  const size_t block_bytes = is3 ? sizeof(block_iq3_xxs) : sizeof(block_iq2_xxs);
+  const __m256i to_order =
+      is3 ? _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7) : _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+  const __m256i lo4 =
+      is3 ? _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3) : _mm256_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5);
+  const __m256i hi4 =
+      is3 ? _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7) : _mm256_setr_epi32(2, 3, 6, 7, 2, 3, 6, 7);
   float sum = 0;
   for (int64_t i = 0; i < n / QK_K; i++) {
     const uint8_t *blk = x + (size_t)i * block_bytes;
+    __m256i aux;
+    if (is3) {
+      aux = _mm256_loadu_si256((const __m256i *)(blk + 2 + QK_K / 4));
+    } else {
+      const __m256 a = _mm256_loadu_ps((const float *)(blk + 2));
+      const __m256 b = _mm256_loadu_ps((const float *)(blk + 2 + 32));
+      aux = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xdd));
+    }
+    const __m256i sw = iq_signs7_words(aux);
+    const __m256i sw_lo = _mm256_permutevar8x32_epi32(sw, lo4);
+    const __m256i sw_hi = _mm256_permutevar8x32_epi32(sw, hi4);
+    /* 2s + 1 of chunk k as word k of both lanes */
+    __m256i odd = _mm256_srli_epi32(aux, 28);
+    odd = _mm256_add_epi32(_mm256_add_epi32(odd, odd), _mm256_set1_epi32(1));
+    odd = _mm256_permutevar8x32_epi32(odd, to_order);
+    odd = _mm256_permute4x64_epi64(_mm256_packus_epi32(odd, odd), 0x88);
     __m256i acc = _mm256_setzero_si256();
-    const __m256i oddv = odd_fn ? odd_fn(blk) : _mm256_setzero_si256();
-    /* unrolled, each chunk's offsets and scale nibble are constants: measured faster */
     IQ_UNROLL8
     for (int c = 0; c < QK_K / 32; c++) {
-      __m256i odd16 = _mm256_permutevar8x32_epi32(oddv, _mm256_set1_epi32(c));
-      if (halves) odd16 = _mm256_shuffle_epi8(odd16, pair_spread);
-      const __m256i w = weights(blk, c, &odd16);
+      const __m256i g = is3 ? iq3_xxs_grid_avx2(blk, c)
+                            : iq_grid4(nllm_iq2xxs_grid, blk[2 + 8 * c], blk[3 + 8 * c],
+                                       blk[4 + 8 * c], blk[5 + 8 * c]);
+      const __m256i m = iq_sign_mask(c < 4 ? sw_lo : sw_hi, c);
       const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_mul_pairs(w, q8), odd16));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(odd, c)));
     }
     float d = _cvtsh_ss(iq_rd16(blk));
     /* two statements: clang's default -ffp-contract=on would fuse one into an FMA, and the
@@ -155,74 +127,192 @@ static inline __attribute__((always_inline)) void iq_signed_vec_dot_avx2(
     const float p = (d * y[i].d) * (float)iq_hsum32(acc);
     sum += p;
   }
-  *s = sum * group_mul;
+  *s = sum * (is3 ? 0.25f : 0.125f);
 }
 
 static void iq2_xxs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_xxs), iq2_xxs_weights, NULL, 0, 0.125f);
+  iq_xxs_vec_dot_avx2(n, s, vx, vy, 0);
 }
-static void iq2_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_xs), iq2_xs_weights, iq2_xs_odd, 1, 0.125f);
+static void iq3_xxs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  iq_xxs_vec_dot_avx2(n, s, vx, vy, 1);
 }
-/* IQ2_S and IQ3_S, whose signs are explicit bytes, take them as a 0 / -1 mask m on the
- * activations: the grid bytes (<= 62) are maddubs' unsigned operand, and g * (q8 ^ m) - g * m =
- * g * ((q8 ^ m) - m) = -g * q8 where m = -1, exact in 16 bit for q8 = -128 too (the byte
- * negation alone would overflow). One operation fewer per 32 values than abs and two sign
- * steps: IQ2_S 26.4 -> 25.7 ns per 256 values on Zen 3. */
-static inline __m256i iq2_s_grid_avx2(const uint8_t *blk, int c) {
-  const uint8_t *qs = blk + 2 + 4 * c;
-  const unsigned qh = blk[2 + QK_K / 4 + c];
-  return iq_grid4(nllm_iq2s_grid, qs[0] | (qh << 8 & 0x300), qs[1] | (qh << 6 & 0x300),
-                  qs[2] | (qh << 4 & 0x300), qs[3] | (qh << 2 & 0x300));
+
+/* Odd scales of the formats with a 4-bit scale per 16 values (IQ2_XS / IQ2_S: byte c of sc,
+ * low nibble chunk c's first 16 values) as iq_odd_of's words: low lane the low nibbles. */
+static inline __m256i iq_nib16_odd_words(const uint8_t *sc) {
+  const __m128i v = _mm_loadl_epi64((const __m128i *)sc);
+  const __m128i m4 = _mm_set1_epi8(15);
+  const __m128i t =
+      _mm_unpacklo_epi64(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+  return _mm256_cvtepu8_epi16(_mm_add_epi8(_mm_add_epi8(t, t), _mm_set1_epi8(1)));
 }
-static inline __attribute__((always_inline)) void iq_masked_vec_dot_avx2(
-    int64_t n, float *s, const void *vx, const void *vy, size_t block_bytes,
-    __m256i (*grid_fn)(const uint8_t *, int), size_t sign_off, iq_odd_fn odd_fn, int halves,
-    float group_mul) {
+
+/* Grid indices that take more than a byte (IQ2_XS: 9 bits, IQ2_S: 10, IQ3_S: 9) are put
+ * together for a whole block in vector registers and stored as uint16, one block ahead of their
+ * use: the scalar lookups then load each index as it is, instead of three or four scalar
+ * operations per index. Stored a block ahead because a 256-bit store read back at once by 16-bit
+ * loads misses store forwarding on Zen 3 (round 8's same-block scheme measured slower). */
+typedef struct {
+  _Alignas(32) uint16_t w[4][64];
+} iq_index_buf;
+
+/* IQ2_S: word j = qs[j] | bits 2 (j % 4) of qh[j / 4] as bits 8, 9 */
+static inline void iq2_s_index_words(const uint8_t *blk, uint16_t *out) {
+  const __m256i qh =
+      _mm256_broadcastq_epi64(_mm_loadl_epi64((const __m128i *)(blk + 2 + QK_K / 4)));
+  const __m256i mul = _mm256_set1_epi64x(0x0004001000400100);
+  const __m256i m = _mm256_set1_epi16(0x300);
+  IQ_UNROLL8
+  for (int h = 0; h < 2; h++) {
+    const char b = (char)(4 * h);
+    const __m256i sp = _mm256_setr_epi8(b, -1, b, -1, b, -1, b, -1, b + 1, -1, b + 1, -1, b + 1, -1,
+                                        b + 1, -1, b + 2, -1, b + 2, -1, b + 2, -1, b + 2, -1,
+                                        b + 3, -1, b + 3, -1, b + 3, -1, b + 3, -1);
+    const __m256i lo = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2 + 16 * h)));
+    const __m256i hi = _mm256_and_si256(_mm256_mullo_epi16(_mm256_shuffle_epi8(qh, sp), mul), m);
+    _mm256_store_si256((__m256i *)(out + 16 * h), _mm256_or_si256(lo, hi));
+  }
+}
+/* IQ3_S: word j = qs[j] | bit j % 8 of qh[j / 8] as bit 8 */
+static inline void iq3_s_index_words(const uint8_t *blk, uint16_t *out) {
+  const __m256i qh =
+      _mm256_broadcastq_epi64(_mm_loadl_epi64((const __m128i *)(blk + 2 + QK_K / 4)));
+  const __m256i mul =
+      _mm256_setr_epi16(256, 128, 64, 32, 16, 8, 4, 2, 256, 128, 64, 32, 16, 8, 4, 2);
+  const __m256i m = _mm256_set1_epi16(0x100);
+  IQ_UNROLL8
+  for (int h = 0; h < 4; h++) {
+    const char b = (char)(2 * h);
+    const __m256i sp =
+        _mm256_setr_epi8(b, -1, b, -1, b, -1, b, -1, b, -1, b, -1, b, -1, b, -1, b + 1, -1, b + 1,
+                         -1, b + 1, -1, b + 1, -1, b + 1, -1, b + 1, -1, b + 1, -1, b + 1, -1);
+    const __m256i lo = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2 + 16 * h)));
+    const __m256i hi = _mm256_and_si256(_mm256_mullo_epi16(_mm256_shuffle_epi8(qh, sp), mul), m);
+    _mm256_store_si256((__m256i *)(out + 16 * h), _mm256_or_si256(lo, hi));
+  }
+}
+/* IQ2_XS: word j = its uint16 & 511 */
+static inline void iq2_xs_index_words(const uint8_t *blk, uint16_t *out) {
+  const __m256i m = _mm256_set1_epi16(511);
+  IQ_UNROLL8
+  for (int h = 0; h < 2; h++)
+    _mm256_store_si256(
+        (__m256i *)(out + 16 * h),
+        _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(blk + 2 + 32 * h)), m));
+}
+
+static void iq2_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const uint8_t *x = vx;
   const block_q8_K *y = vy;
-  const __m256i pair_spread = _mm256_set_epi64x(0x0302030203020302, 0x0302030203020302,
-                                                0x0100010001000100, 0x0100010001000100);
-  const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
-                                           0x0101010101010101, 0x0000000000000000);
-  const __m256i bits = _mm256_set1_epi64x((int64_t)0x8040201008040201);
+  const int64_t nb = n / QK_K;
+  iq_index_buf ib;
   float sum = 0;
-  for (int64_t i = 0; i < n / QK_K; i++) {
-    const uint8_t *blk = x + (size_t)i * block_bytes;
+  for (int64_t i = 0; i < 2 && i < nb; i++)
+    iq2_s_index_words(x + (size_t)i * sizeof(block_iq2_s), ib.w[i]);
+  for (int64_t i = 0; i < nb; i++) {
+    const uint8_t *blk = x + (size_t)i * sizeof(block_iq2_s);
+    if (i + 2 < nb) iq2_s_index_words(blk + 2 * sizeof(block_iq2_s), ib.w[(i + 2) & 3]);
+    const uint16_t *ix = ib.w[i & 3];
+    const __m256i odd = iq_nib16_odd_words(blk + 2 + QK_K / 4 + QK_K / 32);
+    const __m256i sw_lo =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2 + QK_K / 8)));
+    const __m256i sw_hi =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2 + QK_K / 8 + 16)));
     __m256i acc = _mm256_setzero_si256();
-    const __m256i oddv = odd_fn(blk);
     IQ_UNROLL8
     for (int c = 0; c < QK_K / 32; c++) {
-      __m256i odd16 = _mm256_permutevar8x32_epi32(oddv, _mm256_set1_epi32(c));
-      if (halves) odd16 = _mm256_shuffle_epi8(odd16, pair_spread);
-      const __m256i grid = grid_fn(blk, c);
-      const __m256i sw = _mm256_set1_epi32((int)iq_rd32(blk + sign_off + 4 * c));
-      const __m256i m =
-          _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(sw, spread), bits), bits);
+      const __m256i g =
+          iq_grid4(nllm_iq2s_grid, ix[4 * c], ix[4 * c + 1], ix[4 * c + 2], ix[4 * c + 3]);
+      const __m256i m = iq_sign_mask(c < 4 ? sw_lo : sw_hi, c);
       const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
-      const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(grid, _mm256_xor_si256(q8, m)),
-                                           _mm256_maddubs_epi16(grid, m));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, odd16));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(odd, c)));
     }
     float d = _cvtsh_ss(iq_rd16(blk));
-    /* two statements: clang's default -ffp-contract=on would fuse one into an FMA, and the
-     * result would no longer be the reference's */
     const float p = (d * y[i].d) * (float)iq_hsum32(acc);
     sum += p;
   }
-  *s = sum * group_mul;
+  *s = sum * 0.125f;
 }
-static void iq2_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_masked_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq2_s), iq2_s_grid_avx2, 2 + QK_K / 8,
-                         iq2_s_odd, 1, 0.125f);
+
+static void iq2_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  const uint8_t *x = vx;
+  const block_q8_K *y = vy;
+  const int64_t nb = n / QK_K;
+  const __m256i lo4 = _mm256_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5);
+  const __m256i hi4 = _mm256_setr_epi32(2, 3, 6, 7, 2, 3, 6, 7);
+  iq_index_buf ib;
+  float sum = 0;
+  for (int64_t i = 0; i < 2 && i < nb; i++)
+    iq2_xs_index_words(x + (size_t)i * sizeof(block_iq2_xs), ib.w[i]);
+  for (int64_t i = 0; i < nb; i++) {
+    const uint8_t *blk = x + (size_t)i * sizeof(block_iq2_xs);
+    if (i + 2 < nb) iq2_xs_index_words(blk + 2 * sizeof(block_iq2_xs), ib.w[(i + 2) & 3]);
+    const uint16_t *ix = ib.w[i & 3];
+    const __m256i odd = iq_nib16_odd_words(blk + 2 + QK_K / 4);
+    /* the 7-bit sign indices: packed to bytes in the chunk order 0 1 4 5 2 3 6 7 */
+    const __m256i a = _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(blk + 2)), 9);
+    const __m256i b = _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(blk + 2 + 32)), 9);
+    const __m256i sw = iq_with_parity(_mm256_packus_epi16(a, b));
+    const __m256i sw_lo = _mm256_permutevar8x32_epi32(sw, lo4);
+    const __m256i sw_hi = _mm256_permutevar8x32_epi32(sw, hi4);
+    __m256i acc = _mm256_setzero_si256();
+    IQ_UNROLL8
+    for (int c = 0; c < QK_K / 32; c++) {
+      const __m256i g =
+          iq_grid4(nllm_iq2xs_grid, ix[4 * c], ix[4 * c + 1], ix[4 * c + 2], ix[4 * c + 3]);
+      const __m256i m = iq_sign_mask(c < 4 ? sw_lo : sw_hi, c);
+      const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(odd, c)));
+    }
+    float d = _cvtsh_ss(iq_rd16(blk));
+    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
+    sum += p;
+  }
+  *s = sum * 0.125f;
 }
-static void iq3_xxs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_signed_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq3_xxs), iq3_xxs_weights, NULL, 0, 0.25f);
+
+static inline __m256i iq3_grid8(const uint16_t *ix) {
+  const uint32_t *g = nllm_iq3s_grid;
+  return _mm256_setr_epi32((int)g[ix[0]], (int)g[ix[1]], (int)g[ix[2]], (int)g[ix[3]],
+                           (int)g[ix[4]], (int)g[ix[5]], (int)g[ix[6]], (int)g[ix[7]]);
 }
+
 static void iq3_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_masked_vec_dot_avx2(n, s, vx, vy, sizeof(block_iq3_s), iq3_s_grid_avx2,
-                         2 + QK_K / 4 + QK_K / 32, iq3_s_odd, 0, 1.0f);
+  const uint8_t *x = vx;
+  const block_q8_K *y = vy;
+  const int64_t nb = n / QK_K;
+  iq_index_buf ib;
+  float sum = 0;
+  for (int64_t i = 0; i < 2 && i < nb; i++)
+    iq3_s_index_words(x + (size_t)i * sizeof(block_iq3_s), ib.w[i]);
+  for (int64_t i = 0; i < nb; i++) {
+    const uint8_t *blk = x + (size_t)i * sizeof(block_iq3_s);
+    if (i + 2 < nb) iq3_s_index_words(blk + 2 * sizeof(block_iq3_s), ib.w[(i + 2) & 3]);
+    const uint16_t *ix = ib.w[i & 3];
+    /* chunk c's scale: nibble c % 2 of byte c / 2; the same for both halves */
+    const __m128i v = _mm_cvtsi32_si128((int)iq_rd32(blk + 2 + QK_K / 4 + QK_K / 32 + QK_K / 8));
+    const __m128i m4 = _mm_set1_epi8(15);
+    __m128i t = _mm_unpacklo_epi8(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+    t = _mm_cvtepu8_epi16(_mm_add_epi8(_mm_add_epi8(t, t), _mm_set1_epi8(1)));
+    const __m256i odd = _mm256_broadcastsi128_si256(t);
+    const uint8_t *sg = blk + 2 + QK_K / 4 + QK_K / 32;
+    const __m256i sw_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)sg));
+    const __m256i sw_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(sg + 16)));
+    __m256i acc = _mm256_setzero_si256();
+    IQ_UNROLL8
+    for (int c = 0; c < QK_K / 32; c++) {
+      const __m256i g = iq3_grid8(ix + 8 * c);
+      const __m256i m = iq_sign_mask(c < 4 ? sw_lo : sw_hi, c);
+      const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(odd, c)));
+    }
+    float d = _cvtsh_ss(iq_rd16(blk));
+    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
+    sum += p;
+  }
+  *s = sum;
 }
+
 /* IQ1_S / IQ1_M as unsigned weights (the AVX-512 rows' scheme, docs/performance.md "Round 9"): a
  * value is 8 * point + shift (point -1, 0, 1; shift +-1), so w = value + 9 = 8 (point + 1) +
  * (shift + 1) lies in 0..18 and is maddubs' unsigned operand against the signed activations as
