@@ -116,26 +116,44 @@ static void tq1_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
 }
 
 static inline __m256i tq2_0_lanes(const block_tq2_0 *x, const block_q8_K *y) {
-  const __m256i m3 = _mm256_set1_epi8(3);
-  __m256i a = _mm256_setzero_si256();
-  /* half h of qs: bits 2l..2l+1 of byte m are element 128h + 32l + m */
+  const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
+  /* half h of qs: bits 2l..2l+1 of byte m are element 128h + 32l + m. Codes l = 1, 3 are taken
+   * in place as 4 u (q & 12, (q >> 4) & 12): one shift per 32 bytes instead of three; their sum
+   * is divided by 4 at the end, exactly (|4 u q8 pair| <= 3072, four of them fit int16). */
+  __m256i a = _mm256_setzero_si256(), a4 = _mm256_setzero_si256();
   for (int h = 0; h < 2; h++) {
     const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * h));
+    const __m256i q4 = _mm256_srli_epi16(q, 4);
     const int8_t *q8 = y->qs + 128 * h;
     a = tq_add(a, _mm256_and_si256(q, m3), q8);
-    a = tq_add(a, _mm256_and_si256(_mm256_srli_epi16(q, 2), m3), q8 + 32);
-    a = tq_add(a, _mm256_and_si256(_mm256_srli_epi16(q, 4), m3), q8 + 64);
-    a = tq_add(a, _mm256_and_si256(_mm256_srli_epi16(q, 6), m3), q8 + 96);
+    a4 = tq_add(a4, _mm256_and_si256(q, m12), q8 + 32);
+    a = tq_add(a, _mm256_and_si256(q4, m3), q8 + 64);
+    a4 = tq_add(a4, _mm256_and_si256(q4, m12), q8 + 96);
   }
-  return tq_lanes(a, y);
+  return tq_lanes(_mm256_add_epi16(a, _mm256_srai_epi16(a4, 2)), y);
 }
 
+/* Two blocks at a time: their lane sums reduced together (two horizontal adds), their scales
+ * converted and multiplied together, each product added in the reference's order. 1.12x the
+ * block-by-block row on Zen 3 (TQ_ROW's eight-block transpose measured slower here). */
 static void tq2_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const block_tq2_0 *x = vx;
   const block_q8_K *y = vy;
-  /* block by block: TQ_ROW's eight-block reduction measured 3% slower here */
+  const int64_t nb = n / QK_K;
   float sum = 0;
-  for (int64_t b = 0; b < n / QK_K; b++) {
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const __m256i u =
+        _mm256_hadd_epi32(tq2_0_lanes(&x[b], &y[b]), tq2_0_lanes(&x[b + 1], &y[b + 1]));
+    const __m128i w = _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
+    const __m128 f = _mm_cvtepi32_ps(_mm_hadd_epi32(w, w));
+    const __m128 xd = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(x[b].d), x[b + 1].d, 1));
+    const __m128 yd = _mm_insert_ps(_mm_load_ss(&y[b].d), _mm_load_ss(&y[b + 1].d), 0x10);
+    const __m128 p = _mm_mul_ps(f, _mm_mul_ps(yd, xd));
+    sum += _mm_cvtss_f32(p);
+    sum += _mm_cvtss_f32(_mm_movehdup_ps(p));
+  }
+  for (; b < nb; b++) {
     const float p = (float)lowbit_hsum32(tq2_0_lanes(&x[b], &y[b])) * (y[b].d * _cvtsh_ss(x[b].d));
     sum += p;
   }
