@@ -31,6 +31,36 @@ static inline __m256i iq_grid4(const uint64_t *g, unsigned i0, unsigned i1, unsi
   return _mm256_set_epi64x((int64_t)g[i3], (int64_t)g[i2], (int64_t)g[i1], (int64_t)g[i0]);
 }
 
+/* Block i's exact integer sum (its lanes in acc) times its float factors, added into *sum in the
+ * reference's order. An even block waits in *prev for the next: two blocks' lanes are reduced
+ * together by two horizontal adds, their scales converted and multiplied together. */
+static inline __attribute__((always_inline)) void iq_block_sum(
+    float *sum, __m256i *prev, int64_t i, int64_t nb, __m256i acc, const uint8_t *blk,
+    size_t block_bytes, const block_q8_K *y, uint16_t (*dh)(const uint8_t *)) {
+  if (!(i & 1)) {
+    if (i + 1 < nb) {
+      *prev = acc;
+      return;
+    }
+    const float p = (_cvtsh_ss(dh(blk)) * y[i].d) * (float)iq_hsum32(acc);
+    *sum += p;
+    return;
+  }
+  const __m256i u = _mm256_hadd_epi32(*prev, acc);
+  const __m128i w = _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
+  const __m128 f = _mm_cvtepi32_ps(_mm_hadd_epi32(w, w));
+  const __m128 xd =
+      _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(dh(blk - block_bytes)), dh(blk), 1));
+  const __m128 yd = _mm_insert_ps(_mm_load_ss(&y[i - 1].d), _mm_load_ss(&y[i].d), 0x10);
+  const __m128 p = _mm_mul_ps(_mm_mul_ps(xd, yd), f);
+  *sum += _mm_cvtss_f32(p);
+  *sum += _mm_cvtss_f32(_mm_movehdup_ps(p));
+}
+static inline uint16_t iq_dh(const uint8_t *blk) {
+  return iq_rd16(blk);
+}
+#define IQ_BLOCK_SUM(bb) iq_block_sum(&sum, &prev, i, nb, acc, blk, bb, y, iq_dh)
+
 /* Shared by the rows below: chunk c's 32 sign bits (byte l for group l, bit j negates value j)
  * as a 0 / -1 byte mask m on the activations. w holds the words of chunks c & ~3 .. (c & ~3) + 3
  * as dwords 0..3 in both lanes; a byte shuffle spreads bytes 0, 1 of chunk c's word over the low
@@ -93,7 +123,9 @@ static inline __attribute__((always_inline)) void iq_xxs_vec_dot_avx2(int64_t n,
   const __m256i hi4 =
       is3 ? _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7) : _mm256_setr_epi32(2, 3, 6, 7, 2, 3, 6, 7);
   float sum = 0;
-  for (int64_t i = 0; i < n / QK_K; i++) {
+  const int64_t nb = n / QK_K;
+  __m256i prev = _mm256_setzero_si256();
+  for (int64_t i = 0; i < nb; i++) {
     const uint8_t *blk = x + (size_t)i * block_bytes;
     __m256i aux;
     if (is3) {
@@ -121,11 +153,7 @@ static inline __attribute__((always_inline)) void iq_xxs_vec_dot_avx2(int64_t n,
       const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(odd, c)));
     }
-    float d = _cvtsh_ss(iq_rd16(blk));
-    /* two statements: clang's default -ffp-contract=on would fuse one into an FMA, and the
-     * result would no longer be the reference's */
-    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
-    sum += p;
+    IQ_BLOCK_SUM(block_bytes);
   }
   *s = sum * (is3 ? 0.25f : 0.125f);
 }
@@ -207,6 +235,7 @@ static void iq2_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
   const int64_t nb = n / QK_K;
   iq_index_buf ib;
   float sum = 0;
+  __m256i prev = _mm256_setzero_si256();
   for (int64_t i = 0; i < 2 && i < nb; i++)
     iq2_s_index_words(x + (size_t)i * sizeof(block_iq2_s), ib.w[i]);
   for (int64_t i = 0; i < nb; i++) {
@@ -227,9 +256,7 @@ static void iq2_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
       const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(odd, c)));
     }
-    float d = _cvtsh_ss(iq_rd16(blk));
-    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
-    sum += p;
+    IQ_BLOCK_SUM(sizeof(block_iq2_s));
   }
   *s = sum * 0.125f;
 }
@@ -242,6 +269,7 @@ static void iq2_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void 
   const __m256i hi4 = _mm256_setr_epi32(2, 3, 6, 7, 2, 3, 6, 7);
   iq_index_buf ib;
   float sum = 0;
+  __m256i prev = _mm256_setzero_si256();
   for (int64_t i = 0; i < 2 && i < nb; i++)
     iq2_xs_index_words(x + (size_t)i * sizeof(block_iq2_xs), ib.w[i]);
   for (int64_t i = 0; i < nb; i++) {
@@ -264,9 +292,7 @@ static void iq2_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void 
       const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(odd, c)));
     }
-    float d = _cvtsh_ss(iq_rd16(blk));
-    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
-    sum += p;
+    IQ_BLOCK_SUM(sizeof(block_iq2_xs));
   }
   *s = sum * 0.125f;
 }
@@ -283,6 +309,7 @@ static void iq3_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
   const int64_t nb = n / QK_K;
   iq_index_buf ib;
   float sum = 0;
+  __m256i prev = _mm256_setzero_si256();
   for (int64_t i = 0; i < 2 && i < nb; i++)
     iq3_s_index_words(x + (size_t)i * sizeof(block_iq3_s), ib.w[i]);
   for (int64_t i = 0; i < nb; i++) {
@@ -306,9 +333,7 @@ static void iq3_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
       const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(odd, c)));
     }
-    float d = _cvtsh_ss(iq_rd16(blk));
-    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
-    sum += p;
+    IQ_BLOCK_SUM(sizeof(block_iq3_s));
   }
   *s = sum;
 }
@@ -326,8 +351,10 @@ static inline __m256i iq1_w(__m256i grid, __m256i shift1) {
 static void iq1_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
   const uint8_t *x = vx;
   const block_q8_K *y = vy;
+  const int64_t nb = n / QK_K;
   float sum = 0;
-  for (int64_t i = 0; i < n / QK_K; i++) {
+  __m256i prev = _mm256_setzero_si256();
+  for (int64_t i = 0; i < nb; i++) {
     const uint8_t *blk = x + (size_t)i * sizeof(block_iq1_s);
     /* chunk c's qh word: bits 12..14 its scale, bit 15 the sign of its shift */
     const __m128i qh = _mm_loadu_si128((const __m128i *)(blk + 2 + QK_K / 8));
@@ -356,11 +383,7 @@ static void iq1_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, q8),
                                                     _mm256_permutevar8x32_epi32(odd16, cc)));
     }
-    float d = _cvtsh_ss(iq_rd16(blk));
-    /* two statements: clang's default -ffp-contract=on would fuse one into an FMA, and the
-     * result would no longer be the reference's */
-    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
-    sum += p;
+    IQ_BLOCK_SUM(sizeof(block_iq1_s));
   }
   *s = sum * 0.125f;
 }
@@ -377,8 +400,10 @@ static void iq1_m_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
                                                 0x0908090809080908, 0x0100010001000100);
   const __m256i pair_spread = _mm256_set_epi64x(0x0302030203020302, 0x0302030203020302,
                                                 0x0100010001000100, 0x0100010001000100);
+  const int64_t nb = n / QK_K;
   float sum = 0;
-  for (int64_t i = 0; i < n / QK_K; i++) {
+  __m256i prev = _mm256_setzero_si256();
+  for (int64_t i = 0; i < nb; i++) {
     const uint8_t *blk = x + (size_t)i * sizeof(block_iq1_m);
     const uint8_t *sc = blk + QK_K / 8 + QK_K / 16;
     /* the 16 three-bit scales, k-th for values 16k .. 16k + 15: word k / 4, bits 3 (k % 4);
@@ -408,9 +433,7 @@ static void iq1_m_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
           _mm256_permutevar8x32_epi32(odd16, _mm256_set1_epi32(c)), pair_spread);
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, q8), o));
     }
-    float d = _cvtsh_ss(iq1_m_block_h(blk));
-    const float p = (d * y[i].d) * (float)iq_hsum32(acc);
-    sum += p;
+    iq_block_sum(&sum, &prev, i, nb, acc, blk, sizeof(block_iq1_m), y, iq1_m_block_h);
   }
   *s = sum * 0.125f;
 }
