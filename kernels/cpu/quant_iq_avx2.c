@@ -107,64 +107,6 @@ static inline __m256i iq_signs7_words(__m256i a) {
   return iq_with_parity(s);
 }
 
-/* IQ2_XXS (is3 = 0) and IQ3_XXS: aux dword per chunk, four 7-bit sign indices and the scale on
- * top. IQ2_XXS' sit in the odd dwords of its 64 index bytes (picked by one shufps, chunks in the
- * order 0 1 4 5 2 3 6 7), IQ3_XXS' are 32 bytes in order. */
-static inline __attribute__((always_inline)) void iq_xxs_vec_dot_avx2(int64_t n, float *s,
-                                                                      const void *vx,
-                                                                      const void *vy, int is3) {
-  const uint8_t *x = vx;
-  const block_q8_K *y = vy;
-  const size_t block_bytes = is3 ? sizeof(block_iq3_xxs) : sizeof(block_iq2_xxs);
-  const __m256i to_order =
-      is3 ? _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7) : _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
-  const __m256i lo4 =
-      is3 ? _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3) : _mm256_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5);
-  const __m256i hi4 =
-      is3 ? _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7) : _mm256_setr_epi32(2, 3, 6, 7, 2, 3, 6, 7);
-  float sum = 0;
-  const int64_t nb = n / QK_K;
-  __m256i prev = _mm256_setzero_si256();
-  for (int64_t i = 0; i < nb; i++) {
-    const uint8_t *blk = x + (size_t)i * block_bytes;
-    __m256i aux;
-    if (is3) {
-      aux = _mm256_loadu_si256((const __m256i *)(blk + 2 + QK_K / 4));
-    } else {
-      const __m256 a = _mm256_loadu_ps((const float *)(blk + 2));
-      const __m256 b = _mm256_loadu_ps((const float *)(blk + 2 + 32));
-      aux = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xdd));
-    }
-    const __m256i sw = iq_signs7_words(aux);
-    const __m256i sw_lo = _mm256_permutevar8x32_epi32(sw, lo4);
-    const __m256i sw_hi = _mm256_permutevar8x32_epi32(sw, hi4);
-    /* 2s + 1 of chunk k as word k of both lanes */
-    __m256i odd = _mm256_srli_epi32(aux, 28);
-    odd = _mm256_add_epi32(_mm256_add_epi32(odd, odd), _mm256_set1_epi32(1));
-    odd = _mm256_permutevar8x32_epi32(odd, to_order);
-    odd = _mm256_permute4x64_epi64(_mm256_packus_epi32(odd, odd), 0x88);
-    __m256i acc = _mm256_setzero_si256();
-    IQ_UNROLL8
-    for (int c = 0; c < QK_K / 32; c++) {
-      const __m256i g = is3 ? iq3_xxs_grid_avx2(blk, c)
-                            : iq_grid4(nllm_iq2xxs_grid, blk[2 + 8 * c], blk[3 + 8 * c],
-                                       blk[4 + 8 * c], blk[5 + 8 * c]);
-      const __m256i m = iq_sign_mask(c < 4 ? sw_lo : sw_hi, c);
-      const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(odd, c)));
-    }
-    IQ_BLOCK_SUM(block_bytes);
-  }
-  *s = sum * (is3 ? 0.25f : 0.125f);
-}
-
-static void iq2_xxs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_xxs_vec_dot_avx2(n, s, vx, vy, 0);
-}
-static void iq3_xxs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  iq_xxs_vec_dot_avx2(n, s, vx, vy, 1);
-}
-
 /* Odd scales of the formats with a 4-bit scale per 16 values (IQ2_XS / IQ2_S: byte c of sc,
  * low nibble chunk c's first 16 values) as iq_odd_of's words: low lane the low nibbles. */
 static inline __m256i iq_nib16_odd_words(const uint8_t *sc) {
@@ -229,72 +171,87 @@ static inline void iq2_xs_index_words(const uint8_t *blk, uint16_t *out) {
         _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(blk + 2 + 32 * h)), m));
 }
 
-static void iq2_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const uint8_t *x = vx;
-  const block_q8_K *y = vy;
-  const int64_t nb = n / QK_K;
-  iq_index_buf ib;
-  float sum = 0;
-  __m256i prev = _mm256_setzero_si256();
-  for (int64_t i = 0; i < 2 && i < nb; i++)
-    iq2_s_index_words(x + (size_t)i * sizeof(block_iq2_s), ib.w[i]);
-  for (int64_t i = 0; i < nb; i++) {
-    const uint8_t *blk = x + (size_t)i * sizeof(block_iq2_s);
-    if (i + 2 < nb) iq2_s_index_words(blk + 2 * sizeof(block_iq2_s), ib.w[(i + 2) & 3]);
-    const uint16_t *ix = ib.w[i & 3];
-    const __m256i odd = iq_nib16_odd_words(blk + 2 + QK_K / 4 + QK_K / 32);
-    const __m256i sw_lo =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2 + QK_K / 8)));
-    const __m256i sw_hi =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2 + QK_K / 8 + 16)));
-    __m256i acc = _mm256_setzero_si256();
-    IQ_UNROLL8
-    for (int c = 0; c < QK_K / 32; c++) {
-      const __m256i g =
-          iq_grid4(nllm_iq2s_grid, ix[4 * c], ix[4 * c + 1], ix[4 * c + 2], ix[4 * c + 3]);
-      const __m256i m = iq_sign_mask(c < 4 ? sw_lo : sw_hi, c);
-      const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(odd, c)));
-    }
-    IQ_BLOCK_SUM(sizeof(block_iq2_s));
-  }
-  *s = sum * 0.125f;
+/* The five IQ2 / IQ3 formats share one body: a block's state (its chunks' sign words and odd
+ * scales in registers, and the index words of IQ2_XS / IQ2_S / IQ3_S), then per chunk its grid
+ * points g, sign mask m and scales. t is a compile-time constant in every caller. */
+enum { IQ2XXS, IQ2XS, IQ2S, IQ3XXS, IQ3S };
+
+static inline size_t iq_block_bytes(int t) {
+  return t == IQ2XXS   ? sizeof(block_iq2_xxs)
+         : t == IQ2XS  ? sizeof(block_iq2_xs)
+         : t == IQ2S   ? sizeof(block_iq2_s)
+         : t == IQ3XXS ? sizeof(block_iq3_xxs)
+                       : sizeof(block_iq3_s);
+}
+static inline float iq_group_mul(int t) {
+  return t == IQ3S ? 1.0f : t == IQ3XXS ? 0.25f : 0.125f;
+}
+static inline int iq_has_index_words(int t) {
+  return t == IQ2XS || t == IQ2S || t == IQ3S;
+}
+static inline __attribute__((always_inline)) void iq_index_words(int t, const uint8_t *blk,
+                                                                 uint16_t *out) {
+  if (t == IQ2XS) iq2_xs_index_words(blk, out);
+  if (t == IQ2S) iq2_s_index_words(blk, out);
+  if (t == IQ3S) iq3_s_index_words(blk, out);
 }
 
-static void iq2_xs_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const uint8_t *x = vx;
-  const block_q8_K *y = vy;
-  const int64_t nb = n / QK_K;
-  const __m256i lo4 = _mm256_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5);
-  const __m256i hi4 = _mm256_setr_epi32(2, 3, 6, 7, 2, 3, 6, 7);
-  iq_index_buf ib;
-  float sum = 0;
-  __m256i prev = _mm256_setzero_si256();
-  for (int64_t i = 0; i < 2 && i < nb; i++)
-    iq2_xs_index_words(x + (size_t)i * sizeof(block_iq2_xs), ib.w[i]);
-  for (int64_t i = 0; i < nb; i++) {
-    const uint8_t *blk = x + (size_t)i * sizeof(block_iq2_xs);
-    if (i + 2 < nb) iq2_xs_index_words(blk + 2 * sizeof(block_iq2_xs), ib.w[(i + 2) & 3]);
-    const uint16_t *ix = ib.w[i & 3];
-    const __m256i odd = iq_nib16_odd_words(blk + 2 + QK_K / 4);
-    /* the 7-bit sign indices: packed to bytes in the chunk order 0 1 4 5 2 3 6 7 */
+typedef struct {
+  __m256i sw_lo, sw_hi; /* sign words of chunks 0..3 and 4..7, as iq_sign_mask takes them */
+  __m256i odd;          /* odd scales, as iq_odd_of takes them */
+} iq_block_state;
+
+static inline __attribute__((always_inline)) void iq_state(int t, const uint8_t *blk,
+                                                           iq_block_state *st) {
+  if (t == IQ2XXS || t == IQ3XXS) {
+    /* aux dword per chunk: four 7-bit sign indices and the scale on top. IQ2_XXS' sit in the
+     * odd dwords of its 64 index bytes (picked by one shufps, chunks in the order 0 1 4 5 2 3 6
+     * 7), IQ3_XXS' are 32 bytes in order. */
+    const int is3 = t == IQ3XXS;
+    __m256i aux;
+    if (is3) {
+      aux = _mm256_loadu_si256((const __m256i *)(blk + 2 + QK_K / 4));
+    } else {
+      const __m256 a = _mm256_loadu_ps((const float *)(blk + 2));
+      const __m256 b = _mm256_loadu_ps((const float *)(blk + 2 + 32));
+      aux = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xdd));
+    }
+    const __m256i to_order =
+        is3 ? _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7) : _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+    const __m256i sw = iq_signs7_words(aux);
+    st->sw_lo = _mm256_permutevar8x32_epi32(sw, is3 ? _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3)
+                                                    : _mm256_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5));
+    st->sw_hi = _mm256_permutevar8x32_epi32(sw, is3 ? _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7)
+                                                    : _mm256_setr_epi32(2, 3, 6, 7, 2, 3, 6, 7));
+    /* 2s + 1 of chunk k as word k of both lanes */
+    __m256i odd = _mm256_srli_epi32(aux, 28);
+    odd = _mm256_add_epi32(_mm256_add_epi32(odd, odd), _mm256_set1_epi32(1));
+    odd = _mm256_permutevar8x32_epi32(odd, to_order);
+    st->odd = _mm256_permute4x64_epi64(_mm256_packus_epi32(odd, odd), 0x88);
+  } else if (t == IQ2XS) {
+    st->odd = iq_nib16_odd_words(blk + 2 + QK_K / 4);
+    /* the 7-bit sign indices (uint16 >> 9) packed to bytes in the chunk order 0 1 4 5 2 3 6 7 */
     const __m256i a = _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(blk + 2)), 9);
     const __m256i b = _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(blk + 2 + 32)), 9);
     const __m256i sw = iq_with_parity(_mm256_packus_epi16(a, b));
-    const __m256i sw_lo = _mm256_permutevar8x32_epi32(sw, lo4);
-    const __m256i sw_hi = _mm256_permutevar8x32_epi32(sw, hi4);
-    __m256i acc = _mm256_setzero_si256();
-    IQ_UNROLL8
-    for (int c = 0; c < QK_K / 32; c++) {
-      const __m256i g =
-          iq_grid4(nllm_iq2xs_grid, ix[4 * c], ix[4 * c + 1], ix[4 * c + 2], ix[4 * c + 3]);
-      const __m256i m = iq_sign_mask(c < 4 ? sw_lo : sw_hi, c);
-      const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(odd, c)));
-    }
-    IQ_BLOCK_SUM(sizeof(block_iq2_xs));
+    st->sw_lo = _mm256_permutevar8x32_epi32(sw, _mm256_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5));
+    st->sw_hi = _mm256_permutevar8x32_epi32(sw, _mm256_setr_epi32(2, 3, 6, 7, 2, 3, 6, 7));
+  } else if (t == IQ2S) {
+    st->odd = iq_nib16_odd_words(blk + 2 + QK_K / 4 + QK_K / 32);
+    const uint8_t *sg = blk + 2 + QK_K / 8;
+    st->sw_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)sg));
+    st->sw_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(sg + 16)));
+  } else {
+    /* IQ3_S: chunk c's scale is nibble c % 2 of byte c / 2, the same for both halves */
+    const __m128i v = _mm_cvtsi32_si128((int)iq_rd32(blk + 2 + QK_K / 4 + QK_K / 32 + QK_K / 8));
+    const __m128i m4 = _mm_set1_epi8(15);
+    __m128i o = _mm_unpacklo_epi8(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+    o = _mm_cvtepu8_epi16(_mm_add_epi8(_mm_add_epi8(o, o), _mm_set1_epi8(1)));
+    st->odd = _mm256_broadcastsi128_si256(o);
+    const uint8_t *sg = blk + 2 + QK_K / 4 + QK_K / 32;
+    st->sw_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)sg));
+    st->sw_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(sg + 16)));
   }
-  *s = sum * 0.125f;
 }
 
 static inline __m256i iq3_grid8(const uint16_t *ix) {
@@ -303,40 +260,127 @@ static inline __m256i iq3_grid8(const uint16_t *ix) {
                            (int)g[ix[4]], (int)g[ix[5]], (int)g[ix[6]], (int)g[ix[7]]);
 }
 
-static void iq3_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+static inline __attribute__((always_inline)) __m256i iq_grid(int t, const uint8_t *blk,
+                                                             const uint16_t *ix, int c) {
+  if (t == IQ2XXS)
+    return iq_grid4(nllm_iq2xxs_grid, blk[2 + 8 * c], blk[3 + 8 * c], blk[4 + 8 * c],
+                    blk[5 + 8 * c]);
+  if (t == IQ3XXS) return iq3_xxs_grid_avx2(blk, c);
+  if (t == IQ3S) return iq3_grid8(ix + 8 * c);
+  const uint64_t *g = t == IQ2XS ? nllm_iq2xs_grid : nllm_iq2s_grid;
+  return iq_grid4(g, ix[4 * c], ix[4 * c + 1], ix[4 * c + 2], ix[4 * c + 3]);
+}
+
+/* The row: the same integer sums as the reference, its float steps in its order. */
+static inline __attribute__((always_inline)) void iq_vec_dot_avx2(int t, int64_t n, float *s,
+                                                                  const void *vx, const void *vy) {
   const uint8_t *x = vx;
   const block_q8_K *y = vy;
   const int64_t nb = n / QK_K;
+  const size_t bb = iq_block_bytes(t);
   iq_index_buf ib;
   float sum = 0;
   __m256i prev = _mm256_setzero_si256();
-  for (int64_t i = 0; i < 2 && i < nb; i++)
-    iq3_s_index_words(x + (size_t)i * sizeof(block_iq3_s), ib.w[i]);
+  if (iq_has_index_words(t))
+    for (int64_t i = 0; i < 2 && i < nb; i++) iq_index_words(t, x + (size_t)i * bb, ib.w[i]);
   for (int64_t i = 0; i < nb; i++) {
-    const uint8_t *blk = x + (size_t)i * sizeof(block_iq3_s);
-    if (i + 2 < nb) iq3_s_index_words(blk + 2 * sizeof(block_iq3_s), ib.w[(i + 2) & 3]);
+    const uint8_t *blk = x + (size_t)i * bb;
+    if (iq_has_index_words(t) && i + 2 < nb) iq_index_words(t, blk + 2 * bb, ib.w[(i + 2) & 3]);
     const uint16_t *ix = ib.w[i & 3];
-    /* chunk c's scale: nibble c % 2 of byte c / 2; the same for both halves */
-    const __m128i v = _mm_cvtsi32_si128((int)iq_rd32(blk + 2 + QK_K / 4 + QK_K / 32 + QK_K / 8));
-    const __m128i m4 = _mm_set1_epi8(15);
-    __m128i t = _mm_unpacklo_epi8(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
-    t = _mm_cvtepu8_epi16(_mm_add_epi8(_mm_add_epi8(t, t), _mm_set1_epi8(1)));
-    const __m256i odd = _mm256_broadcastsi128_si256(t);
-    const uint8_t *sg = blk + 2 + QK_K / 4 + QK_K / 32;
-    const __m256i sw_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)sg));
-    const __m256i sw_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(sg + 16)));
+    iq_block_state st;
+    iq_state(t, blk, &st);
     __m256i acc = _mm256_setzero_si256();
+    /* unrolled, each chunk's offsets and shuffle constants are constants */
     IQ_UNROLL8
     for (int c = 0; c < QK_K / 32; c++) {
-      const __m256i g = iq3_grid8(ix + 8 * c);
-      const __m256i m = iq_sign_mask(c < 4 ? sw_lo : sw_hi, c);
+      const __m256i g = iq_grid(t, blk, ix, c);
+      const __m256i m = iq_sign_mask(c < 4 ? st.sw_lo : st.sw_hi, c);
       const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(odd, c)));
+      acc =
+          _mm256_add_epi32(acc, _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(st.odd, c)));
     }
-    IQ_BLOCK_SUM(sizeof(block_iq3_s));
+    iq_block_sum(&sum, &prev, i, nb, acc, blk, bb, y, iq_dh);
   }
-  *s = sum;
+  *s = sum * iq_group_mul(t);
 }
+
+/* Four rows by four tokens (batches of 4 and more): each block's grid points, sign masks, the
+ * masks' share g m of the products and the scales are made once for the four tokens; a token
+ * costs the activations' load, xor, one maddubs, the subtraction and the scale step per chunk.
+ * Each token's integer sums are vec_dot's; the four tokens' float steps go in one vector, each
+ * lane in vec_dot's order, so every result equals vec_dot's bit for bit. */
+static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx2(
+    int t, int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride, const void *vy,
+    size_t y_stride) {
+  const int64_t nb = n / QK_K;
+  const size_t bb = iq_block_bytes(t);
+  const block_q8_K *y[4];
+  for (int k = 0; k < 4; k++) y[k] = (const block_q8_K *)((const uint8_t *)vy + k * y_stride);
+  for (int r = 0; r < 4; r++) {
+    const uint8_t *x = (const uint8_t *)vx + r * x_stride;
+    iq_index_buf ib;
+    __m128 sum = _mm_setzero_ps();
+    if (iq_has_index_words(t))
+      for (int64_t i = 0; i < 2 && i < nb; i++) iq_index_words(t, x + (size_t)i * bb, ib.w[i]);
+    for (int64_t i = 0; i < nb; i++) {
+      const uint8_t *blk = x + (size_t)i * bb;
+      if (iq_has_index_words(t) && i + 2 < nb) iq_index_words(t, blk + 2 * bb, ib.w[(i + 2) & 3]);
+      const uint16_t *ix = ib.w[i & 3];
+      iq_block_state st;
+      iq_state(t, blk, &st);
+      __m256i acc[4];
+      IQ_UNROLL8
+      for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_si256();
+      IQ_UNROLL8
+      for (int c = 0; c < QK_K / 32; c++) {
+        const __m256i g = iq_grid(t, blk, ix, c);
+        const __m256i m = iq_sign_mask(c < 4 ? st.sw_lo : st.sw_hi, c);
+        const __m256i gm = _mm256_maddubs_epi16(g, m);
+        const __m256i o = iq_odd_of(st.odd, c);
+        IQ_UNROLL8
+        for (int k = 0; k < 4; k++) {
+          const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[k][i].qs + 32 * c));
+          const __m256i p16 =
+              _mm256_sub_epi16(_mm256_maddubs_epi16(g, _mm256_xor_si256(q8, m)), gm);
+          acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(p16, o));
+        }
+      }
+      /* the four tokens' sums in one vector: two rounds of horizontal adds, then the lanes */
+      const __m256i u =
+          _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
+      const __m128 f =
+          _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1)));
+      const __m128 yd = _mm_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d);
+      const __m128 p = _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(iq_rd16(blk))), yd), f);
+      sum = _mm_add_ps(sum, p);
+    }
+    float out[4];
+    _mm_storeu_ps(out, _mm_mul_ps(sum, _mm_set1_ps(iq_group_mul(t))));
+    for (int k = 0; k < 4; k++) s[k * s_stride + r] = out[k];
+  }
+}
+
+/* vec_dot on each of four rows: the matmul takes the four-by-four kernel only along a four-row
+ * one (a batch's last tokens, fewer than four, go through it). */
+#define IQ_ROWS(name, t)                                                                   \
+  static void name##_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {   \
+    iq_vec_dot_avx2(t, n, s, vx, vy);                                                      \
+  }                                                                                        \
+  static void name##_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,   \
+                                   const void *vy) {                                       \
+    for (int r = 0; r < 4; r++)                                                            \
+      name##_vec_dot_avx2(n, &s[r], (const uint8_t *)vx + r * x_stride, vy);               \
+  }                                                                                        \
+  static void name##_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx, \
+                                     size_t x_stride, const void *vy, size_t y_stride) {   \
+    iq_vec_dot4x4_avx2(t, n, s, s_stride, vx, x_stride, vy, y_stride);                     \
+  }
+IQ_ROWS(iq2_xxs, IQ2XXS)
+IQ_ROWS(iq2_xs, IQ2XS)
+IQ_ROWS(iq2_s, IQ2S)
+IQ_ROWS(iq3_xxs, IQ3XXS)
+IQ_ROWS(iq3_s, IQ3S)
+#undef IQ_ROWS
 
 /* IQ1_S / IQ1_M as unsigned weights (the AVX-512 rows' scheme, docs/performance.md "Round 9"): a
  * value is 8 * point + shift (point -1, 0, 1; shift +-1), so w = value + 9 = 8 (point + 1) +
@@ -439,11 +483,26 @@ static void iq1_m_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
 }
 
 static const nllm_qtype_kernels iq_avx2_rows[] = {
-    {.type = NLLM_TYPE_IQ2_XXS, .vec_dot = iq2_xxs_vec_dot_avx2},
-    {.type = NLLM_TYPE_IQ2_XS, .vec_dot = iq2_xs_vec_dot_avx2},
-    {.type = NLLM_TYPE_IQ2_S, .vec_dot = iq2_s_vec_dot_avx2},
-    {.type = NLLM_TYPE_IQ3_XXS, .vec_dot = iq3_xxs_vec_dot_avx2},
-    {.type = NLLM_TYPE_IQ3_S, .vec_dot = iq3_s_vec_dot_avx2},
+    {.type = NLLM_TYPE_IQ2_XXS,
+     .vec_dot = iq2_xxs_vec_dot_avx2,
+     .vec_dot4 = iq2_xxs_vec_dot4_avx2,
+     .vec_dot4x4 = iq2_xxs_vec_dot4x4_avx2},
+    {.type = NLLM_TYPE_IQ2_XS,
+     .vec_dot = iq2_xs_vec_dot_avx2,
+     .vec_dot4 = iq2_xs_vec_dot4_avx2,
+     .vec_dot4x4 = iq2_xs_vec_dot4x4_avx2},
+    {.type = NLLM_TYPE_IQ2_S,
+     .vec_dot = iq2_s_vec_dot_avx2,
+     .vec_dot4 = iq2_s_vec_dot4_avx2,
+     .vec_dot4x4 = iq2_s_vec_dot4x4_avx2},
+    {.type = NLLM_TYPE_IQ3_XXS,
+     .vec_dot = iq3_xxs_vec_dot_avx2,
+     .vec_dot4 = iq3_xxs_vec_dot4_avx2,
+     .vec_dot4x4 = iq3_xxs_vec_dot4x4_avx2},
+    {.type = NLLM_TYPE_IQ3_S,
+     .vec_dot = iq3_s_vec_dot_avx2,
+     .vec_dot4 = iq3_s_vec_dot4_avx2,
+     .vec_dot4x4 = iq3_s_vec_dot4x4_avx2},
     {.type = NLLM_TYPE_IQ1_S, .vec_dot = iq1_s_vec_dot_avx2},
     {.type = NLLM_TYPE_IQ1_M, .vec_dot = iq1_m_vec_dot_avx2},
 };
