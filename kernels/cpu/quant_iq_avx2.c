@@ -59,18 +59,39 @@ static inline __attribute__((always_inline)) void iq_block_sum(
 static inline uint16_t iq_dh(const uint8_t *blk) {
   return iq_rd16(blk);
 }
-#define IQ_BLOCK_SUM(bb) iq_block_sum(&sum, &prev, i, nb, acc, blk, bb, y, iq_dh)
+
+/* Four tokens' block products in one vector: their sums by two rounds of horizontal adds and
+ * the lanes, then (d * y.d) * sum per lane as vec_dot rounds it, added lane by lane. */
+static inline __attribute__((always_inline)) void iq_tokens4_sum(__m128 *sum, const __m256i acc[4],
+                                                                 uint16_t dh,
+                                                                 const block_q8_K *const y[4],
+                                                                 int64_t i) {
+  const __m256i u =
+      _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
+  const __m128 f =
+      _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1)));
+  const __m128 yd = _mm_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d);
+  *sum = _mm_add_ps(*sum, _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(dh)), yd), f));
+}
+static inline void iq_store4(float *s, size_t s_stride, int r, __m128 sum, float group_mul) {
+  float out[4];
+  _mm_storeu_ps(out, _mm_mul_ps(sum, _mm_set1_ps(group_mul)));
+  for (int k = 0; k < 4; k++) s[k * s_stride + r] = out[k];
+}
 
 /* Shared by the rows below: chunk c's 32 sign bits (byte l for group l, bit j negates value j)
  * as a 0 / -1 byte mask m on the activations. w holds the words of chunks c & ~3 .. (c & ~3) + 3
  * as dwords 0..3 in both lanes; a byte shuffle spreads bytes 0, 1 of chunk c's word over the low
  * lane's 16 bytes and bytes 2, 3 over the high lane's, the bit test makes the mask. */
-static inline __m256i iq_sign_mask(__m256i w, int c) {
+static inline __m256i iq_spread4(__m256i w, int c) {
   const long long k = 0x0101010101010101LL * (4 * (c & 3));
-  const __m256i bits = _mm256_set1_epi64x((int64_t)0x8040201008040201);
   const __m256i spread = _mm256_set_epi64x(k + 0x0303030303030303LL, k + 0x0202020202020202LL,
                                            k + 0x0101010101010101LL, k);
-  return _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(w, spread), bits), bits);
+  return _mm256_shuffle_epi8(w, spread);
+}
+static inline __m256i iq_sign_mask(__m256i w, int c) {
+  const __m256i bits = _mm256_set1_epi64x((int64_t)0x8040201008040201);
+  return _mm256_cmpeq_epi8(_mm256_and_si256(iq_spread4(w, c), bits), bits);
 }
 /* Unsigned grid bytes g (<= 62) against the activations under the sign mask m: g (q8 ^ m) - g m
  * = g ((q8 ^ m) - m) = -g q8 where m = -1, exact in 16 bit for q8 = -128 too (the byte negation
@@ -345,18 +366,9 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx2(
           acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(p16, o));
         }
       }
-      /* the four tokens' sums in one vector: two rounds of horizontal adds, then the lanes */
-      const __m256i u =
-          _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
-      const __m128 f =
-          _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1)));
-      const __m128 yd = _mm_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d);
-      const __m128 p = _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(iq_rd16(blk))), yd), f);
-      sum = _mm_add_ps(sum, p);
+      iq_tokens4_sum(&sum, acc, iq_rd16(blk), y, i);
     }
-    float out[4];
-    _mm_storeu_ps(out, _mm_mul_ps(sum, _mm_set1_ps(iq_group_mul(t))));
-    for (int k = 0; k < 4; k++) s[k * s_stride + r] = out[k];
+    iq_store4(s, s_stride, r, sum, iq_group_mul(t));
   }
 }
 
@@ -392,94 +404,190 @@ static inline __m256i iq1_w(__m256i grid, __m256i shift1) {
   return _mm256_or_si256(_mm256_slli_epi16(_mm256_add_epi8(grid, _mm256_set1_epi8(1)), 3), shift1);
 }
 
-static void iq1_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const uint8_t *x = vx;
-  const block_q8_K *y = vy;
-  const int64_t nb = n / QK_K;
-  float sum = 0;
-  __m256i prev = _mm256_setzero_si256();
-  for (int64_t i = 0; i < nb; i++) {
-    const uint8_t *blk = x + (size_t)i * sizeof(block_iq1_s);
+/* The 11-bit grid indices as words, two blocks ahead as for IQ2_S: a qs byte and 3 bits of the
+ * chunk's qh word (IQ1_S: bits 3 l, IQ1_M: bits 4 l), multiplied up to a common place, masked
+ * and shifted down to bits 8..10. */
+static inline void iq1_index_words(const uint8_t *qs, const uint8_t *qh, int64_t mul, short mask,
+                                   int shift, uint16_t *out) {
+  const __m256i h = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qh));
+  IQ_UNROLL8
+  for (int k = 0; k < 2; k++) {
+    const char b = (char)(8 * k);
+    const __m256i sp =
+        _mm256_setr_epi8(b, b + 1, b, b + 1, b, b + 1, b, b + 1, b + 2, b + 3, b + 2, b + 3, b + 2,
+                         b + 3, b + 2, b + 3, b + 4, b + 5, b + 4, b + 5, b + 4, b + 5, b + 4,
+                         b + 5, b + 6, b + 7, b + 6, b + 7, b + 6, b + 7, b + 6, b + 7);
+    const __m256i lo = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16 * k)));
+    const __m256i hi = _mm256_srli_epi16(
+        _mm256_and_si256(_mm256_mullo_epi16(_mm256_shuffle_epi8(h, sp), _mm256_set1_epi64x(mul)),
+                         _mm256_set1_epi16(mask)),
+        shift);
+    _mm256_store_si256((__m256i *)(out + 16 * k), _mm256_or_si256(lo, hi));
+  }
+}
+
+enum { IQ1S, IQ1M };
+
+static inline __attribute__((always_inline)) void iq1_index_words_t(int t, const uint8_t *blk,
+                                                                    uint16_t *out) {
+  if (t == IQ1S)
+    iq1_index_words(blk + 2, blk + 2 + QK_K / 8, 0x0001000800400200, 0x0e00, 1, out);
+  else
+    iq1_index_words(blk, blk + QK_K / 8, 0x0001001001001000, 0x7000, 4, out);
+}
+
+typedef struct {
+  __m256i odd;          /* odd scales, as iq_odd_of takes them */
+  __m256i odd9;         /* -9 x the odd scale of bsums' 16 values, word for word */
+  __m256i sh_lo, sh_hi; /* shift + 1 (0 or 2): IQ1_S byte c (both lanes) is chunk c's; IQ1_M
+                         * a byte per group, as iq_spread4 takes them */
+} iq1_block_state;
+
+static inline __attribute__((always_inline)) void iq1_state(int t, const uint8_t *blk,
+                                                            iq1_block_state *st) {
+  if (t == IQ1S) {
     /* chunk c's qh word: bits 12..14 its scale, bit 15 the sign of its shift */
     const __m128i qh = _mm_loadu_si128((const __m128i *)(blk + 2 + QK_K / 8));
     const __m128i odd8 =
         _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1),
                       _mm_set1_epi16(1));
-    /* chunk c's odd scale in both halves of dword c; its shift + 1 (0 or 2) in every byte of
-     * dword c: a permute per chunk broadcasts them */
-    const __m256i odd16 =
-        _mm256_set_m128i(_mm_unpackhi_epi16(odd8, odd8), _mm_unpacklo_epi16(odd8, odd8));
-    const __m256i sh1 =
-        _mm256_andnot_si256(_mm256_srai_epi32(_mm256_slli_epi32(_mm256_cvtepu16_epi32(qh), 16), 31),
-                            _mm256_set1_epi8(2));
-    __m256i acc = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums),
-                                    _mm256_mullo_epi16(odd16, _mm256_set1_epi16(-9)));
+    st->odd = _mm256_broadcastsi128_si256(odd8);
+    st->odd9 = _mm256_mullo_epi16(
+        _mm256_set_m128i(_mm_unpackhi_epi16(odd8, odd8), _mm_unpacklo_epi16(odd8, odd8)),
+        _mm256_set1_epi16(-9));
+    const __m128i neg = _mm_srai_epi16(qh, 15);
+    st->sh_lo =
+        _mm256_broadcastsi128_si256(_mm_andnot_si128(_mm_packs_epi16(neg, neg), _mm_set1_epi8(2)));
+    st->sh_hi = st->sh_lo;
+  } else {
+    /* the 16 three-bit scales, k-th for values 16k .. 16k + 15: word k / 4, bits 3 (k % 4);
+     * each word in its four 16-bit lanes, lane m multiplied up so its field is on top */
+    const __m256i word_spread = _mm256_set_epi64x(0x0908090809080908, 0x0100010001000100,
+                                                  0x0908090809080908, 0x0100010001000100);
+    const __m256i sw = _mm256_shuffle_epi8(
+        _mm256_cvtepu16_epi64(_mm_loadl_epi64((const __m128i *)(blk + QK_K / 8 + QK_K / 16))),
+        word_spread);
+    const __m256i top = _mm256_mullo_epi16(sw, _mm256_set1_epi64x(0x0010008004002000));
+    const __m256i odd16 = _mm256_or_si256(
+        _mm256_and_si256(_mm256_srli_epi16(top, 12), _mm256_set1_epi16(14)), _mm256_set1_epi16(1));
+    st->odd9 = _mm256_mullo_epi16(odd16, _mm256_set1_epi16(-9));
+    /* even scales (the chunks' first halves) to the low lane, odd ones to the high lane */
+    const __m256i evens_first =
+        _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12,
+                         13, 2, 3, 6, 7, 10, 11, 14, 15);
+    st->odd = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(odd16, evens_first), 0xd8);
+    /* qh byte b: bit 3 the shift sign of group 2b, bit 7 of group 2b + 1 */
+    const __m128i qh = _mm_loadu_si128((const __m128i *)(blk + QK_K / 8));
+    const __m128i b3 = _mm_set1_epi8(8), b7 = _mm_set1_epi8((char)0x80), two = _mm_set1_epi8(2);
+    const __m128i lo = _mm_andnot_si128(_mm_cmpeq_epi8(_mm_and_si128(qh, b3), b3), two);
+    const __m128i hi = _mm_andnot_si128(_mm_cmpeq_epi8(_mm_and_si128(qh, b7), b7), two);
+    st->sh_lo = _mm256_broadcastsi128_si256(_mm_unpacklo_epi8(lo, hi));
+    st->sh_hi = _mm256_broadcastsi128_si256(_mm_unpackhi_epi8(lo, hi));
+  }
+}
+
+static inline __attribute__((always_inline)) __m256i iq1_weights(int t, const iq1_block_state *st,
+                                                                 const uint16_t *ix, int c) {
+  const __m256i g =
+      iq_grid4(nllm_iq1s_grid, ix[4 * c], ix[4 * c + 1], ix[4 * c + 2], ix[4 * c + 3]);
+  const __m256i sh = t == IQ1S ? _mm256_shuffle_epi8(st->sh_lo, _mm256_set1_epi8((char)c))
+                               : iq_spread4(c < 4 ? st->sh_lo : st->sh_hi, c);
+  return iq1_w(g, sh);
+}
+
+static inline uint16_t iq1_s_dh(const uint8_t *blk) {
+  return iq_rd16(blk);
+}
+
+static inline __attribute__((always_inline)) void iq1_vec_dot_avx2(int t, int64_t n, float *s,
+                                                                   const void *vx, const void *vy) {
+  const uint8_t *x = vx;
+  const block_q8_K *y = vy;
+  const int64_t nb = n / QK_K;
+  const size_t bb = t == IQ1S ? sizeof(block_iq1_s) : sizeof(block_iq1_m);
+  iq_index_buf ib;
+  float sum = 0;
+  __m256i prev = _mm256_setzero_si256();
+  for (int64_t i = 0; i < 2 && i < nb; i++) iq1_index_words_t(t, x + (size_t)i * bb, ib.w[i]);
+  for (int64_t i = 0; i < nb; i++) {
+    const uint8_t *blk = x + (size_t)i * bb;
+    if (i + 2 < nb) iq1_index_words_t(t, blk + 2 * bb, ib.w[(i + 2) & 3]);
+    const uint16_t *ix = ib.w[i & 3];
+    iq1_block_state st;
+    iq1_state(t, blk, &st);
+    __m256i acc = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), st.odd9);
     IQ_UNROLL8
     for (int c = 0; c < QK_K / 32; c++) {
-      const uint8_t *qs = blk + 2 + 4 * c;
-      const unsigned h = iq_rd16(blk + 2 + QK_K / 8 + 2 * c);
-      const __m256i grid =
-          iq_grid4(nllm_iq1s_grid, qs[0] | (h << 8 & 0x700), qs[1] | (h << 5 & 0x700),
-                   qs[2] | (h << 2 & 0x700), qs[3] | (h >> 1 & 0x700));
-      const __m256i cc = _mm256_set1_epi32(c);
-      const __m256i w = iq1_w(grid, _mm256_permutevar8x32_epi32(sh1, cc));
+      const __m256i w = iq1_weights(t, &st, ix, c);
       const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, q8),
-                                                    _mm256_permutevar8x32_epi32(odd16, cc)));
+      acc = _mm256_add_epi32(acc,
+                             _mm256_madd_epi16(_mm256_maddubs_epi16(w, q8), iq_odd_of(st.odd, c)));
     }
-    IQ_BLOCK_SUM(sizeof(block_iq1_s));
+    iq_block_sum(&sum, &prev, i, nb, acc, blk, bb, y, t == IQ1S ? iq1_s_dh : iq1_m_block_h);
   }
   *s = sum * 0.125f;
 }
 
-static void iq1_m_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-  const uint8_t *x = vx;
-  const block_q8_K *y = vy;
-  /* a qh byte's two nibbles: low for the even group, high for the odd one; bit 3 of each is
-   * the sign of that group's shift */
-  const __m256i nib_bit = _mm256_set_epi64x((int64_t)0x8080808080808080, 0x0808080808080808,
-                                            (int64_t)0x8080808080808080, 0x0808080808080808);
-  const __m256i nib_spread = _mm256_set_epi64x(0x0101010101010101, 0x0101010101010101, 0, 0);
-  const __m256i word_spread = _mm256_set_epi64x(0x0908090809080908, 0x0100010001000100,
-                                                0x0908090809080908, 0x0100010001000100);
-  const __m256i pair_spread = _mm256_set_epi64x(0x0302030203020302, 0x0302030203020302,
-                                                0x0100010001000100, 0x0100010001000100);
+/* Four rows by four tokens, as iq_vec_dot4x4_avx2: the weights and scales once for four tokens. */
+static inline __attribute__((always_inline)) void iq1_vec_dot4x4_avx2(
+    int t, int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride, const void *vy,
+    size_t y_stride) {
   const int64_t nb = n / QK_K;
-  float sum = 0;
-  __m256i prev = _mm256_setzero_si256();
-  for (int64_t i = 0; i < nb; i++) {
-    const uint8_t *blk = x + (size_t)i * sizeof(block_iq1_m);
-    const uint8_t *sc = blk + QK_K / 8 + QK_K / 16;
-    /* the 16 three-bit scales, k-th for values 16k .. 16k + 15: word k / 4, bits 3 (k % 4);
-     * each word in its four 16-bit lanes, lane m multiplied up so its field is on top */
-    const __m256i sw = _mm256_shuffle_epi8(
-        _mm256_cvtepu16_epi64(_mm_loadl_epi64((const __m128i *)sc)), word_spread);
-    const __m256i top = _mm256_mullo_epi16(sw, _mm256_set1_epi64x(0x0010008004002000));
-    const __m256i odd16 = _mm256_or_si256(
-        _mm256_and_si256(_mm256_srli_epi16(top, 12), _mm256_set1_epi16(14)), _mm256_set1_epi16(1));
-    __m256i acc = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums),
-                                    _mm256_mullo_epi16(odd16, _mm256_set1_epi16(-9)));
-    IQ_UNROLL8
-    for (int c = 0; c < QK_K / 32; c++) {
-      const uint8_t *qs = blk + 4 * c;
-      const unsigned h = iq_rd16(blk + QK_K / 8 + 2 * c);
-      const __m256i grid =
-          iq_grid4(nllm_iq1s_grid, qs[0] | (h << 8 & 0x700), qs[1] | (h << 4 & 0x700),
-                   qs[2] | (h & 0x700), qs[3] | (h >> 4 & 0x700));
-      /* shift + 1: 0 where the nibble's bit 3 is set, else 2 */
-      const __m256i hb = _mm256_shuffle_epi8(_mm256_set1_epi16((short)h), nib_spread);
-      const __m256i sh1 = _mm256_andnot_si256(
-          _mm256_cmpeq_epi8(_mm256_and_si256(hb, nib_bit), nib_bit), _mm256_set1_epi8(2));
-      const __m256i w = iq1_w(grid, sh1);
-      const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
-      /* odd scales 2c (first 16 values), 2c + 1 (last 16) */
-      const __m256i o = _mm256_shuffle_epi8(
-          _mm256_permutevar8x32_epi32(odd16, _mm256_set1_epi32(c)), pair_spread);
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, q8), o));
+  const size_t bb = t == IQ1S ? sizeof(block_iq1_s) : sizeof(block_iq1_m);
+  const block_q8_K *y[4];
+  for (int k = 0; k < 4; k++) y[k] = (const block_q8_K *)((const uint8_t *)vy + k * y_stride);
+  for (int r = 0; r < 4; r++) {
+    const uint8_t *x = (const uint8_t *)vx + r * x_stride;
+    iq_index_buf ib;
+    __m128 sum = _mm_setzero_ps();
+    for (int64_t i = 0; i < 2 && i < nb; i++) iq1_index_words_t(t, x + (size_t)i * bb, ib.w[i]);
+    for (int64_t i = 0; i < nb; i++) {
+      const uint8_t *blk = x + (size_t)i * bb;
+      if (i + 2 < nb) iq1_index_words_t(t, blk + 2 * bb, ib.w[(i + 2) & 3]);
+      const uint16_t *ix = ib.w[i & 3];
+      iq1_block_state st;
+      iq1_state(t, blk, &st);
+      __m256i acc[4];
+      IQ_UNROLL8
+      for (int k = 0; k < 4; k++)
+        acc[k] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[k][i].bsums), st.odd9);
+      IQ_UNROLL8
+      for (int c = 0; c < QK_K / 32; c++) {
+        const __m256i w = iq1_weights(t, &st, ix, c);
+        const __m256i o = iq_odd_of(st.odd, c);
+        IQ_UNROLL8
+        for (int k = 0; k < 4; k++) {
+          const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[k][i].qs + 32 * c));
+          acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(_mm256_maddubs_epi16(w, q8), o));
+        }
+      }
+      iq_tokens4_sum(&sum, acc, t == IQ1S ? iq_rd16(blk) : iq1_m_block_h(blk), y, i);
     }
-    iq_block_sum(&sum, &prev, i, nb, acc, blk, sizeof(block_iq1_m), y, iq1_m_block_h);
+    iq_store4(s, s_stride, r, sum, 0.125f);
   }
-  *s = sum * 0.125f;
+}
+
+static void iq1_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  iq1_vec_dot_avx2(IQ1S, n, s, vx, vy);
+}
+static void iq1_m_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
+  iq1_vec_dot_avx2(IQ1M, n, s, vx, vy);
+}
+static void iq1_s_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
+                                const void *vy) {
+  for (int r = 0; r < 4; r++) iq1_s_vec_dot_avx2(n, &s[r], (const uint8_t *)vx + r * x_stride, vy);
+}
+static void iq1_m_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
+                                const void *vy) {
+  for (int r = 0; r < 4; r++) iq1_m_vec_dot_avx2(n, &s[r], (const uint8_t *)vx + r * x_stride, vy);
+}
+static void iq1_s_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride) {
+  iq1_vec_dot4x4_avx2(IQ1S, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+static void iq1_m_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride) {
+  iq1_vec_dot4x4_avx2(IQ1M, n, s, s_stride, vx, x_stride, vy, y_stride);
 }
 
 static const nllm_qtype_kernels iq_avx2_rows[] = {
@@ -503,8 +611,14 @@ static const nllm_qtype_kernels iq_avx2_rows[] = {
      .vec_dot = iq3_s_vec_dot_avx2,
      .vec_dot4 = iq3_s_vec_dot4_avx2,
      .vec_dot4x4 = iq3_s_vec_dot4x4_avx2},
-    {.type = NLLM_TYPE_IQ1_S, .vec_dot = iq1_s_vec_dot_avx2},
-    {.type = NLLM_TYPE_IQ1_M, .vec_dot = iq1_m_vec_dot_avx2},
+    {.type = NLLM_TYPE_IQ1_S,
+     .vec_dot = iq1_s_vec_dot_avx2,
+     .vec_dot4 = iq1_s_vec_dot4_avx2,
+     .vec_dot4x4 = iq1_s_vec_dot4x4_avx2},
+    {.type = NLLM_TYPE_IQ1_M,
+     .vec_dot = iq1_m_vec_dot_avx2,
+     .vec_dot4 = iq1_m_vec_dot4_avx2,
+     .vec_dot4x4 = iq1_m_vec_dot4x4_avx2},
 };
 const nllm_kernel_set nllm_kernels_iq_avx2 = {iq_avx2_rows,
                                               sizeof iq_avx2_rows / sizeof iq_avx2_rows[0]};
