@@ -1,8 +1,11 @@
 /* AVX2 dot products of the IQ codebook formats against Q8_K activations: their rows of the AVX2
  * tier (dequantization stays the scalar reference's). The rows read their chunks straight into
  * registers (the layouts are the ones iq_layout.h describes: the tests hold the two to the same
- * results), which measured 15-35% faster than going through the chunk records. The integer sums
- * equal the scalar ones exactly, and the float steps are the same, so the results are
+ * results). On Zen 3 these rows are bound by the number of operations per block, not by memory,
+ * so everything that does not depend on the chunk is done once per block in vector registers
+ * (sign words, scales, multi-byte grid indices) and a chunk costs its grid loads and a few
+ * vector operations (docs/performance.md, "Eleventh round"). The integer sums equal the scalar
+ * ones exactly, and the float steps are the same, in the same order, so the results are
  * bit-identical to quant_iq_ref.c. */
 #include <immintrin.h>
 
@@ -138,11 +141,12 @@ static inline __m256i iq_nib16_odd_words(const uint8_t *sc) {
   return _mm256_cvtepu8_epi16(_mm_add_epi8(_mm_add_epi8(t, t), _mm_set1_epi8(1)));
 }
 
-/* Grid indices that take more than a byte (IQ2_XS: 9 bits, IQ2_S: 10, IQ3_S: 9) are put
- * together for a whole block in vector registers and stored as uint16, one block ahead of their
- * use: the scalar lookups then load each index as it is, instead of three or four scalar
- * operations per index. Stored a block ahead because a 256-bit store read back at once by 16-bit
- * loads misses store forwarding on Zen 3 (round 8's same-block scheme measured slower). */
+/* Grid indices that take more than a byte (IQ2_XS: 9 bits, IQ2_S: 10, IQ3_S: 9, IQ1: 11) are
+ * put together for a whole block in vector registers and stored as uint16, two blocks ahead of
+ * their use: the scalar lookups then load each index as it is, instead of three or four scalar
+ * operations per index. Stored ahead because a 256-bit store read back soon by 16-bit loads
+ * misses store forwarding on Zen 3 (round 8's same-block scheme measured slower); two blocks
+ * ahead puts the store out of the reorder window of the loads. */
 typedef struct {
   _Alignas(32) uint16_t w[4][64];
 } iq_index_buf;
