@@ -238,8 +238,8 @@ static void mxfp4_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
 }
 
 static const nllm_qtype_kernels lowbit_avx2_rows[] = {
-    {.type = NLLM_TYPE_TQ1_0, .vec_dot = tq1_0_vec_dot_avx2},
-    {.type = NLLM_TYPE_TQ2_0, .vec_dot = tq2_0_vec_dot_avx2},
+    {.type = NLLM_TYPE_TQ1_0, .vec_dot = tq1_0_vec_dot_avx2, .blas_min_tokens = 64},
+    {.type = NLLM_TYPE_TQ2_0, .vec_dot = tq2_0_vec_dot_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_MXFP4, .vec_dot = mxfp4_vec_dot_avx2},
 };
 const nllm_kernel_set nllm_kernels_lowbit_avx2 = {
