@@ -1287,6 +1287,76 @@ static void check_gemmf(const gemmf_case *gc, int64_t rows, int64_t cols, int64_
   free(y2);
 }
 
+/* nllm_gemmf_run_group: matrices of one input (different heights, so the items of one pool
+ * pass mix parts and end mid-part) give each matrix's nllm_gemmf_run sums bit for bit, on 1 and
+ * 2 threads, in the scratch of one, writing nothing past each output. */
+static void check_gemmf_group(const nllm_gemmf *g, int32_t type, const int64_t *rows, int n_p,
+                              int64_t cols, int64_t n_tok) {
+  const size_t rs = nllm_row_size(type, cols);
+  uint8_t *W[NLLM_GEMMF_PARTS_MAX];
+  float *y[NLLM_GEMMF_PARTS_MAX], *ref[NLLM_GEMMF_PARTS_MAX];
+  const void *cw[NLLM_GEMMF_PARTS_MAX];
+  size_t w_rs[NLLM_GEMMF_PARTS_MAX];
+  float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
+  float *wf = malloc(sizeof(float) * (size_t)cols);
+  ck_assert(x && wf);
+  fill(x, n_tok * cols, DATA_GAUSS);
+  const nllm_qtype *q = nllm_qtype_get(type);
+  for (int p = 0; p < n_p; p++) {
+    W[p] = malloc(rs * (size_t)rows[p]);
+    y[p] = malloc(sizeof(float) * (size_t)(n_tok * rows[p] + 16));
+    ref[p] = malloc(sizeof(float) * (size_t)(n_tok * rows[p]));
+    ck_assert(W[p] && y[p] && ref[p]);
+    for (int64_t r = 0; r < rows[p]; r++) {
+      fill(wf, cols, (int)((r + p) % N_DATA));
+      q->from_float_ref(wf, W[p] + (size_t)r * rs, cols);
+    }
+    cw[p] = W[p];
+    w_rs[p] = rs;
+  }
+  void *ws = malloc(nllm_gemmf_wsize(cols, n_tok, 2)); /* one matrix's size: ASan sees overruns */
+  ck_assert_ptr_nonnull(ws);
+  for (int p = 0; p < n_p; p++)
+    nllm_gemmf_run(g, ref[p], W[p], rs, rows[p], cols, x, n_tok, ws, 1);
+  for (int nt = 1; nt <= 2; nt++) {
+    for (int p = 0; p < n_p; p++)
+      for (int64_t i = 0; i < n_tok * rows[p] + 16; i++) y[p][i] = NAN;
+    nllm_gemmf_run_group(g, n_p, y, cw, w_rs, rows, cols, x, n_tok, ws, nt);
+    for (int p = 0; p < n_p; p++) {
+      ck_assert_msg(memcmp(y[p], ref[p], sizeof(float) * (size_t)(n_tok * rows[p])) == 0,
+                    "group of %d, part %d (%lld rows), cols %lld, n_tok %lld, %d threads: "
+                    "differs from the matrix alone",
+                    n_p, p, (long long)rows[p], (long long)cols, (long long)n_tok, nt);
+      for (int64_t i = n_tok * rows[p]; i < n_tok * rows[p] + 16; i++)
+        ck_assert_msg(isnan(y[p][i]), "group part %d: wrote y[%lld]", p, (long long)i);
+    }
+  }
+  for (int p = 0; p < n_p; p++) {
+    free(W[p]);
+    free(y[p]);
+    free(ref[p]);
+  }
+  free(ws);
+  free(wf);
+  free(x);
+}
+
+START_TEST(gemmf_group_vs_single) {
+#if defined(__x86_64__)
+  if (nllm_qtypes_isa_max() < NLLM_ISA_SIMD) return;
+  nllm_qtypes_set_isa(NLLM_ISA_SCALAR); /* the reference conversions */
+  static const int64_t r3[] = {301, 7, 37}, r2[] = {96, 1000}, r4[] = {6, 12, 1, 200};
+  check_gemmf_group(&nllm_gemmf_f16_avx2, NLLM_TYPE_F16, r3, 3, 258, 40);
+  check_gemmf_group(&nllm_gemmf_f16_avx2, NLLM_TYPE_F16, r2, 2, 130, 128);
+  check_gemmf_group(&nllm_gemmf_f32_avx2, NLLM_TYPE_F32, r4, 4, 98, 17);
+  check_gemmf_group(&nllm_gemmf_bf16_avx2, NLLM_TYPE_BF16, r3, 3, 96, 33);
+  if (nllm_qtypes_isa_max() >= NLLM_ISA_AVX512)
+    check_gemmf_group(&nllm_gemmf_f16_avx512, NLLM_TYPE_F16, r3, 3, 258, 40);
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+#endif
+}
+END_TEST
+
 START_TEST(gemmf_vs_naive) {
   gemmf_case cases[8];
   int n = 0;
@@ -2152,6 +2222,7 @@ static Suite *kernels_suite(void) {
   TCase *tg = tcase_create("gemmf");
   tcase_set_timeout(tg, 120);
   tcase_add_test(tg, gemmf_vs_naive);
+  tcase_add_test(tg, gemmf_group_vs_single);
   tcase_add_test(tg, gemmf_registry);
   tcase_add_test(tg, matmul_xbf16);
   tcase_add_test(tg, gemmf_dequant_vs_naive);

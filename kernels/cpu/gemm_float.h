@@ -46,6 +46,15 @@ size_t nllm_gemmf_wsize(int64_t cols, int64_t n_tok, int n_threads);
 void nllm_gemmf_run(const nllm_gemmf *g, float *y, const void *W, size_t w_rs, int64_t rows,
                     int64_t cols, const float *x, int64_t n_tok, void *scratch, int n_threads);
 
+/* Matrices of one input x (a layer's q, k and v, or gate and up; each n_p <= PARTS_MAX):
+ * y[p] = W[p] x as nllm_gemmf_run would give each, with x packed once and every matrix's rows
+ * the work items of one pass of the pool (one hand-off for all, and the small ones fill the
+ * threads' share next to the large). Same scratch size as one of them. */
+#define NLLM_GEMMF_PARTS_MAX 4
+void nllm_gemmf_run_group(const nllm_gemmf *g, int n_p, float *const *y, const void *const *W,
+                          const size_t *w_rs, const int64_t *rows, int64_t cols, const float *x,
+                          int64_t n_tok, void *scratch, int n_threads);
+
 /* The same GEMM on weights of a quantized format q (any with to_float; q->block_size divides
  * g->kc): each chunk of a tile's rows is dequantized into the panel and read by g's micro
  * kernel, which must be the f32 one (pack_w is not used). The activations stay f32, as with
