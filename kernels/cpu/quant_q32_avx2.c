@@ -760,24 +760,63 @@ static inline __attribute__((always_inline)) void pack8_32(const int kind, int64
   const size_t xs = kind == F_Q8_0   ? sizeof(block_q8_0)
                     : kind == F_Q5_0 ? sizeof(block_q5_0)
                                      : sizeof(block_q4_0);
+  const __m256i m4 = _mm256_set1_epi8(15);
+  const __m256i lut =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
   for (int64_t b = 0; b < n / QK; b++, out += PACK_BLOCK) {
     nllm_prefetch_next_group(x0, bx, b, xs);
     __m256i v[8];
-    uint16_t d[8];
+    /* the eight rows' d gathered in two words (eight 2-byte stores and a 16-byte load of them
+     * stall on the failed store-to-load forwarding) */
+    uint64_t d03 = 0, d47 = 0;
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      d03 |= (uint64_t)load_u16(x0 + (size_t)r * bx + (size_t)b * xs) << (16 * r);
+      d47 |= (uint64_t)load_u16(x0 + (size_t)(r + 4) * bx + (size_t)b * xs) << (16 * r);
+    }
+    const __m256 dx = _mm256_cvtph_ps(_mm_set_epi64x((long long)d47, (long long)d03));
+    if (kind == F_Q4_0 || kind == F_IQ4_NL) {
+      /* the nibbles transposed as they lie (rows r and r + 4 in the two lanes of one register,
+       * dwords by a 4 x 4 transpose in each lane), then unpacked once per four rows' bytes:
+       * vector k (k < 4) holds the low nibbles of bytes 4k..4k+3, vector 4 + k their high
+       * nibbles, the levels 4k.. and 16 + 4k.. as nibbles32 orders them */
+      __m256i q[4];
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+        q[r] = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + 2))),
+            _mm_loadu_si128((const __m128i *)(x + 4 * bx + 2)), 1);
+      }
+      const __m256i t0 = _mm256_unpacklo_epi32(q[0], q[1]), t1 = _mm256_unpackhi_epi32(q[0], q[1]);
+      const __m256i t2 = _mm256_unpacklo_epi32(q[2], q[3]), t3 = _mm256_unpackhi_epi32(q[2], q[3]);
+      const __m256i w[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                            _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_and_si256(w[k], m4);
+        v[k + 4] = _mm256_and_si256(_mm256_srli_epi16(w[k], 4), m4);
+        if (kind == F_IQ4_NL) {
+          v[k] = _mm256_shuffle_epi8(lut, v[k]);
+          v[k + 4] = _mm256_shuffle_epi8(lut, v[k + 4]);
+        }
+      }
+      _mm256_storeu_ps((float *)out, dx);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; k++) _mm256_storeu_si256((__m256i *)(out + 32 + 32 * k), v[k]);
+      continue;
+    }
+#pragma GCC unroll 8
     for (int r = 0; r < 8; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      d[r] = load_u16(x);
       if (kind == F_Q8_0)
         v[r] = _mm256_loadu_si256((const __m256i *)(x + offsetof(block_q8_0, qs)));
-      else if (kind == F_Q5_0)
+      else /* Q5_0 */
         v[r] = q5_levels(x + offsetof(block_q5_0, qs), x + offsetof(block_q5_0, qh));
-      else if (kind == F_IQ4_NL)
-        v[r] = iq4_levels(x + offsetof(block_iq4_nl, qs));
-      else
-        v[r] = nibbles32(x + offsetof(block_q4_0, qs));
     }
     transpose8x8_epi32(v);
-    _mm256_storeu_ps((float *)out, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+    _mm256_storeu_ps((float *)out, dx);
+#pragma GCC unroll 8
     for (int k = 0; k < 8; k++) _mm256_storeu_si256((__m256i *)(out + 32 + 32 * k), v[k]);
   }
 }
