@@ -645,9 +645,11 @@ static inline __attribute__((always_inline)) void gemm4_32(const int kind, const
   const size_t xs = block_bytes(kind);
   const int64_t nb = n / QK; /* even: n is a multiple of NLLM_GEMM_COLS */
   const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-  __m128 acc[NLLM_GEMM_TOK];
-#pragma GCC unroll 4
-  for (int t = 0; t < T; t++) acc[t] = _mm_setzero_ps();
+  /* tokens 2u and 2u + 1 in the lanes of acc[u] (the blocks' products moved there by two
+   * permutes: fewer operations and registers than a 128-bit accumulator per token) */
+  __m256 acc[NLLM_GEMM_TOK / 2];
+#pragma GCC unroll 2
+  for (int u = 0; u < (T + 1) / 2; u++) acc[u] = _mm256_setzero_ps();
   for (int64_t b = 0; b + 2 <= nb; b += 2) {
     const uint8_t *xb = x0 + (size_t)b * xs, *pb = p0 + (size_t)(b / 2) * Q32_PREP_STEP;
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 2 * xs);
@@ -676,6 +678,7 @@ static inline __attribute__((always_inline)) void gemm4_32(const int kind, const
       }
     }
     const __m256 dx = _mm256_cvtph_ps(_mm_set_epi64x((long long)w1, (long long)w0));
+    __m256 prod[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
       const uint8_t *py = pb + (size_t)t * ps;
@@ -700,14 +703,20 @@ static inline __attribute__((always_inline)) void gemm4_32(const int kind, const
         isum = _mm256_sub_epi32(_mm256_madd_epi16(h, ones),
                                 _mm256_loadu_si256((const __m256i *)(py + 96)));
       }
-      const __m256 prod = _mm256_mul_ps(_mm256_cvtepi32_ps(isum),
-                                        _mm256_mul_ps(dx, _mm256_loadu_ps((const float *)(py + 64))));
-      acc[t] = _mm_add_ps(acc[t], _mm256_castps256_ps128(prod));
-      acc[t] = _mm_add_ps(acc[t], _mm256_extractf128_ps(prod, 1));
+      prod[t] = _mm256_mul_ps(_mm256_cvtepi32_ps(isum),
+                              _mm256_mul_ps(dx, _mm256_loadu_ps((const float *)(py + 64))));
+    }
+#pragma GCC unroll 2
+    for (int u = 0; u < (T + 1) / 2; u++) { /* [b | b + 1] of tokens 2u, 2u + 1 */
+      const __m256 pa = prod[2 * u], pb2 = 2 * u + 1 < T ? prod[2 * u + 1] : pa;
+      acc[u] = _mm256_add_ps(acc[u], _mm256_permute2f128_ps(pa, pb2, 0x20));
+      acc[u] = _mm256_add_ps(acc[u], _mm256_permute2f128_ps(pa, pb2, 0x31));
     }
   }
 #pragma GCC unroll 4
-  for (int t = 0; t < T; t++) _mm_storeu_ps(s + (size_t)t * ss, acc[t]);
+  for (int t = 0; t < T; t++)
+    _mm_storeu_ps(s + (size_t)t * ss, t % 2 ? _mm256_extractf128_ps(acc[t / 2], 1)
+                                            : _mm256_castps256_ps128(acc[t / 2]));
 }
 #define Q4_0_GEMM4(T, ...) gemm4_32(F_Q4_0, T, __VA_ARGS__)
 #define Q8_0_GEMM4(T, ...) gemm4_32(F_Q8_0, T, __VA_ARGS__)
