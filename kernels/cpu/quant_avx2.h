@@ -77,17 +77,20 @@ static inline __m256i pack_i32x32_i8(__m256i a, __m256i b, __m256i c, __m256i d)
 /* Row r's dword k (r, k < 8) moves to vector k, lane r: the row-interleaved kernels' packing. */
 static inline void transpose8x8_epi32(__m256i v[8]) {
   __m256 t[8], u[8];
+#pragma GCC unroll 4
   for (int i = 0; i < 4; i++) {
     t[2 * i] = _mm256_unpacklo_ps(_mm256_castsi256_ps(v[2 * i]), _mm256_castsi256_ps(v[2 * i + 1]));
     t[2 * i + 1] =
         _mm256_unpackhi_ps(_mm256_castsi256_ps(v[2 * i]), _mm256_castsi256_ps(v[2 * i + 1]));
   }
+#pragma GCC unroll 2
   for (int h = 0; h < 2; h++) {
     u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0x44);
     u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0xEE);
     u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
     u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
   }
+#pragma GCC unroll 4
   for (int i = 0; i < 4; i++) {
     v[i] = _mm256_castps_si256(_mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
     v[4 + i] = _mm256_castps_si256(_mm256_permute2f128_ps(u[i], u[4 + i], 0x31));

@@ -993,6 +993,7 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
       __m256i v[8];
+#pragma GCC unroll 8
       for (int r = 0; r < 8; r++) {
         const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x + off_qs + 32 * (k / 2)));
@@ -1002,6 +1003,7 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
               _mm256_or_si256(v[r], k5_bit4(_mm256_loadu_si256((const __m256i *)(x + off_qh)), k));
       }
       transpose8x8_epi32(v);
+#pragma GCC unroll 8
       for (int j = 0; j < 8; j++)
         _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * k + 32 * j), v[j]);
     }
@@ -1027,6 +1029,7 @@ static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) 
     for (int k = 0; k < 8; k++) {
       const int c = k / 4, g = k % 4;
       __m256i v[8];
+#pragma GCC unroll 8
       for (int r = 0; r < 8; r++) {
         const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx) + b;
         const __m256i l = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c + 32 * (g % 2)));
@@ -1039,6 +1042,7 @@ static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) 
         v[r] = _mm256_or_si256(_mm256_and_si256(lv, m4), _mm256_and_si256(hv, m30));
       }
       transpose8x8_epi32(v);
+#pragma GCC unroll 8
       for (int j = 0; j < 8; j++)
         _mm256_storeu_si256((__m256i *)(out + KP6_Q + 256 * k + 32 * j), v[j]);
     }
@@ -1067,11 +1071,13 @@ static void iq4_xs_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
       __m256i v[8];
+#pragma GCC unroll 8
       for (int r = 0; r < 8; r++) {
         const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx) + b;
         v[r] = _mm256_shuffle_epi8(lut, nibbles32(x->qs + 16 * k)); /* levels 0..31 in order */
       }
       transpose8x8_epi32(v);
+#pragma GCC unroll 8
       for (int j = 0; j < 8; j++)
         _mm256_storeu_si256((__m256i *)(out + KP6_Q + 256 * k + 32 * j), v[j]);
     }

@@ -594,6 +594,141 @@ static void q8_0_vec_dot4x4_inorder_avx2(int64_t n, float *s, size_t ss, const v
   dot4x4_inorder(F_Q8_0, n, s, ss, x, bx, y, by);
 }
 
+/* ---------------------------------------------------------------- register tiles (2-11 tokens)
+ * Four rows by up to four tokens on activations prepared once per matmul (gemm_prep), equal to
+ * dot4_inorder on each token: the same exact block sums and the same float steps. What the
+ * four-by-four kernel redid for every group of four rows is done once per token here: the y
+ * pairs' lane order, the offset term (8 * sum(y) per block, taken off the int32 sums instead of
+ * each row's int16 products) and dy for the step's eight lanes. A prepared two-block step is
+ * Q32_PREP_STEP bytes: y's bytes as y_pair's ylo and yhi, then dy of block b in lanes 0..3 and
+ * of b + 1 in 4..7 (floats), then the offset sums in the same lanes (int32; Q4_0 only). Q4_0's
+ * four rows' products are reduced in int16 by three hadds before one madd: a lane then holds 16
+ * products of a nibble (<= 15) and a byte (|y| <= 128), |sum| <= 30720. */
+#define Q32_PREP_STEP 128
+_Static_assert(Q32_PREP_STEP / (2 * QK) <= NLLM_GEMM_PREP_BYTES(1),
+               "a prepared step fits in gemm_prep's bytes");
+
+static inline __attribute__((always_inline)) void gemm_prep_32(const int kind, int64_t n,
+                                                               const void *vy, void *vp) {
+  const uint8_t *y0 = vy;
+  uint8_t *out = vp;
+  const size_t ys = sizeof(block_q8_0);
+  for (int64_t b = 0; b + 2 <= n / QK; b += 2, out += Q32_PREP_STEP) {
+    const uint8_t *yb = y0 + (size_t)b * ys;
+    __m256i ylo, yhi;
+    y_pair(yb + 2, ys, &ylo, &yhi);
+    _mm256_storeu_si256((__m256i *)out, ylo);
+    _mm256_storeu_si256((__m256i *)(out + 32), yhi);
+    const __m128 d0 = _mm_set1_ps(f16c_h2f(load_u16(yb))),
+                 d1 = _mm_set1_ps(f16c_h2f(load_u16(yb + ys)));
+    _mm256_storeu_ps((float *)(out + 64), _mm256_set_m128(d1, d0));
+    if (kind == F_Q4_0) {
+      /* 8 * (sum of each block's 32 bytes): maddubs by 8 then madd, as pairs of int32 lanes */
+      const __m256i p = _mm256_madd_epi16(
+          _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), ylo),
+                           _mm256_maddubs_epi16(_mm256_set1_epi8(8), yhi)),
+          _mm256_set1_epi16(1));
+      __m256i h = _mm256_hadd_epi32(p, p); /* per lane: two pair sums, twice */
+      h = _mm256_hadd_epi32(h, h);         /* per lane: the block's sum, four times */
+      _mm256_storeu_si256((__m256i *)(out + 96), h);
+    } else {
+      _mm256_storeu_si256((__m256i *)(out + 96), _mm256_setzero_si256());
+    }
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm4_32(const int kind, const int T,
+                                                           int64_t n, float *s, size_t ss,
+                                                           const void *vx, size_t bx,
+                                                           const void *vp, size_t ps) {
+  const uint8_t *x0 = vx, *p0 = vp;
+  const size_t xs = block_bytes(kind);
+  const int64_t nb = n / QK; /* even: n is a multiple of NLLM_GEMM_COLS */
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+  /* tokens 2u and 2u + 1 in the lanes of acc[u] (the blocks' products moved there by two
+   * permutes: fewer operations and registers than a 128-bit accumulator per token) */
+  __m256 acc[NLLM_GEMM_TOK / 2];
+#pragma GCC unroll 2
+  for (int u = 0; u < (T + 1) / 2; u++) acc[u] = _mm256_setzero_ps();
+  for (int64_t b = 0; b + 2 <= nb; b += 2) {
+    const uint8_t *xb = x0 + (size_t)b * xs, *pb = p0 + (size_t)(b / 2) * Q32_PREP_STEP;
+    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 2 * xs);
+    /* Q4_0: low and high nibbles; Q8_0: bytes 0..15 and 16..31 of the two blocks, and their
+     * absolute values (x's sign moves onto y) */
+    __m256i xa[4], xc[4], ua[4], uc[4];
+    uint64_t w0 = 0, w1 = 0;
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *x = xb + (size_t)r * bx;
+      w0 |= (uint64_t)load_u16(x) << (16 * r);
+      w1 |= (uint64_t)load_u16(x + xs) << (16 * r);
+      const __m256i q = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + 2))),
+          _mm_loadu_si128((const __m128i *)(x + xs + 2)), 1);
+      if (kind == F_Q8_0) {
+        xa[r] = q;
+        xc[r] = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + 18))),
+            _mm_loadu_si128((const __m128i *)(x + xs + 18)), 1);
+        ua[r] = _mm256_sign_epi8(xa[r], xa[r]);
+        uc[r] = _mm256_sign_epi8(xc[r], xc[r]);
+      } else {
+        xa[r] = _mm256_and_si256(q, m4);
+        xc[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      }
+    }
+    const __m256 dx = _mm256_cvtph_ps(_mm_set_epi64x((long long)w1, (long long)w0));
+    __m256 prod[NLLM_GEMM_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+      const uint8_t *py = pb + (size_t)t * ps;
+      const __m256i ylo = _mm256_loadu_si256((const __m256i *)py),
+                    yhi = _mm256_loadu_si256((const __m256i *)(py + 32));
+      __m256i isum;
+      if (kind == F_Q8_0) {
+        __m256i v[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+          v[r] = _mm256_add_epi32(
+              _mm256_madd_epi16(_mm256_maddubs_epi16(ua[r], _mm256_sign_epi8(ylo, xa[r])), ones),
+              _mm256_madd_epi16(_mm256_maddubs_epi16(uc[r], _mm256_sign_epi8(yhi, xc[r])), ones));
+        isum = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+      } else {
+        __m256i v[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+          v[r] = _mm256_add_epi16(_mm256_maddubs_epi16(xa[r], ylo), _mm256_maddubs_epi16(xc[r], yhi));
+        const __m256i h =
+            _mm256_hadd_epi16(_mm256_hadd_epi16(v[0], v[1]), _mm256_hadd_epi16(v[2], v[3]));
+        isum = _mm256_sub_epi32(_mm256_madd_epi16(h, ones),
+                                _mm256_loadu_si256((const __m256i *)(py + 96)));
+      }
+      prod[t] = _mm256_mul_ps(_mm256_cvtepi32_ps(isum),
+                              _mm256_mul_ps(dx, _mm256_loadu_ps((const float *)(py + 64))));
+    }
+#pragma GCC unroll 2
+    for (int u = 0; u < (T + 1) / 2; u++) { /* [b | b + 1] of tokens 2u, 2u + 1 */
+      const __m256 pa = prod[2 * u], pb2 = 2 * u + 1 < T ? prod[2 * u + 1] : pa;
+      acc[u] = _mm256_add_ps(acc[u], _mm256_permute2f128_ps(pa, pb2, 0x20));
+      acc[u] = _mm256_add_ps(acc[u], _mm256_permute2f128_ps(pa, pb2, 0x31));
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < T; t++)
+    _mm_storeu_ps(s + (size_t)t * ss, t % 2 ? _mm256_extractf128_ps(acc[t / 2], 1)
+                                            : _mm256_castps256_ps128(acc[t / 2]));
+}
+#define Q4_0_GEMM4(T, ...) gemm4_32(F_Q4_0, T, __VA_ARGS__)
+#define Q8_0_GEMM4(T, ...) gemm4_32(F_Q8_0, T, __VA_ARGS__)
+NLLM_GEMM4_BY_TOKENS(q4_0_gemm4_avx2, Q4_0_GEMM4)
+NLLM_GEMM4_BY_TOKENS(q8_0_gemm4_avx2, Q8_0_GEMM4)
+static void q4_0_gemm_prep_avx2(int64_t n, const void *y, void *p) {
+  gemm_prep_32(F_Q4_0, n, y, p);
+}
+static void q8_0_gemm_prep_avx2(int64_t n, const void *y, void *p) {
+  gemm_prep_32(F_Q8_0, n, y, p);
+}
+
 #define INORDER_KERNELS(fmt, kind)                                                            \
   static void fmt##_vec_dot_inorder_avx2(int64_t n, float *s, const void *x, const void *y) { \
     dot_inorder(kind, n, s, x, y);                                                            \
@@ -634,24 +769,63 @@ static inline __attribute__((always_inline)) void pack8_32(const int kind, int64
   const size_t xs = kind == F_Q8_0   ? sizeof(block_q8_0)
                     : kind == F_Q5_0 ? sizeof(block_q5_0)
                                      : sizeof(block_q4_0);
+  const __m256i m4 = _mm256_set1_epi8(15);
+  const __m256i lut =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
   for (int64_t b = 0; b < n / QK; b++, out += PACK_BLOCK) {
     nllm_prefetch_next_group(x0, bx, b, xs);
     __m256i v[8];
-    uint16_t d[8];
+    /* the eight rows' d gathered in two words (eight 2-byte stores and a 16-byte load of them
+     * stall on the failed store-to-load forwarding) */
+    uint64_t d03 = 0, d47 = 0;
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      d03 |= (uint64_t)load_u16(x0 + (size_t)r * bx + (size_t)b * xs) << (16 * r);
+      d47 |= (uint64_t)load_u16(x0 + (size_t)(r + 4) * bx + (size_t)b * xs) << (16 * r);
+    }
+    const __m256 dx = _mm256_cvtph_ps(_mm_set_epi64x((long long)d47, (long long)d03));
+    if (kind == F_Q4_0 || kind == F_IQ4_NL) {
+      /* the nibbles transposed as they lie (rows r and r + 4 in the two lanes of one register,
+       * dwords by a 4 x 4 transpose in each lane), then unpacked once per four rows' bytes:
+       * vector k (k < 4) holds the low nibbles of bytes 4k..4k+3, vector 4 + k their high
+       * nibbles, the levels 4k.. and 16 + 4k.. as nibbles32 orders them */
+      __m256i q[4];
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+        q[r] = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + 2))),
+            _mm_loadu_si128((const __m128i *)(x + 4 * bx + 2)), 1);
+      }
+      const __m256i t0 = _mm256_unpacklo_epi32(q[0], q[1]), t1 = _mm256_unpackhi_epi32(q[0], q[1]);
+      const __m256i t2 = _mm256_unpacklo_epi32(q[2], q[3]), t3 = _mm256_unpackhi_epi32(q[2], q[3]);
+      const __m256i w[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                            _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_and_si256(w[k], m4);
+        v[k + 4] = _mm256_and_si256(_mm256_srli_epi16(w[k], 4), m4);
+        if (kind == F_IQ4_NL) {
+          v[k] = _mm256_shuffle_epi8(lut, v[k]);
+          v[k + 4] = _mm256_shuffle_epi8(lut, v[k + 4]);
+        }
+      }
+      _mm256_storeu_ps((float *)out, dx);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; k++) _mm256_storeu_si256((__m256i *)(out + 32 + 32 * k), v[k]);
+      continue;
+    }
+#pragma GCC unroll 8
     for (int r = 0; r < 8; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      d[r] = load_u16(x);
       if (kind == F_Q8_0)
         v[r] = _mm256_loadu_si256((const __m256i *)(x + offsetof(block_q8_0, qs)));
-      else if (kind == F_Q5_0)
+      else /* Q5_0 */
         v[r] = q5_levels(x + offsetof(block_q5_0, qs), x + offsetof(block_q5_0, qh));
-      else if (kind == F_IQ4_NL)
-        v[r] = iq4_levels(x + offsetof(block_iq4_nl, qs));
-      else
-        v[r] = nibbles32(x + offsetof(block_q4_0, qs));
     }
     transpose8x8_epi32(v);
-    _mm256_storeu_ps((float *)out, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+    _mm256_storeu_ps((float *)out, dx);
+#pragma GCC unroll 8
     for (int k = 0; k < 8; k++) _mm256_storeu_si256((__m256i *)(out + 32 + 32 * k), v[k]);
   }
 }
@@ -766,6 +940,8 @@ static const nllm_qtype_kernels q32_rows[] = {
      .vec_dot4 = q8_0_vec_dot4_inorder_avx2,
      .vec_dot4x4 = q8_0_vec_dot4x4_inorder_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = q8_0_gemm_prep_avx2,
+     .gemm4 = q8_0_gemm4_avx2,
      PACKED_ROW(q8_0)},
     {.type = NLLM_TYPE_Q4_0,
      .to_float = q4_0_to_float_avx2,
@@ -773,6 +949,8 @@ static const nllm_qtype_kernels q32_rows[] = {
      .vec_dot4 = q4_0_vec_dot4_inorder_avx2,
      .vec_dot4x4 = q4_0_vec_dot4x4_inorder_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
+     .gemm_prep = q4_0_gemm_prep_avx2,
+     .gemm4 = q4_0_gemm4_avx2,
      PACKED_ROW(q4_0)},
     {.type = NLLM_TYPE_Q4_1,
      .vec_dot = q4_1_vec_dot_avx2,
