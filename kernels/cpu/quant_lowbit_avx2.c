@@ -45,31 +45,35 @@ static inline __m256i tq_lanes(__m256i acc, const block_q8_K *y) {
   return _mm256_madd_epi16(_mm256_sub_epi16(acc, bs), _mm256_set1_epi16(1));
 }
 
+/* The blocks after the last whole group of a row, one at a time, in the reference's order. */
+#define TQ_ROW_TAIL(block_lanes)                                                        \
+  for (; b < nb; b++) {                                                                 \
+    const float p =                                                                     \
+        (float)lowbit_hsum32(block_lanes(&x[b], &y[b])) * (y[b].d * _cvtsh_ss(x[b].d)); \
+    sum += p;                                                                           \
+  }
+
 /* The row: blocks eight at a time, their lane sums reduced together (one transpose instead of
  * eight horizontal sums) and converted at once, then each block's product added in the
  * reference's order with its float steps: p = (float)isum * (y.d * d). TQ1_0 13.4 -> 11.8 ns
  * per block on Zen 3. */
-#define TQ_ROW(block_lanes)                                                               \
-  do {                                                                                    \
-    const int64_t nb = n / QK_K;                                                          \
-    float sum = 0;                                                                        \
-    int64_t b = 0;                                                                        \
-    for (; b + 8 <= nb; b += 8) {                                                         \
-      __m256i v[8];                                                                       \
-      for (int k = 0; k < 8; k++) v[k] = block_lanes(&x[b + k], &y[b + k]);               \
-      float f[8];                                                                         \
-      _mm256_storeu_ps(f, _mm256_cvtepi32_ps(lowbit_hsum8(v)));                           \
-      for (int k = 0; k < 8; k++) {                                                       \
-        const float p = f[k] * (y[b + k].d * _cvtsh_ss(x[b + k].d));                      \
-        sum += p;                                                                         \
-      }                                                                                   \
-    }                                                                                     \
-    for (; b < nb; b++) {                                                                 \
-      const float p =                                                                     \
-          (float)lowbit_hsum32(block_lanes(&x[b], &y[b])) * (y[b].d * _cvtsh_ss(x[b].d)); \
-      sum += p;                                                                           \
-    }                                                                                     \
-    *s = sum;                                                                             \
+#define TQ_ROW(block_lanes)                                                 \
+  do {                                                                      \
+    const int64_t nb = n / QK_K;                                            \
+    float sum = 0;                                                          \
+    int64_t b = 0;                                                          \
+    for (; b + 8 <= nb; b += 8) {                                           \
+      __m256i v[8];                                                         \
+      for (int k = 0; k < 8; k++) v[k] = block_lanes(&x[b + k], &y[b + k]); \
+      float f[8];                                                           \
+      _mm256_storeu_ps(f, _mm256_cvtepi32_ps(lowbit_hsum8(v)));             \
+      for (int k = 0; k < 8; k++) {                                         \
+        const float p = f[k] * (y[b + k].d * _cvtsh_ss(x[b + k].d));        \
+        sum += p;                                                           \
+      }                                                                     \
+    }                                                                       \
+    TQ_ROW_TAIL(block_lanes);                                               \
+    *s = sum;                                                               \
   } while (0)
 
 /* Four blocks at a time: their lane sums reduced together (three horizontal adds), their scales
@@ -97,11 +101,7 @@ static inline __m256i tq_lanes(__m256i acc, const block_q8_K *y) {
       sum += _mm_cvtss_f32(_mm_movehl_ps(p, p));                                                \
       sum += _mm_cvtss_f32(_mm_shuffle_ps(p, p, 3));                                            \
     }                                                                                           \
-    for (; b < nb; b++) {                                                                       \
-      const float p =                                                                           \
-          (float)lowbit_hsum32(block_lanes(&x[b], &y[b])) * (y[b].d * _cvtsh_ss(x[b].d));       \
-      sum += p;                                                                                 \
-    }                                                                                           \
+    TQ_ROW_TAIL(block_lanes);                                                                   \
     *s = sum;                                                                                   \
   } while (0)
 
