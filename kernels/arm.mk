@@ -9,8 +9,12 @@ ARM_FLAGS := -static -std=c11 -O2 $(WARN) $(FPFLAGS) -Wno-format-truncation -fop
              -DNLLM_BUILDING_LIBRARY -DNLLM_NO_BLAS -Iinclude -Isrc -Ikernels
 
 # The same test built for CPUs with the dotprod extension (SDOT in the integer dots).
-test-arm: $(ARM_BUILD)/test_kernels_arm $(ARM_BUILD)/test_kernels_arm_dotprod
+# One target per program, so that `make -j2 -Otarget test-arm` runs the two under qemu at once.
+.PHONY: test-arm test-arm-base test-arm-dotprod
+test-arm: test-arm-base test-arm-dotprod
+test-arm-base: $(ARM_BUILD)/test_kernels_arm
 	$(ARM_QEMU) $(ARM_BUILD)/test_kernels_arm
+test-arm-dotprod: $(ARM_BUILD)/test_kernels_arm_dotprod
 	$(ARM_QEMU) $(ARM_BUILD)/test_kernels_arm_dotprod
 
 $(ARM_BUILD)/test_kernels_arm: $(ARM_SRC) tests/arm/test_kernels_arm.c $(wildcard kernels/*.h kernels/cpu/*.h tests/*.h)
