@@ -777,8 +777,8 @@ static void check_packed(const nllm_qtype *q) {
 /* With them a batch's rows equal each token's own matmul bit for bit (decode), over items that
  * leave rows out of a group of eight and a partial last four tokens, on two threads, below and
  * above the interleaved kernels' crossover. */
-static void check_batch_equals_single(const nllm_qtype *q, int NT) {
-  enum { ROWS = 21, COLS = 256 };
+static void check_batch_equals_single_cols(const nllm_qtype *q, int NT, int64_t COLS) {
+  enum { ROWS = 21 };
   const size_t rs = nllm_row_size(q->type, COLS);
   uint8_t *W = malloc(rs * ROWS);
   float *x = malloc(sizeof(float) * COLS * NT), *row = malloc(sizeof(float) * COLS);
@@ -803,6 +803,91 @@ static void check_batch_equals_single(const nllm_qtype *q, int NT) {
   free(y1);
   free(wd);
 }
+
+static void check_batch_equals_single(const nllm_qtype *q, int NT) {
+  check_batch_equals_single_cols(q, NT, 256);
+}
+
+/* The K-quant tiles add several vectors' maddubs pair sums in int16 before one madd with the
+ * scales (up to 2 * 2 * 31 * 128 for Q5_K, 2 * 2 * 63 * 128 for Q6_K): blocks at the widest
+ * levels and scales against activations of -128 and 127 (all, and in alternating runs), where
+ * an int16 sum that overflowed would show, equal to the four-row kernel bit for bit. */
+static void k_extreme_blocks(const nllm_qtype *q, uint8_t *w, int64_t nb, int kind) {
+  const uint16_t one = 0x3c00, tiny = 0x1400; /* F16 1, 2^-10 */
+  for (int64_t b = 0; b < nb; b++) {
+    uint8_t *x = w + (size_t)b * (size_t)q->type_size;
+    memset(x, kind == 0 ? 0xff : (b & 1) ? 0xf0 : 0x0f, (size_t)q->type_size);
+    if (q->type == NLLM_TYPE_Q6_K) {
+      block_q6_K *k = (block_q6_K *)x;
+      memset(k->scales, kind == 2 ? 0x80 : 0x7f, sizeof k->scales);
+      k->d = kind == 2 ? tiny : one;
+    } else { /* Q4_K, Q5_K: d, dmin first */
+      memcpy(x, &one, 2);
+      memcpy(x + 2, kind == 2 ? &tiny : &one, 2);
+    }
+  }
+}
+
+static void check_k_tile_extremes(const nllm_qtype *q) {
+  if (q->type != NLLM_TYPE_Q4_K && q->type != NLLM_TYPE_Q5_K && q->type != NLLM_TYPE_Q6_K) return;
+  const int64_t n = 1024, nb = n / QK_K;
+  const size_t rs = nllm_row_size(q->type, n), ars = nllm_row_size(NLLM_TYPE_Q8_K, n);
+  const size_t prs = NLLM_GEMM_PREP_BYTES(n);
+  uint8_t *w = malloc(rs * 4), *a = malloc(ars * NLLM_GEMM_TOK);
+  uint8_t *prep = aligned_alloc(64, prs * NLLM_GEMM_TOK);
+  ck_assert(w && a && prep);
+  for (int kind = 0; kind < 3; kind++) {
+    k_extreme_blocks(q, w, nb * 4, kind);
+    for (int t = 0; t < NLLM_GEMM_TOK; t++) {
+      block_q8_K *y = (block_q8_K *)(a + (size_t)t * ars);
+      for (int64_t b = 0; b < nb; b++) {
+        y[b].d = 1.0f / 64;
+        for (int i = 0; i < QK_K; i++) /* t 0: -128, 1: 127, 2, 3: runs of 8 and of 32 */
+          y[b].qs[i] = (int8_t)(t == 0                          ? -128
+                                : t == 1                        ? 127
+                                : ((i >> (t == 2 ? 3 : 5)) & 1) ? 127
+                                                                : -128);
+        for (int j = 0; j < QK_K / 16; j++) {
+          int sum = 0;
+          for (int i = 0; i < 16; i++) sum += y[b].qs[16 * j + i];
+          y[b].bsums[j] = (int16_t)sum;
+        }
+      }
+      q->gemm_prep(n, y, prep + (size_t)t * prs);
+    }
+    for (int nt = 1; nt <= NLLM_GEMM_TOK; nt++) {
+      float s[NLLM_GEMM_TOK * 4], d4[4];
+      q->gemm4(n, s, 4, w, rs, prep, prs, nt);
+      for (int t = 0; t < nt; t++) {
+        dot4_or_rows(q, n, d4, w, rs, a + (size_t)t * ars);
+        for (int r = 0; r < 4; r++)
+          ck_assert_msg(s[t * 4 + r] == d4[r] && isfinite(d4[r]),
+                        "%s extreme blocks (kind %d) row %d token %d of %d: gemm4 %.9g, four-row "
+                        "%.9g",
+                        q->name, kind, r, t, nt, s[t * 4 + r], d4[r]);
+      }
+    }
+  }
+  free(w);
+  free(a);
+  free(prep);
+}
+
+/* Decoding 2..12 sequences together takes the tiles (12: the interleaved kernels' crossover on
+ * AVX2): each token's row of the batch equals that token's own matmul bit for bit, on rows of
+ * one, three and eight super-blocks. */
+static void check_k_tiles(const nllm_qtype *q) {
+  check_k_tile_extremes(q);
+  if (q->type != NLLM_TYPE_Q4_K && q->type != NLLM_TYPE_Q5_K && q->type != NLLM_TYPE_Q6_K) return;
+  static const int64_t cols[] = {256, 768, 2048};
+  for (int ci = 0; ci < 3; ci++)
+    for (int nt = 2; nt <= 12; nt++) check_batch_equals_single_cols(q, nt, cols[ci]);
+}
+
+START_TEST(k_tiles_vs_decode) {
+  each_tier(all_types[_i], has_gemm4, check_k_tiles);
+}
+END_TEST
 
 static int has_packed(const nllm_qtype *q) {
   return q->gemm_packed != NULL;
@@ -1316,8 +1401,7 @@ static void check_gemmf_group(const nllm_gemmf *g, int32_t type, const int64_t *
   }
   void *ws = malloc(nllm_gemmf_wsize(cols, n_tok, 2)); /* one matrix's size: ASan sees overruns */
   ck_assert_ptr_nonnull(ws);
-  for (int p = 0; p < n_p; p++)
-    nllm_gemmf_run(g, ref[p], W[p], rs, rows[p], cols, x, n_tok, ws, 1);
+  for (int p = 0; p < n_p; p++) nllm_gemmf_run(g, ref[p], W[p], rs, rows[p], cols, x, n_tok, ws, 1);
   for (int nt = 1; nt <= 2; nt++) {
     for (int p = 0; p < n_p; p++)
       for (int64_t i = 0; i < n_tok * rows[p] + 16; i++) y[p][i] = NAN;
@@ -2203,6 +2287,7 @@ static Suite *kernels_suite(void) {
   tcase_add_loop_test(tc, dot4_vs_ref, 0, N_ALL);
   tcase_add_loop_test(tc, random_bits_vs_ref, 0, N_ALL);
   tcase_add_loop_test(tc, gemm4_vs_dot4, 0, N_ALL);
+  tcase_add_loop_test(tc, k_tiles_vs_decode, 0, N_ALL);
   tcase_add_loop_test(tc, packed_vs_ref, 0, N_ALL);
   tcase_add_test(tc, raw_blocks_vs_ref);
   tcase_add_test(tc, roundtrip_error);

@@ -663,15 +663,65 @@ static void q6_K_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t bx, c
 
 /* ---------------------------------------------------------------- K-quants, prompt tiles
  * Four rows by up to four tokens (see nllm_gemm4_fn), equal to the four-row kernels above: the
- * same integer sums and float steps, with each row's levels and scale vectors unpacked once per
- * super-block for every token of the tile (the one-row step unpacks them per row and token).
- * Rows go one at a time and sub-blocks one at a time, each one's levels and scale in two
- * registers while every token's bytes pass over them from L1, so that nothing spills; the
- * rows' integer sums meet in the float step per token. The
- * prepared activation is the Q8_K row itself (the kernels read its bytes in their order). */
+ * same exact integer sums and float steps, with each row's levels and scales unpacked once per
+ * super-block for every token of the tile. Rows go one at a time, each one's levels in
+ * registers while every token's bytes pass over them from L1; the rows' integer sums meet in
+ * the float step per token.
+ * A sub-block's scale multiplies its products (a madd of maddubs' int16 pair sums) per token
+ * and vector, half the multiplies of a tile. So each row's levels are rearranged in pairs of
+ * vectors by unpacklo / unpackhi_epi64 (a few shuffles per super-block, shared by the tile's
+ * tokens), after which each 8-byte qword position of the pair holds one sub-block (Q4_K, Q5_K:
+ * of two 32-byte chunks of qs; Q6_K: of two 32-value groups, in scales of 16 values): the two
+ * maddubs add up in int16 (|sum| <= 2 * 2 * 31 * 128 for Q5_K, 2 * 2 * 63 * 128 for Q6_K, below
+ * 2^15) before one madd with those positions' scales. The activations are prepared once per
+ * matmul in the same order (gemm_prep). Per token and super-block 8 maddubs and 4 madds (were
+ * 8 and 8); the full 8 x 8 rearrangement (one madd a set of four vectors) spilled, slower. */
 
-static void q8_K_prep_avx2(int64_t n, const void *y, void *p) {
-  memcpy(p, y, (size_t)(n / QK_K) * sizeof(block_q8_K));
+/* A prepared super-block of the tiles: the rearranged bytes, the block sums, d. */
+#define KT_BS16 256
+#define KT_D 288
+#define KT_BLOCK 320
+_Static_assert(KT_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K), "a prepared super-block fits");
+
+static inline void kt_prep_tail(const block_q8_K *y, uint8_t *out) {
+  memcpy(out + KT_BS16, y->bsums, sizeof y->bsums);
+  memcpy(out + KT_D, &y->d, sizeof(float));
+}
+
+/* Q4_K, Q5_K: for pair P of the 32-byte chunks (2 P, 2 P + 1), set h (low or high nibbles)
+ * and part w (what unpacklo / unpackhi_epi64 make of the pair): vector 4 P + 2 h + w, whose
+ * qword p holds the activation's values 8 m .. 8 m + 7 (m = w + 2 (p / 2)) of sub-block
+ * 2 (2 P + p % 2) + h. */
+static void k45_tile_prep_avx2(int64_t n, const void *vy, void *vp) {
+  const block_q8_K *y = vy;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, out += KT_BLOCK) {
+    for (int v = 0; v < 8; v++)
+      for (int p = 0; p < 4; p++) {
+        const int P = v / 4, h = v / 2 % 2, w = v % 2;
+        memcpy(out + 32 * v + 8 * p, y[b].qs + 32 * (2 * (2 * P + p % 2) + h) + 8 * (w + p / 2 * 2),
+               8);
+      }
+    kt_prep_tail(&y[b], out);
+  }
+}
+
+/* Q6_K: for half c, pair P of its 32-value groups g0 = 2 P, g1 = 2 P + 1, part w: vector
+ * 4 c + 2 P + w holds the activation's qwords (of the half) 4 g0 + w, 4 g1 + w, 4 g0 + 2 + w,
+ * 4 g1 + 2 + w (what unpacklo / unpackhi_epi64 make of groups g0 and g1). */
+static void q6_K_tile_prep_avx2(int64_t n, const void *vy, void *vp) {
+  const block_q8_K *y = vy;
+  uint8_t *out = vp;
+  static const int8_t qw[4][2] = {{0, 0}, {1, 0}, {0, 2}, {1, 2}}; /* (group of pair, qword) */
+  for (int64_t b = 0; b < n / QK_K; b++, out += KT_BLOCK) {
+    for (int c = 0; c < 2; c++)
+      for (int P = 0; P < 2; P++)
+        for (int w = 0; w < 2; w++)
+          for (int p = 0; p < 4; p++)
+            memcpy(out + 32 * (4 * c + 2 * P + w) + 8 * p,
+                   y[b].qs + 128 * c + 32 * (2 * P + qw[p][0]) + 8 * (qw[p][1] + w), 8);
+    kt_prep_tail(&y[b], out);
+  }
 }
 
 /* Q4_K and Q5_K (dot4_k45's steps). */
@@ -684,6 +734,10 @@ static inline __attribute__((always_inline)) void gemm4_k45(const int kind, cons
       kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
   const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
   const __m256i m4 = _mm256_set1_epi8(15);
+  /* from the 8 scales as int16 (both lanes), pair P and set h's: qwords 4 P + h, 4 P + 2 + h,
+   * 4 P + h, 4 P + 2 + h */
+  const __m256i sctl = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 4, 5, 4, 5, 4, 5, 4, 5, 0, 1, 0, 1,
+                                        0, 1, 0, 1, 4, 5, 4, 5, 4, 5, 4, 5);
   __m128 acc[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
   for (int t = 0; t < T; t++) acc[t] = _mm_setzero_ps();
@@ -694,51 +748,71 @@ static inline __attribute__((always_inline)) void gemm4_k45(const int kind, cons
     for (int r = 0; r < 4; r++) {
       /* the tokens' bytes are read from the prepared rows for each row: hoisted out of the
        * row loop (they do not depend on it) gcc keeps them on the stack instead */
-      const uint8_t *pr = p0;
+      const uint8_t *pr = p0 + (size_t)b * KT_BLOCK;
       __asm__("" : "+r"(pr));
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
       __m128i sc8, mn8;
       k4_unpack(x + off_sc, &sc8, &mn8);
       const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
       const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
-      const __m256i hbits =
-          kind == K_Q5_K ? _mm256_loadu_si256((const __m256i *)(x + offsetof(block_q5_K, qh)))
-                         : _mm256_setzero_si256();
+      const uint8_t *qs = x + off_qs;
+      __m256i qh[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+      if (kind == K_Q5_K) {
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(x + offsetof(block_q5_K, qh)));
+        qh[0] = _mm256_unpacklo_epi64(h, h);
+        qh[1] = _mm256_unpackhi_epi64(h, h);
+      }
       __m256i sumi[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
       for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
-        /* sub-block by sub-block: its levels and scale in two registers, the tokens' sums in T */
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; k++) {
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(x + off_qs + 32 * (k / 2)));
-        __m256i q = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
-        if (kind == K_Q5_K) q = _mm256_or_si256(q, k5_bit4(hbits, k));
-        const __m256i sc = bcast16(sc16, k);
+#pragma GCC unroll 2
+      for (int P = 0; P < 2; P++) {
+        const __m256i ca = _mm256_loadu_si256((const __m256i *)(qs + 64 * P)),
+                      cb = _mm256_loadu_si256((const __m256i *)(qs + 64 * P + 32));
+        const __m256i v[2] = {_mm256_unpacklo_epi64(ca, cb), _mm256_unpackhi_epi64(ca, cb)};
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+          __m256i q[2];
+#pragma GCC unroll 2
+          for (int w = 0; w < 2; w++) {
+            q[w] = _mm256_and_si256(h ? _mm256_srli_epi16(v[w], 4) : v[w], m4);
+            if (kind == K_Q5_K) {
+              /* the fifth bit of sub-block 4 P + 2 (p % 2) + h: that bit of qh's bytes, moved
+               * to bit 0 within its byte, then to bit 4 */
+              const __m256i sh =
+                  _mm256_setr_epi64x(4 * P + h, 4 * P + 2 + h, 4 * P + h, 4 * P + 2 + h);
+              q[w] = _mm256_or_si256(
+                  q[w], _mm256_and_si256(_mm256_slli_epi64(_mm256_srlv_epi64(qh[w], sh), 4),
+                                         _mm256_set1_epi8(16)));
+            }
+          }
+          const __m256i sc = _mm256_shuffle_epi8(
+              sc16, _mm256_add_epi8(sctl, _mm256_set1_epi8((char)(8 * P + 2 * h))));
 #pragma GCC unroll 4
-        for (int t = 0; t < T; t++) {
-          const block_q8_K *y = (const block_q8_K *)(pr + (size_t)t * ps) + b;
-          sumi[t] = _mm256_add_epi32(
-              sumi[t], _mm256_madd_epi16(
-                           udot_pairs(q, _mm256_loadu_si256((const __m256i *)(y->qs + 64 * (k / 2) +
-                                                                              32 * (k % 2)))),
-                           sc));
+          for (int t = 0; t < T; t++) {
+            const uint8_t *py = pr + (size_t)t * ps + 32 * (4 * P + 2 * h);
+            const __m256i s16 =
+                _mm256_add_epi16(udot_pairs(q[0], _mm256_loadu_si256((const __m256i *)py)),
+                                 udot_pairs(q[1], _mm256_loadu_si256((const __m256i *)(py + 32))));
+            sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(s16, sc));
+          }
         }
       }
 #pragma GCC unroll 4
       for (int t = 0; t < T; t++) {
-        const block_q8_K *y = (const block_q8_K *)(pr + (size_t)t * ps) + b;
-        const __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mn16);
-        u[r][t] = _mm256_hadd_epi32(sumi[t], msum);
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)(pr + (size_t)t * ps + KT_BS16));
+        u[r][t] = _mm256_hadd_epi32(sumi[t], _mm256_madd_epi16(bs, mn16));
       }
     }
     const uint8_t *x = x0 + (size_t)b * xs;
     const __m128 d = halves4(x, bx), dmin = halves4(x + 2, bx);
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
-      const block_q8_K *y = (const block_q8_K *)(p0 + (size_t)t * ps) + b;
+      float dy;
+      memcpy(&dy, p0 + (size_t)t * ps + (size_t)b * KT_BLOCK + KT_D, sizeof dy);
       __m128i si, ms;
       k45_sums4(u[0][t], u[1][t], u[2][t], u[3][t], &si, &ms);
-      acc[t] = k45_step4(acc[t], d, dmin, y->d, si, ms);
+      acc[t] = k45_step4(acc[t], d, dmin, dy, si, ms);
     }
   }
 #pragma GCC unroll 4
@@ -752,6 +826,11 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
                                                              size_t ps) {
   const size_t xs = sizeof(block_q6_K), off_d = offsetof(block_q6_K, d);
   const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+  /* from a half's 8 scales as int16 (both lanes), pair P's: qwords 2 g0, 2 g1, 2 g0 + 1,
+   * 2 g1 + 1 (in scales of 16 values; g0 = 2 P, g1 = g0 + 1) */
+  const __m256i sctl0 = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 4, 5, 4, 5, 4, 5, 4, 5, 2, 3, 2, 3,
+                                         2, 3, 2, 3, 6, 7, 6, 7, 6, 7, 6, 7);
+  const __m256i sctl1 = _mm256_add_epi8(sctl0, _mm256_set1_epi8(8));
   __m128 acc[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
   for (int t = 0; t < T; t++) acc[t] = _mm_setzero_ps();
@@ -762,7 +841,7 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
     for (int r = 0; r < 4; r++) {
       /* the tokens' bytes are read from the prepared rows for each row: hoisted out of the
        * row loop (they do not depend on it) gcc keeps them on the stack instead */
-      const uint8_t *pr = p0;
+      const uint8_t *pr = p0 + (size_t)b * KT_BLOCK;
       __asm__("" : "+r"(pr));
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
       __m256i sumi[NLLM_GEMM_TOK];
@@ -775,42 +854,40 @@ static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_
         const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c));
         const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c + 32));
         const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
-        /* group by group: its levels and scale pairs in two registers, the tokens' sums in T */
-#pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) {
-          const __m256i l = g == 0 || g == 2 ? ql0 : ql1;
-          const __m256i lv = g < 2 ? l : _mm256_srli_epi16(l, 4);
-          const __m256i hv = g == 0   ? _mm256_slli_epi16(qh, 4)
-                             : g == 1 ? _mm256_slli_epi16(qh, 2)
-                             : g == 2 ? qh
-                                      : _mm256_srli_epi16(qh, 2);
-          const __m256i q = _mm256_or_si256(_mm256_and_si256(lv, m4), _mm256_and_si256(hv, m30));
-          const __m256i sp = scale_pair16(sc16, g);
+#pragma GCC unroll 2
+        for (int P = 0; P < 2; P++) {
+          /* groups 2P, 2P + 1: levels 0..63 as in q6k_block, then their qwords paired */
+          const __m256i lv = P ? _mm256_srli_epi16(ql0, 4) : ql0;
+          const __m256i lw = P ? _mm256_srli_epi16(ql1, 4) : ql1;
+          const __m256i hv = P ? qh : _mm256_slli_epi16(qh, 4);
+          const __m256i hw = P ? _mm256_srli_epi16(qh, 2) : _mm256_slli_epi16(qh, 2);
+          const __m256i q0 = _mm256_or_si256(_mm256_and_si256(lv, m4), _mm256_and_si256(hv, m30));
+          const __m256i q1 = _mm256_or_si256(_mm256_and_si256(lw, m4), _mm256_and_si256(hw, m30));
+          const __m256i wlo = _mm256_unpacklo_epi64(q0, q1), whi = _mm256_unpackhi_epi64(q0, q1);
+          const __m256i sc = _mm256_shuffle_epi8(sc16, P ? sctl1 : sctl0);
 #pragma GCC unroll 4
           for (int t = 0; t < T; t++) {
-            const block_q8_K *y = (const block_q8_K *)(pr + (size_t)t * ps) + b;
-            sumi[t] = _mm256_add_epi32(
-                sumi[t],
-                _mm256_madd_epi16(
-                    udot_pairs(q, _mm256_loadu_si256((const __m256i *)(y->qs + 128 * c + 32 * g))),
-                    sp));
+            const uint8_t *py = pr + (size_t)t * ps + 32 * (4 * c + 2 * P);
+            const __m256i s16 =
+                _mm256_add_epi16(udot_pairs(wlo, _mm256_loadu_si256((const __m256i *)py)),
+                                 udot_pairs(whi, _mm256_loadu_si256((const __m256i *)(py + 32))));
+            sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(s16, sc));
           }
         }
       }
       const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
 #pragma GCC unroll 4
       for (int t = 0; t < T; t++) {
-        const block_q8_K *y = (const block_q8_K *)(pr + (size_t)t * ps) + b;
-        const __m256i off =
-            _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), sc_all);
-        si[r][t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(off, 5));
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)(pr + (size_t)t * ps + KT_BS16));
+        si[r][t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(_mm256_madd_epi16(bs, sc_all), 5));
       }
     }
     const __m128 dx = halves4(x0 + (size_t)b * xs + off_d, bx);
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
-      const block_q8_K *y = (const block_q8_K *)(p0 + (size_t)t * ps) + b;
-      acc[t] = q6k_step4(acc[t], dx, y->d, si[0][t], si[1][t], si[2][t], si[3][t]);
+      float dy;
+      memcpy(&dy, p0 + (size_t)t * ps + (size_t)b * KT_BLOCK + KT_D, sizeof dy);
+      acc[t] = q6k_step4(acc[t], dx, dy, si[0][t], si[1][t], si[2][t], si[3][t]);
     }
   }
 #pragma GCC unroll 4
@@ -1291,7 +1368,7 @@ static const nllm_qtype_kernels k_rows[] = {
      .vec_dot = q4_K_vec_dot_avx2,
      .vec_dot4 = q4_K_vec_dot4_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
-     .gemm_prep = q8_K_prep_avx2,
+     .gemm_prep = k45_tile_prep_avx2,
      .gemm4 = q4_K_gemm4_avx2,
      K_PACKED_ROW(q4_K, k_packed_prep_avx2)},
     {.type = NLLM_TYPE_Q5_K,
@@ -1299,7 +1376,7 @@ static const nllm_qtype_kernels k_rows[] = {
      .vec_dot = q5_K_vec_dot_avx2,
      .vec_dot4 = q5_K_vec_dot4_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
-     .gemm_prep = q8_K_prep_avx2,
+     .gemm_prep = k45_tile_prep_avx2,
      .gemm4 = q5_K_gemm4_avx2,
      K_PACKED_ROW(q5_K, k_packed_prep_avx2)},
     {.type = NLLM_TYPE_Q6_K,
@@ -1307,7 +1384,7 @@ static const nllm_qtype_kernels k_rows[] = {
      .vec_dot = q6_K_vec_dot_avx2,
      .vec_dot4 = q6_K_vec_dot4_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
-     .gemm_prep = q8_K_prep_avx2,
+     .gemm_prep = q6_K_tile_prep_avx2,
      .gemm4 = q6_K_gemm4_avx2,
      K_PACKED_ROW(q6_K, k_packed_prep_avx2)},
     {.type = NLLM_TYPE_Q8_K, .from_float = q8_K_from_float_avx2},
