@@ -1804,7 +1804,7 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
       for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = w + (size_t)b * (size_t)q->type_size;
         if (type == NLLM_TYPE_MXFP4) {
-          blk[0] = (uint8_t)(pass == 0 ? 100 + b % 40 : b % 255); /* every finite E8M0 scale */
+          blk[0] = (uint8_t)(pass == 0 ? 100 + b % 40 : b); /* every E8M0 code, 255 (NaN) too */
         } else if (type == NLLM_TYPE_IQ1_M) {
           /* its F16 scale is the top nibbles of the last 8 bytes: keep it small but nonzero on
            * the random pass (random nibbles make NaN/inf scales that the sweep passes cover) */
