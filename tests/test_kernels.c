@@ -1013,6 +1013,7 @@ START_TEST(registry_vs_format_table) {
       ck_assert(!q->from_float == !q->from_float_ref);
       ck_assert_int_ge(q->blas_min_tokens, NLLM_BLAS_MIN_TOKENS);
       ck_assert(!q->gemm4 == !q->gemm_prep);
+      ck_assert(!q->vec_dot4xt || q->vec_dot4x4);
       ck_assert(!q->gemm_packed || q->pack_group_rows == NLLM_PACK_ROWS ||
                 q->pack_group_rows == 2 * NLLM_PACK_ROWS);
       ck_assert(!q->gemm_packed ||
@@ -1695,7 +1696,46 @@ static void lowbit_check_dot4(const nllm_qtype *q, const uint8_t *w, const uint8
             i < 4 ? same_float(got[t * SS + i], want[t][i]) : same_float(got[t * SS + i], -0.0f),
             "%s tier %d pass %d vec_dot4x4 n %lld token %d slot %d: %.9g", q->name, isa, pass,
             (long long)n, t, i, got[t * SS + i]);
+    if (!q->vec_dot4xt) continue;
+    for (int nt = 2; nt <= 3; nt++) {
+      for (int i = 0; i < 4 * SS; i++) got[i] = -0.0f;
+      q->vec_dot4xt(n, got, SS, w, xs, a, ys, nt);
+      for (int t = 0; t < 4; t++)
+        for (int i = 0; i < SS; i++)
+          ck_assert_msg(i < 4 && t < nt ? same_float(got[t * SS + i], want[t][i])
+                                        : same_float(got[t * SS + i], -0.0f),
+                        "%s tier %d pass %d vec_dot4xt (%d tokens) n %lld token %d slot %d: %.9g",
+                        q->name, isa, pass, nt, (long long)n, t, i, got[t * SS + i]);
+    }
   }
+}
+
+/* A batch of these load-only weights through nllm_matmul against each token's own matmul, bit
+ * for bit: rows that leave a partial four, 2, 3, 6 and 7 tokens (the two- and three-token
+ * kernels alone and after a four-by-four step), one and two threads. w holds 8 rows of nb / 8
+ * blocks. */
+static void lowbit_check_batch(const nllm_qtype *q, const uint8_t *w, int64_t nb) {
+  enum { ROWS = 7, TMAX = 7 };
+  const int64_t cols = nb / 8 * q->block_size;
+  static const int toks[] = {2, 3, 6, 7};
+  float *x = malloc(sizeof(float) * (size_t)(cols * TMAX));
+  float y[ROWS * TMAX], y1[ROWS];
+  void *wd = malloc(nllm_matmul_wsize(q->type, cols, TMAX, 2));
+  ck_assert(x && wd);
+  fill(x, cols * TMAX, DATA_GAUSS);
+  for (int k = 0; k < 4; k++)
+    for (int th = 1; th <= 2; th++) {
+      const int nt = toks[k];
+      nllm_matmul(y, w, q->type, ROWS, cols, x, nt, wd, th);
+      for (int t = 0; t < nt; t++) {
+        nllm_matmul(y1, w, q->type, ROWS, cols, x + t * cols, 1, wd, th);
+        ck_assert_msg(memcmp(y1, y + t * ROWS, sizeof y1) == 0,
+                      "%s: token %d of a batch of %d (%d threads) differs from its own matmul",
+                      q->name, t, nt, th);
+      }
+    }
+  free(x);
+  free(wd);
 }
 
 /* The scalar tier's batch tiles (cpu/quant_tile.h) against its one-row dot, bit for bit: the
@@ -1857,6 +1897,7 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
                       (long long)b, got, ex);
       }
       lowbit_check_dot4(q, w, a, nb, isa, pass);
+      if (pass == 0) lowbit_check_batch(q, w, nb);
     }
     free(w);
     free(a);

@@ -76,10 +76,11 @@ static inline __attribute__((always_inline)) void iq_tokens4_sum(__m128 *sum, co
   const __m128 yd = _mm_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d);
   *sum = _mm_add_ps(*sum, _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(dh)), yd), f));
 }
-static inline void iq_store4(float *s, size_t s_stride, int r, __m128 sum, float group_mul) {
+static inline void iq_store4(float *s, size_t s_stride, int r, __m128 sum, float group_mul,
+                             int nt) {
   float out[4];
   _mm_storeu_ps(out, _mm_mul_ps(sum, _mm_set1_ps(group_mul)));
-  for (int k = 0; k < 4; k++) s[k * s_stride + r] = out[k];
+  for (int k = 0; k < nt; k++) s[k * s_stride + r] = out[k];
 }
 
 /* Shared by the rows below: chunk c's 32 sign bits (byte l for group l, bit j negates value j)
@@ -335,12 +336,14 @@ static inline __attribute__((always_inline)) void iq_vec_dot_avx2(int t, int64_t
  * Each token's integer sums are vec_dot's; the four tokens' float steps go in one vector, each
  * lane in vec_dot's order, so every result equals vec_dot's bit for bit. */
 static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx2(
-    int t, int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride, const void *vy,
-    size_t y_stride) {
+    int t, int nt, int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride,
+    const void *vy, size_t y_stride) {
   const int64_t nb = n / QK_K;
   const size_t bb = iq_block_bytes(t);
   const block_q8_K *y[4];
-  for (int k = 0; k < 4; k++) y[k] = (const block_q8_K *)((const uint8_t *)vy + k * y_stride);
+  /* nt < 4 tokens (vec_dot4xt): the lanes of the missing ones sum zeros against token 0's d */
+  for (int k = 0; k < 4; k++)
+    y[k] = (const block_q8_K *)((const uint8_t *)vy + (k < nt ? k : 0) * y_stride);
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = (const uint8_t *)vx + r * x_stride;
     iq_index_buf ib;
@@ -363,7 +366,7 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx2(
         const __m256i gm = _mm256_maddubs_epi16(g, m);
         const __m256i o = iq_odd_of(st.odd, c);
         IQ_UNROLL8
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < nt; k++) {
           const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[k][i].qs + 32 * c));
           const __m256i p16 =
               _mm256_sub_epi16(_mm256_maddubs_epi16(g, _mm256_xor_si256(q8, m)), gm);
@@ -372,7 +375,7 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx2(
       }
       iq_tokens4_sum(&sum, acc, iq_rd16(blk), y, i);
     }
-    iq_store4(s, s_stride, r, sum, iq_group_mul(t));
+    iq_store4(s, s_stride, r, sum, iq_group_mul(t), nt);
   }
 }
 
@@ -389,7 +392,15 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx2(
   }                                                                                        \
   static void name##_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx, \
                                      size_t x_stride, const void *vy, size_t y_stride) {   \
-    iq_vec_dot4x4_avx2(t, n, s, s_stride, vx, x_stride, vy, y_stride);                     \
+    iq_vec_dot4x4_avx2(t, 4, n, s, s_stride, vx, x_stride, vy, y_stride);                  \
+  }                                                                                        \
+  static void name##_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx, \
+                                     size_t x_stride, const void *vy, size_t y_stride,     \
+                                     int n_tok) {                                          \
+    if (n_tok == 3)                                                                        \
+      iq_vec_dot4x4_avx2(t, 3, n, s, s_stride, vx, x_stride, vy, y_stride);                \
+    else                                                                                   \
+      iq_vec_dot4x4_avx2(t, 2, n, s, s_stride, vx, x_stride, vy, y_stride);                \
   }
 IQ_ROWS(iq2_xxs, IQ2XXS)
 IQ_ROWS(iq2_xs, IQ2XS)
@@ -534,12 +545,13 @@ static inline __attribute__((always_inline)) void iq1_vec_dot_avx2(int t, int64_
 
 /* Four rows by four tokens, as iq_vec_dot4x4_avx2: the weights and scales once for four tokens. */
 static inline __attribute__((always_inline)) void iq1_vec_dot4x4_avx2(
-    int t, int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride, const void *vy,
-    size_t y_stride) {
+    int t, int nt, int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride,
+    const void *vy, size_t y_stride) {
   const int64_t nb = n / QK_K;
   const size_t bb = t == IQ1S ? sizeof(block_iq1_s) : sizeof(block_iq1_m);
   const block_q8_K *y[4];
-  for (int k = 0; k < 4; k++) y[k] = (const block_q8_K *)((const uint8_t *)vy + k * y_stride);
+  for (int k = 0; k < 4; k++)
+    y[k] = (const block_q8_K *)((const uint8_t *)vy + (k < nt ? k : 0) * y_stride);
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = (const uint8_t *)vx + r * x_stride;
     iq_index_buf ib;
@@ -554,20 +566,22 @@ static inline __attribute__((always_inline)) void iq1_vec_dot4x4_avx2(
       __m256i acc[4];
       IQ_UNROLL8
       for (int k = 0; k < 4; k++)
-        acc[k] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[k][i].bsums), st.odd9);
+        acc[k] = k < nt ? _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[k][i].bsums),
+                                            st.odd9)
+                        : _mm256_setzero_si256();
       IQ_UNROLL8
       for (int c = 0; c < QK_K / 32; c++) {
         const __m256i w = iq1_weights(t, &st, ix, c);
         const __m256i o = iq_odd_of(st.odd, c);
         IQ_UNROLL8
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < nt; k++) {
           const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[k][i].qs + 32 * c));
           acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(_mm256_maddubs_epi16(w, q8), o));
         }
       }
       iq_tokens4_sum(&sum, acc, t == IQ1S ? iq_rd16(blk) : iq1_m_block_h(blk), y, i);
     }
-    iq_store4(s, s_stride, r, sum, 0.125f);
+    iq_store4(s, s_stride, r, sum, 0.125f, nt);
   }
 }
 
@@ -587,11 +601,25 @@ static void iq1_m_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_st
 }
 static void iq1_s_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
                                   size_t x_stride, const void *vy, size_t y_stride) {
-  iq1_vec_dot4x4_avx2(IQ1S, n, s, s_stride, vx, x_stride, vy, y_stride);
+  iq1_vec_dot4x4_avx2(IQ1S, 4, n, s, s_stride, vx, x_stride, vy, y_stride);
 }
 static void iq1_m_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
                                   size_t x_stride, const void *vy, size_t y_stride) {
-  iq1_vec_dot4x4_avx2(IQ1M, n, s, s_stride, vx, x_stride, vy, y_stride);
+  iq1_vec_dot4x4_avx2(IQ1M, 4, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+static void iq1_s_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
+  if (n_tok == 3)
+    iq1_vec_dot4x4_avx2(IQ1S, 3, n, s, s_stride, vx, x_stride, vy, y_stride);
+  else
+    iq1_vec_dot4x4_avx2(IQ1S, 2, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+static void iq1_m_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
+  if (n_tok == 3)
+    iq1_vec_dot4x4_avx2(IQ1M, 3, n, s, s_stride, vx, x_stride, vy, y_stride);
+  else
+    iq1_vec_dot4x4_avx2(IQ1M, 2, n, s, s_stride, vx, x_stride, vy, y_stride);
 }
 
 static const nllm_qtype_kernels iq_avx2_rows[] = {
@@ -599,36 +627,43 @@ static const nllm_qtype_kernels iq_avx2_rows[] = {
      .vec_dot = iq2_xxs_vec_dot_avx2,
      .vec_dot4 = iq2_xxs_vec_dot4_avx2,
      .vec_dot4x4 = iq2_xxs_vec_dot4x4_avx2,
+     .vec_dot4xt = iq2_xxs_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
     {.type = NLLM_TYPE_IQ2_XS,
      .vec_dot = iq2_xs_vec_dot_avx2,
      .vec_dot4 = iq2_xs_vec_dot4_avx2,
      .vec_dot4x4 = iq2_xs_vec_dot4x4_avx2,
+     .vec_dot4xt = iq2_xs_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
     {.type = NLLM_TYPE_IQ2_S,
      .vec_dot = iq2_s_vec_dot_avx2,
      .vec_dot4 = iq2_s_vec_dot4_avx2,
      .vec_dot4x4 = iq2_s_vec_dot4x4_avx2,
+     .vec_dot4xt = iq2_s_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
     {.type = NLLM_TYPE_IQ3_XXS,
      .vec_dot = iq3_xxs_vec_dot_avx2,
      .vec_dot4 = iq3_xxs_vec_dot4_avx2,
      .vec_dot4x4 = iq3_xxs_vec_dot4x4_avx2,
+     .vec_dot4xt = iq3_xxs_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
     {.type = NLLM_TYPE_IQ3_S,
      .vec_dot = iq3_s_vec_dot_avx2,
      .vec_dot4 = iq3_s_vec_dot4_avx2,
      .vec_dot4x4 = iq3_s_vec_dot4x4_avx2,
+     .vec_dot4xt = iq3_s_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
     {.type = NLLM_TYPE_IQ1_S,
      .vec_dot = iq1_s_vec_dot_avx2,
      .vec_dot4 = iq1_s_vec_dot4_avx2,
      .vec_dot4x4 = iq1_s_vec_dot4x4_avx2,
+     .vec_dot4xt = iq1_s_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
     {.type = NLLM_TYPE_IQ1_M,
      .vec_dot = iq1_m_vec_dot_avx2,
      .vec_dot4 = iq1_m_vec_dot4_avx2,
      .vec_dot4x4 = iq1_m_vec_dot4x4_avx2,
+     .vec_dot4xt = iq1_m_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
 };
 const nllm_kernel_set nllm_kernels_iq_avx2 = {iq_avx2_rows,

@@ -186,11 +186,15 @@ static void tq1_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
 /* Four rows by four tokens (batches): a block's codes are made once for four tokens (their
  * base-3 digits are most of TQ1_0's work); each token's sum is vec_dot's, the four tokens' float
  * steps go in one vector, each lane in vec_dot's order: results equal vec_dot's bit for bit. */
-static void tq1_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
-                                  size_t x_stride, const void *vy, size_t y_stride) {
+static inline __attribute__((always_inline)) void tq1_0_dot4xn(int nt, int64_t n, float *s,
+                                                                size_t s_stride, const void *vx,
+                                                                size_t x_stride, const void *vy,
+                                                                size_t y_stride) {
   const int64_t nb = n / QK_K;
   const block_q8_K *y[4];
-  for (int t = 0; t < 4; t++) y[t] = (const block_q8_K *)((const uint8_t *)vy + t * y_stride);
+  /* nt < 4 tokens: the missing lanes sum zeros against token 0's d */
+  for (int t = 0; t < 4; t++)
+    y[t] = (const block_q8_K *)((const uint8_t *)vy + (t < nt ? t : 0) * y_stride);
   for (int r = 0; r < 4; r++) {
     const block_tq1_0 *x = (const block_tq1_0 *)((const uint8_t *)vx + r * x_stride);
     __m128 sum = _mm_setzero_ps();
@@ -199,6 +203,8 @@ static void tq1_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const vo
       tq1_0_codes(&x[b], u);
       LB_UNROLL8
       for (int t = 0; t < 4; t++) {
+        l[t] = _mm256_setzero_si256();
+        if (t >= nt) continue;
         __m256i a = _mm256_setzero_si256();
         LB_UNROLL8
         for (int j = 0; j < 8; j++) a = tq_add(a, u[j], y[t][b].qs + 32 * j);
@@ -213,8 +219,19 @@ static void tq1_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const vo
     }
     float out[4];
     _mm_storeu_ps(out, sum);
-    for (int t = 0; t < 4; t++) s[t * s_stride + r] = out[t];
+    for (int t = 0; t < nt; t++) s[t * s_stride + r] = out[t];
   }
+}
+static void tq1_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride) {
+  tq1_0_dot4xn(4, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+static void tq1_0_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
+  if (n_tok == 3)
+    tq1_0_dot4xn(3, n, s, s_stride, vx, x_stride, vy, y_stride);
+  else
+    tq1_0_dot4xn(2, n, s, s_stride, vx, x_stride, vy, y_stride);
 }
 static void tq1_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
                                 const void *vy) {
@@ -249,12 +266,16 @@ static void tq2_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
  * (vec_dot's 4u trick saves shifts per token, here they are shared); a token costs its eight
  * maddubs and the bsums step. The integer sums are vec_dot's and the float steps go in one
  * vector, each lane in TQ_ROW4's order: results equal vec_dot's bit for bit. */
-static void tq2_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
-                                  size_t x_stride, const void *vy, size_t y_stride) {
+static inline __attribute__((always_inline)) void tq2_0_dot4xn(int nt, int64_t n, float *s,
+                                                                size_t s_stride, const void *vx,
+                                                                size_t x_stride, const void *vy,
+                                                                size_t y_stride) {
   const int64_t nb = n / QK_K;
   const __m256i m3 = _mm256_set1_epi8(3);
   const block_q8_K *y[4];
-  for (int t = 0; t < 4; t++) y[t] = (const block_q8_K *)((const uint8_t *)vy + t * y_stride);
+  /* nt < 4 tokens: the missing lanes sum zeros against token 0's d */
+  for (int t = 0; t < 4; t++)
+    y[t] = (const block_q8_K *)((const uint8_t *)vy + (t < nt ? t : 0) * y_stride);
   for (int r = 0; r < 4; r++) {
     const block_tq2_0 *x = (const block_tq2_0 *)((const uint8_t *)vx + r * x_stride);
     __m128 sum = _mm_setzero_ps();
@@ -269,6 +290,8 @@ static void tq2_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const vo
       }
       LB_UNROLL8
       for (int t = 0; t < 4; t++) {
+        l[t] = _mm256_setzero_si256();
+        if (t >= nt) continue;
         __m256i a = _mm256_setzero_si256();
         LB_UNROLL8
         for (int j = 0; j < 8; j++) a = tq_add(a, u[j], y[t][b].qs + 32 * j);
@@ -283,8 +306,19 @@ static void tq2_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const vo
     }
     float out[4];
     _mm_storeu_ps(out, sum);
-    for (int t = 0; t < 4; t++) s[t * s_stride + r] = out[t];
+    for (int t = 0; t < nt; t++) s[t * s_stride + r] = out[t];
   }
+}
+static void tq2_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride) {
+  tq2_0_dot4xn(4, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+static void tq2_0_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
+  if (n_tok == 3)
+    tq2_0_dot4xn(3, n, s, s_stride, vx, x_stride, vy, y_stride);
+  else
+    tq2_0_dot4xn(2, n, s, s_stride, vx, x_stride, vy, y_stride);
 }
 static void tq2_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
                                 const void *vy) {
@@ -374,14 +408,17 @@ static void mxfp4_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
  * into lanes 4 r + t of two vectors, rows 0-1 and 2-3, whose float steps run in vector lanes,
  * each in vec_dot's order (p = isum * (scale * d), sum += p): results equal vec_dot's bit for
  * bit. */
-static void mxfp4_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
-                                  size_t x_stride, const void *vy, size_t y_stride) {
+static inline __attribute__((always_inline)) void mxfp4_dot4xn(int nt, int64_t n, float *s,
+                                                                size_t s_stride, const void *vx,
+                                                                size_t x_stride, const void *vy,
+                                                                size_t y_stride) {
   const int64_t nb = n / QK;
   const block_mxfp4 *x[4];
   const block_q8_0 *y[4];
   for (int i = 0; i < 4; i++) {
     x[i] = (const block_mxfp4 *)((const uint8_t *)vx + i * x_stride);
-    y[i] = (const block_q8_0 *)((const uint8_t *)vy + i * y_stride);
+    /* nt < 4 tokens: the missing lanes sum zeros against token 0's d */
+    y[i] = (const block_q8_0 *)((const uint8_t *)vy + (i < nt ? i : 0) * y_stride);
   }
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i rows01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
@@ -397,7 +434,7 @@ static void mxfp4_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const vo
     const __m256 dy = _mm256_set_m128(dy4, dy4);
     __m256i a8[4];
     LB_UNROLL8
-    for (int t = 0; t < 4; t++)
+    for (int t = 0; t < nt; t++)
       a8[t] = _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)y[t][b].qs));
     LB_UNROLL8
     for (int h = 0; h < 2; h++) {
@@ -407,6 +444,10 @@ static void mxfp4_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const vo
         const __m256i w = mxfp4_w(&x[2 * h + i][b]);
         LB_UNROLL8
         for (int t = 0; t < 4; t++) {
+          if (t >= nt) {
+            v[4 * i + t] = _mm256_setzero_si256();
+            continue;
+          }
           const __m256i q8 = _mm256_loadu_si256((const __m256i *)y[t][b].qs);
           v[4 * i + t] =
               _mm256_madd_epi16(_mm256_maddubs_epi16(a8[t], _mm256_sign_epi8(w, q8)), ones);
@@ -420,7 +461,18 @@ static void mxfp4_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const vo
   _mm256_storeu_ps(out, acc[0]);
   _mm256_storeu_ps(out + 8, acc[1]);
   for (int r = 0; r < 4; r++)
-    for (int t = 0; t < 4; t++) s[t * s_stride + r] = out[4 * r + t];
+    for (int t = 0; t < nt; t++) s[t * s_stride + r] = out[4 * r + t];
+}
+static void mxfp4_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride) {
+  mxfp4_dot4xn(4, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+static void mxfp4_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
+  if (n_tok == 3)
+    mxfp4_dot4xn(3, n, s, s_stride, vx, x_stride, vy, y_stride);
+  else
+    mxfp4_dot4xn(2, n, s, s_stride, vx, x_stride, vy, y_stride);
 }
 static void mxfp4_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
                                 const void *vy) {
@@ -435,16 +487,19 @@ static const nllm_qtype_kernels lowbit_avx2_rows[] = {
      .vec_dot = tq1_0_vec_dot_avx2,
      .vec_dot4 = tq1_0_vec_dot4_avx2,
      .vec_dot4x4 = tq1_0_vec_dot4x4_avx2,
+     .vec_dot4xt = tq1_0_vec_dot4xt_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_TQ2_0,
      .vec_dot = tq2_0_vec_dot_avx2,
      .vec_dot4 = tq2_0_vec_dot4_avx2,
      .vec_dot4x4 = tq2_0_vec_dot4x4_avx2,
+     .vec_dot4xt = tq2_0_vec_dot4xt_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_MXFP4,
      .vec_dot = mxfp4_vec_dot_avx2,
      .vec_dot4 = mxfp4_vec_dot4_avx2,
      .vec_dot4x4 = mxfp4_vec_dot4x4_avx2,
+     .vec_dot4xt = mxfp4_vec_dot4xt_avx2,
      .blas_min_tokens = 80},
 };
 const nllm_kernel_set nllm_kernels_lowbit_avx2 = {
