@@ -477,9 +477,60 @@ static void mxfp4_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const vo
   else
     mxfp4_dot4xn(2, n, s, s_stride, vx, x_stride, vy, y_stride);
 }
+/* Four rows, one token (decode): vec_dot's sum is a chain of one float add per 32 values in
+ * the reference's order, which bounds the row; four rows' chains in the lanes of one vector run
+ * abreast. Two blocks a step: their eight row sums reduced by one transpose into lanes 4 j + r,
+ * then block j's four products added to the rows' sums, block by block (each lane in vec_dot's
+ * order, results equal to it bit for bit); the activations' abs and scale are shared. */
 static void mxfp4_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
                                 const void *vy) {
-  for (int r = 0; r < 4; r++) mxfp4_vec_dot_avx2(n, &s[r], (const uint8_t *)vx + r * x_stride, vy);
+  const int64_t nb = n / QK;
+  const block_mxfp4 *x[4];
+  for (int r = 0; r < 4; r++) x[r] = (const block_mxfp4 *)((const uint8_t *)vx + r * x_stride);
+  const block_q8_0 *y = vy;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m128 sum = _mm_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    __m256i v[8];
+    uint64_t e8 = 0;
+    LB_UNROLL8
+    for (int j = 0; j < 2; j++) {
+      const __m256i q8 = _mm256_loadu_si256((const __m256i *)y[b + j].qs);
+      const __m256i a8 = _mm256_abs_epi8(q8);
+      LB_UNROLL8
+      for (int r = 0; r < 4; r++) {
+        v[4 * j + r] = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(a8, _mm256_sign_epi8(mxfp4_w(&x[r][b + j]), q8)), ones);
+        e8 |= (uint64_t)x[r][b + j].e << (8 * (4 * j + r));
+      }
+    }
+    const __m256 sx = mxfp4_half_scales(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)e8)));
+    const __m128 dy2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)y[b].d | (uint32_t)y[b + 1].d << 16)));
+    const __m256 dy = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dy2),
+                                               _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    const __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(lowbit_hsum8(v)), _mm256_mul_ps(sx, dy));
+    sum = _mm_add_ps(sum, _mm256_castps256_ps128(p));
+    sum = _mm_add_ps(sum, _mm256_extractf128_ps(p, 1));
+  }
+  if (b < nb) {
+    const __m256i q8 = _mm256_loadu_si256((const __m256i *)y[b].qs);
+    const __m256i a8 = _mm256_abs_epi8(q8);
+    __m256i v[4];
+    uint32_t e4 = 0;
+    for (int r = 0; r < 4; r++) {
+      v[r] = _mm256_madd_epi16(
+          _mm256_maddubs_epi16(a8, _mm256_sign_epi8(mxfp4_w(&x[r][b]), q8)), ones);
+      e4 |= (uint32_t)x[r][b].e << (8 * r);
+    }
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m128i i4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    const __m128 sx = _mm256_castps256_ps128(
+        mxfp4_half_scales(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128((int)e4))));
+    const __m128 dy = _mm_set1_ps(_cvtsh_ss(y[b].d));
+    sum = _mm_add_ps(sum, _mm_mul_ps(_mm_cvtepi32_ps(i4), _mm_mul_ps(sx, dy)));
+  }
+  _mm_storeu_ps(s, sum);
 }
 
 /* Crossovers (docs/performance.md, "BLAS crossovers"): TQ1_0 / TQ2_0's integer kernels beat
