@@ -250,8 +250,8 @@ void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_
           dot4x4(cols, &y[(size_t)t * y_rs + (size_t)r], y_rs, wr, w_rs, act + (size_t)t * a_rs,
                  a_rs);
       if (dot4xt && t1 - t >= 2 && t1 - t <= 3) {
-        dot4xt(cols, &y[(size_t)t * y_rs + (size_t)r], y_rs, wr, w_rs, act + (size_t)t * a_rs,
-               a_rs, (int)(t1 - t));
+        dot4xt(cols, &y[(size_t)t * y_rs + (size_t)r], y_rs, wr, w_rs, act + (size_t)t * a_rs, a_rs,
+               (int)(t1 - t));
         t = t1;
       }
       for (; t < t1; t++)

@@ -566,9 +566,9 @@ static inline __attribute__((always_inline)) void iq1_vec_dot4x4_avx2(
       __m256i acc[4];
       IQ_UNROLL8
       for (int k = 0; k < 4; k++)
-        acc[k] = k < nt ? _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[k][i].bsums),
-                                            st.odd9)
-                        : _mm256_setzero_si256();
+        acc[k] =
+            k < nt ? _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[k][i].bsums), st.odd9)
+                   : _mm256_setzero_si256();
       IQ_UNROLL8
       for (int c = 0; c < QK_K / 32; c++) {
         const __m256i w = iq1_weights(t, &st, ix, c);

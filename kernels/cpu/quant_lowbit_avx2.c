@@ -190,9 +190,9 @@ static void tq1_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
  * base-3 digits are most of TQ1_0's work); each token's sum is vec_dot's, the four tokens' float
  * steps go in one vector, each lane in vec_dot's order: results equal vec_dot's bit for bit. */
 static inline __attribute__((always_inline)) void tq1_0_dot4xn(int nt, int64_t n, float *s,
-                                                                size_t s_stride, const void *vx,
-                                                                size_t x_stride, const void *vy,
-                                                                size_t y_stride) {
+                                                               size_t s_stride, const void *vx,
+                                                               size_t x_stride, const void *vy,
+                                                               size_t y_stride) {
   const int64_t nb = n / QK_K;
   const block_q8_K *y[4];
   /* nt < 4 tokens: the missing lanes sum zeros against token 0's d */
@@ -270,9 +270,9 @@ static void tq2_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
  * maddubs and the bsums step. The integer sums are vec_dot's and the float steps go in one
  * vector, each lane in TQ_ROW4's order: results equal vec_dot's bit for bit. */
 static inline __attribute__((always_inline)) void tq2_0_dot4xn(int nt, int64_t n, float *s,
-                                                                size_t s_stride, const void *vx,
-                                                                size_t x_stride, const void *vy,
-                                                                size_t y_stride) {
+                                                               size_t s_stride, const void *vx,
+                                                               size_t x_stride, const void *vy,
+                                                               size_t y_stride) {
   const int64_t nb = n / QK_K;
   const __m256i m3 = _mm256_set1_epi8(3);
   const block_q8_K *y[4];
@@ -334,6 +334,9 @@ static void tq2_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_st
   const block_q8_K *y = vy;
   __m128 sum = _mm_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
+    nllm_prefetch_span(
+        (const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)b * sizeof(block_tq2_0),
+        4 * sizeof(block_tq2_0));
     const __m256i h = _mm256_hadd_epi32(
         _mm256_hadd_epi32(tq2_0_lanes(&x[0][b], &y[b]), tq2_0_lanes(&x[1][b], &y[b])),
         _mm256_hadd_epi32(tq2_0_lanes(&x[2][b], &y[b]), tq2_0_lanes(&x[3][b], &y[b])));
@@ -430,9 +433,9 @@ static void mxfp4_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
  * each in vec_dot's order (p = isum * (scale * d), sum += p): results equal vec_dot's bit for
  * bit. */
 static inline __attribute__((always_inline)) void mxfp4_dot4xn(int nt, int64_t n, float *s,
-                                                                size_t s_stride, const void *vx,
-                                                                size_t x_stride, const void *vy,
-                                                                size_t y_stride) {
+                                                               size_t s_stride, const void *vx,
+                                                               size_t x_stride, const void *vy,
+                                                               size_t y_stride) {
   const int64_t nb = n / QK;
   const block_mxfp4 *x[4];
   const block_q8_0 *y[4];
@@ -446,8 +449,11 @@ static inline __attribute__((always_inline)) void mxfp4_dot4xn(int nt, int64_t n
   const __m256i rows23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
   __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t b = 0; b < nb; b++) {
-    const uint32_t e4 = (uint32_t)x[0][b].e | (uint32_t)x[1][b].e << 8 |
-                        (uint32_t)x[2][b].e << 16 | (uint32_t)x[3][b].e << 24;
+    nllm_prefetch_span(
+        (const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)b * sizeof(block_mxfp4),
+        4 * sizeof(block_mxfp4));
+    const uint32_t e4 = (uint32_t)x[0][b].e | (uint32_t)x[1][b].e << 8 | (uint32_t)x[2][b].e << 16 |
+                        (uint32_t)x[3][b].e << 24;
     const __m256 sx = mxfp4_half_scales(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128((int)e4)));
     const uint64_t d4 = (uint64_t)y[0][b].d | (uint64_t)y[1][b].d << 16 |
                         (uint64_t)y[2][b].d << 32 | (uint64_t)y[3][b].d << 48;
@@ -510,6 +516,10 @@ static void mxfp4_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_st
   __m128 sum = _mm_setzero_ps();
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
+    /* four rows are four streams the hardware prefetcher misses (nllm_prefetch_span) */
+    nllm_prefetch_span(
+        (const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)b * sizeof(block_mxfp4),
+        8 * sizeof(block_mxfp4));
     __m256i v[8];
     uint64_t e8 = 0;
     LB_UNROLL8
@@ -524,7 +534,8 @@ static void mxfp4_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_st
       }
     }
     const __m256 sx = mxfp4_half_scales(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)e8)));
-    const __m128 dy2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)y[b].d | (uint32_t)y[b + 1].d << 16)));
+    const __m128 dy2 =
+        _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)y[b].d | (uint32_t)y[b + 1].d << 16)));
     const __m256 dy = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dy2),
                                                _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
     const __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(lowbit_hsum8(v)), _mm256_mul_ps(sx, dy));
@@ -537,14 +548,15 @@ static void mxfp4_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_st
     __m256i v[4];
     uint32_t e4 = 0;
     for (int r = 0; r < 4; r++) {
-      v[r] = _mm256_madd_epi16(
-          _mm256_maddubs_epi16(a8, _mm256_sign_epi8(mxfp4_w(&x[r][b]), q8)), ones);
+      v[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(a8, _mm256_sign_epi8(mxfp4_w(&x[r][b]), q8)),
+                               ones);
       e4 |= (uint32_t)x[r][b].e << (8 * r);
     }
-    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m256i h =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
     const __m128i i4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    const __m128 sx = _mm256_castps256_ps128(
-        mxfp4_half_scales(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128((int)e4))));
+    const __m128 sx =
+        _mm256_castps256_ps128(mxfp4_half_scales(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128((int)e4))));
     const __m128 dy = _mm_set1_ps(_cvtsh_ss(y[b].d));
     sum = _mm_add_ps(sum, _mm_mul_ps(_mm_cvtepi32_ps(i4), _mm_mul_ps(sx, dy)));
   }
