@@ -238,7 +238,25 @@ static void tq1_0_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const vo
 }
 static void tq1_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
                                 const void *vy) {
-  for (int r = 0; r < 4; r++) tq1_0_vec_dot_avx2(n, &s[r], (const uint8_t *)vx + r * x_stride, vy);
+  const int64_t nb = n / QK_K;
+  const block_tq1_0 *x[4];
+  for (int r = 0; r < 4; r++) x[r] = (const block_tq1_0 *)((const uint8_t *)vx + r * x_stride);
+  const block_q8_K *y = vy;
+  __m128 sum = _mm_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    nllm_prefetch_span(
+        (const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)b * sizeof(block_tq1_0),
+        4 * sizeof(block_tq1_0));
+    const __m256i h = _mm256_hadd_epi32(
+        _mm256_hadd_epi32(tq1_0_lanes(&x[0][b], &y[b]), tq1_0_lanes(&x[1][b], &y[b])),
+        _mm256_hadd_epi32(tq1_0_lanes(&x[2][b], &y[b]), tq1_0_lanes(&x[3][b], &y[b])));
+    const __m128 f =
+        _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+    const __m128 xd = _mm_cvtph_ps(_mm_setr_epi16((short)x[0][b].d, (short)x[1][b].d,
+                                                  (short)x[2][b].d, (short)x[3][b].d, 0, 0, 0, 0));
+    sum = _mm_add_ps(sum, _mm_mul_ps(f, _mm_mul_ps(_mm_set1_ps(y[b].d), xd)));
+  }
+  _mm_storeu_ps(s, sum);
 }
 
 static inline __m256i tq2_0_lanes(const block_tq2_0 *x, const block_q8_K *y) {
