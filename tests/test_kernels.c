@@ -1317,8 +1317,7 @@ static void check_gemmf_group(const nllm_gemmf *g, int32_t type, const int64_t *
   }
   void *ws = malloc(nllm_gemmf_wsize(cols, n_tok, 2)); /* one matrix's size: ASan sees overruns */
   ck_assert_ptr_nonnull(ws);
-  for (int p = 0; p < n_p; p++)
-    nllm_gemmf_run(g, ref[p], W[p], rs, rows[p], cols, x, n_tok, ws, 1);
+  for (int p = 0; p < n_p; p++) nllm_gemmf_run(g, ref[p], W[p], rs, rows[p], cols, x, n_tok, ws, 1);
   for (int nt = 1; nt <= 2; nt++) {
     for (int p = 0; p < n_p; p++)
       for (int64_t i = 0; i < n_tok * rows[p] + 16; i++) y[p][i] = NAN;
@@ -2050,6 +2049,91 @@ START_TEST(iq1_every_index) {
 }
 END_TEST
 
+/* IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S: every grid index (the row's j-th grid point takes
+ * index j modulo the grid's size, its bits split as each format splits them) and every sign
+ * pattern (the j-th 7-bit sign index j % 128, or the j-th explicit sign byte j % 256), with
+ * random scales, in every tier against the reference, bit for bit, one block at a time and
+ * through the four-row and four-by-four kernels. */
+static const int32_t iq23_types[] = {NLLM_TYPE_IQ2_XXS, NLLM_TYPE_IQ2_XS, NLLM_TYPE_IQ2_S,
+                                     NLLM_TYPE_IQ3_XXS, NLLM_TYPE_IQ3_S};
+static void iq23_set_indices(int32_t type, uint8_t *blk, unsigned b) {
+  uint8_t *q = blk + 2; /* after the F16 scale */
+  if (type == NLLM_TYPE_IQ2_XXS || type == NLLM_TYPE_IQ3_XXS) {
+    const int is3 = type == NLLM_TYPE_IQ3_XXS, per = is3 ? 8 : 4; /* indices per 32 values */
+    for (unsigned c = 0; c < QK_K / 32; c++) {
+      uint8_t *idx = is3 ? q + per * c : q + 8 * c,
+              *aux = is3 ? q + QK_K / 4 + 4 * c : q + 8 * c + 4;
+      for (int k = 0; k < per; k++)
+        idx[k] = (uint8_t)((QK_K / 32 * b + c) * (unsigned)per + (unsigned)k);
+      uint32_t a;
+      memcpy(&a, aux, 4);
+      a &= 0xf0000000u;
+      for (unsigned k = 0; k < 4; k++) a |= ((4 * (QK_K / 32 * b + c) + k) & 127) << (7 * k);
+      memcpy(aux, &a, 4);
+    }
+  } else if (type == NLLM_TYPE_IQ2_XS) {
+    for (unsigned j = 0; j < QK_K / 8; j++) {
+      const unsigned g = QK_K / 8 * b + j;
+      const uint16_t w = (uint16_t)((g & 511) | (g & 127) << 9);
+      memcpy(q + 2 * j, &w, 2);
+    }
+  } else {
+    /* IQ2_S: 32 indices of 10 bits (qh byte c: bits 2l, 2l + 1 for index 4c + l); IQ3_S: 64
+     * of 9 bits (qh byte j / 8, bit j % 8); then the sign bytes */
+    const int is3 = type == NLLM_TYPE_IQ3_S;
+    const unsigned ni = is3 ? QK_K / 4 : QK_K / 8, bits = is3 ? 9 : 10;
+    uint8_t *qh = q + QK_K / 4, *sg = is3 ? q + QK_K / 4 + QK_K / 32 : q + QK_K / 8;
+    memset(qh, 0, QK_K / 32);
+    for (unsigned j = 0; j < ni; j++) {
+      const unsigned g = (ni * b + j) & ((1u << bits) - 1);
+      q[j] = (uint8_t)g;
+      if (is3)
+        qh[j / 8] |= (uint8_t)((g >> 8) << (j % 8));
+      else
+        qh[j / 4] |= (uint8_t)((g >> 8) << (2 * (j % 4)));
+    }
+    for (unsigned j = 0; j < QK_K / 8; j++) sg[j] = (uint8_t)(QK_K / 8 * b + j);
+  }
+}
+
+START_TEST(iq23_every_index) {
+  const int32_t type = iq23_types[_i];
+  enum { NB = 64 };
+  for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
+    nllm_qtypes_set_isa(isa);
+    const nllm_qtype *q = nllm_qtype_get(type), *vq = nllm_qtype_get(q->vec_dot_type);
+    const int64_t n = NB * QK_K;
+    uint8_t *w = malloc(nllm_row_size(type, n)), *a = malloc(nllm_row_size(vq->type, n));
+    float *y = malloc(sizeof(float) * (size_t)n);
+    for (size_t i = 0; i < nllm_row_size(type, n); i++) w[i] = (uint8_t)test_xorshift(&rng_state);
+    for (int b = 0; b < NB; b++) {
+      uint8_t *blk = w + (size_t)b * q->type_size;
+      const uint16_t h = q_f2h(0.02f * frand() + 1e-3f);
+      memcpy(blk, &h, 2);
+      iq23_set_indices(type, blk, (unsigned)b);
+    }
+    fill(y, n, DATA_GAUSS);
+    vq->from_float_ref(y, a, n);
+    const size_t as = nllm_row_size(vq->type, QK_K);
+    for (int b = 0; b < NB; b++) {
+      float got = NAN, ref = NAN;
+      q->vec_dot(QK_K, &got, w + (size_t)b * q->type_size, a + (size_t)b * as);
+      q->vec_dot_ref(QK_K, &ref, w + (size_t)b * q->type_size, a + (size_t)b * as);
+      ck_assert_msg(same_float(got, ref), "%s tier %d block %d: %.9g vs ref %.9g", q->name, isa, b,
+                    got, ref);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+      if (pass) q8_extremes(q->vec_dot_type, a, NB, 4);
+      lowbit_check_dot4(q, w, a, NB, isa, pass);
+    }
+    free(w);
+    free(a);
+    free(y);
+  }
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+END_TEST
+
 /* E2M1 from the OCP Microscaling spec: sign, 2 exponent bits (bias 1), 1 mantissa bit;
  * exponent 0 is subnormal (0.5 * m). */
 static double ocp_e2m1(int code) {
@@ -2259,6 +2343,7 @@ static Suite *kernels_suite(void) {
   tcase_add_test(tc, mxfp4_ocp_blocks);
   tcase_add_test(tc, iq2_xxs_every_index);
   tcase_add_loop_test(tc, iq1_every_index, 0, 2);
+  tcase_add_loop_test(tc, iq23_every_index, 0, 5);
   suite_add_tcase(s, tc);
   TCase *tg = tcase_create("gemmf");
   tcase_set_timeout(tg, 120);
