@@ -76,7 +76,10 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
     if (k->vec_dot) q->vec_dot = k->vec_dot;
     if (k->vec_dot4) q->vec_dot4 = k->vec_dot4;
     if (k->vec_dot4_tile) q->vec_dot4_tile = k->vec_dot4_tile;
-    if (k->vec_dot4x4) q->vec_dot4x4 = k->vec_dot4x4;
+    if (k->vec_dot4x4) {
+      q->vec_dot4x4 = k->vec_dot4x4;
+      q->vec_dot4xt = k->vec_dot4xt;
+    }
     if (k->blas_min_tokens) q->blas_min_tokens = k->blas_min_tokens;
     if (k->gemmf) q->gemmf = k->gemmf;
     if (k->gemmf_xbf16) q->gemmf_xbf16 = k->gemmf_xbf16;

@@ -55,6 +55,10 @@ typedef void (*nllm_gemm_packed_fn)(int64_t n, float *s, size_t s_stride, const 
  * tokens instead of once per token. */
 typedef void (*nllm_vec_dot4x4_fn)(int64_t n, float *s, size_t s_stride, const void *x,
                                    size_t x_stride, const void *y, size_t y_stride);
+/* The same for n_tok = 2 or 3 tokens (a batch of two or three, the last tokens of a larger
+ * one): the weights' unpacking shared by fewer tokens. */
+typedef void (*nllm_vec_dot4xt_fn)(int64_t n, float *s, size_t s_stride, const void *x,
+                                   size_t x_stride, const void *y, size_t y_stride, int n_tok);
 
 /* Tokens from which nllm_matmul dequantizes weight tiles for OpenBLAS sgemm instead of running
  * the type's integer kernels. Float weights cross here (on the scalar tier only they: its
@@ -81,6 +85,7 @@ typedef struct nllm_qtype_kernels {
   nllm_gemm_prep_fn gemm_prep;    /* with gemm4: the prompt path's register tiles */
   nllm_gemm4_fn gemm4;
   nllm_vec_dot4x4_fn vec_dot4x4;  /* four rows by four tokens (batches) */
+  nllm_vec_dot4xt_fn vec_dot4xt;  /* with vec_dot4x4: four rows by two or three tokens */
   int32_t gemm_min_tokens;        /* with gemm4: its crossover (see nllm_qtype), 0: any batch */
   const struct nllm_gemmf *gemmf; /* float weights: the prompt path's GEMM (cpu/gemm_float.h) */
   /* the row-interleaved kernels (see nllm_gemm_packed_fn) and their crossover (tokens); a row
@@ -127,6 +132,9 @@ typedef struct nllm_qtype {
   /* optional (NULL): four rows by four tokens, equal to vec_dot on each pair; the batched
    * path (several tokens: a prompt, or a decode step of many sequences) takes it first */
   nllm_vec_dot4x4_fn vec_dot4x4;
+  /* optional (NULL): the same for two or three tokens, where it beats vec_dot4 per token; set
+   * (or cleared) with vec_dot4x4 by each tier */
+  nllm_vec_dot4xt_fn vec_dot4xt;
   /* Tokens from which gemm4 serves a batch (0: every batch of two or more). Below it the row
    * kernels (vec_dot4x4, vec_dot4) run: with few tokens on weights that come from DRAM (a
    * decode step of a few sequences) the tiles' activation preparation and wider loads did not

@@ -1098,6 +1098,7 @@ START_TEST(registry_vs_format_table) {
       ck_assert(!q->from_float == !q->from_float_ref);
       ck_assert_int_ge(q->blas_min_tokens, NLLM_BLAS_MIN_TOKENS);
       ck_assert(!q->gemm4 == !q->gemm_prep);
+      ck_assert(!q->vec_dot4xt || q->vec_dot4x4);
       ck_assert(!q->gemm_packed || q->pack_group_rows == NLLM_PACK_ROWS ||
                 q->pack_group_rows == 2 * NLLM_PACK_ROWS);
       ck_assert(!q->gemm_packed ||
@@ -1779,7 +1780,46 @@ static void lowbit_check_dot4(const nllm_qtype *q, const uint8_t *w, const uint8
             i < 4 ? same_float(got[t * SS + i], want[t][i]) : same_float(got[t * SS + i], -0.0f),
             "%s tier %d pass %d vec_dot4x4 n %lld token %d slot %d: %.9g", q->name, isa, pass,
             (long long)n, t, i, got[t * SS + i]);
+    if (!q->vec_dot4xt) continue;
+    for (int nt = 2; nt <= 3; nt++) {
+      for (int i = 0; i < 4 * SS; i++) got[i] = -0.0f;
+      q->vec_dot4xt(n, got, SS, w, xs, a, ys, nt);
+      for (int t = 0; t < 4; t++)
+        for (int i = 0; i < SS; i++)
+          ck_assert_msg(i < 4 && t < nt ? same_float(got[t * SS + i], want[t][i])
+                                        : same_float(got[t * SS + i], -0.0f),
+                        "%s tier %d pass %d vec_dot4xt (%d tokens) n %lld token %d slot %d: %.9g",
+                        q->name, isa, pass, nt, (long long)n, t, i, got[t * SS + i]);
+    }
   }
+}
+
+/* A batch of these load-only weights through nllm_matmul against each token's own matmul, bit
+ * for bit: rows that leave a partial four, 2, 3, 6 and 7 tokens (the two- and three-token
+ * kernels alone and after a four-by-four step), one and two threads. w holds 8 rows of nb / 8
+ * blocks. */
+static void lowbit_check_batch(const nllm_qtype *q, const uint8_t *w, int64_t nb) {
+  enum { ROWS = 7, TMAX = 7 };
+  const int64_t cols = nb / 8 * q->block_size;
+  static const int toks[] = {2, 3, 6, 7};
+  float *x = malloc(sizeof(float) * (size_t)(cols * TMAX));
+  float y[ROWS * TMAX], y1[ROWS];
+  void *wd = malloc(nllm_matmul_wsize(q->type, cols, TMAX, 2));
+  ck_assert(x && wd);
+  fill(x, cols * TMAX, DATA_GAUSS);
+  for (int k = 0; k < 4; k++)
+    for (int th = 1; th <= 2; th++) {
+      const int nt = toks[k];
+      nllm_matmul(y, w, q->type, ROWS, cols, x, nt, wd, th);
+      for (int t = 0; t < nt; t++) {
+        nllm_matmul(y1, w, q->type, ROWS, cols, x + t * cols, 1, wd, th);
+        ck_assert_msg(memcmp(y1, y + t * ROWS, sizeof y1) == 0,
+                      "%s: token %d of a batch of %d (%d threads) differs from its own matmul",
+                      q->name, t, nt, th);
+      }
+    }
+  free(x);
+  free(wd);
 }
 
 /* The scalar tier's batch tiles (cpu/quant_tile.h) against its one-row dot, bit for bit: the
@@ -1888,7 +1928,7 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
       for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = w + (size_t)b * (size_t)q->type_size;
         if (type == NLLM_TYPE_MXFP4) {
-          blk[0] = (uint8_t)(pass == 0 ? 100 + b % 40 : b % 255); /* every finite E8M0 scale */
+          blk[0] = (uint8_t)(pass == 0 ? 100 + b % 40 : b); /* every E8M0 code, 255 (NaN) too */
         } else if (type == NLLM_TYPE_IQ1_M) {
           /* its F16 scale is the top nibbles of the last 8 bytes: keep it small but nonzero on
            * the random pass (random nibbles make NaN/inf scales that the sweep passes cover) */
@@ -1941,6 +1981,7 @@ START_TEST(lowbit_vec_dot_vs_dequant) {
                       (long long)b, got, ex);
       }
       lowbit_check_dot4(q, w, a, nb, isa, pass);
+      if (pass == 0) lowbit_check_batch(q, w, nb);
     }
     free(w);
     free(a);
@@ -2085,6 +2126,91 @@ START_TEST(iq1_every_index) {
                     got, ref);
     }
     lowbit_check_dot4(q, w, a, NB, isa, 0);
+    free(w);
+    free(a);
+    free(y);
+  }
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+END_TEST
+
+/* IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S: every grid index (the row's j-th grid point takes
+ * index j modulo the grid's size, its bits split as each format splits them) and every sign
+ * pattern (the j-th 7-bit sign index j % 128, or the j-th explicit sign byte j % 256), with
+ * random scales, in every tier against the reference, bit for bit, one block at a time and
+ * through the four-row and four-by-four kernels. */
+static const int32_t iq23_types[] = {NLLM_TYPE_IQ2_XXS, NLLM_TYPE_IQ2_XS, NLLM_TYPE_IQ2_S,
+                                     NLLM_TYPE_IQ3_XXS, NLLM_TYPE_IQ3_S};
+static void iq23_set_indices(int32_t type, uint8_t *blk, unsigned b) {
+  uint8_t *q = blk + 2; /* after the F16 scale */
+  if (type == NLLM_TYPE_IQ2_XXS || type == NLLM_TYPE_IQ3_XXS) {
+    const int is3 = type == NLLM_TYPE_IQ3_XXS, per = is3 ? 8 : 4; /* indices per 32 values */
+    for (unsigned c = 0; c < QK_K / 32; c++) {
+      uint8_t *idx = is3 ? q + per * c : q + 8 * c,
+              *aux = is3 ? q + QK_K / 4 + 4 * c : q + 8 * c + 4;
+      for (int k = 0; k < per; k++)
+        idx[k] = (uint8_t)((QK_K / 32 * b + c) * (unsigned)per + (unsigned)k);
+      uint32_t a;
+      memcpy(&a, aux, 4);
+      a &= 0xf0000000u;
+      for (unsigned k = 0; k < 4; k++) a |= ((4 * (QK_K / 32 * b + c) + k) & 127) << (7 * k);
+      memcpy(aux, &a, 4);
+    }
+  } else if (type == NLLM_TYPE_IQ2_XS) {
+    for (unsigned j = 0; j < QK_K / 8; j++) {
+      const unsigned g = QK_K / 8 * b + j;
+      const uint16_t w = (uint16_t)((g & 511) | (g & 127) << 9);
+      memcpy(q + 2 * j, &w, 2);
+    }
+  } else {
+    /* IQ2_S: 32 indices of 10 bits (qh byte c: bits 2l, 2l + 1 for index 4c + l); IQ3_S: 64
+     * of 9 bits (qh byte j / 8, bit j % 8); then the sign bytes */
+    const int is3 = type == NLLM_TYPE_IQ3_S;
+    const unsigned ni = is3 ? QK_K / 4 : QK_K / 8, bits = is3 ? 9 : 10;
+    uint8_t *qh = q + QK_K / 4, *sg = is3 ? q + QK_K / 4 + QK_K / 32 : q + QK_K / 8;
+    memset(qh, 0, QK_K / 32);
+    for (unsigned j = 0; j < ni; j++) {
+      const unsigned g = (ni * b + j) & ((1u << bits) - 1);
+      q[j] = (uint8_t)g;
+      if (is3)
+        qh[j / 8] |= (uint8_t)((g >> 8) << (j % 8));
+      else
+        qh[j / 4] |= (uint8_t)((g >> 8) << (2 * (j % 4)));
+    }
+    for (unsigned j = 0; j < QK_K / 8; j++) sg[j] = (uint8_t)(QK_K / 8 * b + j);
+  }
+}
+
+START_TEST(iq23_every_index) {
+  const int32_t type = iq23_types[_i];
+  enum { NB = 64 };
+  for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
+    nllm_qtypes_set_isa(isa);
+    const nllm_qtype *q = nllm_qtype_get(type), *vq = nllm_qtype_get(q->vec_dot_type);
+    const int64_t n = NB * QK_K;
+    uint8_t *w = malloc(nllm_row_size(type, n)), *a = malloc(nllm_row_size(vq->type, n));
+    float *y = malloc(sizeof(float) * (size_t)n);
+    for (size_t i = 0; i < nllm_row_size(type, n); i++) w[i] = (uint8_t)test_xorshift(&rng_state);
+    for (int b = 0; b < NB; b++) {
+      uint8_t *blk = w + (size_t)b * q->type_size;
+      const uint16_t h = q_f2h(0.02f * frand() + 1e-3f);
+      memcpy(blk, &h, 2);
+      iq23_set_indices(type, blk, (unsigned)b);
+    }
+    fill(y, n, DATA_GAUSS);
+    vq->from_float_ref(y, a, n);
+    const size_t as = nllm_row_size(vq->type, QK_K);
+    for (int b = 0; b < NB; b++) {
+      float got = NAN, ref = NAN;
+      q->vec_dot(QK_K, &got, w + (size_t)b * q->type_size, a + (size_t)b * as);
+      q->vec_dot_ref(QK_K, &ref, w + (size_t)b * q->type_size, a + (size_t)b * as);
+      ck_assert_msg(same_float(got, ref), "%s tier %d block %d: %.9g vs ref %.9g", q->name, isa, b,
+                    got, ref);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+      if (pass) q8_extremes(q->vec_dot_type, a, NB, 4);
+      lowbit_check_dot4(q, w, a, NB, isa, pass);
+    }
     free(w);
     free(a);
     free(y);
@@ -2303,6 +2429,7 @@ static Suite *kernels_suite(void) {
   tcase_add_test(tc, mxfp4_ocp_blocks);
   tcase_add_test(tc, iq2_xxs_every_index);
   tcase_add_loop_test(tc, iq1_every_index, 0, 2);
+  tcase_add_loop_test(tc, iq23_every_index, 0, 5);
   suite_add_tcase(s, tc);
   TCase *tg = tcase_create("gemmf");
   tcase_set_timeout(tg, 120);

@@ -234,6 +234,7 @@ void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_
   const int many = t_end - t_begin > 1;
   const nllm_vec_dot4_fn dot4 = many && q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4;
   const nllm_vec_dot4x4_fn dot4x4 = t_end - t_begin >= 4 ? q->vec_dot4x4 : NULL;
+  const nllm_vec_dot4xt_fn dot4xt = many ? q->vec_dot4xt : NULL;
   for (int64_t t0 = t_begin; t0 < t_end; t0 += TOK_TILE) {
     const int64_t t1 = t0 + TOK_TILE < t_end ? t0 + TOK_TILE : t_end;
     int64_t r = r0;
@@ -248,6 +249,11 @@ void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_
         for (; t + 4 <= t1; t += 4)
           dot4x4(cols, &y[(size_t)t * y_rs + (size_t)r], y_rs, wr, w_rs, act + (size_t)t * a_rs,
                  a_rs);
+      if (dot4xt && t1 - t >= 2 && t1 - t <= 3) {
+        dot4xt(cols, &y[(size_t)t * y_rs + (size_t)r], y_rs, wr, w_rs, act + (size_t)t * a_rs, a_rs,
+               (int)(t1 - t));
+        t = t1;
+      }
       for (; t < t1; t++)
         dot4(cols, &y[(size_t)t * y_rs + (size_t)r], wr, w_rs, act + (size_t)t * a_rs);
     }

@@ -12,6 +12,9 @@
 #include "cpu/iq_layout.h"
 
 #define IQ_UNROLL8 _Pragma("GCC unroll 8")
+/* vec_dot4's loop over its four rows: unrolled (four copies of a block's body, a few hundred
+ * instructions each) it measured 1-27% slower than rolled for IQ2_XXS / IQ3 in the DRAM matvec */
+#define IQ_ROLLED _Pragma("GCC unroll 1")
 
 static inline int32_t iq_hsum32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -76,10 +79,11 @@ static inline __attribute__((always_inline)) void iq_tokens4_sum(__m128 *sum, co
   const __m128 yd = _mm_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d);
   *sum = _mm_add_ps(*sum, _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(_cvtsh_ss(dh)), yd), f));
 }
-static inline void iq_store4(float *s, size_t s_stride, int r, __m128 sum, float group_mul) {
+static inline void iq_store4(float *s, size_t s_stride, int r, __m128 sum, float group_mul,
+                             int nt) {
   float out[4];
   _mm_storeu_ps(out, _mm_mul_ps(sum, _mm_set1_ps(group_mul)));
-  for (int k = 0; k < 4; k++) s[k * s_stride + r] = out[k];
+  for (int k = 0; k < nt; k++) s[k * s_stride + r] = out[k];
 }
 
 /* Shared by the rows below: chunk c's 32 sign bits (byte l for group l, bit j negates value j)
@@ -335,12 +339,14 @@ static inline __attribute__((always_inline)) void iq_vec_dot_avx2(int t, int64_t
  * Each token's integer sums are vec_dot's; the four tokens' float steps go in one vector, each
  * lane in vec_dot's order, so every result equals vec_dot's bit for bit. */
 static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx2(
-    int t, int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride, const void *vy,
-    size_t y_stride) {
+    int t, int nt, int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride,
+    const void *vy, size_t y_stride) {
   const int64_t nb = n / QK_K;
   const size_t bb = iq_block_bytes(t);
   const block_q8_K *y[4];
-  for (int k = 0; k < 4; k++) y[k] = (const block_q8_K *)((const uint8_t *)vy + k * y_stride);
+  /* nt < 4 tokens (vec_dot4xt): the lanes of the missing ones sum zeros against token 0's d */
+  for (int k = 0; k < 4; k++)
+    y[k] = (const block_q8_K *)((const uint8_t *)vy + (k < nt ? k : 0) * y_stride);
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = (const uint8_t *)vx + r * x_stride;
     iq_index_buf ib;
@@ -363,7 +369,7 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx2(
         const __m256i gm = _mm256_maddubs_epi16(g, m);
         const __m256i o = iq_odd_of(st.odd, c);
         IQ_UNROLL8
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < nt; k++) {
           const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[k][i].qs + 32 * c));
           const __m256i p16 =
               _mm256_sub_epi16(_mm256_maddubs_epi16(g, _mm256_xor_si256(q8, m)), gm);
@@ -372,24 +378,99 @@ static inline __attribute__((always_inline)) void iq_vec_dot4x4_avx2(
       }
       iq_tokens4_sum(&sum, acc, iq_rd16(blk), y, i);
     }
-    iq_store4(s, s_stride, r, sum, iq_group_mul(t));
+    iq_store4(s, s_stride, r, sum, iq_group_mul(t), nt);
   }
 }
 
-/* vec_dot on each of four rows: the matmul takes the four-by-four kernel only along a four-row
- * one (a batch's last tokens, fewer than four, go through it). */
+/* Four rows' block products as one vector: their sums by two rounds of horizontal adds, then
+ * (d_r * y.d) * sum_r per lane as vec_dot rounds it, added to each row's sum in its lane. */
+static inline __attribute__((always_inline)) void iq_rows4_sum(__m128 *sum, const __m256i acc[4],
+                                                               const uint8_t *const blk[4],
+                                                               uint16_t (*dh)(const uint8_t *),
+                                                               float yd) {
+  const __m256i u =
+      _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
+  const __m128 f =
+      _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1)));
+  const __m128i h = _mm_setr_epi16((short)dh(blk[0]), (short)dh(blk[1]), (short)dh(blk[2]),
+                                   (short)dh(blk[3]), 0, 0, 0, 0);
+  *sum = _mm_add_ps(*sum, _mm_mul_ps(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(yd)), f));
+}
+
+/* Four rows, one token (decode): each row's block sum is vec_dot's, the four rows' float steps
+ * run in the lanes of one vector (each lane in vec_dot's order, results equal to it bit for bit),
+ * the four reductions share one transpose. Four rows are four streams the hardware prefetcher
+ * misses: each block step prefetches as one linear stream (nllm_prefetch_span; without it 1.1-1.9x
+ * slower than vec_dot per row). In the DRAM matvec 2-15% faster than vec_dot per row for IQ2_XXS,
+ * IQ2_XS, IQ2_S and IQ1 (the rows are still bound by the grid lookups); 1-5% slower for the IQ3
+ * formats, which keep vec_dot per row (docs/performance.md, "Twelfth round"). */
+static inline __attribute__((always_inline)) void iq_vec_dot4_avx2(int t, int64_t n, float *s,
+                                                                   const void *vx, size_t x_stride,
+                                                                   const void *vy) {
+  const block_q8_K *y = vy;
+  const int64_t nb = n / QK_K;
+  const size_t bb = iq_block_bytes(t);
+  const uint8_t *x[4];
+  for (int r = 0; r < 4; r++) x[r] = (const uint8_t *)vx + r * x_stride;
+  iq_index_buf ib[4];
+  __m128 sum = _mm_setzero_ps();
+  if (iq_has_index_words(t))
+    for (int r = 0; r < 4; r++)
+      for (int64_t i = 0; i < 2 && i < nb; i++)
+        iq_index_words(t, x[r] + (size_t)i * bb, ib[r].w[i]);
+  for (int64_t i = 0; i < nb; i++) {
+    nllm_prefetch_span((const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)i * bb,
+                       4 * bb);
+    const uint8_t *blk[4];
+    __m256i acc[4];
+    IQ_ROLLED
+    for (int r = 0; r < 4; r++) {
+      blk[r] = x[r] + (size_t)i * bb;
+      if (iq_has_index_words(t) && i + 2 < nb)
+        iq_index_words(t, blk[r] + 2 * bb, ib[r].w[(i + 2) & 3]);
+      const uint16_t *ix = ib[r].w[i & 3];
+      iq_block_state st;
+      iq_state(t, blk[r], &st);
+      acc[r] = _mm256_setzero_si256();
+      IQ_UNROLL8
+      for (int c = 0; c < QK_K / 32; c++) {
+        const __m256i g = iq_grid(t, blk[r], ix, c);
+        const __m256i m = iq_sign_mask(c < 4 ? st.sw_lo : st.sw_hi, c);
+        const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
+        acc[r] = _mm256_add_epi32(
+            acc[r], _mm256_madd_epi16(iq_masked_pairs(g, q8, m), iq_odd_of(st.odd, c)));
+      }
+    }
+    iq_rows4_sum(&sum, acc, blk, iq_dh, y[i].d);
+  }
+  _mm_storeu_ps(s, _mm_mul_ps(sum, _mm_set1_ps(iq_group_mul(t))));
+}
+
+/* The four-by-four kernel goes with a four-row one (the matmul takes it only along one; a
+ * batch's last tokens, fewer than four, go through it). */
 #define IQ_ROWS(name, t)                                                                   \
   static void name##_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {   \
     iq_vec_dot_avx2(t, n, s, vx, vy);                                                      \
   }                                                                                        \
   static void name##_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,   \
                                    const void *vy) {                                       \
-    for (int r = 0; r < 4; r++)                                                            \
-      name##_vec_dot_avx2(n, &s[r], (const uint8_t *)vx + r * x_stride, vy);               \
+    if (t == IQ3XXS || t == IQ3S)                                                          \
+      for (int r = 0; r < 4; r++)                                                          \
+        name##_vec_dot_avx2(n, &s[r], (const uint8_t *)vx + r * x_stride, vy);             \
+    else                                                                                   \
+      iq_vec_dot4_avx2(t, n, s, vx, x_stride, vy);                                         \
   }                                                                                        \
   static void name##_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx, \
                                      size_t x_stride, const void *vy, size_t y_stride) {   \
-    iq_vec_dot4x4_avx2(t, n, s, s_stride, vx, x_stride, vy, y_stride);                     \
+    iq_vec_dot4x4_avx2(t, 4, n, s, s_stride, vx, x_stride, vy, y_stride);                  \
+  }                                                                                        \
+  static void name##_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx, \
+                                     size_t x_stride, const void *vy, size_t y_stride,     \
+                                     int n_tok) {                                          \
+    if (n_tok == 3)                                                                        \
+      iq_vec_dot4x4_avx2(t, 3, n, s, s_stride, vx, x_stride, vy, y_stride);                \
+    else                                                                                   \
+      iq_vec_dot4x4_avx2(t, 2, n, s, s_stride, vx, x_stride, vy, y_stride);                \
   }
 IQ_ROWS(iq2_xxs, IQ2XXS)
 IQ_ROWS(iq2_xs, IQ2XS)
@@ -534,12 +615,13 @@ static inline __attribute__((always_inline)) void iq1_vec_dot_avx2(int t, int64_
 
 /* Four rows by four tokens, as iq_vec_dot4x4_avx2: the weights and scales once for four tokens. */
 static inline __attribute__((always_inline)) void iq1_vec_dot4x4_avx2(
-    int t, int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride, const void *vy,
-    size_t y_stride) {
+    int t, int nt, int64_t n, float *s, size_t s_stride, const void *vx, size_t x_stride,
+    const void *vy, size_t y_stride) {
   const int64_t nb = n / QK_K;
   const size_t bb = t == IQ1S ? sizeof(block_iq1_s) : sizeof(block_iq1_m);
   const block_q8_K *y[4];
-  for (int k = 0; k < 4; k++) y[k] = (const block_q8_K *)((const uint8_t *)vy + k * y_stride);
+  for (int k = 0; k < 4; k++)
+    y[k] = (const block_q8_K *)((const uint8_t *)vy + (k < nt ? k : 0) * y_stride);
   for (int r = 0; r < 4; r++) {
     const uint8_t *x = (const uint8_t *)vx + r * x_stride;
     iq_index_buf ib;
@@ -554,21 +636,63 @@ static inline __attribute__((always_inline)) void iq1_vec_dot4x4_avx2(
       __m256i acc[4];
       IQ_UNROLL8
       for (int k = 0; k < 4; k++)
-        acc[k] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[k][i].bsums), st.odd9);
+        acc[k] =
+            k < nt ? _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[k][i].bsums), st.odd9)
+                   : _mm256_setzero_si256();
       IQ_UNROLL8
       for (int c = 0; c < QK_K / 32; c++) {
         const __m256i w = iq1_weights(t, &st, ix, c);
         const __m256i o = iq_odd_of(st.odd, c);
         IQ_UNROLL8
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < nt; k++) {
           const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[k][i].qs + 32 * c));
           acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(_mm256_maddubs_epi16(w, q8), o));
         }
       }
       iq_tokens4_sum(&sum, acc, t == IQ1S ? iq_rd16(blk) : iq1_m_block_h(blk), y, i);
     }
-    iq_store4(s, s_stride, r, sum, 0.125f);
+    iq_store4(s, s_stride, r, sum, 0.125f, nt);
   }
+}
+
+/* Four rows, one token, as iq_vec_dot4_avx2. */
+static inline __attribute__((always_inline)) void iq1_vec_dot4_avx2(int t, int64_t n, float *s,
+                                                                    const void *vx, size_t x_stride,
+                                                                    const void *vy) {
+  const block_q8_K *y = vy;
+  const int64_t nb = n / QK_K;
+  const size_t bb = t == IQ1S ? sizeof(block_iq1_s) : sizeof(block_iq1_m);
+  const uint8_t *x[4];
+  for (int r = 0; r < 4; r++) x[r] = (const uint8_t *)vx + r * x_stride;
+  iq_index_buf ib[4];
+  __m128 sum = _mm_setzero_ps();
+  for (int r = 0; r < 4; r++)
+    for (int64_t i = 0; i < 2 && i < nb; i++)
+      iq1_index_words_t(t, x[r] + (size_t)i * bb, ib[r].w[i]);
+  for (int64_t i = 0; i < nb; i++) {
+    nllm_prefetch_span((const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)i * bb,
+                       4 * bb);
+    const uint8_t *blk[4];
+    __m256i acc[4];
+    IQ_ROLLED
+    for (int r = 0; r < 4; r++) {
+      blk[r] = x[r] + (size_t)i * bb;
+      if (i + 2 < nb) iq1_index_words_t(t, blk[r] + 2 * bb, ib[r].w[(i + 2) & 3]);
+      const uint16_t *ix = ib[r].w[i & 3];
+      iq1_block_state st;
+      iq1_state(t, blk[r], &st);
+      acc[r] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), st.odd9);
+      IQ_UNROLL8
+      for (int c = 0; c < QK_K / 32; c++) {
+        const __m256i w = iq1_weights(t, &st, ix, c);
+        const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * c));
+        acc[r] = _mm256_add_epi32(
+            acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(w, q8), iq_odd_of(st.odd, c)));
+      }
+    }
+    iq_rows4_sum(&sum, acc, blk, t == IQ1S ? iq1_s_dh : iq1_m_block_h, y[i].d);
+  }
+  _mm_storeu_ps(s, _mm_mul_ps(sum, _mm_set1_ps(0.125f)));
 }
 
 static void iq1_s_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *vy) {
@@ -579,19 +703,33 @@ static void iq1_m_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
 }
 static void iq1_s_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
                                 const void *vy) {
-  for (int r = 0; r < 4; r++) iq1_s_vec_dot_avx2(n, &s[r], (const uint8_t *)vx + r * x_stride, vy);
+  iq1_vec_dot4_avx2(IQ1S, n, s, vx, x_stride, vy);
 }
 static void iq1_m_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
                                 const void *vy) {
-  for (int r = 0; r < 4; r++) iq1_m_vec_dot_avx2(n, &s[r], (const uint8_t *)vx + r * x_stride, vy);
+  iq1_vec_dot4_avx2(IQ1M, n, s, vx, x_stride, vy);
 }
 static void iq1_s_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
                                   size_t x_stride, const void *vy, size_t y_stride) {
-  iq1_vec_dot4x4_avx2(IQ1S, n, s, s_stride, vx, x_stride, vy, y_stride);
+  iq1_vec_dot4x4_avx2(IQ1S, 4, n, s, s_stride, vx, x_stride, vy, y_stride);
 }
 static void iq1_m_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
                                   size_t x_stride, const void *vy, size_t y_stride) {
-  iq1_vec_dot4x4_avx2(IQ1M, n, s, s_stride, vx, x_stride, vy, y_stride);
+  iq1_vec_dot4x4_avx2(IQ1M, 4, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+static void iq1_s_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
+  if (n_tok == 3)
+    iq1_vec_dot4x4_avx2(IQ1S, 3, n, s, s_stride, vx, x_stride, vy, y_stride);
+  else
+    iq1_vec_dot4x4_avx2(IQ1S, 2, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+static void iq1_m_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
+  if (n_tok == 3)
+    iq1_vec_dot4x4_avx2(IQ1M, 3, n, s, s_stride, vx, x_stride, vy, y_stride);
+  else
+    iq1_vec_dot4x4_avx2(IQ1M, 2, n, s, s_stride, vx, x_stride, vy, y_stride);
 }
 
 static const nllm_qtype_kernels iq_avx2_rows[] = {
@@ -599,36 +737,43 @@ static const nllm_qtype_kernels iq_avx2_rows[] = {
      .vec_dot = iq2_xxs_vec_dot_avx2,
      .vec_dot4 = iq2_xxs_vec_dot4_avx2,
      .vec_dot4x4 = iq2_xxs_vec_dot4x4_avx2,
+     .vec_dot4xt = iq2_xxs_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
     {.type = NLLM_TYPE_IQ2_XS,
      .vec_dot = iq2_xs_vec_dot_avx2,
      .vec_dot4 = iq2_xs_vec_dot4_avx2,
      .vec_dot4x4 = iq2_xs_vec_dot4x4_avx2,
+     .vec_dot4xt = iq2_xs_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
     {.type = NLLM_TYPE_IQ2_S,
      .vec_dot = iq2_s_vec_dot_avx2,
      .vec_dot4 = iq2_s_vec_dot4_avx2,
      .vec_dot4x4 = iq2_s_vec_dot4x4_avx2,
+     .vec_dot4xt = iq2_s_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
     {.type = NLLM_TYPE_IQ3_XXS,
      .vec_dot = iq3_xxs_vec_dot_avx2,
      .vec_dot4 = iq3_xxs_vec_dot4_avx2,
      .vec_dot4x4 = iq3_xxs_vec_dot4x4_avx2,
+     .vec_dot4xt = iq3_xxs_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
     {.type = NLLM_TYPE_IQ3_S,
      .vec_dot = iq3_s_vec_dot_avx2,
      .vec_dot4 = iq3_s_vec_dot4_avx2,
      .vec_dot4x4 = iq3_s_vec_dot4x4_avx2,
+     .vec_dot4xt = iq3_s_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
     {.type = NLLM_TYPE_IQ1_S,
      .vec_dot = iq1_s_vec_dot_avx2,
      .vec_dot4 = iq1_s_vec_dot4_avx2,
      .vec_dot4x4 = iq1_s_vec_dot4x4_avx2,
+     .vec_dot4xt = iq1_s_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
     {.type = NLLM_TYPE_IQ1_M,
      .vec_dot = iq1_m_vec_dot_avx2,
      .vec_dot4 = iq1_m_vec_dot4_avx2,
      .vec_dot4x4 = iq1_m_vec_dot4x4_avx2,
+     .vec_dot4xt = iq1_m_vec_dot4xt_avx2,
      .blas_min_tokens = 96},
 };
 const nllm_kernel_set nllm_kernels_iq_avx2 = {iq_avx2_rows,

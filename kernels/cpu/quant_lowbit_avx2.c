@@ -17,9 +17,11 @@ static inline int32_t lowbit_hsum32(__m256i v) {
 /* The lane sums of v[0..7] as eight lanes (a transpose folded into the adds). */
 static inline __m256i lowbit_hsum8(const __m256i *v) {
   __m256i p[4], q[2];
+  LB_UNROLL8
   for (int i = 0; i < 4; i++)
     p[i] = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
                             _mm256_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+  LB_UNROLL8
   for (int i = 0; i < 2; i++)
     q[i] = _mm256_add_epi32(_mm256_unpacklo_epi64(p[2 * i], p[2 * i + 1]),
                             _mm256_unpackhi_epi64(p[2 * i], p[2 * i + 1]));
@@ -64,9 +66,11 @@ static inline __m256i tq_lanes(__m256i acc, const block_q8_K *y) {
     int64_t b = 0;                                                          \
     for (; b + 8 <= nb; b += 8) {                                           \
       __m256i v[8];                                                         \
+      LB_UNROLL8                                                            \
       for (int k = 0; k < 8; k++) v[k] = block_lanes(&x[b + k], &y[b + k]); \
       float f[8];                                                           \
       _mm256_storeu_ps(f, _mm256_cvtepi32_ps(lowbit_hsum8(v)));             \
+      LB_UNROLL8                                                            \
       for (int k = 0; k < 8; k++) {                                         \
         const float p = f[k] * (y[b + k].d * _cvtsh_ss(x[b + k].d));        \
         sum += p;                                                           \
@@ -108,13 +112,16 @@ static inline __m256i tq_lanes(__m256i acc, const block_q8_K *y) {
 /* Base-3 digit of each byte b of x: the top byte of b * 3^k (mod 256), times 3, >> 8. The
  * 16-bit products do the mod 256 for free when the byte sits in the top half of a lane: even
  * bytes are multiplied by 3^k << 8 (the odd byte above them falls out), odd bytes are masked in
- * place and multiplied by 3^k. pe / po hold the powers of the even / odd bytes of each lane. */
+ * place and multiplied by 3^k. pe / po hold the powers of the even / odd bytes of each lane. An
+ * odd byte's top half p << 8 times 768 leaves 3 p in the lane's high product, whose top byte is
+ * the digit: one byte blend puts it above the even byte's (was a shift and an or; 2.4% on
+ * Zen 3, where the multiplies' two ports bound this row). */
 static inline __m256i tq1_digits(__m256i x, __m256i pe, __m256i po) {
   const __m256i three = _mm256_set1_epi16(3);
   __m256i e = _mm256_mulhi_epu16(_mm256_mullo_epi16(x, _mm256_slli_epi16(pe, 8)), three);
   __m256i o = _mm256_mullo_epi16(_mm256_and_si256(x, _mm256_set1_epi16((short)0xff00)), po);
-  o = _mm256_mulhi_epu16(o, three);
-  return _mm256_or_si256(e, _mm256_slli_epi16(o, 8));
+  o = _mm256_mulhi_epu16(o, _mm256_set1_epi16(768));
+  return _mm256_blendv_epi8(e, o, _mm256_set1_epi16((short)0xff00));
 }
 
 /* The block's 256 codes (0..2) as eight registers, u[j] for elements 32j .. 32j + 31: the
@@ -182,11 +189,15 @@ static void tq1_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
 /* Four rows by four tokens (batches): a block's codes are made once for four tokens (their
  * base-3 digits are most of TQ1_0's work); each token's sum is vec_dot's, the four tokens' float
  * steps go in one vector, each lane in vec_dot's order: results equal vec_dot's bit for bit. */
-static void tq1_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
-                                  size_t x_stride, const void *vy, size_t y_stride) {
+static inline __attribute__((always_inline)) void tq1_0_dot4xn(int nt, int64_t n, float *s,
+                                                               size_t s_stride, const void *vx,
+                                                               size_t x_stride, const void *vy,
+                                                               size_t y_stride) {
   const int64_t nb = n / QK_K;
   const block_q8_K *y[4];
-  for (int t = 0; t < 4; t++) y[t] = (const block_q8_K *)((const uint8_t *)vy + t * y_stride);
+  /* nt < 4 tokens: the missing lanes sum zeros against token 0's d */
+  for (int t = 0; t < 4; t++)
+    y[t] = (const block_q8_K *)((const uint8_t *)vy + (t < nt ? t : 0) * y_stride);
   for (int r = 0; r < 4; r++) {
     const block_tq1_0 *x = (const block_tq1_0 *)((const uint8_t *)vx + r * x_stride);
     __m128 sum = _mm_setzero_ps();
@@ -195,6 +206,8 @@ static void tq1_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const vo
       tq1_0_codes(&x[b], u);
       LB_UNROLL8
       for (int t = 0; t < 4; t++) {
+        l[t] = _mm256_setzero_si256();
+        if (t >= nt) continue;
         __m256i a = _mm256_setzero_si256();
         LB_UNROLL8
         for (int j = 0; j < 8; j++) a = tq_add(a, u[j], y[t][b].qs + 32 * j);
@@ -209,12 +222,41 @@ static void tq1_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const vo
     }
     float out[4];
     _mm_storeu_ps(out, sum);
-    for (int t = 0; t < 4; t++) s[t * s_stride + r] = out[t];
+    for (int t = 0; t < nt; t++) s[t * s_stride + r] = out[t];
   }
+}
+static void tq1_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride) {
+  tq1_0_dot4xn(4, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+static void tq1_0_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
+  if (n_tok == 3)
+    tq1_0_dot4xn(3, n, s, s_stride, vx, x_stride, vy, y_stride);
+  else
+    tq1_0_dot4xn(2, n, s, s_stride, vx, x_stride, vy, y_stride);
 }
 static void tq1_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
                                 const void *vy) {
-  for (int r = 0; r < 4; r++) tq1_0_vec_dot_avx2(n, &s[r], (const uint8_t *)vx + r * x_stride, vy);
+  const int64_t nb = n / QK_K;
+  const block_tq1_0 *x[4];
+  for (int r = 0; r < 4; r++) x[r] = (const block_tq1_0 *)((const uint8_t *)vx + r * x_stride);
+  const block_q8_K *y = vy;
+  __m128 sum = _mm_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    nllm_prefetch_span(
+        (const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)b * sizeof(block_tq1_0),
+        4 * sizeof(block_tq1_0));
+    const __m256i h = _mm256_hadd_epi32(
+        _mm256_hadd_epi32(tq1_0_lanes(&x[0][b], &y[b]), tq1_0_lanes(&x[1][b], &y[b])),
+        _mm256_hadd_epi32(tq1_0_lanes(&x[2][b], &y[b]), tq1_0_lanes(&x[3][b], &y[b])));
+    const __m128 f =
+        _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+    const __m128 xd = _mm_cvtph_ps(_mm_setr_epi16((short)x[0][b].d, (short)x[1][b].d,
+                                                  (short)x[2][b].d, (short)x[3][b].d, 0, 0, 0, 0));
+    sum = _mm_add_ps(sum, _mm_mul_ps(f, _mm_mul_ps(_mm_set1_ps(y[b].d), xd)));
+  }
+  _mm_storeu_ps(s, sum);
 }
 
 static inline __m256i tq2_0_lanes(const block_tq2_0 *x, const block_q8_K *y) {
@@ -241,20 +283,119 @@ static void tq2_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
   TQ_ROW4(tq2_0_lanes);
 }
 
+/* Four rows by four tokens: a block's 256 codes (0..3) are cut out once for four tokens, plain
+ * (vec_dot's 4u trick saves shifts per token, here they are shared); a token costs its eight
+ * maddubs and the bsums step. The integer sums are vec_dot's and the float steps go in one
+ * vector, each lane in TQ_ROW4's order: results equal vec_dot's bit for bit. */
+static inline __attribute__((always_inline)) void tq2_0_dot4xn(int nt, int64_t n, float *s,
+                                                               size_t s_stride, const void *vx,
+                                                               size_t x_stride, const void *vy,
+                                                               size_t y_stride) {
+  const int64_t nb = n / QK_K;
+  const __m256i m3 = _mm256_set1_epi8(3);
+  const block_q8_K *y[4];
+  /* nt < 4 tokens: the missing lanes sum zeros against token 0's d */
+  for (int t = 0; t < 4; t++)
+    y[t] = (const block_q8_K *)((const uint8_t *)vy + (t < nt ? t : 0) * y_stride);
+  for (int r = 0; r < 4; r++) {
+    const block_tq2_0 *x = (const block_tq2_0 *)((const uint8_t *)vx + r * x_stride);
+    __m128 sum = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+      __m256i u[8], l[4];
+      for (int h = 0; h < 2; h++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
+        u[4 * h] = _mm256_and_si256(q, m3);
+        u[4 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 2), m3);
+        u[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m3);
+        u[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(q, 6), m3);
+      }
+      LB_UNROLL8
+      for (int t = 0; t < 4; t++) {
+        l[t] = _mm256_setzero_si256();
+        if (t >= nt) continue;
+        __m256i a = _mm256_setzero_si256();
+        LB_UNROLL8
+        for (int j = 0; j < 8; j++) a = tq_add(a, u[j], y[t][b].qs + 32 * j);
+        l[t] = tq_lanes(a, &y[t][b]);
+      }
+      const __m256i h =
+          _mm256_hadd_epi32(_mm256_hadd_epi32(l[0], l[1]), _mm256_hadd_epi32(l[2], l[3]));
+      const __m128 f =
+          _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+      const __m128 yd = _mm_setr_ps(y[0][b].d, y[1][b].d, y[2][b].d, y[3][b].d);
+      sum = _mm_add_ps(sum, _mm_mul_ps(f, _mm_mul_ps(yd, _mm_set1_ps(_cvtsh_ss(x[b].d)))));
+    }
+    float out[4];
+    _mm_storeu_ps(out, sum);
+    for (int t = 0; t < nt; t++) s[t * s_stride + r] = out[t];
+  }
+}
+static void tq2_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride) {
+  tq2_0_dot4xn(4, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+static void tq2_0_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
+  if (n_tok == 3)
+    tq2_0_dot4xn(3, n, s, s_stride, vx, x_stride, vy, y_stride);
+  else
+    tq2_0_dot4xn(2, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+/* Four rows, one token: the rows' block sums reduced together and their products added to
+ * the four sums in the lanes of one vector (each lane in vec_dot's order), the activations
+ * loaded once for four rows. */
+static void tq2_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
+                                const void *vy) {
+  const int64_t nb = n / QK_K;
+  const block_tq2_0 *x[4];
+  for (int r = 0; r < 4; r++) x[r] = (const block_tq2_0 *)((const uint8_t *)vx + r * x_stride);
+  const block_q8_K *y = vy;
+  __m128 sum = _mm_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    nllm_prefetch_span(
+        (const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)b * sizeof(block_tq2_0),
+        4 * sizeof(block_tq2_0));
+    const __m256i h = _mm256_hadd_epi32(
+        _mm256_hadd_epi32(tq2_0_lanes(&x[0][b], &y[b]), tq2_0_lanes(&x[1][b], &y[b])),
+        _mm256_hadd_epi32(tq2_0_lanes(&x[2][b], &y[b]), tq2_0_lanes(&x[3][b], &y[b])));
+    const __m128 f =
+        _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+    const __m128 xd = _mm_cvtph_ps(_mm_setr_epi16((short)x[0][b].d, (short)x[1][b].d,
+                                                  (short)x[2][b].d, (short)x[3][b].d, 0, 0, 0, 0));
+    sum = _mm_add_ps(sum, _mm_mul_ps(f, _mm_mul_ps(_mm_set1_ps(y[b].d), xd)));
+  }
+  _mm_storeu_ps(s, sum);
+}
+
 /* MXFP4: the doubled E2M1 levels (integers, |v| <= 12) looked up with a byte shuffle; the scale
  * 2^(e - 128) carries the half, as in the reference. One block's 32 products as 8 int32 lanes;
  * the sign moves onto w, so -128 in the activations cannot saturate. */
-static inline __m256i mxfp4_block_i32(const block_mxfp4 *x, const block_q8_0 *y) {
+/* A block's 32 doubled levels w (elements in order) */
+static inline __m256i mxfp4_w(const block_mxfp4 *x) {
   const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
   /* low nibbles are elements 0..15, high 16..31: the 16 bytes in both lanes (a broadcast load,
    * no shuffle), the high lane shifted by 4 */
   const __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)x->qs));
   const __m256i nib = _mm256_and_si256(
       _mm256_srlv_epi32(q, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(15));
-  const __m256i w = _mm256_shuffle_epi8(_mm256_set_m128i(lut, lut), nib);
+  return _mm256_shuffle_epi8(_mm256_set_m128i(lut, lut), nib);
+}
+
+static inline __m256i mxfp4_block_i32(const block_mxfp4 *x, const block_q8_0 *y) {
+  const __m256i w = mxfp4_w(x);
   const __m256i q8 = _mm256_loadu_si256((const __m256i *)y->qs);
   const __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(q8), _mm256_sign_epi8(w, q8));
   return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+/* E8M0 codes (int32 lanes) to the half scale 2^(e - 128): subnormal below e = 2, NaN at 255. */
+static inline __m256 mxfp4_half_scales(__m256i e) {
+  __m256i u = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
+  u = _mm256_blendv_epi8(u, _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e),
+                         _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e));
+  u = _mm256_blendv_epi8(u, _mm256_set1_epi32(0x7fc00000),
+                         _mm256_cmpeq_epi32(e, _mm256_set1_epi32(255)));
+  return _mm256_castsi256_ps(u);
 }
 
 /* Blocks [0, nblk) (nblk <= 8) of x against y: each block's product isum * (scale * d) in p[i],
@@ -265,24 +406,22 @@ static inline __attribute__((always_inline)) void mxfp4_group8(const block_mxfp4
                                                                const block_q8_0 *y, int nblk,
                                                                float p[8]) {
   __m256i v[8];
+  LB_UNROLL8
   for (int i = 0; i < 8; i++)
     v[i] = i < nblk ? mxfp4_block_i32(&x[i], &y[i]) : _mm256_setzero_si256();
   const __m256i isum = lowbit_hsum8(v);
   uint64_t e8 = 0;
+  LB_UNROLL8
   for (int i = 0; i < 8; i++) e8 |= (uint64_t)(i < nblk ? x[i].e : 0) << (8 * i);
-  const __m256i e = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)e8));
-  __m256i u = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
-  u = _mm256_blendv_epi8(u, _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e),
-                         _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e));
-  u = _mm256_blendv_epi8(u, _mm256_set1_epi32(0x7fc00000),
-                         _mm256_cmpeq_epi32(e, _mm256_set1_epi32(255)));
+  const __m256 sx = mxfp4_half_scales(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)e8)));
   uint64_t h0 = 0, h1 = 0;
+  LB_UNROLL8
   for (int i = 0; i < 4; i++) {
     h0 |= (uint64_t)(i < nblk ? y[i].d : 0) << (16 * i);
     h1 |= (uint64_t)(i + 4 < nblk ? y[i + 4].d : 0) << (16 * i);
   }
   const __m256 dy = _mm256_cvtph_ps(_mm_set_epi64x((long long)h1, (long long)h0));
-  const __m256 sc = _mm256_mul_ps(_mm256_castsi256_ps(u), dy);
+  const __m256 sc = _mm256_mul_ps(sx, dy);
   _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_cvtepi32_ps(isum), sc));
 }
 
@@ -295,6 +434,7 @@ static void mxfp4_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
   int64_t b = 0;
   for (; b + 8 <= nb; b += 8) {
     mxfp4_group8(x + b, y + b, 8, p);
+    LB_UNROLL8
     for (int i = 0; i < 8; i++) sum += p[i];
   }
   if (b < nb) {
@@ -305,14 +445,164 @@ static void mxfp4_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
   *s = sum;
 }
 
+/* Four rows by four tokens: a block's levels are looked up once per row and the activations'
+ * abs once per token; the sixteen pairs' sums are reduced together (two eight-way transposes)
+ * into lanes 4 r + t of two vectors, rows 0-1 and 2-3, whose float steps run in vector lanes,
+ * each in vec_dot's order (p = isum * (scale * d), sum += p): results equal vec_dot's bit for
+ * bit. */
+static inline __attribute__((always_inline)) void mxfp4_dot4xn(int nt, int64_t n, float *s,
+                                                               size_t s_stride, const void *vx,
+                                                               size_t x_stride, const void *vy,
+                                                               size_t y_stride) {
+  const int64_t nb = n / QK;
+  const block_mxfp4 *x[4];
+  const block_q8_0 *y[4];
+  for (int i = 0; i < 4; i++) {
+    x[i] = (const block_mxfp4 *)((const uint8_t *)vx + i * x_stride);
+    /* nt < 4 tokens: the missing lanes sum zeros against token 0's d */
+    y[i] = (const block_q8_0 *)((const uint8_t *)vy + (i < nt ? i : 0) * y_stride);
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i rows01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  const __m256i rows23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t b = 0; b < nb; b++) {
+    nllm_prefetch_span(
+        (const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)b * sizeof(block_mxfp4),
+        4 * sizeof(block_mxfp4));
+    const uint32_t e4 = (uint32_t)x[0][b].e | (uint32_t)x[1][b].e << 8 | (uint32_t)x[2][b].e << 16 |
+                        (uint32_t)x[3][b].e << 24;
+    const __m256 sx = mxfp4_half_scales(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128((int)e4)));
+    const uint64_t d4 = (uint64_t)y[0][b].d | (uint64_t)y[1][b].d << 16 |
+                        (uint64_t)y[2][b].d << 32 | (uint64_t)y[3][b].d << 48;
+    const __m128 dy4 = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)d4));
+    const __m256 dy = _mm256_set_m128(dy4, dy4);
+    __m256i a8[4];
+    LB_UNROLL8
+    for (int t = 0; t < nt; t++)
+      a8[t] = _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)y[t][b].qs));
+    LB_UNROLL8
+    for (int h = 0; h < 2; h++) {
+      __m256i v[8];
+      LB_UNROLL8
+      for (int i = 0; i < 2; i++) {
+        const __m256i w = mxfp4_w(&x[2 * h + i][b]);
+        LB_UNROLL8
+        for (int t = 0; t < 4; t++) {
+          if (t >= nt) {
+            v[4 * i + t] = _mm256_setzero_si256();
+            continue;
+          }
+          const __m256i q8 = _mm256_loadu_si256((const __m256i *)y[t][b].qs);
+          v[4 * i + t] =
+              _mm256_madd_epi16(_mm256_maddubs_epi16(a8[t], _mm256_sign_epi8(w, q8)), ones);
+        }
+      }
+      const __m256 sc = _mm256_mul_ps(_mm256_permutevar8x32_ps(sx, h ? rows23 : rows01), dy);
+      acc[h] = _mm256_add_ps(acc[h], _mm256_mul_ps(_mm256_cvtepi32_ps(lowbit_hsum8(v)), sc));
+    }
+  }
+  float out[16];
+  _mm256_storeu_ps(out, acc[0]);
+  _mm256_storeu_ps(out + 8, acc[1]);
+  for (int r = 0; r < 4; r++)
+    for (int t = 0; t < nt; t++) s[t * s_stride + r] = out[4 * r + t];
+}
+static void mxfp4_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride) {
+  mxfp4_dot4xn(4, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+static void mxfp4_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
+  if (n_tok == 3)
+    mxfp4_dot4xn(3, n, s, s_stride, vx, x_stride, vy, y_stride);
+  else
+    mxfp4_dot4xn(2, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+/* Four rows, one token (decode): vec_dot's sum is a chain of one float add per 32 values in
+ * the reference's order, which bounds the row; four rows' chains in the lanes of one vector run
+ * abreast. Two blocks a step: their eight row sums reduced by one transpose into lanes 4 j + r,
+ * then block j's four products added to the rows' sums, block by block (each lane in vec_dot's
+ * order, results equal to it bit for bit); the activations' abs and scale are shared. */
+static void mxfp4_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
+                                const void *vy) {
+  const int64_t nb = n / QK;
+  const block_mxfp4 *x[4];
+  for (int r = 0; r < 4; r++) x[r] = (const block_mxfp4 *)((const uint8_t *)vx + r * x_stride);
+  const block_q8_0 *y = vy;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m128 sum = _mm_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    /* four rows are four streams the hardware prefetcher misses (nllm_prefetch_span) */
+    nllm_prefetch_span(
+        (const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)b * sizeof(block_mxfp4),
+        8 * sizeof(block_mxfp4));
+    __m256i v[8];
+    uint64_t e8 = 0;
+    LB_UNROLL8
+    for (int j = 0; j < 2; j++) {
+      const __m256i q8 = _mm256_loadu_si256((const __m256i *)y[b + j].qs);
+      const __m256i a8 = _mm256_abs_epi8(q8);
+      LB_UNROLL8
+      for (int r = 0; r < 4; r++) {
+        v[4 * j + r] = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(a8, _mm256_sign_epi8(mxfp4_w(&x[r][b + j]), q8)), ones);
+        e8 |= (uint64_t)x[r][b + j].e << (8 * (4 * j + r));
+      }
+    }
+    const __m256 sx = mxfp4_half_scales(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)e8)));
+    const __m128 dy2 =
+        _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)y[b].d | (uint32_t)y[b + 1].d << 16)));
+    const __m256 dy = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dy2),
+                                               _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    const __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(lowbit_hsum8(v)), _mm256_mul_ps(sx, dy));
+    sum = _mm_add_ps(sum, _mm256_castps256_ps128(p));
+    sum = _mm_add_ps(sum, _mm256_extractf128_ps(p, 1));
+  }
+  if (b < nb) {
+    const __m256i q8 = _mm256_loadu_si256((const __m256i *)y[b].qs);
+    const __m256i a8 = _mm256_abs_epi8(q8);
+    __m256i v[4];
+    uint32_t e4 = 0;
+    for (int r = 0; r < 4; r++) {
+      v[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(a8, _mm256_sign_epi8(mxfp4_w(&x[r][b]), q8)),
+                               ones);
+      e4 |= (uint32_t)x[r][b].e << (8 * r);
+    }
+    const __m256i h =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m128i i4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    const __m128 sx =
+        _mm256_castps256_ps128(mxfp4_half_scales(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128((int)e4))));
+    const __m128 dy = _mm_set1_ps(_cvtsh_ss(y[b].d));
+    sum = _mm_add_ps(sum, _mm_mul_ps(_mm_cvtepi32_ps(i4), _mm_mul_ps(sx, dy)));
+  }
+  _mm_storeu_ps(s, sum);
+}
+
+/* Crossovers (docs/performance.md, "BLAS crossovers"): TQ1_0 / TQ2_0's integer kernels beat
+ * dequantize + the f32 GEMM at every count measured; MXFP4's four-by-four kernel up to 64-80
+ * tokens (2048 x 2048, one thread). */
 static const nllm_qtype_kernels lowbit_avx2_rows[] = {
     {.type = NLLM_TYPE_TQ1_0,
      .vec_dot = tq1_0_vec_dot_avx2,
      .vec_dot4 = tq1_0_vec_dot4_avx2,
      .vec_dot4x4 = tq1_0_vec_dot4x4_avx2,
+     .vec_dot4xt = tq1_0_vec_dot4xt_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_TQ2_0, .vec_dot = tq2_0_vec_dot_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
-    {.type = NLLM_TYPE_MXFP4, .vec_dot = mxfp4_vec_dot_avx2},
+    {.type = NLLM_TYPE_TQ2_0,
+     .vec_dot = tq2_0_vec_dot_avx2,
+     .vec_dot4 = tq2_0_vec_dot4_avx2,
+     .vec_dot4x4 = tq2_0_vec_dot4x4_avx2,
+     .vec_dot4xt = tq2_0_vec_dot4xt_avx2,
+     .blas_min_tokens = NLLM_BLAS_NEVER},
+    {.type = NLLM_TYPE_MXFP4,
+     .vec_dot = mxfp4_vec_dot_avx2,
+     .vec_dot4 = mxfp4_vec_dot4_avx2,
+     .vec_dot4x4 = mxfp4_vec_dot4x4_avx2,
+     .vec_dot4xt = mxfp4_vec_dot4xt_avx2,
+     .blas_min_tokens = 80},
 };
 const nllm_kernel_set nllm_kernels_lowbit_avx2 = {
     lowbit_avx2_rows, sizeof lowbit_avx2_rows / sizeof lowbit_avx2_rows[0]};
