@@ -614,7 +614,7 @@ static void q8_0_vec_dot4x4_inorder_avx2(int64_t n, float *s, size_t ss, const v
   dot4x4_inorder(F_Q8_0, n, s, ss, x, bx, y, by);
 }
 
-/* ---------------------------------------------------------------- register tiles (2-11 tokens)
+/* ---------------------------------------------------------------- register tiles (2-7 tokens)
  * Four rows by up to four tokens on activations prepared once per matmul (gemm_prep), equal to
  * dot4_inorder on each token: the same exact block sums and the same float steps. The rows are
  * taken in pairs, interleaved four bytes at a time ([row 0: levels 0..3, row 1: 0..3, row 0:
