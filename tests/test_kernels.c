@@ -775,7 +775,7 @@ static void check_packed(const nllm_qtype *q) {
 }
 
 /* With them a batch's rows equal each token's own matmul bit for bit (decode), over items that
- * leave rows out of a group of eight and a partial last four tokens, on two threads, below and
+ * leave rows out of a group of eight and a partial last call's tokens, on two threads, below and
  * above the interleaved kernels' crossover. */
 static void check_batch_equals_single_cols(const nllm_qtype *q, int NT, int64_t COLS) {
   enum { ROWS = 21 };
@@ -895,7 +895,9 @@ static int has_packed(const nllm_qtype *q) {
 
 static void check_packed_matmul(const nllm_qtype *q) {
   check_packed(q);
-  check_batch_equals_single(q, 7); /* below packed_min_tokens: four-by-four, four-row */
+  /* every count of a few sequences' batch, on both sides of each format's packed_min_tokens
+   * (below it the tiles or four-by-four and four-row kernels), then past packed_tok */
+  for (int nt = 2; nt <= 12; nt++) check_batch_equals_single(q, nt);
   check_batch_equals_single(q, 18);
 }
 

@@ -490,6 +490,30 @@ static inline __attribute__((always_inline)) void dot4_inorder(const int kind, i
     }
 }
 
+/* The four-row loads of the batch kernels at a two-block step: four rows' scales of blocks b
+ * (lanes 0..3) and b + 1 (4..7) as floats, */
+static inline __attribute__((always_inline)) __m256 scales4(const uint8_t *xb, size_t bx,
+                                                            size_t xs) {
+  uint64_t w0 = 0, w1 = 0;
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; r++) {
+    w0 |= (uint64_t)load_u16(xb + (size_t)r * bx) << (16 * r);
+    w1 |= (uint64_t)load_u16(xb + (size_t)r * bx + xs) << (16 * r);
+  }
+  return _mm256_cvtph_ps(_mm_set_epi64x((long long)w1, (long long)w0));
+}
+
+/* and each row's 16 bytes from offset `at` of its two blocks as [block b | block b + 1]. */
+static inline __attribute__((always_inline)) void halves4(const uint8_t *xb, size_t bx, size_t xs,
+                                                          size_t at, __m256i q[4]) {
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; r++) {
+    const uint8_t *x = xb + (size_t)r * bx + at;
+    q[r] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x)),
+                                   _mm_loadu_si128((const __m128i *)(x + xs)), 1);
+  }
+}
+
 /* Four rows by four tokens (nllm_vec_dot4x4_fn), equal to dot4_inorder on each token: the rows'
  * levels and scales are unpacked once per two-block step for the four tokens (a batch of a few
  * sequences, where repacking would not pay). */
@@ -507,25 +531,21 @@ static inline __attribute__((always_inline)) void dot4x4_inorder(const int kind,
     const uint8_t *xb = x0 + (size_t)b * xs;
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 2 * xs);
     __m256i xa[4], xc[4]; /* Q4_0: low and high nibbles; Q8_0: blocks b and b + 1 */
-    uint64_t w0 = 0, w1 = 0;
+    const __m256 dx = scales4(xb, bx, xs);
+    if (kind == F_Q8_0) {
 #pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      const uint8_t *x = xb + (size_t)r * bx;
-      w0 |= (uint64_t)load_u16(x) << (16 * r);
-      w1 |= (uint64_t)load_u16(x + xs) << (16 * r);
-      if (kind == F_Q8_0) {
-        xa[r] = _mm256_loadu_si256((const __m256i *)(x + 2));
-        xc[r] = _mm256_loadu_si256((const __m256i *)(x + xs + 2));
-      } else {
-        const __m256i q = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + 2))),
-            _mm_loadu_si128((const __m128i *)(x + xs + 2)), 1);
-        xa[r] = _mm256_and_si256(q, m4);
-        xc[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      for (int r = 0; r < 4; r++) {
+        xa[r] = _mm256_loadu_si256((const __m256i *)(xb + (size_t)r * bx + 2));
+        xc[r] = _mm256_loadu_si256((const __m256i *)(xb + (size_t)r * bx + xs + 2));
+      }
+    } else {
+      halves4(xb, bx, xs, 2, xa);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        xc[r] = _mm256_and_si256(_mm256_srli_epi16(xa[r], 4), m4);
+        xa[r] = _mm256_and_si256(xa[r], m4);
       }
     }
-    /* the rows' dx, block b in lanes 0..3 and b + 1 in 4..7 */
-    const __m256 dx = _mm256_cvtph_ps(_mm_set_epi64x((long long)w1, (long long)w0));
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
       const uint8_t *yb = y0 + (size_t)t * by + (size_t)b * ys;
@@ -594,17 +614,20 @@ static void q8_0_vec_dot4x4_inorder_avx2(int64_t n, float *s, size_t ss, const v
   dot4x4_inorder(F_Q8_0, n, s, ss, x, bx, y, by);
 }
 
-/* ---------------------------------------------------------------- register tiles (2-11 tokens)
+/* ---------------------------------------------------------------- register tiles (2-7 tokens)
  * Four rows by up to four tokens on activations prepared once per matmul (gemm_prep), equal to
- * dot4_inorder on each token: the same exact block sums and the same float steps. What the
- * four-by-four kernel redid for every group of four rows is done once per token here: the y
- * pairs' lane order, the offset term (8 * sum(y) per block, taken off the int32 sums instead of
- * each row's int16 products) and dy for the step's eight lanes. A prepared two-block step is
- * Q32_PREP_STEP bytes: y's bytes as y_pair's ylo and yhi, then dy of block b in lanes 0..3 and
- * of b + 1 in 4..7 (floats), then the offset sums in the same lanes (int32; Q4_0 only). Q4_0's
- * four rows' products are reduced in int16 by three hadds before one madd: a lane then holds 16
- * products of a nibble (<= 15) and a byte (|y| <= 128), |sum| <= 30720. */
-#define Q32_PREP_STEP 128
+ * dot4_inorder on each token: the same exact block sums and the same float steps. The rows are
+ * taken in pairs, interleaved four bytes at a time ([row 0: levels 0..3, row 1: 0..3, row 0:
+ * 4..7, row 1: 4..7] in each 128-bit lane, block b in the low lane and b + 1 in the high one),
+ * once per tile; the prepared activation holds each four bytes twice to match. A pair's products
+ * then come out of maddubs (Q4_0) or maddubs + madd (Q8_0) already apart by row, so the four
+ * rows' block sums need one add of two unpacked halves per token and step, where the rows' sums
+ * in one register took three hadds (two cycles each on Zen 3). A prepared two-block step is
+ * Q32_PREP_STEP bytes: the y pairs' bytes, each four twice (y_pair's ylo as unpacklo and
+ * unpackhi of its dwords with themselves, then yhi likewise), dy of block b in lanes 0..3 and of
+ * b + 1 in 4..7 (floats), then the offset sums in the same lanes (int32; Q4_0 only). Q4_0's
+ * int16 lanes add 16 products of a nibble (<= 15) and a byte (|y| <= 128): |sum| <= 30720. */
+#define Q32_PREP_STEP 192
 _Static_assert(Q32_PREP_STEP / (2 * QK) <= NLLM_GEMM_PREP_BYTES(1),
                "a prepared step fits in gemm_prep's bytes");
 
@@ -617,30 +640,31 @@ static inline __attribute__((always_inline)) void gemm_prep_32(const int kind, i
     const uint8_t *yb = y0 + (size_t)b * ys;
     __m256i ylo, yhi;
     y_pair(yb + 2, ys, &ylo, &yhi);
-    _mm256_storeu_si256((__m256i *)out, ylo);
-    _mm256_storeu_si256((__m256i *)(out + 32), yhi);
+    _mm256_storeu_si256((__m256i *)out, _mm256_unpacklo_epi32(ylo, ylo));
+    _mm256_storeu_si256((__m256i *)(out + 32), _mm256_unpackhi_epi32(ylo, ylo));
+    _mm256_storeu_si256((__m256i *)(out + 64), _mm256_unpacklo_epi32(yhi, yhi));
+    _mm256_storeu_si256((__m256i *)(out + 96), _mm256_unpackhi_epi32(yhi, yhi));
     const __m128 d0 = _mm_set1_ps(f16c_h2f(load_u16(yb))),
                  d1 = _mm_set1_ps(f16c_h2f(load_u16(yb + ys)));
-    _mm256_storeu_ps((float *)(out + 64), _mm256_set_m128(d1, d0));
+    _mm256_storeu_ps((float *)(out + 128), _mm256_set_m128(d1, d0));
     if (kind == F_Q4_0) {
       /* 8 * (sum of each block's 32 bytes): maddubs by 8 then madd, as pairs of int32 lanes */
-      const __m256i p = _mm256_madd_epi16(
-          _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), ylo),
-                           _mm256_maddubs_epi16(_mm256_set1_epi8(8), yhi)),
-          _mm256_set1_epi16(1));
+      const __m256i p =
+          _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), ylo),
+                                             _mm256_maddubs_epi16(_mm256_set1_epi8(8), yhi)),
+                            _mm256_set1_epi16(1));
       __m256i h = _mm256_hadd_epi32(p, p); /* per lane: two pair sums, twice */
       h = _mm256_hadd_epi32(h, h);         /* per lane: the block's sum, four times */
-      _mm256_storeu_si256((__m256i *)(out + 96), h);
+      _mm256_storeu_si256((__m256i *)(out + 160), h);
     } else {
-      _mm256_storeu_si256((__m256i *)(out + 96), _mm256_setzero_si256());
+      _mm256_storeu_si256((__m256i *)(out + 160), _mm256_setzero_si256());
     }
   }
 }
 
-static inline __attribute__((always_inline)) void gemm4_32(const int kind, const int T,
-                                                           int64_t n, float *s, size_t ss,
-                                                           const void *vx, size_t bx,
-                                                           const void *vp, size_t ps) {
+static inline __attribute__((always_inline)) void gemm4_32(const int kind, const int T, int64_t n,
+                                                           float *s, size_t ss, const void *vx,
+                                                           size_t bx, const void *vp, size_t ps) {
   const uint8_t *x0 = vx, *p0 = vp;
   const size_t xs = block_bytes(kind);
   const int64_t nb = n / QK; /* even: n is a multiple of NLLM_GEMM_COLS */
@@ -653,58 +677,81 @@ static inline __attribute__((always_inline)) void gemm4_32(const int kind, const
   for (int64_t b = 0; b + 2 <= nb; b += 2) {
     const uint8_t *xb = x0 + (size_t)b * xs, *pb = p0 + (size_t)(b / 2) * Q32_PREP_STEP;
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * 2 * xs);
-    /* Q4_0: low and high nibbles; Q8_0: bytes 0..15 and 16..31 of the two blocks, and their
-     * absolute values (x's sign moves onto y) */
-    __m256i xa[4], xc[4], ua[4], uc[4];
-    uint64_t w0 = 0, w1 = 0;
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      const uint8_t *x = xb + (size_t)r * bx;
-      w0 |= (uint64_t)load_u16(x) << (16 * r);
-      w1 |= (uint64_t)load_u16(x + xs) << (16 * r);
-      const __m256i q = _mm256_inserti128_si256(
-          _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + 2))),
-          _mm_loadu_si128((const __m128i *)(x + xs + 2)), 1);
+    /* per row pair p, xi[p][i] meets prepared vector i: Q4_0's low nibbles (levels 0..15) in
+     * i = 0, 1 and high ones in 2, 3; Q8_0's bytes 0..15 in 0, 1 and 16..31 in 2, 3, whose
+     * absolute values (ui) meet y with x's sign moved onto it */
+    __m256i q[4], xi[2][4], ui[2][4];
+    /* Q8_0's signed bytes wait in memory for sign's operand, which may be there (16
+     * registers do not hold both forms of a step's bytes) */
+    __m256i xm[2][4] __attribute__((aligned(32)));
+    const __m256 dx = scales4(xb, bx, xs);
+    halves4(xb, bx, xs, 2, q);
+#pragma GCC unroll 2
+    for (int p = 0; p < 2; p++) {
+      const __m256i lo = _mm256_unpacklo_epi32(q[2 * p], q[2 * p + 1]),
+                    hi = _mm256_unpackhi_epi32(q[2 * p], q[2 * p + 1]);
       if (kind == F_Q8_0) {
-        xa[r] = q;
-        xc[r] = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + 18))),
-            _mm_loadu_si128((const __m128i *)(x + xs + 18)), 1);
-        ua[r] = _mm256_sign_epi8(xa[r], xa[r]);
-        uc[r] = _mm256_sign_epi8(xc[r], xc[r]);
-      } else {
-        xa[r] = _mm256_and_si256(q, m4);
-        xc[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        xi[p][0] = lo;
+        xi[p][1] = hi;
+      } else { /* the nibbles split after the interleave: levels 0..15, then 16..31 */
+        xi[p][0] = _mm256_and_si256(lo, m4);
+        xi[p][1] = _mm256_and_si256(hi, m4);
+        xi[p][2] = _mm256_and_si256(_mm256_srli_epi16(lo, 4), m4);
+        xi[p][3] = _mm256_and_si256(_mm256_srli_epi16(hi, 4), m4);
       }
     }
-    const __m256 dx = _mm256_cvtph_ps(_mm_set_epi64x((long long)w1, (long long)w0));
+    if (kind == F_Q8_0) {
+      halves4(xb, bx, xs, 18, q);
+#pragma GCC unroll 2
+      for (int p = 0; p < 2; p++) {
+        xi[p][2] = _mm256_unpacklo_epi32(q[2 * p], q[2 * p + 1]);
+        xi[p][3] = _mm256_unpackhi_epi32(q[2 * p], q[2 * p + 1]);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+          ui[p][i] = _mm256_sign_epi8(xi[p][i], xi[p][i]);
+          _mm256_store_si256(&xm[p][i], xi[p][i]);
+        }
+      }
+    }
     __m256 prod[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
       const uint8_t *py = pb + (size_t)t * ps;
-      const __m256i ylo = _mm256_loadu_si256((const __m256i *)py),
-                    yhi = _mm256_loadu_si256((const __m256i *)(py + 32));
+      __m256i yi[4], v[2];
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; i++) yi[i] = _mm256_loadu_si256((const __m256i *)(py + 32 * i));
+#pragma GCC unroll 2
+      for (int p = 0; p < 2; p++) {
+        if (kind == F_Q8_0) { /* int32 [row 2p, row 2p + 1, again] in each lane */
+          __m256i a[4];
+#pragma GCC unroll 4
+          for (int i = 0; i < 4; i++)
+            a[i] = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(ui[p][i],
+                                     _mm256_sign_epi8(yi[i], _mm256_load_si256(&xm[p][i]))),
+                ones);
+          v[p] = _mm256_add_epi32(_mm256_add_epi32(a[0], a[1]), _mm256_add_epi32(a[2], a[3]));
+        } else { /* int16 [row 2p twice, row 2p + 1 twice, again] in each lane */
+          v[p] = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(xi[p][0], yi[0]),
+                                                   _mm256_maddubs_epi16(xi[p][1], yi[1])),
+                                  _mm256_add_epi16(_mm256_maddubs_epi16(xi[p][2], yi[2]),
+                                                   _mm256_maddubs_epi16(xi[p][3], yi[3])));
+        }
+      }
+      /* the pairs' two halves of each lane added: rows 0..3 in each lane */
       __m256i isum;
       if (kind == F_Q8_0) {
-        __m256i v[4];
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++)
-          v[r] = _mm256_add_epi32(
-              _mm256_madd_epi16(_mm256_maddubs_epi16(ua[r], _mm256_sign_epi8(ylo, xa[r])), ones),
-              _mm256_madd_epi16(_mm256_maddubs_epi16(uc[r], _mm256_sign_epi8(yhi, xc[r])), ones));
-        isum = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+        isum =
+            _mm256_add_epi32(_mm256_unpacklo_epi64(v[0], v[1]), _mm256_unpackhi_epi64(v[0], v[1]));
       } else {
-        __m256i v[4];
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++)
-          v[r] = _mm256_add_epi16(_mm256_maddubs_epi16(xa[r], ylo), _mm256_maddubs_epi16(xc[r], yhi));
-        const __m256i h =
-            _mm256_hadd_epi16(_mm256_hadd_epi16(v[0], v[1]), _mm256_hadd_epi16(v[2], v[3]));
-        isum = _mm256_sub_epi32(_mm256_madd_epi16(h, ones),
-                                _mm256_loadu_si256((const __m256i *)(py + 96)));
+        isum =
+            _mm256_sub_epi32(_mm256_madd_epi16(_mm256_add_epi16(_mm256_unpacklo_epi64(v[0], v[1]),
+                                                                _mm256_unpackhi_epi64(v[0], v[1])),
+                                               ones),
+                             _mm256_loadu_si256((const __m256i *)(py + 160)));
       }
       prod[t] = _mm256_mul_ps(_mm256_cvtepi32_ps(isum),
-                              _mm256_mul_ps(dx, _mm256_loadu_ps((const float *)(py + 64))));
+                              _mm256_mul_ps(dx, _mm256_loadu_ps((const float *)(py + 128))));
     }
 #pragma GCC unroll 2
     for (int u = 0; u < (T + 1) / 2; u++) { /* [b | b + 1] of tokens 2u, 2u + 1 */
@@ -757,10 +804,17 @@ INORDER_KERNELS(iq4_nl, F_IQ4_NL)
 #define PACK_BLOCK (8 * sizeof(float) + NLLM_PACK_ROWS * QK)
 _Static_assert(PACK_BLOCK == NLLM_PACK_BYTES(QK),
                "a packed block is NLLM_PACK_BYTES of its values");
-/* Tokens from which the prompt path repacks (below, the four-row kernels run: the same sums). */
+/* Tokens from which the prompt path repacks (below, the four-row kernels run: the same sums);
+ * with register tiles below (Q4_0, Q8_0): the repacking pays from 8 tokens (1.1B FFN shape, one
+ * thread, weights from DRAM: at 7 tokens Q4_0 even, Q8_0 behind; at 8 both ahead, at 11 by
+ * 15-20%). */
 #define PACKED_MIN_TOKENS 12
-/* Per block of an activation row: its 32 bytes, dy as a float, offset * sum of the bytes. */
-#define PACKED_PREP_BLOCK 40
+#define PACKED_MIN_TOKENS_TILES 8
+/* Per block of an activation row: its 32 bytes, then dy and offset * sum of the bytes each in
+ * all eight lanes of a vector (the kernel's operands as they are, no broadcast per block and
+ * token). */
+#define PACKED_PREP_BLOCK 96
+_Static_assert(PACKED_PREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits");
 
 static inline __attribute__((always_inline)) void pack8_32(const int kind, int64_t n,
                                                            const void *vx, size_t bx, void *vp) {
@@ -842,8 +896,8 @@ static inline __attribute__((always_inline)) void packed_prep_32(const int kind,
     if (offset)
       for (int j = 0; j < QK; j++) sum += y[b].qs[j];
     sum *= offset;
-    memcpy(out + 32, &dy, 4);
-    memcpy(out + 36, &sum, 4);
+    _mm256_storeu_ps((float *)(out + 32), _mm256_set1_ps(dy));
+    _mm256_storeu_si256((__m256i *)(out + 64), _mm256_set1_epi32(sum));
   }
 }
 
@@ -854,19 +908,19 @@ static inline __attribute__((always_inline)) void gemm_packed_32(const int kind,
   const int is_signed = kind == F_Q8_0 || kind == F_IQ4_NL;
   const int group = kind == F_Q4_0 ? 8 : 4; /* unsigned levels: pair sums added in int16 */
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[NLLM_GEMM_TOK];
-#pragma GCC unroll 4
+  __m256 acc[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK; b++) {
     const uint8_t *xb = pk + (size_t)b * PACK_BLOCK, *yb = p0 + (size_t)b * PACKED_PREP_BLOCK;
-    __m256i sum[NLLM_GEMM_TOK], s16[NLLM_GEMM_TOK];
-#pragma GCC unroll 4
+    __m256i sum[NLLM_PACKED_TOK_MAX], s16[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) sum[t] = s16[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
       const __m256i xk = _mm256_loadu_si256((const __m256i *)(xb + 32 + 32 * k));
       const __m256i ax = is_signed ? _mm256_sign_epi8(xk, xk) : xk;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int t = 0; t < T; t++) {
         const __m256i yk = _mm256_set1_epi32((int)load_u32(yb + (size_t)t * ps + 4 * k));
         /* the empty asm keeps each sum one register added to in turn: gcc otherwise gathers
@@ -886,18 +940,17 @@ static inline __attribute__((always_inline)) void gemm_packed_32(const int kind,
       }
     }
     const __m256 dx = _mm256_loadu_ps((const float *)xb);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
       const uint8_t *py = yb + (size_t)t * ps;
       __m256i isum = sum[t];
-      if (!is_signed) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32((int)load_u32(py + 36)));
-      float dy;
-      memcpy(&dy, py + 32, 4);
+      if (!is_signed) isum = _mm256_sub_epi32(isum, _mm256_loadu_si256((const __m256i *)(py + 64)));
       acc[t] = _mm256_add_ps(
-          acc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, _mm256_set1_ps(dy))));
+          acc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(isum),
+                                _mm256_mul_ps(dx, _mm256_loadu_ps((const float *)(py + 32)))));
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int t = 0; t < T; t++) _mm256_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
@@ -910,7 +963,11 @@ static inline __attribute__((always_inline)) void gemm_packed_32(const int kind,
       case 1: gemm_packed_32(kind, 1, n, s, ss, pk, p, ps); break;                   \
       case 2: gemm_packed_32(kind, 2, n, s, ss, pk, p, ps); break;                   \
       case 3: gemm_packed_32(kind, 3, n, s, ss, pk, p, ps); break;                   \
-      default: gemm_packed_32(kind, 4, n, s, ss, pk, p, ps); break;                  \
+      case 4: gemm_packed_32(kind, 4, n, s, ss, pk, p, ps); break;                   \
+      case 5: gemm_packed_32(kind, 5, n, s, ss, pk, p, ps); break;                   \
+      case 6: gemm_packed_32(kind, 6, n, s, ss, pk, p, ps); break;                   \
+      case 7: gemm_packed_32(kind, 7, n, s, ss, pk, p, ps); break;                   \
+      default: gemm_packed_32(kind, 8, n, s, ss, pk, p, ps); break;                  \
     }                                                                                \
   }                                                                                  \
   static void fmt##_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {   \
@@ -923,9 +980,11 @@ PACKED_KERNELS(q4_0, F_Q4_0)
 PACKED_KERNELS(q5_0, F_Q5_0)
 PACKED_KERNELS(q8_0, F_Q8_0)
 PACKED_KERNELS(iq4_nl, F_IQ4_NL)
-#define PACKED_ROW(fmt)                                                     \
+/* A format's row fields; min: tokens from which the prompt path repacks, tok: the most tokens a
+ * call takes. */
+#define PACKED_ROW(fmt, min, tok)                                           \
   .pack_rows = fmt##_pack_rows_avx2, .packed_prep = fmt##_packed_prep_avx2, \
-  .gemm_packed = fmt##_gemm_packed_avx2, .packed_min_tokens = PACKED_MIN_TOKENS
+  .gemm_packed = fmt##_gemm_packed_avx2, .packed_min_tokens = (min), .packed_tok = (tok)
 
 /* The AVX2 tier's rows of the 32-value formats. Crossovers: where dequantize + sgemm overtakes the
  * integer kernels (measured, see docs/performance.md "BLAS crossovers"). With the prompt kernels
@@ -942,7 +1001,7 @@ static const nllm_qtype_kernels q32_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q8_0_gemm_prep_avx2,
      .gemm4 = q8_0_gemm4_avx2,
-     PACKED_ROW(q8_0)},
+     PACKED_ROW(q8_0, PACKED_MIN_TOKENS_TILES, NLLM_PACKED_TOK_MAX)},
     {.type = NLLM_TYPE_Q4_0,
      .to_float = q4_0_to_float_avx2,
      .vec_dot = q4_0_vec_dot_inorder_avx2,
@@ -951,7 +1010,7 @@ static const nllm_qtype_kernels q32_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q4_0_gemm_prep_avx2,
      .gemm4 = q4_0_gemm4_avx2,
-     PACKED_ROW(q4_0)},
+     PACKED_ROW(q4_0, PACKED_MIN_TOKENS_TILES, NLLM_PACKED_TOK_MAX)},
     {.type = NLLM_TYPE_Q4_1,
      .vec_dot = q4_1_vec_dot_avx2,
      .vec_dot4 = q4_1_vec_dot4_avx2,
@@ -960,7 +1019,7 @@ static const nllm_qtype_kernels q32_rows[] = {
      .vec_dot = q5_0_vec_dot_inorder_avx2,
      .vec_dot4 = q5_0_vec_dot4_inorder_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
-     PACKED_ROW(q5_0)},
+     PACKED_ROW(q5_0, PACKED_MIN_TOKENS, NLLM_GEMM_TOK)},
     {.type = NLLM_TYPE_Q5_1,
      .vec_dot = q5_1_vec_dot_avx2,
      .vec_dot4 = q5_1_vec_dot4_avx2,
@@ -969,6 +1028,6 @@ static const nllm_qtype_kernels q32_rows[] = {
      .vec_dot = iq4_nl_vec_dot_inorder_avx2,
      .vec_dot4 = iq4_nl_vec_dot4_inorder_avx2,
      .blas_min_tokens = NLLM_BLAS_NEVER,
-     PACKED_ROW(iq4_nl)},
+     PACKED_ROW(iq4_nl, PACKED_MIN_TOKENS, NLLM_GEMM_TOK)},
 };
 const nllm_kernel_set nllm_kernels_q32_avx2 = {q32_rows, sizeof q32_rows / sizeof q32_rows[0]};
