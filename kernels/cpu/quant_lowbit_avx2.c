@@ -186,56 +186,6 @@ static void tq1_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
   TQ_ROW(tq1_0_lanes);
 }
 
-/* Four rows by four tokens (batches): a block's codes are made once for four tokens (their
- * base-3 digits are most of TQ1_0's work); each token's sum is vec_dot's, the four tokens' float
- * steps go in one vector, each lane in vec_dot's order: results equal vec_dot's bit for bit. */
-static inline __attribute__((always_inline)) void tq1_0_dot4xn(int nt, int64_t n, float *s,
-                                                               size_t s_stride, const void *vx,
-                                                               size_t x_stride, const void *vy,
-                                                               size_t y_stride) {
-  const int64_t nb = n / QK_K;
-  const block_q8_K *y[4];
-  /* nt < 4 tokens: the missing lanes sum zeros against token 0's d */
-  for (int t = 0; t < 4; t++)
-    y[t] = (const block_q8_K *)((const uint8_t *)vy + (t < nt ? t : 0) * y_stride);
-  for (int r = 0; r < 4; r++) {
-    const block_tq1_0 *x = (const block_tq1_0 *)((const uint8_t *)vx + r * x_stride);
-    __m128 sum = _mm_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-      __m256i u[8], l[4];
-      tq1_0_codes(&x[b], u);
-      LB_UNROLL8
-      for (int t = 0; t < 4; t++) {
-        l[t] = _mm256_setzero_si256();
-        if (t >= nt) continue;
-        __m256i a = _mm256_setzero_si256();
-        LB_UNROLL8
-        for (int j = 0; j < 8; j++) a = tq_add(a, u[j], y[t][b].qs + 32 * j);
-        l[t] = tq_lanes(a, &y[t][b]);
-      }
-      const __m256i h =
-          _mm256_hadd_epi32(_mm256_hadd_epi32(l[0], l[1]), _mm256_hadd_epi32(l[2], l[3]));
-      const __m128 f =
-          _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
-      const __m128 yd = _mm_setr_ps(y[0][b].d, y[1][b].d, y[2][b].d, y[3][b].d);
-      sum = _mm_add_ps(sum, _mm_mul_ps(f, _mm_mul_ps(yd, _mm_set1_ps(_cvtsh_ss(x[b].d)))));
-    }
-    float out[4];
-    _mm_storeu_ps(out, sum);
-    for (int t = 0; t < nt; t++) s[t * s_stride + r] = out[t];
-  }
-}
-static void tq1_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
-                                  size_t x_stride, const void *vy, size_t y_stride) {
-  tq1_0_dot4xn(4, n, s, s_stride, vx, x_stride, vy, y_stride);
-}
-static void tq1_0_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
-                                  size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
-  if (n_tok == 3)
-    tq1_0_dot4xn(3, n, s, s_stride, vx, x_stride, vy, y_stride);
-  else
-    tq1_0_dot4xn(2, n, s, s_stride, vx, x_stride, vy, y_stride);
-}
 static void tq1_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
                                 const void *vy) {
   const int64_t nb = n / QK_K;
@@ -283,31 +233,46 @@ static void tq2_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
   TQ_ROW4(tq2_0_lanes);
 }
 
-/* Four rows by four tokens: a block's 256 codes (0..3) are cut out once for four tokens, plain
- * (vec_dot's 4u trick saves shifts per token, here they are shared); a token costs its eight
- * maddubs and the bsums step. The integer sums are vec_dot's and the float steps go in one
- * vector, each lane in TQ_ROW4's order: results equal vec_dot's bit for bit. */
-static inline __attribute__((always_inline)) void tq2_0_dot4xn(int nt, int64_t n, float *s,
-                                                               size_t s_stride, const void *vx,
-                                                               size_t x_stride, const void *vy,
-                                                               size_t y_stride) {
-  const int64_t nb = n / QK_K;
+/* TQ2_0's 256 codes (0..3) of a block, cut out plain for the batch kernels (vec_dot's 4u trick
+ * saves shifts per token; there they are shared by the tokens). */
+static inline __attribute__((always_inline)) void tq2_0_codes(const block_tq2_0 *x, __m256i u[8]) {
   const __m256i m3 = _mm256_set1_epi8(3);
+  for (int h = 0; h < 2; h++) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * h));
+    u[4 * h] = _mm256_and_si256(q, m3);
+    u[4 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 2), m3);
+    u[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m3);
+    u[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(q, 6), m3);
+  }
+}
+
+/* Four rows by up to four tokens (batches) of TQ1_0 (tq1) or TQ2_0: a block's codes are made
+ * once for the tokens (TQ1_0's base-3 digits are most of its work); a token costs its eight
+ * maddubs and the bsums step. Each token's integer sum is vec_dot's and the four tokens' float
+ * steps go in one vector, each lane in vec_dot's order: results equal vec_dot's bit for bit. */
+static inline __attribute__((always_inline)) void tq_dot4xn(const int tq1, int nt, int64_t n,
+                                                            float *s, size_t s_stride,
+                                                            const void *vx, size_t x_stride,
+                                                            const void *vy, size_t y_stride) {
+  const int64_t nb = n / QK_K;
+  const size_t bs = tq1 ? sizeof(block_tq1_0) : sizeof(block_tq2_0);
   const block_q8_K *y[4];
   /* nt < 4 tokens: the missing lanes sum zeros against token 0's d */
   for (int t = 0; t < 4; t++)
     y[t] = (const block_q8_K *)((const uint8_t *)vy + (t < nt ? t : 0) * y_stride);
   for (int r = 0; r < 4; r++) {
-    const block_tq2_0 *x = (const block_tq2_0 *)((const uint8_t *)vx + r * x_stride);
+    const uint8_t *xr = (const uint8_t *)vx + r * x_stride;
     __m128 sum = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
+      const uint8_t *xb = xr + (size_t)b * bs;
       __m256i u[8], l[4];
-      for (int h = 0; h < 2; h++) {
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
-        u[4 * h] = _mm256_and_si256(q, m3);
-        u[4 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 2), m3);
-        u[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m3);
-        u[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(q, 6), m3);
+      uint16_t xd;
+      if (tq1) {
+        tq1_0_codes((const block_tq1_0 *)xb, u);
+        xd = ((const block_tq1_0 *)xb)->d;
+      } else {
+        tq2_0_codes((const block_tq2_0 *)xb, u);
+        xd = ((const block_tq2_0 *)xb)->d;
       }
       LB_UNROLL8
       for (int t = 0; t < 4; t++) {
@@ -323,23 +288,34 @@ static inline __attribute__((always_inline)) void tq2_0_dot4xn(int nt, int64_t n
       const __m128 f =
           _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
       const __m128 yd = _mm_setr_ps(y[0][b].d, y[1][b].d, y[2][b].d, y[3][b].d);
-      sum = _mm_add_ps(sum, _mm_mul_ps(f, _mm_mul_ps(yd, _mm_set1_ps(_cvtsh_ss(x[b].d)))));
+      sum = _mm_add_ps(sum, _mm_mul_ps(f, _mm_mul_ps(yd, _mm_set1_ps(_cvtsh_ss(xd)))));
     }
     float out[4];
     _mm_storeu_ps(out, sum);
     for (int t = 0; t < nt; t++) s[t * s_stride + r] = out[t];
   }
 }
+static void tq1_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride) {
+  tq_dot4xn(1, 4, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
+static void tq1_0_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
+                                  size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
+  if (n_tok == 3)
+    tq_dot4xn(1, 3, n, s, s_stride, vx, x_stride, vy, y_stride);
+  else
+    tq_dot4xn(1, 2, n, s, s_stride, vx, x_stride, vy, y_stride);
+}
 static void tq2_0_vec_dot4x4_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
                                   size_t x_stride, const void *vy, size_t y_stride) {
-  tq2_0_dot4xn(4, n, s, s_stride, vx, x_stride, vy, y_stride);
+  tq_dot4xn(0, 4, n, s, s_stride, vx, x_stride, vy, y_stride);
 }
 static void tq2_0_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const void *vx,
                                   size_t x_stride, const void *vy, size_t y_stride, int n_tok) {
   if (n_tok == 3)
-    tq2_0_dot4xn(3, n, s, s_stride, vx, x_stride, vy, y_stride);
+    tq_dot4xn(0, 3, n, s, s_stride, vx, x_stride, vy, y_stride);
   else
-    tq2_0_dot4xn(2, n, s, s_stride, vx, x_stride, vy, y_stride);
+    tq_dot4xn(0, 2, n, s, s_stride, vx, x_stride, vy, y_stride);
 }
 /* Four rows, one token: the rows' block sums reduced together and their products added to
  * the four sums in the lanes of one vector (each lane in vec_dot's order), the activations
