@@ -186,29 +186,6 @@ static void tq1_0_vec_dot_avx2(int64_t n, float *s, const void *vx, const void *
   TQ_ROW(tq1_0_lanes);
 }
 
-static void tq1_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
-                                const void *vy) {
-  const int64_t nb = n / QK_K;
-  const block_tq1_0 *x[4];
-  for (int r = 0; r < 4; r++) x[r] = (const block_tq1_0 *)((const uint8_t *)vx + r * x_stride);
-  const block_q8_K *y = vy;
-  __m128 sum = _mm_setzero_ps();
-  for (int64_t b = 0; b < nb; b++) {
-    nllm_prefetch_span(
-        (const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)b * sizeof(block_tq1_0),
-        4 * sizeof(block_tq1_0));
-    const __m256i h = _mm256_hadd_epi32(
-        _mm256_hadd_epi32(tq1_0_lanes(&x[0][b], &y[b]), tq1_0_lanes(&x[1][b], &y[b])),
-        _mm256_hadd_epi32(tq1_0_lanes(&x[2][b], &y[b]), tq1_0_lanes(&x[3][b], &y[b])));
-    const __m128 f =
-        _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
-    const __m128 xd = _mm_cvtph_ps(_mm_setr_epi16((short)x[0][b].d, (short)x[1][b].d,
-                                                  (short)x[2][b].d, (short)x[3][b].d, 0, 0, 0, 0));
-    sum = _mm_add_ps(sum, _mm_mul_ps(f, _mm_mul_ps(_mm_set1_ps(y[b].d), xd)));
-  }
-  _mm_storeu_ps(s, sum);
-}
-
 static inline __m256i tq2_0_lanes(const block_tq2_0 *x, const block_q8_K *y) {
   const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
   /* half h of qs: bits 2l..2l+1 of byte m are element 128h + 32l + m. Codes l = 1, 3 are taken
@@ -320,27 +297,46 @@ static void tq2_0_vec_dot4xt_avx2(int64_t n, float *s, size_t s_stride, const vo
 /* Four rows, one token: the rows' block sums reduced together and their products added to
  * the four sums in the lanes of one vector (each lane in vec_dot's order), the activations
  * loaded once for four rows. */
-static void tq2_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
-                                const void *vy) {
+static inline __attribute__((always_inline)) void tq_dot4(const int tq1, int64_t n, float *s,
+                                                          const void *vx, size_t x_stride,
+                                                          const void *vy) {
   const int64_t nb = n / QK_K;
-  const block_tq2_0 *x[4];
-  for (int r = 0; r < 4; r++) x[r] = (const block_tq2_0 *)((const uint8_t *)vx + r * x_stride);
+  const size_t bs = tq1 ? sizeof(block_tq1_0) : sizeof(block_tq2_0);
   const block_q8_K *y = vy;
   __m128 sum = _mm_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
-    nllm_prefetch_span(
-        (const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)b * sizeof(block_tq2_0),
-        4 * sizeof(block_tq2_0));
-    const __m256i h = _mm256_hadd_epi32(
-        _mm256_hadd_epi32(tq2_0_lanes(&x[0][b], &y[b]), tq2_0_lanes(&x[1][b], &y[b])),
-        _mm256_hadd_epi32(tq2_0_lanes(&x[2][b], &y[b]), tq2_0_lanes(&x[3][b], &y[b])));
+    nllm_prefetch_span((const uint8_t *)vx + NLLM_PREFETCH_ROWS * x_stride + 4 * (size_t)b * bs,
+                       4 * bs);
+    __m256i l[4];
+    uint16_t d[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const uint8_t *xb = (const uint8_t *)vx + r * x_stride + (size_t)b * bs;
+      if (tq1) {
+        l[r] = tq1_0_lanes((const block_tq1_0 *)xb, &y[b]);
+        d[r] = ((const block_tq1_0 *)xb)->d;
+      } else {
+        l[r] = tq2_0_lanes((const block_tq2_0 *)xb, &y[b]);
+        d[r] = ((const block_tq2_0 *)xb)->d;
+      }
+    }
+    const __m256i h =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(l[0], l[1]), _mm256_hadd_epi32(l[2], l[3]));
     const __m128 f =
         _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
-    const __m128 xd = _mm_cvtph_ps(_mm_setr_epi16((short)x[0][b].d, (short)x[1][b].d,
-                                                  (short)x[2][b].d, (short)x[3][b].d, 0, 0, 0, 0));
+    const __m128 xd = _mm_cvtph_ps(
+        _mm_setr_epi16((short)d[0], (short)d[1], (short)d[2], (short)d[3], 0, 0, 0, 0));
     sum = _mm_add_ps(sum, _mm_mul_ps(f, _mm_mul_ps(_mm_set1_ps(y[b].d), xd)));
   }
   _mm_storeu_ps(s, sum);
+}
+static void tq1_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
+                                const void *vy) {
+  tq_dot4(1, n, s, vx, x_stride, vy);
+}
+static void tq2_0_vec_dot4_avx2(int64_t n, float *s, const void *vx, size_t x_stride,
+                                const void *vy) {
+  tq_dot4(0, n, s, vx, x_stride, vy);
 }
 
 /* MXFP4: the doubled E2M1 levels (integers, |v| <= 12) looked up with a byte shuffle; the scale
