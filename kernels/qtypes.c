@@ -97,6 +97,8 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
       q->packed_min_tokens = k->packed_min_tokens;
       q->pack_group_rows = k->pack_group_rows ? k->pack_group_rows : NLLM_PACK_ROWS;
       q->packed_tok = k->packed_tok ? k->packed_tok : NLLM_GEMM_TOK;
+      q->gemv_packed = k->gemv_packed;
+      q->prepack = k->prepack;
     }
   }
 }

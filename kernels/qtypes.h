@@ -97,6 +97,8 @@ typedef struct nllm_qtype_kernels {
   const struct nllm_gemmf *gemmf_xbf16; /* BF16 weights: the GEMM for BF16-rounded activations */
   int32_t pack_group_rows; /* with gemm_packed: rows a packed group holds, 0: NLLM_PACK_ROWS */
   int32_t packed_tok;      /* with gemm_packed: the most tokens a call takes, 0: NLLM_GEMM_TOK */
+  nllm_gemm_packed_fn gemv_packed; /* with gemm_packed: one token on packed rows (see nllm_qtype) */
+  int32_t prepack;                 /* with gemm_packed: weights may stay packed from load */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -162,6 +164,14 @@ typedef struct nllm_qtype {
   /* with gemm_packed: the most tokens one call takes, NLLM_GEMM_TOK..NLLM_PACKED_TOK_MAX
    * (gemm_packed's n_tok <= packed_tok instead of NLLM_GEMM_TOK) */
   int32_t packed_tok;
+  /* optional (NULL: gemm_packed with n_tok 1): one token on packed rows, for weights kept
+   * packed from load (prepack), where decode reads nothing else; same signature and sums as
+   * gemm_packed */
+  nllm_gemm_packed_fn gemv_packed;
+  /* with gemm_packed: 1 where the packed kernels serve every token count (1 included) at least
+   * as fast as the row kernels and tiles on the unpacked rows, so a loader may keep the weights
+   * in the packed layout from load on (no repacking per matmul) */
+  int32_t prepack;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;
