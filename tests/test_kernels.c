@@ -2083,56 +2083,67 @@ END_TEST
  * 32b + g, its 11 bits split between qs and qh as each format splits them), with random shift
  * signs and scales, in every tier against the reference, bit for bit, one block at a time and
  * through the four-row and four-by-four kernels. */
-START_TEST(iq1_every_index) {
-  const int32_t type = _i ? NLLM_TYPE_IQ1_M : NLLM_TYPE_IQ1_S;
-  enum { NB = 2048 / 32 };
+/* Block b of an every-index row: its grid indices and scale fields set, h its F16 scale. */
+typedef void (*every_index_set_fn)(int32_t type, uint8_t *blk, unsigned b, uint16_t h);
+
+/* nb blocks of type, each set by set() over random bytes, through vec_dot against the
+ * reference block by block in every tier, then through the four-row and batch kernels
+ * (passes 2: again with extreme activations). */
+static void every_index_check(int32_t type, int nb, every_index_set_fn set, int passes) {
   for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
     nllm_qtypes_set_isa(isa);
     const nllm_qtype *q = nllm_qtype_get(type), *vq = nllm_qtype_get(q->vec_dot_type);
-    const int64_t n = NB * QK_K;
+    const int64_t n = (int64_t)nb * QK_K;
     uint8_t *w = malloc(nllm_row_size(type, n)), *a = malloc(nllm_row_size(vq->type, n));
     float *y = malloc(sizeof(float) * (size_t)n);
     for (size_t i = 0; i < nllm_row_size(type, n); i++) w[i] = (uint8_t)test_xorshift(&rng_state);
-    for (int b = 0; b < NB; b++) {
-      uint8_t *blk = w + (size_t)b * q->type_size;
-      const uint16_t h = q_f2h(0.02f * frand() + 1e-3f);
-      if (type == NLLM_TYPE_IQ1_S) {
-        block_iq1_s *x = (block_iq1_s *)(void *)blk;
-        x->d = h;
-        for (int g = 0; g < 32; g++) {
-          const unsigned idx = 32u * (unsigned)b + (unsigned)g;
-          x->qs[g] = (uint8_t)idx;
-          x->qh[g / 4] =
-              (uint16_t)((x->qh[g / 4] & ~(7u << (3 * (g % 4)))) | (idx >> 8) << (3 * (g % 4)));
-        }
-      } else {
-        block_iq1_m *x = (block_iq1_m *)(void *)blk;
-        for (int g = 0; g < 32; g++) {
-          const unsigned idx = 32u * (unsigned)b + (unsigned)g, sh = 4 * (g % 2);
-          x->qs[g] = (uint8_t)idx;
-          x->qh[g / 2] = (uint8_t)((x->qh[g / 2] & ~(7u << sh)) | (idx >> 8) << sh);
-        }
-        for (int k = 0; k < 4; k++)
-          x->scales[2 * k + 1] =
-              (uint8_t)((x->scales[2 * k + 1] & 0x0f) | ((h >> (4 * k)) & 15) << 4);
-      }
-    }
+    for (int b = 0; b < nb; b++)
+      set(type, w + (size_t)b * q->type_size, (unsigned)b, q_f2h(0.02f * frand() + 1e-3f));
     fill(y, n, DATA_GAUSS);
     vq->from_float_ref(y, a, n);
     const size_t as = nllm_row_size(vq->type, QK_K);
-    for (int b = 0; b < NB; b++) {
+    for (int b = 0; b < nb; b++) {
       float got = NAN, ref = NAN;
       q->vec_dot(QK_K, &got, w + (size_t)b * q->type_size, a + (size_t)b * as);
       q->vec_dot_ref(QK_K, &ref, w + (size_t)b * q->type_size, a + (size_t)b * as);
       ck_assert_msg(same_float(got, ref), "%s tier %d block %d: %.9g vs ref %.9g", q->name, isa, b,
                     got, ref);
     }
-    lowbit_check_dot4(q, w, a, NB, isa, 0);
+    for (int pass = 0; pass < passes; pass++) {
+      if (pass) q8_extremes(q->vec_dot_type, a, nb, 4);
+      lowbit_check_dot4(q, w, a, nb, isa, pass);
+    }
     free(w);
     free(a);
     free(y);
   }
   nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+
+static void iq1_set_indices(int32_t type, uint8_t *blk, unsigned b, uint16_t h) {
+  if (type == NLLM_TYPE_IQ1_S) {
+    block_iq1_s *x = (block_iq1_s *)(void *)blk;
+    x->d = h;
+    for (unsigned g = 0; g < 32; g++) {
+      const unsigned idx = 32u * b + g;
+      x->qs[g] = (uint8_t)idx;
+      x->qh[g / 4] =
+          (uint16_t)((x->qh[g / 4] & ~(7u << (3 * (g % 4)))) | (idx >> 8) << (3 * (g % 4)));
+    }
+  } else {
+    block_iq1_m *x = (block_iq1_m *)(void *)blk;
+    for (unsigned g = 0; g < 32; g++) {
+      const unsigned idx = 32u * b + g, sh = 4 * (g % 2);
+      x->qs[g] = (uint8_t)idx;
+      x->qh[g / 2] = (uint8_t)((x->qh[g / 2] & ~(7u << sh)) | (idx >> 8) << sh);
+    }
+    for (int k = 0; k < 4; k++)
+      x->scales[2 * k + 1] = (uint8_t)((x->scales[2 * k + 1] & 0x0f) | ((h >> (4 * k)) & 15) << 4);
+  }
+}
+
+START_TEST(iq1_every_index) {
+  every_index_check(_i ? NLLM_TYPE_IQ1_M : NLLM_TYPE_IQ1_S, 2048 / 32, iq1_set_indices, 1);
 }
 END_TEST
 
@@ -2143,7 +2154,8 @@ END_TEST
  * through the four-row and four-by-four kernels. */
 static const int32_t iq23_types[] = {NLLM_TYPE_IQ2_XXS, NLLM_TYPE_IQ2_XS, NLLM_TYPE_IQ2_S,
                                      NLLM_TYPE_IQ3_XXS, NLLM_TYPE_IQ3_S};
-static void iq23_set_indices(int32_t type, uint8_t *blk, unsigned b) {
+static void iq23_set_indices(int32_t type, uint8_t *blk, unsigned b, uint16_t h) {
+  memcpy(blk, &h, 2);
   uint8_t *q = blk + 2; /* after the F16 scale */
   if (type == NLLM_TYPE_IQ2_XXS || type == NLLM_TYPE_IQ3_XXS) {
     const int is3 = type == NLLM_TYPE_IQ3_XXS, per = is3 ? 8 : 4; /* indices per 32 values */
@@ -2184,40 +2196,7 @@ static void iq23_set_indices(int32_t type, uint8_t *blk, unsigned b) {
 }
 
 START_TEST(iq23_every_index) {
-  const int32_t type = iq23_types[_i];
-  enum { NB = 64 };
-  for (int isa = NLLM_ISA_SCALAR; isa <= nllm_qtypes_isa_max(); isa++) {
-    nllm_qtypes_set_isa(isa);
-    const nllm_qtype *q = nllm_qtype_get(type), *vq = nllm_qtype_get(q->vec_dot_type);
-    const int64_t n = NB * QK_K;
-    uint8_t *w = malloc(nllm_row_size(type, n)), *a = malloc(nllm_row_size(vq->type, n));
-    float *y = malloc(sizeof(float) * (size_t)n);
-    for (size_t i = 0; i < nllm_row_size(type, n); i++) w[i] = (uint8_t)test_xorshift(&rng_state);
-    for (int b = 0; b < NB; b++) {
-      uint8_t *blk = w + (size_t)b * q->type_size;
-      const uint16_t h = q_f2h(0.02f * frand() + 1e-3f);
-      memcpy(blk, &h, 2);
-      iq23_set_indices(type, blk, (unsigned)b);
-    }
-    fill(y, n, DATA_GAUSS);
-    vq->from_float_ref(y, a, n);
-    const size_t as = nllm_row_size(vq->type, QK_K);
-    for (int b = 0; b < NB; b++) {
-      float got = NAN, ref = NAN;
-      q->vec_dot(QK_K, &got, w + (size_t)b * q->type_size, a + (size_t)b * as);
-      q->vec_dot_ref(QK_K, &ref, w + (size_t)b * q->type_size, a + (size_t)b * as);
-      ck_assert_msg(same_float(got, ref), "%s tier %d block %d: %.9g vs ref %.9g", q->name, isa, b,
-                    got, ref);
-    }
-    for (int pass = 0; pass < 2; pass++) {
-      if (pass) q8_extremes(q->vec_dot_type, a, NB, 4);
-      lowbit_check_dot4(q, w, a, NB, isa, pass);
-    }
-    free(w);
-    free(a);
-    free(y);
-  }
-  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+  every_index_check(iq23_types[_i], 64, iq23_set_indices, 2);
 }
 END_TEST
 
