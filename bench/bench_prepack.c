@@ -47,7 +47,8 @@ int main(int argc, char **argv) {
       continue;
     }
     const int nmat = (int)(WORKING_SET / mat);
-    uint8_t *W = nllm_aligned_alloc((size_t)nmat * mat), *P = nllm_aligned_alloc((size_t)nmat * pbytes);
+    uint8_t *W = nllm_aligned_alloc((size_t)nmat * mat),
+            *P = nllm_aligned_alloc((size_t)nmat * pbytes);
     float *row = malloc(sizeof(float) * COLS);
     for (int r = 0; r < 256; r++) {
       for (int i = 0; i < COLS; i++)
@@ -66,8 +67,8 @@ int main(int argc, char **argv) {
         for (int v = 0; v < 2; v++) {
           const int m = r % nmat;
           double t0 = cpu_ms();
-          nllm_matmul_pk(y, W + (size_t)m * mat, v ? &pk[m] : NULL, q->type, ROWS, COLS, x,
-                         toks[k], wd, nt, NLLM_MATMUL_EXACT);
+          nllm_matmul_pk(y, W + (size_t)m * mat, v ? &pk[m] : NULL, q->type, ROWS, COLS, x, toks[k],
+                         wd, nt, NLLM_MATMUL_EXACT);
           t[v][r] = cpu_ms() - t0;
         }
       qsort(t[0], RUNS, sizeof(double), cmp_d);

@@ -184,8 +184,8 @@ static void cpu_rope(nllm_fw_backend *be, float *x, int64_t heads, int64_t head_
     c->rope_half = half;
   }
   rope_job j = {c, x, rows, freq, heads, head_dim, n_rot, stride, half, width, neox};
-  nllm_pool_run(elementwise_threads(be, rows->n * stride),
-                (rows->n + TOK_CHUNK - 1) / TOK_CHUNK, rope_chunk, &j);
+  nllm_pool_run(elementwise_threads(be, rows->n * stride), (rows->n + TOK_CHUNK - 1) / TOK_CHUNK,
+                rope_chunk, &j);
 }
 
 /* The cache of a layer is head-major, [n_head_kv][n_ctx cells][head_dim]: decode attention

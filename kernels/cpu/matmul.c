@@ -190,9 +190,9 @@ typedef struct matmul_job {
   const nllm_qtype *vq;
   uint8_t *prep; /* register tiles: the activations prepared by gemm_prep, NULL without */
   size_t p_rs;
-  uint8_t *pack; /* interleaved kernels: PACK_GROUPS groups per worker (prep by packed_prep) */
+  uint8_t *pack;     /* interleaved kernels: PACK_GROUPS groups per worker (prep by packed_prep) */
   const uint8_t *pw; /* interleaved kernels on the weight's own packed rows (prep by packed_prep) */
-  float *tiles;  /* BLAS path: item_rows x cols per worker */
+  float *tiles;      /* BLAS path: item_rows x cols per worker */
 } matmul_job;
 
 #if !defined(NLLM_NO_BLAS)
@@ -339,9 +339,10 @@ static void prepack_item(void *vjob, int64_t item, int worker) {
   const prepack_job *j = vjob;
   (void)worker;
   const int64_t gr = j->q->pack_group_rows;
-  for (int64_t g = item * j->groups_per_item;
-       g < (item + 1) * j->groups_per_item && g < j->groups; g++)
-    j->q->pack_rows(j->cols, j->W + (size_t)(g * gr) * j->w_rs, j->w_rs, j->out + (size_t)g * j->gb);
+  for (int64_t g = item * j->groups_per_item; g < (item + 1) * j->groups_per_item && g < j->groups;
+       g++)
+    j->q->pack_rows(j->cols, j->W + (size_t)(g * gr) * j->w_rs, j->w_rs,
+                    j->out + (size_t)g * j->gb);
 }
 
 void nllm_prepack(const void *W, int32_t wtype, int64_t rows, int64_t cols, void *out,
@@ -358,8 +359,8 @@ void nllm_prepack(const void *W, int32_t wtype, int64_t rows, int64_t cols, void
                    .groups = rows / q->pack_group_rows,
                    .gb = (size_t)q->pack_group_rows * w_rs,
                    .w_rs = w_rs};
-  nllm_pool_run(n_threads < 1 ? 1 : n_threads, (j.groups + j.groups_per_item - 1) / j.groups_per_item,
-                prepack_item, &j);
+  nllm_pool_run(n_threads < 1 ? 1 : n_threads,
+                (j.groups + j.groups_per_item - 1) / j.groups_per_item, prepack_item, &j);
   *pk = (nllm_packed){.data = out, .layout = (void (*)(void))q->pack_rows};
 }
 

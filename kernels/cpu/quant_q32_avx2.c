@@ -953,11 +953,10 @@ static inline __attribute__((always_inline)) void gemm_packed_32(const int kind,
       for (int k = 0; k < 4; k++) w[k] = _mm256_loadu_si256((const __m256i *)(xb + lv + 32 * k));
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
-      const __m256i xk =
-          kind == F_Q4_0
-              ? (k < 4 ? _mm256_and_si256(w[k & 3], m4)
-                       : _mm256_and_si256(_mm256_srli_epi16(w[k & 3], 4), m4))
-              : _mm256_loadu_si256((const __m256i *)(xb + lv + 32 * k));
+      const __m256i xk = kind == F_Q4_0
+                             ? (k < 4 ? _mm256_and_si256(w[k & 3], m4)
+                                      : _mm256_and_si256(_mm256_srli_epi16(w[k & 3], 4), m4))
+                             : _mm256_loadu_si256((const __m256i *)(xb + lv + 32 * k));
       const __m256i ax = is_signed ? _mm256_sign_epi8(xk, xk) : xk;
 #pragma GCC unroll 8
       for (int t = 0; t < T; t++) {

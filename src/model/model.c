@@ -5,9 +5,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "model/quantize_load.h"
+#include "ops.h"
 #include "qtypes.h"
 
 /* One row per architecture; a property left out is off (model.h says what each one means).
@@ -519,6 +522,130 @@ static nllm_status copy_cpu_weights(nllm_model *m, int32_t n_gpu_layers) {
   return nllm_source_copy_tensors(&m->src, cpu_computes, &first_gpu_layer);
 }
 
+/* ---------------------------------------------------------------- weights kept packed
+ * The CPU's matmul weights in a format whose row keeps them packed (qtypes.h prepack) are
+ * repacked once here into the layout of the tier's interleaved kernels, which then serve every
+ * token count without repacking per matmul (kernels/ops.h nllm_matmul_pk). Their plain rows stay
+ * where the file's mapping has them, so that whatever reads `data` (the tier capped after the
+ * load, rows past the last whole group, a tensor dump) still reads them, but their pages are
+ * given back: the packed copy takes the memory the plain one took. Only the dense layer
+ * matrices and an untied output head: get_rows reads the embedding (and a tied head) plain, the
+ * expert kernel reads its stacked matrices plain. */
+
+/* The matrices a prepack may keep packed; returns their count (at most cap). */
+static int matmul_weights(nllm_model *m, nllm_weight **w, int cap) {
+  int n = 0;
+#define ADD(x)                                              \
+  do {                                                      \
+    if ((x).data && (x).rows > 1 && n < cap) w[n++] = &(x); \
+  } while (0)
+  for (int il = 0; il < m->hp.n_layer; il++) {
+    nllm_layer *L = &m->layers[il];
+    ADD(L->wq);
+    ADD(L->wk);
+    ADD(L->wv);
+    ADD(L->wo);
+    ADD(L->w_gate);
+    ADD(L->w_up);
+    ADD(L->w_down);
+    ADD(L->ffn_gate_shexp);
+    ADD(L->ffn_up_shexp);
+    ADD(L->ffn_down_shexp);
+  }
+  if (m->output.data != m->tok_embd.data) ADD(m->output);
+#undef ADD
+  return n;
+}
+
+typedef struct prepacked {
+  const void *plain, *packed;
+  void (*layout)(void);
+  size_t plain_bytes;
+} prepacked;
+
+/* Whether the load may keep weights packed: a CPU-only load of the file's own weights. */
+static int prepack_wanted(const nllm_model_params *p) {
+  return !p->no_repack && !p->vocab_only && p->quantize_type == NLLM_TYPE_NONE &&
+         p->n_gpu_layers == 0;
+}
+
+static int not_prepacked(const nllm_tensor *t, void *user) {
+  const prepacked *pk = user;
+  for (; pk->plain; pk++)
+    if (pk->plain == t->data) return 0;
+  return 1;
+}
+
+/* Packs the bound matrices that can be (the file mapped: `read` 1 when the load was asked to
+ * read the weights into memory, which the tensors not packed then are) and gives the pages of
+ * their plain rows back. */
+static nllm_status prepack_weights(nllm_model *m, int read) {
+  int cap = 10 * m->hp.n_layer + 1;
+  nllm_weight **w = malloc((size_t)cap * sizeof *w);
+  prepacked *pk = calloc((size_t)cap + 1, sizeof *pk);
+  nllm_status st = NLLM_OK;
+  if (!w || !pk) {
+    st = nllm_err(NLLM_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  const int n = matmul_weights(m, w, cap);
+  size_t total = 0;
+  int np = 0;
+  for (int i = 0; i < n; i++) {
+    const size_t b = nllm_prepack_size(w[i]->type, w[i]->rows, w[i]->cols);
+    int seen = 0; /* a matrix bound twice (tied fields) is packed once */
+    for (int k = 0; k < np; k++) seen |= pk[k].plain == w[i]->data;
+    if (!b || seen) continue;
+    pk[np++] = (prepacked){.plain = w[i]->data, .plain_bytes = b};
+    total += (b + 63) & ~(size_t)63;
+  }
+  uint8_t *buf = total ? nllm_source_alloc(&m->src, total) : NULL;
+  if (total && !buf) {
+    st = nllm_err(NLLM_ERR_NOMEM, "%s: cannot allocate %.1f MiB for the packed weights",
+                  m->src.path, (double)total / 1048576.0);
+    goto done;
+  }
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  size_t off = 0;
+  for (int k = 0; k < np; k++)
+    for (int i = 0; i < n; i++)
+      if (w[i]->data == pk[k].plain) {
+        nllm_packed p;
+        nllm_prepack(w[i]->data, w[i]->type, w[i]->rows, w[i]->cols, buf + off, m->n_threads, &p);
+        pk[k].packed = p.data;
+        pk[k].layout = p.layout;
+        off += (pk[k].plain_bytes + 63) & ~(size_t)63;
+        /* the plain rows' whole pages back to the file at once (they read again from it if
+         * touched): the load holds the plain and the packed copy of one matrix at a time */
+        const uintptr_t a = ((uintptr_t)pk[k].plain + page - 1) & ~(page - 1),
+                        e = ((uintptr_t)pk[k].plain + pk[k].plain_bytes) & ~(page - 1);
+        if (e > a) (void)madvise((void *)a, (size_t)(e - a), MADV_DONTNEED);
+        break;
+      }
+  if (read) {
+    /* the rest into memory as a read load has it, then bound again to point there */
+    if ((st = nllm_source_copy_tensors(&m->src, not_prepacked, pk))) goto done;
+    m->n_params = m->n_bytes = 0;
+    if ((st = bind_tensors(m))) goto done;
+    /* the pages the copy read (and the metadata's) back to the file as well */
+    for (int32_t i = 0; i < m->src.n_maps; i++)
+      if (m->src.maps[i].is_mmap)
+        (void)madvise((void *)(uintptr_t)m->src.maps[i].data, (size_t)m->src.maps[i].size,
+                      MADV_DONTNEED);
+  }
+  const int n2 = matmul_weights(m, w, cap);
+  for (int i = 0; i < n2; i++)
+    for (int k = 0; k < np; k++)
+      if (w[i]->data == pk[k].plain) {
+        w[i]->packed = pk[k].packed;
+        w[i]->packed_layout = pk[k].layout;
+      }
+done:
+  free(w);
+  free(pk);
+  return st;
+}
+
 nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nllm_model **out) {
   *out = NULL;
   nllm_model *m = nllm_calloc(1, sizeof *m);
@@ -539,7 +666,8 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
    * the file whatever use_mmap says, and a GPU load maps it and copies only the CPU's share
    * once the layer count is known (copy_cpu_weights). */
   const int map = params->use_mmap || params->vocab_only || json_only ||
-                  params->quantize_type != NLLM_TYPE_NONE || params->n_gpu_layers != 0;
+                  params->quantize_type != NLLM_TYPE_NONE || params->n_gpu_layers != 0 ||
+                  prepack_wanted(params);
   const int copy_later =
       !params->use_mmap && params->quantize_type == NLLM_TYPE_NONE && params->n_gpu_layers != 0;
   nllm_status st = json_only ? NLLM_OK : nllm_source_open(path, map, &m->src);
@@ -591,6 +719,8 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
         goto fail;
     }
     if ((st = bind_tensors(m)) || (st = build_rope(m))) goto fail;
+    /* (a file this build reads rather than maps, as a folder's, is read whatever map says) */
+    if (prepack_wanted(params) && (st = prepack_weights(m, !params->use_mmap))) goto fail;
     if (nllm_tokenizer_n_vocab(m->tok) > m->hp.n_vocab) {
       st = nllm_err(NLLM_ERR_FORMAT,
                     "%s: tokenizer has %d tokens but token_embd.weight only %d "
