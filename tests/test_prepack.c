@@ -9,6 +9,8 @@
 #include "qtypes.h"
 #include "random_blocks.h"
 
+#include <unistd.h>
+
 static void best_tier(void) {
   nllm_qtypes_set_isa(nllm_qtypes_isa_max());
 }
@@ -261,6 +263,43 @@ START_TEST(mmap_load_equals_plain) {
 }
 END_TEST
 
+/* A read load keeps its promise with packed weights: a file truncated after the load leaves the
+ * model working (the packed rows, the other tensors and the metadata are the model's own). */
+START_TEST(file_truncated_after_load) {
+  char src[1024];
+  if (!testdata_path(src, sizeof src, models[_i])) return;
+  size_t len = 0;
+  char *bytes = read_file(src, &len);
+  ck_assert_ptr_nonnull(bytes);
+  char path[] = "/tmp/nllm-prepack-XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq((int)write(fd, bytes, len), (int)len);
+  nllm_model_params mp;
+  nllm_model_params_init(&mp);
+  nllm_model *a = NULL;
+  ck_assert_int_eq(nllm_model_load(path, &mp, &a), NLLM_OK);
+  ck_assert_int_gt(n_packed(a), 0);
+  nllm_model *b = load(models[_i], 1);
+  ck_assert_int_eq(ftruncate(fd, 4096), 0);
+  close(fd);
+  const char *arch = NULL;
+  ck_assert_int_eq(nllm_model_meta_str(a, "general.architecture", &arch), NLLM_OK);
+  ck_assert_str_eq(arch, "llama");
+  int ids[20];
+  for (int i = 0; i < 20; i++) ids[i] = 3 + (i * 29) % 500;
+  int ra, rb;
+  float *la = run(a, ids, 16, &ra), *lb = run(b, ids, 16, &rb);
+  ck_assert(memcmp(la, lb, sizeof(float) * (size_t)ra * (size_t)nllm_model_n_vocab(a)) == 0);
+  free(la);
+  free(lb);
+  nllm_model_free(a);
+  nllm_model_free(b);
+  unlink(path);
+  free(bytes);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("prepack");
   TCase *tc = tcase_create("prepack");
@@ -271,6 +310,8 @@ int main(void) {
   tcase_add_loop_test(tc, packed_load_equals_plain, 0, n_models);
   tcase_add_loop_test(tc, tier_capped_after_load, 0, 2);
   tcase_add_loop_test(tc, mmap_load_equals_plain, 0, 2);
+  if (nllm_qtype_get(NLLM_TYPE_Q4_0)->prepack)
+    tcase_add_loop_test(tc, file_truncated_after_load, 0, 2);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

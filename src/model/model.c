@@ -561,19 +561,66 @@ typedef struct prepacked {
   const void *plain, *packed;
   void (*layout)(void);
   size_t plain_bytes;
+  uintptr_t lo, hi; /* the whole pages of the plain rows, given back to the file */
 } prepacked;
+
+static int by_lo(const void *a, const void *b) {
+  const prepacked *x = a, *y = b;
+  return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* [s, t) of a file mapping (s page-aligned) made anonymous memory with the same bytes, in
+ * chunks of up to 2 MiB along 2 MiB boundaries (huge pages where the OS gives them); tmp: 2 MiB */
+#define OWN_CHUNK ((uintptr_t)2 << 20)
+static int own_range(uintptr_t s, uintptr_t t, uintptr_t page, uint8_t *tmp) {
+  for (uintptr_t c = s, next; c < t; c = next) {
+    next = (c & ~(OWN_CHUNK - 1)) + OWN_CHUNK;
+    if (next > t) next = t;
+    const size_t len = (size_t)(next - c), map_len = (len + page - 1) & ~(size_t)(page - 1);
+    memcpy(tmp, (const void *)c, len);
+    void *p = mmap((void *)c, map_len, PROT_READ | PROT_WRITE,
+                   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return 0;
+#if defined(MADV_HUGEPAGE)
+    if (map_len == OWN_CHUNK) (void)madvise(p, map_len, MADV_HUGEPAGE);
+#endif
+    memcpy(p, tmp, len);
+    (void)mprotect(p, map_len, PROT_READ);
+  }
+  return 1;
+}
+
+/* A read load (use_mmap 0) that packed weights from the mapped file: everything but the packed
+ * rows' pages becomes memory of its own (the other tensors, the metadata), as a read load's
+ * is, at the addresses it has, so that a file changed or truncated after the load reaches only
+ * the plain rows of the packed weights, which nothing reads while the tier that packed them is
+ * in use (docs/reliability.md). */
+static nllm_status own_unpacked(nllm_model *m, prepacked *pk, int np, uintptr_t page) {
+  qsort(pk, (size_t)np, sizeof *pk, by_lo);
+  uint8_t *tmp = malloc(OWN_CHUNK);
+  if (!tmp) return nllm_err(NLLM_ERR_NOMEM, "out of memory");
+  int ok = 1;
+  for (int32_t i = 0; ok && i < m->src.n_maps; i++) {
+    const nllm_file_map *fm = &m->src.maps[i];
+    if (!fm->is_mmap || !fm->size) continue;
+    const uintptr_t base = (uintptr_t)fm->data, end = base + (uintptr_t)fm->size;
+    uintptr_t cur = base;
+    for (int k = 0; ok && k < np; k++) {
+      if (pk[k].hi <= pk[k].lo || pk[k].lo < base || pk[k].hi > end) continue;
+      ok = own_range(cur, pk[k].lo, page, tmp);
+      cur = pk[k].hi;
+    }
+    if (ok) ok = own_range(cur, end, page, tmp);
+  }
+  free(tmp);
+  return ok ? NLLM_OK
+            : nllm_err(NLLM_ERR_NOMEM, "%s: cannot map memory for the weights", m->src.path);
+}
 
 /* Whether the load may keep weights packed: a CPU-only load of the file's own weights. */
 static int prepack_wanted(const nllm_model_params *p) {
   return !p->no_repack && !p->vocab_only && p->quantize_type == NLLM_TYPE_NONE &&
          p->n_gpu_layers == 0;
-}
-
-static int not_prepacked(const nllm_tensor *t, void *user) {
-  const prepacked *pk = user;
-  for (; pk->plain; pk++)
-    if (pk->plain == t->data) return 0;
-  return 1;
 }
 
 /* Packs the bound matrices that can be (the file mapped: `read` 1 when the load was asked to
@@ -607,39 +654,28 @@ static nllm_status prepack_weights(nllm_model *m, int read) {
   }
   const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   size_t off = 0;
-  for (int k = 0; k < np; k++)
+  for (int k = 0; k < np; k++) {
     for (int i = 0; i < n; i++)
       if (w[i]->data == pk[k].plain) {
-        nllm_packed p;
-        nllm_prepack(w[i]->data, w[i]->type, w[i]->rows, w[i]->cols, buf + off, m->n_threads, &p);
-        pk[k].packed = p.data;
-        pk[k].layout = p.layout;
-        off += (pk[k].plain_bytes + 63) & ~(size_t)63;
-        /* the plain rows' whole pages back to the file at once (they read again from it if
-         * touched): the load holds the plain and the packed copy of one matrix at a time */
-        const uintptr_t a = ((uintptr_t)pk[k].plain + page - 1) & ~(page - 1),
-                        e = ((uintptr_t)pk[k].plain + pk[k].plain_bytes) & ~(page - 1);
-        if (e > a) (void)madvise((void *)a, (size_t)(e - a), MADV_DONTNEED);
-        break;
-      }
-  if (read) {
-    /* the rest into memory as a read load has it, then bound again to point there */
-    if ((st = nllm_source_copy_tensors(&m->src, not_prepacked, pk))) goto done;
-    m->n_params = m->n_bytes = 0;
-    if ((st = bind_tensors(m))) goto done;
-    /* the pages the copy read (and the metadata's) back to the file as well */
-    for (int32_t i = 0; i < m->src.n_maps; i++)
-      if (m->src.maps[i].is_mmap)
-        (void)madvise((void *)(uintptr_t)m->src.maps[i].data, (size_t)m->src.maps[i].size,
-                      MADV_DONTNEED);
-  }
-  const int n2 = matmul_weights(m, w, cap);
-  for (int i = 0; i < n2; i++)
-    for (int k = 0; k < np; k++)
-      if (w[i]->data == pk[k].plain) {
+        if (!pk[k].packed) {
+          nllm_packed p;
+          nllm_prepack(w[i]->data, w[i]->type, w[i]->rows, w[i]->cols, buf + off, m->n_threads,
+                       &p);
+          pk[k].packed = p.data;
+          pk[k].layout = p.layout;
+          off += (pk[k].plain_bytes + 63) & ~(size_t)63;
+        }
         w[i]->packed = pk[k].packed;
         w[i]->packed_layout = pk[k].layout;
       }
+    /* the plain rows' whole pages back to the file at once (they read again from it if
+     * touched): the load holds the plain and the packed copy of one matrix at a time */
+    pk[k].lo = ((uintptr_t)pk[k].plain + page - 1) & ~(page - 1);
+    pk[k].hi = ((uintptr_t)pk[k].plain + pk[k].plain_bytes) & ~(page - 1);
+    if (pk[k].hi > pk[k].lo)
+      (void)madvise((void *)pk[k].lo, (size_t)(pk[k].hi - pk[k].lo), MADV_DONTNEED);
+  }
+  if (read) st = own_unpacked(m, pk, np, page);
 done:
   free(w);
   free(pk);
