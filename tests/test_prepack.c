@@ -60,8 +60,9 @@ START_TEST(kernels_equal_vec_dot4) {
           q->vec_dot4(cols, ref, W + (size_t)r * rs, rs, act + (size_t)t * as);
           for (int k = 0; k < 4; k++) {
             const float a = got[(size_t)t * (size_t)rows + (size_t)(r + k)], b = ref[k];
-            ck_assert_msg(memcmp(&a, &b, sizeof a) == 0, "%s rep %d tok %d/%d row %lld: %.9g != %.9g",
-                          q->name, rep, t, nt, (long long)(r + k), (double)a, (double)b);
+            ck_assert_msg(memcmp(&a, &b, sizeof a) == 0,
+                          "%s rep %d tok %d/%d row %lld: %.9g != %.9g", q->name, rep, t, nt,
+                          (long long)(r + k), (double)a, (double)b);
           }
         }
     }
@@ -93,11 +94,13 @@ START_TEST(matmul_equals_plain) {
   uint8_t *P = malloc(pb);
   nllm_packed pk;
   nllm_prepack(W, type, rows, cols, P, 2, &pk);
-  float *x = malloc(sizeof(float) * (size_t)cols * 16);
-  for (int64_t i = 0; i < cols * 16; i++) x[i] = random_blocks_float(&rng, 3.0f);
-  float *a = malloc(sizeof(float) * (size_t)rows * 16), *b = malloc(sizeof(float) * (size_t)rows * 16);
-  void *wd = malloc(nllm_matmul_wsize(type, cols, 16, 2) + 64);
-  static const int toks[] = {1, 2, 3, 4, 5, 7, 8, 9, 16};
+  float *x = malloc(sizeof(float) * (size_t)cols * 40);
+  for (int64_t i = 0; i < cols * 40; i++) x[i] = random_blocks_float(&rng, 3.0f);
+  float *a = malloc(sizeof(float) * (size_t)rows * 40),
+        *b = malloc(sizeof(float) * (size_t)rows * 40);
+  void *wd = malloc(nllm_matmul_wsize(type, cols, 40, 2) + 64);
+  /* (from 32 tokens Q4_0 expands its packed groups: expand_packed) */
+  static const int toks[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 32, 40};
   for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++)
     for (int th = 1; th <= 2; th++) {
       nllm_matmul(a, W, type, rows, cols, x, toks[k], wd, th);

@@ -295,23 +295,43 @@ static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker)
 /* The interleaved kernels on the weight's packed groups (no repacking): every token over the
  * item's groups, packed_tok at a time (one token: gemv_packed where the format has one); rows
  * past the last whole group as in packed_rows. */
-static void prepacked_rows(const matmul_job *j, int64_t r0, int64_t r1) {
+static void prepacked_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker) {
   const nllm_qtype *q = j->q;
   const int64_t gr = q->pack_group_rows, whole = j->rows / gr * gr;
-  const size_t gb = (size_t)gr * j->w_rs, ys = (size_t)j->rows;
+  size_t gb = (size_t)gr * j->w_rs;
+  const size_t ys = (size_t)j->rows;
   const int64_t g0 = r0 / gr, g1 = (r1 < whole ? r1 : whole) / gr;
+  int64_t gbase = 0; /* the group pw + (g - gbase) * gb holds */
   const int64_t tok = q->packed_tok;
+  const uint8_t *pw = j->pw;
+  nllm_gemm_packed_fn fn_many = q->gemm_packed;
+  if (j->pack) { /* expanded once for every token (expand_packed) */
+    const size_t eb = NLLM_PACK_BYTES(j->cols) / NLLM_PACK_ROWS * (size_t)gr;
+    uint8_t *pk = j->pack + (size_t)worker * PACK_GROUPS * NLLM_PACK_BYTES(j->cols);
+    for (int64_t g = g0; g < g1; g++)
+      q->expand_packed(j->cols, j->pw + (size_t)g * gb, 0, pk + (size_t)(g - g0) * eb);
+    pw = pk;
+    gb = eb;
+    gbase = g0;
+    fn_many = q->gemm_expanded;
+  }
   for (int64_t t = 0; t < j->n_tok; t += tok) {
     const int nt = (int)(j->n_tok - t < tok ? j->n_tok - t : tok);
-    const nllm_gemm_packed_fn fn = nt == 1 && q->gemv_packed ? q->gemv_packed : q->gemm_packed;
+    const nllm_gemm_packed_fn fn = nt == 1 && q->gemv_packed && !j->pack ? q->gemv_packed : fn_many;
     for (int64_t g = g0; g < g1; g++)
-      fn(j->cols, &j->y[(size_t)t * ys + (size_t)(g * gr)], ys, j->pw + (size_t)g * gb,
+      fn(j->cols, &j->y[(size_t)t * ys + (size_t)(g * gr)], ys, pw + (size_t)(g - gbase) * gb,
          j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
   }
   const int64_t r = r0 > whole ? r0 : whole;
   for (int64_t t = 0; r < r1 && t < j->n_tok; t++)
     nllm_matmul_rows(q, j->cols, j->W, j->w_rs, r, r1, j->act, j->a_rs, NULL, 0, t, t + 1, j->y,
                      ys);
+}
+
+/* Whether a batch on packed rows expands them per work item first (expand_packed). */
+static int expands(const nllm_qtype *q, int64_t n_tok) {
+  return q->expand_packed && q->gemm_expanded && q->expand_min_tokens &&
+         n_tok >= q->expand_min_tokens;
 }
 
 /* Whether the weight's packed rows serve this matmul: made by the tier's pack_rows. */
@@ -382,7 +402,7 @@ static void dot_item(void *vjob, int64_t item, int worker) {
   const int64_t r0 = item * j->item_rows;
   const int64_t r1 = r0 + j->item_rows < j->rows ? r0 + j->item_rows : j->rows;
   if (j->pw) {
-    prepacked_rows(j, r0, r1);
+    prepacked_rows(j, r0, r1, worker);
     return;
   }
   if (j->pack) {
@@ -504,7 +524,7 @@ void nllm_matmul_pk(float *y, const void *W, const nllm_packed *pk, int32_t wtyp
     if (j.pw || packed || uses_tiles(q, cols, n_tok)) {
       j.prep = align64((uint8_t *)wdata + 64 + (size_t)n_tok * j.a_rs);
       j.p_rs = NLLM_GEMM_PREP_BYTES(cols);
-      if (packed) j.pack = align64(j.prep + (size_t)n_tok * j.p_rs);
+      if (packed || (j.pw && expands(q, n_tok))) j.pack = align64(j.prep + (size_t)n_tok * j.p_rs);
     }
     nllm_pool_run(n_threads, n_tok, quantize_item, &j);
   }
@@ -647,7 +667,7 @@ void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const f
       mem = (uint8_t *)j->act + (size_t)n_tok * j->a_rs;
       g.owns[i] |= 1;
     }
-    if (packed) {
+    if (packed || (j->pw && expands(q, n_tok))) {
       if (!pack) {
         pack = align64(mem);
         mem = pack + (size_t)n_threads * PACK_GROUPS * NLLM_PACK_BYTES(cols);
