@@ -170,6 +170,12 @@ typedef struct nllm_model_params {
   int32_t quantize_type; /* NLLM_TYPE_*: convert float weights while loading; NLLM_TYPE_NONE */
   nllm_progress_fn progress;
   void *progress_user_data;
+  /* 1: keep every weight in its file's layout. 0 (default): the CPU's matmul weights in a format
+   * whose kernels gain from it (Q4_0, Q8_0 on AVX2) are repacked once at load into the layout of
+   * the interleaved kernels, which then run every token count on them (no repacking per matmul;
+   * the same results bit for bit, the same resident memory: the plain rows' pages are given back
+   * to the file). CLI: --no-repack. */
+  int32_t no_repack;
 } nllm_model_params;
 
 /* Fills *params with the defaults. Call it through the macro nllm_*_params_init(p) (every

@@ -21,6 +21,10 @@ typedef struct nllm_weight {
   /* The device copy when the weight is offloaded, else NULL: a handle only the device backend
    * that made it reads (nllm_cuda_store_put). */
   const void *dev;
+  /* host: the rows kept in the CPU tier's packed layout since load (kernels/ops.h nllm_packed:
+   * data, and the pack_rows that laid them out), else NULL; data stays the plain rows */
+  const void *packed;
+  void (*packed_layout)(void);
 } nllm_weight;
 
 /* The activations and KV cache one backend computes in: host memory for the CPU, device

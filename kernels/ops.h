@@ -21,6 +21,30 @@ size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threa
 #define NLLM_MATMUL_XBF16 1
 void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols,
                       const float *x, int64_t n_tok, void *wdata, int n_threads, int mode);
+/* A weight's rows kept in its format's packed layout since load (qtypes.h prepack): the groups
+ * of pack_group_rows rows one after the other, each as pack_rows lays it out (a group takes the
+ * bytes of its plain rows), the rows past the last whole group only in W. layout: the pack_rows
+ * that made them, so that a matmul reads them only while the tier in use packs the same way
+ * (tests cap the tier after a load), and W otherwise. */
+typedef struct nllm_packed {
+  const void *data;
+  void (*layout)(void);
+} nllm_packed;
+/* nllm_matmul_mode on a weight whose rows may be kept packed (pk NULL or without data: W
+ * alone): every batch, one token included, runs the format's packed kernels on them where the
+ * layout is the tier's and cols a multiple of NLLM_GEMM_COLS (no repacking per call); the sums
+ * are the same as on W. */
+void nllm_matmul_pk(float *y, const void *W, const nllm_packed *pk, int32_t wtype, int64_t rows,
+                    int64_t cols, const float *x, int64_t n_tok, void *wdata, int n_threads,
+                    int mode);
+/* Bytes of W's packed copy in the tier in use (nllm_prepack), 0 where its format's row does not
+ * keep weights packed (no prepack), cols is not a multiple of NLLM_GEMM_COLS or rows make no
+ * whole group. */
+size_t nllm_prepack_size(int32_t wtype, int64_t rows, int64_t cols);
+/* Packs W's whole groups of rows into out (nllm_prepack_size bytes) on n_threads and describes
+ * them in *pk. */
+void nllm_prepack(const void *W, int32_t wtype, int64_t rows, int64_t cols, void *out,
+                  int n_threads, nllm_packed *pk);
 /* Whether NLLM_MATMUL_XBF16 runs faster kernels than the exact mode in the tier in use (the
  * vdpbf16ps GEMM, AVX512_BF16): where it does not, rounding the activations only costs
  * accuracy, so a context's NLLM_BF16_ACT_AUTO resolves to the exact mode. */
@@ -58,6 +82,7 @@ typedef struct nllm_matmul_part {
   const void *W;
   int32_t wtype;
   int64_t rows;
+  const struct nllm_packed *packed; /* W's rows kept packed (nllm_matmul_pk), or NULL */
 } nllm_matmul_part;
 void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
                        int64_t n_tok, void *wdata, size_t wsize, int n_threads);

@@ -99,6 +99,9 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
       q->packed_tok = k->packed_tok ? k->packed_tok : NLLM_GEMM_TOK;
       q->gemv_packed = k->gemv_packed;
       q->prepack = k->prepack;
+      q->expand_packed = k->expand_packed;
+      q->gemm_expanded = k->gemm_expanded;
+      q->expand_min_tokens = k->expand_min_tokens;
     }
   }
 }

@@ -99,6 +99,9 @@ typedef struct nllm_qtype_kernels {
   int32_t packed_tok;      /* with gemm_packed: the most tokens a call takes, 0: NLLM_GEMM_TOK */
   nllm_gemm_packed_fn gemv_packed; /* with gemm_packed: one token on packed rows (see nllm_qtype) */
   int32_t prepack;                 /* with gemm_packed: weights may stay packed from load */
+  nllm_pack_rows_fn expand_packed; /* with prepack: see nllm_qtype */
+  nllm_gemm_packed_fn gemm_expanded;
+  int32_t expand_min_tokens;
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -172,6 +175,13 @@ typedef struct nllm_qtype {
    * as fast as the row kernels and tiles on the unpacked rows, so a loader may keep the weights
    * in the packed layout from load on (no repacking per matmul) */
   int32_t prepack;
+  /* optional (NULL), with prepack: from expand_min_tokens tokens on, each packed group of a work
+   * item is expanded once (expand_packed(n, group, 0, out): NLLM_PACK_BYTES(n) bytes per
+   * NLLM_PACK_ROWS rows) into a layout gemm_expanded (as gemm_packed, the same sums) reads with
+   * less work per call: a layout that keeps the plain rows' bytes may cost unpacking per call */
+  nllm_pack_rows_fn expand_packed;
+  nllm_gemm_packed_fn gemm_expanded;
+  int32_t expand_min_tokens;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

@@ -26,6 +26,7 @@ static const struct {
     FIELD(nllm_model_params, quantize_type),
     FIELD(nllm_model_params, progress),
     FIELD(nllm_model_params, progress_user_data),
+    FIELD(nllm_model_params, no_repack),
     SIZE(nllm_context_params),
     FIELD(nllm_context_params, struct_size),
     FIELD(nllm_context_params, n_ctx),

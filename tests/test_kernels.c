@@ -1248,7 +1248,7 @@ START_TEST(matmul_group_vs_each) {
           fill(wf, cols, (int)((r + i) % N_DATA));
           q->from_float_ref(wf, W[i] + (size_t)r * rs, cols);
         }
-        p[i] = (nllm_matmul_part){y[i], W[i], q->type, rows[i]};
+        p[i] = (nllm_matmul_part){y[i], W[i], q->type, rows[i], NULL};
       }
       for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++)
         for (int th = 1; th <= 2; th++) {

@@ -89,14 +89,16 @@ static int matmul_mode(const nllm_cpu_fw *c) {
 static void cpu_matmul(nllm_fw_backend *be, float *y, const nllm_weight *w, const float *x,
                        int64_t n) {
   const nllm_cpu_fw *c = cpu_of(be);
-  nllm_matmul_mode(y, w->data, w->type, w->rows, w->cols, x, n, c->wdata,
-                   nllm_cpu_fw_threads(c, w->rows * w->cols * n), matmul_mode(c));
+  const nllm_packed pk = {w->packed, w->packed_layout};
+  nllm_matmul_pk(y, w->data, &pk, w->type, w->rows, w->cols, x, n, c->wdata,
+                 nllm_cpu_fw_threads(c, w->rows * w->cols * n), matmul_mode(c));
 }
 
 static void cpu_matmul_group(nllm_fw_backend *be, float *const *y, const nllm_weight *const *w,
                              int n_w, const float *x, int64_t n) {
   const nllm_cpu_fw *c = cpu_of(be);
   nllm_matmul_part p[4];
+  nllm_packed pk[4];
   int64_t rows = 0;
   /* the group shares only the exact integer path; bf16_activations rounds per matrix */
   if (n_w > 4 || matmul_mode(c) != NLLM_MATMUL_EXACT) {
@@ -104,7 +106,8 @@ static void cpu_matmul_group(nllm_fw_backend *be, float *const *y, const nllm_we
     return;
   }
   for (int i = 0; i < n_w; i++) {
-    p[i] = (nllm_matmul_part){y[i], w[i]->data, w[i]->type, w[i]->rows};
+    pk[i] = (nllm_packed){w[i]->packed, w[i]->packed_layout};
+    p[i] = (nllm_matmul_part){y[i], w[i]->data, w[i]->type, w[i]->rows, &pk[i]};
     rows += w[i]->rows;
   }
   nllm_matmul_group(p, n_w, w[0]->cols, x, n, c->wdata, c->wsize,
@@ -181,8 +184,8 @@ static void cpu_rope(nllm_fw_backend *be, float *x, int64_t heads, int64_t head_
     c->rope_half = half;
   }
   rope_job j = {c, x, rows, freq, heads, head_dim, n_rot, stride, half, width, neox};
-  nllm_pool_run(elementwise_threads(be, rows->n * stride),
-                (rows->n + TOK_CHUNK - 1) / TOK_CHUNK, rope_chunk, &j);
+  nllm_pool_run(elementwise_threads(be, rows->n * stride), (rows->n + TOK_CHUNK - 1) / TOK_CHUNK,
+                rope_chunk, &j);
 }
 
 /* The cache of a layer is head-major, [n_head_kv][n_ctx cells][head_dim]: decode attention

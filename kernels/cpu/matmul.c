@@ -160,7 +160,8 @@ size_t nllm_matmul_wsize(int32_t wtype, int64_t cols, int64_t n_tok, int n_threa
   if (n_tok >= NLLM_BLAS_MIN_TOKENS && wtype != NLLM_TYPE_F32)
     deq = nllm_gemmf_wsize(cols, n_tok, n_threads);
   if (deq > blas) blas = deq;
-  if (q->vec_dot_type != NLLM_TYPE_F32 && n_tok > 1 && cols % NLLM_GEMM_COLS == 0)
+  /* (one token too: on packed weights, nllm_matmul_pk) */
+  if (q->vec_dot_type != NLLM_TYPE_F32 && cols % NLLM_GEMM_COLS == 0)
     ints += 64 + (size_t)n_tok * NLLM_GEMM_PREP_BYTES(cols) + /* any tier's tiles may run */
             64 + (size_t)n_threads * PACK_GROUPS * NLLM_PACK_BYTES(cols); /* and repack rows */
   /* NLLM_MATMUL_XBF16 off the vdpbf16ps GEMM: the rounded activations ahead of the rest */
@@ -189,8 +190,9 @@ typedef struct matmul_job {
   const nllm_qtype *vq;
   uint8_t *prep; /* register tiles: the activations prepared by gemm_prep, NULL without */
   size_t p_rs;
-  uint8_t *pack; /* interleaved kernels: PACK_GROUPS groups per worker (prep by packed_prep) */
-  float *tiles;  /* BLAS path: item_rows x cols per worker */
+  uint8_t *pack;     /* interleaved kernels: PACK_GROUPS groups per worker (prep by packed_prep) */
+  const uint8_t *pw; /* interleaved kernels on the weight's own packed rows (prep by packed_prep) */
+  float *tiles;      /* BLAS path: item_rows x cols per worker */
 } matmul_job;
 
 #if !defined(NLLM_NO_BLAS)
@@ -216,7 +218,7 @@ static void blas_item(void *vjob, int64_t item, int worker) {
 
 /* How a job's activations are prepared: for its interleaved kernels or for its tiles. */
 static nllm_gemm_prep_fn prep_fn(const matmul_job *j) {
-  return j->pack ? j->q->packed_prep : j->q->gemm_prep;
+  return j->pack || j->pw ? j->q->packed_prep : j->q->gemm_prep;
 }
 
 static void quantize_item(void *vjob, int64_t t, int worker) {
@@ -290,6 +292,98 @@ static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker)
                      ys);
 }
 
+/* The interleaved kernels on the weight's packed groups (no repacking): every token over the
+ * item's groups, packed_tok at a time (one token: gemv_packed where the format has one); rows
+ * past the last whole group as in packed_rows. */
+static void prepacked_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker) {
+  const nllm_qtype *q = j->q;
+  const int64_t gr = q->pack_group_rows, whole = j->rows / gr * gr;
+  size_t gb = (size_t)gr * j->w_rs;
+  const size_t ys = (size_t)j->rows;
+  const int64_t g0 = r0 / gr, g1 = (r1 < whole ? r1 : whole) / gr;
+  int64_t gbase = 0; /* the group pw + (g - gbase) * gb holds */
+  const int64_t tok = q->packed_tok;
+  const uint8_t *pw = j->pw;
+  nllm_gemm_packed_fn fn_many = q->gemm_packed;
+  if (j->pack) { /* expanded once for every token (expand_packed) */
+    const size_t eb = NLLM_PACK_BYTES(j->cols) / NLLM_PACK_ROWS * (size_t)gr;
+    uint8_t *pk = j->pack + (size_t)worker * PACK_GROUPS * NLLM_PACK_BYTES(j->cols);
+    for (int64_t g = g0; g < g1; g++)
+      q->expand_packed(j->cols, j->pw + (size_t)g * gb, 0, pk + (size_t)(g - g0) * eb);
+    pw = pk;
+    gb = eb;
+    gbase = g0;
+    fn_many = q->gemm_expanded;
+  }
+  for (int64_t t = 0; t < j->n_tok; t += tok) {
+    const int nt = (int)(j->n_tok - t < tok ? j->n_tok - t : tok);
+    const nllm_gemm_packed_fn fn = nt == 1 && q->gemv_packed && !j->pack ? q->gemv_packed : fn_many;
+    for (int64_t g = g0; g < g1; g++)
+      fn(j->cols, &j->y[(size_t)t * ys + (size_t)(g * gr)], ys, pw + (size_t)(g - gbase) * gb,
+         j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
+  }
+  const int64_t r = r0 > whole ? r0 : whole;
+  for (int64_t t = 0; r < r1 && t < j->n_tok; t++)
+    nllm_matmul_rows(q, j->cols, j->W, j->w_rs, r, r1, j->act, j->a_rs, NULL, 0, t, t + 1, j->y,
+                     ys);
+}
+
+/* Whether a batch on packed rows expands them per work item first (expand_packed). */
+static int expands(const nllm_qtype *q, int64_t n_tok) {
+  return q->expand_packed && q->gemm_expanded && q->expand_min_tokens &&
+         n_tok >= q->expand_min_tokens;
+}
+
+/* Whether the weight's packed rows serve this matmul: made by the tier's pack_rows. */
+static const uint8_t *prepacked(const nllm_qtype *q, const nllm_packed *pk, int64_t cols) {
+  if (!pk || !pk->data || !q->gemm_packed || cols % NLLM_GEMM_COLS) return NULL;
+  return pk->layout == (void (*)(void))q->pack_rows ? pk->data : NULL;
+}
+
+size_t nllm_prepack_size(int32_t wtype, int64_t rows, int64_t cols) {
+  const nllm_qtype *q = nllm_qtype_get(wtype);
+  if (!q || !q->prepack || !q->gemm_packed || cols % NLLM_GEMM_COLS || rows < q->pack_group_rows)
+    return 0;
+  return (size_t)(rows / q->pack_group_rows * q->pack_group_rows) * nllm_row_size(wtype, cols);
+}
+
+typedef struct prepack_job {
+  const nllm_qtype *q;
+  const uint8_t *W;
+  uint8_t *out;
+  int64_t cols, groups_per_item, groups;
+  size_t gb, w_rs;
+} prepack_job;
+
+static void prepack_item(void *vjob, int64_t item, int worker) {
+  const prepack_job *j = vjob;
+  (void)worker;
+  const int64_t gr = j->q->pack_group_rows;
+  for (int64_t g = item * j->groups_per_item; g < (item + 1) * j->groups_per_item && g < j->groups;
+       g++)
+    j->q->pack_rows(j->cols, j->W + (size_t)(g * gr) * j->w_rs, j->w_rs,
+                    j->out + (size_t)g * j->gb);
+}
+
+void nllm_prepack(const void *W, int32_t wtype, int64_t rows, int64_t cols, void *out,
+                  int n_threads, nllm_packed *pk) {
+  const nllm_qtype *q = nllm_qtype_get(wtype);
+  *pk = (nllm_packed){0};
+  if (!nllm_prepack_size(wtype, rows, cols)) return;
+  const size_t w_rs = nllm_row_size(wtype, cols);
+  prepack_job j = {.q = q,
+                   .W = W,
+                   .out = out,
+                   .cols = cols,
+                   .groups_per_item = 16,
+                   .groups = rows / q->pack_group_rows,
+                   .gb = (size_t)q->pack_group_rows * w_rs,
+                   .w_rs = w_rs};
+  nllm_pool_run(n_threads < 1 ? 1 : n_threads,
+                (j.groups + j.groups_per_item - 1) / j.groups_per_item, prepack_item, &j);
+  *pk = (nllm_packed){.data = out, .layout = (void (*)(void))q->pack_rows};
+}
+
 /* Whether the integer path runs this batch on the format's interleaved kernels (packed), or
  * on its register tiles. */
 static int uses_packed(const nllm_qtype *q, int64_t cols, int64_t n_tok) {
@@ -307,6 +401,10 @@ static void dot_item(void *vjob, int64_t item, int worker) {
   const matmul_job *j = vjob;
   const int64_t r0 = item * j->item_rows;
   const int64_t r1 = r0 + j->item_rows < j->rows ? r0 + j->item_rows : j->rows;
+  if (j->pw) {
+    prepacked_rows(j, r0, r1, worker);
+    return;
+  }
   if (j->pack) {
     packed_rows(j, r0, r1, worker);
     return;
@@ -359,6 +457,18 @@ void nllm_matmul(float *y, const void *W, int32_t wtype, int64_t rows, int64_t c
 
 void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int64_t cols,
                       const float *x, int64_t n_tok, void *wdata, int n_threads, int mode) {
+  nllm_matmul_pk(y, W, NULL, wtype, rows, cols, x, n_tok, wdata, n_threads, mode);
+}
+
+/* Items of rows for a token on packed groups: whole groups */
+static int64_t group_items(int64_t item_rows, const nllm_qtype *q) {
+  const int64_t gr = q->pack_group_rows;
+  return (item_rows + gr - 1) / gr * gr;
+}
+
+void nllm_matmul_pk(float *y, const void *W, const nllm_packed *pk, int32_t wtype, int64_t rows,
+                    int64_t cols, const float *x, int64_t n_tok, void *wdata, int n_threads,
+                    int mode) {
   const nllm_qtype *q = nllm_qtype_get(wtype);
   if (!q || rows <= 0 || n_tok <= 0) return;
   if (n_threads < 1) n_threads = 1;
@@ -409,15 +519,17 @@ void nllm_matmul_mode(float *y, const void *W, int32_t wtype, int64_t rows, int6
     j.vq = nllm_qtype_get(q->vec_dot_type);
     j.act = align64(wdata);
     j.a_rs = nllm_row_size(q->vec_dot_type, cols);
-    const int packed = uses_packed(q, cols, n_tok);
-    if (packed || uses_tiles(q, cols, n_tok)) {
+    j.pw = prepacked(q, pk, cols);
+    const int packed = !j.pw && uses_packed(q, cols, n_tok);
+    if (j.pw || packed || uses_tiles(q, cols, n_tok)) {
       j.prep = align64((uint8_t *)wdata + 64 + (size_t)n_tok * j.a_rs);
       j.p_rs = NLLM_GEMM_PREP_BYTES(cols);
-      if (packed) j.pack = align64(j.prep + (size_t)n_tok * j.p_rs);
+      if (packed || (j.pw && expands(q, n_tok))) j.pack = align64(j.prep + (size_t)n_tok * j.p_rs);
     }
     nllm_pool_run(n_threads, n_tok, quantize_item, &j);
   }
   j.item_rows = n_tok == 1 ? rows_per_item(rows, n_threads, 4, 256) : ITEM_ROWS_MANY;
+  if (j.pw && n_tok == 1) j.item_rows = group_items(j.item_rows, q);
   nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, dot_item, &j);
 }
 
@@ -512,7 +624,8 @@ static int group_gemmf(const nllm_matmul_part *p, int n_p, int64_t cols, const f
 static void group_each(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
                        int64_t n_tok, void *wdata, int n_threads) {
   for (int i = 0; i < n_p; i++)
-    nllm_matmul(p[i].y, p[i].W, p[i].wtype, p[i].rows, cols, x, n_tok, wdata, n_threads);
+    nllm_matmul_pk(p[i].y, p[i].W, p[i].packed, p[i].wtype, p[i].rows, cols, x, n_tok, wdata,
+                   n_threads, NLLM_MATMUL_EXACT);
 }
 
 void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
@@ -539,9 +652,12 @@ void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const f
                       .x = x,
                       .vq = nllm_qtype_get(q->vec_dot_type),
                       .a_rs = nllm_row_size(q->vec_dot_type, cols)};
+    j->pw = prepacked(q, p[i].packed, cols);
     j->item_rows = n_tok == 1 ? rows_per_item(j->rows, n_threads, 4, 256) : ITEM_ROWS_MANY;
+    if (j->pw && n_tok == 1) j->item_rows = group_items(j->item_rows, q);
     g.first[i + 1] = g.first[i] + (j->rows + j->item_rows - 1) / j->item_rows;
-    const int packed = uses_packed(q, cols, n_tok), tiles = !packed && uses_tiles(q, cols, n_tok);
+    const int packed = !j->pw && uses_packed(q, cols, n_tok),
+              tiles = !j->pw && !packed && uses_tiles(q, cols, n_tok);
     int k = 0;
     while (k < i && g.part[k].vq != j->vq) k++;
     if (k < i) {
@@ -551,14 +667,14 @@ void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const f
       mem = (uint8_t *)j->act + (size_t)n_tok * j->a_rs;
       g.owns[i] |= 1;
     }
-    if (packed) {
+    if (packed || (j->pw && expands(q, n_tok))) {
       if (!pack) {
         pack = align64(mem);
         mem = pack + (size_t)n_threads * PACK_GROUPS * NLLM_PACK_BYTES(cols);
       }
       j->pack = pack;
     }
-    if (packed || tiles) {
+    if (j->pw || packed || tiles) {
       j->p_rs = NLLM_GEMM_PREP_BYTES(cols);
       for (k = 0; k < i && !(g.part[k].prep && prep_fn(&g.part[k]) == prep_fn(j) &&
                              g.part[k].act == j->act);)

@@ -180,6 +180,7 @@ class nllm_model_params(Structure):
         ("quantize_type", c_int32),
         ("progress", nllm_progress_fn),
         ("progress_user_data", c_void_p),
+        ("no_repack", c_int32),
     ]
 
 

@@ -58,7 +58,9 @@ class Model(_Handle):
 
     Keyword parameters mirror nllm_model_params: ``n_threads`` (0 = all cores), ``use_mmap``
     (default False: weights read into memory, faster decode; True maps the file), ``n_ctx_default`` (0 = min(training context, 4096)), ``n_gpu_layers``,
-    ``vocab_only``, ``quantize_type`` ("Q8_0", an NLLM_TYPE_* id, or None) and ``progress``
+    ``vocab_only``, ``quantize_type`` ("Q8_0", an NLLM_TYPE_* id, or None), ``no_repack``
+    (default False: Q4_0/Q8_0 matmul weights are repacked once at load for the interleaved
+    kernels, the same results; True keeps the file's layout) and ``progress``
     (a callable taking a float in [0, 1]; returning True cancels the load with AbortedError).
 
     Use it as a context manager or call close(); closing also closes the Contexts and Samplers
@@ -78,6 +80,7 @@ class Model(_Handle):
         vocab_only: bool = False,
         quantize_type: Union[int, str, None] = None,
         progress: Optional[Progress] = None,
+        no_repack: bool = False,
     ) -> None:
         self._h: Optional[Any] = None
         self._children: "weakref.WeakSet[Any]" = weakref.WeakSet()
@@ -90,6 +93,7 @@ class Model(_Handle):
         p.use_mmap = 1 if use_mmap else 0
         p.vocab_only = 1 if vocab_only else 0
         p.quantize_type = _type_id(quantize_type)
+        p.no_repack = 1 if no_repack else 0
         h = ffi.model_p()
         path = self.path.encode()
         _call_with_progress(

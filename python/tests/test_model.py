@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import unittest
 
-from ._util import MODEL, GOLDEN_GREEDY, read_golden_ids
+from ._util import MODEL, GOLDEN_GREEDY, TESTDATA, read_golden_ids
 
 import nativellm
 from nativellm import ffi
@@ -139,6 +139,19 @@ class TestContext(ModelTestCase):
             first2 = list(ctx.logits())
         for a, b in zip(rows[1], first2):
             self.assertAlmostEqual(a, b, delta=1e-4 * max(1.0, abs(a)))
+
+    def test_no_repack_same_logits(self):
+        # Q4_0 weights are kept packed by default; no_repack keeps the file's layout: same logits
+        path = TESTDATA / "golden" / "models" / "tiny-a-Q4_0.gguf"
+        if not path.exists():
+            self.skipTest(f"{path} not found")
+        rows = []
+        for no_repack in (False, True):
+            with nativellm.Model(path, n_threads=1, no_repack=no_repack) as m:
+                with m.context(n_threads=1, n_ctx=32, all_logits=True) as ctx:
+                    ctx.decode([1, 40, 41, 42, 43])
+                    rows.append([list(ctx.logits(i)) for i in range(5)])
+        self.assertEqual(rows[0], rows[1])
 
     def test_bf16_activations_reaches_the_context(self):
         # The field is passed (a bad value comes back as the library's error) and it leaves a

@@ -5,9 +5,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "model/quantize_load.h"
+#include "ops.h"
 #include "qtypes.h"
 
 /* One row per architecture; a property left out is off (model.h says what each one means).
@@ -519,6 +522,166 @@ static nllm_status copy_cpu_weights(nllm_model *m, int32_t n_gpu_layers) {
   return nllm_source_copy_tensors(&m->src, cpu_computes, &first_gpu_layer);
 }
 
+/* ---------------------------------------------------------------- weights kept packed
+ * The CPU's matmul weights in a format whose row keeps them packed (qtypes.h prepack) are
+ * repacked once here into the layout of the tier's interleaved kernels, which then serve every
+ * token count without repacking per matmul (kernels/ops.h nllm_matmul_pk). Their plain rows stay
+ * where the file's mapping has them, so that whatever reads `data` (the tier capped after the
+ * load, rows past the last whole group, a tensor dump) still reads them, but their pages are
+ * given back: the packed copy takes the memory the plain one took. Only the dense layer
+ * matrices and an untied output head: get_rows reads the embedding (and a tied head) plain, the
+ * expert kernel reads its stacked matrices plain. */
+
+/* The matrices a prepack may keep packed; returns their count (at most cap). */
+static int matmul_weights(nllm_model *m, nllm_weight **w, int cap) {
+  int n = 0;
+#define ADD(x)                                              \
+  do {                                                      \
+    if ((x).data && (x).rows > 1 && n < cap) w[n++] = &(x); \
+  } while (0)
+  for (int il = 0; il < m->hp.n_layer; il++) {
+    nllm_layer *L = &m->layers[il];
+    ADD(L->wq);
+    ADD(L->wk);
+    ADD(L->wv);
+    ADD(L->wo);
+    ADD(L->w_gate);
+    ADD(L->w_up);
+    ADD(L->w_down);
+    ADD(L->ffn_gate_shexp);
+    ADD(L->ffn_up_shexp);
+    ADD(L->ffn_down_shexp);
+  }
+  if (m->output.data != m->tok_embd.data) ADD(m->output);
+#undef ADD
+  return n;
+}
+
+typedef struct prepacked {
+  const void *plain, *packed;
+  void (*layout)(void);
+  size_t plain_bytes;
+  uintptr_t lo, hi; /* the whole pages of the plain rows, given back to the file */
+} prepacked;
+
+static int by_lo(const void *a, const void *b) {
+  const prepacked *x = a, *y = b;
+  return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* [s, t) of a file mapping (s page-aligned) made anonymous memory with the same bytes, in
+ * chunks of up to 2 MiB along 2 MiB boundaries (huge pages where the OS gives them); tmp: 2 MiB */
+#define OWN_CHUNK ((uintptr_t)2 << 20)
+static int own_range(uintptr_t s, uintptr_t t, uintptr_t page, uint8_t *tmp) {
+  for (uintptr_t c = s, next; c < t; c = next) {
+    next = (c & ~(OWN_CHUNK - 1)) + OWN_CHUNK;
+    if (next > t) next = t;
+    const size_t len = (size_t)(next - c), map_len = (len + page - 1) & ~(size_t)(page - 1);
+    memcpy(tmp, (const void *)c, len);
+    void *p = mmap((void *)c, map_len, PROT_READ | PROT_WRITE,
+                   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return 0;
+#if defined(MADV_HUGEPAGE)
+    if (map_len == OWN_CHUNK) (void)madvise(p, map_len, MADV_HUGEPAGE);
+#endif
+    memcpy(p, tmp, len);
+    (void)mprotect(p, map_len, PROT_READ);
+  }
+  return 1;
+}
+
+/* A read load (use_mmap 0) that packed weights from the mapped file: everything but the packed
+ * rows' pages becomes memory of its own (the other tensors, the metadata), as a read load's
+ * is, at the addresses it has, so that a file changed or truncated after the load reaches only
+ * the plain rows of the packed weights, which nothing reads while the tier that packed them is
+ * in use (docs/reliability.md). */
+static nllm_status own_unpacked(nllm_model *m, prepacked *pk, int np, uintptr_t page) {
+  qsort(pk, (size_t)np, sizeof *pk, by_lo);
+  uint8_t *tmp = malloc(OWN_CHUNK);
+  if (!tmp) return nllm_err(NLLM_ERR_NOMEM, "out of memory");
+  int ok = 1;
+  for (int32_t i = 0; ok && i < m->src.n_maps; i++) {
+    const nllm_file_map *fm = &m->src.maps[i];
+    if (!fm->is_mmap || !fm->size) continue;
+    const uintptr_t base = (uintptr_t)fm->data, end = base + (uintptr_t)fm->size;
+    uintptr_t cur = base;
+    for (int k = 0; ok && k < np; k++) {
+      if (pk[k].hi <= pk[k].lo || pk[k].lo < base || pk[k].hi > end) continue;
+      ok = own_range(cur, pk[k].lo, page, tmp);
+      cur = pk[k].hi;
+    }
+    if (ok) ok = own_range(cur, end, page, tmp);
+  }
+  free(tmp);
+  return ok ? NLLM_OK
+            : nllm_err(NLLM_ERR_NOMEM, "%s: cannot map memory for the weights", m->src.path);
+}
+
+/* Whether the load may keep weights packed: a CPU-only load of the file's own weights. */
+static int prepack_wanted(const nllm_model_params *p) {
+  return !p->no_repack && !p->vocab_only && p->quantize_type == NLLM_TYPE_NONE &&
+         p->n_gpu_layers == 0;
+}
+
+/* Packs the bound matrices that can be (the file mapped: `read` 1 when the load was asked to
+ * read the weights into memory, which the tensors not packed then are) and gives the pages of
+ * their plain rows back. */
+static nllm_status prepack_weights(nllm_model *m, int read) {
+  int cap = 10 * m->hp.n_layer + 1;
+  nllm_weight **w = malloc((size_t)cap * sizeof *w);
+  prepacked *pk = calloc((size_t)cap + 1, sizeof *pk);
+  nllm_status st = NLLM_OK;
+  if (!w || !pk) {
+    st = nllm_err(NLLM_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  const int n = matmul_weights(m, w, cap);
+  size_t total = 0;
+  int np = 0;
+  for (int i = 0; i < n; i++) {
+    const size_t b = nllm_prepack_size(w[i]->type, w[i]->rows, w[i]->cols);
+    int seen = 0; /* a matrix bound twice (tied fields) is packed once */
+    for (int k = 0; k < np; k++) seen |= pk[k].plain == w[i]->data;
+    if (!b || seen) continue;
+    pk[np++] = (prepacked){.plain = w[i]->data, .plain_bytes = b};
+    total += (b + 63) & ~(size_t)63;
+  }
+  uint8_t *buf = total ? nllm_source_alloc(&m->src, total) : NULL;
+  if (total && !buf) {
+    st = nllm_err(NLLM_ERR_NOMEM, "%s: cannot allocate %.1f MiB for the packed weights",
+                  m->src.path, (double)total / 1048576.0);
+    goto done;
+  }
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  size_t off = 0;
+  for (int k = 0; k < np; k++) {
+    for (int i = 0; i < n; i++)
+      if (w[i]->data == pk[k].plain) {
+        if (!pk[k].packed) {
+          nllm_packed p;
+          nllm_prepack(w[i]->data, w[i]->type, w[i]->rows, w[i]->cols, buf + off, m->n_threads,
+                       &p);
+          pk[k].packed = p.data;
+          pk[k].layout = p.layout;
+          off += (pk[k].plain_bytes + 63) & ~(size_t)63;
+        }
+        w[i]->packed = pk[k].packed;
+        w[i]->packed_layout = pk[k].layout;
+      }
+    /* the plain rows' whole pages back to the file at once (they read again from it if
+     * touched): the load holds the plain and the packed copy of one matrix at a time */
+    pk[k].lo = ((uintptr_t)pk[k].plain + page - 1) & ~(page - 1);
+    pk[k].hi = ((uintptr_t)pk[k].plain + pk[k].plain_bytes) & ~(page - 1);
+    if (pk[k].hi > pk[k].lo)
+      (void)madvise((void *)pk[k].lo, (size_t)(pk[k].hi - pk[k].lo), MADV_DONTNEED);
+  }
+  if (read) st = own_unpacked(m, pk, np, page);
+done:
+  free(w);
+  free(pk);
+  return st;
+}
+
 nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nllm_model **out) {
   *out = NULL;
   nllm_model *m = nllm_calloc(1, sizeof *m);
@@ -539,7 +702,8 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
    * the file whatever use_mmap says, and a GPU load maps it and copies only the CPU's share
    * once the layer count is known (copy_cpu_weights). */
   const int map = params->use_mmap || params->vocab_only || json_only ||
-                  params->quantize_type != NLLM_TYPE_NONE || params->n_gpu_layers != 0;
+                  params->quantize_type != NLLM_TYPE_NONE || params->n_gpu_layers != 0 ||
+                  prepack_wanted(params);
   const int copy_later =
       !params->use_mmap && params->quantize_type == NLLM_TYPE_NONE && params->n_gpu_layers != 0;
   nllm_status st = json_only ? NLLM_OK : nllm_source_open(path, map, &m->src);
@@ -591,6 +755,8 @@ nllm_status nllm_mdl_load(const char *path, const nllm_model_params *params, nll
         goto fail;
     }
     if ((st = bind_tensors(m)) || (st = build_rope(m))) goto fail;
+    /* (a file this build reads rather than maps, as a folder's, is read whatever map says) */
+    if (prepack_wanted(params) && (st = prepack_weights(m, !params->use_mmap))) goto fail;
     if (nllm_tokenizer_n_vocab(m->tok) > m->hp.n_vocab) {
       st = nllm_err(NLLM_ERR_FORMAT,
                     "%s: tokenizer has %d tokens but token_embd.weight only %d "

@@ -11,7 +11,7 @@
 
 #define BENCH_OPTS                                                                              \
   "-m --gpu -ngl --quantize -p bench:-n bench:-t bench:-r -b --json --kv-f32 -ctk -ctv --mmap " \
-  "--no-mmap "                                                                                  \
+  "--no-mmap --no-repack "                                                                      \
   "--no-warmup --lora --lora-scaled --lora-type --embed -P bench:-np --bf16-act --no-bf16-act"
 
 static int cmp_double(const void *a, const void *b) {

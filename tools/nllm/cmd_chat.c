@@ -17,10 +17,11 @@
 #include <editline/readline.h>
 #endif
 
-#define CHAT_OPTS                                                                                 \
-  "-m --quantize -n -t -c -s --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty "         \
-  "--repeat-last-n --system --chat-template --chat-template-file --kv-f32 -ctk -ctv --mmap "      \
-  "--no-mmap -r --stop --ignore-eos --grammar --grammar-file --json-schema --lora --lora-scaled " \
+#define CHAT_OPTS                                                                               \
+  "-m --quantize -n -t -c -s --gpu -ngl --temp --top-k --top-p --min-p --repeat-penalty "       \
+  "--repeat-last-n --system --chat-template --chat-template-file --kv-f32 -ctk -ctv --mmap "    \
+  "--no-mmap --no-repack -r --stop --ignore-eos --grammar --grammar-file --json-schema --lora " \
+  "--lora-scaled "                                                                              \
   "--lora-type --bf16-act --no-bf16-act"
 
 /* The names nllm_chat_apply_template knows besides Jinja text (include/nativellm.h). */

@@ -10,9 +10,10 @@
 
 #include "nllm.h"
 
-#define PARALLEL_OPTS                                                                            \
-  "-m -f -n -np -t -c -b -s --temp --top-k --top-p --min-p --repeat-penalty "                    \
-  "--repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap --grammar --grammar-file " \
+#define PARALLEL_OPTS                                                                         \
+  "-m -f -n -np -t -c -b -s --temp --top-k --top-p --min-p --repeat-penalty "                 \
+  "--repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap --no-repack --grammar " \
+  "--grammar-file "                                                                           \
   "--json-schema --lora --lora-scaled --lora-type --bf16-act --no-bf16-act"
 
 typedef struct job {

@@ -6,10 +6,11 @@
 
 #include "nllm.h"
 
-#define RUN_OPTS                                                                                  \
-  "-m --quantize -p -f -n --gpu -ngl -t -c -b -s --temp --top-k --top-p --min-p "                 \
-  "--repeat-penalty --repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap "          \
-  "--no-mmap -r --stop --ignore-eos --grammar --grammar-file --json-schema --lora --lora-scaled " \
+#define RUN_OPTS                                                                                \
+  "-m --quantize -p -f -n --gpu -ngl -t -c -b -s --temp --top-k --top-p --min-p "               \
+  "--repeat-penalty --repeat-last-n --ids --no-bos --special --kv-f32 -ctk -ctv --mmap "        \
+  "--no-mmap --no-repack -r --stop --ignore-eos --grammar --grammar-file --json-schema --lora " \
+  "--lora-scaled "                                                                              \
   "--lora-type --bf16-act --no-bf16-act"
 
 typedef struct stream_state {

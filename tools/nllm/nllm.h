@@ -63,7 +63,7 @@ typedef struct cli_opts {
   int32_t kv_k, kv_v;            /* ... as NLLM_TYPE_*, or NLLM_TYPE_NONE when not given */
   double temp, top_p, min_p, repeat_penalty;
   int ids, no_bos, special, json, kv_f32, mmap, help, has_seed, gpu, has_n, ignore_eos, no_mmap,
-      no_warmup, show_pieces, bf16_act, no_bf16_act;
+      no_warmup, show_pieces, bf16_act, no_bf16_act, no_repack;
   const char *args[4]; /* positional arguments, for commands whose `allowed` names ARGS */
   int n_args;
   /* Repeatable options (-r/--reverse-prompt, --stop): every value, in order. */

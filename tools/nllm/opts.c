@@ -94,6 +94,9 @@ static const opt opts[] = {
      "       keep generating after an end-of-generation token"},
     {NULL, "--no-mmap", NULL, O_FLAG, OFF(no_mmap), 0, 0, 0, 0,
      "       copy the weights into memory (the default; overrides --mmap)"},
+    {NULL, "--no-repack", NULL, O_FLAG, OFF(no_repack), 0, 0, 0, 0,
+     "       keep the weights in the file's layout (default: Q4_0/Q8_0 matmul weights are "
+     "repacked once at load for the interleaved kernels, the same results)"},
     {NULL, "--no-warmup", NULL, O_FLAG, OFF(no_warmup), 0, 0, 0, 0,
      "       no untimed warm-up repetition (bench)"},
     {NULL, "--show-pieces", NULL, O_FLAG, OFF(show_pieces), 0, 0, 0, 0,
@@ -294,6 +297,7 @@ nllm_model *cli_load_model(const cli_opts *o, int vocab_only, int map_only) {
   /* nllm info computes with no weights: map instead of copying the file (a vocab_only load
    * maps it by itself) */
   mp.use_mmap = o->mmap || map_only;
+  mp.no_repack = o->no_repack;
   if (o->quantize) {
     int32_t t, preset;
     if (nllm_type_parse(o->quantize, &t, &preset) != NLLM_OK) {

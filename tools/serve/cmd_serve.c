@@ -15,6 +15,7 @@
 #define SERVE_COMMON_OPTS                                                                  \
   "-m --quantize -n --gpu -ngl -t -c -b --seed --temp --top-k --top-p --min-p "            \
   "--repeat-penalty --repeat-last-n --chat-template --chat-template-file --kv-f32 --mmap " \
+  "--no-repack "                                                                           \
   "--lora --lora-scaled --lora-type --bf16-act --no-bf16-act"
 
 static void usage(void) {

@@ -1,0 +1,320 @@
+/* Weights kept packed from load (qtypes.h prepack, kernels/ops.h nllm_matmul_pk): the packed
+ * kernels on packed rows give the four-row kernels' sums bit for bit at every token count, and
+ * a model loaded with them gives the logits of the same model loaded with no_repack bit for bit,
+ * whatever the batch; no_repack keeps every weight plain; a tier capped after the load reads the
+ * plain rows (whose pages the load gave back to the file). */
+#include "model/model.h"
+#include "modelutil.h"
+#include "ops.h"
+#include "qtypes.h"
+#include "random_blocks.h"
+
+#include <unistd.h>
+
+static void best_tier(void) {
+  nllm_qtypes_set_isa(nllm_qtypes_isa_max());
+}
+
+static const int32_t packed_types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0};
+
+/* gemm_packed (gemv_packed at one token) on nllm_prepack's rows against vec_dot4 on the plain
+ * rows, random blocks with every level and extreme scales, 1..8 tokens */
+START_TEST(kernels_equal_vec_dot4) {
+  const int32_t type = packed_types[_i];
+  const nllm_qtype *q = nllm_qtype_get(type);
+  if (!q->prepack) {
+    fprintf(stderr, "SKIP: %s has no prepack in this tier\n", q->name);
+    return;
+  }
+  const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+  uint64_t rng = 0x9e3779b97f4a7c15ull + (uint64_t)type;
+  const int64_t cols = 3 * NLLM_GEMM_COLS, rows = 2 * q->pack_group_rows, nb = cols / q->block_size;
+  const size_t rs = nllm_row_size(type, cols), as = nllm_row_size(vq->type, cols);
+  uint8_t *W = malloc(rs * (size_t)rows), *P = malloc(nllm_prepack_size(type, rows, cols));
+  uint8_t *act = malloc(as * NLLM_PACKED_TOK_MAX);
+  uint8_t *prep = malloc(NLLM_GEMM_PREP_BYTES(cols) * NLLM_PACKED_TOK_MAX);
+  float *got = malloc(sizeof(float) * (size_t)rows * NLLM_PACKED_TOK_MAX), ref[4];
+  for (int rep = 0; rep < 4; rep++) {
+    ck_assert(random_blocks(&rng, type, W, nb * rows, (size_t)q->type_size, 0));
+    /* activations from the quantizer (|q| <= 127, as the sign trick needs) */
+    float *x = malloc(sizeof(float) * (size_t)cols);
+    for (int t = 0; t < NLLM_PACKED_TOK_MAX; t++) {
+      for (int64_t i = 0; i < cols; i++) x[i] = random_blocks_float(&rng, rep == 3 ? 1e4f : 2.0f);
+      if (t == 1) memset(x, 0, sizeof(float) * 64); /* zero blocks */
+      vq->from_float(x, act + (size_t)t * as, cols);
+      q->packed_prep(cols, act + (size_t)t * as, prep + (size_t)t * NLLM_GEMM_PREP_BYTES(cols));
+    }
+    free(x);
+    nllm_packed pk;
+    nllm_prepack(W, type, rows, cols, P, 1, &pk);
+    ck_assert_ptr_eq(pk.data, P);
+    const size_t gb = (size_t)q->pack_group_rows * rs;
+    for (int nt = 1; nt <= q->packed_tok; nt++) {
+      for (int64_t g = 0; g < rows / q->pack_group_rows; g++) {
+        const nllm_gemm_packed_fn fn = nt == 1 && q->gemv_packed ? q->gemv_packed : q->gemm_packed;
+        fn(cols, got + g * q->pack_group_rows, (size_t)rows, P + (size_t)g * gb, prep,
+           NLLM_GEMM_PREP_BYTES(cols), nt);
+      }
+      for (int t = 0; t < nt; t++)
+        for (int64_t r = 0; r < rows; r += 4) {
+          q->vec_dot4(cols, ref, W + (size_t)r * rs, rs, act + (size_t)t * as);
+          for (int k = 0; k < 4; k++) {
+            const float a = got[(size_t)t * (size_t)rows + (size_t)(r + k)], b = ref[k];
+            ck_assert_msg(memcmp(&a, &b, sizeof a) == 0,
+                          "%s rep %d tok %d/%d row %lld: %.9g != %.9g", q->name, rep, t, nt,
+                          (long long)(r + k), (double)a, (double)b);
+          }
+        }
+    }
+  }
+  free(W);
+  free(P);
+  free(act);
+  free(prep);
+  free(got);
+}
+END_TEST
+
+/* nllm_matmul_pk on packed rows against nllm_matmul on the plain ones, rows not a multiple of
+ * the group (the tail rows read plain), 1..16 tokens, 1 and 2 threads */
+START_TEST(matmul_equals_plain) {
+  const int32_t type = packed_types[_i];
+  const nllm_qtype *q = nllm_qtype_get(type);
+  if (!q->prepack) {
+    fprintf(stderr, "SKIP: %s has no prepack in this tier\n", q->name);
+    return;
+  }
+  uint64_t rng = 12345 + (uint64_t)type;
+  const int64_t cols = 2 * NLLM_GEMM_COLS, rows = 5 * q->pack_group_rows + 3;
+  const size_t rs = nllm_row_size(type, cols);
+  uint8_t *W = malloc(rs * (size_t)rows);
+  ck_assert(random_blocks(&rng, type, W, cols / q->block_size * rows, (size_t)q->type_size, 0));
+  const size_t pb = nllm_prepack_size(type, rows, cols);
+  ck_assert_uint_eq(pb, (size_t)(5 * q->pack_group_rows) * rs);
+  uint8_t *P = malloc(pb);
+  nllm_packed pk;
+  nllm_prepack(W, type, rows, cols, P, 2, &pk);
+  float *x = malloc(sizeof(float) * (size_t)cols * 40);
+  for (int64_t i = 0; i < cols * 40; i++) x[i] = random_blocks_float(&rng, 3.0f);
+  float *a = malloc(sizeof(float) * (size_t)rows * 40),
+        *b = malloc(sizeof(float) * (size_t)rows * 40);
+  void *wd = malloc(nllm_matmul_wsize(type, cols, 40, 2) + 64);
+  /* (from 32 tokens Q4_0 expands its packed groups: expand_packed) */
+  static const int toks[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 32, 40};
+  for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++)
+    for (int th = 1; th <= 2; th++) {
+      nllm_matmul(a, W, type, rows, cols, x, toks[k], wd, th);
+      nllm_matmul_pk(b, W, &pk, type, rows, cols, x, toks[k], wd, th, NLLM_MATMUL_EXACT);
+      ck_assert_msg(memcmp(a, b, sizeof(float) * (size_t)rows * (size_t)toks[k]) == 0,
+                    "%s: %d tokens, %d threads", q->name, toks[k], th);
+    }
+  /* a packed copy of another layout (another tier's) is not read: W is */
+  nllm_packed other = {P, (void (*)(void))best_tier};
+  nllm_matmul_pk(b, W, &other, type, rows, cols, x, 4, wd, 2, NLLM_MATMUL_EXACT);
+  nllm_matmul(a, W, type, rows, cols, x, 4, wd, 2);
+  ck_assert(memcmp(a, b, sizeof(float) * (size_t)rows * 4) == 0);
+  free(W);
+  free(P);
+  free(x);
+  free(a);
+  free(b);
+  free(wd);
+}
+END_TEST
+
+static nllm_model *load(const char *rel, int no_repack) {
+  char path[1024];
+  if (!testdata_path(path, sizeof path, rel)) return NULL;
+  nllm_model_params mp;
+  nllm_model_params_init(&mp);
+  mp.no_repack = no_repack;
+  nllm_model *m = NULL;
+  ck_assert_msg(nllm_model_load(path, &mp, &m) == NLLM_OK, "%s: %s", path, nllm_last_error());
+  return m;
+}
+
+/* weights of the model kept packed */
+static int n_packed(const nllm_model *m) {
+  int n = 0;
+  for (int il = 0; il < m->hp.n_layer; il++) {
+    const nllm_layer *L = &m->layers[il];
+    n += !!L->wq.packed + !!L->wk.packed + !!L->wv.packed + !!L->wo.packed + !!L->w_gate.packed +
+         !!L->w_up.packed + !!L->w_down.packed;
+  }
+  return n + !!m->output.packed + !!m->tok_embd.packed;
+}
+
+static const char *const models[] = {
+    "golden/models/tiny-a-Q4_0.gguf",   "golden/models/tiny-a-Q8_0.gguf",
+    "golden/models/tiny-a-Q4_K_M.gguf", "golden/models/tiny-a-Q5_0.gguf",
+    "golden/models/tiny-a-IQ4_NL.gguf", "golden/models/tiny-a-F16.gguf",
+    "golden/models/moe-a-Q4_0.gguf",    "golden/models/moe-a-Q8_0.gguf",
+};
+
+/* All logits of ids decoded as a prompt of n tokens, then four tokens one at a time. */
+static float *run(nllm_model *m, const int *ids, int n, int *rows_out) {
+  nllm_context_params cp;
+  nllm_context_params_init(&cp);
+  cp.all_logits = 1;
+  cp.n_ctx = 64;
+  cp.n_batch = 16;
+  cp.n_threads = 2;
+  nllm_context *c = NULL;
+  ck_assert_msg(nllm_context_create(m, &cp, &c) == NLLM_OK, "%s", nllm_last_error());
+  const int nv = nllm_model_n_vocab(m), rows = n + 4;
+  float *out = malloc(sizeof(float) * (size_t)nv * (size_t)rows);
+  ck_assert_int_eq(nllm_decode(c, ids, n), NLLM_OK);
+  for (int i = 0; i < n; i++)
+    memcpy(out + (size_t)i * (size_t)nv, nllm_get_logits_ith(c, i), sizeof(float) * (size_t)nv);
+  for (int i = n; i < rows; i++) {
+    ck_assert_int_eq(nllm_decode(c, &ids[i], 1), NLLM_OK);
+    memcpy(out + (size_t)i * (size_t)nv, nllm_get_logits(c), sizeof(float) * (size_t)nv);
+  }
+  nllm_context_free(c);
+  *rows_out = rows;
+  return out;
+}
+
+/* the golden's prompt and generated ids: prompts of 1, 2, 4, 8, 16 tokens on both loads */
+static void compare_loads(const char *rel) {
+  nllm_model *a = load(rel, 0);
+  if (!a) return;
+  nllm_model *b = load(rel, 1);
+  char gpath[1024], grel[512];
+  const char *base = strrchr(rel, '/') + 1;
+  snprintf(grel, sizeof grel, "golden/logits/%.*s.logits.txt", (int)(strlen(base) - 5), base);
+  ck_assert(testdata_path(gpath, sizeof gpath, grel));
+  golden_logits *g = golden_logits_load(gpath);
+  ck_assert_ptr_nonnull(g);
+  int ids[32], n_ids = 0;
+  for (int i = 0; i < g->n_prompt && n_ids < 32; i++) ids[n_ids++] = g->prompt_ids[i];
+  for (int i = 0; i < g->n_gen && n_ids < 32; i++) ids[n_ids++] = g->gen_ids[i];
+  for (int i = n_ids; i < 32; i++) ids[i] = 3 + (i * 37) % 500;
+  ck_assert_int_eq(n_packed(b), 0);
+  static const int ns[] = {1, 2, 4, 8, 16};
+  for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+    int ra, rb;
+    float *la = run(a, ids, ns[k], &ra), *lb = run(b, ids, ns[k], &rb);
+    ck_assert_int_eq(ra, rb);
+    ck_assert_msg(memcmp(la, lb, sizeof(float) * (size_t)ra * (size_t)nllm_model_n_vocab(a)) == 0,
+                  "%s: prompt of %d tokens: packed and plain loads differ", rel, ns[k]);
+    free(la);
+    free(lb);
+  }
+  golden_logits_free(g);
+  nllm_model_free(a);
+  nllm_model_free(b);
+}
+
+START_TEST(packed_load_equals_plain) {
+  const char *rel = models[_i];
+  nllm_model *a = load(rel, 0);
+  if (!a) return;
+  /* the dense matrices of a format with prepack, and never the embedding */
+  const int32_t t = a->layers[0].wq.type;
+  const nllm_qtype *q = nllm_qtype_get(t);
+  if (q->prepack)
+    ck_assert_msg(n_packed(a) > 0 && a->layers[0].wq.packed, "%s: nothing packed", rel);
+  else
+    ck_assert_int_eq(n_packed(a), 0);
+  ck_assert_ptr_null(a->tok_embd.packed);
+  nllm_model_free(a);
+  compare_loads(rel);
+}
+END_TEST
+
+/* A load under the best tier, run under the scalar one: the plain rows (given back to the file)
+ * read again, the same logits as a plain load's under the scalar tier. */
+START_TEST(tier_capped_after_load) {
+  const char *rel = models[_i];
+  nllm_model *a = load(rel, 0);
+  if (!a) return;
+  nllm_model *b = load(rel, 1);
+  int ids[20];
+  for (int i = 0; i < 20; i++) ids[i] = 3 + (i * 53) % 500;
+  nllm_qtypes_set_isa(NLLM_ISA_SCALAR);
+  int ra, rb;
+  float *la = run(a, ids, 8, &ra), *lb = run(b, ids, 8, &rb);
+  best_tier();
+  ck_assert(memcmp(la, lb, sizeof(float) * (size_t)ra * (size_t)nllm_model_n_vocab(a)) == 0);
+  free(la);
+  free(lb);
+  nllm_model_free(a);
+  nllm_model_free(b);
+}
+END_TEST
+
+/* use_mmap: the packed weights as with a read load */
+START_TEST(mmap_load_equals_plain) {
+  char path[1024];
+  if (!testdata_path(path, sizeof path, models[_i])) return;
+  nllm_model_params mp;
+  nllm_model_params_init(&mp);
+  mp.use_mmap = 1;
+  nllm_model *a = NULL;
+  ck_assert_int_eq(nllm_model_load(path, &mp, &a), NLLM_OK);
+  nllm_model *b = load(models[_i], 1);
+  int ids[20];
+  for (int i = 0; i < 20; i++) ids[i] = 3 + (i * 41) % 500;
+  int ra, rb;
+  float *la = run(a, ids, 16, &ra), *lb = run(b, ids, 16, &rb);
+  ck_assert(memcmp(la, lb, sizeof(float) * (size_t)ra * (size_t)nllm_model_n_vocab(a)) == 0);
+  free(la);
+  free(lb);
+  nllm_model_free(a);
+  nllm_model_free(b);
+}
+END_TEST
+
+/* A read load keeps its promise with packed weights: a file truncated after the load leaves the
+ * model working (the packed rows, the other tensors and the metadata are the model's own). */
+START_TEST(file_truncated_after_load) {
+  char src[1024];
+  if (!testdata_path(src, sizeof src, models[_i])) return;
+  size_t len = 0;
+  char *bytes = read_file(src, &len);
+  ck_assert_ptr_nonnull(bytes);
+  char path[] = "/tmp/nllm-prepack-XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq((int)write(fd, bytes, len), (int)len);
+  nllm_model_params mp;
+  nllm_model_params_init(&mp);
+  nllm_model *a = NULL;
+  ck_assert_int_eq(nllm_model_load(path, &mp, &a), NLLM_OK);
+  ck_assert_int_gt(n_packed(a), 0);
+  nllm_model *b = load(models[_i], 1);
+  ck_assert_int_eq(ftruncate(fd, 4096), 0);
+  close(fd);
+  const char *arch = NULL;
+  ck_assert_int_eq(nllm_model_meta_str(a, "general.architecture", &arch), NLLM_OK);
+  ck_assert_str_eq(arch, "llama");
+  int ids[20];
+  for (int i = 0; i < 20; i++) ids[i] = 3 + (i * 29) % 500;
+  int ra, rb;
+  float *la = run(a, ids, 16, &ra), *lb = run(b, ids, 16, &rb);
+  ck_assert(memcmp(la, lb, sizeof(float) * (size_t)ra * (size_t)nllm_model_n_vocab(a)) == 0);
+  free(la);
+  free(lb);
+  nllm_model_free(a);
+  nllm_model_free(b);
+  unlink(path);
+  free(bytes);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("prepack");
+  TCase *tc = tcase_create("prepack");
+  tcase_set_timeout(tc, 300);
+  tcase_add_loop_test(tc, kernels_equal_vec_dot4, 0, 2);
+  tcase_add_loop_test(tc, matmul_equals_plain, 0, 2);
+  const int n_models = (int)(sizeof models / sizeof models[0]);
+  tcase_add_loop_test(tc, packed_load_equals_plain, 0, n_models);
+  tcase_add_loop_test(tc, tier_capped_after_load, 0, 2);
+  tcase_add_loop_test(tc, mmap_load_equals_plain, 0, 2);
+  if (nllm_qtype_get(NLLM_TYPE_Q4_0)->prepack)
+    tcase_add_loop_test(tc, file_truncated_after_load, 0, 2);
+  suite_add_tcase(s, tc);
+  return run_suite(s);
+}
