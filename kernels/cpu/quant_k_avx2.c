@@ -1000,10 +1000,21 @@ enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS }; /* with K_Q4_K, K_Q5_K: the interleaved 
 #define KQ4_Q 128
 #define KQ4_BLOCK (KQ4_Q + 4 * 256)
 _Static_assert(KQ4_BLOCK == 8 * sizeof(block_q4_K), "a packed Q4_K group is its rows' size");
-#define KP6_SC 32 /* Q6_K: row r's scales 2j, 2j + 1 (of 16 values each) at 16 j + 2 r */
-#define KP6_Q 160 /* Q6_K: sub-block k's eight vectors at 256 k */
+#define KP6_SC 32 /* (Q6_K's former:) row r's scales 2j, 2j + 1 (16 values each) at 16 j + 2 r */
+#define KP6_Q 160 /* sub-block k's eight vectors at 256 k */
 #define KP6_BLOCK (KP6_Q + 8 * 256)
-/* IQ4_XS: Q6_K's layout, with sub-block k's scale (less 32) in both of row r's bytes 16 k + 2 r,
+/* Q6_K keeps its rows' bits too (8 * 210 bytes a super-block, as Q4_K above): the eight rows' d
+ * as halves, their scales as KP6_SC's, then per half c and 32-byte chunk h of its ql eight
+ * vectors (row r's bytes 4v..4v+3 of the chunk in lane r of vector v: group h's low 4 bits in
+ * the low nibbles, group h + 2's in the high), then per half c the same of its 32 qh bytes
+ * (groups 0..3's top 2 bits at bits 0, 2, 4, 6). */
+#define KQ6_D 0
+#define KQ6_SC 16
+#define KQ6_QL 144
+#define KQ6_QH (KQ6_QL + 4 * 256)
+#define KQ6_BLOCK (KQ6_QH + 2 * 256)
+_Static_assert(KQ6_BLOCK == 8 * sizeof(block_q6_K), "a packed Q6_K group is its rows' size");
+/* IQ4_XS: Q6_K's former layout, with sub-block k's scale (less 32) in both of row r's bytes 16 k + 2 r,
  * 16 k + 2 r + 1 (the two int16 of its lane, for madd) */
 _Static_assert(KP45_BLOCK <= NLLM_PACK_BYTES(QK_K) && KP6_BLOCK <= NLLM_PACK_BYTES(QK_K),
                "a packed super-block fits NLLM_PACK_BYTES of its values");
@@ -1131,38 +1142,28 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
 static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
   const uint8_t *x0 = vx;
   uint8_t *out = vp;
-  const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
-  for (int64_t b = 0; b < n / QK_K; b++, out += KP6_BLOCK) {
+  for (int64_t b = 0; b < n / QK_K; b++, out += KQ6_BLOCK) {
     nllm_prefetch_next_group(x0, bx, b, sizeof(block_q6_K));
-    uint16_t d[8];
     for (int r = 0; r < 8; r++) {
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx) + b;
-      d[r] = x->d;
+      memcpy(out + KQ6_D + 2 * r, &x->d, 2);
       for (int g = 0; g < 16; g++)
-        out[KP6_SC + 16 * (g / 2) + 2 * r + g % 2] = (uint8_t)x->scales[g];
+        out[KQ6_SC + 16 * (g / 2) + 2 * r + g % 2] = (uint8_t)x->scales[g];
     }
-    _mm256_storeu_ps((float *)(out + KP_D), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
-    /* sub-block k = 4 c + g: q6k_block's group g of half c */
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; k++) {
-      const int c = k / 4, g = k % 4;
+    /* chunks 0..3: ql's 32-byte chunks, 4, 5: qh's */
+#pragma GCC unroll 6
+    for (int j = 0; j < 6; j++) {
       __m256i v[8];
 #pragma GCC unroll 8
       for (int r = 0; r < 8; r++) {
         const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx) + b;
-        const __m256i l = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c + 32 * (g % 2)));
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
-        const __m256i lv = g < 2 ? l : _mm256_srli_epi16(l, 4);
-        const __m256i hv = g == 0   ? _mm256_slli_epi16(qh, 4)
-                           : g == 1 ? _mm256_slli_epi16(qh, 2)
-                           : g == 2 ? qh
-                                    : _mm256_srli_epi16(qh, 2);
-        v[r] = _mm256_or_si256(_mm256_and_si256(lv, m4), _mm256_and_si256(hv, m30));
+        v[r] = _mm256_loadu_si256(
+            (const __m256i *)(j < 4 ? x->ql + 32 * j : x->qh + 32 * (j - 4)));
       }
       transpose8x8_epi32(v);
 #pragma GCC unroll 8
-      for (int j = 0; j < 8; j++)
-        _mm256_storeu_si256((__m256i *)(out + KP6_Q + 256 * k + 32 * j), v[j]);
+      for (int i = 0; i < 8; i++)
+        _mm256_storeu_si256((__m256i *)(out + KQ6_QL + 256 * j + 32 * i), v[i]);
     }
   }
 }
@@ -1271,6 +1272,21 @@ static inline __attribute__((always_inline)) void packed_sub_k45(const int kind,
   }
 }
 
+/* Vector v of group g of a packed Q6_K half from its ql and qh vectors (at ql, qh): the levels
+ * 0..63. */
+static inline __attribute__((always_inline)) __m256i kq6_levels(const uint8_t *ql,
+                                                               const uint8_t *qh, int g) {
+  const __m256i l = _mm256_loadu_si256((const __m256i *)ql),
+                h = _mm256_loadu_si256((const __m256i *)qh);
+  const __m256i lv = g < 2 ? l : _mm256_srli_epi16(l, 4);
+  const __m256i hv = g == 0   ? _mm256_slli_epi16(h, 4)
+                     : g == 1 ? _mm256_slli_epi16(h, 2)
+                     : g == 2 ? h
+                              : _mm256_srli_epi16(h, 2);
+  return _mm256_or_si256(_mm256_and_si256(lv, _mm256_set1_epi8(15)),
+                         _mm256_and_si256(hv, _mm256_set1_epi8(0x30)));
+}
+
 /* The same for Q6_K: vectors 0..3 hold the sub-block's first 16 values (scale 2k), 4..7 the
  * next 16 (2k + 1). */
 static inline __attribute__((always_inline)) void packed_sub_q6_K(const int T, const uint8_t *xb,
@@ -1280,13 +1296,15 @@ static inline __attribute__((always_inline)) void packed_sub_q6_K(const int T, c
   const __m256i dup0 = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0,
                                         1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
   const __m256i dup1 = _mm256_add_epi8(dup0, _mm256_set1_epi8(2));
-  const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * k)));
-  const uint8_t *xk = xb + KP6_Q + 256 * k;
+  const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KQ6_SC + 16 * k)));
+  /* sub-block k = 4 c + g: q6k_block's group g of half c */
+  const int c = k / 4, g = k % 4;
+  const uint8_t *ql = xb + KQ6_QL + 256 * (2 * c + g % 2), *qh = xb + KQ6_QH + 256 * c;
 #pragma GCC unroll 4
   for (int v0 = 0; v0 < 8; v0 += 2) {
     const __m256i sc = _mm256_shuffle_epi8(sp, v0 < 4 ? dup0 : dup1);
-    const __m256i xa = _mm256_loadu_si256((const __m256i *)(xk + 32 * v0));
-    const __m256i xc = _mm256_loadu_si256((const __m256i *)(xk + 32 * v0 + 32));
+    const __m256i xa = kq6_levels(ql + 32 * v0, qh + 32 * v0, g);
+    const __m256i xc = kq6_levels(ql + 32 * v0 + 32, qh + 32 * v0 + 32, g);
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
       __m256i s16 = _mm256_maddubs_epi16(xa, y4(yb, ps, t, 32 * (size_t)k + 4 * v0));
@@ -1351,7 +1369,7 @@ static inline __attribute__((always_inline)) __m256 packed_step(const int kind, 
     for (int j = 0; j < 8; j++)
       off = _mm256_add_epi32(
           off, _mm256_madd_epi16(
-                   _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * j))),
+                   _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KQ6_SC + 16 * j))),
                    _mm256_set1_epi32((int)load_u32(yt + KPREP_BS16 + 4 * j))));
     sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(off, 5));
   }
@@ -1364,14 +1382,17 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
                                                                 int64_t n, float *s, size_t ss,
                                                                 const uint8_t *pk,
                                                                 const uint8_t *p0, size_t ps) {
-  const size_t xbytes = kind == K_Q4_K ? KQ4_BLOCK : kind == K_Q5_K ? KP45_BLOCK : KP6_BLOCK;
+  const size_t xbytes = kind == K_Q4_K   ? KQ4_BLOCK
+                        : kind == K_Q5_K ? KP45_BLOCK
+                        : kind == K_Q6_K ? KQ6_BLOCK
+                                         : KP6_BLOCK;
   const size_t ybytes = kind == K_IQ4_XS ? IQPREP_BLOCK : KPREP_BLOCK;
   __m256 acc[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xb = pk + (size_t)b * xbytes, *yb = p0 + (size_t)b * ybytes;
-    if (kind == K_Q4_K) nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
+    if (kind == K_Q4_K || kind == K_Q6_K) nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
     __m256i sum[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
@@ -1384,18 +1405,24 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
         packed_sub_k45(kind, T, xb, yb, ps, k + 1, sc8, sum);
       }
     }
-#pragma GCC unroll 1
-    for (int k = 0; k < 8 && kind != K_Q4_K; k++) {
-      if (kind == K_Q6_K)
-        packed_sub_q6_K(T, xb, yb, ps, k, sum);
-      else if (kind == K_IQ4_XS)
-        packed_sub_iq4_xs(T, xb, yb, ps, k, sum);
-      else
-        packed_sub_k45(kind, T, xb, yb, ps, k, NULL, sum);
+    if (kind == K_Q6_K) { /* the groups' bit positions known per sub-block */
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; k++) packed_sub_q6_K(T, xb, yb, ps, k, sum);
     }
-    const __m256 d = kind == K_Q4_K
-                         ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + KQ4_D)))
-                         : _mm256_loadu_ps((const float *)(xb + KP_D));
+    if (kind == K_Q5_K || kind == K_IQ4_XS) {
+#pragma GCC unroll 1
+      for (int k = 0; k < 8; k++) {
+        if (kind == K_IQ4_XS)
+          packed_sub_iq4_xs(T, xb, yb, ps, k, sum);
+        else
+          packed_sub_k45(kind, T, xb, yb, ps, k, NULL, sum);
+      }
+    }
+    const __m256 d =
+        kind == K_Q4_K || kind == K_Q6_K
+            ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + (kind == K_Q4_K ? KQ4_D
+                                                                                     : KQ6_D))))
+            : _mm256_loadu_ps((const float *)(xb + KP_D));
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++)
       acc[t] = _mm256_add_ps(acc[t], packed_step(kind, xb, yb + (size_t)t * ps, d, mn8, sum[t]));
