@@ -982,40 +982,30 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
  * the sign on the levels (Q8_K holds -128, whose negation overflows a byte): |y| (prepared)
  * times sign(level, y), one vector per madd (|pair| <= 2 * 127 * 128). */
 enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS }; /* with K_Q4_K, K_Q5_K: the interleaved kernels' formats */
-#define KP_D 0 /* IQ4_XS: the eight rows' d as floats */
-/* Q4_K and Q5_K keep their rows' bytes, so a group takes what its rows do (8 * 144 and 8 * 176
- * bytes a super-block: weights packed from load take no more memory, and decode reads no more):
- * the eight rows' d, dmin as halves, then the three 32-bit words of each row's 12 scale bytes
- * (KQ4_U + 32 w + 4 r: word w of row r), so that one vector op unpacks a word of every row, then
- * per 32-byte chunk j of qs eight vectors, vector v holding row r's bytes 4v..4v+3 of the chunk
- * in lane r: sub-block 2j's levels 4v..4v+3 in their low nibbles, sub-block 2j + 1's in the
- * high; Q5_K's qh the same (bit k of a byte: sub-block k's fifth bit). */
+#define KP_D 0                          /* the eight rows' d as floats */
+#define KP_DMIN 32                      /* Q4_K, Q5_K: their dmin as floats */
+#define KP_SC 64                        /* Q4_K, Q5_K: sub-block k's eight scales at 8 k */
+#define KP_MIN 128                      /* Q4_K, Q5_K: row r's mins 2j, 2j + 1 at 16 j + 2 r */
+#define KP45_Q 192                      /* Q4_K, Q5_K: sub-block k's eight vectors at 256 k */
+#define KP45_BLOCK (KP45_Q + 8 * 256)
+/* Q4_K keeps its rows' bytes, so a group takes what its rows do (8 * 144 a super-block: weights
+ * packed from load take no more memory, and decode reads no more): the eight rows' d, dmin as
+ * halves, then the three 32-bit words of each row's 12 scale bytes (KQ4_U + 32 w + 4 r: word w of
+ * row r), so that one vector op unpacks a word of every row, then per 32-byte chunk j of qs eight
+ * vectors, vector v holding row r's bytes 4v..4v+3 of the chunk in lane r: sub-block 2j's
+ * levels 4v..4v+3 in their low nibbles, sub-block 2j + 1's in the high. */
 #define KQ4_D 0
 #define KQ4_DMIN 16
 #define KQ4_U 32
 #define KQ4_Q 128
 #define KQ4_BLOCK (KQ4_Q + 4 * 256)
-#define KQ5_QH KQ4_BLOCK
-#define KQ5_BLOCK (KQ5_QH + 256)
-_Static_assert(KQ5_BLOCK == 8 * sizeof(block_q5_K), "a packed Q5_K group is its rows' size");
 _Static_assert(KQ4_BLOCK == 8 * sizeof(block_q4_K), "a packed Q4_K group is its rows' size");
-#define KP6_SC 32 /* (Q6_K's former:) row r's scales 2j, 2j + 1 (16 values each) at 16 j + 2 r */
-#define KP6_Q 160 /* sub-block k's eight vectors at 256 k */
+#define KP6_SC 32 /* Q6_K: row r's scales 2j, 2j + 1 (of 16 values each) at 16 j + 2 r */
+#define KP6_Q 160 /* Q6_K: sub-block k's eight vectors at 256 k */
 #define KP6_BLOCK (KP6_Q + 8 * 256)
-/* Q6_K keeps its rows' bits too (8 * 210 bytes a super-block, as Q4_K above): the eight rows' d
- * as halves, their scales as KP6_SC's, then per half c and 32-byte chunk h of its ql eight
- * vectors (row r's bytes 4v..4v+3 of the chunk in lane r of vector v: group h's low 4 bits in
- * the low nibbles, group h + 2's in the high), then per half c the same of its 32 qh bytes
- * (groups 0..3's top 2 bits at bits 0, 2, 4, 6). */
-#define KQ6_D 0
-#define KQ6_SC 16
-#define KQ6_QL 144
-#define KQ6_QH (KQ6_QL + 4 * 256)
-#define KQ6_BLOCK (KQ6_QH + 2 * 256)
-_Static_assert(KQ6_BLOCK == 8 * sizeof(block_q6_K), "a packed Q6_K group is its rows' size");
-/* IQ4_XS: Q6_K's former layout, with sub-block k's scale (less 32) in both of row r's bytes 16 k + 2 r,
+/* IQ4_XS: Q6_K's layout, with sub-block k's scale (less 32) in both of row r's bytes 16 k + 2 r,
  * 16 k + 2 r + 1 (the two int16 of its lane, for madd) */
-_Static_assert(KP6_BLOCK <= NLLM_PACK_BYTES(QK_K),
+_Static_assert(KP45_BLOCK <= NLLM_PACK_BYTES(QK_K) && KP6_BLOCK <= NLLM_PACK_BYTES(QK_K),
                "a packed super-block fits NLLM_PACK_BYTES of its values");
 /* Per super-block of an activation row: its 256 bytes, its block sums of 16 as they are, the
  * sums of 32 (int16), its d. */
@@ -1073,26 +1063,67 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
       kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
   const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
   const size_t off_qh = offsetof(block_q5_K, qh);
-  for (int64_t b = 0; b < n / QK_K; b++, out += kind == K_Q5_K ? KQ5_BLOCK : KQ4_BLOCK) {
+  const __m256i m4 = _mm256_set1_epi8(15);
+  if (kind == K_Q4_K) {
+    for (int64_t b = 0; b < n / QK_K; b++, out += KQ4_BLOCK) {
+      nllm_prefetch_next_group(x0, bx, b, xs);
+      for (int r = 0; r < 8; r++) {
+        const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+        memcpy(out + KQ4_D + 2 * r, x, 2);
+        memcpy(out + KQ4_DMIN + 2 * r, x + 2, 2);
+        for (int w = 0; w < 3; w++) memcpy(out + KQ4_U + 32 * w + 4 * r, x + off_sc + 4 * w, 4);
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++) {
+        __m256i v[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+          v[r] = _mm256_loadu_si256(
+              (const __m256i *)(x0 + (size_t)r * bx + (size_t)b * xs + off_qs + 32 * j));
+        transpose8x8_epi32(v);
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++)
+          _mm256_storeu_si256((__m256i *)(out + KQ4_Q + 256 * j + 32 * i), v[i]);
+      }
+    }
+    return;
+  }
+  for (int64_t b = 0; b < n / QK_K; b++, out += KP45_BLOCK) {
     nllm_prefetch_next_group(x0, bx, b, xs);
+    uint16_t d[8], dmin[8];
     for (int r = 0; r < 8; r++) {
       const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
-      memcpy(out + KQ4_D + 2 * r, x, 2);
-      memcpy(out + KQ4_DMIN + 2 * r, x + 2, 2);
-      for (int w = 0; w < 3; w++) memcpy(out + KQ4_U + 32 * w + 4 * r, x + off_sc + 4 * w, 4);
+      d[r] = load_u16(x);
+      dmin[r] = load_u16(x + 2);
+      __m128i sc8, mn8;
+      k4_unpack(x + off_sc, &sc8, &mn8);
+      uint8_t sc[16], mn[16];
+      _mm_storeu_si128((__m128i *)sc, sc8);
+      _mm_storeu_si128((__m128i *)mn, mn8);
+      for (int k = 0; k < 8; k++) {
+        out[KP_SC + 8 * k + r] = sc[k];
+        out[KP_MIN + 16 * (k / 2) + 2 * r + k % 2] = mn[k];
+      }
     }
-    /* chunks 0..3: qs's 32-byte chunks, 4: Q5_K's qh */
-    const int chunks = kind == K_Q5_K ? 5 : 4;
-    for (int j = 0; j < chunks; j++) {
+    _mm256_storeu_ps((float *)(out + KP_D), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+    _mm256_storeu_ps((float *)(out + KP_DMIN),
+                     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dmin)));
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
       __m256i v[8];
 #pragma GCC unroll 8
-      for (int r = 0; r < 8; r++)
-        v[r] = _mm256_loadu_si256((const __m256i *)(x0 + (size_t)r * bx + (size_t)b * xs +
-                                                    (j < 4 ? off_qs + 32 * j : off_qh)));
+      for (int r = 0; r < 8; r++) {
+        const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x + off_qs + 32 * (k / 2)));
+        v[r] = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
+        if (kind == K_Q5_K)
+          v[r] =
+              _mm256_or_si256(v[r], k5_bit4(_mm256_loadu_si256((const __m256i *)(x + off_qh)), k));
+      }
       transpose8x8_epi32(v);
 #pragma GCC unroll 8
-      for (int i = 0; i < 8; i++)
-        _mm256_storeu_si256((__m256i *)(out + KQ4_Q + 256 * j + 32 * i), v[i]);
+      for (int j = 0; j < 8; j++)
+        _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * k + 32 * j), v[j]);
     }
   }
 }
@@ -1100,28 +1131,38 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
 static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
   const uint8_t *x0 = vx;
   uint8_t *out = vp;
-  for (int64_t b = 0; b < n / QK_K; b++, out += KQ6_BLOCK) {
+  const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+  for (int64_t b = 0; b < n / QK_K; b++, out += KP6_BLOCK) {
     nllm_prefetch_next_group(x0, bx, b, sizeof(block_q6_K));
+    uint16_t d[8];
     for (int r = 0; r < 8; r++) {
       const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx) + b;
-      memcpy(out + KQ6_D + 2 * r, &x->d, 2);
+      d[r] = x->d;
       for (int g = 0; g < 16; g++)
-        out[KQ6_SC + 16 * (g / 2) + 2 * r + g % 2] = (uint8_t)x->scales[g];
+        out[KP6_SC + 16 * (g / 2) + 2 * r + g % 2] = (uint8_t)x->scales[g];
     }
-    /* chunks 0..3: ql's 32-byte chunks, 4, 5: qh's */
-#pragma GCC unroll 6
-    for (int j = 0; j < 6; j++) {
+    _mm256_storeu_ps((float *)(out + KP_D), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+    /* sub-block k = 4 c + g: q6k_block's group g of half c */
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+      const int c = k / 4, g = k % 4;
       __m256i v[8];
 #pragma GCC unroll 8
       for (int r = 0; r < 8; r++) {
         const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx) + b;
-        v[r] = _mm256_loadu_si256(
-            (const __m256i *)(j < 4 ? x->ql + 32 * j : x->qh + 32 * (j - 4)));
+        const __m256i l = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c + 32 * (g % 2)));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
+        const __m256i lv = g < 2 ? l : _mm256_srli_epi16(l, 4);
+        const __m256i hv = g == 0   ? _mm256_slli_epi16(qh, 4)
+                           : g == 1 ? _mm256_slli_epi16(qh, 2)
+                           : g == 2 ? qh
+                                    : _mm256_srli_epi16(qh, 2);
+        v[r] = _mm256_or_si256(_mm256_and_si256(lv, m4), _mm256_and_si256(hv, m30));
       }
       transpose8x8_epi32(v);
 #pragma GCC unroll 8
-      for (int i = 0; i < 8; i++)
-        _mm256_storeu_si256((__m256i *)(out + KQ6_QL + 256 * j + 32 * i), v[i]);
+      for (int j = 0; j < 8; j++)
+        _mm256_storeu_si256((__m256i *)(out + KP6_Q + 256 * k + 32 * j), v[j]);
     }
   }
 }
@@ -1198,8 +1239,15 @@ static inline __attribute__((always_inline)) void packed_sub_k45(const int kind,
                                                                  __m256i *sum) {
   const int group = kind == K_Q5_K ? 4 : 8;
   /* lane r: row r's scale of the sub-block in both of its int16 */
-  const __m256i sc = _mm256_shuffle_epi8(sc8[k / 4], kq4_pick(k % 4, k % 4));
-  const uint8_t *xk = xb + KQ4_Q + 256 * (k / 2);
+  __m256i sc;
+  if (kind == K_Q4_K) {
+    sc = _mm256_shuffle_epi8(sc8[k / 4], kq4_pick(k % 4, k % 4));
+  } else {
+    const __m256i sc32 =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(xb + KP_SC + 8 * k)));
+    sc = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
+  }
+  const uint8_t *xk = kind == K_Q4_K ? xb + KQ4_Q + 256 * (k / 2) : xb + KP45_Q + 256 * k;
 #pragma GCC unroll 2
   for (int v0 = 0; v0 < 8; v0 += group) {
     __m256i s16[NLLM_GEMM_TOK];
@@ -1208,10 +1256,8 @@ static inline __attribute__((always_inline)) void packed_sub_k45(const int kind,
 #pragma GCC unroll 8
     for (int v = v0; v < v0 + group; v++) {
       __m256i xv = _mm256_loadu_si256((const __m256i *)(xk + 32 * v));
-      xv = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(xv, 4) : xv, _mm256_set1_epi8(15));
-      if (kind == K_Q5_K)
-        xv = _mm256_or_si256(xv, k5_bit4(_mm256_loadu_si256((const __m256i *)(xb + KQ5_QH + 32 * v)),
-                                         k));
+      if (kind == K_Q4_K)
+        xv = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(xv, 4) : xv, _mm256_set1_epi8(15));
 #pragma GCC unroll 4
       for (int t = 0; t < T; t++) {
         s16[t] = _mm256_add_epi16(s16[t],
@@ -1225,21 +1271,6 @@ static inline __attribute__((always_inline)) void packed_sub_k45(const int kind,
   }
 }
 
-/* Vector v of group g of a packed Q6_K half from its ql and qh vectors (at ql, qh): the levels
- * 0..63. */
-static inline __attribute__((always_inline)) __m256i kq6_levels(const uint8_t *ql,
-                                                               const uint8_t *qh, int g) {
-  const __m256i l = _mm256_loadu_si256((const __m256i *)ql),
-                h = _mm256_loadu_si256((const __m256i *)qh);
-  const __m256i lv = g < 2 ? l : _mm256_srli_epi16(l, 4);
-  const __m256i hv = g == 0   ? _mm256_slli_epi16(h, 4)
-                     : g == 1 ? _mm256_slli_epi16(h, 2)
-                     : g == 2 ? h
-                              : _mm256_srli_epi16(h, 2);
-  return _mm256_or_si256(_mm256_and_si256(lv, _mm256_set1_epi8(15)),
-                         _mm256_and_si256(hv, _mm256_set1_epi8(0x30)));
-}
-
 /* The same for Q6_K: vectors 0..3 hold the sub-block's first 16 values (scale 2k), 4..7 the
  * next 16 (2k + 1). */
 static inline __attribute__((always_inline)) void packed_sub_q6_K(const int T, const uint8_t *xb,
@@ -1249,15 +1280,13 @@ static inline __attribute__((always_inline)) void packed_sub_q6_K(const int T, c
   const __m256i dup0 = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0,
                                         1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
   const __m256i dup1 = _mm256_add_epi8(dup0, _mm256_set1_epi8(2));
-  const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KQ6_SC + 16 * k)));
-  /* sub-block k = 4 c + g: q6k_block's group g of half c */
-  const int c = k / 4, g = k % 4;
-  const uint8_t *ql = xb + KQ6_QL + 256 * (2 * c + g % 2), *qh = xb + KQ6_QH + 256 * c;
+  const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * k)));
+  const uint8_t *xk = xb + KP6_Q + 256 * k;
 #pragma GCC unroll 4
   for (int v0 = 0; v0 < 8; v0 += 2) {
     const __m256i sc = _mm256_shuffle_epi8(sp, v0 < 4 ? dup0 : dup1);
-    const __m256i xa = kq6_levels(ql + 32 * v0, qh + 32 * v0, g);
-    const __m256i xc = kq6_levels(ql + 32 * v0 + 32, qh + 32 * v0 + 32, g);
+    const __m256i xa = _mm256_loadu_si256((const __m256i *)(xk + 32 * v0));
+    const __m256i xc = _mm256_loadu_si256((const __m256i *)(xk + 32 * v0 + 32));
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
       __m256i s16 = _mm256_maddubs_epi16(xa, y4(yb, ps, t, 32 * (size_t)k + 4 * v0));
@@ -1301,11 +1330,16 @@ static inline __attribute__((always_inline)) __m256 packed_step(const int kind, 
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
       /* lane r: row r's mins 2j, 2j + 1 as int16 */
-      const __m256i mn = _mm256_shuffle_epi8(mn8[j / 2], kq4_pick(2 * (j % 2), 2 * (j % 2) + 1));
+      const __m256i mn =
+          kind == K_Q4_K
+              ? _mm256_shuffle_epi8(mn8[j / 2], kq4_pick(2 * (j % 2), 2 * (j % 2) + 1))
+              : _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP_MIN + 16 * j)));
       msum = _mm256_add_epi32(
           msum, _mm256_madd_epi16(mn, _mm256_set1_epi32((int)load_u32(yt + KPREP_BS32 + 4 * j))));
     }
-    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + KQ4_DMIN)));
+    const __m256 dmin =
+        kind == K_Q4_K ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + KQ4_DMIN)))
+                       : _mm256_loadu_ps((const float *)(xb + KP_DMIN));
     const __m256 f = _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(sum)),
                                    _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(msum)));
     return _mm256_mul_ps(_mm256_set1_ps(dy), f);
@@ -1317,7 +1351,7 @@ static inline __attribute__((always_inline)) __m256 packed_step(const int kind, 
     for (int j = 0; j < 8; j++)
       off = _mm256_add_epi32(
           off, _mm256_madd_epi16(
-                   _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KQ6_SC + 16 * j))),
+                   _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * j))),
                    _mm256_set1_epi32((int)load_u32(yt + KPREP_BS16 + 4 * j))));
     sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(off, 5));
   }
@@ -1330,22 +1364,19 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
                                                                 int64_t n, float *s, size_t ss,
                                                                 const uint8_t *pk,
                                                                 const uint8_t *p0, size_t ps) {
-  const size_t xbytes = kind == K_Q4_K   ? KQ4_BLOCK
-                        : kind == K_Q5_K ? KQ5_BLOCK
-                        : kind == K_Q6_K ? KQ6_BLOCK
-                                         : KP6_BLOCK;
+  const size_t xbytes = kind == K_Q4_K ? KQ4_BLOCK : kind == K_Q5_K ? KP45_BLOCK : KP6_BLOCK;
   const size_t ybytes = kind == K_IQ4_XS ? IQPREP_BLOCK : KPREP_BLOCK;
   __m256 acc[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xb = pk + (size_t)b * xbytes, *yb = p0 + (size_t)b * ybytes;
-    if (kind != K_IQ4_XS) nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
+    if (kind == K_Q4_K) nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
     __m256i sum[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
     __m256i sc8[2], mn8[2];
-    if (kind == K_Q4_K || kind == K_Q5_K) { /* the nibbles' side known per sub-block */
+    if (kind == K_Q4_K) { /* the nibbles' side known per sub-block */
       kq4_unpack8(xb, sc8, mn8);
 #pragma GCC unroll 4
       for (int k = 0; k < 8; k += 2) {
@@ -1353,19 +1384,18 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
         packed_sub_k45(kind, T, xb, yb, ps, k + 1, sc8, sum);
       }
     }
-    if (kind == K_Q6_K) { /* the groups' bit positions known per sub-block */
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; k++) packed_sub_q6_K(T, xb, yb, ps, k, sum);
-    }
-    if (kind == K_IQ4_XS) {
 #pragma GCC unroll 1
-      for (int k = 0; k < 8; k++) packed_sub_iq4_xs(T, xb, yb, ps, k, sum);
+    for (int k = 0; k < 8 && kind != K_Q4_K; k++) {
+      if (kind == K_Q6_K)
+        packed_sub_q6_K(T, xb, yb, ps, k, sum);
+      else if (kind == K_IQ4_XS)
+        packed_sub_iq4_xs(T, xb, yb, ps, k, sum);
+      else
+        packed_sub_k45(kind, T, xb, yb, ps, k, NULL, sum);
     }
-    const __m256 d =
-        kind != K_IQ4_XS
-            ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + (kind == K_Q6_K ? KQ6_D
-                                                                                     : KQ4_D))))
-            : _mm256_loadu_ps((const float *)(xb + KP_D));
+    const __m256 d = kind == K_Q4_K
+                         ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + KQ4_D)))
+                         : _mm256_loadu_ps((const float *)(xb + KP_D));
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++)
       acc[t] = _mm256_add_ps(acc[t], packed_step(kind, xb, yb + (size_t)t * ps, d, mn8, sum[t]));
