@@ -1366,17 +1366,50 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
                                                                 const uint8_t *p0, size_t ps) {
   const size_t xbytes = kind == K_Q4_K ? KQ4_BLOCK : kind == K_Q5_K ? KP45_BLOCK : KP6_BLOCK;
   const size_t ybytes = kind == K_IQ4_XS ? IQPREP_BLOCK : KPREP_BLOCK;
-  __m256 acc[NLLM_GEMM_TOK];
-#pragma GCC unroll 4
+  __m256 acc[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xb = pk + (size_t)b * xbytes, *yb = p0 + (size_t)b * ybytes;
     if (kind == K_Q4_K) nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
-    __m256i sum[NLLM_GEMM_TOK];
-#pragma GCC unroll 4
+    __m256i sum[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
     __m256i sc8[2], mn8[2];
-    if (kind == K_Q4_K) { /* the nibbles' side known per sub-block */
+    if (kind == K_Q4_K && T > NLLM_GEMM_TOK) {
+      /* more tokens than one pass keeps in registers: a sub-block's levels unpacked once, then
+       * the tokens four at a time over them */
+      kq4_unpack8(xb, sc8, mn8);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; k++) {
+        const __m256i sc = _mm256_shuffle_epi8(sc8[k / 4], kq4_pick(k % 4, k % 4));
+        __m256i lvl[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) {
+          const __m256i q =
+              _mm256_loadu_si256((const __m256i *)(xb + KQ4_Q + 256 * (k / 2) + 32 * v));
+          lvl[v] = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(15));
+        }
+#pragma GCC unroll 2
+        for (int t0 = 0; t0 < T; t0 += NLLM_GEMM_TOK) {
+          __m256i s16[NLLM_GEMM_TOK];
+          const int nt = T - t0 < NLLM_GEMM_TOK ? T - t0 : NLLM_GEMM_TOK;
+#pragma GCC unroll 4
+          for (int t = 0; t < nt; t++) s16[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+          for (int v = 0; v < 8; v++)
+#pragma GCC unroll 4
+            for (int t = 0; t < nt; t++) {
+              s16[t] = _mm256_add_epi16(
+                  s16[t], _mm256_maddubs_epi16(lvl[v], y4(yb, ps, t0 + t, 32 * (size_t)k + 4 * v)));
+              __asm__("" : "+x"(s16[t]));
+            }
+#pragma GCC unroll 4
+          for (int t = 0; t < nt; t++)
+            sum[t0 + t] = _mm256_add_epi32(sum[t0 + t], _mm256_madd_epi16(s16[t], sc));
+        }
+      }
+    } else if (kind == K_Q4_K) { /* the nibbles' side known per sub-block */
       kq4_unpack8(xb, sc8, mn8);
 #pragma GCC unroll 4
       for (int k = 0; k < 8; k += 2) {
@@ -1396,11 +1429,11 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
     const __m256 d = kind == K_Q4_K
                          ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + KQ4_D)))
                          : _mm256_loadu_ps((const float *)(xb + KP_D));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
       acc[t] = _mm256_add_ps(acc[t], packed_step(kind, xb, yb + (size_t)t * ps, d, mn8, sum[t]));
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int t = 0; t < T; t++) _mm256_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
@@ -1421,11 +1454,26 @@ static void q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
       default: call(4); break;                                                               \
     }                                                                                        \
   }
+/* ... up to 8 tokens (the formats with packed_tok 8) */
+#define K_PACKED_BY_TOKENS8(name, call)                                                      \
+  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
+                   int n_tok) {                                                              \
+    switch (n_tok) {                                                                         \
+      case 1: call(1); break;                                                                \
+      case 2: call(2); break;                                                                \
+      case 3: call(3); break;                                                                \
+      case 4: call(4); break;                                                                \
+      case 5: call(5); break;                                                                \
+      case 6: call(6); break;                                                                \
+      case 7: call(7); break;                                                                \
+      default: call(8); break;                                                               \
+    }                                                                                        \
+  }
 #define Q4_K_PACKED(T) gemm_packed_k(K_Q4_K, T, n, s, ss, pk, p, ps)
 #define Q5_K_PACKED(T) gemm_packed_k(K_Q5_K, T, n, s, ss, pk, p, ps)
 #define Q6_K_PACKED(T) gemm_packed_k(K_Q6_K, T, n, s, ss, pk, p, ps)
 #define IQ4_XS_PACKED(T) gemm_packed_k(K_IQ4_XS, T, n, s, ss, pk, p, ps)
-K_PACKED_BY_TOKENS(q4_K_gemm_packed_avx2, Q4_K_PACKED)
+K_PACKED_BY_TOKENS8(q4_K_gemm_packed_avx2, Q4_K_PACKED)
 K_PACKED_BY_TOKENS(q5_K_gemm_packed_avx2, Q5_K_PACKED)
 K_PACKED_BY_TOKENS(q6_K_gemm_packed_avx2, Q6_K_PACKED)
 K_PACKED_BY_TOKENS(iq4_xs_gemm_packed_avx2, IQ4_XS_PACKED)
@@ -1442,7 +1490,12 @@ NLLM_GEMM4_BY_TOKENS(q5_K_gemm4_avx2, Q5_K_GEMM)
 NLLM_GEMM4_BY_TOKENS(q6_K_gemm4_avx2, Q6_K_GEMM)
 NLLM_GEMM4_BY_TOKENS(iq4_xs_gemm4_avx2, IQ4_XS_GEMM)
 
-/* The AVX2 tier's rows of the 256-value formats. Crossovers: where dequantize + sgemm overtakes the
+/* Q4_K's packed groups are its rows' size, and on rows packed once its packed kernels were
+ * level with vec_dot4 at one token and ahead of the tiles at 2..16 tokens from DRAM
+ * (docs/performance.md, thirteenth round), so its weights may stay packed from load (prepack);
+ * its 8-token calls (packed_tok) pay the nibbles' unpacking once for twice the tokens. Q5_K's,
+ * Q6_K's and IQ4_XS's byte layouts are larger than their rows.
+ * The AVX2 tier's rows of the 256-value formats. Crossovers: where dequantize + sgemm overtakes the
  * integer kernels (measured, see docs/performance.md "BLAS crossovers"). Q2_K's kernels stay ahead
  * at every batch measured, and with the prompt tiles so do Q4_K, Q5_K and Q6_K (level with
  * sgemm on one thread at 512 tokens, ahead on two, where sgemm calls take turns), which take
@@ -1462,7 +1515,9 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = k45_tile_prep_avx2,
      .gemm4 = q4_K_gemm4_avx2,
-     K_PACKED_ROW(q4_K, k_packed_prep_avx2)},
+     K_PACKED_ROW(q4_K, k_packed_prep_avx2),
+     .packed_tok = NLLM_PACKED_TOK_MAX,
+     .prepack = 1},
     {.type = NLLM_TYPE_Q5_K,
      .to_float = q5_K_to_float_avx2,
      .vec_dot = q5_K_vec_dot_avx2,
