@@ -5,7 +5,10 @@
  * a call, each group's rows under every token before the next group's), both with the
  * activations' quantization and preparation. Several matrices are cycled so that every call
  * reads its weights from DRAM; the two sides alternate and medians are quoted.
- * `bench_packed [FORMAT,...] [counts,...] [runs]`, e.g. bench_packed Q4_K,Q6_K 1,2,4,8 15. */
+ * `bench_packed [FORMAT,...] [counts,...] [runs]`, e.g. bench_packed Q4_K,Q6_K 1,2,4,8 15.
+ * Env: BENCH_PACKED_ROWS (rows instead of the 1.1B shapes'), BENCH_PACKED_WS_MB (each side's
+ * working set; 0: one matrix, in cache with few rows), BENCH_PACKED_TOK_OUTER (the packed side
+ * calls by tokens first, each call over every group). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +70,16 @@ static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, c
   for (int64_t t = 0; t < n_tok; t++) {
     vq->from_float(x + t * cols, act + (size_t)t * a_rs, cols);
     q->packed_prep(cols, act + (size_t)t * a_rs, prep + (size_t)t * p_rs);
+  }
+  if (getenv("BENCH_PACKED_TOK_OUTER")) { /* every group under a call's tokens, call by call */
+    for (int64_t t = 0; t < n_tok; t += tok) {
+      const int nt = (int)(n_tok - t < tok ? n_tok - t : tok);
+      for (int64_t g = 0; g < rows / gr; g++)
+        (nt == 1 && q->gemv_packed ? q->gemv_packed : q->gemm_packed)(
+            cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows,
+            pk + (size_t)g * gb, prep + (size_t)t * p_rs, p_rs, nt);
+    }
+    return;
   }
   for (int64_t g = 0; g < rows / gr; g++) {
     const uint8_t *pg = pk + (size_t)g * gb;
