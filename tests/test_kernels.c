@@ -737,6 +737,16 @@ static void check_packed(const nllm_qtype *q) {
         float s[TMAX * SS];
         for (int i = 0; i < TMAX * SS; i++) s[i] = NAN;
         q->gemm_packed(n, s, SS, pk, prep, prs, nt);
+        if (nt == 1 && q->gemv_packed) { /* one token: the same sums, nothing past the rows */
+          float g[SS];
+          for (int i = 0; i < SS; i++) g[i] = NAN;
+          q->gemv_packed(n, g, SS, pk, prep, prs, 1);
+          ck_assert_msg(isnan(g[R]), "%s gemv_packed wrote past its rows", q->name);
+          for (int r = 0; r < R; r++)
+            ck_assert_msg(g[r] == s[r] || (isnan(g[r]) && isnan(s[r])),
+                          "%s gemv_packed row %d: %.9g, gemm_packed %.9g (n %lld pass %d)", q->name,
+                          r, g[r], s[r], (long long)n, pass);
+        }
         for (int t = 0; t < T; t++) {
           ck_assert_msg(isnan(s[t * SS + R]), "%s gemm_packed wrote past its rows", q->name);
           if (t < nt) vq->to_float_ref(yq + (size_t)t * ars, yf, n);
@@ -873,6 +883,70 @@ static void check_k_tile_extremes(const nllm_qtype *q) {
   free(prep);
 }
 
+/* The same extreme blocks through the interleaved kernels (Q4_K's packed groups keep the rows'
+ * nibbles and scale bytes, unpacked per call): eight rows packed, every token count up to
+ * packed_tok and gemv_packed, against the four-row kernel bit for bit. */
+static void check_k_packed_extremes(const nllm_qtype *q) {
+  if (!q->gemm_packed ||
+      (q->type != NLLM_TYPE_Q4_K && q->type != NLLM_TYPE_Q5_K && q->type != NLLM_TYPE_Q6_K))
+    return;
+  enum { TMAX = NLLM_PACKED_TOK_MAX, R = NLLM_PACK_ROWS };
+  const int64_t n = 1024, nb = n / QK_K;
+  const int T = q->packed_tok;
+  const size_t rs = nllm_row_size(q->type, n), ars = nllm_row_size(NLLM_TYPE_Q8_K, n);
+  const size_t prs = NLLM_GEMM_PREP_BYTES(n), pbytes = NLLM_PACK_BYTES(n) / NLLM_PACK_ROWS * R;
+  ck_assert_int_eq(q->pack_group_rows, R);
+  uint8_t *w = malloc(rs * R), *a = malloc(ars * TMAX);
+  uint8_t *prep = aligned_alloc(64, prs * TMAX), *pk = aligned_alloc(64, pbytes);
+  ck_assert(w && a && prep && pk);
+  for (int kind = 0; kind < 3; kind++) {
+    k_extreme_blocks(q, w, nb * R, kind);
+    for (int t = 0; t < TMAX; t++) {
+      block_q8_K *y = (block_q8_K *)(a + (size_t)t * ars);
+      for (int64_t b = 0; b < nb; b++) {
+        y[b].d = 1.0f / 64;
+        for (int i = 0; i < QK_K; i++) /* as check_k_tile_extremes, then runs of 4 and of 16 */
+          y[b].qs[i] = (int8_t)(t % 4 == 0 ? -128
+                                : t % 4 == 1
+                                    ? 127
+                                    : ((i >> (t == 2 ? 3 : t == 3 ? 5 : t < 6 ? 2 : 4)) & 1) ? 127
+                                                                                         : -128);
+        for (int j = 0; j < QK_K / 16; j++) {
+          int sum = 0;
+          for (int i = 0; i < 16; i++) sum += y[b].qs[16 * j + i];
+          y[b].bsums[j] = (int16_t)sum;
+        }
+      }
+      q->packed_prep(n, y, prep + (size_t)t * prs);
+    }
+    q->pack_rows(n, w, rs, pk);
+    for (int nt = 1; nt <= T; nt++) {
+      float s[TMAX * R], d4[4];
+      q->gemm_packed(n, s, R, pk, prep, prs, nt);
+      if (nt == 1 && q->gemv_packed) {
+        float g[R];
+        q->gemv_packed(n, g, R, pk, prep, prs, 1);
+        for (int r = 0; r < R; r++)
+          ck_assert_msg(g[r] == s[r], "%s extreme blocks (kind %d) row %d: gemv_packed %.9g, "
+                                      "gemm_packed %.9g", q->name, kind, r, g[r], s[r]);
+      }
+      for (int t = 0; t < nt; t++)
+        for (int r0 = 0; r0 < R; r0 += 4) {
+          dot4_or_rows(q, n, d4, w + (size_t)r0 * rs, rs, a + (size_t)t * ars);
+          for (int r = 0; r < 4; r++)
+            ck_assert_msg(s[t * R + r0 + r] == d4[r] && isfinite(d4[r]),
+                          "%s extreme blocks (kind %d) row %d token %d of %d: gemm_packed %.9g, "
+                          "four-row %.9g",
+                          q->name, kind, r0 + r, t, nt, s[t * R + r0 + r], d4[r]);
+        }
+    }
+  }
+  free(w);
+  free(a);
+  free(prep);
+  free(pk);
+}
+
 /* Decoding 2..12 sequences together takes the tiles (12: the interleaved kernels' crossover on
  * AVX2): each token's row of the batch equals that token's own matmul bit for bit, on rows of
  * one, three and eight super-blocks. */
@@ -895,6 +969,7 @@ static int has_packed(const nllm_qtype *q) {
 
 static void check_packed_matmul(const nllm_qtype *q) {
   check_packed(q);
+  check_k_packed_extremes(q);
   /* every count of a few sequences' batch, on both sides of each format's packed_min_tokens
    * (below it the tiles or four-by-four and four-row kernels), then past packed_tok */
   for (int nt = 2; nt <= 12; nt++) check_batch_equals_single(q, nt);
