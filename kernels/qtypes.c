@@ -102,6 +102,7 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
       q->expand_packed = k->expand_packed;
       q->gemm_expanded = k->gemm_expanded;
       q->expand_min_tokens = k->expand_min_tokens;
+      q->pack_expanded = k->pack_expanded;
     }
   }
 }

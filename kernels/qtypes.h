@@ -102,6 +102,7 @@ typedef struct nllm_qtype_kernels {
   nllm_pack_rows_fn expand_packed; /* with prepack: see nllm_qtype */
   nllm_gemm_packed_fn gemm_expanded;
   int32_t expand_min_tokens;
+  nllm_pack_rows_fn pack_expanded; /* with expand_packed: see nllm_qtype */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -182,6 +183,10 @@ typedef struct nllm_qtype {
   nllm_pack_rows_fn expand_packed;
   nllm_gemm_packed_fn gemm_expanded;
   int32_t expand_min_tokens;
+  /* optional (NULL), with expand_packed: the plain rows packed straight into expand_packed's
+   * layout (as pack_rows' call), which the repacking path (weights not kept packed) takes with
+   * gemm_expanded from expand_min_tokens on, so that it runs prompts as the packed weights do */
+  nllm_pack_rows_fn pack_expanded;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

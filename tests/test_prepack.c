@@ -15,7 +15,7 @@ static void best_tier(void) {
   nllm_qtypes_set_isa(nllm_qtypes_isa_max());
 }
 
-static const int32_t packed_types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0};
+static const int32_t packed_types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K};
 
 /* gemm_packed (gemv_packed at one token) on nllm_prepack's rows against vec_dot4 on the plain
  * rows, random blocks with every level and extreme scales, 1..8 tokens */
@@ -28,12 +28,17 @@ START_TEST(kernels_equal_vec_dot4) {
   }
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   uint64_t rng = 0x9e3779b97f4a7c15ull + (uint64_t)type;
-  const int64_t cols = 3 * NLLM_GEMM_COLS, rows = 2 * q->pack_group_rows, nb = cols / q->block_size;
+  /* (three super-blocks for the 256-value formats) */
+  const int64_t cols = (q->block_size == 256 ? 6 : 3) * NLLM_GEMM_COLS,
+                rows = 2 * q->pack_group_rows, nb = cols / q->block_size;
   const size_t rs = nllm_row_size(type, cols), as = nllm_row_size(vq->type, cols);
   uint8_t *W = malloc(rs * (size_t)rows), *P = malloc(nllm_prepack_size(type, rows, cols));
   uint8_t *act = malloc(as * NLLM_PACKED_TOK_MAX);
   uint8_t *prep = malloc(NLLM_GEMM_PREP_BYTES(cols) * NLLM_PACKED_TOK_MAX);
   float *got = malloc(sizeof(float) * (size_t)rows * NLLM_PACKED_TOK_MAX), ref[4];
+  /* expand_packed's groups, and pack_expanded's from the plain rows */
+  uint8_t *E = malloc(NLLM_PACK_BYTES(cols) / NLLM_PACK_ROWS * (size_t)rows),
+          *E2 = malloc(NLLM_PACK_BYTES(cols) / NLLM_PACK_ROWS * (size_t)rows);
   for (int rep = 0; rep < 4; rep++) {
     ck_assert(random_blocks(&rng, type, W, nb * rows, (size_t)q->type_size, 0));
     /* activations from the quantizer (|q| <= 127, as the sign trick needs) */
@@ -48,11 +53,27 @@ START_TEST(kernels_equal_vec_dot4) {
     nllm_packed pk;
     nllm_prepack(W, type, rows, cols, P, 1, &pk);
     ck_assert_ptr_eq(pk.data, P);
-    const size_t gb = (size_t)q->pack_group_rows * rs;
+    const size_t gb = (size_t)q->pack_group_rows * rs,
+                 eb = NLLM_PACK_BYTES(cols) / NLLM_PACK_ROWS * (size_t)q->pack_group_rows;
+    if (q->expand_packed)
+      for (int64_t g = 0; g < rows / q->pack_group_rows; g++) {
+        q->expand_packed(cols, P + (size_t)g * gb, 0, E + (size_t)g * eb);
+        if (q->pack_expanded) {
+          memset(E2 + (size_t)g * eb, 0, eb);
+          q->pack_expanded(cols, W + (size_t)(g * q->pack_group_rows) * rs, rs,
+                           E2 + (size_t)g * eb);
+        }
+      }
+    for (int pass = 0; pass < (q->expand_packed ? 3 : 1); pass++)
     for (int nt = 1; nt <= q->packed_tok; nt++) {
       for (int64_t g = 0; g < rows / q->pack_group_rows; g++) {
-        const nllm_gemm_packed_fn fn = nt == 1 && q->gemv_packed ? q->gemv_packed : q->gemm_packed;
-        fn(cols, got + g * q->pack_group_rows, (size_t)rows, P + (size_t)g * gb, prep,
+        const nllm_gemm_packed_fn fn = pass                      ? q->gemm_expanded
+                                       : nt == 1 && q->gemv_packed ? q->gemv_packed
+                                                                   : q->gemm_packed;
+        const uint8_t *grp = pass == 0 ? P + (size_t)g * gb
+                             : pass == 1 || !q->pack_expanded ? E + (size_t)g * eb
+                                                              : E2 + (size_t)g * eb;
+        fn(cols, got + g * q->pack_group_rows, (size_t)rows, grp, prep,
            NLLM_GEMM_PREP_BYTES(cols), nt);
       }
       for (int t = 0; t < nt; t++)
@@ -61,14 +82,16 @@ START_TEST(kernels_equal_vec_dot4) {
           for (int k = 0; k < 4; k++) {
             const float a = got[(size_t)t * (size_t)rows + (size_t)(r + k)], b = ref[k];
             ck_assert_msg(memcmp(&a, &b, sizeof a) == 0,
-                          "%s rep %d tok %d/%d row %lld: %.9g != %.9g", q->name, rep, t, nt,
-                          (long long)(r + k), (double)a, (double)b);
+                          "%s pass %d rep %d tok %d/%d row %lld: %.9g != %.9g", q->name, pass,
+                          rep, t, nt, (long long)(r + k), (double)a, (double)b);
           }
         }
     }
   }
   free(W);
   free(P);
+  free(E);
+  free(E2);
   free(act);
   free(prep);
   free(got);
@@ -307,8 +330,8 @@ int main(void) {
   Suite *s = suite_create("prepack");
   TCase *tc = tcase_create("prepack");
   tcase_set_timeout(tc, 300);
-  tcase_add_loop_test(tc, kernels_equal_vec_dot4, 0, 2);
-  tcase_add_loop_test(tc, matmul_equals_plain, 0, 2);
+  tcase_add_loop_test(tc, kernels_equal_vec_dot4, 0, 3);
+  tcase_add_loop_test(tc, matmul_equals_plain, 0, 3);
   const int n_models = (int)(sizeof models / sizeof models[0]);
   tcase_add_loop_test(tc, packed_load_equals_plain, 0, n_models);
   tcase_add_loop_test(tc, tier_capped_after_load, 0, 2);

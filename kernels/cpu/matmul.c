@@ -267,6 +267,12 @@ void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_
   }
 }
 
+/* Whether a batch on packed rows expands them per work item first (expand_packed). */
+static int expands(const nllm_qtype *q, int64_t n_tok) {
+  return q->expand_packed && q->gemm_expanded && q->expand_min_tokens &&
+         n_tok >= q->expand_min_tokens;
+}
+
 /* The interleaved kernels: the item's rows repacked once into the worker's groups (of the
  * format's pack_group_rows), then every token over them, packed_tok at a time. */
 static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker) {
@@ -275,13 +281,17 @@ static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker)
   const size_t gb = NLLM_PACK_BYTES(j->cols) / NLLM_PACK_ROWS * (size_t)gr, ys = (size_t)j->rows;
   uint8_t *pk = j->pack + (size_t)worker * PACK_GROUPS * NLLM_PACK_BYTES(j->cols);
   const int64_t ng = (r1 - r0) / gr;
+  /* a large batch takes the layout that packed weights expand into (pack_expanded) */
+  const int ex = q->pack_expanded && expands(q, j->n_tok);
+  const nllm_pack_rows_fn pack = ex ? q->pack_expanded : q->pack_rows;
+  const nllm_gemm_packed_fn gemm = ex ? q->gemm_expanded : q->gemm_packed;
   for (int64_t g = 0; g < ng; g++)
-    q->pack_rows(j->cols, j->W + (size_t)(r0 + g * gr) * j->w_rs, j->w_rs, pk + (size_t)g * gb);
+    pack(j->cols, j->W + (size_t)(r0 + g * gr) * j->w_rs, j->w_rs, pk + (size_t)g * gb);
   const int64_t tok = q->packed_tok;
   for (int64_t t = 0; t < j->n_tok; t += tok) {
     const int nt = (int)(j->n_tok - t < tok ? j->n_tok - t : tok);
     for (int64_t g = 0; g < ng; g++)
-      q->gemm_packed(j->cols, &j->y[(size_t)t * ys + (size_t)(r0 + g * gr)], ys,
+      gemm(j->cols, &j->y[(size_t)t * ys + (size_t)(r0 + g * gr)], ys,
                      pk + (size_t)g * gb, j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
   }
   /* the rows left out of a group take decode's kernels a token at a time (a tier's
@@ -326,12 +336,6 @@ static void prepacked_rows(const matmul_job *j, int64_t r0, int64_t r1, int work
   for (int64_t t = 0; r < r1 && t < j->n_tok; t++)
     nllm_matmul_rows(q, j->cols, j->W, j->w_rs, r, r1, j->act, j->a_rs, NULL, 0, t, t + 1, j->y,
                      ys);
-}
-
-/* Whether a batch on packed rows expands them per work item first (expand_packed). */
-static int expands(const nllm_qtype *q, int64_t n_tok) {
-  return q->expand_packed && q->gemm_expanded && q->expand_min_tokens &&
-         n_tok >= q->expand_min_tokens;
 }
 
 /* Whether the weight's packed rows serve this matmul: made by the tier's pack_rows. */

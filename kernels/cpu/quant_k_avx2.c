@@ -981,13 +981,26 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
  * (2 * 31 * 128), two for Q6_K (2 * 63 * 128). IQ4_XS's signed levels take the sign trick with
  * the sign on the levels (Q8_K holds -128, whose negation overflows a byte): |y| (prepared)
  * times sign(level, y), one vector per madd (|pair| <= 2 * 127 * 128). */
-enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS }; /* with K_Q4_K, K_Q5_K: the interleaved kernels' formats */
+enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC }; /* with K_Q4_K, K_Q5_K: the interleaved kernels' formats (K_Q4_KC: Q4_K's compact layout) */
 #define KP_D 0                          /* the eight rows' d as floats */
 #define KP_DMIN 32                      /* Q4_K, Q5_K: their dmin as floats */
 #define KP_SC 64                        /* Q4_K, Q5_K: sub-block k's eight scales at 8 k */
 #define KP_MIN 128                      /* Q4_K, Q5_K: row r's mins 2j, 2j + 1 at 16 j + 2 r */
 #define KP45_Q 192                      /* Q4_K, Q5_K: sub-block k's eight vectors at 256 k */
 #define KP45_BLOCK (KP45_Q + 8 * 256)
+/* Q4_K's compact layout (K_Q4_KC) keeps its rows' bytes, so a group takes what its rows do
+ * (8 * 144 a super-block: weights packed from load take no more memory, and decode reads no
+ * more): the eight rows' d, dmin as halves, then the three 32-bit words of each row's 12 scale
+ * bytes (KQ4_U + 32 w + 4 r: word w of row r), so that one vector op unpacks a word of every row,
+ * then per 32-byte chunk j of qs eight vectors, vector v holding row r's bytes 4v..4v+3 of the
+ * chunk in lane r: sub-block 2j's levels 4v..4v+3 in their low nibbles, sub-block 2j + 1's in the
+ * high. Prompts expand it per work item into the byte layout above (q4_K_expand_avx2). */
+#define KQ4_D 0
+#define KQ4_DMIN 16
+#define KQ4_U 32
+#define KQ4_Q 128
+#define KQ4_BLOCK (KQ4_Q + 4 * 256)
+_Static_assert(KQ4_BLOCK == 8 * sizeof(block_q4_K), "a packed Q4_K group is its rows' size");
 #define KP6_SC 32 /* Q6_K: row r's scales 2j, 2j + 1 (of 16 values each) at 16 j + 2 r */
 #define KP6_Q 160 /* Q6_K: sub-block k's eight vectors at 256 k */
 #define KP6_BLOCK (KP6_Q + 8 * 256)
@@ -1008,8 +1021,17 @@ _Static_assert(KP45_BLOCK <= NLLM_PACK_BYTES(QK_K) && KP6_BLOCK <= NLLM_PACK_BYT
 _Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K) &&
                    IQPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K),
                "a prepared super-block fits");
+/* Super-blocks ahead that a compact Q4_K kernel prefetches: a group's rows lie one after
+ * another, and so do the groups of weights packed from load */
+#ifndef KP_AHEAD
+#define KP_AHEAD 16
+#endif
 /* Tokens from which the prompt path repacks (below, the tiles run: the same sums). */
 #define K_PACKED_MIN_TOKENS 12
+/* Tokens from which Q4_K's compact groups are expanded per work item into the byte layout */
+#ifndef KQ4_EXPAND_MIN_TOKENS
+#define KQ4_EXPAND_MIN_TOKENS 32
+#endif
 
 static void k_packed_prep_avx2(int64_t n, const void *vy, void *vp) {
   const block_q8_K *y = vy;
@@ -1047,6 +1069,30 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
   const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
   const size_t off_qh = offsetof(block_q5_K, qh);
   const __m256i m4 = _mm256_set1_epi8(15);
+  if (kind == K_Q4_KC) {
+    for (int64_t b = 0; b < n / QK_K; b++, out += KQ4_BLOCK) {
+      nllm_prefetch_next_group(x0, bx, b, xs);
+      for (int r = 0; r < 8; r++) {
+        const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
+        memcpy(out + KQ4_D + 2 * r, x, 2);
+        memcpy(out + KQ4_DMIN + 2 * r, x + 2, 2);
+        for (int w = 0; w < 3; w++) memcpy(out + KQ4_U + 32 * w + 4 * r, x + off_sc + 4 * w, 4);
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++) {
+        __m256i v[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+          v[r] = _mm256_loadu_si256(
+              (const __m256i *)(x0 + (size_t)r * bx + (size_t)b * xs + off_qs + 32 * j));
+        transpose8x8_epi32(v);
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++)
+          _mm256_storeu_si256((__m256i *)(out + KQ4_Q + 256 * j + 32 * i), v[i]);
+      }
+    }
+    return;
+  }
   for (int64_t b = 0; b < n / QK_K; b++, out += KP45_BLOCK) {
     nllm_prefetch_next_group(x0, bx, b, xs);
     uint16_t d[8], dmin[8];
@@ -1166,16 +1212,47 @@ static inline __m256i y4(const uint8_t *yb, size_t ps, int t, size_t o) {
   return _mm256_set1_epi32((int)load_u32(yb + (size_t)t * ps + o));
 }
 
-/* Sub-block k of a Q4_K / Q5_K group against T tokens, into each token's row sums. */
+/* k4_unpack on every row of a compact Q4_K group at once (lane r: row r's words): sc8[0] lane r
+ * holds row r's scales 0..3 as bytes, sc8[1] 4..7, mn8[0], mn8[1] its mins. */
+static inline __attribute__((always_inline)) void kq4_unpack8(const uint8_t *xb, __m256i *sc8,
+                                                              __m256i *mn8) {
+  const __m256i u0 = _mm256_loadu_si256((const __m256i *)(xb + KQ4_U)),
+                u1 = _mm256_loadu_si256((const __m256i *)(xb + KQ4_U + 32)),
+                u2 = _mm256_loadu_si256((const __m256i *)(xb + KQ4_U + 64));
+  const __m256i m6 = _mm256_set1_epi8(0x3f), m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+  sc8[0] = _mm256_and_si256(u0, m6);
+  mn8[0] = _mm256_and_si256(u1, m6);
+  sc8[1] = _mm256_or_si256(_mm256_and_si256(u2, m4),
+                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), m2), 4));
+  mn8[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), m4),
+                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), m2), 4));
+}
+
+/* The shuffle that puts bytes a and b of each 32-bit lane in that lane's two int16. */
+static inline __m256i kq4_pick(int a, int b) {
+  const int c = (int)(0x80008000u | (unsigned)a | (unsigned)b << 16);
+  return _mm256_add_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 0x40004, 0x80008, 0xc000c, 0,
+                                                                   0x40004, 0x80008, 0xc000c));
+}
+
+/* Sub-block k of a Q4_K / Q5_K group against T tokens, into each token's row sums (compact Q4_K:
+ * its scales from kq4_unpack8's sc8). */
 static inline __attribute__((always_inline)) void packed_sub_k45(const int kind, const int T,
                                                                  const uint8_t *xb,
                                                                  const uint8_t *yb, size_t ps,
-                                                                 int k, __m256i *sum) {
+                                                                 int k, const __m256i *sc8,
+                                                                 __m256i *sum) {
   const int group = kind == K_Q5_K ? 4 : 8;
   /* lane r: row r's scale of the sub-block in both of its int16 */
-  const __m256i sc32 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(xb + KP_SC + 8 * k)));
-  const __m256i sc = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
-  const uint8_t *xk = xb + KP45_Q + 256 * k;
+  __m256i sc;
+  if (kind == K_Q4_KC) {
+    sc = _mm256_shuffle_epi8(sc8[k / 4], kq4_pick(k % 4, k % 4));
+  } else {
+    const __m256i sc32 =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(xb + KP_SC + 8 * k)));
+    sc = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
+  }
+  const uint8_t *xk = kind == K_Q4_KC ? xb + KQ4_Q + 256 * (k / 2) : xb + KP45_Q + 256 * k;
 #pragma GCC unroll 2
   for (int v0 = 0; v0 < 8; v0 += group) {
     __m256i s16[NLLM_GEMM_TOK];
@@ -1183,7 +1260,9 @@ static inline __attribute__((always_inline)) void packed_sub_k45(const int kind,
     for (int t = 0; t < T; t++) s16[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int v = v0; v < v0 + group; v++) {
-      const __m256i xv = _mm256_loadu_si256((const __m256i *)(xk + 32 * v));
+      __m256i xv = _mm256_loadu_si256((const __m256i *)(xk + 32 * v));
+      if (kind == K_Q4_KC)
+        xv = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(xv, 4) : xv, _mm256_set1_epi8(15));
 #pragma GCC unroll 4
       for (int t = 0; t < T; t++) {
         s16[t] = _mm256_add_epi16(s16[t],
@@ -1248,18 +1327,24 @@ static inline __attribute__((always_inline)) void packed_sub_iq4_xs(const int T,
  * reference's: Q4_K / Q5_K dy * (d * sum - dmin * msum), Q6_K and IQ4_XS (d * dy) * isum. */
 static inline __attribute__((always_inline)) __m256 packed_step(const int kind, const uint8_t *xb,
                                                                 const uint8_t *yt, __m256 d,
-                                                                __m256i sum) {
+                                                                const __m256i *mn8, __m256i sum) {
   float dy;
   memcpy(&dy, yt + (kind == K_IQ4_XS ? IQPREP_D : KPREP_D), sizeof dy);
-  if (kind == K_Q4_K || kind == K_Q5_K) {
+  if (kind == K_Q4_K || kind == K_Q5_K || kind == K_Q4_KC) {
     __m256i msum = _mm256_setzero_si256();
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; j++)
+    for (int j = 0; j < 4; j++) {
+      /* lane r: row r's mins 2j, 2j + 1 as int16 */
+      const __m256i mn =
+          kind == K_Q4_KC
+              ? _mm256_shuffle_epi8(mn8[j / 2], kq4_pick(2 * (j % 2), 2 * (j % 2) + 1))
+              : _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP_MIN + 16 * j)));
       msum = _mm256_add_epi32(
-          msum, _mm256_madd_epi16(
-                    _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP_MIN + 16 * j))),
-                    _mm256_set1_epi32((int)load_u32(yt + KPREP_BS32 + 4 * j))));
-    const __m256 dmin = _mm256_loadu_ps((const float *)(xb + KP_DMIN));
+          msum, _mm256_madd_epi16(mn, _mm256_set1_epi32((int)load_u32(yt + KPREP_BS32 + 4 * j))));
+    }
+    const __m256 dmin =
+        kind == K_Q4_KC ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + KQ4_DMIN)))
+                        : _mm256_loadu_ps((const float *)(xb + KP_DMIN));
     const __m256 f = _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(sum)),
                                    _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(msum)));
     return _mm256_mul_ps(_mm256_set1_ps(dy), f);
@@ -1284,36 +1369,124 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
                                                                 int64_t n, float *s, size_t ss,
                                                                 const uint8_t *pk,
                                                                 const uint8_t *p0, size_t ps) {
-  const size_t xbytes = kind == K_Q4_K || kind == K_Q5_K ? KP45_BLOCK : KP6_BLOCK;
+  const size_t xbytes = kind == K_Q4_KC                    ? KQ4_BLOCK
+                        : kind == K_Q4_K || kind == K_Q5_K ? KP45_BLOCK
+                                                           : KP6_BLOCK;
   const size_t ybytes = kind == K_IQ4_XS ? IQPREP_BLOCK : KPREP_BLOCK;
-  __m256 acc[NLLM_GEMM_TOK];
-#pragma GCC unroll 4
+  __m256 acc[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xb = pk + (size_t)b * xbytes, *yb = p0 + (size_t)b * ybytes;
-    __m256i sum[NLLM_GEMM_TOK];
-#pragma GCC unroll 4
+    if (kind == K_Q4_KC) nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
+    __m256i sum[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
+    __m256i sc8[2], mn8[2];
+    if (kind == K_Q4_KC && T > NLLM_GEMM_TOK) {
+      /* more tokens than one pass keeps in registers: a sub-block's levels unpacked once, then
+       * the tokens four at a time over them */
+      kq4_unpack8(xb, sc8, mn8);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; k++) {
+        const __m256i sc = _mm256_shuffle_epi8(sc8[k / 4], kq4_pick(k % 4, k % 4));
+        __m256i lvl[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) {
+          const __m256i q =
+              _mm256_loadu_si256((const __m256i *)(xb + KQ4_Q + 256 * (k / 2) + 32 * v));
+          lvl[v] = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(15));
+        }
+#pragma GCC unroll 2
+        for (int t0 = 0; t0 < T; t0 += NLLM_GEMM_TOK) {
+          __m256i s16[NLLM_GEMM_TOK];
+          const int nt = T - t0 < NLLM_GEMM_TOK ? T - t0 : NLLM_GEMM_TOK;
+#pragma GCC unroll 4
+          for (int t = 0; t < nt; t++) s16[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+          for (int v = 0; v < 8; v++)
+#pragma GCC unroll 4
+            for (int t = 0; t < nt; t++) {
+              s16[t] = _mm256_add_epi16(
+                  s16[t], _mm256_maddubs_epi16(lvl[v], y4(yb, ps, t0 + t, 32 * (size_t)k + 4 * v)));
+              __asm__("" : "+x"(s16[t]));
+            }
+#pragma GCC unroll 4
+          for (int t = 0; t < nt; t++)
+            sum[t0 + t] = _mm256_add_epi32(sum[t0 + t], _mm256_madd_epi16(s16[t], sc));
+        }
+      }
+    } else if (kind == K_Q4_KC) { /* the nibbles' side known per sub-block */
+      kq4_unpack8(xb, sc8, mn8);
+#pragma GCC unroll 4
+      for (int k = 0; k < 8; k += 2) {
+        packed_sub_k45(kind, T, xb, yb, ps, k, sc8, sum);
+        packed_sub_k45(kind, T, xb, yb, ps, k + 1, sc8, sum);
+      }
+    }
 #pragma GCC unroll 1
-    for (int k = 0; k < 8; k++) {
+    for (int k = 0; k < 8 && kind != K_Q4_KC; k++) {
       if (kind == K_Q6_K)
         packed_sub_q6_K(T, xb, yb, ps, k, sum);
       else if (kind == K_IQ4_XS)
         packed_sub_iq4_xs(T, xb, yb, ps, k, sum);
       else
-        packed_sub_k45(kind, T, xb, yb, ps, k, sum);
+        packed_sub_k45(kind, T, xb, yb, ps, k, NULL, sum);
     }
-    const __m256 d = _mm256_loadu_ps((const float *)(xb + KP_D));
-#pragma GCC unroll 4
+    const __m256 d = kind == K_Q4_KC
+                         ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + KQ4_D)))
+                         : _mm256_loadu_ps((const float *)(xb + KP_D));
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
-      acc[t] = _mm256_add_ps(acc[t], packed_step(kind, xb, yb + (size_t)t * ps, d, sum[t]));
+      acc[t] = _mm256_add_ps(acc[t], packed_step(kind, xb, yb + (size_t)t * ps, d, mn8, sum[t]));
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int t = 0; t < T; t++) _mm256_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
+/* Q4_K: pack_rows writes the compact layout (weights kept packed from load, decode and small
+ * batches); the byte layout is what prompts run on, packed straight from the rows
+ * (pack_expanded) or expanded from the compact groups (expand_packed). */
 static void q4_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
+  pack8_k45(K_Q4_KC, n, x, bx, p);
+}
+static void q4_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p) {
   pack8_k45(K_Q4_K, n, x, bx, p);
+}
+/* A compact group into the byte layout (what q4_K_pack_expanded_avx2 writes from the rows). */
+static void q4_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+  (void)bx;
+  const uint8_t *x = vx;
+  uint8_t *out = vp;
+  const __m256i m4 = _mm256_set1_epi8(15);
+  for (int64_t b = 0; b < n / QK_K; b++, x += KQ4_BLOCK, out += KP45_BLOCK) {
+    _mm256_storeu_ps((float *)(out + KP_D),
+                     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + KQ4_D))));
+    _mm256_storeu_ps((float *)(out + KP_DMIN),
+                     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + KQ4_DMIN))));
+    __m256i sc8[2], mn8[2];
+    kq4_unpack8(x, sc8, mn8);
+    uint8_t sc[2][32], mn[2][32];
+    for (int h = 0; h < 2; h++) {
+      _mm256_storeu_si256((__m256i *)sc[h], sc8[h]);
+      _mm256_storeu_si256((__m256i *)mn[h], mn8[h]);
+    }
+    for (int r = 0; r < 8; r++)
+      for (int k = 0; k < 8; k++) {
+        out[KP_SC + 8 * k + r] = sc[k / 4][4 * r + k % 4];
+        out[KP_MIN + 16 * (k / 2) + 2 * r + k % 2] = mn[k / 4][4 * r + k % 4];
+      }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; v++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x + KQ4_Q + 256 * j + 32 * v));
+        _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * (2 * j) + 32 * v),
+                            _mm256_and_si256(q, m4));
+        _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * (2 * j + 1) + 32 * v),
+                            _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+      }
+  }
 }
 static void q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
   pack8_k45(K_Q5_K, n, x, bx, p);
@@ -1329,11 +1502,35 @@ static void q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
       default: call(4); break;                                                               \
     }                                                                                        \
   }
-#define Q4_K_PACKED(T) gemm_packed_k(K_Q4_K, T, n, s, ss, pk, p, ps)
+/* ... up to 8 tokens (the formats with packed_tok 8) */
+#define K_PACKED_BY_TOKENS8(name, call)                                                      \
+  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
+                   int n_tok) {                                                              \
+    switch (n_tok) {                                                                         \
+      case 1: call(1); break;                                                                \
+      case 2: call(2); break;                                                                \
+      case 3: call(3); break;                                                                \
+      case 4: call(4); break;                                                                \
+      case 5: call(5); break;                                                                \
+      case 6: call(6); break;                                                                \
+      case 7: call(7); break;                                                                \
+      default: call(8); break;                                                               \
+    }                                                                                        \
+  }
+#define Q4_K_PACKED(T) gemm_packed_k(K_Q4_KC, T, n, s, ss, pk, p, ps)
+#define Q4_K_EXPANDED(T) gemm_packed_k(K_Q4_K, T, n, s, ss, pk, p, ps)
 #define Q5_K_PACKED(T) gemm_packed_k(K_Q5_K, T, n, s, ss, pk, p, ps)
 #define Q6_K_PACKED(T) gemm_packed_k(K_Q6_K, T, n, s, ss, pk, p, ps)
 #define IQ4_XS_PACKED(T) gemm_packed_k(K_IQ4_XS, T, n, s, ss, pk, p, ps)
-K_PACKED_BY_TOKENS(q4_K_gemm_packed_avx2, Q4_K_PACKED)
+K_PACKED_BY_TOKENS8(q4_K_gemm_packed_avx2, Q4_K_PACKED)
+K_PACKED_BY_TOKENS(q4_K_gemm_expanded4_avx2, Q4_K_EXPANDED)
+/* the byte layout's kernel four tokens a pass (its calls take up to packed_tok, 8) */
+static void q4_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk, const void *p,
+                                    size_t ps, int n_tok) {
+  for (int t = 0; t < n_tok; t += NLLM_GEMM_TOK)
+    q4_K_gemm_expanded4_avx2(n, s + (size_t)t * ss, ss, pk, (const uint8_t *)p + (size_t)t * ps, ps,
+                             n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK);
+}
 K_PACKED_BY_TOKENS(q5_K_gemm_packed_avx2, Q5_K_PACKED)
 K_PACKED_BY_TOKENS(q6_K_gemm_packed_avx2, Q6_K_PACKED)
 K_PACKED_BY_TOKENS(iq4_xs_gemm_packed_avx2, IQ4_XS_PACKED)
@@ -1370,7 +1567,13 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = k45_tile_prep_avx2,
      .gemm4 = q4_K_gemm4_avx2,
-     K_PACKED_ROW(q4_K, k_packed_prep_avx2)},
+     K_PACKED_ROW(q4_K, k_packed_prep_avx2),
+     .packed_tok = NLLM_PACKED_TOK_MAX,
+     .prepack = 1,
+     .expand_packed = q4_K_expand_avx2,
+     .gemm_expanded = q4_K_gemm_expanded_avx2,
+     .expand_min_tokens = KQ4_EXPAND_MIN_TOKENS,
+     .pack_expanded = q4_K_pack_expanded_avx2},
     {.type = NLLM_TYPE_Q5_K,
      .to_float = q5_K_to_float_avx2,
      .vec_dot = q5_K_vec_dot_avx2,
