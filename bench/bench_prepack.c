@@ -1,4 +1,4 @@
-/* One 5632 x 2048 matmul (the 1.1B FFN shape) from DRAM at 1, 2, 4, 8, 16 tokens: the plain rows
+/* One 5632 x 2048 matmul (the 1.1B FFN shape) from DRAM at 1, 2, 4, 8, 16, 32, 64 tokens: the plain rows
  * (nllm_matmul: row kernels, tiles, or per-call repacking) against the rows kept packed since
  * load (nllm_matmul_pk on nllm_prepack's copy), for the formats whose row has prepack.
  * `bench_prepack [threads [FORMAT,...]]`; thread CPU time, medians of RUNS. */
@@ -30,10 +30,10 @@ static double cpu_ms(void) {
 int main(int argc, char **argv) {
   const int nt = argc > 1 ? atoi(argv[1]) : 1;
   const char *only = argc > 2 ? argv[2] : NULL;
-  static const int32_t types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0};
-  static const int toks[] = {1, 2, 4, 8, 16};
-  float *x = malloc(sizeof(float) * COLS * 16), *y = malloc(sizeof(float) * ROWS * 16);
-  for (int i = 0; i < COLS * 16; i++) x[i] = (float)((i * 7919) % 1000) / 500.0f - 1.0f;
+  static const int32_t types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K};
+  static const int toks[] = {1, 2, 4, 8, 16, 32, 64};
+  float *x = malloc(sizeof(float) * COLS * 64), *y = malloc(sizeof(float) * ROWS * 64);
+  for (int i = 0; i < COLS * 64; i++) x[i] = (float)((i * 7919) % 1000) / 500.0f - 1.0f;
   printf("%d thread(s), %d x %d, weights cycling through %u MiB; CPU ms per matmul (median)\n", nt,
          ROWS, COLS, WORKING_SET >> 20);
   printf("%-6s %4s %10s %10s %7s\n", "format", "tok", "plain", "prepacked", "ratio");
@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
     nllm_packed pk[64];
     for (int m = 0; m < nmat && m < 64; m++)
       nllm_prepack(W + (size_t)m * mat, q->type, ROWS, COLS, P + (size_t)m * pbytes, nt, &pk[m]);
-    void *wd = nllm_aligned_alloc(nllm_matmul_wsize(q->type, COLS, 16, nt));
+    void *wd = nllm_aligned_alloc(nllm_matmul_wsize(q->type, COLS, 64, nt));
     for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++) {
       double t[2][RUNS];
       for (int r = 0; r < RUNS; r++)

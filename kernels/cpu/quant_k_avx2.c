@@ -1466,16 +1466,21 @@ static void q4_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
                      _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + KQ4_DMIN))));
     __m256i sc8[2], mn8[2];
     kq4_unpack8(x, sc8, mn8);
-    uint8_t sc[2][32], mn[2][32];
+    /* per 128-bit lane (rows 4i..4i+3): the scales by sub-block, the mins by pair of
+     * sub-blocks; then the two lanes' rows side by side */
+    const __m256i by_k = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0,
+                                          4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m256i by_pair = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                             0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
     for (int h = 0; h < 2; h++) {
-      _mm256_storeu_si256((__m256i *)sc[h], sc8[h]);
-      _mm256_storeu_si256((__m256i *)mn[h], mn8[h]);
+      const __m256i a = _mm256_shuffle_epi8(sc8[h], by_k), m = _mm256_shuffle_epi8(mn8[h], by_pair);
+      const __m128i alo = _mm256_castsi256_si128(a), ahi = _mm256_extracti128_si256(a, 1);
+      const __m128i mlo = _mm256_castsi256_si128(m), mhi = _mm256_extracti128_si256(m, 1);
+      _mm_storeu_si128((__m128i *)(out + KP_SC + 32 * h), _mm_unpacklo_epi32(alo, ahi));
+      _mm_storeu_si128((__m128i *)(out + KP_SC + 32 * h + 16), _mm_unpackhi_epi32(alo, ahi));
+      _mm_storeu_si128((__m128i *)(out + KP_MIN + 32 * h), _mm_unpacklo_epi64(mlo, mhi));
+      _mm_storeu_si128((__m128i *)(out + KP_MIN + 32 * h + 16), _mm_unpackhi_epi64(mlo, mhi));
     }
-    for (int r = 0; r < 8; r++)
-      for (int k = 0; k < 8; k++) {
-        out[KP_SC + 8 * k + r] = sc[k / 4][4 * r + k % 4];
-        out[KP_MIN + 16 * (k / 2) + 2 * r + k % 2] = mn[k / 4][4 * r + k % 4];
-      }
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++)
 #pragma GCC unroll 8
