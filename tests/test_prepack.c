@@ -198,6 +198,17 @@ static float *run(nllm_model *m, const int *ids, int n, int *rows_out) {
   return out;
 }
 
+/* a and b give the same logits bit for bit for a prompt of n ids (3 + i * step mod 500). */
+static void assert_same_logits(nllm_model *a, nllm_model *b, int step, int n) {
+  int ids[20];
+  for (int i = 0; i < 20; i++) ids[i] = 3 + (i * step) % 500;
+  int ra, rb;
+  float *la = run(a, ids, n, &ra), *lb = run(b, ids, n, &rb);
+  ck_assert(memcmp(la, lb, sizeof(float) * (size_t)ra * (size_t)nllm_model_n_vocab(a)) == 0);
+  free(la);
+  free(lb);
+}
+
 /* the golden's prompt and generated ids: prompts of 1, 2, 4, 8, 16 tokens on both loads */
 static void compare_loads(const char *rel) {
   nllm_model *a = load(rel, 0);
@@ -253,15 +264,9 @@ START_TEST(tier_capped_after_load) {
   nllm_model *a = load(rel, 0);
   if (!a) return;
   nllm_model *b = load(rel, 1);
-  int ids[20];
-  for (int i = 0; i < 20; i++) ids[i] = 3 + (i * 53) % 500;
   nllm_qtypes_set_isa(NLLM_ISA_SCALAR);
-  int ra, rb;
-  float *la = run(a, ids, 8, &ra), *lb = run(b, ids, 8, &rb);
+  assert_same_logits(a, b, 53, 8);
   best_tier();
-  ck_assert(memcmp(la, lb, sizeof(float) * (size_t)ra * (size_t)nllm_model_n_vocab(a)) == 0);
-  free(la);
-  free(lb);
   nllm_model_free(a);
   nllm_model_free(b);
 }
@@ -277,13 +282,7 @@ START_TEST(mmap_load_equals_plain) {
   nllm_model *a = NULL;
   ck_assert_int_eq(nllm_model_load(path, &mp, &a), NLLM_OK);
   nllm_model *b = load(models[_i], 1);
-  int ids[20];
-  for (int i = 0; i < 20; i++) ids[i] = 3 + (i * 41) % 500;
-  int ra, rb;
-  float *la = run(a, ids, 16, &ra), *lb = run(b, ids, 16, &rb);
-  ck_assert(memcmp(la, lb, sizeof(float) * (size_t)ra * (size_t)nllm_model_n_vocab(a)) == 0);
-  free(la);
-  free(lb);
+  assert_same_logits(a, b, 41, 16);
   nllm_model_free(a);
   nllm_model_free(b);
 }
@@ -312,13 +311,7 @@ START_TEST(file_truncated_after_load) {
   const char *arch = NULL;
   ck_assert_int_eq(nllm_model_meta_str(a, "general.architecture", &arch), NLLM_OK);
   ck_assert_str_eq(arch, "llama");
-  int ids[20];
-  for (int i = 0; i < 20; i++) ids[i] = 3 + (i * 29) % 500;
-  int ra, rb;
-  float *la = run(a, ids, 16, &ra), *lb = run(b, ids, 16, &rb);
-  ck_assert(memcmp(la, lb, sizeof(float) * (size_t)ra * (size_t)nllm_model_n_vocab(a)) == 0);
-  free(la);
-  free(lb);
+  assert_same_logits(a, b, 29, 16);
   nllm_model_free(a);
   nllm_model_free(b);
   unlink(path);
