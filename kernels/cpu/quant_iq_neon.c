@@ -17,6 +17,9 @@ static inline int8x8_t iq_sign_mask(uint32_t signs, int l) {
   return vreinterpret_s8_u8(vtst_u8(vdup_n_u8((uint8_t)iq_byte(signs, l)), bits));
 }
 
+/* The token loops unrolled, so that each token's accumulator stays in a register */
+#define IQ_UNROLL_TOK _Pragma("GCC unroll 4")
+
 typedef void (*iq_chunk_fn)(const uint8_t *blk, int c, iq_chunk *out);
 
 /* The odd scales of 16 values (groups a, b), laid out for iq_dot16's products: SDOT's four
@@ -89,11 +92,13 @@ static inline __attribute__((always_inline)) void iq_dot_neon(
     for (int64_t i = 0; i < nb; i++) {
       const uint8_t *blk = x + (size_t)i * block_bytes;
       int32x4_t acc[4];
+      IQ_UNROLL_TOK
       for (int k = 0; k < nt; k++) acc[k] = vdupq_n_s32(0);
       for (int c = 0; c < QK_K / 32; c++) {
         int8x16_t w[2];
         iq_odd16 o[2];
         iq_weights(blk, c, chunk, ternary, w, o);
+        IQ_UNROLL_TOK
         for (int k = 0; k < nt; k++) {
           const int8_t *q8 = y[k][i].qs + 32 * c;
           acc[k] = iq_dot16(acc[k], w[0], vld1q_s8(q8), o[0]);
@@ -101,11 +106,13 @@ static inline __attribute__((always_inline)) void iq_dot_neon(
         }
       }
       const float d = iq1m_scale ? iq1_m_block_d(blk) : iq_block_d(blk);
+      IQ_UNROLL_TOK
       for (int k = 0; k < nt; k++) {
         const float p = (d * y[k][i].d) * (float)vaddvq_s32(acc[k]); /* not fused */
         sum[k] += p;
       }
     }
+    IQ_UNROLL_TOK
     for (int k = 0; k < nt; k++)
       s[k * s_stride + r] = sum[k] * group_mul * (ternary ? 0.125f : 1.0f);
   }

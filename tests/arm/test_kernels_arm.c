@@ -58,39 +58,44 @@ static void check_dot4(const nllm_qtype *q, int64_t n, const uint8_t *w, size_t 
 }
 
 /* The load-only low-bit formats (no quantizer): random blocks with a small block scale (MXFP4:
- * every E8M0 scale but NaN's) against random activations of the type each dots with (-128
- * included); the NEON rows sum the same integers and round the same floats as the reference,
- * so the results must be identical. */
+ * every E8M0 scale but NaN's, rep picking where the sequence starts). */
+static const int32_t lowbit_types[] = {
+    NLLM_TYPE_IQ2_XXS, NLLM_TYPE_IQ2_XS, NLLM_TYPE_IQ2_S, NLLM_TYPE_IQ3_XXS, NLLM_TYPE_IQ3_S,
+    NLLM_TYPE_IQ1_S,   NLLM_TYPE_IQ1_M,  NLLM_TYPE_TQ1_0, NLLM_TYPE_TQ2_0,   NLLM_TYPE_MXFP4};
+static void lowbit_random(const nllm_qtype *q, uint8_t *w, int64_t nb, int rep) {
+  for (size_t i = 0; i < (size_t)nb * (size_t)q->type_size; i++) w[i] = (uint8_t)test_xorshift(&rng);
+  for (int64_t b = 0; b < nb; b++) {
+    uint8_t *blk = w + (size_t)b * (size_t)q->type_size;
+    uint16_t h = (uint16_t)(0x1c00 + test_xorshift(&rng) % 0x800); /* 2^-8 .. 2^-6 */
+    if (q->type == NLLM_TYPE_MXFP4) {
+      blk[0] = (uint8_t)((rep * 7 + b) % 255);
+    } else if (q->type == NLLM_TYPE_IQ1_M) {
+      for (int k = 0; k < 4; k++) {
+        uint8_t *hi = blk + q->type_size - 8 + 2 * k + 1;
+        *hi = (uint8_t)((*hi & 0x0f) | ((h >> (4 * k)) & 15) << 4);
+      }
+    } else if (q->type == NLLM_TYPE_TQ1_0 || q->type == NLLM_TYPE_TQ2_0) {
+      memcpy(blk + q->type_size - 2, &h, 2); /* the ternary formats store d last */
+    } else {
+      memcpy(blk, &h, 2);
+    }
+  }
+}
+
+/* Random blocks of the low-bit formats against random activations of the type each dots
+ * with (-128 included); the NEON rows sum the same integers and round the same floats as the
+ * reference, so the results must be identical. */
 static void check_lowbit_formats(void) {
-  static const int32_t types[] = {
-      NLLM_TYPE_IQ2_XXS, NLLM_TYPE_IQ2_XS, NLLM_TYPE_IQ2_S, NLLM_TYPE_IQ3_XXS, NLLM_TYPE_IQ3_S,
-      NLLM_TYPE_IQ1_S,   NLLM_TYPE_IQ1_M,  NLLM_TYPE_TQ1_0, NLLM_TYPE_TQ2_0,   NLLM_TYPE_MXFP4};
   const int64_t n = 8 * QK_K;
-  for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-    const nllm_qtype *q = nllm_qtype_get(types[ti]);
-    CHECK(q != NULL && q->vec_dot != q->vec_dot_ref, "type %d: no NEON row", types[ti]);
+  for (size_t ti = 0; ti < sizeof lowbit_types / sizeof lowbit_types[0]; ti++) {
+    const nllm_qtype *q = nllm_qtype_get(lowbit_types[ti]);
+    CHECK(q != NULL && q->vec_dot != q->vec_dot_ref, "type %d: no NEON row", lowbit_types[ti]);
     if (!q) continue;
     const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
     size_t ws = nllm_row_size(q->type, n), ys = nllm_row_size(vq->type, n);
     uint8_t *w = malloc(ws), *yq = malloc(ys);
     for (int rep = 0; rep < 50; rep++) {
-      for (size_t i = 0; i < ws; i++) w[i] = (uint8_t)test_xorshift(&rng);
-      for (int64_t b = 0; b < n / q->block_size; b++) {
-        uint8_t *blk = w + (size_t)b * (size_t)q->type_size;
-        uint16_t h = (uint16_t)(0x1c00 + test_xorshift(&rng) % 0x800); /* 2^-8 .. 2^-6 */
-        if (q->type == NLLM_TYPE_MXFP4) {
-          blk[0] = (uint8_t)((rep * 7 + b) % 255);
-        } else if (q->type == NLLM_TYPE_IQ1_M) {
-          for (int k = 0; k < 4; k++) {
-            uint8_t *hi = blk + q->type_size - 8 + 2 * k + 1;
-            *hi = (uint8_t)((*hi & 0x0f) | ((h >> (4 * k)) & 15) << 4);
-          }
-        } else if (q->type == NLLM_TYPE_TQ1_0 || q->type == NLLM_TYPE_TQ2_0) {
-          memcpy(blk + q->type_size - 2, &h, 2); /* the ternary formats store d last */
-        } else {
-          memcpy(blk, &h, 2);
-        }
-      }
+      lowbit_random(q, w, n / q->block_size, rep);
       CHECK(random_blocks(&rng, vq->type, yq, n / vq->block_size, (size_t)vq->type_size, 1),
             "%s blocks", vq->name);
       float s_ref = NAN, s_neon = NAN;
@@ -111,6 +116,115 @@ static void check_lowbit_formats(void) {
     }
     free(w);
     free(yq);
+  }
+}
+
+static int same_float(float x, float y) {
+  return (isnan(x) && isnan(y)) || memcmp(&x, &y, sizeof x) == 0;
+}
+
+/* Activations of -128, 127, -127, -1, 0, 1 (Q8_K: with consistent bsums). */
+static void q8_extremes(int32_t type, void *a, int64_t nb, int pass) {
+  const int bs = type == NLLM_TYPE_Q8_0 ? QK : QK_K;
+  for (int64_t b = 0; b < nb; b++) {
+    int8_t *qs = type == NLLM_TYPE_Q8_0 ? ((block_q8_0 *)a)[b].qs : ((block_q8_K *)a)[b].qs;
+    for (int i = 0; i < bs; i++) {
+      unsigned r = (unsigned)(i * 7 + b * 13 + pass) % 6;
+      qs[i] = (int8_t)(r == 0 ? -128 : r == 1 ? 127 : r == 2 ? -127 : (int)r - 4);
+    }
+    if (type == NLLM_TYPE_Q8_K)
+      for (int j = 0; j < QK_K / 16; j++) {
+        int sum = 0;
+        for (int i = 0; i < 16; i++) sum += qs[16 * j + i];
+        ((block_q8_K *)a)[b].bsums[j] = (int16_t)sum;
+      }
+  }
+}
+
+/* The low-bit formats' four-row and batch kernels (vec_dot4, vec_dot4x4, vec_dot4xt) against
+ * vec_dot_ref on each row and token, bit for bit, as tests/test_kernels.c holds the x86 tiers'
+ * (lowbit_check_dot4): rows and tokens are quarters of w and a, dotted over 1, 3, NB / 4 - 3 and
+ * NB / 4 blocks; results written with a stride wider than four, the gaps left alone; random
+ * activations, then extreme ones. Then batches through nllm_matmul (rows that leave a partial
+ * four; 2, 3, 5 and 7 tokens: the two- and three-token kernels alone and after a four-by-four
+ * step; two threads) against the scalar tier, bit for bit. */
+static void check_lowbit_batch(void) {
+  enum { NB = 32, SS = 7 };
+  for (size_t ti = 0; ti < sizeof lowbit_types / sizeof lowbit_types[0]; ti++) {
+    const nllm_qtype *q = nllm_qtype_get(lowbit_types[ti]);
+    if (!q) continue;
+    CHECK(q->vec_dot4 && q->vec_dot4x4 && q->vec_dot4xt, "%s: no NEON batch kernels", q->name);
+    if (!q->vec_dot4 || !q->vec_dot4x4 || !q->vec_dot4xt) continue;
+    const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+    const int64_t n_all = NB * (int64_t)q->block_size;
+    uint8_t *w = malloc(nllm_row_size(q->type, n_all)), *a = malloc(nllm_row_size(vq->type, n_all));
+    const size_t xs = (size_t)(NB / 4) * (size_t)q->type_size;
+    const size_t ys = nllm_row_size(vq->type, NB / 4 * q->block_size);
+    for (int pass = 0; pass < 3; pass++) {
+      lowbit_random(q, w, NB, 11 * pass);
+      random_blocks(&rng, vq->type, a, n_all / vq->block_size, (size_t)vq->type_size, 1);
+      if (pass == 2) q8_extremes(vq->type, a, n_all / vq->block_size, pass);
+      const int64_t counts[] = {1, 3, NB / 4 - 3, NB / 4};
+      for (int ci = 0; ci < 4; ci++) {
+        const int64_t n = counts[ci] * q->block_size;
+        float want[4][4], got4[4], got[4 * SS];
+        for (int t = 0; t < 4; t++)
+          for (int r = 0; r < 4; r++) q->vec_dot_ref(n, &want[t][r], w + r * xs, a + t * ys);
+        int ok = 1;
+        for (int t = 0; t < 4; t++) {
+          q->vec_dot4(n, got4, w, xs, a + t * ys);
+          for (int r = 0; r < 4; r++) ok &= same_float(got4[r], want[t][r]);
+        }
+        CHECK(ok, "%s vec_dot4 pass %d n %lld", q->name, pass, (long long)n);
+        for (int i = 0; i < 4 * SS; i++) got[i] = -0.0f;
+        q->vec_dot4x4(n, got, SS, w, xs, a, ys);
+        ok = 1;
+        for (int t = 0; t < 4; t++)
+          for (int i = 0; i < SS; i++)
+            ok &= i < 4 ? same_float(got[t * SS + i], want[t][i])
+                        : same_float(got[t * SS + i], -0.0f);
+        CHECK(ok, "%s vec_dot4x4 pass %d n %lld", q->name, pass, (long long)n);
+        for (int nt = 2; nt <= 3; nt++) {
+          for (int i = 0; i < 4 * SS; i++) got[i] = -0.0f;
+          q->vec_dot4xt(n, got, SS, w, xs, a, ys, nt);
+          ok = 1;
+          for (int t = 0; t < 4; t++)
+            for (int i = 0; i < SS; i++)
+              ok &= i < 4 && t < nt ? same_float(got[t * SS + i], want[t][i])
+                                    : same_float(got[t * SS + i], -0.0f);
+          CHECK(ok, "%s vec_dot4xt (%d tokens) pass %d n %lld", q->name, nt, pass, (long long)n);
+        }
+      }
+    }
+    free(w);
+    free(a);
+    /* nllm_matmul: 7 rows of 8 blocks' columns (MXFP4: 32 blocks) */
+    enum { ROWS = 7, TMAX = 7 };
+    const int64_t cols = 8 * QK_K;
+    const size_t rs = nllm_row_size(q->type, cols);
+    uint8_t *W = malloc(rs * ROWS);
+    lowbit_random(q, W, ROWS * cols / q->block_size, 5);
+    if (q->type == NLLM_TYPE_MXFP4) /* moderate scales 2^-8 .. 2^7, so that no sum is inf */
+      for (int64_t b = 0; b < ROWS * cols / QK; b++) W[(size_t)b * q->type_size] = (uint8_t)(120 + b % 16);
+    float *x = malloc(sizeof(float) * (size_t)(cols * TMAX)), *y1 = malloc(sizeof(float) * ROWS * TMAX),
+          *y2 = malloc(sizeof(float) * ROWS * TMAX);
+    fill(x, cols * TMAX, 0);
+    void *wd = malloc(nllm_matmul_wsize(q->type, cols, TMAX, 2));
+    static const int64_t toks[] = {2, 3, 5, 7};
+    for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++) {
+      nllm_matmul(y1, W, q->type, ROWS, cols, x, toks[k], wd, 2);
+      nllm_qtypes_force_scalar(1);
+      nllm_matmul(y2, W, q->type, ROWS, cols, x, toks[k], wd, 1);
+      nllm_qtypes_force_scalar(0);
+      int ok = 1;
+      for (int64_t i = 0; i < ROWS * toks[k]; i++) ok &= same_float(y1[i], y2[i]);
+      CHECK(ok, "%s matmul %lld tokens: neon vs scalar", q->name, (long long)toks[k]);
+    }
+    free(W);
+    free(x);
+    free(y1);
+    free(y2);
+    free(wd);
   }
 }
 
@@ -280,6 +394,7 @@ static void check_lowrank(void) {
 int main(void) {
   printf("cpu: %s\n", nllm_cpu_features());
   check_lowbit_formats();
+  check_lowbit_batch();
   check_moe();
   check_lowrank();
   static const int32_t types[] = {NLLM_TYPE_F32,   NLLM_TYPE_F16,  NLLM_TYPE_BF16, NLLM_TYPE_Q8_0,
