@@ -11,12 +11,6 @@
 
 #include "cpu/iq_layout.h"
 
-/* Group l's sign byte as 8 bytes of 0 / 0xff (bit j: element j negative). */
-static inline int8x8_t iq_sign_mask(uint32_t signs, int l) {
-  const uint8x8_t bits = vcreate_u8(0x8040201008040201ull);
-  return vreinterpret_s8_u8(vtst_u8(vdup_n_u8((uint8_t)iq_byte(signs, l)), bits));
-}
-
 /* The token loops unrolled, so that each token's accumulator stays in a register */
 #define IQ_UNROLL_TOK _Pragma("GCC unroll 4")
 
@@ -42,37 +36,46 @@ static inline int32x4_t iq_dot16(int32x4_t acc, int8x16_t w, int8x16_t q, iq_odd
 #endif
 }
 
-/* Chunk c of a block as signed weights w[h] (values 16 h .. 16 h + 15) and their scales o[h]. */
+/* Chunk c of a block as signed weights w[h] (values 16 h .. 16 h + 15) and their scales o[h].
+ * The chunk's sign and odd bytes sit in one vector, from which table lookups spread them: each
+ * sign byte over its group's 8 bytes (a bit test then makes the mask), each odd byte into the
+ * lanes iq_dot16 takes (indices past 15 read 0, the upper bytes of the wider lanes). */
 static inline __attribute__((always_inline)) void iq_weights(const uint8_t *blk, int c,
                                                              iq_chunk_fn chunk, int ternary,
                                                              int8x16_t w[2], iq_odd16 o[2]) {
+  static const uint8_t spread[2][16] = {{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+                                        {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3}};
+#if defined(__ARM_FEATURE_DOTPROD)
+  static const uint8_t odd_ix[2][16] = {
+      {4, 99, 99, 99, 4, 99, 99, 99, 5, 99, 99, 99, 5, 99, 99, 99},
+      {6, 99, 99, 99, 6, 99, 99, 99, 7, 99, 99, 99, 7, 99, 99, 99}};
+#else
+  static const uint8_t odd_ix[2][16] = {{4, 99, 4, 99, 4, 99, 4, 99, 5, 99, 5, 99, 5, 99, 5, 99},
+                                        {6, 99, 6, 99, 6, 99, 6, 99, 7, 99, 7, 99, 7, 99, 7, 99}};
+#endif
   iq_chunk ch;
   chunk(blk, c, &ch);
-  int8x8_t g[4];
+  const uint8x16_t so = vreinterpretq_u8_u64(vdupq_n_u64((uint64_t)ch.signs | (uint64_t)ch.odd << 32));
+  const uint8x16_t bits = vreinterpretq_u8_u64(vdupq_n_u64(0x8040201008040201ull));
   IQ_UNROLL4
-  for (int l = 0; l < 4; l++) {
-    const int8x8_t v = vreinterpret_s8_u64(vcreate_u64(ch.grid[l]));
+  for (int h = 0; h < 2; h++) {
+    const int8x16_t g = vreinterpretq_s8_u64(vcombine_u64(vcreate_u64(ch.grid[2 * h]),
+                                                          vcreate_u64(ch.grid[2 * h + 1])));
+    const uint8x16_t sb = vqtbl1q_u8(so, vld1q_u8(spread[h]));
     if (ternary) {
-      /* 8 * point + 1, or - 1 where the group's shift is negative */
-      g[l] = vadd_s8(vshl_n_s8(v, 3), vdup_n_s8((int8_t)(1 - 2 * (int)iq_byte(ch.signs, l))));
+      /* 8 * point + 1, or - 1 where the group's shift is negative (its byte is 1) */
+      const int8x16_t sh = vsubq_s8(vdupq_n_s8(1), vreinterpretq_s8_u8(vshlq_n_u8(sb, 1)));
+      w[h] = vaddq_s8(vshlq_n_s8(g, 3), sh);
     } else {
-      const int8x8_t m = iq_sign_mask(ch.signs, l);
-      g[l] = vsub_s8(veor_s8(v, m), m); /* negate where m = -1 */
+      const int8x16_t m = vreinterpretq_s8_u8(vtstq_u8(sb, bits));
+      w[h] = vsubq_s8(veorq_s8(g, m), m); /* negate where m = -1 */
     }
-  }
-  w[0] = vcombine_s8(g[0], g[1]);
-  w[1] = vcombine_s8(g[2], g[3]);
-  /* the four odd bytes widened to {o0, o1, o2, o3}, then each repeated */
-  const int16x8_t o16 = vreinterpretq_s16_u16(vmovl_u8(vcreate_u8(ch.odd)));
 #if defined(__ARM_FEATURE_DOTPROD)
-  const int32x4_t o32 = vmovl_s16(vget_low_s16(o16));
-  o[0] = vzip1q_s32(o32, o32);
-  o[1] = vzip2q_s32(o32, o32);
+    o[h] = vreinterpretq_s32_u8(vqtbl1q_u8(so, vld1q_u8(odd_ix[h])));
 #else
-  const int32x4_t z = vreinterpretq_s32_s16(vzip1q_s16(o16, o16));
-  o[0] = vreinterpretq_s16_s32(vzip1q_s32(z, z));
-  o[1] = vreinterpretq_s16_s32(vzip2q_s32(z, z));
+    o[h] = vreinterpretq_s16_u8(vqtbl1q_u8(so, vld1q_u8(odd_ix[h])));
 #endif
+  }
 }
 
 /* nr rows (x_stride bytes apart) by nt tokens (y_stride bytes apart):
