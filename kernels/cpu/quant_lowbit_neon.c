@@ -2,7 +2,8 @@
  * rows of the NEON tier (dequantization stays quant_lowbit_ref.c's). The weights become int8
  * values (-1..2, or MXFP4's doubled levels) and the products are exact (SDOT with the dotprod
  * extension, else widened to 16 bits); each block's integer sum is exact and the float steps are
- * the reference's, in its order, so the results are bit-identical to the scalar rows. */
+ * the reference's, in its order, so the results are bit-identical to the scalar rows. One body
+ * per family (TQ, MXFP4) serves the one-row, four-row and batch kernels. */
 #include <arm_neon.h>
 
 #include "cpu/quant.h"
@@ -29,62 +30,8 @@ static inline int8x16_t tq1_values(uint8x16_t b, uint8x16_t p) {
   return vsubq_s8(vreinterpretq_s8_u8(d), vdupq_n_s8(1));
 }
 
-static void tq1_0_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
-  const block_tq1_0 *x = vx;
-  const block_q8_K *y = vy;
-  static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
-  /* byte j of the qh vector is qh[j % 4], digit j / 4 */
-  static const uint8_t qh_pow[16] = {1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27};
-  const uint8x16_t qhp = vld1q_u8(qh_pow);
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    const int8_t *q8 = y[b].qs;
-    int32x4_t acc = vdupq_n_s32(0);
-    const uint8x16_t x0 = vld1q_u8(x[b].qs), x1 = vld1q_u8(x[b].qs + 16),
-                     x2 = vld1q_u8(x[b].qs + 32);
-    for (int k = 0; k < 5; k++) {
-      const uint8x16_t p = vdupq_n_u8(pow3[k]);
-      /* qs[0..31]: digit k is elements 32k ..; qs[32..47]: elements 160 + 16k .. */
-      acc = lowbit_dot16(acc, tq1_values(x0, p), vld1q_s8(q8 + 32 * k));
-      acc = lowbit_dot16(acc, tq1_values(x1, p), vld1q_s8(q8 + 32 * k + 16));
-      acc = lowbit_dot16(acc, tq1_values(x2, p), vld1q_s8(q8 + 160 + 16 * k));
-    }
-    uint32_t qh;
-    memcpy(&qh, x[b].qh, 4);
-    acc = lowbit_dot16(acc, tq1_values(vreinterpretq_u8_u32(vdupq_n_u32(qh)), qhp),
-                       vld1q_s8(q8 + 240));
-    const float p = (float)vaddvq_s32(acc) * (y[b].d * q_h2f(x[b].d));
-    sum += p;
-  }
-  *s = sum;
-}
-
-static void tq2_0_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
-  const block_tq2_0 *x = vx;
-  const block_q8_K *y = vy;
-  const uint8x16_t m3 = vdupq_n_u8(3);
-  const int8x16_t one = vdupq_n_s8(1);
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    int32x4_t acc = vdupq_n_s32(0);
-    /* bits 2l..2l+1 of byte m of half h (32 bytes) are element 128h + 32l + m */
-    for (int h = 0; h < 2; h++)
-      for (int half = 0; half < 2; half++) {
-        const uint8x16_t q = vld1q_u8(x[b].qs + 32 * h + 16 * half);
-        const int8_t *q8 = y[b].qs + 128 * h + 16 * half;
-        for (int l = 0; l < 4; l++) {
-          const uint8x16_t u = vandq_u8(vshlq_u8(q, vdupq_n_s8((int8_t)(-2 * l))), m3);
-          acc = lowbit_dot16(acc, vsubq_s8(vreinterpretq_s8_u8(u), one), vld1q_s8(q8 + 32 * l));
-        }
-      }
-    const float p = (float)vaddvq_s32(acc) * (y[b].d * q_h2f(x[b].d));
-    sum += p;
-  }
-  *s = sum;
-}
-
-/* A TQ1_0 block's 256 values (-1..1) as v[j], elements 16 j .. 16 j + 15, for the batch
- * kernels (vec_dot's steps in another order). */
+/* A TQ1_0 block's 256 values (-1..1) as v[j], elements 16 j .. 16 j + 15: qs[0..31]'s digit
+ * k are elements 32 k .., qs[32..47]'s 160 + 16 k .., qh's (byte j % 4, digit j / 4) 240 .. */
 static inline __attribute__((always_inline)) void tq1_0_block_values(const block_tq1_0 *x,
                                                                      int8x16_t v[16]) {
   static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
@@ -101,7 +48,8 @@ static inline __attribute__((always_inline)) void tq1_0_block_values(const block
   memcpy(&qh, x->qh, 4);
   v[15] = tq1_values(vreinterpretq_u8_u32(vdupq_n_u32(qh)), vld1q_u8(qh_pow));
 }
-/* The same for TQ2_0 */
+/* The same for TQ2_0: bits 2 l, 2 l + 1 of byte m of half h (32 bytes) are element
+ * 128 h + 32 l + m */
 static inline __attribute__((always_inline)) void tq2_0_block_values(const block_tq2_0 *x,
                                                                      int8x16_t v[16]) {
   LB_UNROLL
@@ -163,32 +111,13 @@ static inline __attribute__((always_inline)) void tq_dot_neon(int tq1, int nr, i
   }
 }
 
+/* MXFP4's E8M0 scale halved, 2^(e - 128) (subnormal below e = 2, NaN at 255): the doubled
+ * levels below are integers and the scale carries the half, as in the reference. */
 static inline float mxfp4_half_scale_neon(uint8_t e) {
   uint32_t u = e == 0xFF ? 0x7fc00000u : e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
   float f;
   memcpy(&f, &u, 4);
   return f;
-}
-
-/* MXFP4: the doubled E2M1 levels (integers) looked up with a table instruction; the scale
- * 2^(e - 128) carries the half, as in the reference. */
-static void mxfp4_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {
-  const block_mxfp4 *x = vx;
-  const block_q8_0 *y = vy;
-  static const int8_t levels2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-  const int8x16_t lut = vld1q_s8(levels2);
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK; b++) {
-    const uint8x16_t q = vld1q_u8(x[b].qs);
-    /* low nibbles are elements 0..15, high 16..31 */
-    const int8x16_t lo = vqtbl1q_s8(lut, vandq_u8(q, vdupq_n_u8(15)));
-    const int8x16_t hi = vqtbl1q_s8(lut, vshrq_n_u8(q, 4));
-    int32x4_t acc = lowbit_dot16(vdupq_n_s32(0), lo, vld1q_s8(y[b].qs));
-    acc = lowbit_dot16(acc, hi, vld1q_s8(y[b].qs + 16));
-    const float p = (float)vaddvq_s32(acc) * (mxfp4_half_scale_neon(x[b].e) * q_h2f(y[b].d));
-    sum += p;
-  }
-  *s = sum;
 }
 
 /* MXFP4, nr rows by nt tokens as tq_dot_neon: a block's levels and scale once per row for the
@@ -214,10 +143,10 @@ static inline __attribute__((always_inline)) void mxfp4_dot_neon(int nr, int nt,
       const int8x16_t lo = vqtbl1q_s8(lut, vandq_u8(q, vdupq_n_u8(15)));
       const int8x16_t hi = vqtbl1q_s8(lut, vshrq_n_u8(q, 4));
       int32x4_t acc[4];
-      uint16x4_t dh = vdup_n_u16(0);
+      uint16_t dh[4];
       LB_UNROLL
       for (int k = 0; k < 4; k++) {
-        dh = vset_lane_u16(y[k][b].d, dh, k);
+        dh[k] = y[k][b].d;
         acc[k] = vdupq_n_s32(0);
         if (k < nt) {
           acc[k] = lowbit_dot16(acc[k], lo, vld1q_s8(y[k][b].qs));
@@ -225,7 +154,7 @@ static inline __attribute__((always_inline)) void mxfp4_dot_neon(int nr, int nt,
         }
       }
       const int32x4_t isum = vpaddq_s32(vpaddq_s32(acc[0], acc[1]), vpaddq_s32(acc[2], acc[3]));
-      const float32x4_t yd = vcvt_f32_f16(vreinterpret_f16_u16(dh));
+      const float32x4_t yd = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(dh)));
       const float32x4_t p = vmulq_f32(vcvtq_f32_s32(isum),
                                       vmulq_f32(vdupq_n_f32(mxfp4_half_scale_neon(x[b].e)), yd));
       sum = vaddq_f32(sum, p);
@@ -237,10 +166,13 @@ static inline __attribute__((always_inline)) void mxfp4_dot_neon(int nr, int nt,
   }
 }
 
-/* vec_dot4 runs its four rows one after another (decode has no work to share between rows;
- * the matmul takes the batch kernels only along a four-row one); vec_dot4x4 and vec_dot4xt
- * make each block's values once for the tokens. */
+/* vec_dot is the body at one row and one token; vec_dot4 runs its four rows one after another
+ * (decode has no work to share between rows; the matmul takes the batch kernels only along a
+ * four-row one); vec_dot4x4 and vec_dot4xt make each block's values once for the tokens. */
 #define LOWBIT_NEON_ROWS(name, call)                                                           \
+  static void name##_vec_dot_neon(int64_t n, float *s, const void *vx, const void *vy) {      \
+    call(1, 1, n, s, 0, vx, 0, vy, 0);                                                         \
+  }                                                                                            \
   static void name##_vec_dot4_neon(int64_t n, float *s, const void *vx, size_t x_stride,      \
                                    const void *vy) {                                           \
     call(4, 1, n, s, 0, vx, x_stride, vy, 0);                                                  \
