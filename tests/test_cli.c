@@ -307,6 +307,8 @@ START_TEST(bench_rows) {
                     strstr(out, "\"tg_tokens_per_s\": ") && strstr(out, "\"pp_tokens_per_s\": "),
                 "%s", out);
   ck_assert_ptr_null(strstr(out, "\"tg_tokens_per_s\": 0.000"));
+  ck_assert_msg(strstr(out, "\"pp_cpu_ms_per_token\": ") && strstr(out, "\"tg_cpu_ms_per_token\": "),
+                "%s", out);
   free(out);
   snprintf(cmd, sizeof cmd, "%s bench --parallel 2 -p 4 -n 2 -r 1", nllm_bin);
   ck_assert_int_eq(run(cmd, &out, NULL), 0);

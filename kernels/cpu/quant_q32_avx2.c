@@ -823,7 +823,10 @@ static inline size_t pack_block(const int kind) {
  * 15-20%). */
 #define PACKED_MIN_TOKENS 12
 /* Tokens from which a prepacked Q4_0 group is expanded per work item (q4_0_expand_avx2) */
-#define EXPAND_MIN_TOKENS 32
+#ifndef Q4_0_EXPAND_MIN_TOKENS /* -D: the A/B against the packed 16-token step */
+#define Q4_0_EXPAND_MIN_TOKENS 32
+#endif
+#define EXPAND_MIN_TOKENS Q4_0_EXPAND_MIN_TOKENS
 #define PACKED_MIN_TOKENS_TILES 8
 /* Per block of an activation row: its 32 bytes, then dy and offset * sum of the bytes each in
  * all eight lanes of a vector (the kernel's operands as they are, no broadcast per block and

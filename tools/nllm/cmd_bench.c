@@ -169,6 +169,9 @@ typedef struct par_test {
   long long n_seq, n_prompt, n_gen;
   int threads;
   double pp_mean, pp_sd, tg_mean, tg_sd;
+  /* CPU time of the whole process per token of each phase (median): the issue's generation
+   * against prompt ratio on a host whose neighbours move the wall clock */
+  double pp_cpu_ms, tg_cpu_ms;
 } par_test;
 
 static nllm_status run_parallel(nllm_model *m, const cli_opts *o, par_test *t, int reps) {
@@ -187,7 +190,8 @@ static nllm_status run_parallel(nllm_model *m, const cli_opts *o, par_test *t, i
   nllm_token *ids = malloc(rows * sizeof *ids);
   int32_t *seq = malloc(rows * sizeof *seq), *step_seq = malloc((size_t)B * sizeof *step_seq);
   double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
-  if (!ids || !seq || !step_seq || !pp || !tg) {
+  double *ppc = calloc((size_t)reps, sizeof *ppc), *tgc = calloc((size_t)reps, sizeof *tgc);
+  if (!ids || !seq || !step_seq || !pp || !tg || !ppc || !tgc) {
     st = NLLM_ERR_NOMEM;
     goto out;
   }
@@ -205,29 +209,35 @@ static nllm_status run_parallel(nllm_model *m, const cli_opts *o, par_test *t, i
   b.seq_id = seq;
   for (int r = o->no_warmup ? 0 : -1; r < reps; r++) {
     nllm_context_reset(ctx);
-    double t0 = cli_now_ms();
+    const double c0 = process_cpu_ms(), t0 = cli_now_ms();
     b.n_tokens = B * np;
     if (np > 0 && (st = nllm_decode_batch(ctx, &b))) goto out;
-    const double t1 = cli_now_ms();
+    const double t1 = cli_now_ms(), c1 = process_cpu_ms();
     /* a step: one row per sequence (the token does not matter to the speed) */
     nllm_batch sb = b;
     sb.n_tokens = B;
     sb.seq_id = step_seq;
     for (int32_t i = 0; i < ng; i++)
       if ((st = nllm_decode_batch(ctx, &sb))) goto out;
-    const double t2 = cli_now_ms();
+    const double t2 = cli_now_ms(), c2 = process_cpu_ms();
     if (r < 0) continue;
     pp[r] = t1 > t0 ? 1e3 * (double)B * np / (t1 - t0) : 0;
     tg[r] = t2 > t1 ? 1e3 * (double)B * ng / (t2 - t1) : 0;
+    ppc[r] = np > 0 ? (c1 - c0) / ((double)B * np) : 0;
+    tgc[r] = ng > 0 ? (c2 - c1) / ((double)B * ng) : 0;
   }
   mean_sd(pp, reps, &t->pp_mean, &t->pp_sd);
   mean_sd(tg, reps, &t->tg_mean, &t->tg_sd);
+  t->pp_cpu_ms = median(ppc, reps);
+  t->tg_cpu_ms = median(tgc, reps);
 out:
   free(ids);
   free(seq);
   free(step_seq);
   free(pp);
   free(tg);
+  free(ppc);
+  free(tgc);
   nllm_context_free(ctx);
   return st;
 }
@@ -244,8 +254,10 @@ static int bench_parallel(nllm_model *m, const cli_opts *o, const char *name, lo
         "prompt, then %lld tokens, one per step\n",
         name, nllm_model_arch(m), (double)nllm_model_n_params(m) / 1e6, reps,
         o->no_warmup ? "" : " after a warm-up", n_prompt, n_gen);
-    printf("| threads | sequences |        prompt t/s |    generation t/s | gen t/s per seq |\n");
-    printf("| ------: | --------: | ----------------: | ----------------: | --------------: |\n");
+    printf("| threads | sequences |        prompt t/s |    generation t/s | gen t/s per seq | "
+           "prompt CPU ms/t | gen CPU ms/t |\n");
+    printf("| ------: | --------: | ----------------: | ----------------: | --------------: | "
+           "--------------: | -----------: |\n");
   }
   for (int ti = 0; ti < nt; ti++)
     for (int k = 0; k < nb; k++) {
@@ -258,15 +270,16 @@ static int bench_parallel(nllm_model *m, const cli_opts *o, const char *name, lo
             "{\"model\": \"%s\", \"arch\": \"%s\", \"threads\": %d, \"test\": "
             "\"parallel\", \"n_seq\": %lld, \"n_prompt\": %lld, \"n_gen\": %lld, "
             "\"reps\": %d, \"pp_tokens_per_s\": %.3f, \"pp_tokens_per_s_stddev\": %.3f, "
-            "\"tg_tokens_per_s\": %.3f, \"tg_tokens_per_s_stddev\": %.3f}\n",
+            "\"tg_tokens_per_s\": %.3f, \"tg_tokens_per_s_stddev\": %.3f, "
+            "\"pp_cpu_ms_per_token\": %.3f, \"tg_cpu_ms_per_token\": %.3f}\n",
             name, nllm_model_arch(m), t.threads, t.n_seq, t.n_prompt, t.n_gen, reps, t.pp_mean,
-            t.pp_sd, t.tg_mean, t.tg_sd);
+            t.pp_sd, t.tg_mean, t.tg_sd, t.pp_cpu_ms, t.tg_cpu_ms);
       } else {
         char pp[48], tg[48];
         snprintf(pp, sizeof pp, "%.2f ± %.2f", t.pp_mean, t.pp_sd);
         snprintf(tg, sizeof tg, "%.2f ± %.2f", t.tg_mean, t.tg_sd);
-        printf("| %7d | %9lld | %19s | %19s | %15.2f |\n" /* "±" is two bytes */, t.threads,
-               t.n_seq, pp, tg, t.tg_mean / (double)t.n_seq);
+        printf("| %7d | %9lld | %19s | %19s | %15.2f | %15.2f | %12.2f |\n" /* "±": two bytes */,
+               t.threads, t.n_seq, pp, tg, t.tg_mean / (double)t.n_seq, t.pp_cpu_ms, t.tg_cpu_ms);
       }
       fflush(stdout);
     }
