@@ -981,7 +981,7 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
  * (2 * 31 * 128), two for Q6_K (2 * 63 * 128). IQ4_XS's signed levels take the sign trick with
  * the sign on the levels (Q8_K holds -128, whose negation overflows a byte): |y| (prepared)
  * times sign(level, y), one vector per madd (|pair| <= 2 * 127 * 128). */
-enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC, K_Q6_KC }; /* with K_Q4_K, K_Q5_K: the interleaved kernels' formats (K_Q4_KC, K_Q6_KC: Q4_K's and Q6_K's compact layouts) */
+enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC, K_Q5_KC, K_Q6_KC }; /* with K_Q4_K, K_Q5_K: the interleaved kernels' formats (K_Q4_KC, K_Q5_KC, K_Q6_KC: the compact layouts) */
 #define KP_D 0                          /* the eight rows' d as floats */
 #define KP_DMIN 32                      /* Q4_K, Q5_K: their dmin as floats */
 #define KP_SC 64                        /* Q4_K, Q5_K: sub-block k's eight scales at 8 k */
@@ -1001,6 +1001,11 @@ enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC, K_Q6_KC }; /* with K_Q4_K, K_Q5_K
 #define KQ4_Q 128
 #define KQ4_BLOCK (KQ4_Q + 4 * 256)
 _Static_assert(KQ4_BLOCK == 8 * sizeof(block_q4_K), "a packed Q4_K group is its rows' size");
+/* Q5_K's compact layout (K_Q5_KC, ee982ed): Q4_K's, then its rows' 32 qh bytes the same way
+ * (vector v: row r's bytes 4v..4v+3 in lane r; bit k of a byte: sub-block k's fifth bit) */
+#define KQ5_QH KQ4_BLOCK
+#define KQ5_BLOCK (KQ5_QH + 256)
+_Static_assert(KQ5_BLOCK == 8 * sizeof(block_q5_K), "a packed Q5_K group is its rows' size");
 #define KP6_SC 32 /* Q6_K: row r's scales 2j, 2j + 1 (of 16 values each) at 16 j + 2 r */
 #define KP6_Q 160 /* Q6_K: sub-block k's eight vectors at 256 k */
 #define KP6_BLOCK (KP6_Q + 8 * 256)
@@ -1045,7 +1050,10 @@ _Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K) &&
 #ifndef KQ4_EXPAND_MIN_TOKENS
 #define KQ4_EXPAND_MIN_TOKENS 32
 #endif
-/* The same for Q6_K's */
+/* The same for Q5_K's and Q6_K's */
+#ifndef KQ5_EXPAND_MIN_TOKENS
+#define KQ5_EXPAND_MIN_TOKENS 32
+#endif
 #ifndef KQ6_EXPAND_MIN_TOKENS
 #define KQ6_EXPAND_MIN_TOKENS 32
 #endif
@@ -1080,14 +1088,14 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
                                                             const void *vx, size_t bx, void *vp) {
   const uint8_t *x0 = vx;
   uint8_t *out = vp;
-  const size_t xs = kind == K_Q5_K ? sizeof(block_q5_K) : sizeof(block_q4_K);
-  const size_t off_sc =
-      kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
-  const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+  const int q5 = kind == K_Q5_K || kind == K_Q5_KC;
+  const size_t xs = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+  const size_t off_sc = q5 ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
+  const size_t off_qs = q5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
   const size_t off_qh = offsetof(block_q5_K, qh);
   const __m256i m4 = _mm256_set1_epi8(15);
-  if (kind == K_Q4_KC) {
-    for (int64_t b = 0; b < n / QK_K; b++, out += KQ4_BLOCK) {
+  if (kind == K_Q4_KC || kind == K_Q5_KC) {
+    for (int64_t b = 0; b < n / QK_K; b++, out += q5 ? KQ5_BLOCK : KQ4_BLOCK) {
       nllm_prefetch_next_group(x0, bx, b, xs);
       for (int r = 0; r < 8; r++) {
         const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
@@ -1095,13 +1103,14 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
         memcpy(out + KQ4_DMIN + 2 * r, x + 2, 2);
         for (int w = 0; w < 3; w++) memcpy(out + KQ4_U + 32 * w + 4 * r, x + off_sc + 4 * w, 4);
       }
+      /* chunks 0..3: qs's 32-byte chunks, 4: Q5_K's qh */
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; j++) {
+      for (int j = 0; j < 4 + q5; j++) {
         __m256i v[8];
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++)
-          v[r] = _mm256_loadu_si256(
-              (const __m256i *)(x0 + (size_t)r * bx + (size_t)b * xs + off_qs + 32 * j));
+          v[r] = _mm256_loadu_si256((const __m256i *)(x0 + (size_t)r * bx + (size_t)b * xs +
+                                                      (j < 4 ? off_qs + 32 * j : off_qh)));
         transpose8x8_epi32(v);
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++)
@@ -1290,17 +1299,18 @@ static inline __attribute__((always_inline)) void packed_sub_k45(const int kind,
                                                                  const uint8_t *yb, size_t ps,
                                                                  int k, const __m256i *sc8,
                                                                  __m256i *sum) {
-  const int group = kind == K_Q5_K ? 4 : 8;
+  const int group = kind == K_Q5_K || kind == K_Q5_KC ? 4 : 8;
+  const int kc = kind == K_Q4_KC || kind == K_Q5_KC;
   /* lane r: row r's scale of the sub-block in both of its int16 */
   __m256i sc;
-  if (kind == K_Q4_KC) {
+  if (kc) {
     sc = _mm256_shuffle_epi8(sc8[k / 4], kq4_pick(k % 4, k % 4));
   } else {
     const __m256i sc32 =
         _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(xb + KP_SC + 8 * k)));
     sc = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
   }
-  const uint8_t *xk = kind == K_Q4_KC ? xb + KQ4_Q + 256 * (k / 2) : xb + KP45_Q + 256 * k;
+  const uint8_t *xk = kc ? xb + KQ4_Q + 256 * (k / 2) : xb + KP45_Q + 256 * k;
 #pragma GCC unroll 2
   for (int v0 = 0; v0 < 8; v0 += group) {
     __m256i s16[NLLM_GEMM_TOK];
@@ -1309,8 +1319,11 @@ static inline __attribute__((always_inline)) void packed_sub_k45(const int kind,
 #pragma GCC unroll 8
     for (int v = v0; v < v0 + group; v++) {
       __m256i xv = _mm256_loadu_si256((const __m256i *)(xk + 32 * v));
-      if (kind == K_Q4_KC)
+      if (kc)
         xv = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(xv, 4) : xv, _mm256_set1_epi8(15));
+      if (kind == K_Q5_KC)
+        xv = _mm256_or_si256(
+            xv, k5_bit4(_mm256_loadu_si256((const __m256i *)(xb + KQ5_QH + 32 * v)), k));
 #pragma GCC unroll 4
       for (int t = 0; t < T; t++) {
         s16[t] = _mm256_add_epi16(s16[t],
@@ -1402,21 +1415,22 @@ static inline __attribute__((always_inline)) __m256 packed_step(const int kind, 
                                                                 const __m256i *mn8, __m256i sum) {
   float dy;
   memcpy(&dy, yt + (kind == K_IQ4_XS ? IQPREP_D : KPREP_D), sizeof dy);
-  if (kind == K_Q4_K || kind == K_Q5_K || kind == K_Q4_KC) {
+  if (kind == K_Q4_K || kind == K_Q5_K || kind == K_Q4_KC || kind == K_Q5_KC) {
     __m256i msum = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
       /* lane r: row r's mins 2j, 2j + 1 as int16 */
       const __m256i mn =
-          kind == K_Q4_KC
+          kind == K_Q4_KC || kind == K_Q5_KC
               ? _mm256_shuffle_epi8(mn8[j / 2], kq4_pick(2 * (j % 2), 2 * (j % 2) + 1))
               : _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP_MIN + 16 * j)));
       msum = _mm256_add_epi32(
           msum, _mm256_madd_epi16(mn, _mm256_set1_epi32((int)load_u32(yt + KPREP_BS32 + 4 * j))));
     }
     const __m256 dmin =
-        kind == K_Q4_KC ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + KQ4_DMIN)))
-                        : _mm256_loadu_ps((const float *)(xb + KP_DMIN));
+        kind == K_Q4_KC || kind == K_Q5_KC
+            ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + KQ4_DMIN)))
+            : _mm256_loadu_ps((const float *)(xb + KP_DMIN));
     const __m256 f = _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(sum)),
                                    _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(msum)));
     return _mm256_mul_ps(_mm256_set1_ps(dy), f);
@@ -1443,6 +1457,7 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
                                                                 const uint8_t *pk,
                                                                 const uint8_t *p0, size_t ps) {
   const size_t xbytes = kind == K_Q4_KC                    ? KQ4_BLOCK
+                        : kind == K_Q5_KC                  ? KQ5_BLOCK
                         : kind == K_Q6_KC                  ? KQ6_BLOCK
                         : kind == K_Q4_K || kind == K_Q5_K ? KP45_BLOCK
                                                            : KP6_BLOCK;
@@ -1452,7 +1467,8 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xb = pk + (size_t)b * xbytes, *yb = p0 + (size_t)b * ybytes;
-    if (kind == K_Q4_KC || kind == K_Q6_KC) nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
+    if (kind == K_Q4_KC || kind == K_Q5_KC || kind == K_Q6_KC)
+      nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
     __m256i sum[NLLM_PACKED_TOK_MAX];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
@@ -1490,7 +1506,7 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
             sum[t0 + t] = _mm256_add_epi32(sum[t0 + t], _mm256_madd_epi16(s16[t], sc));
         }
       }
-    } else if (kind == K_Q4_KC) { /* the nibbles' side known per sub-block */
+    } else if (kind == K_Q4_KC || kind == K_Q5_KC) { /* the nibbles' side known per sub-block */
       kq4_unpack8(xb, sc8, mn8);
 #pragma GCC unroll 4
       for (int k = 0; k < 8; k += 2) {
@@ -1514,9 +1530,9 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
       }
     }
     const __m256 d =
-        kind == K_Q4_KC || kind == K_Q6_KC
+        kind == K_Q4_KC || kind == K_Q5_KC || kind == K_Q6_KC
             ? _mm256_cvtph_ps(_mm_loadu_si128(
-                  (const __m128i *)(xb + (kind == K_Q4_KC ? KQ4_D : KQ6_D))))
+                  (const __m128i *)(xb + (kind == K_Q6_KC ? KQ6_D : KQ4_D))))
             : _mm256_loadu_ps((const float *)(xb + KP_D));
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++)
@@ -1535,13 +1551,14 @@ static void q4_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
 static void q4_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p) {
   pack8_k45(K_Q4_K, n, x, bx, p);
 }
-/* A compact group into the byte layout (what q4_K_pack_expanded_avx2 writes from the rows). */
-static void q4_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
-  (void)bx;
+/* A compact Q4_K / Q5_K group into the byte layout (what pack8_k45 writes from the rows). */
+static inline __attribute__((always_inline)) void expand_k45(const int kind, int64_t n,
+                                                             const void *vx, void *vp) {
   const uint8_t *x = vx;
   uint8_t *out = vp;
   const __m256i m4 = _mm256_set1_epi8(15);
-  for (int64_t b = 0; b < n / QK_K; b++, x += KQ4_BLOCK, out += KP45_BLOCK) {
+  for (int64_t b = 0; b < n / QK_K; b++, x += kind == K_Q5_KC ? KQ5_BLOCK : KQ4_BLOCK,
+               out += KP45_BLOCK) {
     _mm256_storeu_ps((float *)(out + KP_D),
                      _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + KQ4_D))));
     _mm256_storeu_ps((float *)(out + KP_DMIN),
@@ -1568,12 +1585,24 @@ static void q4_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
 #pragma GCC unroll 8
       for (int v = 0; v < 8; v++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x + KQ4_Q + 256 * j + 32 * v));
-        _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * (2 * j) + 32 * v),
-                            _mm256_and_si256(q, m4));
-        _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * (2 * j + 1) + 32 * v),
-                            _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (kind == K_Q5_KC) {
+          const __m256i qh = _mm256_loadu_si256((const __m256i *)(x + KQ5_QH + 32 * v));
+          lo = _mm256_or_si256(lo, k5_bit4(qh, 2 * j));
+          hi = _mm256_or_si256(hi, k5_bit4(qh, 2 * j + 1));
+        }
+        _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * (2 * j) + 32 * v), lo);
+        _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * (2 * j + 1) + 32 * v), hi);
       }
   }
+}
+static void q4_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+  (void)bx;
+  expand_k45(K_Q4_KC, n, vx, vp);
+}
+static void q5_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+  (void)bx;
+  expand_k45(K_Q5_KC, n, vx, vp);
 }
 /* A compact Q6_K group into the byte layout (what q6_K_pack_expanded_avx2 writes from the rows) */
 static void q6_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
@@ -1596,6 +1625,9 @@ static void q6_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
   }
 }
 static void q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
+  pack8_k45(K_Q5_KC, n, x, bx, p);
+}
+static void q5_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p) {
   pack8_k45(K_Q5_K, n, x, bx, p);
 }
 /* The token count as a constant (see NLLM_GEMM4_BY_TOKENS). */
@@ -1626,7 +1658,8 @@ static void q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
   }
 #define Q4_K_PACKED(T) gemm_packed_k(K_Q4_KC, T, n, s, ss, pk, p, ps)
 #define Q4_K_EXPANDED(T) gemm_packed_k(K_Q4_K, T, n, s, ss, pk, p, ps)
-#define Q5_K_PACKED(T) gemm_packed_k(K_Q5_K, T, n, s, ss, pk, p, ps)
+#define Q5_K_PACKED(T) gemm_packed_k(K_Q5_KC, T, n, s, ss, pk, p, ps)
+#define Q5_K_EXPANDED(T) gemm_packed_k(K_Q5_K, T, n, s, ss, pk, p, ps)
 #define Q6_K_PACKED(T) gemm_packed_k(K_Q6_KC, T, n, s, ss, pk, p, ps)
 #define Q6_K_EXPANDED(T) gemm_packed_k(K_Q6_K, T, n, s, ss, pk, p, ps)
 #define IQ4_XS_PACKED(T) gemm_packed_k(K_IQ4_XS, T, n, s, ss, pk, p, ps)
@@ -1640,6 +1673,7 @@ static void q4_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *
                              n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK);
 }
 K_PACKED_BY_TOKENS(q5_K_gemm_packed_avx2, Q5_K_PACKED)
+K_PACKED_BY_TOKENS(q5_K_gemm_expanded_avx2, Q5_K_EXPANDED)
 K_PACKED_BY_TOKENS8(q6_K_gemm_packed_avx2, Q6_K_PACKED)
 K_PACKED_BY_TOKENS(q6_K_gemm_expanded4_avx2, Q6_K_EXPANDED)
 static void q6_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk, const void *p,
@@ -1696,7 +1730,12 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = k45_tile_prep_avx2,
      .gemm4 = q5_K_gemm4_avx2,
-     K_PACKED_ROW(q5_K, k_packed_prep_avx2)},
+     K_PACKED_ROW(q5_K, k_packed_prep_avx2),
+     .prepack = 1,
+     .expand_packed = q5_K_expand_avx2,
+     .gemm_expanded = q5_K_gemm_expanded_avx2,
+     .expand_min_tokens = KQ5_EXPAND_MIN_TOKENS,
+     .pack_expanded = q5_K_pack_expanded_avx2},
     {.type = NLLM_TYPE_Q6_K,
      .to_float = q6_K_to_float_avx2,
      .vec_dot = q6_K_vec_dot_avx2,
