@@ -30,7 +30,8 @@ static double cpu_ms(void) {
 int main(int argc, char **argv) {
   const int nt = argc > 1 ? atoi(argv[1]) : 1;
   const char *only = argc > 2 ? argv[2] : NULL;
-  static const int32_t types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K};
+  static const int32_t types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K, NLLM_TYPE_Q5_K,
+                                  NLLM_TYPE_Q6_K};
   static const int toks[] = {1, 2, 4, 8, 16, 32, 64};
   float *x = malloc(sizeof(float) * COLS * 64), *y = malloc(sizeof(float) * ROWS * 64);
   for (int i = 0; i < COLS * 64; i++) x[i] = (float)((i * 7919) % 1000) / 500.0f - 1.0f;

@@ -171,10 +171,10 @@ typedef struct nllm_model_params {
   nllm_progress_fn progress;
   void *progress_user_data;
   /* 1: keep every weight in its file's layout. 0 (default): the CPU's matmul weights in a format
-   * whose kernels gain from it (Q4_0, Q8_0, Q4_K on AVX2) are repacked once at load into the layout of
-   * the interleaved kernels, which then run every token count on them (no repacking per matmul;
-   * the same results bit for bit, the same resident memory: the plain rows' pages are given back
-   * to the file). CLI: --no-repack. */
+   * whose kernels gain from it (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K on AVX2) are repacked once at load
+   * into the layout of the interleaved kernels, which then run every token count on them (no
+   * repacking per matmul; the same results bit for bit, the same resident memory: the plain
+   * rows' pages are given back to the file). CLI: --no-repack. */
   int32_t no_repack;
 } nllm_model_params;
 

@@ -883,9 +883,10 @@ static void check_k_tile_extremes(const nllm_qtype *q) {
   free(prep);
 }
 
-/* The same extreme blocks through the interleaved kernels (Q4_K's packed groups keep the rows'
- * nibbles and scale bytes, unpacked per call): eight rows packed, every token count up to
- * packed_tok and gemv_packed, against the four-row kernel bit for bit. */
+/* The same extreme blocks through the interleaved kernels (Q4_K's and Q6_K's packed groups keep
+ * the rows' bits and scale bytes, unpacked per call): eight rows packed, every token count up to
+ * packed_tok and gemv_packed, against the four-row kernel bit for bit; so too the layout the
+ * groups expand into for prompts (expand_packed, and pack_expanded from the rows). */
 static void check_k_packed_extremes(const nllm_qtype *q) {
   if (!q->gemm_packed ||
       (q->type != NLLM_TYPE_Q4_K && q->type != NLLM_TYPE_Q5_K && q->type != NLLM_TYPE_Q6_K))
@@ -898,7 +899,8 @@ static void check_k_packed_extremes(const nllm_qtype *q) {
   ck_assert_int_eq(q->pack_group_rows, R);
   uint8_t *w = malloc(rs * R), *a = malloc(ars * TMAX);
   uint8_t *prep = aligned_alloc(64, prs * TMAX), *pk = aligned_alloc(64, pbytes);
-  ck_assert(w && a && prep && pk);
+  uint8_t *ex = aligned_alloc(64, pbytes);
+  ck_assert(w && a && prep && pk && ex);
   for (int kind = 0; kind < 3; kind++) {
     k_extreme_blocks(q, w, nb * R, kind);
     for (int t = 0; t < TMAX; t++) {
@@ -920,10 +922,14 @@ static void check_k_packed_extremes(const nllm_qtype *q) {
       q->packed_prep(n, y, prep + (size_t)t * prs);
     }
     q->pack_rows(n, w, rs, pk);
+    /* pass 0: the packed group, 1: expanded, 2: packed straight into the expanded layout */
+    for (int pass = 0; pass < (q->expand_packed ? 2 + !!q->pack_expanded : 1); pass++)
     for (int nt = 1; nt <= T; nt++) {
       float s[TMAX * R], d4[4];
-      q->gemm_packed(n, s, R, pk, prep, prs, nt);
-      if (nt == 1 && q->gemv_packed) {
+      if (pass == 1 && nt == 1) q->expand_packed(n, pk, 0, ex);
+      if (pass == 2 && nt == 1) q->pack_expanded(n, w, rs, ex);
+      (pass ? q->gemm_expanded : q->gemm_packed)(n, s, R, pass ? ex : pk, prep, prs, nt);
+      if (nt == 1 && q->gemv_packed && !pass) {
         float g[R];
         q->gemv_packed(n, g, R, pk, prep, prs, 1);
         for (int r = 0; r < R; r++)
@@ -935,9 +941,9 @@ static void check_k_packed_extremes(const nllm_qtype *q) {
           dot4_or_rows(q, n, d4, w + (size_t)r0 * rs, rs, a + (size_t)t * ars);
           for (int r = 0; r < 4; r++)
             ck_assert_msg(s[t * R + r0 + r] == d4[r] && isfinite(d4[r]),
-                          "%s extreme blocks (kind %d) row %d token %d of %d: gemm_packed %.9g, "
-                          "four-row %.9g",
-                          q->name, kind, r0 + r, t, nt, s[t * R + r0 + r], d4[r]);
+                          "%s extreme blocks (kind %d, pass %d) row %d token %d of %d: gemm_packed "
+                          "%.9g, four-row %.9g",
+                          q->name, kind, pass, r0 + r, t, nt, s[t * R + r0 + r], d4[r]);
         }
     }
   }
@@ -945,6 +951,7 @@ static void check_k_packed_extremes(const nllm_qtype *q) {
   free(a);
   free(prep);
   free(pk);
+  free(ex);
 }
 
 /* Decoding 2..12 sequences together takes the tiles (12: the interleaved kernels' crossover on

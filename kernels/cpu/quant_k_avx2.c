@@ -981,7 +981,7 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
  * (2 * 31 * 128), two for Q6_K (2 * 63 * 128). IQ4_XS's signed levels take the sign trick with
  * the sign on the levels (Q8_K holds -128, whose negation overflows a byte): |y| (prepared)
  * times sign(level, y), one vector per madd (|pair| <= 2 * 127 * 128). */
-enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC }; /* with K_Q4_K, K_Q5_K: the interleaved kernels' formats (K_Q4_KC: Q4_K's compact layout) */
+enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC, K_Q5_KC, K_Q6_KC }; /* with K_Q4_K, K_Q5_K: the interleaved kernels' formats (K_Q4_KC, K_Q5_KC, K_Q6_KC: the compact layouts) */
 #define KP_D 0                          /* the eight rows' d as floats */
 #define KP_DMIN 32                      /* Q4_K, Q5_K: their dmin as floats */
 #define KP_SC 64                        /* Q4_K, Q5_K: sub-block k's eight scales at 8 k */
@@ -1001,9 +1001,27 @@ enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC }; /* with K_Q4_K, K_Q5_K: the int
 #define KQ4_Q 128
 #define KQ4_BLOCK (KQ4_Q + 4 * 256)
 _Static_assert(KQ4_BLOCK == 8 * sizeof(block_q4_K), "a packed Q4_K group is its rows' size");
+/* Q5_K's compact layout (K_Q5_KC, ee982ed): Q4_K's, then its rows' 32 qh bytes the same way
+ * (vector v: row r's bytes 4v..4v+3 in lane r; bit k of a byte: sub-block k's fifth bit) */
+#define KQ5_QH KQ4_BLOCK
+#define KQ5_BLOCK (KQ5_QH + 256)
+_Static_assert(KQ5_BLOCK == 8 * sizeof(block_q5_K), "a packed Q5_K group is its rows' size");
 #define KP6_SC 32 /* Q6_K: row r's scales 2j, 2j + 1 (of 16 values each) at 16 j + 2 r */
 #define KP6_Q 160 /* Q6_K: sub-block k's eight vectors at 256 k */
 #define KP6_BLOCK (KP6_Q + 8 * 256)
+/* Q6_K's compact layout (K_Q6_KC) keeps its rows' bits as Q4_K's does (8 * 210 bytes a
+ * super-block): the eight rows' d as halves, their scales as KP6_SC's, then per 32-byte chunk j
+ * of ql eight vectors (row r's bytes 4v..4v+3 of the chunk in lane r of vector v: the low 4 bits
+ * of the levels in the low nibbles, of those 64 on in the high), then the same of qh's two
+ * 32-byte chunks (groups 0..3's top 2 bits at bits 0, 2, 4, 6). The levels are unpacked per
+ * sub-block and call (kq6_levels); prompts expand the groups into the byte layout above
+ * (q6_K_expand_avx2). */
+#define KQ6_D 0
+#define KQ6_SC 16
+#define KQ6_QL 144
+#define KQ6_QH (KQ6_QL + 4 * 256)
+#define KQ6_BLOCK (KQ6_QH + 2 * 256)
+_Static_assert(KQ6_BLOCK == 8 * sizeof(block_q6_K), "a packed Q6_K group is its rows' size");
 /* IQ4_XS: Q6_K's layout, with sub-block k's scale (less 32) in both of row r's bytes 16 k + 2 r,
  * 16 k + 2 r + 1 (the two int16 of its lane, for madd) */
 _Static_assert(KP45_BLOCK <= NLLM_PACK_BYTES(QK_K) && KP6_BLOCK <= NLLM_PACK_BYTES(QK_K),
@@ -1031,6 +1049,16 @@ _Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K) &&
 /* Tokens from which Q4_K's compact groups are expanded per work item into the byte layout */
 #ifndef KQ4_EXPAND_MIN_TOKENS
 #define KQ4_EXPAND_MIN_TOKENS 32
+#endif
+/* The same for Q5_K's and Q6_K's. Q5_K's compact kernel takes four tokens a call (its fifth
+ * bits leave no room for Q4_K's eight), so from the repacking path's 12 tokens on (16 sequences'
+ * decode) its expansion wins: 16 sequences on the 1.1B Q5_K_M file ran 12-15% slower than main
+ * on the compact kernel, level or ahead expanded */
+#ifndef KQ5_EXPAND_MIN_TOKENS
+#define KQ5_EXPAND_MIN_TOKENS 12
+#endif
+#ifndef KQ6_EXPAND_MIN_TOKENS
+#define KQ6_EXPAND_MIN_TOKENS 32
 #endif
 
 static void k_packed_prep_avx2(int64_t n, const void *vy, void *vp) {
@@ -1063,14 +1091,14 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
                                                             const void *vx, size_t bx, void *vp) {
   const uint8_t *x0 = vx;
   uint8_t *out = vp;
-  const size_t xs = kind == K_Q5_K ? sizeof(block_q5_K) : sizeof(block_q4_K);
-  const size_t off_sc =
-      kind == K_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
-  const size_t off_qs = kind == K_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+  const int q5 = kind == K_Q5_K || kind == K_Q5_KC;
+  const size_t xs = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+  const size_t off_sc = q5 ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
+  const size_t off_qs = q5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
   const size_t off_qh = offsetof(block_q5_K, qh);
   const __m256i m4 = _mm256_set1_epi8(15);
-  if (kind == K_Q4_KC) {
-    for (int64_t b = 0; b < n / QK_K; b++, out += KQ4_BLOCK) {
+  if (kind == K_Q4_KC || kind == K_Q5_KC) {
+    for (int64_t b = 0; b < n / QK_K; b++, out += q5 ? KQ5_BLOCK : KQ4_BLOCK) {
       nllm_prefetch_next_group(x0, bx, b, xs);
       for (int r = 0; r < 8; r++) {
         const uint8_t *x = x0 + (size_t)r * bx + (size_t)b * xs;
@@ -1078,13 +1106,14 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
         memcpy(out + KQ4_DMIN + 2 * r, x + 2, 2);
         for (int w = 0; w < 3; w++) memcpy(out + KQ4_U + 32 * w + 4 * r, x + off_sc + 4 * w, 4);
       }
+      /* chunks 0..3: qs's 32-byte chunks, 4: Q5_K's qh */
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; j++) {
+      for (int j = 0; j < 4 + q5; j++) {
         __m256i v[8];
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++)
-          v[r] = _mm256_loadu_si256(
-              (const __m256i *)(x0 + (size_t)r * bx + (size_t)b * xs + off_qs + 32 * j));
+          v[r] = _mm256_loadu_si256((const __m256i *)(x0 + (size_t)r * bx + (size_t)b * xs +
+                                                      (j < 4 ? off_qs + 32 * j : off_qh)));
         transpose8x8_epi32(v);
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++)
@@ -1133,7 +1162,8 @@ static inline __attribute__((always_inline)) void pack8_k45(const int kind, int6
   }
 }
 
-static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+/* Q6_K's byte layout straight from the rows (pack_expanded) */
+static void q6_K_pack_expanded_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
   const uint8_t *x0 = vx;
   uint8_t *out = vp;
   const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
@@ -1168,6 +1198,36 @@ static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) 
 #pragma GCC unroll 8
       for (int j = 0; j < 8; j++)
         _mm256_storeu_si256((__m256i *)(out + KP6_Q + 256 * k + 32 * j), v[j]);
+    }
+  }
+}
+
+/* Q6_K's compact layout (KQ6_*): weights kept packed from load, decode and small batches */
+static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+  const uint8_t *x0 = vx;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, out += KQ6_BLOCK) {
+    nllm_prefetch_next_group(x0, bx, b, sizeof(block_q6_K));
+    for (int r = 0; r < 8; r++) {
+      const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx) + b;
+      memcpy(out + KQ6_D + 2 * r, &x->d, 2);
+      for (int g = 0; g < 16; g++)
+        out[KQ6_SC + 16 * (g / 2) + 2 * r + g % 2] = (uint8_t)x->scales[g];
+    }
+    /* chunks 0..3: ql's 32-byte chunks, 4, 5: qh's */
+#pragma GCC unroll 6
+    for (int j = 0; j < 6; j++) {
+      __m256i v[8];
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; r++) {
+        const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx) + b;
+        v[r] =
+            _mm256_loadu_si256((const __m256i *)(j < 4 ? x->ql + 32 * j : x->qh + 32 * (j - 4)));
+      }
+      transpose8x8_epi32(v);
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; i++)
+        _mm256_storeu_si256((__m256i *)(out + KQ6_QL + 256 * j + 32 * i), v[i]);
     }
   }
 }
@@ -1242,17 +1302,18 @@ static inline __attribute__((always_inline)) void packed_sub_k45(const int kind,
                                                                  const uint8_t *yb, size_t ps,
                                                                  int k, const __m256i *sc8,
                                                                  __m256i *sum) {
-  const int group = kind == K_Q5_K ? 4 : 8;
+  const int group = kind == K_Q5_K || kind == K_Q5_KC ? 4 : 8;
+  const int kc = kind == K_Q4_KC || kind == K_Q5_KC;
   /* lane r: row r's scale of the sub-block in both of its int16 */
   __m256i sc;
-  if (kind == K_Q4_KC) {
+  if (kc) {
     sc = _mm256_shuffle_epi8(sc8[k / 4], kq4_pick(k % 4, k % 4));
   } else {
     const __m256i sc32 =
         _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(xb + KP_SC + 8 * k)));
     sc = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
   }
-  const uint8_t *xk = kind == K_Q4_KC ? xb + KQ4_Q + 256 * (k / 2) : xb + KP45_Q + 256 * k;
+  const uint8_t *xk = kc ? xb + KQ4_Q + 256 * (k / 2) : xb + KP45_Q + 256 * k;
 #pragma GCC unroll 2
   for (int v0 = 0; v0 < 8; v0 += group) {
     __m256i s16[NLLM_GEMM_TOK];
@@ -1261,8 +1322,11 @@ static inline __attribute__((always_inline)) void packed_sub_k45(const int kind,
 #pragma GCC unroll 8
     for (int v = v0; v < v0 + group; v++) {
       __m256i xv = _mm256_loadu_si256((const __m256i *)(xk + 32 * v));
-      if (kind == K_Q4_KC)
+      if (kc)
         xv = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(xv, 4) : xv, _mm256_set1_epi8(15));
+      if (kind == K_Q5_KC)
+        xv = _mm256_or_si256(
+            xv, k5_bit4(_mm256_loadu_si256((const __m256i *)(xb + KQ5_QH + 32 * v)), k));
 #pragma GCC unroll 4
       for (int t = 0; t < T; t++) {
         s16[t] = _mm256_add_epi16(s16[t],
@@ -1276,23 +1340,47 @@ static inline __attribute__((always_inline)) void packed_sub_k45(const int kind,
   }
 }
 
+/* Vector v of group g of a compact Q6_K half from its ql and qh vectors (at ql, qh): the
+ * levels 0..63, as the byte layout holds them (bytewise, so the transposition commutes). */
+static inline __attribute__((always_inline)) __m256i kq6_levels(const uint8_t *ql,
+                                                               const uint8_t *qh, int g) {
+  const __m256i l = _mm256_loadu_si256((const __m256i *)ql),
+                h = _mm256_loadu_si256((const __m256i *)qh);
+  const __m256i lv = g < 2 ? l : _mm256_srli_epi16(l, 4);
+  const __m256i hv = g == 0   ? _mm256_slli_epi16(h, 4)
+                     : g == 1 ? _mm256_slli_epi16(h, 2)
+                     : g == 2 ? h
+                              : _mm256_srli_epi16(h, 2);
+  return _mm256_or_si256(_mm256_and_si256(lv, _mm256_set1_epi8(15)),
+                         _mm256_and_si256(hv, _mm256_set1_epi8(0x30)));
+}
+
 /* The same for Q6_K: vectors 0..3 hold the sub-block's first 16 values (scale 2k), 4..7 the
- * next 16 (2k + 1). */
-static inline __attribute__((always_inline)) void packed_sub_q6_K(const int T, const uint8_t *xb,
+ * next 16 (2k + 1); compact groups (K_Q6_KC) unpack them first. */
+static inline __attribute__((always_inline)) void packed_sub_q6_K(const int kind, const int T,
+                                                                  const uint8_t *xb,
                                                                   const uint8_t *yb, size_t ps,
                                                                   int k, __m256i *sum) {
   /* from row r's scales (2k, 2k + 1) as int16: either one in both int16 of the lane */
   const __m256i dup0 = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0,
                                         1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
   const __m256i dup1 = _mm256_add_epi8(dup0, _mm256_set1_epi8(2));
-  const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * k)));
+  const int kc = kind == K_Q6_KC;
+  const __m256i sp = _mm256_cvtepi8_epi16(
+      _mm_loadu_si128((const __m128i *)(xb + (kc ? KQ6_SC : KP6_SC) + 16 * k)));
   const uint8_t *xk = xb + KP6_Q + 256 * k;
+  /* sub-block k = 4 c + g: q6k_block's group g of half c */
+  const int c = k / 4, g = k % 4;
+  const uint8_t *ql = xb + KQ6_QL + 256 * (2 * c + g % 2), *qh = xb + KQ6_QH + 256 * c;
 #pragma GCC unroll 4
   for (int v0 = 0; v0 < 8; v0 += 2) {
     const __m256i sc = _mm256_shuffle_epi8(sp, v0 < 4 ? dup0 : dup1);
-    const __m256i xa = _mm256_loadu_si256((const __m256i *)(xk + 32 * v0));
-    const __m256i xc = _mm256_loadu_si256((const __m256i *)(xk + 32 * v0 + 32));
-#pragma GCC unroll 4
+    const __m256i xa = kc ? kq6_levels(ql + 32 * v0, qh + 32 * v0, g)
+                          : _mm256_loadu_si256((const __m256i *)(xk + 32 * v0));
+    const __m256i xc = kc ? kq6_levels(ql + 32 * v0 + 32, qh + 32 * v0 + 32, g)
+                          : _mm256_loadu_si256((const __m256i *)(xk + 32 * v0 + 32));
+    /* (compact groups: up to 8 tokens a call share the unpacking) */
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
       __m256i s16 = _mm256_maddubs_epi16(xa, y4(yb, ps, t, 32 * (size_t)k + 4 * v0));
       s16 = _mm256_add_epi16(s16,
@@ -1330,33 +1418,35 @@ static inline __attribute__((always_inline)) __m256 packed_step(const int kind, 
                                                                 const __m256i *mn8, __m256i sum) {
   float dy;
   memcpy(&dy, yt + (kind == K_IQ4_XS ? IQPREP_D : KPREP_D), sizeof dy);
-  if (kind == K_Q4_K || kind == K_Q5_K || kind == K_Q4_KC) {
+  if (kind == K_Q4_K || kind == K_Q5_K || kind == K_Q4_KC || kind == K_Q5_KC) {
     __m256i msum = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
       /* lane r: row r's mins 2j, 2j + 1 as int16 */
       const __m256i mn =
-          kind == K_Q4_KC
+          kind == K_Q4_KC || kind == K_Q5_KC
               ? _mm256_shuffle_epi8(mn8[j / 2], kq4_pick(2 * (j % 2), 2 * (j % 2) + 1))
               : _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP_MIN + 16 * j)));
       msum = _mm256_add_epi32(
           msum, _mm256_madd_epi16(mn, _mm256_set1_epi32((int)load_u32(yt + KPREP_BS32 + 4 * j))));
     }
     const __m256 dmin =
-        kind == K_Q4_KC ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + KQ4_DMIN)))
-                        : _mm256_loadu_ps((const float *)(xb + KP_DMIN));
+        kind == K_Q4_KC || kind == K_Q5_KC
+            ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + KQ4_DMIN)))
+            : _mm256_loadu_ps((const float *)(xb + KP_DMIN));
     const __m256 f = _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(sum)),
                                    _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(msum)));
     return _mm256_mul_ps(_mm256_set1_ps(dy), f);
   }
-  if (kind == K_Q6_K) {
+  if (kind == K_Q6_K || kind == K_Q6_KC) {
     /* the levels' -32: 32 * sum over the 16-value groups of scale * block sum */
+    const uint8_t *scb = xb + (kind == K_Q6_KC ? KQ6_SC : KP6_SC);
     __m256i off = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++)
       off = _mm256_add_epi32(
           off, _mm256_madd_epi16(
-                   _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xb + KP6_SC + 16 * j))),
+                   _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(scb + 16 * j))),
                    _mm256_set1_epi32((int)load_u32(yt + KPREP_BS16 + 4 * j))));
     sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(off, 5));
   }
@@ -1370,6 +1460,8 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
                                                                 const uint8_t *pk,
                                                                 const uint8_t *p0, size_t ps) {
   const size_t xbytes = kind == K_Q4_KC                    ? KQ4_BLOCK
+                        : kind == K_Q5_KC                  ? KQ5_BLOCK
+                        : kind == K_Q6_KC                  ? KQ6_BLOCK
                         : kind == K_Q4_K || kind == K_Q5_K ? KP45_BLOCK
                                                            : KP6_BLOCK;
   const size_t ybytes = kind == K_IQ4_XS ? IQPREP_BLOCK : KPREP_BLOCK;
@@ -1378,7 +1470,8 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xb = pk + (size_t)b * xbytes, *yb = p0 + (size_t)b * ybytes;
-    if (kind == K_Q4_KC) nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
+    if (kind == K_Q4_KC || kind == K_Q5_KC || kind == K_Q6_KC)
+      nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
     __m256i sum[NLLM_PACKED_TOK_MAX];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
@@ -1416,7 +1509,7 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
             sum[t0 + t] = _mm256_add_epi32(sum[t0 + t], _mm256_madd_epi16(s16[t], sc));
         }
       }
-    } else if (kind == K_Q4_KC) { /* the nibbles' side known per sub-block */
+    } else if (kind == K_Q4_KC || kind == K_Q5_KC) { /* the nibbles' side known per sub-block */
       kq4_unpack8(xb, sc8, mn8);
 #pragma GCC unroll 4
       for (int k = 0; k < 8; k += 2) {
@@ -1424,18 +1517,26 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
         packed_sub_k45(kind, T, xb, yb, ps, k + 1, sc8, sum);
       }
     }
-#pragma GCC unroll 1
-    for (int k = 0; k < 8 && kind != K_Q4_KC; k++) {
-      if (kind == K_Q6_K)
-        packed_sub_q6_K(T, xb, yb, ps, k, sum);
-      else if (kind == K_IQ4_XS)
-        packed_sub_iq4_xs(T, xb, yb, ps, k, sum);
-      else
-        packed_sub_k45(kind, T, xb, yb, ps, k, NULL, sum);
+    if (kind == K_Q6_KC) { /* the groups' bit positions known per sub-block */
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; k++) packed_sub_q6_K(kind, T, xb, yb, ps, k, sum);
     }
-    const __m256 d = kind == K_Q4_KC
-                         ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb + KQ4_D)))
-                         : _mm256_loadu_ps((const float *)(xb + KP_D));
+    if (kind == K_Q4_K || kind == K_Q5_K || kind == K_Q6_K || kind == K_IQ4_XS) {
+#pragma GCC unroll 1
+      for (int k = 0; k < 8; k++) {
+        if (kind == K_Q6_K)
+          packed_sub_q6_K(kind, T, xb, yb, ps, k, sum);
+        else if (kind == K_IQ4_XS)
+          packed_sub_iq4_xs(T, xb, yb, ps, k, sum);
+        else
+          packed_sub_k45(kind, T, xb, yb, ps, k, NULL, sum);
+      }
+    }
+    const __m256 d =
+        kind == K_Q4_KC || kind == K_Q5_KC || kind == K_Q6_KC
+            ? _mm256_cvtph_ps(_mm_loadu_si128(
+                  (const __m128i *)(xb + (kind == K_Q6_KC ? KQ6_D : KQ4_D))))
+            : _mm256_loadu_ps((const float *)(xb + KP_D));
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++)
       acc[t] = _mm256_add_ps(acc[t], packed_step(kind, xb, yb + (size_t)t * ps, d, mn8, sum[t]));
@@ -1453,13 +1554,14 @@ static void q4_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
 static void q4_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p) {
   pack8_k45(K_Q4_K, n, x, bx, p);
 }
-/* A compact group into the byte layout (what q4_K_pack_expanded_avx2 writes from the rows). */
-static void q4_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
-  (void)bx;
+/* A compact Q4_K / Q5_K group into the byte layout (what pack8_k45 writes from the rows). */
+static inline __attribute__((always_inline)) void expand_k45(const int kind, int64_t n,
+                                                             const void *vx, void *vp) {
   const uint8_t *x = vx;
   uint8_t *out = vp;
   const __m256i m4 = _mm256_set1_epi8(15);
-  for (int64_t b = 0; b < n / QK_K; b++, x += KQ4_BLOCK, out += KP45_BLOCK) {
+  for (int64_t b = 0; b < n / QK_K; b++, x += kind == K_Q5_KC ? KQ5_BLOCK : KQ4_BLOCK,
+               out += KP45_BLOCK) {
     _mm256_storeu_ps((float *)(out + KP_D),
                      _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + KQ4_D))));
     _mm256_storeu_ps((float *)(out + KP_DMIN),
@@ -1486,14 +1588,49 @@ static void q4_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
 #pragma GCC unroll 8
       for (int v = 0; v < 8; v++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x + KQ4_Q + 256 * j + 32 * v));
-        _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * (2 * j) + 32 * v),
-                            _mm256_and_si256(q, m4));
-        _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * (2 * j + 1) + 32 * v),
-                            _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (kind == K_Q5_KC) {
+          const __m256i qh = _mm256_loadu_si256((const __m256i *)(x + KQ5_QH + 32 * v));
+          lo = _mm256_or_si256(lo, k5_bit4(qh, 2 * j));
+          hi = _mm256_or_si256(hi, k5_bit4(qh, 2 * j + 1));
+        }
+        _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * (2 * j) + 32 * v), lo);
+        _mm256_storeu_si256((__m256i *)(out + KP45_Q + 256 * (2 * j + 1) + 32 * v), hi);
       }
   }
 }
+static void q4_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+  (void)bx;
+  expand_k45(K_Q4_KC, n, vx, vp);
+}
+static void q5_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+  (void)bx;
+  expand_k45(K_Q5_KC, n, vx, vp);
+}
+/* A compact Q6_K group into the byte layout (what q6_K_pack_expanded_avx2 writes from the rows) */
+static void q6_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+  (void)bx;
+  const uint8_t *x = vx;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, x += KQ6_BLOCK, out += KP6_BLOCK) {
+    _mm256_storeu_ps((float *)(out + KP_D),
+                     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + KQ6_D))));
+    memcpy(out + KP6_SC, x + KQ6_SC, 128);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+      const int c = k / 4, g = k % 4;
+      const uint8_t *ql = x + KQ6_QL + 256 * (2 * c + g % 2), *qh = x + KQ6_QH + 256 * c;
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; v++)
+        _mm256_storeu_si256((__m256i *)(out + KP6_Q + 256 * k + 32 * v),
+                            kq6_levels(ql + 32 * v, qh + 32 * v, g));
+    }
+  }
+}
 static void q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
+  pack8_k45(K_Q5_KC, n, x, bx, p);
+}
+static void q5_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p) {
   pack8_k45(K_Q5_K, n, x, bx, p);
 }
 /* The token count as a constant (see NLLM_GEMM4_BY_TOKENS). */
@@ -1524,8 +1661,10 @@ static void q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
   }
 #define Q4_K_PACKED(T) gemm_packed_k(K_Q4_KC, T, n, s, ss, pk, p, ps)
 #define Q4_K_EXPANDED(T) gemm_packed_k(K_Q4_K, T, n, s, ss, pk, p, ps)
-#define Q5_K_PACKED(T) gemm_packed_k(K_Q5_K, T, n, s, ss, pk, p, ps)
-#define Q6_K_PACKED(T) gemm_packed_k(K_Q6_K, T, n, s, ss, pk, p, ps)
+#define Q5_K_PACKED(T) gemm_packed_k(K_Q5_KC, T, n, s, ss, pk, p, ps)
+#define Q5_K_EXPANDED(T) gemm_packed_k(K_Q5_K, T, n, s, ss, pk, p, ps)
+#define Q6_K_PACKED(T) gemm_packed_k(K_Q6_KC, T, n, s, ss, pk, p, ps)
+#define Q6_K_EXPANDED(T) gemm_packed_k(K_Q6_K, T, n, s, ss, pk, p, ps)
 #define IQ4_XS_PACKED(T) gemm_packed_k(K_IQ4_XS, T, n, s, ss, pk, p, ps)
 K_PACKED_BY_TOKENS8(q4_K_gemm_packed_avx2, Q4_K_PACKED)
 K_PACKED_BY_TOKENS(q4_K_gemm_expanded4_avx2, Q4_K_EXPANDED)
@@ -1537,7 +1676,15 @@ static void q4_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *
                              n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK);
 }
 K_PACKED_BY_TOKENS(q5_K_gemm_packed_avx2, Q5_K_PACKED)
-K_PACKED_BY_TOKENS(q6_K_gemm_packed_avx2, Q6_K_PACKED)
+K_PACKED_BY_TOKENS(q5_K_gemm_expanded_avx2, Q5_K_EXPANDED)
+K_PACKED_BY_TOKENS8(q6_K_gemm_packed_avx2, Q6_K_PACKED)
+K_PACKED_BY_TOKENS(q6_K_gemm_expanded4_avx2, Q6_K_EXPANDED)
+static void q6_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk, const void *p,
+                                    size_t ps, int n_tok) {
+  for (int t = 0; t < n_tok; t += NLLM_GEMM_TOK)
+    q6_K_gemm_expanded4_avx2(n, s + (size_t)t * ss, ss, pk, (const uint8_t *)p + (size_t)t * ps, ps,
+                             n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK);
+}
 K_PACKED_BY_TOKENS(iq4_xs_gemm_packed_avx2, IQ4_XS_PACKED)
 #define K_PACKED_ROW(fmt, prep)                                                                  \
   .pack_rows = fmt##_pack_rows_avx2, .packed_prep = prep, .gemm_packed = fmt##_gemm_packed_avx2, \
@@ -1586,7 +1733,12 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = k45_tile_prep_avx2,
      .gemm4 = q5_K_gemm4_avx2,
-     K_PACKED_ROW(q5_K, k_packed_prep_avx2)},
+     K_PACKED_ROW(q5_K, k_packed_prep_avx2),
+     .prepack = 1,
+     .expand_packed = q5_K_expand_avx2,
+     .gemm_expanded = q5_K_gemm_expanded_avx2,
+     .expand_min_tokens = KQ5_EXPAND_MIN_TOKENS,
+     .pack_expanded = q5_K_pack_expanded_avx2},
     {.type = NLLM_TYPE_Q6_K,
      .to_float = q6_K_to_float_avx2,
      .vec_dot = q6_K_vec_dot_avx2,
@@ -1594,7 +1746,13 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q6_K_tile_prep_avx2,
      .gemm4 = q6_K_gemm4_avx2,
-     K_PACKED_ROW(q6_K, k_packed_prep_avx2)},
+     K_PACKED_ROW(q6_K, k_packed_prep_avx2),
+     .packed_tok = NLLM_PACKED_TOK_MAX,
+     .prepack = 1,
+     .expand_packed = q6_K_expand_avx2,
+     .gemm_expanded = q6_K_gemm_expanded_avx2,
+     .expand_min_tokens = KQ6_EXPAND_MIN_TOKENS,
+     .pack_expanded = q6_K_pack_expanded_avx2},
     {.type = NLLM_TYPE_Q8_K, .from_float = q8_K_from_float_avx2},
     {.type = NLLM_TYPE_IQ4_XS,
      .vec_dot = iq4_xs_vec_dot_avx2,

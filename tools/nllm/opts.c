@@ -95,8 +95,8 @@ static const opt opts[] = {
     {NULL, "--no-mmap", NULL, O_FLAG, OFF(no_mmap), 0, 0, 0, 0,
      "       copy the weights into memory (the default; overrides --mmap)"},
     {NULL, "--no-repack", NULL, O_FLAG, OFF(no_repack), 0, 0, 0, 0,
-     "       keep the weights in the file's layout (default: Q4_0/Q8_0 matmul weights are "
-     "repacked once at load for the interleaved kernels, the same results)"},
+     "       keep the weights in the file's layout (default: Q4_0/Q8_0/Q4_K/Q5_K/Q6_K matmul "
+     "weights are repacked once at load for the interleaved kernels, the same results)"},
     {NULL, "--no-warmup", NULL, O_FLAG, OFF(no_warmup), 0, 0, 0, 0,
      "       no untimed warm-up repetition (bench)"},
     {NULL, "--show-pieces", NULL, O_FLAG, OFF(show_pieces), 0, 0, 0, 0,
