@@ -24,6 +24,10 @@
 
 /* Positions per block of the V pass: 64 rows of head_dim 128 in F16 are 16 KiB, L1-resident. */
 #define PV_BLOCK 64
+/* Positions ahead of the score pass whose K and V rows are prefetched (-D: the A/B) */
+#ifndef ATTN_PF_AHEAD
+#define ATTN_PF_AHEAD 16
+#endif
 
 ALWAYS_INLINE __m256 load8(const char *p, int f16) {
   return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p))
@@ -219,8 +223,19 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
   const int64_t n_tiles = (n_vis + P - 1) / P;
 
   const __m256 scv = _mm256_set1_ps(scale);
+  const int64_t row_bytes = hd * (f16 ? 2 : 4);
   for (int64_t ti = 0; ti < n_tiles; ti++) {
     const int64_t j = ti * P, np = n_vis - j < P ? n_vis - j : P;
+    /* A decode step reads each sequence's rows once, from memory, and a paged cache's rows by
+     * index are a pattern the hardware prefetcher does not follow: ask for the K rows (to L1)
+     * and the V rows (to L2, for the pass after the softmax) ATTN_PF_AHEAD positions ahead. */
+    for (int64_t x = j + ATTN_PF_AHEAD; x < j + ATTN_PF_AHEAD + P && x < n_vis; x++) {
+      const int64_t o = (idx ? idx[x] : x) * stride;
+      for (int64_t b = 0; b < row_bytes; b += 64) {
+        __builtin_prefetch(k + o + b, 0, 3);
+        __builtin_prefetch(v + o + b, 0, 2);
+      }
+    }
     _mm256_storeu_ps(
         s + 8 * ti, _mm256_mul_ps(score_tile(q, hd, hd, k, idx, j, stride, np, NR, NRP, f16), scv));
   }
