@@ -28,6 +28,10 @@
 #ifndef ATTN_PF_AHEAD
 #define ATTN_PF_AHEAD 16
 #endif
+/* Fewest score-tile lanes per position (NRP) that prefetch (-D: the A/B) */
+#ifndef ATTN_PF_MIN_NRP
+#define ATTN_PF_MIN_NRP 1
+#endif
 
 ALWAYS_INLINE __m256 load8(const char *p, int f16) {
   return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p))
@@ -215,7 +219,7 @@ ALWAYS_INLINE void softmax_tiles(float *s, int64_t n_tiles, int NRP, __m256 *mx_
 ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const char *v,
                               const int32_t *idx, int64_t stride, int64_t n_vis, int64_t hd,
                               float scale, float softcap, float *s, float *m_out, float *l_out,
-                              int NR, int f16) {
+                              int NR, int f16, int pf) {
   const int NRP = NR == 1 ? 1 : NR == 2 ? 2 : NR <= 4 ? 4 : 8;
   const int P = 8 / NRP;
   /* V slice width in vectors: NR * NC accumulators, at most 8 so nothing spills */
@@ -228,9 +232,11 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
     const int64_t j = ti * P, np = n_vis - j < P ? n_vis - j : P;
     /* A decode step reads each sequence's rows once, from memory, and a paged cache's rows by
      * index are a pattern the hardware prefetcher does not follow: ask for the K rows (to L1)
-     * and the V rows (to L2, for the pass after the softmax) ATTN_PF_AHEAD positions ahead. */
-    for (int64_t x = j + ATTN_PF_AHEAD; x < j + ATTN_PF_AHEAD + P && x < n_vis; x++) {
-      const int64_t o = (idx ? idx[x] : x) * stride;
+     * and the V rows (to L2, for the pass after the softmax) ATTN_PF_AHEAD positions ahead.
+     * Rows in order (pf 0) are left to the hardware: there the loop only cost time (hot cache,
+     * bench_attention 6-15%). */
+    for (int64_t x = j + ATTN_PF_AHEAD; pf && NRP >= ATTN_PF_MIN_NRP && x < j + ATTN_PF_AHEAD + P && x < n_vis; x++) {
+      const int64_t o = idx[x] * stride;
       for (int64_t b = 0; b < row_bytes; b += 64) {
         __builtin_prefetch(k + o + b, 0, 3);
         __builtin_prefetch(v + o + b, 0, 2);
@@ -348,12 +354,18 @@ void nllm_attn_rows_avx2(const nllm_attn_args *a, int64_t t0, int64_t n_rows, in
   }
 }
 
-#define HEADS_CASE(nr)                                                                \
-  case nr:                                                                            \
-    if (f16)                                                                          \
-      attn_heads(out, q, k, v, idx, stride, n, hd, scale, softcap, s, mo, lo, nr, 1); \
-    else                                                                              \
-      attn_heads(out, q, k, v, idx, stride, n, hd, scale, softcap, s, mo, lo, nr, 0); \
+#define HEADS_CALL(nr, f16_, pf_) \
+  attn_heads(out, q, k, v, idx, stride, n, hd, scale, softcap, s, mo, lo, nr, f16_, pf_)
+#define HEADS_CASE(nr)      \
+  case nr:                  \
+    if (f16 && idx)         \
+      HEADS_CALL(nr, 1, 1); \
+    else if (f16)           \
+      HEADS_CALL(nr, 1, 0); \
+    else if (idx)           \
+      HEADS_CALL(nr, 0, 1); \
+    else                    \
+      HEADS_CALL(nr, 0, 0); \
     break;
 
 void nllm_attn_span_avx2(const nllm_attn_args *a, int64_t t, int64_t kvh, int64_t j0, int64_t n,
