@@ -664,9 +664,9 @@ END_TEST
  * apart than their size) and up to four tokens (prepared rows further apart than
  * NLLM_GEMM_PREP_BYTES) against decode's kernels of each row and token, which they equal: on the
  * AVX2 tier the scalar reference (the same integer sums and float steps in its order), as that
- * tier's one-row and four-row kernels must too; above it the tier's four-row kernel (AVX-512
- * Q4_0: its 16-block chunks), and the exact dot within the tiles' bound. Every data kind, then
- * blocks of random bits, every token count; nothing written past the group's rows, the tokens
+ * tier's one-row and four-row kernels must too; above it the tier's four-row prompt kernel
+ * (vec_dot4_tile, else vec_dot4: AVX-512 Q4_0 and Q8_0, their 16-block chunks), and the exact
+ * dot within the tiles' bound. Every data kind, then blocks of random bits, every token count; nothing written past the group's rows, the tokens
  * asked for or the packed group. */
 /* The tier's four-row dot, or its one-row dot on each row where the format has none on the tier
  * (IQ4_XS on AVX2). */
@@ -759,7 +759,13 @@ static void check_packed(const nllm_qtype *q) {
             float ref = NAN, one = NAN, four[4] = {NAN, NAN, NAN, NAN};
             q->vec_dot_ref(n, &ref, wq + (size_t)r * stride, yq + (size_t)t * ars);
             q->vec_dot(n, &one, wq + (size_t)r * stride, yq + (size_t)t * ars);
-            dot4_or_rows(q, n, four, wq + (size_t)(r & ~3) * stride, stride, yq + (size_t)t * ars);
+            /* the prompt path's four-row kernel where the tier has one of its own */
+            if (q->vec_dot4_tile)
+              q->vec_dot4_tile(n, four, wq + (size_t)(r & ~3) * stride, stride,
+                               yq + (size_t)t * ars);
+            else
+              dot4_or_rows(q, n, four, wq + (size_t)(r & ~3) * stride, stride,
+                           yq + (size_t)t * ars);
             double sumabs, ex = dot_exact(wf + r * n, yf, n, &sumabs);
             double tol = dot_tol(n, sumabs) +
                          offset_tol(q, wq + (size_t)r * stride, yq + (size_t)t * ars, n);
@@ -801,6 +807,28 @@ static void check_batch_equals_single_cols(const nllm_qtype *q, int NT, int64_t 
   }
   fill(x, COLS * NT, DATA_GAUSS);
   nllm_matmul(y, W, q->type, ROWS, COLS, x, NT, wd, 2);
+  if (q->vec_dot4_tile) {
+    /* a tier whose prompt path has a four-row kernel of its own (AVX-512 Q8_0): a batch's rows
+     * equal it (a row an item leaves alone: the one-row kernel), not decode's */
+    const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
+    uint8_t *a = malloc(nllm_row_size(vq->type, COLS));
+    ck_assert(a);
+    for (int t = 0; t < NT; t++) {
+      vq->from_float(x + t * COLS, a, COLS);
+      for (int r0 = 0; r0 + 4 <= ROWS; r0 += 4) {
+        float four[4], one;
+        q->vec_dot4_tile(COLS, four, W + (size_t)r0 * rs, rs, a);
+        for (int r = r0; r < r0 + 4; r++) {
+          q->vec_dot(COLS, &one, W + (size_t)r * rs, a);
+          ck_assert_msg(y[t * ROWS + r] == four[r - r0] || y[t * ROWS + r] == one,
+                        "%s: token %d row %d of a batch: %.9g, prompt kernel %.9g", q->name, t, r,
+                        y[t * ROWS + r], four[r - r0]);
+        }
+      }
+    }
+    free(a);
+    NT = 0;
+  }
   for (int t = 0; t < NT; t++) {
     nllm_matmul(y1, W, q->type, ROWS, COLS, x + t * COLS, 1, wd, 2);
     ck_assert_msg(memcmp(y1, y + t * ROWS, sizeof(float) * ROWS) == 0,

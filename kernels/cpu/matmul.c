@@ -295,8 +295,21 @@ static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker)
                      pk + (size_t)g * gb, j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
   }
   /* the rows left out of a group take decode's kernels a token at a time (a tier's
-   * four-by-four kernel need not add in its four-row kernel's order) */
+   * four-by-four kernel need not add in its four-row kernel's order), or the tier's four-row
+   * prompt kernel where it has one (AVX-512 Q8_0), whose order its interleaved kernels keep */
   const int64_t r = r0 + ng * gr;
+  if (q->vec_dot4_tile) {
+    for (int64_t t = 0; r < r1 && t < j->n_tok; t++) {
+      const uint8_t *a = j->act + (size_t)t * j->a_rs;
+      int64_t i = r;
+      for (; i + 4 <= r1; i += 4)
+        q->vec_dot4_tile(j->cols, &j->y[(size_t)t * ys + (size_t)i], j->W + (size_t)i * j->w_rs,
+                         j->w_rs, a);
+      for (; i < r1; i++)
+        q->vec_dot(j->cols, &j->y[(size_t)t * ys + (size_t)i], j->W + (size_t)i * j->w_rs, a);
+    }
+    return;
+  }
   for (int64_t t = 0; r < r1 && t < j->n_tok; t++)
     nllm_matmul_rows(q, j->cols, j->W, j->w_rs, r, r1, j->act, j->a_rs, NULL, 0, t, t + 1, j->y,
                      ys);

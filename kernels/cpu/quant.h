@@ -325,8 +325,8 @@ extern const nllm_kernel_set nllm_kernels_iq_avx2;    /* quant_iq_avx2.c */
 /* quant_lowbit_avx2.c: TQ*, MXFP4 */
 extern const nllm_kernel_set nllm_kernels_lowbit_avx2;
 extern const nllm_kernel_set nllm_kernels_avx512;
-/* quant_q4_0_packed_avx512.c: Q4_0's row-interleaved prompt kernels, over nllm_kernels_avx512 */
-extern const nllm_kernel_set nllm_kernels_q4_0_packed_avx512;
+/* quant_packed16_avx512.c: Q4_0 and Q8_0 row-interleaved prompt kernels, over nllm_kernels_avx512 */
+extern const nllm_kernel_set nllm_kernels_packed16_avx512;
 extern const nllm_kernel_set nllm_kernels_iq_avx512; /* quant_iq_avx512.c */
 /* quant_lowbit_avx512.c: TQ*, MXFP4 */
 extern const nllm_kernel_set nllm_kernels_lowbit_avx512;

@@ -1,0 +1,353 @@
+/* AVX-512 row-interleaved prompt kernels of Q4_0 and Q8_0 (see nllm_gemm_packed_fn), sixteen
+ * rows a group: a zmm holds one int32 lane per row, so one dpbusd with a broadcast of four
+ * activation bytes is 64 products of sixteen rows, and the rows' sums leave in the lanes of one
+ * vector (no horizontal sums, no per-row unpacking per token).
+ *
+ * Why: the tiles of quant_avx512.c (q4_0_gemm4_avx512, q8_0_gemm4_chunks_avx512) take a row 16
+ * blocks at a time and the rest four blocks at a time with the weights unpacked again for every
+ * four tokens, then reduce each row's lanes; on 768-value rows (a 110M model's q, k, v, o, gate
+ * and up) a third of the row is such a rest, and the unpacking and reductions cost more
+ * instructions than the products.
+ *
+ * The sums equal the tier's four-row prompt kernels bit for bit (Q4_0: its decode kernel
+ * q4_0_vec_dot4_avx512; Q8_0: its vec_dot4_tile, q8_0_vec_dot4_chunks_avx512), so a prompt's rows
+ * are the same whichever path a batch takes: those kernels' steps are followed per lane.
+ * Per 16-block chunk they keep 16 lanes, lane 4k + g accumulating block 4g + k of each chunk
+ * (fma of dx * dy and the block's exact integer sum); the four-block groups after the last chunk
+ * keep 16 more: for Q4_0 lane 4k + j accumulates the part j (elements 4j..4j+3 and
+ * 16+4j..16+4j+3) of block k of each group, for Q8_0 lane 8h + e the elements 4e..4e+3 of block
+ * h, then of block 2 + h; each set of 16 is added as a fixed tree (hsum4_ps's), then the two.
+ * Here each of those 32 accumulators is a vector of the 16 rows, and the tree adds vectors.
+ *
+ * Layout of a group, per block: the 16 rows' dx as floats (64 bytes), then eight vectors of
+ * unsigned levels (Q4_0: 0..15; Q8_0: x + 128), vector e holding row r's levels of elements
+ * 4e..4e+3 in int32 lane r. The activation's prepared block: its 32 bytes, dy, the offset of the
+ * whole block (-8 or -128 times the sum of its bytes), then the offsets of Q4_0's four parts or
+ * of Q8_0's eight four-byte words. */
+#include <immintrin.h>
+#include <stddef.h>
+
+#include "cpu/quant.h"
+
+#define GROUP_ROWS 16
+#define PACKED_BLOCK (GROUP_ROWS * sizeof(float) + 8 * 64)
+_Static_assert(PACKED_BLOCK == (size_t)GROUP_ROWS / NLLM_PACK_ROWS * NLLM_PACK_BYTES(QK),
+               "a packed block of sixteen rows is two groups' NLLM_PACK_BYTES of its values");
+/* A prepared block: Q4_0's, Q8_0's */
+#define PREP_BLOCK(q8) ((q8) ? 96 : 64)
+_Static_assert(PREP_BLOCK(1) <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits gemm_prep's room");
+/* Blocks per chunk of the decode kernel (Q4C_BLOCKS there) */
+#define CHUNK 16
+/* Blocks ahead of the one packed that pack_rows prefetches in each row */
+#define PACK_AHEAD 8
+/* Tokens from which the prompt path repacks (below, the tiles run: the same sums). Measured on
+ * one thread (GFLOP/s, tiles / packed): 768-value rows gain from 8 tokens (237 / 264 at 8, 234 /
+ * 318 at 16), 2048-value rows, where the tiles have no four-block rest, only from 16 (411 / 308
+ * at 8, 393 / 396 at 16, 374 / 462 at 32). */
+#define PACKED_MIN_TOKENS 16
+/* Q8_0's crossover against its chunk tiles (q8_0_gemm4_chunks_avx512). Its repacking reads
+ * twice the bytes of Q4_0's, and on weights that come from DRAM (a decode step of many
+ * sequences) it did not pay below 64 tokens: 1.1B, 2 threads, pp16 / 32 / 64 / 96 t/s with
+ * packing from 16 tokens 102-104 / 137-138 / 163-169 / 180-186 against the tiles' 137 /
+ * 155-157 / 164-165 / 164-167 (16-sequence generation 85-91 against 138-142 t/s). */
+#define Q8_PACKED_MIN_TOKENS 64
+
+static void q4_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
+  const uint8_t *x0 = vx;
+  uint8_t *out = vp;
+  const size_t xs = sizeof(block_q4_0);
+  const __m512i m4 = _mm512_set1_epi8(15);
+  /* of two registers of four rows' 16 quant bytes (row 4p + k in 128-bit lane k of register p):
+   * lanes 0..7 word w of rows 0..7, lanes 8..15 word w + 1 */
+  __m512i idx[2];
+  for (int h = 0; h < 2; h++) {
+    uint32_t v[16];
+    for (int i = 0; i < 16; i++) {
+      const int r = i % 8, w = 2 * h + i / 8;
+      v[i] = (uint32_t)((r / 4) * 16 + (r % 4) * 4 + w);
+    }
+    idx[h] = _mm512_loadu_si512(v);
+  }
+  for (int64_t b = 0; b < n / QK; b++, out += PACKED_BLOCK) {
+    /* sixteen rows are more streams than the hardware prefetcher follows: a weight row read
+     * here for the first time (a model's layers do not stay in cache) waited for memory */
+    for (int r = 0; r < GROUP_ROWS; r++)
+      __builtin_prefetch(x0 + (size_t)r * bx + (size_t)(b + PACK_AHEAD) * xs, 0, 3);
+    __m512i X[4];
+    uint16_t d[GROUP_ROWS];
+    for (int p = 0; p < 4; p++) {
+      const uint8_t *x = x0 + (size_t)(4 * p) * bx + (size_t)b * xs;
+      __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(x + 2)));
+      v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + bx + 2)), 1);
+      v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + 2 * bx + 2)), 2);
+      X[p] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + 3 * bx + 2)), 3);
+      for (int k = 0; k < 4; k++) d[4 * p + k] = load_u16(x + (size_t)k * bx);
+    }
+    /* A[h][q]: rows 8q..8q+7, words 2h and 2h + 1; then word j of all 16 rows */
+    __m512i A[2][2], O[4];
+    for (int h = 0; h < 2; h++)
+      for (int q = 0; q < 2; q++)
+        A[h][q] = _mm512_permutex2var_epi32(X[2 * q], idx[h], X[2 * q + 1]);
+    for (int h = 0; h < 2; h++) {
+      O[2 * h] = _mm512_shuffle_i64x2(A[h][0], A[h][1], _MM_SHUFFLE(1, 0, 1, 0));
+      O[2 * h + 1] = _mm512_shuffle_i64x2(A[h][0], A[h][1], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d)));
+    for (int j = 0; j < 4; j++) {
+      _mm512_storeu_si512(out + 64 + 64 * j, _mm512_and_si512(O[j], m4));
+      _mm512_storeu_si512(out + 64 + 64 * (4 + j),
+                          _mm512_and_si512(_mm512_srli_epi32(O[j], 4), m4));
+    }
+  }
+}
+
+/* A token's row: per block its bytes, dy, -8 * sum, -8 * the parts' sums (PREP_BLOCK(0) bytes). */
+static void q4_0_packed16_prep_avx512(int64_t n, const void *vy, void *vp) {
+  const block_q8_0 *y = vy;
+  uint8_t *out = vp;
+  const __m256i v8 = _mm256_set1_epi8(8);
+  for (int64_t b = 0; b < n / QK; b++, out += PREP_BLOCK(0)) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)y[b].qs);
+    /* 8 * the sums of bytes 4e..4e+3; the parts are e = j and e = 4 + j */
+    const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), v8, q);
+    const __m128i part =
+        _mm_sub_epi32(_mm_setzero_si128(),
+                      _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1)));
+    __m128i all = _mm_add_epi32(part, _mm_shuffle_epi32(part, _MM_SHUFFLE(1, 0, 3, 2)));
+    all = _mm_add_epi32(all, _mm_shuffle_epi32(all, _MM_SHUFFLE(2, 3, 0, 1)));
+    const float dy = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(y[b].d)));
+    _mm256_storeu_si256((__m256i *)out, q);
+    memcpy(out + 32, &dy, 4);
+    const int32_t total = _mm_cvtsi128_si32(all);
+    memcpy(out + 36, &total, 4);
+    _mm_storeu_si128((__m128i *)(out + 40), part);
+    memset(out + 56, 0, PREP_BLOCK(0) - 56);
+  }
+}
+
+/* Sixteen Q8_0 rows: the 16 x 8 words of a block's quants turned into eight vectors of one
+ * word of all 16 rows, in three rounds of two-register permutes (rows in pairs, fours, eights),
+ * the bytes made unsigned (x + 128). */
+static void q8_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
+  const uint8_t *x0 = vx;
+  uint8_t *out = vp;
+  const size_t xs = sizeof(block_q8_0);
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  /* ia[h]: words 4h..4h+3 of four rows (two registers of two rows), lane 4 * (e - 4h) + k;
+   * ib[m]: words 2m, 2m+1 (of those four) of eight rows, lane 8 * (e - 2m) + k;
+   * ic[u]: word u (of those two) of sixteen rows, lane r */
+  __m512i ia[2], ib[2], ic[2];
+  for (int h = 0; h < 2; h++) {
+    uint32_t va[16], vb[16], vc[16];
+    for (int i = 0; i < 16; i++) {
+      const int k = i % 4, e = 4 * h + i / 4;
+      va[i] = (uint32_t)(16 * (k / 2) + 8 * (k % 2) + e);
+      const int k8 = i % 8, e2 = 2 * h + i / 8; /* h here stands for m */
+      vb[i] = (uint32_t)(k8 < 4 ? 4 * e2 + k8 : 16 + 4 * e2 + k8 - 4);
+      vc[i] = (uint32_t)(i < 8 ? 8 * h + i : 16 + 8 * h + i - 8); /* h here stands for u */
+    }
+    ia[h] = _mm512_loadu_si512(va);
+    ib[h] = _mm512_loadu_si512(vb);
+    ic[h] = _mm512_loadu_si512(vc);
+  }
+  for (int64_t b = 0; b < n / QK; b++, out += PACKED_BLOCK) {
+    for (int r = 0; r < GROUP_ROWS; r++)
+      __builtin_prefetch(x0 + (size_t)r * bx + (size_t)(b + PACK_AHEAD) * xs, 0, 3);
+    __m512i Z[8], A[4][2], B[2][2][2];
+    uint16_t d[GROUP_ROWS];
+    for (int i = 0; i < 8; i++) {
+      const uint8_t *x = x0 + (size_t)(2 * i) * bx + (size_t)b * xs;
+      Z[i] =
+          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x + 2))),
+                             _mm256_loadu_si256((const __m256i *)(x + bx + 2)), 1);
+      d[2 * i] = load_u16(x);
+      d[2 * i + 1] = load_u16(x + bx);
+    }
+    for (int j = 0; j < 4; j++)
+      for (int h = 0; h < 2; h++)
+        A[j][h] = _mm512_permutex2var_epi32(Z[2 * j], ia[h], Z[2 * j + 1]);
+    for (int jj = 0; jj < 2; jj++)
+      for (int h = 0; h < 2; h++)
+        for (int m = 0; m < 2; m++)
+          B[jj][h][m] = _mm512_permutex2var_epi32(A[2 * jj][h], ib[m], A[2 * jj + 1][h]);
+    _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d)));
+    for (int h = 0; h < 2; h++)
+      for (int m = 0; m < 2; m++)
+        for (int u = 0; u < 2; u++)
+          _mm512_storeu_si512(
+              out + 64 + 64 * (4 * h + 2 * m + u),
+              _mm512_xor_si512(_mm512_permutex2var_epi32(B[0][h][m], ic[u], B[1][h][m]), k128));
+  }
+}
+
+/* A token's row: per block its bytes, dy, -128 * sum, -128 * the sums of its eight words
+ * (PREP_BLOCK(1) bytes). */
+static void q8_0_packed16_prep_avx512(int64_t n, const void *vy, void *vp) {
+  const block_q8_0 *y = vy;
+  uint8_t *out = vp;
+  const __m256i k128 = _mm256_set1_epi8((char)0x80);
+  for (int64_t b = 0; b < n / QK; b++, out += PREP_BLOCK(1)) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)y[b].qs);
+    const __m256i w = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                       _mm256_dpbusd_epi32(_mm256_setzero_si256(), k128, q));
+    __m128i all = _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    all = _mm_add_epi32(all, _mm_shuffle_epi32(all, _MM_SHUFFLE(1, 0, 3, 2)));
+    all = _mm_add_epi32(all, _mm_shuffle_epi32(all, _MM_SHUFFLE(2, 3, 0, 1)));
+    const float dy = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(y[b].d)));
+    _mm256_storeu_si256((__m256i *)out, q);
+    memcpy(out + 32, &dy, 4);
+    const int32_t total = _mm_cvtsi128_si32(all);
+    memcpy(out + 36, &total, 4);
+    _mm256_storeu_si256((__m256i *)(out + 40), w);
+    memset(out + 72, 0, PREP_BLOCK(1) - 72);
+  }
+}
+
+static inline __m512i bcast(const uint8_t *p) {
+  return _mm512_set1_epi32((int)load_u32(p));
+}
+
+static inline __m512 bcast_ps(const uint8_t *p) {
+  float f;
+  memcpy(&f, p, 4);
+  return _mm512_set1_ps(f);
+}
+
+/* The 16 accumulators of one set as the decode kernel's reduction adds them (hsum4_ps) */
+static inline __m512 tree16(const __m512 *a) {
+  __m512 u[4];
+  for (int i = 0; i < 4; i++)
+    u[i] = _mm512_add_ps(_mm512_add_ps(a[i], a[8 + i]), _mm512_add_ps(a[4 + i], a[12 + i]));
+  return _mm512_add_ps(_mm512_add_ps(u[0], u[2]), _mm512_add_ps(u[1], u[3]));
+}
+
+/* Up to NLLM_PACKED_TOK_MAX tokens a call: the reductions below and the accumulators' trips
+ * through memory cost about as much as a 768-value row's products of four tokens. */
+static inline __attribute__((always_inline)) void gemm_packed16(const int q8, const int T,
+                                                                int64_t n, float *s, size_t ss,
+                                                                const uint8_t *pk,
+                                                                const uint8_t *p0, size_t ps) {
+  const int64_t nb = n / QK, nc = nb / CHUNK;
+  const size_t pb = PREP_BLOCK(q8);
+  __m512 acc[NLLM_PACKED_TOK_MAX][16], acc4[NLLM_PACKED_TOK_MAX][16];
+  /* the chunks: lane position L holds block 4 (L % 4) + L / 4 of each chunk */
+  for (int L = 0; L < 16; L++) {
+    const int64_t blk = 4 * (L % 4) + L / 4;
+    __m512 f[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+      const int64_t b = CHUNK * c + blk;
+      const uint8_t *xb = pk + (size_t)b * PACKED_BLOCK;
+      const __m512 dx = _mm512_loadu_ps(xb);
+      __m512i w[8];
+#pragma GCC unroll 8
+      for (int e = 0; e < 8; e++) w[e] = _mm512_loadu_si512(xb + 64 + 64 * e);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; t++) {
+        const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
+        __m512i p = bcast(yb + 36);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+          p = _mm512_dpbusd_epi32(p, w[j], bcast(yb + 4 * j));
+          p = _mm512_dpbusd_epi32(p, w[4 + j], bcast(yb + 16 + 4 * j));
+        }
+        f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[t][L] = f[t];
+  }
+  /* the four-block groups: Q4_0's lane position 4k + j holds part j of block k of each group */
+  const int groups = nb > nc * CHUNK;
+  if (groups && q8)
+    for (int L = 0; L < 16; L++) {
+      const int h = L / 8, e = L % 8;
+      __m512 f[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
+      for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+      for (int64_t g = nc * CHUNK; g < nb; g += 4)
+        for (int u = 0; u < 2; u++) { /* block h of the group, then block 2 + h */
+          const int64_t b = g + 2 * u + h;
+          const uint8_t *xb = pk + (size_t)b * PACKED_BLOCK;
+          const __m512 dx = _mm512_loadu_ps(xb);
+          const __m512i w = _mm512_loadu_si512(xb + 64 + 64 * e);
+#pragma GCC unroll 8
+          for (int t = 0; t < T; t++) {
+            const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
+            const __m512i p = _mm512_dpbusd_epi32(bcast(yb + 40 + 4 * e), w, bcast(yb + 4 * e));
+            f[t] =
+                _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
+          }
+        }
+#pragma GCC unroll 8
+      for (int t = 0; t < T; t++) acc4[t][L] = f[t];
+    }
+  else if (groups)
+    for (int L = 0; L < 16; L++) {
+      const int k = L / 4, j = L % 4;
+      __m512 f[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
+      for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+      for (int64_t b = nc * CHUNK + k; b < nb; b += 4) {
+        const uint8_t *xb = pk + (size_t)b * PACKED_BLOCK;
+        const __m512 dx = _mm512_loadu_ps(xb);
+        const __m512i wl = _mm512_loadu_si512(xb + 64 + 64 * j);
+        const __m512i wh = _mm512_loadu_si512(xb + 64 + 64 * (4 + j));
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+          const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
+          const __m512i p = _mm512_dpbusd_epi32(
+              _mm512_dpbusd_epi32(bcast(yb + 40 + 4 * j), wl, bcast(yb + 4 * j)), wh,
+              bcast(yb + 16 + 4 * j));
+          f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
+        }
+      }
+#pragma GCC unroll 8
+      for (int t = 0; t < T; t++) acc4[t][L] = f[t];
+    }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; t++) {
+    __m512 h = tree16(acc[t]);
+    if (groups) h = _mm512_add_ps(h, tree16(acc4[t]));
+    _mm512_storeu_ps(s + (size_t)t * ss, h);
+  }
+}
+
+#define PACKED16_BY_TOKENS(name, q8)                                                         \
+  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
+                   int n_tok) {                                                              \
+    switch (n_tok) {                                                                         \
+      case 1: gemm_packed16(q8, 1, n, s, ss, pk, p, ps); break;                              \
+      case 2: gemm_packed16(q8, 2, n, s, ss, pk, p, ps); break;                              \
+      case 3: gemm_packed16(q8, 3, n, s, ss, pk, p, ps); break;                              \
+      case 4: gemm_packed16(q8, 4, n, s, ss, pk, p, ps); break;                              \
+      case 5: gemm_packed16(q8, 5, n, s, ss, pk, p, ps); break;                              \
+      case 6: gemm_packed16(q8, 6, n, s, ss, pk, p, ps); break;                              \
+      case 7: gemm_packed16(q8, 7, n, s, ss, pk, p, ps); break;                              \
+      default: gemm_packed16(q8, 8, n, s, ss, pk, p, ps); break;                             \
+    }                                                                                        \
+  }
+PACKED16_BY_TOKENS(q4_0_gemm_packed16_avx512, 0)
+PACKED16_BY_TOKENS(q8_0_gemm_packed16_avx512, 1)
+
+/* Laid over the AVX-512 tier's Q4_0 and Q8_0 rows (quant_avx512.c), whose tiles serve the
+ * batches below the crossovers. */
+static const nllm_qtype_kernels packed16_rows[] = {
+    {.type = NLLM_TYPE_Q4_0,
+     .pack_rows = q4_0_pack16_avx512,
+     .packed_prep = q4_0_packed16_prep_avx512,
+     .gemm_packed = q4_0_gemm_packed16_avx512,
+     .packed_min_tokens = PACKED_MIN_TOKENS,
+     .pack_group_rows = GROUP_ROWS,
+     .packed_tok = NLLM_PACKED_TOK_MAX},
+    {.type = NLLM_TYPE_Q8_0,
+     .pack_rows = q8_0_pack16_avx512,
+     .packed_prep = q8_0_packed16_prep_avx512,
+     .gemm_packed = q8_0_gemm_packed16_avx512,
+     .packed_min_tokens = Q8_PACKED_MIN_TOKENS,
+     .pack_group_rows = GROUP_ROWS,
+     .packed_tok = NLLM_PACKED_TOK_MAX},
+};
+const nllm_kernel_set nllm_kernels_packed16_avx512 = {
+    packed16_rows, sizeof packed16_rows / sizeof packed16_rows[0]};
