@@ -43,8 +43,13 @@ _Static_assert(PREP_BLOCK(1) <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits
 /* Tokens from which the prompt path repacks (below, the tiles run: the same sums). Measured on
  * one thread (GFLOP/s, tiles / packed): 768-value rows gain from 8 tokens (237 / 264 at 8, 234 /
  * 318 at 16), 2048-value rows, where the tiles have no four-block rest, only from 16 (411 / 308
- * at 8, 393 / 396 at 16, 374 / 462 at 32). */
-#define PACKED_MIN_TOKENS 16
+ * at 8, 393 / 396 at 16, 374 / 462 at 32). But a 16-sequence decode step on the 1.1B shape (2
+ * threads, weights from DRAM) spent 40% of its time repacking: generation 97-106 t/s against
+ * 182-204 with the tiles up to 31 tokens, while 32 and 48-token prompts still gain from packing
+ * (240 / 256 against 191 / 204 t/s). -D for the A/B. */
+#ifndef Q4_PACKED_MIN_TOKENS
+#define Q4_PACKED_MIN_TOKENS 32
+#endif
 /* Q8_0's crossover against its chunk tiles (q8_0_gemm4_chunks_avx512). Its repacking reads
  * twice the bytes of Q4_0's, and on weights that come from DRAM (a decode step of many
  * sequences) it did not pay below 64 tokens: 1.1B, 2 threads, pp16 / 32 / 64 / 96 t/s with
@@ -338,7 +343,7 @@ static const nllm_qtype_kernels packed16_rows[] = {
      .pack_rows = q4_0_pack16_avx512,
      .packed_prep = q4_0_packed16_prep_avx512,
      .gemm_packed = q4_0_gemm_packed16_avx512,
-     .packed_min_tokens = PACKED_MIN_TOKENS,
+     .packed_min_tokens = Q4_PACKED_MIN_TOKENS,
      .pack_group_rows = GROUP_ROWS,
      .packed_tok = NLLM_PACKED_TOK_MAX},
     {.type = NLLM_TYPE_Q8_0,
