@@ -106,6 +106,18 @@ static void q4_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
   }
 }
 
+/* The head of a prepared block, both formats: its 32 bytes q, dy (the block's F16 scale d) and
+ * the whole block's offset, the sum of the four lanes of o. */
+static inline void prep_head(uint8_t *out, __m256i q, uint16_t d, __m128i o) {
+  o = _mm_add_epi32(o, _mm_shuffle_epi32(o, _MM_SHUFFLE(1, 0, 3, 2)));
+  o = _mm_add_epi32(o, _mm_shuffle_epi32(o, _MM_SHUFFLE(2, 3, 0, 1)));
+  const float dy = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(d)));
+  const int32_t total = _mm_cvtsi128_si32(o);
+  _mm256_storeu_si256((__m256i *)out, q);
+  memcpy(out + 32, &dy, 4);
+  memcpy(out + 36, &total, 4);
+}
+
 /* A token's row: per block its bytes, dy, -8 * sum, -8 * the parts' sums (PREP_BLOCK(0) bytes). */
 static void q4_0_packed16_prep_avx512(int64_t n, const void *vy, void *vp) {
   const block_q8_0 *y = vy;
@@ -118,13 +130,7 @@ static void q4_0_packed16_prep_avx512(int64_t n, const void *vy, void *vp) {
     const __m128i part =
         _mm_sub_epi32(_mm_setzero_si128(),
                       _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1)));
-    __m128i all = _mm_add_epi32(part, _mm_shuffle_epi32(part, _MM_SHUFFLE(1, 0, 3, 2)));
-    all = _mm_add_epi32(all, _mm_shuffle_epi32(all, _MM_SHUFFLE(2, 3, 0, 1)));
-    const float dy = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(y[b].d)));
-    _mm256_storeu_si256((__m256i *)out, q);
-    memcpy(out + 32, &dy, 4);
-    const int32_t total = _mm_cvtsi128_si32(all);
-    memcpy(out + 36, &total, 4);
+    prep_head(out, q, y[b].d, part);
     _mm_storeu_si128((__m128i *)(out + 40), part);
     memset(out + 56, 0, PREP_BLOCK(0) - 56);
   }
@@ -195,14 +201,8 @@ static void q8_0_packed16_prep_avx512(int64_t n, const void *vy, void *vp) {
     const __m256i q = _mm256_loadu_si256((const __m256i *)y[b].qs);
     const __m256i w = _mm256_sub_epi32(_mm256_setzero_si256(),
                                        _mm256_dpbusd_epi32(_mm256_setzero_si256(), k128, q));
-    __m128i all = _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
-    all = _mm_add_epi32(all, _mm_shuffle_epi32(all, _MM_SHUFFLE(1, 0, 3, 2)));
-    all = _mm_add_epi32(all, _mm_shuffle_epi32(all, _MM_SHUFFLE(2, 3, 0, 1)));
-    const float dy = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(y[b].d)));
-    _mm256_storeu_si256((__m256i *)out, q);
-    memcpy(out + 32, &dy, 4);
-    const int32_t total = _mm_cvtsi128_si32(all);
-    memcpy(out + 36, &total, 4);
+    prep_head(out, q, y[b].d,
+              _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
     _mm256_storeu_si256((__m256i *)(out + 40), w);
     memset(out + 72, 0, PREP_BLOCK(1) - 72);
   }
