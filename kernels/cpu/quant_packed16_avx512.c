@@ -45,8 +45,9 @@ _Static_assert(PREP_BLOCK(1) <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits
  * 318 at 16), 2048-value rows, where the tiles have no four-block rest, only from 16 (411 / 308
  * at 8, 393 / 396 at 16, 374 / 462 at 32). But a 16-sequence decode step on the 1.1B shape (2
  * threads, weights from DRAM) spent 40% of its time repacking: generation 97-106 t/s against
- * 182-204 with the tiles up to 31 tokens, while 32 and 48-token prompts still gain from packing
- * (240 / 256 against 191 / 204 t/s). -D for the A/B. */
+ * 182-204 with the tiles up to 31 tokens. On weights in cache (110M) packing gains from 32
+ * tokens; on the 1.1B shape two sets of 32-96-token prompts disagreed (docs/performance.md,
+ * sixteenth round). -D for the A/B. */
 #ifndef Q4_PACKED_MIN_TOKENS
 #define Q4_PACKED_MIN_TOKENS 32
 #endif
