@@ -228,6 +228,7 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
 
   const __m256 scv = _mm256_set1_ps(scale);
   const int64_t row_bytes = hd * (f16 ? 2 : 4);
+  const int prefetch = pf && NRP >= ATTN_PF_MIN_NRP;
   for (int64_t ti = 0; ti < n_tiles; ti++) {
     const int64_t j = ti * P, np = n_vis - j < P ? n_vis - j : P;
     /* A decode step reads each sequence's rows once, from memory, and a paged cache's rows by
@@ -235,7 +236,7 @@ ALWAYS_INLINE void attn_heads(float *out, const float *q, const char *k, const c
      * and the V rows (to L2, for the pass after the softmax) ATTN_PF_AHEAD positions ahead.
      * Rows in order (pf 0) are left to the hardware: there the loop only cost time (hot cache,
      * bench_attention 6-15%). */
-    for (int64_t x = j + ATTN_PF_AHEAD; pf && NRP >= ATTN_PF_MIN_NRP && x < j + ATTN_PF_AHEAD + P && x < n_vis; x++) {
+    for (int64_t x = j + ATTN_PF_AHEAD; prefetch && x < j + ATTN_PF_AHEAD + P && x < n_vis; x++) {
       const int64_t o = idx[x] * stride;
       for (int64_t b = 0; b < row_bytes; b += 64) {
         __builtin_prefetch(k + o + b, 0, 3);
