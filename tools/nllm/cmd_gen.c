@@ -36,6 +36,15 @@ static uint64_t rng_next(uint64_t *s) {
   return *s;
 }
 
+/* splitmix64's finaliser: independent-looking streams from consecutive row numbers */
+static uint64_t row_seed(uint64_t tensor_seed, uint64_t row) {
+  uint64_t z = tensor_seed + (row + 1) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return z ? z : 1; /* xorshift never leaves 0 */
+}
+
 /* Uniform in [-a, a]: cheap, and the speed of a matmul does not depend on the distribution. */
 static void fill_random(float *x, size_t n, float a, uint64_t *s) {
   for (size_t i = 0; i < n; i++)
@@ -47,7 +56,6 @@ typedef struct gen_state {
   void **blocks;
   int n_blocks;
   uint64_t rng;
-  float *tmp;
 } gen_state;
 
 /* rows x cols, or n_mats such matrices stacked (ne {cols, rows, n_mats}: one per expert) */
@@ -59,20 +67,36 @@ static int add_tensor(gen_state *g, const char *name, int32_t type, int64_t rows
   void *data = malloc(row_bytes * (size_t)all_rows);
   if (!data) return cli_error("out of memory for tensor %s", name);
   g->blocks[g->n_blocks++] = data;
-  for (int64_t r = 0; r < all_rows; r++) {
-    if (constant != 0)
-      for (int64_t c = 0; c < cols; c++) g->tmp[c] = constant;
-    else
-      fill_random(g->tmp, (size_t)cols, scale, &g->rng);
-    nllm_status st = nllm_quantize_row(type, g->tmp, (uint8_t *)data + (size_t)r * row_bytes, cols);
-    if (st) return cli_status_error(st, "quantizing");
+  /* Rows in parallel, each from its own seed (a hash of the tensor's and the row's number): the
+   * 8B shape is quantized in seconds on a many-core machine, and the file does not depend on
+   * the thread count. */
+  const uint64_t tensor_seed = g->rng += 0x9E3779B97F4A7C15ull;
+  nllm_status st = NLLM_OK;
+#pragma omp parallel
+  {
+    float *tmp = malloc(sizeof(float) * (size_t)cols);
+    nllm_status my = tmp ? NLLM_OK : NLLM_ERR_NOMEM;
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t r = 0; r < all_rows; r++) {
+      if (my) continue;
+      uint64_t s = row_seed(tensor_seed, (uint64_t)r);
+      if (constant != 0)
+        for (int64_t c = 0; c < cols; c++) tmp[c] = constant;
+      else
+        fill_random(tmp, (size_t)cols, scale, &s);
+      my = nllm_quantize_row(type, tmp, (uint8_t *)data + (size_t)r * row_bytes, cols);
+    }
+#pragma omp critical
+    if (my && !st) st = my;
+    free(tmp);
   }
+  if (st) return cli_status_error(st, "quantizing");
   int64_t ne[3] = {cols, rows, n_mats};
-  nllm_status st = nllm_gguf_add_tensor(g->w, name, type,
-                                        n_mats > 1 ? 3
-                                        : rows > 1 ? 2
-                                                   : 1,
-                                        ne, data, row_bytes * (size_t)all_rows);
+  st = nllm_gguf_add_tensor(g->w, name, type,
+                            n_mats > 1 ? 3
+                            : rows > 1 ? 2
+                                       : 1,
+                            ne, data, row_bytes * (size_t)all_rows);
   if (st) return cli_status_error(st, "writing tensor");
   return 0;
 }
@@ -216,14 +240,9 @@ int cmd_gen_model(int argc, char **argv) {
   type_name = nllm_type_name(type);
 
   gen_state g = {NULL, calloc(16 + 24 * (size_t)sh->layers, sizeof(void *)), 0,
-                 0x9E3779B97F4A7C15ull,
-                 malloc(sizeof(float) * (size_t)(sh->ff > sh->dim ? sh->ff : sh->dim))};
-  if (sh->head_dim * sh->heads > sh->ff && sh->head_dim * sh->heads > sh->dim) {
-    free(g.tmp);
-    g.tmp = malloc(sizeof(float) * (size_t)(sh->head_dim * sh->heads));
-  }
+                 0x9E3779B97F4A7C15ull};
   int rc = 1;
-  if (nllm_gguf_writer_create(&g.w) || !g.blocks || !g.tmp) {
+  if (nllm_gguf_writer_create(&g.w) || !g.blocks) {
     cli_error("out of memory");
     goto done;
   }
@@ -307,7 +326,6 @@ write:;
 done:
   for (int i = 0; i < g.n_blocks; i++) free(g.blocks[i]);
   free(g.blocks);
-  free(g.tmp);
   nllm_gguf_writer_free(g.w);
   return rc;
 }
