@@ -144,6 +144,15 @@ struct nllm_fw_ops {
   /* host <-> this backend's memory */
   void (*from_host)(nllm_fw_backend *be, void *dst, const void *src, size_t bytes);
   void (*to_host)(nllm_fw_backend *be, void *dst, const void *src, size_t bytes);
+  /* One-token steps replayed as a recorded graph (NULL where the backend has none). step_begin
+   * sets the token and position: 1 when it replayed the step (the logits are in the host's
+   * `logits`, the status in be->st), 0 when it started recording (the caller runs the pass,
+   * which records instead of running, then step_end), -1 when it does neither (graphs off or
+   * failed before: run the pass as usual). step_end(st: the pass's status) ends the recording
+   * and replays it; when recording failed it turns graphs off for this context and returns
+   * the failure: the caller runs the step again without. */
+  int (*step_begin)(nllm_fw_backend *be, int32_t token, int32_t pos0, float *logits);
+  nllm_status (*step_end)(nllm_fw_backend *be, nllm_status st, float *logits);
 };
 
 /* The sizes a backend allocates for one context. */

@@ -40,6 +40,7 @@ struct att_shape {
   int64_t n_tok, pos0, n_head, n_head_kv, head_dim;
   float scale, softcap;
   int32_t window;
+  const int32_t *d_pos0; /* a captured decode step: pos0 is read here (nllm_cuda_capture_begin) */
 };
 
 __device__ __forceinline__ int64_t first_visible(const att_shape &s, int64_t pos) {
@@ -55,7 +56,9 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
   const int64_t h = blockIdx.x, t = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
   const int64_t hd = s.head_dim, kvh = h / (s.n_head / s.n_head_kv), kv_row = s.n_head_kv * hd;
   const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
-  const int64_t pos = s.pos0 + t, first = first_visible(s, pos), n_vis = pos + 1 - first;
+  const int64_t pos0 = s.d_pos0 ? *s.d_pos0 : s.pos0;
+  const int64_t pos = pos0 + t, first = first_visible(s, pos), n_vis = pos + 1 - first;
+  /* a chunk past the end (a graph's split is sized for n_ctx) leaves m = -inf, l = 0 */
   const int64_t chunk = (n_vis + n_split - 1) / n_split;
   const int64_t p_begin = first + split * chunk;
   const int64_t p_end = min(p_begin + chunk, pos + 1);
@@ -287,7 +290,8 @@ static nllm_status attention_typed(nllm_cuda *cu, const nllm_cuda_attn_args *a,
   const int nj = (int)((a->attn.head_dim + 31) / 32);
   const KV *k = (const KV *)a->attn.k, *v = (const KV *)a->attn.v;
   if (a->n_tok <= ATT_DECODE_MAX_TOK) {
-    const int64_t n_vis_max = a->pos0 + a->n_tok; /* the last token sees the most */
+    /* the last token sees the most; a captured step may run at any position up to n_ctx */
+    const int64_t n_vis_max = cu->d_pos0 ? cu->n_ctx_max : a->pos0 + a->n_tok;
     const int n_split = decode_splits(n_vis_max, a->attn.n_head, a->n_tok);
     const size_t need = (size_t)(a->n_tok * a->attn.n_head * n_split * (2 + a->attn.head_dim));
     nllm_status st = cuda_scratch_ensure(cu, (void **)&cu->att, &cu->att_cap, need, sizeof(float),
@@ -326,8 +330,9 @@ nllm_status nllm_cuda_attention(nllm_cuda *cu, const nllm_cuda_attn_args *a) {
     return nllm_err(NLLM_ERR_INVALID_ARG,
                     "CUDA attention: %lld tokens x %lld heads exceeds the grid",
                     (long long)a->n_tok, (long long)a->attn.n_head);
-  const att_shape s = {a->n_tok,         a->pos0,       a->attn.n_head,  a->attn.n_head_kv,
-                       a->attn.head_dim, a->attn.scale, a->attn.softcap, a->attn.window};
+  const att_shape s = {a->n_tok,          a->pos0,          a->attn.n_head,
+                       a->attn.n_head_kv, a->attn.head_dim, a->attn.scale,
+                       a->attn.softcap,   a->attn.window,   cu->d_pos0};
   if (a->kv_type == NLLM_TYPE_F16) return attention_typed<__half>(cu, a, s);
   if (a->kv_type == NLLM_TYPE_F32) return attention_typed<float>(cu, a, s);
   return nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA attention: KV type %d (F16 or F32 only)", a->kv_type);

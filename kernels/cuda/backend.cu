@@ -327,9 +327,64 @@ void *nllm_cuda_stream(nllm_cuda *cu) {
   return (void *)cu->stream;
 }
 
+struct nllm_cuda_graph {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+};
+
+nllm_status nllm_cuda_capture_begin(nllm_cuda *cu, const int32_t *d_pos0) {
+  /* thread-local: another context's calls from another thread are not part of this capture */
+  CU_TRY(cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeThreadLocal));
+  cu->d_pos0 = d_pos0;
+  return NLLM_OK;
+}
+
+nllm_status nllm_cuda_capture_end(nllm_cuda *cu, nllm_cuda_graph **out) {
+  *out = NULL;
+  cu->d_pos0 = NULL;
+  cudaGraph_t graph = NULL;
+  const cudaError_t e = cudaStreamEndCapture(cu->stream, &graph);
+  if (e != cudaSuccess) {
+    if (graph) (void)cudaGraphDestroy(graph);
+    return nllm_cuda_fail(e, "cudaStreamEndCapture", __FILE__, __LINE__);
+  }
+  nllm_cuda_graph *g = (nllm_cuda_graph *)calloc(1, sizeof *g);
+  if (!g) {
+    (void)cudaGraphDestroy(graph);
+    return nllm_err(NLLM_ERR_NOMEM, "out of memory for a CUDA graph");
+  }
+  g->graph = graph;
+  const cudaError_t ie = cudaGraphInstantiate(&g->exec, graph, 0);
+  if (ie != cudaSuccess) {
+    g->exec = NULL;
+    nllm_cuda_graph_free(g);
+    return nllm_cuda_fail(ie, "cudaGraphInstantiate", __FILE__, __LINE__);
+  }
+  *out = g;
+  return NLLM_OK;
+}
+
+nllm_status nllm_cuda_graph_launch(nllm_cuda *cu, nllm_cuda_graph *g) {
+  CU_TRY(cudaGraphLaunch(g->exec, cu->stream));
+  return NLLM_OK;
+}
+
+void nllm_cuda_graph_free(nllm_cuda_graph *g) {
+  if (!g) return;
+  if (g->exec) (void)cudaGraphExecDestroy(g->exec);
+  if (g->graph) (void)cudaGraphDestroy(g->graph);
+  free(g);
+}
+
+nllm_status nllm_cuda_upload_async(nllm_cuda *cu, void *d_dst, const void *src, size_t bytes) {
+  CU_TRY(cudaMemcpyAsync(d_dst, src, bytes, cudaMemcpyHostToDevice, cu->stream));
+  return NLLM_OK;
+}
+
 nllm_status nllm_cuda_reserve(nllm_cuda *cu, int64_t max_tok, int64_t max_cols, int64_t max_rows,
                               int64_t n_ctx, int64_t n_head, int64_t head_dim) {
   nllm_status st;
+  cu->n_ctx_max = n_ctx;
   const int64_t mmv_tok = max_tok < NLLM_CUDA_MMV_MAX ? max_tok : NLLM_CUDA_MMV_MAX;
   const size_t act = (size_t)(mmv_tok * max_cols);
   if ((st = cuda_scratch_ensure(cu, (void **)&cu->act_q, &cu->act_cap, act, 1,

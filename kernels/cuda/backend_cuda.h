@@ -99,6 +99,11 @@ nllm_status nllm_cuda_get_rows(nllm_cuda *cu, float *d_y, const nllm_cuda_weight
 #define NLLM_CUDA_MMV_MAX 8
 nllm_status nllm_cuda_matmul(nllm_cuda *cu, float *d_y, const nllm_cuda_weight *w, const float *d_x,
                              int64_t n_tok);
+/* The same for n_w matrices of one input (q, k, v; gate, up): the activations are quantized
+ * once for all of them. */
+nllm_status nllm_cuda_matmul_group(nllm_cuda *cu, float *const *d_y,
+                                   const nllm_cuda_weight *const *w, int n_w, const float *d_x,
+                                   int64_t n_tok);
 
 /* out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * w[i]; in place allowed. */
 nllm_status nllm_cuda_rmsnorm(nllm_cuda *cu, float *d_out, const float *d_x, const float *d_w,
@@ -153,6 +158,20 @@ void *nllm_cuda_stream(nllm_cuda *cu);
 /* Sizes the scratch the ops use (activation quantization, dequantized weight tiles, attention
  * partials) for batches up to max_tok, rows of up to max_cols, up to max_rows outputs, and
  * contexts up to n_ctx with n_head heads of head_dim. Call once after uploading weights. */
+/* Decode steps as one CUDA graph: a step of ~20 kernels per layer at small sizes costs more
+ * in launches than in the kernels. Between capture_begin and capture_end the stream records
+ * instead of running, RoPE / KV store / attention read the position from d_pos0 (device), and
+ * nothing may synchronize (no upload, download or scratch growth). capture_end returns the
+ * failure of the capture (then *out is NULL and the stream is usable again). */
+typedef struct nllm_cuda_graph nllm_cuda_graph;
+nllm_status nllm_cuda_capture_begin(nllm_cuda *cu, const int32_t *d_pos0);
+nllm_status nllm_cuda_capture_end(nllm_cuda *cu, nllm_cuda_graph **out);
+nllm_status nllm_cuda_graph_launch(nllm_cuda *cu, nllm_cuda_graph *g);
+void nllm_cuda_graph_free(nllm_cuda_graph *g);
+/* A few bytes to the device in stream order, without waiting (pageable source: the driver
+ * stages it before returning, so src may change right after). */
+nllm_status nllm_cuda_upload_async(nllm_cuda *cu, void *d_dst, const void *src, size_t bytes);
+
 nllm_status nllm_cuda_reserve(nllm_cuda *cu, int64_t max_tok, int64_t max_cols, int64_t max_rows,
                               int64_t n_ctx, int64_t n_head, int64_t head_dim);
 

@@ -32,6 +32,11 @@ struct nllm_cuda {
   size_t w16_cap;  /* elements */
   float *att;      /* attention partials of the split decode kernel */
   size_t att_cap;  /* floats */
+  /* While a decode step is captured into a graph: the step's position in device memory (RoPE,
+   * the KV store and attention read it there, so one graph serves every position), and the
+   * context's n_ctx (attention's split then covers any length). NULL: positions are arguments. */
+  const int32_t *d_pos0;
+  int64_t n_ctx_max;
 };
 
 /* Converts a failed call into NLLM_ERR_BACKEND (NLLM_ERR_NOMEM for allocation failures) with a

@@ -85,9 +85,15 @@ nllm_status nllm_cuda_store_sync(nllm_cuda_store *s) {
 
 typedef struct cuda_fw {
   nllm_cuda *cu;
-  int32_t *d_ids; /* [n_batch] the rows' ids of get_rows, uploaded */
+  int32_t *d_ids; /* [n_batch] the rows' ids of get_rows, uploaded; then the step's position */
   int32_t kv_type;
   int64_t kv_row; /* floats of a cache row: n_head_kv * head_dim */
+  /* the one-token step as a graph: recorded at the first such step, replayed after */
+  nllm_cuda_graph *graph;
+  int graph_off;     /* NLLM_CUDA_GRAPH=0, or a recording failed */
+  int recording;     /* between step_begin and step_end: ids are in place, downloads wait */
+  const void *d_out; /* the recorded step's logits on the device, and their size */
+  size_t out_bytes;
 } cuda_fw;
 
 static cuda_fw *cuda_of(const nllm_fw_backend *be) {
@@ -108,7 +114,8 @@ static const nllm_cuda_weight *dmat(const nllm_weight *w) {
 static void cuda_get_rows(nllm_fw_backend *be, float *out, const nllm_weight *w, const int32_t *ids,
                           int64_t n, float scale) {
   cuda_fw *c = cuda_of(be);
-  RUN(be, nllm_cuda_upload(c->cu, c->d_ids, ids, (size_t)n * sizeof(int32_t)));
+  if (!c->recording) /* else step_begin put the token there */
+    RUN(be, nllm_cuda_upload(c->cu, c->d_ids, ids, (size_t)n * sizeof(int32_t)));
   RUN(be, nllm_cuda_get_rows(c->cu, out, dmat(w), c->d_ids, n, scale));
 }
 
@@ -120,6 +127,13 @@ static void cuda_rmsnorm(nllm_fw_backend *be, float *out, const float *x, const 
 static void cuda_matmul(nllm_fw_backend *be, float *y, const nllm_weight *w, const float *x,
                         int64_t n) {
   RUN(be, nllm_cuda_matmul(cuda_of(be)->cu, y, dmat(w), x, n));
+}
+
+static void cuda_matmul_group(nllm_fw_backend *be, float *const *y, const nllm_weight *const *w,
+                              int n_w, const float *x, int64_t n) {
+  const nllm_cuda_weight *dw[4];
+  for (int i = 0; i < n_w; i++) dw[i] = dmat(w[i]);
+  RUN(be, nllm_cuda_matmul_group(cuda_of(be)->cu, y, dw, n_w, x, n));
 }
 
 static void cuda_add_bias(nllm_fw_backend *be, float *y, const nllm_weight *b, int64_t n,
@@ -176,13 +190,65 @@ static void cuda_from_host(nllm_fw_backend *be, void *dst, const void *src, size
 }
 
 static void cuda_to_host(nllm_fw_backend *be, void *dst, const void *src, size_t bytes) {
-  RUN(be, nllm_cuda_download(cuda_of(be)->cu, dst, src, bytes));
+  cuda_fw *c = cuda_of(be);
+  if (c->recording) { /* the logits: step_end downloads them after the replay */
+    c->d_out = src, c->out_bytes = bytes;
+    return;
+  }
+  RUN(be, nllm_cuda_download(c->cu, dst, src, bytes));
+}
+
+/* d_ids[0] the token, d_ids[1] the position (d_ids holds n_batch >= 2 entries, or one more:
+ * nllm_cuda_fw_init) */
+static int cuda_step_begin(nllm_fw_backend *be, int32_t token, int32_t pos0, float *logits) {
+  cuda_fw *c = cuda_of(be);
+  if (c->graph_off) return -1;
+  const int32_t step[2] = {token, pos0};
+  RUN(be, nllm_cuda_upload_async(c->cu, c->d_ids, step, sizeof step));
+  if (be->st) return 1;
+  if (c->graph) {
+    RUN(be, nllm_cuda_graph_launch(c->cu, c->graph));
+    RUN(be, nllm_cuda_download(c->cu, logits, c->d_out, c->out_bytes));
+    return 1;
+  }
+  RUN(be, nllm_cuda_capture_begin(c->cu, c->d_ids + 1));
+  if (be->st) {
+    c->graph_off = 1;
+    be->st = NLLM_OK;
+    return -1;
+  }
+  c->recording = 1;
+  c->d_out = NULL;
+  return 0;
+}
+
+static nllm_status cuda_step_end(nllm_fw_backend *be, nllm_status st, float *logits) {
+  cuda_fw *c = cuda_of(be);
+  c->recording = 0;
+  nllm_cuda_graph *g = NULL;
+  const nllm_status end = nllm_cuda_capture_end(c->cu, &g);
+  if (!st) st = end;
+  if (!st && !c->d_out) st = nllm_err(NLLM_ERR_INTERNAL, "a recorded step without logits");
+  if (st) {
+    nllm_cuda_graph_free(g);
+    c->graph_off = 1;
+    nllm_log(NLLM_LOG_INFO,
+             "CUDA graph: recording the decode step failed (%s); steps run kernel by kernel",
+             nllm_last_error());
+    be->st = NLLM_OK;
+    return st;
+  }
+  c->graph = g;
+  RUN(be, nllm_cuda_graph_launch(c->cu, g));
+  RUN(be, nllm_cuda_download(c->cu, logits, c->d_out, c->out_bytes));
+  return be->st;
 }
 
 static const nllm_fw_ops cuda_ops = {
     .get_rows = cuda_get_rows,
     .rmsnorm = cuda_rmsnorm,
     .matmul = cuda_matmul,
+    .matmul_group = cuda_matmul_group,
     .add_bias = cuda_add_bias,
     .split_qkv = cuda_split_qkv,
     .rope = cuda_rope,
@@ -193,6 +259,8 @@ static const nllm_fw_ops cuda_ops = {
     .softcap = cuda_softcap,
     .from_host = cuda_from_host,
     .to_host = cuda_to_host,
+    .step_begin = cuda_step_begin,
+    .step_end = cuda_step_end,
 };
 
 static int64_t max64(int64_t a, int64_t b) {
@@ -205,6 +273,7 @@ void nllm_cuda_fw_free(nllm_fw_backend *be) {
   nllm_fw_bufs *b = &be->b;
   void *bufs[] = {b->x,    b->xb, b->q,       b->qkv,     b->k,     b->v,     b->att,
                   b->gate, b->up, b->k_cache, b->v_cache, c->d_ids, b->logits};
+  nllm_cuda_graph_free(c->graph);
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) nllm_cuda_dfree(c->cu, bufs[i]);
   nllm_cuda_free(c->cu);
   free(c);
@@ -224,6 +293,8 @@ nllm_status nllm_cuda_fw_init(nllm_fw_backend *be, const nllm_fw_shape *s) {
   be->ops = &cuda_ops;
   c->kv_type = s->kv_type;
   c->kv_row = s->n_head_kv * s->head_dim;
+  const char *g = getenv("NLLM_CUDA_GRAPH"); /* 0: every step kernel by kernel (A/B, debugging) */
+  c->graph_off = g && !strcmp(g, "0");
   nllm_cuda *cu = c->cu;
   nllm_fw_bufs *b = &be->b;
   b->first_layer = s->first_layer;
@@ -248,7 +319,7 @@ nllm_status nllm_cuda_fw_init(nllm_fw_backend *be, const nllm_fw_shape *s) {
       {(void **)&b->up, (size_t)(nb * s->ff_width) * f, "ffn up"},
       {(void **)&b->k_cache, cache, "K cache"},
       {(void **)&b->v_cache, cache, "V cache"},
-      {(void **)&c->d_ids, (size_t)nb * sizeof(int32_t), "token ids"},
+      {(void **)&c->d_ids, (size_t)(nb + 1) * sizeof(int32_t), "token ids"},
       {(void **)&b->logits, (size_t)s->n_logits * f, "logits"},
   };
   size_t total = 0;

@@ -293,6 +293,23 @@ static nllm_status launch_mmv_q(nllm_cuda *cu, const uint8_t *wd, const nllm_cud
   return NLLM_OK;
 }
 
+/* x's int8 blocks into the scratch, for every integer matrix-vector kernel of that input */
+static nllm_status quantize_act(nllm_cuda *cu, const float *x, int64_t cols, int64_t n_tok) {
+  const int64_t n_blocks = n_tok * cols / 32;
+  nllm_status st = cuda_scratch_ensure(cu, (void **)&cu->act_q, &cu->act_cap,
+                                       (size_t)(n_tok * cols), 1, "activations (int8)");
+  if (st == NLLM_OK)
+    st = cuda_scratch_ensure(cu, (void **)&cu->act_ds, &cu->act_ds_cap, (size_t)n_blocks,
+                             sizeof(float2), "activation scales");
+  if (st != NLLM_OK) return st;
+  quantize_act_kernel<<<cuda_blocks(n_blocks * 32, 256), 256, 0, cu->stream>>>(
+      x, n_blocks, cu->act_q, cu->act_ds);
+  CU_LAUNCHED("quantize_act_kernel");
+  return NLLM_OK;
+}
+
+/* y = w x for n_tok <= NLLM_CUDA_MMV_MAX; an integer format reads the activations quantize_act
+ * left (of x) */
 static nllm_status matvec(nllm_cuda *cu, float *y, const nllm_cuda_weight *w, const float *x,
                           int64_t n_tok) {
   const unsigned grid = cuda_blocks(w->rows, MMV_WARPS);
@@ -303,24 +320,14 @@ static nllm_status matvec(nllm_cuda *cu, float *y, const nllm_cuda_weight *w, co
     CU_LAUNCHED("mmv_f16_kernel");
     return NLLM_OK;
   }
-  const int64_t n_blocks = n_tok * w->cols / 32;
-  nllm_status st = cuda_scratch_ensure(cu, (void **)&cu->act_q, &cu->act_cap,
-                                       (size_t)(n_tok * w->cols), 1, "activations (int8)");
-  if (st == NLLM_OK)
-    st = cuda_scratch_ensure(cu, (void **)&cu->act_ds, &cu->act_ds_cap, (size_t)n_blocks,
-                             sizeof(float2), "activation scales");
-  if (st != NLLM_OK) return st;
-  quantize_act_kernel<<<cuda_blocks(n_blocks * 32, 256), 256, 0, cu->stream>>>(
-      x, n_blocks, cu->act_q, cu->act_ds);
-  CU_LAUNCHED("quantize_act_kernel");
   const uint8_t *wd = (const uint8_t *)w->data;
-  nllm_status st2 = NLLM_OK;
+  nllm_status st = NLLM_OK;
   /* F16 took the float kernel above: every other native type has integer units */
   NLLM_CUDA_TYPE_SWITCH(
       w->type, T,
-      if constexpr (T != NLLM_TYPE_F16) st2 = launch_mmv_q<T>(cu, wd, w, y, n_tok, grid),
+      if constexpr (T != NLLM_TYPE_F16) st = launch_mmv_q<T>(cu, wd, w, y, n_tok, grid),
       return nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA matmul: device type %d", w->type));
-  return st2;
+  return st;
 }
 
 /* ---------------------------------------------------------------- GEMM */
@@ -383,8 +390,25 @@ static nllm_status gemm(nllm_cuda *cu, float *y, const nllm_cuda_weight *w, cons
 
 nllm_status nllm_cuda_matmul(nllm_cuda *cu, float *d_y, const nllm_cuda_weight *w, const float *d_x,
                              int64_t n_tok) {
+  return nllm_cuda_matmul_group(cu, &d_y, &w, 1, d_x, n_tok);
+}
+
+nllm_status nllm_cuda_matmul_group(nllm_cuda *cu, float *const *d_y,
+                                   const nllm_cuda_weight *const *w, int n_w, const float *d_x,
+                                   int64_t n_tok) {
   if (n_tok <= 0) return NLLM_OK;
-  if (!w->data) return nllm_err(NLLM_ERR_INVALID_ARG, "CUDA matmul: weight not uploaded");
-  if (n_tok <= NLLM_CUDA_MMV_MAX) return matvec(cu, d_y, w, d_x, n_tok);
-  return gemm(cu, d_y, w, d_x, n_tok);
+  int quantized = 0;
+  for (int i = 0; i < n_w; i++) {
+    if (!w[i]->data) return nllm_err(NLLM_ERR_INVALID_ARG, "CUDA matmul: weight not uploaded");
+    if (w[i]->cols != w[0]->cols)
+      return nllm_err(NLLM_ERR_INVALID_ARG, "CUDA matmul group: %lld and %lld columns",
+                      (long long)w[0]->cols, (long long)w[i]->cols);
+    quantized |= w[i]->type != NLLM_TYPE_F16;
+  }
+  nllm_status st = NLLM_OK;
+  if (n_tok <= NLLM_CUDA_MMV_MAX && quantized) st = quantize_act(cu, d_x, w[0]->cols, n_tok);
+  for (int i = 0; i < n_w && !st; i++)
+    st = n_tok <= NLLM_CUDA_MMV_MAX ? matvec(cu, d_y[i], w[i], d_x, n_tok)
+                                    : gemm(cu, d_y[i], w[i], d_x, n_tok);
+  return st;
 }

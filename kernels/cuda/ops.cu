@@ -121,11 +121,12 @@ nllm_status nllm_cuda_rmsnorm(nllm_cuda *cu, float *d_out, const float *d_x, con
 /* One thread per (token, rotation pair): the angle in double, as the CPU computes it, since
  * pos * freq reaches 1e5 radians at long contexts; then the same rotation for every head. */
 __global__ void rope_kernel(float *x, int64_t n_tok, int64_t row_stride, int64_t n_heads,
-                            int64_t head_dim, int64_t half, int32_t pos0, const float *inv_freq,
-                            int neox) {
+                            int64_t head_dim, int64_t half, int32_t pos0, const int32_t *d_pos0,
+                            const float *inv_freq, int neox) {
   const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n_tok * half) return;
   const int64_t t = i / half, p = i % half;
+  if (d_pos0) pos0 = *d_pos0; /* a captured decode step (nllm_cuda_capture_begin) */
   double s, c;
   sincos((double)(pos0 + t) * (double)inv_freq[p], &s, &c);
   const float cs = (float)c, sn = (float)s;
@@ -144,8 +145,8 @@ nllm_status nllm_cuda_rope(nllm_cuda *cu, float *d_x, int64_t n_tok, int64_t row
                            const float *d_inv_freq, int neox) {
   const int64_t half = n_rot / 2, n = n_tok * half;
   if (n <= 0) return NLLM_OK;
-  rope_kernel<<<cuda_blocks(n, 128), 128, 0, cu->stream>>>(d_x, n_tok, row_stride, n_heads,
-                                                           head_dim, half, pos0, d_inv_freq, neox);
+  rope_kernel<<<cuda_blocks(n, 128), 128, 0, cu->stream>>>(
+      d_x, n_tok, row_stride, n_heads, head_dim, half, pos0, cu->d_pos0, d_inv_freq, neox);
   CU_LAUNCHED("rope_kernel");
   return NLLM_OK;
 }
@@ -226,10 +227,13 @@ nllm_status nllm_cuda_glu(nllm_cuda *cu, float *d_out, int64_t out_stride, const
 
 /* ---------------------------------------------------------------- KV cache */
 
+/* rows [n_tok][row] into the cache from row pos0 on (from *d_pos0 in a captured step) */
 template <typename C>
-__global__ void kv_store_kernel(C *cache, const float *src, int64_t n) {
+__global__ void kv_store_kernel(C *cache, const float *src, int64_t n, int64_t row, int32_t pos0,
+                                const int32_t *d_pos0) {
   const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
+  cache += (int64_t)(d_pos0 ? *d_pos0 : pos0) * row;
   if (sizeof(C) == 2)
     ((__half *)cache)[i] = __float2half_rn(src[i]); /* round to nearest even, as the CPU */
   else
@@ -241,11 +245,11 @@ nllm_status nllm_cuda_kv_store(nllm_cuda *cu, void *d_cache, int32_t kv_type, co
   const int64_t n = n_tok * row;
   if (n <= 0) return NLLM_OK;
   if (kv_type == NLLM_TYPE_F16)
-    kv_store_kernel<__half><<<cuda_blocks(n, 256), 256, 0, cu->stream>>>(
-        (__half *)d_cache + (int64_t)pos0 * row, d_src, n);
+    kv_store_kernel<__half><<<cuda_blocks(n, 256), 256, 0, cu->stream>>>((__half *)d_cache, d_src,
+                                                                         n, row, pos0, cu->d_pos0);
   else if (kv_type == NLLM_TYPE_F32)
-    kv_store_kernel<float><<<cuda_blocks(n, 256), 256, 0, cu->stream>>>(
-        (float *)d_cache + (int64_t)pos0 * row, d_src, n);
+    kv_store_kernel<float><<<cuda_blocks(n, 256), 256, 0, cu->stream>>>((float *)d_cache, d_src, n,
+                                                                        row, pos0, cu->d_pos0);
   else
     return nllm_err(NLLM_ERR_UNSUPPORTED, "CUDA KV cache: type %d (F16 or F32 only)", kv_type);
   CU_LAUNCHED("kv_store_kernel");

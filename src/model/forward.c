@@ -268,7 +268,7 @@ static void norm(const fw_run *r, nllm_fw_backend *be, float *out, const float *
     be->ops->rmsnorm(be, out, x, w, hp->n_embd, rows, hp->rms_eps);
 }
 
-nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits) {
+static nllm_status forward_pass(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits) {
   const nllm_model *m = fs->model;
   const nllm_hparams *hp = &m->hp;
   const nllm_arch *arch = m->arch;
@@ -452,6 +452,34 @@ nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float 
   if (hp->final_softcap > 0) op->softcap(be, out, hp->final_softcap, n_out * hp->n_vocab);
   if (out != logits) op->to_host(be, logits, out, (size_t)(n_out * hp->n_vocab) * sizeof(float));
   return failed(fs);
+}
+
+/* A one-token step that the device can replay as a recorded graph: the whole model on it, one
+ * sequence's next position, logits wanted, nothing that moves rows through the host (adapters,
+ * experts on the CPU, position embeddings looked up on the host). */
+static int graph_step(const nllm_forward_state *fs, const nllm_fw_batch *fb, const float *logits) {
+  const nllm_model *m = fs->model;
+  if (fb->n != 1 || !logits || fb->embd || fb->row_lora || fb->cell || fb->pos || fb->out_rows ||
+      !fs->gpu.ops || !fs->gpu.ops->step_begin || m->n_gpu_layers < m->hp.n_layer ||
+      !m->tok_embd.dev || !m->output.dev || m->arch->abs_pos)
+    return 0;
+  for (int il = 0; il < m->hp.n_layer; il++)
+    if (m->layers[il].ffn_gate_inp.data) return 0;
+  return 1;
+}
+
+nllm_status nllm_forward(nllm_forward_state *fs, const nllm_fw_batch *fb, float *logits) {
+  if (!graph_step(fs, fb, logits)) return forward_pass(fs, fb, logits);
+  nllm_fw_backend *g = &fs->gpu;
+  g->st = NLLM_OK;
+  const int begun = g->ops->step_begin(g, fb->tokens[0], fb->pos0, logits);
+  if (begun > 0) return g->st;
+  if (begun < 0) return forward_pass(fs, fb, logits);
+  /* recording: the pass enqueues into the graph, step_end runs it; a failed recording ran
+   * nothing (the cache is as it was) and turned graphs off: run the step as usual */
+  nllm_status st = g->ops->step_end(g, forward_pass(fs, fb, logits), logits);
+  if (st) st = forward_pass(fs, fb, logits);
+  return st;
 }
 
 /* The CPU layers' cache, in the CPU backend's layout. */
