@@ -12,6 +12,8 @@
 #   GPU_BENCH_AB="VAR=value"    also run bench_cuda and each model bench with that setting,
 #                               before the default (NLLM_CUDA_GRAPH=0: decode kernel by kernel;
 #                               NLLM_CUDA_MMV_STAGE=0: matrix-vector loads not staged)
+#   GPU_NCU_MODEL=SHAPE-TYPE    profile that model's decode matrix-vector kernels with Nsight
+#                               Compute (kernel by kernel, 3 launches) into ncu.txt
 #   OUT=dir                     where the logs go (default the build dir)
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -139,6 +141,16 @@ for spec in ${GPU_BENCH_MODELS:-}; do
   fi
   timeout "${GPU_TIMEOUT_MODEL:-120}" "$NLLM" bench --gpu -m "$f" ${GPU_BENCH_ARGS:--p 512 -n 128 -r 3} \
     2>&1 | tee -a "$LOG/models.log" | grep -E "^\||error"
+  if [ "${GPU_NCU_MODEL:-}" = "$shape-$type" ] && command -v ncu >/dev/null; then
+    echo "== ncu: mmv_q_kernel in $shape $type decode"
+    NLLM_CUDA_GRAPH=0 timeout 120 ncu --clock-control none -k regex:mmv_q_kernel \
+      --launch-skip 20 --launch-count 3 --section SpeedOfLight --section MemoryWorkloadAnalysis \
+      --section WarpStateStats --section Occupancy --section LaunchStats \
+      "$NLLM" bench --gpu -m "$f" -p 8 -n 4 -r 1 --no-warmup >"$LOG/ncu.txt" 2>&1
+    echo "ncu exit status $?"
+    grep -E "mmv_q_kernel|DRAM Throughput|Memory Throughput|L1/TEX Hit|Achieved Occupancy|Duration|Stall" \
+      "$LOG/ncu.txt" | head -40
+  fi
   rm -f "$f"
 done
 grep -q "error:" "$LOG/models.log" 2>/dev/null && model_rc=1

@@ -255,8 +255,9 @@ static void bench_attention(void) {
   ms = t_stop_ms(&t) / 3;
   /* causal: half of the n^2 score and value products */
   const double flop = 4.0 * (double)n_head * hd * (double)n_ctx * (double)n_ctx / 2.0;
-  printf("attention prompt, 4096 tokens: %.2f ms, %.1f TFLOP/s (FP32 CUDA-core kernel)\n", ms,
-         flop / (ms * 1e-3) / 1e12);
+  printf("attention prompt, 4096 tokens: %.2f ms, %.1f TFLOP/s (%s)\n", ms,
+         flop / (ms * 1e-3) / 1e12,
+         nllm_cuda_attention_mma(&a) ? "tensor cores, WMMA F16" : "FP32 CUDA-core kernel");
   nllm_cuda_dfree(cu, k);
   nllm_cuda_dfree(cu, v);
   nllm_cuda_dfree(cu, q);

@@ -8,8 +8,15 @@
  *
  * Prompts: FlashAttention-style. A block takes ATT_ROWS consecutive tokens of one head, walks
  * the union of their visible windows in tiles of 32 positions staged in shared memory as f32,
- * and keeps per-row running max / sum / output in registers; no score matrix is stored. */
+ * and keeps per-row running max / sum / output in registers; no score matrix is stored.
+ * With an F16 cache and head_dim a multiple of 16, the same tiling on tensor cores (WMMA):
+ * 64 rows a block, 16 a warp; S = Q K^T and O += P V as F16 x F16 -> F32 products, the online
+ * softmax in F32 between them. Q and P are rounded to F16 (K and V already are): each output
+ * moves by at most ~2^-11 of max|v| against F32 arithmetic on the same F16-rounded q. */
 #include <math.h>
+#include <mma.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cuda/cuda_common.cuh"
 
@@ -236,6 +243,146 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
   }
 }
 
+/* ---------------------------------------------------------------- prompt (tensor cores) */
+
+#define MMA_ROWS 64 /* query rows per block: 16 per warp */
+#define MMA_TILE 32 /* K/V positions per shared-memory tile */
+
+/* The dynamic shared memory of att_prompt_mma_kernel, in bytes; every part starts 32-byte
+ * aligned, as WMMA loads need. Q [64][hd+8] and K, V [32][hd+8] in F16 (the padding moves
+ * consecutive rows to other banks); per warp S [16][36] F32, P [16][40] F16, O [16][hd+4]
+ * F32, and the rows' max, sum and correction. */
+struct mma_layout {
+  size_t q, k, v, s, p, o, stat, total;
+  __host__ __device__ mma_layout(int64_t hd) {
+    const size_t hp = (size_t)hd + 8;
+    q = 0;
+    k = q + MMA_ROWS * hp * 2;
+    v = k + MMA_TILE * hp * 2;
+    s = v + MMA_TILE * hp * 2;
+    p = s + ATT_WARPS * 16 * (MMA_TILE + 4) * 4;
+    o = p + ATT_WARPS * 16 * (MMA_TILE + 8) * 2;
+    stat = o + ATT_WARPS * 16 * ((size_t)hd + 4) * 4;
+    total = stat + ATT_WARPS * 3 * 16 * 4;
+  }
+};
+
+__global__ void __launch_bounds__(ATT_WARPS * 32)
+    att_prompt_mma_kernel(att_shape s, const float *q, const __half *k, const __half *v,
+                          float *out) {
+  using namespace nvcuda;
+  extern __shared__ __align__(128) unsigned char mma_smem[];
+  const int64_t hd = s.head_dim, h = blockIdx.y, kvh = h / (s.n_head / s.n_head_kv);
+  const int64_t kv_row = s.n_head_kv * hd, q_row = s.n_head * hd, hp = hd + 8, op = hd + 4;
+  const int64_t t0 = (int64_t)blockIdx.x * MMA_ROWS;
+  const int64_t t_last = min(t0 + MMA_ROWS, s.n_tok) - 1;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+  const mma_layout L(hd);
+  __half *sq = (__half *)(mma_smem + L.q), *sk = (__half *)(mma_smem + L.k);
+  __half *sv = (__half *)(mma_smem + L.v);
+  float *ss = (float *)(mma_smem + L.s) + warp * 16 * (MMA_TILE + 4);
+  __half *sp = (__half *)(mma_smem + L.p) + warp * 16 * (MMA_TILE + 8);
+  float *so = (float *)(mma_smem + L.o) + warp * 16 * op;
+  float *sm = (float *)(mma_smem + L.stat) + warp * 48, *sl = sm + 16, *sc = sm + 32;
+
+  /* q rounded to F16 as it is; the scale goes onto the F32 scores */
+  for (int64_t i = threadIdx.x; i < MMA_ROWS * hd; i += blockDim.x) {
+    const int64_t r = i / hd, t = t0 + r;
+    sq[r * hp + i % hd] = __float2half_rn(t < s.n_tok ? q[t * q_row + h * hd + i % hd] : 0.0f);
+  }
+  for (int64_t i = lane; i < 16 * op; i += 32) so[i] = 0.0f;
+  if (lane < 16) sm[lane] = -INFINITY, sl[lane] = 0.0f;
+  const int64_t w_t0 = t0 + 16 * warp; /* this warp's first row */
+  const int64_t w_last = min(w_t0 + 15, s.n_tok - 1);
+  const int64_t kv_lo = first_visible(s, s.pos0 + t0), kv_hi = s.pos0 + t_last; /* inclusive */
+
+  for (int64_t p0 = kv_lo; p0 <= kv_hi; p0 += MMA_TILE) {
+    __syncthreads(); /* the previous tile is no longer read (and Q is written, first time) */
+    for (int64_t i = threadIdx.x; i < MMA_TILE * hd; i += blockDim.x) {
+      const int64_t j = i / hd, d = i % hd, p = p0 + j;
+      const bool in = p <= kv_hi;
+      sk[j * hp + d] = in ? k[p * kv_row + kvh * hd + d] : __float2half(0.0f);
+      sv[j * hp + d] = in ? v[p * kv_row + kvh * hd + d] : __float2half(0.0f);
+    }
+    __syncthreads();
+    /* nothing of this tile is visible to the warp's rows: past the last row's position, or
+     * before the first row's window (the block-wide loop still reaches every barrier) */
+    if (w_t0 >= s.n_tok || p0 > s.pos0 + w_last ||
+        p0 + MMA_TILE - 1 < first_visible(s, s.pos0 + w_t0))
+      continue;
+
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> c0, c1;
+    wmma::fill_fragment(c0, 0.0f);
+    wmma::fill_fragment(c1, 0.0f);
+    for (int64_t d = 0; d < hd; d += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b0, b1;
+      wmma::load_matrix_sync(a, sq + 16 * warp * hp + d, (unsigned)hp);
+      wmma::load_matrix_sync(b0, sk + d, (unsigned)hp); /* K^T: column n is K's row n */
+      wmma::load_matrix_sync(b1, sk + 16 * hp + d, (unsigned)hp);
+      wmma::mma_sync(c0, a, b0, c0);
+      wmma::mma_sync(c1, a, b1, c1);
+    }
+    wmma::store_matrix_sync(ss, c0, MMA_TILE + 4, wmma::mem_row_major);
+    wmma::store_matrix_sync(ss + 16, c1, MMA_TILE + 4, wmma::mem_row_major);
+    __syncwarp();
+
+    /* online softmax, one row at a time, lane j on position p0 + j */
+    const int64_t p = p0 + lane;
+    for (int r = 0; r < 16; r++) {
+      const int64_t t = w_t0 + r, pos = s.pos0 + t;
+      const bool vis = t < s.n_tok && p <= pos && p >= first_visible(s, pos);
+      const float x = vis ? capped(ss[r * (MMA_TILE + 4) + lane] * s.scale, s.softcap) : -INFINITY;
+      const float m_old = sm[r];
+      float tmax = x;
+      for (int o = 16; o > 0; o >>= 1) tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, o));
+      const float m_new = fmaxf(m_old, tmax);
+      const float pw = m_new == -INFINITY ? 0.0f : exp_rel(x, m_new);
+      const float corr = m_new == -INFINITY ? 1.0f : exp_rel(m_old, m_new);
+      float psum = pw;
+      for (int o = 16; o > 0; o >>= 1) psum += __shfl_xor_sync(0xffffffffu, psum, o);
+      sp[r * (MMA_TILE + 8) + lane] = __float2half_rn(pw);
+      if (lane == 0) {
+        sl[r] = sl[r] * corr + psum;
+        sm[r] = m_new;
+        sc[r] = corr;
+      }
+    }
+    __syncwarp();
+    for (int64_t i = lane; i < 16 * hd; i += 32) so[(i / hd) * op + i % hd] *= sc[i / hd];
+    __syncwarp();
+    for (int64_t d = 0; d < hd; d += 16) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> o;
+      wmma::load_matrix_sync(o, so + d, (unsigned)op, wmma::mem_row_major);
+      for (int j = 0; j < MMA_TILE; j += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b;
+        wmma::load_matrix_sync(a, sp + j, MMA_TILE + 8);
+        wmma::load_matrix_sync(b, sv + j * hp + d, (unsigned)hp);
+        wmma::mma_sync(o, a, b, o);
+      }
+      wmma::store_matrix_sync(so + d, o, (unsigned)op, wmma::mem_row_major);
+    }
+    __syncwarp();
+  }
+  __syncwarp();
+  for (int64_t i = lane; i < 16 * hd; i += 32) {
+    const int64_t r = i / hd, t = w_t0 + r;
+    if (t < s.n_tok) out[t * q_row + h * hd + i % hd] = so[r * op + i % hd] / sl[r];
+  }
+}
+
+/* NLLM_CUDA_ATT_MMA=0: prompts on the F32 kernel (A/B, and what an F32 cache always takes) */
+int nllm_cuda_attention_mma(const nllm_cuda_attn_args *a) {
+  static int off = -1;
+  if (off < 0) {
+    const char *e = getenv("NLLM_CUDA_ATT_MMA");
+    off = e && !strcmp(e, "0");
+  }
+  return !off && a->n_tok > ATT_DECODE_MAX_TOK && a->kv_type == NLLM_TYPE_F16 &&
+         a->attn.head_dim % 16 == 0;
+}
+
 #define NJ_SWITCH(nj, NJ, body) \
   switch (nj) {                 \
     case 1: {                   \
@@ -306,6 +453,16 @@ static nllm_status attention_typed(nllm_cuda *cu, const nllm_cuda_attn_args *a,
     att_merge_kernel<<<dim3((unsigned)a->attn.n_head, (unsigned)a->n_tok), threads, 0,
                        cu->stream>>>(s, n_split, cu->att, a->attn.out);
     CU_LAUNCHED("att_merge_kernel");
+    return NLLM_OK;
+  }
+  if (nllm_cuda_attention_mma(a)) {
+    const mma_layout L(a->attn.head_dim);
+    CU_TRY(cudaFuncSetAttribute(att_prompt_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)L.total));
+    const dim3 grid((unsigned)((a->n_tok + MMA_ROWS - 1) / MMA_ROWS), (unsigned)a->attn.n_head);
+    att_prompt_mma_kernel<<<grid, ATT_WARPS * 32, L.total, cu->stream>>>(
+        s, a->attn.q, (const __half *)a->attn.k, (const __half *)a->attn.v, a->attn.out);
+    CU_LAUNCHED("att_prompt_mma_kernel");
     return NLLM_OK;
   }
   const size_t smem = (size_t)(ATT_ROWS * a->attn.head_dim + ATT_TILE * (a->attn.head_dim + 1) +

@@ -146,6 +146,10 @@ typedef struct nllm_cuda_attn_args {
  * running one online-softmax pass, then merged. Many (prompt): FlashAttention-style tiles of
  * queries against shared-memory tiles of K/V, online softmax, no n_tok x n_ctx matrix. */
 nllm_status nllm_cuda_attention(nllm_cuda *cu, const nllm_cuda_attn_args *a);
+/* 1 when such a call runs the prompt on tensor cores: more than a decode's tokens, an F16
+ * cache, head_dim a multiple of 16, and NLLM_CUDA_ATT_MMA not 0. Q and the softmax weights are
+ * then rounded to F16 (see attention.cu for the bound). */
+int nllm_cuda_attention_mma(const nllm_cuda_attn_args *a);
 
 /* Test hook: the element budget of one dequantized GEMM weight tile (default 64 Mi; <= 0
  * restores it), so tests can exercise the row tiling on small matrices. */
