@@ -140,7 +140,7 @@ static nllm_status run_test(nllm_model *m, const cli_opts *o, const cli_lora *lo
     if (r < 0) continue;
     tps[r] = ms > 0 ? 1e3 * (double)t->n / ms : 0;
     if (!pp) cpu[r] = (process_cpu_ms() - c0) / (double)t->n;
-    if (!pp) {
+    if (!pp && !o->gpu) { /* the CPU's probe says nothing of a GPU's memory */
       /* The machine's read bandwidth at the same thread count, measured right after each
        * generation: on a shared host it moves by half within a minute, so a ratio to a probe
        * taken once at the end mostly measures the neighbours. */
@@ -455,14 +455,17 @@ int cmd_bench(int argc, char **argv) {
         snprintf(tps, sizeof tps, "%.2f ± %.2f", t.mean, t.sd);
         if (!pp) {
           snprintf(gbs, sizeof gbs, "%.2f", t.mean * token_bytes / 1e9);
-          snprintf(probe, sizeof probe, "%.2f (%.0f%%)", t.probe, 100 * t.frac);
+          if (t.probe > 0) snprintf(probe, sizeof probe, "%.2f (%.0f%%)", t.probe, 100 * t.frac);
         }
         printf("| %7d | %s%-4lld | %19s | %12s | %15s |\n" /* "±" is two bytes */, t.threads,
                t.kind, t.n, tps, gbs, probe);
       }
       fflush(stdout);
     }
-  if (!o.json)
+  if (!o.json && o.gpu)
+    printf("weights GB/s on the GPU: compare with bench_cuda's device copy bandwidth (the CPU's\n"
+           "read probe does not apply)\n");
+  else if (!o.json)
     printf(
         "read probe: memory read GB/s at the same thread count after each repetition; in\n"
         "parentheses the share of it generation reads weights at (median of the ratios)\n");
