@@ -41,6 +41,8 @@ void nllm_matmul_pk(float *y, const void *W, const nllm_packed *pk, int32_t wtyp
  * keep weights packed (no prepack), cols is not a multiple of NLLM_GEMM_COLS or rows make no
  * whole group. */
 size_t nllm_prepack_size(int32_t wtype, int64_t rows, int64_t cols);
+/* Bytes of the plain rows that packed copy replaces (its whole groups of rows), 0 as above */
+size_t nllm_prepack_plain_size(int32_t wtype, int64_t rows, int64_t cols);
 /* Packs W's whole groups of rows into out (nllm_prepack_size bytes) on n_threads and describes
  * them in *pk. */
 void nllm_prepack(const void *W, int32_t wtype, int64_t rows, int64_t cols, void *out,

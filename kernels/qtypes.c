@@ -103,6 +103,7 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
       q->gemm_expanded = k->gemm_expanded;
       q->expand_min_tokens = k->expand_min_tokens;
       q->pack_expanded = k->pack_expanded;
+      q->packed_block_bytes = k->packed_block_bytes;
     }
   }
 }

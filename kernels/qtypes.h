@@ -103,6 +103,7 @@ typedef struct nllm_qtype_kernels {
   nllm_gemm_packed_fn gemm_expanded;
   int32_t expand_min_tokens;
   nllm_pack_rows_fn pack_expanded; /* with expand_packed: see nllm_qtype */
+  int32_t packed_block_bytes;      /* with gemm_packed: see nllm_qtype */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -169,8 +170,10 @@ typedef struct nllm_qtype {
    * (gemm_packed's n_tok <= packed_tok instead of NLLM_GEMM_TOK) */
   int32_t packed_tok;
   /* optional (NULL: gemm_packed with n_tok 1): one token on packed rows, for weights kept
-   * packed from load (prepack), where decode reads nothing else; same signature and sums as
-   * gemm_packed */
+   * packed from load (prepack), where decode reads nothing else; gemm_packed's signature, and
+   * the sums of the tier's decode kernel (vec_dot4) on the plain rows, so that a packed load
+   * decodes as a plain one does (equal to gemm_packed's where the format's prompt and decode
+   * kernels agree). Only a matmul of one token in all takes it. */
   nllm_gemm_packed_fn gemv_packed;
   /* with gemm_packed: 1 where the packed kernels serve every token count (1 included) at least
    * as fast as the row kernels and tiles on the unpacked rows, so a loader may keep the weights
@@ -187,6 +190,10 @@ typedef struct nllm_qtype {
    * layout (as pack_rows' call), which the repacking path (weights not kept packed) takes with
    * gemm_expanded from expand_min_tokens on, so that it runs prompts as the packed weights do */
   nllm_pack_rows_fn pack_expanded;
+  /* with gemm_packed: the bytes a packed group takes per block of the format; 0 where the layout
+   * keeps the plain rows' bytes (pack_group_rows * type_size). A packed copy of a matrix is
+   * larger than its plain rows where this is larger. */
+  int32_t packed_block_bytes;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

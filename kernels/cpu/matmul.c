@@ -315,13 +315,20 @@ static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker)
                      ys);
 }
 
+/* Bytes of one packed group of rows cols long (qtypes.h packed_block_bytes) */
+static size_t packed_group_bytes(const nllm_qtype *q, int64_t cols) {
+  const size_t per_block = q->packed_block_bytes ? (size_t)q->packed_block_bytes
+                                                 : (size_t)q->pack_group_rows * q->type_size;
+  return (size_t)(cols / q->block_size) * per_block;
+}
+
 /* The interleaved kernels on the weight's packed groups (no repacking): every token over the
  * item's groups, packed_tok at a time (one token: gemv_packed where the format has one); rows
  * past the last whole group as in packed_rows. */
 static void prepacked_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker) {
   const nllm_qtype *q = j->q;
   const int64_t gr = q->pack_group_rows, whole = j->rows / gr * gr;
-  size_t gb = (size_t)gr * j->w_rs;
+  size_t gb = packed_group_bytes(q, j->cols);
   const size_t ys = (size_t)j->rows;
   const int64_t g0 = r0 / gr, g1 = (r1 < whole ? r1 : whole) / gr;
   int64_t gbase = 0; /* the group pw + (g - gbase) * gb holds */
@@ -340,7 +347,10 @@ static void prepacked_rows(const matmul_job *j, int64_t r0, int64_t r1, int work
   }
   for (int64_t t = 0; t < j->n_tok; t += tok) {
     const int nt = (int)(j->n_tok - t < tok ? j->n_tok - t : tok);
-    const nllm_gemm_packed_fn fn = nt == 1 && q->gemv_packed && !j->pack ? q->gemv_packed : fn_many;
+    /* gemv_packed: a decode step (one token in all), whose sums are the decode kernel's; a
+     * prompt's last token takes the prompt kernel's, as its other tokens */
+    const nllm_gemm_packed_fn fn =
+        j->n_tok == 1 && q->gemv_packed && !j->pack ? q->gemv_packed : fn_many;
     for (int64_t g = g0; g < g1; g++)
       fn(j->cols, &j->y[(size_t)t * ys + (size_t)(g * gr)], ys, pw + (size_t)(g - gbase) * gb,
          j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
@@ -361,6 +371,12 @@ size_t nllm_prepack_size(int32_t wtype, int64_t rows, int64_t cols) {
   const nllm_qtype *q = nllm_qtype_get(wtype);
   if (!q || !q->prepack || !q->gemm_packed || cols % NLLM_GEMM_COLS || rows < q->pack_group_rows)
     return 0;
+  return (size_t)(rows / q->pack_group_rows) * packed_group_bytes(q, cols);
+}
+
+size_t nllm_prepack_plain_size(int32_t wtype, int64_t rows, int64_t cols) {
+  if (!nllm_prepack_size(wtype, rows, cols)) return 0;
+  const nllm_qtype *q = nllm_qtype_get(wtype);
   return (size_t)(rows / q->pack_group_rows * q->pack_group_rows) * nllm_row_size(wtype, cols);
 }
 
@@ -394,7 +410,7 @@ void nllm_prepack(const void *W, int32_t wtype, int64_t rows, int64_t cols, void
                    .cols = cols,
                    .groups_per_item = 16,
                    .groups = rows / q->pack_group_rows,
-                   .gb = (size_t)q->pack_group_rows * w_rs,
+                   .gb = packed_group_bytes(q, cols),
                    .w_rs = w_rs};
   nllm_pool_run(n_threads < 1 ? 1 : n_threads,
                 (j.groups + j.groups_per_item - 1) / j.groups_per_item, prepack_item, &j);

@@ -57,6 +57,9 @@ _Static_assert(PREP_BLOCK(1) <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits
  * packing from 16 tokens 102-104 / 137-138 / 163-169 / 180-186 against the tiles' 137 /
  * 155-157 / 164-165 / 164-167 (16-sequence generation 85-91 against 138-142 t/s). */
 #define Q8_PACKED_MIN_TOKENS 64
+#ifndef Q8_PREPACK
+#define Q8_PREPACK 1
+#endif
 
 static void q4_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
   const uint8_t *x0 = vx;
@@ -337,6 +340,44 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 PACKED16_BY_TOKENS(q4_0_gemm_packed16_avx512, 0)
 PACKED16_BY_TOKENS(q8_0_gemm_packed16_avx512, 1)
 
+/* One token of Q8_0 on packed rows (weights kept packed from load), equal bit for bit to the
+ * tier's decode kernel on the plain rows (q8_0_vec_dot4_avx2), so that a packed load decodes as
+ * a plain one (--no-repack) does. That kernel takes blocks in pairs and keeps, per row, eight
+ * float lanes: lanes 0, 1, 4, 5 the elements 0-7, 8-15, 16-23, 24-31 of the first block, lanes
+ * 2, 3, 6, 7 those of the second, each lane += (dx dy) x its exact integer sum; then hsum8's
+ * tree. Here each lane is a vector of the 16 rows, the integer sums come from dpbusd on the
+ * unsigned levels with the prepared offsets (exact: any grouping gives the same integer).
+ * (gemm_packed16 at one token runs one chain of eight dependent dpbusd per block: 20-35% slower
+ * than the row kernels on weights in cache.) */
+static void q8_0_gemv_packed16_avx512(int64_t n, float *s, size_t ss, const void *vpk,
+                                      const void *vp, size_t ps, int n_tok) {
+  (void)ss, (void)ps, (void)n_tok;
+  const uint8_t *pk = vpk, *yp = vp;
+  const int64_t nb = n / QK; /* even: n is a multiple of NLLM_GEMM_COLS */
+  const size_t pb = PREP_BLOCK(1);
+  __m512 a[8];
+  for (int l = 0; l < 8; l++) a[l] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b += 2)
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) { /* the pair's first block, then its second */
+      const uint8_t *xb = pk + (size_t)(b + h) * PACKED_BLOCK, *yb = yp + (size_t)(b + h) * pb;
+      const __m512 d = _mm512_mul_ps(_mm512_loadu_ps(xb), bcast_ps(yb + 32));
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; k++) { /* elements 8k..8k+7 */
+        const __m512i off = _mm512_add_epi32(bcast(yb + 40 + 8 * k), bcast(yb + 44 + 8 * k));
+        const __m512i i8 = _mm512_dpbusd_epi32(
+            _mm512_dpbusd_epi32(off, _mm512_loadu_si512(xb + 64 + 128 * k), bcast(yb + 8 * k)),
+            _mm512_loadu_si512(xb + 128 + 128 * k), bcast(yb + 8 * k + 4));
+        const int l = (k % 2) + 2 * h + 4 * (k / 2);
+        a[l] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(i8), a[l]);
+      }
+    }
+  const __m512 r =
+      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
+                    _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])));
+  _mm512_storeu_ps(s, r);
+}
+
 /* Laid over the AVX-512 tier's Q4_0 and Q8_0 rows (quant_avx512.c), whose tiles serve the
  * batches below the crossovers. */
 static const nllm_qtype_kernels packed16_rows[] = {
@@ -346,14 +387,18 @@ static const nllm_qtype_kernels packed16_rows[] = {
      .gemm_packed = q4_0_gemm_packed16_avx512,
      .packed_min_tokens = Q4_PACKED_MIN_TOKENS,
      .pack_group_rows = GROUP_ROWS,
-     .packed_tok = NLLM_PACKED_TOK_MAX},
+     .packed_tok = NLLM_PACKED_TOK_MAX,
+     .packed_block_bytes = PACKED_BLOCK},
     {.type = NLLM_TYPE_Q8_0,
      .pack_rows = q8_0_pack16_avx512,
      .packed_prep = q8_0_packed16_prep_avx512,
      .gemm_packed = q8_0_gemm_packed16_avx512,
      .packed_min_tokens = Q8_PACKED_MIN_TOKENS,
      .pack_group_rows = GROUP_ROWS,
-     .packed_tok = NLLM_PACKED_TOK_MAX},
+     .packed_tok = NLLM_PACKED_TOK_MAX,
+     .gemv_packed = q8_0_gemv_packed16_avx512,
+     .prepack = Q8_PREPACK,
+     .packed_block_bytes = PACKED_BLOCK},
 };
 const nllm_kernel_set nllm_kernels_packed16_avx512 = {
     packed16_rows, sizeof packed16_rows / sizeof packed16_rows[0]};

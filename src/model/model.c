@@ -528,7 +528,8 @@ static nllm_status copy_cpu_weights(nllm_model *m, int32_t n_gpu_layers) {
  * token count without repacking per matmul (kernels/ops.h nllm_matmul_pk). Their plain rows stay
  * where the file's mapping has them, so that whatever reads `data` (the tier capped after the
  * load, rows past the last whole group, a tensor dump) still reads them, but their pages are
- * given back: the packed copy takes the memory the plain one took. Only the dense layer
+ * given back: the packed copy takes the memory the plain one took (AVX-512's Q8_0 layout 6%
+ * more). Only the dense layer
  * matrices and an untied output head: get_rows reads the embedding (and a tied head) plain, the
  * expert kernel reads its stacked matrices plain. */
 
@@ -560,7 +561,7 @@ static int matmul_weights(nllm_model *m, nllm_weight **w, int cap) {
 typedef struct prepacked {
   const void *plain, *packed;
   void (*layout)(void);
-  size_t plain_bytes;
+  size_t plain_bytes, packed_bytes; /* the packed copy may be larger (qtypes.h) */
   uintptr_t lo, hi; /* the whole pages of the plain rows, given back to the file */
 } prepacked;
 
@@ -643,7 +644,10 @@ static nllm_status prepack_weights(nllm_model *m, int read) {
     int seen = 0; /* a matrix bound twice (tied fields) is packed once */
     for (int k = 0; k < np; k++) seen |= pk[k].plain == w[i]->data;
     if (!b || seen) continue;
-    pk[np++] = (prepacked){.plain = w[i]->data, .plain_bytes = b};
+    pk[np++] =
+        (prepacked){.plain = w[i]->data,
+                    .plain_bytes = nllm_prepack_plain_size(w[i]->type, w[i]->rows, w[i]->cols),
+                    .packed_bytes = b};
     total += (b + 63) & ~(size_t)63;
   }
   uint8_t *buf = total ? nllm_source_alloc(&m->src, total) : NULL;
@@ -663,7 +667,7 @@ static nllm_status prepack_weights(nllm_model *m, int read) {
                        &p);
           pk[k].packed = p.data;
           pk[k].layout = p.layout;
-          off += (pk[k].plain_bytes + 63) & ~(size_t)63;
+          off += (pk[k].packed_bytes + 63) & ~(size_t)63;
         }
         w[i]->packed = pk[k].packed;
         w[i]->packed_layout = pk[k].layout;
