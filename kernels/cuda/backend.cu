@@ -216,6 +216,7 @@ nllm_status nllm_cuda_sync(nllm_cuda *cu) {
 nllm_status cuda_scratch_ensure(nllm_cuda *cu, void **buf, size_t *cap, size_t need, size_t elem,
                                 const char *what) {
   if (need <= *cap) return NLLM_OK;
+  cu->scratch_gen++; /* a recorded graph that reads the old buffer is stale */
   /* cudaFree waits for kernels still using the old buffer */
   if (*buf) (void)cudaFree(*buf);
   *buf = NULL;
@@ -374,6 +375,10 @@ void nllm_cuda_graph_free(nllm_cuda_graph *g) {
   if (g->exec) (void)cudaGraphExecDestroy(g->exec);
   if (g->graph) (void)cudaGraphDestroy(g->graph);
   free(g);
+}
+
+uint64_t nllm_cuda_scratch_generation(const nllm_cuda *cu) {
+  return cu->scratch_gen;
 }
 
 nllm_status nllm_cuda_upload_async(nllm_cuda *cu, void *d_dst, const void *src, size_t bytes) {

@@ -172,6 +172,9 @@ nllm_status nllm_cuda_capture_begin(nllm_cuda *cu, const int32_t *d_pos0);
 nllm_status nllm_cuda_capture_end(nllm_cuda *cu, nllm_cuda_graph **out);
 nllm_status nllm_cuda_graph_launch(nllm_cuda *cu, nllm_cuda_graph *g);
 void nllm_cuda_graph_free(nllm_cuda_graph *g);
+/* Changes whenever a scratch buffer is reallocated (a larger batch than reserved): a graph
+ * recorded before reads the freed one and must be recorded again. */
+uint64_t nllm_cuda_scratch_generation(const nllm_cuda *cu);
 /* A few bytes to the device in stream order, without waiting (pageable source: the driver
  * stages it before returning, so src may change right after). */
 nllm_status nllm_cuda_upload_async(nllm_cuda *cu, void *d_dst, const void *src, size_t bytes);

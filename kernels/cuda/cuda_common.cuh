@@ -37,6 +37,7 @@ struct nllm_cuda {
    * context's n_ctx (attention's split then covers any length). NULL: positions are arguments. */
   const int32_t *d_pos0;
   int64_t n_ctx_max;
+  uint64_t scratch_gen; /* counts the scratch buffers' reallocations */
 };
 
 /* Converts a failed call into NLLM_ERR_BACKEND (NLLM_ERR_NOMEM for allocation failures) with a

@@ -90,7 +90,8 @@ typedef struct cuda_fw {
   int64_t kv_row; /* floats of a cache row: n_head_kv * head_dim */
   /* the one-token step as a graph: recorded at the first such step, replayed after */
   nllm_cuda_graph *graph;
-  int graph_off;     /* NLLM_CUDA_GRAPH=0, or a recording failed */
+  uint64_t graph_gen; /* the scratch generation it was recorded with */
+  int graph_off;      /* NLLM_CUDA_GRAPH=0, or a recording failed */
   int recording;     /* between step_begin and step_end: ids are in place, downloads wait */
   const void *d_out; /* the recorded step's logits on the device, and their size */
   size_t out_bytes;
@@ -198,11 +199,14 @@ static void cuda_to_host(nllm_fw_backend *be, void *dst, const void *src, size_t
   RUN(be, nllm_cuda_download(c->cu, dst, src, bytes));
 }
 
-/* d_ids[0] the token, d_ids[1] the position (d_ids holds n_batch >= 2 entries, or one more:
- * nllm_cuda_fw_init) */
+/* d_ids[0] the token, d_ids[1] the position (d_ids holds n_batch + 1 entries) */
 static int cuda_step_begin(nllm_fw_backend *be, int32_t token, int32_t pos0, float *logits) {
   cuda_fw *c = cuda_of(be);
   if (c->graph_off) return -1;
+  if (c->graph && c->graph_gen != nllm_cuda_scratch_generation(c->cu)) {
+    nllm_cuda_graph_free(c->graph); /* recorded over a scratch buffer since replaced */
+    c->graph = NULL;
+  }
   const int32_t step[2] = {token, pos0};
   RUN(be, nllm_cuda_upload_async(c->cu, c->d_ids, step, sizeof step));
   if (be->st) return 1;
@@ -239,6 +243,7 @@ static nllm_status cuda_step_end(nllm_fw_backend *be, nllm_status st, float *log
     return st;
   }
   c->graph = g;
+  c->graph_gen = nllm_cuda_scratch_generation(c->cu);
   RUN(be, nllm_cuda_graph_launch(c->cu, g));
   RUN(be, nllm_cuda_download(c->cu, logits, c->d_out, c->out_bytes));
   return be->st;
