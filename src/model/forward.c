@@ -461,10 +461,8 @@ static int graph_step(const nllm_forward_state *fs, const nllm_fw_batch *fb, con
   const nllm_model *m = fs->model;
   if (fb->n != 1 || !logits || fb->embd || fb->row_lora || fb->cell || fb->pos || fb->out_rows ||
       !fs->gpu.ops || !fs->gpu.ops->step_begin || m->n_gpu_layers < m->hp.n_layer ||
-      !m->tok_embd.dev || !m->output.dev || m->arch->abs_pos)
+      !m->tok_embd.dev || !m->output.dev || m->arch->abs_pos || m->hp.n_expert > 0)
     return 0;
-  for (int il = 0; il < m->hp.n_layer; il++)
-    if (m->layers[il].ffn_gate_inp.data) return 0;
   return 1;
 }
 
