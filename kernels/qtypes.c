@@ -104,6 +104,7 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
       q->expand_min_tokens = k->expand_min_tokens;
       q->pack_expanded = k->pack_expanded;
       q->packed_block_bytes = k->packed_block_bytes;
+      q->gemm_packed_stream = k->gemm_packed_stream;
     }
   }
 }

@@ -104,6 +104,7 @@ typedef struct nllm_qtype_kernels {
   int32_t expand_min_tokens;
   nllm_pack_rows_fn pack_expanded; /* with expand_packed: see nllm_qtype */
   int32_t packed_block_bytes;      /* with gemm_packed: see nllm_qtype */
+  nllm_gemm_packed_fn gemm_packed_stream; /* with prepack: see nllm_qtype */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -194,6 +195,12 @@ typedef struct nllm_qtype {
    * keeps the plain rows' bytes (pack_group_rows * type_size). A packed copy of a matrix is
    * larger than its plain rows where this is larger. */
   int32_t packed_block_bytes;
+  /* optional (NULL: gemm_packed), with prepack: gemm_packed that also prefetches the next group
+   * (the one after it in memory) while it works. Weights kept packed from load come from DRAM
+   * on the first pass over a group, and a group's sixteen-row blocks are read in an order the
+   * hardware prefetcher does not follow; later passes (the other tokens of a prompt) find the
+   * group in cache and take gemm_packed, which would only pay for the prefetches. */
+  nllm_gemm_packed_fn gemm_packed_stream;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

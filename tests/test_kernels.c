@@ -737,6 +737,14 @@ static void check_packed(const nllm_qtype *q) {
         float s[TMAX * SS];
         for (int i = 0; i < TMAX * SS; i++) s[i] = NAN;
         q->gemm_packed(n, s, SS, pk, prep, prs, nt);
+        if (q->gemm_packed_stream) { /* the same sums, prefetching as it goes */
+          float s2[TMAX * SS];
+          for (int i = 0; i < TMAX * SS; i++) s2[i] = NAN;
+          q->gemm_packed_stream(n, s2, SS, pk, prep, prs, nt);
+          ck_assert_msg(memcmp(s, s2, sizeof s) == 0,
+                        "%s gemm_packed_stream differs from gemm_packed (n %lld, %d tokens)",
+                        q->name, (long long)n, nt);
+        }
         if (nt == 1 && q->gemv_packed) { /* one token: the decode kernel's sums, no more rows */
           float g[SS], d4[RMAX];
           for (int i = 0; i < SS; i++) g[i] = NAN;

@@ -81,13 +81,18 @@ START_TEST(kernels_equal_vec_dot4) {
                            E2 + (size_t)g * eb);
         }
       }
-    for (int pass = 0; pass < (q->expand_packed ? 3 : 1); pass++)
+    /* pass 0 the packed rows, 1 and 2 the expanded ones, 3 the packed rows streamed */
+    for (int pass = 0; pass < 4; pass++)
     for (int nt = 1; nt <= q->packed_tok; nt++) {
+      if ((pass == 1 || pass == 2) && !q->expand_packed) break;
+      if (pass == 3 && !q->gemm_packed_stream) break;
+      if (pass == 3 && nt == 1) continue; /* one token in all takes gemv_packed */
       for (int64_t g = 0; g < rows / q->pack_group_rows; g++) {
-        const nllm_gemm_packed_fn fn = pass                      ? q->gemm_expanded
+        const nllm_gemm_packed_fn fn = pass == 3                   ? q->gemm_packed_stream
+                                       : pass                      ? q->gemm_expanded
                                        : nt == 1 && q->gemv_packed ? q->gemv_packed
                                                                    : q->gemm_packed;
-        const uint8_t *grp = pass == 0 ? P + (size_t)g * gb
+        const uint8_t *grp = pass == 0 || pass == 3 ? P + (size_t)g * gb
                              : pass == 1 || !q->pack_expanded ? E + (size_t)g * eb
                                                               : E2 + (size_t)g * eb;
         fn(cols, got + g * q->pack_group_rows, (size_t)rows, grp, prep,

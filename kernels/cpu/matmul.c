@@ -348,9 +348,12 @@ static void prepacked_rows(const matmul_job *j, int64_t r0, int64_t r1, int work
   for (int64_t t = 0; t < j->n_tok; t += tok) {
     const int nt = (int)(j->n_tok - t < tok ? j->n_tok - t : tok);
     /* gemv_packed: a decode step (one token in all), whose sums are the decode kernel's; a
-     * prompt's last token takes the prompt kernel's, as its other tokens */
-    const nllm_gemm_packed_fn fn =
-        j->n_tok == 1 && q->gemv_packed && !j->pack ? q->gemv_packed : fn_many;
+     * prompt's last token takes the prompt kernel's, as its other tokens. The first pass over
+     * the groups reads them from memory: gemm_packed_stream prefetches as it goes. */
+    const nllm_gemm_packed_fn fn = j->n_tok == 1 && q->gemv_packed && !j->pack ? q->gemv_packed
+                                   : t == 0 && q->gemm_packed_stream && !j->pack
+                                       ? q->gemm_packed_stream
+                                       : fn_many;
     for (int64_t g = g0; g < g1; g++)
       fn(j->cols, &j->y[(size_t)t * ys + (size_t)(g * gr)], ys, pw + (size_t)(g - gbase) * gb,
          j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
