@@ -75,9 +75,11 @@ static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, c
     for (int64_t t = 0; t < n_tok; t += tok) {
       const int nt = (int)(n_tok - t < tok ? n_tok - t : tok);
       for (int64_t g = 0; g < rows / gr; g++)
-        (nt == 1 && q->gemv_packed ? q->gemv_packed : q->gemm_packed)(
-            cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows,
-            pk + (size_t)g * gb, prep + (size_t)t * p_rs, p_rs, nt);
+        (n_tok == 1 && q->gemv_packed ? q->gemv_packed
+         : t == 0 && q->gemm_packed_stream
+             ? q->gemm_packed_stream
+             : q->gemm_packed)(cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows,
+                               pk + (size_t)g * gb, prep + (size_t)t * p_rs, p_rs, nt);
     }
     return;
   }
@@ -89,8 +91,9 @@ static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, c
     }
     for (int64_t t = 0; t < n_tok; t += tok) {
       const int nt = (int)(n_tok - t < tok ? n_tok - t : tok);
-      q->gemm_packed(cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows, pg,
-                     prep + (size_t)t * p_rs, p_rs, nt);
+      (t == 0 && q->gemm_packed_stream ? q->gemm_packed_stream : q->gemm_packed)(
+          cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows, pg,
+          prep + (size_t)t * p_rs, p_rs, nt);
     }
   }
 }
@@ -111,7 +114,8 @@ int main(int argc, char **argv) {
   printf("format rows x cols tokens: plain ms, packed ms, plain/packed (1 thread, thread CPU time, "
          "medians of %d alternated runs)\n",
          runs);
-  static const int32_t types[] = {NLLM_TYPE_Q4_K, NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K, NLLM_TYPE_IQ4_XS};
+  static const int32_t types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K,
+                                  NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K, NLLM_TYPE_IQ4_XS};
   for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
     const nllm_qtype *q = nllm_qtype_get(types[ti]);
     if (!q || !selected(only, q->name) || !q->gemm_packed) continue;

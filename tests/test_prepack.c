@@ -11,10 +11,10 @@
 
 #include <unistd.h>
 
-/* The suite runs on the highest tier where Q4_0 keeps weights packed (AVX2 on an AVX-512 CPU,
- * whose own tier packs only Q8_0), so that it runs on every x86 host, and again on the CPU's
- * own tier where that one differs and packs any format; the best tier where none has. Chosen
- * in main, set by each case's fixture. */
+/* The suite runs on the highest tier where Q4_K keeps weights packed (AVX2 on an AVX-512 CPU,
+ * whose own tier packs only Q4_0 and Q8_0), so that it runs on every x86 host, and again on the
+ * CPU's own tier where that one differs and packs any format; the best tier where none has.
+ * Chosen in main, set by each case's fixture. */
 static int packed_tier, top_tier, test_tier;
 
 static void best_tier(void) {
@@ -391,7 +391,7 @@ int main(void) {
   top_tier = packed_tier = nllm_qtypes_isa_max();
   for (int isa = packed_tier; isa >= NLLM_ISA_SCALAR; isa--) {
     nllm_qtypes_set_isa(isa);
-    if (nllm_qtype_get(NLLM_TYPE_Q4_0)->prepack) {
+    if (nllm_qtype_get(NLLM_TYPE_Q4_K)->prepack) {
       packed_tier = isa;
       break;
     }

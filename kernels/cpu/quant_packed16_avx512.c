@@ -19,11 +19,12 @@
  * h, then of block 2 + h; each set of 16 is added as a fixed tree (hsum4_ps's), then the two.
  * Here each of those 32 accumulators is a vector of the 16 rows, and the tree adds vectors.
  *
- * Layout of a group, per block: the 16 rows' dx as floats (64 bytes), then eight vectors of
- * unsigned levels (Q4_0: 0..15; Q8_0: x + 128), vector e holding row r's levels of elements
- * 4e..4e+3 in int32 lane r. The activation's prepared block: its 32 bytes, dy, the offset of the
- * whole block (-8 or -128 times the sum of its bytes), then the offsets of Q4_0's four parts or
- * of Q8_0's eight four-byte words. */
+ * Layout of a group, per block: the 16 rows' dx, then eight vectors of unsigned levels (Q4_0:
+ * 0..15; Q8_0: x + 128), vector e holding row r's levels of elements 4e..4e+3 in int32 lane r
+ * (Q4_0 stores them as nibbles, two vectors a register, and orders its blocks: block_scales). The
+ * activation's prepared block: its 32 bytes, dy, the offset of the whole block (-8 or -128 times
+ * the sum of its bytes), then the offsets of Q4_0's four parts or of Q8_0's eight four-byte words.
+ */
 #include <immintrin.h>
 #include <stddef.h>
 
@@ -60,12 +61,60 @@ _Static_assert(PREP_BLOCK(1) <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits
 #ifndef Q8_PREPACK
 #define Q8_PREPACK 1
 #endif
+/* Q4_0 not kept packed from load: decode on its packed groups (gemv_packed, the same bytes as
+ * the plain rows, read as one stream) went at 0.78-0.88 of the plain rows' four-row kernel from
+ * DRAM (bench_packed, one thread; prefetch distance, hint and two or four streams a group made no
+ * difference or worse), and the 1.1B model's one-sequence decode at 2 threads fell from 86-90 to
+ * 68-73 t/s, while 4 and 16 sequences gained (139-143 -> 155-164, 201-203 -> 200-220) and the
+ * 128-token prompt too. The one-sequence rate is what the default keeps; -D for the A/B. */
+#ifndef Q4_PREPACK
+#define Q4_PREPACK 0
+#endif
+
+/* Where block b of a group (nb blocks) lies. Q8_0: PACKED_BLOCK bytes a block (dx as floats,
+ * eight vectors), in order. Q4_0 keeps its plain rows' bytes (so that its weights could stay
+ * packed from load, where decode reads every byte) and half the bytes a repack writes: Q4_BLOCK
+ * bytes a block, two blocks a pair, the pair's two sets
+ * of 16 F16 scales in its first 64 bytes, then each block's four vectors of quant bytes, vector
+ * j holding row r's bytes 4j..4j+3 in lane r (the low nibbles are vector j's levels, the high
+ * ones vector 4 + j's), so every vector load stays on one cache line. Its chunks' blocks lie in
+ * the order gemm_packed16 reads them, lane position by lane position (block 16 c + blk at
+ * position L nc + c), so that a group streams from memory as one line (a one-token matvec in
+ * block order read 11 GB/s of weights against the plain rows' 28); the blocks after the last
+ * chunk stay in order. Q8_0 cannot: its one-token kernel follows the decode kernel's order. */
+#define Q4_BLOCK (GROUP_ROWS * 2 + 4 * 64)
+static inline size_t block_bytes(const int q8) {
+  return q8 ? PACKED_BLOCK : Q4_BLOCK;
+}
+static inline int64_t q4_position(int64_t b, int64_t nb) {
+  const int64_t nc = nb / CHUNK, blk = b % CHUNK;
+  return b < nc * CHUNK ? (4 * (blk % 4) + blk / 4) * nc + b / CHUNK : b;
+}
+static inline const uint8_t *block_scales(const int q8, const uint8_t *pk, int64_t b, int64_t nb) {
+  if (q8) return pk + (size_t)b * PACKED_BLOCK;
+  const int64_t p = q4_position(b, nb);
+  return pk + (size_t)(p / 2) * 2 * Q4_BLOCK + 32 * (size_t)(p % 2);
+}
+static inline const uint8_t *block_vectors(const int q8, const uint8_t *pk, int64_t b, int64_t nb) {
+  if (q8) return pk + (size_t)b * PACKED_BLOCK + 64;
+  const int64_t p = q4_position(b, nb);
+  return pk + (size_t)(p / 2) * 2 * Q4_BLOCK + 64 + 256 * (size_t)(p % 2);
+}
+static inline __m512 load_dx(const int q8, const uint8_t *pk, int64_t b, int64_t nb) {
+  const uint8_t *d = block_scales(q8, pk, b, nb);
+  return q8 ? _mm512_loadu_ps(d) : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
+}
+/* Vector e (0..7) of block b: Q8_0's as stored, Q4_0's from the nibbles of vector e % 4 */
+static inline __m512i load_w(const int q8, const uint8_t *pk, int64_t b, int64_t nb, int e) {
+  if (q8) return _mm512_loadu_si512(block_vectors(1, pk, b, nb) + 64 * e);
+  const __m512i v = _mm512_loadu_si512(block_vectors(0, pk, b, nb) + 64 * (e % 4));
+  return _mm512_and_si512(e < 4 ? v : _mm512_srli_epi16(v, 4), _mm512_set1_epi8(15));
+}
 
 static void q4_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
   const uint8_t *x0 = vx;
   uint8_t *out = vp;
   const size_t xs = sizeof(block_q4_0);
-  const __m512i m4 = _mm512_set1_epi8(15);
   /* of two registers of four rows' 16 quant bytes (row 4p + k in 128-bit lane k of register p):
    * lanes 0..7 word w of rows 0..7, lanes 8..15 word w + 1 */
   __m512i idx[2];
@@ -77,7 +126,8 @@ static void q4_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
     }
     idx[h] = _mm512_loadu_si512(v);
   }
-  for (int64_t b = 0; b < n / QK; b++, out += PACKED_BLOCK) {
+  const int64_t nb = n / QK;
+  for (int64_t b = 0; b < nb; b++) {
     /* sixteen rows are more streams than the hardware prefetcher follows: a weight row read
      * here for the first time (a model's layers do not stay in cache) waited for memory */
     for (int r = 0; r < GROUP_ROWS; r++)
@@ -101,12 +151,10 @@ static void q4_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
       O[2 * h] = _mm512_shuffle_i64x2(A[h][0], A[h][1], _MM_SHUFFLE(1, 0, 1, 0));
       O[2 * h + 1] = _mm512_shuffle_i64x2(A[h][0], A[h][1], _MM_SHUFFLE(3, 2, 3, 2));
     }
-    _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d)));
-    for (int j = 0; j < 4; j++) {
-      _mm512_storeu_si512(out + 64 + 64 * j, _mm512_and_si512(O[j], m4));
-      _mm512_storeu_si512(out + 64 + 64 * (4 + j),
-                          _mm512_and_si512(_mm512_srli_epi32(O[j], 4), m4));
-    }
+    /* see Q4_BLOCK */
+    memcpy(out + (block_scales(0, out, b, nb) - out), d, sizeof d);
+    uint8_t *v = out + (block_vectors(0, out, b, nb) - out);
+    for (int j = 0; j < 4; j++) _mm512_storeu_si512(v + 64 * j, O[j]);
   }
 }
 
@@ -230,18 +278,23 @@ static inline __m512 tree16(const __m512 *a) {
   return _mm512_add_ps(_mm512_add_ps(u[0], u[2]), _mm512_add_ps(u[1], u[3]));
 }
 
-/* Up to NLLM_PACKED_TOK_MAX tokens a call: the reductions below and the accumulators' trips
- * through memory cost about as much as a 768-value row's products of four tokens. */
-/* gemm_packed_stream's prefetch: the bytes at xb's place in the next group (groups lie one after
- * another), into L2, a group ahead. 1.1B Q8_0 shape, 2 threads, `nllm bench --parallel 4,16`:
- * 4-sequence generation 76-79 -> 119-122 t/s, 16 sequences 147-162 -> 199-201 (eighteenth
- * round). In every call instead of the first pass's only, the 128-token prompt lost 12-15%. */
-static inline __attribute__((always_inline)) void prefetch_next_group(const uint8_t *xb,
-                                                                      int64_t nb, size_t bytes) {
-  for (size_t o = 0; o < bytes; o += 64)
-    _mm_prefetch((const char *)(xb + (size_t)nb * PACKED_BLOCK + o), _MM_HINT_T1);
+/* gemm_packed_stream's prefetch: the line at p's place in the next group (groups lie one after
+ * another, nb blocks each), into L2, a group ahead. 1.1B Q8_0 shape, 2 threads, `nllm bench
+ * --parallel 4,16`: 4-sequence generation 72-79 -> 111-122 t/s, 16 sequences 135-162 -> 200-211
+ * (eighteenth round). In every call instead of the first pass's only, the 128-token prompt lost
+ * 12-15%. */
+static inline void prefetch_next(const int q8, const uint8_t *p, int64_t nb) {
+  _mm_prefetch((const char *)(p + (size_t)nb * block_bytes(q8)), _MM_HINT_T1);
+}
+/* Block b's lines (Q4_0: its pair's scales line with the pair's first block) */
+static inline void prefetch_next_block(const int q8, const uint8_t *pk, int64_t b, int64_t nb) {
+  if (q8 || q4_position(b, nb) % 2 == 0) prefetch_next(q8, block_scales(q8, pk, b, nb), nb);
+  for (int e = 0; e < (q8 ? 8 : 4); e++)
+    prefetch_next(q8, block_vectors(q8, pk, b, nb) + 64 * e, nb);
 }
 
+/* Up to NLLM_PACKED_TOK_MAX tokens a call: the reductions below and the accumulators' trips
+ * through memory cost about as much as a 768-value row's products of four tokens. */
 static inline __attribute__((always_inline)) void gemm_packed16(const int q8, const int pf,
                                                                 const int T, int64_t n, float *s,
                                                                 size_t ss, const uint8_t *pk,
@@ -257,12 +310,11 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
     for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       const int64_t b = CHUNK * c + blk;
-      const uint8_t *xb = pk + (size_t)b * PACKED_BLOCK;
-      if (pf) prefetch_next_group(xb, nb, PACKED_BLOCK);
-      const __m512 dx = _mm512_loadu_ps(xb);
+      if (pf) prefetch_next_block(q8, pk, b, nb);
+      const __m512 dx = load_dx(q8, pk, b, nb);
       __m512i w[8];
 #pragma GCC unroll 8
-      for (int e = 0; e < 8; e++) w[e] = _mm512_loadu_si512(xb + 64 + 64 * e);
+      for (int e = 0; e < 8; e++) w[e] = load_w(q8, pk, b, nb, e);
 #pragma GCC unroll 8
       for (int t = 0; t < T; t++) {
         const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
@@ -289,13 +341,12 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
       for (int64_t g = nc * CHUNK; g < nb; g += 4)
         for (int u = 0; u < 2; u++) { /* block h of the group, then block 2 + h */
           const int64_t b = g + 2 * u + h;
-          const uint8_t *xb = pk + (size_t)b * PACKED_BLOCK;
           if (pf) { /* the vector this lane reads, and the scales once */
-            prefetch_next_group(xb + 64 + 64 * e, nb, 64);
-            if (e == 0) prefetch_next_group(xb, nb, 64);
+            prefetch_next(1, block_vectors(1, pk, b, nb) + 64 * e, nb);
+            if (e == 0) prefetch_next(1, block_scales(1, pk, b, nb), nb);
           }
-          const __m512 dx = _mm512_loadu_ps(xb);
-          const __m512i w = _mm512_loadu_si512(xb + 64 + 64 * e);
+          const __m512 dx = load_dx(1, pk, b, nb);
+          const __m512i w = load_w(1, pk, b, nb, e);
 #pragma GCC unroll 8
           for (int t = 0; t < T; t++) {
             const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
@@ -314,15 +365,13 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 #pragma GCC unroll 8
       for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
       for (int64_t b = nc * CHUNK + k; b < nb; b += 4) {
-        const uint8_t *xb = pk + (size_t)b * PACKED_BLOCK;
-        if (pf) {
-          prefetch_next_group(xb + 64 + 64 * j, nb, 64);
-          prefetch_next_group(xb + 64 + 64 * (4 + j), nb, 64);
-          if (j == 0) prefetch_next_group(xb, nb, 64);
+        if (pf) { /* the vector of this lane's two parts, and the pair's scales once */
+          prefetch_next(0, block_vectors(0, pk, b, nb) + 64 * j, nb);
+          if (j == 0 && q4_position(b, nb) % 2 == 0)
+            prefetch_next(0, block_scales(0, pk, b, nb), nb);
         }
-        const __m512 dx = _mm512_loadu_ps(xb);
-        const __m512i wl = _mm512_loadu_si512(xb + 64 + 64 * j);
-        const __m512i wh = _mm512_loadu_si512(xb + 64 + 64 * (4 + j));
+        const __m512 dx = load_dx(0, pk, b, nb);
+        const __m512i wl = load_w(0, pk, b, nb, j), wh = load_w(0, pk, b, nb, 4 + j);
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
           const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
@@ -359,8 +408,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
   }
 PACKED16_BY_TOKENS(q4_0_gemm_packed16_avx512, 0, 0)
 PACKED16_BY_TOKENS(q8_0_gemm_packed16_avx512, 1, 0)
-/* Q8_0 only: Q4_0 is not kept packed from load on this tier (its groups are repacked into the
- * worker's buffer, in cache) */
+PACKED16_BY_TOKENS(q4_0_gemm_packed16_stream_avx512, 0, 1)
 PACKED16_BY_TOKENS(q8_0_gemm_packed16_stream_avx512, 1, 1)
 
 /* One token of Q8_0 on packed rows (weights kept packed from load), equal bit for bit to the
@@ -411,7 +459,12 @@ static const nllm_qtype_kernels packed16_rows[] = {
      .packed_min_tokens = Q4_PACKED_MIN_TOKENS,
      .pack_group_rows = GROUP_ROWS,
      .packed_tok = NLLM_PACKED_TOK_MAX,
-     .packed_block_bytes = PACKED_BLOCK},
+     /* one token: the kernel's sums are the decode kernel's already; streamed, as decode
+      * reads the weights from memory */
+     .gemv_packed = q4_0_gemm_packed16_stream_avx512,
+     .prepack = Q4_PREPACK,
+     .packed_block_bytes = Q4_BLOCK,
+     .gemm_packed_stream = q4_0_gemm_packed16_stream_avx512},
     {.type = NLLM_TYPE_Q8_0,
      .pack_rows = q8_0_pack16_avx512,
      .packed_prep = q8_0_packed16_prep_avx512,
