@@ -46,11 +46,13 @@ _Static_assert(PREP_BLOCK(1) <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits
  * 318 at 16), 2048-value rows, where the tiles have no four-block rest, only from 16 (411 / 308
  * at 8, 393 / 396 at 16, 374 / 462 at 32). But a 16-sequence decode step on the 1.1B shape (2
  * threads, weights from DRAM) spent 40% of its time repacking: generation 97-106 t/s against
- * 182-204 with the tiles up to 31 tokens. On weights in cache (110M) packing gains from 32
- * tokens; on the 1.1B shape two sets of 32-96-token prompts disagreed (docs/performance.md,
- * sixteenth round). -D for the A/B. */
+ * 182-204 with the tiles up to 31 tokens (so 32, sixteenth round). With the layout of half the
+ * bytes (block_scales) 16 again: 1.1B, 2 threads, three alternated pairs against 32, pp16
+ * 178-216 against 171-208 t/s, pp24 206-261 against 182-224, 16-sequence generation 161-197
+ * against 163-188; from 4 tokens, 4 sequences fell from 123-125 to 87-91 t/s (eighteenth
+ * round). -D for the A/B. */
 #ifndef Q4_PACKED_MIN_TOKENS
-#define Q4_PACKED_MIN_TOKENS 32
+#define Q4_PACKED_MIN_TOKENS 16
 #endif
 /* Q8_0's crossover against its chunk tiles (q8_0_gemm4_chunks_avx512). Its repacking reads
  * twice the bytes of Q4_0's, and on weights that come from DRAM (a decode step of many
