@@ -63,14 +63,16 @@ _Static_assert(PREP_BLOCK(1) <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits
 #ifndef Q8_PREPACK
 #define Q8_PREPACK 1
 #endif
-/* Q4_0 not kept packed from load: decode on its packed groups (gemv_packed, the same bytes as
- * the plain rows, read as one stream) went at 0.78-0.88 of the plain rows' four-row kernel from
- * DRAM (bench_packed, one thread; prefetch distance, hint and two or four streams a group made no
- * difference or worse), and the 1.1B model's one-sequence decode at 2 threads fell from 86-90 to
- * 68-73 t/s, while 4 and 16 sequences gained (139-143 -> 155-164, 201-203 -> 200-220) and the
- * 128-token prompt too. The one-sequence rate is what the default keeps; -D for the A/B. */
+/* Q4_0 kept packed from load too (its groups take the plain rows' bytes, block_scales), with the
+ * one-token kernel streaming the groups (gemv_packed = the stream kernel, whose sums are the
+ * decode kernel's). 1.1B Q4_0, 2 threads, against the plain rows, three alternated pairs:
+ * 4-sequence generation 146-197 against 116-121 t/s, 16 sequences 210-287 against 137-151; one
+ * sequence 60.6-70.6 against 61.5-75.4 t/s (four more pairs: 67.1-70.4 against 69.0-71.4, 1-3%
+ * behind in three, 2% ahead in one), one thread and the 110M shape level or ahead. Without the
+ * prefetch (a build where gcc had dropped it) one sequence fell to 0.8 of the plain rows.
+ * -D for the A/B. */
 #ifndef Q4_PREPACK
-#define Q4_PREPACK 0
+#define Q4_PREPACK 1
 #endif
 
 /* Where block b of a group (nb blocks) lies. Q8_0: PACKED_BLOCK bytes a block (dx as floats,
@@ -285,11 +287,16 @@ static inline __m512 tree16(const __m512 *a) {
  * --parallel 4,16`: 4-sequence generation 72-79 -> 111-122 t/s, 16 sequences 135-162 -> 200-211
  * (eighteenth round). In every call instead of the first pass's only, the 128-token prompt lost
  * 12-15%. */
-static inline void prefetch_next(const int q8, const uint8_t *p, int64_t nb) {
+/* always_inline: gcc took a called function that only prefetches for one without effects and
+ * dropped the calls (the stream kernels compiled to the plain ones) */
+static inline __attribute__((always_inline)) void prefetch_next(const int q8, const uint8_t *p,
+                                                                int64_t nb) {
   _mm_prefetch((const char *)(p + (size_t)nb * block_bytes(q8)), _MM_HINT_T1);
 }
 /* Block b's lines (Q4_0: its pair's scales line with the pair's first block) */
-static inline void prefetch_next_block(const int q8, const uint8_t *pk, int64_t b, int64_t nb) {
+static inline __attribute__((always_inline)) void prefetch_next_block(const int q8,
+                                                                      const uint8_t *pk,
+                                                                      int64_t b, int64_t nb) {
   if (q8 || q4_position(b, nb) % 2 == 0) prefetch_next(q8, block_scales(q8, pk, b, nb), nb);
   for (int e = 0; e < (q8 ? 8 : 4); e++)
     prefetch_next(q8, block_vectors(q8, pk, b, nb) + 64 * e, nb);
