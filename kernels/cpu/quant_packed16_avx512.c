@@ -84,8 +84,9 @@ _Static_assert(PREP_BLOCK(1) <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits
  * ones vector 4 + j's), so every vector load stays on one cache line. Its chunks' blocks lie in
  * the order gemm_packed16 reads them, lane position by lane position (block 16 c + blk at
  * position L nc + c), so that a group streams from memory as one line (a one-token matvec in
- * block order read 11 GB/s of weights against the plain rows' 28); the blocks after the last
- * chunk stay in order. Q8_0 cannot: its one-token kernel follows the decode kernel's order. */
+ * block order, without prefetch, read 11 GB/s of weights against the plain rows' 28); the
+ * blocks after the last chunk stay in order. Q8_0 cannot: its one-token kernel follows the
+ * decode kernel's order. */
 #define Q4_BLOCK (GROUP_ROWS * 2 + 4 * 64)
 static inline size_t block_bytes(const int q8) {
   return q8 ? PACKED_BLOCK : Q4_BLOCK;
