@@ -95,15 +95,22 @@ static inline int64_t q4_position(int64_t b, int64_t nb) {
   const int64_t nc = nb / CHUNK, blk = b % CHUNK;
   return b < nc * CHUNK ? (4 * (blk % 4) + blk / 4) * nc + b / CHUNK : b;
 }
-static inline const uint8_t *block_scales(const int q8, const uint8_t *pk, int64_t b, int64_t nb) {
-  if (q8) return pk + (size_t)b * PACKED_BLOCK;
+/* Offsets in the group of block b's scales and of its vectors (the packer writes there) */
+static inline size_t scales_at(const int q8, int64_t b, int64_t nb) {
+  if (q8) return (size_t)b * PACKED_BLOCK;
   const int64_t p = q4_position(b, nb);
-  return pk + (size_t)(p / 2) * 2 * Q4_BLOCK + 32 * (size_t)(p % 2);
+  return (size_t)(p / 2) * 2 * Q4_BLOCK + 32 * (size_t)(p % 2);
+}
+static inline size_t vectors_at(const int q8, int64_t b, int64_t nb) {
+  if (q8) return (size_t)b * PACKED_BLOCK + 64;
+  const int64_t p = q4_position(b, nb);
+  return (size_t)(p / 2) * 2 * Q4_BLOCK + 64 + 256 * (size_t)(p % 2);
+}
+static inline const uint8_t *block_scales(const int q8, const uint8_t *pk, int64_t b, int64_t nb) {
+  return pk + scales_at(q8, b, nb);
 }
 static inline const uint8_t *block_vectors(const int q8, const uint8_t *pk, int64_t b, int64_t nb) {
-  if (q8) return pk + (size_t)b * PACKED_BLOCK + 64;
-  const int64_t p = q4_position(b, nb);
-  return pk + (size_t)(p / 2) * 2 * Q4_BLOCK + 64 + 256 * (size_t)(p % 2);
+  return pk + vectors_at(q8, b, nb);
 }
 static inline __m512 load_dx(const int q8, const uint8_t *pk, int64_t b, int64_t nb) {
   const uint8_t *d = block_scales(q8, pk, b, nb);
@@ -157,9 +164,8 @@ static void q4_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
       O[2 * h + 1] = _mm512_shuffle_i64x2(A[h][0], A[h][1], _MM_SHUFFLE(3, 2, 3, 2));
     }
     /* see Q4_BLOCK */
-    memcpy(out + (block_scales(0, out, b, nb) - out), d, sizeof d);
-    uint8_t *v = out + (block_vectors(0, out, b, nb) - out);
-    for (int j = 0; j < 4; j++) _mm512_storeu_si512(v + 64 * j, O[j]);
+    memcpy(out + scales_at(0, b, nb), d, sizeof d);
+    for (int j = 0; j < 4; j++) _mm512_storeu_si512(out + vectors_at(0, b, nb) + 64 * j, O[j]);
   }
 }
 
@@ -287,9 +293,8 @@ static inline __m512 tree16(const __m512 *a) {
  * another, nb blocks each), into L2, a group ahead. 1.1B Q8_0 shape, 2 threads, `nllm bench
  * --parallel 4,16`: 4-sequence generation 72-79 -> 111-122 t/s, 16 sequences 135-162 -> 200-211
  * (eighteenth round). In every call instead of the first pass's only, the 128-token prompt lost
- * 12-15%. */
-/* always_inline: gcc took a called function that only prefetches for one without effects and
- * dropped the calls (the stream kernels compiled to the plain ones) */
+ * 12-15%. always_inline: gcc took a called function that only prefetches for one without
+ * effects and dropped the calls (the stream kernels compiled to the plain ones). */
 static inline __attribute__((always_inline)) void prefetch_next(const int q8, const uint8_t *p,
                                                                 int64_t nb) {
   _mm_prefetch((const char *)(p + (size_t)nb * block_bytes(q8)), _MM_HINT_T1);
@@ -351,10 +356,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
       for (int64_t g = nc * CHUNK; g < nb; g += 4)
         for (int u = 0; u < 2; u++) { /* block h of the group, then block 2 + h */
           const int64_t b = g + 2 * u + h;
-          if (pf) { /* the vector this lane reads, and the scales once */
-            prefetch_next(1, block_vectors(1, pk, b, nb) + 64 * e, nb);
-            if (e == 0) prefetch_next(1, block_scales(1, pk, b, nb), nb);
-          }
+          if (pf && e == 0) prefetch_next_block(1, pk, b, nb); /* on the block's first visit */
           const __m512 dx = load_dx(1, pk, b, nb);
           const __m512i w = load_w(1, pk, b, nb, e);
 #pragma GCC unroll 8
@@ -375,11 +377,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 #pragma GCC unroll 8
       for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
       for (int64_t b = nc * CHUNK + k; b < nb; b += 4) {
-        if (pf) { /* the vector of this lane's two parts, and the pair's scales once */
-          prefetch_next(0, block_vectors(0, pk, b, nb) + 64 * j, nb);
-          if (j == 0 && q4_position(b, nb) % 2 == 0)
-            prefetch_next(0, block_scales(0, pk, b, nb), nb);
-        }
+        if (pf && j == 0) prefetch_next_block(0, pk, b, nb); /* on the block's first visit */
         const __m512 dx = load_dx(0, pk, b, nb);
         const __m512i wl = load_w(0, pk, b, nb, j), wh = load_w(0, pk, b, nb, 4 + j);
 #pragma GCC unroll 8
