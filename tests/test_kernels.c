@@ -922,19 +922,19 @@ static void check_k_tile_extremes(const nllm_qtype *q) {
 }
 
 /* The same extreme blocks through the interleaved kernels (Q4_K's and Q6_K's packed groups keep
- * the rows' bits and scale bytes, unpacked per call): eight rows packed, every token count up to
- * packed_tok and gemv_packed, against the four-row kernel bit for bit; so too the layout the
+ * the rows' bits and scale bytes, unpacked per call): a group's rows packed, every token count up
+ * to packed_tok and gemv_packed, against the four-row kernel bit for bit; so too the layout the
  * groups expand into for prompts (expand_packed, and pack_expanded from the rows). */
 static void check_k_packed_extremes(const nllm_qtype *q) {
   if (!q->gemm_packed ||
       (q->type != NLLM_TYPE_Q4_K && q->type != NLLM_TYPE_Q5_K && q->type != NLLM_TYPE_Q6_K))
     return;
-  enum { TMAX = NLLM_PACKED_TOK_MAX, R = NLLM_PACK_ROWS };
+  enum { TMAX = NLLM_PACKED_TOK_MAX, RMAX = 2 * NLLM_PACK_ROWS };
   const int64_t n = 1024, nb = n / QK_K;
-  const int T = q->packed_tok;
+  const int T = q->packed_tok, R = q->pack_group_rows; /* eight rows, or sixteen (AVX-512 Q4_K) */
   const size_t rs = nllm_row_size(q->type, n), ars = nllm_row_size(NLLM_TYPE_Q8_K, n);
   const size_t prs = NLLM_GEMM_PREP_BYTES(n), pbytes = NLLM_PACK_BYTES(n) / NLLM_PACK_ROWS * R;
-  ck_assert_int_eq(q->pack_group_rows, R);
+  ck_assert(R == NLLM_PACK_ROWS || R == RMAX);
   uint8_t *w = malloc(rs * R), *a = malloc(ars * TMAX);
   uint8_t *prep = aligned_alloc(64, prs * TMAX), *pk = aligned_alloc(64, pbytes);
   uint8_t *ex = aligned_alloc(64, pbytes);
@@ -963,12 +963,12 @@ static void check_k_packed_extremes(const nllm_qtype *q) {
     /* pass 0: the packed group, 1: expanded, 2: packed straight into the expanded layout */
     for (int pass = 0; pass < (q->expand_packed ? 2 + !!q->pack_expanded : 1); pass++)
     for (int nt = 1; nt <= T; nt++) {
-      float s[TMAX * R], d4[4];
+      float s[TMAX * RMAX], d4[4];
       if (pass == 1 && nt == 1) q->expand_packed(n, pk, 0, ex);
       if (pass == 2 && nt == 1) q->pack_expanded(n, w, rs, ex);
       (pass ? q->gemm_expanded : q->gemm_packed)(n, s, R, pass ? ex : pk, prep, prs, nt);
       if (nt == 1 && q->gemv_packed && !pass) { /* the decode kernel's sums */
-        float g[R], g4[4];
+        float g[RMAX], g4[4];
         q->gemv_packed(n, g, R, pk, prep, prs, 1);
         for (int r0 = 0; r0 < R; r0 += 4) {
           dot4_or_rows(q, n, g4, w + (size_t)r0 * rs, rs, a);

@@ -706,249 +706,12 @@ static void q8_0_vec_dot4_chunks_avx512(int64_t n, float *s, const void *x, size
   chunk_dot4(1, n, s, x, bx, y);
 }
 
-/* ---------------------------------------------------------------- K-quants, four rows
+/* ---------------------------------------------------------------- Q6_K, four rows
  * Per 256-value super-block the activation's part (its bytes in the order of the weight's
- * nibbles, its block sums, its scale) is prepared once for four rows (decode) or once per
- * matmul (the prompt tiles). Level products go
- * through maddubs (unsigned levels times signed y, pair sums well inside int16) and then
- * dpwssd, which multiplies the pair sums by each 16- or 32-value group's scale and adds them
- * into int32 in one instruction. */
-
-/* 16 int16 copies of each of the given int16 elements of v (two groups per register). */
-static inline __m512i idx_pairs16(int a, int b) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)a)),
-                            _mm256_set1_epi16((short)b), 1);
-}
-
-/* The 8 six-bit scales and mins of a Q4_K/Q5_K super-block (k < 4: low 6 bits of bytes 0..3 /
- * 4..7; k >= 4: low 4 bits in bytes 8..11, top 2 bits in the top of bytes 0..3 / 4..7). */
-static inline void k4_scales(const uint8_t *sc, __m128i *scales16, __m128i *mins16) {
-  const uint32_t u0 = load_u32(sc), u1 = load_u32(sc + 4), u2 = load_u32(sc + 8);
-  const uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
-  const uint32_t s_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
-  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 6) & 0x03030303u) << 4;
-  *scales16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)s_hi << 32 | s_lo)));
-  *mins16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)m_hi << 32 | m_lo)));
-}
-
-/* Q4_K (qh_off < 0) and Q5_K. In 64 bytes of qs (chunk c), the low nibbles are sub-blocks 4c
- * and 4c+2, the high nibbles 4c+1 and 4c+3; Q5_K's fifth bit of sub-block j is bit j of qh. */
-
-/* A row's super-block: its levels (with Q5_K's fifth bits) in the order of the activation's four
- * registers (low, high nibbles of chunk 0, then of chunk 1), each 32 values' scale in the int16
- * lanes of their pair sums, the mins paired for the 16-value bsums (m0 m0 m1 m1 ...), d and
- * dmin. */
-static inline __attribute__((always_inline)) void k45_unpack(const uint8_t *x, const size_t off_sc,
-                                                             const size_t off_qs, const long qh_off,
-                                                             __m512i nib[4], __m512i sc[4],
-                                                             __m256i *mpair, float *d,
-                                                             float *dmin) {
-  const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
-  const __m512i ilo[2] = {idx_pairs16(0, 2), idx_pairs16(4, 6)};
-  const __m512i ihi[2] = {idx_pairs16(1, 3), idx_pairs16(5, 7)};
-  __m128i sc16, mn16;
-  k4_scales(x + off_sc, &sc16, &mn16);
-  const __m512i scz = _mm512_castsi128_si512(sc16);
-  const __m256i mn32 = _mm256_cvtepu16_epi32(mn16);
-  *mpair = _mm256_or_si256(mn32, _mm256_slli_epi32(mn32, 16));
-  /* (qh | qh >> 2): bit 0 is sub-block 0's fifth bit in the low half and sub-block 2's in the
-   * high half; >> 4 gives sub-blocks 4 and 6. Fixed shifts: the per-lane variable shift
-   * (vpsrlvw) made these kernels slower than AVX2 on Zen 5. */
-  __m512i qh = _mm512_setzero_si512();
-  if (qh_off >= 0) {
-    const __m256i h = _mm256_loadu_si256((const __m256i *)(x + qh_off));
-    qh = _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
-  }
-#pragma GCC unroll 2
-  for (int c = 0; c < 2; c++) {
-    const __m512i q = _mm512_loadu_si512(x + off_qs + 64 * c);
-    __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-    if (qh_off >= 0) {
-      const __m512i h = c ? _mm512_srli_epi16(qh, 4) : qh;
-      lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(h, 4), b4));
-      hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(h, 3), b4));
-    }
-    nib[2 * c] = lo;
-    nib[2 * c + 1] = hi;
-    sc[2 * c] = _mm512_permutexvar_epi16(ilo[c], scz);
-    sc[2 * c + 1] = _mm512_permutexvar_epi16(ihi[c], scz);
-  }
-  *d = _cvtsh_ss(load_u16(x));
-  *dmin = _cvtsh_ss(load_u16(x + 2));
-}
-
-/* acc, accm + a row's super-block times a token's (y: its quants in the order of nib; bsums;
- * dy): the level sums into acc, the min sums into accm, which the end subtracts. */
-static inline __attribute__((always_inline)) void k45_dot(const __m512i nib[4], const __m512i sc[4],
-                                                          __m256i mpair, float d, float dmin,
-                                                          const __m512i y[4], __m256i bsums,
-                                                          float dy, __m512 *acc, __m256 *accm) {
-  const __m256i msum = _mm256_madd_epi16(bsums, mpair);
-  __m512i sumi = _mm512_setzero_si512();
-#pragma GCC unroll 4
-  for (int k = 0; k < 4; k++)
-    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(nib[k], y[k]), sc[k]);
-  *acc = _mm512_fmadd_ps(_mm512_set1_ps(d * dy), _mm512_cvtepi32_ps(sumi), *acc);
-  *accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin * dy), _mm256_cvtepi32_ps(msum), *accm);
-}
-
-/* A Q8_K block's quants in the order of k45_unpack's registers. */
-static inline void k45_yquants(const block_q8_K *y, __m512i yq[4]) {
-#pragma GCC unroll 2
-  for (int c = 0; c < 2; c++) {
-    const __m512i a = _mm512_loadu_si512(y->qs + 128 * c),
-                  e = _mm512_loadu_si512(y->qs + 128 * c + 64);
-    yq[2 * c] = _mm512_shuffle_i64x2(a, e, _MM_SHUFFLE(1, 0, 1, 0));
-    yq[2 * c + 1] = _mm512_shuffle_i64x2(a, e, _MM_SHUFFLE(3, 2, 3, 2));
-  }
-}
-
-/* Four results (rows of decode, tokens of a tile): level sums minus min sums. */
-static inline __m128 k45_sums(const __m512 acc[4], const __m256 accm[4]) {
-  return _mm_sub_ps(hsum4_ps(acc[0], acc[1], acc[2], acc[3]),
-                    hsum4_ymm(accm[0], accm[1], accm[2], accm[3]));
-}
-
-static inline __attribute__((always_inline)) void dot4_k45(int64_t n, float *s, const uint8_t *x0,
-                                                           size_t bx, const uint8_t *y0,
-                                                           const size_t xs, const size_t off_sc,
-                                                           const size_t off_qs, const long qh_off) {
-  const block_q8_K *y = (const block_q8_K *)y0;
-  const int64_t nb = n / QK_K;
-  __m512 acc[4];
-  __m256 accm[4];
-  for (int r = 0; r < 4; r++) {
-    acc[r] = _mm512_setzero_ps();
-    accm[r] = _mm256_setzero_ps();
-  }
-  for (int64_t b = 0; b < nb; b++) {
-    __m512i yq[4];
-    k45_yquants(&y[b], yq);
-    const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
-    const float dy = y[b].d;
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      __m512i nib[4], sc[4];
-      __m256i mpair;
-      float d, dmin;
-      k45_unpack(x0 + (size_t)r * bx + (size_t)b * xs, off_sc, off_qs, qh_off, nib, sc, &mpair, &d,
-                 &dmin);
-      k45_dot(nib, sc, mpair, d, dmin, yq, bsums, dy, &acc[r], &accm[r]);
-    }
-  }
-  _mm_storeu_ps(s, k45_sums(acc, accm));
-}
-
-/* Prompt tiles of Q4_K and Q5_K (see gemm4_32b). Per super-block the activation is prepared as
- * dot4_k45 reads it: its quants in k45_yquants' order (256 bytes), its 16 bsums (32 bytes) and
- * d, 384 bytes. A tile takes its rows one at a time: a row's unpacked super-block (nine
- * registers) meets every token, next to the accumulators of its tokens only (the four rows at
- * once needed about twice the 32 registers and spilled); the sums and float steps of each row and
- * token are dot4_k45's. */
-static void k45_prep_avx512(int64_t n, const void *vy, void *vp) {
-  const block_q8_K *y = vy;
-  uint8_t *out = vp;
-  for (int64_t b = 0; b < n / QK_K; b++, out += 384) {
-    __m512i yq[4];
-    k45_yquants(&y[b], yq);
-    for (int k = 0; k < 4; k++) _mm512_storeu_si512(out + 64 * k, yq[k]);
-    memcpy(out + 256, y[b].bsums, sizeof y[b].bsums);
-    memcpy(out + 288, &y[b].d, sizeof(float));
-  }
-}
-
-static inline __attribute__((always_inline)) void gemm4_k45(
-    const int T, int64_t n, float *s, size_t ss, const uint8_t *x0, size_t bx, const uint8_t *p0,
-    size_t ps, const size_t xs, const size_t off_sc, const size_t off_qs, const long qh_off) {
-  for (int r = 0; r < 4; r++) {
-    const uint8_t *xr = x0 + (size_t)r * bx;
-    __m512 acc[NLLM_GEMM_TOK];
-    __m256 accm[NLLM_GEMM_TOK];
-    for (int t = 0; t < NLLM_GEMM_TOK; t++) {
-      acc[t] = _mm512_setzero_ps();
-      accm[t] = _mm256_setzero_ps();
-    }
-    for (int64_t b = 0; b < n / QK_K; b++) {
-      const uint8_t *x = xr + (size_t)b * xs;
-      nllm_prefetch_span(x + NLLM_PREFETCH_ROWS * bx, xs);
-      __m512i nib[4], sc[4];
-      __m256i mpair;
-      float d, dmin;
-      k45_unpack(x, off_sc, off_qs, qh_off, nib, sc, &mpair, &d, &dmin);
-#pragma GCC unroll 4
-      for (int t = 0; t < T; t++) {
-        const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 384;
-        const __m512i yq[4] = {_mm512_loadu_si512(py), _mm512_loadu_si512(py + 64),
-                               _mm512_loadu_si512(py + 128), _mm512_loadu_si512(py + 192)};
-        float dy;
-        memcpy(&dy, py + 288, sizeof dy);
-        k45_dot(nib, sc, mpair, d, dmin, yq, _mm256_loadu_si256((const __m256i *)(py + 256)), dy,
-                &acc[t], &accm[t]);
-      }
-    }
-    store_tokens(s + r, ss, k45_sums(acc, accm), T);
-  }
-}
-#define Q4_K_GEMM(T, ...)                                                     \
-  gemm4_k45(T, __VA_ARGS__, sizeof(block_q4_K), offsetof(block_q4_K, scales), \
-            offsetof(block_q4_K, qs), -1)
-#define Q5_K_GEMM(T, ...)                                                     \
-  gemm4_k45(T, __VA_ARGS__, sizeof(block_q5_K), offsetof(block_q5_K, scales), \
-            offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh))
-NLLM_GEMM4_BY_TOKENS(q4_K_gemm4_avx512, Q4_K_GEMM)
-NLLM_GEMM4_BY_TOKENS(q5_K_gemm4_avx512, Q5_K_GEMM)
-
-static void q4_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_k45(n, s, x, bx, y, sizeof(block_q4_K), offsetof(block_q4_K, scales),
-           offsetof(block_q4_K, qs), -1);
-}
-/* Q4_K, four rows by four tokens (rows that the tiles do not take: not a multiple of
- * NLLM_GEMM_COLS): dot4_k45's steps with each row's super-block unpacked once for the four
- * tokens, so a token's result is bit-identical whichever of the two kernels a batch gives it (a
- * model's output must not depend on its place in a batch). */
-static void q4_K_vec_dot4x4_avx512(int64_t n, float *s, size_t ss, const void *vx, size_t bx,
-                                   const void *vy, size_t by) {
-  const uint8_t *x0 = vx, *y0 = vy;
-  const size_t xs = sizeof(block_q4_K), off_sc = offsetof(block_q4_K, scales),
-               off_qs = offsetof(block_q4_K, qs);
-  const int64_t nb = n / QK_K;
-  __m512 acc[4][4];
-  __m256 accm[4][4];
-  for (int r = 0; r < 4; r++)
-    for (int t = 0; t < 4; t++) {
-      acc[r][t] = _mm512_setzero_ps();
-      accm[r][t] = _mm256_setzero_ps();
-    }
-  for (int64_t b = 0; b < nb; b++) {
-    __m512i yq[4][4];
-    __m256i bsums[4];
-    float dy[4];
-    for (int t = 0; t < 4; t++) {
-      const block_q8_K *y = (const block_q8_K *)(y0 + (size_t)t * by) + b;
-      k45_yquants(y, yq[t]);
-      bsums[t] = _mm256_loadu_si256((const __m256i *)y->bsums);
-      dy[t] = y->d;
-    }
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
-    for (int r = 0; r < 4; r++) {
-      __m512i nib[4], sc[4];
-      __m256i mpair;
-      float d, dmin;
-      k45_unpack(x0 + (size_t)r * bx + (size_t)b * xs, off_sc, off_qs, -1, nib, sc, &mpair, &d,
-                 &dmin);
-#pragma GCC unroll 4
-      for (int t = 0; t < 4; t++)
-        k45_dot(nib, sc, mpair, d, dmin, yq[t], bsums[t], dy[t], &acc[r][t], &accm[r][t]);
-    }
-  }
-  for (int r = 0; r < 4; r++) store_tokens(s + r, ss, k45_sums(acc[r], accm[r]), 4);
-}
-
-static void q5_K_vec_dot4_avx512(int64_t n, float *s, const void *x, size_t bx, const void *y) {
-  dot4_k45(n, s, x, bx, y, sizeof(block_q5_K), offsetof(block_q5_K, scales),
-           offsetof(block_q5_K, qs), (long)offsetof(block_q5_K, qh));
-}
+ * levels, its block sums, its scale) is prepared once for four rows (decode) or once per
+ * matmul (the prompt tiles). Level products go through maddubs (unsigned levels times signed y,
+ * pair sums well inside int16) and then dpwssd, which multiplies the pair sums by each 16-value
+ * group's scale and adds them into int32 in one instruction. */
 
 /* Q6_K: in half c of a super-block, ql's 64 bytes hold elements 0..63 in their low nibbles
  * and 64..127 in their high ones, qh's 32 bytes the top two bits of element l, l+32, l+64 and
@@ -1380,7 +1143,11 @@ void nllm_avx512_init(void) {
  * took turns between threads). Measured against each format's tiles (2048 x 2048, one thread,
  * docs/performance.md "BLAS crossovers"): it wins from 128 tokens for Q4_1 and Q5_1 (four-row
  * kernels only) and at 512 for Q3_K; the tiles of Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS, Q2_K and
- * the row-at-a-time K tiles (Q4_K, Q5_K, Q6_K) stay ahead at every count (never).
+ * the row-at-a-time Q6_K tiles stay ahead at every count (never). Q4_K and Q5_K have no row
+ * here: the AVX2 tier's groups kept packed from load (expanded for prompts) ran prompts 15-30%
+ * and 16 sequences' decode 10-25% faster than this tier's tiles on Zen 4, one sequence level
+ * (docs/performance.md, nineteenth round), and Q4_K's sixteen-row kernel
+ * (quant_k_packed16_avx512.c) reads those groups two at a time.
  * Tile crossovers (gemm_min_tokens): every format's tiles here serve batches from 2 tokens.
  * On weights read from DRAM (a decode step of a few sequences) tiles without the four-row
  * kernels' linear prefetch lost to them below 20-32 tokens (Q6_K at 4 tokens: 1.87 against
@@ -1416,17 +1183,6 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .gemm4 = iq4_nl_gemm4_avx512},
     {.type = NLLM_TYPE_Q2_K, .vec_dot4 = q2_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = 512},
-    {.type = NLLM_TYPE_Q4_K,
-     .vec_dot4 = q4_K_vec_dot4_avx512,
-     .vec_dot4x4 = q4_K_vec_dot4x4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
-     .gemm_prep = k45_prep_avx512,
-     .gemm4 = q4_K_gemm4_avx512},
-    {.type = NLLM_TYPE_Q5_K,
-     .vec_dot4 = q5_K_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
-     .gemm_prep = k45_prep_avx512,
-     .gemm4 = q5_K_gemm4_avx512},
     {.type = NLLM_TYPE_Q6_K,
      .vec_dot4 = q6_K_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,

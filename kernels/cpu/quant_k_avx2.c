@@ -7,6 +7,7 @@
 
 #include "cpu/quant.h"
 #include "cpu/quant_avx2.h"
+#include "cpu/quant_k_packed.h"
 
 /* ---------------------------------------------------------------- Q8_K */
 
@@ -988,19 +989,6 @@ enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC, K_Q5_KC, K_Q6_KC }; /* with K_Q4_
 #define KP_MIN 128                      /* Q4_K, Q5_K: row r's mins 2j, 2j + 1 at 16 j + 2 r */
 #define KP45_Q 192                      /* Q4_K, Q5_K: sub-block k's eight vectors at 256 k */
 #define KP45_BLOCK (KP45_Q + 8 * 256)
-/* Q4_K's compact layout (K_Q4_KC) keeps its rows' bytes, so a group takes what its rows do
- * (8 * 144 a super-block: weights packed from load take no more memory, and decode reads no
- * more): the eight rows' d, dmin as halves, then the three 32-bit words of each row's 12 scale
- * bytes (KQ4_U + 32 w + 4 r: word w of row r), so that one vector op unpacks a word of every row,
- * then per 32-byte chunk j of qs eight vectors, vector v holding row r's bytes 4v..4v+3 of the
- * chunk in lane r: sub-block 2j's levels 4v..4v+3 in their low nibbles, sub-block 2j + 1's in the
- * high. Prompts expand it per work item into the byte layout above (q4_K_expand_avx2). */
-#define KQ4_D 0
-#define KQ4_DMIN 16
-#define KQ4_U 32
-#define KQ4_Q 128
-#define KQ4_BLOCK (KQ4_Q + 4 * 256)
-_Static_assert(KQ4_BLOCK == 8 * sizeof(block_q4_K), "a packed Q4_K group is its rows' size");
 /* Q5_K's compact layout (K_Q5_KC, ee982ed): Q4_K's, then its rows' 32 qh bytes the same way
  * (vector v: row r's bytes 4v..4v+3 in lane r; bit k of a byte: sub-block k's fifth bit) */
 #define KQ5_QH KQ4_BLOCK
@@ -1026,12 +1014,6 @@ _Static_assert(KQ6_BLOCK == 8 * sizeof(block_q6_K), "a packed Q6_K group is its 
  * 16 k + 2 r + 1 (the two int16 of its lane, for madd) */
 _Static_assert(KP45_BLOCK <= NLLM_PACK_BYTES(QK_K) && KP6_BLOCK <= NLLM_PACK_BYTES(QK_K),
                "a packed super-block fits NLLM_PACK_BYTES of its values");
-/* Per super-block of an activation row: its 256 bytes, its block sums of 16 as they are, the
- * sums of 32 (int16), its d. */
-#define KPREP_BS16 256
-#define KPREP_BS32 288
-#define KPREP_D 304
-#define KPREP_BLOCK 320
 /* IQ4_XS's: |y| (256 bytes), y, d. */
 #define IQPREP_Y 256
 #define IQPREP_D 512
@@ -1039,13 +1021,6 @@ _Static_assert(KP45_BLOCK <= NLLM_PACK_BYTES(QK_K) && KP6_BLOCK <= NLLM_PACK_BYT
 _Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K) &&
                    IQPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K),
                "a prepared super-block fits");
-/* Super-blocks ahead that a compact Q4_K kernel prefetches: a group's rows lie one after
- * another, and so do the groups of weights packed from load */
-#ifndef KP_AHEAD
-#define KP_AHEAD 16
-#endif
-/* Tokens from which the prompt path repacks (below, the tiles run: the same sums). */
-#define K_PACKED_MIN_TOKENS 12
 /* Tokens from which Q4_K's compact groups are expanded per work item into the byte layout */
 #ifndef KQ4_EXPAND_MIN_TOKENS
 #define KQ4_EXPAND_MIN_TOKENS 32
@@ -1061,7 +1036,7 @@ _Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K) &&
 #define KQ6_EXPAND_MIN_TOKENS 32
 #endif
 
-static void k_packed_prep_avx2(int64_t n, const void *vy, void *vp) {
+void nllm_k_packed_prep_avx2(int64_t n, const void *vy, void *vp) {
   const block_q8_K *y = vy;
   uint8_t *out = vp;
   for (int64_t b = 0; b < n / QK_K; b++, out += KPREP_BLOCK) {
@@ -1548,7 +1523,7 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
 /* Q4_K: pack_rows writes the compact layout (weights kept packed from load, decode and small
  * batches); the byte layout is what prompts run on, packed straight from the rows
  * (pack_expanded) or expanded from the compact groups (expand_packed). */
-static void q4_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
+void nllm_q4_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
   pack8_k45(K_Q4_KC, n, x, bx, p);
 }
 static void q4_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p) {
@@ -1719,7 +1694,10 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = k45_tile_prep_avx2,
      .gemm4 = q4_K_gemm4_avx2,
-     K_PACKED_ROW(q4_K, k_packed_prep_avx2),
+     .pack_rows = nllm_q4_K_pack_rows_avx2,
+     .packed_prep = nllm_k_packed_prep_avx2,
+     .gemm_packed = q4_K_gemm_packed_avx2,
+     .packed_min_tokens = K_PACKED_MIN_TOKENS,
      .packed_tok = NLLM_PACKED_TOK_MAX,
      .prepack = 1,
      .expand_packed = q4_K_expand_avx2,
@@ -1733,7 +1711,7 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = k45_tile_prep_avx2,
      .gemm4 = q5_K_gemm4_avx2,
-     K_PACKED_ROW(q5_K, k_packed_prep_avx2),
+     K_PACKED_ROW(q5_K, nllm_k_packed_prep_avx2),
      .prepack = 1,
      .expand_packed = q5_K_expand_avx2,
      .gemm_expanded = q5_K_gemm_expanded_avx2,
@@ -1746,7 +1724,7 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q6_K_tile_prep_avx2,
      .gemm4 = q6_K_gemm4_avx2,
-     K_PACKED_ROW(q6_K, k_packed_prep_avx2),
+     K_PACKED_ROW(q6_K, nllm_k_packed_prep_avx2),
      .packed_tok = NLLM_PACKED_TOK_MAX,
      .prepack = 1,
      .expand_packed = q6_K_expand_avx2,

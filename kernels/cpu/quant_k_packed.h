@@ -1,0 +1,44 @@
+/* The AVX2 tier's compact Q4_K groups (eight rows, kept packed from load) and their prepared
+ * activations: the layout both that tier's kernels (quant_k_avx2.c) and the AVX-512 tier's
+ * sixteen-row kernel (quant_k_packed16_avx512.c, two groups at a time) read, and the AVX2
+ * functions the AVX-512 row reuses (packing, the activations' preparation). */
+#ifndef NLLM_QUANT_K_PACKED_H
+#define NLLM_QUANT_K_PACKED_H
+
+#include "cpu/quant.h"
+
+/* Super-blocks ahead that a compact Q4_K kernel prefetches: a group's rows lie one after
+ * another, and so do the groups of weights packed from load */
+#ifndef KP_AHEAD
+#define KP_AHEAD 16
+#endif
+/* Tokens from which the prompt path repacks (below, the tiles run: the same sums). */
+#define K_PACKED_MIN_TOKENS 12
+
+/* Q4_K's compact layout (K_Q4_KC) keeps its rows' bytes, so a group takes what its rows do
+ * (8 * 144 a super-block: weights packed from load take no more memory, and decode reads no
+ * more): the eight rows' d, dmin as halves, then the three 32-bit words of each row's 12 scale
+ * bytes (KQ4_U + 32 w + 4 r: word w of row r), so that one vector op unpacks a word of every row,
+ * then per 32-byte chunk j of qs eight vectors, vector v holding row r's bytes 4v..4v+3 of the
+ * chunk in lane r: sub-block 2j's levels 4v..4v+3 in their low nibbles, sub-block 2j + 1's in the
+ * high. AVX2 prompts expand it per work item into a byte layout (q4_K_expand_avx2). */
+#define KQ4_D 0
+#define KQ4_DMIN 16
+#define KQ4_U 32
+#define KQ4_Q 128
+#define KQ4_BLOCK (KQ4_Q + 4 * 256)
+_Static_assert(KQ4_BLOCK == 8 * sizeof(block_q4_K), "a packed Q4_K group is its rows' size");
+
+/* Per super-block of an activation row: its 256 bytes, its block sums of 16 as they are, the
+ * sums of 32 (int16), its d. */
+#define KPREP_BS16 256
+#define KPREP_BS32 288
+#define KPREP_D 304
+#define KPREP_BLOCK 320
+
+/* A Q8_K row into KPREP_BLOCKs (packed_prep) */
+void nllm_k_packed_prep_avx2(int64_t n, const void *vy, void *vp);
+/* Eight Q4_K rows into one compact group (pack_rows) */
+void nllm_q4_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p);
+
+#endif

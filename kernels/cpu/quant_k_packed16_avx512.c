@@ -1,0 +1,167 @@
+/* AVX-512 kernel of Q4_K groups kept packed from load, sixteen rows at a time: two of the AVX2
+ * tier's compact eight-row groups (quant_k_packed.h) side by side, group A's rows in the low
+ * eight int32 lanes of a zmm and group B's in the high eight. One dpbusd with a broadcast of
+ * four activation bytes is then 64 products of sixteen rows, where the AVX2 kernel spends a
+ * maddubs and an add on 32 products of eight rows; the per-sub-block scale is an int32 multiply
+ * of the dpbusd sums (a sub-block's sum of 32 products, <= 32 * 15 * 128, fits).
+ *
+ * Why: the AVX2 kernel is instruction-bound (a few sequences' decode), and prompts there expand
+ * the groups per work item into a byte layout for a kernel of four tokens a pass; this one, eight
+ * tokens a call on the compact groups, ran 1.1B Q4_K_M prompts 1.6-1.8x as fast as that at two
+ * threads, and a 16-sequence decode step 1.5x (docs/performance.md, nineteenth round).
+ *
+ * The sums are the AVX2 kernel's, which are the scalar reference's (exact integer sums per
+ * super-block, then its float step in each row's lane), so packed, repacked and decoded rows
+ * agree bit for bit. The rest of the format's packed row is the AVX2 tier's: the group layout
+ * (a sixteen-row group is group A then group B, so weights packed from load are the same bytes
+ * as that tier's) and the activations' preparation. */
+#include <immintrin.h>
+#include <stddef.h>
+
+#include "cpu/quant.h"
+#include "cpu/quant_k_packed.h"
+
+#define GROUP_ROWS 16
+
+/* Group B of a sixteen-row group of n values: after group A's super-blocks */
+static inline size_t half_bytes(int64_t n) {
+  return (size_t)(n / QK_K) * KQ4_BLOCK;
+}
+
+/* 32 bytes at offset o of group A's super-block xa in the low half, of group B's (xb) in the
+ * high */
+static inline __m512i load_ab(const uint8_t *xa, const uint8_t *xb, size_t o) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xa + o))),
+                            _mm256_loadu_si256((const __m256i *)(xb + o)), 1);
+}
+
+/* 16 halves at offset o (eight of each group) as floats */
+static inline __m512 halves_ab(const uint8_t *xa, const uint8_t *xb, size_t o) {
+  const __m128i a = _mm_loadu_si128((const __m128i *)(xa + o)),
+                b = _mm_loadu_si128((const __m128i *)(xb + o));
+  return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+}
+
+/* The shuffle that puts byte a of each 32-bit lane in the lane's low byte, zeros above it;
+ * b >= 0: and byte b in its third byte (the lane's two int16: a, b) */
+static inline __m512i pick(int a, int b) {
+  const int c = (int)(0x80008000u | (unsigned)a | (b < 0 ? 0x80u : (unsigned)b) << 16);
+  const __m512i lane = _mm512_set4_epi32(0xc000c, 0x80008, 0x40004, 0);
+  return _mm512_add_epi32(_mm512_set1_epi32(c), lane);
+}
+
+/* Every row's 6-bit scales and mins as bytes (kq4_unpack8 of both groups): sc8[0] lane r holds
+ * row r's scales 0..3, sc8[1] 4..7, mn8[0], mn8[1] its mins */
+static inline __attribute__((always_inline)) void unpack16(const uint8_t *xa, const uint8_t *xb,
+                                                           __m512i sc8[2], __m512i mn8[2]) {
+  const __m512i u0 = load_ab(xa, xb, KQ4_U), u1 = load_ab(xa, xb, KQ4_U + 32),
+                u2 = load_ab(xa, xb, KQ4_U + 64);
+  const __m512i m6 = _mm512_set1_epi8(0x3f), m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(3);
+  sc8[0] = _mm512_and_si512(u0, m6);
+  mn8[0] = _mm512_and_si512(u1, m6);
+  sc8[1] = _mm512_or_si512(_mm512_and_si512(u2, m4),
+                           _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), m2), 4));
+  mn8[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m4),
+                           _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), m2), 4));
+}
+
+static inline __m512i bcast(const uint8_t *p) {
+  return _mm512_set1_epi32((int)load_u32(p));
+}
+
+/* T tokens (prepared rows ps apart) over a sixteen-row group: per super-block each sub-block's
+ * levels unpacked once for every token, then the reference's float step per token. */
+static inline __attribute__((always_inline)) void gemm_packed16(const int T, int64_t n, float *s,
+                                                                size_t ss, const uint8_t *pk,
+                                                                const uint8_t *p0, size_t ps) {
+  const size_t hb = half_bytes(n);
+  __m512 acc[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const uint8_t *xa = pk + (size_t)b * KQ4_BLOCK, *xb = xa + hb;
+    const uint8_t *yb = p0 + (size_t)b * KPREP_BLOCK;
+    nllm_prefetch_span(xa + KP_AHEAD * KQ4_BLOCK, KQ4_BLOCK);
+    nllm_prefetch_span(xb + KP_AHEAD * KQ4_BLOCK, KQ4_BLOCK);
+    __m512i sc8[2], mn8[2];
+    unpack16(xa, xb, sc8, mn8);
+    __m512i sum[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+    for (int k = 0; k < 8; k++) {
+      const __m512i sc = _mm512_shuffle_epi8(sc8[k / 4], pick(k % 4, -1));
+      const size_t o = KQ4_Q + 256 * (size_t)(k / 2);
+      __m512i lvl[8];
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; v++) {
+        const __m512i q = load_ab(xa, xb, o + 32 * (size_t)v);
+        lvl[v] = _mm512_and_si512(k % 2 ? _mm512_srli_epi16(q, 4) : q, _mm512_set1_epi8(15));
+      }
+#pragma GCC unroll 8
+      for (int t = 0; t < T; t++) {
+        const uint8_t *y = yb + (size_t)t * ps + 32 * (size_t)k;
+        __m512i s32 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) s32 = _mm512_dpbusd_epi32(s32, lvl[v], bcast(y + 4 * v));
+        sum[t] = _mm512_add_epi32(sum[t], _mm512_mullo_epi32(s32, sc));
+      }
+    }
+    const __m512 d = halves_ab(xa, xb, KQ4_D), dmin = halves_ab(xa, xb, KQ4_DMIN);
+    /* lane r: row r's mins 2j, 2j + 1 as int16 */
+    const __m512i mn[4] = {
+        _mm512_shuffle_epi8(mn8[0], pick(0, 1)), _mm512_shuffle_epi8(mn8[0], pick(2, 3)),
+        _mm512_shuffle_epi8(mn8[1], pick(0, 1)), _mm512_shuffle_epi8(mn8[1], pick(2, 3))};
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+      const uint8_t *yt = yb + (size_t)t * ps;
+      __m512i msum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++)
+        msum = _mm512_add_epi32(msum, _mm512_madd_epi16(mn[j], bcast(yt + KPREP_BS32 + 4 * j)));
+      float dy;
+      memcpy(&dy, yt + KPREP_D, sizeof dy);
+      /* the reference's step: dy * (d * sum - dmin * msum) */
+      const __m512 f = _mm512_sub_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(sum[t])),
+                                     _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(msum)));
+      acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_set1_ps(dy), f));
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; t++) _mm512_storeu_ps(s + (size_t)t * ss, acc[t]);
+}
+
+#define Q4_K_PACKED16(T) gemm_packed16(T, n, s, ss, pk, p, ps)
+static void q4_K_gemm_packed16_avx512(int64_t n, float *s, size_t ss, const void *vpk,
+                                      const void *vp, size_t ps, int n_tok) {
+  const uint8_t *pk = vpk, *p = vp;
+  switch (n_tok) {
+    case 1: Q4_K_PACKED16(1); break;
+    case 2: Q4_K_PACKED16(2); break;
+    case 3: Q4_K_PACKED16(3); break;
+    case 4: Q4_K_PACKED16(4); break;
+    case 5: Q4_K_PACKED16(5); break;
+    case 6: Q4_K_PACKED16(6); break;
+    case 7: Q4_K_PACKED16(7); break;
+    default: Q4_K_PACKED16(8); break;
+  }
+}
+
+/* Sixteen rows as the AVX2 tier's two eight-row groups */
+static void q4_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
+  nllm_q4_K_pack_rows_avx2(n, x, bx, p);
+  nllm_q4_K_pack_rows_avx2(n, (const uint8_t *)x + 8 * bx, bx, (uint8_t *)p + half_bytes(n));
+}
+
+static const nllm_qtype_kernels k_packed16_rows[] = {
+    {.type = NLLM_TYPE_Q4_K,
+     .pack_rows = q4_K_pack16,
+     .packed_prep = nllm_k_packed_prep_avx2,
+     .gemm_packed = q4_K_gemm_packed16_avx512,
+     .packed_min_tokens = K_PACKED_MIN_TOKENS,
+     .pack_group_rows = GROUP_ROWS,
+     .packed_tok = NLLM_PACKED_TOK_MAX,
+     .prepack = 1},
+};
+const nllm_kernel_set nllm_kernels_k_packed16_avx512 = {
+    k_packed16_rows, sizeof k_packed16_rows / sizeof k_packed16_rows[0]};
