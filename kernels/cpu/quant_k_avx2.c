@@ -989,11 +989,6 @@ enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC, K_Q5_KC, K_Q6_KC }; /* with K_Q4_
 #define KP_MIN 128                      /* Q4_K, Q5_K: row r's mins 2j, 2j + 1 at 16 j + 2 r */
 #define KP45_Q 192                      /* Q4_K, Q5_K: sub-block k's eight vectors at 256 k */
 #define KP45_BLOCK (KP45_Q + 8 * 256)
-/* Q5_K's compact layout (K_Q5_KC, ee982ed): Q4_K's, then its rows' 32 qh bytes the same way
- * (vector v: row r's bytes 4v..4v+3 in lane r; bit k of a byte: sub-block k's fifth bit) */
-#define KQ5_QH KQ4_BLOCK
-#define KQ5_BLOCK (KQ5_QH + 256)
-_Static_assert(KQ5_BLOCK == 8 * sizeof(block_q5_K), "a packed Q5_K group is its rows' size");
 #define KP6_SC 32 /* Q6_K: row r's scales 2j, 2j + 1 (of 16 values each) at 16 j + 2 r */
 #define KP6_Q 160 /* Q6_K: sub-block k's eight vectors at 256 k */
 #define KP6_BLOCK (KP6_Q + 8 * 256)
@@ -1602,7 +1597,7 @@ static void q6_K_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
     }
   }
 }
-static void q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
+void nllm_q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
   pack8_k45(K_Q5_KC, n, x, bx, p);
 }
 static void q5_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p) {
@@ -1711,7 +1706,10 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = k45_tile_prep_avx2,
      .gemm4 = q5_K_gemm4_avx2,
-     K_PACKED_ROW(q5_K, nllm_k_packed_prep_avx2),
+     .pack_rows = nllm_q5_K_pack_rows_avx2,
+     .packed_prep = nllm_k_packed_prep_avx2,
+     .gemm_packed = q5_K_gemm_packed_avx2,
+     .packed_min_tokens = K_PACKED_MIN_TOKENS,
      .prepack = 1,
      .expand_packed = q5_K_expand_avx2,
      .gemm_expanded = q5_K_gemm_expanded_avx2,

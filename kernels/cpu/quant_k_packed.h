@@ -1,5 +1,5 @@
-/* The AVX2 tier's compact Q4_K groups (eight rows, kept packed from load) and their prepared
- * activations: the layout both that tier's kernels (quant_k_avx2.c) and the AVX-512 tier's
+/* The AVX2 tier's compact Q4_K and Q5_K groups (eight rows, kept packed from load) and their
+ * prepared activations: the layout both that tier's kernels (quant_k_avx2.c) and the AVX-512 tier's
  * sixteen-row kernel (quant_k_packed16_avx512.c, two groups at a time) read, and the AVX2
  * functions the AVX-512 row reuses (packing, the activations' preparation). */
 #ifndef NLLM_QUANT_K_PACKED_H
@@ -29,6 +29,12 @@
 #define KQ4_BLOCK (KQ4_Q + 4 * 256)
 _Static_assert(KQ4_BLOCK == 8 * sizeof(block_q4_K), "a packed Q4_K group is its rows' size");
 
+/* Q5_K's compact layout (K_Q5_KC, ee982ed): Q4_K's, then its rows' 32 qh bytes the same way
+ * (vector v: row r's bytes 4v..4v+3 in lane r; bit k of a byte: sub-block k's fifth bit) */
+#define KQ5_QH KQ4_BLOCK
+#define KQ5_BLOCK (KQ5_QH + 256)
+_Static_assert(KQ5_BLOCK == 8 * sizeof(block_q5_K), "a packed Q5_K group is its rows' size");
+
 /* Per super-block of an activation row: its 256 bytes, its block sums of 16 as they are, the
  * sums of 32 (int16), its d. */
 #define KPREP_BS16 256
@@ -38,7 +44,8 @@ _Static_assert(KQ4_BLOCK == 8 * sizeof(block_q4_K), "a packed Q4_K group is its 
 
 /* A Q8_K row into KPREP_BLOCKs (packed_prep) */
 void nllm_k_packed_prep_avx2(int64_t n, const void *vy, void *vp);
-/* Eight Q4_K rows into one compact group (pack_rows) */
+/* Eight Q4_K / Q5_K rows into one compact group (pack_rows) */
 void nllm_q4_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p);
+void nllm_q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p);
 
 #endif

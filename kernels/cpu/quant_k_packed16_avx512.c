@@ -1,6 +1,6 @@
-/* AVX-512 kernel of Q4_K groups kept packed from load, sixteen rows at a time: two of the AVX2
- * tier's compact eight-row groups (quant_k_packed.h) side by side, group A's rows in the low
- * eight int32 lanes of a zmm and group B's in the high eight. One dpbusd with a broadcast of
+/* AVX-512 kernel of Q4_K and Q5_K groups kept packed from load, sixteen rows at a time: two of
+ * the AVX2 tier's compact eight-row groups (quant_k_packed.h) side by side, group A's rows in the
+ * low eight int32 lanes of a zmm and group B's in the high eight. One dpbusd with a broadcast of
  * four activation bytes is then 64 products of sixteen rows, where the AVX2 kernel spends a
  * maddubs and an add on 32 products of eight rows; the per-sub-block scale is an int32 multiply
  * of the dpbusd sums (a sub-block's sum of 32 products, <= 32 * 15 * 128, fits).
@@ -23,9 +23,14 @@
 
 #define GROUP_ROWS 16
 
+/* A compact group's super-block */
+static inline size_t block_bytes(const int q5) {
+  return q5 ? KQ5_BLOCK : KQ4_BLOCK;
+}
+
 /* Group B of a sixteen-row group of n values: after group A's super-blocks */
-static inline size_t half_bytes(int64_t n) {
-  return (size_t)(n / QK_K) * KQ4_BLOCK;
+static inline size_t half_bytes(const int q5, int64_t n) {
+  return (size_t)(n / QK_K) * block_bytes(q5);
 }
 
 /* 32 bytes at offset o of group A's super-block xa in the low half, of group B's (xb) in the
@@ -65,24 +70,33 @@ static inline __attribute__((always_inline)) void unpack16(const uint8_t *xa, co
                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), m2), 4));
 }
 
+/* Bit k of each byte of qh at bit 4, the rest zero */
+static inline __m512i bit4(__m512i qh, int k) {
+  const __m512i t = k < 4   ? _mm512_slli_epi16(qh, (unsigned)(4 - k))
+                    : k > 4 ? _mm512_srli_epi16(qh, (unsigned)(k - 4))
+                            : qh;
+  return _mm512_and_si512(t, _mm512_set1_epi8(16));
+}
+
 static inline __m512i bcast(const uint8_t *p) {
   return _mm512_set1_epi32((int)load_u32(p));
 }
 
 /* T tokens (prepared rows ps apart) over a sixteen-row group: per super-block each sub-block's
  * levels unpacked once for every token, then the reference's float step per token. */
-static inline __attribute__((always_inline)) void gemm_packed16(const int T, int64_t n, float *s,
-                                                                size_t ss, const uint8_t *pk,
+static inline __attribute__((always_inline)) void gemm_packed16(const int q5, const int T,
+                                                                int64_t n, float *s, size_t ss,
+                                                                const uint8_t *pk,
                                                                 const uint8_t *p0, size_t ps) {
-  const size_t hb = half_bytes(n);
+  const size_t hb = half_bytes(q5, n), xbytes = block_bytes(q5);
   __m512 acc[NLLM_PACKED_TOK_MAX];
 #pragma GCC unroll 8
   for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
-    const uint8_t *xa = pk + (size_t)b * KQ4_BLOCK, *xb = xa + hb;
+    const uint8_t *xa = pk + (size_t)b * xbytes, *xb = xa + hb;
     const uint8_t *yb = p0 + (size_t)b * KPREP_BLOCK;
-    nllm_prefetch_span(xa + KP_AHEAD * KQ4_BLOCK, KQ4_BLOCK);
-    nllm_prefetch_span(xb + KP_AHEAD * KQ4_BLOCK, KQ4_BLOCK);
+    nllm_prefetch_span(xa + KP_AHEAD * xbytes, xbytes);
+    nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
     __m512i sc8[2], mn8[2];
     unpack16(xa, xb, sc8, mn8);
     __m512i sum[NLLM_PACKED_TOK_MAX];
@@ -97,6 +111,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int T, int
       for (int v = 0; v < 8; v++) {
         const __m512i q = load_ab(xa, xb, o + 32 * (size_t)v);
         lvl[v] = _mm512_and_si512(k % 2 ? _mm512_srli_epi16(q, 4) : q, _mm512_set1_epi8(15));
+        if (q5) /* bit k of the qh bytes: the fifth bit, to bit 4 */
+          lvl[v] = _mm512_or_si512(lvl[v], bit4(load_ab(xa, xb, KQ5_QH + 32 * (size_t)v), k));
       }
 #pragma GCC unroll 8
       for (int t = 0; t < T; t++) {
@@ -131,26 +147,31 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int T, int
   for (int t = 0; t < T; t++) _mm512_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
-#define Q4_K_PACKED16(T) gemm_packed16(T, n, s, ss, pk, p, ps)
-static void q4_K_gemm_packed16_avx512(int64_t n, float *s, size_t ss, const void *vpk,
-                                      const void *vp, size_t ps, int n_tok) {
-  const uint8_t *pk = vpk, *p = vp;
-  switch (n_tok) {
-    case 1: Q4_K_PACKED16(1); break;
-    case 2: Q4_K_PACKED16(2); break;
-    case 3: Q4_K_PACKED16(3); break;
-    case 4: Q4_K_PACKED16(4); break;
-    case 5: Q4_K_PACKED16(5); break;
-    case 6: Q4_K_PACKED16(6); break;
-    case 7: Q4_K_PACKED16(7); break;
-    default: Q4_K_PACKED16(8); break;
+#define PACKED16_BY_TOKENS(name, q5)                                                         \
+  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
+                   int n_tok) {                                                              \
+    switch (n_tok) {                                                                         \
+      case 1: gemm_packed16(q5, 1, n, s, ss, pk, p, ps); break;                              \
+      case 2: gemm_packed16(q5, 2, n, s, ss, pk, p, ps); break;                              \
+      case 3: gemm_packed16(q5, 3, n, s, ss, pk, p, ps); break;                              \
+      case 4: gemm_packed16(q5, 4, n, s, ss, pk, p, ps); break;                              \
+      case 5: gemm_packed16(q5, 5, n, s, ss, pk, p, ps); break;                              \
+      case 6: gemm_packed16(q5, 6, n, s, ss, pk, p, ps); break;                              \
+      case 7: gemm_packed16(q5, 7, n, s, ss, pk, p, ps); break;                              \
+      default: gemm_packed16(q5, 8, n, s, ss, pk, p, ps); break;                             \
+    }                                                                                        \
   }
-}
+PACKED16_BY_TOKENS(q4_K_gemm_packed16_avx512, 0)
+PACKED16_BY_TOKENS(q5_K_gemm_packed16_avx512, 1)
 
 /* Sixteen rows as the AVX2 tier's two eight-row groups */
 static void q4_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
   nllm_q4_K_pack_rows_avx2(n, x, bx, p);
-  nllm_q4_K_pack_rows_avx2(n, (const uint8_t *)x + 8 * bx, bx, (uint8_t *)p + half_bytes(n));
+  nllm_q4_K_pack_rows_avx2(n, (const uint8_t *)x + 8 * bx, bx, (uint8_t *)p + half_bytes(0, n));
+}
+static void q5_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
+  nllm_q5_K_pack_rows_avx2(n, x, bx, p);
+  nllm_q5_K_pack_rows_avx2(n, (const uint8_t *)x + 8 * bx, bx, (uint8_t *)p + half_bytes(1, n));
 }
 
 static const nllm_qtype_kernels k_packed16_rows[] = {
@@ -158,6 +179,14 @@ static const nllm_qtype_kernels k_packed16_rows[] = {
      .pack_rows = q4_K_pack16,
      .packed_prep = nllm_k_packed_prep_avx2,
      .gemm_packed = q4_K_gemm_packed16_avx512,
+     .packed_min_tokens = K_PACKED_MIN_TOKENS,
+     .pack_group_rows = GROUP_ROWS,
+     .packed_tok = NLLM_PACKED_TOK_MAX,
+     .prepack = 1},
+    {.type = NLLM_TYPE_Q5_K,
+     .pack_rows = q5_K_pack16,
+     .packed_prep = nllm_k_packed_prep_avx2,
+     .gemm_packed = q5_K_gemm_packed16_avx512,
      .packed_min_tokens = K_PACKED_MIN_TOKENS,
      .pack_group_rows = GROUP_ROWS,
      .packed_tok = NLLM_PACKED_TOK_MAX,
