@@ -706,83 +706,6 @@ static void q8_0_vec_dot4_chunks_avx512(int64_t n, float *s, const void *x, size
   chunk_dot4(1, n, s, x, bx, y);
 }
 
-/* ---------------------------------------------------------------- Q6_K, four rows
- * Per 256-value super-block the activation's part (its bytes in the order of the weight's
- * levels, its block sums, its scale) is prepared once for four rows (decode) or once per
- * matmul (the prompt tiles). Level products go through maddubs (unsigned levels times signed y,
- * pair sums well inside int16) and then dpwssd, which multiplies the pair sums by each 16-value
- * group's scale and adds them into int32 in one instruction. */
-
-/* Q6_K: in half c of a super-block, ql's 64 bytes hold elements 0..63 in their low nibbles
- * and 64..127 in their high ones, qh's 32 bytes the top two bits of element l, l+32, l+64 and
- * l+96 at bits 0, 2, 4, 6; each 16 values have an int8 scale. Levels stay unsigned (0..63),
- * and the -32 comes off through 32 * sum(scale * bsum): the scales times -32 (within int16),
- * madd with the bsums, start each row and token's integer sum, so a tile pays no shift and
- * subtraction per token (the same integers as subtracting at the end). */
-static inline __m256i q6k_scales_m32(__m256i sc16) {
-  return _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
-}
-
-static void q6_K_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
-  const uint8_t *x0 = vx;
-  const block_q8_K *y = vy;
-  const size_t xs = sizeof(block_q6_K);
-  const int64_t nb = n / QK_K;
-  const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
-  /* the 16-value groups of each 64-value register: half c, low (a) or high (b) nibbles */
-  __m512i isc[2][2];
-  for (int c = 0; c < 2; c++)
-    for (int h = 0; h < 2; h++) {
-      const int k = 8 * c + 4 * h;
-      isc[c][h] = _mm512_inserti64x4(
-          _mm512_castsi256_si512(_mm256_setr_epi16(
-              (short)k, (short)k, (short)k, (short)k, (short)k, (short)k, (short)k, (short)k,
-              (short)(k + 1), (short)(k + 1), (short)(k + 1), (short)(k + 1), (short)(k + 1),
-              (short)(k + 1), (short)(k + 1), (short)(k + 1))),
-          _mm256_setr_epi16((short)(k + 2), (short)(k + 2), (short)(k + 2), (short)(k + 2),
-                            (short)(k + 2), (short)(k + 2), (short)(k + 2), (short)(k + 2),
-                            (short)(k + 3), (short)(k + 3), (short)(k + 3), (short)(k + 3),
-                            (short)(k + 3), (short)(k + 3), (short)(k + 3), (short)(k + 3)),
-          1);
-    }
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                   _mm512_setzero_ps()};
-  for (int64_t b = 0; b < nb; b++) {
-    const __m512i ya[2] = {_mm512_loadu_si512(y[b].qs), _mm512_loadu_si512(y[b].qs + 128)};
-    const __m512i yb[2] = {_mm512_loadu_si512(y[b].qs + 64), _mm512_loadu_si512(y[b].qs + 192)};
-    const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[b].bsums);
-    const float dy = y[b].d;
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
-      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
-      const __m512i scz = _mm512_castsi256_si512(sc16);
-      __m512i sumi = _mm512_zextsi256_si512(_mm256_madd_epi16(bsums, q6k_scales_m32(sc16)));
-#pragma GCC unroll 2
-      for (int c = 0; c < 2; c++) {
-        const __m512i ql = _mm512_loadu_si512(x->ql + 64 * c);
-        const __m256i h = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
-        /* (qh | qh >> 2): bits 0-1 are the top bits of elements 0..31 (low half) and
-         * 32..63 (high half), bits 4-5 those of 64..95 and 96..127 */
-        const __m512i qh =
-            _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
-        const __m512i qa = _mm512_or_si512(_mm512_and_si512(ql, m4),
-                                           _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
-        const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                           _mm512_and_si512(qh, m30));
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(qa, ya[c]),
-                                   _mm512_permutexvar_epi16(isc[c][0], scz));
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(qb, yb[c]),
-                                   _mm512_permutexvar_epi16(isc[c][1], scz));
-      }
-      acc[r] =
-          _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(x->d) * dy), _mm512_cvtepi32_ps(sumi), acc[r]);
-    }
-  }
-  _mm_storeu_ps(s, hsum4_ps(acc[0], acc[1], acc[2], acc[3]));
-}
-
 /* IQ4_XS: 8 sub-blocks of 32 values with 6-bit scales (4 low bits in scales_l, 2 high bits in
  * scales_h), levels from the IQ4_NL table. A register holds four sub-blocks' 16 bytes of
  * nibbles, one per 128-bit lane, so the y order is that of the 32-value kernel; levels go
@@ -841,89 +764,9 @@ static void iq4_xs_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t b
   for (int r = 0; r < 4; r++) s[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-/* Prompt tiles of Q6_K and IQ4_XS (see gemm4_32b), with each row's and token's steps those of
- * its four-row kernel. Q6_K reads the activation's quants in their own order: its prepared row
- * is the Q8_K block's qs, bsums and d (384 bytes a super-block). IQ4_XS reads them as
- * y_quad_k orders them, with the offset sums (-128 * sum(y) per lane) and d (512 bytes). */
-static void q6_K_prep_avx512(int64_t n, const void *vy, void *vp) {
-  const block_q8_K *y = vy;
-  uint8_t *out = vp;
-  for (int64_t b = 0; b < n / QK_K; b++, out += 384) {
-    memcpy(out, y[b].qs, QK_K);
-    memcpy(out + 256, y[b].bsums, sizeof y[b].bsums);
-    memcpy(out + 288, &y[b].d, sizeof(float));
-  }
-}
-
-static inline __attribute__((always_inline)) void gemm4_q6_K(const int T, int64_t n, float *s,
-                                                             size_t ss, const uint8_t *x0,
-                                                             size_t bx, const uint8_t *p0,
-                                                             size_t ps) {
-  const size_t xs = sizeof(block_q6_K);
-  const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
-  __m512i isc[2][2];
-  for (int c = 0; c < 2; c++)
-    for (int h = 0; h < 2; h++) {
-      const int k = 8 * c + 4 * h;
-      isc[c][h] = _mm512_inserti64x4(
-          _mm512_castsi256_si512(_mm256_setr_epi16(
-              (short)k, (short)k, (short)k, (short)k, (short)k, (short)k, (short)k, (short)k,
-              (short)(k + 1), (short)(k + 1), (short)(k + 1), (short)(k + 1), (short)(k + 1),
-              (short)(k + 1), (short)(k + 1), (short)(k + 1))),
-          _mm256_setr_epi16((short)(k + 2), (short)(k + 2), (short)(k + 2), (short)(k + 2),
-                            (short)(k + 2), (short)(k + 2), (short)(k + 2), (short)(k + 2),
-                            (short)(k + 3), (short)(k + 3), (short)(k + 3), (short)(k + 3),
-                            (short)(k + 3), (short)(k + 3), (short)(k + 3), (short)(k + 3)),
-          1);
-    }
-  /* the rows one at a time: a row's unpacked super-block (eight registers) meets every token
-   * (the four rows at once needed more than the 32 registers and spilled) */
-  for (int r = 0; r < 4; r++) {
-    __m512 acc[NLLM_GEMM_TOK];
-    for (int t = 0; t < NLLM_GEMM_TOK; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n / QK_K; b++) {
-      const block_q6_K *x = (const block_q6_K *)(x0 + (size_t)r * bx + (size_t)b * xs);
-      nllm_prefetch_span((const uint8_t *)x + NLLM_PREFETCH_ROWS * bx, xs);
-      __m512i q[4], sc[4];
-      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
-      const __m256i scm = q6k_scales_m32(sc16);
-      const __m512i scz = _mm512_castsi256_si512(sc16);
-#pragma GCC unroll 2
-      for (int c = 0; c < 2; c++) {
-        const __m512i ql = _mm512_loadu_si512(x->ql + 64 * c);
-        const __m256i h = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
-        const __m512i qh =
-            _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1);
-        q[2 * c] = _mm512_or_si512(_mm512_and_si512(ql, m4),
-                                   _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
-        q[2 * c + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                       _mm512_and_si512(qh, m30));
-        sc[2 * c] = _mm512_permutexvar_epi16(isc[c][0], scz);
-        sc[2 * c + 1] = _mm512_permutexvar_epi16(isc[c][1], scz);
-      }
-      const float d = _cvtsh_ss(x->d);
-#pragma GCC unroll 4
-      for (int t = 0; t < T; t++) {
-        const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 384;
-        const __m256i bsums = _mm256_loadu_si256((const __m256i *)(py + 256));
-        float dy;
-        memcpy(&dy, py + 288, sizeof dy);
-        __m512i sumi = _mm512_zextsi256_si512(_mm256_madd_epi16(bsums, scm));
-        /* the kernel's order: half 0 low, half 0 high, half 1 low, half 1 high nibbles, whose
-         * quants sit at qs + 0, 64, 128, 192 */
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++)
-          sumi = _mm512_dpwssd_epi32(
-              sumi, _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(py + 64 * k)), sc[k]);
-        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * dy), _mm512_cvtepi32_ps(sumi), acc[t]);
-      }
-    }
-    store_tokens(s + r, ss, hsum4_ps(acc[0], acc[1], acc[2], acc[3]), T);
-  }
-}
-#define Q6_K_GEMM(T, ...) gemm4_q6_K(T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(q6_K_gemm4_avx512, Q6_K_GEMM)
-
+/* Prompt tiles of IQ4_XS (see gemm4_32b), with each row's and token's steps those of its
+ * four-row kernel: it reads the activation's quants as y_quad_k orders them, with the offset
+ * sums (-128 * sum(y) per lane) and d (512 bytes a super-block). */
 static void iq4_xs_prep_avx512(int64_t n, const void *vy, void *vp) {
   const block_q8_K *y = vy;
   uint8_t *out = vp;
@@ -1142,12 +985,11 @@ void nllm_avx512_init(void) {
  * GEMM (matmul.c; 150-170 GFLOP/s on one thread from 128 tokens, where sgemm ran at ~90 and
  * took turns between threads). Measured against each format's tiles (2048 x 2048, one thread,
  * docs/performance.md "BLAS crossovers"): it wins from 128 tokens for Q4_1 and Q5_1 (four-row
- * kernels only) and at 512 for Q3_K; the tiles of Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS, Q2_K and
- * the row-at-a-time Q6_K tiles stay ahead at every count (never). Q4_K and Q5_K have no row
- * here: the AVX2 tier's groups kept packed from load (expanded for prompts) ran prompts 15-30%
- * and 16 sequences' decode 10-25% faster than this tier's tiles on Zen 4, one sequence level
- * (docs/performance.md, nineteenth round), and Q4_K's sixteen-row kernel
- * (quant_k_packed16_avx512.c) reads those groups two at a time.
+ * kernels only) and at 512 for Q3_K; the tiles of Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS and Q2_K
+ * stay ahead at every count (never). Q4_K, Q5_K and Q6_K have no row here: the AVX2 tier's
+ * groups, kept packed from load, are read sixteen rows at a time by quant_k_packed16_avx512.c
+ * (prompts 1.6-2x this tier's former tiles; docs/performance.md, nineteenth round), and the rest
+ * of their rows (tails, weights not packed) take the AVX2 kernels, whose sums it equals.
  * Tile crossovers (gemm_min_tokens): every format's tiles here serve batches from 2 tokens.
  * On weights read from DRAM (a decode step of a few sequences) tiles without the four-row
  * kernels' linear prefetch lost to them below 20-32 tokens (Q6_K at 4 tokens: 1.87 against
@@ -1183,11 +1025,6 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .gemm4 = iq4_nl_gemm4_avx512},
     {.type = NLLM_TYPE_Q2_K, .vec_dot4 = q2_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = 512},
-    {.type = NLLM_TYPE_Q6_K,
-     .vec_dot4 = q6_K_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
-     .gemm_prep = q6_K_prep_avx512,
-     .gemm4 = q6_K_gemm4_avx512},
     {.type = NLLM_TYPE_IQ4_XS,
      .vec_dot4 = iq4_xs_vec_dot4_avx512,
      .blas_min_tokens = NLLM_BLAS_NEVER,

@@ -992,19 +992,6 @@ enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC, K_Q5_KC, K_Q6_KC }; /* with K_Q4_
 #define KP6_SC 32 /* Q6_K: row r's scales 2j, 2j + 1 (of 16 values each) at 16 j + 2 r */
 #define KP6_Q 160 /* Q6_K: sub-block k's eight vectors at 256 k */
 #define KP6_BLOCK (KP6_Q + 8 * 256)
-/* Q6_K's compact layout (K_Q6_KC) keeps its rows' bits as Q4_K's does (8 * 210 bytes a
- * super-block): the eight rows' d as halves, their scales as KP6_SC's, then per 32-byte chunk j
- * of ql eight vectors (row r's bytes 4v..4v+3 of the chunk in lane r of vector v: the low 4 bits
- * of the levels in the low nibbles, of those 64 on in the high), then the same of qh's two
- * 32-byte chunks (groups 0..3's top 2 bits at bits 0, 2, 4, 6). The levels are unpacked per
- * sub-block and call (kq6_levels); prompts expand the groups into the byte layout above
- * (q6_K_expand_avx2). */
-#define KQ6_D 0
-#define KQ6_SC 16
-#define KQ6_QL 144
-#define KQ6_QH (KQ6_QL + 4 * 256)
-#define KQ6_BLOCK (KQ6_QH + 2 * 256)
-_Static_assert(KQ6_BLOCK == 8 * sizeof(block_q6_K), "a packed Q6_K group is its rows' size");
 /* IQ4_XS: Q6_K's layout, with sub-block k's scale (less 32) in both of row r's bytes 16 k + 2 r,
  * 16 k + 2 r + 1 (the two int16 of its lane, for madd) */
 _Static_assert(KP45_BLOCK <= NLLM_PACK_BYTES(QK_K) && KP6_BLOCK <= NLLM_PACK_BYTES(QK_K),
@@ -1173,7 +1160,7 @@ static void q6_K_pack_expanded_avx2(int64_t n, const void *vx, size_t bx, void *
 }
 
 /* Q6_K's compact layout (KQ6_*): weights kept packed from load, decode and small batches */
-static void q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+void nllm_q6_K_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
   const uint8_t *x0 = vx;
   uint8_t *out = vp;
   for (int64_t b = 0; b < n / QK_K; b++, out += KQ6_BLOCK) {
@@ -1722,7 +1709,10 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = q6_K_tile_prep_avx2,
      .gemm4 = q6_K_gemm4_avx2,
-     K_PACKED_ROW(q6_K, nllm_k_packed_prep_avx2),
+     .pack_rows = nllm_q6_K_pack_rows_avx2,
+     .packed_prep = nllm_k_packed_prep_avx2,
+     .gemm_packed = q6_K_gemm_packed_avx2,
+     .packed_min_tokens = K_PACKED_MIN_TOKENS,
      .packed_tok = NLLM_PACKED_TOK_MAX,
      .prepack = 1,
      .expand_packed = q6_K_expand_avx2,

@@ -1,4 +1,4 @@
-/* The AVX2 tier's compact Q4_K and Q5_K groups (eight rows, kept packed from load) and their
+/* The AVX2 tier's compact Q4_K, Q5_K and Q6_K groups (eight rows, kept packed from load) and their
  * prepared activations: the layout both that tier's kernels (quant_k_avx2.c) and the AVX-512 tier's
  * sixteen-row kernel (quant_k_packed16_avx512.c, two groups at a time) read, and the AVX2
  * functions the AVX-512 row reuses (packing, the activations' preparation). */
@@ -35,6 +35,21 @@ _Static_assert(KQ4_BLOCK == 8 * sizeof(block_q4_K), "a packed Q4_K group is its 
 #define KQ5_BLOCK (KQ5_QH + 256)
 _Static_assert(KQ5_BLOCK == 8 * sizeof(block_q5_K), "a packed Q5_K group is its rows' size");
 
+/* Q6_K's compact layout (K_Q6_KC) keeps its rows' bits as Q4_K's does (8 * 210 bytes a
+ * super-block): the eight rows' d as halves, their scales (row r's scales 2j, 2j + 1 of 16
+ * values each at 16 j + 2 r), then per 32-byte chunk j
+ * of ql eight vectors (row r's bytes 4v..4v+3 of the chunk in lane r of vector v: the low 4 bits
+ * of the levels in the low nibbles, of those 64 on in the high), then the same of qh's two
+ * 32-byte chunks (groups 0..3's top 2 bits at bits 0, 2, 4, 6). The levels are unpacked per
+ * sub-block and call (kq6_levels); AVX2 prompts expand the groups into a byte layout
+ * (q6_K_expand_avx2). */
+#define KQ6_D 0
+#define KQ6_SC 16
+#define KQ6_QL 144
+#define KQ6_QH (KQ6_QL + 4 * 256)
+#define KQ6_BLOCK (KQ6_QH + 2 * 256)
+_Static_assert(KQ6_BLOCK == 8 * sizeof(block_q6_K), "a packed Q6_K group is its rows' size");
+
 /* Per super-block of an activation row: its 256 bytes, its block sums of 16 as they are, the
  * sums of 32 (int16), its d. */
 #define KPREP_BS16 256
@@ -44,8 +59,9 @@ _Static_assert(KQ5_BLOCK == 8 * sizeof(block_q5_K), "a packed Q5_K group is its 
 
 /* A Q8_K row into KPREP_BLOCKs (packed_prep) */
 void nllm_k_packed_prep_avx2(int64_t n, const void *vy, void *vp);
-/* Eight Q4_K / Q5_K rows into one compact group (pack_rows) */
+/* Eight Q4_K / Q5_K / Q6_K rows into one compact group (pack_rows) */
 void nllm_q4_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p);
 void nllm_q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p);
+void nllm_q6_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p);
 
 #endif

@@ -1,7 +1,7 @@
-/* AVX-512 kernel of Q4_K and Q5_K groups kept packed from load, sixteen rows at a time: two of
- * the AVX2 tier's compact eight-row groups (quant_k_packed.h) side by side, group A's rows in the
- * low eight int32 lanes of a zmm and group B's in the high eight. One dpbusd with a broadcast of
- * four activation bytes is then 64 products of sixteen rows, where the AVX2 kernel spends a
+/* AVX-512 kernels of Q4_K, Q5_K and Q6_K groups kept packed from load, sixteen rows at a time: two
+ * of the AVX2 tier's compact eight-row groups (quant_k_packed.h) side by side, group A's rows in
+ * the low eight int32 lanes of a zmm and group B's in the high eight. One dpbusd with a broadcast
+ * of four activation bytes is then 64 products of sixteen rows, where the AVX2 kernel spends a
  * maddubs and an add on 32 products of eight rows; the per-sub-block scale is an int32 multiply
  * of the dpbusd sums (a sub-block's sum of 32 products, <= 32 * 15 * 128, fits).
  *
@@ -164,6 +164,140 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
 PACKED16_BY_TOKENS(q4_K_gemm_packed16_avx512, 0)
 PACKED16_BY_TOKENS(q5_K_gemm_packed16_avx512, 1)
 
+/* Q6_K: sub-block k = 4 c + g's levels 0..63 from ql's chunk 2 c + g % 2 (low nibbles for g < 2,
+ * high ones else) and qh's chunk c (bits 2 g, 2 g + 1 to bits 4, 5), vectors 0..3 its first 16
+ * values (int8 scale 2 k), 4..7 its next 16 (2 k + 1); the sums take the levels unsigned and
+ * the -32 comes off through the block sums, as the AVX2 kernel and the reference add. */
+static inline __m512i q6_combine(__m512i l, __m512i h, int g) {
+  const __m512i lv = g < 2 ? l : _mm512_srli_epi16(l, 4);
+  const __m512i hv = g == 0   ? _mm512_slli_epi16(h, 4)
+                     : g == 1 ? _mm512_slli_epi16(h, 2)
+                     : g == 2 ? h
+                              : _mm512_srli_epi16(h, 2);
+  return _mm512_or_si512(_mm512_and_si512(lv, _mm512_set1_epi8(15)),
+                         _mm512_and_si512(hv, _mm512_set1_epi8(0x30)));
+}
+static inline __m512i q6_levels(const uint8_t *xa, const uint8_t *xb, size_t ol, size_t oh, int g) {
+  return q6_combine(load_ab(xa, xb, ol), load_ab(xa, xb, oh), g);
+}
+
+/* 16 bytes at offset o of each group as int16 pairs (lane r: row r's two int8) */
+static inline __m512i scales_ab(const uint8_t *xa, const uint8_t *xb, size_t o) {
+  const __m128i a = _mm_loadu_si128((const __m128i *)(xa + o)),
+                b = _mm_loadu_si128((const __m128i *)(xb + o));
+  return _mm512_cvtepi8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+}
+
+static inline __attribute__((always_inline)) void gemm_packed16_q6(const int T, int64_t n, float *s,
+                                                                   size_t ss, const uint8_t *pk,
+                                                                   const uint8_t *p0, size_t ps) {
+  const size_t hb = (size_t)(n / QK_K) * KQ6_BLOCK;
+  __m512 acc[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const uint8_t *xa = pk + (size_t)b * KQ6_BLOCK, *xb = xa + hb;
+    const uint8_t *yb = p0 + (size_t)b * KPREP_BLOCK;
+    nllm_prefetch_span(xa + KP_AHEAD * KQ6_BLOCK, KQ6_BLOCK);
+    nllm_prefetch_span(xb + KP_AHEAD * KQ6_BLOCK, KQ6_BLOCK);
+    __m512i sum[NLLM_PACKED_TOK_MAX];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_si512();
+    if (T == 1) {
+      /* one token: each ql and qh vector loaded once for the sub-blocks it holds (the loop
+       * below reloads them per sub-block for its tokens' sake), a sum per 16 values */
+      const uint8_t *y = yb;
+#pragma GCC unroll 1
+      for (int c = 0; c < 2; c++) {
+        __m512i s16[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) s16[i] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) {
+          const __m512i l0 = load_ab(xa, xb, KQ6_QL + 256 * (size_t)(2 * c) + 32 * (size_t)v),
+                        l1 = load_ab(xa, xb, KQ6_QL + 256 * (size_t)(2 * c + 1) + 32 * (size_t)v),
+                        h = load_ab(xa, xb, KQ6_QH + 256 * (size_t)c + 32 * (size_t)v);
+#pragma GCC unroll 4
+          for (int g = 0; g < 4; g++) {
+            const int k = 4 * c + g;
+            const __m512i lvl = q6_combine(g % 2 ? l1 : l0, h, g);
+            const int i = 2 * g + v / 4;
+            s16[i] = _mm512_dpbusd_epi32(s16[i], lvl, bcast(y + 32 * (size_t)k + 4 * (size_t)v));
+          }
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+          const __m512i sp = scales_ab(xa, xb, KQ6_SC + 16 * (size_t)(4 * c + g));
+          sum[0] = _mm512_add_epi32(
+              sum[0],
+              _mm512_add_epi32(
+                  _mm512_mullo_epi32(s16[2 * g], _mm512_srai_epi32(_mm512_slli_epi32(sp, 16), 16)),
+                  _mm512_mullo_epi32(s16[2 * g + 1], _mm512_srai_epi32(sp, 16))));
+        }
+      }
+    }
+#pragma GCC unroll 1
+    for (int k = 0; k < 8 && T > 1; k++) {
+      const int c = k / 4, g = k % 4;
+      const __m512i sp = scales_ab(xa, xb, KQ6_SC + 16 * (size_t)k);
+      const __m512i sc0 = _mm512_srai_epi32(_mm512_slli_epi32(sp, 16), 16),
+                    sc1 = _mm512_srai_epi32(sp, 16);
+      __m512i lvl[8];
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; v++)
+        lvl[v] = q6_levels(xa, xb, KQ6_QL + 256 * (size_t)(2 * c + g % 2) + 32 * (size_t)v,
+                           KQ6_QH + 256 * (size_t)c + 32 * (size_t)v, g);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; t++) {
+        const uint8_t *y = yb + (size_t)t * ps + 32 * (size_t)k;
+        __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+          s0 = _mm512_dpbusd_epi32(s0, lvl[v], bcast(y + 4 * v));
+          s1 = _mm512_dpbusd_epi32(s1, lvl[v + 4], bcast(y + 16 + 4 * v));
+        }
+        sum[t] = _mm512_add_epi32(
+            sum[t], _mm512_add_epi32(_mm512_mullo_epi32(s0, sc0), _mm512_mullo_epi32(s1, sc1)));
+      }
+    }
+    const __m512 d = halves_ab(xa, xb, KQ6_D);
+    __m512i sj[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) sj[j] = scales_ab(xa, xb, KQ6_SC + 16 * (size_t)j);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+      const uint8_t *yt = yb + (size_t)t * ps;
+      /* the levels' -32: 32 * sum over the 16-value groups of scale * block sum */
+      __m512i off = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; j++)
+        off = _mm512_add_epi32(off, _mm512_madd_epi16(sj[j], bcast(yt + KPREP_BS16 + 4 * j)));
+      const __m512i st = _mm512_sub_epi32(sum[t], _mm512_slli_epi32(off, 5));
+      float dy;
+      memcpy(&dy, yt + KPREP_D, sizeof dy);
+      acc[t] = _mm512_add_ps(
+          acc[t], _mm512_mul_ps(_mm512_mul_ps(d, _mm512_set1_ps(dy)), _mm512_cvtepi32_ps(st)));
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; t++) _mm512_storeu_ps(s + (size_t)t * ss, acc[t]);
+}
+
+#define Q6_K_PACKED16(T) gemm_packed16_q6(T, n, s, ss, pk, p, ps)
+static void q6_K_gemm_packed16_avx512(int64_t n, float *s, size_t ss, const void *pk, const void *p,
+                                      size_t ps, int n_tok) {
+  switch (n_tok) {
+    case 1: Q6_K_PACKED16(1); break;
+    case 2: Q6_K_PACKED16(2); break;
+    case 3: Q6_K_PACKED16(3); break;
+    case 4: Q6_K_PACKED16(4); break;
+    case 5: Q6_K_PACKED16(5); break;
+    case 6: Q6_K_PACKED16(6); break;
+    case 7: Q6_K_PACKED16(7); break;
+    default: Q6_K_PACKED16(8); break;
+  }
+}
+
 /* Sixteen rows as the AVX2 tier's two eight-row groups */
 static void q4_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
   nllm_q4_K_pack_rows_avx2(n, x, bx, p);
@@ -172,6 +306,11 @@ static void q4_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
 static void q5_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
   nllm_q5_K_pack_rows_avx2(n, x, bx, p);
   nllm_q5_K_pack_rows_avx2(n, (const uint8_t *)x + 8 * bx, bx, (uint8_t *)p + half_bytes(1, n));
+}
+static void q6_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
+  nllm_q6_K_pack_rows_avx2(n, x, bx, p);
+  nllm_q6_K_pack_rows_avx2(n, (const uint8_t *)x + 8 * bx, bx,
+                           (uint8_t *)p + (size_t)(n / QK_K) * KQ6_BLOCK);
 }
 
 static const nllm_qtype_kernels k_packed16_rows[] = {
@@ -187,6 +326,14 @@ static const nllm_qtype_kernels k_packed16_rows[] = {
      .pack_rows = q5_K_pack16,
      .packed_prep = nllm_k_packed_prep_avx2,
      .gemm_packed = q5_K_gemm_packed16_avx512,
+     .packed_min_tokens = K_PACKED_MIN_TOKENS,
+     .pack_group_rows = GROUP_ROWS,
+     .packed_tok = NLLM_PACKED_TOK_MAX,
+     .prepack = 1},
+    {.type = NLLM_TYPE_Q6_K,
+     .pack_rows = q6_K_pack16,
+     .packed_prep = nllm_k_packed_prep_avx2,
+     .gemm_packed = q6_K_gemm_packed16_avx512,
      .packed_min_tokens = K_PACKED_MIN_TOKENS,
      .pack_group_rows = GROUP_ROWS,
      .packed_tok = NLLM_PACKED_TOK_MAX,
