@@ -11,10 +11,10 @@
 
 #include <unistd.h>
 
-/* The suite runs on the highest tier where Q4_K keeps weights packed (AVX2 on an AVX-512 CPU,
- * whose own tier packs only Q4_0 and Q8_0), so that it runs on every x86 host, and again on the
- * CPU's own tier where that one differs and packs any format; the best tier where none has.
- * Chosen in main, set by each case's fixture. */
+/* The suite runs on the SIMD tier where it keeps Q4_K packed (AVX2, NEON), so that it runs the
+ * same on every host with that tier, and again on the CPU's own tier where that one differs and
+ * packs any format (AVX-512: its own Q4_0, Q8_0 and sixteen-row K-quant groups); the best tier
+ * where Q4_K packs in neither. Chosen in main, set by each case's fixture. */
 static int packed_tier, top_tier, test_tier;
 
 static void best_tier(void) {
@@ -365,7 +365,7 @@ static TCase *prepack_case(const char *name, void (*at_tier)(void)) {
   TCase *tc = tcase_create(name);
   tcase_set_timeout(tc, 300);
   tcase_add_checked_fixture(tc, at_tier, NULL);
-  /* the formats this tier keeps packed (on an AVX-512 CPU's own tier, Q8_0 alone) */
+  /* the formats this tier keeps packed (on an AVX-512 CPU's own tier: all of packed_types) */
   for (int i = 0; i < (int)(sizeof packed_types / sizeof packed_types[0]); i++)
     if (nllm_qtype_get(packed_types[i])->prepack) {
       tcase_add_loop_test(tc, kernels_equal_vec_dot4, i, i + 1);
@@ -389,7 +389,8 @@ static int any_prepack(void) {
 
 int main(void) {
   top_tier = packed_tier = nllm_qtypes_isa_max();
-  for (int isa = packed_tier; isa >= NLLM_ISA_SCALAR; isa--) {
+  const int first = top_tier < NLLM_ISA_SIMD ? top_tier : NLLM_ISA_SIMD;
+  for (int isa = first; isa >= NLLM_ISA_SCALAR; isa--) {
     nllm_qtypes_set_isa(isa);
     if (nllm_qtype_get(NLLM_TYPE_Q4_K)->prepack) {
       packed_tier = isa;

@@ -247,6 +247,23 @@ static inline __attribute__((always_inline)) void nllm_prefetch_next_group(const
     }                                                                                       \
   }
 
+/* The same for an interleaved kernel (nllm_gemm_packed_fn) of up to NLLM_PACKED_TOK_MAX (8)
+ * tokens a call: body(T, n, s, ss, pk, p, ps). */
+#define NLLM_PACKED_BY_TOKENS(name, body)                                                    \
+  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
+                   int n_tok) {                                                              \
+    switch (n_tok) {                                                                         \
+      case 1: body(1, n, s, ss, pk, p, ps); break;                                           \
+      case 2: body(2, n, s, ss, pk, p, ps); break;                                           \
+      case 3: body(3, n, s, ss, pk, p, ps); break;                                           \
+      case 4: body(4, n, s, ss, pk, p, ps); break;                                           \
+      case 5: body(5, n, s, ss, pk, p, ps); break;                                           \
+      case 6: body(6, n, s, ss, pk, p, ps); break;                                           \
+      case 7: body(7, n, s, ss, pk, p, ps); break;                                           \
+      default: body(8, n, s, ss, pk, p, ps); break;                                          \
+    }                                                                                        \
+  }
+
 /* Unaligned loads of packed block fields in the host's byte order: every SIMD tier's CPU is
  * little-endian, as GGUF data is. */
 static inline uint16_t load_u16(const uint8_t *p) {

@@ -38,21 +38,6 @@ static inline __m128 hsum4_ps(__m512 a, __m512 b, __m512 c, __m512 d) {
       _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), q));
 }
 
-/* The same for four ymm registers, in hsum_ymm's order (the 128-bit halves, then pairs). */
-static inline __m128 hsum4_ymm(__m256 a, __m256 b, __m256 c, __m256 d) {
-  const __m256 ab =
-      _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
-  const __m256 cd =
-      _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
-  /* lanes 0..3: a's pairs then c's; 4..7: b's then d's */
-  __m256 p = _mm256_add_ps(
-      _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(ab), _mm256_castps_pd(cd))),
-      _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(ab), _mm256_castps_pd(cd))));
-  p = _mm256_add_ps(p, _mm256_permute_ps(p, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm256_castps256_ps128(
-      _mm256_permutevar8x32_ps(p, _mm256_setr_epi32(0, 4, 2, 6, 0, 0, 0, 0)));
-}
-
 /* A tile's sums of one row for its T tokens: s[t * ss] for t < T. */
 static inline void store_tokens(float *s, size_t ss, __m128 h, int T) {
   float v[4];

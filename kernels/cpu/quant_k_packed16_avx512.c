@@ -147,23 +147,6 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
   for (int t = 0; t < T; t++) _mm512_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
-#define PACKED16_BY_TOKENS(name, q5)                                                         \
-  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
-                   int n_tok) {                                                              \
-    switch (n_tok) {                                                                         \
-      case 1: gemm_packed16(q5, 1, n, s, ss, pk, p, ps); break;                              \
-      case 2: gemm_packed16(q5, 2, n, s, ss, pk, p, ps); break;                              \
-      case 3: gemm_packed16(q5, 3, n, s, ss, pk, p, ps); break;                              \
-      case 4: gemm_packed16(q5, 4, n, s, ss, pk, p, ps); break;                              \
-      case 5: gemm_packed16(q5, 5, n, s, ss, pk, p, ps); break;                              \
-      case 6: gemm_packed16(q5, 6, n, s, ss, pk, p, ps); break;                              \
-      case 7: gemm_packed16(q5, 7, n, s, ss, pk, p, ps); break;                              \
-      default: gemm_packed16(q5, 8, n, s, ss, pk, p, ps); break;                             \
-    }                                                                                        \
-  }
-PACKED16_BY_TOKENS(q4_K_gemm_packed16_avx512, 0)
-PACKED16_BY_TOKENS(q5_K_gemm_packed16_avx512, 1)
-
 /* Q6_K: sub-block k = 4 c + g's levels 0..63 from ql's chunk 2 c + g % 2 (low nibbles for g < 2,
  * high ones else) and qh's chunk c (bits 2 g, 2 g + 1 to bits 4, 5), vectors 0..3 its first 16
  * values (int8 scale 2 k), 4..7 its next 16 (2 k + 1); the sums take the levels unsigned and
@@ -283,61 +266,40 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int T, 
   for (int t = 0; t < T; t++) _mm512_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
-#define Q6_K_PACKED16(T) gemm_packed16_q6(T, n, s, ss, pk, p, ps)
-static void q6_K_gemm_packed16_avx512(int64_t n, float *s, size_t ss, const void *pk, const void *p,
-                                      size_t ps, int n_tok) {
-  switch (n_tok) {
-    case 1: Q6_K_PACKED16(1); break;
-    case 2: Q6_K_PACKED16(2); break;
-    case 3: Q6_K_PACKED16(3); break;
-    case 4: Q6_K_PACKED16(4); break;
-    case 5: Q6_K_PACKED16(5); break;
-    case 6: Q6_K_PACKED16(6); break;
-    case 7: Q6_K_PACKED16(7); break;
-    default: Q6_K_PACKED16(8); break;
-  }
-}
+#define Q4_K_PACKED16(T, ...) gemm_packed16(0, T, __VA_ARGS__)
+#define Q5_K_PACKED16(T, ...) gemm_packed16(1, T, __VA_ARGS__)
+#define Q6_K_PACKED16(T, ...) gemm_packed16_q6(T, __VA_ARGS__)
+NLLM_PACKED_BY_TOKENS(q4_K_gemm_packed16_avx512, Q4_K_PACKED16)
+NLLM_PACKED_BY_TOKENS(q5_K_gemm_packed16_avx512, Q5_K_PACKED16)
+NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed16_avx512, Q6_K_PACKED16)
 
-/* Sixteen rows as the AVX2 tier's two eight-row groups */
+/* Sixteen rows as the AVX2 tier's two eight-row groups (group B half a group's bytes on) */
+static inline void pack_pair(void (*pack8)(int64_t, const void *, size_t, void *), size_t block,
+                             int64_t n, const void *x, size_t bx, void *p) {
+  pack8(n, x, bx, p);
+  pack8(n, (const uint8_t *)x + 8 * bx, bx, (uint8_t *)p + (size_t)(n / QK_K) * block);
+}
 static void q4_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
-  nllm_q4_K_pack_rows_avx2(n, x, bx, p);
-  nllm_q4_K_pack_rows_avx2(n, (const uint8_t *)x + 8 * bx, bx, (uint8_t *)p + half_bytes(0, n));
+  pack_pair(nllm_q4_K_pack_rows_avx2, KQ4_BLOCK, n, x, bx, p);
 }
 static void q5_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
-  nllm_q5_K_pack_rows_avx2(n, x, bx, p);
-  nllm_q5_K_pack_rows_avx2(n, (const uint8_t *)x + 8 * bx, bx, (uint8_t *)p + half_bytes(1, n));
+  pack_pair(nllm_q5_K_pack_rows_avx2, KQ5_BLOCK, n, x, bx, p);
 }
 static void q6_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
-  nllm_q6_K_pack_rows_avx2(n, x, bx, p);
-  nllm_q6_K_pack_rows_avx2(n, (const uint8_t *)x + 8 * bx, bx,
-                           (uint8_t *)p + (size_t)(n / QK_K) * KQ6_BLOCK);
+  pack_pair(nllm_q6_K_pack_rows_avx2, KQ6_BLOCK, n, x, bx, p);
 }
 
+/* Crossover and tokens a call as the AVX2 rows' */
+#define K16_ROW(TYPE, fmt)                                                               \
+  {                                                                                      \
+    .type = TYPE, .pack_rows = fmt##_pack16, .packed_prep = nllm_k_packed_prep_avx2,     \
+    .gemm_packed = fmt##_gemm_packed16_avx512, .packed_min_tokens = K_PACKED_MIN_TOKENS, \
+    .pack_group_rows = GROUP_ROWS, .packed_tok = NLLM_PACKED_TOK_MAX, .prepack = 1       \
+  }
 static const nllm_qtype_kernels k_packed16_rows[] = {
-    {.type = NLLM_TYPE_Q4_K,
-     .pack_rows = q4_K_pack16,
-     .packed_prep = nllm_k_packed_prep_avx2,
-     .gemm_packed = q4_K_gemm_packed16_avx512,
-     .packed_min_tokens = K_PACKED_MIN_TOKENS,
-     .pack_group_rows = GROUP_ROWS,
-     .packed_tok = NLLM_PACKED_TOK_MAX,
-     .prepack = 1},
-    {.type = NLLM_TYPE_Q5_K,
-     .pack_rows = q5_K_pack16,
-     .packed_prep = nllm_k_packed_prep_avx2,
-     .gemm_packed = q5_K_gemm_packed16_avx512,
-     .packed_min_tokens = K_PACKED_MIN_TOKENS,
-     .pack_group_rows = GROUP_ROWS,
-     .packed_tok = NLLM_PACKED_TOK_MAX,
-     .prepack = 1},
-    {.type = NLLM_TYPE_Q6_K,
-     .pack_rows = q6_K_pack16,
-     .packed_prep = nllm_k_packed_prep_avx2,
-     .gemm_packed = q6_K_gemm_packed16_avx512,
-     .packed_min_tokens = K_PACKED_MIN_TOKENS,
-     .pack_group_rows = GROUP_ROWS,
-     .packed_tok = NLLM_PACKED_TOK_MAX,
-     .prepack = 1},
+    K16_ROW(NLLM_TYPE_Q4_K, q4_K),
+    K16_ROW(NLLM_TYPE_Q5_K, q5_K),
+    K16_ROW(NLLM_TYPE_Q6_K, q6_K),
 };
 const nllm_kernel_set nllm_kernels_k_packed16_avx512 = {
     k_packed16_rows, sizeof k_packed16_rows / sizeof k_packed16_rows[0]};
