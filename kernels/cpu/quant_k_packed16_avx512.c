@@ -95,8 +95,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xa = pk + (size_t)b * xbytes, *xb = xa + hb;
     const uint8_t *yb = p0 + (size_t)b * KPREP_BLOCK;
-    nllm_prefetch_span(xa + KP_AHEAD * xbytes, xbytes);
-    nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
+    nllm_prefetch_span(xa + 2 * hb, xbytes); /* the next group's same super-blocks */
+    nllm_prefetch_span(xb + 2 * hb, xbytes);
     __m512i sc8[2], mn8[2];
     unpack16(xa, xb, sc8, mn8);
     __m512i sum[NLLM_PACKED_TOK_MAX];
@@ -181,8 +181,8 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int T, 
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xa = pk + (size_t)b * KQ6_BLOCK, *xb = xa + hb;
     const uint8_t *yb = p0 + (size_t)b * KPREP_BLOCK;
-    nllm_prefetch_span(xa + KP_AHEAD * KQ6_BLOCK, KQ6_BLOCK);
-    nllm_prefetch_span(xb + KP_AHEAD * KQ6_BLOCK, KQ6_BLOCK);
+    nllm_prefetch_span(xa + 2 * hb, KQ6_BLOCK);
+    nllm_prefetch_span(xb + 2 * hb, KQ6_BLOCK);
     __m512i sum[NLLM_PACKED_TOK_MAX];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_si512();
