@@ -1003,6 +1003,11 @@ _Static_assert(KP45_BLOCK <= NLLM_PACK_BYTES(QK_K) && KP6_BLOCK <= NLLM_PACK_BYT
 _Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K) &&
                    IQPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K),
                "a prepared super-block fits");
+/* Super-blocks ahead that this tier's compact kernels prefetch: a group's rows lie one after
+ * another, and so do the groups of weights packed from load */
+#ifndef KP_AHEAD
+#define KP_AHEAD 16
+#endif
 /* Tokens from which Q4_K's compact groups are expanded per work item into the byte layout */
 #ifndef KQ4_EXPAND_MIN_TOKENS
 #define KQ4_EXPAND_MIN_TOKENS 32

@@ -7,11 +7,6 @@
 
 #include "cpu/quant.h"
 
-/* Super-blocks ahead that a compact Q4_K kernel prefetches: a group's rows lie one after
- * another, and so do the groups of weights packed from load */
-#ifndef KP_AHEAD
-#define KP_AHEAD 16
-#endif
 /* Tokens from which the prompt path repacks (below, the tiles run: the same sums). */
 #define K_PACKED_MIN_TOKENS 12
 
