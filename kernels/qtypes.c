@@ -28,9 +28,13 @@ static const nllm_kernel_set *const simd_sets[] = {
     &nllm_kernels_float_avx2, &nllm_kernels_q32_avx2,    &nllm_kernels_k_avx2,
     &nllm_kernels_iq_avx2,    &nllm_kernels_lowbit_avx2, &nllm_kernels_gemmf_avx2};
 static const nllm_cpu_ops *const simd_ops = &nllm_cpu_ops_avx2;
-static const nllm_kernel_set *const avx512_sets[] = {
-    &nllm_kernels_avx512,       &nllm_kernels_iq_avx512,       &nllm_kernels_lowbit_avx512,
-    &nllm_kernels_gemmf_avx512, &nllm_kernels_packed16_avx512, &nllm_kernels_k_packed16_avx512};
+static const nllm_kernel_set *const avx512_sets[] = {&nllm_kernels_avx512,
+                                                     &nllm_kernels_iq_avx512,
+                                                     &nllm_kernels_lowbit_avx512,
+                                                     &nllm_kernels_gemmf_avx512,
+                                                     &nllm_kernels_packed16_avx512,
+                                                     &nllm_kernels_k_packed16_avx512,
+                                                     &nllm_kernels_iq4_xs_packed16_avx512};
 #elif defined(__aarch64__)
 static const nllm_kernel_set *const simd_sets[] = {&nllm_kernels_neon, &nllm_kernels_iq_neon,
                                                    &nllm_kernels_lowbit_neon};

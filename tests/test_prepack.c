@@ -32,7 +32,7 @@ static void at_top_tier(void) {
 }
 
 static const int32_t packed_types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K,
-                                       NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K};
+                                       NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K, NLLM_TYPE_IQ4_XS};
 
 /* gemm_packed (gemv_packed at one token) on nllm_prepack's rows against vec_dot4 on the plain
  * rows, random blocks with every level and extreme scales, 1..8 tokens */

@@ -346,6 +346,8 @@ extern const nllm_kernel_set nllm_kernels_avx512;
 extern const nllm_kernel_set nllm_kernels_packed16_avx512;
 /* quant_k_packed16_avx512.c: Q4_K's AVX2 groups kept packed, read sixteen rows at a time */
 extern const nllm_kernel_set nllm_kernels_k_packed16_avx512;
+/* quant_iq4_xs_packed16_avx512.c: IQ4_XS prompts sixteen rows at a time */
+extern const nllm_kernel_set nllm_kernels_iq4_xs_packed16_avx512;
 extern const nllm_kernel_set nllm_kernels_iq_avx512; /* quant_iq_avx512.c */
 /* quant_lowbit_avx512.c: TQ*, MXFP4 */
 extern const nllm_kernel_set nllm_kernels_lowbit_avx512;

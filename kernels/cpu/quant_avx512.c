@@ -694,8 +694,11 @@ static void q8_0_vec_dot4_chunks_avx512(int64_t n, float *s, const void *x, size
 /* IQ4_XS: 8 sub-blocks of 32 values with 6-bit scales (4 low bits in scales_l, 2 high bits in
  * scales_h), levels from the IQ4_NL table. A register holds four sub-blocks' 16 bytes of
  * nibbles, one per 128-bit lane, so the y order is that of the 32-value kernel; levels go
- * through the table + 128 (unsigned for dpbusd) and 128 * sum(y) comes off per lane. The
- * scales are applied in float, per lane. */
+ * through the table + 128 (unsigned for dpbusd) and 128 * sum(y) comes off per lane. Each
+ * lane's exact sum takes its sub-block's scale as an int32 multiply, and each row's super-block
+ * sum is then the reference's isum, whose float step (d * dy) * isum is the reference's too: the
+ * sixteen-row prompt kernel (quant_iq4_xs_packed16_avx512.c) and the AVX2 tier's tiles add the
+ * same way, so a prompt's rows equal decode's bit for bit. */
 static void iq4_xs_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t bx, const void *vy) {
   const uint8_t *x0 = vx;
   const block_q8_K *y = vy;
@@ -707,8 +710,7 @@ static void iq4_xs_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t b
                 sh_hi = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
   const __m512i lanes_lo = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
                 lanes_hi = _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                   _mm512_setzero_ps()};
+  __m128 acc = _mm_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     __m512i ylo[2], yhi[2], yoff[2];
     for (int c = 0; c < 2; c++) {
@@ -718,8 +720,9 @@ static void iq4_xs_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t b
           _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, ylo[c]), k128,
                               yhi[c]));
     }
-    const float dy = y[b].d;
     nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
+    __m128i isum[4];
+    float d[4];
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
       const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx + (size_t)b * xs);
@@ -731,110 +734,30 @@ static void iq4_xs_vec_dot4_avx512(int64_t n, float *s, const void *vx, size_t b
               _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(x->scales_h), sh_hi),
                                _mm256_set1_epi32(3)),
               4));
-      const __m256 sc =
-          _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ls, _mm256_set1_epi32(32))),
-                        _mm256_set1_ps(_cvtsh_ss(x->d) * dy));
-      const __m512 sc512 = _mm512_castps256_ps512(sc);
+      const __m512i ls512 = _mm512_castsi256_si512(_mm256_sub_epi32(ls, _mm256_set1_epi32(32)));
+      d[r] = _cvtsh_ss(x->d);
+      __m512i t = _mm512_setzero_si512();
 #pragma GCC unroll 2
       for (int c = 0; c < 2; c++) {
         const __m512i q = _mm512_loadu_si512(x->qs + 64 * c);
         const __m512i lo = _mm512_shuffle_epi8(lut, _mm512_and_si512(q, m4));
         const __m512i hi = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
         const __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(yoff[c], lo, ylo[c]), hi, yhi[c]);
-        acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(c ? lanes_hi : lanes_lo, sc512),
-                                 _mm512_cvtepi32_ps(p), acc[r]);
+        t = _mm512_add_epi32(
+            t, _mm512_mullo_epi32(p, _mm512_permutexvar_epi32(c ? lanes_hi : lanes_lo, ls512)));
       }
+      const __m256i h =
+          _mm256_add_epi32(_mm512_castsi512_si256(t), _mm512_extracti64x4_epi64(t, 1));
+      isum[r] = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
     }
+    /* lane r: row r's isum (integer sums: any order is exact) */
+    const __m128i is =
+        _mm_hadd_epi32(_mm_hadd_epi32(isum[0], isum[1]), _mm_hadd_epi32(isum[2], isum[3]));
+    const __m128 dd = _mm_mul_ps(_mm_setr_ps(d[0], d[1], d[2], d[3]), _mm_set1_ps(y[b].d));
+    acc = _mm_add_ps(acc, _mm_mul_ps(dd, _mm_cvtepi32_ps(is)));
   }
-  for (int r = 0; r < 4; r++) s[r] = _mm512_reduce_add_ps(acc[r]);
+  _mm_storeu_ps(s, acc);
 }
-
-/* Prompt tiles of IQ4_XS (see gemm4_32b), with each row's and token's steps those of its
- * four-row kernel: it reads the activation's quants as y_quad_k orders them, with the offset
- * sums (-128 * sum(y) per lane) and d (512 bytes a super-block). */
-static void iq4_xs_prep_avx512(int64_t n, const void *vy, void *vp) {
-  const block_q8_K *y = vy;
-  uint8_t *out = vp;
-  const __m512i k128 = _mm512_set1_epi8((char)0x80);
-  for (int64_t b = 0; b < n / QK_K; b++, out += 512) {
-    for (int c = 0; c < 2; c++) {
-      __m512i ylo, yhi;
-      y_quad_k(y[b].qs + 128 * c, &ylo, &yhi);
-      const __m512i yoff = _mm512_sub_epi32(
-          _mm512_setzero_si512(),
-          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, ylo), k128, yhi));
-      _mm512_storeu_si512(out + 192 * c, ylo);
-      _mm512_storeu_si512(out + 192 * c + 64, yhi);
-      _mm512_storeu_si512(out + 192 * c + 128, yoff);
-    }
-    memcpy(out + 384, &y[b].d, sizeof(float));
-  }
-}
-
-static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int64_t n, float *s,
-                                                               size_t ss, const uint8_t *x0,
-                                                               size_t bx, const uint8_t *p0,
-                                                               size_t ps) {
-  const size_t xs = sizeof(block_iq4_xs);
-  const __m512i m4 = _mm512_set1_epi8(15);
-  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4nl_u8));
-  const __m256i sh_lo = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28),
-                sh_hi = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-  const __m512i lanes_lo = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                lanes_hi = _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
-  __m512 acc[4][NLLM_GEMM_TOK];
-  for (int r = 0; r < 4; r++)
-    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    __m512i lo[4][2], hi[4][2];
-    __m256 ls[4];
-    float d[4];
-    nllm_prefetch_span(x0 + NLLM_PREFETCH_ROWS * bx + 4 * (size_t)b * xs, 4 * xs);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-      const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx + (size_t)b * xs);
-      const __m256i l = _mm256_or_si256(
-          _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)load_u32(x->scales_l)), sh_lo),
-                           _mm256_set1_epi32(15)),
-          _mm256_slli_epi32(
-              _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(x->scales_h), sh_hi),
-                               _mm256_set1_epi32(3)),
-              4));
-      ls[r] = _mm256_cvtepi32_ps(_mm256_sub_epi32(l, _mm256_set1_epi32(32)));
-      d[r] = _cvtsh_ss(x->d);
-#pragma GCC unroll 2
-      for (int c = 0; c < 2; c++) {
-        const __m512i q = _mm512_loadu_si512(x->qs + 64 * c);
-        lo[r][c] = _mm512_shuffle_epi8(lut, _mm512_and_si512(q, m4));
-        hi[r][c] = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
-      }
-    }
-#pragma GCC unroll 4
-    for (int t = 0; t < T; t++) {
-      const uint8_t *py = p0 + (size_t)t * ps + (size_t)b * 512;
-      float dy;
-      memcpy(&dy, py + 384, sizeof dy);
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; r++) {
-        const __m512 sc512 =
-            _mm512_castps256_ps512(_mm256_mul_ps(ls[r], _mm256_set1_ps(d[r] * dy)));
-#pragma GCC unroll 2
-        for (int c = 0; c < 2; c++) {
-          const uint8_t *pc = py + 192 * c;
-          const __m512i p = _mm512_dpbusd_epi32(
-              _mm512_dpbusd_epi32(_mm512_loadu_si512(pc + 128), lo[r][c], _mm512_loadu_si512(pc)),
-              hi[r][c], _mm512_loadu_si512(pc + 64));
-          acc[r][t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(c ? lanes_hi : lanes_lo, sc512),
-                                      _mm512_cvtepi32_ps(p), acc[r][t]);
-        }
-      }
-    }
-  }
-  for (int t = 0; t < T; t++)
-    for (int r = 0; r < 4; r++) s[(size_t)t * ss + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
-}
-#define IQ4_XS_GEMM(T, ...) gemm4_iq4_xs(T, __VA_ARGS__)
-NLLM_GEMM4_BY_TOKENS(iq4_xs_gemm4_avx512, IQ4_XS_GEMM)
 
 /* Q2_K and Q3_K: 2-bit levels (Q3_K: plus a high bit from hmask, level - 4) with a scale per
  * 16 values (Q2_K: 4-bit scale and min; Q3_K: signed 6-bit scale). The 64 bytes of qs are one
@@ -1010,11 +933,11 @@ static const nllm_qtype_kernels avx512_rows[] = {
      .gemm4 = iq4_nl_gemm4_avx512},
     {.type = NLLM_TYPE_Q2_K, .vec_dot4 = q2_K_vec_dot4_avx512, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K, .vec_dot4 = q3_K_vec_dot4_avx512, .blas_min_tokens = 512},
+    /* IQ4_XS batches: the AVX2 tier's tiles (the reference's sums, as this row's vec_dot4),
+     * then the sixteen-row kernel (quant_iq4_xs_packed16_avx512.c) */
     {.type = NLLM_TYPE_IQ4_XS,
      .vec_dot4 = iq4_xs_vec_dot4_avx512,
-     .blas_min_tokens = NLLM_BLAS_NEVER,
-     .gemm_prep = iq4_xs_prep_avx512,
-     .gemm4 = iq4_xs_gemm4_avx512},
+     .blas_min_tokens = NLLM_BLAS_NEVER},
 };
 const nllm_kernel_set nllm_kernels_avx512 = {avx512_rows,
                                              sizeof avx512_rows / sizeof avx512_rows[0]};
