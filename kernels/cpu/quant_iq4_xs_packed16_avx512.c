@@ -1,9 +1,11 @@
-/* AVX-512 prompt kernel of IQ4_XS, sixteen rows at a time on rows repacked per work item.
+/* AVX-512 kernel of IQ4_XS groups of sixteen rows kept packed from load, for prompts, batched
+ * decode and one token alike.
  *
  * Why: the tier's IQ4_XS prompts ran four-row tiles (one row's 16 float lanes per token), the
  * slowest 4-bit prompt on this tier after the K-quants moved to sixteen-row kernels (1.1B, one
  * thread, pp128 110-117 t/s against Q4_K_M's 176-202). Here one dpbusd with a broadcast of four
- * activation bytes is 64 products of sixteen rows, and the sub-block scale is an int32 multiply.
+ * activation bytes is 64 products of sixteen rows, and the sub-block scale is an int32 multiply
+ * (docs/performance.md, "Twentieth round": 1.1B prompts 1.7-2x, decode 1.15-1.2x).
  *
  * The sums are the reference's (iq4_xs_vec_dot_ref): each row's exact integer sum per
  * super-block, then (d * dy) * isum added in super-block order, as the tier's four-row decode
