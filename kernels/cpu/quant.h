@@ -344,9 +344,10 @@ extern const nllm_kernel_set nllm_kernels_lowbit_avx2;
 extern const nllm_kernel_set nllm_kernels_avx512;
 /* quant_packed16_avx512.c: Q4_0 and Q8_0 row-interleaved prompt kernels, over nllm_kernels_avx512 */
 extern const nllm_kernel_set nllm_kernels_packed16_avx512;
-/* quant_k_packed16_avx512.c: Q4_K's AVX2 groups kept packed, read sixteen rows at a time */
+/* quant_k_packed16_avx512.c: Q4_K, Q5_K, Q6_K's AVX2 groups kept packed, read sixteen rows at a
+ * time */
 extern const nllm_kernel_set nllm_kernels_k_packed16_avx512;
-/* quant_iq4_xs_packed16_avx512.c: IQ4_XS prompts sixteen rows at a time */
+/* quant_iq4_xs_packed16_avx512.c: IQ4_XS kept packed, sixteen rows at a time */
 extern const nllm_kernel_set nllm_kernels_iq4_xs_packed16_avx512;
 extern const nllm_kernel_set nllm_kernels_iq_avx512; /* quant_iq_avx512.c */
 /* quant_lowbit_avx512.c: TQ*, MXFP4 */

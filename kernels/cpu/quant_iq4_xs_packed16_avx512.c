@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "cpu/packed16_avx512.h"
 #include "cpu/quant.h"
 #include "cpu/quant_k_packed.h"
 
@@ -54,10 +55,6 @@ static void iq4_xs_pack16(int64_t n, const void *vx, size_t bx, void *vp) {
       }
     }
   }
-}
-
-static inline __m512i bcast(const uint8_t *p) {
-  return _mm512_set1_epi32((int)load_u32(p));
 }
 
 /* T tokens (prepared rows ps apart) over a group: per sub-block the levels looked up once for
@@ -103,27 +100,17 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int T, int
         __m512i s32 = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++) {
-          s32 = _mm512_dpbusd_epi32(s32, lvl[v], bcast(y + 4 * v));
-          s32 = _mm512_dpbusd_epi32(s32, lvl[4 + v], bcast(y + 16 + 4 * v));
+          s32 = _mm512_dpbusd_epi32(s32, lvl[v], packed16_bcast(y + 4 * v));
+          s32 = _mm512_dpbusd_epi32(s32, lvl[4 + v], packed16_bcast(y + 16 + 4 * v));
         }
         sum[t] = _mm512_add_epi32(sum[t], _mm512_mullo_epi32(s32, sc));
       }
     }
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(xb + IQ16_D)));
+    /* the levels' +128: 128 * sum over the sub-blocks of scale * the activations' sum */
 #pragma GCC unroll 8
-    for (int t = 0; t < T; t++) {
-      const uint8_t *yt = yb + (size_t)t * ps;
-      /* the levels' +128: 128 * sum over the sub-blocks of scale * the activations' sum */
-      __m512i off = _mm512_setzero_si512();
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; j++)
-        off = _mm512_add_epi32(off, _mm512_madd_epi16(sp[j], bcast(yt + KPREP_BS32 + 4 * j)));
-      const __m512i isum = _mm512_sub_epi32(sum[t], _mm512_slli_epi32(off, 7));
-      float dy;
-      memcpy(&dy, yt + KPREP_D, sizeof dy);
-      acc[t] = _mm512_add_ps(
-          acc[t], _mm512_mul_ps(_mm512_mul_ps(d, _mm512_set1_ps(dy)), _mm512_cvtepi32_ps(isum)));
-    }
+    for (int t = 0; t < T; t++)
+      acc[t] = packed16_offset_step(acc[t], sum[t], d, sp, 4, yb + (size_t)t * ps, KPREP_BS32, 7);
   }
 #pragma GCC unroll 8
   for (int t = 0; t < T; t++) _mm512_storeu_ps(s + (size_t)t * ss, acc[t]);

@@ -18,6 +18,7 @@
 #include <immintrin.h>
 #include <stddef.h>
 
+#include "cpu/packed16_avx512.h"
 #include "cpu/quant.h"
 #include "cpu/quant_k_packed.h"
 
@@ -78,10 +79,6 @@ static inline __m512i bit4(__m512i qh, int k) {
   return _mm512_and_si512(t, _mm512_set1_epi8(16));
 }
 
-static inline __m512i bcast(const uint8_t *p) {
-  return _mm512_set1_epi32((int)load_u32(p));
-}
-
 /* T tokens (prepared rows ps apart) over a sixteen-row group: per super-block each sub-block's
  * levels unpacked once for every token, then the reference's float step per token. */
 static inline __attribute__((always_inline)) void gemm_packed16(const int q5, const int T,
@@ -119,7 +116,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
         const uint8_t *y = yb + (size_t)t * ps + 32 * (size_t)k;
         __m512i s32 = _mm512_setzero_si512();
 #pragma GCC unroll 8
-        for (int v = 0; v < 8; v++) s32 = _mm512_dpbusd_epi32(s32, lvl[v], bcast(y + 4 * v));
+        for (int v = 0; v < 8; v++)
+          s32 = _mm512_dpbusd_epi32(s32, lvl[v], packed16_bcast(y + 4 * v));
         sum[t] = _mm512_add_epi32(sum[t], _mm512_mullo_epi32(s32, sc));
       }
     }
@@ -134,7 +132,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
       __m512i msum = _mm512_setzero_si512();
 #pragma GCC unroll 4
       for (int j = 0; j < 4; j++)
-        msum = _mm512_add_epi32(msum, _mm512_madd_epi16(mn[j], bcast(yt + KPREP_BS32 + 4 * j)));
+        msum = _mm512_add_epi32(msum,
+                                _mm512_madd_epi16(mn[j], packed16_bcast(yt + KPREP_BS32 + 4 * j)));
       float dy;
       memcpy(&dy, yt + KPREP_D, sizeof dy);
       /* the reference's step: dy * (d * sum - dmin * msum) */
@@ -205,7 +204,8 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int T, 
             const int k = 4 * c + g;
             const __m512i lvl = q6_combine(g % 2 ? l1 : l0, h, g);
             const int i = 2 * g + v / 4;
-            s16[i] = _mm512_dpbusd_epi32(s16[i], lvl, bcast(y + 32 * (size_t)k + 4 * (size_t)v));
+            s16[i] = _mm512_dpbusd_epi32(s16[i], lvl,
+                                         packed16_bcast(y + 32 * (size_t)k + 4 * (size_t)v));
           }
         }
 #pragma GCC unroll 4
@@ -236,8 +236,8 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int T, 
         __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++) {
-          s0 = _mm512_dpbusd_epi32(s0, lvl[v], bcast(y + 4 * v));
-          s1 = _mm512_dpbusd_epi32(s1, lvl[v + 4], bcast(y + 16 + 4 * v));
+          s0 = _mm512_dpbusd_epi32(s0, lvl[v], packed16_bcast(y + 4 * v));
+          s1 = _mm512_dpbusd_epi32(s1, lvl[v + 4], packed16_bcast(y + 16 + 4 * v));
         }
         sum[t] = _mm512_add_epi32(
             sum[t], _mm512_add_epi32(_mm512_mullo_epi32(s0, sc0), _mm512_mullo_epi32(s1, sc1)));
@@ -247,20 +247,10 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int T, 
     __m512i sj[8];
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) sj[j] = scales_ab(xa, xb, KQ6_SC + 16 * (size_t)j);
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) {
-      const uint8_t *yt = yb + (size_t)t * ps;
       /* the levels' -32: 32 * sum over the 16-value groups of scale * block sum */
-      __m512i off = _mm512_setzero_si512();
 #pragma GCC unroll 8
-      for (int j = 0; j < 8; j++)
-        off = _mm512_add_epi32(off, _mm512_madd_epi16(sj[j], bcast(yt + KPREP_BS16 + 4 * j)));
-      const __m512i st = _mm512_sub_epi32(sum[t], _mm512_slli_epi32(off, 5));
-      float dy;
-      memcpy(&dy, yt + KPREP_D, sizeof dy);
-      acc[t] = _mm512_add_ps(
-          acc[t], _mm512_mul_ps(_mm512_mul_ps(d, _mm512_set1_ps(dy)), _mm512_cvtepi32_ps(st)));
-    }
+    for (int t = 0; t < T; t++)
+      acc[t] = packed16_offset_step(acc[t], sum[t], d, sj, 8, yb + (size_t)t * ps, KPREP_BS16, 5);
   }
 #pragma GCC unroll 8
   for (int t = 0; t < T; t++) _mm512_storeu_ps(s + (size_t)t * ss, acc[t]);

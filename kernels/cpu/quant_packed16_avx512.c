@@ -28,6 +28,7 @@
 #include <immintrin.h>
 #include <stddef.h>
 
+#include "cpu/packed16_avx512.h"
 #include "cpu/quant.h"
 
 #define GROUP_ROWS 16
@@ -271,10 +272,6 @@ static void q8_0_packed16_prep_avx512(int64_t n, const void *vy, void *vp) {
   }
 }
 
-static inline __m512i bcast(const uint8_t *p) {
-  return _mm512_set1_epi32((int)load_u32(p));
-}
-
 static inline __m512 bcast_ps(const uint8_t *p) {
   float f;
   memcpy(&f, p, 4);
@@ -333,11 +330,11 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 #pragma GCC unroll 8
       for (int t = 0; t < T; t++) {
         const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
-        __m512i p = bcast(yb + 36);
+        __m512i p = packed16_bcast(yb + 36);
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
-          p = _mm512_dpbusd_epi32(p, w[j], bcast(yb + 4 * j));
-          p = _mm512_dpbusd_epi32(p, w[4 + j], bcast(yb + 16 + 4 * j));
+          p = _mm512_dpbusd_epi32(p, w[j], packed16_bcast(yb + 4 * j));
+          p = _mm512_dpbusd_epi32(p, w[4 + j], packed16_bcast(yb + 16 + 4 * j));
         }
         f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
       }
@@ -362,7 +359,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 #pragma GCC unroll 8
           for (int t = 0; t < T; t++) {
             const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
-            const __m512i p = _mm512_dpbusd_epi32(bcast(yb + 40 + 4 * e), w, bcast(yb + 4 * e));
+            const __m512i p =
+                _mm512_dpbusd_epi32(packed16_bcast(yb + 40 + 4 * e), w, packed16_bcast(yb + 4 * e));
             f[t] =
                 _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
           }
@@ -384,8 +382,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
         for (int t = 0; t < T; t++) {
           const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
           const __m512i p = _mm512_dpbusd_epi32(
-              _mm512_dpbusd_epi32(bcast(yb + 40 + 4 * j), wl, bcast(yb + 4 * j)), wh,
-              bcast(yb + 16 + 4 * j));
+              _mm512_dpbusd_epi32(packed16_bcast(yb + 40 + 4 * j), wl, packed16_bcast(yb + 4 * j)),
+              wh, packed16_bcast(yb + 16 + 4 * j));
           f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
         }
       }
@@ -443,10 +441,12 @@ static void q8_0_gemv_packed16_avx512(int64_t n, float *s, size_t ss, const void
       const __m512 d = _mm512_mul_ps(_mm512_loadu_ps(xb), bcast_ps(yb + 32));
 #pragma GCC unroll 4
       for (int k = 0; k < 4; k++) { /* elements 8k..8k+7 */
-        const __m512i off = _mm512_add_epi32(bcast(yb + 40 + 8 * k), bcast(yb + 44 + 8 * k));
+        const __m512i off =
+            _mm512_add_epi32(packed16_bcast(yb + 40 + 8 * k), packed16_bcast(yb + 44 + 8 * k));
         const __m512i i8 = _mm512_dpbusd_epi32(
-            _mm512_dpbusd_epi32(off, _mm512_loadu_si512(xb + 64 + 128 * k), bcast(yb + 8 * k)),
-            _mm512_loadu_si512(xb + 128 + 128 * k), bcast(yb + 8 * k + 4));
+            _mm512_dpbusd_epi32(off, _mm512_loadu_si512(xb + 64 + 128 * k),
+                                packed16_bcast(yb + 8 * k)),
+            _mm512_loadu_si512(xb + 128 + 128 * k), packed16_bcast(yb + 8 * k + 4));
         const int l = (k % 2) + 2 * h + 4 * (k / 2);
         a[l] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(i8), a[l]);
       }
