@@ -410,6 +410,37 @@ START_TEST(grouped_vs_single) {
 }
 END_TEST
 
+/* The AVX-512 tier's pipeline (wide V tiles, two score tiles a step) against the AVX2 tier's:
+ * the same bits, for every case (decode, prompts, grouped tokens) and forced splits. */
+START_TEST(avx512_equals_avx2) {
+  const int top = nllm_qtypes_isa_max();
+  if (top < NLLM_ISA_AVX512) {
+    fprintf(stderr, "SKIP: no AVX-512 tier on this CPU\n");
+    return;
+  }
+  for (int ci = 0; ci < N_CASES + N_SPLIT_CASES; ci++) {
+    const attn_case *c = ci < N_CASES ? &cases[ci] : &split_cases[ci - N_CASES];
+    attn_data d = make_data(c);
+    const int64_t n = c->n_tok * c->n_head * c->head_dim;
+    for (int mode = 0; mode < 3; mode++) { /* grouped, one token at a time, split in chunks */
+      group_mode = mode == 1 ? -1 : 0;
+      float *out[2];
+      for (int t = 0; t < 2; t++) {
+        nllm_qtypes_set_isa(t == 0 ? NLLM_ISA_SIMD : NLLM_ISA_AVX512);
+        out[t] = run_attention_split(&d, 2, mode == 2 ? 7 : 0);
+      }
+      ck_assert_msg(memcmp(out[0], out[1], (size_t)n * sizeof(float)) == 0,
+                    "case %d mode %d: the AVX-512 attention differs from the AVX2 one", ci, mode);
+      free(out[0]);
+      free(out[1]);
+    }
+    group_mode = 0;
+    nllm_qtypes_set_isa(top);
+    free_data(&d);
+  }
+}
+END_TEST
+
 #if defined(__x86_64__)
 static int32_t ulp_diff(float a, float b) {
   int32_t ia, ib;
@@ -489,6 +520,7 @@ static Suite *attention_suite(void) {
   tcase_add_loop_test(tc, split_vs_unsplit, 0, N_SPLIT_CASES);
   tcase_add_loop_test(tc, head_major_layout, 0, N_SPLIT_CASES);
   tcase_add_test(tc, grouped_vs_single);
+  tcase_add_test(tc, avx512_equals_avx2);
 #if defined(__x86_64__)
   tcase_add_test(tc, exp_vs_expf);
   tcase_add_test(tc, softcap_vs_tanhf);

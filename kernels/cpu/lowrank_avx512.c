@@ -29,5 +29,8 @@ static inline __attribute__((always_inline)) __m512 lr_load_bf16(const uint16_t 
 #define LR_AXPY_NAME lowrank_axpy_avx512
 #include "cpu/lowrank_body.h"
 
+/* The AVX-512 tier's ops over the AVX2 ones (the attention's from attention_avx512.c) */
 const nllm_cpu_ops nllm_cpu_ops_avx512 = {.lowrank_dot = lowrank_dot_avx512,
-                                          .lowrank_axpy = lowrank_axpy_avx512};
+                                          .lowrank_axpy = lowrank_axpy_avx512,
+                                          .attn_span = nllm_attn_span_avx512,
+                                          .attn_rows = nllm_attn_rows_avx512};

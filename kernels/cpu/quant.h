@@ -393,6 +393,11 @@ void nllm_attn_span_avx2(const struct nllm_attn_args *a, int64_t t, int64_t kvh,
  * no window, the whole visible context, normalized), equal bit for bit */
 void nllm_attn_rows_avx2(const struct nllm_attn_args *a, int64_t t0, int64_t n_rows, int64_t kvh,
                          float *scratch);
+/* the AVX-512 tier's (attention_avx512.c): the same results bit for bit */
+void nllm_attn_span_avx512(const struct nllm_attn_args *a, int64_t t, int64_t kvh, int64_t j0,
+                           int64_t n, float *out_rows, float *m, float *l, float *scratch);
+void nllm_attn_rows_avx512(const struct nllm_attn_args *a, int64_t t0, int64_t n_rows, int64_t kvh,
+                           float *scratch);
 void nllm_exp_nonpos_avx2(float *x, int64_t n);
 void nllm_softcap_avx2(float *x, int64_t n, float softcap);
 #endif
