@@ -37,6 +37,10 @@ typedef struct nllm_packed {
 void nllm_matmul_pk(float *y, const void *W, const nllm_packed *pk, int32_t wtype, int64_t rows,
                     int64_t cols, const float *x, int64_t n_tok, void *wdata, int n_threads,
                     int mode);
+/* Bytes of prepared activations a pass over packed weights should keep in L2 (passes of a
+ * block of at least 64 tokens each; the same sums); 0: the default. Tests shrink it so that
+ * small matrices take several passes. */
+void nllm_matmul_set_token_block_bytes(size_t bytes);
 /* Bytes of W's packed copy in the tier in use (nllm_prepack), 0 where its format's row does not
  * keep weights packed (no prepack), cols is not a multiple of NLLM_GEMM_COLS or rows make no
  * whole group. */

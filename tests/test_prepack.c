@@ -123,16 +123,17 @@ START_TEST(kernels_equal_vec_dot4) {
 END_TEST
 
 /* nllm_matmul_pk on packed rows against nllm_matmul on the plain ones, rows not a multiple of
- * the group (the tail rows read plain), 1..16 tokens, 1 and 2 threads */
+ * the group (the tail rows read plain: three, or seven, four of which take a four-row kernel),
+ * 1..40 tokens, 1 and 2 threads */
 START_TEST(matmul_equals_plain) {
-  const int32_t type = packed_types[_i];
+  const int32_t type = packed_types[_i / 2];
   const nllm_qtype *q = nllm_qtype_get(type);
   if (!q->prepack) {
     fprintf(stderr, "SKIP: %s has no prepack in this tier\n", q->name);
     return;
   }
   uint64_t rng = 12345 + (uint64_t)type;
-  const int64_t cols = 2 * NLLM_GEMM_COLS, rows = 5 * q->pack_group_rows + 3;
+  const int64_t cols = 2 * NLLM_GEMM_COLS, rows = 5 * q->pack_group_rows + (_i % 2 ? 7 : 3);
   const size_t rs = nllm_row_size(type, cols);
   uint8_t *W = malloc(rs * (size_t)rows);
   ck_assert(random_blocks(&rng, type, W, cols / q->block_size * rows, (size_t)q->type_size, 0));
@@ -155,7 +156,7 @@ START_TEST(matmul_equals_plain) {
       nllm_matmul(a, W, type, rows, cols, x, toks[k], wd, th);
       nllm_matmul_pk(b, W, &pk, type, rows, cols, x, toks[k], wd, th, NLLM_MATMUL_EXACT);
       ck_assert_msg(memcmp(a, b, sizeof(float) * (size_t)rows * (size_t)toks[k]) == 0,
-                    "%s: %d tokens, %d threads", q->name, toks[k], th);
+                    "%s, %lld rows: %d tokens, %d threads", q->name, (long long)rows, toks[k], th);
     }
   /* a packed copy of another layout (another tier's) is not read: W is */
   nllm_packed other = {P, (void (*)(void))best_tier};
@@ -167,6 +168,66 @@ START_TEST(matmul_equals_plain) {
   free(x);
   free(a);
   free(b);
+  free(wd);
+}
+END_TEST
+
+/* Prompts over packed weights in passes of a token block (nllm_matmul_set_token_block_bytes
+ * shrunk so that 150 tokens make three passes of 64, 64 and 22) equal one pass over all of them
+ * (this matrix's default), alone and in a group of two matrices of one input, at 1 and 2
+ * threads. */
+START_TEST(token_blocks_equal_plain) {
+  const int32_t type = packed_types[_i];
+  const nllm_qtype *q = nllm_qtype_get(type);
+  enum { NT = 150 };
+  uint64_t rng = 777 + (uint64_t)type;
+  const int64_t cols = 2 * NLLM_GEMM_COLS, rows = 3 * q->pack_group_rows + 5;
+  const size_t rs = nllm_row_size(type, cols);
+  uint8_t *W[2];
+  uint8_t *P[2];
+  nllm_packed pk[2];
+  for (int i = 0; i < 2; i++) {
+    W[i] = malloc(rs * (size_t)rows);
+    ck_assert(
+        random_blocks(&rng, type, W[i], cols / q->block_size * rows, (size_t)q->type_size, 0));
+    P[i] = malloc(nllm_prepack_size(type, rows, cols));
+    nllm_prepack(W[i], type, rows, cols, P[i], 2, &pk[i]);
+  }
+  float *x = malloc(sizeof(float) * (size_t)cols * NT);
+  for (int64_t i = 0; i < cols * NT; i++) x[i] = random_blocks_float(&rng, 3.0f);
+  float *ref[2], *got[2];
+  for (int i = 0; i < 2; i++) {
+    ref[i] = malloc(sizeof(float) * (size_t)rows * NT);
+    got[i] = malloc(sizeof(float) * (size_t)rows * NT);
+  }
+  const nllm_matmul_part parts[2] = {{got[0], W[0], type, rows, &pk[0]},
+                                     {got[1], W[1], type, rows, &pk[1]}};
+  const size_t ws = nllm_matmul_group_wsize(parts, 2, cols, NT, 2);
+  void *wd = malloc(ws + 64);
+  for (int th = 1; th <= 2; th++) {
+    nllm_matmul_set_token_block_bytes(0);
+    for (int i = 0; i < 2; i++)
+      nllm_matmul_pk(ref[i], W[i], &pk[i], type, rows, cols, x, NT, wd, th, NLLM_MATMUL_EXACT);
+    nllm_matmul_set_token_block_bytes(1);
+    nllm_matmul_pk(got[0], W[0], &pk[0], type, rows, cols, x, NT, wd, th, NLLM_MATMUL_EXACT);
+    ck_assert_msg(memcmp(got[0], ref[0], sizeof(float) * (size_t)rows * NT) == 0,
+                  "%s, %d threads: passes of token blocks differ from one pass", q->name, th);
+    for (int i = 0; i < 2; i++)
+      for (int64_t k = 0; k < rows * NT; k++) got[i][k] = NAN;
+    nllm_matmul_group(parts, 2, cols, x, NT, wd, ws, th);
+    for (int i = 0; i < 2; i++)
+      ck_assert_msg(memcmp(got[i], ref[i], sizeof(float) * (size_t)rows * NT) == 0,
+                    "%s, %d threads, group matrix %d: token blocks differ from one pass", q->name,
+                    th, i);
+  }
+  nllm_matmul_set_token_block_bytes(0);
+  for (int i = 0; i < 2; i++) {
+    free(W[i]);
+    free(P[i]);
+    free(ref[i]);
+    free(got[i]);
+  }
+  free(x);
   free(wd);
 }
 END_TEST
@@ -369,7 +430,8 @@ static TCase *prepack_case(const char *name, void (*at_tier)(void)) {
   for (int i = 0; i < (int)(sizeof packed_types / sizeof packed_types[0]); i++)
     if (nllm_qtype_get(packed_types[i])->prepack) {
       tcase_add_loop_test(tc, kernels_equal_vec_dot4, i, i + 1);
-      tcase_add_loop_test(tc, matmul_equals_plain, i, i + 1);
+      tcase_add_loop_test(tc, matmul_equals_plain, 2 * i, 2 * i + 2);
+      tcase_add_loop_test(tc, token_blocks_equal_plain, i, i + 1);
     }
   const int n_models = (int)(sizeof models / sizeof models[0]);
   tcase_add_loop_test(tc, packed_load_equals_plain, 0, n_models);

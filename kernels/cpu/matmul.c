@@ -7,6 +7,7 @@
  * f32 activations: by the tier's own f32 GEMM (cpu/gemm_float.h: AVX2, AVX-512), which
  * dequantizes each chunk of rows into its panel, or elsewhere by OpenBLAS sgemm on dequantized
  * weight tiles. */
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "cpu/gemm_float.h"
@@ -183,6 +184,7 @@ typedef struct matmul_job {
   const uint8_t *W;
   const nllm_qtype *q;
   int64_t rows, cols, n_tok, item_rows;
+  int64_t tok0, tok1; /* the tokens this pass of the dot items covers (prepacked_rows) */
   size_t w_rs;
   const float *x;
   const uint8_t *act; /* activations in vec_dot_type */
@@ -267,6 +269,30 @@ void nllm_matmul_rows(const nllm_qtype *q, int64_t cols, const uint8_t *W, size_
   }
 }
 
+/* Rows [r, r1) of a matmul on packed groups that make no whole group, tokens [t0, t1): decode's
+ * kernels a token at a time (a tier's four-by-four kernel need not add in its four-row kernel's
+ * order), or in a batch the tier's four-row prompt kernel where it has one (AVX-512 Q8_0), whose
+ * order its interleaved kernels and its tiles keep: the plain rows' batch takes those tiles. */
+static void tail_rows(const matmul_job *j, int64_t r, int64_t r1, int64_t t0, int64_t t1) {
+  const nllm_qtype *q = j->q;
+  const size_t ys = (size_t)j->rows;
+  if (j->n_tok > 1 && q->vec_dot4_tile) {
+    for (int64_t t = t0; r < r1 && t < t1; t++) {
+      const uint8_t *a = j->act + (size_t)t * j->a_rs;
+      int64_t i = r;
+      for (; i + 4 <= r1; i += 4)
+        q->vec_dot4_tile(j->cols, &j->y[(size_t)t * ys + (size_t)i], j->W + (size_t)i * j->w_rs,
+                         j->w_rs, a);
+      for (; i < r1; i++)
+        q->vec_dot(j->cols, &j->y[(size_t)t * ys + (size_t)i], j->W + (size_t)i * j->w_rs, a);
+    }
+    return;
+  }
+  for (int64_t t = t0; r < r1 && t < t1; t++)
+    nllm_matmul_rows(q, j->cols, j->W, j->w_rs, r, r1, j->act, j->a_rs, NULL, 0, t, t + 1, j->y,
+                     ys);
+}
+
 /* Whether a batch on packed rows expands them per work item first (expand_packed). */
 static int expands(const nllm_qtype *q, int64_t n_tok) {
   return q->expand_packed && q->gemm_expanded && q->expand_min_tokens &&
@@ -294,25 +320,7 @@ static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker)
       gemm(j->cols, &j->y[(size_t)t * ys + (size_t)(r0 + g * gr)], ys,
                      pk + (size_t)g * gb, j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
   }
-  /* the rows left out of a group take decode's kernels a token at a time (a tier's
-   * four-by-four kernel need not add in its four-row kernel's order), or the tier's four-row
-   * prompt kernel where it has one (AVX-512 Q8_0), whose order its interleaved kernels keep */
-  const int64_t r = r0 + ng * gr;
-  if (q->vec_dot4_tile) {
-    for (int64_t t = 0; r < r1 && t < j->n_tok; t++) {
-      const uint8_t *a = j->act + (size_t)t * j->a_rs;
-      int64_t i = r;
-      for (; i + 4 <= r1; i += 4)
-        q->vec_dot4_tile(j->cols, &j->y[(size_t)t * ys + (size_t)i], j->W + (size_t)i * j->w_rs,
-                         j->w_rs, a);
-      for (; i < r1; i++)
-        q->vec_dot(j->cols, &j->y[(size_t)t * ys + (size_t)i], j->W + (size_t)i * j->w_rs, a);
-    }
-    return;
-  }
-  for (int64_t t = 0; r < r1 && t < j->n_tok; t++)
-    nllm_matmul_rows(q, j->cols, j->W, j->w_rs, r, r1, j->act, j->a_rs, NULL, 0, t, t + 1, j->y,
-                     ys);
+  tail_rows(j, r0 + ng * gr, r1, 0, j->n_tok);
 }
 
 /* Bytes of one packed group of rows cols long (qtypes.h packed_block_bytes) */
@@ -345,23 +353,43 @@ static void prepacked_rows(const matmul_job *j, int64_t r0, int64_t r1, int work
     gbase = g0;
     fn_many = q->gemm_expanded;
   }
-  for (int64_t t = 0; t < j->n_tok; t += tok) {
-    const int nt = (int)(j->n_tok - t < tok ? j->n_tok - t : tok);
+  for (int64_t t = j->tok0; t < j->tok1; t += tok) {
+    const int nt = (int)(j->tok1 - t < tok ? j->tok1 - t : tok);
     /* gemv_packed: a decode step (one token in all), whose sums are the decode kernel's; a
      * prompt's last token takes the prompt kernel's, as its other tokens. The first pass over
      * the groups reads them from memory: gemm_packed_stream prefetches as it goes. */
     const nllm_gemm_packed_fn fn = j->n_tok == 1 && q->gemv_packed && !j->pack ? q->gemv_packed
-                                   : t == 0 && q->gemm_packed_stream && !j->pack
+                                   : t == j->tok0 && q->gemm_packed_stream && !j->pack
                                        ? q->gemm_packed_stream
                                        : fn_many;
     for (int64_t g = g0; g < g1; g++)
       fn(j->cols, &j->y[(size_t)t * ys + (size_t)(g * gr)], ys, pw + (size_t)(g - gbase) * gb,
          j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
   }
-  const int64_t r = r0 > whole ? r0 : whole;
-  for (int64_t t = 0; r < r1 && t < j->n_tok; t++)
-    nllm_matmul_rows(q, j->cols, j->W, j->w_rs, r, r1, j->act, j->a_rs, NULL, 0, t, t + 1, j->y,
-                     ys);
+  tail_rows(j, r0 > whole ? r0 : whole, r1, j->tok0, j->tok1);
+}
+
+/* Tokens a pass of the dot items over packed weights takes. Every group meets all the pass's
+ * tokens, whose prepared rows (about 1.25 bytes a value) are read again for each group: a 512-
+ * token prompt's (1.3-3.5 MB at 2048 to 5632 values) came from L3 for every group, and 1.1B
+ * pp512 ran 12-16% under pp128 at one thread. Passes of 64 tokens (of as many as 128 KiB of
+ * rows hold, at least 64) measured best against 32 tokens and 192 or 384 KiB a pass (1.1B Q8_0
+ * 1 thread pp128 / pp512 181 / 165 at 384 KiB, 192 / 183 at 64 tokens; docs/performance.md,
+ * twenty-first round); the weights are then read once per pass, as a 16-sequence decode step
+ * reads them per 16. */
+#define TOK_BLOCK_BYTES (128u << 10)
+#define TOK_BLOCK_MIN 64
+static _Atomic size_t tok_block_bytes = TOK_BLOCK_BYTES;
+
+void nllm_matmul_set_token_block_bytes(size_t bytes) {
+  atomic_store(&tok_block_bytes, bytes ? bytes : TOK_BLOCK_BYTES);
+}
+
+static int64_t token_block(const matmul_job *j) {
+  if (!j->pw || j->pack) return j->n_tok;
+  int64_t tb = (int64_t)(atomic_load(&tok_block_bytes) / (size_t)(j->cols * 5 / 4)) / 8 * 8;
+  if (tb < TOK_BLOCK_MIN) tb = TOK_BLOCK_MIN;
+  return tb < j->n_tok ? tb : j->n_tok;
 }
 
 /* Whether the weight's packed rows serve this matmul: made by the tier's pack_rows. */
@@ -566,7 +594,11 @@ void nllm_matmul_pk(float *y, const void *W, const nllm_packed *pk, int32_t wtyp
   }
   j.item_rows = n_tok == 1 ? rows_per_item(rows, n_threads, 4, 256) : ITEM_ROWS_MANY;
   if (j.pw && n_tok == 1) j.item_rows = group_items(j.item_rows, q);
-  nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, dot_item, &j);
+  const int64_t tb = token_block(&j);
+  for (j.tok0 = 0; j.tok0 < n_tok; j.tok0 = j.tok1) {
+    j.tok1 = j.tok0 + tb < n_tok ? j.tok0 + tb : n_tok;
+    nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, dot_item, &j);
+  }
 }
 
 /* ---------------------------------------------------------------- matrices of one input
@@ -731,5 +763,16 @@ void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const f
     return;
   }
   nllm_pool_run(n_threads, n_tok, group_quantize_item, &g);
-  nllm_pool_run(n_threads, g.first[n_p], group_dot_item, &g);
+  /* passes of a token block when every matrix takes them (the other dot paths take all tokens
+   * at once) */
+  int64_t tb = token_block(&g.part[0]);
+  for (int i = 1; i < n_p; i++)
+    if (token_block(&g.part[i]) != tb) tb = n_tok;
+  for (int64_t t0 = 0; t0 < n_tok; t0 += tb) {
+    for (int i = 0; i < n_p; i++) {
+      g.part[i].tok0 = t0;
+      g.part[i].tok1 = t0 + tb < n_tok ? t0 + tb : n_tok;
+    }
+    nllm_pool_run(n_threads, g.first[n_p], group_dot_item, &g);
+  }
 }
