@@ -47,6 +47,16 @@ ALWAYS_INLINE __m256 hsum8x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 
  * a condition that is constant once NR / NC are: both compilers then keep them in registers
  * (an array indexed in unrolled loops stayed on the stack with clang). */
 #define FOR8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+/* v0 .. v7 by an index that is constant once NR / NC are */
+#define SEL8(v, i)   \
+  ((i) == 0   ? v##0 \
+   : (i) == 1 ? v##1 \
+   : (i) == 2 ? v##2 \
+   : (i) == 3 ? v##3 \
+   : (i) == 4 ? v##4 \
+   : (i) == 5 ? v##5 \
+   : (i) == 6 ? v##6 \
+              : v##7)
 
 /* Raw scores of NR query rows (q, rows qstride floats apart, hd long) at up to 8/NRP positions
  * j.. of k (rows kstride bytes apart; position x is row idx[x], or row x without idx; np of them
@@ -65,17 +75,9 @@ ALWAYS_INLINE __m256 score_tile(const float *q, int64_t qstride, int64_t hd, con
   FOR8(ACC_DECL)
   for (int64_t i = 0; i < hd; i += 8) {
 #define KV_LOAD(p) const __m256 kv##p = (p) < P ? load8(kp##p + i * esz, f16) : _mm256_setzero_ps();
-#define LANE_FMA(l)                                                          \
-  if ((l) % NRP < NR && (l) / NRP < P)                                       \
-    acc##l = _mm256_fmadd_ps(_mm256_loadu_ps(q + ((l) % NRP) * qstride + i), \
-                             (l) / NRP == 0   ? kv0                          \
-                             : (l) / NRP == 1 ? kv1                          \
-                             : (l) / NRP == 2 ? kv2                          \
-                             : (l) / NRP == 3 ? kv3                          \
-                             : (l) / NRP == 4 ? kv4                          \
-                             : (l) / NRP == 5 ? kv5                          \
-                             : (l) / NRP == 6 ? kv6                          \
-                                              : kv7,                         \
+#define LANE_FMA(l)                                                                               \
+  if ((l) % NRP < NR && (l) / NRP < P)                                                            \
+    acc##l = _mm256_fmadd_ps(_mm256_loadu_ps(q + ((l) % NRP) * qstride + i), SEL8(kv, (l) / NRP), \
                              acc##l);
     FOR8(KV_LOAD)
     FOR8(LANE_FMA)
@@ -138,15 +140,7 @@ ALWAYS_INLINE void score_tile2(__m256 *ta, __m256 *tb, const float *qq, int64_t 
 #define LANE_FMA(l)                                                            \
   if ((l) % NRP < NR && (l) / NRP < P)                                         \
     acc##l = _mm512_fmadd_ps(_mm512_loadu_ps(qq + 2 * (((l) % NRP) * hd + i)), \
-                             (l) / NRP == 0   ? kv0                            \
-                             : (l) / NRP == 1 ? kv1                            \
-                             : (l) / NRP == 2 ? kv2                            \
-                             : (l) / NRP == 3 ? kv3                            \
-                             : (l) / NRP == 4 ? kv4                            \
-                             : (l) / NRP == 5 ? kv5                            \
-                             : (l) / NRP == 6 ? kv6                            \
-                                              : kv7,                           \
-                             acc##l);
+                             SEL8(kv, (l) / NRP), acc##l);
     FOR8(KV_LOAD)
     FOR8(LANE_FMA)
   }
@@ -184,18 +178,10 @@ ALWAYS_INLINE void pv_tile(float *out, int64_t ostride, const float *p, int64_t 
     const float *pj = p + j * pstep;
 #define V_LOAD(c) \
   const __m256 vv##c = (c) < NC ? load8(vr + 8 * (c)*esz, f16) : _mm256_setzero_ps();
-#define ACC_FMA(a)                                                        \
-  if ((a) < NR * NC)                                                      \
-    acc##a = _mm256_fmadd_ps(_mm256_broadcast_ss(pj + ((a) / NC) * prow), \
-                             (a) % NC == 0   ? vv0                        \
-                             : (a) % NC == 1 ? vv1                        \
-                             : (a) % NC == 2 ? vv2                        \
-                             : (a) % NC == 3 ? vv3                        \
-                             : (a) % NC == 4 ? vv4                        \
-                             : (a) % NC == 5 ? vv5                        \
-                             : (a) % NC == 6 ? vv6                        \
-                                             : vv7,                       \
-                             acc##a);
+#define ACC_FMA(a)   \
+  if ((a) < NR * NC) \
+    acc##a =         \
+        _mm256_fmadd_ps(_mm256_broadcast_ss(pj + ((a) / NC) * prow), SEL8(vv, (a) % NC), acc##a);
     FOR8(V_LOAD)
     FOR8(ACC_FMA)
   }
@@ -234,15 +220,11 @@ ALWAYS_INLINE void pv_tile16(float *out, int64_t ostride, const float *p, int64_
       (c) >= NC ? _mm512_setzero_ps()                                                       \
       : f16     ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vr + 16 * (c)*esz))) \
                 : _mm512_loadu_ps((const float *)(vr + 16 * (c)*esz));
-#define ACC_FMA(a)                                                  \
-  if ((a) < NR * NC)                                                \
-    acc##a = _mm512_fmadd_ps(_mm512_set1_ps(pj[((a) / NC) * prow]), \
-                             (a) % NC == 0   ? vv0                  \
-                             : (a) % NC == 1 ? vv1                  \
-                             : (a) % NC == 2 ? vv2                  \
-                                             : vv3,                 \
-                             acc##a);
-    V_LOAD(0) V_LOAD(1) V_LOAD(2) V_LOAD(3) FOR16(ACC_FMA)
+#define ACC_FMA(a)   \
+  if ((a) < NR * NC) \
+    acc##a = _mm512_fmadd_ps(_mm512_set1_ps(pj[((a) / NC) * prow]), SEL8(vv, (a) % NC), acc##a);
+    FOR8(V_LOAD)
+    FOR16(ACC_FMA)
   }
 #define ACC_STORE(a)            \
   if ((a) < NR * NC)            \
