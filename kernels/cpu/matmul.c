@@ -184,7 +184,7 @@ typedef struct matmul_job {
   const uint8_t *W;
   const nllm_qtype *q;
   int64_t rows, cols, n_tok, item_rows;
-  int64_t tok0, tok1; /* the tokens this pass of the dot items covers (prepacked_rows) */
+  int64_t tok0, tok1; /* the tokens this pass of the dot items covers (every dot path) */
   size_t w_rs;
   const float *x;
   const uint8_t *act; /* activations in vec_dot_type */
@@ -314,13 +314,13 @@ static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker)
   for (int64_t g = 0; g < ng; g++)
     pack(j->cols, j->W + (size_t)(r0 + g * gr) * j->w_rs, j->w_rs, pk + (size_t)g * gb);
   const int64_t tok = q->packed_tok;
-  for (int64_t t = 0; t < j->n_tok; t += tok) {
-    const int nt = (int)(j->n_tok - t < tok ? j->n_tok - t : tok);
+  for (int64_t t = j->tok0; t < j->tok1; t += tok) {
+    const int nt = (int)(j->tok1 - t < tok ? j->tok1 - t : tok);
     for (int64_t g = 0; g < ng; g++)
       gemm(j->cols, &j->y[(size_t)t * ys + (size_t)(r0 + g * gr)], ys,
                      pk + (size_t)g * gb, j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
   }
-  tail_rows(j, r0 + ng * gr, r1, 0, j->n_tok);
+  tail_rows(j, r0 + ng * gr, r1, j->tok0, j->tok1);
 }
 
 /* Bytes of one packed group of rows cols long (qtypes.h packed_block_bytes) */
@@ -473,8 +473,8 @@ static void dot_item(void *vjob, int64_t item, int worker) {
     packed_rows(j, r0, r1, worker);
     return;
   }
-  nllm_matmul_rows(j->q, j->cols, j->W, j->w_rs, r0, r1, j->act, j->a_rs, j->prep, j->p_rs, 0,
-                   j->n_tok, j->y, (size_t)j->rows);
+  nllm_matmul_rows(j->q, j->cols, j->W, j->w_rs, r0, r1, j->act, j->a_rs, j->prep, j->p_rs, j->tok0,
+                   j->tok1, j->y, (size_t)j->rows);
 }
 
 /* x rounded to the nearest BF16, ties to even (nllm_fp32_to_bf16, here inline for the loop) */
@@ -763,8 +763,8 @@ void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const f
     return;
   }
   nllm_pool_run(n_threads, n_tok, group_quantize_item, &g);
-  /* passes of a token block when every matrix takes them (the other dot paths take all tokens
-   * at once) */
+  /* passes of a token block when every matrix is packed from load (a matrix repacked per work
+   * item would repack once per pass) */
   int64_t tb = token_block(&g.part[0]);
   for (int i = 1; i < n_p; i++)
     if (token_block(&g.part[i]) != tb) tb = n_tok;
