@@ -89,6 +89,42 @@ START_TEST(tiny_a_logits) {
 }
 END_TEST
 
+/* bf16_activations touches BF16 weights only: a quantized model's logits are the same bits
+ * with the activations' rounding on (the default where the CPU has AVX512_BF16) as off. With it
+ * on, these models now take the grouped q/k/v and gate/up matmuls (kernels/cpu/forward_ops.c),
+ * which must add as the single ones do. */
+START_TEST(bf16_mode_leaves_quantized_models) {
+  static const char *types[] = {"Q8_0", "Q4_K_M", "Q4_0"};
+  char model[1024], golden[1024], rel[256];
+  snprintf(rel, sizeof rel, "golden/models/tiny-a-%s.gguf", types[_i]);
+  if (!testdata_path(model, sizeof model, rel)) return;
+  snprintf(rel, sizeof rel, "golden/logits/tiny-a-%s.logits.txt", types[_i]);
+  if (!testdata_path(golden, sizeof golden, rel)) return;
+  golden_logits *g = golden_logits_load(golden);
+  ck_assert_ptr_nonnull(g);
+  nllm_model *m = NULL;
+  ck_assert_int_eq(nllm_model_load(model, NULL, &m), NLLM_OK);
+  float *rows[2];
+  const size_t n_row = (size_t)g->n_vocab * (size_t)g->n_prompt;
+  for (int mode = 0; mode < 2; mode++) {
+    nllm_context *ctx =
+        golden_context_mode(m, g, NLLM_TYPE_F16, mode ? NLLM_BF16_ACT_ROUND : NLLM_BF16_ACT_EXACT);
+    ck_assert_int_eq(nllm_decode(ctx, g->prompt_ids, g->n_prompt), NLLM_OK);
+    rows[mode] = malloc(n_row * sizeof(float));
+    for (int pos = 0; pos < g->n_prompt; pos++)
+      memcpy(rows[mode] + (size_t)pos * (size_t)g->n_vocab, nllm_get_logits_ith(ctx, pos),
+             (size_t)g->n_vocab * sizeof(float));
+    nllm_context_free(ctx);
+  }
+  ck_assert_msg(memcmp(rows[0], rows[1], n_row * sizeof(float)) == 0,
+                "tiny-a-%s: logits differ with BF16 activations on", types[_i]);
+  free(rows[0]);
+  free(rows[1]);
+  nllm_model_free(m);
+  golden_logits_free(g);
+}
+END_TEST
+
 /* The load-only low-bit files (golden/models/lowbit/). The README's calibration: llama.cpp's
  * own run lands 3.9% (mean) / 6.0% (max) from the exact answer for TQ1_0 / TQ2_0 (the same
  * ternary values); the bounds are the other types'. */
@@ -248,6 +284,7 @@ int main(void) {
   tcase_add_loop_test(tc, tiny_a_lowbit_logits, 0,
                       (int)(sizeof tiny_a_lowbit / sizeof tiny_a_lowbit[0]));
   tcase_add_loop_test(tc, moe_a_logits, 0, (int)(sizeof moe_a / sizeof moe_a[0]));
+  tcase_add_loop_test(tc, bf16_mode_leaves_quantized_models, 0, 3);
   tcase_add_loop_test(tc, hf_folders, 0, 10);
   tcase_add_loop_test(tc, hf_converted_to_gguf, 0, 5);
   tcase_add_test(tc, llama2_tiny_random_loads);
