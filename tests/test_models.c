@@ -111,9 +111,12 @@ START_TEST(bf16_mode_leaves_quantized_models) {
         golden_context_mode(m, g, NLLM_TYPE_F16, mode ? NLLM_BF16_ACT_ROUND : NLLM_BF16_ACT_EXACT);
     ck_assert_int_eq(nllm_decode(ctx, g->prompt_ids, g->n_prompt), NLLM_OK);
     rows[mode] = malloc(n_row * sizeof(float));
-    for (int pos = 0; pos < g->n_prompt; pos++)
-      memcpy(rows[mode] + (size_t)pos * (size_t)g->n_vocab, nllm_get_logits_ith(ctx, pos),
+    for (int pos = 0; pos < g->n_prompt; pos++) {
+      const float *row = nllm_get_logits_ith(ctx, pos);
+      ck_assert_ptr_nonnull(row);
+      memcpy(rows[mode] + (size_t)pos * (size_t)g->n_vocab, row,
              (size_t)g->n_vocab * sizeof(float));
+    }
     nllm_context_free(ctx);
   }
   ck_assert_msg(memcmp(rows[0], rows[1], n_row * sizeof(float)) == 0,

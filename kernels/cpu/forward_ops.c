@@ -103,10 +103,9 @@ static void cpu_matmul_group(nllm_fw_backend *be, float *const *y, const nllm_we
   /* the group shares only the exact integer path; bf16_activations rounds per matrix, and
    * only BF16 weights see it (the default turns it on wherever the CPU has AVX512_BF16, so a
    * quantized model keeps its groups) */
-  int rounds = 0;
-  for (int i = 0; i < n_w && i < 4; i++)
-    rounds |= w[i]->type == NLLM_TYPE_BF16 && matmul_mode(c) != NLLM_MATMUL_EXACT;
-  if (n_w > 4 || rounds) {
+  int bf16 = 0;
+  for (int i = 0; i < n_w && i < 4; i++) bf16 |= w[i]->type == NLLM_TYPE_BF16;
+  if (n_w > 4 || (bf16 && matmul_mode(c) != NLLM_MATMUL_EXACT)) {
     for (int i = 0; i < n_w; i++) cpu_matmul(be, y[i], w[i], x, n);
     return;
   }
