@@ -92,6 +92,10 @@ typedef struct nllm_matmul_part {
 } nllm_matmul_part;
 void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
                        int64_t n_tok, void *wdata, size_t wsize, int n_threads);
+/* ... with a mode, as nllm_matmul_mode (a group holding a BF16 matrix under NLLM_MATMUL_XBF16
+ * runs matrix by matrix) */
+void nllm_matmul_group_mode(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
+                            int64_t n_tok, void *wdata, size_t wsize, int n_threads, int mode);
 size_t nllm_matmul_group_wsize(const nllm_matmul_part *p, int n_p, int64_t cols, int64_t n_tok,
                                int n_threads);
 /* Whether the OpenBLAS loaded at run time is its serial build, the only one sgemm is used with

@@ -100,12 +100,7 @@ static void cpu_matmul_group(nllm_fw_backend *be, float *const *y, const nllm_we
   nllm_matmul_part p[4];
   nllm_packed pk[4];
   int64_t rows = 0;
-  /* the group shares only the exact integer path; bf16_activations rounds per matrix, and
-   * only BF16 weights see it (the default turns it on wherever the CPU has AVX512_BF16, so a
-   * quantized model keeps its groups) */
-  int bf16 = 0;
-  for (int i = 0; i < n_w && i < 4; i++) bf16 |= w[i]->type == NLLM_TYPE_BF16;
-  if (n_w > 4 || (bf16 && matmul_mode(c) != NLLM_MATMUL_EXACT)) {
+  if (n_w > 4) {
     for (int i = 0; i < n_w; i++) cpu_matmul(be, y[i], w[i], x, n);
     return;
   }
@@ -114,8 +109,8 @@ static void cpu_matmul_group(nllm_fw_backend *be, float *const *y, const nllm_we
     p[i] = (nllm_matmul_part){y[i], w[i]->data, w[i]->type, w[i]->rows, &pk[i]};
     rows += w[i]->rows;
   }
-  nllm_matmul_group(p, n_w, w[0]->cols, x, n, c->wdata, c->wsize,
-                    nllm_cpu_fw_threads(c, rows * w[0]->cols * n));
+  nllm_matmul_group_mode(p, n_w, w[0]->cols, x, n, c->wdata, c->wsize,
+                         nllm_cpu_fw_threads(c, rows * w[0]->cols * n), matmul_mode(c));
 }
 
 static void cpu_add_bias(nllm_fw_backend *be, float *y, const nllm_weight *b, int64_t n,

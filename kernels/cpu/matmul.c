@@ -392,6 +392,20 @@ static int64_t token_block(const matmul_job *j) {
   return tb < j->n_tok ? tb : j->n_tok;
 }
 
+/* The dot items of jobs j[0..n) (a matmul, or a group's parts: one n_tok) in passes of tb
+ * tokens, each pass one run of the pool */
+static void run_token_passes(matmul_job *j, int n, int64_t tb, int n_threads, int64_t n_items,
+                             nllm_pool_fn fn, void *ctx) {
+  const int64_t n_tok = j[0].n_tok;
+  for (int64_t t0 = 0; t0 < n_tok; t0 += tb) {
+    for (int i = 0; i < n; i++) {
+      j[i].tok0 = t0;
+      j[i].tok1 = t0 + tb < n_tok ? t0 + tb : n_tok;
+    }
+    nllm_pool_run(n_threads, n_items, fn, ctx);
+  }
+}
+
 /* Whether the weight's packed rows serve this matmul: made by the tier's pack_rows. */
 static const uint8_t *prepacked(const nllm_qtype *q, const nllm_packed *pk, int64_t cols) {
   if (!pk || !pk->data || !q->gemm_packed || cols % NLLM_GEMM_COLS) return NULL;
@@ -594,11 +608,8 @@ void nllm_matmul_pk(float *y, const void *W, const nllm_packed *pk, int32_t wtyp
   }
   j.item_rows = n_tok == 1 ? rows_per_item(rows, n_threads, 4, 256) : ITEM_ROWS_MANY;
   if (j.pw && n_tok == 1) j.item_rows = group_items(j.item_rows, q);
-  const int64_t tb = token_block(&j);
-  for (j.tok0 = 0; j.tok0 < n_tok; j.tok0 = j.tok1) {
-    j.tok1 = j.tok0 + tb < n_tok ? j.tok0 + tb : n_tok;
-    nllm_pool_run(n_threads, (rows + j.item_rows - 1) / j.item_rows, dot_item, &j);
-  }
+  run_token_passes(&j, 1, token_block(&j), n_threads, (rows + j.item_rows - 1) / j.item_rows,
+                   dot_item, &j);
 }
 
 /* ---------------------------------------------------------------- matrices of one input
@@ -690,19 +701,34 @@ static int group_gemmf(const nllm_matmul_part *p, int n_p, int64_t cols, const f
 
 /* Each matrix alone (a group that does not share, or whose forms do not fit the scratch). */
 static void group_each(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
-                       int64_t n_tok, void *wdata, int n_threads) {
+                       int64_t n_tok, void *wdata, int n_threads, int mode) {
   for (int i = 0; i < n_p; i++)
     nllm_matmul_pk(p[i].y, p[i].W, p[i].packed, p[i].wtype, p[i].rows, cols, x, n_tok, wdata,
-                   n_threads, NLLM_MATMUL_EXACT);
+                   n_threads, mode);
 }
 
 void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
                        int64_t n_tok, void *wdata, size_t wsize, int n_threads) {
+  nllm_matmul_group_mode(p, n_p, cols, x, n_tok, wdata, wsize, n_threads, NLLM_MATMUL_EXACT);
+}
+
+void nllm_matmul_group_mode(const nllm_matmul_part *p, int n_p, int64_t cols, const float *x,
+                            int64_t n_tok, void *wdata, size_t wsize, int n_threads, int mode) {
   if (n_p <= 0 || n_tok <= 0) return;
   if (n_threads < 1) n_threads = 1;
+  /* NLLM_MATMUL_XBF16 rounds the activations per BF16 matrix (nllm_matmul_mode), which the
+   * shared forms below do not: such a group runs one by one. Other formats ignore the mode, so
+   * a quantized group shares whatever it is (the mode's default is on wherever the CPU has
+   * AVX512_BF16). */
+  int rounds = 0;
+  for (int i = 0; i < n_p; i++) rounds |= mode == NLLM_MATMUL_XBF16 && p[i].wtype == NLLM_TYPE_BF16;
+  if (rounds) {
+    group_each(p, n_p, cols, x, n_tok, wdata, n_threads, mode);
+    return;
+  }
   if (group_gemmf(p, n_p, cols, x, n_tok, wdata, n_threads)) return;
   if (!group_shares(p, n_p, cols, n_tok, n_threads)) {
-    group_each(p, n_p, cols, x, n_tok, wdata, n_threads);
+    group_each(p, n_p, cols, x, n_tok, wdata, n_threads, mode);
     return;
   }
   group_job g = {.n = n_p};
@@ -759,7 +785,7 @@ void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const f
   /* one format's matrices need what one matrix does; mixed ones may need more than the
    * caller's scratch holds */
   if ((size_t)(mem - (uint8_t *)wdata) > wsize) {
-    group_each(p, n_p, cols, x, n_tok, wdata, n_threads);
+    group_each(p, n_p, cols, x, n_tok, wdata, n_threads, mode);
     return;
   }
   nllm_pool_run(n_threads, n_tok, group_quantize_item, &g);
@@ -768,11 +794,5 @@ void nllm_matmul_group(const nllm_matmul_part *p, int n_p, int64_t cols, const f
   int64_t tb = token_block(&g.part[0]);
   for (int i = 1; i < n_p; i++)
     if (token_block(&g.part[i]) != tb) tb = n_tok;
-  for (int64_t t0 = 0; t0 < n_tok; t0 += tb) {
-    for (int i = 0; i < n_p; i++) {
-      g.part[i].tok0 = t0;
-      g.part[i].tok1 = t0 + tb < n_tok ? t0 + tb : n_tok;
-    }
-    nllm_pool_run(n_threads, g.first[n_p], group_dot_item, &g);
-  }
+  run_token_passes(g.part, n_p, tb, n_threads, g.first[n_p], group_dot_item, &g);
 }
