@@ -433,7 +433,8 @@ static nllm_status from_peft(const nllm_model *m, const char *config, size_t con
     const nllm_tensor *ta = &list->t[i];
     size_t stem = 0;
     if (ends_with(ta->name, ".lora_B.weight", &stem)) continue;
-    if (!ends_with(ta->name, ".lora_A.weight", &stem) ||
+    /* a module name after the prefix: "base_model.model.lora_A.weight" has none */
+    if (!ends_with(ta->name, ".lora_A.weight", &stem) || stem < sizeof prefix ||
         strncmp(ta->name, prefix, sizeof prefix - 1)) {
       st = nllm_err(NLLM_ERR_FORMAT,
                     "%s: tensor '%s' is not a LoRA weight (base_model.model.<module>.lora_A/"
