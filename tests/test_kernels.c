@@ -2,12 +2,14 @@
  * against the scalar reference, matmul and ops against naive double-precision references. */
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "cpu/gemm_float.h"
 #include "cpu/lowbit_grids.h"
 #include "cpu/quant.h"
 #include "ops.h"
+#include "pool.h"
 #include "qtypes.h"
 #include "random_blocks.h"
 #include "testutil.h"
@@ -2507,6 +2509,51 @@ START_TEST(gemmf_dequant_vs_naive) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------ worker pool */
+/* Every item of a job runs exactly once, on a worker below the job's thread count, whatever
+ * the item count (one, fewer than the threads, more than a range's 16-bit counter holds, so
+ * that items go in chunks) and however many threads; items run from inside an item run there. */
+typedef struct {
+  _Atomic int *runs;
+  int n_threads, bad_worker, nested;
+} pool_probe;
+static void pool_inner_item(void *ctx, int64_t item, int worker) {
+  pool_probe *p = ctx;
+  if (worker != 0) p->bad_worker = 1; /* a nested job runs on the calling thread only */
+  atomic_fetch_add(&p->runs[item], 1);
+}
+static void pool_item(void *ctx, int64_t item, int worker) {
+  pool_probe *p = ctx;
+  if (worker < 0 || worker >= p->n_threads) p->bad_worker = 1;
+  atomic_fetch_add(&p->runs[item], 1);
+  if (p->nested && item % 97 == 0) {
+    _Atomic int inner[3] = {0, 0, 0};
+    pool_probe q = {inner, 1, 0, 0};
+    nllm_pool_run(p->n_threads, 3, pool_inner_item, &q);
+    if (inner[0] != 1 || inner[1] != 1 || inner[2] != 1 || q.bad_worker) p->bad_worker = 1;
+  }
+}
+START_TEST(pool_runs_every_item_once) {
+  static const int64_t counts[] = {1, 2, 3, 5, 17, 352, 4096, 65535, 65536, 140001};
+  for (int nt = 1; nt <= 4; nt++)
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++)
+      for (int nested = 0; nested < 2; nested++) {
+        const int64_t n = counts[c];
+        _Atomic int *runs = calloc((size_t)n, sizeof *runs);
+        ck_assert_ptr_nonnull(runs);
+        pool_probe p = {runs, nt, 0, nested};
+        nllm_pool_run(nt, n, pool_item, &p);
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < n; i++) wrong += runs[i] != 1;
+        ck_assert_msg(wrong == 0 && !p.bad_worker,
+                      "%d threads, %lld items (nested %d): %lld items ran other than once, bad "
+                      "worker %d",
+                      nt, (long long)n, nested, (long long)wrong, p.bad_worker);
+        free(runs);
+      }
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
   Suite *s = suite_create("kernels");
   TCase *tc = tcase_create("kernels");
@@ -2526,6 +2573,7 @@ static Suite *kernels_suite(void) {
   tcase_add_loop_test(tc, matmul_vs_naive, 0, N_ALL);
   tcase_add_loop_test(tc, scalar_tiles_vs_vec_dot, 0, N_ALL);
   tcase_add_test(tc, matmul_group_vs_each);
+  tcase_add_test(tc, pool_runs_every_item_once);
   tcase_add_test(tc, ops_vs_naive);
   tcase_add_test(tc, rope_vs_naive);
   tcase_add_loop_test(tc, lowbit_vec_dot_vs_dequant, 0,

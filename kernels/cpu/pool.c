@@ -58,7 +58,8 @@ static int64_t now_ns(void) {
 }
 
 /* Claims and runs chunks of job `job`, from the worker's own range first, until none is left
- * anywhere or the job is no longer current. */
+ * anywhere or the job is no longer current. A claim takes several chunks while many are left,
+ * one near the end, so that the threads still finish together. */
 static void run_items(uint32_t job, int nt, int64_t n, int64_t chunk, nllm_pool_fn fn, void *ctx,
                       int worker) {
   int64_t done = 0; /* counted once at the end: the shared counter is polled by the caller */
@@ -66,12 +67,18 @@ static void run_items(uint32_t job, int nt, int64_t n, int64_t chunk, nllm_pool_
     _Atomic uint64_t *rc = &ranges[(worker + k) % nt].c;
     uint64_t c = atomic_load(rc);
     for (;;) {
-      if ((uint32_t)(c >> 32) != job || ((c >> 16) & 0xffff) >= (c & 0xffff)) break;
-      if (!atomic_compare_exchange_weak(rc, &c, c + (1u << 16))) continue;
-      const int64_t i0 = (int64_t)((c >> 16) & 0xffff) * chunk;
-      const int64_t i1 = i0 + chunk < n ? i0 + chunk : n;
+      const uint64_t next = (c >> 16) & 0xffff, end = c & 0xffff;
+      if ((uint32_t)(c >> 32) != job || next >= end) break;
+      /* an eighth of what is left in the range, at least one chunk: the locked compare-
+       * exchange of a claim an item took 5% of a 16-sequence decode step's CPU time (perf,
+       * 1.1B Q8_0; a 16-row group an item, ~1,100 items a layer), while a thread descheduled
+       * after its claim holds up the others by at most an eighth of its range */
+      const uint64_t take = (end - next + 7) / 8;
+      if (!atomic_compare_exchange_weak(rc, &c, c + (take << 16))) continue;
+      const int64_t i0 = (int64_t)next * chunk;
+      const int64_t i1 = i0 + (int64_t)take * chunk < n ? i0 + (int64_t)take * chunk : n;
       for (int64_t i = i0; i < i1; i++) fn(ctx, i, worker);
-      done++;
+      done += (int64_t)take;
       c = atomic_load(rc);
     }
   }
