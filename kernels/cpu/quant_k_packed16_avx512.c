@@ -81,9 +81,9 @@ static inline __m512i bit4(__m512i qh, int k) {
 
 /* T tokens (prepared rows ps apart) over a sixteen-row group: per super-block each sub-block's
  * levels unpacked once for every token, then the reference's float step per token. */
-static inline __attribute__((always_inline)) void gemm_packed16(const int q5, const int T,
-                                                                int64_t n, float *s, size_t ss,
-                                                                const uint8_t *pk,
+static inline __attribute__((always_inline)) void gemm_packed16(const int q5, const int pf,
+                                                                const int T, int64_t n, float *s,
+                                                                size_t ss, const uint8_t *pk,
                                                                 const uint8_t *p0, size_t ps) {
   const size_t hb = half_bytes(q5, n), xbytes = block_bytes(q5);
   __m512 acc[NLLM_PACKED_TOK_MAX];
@@ -92,8 +92,10 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xa = pk + (size_t)b * xbytes, *xb = xa + hb;
     const uint8_t *yb = p0 + (size_t)b * KPREP_BLOCK;
-    nllm_prefetch_span(xa + 2 * hb, xbytes); /* the next group's same super-blocks */
-    nllm_prefetch_span(xb + 2 * hb, xbytes);
+    if (pf) { /* the next group's same super-blocks */
+      nllm_prefetch_span(xa + 2 * hb, xbytes);
+      nllm_prefetch_span(xb + 2 * hb, xbytes);
+    }
     __m512i sc8[2], mn8[2];
     unpack16(xa, xb, sc8, mn8);
     __m512i sum[NLLM_PACKED_TOK_MAX];
@@ -170,8 +172,9 @@ static inline __m512i scales_ab(const uint8_t *xa, const uint8_t *xb, size_t o) 
   return _mm512_cvtepi8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
 }
 
-static inline __attribute__((always_inline)) void gemm_packed16_q6(const int T, int64_t n, float *s,
-                                                                   size_t ss, const uint8_t *pk,
+static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf, const int T,
+                                                                   int64_t n, float *s, size_t ss,
+                                                                   const uint8_t *pk,
                                                                    const uint8_t *p0, size_t ps) {
   const size_t hb = (size_t)(n / QK_K) * KQ6_BLOCK;
   __m512 acc[NLLM_PACKED_TOK_MAX];
@@ -180,8 +183,10 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int T, 
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xa = pk + (size_t)b * KQ6_BLOCK, *xb = xa + hb;
     const uint8_t *yb = p0 + (size_t)b * KPREP_BLOCK;
-    nllm_prefetch_span(xa + 2 * hb, KQ6_BLOCK);
-    nllm_prefetch_span(xb + 2 * hb, KQ6_BLOCK);
+    if (pf) {
+      nllm_prefetch_span(xa + 2 * hb, KQ6_BLOCK);
+      nllm_prefetch_span(xb + 2 * hb, KQ6_BLOCK);
+    }
     __m512i sum[NLLM_PACKED_TOK_MAX];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_si512();
@@ -256,12 +261,20 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int T, 
   for (int t = 0; t < T; t++) _mm512_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
-#define Q4_K_PACKED16(T, ...) gemm_packed16(0, T, __VA_ARGS__)
-#define Q5_K_PACKED16(T, ...) gemm_packed16(1, T, __VA_ARGS__)
-#define Q6_K_PACKED16(T, ...) gemm_packed16_q6(T, __VA_ARGS__)
+/* The first pass over a group (gemm_packed_stream) prefetches the next group; later passes find
+ * their group in cache and skip the prefetches */
+#define Q4_K_PACKED16(T, ...) gemm_packed16(0, 0, T, __VA_ARGS__)
+#define Q5_K_PACKED16(T, ...) gemm_packed16(1, 0, T, __VA_ARGS__)
+#define Q6_K_PACKED16(T, ...) gemm_packed16_q6(0, T, __VA_ARGS__)
+#define Q4_K_STREAM16(T, ...) gemm_packed16(0, 1, T, __VA_ARGS__)
+#define Q5_K_STREAM16(T, ...) gemm_packed16(1, 1, T, __VA_ARGS__)
+#define Q6_K_STREAM16(T, ...) gemm_packed16_q6(1, T, __VA_ARGS__)
 NLLM_PACKED_BY_TOKENS(q4_K_gemm_packed16_avx512, Q4_K_PACKED16)
 NLLM_PACKED_BY_TOKENS(q5_K_gemm_packed16_avx512, Q5_K_PACKED16)
 NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed16_avx512, Q6_K_PACKED16)
+NLLM_PACKED_BY_TOKENS(q4_K_gemm_packed16_stream_avx512, Q4_K_STREAM16)
+NLLM_PACKED_BY_TOKENS(q5_K_gemm_packed16_stream_avx512, Q5_K_STREAM16)
+NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed16_stream_avx512, Q6_K_STREAM16)
 
 /* Sixteen rows as the AVX2 tier's two eight-row groups (group B half a group's bytes on) */
 static inline void pack_pair(void (*pack8)(int64_t, const void *, size_t, void *), size_t block,
@@ -284,7 +297,8 @@ static void q6_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
   {                                                                                      \
     .type = TYPE, .pack_rows = fmt##_pack16, .packed_prep = nllm_k_packed_prep_avx2,     \
     .gemm_packed = fmt##_gemm_packed16_avx512, .packed_min_tokens = K_PACKED_MIN_TOKENS, \
-    .pack_group_rows = GROUP_ROWS, .packed_tok = NLLM_PACKED_TOK_MAX, .prepack = 1       \
+    .pack_group_rows = GROUP_ROWS, .packed_tok = NLLM_PACKED_TOK_MAX, .prepack = 1,      \
+    .gemm_packed_stream = fmt##_gemm_packed16_stream_avx512                              \
   }
 static const nllm_qtype_kernels k_packed16_rows[] = {
     K16_ROW(NLLM_TYPE_Q4_K, q4_K),
