@@ -109,6 +109,7 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
       q->pack_expanded = k->pack_expanded;
       q->packed_block_bytes = k->packed_block_bytes;
       q->gemm_packed_stream = k->gemm_packed_stream;
+      q->stream_passes = k->stream_passes > 1 ? k->stream_passes : 1;
     }
   }
 }

@@ -105,6 +105,7 @@ typedef struct nllm_qtype_kernels {
   nllm_pack_rows_fn pack_expanded; /* with expand_packed: see nllm_qtype */
   int32_t packed_block_bytes;      /* with gemm_packed: see nllm_qtype */
   nllm_gemm_packed_fn gemm_packed_stream; /* with prepack: see nllm_qtype */
+  int32_t stream_passes;                  /* with gemm_packed_stream: see nllm_qtype */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -201,6 +202,11 @@ typedef struct nllm_qtype {
    * hardware prefetcher does not follow; later passes (the other tokens of a prompt) find the
    * group in cache and take gemm_packed, which would only pay for the prefetches. */
   nllm_gemm_packed_fn gemm_packed_stream;
+  /* with gemm_packed_stream: the passes over a group (from the first) that take it, at least 1.
+   * The K-quants' (each next super-block whole, to L1): 1.1B Q4_K_M 16-sequence decode steps (two
+   * passes) ran 1.07x with both passes prefetching against the first only; Q8_0's (to L2, in
+   * address order) ran 0.95x so. */
+  int32_t stream_passes;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;

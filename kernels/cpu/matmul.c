@@ -357,11 +357,13 @@ static void prepacked_rows(const matmul_job *j, int64_t r0, int64_t r1, int work
     const int nt = (int)(j->tok1 - t < tok ? j->tok1 - t : tok);
     /* gemv_packed: a decode step (one token in all), whose sums are the decode kernel's; a
      * prompt's last token takes the prompt kernel's, as its other tokens. The first pass over
-     * the groups reads them from memory: gemm_packed_stream prefetches as it goes. */
-    const nllm_gemm_packed_fn fn = j->n_tok == 1 && q->gemv_packed && !j->pack ? q->gemv_packed
-                                   : t == j->tok0 && q->gemm_packed_stream && !j->pack
-                                       ? q->gemm_packed_stream
-                                       : fn_many;
+     * the groups reads them from memory: gemm_packed_stream prefetches as it goes (in the
+     * format's first stream_passes passes). */
+    const nllm_gemm_packed_fn fn =
+        j->n_tok == 1 && q->gemv_packed && !j->pack ? q->gemv_packed
+        : t < j->tok0 + q->stream_passes * tok && q->gemm_packed_stream && !j->pack
+            ? q->gemm_packed_stream
+            : fn_many;
     for (int64_t g = g0; g < g1; g++)
       fn(j->cols, &j->y[(size_t)t * ys + (size_t)(g * gr)], ys, pw + (size_t)(g - gbase) * gb,
          j->prep + (size_t)t * j->p_rs, j->p_rs, nt);

@@ -261,8 +261,8 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
   for (int t = 0; t < T; t++) _mm512_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
-/* The first pass over a group (gemm_packed_stream) prefetches the next group; later passes find
- * their group in cache and skip the prefetches */
+/* The first two passes over a group (gemm_packed_stream, stream_passes) prefetch the next
+ * group; later passes (a prompt's) find their group in cache and skip the prefetches */
 #define Q4_K_PACKED16(T, ...) gemm_packed16(0, 0, T, __VA_ARGS__)
 #define Q5_K_PACKED16(T, ...) gemm_packed16(1, 0, T, __VA_ARGS__)
 #define Q6_K_PACKED16(T, ...) gemm_packed16_q6(0, T, __VA_ARGS__)
@@ -298,7 +298,7 @@ static void q6_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
     .type = TYPE, .pack_rows = fmt##_pack16, .packed_prep = nllm_k_packed_prep_avx2,     \
     .gemm_packed = fmt##_gemm_packed16_avx512, .packed_min_tokens = K_PACKED_MIN_TOKENS, \
     .pack_group_rows = GROUP_ROWS, .packed_tok = NLLM_PACKED_TOK_MAX, .prepack = 1,      \
-    .gemm_packed_stream = fmt##_gemm_packed16_stream_avx512                              \
+    .gemm_packed_stream = fmt##_gemm_packed16_stream_avx512, .stream_passes = 2          \
   }
 static const nllm_qtype_kernels k_packed16_rows[] = {
     K16_ROW(NLLM_TYPE_Q4_K, q4_K),
