@@ -205,7 +205,7 @@ typedef struct nllm_qtype {
   /* with gemm_packed_stream: the passes over a group (from the first) that take it, at least 1.
    * The K-quants' (each next super-block whole, to L1): 1.1B Q4_K_M 16-sequence decode steps (two
    * passes) ran 1.07x with both passes prefetching against the first only; Q8_0's (to L2, in
-   * address order) ran 0.95x so. */
+   * address order) ran 0.95x with two. */
   int32_t stream_passes;
 } nllm_qtype;
 
