@@ -75,11 +75,9 @@ static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, c
     for (int64_t t = 0; t < n_tok; t += tok) {
       const int nt = (int)(n_tok - t < tok ? n_tok - t : tok);
       for (int64_t g = 0; g < rows / gr; g++)
-        (n_tok == 1 && q->gemv_packed ? q->gemv_packed
-         : t < q->stream_passes * tok && q->gemm_packed_stream
-             ? q->gemm_packed_stream
-             : q->gemm_packed)(cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows,
-                               pk + (size_t)g * gb, prep + (size_t)t * p_rs, p_rs, nt);
+        nllm_qtype_packed_kernel(q, n_tok, t / tok)(
+            cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows,
+            pk + (size_t)g * gb, prep + (size_t)t * p_rs, p_rs, nt);
     }
     return;
   }
@@ -91,10 +89,9 @@ static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, c
     }
     for (int64_t t = 0; t < n_tok; t += tok) {
       const int nt = (int)(n_tok - t < tok ? n_tok - t : tok);
-      (t < q->stream_passes * tok && q->gemm_packed_stream
-           ? q->gemm_packed_stream
-           : q->gemm_packed)(cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows,
-                             pg, prep + (size_t)t * p_rs, p_rs, nt);
+      nllm_qtype_packed_kernel(q, n_tok, t / tok)(
+          cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows, pg,
+          prep + (size_t)t * p_rs, p_rs, nt);
     }
   }
 }

@@ -212,6 +212,15 @@ typedef struct nllm_qtype {
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;
  * selects the ISA on first use. */
 const nllm_qtype *nllm_qtype_get(int32_t type);
+/* The kernel for pass `pass` (0, 1, ...: packed_tok tokens each) of a matmul of n_tok tokens on
+ * weights packed by the format's pack_rows: gemv_packed for a one-token matmul where the format
+ * has it, gemm_packed_stream in the first stream_passes passes, else gemm_packed. */
+static inline nllm_gemm_packed_fn nllm_qtype_packed_kernel(const nllm_qtype *q, int64_t n_tok,
+                                                           int64_t pass) {
+  if (n_tok == 1 && q->gemv_packed) return q->gemv_packed;
+  if (pass < q->stream_passes && q->gemm_packed_stream) return q->gemm_packed_stream;
+  return q->gemm_packed;
+}
 /* Bytes of a row of n elements; 0 for an unknown type, n < 0, n not a multiple of block_size,
  * or a size that does not fit in size_t. */
 size_t nllm_row_size(int32_t type, int64_t n);

@@ -360,10 +360,7 @@ static void prepacked_rows(const matmul_job *j, int64_t r0, int64_t r1, int work
      * the groups reads them from memory: gemm_packed_stream prefetches as it goes (in the
      * format's first stream_passes passes). */
     const nllm_gemm_packed_fn fn =
-        j->n_tok == 1 && q->gemv_packed && !j->pack ? q->gemv_packed
-        : t < j->tok0 + q->stream_passes * tok && q->gemm_packed_stream && !j->pack
-            ? q->gemm_packed_stream
-            : fn_many;
+        j->pack ? fn_many : nllm_qtype_packed_kernel(q, j->n_tok, (t - j->tok0) / tok);
     for (int64_t g = g0; g < g1; g++)
       fn(j->cols, &j->y[(size_t)t * ys + (size_t)(g * gr)], ys, pw + (size_t)(g - gbase) * gb,
          j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
