@@ -66,18 +66,19 @@ static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, c
                           size_t gb, int64_t rows, int64_t cols, const float *x, int64_t n_tok,
                           uint8_t *act, uint8_t *prep) {
   const size_t a_rs = nllm_row_size(vq->type, cols), p_rs = NLLM_GEMM_PREP_BYTES(cols);
-  const int64_t gr = q->pack_group_rows, tok = q->packed_tok;
+  const int64_t gr = q->pack_group_rows;
   for (int64_t t = 0; t < n_tok; t++) {
     vq->from_float(x + t * cols, act + (size_t)t * a_rs, cols);
     q->packed_prep(cols, act + (size_t)t * a_rs, prep + (size_t)t * p_rs);
   }
   if (getenv("BENCH_PACKED_TOK_OUTER")) { /* every group under a call's tokens, call by call */
-    for (int64_t t = 0; t < n_tok; t += tok) {
-      const int nt = (int)(n_tok - t < tok ? n_tok - t : tok);
+    for (int64_t t = 0, pass = 0, nt; t < n_tok; t += nt, pass++) {
+      nt =
+          n_tok - t < nllm_qtype_pass_tokens(q, pass) ? n_tok - t : nllm_qtype_pass_tokens(q, pass);
       for (int64_t g = 0; g < rows / gr; g++)
-        nllm_qtype_packed_kernel(q, n_tok, t / tok)(
+        nllm_qtype_packed_kernel(q, n_tok, pass)(
             cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows,
-            pk + (size_t)g * gb, prep + (size_t)t * p_rs, p_rs, nt);
+            pk + (size_t)g * gb, prep + (size_t)t * p_rs, p_rs, (int)nt);
     }
     return;
   }
@@ -87,11 +88,12 @@ static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, c
       q->gemv_packed(cols, y + g * gr, (size_t)rows, pg, prep, p_rs, 1);
       continue;
     }
-    for (int64_t t = 0; t < n_tok; t += tok) {
-      const int nt = (int)(n_tok - t < tok ? n_tok - t : tok);
-      nllm_qtype_packed_kernel(q, n_tok, t / tok)(
+    for (int64_t t = 0, pass = 0, nt; t < n_tok; t += nt, pass++) {
+      nt =
+          n_tok - t < nllm_qtype_pass_tokens(q, pass) ? n_tok - t : nllm_qtype_pass_tokens(q, pass);
+      nllm_qtype_packed_kernel(q, n_tok, pass)(
           cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows, pg,
-          prep + (size_t)t * p_rs, p_rs, nt);
+          prep + (size_t)t * p_rs, p_rs, (int)nt);
     }
   }
 }

@@ -110,6 +110,9 @@ static void overlay(nllm_qtype *table, const nllm_kernel_set *set) {
       q->packed_block_bytes = k->packed_block_bytes;
       q->gemm_packed_stream = k->gemm_packed_stream;
       q->stream_passes = k->stream_passes > 1 ? k->stream_passes : 1;
+      q->stream_tok = k->stream_tok > q->packed_tok && k->stream_tok <= NLLM_STREAM_TOK_MAX
+                          ? k->stream_tok
+                          : q->packed_tok;
     }
   }
 }

@@ -46,6 +46,8 @@ typedef void (*nllm_gemm4_fn)(int64_t n, float *s, size_t s_stride, const void *
 #define NLLM_PACK_ROWS 8
 /* The most tokens an interleaved kernel's call takes (a format's packed_tok) */
 #define NLLM_PACKED_TOK_MAX 8
+/* The most tokens a streaming call takes (a format's stream_tok) */
+#define NLLM_STREAM_TOK_MAX 16
 #define NLLM_PACK_BYTES(n) ((size_t)(n)*9)
 typedef void (*nllm_pack_rows_fn)(int64_t n, const void *x, size_t x_stride, void *packed);
 typedef void (*nllm_gemm_packed_fn)(int64_t n, float *s, size_t s_stride, const void *packed,
@@ -106,6 +108,7 @@ typedef struct nllm_qtype_kernels {
   int32_t packed_block_bytes;      /* with gemm_packed: see nllm_qtype */
   nllm_gemm_packed_fn gemm_packed_stream; /* with prepack: see nllm_qtype */
   int32_t stream_passes;                  /* with gemm_packed_stream: see nllm_qtype */
+  int32_t stream_tok; /* with gemm_packed_stream: see nllm_qtype; 0: packed_tok */
 } nllm_qtype_kernels;
 
 /* The rows one kernel file exports (kernels/cpu/quant.h names them). */
@@ -204,22 +207,36 @@ typedef struct nllm_qtype {
   nllm_gemm_packed_fn gemm_packed_stream;
   /* with gemm_packed_stream: the passes over a group (from the first) that take it, at least 1.
    * The K-quants' (each next super-block whole, to L1): 1.1B Q4_K_M 16-sequence decode steps (two
-   * passes) ran 1.07x with both passes prefetching against the first only; Q8_0's (to L2, in
-   * address order) ran 0.95x with two. */
+   * passes of eight) ran 1.07x with both passes prefetching against the first only (with one
+   * pass of sixteen, one or two stream passes run prompts alike); Q8_0's (to L2, in address
+   * order) ran 0.95x with two. */
   int32_t stream_passes;
+  /* with gemm_packed_stream: the most tokens one of its calls takes, packed_tok..
+   * NLLM_STREAM_TOK_MAX; its passes are that wide. A sixteen-sequence decode step is then one
+   * pass, which reads each group from DRAM while it does all the step's products on it, where
+   * two passes of eight left the second with nothing to hide the next group's fetch behind: 1.1B
+   * 16-sequence generation at two threads, Q8_0 1.08x and Q4_K_M 1.10x, Q4_0 none
+   * (docs/performance.md, twenty-fourth round). A prompt's later passes stay packed_tok wide:
+   * sixteen tokens' prepared rows and accumulators in every pass ran Q8_0 pp512 0.89x. */
+  int32_t stream_tok;
 } nllm_qtype;
 
 /* Row of the table for a type, or NULL if this build cannot compute with it. Thread-safe;
  * selects the ISA on first use. */
 const nllm_qtype *nllm_qtype_get(int32_t type);
-/* The kernel for pass `pass` (0, 1, ...: packed_tok tokens each) of a matmul of n_tok tokens on
- * weights packed by the format's pack_rows: gemv_packed for a one-token matmul where the format
- * has it, gemm_packed_stream in the first stream_passes passes, else gemm_packed. */
+/* The kernel for pass `pass` (0, 1, ...; nllm_qtype_pass_tokens tokens each) of a matmul of
+ * n_tok tokens on weights packed by the format's pack_rows: gemv_packed for a one-token matmul
+ * where the format has it, gemm_packed_stream in the first stream_passes passes, else
+ * gemm_packed. */
 static inline nllm_gemm_packed_fn nllm_qtype_packed_kernel(const nllm_qtype *q, int64_t n_tok,
                                                            int64_t pass) {
   if (n_tok == 1 && q->gemv_packed) return q->gemv_packed;
   if (pass < q->stream_passes && q->gemm_packed_stream) return q->gemm_packed_stream;
   return q->gemm_packed;
+}
+/* The most tokens pass `pass` takes: stream_tok in the streaming passes, else packed_tok */
+static inline int64_t nllm_qtype_pass_tokens(const nllm_qtype *q, int64_t pass) {
+  return pass < q->stream_passes && q->gemm_packed_stream ? q->stream_tok : q->packed_tok;
 }
 /* Bytes of a row of n elements; 0 for an unknown type, n < 0, n not a multiple of block_size,
  * or a size that does not fit in size_t. */

@@ -683,12 +683,15 @@ static void dot4_or_rows(const nllm_qtype *q, int64_t n, float *s, const uint8_t
 
 static void check_packed(const nllm_qtype *q) {
   static const int64_t lens[] = {128, 256, 640, 768, 2048};
-  enum { RMAX = 2 * NLLM_PACK_ROWS, TMAX = NLLM_PACKED_TOK_MAX, SS = RMAX + 1 };
+  enum { RMAX = 2 * NLLM_PACK_ROWS, TMAX = NLLM_STREAM_TOK_MAX, SS = RMAX + 1 };
   const int R = q->pack_group_rows, T = q->packed_tok, ref_order = tier_checked == NLLM_ISA_SIMD;
+  /* tokens the data has: gemm_packed_stream's calls may take more than gemm_packed's */
+  const int TS = q->gemm_packed_stream ? q->stream_tok : T;
   const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
   ck_assert_msg(q->pack_rows && q->packed_prep, "%s: gemm_packed without its helpers", q->name);
   ck_assert_msg(R == NLLM_PACK_ROWS || R == RMAX, "%s: pack_group_rows %d", q->name, R);
-  ck_assert_msg(T >= NLLM_GEMM_TOK && T <= TMAX, "%s: packed_tok %d", q->name, T);
+  ck_assert_msg(T >= NLLM_GEMM_TOK && T <= NLLM_PACKED_TOK_MAX, "%s: packed_tok %d", q->name, T);
+  ck_assert_msg(TS >= T && TS <= TMAX, "%s: stream_tok %d", q->name, TS);
   uint64_t rng = 0x2545F4914F6CDD1Dull ^ (uint64_t)q->type;
   for (int64_t n = q->block_size; ref_order && n <= 5 * q->block_size; n += q->block_size) {
     const size_t rs = nllm_row_size(q->type, n); /* odd counts */
@@ -721,13 +724,13 @@ static void check_packed(const nllm_qtype *q) {
     const size_t pbytes = NLLM_PACK_BYTES(n) / NLLM_PACK_ROWS * (size_t)R;
     float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
     float *wf = malloc(sizeof(float) * (size_t)n * RMAX), *yf = malloc(sizeof(float) * (size_t)n);
-    uint8_t *wq = malloc(stride * RMAX), *yq = malloc(ars * T);
-    uint8_t *prep = aligned_alloc(64, prs * T), *pk = aligned_alloc(64, pbytes + 64);
+    uint8_t *wq = malloc(stride * RMAX), *yq = malloc(ars * TS);
+    uint8_t *prep = aligned_alloc(64, prs * TS), *pk = aligned_alloc(64, pbytes + 64);
     ck_assert(x && y && wf && yf && wq && yq && prep && pk);
     for (int pass = 0; pass <= N_DATA; pass++) { /* N_DATA: random bits */
-      tile_pass_data(q, pass, &rng, n, wq, stride, R, yq, ars, T, x, y);
+      tile_pass_data(q, pass, &rng, n, wq, stride, R, yq, ars, TS, x, y);
       for (int r = 0; r < R; r++) q->to_float_ref(wq + (size_t)r * stride, wf + r * n, n);
-      for (int t = 0; t < T; t++) {
+      for (int t = 0; t < TS; t++) {
         memset(prep + (size_t)t * prs, 0xa5, prs);
         q->packed_prep(n, yq + (size_t)t * ars, prep + (size_t)t * prs);
       }
@@ -739,14 +742,6 @@ static void check_packed(const nllm_qtype *q) {
         float s[TMAX * SS];
         for (int i = 0; i < TMAX * SS; i++) s[i] = NAN;
         q->gemm_packed(n, s, SS, pk, prep, prs, nt);
-        if (q->gemm_packed_stream) { /* the same sums, prefetching as it goes */
-          float s2[TMAX * SS];
-          for (int i = 0; i < TMAX * SS; i++) s2[i] = NAN;
-          q->gemm_packed_stream(n, s2, SS, pk, prep, prs, nt);
-          ck_assert_msg(memcmp(s, s2, sizeof s) == 0,
-                        "%s gemm_packed_stream differs from gemm_packed (n %lld, %d tokens)",
-                        q->name, (long long)n, nt);
-        }
         if (nt == 1 && q->gemv_packed) { /* one token: the decode kernel's sums, no more rows */
           float g[SS], d4[RMAX];
           for (int i = 0; i < SS; i++) g[i] = NAN;
@@ -789,6 +784,19 @@ static void check_packed(const nllm_qtype *q) {
                           pass);
           }
         }
+      }
+      /* gemm_packed_stream: the same sums as gemm_packed's calls of at most packed_tok tokens,
+       * prefetching as it goes, in calls of up to stream_tok tokens */
+      for (int nt = 1; q->gemm_packed_stream && nt <= TS; nt++) {
+        float s[TMAX * SS], s2[TMAX * SS];
+        for (int i = 0; i < TMAX * SS; i++) s[i] = s2[i] = NAN;
+        for (int t = 0; t < nt; t += T)
+          q->gemm_packed(n, s + t * SS, SS, pk, prep + (size_t)t * prs, prs,
+                         nt - t < T ? nt - t : T);
+        q->gemm_packed_stream(n, s2, SS, pk, prep, prs, nt);
+        ck_assert_msg(memcmp(s, s2, sizeof s) == 0,
+                      "%s gemm_packed_stream differs from gemm_packed (n %lld, %d tokens, pass %d)",
+                      q->name, (long long)n, nt, pass);
       }
     }
     free(x);
@@ -1232,6 +1240,8 @@ START_TEST(registry_vs_format_table) {
                 q->pack_group_rows == 2 * NLLM_PACK_ROWS);
       ck_assert(!q->gemm_packed ||
                 (q->packed_tok >= NLLM_GEMM_TOK && q->packed_tok <= NLLM_PACKED_TOK_MAX));
+      ck_assert(!q->gemm_packed_stream ||
+                (q->stream_tok >= q->packed_tok && q->stream_tok <= NLLM_STREAM_TOK_MAX));
       if (isa == NLLM_ISA_SCALAR) {
         ck_assert(!q->gemm4);
         ck_assert(q->to_float == q->to_float_ref && q->from_float == q->from_float_ref &&

@@ -50,9 +50,9 @@ START_TEST(kernels_equal_vec_dot4) {
                 rows = 2 * q->pack_group_rows, nb = cols / q->block_size;
   const size_t rs = nllm_row_size(type, cols), as = nllm_row_size(vq->type, cols);
   uint8_t *W = malloc(rs * (size_t)rows), *P = malloc(nllm_prepack_size(type, rows, cols));
-  uint8_t *act = malloc(as * NLLM_PACKED_TOK_MAX);
-  uint8_t *prep = malloc(NLLM_GEMM_PREP_BYTES(cols) * NLLM_PACKED_TOK_MAX);
-  float *got = malloc(sizeof(float) * (size_t)rows * NLLM_PACKED_TOK_MAX), ref[4];
+  uint8_t *act = malloc(as * NLLM_STREAM_TOK_MAX);
+  uint8_t *prep = malloc(NLLM_GEMM_PREP_BYTES(cols) * NLLM_STREAM_TOK_MAX);
+  float *got = malloc(sizeof(float) * (size_t)rows * NLLM_STREAM_TOK_MAX), ref[4];
   /* expand_packed's groups, and pack_expanded's from the plain rows */
   uint8_t *E = malloc(NLLM_PACK_BYTES(cols) / NLLM_PACK_ROWS * (size_t)rows),
           *E2 = malloc(NLLM_PACK_BYTES(cols) / NLLM_PACK_ROWS * (size_t)rows);
@@ -60,7 +60,7 @@ START_TEST(kernels_equal_vec_dot4) {
     ck_assert(random_blocks(&rng, type, W, nb * rows, (size_t)q->type_size, 0));
     /* activations from the quantizer (|q| <= 127, as the sign trick needs) */
     float *x = malloc(sizeof(float) * (size_t)cols);
-    for (int t = 0; t < NLLM_PACKED_TOK_MAX; t++) {
+    for (int t = 0; t < NLLM_STREAM_TOK_MAX; t++) {
       for (int64_t i = 0; i < cols; i++) x[i] = random_blocks_float(&rng, rep == 3 ? 1e4f : 2.0f);
       if (t == 1) memset(x, 0, sizeof(float) * 64); /* zero blocks */
       vq->from_float(x, act + (size_t)t * as, cols);
@@ -81,36 +81,37 @@ START_TEST(kernels_equal_vec_dot4) {
                            E2 + (size_t)g * eb);
         }
       }
-    /* pass 0 the packed rows, 1 and 2 the expanded ones, 3 the packed rows streamed */
+    /* pass 0 the packed rows, 1 and 2 the expanded ones, 3 the packed rows streamed (calls of up
+     * to stream_tok tokens) */
     for (int pass = 0; pass < 4; pass++)
-    for (int nt = 1; nt <= q->packed_tok; nt++) {
-      if ((pass == 1 || pass == 2) && !q->expand_packed) break;
-      if (pass == 3 && !q->gemm_packed_stream) break;
-      if (pass == 3 && nt == 1) continue; /* one token in all takes gemv_packed */
-      for (int64_t g = 0; g < rows / q->pack_group_rows; g++) {
-        const nllm_gemm_packed_fn fn = pass == 3                   ? q->gemm_packed_stream
-                                       : pass                      ? q->gemm_expanded
-                                       : nt == 1 && q->gemv_packed ? q->gemv_packed
-                                                                   : q->gemm_packed;
-        const uint8_t *grp = pass == 0 || pass == 3 ? P + (size_t)g * gb
-                             : pass == 1 || !q->pack_expanded ? E + (size_t)g * eb
-                                                              : E2 + (size_t)g * eb;
-        fn(cols, got + g * q->pack_group_rows, (size_t)rows, grp, prep,
-           NLLM_GEMM_PREP_BYTES(cols), nt);
-      }
-      for (int t = 0; t < nt; t++)
-        for (int64_t r = 0; r < rows; r += 4) {
-          /* one token: the decode kernel's sums; more: the prompt path's (vec_dot4_tile) */
-          (nt > 1 && q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4)(
-              cols, ref, W + (size_t)r * rs, rs, act + (size_t)t * as);
-          for (int k = 0; k < 4; k++) {
-            const float a = got[(size_t)t * (size_t)rows + (size_t)(r + k)], b = ref[k];
-            ck_assert_msg(memcmp(&a, &b, sizeof a) == 0,
-                          "%s pass %d rep %d tok %d/%d row %lld: %.9g != %.9g", q->name, pass,
-                          rep, t, nt, (long long)(r + k), (double)a, (double)b);
-          }
+      for (int nt = 1; nt <= (pass == 3 ? q->stream_tok : q->packed_tok); nt++) {
+        if ((pass == 1 || pass == 2) && !q->expand_packed) break;
+        if (pass == 3 && !q->gemm_packed_stream) break;
+        if (pass == 3 && nt == 1) continue; /* one token in all takes gemv_packed */
+        for (int64_t g = 0; g < rows / q->pack_group_rows; g++) {
+          const nllm_gemm_packed_fn fn = pass == 3                   ? q->gemm_packed_stream
+                                         : pass                      ? q->gemm_expanded
+                                         : nt == 1 && q->gemv_packed ? q->gemv_packed
+                                                                     : q->gemm_packed;
+          const uint8_t *grp = pass == 0 || pass == 3           ? P + (size_t)g * gb
+                               : pass == 1 || !q->pack_expanded ? E + (size_t)g * eb
+                                                                : E2 + (size_t)g * eb;
+          fn(cols, got + g * q->pack_group_rows, (size_t)rows, grp, prep,
+             NLLM_GEMM_PREP_BYTES(cols), nt);
         }
-    }
+        for (int t = 0; t < nt; t++)
+          for (int64_t r = 0; r < rows; r += 4) {
+            /* one token: the decode kernel's sums; more: the prompt path's (vec_dot4_tile) */
+            (nt > 1 && q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4)(
+                cols, ref, W + (size_t)r * rs, rs, act + (size_t)t * as);
+            for (int k = 0; k < 4; k++) {
+              const float a = got[(size_t)t * (size_t)rows + (size_t)(r + k)], b = ref[k];
+              ck_assert_msg(memcmp(&a, &b, sizeof a) == 0,
+                            "%s pass %d rep %d tok %d/%d row %lld: %.9g != %.9g", q->name, pass,
+                            rep, t, nt, (long long)(r + k), (double)a, (double)b);
+            }
+          }
+      }
   }
   free(W);
   free(P);

@@ -353,17 +353,17 @@ static void prepacked_rows(const matmul_job *j, int64_t r0, int64_t r1, int work
     gbase = g0;
     fn_many = q->gemm_expanded;
   }
-  for (int64_t t = j->tok0; t < j->tok1; t += tok) {
-    const int nt = (int)(j->tok1 - t < tok ? j->tok1 - t : tok);
+  for (int64_t t = j->tok0, pass = 0, nt; t < j->tok1; t += nt, pass++) {
     /* gemv_packed: a decode step (one token in all), whose sums are the decode kernel's; a
      * prompt's last token takes the prompt kernel's, as its other tokens. The first pass over
      * the groups reads them from memory: gemm_packed_stream prefetches as it goes (in the
-     * format's first stream_passes passes). */
-    const nllm_gemm_packed_fn fn =
-        j->pack ? fn_many : nllm_qtype_packed_kernel(q, j->n_tok, (t - j->tok0) / tok);
+     * format's first stream_passes passes, stream_tok tokens each). */
+    const int64_t width = j->pack ? tok : nllm_qtype_pass_tokens(q, pass);
+    nt = j->tok1 - t < width ? j->tok1 - t : width;
+    const nllm_gemm_packed_fn fn = j->pack ? fn_many : nllm_qtype_packed_kernel(q, j->n_tok, pass);
     for (int64_t g = g0; g < g1; g++)
       fn(j->cols, &j->y[(size_t)t * ys + (size_t)(g * gr)], ys, pw + (size_t)(g - gbase) * gb,
-         j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
+         j->prep + (size_t)t * j->p_rs, j->p_rs, (int)nt);
   }
   tail_rows(j, r0 > whole ? r0 : whole, r1, j->tok0, j->tok1);
 }

@@ -248,19 +248,47 @@ static inline __attribute__((always_inline)) void nllm_prefetch_next_group(const
   }
 
 /* The same for an interleaved kernel (nllm_gemm_packed_fn) of up to NLLM_PACKED_TOK_MAX (8)
- * tokens a call: body(T, n, s, ss, pk, p, ps). */
+ * tokens a call: body(T, n, s, ss, pk, p, ps); NLLM_STREAM_BY_TOKENS up to NLLM_STREAM_TOK_MAX
+ * (16), for a format's gemm_packed_stream with stream_tok 16. (A case's use ends in the ';'
+ * that ends its break.) */
+#define NLLM_TOKENS_CASE(T, body) \
+  case T:                         \
+    body(T, n, s, ss, pk, p, ps); \
+    break
 #define NLLM_PACKED_BY_TOKENS(name, body)                                                    \
   static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
                    int n_tok) {                                                              \
     switch (n_tok) {                                                                         \
-      case 1: body(1, n, s, ss, pk, p, ps); break;                                           \
-      case 2: body(2, n, s, ss, pk, p, ps); break;                                           \
-      case 3: body(3, n, s, ss, pk, p, ps); break;                                           \
-      case 4: body(4, n, s, ss, pk, p, ps); break;                                           \
-      case 5: body(5, n, s, ss, pk, p, ps); break;                                           \
-      case 6: body(6, n, s, ss, pk, p, ps); break;                                           \
-      case 7: body(7, n, s, ss, pk, p, ps); break;                                           \
+      NLLM_TOKENS_CASE(1, body);                                                             \
+      NLLM_TOKENS_CASE(2, body);                                                             \
+      NLLM_TOKENS_CASE(3, body);                                                             \
+      NLLM_TOKENS_CASE(4, body);                                                             \
+      NLLM_TOKENS_CASE(5, body);                                                             \
+      NLLM_TOKENS_CASE(6, body);                                                             \
+      NLLM_TOKENS_CASE(7, body);                                                             \
       default: body(8, n, s, ss, pk, p, ps); break;                                          \
+    }                                                                                        \
+  }
+#define NLLM_STREAM_BY_TOKENS(name, body)                                                    \
+  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
+                   int n_tok) {                                                              \
+    switch (n_tok) {                                                                         \
+      NLLM_TOKENS_CASE(1, body);                                                             \
+      NLLM_TOKENS_CASE(2, body);                                                             \
+      NLLM_TOKENS_CASE(3, body);                                                             \
+      NLLM_TOKENS_CASE(4, body);                                                             \
+      NLLM_TOKENS_CASE(5, body);                                                             \
+      NLLM_TOKENS_CASE(6, body);                                                             \
+      NLLM_TOKENS_CASE(7, body);                                                             \
+      NLLM_TOKENS_CASE(8, body);                                                             \
+      NLLM_TOKENS_CASE(9, body);                                                             \
+      NLLM_TOKENS_CASE(10, body);                                                            \
+      NLLM_TOKENS_CASE(11, body);                                                            \
+      NLLM_TOKENS_CASE(12, body);                                                            \
+      NLLM_TOKENS_CASE(13, body);                                                            \
+      NLLM_TOKENS_CASE(14, body);                                                            \
+      NLLM_TOKENS_CASE(15, body);                                                            \
+      default: body(16, n, s, ss, pk, p, ps); break;                                         \
     }                                                                                        \
   }
 
@@ -342,7 +370,8 @@ extern const nllm_kernel_set nllm_kernels_iq_avx2;    /* quant_iq_avx2.c */
 /* quant_lowbit_avx2.c: TQ*, MXFP4 */
 extern const nllm_kernel_set nllm_kernels_lowbit_avx2;
 extern const nllm_kernel_set nllm_kernels_avx512;
-/* quant_packed16_avx512.c: Q4_0 and Q8_0 row-interleaved prompt kernels, over nllm_kernels_avx512 */
+/* quant_packed16_avx512.c: Q4_0 and Q8_0 row-interleaved prompt kernels, over nllm_kernels_avx512
+ */
 extern const nllm_kernel_set nllm_kernels_packed16_avx512;
 /* quant_k_packed16_avx512.c: Q4_K, Q5_K, Q6_K's AVX2 groups kept packed, read sixteen rows at a
  * time */

@@ -86,8 +86,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
                                                                 size_t ss, const uint8_t *pk,
                                                                 const uint8_t *p0, size_t ps) {
   const size_t hb = half_bytes(q5, n), xbytes = block_bytes(q5);
-  __m512 acc[NLLM_PACKED_TOK_MAX];
-#pragma GCC unroll 8
+  __m512 acc[NLLM_STREAM_TOK_MAX];
+#pragma GCC unroll 16
   for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xa = pk + (size_t)b * xbytes, *xb = xa + hb;
@@ -98,8 +98,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
     }
     __m512i sc8[2], mn8[2];
     unpack16(xa, xb, sc8, mn8);
-    __m512i sum[NLLM_PACKED_TOK_MAX];
-#pragma GCC unroll 8
+    __m512i sum[NLLM_STREAM_TOK_MAX];
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 1
     for (int k = 0; k < 8; k++) {
@@ -113,7 +113,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
         if (q5) /* bit k of the qh bytes: the fifth bit, to bit 4 */
           lvl[v] = _mm512_or_si512(lvl[v], bit4(load_ab(xa, xb, KQ5_QH + 32 * (size_t)v), k));
       }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int t = 0; t < T; t++) {
         const uint8_t *y = yb + (size_t)t * ps + 32 * (size_t)k;
         __m512i s32 = _mm512_setzero_si512();
@@ -128,7 +128,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
     const __m512i mn[4] = {
         _mm512_shuffle_epi8(mn8[0], pick(0, 1)), _mm512_shuffle_epi8(mn8[0], pick(2, 3)),
         _mm512_shuffle_epi8(mn8[1], pick(0, 1)), _mm512_shuffle_epi8(mn8[1], pick(2, 3))};
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) {
       const uint8_t *yt = yb + (size_t)t * ps;
       __m512i msum = _mm512_setzero_si512();
@@ -144,7 +144,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
       acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_set1_ps(dy), f));
     }
   }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int t = 0; t < T; t++) _mm512_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
@@ -177,8 +177,8 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
                                                                    const uint8_t *pk,
                                                                    const uint8_t *p0, size_t ps) {
   const size_t hb = (size_t)(n / QK_K) * KQ6_BLOCK;
-  __m512 acc[NLLM_PACKED_TOK_MAX];
-#pragma GCC unroll 8
+  __m512 acc[NLLM_STREAM_TOK_MAX];
+#pragma GCC unroll 16
   for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xa = pk + (size_t)b * KQ6_BLOCK, *xb = xa + hb;
@@ -187,8 +187,8 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
       nllm_prefetch_span(xa + 2 * hb, KQ6_BLOCK);
       nllm_prefetch_span(xb + 2 * hb, KQ6_BLOCK);
     }
-    __m512i sum[NLLM_PACKED_TOK_MAX];
-#pragma GCC unroll 8
+    __m512i sum[NLLM_STREAM_TOK_MAX];
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_si512();
     if (T == 1) {
       /* one token: each ql and qh vector loaded once for the sub-blocks it holds (the loop
@@ -235,7 +235,7 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
       for (int v = 0; v < 8; v++)
         lvl[v] = q6_levels(xa, xb, KQ6_QL + 256 * (size_t)(2 * c + g % 2) + 32 * (size_t)v,
                            KQ6_QH + 256 * (size_t)c + 32 * (size_t)v, g);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int t = 0; t < T; t++) {
         const uint8_t *y = yb + (size_t)t * ps + 32 * (size_t)k;
         __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
@@ -253,11 +253,11 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) sj[j] = scales_ab(xa, xb, KQ6_SC + 16 * (size_t)j);
       /* the levels' -32: 32 * sum over the 16-value groups of scale * block sum */
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++)
       acc[t] = packed16_offset_step(acc[t], sum[t], d, sj, 8, yb + (size_t)t * ps, KPREP_BS16, 5);
   }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int t = 0; t < T; t++) _mm512_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
@@ -272,9 +272,9 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
 NLLM_PACKED_BY_TOKENS(q4_K_gemm_packed16_avx512, Q4_K_PACKED16)
 NLLM_PACKED_BY_TOKENS(q5_K_gemm_packed16_avx512, Q5_K_PACKED16)
 NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed16_avx512, Q6_K_PACKED16)
-NLLM_PACKED_BY_TOKENS(q4_K_gemm_packed16_stream_avx512, Q4_K_STREAM16)
-NLLM_PACKED_BY_TOKENS(q5_K_gemm_packed16_stream_avx512, Q5_K_STREAM16)
-NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed16_stream_avx512, Q6_K_STREAM16)
+NLLM_STREAM_BY_TOKENS(q4_K_gemm_packed16_stream_avx512, Q4_K_STREAM16)
+NLLM_STREAM_BY_TOKENS(q5_K_gemm_packed16_stream_avx512, Q5_K_STREAM16)
+NLLM_STREAM_BY_TOKENS(q6_K_gemm_packed16_stream_avx512, Q6_K_STREAM16)
 
 /* Sixteen rows as the AVX2 tier's two eight-row groups (group B half a group's bytes on) */
 static inline void pack_pair(void (*pack8)(int64_t, const void *, size_t, void *), size_t block,
@@ -298,7 +298,8 @@ static void q6_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
     .type = TYPE, .pack_rows = fmt##_pack16, .packed_prep = nllm_k_packed_prep_avx2,     \
     .gemm_packed = fmt##_gemm_packed16_avx512, .packed_min_tokens = K_PACKED_MIN_TOKENS, \
     .pack_group_rows = GROUP_ROWS, .packed_tok = NLLM_PACKED_TOK_MAX, .prepack = 1,      \
-    .gemm_packed_stream = fmt##_gemm_packed16_stream_avx512, .stream_passes = 2          \
+    .gemm_packed_stream = fmt##_gemm_packed16_stream_avx512, .stream_passes = 2,         \
+    .stream_tok = NLLM_STREAM_TOK_MAX                                                    \
   }
 static const nllm_qtype_kernels k_packed16_rows[] = {
     K16_ROW(NLLM_TYPE_Q4_K, q4_K),

@@ -305,20 +305,21 @@ static inline __attribute__((always_inline)) void prefetch_next_block(const int 
     prefetch_next(q8, block_vectors(q8, pk, b, nb) + 64 * e, nb);
 }
 
-/* Up to NLLM_PACKED_TOK_MAX tokens a call: the reductions below and the accumulators' trips
- * through memory cost about as much as a 768-value row's products of four tokens. */
+/* Up to NLLM_PACKED_TOK_MAX tokens a call (NLLM_STREAM_TOK_MAX streaming Q8_0): the reductions
+ * below and the accumulators' trips through memory cost about as much as a 768-value row's
+ * products of four tokens. */
 static inline __attribute__((always_inline)) void gemm_packed16(const int q8, const int pf,
                                                                 const int T, int64_t n, float *s,
                                                                 size_t ss, const uint8_t *pk,
                                                                 const uint8_t *p0, size_t ps) {
   const int64_t nb = n / QK, nc = nb / CHUNK;
   const size_t pb = PREP_BLOCK(q8);
-  __m512 acc[NLLM_PACKED_TOK_MAX][16], acc4[NLLM_PACKED_TOK_MAX][16];
+  __m512 acc[NLLM_STREAM_TOK_MAX][16], acc4[NLLM_STREAM_TOK_MAX][16];
   /* the chunks: lane position L holds block 4 (L % 4) + L / 4 of each chunk */
   for (int L = 0; L < 16; L++) {
     const int64_t blk = 4 * (L % 4) + L / 4;
-    __m512 f[NLLM_PACKED_TOK_MAX];
-#pragma GCC unroll 8
+    __m512 f[NLLM_STREAM_TOK_MAX];
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
       const int64_t b = CHUNK * c + blk;
@@ -331,7 +332,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
       __m512i w[8];
 #pragma GCC unroll 8
       for (int e = 0; e < 8; e++) w[e] = load_w(q8, pk, b, nb, e);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int t = 0; t < T; t++) {
         const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
         __m512i p = packed16_bcast(yb + 36);
@@ -343,7 +344,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
         f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
       }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++) acc[t][L] = f[t];
   }
   /* the four-block groups: Q4_0's lane position 4k + j holds part j of block k of each group */
@@ -351,8 +352,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
   if (groups && q8)
     for (int L = 0; L < 16; L++) {
       const int h = L / 8, e = L % 8;
-      __m512 f[NLLM_PACKED_TOK_MAX];
-#pragma GCC unroll 8
+      __m512 f[NLLM_STREAM_TOK_MAX];
+#pragma GCC unroll 16
       for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
       for (int64_t g = nc * CHUNK; g < nb; g += 4)
         for (int u = 0; u < 2; u++) { /* block h of the group, then block 2 + h */
@@ -360,7 +361,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
           if (pf && e == 0) prefetch_next_block(1, pk, b, nb); /* on the block's first visit */
           const __m512 dx = load_dx(1, pk, b, nb);
           const __m512i w = load_w(1, pk, b, nb, e);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
           for (int t = 0; t < T; t++) {
             const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
             const __m512i p =
@@ -369,20 +370,20 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
                 _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
           }
         }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int t = 0; t < T; t++) acc4[t][L] = f[t];
     }
   else if (groups)
     for (int L = 0; L < 16; L++) {
       const int k = L / 4, j = L % 4;
-      __m512 f[NLLM_PACKED_TOK_MAX];
-#pragma GCC unroll 8
+      __m512 f[NLLM_STREAM_TOK_MAX];
+#pragma GCC unroll 16
       for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
       for (int64_t b = nc * CHUNK + k; b < nb; b += 4) {
         if (pf && j == 0) prefetch_next_block(0, pk, b, nb); /* on the block's first visit */
         const __m512 dx = load_dx(0, pk, b, nb);
         const __m512i wl = load_w(0, pk, b, nb, j), wh = load_w(0, pk, b, nb, 4 + j);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
           const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
           const __m512i p = _mm512_dpbusd_epi32(
@@ -391,10 +392,10 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
           f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
         }
       }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int t = 0; t < T; t++) acc4[t][L] = f[t];
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int t = 0; t < T; t++) {
     __m512 h = tree16(acc[t]);
     if (groups) h = _mm512_add_ps(h, tree16(acc4[t]));
@@ -402,24 +403,15 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
   }
 }
 
-#define PACKED16_BY_TOKENS(name, q8, pf)                                                     \
-  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
-                   int n_tok) {                                                              \
-    switch (n_tok) {                                                                         \
-      case 1: gemm_packed16(q8, pf, 1, n, s, ss, pk, p, ps); break;                          \
-      case 2: gemm_packed16(q8, pf, 2, n, s, ss, pk, p, ps); break;                          \
-      case 3: gemm_packed16(q8, pf, 3, n, s, ss, pk, p, ps); break;                          \
-      case 4: gemm_packed16(q8, pf, 4, n, s, ss, pk, p, ps); break;                          \
-      case 5: gemm_packed16(q8, pf, 5, n, s, ss, pk, p, ps); break;                          \
-      case 6: gemm_packed16(q8, pf, 6, n, s, ss, pk, p, ps); break;                          \
-      case 7: gemm_packed16(q8, pf, 7, n, s, ss, pk, p, ps); break;                          \
-      default: gemm_packed16(q8, pf, 8, n, s, ss, pk, p, ps); break;                         \
-    }                                                                                        \
-  }
-PACKED16_BY_TOKENS(q4_0_gemm_packed16_avx512, 0, 0)
-PACKED16_BY_TOKENS(q8_0_gemm_packed16_avx512, 1, 0)
-PACKED16_BY_TOKENS(q4_0_gemm_packed16_stream_avx512, 0, 1)
-PACKED16_BY_TOKENS(q8_0_gemm_packed16_stream_avx512, 1, 1)
+#define Q4_0_PACKED16(T, ...) gemm_packed16(0, 0, T, __VA_ARGS__)
+#define Q8_0_PACKED16(T, ...) gemm_packed16(1, 0, T, __VA_ARGS__)
+#define Q4_0_STREAM16(T, ...) gemm_packed16(0, 1, T, __VA_ARGS__)
+#define Q8_0_STREAM16(T, ...) gemm_packed16(1, 1, T, __VA_ARGS__)
+NLLM_PACKED_BY_TOKENS(q4_0_gemm_packed16_avx512, Q4_0_PACKED16)
+NLLM_PACKED_BY_TOKENS(q8_0_gemm_packed16_avx512, Q8_0_PACKED16)
+NLLM_PACKED_BY_TOKENS(q4_0_gemm_packed16_stream_avx512, Q4_0_STREAM16)
+/* stream_tok 16: a sixteen-sequence decode step in one pass (nllm_qtype's stream_tok) */
+NLLM_STREAM_BY_TOKENS(q8_0_gemm_packed16_stream_avx512, Q8_0_STREAM16)
 
 /* One token of Q8_0 on packed rows (weights kept packed from load), equal bit for bit to the
  * tier's decode kernel on the plain rows (q8_0_vec_dot4_avx2), so that a packed load decodes as
@@ -487,7 +479,8 @@ static const nllm_qtype_kernels packed16_rows[] = {
      .gemv_packed = q8_0_gemv_packed16_avx512,
      .prepack = Q8_PREPACK,
      .packed_block_bytes = PACKED_BLOCK,
-     .gemm_packed_stream = q8_0_gemm_packed16_stream_avx512},
+     .gemm_packed_stream = q8_0_gemm_packed16_stream_avx512,
+     .stream_tok = NLLM_STREAM_TOK_MAX},
 };
 const nllm_kernel_set nllm_kernels_packed16_avx512 = {
     packed16_rows, sizeof packed16_rows / sizeof packed16_rows[0]};
