@@ -255,42 +255,35 @@ static inline __attribute__((always_inline)) void nllm_prefetch_next_group(const
   case T:                         \
     body(T, n, s, ss, pk, p, ps); \
     break
-#define NLLM_PACKED_BY_TOKENS(name, body)                                                    \
+#define NLLM_TOKENS_CASES_1_7(body) \
+  NLLM_TOKENS_CASE(1, body);        \
+  NLLM_TOKENS_CASE(2, body);        \
+  NLLM_TOKENS_CASE(3, body);        \
+  NLLM_TOKENS_CASE(4, body);        \
+  NLLM_TOKENS_CASE(5, body);        \
+  NLLM_TOKENS_CASE(6, body);        \
+  NLLM_TOKENS_CASE(7, body)
+#define NLLM_TOKENS_CASES_8_15(body) \
+  NLLM_TOKENS_CASE(8, body);         \
+  NLLM_TOKENS_CASE(9, body);         \
+  NLLM_TOKENS_CASE(10, body);        \
+  NLLM_TOKENS_CASE(11, body);        \
+  NLLM_TOKENS_CASE(12, body);        \
+  NLLM_TOKENS_CASE(13, body);        \
+  NLLM_TOKENS_CASE(14, body);        \
+  NLLM_TOKENS_CASE(15, body)
+#define NLLM_BY_TOKENS_FN(name, body, more_cases, last)                                      \
   static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
                    int n_tok) {                                                              \
     switch (n_tok) {                                                                         \
-      NLLM_TOKENS_CASE(1, body);                                                             \
-      NLLM_TOKENS_CASE(2, body);                                                             \
-      NLLM_TOKENS_CASE(3, body);                                                             \
-      NLLM_TOKENS_CASE(4, body);                                                             \
-      NLLM_TOKENS_CASE(5, body);                                                             \
-      NLLM_TOKENS_CASE(6, body);                                                             \
-      NLLM_TOKENS_CASE(7, body);                                                             \
-      default: body(8, n, s, ss, pk, p, ps); break;                                          \
+      NLLM_TOKENS_CASES_1_7(body);                                                           \
+      more_cases;                                                                            \
+      default: body(last, n, s, ss, pk, p, ps); break;                                       \
     }                                                                                        \
   }
-#define NLLM_STREAM_BY_TOKENS(name, body)                                                    \
-  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
-                   int n_tok) {                                                              \
-    switch (n_tok) {                                                                         \
-      NLLM_TOKENS_CASE(1, body);                                                             \
-      NLLM_TOKENS_CASE(2, body);                                                             \
-      NLLM_TOKENS_CASE(3, body);                                                             \
-      NLLM_TOKENS_CASE(4, body);                                                             \
-      NLLM_TOKENS_CASE(5, body);                                                             \
-      NLLM_TOKENS_CASE(6, body);                                                             \
-      NLLM_TOKENS_CASE(7, body);                                                             \
-      NLLM_TOKENS_CASE(8, body);                                                             \
-      NLLM_TOKENS_CASE(9, body);                                                             \
-      NLLM_TOKENS_CASE(10, body);                                                            \
-      NLLM_TOKENS_CASE(11, body);                                                            \
-      NLLM_TOKENS_CASE(12, body);                                                            \
-      NLLM_TOKENS_CASE(13, body);                                                            \
-      NLLM_TOKENS_CASE(14, body);                                                            \
-      NLLM_TOKENS_CASE(15, body);                                                            \
-      default: body(16, n, s, ss, pk, p, ps); break;                                         \
-    }                                                                                        \
-  }
+#define NLLM_PACKED_BY_TOKENS(name, body) NLLM_BY_TOKENS_FN(name, body, , 8)
+#define NLLM_STREAM_BY_TOKENS(name, body) \
+  NLLM_BY_TOKENS_FN(name, body, NLLM_TOKENS_CASES_8_15(body), 16)
 
 /* Unaligned loads of packed block fields in the host's byte order: every SIMD tier's CPU is
  * little-endian, as GGUF data is. */
