@@ -62,6 +62,12 @@ static size_t packed_group_bytes(const nllm_qtype *q, int64_t cols, size_t rs) {
   return end <= (size_t)gr * rs ? (size_t)gr * rs : cap;
 }
 
+/* The tokens pass `pass` takes of the `left` still to go (as prepacked_rows' passes) */
+static int64_t pass_width(const nllm_qtype *q, int64_t pass, int64_t left) {
+  const int64_t w = nllm_qtype_pass_tokens(q, pass);
+  return left < w ? left : w;
+}
+
 static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, const uint8_t *pk,
                           size_t gb, int64_t rows, int64_t cols, const float *x, int64_t n_tok,
                           uint8_t *act, uint8_t *prep) {
@@ -73,8 +79,7 @@ static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, c
   }
   if (getenv("BENCH_PACKED_TOK_OUTER")) { /* every group under a call's tokens, call by call */
     for (int64_t t = 0, pass = 0, nt; t < n_tok; t += nt, pass++) {
-      nt =
-          n_tok - t < nllm_qtype_pass_tokens(q, pass) ? n_tok - t : nllm_qtype_pass_tokens(q, pass);
+      nt = pass_width(q, pass, n_tok - t);
       for (int64_t g = 0; g < rows / gr; g++)
         nllm_qtype_packed_kernel(q, n_tok, pass)(
             cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows,
@@ -89,8 +94,7 @@ static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, c
       continue;
     }
     for (int64_t t = 0, pass = 0, nt; t < n_tok; t += nt, pass++) {
-      nt =
-          n_tok - t < nllm_qtype_pass_tokens(q, pass) ? n_tok - t : nllm_qtype_pass_tokens(q, pass);
+      nt = pass_width(q, pass, n_tok - t);
       nllm_qtype_packed_kernel(q, n_tok, pass)(
           cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows, pg,
           prep + (size_t)t * p_rs, p_rs, (int)nt);
@@ -111,9 +115,10 @@ int main(int argc, char **argv) {
     if (!p) break;
     p++;
   }
-  printf("format rows x cols tokens: plain ms, packed ms, plain/packed (1 thread, thread CPU time, "
-         "medians of %d alternated runs)\n",
-         runs);
+  printf(
+      "format rows x cols tokens: plain ms, packed ms, plain/packed (1 thread, thread CPU time, "
+      "medians of %d alternated runs)\n",
+      runs);
   static const int32_t types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K,
                                   NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K, NLLM_TYPE_IQ4_XS};
   for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {

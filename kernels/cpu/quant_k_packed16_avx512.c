@@ -8,7 +8,9 @@
  * Why: the AVX2 kernel is instruction-bound (a few sequences' decode), and prompts there expand
  * the groups per work item into a byte layout for a kernel of four tokens a pass; this one, eight
  * tokens a call on the compact groups, ran 1.1B Q4_K_M prompts 1.6-1.8x as fast as that at two
- * threads, and a 16-sequence decode step 1.5x (docs/performance.md, nineteenth round).
+ * threads, and a 16-sequence decode step 1.5x (docs/performance.md, nineteenth round). The
+ * streaming variants take up to sixteen tokens a call (stream_tok), so that such a step is one
+ * pass that does all its products on a group while the next group arrives (twenty-fourth).
  *
  * The sums are the AVX2 kernel's, which are the scalar reference's (exact integer sums per
  * super-block, then its float step in each row's lane), so packed, repacked and decoded rows
