@@ -249,6 +249,24 @@ START_TEST(clear_refusals) {
   refused("{\"type\": \"string\", \"pattern\": \"(a)\\\\1\"}", "escape \\1 is not supported");
   refused("{\"type\": \"string\", \"pattern\": \"a*?\"}", "lazy");
   refused("{\"type\": \"string\", \"pattern\": \"a^b\"}", "anchor");
+  /* an unbounded repeat of what can match nothing would be a left-recursive rule
+   * (fuzz_json_schema); bounded or optional ones, and repeats of a group with an empty
+   * alternative inside a non-empty part, compile */
+  refused("{\"type\": \"string\", \"pattern\": \"(ab|)+[-c]df\"}",
+          "'+' repeats a group that can match the empty string");
+  refused("{\"type\": \"string\", \"pattern\": \"x(a|b?)*\"}", "'*' repeats a group");
+  refused("{\"type\": \"string\", \"pattern\": \"(a*){2,}\"}", "'{' repeats a group");
+  static const char *const compiles[] = {"((a|)b)+", "(a?){2,3}", "(|a)x", "(a|)?", "(ab)*x"};
+  for (size_t i = 0; i < sizeof compiles / sizeof compiles[0]; i++) {
+    char schema[128], *text = NULL;
+    snprintf(schema, sizeof schema, "{\"type\": \"string\", \"pattern\": \"%s\"}", compiles[i]);
+    ck_assert_int_eq(nllm_json_schema_to_gbnf(schema, strlen(schema), &text), NLLM_OK);
+    nllm_grammar *g = NULL;
+    ck_assert_msg(nllm_grammar_parse(text, strlen(text), NULL, &g) == NLLM_OK, "%s: %s",
+                  compiles[i], nllm_last_error());
+    nllm_grammar_free(g);
+    free(text);
+  }
   refused("{\"properties\": {\"a\": {\"type\": \"number\", \"maximum\": 3}}}",
           "/properties/a: minimum/maximum on type number");
   refused("{\"type\": \"array\", \"uniqueItems\": true}", "\"uniqueItems\" is not supported");

@@ -458,16 +458,19 @@ static int rx_literal_escape(rx *R, uint32_t *cp) {
   return 0;
 }
 
-static void rx_alt(rx *R, sb *b);
+/* rx_alt and rx_seq return 1 where what they parsed can match the empty string */
+static int rx_alt(rx *R, sb *b);
 
 static void rx_atom_cp(sb *b, uint32_t cp) {
   uint32_t r[2] = {cp, cp};
   emit_class(b, r, 1, 0);
 }
 
-static void rx_seq(rx *R, sb *b) {
+static int rx_seq(rx *R, sb *b) {
+  int nullable = 1;
   while (!R->c->failed && R->i < R->n && R->p[R->i] != '|' && R->p[R->i] != ')') {
     sb atom = {0};
+    int atom_nullable = 0;
     char ch = R->p[R->i];
     if (ch == '^' || ch == '$') {
       fail(R->c, "pattern: anchor '%c' only at the very start or end is supported", ch);
@@ -479,7 +482,7 @@ static void rx_seq(rx *R, sb *b) {
         fail(R->c, "pattern: lookaround and named groups are not supported");
       if (++R->depth > 64) fail(R->c, "pattern: groups nested too deeply");
       sb inner = {0};
-      rx_alt(R, &inner);
+      atom_nullable = rx_alt(R, &inner);
       R->depth--;
       if (R->i >= R->n || R->p[R->i] != ')') fail(R->c, "pattern: unclosed '('");
       R->i++;
@@ -585,6 +588,14 @@ static void rx_seq(rx *R, sb *b) {
       }
       if (min >= 0 && R->i < R->n && (R->p[R->i] == '?' || R->p[R->i] == '+'))
         fail(R->c, "pattern: lazy and possessive quantifiers are not supported");
+      /* an unbounded repeat of what can match nothing ("(ab|)+") would be a rule that reaches
+       * itself without reading a character, which the grammar parser rejects */
+      if (min >= 0 && max < 0 && atom_nullable)
+        fail(R->c,
+             "pattern: '%c' repeats a group that can match the empty string (write "
+             "(ab)* for (ab|)+)",
+             q);
+      if (min == 0) atom_nullable = 1;
       if (min >= 0 && atom.s) {
         sb t = {0};
         rep(&t, atom.s, min, max);
@@ -597,18 +608,21 @@ static void rx_seq(rx *R, sb *b) {
       sb_str(b, " ");
     }
     free(atom.s);
+    nullable &= atom_nullable;
   }
+  return nullable;
 }
 
-static void rx_alt(rx *R, sb *b) {
+static int rx_alt(rx *R, sb *b) {
   sb_str(b, "(");
-  rx_seq(R, b);
+  int nullable = rx_seq(R, b);
   while (!R->c->failed && R->i < R->n && R->p[R->i] == '|') {
     R->i++;
     sb_str(b, "| ");
-    rx_seq(R, b);
+    nullable |= rx_seq(R, b);
   }
   sb_str(b, ")");
+  return nullable;
 }
 
 static char *pattern_string(conv *c, const char *pat) {
@@ -617,7 +631,7 @@ static char *pattern_string(conv *c, const char *pat) {
   int anchored_end = n && pat[n - 1] == '$' && (n < 2 || pat[n - 2] != '\\');
   rx R = {c, pat, (size_t)anchored_start, anchored_end ? n - 1 : n, 0};
   sb body = {0};
-  rx_alt(&R, &body);
+  (void)rx_alt(&R, &body);
   if (!c->failed && R.i < R.n) fail(c, "pattern: unmatched ')'");
   if (c->failed) {
     free(body.s);
