@@ -116,6 +116,12 @@ START_TEST(repetition_bounds) {
   const char *good2[] = {"555-123-4567", NULL};
   const char *bad2[] = {"555-123-456", "55-123-4567", "555-123-45678", NULL};
   suite_check(g2, good2, bad2);
+  /* rules named as the parser once named the rules it makes for groups ("<rule>-<n>", here
+   * root's group would have been root-1) are the text's own (fuzz_json_schema) */
+  const char *g3 = "root ::= (\"a\" | \"b\")+ root-1 root-2\nroot-1 ::= \"c\"\nroot-2 ::= \"d\"?\n";
+  const char *good3[] = {"abc", "bcd", "aaac", NULL};
+  const char *bad3[] = {"c", "ab", "abdc", NULL};
+  suite_check(g3, good3, bad3);
 }
 END_TEST
 

@@ -117,10 +117,13 @@ static uint32_t find_rule(parser *P, const char *name, size_t namelen, size_t po
   return add_rule(P, name, namelen, pos);
 }
 
-/* A rule made for a group or repetition inside rule `parent`, named after it. */
+/* A rule made for a group or repetition inside rule `parent`, named after it. The '#' is no
+ * word character, so a made name never equals a rule the text names: with '-', a grammar that
+ * defines "object-30" (as the JSON Schema converter's names run) met the rule made for a group
+ * of "object" and was refused as "defined twice" (fuzz_json_schema). */
 static uint32_t gen_rule(parser *P, uint32_t parent) {
   char nm[96];
-  int k = snprintf(nm, sizeof nm, "%.60s-%u", P->failed ? "" : P->rules[parent].name, P->n_rules);
+  int k = snprintf(nm, sizeof nm, "%.60s#%u", P->failed ? "" : P->rules[parent].name, P->n_rules);
   uint32_t r = add_rule(P, nm, (size_t)k, P->pos);
   if (!P->failed) P->rules[r].defined = 1;
   return r;
