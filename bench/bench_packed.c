@@ -62,12 +62,6 @@ static size_t packed_group_bytes(const nllm_qtype *q, int64_t cols, size_t rs) {
   return end <= (size_t)gr * rs ? (size_t)gr * rs : cap;
 }
 
-/* The tokens pass `pass` takes of the `left` still to go (as prepacked_rows' passes) */
-static int64_t pass_width(const nllm_qtype *q, int64_t pass, int64_t left) {
-  const int64_t w = nllm_qtype_pass_tokens(q, pass);
-  return left < w ? left : w;
-}
-
 static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, const uint8_t *pk,
                           size_t gb, int64_t rows, int64_t cols, const float *x, int64_t n_tok,
                           uint8_t *act, uint8_t *prep) {
@@ -79,7 +73,7 @@ static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, c
   }
   if (getenv("BENCH_PACKED_TOK_OUTER")) { /* every group under a call's tokens, call by call */
     for (int64_t t = 0, pass = 0, nt; t < n_tok; t += nt, pass++) {
-      nt = pass_width(q, pass, n_tok - t);
+      nt = nllm_qtype_pass_tokens(q, pass, n_tok - t);
       for (int64_t g = 0; g < rows / gr; g++)
         nllm_qtype_packed_kernel(q, n_tok, pass)(
             cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows,
@@ -94,7 +88,7 @@ static void packed_matmul(const nllm_qtype *q, const nllm_qtype *vq, float *y, c
       continue;
     }
     for (int64_t t = 0, pass = 0, nt; t < n_tok; t += nt, pass++) {
-      nt = pass_width(q, pass, n_tok - t);
+      nt = nllm_qtype_pass_tokens(q, pass, n_tok - t);
       nllm_qtype_packed_kernel(q, n_tok, pass)(
           cols, y + (size_t)t * (size_t)rows + (size_t)(g * gr), (size_t)rows, pg,
           prep + (size_t)t * p_rs, p_rs, (int)nt);

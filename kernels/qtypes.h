@@ -104,8 +104,8 @@ typedef struct nllm_qtype_kernels {
   nllm_pack_rows_fn expand_packed; /* with prepack: see nllm_qtype */
   nllm_gemm_packed_fn gemm_expanded;
   int32_t expand_min_tokens;
-  nllm_pack_rows_fn pack_expanded; /* with expand_packed: see nllm_qtype */
-  int32_t packed_block_bytes;      /* with gemm_packed: see nllm_qtype */
+  nllm_pack_rows_fn pack_expanded;        /* with expand_packed: see nllm_qtype */
+  int32_t packed_block_bytes;             /* with gemm_packed: see nllm_qtype */
   nllm_gemm_packed_fn gemm_packed_stream; /* with prepack: see nllm_qtype */
   int32_t stream_passes;                  /* with gemm_packed_stream: see nllm_qtype */
   int32_t stream_tok; /* with gemm_packed_stream: see nllm_qtype; 0: packed_tok */
@@ -234,9 +234,12 @@ static inline nllm_gemm_packed_fn nllm_qtype_packed_kernel(const nllm_qtype *q, 
   if (pass < q->stream_passes && q->gemm_packed_stream) return q->gemm_packed_stream;
   return q->gemm_packed;
 }
-/* The most tokens pass `pass` takes: stream_tok in the streaming passes, else packed_tok */
-static inline int64_t nllm_qtype_pass_tokens(const nllm_qtype *q, int64_t pass) {
-  return pass < q->stream_passes && q->gemm_packed_stream ? q->stream_tok : q->packed_tok;
+/* The tokens pass `pass` takes of the `left` still to go: at most stream_tok in the streaming
+ * passes, else packed_tok */
+static inline int64_t nllm_qtype_pass_tokens(const nllm_qtype *q, int64_t pass, int64_t left) {
+  const int64_t w =
+      pass < q->stream_passes && q->gemm_packed_stream ? q->stream_tok : q->packed_tok;
+  return left < w ? left : w;
 }
 /* Bytes of a row of n elements; 0 for an unknown type, n < 0, n not a multiple of block_size,
  * or a size that does not fit in size_t. */

@@ -317,8 +317,8 @@ static void packed_rows(const matmul_job *j, int64_t r0, int64_t r1, int worker)
   for (int64_t t = j->tok0; t < j->tok1; t += tok) {
     const int nt = (int)(j->tok1 - t < tok ? j->tok1 - t : tok);
     for (int64_t g = 0; g < ng; g++)
-      gemm(j->cols, &j->y[(size_t)t * ys + (size_t)(r0 + g * gr)], ys,
-                     pk + (size_t)g * gb, j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
+      gemm(j->cols, &j->y[(size_t)t * ys + (size_t)(r0 + g * gr)], ys, pk + (size_t)g * gb,
+           j->prep + (size_t)t * j->p_rs, j->p_rs, nt);
   }
   tail_rows(j, r0 + ng * gr, r1, j->tok0, j->tok1);
 }
@@ -358,8 +358,8 @@ static void prepacked_rows(const matmul_job *j, int64_t r0, int64_t r1, int work
      * prompt's last token takes the prompt kernel's, as its other tokens. The first pass over
      * the groups reads them from memory: gemm_packed_stream prefetches as it goes (in the
      * format's first stream_passes passes, stream_tok tokens each). */
-    const int64_t width = j->pack ? tok : nllm_qtype_pass_tokens(q, pass);
-    nt = j->tok1 - t < width ? j->tok1 - t : width;
+    nt = j->pack ? (j->tok1 - t < tok ? j->tok1 - t : tok)
+                 : nllm_qtype_pass_tokens(q, pass, j->tok1 - t);
     const nllm_gemm_packed_fn fn = j->pack ? fn_many : nllm_qtype_packed_kernel(q, j->n_tok, pass);
     for (int64_t g = g0; g < g1; g++)
       fn(j->cols, &j->y[(size_t)t * ys + (size_t)(g * gr)], ys, pw + (size_t)(g - gbase) * gb,

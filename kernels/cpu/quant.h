@@ -363,8 +363,7 @@ extern const nllm_kernel_set nllm_kernels_iq_avx2;    /* quant_iq_avx2.c */
 /* quant_lowbit_avx2.c: TQ*, MXFP4 */
 extern const nllm_kernel_set nllm_kernels_lowbit_avx2;
 extern const nllm_kernel_set nllm_kernels_avx512;
-/* quant_packed16_avx512.c: Q4_0 and Q8_0 row-interleaved prompt kernels, over nllm_kernels_avx512
- */
+/* quant_packed16_avx512.c: Q4_0 and Q8_0 row-interleaved prompt kernels, over the AVX-512 set */
 extern const nllm_kernel_set nllm_kernels_packed16_avx512;
 /* quant_k_packed16_avx512.c: Q4_K, Q5_K, Q6_K's AVX2 groups kept packed, read sixteen rows at a
  * time */
