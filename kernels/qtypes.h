@@ -215,8 +215,9 @@ typedef struct nllm_qtype {
    * NLLM_STREAM_TOK_MAX; its passes are that wide. A sixteen-sequence decode step is then one
    * pass, which reads each group from DRAM while it does all the step's products on it, where
    * two passes of eight left the second with nothing to hide the next group's fetch behind: 1.1B
-   * 16-sequence generation at two threads, Q8_0 1.08x and Q4_K_M 1.10x, Q4_0 none
-   * (docs/performance.md, twenty-fourth round). A prompt's later passes stay packed_tok wide:
+   * 16-sequence generation at two threads, Q8_0 1.08x and Q4_K_M 1.10x, Q4_0 none then
+   * (docs/performance.md, twenty-fourth round) and 1.06x once its prefetches reached two groups
+   * ahead (twenty-fifth round). A prompt's later passes stay packed_tok wide:
    * sixteen tokens' prepared rows and accumulators in every pass ran Q8_0 pp512 0.89x. */
   int32_t stream_tok;
 } nllm_qtype;

@@ -296,16 +296,51 @@ static inline __attribute__((always_inline)) void prefetch_next(const int q8, co
                                                                 int64_t nb) {
   _mm_prefetch((const char *)(p + (size_t)nb * block_bytes(q8)), _MM_HINT_T1);
 }
-/* Block b's lines (Q4_0: its pair's scales line with the pair's first block) */
+/* Block b's lines (Q4_0: its pair's scales line with the pair's first block), and two lines of
+ * its 576 bytes (a Q8_0 block, a Q4_0 pair) two groups ahead. A prefetch holds one of the core's
+ * few line-fill buffers until its line comes, so on a host with a long way to DRAM the next
+ * group's prefetches alone kept about 8 GB/s of a core's 18.7 in flight (this round's Intel
+ * host: 16 Q8_0 tokens on a 5632 x 2048 matrix took 1.18 ms from cache, 1.62 from DRAM); the
+ * far lines open the next group's pages and start the L2 streamer on it, so that most of the
+ * group-ahead prefetches find their lines near. 1.1B, 2 threads, `--parallel 16 -p 4 -n 64`:
+ * two far lines +2% on one, three -3%, nine -12% (the far prefetches then fill the buffers
+ * themselves), three groups ahead -1% (docs/performance.md, twenty-fifth round). */
 static inline __attribute__((always_inline)) void prefetch_next_block(const int q8,
                                                                       const uint8_t *pk,
                                                                       int64_t b, int64_t nb) {
-  if (q8 || q4_position(b, nb) % 2 == 0) prefetch_next(q8, block_scales(q8, pk, b, nb), nb);
+  if (q8 || q4_position(b, nb) % 2 == 0) {
+    const uint8_t *far = block_scales(q8, pk, b, nb) + 2 * (size_t)nb * block_bytes(q8);
+    _mm_prefetch((const char *)far + 64, _MM_HINT_T2);
+    _mm_prefetch((const char *)far + 320, _MM_HINT_T2);
+    prefetch_next(q8, block_scales(q8, pk, b, nb), nb);
+  }
   for (int e = 0; e < (q8 ? 8 : 4); e++)
     prefetch_next(q8, block_vectors(q8, pk, b, nb) + 64 * e, nb);
 }
 
-/* Up to NLLM_PACKED_TOK_MAX tokens a call (NLLM_STREAM_TOK_MAX streaming Q8_0): the reductions
+/* Block b's products with T tokens (prepared rows ps apart, blocks pb bytes), added to f[t] */
+static inline __attribute__((always_inline)) void block_products(const int q8, const int T,
+                                                                 const uint8_t *pk, int64_t b,
+                                                                 int64_t nb, const uint8_t *p0,
+                                                                 size_t ps, size_t pb, __m512 *f) {
+  const __m512 dx = load_dx(q8, pk, b, nb);
+  __m512i w[8];
+#pragma GCC unroll 8
+  for (int e = 0; e < 8; e++) w[e] = load_w(q8, pk, b, nb, e);
+#pragma GCC unroll 16
+  for (int t = 0; t < T; t++) {
+    const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
+    __m512i p = packed16_bcast(yb + 36);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+      p = _mm512_dpbusd_epi32(p, w[j], packed16_bcast(yb + 4 * j));
+      p = _mm512_dpbusd_epi32(p, w[4 + j], packed16_bcast(yb + 16 + 4 * j));
+    }
+    f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
+  }
+}
+
+/* Up to NLLM_PACKED_TOK_MAX tokens a call (NLLM_STREAM_TOK_MAX streaming): the reductions
  * below and the accumulators' trips through memory cost about as much as a 768-value row's
  * products of four tokens. */
 static inline __attribute__((always_inline)) void gemm_packed16(const int q8, const int pf,
@@ -315,38 +350,42 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
   const int64_t nb = n / QK, nc = nb / CHUNK;
   const size_t pb = PREP_BLOCK(q8);
   __m512 acc[NLLM_STREAM_TOK_MAX][16], acc4[NLLM_STREAM_TOK_MAX][16];
-  /* the chunks: lane position L holds block 4 (L % 4) + L / 4 of each chunk */
-  for (int L = 0; L < 16; L++) {
-    const int64_t blk = 4 * (L % 4) + L / 4;
-    __m512 f[NLLM_STREAM_TOK_MAX];
+  /* the chunks: lane position L holds block 4 (L % 4) + L / 4 of each chunk, its blocks added
+   * in chunk order. Q4_0's blocks lie as visited lane position by lane position; Q8_0's lie in
+   * block order, so a streaming call (the next group's prefetches in flight) visits them in
+   * that order, its sixteen lane positions' sums kept in memory: the same sums in the same
+   * order, with each group read from front to back as its prefetches came in (a step a chunk
+   * apart met lines fetched last). 1.1B Q8_0, 2 threads, `--parallel 16 -p 4 -n 64`: +4.5%,
+   * median of three alternated pairs; a prompt's later passes (weights in cache) stay with the
+   * registers (the same order in memory ran the 64-token prompt column 4% behind). */
+  if (q8 && pf) {
+    __m512 f[16][NLLM_STREAM_TOK_MAX];
+    for (int L = 0; L < 16; L++)
 #pragma GCC unroll 16
-    for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
-    for (int64_t c = 0; c < nc; c++) {
-      const int64_t b = CHUNK * c + blk;
-      /* Q8_0's blocks lie in block order, which these steps visit a chunk apart: its next
-       * group is fetched in address order, a block a step (Q4_0's lie as visited). 1.1B Q8_0
-       * `--parallel 16 -p 4 -n 64 -t 2`: generation 1.045x, median of eight alternated pairs
-       * (docs/performance.md, twenty-second round). */
-      if (pf) prefetch_next_block(q8, pk, q8 ? L * nc + c : b, nb);
-      const __m512 dx = load_dx(q8, pk, b, nb);
-      __m512i w[8];
-#pragma GCC unroll 8
-      for (int e = 0; e < 8; e++) w[e] = load_w(q8, pk, b, nb, e);
-#pragma GCC unroll 16
-      for (int t = 0; t < T; t++) {
-        const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
-        __m512i p = packed16_bcast(yb + 36);
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-          p = _mm512_dpbusd_epi32(p, w[j], packed16_bcast(yb + 4 * j));
-          p = _mm512_dpbusd_epi32(p, w[4 + j], packed16_bcast(yb + 16 + 4 * j));
-        }
-        f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
+      for (int t = 0; t < T; t++) f[L][t] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++)
+      for (int blk = 0; blk < CHUNK; blk++) {
+        const int64_t b = CHUNK * c + blk;
+        prefetch_next_block(1, pk, b, nb);
+        block_products(1, T, pk, b, nb, p0, ps, pb, f[4 * (blk % 4) + blk / 4]);
       }
-    }
+    for (int L = 0; L < 16; L++)
 #pragma GCC unroll 16
-    for (int t = 0; t < T; t++) acc[t][L] = f[t];
-  }
+      for (int t = 0; t < T; t++) acc[t][L] = f[L][t];
+  } else
+    for (int L = 0; L < 16; L++) {
+      const int64_t blk = 4 * (L % 4) + L / 4;
+      __m512 f[NLLM_STREAM_TOK_MAX];
+#pragma GCC unroll 16
+      for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+      for (int64_t c = 0; c < nc; c++) {
+        const int64_t b = CHUNK * c + blk;
+        if (pf) prefetch_next_block(q8, pk, b, nb);
+        block_products(q8, T, pk, b, nb, p0, ps, pb, f);
+      }
+#pragma GCC unroll 16
+      for (int t = 0; t < T; t++) acc[t][L] = f[t];
+    }
   /* the four-block groups: Q4_0's lane position 4k + j holds part j of block k of each group */
   const int groups = nb > nc * CHUNK;
   if (groups && q8)
@@ -409,8 +448,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 #define Q8_0_STREAM16(T, ...) gemm_packed16(1, 1, T, __VA_ARGS__)
 NLLM_PACKED_BY_TOKENS(q4_0_gemm_packed16_avx512, Q4_0_PACKED16)
 NLLM_PACKED_BY_TOKENS(q8_0_gemm_packed16_avx512, Q8_0_PACKED16)
-NLLM_PACKED_BY_TOKENS(q4_0_gemm_packed16_stream_avx512, Q4_0_STREAM16)
 /* stream_tok 16: a sixteen-sequence decode step in one pass (nllm_qtype's stream_tok) */
+NLLM_STREAM_BY_TOKENS(q4_0_gemm_packed16_stream_avx512, Q4_0_STREAM16)
 NLLM_STREAM_BY_TOKENS(q8_0_gemm_packed16_stream_avx512, Q8_0_STREAM16)
 
 /* One token of Q8_0 on packed rows (weights kept packed from load), equal bit for bit to the
@@ -468,7 +507,8 @@ static const nllm_qtype_kernels packed16_rows[] = {
      .gemv_packed = q4_0_gemm_packed16_stream_avx512,
      .prepack = Q4_PREPACK,
      .packed_block_bytes = Q4_BLOCK,
-     .gemm_packed_stream = q4_0_gemm_packed16_stream_avx512},
+     .gemm_packed_stream = q4_0_gemm_packed16_stream_avx512,
+     .stream_tok = NLLM_STREAM_TOK_MAX},
     {.type = NLLM_TYPE_Q8_0,
      .pack_rows = q8_0_pack16_avx512,
      .packed_prep = q8_0_packed16_prep_avx512,
