@@ -934,9 +934,9 @@ static inline __attribute__((always_inline)) void packed_prep_32(const int kind,
  * tokens the work per byte hides the latency. */
 #define PF_DIST 1024
 #define PF_TOK 4
-static inline __attribute__((always_inline)) void gemm_packed_32(const int kind, const int T,
-                                                                 int64_t n, float *s, size_t ss,
-                                                                 const uint8_t *pk,
+static inline __attribute__((always_inline)) void gemm_packed_32(const int kind, const int pf,
+                                                                 const int T, int64_t n, float *s,
+                                                                 size_t ss, const uint8_t *pk,
                                                                  const uint8_t *p0, size_t ps) {
   const int is_signed = kind == F_Q8_0 || kind == F_IQ4_NL;
   /* unsigned levels: pair sums added in int16 */
@@ -952,6 +952,8 @@ static inline __attribute__((always_inline)) void gemm_packed_32(const int kind,
     if (T <= PF_TOK)
       for (size_t o = 0; o < pack_block(kind); o += 64)
         _mm_prefetch((const char *)(xb + PF_DIST + o), _MM_HINT_T0);
+    else if (pf)
+      nllm_prefetch_stream_block(xb, n / QK * pack_block(kind), pack_block(kind));
     __m256i sum[NLLM_PACKED_TOK_MAX], s16[NLLM_PACKED_TOK_MAX];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) sum[t] = s16[t] = _mm256_setzero_si256();
@@ -1001,27 +1003,26 @@ static inline __attribute__((always_inline)) void gemm_packed_32(const int kind,
   for (int t = 0; t < T; t++) _mm256_storeu_ps(s + (size_t)t * ss, acc[t]);
 }
 
-/* A format's three functions; the kernel takes the token count as a constant (see
+/* The kernel at T tokens: plain, and streaming (prefetching the next group) */
+#define q4_0_PACKED(T, ...) gemm_packed_32(F_Q4_0, 0, T, __VA_ARGS__)
+#define q4_0_STREAM(T, ...) gemm_packed_32(F_Q4_0, 1, T, __VA_ARGS__)
+#define q5_0_PACKED(T, ...) gemm_packed_32(F_Q5_0, 0, T, __VA_ARGS__)
+#define q5_0_STREAM(T, ...) gemm_packed_32(F_Q5_0, 1, T, __VA_ARGS__)
+#define q8_0_PACKED(T, ...) gemm_packed_32(F_Q8_0, 0, T, __VA_ARGS__)
+#define q8_0_STREAM(T, ...) gemm_packed_32(F_Q8_0, 1, T, __VA_ARGS__)
+#define iq4_nl_PACKED(T, ...) gemm_packed_32(F_IQ4_NL, 0, T, __VA_ARGS__)
+#define iq4_nl_STREAM(T, ...) gemm_packed_32(F_IQ4_NL, 1, T, __VA_ARGS__)
+#define q4_0x_PACKED(T, ...) gemm_packed_32(F_Q4_0X, 0, T, __VA_ARGS__)
+/* A format's four functions; the kernel takes the token count as a constant (see
  * NLLM_GEMM4_BY_TOKENS). */
-#define PACKED_KERNELS(fmt, kind)                                                    \
-  static void fmt##_gemm_packed_avx2(int64_t n, float *s, size_t ss, const void *pk, \
-                                     const void *p, size_t ps, int n_tok) {          \
-    switch (n_tok) {                                                                 \
-      case 1: gemm_packed_32(kind, 1, n, s, ss, pk, p, ps); break;                   \
-      case 2: gemm_packed_32(kind, 2, n, s, ss, pk, p, ps); break;                   \
-      case 3: gemm_packed_32(kind, 3, n, s, ss, pk, p, ps); break;                   \
-      case 4: gemm_packed_32(kind, 4, n, s, ss, pk, p, ps); break;                   \
-      case 5: gemm_packed_32(kind, 5, n, s, ss, pk, p, ps); break;                   \
-      case 6: gemm_packed_32(kind, 6, n, s, ss, pk, p, ps); break;                   \
-      case 7: gemm_packed_32(kind, 7, n, s, ss, pk, p, ps); break;                   \
-      default: gemm_packed_32(kind, 8, n, s, ss, pk, p, ps); break;                  \
-    }                                                                                \
-  }                                                                                  \
-  static void fmt##_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {   \
-    pack8_32(kind, n, x, bx, p);                                                     \
-  }                                                                                  \
-  static void fmt##_packed_prep_avx2(int64_t n, const void *y, void *p) {            \
-    packed_prep_32(kind, n, y, p);                                                   \
+#define PACKED_KERNELS(fmt, kind)                                                  \
+  NLLM_PACKED_BY_TOKENS(fmt##_gemm_packed_avx2, fmt##_PACKED)                      \
+  NLLM_PACKED_BY_TOKENS(fmt##_gemm_packed_stream_avx2, fmt##_STREAM)               \
+  static void fmt##_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) { \
+    pack8_32(kind, n, x, bx, p);                                                   \
+  }                                                                                \
+  static void fmt##_packed_prep_avx2(int64_t n, const void *y, void *p) {          \
+    packed_prep_32(kind, n, y, p);                                                 \
   }
 PACKED_KERNELS(q4_0, F_Q4_0)
 /* A large batch on prepacked Q4_0: each group expanded once per work item into unpacked levels
@@ -1043,27 +1044,16 @@ static void q4_0_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
     }
   }
 }
-static void q4_0_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk, const void *p,
-                                    size_t ps, int n_tok) {
-  switch (n_tok) {
-    case 1: gemm_packed_32(F_Q4_0X, 1, n, s, ss, pk, p, ps); break;
-    case 2: gemm_packed_32(F_Q4_0X, 2, n, s, ss, pk, p, ps); break;
-    case 3: gemm_packed_32(F_Q4_0X, 3, n, s, ss, pk, p, ps); break;
-    case 4: gemm_packed_32(F_Q4_0X, 4, n, s, ss, pk, p, ps); break;
-    case 5: gemm_packed_32(F_Q4_0X, 5, n, s, ss, pk, p, ps); break;
-    case 6: gemm_packed_32(F_Q4_0X, 6, n, s, ss, pk, p, ps); break;
-    case 7: gemm_packed_32(F_Q4_0X, 7, n, s, ss, pk, p, ps); break;
-    default: gemm_packed_32(F_Q4_0X, 8, n, s, ss, pk, p, ps); break;
-  }
-}
+NLLM_PACKED_BY_TOKENS(q4_0_gemm_expanded_avx2, q4_0x_PACKED)
 PACKED_KERNELS(q5_0, F_Q5_0)
 PACKED_KERNELS(q8_0, F_Q8_0)
 PACKED_KERNELS(iq4_nl, F_IQ4_NL)
 /* A format's row fields; min: tokens from which the prompt path repacks, tok: the most tokens a
  * call takes. */
-#define PACKED_ROW(fmt, min, tok)                                           \
-  .pack_rows = fmt##_pack_rows_avx2, .packed_prep = fmt##_packed_prep_avx2, \
-  .gemm_packed = fmt##_gemm_packed_avx2, .packed_min_tokens = (min), .packed_tok = (tok)
+#define PACKED_ROW(fmt, min, tok)                                                         \
+  .pack_rows = fmt##_pack_rows_avx2, .packed_prep = fmt##_packed_prep_avx2,               \
+  .gemm_packed = fmt##_gemm_packed_avx2, .packed_min_tokens = (min), .packed_tok = (tok), \
+  .gemm_packed_stream = fmt##_gemm_packed_stream_avx2
 
 /* The AVX2 tier's rows of the 32-value formats. Crossovers: where dequantize + sgemm overtakes the
  * integer kernels (measured, see docs/performance.md "BLAS crossovers"). With the prompt kernels
