@@ -2526,11 +2526,15 @@ END_TEST
 typedef struct {
   _Atomic int *runs;
   int n_threads, nested;
+  int64_t n_items;
   atomic_int bad_worker; /* set from any worker */
 } pool_probe;
+/* n_threads: 1 where the outer job ran in the pool (a job started from inside one runs on its
+ * caller only); the outer thread count where the pool ran it on the caller alone (one thread,
+ * or one item), which leaves the pool free for the inner job */
 static void pool_inner_item(void *ctx, int64_t item, int worker) {
   pool_probe *p = ctx;
-  if (worker != 0) atomic_store(&p->bad_worker, 1); /* a nested job runs on its caller only */
+  if (worker < 0 || worker >= p->n_threads) atomic_store(&p->bad_worker, 1);
   atomic_fetch_add(&p->runs[item], 1);
 }
 static void pool_item(void *ctx, int64_t item, int worker) {
@@ -2539,7 +2543,7 @@ static void pool_item(void *ctx, int64_t item, int worker) {
   atomic_fetch_add(&p->runs[item], 1);
   if (p->nested && item % 97 == 0) {
     _Atomic int inner[3] = {0, 0, 0};
-    pool_probe q = {.runs = inner, .n_threads = 1};
+    pool_probe q = {.runs = inner, .n_threads = p->n_threads > 1 && p->n_items == 1 ? p->n_threads : 1};
     nllm_pool_run(p->n_threads, 3, pool_inner_item, &q);
     if (inner[0] != 1 || inner[1] != 1 || inner[2] != 1 || atomic_load(&q.bad_worker))
       atomic_store(&p->bad_worker, 1);
@@ -2553,7 +2557,7 @@ START_TEST(pool_runs_every_item_once) {
         const int64_t n = counts[c];
         _Atomic int *runs = calloc((size_t)n, sizeof *runs);
         ck_assert_ptr_nonnull(runs);
-        pool_probe p = {.runs = runs, .n_threads = nt, .nested = nested};
+        pool_probe p = {.runs = runs, .n_threads = nt, .nested = nested, .n_items = n};
         nllm_pool_run(nt, n, pool_item, &p);
         int64_t wrong = 0;
         for (int64_t i = 0; i < n; i++) wrong += runs[i] != 1;
