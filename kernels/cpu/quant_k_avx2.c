@@ -1005,11 +1005,11 @@ _Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K) &&
                "a prepared super-block fits");
 /* Super-blocks ahead that this tier's compact kernels prefetch: a group's rows lie one after
  * another, and so do the groups of weights packed from load */
-/* Tokens above which a streaming pass prefetches a group ahead instead (gemm_packed_k) */
-#define KP_STREAM_MIN_TOKENS 4
 #ifndef KP_AHEAD
 #define KP_AHEAD 16
 #endif
+/* Tokens above which a streaming pass prefetches a group ahead instead (gemm_packed_k) */
+#define KP_STREAM_MIN_TOKENS 4
 /* Tokens from which Q4_K's compact groups are expanded per work item into the byte layout */
 #ifndef KQ4_EXPAND_MIN_TOKENS
 #define KQ4_EXPAND_MIN_TOKENS 32

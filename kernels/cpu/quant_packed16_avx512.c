@@ -301,8 +301,8 @@ static inline __attribute__((always_inline)) void prefetch_next(const int q8, co
  * few line-fill buffers until its line comes, so on a host with a long way to DRAM the next
  * group's prefetches alone kept about 8 GB/s of a core's 18.7 in flight (this round's Intel
  * host: 16 Q8_0 tokens on a 5632 x 2048 matrix took 1.18 ms from cache, 1.62 from DRAM); the
- * far lines open the next group's pages and start the L2 streamer on it, so that most of the
- * group-ahead prefetches find their lines near. 1.1B, 2 threads, `--parallel 16 -p 4 -n 64`:
+ * far lines open the pages of the group after next and start the L2 streamer on them, so that
+ * more of the group-ahead prefetches find their lines near. 1.1B, 2 threads, `--parallel 16 -p 4 -n 64`:
  * two far lines +2% on one, three -3%, nine -12% (the far prefetches then fill the buffers
  * themselves), three groups ahead -1% (docs/performance.md, twenty-fifth round). */
 static inline __attribute__((always_inline)) void prefetch_next_block(const int q8,
