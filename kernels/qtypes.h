@@ -206,7 +206,7 @@ typedef struct nllm_qtype {
    * group in cache and take gemm_packed, which would only pay for the prefetches. */
   nllm_gemm_packed_fn gemm_packed_stream;
   /* with gemm_packed_stream: the passes over a group (from the first) that take it, at least 1.
-   * The K-quants' (each next super-block whole, to L1): 1.1B Q4_K_M 16-sequence decode steps (two
+   * The K-quants' (each next super-block whole, to L2): 1.1B Q4_K_M 16-sequence decode steps (two
    * passes of eight) ran 1.07x with both passes prefetching against the first only (with one
    * pass of sixteen, one or two stream passes run prompts alike); Q8_0's (to L2, in address
    * order) ran 0.95x with two. */
