@@ -223,6 +223,13 @@ static inline __attribute__((always_inline)) void nllm_prefetch_span(const void 
   for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o, 0, 3);
   __builtin_prefetch((const char *)p + bytes - 1, 0, 3);
 }
+/* The same into L2 (x86: prefetcht1), for a stream a group ahead that would push this group's
+ * data out of L1 */
+static inline __attribute__((always_inline)) void nllm_prefetch_span_l2(const void *p,
+                                                                        size_t bytes) {
+  for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o, 0, 2);
+  __builtin_prefetch((const char *)p + bytes - 1, 0, 2);
+}
 
 /* A streaming pass's prefetch (nllm_qtype's gemm_packed_stream) at block xb (bb bytes) of a
  * group of weights kept packed from load, the groups gb bytes apart: the next group's same block
@@ -236,8 +243,7 @@ static inline __attribute__((always_inline)) void nllm_prefetch_stream_block(con
                                                                              size_t gb, size_t bb) {
   __builtin_prefetch(xb + 2 * gb, 0, 1); /* x86: prefetcht2 */
   if (bb > 128) __builtin_prefetch(xb + 2 * gb + 128, 0, 1);
-  for (size_t o = 0; o < bb; o += 64) __builtin_prefetch(xb + gb + o, 0, 2); /* prefetcht1 */
-  __builtin_prefetch(xb + gb + bb - 1, 0, 2);
+  nllm_prefetch_span_l2(xb + gb, bb);
 }
 
 /* For a pack of NLLM_PACK_ROWS rows (rows bx bytes apart, blocks of xs bytes), at block b: the

@@ -1603,7 +1603,8 @@ void nllm_q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
 static void q5_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p) {
   pack8_k45(K_Q5_K, n, x, bx, p);
 }
-/* The token count as a constant (see NLLM_GEMM4_BY_TOKENS). */
+/* The token count as a constant (see NLLM_GEMM4_BY_TOKENS), up to four; the formats with
+ * packed_tok 8 take NLLM_PACKED_BY_TOKENS. */
 #define K_PACKED_BY_TOKENS(name, call)                                                       \
   static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
                    int n_tok) {                                                              \
@@ -1614,33 +1615,18 @@ static void q5_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p
       default: call(4); break;                                                               \
     }                                                                                        \
   }
-/* ... up to 8 tokens (the formats with packed_tok 8) */
-#define K_PACKED_BY_TOKENS8(name, call)                                                      \
-  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
-                   int n_tok) {                                                              \
-    switch (n_tok) {                                                                         \
-      case 1: call(1); break;                                                                \
-      case 2: call(2); break;                                                                \
-      case 3: call(3); break;                                                                \
-      case 4: call(4); break;                                                                \
-      case 5: call(5); break;                                                                \
-      case 6: call(6); break;                                                                \
-      case 7: call(7); break;                                                                \
-      default: call(8); break;                                                               \
-    }                                                                                        \
-  }
-#define Q4_K_PACKED(T) gemm_packed_k(K_Q4_KC, 0, T, n, s, ss, pk, p, ps)
-#define Q4_K_STREAM(T) gemm_packed_k(K_Q4_KC, 1, T, n, s, ss, pk, p, ps)
+#define Q4_K_PACKED(T, ...) gemm_packed_k(K_Q4_KC, 0, T, __VA_ARGS__)
+#define Q4_K_STREAM(T, ...) gemm_packed_k(K_Q4_KC, 1, T, __VA_ARGS__)
 #define Q4_K_EXPANDED(T) gemm_packed_k(K_Q4_K, 0, T, n, s, ss, pk, p, ps)
 #define Q5_K_PACKED(T) gemm_packed_k(K_Q5_KC, 0, T, n, s, ss, pk, p, ps)
 #define Q5_K_STREAM(T) gemm_packed_k(K_Q5_KC, 1, T, n, s, ss, pk, p, ps)
 #define Q5_K_EXPANDED(T) gemm_packed_k(K_Q5_K, 0, T, n, s, ss, pk, p, ps)
-#define Q6_K_PACKED(T) gemm_packed_k(K_Q6_KC, 0, T, n, s, ss, pk, p, ps)
-#define Q6_K_STREAM(T) gemm_packed_k(K_Q6_KC, 1, T, n, s, ss, pk, p, ps)
+#define Q6_K_PACKED(T, ...) gemm_packed_k(K_Q6_KC, 0, T, __VA_ARGS__)
+#define Q6_K_STREAM(T, ...) gemm_packed_k(K_Q6_KC, 1, T, __VA_ARGS__)
 #define Q6_K_EXPANDED(T) gemm_packed_k(K_Q6_K, 0, T, n, s, ss, pk, p, ps)
 #define IQ4_XS_PACKED(T) gemm_packed_k(K_IQ4_XS, 0, T, n, s, ss, pk, p, ps)
-K_PACKED_BY_TOKENS8(q4_K_gemm_packed_avx2, Q4_K_PACKED)
-K_PACKED_BY_TOKENS8(q4_K_gemm_packed_stream_avx2, Q4_K_STREAM)
+NLLM_PACKED_BY_TOKENS(q4_K_gemm_packed_avx2, Q4_K_PACKED)
+NLLM_PACKED_BY_TOKENS(q4_K_gemm_packed_stream_avx2, Q4_K_STREAM)
 K_PACKED_BY_TOKENS(q4_K_gemm_expanded4_avx2, Q4_K_EXPANDED)
 /* the byte layout's kernel four tokens a pass (its calls take up to packed_tok, 8) */
 static void q4_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk, const void *p,
@@ -1652,8 +1638,8 @@ static void q4_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *
 K_PACKED_BY_TOKENS(q5_K_gemm_packed_avx2, Q5_K_PACKED)
 K_PACKED_BY_TOKENS(q5_K_gemm_packed_stream_avx2, Q5_K_STREAM)
 K_PACKED_BY_TOKENS(q5_K_gemm_expanded_avx2, Q5_K_EXPANDED)
-K_PACKED_BY_TOKENS8(q6_K_gemm_packed_avx2, Q6_K_PACKED)
-K_PACKED_BY_TOKENS8(q6_K_gemm_packed_stream_avx2, Q6_K_STREAM)
+NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed_avx2, Q6_K_PACKED)
+NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed_stream_avx2, Q6_K_STREAM)
 K_PACKED_BY_TOKENS(q6_K_gemm_expanded4_avx2, Q6_K_EXPANDED)
 static void q6_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk, const void *p,
                                     size_t ps, int n_tok) {

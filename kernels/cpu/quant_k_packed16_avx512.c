@@ -81,23 +81,6 @@ static inline __m512i bit4(__m512i qh, int k) {
   return _mm512_and_si512(t, _mm512_set1_epi8(16));
 }
 
-/* A streaming pass's prefetch at super-block xa / xb of a group's two halves (hb bytes each,
- * xbytes a super-block): the next group's same super-blocks, into L2. To L1, as before, they
- * pushed out the prepared rows and this group's levels: 1.1B Q4_K_M, 2 threads, `--parallel
- * 4,16 -p 128 -n 64`: 4 sequences 1.078x, 16 sequences 1.038x, one sequence 1.05x (two
- * alternated pairs each; docs/performance.md, twenty-fifth round); Q6_K's the same way, level
- * on that file's few Q6_K tensors (0.994). */
-static inline __attribute__((always_inline)) void prefetch_next_group(const uint8_t *xa,
-                                                                      const uint8_t *xb, size_t hb,
-                                                                      size_t xbytes) {
-  for (size_t o = 0; o < xbytes; o += 64) {
-    __builtin_prefetch(xa + 2 * hb + o, 0, 2); /* x86: prefetcht1 */
-    __builtin_prefetch(xb + 2 * hb + o, 0, 2);
-  }
-  __builtin_prefetch(xa + 2 * hb + xbytes - 1, 0, 2); /* Q6_K's 1,680 bytes end in a line */
-  __builtin_prefetch(xb + 2 * hb + xbytes - 1, 0, 2);
-}
-
 /* T tokens (prepared rows ps apart) over a sixteen-row group: per super-block each sub-block's
  * levels unpacked once for every token, then the reference's float step per token. */
 static inline __attribute__((always_inline)) void gemm_packed16(const int q5, const int pf,
@@ -111,8 +94,12 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xa = pk + (size_t)b * xbytes, *xb = xa + hb;
     const uint8_t *yb = p0 + (size_t)b * KPREP_BLOCK;
-    if (pf) { /* the next group's same super-blocks */
-      prefetch_next_group(xa, xb, hb, xbytes);
+    if (pf) { /* the next group's same super-blocks, into L2 (to L1 they pushed out the
+               * prepared rows and this group's levels: 1.1B Q4_K_M, 2 threads, `--parallel
+               * 4,16 -p 128 -n 64`: 4 sequences 1.078x, 16 sequences 1.038x, one 1.05x; Q6_K's
+               * below alike, level on that file's few Q6_K tensors; twenty-fifth round) */
+      nllm_prefetch_span_l2(xa + 2 * hb, xbytes);
+      nllm_prefetch_span_l2(xb + 2 * hb, xbytes);
     }
     __m512i sc8[2], mn8[2];
     unpack16(xa, xb, sc8, mn8);
@@ -202,7 +189,8 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
     const uint8_t *xa = pk + (size_t)b * KQ6_BLOCK, *xb = xa + hb;
     const uint8_t *yb = p0 + (size_t)b * KPREP_BLOCK;
     if (pf) {
-      prefetch_next_group(xa, xb, hb, KQ6_BLOCK);
+      nllm_prefetch_span_l2(xa + 2 * hb, KQ6_BLOCK);
+      nllm_prefetch_span_l2(xb + 2 * hb, KQ6_BLOCK);
     }
     __m512i sum[NLLM_STREAM_TOK_MAX];
 #pragma GCC unroll 16
