@@ -19,9 +19,10 @@
  * h, then of block 2 + h; each set of 16 is added as a fixed tree (hsum4_ps's), then the two.
  * Here each of those 32 accumulators is a vector of the 16 rows, and the tree adds vectors.
  *
- * Layout of a group, per block: the 16 rows' dx, then eight vectors of unsigned levels (Q4_0:
- * 0..15; Q8_0: x + 128), vector e holding row r's levels of elements 4e..4e+3 in int32 lane r
- * (Q4_0 stores them as nibbles, two vectors a register, and orders its blocks: block_scales). The
+ * Layout of a group, per block: the 16 rows' dx (F16), then eight vectors of unsigned levels
+ * (Q4_0: 0..15; Q8_0: x + 128), vector e holding row r's levels of elements 4e..4e+3 in int32
+ * lane r (Q4_0 stores them as nibbles, two vectors a register, and orders its blocks; the
+ * blocks lie in pairs: block_scales). The
  * activation's prepared block: its 32 bytes, dy, the offset of the whole block (-8 or -128 times
  * the sum of its bytes), then the offsets of Q4_0's four parts or of Q8_0's eight four-byte words.
  */
@@ -32,9 +33,6 @@
 #include "cpu/quant.h"
 
 #define GROUP_ROWS 16
-#define PACKED_BLOCK (GROUP_ROWS * sizeof(float) + 8 * 64)
-_Static_assert(PACKED_BLOCK == (size_t)GROUP_ROWS / NLLM_PACK_ROWS * NLLM_PACK_BYTES(QK),
-               "a packed block of sixteen rows is two groups' NLLM_PACK_BYTES of its values");
 /* A prepared block: Q4_0's, Q8_0's */
 #define PREP_BLOCK(q8) ((q8) ? 96 : 64)
 _Static_assert(PREP_BLOCK(1) <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits gemm_prep's room");
@@ -76,36 +74,39 @@ _Static_assert(PREP_BLOCK(1) <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits
 #define Q4_PREPACK 1
 #endif
 
-/* Where block b of a group (nb blocks) lies. Q8_0: PACKED_BLOCK bytes a block (dx as floats,
- * eight vectors), in order. Q4_0 keeps its plain rows' bytes (so that its weights could stay
- * packed from load, where decode reads every byte) and half the bytes a repack writes: Q4_BLOCK
- * bytes a block, two blocks a pair, the pair's two sets
- * of 16 F16 scales in its first 64 bytes, then each block's four vectors of quant bytes, vector
- * j holding row r's bytes 4j..4j+3 in lane r (the low nibbles are vector j's levels, the high
- * ones vector 4 + j's), so every vector load stays on one cache line. Its chunks' blocks lie in
- * the order gemm_packed16 reads them, lane position by lane position (block 16 c + blk at
- * position L nc + c), so that a group streams from memory as one line (a one-token matvec in
- * block order, without prefetch, read 11 GB/s of weights against the plain rows' 28); the
- * blocks after the last chunk stay in order. Q8_0 cannot: its one-token kernel follows the
- * decode kernel's order. */
+/* Where block b of a group (nb blocks, even: n is a multiple of NLLM_GEMM_COLS) lies. Both
+ * formats keep their plain rows' bytes: the blocks lie in pairs, the pair's two sets of 16 F16
+ * scales in its first 64 bytes, then each block's vectors (Q4_0: four, vector j holding row r's
+ * bytes 4j..4j+3 in lane r, the low nibbles vector j's levels, the high ones vector 4 + j's;
+ * Q8_0: eight), so that every vector load stays on one cache line. Q4_0's weights can stay
+ * packed from load (decode then reads every byte), and a repack writes half the bytes; Q8_0's
+ * scales were floats (576 bytes a block) until its sixteen-sequence decode step, half memory
+ * traffic on the 1.1B shape, read 6% more bytes than its file for nothing: F16 is exact (the
+ * plain block's d). Q4_0's chunks' blocks lie in the order gemm_packed16 reads them, lane
+ * position by lane position (block 16 c + blk at position L nc + c), so that a group streams
+ * from memory as one line (a one-token matvec in block order, without prefetch, read 11 GB/s of
+ * weights against the plain rows' 28); the blocks after the last chunk stay in order. Q8_0's
+ * stay in block order: its one-token kernel follows the decode kernel's. */
 #define Q4_BLOCK (GROUP_ROWS * 2 + 4 * 64)
+#define Q8_BLOCK (GROUP_ROWS * 2 + 8 * 64)
+_Static_assert(Q8_BLOCK == GROUP_ROWS * sizeof(block_q8_0) &&
+                   Q4_BLOCK == GROUP_ROWS * sizeof(block_q4_0),
+               "a packed block of sixteen rows is their plain blocks' bytes");
 static inline size_t block_bytes(const int q8) {
-  return q8 ? PACKED_BLOCK : Q4_BLOCK;
+  return q8 ? Q8_BLOCK : Q4_BLOCK;
 }
-static inline int64_t q4_position(int64_t b, int64_t nb) {
+static inline int64_t block_position(const int q8, int64_t b, int64_t nb) {
   const int64_t nc = nb / CHUNK, blk = b % CHUNK;
-  return b < nc * CHUNK ? (4 * (blk % 4) + blk / 4) * nc + b / CHUNK : b;
+  return q8 || b >= nc * CHUNK ? b : (4 * (blk % 4) + blk / 4) * nc + b / CHUNK;
 }
 /* Offsets in the group of block b's scales and of its vectors (the packer writes there) */
 static inline size_t scales_at(const int q8, int64_t b, int64_t nb) {
-  if (q8) return (size_t)b * PACKED_BLOCK;
-  const int64_t p = q4_position(b, nb);
-  return (size_t)(p / 2) * 2 * Q4_BLOCK + 32 * (size_t)(p % 2);
+  const int64_t p = block_position(q8, b, nb);
+  return (size_t)(p / 2) * 2 * block_bytes(q8) + 32 * (size_t)(p % 2);
 }
 static inline size_t vectors_at(const int q8, int64_t b, int64_t nb) {
-  if (q8) return (size_t)b * PACKED_BLOCK + 64;
-  const int64_t p = q4_position(b, nb);
-  return (size_t)(p / 2) * 2 * Q4_BLOCK + 64 + 256 * (size_t)(p % 2);
+  const int64_t p = block_position(q8, b, nb);
+  return (size_t)(p / 2) * 2 * block_bytes(q8) + 64 + (block_bytes(q8) - 32) * (size_t)(p % 2);
 }
 static inline const uint8_t *block_scales(const int q8, const uint8_t *pk, int64_t b, int64_t nb) {
   return pk + scales_at(q8, b, nb);
@@ -114,8 +115,7 @@ static inline const uint8_t *block_vectors(const int q8, const uint8_t *pk, int6
   return pk + vectors_at(q8, b, nb);
 }
 static inline __m512 load_dx(const int q8, const uint8_t *pk, int64_t b, int64_t nb) {
-  const uint8_t *d = block_scales(q8, pk, b, nb);
-  return q8 ? _mm512_loadu_ps(d) : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
+  return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)block_scales(q8, pk, b, nb)));
 }
 /* Vector e (0..7) of block b: Q8_0's as stored, Q4_0's from the nibbles of vector e % 4 */
 static inline __m512i load_w(const int q8, const uint8_t *pk, int64_t b, int64_t nb, int e) {
@@ -225,7 +225,8 @@ static void q8_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
     ib[h] = _mm512_loadu_si512(vb);
     ic[h] = _mm512_loadu_si512(vc);
   }
-  for (int64_t b = 0; b < n / QK; b++, out += PACKED_BLOCK) {
+  const int64_t nb = n / QK;
+  for (int64_t b = 0; b < nb; b++) {
     for (int r = 0; r < GROUP_ROWS; r++)
       __builtin_prefetch(x0 + (size_t)r * bx + (size_t)(b + PACK_AHEAD) * xs, 0, 3);
     __m512i Z[8], A[4][2], B[2][2][2];
@@ -245,12 +246,12 @@ static void q8_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
       for (int h = 0; h < 2; h++)
         for (int m = 0; m < 2; m++)
           B[jj][h][m] = _mm512_permutex2var_epi32(A[2 * jj][h], ib[m], A[2 * jj + 1][h]);
-    _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d)));
+    memcpy(out + scales_at(1, b, nb), d, sizeof d);
     for (int h = 0; h < 2; h++)
       for (int m = 0; m < 2; m++)
         for (int u = 0; u < 2; u++)
           _mm512_storeu_si512(
-              out + 64 + 64 * (4 * h + 2 * m + u),
+              out + vectors_at(1, b, nb) + 64 * (4 * h + 2 * m + u),
               _mm512_xor_si512(_mm512_permutex2var_epi32(B[0][h][m], ic[u], B[1][h][m]), k128));
   }
 }
@@ -296,24 +297,25 @@ static inline __attribute__((always_inline)) void prefetch_next(const int q8, co
                                                                 int64_t nb) {
   _mm_prefetch((const char *)(p + (size_t)nb * block_bytes(q8)), _MM_HINT_T1);
 }
-/* Block b's lines (Q4_0: its pair's scales line with the pair's first block), and two lines of
- * its 576 bytes (a Q8_0 block, a Q4_0 pair) two groups ahead. A prefetch holds one of the core's
- * few line-fill buffers until its line comes, so on a host with a long way to DRAM the next
- * group's prefetches alone kept about 8 GB/s of a core's 18.7 in flight (this round's Intel
- * host: 16 Q8_0 tokens on a 5632 x 2048 matrix took 1.18 ms from cache, 1.62 from DRAM); the
+/* Block b's lines (its pair's scales line with the pair's first block), and two lines two
+ * groups ahead: of its vectors (Q8_0), of its pair's first 576 bytes (Q4_0). A prefetch holds one
+ * of the core's few line-fill buffers until its line comes, so on a host with a long way to DRAM
+ * the next group's prefetches alone kept about 8 GB/s of a core's 18.7 in flight (this round's
+ * Intel host: 16 Q8_0 tokens on a 5632 x 2048 matrix took 1.18 ms from cache, 1.62 from DRAM); the
  * far lines open the pages of the group after next and start the L2 streamer on them, so that
- * more of the group-ahead prefetches find their lines near. 1.1B, 2 threads, `--parallel 16 -p 4 -n 64`:
- * two far lines +2% on one, three -3%, nine -12% (the far prefetches then fill the buffers
+ * more of the group-ahead prefetches find their lines near. 1.1B, 2 threads, `--parallel 16 -p 4 -n
+ * 64`: two far lines +2% on one, three -3%, nine -12% (the far prefetches then fill the buffers
  * themselves), three groups ahead -1% (docs/performance.md, twenty-fifth round). */
 static inline __attribute__((always_inline)) void prefetch_next_block(const int q8,
                                                                       const uint8_t *pk,
                                                                       int64_t b, int64_t nb) {
-  if (q8 || q4_position(b, nb) % 2 == 0) {
-    const uint8_t *far = block_scales(q8, pk, b, nb) + 2 * (size_t)nb * block_bytes(q8);
-    _mm_prefetch((const char *)far + 64, _MM_HINT_T2);
-    _mm_prefetch((const char *)far + 320, _MM_HINT_T2);
-    prefetch_next(q8, block_scales(q8, pk, b, nb), nb);
+  const int first = block_position(q8, b, nb) % 2 == 0;
+  if (q8 || first) {
+    const uint8_t *far = block_vectors(q8, pk, b, nb) + 2 * (size_t)nb * block_bytes(q8);
+    _mm_prefetch((const char *)far, _MM_HINT_T2);
+    _mm_prefetch((const char *)far + 256, _MM_HINT_T2);
   }
+  if (first) prefetch_next(q8, block_scales(q8, pk, b, nb), nb);
   for (int e = 0; e < (q8 ? 8 : 4); e++)
     prefetch_next(q8, block_vectors(q8, pk, b, nb) + 64 * e, nb);
 }
@@ -472,16 +474,15 @@ static void q8_0_gemv_packed16_avx512(int64_t n, float *s, size_t ss, const void
   for (int64_t b = 0; b < nb; b += 2)
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) { /* the pair's first block, then its second */
-      const uint8_t *xb = pk + (size_t)(b + h) * PACKED_BLOCK, *yb = yp + (size_t)(b + h) * pb;
-      const __m512 d = _mm512_mul_ps(_mm512_loadu_ps(xb), bcast_ps(yb + 32));
+      const uint8_t *xb = block_vectors(1, pk, b + h, nb), *yb = yp + (size_t)(b + h) * pb;
+      const __m512 d = _mm512_mul_ps(load_dx(1, pk, b + h, nb), bcast_ps(yb + 32));
 #pragma GCC unroll 4
       for (int k = 0; k < 4; k++) { /* elements 8k..8k+7 */
         const __m512i off =
             _mm512_add_epi32(packed16_bcast(yb + 40 + 8 * k), packed16_bcast(yb + 44 + 8 * k));
         const __m512i i8 = _mm512_dpbusd_epi32(
-            _mm512_dpbusd_epi32(off, _mm512_loadu_si512(xb + 64 + 128 * k),
-                                packed16_bcast(yb + 8 * k)),
-            _mm512_loadu_si512(xb + 128 + 128 * k), packed16_bcast(yb + 8 * k + 4));
+            _mm512_dpbusd_epi32(off, _mm512_loadu_si512(xb + 128 * k), packed16_bcast(yb + 8 * k)),
+            _mm512_loadu_si512(xb + 64 + 128 * k), packed16_bcast(yb + 8 * k + 4));
         const int l = (k % 2) + 2 * h + 4 * (k / 2);
         a[l] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(i8), a[l]);
       }
@@ -518,7 +519,7 @@ static const nllm_qtype_kernels packed16_rows[] = {
      .packed_tok = NLLM_PACKED_TOK_MAX,
      .gemv_packed = q8_0_gemv_packed16_avx512,
      .prepack = Q8_PREPACK,
-     .packed_block_bytes = PACKED_BLOCK,
+     .packed_block_bytes = Q8_BLOCK,
      .gemm_packed_stream = q8_0_gemm_packed16_stream_avx512,
      .stream_tok = NLLM_STREAM_TOK_MAX},
 };
