@@ -34,8 +34,19 @@
 
 #define GROUP_ROWS 16
 /* A prepared block: Q4_0's, Q8_0's */
-#define PREP_BLOCK(q8) ((q8) ? 96 : 64)
-_Static_assert(PREP_BLOCK(1) <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits gemm_prep's room");
+/* A prepared row: every block's head first (its 32 bytes, dy, the whole block's offset), then
+ * every block's offsets of Q4_0's four parts or Q8_0's eight words, which only the four-block
+ * groups and Q8_0's one-token kernel read. The chunks read heads only: sixteen tokens' rows
+ * are 40 bytes a block apart, where they were 96 (Q8_0) with the offsets between, and a
+ * 2048-value matrix's 16 rows of activations (98 KiB then) do not stay in L1 beside the
+ * weights. */
+#define PREP_HEAD 40
+#define PREP_PARTS(q8) ((q8) ? 32 : 16)
+_Static_assert(PREP_HEAD + PREP_PARTS(1) <= NLLM_GEMM_PREP_BYTES(QK),
+               "a prepared block fits gemm_prep's room");
+static inline size_t prep_parts_at(const int q8, int64_t b, int64_t nb) {
+  return (size_t)nb * PREP_HEAD + (size_t)b * PREP_PARTS(q8);
+}
 /* Blocks per chunk of the decode kernel (Q4C_BLOCKS there) */
 #define CHUNK 16
 /* Blocks ahead of the one packed that pack_rows prefetches in each row */
@@ -182,21 +193,21 @@ static inline void prep_head(uint8_t *out, __m256i q, uint16_t d, __m128i o) {
   memcpy(out + 36, &total, 4);
 }
 
-/* A token's row: per block its bytes, dy, -8 * sum, -8 * the parts' sums (PREP_BLOCK(0) bytes). */
+/* A token's row: per block its bytes, dy, -8 * sum; -8 * the parts' sums (PREP_HEAD). */
 static void q4_0_packed16_prep_avx512(int64_t n, const void *vy, void *vp) {
   const block_q8_0 *y = vy;
   uint8_t *out = vp;
   const __m256i v8 = _mm256_set1_epi8(8);
-  for (int64_t b = 0; b < n / QK; b++, out += PREP_BLOCK(0)) {
+  const int64_t nb = n / QK;
+  for (int64_t b = 0; b < nb; b++) {
     const __m256i q = _mm256_loadu_si256((const __m256i *)y[b].qs);
     /* 8 * the sums of bytes 4e..4e+3; the parts are e = j and e = 4 + j */
     const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), v8, q);
     const __m128i part =
         _mm_sub_epi32(_mm_setzero_si128(),
                       _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1)));
-    prep_head(out, q, y[b].d, part);
-    _mm_storeu_si128((__m128i *)(out + 40), part);
-    memset(out + 56, 0, PREP_BLOCK(0) - 56);
+    prep_head(out + (size_t)b * PREP_HEAD, q, y[b].d, part);
+    _mm_storeu_si128((__m128i *)(out + prep_parts_at(0, b, nb)), part);
   }
 }
 
@@ -257,19 +268,19 @@ static void q8_0_pack16_avx512(int64_t n, const void *vx, size_t bx, void *vp) {
 }
 
 /* A token's row: per block its bytes, dy, -128 * sum, -128 * the sums of its eight words
- * (PREP_BLOCK(1) bytes). */
+ * (PREP_HEAD). */
 static void q8_0_packed16_prep_avx512(int64_t n, const void *vy, void *vp) {
   const block_q8_0 *y = vy;
   uint8_t *out = vp;
   const __m256i k128 = _mm256_set1_epi8((char)0x80);
-  for (int64_t b = 0; b < n / QK; b++, out += PREP_BLOCK(1)) {
+  const int64_t nb = n / QK;
+  for (int64_t b = 0; b < nb; b++) {
     const __m256i q = _mm256_loadu_si256((const __m256i *)y[b].qs);
     const __m256i w = _mm256_sub_epi32(_mm256_setzero_si256(),
                                        _mm256_dpbusd_epi32(_mm256_setzero_si256(), k128, q));
-    prep_head(out, q, y[b].d,
+    prep_head(out + (size_t)b * PREP_HEAD, q, y[b].d,
               _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
-    _mm256_storeu_si256((__m256i *)(out + 40), w);
-    memset(out + 72, 0, PREP_BLOCK(1) - 72);
+    _mm256_storeu_si256((__m256i *)(out + prep_parts_at(1, b, nb)), w);
   }
 }
 
@@ -320,7 +331,7 @@ static inline __attribute__((always_inline)) void prefetch_next_block(const int 
     prefetch_next(q8, block_vectors(q8, pk, b, nb) + 64 * e, nb);
 }
 
-/* Block b's products with T tokens (prepared rows ps apart, blocks pb bytes), added to f[t] */
+/* Block b's products with T tokens (prepared rows ps apart, heads pb bytes), added to f[t] */
 static inline __attribute__((always_inline)) void block_products(const int q8, const int T,
                                                                  const uint8_t *pk, int64_t b,
                                                                  int64_t nb, const uint8_t *p0,
@@ -350,7 +361,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
                                                                 size_t ss, const uint8_t *pk,
                                                                 const uint8_t *p0, size_t ps) {
   const int64_t nb = n / QK, nc = nb / CHUNK;
-  const size_t pb = PREP_BLOCK(q8);
+  const size_t pb = PREP_HEAD;
   __m512 acc[NLLM_STREAM_TOK_MAX][16], acc4[NLLM_STREAM_TOK_MAX][16];
   /* the chunks: lane position L holds block 4 (L % 4) + L / 4 of each chunk, its blocks added
    * in chunk order. Q4_0's blocks lie as visited lane position by lane position; Q8_0's lie in
@@ -404,9 +415,10 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
           const __m512i w = load_w(1, pk, b, nb, e);
 #pragma GCC unroll 16
           for (int t = 0; t < T; t++) {
-            const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
+            const uint8_t *yt = p0 + (size_t)t * ps, *yb = yt + (size_t)b * pb;
             const __m512i p =
-                _mm512_dpbusd_epi32(packed16_bcast(yb + 40 + 4 * e), w, packed16_bcast(yb + 4 * e));
+                _mm512_dpbusd_epi32(packed16_bcast(yt + prep_parts_at(1, b, nb) + 4 * e), w,
+                                    packed16_bcast(yb + 4 * e));
             f[t] =
                 _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
           }
@@ -426,9 +438,10 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
         const __m512i wl = load_w(0, pk, b, nb, j), wh = load_w(0, pk, b, nb, 4 + j);
 #pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
-          const uint8_t *yb = p0 + (size_t)t * ps + (size_t)b * pb;
+          const uint8_t *yt = p0 + (size_t)t * ps, *yb = yt + (size_t)b * pb;
           const __m512i p = _mm512_dpbusd_epi32(
-              _mm512_dpbusd_epi32(packed16_bcast(yb + 40 + 4 * j), wl, packed16_bcast(yb + 4 * j)),
+              _mm512_dpbusd_epi32(packed16_bcast(yt + prep_parts_at(0, b, nb) + 4 * j), wl,
+                                  packed16_bcast(yb + 4 * j)),
               wh, packed16_bcast(yb + 16 + 4 * j));
           f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
         }
@@ -468,18 +481,19 @@ static void q8_0_gemv_packed16_avx512(int64_t n, float *s, size_t ss, const void
   (void)ss, (void)ps, (void)n_tok;
   const uint8_t *pk = vpk, *yp = vp;
   const int64_t nb = n / QK; /* even: n is a multiple of NLLM_GEMM_COLS */
-  const size_t pb = PREP_BLOCK(1);
+  const size_t pb = PREP_HEAD;
   __m512 a[8];
   for (int l = 0; l < 8; l++) a[l] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; b += 2)
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) { /* the pair's first block, then its second */
-      const uint8_t *xb = block_vectors(1, pk, b + h, nb), *yb = yp + (size_t)(b + h) * pb;
+      const uint8_t *xb = block_vectors(1, pk, b + h, nb), *yb = yp + (size_t)(b + h) * pb,
+                    *yw = yp + prep_parts_at(1, b + h, nb);
       const __m512 d = _mm512_mul_ps(load_dx(1, pk, b + h, nb), bcast_ps(yb + 32));
 #pragma GCC unroll 4
       for (int k = 0; k < 4; k++) { /* elements 8k..8k+7 */
         const __m512i off =
-            _mm512_add_epi32(packed16_bcast(yb + 40 + 8 * k), packed16_bcast(yb + 44 + 8 * k));
+            _mm512_add_epi32(packed16_bcast(yw + 8 * k), packed16_bcast(yw + 4 + 8 * k));
         const __m512i i8 = _mm512_dpbusd_epi32(
             _mm512_dpbusd_epi32(off, _mm512_loadu_si512(xb + 128 * k), packed16_bcast(yb + 8 * k)),
             _mm512_loadu_si512(xb + 64 + 128 * k), packed16_bcast(yb + 8 * k + 4));
