@@ -828,10 +828,11 @@ static inline size_t pack_block(const int kind) {
 #endif
 #define EXPAND_MIN_TOKENS Q4_0_EXPAND_MIN_TOKENS
 #define PACKED_MIN_TOKENS_TILES 8
-/* Per block of an activation row: its 32 bytes, then dy and offset * sum of the bytes each in
- * all eight lanes of a vector (the kernel's operands as they are, no broadcast per block and
- * token). */
-#define PACKED_PREP_BLOCK 96
+/* Per block of an activation row: its 32 bytes, dy, offset * the sum of its bytes (the kernel
+ * broadcasts them from memory: a load, as a vector's load is). Eight tokens' rows of a
+ * 2048-value matrix take 20 KiB, beside the weights in L1; with dy and the sum stored as
+ * vectors (96 bytes a block) they took 48. */
+#define PACKED_PREP_BLOCK 40
 _Static_assert(PACKED_PREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK), "a prepared block fits");
 
 static inline __attribute__((always_inline)) void pack8_32(const int kind, int64_t n,
@@ -921,8 +922,8 @@ static inline __attribute__((always_inline)) void packed_prep_32(const int kind,
     if (offset)
       for (int j = 0; j < QK; j++) sum += y[b].qs[j];
     sum *= offset;
-    _mm256_storeu_ps((float *)(out + 32), _mm256_set1_ps(dy));
-    _mm256_storeu_si256((__m256i *)(out + 64), _mm256_set1_epi32(sum));
+    memcpy(out + 32, &dy, sizeof dy);
+    memcpy(out + 36, &sum, sizeof sum);
   }
 }
 
@@ -993,10 +994,11 @@ static inline __attribute__((always_inline)) void gemm_packed_32(const int kind,
     for (int t = 0; t < T; t++) {
       const uint8_t *py = yb + (size_t)t * ps;
       __m256i isum = sum[t];
-      if (!is_signed) isum = _mm256_sub_epi32(isum, _mm256_loadu_si256((const __m256i *)(py + 64)));
+      if (!is_signed) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32((int)load_u32(py + 36)));
+      float dy;
+      memcpy(&dy, py + 32, sizeof dy);
       acc[t] = _mm256_add_ps(
-          acc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(isum),
-                                _mm256_mul_ps(dx, _mm256_loadu_ps((const float *)(py + 32)))));
+          acc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, _mm256_set1_ps(dy))));
     }
   }
 #pragma GCC unroll 8
