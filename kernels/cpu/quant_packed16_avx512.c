@@ -22,9 +22,9 @@
  * Layout of a group, per block: the 16 rows' dx (F16), then eight vectors of unsigned levels
  * (Q4_0: 0..15; Q8_0: x + 128), vector e holding row r's levels of elements 4e..4e+3 in int32
  * lane r (Q4_0 stores them as nibbles, two vectors a register, and orders its blocks; the
- * blocks lie in pairs: block_scales). The
- * activation's prepared block: its 32 bytes, dy, the offset of the whole block (-8 or -128 times
- * the sum of its bytes), then the offsets of Q4_0's four parts or of Q8_0's eight four-byte words.
+ * blocks lie in pairs: block_scales). The activation's prepared row: per block its 32 bytes,
+ * dy and the offset of the whole block (-8 or -128 times the sum of its bytes), then, after all
+ * of those, the offsets of Q4_0's four parts or of Q8_0's eight four-byte words (PREP_HEAD).
  */
 #include <immintrin.h>
 #include <stddef.h>
@@ -33,7 +33,6 @@
 #include "cpu/quant.h"
 
 #define GROUP_ROWS 16
-/* A prepared block: Q4_0's, Q8_0's */
 /* A prepared row: every block's head first (its 32 bytes, dy, the whole block's offset), then
  * every block's offsets of Q4_0's four parts or Q8_0's eight words, which only the four-block
  * groups and Q8_0's one-token kernel read. The chunks read heads only: sixteen tokens' rows
@@ -89,11 +88,11 @@ static inline size_t prep_parts_at(const int q8, int64_t b, int64_t nb) {
  * formats keep their plain rows' bytes: the blocks lie in pairs, the pair's two sets of 16 F16
  * scales in its first 64 bytes, then each block's vectors (Q4_0: four, vector j holding row r's
  * bytes 4j..4j+3 in lane r, the low nibbles vector j's levels, the high ones vector 4 + j's;
- * Q8_0: eight), so that every vector load stays on one cache line. Q4_0's weights can stay
- * packed from load (decode then reads every byte), and a repack writes half the bytes; Q8_0's
- * scales were floats (576 bytes a block) until its sixteen-sequence decode step, half memory
- * traffic on the 1.1B shape, read 6% more bytes than its file for nothing: F16 is exact (the
- * plain block's d). Q4_0's chunks' blocks lie in the order gemm_packed16 reads them, lane
+ * Q8_0: eight), so that every vector load stays on one cache line. Weights kept packed from
+ * load take no more memory than their file, decode reads no more bytes, and a repack writes
+ * fewer. (Q8_0's scales were floats, 576 bytes a block: 6% more memory and bytes a decode step;
+ * as F16, exact, one sequence 1.04x, sixteen level: docs/performance.md, twenty-sixth round.)
+ * Q4_0's chunks' blocks lie in the order gemm_packed16 reads them, lane
  * position by lane position (block 16 c + blk at position L nc + c), so that a group streams
  * from memory as one line (a one-token matvec in block order, without prefetch, read 11 GB/s of
  * weights against the plain rows' 28); the blocks after the last chunk stay in order. Q8_0's
@@ -311,12 +310,13 @@ static inline __attribute__((always_inline)) void prefetch_next(const int q8, co
 /* Block b's lines (its pair's scales line with the pair's first block), and two lines two
  * groups ahead: of its vectors (Q8_0), of its pair's first 576 bytes (Q4_0). A prefetch holds one
  * of the core's few line-fill buffers until its line comes, so on a host with a long way to DRAM
- * the next group's prefetches alone kept about 8 GB/s of a core's 18.7 in flight (this round's
- * Intel host: 16 Q8_0 tokens on a 5632 x 2048 matrix took 1.18 ms from cache, 1.62 from DRAM); the
- * far lines open the pages of the group after next and start the L2 streamer on them, so that
- * more of the group-ahead prefetches find their lines near. 1.1B, 2 threads, `--parallel 16 -p 4 -n
- * 64`: two far lines +2% on one, three -3%, nine -12% (the far prefetches then fill the buffers
- * themselves), three groups ahead -1% (docs/performance.md, twenty-fifth round). */
+ * the next group's prefetches alone kept about 8 GB/s of a core's 18.7 in flight (the
+ * twenty-fifth round's Intel host: 16 Q8_0 tokens on a 5632 x 2048 matrix took 1.18 ms from
+ * cache, 1.62 from DRAM); the far lines open the pages of the group after next and start the L2
+ * streamer on them, so that more of the group-ahead prefetches find their lines near. 1.1B,
+ * 2 threads, 16 sequences: two far lines +2% on one, three -3%, nine -12% (the far prefetches
+ * then fill the buffers themselves), three groups ahead -1% (docs/performance.md, twenty-fifth
+ * round); for Q8_0's pairs two a block, one, or three a pair, alike (twenty-sixth). */
 static inline __attribute__((always_inline)) void prefetch_next_block(const int q8,
                                                                       const uint8_t *pk,
                                                                       int64_t b, int64_t nb) {
