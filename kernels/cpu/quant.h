@@ -270,17 +270,18 @@ static inline __attribute__((always_inline)) void nllm_prefetch_next_group(const
   }
 
 /* The same for an interleaved kernel (nllm_gemm_packed_fn) of up to NLLM_PACKED_TOK_MAX (8)
- * tokens a call: body(T, n, s, ss, pk, p, ps); NLLM_STREAM_BY_TOKENS up to NLLM_STREAM_TOK_MAX
- * (16), for a format's gemm_packed_stream with stream_tok 16. (A case's use ends in the ';'
- * that ends its break.) */
+ * tokens a call: body(T, n, s, ss, pk, p, ps); NLLM_PACKED4_BY_TOKENS up to four (a format's
+ * packed_tok 4), NLLM_STREAM_BY_TOKENS up to NLLM_STREAM_TOK_MAX (16), for a format's
+ * gemm_packed_stream with stream_tok 16. (A case's use ends in the ';' that ends its break.) */
 #define NLLM_TOKENS_CASE(T, body) \
   case T:                         \
     body(T, n, s, ss, pk, p, ps); \
     break
-#define NLLM_TOKENS_CASES_1_7(body) \
+#define NLLM_TOKENS_CASES_1_3(body) \
   NLLM_TOKENS_CASE(1, body);        \
   NLLM_TOKENS_CASE(2, body);        \
-  NLLM_TOKENS_CASE(3, body);        \
+  NLLM_TOKENS_CASE(3, body)
+#define NLLM_TOKENS_CASES_4_7(body) \
   NLLM_TOKENS_CASE(4, body);        \
   NLLM_TOKENS_CASE(5, body);        \
   NLLM_TOKENS_CASE(6, body);        \
@@ -294,18 +295,21 @@ static inline __attribute__((always_inline)) void nllm_prefetch_next_group(const
   NLLM_TOKENS_CASE(13, body);        \
   NLLM_TOKENS_CASE(14, body);        \
   NLLM_TOKENS_CASE(15, body)
-#define NLLM_BY_TOKENS_FN(name, body, more_cases, last)                                      \
+#define NLLM_BY_TOKENS_FN(name, body, cases, last)                                           \
   static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
                    int n_tok) {                                                              \
     switch (n_tok) {                                                                         \
-      NLLM_TOKENS_CASES_1_7(body);                                                           \
-      more_cases;                                                                            \
+      cases;                                                                                 \
       default: body(last, n, s, ss, pk, p, ps); break;                                       \
     }                                                                                        \
   }
-#define NLLM_PACKED_BY_TOKENS(name, body) NLLM_BY_TOKENS_FN(name, body, , 8)
-#define NLLM_STREAM_BY_TOKENS(name, body) \
-  NLLM_BY_TOKENS_FN(name, body, NLLM_TOKENS_CASES_8_15(body), 16)
+#define NLLM_PACKED4_BY_TOKENS(name, body) \
+  NLLM_BY_TOKENS_FN(name, body, NLLM_TOKENS_CASES_1_3(body), 4)
+#define NLLM_PACKED_BY_TOKENS(name, body) \
+  NLLM_BY_TOKENS_FN(name, body, NLLM_TOKENS_CASES_1_3(body); NLLM_TOKENS_CASES_4_7(body), 8)
+#define NLLM_STREAM_BY_TOKENS(name, body)                                                 \
+  NLLM_BY_TOKENS_FN(name, body, NLLM_TOKENS_CASES_1_3(body); NLLM_TOKENS_CASES_4_7(body); \
+                    NLLM_TOKENS_CASES_8_15(body), 16)
 
 /* Unaligned loads of packed block fields in the host's byte order: every SIMD tier's CPU is
  * little-endian, as GGUF data is. */

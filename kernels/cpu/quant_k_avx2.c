@@ -1603,31 +1603,21 @@ void nllm_q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
 static void q5_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p) {
   pack8_k45(K_Q5_K, n, x, bx, p);
 }
-/* The token count as a constant (see NLLM_GEMM4_BY_TOKENS), up to four; the formats with
- * packed_tok 8 take NLLM_PACKED_BY_TOKENS. */
-#define K_PACKED_BY_TOKENS(name, call)                                                       \
-  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
-                   int n_tok) {                                                              \
-    switch (n_tok) {                                                                         \
-      case 1: call(1); break;                                                                \
-      case 2: call(2); break;                                                                \
-      case 3: call(3); break;                                                                \
-      default: call(4); break;                                                               \
-    }                                                                                        \
-  }
+/* The token count as a constant: up to four (NLLM_PACKED4_BY_TOKENS) or eight, the formats'
+ * packed_tok */
 #define Q4_K_PACKED(T, ...) gemm_packed_k(K_Q4_KC, 0, T, __VA_ARGS__)
 #define Q4_K_STREAM(T, ...) gemm_packed_k(K_Q4_KC, 1, T, __VA_ARGS__)
-#define Q4_K_EXPANDED(T) gemm_packed_k(K_Q4_K, 0, T, n, s, ss, pk, p, ps)
-#define Q5_K_PACKED(T) gemm_packed_k(K_Q5_KC, 0, T, n, s, ss, pk, p, ps)
-#define Q5_K_STREAM(T) gemm_packed_k(K_Q5_KC, 1, T, n, s, ss, pk, p, ps)
-#define Q5_K_EXPANDED(T) gemm_packed_k(K_Q5_K, 0, T, n, s, ss, pk, p, ps)
+#define Q4_K_EXPANDED(T, ...) gemm_packed_k(K_Q4_K, 0, T, __VA_ARGS__)
+#define Q5_K_PACKED(T, ...) gemm_packed_k(K_Q5_KC, 0, T, __VA_ARGS__)
+#define Q5_K_STREAM(T, ...) gemm_packed_k(K_Q5_KC, 1, T, __VA_ARGS__)
+#define Q5_K_EXPANDED(T, ...) gemm_packed_k(K_Q5_K, 0, T, __VA_ARGS__)
 #define Q6_K_PACKED(T, ...) gemm_packed_k(K_Q6_KC, 0, T, __VA_ARGS__)
 #define Q6_K_STREAM(T, ...) gemm_packed_k(K_Q6_KC, 1, T, __VA_ARGS__)
-#define Q6_K_EXPANDED(T) gemm_packed_k(K_Q6_K, 0, T, n, s, ss, pk, p, ps)
-#define IQ4_XS_PACKED(T) gemm_packed_k(K_IQ4_XS, 0, T, n, s, ss, pk, p, ps)
+#define Q6_K_EXPANDED(T, ...) gemm_packed_k(K_Q6_K, 0, T, __VA_ARGS__)
+#define IQ4_XS_PACKED(T, ...) gemm_packed_k(K_IQ4_XS, 0, T, __VA_ARGS__)
 NLLM_PACKED_BY_TOKENS(q4_K_gemm_packed_avx2, Q4_K_PACKED)
 NLLM_PACKED_BY_TOKENS(q4_K_gemm_packed_stream_avx2, Q4_K_STREAM)
-K_PACKED_BY_TOKENS(q4_K_gemm_expanded4_avx2, Q4_K_EXPANDED)
+NLLM_PACKED4_BY_TOKENS(q4_K_gemm_expanded4_avx2, Q4_K_EXPANDED)
 /* the byte layout's kernel four tokens a pass (its calls take up to packed_tok, 8) */
 static void q4_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk, const void *p,
                                     size_t ps, int n_tok) {
@@ -1635,19 +1625,19 @@ static void q4_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *
     q4_K_gemm_expanded4_avx2(n, s + (size_t)t * ss, ss, pk, (const uint8_t *)p + (size_t)t * ps, ps,
                              n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK);
 }
-K_PACKED_BY_TOKENS(q5_K_gemm_packed_avx2, Q5_K_PACKED)
-K_PACKED_BY_TOKENS(q5_K_gemm_packed_stream_avx2, Q5_K_STREAM)
-K_PACKED_BY_TOKENS(q5_K_gemm_expanded_avx2, Q5_K_EXPANDED)
+NLLM_PACKED4_BY_TOKENS(q5_K_gemm_packed_avx2, Q5_K_PACKED)
+NLLM_PACKED4_BY_TOKENS(q5_K_gemm_packed_stream_avx2, Q5_K_STREAM)
+NLLM_PACKED4_BY_TOKENS(q5_K_gemm_expanded_avx2, Q5_K_EXPANDED)
 NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed_avx2, Q6_K_PACKED)
 NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed_stream_avx2, Q6_K_STREAM)
-K_PACKED_BY_TOKENS(q6_K_gemm_expanded4_avx2, Q6_K_EXPANDED)
+NLLM_PACKED4_BY_TOKENS(q6_K_gemm_expanded4_avx2, Q6_K_EXPANDED)
 static void q6_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk, const void *p,
                                     size_t ps, int n_tok) {
   for (int t = 0; t < n_tok; t += NLLM_GEMM_TOK)
     q6_K_gemm_expanded4_avx2(n, s + (size_t)t * ss, ss, pk, (const uint8_t *)p + (size_t)t * ps, ps,
                              n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK);
 }
-K_PACKED_BY_TOKENS(iq4_xs_gemm_packed_avx2, IQ4_XS_PACKED)
+NLLM_PACKED4_BY_TOKENS(iq4_xs_gemm_packed_avx2, IQ4_XS_PACKED)
 #define K_PACKED_ROW(fmt, prep)                                                                  \
   .pack_rows = fmt##_pack_rows_avx2, .packed_prep = prep, .gemm_packed = fmt##_gemm_packed_avx2, \
   .packed_min_tokens = K_PACKED_MIN_TOKENS
