@@ -1604,12 +1604,12 @@ static void q5_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p
   pack8_k45(K_Q5_K, n, x, bx, p);
 }
 /* The token count as a constant: up to four (NLLM_PACKED4_BY_TOKENS) or eight, the formats'
- * packed_tok */
+ * packed_tok. Q5_K has no streaming pass: its compact kernel takes four tokens a call, never
+ * more than KP_STREAM_MIN_TOKENS, and from KQ5_EXPAND_MIN_TOKENS its groups are expanded. */
 #define Q4_K_PACKED(T, ...) gemm_packed_k(K_Q4_KC, 0, T, __VA_ARGS__)
 #define Q4_K_STREAM(T, ...) gemm_packed_k(K_Q4_KC, 1, T, __VA_ARGS__)
 #define Q4_K_EXPANDED(T, ...) gemm_packed_k(K_Q4_K, 0, T, __VA_ARGS__)
 #define Q5_K_PACKED(T, ...) gemm_packed_k(K_Q5_KC, 0, T, __VA_ARGS__)
-#define Q5_K_STREAM(T, ...) gemm_packed_k(K_Q5_KC, 1, T, __VA_ARGS__)
 #define Q5_K_EXPANDED(T, ...) gemm_packed_k(K_Q5_K, 0, T, __VA_ARGS__)
 #define Q6_K_PACKED(T, ...) gemm_packed_k(K_Q6_KC, 0, T, __VA_ARGS__)
 #define Q6_K_STREAM(T, ...) gemm_packed_k(K_Q6_KC, 1, T, __VA_ARGS__)
@@ -1626,7 +1626,6 @@ static void q4_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *
                              n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK);
 }
 NLLM_PACKED4_BY_TOKENS(q5_K_gemm_packed_avx2, Q5_K_PACKED)
-NLLM_PACKED4_BY_TOKENS(q5_K_gemm_packed_stream_avx2, Q5_K_STREAM)
 NLLM_PACKED4_BY_TOKENS(q5_K_gemm_expanded_avx2, Q5_K_EXPANDED)
 NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed_avx2, Q6_K_PACKED)
 NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed_stream_avx2, Q6_K_STREAM)
@@ -1692,7 +1691,6 @@ static const nllm_qtype_kernels k_rows[] = {
      .pack_rows = nllm_q5_K_pack_rows_avx2,
      .packed_prep = nllm_k_packed_prep_avx2,
      .gemm_packed = q5_K_gemm_packed_avx2,
-     .gemm_packed_stream = q5_K_gemm_packed_stream_avx2,
      .packed_min_tokens = K_PACKED_MIN_TOKENS,
      .prepack = 1,
      .expand_packed = q5_K_expand_avx2,

@@ -1015,8 +1015,8 @@ static inline __attribute__((always_inline)) void gemm_packed_32(const int kind,
 #define iq4_nl_PACKED(T, ...) gemm_packed_32(F_IQ4_NL, 0, T, __VA_ARGS__)
 #define iq4_nl_STREAM(T, ...) gemm_packed_32(F_IQ4_NL, 1, T, __VA_ARGS__)
 #define q4_0x_PACKED(T, ...) gemm_packed_32(F_Q4_0X, 0, T, __VA_ARGS__)
-/* A format's four functions; the kernel takes the token count as a constant (see
- * NLLM_GEMM4_BY_TOKENS). */
+/* A format's four functions; the kernel takes the token count as a constant
+ * (NLLM_PACKED_BY_TOKENS). */
 #define PACKED_KERNELS(fmt, kind)                                                  \
   NLLM_PACKED_BY_TOKENS(fmt##_gemm_packed_avx2, fmt##_PACKED)                      \
   NLLM_PACKED_BY_TOKENS(fmt##_gemm_packed_stream_avx2, fmt##_STREAM)               \
