@@ -10,7 +10,8 @@
  * `bench_packed [FORMAT,...] [counts,...] [runs]`, e.g. bench_packed Q4_K,Q6_K 1,2,4,8 15.
  * Env: BENCH_PACKED_ROWS (rows instead of the 1.1B shapes'), BENCH_PACKED_WS_MB (each side's
  * working set; 0: one matrix, in cache with few rows), BENCH_PACKED_TOK_OUTER (the packed side
- * calls by tokens first, each call over every group). */
+ * calls by tokens first, each call over every group), BENCH_PACKED_NO_STREAM (no streaming pass:
+ * gemm_packed in every pass, as a prompt's passes after the first). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,11 @@ int main(int argc, char **argv) {
   for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
     const nllm_qtype *q = nllm_qtype_get(types[ti]);
     if (!q || !selected(only, q->name) || !q->gemm_packed) continue;
+    nllm_qtype no_stream = *q;
+    if (getenv("BENCH_PACKED_NO_STREAM")) { /* every pass on gemm_packed, as a prompt's later ones */
+      no_stream.stream_passes = 0;
+      q = &no_stream;
+    }
     const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
     for (int si = 0; si < 2; si++) {
       const char *rows_env = getenv("BENCH_PACKED_ROWS"); /* fewer rows: a matrix in cache */
