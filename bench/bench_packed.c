@@ -129,7 +129,9 @@ int main(int argc, char **argv) {
     const nllm_qtype *vq = nllm_qtype_get(q->vec_dot_type);
     for (int si = 0; si < 2; si++) {
       const char *rows_env = getenv("BENCH_PACKED_ROWS"); /* fewer rows: a matrix in cache */
-      const int64_t rows = rows_env ? atoi(rows_env) : shapes[si][0], cols = shapes[si][1];
+      const char *cols_env = getenv("BENCH_PACKED_COLS");
+      const int64_t rows = rows_env ? atoi(rows_env) : shapes[si][0],
+                    cols = cols_env ? atoi(cols_env) : shapes[si][1];
       const size_t rs = nllm_row_size(q->type, cols), wsz = rs * (size_t)rows;
       const int64_t gr = q->pack_group_rows;
       const size_t gb = packed_group_bytes(q, cols, rs);
