@@ -8,7 +8,8 @@
  * them (nllm_aligned_alloc; on 4 KiB pages Q8_0's 16 tokens ran 1.75 against 1.62 ms); the two
  * sides alternate and medians are quoted.
  * `bench_packed [FORMAT,...] [counts,...] [runs]`, e.g. bench_packed Q4_K,Q6_K 1,2,4,8 15.
- * Env: BENCH_PACKED_ROWS (rows instead of the 1.1B shapes'), BENCH_PACKED_WS_MB (each side's
+ * Env: BENCH_PACKED_ROWS (rows instead of the 1.1B shapes'), BENCH_PACKED_COLS (their row
+ * length), BENCH_PACKED_WS_MB (each side's
  * working set; 0: one matrix, in cache with few rows), BENCH_PACKED_TOK_OUTER (the packed side
  * calls by tokens first, each call over every group), BENCH_PACKED_NO_STREAM (no streaming pass:
  * gemm_packed in every pass, as a prompt's passes after the first). */

@@ -355,10 +355,11 @@ static inline __attribute__((always_inline)) void block_products(const int q8, c
     /* fixed trip counts with the tokens past T skipped (T is a constant in each instance):
      * loops to T - t0 were not all unrolled, and p went through memory */
 #pragma GCC unroll 8
-    for (int i = 0; i < CHAINS; i++) {
-      yb[i] = p0 + (size_t)(t0 + i) * ps + (size_t)b * pb;
-      if (t0 + i < T) p[i] = packed16_bcast(yb[i] + 36);
-    }
+    for (int i = 0; i < CHAINS; i++)
+      if (t0 + i < T) {
+        yb[i] = p0 + (size_t)(t0 + i) * ps + (size_t)b * pb;
+        p[i] = packed16_bcast(yb[i] + 36);
+      }
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
 #pragma GCC unroll 8
@@ -491,6 +492,12 @@ NLLM_PACKED_BY_TOKENS(q8_0_gemm_packed16_avx512, Q8_0_PACKED16)
 NLLM_STREAM_BY_TOKENS(q4_0_gemm_packed16_stream_avx512, Q4_0_STREAM16)
 NLLM_STREAM_BY_TOKENS(q8_0_gemm_packed16_stream_avx512, Q8_0_STREAM16)
 
+/* The one-token kernel's prefetch distance in its one linear stream (the groups lie one after
+ * another, each in block order): 1.1B Q8_0, 2 threads, one sequence, three rounds against no
+ * software prefetch (the hardware's alone read 26 of the probe's 35 GB/s): 512 bytes 1.156x,
+ * 1024 1.153x, 1536 1.162x, 2048 1.027x; 1024 to L2 only 1.135x (twenty-seventh round). */
+#define GEMV_PF_DIST 1024
+
 /* One token of Q8_0 on packed rows (weights kept packed from load), equal bit for bit to the
  * tier's decode kernel on the plain rows (q8_0_vec_dot4_avx2), so that a packed load decodes as
  * a plain one (--no-repack) does. That kernel takes blocks in pairs and keeps, per row, eight
@@ -500,11 +507,6 @@ NLLM_STREAM_BY_TOKENS(q8_0_gemm_packed16_stream_avx512, Q8_0_STREAM16)
  * unsigned levels with the prepared offsets (exact: any grouping gives the same integer).
  * (gemm_packed16 at one token runs one chain of eight dependent dpbusd per block: 20-35% slower
  * than the row kernels on weights in cache.) */
-/* The one-token kernel's prefetch distance in its one linear stream (the groups lie one after
- * another, each in block order): 1.1B Q8_0, 2 threads, one sequence, three rounds against no
- * software prefetch (the hardware's alone read 26 of the probe's 35 GB/s): 512 bytes 1.156x,
- * 1024 1.153x, 1536 1.162x, 2048 1.027x; 1024 to L2 only 1.135x (twenty-seventh round). */
-#define GEMV_PF_DIST 1024
 static void q8_0_gemv_packed16_avx512(int64_t n, float *s, size_t ss, const void *vpk,
                                       const void *vp, size_t ps, int n_tok) {
   (void)ss, (void)ps, (void)n_tok;
