@@ -516,9 +516,7 @@ static void q8_0_gemv_packed16_avx512(int64_t n, float *s, size_t ss, const void
   __m512 a[8];
   for (int l = 0; l < 8; l++) a[l] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; b += 2) {
-    const uint8_t *ahead = block_scales(1, pk, b, nb) + GEMV_PF_DIST;
-#pragma GCC unroll 17
-    for (int o = 0; o < 2 * Q8_BLOCK; o += 64) _mm_prefetch((const char *)(ahead + o), _MM_HINT_T0);
+    nllm_prefetch_span(block_scales(1, pk, b, nb) + GEMV_PF_DIST, 2 * Q8_BLOCK);
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) { /* the pair's first block, then its second */
       const uint8_t *xb = block_vectors(1, pk, b + h, nb), *yb = yp + (size_t)(b + h) * pb,
