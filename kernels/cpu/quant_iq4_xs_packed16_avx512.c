@@ -100,8 +100,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int T, int
         __m512i s32 = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++) {
-          s32 = _mm512_dpbusd_epi32(s32, lvl[v], packed16_bcast(y + 4 * v));
-          s32 = _mm512_dpbusd_epi32(s32, lvl[4 + v], packed16_bcast(y + 16 + 4 * v));
+          s32 = packed16_dpbusd(s32, lvl[v], y + 4 * v);
+          s32 = packed16_dpbusd(s32, lvl[4 + v], y + 16 + 4 * v);
         }
         sum[t] = _mm512_add_epi32(sum[t], _mm512_mullo_epi32(s32, sc));
       }

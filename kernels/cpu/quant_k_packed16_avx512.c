@@ -123,8 +123,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
         const uint8_t *y = yb + (size_t)t * ps + 32 * (size_t)k;
         __m512i s32 = _mm512_setzero_si512();
 #pragma GCC unroll 8
-        for (int v = 0; v < 8; v++)
-          s32 = _mm512_dpbusd_epi32(s32, lvl[v], packed16_bcast(y + 4 * v));
+        for (int v = 0; v < 8; v++) s32 = packed16_dpbusd(s32, lvl[v], y + 4 * v);
         sum[t] = _mm512_add_epi32(sum[t], _mm512_mullo_epi32(s32, sc));
       }
     }
@@ -214,8 +213,7 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
             const int k = 4 * c + g;
             const __m512i lvl = q6_combine(g % 2 ? l1 : l0, h, g);
             const int i = 2 * g + v / 4;
-            s16[i] = _mm512_dpbusd_epi32(s16[i], lvl,
-                                         packed16_bcast(y + 32 * (size_t)k + 4 * (size_t)v));
+            s16[i] = packed16_dpbusd(s16[i], lvl, y + 32 * (size_t)k + 4 * (size_t)v);
           }
         }
 #pragma GCC unroll 4
@@ -246,8 +244,8 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
         __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++) {
-          s0 = _mm512_dpbusd_epi32(s0, lvl[v], packed16_bcast(y + 4 * v));
-          s1 = _mm512_dpbusd_epi32(s1, lvl[v + 4], packed16_bcast(y + 16 + 4 * v));
+          s0 = packed16_dpbusd(s0, lvl[v], y + 4 * v);
+          s1 = packed16_dpbusd(s1, lvl[v + 4], y + 16 + 4 * v);
         }
         sum[t] = _mm512_add_epi32(
             sum[t], _mm512_add_epi32(_mm512_mullo_epi32(s0, sc0), _mm512_mullo_epi32(s1, sc1)));

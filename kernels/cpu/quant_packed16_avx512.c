@@ -364,11 +364,10 @@ static inline __attribute__((always_inline)) void block_products(const int q8, c
     for (int j = 0; j < 4; j++) {
 #pragma GCC unroll 8
       for (int i = 0; i < CHAINS; i++)
-        if (t0 + i < T) p[i] = _mm512_dpbusd_epi32(p[i], w[j], packed16_bcast(yb[i] + 4 * j));
+        if (t0 + i < T) p[i] = packed16_dpbusd(p[i], w[j], yb[i] + 4 * j);
 #pragma GCC unroll 8
       for (int i = 0; i < CHAINS; i++)
-        if (t0 + i < T)
-          p[i] = _mm512_dpbusd_epi32(p[i], w[4 + j], packed16_bcast(yb[i] + 16 + 4 * j));
+        if (t0 + i < T) p[i] = packed16_dpbusd(p[i], w[4 + j], yb[i] + 16 + 4 * j);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < CHAINS; i++)
@@ -441,9 +440,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 #pragma GCC unroll 16
           for (int t = 0; t < T; t++) {
             const uint8_t *yt = p0 + (size_t)t * ps, *yb = yt + (size_t)b * pb;
-            const __m512i p =
-                _mm512_dpbusd_epi32(packed16_bcast(yt + prep_parts_at(1, b, nb) + 4 * e), w,
-                                    packed16_bcast(yb + 4 * e));
+            const __m512i p = packed16_dpbusd(packed16_bcast(yt + prep_parts_at(1, b, nb) + 4 * e),
+                                              w, yb + 4 * e);
             f[t] =
                 _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
           }
@@ -464,10 +462,9 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 #pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
           const uint8_t *yt = p0 + (size_t)t * ps, *yb = yt + (size_t)b * pb;
-          const __m512i p = _mm512_dpbusd_epi32(
-              _mm512_dpbusd_epi32(packed16_bcast(yt + prep_parts_at(0, b, nb) + 4 * j), wl,
-                                  packed16_bcast(yb + 4 * j)),
-              wh, packed16_bcast(yb + 16 + 4 * j));
+          const __m512i p = packed16_dpbusd(
+              packed16_dpbusd(packed16_bcast(yt + prep_parts_at(0, b, nb) + 4 * j), wl, yb + 4 * j),
+              wh, yb + 16 + 4 * j);
           f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dx, bcast_ps(yb + 32)), _mm512_cvtepi32_ps(p), f[t]);
         }
       }
@@ -526,9 +523,9 @@ static void q8_0_gemv_packed16_avx512(int64_t n, float *s, size_t ss, const void
       for (int k = 0; k < 4; k++) { /* elements 8k..8k+7 */
         const __m512i off =
             _mm512_add_epi32(packed16_bcast(yw + 8 * k), packed16_bcast(yw + 4 + 8 * k));
-        const __m512i i8 = _mm512_dpbusd_epi32(
-            _mm512_dpbusd_epi32(off, _mm512_loadu_si512(xb + 128 * k), packed16_bcast(yb + 8 * k)),
-            _mm512_loadu_si512(xb + 64 + 128 * k), packed16_bcast(yb + 8 * k + 4));
+        const __m512i i8 =
+            packed16_dpbusd(packed16_dpbusd(off, _mm512_loadu_si512(xb + 128 * k), yb + 8 * k),
+                            _mm512_loadu_si512(xb + 64 + 128 * k), yb + 8 * k + 4);
         const int l = (k % 2) + 2 * h + 4 * (k / 2);
         a[l] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(i8), a[l]);
       }
