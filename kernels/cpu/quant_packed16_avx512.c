@@ -331,6 +331,19 @@ static inline __attribute__((always_inline)) void prefetch_next_block(const int 
     prefetch_next(q8, block_vectors(q8, pk, b, nb) + 64 * e, nb);
 }
 
+/* A streaming call in two halves (gemm_packed16's pf 2 and 3): visit v of 2 nb (nb a half) takes
+ * its share of the next group's lines, in memory order, into L2, and one line two groups ahead
+ * (every other visit for Q4_0, whose blocks are half as long). */
+static inline __attribute__((always_inline)) void prefetch_share(const int q8, const uint8_t *pk,
+                                                                 int64_t nb, int64_t v) {
+  const size_t bb = block_bytes(q8);
+  const uint8_t *next = pk + (size_t)nb * bb;
+  if (q8 || v % 2 == 0)
+    _mm_prefetch((const char *)next + (size_t)nb * bb + (size_t)v * bb / 2, _MM_HINT_T2);
+  for (size_t l = (size_t)v * bb / 128; l < (size_t)(v + 1) * bb / 128; l++)
+    _mm_prefetch((const char *)next + 64 * l, _MM_HINT_T1);
+}
+
 /* Tokens whose dpbusd chains block_products runs side by side */
 #define CHAINS 8
 /* Block b's products with T tokens (prepared rows ps apart, heads pb bytes), added to f[t].
@@ -379,7 +392,9 @@ static inline __attribute__((always_inline)) void block_products(const int q8, c
 
 /* Up to NLLM_PACKED_TOK_MAX tokens a call (NLLM_STREAM_TOK_MAX streaming): the reductions
  * below and the accumulators' trips through memory cost about as much as a 768-value row's
- * products of four tokens. */
+ * products of four tokens. pf: 0 a plain pass (weights in cache), 1 a streaming call in one
+ * pass (prefetch_next_block), 2 and 3 the first and second half of one in two (prefetch_share:
+ * STREAM16). */
 static inline __attribute__((always_inline)) void gemm_packed16(const int q8, const int pf,
                                                                 const int T, int64_t n, float *s,
                                                                 size_t ss, const uint8_t *pk,
@@ -394,8 +409,10 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
    * order, with each group read from front to back as its prefetches came in (a step a chunk
    * apart met lines fetched last). 1.1B Q8_0, 2 threads, `--parallel 16 -p 4 -n 64`: +4.5%,
    * median of three alternated pairs; a prompt's later passes (weights in cache) stay with the
-   * registers (the same order in memory ran the 64-token prompt column 4% behind). */
-  if (q8 && pf) {
+   * registers (the same order in memory ran the 64-token prompt column 4% behind). Calls of
+   * more than eight tokens now go in halves with register sums (STREAM16); this serves the
+   * streaming calls of up to eight. */
+  if (q8 && pf == 1) {
     __m512 f[16][NLLM_STREAM_TOK_MAX];
     for (int L = 0; L < 16; L++)
 #pragma GCC unroll 16
@@ -417,7 +434,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
       for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
       for (int64_t c = 0; c < nc; c++) {
         const int64_t b = CHUNK * c + blk;
-        if (pf) prefetch_next_block(q8, pk, b, nb);
+        if (pf == 1) prefetch_next_block(q8, pk, b, nb);
+        if (pf >= 2) prefetch_share(q8, pk, nb, (pf - 2) * nb + L * nc + c);
         block_products(q8, T, pk, b, nb, p0, ps, pb, f);
       }
 #pragma GCC unroll 16
@@ -434,7 +452,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
       for (int64_t g = nc * CHUNK; g < nb; g += 4)
         for (int u = 0; u < 2; u++) { /* block h of the group, then block 2 + h */
           const int64_t b = g + 2 * u + h;
-          if (pf && e == 0) prefetch_next_block(1, pk, b, nb); /* on the block's first visit */
+          if (pf == 1 && e == 0) prefetch_next_block(1, pk, b, nb); /* on the block's first visit */
+          if (pf >= 2 && e == 0) prefetch_share(1, pk, nb, (pf - 2) * nb + b);
           const __m512 dx = load_dx(1, pk, b, nb);
           const __m512i w = load_w(1, pk, b, nb, e);
 #pragma GCC unroll 16
@@ -456,7 +475,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 #pragma GCC unroll 16
       for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
       for (int64_t b = nc * CHUNK + k; b < nb; b += 4) {
-        if (pf && j == 0) prefetch_next_block(0, pk, b, nb); /* on the block's first visit */
+        if (pf == 1 && j == 0) prefetch_next_block(0, pk, b, nb); /* on the block's first visit */
+        if (pf >= 2 && j == 0) prefetch_share(0, pk, nb, (pf - 2) * nb + b);
         const __m512 dx = load_dx(0, pk, b, nb);
         const __m512i wl = load_w(0, pk, b, nb, j), wh = load_w(0, pk, b, nb, 4 + j);
 #pragma GCC unroll 16
@@ -481,8 +501,33 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 
 #define Q4_0_PACKED16(T, ...) gemm_packed16(0, 0, T, __VA_ARGS__)
 #define Q8_0_PACKED16(T, ...) gemm_packed16(1, 0, T, __VA_ARGS__)
-#define Q4_0_STREAM16(T, ...) gemm_packed16(0, 1, T, __VA_ARGS__)
-#define Q8_0_STREAM16(T, ...) gemm_packed16(1, 1, T, __VA_ARGS__)
+/* A streaming call of more than eight tokens (a decode step of 9-16 sequences, a prompt's first
+ * pass) as two calls over each group, eight tokens and the rest, each in lane order with its
+ * sums in registers; the first meets the group from memory, the second in L1 or L2, and each
+ * prefetches half of the next group's lines (prefetch_share), so that the lines are asked for
+ * at an even rate. In one pass of sixteen tokens the sums do not fit beside the weights and
+ * chains (Q4_0 spilled; Q8_0 kept sixteen lane positions' sums in memory). One thread
+ * (bench_packed Q8_0 16): 5632 x 2048 from DRAM 1.32-1.39 -> 1.20-1.26 ms, 512 x 2048 in cache
+ * 0.109-0.134 -> 0.095-0.100; Q4_0 (both shapes) 0.99-1.09 -> 0.97-1.03. 1.1B, 2 threads, 16
+ * sequences (three alternated rounds): Q8_0 1.109x (prompt column +6-11%), Q4_0 1.027x. The same
+ * halves with the next group's lines fetched in the first half only ran behind the one pass from
+ * DRAM (5632 x 2048 1.50-1.55 ms against 1.39-1.47); so did lane order in one pass with the sums
+ * through memory every one, two or four chunks (twenty-eighth round). -D for the A/B (bit 0
+ * Q4_0, bit 1 Q8_0). */
+#ifndef STREAM_HALVES
+#define STREAM_HALVES 3
+#endif
+#define STREAM16(q8, T, n, s, ss, pk, p, ps)                                                      \
+  do {                                                                                            \
+    if ((STREAM_HALVES >> q8 & 1) && T > 8) {                                                     \
+      gemm_packed16(q8, 2, 8, n, s, ss, pk, p, ps);                                               \
+      gemm_packed16(q8, 3, T > 8 ? T - 8 : 1, n, s + 8 * ss, ss, pk, (const uint8_t *)p + 8 * ps, \
+                    ps);                                                                          \
+    } else                                                                                        \
+      gemm_packed16(q8, 1, T, n, s, ss, pk, p, ps);                                               \
+  } while (0)
+#define Q4_0_STREAM16(...) STREAM16(0, __VA_ARGS__)
+#define Q8_0_STREAM16(...) STREAM16(1, __VA_ARGS__)
 NLLM_PACKED_BY_TOKENS(q4_0_gemm_packed16_avx512, Q4_0_PACKED16)
 NLLM_PACKED_BY_TOKENS(q8_0_gemm_packed16_avx512, Q8_0_PACKED16)
 /* stream_tok 16: a sixteen-sequence decode step in one pass (nllm_qtype's stream_tok) */
