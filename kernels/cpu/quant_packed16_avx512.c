@@ -331,17 +331,35 @@ static inline __attribute__((always_inline)) void prefetch_next_block(const int 
     prefetch_next(q8, block_vectors(q8, pk, b, nb) + 64 * e, nb);
 }
 
-/* A streaming call in two halves (gemm_packed16's pf 2 and 3): visit v of 2 nb (nb a half) takes
- * its share of the next group's lines, in memory order, into L2, and one line two groups ahead
- * (every other visit for Q4_0, whose blocks are half as long). */
+/* A streaming call's share of the next group's lines, in memory order, into L2, at its visit v
+ * of nb (parts 1) or of the 2 nb of a call in two halves (parts 2), and one line two groups
+ * ahead (every other visit for Q4_0 in halves, whose blocks are half as long), so that the
+ * lines are asked for at an even rate whatever order the blocks are visited in. */
 static inline __attribute__((always_inline)) void prefetch_share(const int q8, const uint8_t *pk,
-                                                                 int64_t nb, int64_t v) {
-  const size_t bb = block_bytes(q8);
+                                                                 int64_t nb, int64_t v, int parts) {
+  const size_t bb = block_bytes(q8), u = 64 * (size_t)parts;
   const uint8_t *next = pk + (size_t)nb * bb;
-  if (q8 || v % 2 == 0)
-    _mm_prefetch((const char *)next + (size_t)nb * bb + (size_t)v * bb / 2, _MM_HINT_T2);
-  for (size_t l = (size_t)v * bb / 128; l < (size_t)(v + 1) * bb / 128; l++)
+  if (q8 || parts == 1 || v % 2 == 0)
+    _mm_prefetch((const char *)next + (size_t)nb * bb + (size_t)v * bb / (size_t)parts,
+                 _MM_HINT_T2);
+  for (size_t l = (size_t)v * bb / u; l < (size_t)(v + 1) * bb / u; l++)
     _mm_prefetch((const char *)next + 64 * l, _MM_HINT_T1);
+}
+
+/* gemm_packed16's passes (pf): plain (weights in cache); streaming in one pass with the next
+ * group's same blocks (Q4_0, whose blocks lie in the order visited) or its lines in memory order
+ * (Q8_0, whose blocks lie in block order); the first and second half of a streaming call in two
+ * (STREAM16) */
+enum { PASS_PLAIN, PASS_SAME_BLOCKS, PASS_LINES, PASS_HALF_1, PASS_HALF_2 };
+
+/* The pass's prefetch at block b, its v-th block visit in the pass */
+static inline __attribute__((always_inline)) void stream_prefetch(const int q8, const int pf,
+                                                                  const uint8_t *pk, int64_t b,
+                                                                  int64_t v, int64_t nb) {
+  if (pf == PASS_SAME_BLOCKS) prefetch_next_block(q8, pk, b, nb);
+  if (pf == PASS_LINES) prefetch_share(q8, pk, nb, v, 1);
+  if (pf == PASS_HALF_1 || pf == PASS_HALF_2)
+    prefetch_share(q8, pk, nb, (pf - PASS_HALF_1) * nb + v, 2);
 }
 
 /* Tokens whose dpbusd chains block_products runs side by side */
@@ -392,9 +410,7 @@ static inline __attribute__((always_inline)) void block_products(const int q8, c
 
 /* Up to NLLM_PACKED_TOK_MAX tokens a call (NLLM_STREAM_TOK_MAX streaming): the reductions
  * below and the accumulators' trips through memory cost about as much as a 768-value row's
- * products of four tokens. pf: 0 a plain pass (weights in cache), 1 a streaming call in one
- * pass (prefetch_next_block), 2 and 3 the first and second half of one in two (prefetch_share:
- * STREAM16). */
+ * products of four tokens. pf: the pass (PASS_PLAIN...). */
 static inline __attribute__((always_inline)) void gemm_packed16(const int q8, const int pf,
                                                                 const int T, int64_t n, float *s,
                                                                 size_t ss, const uint8_t *pk,
@@ -403,44 +419,23 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
   const size_t pb = PREP_HEAD;
   __m512 acc[NLLM_STREAM_TOK_MAX][16], acc4[NLLM_STREAM_TOK_MAX][16];
   /* the chunks: lane position L holds block 4 (L % 4) + L / 4 of each chunk, its blocks added
-   * in chunk order. Q4_0's blocks lie as visited lane position by lane position; Q8_0's lie in
-   * block order, so a streaming call (the next group's prefetches in flight) visits them in
-   * that order, its sixteen lane positions' sums kept in memory: the same sums in the same
-   * order, with each group read from front to back as its prefetches came in (a step a chunk
-   * apart met lines fetched last). 1.1B Q8_0, 2 threads, `--parallel 16 -p 4 -n 64`: +4.5%,
-   * median of three alternated pairs; a prompt's later passes (weights in cache) stay with the
-   * registers (the same order in memory ran the 64-token prompt column 4% behind). Calls of
-   * more than eight tokens now go in halves with register sums (STREAM16); this serves the
-   * streaming calls of up to eight. */
-  if (q8 && pf == 1) {
-    __m512 f[16][NLLM_STREAM_TOK_MAX];
-    for (int L = 0; L < 16; L++)
+   * in chunk order. (Q8_0's streaming calls took its blocks in block order, as they lie, with
+   * the sixteen lane positions' sums in memory, until the twenty-eighth round: in lane order
+   * with the next group's lines in memory order, 1.1B Q8_0 at 4 sequences 1.049x, 8 1.024x;
+   * more than eight tokens go in halves, STREAM16.) */
+  for (int L = 0; L < 16; L++) {
+    const int64_t blk = 4 * (L % 4) + L / 4;
+    __m512 f[NLLM_STREAM_TOK_MAX];
 #pragma GCC unroll 16
-      for (int t = 0; t < T; t++) f[L][t] = _mm512_setzero_ps();
-    for (int64_t c = 0; c < nc; c++)
-      for (int blk = 0; blk < CHUNK; blk++) {
-        const int64_t b = CHUNK * c + blk;
-        prefetch_next_block(1, pk, b, nb);
-        block_products(1, T, pk, b, nb, p0, ps, pb, f[4 * (blk % 4) + blk / 4]);
-      }
-    for (int L = 0; L < 16; L++)
-#pragma GCC unroll 16
-      for (int t = 0; t < T; t++) acc[t][L] = f[L][t];
-  } else
-    for (int L = 0; L < 16; L++) {
-      const int64_t blk = 4 * (L % 4) + L / 4;
-      __m512 f[NLLM_STREAM_TOK_MAX];
-#pragma GCC unroll 16
-      for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
-      for (int64_t c = 0; c < nc; c++) {
-        const int64_t b = CHUNK * c + blk;
-        if (pf == 1) prefetch_next_block(q8, pk, b, nb);
-        if (pf >= 2) prefetch_share(q8, pk, nb, (pf - 2) * nb + L * nc + c);
-        block_products(q8, T, pk, b, nb, p0, ps, pb, f);
-      }
-#pragma GCC unroll 16
-      for (int t = 0; t < T; t++) acc[t][L] = f[t];
+    for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+      const int64_t b = CHUNK * c + blk;
+      stream_prefetch(q8, pf, pk, b, L * nc + c, nb);
+      block_products(q8, T, pk, b, nb, p0, ps, pb, f);
     }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) acc[t][L] = f[t];
+  }
   /* the four-block groups: Q4_0's lane position 4k + j holds part j of block k of each group */
   const int groups = nb > nc * CHUNK;
   if (groups && q8)
@@ -452,8 +447,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
       for (int64_t g = nc * CHUNK; g < nb; g += 4)
         for (int u = 0; u < 2; u++) { /* block h of the group, then block 2 + h */
           const int64_t b = g + 2 * u + h;
-          if (pf == 1 && e == 0) prefetch_next_block(1, pk, b, nb); /* on the block's first visit */
-          if (pf >= 2 && e == 0) prefetch_share(1, pk, nb, (pf - 2) * nb + b);
+          if (e == 0) stream_prefetch(1, pf, pk, b, b, nb); /* on the block's first visit */
           const __m512 dx = load_dx(1, pk, b, nb);
           const __m512i w = load_w(1, pk, b, nb, e);
 #pragma GCC unroll 16
@@ -475,8 +469,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 #pragma GCC unroll 16
       for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
       for (int64_t b = nc * CHUNK + k; b < nb; b += 4) {
-        if (pf == 1 && j == 0) prefetch_next_block(0, pk, b, nb); /* on the block's first visit */
-        if (pf >= 2 && j == 0) prefetch_share(0, pk, nb, (pf - 2) * nb + b);
+        if (j == 0) stream_prefetch(0, pf, pk, b, b, nb); /* on the block's first visit */
         const __m512 dx = load_dx(0, pk, b, nb);
         const __m512i wl = load_w(0, pk, b, nb, j), wh = load_w(0, pk, b, nb, 4 + j);
 #pragma GCC unroll 16
@@ -499,8 +492,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
   }
 }
 
-#define Q4_0_PACKED16(T, ...) gemm_packed16(0, 0, T, __VA_ARGS__)
-#define Q8_0_PACKED16(T, ...) gemm_packed16(1, 0, T, __VA_ARGS__)
+#define Q4_0_PACKED16(T, ...) gemm_packed16(0, PASS_PLAIN, T, __VA_ARGS__)
+#define Q8_0_PACKED16(T, ...) gemm_packed16(1, PASS_PLAIN, T, __VA_ARGS__)
 /* A streaming call of more than eight tokens (a decode step of 9-16 sequences, a prompt's first
  * pass) as two calls over each group, eight tokens and the rest, each in lane order with its
  * sums in registers; the first meets the group from memory, the second in L1 or L2, and each
@@ -517,14 +510,14 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 #ifndef STREAM_HALVES
 #define STREAM_HALVES 3
 #endif
-#define STREAM16(q8, T, n, s, ss, pk, p, ps)                                                      \
-  do {                                                                                            \
-    if ((STREAM_HALVES >> q8 & 1) && T > 8) {                                                     \
-      gemm_packed16(q8, 2, 8, n, s, ss, pk, p, ps);                                               \
-      gemm_packed16(q8, 3, T > 8 ? T - 8 : 1, n, s + 8 * ss, ss, pk, (const uint8_t *)p + 8 * ps, \
-                    ps);                                                                          \
-    } else                                                                                        \
-      gemm_packed16(q8, 1, T, n, s, ss, pk, p, ps);                                               \
+#define STREAM16(q8, T, n, s, ss, pk, p, ps)                                         \
+  do {                                                                               \
+    if ((STREAM_HALVES >> q8 & 1) && T > 8) {                                        \
+      gemm_packed16(q8, PASS_HALF_1, 8, n, s, ss, pk, p, ps);                        \
+      gemm_packed16(q8, PASS_HALF_2, T > 8 ? T - 8 : 1, n, s + 8 * ss, ss, pk,       \
+                    (const uint8_t *)p + 8 * ps, ps);                                \
+    } else                                                                           \
+      gemm_packed16(q8, q8 ? PASS_LINES : PASS_SAME_BLOCKS, T, n, s, ss, pk, p, ps); \
   } while (0)
 #define Q4_0_STREAM16(...) STREAM16(0, __VA_ARGS__)
 #define Q8_0_STREAM16(...) STREAM16(1, __VA_ARGS__)
