@@ -15,8 +15,8 @@ static inline __m512i packed16_bcast(const uint8_t *p) {
   return _mm512_set1_epi32((int)load_u32(p));
 }
 
-/* Four bytes that the asm below reads in place, whatever type stored them */
-typedef int32_t packed16_word __attribute__((may_alias));
+/* Four bytes that the asm below reads in place, whatever type stored them and wherever */
+typedef int32_t packed16_word __attribute__((may_alias, aligned(1)));
 
 /* acc + the products of w's unsigned bytes with the four signed activation bytes at p in every
  * lane: dpbusd with its broadcast from memory. gcc and clang load such a broadcast apart
