@@ -316,7 +316,9 @@ static inline __attribute__((always_inline)) void prefetch_next(const int q8, co
  * streamer on them, so that more of the group-ahead prefetches find their lines near. 1.1B,
  * 2 threads, 16 sequences: two far lines +2% on one, three -3%, nine -12% (the far prefetches
  * then fill the buffers themselves), three groups ahead -1% (docs/performance.md, twenty-fifth
- * round); for Q8_0's pairs two a block, one, or three a pair, alike (twenty-sixth). */
+ * round); for Q8_0's pairs two a block, one, or three a pair, alike (twenty-sixth). Since the
+ * twenty-eighth round only Q4_0's streaming calls of up to eight tokens take it (Q8_0's and
+ * the halves take prefetch_share); the Q8_0 case stays for the A/B of either. */
 static inline __attribute__((always_inline)) void prefetch_next_block(const int q8,
                                                                       const uint8_t *pk,
                                                                       int64_t b, int64_t nb) {
