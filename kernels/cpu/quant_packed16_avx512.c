@@ -303,12 +303,12 @@ static inline __m512 tree16(const __m512 *a) {
  * (eighteenth round). In every call instead of the first pass's only, the 128-token prompt lost
  * 12-15%. always_inline: gcc took a called function that only prefetches for one without
  * effects and dropped the calls (the stream kernels compiled to the plain ones). */
-static inline __attribute__((always_inline)) void prefetch_next(const int q8, const uint8_t *p,
-                                                                int64_t nb) {
-  _mm_prefetch((const char *)(p + (size_t)nb * block_bytes(q8)), _MM_HINT_T1);
+static inline __attribute__((always_inline)) void prefetch_next(const uint8_t *p, int64_t nb) {
+  _mm_prefetch((const char *)(p + (size_t)nb * Q4_BLOCK), _MM_HINT_T1);
 }
-/* Block b's lines (its pair's scales line with the pair's first block), and two lines two
- * groups ahead: of its vectors (Q8_0), of its pair's first 576 bytes (Q4_0). A prefetch holds one
+/* Q4_0's block b's lines (its pair's scales line with the pair's first block), and two lines two
+ * groups ahead, of its pair's first 576 bytes (Q8_0 took this too, each block's vectors' two
+ * lines, until the twenty-eighth round: now prefetch_share). A prefetch holds one
  * of the core's few line-fill buffers until its line comes, so on a host with a long way to DRAM
  * the next group's prefetches alone kept about 8 GB/s of a core's 18.7 in flight (the
  * twenty-fifth round's Intel host: 16 Q8_0 tokens on a 5632 x 2048 matrix took 1.18 ms from
@@ -316,27 +316,25 @@ static inline __attribute__((always_inline)) void prefetch_next(const int q8, co
  * streamer on them, so that more of the group-ahead prefetches find their lines near. 1.1B,
  * 2 threads, 16 sequences: two far lines +2% on one, three -3%, nine -12% (the far prefetches
  * then fill the buffers themselves), three groups ahead -1% (docs/performance.md, twenty-fifth
- * round); for Q8_0's pairs two a block, one, or three a pair, alike (twenty-sixth). Since the
- * twenty-eighth round only Q4_0's streaming calls of up to eight tokens take it (Q8_0's and
- * the halves take prefetch_share); the Q8_0 case stays for the A/B of either. */
-static inline __attribute__((always_inline)) void prefetch_next_block(const int q8,
-                                                                      const uint8_t *pk,
-                                                                      int64_t b, int64_t nb) {
-  const int first = block_position(q8, b, nb) % 2 == 0;
-  if (q8 || first) {
-    const uint8_t *far = block_vectors(q8, pk, b, nb) + 2 * (size_t)nb * block_bytes(q8);
+ * round); for Q8_0's pairs two a block, one, or three a pair, alike (twenty-sixth). Q4_0's
+ * streaming calls of up to eight tokens take it; the halves take prefetch_share. */
+static inline __attribute__((always_inline)) void prefetch_next_block(const uint8_t *pk, int64_t b,
+                                                                      int64_t nb) {
+  if (block_position(0, b, nb) % 2 == 0) { /* the pair's first block */
+    const uint8_t *far = block_vectors(0, pk, b, nb) + 2 * (size_t)nb * Q4_BLOCK;
     _mm_prefetch((const char *)far, _MM_HINT_T2);
     _mm_prefetch((const char *)far + 256, _MM_HINT_T2);
+    prefetch_next(block_scales(0, pk, b, nb), nb);
   }
-  if (first) prefetch_next(q8, block_scales(q8, pk, b, nb), nb);
-  for (int e = 0; e < (q8 ? 8 : 4); e++)
-    prefetch_next(q8, block_vectors(q8, pk, b, nb) + 64 * e, nb);
+  for (int e = 0; e < 4; e++) prefetch_next(block_vectors(0, pk, b, nb) + 64 * e, nb);
 }
 
 /* A streaming call's share of the next group's lines, in memory order, into L2, at its visit v
  * of nb (parts 1) or of the 2 nb of a call in two halves (parts 2), and one line two groups
  * ahead (every other visit for Q4_0 in halves, whose blocks are half as long), so that the
- * lines are asked for at an even rate whatever order the blocks are visited in. */
+ * lines are asked for at an even rate whatever order the blocks are visited in. By line index,
+ * each line once (nllm_prefetch_span_l2 on each visit's byte range would ask for every boundary
+ * line twice and add its last-byte prefetch: one or two more of ~4 a visit). */
 static inline __attribute__((always_inline)) void prefetch_share(const int q8, const uint8_t *pk,
                                                                  int64_t nb, int64_t v, int parts) {
   const size_t bb = block_bytes(q8), u = 64 * (size_t)parts;
@@ -358,7 +356,7 @@ enum { PASS_PLAIN, PASS_SAME_BLOCKS, PASS_LINES, PASS_HALF_1, PASS_HALF_2 };
 static inline __attribute__((always_inline)) void stream_prefetch(const int q8, const int pf,
                                                                   const uint8_t *pk, int64_t b,
                                                                   int64_t v, int64_t nb) {
-  if (pf == PASS_SAME_BLOCKS) prefetch_next_block(q8, pk, b, nb);
+  if (pf == PASS_SAME_BLOCKS) prefetch_next_block(pk, b, nb); /* Q4_0 only */
   if (pf == PASS_LINES) prefetch_share(q8, pk, nb, v, 1);
   if (pf == PASS_HALF_1 || pf == PASS_HALF_2)
     prefetch_share(q8, pk, nb, (pf - PASS_HALF_1) * nb + v, 2);
@@ -525,7 +523,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 #define Q8_0_STREAM16(...) STREAM16(1, __VA_ARGS__)
 NLLM_PACKED_BY_TOKENS(q4_0_gemm_packed16_avx512, Q4_0_PACKED16)
 NLLM_PACKED_BY_TOKENS(q8_0_gemm_packed16_avx512, Q8_0_PACKED16)
-/* stream_tok 16: a sixteen-sequence decode step in one pass (nllm_qtype's stream_tok) */
+/* stream_tok 16: a sixteen-sequence decode step in one call, each group visited by its two
+ * halves before the next (nllm_qtype's stream_tok) */
 NLLM_STREAM_BY_TOKENS(q4_0_gemm_packed16_stream_avx512, Q4_0_STREAM16)
 NLLM_STREAM_BY_TOKENS(q8_0_gemm_packed16_stream_avx512, Q8_0_STREAM16)
 
