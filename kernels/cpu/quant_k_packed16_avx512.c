@@ -81,6 +81,26 @@ static inline __m512i bit4(__m512i qh, int k) {
   return _mm512_and_si512(t, _mm512_set1_epi8(16));
 }
 
+/* A streaming call of more than one token prefetches the next group's super-block an eighth at
+ * each sub-block step, not all at the super-block's start: a prefetch holds one of the core's
+ * few line-fill buffers until its line comes, and a burst of 36 (Q4_K) or 53 (Q6_K) lines kept
+ * them full while the burst drained, so the lines were asked for at an uneven rate. One thread,
+ * 16 tokens from DRAM (bench_packed): Q6_K 2.0-2.3 -> 1.5-1.6 ms, Q4_K 1.29-1.38 -> 1.06-1.40;
+ * 8 tokens Q6_K 1.30-1.35 -> 1.03-1.14. 1.1B Q4_K_M, 2 threads, `--parallel 1,4,16 -p 128 -n
+ * 64`, two rounds: 4 sequences 1.104x, 16 sequences 1.141x (92-93% of the prompt column), one
+ * 1.017x (one token keeps the burst: its visit is short; thirtieth round). -D for the A/B. */
+#ifndef KPF_SPREAD
+#define KPF_SPREAD 1
+#endif
+/* Part k of 8 of the lines of [p, p + bytes) into L2 */
+static inline __attribute__((always_inline)) void prefetch_part_l2(const uint8_t *p, size_t bytes,
+                                                                   int k) {
+  const uintptr_t a = (uintptr_t)p & ~(uintptr_t)63;
+  const size_t nl = ((uintptr_t)p + bytes - a + 63) / 64;
+  for (size_t l = nl * (size_t)k / 8; l < nl * (size_t)(k + 1) / 8; l++)
+    _mm_prefetch((const char *)(a + 64 * l), _MM_HINT_T1);
+}
+
 /* T tokens (prepared rows ps apart) over a sixteen-row group: per super-block each sub-block's
  * levels unpacked once for every token, then the reference's float step per token. */
 static inline __attribute__((always_inline)) void gemm_packed16(const int q5, const int pf,
@@ -94,10 +114,11 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xa = pk + (size_t)b * xbytes, *xb = xa + hb;
     const uint8_t *yb = p0 + (size_t)b * KPREP_BLOCK;
-    if (pf) { /* the next group's same super-blocks, into L2 (to L1 they pushed out the
-               * prepared rows and this group's levels: 1.1B Q4_K_M, 2 threads, `--parallel
-               * 4,16 -p 128 -n 64`: 4 sequences 1.078x, 16 sequences 1.038x, one 1.05x; Q6_K's
-               * below alike, level on that file's few Q6_K tensors; twenty-fifth round) */
+    /* the next group's same super-blocks, into L2 (to L1 they pushed out the prepared rows and
+     * this group's levels: 1.1B Q4_K_M, 2 threads, `--parallel 4,16 -p 128 -n 64`: 4 sequences
+     * 1.078x, 16 sequences 1.038x, one 1.05x; Q6_K's below alike; twenty-fifth round); more
+     * than one token spreads them over the sub-block steps (KPF_SPREAD) */
+    if (pf && (T == 1 || !KPF_SPREAD)) {
       nllm_prefetch_span_l2(xa + 2 * hb, xbytes);
       nllm_prefetch_span_l2(xb + 2 * hb, xbytes);
     }
@@ -108,6 +129,10 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
     for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 1
     for (int k = 0; k < 8; k++) {
+      if (pf && KPF_SPREAD && T > 1) {
+        prefetch_part_l2(xa + 2 * hb, xbytes, k);
+        prefetch_part_l2(xb + 2 * hb, xbytes, k);
+      }
       const __m512i sc = _mm512_shuffle_epi8(sc8[k / 4], pick(k % 4, -1));
       const size_t o = KQ4_Q + 256 * (size_t)(k / 2);
       __m512i lvl[8];
@@ -187,7 +212,7 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xa = pk + (size_t)b * KQ6_BLOCK, *xb = xa + hb;
     const uint8_t *yb = p0 + (size_t)b * KPREP_BLOCK;
-    if (pf) {
+    if (pf && (T == 1 || !KPF_SPREAD)) {
       nllm_prefetch_span_l2(xa + 2 * hb, KQ6_BLOCK);
       nllm_prefetch_span_l2(xb + 2 * hb, KQ6_BLOCK);
     }
@@ -229,6 +254,10 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
     }
 #pragma GCC unroll 1
     for (int k = 0; k < 8 && T > 1; k++) {
+      if (pf && KPF_SPREAD) {
+        prefetch_part_l2(xa + 2 * hb, KQ6_BLOCK, k);
+        prefetch_part_l2(xb + 2 * hb, KQ6_BLOCK, k);
+      }
       const int c = k / 4, g = k % 4;
       const __m512i sp = scales_ab(xa, xb, KQ6_SC + 16 * (size_t)k);
       const __m512i sc0 = _mm512_srai_epi32(_mm512_slli_epi32(sp, 16), 16),
