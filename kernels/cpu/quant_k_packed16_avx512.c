@@ -88,18 +88,11 @@ static inline __m512i bit4(__m512i qh, int k) {
  * 16 tokens from DRAM (bench_packed): Q6_K 2.0-2.3 -> 1.5-1.6 ms, Q4_K 1.29-1.38 -> 1.06-1.40;
  * 8 tokens Q6_K 1.30-1.35 -> 1.03-1.14. 1.1B Q4_K_M, 2 threads, `--parallel 1,4,16 -p 128 -n
  * 64`, two rounds: 4 sequences 1.104x, 16 sequences 1.141x (92-93% of the prompt column), one
- * 1.017x (one token keeps the burst: its visit is short; thirtieth round). -D for the A/B. */
+ * 1.017x (one token keeps the burst: its visit is short; thirtieth round). The AVX2 tier's compact
+ * groups, spread alike, were level (its kernel is slower a byte: 0.985-0.989x). -D for the A/B. */
 #ifndef KPF_SPREAD
 #define KPF_SPREAD 1
 #endif
-/* Part k of 8 of the lines of [p, p + bytes) into L2 */
-static inline __attribute__((always_inline)) void prefetch_part_l2(const uint8_t *p, size_t bytes,
-                                                                   int k) {
-  const uintptr_t a = (uintptr_t)p & ~(uintptr_t)63;
-  const size_t nl = ((uintptr_t)p + bytes - a + 63) / 64;
-  for (size_t l = nl * (size_t)k / 8; l < nl * (size_t)(k + 1) / 8; l++)
-    _mm_prefetch((const char *)(a + 64 * l), _MM_HINT_T1);
-}
 
 /* T tokens (prepared rows ps apart) over a sixteen-row group: per super-block each sub-block's
  * levels unpacked once for every token, then the reference's float step per token. */
@@ -130,8 +123,8 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
 #pragma GCC unroll 1
     for (int k = 0; k < 8; k++) {
       if (pf && KPF_SPREAD && T > 1) {
-        prefetch_part_l2(xa + 2 * hb, xbytes, k);
-        prefetch_part_l2(xb + 2 * hb, xbytes, k);
+        nllm_prefetch_part_l2(xa + 2 * hb, xbytes, k, 8);
+        nllm_prefetch_part_l2(xb + 2 * hb, xbytes, k, 8);
       }
       const __m512i sc = _mm512_shuffle_epi8(sc8[k / 4], pick(k % 4, -1));
       const size_t o = KQ4_Q + 256 * (size_t)(k / 2);
@@ -255,8 +248,8 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
 #pragma GCC unroll 1
     for (int k = 0; k < 8 && T > 1; k++) {
       if (pf && KPF_SPREAD) {
-        prefetch_part_l2(xa + 2 * hb, KQ6_BLOCK, k);
-        prefetch_part_l2(xb + 2 * hb, KQ6_BLOCK, k);
+        nllm_prefetch_part_l2(xa + 2 * hb, KQ6_BLOCK, k, 8);
+        nllm_prefetch_part_l2(xb + 2 * hb, KQ6_BLOCK, k, 8);
       }
       const int c = k / 4, g = k % 4;
       const __m512i sp = scales_ab(xa, xb, KQ6_SC + 16 * (size_t)k);
