@@ -234,9 +234,8 @@ static inline __attribute__((always_inline)) void nllm_prefetch_span_l2(const vo
 /* Part k of `parts` of the lines of [p, p + bytes) into L2: a block's prefetch spread over the
  * steps of its visit (a burst of a block's lines at once fills the core's line-fill buffers;
  * quant_k_packed16_avx512.c has the figures) */
-static inline __attribute__((always_inline)) void nllm_prefetch_part_l2(const void *p,
-                                                                        size_t bytes, int k,
-                                                                        int parts) {
+static inline __attribute__((always_inline)) void nllm_prefetch_part_l2(const void *p, size_t bytes,
+                                                                        int k, int parts) {
   const uintptr_t a = (uintptr_t)p & ~(uintptr_t)63;
   const size_t nl = ((uintptr_t)p + bytes - a + 63) / 64;
   for (size_t l = nl * (size_t)k / (size_t)parts; l < nl * (size_t)(k + 1) / (size_t)parts; l++)
