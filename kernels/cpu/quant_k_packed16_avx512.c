@@ -88,8 +88,9 @@ static inline __m512i bit4(__m512i qh, int k) {
  * 16 tokens from DRAM (bench_packed): Q6_K 2.0-2.3 -> 1.5-1.6 ms, Q4_K 1.29-1.38 -> 1.06-1.40;
  * 8 tokens Q6_K 1.30-1.35 -> 1.03-1.14. 1.1B Q4_K_M, 2 threads, `--parallel 1,4,16 -p 128 -n
  * 64`, three rounds: 4 sequences 1.107x, 16 sequences 1.126x (92-93% of the prompt column),
- * one 1.025x (one token keeps the burst: its visit is short; thirtieth round). The AVX2 tier's compact
- * groups, spread alike, were level (its kernel is slower a byte: 0.985-0.989x). -D for the A/B. */
+ * one 1.025x (one token keeps the burst: its visit is short; thirtieth round). The AVX2 tier's
+ * compact groups, spread alike, were level (its kernel is slower a byte: 0.985-0.989x). -D for the
+ * A/B. */
 #ifndef KPF_SPREAD
 #define KPF_SPREAD 1
 #endif
