@@ -94,6 +94,24 @@ static inline __m512i bit4(__m512i qh, int k) {
 #ifndef KPF_SPREAD
 #define KPF_SPREAD 1
 #endif
+/* A streaming call's prefetch of the next group's super-block (its halves xa, xb hb bytes on,
+ * bytes each) at step k of the current one's: k -1 at the super-block's start, 0..7 at its
+ * sub-block steps */
+static inline __attribute__((always_inline)) void prefetch_next_sb(const int pf, const int T,
+                                                                   const uint8_t *xa,
+                                                                   const uint8_t *xb, size_t hb,
+                                                                   size_t bytes, int k) {
+  if (!pf) return;
+  if (T == 1 || !KPF_SPREAD) {
+    if (k < 0) {
+      nllm_prefetch_span_l2(xa + 2 * hb, bytes);
+      nllm_prefetch_span_l2(xb + 2 * hb, bytes);
+    }
+  } else if (k >= 0) {
+    nllm_prefetch_part_l2(xa + 2 * hb, bytes, k, 8);
+    nllm_prefetch_part_l2(xb + 2 * hb, bytes, k, 8);
+  }
+}
 
 /* T tokens (prepared rows ps apart) over a sixteen-row group: per super-block each sub-block's
  * levels unpacked once for every token, then the reference's float step per token. */
@@ -112,10 +130,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
      * this group's levels: 1.1B Q4_K_M, 2 threads, `--parallel 4,16 -p 128 -n 64`: 4 sequences
      * 1.078x, 16 sequences 1.038x, one 1.05x; Q6_K's below alike; twenty-fifth round); more
      * than one token spreads them over the sub-block steps (KPF_SPREAD) */
-    if (pf && (T == 1 || !KPF_SPREAD)) {
-      nllm_prefetch_span_l2(xa + 2 * hb, xbytes);
-      nllm_prefetch_span_l2(xb + 2 * hb, xbytes);
-    }
+    prefetch_next_sb(pf, T, xa, xb, hb, xbytes, -1);
     __m512i sc8[2], mn8[2];
     unpack16(xa, xb, sc8, mn8);
     __m512i sum[NLLM_STREAM_TOK_MAX];
@@ -123,10 +138,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q5, co
     for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 1
     for (int k = 0; k < 8; k++) {
-      if (pf && KPF_SPREAD && T > 1) {
-        nllm_prefetch_part_l2(xa + 2 * hb, xbytes, k, 8);
-        nllm_prefetch_part_l2(xb + 2 * hb, xbytes, k, 8);
-      }
+      prefetch_next_sb(pf, T, xa, xb, hb, xbytes, k);
       const __m512i sc = _mm512_shuffle_epi8(sc8[k / 4], pick(k % 4, -1));
       const size_t o = KQ4_Q + 256 * (size_t)(k / 2);
       __m512i lvl[8];
@@ -206,10 +218,7 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xa = pk + (size_t)b * KQ6_BLOCK, *xb = xa + hb;
     const uint8_t *yb = p0 + (size_t)b * KPREP_BLOCK;
-    if (pf && (T == 1 || !KPF_SPREAD)) {
-      nllm_prefetch_span_l2(xa + 2 * hb, KQ6_BLOCK);
-      nllm_prefetch_span_l2(xb + 2 * hb, KQ6_BLOCK);
-    }
+    prefetch_next_sb(pf, T, xa, xb, hb, KQ6_BLOCK, -1);
     __m512i sum[NLLM_STREAM_TOK_MAX];
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_si512();
@@ -248,10 +257,7 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
     }
 #pragma GCC unroll 1
     for (int k = 0; k < 8 && T > 1; k++) {
-      if (pf && KPF_SPREAD) {
-        nllm_prefetch_part_l2(xa + 2 * hb, KQ6_BLOCK, k, 8);
-        nllm_prefetch_part_l2(xb + 2 * hb, KQ6_BLOCK, k, 8);
-      }
+      prefetch_next_sb(pf, T, xa, xb, hb, KQ6_BLOCK, k);
       const int c = k / 4, g = k % 4;
       const __m512i sp = scales_ab(xa, xb, KQ6_SC + 16 * (size_t)k);
       const __m512i sc0 = _mm512_srai_epi32(_mm512_slli_epi32(sp, 16), 16),
