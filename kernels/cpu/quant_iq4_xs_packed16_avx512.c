@@ -63,11 +63,12 @@ static void iq4_xs_pack16(int64_t n, const void *vx, size_t bx, void *vp) {
  * DRAM, one thread: 8 tokens 1.55-1.61 -> 1.40-1.45 ms, 16 tokens 2.10-2.23 -> 1.96-1.99; spread
  * from 4 tokens too, 4 tokens 1.20-1.25 -> 1.18-1.41. 1.1B IQ4_XS, 2 threads, --parallel 16:
  * 1.13x (three alternated rounds), one sequence level. */
-#ifndef ISTREAM_PASSES
-#define ISTREAM_PASSES 2
-#endif
 #ifndef IQ_SPREAD_MIN
 #define IQ_SPREAD_MIN 8
+#endif
+/* The passes over a group that take the streaming kernel (stream_passes; -D for the A/B) */
+#ifndef ISTREAM_PASSES
+#define ISTREAM_PASSES 2
 #endif
 
 /* T tokens (prepared rows ps apart) over a group: per sub-block the levels looked up once for

@@ -1444,10 +1444,11 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     const uint8_t *xb = pk + (size_t)b * xbytes, *yb = p0 + (size_t)b * ybytes;
-    /* a streaming pass of more than a few tokens (the first of a decode step of several
-     * sequences) fetches the next group while it works; fewer tokens go too fast for a
-     * group's lead and stream KP_AHEAD super-blocks ahead, as the prompt's passes do. 1.1B
-     * Q4_K_M, this tier, 2 threads, `--parallel 16 -p 4 -n 64`: 1.037x (two alternated pairs) */
+    /* a streaming pass of more than a few tokens (a decode step of several sequences, up to
+     * sixteen in one pass for Q4_K and Q6_K) fetches the next group while it works; fewer tokens go
+     * too fast for a group's lead and stream KP_AHEAD super-blocks ahead, as the prompt's passes
+     * do. 1.1B Q4_K_M, this tier, 2 threads, `--parallel 16 -p 4 -n 64`: 1.037x (two alternated
+     * pairs) */
     if (pf && T > KP_STREAM_MIN_TOKENS)
       nllm_prefetch_stream_block(xb, (size_t)(n / QK_K) * xbytes, xbytes);
     else if (kind == K_Q4_KC || kind == K_Q5_KC || kind == K_Q6_KC)
