@@ -242,6 +242,23 @@ static inline __attribute__((always_inline)) void nllm_prefetch_part_l2(const vo
     __builtin_prefetch((const char *)(a + 64 * l), 0, 2);
 }
 
+/* The next block's prefetch at step k of this block's visit (k -1 at its start, 0..7 at its
+ * eight steps): an eighth a step into L2 where `spread` (a long visit: a burst would fill the
+ * line-fill buffers), else all of it at the start, into L2, or into L1 where `to_l1`. The
+ * sixteen-row K-quant and IQ4_XS kernels' streaming calls take it. */
+static inline __attribute__((always_inline)) void nllm_prefetch_next_step(const void *p,
+                                                                          size_t bytes, int k,
+                                                                          int spread, int to_l1) {
+  if (spread) {
+    if (k >= 0) nllm_prefetch_part_l2(p, bytes, k, 8);
+  } else if (k < 0) {
+    if (to_l1)
+      nllm_prefetch_span(p, bytes);
+    else
+      nllm_prefetch_span_l2(p, bytes);
+  }
+}
+
 /* A streaming pass's prefetch (nllm_qtype's gemm_packed_stream) at block xb (bb bytes) of a
  * group of weights kept packed from load, the groups gb bytes apart: the next group's same block
  * into L2 while this one's products are done, and two of its lines two groups ahead. A prefetch

@@ -90,7 +90,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int pf, co
     const uint8_t *xb = pk + (size_t)b * IQ16_BLOCK, *yb = p0 + (size_t)b * KPREP_BLOCK;
     /* the next group's same super-block: groups kept packed from load come from memory, in an
      * order of sixteen rows the hardware prefetcher does not follow */
-    if (pf && T < IQ_SPREAD_MIN) nllm_prefetch_span(xb + group, IQ16_BLOCK);
+    if (pf) nllm_prefetch_next_step(xb + group, IQ16_BLOCK, -1, T >= IQ_SPREAD_MIN, 1);
     __m512i sp[4]; /* lane r: row r's scales 2j, 2j + 1 as int16 */
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++)
@@ -100,7 +100,7 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int pf, co
     for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 1
     for (int k = 0; k < 8; k++) {
-      if (pf && T >= IQ_SPREAD_MIN) nllm_prefetch_part_l2(xb + group, IQ16_BLOCK, k, 8);
+      if (pf) nllm_prefetch_next_step(xb + group, IQ16_BLOCK, k, T >= IQ_SPREAD_MIN, 1);
       const __m512i sc = k % 2 ? _mm512_srai_epi32(sp[k / 2], 16)
                                : _mm512_srai_epi32(_mm512_slli_epi32(sp[k / 2], 16), 16);
       __m512i lvl[8]; /* 0..3: values 4v..4v+3 of each row, 4..7: 16 + 4v.. */

@@ -102,15 +102,9 @@ static inline __attribute__((always_inline)) void prefetch_next_sb(const int pf,
                                                                    const uint8_t *xb, size_t hb,
                                                                    size_t bytes, int k) {
   if (!pf) return;
-  if (T == 1 || !KPF_SPREAD) {
-    if (k < 0) {
-      nllm_prefetch_span_l2(xa + 2 * hb, bytes);
-      nllm_prefetch_span_l2(xb + 2 * hb, bytes);
-    }
-  } else if (k >= 0) {
-    nllm_prefetch_part_l2(xa + 2 * hb, bytes, k, 8);
-    nllm_prefetch_part_l2(xb + 2 * hb, bytes, k, 8);
-  }
+  const int spread = T > 1 && KPF_SPREAD;
+  nllm_prefetch_next_step(xa + 2 * hb, bytes, k, spread, 0);
+  nllm_prefetch_next_step(xb + 2 * hb, bytes, k, spread, 0);
 }
 
 /* T tokens (prepared rows ps apart) over a sixteen-row group: per super-block each sub-block's
