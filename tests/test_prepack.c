@@ -101,9 +101,15 @@ START_TEST(kernels_equal_vec_dot4) {
         }
         for (int t = 0; t < nt; t++)
           for (int64_t r = 0; r < rows; r += 4) {
-            /* one token: the decode kernel's sums; more: the prompt path's (vec_dot4_tile) */
-            (nt > 1 && q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4)(
-                cols, ref, W + (size_t)r * rs, rs, act + (size_t)t * as);
+            /* one token: the decode kernel's sums; more: the prompt path's (vec_dot4_tile);
+             * a tier without four-row kernels decodes row by row (vec_dot) */
+            const nllm_vec_dot4_fn dot4 =
+                nt > 1 && q->vec_dot4_tile ? q->vec_dot4_tile : q->vec_dot4;
+            if (dot4)
+              dot4(cols, ref, W + (size_t)r * rs, rs, act + (size_t)t * as);
+            else
+              for (int k = 0; k < 4; k++)
+                q->vec_dot(cols, &ref[k], W + (size_t)(r + k) * rs, act + (size_t)t * as);
             for (int k = 0; k < 4; k++) {
               const float a = got[(size_t)t * (size_t)rows + (size_t)(r + k)], b = ref[k];
               ck_assert_msg(memcmp(&a, &b, sizeof a) == 0,

@@ -982,7 +982,15 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
  * (2 * 31 * 128), two for Q6_K (2 * 63 * 128). IQ4_XS's signed levels take the sign trick with
  * the sign on the levels (Q8_K holds -128, whose negation overflows a byte): |y| (prepared)
  * times sign(level, y), one vector per madd (|pair| <= 2 * 127 * 128). */
-enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC, K_Q5_KC, K_Q6_KC }; /* with K_Q4_K, K_Q5_K: the interleaved kernels' formats (K_Q4_KC, K_Q5_KC, K_Q6_KC: the compact layouts) */
+enum {
+  K_Q6_K = K_Q5_K + 1,
+  K_IQ4_XS,
+  K_Q4_KC,
+  K_Q5_KC,
+  K_Q6_KC,
+  K_IQ4_XSC
+}; /* with K_Q4_K, K_Q5_K: the interleaved kernels' formats (K_Q4_KC, K_Q5_KC, K_Q6_KC: the compact
+      layouts) */
 #define KP_D 0                          /* the eight rows' d as floats */
 #define KP_DMIN 32                      /* Q4_K, Q5_K: their dmin as floats */
 #define KP_SC 64                        /* Q4_K, Q5_K: sub-block k's eight scales at 8 k */
@@ -996,6 +1004,22 @@ enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC, K_Q5_KC, K_Q6_KC }; /* with K_Q4_
  * 16 k + 2 r + 1 (the two int16 of its lane, for madd) */
 _Static_assert(KP45_BLOCK <= NLLM_PACK_BYTES(QK_K) && KP6_BLOCK <= NLLM_PACK_BYTES(QK_K),
                "a packed super-block fits NLLM_PACK_BYTES of its values");
+/* IQ4_XS's compact layout (K_IQ4_XSC), kept packed from load: its rows' bytes as Q4_K's compact
+ * layout keeps them, the eight rows' d as halves, scales_h (16 bits each), scales_l (row r's four
+ * bytes at KIQ_SL + 4 r), then per 32-byte chunk j of qs eight vectors, vector v holding row r's
+ * bytes 4v..4v+3 of the chunk in lane r: vectors 0..3 are sub-block 2j (its levels 4v.. in the
+ * low nibbles, 16 + 4v.. in the high), 4..7 sub-block 2j + 1. The levels are looked up per
+ * sub-block and call; prompts expand the groups into the byte layout above (iq4_xs_expand_avx2).
+ * Kept as bytes (the byte layout) its groups would take twice the rows' memory and decode bytes,
+ * so until this layout IQ4_XS decoded on the plain rows' one-row kernel: 1.1B IQ4_XS, 2 threads,
+ * one sequence 17.0-17.2 t/s against Q4_K_M's 33 (packed from load, streaming: 31.5-32.9; 4
+ * sequences 66-68 -> 78-83, 16 sequences 97-100 -> 102-107; two alternated rounds). */
+#define KIQ_D 0
+#define KIQ_SH 16
+#define KIQ_SL 32
+#define KIQ_Q 64
+#define KIQ_BLOCK (KIQ_Q + 4 * 256)
+_Static_assert(KIQ_BLOCK == 8 * sizeof(block_iq4_xs), "a packed IQ4_XS group is its rows' size");
 /* IQ4_XS's: |y| (256 bytes), y, d. */
 #define IQPREP_Y 256
 #define IQPREP_D 512
@@ -1030,6 +1054,12 @@ _Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K) &&
  * rounds). -D for the A/B: bit 0 Q4_K, bit 1 Q6_K. */
 #ifndef KSTREAM16
 #define KSTREAM16 3
+#endif
+/* The same for IQ4_XS's compact groups, whose levels are looked up per sub-block and call: never
+ * expanding ran the 128-token prompt at 0.84-0.89 of the repacking it replaced, expanding from 32
+ * tokens at 0.93-1.01 */
+#ifndef KIQ_EXPAND_MIN_TOKENS
+#define KIQ_EXPAND_MIN_TOKENS 32
 #endif
 #ifndef KQ6_EXPAND_MIN_TOKENS
 #define KQ6_EXPAND_MIN_TOKENS 32
@@ -1241,6 +1271,83 @@ static void iq4_xs_pack_rows_avx2(int64_t n, const void *vx, size_t bx, void *vp
   }
 }
 
+/* Eight IQ4_XS rows into one compact group (K_IQ4_XSC: their bytes, rearranged) */
+static void iq4_xs_pack_compact_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+  const uint8_t *x0 = vx;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, out += KIQ_BLOCK) {
+    nllm_prefetch_next_group(x0, bx, b, sizeof(block_iq4_xs));
+    for (int r = 0; r < 8; r++) {
+      const block_iq4_xs *x = (const block_iq4_xs *)(x0 + (size_t)r * bx) + b;
+      memcpy(out + KIQ_D + 2 * r, &x->d, 2);
+      memcpy(out + KIQ_SH + 2 * r, &x->scales_h, 2);
+      memcpy(out + KIQ_SL + 4 * r, x->scales_l, 4);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+      __m256i v[8];
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; r++)
+        v[r] = _mm256_loadu_si256(
+            (const __m256i *)(((const block_iq4_xs *)(x0 + (size_t)r * bx) + b)->qs + 32 * j));
+      transpose8x8_epi32(v);
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; i++)
+        _mm256_storeu_si256((__m256i *)(out + KIQ_Q + 256 * j + 32 * i), v[i]);
+    }
+  }
+}
+
+/* Sub-block k's scale (less 32) of each row of a compact IQ4_XS group, in both int16 of lane r */
+static inline __m256i kiq_scale(const uint8_t *xb, int k) {
+  const __m256i sl = _mm256_loadu_si256((const __m256i *)(xb + KIQ_SL)),
+                sh = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(xb + KIQ_SH)));
+  const __m128i lo_at = _mm_cvtsi32_si128(4 * k), hi_at = _mm_cvtsi32_si128(2 * k);
+  const __m256i s = _mm256_sub_epi32(
+      _mm256_or_si256(_mm256_and_si256(_mm256_srl_epi32(sl, lo_at), _mm256_set1_epi32(15)),
+                      _mm256_slli_epi32(
+                          _mm256_and_si256(_mm256_srl_epi32(sh, hi_at), _mm256_set1_epi32(3)), 4)),
+      _mm256_set1_epi32(32));
+  return _mm256_or_si256(_mm256_and_si256(s, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(s, 16));
+}
+
+/* Sub-block k's eight vectors of levels (vector v: levels 4v..4v+3 of row r in lane r) */
+static inline __attribute__((always_inline)) void kiq_levels(const uint8_t *xb, int k,
+                                                             __m256i *lvl) {
+  const __m256i lut =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nllm_iq4nl_values));
+  const __m256i m4 = _mm256_set1_epi8(15);
+  const uint8_t *xk = xb + KIQ_Q + 256 * (k / 2) + 128 * (k % 2);
+#pragma GCC unroll 4
+  for (int v = 0; v < 4; v++) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(xk + 32 * v));
+    lvl[v] = _mm256_shuffle_epi8(lut, _mm256_and_si256(q, m4));
+    lvl[4 + v] = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+  }
+}
+
+/* A compact IQ4_XS group into the byte layout (what iq4_xs_pack_rows_avx2 writes from the rows) */
+static void iq4_xs_expand_avx2(int64_t n, const void *vx, size_t bx, void *vp) {
+  (void)bx;
+  const uint8_t *x = vx;
+  uint8_t *out = vp;
+  for (int64_t b = 0; b < n / QK_K; b++, x += KIQ_BLOCK, out += KP6_BLOCK) {
+    _mm256_storeu_ps((float *)(out + KP_D),
+                     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + KIQ_D))));
+    for (int k = 0; k < 8; k++) {
+      int32_t sc[8];
+      _mm256_storeu_si256((__m256i *)sc, kiq_scale(x, k));
+      for (int r = 0; r < 8; r++)
+        out[KP6_SC + 16 * k + 2 * r] = out[KP6_SC + 16 * k + 2 * r + 1] = (uint8_t)sc[r];
+      __m256i lvl[8];
+      kiq_levels(x, k, lvl);
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; v++)
+        _mm256_storeu_si256((__m256i *)(out + KP6_Q + 256 * k + 32 * v), lvl[v]);
+    }
+  }
+}
+
 /* Token t's four activation bytes at offset o of its prepared super-block, in every lane. */
 static inline __m256i y4(const uint8_t *yb, size_t ps, int t, size_t o) {
   return _mm256_set1_epi32((int)load_u32(yb + (size_t)t * ps + o));
@@ -1385,13 +1492,35 @@ static inline __attribute__((always_inline)) void packed_sub_iq4_xs(const int T,
   }
 }
 
+/* Sub-block k of a compact IQ4_XS group against T tokens: its levels looked up once, then token
+ * after token, each token's sum one register through the eight vectors. */
+static inline __attribute__((always_inline)) void packed_sub_iq4_xsc(const int T, const uint8_t *xb,
+                                                                     const uint8_t *yb, size_t ps,
+                                                                     int k, __m256i *sum) {
+  const __m256i sc = kiq_scale(xb, k);
+  __m256i lvl[8];
+  kiq_levels(xb, k, lvl);
+#pragma GCC unroll 16
+  for (int t = 0; t < T; t++) {
+    __m256i st = sum[t];
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) {
+      const size_t o = 32 * (size_t)k + 4 * (size_t)v;
+      const __m256i p = _mm256_maddubs_epi16(y4(yb, ps, t, o),
+                                             _mm256_sign_epi8(lvl[v], y4(yb, ps, t, IQPREP_Y + o)));
+      st = _mm256_add_epi32(st, _mm256_madd_epi16(p, sc));
+    }
+    sum[t] = st;
+  }
+}
+
 /* A super-block's float step of token t (prepared super-block yt) from its rows' exact sums, the
  * reference's: Q4_K / Q5_K dy * (d * sum - dmin * msum), Q6_K and IQ4_XS (d * dy) * isum. */
 static inline __attribute__((always_inline)) __m256 packed_step(const int kind, const uint8_t *xb,
                                                                 const uint8_t *yt, __m256 d,
                                                                 const __m256i *mn8, __m256i sum) {
   float dy;
-  memcpy(&dy, yt + (kind == K_IQ4_XS ? IQPREP_D : KPREP_D), sizeof dy);
+  memcpy(&dy, yt + (kind == K_IQ4_XS || kind == K_IQ4_XSC ? IQPREP_D : KPREP_D), sizeof dy);
   if (kind == K_Q4_K || kind == K_Q5_K || kind == K_Q4_KC || kind == K_Q5_KC) {
     __m256i msum = _mm256_setzero_si256();
 #pragma GCC unroll 4
@@ -1436,9 +1565,10 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
   const size_t xbytes = kind == K_Q4_KC                    ? KQ4_BLOCK
                         : kind == K_Q5_KC                  ? KQ5_BLOCK
                         : kind == K_Q6_KC                  ? KQ6_BLOCK
+                        : kind == K_IQ4_XSC                ? KIQ_BLOCK
                         : kind == K_Q4_K || kind == K_Q5_K ? KP45_BLOCK
                                                            : KP6_BLOCK;
-  const size_t ybytes = kind == K_IQ4_XS ? IQPREP_BLOCK : KPREP_BLOCK;
+  const size_t ybytes = kind == K_IQ4_XS || kind == K_IQ4_XSC ? IQPREP_BLOCK : KPREP_BLOCK;
   __m256 acc[NLLM_STREAM_TOK_MAX];
 #pragma GCC unroll 16
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
@@ -1451,7 +1581,7 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
      * pairs) */
     if (pf && T > KP_STREAM_MIN_TOKENS)
       nllm_prefetch_stream_block(xb, (size_t)(n / QK_K) * xbytes, xbytes);
-    else if (kind == K_Q4_KC || kind == K_Q5_KC || kind == K_Q6_KC)
+    else if (kind == K_Q4_KC || kind == K_Q5_KC || kind == K_Q6_KC || kind == K_IQ4_XSC)
       nllm_prefetch_span(xb + KP_AHEAD * xbytes, xbytes);
     __m256i sum[NLLM_STREAM_TOK_MAX];
 #pragma GCC unroll 16
@@ -1498,6 +1628,10 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
         packed_sub_k45(kind, T, xb, yb, ps, k + 1, sc8, sum);
       }
     }
+    if (kind == K_IQ4_XSC) {
+#pragma GCC unroll 1
+      for (int k = 0; k < 8; k++) packed_sub_iq4_xsc(T, xb, yb, ps, k, sum);
+    }
     if (kind == K_Q6_KC) { /* the groups' bit positions known per sub-block */
 #pragma GCC unroll 8
       for (int k = 0; k < 8; k++) packed_sub_q6_K(kind, T, xb, yb, ps, k, sum);
@@ -1513,11 +1647,12 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
           packed_sub_k45(kind, T, xb, yb, ps, k, NULL, sum);
       }
     }
-    const __m256 d =
-        kind == K_Q4_KC || kind == K_Q5_KC || kind == K_Q6_KC
-            ? _mm256_cvtph_ps(_mm_loadu_si128(
-                  (const __m128i *)(xb + (kind == K_Q6_KC ? KQ6_D : KQ4_D))))
-            : _mm256_loadu_ps((const float *)(xb + KP_D));
+    const __m256 d = kind == K_Q4_KC || kind == K_Q5_KC || kind == K_Q6_KC || kind == K_IQ4_XSC
+                         ? _mm256_cvtph_ps(_mm_loadu_si128(
+                               (const __m128i *)(xb + (kind == K_Q6_KC     ? KQ6_D
+                                                       : kind == K_IQ4_XSC ? KIQ_D
+                                                                           : KQ4_D))))
+                         : _mm256_loadu_ps((const float *)(xb + KP_D));
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++)
       acc[t] = _mm256_add_ps(acc[t], packed_step(kind, xb, yb + (size_t)t * ps, d, mn8, sum[t]));
@@ -1626,7 +1761,9 @@ static void q5_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p
 #define Q6_K_PACKED(T, ...) gemm_packed_k(K_Q6_KC, 0, T, __VA_ARGS__)
 #define Q6_K_STREAM(T, ...) gemm_packed_k(K_Q6_KC, 1, T, __VA_ARGS__)
 #define Q6_K_EXPANDED(T, ...) gemm_packed_k(K_Q6_K, 0, T, __VA_ARGS__)
-#define IQ4_XS_PACKED(T, ...) gemm_packed_k(K_IQ4_XS, 0, T, __VA_ARGS__)
+#define IQ4_XS_PACKED(T, ...) gemm_packed_k(K_IQ4_XSC, 0, T, __VA_ARGS__)
+#define IQ4_XS_STREAM(T, ...) gemm_packed_k(K_IQ4_XSC, 1, T, __VA_ARGS__)
+#define IQ4_XS_EXPANDED(T, ...) gemm_packed_k(K_IQ4_XS, 0, T, __VA_ARGS__)
 NLLM_PACKED_BY_TOKENS(q4_K_gemm_packed_avx2, Q4_K_PACKED)
 #if KSTREAM16 & 1
 NLLM_STREAM_BY_TOKENS(q4_K_gemm_packed_stream_avx2, Q4_K_STREAM)
@@ -1656,11 +1793,15 @@ static void q6_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *
     q6_K_gemm_expanded4_avx2(n, s + (size_t)t * ss, ss, pk, (const uint8_t *)p + (size_t)t * ps, ps,
                              n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK);
 }
-NLLM_PACKED4_BY_TOKENS(iq4_xs_gemm_packed_avx2, IQ4_XS_PACKED)
-#define K_PACKED_ROW(fmt, prep)                                                                  \
-  .pack_rows = fmt##_pack_rows_avx2, .packed_prep = prep, .gemm_packed = fmt##_gemm_packed_avx2, \
-  .packed_min_tokens = K_PACKED_MIN_TOKENS
-
+NLLM_PACKED_BY_TOKENS(iq4_xs_gemm_packed_avx2, IQ4_XS_PACKED)
+NLLM_STREAM_BY_TOKENS(iq4_xs_gemm_packed_stream_avx2, IQ4_XS_STREAM)
+NLLM_PACKED4_BY_TOKENS(iq4_xs_gemm_expanded4_avx2, IQ4_XS_EXPANDED)
+static void iq4_xs_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk, const void *p,
+                                      size_t ps, int n_tok) {
+  for (int t = 0; t < n_tok; t += NLLM_GEMM_TOK)
+    iq4_xs_gemm_expanded4_avx2(n, s + (size_t)t * ss, ss, pk, (const uint8_t *)p + (size_t)t * ps,
+                               ps, n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK);
+}
 #define Q4_K_GEMM(T, ...) gemm4_k45(K_Q4_K, T, __VA_ARGS__)
 #define Q5_K_GEMM(T, ...) gemm4_k45(K_Q5_K, T, __VA_ARGS__)
 #define Q6_K_GEMM(T, ...) gemm4_q6_K(T, __VA_ARGS__)
@@ -1676,7 +1817,8 @@ NLLM_GEMM4_BY_TOKENS(iq4_xs_gemm4_avx2, IQ4_XS_GEMM)
  * sgemm on one thread at 512 tokens, ahead on two, where sgemm calls take turns), which take
  * the row-interleaved kernels from K_PACKED_MIN_TOKENS on; so does IQ4_XS, whose tiles alone
  * fell behind dequantize + GEMM from 96 tokens and whose interleaved kernel is ahead of it at
- * 128 and 512 (docs/performance.md, ninth round). */
+ * 128 and 512 (docs/performance.md, ninth round). Q4_K, Q5_K, Q6_K and IQ4_XS keep their
+ * weights packed from load in compact groups (their rows' bytes), expanded for prompts. */
 static const nllm_qtype_kernels k_rows[] = {
     {.type = NLLM_TYPE_Q2_K, .vec_dot = q2_K_vec_dot_avx2, .blas_min_tokens = NLLM_BLAS_NEVER},
     {.type = NLLM_TYPE_Q3_K,
@@ -1743,6 +1885,17 @@ static const nllm_qtype_kernels k_rows[] = {
      .blas_min_tokens = NLLM_BLAS_NEVER,
      .gemm_prep = iq4_xs_prep_avx2,
      .gemm4 = iq4_xs_gemm4_avx2,
-     K_PACKED_ROW(iq4_xs, iq4_xs_packed_prep_avx2)},
+     .pack_rows = iq4_xs_pack_compact_avx2,
+     .packed_prep = iq4_xs_packed_prep_avx2,
+     .gemm_packed = iq4_xs_gemm_packed_avx2,
+     .gemm_packed_stream = iq4_xs_gemm_packed_stream_avx2,
+     .stream_tok = NLLM_STREAM_TOK_MAX,
+     .packed_min_tokens = K_PACKED_MIN_TOKENS,
+     .packed_tok = NLLM_PACKED_TOK_MAX,
+     .prepack = 1,
+     .expand_packed = iq4_xs_expand_avx2,
+     .gemm_expanded = iq4_xs_gemm_expanded_avx2,
+     .expand_min_tokens = KIQ_EXPAND_MIN_TOKENS,
+     .pack_expanded = iq4_xs_pack_rows_avx2},
 };
 const nllm_kernel_set nllm_kernels_k_avx2 = {k_rows, sizeof k_rows / sizeof k_rows[0]};
