@@ -1038,12 +1038,14 @@ _Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K) &&
 #ifndef KQ4_EXPAND_MIN_TOKENS
 #define KQ4_EXPAND_MIN_TOKENS 32
 #endif
-/* The same for Q5_K's and Q6_K's. Q5_K's compact kernel takes four tokens a call (its fifth
- * bits leave no room for Q4_K's eight), so from the repacking path's 12 tokens on (16 sequences'
- * decode) its expansion wins: 16 sequences on the 1.1B Q5_K_M file ran 12-15% slower than main
- * on the compact kernel, level or ahead expanded */
+/* The same for Q5_K's and Q6_K's. Q5_K's compact kernel took four tokens a call, and was
+ * expanded from 12 tokens (16 sequences on the 1.1B Q5_K_M file ran 12-15% slower on it); with
+ * Q4_K's many-token form (levels unpacked once a sub-block, their fifth bits with them) it takes
+ * eight a call and streams sixteen: `bench_packed Q5_K` from DRAM, one thread, 8 tokens 1.50-1.63
+ * -> 1.28-1.31 ms, 16 tokens (expanded before) 2.67-2.95 -> 2.30-2.54; 1.1B Q5_K_M, 2 threads,
+ * 16 sequences 1.041x (two alternated rounds), 1 and 4 level, the prompt 0.98x */
 #ifndef KQ5_EXPAND_MIN_TOKENS
-#define KQ5_EXPAND_MIN_TOKENS 12
+#define KQ5_EXPAND_MIN_TOKENS 32
 #endif
 /* Q4_K's and Q6_K's streaming passes take up to sixteen tokens (stream_tok), as the AVX-512
  * tier's do: a sixteen-sequence decode step then visits each group once, its next group's fetch
@@ -1587,9 +1589,10 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
     __m256i sc8[2], mn8[2];
-    if (kind == K_Q4_KC && T > NLLM_GEMM_TOK) {
+    if ((kind == K_Q4_KC || kind == K_Q5_KC) && T > NLLM_GEMM_TOK) {
       /* more tokens than one pass keeps in registers: a sub-block's levels unpacked once, then
-       * the tokens four at a time over them */
+       * the tokens four at a time over them (Q5_K's pair sums in int16 four vectors at a time) */
+      const int group = kind == K_Q5_KC ? 4 : 8;
       kq4_unpack8(xb, sc8, mn8);
 #pragma GCC unroll 8
       for (int k = 0; k < 8; k++) {
@@ -1600,24 +1603,31 @@ static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, 
           const __m256i q =
               _mm256_loadu_si256((const __m256i *)(xb + KQ4_Q + 256 * (k / 2) + 32 * v));
           lvl[v] = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(15));
+          if (kind == K_Q5_KC)
+            lvl[v] = _mm256_or_si256(
+                lvl[v], k5_bit4(_mm256_loadu_si256((const __m256i *)(xb + KQ5_QH + 32 * v)), k));
         }
 #pragma GCC unroll 4
         for (int t0 = 0; t0 < T; t0 += NLLM_GEMM_TOK) {
-          __m256i s16[NLLM_GEMM_TOK];
           const int nt = T - t0 < NLLM_GEMM_TOK ? T - t0 : NLLM_GEMM_TOK;
+#pragma GCC unroll 2
+          for (int v0 = 0; v0 < 8; v0 += group) {
+            __m256i s16[NLLM_GEMM_TOK];
 #pragma GCC unroll 4
-          for (int t = 0; t < nt; t++) s16[t] = _mm256_setzero_si256();
+            for (int t = 0; t < nt; t++) s16[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
-          for (int v = 0; v < 8; v++)
+            for (int v = v0; v < v0 + group; v++)
 #pragma GCC unroll 4
-            for (int t = 0; t < nt; t++) {
-              s16[t] = _mm256_add_epi16(
-                  s16[t], _mm256_maddubs_epi16(lvl[v], y4(yb, ps, t0 + t, 32 * (size_t)k + 4 * v)));
-              __asm__("" : "+x"(s16[t]));
-            }
+              for (int t = 0; t < nt; t++) {
+                s16[t] = _mm256_add_epi16(
+                    s16[t],
+                    _mm256_maddubs_epi16(lvl[v], y4(yb, ps, t0 + t, 32 * (size_t)k + 4 * v)));
+                __asm__("" : "+x"(s16[t]));
+              }
 #pragma GCC unroll 4
-          for (int t = 0; t < nt; t++)
-            sum[t0 + t] = _mm256_add_epi32(sum[t0 + t], _mm256_madd_epi16(s16[t], sc));
+            for (int t = 0; t < nt; t++)
+              sum[t0 + t] = _mm256_add_epi32(sum[t0 + t], _mm256_madd_epi16(s16[t], sc));
+          }
         }
       }
     } else if (kind == K_Q4_KC || kind == K_Q5_KC) { /* the nibbles' side known per sub-block */
@@ -1749,14 +1759,23 @@ void nllm_q5_K_pack_rows_avx2(int64_t n, const void *x, size_t bx, void *p) {
 static void q5_K_pack_expanded_avx2(int64_t n, const void *x, size_t bx, void *p) {
   pack8_k45(K_Q5_K, n, x, bx, p);
 }
-/* The token count as a constant: up to four (NLLM_PACKED4_BY_TOKENS) or eight, the formats'
- * packed_tok, or sixteen in Q4_K's and Q6_K's streaming passes (KSTREAM16). Q5_K has no streaming
- * pass: its compact kernel takes four tokens a call, never more than KP_STREAM_MIN_TOKENS, and from
- * KQ5_EXPAND_MIN_TOKENS its groups are expanded. */
+/* The token count as a constant: up to four (NLLM_PACKED4_BY_TOKENS, the byte layouts' kernels,
+ * called four tokens a pass by EXPANDED_BY_FOURS) or eight, the formats' packed_tok, or sixteen
+ * in the compact layouts' streaming passes (Q4_K's and Q6_K's by KSTREAM16). */
+#define EXPANDED_BY_FOURS(fmt, body)                                                    \
+  NLLM_PACKED4_BY_TOKENS(fmt##_gemm_expanded4_avx2, body)                               \
+  static void fmt##_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk,  \
+                                       const void *p, size_t ps, int n_tok) {           \
+    for (int t = 0; t < n_tok; t += NLLM_GEMM_TOK)                                      \
+      fmt##_gemm_expanded4_avx2(n, s + (size_t)t * ss, ss, pk,                          \
+                                (const uint8_t *)p + (size_t)t * ps, ps,                \
+                                n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK); \
+  }
 #define Q4_K_PACKED(T, ...) gemm_packed_k(K_Q4_KC, 0, T, __VA_ARGS__)
 #define Q4_K_STREAM(T, ...) gemm_packed_k(K_Q4_KC, 1, T, __VA_ARGS__)
 #define Q4_K_EXPANDED(T, ...) gemm_packed_k(K_Q4_K, 0, T, __VA_ARGS__)
 #define Q5_K_PACKED(T, ...) gemm_packed_k(K_Q5_KC, 0, T, __VA_ARGS__)
+#define Q5_K_STREAM(T, ...) gemm_packed_k(K_Q5_KC, 1, T, __VA_ARGS__)
 #define Q5_K_EXPANDED(T, ...) gemm_packed_k(K_Q5_K, 0, T, __VA_ARGS__)
 #define Q6_K_PACKED(T, ...) gemm_packed_k(K_Q6_KC, 0, T, __VA_ARGS__)
 #define Q6_K_STREAM(T, ...) gemm_packed_k(K_Q6_KC, 1, T, __VA_ARGS__)
@@ -1770,38 +1789,20 @@ NLLM_STREAM_BY_TOKENS(q4_K_gemm_packed_stream_avx2, Q4_K_STREAM)
 #else
 NLLM_PACKED_BY_TOKENS(q4_K_gemm_packed_stream_avx2, Q4_K_STREAM)
 #endif
-NLLM_PACKED4_BY_TOKENS(q4_K_gemm_expanded4_avx2, Q4_K_EXPANDED)
-/* the byte layout's kernel four tokens a pass (its calls take up to packed_tok, 8) */
-static void q4_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk, const void *p,
-                                    size_t ps, int n_tok) {
-  for (int t = 0; t < n_tok; t += NLLM_GEMM_TOK)
-    q4_K_gemm_expanded4_avx2(n, s + (size_t)t * ss, ss, pk, (const uint8_t *)p + (size_t)t * ps, ps,
-                             n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK);
-}
-NLLM_PACKED4_BY_TOKENS(q5_K_gemm_packed_avx2, Q5_K_PACKED)
-NLLM_PACKED4_BY_TOKENS(q5_K_gemm_expanded_avx2, Q5_K_EXPANDED)
+EXPANDED_BY_FOURS(q4_K, Q4_K_EXPANDED)
+NLLM_PACKED_BY_TOKENS(q5_K_gemm_packed_avx2, Q5_K_PACKED)
+NLLM_STREAM_BY_TOKENS(q5_K_gemm_packed_stream_avx2, Q5_K_STREAM)
+EXPANDED_BY_FOURS(q5_K, Q5_K_EXPANDED)
 NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed_avx2, Q6_K_PACKED)
 #if KSTREAM16 & 2
 NLLM_STREAM_BY_TOKENS(q6_K_gemm_packed_stream_avx2, Q6_K_STREAM)
 #else
 NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed_stream_avx2, Q6_K_STREAM)
 #endif
-NLLM_PACKED4_BY_TOKENS(q6_K_gemm_expanded4_avx2, Q6_K_EXPANDED)
-static void q6_K_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk, const void *p,
-                                    size_t ps, int n_tok) {
-  for (int t = 0; t < n_tok; t += NLLM_GEMM_TOK)
-    q6_K_gemm_expanded4_avx2(n, s + (size_t)t * ss, ss, pk, (const uint8_t *)p + (size_t)t * ps, ps,
-                             n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK);
-}
+EXPANDED_BY_FOURS(q6_K, Q6_K_EXPANDED)
 NLLM_PACKED_BY_TOKENS(iq4_xs_gemm_packed_avx2, IQ4_XS_PACKED)
 NLLM_STREAM_BY_TOKENS(iq4_xs_gemm_packed_stream_avx2, IQ4_XS_STREAM)
-NLLM_PACKED4_BY_TOKENS(iq4_xs_gemm_expanded4_avx2, IQ4_XS_EXPANDED)
-static void iq4_xs_gemm_expanded_avx2(int64_t n, float *s, size_t ss, const void *pk, const void *p,
-                                      size_t ps, int n_tok) {
-  for (int t = 0; t < n_tok; t += NLLM_GEMM_TOK)
-    iq4_xs_gemm_expanded4_avx2(n, s + (size_t)t * ss, ss, pk, (const uint8_t *)p + (size_t)t * ps,
-                               ps, n_tok - t < NLLM_GEMM_TOK ? n_tok - t : NLLM_GEMM_TOK);
-}
+EXPANDED_BY_FOURS(iq4_xs, IQ4_XS_EXPANDED)
 #define Q4_K_GEMM(T, ...) gemm4_k45(K_Q4_K, T, __VA_ARGS__)
 #define Q5_K_GEMM(T, ...) gemm4_k45(K_Q5_K, T, __VA_ARGS__)
 #define Q6_K_GEMM(T, ...) gemm4_q6_K(T, __VA_ARGS__)
@@ -1854,6 +1855,9 @@ static const nllm_qtype_kernels k_rows[] = {
      .pack_rows = nllm_q5_K_pack_rows_avx2,
      .packed_prep = nllm_k_packed_prep_avx2,
      .gemm_packed = q5_K_gemm_packed_avx2,
+     .gemm_packed_stream = q5_K_gemm_packed_stream_avx2,
+     .stream_tok = NLLM_STREAM_TOK_MAX,
+     .packed_tok = NLLM_PACKED_TOK_MAX,
      .packed_min_tokens = K_PACKED_MIN_TOKENS,
      .prepack = 1,
      .expand_packed = q5_K_expand_avx2,
