@@ -1043,7 +1043,8 @@ _Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K) &&
  * Q4_K's many-token form (levels unpacked once a sub-block, their fifth bits with them) it takes
  * eight a call and streams sixteen: `bench_packed Q5_K` from DRAM, one thread, 8 tokens 1.50-1.63
  * -> 1.28-1.31 ms, 16 tokens (expanded before) 2.67-2.95 -> 2.30-2.54; 1.1B Q5_K_M, 2 threads,
- * 16 sequences 1.041x (two alternated rounds), 1 and 4 level, the prompt 0.98x */
+ * 16 sequences 1.025x (five alternated rounds: 1.058, 1.025, 1.042, 1.001, 0.997), 1 and 4 level,
+ * the prompt 0.98x */
 #ifndef KQ5_EXPAND_MIN_TOKENS
 #define KQ5_EXPAND_MIN_TOKENS 32
 #endif
