@@ -982,15 +982,9 @@ static inline __attribute__((always_inline)) void gemm4_iq4_xs(const int T, int6
  * (2 * 31 * 128), two for Q6_K (2 * 63 * 128). IQ4_XS's signed levels take the sign trick with
  * the sign on the levels (Q8_K holds -128, whose negation overflows a byte): |y| (prepared)
  * times sign(level, y), one vector per madd (|pair| <= 2 * 127 * 128). */
-enum {
-  K_Q6_K = K_Q5_K + 1,
-  K_IQ4_XS,
-  K_Q4_KC,
-  K_Q5_KC,
-  K_Q6_KC,
-  K_IQ4_XSC
-}; /* with K_Q4_K, K_Q5_K: the interleaved kernels' formats (K_Q4_KC, K_Q5_KC, K_Q6_KC: the compact
-      layouts) */
+/* With K_Q4_K, K_Q5_K: the interleaved kernels' formats (K_Q4_KC, K_Q5_KC, K_Q6_KC, K_IQ4_XSC:
+ * the compact layouts) */
+enum { K_Q6_K = K_Q5_K + 1, K_IQ4_XS, K_Q4_KC, K_Q5_KC, K_Q6_KC, K_IQ4_XSC };
 #define KP_D 0                          /* the eight rows' d as floats */
 #define KP_DMIN 32                      /* Q4_K, Q5_K: their dmin as floats */
 #define KP_SC 64                        /* Q4_K, Q5_K: sub-block k's eight scales at 8 k */
@@ -1059,7 +1053,7 @@ _Static_assert(KPREP_BLOCK <= NLLM_GEMM_PREP_BYTES(QK_K) &&
 #define KSTREAM16 3
 #endif
 /* The same for IQ4_XS's compact groups, whose levels are looked up per sub-block and call: never
- * expanding ran the 128-token prompt at 0.84-0.89 of the repacking it replaced, expanding from 32
+ * expanding ran the 128-token prompt at 0.84-0.90 of the repacking it replaced, expanding from 32
  * tokens at 0.93-1.01 */
 #ifndef KIQ_EXPAND_MIN_TOKENS
 #define KIQ_EXPAND_MIN_TOKENS 32
