@@ -1469,7 +1469,16 @@ static inline __attribute__((always_inline)) void packed_sub_q6_K(const int kind
   }
 }
 
-/* The same for IQ4_XS: |y| times the levels with y's sign, a madd with the scale per vector. */
+/* IQ4_XS's product of one vector of levels with token t's four bytes at o (prepared |y| and y):
+ * |y| times the levels with y's sign, a madd with the scale (both int16 of each lane) */
+static inline __m256i iq4_xs_madd(__m256i lvl, const uint8_t *yb, size_t ps, int t, size_t o,
+                                  __m256i sc) {
+  return _mm256_madd_epi16(
+      _mm256_maddubs_epi16(y4(yb, ps, t, o), _mm256_sign_epi8(lvl, y4(yb, ps, t, IQPREP_Y + o))),
+      sc);
+}
+
+/* The same for IQ4_XS, a madd with the scale per vector. */
 static inline __attribute__((always_inline)) void packed_sub_iq4_xs(const int T, const uint8_t *xb,
                                                                     const uint8_t *yb, size_t ps,
                                                                     int k, __m256i *sum) {
@@ -1480,10 +1489,7 @@ static inline __attribute__((always_inline)) void packed_sub_iq4_xs(const int T,
     const __m256i xv = _mm256_loadu_si256((const __m256i *)(xk + 32 * v));
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
-      const size_t o = 32 * (size_t)k + 4 * v;
-      const __m256i p =
-          _mm256_maddubs_epi16(y4(yb, ps, t, o), _mm256_sign_epi8(xv, y4(yb, ps, t, IQPREP_Y + o)));
-      sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(p, sc));
+      sum[t] = _mm256_add_epi32(sum[t], iq4_xs_madd(xv, yb, ps, t, 32 * (size_t)k + 4 * v, sc));
       __asm__("" : "+x"(sum[t]));
     }
   }
@@ -1501,12 +1507,8 @@ static inline __attribute__((always_inline)) void packed_sub_iq4_xsc(const int T
   for (int t = 0; t < T; t++) {
     __m256i st = sum[t];
 #pragma GCC unroll 8
-    for (int v = 0; v < 8; v++) {
-      const size_t o = 32 * (size_t)k + 4 * (size_t)v;
-      const __m256i p = _mm256_maddubs_epi16(y4(yb, ps, t, o),
-                                             _mm256_sign_epi8(lvl[v], y4(yb, ps, t, IQPREP_Y + o)));
-      st = _mm256_add_epi32(st, _mm256_madd_epi16(p, sc));
-    }
+    for (int v = 0; v < 8; v++)
+      st = _mm256_add_epi32(st, iq4_xs_madd(lvl[v], yb, ps, t, 32 * (size_t)k + 4 * (size_t)v, sc));
     sum[t] = st;
   }
 }
@@ -1553,7 +1555,7 @@ static inline __attribute__((always_inline)) __m256 packed_step(const int kind, 
   return _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(sum));
 }
 
-/* The four formats' kernel: per super-block each token's exact sums of the eight rows, sub-block
+/* The interleaved formats' kernel: per super-block each token's exact sums of the eight rows, sub-block
  * by sub-block, then the float step into the token's accumulator. */
 static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, const int pf,
                                                                 const int T, int64_t n, float *s,
