@@ -145,6 +145,16 @@ static int cpu_has_avx512_bf16(void) {
   unsigned a, b, c, d;
   return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1u);
 }
+
+/* Whether the streaming kernels that have both ask for the next group's lines into L1 rather
+ * than L2 (nllm_kernels_packed16_l1_avx512): on AMD CPUs, where that measured ahead (Zen 5),
+ * unless NLLM_PREFETCH=l2 (or l1 elsewhere) says otherwise, for A/B runs. */
+static int prefetch_to_l1(void) {
+  const char *env = getenv("NLLM_PREFETCH");
+  if (env && !strcmp(env, "l1")) return 1;
+  if (env && !strcmp(env, "l2")) return 0;
+  return __builtin_cpu_is("amd");
+}
 #endif
 
 static void qtypes_init(void) {
@@ -205,6 +215,8 @@ static void qtypes_init(void) {
              has_avx512 ? &nllm_cpu_ops_avx512 : NULL);
   if (has_avx512 && cpu_has_avx512_bf16())
     overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_gemmf_xbf16_avx512);
+  if (has_avx512 && prefetch_to_l1())
+    overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_packed16_l1_avx512);
 #else
   build_tier(NLLM_ISA_AVX512, NULL, 0, NULL);
 #endif

@@ -3,6 +3,7 @@
  * a model loaded with them gives the logits of the same model loaded with no_repack bit for bit,
  * whatever the batch; no_repack keeps every weight plain; a tier capped after the load reads the
  * plain rows (whose pages the load gave back to the file). */
+#include "cpu/quant.h"
 #include "model/model.h"
 #include "modelutil.h"
 #include "ops.h"
@@ -33,6 +34,26 @@ static void at_top_tier(void) {
 
 static const int32_t packed_types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K,
                                        NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K, NLLM_TYPE_IQ4_XS};
+
+/* The kernel for nt tokens of the type's other prefetch choice (kernels/qtypes.c,
+ * prefetch_to_l1) where this host's table holds another: the AVX-512 tier's Q4_0 one-token and
+ * Q8_0 streaming kernels */
+static nllm_gemm_packed_fn other_kernel(const nllm_qtype *q, int nt) {
+#if defined(__x86_64__)
+  if (test_tier != NLLM_ISA_AVX512) return NULL;
+  const nllm_kernel_set *sets[] = {&nllm_kernels_packed16_avx512, &nllm_kernels_packed16_l1_avx512};
+  const nllm_gemm_packed_fn own = nt == 1 ? q->gemv_packed : q->gemm_packed_stream;
+  for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++)
+    for (size_t i = 0; i < sets[s]->n_rows; i++) {
+      const nllm_qtype_kernels *k = &sets[s]->rows[i];
+      const nllm_gemm_packed_fn fn = nt == 1 ? k->gemv_packed : k->gemm_packed_stream;
+      if (k->type == q->type && fn && fn != own) return fn;
+    }
+#else
+  (void)q, (void)nt;
+#endif
+  return NULL;
+}
 
 /* gemm_packed (gemv_packed at one token) on nllm_prepack's rows against vec_dot4 on the plain
  * rows, random blocks with every level and extreme scales, 1..8 tokens */
@@ -82,18 +103,22 @@ START_TEST(kernels_equal_vec_dot4) {
         }
       }
     /* pass 0 the packed rows, 1 and 2 the expanded ones, 3 the packed rows streamed (calls of up
-     * to stream_tok tokens) */
-    for (int pass = 0; pass < 4; pass++)
-      for (int nt = 1; nt <= (pass == 3 ? q->stream_tok : q->packed_tok); nt++) {
+     * to stream_tok tokens), 4 the other prefetch choice's kernels where they differ (one
+     * token and streamed) */
+    for (int pass = 0; pass < 5; pass++)
+      for (int nt = 1; nt <= (pass >= 3 ? q->stream_tok : q->packed_tok); nt++) {
         if ((pass == 1 || pass == 2) && !q->expand_packed) break;
         if (pass == 3 && !q->gemm_packed_stream) break;
         if (pass == 3 && nt == 1) continue; /* one token in all takes gemv_packed */
+        const nllm_gemm_packed_fn other = pass == 4 ? other_kernel(q, nt) : NULL;
+        if (pass == 4 && !other) continue;
         for (int64_t g = 0; g < rows / q->pack_group_rows; g++) {
-          const nllm_gemm_packed_fn fn = pass == 3                   ? q->gemm_packed_stream
+          const nllm_gemm_packed_fn fn = pass == 4                   ? other
+                                         : pass == 3                 ? q->gemm_packed_stream
                                          : pass                      ? q->gemm_expanded
                                          : nt == 1 && q->gemv_packed ? q->gemv_packed
                                                                      : q->gemm_packed;
-          const uint8_t *grp = pass == 0 || pass == 3           ? P + (size_t)g * gb
+          const uint8_t *grp = pass == 0 || pass >= 3           ? P + (size_t)g * gb
                                : pass == 1 || !q->pack_expanded ? E + (size_t)g * eb
                                                                 : E2 + (size_t)g * eb;
           fn(cols, got + g * q->pack_group_rows, (size_t)rows, grp, prep,

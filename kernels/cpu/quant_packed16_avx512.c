@@ -303,8 +303,12 @@ static inline __m512 tree16(const __m512 *a) {
  * (eighteenth round). In every call instead of the first pass's only, the 128-token prompt lost
  * 12-15%. always_inline: gcc took a called function that only prefetches for one without
  * effects and dropped the calls (the stream kernels compiled to the plain ones). */
-static inline __attribute__((always_inline)) void prefetch_next(const uint8_t *p, int64_t nb) {
-  _mm_prefetch((const char *)(p + (size_t)nb * Q4_BLOCK), _MM_HINT_T1);
+static inline __attribute__((always_inline)) void prefetch_next(const uint8_t *p, int64_t nb,
+                                                                const int to_l1) {
+  if (to_l1)
+    _mm_prefetch((const char *)(p + (size_t)nb * Q4_BLOCK), _MM_HINT_T0);
+  else
+    _mm_prefetch((const char *)(p + (size_t)nb * Q4_BLOCK), _MM_HINT_T1);
 }
 /* Q4_0's block b's lines (its pair's scales line with the pair's first block), and two lines two
  * groups ahead, of its pair's first 576 bytes (Q8_0 took this too, each block's vectors' two
@@ -317,16 +321,19 @@ static inline __attribute__((always_inline)) void prefetch_next(const uint8_t *p
  * 2 threads, 16 sequences: two far lines +2% on one, three -3%, nine -12% (the far prefetches
  * then fill the buffers themselves), three groups ahead -1% (docs/performance.md, twenty-fifth
  * round); for Q8_0's pairs two a block, one, or three a pair, alike (twenty-sixth). Q4_0's
- * streaming calls of up to eight tokens take it; the halves take prefetch_share. */
+ * streaming calls of up to eight tokens take it; the halves take prefetch_share. to_l1: into L1,
+ * and no far lines (PASS_TO_L1). */
 static inline __attribute__((always_inline)) void prefetch_next_block(const uint8_t *pk, int64_t b,
-                                                                      int64_t nb) {
+                                                                      int64_t nb, const int to_l1) {
   if (block_position(0, b, nb) % 2 == 0) { /* the pair's first block */
     const uint8_t *far = block_vectors(0, pk, b, nb) + 2 * (size_t)nb * Q4_BLOCK;
-    _mm_prefetch((const char *)far, _MM_HINT_T2);
-    _mm_prefetch((const char *)far + 256, _MM_HINT_T2);
-    prefetch_next(block_scales(0, pk, b, nb), nb);
+    if (!to_l1) {
+      _mm_prefetch((const char *)far, _MM_HINT_T2);
+      _mm_prefetch((const char *)far + 256, _MM_HINT_T2);
+    }
+    prefetch_next(block_scales(0, pk, b, nb), nb, to_l1);
   }
-  for (int e = 0; e < 4; e++) prefetch_next(block_vectors(0, pk, b, nb) + 64 * e, nb);
+  for (int e = 0; e < 4; e++) prefetch_next(block_vectors(0, pk, b, nb) + 64 * e, nb, to_l1);
 }
 
 /* A streaming call's share of the next group's lines, in memory order, into L2, at its visit v
@@ -334,32 +341,41 @@ static inline __attribute__((always_inline)) void prefetch_next_block(const uint
  * ahead (every other visit for Q4_0 in halves, whose blocks are half as long), so that the
  * lines are asked for at an even rate whatever order the blocks are visited in. By line index,
  * each line once (nllm_prefetch_span_l2 on each visit's byte range would ask for every boundary
- * line twice and add its last-byte prefetch: one or two more of ~4 a visit). */
+ * line twice and add its last-byte prefetch: one or two more of ~4 a visit). to_l1: into L1, and
+ * no line two groups ahead (PASS_TO_L1). */
 static inline __attribute__((always_inline)) void prefetch_share(const int q8, const uint8_t *pk,
-                                                                 int64_t nb, int64_t v, int parts) {
+                                                                 int64_t nb, int64_t v, int parts,
+                                                                 const int to_l1) {
   const size_t bb = block_bytes(q8), u = 64 * (size_t)parts;
   const uint8_t *next = pk + (size_t)nb * bb;
-  if (q8 || parts == 1 || v % 2 == 0)
+  if (!to_l1 && (q8 || parts == 1 || v % 2 == 0))
     _mm_prefetch((const char *)next + (size_t)nb * bb + (size_t)v * bb / (size_t)parts,
                  _MM_HINT_T2);
   for (size_t l = (size_t)v * bb / u; l < (size_t)(v + 1) * bb / u; l++)
-    _mm_prefetch((const char *)next + 64 * l, _MM_HINT_T1);
+    if (to_l1)
+      _mm_prefetch((const char *)next + 64 * l, _MM_HINT_T0);
+    else
+      _mm_prefetch((const char *)next + 64 * l, _MM_HINT_T1);
 }
 
 /* gemm_packed16's passes (pf): plain (weights in cache); streaming in one pass with the next
  * group's same blocks (Q4_0, whose blocks lie in the order visited) or its lines in memory order
  * (Q8_0, whose blocks lie in block order); the first and second half of a streaming call in two
  * (STREAM16) */
-enum { PASS_PLAIN, PASS_SAME_BLOCKS, PASS_LINES, PASS_HALF_1, PASS_HALF_2 };
+enum { PASS_PLAIN, PASS_SAME_BLOCKS, PASS_LINES, PASS_HALF_1, PASS_HALF_2, PASS_KINDS = 7 };
+/* Or'ed into a streaming pass: the next group's lines into L1 instead of L2, and none two groups
+ * ahead (nllm_kernels_packed16_l1_avx512) */
+#define PASS_TO_L1 8
 
 /* The pass's prefetch at block b, its v-th block visit in the pass */
 static inline __attribute__((always_inline)) void stream_prefetch(const int q8, const int pf,
                                                                   const uint8_t *pk, int64_t b,
                                                                   int64_t v, int64_t nb) {
-  if (pf == PASS_SAME_BLOCKS) prefetch_next_block(pk, b, nb); /* Q4_0 only */
-  if (pf == PASS_LINES) prefetch_share(q8, pk, nb, v, 1);
-  if (pf == PASS_HALF_1 || pf == PASS_HALF_2)
-    prefetch_share(q8, pk, nb, (pf - PASS_HALF_1) * nb + v, 2);
+  const int to_l1 = (pf & PASS_TO_L1) != 0, kind = pf & PASS_KINDS;
+  if (kind == PASS_SAME_BLOCKS) prefetch_next_block(pk, b, nb, to_l1); /* Q4_0 only */
+  if (kind == PASS_LINES) prefetch_share(q8, pk, nb, v, 1, to_l1);
+  if (kind == PASS_HALF_1 || kind == PASS_HALF_2)
+    prefetch_share(q8, pk, nb, (kind - PASS_HALF_1) * nb + v, 2, to_l1);
 }
 
 /* Tokens whose dpbusd chains block_products runs side by side */
@@ -510,23 +526,32 @@ static inline __attribute__((always_inline)) void gemm_packed16(const int q8, co
 #ifndef STREAM_HALVES
 #define STREAM_HALVES 3
 #endif
-#define STREAM16(q8, T, n, s, ss, pk, p, ps)                                         \
-  do {                                                                               \
-    if ((STREAM_HALVES >> q8 & 1) && T > 8) {                                        \
-      gemm_packed16(q8, PASS_HALF_1, 8, n, s, ss, pk, p, ps);                        \
-      gemm_packed16(q8, PASS_HALF_2, T > 8 ? T - 8 : 1, n, s + 8 * ss, ss, pk,       \
-                    (const uint8_t *)p + 8 * ps, ps);                                \
-    } else                                                                           \
-      gemm_packed16(q8, q8 ? PASS_LINES : PASS_SAME_BLOCKS, T, n, s, ss, pk, p, ps); \
+#define STREAM16(q8, l1, T, n, s, ss, pk, p, ps)                                            \
+  do {                                                                                      \
+    if ((STREAM_HALVES >> q8 & 1) && T > 8) {                                               \
+      gemm_packed16(q8, PASS_HALF_1 | l1, 8, n, s, ss, pk, p, ps);                          \
+      gemm_packed16(q8, PASS_HALF_2 | l1, T > 8 ? T - 8 : 1, n, s + 8 * ss, ss, pk,         \
+                    (const uint8_t *)p + 8 * ps, ps);                                       \
+    } else                                                                                  \
+      gemm_packed16(q8, (q8 ? PASS_LINES : PASS_SAME_BLOCKS) | l1, T, n, s, ss, pk, p, ps); \
   } while (0)
-#define Q4_0_STREAM16(...) STREAM16(0, __VA_ARGS__)
-#define Q8_0_STREAM16(...) STREAM16(1, __VA_ARGS__)
+#define Q4_0_STREAM16(...) STREAM16(0, 0, __VA_ARGS__)
+#define Q8_0_STREAM16(...) STREAM16(1, 0, __VA_ARGS__)
+#define Q8_0_STREAM16_L1(...) STREAM16(1, PASS_TO_L1, __VA_ARGS__)
 NLLM_PACKED_BY_TOKENS(q4_0_gemm_packed16_avx512, Q4_0_PACKED16)
 NLLM_PACKED_BY_TOKENS(q8_0_gemm_packed16_avx512, Q8_0_PACKED16)
 /* stream_tok 16: a sixteen-sequence decode step in one call, each group visited by its two
  * halves before the next (nllm_qtype's stream_tok) */
 NLLM_STREAM_BY_TOKENS(q4_0_gemm_packed16_stream_avx512, Q4_0_STREAM16)
 NLLM_STREAM_BY_TOKENS(q8_0_gemm_packed16_stream_avx512, Q8_0_STREAM16)
+/* The same with the next group's lines asked for into L1 (nllm_kernels_packed16_l1_avx512) */
+NLLM_STREAM_BY_TOKENS(q8_0_gemm_packed16_stream_l1_avx512, Q8_0_STREAM16_L1)
+/* Q4_0's one token (a decode step of one sequence) so */
+static void q4_0_gemv_packed16_l1_avx512(int64_t n, float *s, size_t ss, const void *pk,
+                                         const void *p, size_t ps, int n_tok) {
+  (void)n_tok;
+  gemm_packed16(0, PASS_SAME_BLOCKS | PASS_TO_L1, 1, n, s, ss, pk, p, ps);
+}
 
 /* The one-token kernel's prefetch distance in its one linear stream (the groups lie one after
  * another, each in block order): 1.1B Q8_0, 2 threads, one sequence, three rounds against no
@@ -576,35 +601,49 @@ static void q8_0_gemv_packed16_avx512(int64_t n, float *s, size_t ss, const void
   _mm512_storeu_ps(s, r);
 }
 
+/* Q4_0's row, with its one-token and streaming kernels (one token takes the streaming kernel's
+ * code: its sums are the decode kernel's already, and decode reads the weights from memory) */
+#define Q4_0_ROW(gemv, stream)                                                          \
+  {                                                                                     \
+    .type = NLLM_TYPE_Q4_0, .pack_rows = q4_0_pack16_avx512,                            \
+    .packed_prep = q4_0_packed16_prep_avx512, .gemm_packed = q4_0_gemm_packed16_avx512, \
+    .packed_min_tokens = Q4_PACKED_MIN_TOKENS, .pack_group_rows = GROUP_ROWS,           \
+    .packed_tok = NLLM_PACKED_TOK_MAX, .gemv_packed = gemv, .prepack = Q4_PREPACK,      \
+    .packed_block_bytes = Q4_BLOCK, .gemm_packed_stream = stream,                       \
+    .stream_tok = NLLM_STREAM_TOK_MAX                                                   \
+  }
+/* Q8_0's row, with its streaming kernel */
+#define Q8_0_ROW(stream)                                                                 \
+  {                                                                                      \
+    .type = NLLM_TYPE_Q8_0, .pack_rows = q8_0_pack16_avx512,                             \
+    .packed_prep = q8_0_packed16_prep_avx512, .gemm_packed = q8_0_gemm_packed16_avx512,  \
+    .packed_min_tokens = Q8_PACKED_MIN_TOKENS, .pack_group_rows = GROUP_ROWS,            \
+    .packed_tok = NLLM_PACKED_TOK_MAX, .gemv_packed = q8_0_gemv_packed16_avx512,         \
+    .prepack = Q8_PREPACK, .packed_block_bytes = Q8_BLOCK, .gemm_packed_stream = stream, \
+    .stream_tok = NLLM_STREAM_TOK_MAX                                                    \
+  }
 /* Laid over the AVX-512 tier's Q4_0 and Q8_0 rows (quant_avx512.c), whose tiles serve the
  * batches below the crossovers. */
 static const nllm_qtype_kernels packed16_rows[] = {
-    {.type = NLLM_TYPE_Q4_0,
-     .pack_rows = q4_0_pack16_avx512,
-     .packed_prep = q4_0_packed16_prep_avx512,
-     .gemm_packed = q4_0_gemm_packed16_avx512,
-     .packed_min_tokens = Q4_PACKED_MIN_TOKENS,
-     .pack_group_rows = GROUP_ROWS,
-     .packed_tok = NLLM_PACKED_TOK_MAX,
-     /* one token: the kernel's sums are the decode kernel's already; streamed, as decode
-      * reads the weights from memory */
-     .gemv_packed = q4_0_gemm_packed16_stream_avx512,
-     .prepack = Q4_PREPACK,
-     .packed_block_bytes = Q4_BLOCK,
-     .gemm_packed_stream = q4_0_gemm_packed16_stream_avx512,
-     .stream_tok = NLLM_STREAM_TOK_MAX},
-    {.type = NLLM_TYPE_Q8_0,
-     .pack_rows = q8_0_pack16_avx512,
-     .packed_prep = q8_0_packed16_prep_avx512,
-     .gemm_packed = q8_0_gemm_packed16_avx512,
-     .packed_min_tokens = Q8_PACKED_MIN_TOKENS,
-     .pack_group_rows = GROUP_ROWS,
-     .packed_tok = NLLM_PACKED_TOK_MAX,
-     .gemv_packed = q8_0_gemv_packed16_avx512,
-     .prepack = Q8_PREPACK,
-     .packed_block_bytes = Q8_BLOCK,
-     .gemm_packed_stream = q8_0_gemm_packed16_stream_avx512,
-     .stream_tok = NLLM_STREAM_TOK_MAX},
+    Q4_0_ROW(q4_0_gemm_packed16_stream_avx512, q4_0_gemm_packed16_stream_avx512),
+    Q8_0_ROW(q8_0_gemm_packed16_stream_avx512),
 };
 const nllm_kernel_set nllm_kernels_packed16_avx512 = {
     packed16_rows, sizeof packed16_rows / sizeof packed16_rows[0]};
+
+/* Laid over the rows above on CPUs where the streaming calls run ahead with the next group's
+ * lines asked for into L1 and none two groups ahead (PASS_TO_L1; kernels/qtypes.c,
+ * prefetch_to_l1: AMD). AMD Zen 5 (EPYC, 2 cores, 40 GB/s read a core), 1.1B, 2 threads,
+ * `--parallel 1,4,16 -p 128 -n 32`, alternated rounds against these rows: Q8_0 16 sequences
+ * 1.177x (four rounds, 1.154-1.197) and 1.194x (three), 4 sequences 1.131x, the prompt column
+ * level; without the far line alone (into L2) 16 sequences 1.165x but 4 sequences 0.984x, into
+ * L1 with the far line 0.996x. Q4_0's one token 1.077x and 1.078x (five rounds each, every one
+ * ahead); its halves so ran behind (16 sequences 0.915x, pp16 0.866x) and stay. On the Intel
+ * host of the twenty-fifth round prefetcht0 ran behind prefetcht1 (1.73 against 1.62 ms for 16
+ * Q8_0 tokens), and the far lines ran ahead there (twenty-fifth round). */
+static const nllm_qtype_kernels packed16_l1_rows[] = {
+    Q4_0_ROW(q4_0_gemv_packed16_l1_avx512, q4_0_gemm_packed16_stream_avx512),
+    Q8_0_ROW(q8_0_gemm_packed16_stream_l1_avx512),
+};
+const nllm_kernel_set nllm_kernels_packed16_l1_avx512 = {
+    packed16_l1_rows, sizeof packed16_l1_rows / sizeof packed16_l1_rows[0]};
