@@ -419,8 +419,8 @@ extern const nllm_kernel_set nllm_kernels_lowbit_avx2;
 extern const nllm_kernel_set nllm_kernels_avx512;
 /* quant_packed16_avx512.c: Q4_0 and Q8_0 row-interleaved prompt kernels, over the AVX-512 set */
 extern const nllm_kernel_set nllm_kernels_packed16_avx512;
-/* The same file: Q8_0's row with its streaming kernel's prefetches into L1, laid over the set
- * above where nllm_cpu_prefetch_to_l1 says so (qtypes.c) */
+/* The same file: Q8_0's streaming and Q4_0's one-token kernels with the next group's lines
+ * asked for into L1, laid over the set above where qtypes.c's prefetch_to_l1 says so */
 extern const nllm_kernel_set nllm_kernels_packed16_l1_avx512;
 /* quant_k_packed16_avx512.c: Q4_K, Q5_K, Q6_K's AVX2 groups kept packed, read sixteen rows at a
  * time */

@@ -546,7 +546,7 @@ NLLM_STREAM_BY_TOKENS(q4_0_gemm_packed16_stream_avx512, Q4_0_STREAM16)
 NLLM_STREAM_BY_TOKENS(q8_0_gemm_packed16_stream_avx512, Q8_0_STREAM16)
 /* The same with the next group's lines asked for into L1 (nllm_kernels_packed16_l1_avx512) */
 NLLM_STREAM_BY_TOKENS(q8_0_gemm_packed16_stream_l1_avx512, Q8_0_STREAM16_L1)
-/* Q4_0's one token (a decode step of one sequence) so */
+/* Q4_0's one token (a one-sequence decode step) with the same prefetch */
 static void q4_0_gemv_packed16_l1_avx512(int64_t n, float *s, size_t ss, const void *pk,
                                          const void *p, size_t ps, int n_tok) {
   (void)n_tok;
@@ -640,7 +640,7 @@ const nllm_kernel_set nllm_kernels_packed16_avx512 = {
  * L1 with the far line 0.996x. Q4_0's one token 1.077x and 1.078x (five rounds each, every one
  * ahead); its halves so ran behind (16 sequences 0.915x, pp16 0.866x) and stay. On the Intel
  * host of the twenty-fifth round prefetcht0 ran behind prefetcht1 (1.73 against 1.62 ms for 16
- * Q8_0 tokens), and the far lines ran ahead there (twenty-fifth round). */
+ * Q8_0 tokens), and the far lines ran ahead there. */
 static const nllm_qtype_kernels packed16_l1_rows[] = {
     Q4_0_ROW(q4_0_gemv_packed16_l1_avx512, q4_0_gemm_packed16_stream_avx512),
     Q8_0_ROW(q8_0_gemm_packed16_stream_l1_avx512),
