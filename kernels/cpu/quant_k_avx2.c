@@ -1555,8 +1555,8 @@ static inline __attribute__((always_inline)) __m256 packed_step(const int kind, 
   return _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(sum));
 }
 
-/* The interleaved formats' kernel: per super-block each token's exact sums of the eight rows, sub-block
- * by sub-block, then the float step into the token's accumulator. */
+/* The interleaved formats' kernel: per super-block each token's exact sums of the eight rows,
+ * sub-block by sub-block, then the float step into the token's accumulator. */
 static inline __attribute__((always_inline)) void gemm_packed_k(const int kind, const int pf,
                                                                 const int T, int64_t n, float *s,
                                                                 size_t ss, const uint8_t *pk,

@@ -297,6 +297,15 @@ static inline __m512 tree16(const __m512 *a) {
   return _mm512_add_ps(_mm512_add_ps(u[0], u[2]), _mm512_add_ps(u[1], u[3]));
 }
 
+/* The line at p into L1 where to_l1 (PASS_TO_L1), else into L2. The hint must be a constant:
+ * one instruction per choice, the branch folded where to_l1 is a constant. */
+static inline __attribute__((always_inline)) void prefetch_line(const uint8_t *p, const int to_l1) {
+  if (to_l1)
+    _mm_prefetch((const char *)p, _MM_HINT_T0);
+  else
+    _mm_prefetch((const char *)p, _MM_HINT_T1);
+}
+
 /* gemm_packed_stream's prefetch: the line at p's place in the next group (groups lie one after
  * another, nb blocks each), into L2, a group ahead. 1.1B Q8_0 shape, 2 threads, `nllm bench
  * --parallel 4,16`: 4-sequence generation 72-79 -> 111-122 t/s, 16 sequences 135-162 -> 200-211
@@ -305,10 +314,7 @@ static inline __m512 tree16(const __m512 *a) {
  * effects and dropped the calls (the stream kernels compiled to the plain ones). */
 static inline __attribute__((always_inline)) void prefetch_next(const uint8_t *p, int64_t nb,
                                                                 const int to_l1) {
-  if (to_l1)
-    _mm_prefetch((const char *)(p + (size_t)nb * Q4_BLOCK), _MM_HINT_T0);
-  else
-    _mm_prefetch((const char *)(p + (size_t)nb * Q4_BLOCK), _MM_HINT_T1);
+  prefetch_line(p + (size_t)nb * Q4_BLOCK, to_l1);
 }
 /* Q4_0's block b's lines (its pair's scales line with the pair's first block), and two lines two
  * groups ahead, of its pair's first 576 bytes (Q8_0 took this too, each block's vectors' two
@@ -352,10 +358,7 @@ static inline __attribute__((always_inline)) void prefetch_share(const int q8, c
     _mm_prefetch((const char *)next + (size_t)nb * bb + (size_t)v * bb / (size_t)parts,
                  _MM_HINT_T2);
   for (size_t l = (size_t)v * bb / u; l < (size_t)(v + 1) * bb / u; l++)
-    if (to_l1)
-      _mm_prefetch((const char *)next + 64 * l, _MM_HINT_T0);
-    else
-      _mm_prefetch((const char *)next + 64 * l, _MM_HINT_T1);
+    prefetch_line(next + 64 * l, to_l1);
 }
 
 /* gemm_packed16's passes (pf): plain (weights in cache); streaming in one pass with the next
