@@ -147,8 +147,9 @@ static int cpu_has_avx512_bf16(void) {
 }
 
 /* Whether the streaming kernels that have both ask for the next group's lines into L1 rather
- * than L2 (nllm_kernels_packed16_l1_avx512): on AMD CPUs, where that measured ahead (Zen 5),
- * unless NLLM_PREFETCH=l2 (or l1 elsewhere) says otherwise, for A/B runs. */
+ * than L2 (nllm_kernels_packed16_l1_avx512, nllm_kernels_k_packed16_l1_avx512): on AMD CPUs,
+ * where that measured ahead (Zen 5), unless NLLM_PREFETCH=l2 (or l1 elsewhere) says otherwise,
+ * for A/B runs. */
 static int prefetch_to_l1(void) {
   const char *env = getenv("NLLM_PREFETCH");
   if (env && !strcmp(env, "l1")) return 1;
@@ -215,8 +216,10 @@ static void qtypes_init(void) {
              has_avx512 ? &nllm_cpu_ops_avx512 : NULL);
   if (has_avx512 && cpu_has_avx512_bf16())
     overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_gemmf_xbf16_avx512);
-  if (has_avx512 && prefetch_to_l1())
+  if (has_avx512 && prefetch_to_l1()) {
     overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_packed16_l1_avx512);
+    overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_k_packed16_l1_avx512);
+  }
 #else
   build_tier(NLLM_ISA_AVX512, NULL, 0, NULL);
 #endif

@@ -94,6 +94,9 @@ static inline __m512i bit4(__m512i qh, int k) {
 #ifndef KPF_SPREAD
 #define KPF_SPREAD 1
 #endif
+/* A call's prefetch (pf): none (a prompt's later passes), the next group's lines into L2, or
+ * at one token into L1 (the one-token kernels laid over on AMD, k_packed16_l1_rows) */
+enum { PF_NONE, PF_L2, PF_L1 };
 /* A streaming call's prefetch of the next group's super-block (its halves xa, xb hb bytes on,
  * bytes each) at step k of the current one's: k -1 at the super-block's start, 0..7 at its
  * sub-block steps */
@@ -101,10 +104,10 @@ static inline __attribute__((always_inline)) void prefetch_next_sb(const int pf,
                                                                    const uint8_t *xa,
                                                                    const uint8_t *xb, size_t hb,
                                                                    size_t bytes, int k) {
-  if (!pf) return;
+  if (pf == PF_NONE) return;
   const int spread = T > 1 && KPF_SPREAD;
-  nllm_prefetch_next_step(xa + 2 * hb, bytes, k, spread, 0);
-  nllm_prefetch_next_step(xb + 2 * hb, bytes, k, spread, 0);
+  nllm_prefetch_next_step(xa + 2 * hb, bytes, k, spread, pf == PF_L1);
+  nllm_prefetch_next_step(xb + 2 * hb, bytes, k, spread, pf == PF_L1);
 }
 
 /* T tokens (prepared rows ps apart) over a sixteen-row group: per super-block each sub-block's
@@ -289,18 +292,34 @@ static inline __attribute__((always_inline)) void gemm_packed16_q6(const int pf,
 
 /* The first two passes over a group (gemm_packed_stream, stream_passes) prefetch the next
  * group; later passes (a prompt's) find their group in cache and skip the prefetches */
-#define Q4_K_PACKED16(T, ...) gemm_packed16(0, 0, T, __VA_ARGS__)
-#define Q5_K_PACKED16(T, ...) gemm_packed16(1, 0, T, __VA_ARGS__)
-#define Q6_K_PACKED16(T, ...) gemm_packed16_q6(0, T, __VA_ARGS__)
-#define Q4_K_STREAM16(T, ...) gemm_packed16(0, 1, T, __VA_ARGS__)
-#define Q5_K_STREAM16(T, ...) gemm_packed16(1, 1, T, __VA_ARGS__)
-#define Q6_K_STREAM16(T, ...) gemm_packed16_q6(1, T, __VA_ARGS__)
+#define Q4_K_PACKED16(T, ...) gemm_packed16(0, PF_NONE, T, __VA_ARGS__)
+#define Q5_K_PACKED16(T, ...) gemm_packed16(1, PF_NONE, T, __VA_ARGS__)
+#define Q6_K_PACKED16(T, ...) gemm_packed16_q6(PF_NONE, T, __VA_ARGS__)
+#define Q4_K_STREAM16(T, ...) gemm_packed16(0, PF_L2, T, __VA_ARGS__)
+#define Q5_K_STREAM16(T, ...) gemm_packed16(1, PF_L2, T, __VA_ARGS__)
+#define Q6_K_STREAM16(T, ...) gemm_packed16_q6(PF_L2, T, __VA_ARGS__)
 NLLM_PACKED_BY_TOKENS(q4_K_gemm_packed16_avx512, Q4_K_PACKED16)
 NLLM_PACKED_BY_TOKENS(q5_K_gemm_packed16_avx512, Q5_K_PACKED16)
 NLLM_PACKED_BY_TOKENS(q6_K_gemm_packed16_avx512, Q6_K_PACKED16)
 NLLM_STREAM_BY_TOKENS(q4_K_gemm_packed16_stream_avx512, Q4_K_STREAM16)
 NLLM_STREAM_BY_TOKENS(q5_K_gemm_packed16_stream_avx512, Q5_K_STREAM16)
 NLLM_STREAM_BY_TOKENS(q6_K_gemm_packed16_stream_avx512, Q6_K_STREAM16)
+/* One token (a one-sequence decode step) with the next group's lines asked for into L1 */
+static void q4_K_gemv_packed16_l1_avx512(int64_t n, float *s, size_t ss, const void *pk,
+                                         const void *p, size_t ps, int n_tok) {
+  (void)n_tok;
+  gemm_packed16(0, PF_L1, 1, n, s, ss, pk, p, ps);
+}
+static void q5_K_gemv_packed16_l1_avx512(int64_t n, float *s, size_t ss, const void *pk,
+                                         const void *p, size_t ps, int n_tok) {
+  (void)n_tok;
+  gemm_packed16(1, PF_L1, 1, n, s, ss, pk, p, ps);
+}
+static void q6_K_gemv_packed16_l1_avx512(int64_t n, float *s, size_t ss, const void *pk,
+                                         const void *p, size_t ps, int n_tok) {
+  (void)n_tok;
+  gemm_packed16_q6(PF_L1, 1, n, s, ss, pk, p, ps);
+}
 
 /* Sixteen rows as the AVX2 tier's two eight-row groups (group B half a group's bytes on) */
 static inline void pack_pair(void (*pack8)(int64_t, const void *, size_t, void *), size_t block,
@@ -318,19 +337,35 @@ static void q6_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
   pack_pair(nllm_q6_K_pack_rows_avx2, KQ6_BLOCK, n, x, bx, p);
 }
 
-/* Crossover and tokens a call as the AVX2 rows' */
-#define K16_ROW(TYPE, fmt)                                                               \
-  {                                                                                      \
-    .type = TYPE, .pack_rows = fmt##_pack16, .packed_prep = nllm_k_packed_prep_avx2,     \
-    .gemm_packed = fmt##_gemm_packed16_avx512, .packed_min_tokens = K_PACKED_MIN_TOKENS, \
-    .pack_group_rows = GROUP_ROWS, .packed_tok = NLLM_PACKED_TOK_MAX, .prepack = 1,      \
-    .gemm_packed_stream = fmt##_gemm_packed16_stream_avx512, .stream_passes = 2,         \
-    .stream_tok = NLLM_STREAM_TOK_MAX                                                    \
+/* Crossover and tokens a call as the AVX2 rows'; one token takes the streaming kernel's code
+ * (gemv NULL) or a one-token instance of it */
+#define K16_ROW(TYPE, fmt, gemv)                                                               \
+  {                                                                                            \
+    .type = TYPE, .pack_rows = fmt##_pack16, .packed_prep = nllm_k_packed_prep_avx2,           \
+    .gemm_packed = fmt##_gemm_packed16_avx512, .packed_min_tokens = K_PACKED_MIN_TOKENS,       \
+    .pack_group_rows = GROUP_ROWS, .packed_tok = NLLM_PACKED_TOK_MAX, .gemv_packed = gemv,     \
+    .prepack = 1, .gemm_packed_stream = fmt##_gemm_packed16_stream_avx512, .stream_passes = 2, \
+    .stream_tok = NLLM_STREAM_TOK_MAX                                                          \
   }
 static const nllm_qtype_kernels k_packed16_rows[] = {
-    K16_ROW(NLLM_TYPE_Q4_K, q4_K),
-    K16_ROW(NLLM_TYPE_Q5_K, q5_K),
-    K16_ROW(NLLM_TYPE_Q6_K, q6_K),
+    K16_ROW(NLLM_TYPE_Q4_K, q4_K, NULL),
+    K16_ROW(NLLM_TYPE_Q5_K, q5_K, NULL),
+    K16_ROW(NLLM_TYPE_Q6_K, q6_K, NULL),
 };
 const nllm_kernel_set nllm_kernels_k_packed16_avx512 = {
     k_packed16_rows, sizeof k_packed16_rows / sizeof k_packed16_rows[0]};
+
+/* Laid over the rows above where one token asks for the next group's lines into L1 (kernels/
+ * qtypes.c, prefetch_to_l1: AMD), as Q4_0's one token does (quant_packed16_avx512.c). AMD Zen 5
+ * (EPYC, 2 cores), 1.1B, 2 threads, `--parallel 1 -p 16 -n 64`, the same binary alternated with
+ * NLLM_PREFETCH=l2: Q4_K_M 1.092x (eight rounds, every one ahead) and 1.107x (four), Q5_K_M
+ * 1.064x (six, every one ahead). The streaming calls of 2-16 tokens the same way measured
+ * 1.007-1.048x at 16 sequences and 1.017-1.117x at 4 in three runs of four to six rounds, within
+ * this host's swings, and keep their spread prefetch into L2 (thirty-fourth round). */
+static const nllm_qtype_kernels k_packed16_l1_rows[] = {
+    K16_ROW(NLLM_TYPE_Q4_K, q4_K, q4_K_gemv_packed16_l1_avx512),
+    K16_ROW(NLLM_TYPE_Q5_K, q5_K, q5_K_gemv_packed16_l1_avx512),
+    K16_ROW(NLLM_TYPE_Q6_K, q6_K, q6_K_gemv_packed16_l1_avx512),
+};
+const nllm_kernel_set nllm_kernels_k_packed16_l1_avx512 = {
+    k_packed16_l1_rows, sizeof k_packed16_l1_rows / sizeof k_packed16_l1_rows[0]};
