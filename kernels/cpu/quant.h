@@ -425,7 +425,8 @@ extern const nllm_kernel_set nllm_kernels_packed16_l1_avx512;
 /* quant_k_packed16_avx512.c: Q4_K, Q5_K, Q6_K's AVX2 groups kept packed, read sixteen rows at a
  * time */
 extern const nllm_kernel_set nllm_kernels_k_packed16_avx512;
-/* The same with Q4_K's and Q6_K's one-token calls asking for the next group's lines into L1 */
+/* The same with Q4_K's, Q5_K's and Q6_K's one-token calls asking for the next group's lines into
+ * L1 */
 extern const nllm_kernel_set nllm_kernels_k_packed16_l1_avx512;
 /* quant_iq4_xs_packed16_avx512.c: IQ4_XS kept packed, sixteen rows at a time */
 extern const nllm_kernel_set nllm_kernels_iq4_xs_packed16_avx512;
