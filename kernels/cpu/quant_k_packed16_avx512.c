@@ -361,7 +361,8 @@ const nllm_kernel_set nllm_kernels_k_packed16_avx512 = {
  * NLLM_PREFETCH=l2: Q4_K_M 1.092x (eight rounds, every one ahead) and 1.107x (four), Q5_K_M
  * 1.064x (six, every one ahead). The streaming calls of 2-16 tokens the same way measured
  * 1.007-1.048x at 16 sequences and 1.017-1.117x at 4 in three runs of four to six rounds, within
- * this host's swings, and keep their spread prefetch into L2 (thirty-fourth round). */
+ * this host's swings, and those of 2-8 tokens alone 0.961x at 4 sequences (eight rounds, seven
+ * behind): they keep their spread prefetch into L2 (thirty-fourth round). */
 static const nllm_qtype_kernels k_packed16_l1_rows[] = {
     K16_ROW(NLLM_TYPE_Q4_K, q4_K, q4_K_gemv_packed16_l1_avx512),
     K16_ROW(NLLM_TYPE_Q5_K, q5_K, q5_K_gemv_packed16_l1_avx512),
