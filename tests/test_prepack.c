@@ -36,17 +36,16 @@ static const int32_t packed_types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE
                                        NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K, NLLM_TYPE_IQ4_XS};
 
 /* The kernel for nt tokens of the type's other prefetch choice (kernels/qtypes.c,
- * prefetch_to_l1) where this host's table holds another: the AVX-512 tier's Q4_0 one-token, Q8_0,
- * Q4_K and Q6_K streaming kernels (one token takes the streaming kernel where the row has no
- * gemv_packed) */
+ * prefetch_to_l1) where this host's table holds another: the AVX-512 tier's Q8_0 streaming and
+ * Q4_0, Q4_K, Q5_K and Q6_K one-token kernels (one token takes the streaming kernel where the row
+ * has no gemv_packed, as nllm_qtype_packed_kernel chooses) */
 static nllm_gemm_packed_fn other_kernel(const nllm_qtype *q, int nt) {
 #if defined(__x86_64__)
   if (test_tier != NLLM_ISA_AVX512) return NULL;
   const nllm_kernel_set *sets[] = {&nllm_kernels_packed16_avx512, &nllm_kernels_packed16_l1_avx512,
                                    &nllm_kernels_k_packed16_avx512,
                                    &nllm_kernels_k_packed16_l1_avx512};
-  const nllm_gemm_packed_fn own =
-      nt == 1 && q->gemv_packed ? q->gemv_packed : q->gemm_packed_stream;
+  const nllm_gemm_packed_fn own = nllm_qtype_packed_kernel(q, nt, 0);
   for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++)
     for (size_t i = 0; i < sets[s]->n_rows; i++) {
       const nllm_qtype_kernels *k = &sets[s]->rows[i];

@@ -305,21 +305,15 @@ NLLM_STREAM_BY_TOKENS(q4_K_gemm_packed16_stream_avx512, Q4_K_STREAM16)
 NLLM_STREAM_BY_TOKENS(q5_K_gemm_packed16_stream_avx512, Q5_K_STREAM16)
 NLLM_STREAM_BY_TOKENS(q6_K_gemm_packed16_stream_avx512, Q6_K_STREAM16)
 /* One token (a one-sequence decode step) with the next group's lines asked for into L1 */
-static void q4_K_gemv_packed16_l1_avx512(int64_t n, float *s, size_t ss, const void *pk,
-                                         const void *p, size_t ps, int n_tok) {
-  (void)n_tok;
-  gemm_packed16(0, PF_L1, 1, n, s, ss, pk, p, ps);
-}
-static void q5_K_gemv_packed16_l1_avx512(int64_t n, float *s, size_t ss, const void *pk,
-                                         const void *p, size_t ps, int n_tok) {
-  (void)n_tok;
-  gemm_packed16(1, PF_L1, 1, n, s, ss, pk, p, ps);
-}
-static void q6_K_gemv_packed16_l1_avx512(int64_t n, float *s, size_t ss, const void *pk,
-                                         const void *p, size_t ps, int n_tok) {
-  (void)n_tok;
-  gemm_packed16_q6(PF_L1, 1, n, s, ss, pk, p, ps);
-}
+#define K_GEMV_L1(name, call)                                                                \
+  static void name(int64_t n, float *s, size_t ss, const void *pk, const void *p, size_t ps, \
+                   int n_tok) {                                                              \
+    (void)n_tok;                                                                             \
+    call;                                                                                    \
+  }
+K_GEMV_L1(q4_K_gemv_packed16_l1_avx512, gemm_packed16(0, PF_L1, 1, n, s, ss, pk, p, ps))
+K_GEMV_L1(q5_K_gemv_packed16_l1_avx512, gemm_packed16(1, PF_L1, 1, n, s, ss, pk, p, ps))
+K_GEMV_L1(q6_K_gemv_packed16_l1_avx512, gemm_packed16_q6(PF_L1, 1, n, s, ss, pk, p, ps))
 
 /* Sixteen rows as the AVX2 tier's two eight-row groups (group B half a group's bytes on) */
 static inline void pack_pair(void (*pack8)(int64_t, const void *, size_t, void *), size_t block,
@@ -347,11 +341,13 @@ static void q6_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
     .prepack = 1, .gemm_packed_stream = fmt##_gemm_packed16_stream_avx512, .stream_passes = 2, \
     .stream_tok = NLLM_STREAM_TOK_MAX                                                          \
   }
-static const nllm_qtype_kernels k_packed16_rows[] = {
-    K16_ROW(NLLM_TYPE_Q4_K, q4_K, NULL),
-    K16_ROW(NLLM_TYPE_Q5_K, q5_K, NULL),
-    K16_ROW(NLLM_TYPE_Q6_K, q6_K, NULL),
-};
+/* The three formats' rows, with their one-token kernels */
+#define K16_ROWS(gemv_q4, gemv_q5, gemv_q6)                                         \
+  {                                                                                 \
+    K16_ROW(NLLM_TYPE_Q4_K, q4_K, gemv_q4), K16_ROW(NLLM_TYPE_Q5_K, q5_K, gemv_q5), \
+        K16_ROW(NLLM_TYPE_Q6_K, q6_K, gemv_q6)                                      \
+  }
+static const nllm_qtype_kernels k_packed16_rows[] = K16_ROWS(NULL, NULL, NULL);
 const nllm_kernel_set nllm_kernels_k_packed16_avx512 = {
     k_packed16_rows, sizeof k_packed16_rows / sizeof k_packed16_rows[0]};
 
@@ -363,10 +359,7 @@ const nllm_kernel_set nllm_kernels_k_packed16_avx512 = {
  * 1.007-1.048x at 16 sequences and 1.017-1.117x at 4 in three runs of four to six rounds, within
  * this host's swings, and those of 2-8 tokens alone 0.961x at 4 sequences (eight rounds, seven
  * behind): they keep their spread prefetch into L2 (thirty-fourth round). */
-static const nllm_qtype_kernels k_packed16_l1_rows[] = {
-    K16_ROW(NLLM_TYPE_Q4_K, q4_K, q4_K_gemv_packed16_l1_avx512),
-    K16_ROW(NLLM_TYPE_Q5_K, q5_K, q5_K_gemv_packed16_l1_avx512),
-    K16_ROW(NLLM_TYPE_Q6_K, q6_K, q6_K_gemv_packed16_l1_avx512),
-};
+static const nllm_qtype_kernels k_packed16_l1_rows[] = K16_ROWS(
+    q4_K_gemv_packed16_l1_avx512, q5_K_gemv_packed16_l1_avx512, q6_K_gemv_packed16_l1_avx512);
 const nllm_kernel_set nllm_kernels_k_packed16_l1_avx512 = {
     k_packed16_l1_rows, sizeof k_packed16_l1_rows / sizeof k_packed16_l1_rows[0]};
