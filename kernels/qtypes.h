@@ -217,7 +217,8 @@ typedef struct nllm_qtype {
    * two passes of eight left the second with nothing to hide the next group's fetch behind: 1.1B
    * 16-sequence generation at two threads, Q8_0 1.08x and Q4_K_M 1.10x, Q4_0 none then
    * (docs/performance.md, twenty-fourth round) and 1.06x once its prefetches reached two groups
-   * ahead (twenty-fifth round). A prompt's later passes stay packed_tok wide:
+   * ahead (twenty-fifth round); on AMD Zen 5 the K-quants ran ahead with passes of eight
+   * (quant_k_packed16_avx512.c, thirty-fifth round). A prompt's later passes stay packed_tok wide:
    * sixteen tokens' prepared rows and accumulators in every pass ran Q8_0 pp512 0.89x. */
   int32_t stream_tok;
 } nllm_qtype;

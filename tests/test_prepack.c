@@ -35,6 +35,15 @@ static void at_top_tier(void) {
 static const int32_t packed_types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K,
                                        NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K, NLLM_TYPE_IQ4_XS};
 
+#if defined(__x86_64__)
+/* The AVX-512 tier's sets laid over by CPU vendor (kernels/qtypes.c, prefetch_to_l1) and the
+ * rows they replace */
+static const nllm_kernel_set *const vendor_sets[] = {
+    &nllm_kernels_packed16_avx512, &nllm_kernels_packed16_l1_avx512,
+    &nllm_kernels_k_packed16_avx512, &nllm_kernels_k_packed16_l1_avx512};
+#define N_VENDOR_SETS (sizeof vendor_sets / sizeof vendor_sets[0])
+#endif
+
 /* The kernel for nt tokens of the type's other prefetch choice (kernels/qtypes.c,
  * prefetch_to_l1) where this host's table holds another: the AVX-512 tier's Q8_0 streaming and
  * Q4_0, Q4_K, Q5_K and Q6_K one-token kernels (one token takes the streaming kernel where the row
@@ -42,13 +51,10 @@ static const int32_t packed_types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE
 static nllm_gemm_packed_fn other_kernel(const nllm_qtype *q, int nt) {
 #if defined(__x86_64__)
   if (test_tier != NLLM_ISA_AVX512) return NULL;
-  const nllm_kernel_set *sets[] = {&nllm_kernels_packed16_avx512, &nllm_kernels_packed16_l1_avx512,
-                                   &nllm_kernels_k_packed16_avx512,
-                                   &nllm_kernels_k_packed16_l1_avx512};
   const nllm_gemm_packed_fn own = nllm_qtype_packed_kernel(q, nt, 0);
-  for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++)
-    for (size_t i = 0; i < sets[s]->n_rows; i++) {
-      const nllm_qtype_kernels *k = &sets[s]->rows[i];
+  for (size_t s = 0; s < N_VENDOR_SETS; s++)
+    for (size_t i = 0; i < vendor_sets[s]->n_rows; i++) {
+      const nllm_qtype_kernels *k = &vendor_sets[s]->rows[i];
       const nllm_gemm_packed_fn fn =
           nt == 1 && k->gemv_packed ? k->gemv_packed : k->gemm_packed_stream;
       if (k->type == q->type && fn && fn != own) return fn;
@@ -57,6 +63,24 @@ static nllm_gemm_packed_fn other_kernel(const nllm_qtype *q, int nt) {
   (void)q, (void)nt;
 #endif
   return NULL;
+}
+
+/* The most tokens a call of the type's streaming kernel takes in either vendor choice's rows:
+ * the same kernel serves both, and on AMD the K-quants' rows pass it eight tokens, the others'
+ * sixteen, which this host's table would then leave untested */
+static int stream_tok_max(const nllm_qtype *q) {
+  int most = q->stream_tok;
+#if defined(__x86_64__)
+  if (test_tier != NLLM_ISA_AVX512) return most;
+  for (size_t s = 0; s < N_VENDOR_SETS; s++)
+    for (size_t i = 0; i < vendor_sets[s]->n_rows; i++) {
+      const nllm_qtype_kernels *k = &vendor_sets[s]->rows[i];
+      if (k->type == q->type && k->gemm_packed_stream == q->gemm_packed_stream &&
+          k->stream_tok > most)
+        most = k->stream_tok;
+    }
+#endif
+  return most;
 }
 
 /* gemm_packed (gemv_packed at one token) on nllm_prepack's rows against vec_dot4 on the plain
@@ -107,10 +131,10 @@ START_TEST(kernels_equal_vec_dot4) {
         }
       }
     /* pass 0 the packed rows, 1 and 2 the expanded ones, 3 the packed rows streamed (calls of up
-     * to stream_tok tokens), 4 the other prefetch choice's kernels where they differ (one
+     * to stream_tok_max tokens), 4 the other prefetch choice's kernels where they differ (one
      * token and streamed) */
     for (int pass = 0; pass < 5; pass++)
-      for (int nt = 1; nt <= (pass >= 3 ? q->stream_tok : q->packed_tok); nt++) {
+      for (int nt = 1; nt <= (pass >= 3 ? stream_tok_max(q) : q->packed_tok); nt++) {
         if ((pass == 1 || pass == 2) && !q->expand_packed) break;
         if (pass == 3 && !q->gemm_packed_stream) break;
         if (pass == 3 && nt == 1) continue; /* one token in all takes gemv_packed */

@@ -10,7 +10,8 @@
  * tokens a call on the compact groups, ran 1.1B Q4_K_M prompts 1.6-1.8x as fast as that at two
  * threads, and a 16-sequence decode step 1.5x (docs/performance.md, nineteenth round). The
  * streaming variants take up to sixteen tokens a call (stream_tok), so that such a step is one
- * pass that does all its products on a group while the next group arrives (twenty-fourth).
+ * pass that does all its products on a group while the next group arrives (twenty-fourth); on
+ * AMD the rows pass them eight (k_packed16_l1_rows).
  *
  * The sums are the AVX2 kernel's, which are the scalar reference's (exact integer sums per
  * super-block, then its float step in each row's lane), so packed, repacked and decoded rows
@@ -332,34 +333,53 @@ static void q6_K_pack16(int64_t n, const void *x, size_t bx, void *p) {
 }
 
 /* Crossover and tokens a call as the AVX2 rows'; one token takes the streaming kernel's code
- * (gemv NULL) or a one-token instance of it */
-#define K16_ROW(TYPE, fmt, gemv)                                                               \
-  {                                                                                            \
-    .type = TYPE, .pack_rows = fmt##_pack16, .packed_prep = nllm_k_packed_prep_avx2,           \
-    .gemm_packed = fmt##_gemm_packed16_avx512, .packed_min_tokens = K_PACKED_MIN_TOKENS,       \
-    .pack_group_rows = GROUP_ROWS, .packed_tok = NLLM_PACKED_TOK_MAX, .gemv_packed = gemv,     \
-    .prepack = 1, .gemm_packed_stream = fmt##_gemm_packed16_stream_avx512, .stream_passes = 2, \
-    .stream_tok = NLLM_STREAM_TOK_MAX                                                          \
+ * (gemv NULL) or a one-token instance of it; stok and passes: the streaming passes' width and
+ * count (stream_tok, stream_passes) */
+#define K16_ROW(TYPE, fmt, gemv, stok, passes)                                             \
+  {                                                                                        \
+    .type = TYPE, .pack_rows = fmt##_pack16, .packed_prep = nllm_k_packed_prep_avx2,       \
+    .gemm_packed = fmt##_gemm_packed16_avx512, .packed_min_tokens = K_PACKED_MIN_TOKENS,   \
+    .pack_group_rows = GROUP_ROWS, .packed_tok = NLLM_PACKED_TOK_MAX, .gemv_packed = gemv, \
+    .prepack = 1, .gemm_packed_stream = fmt##_gemm_packed16_stream_avx512,                 \
+    .stream_passes = passes, .stream_tok = stok                                            \
   }
-/* The three formats' rows, with their one-token kernels */
-#define K16_ROWS(gemv_q4, gemv_q5, gemv_q6)                                         \
-  {                                                                                 \
-    K16_ROW(NLLM_TYPE_Q4_K, q4_K, gemv_q4), K16_ROW(NLLM_TYPE_Q5_K, q5_K, gemv_q5), \
-        K16_ROW(NLLM_TYPE_Q6_K, q6_K, gemv_q6)                                      \
+/* The three formats' rows, with their one-token kernels and streaming passes */
+#define K16_ROWS(gemv_q4, gemv_q5, gemv_q6, stok, passes)     \
+  {                                                           \
+    K16_ROW(NLLM_TYPE_Q4_K, q4_K, gemv_q4, stok, passes),     \
+        K16_ROW(NLLM_TYPE_Q5_K, q5_K, gemv_q5, stok, passes), \
+        K16_ROW(NLLM_TYPE_Q6_K, q6_K, gemv_q6, stok, passes)  \
   }
-static const nllm_qtype_kernels k_packed16_rows[] = K16_ROWS(NULL, NULL, NULL);
+static const nllm_qtype_kernels k_packed16_rows[] =
+    K16_ROWS(NULL, NULL, NULL, NLLM_STREAM_TOK_MAX, 2);
 const nllm_kernel_set nllm_kernels_k_packed16_avx512 = {
     k_packed16_rows, sizeof k_packed16_rows / sizeof k_packed16_rows[0]};
 
-/* Laid over the rows above where one token asks for the next group's lines into L1 (kernels/
- * qtypes.c, prefetch_to_l1: AMD), as Q4_0's one token does (quant_packed16_avx512.c). AMD Zen 5
+/* Laid over the rows above on AMD (kernels/qtypes.c, prefetch_to_l1), with two differences.
+ *
+ * Streaming passes of eight tokens, the first pass alone streaming: a call of sixteen tokens
+ * costs more a token than two of eight on Zen 5 (bench_packed one thread, the group in cache:
+ * Q4_K 0.087 against 2 x 0.038 ms on 512 x 2048, Q6_K alike), and a 16-sequence step then runs
+ * the streaming call on eight tokens and the in-cache one on the other eight, as a prompt's
+ * later passes do. 1.1B Q4_K_M, 2 threads, `--parallel 1,4,16 -p 128 -n 32`, six rounds against
+ * these rows with the sixteen-token passes: 16 sequences 1.094x (every round ahead), their prompt
+ * 1.074x, pp128 1.024x (thirty-fifth round). On the Intel host of the twenty-fourth round one
+ * pass of sixteen had run 1.10x ahead of two of eight: other CPUs keep it.
+ *
+ * One token asks for the next group's lines into L1, as Q4_0's one token does
+ * (quant_packed16_avx512.c). AMD Zen 5
  * (EPYC, 2 cores), 1.1B, 2 threads, `--parallel 1 -p 16 -n 64`, the same binary alternated with
  * NLLM_PREFETCH=l2: Q4_K_M 1.092x (eight rounds, every one ahead) and 1.107x (four), Q5_K_M
  * 1.064x (six, every one ahead). The streaming calls of 2-16 tokens the same way measured
  * 1.007-1.048x at 16 sequences and 1.017-1.117x at 4 in three runs of four to six rounds, within
  * this host's swings, and those of 2-8 tokens alone 0.961x at 4 sequences (eight rounds, seven
  * behind): they keep their spread prefetch into L2 (thirty-fourth round). */
-static const nllm_qtype_kernels k_packed16_l1_rows[] = K16_ROWS(
-    q4_K_gemv_packed16_l1_avx512, q5_K_gemv_packed16_l1_avx512, q6_K_gemv_packed16_l1_avx512);
+#ifndef K_AMD_STREAM_TOK /* -D for the A/B */
+#define K_AMD_STREAM_TOK NLLM_PACKED_TOK_MAX
+#define K_AMD_STREAM_PASSES 1
+#endif
+static const nllm_qtype_kernels k_packed16_l1_rows[] =
+    K16_ROWS(q4_K_gemv_packed16_l1_avx512, q5_K_gemv_packed16_l1_avx512,
+             q6_K_gemv_packed16_l1_avx512, K_AMD_STREAM_TOK, K_AMD_STREAM_PASSES);
 const nllm_kernel_set nllm_kernels_k_packed16_l1_avx512 = {
     k_packed16_l1_rows, sizeof k_packed16_l1_rows / sizeof k_packed16_l1_rows[0]};
