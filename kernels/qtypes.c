@@ -146,10 +146,11 @@ static int cpu_has_avx512_bf16(void) {
   return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1u);
 }
 
-/* Whether the streaming kernels that have both ask for the next group's lines into L1 rather
- * than L2 (nllm_kernels_packed16_l1_avx512, nllm_kernels_k_packed16_l1_avx512): on AMD CPUs,
- * where that measured ahead (Zen 5), unless NLLM_PREFETCH=l2 (or l1 elsewhere) says otherwise,
- * for A/B runs. */
+/* Whether the AVX-512 tier takes its AMD rows (nllm_kernels_packed16_l1_avx512,
+ * nllm_kernels_k_packed16_l1_avx512): the streaming kernels that have both ask for the next
+ * group's lines into L1 rather than L2, and the K-quants' streaming passes take eight tokens.
+ * On AMD CPUs, where those measured ahead (Zen 5), unless NLLM_PREFETCH=l2 (or l1 elsewhere)
+ * says otherwise, for A/B runs. */
 static int prefetch_to_l1(void) {
   const char *env = getenv("NLLM_PREFETCH");
   if (env && !strcmp(env, "l1")) return 1;
