@@ -357,9 +357,10 @@ const nllm_kernel_set nllm_kernels_k_packed16_avx512 = {
 
 /* Laid over the rows above on AMD (kernels/qtypes.c, prefetch_to_l1), with two differences.
  *
- * Streaming passes of eight tokens, the first pass alone streaming: a call of sixteen tokens
- * costs more a token than two of eight on Zen 5 (bench_packed one thread, the group in cache:
- * Q4_K 0.087 against 2 x 0.038 ms on 512 x 2048, Q6_K alike), and a 16-sequence step then runs
+ * Streaming passes of eight tokens, the first pass alone streaming: Q4_K's call of sixteen
+ * tokens costs more a token than two of eight on Zen 5 (bench_packed one thread, the group in
+ * cache: 0.087 against 2 x 0.038 ms on 512 x 2048; Q6_K's level, 0.103 against two in-cache
+ * calls' 0.102), and a 16-sequence step then runs
  * the streaming call on eight tokens and the in-cache one on the other eight, as a prompt's
  * later passes do. 1.1B Q4_K_M, 2 threads, `--parallel 1,4,16 -p 128 -n 32`, six rounds against
  * these rows with the sixteen-token passes: 16 sequences 1.094x (every round ahead), their prompt
