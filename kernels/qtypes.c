@@ -147,11 +147,11 @@ static int cpu_has_avx512_bf16(void) {
 }
 
 /* Whether the AVX-512 tier takes its AMD rows (nllm_kernels_packed16_l1_avx512,
- * nllm_kernels_k_packed16_l1_avx512): the streaming kernels that have both ask for the next
+ * nllm_kernels_k_packed16_amd_avx512): the streaming kernels that have both ask for the next
  * group's lines into L1 rather than L2, and the K-quants' streaming passes take eight tokens.
  * On AMD CPUs, where those measured ahead (Zen 5), unless NLLM_PREFETCH=l2 (or l1 elsewhere)
  * says otherwise, for A/B runs. */
-static int prefetch_to_l1(void) {
+static int amd_rows(void) {
   const char *env = getenv("NLLM_PREFETCH");
   if (env && !strcmp(env, "l1")) return 1;
   if (env && !strcmp(env, "l2")) return 0;
@@ -217,9 +217,9 @@ static void qtypes_init(void) {
              has_avx512 ? &nllm_cpu_ops_avx512 : NULL);
   if (has_avx512 && cpu_has_avx512_bf16())
     overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_gemmf_xbf16_avx512);
-  if (has_avx512 && prefetch_to_l1()) {
+  if (has_avx512 && amd_rows()) {
     overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_packed16_l1_avx512);
-    overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_k_packed16_l1_avx512);
+    overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_k_packed16_amd_avx512);
   }
 #else
   build_tier(NLLM_ISA_AVX512, NULL, 0, NULL);

@@ -35,33 +35,37 @@ static void at_top_tier(void) {
 static const int32_t packed_types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE_Q4_K,
                                        NLLM_TYPE_Q5_K, NLLM_TYPE_Q6_K, NLLM_TYPE_IQ4_XS};
 
+/* The AVX-512 tier's rows of q's type in the sets laid over by CPU vendor (kernels/qtypes.c,
+ * amd_rows) and in the sets they replace, into rows[]; how many (none in other tiers) */
+#define MAX_VENDOR_ROWS 4
+static int vendor_rows(const nllm_qtype *q, const nllm_qtype_kernels *rows[MAX_VENDOR_ROWS]) {
+  int n = 0;
 #if defined(__x86_64__)
-/* The AVX-512 tier's sets laid over by CPU vendor (kernels/qtypes.c, prefetch_to_l1) and the
- * rows they replace */
-static const nllm_kernel_set *const vendor_sets[] = {
-    &nllm_kernels_packed16_avx512, &nllm_kernels_packed16_l1_avx512,
-    &nllm_kernels_k_packed16_avx512, &nllm_kernels_k_packed16_l1_avx512};
-#define N_VENDOR_SETS (sizeof vendor_sets / sizeof vendor_sets[0])
-#endif
-
-/* The kernel for nt tokens of the type's other prefetch choice (kernels/qtypes.c,
- * prefetch_to_l1) where this host's table holds another: the AVX-512 tier's Q8_0 streaming and
- * Q4_0, Q4_K, Q5_K and Q6_K one-token kernels (one token takes the streaming kernel where the row
- * has no gemv_packed, as nllm_qtype_packed_kernel chooses) */
-static nllm_gemm_packed_fn other_kernel(const nllm_qtype *q, int nt) {
-#if defined(__x86_64__)
-  if (test_tier != NLLM_ISA_AVX512) return NULL;
-  const nllm_gemm_packed_fn own = nllm_qtype_packed_kernel(q, nt, 0);
-  for (size_t s = 0; s < N_VENDOR_SETS; s++)
-    for (size_t i = 0; i < vendor_sets[s]->n_rows; i++) {
-      const nllm_qtype_kernels *k = &vendor_sets[s]->rows[i];
-      const nllm_gemm_packed_fn fn =
-          nt == 1 && k->gemv_packed ? k->gemv_packed : k->gemm_packed_stream;
-      if (k->type == q->type && fn && fn != own) return fn;
-    }
+  static const nllm_kernel_set *const sets[] = {
+      &nllm_kernels_packed16_avx512, &nllm_kernels_packed16_l1_avx512,
+      &nllm_kernels_k_packed16_avx512, &nllm_kernels_k_packed16_amd_avx512};
+  if (test_tier != NLLM_ISA_AVX512) return 0;
+  for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++)
+    for (size_t i = 0; i < sets[s]->n_rows; i++)
+      if (sets[s]->rows[i].type == q->type && n < MAX_VENDOR_ROWS) rows[n++] = &sets[s]->rows[i];
 #else
-  (void)q, (void)nt;
+  (void)q, (void)rows;
 #endif
+  return n;
+}
+
+/* The kernel for nt tokens of the type's other vendor choice where this host's table holds
+ * another: the AVX-512 tier's Q8_0 streaming and Q4_0, Q4_K, Q5_K and Q6_K one-token kernels
+ * (one token takes the streaming kernel where the row has no gemv_packed, as
+ * nllm_qtype_packed_kernel chooses) */
+static nllm_gemm_packed_fn other_kernel(const nllm_qtype *q, int nt) {
+  const nllm_qtype_kernels *rows[MAX_VENDOR_ROWS];
+  const nllm_gemm_packed_fn own = nllm_qtype_packed_kernel(q, nt, 0);
+  for (int i = 0, n = vendor_rows(q, rows); i < n; i++) {
+    const nllm_gemm_packed_fn fn =
+        nt == 1 && rows[i]->gemv_packed ? rows[i]->gemv_packed : rows[i]->gemm_packed_stream;
+    if (fn && fn != own) return fn;
+  }
   return NULL;
 }
 
@@ -69,17 +73,11 @@ static nllm_gemm_packed_fn other_kernel(const nllm_qtype *q, int nt) {
  * the same kernel serves both, and on AMD the K-quants' rows pass it eight tokens, the others'
  * sixteen, which this host's table would then leave untested */
 static int stream_tok_max(const nllm_qtype *q) {
+  const nllm_qtype_kernels *rows[MAX_VENDOR_ROWS];
   int most = q->stream_tok;
-#if defined(__x86_64__)
-  if (test_tier != NLLM_ISA_AVX512) return most;
-  for (size_t s = 0; s < N_VENDOR_SETS; s++)
-    for (size_t i = 0; i < vendor_sets[s]->n_rows; i++) {
-      const nllm_qtype_kernels *k = &vendor_sets[s]->rows[i];
-      if (k->type == q->type && k->gemm_packed_stream == q->gemm_packed_stream &&
-          k->stream_tok > most)
-        most = k->stream_tok;
-    }
-#endif
+  for (int i = 0, n = vendor_rows(q, rows); i < n; i++)
+    if (rows[i]->gemm_packed_stream == q->gemm_packed_stream && rows[i]->stream_tok > most)
+      most = rows[i]->stream_tok;
   return most;
 }
 
@@ -130,11 +128,12 @@ START_TEST(kernels_equal_vec_dot4) {
                            E2 + (size_t)g * eb);
         }
       }
+    const int stream_max = stream_tok_max(q);
     /* pass 0 the packed rows, 1 and 2 the expanded ones, 3 the packed rows streamed (calls of up
-     * to stream_tok_max tokens), 4 the other prefetch choice's kernels where they differ (one
+     * to stream_max tokens), 4 the other prefetch choice's kernels where they differ (one
      * token and streamed) */
     for (int pass = 0; pass < 5; pass++)
-      for (int nt = 1; nt <= (pass >= 3 ? stream_tok_max(q) : q->packed_tok); nt++) {
+      for (int nt = 1; nt <= (pass >= 3 ? stream_max : q->packed_tok); nt++) {
         if ((pass == 1 || pass == 2) && !q->expand_packed) break;
         if (pass == 3 && !q->gemm_packed_stream) break;
         if (pass == 3 && nt == 1) continue; /* one token in all takes gemv_packed */

@@ -420,14 +420,14 @@ extern const nllm_kernel_set nllm_kernels_avx512;
 /* quant_packed16_avx512.c: Q4_0 and Q8_0 row-interleaved prompt kernels, over the AVX-512 set */
 extern const nllm_kernel_set nllm_kernels_packed16_avx512;
 /* The same file: Q8_0's streaming and Q4_0's one-token kernels with the next group's lines
- * asked for into L1, laid over the set above where qtypes.c's prefetch_to_l1 says so */
+ * asked for into L1, laid over the set above where qtypes.c's amd_rows says so */
 extern const nllm_kernel_set nllm_kernels_packed16_l1_avx512;
 /* quant_k_packed16_avx512.c: Q4_K, Q5_K, Q6_K's AVX2 groups kept packed, read sixteen rows at a
  * time */
 extern const nllm_kernel_set nllm_kernels_k_packed16_avx512;
-/* The same with Q4_K's, Q5_K's and Q6_K's one-token calls asking for the next group's lines into
- * L1 */
-extern const nllm_kernel_set nllm_kernels_k_packed16_l1_avx512;
+/* The same rows as AMD CPUs take them (qtypes.c's amd_rows): the one-token calls ask for the
+ * next group's lines into L1, and the streaming passes take eight tokens */
+extern const nllm_kernel_set nllm_kernels_k_packed16_amd_avx512;
 /* quant_iq4_xs_packed16_avx512.c: IQ4_XS kept packed, sixteen rows at a time */
 extern const nllm_kernel_set nllm_kernels_iq4_xs_packed16_avx512;
 extern const nllm_kernel_set nllm_kernels_iq_avx512; /* quant_iq_avx512.c */

@@ -11,7 +11,7 @@
  * threads, and a 16-sequence decode step 1.5x (docs/performance.md, nineteenth round). The
  * streaming variants take up to sixteen tokens a call (stream_tok), so that such a step is one
  * pass that does all its products on a group while the next group arrives (twenty-fourth); on
- * AMD the rows pass them eight (k_packed16_l1_rows).
+ * AMD the rows pass them eight (k_packed16_amd_rows).
  *
  * The sums are the AVX2 kernel's, which are the scalar reference's (exact integer sums per
  * super-block, then its float step in each row's lane), so packed, repacked and decoded rows
@@ -96,7 +96,7 @@ static inline __m512i bit4(__m512i qh, int k) {
 #define KPF_SPREAD 1
 #endif
 /* A call's prefetch (pf): none (a prompt's later passes), the next group's lines into L2, or
- * at one token into L1 (the one-token kernels laid over on AMD, k_packed16_l1_rows) */
+ * at one token into L1 (the one-token kernels laid over on AMD, k_packed16_amd_rows) */
 enum { PF_NONE, PF_L2, PF_L1 };
 /* A streaming call's prefetch of the next group's super-block (its halves xa, xb hb bytes on,
  * bytes each) at step k of the current one's: k -1 at the super-block's start, 0..7 at its
@@ -355,32 +355,32 @@ static const nllm_qtype_kernels k_packed16_rows[] =
 const nllm_kernel_set nllm_kernels_k_packed16_avx512 = {
     k_packed16_rows, sizeof k_packed16_rows / sizeof k_packed16_rows[0]};
 
-/* Laid over the rows above on AMD (kernels/qtypes.c, prefetch_to_l1), with two differences.
+/* Laid over the rows above on AMD (kernels/qtypes.c, amd_rows), with two differences.
  *
  * Streaming passes of eight tokens, the first pass alone streaming: Q4_K's call of sixteen
  * tokens costs more a token than two of eight on Zen 5 (bench_packed one thread, the group in
- * cache: 0.087 against 2 x 0.038 ms on 512 x 2048; Q6_K's level, 0.103 against two in-cache
- * calls' 0.102), and a 16-sequence step then runs
- * the streaming call on eight tokens and the in-cache one on the other eight, as a prompt's
- * later passes do. 1.1B Q4_K_M, 2 threads, `--parallel 1,4,16 -p 128 -n 32`, six rounds against
- * these rows with the sixteen-token passes: 16 sequences 1.094x (every round ahead), their prompt
- * 1.074x, pp128 1.024x (thirty-fifth round). On the Intel host of the twenty-fourth round one
- * pass of sixteen had run 1.10x ahead of two of eight: other CPUs keep it.
+ * cache: 0.087 against 2 x 0.038 ms on 512 x 2048; Q6_K's level, 0.103 against 0.102), and a
+ * 16-sequence step then runs the streaming call on eight tokens and the in-cache one on the
+ * other eight, as a prompt's later passes do. 1.1B Q4_K_M, 2 threads, `--parallel 1,4,16 -p 128
+ * -n 32`, six rounds against these rows with the sixteen-token passes: 16 sequences 1.094x
+ * (every round ahead), their prompt 1.074x, pp128 1.024x (thirty-fifth round). On the Intel host
+ * of the twenty-fourth round one pass of sixteen had run 1.10x ahead of two of eight: other CPUs
+ * keep it.
  *
  * One token asks for the next group's lines into L1, as Q4_0's one token does
- * (quant_packed16_avx512.c). AMD Zen 5
- * (EPYC, 2 cores), 1.1B, 2 threads, `--parallel 1 -p 16 -n 64`, the same binary alternated with
- * NLLM_PREFETCH=l2: Q4_K_M 1.092x (eight rounds, every one ahead) and 1.107x (four), Q5_K_M
- * 1.064x (six, every one ahead). The streaming calls of 2-16 tokens the same way measured
- * 1.007-1.048x at 16 sequences and 1.017-1.117x at 4 in three runs of four to six rounds, within
- * this host's swings, and those of 2-8 tokens alone 0.961x at 4 sequences (eight rounds, seven
- * behind): they keep their spread prefetch into L2 (thirty-fourth round). */
+ * (quant_packed16_avx512.c). AMD Zen 5 (EPYC, 2 cores), 1.1B, 2 threads, `--parallel 1 -p 16 -n
+ * 64`, the same binary alternated with NLLM_PREFETCH=l2: Q4_K_M 1.092x (eight rounds, every one
+ * ahead) and 1.107x (four), Q5_K_M 1.064x (six, every one ahead). The streaming calls of 2-16
+ * tokens the same way measured 1.007-1.048x at 16 sequences and 1.017-1.117x at 4 in three runs
+ * of four to six rounds, within this host's swings, and those of 2-8 tokens alone 0.961x at 4
+ * sequences (eight rounds, seven behind): they keep their spread prefetch into L2 (thirty-fourth
+ * round). */
 #ifndef K_AMD_STREAM_TOK /* -D for the A/B */
 #define K_AMD_STREAM_TOK NLLM_PACKED_TOK_MAX
 #define K_AMD_STREAM_PASSES 1
 #endif
-static const nllm_qtype_kernels k_packed16_l1_rows[] =
+static const nllm_qtype_kernels k_packed16_amd_rows[] =
     K16_ROWS(q4_K_gemv_packed16_l1_avx512, q5_K_gemv_packed16_l1_avx512,
              q6_K_gemv_packed16_l1_avx512, K_AMD_STREAM_TOK, K_AMD_STREAM_PASSES);
-const nllm_kernel_set nllm_kernels_k_packed16_l1_avx512 = {
-    k_packed16_l1_rows, sizeof k_packed16_l1_rows / sizeof k_packed16_l1_rows[0]};
+const nllm_kernel_set nllm_kernels_k_packed16_amd_avx512 = {
+    k_packed16_amd_rows, sizeof k_packed16_amd_rows / sizeof k_packed16_amd_rows[0]};

@@ -636,7 +636,7 @@ const nllm_kernel_set nllm_kernels_packed16_avx512 = {
 
 /* Laid over the rows above on CPUs where the streaming calls run ahead with the next group's
  * lines asked for into L1 and none two groups ahead (PASS_TO_L1; kernels/qtypes.c,
- * prefetch_to_l1: AMD). AMD Zen 5 (EPYC, 2 cores, 40 GB/s read a core), 1.1B, 2 threads,
+ * amd_rows: AMD). AMD Zen 5 (EPYC, 2 cores, 40 GB/s read a core), 1.1B, 2 threads,
  * `--parallel 1,4,16 -p 128 -n 32`, alternated rounds against these rows: Q8_0 16 sequences
  * 1.177x (four rounds, 1.154-1.197) and 1.194x (three), 4 sequences 1.131x, the prompt column
  * level; without the far line alone (into L2) 16 sequences 1.165x but 4 sequences 0.984x, into
