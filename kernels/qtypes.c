@@ -147,8 +147,9 @@ static int cpu_has_avx512_bf16(void) {
 }
 
 /* Whether the AVX-512 tier takes its AMD rows (nllm_kernels_packed16_l1_avx512,
- * nllm_kernels_k_packed16_amd_avx512): the streaming kernels that have both ask for the next
- * group's lines into L1 rather than L2, and the K-quants' streaming passes take eight tokens.
+ * nllm_kernels_k_packed16_amd_avx512, nllm_kernels_iq4_xs_packed16_amd_avx512): the streaming
+ * kernels that have both ask for the next group's lines into L1 rather than L2, and the
+ * K-quants' and IQ4_XS's streaming passes take eight tokens.
  * On AMD CPUs, where those measured ahead (Zen 5), unless NLLM_PREFETCH=l2 (or l1 elsewhere)
  * says otherwise, for A/B runs. */
 static int amd_rows(void) {
@@ -220,6 +221,7 @@ static void qtypes_init(void) {
   if (has_avx512 && amd_rows()) {
     overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_packed16_l1_avx512);
     overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_k_packed16_amd_avx512);
+    overlay(tables[NLLM_ISA_AVX512], &nllm_kernels_iq4_xs_packed16_amd_avx512);
   }
 #else
   build_tier(NLLM_ISA_AVX512, NULL, 0, NULL);

@@ -37,13 +37,14 @@ static const int32_t packed_types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE
 
 /* The AVX-512 tier's rows of q's type in the sets laid over by CPU vendor (kernels/qtypes.c,
  * amd_rows) and in the sets they replace, into rows[]; how many (none in other tiers) */
-#define MAX_VENDOR_ROWS 4
+#define MAX_VENDOR_ROWS 6
 static int vendor_rows(const nllm_qtype *q, const nllm_qtype_kernels *rows[MAX_VENDOR_ROWS]) {
   int n = 0;
 #if defined(__x86_64__)
   static const nllm_kernel_set *const sets[] = {
-      &nllm_kernels_packed16_avx512, &nllm_kernels_packed16_l1_avx512,
-      &nllm_kernels_k_packed16_avx512, &nllm_kernels_k_packed16_amd_avx512};
+      &nllm_kernels_packed16_avx512,        &nllm_kernels_packed16_l1_avx512,
+      &nllm_kernels_k_packed16_avx512,      &nllm_kernels_k_packed16_amd_avx512,
+      &nllm_kernels_iq4_xs_packed16_avx512, &nllm_kernels_iq4_xs_packed16_amd_avx512};
   if (test_tier != NLLM_ISA_AVX512) return 0;
   for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++)
     for (size_t i = 0; i < sets[s]->n_rows; i++)

@@ -430,6 +430,8 @@ extern const nllm_kernel_set nllm_kernels_k_packed16_avx512;
 extern const nllm_kernel_set nllm_kernels_k_packed16_amd_avx512;
 /* quant_iq4_xs_packed16_avx512.c: IQ4_XS kept packed, sixteen rows at a time */
 extern const nllm_kernel_set nllm_kernels_iq4_xs_packed16_avx512;
+/* The same row as AMD CPUs take it (qtypes.c's amd_rows): streaming passes of eight tokens */
+extern const nllm_kernel_set nllm_kernels_iq4_xs_packed16_amd_avx512;
 extern const nllm_kernel_set nllm_kernels_iq_avx512; /* quant_iq_avx512.c */
 /* quant_lowbit_avx512.c: TQ*, MXFP4 */
 extern const nllm_kernel_set nllm_kernels_lowbit_avx512;

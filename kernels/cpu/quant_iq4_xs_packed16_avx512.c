@@ -145,20 +145,36 @@ NLLM_STREAM_BY_TOKENS(iq4_xs_gemm_packed16_stream_avx512, IQ4_XS_STREAM16)
 
 /* Kept packed from load: every batch, decode's one token too, runs this kernel on the groups (the
  * rows past the last group take the four-row kernel: the same sums). Repacked per work item
- * (--no-repack) from the K-quants' crossover on. */
+ * (--no-repack) from the K-quants' crossover on. stok and passes: the streaming passes' width
+ * and count (stream_tok, stream_passes). */
+#define IQ16_ROW(stok, passes)                                                                    \
+  {                                                                                               \
+    .type = NLLM_TYPE_IQ4_XS, .pack_rows = iq4_xs_pack16, .packed_prep = nllm_k_packed_prep_avx2, \
+    .gemm_packed = iq4_xs_gemm_packed16_avx512, .packed_min_tokens = K_PACKED_MIN_TOKENS,         \
+    .pack_group_rows = GROUP_ROWS, .packed_tok = NLLM_PACKED_TOK_MAX, .prepack = 1,               \
+    .packed_block_bytes = IQ16_BLOCK, .gemm_packed_stream = iq4_xs_gemm_packed16_stream_avx512,   \
+    .stream_passes = passes, .stream_tok = stok                                                   \
+  }
 static const nllm_qtype_kernels iq4_xs_packed16_rows[] = {
-    {.type = NLLM_TYPE_IQ4_XS,
-     .pack_rows = iq4_xs_pack16,
-     .packed_prep = nllm_k_packed_prep_avx2,
-     .gemm_packed = iq4_xs_gemm_packed16_avx512,
-     .packed_min_tokens = K_PACKED_MIN_TOKENS,
-     .pack_group_rows = GROUP_ROWS,
-     .packed_tok = NLLM_PACKED_TOK_MAX,
-     .prepack = 1,
-     .packed_block_bytes = IQ16_BLOCK,
-     .gemm_packed_stream = iq4_xs_gemm_packed16_stream_avx512,
-     .stream_passes = ISTREAM_PASSES,
-     .stream_tok = NLLM_STREAM_TOK_MAX},
-};
+    IQ16_ROW(NLLM_STREAM_TOK_MAX, ISTREAM_PASSES)};
 const nllm_kernel_set nllm_kernels_iq4_xs_packed16_avx512 = {
     iq4_xs_packed16_rows, sizeof iq4_xs_packed16_rows / sizeof iq4_xs_packed16_rows[0]};
+
+/* Laid over the row above on AMD (kernels/qtypes.c, amd_rows), as the K-quants' AMD rows
+ * (quant_k_packed16_avx512.c): streaming passes of eight tokens, the first alone streaming, so
+ * that a 16-sequence step runs one streaming call on eight tokens and one in-cache call on the
+ * other eight. On Zen 5 the call of sixteen tokens costs more a token than two of eight
+ * (bench_packed one thread, sixteen tokens on 512 x 2048 in cache: 0.085 against 0.074 ms).
+ * 1.1B IQ4_XS, 2 threads, `--parallel 16 -p 128 -n 32` against the row above: 16 sequences
+ * 1.115x and 1.117x (six and eight alternated rounds, every one ahead), their prompt 1.08x; both
+ * passes of eight streaming alike (1.118x); `--parallel 1,4,16`, the same binary against
+ * NLLM_PREFETCH=l2: 16 sequences 1.093x (six rounds, every one ahead), the prompt columns
+ * 1.07-1.09x, 1 and 4 sequences level (thirty-sixth round). */
+#ifndef IQ_AMD_STREAM_TOK /* -D for the A/B */
+#define IQ_AMD_STREAM_TOK NLLM_PACKED_TOK_MAX
+#define IQ_AMD_STREAM_PASSES 1
+#endif
+static const nllm_qtype_kernels iq4_xs_packed16_amd_rows[] = {
+    IQ16_ROW(IQ_AMD_STREAM_TOK, IQ_AMD_STREAM_PASSES)};
+const nllm_kernel_set nllm_kernels_iq4_xs_packed16_amd_avx512 = {
+    iq4_xs_packed16_amd_rows, sizeof iq4_xs_packed16_amd_rows / sizeof iq4_xs_packed16_amd_rows[0]};
