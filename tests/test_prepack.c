@@ -37,7 +37,7 @@ static const int32_t packed_types[] = {NLLM_TYPE_Q4_0, NLLM_TYPE_Q8_0, NLLM_TYPE
 
 /* The AVX-512 tier's rows of q's type in the sets laid over by CPU vendor (kernels/qtypes.c,
  * amd_rows) and in the sets they replace, into rows[]; how many (none in other tiers) */
-#define MAX_VENDOR_ROWS 6
+#define MAX_VENDOR_ROWS 4
 static int vendor_rows(const nllm_qtype *q, const nllm_qtype_kernels *rows[MAX_VENDOR_ROWS]) {
   int n = 0;
 #if defined(__x86_64__)
