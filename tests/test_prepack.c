@@ -71,8 +71,8 @@ static nllm_gemm_packed_fn other_kernel(const nllm_qtype *q, int nt) {
 }
 
 /* The most tokens a call of the type's streaming kernel takes in either vendor choice's rows:
- * the same kernel serves both, and on AMD the K-quants' rows pass it eight tokens, the others'
- * sixteen, which this host's table would then leave untested */
+ * the same kernel serves both, and on AMD the K-quants' and IQ4_XS's rows pass it eight tokens,
+ * the others' sixteen, which this host's table would then leave untested */
 static int stream_tok_max(const nllm_qtype *q) {
   const nllm_qtype_kernels *rows[MAX_VENDOR_ROWS];
   int most = q->stream_tok;
